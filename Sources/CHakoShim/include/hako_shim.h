@@ -1,0 +1,241 @@
+// CHakoShim — the C side of hako.
+//
+// Three things live here and nothing else:
+//  1. syscalls glibc does not wrap (openat2, clone3, pidfd_*, close_range …);
+//  2. the launch spec: a flat, length-prefixed record blob that Swift writes and
+//     C parses into `struct hako_spec` (plain C, no allocation after parsing);
+//  3. the whole path between clone() and execve() for a container's init and
+//     for `exec` into a running container. Only async-signal-safe calls run
+//     there: every failure is reported to the parent as (stage, errno, detail).
+#ifndef HAKO_SHIM_H
+#define HAKO_SHIM_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// ---------------------------------------------------------------------------
+// Launch spec records. Blob = "HAKOSPEC" magic, then records of
+// { uint16 tag; uint32 length; uint8 payload[length] } in host byte order.
+// Strings carry their terminating NUL inside the payload.
+enum hako_tag {
+    HAKO_T_ID = 1,            // string: container id
+    HAKO_T_CLONE_FLAGS = 2,   // u64: CLONE_NEW* flags for the init
+    HAKO_T_ROOTFS = 3,        // string: directory that becomes "/"
+    HAKO_T_OVERLAY = 4,       // string: overlay mount data; empty = bind rootfs onto itself
+    HAKO_T_OVERLAY_DIR = 5,   // string: chdir here before mounting (relative layer paths)
+    HAKO_T_HOSTNAME = 6,      // string
+    HAKO_T_ARG = 7,           // string, repeated: argv
+    HAKO_T_ENV = 8,           // string, repeated: KEY=VALUE
+    HAKO_T_CWD = 9,           // string: working directory inside the container
+    HAKO_T_UID = 10,          // u32
+    HAKO_T_GID = 11,          // u32
+    HAKO_T_GROUP = 12,        // u32, repeated: supplementary groups
+    HAKO_T_MOUNT = 13,        // mount record (see hako_mount), repeated, in order
+    HAKO_T_CGROUP_DIR = 14,   // string: cgroup2 directory for CLONE_INTO_CGROUP
+    HAKO_T_CGROUP_PROCS = 15, // string, repeated: cgroup.procs files (v1) to join
+    HAKO_T_TTY = 16,          // u32 rows, u32 cols: allocate a terminal of that size
+    HAKO_T_STDIN = 17,        // empty: keep stdin open (a pipe) instead of /dev/null
+    HAKO_T_NS_JOIN = 18,      // u32 CLONE_NEW* type + string path: join this namespace
+    HAKO_T_RLIMIT = 19,       // u32 resource, u64 soft, u64 hard
+    HAKO_T_CAPS = 20,         // 5 x u64: bounding, effective, permitted, inheritable, ambient
+    HAKO_T_NO_NEW_PRIVS = 21, // empty
+    HAKO_T_SECCOMP = 22,      // struct sock_filter[] (raw BPF)
+    HAKO_T_OOM_SCORE_ADJ = 23,// i32
+    HAKO_T_MASKED = 24,       // string, repeated
+    HAKO_T_READONLY = 25,     // string, repeated
+    HAKO_T_SYSCTL = 26,       // string "key\0value\0"
+    HAKO_T_CGROUPNS = 27,     // empty: unshare the cgroup namespace after joining the cgroups
+    HAKO_T_PROPAGATION = 28,  // u64: MS_* propagation for "/" (default MS_REC|MS_SLAVE)
+    HAKO_T_READONLY_ROOT = 29,// empty
+    HAKO_T_USERNS_MAP = 30,   // u32 kind (0 uid, 1 gid), u32 inside, u32 outside, u32 count
+    HAKO_T_DEVICE = 31,       // u32 type ('c'/'b'), u32 major, u32 minor, u32 mode, u32 uid, u32 gid + string path
+
+    // The monitor's own records (ignored by the init path).
+    HAKO_T_LOG_PATH = 64,     // string
+    HAKO_T_LOG_MAX_SIZE = 65, // u64 bytes (0 = unlimited)
+    HAKO_T_LOG_MAX_FILES = 66,// u32
+    HAKO_T_STATE_PATH = 67,   // string: the state file the monitor owns
+    HAKO_T_RUN_DIR = 68,      // string: runtime dir (lock, attach socket)
+    HAKO_T_RESTART = 69,      // u32 policy (hako_restart), u32 max retries
+    HAKO_T_REMOVE_DIR = 70,   // string, repeated: directories removed after the final exit (--rm)
+    HAKO_T_REMOVE_FILE = 71,  // string, repeated: files unlinked after the final exit (--rm)
+    HAKO_T_STOP_SIGNAL = 72,  // u32
+    HAKO_T_CLEANUP_ARG = 73,  // string, repeated: argv of a command run after the final exit
+    HAKO_T_CGROUP_RMDIR = 74, // string, repeated: cgroup dirs removed after the final exit
+    HAKO_T_CGROUP_KILL = 75,  // string: cgroup.procs (or cgroup.kill) used to kill leftovers
+    HAKO_T_FREEZER = 76,      // string, u8 kind: "cgroup.freeze" (v2) or "freezer.state" (v1)
+    HAKO_T_OOM_EVENTS = 77,   // string: memory.events (v2) or memory.oom_control (v1)
+    HAKO_T_RESTART_COUNT = 78,// u32: restarts so far (continues the count across `start`)
+};
+
+enum hako_mount_kind {
+    HAKO_MNT_FS = 0,      // mount(fstype, target, flags, data)
+    HAKO_MNT_BIND = 1,    // bind source (host path) onto target; MS_RDONLY → read-only
+    HAKO_MNT_SYMLINK = 2, // symlink target -> source
+    HAKO_MNT_FILE = 3,    // bind a host file onto target (the file is created first)
+};
+
+enum hako_restart {
+    HAKO_RESTART_NO = 0,
+    HAKO_RESTART_ON_FAILURE = 1,
+    HAKO_RESTART_ALWAYS = 2,
+    HAKO_RESTART_UNLESS_STOPPED = 3,
+};
+
+// Stages of the init path, reported with errno when one fails.
+enum hako_stage {
+    HAKO_STAGE_NONE = 0,
+    HAKO_STAGE_CLONE, HAKO_STAGE_SYNC, HAKO_STAGE_SETNS, HAKO_STAGE_CGROUP,
+    HAKO_STAGE_USERNS, HAKO_STAGE_PROPAGATION, HAKO_STAGE_ROOTFS, HAKO_STAGE_MOUNT,
+    HAKO_STAGE_DEVICE, HAKO_STAGE_CONSOLE, HAKO_STAGE_PIVOT_ROOT, HAKO_STAGE_HOSTNAME,
+    HAKO_STAGE_SYSCTL, HAKO_STAGE_MASK, HAKO_STAGE_READONLY, HAKO_STAGE_RLIMIT,
+    HAKO_STAGE_OOM_SCORE, HAKO_STAGE_SETGROUPS, HAKO_STAGE_SETGID, HAKO_STAGE_SETUID,
+    HAKO_STAGE_CAPS, HAKO_STAGE_NO_NEW_PRIVS, HAKO_STAGE_SECCOMP, HAKO_STAGE_CHDIR,
+    HAKO_STAGE_STDIO, HAKO_STAGE_EXEC, HAKO_STAGE_EXEC_NOT_FOUND, HAKO_STAGE_CGROUPNS,
+    HAKO_STAGE_COUNT
+};
+
+const char *hako_stage_name(int stage);
+
+#define HAKO_MAX_LIST 1024
+
+struct hako_mount {
+    uint32_t kind;
+    uint64_t flags;      // MS_* flags
+    const char *source;
+    const char *target;  // absolute path inside the container
+    const char *fstype;
+    const char *data;
+};
+
+struct hako_rlimit { uint32_t resource; uint64_t soft, hard; };
+struct hako_nsjoin { uint32_t type; const char *path; };
+struct hako_idmap { uint32_t kind, inside, outside, count; };
+struct hako_device { uint32_t type, major, minor, mode, uid, gid; const char *path; };
+
+struct hako_spec {
+    // init path
+    const char *id;
+    uint64_t clone_flags;
+    const char *rootfs;
+    const char *overlay;      // NULL: no overlay
+    const char *overlay_dir;
+    const char *hostname;
+    const char *argv[HAKO_MAX_LIST + 1]; int argc;
+    const char *envp[HAKO_MAX_LIST + 1]; int envc;
+    const char *cwd;
+    uint32_t uid, gid;
+    uint32_t groups[64]; int ngroups;
+    struct hako_mount mounts[256]; int nmounts;
+    const char *cgroup_dir;
+    const char *cgroup_procs[16]; int ncgroup_procs;
+    int tty; uint32_t tty_rows, tty_cols;
+    int keep_stdin;
+    struct hako_nsjoin nsjoin[8]; int nnsjoin;
+    struct hako_rlimit rlimits[32]; int nrlimits;
+    int has_caps; uint64_t caps[5];
+    int no_new_privs;
+    const void *seccomp; uint32_t seccomp_len;  // bytes of struct sock_filter[]
+    int has_oom_score_adj; int32_t oom_score_adj;
+    const char *masked[64]; int nmasked;
+    const char *readonly[64]; int nreadonly;
+    const char *sysctl_key[64]; const char *sysctl_val[64]; int nsysctl;
+    int cgroupns;
+    uint64_t propagation;
+    int readonly_root;
+    struct hako_idmap idmaps[16]; int nidmaps;
+    struct hako_device devices[64]; int ndevices;
+
+    // monitor
+    const char *log_path; uint64_t log_max_size; uint32_t log_max_files;
+    const char *state_path;
+    const char *run_dir;
+    uint32_t restart_policy, restart_max, restart_count;
+    const char *remove_dirs[8]; int nremove_dirs;
+    const char *remove_files[8]; int nremove_files;
+    uint32_t stop_signal;
+    const char *cleanup_argv[32]; int ncleanup;
+    const char *cgroup_rmdir[16]; int ncgroup_rmdir;
+    const char *cgroup_kill;
+    const char *freezer; int freezer_v2;
+    const char *oom_events;
+};
+
+// Parses a blob (which must stay alive while the spec is used).
+// Returns 0, or -1 with a message in err.
+int hako_spec_parse(const void *blob, size_t len, struct hako_spec *spec, char *err, size_t errlen);
+
+// Failure report of the init path: fixed size, written once to the error pipe.
+struct hako_failure {
+    int32_t stage;
+    int32_t err;
+    char detail[256];
+};
+
+// Result of starting a container's init or an exec'd process.
+struct hako_proc {
+    pid_t pid;
+    int pidfd;          // -1 when the kernel has no pidfd
+    int stdin_fd;       // write end, -1 unless keep_stdin && !tty
+    int stdout_fd;      // read end (the terminal master when tty)
+    int stderr_fd;      // read end, -1 when tty
+};
+
+// Starts the container's init per spec (clone3 + the init path in the child).
+// Returns 0 once the child has exec'd the program; -1 with *fail filled otherwise
+// (the child is reaped, nothing of it is left).
+// stdio_fds: when non-NULL, three fds the process uses as its stdin/stdout/stderr
+// instead of the pipes hako_spawn would create (the OCI runtime passes its own).
+int hako_spawn(const struct hako_spec *spec, const int *stdio_fds, struct hako_proc *out, struct hako_failure *fail);
+
+// Starts a process inside a running container: joins the namespaces of
+// `target_pid` (through `target_pidfd` when >= 0), its cgroups (spec cgroup_dir /
+// cgroup_procs), then the common tail (user, caps, seccomp, cwd, exec).
+// When spec->tty is set, `tty_slave_path` names the terminal inside the container
+// (opened after joining its mount namespace). The new process is a child of the
+// caller. stdio_fds: the process's stdin/stdout/stderr (used unless tty).
+int hako_exec(const struct hako_spec *spec, pid_t target_pid, int target_pidfd,
+              const char *tty_slave_path, const int *stdio_fds,
+              struct hako_proc *out, struct hako_failure *fail);
+
+// ---------------------------------------------------------------------------
+// Syscalls glibc does not wrap (or hides behind feature macros).
+int hako_openat2(int dirfd, const char *path, int flags, int mode, uint64_t resolve);
+int hako_open_in_root(int rootfd, const char *path, int flags, int mode);
+int hako_mkdir_in_root(int rootfd, const char *path, int mode);
+int hako_pidfd_open(pid_t pid);
+int hako_pidfd_send_signal(int pidfd, int sig);
+int hako_close_range_cloexec(unsigned int from);
+int hako_memfd(const char *name);
+int hako_pivot_root(const char *new_root, const char *put_old);
+int hako_setns(int fd, int type);
+int hako_pipe2(int fds[2], int flags);
+ssize_t hako_getrandom(void *buf, size_t len);
+
+// Sends / receives one fd over an AF_UNIX socket (SCM_RIGHTS).
+int hako_send_fd(int sock, int fd);
+int hako_recv_fd(int sock);
+
+// Terminal helpers for the CLI side.
+int hako_tty_raw(int fd, void *saved, size_t savedlen);   // saved: >= sizeof(struct termios)
+int hako_tty_restore(int fd, const void *saved);
+int hako_tty_size(int fd, uint16_t *rows, uint16_t *cols);
+int hako_tty_set_size(int fd, uint16_t rows, uint16_t cols);
+int hako_pty_open_in_root(int rootfd, int *master, char *slave_path, size_t slave_len);
+
+// Constants the Glibc module hides from Swift.
+extern const uint64_t HAKO_CLONE_NEWNS, HAKO_CLONE_NEWPID, HAKO_CLONE_NEWNET, HAKO_CLONE_NEWUTS,
+    HAKO_CLONE_NEWIPC, HAKO_CLONE_NEWUSER, HAKO_CLONE_NEWCGROUP, HAKO_CLONE_NEWTIME;
+extern const uint64_t HAKO_MS_RDONLY, HAKO_MS_NOSUID, HAKO_MS_NODEV, HAKO_MS_NOEXEC,
+    HAKO_MS_REC, HAKO_MS_PRIVATE, HAKO_MS_SLAVE, HAKO_MS_SHARED, HAKO_MS_STRICTATIME,
+    HAKO_MS_RELATIME, HAKO_MS_NOATIME;
+
+#ifdef __cplusplus
+}
+#endif
+#endif

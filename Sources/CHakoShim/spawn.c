@@ -1,0 +1,838 @@
+// The path between clone() and execve(): a container's init (hako_spawn) and a
+// process joining a running container (hako_exec).
+//
+// Rules for everything reached from the child side: no malloc, no stdio, no
+// locks — only syscalls and pure functions — because the caller may be a
+// multi-threaded Swift process. Each failure is written once to the error pipe
+// as struct hako_failure and the child exits; the parent reaps it.
+#include "hako_shim.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/sched.h>
+#include <linux/seccomp.h>
+#include <sched.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
+#ifndef SYS_clone3
+#define SYS_clone3 435
+#endif
+#ifndef PR_CAP_AMBIENT
+#define PR_CAP_AMBIENT 47
+#define PR_CAP_AMBIENT_RAISE 2
+#endif
+
+// ---------------------------------------------------------------------------
+// async-signal-safe helpers
+
+static size_t s_len(const char *s) { size_t n = 0; while (s[n]) n++; return n; }
+
+// Appends src to dst (capacity cap); returns 0, or -1 when it would not fit.
+static int s_cat(char *dst, size_t cap, const char *src) {
+    size_t a = s_len(dst), b = s_len(src);
+    if (a + b + 1 > cap) return -1;
+    memcpy(dst + a, src, b + 1);
+    return 0;
+}
+
+static void s_itoa(long v, char *out) {
+    char tmp[24]; int i = 0; int neg = v < 0;
+    unsigned long u = neg ? (unsigned long)(-v) : (unsigned long)v;
+    do { tmp[i++] = (char)('0' + u % 10); u /= 10; } while (u);
+    int j = 0;
+    if (neg) out[j++] = '-';
+    while (i) out[j++] = tmp[--i];
+    out[j] = 0;
+}
+
+static void fd_path(int fd, char out[32]) {
+    out[0] = 0;
+    s_cat(out, 32, "/proc/self/fd/");
+    char n[24]; s_itoa(fd, n);
+    s_cat(out, 32, n);
+}
+
+static int write_all(int fd, const void *buf, size_t n) {
+    const char *p = buf;
+    while (n) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0) { if (errno == EINTR) continue; return -1; }
+        p += w; n -= (size_t)w;
+    }
+    return 0;
+}
+
+static int write_file(const char *path, const char *data) {
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    int r = write_all(fd, data, s_len(data));
+    int e = errno;
+    close(fd);
+    errno = e;
+    return r;
+}
+
+static ssize_t read_full(int fd, void *buf, size_t n) {
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = read(fd, (char *)buf + got, n - got);
+        if (r < 0) { if (errno == EINTR) continue; return -1; }
+        if (r == 0) break;
+        got += (size_t)r;
+    }
+    return (ssize_t)got;
+}
+
+struct child {
+    const struct hako_spec *s;
+    int sync_r;
+    int err_w;
+    int console_w;
+    int stdio[3];
+    int tty_slave;
+    const char *tty_slave_path;
+};
+
+__attribute__((noreturn))
+static void child_fail(struct child *c, int stage, int err, const char *detail) {
+    struct hako_failure f;
+    memset(&f, 0, sizeof f);
+    f.stage = stage;
+    f.err = err;
+    if (detail) {
+        size_t n = s_len(detail);
+        if (n >= sizeof f.detail) n = sizeof f.detail - 1;
+        memcpy(f.detail, detail, n);
+    }
+    write_all(c->err_w, &f, sizeof f);
+    _exit(127);
+}
+
+static long clone3_raw(uint64_t flags, int *pidfd, int cgroup_fd) {
+    struct clone_args a;
+    memset(&a, 0, sizeof a);
+    a.flags = flags;
+    a.exit_signal = SIGCHLD;
+    if (flags & CLONE_PIDFD) a.pidfd = (uint64_t)(uintptr_t)pidfd;
+    if (flags & CLONE_INTO_CGROUP) a.cgroup = (uint64_t)cgroup_fd;
+    return syscall(SYS_clone3, &a, sizeof a);
+}
+
+// Splits "/a/b/c" into parent "/a/b" and name "c" (in buf).
+static int split_path(const char *path, char *parent, size_t cap, const char **name) {
+    size_t n = s_len(path);
+    if (n + 1 > cap) { errno = ENAMETOOLONG; return -1; }
+    memcpy(parent, path, n + 1);
+    while (n > 1 && parent[n - 1] == '/') parent[--n] = 0;
+    char *slash = NULL;
+    for (size_t i = 0; i < n; i++) if (parent[i] == '/') slash = parent + i;
+    if (!slash || slash[1] == 0) { errno = EINVAL; return -1; }
+    *name = path + (slash - parent) + 1;
+    if (slash == parent) parent[1] = 0; else *slash = 0;
+    return 0;
+}
+
+// Creates (if needed) a regular file at `path` inside the root; returns an O_PATH fd.
+static int touch_in_root(int rootfd, const char *path) {
+    char parent[4096]; const char *name;
+    if (split_path(path, parent, sizeof parent, &name) < 0) return -1;
+    int dir = hako_mkdir_in_root(rootfd, parent, 0755);
+    if (dir < 0) return -1;
+    close(dir);
+    int fd = hako_open_in_root(rootfd, path, O_PATH, 0);
+    if (fd >= 0) return fd;
+    if (errno != ENOENT) return -1;
+    int w = hako_open_in_root(rootfd, path, O_CREAT | O_WRONLY, 0644);
+    if (w < 0) return -1;
+    close(w);
+    return hako_open_in_root(rootfd, path, O_PATH, 0);
+}
+
+// Flags a bind mount must keep when remounted (the kernel refuses to clear locked ones).
+static unsigned long locked_flags(int fd) {
+    struct statvfs v;
+    unsigned long f = 0;
+    if (fstatvfs(fd, &v) < 0) return 0;
+    if (v.f_flag & ST_NOSUID) f |= MS_NOSUID;
+    if (v.f_flag & ST_NODEV) f |= MS_NODEV;
+    if (v.f_flag & ST_NOEXEC) f |= MS_NOEXEC;
+    if (v.f_flag & ST_NOATIME) f |= MS_NOATIME;
+    if (v.f_flag & ST_NODIRATIME) f |= MS_NODIRATIME;
+    if (v.f_flag & ST_RELATIME) f |= MS_RELATIME;
+    return f;
+}
+
+static void do_mount(struct child *c, int rootfd, const struct hako_mount *m) {
+    char tp[32], sp[32];
+    if (m->kind == HAKO_MNT_SYMLINK) {
+        char parent[4096]; const char *name;
+        if (split_path(m->target, parent, sizeof parent, &name) < 0) child_fail(c, HAKO_STAGE_MOUNT, errno, m->target);
+        int dir = hako_mkdir_in_root(rootfd, parent, 0755);
+        if (dir < 0) child_fail(c, HAKO_STAGE_MOUNT, errno, m->target);
+        // O_PATH dirs cannot be used with symlinkat; reopen as a real directory fd.
+        fd_path(dir, tp);
+        int real = open(tp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        close(dir);
+        if (real < 0) child_fail(c, HAKO_STAGE_MOUNT, errno, m->target);
+        if (symlinkat(m->source, real, name) < 0 && errno != EEXIST) child_fail(c, HAKO_STAGE_MOUNT, errno, m->target);
+        close(real);
+        return;
+    }
+    if (m->kind == HAKO_MNT_FS) {
+        int t = hako_mkdir_in_root(rootfd, m->target, 0755);
+        if (t < 0) child_fail(c, HAKO_STAGE_MOUNT, errno, m->target);
+        fd_path(t, tp);
+        if (mount(m->source[0] ? m->source : m->fstype, tp, m->fstype, m->flags, m->data[0] ? m->data : NULL) < 0)
+            child_fail(c, HAKO_STAGE_MOUNT, errno, m->target);
+        close(t);
+        return;
+    }
+    // bind
+    int src = open(m->source, O_PATH | O_CLOEXEC);
+    if (src < 0) child_fail(c, HAKO_STAGE_MOUNT, errno, m->source);
+    struct stat st;
+    if (fstat(src, &st) < 0) child_fail(c, HAKO_STAGE_MOUNT, errno, m->source);
+    int t = S_ISDIR(st.st_mode) ? hako_mkdir_in_root(rootfd, m->target, 0755) : touch_in_root(rootfd, m->target);
+    if (t < 0) child_fail(c, HAKO_STAGE_MOUNT, errno, m->target);
+    fd_path(src, sp);
+    fd_path(t, tp);
+    if (mount(sp, tp, NULL, MS_BIND | (m->flags & MS_REC), NULL) < 0) child_fail(c, HAKO_STAGE_MOUNT, errno, m->target);
+    close(t);
+    close(src);
+    unsigned long extra = m->flags & (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC);
+    if (extra) {
+        int n = hako_open_in_root(rootfd, m->target, O_PATH, 0);
+        if (n < 0) child_fail(c, HAKO_STAGE_MOUNT, errno, m->target);
+        fd_path(n, tp);
+        if (mount(NULL, tp, NULL, MS_REMOUNT | MS_BIND | extra | locked_flags(n), NULL) < 0)
+            child_fail(c, HAKO_STAGE_MOUNT, errno, m->target);
+        close(n);
+    }
+    unsigned long prop = m->flags & (MS_PRIVATE | MS_SLAVE | MS_SHARED | MS_UNBINDABLE);
+    if (prop) {
+        int n = hako_open_in_root(rootfd, m->target, O_PATH, 0);
+        if (n < 0) child_fail(c, HAKO_STAGE_MOUNT, errno, m->target);
+        fd_path(n, tp);
+        if (mount(NULL, tp, NULL, prop | (m->flags & MS_REC), NULL) < 0) child_fail(c, HAKO_STAGE_MOUNT, errno, m->target);
+        close(n);
+    }
+}
+
+static void make_device(struct child *c, int rootfd, const struct hako_device *d) {
+    char parent[4096]; const char *name;
+    if (split_path(d->path, parent, sizeof parent, &name) < 0) child_fail(c, HAKO_STAGE_DEVICE, errno, d->path);
+    int dir = hako_mkdir_in_root(rootfd, parent, 0755);
+    if (dir < 0) child_fail(c, HAKO_STAGE_DEVICE, errno, d->path);
+    char tp[32];
+    fd_path(dir, tp);
+    int real = open(tp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    close(dir);
+    if (real < 0) child_fail(c, HAKO_STAGE_DEVICE, errno, d->path);
+    mode_t type = d->type == 'b' ? S_IFBLK : S_IFCHR;
+    unlinkat(real, name, 0);
+    if (mknodat(real, name, type | (d->mode & 07777), makedev(d->major, d->minor)) < 0) {
+        int e = errno;
+        // Inside a user namespace mknod is refused: bind the host's node instead.
+        if (e == EPERM) {
+            int w = openat(real, name, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+            if (w >= 0) close(w);
+            int src = open(d->path, O_PATH | O_CLOEXEC);
+            int t = hako_open_in_root(rootfd, d->path, O_PATH, 0);
+            if (src >= 0 && t >= 0) {
+                char sp[32];
+                fd_path(src, sp); fd_path(t, tp);
+                if (mount(sp, tp, NULL, MS_BIND, NULL) == 0) { close(src); close(t); close(real); return; }
+            }
+        }
+        child_fail(c, HAKO_STAGE_DEVICE, e, d->path);
+    }
+    if (fchownat(real, name, d->uid, d->gid, AT_SYMLINK_NOFOLLOW) < 0) child_fail(c, HAKO_STAGE_DEVICE, errno, d->path);
+    // mknod obeys the umask; set the mode exactly.
+    fchmodat(real, name, d->mode & 07777, 0);
+    close(real);
+}
+
+static void setup_console(struct child *c, int rootfd) {
+    const struct hako_spec *s = c->s;
+    int master = hako_open_in_root(rootfd, "/dev/pts/ptmx", O_RDWR | O_NOCTTY, 0);
+    if (master < 0) child_fail(c, HAKO_STAGE_CONSOLE, errno, "/dev/pts/ptmx");
+    int unlock = 0, n = 0;
+    if (ioctl(master, TIOCSPTLCK, &unlock) < 0 || ioctl(master, TIOCGPTN, &n) < 0)
+        child_fail(c, HAKO_STAGE_CONSOLE, errno, "/dev/pts/ptmx");
+    char path[48] = "/dev/pts/", num[24];
+    s_itoa(n, num);
+    s_cat(path, sizeof path, num);
+    int slave = hako_open_in_root(rootfd, path, O_RDWR | O_NOCTTY, 0);
+    if (slave < 0) child_fail(c, HAKO_STAGE_CONSOLE, errno, path);
+    if (s->tty_rows && s->tty_cols) hako_tty_set_size(slave, (uint16_t)s->tty_rows, (uint16_t)s->tty_cols);
+    int t = touch_in_root(rootfd, "/dev/console");
+    if (t < 0) child_fail(c, HAKO_STAGE_CONSOLE, errno, "/dev/console");
+    char sp[32], tp[32];
+    fd_path(slave, sp); fd_path(t, tp);
+    if (mount(sp, tp, NULL, MS_BIND, NULL) < 0) child_fail(c, HAKO_STAGE_CONSOLE, errno, "/dev/console");
+    close(t);
+    if (hako_send_fd(c->console_w, master) < 0) child_fail(c, HAKO_STAGE_CONSOLE, errno, "send terminal");
+    close(master);
+    c->tty_slave = slave;
+}
+
+// Masks paths (/dev/null over a file, an empty read-only tmpfs over a directory)
+// and makes read-only paths read-only, resolving each inside the new root.
+static void apply_masks(struct child *c) {
+    const struct hako_spec *s = c->s;
+    if (!s->nmasked && !s->nreadonly) return;
+    int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (root < 0) child_fail(c, HAKO_STAGE_MASK, errno, "/");
+    int null = -1;
+    if (s->nmasked) {
+        null = open("/dev/null", O_PATH | O_CLOEXEC | O_NOFOLLOW);
+        struct stat st;
+        // The mask source must be the real null device (CVE-2025-31133 class).
+        if (null < 0 || fstat(null, &st) < 0 || !S_ISCHR(st.st_mode) || major(st.st_rdev) != 1 || minor(st.st_rdev) != 3)
+            child_fail(c, HAKO_STAGE_MASK, null < 0 ? errno : EPERM, "/dev/null is not the null device");
+    }
+    char tp[32], sp[32];
+    for (int i = 0; i < s->nmasked; i++) {
+        int fd = hako_open_in_root(root, s->masked[i], O_PATH | O_NOFOLLOW, 0);
+        if (fd < 0) { if (errno == ENOENT) continue; child_fail(c, HAKO_STAGE_MASK, errno, s->masked[i]); }
+        struct stat st;
+        if (fstat(fd, &st) < 0) child_fail(c, HAKO_STAGE_MASK, errno, s->masked[i]);
+        fd_path(fd, tp);
+        int r;
+        if (S_ISDIR(st.st_mode)) {
+            r = mount("tmpfs", tp, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0,mode=0555");
+        } else if (S_ISLNK(st.st_mode)) {
+            r = 0;  // a symlink cannot be a mount target; nothing to read through it here
+        } else {
+            fd_path(null, sp);
+            r = mount(sp, tp, NULL, MS_BIND, NULL);
+        }
+        if (r < 0) child_fail(c, HAKO_STAGE_MASK, errno, s->masked[i]);
+        close(fd);
+    }
+    for (int i = 0; i < s->nreadonly; i++) {
+        int fd = hako_open_in_root(root, s->readonly[i], O_PATH | O_NOFOLLOW, 0);
+        if (fd < 0) { if (errno == ENOENT) continue; child_fail(c, HAKO_STAGE_READONLY, errno, s->readonly[i]); }
+        fd_path(fd, tp);
+        if (mount(tp, tp, NULL, MS_BIND | MS_REC, NULL) < 0) child_fail(c, HAKO_STAGE_READONLY, errno, s->readonly[i]);
+        close(fd);
+        fd = hako_open_in_root(root, s->readonly[i], O_PATH | O_NOFOLLOW, 0);
+        if (fd < 0) child_fail(c, HAKO_STAGE_READONLY, errno, s->readonly[i]);
+        fd_path(fd, tp);
+        if (mount(NULL, tp, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_REC | locked_flags(fd), NULL) < 0)
+            child_fail(c, HAKO_STAGE_READONLY, errno, s->readonly[i]);
+        close(fd);
+    }
+    if (null >= 0) close(null);
+    close(root);
+}
+
+static void apply_sysctls(struct child *c) {
+    const struct hako_spec *s = c->s;
+    for (int i = 0; i < s->nsysctl; i++) {
+        char path[512] = "/proc/sys/";
+        size_t base = s_len(path);
+        const char *k = s->sysctl_key[i];
+        size_t n = s_len(k);
+        if (base + n + 1 > sizeof path) child_fail(c, HAKO_STAGE_SYSCTL, ENAMETOOLONG, k);
+        for (size_t j = 0; j <= n; j++) path[base + j] = k[j] == '.' ? '/' : k[j];
+        if (write_file(path, s->sysctl_val[i]) < 0) child_fail(c, HAKO_STAGE_SYSCTL, errno, k);
+    }
+}
+
+static void apply_rlimits(struct child *c) {
+    const struct hako_spec *s = c->s;
+    for (int i = 0; i < s->nrlimits; i++) {
+        struct rlimit l = { .rlim_cur = s->rlimits[i].soft, .rlim_max = s->rlimits[i].hard };
+        if (setrlimit((int)s->rlimits[i].resource, &l) < 0) child_fail(c, HAKO_STAGE_RLIMIT, errno, NULL);
+    }
+    if (s->has_oom_score_adj) {
+        char v[24]; s_itoa(s->oom_score_adj, v);
+        if (write_file("/proc/self/oom_score_adj", v) < 0) child_fail(c, HAKO_STAGE_OOM_SCORE, errno, NULL);
+    }
+}
+
+static void setup_stdio(struct child *c) {
+    if (c->tty_slave >= 0) {
+        if (ioctl(c->tty_slave, TIOCSCTTY, 0) < 0) child_fail(c, HAKO_STAGE_CONSOLE, errno, "TIOCSCTTY");
+        for (int i = 0; i < 3; i++)
+            if (dup2(c->tty_slave, i) < 0) child_fail(c, HAKO_STAGE_STDIO, errno, NULL);
+        if (c->tty_slave > 2) close(c->tty_slave);
+        return;
+    }
+    // Move the fds out of the way first so that dup2 onto 0..2 never clobbers one.
+    int high[3];
+    for (int i = 0; i < 3; i++) {
+        int fd = c->stdio[i];
+        if (fd < 0) {
+            fd = open("/dev/null", (i == 0 ? O_RDONLY : O_WRONLY) | O_CLOEXEC);
+            if (fd < 0) child_fail(c, HAKO_STAGE_STDIO, errno, "/dev/null");
+        }
+        high[i] = fcntl(fd, F_DUPFD_CLOEXEC, 10);
+        if (high[i] < 0) child_fail(c, HAKO_STAGE_STDIO, errno, NULL);
+    }
+    for (int i = 0; i < 3; i++)
+        if (dup2(high[i], i) < 0) child_fail(c, HAKO_STAGE_STDIO, errno, NULL);
+}
+
+static int has_cap(uint64_t set, int cap) { return (set >> cap) & 1; }
+
+// User, groups, capabilities, no_new_privs, seccomp — the tail shared by the
+// container's init and exec.
+static void apply_privileges(struct child *c) {
+    const struct hako_spec *s = c->s;
+    int seccomp_done = 0;
+    struct sock_fprog prog = { .len = (unsigned short)(s->seccomp_len / sizeof(struct sock_filter)),
+                               .filter = (struct sock_filter *)(uintptr_t)s->seccomp };
+    if (s->has_caps) {
+        int last = 63;
+        while (last > 0 && prctl(PR_CAPBSET_READ, last, 0, 0, 0) < 0) last--;
+        for (int cap = 0; cap <= last; cap++)
+            if (!has_cap(s->caps[0], cap) && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
+                child_fail(c, HAKO_STAGE_CAPS, errno, "bounding set");
+        if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0) child_fail(c, HAKO_STAGE_CAPS, errno, "keepcaps");
+    }
+    // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: do it while we still have it.
+    if (s->seccomp && !s->no_new_privs) {
+        if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) < 0) child_fail(c, HAKO_STAGE_SECCOMP, errno, NULL);
+        seccomp_done = 1;
+    }
+    gid_t groups[64];
+    for (int i = 0; i < s->ngroups; i++) groups[i] = s->groups[i];
+    if (setgroups((size_t)s->ngroups, groups) < 0 && !(errno == EPERM && s->ngroups == 0))
+        child_fail(c, HAKO_STAGE_SETGROUPS, errno, NULL);
+    if (setresgid(s->gid, s->gid, s->gid) < 0) child_fail(c, HAKO_STAGE_SETGID, errno, NULL);
+    if (setresuid(s->uid, s->uid, s->uid) < 0) child_fail(c, HAKO_STAGE_SETUID, errno, NULL);
+    if (s->has_caps) {
+        struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+        struct __user_cap_data_struct d[2];
+        memset(d, 0, sizeof d);
+        d[0].effective = (uint32_t)s->caps[1]; d[1].effective = (uint32_t)(s->caps[1] >> 32);
+        d[0].permitted = (uint32_t)s->caps[2]; d[1].permitted = (uint32_t)(s->caps[2] >> 32);
+        d[0].inheritable = (uint32_t)s->caps[3]; d[1].inheritable = (uint32_t)(s->caps[3] >> 32);
+        if (syscall(SYS_capset, &h, d) < 0) child_fail(c, HAKO_STAGE_CAPS, errno, "capset");
+        for (int cap = 0; cap < 64; cap++)
+            if (has_cap(s->caps[4], cap) && prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0)
+                child_fail(c, HAKO_STAGE_CAPS, errno, "ambient set");
+    }
+    if (s->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) child_fail(c, HAKO_STAGE_NO_NEW_PRIVS, errno, NULL);
+    if (s->seccomp && !seccomp_done && prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) < 0)
+        child_fail(c, HAKO_STAGE_SECCOMP, errno, NULL);
+}
+
+static const char *env_path(const struct hako_spec *s) {
+    for (int i = 0; i < s->envc; i++)
+        if (strncmp(s->envp[i], "PATH=", 5) == 0) return s->envp[i] + 5;
+    return "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+}
+
+__attribute__((noreturn))
+static void exec_program(struct child *c) {
+    const struct hako_spec *s = c->s;
+    const char *file = s->argv[0];
+    char *const *argv = (char *const *)s->argv;
+    char *const *envp = (char *const *)s->envp;
+    if (file[0] == 0) child_fail(c, HAKO_STAGE_EXEC_NOT_FOUND, ENOENT, file);
+    if (strchr(file, '/')) {
+        execve(file, argv, envp);
+        child_fail(c, errno == ENOENT || errno == ENOTDIR ? HAKO_STAGE_EXEC_NOT_FOUND : HAKO_STAGE_EXEC, errno, file);
+    }
+    const char *p = env_path(s);
+    int saw_eacces = 0;
+    char buf[4096];
+    while (1) {
+        const char *colon = strchr(p, ':');
+        size_t n = colon ? (size_t)(colon - p) : s_len(p);
+        size_t fl = s_len(file);
+        if (n + fl + 2 <= sizeof buf) {
+            if (n == 0) { buf[0] = '.'; n = 1; } else memcpy(buf, p, n);
+            buf[n] = '/';
+            memcpy(buf + n + 1, file, fl + 1);
+            execve(buf, argv, envp);
+            if (errno == EACCES) saw_eacces = 1;
+            else if (errno != ENOENT && errno != ENOTDIR) child_fail(c, HAKO_STAGE_EXEC, errno, file);
+        }
+        if (!colon) break;
+        p = colon + 1;
+    }
+    if (saw_eacces) child_fail(c, HAKO_STAGE_EXEC, EACCES, file);
+    child_fail(c, HAKO_STAGE_EXEC_NOT_FOUND, ENOENT, file);
+}
+
+static void enter_cwd(struct child *c) {
+    const char *cwd = c->s->cwd && c->s->cwd[0] ? c->s->cwd : "/";
+    if (chdir(cwd) < 0) child_fail(c, HAKO_STAGE_CHDIR, errno, cwd);
+    // The working directory must be inside the container's root (CVE-2024-21626 class).
+    char buf[4096];
+    long r = syscall(SYS_getcwd, buf, sizeof buf);
+    if (r < 0) child_fail(c, HAKO_STAGE_CHDIR, errno, cwd);
+    if (buf[0] != '/') child_fail(c, HAKO_STAGE_CHDIR, EACCES, "working directory is outside the container");
+}
+
+// ---------------------------------------------------------------------------
+// the container's init
+
+__attribute__((noreturn))
+static void container_child(struct child *c) {
+    const struct hako_spec *s = c->s;
+    char sync;
+    if (read_full(c->sync_r, &sync, 1) != 1) _exit(1);  // the parent gave up
+    close(c->sync_r);
+    if (sync != 'G') _exit(1);
+    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    if (setsid() < 0) child_fail(c, HAKO_STAGE_NONE, errno, "setsid");
+
+    if (s->clone_flags & CLONE_NEWUSER) {
+        if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0) child_fail(c, HAKO_STAGE_USERNS, errno, NULL);
+    }
+    for (int i = 0; i < s->nnsjoin; i++) {
+        int fd = open(s->nsjoin[i].path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || hako_setns(fd, (int)s->nsjoin[i].type) < 0) child_fail(c, HAKO_STAGE_SETNS, errno, s->nsjoin[i].path);
+        close(fd);
+    }
+    if (s->cgroupns && unshare(CLONE_NEWCGROUP) < 0) child_fail(c, HAKO_STAGE_CGROUPNS, errno, NULL);
+
+    if (mount(NULL, "/", NULL, s->propagation, NULL) < 0) child_fail(c, HAKO_STAGE_PROPAGATION, errno, "/");
+    if (s->overlay) {
+        if (s->overlay_dir && chdir(s->overlay_dir) < 0) child_fail(c, HAKO_STAGE_ROOTFS, errno, s->overlay_dir);
+        if (mount("overlay", s->rootfs, "overlay", 0, s->overlay) < 0) child_fail(c, HAKO_STAGE_ROOTFS, errno, s->rootfs);
+    } else if (mount(s->rootfs, s->rootfs, NULL, MS_BIND | MS_REC, NULL) < 0) {
+        child_fail(c, HAKO_STAGE_ROOTFS, errno, s->rootfs);
+    }
+    int rootfd = open(s->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (rootfd < 0) child_fail(c, HAKO_STAGE_ROOTFS, errno, s->rootfs);
+
+    for (int i = 0; i < s->nmounts; i++) do_mount(c, rootfd, &s->mounts[i]);
+    for (int i = 0; i < s->ndevices; i++) make_device(c, rootfd, &s->devices[i]);
+    if (s->tty) setup_console(c, rootfd);
+    if (s->cwd && s->cwd[0]) {
+        int d = hako_mkdir_in_root(rootfd, s->cwd, 0755);
+        if (d < 0) child_fail(c, HAKO_STAGE_CHDIR, errno, s->cwd);
+        close(d);
+    }
+
+    if (fchdir(rootfd) < 0) child_fail(c, HAKO_STAGE_PIVOT_ROOT, errno, s->rootfs);
+    if (hako_pivot_root(".", ".") < 0) child_fail(c, HAKO_STAGE_PIVOT_ROOT, errno, s->rootfs);
+    if (umount2(".", MNT_DETACH) < 0) child_fail(c, HAKO_STAGE_PIVOT_ROOT, errno, "detach old root");
+    if (chdir("/") < 0) child_fail(c, HAKO_STAGE_PIVOT_ROOT, errno, "/");
+    close(rootfd);
+
+    if (s->hostname && sethostname(s->hostname, s_len(s->hostname)) < 0) child_fail(c, HAKO_STAGE_HOSTNAME, errno, s->hostname);
+    apply_sysctls(c);
+    apply_masks(c);
+    if (s->readonly_root && mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) < 0)
+        child_fail(c, HAKO_STAGE_READONLY, errno, "/");
+    apply_rlimits(c);
+    setup_stdio(c);
+    apply_privileges(c);
+    enter_cwd(c);
+    // Every inherited fd above 2 is closed at exec (the error pipe included).
+    if (hako_close_range_cloexec(3) < 0) {
+        for (int fd = 3; fd < 1024; fd++) if (fd != c->err_w) fcntl(fd, F_SETFD, FD_CLOEXEC);
+    }
+    exec_program(c);
+}
+
+static void close_if(int *fd) { if (*fd >= 0) { close(*fd); *fd = -1; } }
+
+static int parent_fail(struct hako_failure *fail, int stage, int err, const char *detail) {
+    memset(fail, 0, sizeof *fail);
+    fail->stage = stage;
+    fail->err = err;
+    if (detail) {
+        size_t n = strlen(detail);
+        if (n >= sizeof fail->detail) n = sizeof fail->detail - 1;
+        memcpy(fail->detail, detail, n);
+    }
+    return -1;
+}
+
+static int write_id_maps(pid_t pid, const struct hako_spec *s, struct hako_failure *fail) {
+    char path[64], num[24], buf[1024];
+    for (int kind = 0; kind < 2; kind++) {
+        buf[0] = 0;
+        for (int i = 0; i < s->nidmaps; i++) {
+            if (s->idmaps[i].kind != (uint32_t)kind) continue;
+            s_itoa(s->idmaps[i].inside, num); s_cat(buf, sizeof buf, num); s_cat(buf, sizeof buf, " ");
+            s_itoa(s->idmaps[i].outside, num); s_cat(buf, sizeof buf, num); s_cat(buf, sizeof buf, " ");
+            s_itoa(s->idmaps[i].count, num); s_cat(buf, sizeof buf, num); s_cat(buf, sizeof buf, "\n");
+        }
+        if (!buf[0]) continue;
+        strcpy(path, "/proc/");
+        s_itoa(pid, num); s_cat(path, sizeof path, num);
+        s_cat(path, sizeof path, kind == 0 ? "/uid_map" : "/gid_map");
+        if (write_file(path, buf) < 0) return parent_fail(fail, HAKO_STAGE_USERNS, errno, path);
+    }
+    return 0;
+}
+
+static int join_cgroups(pid_t pid, const struct hako_spec *s, int placed_v2, struct hako_failure *fail) {
+    char num[24];
+    s_itoa(pid, num);
+    for (int i = 0; i < s->ncgroup_procs; i++)
+        if (write_file(s->cgroup_procs[i], num) < 0) return parent_fail(fail, HAKO_STAGE_CGROUP, errno, s->cgroup_procs[i]);
+    if (s->cgroup_dir && !placed_v2) {
+        char path[4096] = "";
+        if (s_cat(path, sizeof path, s->cgroup_dir) < 0 || s_cat(path, sizeof path, "/cgroup.procs") < 0)
+            return parent_fail(fail, HAKO_STAGE_CGROUP, ENAMETOOLONG, s->cgroup_dir);
+        if (write_file(path, num) < 0) return parent_fail(fail, HAKO_STAGE_CGROUP, errno, path);
+    }
+    return 0;
+}
+
+// Reads the child's verdict: EOF means it exec'd.
+static int await_exec(int err_r, pid_t pid, struct hako_failure *fail) {
+    struct hako_failure f;
+    ssize_t n = read_full(err_r, &f, sizeof f);
+    if (n == 0) return 0;
+    if (n != (ssize_t)sizeof f) {
+        int e = errno;
+        kill(pid, SIGKILL);
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {}
+        return parent_fail(fail, HAKO_STAGE_NONE, n < 0 ? e : EPIPE, "container init died");
+    }
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {}
+    f.detail[sizeof f.detail - 1] = 0;
+    *fail = f;
+    return -1;
+}
+
+int hako_spawn(const struct hako_spec *s, const int *stdio_fds, struct hako_proc *out, struct hako_failure *fail) {
+    int sync_p[2] = {-1, -1}, err_p[2] = {-1, -1}, cons[2] = {-1, -1};
+    int in_p[2] = {-1, -1}, out_p[2] = {-1, -1}, errs_p[2] = {-1, -1};
+    int cgfd = -1, pidfd = -1;
+    memset(out, 0, sizeof *out);
+    out->pidfd = out->stdin_fd = out->stdout_fd = out->stderr_fd = -1;
+
+    if (pipe2(sync_p, O_CLOEXEC) < 0 || pipe2(err_p, O_CLOEXEC) < 0) { parent_fail(fail, HAKO_STAGE_CLONE, errno, "pipe"); goto fail; }
+    if (s->tty) {
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, cons) < 0) { parent_fail(fail, HAKO_STAGE_CONSOLE, errno, "socketpair"); goto fail; }
+    } else if (!stdio_fds) {
+        if ((s->keep_stdin && pipe2(in_p, O_CLOEXEC) < 0) || pipe2(out_p, O_CLOEXEC) < 0 || pipe2(errs_p, O_CLOEXEC) < 0) {
+            parent_fail(fail, HAKO_STAGE_STDIO, errno, "pipe"); goto fail;
+        }
+    }
+    if (s->cgroup_dir) cgfd = open(s->cgroup_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+
+    uint64_t flags = (s->clone_flags & ~(uint64_t)CLONE_NEWCGROUP) | CLONE_PIDFD;
+    int placed_v2 = 0;
+    long pid = -1;
+    if (cgfd >= 0) {
+        pid = clone3_raw(flags | CLONE_INTO_CGROUP, &pidfd, cgfd);
+        if (pid >= 0) placed_v2 = 1;
+    }
+    if (pid < 0) pid = clone3_raw(flags, &pidfd, -1);
+    if (pid < 0 && errno == ENOSYS) {
+        pid = syscall(SYS_clone, (unsigned long)(s->clone_flags & ~(uint64_t)CLONE_NEWCGROUP) | SIGCHLD, NULL, NULL, NULL, NULL);
+        pidfd = -1;
+    }
+    if (pid < 0) { parent_fail(fail, HAKO_STAGE_CLONE, errno, NULL); goto fail; }
+
+    if (pid == 0) {
+        struct child c = { .s = s, .sync_r = sync_p[0], .err_w = err_p[1], .console_w = cons[1], .tty_slave = -1 };
+        close(sync_p[1]); close(err_p[0]);
+        if (cons[0] >= 0) close(cons[0]);
+        if (stdio_fds) { c.stdio[0] = stdio_fds[0]; c.stdio[1] = stdio_fds[1]; c.stdio[2] = stdio_fds[2]; }
+        else {
+            c.stdio[0] = in_p[0]; c.stdio[1] = out_p[1]; c.stdio[2] = errs_p[1];
+            if (in_p[1] >= 0) close(in_p[1]);
+            if (out_p[0] >= 0) close(out_p[0]);
+            if (errs_p[0] >= 0) close(errs_p[0]);
+        }
+        container_child(&c);
+    }
+
+    close_if(&sync_p[0]); close_if(&err_p[1]); close_if(&cons[1]);
+    close_if(&in_p[0]); close_if(&out_p[1]); close_if(&errs_p[1]);
+    close_if(&cgfd);
+
+    if ((s->nidmaps && write_id_maps((pid_t)pid, s, fail) < 0) || join_cgroups((pid_t)pid, s, placed_v2, fail) < 0) {
+        kill((pid_t)pid, SIGKILL);
+        while (waitpid((pid_t)pid, NULL, 0) < 0 && errno == EINTR) {}
+        goto fail;
+    }
+    if (write_all(sync_p[1], "G", 1) < 0) {
+        parent_fail(fail, HAKO_STAGE_SYNC, errno, NULL);
+        kill((pid_t)pid, SIGKILL);
+        while (waitpid((pid_t)pid, NULL, 0) < 0 && errno == EINTR) {}
+        goto fail;
+    }
+    close_if(&sync_p[1]);
+    if (await_exec(err_p[0], (pid_t)pid, fail) < 0) goto fail;
+    close_if(&err_p[0]);
+
+    if (s->tty) {
+        int master = hako_recv_fd(cons[0]);
+        if (master < 0) {
+            parent_fail(fail, HAKO_STAGE_CONSOLE, errno, "receive terminal");
+            kill((pid_t)pid, SIGKILL);
+            while (waitpid((pid_t)pid, NULL, 0) < 0 && errno == EINTR) {}
+            goto fail;
+        }
+        close_if(&cons[0]);
+        out->stdout_fd = master;
+    } else {
+        out->stdin_fd = in_p[1];
+        out->stdout_fd = out_p[0];
+        out->stderr_fd = errs_p[0];
+    }
+    out->pid = (pid_t)pid;
+    out->pidfd = pidfd;
+    return 0;
+
+fail:
+    close_if(&sync_p[0]); close_if(&sync_p[1]); close_if(&err_p[0]); close_if(&err_p[1]);
+    close_if(&cons[0]); close_if(&cons[1]); close_if(&cgfd);
+    close_if(&in_p[0]); close_if(&in_p[1]); close_if(&out_p[0]); close_if(&out_p[1]);
+    close_if(&errs_p[0]); close_if(&errs_p[1]);
+    if (pidfd >= 0) close(pidfd);
+    return -1;
+}
+
+// ---------------------------------------------------------------------------
+// exec into a running container
+
+static int open_ns(pid_t pid, const char *name) {
+    char path[64] = "/proc/", num[24];
+    s_itoa(pid, num);
+    s_cat(path, sizeof path, num);
+    s_cat(path, sizeof path, "/ns/");
+    s_cat(path, sizeof path, name);
+    return open(path, O_RDONLY | O_CLOEXEC);
+}
+
+static int same_ns(pid_t pid, const char *name) {
+    char a[64] = "/proc/self/ns/", b[64] = "/proc/", num[24];
+    s_cat(a, sizeof a, name);
+    s_itoa(pid, num);
+    s_cat(b, sizeof b, num); s_cat(b, sizeof b, "/ns/"); s_cat(b, sizeof b, name);
+    struct stat x, y;
+    if (stat(a, &x) < 0 || stat(b, &y) < 0) return 0;
+    return x.st_ino == y.st_ino && x.st_dev == y.st_dev;
+}
+
+__attribute__((noreturn))
+static void exec_child(struct child *c, pid_t target, int target_pidfd, int cgfd, int pid_w) {
+    const struct hako_spec *s = c->s;
+    // Join the target's namespaces. The user namespace first (only if it differs),
+    // then the rest; the pid namespace applies to our children, so fork once more.
+    static const struct { const char *name; int type; } order[] = {
+        {"user", CLONE_NEWUSER}, {"ipc", CLONE_NEWIPC}, {"uts", CLONE_NEWUTS}, {"net", CLONE_NEWNET},
+        {"pid", CLONE_NEWPID}, {"cgroup", CLONE_NEWCGROUP}, {"mnt", CLONE_NEWNS},
+    };
+    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
+        if (same_ns(target, order[i].name)) continue;
+        int fd = open_ns(target, order[i].name);
+        if (fd < 0) child_fail(c, HAKO_STAGE_SETNS, errno, order[i].name);
+        if (hako_setns(fd, order[i].type) < 0) child_fail(c, HAKO_STAGE_SETNS, errno, order[i].name);
+        close(fd);
+    }
+    (void)target_pidfd;
+    int pidfd_unused = -1;
+    long pid = -1;
+    int32_t placed = 0;
+    uint64_t flags = CLONE_PARENT;
+    if (cgfd >= 0) { pid = clone3_raw(flags | CLONE_INTO_CGROUP, &pidfd_unused, cgfd); placed = pid >= 0; }
+    if (pid < 0) pid = clone3_raw(flags, &pidfd_unused, -1);
+    if (pid < 0) child_fail(c, HAKO_STAGE_CLONE, errno, NULL);
+    if (pid > 0) {
+        int32_t v = (int32_t)pid;
+        write_all(pid_w, &v, 4);
+        write_all(pid_w, &placed, 4);
+        _exit(0);
+    }
+    close(pid_w);
+    char sync;
+    if (read_full(c->sync_r, &sync, 1) != 1 || sync != 'G') _exit(1);
+    close(c->sync_r);
+    if (c->tty_slave_path) {
+        if (setsid() < 0) child_fail(c, HAKO_STAGE_CONSOLE, errno, "setsid");
+        int fd = open(c->tty_slave_path, O_RDWR | O_NOCTTY | O_CLOEXEC);
+        if (fd < 0) child_fail(c, HAKO_STAGE_CONSOLE, errno, c->tty_slave_path);
+        c->tty_slave = fd;
+    }
+    setup_stdio(c);
+    apply_privileges(c);
+    enter_cwd(c);
+    if (hako_close_range_cloexec(3) < 0) {
+        for (int fd = 3; fd < 1024; fd++) if (fd != c->err_w) fcntl(fd, F_SETFD, FD_CLOEXEC);
+    }
+    exec_program(c);
+}
+
+int hako_exec(const struct hako_spec *s, pid_t target, int target_pidfd, const char *tty_slave_path,
+              const int *stdio_fds, struct hako_proc *out, struct hako_failure *fail) {
+    int sync_p[2] = {-1, -1}, err_p[2] = {-1, -1}, pid_p[2] = {-1, -1};
+    int cgfd = -1;
+    memset(out, 0, sizeof *out);
+    out->pidfd = out->stdin_fd = out->stdout_fd = out->stderr_fd = -1;
+    if (pipe2(sync_p, O_CLOEXEC) < 0 || pipe2(err_p, O_CLOEXEC) < 0 || pipe2(pid_p, O_CLOEXEC) < 0) {
+        parent_fail(fail, HAKO_STAGE_CLONE, errno, "pipe"); goto fail;
+    }
+    if (s->cgroup_dir) cgfd = open(s->cgroup_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    int unused = -1;
+    long mid = clone3_raw(0, &unused, -1);
+    if (mid < 0) { parent_fail(fail, HAKO_STAGE_CLONE, errno, NULL); goto fail; }
+    if (mid == 0) {
+        struct child c = { .s = s, .sync_r = sync_p[0], .err_w = err_p[1], .console_w = -1, .tty_slave = -1,
+                           .tty_slave_path = s->tty ? tty_slave_path : NULL };
+        close(sync_p[1]); close(err_p[0]); close(pid_p[0]);
+        c.stdio[0] = stdio_fds ? stdio_fds[0] : 0;
+        c.stdio[1] = stdio_fds ? stdio_fds[1] : 1;
+        c.stdio[2] = stdio_fds ? stdio_fds[2] : 2;
+        exec_child(&c, target, target_pidfd, cgfd, pid_p[1]);
+    }
+    close_if(&sync_p[0]); close_if(&err_p[1]); close_if(&pid_p[1]); close_if(&cgfd);
+    int32_t info[2] = {0, 0};
+    ssize_t n = read_full(pid_p[0], info, sizeof info);
+    while (waitpid((pid_t)mid, NULL, 0) < 0 && errno == EINTR) {}
+    close_if(&pid_p[0]);
+    if (n != (ssize_t)sizeof info) {
+        // The intermediate failed before forking: its report is on the error pipe.
+        struct hako_failure f;
+        if (read_full(err_p[0], &f, sizeof f) == (ssize_t)sizeof f) { f.detail[sizeof f.detail - 1] = 0; *fail = f; }
+        else parent_fail(fail, HAKO_STAGE_CLONE, EPIPE, "exec helper died");
+        goto fail;
+    }
+    pid_t pid = info[0];
+    if (join_cgroups(pid, s, info[1], fail) < 0) {
+        kill(pid, SIGKILL);
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {}
+        goto fail;
+    }
+    if (write_all(sync_p[1], "G", 1) < 0) {
+        parent_fail(fail, HAKO_STAGE_SYNC, errno, NULL);
+        kill(pid, SIGKILL);
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {}
+        goto fail;
+    }
+    close_if(&sync_p[1]);
+    if (await_exec(err_p[0], pid, fail) < 0) goto fail;
+    close_if(&err_p[0]);
+    out->pid = pid;
+    out->pidfd = hako_pidfd_open(pid);
+    return 0;
+fail:
+    close_if(&sync_p[0]); close_if(&sync_p[1]); close_if(&err_p[0]); close_if(&err_p[1]);
+    close_if(&pid_p[0]); close_if(&pid_p[1]); close_if(&cgfd);
+    return -1;
+}

@@ -1,0 +1,203 @@
+// The launch spec: parses the record blob Swift writes into struct hako_spec.
+// Pointers in the spec point into the blob; nothing is allocated.
+#include "hako_shim.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/mount.h>
+
+static const char *stage_names[HAKO_STAGE_COUNT] = {
+    [HAKO_STAGE_NONE] = "start",
+    [HAKO_STAGE_CLONE] = "clone",
+    [HAKO_STAGE_SYNC] = "sync with monitor",
+    [HAKO_STAGE_SETNS] = "setns",
+    [HAKO_STAGE_CGROUP] = "join cgroup",
+    [HAKO_STAGE_USERNS] = "user namespace",
+    [HAKO_STAGE_PROPAGATION] = "mount propagation",
+    [HAKO_STAGE_ROOTFS] = "mount rootfs",
+    [HAKO_STAGE_MOUNT] = "mount",
+    [HAKO_STAGE_DEVICE] = "device",
+    [HAKO_STAGE_CONSOLE] = "console",
+    [HAKO_STAGE_PIVOT_ROOT] = "pivot_root",
+    [HAKO_STAGE_HOSTNAME] = "sethostname",
+    [HAKO_STAGE_SYSCTL] = "sysctl",
+    [HAKO_STAGE_MASK] = "mask path",
+    [HAKO_STAGE_READONLY] = "read-only path",
+    [HAKO_STAGE_RLIMIT] = "setrlimit",
+    [HAKO_STAGE_OOM_SCORE] = "oom_score_adj",
+    [HAKO_STAGE_SETGROUPS] = "setgroups",
+    [HAKO_STAGE_SETGID] = "setgid",
+    [HAKO_STAGE_SETUID] = "setuid",
+    [HAKO_STAGE_CAPS] = "capabilities",
+    [HAKO_STAGE_NO_NEW_PRIVS] = "no_new_privs",
+    [HAKO_STAGE_SECCOMP] = "seccomp",
+    [HAKO_STAGE_CHDIR] = "chdir",
+    [HAKO_STAGE_STDIO] = "stdio",
+    [HAKO_STAGE_EXEC] = "exec",
+    [HAKO_STAGE_EXEC_NOT_FOUND] = "exec",
+    [HAKO_STAGE_CGROUPNS] = "cgroup namespace",
+};
+
+const char *hako_stage_name(int stage) {
+    if (stage < 0 || stage >= HAKO_STAGE_COUNT || !stage_names[stage]) return "start";
+    return stage_names[stage];
+}
+
+struct reader { const uint8_t *p, *end; };
+
+static int take(struct reader *r, void *out, size_t n) {
+    if ((size_t)(r->end - r->p) < n) return -1;
+    memcpy(out, r->p, n);
+    r->p += n;
+    return 0;
+}
+
+// A string field: must be NUL-terminated inside its payload.
+static const char *str_at(const uint8_t *p, uint32_t len) {
+    if (len == 0 || p[len - 1] != 0) return NULL;
+    return (const char *)p;
+}
+
+#define FAIL(...) do { snprintf(err, errlen, __VA_ARGS__); return -1; } while (0)
+#define NEED(cond, what) do { if (!(cond)) FAIL("launch spec: bad %s record", what); } while (0)
+#define PUSH(arr, n, cap, v, what) do { if ((n) >= (cap)) FAIL("launch spec: too many %s", what); (arr)[(n)++] = (v); } while (0)
+
+static int u32_at(const uint8_t *p, uint32_t len, uint32_t idx, uint32_t *out) {
+    if (len < (idx + 1) * 4) return -1;
+    memcpy(out, p + idx * 4, 4);
+    return 0;
+}
+
+int hako_spec_parse(const void *blob, size_t len, struct hako_spec *s, char *err, size_t errlen) {
+    memset(s, 0, sizeof *s);
+    s->propagation = MS_REC | MS_SLAVE;
+    s->stop_signal = 15;
+    s->log_max_files = 1;
+    s->uid = 0; s->gid = 0;
+    struct reader r = { blob, (const uint8_t *)blob + len };
+    char magic[8];
+    if (take(&r, magic, 8) < 0 || memcmp(magic, "HAKOSPEC", 8) != 0) FAIL("launch spec: bad magic");
+    while (r.p < r.end) {
+        uint16_t tag; uint32_t n;
+        if (take(&r, &tag, 2) < 0 || take(&r, &n, 4) < 0) FAIL("launch spec: truncated record header");
+        if ((size_t)(r.end - r.p) < n) FAIL("launch spec: truncated record %u", tag);
+        const uint8_t *p = r.p;
+        r.p += n;
+        const char *str = str_at(p, n);
+        switch (tag) {
+        case HAKO_T_ID: NEED(str, "id"); s->id = str; break;
+        case HAKO_T_CLONE_FLAGS: NEED(n == 8, "clone flags"); memcpy(&s->clone_flags, p, 8); break;
+        case HAKO_T_ROOTFS: NEED(str, "rootfs"); s->rootfs = str; break;
+        case HAKO_T_OVERLAY: NEED(str, "overlay"); s->overlay = str; break;
+        case HAKO_T_OVERLAY_DIR: NEED(str, "overlay dir"); s->overlay_dir = str; break;
+        case HAKO_T_HOSTNAME: NEED(str, "hostname"); s->hostname = str; break;
+        case HAKO_T_ARG: NEED(str, "arg"); PUSH(s->argv, s->argc, HAKO_MAX_LIST, str, "args"); break;
+        case HAKO_T_ENV: NEED(str, "env"); PUSH(s->envp, s->envc, HAKO_MAX_LIST, str, "env entries"); break;
+        case HAKO_T_CWD: NEED(str, "cwd"); s->cwd = str; break;
+        case HAKO_T_UID: NEED(n == 4, "uid"); memcpy(&s->uid, p, 4); break;
+        case HAKO_T_GID: NEED(n == 4, "gid"); memcpy(&s->gid, p, 4); break;
+        case HAKO_T_GROUP: {
+            uint32_t g; NEED(n == 4, "group"); memcpy(&g, p, 4);
+            PUSH(s->groups, s->ngroups, 64, g, "groups");
+            break;
+        }
+        case HAKO_T_MOUNT: {
+            // u32 kind, u64 flags, then four strings: source, target, fstype, data.
+            struct hako_mount m;
+            NEED(n >= 12, "mount");
+            memcpy(&m.kind, p, 4); memcpy(&m.flags, p + 4, 8);
+            const char *f[4]; const uint8_t *q = p + 12, *e = p + n;
+            for (int i = 0; i < 4; i++) {
+                const uint8_t *z = memchr(q, 0, (size_t)(e - q));
+                NEED(z, "mount");
+                f[i] = (const char *)q; q = z + 1;
+            }
+            m.source = f[0]; m.target = f[1]; m.fstype = f[2]; m.data = f[3];
+            NEED(m.target[0] == '/', "mount target");
+            PUSH(s->mounts, s->nmounts, 256, m, "mounts");
+            break;
+        }
+        case HAKO_T_CGROUP_DIR: NEED(str, "cgroup dir"); s->cgroup_dir = str; break;
+        case HAKO_T_CGROUP_PROCS: NEED(str, "cgroup procs"); PUSH(s->cgroup_procs, s->ncgroup_procs, 16, str, "cgroup files"); break;
+        case HAKO_T_TTY:
+            NEED(n == 8, "tty");
+            s->tty = 1; memcpy(&s->tty_rows, p, 4); memcpy(&s->tty_cols, p + 4, 4);
+            break;
+        case HAKO_T_STDIN: s->keep_stdin = 1; break;
+        case HAKO_T_NS_JOIN: {
+            struct hako_nsjoin j;
+            NEED(n > 5 && p[n - 1] == 0, "namespace");
+            memcpy(&j.type, p, 4); j.path = (const char *)p + 4;
+            PUSH(s->nsjoin, s->nnsjoin, 8, j, "namespaces");
+            break;
+        }
+        case HAKO_T_RLIMIT: {
+            struct hako_rlimit l;
+            NEED(n == 20, "rlimit");
+            memcpy(&l.resource, p, 4); memcpy(&l.soft, p + 4, 8); memcpy(&l.hard, p + 12, 8);
+            PUSH(s->rlimits, s->nrlimits, 32, l, "rlimits");
+            break;
+        }
+        case HAKO_T_CAPS: NEED(n == 40, "caps"); s->has_caps = 1; memcpy(s->caps, p, 40); break;
+        case HAKO_T_NO_NEW_PRIVS: s->no_new_privs = 1; break;
+        case HAKO_T_SECCOMP: NEED(n % 8 == 0 && n > 0, "seccomp"); s->seccomp = p; s->seccomp_len = n; break;
+        case HAKO_T_OOM_SCORE_ADJ: NEED(n == 4, "oom score"); s->has_oom_score_adj = 1; memcpy(&s->oom_score_adj, p, 4); break;
+        case HAKO_T_MASKED: NEED(str, "masked path"); PUSH(s->masked, s->nmasked, 64, str, "masked paths"); break;
+        case HAKO_T_READONLY: NEED(str, "read-only path"); PUSH(s->readonly, s->nreadonly, 64, str, "read-only paths"); break;
+        case HAKO_T_SYSCTL: {
+            const uint8_t *z = n ? memchr(p, 0, n) : NULL;
+            NEED(z && p[n - 1] == 0 && z < p + n - 1, "sysctl");
+            if (s->nsysctl >= 64) FAIL("launch spec: too many sysctls");
+            s->sysctl_key[s->nsysctl] = (const char *)p;
+            s->sysctl_val[s->nsysctl] = (const char *)z + 1;
+            s->nsysctl++;
+            break;
+        }
+        case HAKO_T_CGROUPNS: s->cgroupns = 1; break;
+        case HAKO_T_PROPAGATION: NEED(n == 8, "propagation"); memcpy(&s->propagation, p, 8); break;
+        case HAKO_T_READONLY_ROOT: s->readonly_root = 1; break;
+        case HAKO_T_USERNS_MAP: {
+            struct hako_idmap m;
+            NEED(n == 16, "id map");
+            u32_at(p, n, 0, &m.kind); u32_at(p, n, 1, &m.inside); u32_at(p, n, 2, &m.outside); u32_at(p, n, 3, &m.count);
+            PUSH(s->idmaps, s->nidmaps, 16, m, "id maps");
+            break;
+        }
+        case HAKO_T_DEVICE: {
+            struct hako_device d;
+            NEED(n > 25 && p[n - 1] == 0 && p[24] == '/', "device");
+            u32_at(p, n, 0, &d.type); u32_at(p, n, 1, &d.major); u32_at(p, n, 2, &d.minor);
+            u32_at(p, n, 3, &d.mode); u32_at(p, n, 4, &d.uid); u32_at(p, n, 5, &d.gid);
+            d.path = (const char *)p + 24;
+            PUSH(s->devices, s->ndevices, 64, d, "devices");
+            break;
+        }
+        case HAKO_T_LOG_PATH: NEED(str, "log path"); s->log_path = str; break;
+        case HAKO_T_LOG_MAX_SIZE: NEED(n == 8, "log size"); memcpy(&s->log_max_size, p, 8); break;
+        case HAKO_T_LOG_MAX_FILES: NEED(n == 4, "log files"); memcpy(&s->log_max_files, p, 4); break;
+        case HAKO_T_STATE_PATH: NEED(str, "state path"); s->state_path = str; break;
+        case HAKO_T_RUN_DIR: NEED(str, "run dir"); s->run_dir = str; break;
+        case HAKO_T_RESTART: NEED(n == 8, "restart"); memcpy(&s->restart_policy, p, 4); memcpy(&s->restart_max, p + 4, 4); break;
+        case HAKO_T_RESTART_COUNT: NEED(n == 4, "restart count"); memcpy(&s->restart_count, p, 4); break;
+        case HAKO_T_REMOVE_DIR: NEED(str, "remove dir"); PUSH(s->remove_dirs, s->nremove_dirs, 8, str, "remove dirs"); break;
+        case HAKO_T_REMOVE_FILE: NEED(str, "remove file"); PUSH(s->remove_files, s->nremove_files, 8, str, "remove files"); break;
+        case HAKO_T_STOP_SIGNAL: NEED(n == 4, "stop signal"); memcpy(&s->stop_signal, p, 4); break;
+        case HAKO_T_CLEANUP_ARG: NEED(str, "cleanup arg"); PUSH(s->cleanup_argv, s->ncleanup, 31, str, "cleanup args"); break;
+        case HAKO_T_CGROUP_RMDIR: NEED(str, "cgroup dir"); PUSH(s->cgroup_rmdir, s->ncgroup_rmdir, 16, str, "cgroup dirs"); break;
+        case HAKO_T_CGROUP_KILL: NEED(str, "cgroup kill"); s->cgroup_kill = str; break;
+        case HAKO_T_FREEZER:
+            NEED(n >= 2 && p[n - 2] == 0, "freezer");
+            s->freezer = (const char *)p; s->freezer_v2 = p[n - 1] == 2;
+            break;
+        case HAKO_T_OOM_EVENTS: NEED(str, "oom events"); s->oom_events = str; break;
+        default:
+            FAIL("launch spec: unknown record %u", tag);
+        }
+    }
+    s->argv[s->argc] = NULL;
+    s->envp[s->envc] = NULL;
+    s->cleanup_argv[s->ncleanup] = NULL;
+    if (s->argc == 0) FAIL("launch spec: no command");
+    if (!s->rootfs && !(s->nnsjoin)) FAIL("launch spec: no rootfs");
+    return 0;
+}

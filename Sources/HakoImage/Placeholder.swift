@@ -1,0 +1,1 @@
+// HakoImage: content store, tar, unpack, import

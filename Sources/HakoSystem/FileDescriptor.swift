@@ -1,0 +1,90 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CHakoShim
+
+/// An owned file descriptor: closed exactly once, when the owner is done or on deinit.
+public final class FileDescriptor: @unchecked Sendable {
+    public private(set) var rawValue: Int32
+
+    public init(_ raw: Int32) { rawValue = raw }
+
+    deinit { if rawValue >= 0 { Glibc.close(rawValue) } }
+
+    public func close() {
+        if rawValue >= 0 { Glibc.close(rawValue); rawValue = -1 }
+    }
+
+    /// Gives up ownership: the caller closes the returned fd.
+    public func release() -> Int32 {
+        let r = rawValue
+        rawValue = -1
+        return r
+    }
+
+    public static func open(_ path: String, _ flags: Int32, mode: mode_t = 0o644) throws -> FileDescriptor {
+        let fd = try sys("open", path) { Glibc.open(path, flags | O_CLOEXEC, mode) }
+        return FileDescriptor(fd)
+    }
+
+    public static func openAt(_ dir: FileDescriptor, _ path: String, _ flags: Int32, mode: mode_t = 0o644) throws -> FileDescriptor {
+        let fd = try sys("open", path) { Glibc.openat(dir.rawValue, path, flags | O_CLOEXEC, mode) }
+        return FileDescriptor(fd)
+    }
+
+    /// Opens `path` with every component resolved inside the directory `root`
+    /// (openat2 RESOLVE_IN_ROOT): "..", absolute and relative symlinks cannot leave it.
+    public static func openInRoot(_ root: FileDescriptor, _ path: String, _ flags: Int32, mode: mode_t = 0o644) throws -> FileDescriptor {
+        let fd = try sys("open", path) { hako_open_in_root(root.rawValue, path, flags, Int32(mode)) }
+        return FileDescriptor(fd)
+    }
+
+    public func write(_ bytes: [UInt8]) throws {
+        try bytes.withUnsafeBytes { try write(UnsafeRawBufferPointer($0)) }
+    }
+
+    public func write(_ string: String) throws {
+        try write(Array(string.utf8))
+    }
+
+    public func write(_ buffer: UnsafeRawBufferPointer) throws {
+        var off = 0
+        while off < buffer.count {
+            let n = Glibc.write(rawValue, buffer.baseAddress! + off, buffer.count - off)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw SystemError("write")
+            }
+            off += n
+        }
+    }
+
+    /// Reads up to `count` bytes; an empty result means end of file.
+    public func read(upTo count: Int) throws -> [UInt8] {
+        var buf = [UInt8](repeating: 0, count: count)
+        let n = try buf.withUnsafeMutableBytes { p in
+            try sys("read") { Glibc.read(rawValue, p.baseAddress, count) }
+        }
+        buf.removeSubrange(n...)
+        return buf
+    }
+
+    public func readAll() throws -> [UInt8] {
+        var out: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = try chunk.withUnsafeMutableBytes { p in
+                try sys("read") { Glibc.read(rawValue, p.baseAddress, p.count) }
+            }
+            if n == 0 { return out }
+            out.append(contentsOf: chunk[0..<n])
+        }
+    }
+}
+
+/// A pipe: both ends close-on-exec.
+public func makePipe() throws -> (read: FileDescriptor, write: FileDescriptor) {
+    var fds: [Int32] = [-1, -1]
+    try sys("pipe") { hako_pipe2(&fds, O_CLOEXEC) }
+    return (FileDescriptor(fds[0]), FileDescriptor(fds[1]))
+}

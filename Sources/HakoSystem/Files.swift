@@ -1,0 +1,200 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// File-system helpers over plain syscalls (no Foundation), used on hot paths.
+public enum FS {
+    public static func exists(_ path: String) -> Bool {
+        var st = stat()
+        return lstat(path, &st) == 0
+    }
+
+    public static func isDirectory(_ path: String) -> Bool {
+        var st = stat()
+        return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
+    }
+
+    public static func readFile(_ path: String) throws -> [UInt8] {
+        let fd = try FileDescriptor.open(path, O_RDONLY)
+        return try fd.readAll()
+    }
+
+    public static func readString(_ path: String) throws -> String {
+        String(decoding: try readFile(path), as: UTF8.self)
+    }
+
+    /// Writes a file whole: to a temporary name in the same directory, then
+    /// renamed over the target, so readers see the old or the new content only.
+    /// `durable` adds an fsync of the file before the rename.
+    public static func writeAtomic(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o644, durable: Bool = true) throws {
+        let tmp = path + ".tmp.\(getpid())"
+        let fd = try FileDescriptor.open(tmp, O_WRONLY | O_CREAT | O_TRUNC, mode: mode)
+        do {
+            try fd.write(bytes)
+            if durable { try sys("fsync", tmp) { fsync(fd.rawValue) } }
+            fd.close()
+            try sys("rename", path) { rename(tmp, path) }
+        } catch {
+            unlink(tmp)
+            throw error
+        }
+    }
+
+    public static func writeAtomic(_ path: String, _ string: String, mode: mode_t = 0o644, durable: Bool = true) throws {
+        try writeAtomic(path, Array(string.utf8), mode: mode, durable: durable)
+    }
+
+    /// mkdir -p; existing directories are fine.
+    public static func makeDirectories(_ path: String, mode: mode_t = 0o755) throws {
+        if path.isEmpty || isDirectory(path) { return }
+        var prefix = path.hasPrefix("/") ? "" : "."
+        for part in path.split(separator: "/", omittingEmptySubsequences: true) {
+            prefix += "/" + part
+            if mkdir(prefix, mode) != 0 && errno != EEXIST {
+                throw SystemError("mkdir", prefix)
+            }
+        }
+    }
+
+    /// Names in a directory (no "." or ".."); an absent directory has none.
+    public static func list(_ path: String) throws -> [String] {
+        guard let dir = opendir(path) else {
+            if errno == ENOENT { return [] }
+            throw SystemError("opendir", path)
+        }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(cString: raw.bindMemory(to: CChar.self).baseAddress!)
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
+    /// rm -rf without following symlinks; an absent path is fine.
+    public static func removeTree(_ path: String) throws {
+        var st = stat()
+        if lstat(path, &st) != 0 {
+            if errno == ENOENT { return }
+            throw SystemError("lstat", path)
+        }
+        try removeEntry(parent: AT_FDCWD, name: path, isDirectory: (st.st_mode & S_IFMT) == S_IFDIR)
+    }
+
+    private static func removeEntry(parent: Int32, name: String, isDirectory: Bool) throws {
+        if !isDirectory {
+            if unlinkat(parent, name, 0) != 0 && errno != ENOENT { throw SystemError("unlink", name) }
+            return
+        }
+        let fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        if fd < 0 {
+            if errno == ENOENT { return }
+            throw SystemError("open", name)
+        }
+        guard let dir = fdopendir(fd) else { close(fd); throw SystemError("fdopendir", name) }
+        var children: [(String, Bool)] = []
+        while let entry = readdir(dir) {
+            let child = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(cString: raw.bindMemory(to: CChar.self).baseAddress!)
+            }
+            if child == "." || child == ".." { continue }
+            var isDir = entry.pointee.d_type == UInt8(DT_DIR)
+            if entry.pointee.d_type == UInt8(DT_UNKNOWN) {
+                var st = stat()
+                isDir = fstatat(dirfd(dir), child, &st, AT_SYMLINK_NOFOLLOW) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
+            }
+            children.append((child, isDir))
+        }
+        let dfd = dirfd(dir)
+        var failure: (any Error)?
+        for (child, isDir) in children {
+            do { try removeEntry(parent: dfd, name: child, isDirectory: isDir) } catch { failure = failure ?? error }
+        }
+        closedir(dir)
+        if let failure { throw failure }
+        if unlinkat(parent, name, AT_REMOVEDIR) != 0 && errno != ENOENT { throw SystemError("rmdir", name) }
+    }
+
+    public static func symlink(_ target: String, at path: String) throws {
+        try sys("symlink", path) { Glibc.symlink(target, path) }
+    }
+
+    public static func readLink(_ path: String) -> String? {
+        var buf = [CChar](repeating: 0, count: 4096)
+        let n = readlink(path, &buf, buf.count - 1)
+        if n < 0 { return nil }
+        return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    public static func unlinkIfPresent(_ path: String) throws {
+        if unlink(path) != 0 && errno != ENOENT { throw SystemError("unlink", path) }
+    }
+
+    /// The absolute form of `path` against the working directory (no symlink resolution).
+    public static func absolute(_ path: String) -> String {
+        if path.hasPrefix("/") { return normalize(path) }
+        var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        guard getcwd(&buf, buf.count) != nil else { return normalize("/" + path) }
+        return normalize(cString(buf) + "/" + path)
+    }
+
+    /// Lexical clean-up: collapses "//", "." and "..", never going above "/".
+    public static func normalize(_ path: String) -> String {
+        var parts: [Substring] = []
+        for p in path.split(separator: "/", omittingEmptySubsequences: true) {
+            if p == "." { continue }
+            if p == ".." { if !parts.isEmpty { parts.removeLast() }; continue }
+            parts.append(p)
+        }
+        return "/" + parts.joined(separator: "/")
+    }
+}
+
+/// An advisory lock on a file (flock), released when the value is dropped.
+public final class FileLock: @unchecked Sendable {
+    private let fd: FileDescriptor
+
+    private init(fd: FileDescriptor) { self.fd = fd }
+
+    /// Blocks until the exclusive lock is held.
+    public static func acquire(_ path: String, shared: Bool = false) throws -> FileLock {
+        let fd = try FileDescriptor.open(path, O_RDWR | O_CREAT, mode: 0o600)
+        try sys("flock", path) { flock(fd.rawValue, shared ? LOCK_SH : LOCK_EX) }
+        return FileLock(fd: fd)
+    }
+
+    /// Takes the lock if nobody holds it; nil when it is held elsewhere.
+    public static func tryAcquire(_ path: String, create: Bool = true) throws -> FileLock? {
+        let fd: FileDescriptor
+        do {
+            fd = try FileDescriptor.open(path, O_RDWR | (create ? O_CREAT : 0), mode: 0o600)
+        } catch let e as SystemError where e.errno == ENOENT && !create {
+            return nil
+        }
+        if flock(fd.rawValue, LOCK_EX | LOCK_NB) != 0 {
+            if errno == EWOULDBLOCK { return nil }
+            throw SystemError("flock", path)
+        }
+        return FileLock(fd: fd)
+    }
+
+    /// Whether some process holds a lock on an existing file (without keeping it).
+    public static func isHeld(_ path: String) -> Bool {
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 { return false }
+        defer { Glibc.close(fd) }
+        if flock(fd, LOCK_SH | LOCK_NB) != 0 { return errno == EWOULDBLOCK }
+        flock(fd, LOCK_UN)
+        return false
+    }
+
+    public func release() { fd.close() }
+}
+
+/// A Swift string from a NUL-terminated C buffer.
+public func cString(_ buf: [CChar]) -> String {
+    let end = buf.firstIndex(of: 0) ?? buf.count
+    return String(decoding: buf[0..<end].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}

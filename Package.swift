@@ -29,15 +29,15 @@ let package = Package(
 
         // apps
         .executableTarget(name: "hako", dependencies: [
-            "HakoEngine",
+            "HakoEngine", "HakoRuntime", "HakoSystem",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // The monitor is C: one per container, its memory is the density budget (docs/architecture.md).
         .executableTarget(name: "hako-monitor", dependencies: ["CHakoShim"], path: "Sources/hako-monitor",
                           cSettings: [.define("_GNU_SOURCE")]),
 
-        .testTarget(name: "HakoUnitTests", dependencies: ["HakoSystem", "HakoRuntime", "HakoEngine"]),
+        .testTarget(name: "HakoUnitTests", dependencies: ["CHakoShim", "HakoSystem", "HakoRuntime", "HakoEngine"]),
         .testTarget(name: "HakoImageTests", dependencies: ["HakoSystem", "HakoImage"]),
-        .testTarget(name: "HakoIntegrationTests", dependencies: ["HakoSystem", "HakoRuntime", "HakoImage", "HakoEngine"]),
+        .testTarget(name: "HakoIntegrationTests", dependencies: ["HakoSystem"]),
     ]
 )

@@ -131,7 +131,7 @@ static long clone3_raw(uint64_t flags, int *pidfd, int cgroup_fd) {
     struct clone_args a;
     memset(&a, 0, sizeof a);
     a.flags = flags;
-    a.exit_signal = SIGCHLD;
+    a.exit_signal = (flags & (CLONE_PARENT | CLONE_THREAD)) ? 0 : SIGCHLD;
     if (flags & CLONE_PIDFD) a.pidfd = (uint64_t)(uintptr_t)pidfd;
     if (flags & CLONE_INTO_CGROUP) a.cgroup = (uint64_t)cgroup_fd;
     return syscall(SYS_clone3, &a, sizeof a);

@@ -118,7 +118,7 @@ int hako_spec_parse(const void *blob, size_t len, struct hako_spec *s, char *err
             break;
         }
         case HAKO_T_CGROUP_DIR: NEED(str, "cgroup dir"); s->cgroup_dir = str; break;
-        case HAKO_T_CGROUP_PROCS: NEED(str, "cgroup procs"); PUSH(s->cgroup_procs, s->ncgroup_procs, 16, str, "cgroup files"); break;
+        case HAKO_T_CGROUP_PROCS: NEED(str, "cgroup procs"); PUSH(s->cgroup_procs, s->ncgroup_procs, 32, str, "cgroup files"); break;
         case HAKO_T_TTY:
             NEED(n == 8, "tty");
             s->tty = 1; memcpy(&s->tty_rows, p, 4); memcpy(&s->tty_cols, p + 4, 4);
@@ -183,7 +183,7 @@ int hako_spec_parse(const void *blob, size_t len, struct hako_spec *s, char *err
         case HAKO_T_REMOVE_FILE: NEED(str, "remove file"); PUSH(s->remove_files, s->nremove_files, 8, str, "remove files"); break;
         case HAKO_T_STOP_SIGNAL: NEED(n == 4, "stop signal"); memcpy(&s->stop_signal, p, 4); break;
         case HAKO_T_CLEANUP_ARG: NEED(str, "cleanup arg"); PUSH(s->cleanup_argv, s->ncleanup, 31, str, "cleanup args"); break;
-        case HAKO_T_CGROUP_RMDIR: NEED(str, "cgroup dir"); PUSH(s->cgroup_rmdir, s->ncgroup_rmdir, 16, str, "cgroup dirs"); break;
+        case HAKO_T_CGROUP_RMDIR: NEED(str, "cgroup dir"); PUSH(s->cgroup_rmdir, s->ncgroup_rmdir, 64, str, "cgroup dirs"); break;
         case HAKO_T_CGROUP_KILL: NEED(str, "cgroup kill"); s->cgroup_kill = str; break;
         case HAKO_T_FREEZER:
             NEED(n >= 2 && p[n - 2] == 0, "freezer");

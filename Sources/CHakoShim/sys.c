@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <sched.h>
+#include <pthread.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -13,6 +14,7 @@
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <termios.h>
 #include <unistd.h>
@@ -44,6 +46,7 @@ const uint64_t HAKO_MS_RDONLY = MS_RDONLY, HAKO_MS_NOSUID = MS_NOSUID, HAKO_MS_N
     HAKO_MS_NOEXEC = MS_NOEXEC, HAKO_MS_REC = MS_REC, HAKO_MS_PRIVATE = MS_PRIVATE,
     HAKO_MS_SLAVE = MS_SLAVE, HAKO_MS_SHARED = MS_SHARED, HAKO_MS_STRICTATIME = MS_STRICTATIME,
     HAKO_MS_RELATIME = MS_RELATIME, HAKO_MS_NOATIME = MS_NOATIME;
+const int HAKO_O_PATH = O_PATH;
 
 int hako_openat2(int dirfd, const char *path, int flags, int mode, uint64_t resolve) {
     struct open_how how;
@@ -195,4 +198,25 @@ int hako_pty_open_in_root(int rootfd, int *master, char *slave_path, size_t slav
     strcat(slave_path, num + i);
     *master = m;
     return 0;
+}
+
+int hako_signalfd_open(const int *signals, int n, void *old, size_t oldlen) {
+    if (oldlen < sizeof(sigset_t)) { errno = EINVAL; return -1; }
+    sigset_t set;
+    sigemptyset(&set);
+    for (int i = 0; i < n; i++) sigaddset(&set, signals[i]);
+    if (pthread_sigmask(SIG_BLOCK, &set, (sigset_t *)old) != 0) return -1;
+    return signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+}
+
+int hako_signalfd_read(int fd) {
+    struct signalfd_siginfo si;
+    ssize_t r = read(fd, &si, sizeof si);
+    if (r == (ssize_t)sizeof si) return (int)si.ssi_signo;
+    if (r < 0 && errno == EAGAIN) return 0;
+    return -1;
+}
+
+int hako_sigmask_restore(const void *old) {
+    return pthread_sigmask(SIG_SETMASK, (const sigset_t *)old, NULL);
 }

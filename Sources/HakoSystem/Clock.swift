@@ -4,7 +4,7 @@ import Glibc
 import CHakoShim
 
 /// A point in wall-clock time with nanoseconds, formatted as RFC 3339 (UTC).
-public struct Timestamp: Sendable, Comparable, Hashable, Codable {
+public struct Timestamp: Sendable, Comparable, Hashable {
     public var seconds: Int64
     public var nanoseconds: Int32
 
@@ -95,4 +95,21 @@ public func hexString(_ bytes: [UInt8]) -> String {
     out.reserveCapacity(bytes.count * 2)
     for b in bytes { out.append(digits[Int(b >> 4)]); out.append(digits[Int(b & 15)]) }
     return String(decoding: out, as: UTF8.self)
+}
+
+/// Timestamps are stored as RFC 3339 strings.
+extension Timestamp: Codable {
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        let s = try c.decode(String.self)
+        guard let t = Timestamp(rfc3339: s) else {
+            throw DecodingError.dataCorruptedError(in: c, debugDescription: "not an RFC 3339 UTC time: \(s)")
+        }
+        self = t
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(rfc3339)
+    }
 }

@@ -88,3 +88,14 @@ public func makePipe() throws -> (read: FileDescriptor, write: FileDescriptor) {
     try sys("pipe") { hako_pipe2(&fds, O_CLOEXEC) }
     return (FileDescriptor(fds[0]), FileDescriptor(fds[1]))
 }
+
+/// Writes a message to standard error (fd 2), unbuffered.
+public func writeStderr(_ s: String) {
+    var bytes = Array(s.utf8)
+    var off = 0
+    while off < bytes.count {
+        let n = bytes.withUnsafeMutableBytes { Glibc.write(2, $0.baseAddress! + off, $0.count - off) }
+        if n <= 0 { if n < 0 && errno == EINTR { continue }; return }
+        off += n
+    }
+}

@@ -434,7 +434,17 @@ static void final_exit(void) {
     run_cleanup_hook();
     if (M.spec.nremove_dirs || M.spec.nremove_files) {
         for (int i = 0; i < M.spec.nremove_files; i++) remove_link_if_ours(M.spec.remove_files[i]);
-        for (int i = 0; i < M.spec.nremove_dirs; i++) rm_rf_at(AT_FDCWD, M.spec.remove_dirs[i]);
+        for (int i = 0; i < M.spec.nremove_dirs; i++) {
+            // Renamed first, so that nobody ever reads a half-removed container.
+            const char *dir = M.spec.remove_dirs[i];
+            const char *slash = strrchr(dir, '/');
+            char doomed[4200];
+            if (slash && snprintf(doomed, sizeof doomed, "%.*s/.removing-%s", (int)(slash - dir), dir, slash + 1) < (int)sizeof doomed
+                && rename(dir, doomed) == 0)
+                rm_rf_at(AT_FDCWD, doomed);
+            else
+                rm_rf_at(AT_FDCWD, dir);
+        }
     } else {
         write_state("exited", 1);
     }
@@ -656,6 +666,7 @@ int main(int argc, char **argv) {
     for (int i = 0; i < MAX_CLIENTS; i++) M.clients[i].fd = -1;
     M.proc.stdin_fd = M.proc.stdout_fd = M.proc.stderr_fd = M.proc.pidfd = -1;
     if (fcntl(4, F_GETFD) < 0) M.status_fd = -1;
+    else fcntl(4, F_SETFD, FD_CLOEXEC);
 
     size_t len = 0;
     void *blob = read_spec(3, &len);

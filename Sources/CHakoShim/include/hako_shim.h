@@ -133,7 +133,7 @@ struct hako_spec {
     uint32_t groups[64]; int ngroups;
     struct hako_mount mounts[256]; int nmounts;
     const char *cgroup_dir;
-    const char *cgroup_procs[16]; int ncgroup_procs;
+    const char *cgroup_procs[32]; int ncgroup_procs;
     int tty; uint32_t tty_rows, tty_cols;
     int keep_stdin;
     struct hako_nsjoin nsjoin[8]; int nnsjoin;
@@ -160,7 +160,7 @@ struct hako_spec {
     const char *remove_files[8]; int nremove_files;
     uint32_t stop_signal;
     const char *cleanup_argv[32]; int ncleanup;
-    const char *cgroup_rmdir[16]; int ncgroup_rmdir;
+    const char *cgroup_rmdir[64]; int ncgroup_rmdir;
     const char *cgroup_kill;
     const char *freezer; int freezer_v2;
     const char *oom_events;
@@ -226,6 +226,13 @@ int hako_tty_raw(int fd, void *saved, size_t savedlen);   // saved: >= sizeof(st
 int hako_tty_restore(int fd, const void *saved);
 int hako_tty_size(int fd, uint16_t *rows, uint16_t *cols);
 int hako_tty_set_size(int fd, uint16_t rows, uint16_t cols);
+// A signalfd for the given signals, which are blocked in the calling thread;
+// the previous mask is stored in `old` (>= sizeof(sigset_t) bytes).
+int hako_signalfd_open(const int *signals, int n, void *old, size_t oldlen);
+// The next signal from a signalfd, 0 if none is pending, -1 on error.
+int hako_signalfd_read(int fd);
+int hako_sigmask_restore(const void *old);
+
 int hako_pty_open_in_root(int rootfd, int *master, char *slave_path, size_t slave_len);
 
 // Constants the Glibc module hides from Swift.
@@ -234,6 +241,7 @@ extern const uint64_t HAKO_CLONE_NEWNS, HAKO_CLONE_NEWPID, HAKO_CLONE_NEWNET, HA
 extern const uint64_t HAKO_MS_RDONLY, HAKO_MS_NOSUID, HAKO_MS_NODEV, HAKO_MS_NOEXEC,
     HAKO_MS_REC, HAKO_MS_PRIVATE, HAKO_MS_SLAVE, HAKO_MS_SHARED, HAKO_MS_STRICTATIME,
     HAKO_MS_RELATIME, HAKO_MS_NOATIME;
+extern const int HAKO_O_PATH;
 
 #ifdef __cplusplus
 }

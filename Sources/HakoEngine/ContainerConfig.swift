@@ -1,0 +1,125 @@
+import HakoRuntime
+import HakoSystem
+
+/// Namespace choices as Docker spells them.
+public enum NamespaceMode: String, Codable, Sendable {
+    case `private`, host
+}
+
+public enum NetworkMode: String, Codable, Sendable {
+    case none, host
+}
+
+/// What `hako run`/`create` was asked for, before anything is resolved.
+public struct RunOptions: Sendable {
+    public var image: String
+    /// Arguments after the image; nil: the image's Cmd.
+    public var command: [String]?
+    /// --entrypoint; "" clears the image's entrypoint.
+    public var entrypoint: String?
+    public var env: [String] = []
+    public var envFiles: [String] = []
+    public var workingDir: String?
+    public var user: String?
+    public var hostname: String?
+    public var labels: [String] = []
+    public var name: String?
+    public var tty = false
+    public var interactive = false
+    public var autoRemove = false
+    public var restart: String = "no"
+    public var pid: NamespaceMode = .private
+    public var uts: NamespaceMode = .private
+    public var ipc: NamespaceMode = .private
+    public var cgroupns: NamespaceMode = .host
+    public var network: NetworkMode = .none
+    public var stopSignal: String?
+    public var stopTimeout: Int?
+    public var logOptions: [String] = []
+
+    public init(image: String) { self.image = image }
+}
+
+/// A container's configuration as stored in `config.json`: fixed at create.
+public struct ContainerConfig: Codable, Sendable, Equatable {
+    public var id: String
+    public var name: String
+    public var created: Timestamp
+    public var image: String
+    public var imageID: String
+    /// Snapshot directories of the image, lowest layer first.
+    public var layerDirs: [String]
+    /// The program and its arguments (entrypoint + command, resolved).
+    public var args: [String]
+    public var entrypoint: [String]
+    public var cmd: [String]
+    public var env: [String]
+    public var workingDir: String
+    public var user: String
+    public var hostname: String
+    public var labels: [String: String]
+    public var tty: Bool
+    public var openStdin: Bool
+    public var autoRemove: Bool
+    public var restartPolicy: String
+    public var pidMode: NamespaceMode
+    public var utsMode: NamespaceMode
+    public var ipcMode: NamespaceMode
+    public var cgroupnsMode: NamespaceMode
+    public var networkMode: NetworkMode
+    public var stopSignal: Int32
+    public var stopTimeout: Int
+    public var logMaxSize: UInt64
+    public var logMaxFiles: UInt32
+    /// The cgroup parent the container's cgroups live under (relative to each hierarchy's root).
+    public var cgroupParent: String
+
+    public var restart: RestartPolicy { (try? RestartPolicy(parsing: restartPolicy)) ?? .no }
+    public var shortID: String { String(id.prefix(12)) }
+}
+
+/// What the monitor writes to `state.json`.
+public struct MonitorState: Codable, Sendable, Equatable {
+    public var status: String
+    public var pid: Int32
+    public var monitorPid: Int32
+    public var exitCode: Int32
+    public var oomKilled: Bool
+    public var restartCount: UInt32
+    public var manualStop: Bool
+    public var startedAt: String
+    public var finishedAt: String
+    public var error: String
+
+    public init(status: String, exitCode: Int32 = 0, error: String = "", startedAt: String = "", finishedAt: String = "", restartCount: UInt32 = 0) {
+        self.status = status
+        self.pid = 0
+        self.monitorPid = 0
+        self.exitCode = exitCode
+        self.oomKilled = false
+        self.restartCount = restartCount
+        self.manualStop = false
+        self.startedAt = startedAt
+        self.finishedAt = finishedAt
+        self.error = error
+    }
+}
+
+/// A container's status as `ps` shows it, derived from the state file, the
+/// monitor's lock and the freezer.
+public enum ContainerStatus: String, Codable, Sendable {
+    case created, running, paused, restarting, exited, dead
+}
+
+/// A container as read from disk: its configuration and where it stands.
+public struct Container: Sendable {
+    public var config: ContainerConfig
+    public var state: MonitorState?
+    public var status: ContainerStatus
+    public var paths: ContainerPaths
+
+    public var id: String { config.id }
+    public var name: String { config.name }
+    public var isRunning: Bool { status == .running || status == .paused }
+    public var exitCode: Int32 { state?.exitCode ?? 0 }
+}

@@ -1,0 +1,199 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import HakoImage
+import HakoRuntime
+import HakoSystem
+
+extension Engine {
+    /// `hako create`: resolves the image and options into a stored configuration.
+    /// Nothing is started. Everything is validated before anything is written;
+    /// the container appears on disk whole or not at all.
+    public func create(_ o: RunOptions) throws -> ContainerConfig {
+        let image = try images.resolve(o.image)
+        return try commit(try makeConfig(o, image: image))
+    }
+
+    /// Pure: options + image → configuration (the id and name are still to be assigned).
+    func makeConfig(_ o: RunOptions, image: Image) throws -> ContainerConfig {
+        let imageEntrypoint = image.config.entrypoint ?? []
+        let entrypoint: [String]
+        var cmd: [String]
+        if let e = o.entrypoint {
+            entrypoint = e.isEmpty ? [] : [e]
+            cmd = o.command ?? []
+        } else {
+            entrypoint = imageEntrypoint
+            cmd = o.command ?? (image.config.cmd ?? [])
+        }
+        if let c = o.command, !c.isEmpty { cmd = c }
+        let args = entrypoint + cmd
+        guard !args.isEmpty else {
+            throw HakoError(.failed, "no command specified: the image \(o.image) has no default command; give one after the image name")
+        }
+
+        var fileEnv: [String] = []
+        for f in o.envFiles {
+            let text: String
+            do { text = try FS.readString(f) } catch { throw HakoError(.failed, "cannot read env file \(f)", cause: error) }
+            fileEnv += try EnvFile.parse(text)
+        }
+        var cliEnv: [String] = []
+        for e in o.env {
+            if e.isEmpty || e.hasPrefix("=") { throw HakoError(.failed, "invalid environment variable \"\(e)\"") }
+            if e.contains("=") { cliEnv.append(e) } else if let v = Engine.environment(e) ?? (getenv(e) != nil ? "" : nil) { cliEnv.append("\(e)=\(v)") }
+        }
+        let env = EnvFile.merge(image.config.env ?? [], fileEnv, cliEnv)
+
+        let restart = try RestartPolicy(parsing: o.restart)
+        if o.autoRemove && restart != .no {
+            throw HakoError(.failed, "conflicting options: --restart \(restart) and --rm")
+        }
+        var stopSignal = SIGTERM
+        if let s = o.stopSignal ?? image.config.stopSignal {
+            guard let n = Signals.parse(s) else { throw HakoError(.failed, "invalid stop signal \"\(s)\"") }
+            stopSignal = n
+        }
+        if let t = o.stopTimeout, t < -1 { throw HakoError(.failed, "invalid stop timeout \(t)") }
+        var labels = image.config.labels ?? [:]
+        for l in o.labels {
+            let kv = l.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+            guard let k = kv.first, !k.isEmpty else { throw HakoError(.failed, "invalid label \"\(l)\"") }
+            labels[k] = kv.count > 1 ? kv[1] : ""
+        }
+        if let h = o.hostname, !Engine.isValidHostname(h) {
+            throw HakoError(.failed, "invalid hostname \"\(h)\"")
+        }
+        if o.hostname != nil && o.uts == .host {
+            throw HakoError(.failed, "conflicting options: --hostname and --uts host")
+        }
+        var logMaxSize: UInt64 = 10 << 20
+        var logMaxFiles: UInt32 = 3
+        for opt in o.logOptions {
+            let kv = opt.split(separator: "=", maxSplits: 1).map(String.init)
+            guard kv.count == 2 else { throw HakoError(.failed, "invalid log option \"\(opt)\" (expected KEY=VALUE)") }
+            switch kv[0] {
+            case "max-size":
+                guard let n = try? parseByteSize(kv[1]), n >= 4096 else { throw HakoError(.failed, "invalid log option max-size=\(kv[1]) (at least 4k)") }
+                logMaxSize = n
+            case "max-file":
+                guard let n = UInt32(kv[1]), n >= 1, n <= 100 else { throw HakoError(.failed, "invalid log option max-file=\(kv[1]) (1 to 100)") }
+                logMaxFiles = n
+            default:
+                throw HakoError(.failed, "unknown log option \"\(kv[0])\" (supported: max-size, max-file)")
+            }
+        }
+        if let n = o.name, !Names.isValid(n.hasPrefix("/") ? String(n.dropFirst()) : n) {
+            throw HakoError(.failed, "invalid container name \"\(n)\": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+        }
+        if let w = o.workingDir, !w.hasPrefix("/") {
+            throw HakoError(.failed, "the working directory \"\(w)\" is invalid: it needs to be an absolute path")
+        }
+        if let u = o.user {
+            // Only the syntax here; names are resolved against the container's own files at start.
+            let parts = u.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
+            if u.isEmpty || parts.contains(where: { $0.isEmpty }) { throw HakoError(.failed, "invalid user \"\(u)\"") }
+        }
+
+        return ContainerConfig(
+            id: "", name: o.name.map { $0.hasPrefix("/") ? String($0.dropFirst()) : $0 } ?? "",
+            created: Timestamp.now(), image: o.image, imageID: image.id, layerDirs: image.layerDirs,
+            args: args, entrypoint: entrypoint, cmd: cmd, env: env,
+            workingDir: o.workingDir ?? (image.config.workingDir.flatMap { $0.isEmpty ? nil : $0 } ?? "/"),
+            user: o.user ?? (image.config.user ?? ""), hostname: o.hostname ?? "", labels: labels,
+            tty: o.tty, openStdin: o.interactive, autoRemove: o.autoRemove, restartPolicy: restart.description,
+            pidMode: o.pid, utsMode: o.uts, ipcMode: o.ipc, cgroupnsMode: o.cgroupns, networkMode: o.network,
+            stopSignal: stopSignal, stopTimeout: o.stopTimeout ?? 10, logMaxSize: logMaxSize, logMaxFiles: logMaxFiles,
+            cgroupParent: cgroupParent)
+    }
+
+    static func isValidHostname(_ h: String) -> Bool {
+        guard !h.isEmpty, h.utf8.count <= 64 else { return false }
+        return h.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { label in
+            !label.isEmpty && label.first != "-" && label.last != "-" && label.allSatisfy { $0.isLetter && $0.isASCII || $0.isNumber && $0.isASCII || $0 == "-" || $0 == "_" }
+        }
+    }
+
+    /// Assigns id and name and writes the container's directory: built under a
+    /// temporary name and renamed into place, under the engine lock.
+    func commit(_ draft: ContainerConfig) throws -> ContainerConfig {
+        let global = try FileLock.acquire(paths.lock)
+        defer { global.release() }
+        collectGarbage()
+        var config = draft
+        config.id = hexString(randomBytes(32))
+        if config.name.isEmpty {
+            var candidate = Names.generate()
+            var tries = 0
+            while FS.exists(paths.nameLink(candidate)) && tries < 50 { candidate = Names.generate() + "\(tries)"; tries += 1 }
+            config.name = candidate
+        } else if let target = FS.readLink(paths.nameLink(config.name)) {
+            let other = String(target.split(separator: "/").last ?? "")
+            throw HakoError(.failed, "the container name \"/\(config.name)\" is already in use by container \"\(other)\"; remove (or rename) that container to reuse the name")
+        }
+        if config.hostname.isEmpty { config.hostname = config.shortID }
+
+        let tmp = "\(paths.containers)/.tmp-\(config.id)"
+        let final = paths.container(config.id)
+        do {
+            try FS.makeDirectories(tmp, mode: 0o711)
+            for d in ["rootfs", "upper", "work"] { try FS.makeDirectories("\(tmp)/\(d)", mode: 0o755) }
+            let hostName: String
+            if config.utsMode == .host {
+                var buf = [CChar](repeating: 0, count: 256)
+                gethostname(&buf, buf.count)
+                hostName = cString(buf)
+            } else {
+                hostName = config.hostname
+            }
+            try FS.writeAtomic("\(tmp)/hostname", hostName + "\n", durable: false)
+            try FS.writeAtomic("\(tmp)/hosts", hostsFile(config), durable: false)
+            let resolv = (try? FS.readFile("/etc/resolv.conf")) ?? []
+            try FS.writeAtomic("\(tmp)/resolv.conf", resolv, durable: false)
+            try FS.writeAtomic("\(tmp)/config.json", Array(try Engine.encoder.encode(config)), durable: false)
+            try FS.symlink("../containers/\(config.id)", at: paths.nameLink(config.name))
+            do {
+                try sys("rename", final.dir) { rename(tmp, final.dir) }
+            } catch {
+                try? FS.unlinkIfPresent(paths.nameLink(config.name))
+                throw error
+            }
+        } catch {
+            try? FS.removeTree(tmp)
+            throw error
+        }
+        return config
+    }
+
+    func hostsFile(_ c: ContainerConfig) -> String {
+        if c.networkMode == .host, let host = try? FS.readString("/etc/hosts") { return host }
+        return """
+        127.0.0.1\tlocalhost
+        ::1\tlocalhost ip6-localhost ip6-loopback
+        fe00::0\tip6-localnet
+        ff00::0\tip6-mcastprefix
+        ff02::1\tip6-allnodes
+        ff02::2\tip6-allrouters
+
+        """
+    }
+}
+
+/// "64m", "1g", "512k", "1024" (bytes) → bytes.
+public func parseByteSize(_ s: String) throws -> UInt64 {
+    var digits = s.lowercased()
+    var mult: UInt64 = 1
+    if digits.hasSuffix("b") { digits.removeLast() }
+    switch digits.last {
+    case "k": mult = 1 << 10; digits.removeLast()
+    case "m": mult = 1 << 20; digits.removeLast()
+    case "g": mult = 1 << 30; digits.removeLast()
+    case "t": mult = 1 << 40; digits.removeLast()
+    default: break
+    }
+    guard let n = UInt64(digits) else { throw HakoError(.failed, "invalid size \"\(s)\"") }
+    let (v, overflow) = n.multipliedReportingOverflow(by: mult)
+    if overflow { throw HakoError(.failed, "invalid size \"\(s)\": too large") }
+    return v
+}

@@ -1,0 +1,151 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CHakoShim
+import HakoRuntime
+import HakoSystem
+
+extension Engine {
+    /// Starts a created or stopped container under a new monitor.
+    /// With `attach`, returns a connection that streams the container's output
+    /// from its first byte and carries stdin, resizes and signals.
+    @discardableResult
+    public func start(_ ref: String, attach: Bool = false, terminal: TerminalSize? = nil) throws -> MonitorConnection? {
+        let id = try resolveID(ref)
+        let cp = paths.container(id)
+        let lock = try FileLock.acquire(cp.lock)
+        defer { lock.release() }
+        let c = try load(id)
+        if c.status == .running || c.status == .paused || c.status == .restarting {
+            if attach { throw HakoError(.failed, "container \(c.name) is already running") }
+            return nil
+        }
+        let config = c.config
+        let driver = try cgroups(for: config)
+        try? FS.removeTree(cp.runDir)
+        try FS.makeDirectories(cp.runDir, mode: 0o700)
+        var ours: FileDescriptor?
+        var theirs: FileDescriptor?
+        if attach {
+            var fds: [Int32] = [-1, -1]
+            try sys("socketpair") { socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds) }
+            ours = FileDescriptor(fds[0])
+            theirs = FileDescriptor(fds[1])
+        }
+        do {
+            let user = try resolveUser(config)
+            let placement = try driver.create(id)
+            let (runtime, monitor) = SpecBuilder.build(config: config, paths: cp, nameLink: paths.nameLink(config.name),
+                                                       user: user, cgroup: placement, terminal: terminal)
+            let spec = LaunchSpecEncoder.encode(runtime, monitor: monitor)
+            _ = try MonitorLauncher.launch(monitorPath: monitorPath, spec: spec, attach: theirs)
+            theirs?.close()
+        } catch {
+            theirs?.close()
+            try? driver.remove(id)
+            try? FS.removeTree(cp.runDir)
+            if let f = error as? StartFailure { throw f.hakoError }
+            throw error
+        }
+        return ours.map { MonitorConnection(fd: $0) }
+    }
+
+    /// The container's user from its own /etc/passwd and /etc/group (upper dir first).
+    func resolveUser(_ config: ContainerConfig) throws -> ResolvedUser {
+        let layers = [paths.container(config.id).upper] + config.layerDirs.reversed()
+        let needsFiles = config.user.split(separator: ":").contains { UInt32($0) == nil }
+        let passwd = UserResolver.readFromLayers("/etc/passwd", layers: layers)
+        let group = needsFiles || config.user.isEmpty || !config.user.contains(":") ? UserResolver.readFromLayers("/etc/group", layers: layers) : nil
+        return try UserResolver.resolve(config.user, passwd: passwd, group: group)
+    }
+}
+
+/// Pure: a stored configuration → the specs the init path and the monitor run from.
+public enum SpecBuilder {
+    static let defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+    /// The environment a container process sees: the configured one plus PATH,
+    /// HOSTNAME, HOME and TERM where missing (as Docker does).
+    public static func environment(_ config: ContainerConfig, home: String, tty: Bool, extra: [String] = []) -> [String] {
+        var base: [String] = [defaultPath, "HOSTNAME=\(config.hostname)"]
+        if tty { base.append("TERM=xterm") }
+        var env = EnvFile.merge(base, config.env, extra)
+        if !env.contains(where: { $0.hasPrefix("HOME=") }) { env.append("HOME=\(home)") }
+        return env
+    }
+
+    public static func build(config: ContainerConfig, paths cp: ContainerPaths, nameLink: String,
+                             user: ResolvedUser, cgroup: CgroupPlacement, terminal: TerminalSize?) -> (RuntimeSpec, MonitorSpec) {
+        var process = ProcessSpec(args: config.args, env: environment(config, home: user.home, tty: config.tty))
+        process.cwd = config.workingDir
+        process.uid = user.uid
+        process.gid = user.gid
+        process.groups = user.groups
+        if config.tty { process.terminal = terminal ?? TerminalSize(rows: 24, cols: 80) }
+        process.keepStdin = config.openStdin && !config.tty
+
+        var r = RuntimeSpec(id: config.id, rootfs: cp.rootfs, process: process)
+        r.namespaces.pid = config.pidMode == .host ? .host : .new
+        r.namespaces.uts = config.utsMode == .host ? .host : .new
+        r.namespaces.ipc = config.ipcMode == .host ? .host : .new
+        r.namespaces.network = config.networkMode == .host ? .host : .new
+        r.namespaces.cgroup = config.cgroupnsMode == .private ? .new : .host
+        r.hostname = config.utsMode == .host ? nil : config.hostname
+        let lower = config.layerDirs.reversed().map { $0 }
+        r.overlay = OverlayRoot(lower: lower, upper: cp.upper, work: cp.work)
+        r.mounts = defaultMounts(config, paths: cp)
+        r.devices = defaultDevices
+        r.cgroup = cgroup
+
+        var m = MonitorSpec(statePath: cp.state, runDir: cp.runDir)
+        m.logPath = cp.log
+        m.logMaxSize = config.logMaxSize
+        m.logMaxFiles = config.logMaxFiles
+        m.restart = config.restart
+        m.stopSignal = config.stopSignal
+        if config.autoRemove {
+            m.removeDirs = [cp.dir]
+            m.removeLinks = [nameLink]
+        }
+        return (r, m)
+    }
+
+    /// Docker's default file systems and /dev, in mount order.
+    static func defaultMounts(_ c: ContainerConfig, paths cp: ContainerPaths) -> [Mount] {
+        let nosuid = HAKO_MS_NOSUID, nodev = HAKO_MS_NODEV, noexec = HAKO_MS_NOEXEC
+        var m: [Mount] = [
+            .filesystem("proc", at: "/proc", flags: nosuid | noexec | nodev),
+            .filesystem("tmpfs", at: "/dev", options: "mode=755,size=65536k", flags: nosuid | HAKO_MS_STRICTATIME),
+            .filesystem("devpts", at: "/dev/pts", options: "newinstance,ptmxmode=0666,mode=0620,gid=5", flags: nosuid | noexec),
+            .filesystem("sysfs", at: "/sys", flags: nosuid | noexec | nodev | HAKO_MS_RDONLY),
+        ]
+        if c.ipcMode == .host {
+            m.append(.bind("/dev/shm", at: "/dev/shm"))
+        } else {
+            m.append(.filesystem("tmpfs", at: "/dev/shm", source: "shm", options: "mode=1777,size=65536k", flags: nosuid | noexec | nodev))
+            m.append(.filesystem("mqueue", at: "/dev/mqueue", flags: nosuid | noexec | nodev))
+        }
+        m += [
+            .symlink("/dev/fd", pointingTo: "/proc/self/fd"),
+            .symlink("/dev/stdin", pointingTo: "/proc/self/fd/0"),
+            .symlink("/dev/stdout", pointingTo: "/proc/self/fd/1"),
+            .symlink("/dev/stderr", pointingTo: "/proc/self/fd/2"),
+            .symlink("/dev/ptmx", pointingTo: "pts/ptmx"),
+            .symlink("/dev/core", pointingTo: "/proc/kcore"),
+            .bind(cp.hostname, at: "/etc/hostname", recursive: false),
+            .bind(cp.hosts, at: "/etc/hosts", recursive: false),
+            .bind(cp.resolvConf, at: "/etc/resolv.conf", recursive: false),
+        ]
+        return m
+    }
+
+    /// Docker's default devices.
+    static let defaultDevices: [DeviceNode] = [
+        DeviceNode(path: "/dev/null", type: UInt8(ascii: "c"), major: 1, minor: 3, mode: 0o666),
+        DeviceNode(path: "/dev/zero", type: UInt8(ascii: "c"), major: 1, minor: 5, mode: 0o666),
+        DeviceNode(path: "/dev/full", type: UInt8(ascii: "c"), major: 1, minor: 7, mode: 0o666),
+        DeviceNode(path: "/dev/random", type: UInt8(ascii: "c"), major: 1, minor: 8, mode: 0o666),
+        DeviceNode(path: "/dev/urandom", type: UInt8(ascii: "c"), major: 1, minor: 9, mode: 0o666),
+        DeviceNode(path: "/dev/tty", type: UInt8(ascii: "c"), major: 5, minor: 0, mode: 0o666),
+    ]
+}

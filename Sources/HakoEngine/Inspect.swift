@@ -1,0 +1,99 @@
+import HakoRuntime
+import HakoSystem
+
+/// `hako inspect`: Docker's shape and key names, for the parts hako has.
+public struct ContainerInspect: Codable, Sendable {
+    public struct State: Codable, Sendable {
+        public var Status: String
+        public var Running: Bool
+        public var Paused: Bool
+        public var Restarting: Bool
+        public var OOMKilled: Bool
+        public var Dead: Bool
+        public var Pid: Int32
+        public var ExitCode: Int32
+        public var Error: String
+        public var StartedAt: String
+        public var FinishedAt: String
+    }
+    public struct Config: Codable, Sendable {
+        public var Hostname: String
+        public var User: String
+        public var Tty: Bool
+        public var OpenStdin: Bool
+        public var Env: [String]
+        public var Cmd: [String]
+        public var Entrypoint: [String]
+        public var Image: String
+        public var WorkingDir: String
+        public var Labels: [String: String]
+        public var StopSignal: String
+        public var StopTimeout: Int
+    }
+    public struct RestartPolicy: Codable, Sendable {
+        public var Name: String
+        public var MaximumRetryCount: UInt32
+    }
+    public struct HostConfig: Codable, Sendable {
+        public var AutoRemove: Bool
+        public var RestartPolicy: RestartPolicy
+        public var NetworkMode: String
+        public var PidMode: String
+        public var UTSMode: String
+        public var IpcMode: String
+        public var CgroupnsMode: String
+        public var CgroupParent: String
+        public var LogConfig: [String: String]
+    }
+    public struct GraphDriver: Codable, Sendable {
+        public var Name: String
+        public var Data: [String: String]
+    }
+
+    public var Id: String
+    public var Created: String
+    public var Path: String
+    public var Args: [String]
+    public var State: State
+    public var Image: String
+    public var Name: String
+    public var RestartCount: UInt32
+    public var LogPath: String
+    public var Driver: String
+    public var Config: Config
+    public var HostConfig: HostConfig
+    public var GraphDriver: GraphDriver
+}
+
+extension Engine {
+    public func inspect(_ ref: String) throws -> ContainerInspect {
+        let c = try lookup(ref)
+        let cfg = c.config
+        let s = c.state
+        let running = c.status == .running || c.status == .paused
+        let policy = cfg.restart
+        func mode(_ m: NamespaceMode) -> String { m == .host ? "host" : "private" }
+        return ContainerInspect(
+            Id: cfg.id, Created: cfg.created.rfc3339, Path: cfg.args.first ?? "", Args: Array(cfg.args.dropFirst()),
+            State: .init(Status: c.status.rawValue, Running: running, Paused: c.status == .paused,
+                         Restarting: c.status == .restarting, OOMKilled: s?.oomKilled ?? false, Dead: c.status == .dead,
+                         Pid: running ? (s?.pid ?? 0) : 0, ExitCode: running ? 0 : (s?.exitCode ?? 0), Error: s?.error ?? "",
+                         StartedAt: s?.startedAt.isEmpty == false ? s?.startedAt ?? "" : "0001-01-01T00:00:00Z",
+                         FinishedAt: s?.finishedAt.isEmpty == false ? s?.finishedAt ?? "" : "0001-01-01T00:00:00Z"),
+            Image: "sha256:" + cfg.imageID, Name: "/" + cfg.name, RestartCount: s?.restartCount ?? 0,
+            LogPath: c.paths.log, Driver: "overlay",
+            Config: .init(Hostname: cfg.hostname, User: cfg.user, Tty: cfg.tty, OpenStdin: cfg.openStdin, Env: cfg.env,
+                          Cmd: cfg.cmd, Entrypoint: cfg.entrypoint, Image: cfg.image, WorkingDir: cfg.workingDir,
+                          Labels: cfg.labels, StopSignal: Signals.name(cfg.stopSignal), StopTimeout: cfg.stopTimeout),
+            HostConfig: .init(AutoRemove: cfg.autoRemove,
+                              RestartPolicy: .init(Name: policy.name, MaximumRetryCount: policy.maximumRetryCount),
+                              NetworkMode: cfg.networkMode.rawValue, PidMode: cfg.pidMode == .host ? "host" : "",
+                              UTSMode: cfg.utsMode == .host ? "host" : "", IpcMode: mode(cfg.ipcMode),
+                              CgroupnsMode: mode(cfg.cgroupnsMode), CgroupParent: cfg.cgroupParent,
+                              LogConfig: ["Type": "hako-file", "max-size": String(cfg.logMaxSize), "max-file": String(cfg.logMaxFiles)]),
+            GraphDriver: .init(Name: "overlay", Data: [
+                "LowerDir": cfg.layerDirs.reversed().joined(separator: ":"),
+                "UpperDir": c.paths.upper, "WorkDir": c.paths.work, "MergedDir": c.paths.rootfs,
+            ]))
+    }
+}

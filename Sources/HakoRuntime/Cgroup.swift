@@ -1,0 +1,180 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import HakoSystem
+
+/// Where a container's processes go and what its monitor needs to clean up:
+/// the output of a cgroup driver, consumed by the launch spec.
+public struct CgroupPlacement: Sendable, Equatable, Codable {
+    /// A cgroup2 directory: the init is cloned straight into it (CLONE_INTO_CGROUP).
+    public var unifiedDir: String?
+    /// v1 `cgroup.procs` files the init joins before it continues.
+    public var procsFiles: [String] = []
+    /// Directories to remove after the container's final exit, deepest first;
+    /// parents come last and are removed only once empty.
+    public var removeDirs: [String] = []
+    /// `cgroup.kill` (v2) or a `cgroup.procs` whose members are killed one by one (v1).
+    public var killFile: String?
+    /// The freezer file and whether it is v2's `cgroup.freeze` ("1"/"0") or v1's `freezer.state`.
+    public var freezer: String?
+    public var freezerIsV2: Bool = false
+    /// Where OOM kills are counted (`memory.events` or `memory.oom_control`).
+    public var oomEvents: String?
+
+    public init() {}
+}
+
+/// The cgroup hierarchies of this host, read from /proc/self/mountinfo.
+public struct CgroupHost: Sendable, Equatable {
+    public enum Mode: String, Sendable { case unified, hybrid, legacy, none }
+    /// The cgroup2 mount, if any (/sys/fs/cgroup on unified hosts, /sys/fs/cgroup/unified on hybrid ones).
+    public var unified: String?
+    /// v1 hierarchies: mount point → controllers ("cpu", "cpuacct", "name=systemd" …).
+    public var v1: [(mount: String, controllers: [String])]
+
+    public static func == (a: CgroupHost, b: CgroupHost) -> Bool {
+        a.unified == b.unified && a.v1.map(\.mount) == b.v1.map(\.mount) && a.v1.map(\.controllers) == b.v1.map(\.controllers)
+    }
+
+    public var mode: Mode {
+        if v1.isEmpty { return unified == nil ? .none : .unified }
+        return unified == nil ? .legacy : .hybrid
+    }
+
+    public func v1Mount(_ controller: String) -> String? {
+        v1.first { $0.controllers.contains(controller) }?.mount
+    }
+
+    public static func detect(mountinfo: String? = nil) -> CgroupHost {
+        let text = mountinfo ?? ((try? FS.readString("/proc/self/mountinfo")) ?? "")
+        return parse(mountinfo: text)
+    }
+
+    /// Pure: parses mountinfo text.
+    public static func parse(mountinfo text: String) -> CgroupHost {
+        var unified: String?
+        var v1: [(String, [String])] = []
+        for line in text.split(separator: "\n") {
+            let halves = line.split(separator: " - ", omittingEmptySubsequences: false)
+            guard halves.count == 2 else { continue }
+            let left = halves[0].split(separator: " ")
+            let right = halves[1].split(separator: " ")
+            guard left.count >= 5, right.count >= 3 else { continue }
+            let mountPoint = unescapeMountinfo(String(left[4]))
+            switch right[0] {
+            case "cgroup2":
+                if unified == nil || mountPoint == "/sys/fs/cgroup" { unified = mountPoint }
+            case "cgroup":
+                let opts = right[2].split(separator: ",").map(String.init)
+                let ctrls = opts.filter { !["rw", "ro", "relatime", "noatime", "nosuid", "nodev", "noexec", "clone_children", "xattr"].contains($0) && !$0.hasPrefix("release_agent") }
+                if !ctrls.isEmpty && !v1.contains(where: { $0.0 == mountPoint }) { v1.append((mountPoint, ctrls)) }
+            default: continue
+            }
+        }
+        return CgroupHost(unified: unified, v1: v1)
+    }
+
+    private static func unescapeMountinfo(_ s: String) -> String {
+        guard s.contains("\\") else { return s }
+        var out = [UInt8]()
+        let b = Array(s.utf8)
+        var i = 0
+        while i < b.count {
+            if b[i] == UInt8(ascii: "\\"), i + 3 < b.count,
+               let v = UInt8(String(decoding: b[(i + 1)...(i + 3)], as: UTF8.self), radix: 8) {
+                out.append(v); i += 4
+            } else { out.append(b[i]); i += 1 }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}
+
+/// One container's cgroups: created before its process starts, removed after it ends.
+/// Two implementations (v2 and v1) behind one protocol.
+public protocol CgroupDriver: Sendable {
+    var host: CgroupHost { get }
+    /// The cgroup parent, relative to each hierarchy's root (e.g. "hako").
+    var parent: String { get }
+    /// Where the container's cgroups are (pure: no file is touched).
+    func placement(for id: String) -> CgroupPlacement
+    /// Creates the container's cgroups; idempotent.
+    func create(_ id: String) throws -> CgroupPlacement
+    /// Kills whatever still runs in the container's cgroups and removes them.
+    func remove(_ id: String) throws
+    func setFrozen(_ id: String, _ frozen: Bool) throws
+    func isFrozen(_ id: String) -> Bool
+    /// PIDs (host numbering) in the container's cgroup.
+    func processes(_ id: String) -> [Int32]
+}
+
+public func makeCgroupDriver(host: CgroupHost = .detect(), parent: String = "hako") throws -> any CgroupDriver {
+    let parent = parent.split(separator: "/").joined(separator: "/")
+    guard !parent.isEmpty, !parent.split(separator: "/").contains("..") else {
+        throw HakoError(.failed, "invalid cgroup parent \"\(parent)\"")
+    }
+    switch host.mode {
+    case .unified: return CgroupV2Driver(host: host, parent: parent)
+    case .hybrid, .legacy: return CgroupV1Driver(host: host, parent: parent)
+    case .none: throw HakoError(.failed, "no cgroup file system is mounted (expected /sys/fs/cgroup); run `hako doctor`")
+    }
+}
+
+// MARK: - shared file work
+
+enum CgroupFS {
+    static func write(_ path: String, _ value: String) throws {
+        let fd = try FileDescriptor.open(path, O_WRONLY)
+        try fd.write(value)
+    }
+
+    static func read(_ path: String) -> String? {
+        (try? FS.readString(path))?.trimmed
+    }
+
+    /// mkdir with retries: a parent removed by another container's monitor at
+    /// the same moment is simply created again.
+    static func makeDir(_ path: String, prepare: (String) throws -> Void = { _ in }) throws {
+        for attempt in 0..<5 {
+            do {
+                try createChain(path, prepare: prepare)
+                return
+            } catch let e as SystemError where e.errno == ENOENT && attempt < 4 {
+                continue
+            }
+        }
+    }
+
+    private static func createChain(_ path: String, prepare: (String) throws -> Void) throws {
+        if FS.isDirectory(path) { return }
+        let parent = String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)])
+        if !parent.isEmpty && !FS.isDirectory(parent) { try createChain(parent, prepare: prepare) }
+        if mkdir(path, 0o755) != 0 && errno != EEXIST { throw SystemError("mkdir", path) }
+        try prepare(path)
+    }
+
+    static func pids(_ procs: String) -> [Int32] {
+        guard let text = read(procs) else { return [] }
+        return text.split(separator: "\n").compactMap { Int32($0) }
+    }
+
+    /// rmdir, waiting briefly for exiting tasks to leave.
+    static func removeDir(_ path: String) throws {
+        for _ in 0..<200 {
+            if rmdir(path) == 0 || errno == ENOENT { return }
+            if errno != EBUSY { throw SystemError("rmdir", path) }
+            usleep(5000)
+        }
+        throw SystemError("rmdir", path, errno: EBUSY)
+    }
+
+    /// Kills every process listed in a cgroup.procs until it stays empty.
+    static func killAll(procs: String, thaw: () -> Void) {
+        for _ in 0..<100 {
+            let list = pids(procs)
+            if list.isEmpty { return }
+            for p in list { kill(p, SIGKILL) }
+            thaw()
+            usleep(5000)
+        }
+    }
+}

@@ -1,0 +1,256 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CHakoShim
+import HakoSystem
+
+/// Frames on a monitor's attach socket: [u8 type][u32 big-endian length][payload].
+/// The monitor side is C (Sources/hako-monitor/include/monitor.h); this is the client side.
+public enum MonitorFrame: Equatable, Sendable {
+    case stdin([UInt8])
+    case closeStdin
+    case resize(rows: UInt16, cols: UInt16)
+    /// Send a signal; SIGKILL/SIGTERM/SIGINT or the stop signal make the exit that follows final.
+    case signal(Int32)
+    /// Stop: the signal now, SIGKILL after `timeout` seconds; no restart follows.
+    case stop(signal: Int32, timeout: UInt32)
+    /// Ask for the container's output.
+    case attach
+    case stdout([UInt8])
+    case stderr([UInt8])
+    /// The container exited with `code`; `final` when the monitor is ending (no restart follows).
+    case exit(code: Int32, final: Bool)
+    /// The monitor's answer to the last request: 0, or an errno.
+    case reply(Int32)
+
+    public func encode() -> [UInt8] {
+        func frame(_ t: Character, _ p: [UInt8]) -> [UInt8] {
+            let n = UInt32(p.count)
+            return [t.asciiValue ?? 0, UInt8(n >> 24), UInt8((n >> 16) & 0xff), UInt8((n >> 8) & 0xff), UInt8(n & 0xff)] + p
+        }
+        func be32(_ v: UInt32) -> [UInt8] { [UInt8(v >> 24), UInt8((v >> 16) & 0xff), UInt8((v >> 8) & 0xff), UInt8(v & 0xff)] }
+        switch self {
+        case .stdin(let b): return frame("i", b)
+        case .closeStdin: return frame("c", [])
+        case .resize(let r, let c): return frame("r", [UInt8(r >> 8), UInt8(r & 0xff), UInt8(c >> 8), UInt8(c & 0xff)])
+        case .signal(let s): return frame("k", be32(UInt32(bitPattern: s)))
+        case .stop(let s, let t): return frame("s", be32(UInt32(bitPattern: s)) + be32(t))
+        case .attach: return frame("a", [])
+        case .stdout(let b): return frame("o", b)
+        case .stderr(let b): return frame("e", b)
+        case .exit(let code, let final): return frame("x", be32(UInt32(bitPattern: code)) + [final ? 1 : 0])
+        case .reply(let e): return frame("K", be32(UInt32(bitPattern: e)))
+        }
+    }
+
+    /// Decodes one frame from the front of `buffer`; nil when it is incomplete.
+    /// Throws on a frame that can never be valid.
+    public static func decode(_ buffer: inout [UInt8]) throws -> MonitorFrame? {
+        guard buffer.count >= 5 else { return nil }
+        let n = Int(UInt32(buffer[1]) << 24 | UInt32(buffer[2]) << 16 | UInt32(buffer[3]) << 8 | UInt32(buffer[4]))
+        guard n <= 1 << 20 else { throw HakoError(.failed, "monitor protocol: frame of \(n) bytes") }
+        guard buffer.count >= 5 + n else { return nil }
+        let type = buffer[0]
+        let p = Array(buffer[5..<(5 + n)])
+        buffer.removeFirst(5 + n)
+        func be32(_ o: Int) -> UInt32 { UInt32(p[o]) << 24 | UInt32(p[o + 1]) << 16 | UInt32(p[o + 2]) << 8 | UInt32(p[o + 3]) }
+        switch Character(Unicode.Scalar(type)) {
+        case "i": return .stdin(p)
+        case "c": return .closeStdin
+        case "r" where n == 4: return .resize(rows: UInt16(p[0]) << 8 | UInt16(p[1]), cols: UInt16(p[2]) << 8 | UInt16(p[3]))
+        case "k" where n == 4: return .signal(Int32(bitPattern: be32(0)))
+        case "s" where n == 8: return .stop(signal: Int32(bitPattern: be32(0)), timeout: be32(4))
+        case "a": return .attach
+        case "o": return .stdout(p)
+        case "e": return .stderr(p)
+        case "x" where n == 5: return .exit(code: Int32(bitPattern: be32(0)), final: p[4] != 0)
+        case "K" where n == 4: return .reply(Int32(bitPattern: be32(0)))
+        default: throw HakoError(.failed, "monitor protocol: bad frame type \(type) (\(n) bytes)")
+        }
+    }
+}
+
+/// A client connection to a monitor.
+public final class MonitorConnection: @unchecked Sendable {
+    public let fd: FileDescriptor
+    private var buffer: [UInt8] = []
+
+    public init(fd: FileDescriptor) { self.fd = fd }
+
+    /// Connects to the monitor whose runtime directory is `runDir`; nil when no monitor listens.
+    public static func connect(runDir: String) throws -> MonitorConnection? {
+        let dir = Glibc.open(runDir, HAKO_O_PATH | O_DIRECTORY | O_CLOEXEC)
+        if dir < 0 { return nil }
+        defer { Glibc.close(dir) }
+        let s = try sys("socket") { socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
+        let sock = FileDescriptor(s)
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        let path = Array("/proc/self/fd/\(dir)/attach".utf8)
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+            for (i, b) in path.enumerated() where i < raw.count - 1 { raw[i] = b }
+        }
+        let r = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(s, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        if r != 0 {
+            if errno == ENOENT || errno == ECONNREFUSED { return nil }
+            throw SystemError("connect", runDir + "/attach")
+        }
+        return MonitorConnection(fd: sock)
+    }
+
+    public func send(_ frame: MonitorFrame) throws {
+        let bytes = frame.encode()
+        try bytes.withUnsafeBytes { p in
+            var off = 0
+            while off < p.count {
+                let n = Glibc.send(fd.rawValue, p.baseAddress! + off, p.count - off, Int32(MSG_NOSIGNAL))
+                if n < 0 { if errno == EINTR { continue }; throw SystemError("send to monitor") }
+                off += n
+            }
+        }
+    }
+
+    /// The next frame; nil when the monitor closed the connection.
+    /// `timeout` in seconds (nil: wait forever); throws ETIMEDOUT when it passes.
+    public func receive(timeout: Double? = nil) throws -> MonitorFrame? {
+        let deadline = timeout.map { monotonicSeconds() + $0 }
+        while true {
+            if let f = try MonitorFrame.decode(&buffer) { return f }
+            if let deadline {
+                let left = deadline - monotonicSeconds()
+                if left <= 0 { throw SystemError("wait for monitor", errno: ETIMEDOUT) }
+                var pfd = pollfd(fd: fd.rawValue, events: Int16(POLLIN), revents: 0)
+                let r = poll(&pfd, 1, Int32(min(left * 1000 + 1, 60_000)))
+                if r == 0 { continue }
+            }
+            guard try fill() else { return nil }
+        }
+    }
+
+    /// Reads what is available into the buffer; false at end of stream.
+    public func fill() throws -> Bool {
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        let n = chunk.withUnsafeMutableBytes { Glibc.recv(fd.rawValue, $0.baseAddress, $0.count, 0) }
+        if n < 0 {
+            if errno == EINTR || errno == EAGAIN { return true }
+            if errno == ECONNRESET { return false }
+            throw SystemError("receive from monitor")
+        }
+        if n == 0 { return false }
+        buffer.append(contentsOf: chunk[0..<n])
+        return true
+    }
+
+    /// Frames already received and complete.
+    public func pending() throws -> [MonitorFrame] {
+        var out: [MonitorFrame] = []
+        while let f = try MonitorFrame.decode(&buffer) { out.append(f) }
+        return out
+    }
+
+    /// Sends a request and waits for the monitor's reply (errno, 0 = done).
+    public func request(_ frame: MonitorFrame, timeout: Double = 10) throws -> Int32 {
+        try send(frame)
+        while let f = try receive(timeout: timeout) {
+            if case .reply(let e) = f { return e }
+            if case .exit = f { return 0 }
+        }
+        return ESRCH
+    }
+}
+
+/// Why a container could not start: the stage of the init path and errno.
+public struct StartFailure: Error, CustomStringConvertible, Sendable {
+    public var stage: Int32
+    public var errno: Int32
+    public var detail: String
+
+    public var stageName: String { String(cString: hako_stage_name(stage)) }
+
+    public var description: String {
+        let reason = String(cString: strerror(errno))
+        return detail.isEmpty ? "\(stageName): \(reason)" : "\(stageName) \(detail): \(reason)"
+    }
+
+    /// Docker's exit statuses: 127 not found, 126 cannot execute, 125 otherwise.
+    public var code: HakoError.Code {
+        if stage == Int32(HAKO_STAGE_EXEC_NOT_FOUND.rawValue) { return .notFound }
+        if stage == Int32(HAKO_STAGE_EXEC.rawValue) || stage == Int32(HAKO_STAGE_CHDIR.rawValue) { return .cannotExecute }
+        return .failed
+    }
+
+    public var hakoError: HakoError {
+        let what: String
+        switch code {
+        case .notFound: what = "\(detail): executable file not found in $PATH or the container (\(String(cString: strerror(errno))))"
+        case .cannotExecute where stage == Int32(HAKO_STAGE_EXEC.rawValue): what = "cannot execute \(detail): \(String(cString: strerror(errno)))"
+        default: what = description
+        }
+        return HakoError(code, "cannot start container: \(what)")
+    }
+}
+
+public struct MonitorLaunch: Sendable {
+    public var monitorPid: Int32
+    public var containerPid: Int32
+}
+
+/// Starts `hako-monitor` for one container and waits until the container's
+/// program has been exec'd (or has failed to start).
+public enum MonitorLauncher {
+    /// - Parameters:
+    ///   - attach: when set, this end of a socket pair is handed to the monitor as
+    ///     its first client, streaming output from the very first byte.
+    public static func launch(monitorPath: String, spec: [UInt8], attach: FileDescriptor?) throws -> MonitorLaunch {
+        let memfd = FileDescriptor(try sys("memfd_create") { hako_memfd("hako-spec") })
+        try memfd.write(spec)
+        let (statusRead, statusWrite) = try makePipe()
+        let devnull = try FileDescriptor.open("/dev/null", O_RDWR)
+
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, devnull.rawValue, 0)
+        posix_spawn_file_actions_adddup2(&actions, devnull.rawValue, 1)
+        posix_spawn_file_actions_adddup2(&actions, devnull.rawValue, 2)
+        posix_spawn_file_actions_adddup2(&actions, memfd.rawValue, 3)
+        posix_spawn_file_actions_adddup2(&actions, statusWrite.rawValue, 4)
+        if let attach { posix_spawn_file_actions_adddup2(&actions, attach.rawValue, 5) }
+
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        // The monitor must not inherit a blocked or ignored signal from us.
+        var none = sigset_t()
+        sigemptyset(&none)
+        var all = sigset_t()
+        sigfillset(&all)
+        posix_spawnattr_setsigmask(&attr, &none)
+        posix_spawnattr_setsigdefault(&attr, &all)
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+
+        var pid: pid_t = 0
+        let argv: [UnsafeMutablePointer<CChar>?] = [strdup(monitorPath), nil]
+        defer { for a in argv { free(a) } }
+        let envp: [UnsafeMutablePointer<CChar>?] = [strdup("PATH=/usr/sbin:/usr/bin:/sbin:/bin"), nil]
+        defer { for e in envp { free(e) } }
+        let rc = posix_spawn(&pid, monitorPath, &actions, &attr, argv, envp)
+        statusWrite.close()
+        if rc != 0 { throw HakoError(.failed, "cannot start the monitor \(monitorPath)", cause: SystemError("posix_spawn", errno: rc)) }
+        // The monitor forks once to detach; its first process exits at once.
+        var st: Int32 = 0
+        while waitpid(pid, &st, 0) < 0 && errno == EINTR {}
+
+        let line = String(decoding: try statusRead.readAll(), as: UTF8.self).trimmed
+        let words = line.split(separator: " ", maxSplits: 3, omittingEmptySubsequences: false).map(String.init)
+        if words.first == "OK", words.count >= 3, let m = Int32(words[1]), let c = Int32(words[2]) {
+            return MonitorLaunch(monitorPid: m, containerPid: c)
+        }
+        if words.first == "ERR", words.count >= 3, let stage = Int32(words[1]), let e = Int32(words[2]) {
+            throw StartFailure(stage: stage, errno: e, detail: words.count > 3 ? words[3] : "")
+        }
+        throw HakoError(.failed, "the monitor exited without starting the container" + (line.isEmpty ? "" : ": \(line)"))
+    }
+}

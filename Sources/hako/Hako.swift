@@ -1,0 +1,64 @@
+import ArgumentParser
+#if canImport(Glibc)
+import Glibc
+#endif
+import HakoEngine
+import HakoSystem
+
+/// Entry point: parse, call the engine, print; exit codes as Docker's
+/// (125 hako's own error, 126 cannot execute, 127 not found, else the container's).
+@main
+struct Main {
+    static func main() {
+        do {
+            var command = try Hako.parseAsRoot()
+            try command.run()
+            exit(0)
+        } catch let code as ExitCode {
+            exit(code.rawValue)
+        } catch let e as HakoError {
+            fail(e.description, status: e.exitStatus)
+        } catch let e as SystemError {
+            fail(e.description, status: 125)
+        } catch {
+            if Hako.exitCode(for: error) == .success {
+                Hako.exit(withError: error)  // --help, --version
+            }
+            let message = Hako.message(for: error)
+            fail(message.isEmpty ? "\(error)" : message + "\nSee 'hako --help'.", status: 125)
+        }
+    }
+
+    static func fail(_ message: String, status: Int32) -> Never {
+        var line = "hako: " + message
+        if !line.hasSuffix("\n") { line += "\n" }
+        writeStderr(line)
+        exit(status)
+    }
+}
+
+struct Hako: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "hako",
+        abstract: "Containers from the kernel's own parts, for Raspberry Pi clusters.",
+        version: "hako version 0.1.0",
+        subcommands: [
+            Run.self, Create.self, Start.self, Stop.self, Kill.self, Restart.self, Rm.self, Ps.self,
+            Logs.self, Inspect.self, Exec.self, Wait.self, Pause.self, Unpause.self,
+            Import.self, Images.self, Doctor.self,
+        ])
+}
+
+/// --root and --run-root, accepted by every command.
+struct GlobalOptions: ParsableArguments {
+    @Option(name: .long, help: "Data root (default /var/lib/hako, or $HAKO_ROOT).")
+    var root: String?
+
+    @Option(name: .customLong("run-root"), help: "Runtime dir (default /run/hako, or $HAKO_RUN_ROOT).")
+    var runRoot: String?
+
+    func engine() throws -> Engine {
+        guard getuid() == 0 else { throw HakoError(.failed, "hako needs root (namespaces, mounts and cgroups are root's); run it with sudo") }
+        return try Engine(paths: EnginePaths.resolve(root: root, runRoot: runRoot))
+    }
+}

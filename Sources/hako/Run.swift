@@ -1,0 +1,118 @@
+import ArgumentParser
+#if canImport(Glibc)
+import Glibc
+#endif
+import HakoEngine
+import HakoRuntime
+import HakoSystem
+
+/// The options `run` and `create` share.
+struct ContainerOptions: ParsableArguments {
+    @Option(name: .long, help: "Assign a name to the container.") var name: String?
+    @Option(name: .shortAndLong, help: "Set an environment variable (KEY=VALUE, or KEY to pass hako's own).") var env: [String] = []
+    @Option(name: .customLong("env-file"), help: "Read environment variables from a file.") var envFile: [String] = []
+    @Option(name: .customLong("entrypoint"), help: "Overwrite the image's entrypoint.") var entrypoint: String?
+    @Option(name: [.customShort("w"), .long], help: "Working directory inside the container.") var workdir: String?
+    @Option(name: .shortAndLong, help: "Username or UID (format: <name|uid>[:<group|gid>]).") var user: String?
+    @Option(name: [.customShort("h"), .long], help: "Container host name.") var hostname: String?
+    @Option(name: [.customShort("l"), .long], help: "Set metadata (KEY=VALUE).") var label: [String] = []
+    @Flag(name: .shortAndLong, help: "Keep stdin open.") var interactive = false
+    @Flag(name: .shortAndLong, help: "Allocate a terminal.") var tty = false
+    @Flag(name: .customLong("rm"), help: "Remove the container when it exits.") var autoRemove = false
+    @Option(name: .long, help: "Restart policy: no, on-failure[:N], always, unless-stopped.") var restart = "no"
+    @Option(name: .long, help: "PID namespace: host or private.") var pid: String?
+    @Option(name: .long, help: "UTS namespace: host or private.") var uts: String?
+    @Option(name: .long, help: "IPC namespace: host or private.") var ipc: String?
+    @Option(name: [.long, .customLong("net")], help: "Network: none or host.") var network: String?
+    @Option(name: .long, help: "Cgroup namespace: host (default) or private.") var cgroupns: String?
+    @Option(name: .customLong("stop-signal"), help: "Signal that stops the container.") var stopSignal: String?
+    @Option(name: .customLong("stop-timeout"), help: "Seconds to wait before killing on stop.") var stopTimeout: Int?
+    @Option(name: .customLong("log-opt"), help: "Log options: max-size=SIZE, max-file=N.") var logOpt: [String] = []
+
+    func runOptions(image: String, command: [String]) throws -> RunOptions {
+        var o = RunOptions(image: image)
+        o.command = command.isEmpty ? nil : command
+        o.entrypoint = entrypoint
+        o.env = env
+        o.envFiles = envFile
+        o.workingDir = workdir
+        o.user = user
+        o.hostname = hostname
+        o.labels = label
+        o.name = name
+        o.tty = tty
+        o.interactive = interactive
+        o.autoRemove = autoRemove
+        o.restart = restart
+        o.pid = try namespace(pid, "--pid")
+        o.uts = try namespace(uts, "--uts")
+        o.ipc = try namespace(ipc, "--ipc", allowShareable: true)
+        o.cgroupns = try cgroupns.map { try namespace($0, "--cgroupns") } ?? .host
+        switch network {
+        case nil, "none": o.network = .none
+        case "host": o.network = .host
+        case let n?: throw HakoError(.failed, "invalid --network \"\(n)\": only none and host exist so far")
+        }
+        o.stopSignal = stopSignal
+        o.stopTimeout = stopTimeout
+        o.logOptions = logOpt
+        return o
+    }
+
+    func namespace(_ v: String?, _ flag: String, allowShareable: Bool = false) throws -> NamespaceMode {
+        switch v {
+        case nil, "", "private": return .private
+        case "shareable" where allowShareable: return .private
+        case "host": return .host
+        case let x?: throw HakoError(.failed, "invalid \(flag) \"\(x)\" (expected host or private)")
+        }
+    }
+}
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Create and start a container.", helpNames: [.long])
+
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var options: ContainerOptions
+    @Flag(name: .shortAndLong, help: "Run in the background and print the container ID.") var detach = false
+    @Argument(parsing: .captureForPassthrough, help: "IMAGE [COMMAND] [ARG...]") var imageAndCommand: [String] = []
+
+    func run() throws {
+        guard let image = imageAndCommand.first else { throw ValidationError("\"run\" requires an image") }
+        let engine = try global.engine()
+        let o = try options.runOptions(image: image, command: Array(imageAndCommand.dropFirst()))
+        let config = try engine.create(o)
+        if detach {
+            do { try engine.start(config.id) } catch {
+                try? engine.remove(config.id, force: true)
+                throw error
+            }
+            print(config.id)
+            return
+        }
+        let size = o.tty ? (RawTerminal.size(of: 0) ?? RawTerminal.size(of: 1)) : nil
+        let connection: MonitorConnection?
+        do { connection = try engine.start(config.id, attach: true, terminal: size) } catch {
+            try? engine.remove(config.id, force: true)
+            throw error
+        }
+        guard let connection else { return }
+        let code = try AttachSession.run(connection, stdin: o.interactive, tty: o.tty)
+        throw ExitCode(code)
+    }
+}
+
+struct Create: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Create a container without starting it.", helpNames: [.long])
+
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var options: ContainerOptions
+    @Argument(parsing: .captureForPassthrough, help: "IMAGE [COMMAND] [ARG...]") var imageAndCommand: [String] = []
+
+    func run() throws {
+        guard let image = imageAndCommand.first else { throw ValidationError("\"create\" requires an image") }
+        let engine = try global.engine()
+        let config = try engine.create(try options.runOptions(image: image, command: Array(imageAndCommand.dropFirst())))
+        print(config.id)
+    }
+}

@@ -1,0 +1,91 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+@testable import HakoRuntime
+import HakoSystem
+import Testing
+
+/// mountinfo of a cgroup v1 "hybrid" host like the development machines.
+let hybridMountinfo = """
+24 1 0:22 / / rw,relatime - ext4 /dev/vda rw
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+33 31 0:30 / /sys/fs/cgroup/cpuacct rw,relatime - cgroup cgroup rw,cpuacct
+34 31 0:31 / /sys/fs/cgroup/cpuset rw,relatime - cgroup cgroup rw,cpuset
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+36 31 0:33 / /sys/fs/cgroup/devices rw,relatime - cgroup cgroup rw,devices
+37 31 0:34 / /sys/fs/cgroup/freezer rw,relatime - cgroup cgroup rw,freezer
+40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,xattr,name=systemd
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+"""
+
+let unifiedMountinfo = """
+24 1 0:22 / / rw,relatime - ext4 /dev/mmcblk0p2 rw
+30 23 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot
+"""
+
+@Suite struct CgroupTests {
+    @Test func detectsAHybridHost() {
+        let h = CgroupHost.parse(mountinfo: hybridMountinfo)
+        #expect(h.mode == .hybrid)
+        #expect(h.unified == "/sys/fs/cgroup/unified")
+        #expect(h.v1Mount("memory") == "/sys/fs/cgroup/memory")
+        #expect(h.v1Mount("name=systemd") == "/sys/fs/cgroup/systemd")
+        #expect(h.v1.count == 7)
+    }
+
+    @Test func detectsAUnifiedHost() {
+        let h = CgroupHost.parse(mountinfo: unifiedMountinfo)
+        #expect(h.mode == .unified)
+        #expect(h.unified == "/sys/fs/cgroup")
+        #expect(CgroupHost.parse(mountinfo: "").mode == .none)
+    }
+
+    @Test func v2Placement() throws {
+        let d = try makeCgroupDriver(host: CgroupHost.parse(mountinfo: unifiedMountinfo), parent: "hako/test")
+        let p = d.placement(for: "c1")
+        #expect(p.unifiedDir == "/sys/fs/cgroup/hako/test/c1")
+        #expect(p.procsFiles.isEmpty)
+        #expect(p.killFile == "/sys/fs/cgroup/hako/test/c1/cgroup.kill")
+        #expect(p.freezer == "/sys/fs/cgroup/hako/test/c1/cgroup.freeze" && p.freezerIsV2)
+        #expect(p.oomEvents == "/sys/fs/cgroup/hako/test/c1/memory.events")
+        #expect(p.removeDirs == ["/sys/fs/cgroup/hako/test/c1", "/sys/fs/cgroup/hako/test", "/sys/fs/cgroup/hako"])
+    }
+
+    @Test func v1Placement() throws {
+        let d = try makeCgroupDriver(host: CgroupHost.parse(mountinfo: hybridMountinfo), parent: "hako")
+        let p = d.placement(for: "c1")
+        #expect(p.unifiedDir == "/sys/fs/cgroup/unified/hako/c1")
+        #expect(p.procsFiles.contains("/sys/fs/cgroup/memory/hako/c1/cgroup.procs"))
+        #expect(p.procsFiles.count == 7)
+        #expect(p.freezer == "/sys/fs/cgroup/freezer/hako/c1/freezer.state" && !p.freezerIsV2)
+        #expect(p.oomEvents == "/sys/fs/cgroup/memory/hako/c1/memory.oom_control")
+        #expect(p.killFile == "/sys/fs/cgroup/unified/hako/c1/cgroup.kill")
+        #expect(p.removeDirs.first == "/sys/fs/cgroup/cpu/hako/c1")
+        #expect(p.removeDirs.last == "/sys/fs/cgroup/unified/hako")
+    }
+
+    @Test func badParentsAreRefused() {
+        let h = CgroupHost.parse(mountinfo: unifiedMountinfo)
+        #expect(throws: HakoError.self) { try makeCgroupDriver(host: h, parent: "../escape") }
+        #expect(throws: HakoError.self) { try makeCgroupDriver(host: h, parent: "///") }
+        #expect(throws: HakoError.self) { try makeCgroupDriver(host: CgroupHost.parse(mountinfo: ""), parent: "hako") }
+    }
+
+    /// The v2 driver against a fake cgroup tree in a temp dir: the exact files it writes.
+    @Test func v2DriverOnAFakeTree() throws {
+        var template = Array("/tmp/hako-fakecg-XXXXXX".utf8CString)
+        let base = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress)!) }
+        defer { try? FS.removeTree(base) }
+        let host = CgroupHost(unified: base, v1: [])
+        let d = CgroupV2Driver(host: host, parent: "hako")
+        let p = try d.create("c1")
+        #expect(FS.isDirectory(base + "/hako/c1"))
+        #expect(p.unifiedDir == base + "/hako/c1")
+        // A real kernel creates cgroup.events; the fake one starts frozen=0.
+        try FS.writeAtomic(base + "/hako/c1/cgroup.events", "populated 1\nfrozen 1\n", durable: false)
+        try d.setFrozen("c1", true)
+        #expect(try FS.readString(base + "/hako/c1/cgroup.freeze") == "1")
+        #expect(d.isFrozen("c1"))
+    }
+}

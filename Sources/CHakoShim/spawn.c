@@ -127,6 +127,21 @@ static void child_fail(struct child *c, int stage, int err, const char *detail) 
     _exit(127);
 }
 
+// A new program starts with no signal blocked and every disposition at its
+// default: nothing of the runtime's own signal handling leaks into it.
+static void reset_signals(void) {
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < 65; sig++) {
+        if (sig == SIGKILL || sig == SIGSTOP) continue;
+        sigaction(sig, &dfl, NULL);
+    }
+}
+
 static long clone3_raw(uint64_t flags, int *pidfd, int cgroup_fd) {
     struct clone_args a;
     memset(&a, 0, sizeof a);
@@ -498,6 +513,7 @@ static void container_child(struct child *c) {
     if (read_full(c->sync_r, &sync, 1) != 1) _exit(1);  // the parent gave up
     close(c->sync_r);
     if (sync != 'G') _exit(1);
+    reset_signals();
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
     if (setsid() < 0) child_fail(c, HAKO_STAGE_NONE, errno, "setsid");
 
@@ -764,6 +780,7 @@ static void exec_child(struct child *c, pid_t target, int target_pidfd, int cgfd
     char sync;
     if (read_full(c->sync_r, &sync, 1) != 1 || sync != 'G') _exit(1);
     close(c->sync_r);
+    reset_signals();
     if (c->tty_slave_path) {
         if (setsid() < 0) child_fail(c, HAKO_STAGE_CONSOLE, errno, "setsid");
         int fd = open(c->tty_slave_path, O_RDWR | O_NOCTTY | O_CLOEXEC);

@@ -85,7 +85,7 @@ public enum UserResolver {
 public enum EnvFile {
     public static func parse(_ text: String, lookup: (String) -> String? = { k in getenv(k).map { String(cString: $0) } }) throws -> [String] {
         var out: [String] = []
-        for (i, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        for (i, raw) in text.split(omittingEmptySubsequences: false, whereSeparator: { $0.isNewline }).enumerated() {
             var line = String(raw)
             if line.hasSuffix("\r") { line.removeLast() }
             let t = line.trimmed

@@ -409,6 +409,11 @@ static void release_cgroups(void) {
         for (int tries = 0; tries < 100; tries++) {
             if (rmdir(M.spec.cgroup_rmdir[i]) == 0 || errno == ENOENT) break;
             if (errno != EBUSY) break;
+            // Busy with exiting tasks: wait for them. Busy with child cgroups (a
+            // shared parent still in use by other containers): leave it.
+            char procs[4200], buf[64];
+            snprintf(procs, sizeof procs, "%s/cgroup.procs", M.spec.cgroup_rmdir[i]);
+            if (read_small_file(procs, buf, sizeof buf) <= 0) break;
             while (waitpid(-1, NULL, WNOHANG) > 0) {}
             struct timespec ts = { 0, 5 * 1000000L };
             nanosleep(&ts, NULL);

@@ -62,3 +62,10 @@ struct GlobalOptions: ParsableArguments {
         return try Engine(paths: EnginePaths.resolve(root: root, runRoot: runRoot))
     }
 }
+
+/// Passthrough arguments start at the first positional; an option before it is one we do not know.
+func refuseUnknownFlag(_ args: [String]) throws {
+    if let first = args.first, first.hasPrefix("-") {
+        throw ValidationError("unknown flag: \(first)")
+    }
+}

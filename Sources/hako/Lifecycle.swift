@@ -145,6 +145,7 @@ struct Exec: ParsableCommand {
     @Argument(parsing: .captureForPassthrough, help: "CONTAINER COMMAND [ARG...]") var containerAndCommand: [String] = []
 
     func run() throws {
+        try refuseUnknownFlag(containerAndCommand)
         guard containerAndCommand.count >= 2 else { throw ValidationError("\"exec\" requires a container and a command") }
         let engine = try global.engine()
         var o = ExecOptions(command: Array(containerAndCommand.dropFirst()))

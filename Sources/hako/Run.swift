@@ -78,6 +78,7 @@ struct Run: ParsableCommand {
     @Argument(parsing: .captureForPassthrough, help: "IMAGE [COMMAND] [ARG...]") var imageAndCommand: [String] = []
 
     func run() throws {
+        try refuseUnknownFlag(imageAndCommand)
         guard let image = imageAndCommand.first else { throw ValidationError("\"run\" requires an image") }
         let engine = try global.engine()
         let o = try options.runOptions(image: image, command: Array(imageAndCommand.dropFirst()))
@@ -110,6 +111,7 @@ struct Create: ParsableCommand {
     @Argument(parsing: .captureForPassthrough, help: "IMAGE [COMMAND] [ARG...]") var imageAndCommand: [String] = []
 
     func run() throws {
+        try refuseUnknownFlag(imageAndCommand)
         guard let image = imageAndCommand.first else { throw ValidationError("\"create\" requires an image") }
         let engine = try global.engine()
         let config = try engine.create(try options.runOptions(image: image, command: Array(imageAndCommand.dropFirst())))

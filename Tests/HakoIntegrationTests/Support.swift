@@ -99,7 +99,7 @@ final class TestHost: @unchecked Sendable {
 
     init(_ tag: String) {
         var template = Array("/tmp/hako-test-\(tag)-XXXXXX".utf8CString)
-        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress) }
+        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
         base = made.map { String(cString: $0) } ?? "/tmp/hako-test-\(tag)-\(getpid())"
         root = base + "/root"
         runRoot = base + "/run"

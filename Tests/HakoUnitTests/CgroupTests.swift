@@ -75,7 +75,7 @@ let unifiedMountinfo = """
     /// The v2 driver against a fake cgroup tree in a temp dir: the exact files it writes.
     @Test func v2DriverOnAFakeTree() throws {
         var template = Array("/tmp/hako-fakecg-XXXXXX".utf8CString)
-        let base = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress)!) }
+        let base = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
         defer { try? FS.removeTree(base) }
         let host = CgroupHost(unified: base, v1: [])
         let d = CgroupV2Driver(host: host, parent: "hako")
@@ -84,6 +84,7 @@ let unifiedMountinfo = """
         #expect(p.unifiedDir == base + "/hako/c1")
         // A real kernel creates cgroup.events; the fake one starts frozen=0.
         try FS.writeAtomic(base + "/hako/c1/cgroup.events", "populated 1\nfrozen 1\n", durable: false)
+        try FS.writeAtomic(base + "/hako/c1/cgroup.freeze", "0\n", durable: false)
         try d.setFrozen("c1", true)
         #expect(try FS.readString(base + "/hako/c1/cgroup.freeze") == "1")
         #expect(d.isFrozen("c1"))

@@ -1,4 +1,7 @@
-import HakoEngine
+#if canImport(Glibc)
+import Glibc
+#endif
+@testable import HakoEngine
 @testable import HakoRuntime
 import HakoSystem
 import Testing
@@ -81,7 +84,7 @@ import Testing
 
     @Test func logTail() throws {
         var template = Array("/tmp/hako-logtest-XXXXXX".utf8CString)
-        let dir = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress)!) }
+        let dir = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
         defer { try? FS.removeTree(dir) }
         try FS.writeAtomic(dir + "/c.log.1", "t stdout F one\nt stdout F two\n", durable: false)
         try FS.writeAtomic(dir + "/c.log", "t stderr F three\nt stdout P fo\nt stdout F ur\n", durable: false)

@@ -5,11 +5,13 @@ let package = Package(
     name: "hako",
     products: [
         .executable(name: "hako", targets: ["hako"]),
-        .executable(name: "hako-monitor", targets: ["hako-monitor"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     ],
+    // hako-monitor (Sources/hako-monitor, C) is built by the Makefile with the C
+    // compiler: SwiftPM would link the Swift runtime into it, and one monitor
+    // runs per container (docs/architecture.md, "The monitor").
     targets: [
         // C: syscalls glibc does not wrap, the clone → exec path, the monitor's loop.
         .target(name: "CHakoShim", path: "Sources/CHakoShim",
@@ -22,7 +24,7 @@ let package = Package(
 
         // facilities
         .target(name: "HakoRuntime", dependencies: ["HakoSystem", "CHakoShim"]),
-        .target(name: "HakoImage", dependencies: ["HakoSystem", "CZlib", "COpenSSL"]),
+        .target(name: "HakoImage", dependencies: ["HakoSystem", "CHakoShim", "CZlib", "COpenSSL"]),
 
         // engine
         .target(name: "HakoEngine", dependencies: ["HakoSystem", "HakoRuntime", "HakoImage"]),
@@ -32,9 +34,6 @@ let package = Package(
             "HakoEngine", "HakoRuntime", "HakoSystem",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        // The monitor is C: one per container, its memory is the density budget (docs/architecture.md).
-        .executableTarget(name: "hako-monitor", dependencies: ["CHakoShim"], path: "Sources/hako-monitor",
-                          cSettings: [.define("_GNU_SOURCE")]),
 
         .testTarget(name: "HakoUnitTests", dependencies: ["CHakoShim", "HakoSystem", "HakoRuntime", "HakoEngine"]),
         .testTarget(name: "HakoImageTests", dependencies: ["HakoSystem", "HakoImage"]),

@@ -748,7 +748,6 @@ static int same_ns(pid_t pid, const char *name) {
 
 __attribute__((noreturn))
 static void exec_child(struct child *c, pid_t target, int target_pidfd, int cgfd, int pid_w) {
-    const struct hako_spec *s = c->s;
     // Join the target's namespaces. The user namespace first (only if it differs),
     // then the rest; the pid namespace applies to our children, so fork once more.
     static const struct { const char *name; int type; } order[] = {

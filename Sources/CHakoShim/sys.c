@@ -8,12 +8,14 @@
 #include <sched.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <termios.h>
@@ -52,7 +54,7 @@ int hako_openat2(int dirfd, const char *path, int flags, int mode, uint64_t reso
     struct open_how how;
     memset(&how, 0, sizeof how);
     how.flags = (uint64_t)flags;
-    how.mode = (flags & (O_CREAT | O_TMPFILE)) ? (uint64_t)mode : 0;
+    how.mode = ((flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE) ? (uint64_t)mode : 0;
     how.resolve = resolve;
     return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof how);
 }
@@ -118,6 +120,16 @@ int hako_pivot_root(const char *new_root, const char *put_old) {
 int hako_setns(int fd, int type) { return (int)syscall(SYS_setns, fd, type); }
 
 int hako_pipe2(int fds[2], int flags) { return pipe2(fds, flags); }
+
+int hako_setxattr(const char *path, const char *name, const void *value, size_t size, int follow) {
+    return follow ? setxattr(path, name, value, size, 0) : lsetxattr(path, name, value, size, 0);
+}
+
+ssize_t hako_lgetxattr(const char *path, const char *name, void *value, size_t size) {
+    return lgetxattr(path, name, value, size);
+}
+
+int hako_syncfs(int fd) { return syncfs(fd); }
 
 ssize_t hako_getrandom(void *buf, size_t len) { return syscall(SYS_getrandom, buf, len, 0); }
 

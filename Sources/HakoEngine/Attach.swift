@@ -162,7 +162,7 @@ public enum AttachSession {
         return 128 + sig
     }
 
-    static func writeAll(_ fd: Int32, _ bytes: [UInt8]) {
+    public static func writeAll(_ fd: Int32, _ bytes: [UInt8]) {
         bytes.withUnsafeBytes { p in
             var off = 0
             while off < p.count {

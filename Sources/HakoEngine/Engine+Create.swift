@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Foundation
+import FoundationEssentials
 import HakoImage
 import HakoRuntime
 import HakoSystem
@@ -12,7 +12,9 @@ extension Engine {
     /// the container appears on disk whole or not at all.
     public func create(_ o: RunOptions) throws -> ContainerConfig {
         let image = try images.resolve(o.image)
-        return try commit(try makeConfig(o, image: image))
+        var draft = try makeConfig(o, image: image)
+        draft.id = hexString(randomBytes(32))
+        return try commit(draft)
     }
 
     /// Pure: options + image → configuration (the id and name are still to be assigned).
@@ -122,7 +124,6 @@ extension Engine {
         defer { global.release() }
         collectGarbage()
         var config = draft
-        config.id = hexString(randomBytes(32))
         if config.name.isEmpty {
             var candidate = Names.generate()
             var tries = 0

@@ -15,7 +15,8 @@ public struct CgroupV1Driver: CgroupDriver {
         self.parent = parent
     }
 
-    var mounts: [String] { host.v1.map(\.mount) }
+    /// Hierarchies with a controller; named ones (name=systemd) carry none and are left alone.
+    var mounts: [String] { host.v1.filter { $0.controllers.contains { !$0.hasPrefix("name=") } }.map(\.mount) }
 
     func dir(_ mount: String, _ id: String) -> String { "\(mount)/\(parent)/\(id)" }
 
@@ -36,20 +37,8 @@ public struct CgroupV1Driver: CgroupDriver {
         if let m = host.v1Mount("memory") { p.oomEvents = "\(dir(m, id))/memory.oom_control" }
         var dirs = mounts.map { dir($0, id) }
         if let u = host.unified { dirs.append("\(u)/\(parent)/\(id)") }
-        p.removeDirs = dirs + parentChain()
+        p.removeDirs = dirs
         return p
-    }
-
-    func allRoots() -> [String] { mounts + (host.unified.map { [$0] } ?? []) }
-
-    func parentChain() -> [String] {
-        var out: [String] = []
-        var parts = parent.split(separator: "/")
-        while !parts.isEmpty {
-            for root in allRoots() { out.append("\(root)/" + parts.joined(separator: "/")) }
-            parts.removeLast()
-        }
-        return out
     }
 
     public func create(_ id: String) throws -> CgroupPlacement {
@@ -84,10 +73,9 @@ public struct CgroupV1Driver: CgroupDriver {
         }
         try? thaw(id)
         var failure: (any Error)?
-        for d in p.removeDirs.prefix(p.removeDirs.count - parentChain().count) where FS.isDirectory(d) {
+        for d in p.removeDirs where FS.isDirectory(d) {
             do { try CgroupFS.removeDir(d) } catch { failure = failure ?? error }
         }
-        for d in parentChain() { rmdir(d) }
         if let failure { throw failure }
     }
 

@@ -21,23 +21,12 @@ public struct CgroupV2Driver: CgroupDriver {
         var p = CgroupPlacement()
         let d = dir(id)
         p.unifiedDir = d
-        p.removeDirs = [d] + parentChain()
+        p.removeDirs = [d]
         p.killFile = "\(d)/cgroup.kill"
         p.freezer = "\(d)/cgroup.freeze"
         p.freezerIsV2 = true
         p.oomEvents = "\(d)/memory.events"
         return p
-    }
-
-    /// The parent's own directories, deepest first (removed only when empty).
-    func parentChain() -> [String] {
-        var out: [String] = []
-        var parts = parent.split(separator: "/")
-        while !parts.isEmpty {
-            out.append("\(mount)/" + parts.joined(separator: "/"))
-            parts.removeLast()
-        }
-        return out
     }
 
     public func create(_ id: String) throws -> CgroupPlacement {
@@ -52,7 +41,6 @@ public struct CgroupV2Driver: CgroupDriver {
             CgroupFS.killAll(procs: "\(d)/cgroup.procs") { try? CgroupFS.write("\(d)/cgroup.freeze", "0") }
         }
         try CgroupFS.removeDir(d)
-        for p in parentChain() { rmdir(p) }
     }
 
     public func setFrozen(_ id: String, _ frozen: Bool) throws {

@@ -10,8 +10,9 @@ public struct CgroupPlacement: Sendable, Equatable, Codable {
     public var unifiedDir: String?
     /// v1 `cgroup.procs` files the init joins before it continues.
     public var procsFiles: [String] = []
-    /// Directories to remove after the container's final exit, deepest first;
-    /// parents come last and are removed only once empty.
+    /// The container's directories, removed after its final exit. The parent
+    /// stays (as Docker's /docker does): creating it for every container would
+    /// double the cgroup work on the start path.
     public var removeDirs: [String] = []
     /// `cgroup.kill` (v2) or a `cgroup.procs` whose members are killed one by one (v1).
     public var killFile: String?

@@ -44,15 +44,21 @@ public enum FS {
         try writeAtomic(path, Array(string.utf8), mode: mode, durable: durable)
     }
 
-    /// mkdir -p; existing directories are fine.
+    /// mkdir -p; existing directories are fine. Tries the leaf first: on the
+    /// common path (parent exists) that is one syscall.
     public static func makeDirectories(_ path: String, mode: mode_t = 0o755) throws {
-        if path.isEmpty || isDirectory(path) { return }
-        var prefix = path.hasPrefix("/") ? "" : "."
-        for part in path.split(separator: "/", omittingEmptySubsequences: true) {
-            prefix += "/" + part
-            if mkdir(prefix, mode) != 0 && errno != EEXIST {
-                throw SystemError("mkdir", prefix)
-            }
+        if path.isEmpty || path == "/" { return }
+        if mkdir(path, mode) == 0 { return }
+        switch errno {
+        case EEXIST:
+            if isDirectory(path) { return }
+            throw SystemError("mkdir", path, errno: EEXIST)
+        case ENOENT:
+            let parent = String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)])
+            if !parent.isEmpty { try makeDirectories(parent, mode: mode) }
+            if mkdir(path, mode) != 0 && errno != EEXIST { throw SystemError("mkdir", path) }
+        default:
+            throw SystemError("mkdir", path)
         }
     }
 

@@ -665,7 +665,7 @@ static void *read_spec(int fd, size_t *len) {
 
 int main(int argc, char **argv) {
     (void)argc; (void)argv;
-    memset(&M, 0, sizeof M);
+    // M lives in .bss, already zero; touching it all would cost resident pages.
     M.status_fd = 4;
     M.listen_fd = M.sig_fd = M.run_dir_fd = -1;
     for (int i = 0; i < MAX_CLIENTS; i++) M.clients[i].fd = -1;

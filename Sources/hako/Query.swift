@@ -1,5 +1,5 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
 import HakoEngine
 import HakoImage
 import HakoSystem
@@ -31,7 +31,7 @@ func printTable(_ header: [String], _ rows: [[String]]) {
     for r in [header] + rows {
         var line = ""
         for (i, c) in r.enumerated() {
-            line += i == r.count - 1 ? c : c.padding(toLength: widths[i] + 3, withPad: " ", startingAt: 0)
+            line += i == r.count - 1 ? c : c + String(repeating: " ", count: widths[i] + 3 - c.count)
         }
         print(line)
     }
@@ -122,7 +122,7 @@ struct Logs: ParsableCommand {
             out += r.text
             if r.endsLine { out.append(UInt8(ascii: "\n")) }
             atLineStart[s] = r.endsLine
-            FileHandle(fileDescriptor: r.stderr ? 2 : 1).write(Data(out))
+            AttachSession.writeAll(r.stderr ? 2 : 1, out)
         }
     }
 }
@@ -192,7 +192,17 @@ func humanSize(_ n: Int64) -> String {
     var v = Double(n)
     var i = 0
     while v >= 1000 && i < units.count - 1 { v /= 1000; i += 1 }
-    return i == 0 ? "\(n)B" : String(format: v < 10 ? "%.2f%@" : "%.1f%@", v, units[i])
+    if i == 0 { return "\(n)B" }
+    let digits = v < 10 ? 2 : 1
+    var scale = 1.0
+    for _ in 0..<digits { scale *= 10 }
+    let rounded = (v * scale).rounded() / scale
+    var text = String(rounded)
+    if let dot = text.firstIndex(of: ".") {
+        let decimals = text.distance(from: dot, to: text.endIndex) - 1
+        if decimals < digits { text += String(repeating: "0", count: digits - decimals) }
+    }
+    return text + units[i]
 }
 
 struct Doctor: ParsableCommand {

@@ -215,6 +215,10 @@ int hako_memfd(const char *name);
 int hako_pivot_root(const char *new_root, const char *put_old);
 int hako_setns(int fd, int type);
 int hako_pipe2(int fds[2], int flags);
+// Extended attributes and syncfs (<sys/xattr.h> is not in the Glibc module).
+int hako_setxattr(const char *path, const char *name, const void *value, size_t size, int follow);
+ssize_t hako_lgetxattr(const char *path, const char *name, void *value, size_t size);
+int hako_syncfs(int fd);
 ssize_t hako_getrandom(void *buf, size_t len);
 
 // Sends / receives one fd over an AF_UNIX socket (SCM_RIGHTS).

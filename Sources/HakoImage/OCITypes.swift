@@ -1,0 +1,174 @@
+import FoundationEssentials
+import HakoSystem
+
+/// Media types of the OCI image spec (and Docker's, accepted when reading).
+public enum MediaType {
+    public static let manifest = "application/vnd.oci.image.manifest.v1+json"
+    public static let index = "application/vnd.oci.image.index.v1+json"
+    public static let config = "application/vnd.oci.image.config.v1+json"
+    public static let layer = "application/vnd.oci.image.layer.v1.tar"
+    public static let layerGzip = "application/vnd.oci.image.layer.v1.tar+gzip"
+    public static let layerZstd = "application/vnd.oci.image.layer.v1.tar+zstd"
+    public static let dockerManifest = "application/vnd.docker.distribution.manifest.v2+json"
+    public static let dockerManifestList = "application/vnd.docker.distribution.manifest.list.v2+json"
+    public static let dockerConfig = "application/vnd.docker.container.image.v1+json"
+    public static let dockerLayerGzip = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+
+    /// The layer media type for a stream with this compression.
+    public static func layer(_ compression: Compression) -> String {
+        switch compression {
+        case .gzip: return layerGzip
+        case .zstd: return layerZstd
+        default: return layer
+        }
+    }
+}
+
+/// A reference to a blob: what manifests are made of.
+public struct OCIDescriptor: Codable, Sendable, Equatable {
+    public var mediaType: String
+    public var digest: Digest
+    public var size: Int64
+    public var annotations: [String: String]?
+
+    public init(mediaType: String, digest: Digest, size: Int64, annotations: [String: String]? = nil) {
+        self.mediaType = mediaType
+        self.digest = digest
+        self.size = size
+        self.annotations = annotations
+    }
+}
+
+/// An OCI image manifest: the config blob and the layer blobs, lowest first.
+public struct OCIManifest: Codable, Sendable, Equatable {
+    public var schemaVersion: Int
+    public var mediaType: String?
+    public var config: OCIDescriptor
+    public var layers: [OCIDescriptor]
+    public var annotations: [String: String]?
+
+    public init(config: OCIDescriptor, layers: [OCIDescriptor], annotations: [String: String]? = nil) {
+        schemaVersion = 2
+        mediaType = MediaType.manifest
+        self.config = config
+        self.layers = layers
+        self.annotations = annotations
+    }
+}
+
+/// An OCI image configuration (the config blob; its digest is the image ID).
+public struct OCIImage: Codable, Sendable, Equatable {
+    public struct RootFS: Codable, Sendable, Equatable {
+        public var type: String
+        public var diffIDs: [Digest]
+
+        enum CodingKeys: String, CodingKey {
+            case type
+            case diffIDs = "diff_ids"
+        }
+    }
+
+    public struct History: Codable, Sendable, Equatable {
+        public var created: String?
+        public var createdBy: String?
+        public var author: String?
+        public var comment: String?
+        public var emptyLayer: Bool?
+
+        public init(created: String? = nil, createdBy: String? = nil, author: String? = nil,
+                    comment: String? = nil, emptyLayer: Bool? = nil) {
+            self.created = created
+            self.createdBy = createdBy
+            self.author = author
+            self.comment = comment
+            self.emptyLayer = emptyLayer
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case created, author, comment
+            case createdBy = "created_by"
+            case emptyLayer = "empty_layer"
+        }
+    }
+
+    /// RFC 3339.
+    public var created: String?
+    public var author: String?
+    /// GOARCH names: "amd64", "arm64", "arm".
+    public var architecture: String
+    public var os: String
+    /// "v7" for arm.
+    public var variant: String?
+    public var config: ImageConfig?
+    public var rootfs: RootFS
+    public var history: [History]?
+
+    enum CodingKeys: String, CodingKey {
+        case created, author, architecture, os, variant, config, rootfs, history
+    }
+
+    public init(created: String?, architecture: String, os: String, variant: String?, config: ImageConfig?,
+                diffIDs: [Digest], history: [History]?) {
+        self.created = created
+        self.architecture = architecture
+        self.os = os
+        self.variant = variant
+        self.config = config
+        self.rootfs = RootFS(type: "layers", diffIDs: diffIDs)
+        self.history = history
+    }
+}
+
+/// The platform this build of hako runs on, in OCI (GOARCH) terms.
+public enum Platform {
+    public static let os = "linux"
+    #if arch(x86_64)
+    public static let architecture = "amd64"
+    public static let variant: String? = nil
+    #elseif arch(arm64)
+    public static let architecture = "arm64"
+    public static let variant: String? = "v8"
+    #elseif arch(arm)
+    public static let architecture = "arm"
+    public static let variant: String? = "v7"
+    #elseif arch(i386)
+    public static let architecture = "386"
+    public static let variant: String? = nil
+    #else
+    public static let architecture = "unknown"
+    public static let variant: String? = nil
+    #endif
+}
+
+/// JSON as hako writes it: sorted keys, no escaped slashes, so the same
+/// value always gives the same bytes (and the same digest).
+enum CanonicalJSON {
+    static func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return Array(try encoder.encode(value))
+    }
+
+    static func decode<T: Decodable>(_ type: T.Type, _ bytes: [UInt8], what: String) throws -> T {
+        do {
+            return try JSONDecoder().decode(type, from: Data(bytes))
+        } catch {
+            throw ImageError.corrupt("\(what) is not valid JSON for \(type): \(error)")
+        }
+    }
+}
+
+/// RFC 3339 with any UTC offset ("Z", "+02:00"), as found in image configs.
+func parseRFC3339(_ s: String) -> Timestamp? {
+    if s.hasSuffix("Z") || s.hasSuffix("z") { return Timestamp(rfc3339: String(s.dropLast()) + "Z") }
+    let b = Array(s.utf8)
+    guard b.count > 6 else { return nil }
+    let sign = b[b.count - 6]
+    guard (sign == 0x2b || sign == 0x2d), b[b.count - 3] == 0x3a,
+          let hours = Int64(String(decoding: b[(b.count - 5)..<(b.count - 3)], as: UTF8.self)),
+          let minutes = Int64(String(decoding: b[(b.count - 2)...], as: UTF8.self)),
+          var t = Timestamp(rfc3339: String(decoding: b[0..<(b.count - 6)], as: UTF8.self) + "Z") else { return nil }
+    let offset = (hours * 60 + minutes) * 60
+    t.seconds += sign == 0x2b ? -offset : offset
+    return t
+}

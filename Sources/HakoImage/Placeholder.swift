@@ -1,1 +1,0 @@
-// HakoImage: content store, tar, unpack, import

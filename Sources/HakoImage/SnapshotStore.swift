@@ -1,0 +1,127 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import FoundationEssentials
+import HakoSystem
+
+/// What `<snapshots>/<chainID-hex>/snapshot.json` records about a layer.
+public struct SnapshotInfo: Codable, Sendable, Equatable {
+    public var chainID: Digest
+    public var diffID: Digest
+    /// The chain ID of the layer below; nil for a bottom layer.
+    public var parent: Digest?
+    /// Bytes of regular-file content in this layer.
+    public var size: Int64
+    /// Bytes of the uncompressed layer tar.
+    public var uncompressedSize: Int64
+    /// RFC 3339 time the snapshot was unpacked.
+    public var created: String
+}
+
+/// Unpacked layers: `<images>/snapshots/<chainID-hex>/fs`, each unpacked once
+/// and shared by every image and container whose layer chain reaches it.
+///
+/// A snapshot is unpacked into `<images>/tmp/snapshot-<random>/fs`, its
+/// metadata written beside `fs`, and the whole directory renamed into place:
+/// a snapshot directory exists only complete. When two processes unpack the
+/// same layer at once, the first rename wins and the other copy is dropped.
+public struct SnapshotStore: Sendable {
+    public let root: String
+    let tempDirectory: String
+
+    /// `images`: the images directory (`<dataRoot>/images`).
+    public init(images: String) throws {
+        root = images + "/snapshots"
+        tempDirectory = images + "/tmp"
+        try FS.makeDirectories(root)
+        try FS.makeDirectories(tempDirectory, mode: 0o700)
+    }
+
+    /// ChainID per the OCI image spec: ChainID(L0) = DiffID(L0),
+    /// ChainID(Ln) = sha256(ChainID(Ln-1) + " " + DiffID(Ln)).
+    public static func chainID(parent: Digest?, diffID: Digest) throws -> Digest {
+        guard let parent else { return diffID }
+        return try Digest.sha256(of: parent.string + " " + diffID.string)
+    }
+
+    /// The chain IDs of a stack of layers given by their DiffIDs, lowest first.
+    public static func chainIDs(_ diffIDs: [Digest]) throws -> [Digest] {
+        var out: [Digest] = []
+        for d in diffIDs { out.append(try chainID(parent: out.last, diffID: d)) }
+        return out
+    }
+
+    public func directory(_ chainID: Digest) -> String { root + "/" + chainID.hex }
+
+    /// The unpacked layer: an overlay lower directory.
+    public func fsPath(_ chainID: Digest) -> String { directory(chainID) + "/fs" }
+
+    public func exists(_ chainID: Digest) -> Bool { FS.exists(directory(chainID) + "/snapshot.json") }
+
+    /// The snapshot's metadata; nil when it does not exist.
+    public func info(_ chainID: Digest) throws -> SnapshotInfo? {
+        let path = directory(chainID) + "/snapshot.json"
+        guard FS.exists(path) else { return nil }
+        do {
+            return try JSONDecoder().decode(SnapshotInfo.self, from: Data(FS.readFile(path)))
+        } catch let e as DecodingError {
+            throw ImageError.corrupt("\(path): \(e)")
+        }
+    }
+
+    /// Unpacks one layer stream as the snapshot above `parent`. The chain ID
+    /// comes from the DiffID computed while unpacking; when `expectedDiffID`
+    /// is given (a pulled layer, whose config lists it) a mismatch is an error
+    /// and nothing is kept. Returns the (possibly pre-existing) snapshot.
+    public func unpack(_ source: any ByteSource, parent: Digest?, expectedDiffID: Digest? = nil,
+                       options: UnpackOptions = UnpackOptions()) throws -> (SnapshotInfo, UnpackResult) {
+        if let parent, !exists(parent) {
+            throw ImageError.corrupt("parent snapshot \(parent) does not exist")
+        }
+        let temp = tempDirectory + "/" + FileTree.randomName("snapshot-")
+        try sys("mkdir", temp) { mkdir(temp, 0o700) }
+        do {
+            try sys("mkdir", temp + "/fs") { mkdir(temp + "/fs", 0o755) }
+            let result = try LayerUnpacker(options: options).unpack(source, into: temp + "/fs")
+            if let expectedDiffID, expectedDiffID != result.diffID {
+                throw ImageError.digestMismatch(blob: "layer \(expectedDiffID)", expected: expectedDiffID, actual: result.diffID)
+            }
+            let chain = try SnapshotStore.chainID(parent: parent, diffID: result.diffID)
+            if let existing = try info(chain) {
+                try FileTree.remove(path: temp)
+                return (existing, result)
+            }
+            let info = SnapshotInfo(chainID: chain, diffID: result.diffID, parent: parent, size: result.contentSize,
+                                    uncompressedSize: result.uncompressedSize, created: Timestamp.now().rfc3339)
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+            try FS.writeAtomic(temp + "/snapshot.json", Array(try encoder.encode(info)))
+            FileTree.syncFilesystem(containing: temp)
+            if rename(temp, directory(chain)) != 0 {
+                let e = errno
+                guard e == EEXIST || e == ENOTEMPTY, let existing = try self.info(chain) else {
+                    throw SystemError("rename", directory(chain), errno: e)
+                }
+                // Another process unpacked the same layer first: use its copy.
+                try FileTree.remove(path: temp)
+                return (existing, result)
+            }
+            FileTree.syncDirectory(root)
+            return (info, result)
+        } catch {
+            try? FileTree.remove(path: temp)
+            throw error
+        }
+    }
+
+    /// Removes a snapshot (for garbage collection once nothing uses it).
+    public func remove(_ chainID: Digest) throws {
+        // Rename first so a half-removed snapshot is never taken for a complete one.
+        let doomed = tempDirectory + "/" + FileTree.randomName("removing-")
+        if rename(directory(chainID), doomed) != 0 {
+            if errno == ENOENT { return }
+            throw SystemError("rename", directory(chainID))
+        }
+        try FileTree.remove(path: doomed)
+    }
+}

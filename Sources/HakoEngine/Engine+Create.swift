@@ -148,11 +148,11 @@ extension Engine {
             } else {
                 hostName = config.hostname
             }
-            try FS.writeAtomic("\(tmp)/hostname", hostName + "\n", durable: false)
-            try FS.writeAtomic("\(tmp)/hosts", hostsFile(config), durable: false)
-            let resolv = (try? FS.readFile("/etc/resolv.conf")) ?? []
-            try FS.writeAtomic("\(tmp)/resolv.conf", resolv, durable: false)
-            try FS.writeAtomic("\(tmp)/config.json", Array(try Engine.encoder.encode(config)), durable: false)
+            // Plain writes: the directory becomes visible whole, by the rename below.
+            try FS.writeFile("\(tmp)/hostname", Array((hostName + "\n").utf8))
+            try FS.writeFile("\(tmp)/hosts", Array(hostsFile(config).utf8))
+            try FS.writeFile("\(tmp)/resolv.conf", (try? FS.readFile("/etc/resolv.conf")) ?? [])
+            try FS.writeFile("\(tmp)/config.json", Array(try Engine.encoder.encode(config)))
             try FS.symlink("../containers/\(config.id)", at: paths.nameLink(config.name))
             do {
                 try sys("rename", final.dir) { rename(tmp, final.dir) }

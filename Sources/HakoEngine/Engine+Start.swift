@@ -12,15 +12,29 @@ extension Engine {
     @discardableResult
     public func start(_ ref: String, attach: Bool = false, terminal: TerminalSize? = nil) throws -> MonitorConnection? {
         let id = try resolveID(ref)
-        let cp = paths.container(id)
-        let lock = try FileLock.acquire(cp.lock)
+        let lock = try FileLock.acquire(paths.container(id).lock)
         defer { lock.release() }
         let c = try load(id)
         if c.status == .running || c.status == .paused || c.status == .restarting {
             if attach { throw HakoError(.failed, "container \(c.name) is already running") }
             return nil
         }
-        let config = c.config
+        return try launch(c.config, attach: attach, terminal: terminal)
+    }
+
+    /// Starts a container this process has just created (`hako run`): the
+    /// configuration is at hand, nothing needs reading back.
+    public func start(created config: ContainerConfig, attach: Bool = false, terminal: TerminalSize? = nil) throws -> MonitorConnection? {
+        let lock = try FileLock.acquire(paths.container(config.id).lock)
+        defer { lock.release() }
+        if monitorAlive(config.id) { throw HakoError(.failed, "container \(config.name) is already running") }
+        return try launch(config, attach: attach, terminal: terminal)
+    }
+
+    /// Creates the cgroups and hands the container to a new monitor. Caller holds the container lock.
+    func launch(_ config: ContainerConfig, attach: Bool, terminal: TerminalSize?) throws -> MonitorConnection? {
+        let id = config.id
+        let cp = paths.container(id)
         let driver = try cgroups(for: config)
         try? FS.removeTree(cp.runDir)
         try FS.makeDirectories(cp.runDir, mode: 0o700)

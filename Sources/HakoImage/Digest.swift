@@ -76,12 +76,17 @@ public struct Digest: Hashable, Sendable, Comparable, CustomStringConvertible, C
     }
 }
 
+/// OpenSSL set up once, without reading openssl.cnf: hashing needs no
+/// configuration, and loading it costs every hako command a millisecond.
+private let openSSLInitialised: Bool = OPENSSL_init_crypto(UInt64(OPENSSL_INIT_NO_LOAD_CONFIG), nil) == 1
+
 /// Incremental SHA-256 over OpenSSL's EVP interface.
 public final class SHA256Hasher {
     private let context: OpaquePointer
     private var finished = false
 
     public init() throws(ImageError) {
+        _ = openSSLInitialised
         guard let ctx = EVP_MD_CTX_new() else { throw .corrupt("OpenSSL: cannot allocate a digest context") }
         guard EVP_DigestInit_ex(ctx, EVP_sha256(), nil) == 1 else {
             EVP_MD_CTX_free(ctx)

@@ -40,6 +40,12 @@ public enum FS {
         }
     }
 
+    /// Creates (or truncates) a file and writes it; no atomicity of its own.
+    public static func writeFile(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o644) throws {
+        let fd = try FileDescriptor.open(path, O_WRONLY | O_CREAT | O_TRUNC, mode: mode)
+        try fd.write(bytes)
+    }
+
     public static func writeAtomic(_ path: String, _ string: String, mode: mode_t = 0o644, durable: Bool = true) throws {
         try writeAtomic(path, Array(string.utf8), mode: mode, durable: durable)
     }

@@ -437,16 +437,19 @@ static void final_exit(void) {
     log_close(&M.log);
     release_cgroups();
     run_cleanup_hook();
+    // --rm: the container disappears at once (its directory renamed to a
+    // hidden name, its name released); the bytes are deleted after the
+    // clients have been told, so `hako run --rm` does not wait for them.
+    char doomed[8][4200];
+    int ndoomed = 0;
     if (M.spec.nremove_dirs || M.spec.nremove_files) {
         for (int i = 0; i < M.spec.nremove_files; i++) remove_link_if_ours(M.spec.remove_files[i]);
         for (int i = 0; i < M.spec.nremove_dirs; i++) {
-            // Renamed first, so that nobody ever reads a half-removed container.
             const char *dir = M.spec.remove_dirs[i];
             const char *slash = strrchr(dir, '/');
-            char doomed[4200];
-            if (slash && snprintf(doomed, sizeof doomed, "%.*s/.removing-%s", (int)(slash - dir), dir, slash + 1) < (int)sizeof doomed
-                && rename(dir, doomed) == 0)
-                rm_rf_at(AT_FDCWD, doomed);
+            if (slash && snprintf(doomed[ndoomed], sizeof doomed[0], "%.*s/.removing-%s", (int)(slash - dir), dir, slash + 1) < (int)sizeof doomed[0]
+                && rename(dir, doomed[ndoomed]) == 0)
+                ndoomed++;
             else
                 rm_rf_at(AT_FDCWD, dir);
         }
@@ -455,6 +458,7 @@ static void final_exit(void) {
     }
     release_run_dir();
     broadcast_exit(M.exit_code, 1);
+    for (int i = 0; i < ndoomed; i++) rm_rf_at(AT_FDCWD, doomed[i]);
     exit(0);
 }
 

@@ -84,7 +84,7 @@ struct Run: ParsableCommand {
         let o = try options.runOptions(image: image, command: Array(imageAndCommand.dropFirst()))
         let config = try engine.create(o)
         if detach {
-            do { try engine.start(config.id) } catch {
+            do { try engine.start(created: config) } catch {
                 try? engine.remove(config.id, force: true)
                 throw error
             }
@@ -93,7 +93,7 @@ struct Run: ParsableCommand {
         }
         let size = o.tty ? (RawTerminal.size(of: 0) ?? RawTerminal.size(of: 1)) : nil
         let connection: MonitorConnection?
-        do { connection = try engine.start(config.id, attach: true, terminal: size) } catch {
+        do { connection = try engine.start(created: config, attach: true, terminal: size) } catch {
             try? engine.remove(config.id, force: true)
             throw error
         }

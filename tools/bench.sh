@@ -79,9 +79,20 @@ if gcc -O2 -o "$W/csleep" "$W/sleep.c" 2>/dev/null; then
   c_avg=$((t / ${#SLEEPERS[@]}))
   kill "${SLEEPERS[@]}" 2>/dev/null; SLEEPERS=()
 fi
+# The same with a trivial Swift program (static stdlib): what a Swift monitor would start from.
+swift_avg=-
+printf 'import Glibc\nwhile true { pause() }\n' > "$W/ssleep.swift"
+if swiftc -O -static-stdlib -o "$W/ssleep" "$W/ssleep.swift" 2>/dev/null; then
+  for i in $(seq "$N_MON"); do "$W/ssleep" & SLEEPERS+=($!); done
+  sleep 0.5
+  t=0; for s in "${SLEEPERS[@]}"; do t=$((t + $(pss_of "$s"))); done
+  swift_avg=$((t / ${#SLEEPERS[@]}))
+  kill "${SLEEPERS[@]}" 2>/dev/null; SLEEPERS=()
+fi
 printf '\n| per-container monitor (%d running) | PSS KiB | goal |\n|---|---|---|\n' "$count"
 printf '| hako-monitor (C, glibc, dynamically linked) | %d | <= 512 |\n' "$mon_avg"
 printf '| trivial C sleeper, same count (floor) | %s | |\n' "$c_avg"
+printf '| trivial Swift sleeper (static stdlib), same count | %s | |\n' "$swift_avg"
 printf '| hako-monitor RSS (one) | %d | |\n' "$rss"
 printf '| podman conmon (published, 10 containers) | ~268-480 | |\n'
 echo

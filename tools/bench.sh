@@ -1,99 +1,12 @@
 #!/usr/bin/env bash
-# make bench: hako against its peers, measured in the same run, reported as ratios.
-#   1. `hako run --rm IMAGE /bin/true` vs `crun run` and `runc run` of a bundle
-#      with the same busybox rootfs (goal: median <= 2.0x crun's run).
-#   2. hako-monitor memory: PSS per monitor with 50 containers running sleep
-#      (goal: <= 512 KiB each), next to a trivial static C and Swift sleeper.
-# Peers come from ../shared/tools (SHARED_TOOLS to point elsewhere). Everything
-# it creates lives under a temp dir, a private data root and its own cgroup
-# parent, and is removed at the end.
-set -euo pipefail
+# make bench: runs every tools/bench-*.sh in turn; each measures hako against
+# its peers in the same run and prints a markdown table of figures and ratios.
+set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
-REPO=$(cd "$HERE/.." && pwd)
-BIN=${HAKO_BIN_DIR:-$REPO/.build/release}
-SHARED=${SHARED_TOOLS:-}
-for c in "$SHARED" "$REPO/../shared/tools" /work/shared/tools; do
-  [ -n "$c" ] && [ -x "$c/make-bundle.sh" ] && { SHARED=$(cd "$c" && pwd); break; }
+status=0
+for b in "$HERE"/bench-*.sh; do
+  echo "#### $(basename "$b" .sh)"
+  "$b" || { echo "$(basename "$b") failed" >&2; status=1; }
+  echo
 done
-[ -x "${SHARED:-}/make-bundle.sh" ] || { echo "bench: peers' tools not found (set SHARED_TOOLS)" >&2; exit 1; }
-RUNS=${RUNS:-30}
-N_MON=${N_MON:-50}
-
-W=$(mktemp -d /tmp/hako-bench.XXXXXX)
-export HAKO_ROOT=$W/root HAKO_RUN_ROOT=$W/run HAKO_CGROUP_PARENT=hako-bench-$$
-cleanup() {
-  set +e
-  ids=$("$BIN/hako" ps -aq --no-trunc 2>/dev/null)
-  [ -n "$ids" ] && "$BIN/hako" rm -f $ids >/dev/null 2>&1
-  for s in "${SLEEPERS[@]:-}"; do [ -n "$s" ] && kill "$s" 2>/dev/null; done
-  for d in /sys/fs/cgroup/*/"$HAKO_CGROUP_PARENT"; do [ -d "$d" ] && rmdir "$d" 2>/dev/null; done
-  rm -rf "$W"
-}
-SLEEPERS=()
-trap cleanup EXIT
-
-echo "== building the bundle and the hako image (same busybox rootfs)"
-"$SHARED/make-bundle.sh" --rw --tar "$W/rootfs.tar.gz" "$W/bundle" -- /bin/true >/dev/null
-"$BIN/hako" import "$W/rootfs.tar.gz" bench:busybox >/dev/null
-
-hf() { # name command
-  hyperfine --style none --warmup 3 --runs "$RUNS" --export-json "$W/$1.json" -n "$1" "$2" >/dev/null 2>&1 \
-    || { echo "bench: $1 failed" >&2; return 1; }
-  jq -r '.results[0].median*1000' "$W/$1.json"
-}
-
-echo "== run of /bin/true ($RUNS runs each, hyperfine medians)"
-hako_run=$(hf hako "$BIN/hako run --rm bench:busybox /bin/true")
-runc_run=$(hf runc "runc run --bundle $W/bundle hako-bench-runc-\$\$ >/dev/null; runc delete -f hako-bench-runc-\$\$ 2>/dev/null; true")
-# crun 1.8 refuses cgroup v1 hybrid hosts; it runs in a view without the cgroup2 mount.
-crun_run=$("$SHARED/cgv1-view.sh" bash -c "$(declare -f hf); W=$W RUNS=$RUNS hf crun 'crun run --bundle $W/bundle hako-bench-crun-\$\$ >/dev/null'")
-
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
-printf '\n| run /bin/true | median ms | vs crun |\n|---|---|---|\n'
-printf '| hako run --rm (overlay + state + monitor) | %.1f | %s |\n' "$hako_run" "$(ratio "$hako_run" "$crun_run")"
-printf '| crun run (cgv1-view) | %.1f | 1.00 |\n' "$crun_run"
-printf '| runc run | %.1f | %s |\n' "$runc_run" "$(ratio "$runc_run" "$crun_run")"
-
-echo
-echo "== monitor memory: $N_MON containers running sleep"
-for i in $(seq "$N_MON"); do "$BIN/hako" run -d bench:busybox sleep 600 >/dev/null; done
-sleep 1
-pss_of() { awk '/^Pss:/ {print $2}' "/proc/$1/smaps_rollup" 2>/dev/null || echo 0; }
-total=0; count=0
-for lock in "$HAKO_RUN_ROOT"/containers/*/monitor.lock; do
-  pid=$(cat "$lock"); p=$(pss_of "$pid"); total=$((total + p)); count=$((count + 1))
-done
-mon_avg=$((total / (count > 0 ? count : 1)))
-rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$(cat "$(ls "$HAKO_RUN_ROOT"/containers/*/monitor.lock | head -1)")/status")
-
-# Reference points, measured the same way in the same run: 50 static C sleepers.
-cat > "$W/sleep.c" <<'EOF'
-#include <unistd.h>
-int main(void) { for (;;) pause(); }
-EOF
-c_avg=-
-if gcc -O2 -o "$W/csleep" "$W/sleep.c" 2>/dev/null; then
-  for i in $(seq "$N_MON"); do "$W/csleep" & SLEEPERS+=($!); done
-  sleep 0.5
-  t=0; for s in "${SLEEPERS[@]}"; do t=$((t + $(pss_of "$s"))); done
-  c_avg=$((t / ${#SLEEPERS[@]}))
-  kill "${SLEEPERS[@]}" 2>/dev/null; SLEEPERS=()
-fi
-# The same with a trivial Swift program (static stdlib): what a Swift monitor would start from.
-swift_avg=-
-printf 'import Glibc\nwhile true { pause() }\n' > "$W/ssleep.swift"
-if swiftc -O -static-stdlib -o "$W/ssleep" "$W/ssleep.swift" 2>/dev/null; then
-  for i in $(seq "$N_MON"); do "$W/ssleep" & SLEEPERS+=($!); done
-  sleep 0.5
-  t=0; for s in "${SLEEPERS[@]}"; do t=$((t + $(pss_of "$s"))); done
-  swift_avg=$((t / ${#SLEEPERS[@]}))
-  kill "${SLEEPERS[@]}" 2>/dev/null; SLEEPERS=()
-fi
-printf '\n| per-container monitor (%d running) | PSS KiB | goal |\n|---|---|---|\n' "$count"
-printf '| hako-monitor (C, glibc, dynamically linked) | %d | <= 512 |\n' "$mon_avg"
-printf '| trivial C sleeper, same count (floor) | %s | |\n' "$c_avg"
-printf '| trivial Swift sleeper (static stdlib), same count | %s | |\n' "$swift_avg"
-printf '| hako-monitor RSS (one) | %d | |\n' "$rss"
-printf '| podman conmon (published, 10 containers) | ~268-480 | |\n'
-echo
-ls -l "$BIN/hako" "$BIN/hako-monitor" | awk '{printf "binary %s: %.2f MB\n", $9, $5/1e6}'
+exit $status

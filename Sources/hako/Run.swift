@@ -84,7 +84,7 @@ struct Run: ParsableCommand {
         let o = try options.runOptions(image: image, command: Array(imageAndCommand.dropFirst()))
         let config = try engine.create(o)
         if detach {
-            do { try engine.start(created: config) } catch {
+            do { _ = try engine.start(created: config) } catch {
                 try? engine.remove(config.id, force: true)
                 throw error
             }

@@ -327,4 +327,44 @@ final class LifecycleTests {
         #expect(host.state("listed")["Status"] as? String == "exited")
         host.hako("rm", id)
     }
+
+    @Test func logsRotateAtTheSizeCap() throws {
+        // ~30 KiB of output with a 4 KiB cap and 2 files: the oldest lines are gone, the newest stay.
+        let id = host.hako("run", "-d", "--log-opt", "max-size=4k", "--log-opt", "max-file=2", host.busybox,
+                           "sh", "-c", "i=0; while [ $i -lt 600 ]; do echo line-$i-padding-padding-padding; i=$((i+1)); done").out
+        #expect(host.hako("wait", id).out == "0")
+        let dir = "\(host.root)/containers/\(id)"
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasPrefix("container.log") }.sorted()
+        #expect(files == ["container.log", "container.log.1"])
+        for f in files {
+            let size = (try FileManager.default.attributesOfItem(atPath: "\(dir)/\(f)")[.size] as? Int) ?? 0
+            #expect(size <= 4096 + 200, "\(f) is \(size) bytes")
+        }
+        let lines = host.hako("logs", id).out.split(separator: "\n")
+        #expect(lines.last == "line-599-padding-padding-padding")
+        #expect(!lines.contains("line-0-padding-padding-padding"))
+        #expect(host.hako("run", "--log-opt", "max-size=tiny", host.busybox, "true").status == 125)
+        host.hako("rm", id)
+    }
+
+    @Test func restartCommandStartsAgain() {
+        let id = host.hako("run", "-d", host.busybox, "sh", "-c", "echo started; sleep 30").out
+        let firstPid = host.state(id)["Pid"] as? Int
+        #expect(host.hako("restart", "-t", "0", id).status == 0)
+        #expect(host.state(id)["Status"] as? String == "running")
+        #expect(host.state(id)["Pid"] as? Int != firstPid)
+        #expect(host.eventually { host.hako("logs", id).out == "started\nstarted" })
+        host.hako("rm", "-f", id)
+    }
+
+    @Test func signalsToTheForegroundCLIReachTheContainer() {
+        let out = host.base + "/sigproxy.out"
+        let pid = Subprocess.spawn([Binaries.hako, "run", "--rm", "--name", "proxied", host.busybox, "sh", "-c",
+                                    "trap 'echo got-term; exit 7' TERM; echo ready; while true; do sleep 0.1; done"],
+                                   env: host.env, stdout: out)
+        #expect(host.eventually { ((try? String(contentsOfFile: out, encoding: .utf8)) ?? "").contains("ready") })
+        kill(pid, SIGTERM)
+        #expect(Subprocess.waitBounded(pid, timeout: 10) == 7, "the CLI exits with the container's code")
+        #expect(((try? String(contentsOfFile: out, encoding: .utf8)) ?? "").contains("got-term"))
+    }
 }

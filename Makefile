@@ -21,12 +21,13 @@ CC ?= cc
 MONITOR_CFLAGS := -O2 -g0 -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter \
 	-ISources/CHakoShim/include -ISources/hako-monitor/include
 
-build: deps $(BIN_DIR)/hako-monitor
+# SwiftPM first: it makes .build/release (a symlink into its build tree).
+build: deps
 	$(SWIFT) build $(RELEASE) --product hako
+	@$(MAKE) --no-print-directory $(BIN_DIR)/hako-monitor
 
 # The monitor is plain C linked against libc only: one runs per container.
 $(BIN_DIR)/hako-monitor: $(MONITOR_SRC) $(MONITOR_HDR)
-	@mkdir -p $(BIN_DIR)
 	$(CC) $(MONITOR_CFLAGS) -o $@ $(MONITOR_SRC) -Wl,--as-needed -Wl,-O1 -s
 
 # Unit tests need no root; integration tests run containers (root) with the

@@ -41,6 +41,6 @@ let package = Package(
 
         .testTarget(name: "HakoUnitTests", dependencies: ["CHakoShim", "HakoSystem", "HakoRuntime", "HakoEngine", "HakoSecurity"]),
         .testTarget(name: "HakoImageTests", dependencies: ["HakoSystem", "HakoImage"]),
-        .testTarget(name: "HakoIntegrationTests", dependencies: ["HakoSystem"]),
+        .testTarget(name: "HakoIntegrationTests", dependencies: ["HakoSystem", "HakoRuntime"]),
     ]
 )

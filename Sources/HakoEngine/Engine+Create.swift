@@ -154,7 +154,7 @@ extension Engine {
             try FS.writeFile("\(tmp)/hostname", Array((hostName + "\n").utf8))
             try FS.writeFile("\(tmp)/hosts", Array(hostsFile(config).utf8))
             try FS.writeFile("\(tmp)/resolv.conf", (try? FS.readFile("/etc/resolv.conf")) ?? [])
-            try prepareUsernsFiles(config, dir: tmp)
+            try prepareUsernsFiles(&config, dir: tmp, final: final.dir)
             try FS.writeFile("\(tmp)/config.json", Array(try Engine.encoder.encode(config)))
             try FS.symlink("../containers/\(config.id)", at: paths.nameLink(config.name))
             do {

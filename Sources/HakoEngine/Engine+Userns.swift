@@ -37,13 +37,12 @@ extension Engine {
         config.isolation = iso
     }
 
-    /// Idmapped mounts need kernel and file-system support; refuse clearly without it.
+    /// Whether the image's layers can be idmapped (Linux 5.12+ and a file system
+    /// that supports it). HAKO_USERNS_IDMAP=copy forces the fallback.
     func idmapSupported(_ config: ContainerConfig) throws -> Bool {
         guard config.imageID != ImageStore.hostImageID, let layer = config.layerDirs.first else { return false }
-        let r = hako_idmap_supported(layer)
-        if r == 1 { return true }
-        let e = errno
-        throw HakoError(.failed, "--userns auto: this kernel cannot idmap the image's layers under \(paths.root) (\(String(cString: strerror(e)))); it needs Linux 5.19 or newer and a file system with idmapped mounts (ext4, xfs, btrfs)")
+        if Engine.environment("HAKO_USERNS_IDMAP") == "copy" { return false }
+        return hako_idmap_supported(layer) == 1
     }
 
     /// The container's user reaches its own files (bind sources of /etc/hosts …)
@@ -62,11 +61,25 @@ extension Engine {
 
     /// The files the container's root must own: its upper dir (the root of its
     /// file system and everything it writes), the overlay work dir, and the
-    /// hostname/hosts/resolv.conf it may edit.
-    func prepareUsernsFiles(_ config: ContainerConfig, dir: String) throws {
-        guard let range = config.isolation?.userns?.range else { return }
+    /// hostname/hosts/resolv.conf it may edit. Where layers cannot be idmapped,
+    /// the fallback: a copy of each layer with its owners shifted into the
+    /// container's range (`layers/N` in its directory; costs the image's size).
+    func prepareUsernsFiles(_ config: inout ContainerConfig, dir: String, final: String) throws {
+        guard let u = config.isolation?.userns, let range = u.range else { return }
         for f in ["upper", "work", "hostname", "hosts", "resolv.conf"] {
             try sys("chown", "\(dir)/\(f)") { lchown("\(dir)/\(f)", range.start, range.start) }
         }
+        guard !u.idmapped, config.imageID != ImageStore.hostImageID else { return }
+        try FS.makeDirectories("\(dir)/layers", mode: 0o711)
+        var copies: [String] = []
+        for (i, layer) in config.layerDirs.enumerated() {
+            var failed = [CChar](repeating: 0, count: 4096)
+            if hako_copy_shifted(layer, "\(dir)/layers/\(i)", range.start, range.count, &failed) != 0 {
+                throw HakoError(.failed, "--userns auto: cannot copy the image's layer for the container's ids",
+                                cause: SystemError("copy", cString(failed)))
+            }
+            copies.append("\(final)/layers/\(i)")
+        }
+        config.layerDirs = copies
     }
 }

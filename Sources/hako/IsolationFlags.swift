@@ -10,8 +10,8 @@ struct ResourceFlags: ParsableArguments {
     @Option(name: [.customShort("m"), .long], help: "Memory limit (e.g. 512m); over it the container is OOM-killed.") var memory: String?
     @Option(name: .customLong("memory-high"), help: "Memory throttle limit: the kernel reclaims above it instead of killing.") var memoryHigh: String?
     @Option(name: .customLong("memory-reservation"), help: "Memory soft limit.") var memoryReservation: String?
-    @Option(name: .customLong("memory-swap"), help: "Memory plus swap limit (-1: unlimited swap).") var memorySwap: String?
-    @Option(name: .customLong("pids-limit"), help: "Maximum number of processes (-1: unlimited).") var pidsLimit: Int64?
+    @Option(name: .customLong("memory-swap"), parsing: .unconditional, help: "Memory plus swap limit (-1: unlimited swap).") var memorySwap: String?
+    @Option(name: .customLong("pids-limit"), parsing: .unconditional, help: "Maximum number of processes (-1: unlimited).") var pidsLimit: Int64?
     @Option(name: .customLong("blkio-weight"), help: "Block I/O weight, 10-1000 (needs the BFQ scheduler).") var blkioWeight: Int?
     @Option(name: .customLong("device-read-bps"), help: "Limit reads from a device (e.g. /dev/sda:1mb).") var deviceReadBps: [String] = []
     @Option(name: .customLong("device-write-bps"), help: "Limit writes to a device (e.g. /dev/sda:1mb).") var deviceWriteBps: [String] = []
@@ -40,7 +40,7 @@ struct IsolationFlags: ParsableArguments {
     @Option(name: .long, help: "Mount a tmpfs (PATH[:OPTIONS]).") var tmpfs: [String] = []
     @Option(name: .long, help: "Set a namespaced kernel parameter (KEY=VALUE).") var sysctl: [String] = []
     @Option(name: .long, help: "Set a resource limit (NAME=SOFT[:HARD], e.g. nofile=1024:2048).") var ulimit: [String] = []
-    @Option(name: .customLong("oom-score-adj"), help: "Tune the OOM killer's preference (-1000 to 1000).") var oomScoreAdj: Int?
+    @Option(name: .customLong("oom-score-adj"), parsing: .unconditional, help: "Tune the OOM killer's preference (-1000 to 1000).") var oomScoreAdj: Int?
     @Option(name: .long, help: "User namespace: host, auto or auto:size=N.") var userns: String?
 
     func options() -> IsolationOptions {

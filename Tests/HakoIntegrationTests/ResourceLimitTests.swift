@@ -80,6 +80,10 @@ final class ResourceLimitTests {
         #expect(host.cgroupFile("memory", id, "memory.limit_in_bytes") == "50331648")
         let hc = host.inspect(id)["HostConfig"] as? [String: Any] ?? [:]
         #expect(hc["Memory"] as? Int == 48 << 20 && hc["PidsLimit"] as? Int == 5 && hc["NanoCpus"] as? Int == 500_000_000)
+        // Docker's negative values: unlimited.
+        #expect(host.hako("update", "--pids-limit", "-1", "--memory-swap", "-1", id).status == 0)
+        #expect(host.cgroupFile("pids", id, "pids.max") == "max")
+        #expect(host.cgroupFile("memory", id, "memory.memsw.limit_in_bytes") == "9223372036854771712")
         #expect(host.hako("update", id).status == 125, "no flag given")
         #expect(host.hako("update", "--memory", "1m", id).status == 125, "below Docker's 6 MB minimum")
         #expect(host.hako("update", "--pids-limit", "5", "no-such-container").status == 125)

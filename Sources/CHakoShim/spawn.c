@@ -381,10 +381,6 @@ static void apply_rlimits(struct child *c) {
         struct rlimit l = { .rlim_cur = s->rlimits[i].soft, .rlim_max = s->rlimits[i].hard };
         if (setrlimit((int)s->rlimits[i].resource, &l) < 0) child_fail(c, HAKO_STAGE_RLIMIT, errno, NULL);
     }
-    if (s->has_oom_score_adj) {
-        char v[24]; s_itoa(s->oom_score_adj, v);
-        if (write_file("/proc/self/oom_score_adj", v) < 0) child_fail(c, HAKO_STAGE_OOM_SCORE, errno, NULL);
-    }
 }
 
 static void setup_stdio(struct child *c) {
@@ -595,6 +591,13 @@ static int parent_fail(struct hako_failure *fail, int stage, int err, const char
 
 static int join_cgroups(pid_t pid, const struct hako_spec *s, int placed_v2, struct hako_failure *fail) {
     char num[24];
+    // The parent sets the OOM score: the child, non-dumpable or in a user namespace, may not.
+    if (s->has_oom_score_adj) {
+        char path[48] = "/proc/", v[24];
+        s_itoa(pid, num); s_cat(path, sizeof path, num); s_cat(path, sizeof path, "/oom_score_adj");
+        s_itoa(s->oom_score_adj, v);
+        if (write_file(path, v) < 0) return parent_fail(fail, HAKO_STAGE_OOM_SCORE, errno, NULL);
+    }
     s_itoa(pid, num);
     for (int i = 0; i < s->ncgroup_procs; i++)
         if (write_file(s->cgroup_procs[i], num) < 0) return parent_fail(fail, HAKO_STAGE_CGROUP, errno, s->cgroup_procs[i]);

@@ -165,6 +165,7 @@ final class HardeningTests {
         #expect(mapA[1] + mapA[2] <= mapB[1] || mapB[1] + mapB[2] <= mapA[1], "ranges overlap: \(mapA) \(mapB)")
         #expect(host.eventually { (try? FileManager.default.attributesOfItem(atPath: "\(host.root)/containers/\(a)/upper/made")[.ownerAccountID] as? Int) == mapA[1] })
         #expect((host.inspect(a)["HostConfig"] as? [String: Any])?["UsernsMode"] as? String == "auto:\(mapA[1]):65536")
+        #expect(host.hako(env: range, "run", "--rm", "--userns", "auto", "--oom-score-adj", "500", host.probe, "cat", "/proc/self/oom_score_adj").out == "500")
         // Where layers cannot be idmapped: a copy with shifted owners, same view inside.
         let copied = host.hako(env: range.merging(["HAKO_USERNS_IDMAP": "copy"]) { $1 }, "run", "--rm", "--userns", "auto", host.probe,
                                "sh", "-c", "stat -c %u /bin/busybox; echo ok > /bin/new && cat /bin/new")

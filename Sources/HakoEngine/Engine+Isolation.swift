@@ -56,13 +56,16 @@ extension Engine {
         c.devices = try f.devices.map(IsolationParser.device)
         for d in c.devices { _ = try Engine.deviceNode(d.host, flag: "--device") }
         c.deviceCgroupRules = try f.deviceCgroupRules.map { try DeviceRule(parsing: $0) }
-        c.userns = try IsolationParser.userns(f.userns ?? Engine.environment("HAKO_USERNS") ?? "host")
+        let engineDefault = Engine.environment("HAKO_USERNS")
+        c.userns = try IsolationParser.userns(f.userns ?? engineDefault ?? "host")
         if c.userns != nil {
+            // A host namespace belongs to the host's root; so does a privileged container.
+            let hint = f.userns == nil ? " (HAKO_USERNS=\(engineDefault ?? "") makes it the default; give --userns host)" : ""
             let shared = [("--pid", o.pid == .host), ("--network", o.network == .host), ("--ipc", o.ipc == .host), ("--uts", o.uts == .host)]
             if let (flag, _) = shared.first(where: { $0.1 }) {
-                throw HakoError(.failed, "conflicting options: --userns auto and \(flag) host (a host namespace belongs to the host's root)")
+                throw HakoError(.failed, "conflicting options: --userns auto and \(flag) host\(hint)")
             }
-            if c.privileged { throw HakoError(.failed, "conflicting options: --userns auto and --privileged") }
+            if c.privileged { throw HakoError(.failed, "conflicting options: --userns auto and --privileged\(hint)") }
         }
         // Limits this host cannot enforce are refused, never ignored.
         try makeCgroupDriver(host: cgroupHost, parent: cgroupParent).check(c.limits)

@@ -70,6 +70,7 @@ enum ProbeImage {
         let rootfs = dir + "/rootfs"
         let fm = FileManager.default
         try? fm.removeItem(atPath: dir)
+        atexit { try? FileManager.default.removeItem(atPath: "/tmp/hako-probe-\(getpid())") }
         for d in ["bin", "etc", "tmp", "root", "proc", "sys", "dev"] {
             try? fm.createDirectory(atPath: "\(rootfs)/\(d)", withIntermediateDirectories: true)
         }

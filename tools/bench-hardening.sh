@@ -4,7 +4,8 @@
 #   capabilities, the default seccomp filter from its cache, the device filter,
 #   masked paths) vs `--security-opt seccomp=unconfined --cap-add ALL`
 #   (goal: <= 1.1x). Also: the default profile with a cold filter cache, resource
-#   limits, and --userns auto, each against the same unconfined baseline.
+#   limits, and --userns auto, each against the same unconfined baseline; and a
+#   run making 400k system calls, to show what the filter costs per call.
 # Everything lives under a temp dir, a private data root and its own cgroup parent.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -39,8 +40,10 @@ declare -A CMD=(
   [default]="$H bench:busybox /bin/true"
   [limits]="$H --cpus 0.5 -m 64m --pids-limit 100 bench:busybox /bin/true"
   [userns]="$H --userns auto bench:busybox /bin/true"
+  [sysbase]="$H --security-opt seccomp=unconfined --cap-add ALL bench:busybox dd if=/dev/zero of=/dev/null bs=1 count=200000"
+  [sysdefault]="$H bench:busybox dd if=/dev/zero of=/dev/null bs=1 count=200000"
 )
-ORDER=(baseline default cold limits userns)
+ORDER=(baseline default cold limits userns sysbase sysdefault)
 declare -A SAMPLES
 hf() { # name command [prepare]
   local prep=()
@@ -52,7 +55,7 @@ hf() { # name command [prepare]
 # Rounds interleave the variants so that a busy machine weighs on all alike.
 for r in $(seq "$ROUNDS"); do
   echo "== round $r of $ROUNDS ($RUNS runs each)"
-  for n in baseline default limits userns; do SAMPLES[$n]+=" $(hf "$n" "${CMD[$n]}" | tr '\n' ' ')"; done
+  for n in baseline default limits userns sysbase sysdefault; do SAMPLES[$n]+=" $(hf "$n" "${CMD[$n]}" | tr '\n' ' ')"; done
   SAMPLES[cold]+=" $(hf cold "${CMD[default]}" "rm -rf $HAKO_ROOT/seccomp" | tr '\n' ' ')"
 done
 
@@ -67,3 +70,6 @@ printf '| default profile (14 caps, seccomp, device filter, masks) | %.1f | %s |
 printf '| default profile, filter cache emptied before each run | %.1f | %s | |\n' "${MED[cold]}" "$(ratio "${MED[cold]}" "${MED[baseline]}")"
 printf '| --cpus 0.5 -m 64m --pids-limit 100 | %.1f | %s | |\n' "${MED[limits]}" "$(ratio "${MED[limits]}" "${MED[baseline]}")"
 printf '| --userns auto (idmapped layers) | %.1f | %s | |\n' "${MED[userns]}" "$(ratio "${MED[userns]}" "${MED[baseline]}")"
+printf '\n| 400k system calls (dd bs=1 count=200000) | median ms | vs unconfined |\n|---|---|---|\n'
+printf '| seccomp=unconfined, --cap-add ALL | %.1f | 1.00 |\n' "${MED[sysbase]}"
+printf '| default profile (a binary tree: <= 23 BPF instructions per call) | %.1f | %s |\n' "${MED[sysdefault]}" "$(ratio "${MED[sysdefault]}" "${MED[sysbase]}")"

@@ -241,17 +241,16 @@ int hako_bpf_load_device_program(const void *insns, uint32_t count, char *log, u
     a.insns = (uint64_t)(uintptr_t)insns;
     a.insn_cnt = count;
     a.license = (uint64_t)(uintptr_t)"Apache-2.0";
-    if (log && loglen) {
-        log[0] = 0;
+    if (log && loglen) log[0] = 0;
+    int fd = (int)syscall(SYS_bpf, BPF_PROG_LOAD, &a, sizeof a);
+    if (fd < 0 && (errno == EINVAL || errno == EACCES) && log && loglen) {
+        // Refused: load again with the verifier's log, to say why (logging costs, so only now).
+        int e = errno;
         a.log_buf = (uint64_t)(uintptr_t)log;
         a.log_size = loglen;
         a.log_level = 1;
-    }
-    int fd = (int)syscall(SYS_bpf, BPF_PROG_LOAD, &a, sizeof a);
-    if (fd < 0 && log && loglen && errno != EINVAL && errno != EACCES) {
-        // Some kernels refuse a log buffer for this program type: retry without.
-        a.log_buf = 0; a.log_size = 0; a.log_level = 0;
         fd = (int)syscall(SYS_bpf, BPF_PROG_LOAD, &a, sizeof a);
+        if (fd < 0) errno = e;
     }
     if (fd >= 0) fcntl(fd, F_SETFD, FD_CLOEXEC);
     return fd;

@@ -108,7 +108,7 @@ extension Engine {
         if let s = f.memoryHigh { l.memoryHigh = try IsolationParser.bytes(s, flag: "--memory-high") }
         if let s = f.memoryReservation { l.memoryReservation = try IsolationParser.bytes(s, flag: "--memory-reservation") }
         if let s = f.memorySwap { l.memorySwap = s == "-1" ? -1 : try IsolationParser.bytes(s, flag: "--memory-swap") }
-        if let p = f.pidsLimit { l.pidsLimit = p <= 0 ? -1 : p }
+        if let p = f.pidsLimit { l.pidsLimit = p <= 0 ? -1 : Int64(p) }
         if let w = f.blkioWeight, w != 0 {
             guard (10...1000).contains(w) else { throw HakoError(.failed, "invalid --blkio-weight \(w): the range is 10 to 1000") }
             l.blkioWeight = UInt16(w)

@@ -5,14 +5,14 @@ import HakoSecurity
 /// flags' text, before anything is parsed or checked).
 public struct IsolationOptions: Sendable, Equatable {
     public var cpus: String?
-    public var cpuShares: Int64?
+    public var cpuShares: Int?
     public var cpusetCpus: String?
     public var cpusetMems: String?
     public var memory: String?
     public var memoryHigh: String?
     public var memoryReservation: String?
     public var memorySwap: String?
-    public var pidsLimit: Int64?
+    public var pidsLimit: Int?
     public var blkioWeight: Int?
     public var deviceReadBps: [String] = []
     public var deviceWriteBps: [String] = []

@@ -74,6 +74,9 @@ public struct SeccompCompiler: Sendable {
         }
         defer { seccomp_release(ctx) }
         _ = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0)  // no_new_privs is the runtime's choice
+        // A binary tree of syscall numbers instead of a list: each call of the
+        // container walks ~log2(n) comparisons, not hundreds (libseccomp >= 2.5).
+        _ = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2)
 
         let native = seccomp_arch_native()
         var extra: [UInt32] = []

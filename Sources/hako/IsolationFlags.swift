@@ -4,14 +4,14 @@ import HakoEngine
 /// Resource limits: `run`, `create` and `update` take them.
 struct ResourceFlags: ParsableArguments {
     @Option(name: .long, help: "Number of CPUs (e.g. 0.5).") var cpus: String?
-    @Option(name: [.customShort("c"), .customLong("cpu-shares")], help: "CPU shares (relative weight, 2-262144).") var cpuShares: Int64?
+    @Option(name: [.customShort("c"), .customLong("cpu-shares")], help: "CPU shares (relative weight, 2-262144).") var cpuShares: Int?
     @Option(name: .customLong("cpuset-cpus"), help: "CPUs in which to allow execution (0-3, 0,1).") var cpusetCpus: String?
     @Option(name: .customLong("cpuset-mems"), help: "Memory nodes in which to allow execution (0-3, 0,1).") var cpusetMems: String?
     @Option(name: [.customShort("m"), .long], help: "Memory limit (e.g. 512m); over it the container is OOM-killed.") var memory: String?
     @Option(name: .customLong("memory-high"), help: "Memory throttle limit: the kernel reclaims above it instead of killing.") var memoryHigh: String?
     @Option(name: .customLong("memory-reservation"), help: "Memory soft limit.") var memoryReservation: String?
     @Option(name: .customLong("memory-swap"), parsing: .unconditional, help: "Memory plus swap limit (-1: unlimited swap).") var memorySwap: String?
-    @Option(name: .customLong("pids-limit"), parsing: .unconditional, help: "Maximum number of processes (-1: unlimited).") var pidsLimit: Int64?
+    @Option(name: .customLong("pids-limit"), parsing: .unconditional, help: "Maximum number of processes (-1: unlimited).") var pidsLimit: Int?
     @Option(name: .customLong("blkio-weight"), help: "Block I/O weight, 10-1000 (needs the BFQ scheduler).") var blkioWeight: Int?
     @Option(name: .customLong("device-read-bps"), help: "Limit reads from a device (e.g. /dev/sda:1mb).") var deviceReadBps: [String] = []
     @Option(name: .customLong("device-write-bps"), help: "Limit writes to a device (e.g. /dev/sda:1mb).") var deviceWriteBps: [String] = []

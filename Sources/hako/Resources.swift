@@ -6,7 +6,7 @@ import HakoEngine
 import HakoSystem
 
 struct Update: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Change the resource limits of containers (live when they run).")
+    static let configuration = CommandConfiguration(commandName: "update", abstract: "Change the resource limits of containers (live when they run).")
     @OptionGroup var global: GlobalOptions
     @OptionGroup var resources: ResourceFlags
     @Argument(help: "CONTAINER...") var containers: [String]
@@ -20,7 +20,7 @@ struct Update: ParsableCommand {
 }
 
 struct Stats: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show containers' CPU, memory, network, block I/O and process counts.")
+    static let configuration = CommandConfiguration(commandName: "stats", abstract: "Show containers' CPU, memory, network, block I/O and process counts.")
     @OptionGroup var global: GlobalOptions
     @Flag(name: .shortAndLong, help: "Show all containers (default: running ones).") var all = false
     @Flag(name: .customLong("no-stream"), help: "Print one result and exit.") var noStream = false

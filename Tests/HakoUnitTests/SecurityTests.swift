@@ -18,7 +18,10 @@ struct SeccompMachine {
         }
     }
 
-    func run(nr: Int32, arch: UInt32, args: [UInt64] = []) throws -> UInt32 {
+    func run(nr: Int32, arch: UInt32, args: [UInt64] = []) throws -> UInt32 { try trace(nr: nr, arch: arch, args: args).action }
+
+    /// The action and how many instructions the filter executed to reach it.
+    func trace(nr: Int32, arch: UInt32, args: [UInt64] = []) throws -> (action: UInt32, steps: Int) {
         var data = [UInt32](repeating: 0, count: 16)
         data[0] = UInt32(bitPattern: nr)
         data[1] = arch
@@ -29,9 +32,11 @@ struct SeccompMachine {
         var A: UInt32 = 0, X: UInt32 = 0
         var mem = [UInt32](repeating: 0, count: 16)
         var pc = 0
+        var steps = 0
         while pc < code.count {
             let i = code[pc]
             pc += 1
+            steps += 1
             switch i.op {
             case 0x20:  // ld [k]
                 guard i.k % 4 == 0, Int(i.k / 4) < data.count else { throw Fault.badLoad(i.k) }
@@ -59,8 +64,8 @@ struct SeccompMachine {
             case 0x1d: pc += A == X ? Int(i.jt) : Int(i.jf)
             case 0x2d: pc += A > X ? Int(i.jt) : Int(i.jf)
             case 0x3d: pc += A >= X ? Int(i.jt) : Int(i.jf)
-            case 0x06: return i.k                 // ret #k
-            case 0x16: return A                   // ret a
+            case 0x06: return (i.k, steps)        // ret #k
+            case 0x16: return (A, steps)          // ret a
             default: throw Fault.badOpcode(i.op)
             }
         }
@@ -131,6 +136,11 @@ func nativeNR(_ name: String) -> Int32 { seccomp_syscall_resolve_name(name) }
             let getpid32 = seccomp_syscall_resolve_name_arch(UInt32(0x4000_0003), "getpid")
             #expect(try m.run(nr: getpid32, arch: 0x4000_0003) == allow, "i386 programs run on x86_64")
         }
+
+        // Cheap per call: the filter is a binary tree over syscall numbers.
+        var worst = 0
+        for nr in Int32(0)..<460 { worst = max(worst, try m.trace(nr: nr, arch: native, args: [0, 0, 0]).steps) }
+        #expect(worst <= 40, "instructions per call at most: \(worst)")
 
         // CAP_SYS_ADMIN unlocks namespaces and mounts, as in Docker.
         let admin = SeccompMachine(try SeccompCompiler.compile(.dockerDefault, capabilities: defaults | (1 << 21), host: host))

@@ -59,9 +59,10 @@ public struct SeccompCompiler: Sendable {
         return bpf
     }
 
+    /// "hako-seccomp-N" changes whenever the compiler itself changes what it emits.
     public func cacheKey(_ profile: SeccompProfile, capabilities: UInt64) -> String {
         let v = seccomp_version()?.pointee
-        let text = "hako-seccomp-1\n\(profile.fingerprint)\ncaps \(String(capabilities, radix: 16))\narch \(host.arch)\n"
+        let text = "hako-seccomp-2\n\(profile.fingerprint)\ncaps \(String(capabilities, radix: 16))\narch \(host.arch)\n"
             + "kernel \(host.kernel.major).\(host.kernel.minor)\nlibseccomp \(v?.major ?? 0).\(v?.minor ?? 0).\(v?.micro ?? 0)\n"
         return sha256Hex(Array(text.utf8))
     }

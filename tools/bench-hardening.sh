@@ -59,6 +59,17 @@ for r in $(seq "$ROUNDS"); do
   SAMPLES[cold]+=" $(hf cold "${CMD[default]}" "rm -rf $HAKO_ROOT/seccomp" | tr '\n' ' ')"
 done
 
+# CPU time of every process of a run (CLI, monitor, container), which a busy
+# machine disturbs far less than wall time: perf's task-clock, A and B alternating.
+CPU_RUNS=${CPU_RUNS:-30}
+echo "== CPU time, $CPU_RUNS alternating runs each"
+: > "$W/cpu-default"; : > "$W/cpu-baseline"
+for i in $(seq "$CPU_RUNS"); do
+  for n in default baseline; do
+    perf stat -x, -e task-clock ${CMD[$n]} 2>&1 >/dev/null | awk -F, '/task-clock/ {print $1}' >> "$W/cpu-$n"
+  done
+done
+
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2) * 1000}'; }
 declare -A MED
 for n in "${ORDER[@]}"; do MED[$n]=$(echo "${SAMPLES[$n]}" | median); done
@@ -70,6 +81,11 @@ printf '| default profile (14 caps, seccomp, device filter, masks) | %.1f | %s |
 printf '| default profile, filter cache emptied before each run | %.1f | %s | |\n' "${MED[cold]}" "$(ratio "${MED[cold]}" "${MED[baseline]}")"
 printf '| --cpus 0.5 -m 64m --pids-limit 100 | %.1f | %s | |\n' "${MED[limits]}" "$(ratio "${MED[limits]}" "${MED[baseline]}")"
 printf '| --userns auto (idmapped layers) | %.1f | %s | |\n' "${MED[userns]}" "$(ratio "${MED[userns]}" "${MED[baseline]}")"
+CPU_DEFAULT=$(tr '\n' ' ' < "$W/cpu-default" | median | awk '{print $1/1000}')
+CPU_BASE=$(tr '\n' ' ' < "$W/cpu-baseline" | median | awk '{print $1/1000}')
+printf '\n| hako run --rm /bin/true, CPU time of all its processes | median ms | vs unconfined | goal |\n|---|---|---|---|\n'
+printf '| seccomp=unconfined, --cap-add ALL | %.1f | 1.00 | |\n' "$CPU_BASE"
+printf '| default profile | %.1f | %s | <= 1.10 |\n' "$CPU_DEFAULT" "$(ratio "$CPU_DEFAULT" "$CPU_BASE")"
 printf '\n| 400k system calls (dd bs=1 count=200000) | median ms | vs unconfined |\n|---|---|---|\n'
 printf '| seccomp=unconfined, --cap-add ALL | %.1f | 1.00 |\n' "${MED[sysbase]}"
 printf '| default profile (a binary tree: <= 23 BPF instructions per call) | %.1f | %s |\n' "${MED[sysdefault]}" "$(ratio "${MED[sysdefault]}" "${MED[sysbase]}")"

@@ -26,8 +26,9 @@ struct Hardening {
 }
 
 extension Engine {
-    func hardening(_ config: ContainerConfig, user: ResolvedUser) throws -> Hardening {
-        let iso = config.hardening
+    /// `devices`: read the --device nodes from the host (a start); `exec` needs none.
+    func hardening(_ config: ContainerConfig, user: ResolvedUser, devices withDevices: Bool = true) throws -> Hardening {
+        let iso = config.effectiveIsolation
         let caps = CapabilityPolicy.capabilities(add: iso.capAdd, drop: iso.capDrop, privileged: iso.privileged)
         let added = iso.privileged || iso.capAdd.first == "ALL" ? CapabilityNames.all : CapabilityNames.mask(iso.capAdd)
         let sets = CapabilityPolicy.sets(caps, explicitlyAdded: added, rootUser: user.uid == 0)
@@ -41,7 +42,7 @@ extension Engine {
         }
         var rules = iso.privileged ? [DeviceRule.allowAll] : DeviceRules.dockerDefault
         var devices: [DeviceNode] = []
-        for d in iso.devices {
+        for d in iso.devices where withDevices {
             var node = try Engine.deviceNode(d.host, flag: "--device")
             rules.append(DeviceRule(node.type == UInt8(ascii: "b") ? .block : .char, node.major, node.minor,
                                     DeviceAccess(parsing: d.permissions) ?? .all))
@@ -70,7 +71,7 @@ extension SpecBuilder {
     /// The container's hardening laid onto its runtime spec.
     static func harden(_ spec: RuntimeSpec, config: ContainerConfig, _ h: Hardening) -> RuntimeSpec {
         var r = spec
-        let iso = config.hardening
+        let iso = config.effectiveIsolation
         h.apply(to: &r.process)
         for u in iso.ulimits {
             guard let res = IsolationParser.rlimits[u.name] else { continue }

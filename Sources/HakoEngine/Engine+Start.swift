@@ -50,7 +50,7 @@ extension Engine {
             let user = try resolveUser(config)
             let hardening = try hardening(config, user: user)
             let placement = try driver.create(id)
-            try driver.apply(config.hardening.limits, to: id)
+            try driver.apply(config.effectiveIsolation.limits, to: id)
             try driver.setDevices(hardening.deviceRules, for: id)
             let (runtime, monitor) = SpecBuilder.build(config: config, paths: cp, nameLink: paths.nameLink(config.name),
                                                        user: user, cgroup: placement, terminal: terminal)

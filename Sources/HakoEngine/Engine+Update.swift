@@ -15,7 +15,7 @@ extension Engine {
         let lock = try FileLock.acquire(paths.container(id).lock)
         defer { lock.release() }
         let c = try load(id)
-        var iso = c.config.hardening
+        var iso = c.config.effectiveIsolation
         let merged = iso.limits.merging(patch)
         do {
             try validate(merged)

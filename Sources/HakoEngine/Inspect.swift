@@ -91,7 +91,7 @@ extension Engine {
         let s = c.state
         let running = c.status == .running || c.status == .paused
         let policy = cfg.restart
-        let iso = cfg.hardening
+        let iso = cfg.effectiveIsolation
         func mode(_ m: NamespaceMode) -> String { m == .host ? "host" : "private" }
         return ContainerInspect(
             Id: cfg.id, Created: cfg.created.rfc3339, Path: cfg.args.first ?? "", Args: Array(cfg.args.dropFirst()),

@@ -112,5 +112,5 @@ public struct IsolationConfig: Codable, Sendable, Equatable {
 
 extension ContainerConfig {
     /// The container's limits and hardening; Docker's defaults when it has none stored.
-    public var hardening: IsolationConfig { isolation ?? IsolationConfig() }
+    public var effectiveIsolation: IsolationConfig { isolation ?? IsolationConfig() }
 }

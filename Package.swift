@@ -18,6 +18,8 @@ let package = Package(
                 cSettings: [.define("_GNU_SOURCE")]),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
         .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL"),
+        .systemLibrary(name: "CMnl", path: "Sources/CMnl"),
+        .systemLibrary(name: "CNftnl", path: "Sources/CNftnl"),
 
         // system: thin typed Swift over syscalls.
         .target(name: "HakoSystem", dependencies: ["CHakoShim"]),
@@ -25,18 +27,20 @@ let package = Package(
         // facilities
         .target(name: "HakoRuntime", dependencies: ["HakoSystem", "CHakoShim"]),
         .target(name: "HakoImage", dependencies: ["HakoSystem", "CHakoShim", "CZlib", "COpenSSL"]),
+        .target(name: "HakoNetwork", dependencies: ["HakoSystem", "CHakoShim", "CMnl", "CNftnl"]),
 
         // engine
-        .target(name: "HakoEngine", dependencies: ["HakoSystem", "HakoRuntime", "HakoImage"]),
+        .target(name: "HakoEngine", dependencies: ["HakoSystem", "HakoRuntime", "HakoImage", "HakoNetwork"]),
 
         // apps
         .executableTarget(name: "hako", dependencies: [
-            "HakoEngine", "HakoRuntime", "HakoSystem",
+            "HakoEngine", "HakoRuntime", "HakoSystem", "HakoNetwork",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
         .testTarget(name: "HakoUnitTests", dependencies: ["CHakoShim", "HakoSystem", "HakoRuntime", "HakoEngine"]),
         .testTarget(name: "HakoImageTests", dependencies: ["HakoSystem", "HakoImage"]),
+        .testTarget(name: "HakoNetworkTests", dependencies: ["HakoSystem", "HakoNetwork", "CMnl", "CNftnl"]),
         .testTarget(name: "HakoIntegrationTests", dependencies: ["HakoSystem"]),
     ]
 )

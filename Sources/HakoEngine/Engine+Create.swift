@@ -14,6 +14,7 @@ extension Engine {
         let image = try images.resolve(o.image)
         var draft = try makeConfig(o, image: image)
         draft.id = hexString(randomBytes(32))
+        try checkNetworking(draft)
         return try commit(draft)
     }
 
@@ -98,7 +99,7 @@ extension Engine {
             if u.isEmpty || parts.contains(where: { $0.isEmpty }) { throw HakoError(.failed, "invalid user \"\(u)\"") }
         }
 
-        return ContainerConfig(
+        var config = ContainerConfig(
             id: "", name: o.name.map { $0.hasPrefix("/") ? String($0.dropFirst()) : $0 } ?? "",
             created: Timestamp.now(), image: o.image, imageID: image.id, layerDirs: image.layerDirs,
             args: args, entrypoint: entrypoint, cmd: cmd, env: env,
@@ -108,6 +109,8 @@ extension Engine {
             pidMode: o.pid, utsMode: o.uts, ipcMode: o.ipc, cgroupnsMode: o.cgroupns, networkMode: o.network,
             stopSignal: stopSignal, stopTimeout: o.stopTimeout ?? 10, logMaxSize: logMaxSize, logMaxFiles: logMaxFiles,
             cgroupParent: cgroupParent)
+        config.networking = try ContainerNetworking.make(o.networking, mode: o.network, exposed: image.config.exposedPorts ?? [])
+        return config
     }
 
     static func isValidHostname(_ h: String) -> Bool {

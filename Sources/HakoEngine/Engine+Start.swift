@@ -49,13 +49,15 @@ extension Engine {
         do {
             let user = try resolveUser(config)
             let placement = try driver.create(id)
-            let (runtime, monitor) = SpecBuilder.build(config: config, paths: cp, nameLink: paths.nameLink(config.name),
+            var (runtime, monitor) = SpecBuilder.build(config: config, paths: cp, nameLink: paths.nameLink(config.name),
                                                        user: user, cgroup: placement, terminal: terminal)
+            try prepareNetworkAndStorage(config, runtime: &runtime, monitor: &monitor)
             let spec = LaunchSpecEncoder.encode(runtime, monitor: monitor)
             _ = try MonitorLauncher.launch(monitorPath: monitorPath, spec: spec, attach: theirs)
             theirs?.close()
         } catch {
             theirs?.close()
+            undoNetworkAndStorage(config)
             try? driver.remove(id)
             try? FS.removeTree(cp.runDir)
             if let f = error as? StartFailure { throw f.hakoError }

@@ -24,6 +24,7 @@ public final class Engine: @unchecked Sendable {
         self.cgroupHost = CgroupHost.detect()
         self.cgroupParent = cgroupParent ?? Engine.environment("HAKO_CGROUP_PARENT") ?? "hako"
         self.monitorPath = monitorPath ?? Engine.defaultMonitorPath
+        reconcileNetworks()
     }
 
     /// hako-monitor as this engine would run it.

@@ -90,12 +90,16 @@ enum Subprocess {
 }
 
 /// A private hako installation for one test suite: its own data root, runtime
-/// dir and cgroup parent, removed (with every container) when the suite ends.
+/// dir, cgroup parent and network namespace (every hako command runs inside
+/// it, so the host's own network is never touched), removed (with every
+/// container) when the suite ends.
 final class TestHost: @unchecked Sendable {
     let base: String
     let root: String
     let runRoot: String
     let cgroupParent: String
+    /// The network namespace this host's commands run in (/run/netns/NAME).
+    let netns: String
 
     init(_ tag: String) {
         var template = Array("/tmp/hako-test-\(tag)-XXXXXX".utf8CString)
@@ -104,7 +108,13 @@ final class TestHost: @unchecked Sendable {
         root = base + "/root"
         runRoot = base + "/run"
         cgroupParent = "hako-test-\(tag)-\(getpid())"
+        netns = "hako-test-\(tag)-\(getpid())"
+        Subprocess.run(["/usr/bin/ip", "netns", "add", netns])
+        Subprocess.run(["/usr/bin/ip", "-n", netns, "link", "set", "lo", "up"])
     }
+
+    /// Runs a program inside this host's network namespace (only the network: /sys and the cgroups stay visible).
+    var prefix: [String] { ["/usr/bin/nsenter", "--net=/run/netns/\(netns)"] }
 
     var env: [String: String] {
         ["HAKO_ROOT": root, "HAKO_RUN_ROOT": runRoot, "HAKO_CGROUP_PARENT": cgroupParent, "HAKO_MONITOR": Binaries.monitor]
@@ -117,7 +127,7 @@ final class TestHost: @unchecked Sendable {
 
     @discardableResult
     func hako(_ args: [String], stdin: String? = nil, timeout: Double = 60) -> Output {
-        Subprocess.run([Binaries.hako] + args, env: env, stdin: stdin, timeout: timeout)
+        Subprocess.run(prefix + [Binaries.hako] + args, env: env, stdin: stdin, timeout: timeout)
     }
 
     /// The busybox test image, imported into this host when it is made.
@@ -151,6 +161,7 @@ final class TestHost: @unchecked Sendable {
     func cleanup() {
         for id in containerIDs() { hako("rm", "-f", id, timeout: 30) }
         for d in cgroupDirs().sorted(by: { $0.count > $1.count }) { rmdir(d) }
+        Subprocess.run(["/usr/bin/ip", "netns", "del", netns])
         try? FileManager.default.removeItem(atPath: base)
     }
 

@@ -84,6 +84,7 @@ public final class BridgeDriver: @unchecked Sendable {
             try host.create(a.hostVeth, kind, settings)
         }
         do {
+            _ = try host.transport.perform(try RouteRequest.setBridgePort(index: try host.index(of: a.hostVeth), hairpin: true))
             let inside = RouteNetlink(try NetlinkSocket(namespace: ns))
             try inside.set("lo", LinkSettings(up: true))
             try inside.set(a.interface, LinkSettings(up: true))

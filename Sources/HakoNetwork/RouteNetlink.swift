@@ -127,6 +127,19 @@ public enum RouteRequest {
         return try b.finish("set link \(name)")
     }
 
+    /// Bridge-port settings (AF_BRIDGE RTM_SETLINK, by index): hairpin mode lets a
+    /// frame leave through the port it came in by (a container reaching its own
+    /// published port after DNAT in the bridge's netfilter hooks).
+    public static func setBridgePort(index: UInt32, hairpin: Bool) throws -> NetlinkRequest {
+        var b = MessageBuilder(type: RTM_SETLINK, flags: plain)
+        var m = ifinfomsg()
+        m.ifi_family = UInt8(AF_BRIDGE)
+        m.ifi_index = Int32(bitPattern: index)
+        b.extra(m)
+        b.nest(Int32(IFLA_PROTINFO) | Int32(NLA_F_NESTED)) { b in b.u8(IFLA_BRPORT_MODE, hairpin ? 1 : 0) }
+        return try b.finish("set bridge port \(index) hairpin \(hairpin ? "on" : "off")")
+    }
+
     public static func deleteLink(_ name: String) throws -> NetlinkRequest {
         try checkName(name, "delete link")
         var b = MessageBuilder(type: RTM_DELLINK, flags: plain)

@@ -35,6 +35,7 @@ public struct RunOptions: Sendable {
     public var cgroupns: NamespaceMode = .host
     public var network: NetworkMode = .bridge
     public var networking = NetworkRunOptions()
+    public var storage = StorageRunOptions()
     public var stopSignal: String?
     public var stopTimeout: Int?
     public var logOptions: [String] = []
@@ -77,6 +78,8 @@ public struct ContainerConfig: Codable, Sendable, Equatable {
     public var cgroupParent: String
     /// Networks, published ports, DNS and extra hosts (nil: the defaults).
     public var networking: ContainerNetworking? = nil
+    /// Binds, volumes and tmpfs mounts (nil: none).
+    public var storage: ContainerStorage? = nil
 
     public var restart: RestartPolicy { (try? RestartPolicy(parsing: restartPolicy)) ?? .no }
     public var shortID: String { String(id.prefix(12)) }

@@ -110,6 +110,7 @@ extension Engine {
             stopSignal: stopSignal, stopTimeout: o.stopTimeout ?? 10, logMaxSize: logMaxSize, logMaxFiles: logMaxFiles,
             cgroupParent: cgroupParent)
         config.networking = try ContainerNetworking.make(o.networking, mode: o.network, exposed: image.config.exposedPorts ?? [])
+        config.storage = try ContainerStorage.make(o.storage, imageVolumes: image.config.volumes ?? [])
         return config
     }
 

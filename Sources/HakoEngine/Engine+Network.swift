@@ -340,6 +340,15 @@ extension Engine {
     /// The start path's hook (container lock held): network namespace and
     /// interfaces, mounts of volumes and binds; the monitor tears the network down.
     func prepareNetworkAndStorage(_ config: ContainerConfig, runtime: inout RuntimeSpec, monitor: inout MonitorSpec) throws {
+        // Before the name files: /etc/hosts and friends stay on top of a volume at /etc.
+        let mounts = try storageMounts(config)
+        let at = runtime.mounts.firstIndex { $0.target == "/etc/hostname" } ?? runtime.mounts.count
+        runtime.mounts.insert(contentsOf: mounts, at: at)
+        if config.autoRemove {
+            let anonymous = (config.storage?.mounts ?? []).filter { $0.kind == .volume && $0.anonymous }.map { paths.volume($0.source) }
+            guard monitor.removeDirs.count + anonymous.count <= 8 else { throw HakoError(.failed, "--rm supports at most 7 anonymous volumes") }
+            monitor.removeDirs += anonymous
+        }
         if let ns = try prepareNetwork(config) {
             runtime.namespaces.network = .path(ns)
             monitor.cleanupCommand = networkCleanupCommand(config.id)

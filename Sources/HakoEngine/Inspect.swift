@@ -63,10 +63,20 @@ public struct ContainerInspect: Codable, Sendable {
     public var Config: Config
     public var HostConfig: HostConfig
     public var GraphDriver: GraphDriver
+    public var NetworkSettings: NetworkSettingsInfo? = nil
+    public var Mounts: [MountPointInfo] = []
 }
 
 extension Engine {
     public func inspect(_ ref: String) throws -> ContainerInspect {
+        var i = try inspectBase(ref)
+        let c = try lookup(ref)
+        i.NetworkSettings = networkSettings(c)
+        i.Mounts = mountPoints(c.config)
+        return i
+    }
+
+    func inspectBase(_ ref: String) throws -> ContainerInspect {
         let c = try lookup(ref)
         let cfg = c.config
         let s = c.state

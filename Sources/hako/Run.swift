@@ -29,6 +29,7 @@ struct ContainerOptions: ParsableArguments {
     @Option(name: .customLong("stop-timeout"), help: "Seconds to wait before killing on stop.") var stopTimeout: Int?
     @Option(name: .customLong("log-opt"), help: "Log options: max-size=SIZE, max-file=N.") var logOpt: [String] = []
     @OptionGroup var net: NetworkFlags
+    @OptionGroup var storage: StorageFlags
 
     func runOptions(image: String, command: [String]) throws -> RunOptions {
         var o = RunOptions(image: image)
@@ -50,6 +51,7 @@ struct ContainerOptions: ParsableArguments {
         o.ipc = try namespace(ipc, "--ipc", allowShareable: true)
         o.cgroupns = try cgroupns.map { try namespace($0, "--cgroupns") } ?? .host
         net.apply(network: network, to: &o)
+        storage.apply(to: &o)
         o.stopSignal = stopSignal
         o.stopTimeout = stopTimeout
         o.logOptions = logOpt

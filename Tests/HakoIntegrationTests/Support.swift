@@ -108,7 +108,8 @@ final class TestHost: @unchecked Sendable {
         root = base + "/root"
         runRoot = base + "/run"
         cgroupParent = "hako-test-\(tag)-\(getpid())"
-        netns = "hako-test-\(tag)-\(getpid())"
+        // Unique per host (a suite makes one per test): the temp dir's random suffix.
+        netns = "hako-t-" + (base.split(separator: "/").last.map(String.init) ?? "\(tag)-\(getpid())")
         Subprocess.run(["/usr/bin/ip", "netns", "add", netns])
         Subprocess.run(["/usr/bin/ip", "-n", netns, "link", "set", "lo", "up"])
     }

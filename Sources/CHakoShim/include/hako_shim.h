@@ -78,6 +78,8 @@ enum hako_mount_kind {
     HAKO_MNT_BIND = 1,    // bind source (host path) onto target; MS_RDONLY → read-only
     HAKO_MNT_SYMLINK = 2, // symlink target -> source
     HAKO_MNT_FILE = 3,    // bind a host file onto target (the file is created first)
+    HAKO_MNT_VOLUME = 4,  // bind a volume's directory (source) onto target; an empty
+                          // volume is first filled with what the image has at target
 };
 
 enum hako_restart {

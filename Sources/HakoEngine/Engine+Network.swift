@@ -312,6 +312,13 @@ extension Engine {
         }
     }
 
+    /// After a container's final exit its monitor tells the clients, then runs the
+    /// clean-up (network teardown) before it ends: wait for that before the
+    /// container is started again or removed.
+    func awaitFinalCleanup(_ id: String) throws {
+        if monitorAlive(id) && readState(id)?.status == "exited" { try awaitMonitorExit(id, timeout: 40) }
+    }
+
     /// The argv the monitor runs after the container's final exit.
     func networkCleanupCommand(_ id: String) -> [String] {
         let exe = Engine.environment("HAKO_BIN") ?? FS.readLink("/proc/self/exe") ?? "/usr/local/bin/hako"

@@ -19,6 +19,7 @@ extension Engine {
             if attach { throw HakoError(.failed, "container \(c.name) is already running") }
             return nil
         }
+        try awaitFinalCleanup(id)
         return try launch(c.config, attach: attach, terminal: terminal)
     }
 

@@ -93,6 +93,8 @@ public final class Engine: @unchecked Sendable {
         if alive {
             if state?.status == "restarting" {
                 status = .restarting
+            } else if state?.status == "exited" {
+                status = .exited  // the final exit is recorded; the monitor is running its clean-up
             } else {
                 status = (try? cgroups(for: config).isFrozen(id)) == true ? .paused : .running
             }

@@ -69,7 +69,8 @@ import Testing
         let id = host.hako("run", "-d", "-v", "/anon", host.busybox, "sh", "-c", "echo a > /anon/f; sleep 30").out
         let added = Set(volumeNames()).subtracting(before)
         #expect(added.count == 1 && added.allSatisfy { $0.count == 64 })
-        #expect(host.hako("rm", "-f", "-v", id).status == 0)
+        let rm = host.hako("rm", "-f", "-v", id)
+        #expect(rm.status == 0, "\(rm.stderr)")
         #expect(Set(volumeNames()) == before, "rm -v removes anonymous volumes")
         #expect(host.hako("run", "--rm", "-v", "/anon2", host.busybox, "true").status == 0)
         #expect(host.eventually(5) { Set(volumeNames()) == before }, "--rm removes them too")

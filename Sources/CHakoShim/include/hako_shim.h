@@ -195,6 +195,11 @@ struct hako_proc {
 // instead of the pipes hako_spawn would create (the OCI runtime passes its own).
 int hako_spawn(const struct hako_spec *spec, const int *stdio_fds, struct hako_proc *out, struct hako_failure *fail);
 
+// Fills an empty volume directory with what the container's root has at
+// `target` (resolved inside rootfd): files, directories, symlinks, device nodes,
+// owner, mode and times. Async-signal-safe. Returns 0 or an errno.
+int hako_fill_volume(int rootfd, const char *target, const char *volume_dir);
+
 // Starts a process inside a running container: joins the namespaces of
 // `target_pid` (through `target_pidfd` when >= 0), its cgroups (spec cgroup_dir /
 // cgroup_procs), then the common tail (user, caps, seccomp, cwd, exec).

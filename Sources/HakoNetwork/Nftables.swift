@@ -46,8 +46,9 @@ public struct NatRuleset: Sendable, Equatable {
     public var isEmpty: Bool { bridges.isEmpty && forwards.isEmpty }
 }
 
-/// Builds nftables batches with libnftnl: the table `ip <name>` replaced whole
-/// (add, delete, add: idempotent whether it existed or not), or removed.
+/// Builds nftables batches with libnftnl: the table `ip <name>` and its chains
+/// made if missing, every chain flushed and refilled (idempotent whether they
+/// existed or not, atomic: one batch), or the table removed.
 ///
 ///     chain prerouting  { type nat hook prerouting priority -100; fib daddr type local jump ports }
 ///     chain output      { type nat hook output priority -100; fib daddr type local jump ports }
@@ -61,13 +62,14 @@ public enum NftablesBatch {
     public static func apply(_ r: NatRuleset) -> [NetlinkRequest] {
         var out: [NetlinkRequest] = [begin()]
         out.append(table(r.table, NFT_MSG_NEWTABLE, flags: NLM_F_CREATE | NLM_F_ACK))
-        out.append(table(r.table, NFT_MSG_DELTABLE, flags: NLM_F_ACK))
-        out.append(table(r.table, NFT_MSG_NEWTABLE, flags: NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK))
         out.append(chain(r.table, "prerouting", type: "nat", hook: NF_INET_PRE_ROUTING.rawValue, priority: -100))
         out.append(chain(r.table, "output", type: "nat", hook: NF_INET_LOCAL_OUT.rawValue, priority: -100))
         out.append(chain(r.table, "ports", type: nil, hook: nil, priority: 0))
         out.append(chain(r.table, "postrouting", type: "nat", hook: NF_INET_POST_ROUTING.rawValue, priority: 100))
         out.append(chain(r.table, "forward", type: "filter", hook: NF_INET_FORWARD.rawValue, priority: 0))
+        // Flush, then refill: the chains (and their hooks) stay, so the commit
+        // never waits for the kernel to unhook a chain.
+        for c in chains { out.append(flush(r.table, c)) }
         for c in ["prerouting", "output"] {
             out.append(rule(r.table, c) { $0.fibLocalDestination(); $0.verdict(NFT_JUMP.rawValue, chain: "ports") })
         }
@@ -103,6 +105,8 @@ public enum NftablesBatch {
         out.append(end())
         return out
     }
+
+    static let chains = ["prerouting", "output", "ports", "postrouting", "forward"]
 
     /// Removes the table (and everything in it) if it exists.
     public static func remove(table name: String) -> [NetlinkRequest] {
@@ -151,6 +155,20 @@ public enum NftablesBatch {
             let nlh = nftnl_nlmsg_build_hdr(buf, UInt16(NFT_MSG_NEWCHAIN.rawValue), UInt16(NFPROTO_IPV4),
                                             UInt16(NLM_F_CREATE | NLM_F_ACK), 0)
             nftnl_chain_nlmsg_build_payload(nlh, c)
+            return nlh
+        }
+    }
+
+    /// NFT_MSG_DELRULE without a handle: every rule of the chain.
+    static func flush(_ table: String, _ chain: String) -> NetlinkRequest {
+        withBuffer("nftables flush \(chain)") { buf in
+            guard let r = nftnl_rule_alloc() else { return nil }
+            defer { nftnl_rule_free(r) }
+            nftnl_rule_set_str(r, attr(NFTNL_RULE_TABLE), table)
+            nftnl_rule_set_str(r, attr(NFTNL_RULE_CHAIN), chain)
+            nftnl_rule_set_u32(r, attr(NFTNL_RULE_FAMILY), UInt32(NFPROTO_IPV4))
+            let nlh = nftnl_nlmsg_build_hdr(buf, UInt16(NFT_MSG_DELRULE.rawValue), UInt16(NFPROTO_IPV4), UInt16(NLM_F_ACK), 0)
+            nftnl_rule_nlmsg_build_payload(nlh, r)
             return nlh
         }
     }

@@ -52,6 +52,8 @@ extension Engine {
     func bridgeMarker(_ d: NetworkDefinition) -> String { "\(paths.networkState)/bridges/\(d.bridge)" }
 
     func ensureBridge(_ d: NetworkDefinition, _ driver: BridgeDriver) throws {
+        // Set up since boot and still there and up: nothing to do (one request).
+        if FS.exists(bridgeMarker(d)), let l = try driver.host.link(d.bridge), l.up { return }
         try driver.ensureBridge(d)
         if !FS.exists(bridgeMarker(d)) {
             try FS.makeDirectories(paths.networkState + "/bridges", mode: 0o700)

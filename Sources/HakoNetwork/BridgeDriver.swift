@@ -135,6 +135,13 @@ public final class Firewall: @unchecked Sendable {
     }
 
     var activeMarker: String { stateDir + "/firewall.active" }
+
+    /// FNV-1a over every message of a batch.
+    static func digest(_ batch: [NetlinkRequest]) -> String {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for m in batch { for b in m.bytes { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 } }
+        return String(h, radix: 16)
+    }
     var forwardingRecord: String { stateDir + "/ip_forward.before" }
 
     /// One atomic batch replaces the whole table; an empty ruleset removes it
@@ -153,8 +160,14 @@ public final class Firewall: @unchecked Sendable {
         }
         var ruleset = r
         ruleset.table = table
-        if !FS.exists(activeMarker) { try FS.writeFile(activeMarker, []) }
-        try transport.apply(NftablesBatch.apply(ruleset))
+        let batch = NftablesBatch.apply(ruleset)
+        // The marker holds a digest of the batch last applied: an unchanged
+        // ruleset (a container without published ports) needs no batch at all.
+        let digest = Array(Firewall.digest(batch).utf8)
+        if let applied = try? FS.readFile(activeMarker), applied == digest { return }
+        try FS.writeFile(activeMarker, [])
+        try transport.apply(batch)
+        try FS.writeFile(activeMarker, digest)
         if Sysctl.read("net.ipv4.ip_forward") == "0" {
             if !FS.exists(forwardingRecord) { try FS.writeAtomic(forwardingRecord, "0\n", durable: false) }
             try Sysctl.write("net.ipv4.ip_forward", "1")

@@ -214,6 +214,28 @@ final class OutsideNamespace: @unchecked Sendable {
         #expect(!links.contains("veth"), "\(links)")
     }
 
+    @Test func restartsByPolicyKeepTheAddressAndPruneRemovesWhatIsUnused() throws {
+        let id = host.hako("run", "-d", "--restart", "on-failure:2", host.busybox, "sh", "-c",
+                           "ip -o -4 addr show eth0 | awk '{print $4}'; sleep 0.2; exit 3").out
+        #expect(host.eventually(15) { host.hako("logs", id).stdout.split(separator: "\n").count >= 3 })
+        let addrs = Set(host.hako("logs", id).stdout.split(separator: "\n").map(String.init))
+        #expect(addrs.count == 1 && addrs.first?.hasPrefix("10.88.") == true, "the namespace outlives restarts: \(addrs)")
+        #expect(host.eventually(15) { host.state(id)["Status"] as? String == "exited" })
+        host.hako("rm", id)
+        // ls shows the predefined networks; prune removes unused user networks,
+        // the unused default bridge and, with nothing left, the firewall table.
+        #expect(host.hako("network", "create", "unused").status == 0)
+        let ls = host.hako("network", "ls").stdout
+        #expect(ls.contains("bridge") && ls.contains("host") && ls.contains("none") && ls.contains("unused"))
+        #expect(host.hako("network", "prune").stdout.contains("unused"))
+        #expect(!host.hako("network", "ls").stdout.contains("unused"))
+        let links = Subprocess.run(["/usr/bin/ip", "-n", host.netns, "-o", "link"]).stdout
+        #expect(!links.contains("hako0"), "\(links)")
+        #expect(!nftRules().contains("table ip hako"))
+        #expect(Subprocess.run(["/usr/bin/ip", "netns", "exec", host.netns, "cat", "/proc/sys/net/ipv4/ip_forward"]).out == "0",
+                "IP forwarding is restored: hako turned it on")
+    }
+
     @Test func dnsAddHostMacAddress() {
         let r = host.hako("run", "--rm", "--dns", "192.0.2.53", "--add-host", "db:192.0.2.10", "--add-host", "gw:host-gateway",
                           "--mac-address", "02:00:00:aa:bb:cc", host.busybox, "sh", "-c", "cat /etc/resolv.conf /etc/hosts; cat /sys/class/net/eth0/address")

@@ -161,6 +161,12 @@ final class TestHost: @unchecked Sendable {
 
     func cleanup() {
         for id in containerIDs() { hako("rm", "-f", id, timeout: 30) }
+        // A `run --rm` returns before its monitor has finished the network
+        // teardown: let every monitor end before the directories go.
+        _ = eventually(15) {
+            let dirs = (try? FileManager.default.contentsOfDirectory(atPath: runRoot + "/containers")) ?? []
+            return !dirs.contains { FileManager.default.fileExists(atPath: "\(runRoot)/containers/\($0)/monitor.lock") }
+        }
         for d in cgroupDirs().sorted(by: { $0.count > $1.count }) { rmdir(d) }
         Subprocess.run(["/usr/bin/ip", "netns", "del", netns])
         try? FileManager.default.removeItem(atPath: base)

@@ -107,9 +107,12 @@ final class TestHost: @unchecked Sendable {
         base = made.map { String(cString: $0) } ?? "/tmp/hako-test-\(tag)-\(getpid())"
         root = base + "/root"
         runRoot = base + "/run"
-        cgroupParent = "hako-test-\(tag)-\(getpid())"
-        // Unique per host (a suite makes one per test): the temp dir's random suffix.
-        netns = "hako-t-" + (base.split(separator: "/").last.map(String.init) ?? "\(tag)-\(getpid())")
+        // Unique per host (a suite makes one per test, and they run in parallel):
+        // the temp dir's random suffix. A shared cgroup parent would let one
+        // host's clean-up remove another's fresh container cgroups.
+        let suffix = base.split(separator: "-").last.map(String.init) ?? "x"
+        cgroupParent = "hako-test-\(tag)-\(getpid())-\(suffix)"
+        netns = "hako-t-\(tag)-\(suffix)"
         Subprocess.run(["/usr/bin/ip", "netns", "add", netns])
         Subprocess.run(["/usr/bin/ip", "-n", netns, "link", "set", "lo", "up"])
     }

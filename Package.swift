@@ -20,6 +20,8 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL"),
         .systemLibrary(name: "CCap", path: "Sources/CCap"),
         .systemLibrary(name: "CSeccomp", path: "Sources/CSeccomp"),
+        .systemLibrary(name: "CMnl", path: "Sources/CMnl"),
+        .systemLibrary(name: "CNftnl", path: "Sources/CNftnl"),
 
         // system: thin typed Swift over syscalls.
         .target(name: "HakoSystem", dependencies: ["CHakoShim"]),
@@ -30,17 +32,21 @@ let package = Package(
         // capabilities (libcap) and seccomp (libseccomp, filters cached by hash)
         .target(name: "HakoSecurity", dependencies: ["HakoSystem", "CHakoShim", "CCap", "CSeccomp", "COpenSSL"]),
 
+        // netlink (libmnl) and nftables (libnftnl)
+        .target(name: "HakoNetwork", dependencies: ["HakoSystem", "CHakoShim", "CMnl", "CNftnl"]),
+
         // engine
-        .target(name: "HakoEngine", dependencies: ["HakoSystem", "HakoRuntime", "HakoImage", "HakoSecurity"]),
+        .target(name: "HakoEngine", dependencies: ["HakoSystem", "HakoRuntime", "HakoImage", "HakoSecurity", "HakoNetwork"]),
 
         // apps
         .executableTarget(name: "hako", dependencies: [
-            "HakoEngine", "HakoRuntime", "HakoSystem",
+            "HakoEngine", "HakoRuntime", "HakoSystem", "HakoNetwork",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
-        .testTarget(name: "HakoUnitTests", dependencies: ["CHakoShim", "HakoSystem", "HakoRuntime", "HakoEngine", "HakoSecurity"]),
+        .testTarget(name: "HakoUnitTests", dependencies: ["CHakoShim", "HakoSystem", "HakoRuntime", "HakoEngine", "HakoSecurity", "HakoNetwork"]),
         .testTarget(name: "HakoImageTests", dependencies: ["HakoSystem", "HakoImage"]),
+        .testTarget(name: "HakoNetworkTests", dependencies: ["HakoSystem", "HakoNetwork", "CMnl", "CNftnl"]),
         .testTarget(name: "HakoIntegrationTests", dependencies: ["HakoSystem", "HakoRuntime"]),
     ]
 )

@@ -197,6 +197,12 @@ static unsigned long locked_flags(int fd) {
     return f;
 }
 
+// An empty volume takes the image's content at the mount point (as Docker does).
+static void fill_volume(struct child *c, int rootfd, const struct hako_mount *m) {
+    int e = hako_fill_volume(rootfd, m->target, m->source);
+    if (e) child_fail(c, HAKO_STAGE_MOUNT, e, m->target);
+}
+
 static void do_mount(struct child *c, int rootfd, const struct hako_mount *m) {
     char tp[32], sp[32];
     if (m->kind == HAKO_MNT_SYMLINK) {
@@ -222,7 +228,8 @@ static void do_mount(struct child *c, int rootfd, const struct hako_mount *m) {
         close(t);
         return;
     }
-    // bind
+    // bind (a volume: filled first when new)
+    if (m->kind == HAKO_MNT_VOLUME) fill_volume(c, rootfd, m);
     int src = open(m->source, O_PATH | O_CLOEXEC);
     if (src < 0) child_fail(c, HAKO_STAGE_MOUNT, errno, m->source);
     struct stat st;

@@ -78,6 +78,7 @@ extension Engine {
             }
             try awaitMonitorExit(id, timeout: 30)
         }
+        try awaitFinalCleanup(id)
         guard FS.isDirectory(c.paths.dir) else { return }  // --rm: the monitor removed it
         let lock = try FileLock.acquire(c.paths.lock)
         defer { lock.release() }

@@ -15,6 +15,7 @@ extension Engine {
         var draft = try makeConfig(o, image: image)
         draft.isolation = try makeIsolation(o)
         draft.id = hexString(randomBytes(32))
+        try checkNetworking(draft)
         return try commit(draft)
     }
 
@@ -99,7 +100,7 @@ extension Engine {
             if u.isEmpty || parts.contains(where: { $0.isEmpty }) { throw HakoError(.failed, "invalid user \"\(u)\"") }
         }
 
-        return ContainerConfig(
+        var config = ContainerConfig(
             id: "", name: o.name.map { $0.hasPrefix("/") ? String($0.dropFirst()) : $0 } ?? "",
             created: Timestamp.now(), image: o.image, imageID: image.id, layerDirs: image.layerDirs,
             args: args, entrypoint: entrypoint, cmd: cmd, env: env,
@@ -109,6 +110,9 @@ extension Engine {
             pidMode: o.pid, utsMode: o.uts, ipcMode: o.ipc, cgroupnsMode: o.cgroupns, networkMode: o.network,
             stopSignal: stopSignal, stopTimeout: o.stopTimeout ?? 10, logMaxSize: logMaxSize, logMaxFiles: logMaxFiles,
             cgroupParent: cgroupParent)
+        config.networking = try ContainerNetworking.make(o.networking, mode: o.network, exposed: image.config.exposedPorts ?? [])
+        config.storage = try ContainerStorage.make(o.storage, imageVolumes: image.config.volumes ?? [])
+        return config
     }
 
     static func isValidHostname(_ h: String) -> Bool {

@@ -89,9 +89,6 @@ extension SpecBuilder {
             r.hostDevices = true
         }
         r.readonlyRoot = iso.readOnlyRoot
-        for t in iso.tmpfs {
-            r.mounts.append(.filesystem("tmpfs", at: t.path, options: t.options, flags: t.flags))
-        }
         r.devices += h.devices
         r.sysctls = iso.sysctls.map { ($0.key, $0.value) }
         if let u = iso.userns, let range = u.range {

@@ -40,8 +40,6 @@ extension Engine {
             c.seccomp = .profile(profile)
         }
         c.readOnlyRoot = f.readOnly
-        c.tmpfs = try f.tmpfs.map(IsolationParser.tmpfs)
-        if let dup = duplicate(c.tmpfs.map(\.path)) { throw HakoError(.failed, "duplicate --tmpfs mount point \(dup)") }
         c.sysctls = try f.sysctls.map {
             try IsolationParser.sysctl($0, ipcPrivate: o.ipc != .host, utsPrivate: o.uts != .host, networkPrivate: o.network != .host)
         }

@@ -19,6 +19,7 @@ extension Engine {
             if attach { throw HakoError(.failed, "container \(c.name) is already running") }
             return nil
         }
+        try awaitFinalCleanup(id)
         return try launch(c.config, attach: attach, terminal: terminal)
     }
 
@@ -52,13 +53,15 @@ extension Engine {
             let placement = try driver.create(id)
             try driver.apply(config.effectiveIsolation.limits, to: id)
             try driver.setDevices(hardening.deviceRules, for: id)
-            let (runtime, monitor) = SpecBuilder.build(config: config, paths: cp, nameLink: paths.nameLink(config.name),
+            var (runtime, monitor) = SpecBuilder.build(config: config, paths: cp, nameLink: paths.nameLink(config.name),
                                                        user: user, cgroup: placement, terminal: terminal)
+            try prepareNetworkAndStorage(config, runtime: &runtime, monitor: &monitor)
             let spec = LaunchSpecEncoder.encode(SpecBuilder.harden(runtime, config: config, hardening), monitor: monitor)
             _ = try MonitorLauncher.launch(monitorPath: monitorPath, spec: spec, attach: theirs)
             theirs?.close()
         } catch {
             theirs?.close()
+            undoNetworkAndStorage(config)
             try? driver.remove(id)
             try? FS.removeTree(cp.runDir)
             if let f = error as? StartFailure { throw f.hakoError }

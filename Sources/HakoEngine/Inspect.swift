@@ -82,10 +82,20 @@ public struct ContainerInspect: Codable, Sendable {
     public var Config: Config
     public var HostConfig: HostConfig
     public var GraphDriver: GraphDriver
+    public var NetworkSettings: NetworkSettingsInfo? = nil
+    public var Mounts: [MountPointInfo] = []
 }
 
 extension Engine {
     public func inspect(_ ref: String) throws -> ContainerInspect {
+        var i = try inspectBase(ref)
+        let c = try lookup(ref)
+        i.NetworkSettings = networkSettings(c)
+        i.Mounts = mountPoints(c.config)
+        return i
+    }
+
+    func inspectBase(_ ref: String) throws -> ContainerInspect {
         let c = try lookup(ref)
         let cfg = c.config
         let s = c.state
@@ -122,10 +132,26 @@ extension Engine {
                               UsernsMode: iso.userns.map { u in u.range.map { "auto:\($0)" } ?? "auto" } ?? "",
                               OomScoreAdj: Int(iso.oomScoreAdj ?? 0),
                               Sysctls: iso.sysctls.isEmpty ? nil : Dictionary(iso.sysctls.map { ($0.key, $0.value) }, uniquingKeysWith: { $1 }),
-                              Tmpfs: iso.tmpfs.isEmpty ? nil : Dictionary(iso.tmpfs.map { ($0.path, $0.options) }, uniquingKeysWith: { $1 })),
+                              Tmpfs: tmpfsMounts(cfg)),
             GraphDriver: .init(Name: "overlay", Data: [
                 "LowerDir": cfg.layerDirs.reversed().joined(separator: ":"),
                 "UpperDir": c.paths.upper, "WorkDir": c.paths.work, "MergedDir": c.paths.rootfs,
             ]))
+    }
+}
+
+extension Engine {
+    /// HostConfig.Tmpfs: mount point → options, for the container's --tmpfs mounts.
+    func tmpfsMounts(_ cfg: ContainerConfig) -> [String: String]? {
+        let t = (cfg.storage?.mounts ?? []).filter { $0.kind == .tmpfs }
+        guard !t.isEmpty else { return nil }
+        return Dictionary(t.map { m in
+            var o: [String] = []
+            if m.readOnly { o.append("ro") }
+            if m.tmpfsExec { o.append("exec") }
+            if m.tmpfsSize > 0 { o.append("size=\(m.tmpfsSize)") }
+            if let mode = m.tmpfsMode { o.append("mode=\(String(mode, radix: 8))") }
+            return (m.target, o.joined(separator: ","))
+        }, uniquingKeysWith: { $1 })
     }
 }

@@ -104,44 +104,6 @@ enum IsolationParser {
         return .init(host: host, container: FS.normalize(container), permissions: perms)
     }
 
-    /// --tmpfs PATH[:OPTIONS] (Docker's default options: noexec, nosuid, nodev).
-    static func tmpfs(_ s: String) throws -> IsolationConfig.TmpfsMount {
-        let colon = s.firstIndex(of: ":")
-        let path = String(s[..<(colon ?? s.endIndex)])
-        let opts = colon.map { String(s[s.index(after: $0)...]) } ?? ""
-        try containerPath(path, flag: "--tmpfs", value: s)
-        var flags = HAKO_MS_NOSUID | HAKO_MS_NODEV | HAKO_MS_NOEXEC
-        var data: [String] = []
-        for o in opts.split(separator: ",").map(String.init) {
-            switch o {
-            case "rw": flags &= ~HAKO_MS_RDONLY
-            case "ro": flags |= HAKO_MS_RDONLY
-            case "exec": flags &= ~HAKO_MS_NOEXEC
-            case "noexec": flags |= HAKO_MS_NOEXEC
-            case "suid": flags &= ~HAKO_MS_NOSUID
-            case "nosuid": flags |= HAKO_MS_NOSUID
-            case "dev": flags &= ~HAKO_MS_NODEV
-            case "nodev": flags |= HAKO_MS_NODEV
-            default:
-                let kv = o.split(separator: "=", maxSplits: 1).map(String.init)
-                guard kv.count == 2 else { throw fail("--tmpfs", s, "unknown option \"\(o)\"") }
-                switch kv[0] {
-                case "size", "nr_inodes", "nr_blocks":
-                    let v = kv[1].hasSuffix("%") ? String(kv[1].dropLast()) : kv[1]
-                    guard !v.isEmpty, (try? bytes(v, flag: "--tmpfs")) != nil else { throw fail("--tmpfs", s, "bad \(kv[0])") }
-                case "mode":
-                    guard let m = UInt32(kv[1], radix: 8), m <= 0o7777 else { throw fail("--tmpfs", s, "mode is octal, e.g. 1777") }
-                case "uid", "gid":
-                    guard UInt32(kv[1]) != nil else { throw fail("--tmpfs", s, "\(kv[0]) is a number") }
-                default:
-                    throw fail("--tmpfs", s, "unknown option \"\(kv[0])\"")
-                }
-                data.append(o)
-            }
-        }
-        return .init(path: FS.normalize(path), options: data.joined(separator: ","), flags: flags)
-    }
-
     static func containerPath(_ p: String, flag: String, value: String) throws {
         guard p.hasPrefix("/"), p != "/", !p.split(separator: "/").contains(".."), !p.contains("\0") else {
             throw fail(flag, value, "the path must be absolute, not \"/\", without \"..\"")

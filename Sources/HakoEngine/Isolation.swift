@@ -25,7 +25,6 @@ public struct IsolationOptions: Sendable, Equatable {
     public var securityOpt: [String] = []
     public var privileged = false
     public var readOnly = false
-    public var tmpfs: [String] = []
     public var sysctls: [String] = []
     public var ulimits: [String] = []
     public var oomScoreAdj: Int?
@@ -58,7 +57,6 @@ public struct IsolationConfig: Codable, Sendable, Equatable {
     /// --security-opt systempaths=unconfined: no masked or read-only /proc and /sys paths.
     public var unmaskedPaths = false
     public var readOnlyRoot = false
-    public var tmpfs: [TmpfsMount] = []
     public var sysctls: [Sysctl] = []
     public var ulimits: [Ulimit] = []
     public var oomScoreAdj: Int32?
@@ -75,12 +73,6 @@ public struct IsolationConfig: Codable, Sendable, Equatable {
         case unconfined
         /// A profile from a file, kept whole so the container does not depend on the file.
         case profile(SeccompProfile)
-    }
-
-    public struct TmpfsMount: Codable, Sendable, Equatable {
-        public var path: String
-        public var options: String
-        public var flags: UInt64
     }
 
     public struct Sysctl: Codable, Sendable, Equatable {

@@ -23,7 +23,7 @@ public struct Namespaces: Sendable, Equatable, Codable {
 }
 
 public struct Mount: Sendable, Equatable, Codable {
-    public enum Kind: UInt32, Sendable, Codable { case filesystem = 0, bind = 1, symlink = 2 }
+    public enum Kind: UInt32, Sendable, Codable { case filesystem = 0, bind = 1, symlink = 2, volume = 4 }
     public var kind: Kind
     public var source: String
     /// Absolute path inside the container.

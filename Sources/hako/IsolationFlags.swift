@@ -37,7 +37,6 @@ struct IsolationFlags: ParsableArguments {
     @Option(name: .customLong("security-opt"), help: "seccomp=unconfined|PROFILE.json, no-new-privileges, systempaths=unconfined.") var securityOpt: [String] = []
     @Flag(name: .long, help: "Give the container every capability and device, no seccomp, no masked paths (dangerous).") var privileged = false
     @Flag(name: .customLong("read-only"), help: "Mount the container's root file system read-only.") var readOnly = false
-    @Option(name: .long, help: "Mount a tmpfs (PATH[:OPTIONS]).") var tmpfs: [String] = []
     @Option(name: .long, help: "Set a namespaced kernel parameter (KEY=VALUE).") var sysctl: [String] = []
     @Option(name: .long, help: "Set a resource limit (NAME=SOFT[:HARD], e.g. nofile=1024:2048).") var ulimit: [String] = []
     @Option(name: .customLong("oom-score-adj"), parsing: .unconditional, help: "Tune the OOM killer's preference (-1000 to 1000).") var oomScoreAdj: Int?
@@ -48,7 +47,7 @@ struct IsolationFlags: ParsableArguments {
         resources.fill(&o)
         o.devices = device; o.deviceCgroupRules = deviceCgroupRule
         o.capAdd = capAdd; o.capDrop = capDrop; o.securityOpt = securityOpt
-        o.privileged = privileged; o.readOnly = readOnly; o.tmpfs = tmpfs
+        o.privileged = privileged; o.readOnly = readOnly
         o.sysctls = sysctl; o.ulimits = ulimit; o.oomScoreAdj = oomScoreAdj; o.userns = userns
         return o
     }

@@ -92,11 +92,12 @@ struct Rm: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Remove containers.")
     @OptionGroup var global: GlobalOptions
     @Flag(name: .shortAndLong, help: "Kill and remove a running container.") var force = false
+    @Flag(name: [.customShort("v"), .long], help: "Remove the container's anonymous volumes too.") var volumes = false
     @Argument(help: "CONTAINER...") var containers: [String]
 
     func run() throws {
         let engine = try global.engine()
-        try eachContainer(containers) { r in try engine.remove(r, force: force); return r }
+        try eachContainer(containers) { r in try engine.remove(r, force: force, volumes: volumes); return r }
     }
 }
 

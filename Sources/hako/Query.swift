@@ -69,7 +69,8 @@ struct Ps: ParsableCommand {
             let command = noTrunc || cmd.count <= 20 ? "\"\(cmd)\"" : "\"\(cmd.prefix(19))…\""
             return Row(ID: noTrunc ? c.id : c.config.shortID, Image: c.config.image, Command: command,
                        CreatedAt: c.config.created.rfc3339, RunningFor: ago(c.config.created),
-                       Status: status(c), State: c.status.rawValue, Names: c.name, Ports: "",
+                       Status: status(c), State: c.status.rawValue, Names: c.name,
+                       Ports: c.isRunning ? (engine.endpoint(c.id)?.ports.map(\.description).joined(separator: ", ") ?? "") : "",
                        Labels: c.config.labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ","))
         }
         if format == "json" {

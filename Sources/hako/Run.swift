@@ -23,12 +23,14 @@ struct ContainerOptions: ParsableArguments {
     @Option(name: .long, help: "PID namespace: host or private.") var pid: String?
     @Option(name: .long, help: "UTS namespace: host or private.") var uts: String?
     @Option(name: .long, help: "IPC namespace: host or private.") var ipc: String?
-    @Option(name: [.long, .customLong("net")], help: "Network: none or host.") var network: String?
+    @Option(name: [.long, .customLong("net")], help: "Network: bridge (default), none, host, or a network's name.") var network: String?
     @Option(name: .long, help: "Cgroup namespace: host (default) or private.") var cgroupns: String?
     @Option(name: .customLong("stop-signal"), help: "Signal that stops the container.") var stopSignal: String?
     @Option(name: .customLong("stop-timeout"), help: "Seconds to wait before killing on stop.") var stopTimeout: Int?
     @Option(name: .customLong("log-opt"), help: "Log options: max-size=SIZE, max-file=N.") var logOpt: [String] = []
     @OptionGroup(title: "Resources and security") var isolation: IsolationFlags
+    @OptionGroup var net: NetworkFlags
+    @OptionGroup var storage: StorageFlags
 
     func runOptions(image: String, command: [String]) throws -> RunOptions {
         var o = RunOptions(image: image)
@@ -49,11 +51,8 @@ struct ContainerOptions: ParsableArguments {
         o.uts = try namespace(uts, "--uts")
         o.ipc = try namespace(ipc, "--ipc", allowShareable: true)
         o.cgroupns = try cgroupns.map { try namespace($0, "--cgroupns") } ?? .host
-        switch network {
-        case nil, "none": o.network = .none
-        case "host": o.network = .host
-        case let n?: throw HakoError(.failed, "invalid --network \"\(n)\": only none and host exist so far")
-        }
+        net.apply(network: network, to: &o)
+        storage.apply(to: &o)
         o.stopSignal = stopSignal
         o.stopTimeout = stopTimeout
         o.logOptions = logOpt

@@ -83,6 +83,8 @@ enum hako_mount_kind {
     HAKO_MNT_BIND = 1,    // bind source (host path) onto target; MS_RDONLY → read-only
     HAKO_MNT_SYMLINK = 2, // symlink target -> source
     HAKO_MNT_FILE = 3,    // bind a host file onto target (the file is created first)
+    HAKO_MNT_VOLUME = 4,  // bind a volume's directory (source) onto target; an empty
+                          // volume is first filled with what the image has at target
 };
 
 enum hako_restart {
@@ -203,6 +205,11 @@ struct hako_proc {
 // stdio_fds: when non-NULL, three fds the process uses as its stdin/stdout/stderr
 // instead of the pipes hako_spawn would create (the OCI runtime passes its own).
 int hako_spawn(const struct hako_spec *spec, const int *stdio_fds, struct hako_proc *out, struct hako_failure *fail);
+
+// Fills an empty volume directory with what the container's root has at
+// `target` (resolved inside rootfd): files, directories, symlinks, device nodes,
+// owner, mode and times. Async-signal-safe. Returns 0 or an errno.
+int hako_fill_volume(int rootfd, const char *target, const char *volume_dir);
 
 // Starts a process inside a running container: joins the namespaces of
 // `target_pid` (through `target_pidfd` when >= 0), its cgroups (spec cgroup_dir /

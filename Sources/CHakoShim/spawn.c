@@ -143,6 +143,10 @@ static void reset_signals(void) {
     }
 }
 
+// Namespaces joined by path: the mount and user namespaces by the child, the
+// others by the parent around clone (see join_in_parent).
+static int joined_by_child(uint32_t type) { return type == CLONE_NEWNS || type == CLONE_NEWUSER; }
+
 static long clone3_raw(uint64_t flags, int *pidfd, int cgroup_fd) {
     struct clone_args a;
     memset(&a, 0, sizeof a);
@@ -223,8 +227,19 @@ static void do_mount(struct child *c, int rootfd, const struct hako_mount *m) {
         int t = hako_mkdir_in_root(rootfd, m->target, 0755);
         if (t < 0) child_fail(c, HAKO_STAGE_MOUNT, errno, m->target);
         fd_path(t, tp);
-        if (mount(m->source[0] ? m->source : m->fstype, tp, m->fstype, m->flags, m->data[0] ? m->data : NULL) < 0)
-            child_fail(c, HAKO_STAGE_MOUNT, errno, m->target);
+        if (mount(m->source[0] ? m->source : m->fstype, tp, m->fstype, m->flags, m->data[0] ? m->data : NULL) < 0) {
+            // sysfs can only be mounted by the owner of the network namespace: a
+            // user-namespaced container in a namespace the engine made gets the
+            // host's /sys bound instead (read-only), as runc does.
+            if (!(errno == EPERM && strcmp(m->fstype, "sysfs") == 0)) child_fail(c, HAKO_STAGE_MOUNT, errno, m->target);
+            if (mount("/sys", tp, NULL, MS_BIND | MS_REC, NULL) < 0) child_fail(c, HAKO_STAGE_MOUNT, errno, m->target);
+            close(t);
+            t = hako_open_in_root(rootfd, m->target, O_PATH, 0);
+            if (t < 0) child_fail(c, HAKO_STAGE_MOUNT, errno, m->target);
+            fd_path(t, tp);
+            if ((m->flags & MS_RDONLY) && mount(NULL, tp, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | locked_flags(t), NULL) < 0)
+                child_fail(c, HAKO_STAGE_MOUNT, errno, m->target);
+        }
         close(t);
         return;
     }
@@ -528,6 +543,7 @@ static void container_child(struct child *c) {
         if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0) child_fail(c, HAKO_STAGE_USERNS, errno, NULL);
     }
     for (int i = 0; i < s->nnsjoin; i++) {
+        if (!joined_by_child(s->nsjoin[i].type)) continue;  // joined by the parent around clone
         int fd = open(s->nsjoin[i].path, O_RDONLY | O_CLOEXEC);
         if (fd < 0 || hako_setns(fd, (int)s->nsjoin[i].type) < 0) child_fail(c, HAKO_STAGE_SETNS, errno, s->nsjoin[i].path);
         close(fd);
@@ -596,6 +612,48 @@ static int parent_fail(struct hako_failure *fail, int stage, int err, const char
     return -1;
 }
 
+// Namespaces other than mount and user are joined by the parent around clone,
+// so the child is born in them: after CLONE_NEWUSER the child could no longer
+// join a namespace owned by the host's user namespace (the network namespace
+// the engine made for the container).
+
+static const char *ns_file(uint32_t type) {
+    switch (type) {
+    case CLONE_NEWNET: return "/proc/self/ns/net";
+    case CLONE_NEWIPC: return "/proc/self/ns/ipc";
+    case CLONE_NEWUTS: return "/proc/self/ns/uts";
+    case CLONE_NEWPID: return "/proc/self/ns/pid_for_children";
+    case CLONE_NEWCGROUP: return "/proc/self/ns/cgroup";
+    default: return "/proc/self/ns/time_for_children";
+    }
+}
+
+// Joins the parent-joined namespaces; saved[i] keeps the caller's own (or -1).
+static int join_in_parent(const struct hako_spec *s, int saved[], struct hako_failure *fail) {
+    for (int i = 0; i < s->nnsjoin; i++) saved[i] = -1;
+    for (int i = 0; i < s->nnsjoin; i++) {
+        if (joined_by_child(s->nsjoin[i].type)) continue;
+        saved[i] = open(ns_file(s->nsjoin[i].type), O_RDONLY | O_CLOEXEC);
+        int fd = open(s->nsjoin[i].path, O_RDONLY | O_CLOEXEC);
+        if (saved[i] < 0 || fd < 0 || hako_setns(fd, (int)s->nsjoin[i].type) < 0) {
+            int e = errno;
+            if (fd >= 0) close(fd);
+            return parent_fail(fail, HAKO_STAGE_SETNS, e, s->nsjoin[i].path);
+        }
+        close(fd);
+    }
+    return 0;
+}
+
+static void restore_parent_ns(const struct hako_spec *s, int saved[]) {
+    for (int i = s->nnsjoin - 1; i >= 0; i--) {
+        if (saved[i] < 0) continue;
+        hako_setns(saved[i], (int)s->nsjoin[i].type);
+        close(saved[i]);
+        saved[i] = -1;
+    }
+}
+
 static int join_cgroups(pid_t pid, const struct hako_spec *s, int placed_v2, struct hako_failure *fail) {
     char num[24];
     // The parent sets the OOM score: the child, non-dumpable or in a user namespace, may not.
@@ -655,6 +713,8 @@ int hako_spawn(const struct hako_spec *s, const int *stdio_fds, struct hako_proc
     uint64_t flags = (s->clone_flags & ~(uint64_t)CLONE_NEWCGROUP) | CLONE_PIDFD;
     int placed_v2 = 0;
     long pid = -1;
+    int saved_ns[8];
+    if (join_in_parent(s, saved_ns, fail) < 0) { restore_parent_ns(s, saved_ns); goto fail; }
     if (cgfd >= 0) {
         pid = clone3_raw(flags | CLONE_INTO_CGROUP, &pidfd, cgfd);
         if (pid >= 0) placed_v2 = 1;
@@ -663,6 +723,11 @@ int hako_spawn(const struct hako_spec *s, const int *stdio_fds, struct hako_proc
     if (pid < 0 && errno == ENOSYS) {
         pid = syscall(SYS_clone, (unsigned long)(s->clone_flags & ~(uint64_t)CLONE_NEWCGROUP) | SIGCHLD, NULL, NULL, NULL, NULL);
         pidfd = -1;
+    }
+    if (pid != 0) {
+        int e = errno;
+        restore_parent_ns(s, saved_ns);
+        errno = e;
     }
     if (pid < 0) { parent_fail(fail, HAKO_STAGE_CLONE, errno, NULL); goto fail; }
 
@@ -754,18 +819,28 @@ static void exec_child(struct child *c, pid_t target, int target_pidfd, int cgfd
     // This process is a copy of the caller (hako) until it execs: nothing inside the
     // container may open its /proc/<pid>/exe for writing (CVE-2019-5736 class).
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-    // Join the target's namespaces. The user namespace first (only if it differs),
-    // then the rest; the pid namespace applies to our children, so fork once more.
+    // Join the target's namespaces, the user namespace last (only if it differs):
+    // as root of the host's user namespace we may join any of them, including a
+    // network namespace the host's user namespace owns; inside the container's
+    // user namespace we could not. The pid namespace applies to our children,
+    // so fork once more.
     static const struct { const char *name; int type; } order[] = {
-        {"user", CLONE_NEWUSER}, {"ipc", CLONE_NEWIPC}, {"uts", CLONE_NEWUTS}, {"net", CLONE_NEWNET},
-        {"pid", CLONE_NEWPID}, {"cgroup", CLONE_NEWCGROUP}, {"mnt", CLONE_NEWNS},
+        {"ipc", CLONE_NEWIPC}, {"uts", CLONE_NEWUTS}, {"net", CLONE_NEWNET}, {"pid", CLONE_NEWPID},
+        {"cgroup", CLONE_NEWCGROUP}, {"mnt", CLONE_NEWNS}, {"user", CLONE_NEWUSER},
     };
-    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
+    enum { NNS = sizeof order / sizeof order[0] };
+    // Open them all first: once in the container's mount namespace, /proc is the container's.
+    int nsfd[NNS];
+    for (size_t i = 0; i < NNS; i++) {
+        nsfd[i] = -1;
         if (same_ns(target, order[i].name)) continue;
-        int fd = open_ns(target, order[i].name);
-        if (fd < 0) child_fail(c, HAKO_STAGE_SETNS, errno, order[i].name);
-        if (hako_setns(fd, order[i].type) < 0) child_fail(c, HAKO_STAGE_SETNS, errno, order[i].name);
-        close(fd);
+        nsfd[i] = open_ns(target, order[i].name);
+        if (nsfd[i] < 0) child_fail(c, HAKO_STAGE_SETNS, errno, order[i].name);
+    }
+    for (size_t i = 0; i < NNS; i++) {
+        if (nsfd[i] < 0) continue;
+        if (hako_setns(nsfd[i], order[i].type) < 0) child_fail(c, HAKO_STAGE_SETNS, errno, order[i].name);
+        close(nsfd[i]);
     }
     (void)target_pidfd;
     int pidfd_unused = -1;

@@ -161,7 +161,8 @@ final class HardeningTests {
         defer { host.hako("rm", "-f", a, b) }
         let mapA = host.hako("exec", a, "cat", "/proc/self/uid_map").out.split(separator: " ").compactMap { Int($0) }
         let mapB = host.hako("exec", b, "cat", "/proc/self/uid_map").out.split(separator: " ").compactMap { Int($0) }
-        #expect(mapA.count == 3 && mapB.count == 3 && mapB[2] == 1000)
+        try #require(mapA.count == 3 && mapB.count == 3, "uid maps: \(mapA) \(mapB)")
+        #expect(mapB[2] == 1000)
         #expect(mapA[1] + mapA[2] <= mapB[1] || mapB[1] + mapB[2] <= mapA[1], "ranges overlap: \(mapA) \(mapB)")
         #expect(host.eventually { (try? FileManager.default.attributesOfItem(atPath: "\(host.root)/containers/\(a)/upper/made")[.ownerAccountID] as? Int) == mapA[1] })
         #expect((host.inspect(a)["HostConfig"] as? [String: Any])?["UsernsMode"] as? String == "auto:\(mapA[1]):65536")

@@ -96,7 +96,7 @@ final class ResourceLimitTests {
     }
 
     @Test func stats() throws {
-        let id = host.hako("run", "-d", "--name", "measured", "-m", "64m", host.probe, "sh", "-c", "while :; do :; done").out
+        let id = host.hako("run", "-d", "--name", "measured", "--network", "none", "-m", "64m", host.probe, "sh", "-c", "while :; do :; done").out
         defer { host.hako("rm", "-f", id) }
         let r = host.hako("stats", "--no-stream", "--format", "json", "measured")
         #expect(r.status == 0, "\(r.stderr)")

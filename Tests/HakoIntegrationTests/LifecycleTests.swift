@@ -362,7 +362,7 @@ final class LifecycleTests {
 
     @Test func signalsToTheForegroundCLIReachTheContainer() {
         let out = host.base + "/sigproxy.out"
-        let pid = Subprocess.spawn([Binaries.hako, "run", "--rm", "--name", "proxied", host.busybox, "sh", "-c",
+        let pid = Subprocess.spawn(host.prefix + [Binaries.hako, "run", "--rm", "--name", "proxied", host.busybox, "sh", "-c",
                                     "trap 'echo got-term; exit 7' TERM; echo ready; while true; do sleep 0.1; done"],
                                    env: host.env, stdout: out)
         #expect(host.eventually { ((try? String(contentsOfFile: out, encoding: .utf8)) ?? "").contains("ready") })

@@ -115,6 +115,8 @@ final class TestHost: @unchecked Sendable {
         netns = "hako-t-\(tag)-\(suffix)"
         Subprocess.run(["/usr/bin/ip", "netns", "add", netns])
         Subprocess.run(["/usr/bin/ip", "-n", netns, "link", "set", "lo", "up"])
+        // A new namespace copies the host's forwarding setting; start every host from the kernel's default.
+        Subprocess.run(["/usr/bin/nsenter", "--net=/run/netns/\(netns)", "/usr/sbin/sysctl", "-q", "-w", "net.ipv4.ip_forward=0"])
     }
 
     /// Runs a program inside this host's network namespace (only the network: /sys and the cgroups stay visible).

@@ -18,13 +18,15 @@ let package = Package(
                 cSettings: [.define("_GNU_SOURCE")]),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
         .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL"),
+        .systemLibrary(name: "CZstd", path: "Sources/CZstd"),
 
         // system: thin typed Swift over syscalls.
         .target(name: "HakoSystem", dependencies: ["CHakoShim"]),
 
         // facilities
         .target(name: "HakoRuntime", dependencies: ["HakoSystem", "CHakoShim"]),
-        .target(name: "HakoImage", dependencies: ["HakoSystem", "CHakoShim", "CZlib", "COpenSSL"]),
+        .target(name: "HakoTransport", dependencies: ["HakoSystem", "COpenSSL"]),
+        .target(name: "HakoImage", dependencies: ["HakoSystem", "HakoTransport", "CHakoShim", "CZlib", "CZstd", "COpenSSL"]),
 
         // engine
         .target(name: "HakoEngine", dependencies: ["HakoSystem", "HakoRuntime", "HakoImage"]),
@@ -36,7 +38,7 @@ let package = Package(
         ]),
 
         .testTarget(name: "HakoUnitTests", dependencies: ["CHakoShim", "HakoSystem", "HakoRuntime", "HakoEngine"]),
-        .testTarget(name: "HakoImageTests", dependencies: ["HakoSystem", "HakoImage"]),
+        .testTarget(name: "HakoImageTests", dependencies: ["HakoSystem", "HakoImage", "HakoTransport"]),
         .testTarget(name: "HakoIntegrationTests", dependencies: ["HakoSystem"]),
     ]
 )

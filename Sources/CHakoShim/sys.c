@@ -49,6 +49,7 @@ const uint64_t HAKO_MS_RDONLY = MS_RDONLY, HAKO_MS_NOSUID = MS_NOSUID, HAKO_MS_N
     HAKO_MS_SLAVE = MS_SLAVE, HAKO_MS_SHARED = MS_SHARED, HAKO_MS_STRICTATIME = MS_STRICTATIME,
     HAKO_MS_RELATIME = MS_RELATIME, HAKO_MS_NOATIME = MS_NOATIME;
 const int HAKO_O_PATH = O_PATH;
+const int HAKO_O_TMPFILE = O_TMPFILE;
 
 int hako_openat2(int dirfd, const char *path, int flags, int mode, uint64_t resolve) {
     struct open_how how;

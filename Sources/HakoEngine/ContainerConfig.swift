@@ -36,6 +36,8 @@ public struct RunOptions: Sendable {
     public var stopSignal: String?
     public var stopTimeout: Int?
     public var logOptions: [String] = []
+    /// Whether and how the image is pulled (`--pull`, `--platform`).
+    public var pull = ImagePullOptions()
 
     public init(image: String) { self.image = image }
 }

@@ -49,8 +49,9 @@ extension Engine {
         do {
             let user = try resolveUser(config)
             let placement = try driver.create(id)
-            let (runtime, monitor) = SpecBuilder.build(config: config, paths: cp, nameLink: paths.nameLink(config.name),
+            var (runtime, monitor) = SpecBuilder.build(config: config, paths: cp, nameLink: paths.nameLink(config.name),
                                                        user: user, cgroup: placement, terminal: terminal)
+            runtime.overlay = try fitOverlay(runtime.overlay)
             let spec = LaunchSpecEncoder.encode(runtime, monitor: monitor)
             _ = try MonitorLauncher.launch(monitorPath: monitorPath, spec: spec, attach: theirs)
             theirs?.close()

@@ -119,7 +119,12 @@ public struct OverlayRoot: Sendable, Equatable, Codable {
     public var lower: [String]
     public var upper: String
     public var work: String
-    public init(lower: [String], upper: String, work: String) { self.lower = lower; self.upper = upper; self.work = work }
+    /// The init chdirs here before mounting, so `lower` may hold short relative
+    /// names (the mount options must fit in a page).
+    public var directory: String?
+    public init(lower: [String], upper: String, work: String, directory: String? = nil) {
+        self.lower = lower; self.upper = upper; self.work = work; self.directory = directory
+    }
 
     /// Overlay mount data, escaping the separators overlay reserves.
     public var mountData: String {
@@ -250,7 +255,10 @@ public enum LaunchSpecEncoder {
         if case .path(let p) = r.namespaces.cgroup { w.nsJoin(UInt32(truncatingIfNeeded: HAKO_CLONE_NEWCGROUP), p) }
         w.u64(HAKO_T_CLONE_FLAGS, flags)
         w.string(HAKO_T_ROOTFS, r.rootfs)
-        if let o = r.overlay { w.string(HAKO_T_OVERLAY, o.mountData) }
+        if let o = r.overlay {
+            w.string(HAKO_T_OVERLAY, o.mountData)
+            if let d = o.directory { w.string(HAKO_T_OVERLAY_DIR, d) }
+        }
         if let h = r.hostname { w.string(HAKO_T_HOSTNAME, h) }
         let p = r.process
         for a in p.args { w.string(HAKO_T_ARG, a) }

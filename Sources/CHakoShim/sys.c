@@ -130,6 +130,10 @@ ssize_t hako_lgetxattr(const char *path, const char *name, void *value, size_t s
     return lgetxattr(path, name, value, size);
 }
 
+ssize_t hako_llistxattr(const char *path, char *list, size_t size) {
+    return llistxattr(path, list, size);
+}
+
 int hako_syncfs(int fd) { return syncfs(fd); }
 
 ssize_t hako_getrandom(void *buf, size_t len) { return syscall(SYS_getrandom, buf, len, 0); }

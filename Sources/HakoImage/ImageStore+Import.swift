@@ -30,9 +30,12 @@ extension ImageStore {
     /// given, points `reference` at it. (The common tail of import, and later
     /// of pull, load and commit.)
     func register(layers: [OCIDescriptor], snapshots infos: [SnapshotInfo], config: ImageConfig,
-                  created: String, history: [OCIImage.History], reference: ImageReference?) throws -> Image {
-        let oci = OCIImage(created: created, architecture: Platform.architecture, os: Platform.os,
-                           variant: Platform.variant, config: config, diffIDs: infos.map(\.diffID), history: history)
+                  created: String, history: [OCIImage.History], reference: ImageReference?,
+                  platform: PlatformSpec = .host, author: String? = nil) throws -> Image {
+        var oci = OCIImage(created: created, architecture: platform.architecture, os: platform.os,
+                           variant: platform.architecture == "amd64" ? nil : platform.variant, config: config,
+                           diffIDs: infos.map(\.diffID), history: history)
+        oci.author = author
         let configBytes = try CanonicalJSON.encode(oci)
         let configBlob = try content.write(configBytes)
         let manifest = OCIManifest(config: OCIDescriptor(mediaType: MediaType.config, digest: configBlob.digest,

@@ -93,7 +93,8 @@ extension ImageStore {
             }
             blobs.append((oci.config.digest, configBytes))
 
-            let downloaded = try fetchLayers(client, repo: repo, layers: oci.layers, diffIDs: config.rootfs.diffIDs, progress: progress)
+            let downloaded = try fetchLayers(client, repo: repo, layers: oci.layers, diffIDs: config.rootfs.diffIDs,
+                                             width: registry.parallelDownloads, progress: progress)
             for (digest, bytes) in blobs where !content.contains(digest) { try content.write(bytes, expected: digest) }
 
             let id = oci.config.digest.hex
@@ -159,9 +160,10 @@ extension ImageStore {
 
     /// Makes sure every layer is here as a blob and as a snapshot: downloads
     /// (and unpacks on the way) what is missing, several layers at once, then
-    /// publishes the snapshots bottom-up. Returns how many blobs were downloaded.
-    func fetchLayers(_ client: RegistryClient, repo: String, layers: [OCIDescriptor], diffIDs: [Digest],
-                     progress: (any ProgressSink)?) throws -> Int {
+    /// publishes the snapshots bottom-up. Returns how many blobs were
+    /// downloaded. Without a client (`load`), every blob must be stored already.
+    func fetchLayers(_ client: RegistryClient?, repo: String, layers: [OCIDescriptor], diffIDs: [Digest],
+                     width: Int, progress: (any ProgressSink)?) throws -> Int {
         let chain = try SnapshotStore.chainIDs(diffIDs)
         struct Job: Sendable { var layer: OCIDescriptor; var index: Int; var unpack: Bool; var download: Bool }
         var jobs: [Job] = []
@@ -184,7 +186,7 @@ extension ImageStore {
         let prepared = PreparedList(count: layers.count)
         let store = self
         for pass in [firstPass, secondPass] where !pass.isEmpty {
-            try Parallel.forEach(pass.count, width: client.options.parallelDownloads) { n, cancel in
+            try Parallel.forEach(pass.count, width: width) { n, cancel in
                 let job = pass[n]
                 let snapshot = try store.fetchLayer(client, repo: repo, layer: job.layer, diffID: diffIDs[job.index],
                                                     download: job.download, unpack: job.unpack, progress: progress, cancel: cancel)
@@ -201,10 +203,10 @@ extension ImageStore {
     /// One layer: downloaded into the content store (digest and size checked)
     /// and, when wanted, unpacked from the same stream; or unpacked from the
     /// stored blob.
-    private func fetchLayer(_ client: RegistryClient, repo: String, layer: OCIDescriptor, diffID: Digest, download: Bool,
+    private func fetchLayer(_ client: RegistryClient?, repo: String, layer: OCIDescriptor, diffID: Digest, download: Bool,
                             unpack: Bool, progress: (any ProgressSink)?, cancel: CancelFlag) throws -> PreparedSnapshot? {
         let id = String(layer.digest.hex.prefix(12))
-        guard download else {
+        guard download, let client else {
             let source = ProgressSource(FileSource(try content.open(layer.digest)), id: id, total: layer.size,
                                         status: .extracting, sink: progress, cancel: cancel)
             let p = try snapshots.prepare(source, expectedDiffID: diffID)

@@ -228,7 +228,7 @@ struct ImageGroup: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "image", abstract: "Manage images.",
         subcommands: [ImageList.self, Pull.self, Push.self, ImageRemove.self, Tag.self, ImageInspectCommand.self,
-                      History.self, ImagePrune.self, Import.self])
+                      History.self, ImagePrune.self, Import.self, Save.self, Load.self])
 }
 
 struct ImageList: ParsableCommand {

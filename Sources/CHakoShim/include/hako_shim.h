@@ -218,6 +218,7 @@ int hako_pipe2(int fds[2], int flags);
 // Extended attributes and syncfs (<sys/xattr.h> is not in the Glibc module).
 int hako_setxattr(const char *path, const char *name, const void *value, size_t size, int follow);
 ssize_t hako_lgetxattr(const char *path, const char *name, void *value, size_t size);
+ssize_t hako_llistxattr(const char *path, char *list, size_t size);
 int hako_syncfs(int fd);
 ssize_t hako_getrandom(void *buf, size_t len);
 

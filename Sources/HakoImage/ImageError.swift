@@ -36,6 +36,8 @@ public enum ImageError: Error, CustomStringConvertible, Sendable, Equatable {
     case invalidManifest(String)
     /// An image is used by containers and cannot be removed without force.
     case inUse(String)
+    /// A layer that cannot be unpacked (the reason names the entry).
+    case layer(Digest, String)
 
     public var description: String {
         switch self {
@@ -56,6 +58,7 @@ public enum ImageError: Error, CustomStringConvertible, Sendable, Equatable {
         case .registry(let s): return s
         case .invalidManifest(let s): return s
         case .inUse(let s): return s
+        case .layer(let d, let reason): return "layer \(d): \(reason)"
         }
     }
 

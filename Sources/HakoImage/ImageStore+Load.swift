@@ -191,7 +191,12 @@ extension ImageStore {
                 let manifest = try CanonicalJSON.decode(OCIManifest.self, bytes, what: "manifest \(digest)", as: ImageError.malformedArchive)
                 var names = ImageStore.archiveNames(d.annotations)
                 for e in dockerEntries where scan.digest(of: e.Config) == manifest.config.digest { names += e.RepoTags ?? [] }
-                images.append((bytes, names))
+                // One entry per name (Docker writes them so): one image with every name.
+                if let i = images.firstIndex(where: { $0.manifest == bytes }) {
+                    images[i].names += names.filter { !images[i].names.contains($0) }
+                } else {
+                    images.append((bytes, names.reduce(into: []) { if !$0.contains($1) { $0.append($1) } }))
+                }
             }
         } else if !dockerEntries.isEmpty {
             for e in dockerEntries {
@@ -239,9 +244,11 @@ extension ImageStore {
             }
             let manifestBlob = try content.write(bytes)
             let id = manifest.config.digest.hex
-            let refs = try names.compactMap { n -> ImageReference? in
-                guard let r = try? ImageReference(parsing: n), r.digest == nil else { return nil }
-                return try ImageStore.taggableReference(r.withDefaultTag().string)
+            var refs: [ImageReference] = []
+            for n in names {
+                guard let r = try? ImageReference(parsing: n), r.digest == nil else { continue }
+                let ref = try ImageStore.taggableReference(r.withDefaultTag().string)
+                if !refs.contains(ref) { refs.append(ref) }
             }
             let size = try layerSize(config.rootfs.diffIDs)
             try updateIndex { index in

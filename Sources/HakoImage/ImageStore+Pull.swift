@@ -224,7 +224,19 @@ extension ImageStore {
         let tee = TeeSource(counted) { try writer.write($0) }
         var prepared: PreparedSnapshot?
         if unpack {
-            prepared = try snapshots.prepare(tee, expectedDiffID: diffID)
+            do {
+                prepared = try snapshots.prepare(tee, expectedDiffID: diffID)
+            } catch {
+                // A damaged blob first shows as a broken gzip or tar stream: read
+                // the rest, and the digest check names the blob. A blob that
+                // checks out but does not unpack is the layer's own fault.
+                if (try? tee.drain()) != nil {
+                    _ = try writer.commit()
+                    if case ImageError.digestMismatch = error { throw error }
+                    throw ImageError.layer(layer.digest, "\(error)")
+                }
+                throw error
+            }
         } else {
             try tee.drain()
         }

@@ -227,7 +227,10 @@ enum CanonicalJSON {
         do {
             return try JSONDecoder().decode(type, from: Data(bytes))
         } catch let e as DecodingError {
+            if case .dataCorrupted(let c) = e, c.codingPath.isEmpty { throw makeError("\(what) is not valid JSON") }
             throw makeError("\(what) is not valid: \(describe(e))")
+        } catch let e as ImageError {
+            throw makeError("\(what) is not valid: \(e)")
         } catch {
             throw makeError("\(what) is not valid JSON: \(error)")
         }

@@ -66,9 +66,9 @@ public struct TreeArchiver {
             (st.st_mode & S_IFMT) == S_IFCHR && st.st_rdev == 0
         }
 
-        static func isOpaque(_ fd: Int32, _ name: String?) -> Bool {
-            let path = name.map { "/proc/self/fd/\(fd)/\($0)" } ?? "/proc/self/fd/\(fd)"
-            return Xattr.get(path, Whiteout.opaqueXattr) == Array("y".utf8)
+        /// Whether `name` in the directory `fd` is an opaque directory.
+        static func isOpaque(_ fd: Int32, _ name: String) -> Bool {
+            Xattr.get("/proc/self/fd/\(fd)/\(name)", Whiteout.opaqueXattr) == Array("y".utf8)
         }
 
         /// The sorted names in a directory.
@@ -119,7 +119,7 @@ public struct TreeArchiver {
                     guard (st.st_mode & S_IFMT) == S_IFDIR, (top.map { ($0.1.st_mode & S_IFMT) == S_IFDIR } ?? false) else { break }
                     let fd = try FileDescriptor.openAt(s.fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
                     childSources.append(Source(fd: fd))
-                    if Session.isOpaque(fd.rawValue, nil) { break }
+                    if Session.isOpaque(s.fd.rawValue, name) { break }
                 }
                 guard let (source, st) = top else { continue }
                 if Session.isWhiteout(st) {
@@ -133,7 +133,7 @@ public struct TreeArchiver {
                 if (st.st_mode & S_IFMT) == S_IFDIR {
                     if mode == .diff {
                         let fd = try FileDescriptor.openAt(source.fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
-                        if Session.isOpaque(fd.rawValue, nil) {
+                        if Session.isOpaque(source.fd.rawValue, name) {
                             try tar.append(TarEntry(path: child + "/" + Whiteout.opaqueMarker, kind: .regular, mode: 0o600,
                                                     modified: Timestamp(seconds: Int64(st.st_mtim.tv_sec))))
                         }

@@ -103,6 +103,12 @@ final class TestHTTPServer: @unchecked Sendable {
             while headerEnd == nil {
                 if let r = find(buffer, [13, 10, 13, 10]) { headerEnd = r; break }
                 if !fill() { return }
+                // A TLS ClientHello: answer as Go's HTTP server does, and hang up.
+                if buffer.first == 0x16 {
+                    let reply = Array("HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n".utf8)
+                    _ = reply.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                    return
+                }
             }
             guard let end = headerEnd else { return }
             let head = String(decoding: buffer[0..<end], as: UTF8.self)

@@ -58,9 +58,7 @@ extension RegistryClient {
 
     /// What kind of manifest `bytes` is; an error for anything hako cannot use.
     static func classify(_ bytes: [UInt8], contentType: String, shown: String) throws -> String {
-        guard let probe = try? JSONDecoder().decode(ManifestProbe.self, from: Data(bytes)) else {
-            throw ImageError.invalidManifest("manifest \(shown) is not valid JSON")
-        }
+        let probe = try CanonicalJSON.decode(ManifestProbe.self, bytes, what: "manifest \(shown)", as: ImageError.invalidManifest)
         let kind = MediaType.acceptedManifests.contains(contentType) ? contentType : (probe.kind ?? contentType)
         if kind == MediaType.dockerSchema1 || kind == MediaType.dockerSchema1Signed || probe.schemaVersion == 1 {
             throw ImageError.invalidManifest("manifest \(shown) is Docker schema 1, which hako does not support (push it again with a current client)")

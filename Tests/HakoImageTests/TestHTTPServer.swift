@@ -67,18 +67,32 @@ final class TestHTTPServer: @unchecked Sendable {
     var base: String { "http://127.0.0.1:\(port)" }
     var hostPort: String { "127.0.0.1:\(port)" }
 
+    private let acceptEnded = DispatchSemaphore(value: 0)
+
+    /// Stops listening. The accept thread closes the socket itself, so its fd
+    /// number is never reused under it by another server of a parallel test.
     func stop() {
         let first = lock.withLock { () -> Bool in
             defer { stopped = true }
             return !stopped
         }
-        if first { shutdown(listener, Int32(SHUT_RDWR)); close(listener) }
+        if first {
+            shutdown(listener, Int32(SHUT_RDWR))
+            _ = acceptEnded.wait(timeout: .now() + 5)
+        }
     }
 
     private func acceptLoop() {
+        defer {
+            close(listener)
+            acceptEnded.signal()
+        }
         while true {
             let c = accept(listener, nil, nil)
-            if c < 0 { return }
+            if c < 0 {
+                if errno == EINTR { continue }
+                return
+            }
             let id = lock.withLock { () -> Int in connections += 1; return connections }
             let t = Thread { [self] in serve(c, id) }
             t.start()

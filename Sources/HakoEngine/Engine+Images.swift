@@ -14,7 +14,8 @@ extension Engine {
         let config = try EngineConfig.load(paths.configFile)
         var o = RegistryOptions(tlsVerify: tlsVerify, insecureRegistries: config.registries?.insecure ?? [],
                                 caFiles: config.registries?.ca ?? [:],
-                                credentials: CredentialStore(path: paths.credentialsFile))
+                                credentials: CredentialStore(path: paths.credentialsFile),
+                                loopbackIsInsecure: config.registries?.insecureLoopback ?? true)
         if let n = config.registries?.maxConcurrentDownloads { o.parallelDownloads = n }
         return o
     }

@@ -14,16 +14,22 @@ public struct EngineConfig: Codable, Sendable, Equatable {
         public var ca: [String: String]?
         /// Layers downloaded (and pushed) at once; default 3.
         public var maxConcurrentDownloads: Int?
+        /// Loopback registries (localhost, 127.0.0.0/8, ::1) count as insecure;
+        /// default true, as in Docker.
+        public var insecureLoopback: Bool?
 
         enum CodingKeys: String, CodingKey {
             case insecure, ca
             case maxConcurrentDownloads = "max-concurrent-downloads"
+            case insecureLoopback = "insecure-loopback"
         }
 
-        public init(insecure: [String]? = nil, ca: [String: String]? = nil, maxConcurrentDownloads: Int? = nil) {
+        public init(insecure: [String]? = nil, ca: [String: String]? = nil, maxConcurrentDownloads: Int? = nil,
+                    insecureLoopback: Bool? = nil) {
             self.insecure = insecure
             self.ca = ca
             self.maxConcurrentDownloads = maxConcurrentDownloads
+            self.insecureLoopback = insecureLoopback
         }
     }
 

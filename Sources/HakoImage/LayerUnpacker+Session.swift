@@ -230,6 +230,7 @@ final class UnpackSession {
         var stack: [FileDescriptor] = [root]            // the directories from the root down
         var pending = Array(parts.reversed())           // components still to walk; next is last
         var walked: [String] = []                       // for messages
+        var followed: (link: String, target: String)?   // the last symlink followed, for messages
         var steps = 0
         while let component = pending.popLast() {
             steps += 1
@@ -239,7 +240,9 @@ final class UnpackSession {
             if component.isEmpty || component == "." { continue }
             if component == ".." {
                 guard stack.count > 1 else {
-                    throw ImageError.unsafeEntry(path: path, reason: "its parent \"\(walked.joined(separator: "/"))\" leads out of the layer")
+                    let (link, target) = followed ?? (walked.joined(separator: "/"), "..")
+                    throw ImageError.unsafeEntry(
+                        path: path, reason: "its parent \"\(link)\" is a symlink pointing out of the layer (to \"\(target)\")")
                 }
                 stack.removeLast()
                 continue
@@ -264,6 +267,7 @@ final class UnpackSession {
                     throw ImageError.unsafeEntry(
                         path: path, reason: "its parent \"\(walked.joined(separator: "/"))\" is a symlink pointing out of the layer (to \"\(target)\")")
                 }
+                followed = (walked.joined(separator: "/"), target)
                 walked.removeLast()
                 pending.append(contentsOf: target.split(separator: "/").map(String.init).reversed())
             default:

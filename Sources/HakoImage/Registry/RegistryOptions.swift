@@ -21,19 +21,22 @@ public struct RegistryOptions: Sendable {
     /// Where `login` keeps credentials; nil: anonymous only.
     public var credentials: CredentialStore?
     public var userAgent: String
+    /// Treat loopback registries as insecure, as Docker does (on by default).
+    public var loopbackIsInsecure: Bool
     /// Layers fetched at once.
     public var parallelDownloads: Int
     /// Longest wait for a registry to answer any read or write.
     public var timeout: Double
 
     public init(tlsVerify: Bool = true, insecureRegistries: [String] = [], caFiles: [String: String] = [:],
-                credentials: CredentialStore? = nil, userAgent: String = "hako/0.1", parallelDownloads: Int = 3,
-                timeout: Double = 60) {
+                credentials: CredentialStore? = nil, userAgent: String = "hako/0.1", loopbackIsInsecure: Bool = true,
+                parallelDownloads: Int = 3, timeout: Double = 60) {
         self.tlsVerify = tlsVerify
         self.insecureRegistries = insecureRegistries
         self.caFiles = caFiles
         self.credentials = credentials
         self.userAgent = userAgent
+        self.loopbackIsInsecure = loopbackIsInsecure
         self.parallelDownloads = parallelDownloads
         self.timeout = timeout
     }
@@ -43,7 +46,7 @@ public struct RegistryOptions: Sendable {
         if !tlsVerify { return true }
         let host = RegistryOptions.host(of: domain)
         if insecureRegistries.contains(domain) || insecureRegistries.contains(host) { return true }
-        return RegistryOptions.isLoopback(host)
+        return loopbackIsInsecure && RegistryOptions.isLoopback(host)
     }
 
     /// The CA file configured for `domain` (by "host:port", then "host").

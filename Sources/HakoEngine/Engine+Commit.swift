@@ -33,7 +33,7 @@ extension Engine {
         if freeze { try self.pause(c.id) }
         defer { if freeze { try? unpause(c.id) } }
         return try images.commit(upper: c.paths.upper, base: base, exclude: Engine.runtimeMountPoints, options: options,
-                                 reference: reference)
+                                 reference: reference, unpack: try unpackOptions())
     }
 
     /// `hako export`: the container's file system (its image's layers with

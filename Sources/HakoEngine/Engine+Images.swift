@@ -20,6 +20,21 @@ extension Engine {
         return o
     }
 
+    /// How layers are unpacked: device nodes only when the configuration allows them.
+    public func unpackOptions() throws -> UnpackOptions {
+        UnpackOptions(allowDevices: try EngineConfig.load(paths.configFile).images?.allowDeviceNodes ?? false)
+    }
+
+    /// `hako load`.
+    public func load(from path: String, progress: (any ProgressSink)? = nil) throws -> [LoadedImage] {
+        try images.load(from: path, unpack: try unpackOptions(), progress: progress)
+    }
+
+    /// `hako import`.
+    public func importImage(from path: String, reference: String?) throws -> Image {
+        try images.importRootfs(from: path, reference: reference, unpack: try unpackOptions())
+    }
+
     /// `hako pull`.
     public func pull(_ reference: String, platform: String? = nil, tlsVerify: Bool = true,
                      progress: (any ProgressSink)? = nil) throws -> PullResult {
@@ -27,7 +42,8 @@ extension Engine {
         if let platform {
             do { wanted = try PlatformSpec(parsing: platform) } catch { throw error.hakoError }
         }
-        return try images.pull(reference, platform: wanted, registry: try registryOptions(tlsVerify: tlsVerify), progress: progress)
+        return try images.pull(reference, platform: wanted, registry: try registryOptions(tlsVerify: tlsVerify),
+                               unpack: try unpackOptions(), progress: progress)
     }
 
     /// `hako push`.

@@ -33,9 +33,24 @@ public struct EngineConfig: Codable, Sendable, Equatable {
         }
     }
 
-    public var registries: Registries?
+    public struct Images: Codable, Sendable, Equatable {
+        /// Create the device nodes image layers hold (off: such a layer is refused).
+        public var allowDeviceNodes: Bool?
 
-    public init(registries: Registries? = nil) { self.registries = registries }
+        enum CodingKeys: String, CodingKey {
+            case allowDeviceNodes = "allow-device-nodes"
+        }
+
+        public init(allowDeviceNodes: Bool? = nil) { self.allowDeviceNodes = allowDeviceNodes }
+    }
+
+    public var registries: Registries?
+    public var images: Images?
+
+    public init(registries: Registries? = nil, images: Images? = nil) {
+        self.registries = registries
+        self.images = images
+    }
 
     /// Reads `path`; an absent file is the default configuration.
     public static func load(_ path: String) throws -> EngineConfig {

@@ -26,7 +26,7 @@ extension ImageStore {
     /// written back in `.wh.` form), stored gzip-compressed and unpacked as a
     /// snapshot; `exclude` lists the runtime's mount points left out.
     public func commit(upper: String, base: Image, exclude: Set<String>, options: CommitOptions,
-                       reference: String?) throws -> Image {
+                       reference: String?, unpack: UnpackOptions = UnpackOptions()) throws -> Image {
         try atBoundary("cannot commit") {
             let ref = try reference.map { try ImageStore.taggableReference($0) }
             guard !base.isHost else { throw ImageError.notAllowed("containers of the built-in host image cannot be committed") }
@@ -47,7 +47,8 @@ extension ImageStore {
             let layer = OCIDescriptor(mediaType: MediaType.layerGzip, digest: blob.digest, size: blob.size)
 
             let chain = try SnapshotStore.chainIDs(base.diffIDs)
-            let (info, _) = try snapshots.unpack(FileSource(try content.open(blob.digest)), parent: chain.last, expectedDiffID: diffID)
+            let (info, _) = try snapshots.unpack(FileSource(try content.open(blob.digest)), parent: chain.last,
+                                                 expectedDiffID: diffID, options: unpack)
             var infos: [SnapshotInfo] = []
             for c in chain {
                 guard let i = try snapshots.info(c) else { throw ImageError.corrupt("snapshot \(c) of image \(base.shortID) is missing") }

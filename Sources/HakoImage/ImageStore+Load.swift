@@ -62,15 +62,16 @@ extension ImageStore {
     /// one) or an OCI archive; plain, gzip or zstd. Every blob is checked
     /// against its digest, every layer against its config's DiffID; a failed
     /// load leaves no blob, snapshot or name behind.
-    public func load(from path: String, progress: (any ProgressSink)? = nil) throws -> [LoadedImage] {
+    public func load(from path: String, unpack: UnpackOptions = UnpackOptions(),
+                     progress: (any ProgressSink)? = nil) throws -> [LoadedImage] {
         try atBoundary("cannot load \(path == "-" ? "stdin" : path)") {
             let lock = try contentLock()
             defer { lock.release() }
             content.collectTemporaries()
             let scan = ArchiveScan()
             do {
-                try readArchive(FileSource.open(path), into: scan, progress: progress)
-                let result = try registerArchive(scan, progress: progress)
+                try readArchive(FileSource.open(path), into: scan, unpack: unpack, progress: progress)
+                let result = try registerArchive(scan, unpack: unpack, progress: progress)
                 try dropUnused(scan)
                 return result
             } catch {
@@ -87,7 +88,8 @@ extension ImageStore {
         for d in scan.added where !used.contains(d) { try content.delete(d) }
     }
 
-    private func readArchive(_ file: any ByteSource, into scan: ArchiveScan, progress: (any ProgressSink)?) throws {
+    private func readArchive(_ file: any ByteSource, into scan: ArchiveScan, unpack: UnpackOptions,
+                             progress: (any ProgressSink)?) throws {
         let (_, plain) = try Compression.decompressing(file)
         let reader = TarReader(plain)
         while let entry = try reader.next() {
@@ -111,7 +113,7 @@ extension ImageStore {
                 }
                 scan.links[name] = ArchiveScan.clean(entry.linkTarget)
             case .regular:
-                try readMember(entry, name: name, reader: reader, into: scan, progress: progress)
+                try readMember(entry, name: name, reader: reader, into: scan, unpack: unpack, progress: progress)
             default:
                 throw ImageError.unsupportedEntry(path: entry.path, reason: "an image archive holds only files, directories and links")
             }
@@ -121,7 +123,7 @@ extension ImageStore {
     /// One file of the archive: JSON kept in memory (and stored), anything
     /// else stored as a blob and, when it reads as a layer, unpacked on the way.
     private func readMember(_ entry: TarEntry, name: String, reader: TarReader, into scan: ArchiveScan,
-                            progress: (any ProgressSink)?) throws {
+                            unpack: UnpackOptions, progress: (any ProgressSink)?) throws {
         let source = TarMemberSource(reader)
         // Named by digest (OCI layout): verified, and skipped when already stored.
         var expected: Digest?
@@ -156,7 +158,7 @@ extension ImageStore {
                                      status: .loading, sink: progress, cancel: nil)
         let tee = TeeSource(counted) { try writer.write($0) }
         // Unpacked as it streams by; a member that is no layer is just stored.
-        if let prepared = try? snapshots.prepare(tee) {
+        if let prepared = try? snapshots.prepare(tee, options: unpack) {
             scan.prepared[prepared.result.diffID] = prepared
         } else {
             try tee.drain()
@@ -169,7 +171,7 @@ extension ImageStore {
 
     /// The images the archive describes: through `index.json` (OCI layout,
     /// Docker 25+) when it has one, else through `manifest.json`.
-    private func registerArchive(_ scan: ArchiveScan, progress: (any ProgressSink)?) throws -> [LoadedImage] {
+    private func registerArchive(_ scan: ArchiveScan, unpack: UnpackOptions, progress: (any ProgressSink)?) throws -> [LoadedImage] {
         var dockerEntries: [DockerArchiveEntry] = []
         if let bytes = scan.json["manifest.json"] {
             dockerEntries = try CanonicalJSON.decode([DockerArchiveEntry].self, bytes, what: "manifest.json", as: ImageError.malformedArchive)
@@ -240,7 +242,8 @@ extension ImageStore {
                 }
             }
             if !missing.isEmpty {
-                _ = try fetchLayers(nil, repo: "", layers: manifest.layers, diffIDs: config.rootfs.diffIDs, width: 2, progress: progress)
+                _ = try fetchLayers(nil, repo: "", layers: manifest.layers, diffIDs: config.rootfs.diffIDs, width: 2,
+                                    unpack: unpack, progress: progress)
             }
             let manifestBlob = try content.write(bytes)
             let id = manifest.config.digest.hex

@@ -48,7 +48,7 @@ extension ImageStore {
     /// checked out; a blob that fails its check is never stored, a layer that
     /// fails to unpack leaves no snapshot.
     public func pull(_ reference: String, platform: PlatformSpec? = nil, registry: RegistryOptions,
-                     progress: (any ProgressSink)? = nil) throws(HakoError) -> PullResult {
+                     unpack: UnpackOptions = UnpackOptions(), progress: (any ProgressSink)? = nil) throws(HakoError) -> PullResult {
         try atBoundary("cannot pull \(reference)") {
             let parsed = try ImageReference(parsing: reference)
             guard !ImageStore.isHostReference(parsed) else {
@@ -94,7 +94,7 @@ extension ImageStore {
             blobs.append((oci.config.digest, configBytes))
 
             let downloaded = try fetchLayers(client, repo: repo, layers: oci.layers, diffIDs: config.rootfs.diffIDs,
-                                             width: registry.parallelDownloads, progress: progress)
+                                             width: registry.parallelDownloads, unpack: unpack, progress: progress)
             for (digest, bytes) in blobs where !content.contains(digest) { try content.write(bytes, expected: digest) }
 
             let id = oci.config.digest.hex
@@ -163,7 +163,7 @@ extension ImageStore {
     /// publishes the snapshots bottom-up. Returns how many blobs were
     /// downloaded. Without a client (`load`), every blob must be stored already.
     func fetchLayers(_ client: RegistryClient?, repo: String, layers: [OCIDescriptor], diffIDs: [Digest],
-                     width: Int, progress: (any ProgressSink)?) throws -> Int {
+                     width: Int, unpack options: UnpackOptions, progress: (any ProgressSink)?) throws -> Int {
         let chain = try SnapshotStore.chainIDs(diffIDs)
         struct Job: Sendable { var layer: OCIDescriptor; var index: Int; var unpack: Bool; var download: Bool }
         var jobs: [Job] = []
@@ -189,7 +189,8 @@ extension ImageStore {
             try Parallel.forEach(pass.count, width: width) { n, cancel in
                 let job = pass[n]
                 let snapshot = try store.fetchLayer(client, repo: repo, layer: job.layer, diffID: diffIDs[job.index],
-                                                    download: job.download, unpack: job.unpack, progress: progress, cancel: cancel)
+                                                    download: job.download, unpack: job.unpack, options: options,
+                                                    progress: progress, cancel: cancel)
                 if let snapshot { prepared.set(job.index, snapshot) }
             }
         }
@@ -204,12 +205,13 @@ extension ImageStore {
     /// and, when wanted, unpacked from the same stream; or unpacked from the
     /// stored blob.
     private func fetchLayer(_ client: RegistryClient?, repo: String, layer: OCIDescriptor, diffID: Digest, download: Bool,
-                            unpack: Bool, progress: (any ProgressSink)?, cancel: CancelFlag) throws -> PreparedSnapshot? {
+                            unpack: Bool, options: UnpackOptions, progress: (any ProgressSink)?,
+                            cancel: CancelFlag) throws -> PreparedSnapshot? {
         let id = String(layer.digest.hex.prefix(12))
         guard download, let client else {
             let source = ProgressSource(FileSource(try content.open(layer.digest)), id: id, total: layer.size,
                                         status: .extracting, sink: progress, cancel: cancel)
-            let p = try snapshots.prepare(source, expectedDiffID: diffID)
+            let p = try snapshots.prepare(source, expectedDiffID: diffID, options: options)
             progress?.report(.layer(id: id, status: .complete, current: layer.size, total: layer.size))
             return p
         }
@@ -225,7 +227,7 @@ extension ImageStore {
         var prepared: PreparedSnapshot?
         if unpack {
             do {
-                prepared = try snapshots.prepare(tee, expectedDiffID: diffID)
+                prepared = try snapshots.prepare(tee, expectedDiffID: diffID, options: options)
             } catch {
                 // A damaged blob first shows as a broken gzip or tar stream: read
                 // the rest, and the digest check names the blob. A blob that

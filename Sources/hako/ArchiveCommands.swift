@@ -51,7 +51,7 @@ struct Load: ParsableCommand {
             throw HakoError(.failed, "requested load from stdin, but stdin is empty: use -i FILE or redirect the input")
         }
         let view = ProgressView(fd: 1, quiet: quiet || isatty(1) != 1)
-        let loaded = try engine.images.load(from: input ?? "-", progress: view)
+        let loaded = try engine.load(from: input ?? "-", progress: view)
         view.finish()
         for image in loaded {
             if image.names.isEmpty { print("Loaded image ID: sha256:\(image.id)") }

@@ -111,7 +111,7 @@ struct Import: ParsableCommand {
 
     func run() throws {
         let engine = try global.engine()
-        let image = try engine.images.importRootfs(from: tarball, reference: reference)
+        let image = try engine.importImage(from: tarball, reference: reference)
         print("sha256:" + image.id)
     }
 }

@@ -91,24 +91,31 @@ extension Engine {
     /// The image `run`/`create` use, pulled first when the policy says so.
     func imageForRun(_ o: RunOptions) throws -> Image {
         let pull = o.pull
-        let isName = !o.image.hasPrefix("sha256:") && !(ImageStoreNames.isIDLike(o.image))
-        if pull.policy == .always && isName && o.image != ImageStore.hostName {
+        let local = try images.find(o.image)
+        if let local, local.isHost { return local }
+        // A name can be pulled; an image ID (or "sha256:…") only found.
+        let isName = !o.image.hasPrefix("sha256:") && !Engine.looksLikeImageID(o.image)
+        func pulled() throws -> Image {
             _ = try self.pull(o.image, platform: pull.platform, tlsVerify: pull.tlsVerify, progress: pull.progress)
             return try images.resolve(o.image)
         }
-        if let found = try images.find(o.image) {
-            if let p = pull.platform, !found.isHost, pull.policy != .never,
-               let spec = try? PlatformSpec(parsing: p),
-               !spec.matches(os: found.os, architecture: found.architecture, variant: found.variant) {
-                _ = try self.pull(o.image, platform: p, tlsVerify: pull.tlsVerify, progress: pull.progress)
-                return try images.resolve(o.image)
+        if pull.policy == .always && isName { return try pulled() }
+        if let local {
+            // Asked for another platform than the one here: pull that one.
+            if let p = pull.platform, pull.policy != .never, isName, let spec = try? PlatformSpec(parsing: p),
+               !spec.matches(os: local.os, architecture: local.architecture, variant: local.variant) {
+                return try pulled()
             }
-            return found
+            return local
         }
         guard pull.policy != .never, isName else { throw HakoError(.failed, "no such image: \(o.image)") }
         pull.progress?.report(.status("Unable to find image '\(o.image)' locally"))
-        _ = try self.pull(o.image, platform: pull.platform, tlsVerify: pull.tlsVerify, progress: pull.progress)
-        return try images.resolve(o.image)
+        return try pulled()
+    }
+
+    /// 12 to 64 lowercase hex digits: an image ID (prefix), not a repository name.
+    static func looksLikeImageID(_ s: String) -> Bool {
+        s.count >= 12 && s.count <= 64 && s.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }
     }
 
     // MARK: removal
@@ -175,11 +182,4 @@ extension Engine {
 
     /// The kernel copies at most a page of mount options.
     static let mountDataLimit = 4096 - 1
-}
-
-/// Names that look like image IDs rather than repository names.
-enum ImageStoreNames {
-    static func isIDLike(_ s: String) -> Bool {
-        s.count >= 12 && s.count <= 64 && s.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }
-    }
 }

@@ -40,19 +40,24 @@ final class ProgressView: ProgressSink {
         state.withLock { s in
             switch event {
             case .status(let line):
-                if isTerminal && s.drawn > 0 {
-                    // Above the layer block: go up, write, draw the block again below.
+                let settled = s.layers.values.allSatisfy { $0.status.isFinal }
+                if isTerminal && s.drawn > 0 && !settled {
+                    // Layers still moving: the line goes above their block.
                     var out = "\u{1b}[\(s.drawn)A\r\u{1b}[2K" + line + "\n"
                     out += block(s)
                     write(out)
                 } else {
+                    // Every layer done: the block is final; the line follows it.
+                    if isTerminal && s.drawn > 0 { redraw(&s) }
+                    s = State()
                     write(line + "\n")
                 }
             case .layer(let id, let status, let current, let total):
                 let now = monotonicSeconds()
+                let isNew = s.layers[id] == nil
                 var layer = s.layers[id] ?? Layer(id: id, status: status, current: 0, total: total, started: nil)
-                if s.layers[id] == nil { s.order.append(id) }
-                let changed = layer.status != status
+                if isNew { s.order.append(id) }
+                let changed = isNew || layer.status != status
                 if layer.started == nil && current > 0 && !status.isFinal { layer.started = now }
                 layer.status = status
                 layer.current = current

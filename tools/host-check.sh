@@ -9,7 +9,8 @@ state() {
   echo "## links"; ip -o link 2>/dev/null | awk -F': ' '{print $2}' | grep -E 'hako|veth|vxlan' | sort
   echo "## netns"; ip netns list 2>/dev/null | awk '{print $1}' | sort
   echo "## nft"; nft list tables 2>/dev/null | grep -i hako | sort
-  echo "## processes"; pgrep -a -f 'hako(-monitor|-runtime)?( |$)' 2>/dev/null | grep -v host-check | awk '{$1=""; print}' | sort
+  # (no hako process at all is fine: "no match" from pgrep or grep must not fail the snapshot)
+  echo "## processes"; pgrep -a -f 'hako(-monitor|-runtime)?( |$)' 2>/dev/null | grep -v host-check | awk '{$1=""; print}' | sort || true
 }
 case "${1:-}" in
   snapshot) state > "$2" ;;

@@ -21,13 +21,6 @@ final class ImageIntegrationTests {
         try? FileManager.default.removeItem(atPath: dir)
     }
 
-    private func inspect(_ h: TestHost, _ ref: String) -> [String: Any] {
-        let r = h.hako("image", "inspect", ref)
-        guard r.status == 0, let data = r.stdout.data(using: .utf8),
-              let arr = try? JSONSerialization.jsonObject(with: data) as? [[String: Any]] else { return [:] }
-        return arr.first ?? [:]
-    }
-
     /// The busybox test rootfs as a layer tar, so fixture layers can sit on a shell.
     private var busyboxLayer: [UInt8] { Array((try? Data(contentsOf: URL(fileURLWithPath: BusyboxImage.tarball))) ?? Data()) }
 
@@ -39,7 +32,7 @@ final class ImageIntegrationTests {
         defer { fresh.cleanup() }
         let load = fresh.hako("load", "-i", archive)
         #expect(load.out == "Loaded image: \(host.busybox)", "\(load.stderr)")
-        let a = inspect(host, host.busybox), b = inspect(fresh, host.busybox)
+        let a = host.imageInspect(host.busybox), b = fresh.imageInspect(host.busybox)
         #expect((a["Id"] as? String)?.hasPrefix("sha256:") == true && a["Id"] as? String == b["Id"] as? String)
         #expect(a["ManifestDigest"] as? String != nil && a["ManifestDigest"] as? String == b["ManifestDigest"] as? String)
         #expect(fresh.hako("run", "--rm", host.busybox, "echo", "loaded").out == "loaded")
@@ -193,7 +186,7 @@ final class ImageIntegrationTests {
         let untag = host.hako("rmi", "keep:2")
         #expect(untag.out == "Untagged: keep:2", "\(untag.stderr)")
         let id = host.hako("run", "-d", "keep:1", "sleep", "30").out
-        let imageID = String((inspect(host, "keep:1")["Id"] as? String ?? "").dropFirst(7))
+        let imageID = String((host.imageInspect("keep:1")["Id"] as? String ?? "").dropFirst(7))
         #expect(!id.isEmpty && imageID.count == 64)
         let byID = host.hako("rmi", imageID)
         #expect(byID.status == 1 && byID.stderr.contains("conflict"), "\(byID.stderr)")

@@ -26,13 +26,6 @@ final class RegistryIntegrationTests {
         return ref
     }
 
-    private func inspect(_ h: TestHost, _ ref: String) -> [String: Any] {
-        let r = h.hako("image", "inspect", ref)
-        guard r.status == 0, let data = r.stdout.data(using: .utf8),
-              let arr = try? JSONSerialization.jsonObject(with: data) as? [[String: Any]] else { return [:] }
-        return arr.first ?? [:]
-    }
-
     @Test func pushAndPullEveryManifestKind() throws {
         let registry = try TestRegistry()
         defer { registry.stop() }
@@ -73,11 +66,11 @@ final class RegistryIntegrationTests {
             #expect(pull.stdout.contains("Downloaded newer image") && pull.out.hasSuffix(ref), "\(pull.stdout)")
             let run = fresh.hako("run", "--rm", ref, "sh", "-c", "echo pulled $(cat /etc/passwd | head -1)")
             #expect(run.out == "pulled root:x:0:0:root:/root:/bin/sh", "\(tag): \(run.stderr)")
-            #expect(inspect(fresh, ref)["Architecture"] as? String == "amd64")
+            #expect(fresh.imageInspect(ref)["Architecture"] as? String == "amd64")
             if tag.hasPrefix("multi") {
                 let arm = fresh.hako("pull", "--platform", "linux/arm64", ref)
                 #expect(arm.status == 0, "\(arm.stderr)")
-                #expect(inspect(fresh, ref)["Architecture"] as? String == "arm64", "--platform linux/arm64 picks the arm64 entry")
+                #expect(fresh.imageInspect(ref)["Architecture"] as? String == "arm64", "--platform linux/arm64 picks the arm64 entry")
                 let none = fresh.hako("pull", "--platform", "linux/s390x", ref)
                 #expect(none.status == 125 && none.stderr.contains("no image for platform linux/s390x"), "\(none.stderr)")
             }
@@ -159,7 +152,7 @@ final class RegistryIntegrationTests {
         _ = Subprocess.waitBounded(pid, timeout: 10)
         #expect(started, "the pull got going before it was killed")
         fresh.verifiedBlobs()   // every stored blob is whole and verified: no partial one
-        let layerDigest = inspect(host, ref)["RootFS"].flatMap { ($0 as? [String: Any])?["Layers"] as? [String] }?.first ?? ""
+        let layerDigest = host.imageInspect(ref)["RootFS"].flatMap { ($0 as? [String: Any])?["Layers"] as? [String] }?.first ?? ""
         #expect(layerDigest.hasPrefix("sha256:"))
         #expect(!FileManager.default.fileExists(atPath: fresh.root + "/images/snapshots/" + layerDigest.dropFirst(7)))
         // The next pull finishes the job and tidies up what the killed one left.

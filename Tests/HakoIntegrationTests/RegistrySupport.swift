@@ -214,5 +214,13 @@ extension TestHost {
         return names
     }
 
+    /// `hako image inspect REF` as JSON (empty when it fails).
+    func imageInspect(_ ref: String) -> [String: Any] {
+        let r = hako("image", "inspect", ref)
+        guard r.status == 0, let data = r.stdout.data(using: .utf8),
+              let arr = try? JSONSerialization.jsonObject(with: data) as? [[String: Any]] else { return [:] }
+        return arr.first ?? [:]
+    }
+
     var imageTempFiles: [String] { (try? FileManager.default.contentsOfDirectory(atPath: root + "/images/tmp")) ?? [] }
 }

@@ -5,9 +5,9 @@ RELEASE := -c release --static-swift-stdlib
 BIN_DIR := .build/release
 
 # Debian packages the build, the tests, the demo and the benchmarks need.
-DEB_PACKAGES := busybox-static libcap-dev libseccomp-dev libmnl-dev libnftnl-dev zlib1g-dev \
+DEB_PACKAGES := busybox-static libcap-dev libseccomp-dev libmnl-dev libnftnl-dev zlib1g-dev libzstd-dev \
 	libssl-dev libsqlite3-dev tar gzip util-linux procps iproute2 nftables jq hyperfine runc crun time linux-perf \
-	iperf3 python3
+	iperf3 python3 docker-registry podman skopeo apache2-utils openssl
 
 .PHONY: all deps build test unit-test integration-test demo bench clean install
 

@@ -22,16 +22,18 @@ let package = Package(
         .systemLibrary(name: "CSeccomp", path: "Sources/CSeccomp"),
         .systemLibrary(name: "CMnl", path: "Sources/CMnl"),
         .systemLibrary(name: "CNftnl", path: "Sources/CNftnl"),
+        .systemLibrary(name: "CZstd", path: "Sources/CZstd"),
 
         // system: thin typed Swift over syscalls.
         .target(name: "HakoSystem", dependencies: ["CHakoShim"]),
 
         // facilities
         .target(name: "HakoRuntime", dependencies: ["HakoSystem", "CHakoShim"]),
-        .target(name: "HakoImage", dependencies: ["HakoSystem", "CHakoShim", "CZlib", "COpenSSL"]),
+        // HTTP/1.1 over TCP and OpenSSL TLS
+        .target(name: "HakoTransport", dependencies: ["HakoSystem", "COpenSSL"]),
+        .target(name: "HakoImage", dependencies: ["HakoSystem", "HakoTransport", "CHakoShim", "CZlib", "CZstd", "COpenSSL"]),
         // capabilities (libcap) and seccomp (libseccomp, filters cached by hash)
         .target(name: "HakoSecurity", dependencies: ["HakoSystem", "CHakoShim", "CCap", "CSeccomp", "COpenSSL"]),
-
         // netlink (libmnl) and nftables (libnftnl)
         .target(name: "HakoNetwork", dependencies: ["HakoSystem", "CHakoShim", "CMnl", "CNftnl"]),
 
@@ -45,7 +47,7 @@ let package = Package(
         ]),
 
         .testTarget(name: "HakoUnitTests", dependencies: ["CHakoShim", "HakoSystem", "HakoRuntime", "HakoEngine", "HakoSecurity", "HakoNetwork"]),
-        .testTarget(name: "HakoImageTests", dependencies: ["HakoSystem", "HakoImage"]),
+        .testTarget(name: "HakoImageTests", dependencies: ["HakoSystem", "HakoImage", "HakoTransport"]),
         .testTarget(name: "HakoNetworkTests", dependencies: ["HakoSystem", "HakoNetwork", "CMnl", "CNftnl"]),
         .testTarget(name: "HakoIntegrationTests", dependencies: ["HakoSystem", "HakoRuntime"]),
     ]

@@ -50,6 +50,7 @@ const uint64_t HAKO_MS_RDONLY = MS_RDONLY, HAKO_MS_NOSUID = MS_NOSUID, HAKO_MS_N
     HAKO_MS_SLAVE = MS_SLAVE, HAKO_MS_SHARED = MS_SHARED, HAKO_MS_STRICTATIME = MS_STRICTATIME,
     HAKO_MS_RELATIME = MS_RELATIME, HAKO_MS_NOATIME = MS_NOATIME;
 const int HAKO_O_PATH = O_PATH;
+const int HAKO_O_TMPFILE = O_TMPFILE;
 
 int hako_openat2(int dirfd, const char *path, int flags, int mode, uint64_t resolve) {
     struct open_how how;
@@ -128,6 +129,10 @@ int hako_setxattr(const char *path, const char *name, const void *value, size_t 
 
 ssize_t hako_lgetxattr(const char *path, const char *name, void *value, size_t size) {
     return lgetxattr(path, name, value, size);
+}
+
+ssize_t hako_llistxattr(const char *path, char *list, size_t size) {
+    return llistxattr(path, list, size);
 }
 
 int hako_syncfs(int fd) { return syncfs(fd); }

@@ -41,6 +41,8 @@ public struct RunOptions: Sendable {
     public var logOptions: [String] = []
     /// Resource limits and hardening (Isolation.swift).
     public var isolation = IsolationOptions()
+    /// Whether and how the image is pulled (`--pull`, `--platform`).
+    public var pull = ImagePullOptions()
 
     public init(image: String) { self.image = image }
 }

@@ -11,7 +11,7 @@ extension Engine {
     /// Nothing is started. Everything is validated before anything is written;
     /// the container appears on disk whole or not at all.
     public func create(_ o: RunOptions) throws -> ContainerConfig {
-        let image = try images.resolve(o.image)
+        let image = try imageForRun(o)
         var draft = try makeConfig(o, image: image)
         draft.isolation = try makeIsolation(o)
         draft.id = hexString(randomBytes(32))

@@ -56,7 +56,10 @@ extension Engine {
             var (runtime, monitor) = SpecBuilder.build(config: config, paths: cp, nameLink: paths.nameLink(config.name),
                                                        user: user, cgroup: placement, terminal: terminal)
             try prepareNetworkAndStorage(config, runtime: &runtime, monitor: &monitor)
-            let spec = LaunchSpecEncoder.encode(SpecBuilder.harden(runtime, config: config, hardening), monitor: monitor)
+            runtime = SpecBuilder.harden(runtime, config: config, hardening)
+            // A detached overlay (user namespaces) is built layer by layer; the classic mount data must fit in a page.
+            if let o = runtime.overlay, !o.detached { runtime.overlay = try fitOverlay(o) }
+            let spec = LaunchSpecEncoder.encode(runtime, monitor: monitor)
             _ = try MonitorLauncher.launch(monitorPath: monitorPath, spec: spec, attach: theirs)
             theirs?.close()
         } catch {

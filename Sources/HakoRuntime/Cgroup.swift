@@ -157,9 +157,11 @@ enum CgroupFS {
     }
 
     private static func createChain(_ path: String, prepare: (String) throws -> Void) throws {
-        if FS.isDirectory(path) { return }
+        // An existing directory is prepared too: another process may have made
+        // it a moment ago and not prepared it yet (an empty cpuset refuses tasks).
+        if FS.isDirectory(path) { try prepare(path); return }
         let parent = String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)])
-        if !parent.isEmpty && !FS.isDirectory(parent) { try createChain(parent, prepare: prepare) }
+        if !parent.isEmpty { try createChain(parent, prepare: prepare) }
         if mkdir(path, 0o755) != 0 && errno != EEXIST { throw SystemError("mkdir", path) }
         try prepare(path)
     }

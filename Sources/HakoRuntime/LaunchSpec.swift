@@ -125,7 +125,12 @@ public struct OverlayRoot: Sendable, Equatable, Codable {
     /// in its own user namespace), the lower layers idmapped when `idmapLower`.
     public var detached = false
     public var idmapLower = false
-    public init(lower: [String], upper: String, work: String) { self.lower = lower; self.upper = upper; self.work = work }
+    /// The init chdirs here before mounting, so `lower` may hold short relative
+    /// names (the mount options must fit in a page).
+    public var directory: String?
+    public init(lower: [String], upper: String, work: String, directory: String? = nil) {
+        self.lower = lower; self.upper = upper; self.work = work; self.directory = directory
+    }
 
     /// Overlay mount data, escaping the separators overlay reserves.
     public var mountData: String {
@@ -264,6 +269,7 @@ public enum LaunchSpecEncoder {
             w.raw(HAKO_T_DETACHED_OVERLAY, b)
         } else if let o = r.overlay {
             w.string(HAKO_T_OVERLAY, o.mountData)
+            if let d = o.directory { w.string(HAKO_T_OVERLAY_DIR, d) }
         }
         if let h = r.hostname { w.string(HAKO_T_HOSTNAME, h) }
         let p = r.process

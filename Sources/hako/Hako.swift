@@ -47,6 +47,8 @@ struct Hako: ParsableCommand {
             Logs.self, Inspect.self, Exec.self, Wait.self, Pause.self, Unpause.self,
             Import.self, Images.self, Doctor.self, Update.self, Stats.self,
             NetworkCommand.self, VolumeCommand.self, Port.self,
+            Pull.self, Push.self, Login.self, Logout.self, Rmi.self, Tag.self, History.self, ImageGroup.self,
+            Save.self, Load.self, Export.self, Commit.self,
         ])
 }
 

@@ -147,47 +147,6 @@ struct Inspect: ParsableCommand {
     }
 }
 
-struct Import: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Make an image from a root file system tarball (plain or gzip; \"-\" reads stdin).")
-    @OptionGroup var global: GlobalOptions
-    @Argument(help: "TARBALL") var tarball: String
-    @Argument(help: "NAME[:TAG]") var reference: String?
-
-    func run() throws {
-        let engine = try global.engine()
-        let image = try engine.images.importRootfs(from: tarball, reference: reference)
-        print("sha256:" + image.id)
-    }
-}
-
-struct Images: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "List images.")
-    @OptionGroup var global: GlobalOptions
-    @Flag(name: .shortAndLong, help: "Only display image IDs.") var quiet = false
-    @Option(name: .long, help: "Output format: table or json.") var format = "table"
-
-    struct Row: Codable { var Repository: String, Tag: String, ID: String, CreatedSince: String, Size: String }
-
-    func run() throws {
-        guard format == "table" || format == "json" else { throw HakoError(.failed, "unknown format \"\(format)\" (table or json)") }
-        let engine = try global.engine()
-        var rows: [Row] = []
-        for image in try engine.images.list() {
-            let refs = image.references.isEmpty ? ["<none>:<none>"] : image.references
-            for ref in refs {
-                let colon = ref.lastIndex(of: ":").flatMap { ref[$0...].contains("/") ? nil : $0 }
-                let repo = colon.map { String(ref[..<$0]) } ?? ref
-                let tag = colon.map { String(ref[ref.index(after: $0)...]) } ?? "latest"
-                rows.append(Row(Repository: repo, Tag: tag, ID: String(image.id.prefix(12)),
-                                CreatedSince: image.created.map(ago) ?? "N/A", Size: humanSize(image.size)))
-            }
-        }
-        if quiet { for r in rows { print(r.ID) }; return }
-        if format == "json" { for r in rows { print(try jsonLine(r)) }; return }
-        printTable(["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], rows.map { [$0.Repository, $0.Tag, $0.ID, $0.CreatedSince, $0.Size] })
-    }
-}
-
 func humanSize(_ n: Int64) -> String {
     let units = ["B", "kB", "MB", "GB", "TB"]
     var v = Double(n)

@@ -75,6 +75,7 @@ struct Run: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
     @OptionGroup var options: ContainerOptions
+    @OptionGroup var pullFlags: PullFlags
     @Flag(name: .shortAndLong, help: "Run in the background and print the container ID.") var detach = false
     @Argument(parsing: .captureForPassthrough, help: "IMAGE [COMMAND] [ARG...]") var imageAndCommand: [String] = []
 
@@ -82,7 +83,8 @@ struct Run: ParsableCommand {
         try refuseUnknownFlag(imageAndCommand)
         guard let image = imageAndCommand.first else { throw ValidationError("\"run\" requires an image") }
         let engine = try global.engine()
-        let o = try options.runOptions(image: image, command: Array(imageAndCommand.dropFirst()))
+        var o = try options.runOptions(image: image, command: Array(imageAndCommand.dropFirst()))
+        o.pull = try pullFlags.options()
         let config = try engine.create(o)
         if detach {
             do { _ = try engine.start(created: config) } catch {
@@ -109,13 +111,16 @@ struct Create: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
     @OptionGroup var options: ContainerOptions
+    @OptionGroup var pullFlags: PullFlags
     @Argument(parsing: .captureForPassthrough, help: "IMAGE [COMMAND] [ARG...]") var imageAndCommand: [String] = []
 
     func run() throws {
         try refuseUnknownFlag(imageAndCommand)
         guard let image = imageAndCommand.first else { throw ValidationError("\"create\" requires an image") }
         let engine = try global.engine()
-        let config = try engine.create(try options.runOptions(image: image, command: Array(imageAndCommand.dropFirst())))
+        var o = try options.runOptions(image: image, command: Array(imageAndCommand.dropFirst()))
+        o.pull = try pullFlags.options()
+        let config = try engine.create(o)
         print(config.id)
     }
 }

@@ -236,6 +236,7 @@ int hako_pipe2(int fds[2], int flags);
 // Extended attributes and syncfs (<sys/xattr.h> is not in the Glibc module).
 int hako_setxattr(const char *path, const char *name, const void *value, size_t size, int follow);
 ssize_t hako_lgetxattr(const char *path, const char *name, void *value, size_t size);
+ssize_t hako_llistxattr(const char *path, char *list, size_t size);
 int hako_syncfs(int fd);
 ssize_t hako_getrandom(void *buf, size_t len);
 
@@ -300,6 +301,7 @@ extern const uint64_t HAKO_MS_RDONLY, HAKO_MS_NOSUID, HAKO_MS_NODEV, HAKO_MS_NOE
     HAKO_MS_REC, HAKO_MS_PRIVATE, HAKO_MS_SLAVE, HAKO_MS_SHARED, HAKO_MS_STRICTATIME,
     HAKO_MS_RELATIME, HAKO_MS_NOATIME;
 extern const int HAKO_O_PATH;
+extern const int HAKO_O_TMPFILE;
 
 #ifdef __cplusplus
 }

@@ -27,11 +27,11 @@ final class RegistryIntegrationTests {
     }
 
     @Test func pushAndPullEveryManifestKind() throws {
-        let registry = try TestRegistry()
+        let registry = try TestRegistry(in: host)
         defer { registry.stop() }
         let oci = push(registry, as: "oci")
         // skopeo rewrites it as Docker schema 2.
-        let podman = try Podman()
+        let podman = try Podman(in: host)
         let copy = podman.skopeo(["copy", "-q", "--src-tls-verify=false", "--dest-tls-verify=false", "--format", "v2s2",
                                   "docker://" + oci, "docker://\(registry.address)/test/busybox:v2s2"])
         #expect(copy.status == 0, "\(copy.stderr)")
@@ -55,10 +55,10 @@ final class RegistryIntegrationTests {
                      "multi": "application/vnd.oci.image.index.v1+json", "multi-v2s2": "application/vnd.docker.distribution.manifest.list.v2+json"]
         for (tag, mediaType) in kinds.sorted(by: { $0.key < $1.key }) {
             // The registry really holds that kind.
-            let head = Subprocess.run(["/usr/bin/curl", "-sSI", "--noproxy", "*", "-H", "Accept: \(kinds.values.joined(separator: ", "))",
+            let head = Subprocess.run(host.prefix + ["/usr/bin/curl", "-sSI", "--noproxy", "*", "-H", "Accept: \(kinds.values.joined(separator: ", "))",
                                        "http://\(registry.address)/v2/test/busybox/manifests/\(tag)"]).stdout.lowercased()
             #expect(head.contains("content-type: \(mediaType)"), "\(tag): \(head)")
-            let fresh = TestHost("pull")
+            let fresh = TestHost("pull", sharingNetworkWith: host)
             defer { fresh.cleanup() }
             let ref = "\(registry.address)/test/busybox:\(tag)"
             let pull = fresh.hako("pull", ref)
@@ -79,10 +79,10 @@ final class RegistryIntegrationTests {
     }
 
     @Test func runPullsWhenMissingAndASecondPullTransfersNothing() throws {
-        let registry = try TestRegistry()
+        let registry = try TestRegistry(in: host)
         defer { registry.stop() }
         let ref = push(registry, as: "latest")
-        let fresh = TestHost("again")
+        let fresh = TestHost("again", sharingNetworkWith: host)
         defer { fresh.cleanup() }
         let run = fresh.hako("run", "--rm", ref, "echo", "auto-pulled")
         #expect(run.out == "auto-pulled", "\(run.stderr)")
@@ -99,17 +99,17 @@ final class RegistryIntegrationTests {
     }
 
     @Test func tamperedBlobsAndMalformedManifestsAreRefused() throws {
-        let registry = try TestRegistry()
+        let registry = try TestRegistry(in: host)
         defer { registry.stop() }
         let ref = push(registry, as: "tampered")
-        let manifest = try JSONSerialization.jsonObject(with: Data(Subprocess.run([
+        let manifest = try JSONSerialization.jsonObject(with: Data(Subprocess.run(host.prefix + [
             "/usr/bin/curl", "-sS", "--noproxy", "*", "-H", "Accept: application/vnd.oci.image.manifest.v1+json",
             "http://\(registry.address)/v2/test/busybox/manifests/tampered"]).stdout.utf8)) as? [String: Any]
         let layer = ((manifest?["layers"] as? [[String: Any]])?.first?["digest"] as? String) ?? ""
         #expect(layer.hasPrefix("sha256:"))
         // One byte of the stored layer flipped, in the registry's own storage.
         TestFiles.sh("printf '\\377' | dd of=\(registry.blobData(layer)) bs=1 seek=5000 conv=notrunc status=none")
-        let fresh = TestHost("tamper")
+        let fresh = TestHost("tamper", sharingNetworkWith: host)
         defer { fresh.cleanup() }
         let pull = fresh.hako("pull", ref)
         #expect(pull.status == 125, "\(pull.stdout)")
@@ -121,7 +121,7 @@ final class RegistryIntegrationTests {
         // A manifest the registry accepts but that is no container image.
         let config = (manifest?["config"] as? [String: Any]) ?? [:]
         let odd = #"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.example.thing","digest":"\#(config["digest"] ?? "")","size":\#(config["size"] ?? 0)},"layers":[]}"#
-        let put = Subprocess.run(["/usr/bin/curl", "-sS", "--noproxy", "*", "-X", "PUT", "-H", "Content-Type: application/vnd.oci.image.manifest.v1+json",
+        let put = Subprocess.run(host.prefix + ["/usr/bin/curl", "-sS", "--noproxy", "*", "-X", "PUT", "-H", "Content-Type: application/vnd.oci.image.manifest.v1+json",
                                   "--data-binary", odd, "-o", "/dev/null", "-w", "%{http_code}",
                                   "http://\(registry.address)/v2/test/busybox/manifests/odd"])
         #expect(put.out == "201", "\(put.stdout) \(put.stderr)")
@@ -133,7 +133,7 @@ final class RegistryIntegrationTests {
     }
 
     @Test func interruptedPullLeavesNoPartialBlob() throws {
-        let registry = try TestRegistry()
+        let registry = try TestRegistry(in: host)
         defer { registry.stop() }
         // A big layer that compresses badly, so the download takes a moment.
         let dir = try TestFiles.tempDir("hako-big")
@@ -142,10 +142,10 @@ final class RegistryIntegrationTests {
         let ref = "\(registry.address)/test/big:1"
         #expect(host.hako("import", dir + "/big.tar.gz", ref).status == 0)
         #expect(host.hako("push", ref, timeout: 120).status == 0)
-        let fresh = TestHost("interrupt")
+        let fresh = TestHost("interrupt", sharingNetworkWith: host)
         defer { fresh.cleanup() }
         let out = dir + "/pull.out"
-        let pid = Subprocess.spawn([Binaries.hako, "pull", ref], env: fresh.env, stdout: out, stderr: out)
+        let pid = Subprocess.spawn(fresh.prefix + [Binaries.hako, "pull", ref], env: fresh.env, stdout: out, stderr: out)
         // Kill it once the layer is arriving (its snapshot is being unpacked).
         let started = fresh.eventually(30) { fresh.imageTempFiles.contains { $0.hasPrefix("snapshot-") } }
         kill(pid, SIGKILL)
@@ -166,9 +166,9 @@ final class RegistryIntegrationTests {
     }
 
     @Test func tlsWithACAFileOrWithoutVerification() throws {
-        let registry = try TestRegistry(tls: true)
+        let registry = try TestRegistry(in: host, tls: true)
         defer { registry.stop() }
-        let fresh = TestHost("tls")
+        let fresh = TestHost("tls", sharingNetworkWith: host)
         defer { fresh.cleanup() }
         // Loopback counts as insecure by default (as in Docker); turn that off to check the certificates.
         try fresh.writeEngineConfig(#"{"registries": {"insecure-loopback": false}}"#)
@@ -191,7 +191,7 @@ final class RegistryIntegrationTests {
     }
 
     @Test func loginStoresCredentialsPrivately() throws {
-        let registry = try TestRegistry(users: ["alice": "wonderland"])
+        let registry = try TestRegistry(in: host, users: ["alice": "wonderland"])
         defer { registry.stop() }
         let ref = "\(registry.address)/private/busybox:1"
         #expect(host.hako("tag", host.busybox, ref).status == 0)
@@ -205,7 +205,7 @@ final class RegistryIntegrationTests {
         let attrs = try FileManager.default.attributesOfItem(atPath: host.root + "/auth.json")
         #expect((attrs[.posixPermissions] as? Int) == 0o600)
         #expect(host.hako("push", ref).status == 0)
-        let fresh = TestHost("login")
+        let fresh = TestHost("login", sharingNetworkWith: host)
         defer { fresh.cleanup() }
         #expect(fresh.hako("pull", ref).status == 125, "another root has no credentials")
         #expect(host.hako("rmi", ref).status == 0)

@@ -5,12 +5,15 @@ import Foundation
 import HakoSystem
 import Testing
 
-/// Debian's `docker-registry` (CNCF distribution) on 127.0.0.1, a free port,
-/// its own config and temp storage; started and stopped by PID by the test
-/// that uses it. Optional TLS (a CA made for the test) and htpasswd auth.
+/// Debian's `docker-registry` (CNCF distribution) on 127.0.0.1 of a test's own
+/// network namespace, a free port, its own config and temp storage; started
+/// and stopped by PID by the test that uses it. Optional TLS (a CA made for the
+/// test) and htpasswd auth.
 final class TestRegistry: @unchecked Sendable {
     let dir: String
     let port: UInt16
+    /// Runs a program in the registry's network namespace (curl, skopeo, podman against it).
+    let prefix: [String]
     private(set) var pid: pid_t = -1
     /// The CA that signed the registry's certificate (TLS only).
     private(set) var caFile: String?
@@ -19,9 +22,10 @@ final class TestRegistry: @unchecked Sendable {
     var storage: String { dir + "/storage" }
     var log: String { dir + "/registry.log" }
 
-    init(tls: Bool = false, users: [String: String] = [:]) throws {
+    init(in host: TestHost, tls: Bool = false, users: [String: String] = [:]) throws {
         dir = try TestFiles.tempDir("hako-registry")
-        port = try TestRegistry.freePort()
+        prefix = host.prefix
+        port = try TestRegistry.freePort(prefix: prefix)
         try FileManager.default.createDirectory(atPath: dir + "/storage", withIntermediateDirectories: true)
         var config = """
         version: 0.1
@@ -57,11 +61,11 @@ final class TestRegistry: @unchecked Sendable {
             config += "auth:\n  htpasswd:\n    realm: hako-test\n    path: \(dir)/htpasswd\n"
         }
         try config.write(toFile: dir + "/config.yml", atomically: true, encoding: .utf8)
-        pid = Subprocess.spawn(["/usr/bin/docker-registry", "serve", dir + "/config.yml"], stdout: log, stderr: log)
+        pid = Subprocess.spawn(prefix + ["/usr/bin/docker-registry", "serve", dir + "/config.yml"], stdout: log, stderr: log)
         guard pid > 0 else { throw TestFiles.failure("cannot start docker-registry") }
         // Ready when it accepts connections (bounded: 30 s, the machine may be busy).
         let deadline = monotonicSeconds() + 30
-        while !TestRegistry.accepts(port) {
+        while !TestRegistry.accepts(port, prefix: prefix) {
             var status: Int32 = 0
             let exited = waitpid(pid, &status, WNOHANG) == pid
             if exited || monotonicSeconds() > deadline {
@@ -116,30 +120,18 @@ final class TestRegistry: @unchecked Sendable {
         caFile = ca + ".pem"
     }
 
-    static func freePort() throws -> UInt16 {
-        let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(s) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let ok = withUnsafeMutablePointer(to: &addr) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, len) == 0 && getsockname(s, $0, &len) == 0 }
+    /// A port nothing listens on in the namespace (a fresh namespace has all of them free).
+    static func freePort(prefix: [String]) throws -> UInt16 {
+        for _ in 0..<20 {
+            let port = UInt16.random(in: 20000...39999)
+            if !accepts(port, prefix: prefix) { return port }
         }
-        guard ok else { throw TestFiles.failure("no free port") }
-        return UInt16(bigEndian: addr.sin_port)
+        throw TestFiles.failure("no free port")
     }
 
-    static func accepts(_ port: UInt16) -> Bool {
-        let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(s) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        addr.sin_port = port.bigEndian
-        return withUnsafePointer(to: &addr) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-        }
+    /// Whether something accepts TCP connections on 127.0.0.1:port in the namespace.
+    static func accepts(_ port: UInt16, prefix: [String]) -> Bool {
+        Subprocess.run(prefix + ["/bin/bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/\(port)"], timeout: 5).status == 0
     }
 }
 
@@ -147,9 +139,12 @@ final class TestRegistry: @unchecked Sendable {
 /// no mounts) under a temp dir, removed afterwards.
 final class Podman: @unchecked Sendable {
     let dir: String
+    /// The network namespace podman and skopeo run in (the registry's), if any.
+    let prefix: [String]
 
-    init() throws {
+    init(in host: TestHost? = nil) throws {
         dir = try TestFiles.tempDir("hako-podman")
+        prefix = host?.prefix ?? []
     }
 
     deinit {
@@ -160,7 +155,7 @@ final class Podman: @unchecked Sendable {
 
     @discardableResult
     func run(_ args: [String], timeout: Double = 120) -> Output {
-        Subprocess.run(["/usr/bin/podman", "--root", dir + "/root", "--runroot", dir + "/runroot", "--tmpdir", dir + "/tmp",
+        Subprocess.run(prefix + ["/usr/bin/podman", "--root", dir + "/root", "--runroot", dir + "/runroot", "--tmpdir", dir + "/tmp",
                         "--storage-driver", "vfs", "--events-backend", "file", "--cgroup-manager", "cgroupfs"] + args,
                        env: ["TMPDIR": dir], timeout: timeout)
     }
@@ -170,7 +165,7 @@ final class Podman: @unchecked Sendable {
 
     @discardableResult
     func skopeo(_ args: [String], timeout: Double = 120) -> Output {
-        Subprocess.run(["/usr/bin/skopeo"] + args, env: ["TMPDIR": dir], timeout: timeout)
+        Subprocess.run(prefix + ["/usr/bin/skopeo"] + args, env: ["TMPDIR": dir], timeout: timeout)
     }
 }
 

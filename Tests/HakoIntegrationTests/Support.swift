@@ -100,8 +100,12 @@ final class TestHost: @unchecked Sendable {
     let cgroupParent: String
     /// The network namespace this host's commands run in (/run/netns/NAME).
     let netns: String
+    /// Whether this host made (and so removes) its network namespace.
+    private let ownsNetns: Bool
 
-    init(_ tag: String) {
+    /// - Parameter network: share that host's network namespace (e.g. to reach a
+    ///   registry listening on its loopback) instead of making a new one.
+    init(_ tag: String, sharingNetworkWith network: TestHost? = nil) {
         var template = Array("/tmp/hako-test-\(tag)-XXXXXX".utf8CString)
         let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
         base = made.map { String(cString: $0) } ?? "/tmp/hako-test-\(tag)-\(getpid())"
@@ -112,7 +116,13 @@ final class TestHost: @unchecked Sendable {
         // host's clean-up remove another's fresh container cgroups.
         let suffix = base.split(separator: "-").last.map(String.init) ?? "x"
         cgroupParent = "hako-test-\(tag)-\(getpid())-\(suffix)"
+        if let other = network {
+            netns = other.netns
+            ownsNetns = false
+            return
+        }
         netns = "hako-t-\(tag)-\(suffix)"
+        ownsNetns = true
         Subprocess.run(["/usr/bin/ip", "netns", "add", netns])
         Subprocess.run(["/usr/bin/ip", "-n", netns, "link", "set", "lo", "up"])
         // A new namespace copies the host's forwarding setting; start every host from the kernel's default.
@@ -173,7 +183,7 @@ final class TestHost: @unchecked Sendable {
             return !dirs.contains { FileManager.default.fileExists(atPath: "\(runRoot)/containers/\($0)/monitor.lock") }
         }
         for d in cgroupDirs().sorted(by: { $0.count > $1.count }) { rmdir(d) }
-        Subprocess.run(["/usr/bin/ip", "netns", "del", netns])
+        if ownsNetns { Subprocess.run(["/usr/bin/ip", "netns", "del", netns]) }
         try? FileManager.default.removeItem(atPath: base)
     }
 

@@ -114,7 +114,7 @@ extension TestHost {
 
     /// `hako` with extra environment (e.g. HAKO_USERNS_RANGE).
     func hako(env extra: [String: String], _ args: String...) -> Output {
-        Subprocess.run([Binaries.hako] + args, env: env.merging(extra) { $1 }, timeout: 60)
+        Subprocess.run(prefix + [Binaries.hako] + args, env: env.merging(extra) { $1 }, timeout: 60)
     }
 
     /// A file of a container's cgroup in a v1 hierarchy (this machine is hybrid).

@@ -23,7 +23,7 @@ private func withOutput(_ path: String?, what: String, _ body: (any ByteSink) th
 }
 
 struct Save: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Write images to an archive (docker-archive or oci-archive).")
+    static let configuration = CommandConfiguration(commandName: "save", abstract: "Write images to an archive (docker-archive or oci-archive).")
     @OptionGroup var global: GlobalOptions
     @Option(name: .shortAndLong, help: "Write to a file instead of stdout.") var output: String?
     @Option(name: .long, help: "docker-archive (default; also an OCI layout) or oci-archive.") var format = "docker-archive"
@@ -40,7 +40,7 @@ struct Save: ParsableCommand {
 }
 
 struct Load: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Load images from an archive (docker save, podman save, OCI archives; plain, gzip or zstd).")
+    static let configuration = CommandConfiguration(commandName: "load", abstract: "Load images from an archive (docker save, podman save, OCI archives; plain, gzip or zstd).")
     @OptionGroup var global: GlobalOptions
     @Option(name: .shortAndLong, help: "Read from a file instead of stdin.") var input: String?
     @Flag(name: .shortAndLong, help: "Do not show progress.") var quiet = false
@@ -61,7 +61,7 @@ struct Load: ParsableCommand {
 }
 
 struct Export: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Write a container's file system as a tar archive.")
+    static let configuration = CommandConfiguration(commandName: "export", abstract: "Write a container's file system as a tar archive.")
     @OptionGroup var global: GlobalOptions
     @Option(name: .shortAndLong, help: "Write to a file instead of stdout.") var output: String?
     @Argument(help: "CONTAINER") var container: String
@@ -73,7 +73,7 @@ struct Export: ParsableCommand {
 }
 
 struct Commit: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Make an image from a container's changes.")
+    static let configuration = CommandConfiguration(commandName: "commit", abstract: "Make an image from a container's changes.")
     @OptionGroup var global: GlobalOptions
     @Option(name: .shortAndLong, help: "Author.") var author: String?
     @Option(name: .shortAndLong, help: "Commit message.") var message: String?

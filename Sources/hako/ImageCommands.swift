@@ -14,7 +14,7 @@ struct RegistryFlags: ParsableArguments {
 }
 
 struct Pull: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Download an image from a registry.")
+    static let configuration = CommandConfiguration(commandName: "pull", abstract: "Download an image from a registry.")
     @OptionGroup var global: GlobalOptions
     @OptionGroup var registry: RegistryFlags
     @Option(name: .long, help: "Platform to pull from a multi-platform image (os/arch[/variant]; default: this host's).")
@@ -37,7 +37,7 @@ struct Pull: ParsableCommand {
 }
 
 struct Push: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Upload an image to its registry.")
+    static let configuration = CommandConfiguration(commandName: "push", abstract: "Upload an image to its registry.")
     @OptionGroup var global: GlobalOptions
     @OptionGroup var registry: RegistryFlags
     @Flag(name: .shortAndLong, help: "Print only the digest.") var quiet = false
@@ -53,7 +53,7 @@ struct Push: ParsableCommand {
 }
 
 struct Login: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Log in to a registry (credentials kept in <root>/auth.json, mode 0600).")
+    static let configuration = CommandConfiguration(commandName: "login", abstract: "Log in to a registry (credentials kept in <root>/auth.json, mode 0600).")
     @OptionGroup var global: GlobalOptions
     @OptionGroup var registry: RegistryFlags
     @Option(name: .shortAndLong, help: "Username.") var username: String?
@@ -92,7 +92,7 @@ struct Login: ParsableCommand {
 }
 
 struct Logout: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Forget the credentials of a registry.")
+    static let configuration = CommandConfiguration(commandName: "logout", abstract: "Forget the credentials of a registry.")
     @OptionGroup var global: GlobalOptions
     @Argument(help: "SERVER (default: Docker Hub)") var server: String?
 
@@ -104,7 +104,7 @@ struct Logout: ParsableCommand {
 }
 
 struct Import: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Make an image from a root file system tarball (plain, gzip or zstd; \"-\" reads stdin).")
+    static let configuration = CommandConfiguration(commandName: "import", abstract: "Make an image from a root file system tarball (plain, gzip or zstd; \"-\" reads stdin).")
     @OptionGroup var global: GlobalOptions
     @Argument(help: "TARBALL") var tarball: String
     @Argument(help: "NAME[:TAG]") var reference: String?
@@ -117,7 +117,7 @@ struct Import: ParsableCommand {
 }
 
 struct Images: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "List images.")
+    static let configuration = CommandConfiguration(commandName: "images", abstract: "List images.")
     @OptionGroup var global: GlobalOptions
     @Flag(name: .shortAndLong, help: "Show all images (hako keeps no intermediate images: the same as without).") var all = false
     @Flag(name: .shortAndLong, help: "Only display image IDs.") var quiet = false
@@ -169,7 +169,7 @@ struct Images: ParsableCommand {
 }
 
 struct Rmi: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Remove images (refuses images containers use, unless -f).")
+    static let configuration = CommandConfiguration(commandName: "rmi", abstract: "Remove images (refuses images containers use, unless -f).")
     @OptionGroup var global: GlobalOptions
     @Flag(name: .shortAndLong, help: "Remove even when containers use the image (never a running container's).") var force = false
     @Argument(help: "IMAGE...") var references: [String]
@@ -192,7 +192,7 @@ struct Rmi: ParsableCommand {
 }
 
 struct Tag: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Give an image another name.")
+    static let configuration = CommandConfiguration(commandName: "tag", abstract: "Give an image another name.")
     @OptionGroup var global: GlobalOptions
     @Argument(help: "SOURCE_IMAGE[:TAG]") var source: String
     @Argument(help: "TARGET_IMAGE[:TAG]") var target: String
@@ -203,7 +203,7 @@ struct Tag: ParsableCommand {
 }
 
 struct History: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show the steps that made an image.")
+    static let configuration = CommandConfiguration(commandName: "history", abstract: "Show the steps that made an image.")
     @OptionGroup var global: GlobalOptions
     @Flag(name: .customLong("no-trunc"), help: "Do not truncate output.") var noTrunc = false
     @Flag(name: .shortAndLong, help: "Only show IDs.") var quiet = false

@@ -130,7 +130,7 @@ struct NetworkTeardown: ParsableCommand {
 }
 
 struct Port: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "List a container's published ports.")
+    static let configuration = CommandConfiguration(commandName: "port", abstract: "List a container's published ports.")
     @OptionGroup var global: GlobalOptions
     @Argument(help: "CONTAINER") var container: String
     @Argument(help: "PRIVATE_PORT[/PROTO]") var privatePort: String?

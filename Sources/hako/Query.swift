@@ -44,7 +44,7 @@ func jsonLine<T: Encodable>(_ value: T) throws -> String {
 }
 
 struct Ps: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "List containers (running ones unless -a).")
+    static let configuration = CommandConfiguration(commandName: "ps", abstract: "List containers (running ones unless -a).")
     @OptionGroup var global: GlobalOptions
     @Flag(name: .shortAndLong, help: "Show all containers.") var all = false
     @Flag(name: .shortAndLong, help: "Only display container IDs.") var quiet = false
@@ -98,7 +98,7 @@ struct Ps: ParsableCommand {
 }
 
 struct Logs: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show a container's output.")
+    static let configuration = CommandConfiguration(commandName: "logs", abstract: "Show a container's output.")
     @OptionGroup var global: GlobalOptions
     @Flag(name: .shortAndLong, help: "Follow the output.") var follow = false
     @Option(name: [.customShort("n"), .long], help: "Number of lines from the end (or \"all\").") var tail = "all"
@@ -129,7 +129,7 @@ struct Logs: ParsableCommand {
 }
 
 struct Inspect: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show containers' configuration and state as JSON.")
+    static let configuration = CommandConfiguration(commandName: "inspect", abstract: "Show containers' configuration and state as JSON.")
     @OptionGroup var global: GlobalOptions
     @Argument(help: "CONTAINER...") var containers: [String]
 
@@ -166,7 +166,7 @@ func humanSize(_ n: Int64) -> String {
 }
 
 struct Doctor: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Check the kernel for what hako needs, and say how to fix what is missing.")
+    static let configuration = CommandConfiguration(commandName: "doctor", abstract: "Check the kernel for what hako needs, and say how to fix what is missing.")
     @OptionGroup var global: GlobalOptions
     @Option(name: .long, help: "Output format: table or json.") var format = "table"
 

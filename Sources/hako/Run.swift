@@ -71,7 +71,7 @@ struct ContainerOptions: ParsableArguments {
 }
 
 struct Run: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Create and start a container.", helpNames: [.long])
+    static let configuration = CommandConfiguration(commandName: "run", abstract: "Create and start a container.", helpNames: [.long])
 
     @OptionGroup var global: GlobalOptions
     @OptionGroup var options: ContainerOptions
@@ -107,7 +107,7 @@ struct Run: ParsableCommand {
 }
 
 struct Create: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Create a container without starting it.", helpNames: [.long])
+    static let configuration = CommandConfiguration(commandName: "create", abstract: "Create a container without starting it.", helpNames: [.long])
 
     @OptionGroup var global: GlobalOptions
     @OptionGroup var options: ContainerOptions

@@ -18,6 +18,8 @@ let package = Package(
                 cSettings: [.define("_GNU_SOURCE")]),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
         .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL"),
+        .systemLibrary(name: "CCap", path: "Sources/CCap"),
+        .systemLibrary(name: "CSeccomp", path: "Sources/CSeccomp"),
 
         // system: thin typed Swift over syscalls.
         .target(name: "HakoSystem", dependencies: ["CHakoShim"]),
@@ -25,9 +27,11 @@ let package = Package(
         // facilities
         .target(name: "HakoRuntime", dependencies: ["HakoSystem", "CHakoShim"]),
         .target(name: "HakoImage", dependencies: ["HakoSystem", "CHakoShim", "CZlib", "COpenSSL"]),
+        // capabilities (libcap) and seccomp (libseccomp, filters cached by hash)
+        .target(name: "HakoSecurity", dependencies: ["HakoSystem", "CHakoShim", "CCap", "CSeccomp", "COpenSSL"]),
 
         // engine
-        .target(name: "HakoEngine", dependencies: ["HakoSystem", "HakoRuntime", "HakoImage"]),
+        .target(name: "HakoEngine", dependencies: ["HakoSystem", "HakoRuntime", "HakoImage", "HakoSecurity"]),
 
         // apps
         .executableTarget(name: "hako", dependencies: [
@@ -35,8 +39,8 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
-        .testTarget(name: "HakoUnitTests", dependencies: ["CHakoShim", "HakoSystem", "HakoRuntime", "HakoEngine"]),
+        .testTarget(name: "HakoUnitTests", dependencies: ["CHakoShim", "HakoSystem", "HakoRuntime", "HakoEngine", "HakoSecurity"]),
         .testTarget(name: "HakoImageTests", dependencies: ["HakoSystem", "HakoImage"]),
-        .testTarget(name: "HakoIntegrationTests", dependencies: ["HakoSystem"]),
+        .testTarget(name: "HakoIntegrationTests", dependencies: ["HakoSystem", "HakoRuntime"]),
     ]
 )

@@ -9,7 +9,8 @@ state() {
   echo "## links"; ip -o link 2>/dev/null | awk -F': ' '{print $2}' | grep -E 'hako|veth|vxlan' | sort
   echo "## netns"; ip netns list 2>/dev/null | awk '{print $1}' | sort
   echo "## nft"; nft list tables 2>/dev/null | grep -i hako | sort
-  echo "## processes"; pgrep -a -f 'hako(-monitor|-runtime)?( |$)' 2>/dev/null | grep -v host-check | awk '{$1=""; print}' | sort
+  echo "## processes"; pgrep -a -f '(^|/)hako(-monitor|-runtime)?( |$)' 2>/dev/null | grep -v host-check | awk '{$1=""; print}' | sort
+  true  # a section with nothing in it is not a failure
 }
 case "${1:-}" in
   snapshot) state > "$2"; exit 0 ;;

@@ -110,6 +110,7 @@ struct child {
     int stdio[3];
     int tty_slave;
     const char *tty_slave_path;
+    int overlay_fd;   // a detached overlay built by the parent, or -1
 };
 
 __attribute__((noreturn))
@@ -270,7 +271,7 @@ static void make_device(struct child *c, int rootfd, const struct hako_device *d
         if (e == EPERM) {
             int w = openat(real, name, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
             if (w >= 0) close(w);
-            int src = open(d->path, O_PATH | O_CLOEXEC);
+            int src = open(d->source ? d->source : d->path, O_PATH | O_CLOEXEC);
             int t = hako_open_in_root(rootfd, d->path, O_PATH, 0);
             if (src >= 0 && t >= 0) {
                 char sp[32];
@@ -379,10 +380,6 @@ static void apply_rlimits(struct child *c) {
     for (int i = 0; i < s->nrlimits; i++) {
         struct rlimit l = { .rlim_cur = s->rlimits[i].soft, .rlim_max = s->rlimits[i].hard };
         if (setrlimit((int)s->rlimits[i].resource, &l) < 0) child_fail(c, HAKO_STAGE_RLIMIT, errno, NULL);
-    }
-    if (s->has_oom_score_adj) {
-        char v[24]; s_itoa(s->oom_score_adj, v);
-        if (write_file("/proc/self/oom_score_adj", v) < 0) child_fail(c, HAKO_STAGE_OOM_SCORE, errno, NULL);
     }
 }
 
@@ -515,6 +512,9 @@ static void container_child(struct child *c) {
     if (sync != 'G') _exit(1);
     reset_signals();
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    // Until execve this is the monitor's image: no process may open /proc/<pid>/exe
+    // (CVE-2019-5736 class). execve makes the container's program dumpable again.
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     if (setsid() < 0) child_fail(c, HAKO_STAGE_NONE, errno, "setsid");
 
     if (s->clone_flags & CLONE_NEWUSER) {
@@ -528,7 +528,10 @@ static void container_child(struct child *c) {
     if (s->cgroupns && unshare(CLONE_NEWCGROUP) < 0) child_fail(c, HAKO_STAGE_CGROUPNS, errno, NULL);
 
     if (mount(NULL, "/", NULL, s->propagation, NULL) < 0) child_fail(c, HAKO_STAGE_PROPAGATION, errno, "/");
-    if (s->overlay) {
+    if (c->overlay_fd >= 0) {
+        if (hako_move_mount(c->overlay_fd, s->rootfs) < 0) child_fail(c, HAKO_STAGE_ROOTFS, errno, s->rootfs);
+        close(c->overlay_fd);
+    } else if (s->overlay) {
         if (s->overlay_dir && chdir(s->overlay_dir) < 0) child_fail(c, HAKO_STAGE_ROOTFS, errno, s->overlay_dir);
         if (mount("overlay", s->rootfs, "overlay", 0, s->overlay) < 0) child_fail(c, HAKO_STAGE_ROOTFS, errno, s->rootfs);
     } else if (mount(s->rootfs, s->rootfs, NULL, MS_BIND | MS_REC, NULL) < 0) {
@@ -539,6 +542,10 @@ static void container_child(struct child *c) {
 
     for (int i = 0; i < s->nmounts; i++) do_mount(c, rootfd, &s->mounts[i]);
     for (int i = 0; i < s->ndevices; i++) make_device(c, rootfd, &s->devices[i]);
+    if (s->host_devices) {
+        char where[600];
+        if (hako_copy_host_devices(rootfd, where) < 0) child_fail(c, HAKO_STAGE_DEVICE, errno, where);
+    }
     if (s->tty) setup_console(c, rootfd);
     if (s->cwd && s->cwd[0]) {
         int d = hako_mkdir_in_root(rootfd, s->cwd, 0755);
@@ -582,27 +589,15 @@ static int parent_fail(struct hako_failure *fail, int stage, int err, const char
     return -1;
 }
 
-static int write_id_maps(pid_t pid, const struct hako_spec *s, struct hako_failure *fail) {
-    char path[64], num[24], buf[1024];
-    for (int kind = 0; kind < 2; kind++) {
-        buf[0] = 0;
-        for (int i = 0; i < s->nidmaps; i++) {
-            if (s->idmaps[i].kind != (uint32_t)kind) continue;
-            s_itoa(s->idmaps[i].inside, num); s_cat(buf, sizeof buf, num); s_cat(buf, sizeof buf, " ");
-            s_itoa(s->idmaps[i].outside, num); s_cat(buf, sizeof buf, num); s_cat(buf, sizeof buf, " ");
-            s_itoa(s->idmaps[i].count, num); s_cat(buf, sizeof buf, num); s_cat(buf, sizeof buf, "\n");
-        }
-        if (!buf[0]) continue;
-        strcpy(path, "/proc/");
-        s_itoa(pid, num); s_cat(path, sizeof path, num);
-        s_cat(path, sizeof path, kind == 0 ? "/uid_map" : "/gid_map");
-        if (write_file(path, buf) < 0) return parent_fail(fail, HAKO_STAGE_USERNS, errno, path);
-    }
-    return 0;
-}
-
 static int join_cgroups(pid_t pid, const struct hako_spec *s, int placed_v2, struct hako_failure *fail) {
     char num[24];
+    // The parent sets the OOM score: the child, non-dumpable or in a user namespace, may not.
+    if (s->has_oom_score_adj) {
+        char path[48] = "/proc/", v[24];
+        s_itoa(pid, num); s_cat(path, sizeof path, num); s_cat(path, sizeof path, "/oom_score_adj");
+        s_itoa(s->oom_score_adj, v);
+        if (write_file(path, v) < 0) return parent_fail(fail, HAKO_STAGE_OOM_SCORE, errno, NULL);
+    }
     s_itoa(pid, num);
     for (int i = 0; i < s->ncgroup_procs; i++)
         if (write_file(s->cgroup_procs[i], num) < 0) return parent_fail(fail, HAKO_STAGE_CGROUP, errno, s->cgroup_procs[i]);
@@ -635,10 +630,11 @@ static int await_exec(int err_r, pid_t pid, struct hako_failure *fail) {
 int hako_spawn(const struct hako_spec *s, const int *stdio_fds, struct hako_proc *out, struct hako_failure *fail) {
     int sync_p[2] = {-1, -1}, err_p[2] = {-1, -1}, cons[2] = {-1, -1};
     int in_p[2] = {-1, -1}, out_p[2] = {-1, -1}, errs_p[2] = {-1, -1};
-    int cgfd = -1, pidfd = -1;
+    int cgfd = -1, pidfd = -1, ovl = -1;
     memset(out, 0, sizeof *out);
     out->pidfd = out->stdin_fd = out->stdout_fd = out->stderr_fd = -1;
 
+    if (s->detached_overlay && (ovl = hako_detached_overlay(s, fail)) < 0) goto fail;
     if (pipe2(sync_p, O_CLOEXEC) < 0 || pipe2(err_p, O_CLOEXEC) < 0) { parent_fail(fail, HAKO_STAGE_CLONE, errno, "pipe"); goto fail; }
     if (s->tty) {
         if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, cons) < 0) { parent_fail(fail, HAKO_STAGE_CONSOLE, errno, "socketpair"); goto fail; }
@@ -664,7 +660,7 @@ int hako_spawn(const struct hako_spec *s, const int *stdio_fds, struct hako_proc
     if (pid < 0) { parent_fail(fail, HAKO_STAGE_CLONE, errno, NULL); goto fail; }
 
     if (pid == 0) {
-        struct child c = { .s = s, .sync_r = sync_p[0], .err_w = err_p[1], .console_w = cons[1], .tty_slave = -1 };
+        struct child c = { .s = s, .sync_r = sync_p[0], .err_w = err_p[1], .console_w = cons[1], .tty_slave = -1, .overlay_fd = ovl };
         close(sync_p[1]); close(err_p[0]);
         if (cons[0] >= 0) close(cons[0]);
         if (stdio_fds) { c.stdio[0] = stdio_fds[0]; c.stdio[1] = stdio_fds[1]; c.stdio[2] = stdio_fds[2]; }
@@ -679,9 +675,9 @@ int hako_spawn(const struct hako_spec *s, const int *stdio_fds, struct hako_proc
 
     close_if(&sync_p[0]); close_if(&err_p[1]); close_if(&cons[1]);
     close_if(&in_p[0]); close_if(&out_p[1]); close_if(&errs_p[1]);
-    close_if(&cgfd);
+    close_if(&cgfd); close_if(&ovl);
 
-    if ((s->nidmaps && write_id_maps((pid_t)pid, s, fail) < 0) || join_cgroups((pid_t)pid, s, placed_v2, fail) < 0) {
+    if ((s->nidmaps && hako_write_id_maps((pid_t)pid, s, fail) < 0) || join_cgroups((pid_t)pid, s, placed_v2, fail) < 0) {
         kill((pid_t)pid, SIGKILL);
         while (waitpid((pid_t)pid, NULL, 0) < 0 && errno == EINTR) {}
         goto fail;
@@ -717,7 +713,7 @@ int hako_spawn(const struct hako_spec *s, const int *stdio_fds, struct hako_proc
 
 fail:
     close_if(&sync_p[0]); close_if(&sync_p[1]); close_if(&err_p[0]); close_if(&err_p[1]);
-    close_if(&cons[0]); close_if(&cons[1]); close_if(&cgfd);
+    close_if(&cons[0]); close_if(&cons[1]); close_if(&cgfd); close_if(&ovl);
     close_if(&in_p[0]); close_if(&in_p[1]); close_if(&out_p[0]); close_if(&out_p[1]);
     close_if(&errs_p[0]); close_if(&errs_p[1]);
     if (pidfd >= 0) close(pidfd);
@@ -748,6 +744,9 @@ static int same_ns(pid_t pid, const char *name) {
 
 __attribute__((noreturn))
 static void exec_child(struct child *c, pid_t target, int target_pidfd, int cgfd, int pid_w) {
+    // This process is a copy of the caller (hako) until it execs: nothing inside the
+    // container may open its /proc/<pid>/exe for writing (CVE-2019-5736 class).
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     // Join the target's namespaces. The user namespace first (only if it differs),
     // then the rest; the pid namespace applies to our children, so fork once more.
     static const struct { const char *name; int type; } order[] = {
@@ -809,7 +808,7 @@ int hako_exec(const struct hako_spec *s, pid_t target, int target_pidfd, const c
     long mid = clone3_raw(0, &unused, -1);
     if (mid < 0) { parent_fail(fail, HAKO_STAGE_CLONE, errno, NULL); goto fail; }
     if (mid == 0) {
-        struct child c = { .s = s, .sync_r = sync_p[0], .err_w = err_p[1], .console_w = -1, .tty_slave = -1,
+        struct child c = { .s = s, .sync_r = sync_p[0], .err_w = err_p[1], .console_w = -1, .tty_slave = -1, .overlay_fd = -1,
                            .tty_slave_path = s->tty ? tty_slave_path : NULL };
         close(sync_p[1]); close(err_p[0]); close(pid_p[0]);
         c.stdio[0] = stdio_fds ? stdio_fds[0] : 0;

@@ -169,9 +169,35 @@ int hako_spec_parse(const void *blob, size_t len, struct hako_spec *s, char *err
             u32_at(p, n, 0, &d.type); u32_at(p, n, 1, &d.major); u32_at(p, n, 2, &d.minor);
             u32_at(p, n, 3, &d.mode); u32_at(p, n, 4, &d.uid); u32_at(p, n, 5, &d.gid);
             d.path = (const char *)p + 24;
+            // An optional second string: the host node bound in when mknod is refused.
+            const uint8_t *z = memchr(p + 24, 0, n - 24);
+            d.source = z + 1 < p + n ? (const char *)z + 1 : NULL;
+            NEED(!d.source || d.source[0] == '/', "device source");
             PUSH(s->devices, s->ndevices, 64, d, "devices");
             break;
         }
+        case HAKO_T_DETACHED_OVERLAY: {
+            // u32 flags, then upper, work and the lower layers, each NUL-terminated.
+            uint32_t flags;
+            NEED(n > 4 && p[n - 1] == 0, "detached overlay");
+            memcpy(&flags, p, 4);
+            const uint8_t *q = p + 4, *e = p + n;
+            int k = 0;
+            while (q < e) {
+                const uint8_t *z = memchr(q, 0, (size_t)(e - q));
+                NEED(z && z > q && *q == '/', "detached overlay");
+                if (k == 0) s->dov_upper = (const char *)q;
+                else if (k == 1) s->dov_work = (const char *)q;
+                else PUSH(s->dov_lower, s->dov_nlower, HAKO_MAX_LAYERS, (const char *)q, "overlay layers");
+                k++;
+                q = z + 1;
+            }
+            NEED(s->dov_nlower > 0, "detached overlay");
+            s->detached_overlay = 1;
+            s->idmap_layers = flags & 1;
+            break;
+        }
+        case HAKO_T_HOST_DEVICES: s->host_devices = 1; break;
         case HAKO_T_LOG_PATH: NEED(str, "log path"); s->log_path = str; break;
         case HAKO_T_LOG_MAX_SIZE: NEED(n == 8, "log size"); memcpy(&s->log_max_size, p, 8); break;
         case HAKO_T_LOG_MAX_FILES: NEED(n == 4, "log files"); memcpy(&s->log_max_files, p, 4); break;

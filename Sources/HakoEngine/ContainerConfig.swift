@@ -36,6 +36,8 @@ public struct RunOptions: Sendable {
     public var stopSignal: String?
     public var stopTimeout: Int?
     public var logOptions: [String] = []
+    /// Resource limits and hardening (Isolation.swift).
+    public var isolation = IsolationOptions()
 
     public init(image: String) { self.image = image }
 }
@@ -73,6 +75,8 @@ public struct ContainerConfig: Codable, Sendable, Equatable {
     public var logMaxFiles: UInt32
     /// The cgroup parent the container's cgroups live under (relative to each hierarchy's root).
     public var cgroupParent: String
+    /// Limits and hardening; nil in configurations written before they existed (Isolation.swift).
+    public var isolation: IsolationConfig?
 
     public var restart: RestartPolicy { (try? RestartPolicy(parsing: restartPolicy)) ?? .no }
     public var shortID: String { String(id.prefix(12)) }

@@ -13,6 +13,7 @@ extension Engine {
     public func create(_ o: RunOptions) throws -> ContainerConfig {
         let image = try images.resolve(o.image)
         var draft = try makeConfig(o, image: image)
+        draft.isolation = try makeIsolation(o)
         draft.id = hexString(randomBytes(32))
         return try commit(draft)
     }
@@ -134,6 +135,7 @@ extension Engine {
             throw HakoError(.failed, "the container name \"/\(config.name)\" is already in use by container \"\(other)\"; remove (or rename) that container to reuse the name")
         }
         if config.hostname.isEmpty { config.hostname = config.shortID }
+        try assignUsernsRange(&config)
 
         let tmp = "\(paths.containers)/.tmp-\(config.id)"
         let final = paths.container(config.id)
@@ -152,6 +154,7 @@ extension Engine {
             try FS.writeFile("\(tmp)/hostname", Array((hostName + "\n").utf8))
             try FS.writeFile("\(tmp)/hosts", Array(hostsFile(config).utf8))
             try FS.writeFile("\(tmp)/resolv.conf", (try? FS.readFile("/etc/resolv.conf")) ?? [])
+            try prepareUsernsFiles(&config, dir: tmp, final: final.dir)
             try FS.writeFile("\(tmp)/config.json", Array(try Engine.encoder.encode(config)))
             try FS.symlink("../containers/\(config.id)", at: paths.nameLink(config.name))
             do {

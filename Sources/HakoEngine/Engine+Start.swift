@@ -48,10 +48,13 @@ extension Engine {
         }
         do {
             let user = try resolveUser(config)
+            let hardening = try hardening(config, user: user)
             let placement = try driver.create(id)
+            try driver.apply(config.effectiveIsolation.limits, to: id)
+            try driver.setDevices(hardening.deviceRules, for: id)
             let (runtime, monitor) = SpecBuilder.build(config: config, paths: cp, nameLink: paths.nameLink(config.name),
                                                        user: user, cgroup: placement, terminal: terminal)
-            let spec = LaunchSpecEncoder.encode(runtime, monitor: monitor)
+            let spec = LaunchSpecEncoder.encode(SpecBuilder.harden(runtime, config: config, hardening), monitor: monitor)
             _ = try MonitorLauncher.launch(monitorPath: monitorPath, spec: spec, attach: theirs)
             theirs?.close()
         } catch {

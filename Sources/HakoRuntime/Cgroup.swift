@@ -106,6 +106,17 @@ public protocol CgroupDriver: Sendable {
     func isFrozen(_ id: String) -> Bool
     /// PIDs (host numbering) in the container's cgroup.
     func processes(_ id: String) -> [Int32]
+
+    // Resources (Cgroup+V2Resources.swift, Cgroup+V1Resources.swift).
+    /// Refuses limits this host cannot enforce: one error naming the flag, the
+    /// missing controller and the fix. Never ignores a limit silently.
+    func check(_ limits: ResourceLimits) throws
+    /// Writes the limits into the container's cgroups (at start, and live for `update`).
+    func apply(_ limits: ResourceLimits, to id: String) throws
+    /// Installs the device rules (v2: an eBPF program; v1: devices.allow/deny).
+    func setDevices(_ rules: [DeviceRule], for id: String) throws
+    /// Usage counters of the container's cgroups.
+    func stats(_ id: String) -> CgroupStats
 }
 
 public func makeCgroupDriver(host: CgroupHost = .detect(), parent: String = "hako") throws -> any CgroupDriver {

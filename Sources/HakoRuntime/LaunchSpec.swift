@@ -61,10 +61,12 @@ public struct DeviceNode: Sendable, Equatable, Codable {
     public var mode: UInt32
     public var uid: UInt32 = 0
     public var gid: UInt32 = 0
+    /// The host node bound in instead when mknod is refused (inside a user namespace); nil: `path`.
+    public var source: String?
 
-    public init(path: String, type: UInt8, major: UInt32, minor: UInt32, mode: UInt32, uid: UInt32 = 0, gid: UInt32 = 0) {
+    public init(path: String, type: UInt8, major: UInt32, minor: UInt32, mode: UInt32, uid: UInt32 = 0, gid: UInt32 = 0, source: String? = nil) {
         self.path = path; self.type = type; self.major = major; self.minor = minor
-        self.mode = mode; self.uid = uid; self.gid = gid
+        self.mode = mode; self.uid = uid; self.gid = gid; self.source = source
     }
 }
 
@@ -119,6 +121,10 @@ public struct OverlayRoot: Sendable, Equatable, Codable {
     public var lower: [String]
     public var upper: String
     public var work: String
+    /// Built by the parent as a detached mount and moved in by the child (a container
+    /// in its own user namespace), the lower layers idmapped when `idmapLower`.
+    public var detached = false
+    public var idmapLower = false
     public init(lower: [String], upper: String, work: String) { self.lower = lower; self.upper = upper; self.work = work }
 
     /// Overlay mount data, escaping the separators overlay reserves.
@@ -151,6 +157,8 @@ public struct RuntimeSpec: Sendable, Equatable {
     public var cgroup = CgroupPlacement()
     public var uidMappings: [IDMap] = []
     public var gidMappings: [IDMap] = []
+    /// Copy every device node of the host's /dev (--privileged).
+    public var hostDevices = false
 
     public init(id: String, rootfs: String, process: ProcessSpec) {
         self.id = id; self.rootfs = rootfs; self.process = process
@@ -250,7 +258,13 @@ public enum LaunchSpecEncoder {
         if case .path(let p) = r.namespaces.cgroup { w.nsJoin(UInt32(truncatingIfNeeded: HAKO_CLONE_NEWCGROUP), p) }
         w.u64(HAKO_T_CLONE_FLAGS, flags)
         w.string(HAKO_T_ROOTFS, r.rootfs)
-        if let o = r.overlay { w.string(HAKO_T_OVERLAY, o.mountData) }
+        if let o = r.overlay, o.detached {
+            var b = le32(o.idmapLower ? 1 : 0)
+            for d in [o.upper, o.work] + o.lower { b += Array(d.utf8) + [0] }
+            w.raw(HAKO_T_DETACHED_OVERLAY, b)
+        } else if let o = r.overlay {
+            w.string(HAKO_T_OVERLAY, o.mountData)
+        }
         if let h = r.hostname { w.string(HAKO_T_HOSTNAME, h) }
         let p = r.process
         for a in p.args { w.string(HAKO_T_ARG, a) }
@@ -274,8 +288,12 @@ public enum LaunchSpecEncoder {
             w.raw(HAKO_T_MOUNT, b)
         }
         for d in r.devices {
-            w.raw(HAKO_T_DEVICE, le32(UInt32(d.type)) + le32(d.major) + le32(d.minor) + le32(d.mode) + le32(d.uid) + le32(d.gid) + Array(d.path.utf8) + [0])
+            var b = le32(UInt32(d.type)) + le32(d.major) + le32(d.minor) + le32(d.mode) + le32(d.uid) + le32(d.gid)
+            b += Array(d.path.utf8) + [0]
+            if let source = d.source { b += Array(source.utf8) + [0] }
+            w.raw(HAKO_T_DEVICE, b)
         }
+        if r.hostDevices { w.empty(HAKO_T_HOST_DEVICES) }
         for m in r.maskedPaths { w.string(HAKO_T_MASKED, m) }
         for m in r.readonlyPaths { w.string(HAKO_T_READONLY, m) }
         for (k, v) in r.sysctls { w.raw(HAKO_T_SYSCTL, Array(k.utf8) + [0] + Array(v.utf8) + [0]) }

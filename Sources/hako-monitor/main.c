@@ -691,6 +691,7 @@ int main(int argc, char **argv) {
     if (p > 0) _exit(0);
     setsid();
     prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);  // /proc/<pid>/exe stays closed to containers
     signal(SIGPIPE, SIG_IGN);
     signal(SIGHUP, SIG_IGN);
     signal(SIGINT, SIG_IGN);

@@ -45,7 +45,7 @@ struct Hako: ParsableCommand {
         subcommands: [
             Run.self, Create.self, Start.self, Stop.self, Kill.self, Restart.self, Rm.self, Ps.self,
             Logs.self, Inspect.self, Exec.self, Wait.self, Pause.self, Unpause.self,
-            Import.self, Images.self, Doctor.self,
+            Import.self, Images.self, Doctor.self, Update.self, Stats.self,
         ])
 }
 

@@ -28,6 +28,7 @@ struct ContainerOptions: ParsableArguments {
     @Option(name: .customLong("stop-signal"), help: "Signal that stops the container.") var stopSignal: String?
     @Option(name: .customLong("stop-timeout"), help: "Seconds to wait before killing on stop.") var stopTimeout: Int?
     @Option(name: .customLong("log-opt"), help: "Log options: max-size=SIZE, max-file=N.") var logOpt: [String] = []
+    @OptionGroup(title: "Resources and security") var isolation: IsolationFlags
 
     func runOptions(image: String, command: [String]) throws -> RunOptions {
         var o = RunOptions(image: image)
@@ -56,6 +57,7 @@ struct ContainerOptions: ParsableArguments {
         o.stopSignal = stopSignal
         o.stopTimeout = stopTimeout
         o.logOptions = logOpt
+        o.isolation = isolation.options()
         return o
     }
 

@@ -54,6 +54,11 @@ enum hako_tag {
     HAKO_T_READONLY_ROOT = 29,// empty
     HAKO_T_USERNS_MAP = 30,   // u32 kind (0 uid, 1 gid), u32 inside, u32 outside, u32 count
     HAKO_T_DEVICE = 31,       // u32 type ('c'/'b'), u32 major, u32 minor, u32 mode, u32 uid, u32 gid + string path
+                              //   [+ string host source: bound instead when mknod is refused]
+    HAKO_T_DETACHED_OVERLAY = 32, // u32 flags (1: idmap the lower layers to the user namespace maps)
+                              //   + strings upper, work, lower... (top-most first): the overlay is built
+                              //   by the parent (fsopen/fsmount) and moved onto rootfs by the child
+    HAKO_T_HOST_DEVICES = 33, // empty: copy every device node of the host's /dev (--privileged)
 
     // The monitor's own records (ignored by the init path).
     HAKO_T_LOG_PATH = 64,     // string
@@ -116,7 +121,9 @@ struct hako_mount {
 struct hako_rlimit { uint32_t resource; uint64_t soft, hard; };
 struct hako_nsjoin { uint32_t type; const char *path; };
 struct hako_idmap { uint32_t kind, inside, outside, count; };
-struct hako_device { uint32_t type, major, minor, mode, uid, gid; const char *path; };
+struct hako_device { uint32_t type, major, minor, mode, uid, gid; const char *path; const char *source; };
+
+#define HAKO_MAX_LAYERS 128
 
 struct hako_spec {
     // init path
@@ -150,6 +157,10 @@ struct hako_spec {
     int readonly_root;
     struct hako_idmap idmaps[16]; int nidmaps;
     struct hako_device devices[64]; int ndevices;
+    int detached_overlay, idmap_layers;
+    const char *dov_upper, *dov_work;
+    const char *dov_lower[HAKO_MAX_LAYERS]; int dov_nlower;
+    int host_devices;
 
     // monitor
     const char *log_path; uint64_t log_max_size; uint32_t log_max_files;
@@ -238,6 +249,42 @@ int hako_signalfd_read(int fd);
 int hako_sigmask_restore(const void *old);
 
 int hako_pty_open_in_root(int rootfd, int *master, char *slave_path, size_t slave_len);
+
+// ---------------------------------------------------------------------------
+// User namespaces and the detached overlay root (userns.c).
+
+// Writes /proc/<pid>/uid_map and gid_map from the spec's maps. 0, or -1 with fail set.
+int hako_write_id_maps(pid_t pid, const struct hako_spec *spec, struct hako_failure *fail);
+// Builds the container's overlay as a detached mount (fsopen/fsconfig/fsmount) in
+// the caller's context, the lower layers idmapped to the spec's uid/gid maps when
+// spec->idmap_layers. Returns the mount fd (for move_mount), or -1 with fail set.
+int hako_detached_overlay(const struct hako_spec *spec, struct hako_failure *fail);
+// Moves a detached mount onto `target` (an absolute path). 0, or -1 with errno.
+int hako_move_mount(int mount_fd, const char *target);
+// Whether `path` can be idmapped (open_tree + mount_setattr on a throwaway clone):
+// 1 yes, 0 no (errno tells why), -1 when the probe itself failed.
+int hako_idmap_supported(const char *path);
+// The fallback where layers cannot be idmapped: copies the tree `src` to `dst`
+// (which must not exist) with every owner shifted into [shift, shift + count):
+// id < count becomes shift + id, anything else shift + count - 1. Keeps modes
+// (setuid bits too), times, hard links, xattrs (overlay's opaque markers) and
+// whiteouts. Not for the clone → exec path (allocates). 0, or -1 with errno and
+// the failing path in `where` (>= 4096 bytes).
+int hako_copy_shifted(const char *src, const char *dst, uint32_t shift, uint32_t count, char *where);
+// Copies every device node of the host's /dev (recursively, bounded) into the
+// /dev of `rootfd`, skipping names that exist. Async-signal-safe. 0, or -1 with
+// errno and the offending path in `where` (>= 256 bytes).
+int hako_copy_host_devices(int rootfd, char *where);
+
+// ---------------------------------------------------------------------------
+// bpf(2) for the cgroup v2 device filter (sys.c).
+
+// Loads a BPF_PROG_TYPE_CGROUP_DEVICE program (`count` 8-byte instructions).
+// Returns the program fd, or -1 with errno; the verifier's log goes to `log`.
+int hako_bpf_load_device_program(const void *insns, uint32_t count, char *log, uint32_t loglen);
+// Attaches a device program to a cgroup v2 directory fd (BPF_CGROUP_DEVICE,
+// BPF_F_ALLOW_MULTI). 0, or -1 with errno.
+int hako_bpf_attach_device_program(int prog_fd, int cgroup_fd);
 
 // Constants the Glibc module hides from Swift.
 extern const uint64_t HAKO_CLONE_NEWNS, HAKO_CLONE_NEWPID, HAKO_CLONE_NEWNET, HAKO_CLONE_NEWUTS,

@@ -5,6 +5,7 @@ let package = Package(
     name: "hako",
     products: [
         .executable(name: "hako", targets: ["hako"]),
+        .executable(name: "hako-runtime", targets: ["hako-runtime"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -32,14 +33,18 @@ let package = Package(
 
         // engine
         .target(name: "HakoEngine", dependencies: ["HakoSystem", "HakoRuntime", "HakoImage", "HakoSecurity"]),
+        // the OCI runtime's operations (runc's contract) over the same runtime core; a peer of the engine
+        .target(name: "HakoOCIRuntime", dependencies: ["HakoSystem", "HakoRuntime", "HakoSecurity", "CHakoShim"]),
 
         // apps
         .executableTarget(name: "hako", dependencies: [
             "HakoEngine", "HakoRuntime", "HakoSystem",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+        // No Foundation and no swift-argument-parser: an OCI runtime's start-up is its speed.
+        .executableTarget(name: "hako-runtime", dependencies: ["HakoOCIRuntime", "HakoRuntime", "HakoSystem"]),
 
-        .testTarget(name: "HakoUnitTests", dependencies: ["CHakoShim", "HakoSystem", "HakoRuntime", "HakoEngine", "HakoSecurity"]),
+        .testTarget(name: "HakoUnitTests", dependencies: ["CHakoShim", "HakoSystem", "HakoRuntime", "HakoEngine", "HakoSecurity", "HakoOCIRuntime"]),
         .testTarget(name: "HakoImageTests", dependencies: ["HakoSystem", "HakoImage"]),
         .testTarget(name: "HakoIntegrationTests", dependencies: ["HakoSystem", "HakoRuntime"]),
     ]

@@ -18,7 +18,11 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <linux/mount.h>
+#include <poll.h>
 #include <sys/mount.h>
+#include <sys/personality.h>
+#include <time.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -35,6 +39,15 @@
 #endif
 #ifndef SYS_clone3
 #define SYS_clone3 435
+#endif
+#ifndef SYS_mount_setattr
+#define SYS_mount_setattr 442
+#endif
+#ifndef CLONE_NEWTIME
+#define CLONE_NEWTIME 0x00000080
+#endif
+#ifndef KEYCTL_JOIN_SESSION_KEYRING
+#define KEYCTL_JOIN_SESSION_KEYRING 1
 #endif
 #ifndef PR_CAP_AMBIENT
 #define PR_CAP_AMBIENT 47
@@ -111,7 +124,14 @@ struct child {
     int tty_slave;
     const char *tty_slave_path;
     int overlay_fd;   // a detached overlay built by the parent, or -1
+    int fifo_fd;      // O_PATH fd of the exec FIFO (create mode), or -1
 };
+
+// The parent's answer to a hooks report: the state JSON for createContainer and
+// for startContainer hooks. The child has its own copy of this memory (no CLONE_VM).
+static char hook_msg[131072];
+static const char *hook_state[2];
+static uint32_t hook_state_len[2];
 
 __attribute__((noreturn))
 static void child_fail(struct child *c, int stage, int err, const char *detail) {
@@ -197,6 +217,30 @@ static unsigned long locked_flags(int fd) {
     return f;
 }
 
+static void mount_propagation(struct child *c, int rootfd, const struct hako_mount *m) {
+    char tp[32];
+    unsigned long prop = m->flags & (MS_PRIVATE | MS_SLAVE | MS_SHARED | MS_UNBINDABLE);
+    int n = hako_open_in_root(rootfd, m->target, O_PATH, 0);
+    if (n < 0) child_fail(c, HAKO_STAGE_MOUNT, errno, m->target);
+    fd_path(n, tp);
+    if (mount(NULL, tp, NULL, prop | (m->flags & MS_REC), NULL) < 0) child_fail(c, HAKO_STAGE_MOUNT, errno, m->target);
+    close(n);
+}
+
+// Recursive mount attributes ("rro" and friends): mount_setattr(AT_RECURSIVE).
+static void mount_attributes(struct child *c, int rootfd, const struct hako_mount *m) {
+    if (!m->attr_set && !m->attr_clr) return;
+    int n = hako_open_in_root(rootfd, m->target, O_PATH, 0);
+    if (n < 0) child_fail(c, HAKO_STAGE_MOUNT, errno, m->target);
+    struct mount_attr a;
+    memset(&a, 0, sizeof a);
+    a.attr_set = m->attr_set;
+    a.attr_clr = m->attr_clr;
+    if (syscall(SYS_mount_setattr, n, "", AT_EMPTY_PATH | AT_RECURSIVE, &a, sizeof a) < 0)
+        child_fail(c, HAKO_STAGE_MOUNT, errno, m->target);
+    close(n);
+}
+
 static void do_mount(struct child *c, int rootfd, const struct hako_mount *m) {
     char tp[32], sp[32];
     if (m->kind == HAKO_MNT_SYMLINK) {
@@ -213,13 +257,16 @@ static void do_mount(struct child *c, int rootfd, const struct hako_mount *m) {
         close(real);
         return;
     }
+    unsigned long propagation = m->flags & (MS_PRIVATE | MS_SLAVE | MS_SHARED | MS_UNBINDABLE);
     if (m->kind == HAKO_MNT_FS) {
         int t = hako_mkdir_in_root(rootfd, m->target, 0755);
         if (t < 0) child_fail(c, HAKO_STAGE_MOUNT, errno, m->target);
         fd_path(t, tp);
-        if (mount(m->source[0] ? m->source : m->fstype, tp, m->fstype, m->flags, m->data[0] ? m->data : NULL) < 0)
+        if (mount(m->source[0] ? m->source : m->fstype, tp, m->fstype, m->flags & ~(propagation | MS_REC), m->data[0] ? m->data : NULL) < 0)
             child_fail(c, HAKO_STAGE_MOUNT, errno, m->target);
         close(t);
+        if (propagation) mount_propagation(c, rootfd, m);
+        mount_attributes(c, rootfd, m);
         return;
     }
     // bind
@@ -243,14 +290,8 @@ static void do_mount(struct child *c, int rootfd, const struct hako_mount *m) {
             child_fail(c, HAKO_STAGE_MOUNT, errno, m->target);
         close(n);
     }
-    unsigned long prop = m->flags & (MS_PRIVATE | MS_SLAVE | MS_SHARED | MS_UNBINDABLE);
-    if (prop) {
-        int n = hako_open_in_root(rootfd, m->target, O_PATH, 0);
-        if (n < 0) child_fail(c, HAKO_STAGE_MOUNT, errno, m->target);
-        fd_path(n, tp);
-        if (mount(NULL, tp, NULL, prop | (m->flags & MS_REC), NULL) < 0) child_fail(c, HAKO_STAGE_MOUNT, errno, m->target);
-        close(n);
-    }
+    if (propagation) mount_propagation(c, rootfd, m);
+    mount_attributes(c, rootfd, m);
 }
 
 static void make_device(struct child *c, int rootfd, const struct hako_device *d) {
@@ -263,9 +304,9 @@ static void make_device(struct child *c, int rootfd, const struct hako_device *d
     int real = open(tp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     close(dir);
     if (real < 0) child_fail(c, HAKO_STAGE_DEVICE, errno, d->path);
-    mode_t type = d->type == 'b' ? S_IFBLK : S_IFCHR;
+    mode_t type = d->type == 'b' ? S_IFBLK : d->type == 'p' ? S_IFIFO : S_IFCHR;
     unlinkat(real, name, 0);
-    if (mknodat(real, name, type | (d->mode & 07777), makedev(d->major, d->minor)) < 0) {
+    if (mknodat(real, name, type | (d->mode & 07777), type == S_IFIFO ? 0 : makedev(d->major, d->minor)) < 0) {
         int e = errno;
         // Inside a user namespace mknod is refused: bind the host's node instead.
         if (e == EPERM) {
@@ -408,6 +449,11 @@ static void setup_stdio(struct child *c) {
 
 static int has_cap(uint64_t set, int cap) { return (set >> cap) & 1; }
 
+static int load_seccomp(const struct hako_spec *s, struct sock_fprog *prog) {
+    if (s->seccomp_flags) return (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, s->seccomp_flags, prog);
+    return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, prog, 0, 0);
+}
+
 // User, groups, capabilities, no_new_privs, seccomp — the tail shared by the
 // container's init and exec.
 static void apply_privileges(struct child *c) {
@@ -425,7 +471,7 @@ static void apply_privileges(struct child *c) {
     }
     // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: do it while we still have it.
     if (s->seccomp && !s->no_new_privs) {
-        if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) < 0) child_fail(c, HAKO_STAGE_SECCOMP, errno, NULL);
+        if (load_seccomp(s, &prog) < 0) child_fail(c, HAKO_STAGE_SECCOMP, errno, NULL);
         seccomp_done = 1;
     }
     gid_t groups[64];
@@ -447,7 +493,7 @@ static void apply_privileges(struct child *c) {
                 child_fail(c, HAKO_STAGE_CAPS, errno, "ambient set");
     }
     if (s->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) child_fail(c, HAKO_STAGE_NO_NEW_PRIVS, errno, NULL);
-    if (s->seccomp && !seccomp_done && prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) < 0)
+    if (s->seccomp && !seccomp_done && load_seccomp(s, &prog) < 0)
         child_fail(c, HAKO_STAGE_SECCOMP, errno, NULL);
 }
 
@@ -503,19 +549,279 @@ static void enter_cwd(struct child *c) {
 // ---------------------------------------------------------------------------
 // the container's init
 
+// ---------------------------------------------------------------------------
+// OCI runtime steps of the init path (create mode, hooks, extra process state)
+
+static void report(struct child *c, int what) {
+    struct hako_failure f;
+    memset(&f, 0, sizeof f);
+    f.stage = what;
+    if (write_all(c->err_w, &f, sizeof f) < 0) _exit(1);
+}
+
+// An fd of ours that landed among the fds the program keeps (--preserve-fds)
+// moves above them.
+static int lift_fd(struct child *c, int fd) {
+    int min = 3 + (int)c->s->preserve_fds;
+    if (fd < 0 || fd >= min) return fd;
+    int n = fcntl(fd, F_DUPFD_CLOEXEC, min);
+    if (n < 0) child_fail(c, HAKO_STAGE_NONE, errno, "move fd");
+    close(fd);
+    return n;
+}
+
+static long elapsed_ms(const struct timespec *since) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (now.tv_sec - since->tv_sec) * 1000 + (now.tv_nsec - since->tv_nsec) / 1000000;
+}
+
+// "<kind> hook <path> <what>: <first bytes of its output>"
+static void hook_fail(struct child *c, const struct hako_hook *h, int err, const char *what, const char *out) {
+    char d[256] = "";
+    s_cat(d, sizeof d, h->kind == HAKO_HOOK_CREATE_CONTAINER ? "createContainer " : "startContainer ");
+    s_cat(d, sizeof d, h->path);
+    s_cat(d, sizeof d, " ");
+    s_cat(d, sizeof d, what);
+    if (out && out[0]) {
+        size_t n = s_len(d);
+        if (n + 3 < sizeof d) {
+            s_cat(d, sizeof d, ": ");
+            n += 2;
+            for (size_t i = 0; out[i] && n + 1 < sizeof d; i++) d[n++] = out[i] == '\n' ? ' ' : out[i];
+            d[n] = 0;
+        }
+    }
+    child_fail(c, HAKO_STAGE_HOOK, err, d);
+}
+
+// Runs one hook from the init: the state JSON on its stdin, its output kept for
+// the error, bounded by its timeout. Returns only when it exited with 0.
+static void run_hook(struct child *c, const struct hako_hook *h) {
+    int which = h->kind == HAKO_HOOK_START_CONTAINER;
+    const char *state = hook_state[which];
+    size_t len = hook_state_len[which];
+    int in_p[2], out_p[2], pidfd = -1;
+    if (pipe2(in_p, O_CLOEXEC) < 0 || pipe2(out_p, O_CLOEXEC) < 0) hook_fail(c, h, errno, "pipe", NULL);
+    long pid = clone3_raw(CLONE_PIDFD, &pidfd, -1);
+    if (pid < 0) hook_fail(c, h, errno, "clone", NULL);
+    if (pid == 0) {
+        if (dup2(in_p[0], 0) < 0 || dup2(out_p[1], 1) < 0 || dup2(out_p[1], 2) < 0) _exit(126);
+        reset_signals();
+        execve(h->path, (char *const *)h->argv, (char *const *)h->envp);
+        _exit(errno == ENOENT ? 127 : 126);
+    }
+    close(in_p[0]);
+    close(out_p[1]);
+    int wfd = in_p[1], rfd = out_p[0];
+    fcntl(wfd, F_SETFL, O_NONBLOCK);
+    fcntl(rfd, F_SETFL, O_NONBLOCK);
+    if (len == 0) { close(wfd); wfd = -1; }
+    char out[160];
+    size_t outn = 0, written = 0;
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int exited = 0;
+    while (!exited || rfd >= 0) {
+        struct pollfd p[3];
+        int np = 0, ip = -1, ir = -1, iw = -1;
+        if (!exited) { ip = np; p[np++] = (struct pollfd){ .fd = pidfd, .events = POLLIN }; }
+        if (rfd >= 0) { ir = np; p[np++] = (struct pollfd){ .fd = rfd, .events = POLLIN }; }
+        if (wfd >= 0 && !exited) { iw = np; p[np++] = (struct pollfd){ .fd = wfd, .events = POLLOUT }; }
+        int timeout = -1;
+        if (h->timeout && !exited) {
+            long left = (long)h->timeout * 1000 - elapsed_ms(&t0);
+            if (left <= 0) {
+                kill((pid_t)pid, SIGKILL);
+                while (waitpid((pid_t)pid, NULL, 0) < 0 && errno == EINTR) {}
+                out[outn] = 0;
+                char what[64] = "timed out after ", n[24];
+                s_itoa((long)h->timeout, n);
+                s_cat(what, sizeof what, n);
+                s_cat(what, sizeof what, "s");
+                hook_fail(c, h, ETIMEDOUT, what, out);
+            }
+            timeout = (int)left;
+        }
+        if (exited) timeout = 0;  // drain what the hook left in the pipe
+        int r = poll(p, (nfds_t)np, timeout);
+        if (r < 0) { if (errno == EINTR) continue; hook_fail(c, h, errno, "poll", NULL); }
+        if (r == 0 && exited) break;
+        if (ip >= 0 && p[ip].revents) exited = 1;
+        if (ir >= 0 && p[ir].revents) {
+            char buf[512];
+            ssize_t n = read(rfd, buf, sizeof buf);
+            if (n > 0) {
+                for (ssize_t i = 0; i < n && outn + 1 < sizeof out; i++) out[outn++] = buf[i];
+            } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+                close(rfd);
+                rfd = -1;
+            }
+        }
+        if (iw >= 0 && p[iw].revents) {
+            ssize_t n = write(wfd, state + written, len - written);
+            if (n > 0) written += (size_t)n;
+            if ((n < 0 && errno != EAGAIN && errno != EINTR) || written == len) { close(wfd); wfd = -1; }
+        }
+    }
+    if (wfd >= 0) close(wfd);
+    if (rfd >= 0) close(rfd);
+    close(pidfd);
+    int st = 0;
+    while (waitpid((pid_t)pid, &st, 0) < 0 && errno == EINTR) {}
+    out[outn] = 0;
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 0) return;
+    char what[64], n[24];
+    if (WIFEXITED(st)) { memcpy(what, "exited with status ", 20); s_itoa(WEXITSTATUS(st), n); }
+    else { memcpy(what, "was killed by signal ", 22); s_itoa(WTERMSIG(st), n); }
+    s_cat(what, sizeof what, n);
+    hook_fail(c, h, 0, what, out);
+}
+
+static void run_hooks(struct child *c, uint32_t kind) {
+    struct sigaction ign, dfl;
+    memset(&ign, 0, sizeof ign);
+    ign.sa_handler = SIG_IGN;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    int any = 0;
+    for (int i = 0; i < c->s->nhooks; i++) {
+        if (c->s->hooks[i].kind != kind) continue;
+        // A hook that closes its stdin early must not kill the init with SIGPIPE.
+        if (!any) { sigaction(SIGPIPE, &ign, NULL); any = 1; }
+        run_hook(c, &c->s->hooks[i]);
+    }
+    if (any) sigaction(SIGPIPE, &dfl, NULL);
+}
+
+// Reports "hooks", waits for the parent's prestart/createRuntime hooks and
+// takes the state for the container's own hooks from its answer.
+static void await_hook_state(struct child *c) {
+    report(c, HAKO_REPORT_HOOKS);
+    char g;
+    uint32_t total;
+    if (read_full(c->sync_r, &g, 1) != 1 || g != 'G') _exit(1);
+    if (read_full(c->sync_r, &total, 4) != 4 || total > sizeof hook_msg) _exit(1);
+    if (read_full(c->sync_r, hook_msg, total) != (ssize_t)total) _exit(1);
+    close(c->sync_r);
+    c->sync_r = -1;
+    uint32_t off = 0;
+    for (int i = 0; i < 2 && off + 4 <= total; i++) {
+        uint32_t n;
+        memcpy(&n, hook_msg + off, 4);
+        off += 4;
+        if (n > total - off) child_fail(c, HAKO_STAGE_HOOK, EINVAL, "state");
+        hook_state[i] = hook_msg + off;
+        hook_state_len[i] = n;
+        off += n;
+    }
+}
+
+// The program as execve would find it through $PATH (create mode checks it
+// before reporting "created", so a missing program fails `create`).
+static const char *find_program(struct child *c, char *buf, size_t cap) {
+    const struct hako_spec *s = c->s;
+    const char *file = s->argv[0];
+    if (file[0] == 0) child_fail(c, HAKO_STAGE_EXEC_NOT_FOUND, ENOENT, file);
+    struct stat st;
+    if (strchr(file, '/')) {
+        if (stat(file, &st) < 0) child_fail(c, errno == ENOENT || errno == ENOTDIR ? HAKO_STAGE_EXEC_NOT_FOUND : HAKO_STAGE_EXEC, errno, file);
+        if (!S_ISREG(st.st_mode) || access(file, X_OK) < 0) child_fail(c, HAKO_STAGE_EXEC, EACCES, file);
+        return file;
+    }
+    const char *p = env_path(s);
+    int saw_eacces = 0;
+    size_t fl = s_len(file);
+    while (1) {
+        const char *colon = strchr(p, ':');
+        size_t n = colon ? (size_t)(colon - p) : s_len(p);
+        if (n + fl + 2 <= cap) {
+            if (n == 0) { buf[0] = '.'; n = 1; } else memcpy(buf, p, n);
+            buf[n] = '/';
+            memcpy(buf + n + 1, file, fl + 1);
+            if (stat(buf, &st) == 0 && S_ISREG(st.st_mode)) {
+                if (access(buf, X_OK) == 0) return buf;
+                saw_eacces = 1;
+            }
+        }
+        if (!colon) break;
+        p = colon + 1;
+    }
+    if (saw_eacces) child_fail(c, HAKO_STAGE_EXEC, EACCES, file);
+    child_fail(c, HAKO_STAGE_EXEC_NOT_FOUND, ENOENT, file);
+}
+
+// Every fd above 2 is closed at exec, but the --preserve-fds ones.
+static void close_fds_at_exec(struct child *c) {
+    unsigned first = 3 + c->s->preserve_fds;
+    if (hako_close_range_cloexec(first) < 0) {
+        for (int fd = (int)first; fd < 1024; fd++) if (fd != c->err_w) fcntl(fd, F_SETFD, FD_CLOEXEC);
+    }
+    for (unsigned fd = 3; fd < first; fd++) fcntl((int)fd, F_SETFD, 0);
+}
+
+// Create mode: report "created", wait for `start` on the exec FIFO, run the
+// startContainer hooks, exec. From the FIFO on, failures go to `start`.
+__attribute__((noreturn))
+static void wait_for_start(struct child *c) {
+    const struct hako_spec *s = c->s;
+    char prog[4096];
+    const char *path = find_program(c, prog, sizeof prog);
+    prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);  // the caller exits; the init lives on
+    report(c, HAKO_REPORT_CREATED);
+    close(c->err_w);
+    c->err_w = -1;
+    char fp[32];
+    fd_path(c->fifo_fd, fp);
+    int w;
+    do { w = open(fp, O_WRONLY | O_CLOEXEC); } while (w < 0 && errno == EINTR);
+    if (w < 0) _exit(1);  // nobody is left to tell: `start` sees the init gone
+    close(c->fifo_fd);
+    c->fifo_fd = -1;
+    c->err_w = lift_fd(c, w);
+    run_hooks(c, HAKO_HOOK_START_CONTAINER);
+    close_fds_at_exec(c);
+    execve(path, (char *const *)s->argv, (char *const *)s->envp);
+    child_fail(c, errno == ENOENT || errno == ENOTDIR ? HAKO_STAGE_EXEC_NOT_FOUND : HAKO_STAGE_EXEC, errno, s->argv[0]);
+}
+
+static void enter_time_namespace(struct child *c) {
+    const int64_t *o = c->s->time_offsets;
+    if (unshare(CLONE_NEWTIME) < 0) child_fail(c, HAKO_STAGE_TIMENS, errno, NULL);
+    char buf[160] = "", n[24];
+    for (int i = 0; i < 2; i++) {
+        s_cat(buf, sizeof buf, i == 0 ? "monotonic " : "boottime ");
+        s_itoa((long)o[i * 2], n); s_cat(buf, sizeof buf, n); s_cat(buf, sizeof buf, " ");
+        s_itoa((long)o[i * 2 + 1], n); s_cat(buf, sizeof buf, n); s_cat(buf, sizeof buf, "\n");
+    }
+    if (write_file("/proc/self/timens_offsets", buf) < 0) child_fail(c, HAKO_STAGE_TIMENS, errno, "timens_offsets");
+}
+
+// ---------------------------------------------------------------------------
+// the container's init
+
 __attribute__((noreturn))
 static void container_child(struct child *c) {
     const struct hako_spec *s = c->s;
     char sync;
     if (read_full(c->sync_r, &sync, 1) != 1) _exit(1);  // the parent gave up
-    close(c->sync_r);
+    if (!s->hook_sync) { close(c->sync_r); c->sync_r = -1; }
     if (sync != 'G') _exit(1);
     reset_signals();
+    // Until the init reports "created" (create mode) or execs, it dies with its parent.
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
     // Until execve this is the monitor's image: no process may open /proc/<pid>/exe
     // (CVE-2019-5736 class). execve makes the container's program dumpable again.
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     if (setsid() < 0) child_fail(c, HAKO_STAGE_NONE, errno, "setsid");
+    if (s->preserve_fds) {
+        c->sync_r = lift_fd(c, c->sync_r);
+        c->err_w = lift_fd(c, c->err_w);
+        c->console_w = lift_fd(c, c->console_w);
+        c->overlay_fd = lift_fd(c, c->overlay_fd);
+    }
+    if (s->keyring && syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, s->keyring, 0, 0, 0) < 0 && errno != ENOSYS)
+        child_fail(c, HAKO_STAGE_KEYRING, errno, s->keyring);
 
     if (s->clone_flags & CLONE_NEWUSER) {
         if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0) child_fail(c, HAKO_STAGE_USERNS, errno, NULL);
@@ -526,6 +832,12 @@ static void container_child(struct child *c) {
         close(fd);
     }
     if (s->cgroupns && unshare(CLONE_NEWCGROUP) < 0) child_fail(c, HAKO_STAGE_CGROUPNS, errno, NULL);
+    if (s->has_time_offsets) enter_time_namespace(c);
+    if (s->exec_fifo) {
+        c->fifo_fd = open(s->exec_fifo, O_PATH | O_CLOEXEC);
+        if (c->fifo_fd < 0) child_fail(c, HAKO_STAGE_EXEC_FIFO, errno, s->exec_fifo);
+        c->fifo_fd = lift_fd(c, c->fifo_fd);
+    }
 
     if (mount(NULL, "/", NULL, s->propagation, NULL) < 0) child_fail(c, HAKO_STAGE_PROPAGATION, errno, "/");
     if (c->overlay_fd >= 0) {
@@ -552,26 +864,37 @@ static void container_child(struct child *c) {
         if (d < 0) child_fail(c, HAKO_STAGE_CHDIR, errno, s->cwd);
         close(d);
     }
+    if (s->hook_sync) {
+        await_hook_state(c);
+        run_hooks(c, HAKO_HOOK_CREATE_CONTAINER);
+    }
 
     if (fchdir(rootfd) < 0) child_fail(c, HAKO_STAGE_PIVOT_ROOT, errno, s->rootfs);
-    if (hako_pivot_root(".", ".") < 0) child_fail(c, HAKO_STAGE_PIVOT_ROOT, errno, s->rootfs);
-    if (umount2(".", MNT_DETACH) < 0) child_fail(c, HAKO_STAGE_PIVOT_ROOT, errno, "detach old root");
+    if (s->no_pivot) {
+        if (mount(".", "/", NULL, MS_MOVE, NULL) < 0) child_fail(c, HAKO_STAGE_PIVOT_ROOT, errno, "move root");
+        if (chroot(".") < 0) child_fail(c, HAKO_STAGE_PIVOT_ROOT, errno, "chroot");
+    } else {
+        if (hako_pivot_root(".", ".") < 0) child_fail(c, HAKO_STAGE_PIVOT_ROOT, errno, s->rootfs);
+        if (umount2(".", MNT_DETACH) < 0) child_fail(c, HAKO_STAGE_PIVOT_ROOT, errno, "detach old root");
+    }
     if (chdir("/") < 0) child_fail(c, HAKO_STAGE_PIVOT_ROOT, errno, "/");
     close(rootfd);
 
     if (s->hostname && sethostname(s->hostname, s_len(s->hostname)) < 0) child_fail(c, HAKO_STAGE_HOSTNAME, errno, s->hostname);
+    if (s->domainname && setdomainname(s->domainname, s_len(s->domainname)) < 0)
+        child_fail(c, HAKO_STAGE_DOMAINNAME, errno, s->domainname);
     apply_sysctls(c);
     apply_masks(c);
     if (s->readonly_root && mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) < 0)
         child_fail(c, HAKO_STAGE_READONLY, errno, "/");
     apply_rlimits(c);
+    if (s->has_personality && personality(s->personality) < 0) child_fail(c, HAKO_STAGE_PERSONALITY, errno, NULL);
     setup_stdio(c);
     apply_privileges(c);
+    if (s->has_umask) umask((mode_t)s->umask);
     enter_cwd(c);
-    // Every inherited fd above 2 is closed at exec (the error pipe included).
-    if (hako_close_range_cloexec(3) < 0) {
-        for (int fd = 3; fd < 1024; fd++) if (fd != c->err_w) fcntl(fd, F_SETFD, FD_CLOEXEC);
-    }
+    if (s->exec_fifo) wait_for_start(c);
+    close_fds_at_exec(c);
     exec_program(c);
 }
 
@@ -610,16 +933,20 @@ static int join_cgroups(pid_t pid, const struct hako_spec *s, int placed_v2, str
     return 0;
 }
 
-// Reads the child's verdict: EOF means it exec'd.
+static void reap(pid_t pid) {
+    kill(pid, SIGKILL);
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {}
+}
+
+// Reads an exec'd process's verdict: EOF means it exec'd (hako_exec).
 static int await_exec(int err_r, pid_t pid, struct hako_failure *fail) {
     struct hako_failure f;
     ssize_t n = read_full(err_r, &f, sizeof f);
     if (n == 0) return 0;
     if (n != (ssize_t)sizeof f) {
         int e = errno;
-        kill(pid, SIGKILL);
-        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {}
-        return parent_fail(fail, HAKO_STAGE_NONE, n < 0 ? e : EPIPE, "container init died");
+        reap(pid);
+        return parent_fail(fail, HAKO_STAGE_NONE, n < 0 ? e : EPIPE, "container process died");
     }
     while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {}
     f.detail[sizeof f.detail - 1] = 0;
@@ -627,12 +954,63 @@ static int await_exec(int err_r, pid_t pid, struct hako_failure *fail) {
     return -1;
 }
 
-int hako_spawn(const struct hako_spec *s, const int *stdio_fds, struct hako_proc *out, struct hako_failure *fail) {
+static void launch_close(struct hako_launch *l) {
+    close_if(&l->sync_w); close_if(&l->report_r); close_if(&l->console_r);
+    close_if(&l->stdin_w); close_if(&l->stdout_r); close_if(&l->stderr_r);
+}
+
+void hako_launch_abort(struct hako_launch *l) {
+    if (l->pid > 0) reap(l->pid);
+    l->pid = 0;
+    launch_close(l);
+    close_if(&l->pidfd);
+}
+
+void hako_launch_release(struct hako_launch *l) {
+    close_if(&l->sync_w); close_if(&l->report_r); close_if(&l->console_r);
+}
+
+// The child's next report: EOF means it exec'd; a failure reaps it.
+static int launch_next(struct hako_launch *l, struct hako_failure *fail) {
+    struct hako_failure f;
+    ssize_t n = read_full(l->report_r, &f, sizeof f);
+    if (n == 0) return HAKO_EVENT_EXEC;
+    if (n != (ssize_t)sizeof f) {
+        int e = errno;
+        hako_launch_abort(l);
+        return parent_fail(fail, HAKO_STAGE_NONE, n < 0 ? e : EPIPE, "container init died");
+    }
+    if (f.stage == HAKO_REPORT_HOOKS) return HAKO_EVENT_HOOKS;
+    if (f.stage == HAKO_REPORT_CREATED) return HAKO_EVENT_CREATED;
+    f.detail[sizeof f.detail - 1] = 0;
+    *fail = f;
+    while (waitpid(l->pid, NULL, 0) < 0 && errno == EINTR) {}
+    l->pid = 0;
+    hako_launch_abort(l);
+    return -1;
+}
+
+int hako_launch_continue(struct hako_launch *l, const void *msg, size_t len, struct hako_failure *fail) {
+    uint32_t n = (uint32_t)len;
+    if (write_all(l->sync_w, "G", 1) < 0 || write_all(l->sync_w, &n, 4) < 0 || (len && write_all(l->sync_w, msg, len) < 0)) {
+        hako_launch_abort(l);
+        return parent_fail(fail, HAKO_STAGE_SYNC, errno, NULL);
+    }
+    return launch_next(l, fail);
+}
+
+int hako_launch_take_terminal(struct hako_launch *l) {
+    int master = hako_recv_fd(l->console_r);
+    if (master >= 0) close_if(&l->console_r);
+    return master;
+}
+
+int hako_launch_start(const struct hako_spec *s, const int *stdio_fds, struct hako_launch *l, struct hako_failure *fail) {
     int sync_p[2] = {-1, -1}, err_p[2] = {-1, -1}, cons[2] = {-1, -1};
     int in_p[2] = {-1, -1}, out_p[2] = {-1, -1}, errs_p[2] = {-1, -1};
     int cgfd = -1, pidfd = -1, ovl = -1;
-    memset(out, 0, sizeof *out);
-    out->pidfd = out->stdin_fd = out->stdout_fd = out->stderr_fd = -1;
+    memset(l, 0, sizeof *l);
+    l->pidfd = l->sync_w = l->report_r = l->console_r = l->stdin_w = l->stdout_r = l->stderr_r = -1;
 
     if (s->detached_overlay && (ovl = hako_detached_overlay(s, fail)) < 0) goto fail;
     if (pipe2(sync_p, O_CLOEXEC) < 0 || pipe2(err_p, O_CLOEXEC) < 0) { parent_fail(fail, HAKO_STAGE_CLONE, errno, "pipe"); goto fail; }
@@ -660,7 +1038,8 @@ int hako_spawn(const struct hako_spec *s, const int *stdio_fds, struct hako_proc
     if (pid < 0) { parent_fail(fail, HAKO_STAGE_CLONE, errno, NULL); goto fail; }
 
     if (pid == 0) {
-        struct child c = { .s = s, .sync_r = sync_p[0], .err_w = err_p[1], .console_w = cons[1], .tty_slave = -1, .overlay_fd = ovl };
+        struct child c = { .s = s, .sync_r = sync_p[0], .err_w = err_p[1], .console_w = cons[1], .tty_slave = -1,
+                           .overlay_fd = ovl, .fifo_fd = -1 };
         close(sync_p[1]); close(err_p[0]);
         if (cons[0] >= 0) close(cons[0]);
         if (stdio_fds) { c.stdio[0] = stdio_fds[0]; c.stdio[1] = stdio_fds[1]; c.stdio[2] = stdio_fds[2]; }
@@ -676,40 +1055,25 @@ int hako_spawn(const struct hako_spec *s, const int *stdio_fds, struct hako_proc
     close_if(&sync_p[0]); close_if(&err_p[1]); close_if(&cons[1]);
     close_if(&in_p[0]); close_if(&out_p[1]); close_if(&errs_p[1]);
     close_if(&cgfd); close_if(&ovl);
+    l->pid = (pid_t)pid;
+    l->pidfd = pidfd;
+    l->sync_w = sync_p[1];
+    l->report_r = err_p[0];
+    l->console_r = cons[0];
+    l->stdin_w = in_p[1];
+    l->stdout_r = out_p[0];
+    l->stderr_r = errs_p[0];
 
     if ((s->nidmaps && hako_write_id_maps((pid_t)pid, s, fail) < 0) || join_cgroups((pid_t)pid, s, placed_v2, fail) < 0) {
-        kill((pid_t)pid, SIGKILL);
-        while (waitpid((pid_t)pid, NULL, 0) < 0 && errno == EINTR) {}
-        goto fail;
+        hako_launch_abort(l);
+        return -1;
     }
-    if (write_all(sync_p[1], "G", 1) < 0) {
+    if (write_all(l->sync_w, "G", 1) < 0) {
         parent_fail(fail, HAKO_STAGE_SYNC, errno, NULL);
-        kill((pid_t)pid, SIGKILL);
-        while (waitpid((pid_t)pid, NULL, 0) < 0 && errno == EINTR) {}
-        goto fail;
+        hako_launch_abort(l);
+        return -1;
     }
-    close_if(&sync_p[1]);
-    if (await_exec(err_p[0], (pid_t)pid, fail) < 0) goto fail;
-    close_if(&err_p[0]);
-
-    if (s->tty) {
-        int master = hako_recv_fd(cons[0]);
-        if (master < 0) {
-            parent_fail(fail, HAKO_STAGE_CONSOLE, errno, "receive terminal");
-            kill((pid_t)pid, SIGKILL);
-            while (waitpid((pid_t)pid, NULL, 0) < 0 && errno == EINTR) {}
-            goto fail;
-        }
-        close_if(&cons[0]);
-        out->stdout_fd = master;
-    } else {
-        out->stdin_fd = in_p[1];
-        out->stdout_fd = out_p[0];
-        out->stderr_fd = errs_p[0];
-    }
-    out->pid = (pid_t)pid;
-    out->pidfd = pidfd;
-    return 0;
+    return launch_next(l, fail);
 
 fail:
     close_if(&sync_p[0]); close_if(&sync_p[1]); close_if(&err_p[0]); close_if(&err_p[1]);
@@ -718,6 +1082,37 @@ fail:
     close_if(&errs_p[0]); close_if(&errs_p[1]);
     if (pidfd >= 0) close(pidfd);
     return -1;
+}
+
+int hako_spawn(const struct hako_spec *s, const int *stdio_fds, struct hako_proc *out, struct hako_failure *fail) {
+    struct hako_launch l;
+    memset(out, 0, sizeof *out);
+    out->pidfd = out->stdin_fd = out->stdout_fd = out->stderr_fd = -1;
+    int ev = hako_launch_start(s, stdio_fds, &l, fail);
+    // The monitor's specs carry neither hooks nor an exec FIFO; answer blindly if one does.
+    for (int i = 0; ev == HAKO_EVENT_HOOKS && i < 4; i++) ev = hako_launch_continue(&l, NULL, 0, fail);
+    if (ev < 0) return -1;
+    if (ev != HAKO_EVENT_EXEC) {
+        hako_launch_abort(&l);
+        return parent_fail(fail, HAKO_STAGE_SYNC, EPROTO, "unexpected report of the init");
+    }
+    if (s->tty) {
+        int master = hako_launch_take_terminal(&l);
+        if (master < 0) {
+            parent_fail(fail, HAKO_STAGE_CONSOLE, errno, "receive terminal");
+            hako_launch_abort(&l);
+            return -1;
+        }
+        out->stdout_fd = master;
+    } else {
+        out->stdin_fd = l.stdin_w;
+        out->stdout_fd = l.stdout_r;
+        out->stderr_fd = l.stderr_r;
+    }
+    hako_launch_release(&l);
+    out->pid = l.pid;
+    out->pidfd = l.pidfd;
+    return 0;
 }
 
 // ---------------------------------------------------------------------------
@@ -787,10 +1182,9 @@ static void exec_child(struct child *c, pid_t target, int target_pidfd, int cgfd
     }
     setup_stdio(c);
     apply_privileges(c);
+    if (c->s->has_umask) umask((mode_t)c->s->umask);
     enter_cwd(c);
-    if (hako_close_range_cloexec(3) < 0) {
-        for (int fd = 3; fd < 1024; fd++) if (fd != c->err_w) fcntl(fd, F_SETFD, FD_CLOEXEC);
-    }
+    close_fds_at_exec(c);
     exec_program(c);
 }
 
@@ -808,7 +1202,7 @@ int hako_exec(const struct hako_spec *s, pid_t target, int target_pidfd, const c
     long mid = clone3_raw(0, &unused, -1);
     if (mid < 0) { parent_fail(fail, HAKO_STAGE_CLONE, errno, NULL); goto fail; }
     if (mid == 0) {
-        struct child c = { .s = s, .sync_r = sync_p[0], .err_w = err_p[1], .console_w = -1, .tty_slave = -1, .overlay_fd = -1,
+        struct child c = { .s = s, .sync_r = sync_p[0], .err_w = err_p[1], .console_w = -1, .tty_slave = -1, .overlay_fd = -1, .fifo_fd = -1,
                            .tty_slave_path = s->tty ? tty_slave_path : NULL };
         close(sync_p[1]); close(err_p[0]); close(pid_p[0]);
         c.stdio[0] = stdio_fds ? stdio_fds[0] : 0;

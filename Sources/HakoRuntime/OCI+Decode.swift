@@ -268,6 +268,22 @@ extension OCI {
         return out
     }
 
+    /// linux.resources alone (`update --resources`).
+    public static func decodeResources(_ text: [UInt8]) throws -> Resources {
+        let json: JSON
+        do { json = try JSON.parse(text) } catch { throw SpecError(field: "linux.resources", reason: "\(error)") }
+        var f = try Fields(json, path: "linux.resources")
+        return try decodeResources(&f)
+    }
+
+    /// A process (`exec --process`), decoded as config.json's.
+    public static func decodeProcess(_ text: [UInt8]) throws -> Process {
+        let json: JSON
+        do { json = try JSON.parse(text) } catch { throw SpecError(field: "process", reason: "\(error)") }
+        var f = try Fields(json, path: "process")
+        return try decodeProcess(&f)
+    }
+
     static func decodeResources(_ r: inout Fields) throws -> Resources {
         var out = Resources()
         for (path, j) in try r.objects("devices") {

@@ -31,6 +31,7 @@ public enum OCI {
         public var oomScoreAdj: Int32?
         public var apparmorProfile: String?
         public var selinuxLabel: String?
+        public init() {}
     }
 
     public struct User: Sendable {
@@ -46,6 +47,9 @@ public enum OCI {
         public var inheritable: [String] = []
         public var permitted: [String] = []
         public var ambient: [String] = []
+        public init(bounding: [String] = [], effective: [String] = [], inheritable: [String] = [], permitted: [String] = [], ambient: [String] = []) {
+            self.bounding = bounding; self.effective = effective; self.inheritable = inheritable; self.permitted = permitted; self.ambient = ambient
+        }
     }
 
     public struct Rlimit: Sendable {
@@ -71,6 +75,9 @@ public enum OCI {
         public var args: [String] = []
         public var env: [String] = []
         public var timeout: Int?
+        public init(path: String, args: [String] = [], env: [String] = [], timeout: Int? = nil) {
+            self.path = path; self.args = args; self.env = env; self.timeout = timeout
+        }
     }
 
     public struct Hooks: Sendable {

@@ -536,14 +536,22 @@ static void exec_program(struct child *c) {
     child_fail(c, HAKO_STAGE_EXEC_NOT_FOUND, ENOENT, file);
 }
 
-static void enter_cwd(struct child *c) {
+// Enters the working directory, first as root before the process's user and
+// filter apply (a directory only root can reach), else again after them (a
+// directory only the user can reach). Returns -1 when it must be retried late.
+static int enter_cwd(struct child *c, int late) {
     const char *cwd = c->s->cwd && c->s->cwd[0] ? c->s->cwd : "/";
-    if (chdir(cwd) < 0) child_fail(c, HAKO_STAGE_CHDIR, errno, cwd);
+    if (chdir(cwd) < 0) {
+        if (!late && (errno == EACCES || errno == EPERM)) return -1;
+        child_fail(c, HAKO_STAGE_CHDIR, errno, cwd);
+    }
     // The working directory must be inside the container's root (CVE-2024-21626 class).
     char buf[4096];
     long r = syscall(SYS_getcwd, buf, sizeof buf);
+    if (r < 0 && late && errno == EPERM) return 0;  // the container's own seccomp filter refuses getcwd
     if (r < 0) child_fail(c, HAKO_STAGE_CHDIR, errno, cwd);
     if (buf[0] != '/') child_fail(c, HAKO_STAGE_CHDIR, EACCES, "working directory is outside the container");
+    return 0;
 }
 
 // ---------------------------------------------------------------------------
@@ -766,7 +774,7 @@ __attribute__((noreturn))
 static void wait_for_start(struct child *c) {
     const struct hako_spec *s = c->s;
     char prog[4096];
-    const char *path = find_program(c, prog, sizeof prog);
+    const char *path = s->argc ? find_program(c, prog, sizeof prog) : NULL;
     prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);  // the caller exits; the init lives on
     report(c, HAKO_REPORT_CREATED);
     close(c->err_w);
@@ -779,10 +787,51 @@ static void wait_for_start(struct child *c) {
     close(c->fifo_fd);
     c->fifo_fd = -1;
     c->err_w = lift_fd(c, w);
+    if (!path) child_fail(c, HAKO_STAGE_EXEC_NOT_FOUND, ENOENT, "(config.json has no process)");
     run_hooks(c, HAKO_HOOK_START_CONTAINER);
     close_fds_at_exec(c);
     execve(path, (char *const *)s->argv, (char *const *)s->envp);
     child_fail(c, errno == ENOENT || errno == ENOTDIR ? HAKO_STAGE_EXEC_NOT_FOUND : HAKO_STAGE_EXEC, errno, s->argv[0]);
+}
+
+// The mount holding `path` becomes private, so that binding the root does not
+// propagate and pivot_root accepts it (its parent may not be shared).
+static void make_parent_private(struct child *c, const char *path) {
+    static char info[1 << 20];
+    int fd = open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) child_fail(c, HAKO_STAGE_PROPAGATION, errno, "/proc/self/mountinfo");
+    ssize_t n = read_full(fd, info, sizeof info - 1);
+    close(fd);
+    if (n < 0) child_fail(c, HAKO_STAGE_PROPAGATION, errno, "/proc/self/mountinfo");
+    info[n] = 0;
+    char best[4096] = "/";
+    size_t best_len = 1;
+    for (char *line = info; *line;) {
+        char *end = strchr(line, '\n');
+        if (end) *end = 0;
+        // field 5 is the mount point, octal-escaped
+        char *f = line;
+        for (int i = 0; i < 4 && f; i++) { f = strchr(f, ' '); if (f) f++; }
+        if (f) {
+            char mp[4096];
+            size_t k = 0;
+            for (char *q = f; *q && *q != ' ' && k + 1 < sizeof mp; q++) {
+                if (q[0] == '\\' && q[1] >= '0' && q[1] <= '3' && q[2] && q[3]) {
+                    mp[k++] = (char)(((q[1] - '0') << 6) | ((q[2] - '0') << 3) | (q[3] - '0'));
+                    q += 3;
+                } else mp[k++] = *q;
+            }
+            mp[k] = 0;
+            size_t pl = s_len(path);
+            if (k >= best_len && k <= pl && memcmp(mp, path, k) == 0 && (path[k] == '/' || path[k] == 0 || k == 1)) {
+                memcpy(best, mp, k + 1);
+                best_len = k;
+            }
+        }
+        if (!end) break;
+        line = end + 1;
+    }
+    if (mount(NULL, best, NULL, MS_PRIVATE, NULL) < 0) child_fail(c, HAKO_STAGE_PROPAGATION, errno, best);
 }
 
 static void enter_time_namespace(struct child *c) {
@@ -827,6 +876,7 @@ static void container_child(struct child *c) {
         if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0) child_fail(c, HAKO_STAGE_USERNS, errno, NULL);
     }
     for (int i = 0; i < s->nnsjoin; i++) {
+        if (s->nsjoin[i].type == CLONE_NEWPID) continue;  // joined by the parent: the init was cloned into it
         int fd = open(s->nsjoin[i].path, O_RDONLY | O_CLOEXEC);
         if (fd < 0 || hako_setns(fd, (int)s->nsjoin[i].type) < 0) child_fail(c, HAKO_STAGE_SETNS, errno, s->nsjoin[i].path);
         close(fd);
@@ -840,6 +890,8 @@ static void container_child(struct child *c) {
     }
 
     if (mount(NULL, "/", NULL, s->propagation, NULL) < 0) child_fail(c, HAKO_STAGE_PROPAGATION, errno, "/");
+    int custom_propagation = s->propagation != (MS_REC | MS_SLAVE);
+    if (custom_propagation) make_parent_private(c, s->rootfs);
     if (c->overlay_fd >= 0) {
         if (hako_move_mount(c->overlay_fd, s->rootfs) < 0) child_fail(c, HAKO_STAGE_ROOTFS, errno, s->rootfs);
         close(c->overlay_fd);
@@ -879,6 +931,8 @@ static void container_child(struct child *c) {
     }
     if (chdir("/") < 0) child_fail(c, HAKO_STAGE_PIVOT_ROOT, errno, "/");
     close(rootfd);
+    // The root's own propagation, now that it is "/" (runc's order: the host is never touched).
+    if (custom_propagation && mount(NULL, "/", NULL, s->propagation, NULL) < 0) child_fail(c, HAKO_STAGE_PROPAGATION, errno, "/");
 
     if (s->hostname && sethostname(s->hostname, s_len(s->hostname)) < 0) child_fail(c, HAKO_STAGE_HOSTNAME, errno, s->hostname);
     if (s->domainname && setdomainname(s->domainname, s_len(s->domainname)) < 0)
@@ -890,9 +944,10 @@ static void container_child(struct child *c) {
     apply_rlimits(c);
     if (s->has_personality && personality(s->personality) < 0) child_fail(c, HAKO_STAGE_PERSONALITY, errno, NULL);
     setup_stdio(c);
+    int cwd_late = enter_cwd(c, 0) < 0;
     apply_privileges(c);
     if (s->has_umask) umask((mode_t)s->umask);
-    enter_cwd(c);
+    if (cwd_late) enter_cwd(c, 1);
     if (s->exec_fifo) wait_for_start(c);
     close_fds_at_exec(c);
     exec_program(c);
@@ -1022,6 +1077,20 @@ int hako_launch_start(const struct hako_spec *s, const int *stdio_fds, struct ha
         }
     }
     if (s->cgroup_dir) cgfd = open(s->cgroup_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    // A pid namespace to join takes the init's parent: setns makes it the one our next child is born in.
+    int own_pidns = -1;
+    for (int i = 0; i < s->nnsjoin; i++) {
+        if (s->nsjoin[i].type != CLONE_NEWPID) continue;
+        own_pidns = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
+        int fd = open(s->nsjoin[i].path, O_RDONLY | O_CLOEXEC);
+        if (own_pidns < 0 || fd < 0 || hako_setns(fd, CLONE_NEWPID) < 0) {
+            parent_fail(fail, HAKO_STAGE_SETNS, errno, s->nsjoin[i].path);
+            if (fd >= 0) close(fd);
+            close_if(&own_pidns);
+            goto fail;
+        }
+        close(fd);
+    }
 
     uint64_t flags = (s->clone_flags & ~(uint64_t)CLONE_NEWCGROUP) | CLONE_PIDFD;
     int placed_v2 = 0;
@@ -1035,9 +1104,14 @@ int hako_launch_start(const struct hako_spec *s, const int *stdio_fds, struct ha
         pid = syscall(SYS_clone, (unsigned long)(s->clone_flags & ~(uint64_t)CLONE_NEWCGROUP) | SIGCHLD, NULL, NULL, NULL, NULL);
         pidfd = -1;
     }
+    if (pid != 0 && own_pidns >= 0) {
+        hako_setns(own_pidns, CLONE_NEWPID);
+        close_if(&own_pidns);
+    }
     if (pid < 0) { parent_fail(fail, HAKO_STAGE_CLONE, errno, NULL); goto fail; }
 
     if (pid == 0) {
+        if (own_pidns >= 0) close(own_pidns);
         struct child c = { .s = s, .sync_r = sync_p[0], .err_w = err_p[1], .console_w = cons[1], .tty_slave = -1,
                            .overlay_fd = ovl, .fifo_fd = -1 };
         close(sync_p[1]); close(err_p[0]);
@@ -1181,9 +1255,10 @@ static void exec_child(struct child *c, pid_t target, int target_pidfd, int cgfd
         c->tty_slave = fd;
     }
     setup_stdio(c);
+    int cwd_late = enter_cwd(c, 0) < 0;
     apply_privileges(c);
     if (c->s->has_umask) umask((mode_t)c->s->umask);
-    enter_cwd(c);
+    if (cwd_late) enter_cwd(c, 1);
     close_fds_at_exec(c);
     exec_program(c);
 }

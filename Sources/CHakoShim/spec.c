@@ -271,7 +271,8 @@ int hako_spec_parse(const void *blob, size_t len, struct hako_spec *s, char *err
     s->argv[s->argc] = NULL;
     s->envp[s->envc] = NULL;
     s->cleanup_argv[s->ncleanup] = NULL;
-    if (s->argc == 0) FAIL("launch spec: no command");
+    // An OCI container may be created without a process; `start` refuses it then.
+    if (s->argc == 0 && !s->exec_fifo) FAIL("launch spec: no command");
     if (!s->rootfs && !(s->nnsjoin)) FAIL("launch spec: no rootfs");
     return 0;
 }

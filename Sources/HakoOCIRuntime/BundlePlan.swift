@@ -49,8 +49,9 @@ public struct BundlePlan: Sendable {
     ///   - cgroups: how the container sees them under a "cgroup" mount.
     static func make(_ spec: OCI.Spec, id: String, bundle: String, rootfs: String, placement: CgroupPlacement,
                      cgroups: CgroupView, cgroupVersion: Int, compiler: SeccompCompiler, options: Options) throws -> BundlePlan {
-        guard let p = spec.process else { throw fail("process", "is required") }
-        let process = try processSpec(p, seccomp: spec.linux.seccomp, compiler: compiler)
+        // A container may be created without a process (the runtime spec); `start` refuses it.
+        let p = spec.process ?? OCI.Process()
+        let process = spec.process == nil ? ProcessSpec(args: [], env: []) : try processSpec(p, seccomp: spec.linux.seccomp, compiler: compiler)
         var r = RuntimeSpec(id: id, rootfs: rootfs, process: process)
         try namespaces(spec, into: &r)
         if let h = spec.hostname, !h.isEmpty {
@@ -127,7 +128,12 @@ public struct BundlePlan: Sendable {
             func mask(_ names: [String], _ set: String) throws -> UInt64 {
                 try names.reduce(UInt64(0)) { m, n in
                     guard let bit = CapabilityNames.number(n) else { throw fail("\(field).capabilities.\(set)", "unknown capability \"\(n)\"") }
-                    return m | (UInt64(1) << UInt64(bit))
+                    let b = UInt64(1) << UInt64(bit)
+                    // No process can pass on what it does not hold (its bounding set).
+                    guard CapabilityNames.all & b != 0 else {
+                        throw fail("\(field).capabilities.\(set)", "\(n) is not in hako-runtime's own bounding set, so no container can get it")
+                    }
+                    return m | b
                 }
             }
             let permitted = try mask(c.permitted, "permitted"), inheritable = try mask(c.inheritable, "inheritable")
@@ -179,7 +185,7 @@ public struct BundlePlan: Sendable {
         if r.initOptions.timeOffsets == nil && !spec.linux.timeOffsets.isEmpty {
             throw fail("linux.timeOffsets", "needs a new time namespace (linux.namespaces)")
         }
-        guard case .new = ns.mount else { throw fail("linux.namespaces", "a new mount namespace is required") }
+        if case .host = ns.mount { throw fail("linux.namespaces", "a mount namespace (new, or joined by path) is required") }
         r.namespaces = ns
         let maps = spec.linux.uidMappings.map { IDMap(inside: $0.containerID, outside: $0.hostID, count: $0.size) }
         let gmaps = spec.linux.gidMappings.map { IDMap(inside: $0.containerID, outside: $0.hostID, count: $0.size) }

@@ -21,6 +21,8 @@ public struct ContainerRecord: Sendable {
     public var cgroupLeaf: String
     public var poststart: [OCI.Hook]
     public var poststop: [OCI.Hook]
+    /// config.json had a process (a container without one can be created, not started).
+    public var hasProcess = true
 
     public enum Status: String, Sendable { case creating, created, running, paused, stopped }
 
@@ -37,7 +39,7 @@ public struct ContainerRecord: Sendable {
             ("startTime", .uint(startTime)), ("created", .string(created)), ("owner", .string(owner)),
             ("annotations", .object(annotations.map { ($0.0, .string($0.1)) })),
             ("cgroupParent", .string(cgroupParent)), ("cgroupLeaf", .string(cgroupLeaf)),
-            ("poststart", hooks(poststart)), ("poststop", hooks(poststop)),
+            ("poststart", hooks(poststart)), ("poststop", hooks(poststop)), ("hasProcess", .bool(hasProcess)),
         ])
     }
 
@@ -66,6 +68,7 @@ public struct ContainerRecord: Sendable {
                   annotations: (j["annotations"]?.members ?? []).compactMap { k, v in v.string.map { (k, $0) } },
                   cgroupParent: try s("cgroupParent"), cgroupLeaf: try s("cgroupLeaf"),
                   poststart: hooks("poststart"), poststop: hooks("poststop"))
+        hasProcess = j["hasProcess"]?.bool ?? true
     }
 
     /// The state the OCI runtime spec defines (`state` prints it, hooks read it).

@@ -71,14 +71,15 @@ extension OCIRuntime {
                                          cgroupParent: cgParent, cgroupLeaf: cgLeaf, poststart: spec.hooks.poststart, poststop: spec.hooks.poststop)
             var event = l.firstEvent
             if event == .hooks {
-                let creating = Array(record.ociState(.creating).serialized().utf8)
+                // runtime-tools and runc hand every hook before `start` the state "created".
+                let state = Array(record.ociState(.created).serialized().utf8)
                 do {
-                    try HookRunner.run(spec.hooks.prestart, kind: "prestart", state: creating)
-                    try HookRunner.run(spec.hooks.createRuntime, kind: "createRuntime", state: creating)
+                    try HookRunner.run(spec.hooks.prestart, kind: "prestart", state: state)
+                    try HookRunner.run(spec.hooks.createRuntime, kind: "createRuntime", state: state)
                 } catch let f as HookRunner.Failure {
                     throw HakoError(.failed, "hook failed: \(f.description)")
                 }
-                event = try l.proceed(createState: creating, startState: Array(record.ociState(.created).serialized().utf8))
+                event = try l.proceed(createState: state, startState: state)
             }
             guard event == .created else { throw HakoError(.failed, "the container's init did not wait for start") }
             if terminal, let socket = req.consoleSocket {
@@ -86,6 +87,7 @@ extension OCIRuntime {
                 try ConsoleSocket.send(master, to: socket)
             }
             record.startTime = ProcessProbe.stat(l.pid)?.startTime ?? 0
+            record.hasProcess = spec.process != nil
             try FS.writeFile(configPath(req.id), configBytes, mode: 0o600)
             try FS.writeAtomic(statePath(req.id), record.json().serialized(), mode: 0o600, durable: false)
             if let p = req.pidFile { try writePidFile(p, l.pid) }

@@ -14,6 +14,7 @@ extension OCIRuntime {
         let r = l.record
         let st = status(r)
         guard st == .created else { throw HakoError(.failed, "cannot start a container that is \(st.rawValue) (only a created container can be started)") }
+        guard r.hasProcess else { throw HakoError(.failed, "config.json: process: is required to start the container") }
         let fifo = FileDescriptor(try sys("open", fifoPath(id)) { open(fifoPath(id), O_RDONLY | O_NONBLOCK | O_CLOEXEC) })
         let pidfd = hako_pidfd_open(r.pid)
         defer { if pidfd >= 0 { close(pidfd) } }

@@ -73,7 +73,9 @@ extension OCI.Resources {
         }
         let v2 = version == 2
         if let m = memory {
+            if m.checkBeforeUpdate == true { throw refuse("memory.checkBeforeUpdate", "is not supported by hako-runtime") }
             if v2 {
+                if m.useHierarchy == false { throw refuse("memory.useHierarchy", "cgroup v2 is always hierarchical") }
                 if let r = m.reservation { add("memory.reservation", "memory", "memory.low", r < 0 ? "max" : "\(r)") }
                 if let l = m.limit { add("memory.limit", "memory", "memory.max", l < 0 ? "max" : "\(l)") }
                 if let s = m.swap {

@@ -462,7 +462,9 @@ static void apply_privileges(struct child *c) {
     struct sock_fprog prog = { .len = (unsigned short)(s->seccomp_len / sizeof(struct sock_filter)),
                                .filter = (struct sock_filter *)(uintptr_t)s->seccomp };
     if (s->has_caps) {
-        int last = 63;
+        // The kernel's last capability: probe up from 40 (Linux 5.9+), not down from 63.
+        int last = 40;
+        while (last < 63 && prctl(PR_CAPBSET_READ, last + 1, 0, 0, 0) >= 0) last++;
         while (last > 0 && prctl(PR_CAPBSET_READ, last, 0, 0, 0) < 0) last--;
         for (int cap = 0; cap <= last; cap++)
             if (!has_cap(s->caps[0], cap) && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
@@ -849,6 +851,9 @@ static void enter_time_namespace(struct child *c) {
 // ---------------------------------------------------------------------------
 // the container's init
 
+static int attaches_itself(const struct hako_spec *s);
+static void self_attach_cgroups(struct child *c);
+
 __attribute__((noreturn))
 static void container_child(struct child *c) {
     const struct hako_spec *s = c->s;
@@ -856,6 +861,7 @@ static void container_child(struct child *c) {
     if (read_full(c->sync_r, &sync, 1) != 1) _exit(1);  // the parent gave up
     if (!s->hook_sync) { close(c->sync_r); c->sync_r = -1; }
     if (sync != 'G') _exit(1);
+    if (attaches_itself(s)) self_attach_cgroups(c);
     reset_signals();
     // Until the init reports "created" (create mode) or execs, it dies with its parent.
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
@@ -967,7 +973,34 @@ static int parent_fail(struct hako_failure *fail, int stage, int err, const char
     return -1;
 }
 
-static int join_cgroups(pid_t pid, const struct hako_spec *s, int placed_v2, struct hako_failure *fail) {
+// Whether the init joins its v1 cgroups itself (see self_attach_cgroups): not
+// from inside a user namespace, whose root may not write the host's cgroup files.
+static int attaches_itself(const struct hako_spec *s) {
+    if (s->clone_flags & CLONE_NEWUSER) return 0;
+    for (int i = 0; i < s->nnsjoin; i++) if (s->nsjoin[i].type == CLONE_NEWUSER) return 0;
+    return 1;
+}
+
+// A v1 attach through cgroup.procs takes the kernel's cgroup-threadgroup lock
+// for writing, whose first taker after a quiet period waits for an RCU grace
+// period (4-40 ms measured here). A single-threaded task moving itself with
+// "0" into `tasks` skips that lock: the init joins its v1 cgroups that way.
+static void self_attach_cgroups(struct child *c) {
+    const struct hako_spec *s = c->s;
+    for (int i = 0; i < s->ncgroup_procs; i++) {
+        char path[4096];
+        size_t n = s_len(s->cgroup_procs[i]);
+        const char *suffix = "cgroup.procs";
+        size_t k = s_len(suffix);
+        if (n < k || n - k + 6 > sizeof path || memcmp(s->cgroup_procs[i] + n - k, suffix, k) != 0)
+            child_fail(c, HAKO_STAGE_CGROUP, EINVAL, s->cgroup_procs[i]);
+        memcpy(path, s->cgroup_procs[i], n - k);
+        memcpy(path + n - k, "tasks", 6);
+        if (write_file(path, "0") < 0) child_fail(c, HAKO_STAGE_CGROUP, errno, path);
+    }
+}
+
+static int join_cgroups(pid_t pid, const struct hako_spec *s, int placed_v2, int skip_v1, struct hako_failure *fail) {
     char num[24];
     // The parent sets the OOM score: the child, non-dumpable or in a user namespace, may not.
     if (s->has_oom_score_adj) {
@@ -977,7 +1010,7 @@ static int join_cgroups(pid_t pid, const struct hako_spec *s, int placed_v2, str
         if (write_file(path, v) < 0) return parent_fail(fail, HAKO_STAGE_OOM_SCORE, errno, NULL);
     }
     s_itoa(pid, num);
-    for (int i = 0; i < s->ncgroup_procs; i++)
+    for (int i = 0; i < s->ncgroup_procs && !skip_v1; i++)
         if (write_file(s->cgroup_procs[i], num) < 0) return parent_fail(fail, HAKO_STAGE_CGROUP, errno, s->cgroup_procs[i]);
     if (s->cgroup_dir && !placed_v2) {
         char path[4096] = "";
@@ -1138,7 +1171,7 @@ int hako_launch_start(const struct hako_spec *s, const int *stdio_fds, struct ha
     l->stdout_r = out_p[0];
     l->stderr_r = errs_p[0];
 
-    if ((s->nidmaps && hako_write_id_maps((pid_t)pid, s, fail) < 0) || join_cgroups((pid_t)pid, s, placed_v2, fail) < 0) {
+    if ((s->nidmaps && hako_write_id_maps((pid_t)pid, s, fail) < 0) || join_cgroups((pid_t)pid, s, placed_v2, attaches_itself(s), fail) < 0) {
         hako_launch_abort(l);
         return -1;
     }
@@ -1298,7 +1331,7 @@ int hako_exec(const struct hako_spec *s, pid_t target, int target_pidfd, const c
         goto fail;
     }
     pid_t pid = info[0];
-    if (join_cgroups(pid, s, info[1], fail) < 0) {
+    if (join_cgroups(pid, s, info[1], 0, fail) < 0) {
         kill(pid, SIGKILL);
         while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {}
         goto fail;

@@ -252,10 +252,10 @@ void wait_for_start(struct child *c) {
     report(c, HAKO_REPORT_CREATED);
     close(c->err_w);
     c->err_w = -1;
-    char fp[32];
-    fd_path(c->fifo_fd, fp);
+    // Blocks until `start` opens the FIFO for reading. The directory fd was opened
+    // before the root changed; the init is not dumpable, and it is closed before exec.
     int w;
-    do { w = open(fp, O_WRONLY | O_CLOEXEC); } while (w < 0 && errno == EINTR);
+    do { w = openat(c->fifo_fd, c->fifo_name, O_WRONLY | O_CLOEXEC); } while (w < 0 && errno == EINTR);
     if (w < 0) _exit(1);  // nobody is left to tell: `start` sees the init gone
     close(c->fifo_fd);
     c->fifo_fd = -1;

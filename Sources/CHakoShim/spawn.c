@@ -544,47 +544,11 @@ int enter_cwd(struct child *c, int late) {
 // ---------------------------------------------------------------------------
 // the container's init
 
-__attribute__((noreturn))
-void container_child(struct child *c) {
+// The container's root in its own mount namespace: propagation, the root
+// mount, the config's mounts and devices, the terminal, createContainer hooks,
+// pivot_root (or move + chroot).
+static void build_root(struct child *c) {
     const struct hako_spec *s = c->s;
-    char sync;
-    if (read_full(c->sync_r, &sync, 1) != 1) _exit(1);  // the parent gave up
-    if (!s->hook_sync) { close(c->sync_r); c->sync_r = -1; }
-    if (sync != 'G') _exit(1);
-    if (attaches_itself(s)) self_attach_cgroups(c);
-    reset_signals();
-    // Until the init reports "created" (create mode) or execs, it dies with its parent.
-    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-    // Until execve this is the monitor's image: no process may open /proc/<pid>/exe
-    // (CVE-2019-5736 class). execve makes the container's program dumpable again.
-    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-    if (setsid() < 0) child_fail(c, HAKO_STAGE_NONE, errno, "setsid");
-    if (s->preserve_fds) {
-        c->sync_r = lift_fd(c, c->sync_r);
-        c->err_w = lift_fd(c, c->err_w);
-        c->console_w = lift_fd(c, c->console_w);
-        c->overlay_fd = lift_fd(c, c->overlay_fd);
-    }
-    if (s->keyring && syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, s->keyring, 0, 0, 0) < 0 && errno != ENOSYS)
-        child_fail(c, HAKO_STAGE_KEYRING, errno, s->keyring);
-
-    if (s->clone_flags & CLONE_NEWUSER) {
-        if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0) child_fail(c, HAKO_STAGE_USERNS, errno, NULL);
-    }
-    for (int i = 0; i < s->nnsjoin; i++) {
-        if (s->nsjoin[i].type == CLONE_NEWPID) continue;  // joined by the parent: the init was cloned into it
-        int fd = open(s->nsjoin[i].path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0 || hako_setns(fd, (int)s->nsjoin[i].type) < 0) child_fail(c, HAKO_STAGE_SETNS, errno, s->nsjoin[i].path);
-        close(fd);
-    }
-    if (s->cgroupns && unshare(CLONE_NEWCGROUP) < 0) child_fail(c, HAKO_STAGE_CGROUPNS, errno, NULL);
-    if (s->has_time_offsets) enter_time_namespace(c);
-    if (s->exec_fifo) {
-        c->fifo_fd = open(s->exec_fifo, O_PATH | O_CLOEXEC);
-        if (c->fifo_fd < 0) child_fail(c, HAKO_STAGE_EXEC_FIFO, errno, s->exec_fifo);
-        c->fifo_fd = lift_fd(c, c->fifo_fd);
-    }
-
     if (mount(NULL, "/", NULL, s->propagation, NULL) < 0) child_fail(c, HAKO_STAGE_PROPAGATION, errno, "/");
     int custom_propagation = s->propagation != (MS_REC | MS_SLAVE);
     if (custom_propagation) make_parent_private(c, s->rootfs);
@@ -629,13 +593,72 @@ void container_child(struct child *c) {
     close(rootfd);
     // The root's own propagation, now that it is "/" (runc's order: the host is never touched).
     if (custom_propagation && mount(NULL, "/", NULL, s->propagation, NULL) < 0) child_fail(c, HAKO_STAGE_PROPAGATION, errno, "/");
+}
+
+__attribute__((noreturn))
+void container_child(struct child *c) {
+    const struct hako_spec *s = c->s;
+    char sync;
+    if (read_full(c->sync_r, &sync, 1) != 1) _exit(1);  // the parent gave up
+    if (!s->hook_sync) { close(c->sync_r); c->sync_r = -1; }
+    if (sync != 'G') _exit(1);
+    if (attaches_itself(s)) self_attach_cgroups(c);
+    reset_signals();
+    // Until the init reports "created" (create mode) or execs, it dies with its parent.
+    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    // Until execve this is the monitor's image: no process may open /proc/<pid>/exe
+    // (CVE-2019-5736 class). execve makes the container's program dumpable again.
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    if (setsid() < 0) child_fail(c, HAKO_STAGE_NONE, errno, "setsid");
+    if (s->preserve_fds) {
+        c->sync_r = lift_fd(c, c->sync_r);
+        c->err_w = lift_fd(c, c->err_w);
+        c->console_w = lift_fd(c, c->console_w);
+        c->overlay_fd = lift_fd(c, c->overlay_fd);
+    }
+    if (s->keyring && syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, s->keyring, 0, 0, 0) < 0 && errno != ENOSYS)
+        child_fail(c, HAKO_STAGE_KEYRING, errno, s->keyring);
+
+    if (s->clone_flags & CLONE_NEWUSER) {
+        if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0) child_fail(c, HAKO_STAGE_USERNS, errno, NULL);
+    }
+    for (int i = 0; i < s->nnsjoin; i++) {
+        if (s->nsjoin[i].type == CLONE_NEWPID) continue;  // joined by the parent: the init was cloned into it
+        int fd = open(s->nsjoin[i].path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || hako_setns(fd, (int)s->nsjoin[i].type) < 0) child_fail(c, HAKO_STAGE_SETNS, errno, s->nsjoin[i].path);
+        close(fd);
+    }
+    if (s->cgroupns && unshare(CLONE_NEWCGROUP) < 0) child_fail(c, HAKO_STAGE_CGROUPNS, errno, NULL);
+    if (s->has_time_offsets) enter_time_namespace(c);
+    if (s->exec_fifo) {
+        char dir[4096];
+        if (split_path(s->exec_fifo, dir, sizeof dir, &c->fifo_name) < 0) child_fail(c, HAKO_STAGE_EXEC_FIFO, errno, s->exec_fifo);
+        c->fifo_fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (c->fifo_fd < 0) child_fail(c, HAKO_STAGE_EXEC_FIFO, errno, s->exec_fifo);
+        c->fifo_fd = lift_fd(c, c->fifo_fd);
+    }
+
+    // Without a mount namespace of its own the container cannot mount anything
+    // without changing the host's: it gets its root by chroot alone (runc's rule).
+    int own_mounts = s->clone_flags & CLONE_NEWNS;
+    for (int i = 0; i < s->nnsjoin; i++) if (s->nsjoin[i].type == CLONE_NEWNS) own_mounts = 1;
+    if (own_mounts) {
+        build_root(c);
+    } else {
+        if (s->hook_sync) {
+            await_hook_state(c);
+            run_hooks(c, HAKO_HOOK_CREATE_CONTAINER);
+        }
+        if (chroot(s->rootfs) < 0) child_fail(c, HAKO_STAGE_PIVOT_ROOT, errno, "chroot");
+        if (chdir("/") < 0) child_fail(c, HAKO_STAGE_PIVOT_ROOT, errno, "/");
+    }
 
     if (s->hostname && sethostname(s->hostname, s_len(s->hostname)) < 0) child_fail(c, HAKO_STAGE_HOSTNAME, errno, s->hostname);
     if (s->domainname && setdomainname(s->domainname, s_len(s->domainname)) < 0)
         child_fail(c, HAKO_STAGE_DOMAINNAME, errno, s->domainname);
     apply_sysctls(c);
-    apply_masks(c);
-    if (s->readonly_root && mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) < 0)
+    if (own_mounts) apply_masks(c);
+    if (own_mounts && s->readonly_root && mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) < 0)
         child_fail(c, HAKO_STAGE_READONLY, errno, "/");
     apply_rlimits(c);
     if (s->has_personality && personality(s->personality) < 0) child_fail(c, HAKO_STAGE_PERSONALITY, errno, NULL);

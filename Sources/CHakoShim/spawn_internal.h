@@ -17,7 +17,9 @@ struct child {
     int tty_slave;
     const char *tty_slave_path;
     int overlay_fd;   // a detached overlay built by the parent, or -1
-    int fifo_fd;      // O_PATH fd of the exec FIFO (create mode), or -1
+    int fifo_fd;      // create mode: an O_PATH fd of the exec FIFO's directory (no /proc needed
+                      //   to open the FIFO after the root changed), or -1
+    const char *fifo_name;  // the FIFO's name in that directory
 };
 
 // async-signal-safe helpers (spawn.c)

@@ -13,6 +13,8 @@ public struct BundlePlan: Sendable {
     public var runtime: RuntimeSpec
     public var deviceRules: [DeviceRule]
     public var cgroupWrites: [OCICgroupWrite]
+    /// What the config asks for that cannot apply as given (logged as warnings).
+    public var warnings: [String] = []
 
     /// Options of `create`/`run` that shape the init.
     public struct Options: Sendable {
@@ -101,7 +103,17 @@ public struct BundlePlan: Sendable {
         r.initOptions.hookSync = !(h.prestart.isEmpty && h.createRuntime.isEmpty && h.createContainer.isEmpty && h.startContainer.isEmpty)
         if p.terminal, let size = p.consoleSize { r.process.terminal = TerminalSize(rows: UInt16(clamping: size.height), cols: UInt16(clamping: size.width)) }
         let writes = try spec.linux.resources?.cgroupWrites(version: cgroupVersion) ?? []
-        return BundlePlan(runtime: r, deviceRules: rules, cgroupWrites: writes)
+        var plan = BundlePlan(runtime: r, deviceRules: rules, cgroupWrites: writes)
+        if case .host = r.namespaces.mount {
+            // runc's rule: no mount namespace, no mounts (they would be the host's); the root is a chroot.
+            if p.terminal { throw fail("process.terminal", "a terminal needs a mount namespace (linux.namespaces)") }
+            if !spec.mounts.isEmpty || !spec.linux.maskedPaths.isEmpty || !spec.linux.readonlyPaths.isEmpty || r.readonlyRoot {
+                plan.warnings.append("linux.namespaces has no mount namespace: mounts, devices, maskedPaths, readonlyPaths and root.readonly do not apply (the root is entered with chroot)")
+            }
+            plan.runtime.mounts = []
+            plan.runtime.devices = []
+        }
+        return plan
     }
 
     static func initHooks(_ hooks: [OCI.Hook], _ kind: InitHook.Kind, _ field: String) throws -> [InitHook] {
@@ -185,7 +197,6 @@ public struct BundlePlan: Sendable {
         if r.initOptions.timeOffsets == nil && !spec.linux.timeOffsets.isEmpty {
             throw fail("linux.timeOffsets", "needs a new time namespace (linux.namespaces)")
         }
-        if case .host = ns.mount { throw fail("linux.namespaces", "a mount namespace (new, or joined by path) is required") }
         r.namespaces = ns
         let maps = spec.linux.uidMappings.map { IDMap(inside: $0.containerID, outside: $0.hostID, count: $0.size) }
         let gmaps = spec.linux.gidMappings.map { IDMap(inside: $0.containerID, outside: $0.hostID, count: $0.size) }

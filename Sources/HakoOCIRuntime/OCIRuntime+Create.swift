@@ -60,6 +60,7 @@ extension OCIRuntime {
             let view = cgroupView(driver, leaf: cgLeaf, placement: placement)
             var plan = try BundlePlan.make(spec, id: req.id, bundle: bundle, rootfs: rootfs, placement: placement, cgroups: view,
                                            cgroupVersion: driver.version, compiler: seccompCompiler, options: req.options)
+            for w in plan.warnings { log.warning(w) }
             try driver.apply(plan.cgroupWrites, to: cgLeaf)
             try driver.setDevices(plan.deviceRules, for: cgLeaf)
             plan.runtime.initOptions.execFifo = fifo

@@ -137,7 +137,7 @@ import Testing
             do { _ = try plan(text); return "" } catch { return "\(error)" }
         }
         let base = #""process":{"args":["sh"],"cwd":"/"},"root":{"path":"rootfs"}"#
-        #expect(error(#"{"ociVersion":"1.0.0",\#(base),"linux":{"namespaces":[{"type":"pid"}]}}"#).contains("mount namespace"))
+        #expect(error(#"{"ociVersion":"1.0.0","process":{"args":["sh"],"cwd":"/","terminal":true},"root":{"path":"rootfs"},"linux":{"namespaces":[{"type":"pid"}]}}"#).contains("process.terminal"))
         #expect(error(#"{"ociVersion":"1.0.0",\#(base),"hostname":"x","linux":{"namespaces":[{"type":"mount"}]}}"#).contains("hostname"))
         #expect(error(#"{"ociVersion":"1.0.0",\#(base),"linux":{"namespaces":[{"type":"mount"},{"type":"user"}]}}"#).contains("linux.uidMappings"))
         #expect(error(#"{"ociVersion":"1.0.0","process":{"args":["sh"],"cwd":"/","rlimits":[{"type":"RLIMIT_BOGUS","soft":1,"hard":1}]},"root":{"path":"r"},"linux":{"namespaces":[{"type":"mount"}]}}"#).contains("process.rlimits[0].type"))

@@ -104,6 +104,12 @@ public struct BundlePlan: Sendable {
         if p.terminal, let size = p.consoleSize { r.process.terminal = TerminalSize(rows: UInt16(clamping: size.height), cols: UInt16(clamping: size.width)) }
         let writes = try spec.linux.resources?.cgroupWrites(version: cgroupVersion) ?? []
         var plan = BundlePlan(runtime: r, deviceRules: rules, cgroupWrites: writes)
+        for (field, label) in [("linux.mountLabel", spec.linux.mountLabel), ("process.selinuxLabel", p.selinuxLabel)] {
+            guard let label, !label.isEmpty else { continue }
+            // On a host without SELinux a label has nothing to apply to; where SELinux is on, hako-runtime cannot apply it.
+            if FS.exists("/sys/fs/selinux/enforce") { throw fail(field, "SELinux labels are not supported by hako-runtime") }
+            plan.warnings.append("\(field) \"\(label)\" has no effect: this host has no SELinux")
+        }
         if case .host = r.namespaces.mount {
             // runc's rule: no mount namespace, no mounts (they would be the host's); the root is a chroot.
             if p.terminal { throw fail("process.terminal", "a terminal needs a mount namespace (linux.namespaces)") }

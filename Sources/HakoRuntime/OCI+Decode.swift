@@ -192,9 +192,7 @@ extension OCI {
         if let a = try p.string("apparmorProfile"), !a.isEmpty, a != "unconfined" {
             throw SpecError(field: "process.apparmorProfile", reason: "AppArmor is not supported by hako-runtime")
         }
-        if let s = try p.string("selinuxLabel"), !s.isEmpty {
-            throw SpecError(field: "process.selinuxLabel", reason: "SELinux is not supported by hako-runtime")
-        }
+        out.selinuxLabel = try p.string("selinuxLabel")
         try p.finish()
         guard !out.cwd.isEmpty, out.cwd.hasPrefix("/") else { throw SpecError(field: "process.cwd", reason: "must be an absolute path") }
         return out
@@ -270,9 +268,8 @@ extension OCI {
         out.sysctl = try l.stringMap("sysctl")
         out.maskedPaths = try l.strings("maskedPaths")
         out.readonlyPaths = try l.strings("readonlyPaths")
-        if let label = try l.string("mountLabel"), !label.isEmpty {
-            throw SpecError(field: "linux.mountLabel", reason: "SELinux is not supported by hako-runtime")
-        }
+        // SELinux labels are kept: the runtime refuses them where SELinux is on (it cannot apply them).
+        out.mountLabel = try l.string("mountLabel")
         if var p = try l.object("personality") {
             out.personality = Personality(domain: try p.requiredString("domain"), flags: try p.strings("flags"))
             try p.finish()

@@ -7,7 +7,8 @@ BIN_DIR := .build/release
 # Debian packages the build, the tests, the demo and the benchmarks need.
 DEB_PACKAGES := busybox-static libcap-dev libseccomp-dev libmnl-dev libnftnl-dev zlib1g-dev libzstd-dev \
 	libssl-dev libsqlite3-dev tar gzip util-linux procps iproute2 nftables jq hyperfine runc crun time linux-perf \
-	iperf3 python3 docker-registry podman skopeo apache2-utils openssl
+	iperf3 python3 docker-registry podman skopeo apache2-utils openssl \
+	containerd
 
 .PHONY: all deps build test unit-test integration-test demo bench clean install
 
@@ -25,6 +26,7 @@ MONITOR_CFLAGS := -O2 -g0 -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-par
 # SwiftPM first: it makes .build/release (a symlink into its build tree).
 build: deps
 	$(SWIFT) build $(RELEASE) --product hako
+	$(SWIFT) build $(RELEASE) --product hako-runtime
 	@$(MAKE) --no-print-directory $(BIN_DIR)/hako-monitor
 
 # The monitor is plain C linked against libc only: one runs per container.

@@ -48,7 +48,14 @@ public struct CgroupHost: Sendable, Equatable {
 
     public static func detect(mountinfo: String? = nil) -> CgroupHost {
         let text = mountinfo ?? ((try? FS.readString("/proc/self/mountinfo")) ?? "")
-        return parse(mountinfo: text)
+        var host = parse(mountinfo: text)
+        if mountinfo == nil {
+            // A hierarchy mounted over (a private view of /sys/fs/cgroup) stays in
+            // mountinfo but cannot be reached: keep only the ones its path shows.
+            if let u = host.unified, !FS.exists(u + "/cgroup.procs") { host.unified = nil }
+            host.v1 = host.v1.filter { FS.exists($0.mount + "/cgroup.procs") }
+        }
+        return host
     }
 
     /// Pure: parses mountinfo text.

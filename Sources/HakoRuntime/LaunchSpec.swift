@@ -31,6 +31,8 @@ public struct Mount: Sendable, Equatable, Codable {
     public var fstype: String
     public var options: String
     public var flags: UInt64
+    /// Attributes applied to the whole mount tree ("rro" …), LaunchSpec+Init.swift.
+    public var recursiveAttributes: MountAttributes?
 
     public init(kind: Kind, source: String, target: String, fstype: String = "", options: String = "", flags: UInt64 = 0) {
         self.kind = kind; self.source = source; self.target = target
@@ -164,6 +166,8 @@ public struct RuntimeSpec: Sendable, Equatable {
     public var gidMappings: [IDMap] = []
     /// Copy every device node of the host's /dev (--privileged).
     public var hostDevices = false
+    /// What the OCI runtime adds to the init path (LaunchSpec+Init.swift).
+    public var initOptions = InitOptions()
 
     public init(id: String, rootfs: String, process: ProcessSpec) {
         self.id = id; self.rootfs = rootfs; self.process = process
@@ -292,6 +296,7 @@ public enum LaunchSpecEncoder {
             var b = le32(mnt.kind.rawValue) + le64(mnt.flags)
             for s in [mnt.source, mnt.target, mnt.fstype, mnt.options] { b += Array(s.utf8) + [0] }
             w.raw(HAKO_T_MOUNT, b)
+            if let a = mnt.recursiveAttributes { w.raw(HAKO_T_MOUNT_ATTR, le64(a.set) + le64(a.clear)) }
         }
         for d in r.devices {
             var b = le32(UInt32(d.type)) + le32(d.major) + le32(d.minor) + le32(d.mode) + le32(d.uid) + le32(d.gid)
@@ -310,6 +315,7 @@ public enum LaunchSpecEncoder {
         let cg = r.cgroup
         if let d = cg.unifiedDir { w.string(HAKO_T_CGROUP_DIR, d) }
         for f in cg.procsFiles { w.string(HAKO_T_CGROUP_PROCS, f) }
+        w.initOptions(r.initOptions)
 
         if let m {
             if let l = m.logPath { w.string(HAKO_T_LOG_PATH, l) }

@@ -60,6 +60,25 @@ enum hako_tag {
                               //   by the parent (fsopen/fsmount) and moved onto rootfs by the child
     HAKO_T_HOST_DEVICES = 33, // empty: copy every device node of the host's /dev (--privileged)
 
+    // The OCI runtime's records (hako-runtime; runc's create/start model).
+    HAKO_T_EXEC_FIFO = 40,    // string: create mode. The init opens this FIFO (O_PATH) before pivot_root,
+                              //   does everything up to exec, clears PR_SET_PDEATHSIG, reports "created",
+                              //   then blocks opening it for writing until `start` opens it for reading;
+                              //   a later failure is written to the FIFO, exec closes it (EOF = started)
+    HAKO_T_PRESERVE_FDS = 41, // u32 N: fds 3 .. 3+N-1 stay open across exec
+    HAKO_T_NO_PIVOT = 42,     // empty: move the root onto / and chroot instead of pivot_root
+    HAKO_T_DOMAINNAME = 43,   // string
+    HAKO_T_PERSONALITY = 44,  // u32 persona (personality(2))
+    HAKO_T_UMASK = 45,        // u32
+    HAKO_T_TIME_OFFSETS = 46, // 4 x i64: monotonic s, ns, boottime s, ns: a new time namespace with these offsets
+    HAKO_T_HOOK = 47,         // u32 kind (hako_hook_kind), u32 timeout s (0: none), u32 nargs,
+                              //   then strings: path, args (nargs), env (the rest)
+    HAKO_T_HOOK_SYNC = 48,    // empty: stop before pivot_root so the parent runs prestart/createRuntime hooks;
+                              //   its answer carries the state JSON for createContainer and startContainer hooks
+    HAKO_T_SECCOMP_FLAGS = 49,// u32 SECCOMP_FILTER_FLAG_*: load the filter with seccomp(2) and these flags
+    HAKO_T_KEYRING = 50,      // string: join a new session keyring of this name
+    HAKO_T_MOUNT_ATTR = 51,   // u64 attr_set, u64 attr_clr: mount_setattr(AT_RECURSIVE) on the previous mount
+
     // The monitor's own records (ignored by the init path).
     HAKO_T_LOG_PATH = 64,     // string
     HAKO_T_LOG_MAX_SIZE = 65, // u64 bytes (0 = unlimited)
@@ -104,7 +123,20 @@ enum hako_stage {
     HAKO_STAGE_OOM_SCORE, HAKO_STAGE_SETGROUPS, HAKO_STAGE_SETGID, HAKO_STAGE_SETUID,
     HAKO_STAGE_CAPS, HAKO_STAGE_NO_NEW_PRIVS, HAKO_STAGE_SECCOMP, HAKO_STAGE_CHDIR,
     HAKO_STAGE_STDIO, HAKO_STAGE_EXEC, HAKO_STAGE_EXEC_NOT_FOUND, HAKO_STAGE_CGROUPNS,
+    HAKO_STAGE_HOOK, HAKO_STAGE_EXEC_FIFO, HAKO_STAGE_TIMENS, HAKO_STAGE_PERSONALITY, HAKO_STAGE_KEYRING,
+    HAKO_STAGE_DOMAINNAME, HAKO_STAGE_UMASK,
     HAKO_STAGE_COUNT
+};
+
+// Reports of the init path that are not failures (hako_failure.stage < 0).
+enum hako_report {
+    HAKO_REPORT_HOOKS = -1,   // stopped before pivot_root: run prestart/createRuntime hooks, then continue
+    HAKO_REPORT_CREATED = -2, // create mode: everything up to exec is done; waiting on the exec FIFO
+};
+
+enum hako_hook_kind {
+    HAKO_HOOK_CREATE_CONTAINER = 0, // in the container's namespaces before pivot_root (path resolved on the host)
+    HAKO_HOOK_START_CONTAINER = 1,  // in the container after `start`, before exec (path resolved in the container)
 };
 
 const char *hako_stage_name(int stage);
@@ -114,6 +146,7 @@ const char *hako_stage_name(int stage);
 struct hako_mount {
     uint32_t kind;
     uint64_t flags;      // MS_* flags
+    uint64_t attr_set, attr_clr;  // MOUNT_ATTR_* applied recursively with mount_setattr (0: none)
     const char *source;
     const char *target;  // absolute path inside the container
     const char *fstype;
@@ -121,9 +154,20 @@ struct hako_mount {
 };
 
 struct hako_rlimit { uint32_t resource; uint64_t soft, hard; };
+#define HAKO_MAX_NSJOIN 8
 struct hako_nsjoin { uint32_t type; const char *path; };
 struct hako_idmap { uint32_t kind, inside, outside, count; };
 struct hako_device { uint32_t type, major, minor, mode, uid, gid; const char *path; const char *source; };
+
+#define HAKO_MAX_HOOKS 32
+#define HAKO_MAX_HOOK_ARGS 32
+#define HAKO_MAX_HOOK_ENV 64
+struct hako_hook {
+    uint32_t kind, timeout;
+    const char *path;
+    const char *argv[HAKO_MAX_HOOK_ARGS + 1];
+    const char *envp[HAKO_MAX_HOOK_ENV + 1];
+};
 
 #define HAKO_MAX_LAYERS 128
 
@@ -145,7 +189,7 @@ struct hako_spec {
     const char *cgroup_procs[32]; int ncgroup_procs;
     int tty; uint32_t tty_rows, tty_cols;
     int keep_stdin;
-    struct hako_nsjoin nsjoin[8]; int nnsjoin;
+    struct hako_nsjoin nsjoin[HAKO_MAX_NSJOIN]; int nnsjoin;
     struct hako_rlimit rlimits[32]; int nrlimits;
     int has_caps; uint64_t caps[5];
     int no_new_privs;
@@ -163,6 +207,18 @@ struct hako_spec {
     const char *dov_upper, *dov_work;
     const char *dov_lower[HAKO_MAX_LAYERS]; int dov_nlower;
     int host_devices;
+    // OCI runtime
+    const char *exec_fifo;
+    uint32_t preserve_fds;
+    int no_pivot;
+    const char *domainname;
+    int has_personality; uint32_t personality;
+    int has_umask; uint32_t umask;
+    int has_time_offsets; int64_t time_offsets[4];
+    struct hako_hook hooks[HAKO_MAX_HOOKS]; int nhooks;
+    int hook_sync;
+    uint32_t seccomp_flags;
+    const char *keyring;
 
     // monitor
     const char *log_path; uint64_t log_max_size; uint32_t log_max_files;
@@ -198,6 +254,33 @@ struct hako_proc {
     int stdout_fd;      // read end (the terminal master when tty)
     int stderr_fd;      // read end, -1 when tty
 };
+
+// A container's init being started, step by step (hako_launch_*): the parent's
+// ends of the channels to the child. hako_spawn is these steps run to the end.
+struct hako_launch {
+    pid_t pid;
+    int pidfd;
+    int sync_w;       // to the child: "G", then the answer to a hooks report
+    int report_r;     // from the child: reports and failures (struct hako_failure); EOF at exec
+    int console_r;    // the terminal's master arrives here (-1 without a terminal)
+    int stdin_w, stdout_r, stderr_r;  // pipes made when no stdio fds were given
+};
+
+// Events of hako_launch_start / hako_launch_continue (or -1 with *fail set; the
+// child is then reaped and every fd closed).
+enum hako_event { HAKO_EVENT_EXEC = 0, HAKO_EVENT_HOOKS = 1, HAKO_EVENT_CREATED = 2 };
+
+// Clones the init and lets it run to its first report.
+int hako_launch_start(const struct hako_spec *spec, const int *stdio_fds, struct hako_launch *l, struct hako_failure *fail);
+// Answers a hooks report (msg: the state JSON for createContainer, then for
+// startContainer hooks, each as u32 length + bytes) and runs to the next report.
+int hako_launch_continue(struct hako_launch *l, const void *msg, size_t len, struct hako_failure *fail);
+// The terminal's master (a tty init sends it before any report); -1 with errno.
+int hako_launch_take_terminal(struct hako_launch *l);
+// Kills and reaps the child, closes every fd of the launch.
+void hako_launch_abort(struct hako_launch *l);
+// Closes the channels to the child (it runs on, or waits on its exec FIFO); keeps pid and pidfd.
+void hako_launch_release(struct hako_launch *l);
 
 // Starts the container's init per spec (clone3 + the init path in the child).
 // Returns 0 once the child has exec'd the program; -1 with *fail filled otherwise

@@ -14,6 +14,14 @@ public enum HookRunner {
     }
 
     public static func run(_ hooks: [OCI.Hook], kind: String, state: [UInt8]) throws {
+        guard !hooks.isEmpty else { return }
+        // A hook need not read its stdin: writing the state to one that already
+        // exited must be EPIPE, not a SIGPIPE that kills the runtime mid-create.
+        var ignore = sigaction(), saved = sigaction()
+        ignore.__sigaction_handler.sa_handler = SIG_IGN
+        sigemptyset(&ignore.sa_mask)
+        sigaction(SIGPIPE, &ignore, &saved)
+        defer { sigaction(SIGPIPE, &saved, nil) }
         for (i, h) in hooks.enumerated() { try run(h, name: "\(kind)[\(i)] hook \(h.path)", state: state) }
     }
 

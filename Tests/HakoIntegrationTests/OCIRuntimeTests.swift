@@ -110,7 +110,7 @@ import Testing
             c["hooks"] = ["createRuntime": [["path": "/bin/sh", "args": ["sh", "-c", "echo broken >&2; exit 3"]]]]
         }
         let r = host.rt("create", "--bundle", failing, "hookfail")
-        #expect(r.status != 0 && r.stderr.contains("exited with status 3") && r.stderr.contains("broken"), "\(r.stderr)")
+        #expect(r.status != 0 && r.stderr.contains("exited with status 3") && r.stderr.contains("broken"), "status \(r.status): \(r.stderr)")
         let slow = host.bundle("hookslow", args: ["true"]) { c in
             c["hooks"] = ["createContainer": [["path": "/bin/sleep", "args": ["sleep", "30"], "timeout": 1]]]
         }

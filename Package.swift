@@ -18,6 +18,7 @@ let package = Package(
                 cSettings: [.define("_GNU_SOURCE")]),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
         .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL"),
+        .systemLibrary(name: "CSQLite", path: "Sources/CSQLite"),
 
         // system: thin typed Swift over syscalls.
         .target(name: "HakoSystem", dependencies: ["CHakoShim"]),
@@ -29,14 +30,18 @@ let package = Package(
         // engine
         .target(name: "HakoEngine", dependencies: ["HakoSystem", "HakoRuntime", "HakoImage"]),
 
+        // cluster: coordinator, agent, protocol, PKI, store, scheduler (the engine never imports it)
+        .target(name: "HakoCluster", dependencies: ["HakoSystem", "HakoRuntime", "HakoImage", "HakoEngine", "COpenSSL", "CSQLite"]),
+
         // apps
         .executableTarget(name: "hako", dependencies: [
-            "HakoEngine", "HakoRuntime", "HakoSystem",
+            "HakoEngine", "HakoRuntime", "HakoSystem", "HakoCluster",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
         .testTarget(name: "HakoUnitTests", dependencies: ["CHakoShim", "HakoSystem", "HakoRuntime", "HakoEngine"]),
         .testTarget(name: "HakoImageTests", dependencies: ["HakoSystem", "HakoImage"]),
         .testTarget(name: "HakoIntegrationTests", dependencies: ["HakoSystem"]),
+        .testTarget(name: "HakoClusterTests", dependencies: ["HakoSystem", "HakoCluster", "COpenSSL"]),
     ]
 )

@@ -46,6 +46,7 @@ struct Hako: ParsableCommand {
             Run.self, Create.self, Start.self, Stop.self, Kill.self, Restart.self, Rm.self, Ps.self,
             Logs.self, Inspect.self, Exec.self, Wait.self, Pause.self, Unpause.self,
             Import.self, Images.self, Doctor.self,
+            Cluster.self, CoordinatorCommand.self, AgentCommand.self,
         ])
 }
 

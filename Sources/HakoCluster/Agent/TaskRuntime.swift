@@ -1,0 +1,163 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import HakoEngine
+import HakoImage
+import HakoSystem
+
+/// A cluster task's container as the node sees it.
+public struct ObservedTask: Sendable, Equatable {
+    public enum Status: String, Sendable {
+        case created, running, restarting, exited, dead
+    }
+    public var taskID: String
+    public var containerID: String
+    public var status: Status
+    public var exitCode: Int32
+    public var restartCount: UInt32
+    public var created: Double
+
+    public init(taskID: String, containerID: String, status: Status, exitCode: Int32 = 0, restartCount: UInt32 = 0, created: Double = 0) {
+        self.taskID = taskID
+        self.containerID = containerID
+        self.status = status
+        self.exitCode = exitCode
+        self.restartCount = restartCount
+        self.created = created
+    }
+}
+
+/// What the agent needs of the local runtime. The engine implements it; tests fake it.
+public protocol TaskRuntime: Sendable {
+    /// The containers of cluster tasks on this node, and how many containers run in all.
+    func observe() throws -> (tasks: [ObservedTask], running: Int)
+    /// Creates and starts the task's container; its id.
+    func start(_ a: Assignment, node: String) throws -> String
+    /// Starts a container created earlier (the agent died between create and start).
+    func startExisting(_ containerID: String) throws
+    func stop(_ containerID: String, timeout: Int?) throws
+    func remove(_ containerID: String) throws
+    func logs(_ containerID: String, tail: Int, maxBytes: Int) throws -> (entries: [(time: String, stream: String, text: String)], truncated: Bool)
+}
+
+/// Makes a task's image present on the node. Phase 1: the node's own store;
+/// a registry pull slots in here.
+public protocol ImageProvider: Sendable {
+    func ensure(_ reference: String) throws
+}
+
+/// Images already in the node's store (imported with `hako import`).
+public struct LocalImages: ImageProvider {
+    let engine: Engine
+    public init(engine: Engine) { self.engine = engine }
+
+    public func ensure(_ reference: String) throws {
+        do { _ = try engine.images.resolve(reference) } catch {
+            throw ClusterError.notFound("image \(reference) is not on this node (registry pulls come with the images issue; `hako import` it meanwhile): \(error)")
+        }
+    }
+}
+
+/// Labels that tie a container to its task.
+public enum TaskLabels {
+    public static let task = "hako.cluster.task"
+    public static let service = "hako.cluster.service"
+    public static let node = "hako.cluster.node"
+    public static let slot = "hako.cluster.slot"
+}
+
+/// The agent's runtime: the node's own HakoEngine (never the `hako` CLI).
+public struct EngineTaskRuntime: TaskRuntime {
+    public let engine: Engine
+    let images: any ImageProvider
+
+    public init(engine: Engine, images: (any ImageProvider)? = nil) {
+        self.engine = engine
+        self.images = images ?? LocalImages(engine: engine)
+    }
+
+    public func observe() throws -> (tasks: [ObservedTask], running: Int) {
+        var out: [ObservedTask] = []
+        var running = 0
+        for c in try engine.list() {
+            if c.isRunning || c.status == .restarting { running += 1 }
+            guard let task = c.config.labels[TaskLabels.task] else { continue }
+            let status: ObservedTask.Status
+            switch c.status {
+            case .created: status = .created
+            case .running, .paused: status = .running
+            case .restarting: status = .restarting
+            case .exited: status = .exited
+            case .dead: status = .dead
+            }
+            out.append(ObservedTask(taskID: task, containerID: c.id, status: status, exitCode: c.exitCode,
+                                    restartCount: c.state?.restartCount ?? 0, created: c.config.created.secondsSince1970))
+        }
+        return (out, running)
+    }
+
+    /// The engine's options for a task: Docker swarm's container name, the task labels.
+    public static func runOptions(_ a: Assignment, node: String) -> RunOptions {
+        let s = a.spec
+        var o = RunOptions(image: s.image)
+        o.name = "\(a.name).\(a.taskID.prefix(12))"
+        o.command = s.command
+        o.entrypoint = s.entrypoint
+        o.env = s.env
+        o.workingDir = s.workdir
+        o.user = s.user
+        var labels = s.labels
+        labels[TaskLabels.task] = a.taskID
+        labels[TaskLabels.service] = a.serviceID
+        labels[TaskLabels.node] = node
+        labels[TaskLabels.slot] = String(a.slot)
+        o.labels = labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+        o.restart = s.restart
+        o.network = s.network == "host" ? .host : .none
+        o.stopSignal = s.stopSignal
+        o.stopTimeout = s.stopTimeout
+        return o
+    }
+
+    public func start(_ a: Assignment, node: String) throws -> String {
+        try images.ensure(a.spec.image)
+        let config = try engine.create(EngineTaskRuntime.runOptions(a, node: node))
+        do {
+            _ = try engine.start(created: config)
+        } catch {
+            try? engine.remove(config.id, force: true)
+            throw error
+        }
+        return config.id
+    }
+
+    public func startExisting(_ containerID: String) throws { try engine.start(containerID) }
+
+    public func stop(_ containerID: String, timeout: Int?) throws { try engine.stop(containerID, timeout: timeout) }
+
+    public func remove(_ containerID: String) throws { try engine.remove(containerID, force: true) }
+
+    public func logs(_ containerID: String, tail: Int, maxBytes: Int) throws -> (entries: [(time: String, stream: String, text: String)], truncated: Bool) {
+        let c = try engine.lookup(containerID)
+        var out: [(String, String, String)] = []
+        var pending: [Bool: String] = [:]
+        LogReader(path: c.paths.log, maxFiles: c.config.logMaxFiles).read(tail: tail > 0 ? tail : nil, follow: false, stillRunning: { false }) { r in
+            let text = (pending[r.stderr] ?? "") + String(decoding: r.text, as: UTF8.self)
+            if r.endsLine {
+                out.append((r.time, r.stderr ? "stderr" : "stdout", text))
+                pending[r.stderr] = nil
+            } else {
+                pending[r.stderr] = text
+            }
+        }
+        // Newest lines win when the reply must be cut.
+        var total = 0
+        var kept: [(String, String, String)] = []
+        for e in out.reversed() {
+            total += e.2.utf8.count + e.0.utf8.count + 64
+            if total > maxBytes { return (kept.reversed(), true) }
+            kept.append(e)
+        }
+        return (out, false)
+    }
+}

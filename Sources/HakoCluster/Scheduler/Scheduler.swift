@@ -72,7 +72,7 @@ public struct SchedulerWeights: Sendable, Equatable {
     /// Per task of any service on the node.
     public var tasks: Double
 
-    public init(spread: Double = 1, cpu: Double = 1, memory: Double = 1, tasks: Double = 0.1) {
+    public init(spread: Double = 1, cpu: Double = 2, memory: Double = 2, tasks: Double = 0.1) {
         self.spread = spread
         self.cpu = cpu
         self.memory = memory

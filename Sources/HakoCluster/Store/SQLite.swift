@@ -56,6 +56,7 @@ final class SQLiteDatabase {
         try exec("BEGIN IMMEDIATE")
         do {
             let r = try body()
+            for st in statements.values { st.reset() }
             try exec("COMMIT")
             return r
         } catch {
@@ -69,6 +70,7 @@ final class SQLiteDatabase {
 
     func scalarInt(_ sql: String) throws(ClusterError) -> Int64 {
         let s = try prepare(sql)
+        defer { s.reset() }
         guard try s.step() else { return 0 }
         return s.int(0)
     }

@@ -78,6 +78,7 @@ public final class Store {
     public var journalMode: String {
         (try? { () throws(ClusterError) -> String in
             let s = try db.prepare("PRAGMA journal_mode")
+            defer { s.reset() }
             return try s.step() ? s.text(0) : ""
         }()) ?? ""
     }
@@ -196,8 +197,11 @@ public final class Store {
             for n in b.nodes {
                 let labels = String(decoding: try Wire.encodeJSON(n.labels), as: UTF8.self)
                 try db.prepare("""
-                    INSERT OR REPLACE INTO nodes (id, name, hostname, platform, labels, cpu_millis, memory, availability, subnet, address, agent_version, created, updated)
+                    INSERT INTO nodes (id, name, hostname, platform, labels, cpu_millis, memory, availability, subnet, address, agent_version, created, updated)
                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                    ON CONFLICT(id) DO UPDATE SET name = excluded.name, hostname = excluded.hostname, platform = excluded.platform,
+                    labels = excluded.labels, cpu_millis = excluded.cpu_millis, memory = excluded.memory, availability = excluded.availability,
+                    subnet = excluded.subnet, address = excluded.address, agent_version = excluded.agent_version, updated = excluded.updated
                     """).run([.text(n.id), .text(n.name), .text(n.hostname), .text(n.platform.description), .text(labels),
                               .int(n.capacity.cpuMillis), .int(n.capacity.memory), .text(n.availability.rawValue), .text(n.subnet),
                               .text(n.address), .text(n.agentVersion), .double(n.created), .double(n.updated)])
@@ -205,10 +209,13 @@ public final class Store {
             for id in b.removedNodes { try db.prepare("DELETE FROM nodes WHERE id = ?1").run([.text(id)]) }
             for svc in b.services {
                 let spec = String(decoding: try Wire.encodeJSON(svc.spec), as: UTF8.self)
-                try db.prepare("INSERT OR REPLACE INTO specs (service_id, version, spec) VALUES (?1, ?2, ?3)")
+                try db.prepare("INSERT INTO specs (service_id, version, spec) VALUES (?1, ?2, ?3) ON CONFLICT(service_id, version) DO UPDATE SET spec = excluded.spec")
                     .run([.text(svc.id), .int(Int64(svc.version)), .text(spec)])
-                try db.prepare("INSERT OR REPLACE INTO services (id, name, version, created, updated) VALUES (?1, ?2, ?3, ?4, ?5)")
-                    .run([.text(svc.id), .text(svc.spec.name), .int(Int64(svc.version)), .double(svc.created), .double(svc.updated)])
+                // An upsert on the id only: a name taken by another service fails the batch instead of replacing it.
+                try db.prepare("""
+                    INSERT INTO services (id, name, version, created, updated) VALUES (?1, ?2, ?3, ?4, ?5)
+                    ON CONFLICT(id) DO UPDATE SET name = excluded.name, version = excluded.version, updated = excluded.updated
+                    """).run([.text(svc.id), .text(svc.spec.name), .int(Int64(svc.version)), .double(svc.created), .double(svc.updated)])
             }
             for id in b.removedServices { try db.prepare("DELETE FROM services WHERE id = ?1").run([.text(id)]) }
             if !b.tasks.isEmpty {
@@ -234,7 +241,10 @@ public final class Store {
                     AND NOT EXISTS (SELECT 1 FROM services s WHERE s.id = specs.service_id AND s.version = specs.version)
                     """).run()
             }
-            for l in b.leases { try db.prepare("INSERT OR REPLACE INTO leases (subnet, node_id) VALUES (?1, ?2)").run([.text(l.subnet), .text(l.node)]) }
+            for l in b.leases {
+                try db.prepare("INSERT INTO leases (subnet, node_id) VALUES (?1, ?2) ON CONFLICT(subnet) DO UPDATE SET node_id = excluded.node_id")
+                    .run([.text(l.subnet), .text(l.node)])
+            }
             for s in b.releasedLeases { try db.prepare("DELETE FROM leases WHERE subnet = ?1").run([.text(s)]) }
             for t in b.tokens {
                 try db.prepare("INSERT OR REPLACE INTO tokens (id, secret_hash, created, expires, used_at, used_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")

@@ -6,7 +6,7 @@ import Testing
 
 /// A clock tests move by hand.
 final class ManualClock: ClusterClock, @unchecked Sendable {
-    private let t = Mutex<(mono: Double, wall: Double)>((1000, 1_800_000_000))
+    private let t = Mutex<(mono: Double, wall: Double)>((1000, Timestamp.now().secondsSince1970))
     func monotonic() -> Double { t.withLock { $0.mono } }
     func wall() -> Double { t.withLock { $0.wall } }
     func advance(_ s: Double) { t.withLock { $0.mono += s; $0.wall += s } }

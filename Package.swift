@@ -39,6 +39,9 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
+        // make bench only: the scheduler's throughput in-process, simulated agents.
+        .executableTarget(name: "hako-cluster-bench", dependencies: ["HakoCluster", "HakoSystem"]),
+
         .testTarget(name: "HakoUnitTests", dependencies: ["CHakoShim", "HakoSystem", "HakoRuntime", "HakoEngine"]),
         .testTarget(name: "HakoImageTests", dependencies: ["HakoSystem", "HakoImage"]),
         .testTarget(name: "HakoIntegrationTests", dependencies: ["HakoSystem"]),

@@ -18,6 +18,7 @@ public final class Coordinator: @unchecked Sendable {
     var nextConnection = 1
     var convergeScheduled = false
     public static let maxConnections = 4096
+    static let anonymousTimeout = 30.0
     /// The port actually bound (":0" picks one).
     public let port: UInt16
 
@@ -101,6 +102,14 @@ public final class Coordinator: @unchecked Sendable {
         case .success(let peer):
             connections[c.id]?.peer = peer
             log.debug("connection \(c.id) from \(c.peer): \(peer)")
+            if peer == .anonymous {
+                // Without a certificate a peer may join, and only briefly.
+                let id = c.id
+                loop.after(Coordinator.anonymousTimeout) { [weak self] in
+                    guard let self, let entry = self.connections[id], entry.peer == .anonymous else { return }
+                    entry.conn.close("no join within \(Int(Coordinator.anonymousTimeout)) s")
+                }
+            }
             return true
         case .failure(let why):
             log.warning("refused \(c.peer): \(why)")

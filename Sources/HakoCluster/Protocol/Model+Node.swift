@@ -93,6 +93,22 @@ public struct NodeRecord: Codable, Sendable, Equatable {
     /// Seconds since 1970.
     public var created: Double
     public var updated: Double
+
+    public init(id: String, name: String, hostname: String, platform: PlatformSpec, labels: [String: String], capacity: Resources,
+                availability: NodeAvailability, subnet: String, address: String, agentVersion: String, created: Double, updated: Double) {
+        self.id = id
+        self.name = name
+        self.hostname = hostname
+        self.platform = platform
+        self.labels = labels
+        self.capacity = capacity
+        self.availability = availability
+        self.subnet = subnet
+        self.address = address
+        self.agentVersion = agentVersion
+        self.created = created
+        self.updated = updated
+    }
 }
 
 /// A node's liveness as the dispatcher sees it: in memory only.

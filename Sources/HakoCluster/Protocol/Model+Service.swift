@@ -150,6 +150,14 @@ public struct ServiceRecord: Codable, Sendable, Equatable {
     public var version: Int
     public var created: Double
     public var updated: Double
+
+    public init(id: String, spec: ServiceSpec, version: Int, created: Double, updated: Double) {
+        self.id = id
+        self.spec = spec
+        self.version = version
+        self.created = created
+        self.updated = updated
+    }
 }
 
 /// A placement constraint: `node.<attribute> == value` or `!=`.

@@ -59,6 +59,26 @@ public struct TaskRecord: Codable, Sendable, Equatable {
     /// Not scheduled before this time (restart delay); seconds since 1970.
     public var notBefore: Double
 
+    public init(id: String, serviceID: String, serviceName: String, slot: Int, version: Int, spec: ServiceSpec, nodeID: String?,
+                desired: DesiredState, state: TaskState, message: String, containerID: String?, exitCode: Int32?,
+                created: Double, updated: Double, notBefore: Double) {
+        self.id = id
+        self.serviceID = serviceID
+        self.serviceName = serviceName
+        self.slot = slot
+        self.version = version
+        self.spec = spec
+        self.nodeID = nodeID
+        self.desired = desired
+        self.state = state
+        self.message = message
+        self.containerID = containerID
+        self.exitCode = exitCode
+        self.created = created
+        self.updated = updated
+        self.notBefore = notBefore
+    }
+
     /// "web.2"
     public var name: String { "\(serviceName).\(slot)" }
     /// Wanted, and not ended: counts toward the replicas.

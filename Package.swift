@@ -31,7 +31,7 @@ let package = Package(
         .target(name: "HakoEngine", dependencies: ["HakoSystem", "HakoRuntime", "HakoImage"]),
 
         // cluster: coordinator, agent, protocol, PKI, store, scheduler (the engine never imports it)
-        .target(name: "HakoCluster", dependencies: ["HakoSystem", "HakoRuntime", "HakoImage", "HakoEngine", "COpenSSL", "CSQLite"]),
+        .target(name: "HakoCluster", dependencies: ["HakoSystem", "HakoImage", "HakoEngine", "COpenSSL", "CSQLite"]),
 
         // apps
         .executableTarget(name: "hako", dependencies: [

@@ -1,3 +1,4 @@
+import Foundation
 @testable import HakoCluster
 import Testing
 
@@ -80,5 +81,27 @@ import Testing
         #expect(Durations.parse("") == nil)
         #expect(Durations.format(0.25) == "250ms" && Durations.format(5400) == "1h30m")
         #expect(ByteSizes.parse("512m") == 512 << 20 && ByteSizes.parse("1.5g") == 3 << 29 && ByteSizes.parse("-1") == nil)
+    }
+}
+
+/// The documented examples in config/ are valid and spell out the defaults.
+@Suite struct ExampleConfigTests {
+    static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+
+    @Test func coordinatorExampleIsTheDefaults() throws {
+        let c = try CoordinatorConfig.load(ExampleConfigTests.repo + "/config/coordinator.toml")
+        let d = CoordinatorConfig()
+        #expect(c.dataDir == d.dataDir && c.listen == d.listen && c.clusterCIDR == d.clusterCIDR && c.nodeSubnetPrefix == d.nodeSubnetPrefix)
+        #expect(c.heartbeatPeriod == d.heartbeatPeriod && c.heartbeatJitter == d.heartbeatJitter && c.downAfter == d.downAfter)
+        #expect(c.joinTokenTTL == d.joinTokenTTL && c.nodeCertTTL == d.nodeCertTTL && c.taskHistory == d.taskHistory)
+        #expect(c.weights == d.weights && c.limits.maxLine == d.limits.maxLine && c.limits.maxMalformed == d.limits.maxMalformed)
+    }
+
+    @Test func agentExampleIsTheDefaults() throws {
+        let a = try AgentConfig.load(ExampleConfigTests.repo + "/config/agent.toml")
+        let d = AgentConfig()
+        #expect(a.coordinator == nil && a.stateDir == d.stateDir && a.root == d.root && a.runRoot == d.runRoot)
+        #expect(a.cgroupParent == d.cgroupParent && a.workers == d.workers && a.observeInterval == d.observeInterval && a.renewAt == d.renewAt)
+        #expect(a.cpuMillis == 0 && a.memory == 0 && a.labels.isEmpty)
     }
 }

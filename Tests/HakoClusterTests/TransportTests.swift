@@ -7,7 +7,7 @@ import Testing
 /// A real coordinator on loopback, in a thread of the test process.
 final class LiveCoordinator: @unchecked Sendable {
     let dir = TempDir("live")
-    let clock = ManualClock()
+    let clock: any ClusterClock
     let coordinator: Coordinator
     final class Lines: @unchecked Sendable {
         let m = Mutex<[String]>([])
@@ -16,11 +16,13 @@ final class LiveCoordinator: @unchecked Sendable {
     let done = DispatchSemaphore(value: 0)
     var config = CoordinatorConfig()
 
-    init() throws {
+    init(clock: any ClusterClock = ManualClock(), configure: (inout CoordinatorConfig) -> Void = { _ in }) throws {
+        self.clock = clock
         config.dataDir = dir.path + "/coord"
         config.listen = Endpoint(host: "127.0.0.1", port: 0)
         config.limits.maxMalformed = 3
         config.limits.maxLine = 8192
+        configure(&config)
         _ = try ClusterInit.run(config, adminDir: dir.path + "/admin", now: clock.wall())
         let sink = logs
         let log = ClusterLog(component: "test", level: .debug, sink: { line in sink.m.withLock { $0.append(line) } })
@@ -154,7 +156,7 @@ final class LiveCoordinator: @unchecked Sendable {
         #expect(live.logged("join refused"))
         // Expired.
         let short = try live.token(ttl: 5)
-        live.clock.advance(6)
+        (live.clock as? ManualClock)?.advance(6)
         #expect { try Agent.join(token: short, coordinator: self.live.address, config: self.live.agentConfig("c"), capacity: capacity, log: .silent) }
             throws: { "\($0)".contains("expired") }
         // Forged: the right fingerprint, an invented id and secret.
@@ -193,5 +195,62 @@ final class LiveCoordinator: @unchecked Sendable {
         #expect(live.logged("3 malformed lines in a row"))
         // The coordinator still serves everyone else.
         #expect(try live.adminClient().request(MessageType.nodeList, EmptyBody(), as: NodeList.self).nodes.isEmpty)
+    }
+}
+
+/// A node in memory: tasks "run" the moment they start.
+final class FakeRuntime: TaskRuntime, @unchecked Sendable {
+    let tasks = Mutex<[String: ObservedTask]>([:])
+    func observe() throws -> (tasks: [ObservedTask], running: Int) { tasks.withLock { (Array($0.values), $0.count) } }
+    func start(_ a: Assignment, node: String) throws -> String {
+        let id = UUID().uuidString
+        tasks.withLock { $0[id] = ObservedTask(taskID: a.taskID, containerID: id, status: .running) }
+        return id
+    }
+    func startExisting(_ c: String) throws {}
+    func stop(_ c: String, timeout: Int?) throws { tasks.withLock { $0[c]?.status = .exited } }
+    func remove(_ c: String) throws { _ = tasks.withLock { $0.removeValue(forKey: c) } }
+    func logs(_ c: String, tail: Int, maxBytes: Int) throws -> (entries: [(time: String, stream: String, text: String)], truncated: Bool) {
+        ([("2026-01-01T00:00:00Z", "stdout", "line of \(c.prefix(8))")], false)
+    }
+}
+
+struct FixedProbe: NodeProbe {
+    func capacity() -> Resources { Resources(cpuMillis: 2000, memory: 2 << 30) }
+    mutating func load(containers: Int) -> NodeLoad { NodeLoad(cpu: 0.1, memoryTotal: 2 << 30, memoryAvailable: 1 << 30, containers: containers) }
+}
+
+@Suite struct RenewalTests {
+    /// A node certificate renews itself at half its life, over the session, and the new one works.
+    @Test func nodeCertificatesRenewThemselves() throws {
+        let live = try LiveCoordinator(clock: SystemClusterClock()) { $0.nodeCertTTL = 4 }
+        var config = live.agentConfig("renew")
+        config.renewAt = 0.5
+        _ = try Agent.join(token: try live.token(), coordinator: live.address, config: config, capacity: FixedProbe().capacity(), log: .silent)
+        let creds = NodeCredentials(stateDir: config.stateDir)
+        let first = try creds.load().cert
+        let agent = try Agent(config: config, runtime: FakeRuntime(), probe: FixedProbe(), log: .silent)
+        let stopped = DispatchSemaphore(value: 0)
+        Thread { agent.run(); stopped.signal() }.start()
+        defer {
+            agent.stop()
+            _ = stopped.wait(timeout: .now() + 10)
+        }
+        let deadline = monotonicSeconds() + 15
+        var renewed: Certificate?
+        while monotonicSeconds() < deadline {
+            if let c = try? creds.load().cert, c.serial != first.serial { renewed = c; break }
+            usleep(100_000)
+        }
+        let cert = try #require(renewed, "the certificate was not renewed")
+        #expect(cert.notAfter > first.notAfter && cert.commonName == first.commonName)
+        try cert.verify(against: try live.ca.certificate)
+        #expect(live.logged("renewed the certificate of node renew"))
+        // The renewed identity opens a session of its own.
+        let (_, c2, k2) = try creds.load()
+        let client = try live.client(cert: c2, key: k2)
+        let hello = HelloRequest(name: "renew", hostname: "renew", platform: Agent.platform, capacity: FixedProbe().capacity(),
+                                 labels: [:], agentVersion: "t", load: NodeLoad(), tasks: [])
+        #expect(throws: Never.self) { _ = try client.request(MessageType.hello, hello, as: HelloReply.self) }
     }
 }

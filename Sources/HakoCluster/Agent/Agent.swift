@@ -135,13 +135,14 @@ public final class Agent: @unchecked Sendable {
         helloID = id
         let hello = HelloRequest(name: config.name, hostname: AgentConfig.hostname(), platform: Agent.platform, capacity: capacity,
                                  labels: config.labels, agentVersion: Agent.version, load: probe.load(containers: runningContainers),
-                                 tasks: observed.compactMap { adoptionStatus($0) })
+                                 tasks: observed.filter { $0.status != .exited && $0.status != .dead }.compactMap { adoptionStatus($0) })
         replies[id] = { [unowned self] env in self.helloAnswered(env) }
         c.send(WireEncoder.request(MessageType.hello, id: id, hello))
         return true
     }
 
-    /// A container's state before the assignment is known (for hello).
+    /// A live container's state before the assignment is known (for hello);
+    /// ended ones are reported once the assignment says whether they were wanted.
     func adoptionStatus(_ o: ObservedTask) -> TaskStatus? {
         let fake = Assignment(taskID: o.taskID, serviceID: "", name: "", slot: 0, version: 0, spec: ServiceSpec(name: "x", image: "x"),
                               desired: .running, state: .starting)

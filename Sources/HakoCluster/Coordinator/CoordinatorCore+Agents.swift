@@ -53,7 +53,8 @@ extension CoordinatorCore {
             throw ClusterError.conflict("no free subnet: \(config.clusterCIDR) holds \(subnets.capacity) nodes of /\(config.nodeSubnetPrefix)")
         }
         let id = Identifiers.make()
-        let cert = try ca.issue(request: csr, commonName: id, role: .node, notBefore: wall - 300, notAfter: wall + config.nodeCertTTL)
+        let v = CertificateAuthority.validity(now: wall, lifetime: config.nodeCertTTL)
+        let cert = try ca.issue(request: csr, commonName: id, role: .node, notBefore: v.notBefore, notAfter: v.notAfter)
         tokenRecord.usedAt = wall
         tokenRecord.usedBy = id
         state.put(tokenRecord)
@@ -134,6 +135,8 @@ extension CoordinatorCore {
     /// An agent's view of one of its tasks (observed state is the agent's to write).
     func observe(_ s: TaskStatus, node: String) {
         guard var t = state.tasks[s.taskID], t.nodeID == node else { return }
+        // The first ending recorded stands (an orphaned task's real ending replaces the guess).
+        if t.state.isTerminal && t.state != .orphaned && s.state.isTerminal && s.state != t.state { return }
         let changed = t.state != s.state || (s.containerID != nil && t.containerID != s.containerID) || t.exitCode != s.exitCode
             || (!s.message.isEmpty && t.message != s.message)
         guard changed else { return }
@@ -154,7 +157,8 @@ extension CoordinatorCore {
     func renew(_ r: RenewRequest, node: String) throws -> RenewReply {
         let wall = clock.wall()
         let csr = try CertificateRequest(pem: r.csr)
-        let cert = try ca.issue(request: csr, commonName: node, role: .node, notBefore: wall - 300, notAfter: wall + config.nodeCertTTL)
+        let v = CertificateAuthority.validity(now: wall, lifetime: config.nodeCertTTL)
+        let cert = try ca.issue(request: csr, commonName: node, role: .node, notBefore: v.notBefore, notAfter: v.notAfter)
         state.put(CertRecord(serial: cert.serial, subject: node, role: PKIRole.node.rawValue, notAfter: cert.notAfter, revoked: false))
         nodeCertExpiry[node] = cert.notAfter
         log.info("renewed the certificate of node \(state.nodes[node]?.name ?? node) until \(Timestamp(seconds: Int64(cert.notAfter)).rfc3339)")

@@ -29,6 +29,12 @@ public struct CertificateAuthority: Sendable {
         return CertificateAuthority(certificate: cert, key: key, clusterID: clusterID)
     }
 
+    /// Validity for a certificate issued now: back-dated a little for clocks
+    /// that lag (at most 5 minutes, at most a tenth of the lifetime).
+    public static func validity(now: Double, lifetime: Double) -> (notBefore: Double, notAfter: Double) {
+        (now - min(300, lifetime / 10), now + lifetime)
+    }
+
     /// A certificate for `commonName` with `role`, for the key a request proves to hold.
     public func issue(request: CertificateRequest, commonName: String, role: PKIRole, notBefore: Double, notAfter: Double,
                       sans: [String] = []) throws(ClusterError) -> Certificate {

@@ -65,7 +65,13 @@ final class TLSStream {
     private var ssl: OpaquePointer?
     let isServer: Bool
 
+    /// OpenSSL writes to its socket with write(2): a peer that went away would
+    /// kill the process with SIGPIPE instead of failing the write. Every
+    /// process that speaks TLS here ignores it (spawned monitors reset it).
+    static let ignoreSIGPIPE: Void = { signal(SIGPIPE, SIG_IGN) }()
+
     init(fd: FileDescriptor, context: TLSContext, server: Bool) throws(ClusterError) {
+        TLSStream.ignoreSIGPIPE
         self.fd = fd
         isServer = server
         guard let s = SSL_new(context.ctx) else { throw openSSLError("SSL_new") }

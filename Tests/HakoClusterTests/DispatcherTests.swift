@@ -36,6 +36,11 @@ import Testing
         #expect(d.status("n") == .unknown)
         #expect(d.evaluate(now: 102).isEmpty)
         #expect(d.evaluate(now: 103.5).map(\.to) == [.down])
+        // With the restart allowance a node has twice as long to come back.
+        var e = make()
+        e.track("m", now: 100, allowance: 3)
+        #expect(e.evaluate(now: 105.9).isEmpty)
+        #expect(e.evaluate(now: 106.1).map(\.to) == [.down])
     }
 
     @Test func jitterComesFromTheInjectedSource() {

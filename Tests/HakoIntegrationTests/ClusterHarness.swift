@@ -50,6 +50,12 @@ final class ClusterHarness: @unchecked Sendable {
             heartbeat_jitter = "50ms"
             down_after = "\(grace)"
             log_level = "info"
+            # The nodes share one machine: their loads are one load sampled at
+            # different moments. Placement here is spread and task count only
+            # (load-awareness has its unit tests).
+            [scheduler]
+            cpu_weight = 0
+            memory_weight = 0
             """)
         sh(["/usr/sbin/ip", "netns", "add", underlay])
         sh(["/usr/sbin/ip", "-n", underlay, "link", "set", "lo", "up"])

@@ -111,9 +111,14 @@ final class ClusterTests {
         h.killCoordinator()
         let during = h.runningCount("big").reduce(0, +)
         h.startCoordinator()
-        #expect(h.eventually(60) { self.h.runningCount("big").reduce(0, +) == 20 }, "running: \(h.runningCount("big")) (\(during) when killed)")
+        // Converged: 20 running containers, 20 tasks wanted, each slot once.
+        let converged = h.eventually(60) {
+            let live = self.h.tasks("big").filter { $0["desired"] as? String == "running" && $0["state"] as? String == "running" }
+            return self.h.runningCount("big").reduce(0, +) == 20 && live.count == 20 && Set(live.compactMap { $0["slot"] as? Int }).count == 20
+        }
+        #expect(converged, "running: \(h.runningCount("big")) (\(during) when killed)")
         usleep(1_500_000)
-        #expect(h.runningCount("big").reduce(0, +) == 20, "exactly 20, not more")
+        #expect(h.runningCount("big").reduce(0, +) == 20, "exactly 20, and it stays so")
         let counts = h.runningCount("big")
         #expect(counts.max()! - counts.min()! <= 1, "still spread: \(counts)")
         remove("big")

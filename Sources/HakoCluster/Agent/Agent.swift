@@ -32,7 +32,7 @@ public final class Agent: @unchecked Sendable {
     var replies: [Int: (Envelope) -> Void] = [:]
     var heartbeatTimer: Int?
     var watchdog: Int?
-    var reconnectDelay = 0.2
+    var reconnectDelay = 0.1
     var refusedReason: String?
 
     var assignments: [String: Assignment] = [:]
@@ -120,9 +120,12 @@ public final class Agent: @unchecked Sendable {
         }
     }
 
+    /// Retries soon (at most a second apart, well within the coordinator's
+    /// grace period after its own restart); a coordinator that refused this
+    /// node is asked again only every 30 s.
     func scheduleReconnect() {
         let delay = reconnectDelay * Double.random(in: 0.8...1.2)
-        reconnectDelay = min(reconnectDelay * 2, refusedReason == nil ? 5 : 30)
+        reconnectDelay = min(reconnectDelay * 2, refusedReason == nil ? 1 : 30)
         loop.after(delay) { [weak self] in self?.connect() }
     }
 
@@ -158,7 +161,7 @@ public final class Agent: @unchecked Sendable {
             return
         }
         session = r.sessionID
-        reconnectDelay = 0.2
+        reconnectDelay = 0.1
         refusedReason = nil
         if r.subnet != identity.subnet {
             identity.subnet = r.subnet
@@ -228,6 +231,7 @@ public final class Agent: @unchecked Sendable {
         guard let c = conn, let s = session else { return }
         let id = c.makeRequestID()
         let hb = Heartbeat(sessionID: s, load: probe.load(containers: runningContainers), tasks: current)
+        let sentAt = monotonicSeconds()
         replies[id] = { [unowned self] env in
             if let w = self.watchdog { self.loop.cancel(w); self.watchdog = nil }
             guard env.type == MessageType.reply, let r = try? env.body(HeartbeatReply.self) else {
@@ -235,7 +239,8 @@ public final class Agent: @unchecked Sendable {
                 self.conn?.close("heartbeat refused")
                 return
             }
-            self.scheduleHeartbeat(after: Double(max(10, r.nextMs)) / 1000)
+            // The period counts from this beat's sending, not from the reply.
+            self.scheduleHeartbeat(after: max(0.01, Double(max(10, r.nextMs)) / 1000 - (monotonicSeconds() - sentAt)))
         }
         c.send(WireEncoder.request(MessageType.heartbeat, id: id, hb))
         if watchdog == nil {

@@ -10,8 +10,12 @@ public protocol NodeProbe: Sendable {
     mutating func load(containers: Int) -> NodeLoad
 }
 
+/// CPU busy share is smoothed over ~10 s (an exponential moving average), so
+/// a one-second spike does not steer placement.
 public struct ProcNodeProbe: NodeProbe {
-    var previous: (busy: UInt64, total: UInt64)?
+    var previous: (busy: UInt64, total: UInt64, at: Double)?
+    var smoothed: Double?
+    static let window = 10.0
     let read: @Sendable (String) -> String?
 
     public init(read: @escaping @Sendable (String) -> String? = { try? FS.readString($0) }) { self.read = read }
@@ -23,13 +27,16 @@ public struct ProcNodeProbe: NodeProbe {
 
     public mutating func load(containers: Int) -> NodeLoad {
         let mem = ProcNodeProbe.meminfo(read("/proc/meminfo") ?? "")
-        var cpu = 0.0
         if let now = ProcNodeProbe.cpuTimes(read("/proc/stat") ?? "") {
+            let t = monotonicSeconds()
             if let p = previous, now.total > p.total {
-                cpu = Double(now.busy &- p.busy) / Double(now.total - p.total)
+                let sample = min(1, max(0, Double(now.busy &- p.busy) / Double(now.total - p.total)))
+                let alpha = 1 - exp(-(t - p.at) / ProcNodeProbe.window)
+                smoothed = smoothed.map { $0 + alpha * (sample - $0) } ?? sample
             }
-            previous = now
+            previous = (now.busy, now.total, t)
         }
+        let cpu = smoothed ?? 0
         let load1 = Double((read("/proc/loadavg") ?? "").split(separator: " ").first ?? "") ?? 0
         return NodeLoad(cpu: min(1, max(0, cpu)), load1: load1, memoryTotal: mem["MemTotal"] ?? 0,
                         memoryAvailable: mem["MemAvailable"] ?? 0, containers: containers)

@@ -86,7 +86,8 @@ public final class CoordinatorCore {
         dispatcher = Dispatcher(period: config.heartbeatPeriod, jitter: config.heartbeatJitter,
                                 suspectAfterMissed: config.suspectAfterMissed, grace: config.downAfter)
         let now = clock.monotonic()
-        for id in state.nodes.keys { dispatcher.track(id, now: now) }
+        // After a restart each known node has twice the grace period to say hello.
+        for id in state.nodes.keys { dispatcher.track(id, now: now, allowance: config.downAfter) }
         for c in state.certs.values where c.role == PKIRole.node.rawValue && !c.revoked {
             nodeCertExpiry[c.subject] = max(nodeCertExpiry[c.subject] ?? 0, c.notAfter)
         }

@@ -33,9 +33,10 @@ public struct Dispatcher: Sendable {
     public var suspectAfter: Double { period * Double(suspectAfterMissed) + jitter }
 
     /// A node known from the store: unknown until it says hello; down after
-    /// the grace period counted from `now` (the coordinator's start).
-    public mutating func track(_ node: String, now: Double) {
-        if nodes[node] == nil { nodes[node] = NodeLiveness(status: .unknown, lastSeen: now) }
+    /// the grace period counted from `now` plus `allowance` (after a
+    /// coordinator restart every node gets time to reconnect first).
+    public mutating func track(_ node: String, now: Double, allowance: Double = 0) {
+        if nodes[node] == nil { nodes[node] = NodeLiveness(status: .unknown, lastSeen: now + allowance) }
     }
 
     public mutating func forget(_ node: String) { nodes[node] = nil }

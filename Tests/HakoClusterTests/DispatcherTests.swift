@@ -97,5 +97,10 @@ import Testing
                                              observed: [ObservedTask(taskID: "t", containerID: "dead", status: .exited),
                                                         ObservedTask(taskID: "t", containerID: "live", status: .running)], busy: [])
         #expect(actions == [.remove(taskID: "t", containerID: "dead")])
+        // The same container seen twice (created, then running) is one container: nothing to remove.
+        let twice = AgentPlanner.plan(assignments: [assignment("t", state: .running)],
+                                      observed: [ObservedTask(taskID: "t", containerID: "c", status: .created),
+                                                 ObservedTask(taskID: "t", containerID: "c", status: .running)], busy: [])
+        #expect(twice.actions.isEmpty && twice.statuses.map(\.state) == [.running])
     }
 }

@@ -35,7 +35,7 @@ final class ClusterHarness: @unchecked Sendable {
     var failed = false
 
     /// `grace`: the coordinator's down_after (short, so failover tests are quick).
-    init(_ tag: String, nodes count: Int, grace: String = "1.5s") {
+    init(_ tag: String, nodes count: Int, grace: String = "3s") {
         self.tag = "\(tag)\(getpid() % 100_000)"
         var template = Array("/tmp/hako-cluster-\(tag)-XXXXXX".utf8CString)
         let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
@@ -220,6 +220,14 @@ final class ClusterHarness: @unchecked Sendable {
     }
 
     func teardown() {
+        if ProcessInfo.processInfo.environment["HAKO_KEEP_CLUSTER_LOGS"] != nil {
+            var dump = ""
+            for n in nodes {
+                let ids = Subprocess.run([Binaries.hako, "ps", "-aq", "--no-trunc"], env: n.env).stdout.split(separator: "\n").map(String.init)
+                dump += "== \(n.name)\n" + Subprocess.run([Binaries.hako, "inspect"] + ids, env: n.env).stdout
+            }
+            write(base + "/containers.dump", dump)
+        }
         for n in nodes { stop(n.agent) }
         stop(coordinator)
         coordinator = 0

@@ -364,6 +364,8 @@ public final class Agent: @unchecked Sendable {
         switch action {
         case .start(let a):
             if let r = result, r.state == .running, let c = r.containerID {
+                // An observation made during the start may hold it already (as created).
+                observed.removeAll { $0.containerID == c }
                 observed.append(ObservedTask(taskID: a.taskID, containerID: c, status: .running, created: Timestamp.now().secondsSince1970))
             }
         case .startExisting(_, let c):

@@ -23,7 +23,10 @@ public enum AgentAction: Sendable, Equatable {
 public enum AgentPlanner {
     public static func plan(assignments: [Assignment], observed: [ObservedTask], busy: Set<String>) -> (actions: [AgentAction], statuses: [TaskStatus]) {
         var byTask: [String: [ObservedTask]] = [:]
-        for o in observed { byTask[o.taskID, default: []].append(o) }
+        var seen = Set<String>()
+        for o in observed.sorted(by: { rank($0) < rank($1) }) where seen.insert(o.containerID).inserted {
+            byTask[o.taskID, default: []].append(o)
+        }
         var actions: [AgentAction] = []
         var statuses: [TaskStatus] = []
         var assigned = Set<String>()

@@ -85,6 +85,9 @@ TOML
 done
 for _ in $(seq 100); do [ "$(cq node ls --format json | grep -c '"ready"')" = 3 ] && break; sleep 0.1; done
 c node ls
+if [ "$(cq node ls --format json | grep -c '"ready"')" != 3 ]; then
+  echo "not every node is ready; the agents said:"; tail -n 5 "$W"/n*/agent.log; exit 1
+fi
 
 step "A web service, 3 replicas, spread across the nodes"
 c service create --name web --replicas 3 --stop-timeout 1 --wait web:demo httpd -f -p 8080 -h /www

@@ -133,7 +133,7 @@ func agentsBench() throws {
             let token = try admin.request(MessageType.tokenCreate, TokenCreateRequest(ttl: 600), as: TokenReply.self).token
             _ = try Agent.join(token: token, coordinator: coord, config: c, capacity: FixedProbe().capacity(), log: .silent)
         }
-        boxes.append(AgentBox(try Agent(config: c, runtime: MemoryRuntime(), probe: FixedProbe(), log: .silent)))
+        boxes.append(AgentBox(try Agent(config: c, runtime: MemoryRuntime(), probe: FixedProbe(), log: ClusterLog(component: "sim-\(i)", level: .warning))))
     }
     let done = Atomic<Int>(0)
     for b in boxes {

@@ -30,6 +30,24 @@ import Testing
         _ = try empty.body(EmptyBody.self)
     }
 
+    /// An assignment carries each spec once, however many replicas use it.
+    @Test func assignmentsShareTheirSpecs() throws {
+        var spec = ServiceSpec(name: "web", image: "busybox")
+        spec.env = ["A=1"]
+        let tasks = (1...3).map { Assignment(taskID: "t\($0)", serviceID: "s", name: "web.\($0)", slot: $0, version: 2, spec: spec,
+                                              desired: .running, state: .assigned) }
+        let line = WireEncoder.request(MessageType.assign, id: nil, AssignMessage(generation: 4, tasks: tasks))
+        let text = String(decoding: line, as: UTF8.self)
+        #expect(text.components(separatedBy: "\"image\":\"busybox\"").count == 2, "one spec on the wire")
+        #expect(text.contains(#""specs":{"s@2":{"#) && text.contains(#""spec":"s@2""#))
+        let back = try decodeLine(line).body(AssignMessage.self)
+        #expect(back.generation == 4 && back.tasks == tasks)
+        // A task naming a spec that is not there is refused.
+        let broken = text.replacingOccurrences(of: #""spec":"s@2","state":"assigned","taskID":"t3""#, with: #""spec":"s@9","state":"assigned","taskID":"t3""#)
+        #expect(broken != text)
+        #expect(throws: WireError.self) { try decodeLine(Array(broken.utf8)).body(AssignMessage.self) }
+    }
+
     @Test func refusesWhatIsNotAnEnvelope() {
         func code(_ s: String) -> WireCode? {
             do { _ = try WireDecoder.decode(Array(s.utf8)); return nil } catch { return error.code }

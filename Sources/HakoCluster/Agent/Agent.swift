@@ -304,6 +304,8 @@ public final class Agent: @unchecked Sendable {
         for s in statuses where sent[s.taskID] != s {
             sent[s.taskID] = s
             current[s.taskID] = s.state
+            // The coordinator now knows this state; it does not resend the assignment for it.
+            assignments[s.taskID]?.state = s.state
             changed.append(s)
         }
         // Forget tasks no longer assigned.

@@ -38,13 +38,19 @@ public struct ClusterState: Sendable {
 
     // MARK: tasks
 
+    /// Stores a task. Its node is told again only when what the node must do
+    /// changes (the task is new there, or its wanted state or version changed);
+    /// a change of observed state came from the node itself.
     public mutating func put(_ t: TaskRecord) {
-        if let old = tasks[t.id], old.nodeID != t.nodeID, let n = old.nodeID {
+        let old = tasks[t.id]
+        if let old, old.nodeID != t.nodeID, let n = old.nodeID {
             tasksByNode[n]?.remove(t.id)
             touchedNodes.insert(n)
         }
         index(t)
-        if let n = t.nodeID { touchedNodes.insert(n) }
+        if let n = t.nodeID, old == nil || old?.nodeID != t.nodeID || old?.isLive != t.isLive || old?.version != t.version {
+            touchedNodes.insert(n)
+        }
         batch.tasks.append(t)
     }
 

@@ -115,10 +115,58 @@ public struct Assignment: Codable, Sendable, Equatable {
     public var state: TaskState
 }
 
-/// The whole set of a node's tasks, sent whenever it changes.
+/// The whole set of a node's tasks, sent whenever it changes. On the wire
+/// each spec appears once (`specs`, keyed `<service id>@<version>`) and the
+/// tasks refer to it by `spec`: a hundred replicas cost one spec.
 public struct AssignMessage: Codable, Sendable {
     public var generation: Int
     public var tasks: [Assignment]
+
+    public init(generation: Int, tasks: [Assignment]) {
+        self.generation = generation
+        self.tasks = tasks
+    }
+
+    struct WireTask: Codable {
+        var taskID: String
+        var serviceID: String
+        var name: String
+        var slot: Int
+        var version: Int
+        var spec: String
+        var desired: DesiredState
+        var state: TaskState
+    }
+
+    enum CodingKeys: String, CodingKey { case generation, specs, tasks }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        var specs: [String: ServiceSpec] = [:]
+        var wire: [WireTask] = []
+        for a in tasks {
+            let key = "\(a.serviceID)@\(a.version)"
+            if specs[key] == nil { specs[key] = a.spec }
+            wire.append(WireTask(taskID: a.taskID, serviceID: a.serviceID, name: a.name, slot: a.slot, version: a.version, spec: key,
+                                 desired: a.desired, state: a.state))
+        }
+        try c.encode(generation, forKey: .generation)
+        try c.encode(specs, forKey: .specs)
+        try c.encode(wire, forKey: .tasks)
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        generation = try c.decode(Int.self, forKey: .generation)
+        let specs = try c.decode([String: ServiceSpec].self, forKey: .specs)
+        tasks = try c.decode([WireTask].self, forKey: .tasks).map { w in
+            guard let spec = specs[w.spec] else {
+                throw DecodingError.dataCorruptedError(forKey: .tasks, in: c, debugDescription: "task \(w.taskID) names no spec \(w.spec)")
+            }
+            return Assignment(taskID: w.taskID, serviceID: w.serviceID, name: w.name, slot: w.slot, version: w.version, spec: spec,
+                              desired: w.desired, state: w.state)
+        }
+    }
 }
 
 public struct LogsRequest: Codable, Sendable {

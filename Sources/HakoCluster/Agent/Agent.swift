@@ -47,6 +47,7 @@ public final class Agent: @unchecked Sendable {
     var sent: [String: TaskStatus] = [:]
     var current: [String: TaskState] = [:]
     var renewing = false
+    var trimmed = false
 
     public init(config: AgentConfig, runtime: any TaskRuntime, probe: any NodeProbe = ProcNodeProbe(), log: ClusterLog) throws {
         self.config = config
@@ -169,6 +170,11 @@ public final class Agent: @unchecked Sendable {
         }
         log.info("session open with \(endpoint): subnet \(r.subnet) of \(r.clusterCIDR), heartbeat every ~\(r.heartbeatMs) ms")
         scheduleHeartbeat(after: Double(r.heartbeatMs) / 1000)
+        if !trimmed {
+            // Once settled into its steady state, the agent lets go of its start-up code.
+            trimmed = true
+            loop.after(10) { ResidentMemory.trimStartupCode() }
+        }
     }
 
     func closed(_ reason: String) {

@@ -55,6 +55,7 @@ public final class Coordinator: @unchecked Sendable {
         log.info("cluster \(core.clusterID.prefix(12)) listening on \(Endpoint(host: config.listen.host, port: port)) (mutual TLS 1.3), \(config.clusterCIDR) split into /\(config.nodeSubnetPrefix)")
         loop.watch(listener.rawValue, events: Int16(POLLIN)) { [unowned self] _ in self.acceptAll() }
         scheduleTick()
+        loop.after(10) { ResidentMemory.trimStartupCode() }
         loop.run()
         for (_, c) in connections { c.conn.close("coordinator stopping") }
         connections.removeAll()

@@ -16,7 +16,10 @@ public final class Coordinator: @unchecked Sendable {
     let log: ClusterLog
     var connections: [Int: (conn: LineConnection, peer: PeerIdentity)] = [:]
     var nextConnection = 1
-    var convergeScheduled = false
+    var commitScheduled = false
+    /// Replies waiting for the round's commit.
+    var held: [(Int, [UInt8])] = []
+    var closeAfterCommit: Set<Int> = []
     public static let maxConnections = 4096
     static let anonymousTimeout = 30.0
     /// The port actually bound (":0" picks one).
@@ -121,24 +124,27 @@ public final class Coordinator: @unchecked Sendable {
         }
     }
 
+    /// Messages are handled at once; their changes are committed together at
+    /// the end of the poll round (group commit: one transaction for every
+    /// report that arrived together), and only then are replies and
+    /// assignments sent — the store holds a change before anyone hears of it.
     func received(_ env: Envelope, on c: LineConnection) {
         guard let peer = connections[c.id]?.peer else { return }
-        let reply = core.handle(env, from: peer, connection: c.id, address: c.peer)
-        // Write-ahead: the store holds a change before anyone hears of it.
-        core.flush()
-        if let reply { c.send(reply) }
+        if let reply = core.handle(env, from: peer, connection: c.id, address: c.peer) { held.append((c.id, reply)) }
         if peer == .anonymous && env.type != MessageType.join {
             log.warning("refused \(c.peer): \(env.type) without a client certificate")
-            c.close("no client certificate")
+            closeAfterCommit.insert(c.id)
         }
-        deliver()
-        if !convergeScheduled {
-            convergeScheduled = true
-            loop.after(0) { [unowned self] in
-                self.convergeScheduled = false
-                self.core.tick()
-                self.deliver()
-            }
+        guard !commitScheduled else { return }
+        commitScheduled = true
+        loop.after(0) { [unowned self] in
+            self.commitScheduled = false
+            self.core.tick()
+            for (id, line) in self.held { self.connections[id]?.conn.send(line) }
+            self.held.removeAll()
+            for id in self.closeAfterCommit { self.connections[id]?.conn.close("no client certificate") }
+            self.closeAfterCommit.removeAll()
+            self.deliver()
         }
     }
 

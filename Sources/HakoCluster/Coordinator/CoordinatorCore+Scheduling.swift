@@ -28,7 +28,7 @@ extension CoordinatorCore {
         guard !ready.isEmpty else { return }
         ready.sort { ($0.serviceName, $0.version, $0.slot) < ($1.serviceName, $1.version, $1.slot) }
         var snap = snapshot()
-        let placements = scheduler.schedule(ready.map(SchedulingRequest.init(task:)), on: &snap, using: &rng)
+        let placements = scheduler.schedule(SchedulingRequest.requests(for: ready), on: &snap, using: &rng)
         for p in placements {
             guard var t = state.tasks[p.taskID] else { continue }
             if let node = p.nodeID {

@@ -51,6 +51,21 @@ public struct SchedulingRequest: Sendable {
         self.platforms = platforms
     }
 
+    /// Requests for tasks, their constraints and platforms parsed once per service version.
+    public static func requests(for tasks: [TaskRecord]) -> [SchedulingRequest] {
+        var parsed: [String: (constraints: [Constraint], platforms: [PlatformSpec])] = [:]
+        return tasks.map { t in
+            let group = "\(t.serviceID)@\(t.version)"
+            let p = parsed[group] ?? {
+                let v = (t.spec.constraints.compactMap { try? Constraint(parsing: $0) }, t.spec.platforms.compactMap { PlatformSpec(parsing: $0) })
+                parsed[group] = v
+                return v
+            }()
+            return SchedulingRequest(taskID: t.id, serviceID: t.serviceID, group: group, reservations: t.spec.reservations,
+                                     constraints: p.constraints, platforms: p.platforms)
+        }
+    }
+
     /// The requirements of a task at its spec (constraints were validated when the spec was accepted).
     public init(task: TaskRecord) {
         let spec = task.spec

@@ -5,8 +5,10 @@ RELEASE := -c release --static-swift-stdlib
 BIN_DIR := .build/release
 
 # Debian packages the build, the tests, the demo and the benchmarks need.
-DEB_PACKAGES := busybox-static libcap-dev libseccomp-dev libmnl-dev libnftnl-dev zlib1g-dev \
-	libssl-dev libsqlite3-dev tar gzip util-linux procps iproute2 nftables jq hyperfine runc crun time
+DEB_PACKAGES := busybox-static libcap-dev libseccomp-dev libmnl-dev libnftnl-dev zlib1g-dev libzstd-dev \
+	libssl-dev libsqlite3-dev tar gzip util-linux procps iproute2 nftables jq hyperfine runc crun time linux-perf \
+	iperf3 python3 docker-registry podman skopeo apache2-utils openssl \
+	containerd
 
 .PHONY: all deps build test unit-test integration-test demo bench clean install
 
@@ -24,6 +26,7 @@ MONITOR_CFLAGS := -O2 -g0 -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-par
 # SwiftPM first: it makes .build/release (a symlink into its build tree).
 build: deps
 	$(SWIFT) build $(RELEASE) --product hako
+	$(SWIFT) build $(RELEASE) --product hako-runtime
 	@$(MAKE) --no-print-directory $(BIN_DIR)/hako-monitor
 
 # The monitor is plain C linked against libc only: one runs per container.
@@ -33,11 +36,14 @@ $(BIN_DIR)/hako-monitor: $(MONITOR_SRC) $(MONITOR_HDR)
 # Unit tests need no root; integration tests run containers (root) with the
 # release binaries just built. tools/host-check.sh fails the run if the suite
 # left mounts, cgroups, links or processes behind.
+# Per checkout, so that two checkouts testing at once do not share the files.
+HOST_SNAPSHOT := /tmp/hako-host-before-$(notdir $(CURDIR))
+
 test: deps build
-	@tools/host-check.sh snapshot /tmp/hako-host-before
-	HAKO_BIN_DIR=$(CURDIR)/$(BIN_DIR) $(SWIFT) test --parallel 2>&1 | tee /tmp/hako-test.log; \
+	@tools/host-check.sh snapshot $(HOST_SNAPSHOT)
+	HAKO_BIN_DIR=$(CURDIR)/$(BIN_DIR) $(SWIFT) test --parallel 2>&1 | tee /tmp/hako-test-$(notdir $(CURDIR)).log; \
 	  status=$${PIPESTATUS[0]}; \
-	  tools/host-check.sh compare /tmp/hako-host-before || status=1; \
+	  tools/host-check.sh compare $(HOST_SNAPSHOT) || status=1; \
 	  exit $$status
 
 demo: deps build

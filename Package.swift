@@ -5,6 +5,7 @@ let package = Package(
     name: "hako",
     products: [
         .executable(name: "hako", targets: ["hako"]),
+        .executable(name: "hako-runtime", targets: ["hako-runtime"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -19,32 +20,50 @@ let package = Package(
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
         .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL"),
         .systemLibrary(name: "CSQLite", path: "Sources/CSQLite"),
+        .systemLibrary(name: "CCap", path: "Sources/CCap"),
+        .systemLibrary(name: "CSeccomp", path: "Sources/CSeccomp"),
+        .systemLibrary(name: "CMnl", path: "Sources/CMnl"),
+        .systemLibrary(name: "CNftnl", path: "Sources/CNftnl"),
+        .systemLibrary(name: "CZstd", path: "Sources/CZstd"),
 
         // system: thin typed Swift over syscalls.
         .target(name: "HakoSystem", dependencies: ["CHakoShim"]),
 
         // facilities
         .target(name: "HakoRuntime", dependencies: ["HakoSystem", "CHakoShim"]),
-        .target(name: "HakoImage", dependencies: ["HakoSystem", "CHakoShim", "CZlib", "COpenSSL"]),
+        // HTTP/1.1 over TCP and OpenSSL TLS
+        .target(name: "HakoTransport", dependencies: ["HakoSystem", "COpenSSL"]),
+        .target(name: "HakoImage", dependencies: ["HakoSystem", "HakoTransport", "CHakoShim", "CZlib", "CZstd", "COpenSSL"]),
+        // capabilities (libcap) and seccomp (libseccomp, filters cached by hash)
+        .target(name: "HakoSecurity", dependencies: ["HakoSystem", "CHakoShim", "CCap", "CSeccomp", "COpenSSL"]),
+        // netlink (libmnl) and nftables (libnftnl)
+        .target(name: "HakoNetwork", dependencies: ["HakoSystem", "CHakoShim", "CMnl", "CNftnl"]),
 
         // engine
-        .target(name: "HakoEngine", dependencies: ["HakoSystem", "HakoRuntime", "HakoImage"]),
+        .target(name: "HakoEngine", dependencies: ["HakoSystem", "HakoRuntime", "HakoImage", "HakoSecurity", "HakoNetwork"]),
+        // the OCI runtime's operations (runc's contract) over the same runtime core; a peer of the engine
+        .target(name: "HakoOCIRuntime", dependencies: ["HakoSystem", "HakoRuntime", "HakoSecurity", "CHakoShim"]),
 
         // cluster: coordinator, agent, protocol, PKI, store, scheduler (the engine never imports it)
         .target(name: "HakoCluster", dependencies: ["HakoSystem", "HakoImage", "HakoEngine", "COpenSSL", "CSQLite"]),
 
         // apps
         .executableTarget(name: "hako", dependencies: [
-            "HakoEngine", "HakoRuntime", "HakoSystem", "HakoCluster",
+            "HakoEngine", "HakoRuntime", "HakoSystem", "HakoNetwork", "HakoCluster",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-
+        // No Foundation and no swift-argument-parser: an OCI runtime's start-up is its speed.
+        // Linked position-dependent: a PIE static-stdlib binary applies ~38,000 relative
+        // relocations at every start, writing (and so keeping resident) megabytes of pages.
+        .executableTarget(name: "hako-runtime", dependencies: ["HakoOCIRuntime", "HakoRuntime", "HakoSystem"],
+                          linkerSettings: [.unsafeFlags(["-Xlinker", "-no-pie"])]),
         // make bench only: the scheduler's throughput in-process, simulated agents.
         .executableTarget(name: "hako-cluster-bench", dependencies: ["HakoCluster", "HakoSystem"]),
 
-        .testTarget(name: "HakoUnitTests", dependencies: ["CHakoShim", "HakoSystem", "HakoRuntime", "HakoEngine"]),
-        .testTarget(name: "HakoImageTests", dependencies: ["HakoSystem", "HakoImage"]),
-        .testTarget(name: "HakoIntegrationTests", dependencies: ["HakoSystem"]),
+        .testTarget(name: "HakoUnitTests", dependencies: ["CHakoShim", "HakoSystem", "HakoRuntime", "HakoEngine", "HakoSecurity", "HakoNetwork", "HakoOCIRuntime"]),
+        .testTarget(name: "HakoImageTests", dependencies: ["HakoSystem", "HakoImage", "HakoTransport"]),
+        .testTarget(name: "HakoNetworkTests", dependencies: ["HakoSystem", "HakoNetwork", "CMnl", "CNftnl"]),
+        .testTarget(name: "HakoIntegrationTests", dependencies: ["HakoSystem", "HakoRuntime"]),
         .testTarget(name: "HakoClusterTests", dependencies: ["HakoSystem", "HakoCluster", "COpenSSL"]),
     ]
 )

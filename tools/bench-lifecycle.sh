@@ -43,7 +43,7 @@ hf() { # name command
 }
 
 echo "== run of /bin/true ($RUNS runs each, hyperfine medians)"
-hako_run=$(hf hako "$BIN/hako run --rm bench:busybox /bin/true")
+hako_run=$(hf hako "$BIN/hako run --rm --network none bench:busybox /bin/true")
 runc_run=$(hf runc "runc run --bundle $W/bundle hako-bench-runc-\$\$ >/dev/null; runc delete -f hako-bench-runc-\$\$ 2>/dev/null; true")
 # crun 1.8 refuses cgroup v1 hybrid hosts; it runs in a view without the cgroup2 mount.
 crun_run=$("$SHARED/cgv1-view.sh" bash -c "$(declare -f hf); W=$W RUNS=$RUNS hf crun 'crun run --bundle $W/bundle hako-bench-crun-\$\$ >/dev/null'")
@@ -56,7 +56,7 @@ printf '| runc run | %.1f | %s |\n' "$runc_run" "$(ratio "$runc_run" "$crun_run"
 
 echo
 echo "== monitor memory: $N_MON containers running sleep"
-for i in $(seq "$N_MON"); do "$BIN/hako" run -d bench:busybox sleep 600 >/dev/null; done
+for i in $(seq "$N_MON"); do "$BIN/hako" run -d --network none bench:busybox sleep 600 >/dev/null; done
 sleep 1
 pss_of() { awk '/^Pss:/ {print $2}' "/proc/$1/smaps_rollup" 2>/dev/null || echo 0; }
 total=0; count=0

@@ -11,6 +11,7 @@ cleanup() {
   set +e
   ids=$(hako ps -aq --no-trunc 2>/dev/null)
   [ -n "$ids" ] && hako rm -f $ids >/dev/null
+  hako network prune >/dev/null 2>&1  # the default bridge, the firewall table, IP forwarding as found
   for d in /sys/fs/cgroup/*/"$HAKO_CGROUP_PARENT"; do [ -d "$d" ] && rmdir "$d"; done
   rm -rf "$W"
 }

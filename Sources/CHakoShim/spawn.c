@@ -6,6 +6,7 @@
 // multi-threaded Swift process. Each failure is written once to the error pipe
 // as struct hako_failure and the child exits; the parent reaps it.
 #include "hako_shim.h"
+#include "spawn_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -18,7 +19,11 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <linux/mount.h>
+#include <poll.h>
 #include <sys/mount.h>
+#include <sys/personality.h>
+#include <time.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -36,6 +41,15 @@
 #ifndef SYS_clone3
 #define SYS_clone3 435
 #endif
+#ifndef SYS_mount_setattr
+#define SYS_mount_setattr 442
+#endif
+#ifndef CLONE_NEWTIME
+#define CLONE_NEWTIME 0x00000080
+#endif
+#ifndef KEYCTL_JOIN_SESSION_KEYRING
+#define KEYCTL_JOIN_SESSION_KEYRING 1
+#endif
 #ifndef PR_CAP_AMBIENT
 #define PR_CAP_AMBIENT 47
 #define PR_CAP_AMBIENT_RAISE 2
@@ -44,17 +58,17 @@
 // ---------------------------------------------------------------------------
 // async-signal-safe helpers
 
-static size_t s_len(const char *s) { size_t n = 0; while (s[n]) n++; return n; }
+size_t s_len(const char *s) { size_t n = 0; while (s[n]) n++; return n; }
 
 // Appends src to dst (capacity cap); returns 0, or -1 when it would not fit.
-static int s_cat(char *dst, size_t cap, const char *src) {
+int s_cat(char *dst, size_t cap, const char *src) {
     size_t a = s_len(dst), b = s_len(src);
     if (a + b + 1 > cap) return -1;
     memcpy(dst + a, src, b + 1);
     return 0;
 }
 
-static void s_itoa(long v, char *out) {
+void s_itoa(long v, char *out) {
     char tmp[24]; int i = 0; int neg = v < 0;
     unsigned long u = neg ? (unsigned long)(-v) : (unsigned long)v;
     do { tmp[i++] = (char)('0' + u % 10); u /= 10; } while (u);
@@ -64,14 +78,14 @@ static void s_itoa(long v, char *out) {
     out[j] = 0;
 }
 
-static void fd_path(int fd, char out[32]) {
+void fd_path(int fd, char out[32]) {
     out[0] = 0;
     s_cat(out, 32, "/proc/self/fd/");
     char n[24]; s_itoa(fd, n);
     s_cat(out, 32, n);
 }
 
-static int write_all(int fd, const void *buf, size_t n) {
+int write_all(int fd, const void *buf, size_t n) {
     const char *p = buf;
     while (n) {
         ssize_t w = write(fd, p, n);
@@ -81,7 +95,7 @@ static int write_all(int fd, const void *buf, size_t n) {
     return 0;
 }
 
-static int write_file(const char *path, const char *data) {
+int write_file(const char *path, const char *data) {
     int fd = open(path, O_WRONLY | O_CLOEXEC);
     if (fd < 0) return -1;
     int r = write_all(fd, data, s_len(data));
@@ -91,7 +105,7 @@ static int write_file(const char *path, const char *data) {
     return r;
 }
 
-static ssize_t read_full(int fd, void *buf, size_t n) {
+ssize_t read_full(int fd, void *buf, size_t n) {
     size_t got = 0;
     while (got < n) {
         ssize_t r = read(fd, (char *)buf + got, n - got);
@@ -102,18 +116,10 @@ static ssize_t read_full(int fd, void *buf, size_t n) {
     return (ssize_t)got;
 }
 
-struct child {
-    const struct hako_spec *s;
-    int sync_r;
-    int err_w;
-    int console_w;
-    int stdio[3];
-    int tty_slave;
-    const char *tty_slave_path;
-};
+
 
 __attribute__((noreturn))
-static void child_fail(struct child *c, int stage, int err, const char *detail) {
+void child_fail(struct child *c, int stage, int err, const char *detail) {
     struct hako_failure f;
     memset(&f, 0, sizeof f);
     f.stage = stage;
@@ -129,7 +135,7 @@ static void child_fail(struct child *c, int stage, int err, const char *detail) 
 
 // A new program starts with no signal blocked and every disposition at its
 // default: nothing of the runtime's own signal handling leaks into it.
-static void reset_signals(void) {
+void reset_signals(void) {
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
@@ -142,7 +148,7 @@ static void reset_signals(void) {
     }
 }
 
-static long clone3_raw(uint64_t flags, int *pidfd, int cgroup_fd) {
+long clone3_raw(uint64_t flags, int *pidfd, int cgroup_fd) {
     struct clone_args a;
     memset(&a, 0, sizeof a);
     a.flags = flags;
@@ -196,6 +202,36 @@ static unsigned long locked_flags(int fd) {
     return f;
 }
 
+static void mount_propagation(struct child *c, int rootfd, const struct hako_mount *m) {
+    char tp[32];
+    unsigned long prop = m->flags & (MS_PRIVATE | MS_SLAVE | MS_SHARED | MS_UNBINDABLE);
+    int n = hako_open_in_root(rootfd, m->target, O_PATH, 0);
+    if (n < 0) child_fail(c, HAKO_STAGE_MOUNT, errno, m->target);
+    fd_path(n, tp);
+    if (mount(NULL, tp, NULL, prop | (m->flags & MS_REC), NULL) < 0) child_fail(c, HAKO_STAGE_MOUNT, errno, m->target);
+    close(n);
+}
+
+// Recursive mount attributes ("rro" and friends): mount_setattr(AT_RECURSIVE).
+static void mount_attributes(struct child *c, int rootfd, const struct hako_mount *m) {
+    if (!m->attr_set && !m->attr_clr) return;
+    int n = hako_open_in_root(rootfd, m->target, O_PATH, 0);
+    if (n < 0) child_fail(c, HAKO_STAGE_MOUNT, errno, m->target);
+    struct mount_attr a;
+    memset(&a, 0, sizeof a);
+    a.attr_set = m->attr_set;
+    a.attr_clr = m->attr_clr;
+    if (syscall(SYS_mount_setattr, n, "", AT_EMPTY_PATH | AT_RECURSIVE, &a, sizeof a) < 0)
+        child_fail(c, HAKO_STAGE_MOUNT, errno, m->target);
+    close(n);
+}
+
+// An empty volume takes the image's content at the mount point (as Docker does).
+static void fill_volume(struct child *c, int rootfd, const struct hako_mount *m) {
+    int e = hako_fill_volume(rootfd, m->target, m->source);
+    if (e) child_fail(c, HAKO_STAGE_MOUNT, e, m->target);
+}
+
 static void do_mount(struct child *c, int rootfd, const struct hako_mount *m) {
     char tp[32], sp[32];
     if (m->kind == HAKO_MNT_SYMLINK) {
@@ -212,16 +248,31 @@ static void do_mount(struct child *c, int rootfd, const struct hako_mount *m) {
         close(real);
         return;
     }
+    unsigned long propagation = m->flags & (MS_PRIVATE | MS_SLAVE | MS_SHARED | MS_UNBINDABLE);
     if (m->kind == HAKO_MNT_FS) {
         int t = hako_mkdir_in_root(rootfd, m->target, 0755);
         if (t < 0) child_fail(c, HAKO_STAGE_MOUNT, errno, m->target);
         fd_path(t, tp);
-        if (mount(m->source[0] ? m->source : m->fstype, tp, m->fstype, m->flags, m->data[0] ? m->data : NULL) < 0)
-            child_fail(c, HAKO_STAGE_MOUNT, errno, m->target);
+        if (mount(m->source[0] ? m->source : m->fstype, tp, m->fstype, m->flags & ~(propagation | MS_REC), m->data[0] ? m->data : NULL) < 0) {
+            // sysfs can only be mounted by the owner of the network namespace: a
+            // user-namespaced container in a namespace the engine made gets the
+            // host's /sys bound instead (read-only), as runc does.
+            if (!(errno == EPERM && strcmp(m->fstype, "sysfs") == 0)) child_fail(c, HAKO_STAGE_MOUNT, errno, m->target);
+            if (mount("/sys", tp, NULL, MS_BIND | MS_REC, NULL) < 0) child_fail(c, HAKO_STAGE_MOUNT, errno, m->target);
+            close(t);
+            t = hako_open_in_root(rootfd, m->target, O_PATH, 0);
+            if (t < 0) child_fail(c, HAKO_STAGE_MOUNT, errno, m->target);
+            fd_path(t, tp);
+            if ((m->flags & MS_RDONLY) && mount(NULL, tp, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | locked_flags(t), NULL) < 0)
+                child_fail(c, HAKO_STAGE_MOUNT, errno, m->target);
+        }
         close(t);
+        if (propagation) mount_propagation(c, rootfd, m);
+        mount_attributes(c, rootfd, m);
         return;
     }
-    // bind
+    // bind (a volume: filled first when new)
+    if (m->kind == HAKO_MNT_VOLUME) fill_volume(c, rootfd, m);
     int src = open(m->source, O_PATH | O_CLOEXEC);
     if (src < 0) child_fail(c, HAKO_STAGE_MOUNT, errno, m->source);
     struct stat st;
@@ -242,14 +293,8 @@ static void do_mount(struct child *c, int rootfd, const struct hako_mount *m) {
             child_fail(c, HAKO_STAGE_MOUNT, errno, m->target);
         close(n);
     }
-    unsigned long prop = m->flags & (MS_PRIVATE | MS_SLAVE | MS_SHARED | MS_UNBINDABLE);
-    if (prop) {
-        int n = hako_open_in_root(rootfd, m->target, O_PATH, 0);
-        if (n < 0) child_fail(c, HAKO_STAGE_MOUNT, errno, m->target);
-        fd_path(n, tp);
-        if (mount(NULL, tp, NULL, prop | (m->flags & MS_REC), NULL) < 0) child_fail(c, HAKO_STAGE_MOUNT, errno, m->target);
-        close(n);
-    }
+    if (propagation) mount_propagation(c, rootfd, m);
+    mount_attributes(c, rootfd, m);
 }
 
 static void make_device(struct child *c, int rootfd, const struct hako_device *d) {
@@ -262,15 +307,15 @@ static void make_device(struct child *c, int rootfd, const struct hako_device *d
     int real = open(tp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     close(dir);
     if (real < 0) child_fail(c, HAKO_STAGE_DEVICE, errno, d->path);
-    mode_t type = d->type == 'b' ? S_IFBLK : S_IFCHR;
+    mode_t type = d->type == 'b' ? S_IFBLK : d->type == 'p' ? S_IFIFO : S_IFCHR;
     unlinkat(real, name, 0);
-    if (mknodat(real, name, type | (d->mode & 07777), makedev(d->major, d->minor)) < 0) {
+    if (mknodat(real, name, type | (d->mode & 07777), type == S_IFIFO ? 0 : makedev(d->major, d->minor)) < 0) {
         int e = errno;
         // Inside a user namespace mknod is refused: bind the host's node instead.
         if (e == EPERM) {
             int w = openat(real, name, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
             if (w >= 0) close(w);
-            int src = open(d->path, O_PATH | O_CLOEXEC);
+            int src = open(d->source ? d->source : d->path, O_PATH | O_CLOEXEC);
             int t = hako_open_in_root(rootfd, d->path, O_PATH, 0);
             if (src >= 0 && t >= 0) {
                 char sp[32];
@@ -380,13 +425,9 @@ static void apply_rlimits(struct child *c) {
         struct rlimit l = { .rlim_cur = s->rlimits[i].soft, .rlim_max = s->rlimits[i].hard };
         if (setrlimit((int)s->rlimits[i].resource, &l) < 0) child_fail(c, HAKO_STAGE_RLIMIT, errno, NULL);
     }
-    if (s->has_oom_score_adj) {
-        char v[24]; s_itoa(s->oom_score_adj, v);
-        if (write_file("/proc/self/oom_score_adj", v) < 0) child_fail(c, HAKO_STAGE_OOM_SCORE, errno, NULL);
-    }
 }
 
-static void setup_stdio(struct child *c) {
+void setup_stdio(struct child *c) {
     if (c->tty_slave >= 0) {
         if (ioctl(c->tty_slave, TIOCSCTTY, 0) < 0) child_fail(c, HAKO_STAGE_CONSOLE, errno, "TIOCSCTTY");
         for (int i = 0; i < 3; i++)
@@ -411,15 +452,22 @@ static void setup_stdio(struct child *c) {
 
 static int has_cap(uint64_t set, int cap) { return (set >> cap) & 1; }
 
+static int load_seccomp(const struct hako_spec *s, struct sock_fprog *prog) {
+    if (s->seccomp_flags) return (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, s->seccomp_flags, prog);
+    return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, prog, 0, 0);
+}
+
 // User, groups, capabilities, no_new_privs, seccomp — the tail shared by the
 // container's init and exec.
-static void apply_privileges(struct child *c) {
+void apply_privileges(struct child *c) {
     const struct hako_spec *s = c->s;
     int seccomp_done = 0;
     struct sock_fprog prog = { .len = (unsigned short)(s->seccomp_len / sizeof(struct sock_filter)),
                                .filter = (struct sock_filter *)(uintptr_t)s->seccomp };
     if (s->has_caps) {
-        int last = 63;
+        // The kernel's last capability: probe up from 40 (Linux 5.9+), not down from 63.
+        int last = 40;
+        while (last < 63 && prctl(PR_CAPBSET_READ, last + 1, 0, 0, 0) >= 0) last++;
         while (last > 0 && prctl(PR_CAPBSET_READ, last, 0, 0, 0) < 0) last--;
         for (int cap = 0; cap <= last; cap++)
             if (!has_cap(s->caps[0], cap) && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
@@ -428,7 +476,7 @@ static void apply_privileges(struct child *c) {
     }
     // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: do it while we still have it.
     if (s->seccomp && !s->no_new_privs) {
-        if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) < 0) child_fail(c, HAKO_STAGE_SECCOMP, errno, NULL);
+        if (load_seccomp(s, &prog) < 0) child_fail(c, HAKO_STAGE_SECCOMP, errno, NULL);
         seccomp_done = 1;
     }
     gid_t groups[64];
@@ -450,18 +498,18 @@ static void apply_privileges(struct child *c) {
                 child_fail(c, HAKO_STAGE_CAPS, errno, "ambient set");
     }
     if (s->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) child_fail(c, HAKO_STAGE_NO_NEW_PRIVS, errno, NULL);
-    if (s->seccomp && !seccomp_done && prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) < 0)
+    if (s->seccomp && !seccomp_done && load_seccomp(s, &prog) < 0)
         child_fail(c, HAKO_STAGE_SECCOMP, errno, NULL);
 }
 
-static const char *env_path(const struct hako_spec *s) {
+const char *env_path(const struct hako_spec *s) {
     for (int i = 0; i < s->envc; i++)
         if (strncmp(s->envp[i], "PATH=", 5) == 0) return s->envp[i] + 5;
     return "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 }
 
 __attribute__((noreturn))
-static void exec_program(struct child *c) {
+void exec_program(struct child *c) {
     const struct hako_spec *s = c->s;
     const char *file = s->argv[0];
     char *const *argv = (char *const *)s->argv;
@@ -493,42 +541,39 @@ static void exec_program(struct child *c) {
     child_fail(c, HAKO_STAGE_EXEC_NOT_FOUND, ENOENT, file);
 }
 
-static void enter_cwd(struct child *c) {
+// Enters the working directory, first as root before the process's user and
+// filter apply (a directory only root can reach), else again after them (a
+// directory only the user can reach). Returns -1 when it must be retried late.
+int enter_cwd(struct child *c, int late) {
     const char *cwd = c->s->cwd && c->s->cwd[0] ? c->s->cwd : "/";
-    if (chdir(cwd) < 0) child_fail(c, HAKO_STAGE_CHDIR, errno, cwd);
+    if (chdir(cwd) < 0) {
+        if (!late && (errno == EACCES || errno == EPERM)) return -1;
+        child_fail(c, HAKO_STAGE_CHDIR, errno, cwd);
+    }
     // The working directory must be inside the container's root (CVE-2024-21626 class).
     char buf[4096];
     long r = syscall(SYS_getcwd, buf, sizeof buf);
+    if (r < 0 && late && errno == EPERM) return 0;  // the container's own seccomp filter refuses getcwd
     if (r < 0) child_fail(c, HAKO_STAGE_CHDIR, errno, cwd);
     if (buf[0] != '/') child_fail(c, HAKO_STAGE_CHDIR, EACCES, "working directory is outside the container");
+    return 0;
 }
 
 // ---------------------------------------------------------------------------
 // the container's init
 
-__attribute__((noreturn))
-static void container_child(struct child *c) {
+// The container's root in its own mount namespace: propagation, the root
+// mount, the config's mounts and devices, the terminal, createContainer hooks,
+// pivot_root (or move + chroot).
+static void build_root(struct child *c) {
     const struct hako_spec *s = c->s;
-    char sync;
-    if (read_full(c->sync_r, &sync, 1) != 1) _exit(1);  // the parent gave up
-    close(c->sync_r);
-    if (sync != 'G') _exit(1);
-    reset_signals();
-    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-    if (setsid() < 0) child_fail(c, HAKO_STAGE_NONE, errno, "setsid");
-
-    if (s->clone_flags & CLONE_NEWUSER) {
-        if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0) child_fail(c, HAKO_STAGE_USERNS, errno, NULL);
-    }
-    for (int i = 0; i < s->nnsjoin; i++) {
-        int fd = open(s->nsjoin[i].path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0 || hako_setns(fd, (int)s->nsjoin[i].type) < 0) child_fail(c, HAKO_STAGE_SETNS, errno, s->nsjoin[i].path);
-        close(fd);
-    }
-    if (s->cgroupns && unshare(CLONE_NEWCGROUP) < 0) child_fail(c, HAKO_STAGE_CGROUPNS, errno, NULL);
-
     if (mount(NULL, "/", NULL, s->propagation, NULL) < 0) child_fail(c, HAKO_STAGE_PROPAGATION, errno, "/");
-    if (s->overlay) {
+    int custom_propagation = s->propagation != (MS_REC | MS_SLAVE);
+    if (custom_propagation) make_parent_private(c, s->rootfs);
+    if (c->overlay_fd >= 0) {
+        if (hako_move_mount(c->overlay_fd, s->rootfs) < 0) child_fail(c, HAKO_STAGE_ROOTFS, errno, s->rootfs);
+        close(c->overlay_fd);
+    } else if (s->overlay) {
         if (s->overlay_dir && chdir(s->overlay_dir) < 0) child_fail(c, HAKO_STAGE_ROOTFS, errno, s->overlay_dir);
         if (mount("overlay", s->rootfs, "overlay", 0, s->overlay) < 0) child_fail(c, HAKO_STAGE_ROOTFS, errno, s->rootfs);
     } else if (mount(s->rootfs, s->rootfs, NULL, MS_BIND | MS_REC, NULL) < 0) {
@@ -539,316 +584,109 @@ static void container_child(struct child *c) {
 
     for (int i = 0; i < s->nmounts; i++) do_mount(c, rootfd, &s->mounts[i]);
     for (int i = 0; i < s->ndevices; i++) make_device(c, rootfd, &s->devices[i]);
+    if (s->host_devices) {
+        char where[600];
+        if (hako_copy_host_devices(rootfd, where) < 0) child_fail(c, HAKO_STAGE_DEVICE, errno, where);
+    }
     if (s->tty) setup_console(c, rootfd);
     if (s->cwd && s->cwd[0]) {
         int d = hako_mkdir_in_root(rootfd, s->cwd, 0755);
         if (d < 0) child_fail(c, HAKO_STAGE_CHDIR, errno, s->cwd);
         close(d);
     }
+    if (s->hook_sync) {
+        await_hook_state(c);
+        run_hooks(c, HAKO_HOOK_CREATE_CONTAINER);
+    }
 
     if (fchdir(rootfd) < 0) child_fail(c, HAKO_STAGE_PIVOT_ROOT, errno, s->rootfs);
-    if (hako_pivot_root(".", ".") < 0) child_fail(c, HAKO_STAGE_PIVOT_ROOT, errno, s->rootfs);
-    if (umount2(".", MNT_DETACH) < 0) child_fail(c, HAKO_STAGE_PIVOT_ROOT, errno, "detach old root");
+    if (s->no_pivot) {
+        if (mount(".", "/", NULL, MS_MOVE, NULL) < 0) child_fail(c, HAKO_STAGE_PIVOT_ROOT, errno, "move root");
+        if (chroot(".") < 0) child_fail(c, HAKO_STAGE_PIVOT_ROOT, errno, "chroot");
+    } else {
+        if (hako_pivot_root(".", ".") < 0) child_fail(c, HAKO_STAGE_PIVOT_ROOT, errno, s->rootfs);
+        if (umount2(".", MNT_DETACH) < 0) child_fail(c, HAKO_STAGE_PIVOT_ROOT, errno, "detach old root");
+    }
     if (chdir("/") < 0) child_fail(c, HAKO_STAGE_PIVOT_ROOT, errno, "/");
     close(rootfd);
-
-    if (s->hostname && sethostname(s->hostname, s_len(s->hostname)) < 0) child_fail(c, HAKO_STAGE_HOSTNAME, errno, s->hostname);
-    apply_sysctls(c);
-    apply_masks(c);
-    if (s->readonly_root && mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) < 0)
-        child_fail(c, HAKO_STAGE_READONLY, errno, "/");
-    apply_rlimits(c);
-    setup_stdio(c);
-    apply_privileges(c);
-    enter_cwd(c);
-    // Every inherited fd above 2 is closed at exec (the error pipe included).
-    if (hako_close_range_cloexec(3) < 0) {
-        for (int fd = 3; fd < 1024; fd++) if (fd != c->err_w) fcntl(fd, F_SETFD, FD_CLOEXEC);
-    }
-    exec_program(c);
-}
-
-static void close_if(int *fd) { if (*fd >= 0) { close(*fd); *fd = -1; } }
-
-static int parent_fail(struct hako_failure *fail, int stage, int err, const char *detail) {
-    memset(fail, 0, sizeof *fail);
-    fail->stage = stage;
-    fail->err = err;
-    if (detail) {
-        size_t n = strlen(detail);
-        if (n >= sizeof fail->detail) n = sizeof fail->detail - 1;
-        memcpy(fail->detail, detail, n);
-    }
-    return -1;
-}
-
-static int write_id_maps(pid_t pid, const struct hako_spec *s, struct hako_failure *fail) {
-    char path[64], num[24], buf[1024];
-    for (int kind = 0; kind < 2; kind++) {
-        buf[0] = 0;
-        for (int i = 0; i < s->nidmaps; i++) {
-            if (s->idmaps[i].kind != (uint32_t)kind) continue;
-            s_itoa(s->idmaps[i].inside, num); s_cat(buf, sizeof buf, num); s_cat(buf, sizeof buf, " ");
-            s_itoa(s->idmaps[i].outside, num); s_cat(buf, sizeof buf, num); s_cat(buf, sizeof buf, " ");
-            s_itoa(s->idmaps[i].count, num); s_cat(buf, sizeof buf, num); s_cat(buf, sizeof buf, "\n");
-        }
-        if (!buf[0]) continue;
-        strcpy(path, "/proc/");
-        s_itoa(pid, num); s_cat(path, sizeof path, num);
-        s_cat(path, sizeof path, kind == 0 ? "/uid_map" : "/gid_map");
-        if (write_file(path, buf) < 0) return parent_fail(fail, HAKO_STAGE_USERNS, errno, path);
-    }
-    return 0;
-}
-
-static int join_cgroups(pid_t pid, const struct hako_spec *s, int placed_v2, struct hako_failure *fail) {
-    char num[24];
-    s_itoa(pid, num);
-    for (int i = 0; i < s->ncgroup_procs; i++)
-        if (write_file(s->cgroup_procs[i], num) < 0) return parent_fail(fail, HAKO_STAGE_CGROUP, errno, s->cgroup_procs[i]);
-    if (s->cgroup_dir && !placed_v2) {
-        char path[4096] = "";
-        if (s_cat(path, sizeof path, s->cgroup_dir) < 0 || s_cat(path, sizeof path, "/cgroup.procs") < 0)
-            return parent_fail(fail, HAKO_STAGE_CGROUP, ENAMETOOLONG, s->cgroup_dir);
-        if (write_file(path, num) < 0) return parent_fail(fail, HAKO_STAGE_CGROUP, errno, path);
-    }
-    return 0;
-}
-
-// Reads the child's verdict: EOF means it exec'd.
-static int await_exec(int err_r, pid_t pid, struct hako_failure *fail) {
-    struct hako_failure f;
-    ssize_t n = read_full(err_r, &f, sizeof f);
-    if (n == 0) return 0;
-    if (n != (ssize_t)sizeof f) {
-        int e = errno;
-        kill(pid, SIGKILL);
-        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {}
-        return parent_fail(fail, HAKO_STAGE_NONE, n < 0 ? e : EPIPE, "container init died");
-    }
-    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {}
-    f.detail[sizeof f.detail - 1] = 0;
-    *fail = f;
-    return -1;
-}
-
-int hako_spawn(const struct hako_spec *s, const int *stdio_fds, struct hako_proc *out, struct hako_failure *fail) {
-    int sync_p[2] = {-1, -1}, err_p[2] = {-1, -1}, cons[2] = {-1, -1};
-    int in_p[2] = {-1, -1}, out_p[2] = {-1, -1}, errs_p[2] = {-1, -1};
-    int cgfd = -1, pidfd = -1;
-    memset(out, 0, sizeof *out);
-    out->pidfd = out->stdin_fd = out->stdout_fd = out->stderr_fd = -1;
-
-    if (pipe2(sync_p, O_CLOEXEC) < 0 || pipe2(err_p, O_CLOEXEC) < 0) { parent_fail(fail, HAKO_STAGE_CLONE, errno, "pipe"); goto fail; }
-    if (s->tty) {
-        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, cons) < 0) { parent_fail(fail, HAKO_STAGE_CONSOLE, errno, "socketpair"); goto fail; }
-    } else if (!stdio_fds) {
-        if ((s->keep_stdin && pipe2(in_p, O_CLOEXEC) < 0) || pipe2(out_p, O_CLOEXEC) < 0 || pipe2(errs_p, O_CLOEXEC) < 0) {
-            parent_fail(fail, HAKO_STAGE_STDIO, errno, "pipe"); goto fail;
-        }
-    }
-    if (s->cgroup_dir) cgfd = open(s->cgroup_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-
-    uint64_t flags = (s->clone_flags & ~(uint64_t)CLONE_NEWCGROUP) | CLONE_PIDFD;
-    int placed_v2 = 0;
-    long pid = -1;
-    if (cgfd >= 0) {
-        pid = clone3_raw(flags | CLONE_INTO_CGROUP, &pidfd, cgfd);
-        if (pid >= 0) placed_v2 = 1;
-    }
-    if (pid < 0) pid = clone3_raw(flags, &pidfd, -1);
-    if (pid < 0 && errno == ENOSYS) {
-        pid = syscall(SYS_clone, (unsigned long)(s->clone_flags & ~(uint64_t)CLONE_NEWCGROUP) | SIGCHLD, NULL, NULL, NULL, NULL);
-        pidfd = -1;
-    }
-    if (pid < 0) { parent_fail(fail, HAKO_STAGE_CLONE, errno, NULL); goto fail; }
-
-    if (pid == 0) {
-        struct child c = { .s = s, .sync_r = sync_p[0], .err_w = err_p[1], .console_w = cons[1], .tty_slave = -1 };
-        close(sync_p[1]); close(err_p[0]);
-        if (cons[0] >= 0) close(cons[0]);
-        if (stdio_fds) { c.stdio[0] = stdio_fds[0]; c.stdio[1] = stdio_fds[1]; c.stdio[2] = stdio_fds[2]; }
-        else {
-            c.stdio[0] = in_p[0]; c.stdio[1] = out_p[1]; c.stdio[2] = errs_p[1];
-            if (in_p[1] >= 0) close(in_p[1]);
-            if (out_p[0] >= 0) close(out_p[0]);
-            if (errs_p[0] >= 0) close(errs_p[0]);
-        }
-        container_child(&c);
-    }
-
-    close_if(&sync_p[0]); close_if(&err_p[1]); close_if(&cons[1]);
-    close_if(&in_p[0]); close_if(&out_p[1]); close_if(&errs_p[1]);
-    close_if(&cgfd);
-
-    if ((s->nidmaps && write_id_maps((pid_t)pid, s, fail) < 0) || join_cgroups((pid_t)pid, s, placed_v2, fail) < 0) {
-        kill((pid_t)pid, SIGKILL);
-        while (waitpid((pid_t)pid, NULL, 0) < 0 && errno == EINTR) {}
-        goto fail;
-    }
-    if (write_all(sync_p[1], "G", 1) < 0) {
-        parent_fail(fail, HAKO_STAGE_SYNC, errno, NULL);
-        kill((pid_t)pid, SIGKILL);
-        while (waitpid((pid_t)pid, NULL, 0) < 0 && errno == EINTR) {}
-        goto fail;
-    }
-    close_if(&sync_p[1]);
-    if (await_exec(err_p[0], (pid_t)pid, fail) < 0) goto fail;
-    close_if(&err_p[0]);
-
-    if (s->tty) {
-        int master = hako_recv_fd(cons[0]);
-        if (master < 0) {
-            parent_fail(fail, HAKO_STAGE_CONSOLE, errno, "receive terminal");
-            kill((pid_t)pid, SIGKILL);
-            while (waitpid((pid_t)pid, NULL, 0) < 0 && errno == EINTR) {}
-            goto fail;
-        }
-        close_if(&cons[0]);
-        out->stdout_fd = master;
-    } else {
-        out->stdin_fd = in_p[1];
-        out->stdout_fd = out_p[0];
-        out->stderr_fd = errs_p[0];
-    }
-    out->pid = (pid_t)pid;
-    out->pidfd = pidfd;
-    return 0;
-
-fail:
-    close_if(&sync_p[0]); close_if(&sync_p[1]); close_if(&err_p[0]); close_if(&err_p[1]);
-    close_if(&cons[0]); close_if(&cons[1]); close_if(&cgfd);
-    close_if(&in_p[0]); close_if(&in_p[1]); close_if(&out_p[0]); close_if(&out_p[1]);
-    close_if(&errs_p[0]); close_if(&errs_p[1]);
-    if (pidfd >= 0) close(pidfd);
-    return -1;
-}
-
-// ---------------------------------------------------------------------------
-// exec into a running container
-
-static int open_ns(pid_t pid, const char *name) {
-    char path[64] = "/proc/", num[24];
-    s_itoa(pid, num);
-    s_cat(path, sizeof path, num);
-    s_cat(path, sizeof path, "/ns/");
-    s_cat(path, sizeof path, name);
-    return open(path, O_RDONLY | O_CLOEXEC);
-}
-
-static int same_ns(pid_t pid, const char *name) {
-    char a[64] = "/proc/self/ns/", b[64] = "/proc/", num[24];
-    s_cat(a, sizeof a, name);
-    s_itoa(pid, num);
-    s_cat(b, sizeof b, num); s_cat(b, sizeof b, "/ns/"); s_cat(b, sizeof b, name);
-    struct stat x, y;
-    if (stat(a, &x) < 0 || stat(b, &y) < 0) return 0;
-    return x.st_ino == y.st_ino && x.st_dev == y.st_dev;
+    // The root's own propagation, now that it is "/" (runc's order: the host is never touched).
+    if (custom_propagation && mount(NULL, "/", NULL, s->propagation, NULL) < 0) child_fail(c, HAKO_STAGE_PROPAGATION, errno, "/");
 }
 
 __attribute__((noreturn))
-static void exec_child(struct child *c, pid_t target, int target_pidfd, int cgfd, int pid_w) {
-    // Join the target's namespaces. The user namespace first (only if it differs),
-    // then the rest; the pid namespace applies to our children, so fork once more.
-    static const struct { const char *name; int type; } order[] = {
-        {"user", CLONE_NEWUSER}, {"ipc", CLONE_NEWIPC}, {"uts", CLONE_NEWUTS}, {"net", CLONE_NEWNET},
-        {"pid", CLONE_NEWPID}, {"cgroup", CLONE_NEWCGROUP}, {"mnt", CLONE_NEWNS},
-    };
-    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
-        if (same_ns(target, order[i].name)) continue;
-        int fd = open_ns(target, order[i].name);
-        if (fd < 0) child_fail(c, HAKO_STAGE_SETNS, errno, order[i].name);
-        if (hako_setns(fd, order[i].type) < 0) child_fail(c, HAKO_STAGE_SETNS, errno, order[i].name);
+void container_child(struct child *c) {
+    const struct hako_spec *s = c->s;
+    char sync;
+    if (read_full(c->sync_r, &sync, 1) != 1) _exit(1);  // the parent gave up
+    if (!s->hook_sync) { close(c->sync_r); c->sync_r = -1; }
+    if (sync != 'G') _exit(1);
+    if (attaches_itself(s)) self_attach_cgroups(c);
+    reset_signals();
+    // Until the init reports "created" (create mode) or execs, it dies with its parent.
+    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    // Until execve this is the monitor's image: no process may open /proc/<pid>/exe
+    // (CVE-2019-5736 class). execve makes the container's program dumpable again.
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    if (setsid() < 0) child_fail(c, HAKO_STAGE_NONE, errno, "setsid");
+    if (s->preserve_fds) {
+        c->sync_r = lift_fd(c, c->sync_r);
+        c->err_w = lift_fd(c, c->err_w);
+        c->console_w = lift_fd(c, c->console_w);
+        c->overlay_fd = lift_fd(c, c->overlay_fd);
+    }
+    if (s->keyring && syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, s->keyring, 0, 0, 0) < 0 && errno != ENOSYS)
+        child_fail(c, HAKO_STAGE_KEYRING, errno, s->keyring);
+
+    if (s->clone_flags & CLONE_NEWUSER) {
+        if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0) child_fail(c, HAKO_STAGE_USERNS, errno, NULL);
+    }
+    for (int i = 0; i < s->nnsjoin; i++) {
+        if (!hako_joined_by_child(s->nsjoin[i].type)) continue;  // joined by the parent: the init was born in it
+        int fd = open(s->nsjoin[i].path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || hako_setns(fd, (int)s->nsjoin[i].type) < 0) child_fail(c, HAKO_STAGE_SETNS, errno, s->nsjoin[i].path);
         close(fd);
     }
-    (void)target_pidfd;
-    int pidfd_unused = -1;
-    long pid = -1;
-    int32_t placed = 0;
-    uint64_t flags = CLONE_PARENT;
-    if (cgfd >= 0) { pid = clone3_raw(flags | CLONE_INTO_CGROUP, &pidfd_unused, cgfd); placed = pid >= 0; }
-    if (pid < 0) pid = clone3_raw(flags, &pidfd_unused, -1);
-    if (pid < 0) child_fail(c, HAKO_STAGE_CLONE, errno, NULL);
-    if (pid > 0) {
-        int32_t v = (int32_t)pid;
-        write_all(pid_w, &v, 4);
-        write_all(pid_w, &placed, 4);
-        _exit(0);
+    if (s->cgroupns && unshare(CLONE_NEWCGROUP) < 0) child_fail(c, HAKO_STAGE_CGROUPNS, errno, NULL);
+    if (s->has_time_offsets) enter_time_namespace(c);
+    if (s->exec_fifo) {
+        char dir[4096];
+        if (split_path(s->exec_fifo, dir, sizeof dir, &c->fifo_name) < 0) child_fail(c, HAKO_STAGE_EXEC_FIFO, errno, s->exec_fifo);
+        c->fifo_fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (c->fifo_fd < 0) child_fail(c, HAKO_STAGE_EXEC_FIFO, errno, s->exec_fifo);
+        c->fifo_fd = lift_fd(c, c->fifo_fd);
     }
-    close(pid_w);
-    char sync;
-    if (read_full(c->sync_r, &sync, 1) != 1 || sync != 'G') _exit(1);
-    close(c->sync_r);
-    reset_signals();
-    if (c->tty_slave_path) {
-        if (setsid() < 0) child_fail(c, HAKO_STAGE_CONSOLE, errno, "setsid");
-        int fd = open(c->tty_slave_path, O_RDWR | O_NOCTTY | O_CLOEXEC);
-        if (fd < 0) child_fail(c, HAKO_STAGE_CONSOLE, errno, c->tty_slave_path);
-        c->tty_slave = fd;
+
+    // Without a mount namespace of its own the container cannot mount anything
+    // without changing the host's: it gets its root by chroot alone (runc's rule).
+    int own_mounts = s->clone_flags & CLONE_NEWNS;
+    for (int i = 0; i < s->nnsjoin; i++) if (s->nsjoin[i].type == CLONE_NEWNS) own_mounts = 1;
+    if (own_mounts) {
+        build_root(c);
+    } else {
+        if (s->hook_sync) {
+            await_hook_state(c);
+            run_hooks(c, HAKO_HOOK_CREATE_CONTAINER);
+        }
+        if (chroot(s->rootfs) < 0) child_fail(c, HAKO_STAGE_PIVOT_ROOT, errno, "chroot");
+        if (chdir("/") < 0) child_fail(c, HAKO_STAGE_PIVOT_ROOT, errno, "/");
     }
+
+    if (s->hostname && sethostname(s->hostname, s_len(s->hostname)) < 0) child_fail(c, HAKO_STAGE_HOSTNAME, errno, s->hostname);
+    if (s->domainname && setdomainname(s->domainname, s_len(s->domainname)) < 0)
+        child_fail(c, HAKO_STAGE_DOMAINNAME, errno, s->domainname);
+    apply_sysctls(c);
+    if (own_mounts) apply_masks(c);
+    if (own_mounts && s->readonly_root && mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) < 0)
+        child_fail(c, HAKO_STAGE_READONLY, errno, "/");
+    apply_rlimits(c);
+    if (s->has_personality && personality(s->personality) < 0) child_fail(c, HAKO_STAGE_PERSONALITY, errno, NULL);
     setup_stdio(c);
+    int cwd_late = enter_cwd(c, 0) < 0;
     apply_privileges(c);
-    enter_cwd(c);
-    if (hako_close_range_cloexec(3) < 0) {
-        for (int fd = 3; fd < 1024; fd++) if (fd != c->err_w) fcntl(fd, F_SETFD, FD_CLOEXEC);
-    }
+    if (s->has_umask) umask((mode_t)s->umask);
+    if (cwd_late) enter_cwd(c, 1);
+    if (s->exec_fifo) wait_for_start(c);
+    close_fds_at_exec(c);
     exec_program(c);
 }
 
-int hako_exec(const struct hako_spec *s, pid_t target, int target_pidfd, const char *tty_slave_path,
-              const int *stdio_fds, struct hako_proc *out, struct hako_failure *fail) {
-    int sync_p[2] = {-1, -1}, err_p[2] = {-1, -1}, pid_p[2] = {-1, -1};
-    int cgfd = -1;
-    memset(out, 0, sizeof *out);
-    out->pidfd = out->stdin_fd = out->stdout_fd = out->stderr_fd = -1;
-    if (pipe2(sync_p, O_CLOEXEC) < 0 || pipe2(err_p, O_CLOEXEC) < 0 || pipe2(pid_p, O_CLOEXEC) < 0) {
-        parent_fail(fail, HAKO_STAGE_CLONE, errno, "pipe"); goto fail;
-    }
-    if (s->cgroup_dir) cgfd = open(s->cgroup_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    int unused = -1;
-    long mid = clone3_raw(0, &unused, -1);
-    if (mid < 0) { parent_fail(fail, HAKO_STAGE_CLONE, errno, NULL); goto fail; }
-    if (mid == 0) {
-        struct child c = { .s = s, .sync_r = sync_p[0], .err_w = err_p[1], .console_w = -1, .tty_slave = -1,
-                           .tty_slave_path = s->tty ? tty_slave_path : NULL };
-        close(sync_p[1]); close(err_p[0]); close(pid_p[0]);
-        c.stdio[0] = stdio_fds ? stdio_fds[0] : 0;
-        c.stdio[1] = stdio_fds ? stdio_fds[1] : 1;
-        c.stdio[2] = stdio_fds ? stdio_fds[2] : 2;
-        exec_child(&c, target, target_pidfd, cgfd, pid_p[1]);
-    }
-    close_if(&sync_p[0]); close_if(&err_p[1]); close_if(&pid_p[1]); close_if(&cgfd);
-    int32_t info[2] = {0, 0};
-    ssize_t n = read_full(pid_p[0], info, sizeof info);
-    while (waitpid((pid_t)mid, NULL, 0) < 0 && errno == EINTR) {}
-    close_if(&pid_p[0]);
-    if (n != (ssize_t)sizeof info) {
-        // The intermediate failed before forking: its report is on the error pipe.
-        struct hako_failure f;
-        if (read_full(err_p[0], &f, sizeof f) == (ssize_t)sizeof f) { f.detail[sizeof f.detail - 1] = 0; *fail = f; }
-        else parent_fail(fail, HAKO_STAGE_CLONE, EPIPE, "exec helper died");
-        goto fail;
-    }
-    pid_t pid = info[0];
-    if (join_cgroups(pid, s, info[1], fail) < 0) {
-        kill(pid, SIGKILL);
-        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {}
-        goto fail;
-    }
-    if (write_all(sync_p[1], "G", 1) < 0) {
-        parent_fail(fail, HAKO_STAGE_SYNC, errno, NULL);
-        kill(pid, SIGKILL);
-        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {}
-        goto fail;
-    }
-    close_if(&sync_p[1]);
-    if (await_exec(err_p[0], pid, fail) < 0) goto fail;
-    close_if(&err_p[0]);
-    out->pid = pid;
-    out->pidfd = hako_pidfd_open(pid);
-    return 0;
-fail:
-    close_if(&sync_p[0]); close_if(&sync_p[1]); close_if(&err_p[0]); close_if(&err_p[1]);
-    close_if(&pid_p[0]); close_if(&pid_p[1]); close_if(&cgfd);
-    return -1;
-}

@@ -36,6 +36,13 @@ static const char *stage_names[HAKO_STAGE_COUNT] = {
     [HAKO_STAGE_EXEC] = "exec",
     [HAKO_STAGE_EXEC_NOT_FOUND] = "exec",
     [HAKO_STAGE_CGROUPNS] = "cgroup namespace",
+    [HAKO_STAGE_HOOK] = "hook",
+    [HAKO_STAGE_EXEC_FIFO] = "exec fifo",
+    [HAKO_STAGE_TIMENS] = "time namespace",
+    [HAKO_STAGE_PERSONALITY] = "personality",
+    [HAKO_STAGE_KEYRING] = "session keyring",
+    [HAKO_STAGE_DOMAINNAME] = "setdomainname",
+    [HAKO_STAGE_UMASK] = "umask",
 };
 
 const char *hako_stage_name(int stage) {
@@ -113,6 +120,7 @@ int hako_spec_parse(const void *blob, size_t len, struct hako_spec *s, char *err
                 f[i] = (const char *)q; q = z + 1;
             }
             m.source = f[0]; m.target = f[1]; m.fstype = f[2]; m.data = f[3];
+            m.attr_set = m.attr_clr = 0;
             NEED(m.target[0] == '/', "mount target");
             PUSH(s->mounts, s->nmounts, 256, m, "mounts");
             break;
@@ -128,7 +136,7 @@ int hako_spec_parse(const void *blob, size_t len, struct hako_spec *s, char *err
             struct hako_nsjoin j;
             NEED(n > 5 && p[n - 1] == 0, "namespace");
             memcpy(&j.type, p, 4); j.path = (const char *)p + 4;
-            PUSH(s->nsjoin, s->nnsjoin, 8, j, "namespaces");
+            PUSH(s->nsjoin, s->nnsjoin, HAKO_MAX_NSJOIN, j, "namespaces");
             break;
         }
         case HAKO_T_RLIMIT: {
@@ -169,9 +177,75 @@ int hako_spec_parse(const void *blob, size_t len, struct hako_spec *s, char *err
             u32_at(p, n, 0, &d.type); u32_at(p, n, 1, &d.major); u32_at(p, n, 2, &d.minor);
             u32_at(p, n, 3, &d.mode); u32_at(p, n, 4, &d.uid); u32_at(p, n, 5, &d.gid);
             d.path = (const char *)p + 24;
+            // An optional second string: the host node bound in when mknod is refused.
+            const uint8_t *z = memchr(p + 24, 0, n - 24);
+            d.source = z + 1 < p + n ? (const char *)z + 1 : NULL;
+            NEED(!d.source || d.source[0] == '/', "device source");
             PUSH(s->devices, s->ndevices, 64, d, "devices");
             break;
         }
+        case HAKO_T_DETACHED_OVERLAY: {
+            // u32 flags, then upper, work and the lower layers, each NUL-terminated.
+            uint32_t flags;
+            NEED(n > 4 && p[n - 1] == 0, "detached overlay");
+            memcpy(&flags, p, 4);
+            const uint8_t *q = p + 4, *e = p + n;
+            int k = 0;
+            while (q < e) {
+                const uint8_t *z = memchr(q, 0, (size_t)(e - q));
+                NEED(z && z > q && *q == '/', "detached overlay");
+                if (k == 0) s->dov_upper = (const char *)q;
+                else if (k == 1) s->dov_work = (const char *)q;
+                else PUSH(s->dov_lower, s->dov_nlower, HAKO_MAX_LAYERS, (const char *)q, "overlay layers");
+                k++;
+                q = z + 1;
+            }
+            NEED(s->dov_nlower > 0, "detached overlay");
+            s->detached_overlay = 1;
+            s->idmap_layers = flags & 1;
+            break;
+        }
+        case HAKO_T_HOST_DEVICES: s->host_devices = 1; break;
+        case HAKO_T_EXEC_FIFO: NEED(str && str[0] == '/', "exec fifo"); s->exec_fifo = str; break;
+        case HAKO_T_PRESERVE_FDS: NEED(n == 4, "preserve fds"); memcpy(&s->preserve_fds, p, 4); NEED(s->preserve_fds < 65536, "preserve fds"); break;
+        case HAKO_T_NO_PIVOT: s->no_pivot = 1; break;
+        case HAKO_T_DOMAINNAME: NEED(str, "domainname"); s->domainname = str; break;
+        case HAKO_T_PERSONALITY: NEED(n == 4, "personality"); s->has_personality = 1; memcpy(&s->personality, p, 4); break;
+        case HAKO_T_UMASK: NEED(n == 4, "umask"); s->has_umask = 1; memcpy(&s->umask, p, 4); NEED(s->umask <= 0777, "umask"); break;
+        case HAKO_T_TIME_OFFSETS: NEED(n == 32, "time offsets"); s->has_time_offsets = 1; memcpy(s->time_offsets, p, 32); break;
+        case HAKO_T_HOOK: {
+            // u32 kind, u32 timeout, u32 nargs, then path, args, env (each NUL-terminated).
+            uint32_t nargs;
+            NEED(n > 13 && p[n - 1] == 0, "hook");
+            if (s->nhooks >= HAKO_MAX_HOOKS) FAIL("launch spec: too many hooks");
+            struct hako_hook *h = &s->hooks[s->nhooks];
+            memcpy(&h->kind, p, 4); memcpy(&h->timeout, p + 4, 4); memcpy(&nargs, p + 8, 4);
+            NEED(h->kind <= HAKO_HOOK_START_CONTAINER && nargs <= HAKO_MAX_HOOK_ARGS, "hook");
+            const uint8_t *q = p + 12, *e = p + n;
+            int k = 0, nenv = 0;
+            while (q < e) {
+                const uint8_t *z = memchr(q, 0, (size_t)(e - q));
+                NEED(z, "hook");
+                if (k == 0) h->path = (const char *)q;
+                else if ((uint32_t)k <= nargs) h->argv[k - 1] = (const char *)q;
+                else { if (nenv >= HAKO_MAX_HOOK_ENV) FAIL("launch spec: too many hook env entries"); h->envp[nenv++] = (const char *)q; }
+                k++;
+                q = z + 1;
+            }
+            NEED(k >= 1 && (uint32_t)(k - 1) >= nargs && h->path[0] == '/', "hook");
+            if (nargs == 0) { h->argv[0] = h->path; nargs = 1; }
+            h->argv[nargs] = NULL;
+            h->envp[nenv] = NULL;
+            s->nhooks++;
+            break;
+        }
+        case HAKO_T_HOOK_SYNC: s->hook_sync = 1; break;
+        case HAKO_T_SECCOMP_FLAGS: NEED(n == 4, "seccomp flags"); memcpy(&s->seccomp_flags, p, 4); break;
+        case HAKO_T_KEYRING: NEED(str, "keyring"); s->keyring = str; break;
+        case HAKO_T_MOUNT_ATTR:
+            NEED(n == 16 && s->nmounts > 0, "mount attributes");
+            memcpy(&s->mounts[s->nmounts - 1].attr_set, p, 8); memcpy(&s->mounts[s->nmounts - 1].attr_clr, p + 8, 8);
+            break;
         case HAKO_T_LOG_PATH: NEED(str, "log path"); s->log_path = str; break;
         case HAKO_T_LOG_MAX_SIZE: NEED(n == 8, "log size"); memcpy(&s->log_max_size, p, 8); break;
         case HAKO_T_LOG_MAX_FILES: NEED(n == 4, "log files"); memcpy(&s->log_max_files, p, 4); break;
@@ -197,7 +271,8 @@ int hako_spec_parse(const void *blob, size_t len, struct hako_spec *s, char *err
     s->argv[s->argc] = NULL;
     s->envp[s->envc] = NULL;
     s->cleanup_argv[s->ncleanup] = NULL;
-    if (s->argc == 0) FAIL("launch spec: no command");
+    // An OCI container may be created without a process; `start` refuses it then.
+    if (s->argc == 0 && !s->exec_fifo) FAIL("launch spec: no command");
     if (!s->rootfs && !(s->nnsjoin)) FAIL("launch spec: no rootfs");
     return 0;
 }

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/bpf.h>
 #include <linux/openat2.h>
 #include <sched.h>
 #include <pthread.h>
@@ -49,6 +50,7 @@ const uint64_t HAKO_MS_RDONLY = MS_RDONLY, HAKO_MS_NOSUID = MS_NOSUID, HAKO_MS_N
     HAKO_MS_SLAVE = MS_SLAVE, HAKO_MS_SHARED = MS_SHARED, HAKO_MS_STRICTATIME = MS_STRICTATIME,
     HAKO_MS_RELATIME = MS_RELATIME, HAKO_MS_NOATIME = MS_NOATIME;
 const int HAKO_O_PATH = O_PATH;
+const int HAKO_O_TMPFILE = O_TMPFILE;
 
 int hako_openat2(int dirfd, const char *path, int flags, int mode, uint64_t resolve) {
     struct open_how how;
@@ -127,6 +129,10 @@ int hako_setxattr(const char *path, const char *name, const void *value, size_t 
 
 ssize_t hako_lgetxattr(const char *path, const char *name, void *value, size_t size) {
     return lgetxattr(path, name, value, size);
+}
+
+ssize_t hako_llistxattr(const char *path, char *list, size_t size) {
+    return llistxattr(path, list, size);
 }
 
 int hako_syncfs(int fd) { return syncfs(fd); }
@@ -231,4 +237,36 @@ int hako_signalfd_read(int fd) {
 
 int hako_sigmask_restore(const void *old) {
     return pthread_sigmask(SIG_SETMASK, (const sigset_t *)old, NULL);
+}
+
+int hako_bpf_load_device_program(const void *insns, uint32_t count, char *log, uint32_t loglen) {
+    union bpf_attr a;
+    memset(&a, 0, sizeof a);
+    a.prog_type = BPF_PROG_TYPE_CGROUP_DEVICE;
+    a.insns = (uint64_t)(uintptr_t)insns;
+    a.insn_cnt = count;
+    a.license = (uint64_t)(uintptr_t)"Apache-2.0";
+    if (log && loglen) log[0] = 0;
+    int fd = (int)syscall(SYS_bpf, BPF_PROG_LOAD, &a, sizeof a);
+    if (fd < 0 && (errno == EINVAL || errno == EACCES) && log && loglen) {
+        // Refused: load again with the verifier's log, to say why (logging costs, so only now).
+        int e = errno;
+        a.log_buf = (uint64_t)(uintptr_t)log;
+        a.log_size = loglen;
+        a.log_level = 1;
+        fd = (int)syscall(SYS_bpf, BPF_PROG_LOAD, &a, sizeof a);
+        if (fd < 0) errno = e;
+    }
+    if (fd >= 0) fcntl(fd, F_SETFD, FD_CLOEXEC);
+    return fd;
+}
+
+int hako_bpf_attach_device_program(int prog_fd, int cgroup_fd) {
+    union bpf_attr a;
+    memset(&a, 0, sizeof a);
+    a.target_fd = (uint32_t)cgroup_fd;
+    a.attach_bpf_fd = (uint32_t)prog_fd;
+    a.attach_type = BPF_CGROUP_DEVICE;
+    a.attach_flags = BPF_F_ALLOW_MULTI;
+    return (int)syscall(SYS_bpf, BPF_PROG_ATTACH, &a, sizeof a);
 }

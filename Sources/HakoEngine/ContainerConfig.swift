@@ -7,7 +7,8 @@ public enum NamespaceMode: String, Codable, Sendable {
 }
 
 public enum NetworkMode: String, Codable, Sendable {
-    case none, host
+    /// none: a namespace with lo only; host: the host's; bridge: hako networks (the default).
+    case none, host, bridge
 }
 
 /// What `hako run`/`create` was asked for, before anything is resolved.
@@ -32,10 +33,16 @@ public struct RunOptions: Sendable {
     public var uts: NamespaceMode = .private
     public var ipc: NamespaceMode = .private
     public var cgroupns: NamespaceMode = .host
-    public var network: NetworkMode = .none
+    public var network: NetworkMode = .bridge
+    public var networking = NetworkRunOptions()
+    public var storage = StorageRunOptions()
     public var stopSignal: String?
     public var stopTimeout: Int?
     public var logOptions: [String] = []
+    /// Resource limits and hardening (Isolation.swift).
+    public var isolation = IsolationOptions()
+    /// Whether and how the image is pulled (`--pull`, `--platform`).
+    public var pull = ImagePullOptions()
 
     public init(image: String) { self.image = image }
 }
@@ -73,6 +80,12 @@ public struct ContainerConfig: Codable, Sendable, Equatable {
     public var logMaxFiles: UInt32
     /// The cgroup parent the container's cgroups live under (relative to each hierarchy's root).
     public var cgroupParent: String
+    /// Limits and hardening; nil in configurations written before they existed (Isolation.swift).
+    public var isolation: IsolationConfig?
+    /// Networks, published ports, DNS and extra hosts (nil: the defaults).
+    public var networking: ContainerNetworking? = nil
+    /// Binds, volumes and tmpfs mounts (nil: none).
+    public var storage: ContainerStorage? = nil
 
     public var restart: RestartPolicy { (try? RestartPolicy(parsing: restartPolicy)) ?? .no }
     public var shortID: String { String(id.prefix(12)) }

@@ -56,10 +56,7 @@ extension Engine {
 
     /// `hako rm`: removes a stopped container (with `force`, kills a running one first).
     public func remove(_ ref: String, force: Bool = false) throws {
-        let id: String
-        do { id = try resolveID(ref) } catch {
-            throw error
-        }
+        let id = try resolveID(ref)
         let c: Container
         do {
             c = try load(id)
@@ -81,6 +78,7 @@ extension Engine {
             }
             try awaitMonitorExit(id, timeout: 30)
         }
+        try awaitFinalCleanup(id)
         guard FS.isDirectory(c.paths.dir) else { return }  // --rm: the monitor removed it
         let lock = try FileLock.acquire(c.paths.lock)
         defer { lock.release() }

@@ -11,9 +11,11 @@ extension Engine {
     /// Nothing is started. Everything is validated before anything is written;
     /// the container appears on disk whole or not at all.
     public func create(_ o: RunOptions) throws -> ContainerConfig {
-        let image = try images.resolve(o.image)
+        let image = try imageForRun(o)
         var draft = try makeConfig(o, image: image)
+        draft.isolation = try makeIsolation(o)
         draft.id = hexString(randomBytes(32))
+        try checkNetworking(draft)
         return try commit(draft)
     }
 
@@ -98,7 +100,7 @@ extension Engine {
             if u.isEmpty || parts.contains(where: { $0.isEmpty }) { throw HakoError(.failed, "invalid user \"\(u)\"") }
         }
 
-        return ContainerConfig(
+        var config = ContainerConfig(
             id: "", name: o.name.map { $0.hasPrefix("/") ? String($0.dropFirst()) : $0 } ?? "",
             created: Timestamp.now(), image: o.image, imageID: image.id, layerDirs: image.layerDirs,
             args: args, entrypoint: entrypoint, cmd: cmd, env: env,
@@ -108,6 +110,9 @@ extension Engine {
             pidMode: o.pid, utsMode: o.uts, ipcMode: o.ipc, cgroupnsMode: o.cgroupns, networkMode: o.network,
             stopSignal: stopSignal, stopTimeout: o.stopTimeout ?? 10, logMaxSize: logMaxSize, logMaxFiles: logMaxFiles,
             cgroupParent: cgroupParent)
+        config.networking = try ContainerNetworking.make(o.networking, mode: o.network, exposed: image.config.exposedPorts ?? [])
+        config.storage = try ContainerStorage.make(o.storage, imageVolumes: image.config.volumes ?? [])
+        return config
     }
 
     static func isValidHostname(_ h: String) -> Bool {
@@ -134,6 +139,7 @@ extension Engine {
             throw HakoError(.failed, "the container name \"/\(config.name)\" is already in use by container \"\(other)\"; remove (or rename) that container to reuse the name")
         }
         if config.hostname.isEmpty { config.hostname = config.shortID }
+        try assignUsernsRange(&config)
 
         let tmp = "\(paths.containers)/.tmp-\(config.id)"
         let final = paths.container(config.id)
@@ -152,6 +158,7 @@ extension Engine {
             try FS.writeFile("\(tmp)/hostname", Array((hostName + "\n").utf8))
             try FS.writeFile("\(tmp)/hosts", Array(hostsFile(config).utf8))
             try FS.writeFile("\(tmp)/resolv.conf", (try? FS.readFile("/etc/resolv.conf")) ?? [])
+            try prepareUsernsFiles(&config, dir: tmp, final: final.dir)
             try FS.writeFile("\(tmp)/config.json", Array(try Engine.encoder.encode(config)))
             try FS.symlink("../containers/\(config.id)", at: paths.nameLink(config.name))
             do {

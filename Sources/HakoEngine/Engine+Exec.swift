@@ -53,6 +53,7 @@ extension Engine {
         process.uid = user.uid
         process.gid = user.gid
         process.groups = user.groups
+        try hardening(c.config, user: user, devices: false).apply(to: &process)
         var spec = RuntimeSpec(id: c.id, rootfs: "", process: process)
         let placement = try cgroups(for: c.config).placement(for: c.id)
         spec.cgroup.unifiedDir = placement.unifiedDir

@@ -19,6 +19,7 @@ extension Engine {
             if attach { throw HakoError(.failed, "container \(c.name) is already running") }
             return nil
         }
+        try awaitFinalCleanup(id)
         return try launch(c.config, attach: attach, terminal: terminal)
     }
 
@@ -48,14 +49,22 @@ extension Engine {
         }
         do {
             let user = try resolveUser(config)
+            let hardening = try hardening(config, user: user)
             let placement = try driver.create(id)
-            let (runtime, monitor) = SpecBuilder.build(config: config, paths: cp, nameLink: paths.nameLink(config.name),
+            try driver.apply(config.effectiveIsolation.limits, to: id)
+            try driver.setDevices(hardening.deviceRules, for: id)
+            var (runtime, monitor) = SpecBuilder.build(config: config, paths: cp, nameLink: paths.nameLink(config.name),
                                                        user: user, cgroup: placement, terminal: terminal)
+            try prepareNetworkAndStorage(config, runtime: &runtime, monitor: &monitor)
+            runtime = SpecBuilder.harden(runtime, config: config, hardening)
+            // A detached overlay (user namespaces) is built layer by layer; the classic mount data must fit in a page.
+            if let o = runtime.overlay, !o.detached { runtime.overlay = try fitOverlay(o) }
             let spec = LaunchSpecEncoder.encode(runtime, monitor: monitor)
             _ = try MonitorLauncher.launch(monitorPath: monitorPath, spec: spec, attach: theirs)
             theirs?.close()
         } catch {
             theirs?.close()
+            undoNetworkAndStorage(config)
             try? driver.remove(id)
             try? FS.removeTree(cp.runDir)
             if let f = error as? StartFailure { throw f.hakoError }

@@ -24,6 +24,7 @@ public final class Engine: @unchecked Sendable {
         self.cgroupHost = CgroupHost.detect()
         self.cgroupParent = cgroupParent ?? Engine.environment("HAKO_CGROUP_PARENT") ?? "hako"
         self.monitorPath = monitorPath ?? Engine.defaultMonitorPath
+        reconcileNetworks()
     }
 
     /// hako-monitor as this engine would run it.
@@ -92,6 +93,8 @@ public final class Engine: @unchecked Sendable {
         if alive {
             if state?.status == "restarting" {
                 status = .restarting
+            } else if state?.status == "exited" {
+                status = .exited  // the final exit is recorded; the monitor is running its clean-up
             } else {
                 status = (try? cgroups(for: config).isFrozen(id)) == true ? .paused : .running
             }

@@ -44,6 +44,25 @@ public struct ContainerInspect: Codable, Sendable {
         public var CgroupnsMode: String
         public var CgroupParent: String
         public var LogConfig: [String: String]
+        // Resources and security (Isolation.swift); Docker's names, 0 meaning unset.
+        public var Memory: Int64
+        public var MemoryReservation: Int64
+        public var MemorySwap: Int64
+        public var NanoCpus: Int64
+        public var CpuShares: Int64
+        public var CpusetCpus: String
+        public var CpusetMems: String
+        public var PidsLimit: Int64?
+        public var BlkioWeight: Int
+        public var CapAdd: [String]?
+        public var CapDrop: [String]?
+        public var Privileged: Bool
+        public var ReadonlyRootfs: Bool
+        public var SecurityOpt: [String]?
+        public var UsernsMode: String
+        public var OomScoreAdj: Int
+        public var Sysctls: [String: String]?
+        public var Tmpfs: [String: String]?
     }
     public struct GraphDriver: Codable, Sendable {
         public var Name: String
@@ -63,15 +82,26 @@ public struct ContainerInspect: Codable, Sendable {
     public var Config: Config
     public var HostConfig: HostConfig
     public var GraphDriver: GraphDriver
+    public var NetworkSettings: NetworkSettingsInfo? = nil
+    public var Mounts: [MountPointInfo] = []
 }
 
 extension Engine {
     public func inspect(_ ref: String) throws -> ContainerInspect {
+        var i = try inspectBase(ref)
+        let c = try lookup(ref)
+        i.NetworkSettings = networkSettings(c)
+        i.Mounts = mountPoints(c.config)
+        return i
+    }
+
+    func inspectBase(_ ref: String) throws -> ContainerInspect {
         let c = try lookup(ref)
         let cfg = c.config
         let s = c.state
         let running = c.status == .running || c.status == .paused
         let policy = cfg.restart
+        let iso = cfg.effectiveIsolation
         func mode(_ m: NamespaceMode) -> String { m == .host ? "host" : "private" }
         return ContainerInspect(
             Id: cfg.id, Created: cfg.created.rfc3339, Path: cfg.args.first ?? "", Args: Array(cfg.args.dropFirst()),
@@ -90,10 +120,38 @@ extension Engine {
                               NetworkMode: cfg.networkMode.rawValue, PidMode: cfg.pidMode == .host ? "host" : "",
                               UTSMode: cfg.utsMode == .host ? "host" : "", IpcMode: mode(cfg.ipcMode),
                               CgroupnsMode: mode(cfg.cgroupnsMode), CgroupParent: cfg.cgroupParent,
-                              LogConfig: ["Type": "hako-file", "max-size": String(cfg.logMaxSize), "max-file": String(cfg.logMaxFiles)]),
+                              LogConfig: ["Type": "hako-file", "max-size": String(cfg.logMaxSize), "max-file": String(cfg.logMaxFiles)],
+                              Memory: iso.limits.memory ?? 0, MemoryReservation: iso.limits.memoryReservation ?? 0,
+                              MemorySwap: iso.limits.memorySwap ?? 0, NanoCpus: iso.limits.nanoCPUs ?? 0,
+                              CpuShares: Int64(iso.limits.cpuShares ?? 0), CpusetCpus: iso.limits.cpusetCpus ?? "",
+                              CpusetMems: iso.limits.cpusetMems ?? "", PidsLimit: iso.limits.pidsLimit,
+                              BlkioWeight: Int(iso.limits.blkioWeight ?? 0),
+                              CapAdd: iso.capAdd.isEmpty ? nil : iso.capAdd, CapDrop: iso.capDrop.isEmpty ? nil : iso.capDrop,
+                              Privileged: iso.privileged, ReadonlyRootfs: iso.readOnlyRoot,
+                              SecurityOpt: iso.securityOpt.isEmpty ? nil : iso.securityOpt,
+                              UsernsMode: iso.userns.map { u in u.range.map { "auto:\($0)" } ?? "auto" } ?? "",
+                              OomScoreAdj: Int(iso.oomScoreAdj ?? 0),
+                              Sysctls: iso.sysctls.isEmpty ? nil : Dictionary(iso.sysctls.map { ($0.key, $0.value) }, uniquingKeysWith: { $1 }),
+                              Tmpfs: tmpfsMounts(cfg)),
             GraphDriver: .init(Name: "overlay", Data: [
                 "LowerDir": cfg.layerDirs.reversed().joined(separator: ":"),
                 "UpperDir": c.paths.upper, "WorkDir": c.paths.work, "MergedDir": c.paths.rootfs,
             ]))
+    }
+}
+
+extension Engine {
+    /// HostConfig.Tmpfs: mount point → options, for the container's --tmpfs mounts.
+    func tmpfsMounts(_ cfg: ContainerConfig) -> [String: String]? {
+        let t = (cfg.storage?.mounts ?? []).filter { $0.kind == .tmpfs }
+        guard !t.isEmpty else { return nil }
+        return Dictionary(t.map { m in
+            var o: [String] = []
+            if m.readOnly { o.append("ro") }
+            if m.tmpfsExec { o.append("exec") }
+            if m.tmpfsSize > 0 { o.append("size=\(m.tmpfsSize)") }
+            if let mode = m.tmpfsMode { o.append("mode=\(String(mode, radix: 8))") }
+            return (m.target, o.joined(separator: ","))
+        }, uniquingKeysWith: { $1 })
     }
 }

@@ -1,4 +1,5 @@
 import CZlib
+import CZstd
 
 /// Compression of a layer or archive stream, recognised by its magic number.
 public enum Compression: String, Sendable, Equatable {
@@ -28,7 +29,7 @@ public enum Compression: String, Sendable, Equatable {
         switch kind {
         case .none: return (kind, replay)
         case .gzip: return (kind, try GzipSource(replay))
-        case .zstd: throw ImageError.unsupportedCompression("zstd layers are not supported yet")
+        case .zstd: return (kind, try ZstdSource(replay))
         case .xz: throw ImageError.unsupportedCompression("xz-compressed archives are not supported yet")
         case .bzip2: throw ImageError.unsupportedCompression("bzip2-compressed archives are not supported yet")
         }
@@ -119,5 +120,54 @@ public final class GzipSource: ByteSource {
             }
         }
         return Int(capacity - stream.pointee.avail_out)
+    }
+}
+
+/// Decompresses a zstd stream (libzstd's streaming API), including several
+/// concatenated frames and skippable frames; a truncated stream is an error.
+public final class ZstdSource: ByteSource {
+    private let source: any ByteSource
+    private let stream: OpaquePointer
+    private let input: UnsafeMutableRawBufferPointer
+    private var inBuffer = ZSTD_inBuffer(src: nil, size: 0, pos: 0)
+    private var inputEOF = false
+    /// 0 when the last frame ended exactly; otherwise more input is due.
+    private var frameOpen = false
+
+    public init(_ source: any ByteSource) throws {
+        self.source = source
+        guard let s = ZSTD_createDStream() else { throw ImageError.malformedArchive("cannot initialise zstd") }
+        stream = s
+        input = .allocate(byteCount: Int(ZSTD_DStreamInSize()), alignment: 16)
+        ZSTD_initDStream(s)
+    }
+
+    deinit {
+        ZSTD_freeDStream(stream)
+        input.deallocate()
+    }
+
+    public func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        guard let base = buffer.baseAddress, buffer.count > 0 else { return 0 }
+        var out = ZSTD_outBuffer(dst: base, size: buffer.count, pos: 0)
+        while out.pos == 0 {
+            if inBuffer.pos == inBuffer.size && !inputEOF {
+                let n = try source.read(into: input)
+                if n == 0 { inputEOF = true } else { inBuffer = ZSTD_inBuffer(src: input.baseAddress, size: n, pos: 0) }
+            }
+            let drained = inputEOF && inBuffer.pos == inBuffer.size
+            if drained && !frameOpen { break }  // the end, after a complete frame
+            let r = ZSTD_decompressStream(stream, &out, &inBuffer)
+            if ZSTD_isError(r) != 0 {
+                throw ImageError.malformedArchive("zstd: " + String(cString: ZSTD_getErrorName(r)))
+            }
+            frameOpen = r != 0
+            // No input left, nothing more came out, and the frame is not done: cut short.
+            if drained && out.pos == 0 {
+                if frameOpen { throw ImageError.malformedArchive("truncated zstd stream") }
+                break
+            }
+        }
+        return out.pos
     }
 }

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CHakoShim
 import HakoSystem
 
 /// Content-addressed blob storage: `<images>/blobs/sha256/<hex>`.
@@ -105,15 +106,18 @@ public struct BlobDescriptor: Sendable, Equatable {
     public var size: Int64
 }
 
-/// Writes one blob: bytes go to a temp file and into SHA-256; `commit`
-/// verifies, fsyncs and renames it into place. Dropped without `commit`,
-/// the temp file is removed.
+/// Writes one blob: bytes go to an unnamed file (O_TMPFILE) in `<images>/tmp`
+/// and into SHA-256; `commit` verifies, fsyncs and links it into place. Until
+/// then the blob has no name at all: a process killed half-way leaves nothing
+/// behind, and no reader can ever see a partial or unverified blob. (A file
+/// system without O_TMPFILE gets a locked temp file, collected later.)
 public final class BlobWriter {
     private let store: ContentStore
     private let expected: Digest?
-    private let tempPath: String
+    /// The temp file's name, when O_TMPFILE was not available.
+    private let tempPath: String?
     private var fd: FileDescriptor?
-    /// Set once the blob is renamed into place or discarded.
+    /// Set once the blob is linked into place or discarded.
     private var finished = false
     private let hasher: SHA256Hasher
     public private(set) var size: Int64 = 0
@@ -122,8 +126,18 @@ public final class BlobWriter {
         self.store = store
         self.expected = expected
         hasher = try SHA256Hasher()
-        tempPath = store.tempDirectory + "/" + FileTree.randomName("blob-")
-        fd = try FileDescriptor.open(tempPath, O_WRONLY | O_CREAT | O_EXCL, mode: 0o644)
+        let anonymous = Glibc.open(store.tempDirectory, HAKO_O_TMPFILE | O_WRONLY | O_CLOEXEC, 0o644)
+        if anonymous >= 0 {
+            fd = FileDescriptor(anonymous)
+            tempPath = nil
+        } else {
+            let path = store.tempDirectory + "/" + FileTree.randomName("blob-")
+            let named = try FileDescriptor.open(path, O_WRONLY | O_CREAT | O_EXCL, mode: 0o644)
+            // The lock says "being written": `collectTemporaries` leaves it alone.
+            flock(named.rawValue, LOCK_EX)
+            fd = named
+            tempPath = path
+        }
     }
 
     deinit { abort() }
@@ -135,8 +149,8 @@ public final class BlobWriter {
         size += Int64(bytes.count)
     }
 
-    /// Verifies and publishes the blob. A digest mismatch removes the temp
-    /// file and throws an error naming the expected blob.
+    /// Verifies and publishes the blob. A digest mismatch discards it and
+    /// throws an error naming the expected blob.
     public func commit() throws -> BlobDescriptor {
         guard let fd else { throw ImageError.corrupt("blob committed twice") }
         do {
@@ -144,11 +158,16 @@ public final class BlobWriter {
             if let expected, expected != actual {
                 throw ImageError.digestMismatch(blob: expected.string, expected: expected, actual: actual)
             }
-            try sys("fsync", tempPath) { fsync(fd.rawValue) }
+            try sys("fsync", "blob \(actual)") { fsync(fd.rawValue) }
+            let final = store.path(for: actual)
+            if let tempPath {
+                try sys("rename", final) { rename(tempPath, final) }
+            } else if linkat(AT_FDCWD, "/proc/self/fd/\(fd.rawValue)", AT_FDCWD, final, AT_SYMLINK_FOLLOW) != 0 {
+                // Already stored (same content, same name): nothing to add.
+                guard errno == EEXIST else { throw SystemError("link", final) }
+            }
             fd.close()
             self.fd = nil
-            let final = store.path(for: actual)
-            try sys("rename", final) { rename(tempPath, final) }
             finished = true
             FileTree.syncDirectory(store.blobsDirectory)
             return BlobDescriptor(digest: actual, size: size)
@@ -164,7 +183,26 @@ public final class BlobWriter {
         fd = nil
         if !finished {
             finished = true
-            unlink(tempPath)
+            if let tempPath { unlink(tempPath) }
+        }
+    }
+}
+
+extension ContentStore {
+    /// Removes what killed commands left in `<images>/tmp`: snapshots being
+    /// unpacked, named temp blobs, snapshots being removed. Whatever a live
+    /// process is working on holds an flock and is left alone.
+    public func collectTemporaries() {
+        for name in (try? FS.list(tempDirectory)) ?? [] {
+            let path = tempDirectory + "/" + name
+            let fd = Glibc.open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
+            guard fd >= 0 else {
+                if errno == ELOOP { unlink(path) }
+                continue
+            }
+            defer { close(fd) }
+            guard flock(fd, LOCK_EX | LOCK_NB) == 0 else { continue }
+            try? FileTree.remove(path: path)
         }
     }
 }

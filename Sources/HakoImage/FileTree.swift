@@ -121,6 +121,16 @@ enum Xattr {
         value.withUnsafeBytes { v in hako_setxattr(path, name, v.baseAddress, v.count, follow ? 1 : 0) }
     }
 
+    /// llistxattr: the names of a file's extended attributes (none when unreadable).
+    static func names(_ path: String) -> [String] {
+        let size = hako_llistxattr(path, nil, 0)
+        guard size > 0 else { return [] }
+        var buf = [CChar](repeating: 0, count: size)
+        let n = hako_llistxattr(path, &buf, size)
+        guard n > 0 else { return [] }
+        return buf[0..<n].split(separator: 0).map { String(decoding: $0.map { UInt8(bitPattern: $0) }, as: UTF8.self) }
+    }
+
     /// lgetxattr: the value, or nil (errno set) when absent or unreadable.
     static func get(_ path: String, _ name: String) -> [UInt8]? {
         let size = hako_lgetxattr(path, name, nil, 0)

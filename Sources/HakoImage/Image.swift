@@ -21,6 +21,8 @@ public struct Image: Sendable, Equatable {
     public var diffIDs: [Digest]
     /// Digest of the stored manifest; nil for the built-in host image.
     public var manifestDigest: Digest?
+    /// "busybox@sha256:…": what the image was pulled or pushed as.
+    public var repoDigests: [String] = []
 
     /// The first 12 hex digits, as `docker images` shows IDs.
     public var shortID: String { String(id.prefix(12)) }

@@ -30,6 +30,14 @@ public enum ImageError: Error, CustomStringConvertible, Sendable, Equatable {
     case corrupt(String)
     /// The request is valid but not allowed (e.g. tagging the built-in host image).
     case notAllowed(String)
+    /// A registry could not be reached, refused, or answered something unusable.
+    case registry(String)
+    /// A manifest, index or config that is not valid.
+    case invalidManifest(String)
+    /// An image is used by containers and cannot be removed without force.
+    case inUse(String)
+    /// A layer that cannot be unpacked (the reason names the entry).
+    case layer(Digest, String)
 
     public var description: String {
         switch self {
@@ -47,6 +55,10 @@ public enum ImageError: Error, CustomStringConvertible, Sendable, Equatable {
         case .ambiguousImage(let s): return "image ID prefix \(s) matches more than one image"
         case .corrupt(let s): return "image store damaged: \(s)"
         case .notAllowed(let s): return s
+        case .registry(let s): return s
+        case .invalidManifest(let s): return s
+        case .inUse(let s): return s
+        case .layer(let d, let reason): return "layer \(d): \(reason)"
         }
     }
 

@@ -8,13 +8,14 @@ extension ImageStore {
     /// they are decompressed, hashed (DiffID) and unpacked into a snapshot.
     /// `config` gives the image's runtime defaults (none by default, as
     /// `docker import`).
-    public func importRootfs(from path: String, reference: String?, config: ImageConfig? = nil) throws -> Image {
+    public func importRootfs(from path: String, reference: String?, config: ImageConfig? = nil,
+                             unpack: UnpackOptions = UnpackOptions()) throws -> Image {
         try atBoundary("cannot import \(path)") {
             let ref = try reference.map { try ImageStore.taggableReference($0) }
             let source = try FileSource.open(path)
             let writer = try content.makeWriter()
             let tee = TeeSource(source) { try writer.write($0) }
-            let (snapshot, result) = try snapshots.unpack(tee, parent: nil)
+            let (snapshot, result) = try snapshots.unpack(tee, parent: nil, options: unpack)
             let blob = try writer.commit()
             let layer = OCIDescriptor(mediaType: MediaType.layer(result.compression), digest: blob.digest, size: blob.size)
             let created = Timestamp.now().rfc3339
@@ -30,9 +31,12 @@ extension ImageStore {
     /// given, points `reference` at it. (The common tail of import, and later
     /// of pull, load and commit.)
     func register(layers: [OCIDescriptor], snapshots infos: [SnapshotInfo], config: ImageConfig,
-                  created: String, history: [OCIImage.History], reference: ImageReference?) throws -> Image {
-        let oci = OCIImage(created: created, architecture: Platform.architecture, os: Platform.os,
-                           variant: Platform.variant, config: config, diffIDs: infos.map(\.diffID), history: history)
+                  created: String, history: [OCIImage.History], reference: ImageReference?,
+                  platform: PlatformSpec = .host, author: String? = nil) throws -> Image {
+        var oci = OCIImage(created: created, architecture: platform.architecture, os: platform.os,
+                           variant: platform.architecture == "amd64" ? nil : platform.variant, config: config,
+                           diffIDs: infos.map(\.diffID), history: history)
+        oci.author = author
         let configBytes = try CanonicalJSON.encode(oci)
         let configBlob = try content.write(configBytes)
         let manifest = OCIManifest(config: OCIDescriptor(mediaType: MediaType.config, digest: configBlob.digest,

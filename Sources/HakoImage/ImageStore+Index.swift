@@ -12,6 +12,11 @@ struct ImageIndex: Codable, Equatable {
         var size: Int64
         /// RFC 3339 time the image entered this store.
         var added: String
+        /// "docker.io/library/busybox@sha256:…": what the image was pulled
+        /// or pushed as (for an image from an index, the index's digest).
+        var repoDigests: [String]?
+        /// The platform index the image was pulled from, kept for `save` and prune.
+        var index: Digest?
     }
 
     var version = 1

@@ -34,37 +34,50 @@ public final class ImageStore: Sendable {
     /// unique-prefix image ID, or "sha256:<id or prefix>". "host" is the
     /// built-in host image. Names are tried before ID prefixes (as Docker does).
     public func resolve(_ reference: String) throws -> Image {
+        try atBoundary("cannot look up image \(reference)") { try resolveImage(reference) }
+    }
+
+    /// Like `resolve`, but nil when no image answers to `reference` (other
+    /// problems, such as a malformed reference, still throw).
+    public func find(_ reference: String) throws -> Image? {
         try atBoundary("cannot look up image \(reference)") {
-            let parsed = Result { () throws(ImageError) in try ImageReference(parsing: reference) }
-            if case .success(let ref) = parsed, ImageStore.isHostReference(ref) { return ImageStore.hostImage }
-            let index = try readIndex()
-            let found: Image
-            if reference.hasPrefix("sha256:") {
-                let prefix = String(reference.dropFirst("sha256:".count))
-                guard ImageStore.isHexPrefix(prefix) else {
-                    throw ImageError.invalidReference(reference, reason: "invalid image ID")
-                }
-                found = try image(byIDPrefix: prefix, index: index, shown: reference)
-            } else if case .success(let ref) = parsed, let id = lookup(ref, in: index) {
-                found = try image(id: id, index: index)
-            } else if ImageStore.isHexPrefix(reference) {
-                found = try image(byIDPrefix: reference, index: index, shown: reference)
-            } else if case .failure(let error) = parsed {
-                throw error
-            } else {
-                throw ImageError.noSuchImage(reference)
-            }
-            for dir in found.layerDirs where !FS.isDirectory(dir) {
-                throw ImageError.corrupt("image \(found.shortID): layer directory \(dir) is missing")
-            }
-            return found
+            do { return try resolveImage(reference) } catch ImageError.noSuchImage { return nil }
         }
+    }
+
+    func resolveImage(_ reference: String) throws -> Image {
+        let parsed = Result { () throws(ImageError) in try ImageReference(parsing: reference) }
+        if case .success(let ref) = parsed, ImageStore.isHostReference(ref) { return ImageStore.hostImage }
+        let index = try readIndex()
+        let found: Image
+        if reference.hasPrefix("sha256:") {
+            let prefix = String(reference.dropFirst("sha256:".count))
+            guard ImageStore.isHexPrefix(prefix) else {
+                throw ImageError.invalidReference(reference, reason: "invalid image ID")
+            }
+            found = try image(byIDPrefix: prefix, index: index, shown: reference)
+        } else if case .success(let ref) = parsed, let id = lookup(ref, in: index) {
+            found = try image(id: id, index: index)
+        } else if ImageStore.isHexPrefix(reference) {
+            found = try image(byIDPrefix: reference, index: index, shown: reference)
+        } else if case .failure(let error) = parsed {
+            throw error
+        } else {
+            throw ImageError.noSuchImage(reference)
+        }
+        for dir in found.layerDirs where !FS.isDirectory(dir) {
+            throw ImageError.corrupt("image \(found.shortID): layer directory \(dir) is missing")
+        }
+        return found
     }
 
     /// The image ID a parsed reference names in the index, if any.
     private func lookup(_ ref: ImageReference, in index: ImageIndex) -> String? {
         guard let digest = ref.digest else { return index.references[ref.withDefaultTag().string] }
-        // name@digest: the image with that manifest, known under that repository.
+        // name@digest: the image pulled (or pushed) as that, or with that
+        // manifest and known under that repository.
+        let wanted = ref.name + "@" + digest.string
+        if let hit = index.images.first(where: { $0.value.repoDigests?.contains(wanted) == true }) { return hit.key }
         return index.images.first { id, record in
             record.manifest == digest && index.references.contains { $0.value == id && $0.key.hasPrefix(ref.name + ":") }
         }?.key
@@ -119,6 +132,9 @@ public final class ImageStore: Sendable {
         return Image(id: id, references: index.familiarReferences(of: id), created: oci.created.flatMap(parseRFC3339),
                      size: record.size, architecture: oci.architecture, os: oci.os, variant: oci.variant,
                      config: oci.config ?? ImageConfig(), layerDirs: chain.map { snapshots.fsPath($0) },
-                     diffIDs: oci.rootfs.diffIDs, manifestDigest: record.manifest)
+                     diffIDs: oci.rootfs.diffIDs, manifestDigest: record.manifest,
+                     repoDigests: (record.repoDigests ?? []).map { full in
+                         (try? ImageReference(parsing: full))?.familiarString ?? full
+                     })
     }
 }

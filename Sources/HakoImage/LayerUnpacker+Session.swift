@@ -78,6 +78,9 @@ final class UnpackSession {
         let replacedWhiteout = whiteouts.remove(key) != nil
         var keptDirectory = false
         if let existing {
+            if entry.kind == .symlink && FileTree.isDirectory(existing) {
+                throw ImageError.unsafeEntry(path: entry.path, reason: "a symlink cannot replace a directory of the same layer")
+            }
             if entry.kind == .directory && FileTree.isDirectory(existing) {
                 keptDirectory = true
             } else {
@@ -207,8 +210,10 @@ final class UnpackSession {
         if parts.isEmpty {
             fd = root
         } else {
-            // Fast path: the directory exists; openat2(RESOLVE_IN_ROOT) in one call.
-            let raw = hako_open_in_root(root.rawValue, joined, O_PATH_FLAG | O_DIRECTORY, 0)
+            // Fast path: the directory exists and is reached without leaving
+            // the root; openat2(RESOLVE_BENEATH) in one call. Anything else
+            // (missing, or through a symlink pointing out) takes the slow walk.
+            let raw = hako_openat2(root.rawValue, joined, O_PATH_FLAG | O_DIRECTORY | O_CLOEXEC, 0, LayerUnpacker.resolveBeneath)
             fd = raw >= 0 ? FileDescriptor(raw) : try makeDirectories(parts, for: path)
         }
         cachedParent = (joined, fd)
@@ -216,23 +221,30 @@ final class UnpackSession {
     }
 
     /// mkdir -p of `parts` inside the root, one component at a time with
-    /// `*at` calls that never follow the component itself. Symlinks met on
-    /// the way (dangling ones too, as Docker does) are resolved by hand the
-    /// way RESOLVE_IN_ROOT resolves them: an absolute target restarts at the
-    /// root, ".." never climbs above it.
+    /// `*at` calls that never follow the component itself. A symlink met on
+    /// the way is followed only when it stays inside the layer (a relative
+    /// target that does not climb above the root); one that points out
+    /// (absolute, or climbing) is refused: writing through it is the classic
+    /// layer escape, and no tar made by walking a tree ever needs it.
     private func makeDirectories(_ parts: [String], for path: String) throws -> FileDescriptor {
         var stack: [FileDescriptor] = [root]            // the directories from the root down
         var pending = Array(parts.reversed())           // components still to walk; next is last
         var walked: [String] = []                       // for messages
+        var followed: (link: String, target: String)?   // the last symlink followed, for messages
         var steps = 0
         while let component = pending.popLast() {
             steps += 1
             guard steps <= 4096 else {
-                throw ImageError.entryFailed(path: path, reason: "too many levels of symbolic links in its parent")
+                throw ImageError.unsafeEntry(path: path, reason: "too many levels of symbolic links in its parent")
             }
             if component.isEmpty || component == "." { continue }
             if component == ".." {
-                if stack.count > 1 { stack.removeLast() }
+                guard stack.count > 1 else {
+                    let (link, target) = followed ?? (walked.joined(separator: "/"), "..")
+                    throw ImageError.unsafeEntry(
+                        path: path, reason: "its parent \"\(link)\" is a symlink pointing out of the layer (to \"\(target)\")")
+                }
+                stack.removeLast()
                 continue
             }
             guard let current = stack.last else { break }
@@ -251,7 +263,12 @@ final class UnpackSession {
                 stack.append(try FileDescriptor.openAt(current, component, O_PATH_FLAG | O_DIRECTORY | O_NOFOLLOW, mode: 0))
             case S_IFLNK:
                 let target = try FileTree.readLink(current.rawValue, component)
-                if target.hasPrefix("/") { stack = [root] } else { walked.removeLast() }
+                guard !target.hasPrefix("/") else {
+                    throw ImageError.unsafeEntry(
+                        path: path, reason: "its parent \"\(walked.joined(separator: "/"))\" is a symlink pointing out of the layer (to \"\(target)\")")
+                }
+                followed = (walked.joined(separator: "/"), target)
+                walked.removeLast()
                 pending.append(contentsOf: target.split(separator: "/").map(String.init).reversed())
             default:
                 throw ImageError.entryFailed(path: path, reason: "its parent \"\(walked.joined(separator: "/"))\" is not a directory")
@@ -260,11 +277,14 @@ final class UnpackSession {
         return stack.last ?? root
     }
 
-    /// Opens an existing directory inside the root (nothing is created).
+    /// Opens an existing directory inside the root (nothing is created, no
+    /// symlink leaving the root is followed).
     private func openExistingDirectory(_ parts: [String]) throws -> FileDescriptor {
         if parts.isEmpty { return root }
-        // mode 0: openat2 rejects a mode without O_CREAT (the shim passes it along with O_DIRECTORY).
-        return try FileDescriptor.openInRoot(root, parts.joined(separator: "/"), O_PATH_FLAG | O_DIRECTORY, mode: 0)
+        let path = parts.joined(separator: "/")
+        return FileDescriptor(try sys("open", path) {
+            hako_openat2(root.rawValue, path, O_PATH_FLAG | O_DIRECTORY | O_CLOEXEC, 0, LayerUnpacker.resolveBeneath)
+        })
     }
 
     private var rootNode: Node { Node(path: "/proc/self/fd/\(root.rawValue)") }

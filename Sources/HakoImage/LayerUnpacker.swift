@@ -39,14 +39,17 @@ public struct UnpackResult: Sendable, Equatable {
 /// as an OverlayFS lower/upper directory.
 ///
 /// Safety, by construction:
-/// - every entry's parent directory is opened with `openat2(RESOLVE_IN_ROOT)`,
-///   so "..", absolute paths and symlinks (absolute or relative) all resolve
-///   inside the root;
+/// - every entry's parent directory is opened with `openat2(RESOLVE_BENEATH)`,
+///   or walked component by component with `*at` calls: a symlink on the way
+///   is followed only while it stays inside the root; one that points out
+///   (absolute target, or ".." above the root) is refused, never written through;
 /// - the final component is created with `*at` calls relative to that parent
 ///   and never followed (`O_NOFOLLOW`, `AT_SYMLINK_NOFOLLOW`);
 /// - names that climb above the root, non-directories that would replace the
-///   root, hardlinks to anything outside the layer or missing, and device
-///   nodes (unless `allowDevices`) are refused with an error naming the entry.
+///   root (a symlink named "." or "/"), symlinks that would replace a
+///   directory of the same layer, hardlinks to anything outside the layer or
+///   missing, and device nodes (unless `allowDevices`) are refused with an
+///   error naming the entry. An absolute entry name means the same path inside.
 ///
 /// Whiteouts follow the OCI layer spec in overlay form: `.wh.NAME` becomes a
 /// 0/0 character device `NAME`, `.wh..wh..opq` sets `trusted.overlay.opaque=y`
@@ -90,6 +93,9 @@ public struct LayerUnpacker: Sendable {
                             contentSize: session.contentSize, compression: compression,
                             entries: entries, warnings: session.warnings)
     }
+
+    /// openat2 resolve flags: RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS.
+    static let resolveBeneath: UInt64 = 0x08 | 0x02
 
     /// Splits an archive path into clean components, relative to the root:
     /// a leading "/" is dropped, "" and "." vanish, ".." removes the previous

@@ -13,6 +13,16 @@ public enum MediaType {
     public static let dockerManifestList = "application/vnd.docker.distribution.manifest.list.v2+json"
     public static let dockerConfig = "application/vnd.docker.container.image.v1+json"
     public static let dockerLayerGzip = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+    public static let dockerForeignLayer = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
+    public static let dockerSchema1 = "application/vnd.docker.distribution.manifest.v1+json"
+    public static let dockerSchema1Signed = "application/vnd.docker.distribution.manifest.v1+prettyjws"
+
+    /// What a registry is asked for: every manifest kind hako reads. Without
+    /// these a registry answers 404 for OCI manifests or rewrites to schema1.
+    public static let acceptedManifests = [index, manifest, dockerManifestList, dockerManifest]
+
+    public static func isIndex(_ t: String) -> Bool { t == index || t == dockerManifestList }
+    public static func isManifest(_ t: String) -> Bool { t == manifest || t == dockerManifest }
 
     /// The layer media type for a stream with this compression.
     public static func layer(_ compression: Compression) -> String {
@@ -30,12 +40,70 @@ public struct OCIDescriptor: Codable, Sendable, Equatable {
     public var digest: Digest
     public var size: Int64
     public var annotations: [String: String]?
+    /// Set in an index's entries.
+    public var platform: OCIPlatform?
 
-    public init(mediaType: String, digest: Digest, size: Int64, annotations: [String: String]? = nil) {
+    public init(mediaType: String, digest: Digest, size: Int64, annotations: [String: String]? = nil,
+                platform: OCIPlatform? = nil) {
         self.mediaType = mediaType
         self.digest = digest
         self.size = size
         self.annotations = annotations
+        self.platform = platform
+    }
+}
+
+/// The platform of an index entry.
+public struct OCIPlatform: Codable, Sendable, Equatable, Hashable, CustomStringConvertible {
+    public var architecture: String
+    public var os: String
+    public var variant: String?
+    public var osVersion: String?
+
+    enum CodingKeys: String, CodingKey {
+        case architecture, os, variant
+        case osVersion = "os.version"
+    }
+
+    public init(os: String, architecture: String, variant: String? = nil) {
+        self.os = os
+        self.architecture = architecture
+        self.variant = variant
+    }
+
+    public var description: String { os + "/" + architecture + (variant.map { "/" + $0 } ?? "") }
+}
+
+/// An OCI image index or a Docker manifest list: one manifest per platform.
+public struct OCIIndex: Codable, Sendable, Equatable {
+    public var schemaVersion: Int
+    public var mediaType: String?
+    public var manifests: [OCIDescriptor]
+    public var annotations: [String: String]?
+
+    public init(manifests: [OCIDescriptor], annotations: [String: String]? = nil) {
+        schemaVersion = 2
+        mediaType = MediaType.index
+        self.manifests = manifests
+        self.annotations = annotations
+    }
+}
+
+/// Just enough of any manifest-like JSON to tell what it is.
+struct ManifestProbe: Decodable {
+    var schemaVersion: Int?
+    var mediaType: String?
+    var manifests: [OCIDescriptor]?
+    var config: OCIDescriptor?
+    var layers: [OCIDescriptor]?
+
+    /// The media type from the JSON itself, or from its shape.
+    var kind: String? {
+        if let m = mediaType { return m }
+        if schemaVersion == 1 { return MediaType.dockerSchema1 }
+        if manifests != nil { return MediaType.index }
+        if config != nil, layers != nil { return MediaType.manifest }
+        return nil
     }
 }
 
@@ -150,10 +218,35 @@ enum CanonicalJSON {
     }
 
     static func decode<T: Decodable>(_ type: T.Type, _ bytes: [UInt8], what: String) throws -> T {
+        try decode(type, bytes, what: what, as: ImageError.corrupt)
+    }
+
+    /// Decodes, turning a failure into the error `as` makes of the message.
+    static func decode<T: Decodable>(_ type: T.Type, _ bytes: [UInt8], what: String,
+                                     as makeError: (String) -> ImageError) throws -> T {
         do {
             return try JSONDecoder().decode(type, from: Data(bytes))
+        } catch let e as DecodingError {
+            if case .dataCorrupted(let c) = e, c.codingPath.isEmpty { throw makeError("\(what) is not valid JSON") }
+            throw makeError("\(what) is not valid: \(describe(e))")
+        } catch let e as ImageError {
+            throw makeError("\(what) is not valid: \(e)")
         } catch {
-            throw ImageError.corrupt("\(what) is not valid JSON for \(type): \(error)")
+            throw makeError("\(what) is not valid JSON: \(error)")
+        }
+    }
+
+    /// A decoding error in one line: what was wrong, and where.
+    static func describe(_ e: DecodingError) -> String {
+        func path(_ c: DecodingError.Context) -> String {
+            let p = c.codingPath.map { $0.intValue.map { "[\($0)]" } ?? "." + $0.stringValue }.joined()
+            return p.isEmpty ? "" : " at " + (p.hasPrefix(".") ? String(p.dropFirst()) : p)
+        }
+        switch e {
+        case .keyNotFound(let key, let c): return "missing field \"\(key.stringValue)\"" + path(c)
+        case .typeMismatch(_, let c), .valueNotFound(_, let c): return c.debugDescription + path(c)
+        case .dataCorrupted(let c): return c.debugDescription + path(c)
+        @unknown default: return "\(e)"
         }
     }
 }

@@ -78,50 +78,115 @@ public struct SnapshotStore: Sendable {
         if let parent, !exists(parent) {
             throw ImageError.corrupt("parent snapshot \(parent) does not exist")
         }
-        let temp = tempDirectory + "/" + FileTree.randomName("snapshot-")
-        try sys("mkdir", temp) { mkdir(temp, 0o700) }
-        do {
-            try sys("mkdir", temp + "/fs") { mkdir(temp + "/fs", 0o755) }
-            let result = try LayerUnpacker(options: options).unpack(source, into: temp + "/fs")
-            if let expectedDiffID, expectedDiffID != result.diffID {
-                throw ImageError.digestMismatch(blob: "layer \(expectedDiffID)", expected: expectedDiffID, actual: result.diffID)
-            }
-            let chain = try SnapshotStore.chainID(parent: parent, diffID: result.diffID)
-            if let existing = try info(chain) {
-                try FileTree.remove(path: temp)
-                return (existing, result)
-            }
-            let info = SnapshotInfo(chainID: chain, diffID: result.diffID, parent: parent, size: result.contentSize,
-                                    uncompressedSize: result.uncompressedSize, created: Timestamp.now().rfc3339)
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-            try FS.writeAtomic(temp + "/snapshot.json", Array(try encoder.encode(info)))
-            FileTree.syncFilesystem(containing: temp)
-            if rename(temp, directory(chain)) != 0 {
-                let e = errno
-                guard e == EEXIST || e == ENOTEMPTY, let existing = try self.info(chain) else {
-                    throw SystemError("rename", directory(chain), errno: e)
-                }
-                // Another process unpacked the same layer first: use its copy.
-                try FileTree.remove(path: temp)
-                return (existing, result)
-            }
-            FileTree.syncDirectory(root)
-            return (info, result)
-        } catch {
-            try? FileTree.remove(path: temp)
-            throw error
+        let prepared = try prepare(source, expectedDiffID: expectedDiffID, options: options)
+        return (try publish(prepared, parent: parent), prepared.result)
+    }
+
+    /// Unpacks a layer into a locked temp directory, not yet a snapshot: layers
+    /// of one image are prepared in parallel (each only needs its own tar),
+    /// then published bottom-up. Dropped unpublished, the temp dir is removed.
+    public func prepare(_ source: any ByteSource, expectedDiffID: Digest? = nil,
+                        options: UnpackOptions = UnpackOptions()) throws -> PreparedSnapshot {
+        let temp = try LockedTempDirectory(in: tempDirectory, prefix: "snapshot-")
+        try sys("mkdir", temp.path + "/fs") { mkdir(temp.path + "/fs", 0o755) }
+        let result = try LayerUnpacker(options: options).unpack(source, into: temp.path + "/fs")
+        if let expectedDiffID, expectedDiffID != result.diffID {
+            throw ImageError.digestMismatch(blob: "layer \(expectedDiffID) (uncompressed)", expected: expectedDiffID, actual: result.diffID)
         }
+        return PreparedSnapshot(temp: temp, result: result)
+    }
+
+    /// Makes a prepared layer the snapshot above `parent` (whose chain ID
+    /// names it). When the snapshot already exists, the copy is dropped.
+    public func publish(_ prepared: PreparedSnapshot, parent: Digest?) throws -> SnapshotInfo {
+        let result = prepared.result
+        let chain = try SnapshotStore.chainID(parent: parent, diffID: result.diffID)
+        if let existing = try info(chain) { return existing }
+        let temp = prepared.temp.path
+        let info = SnapshotInfo(chainID: chain, diffID: result.diffID, parent: parent, size: result.contentSize,
+                                uncompressedSize: result.uncompressedSize, created: Timestamp.now().rfc3339)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        try FS.writeAtomic(temp + "/snapshot.json", Array(try encoder.encode(info)))
+        FileTree.syncFilesystem(containing: temp)
+        if rename(temp, directory(chain)) != 0 {
+            let e = errno
+            guard e == EEXIST || e == ENOTEMPTY, let existing = try self.info(chain) else {
+                throw SystemError("rename", directory(chain), errno: e)
+            }
+            // Another process unpacked the same layer first: use its copy.
+            return existing
+        }
+        prepared.temp.published()
+        FileTree.syncDirectory(root)
+        return info
     }
 
     /// Removes a snapshot (for garbage collection once nothing uses it).
     public func remove(_ chainID: Digest) throws {
-        // Rename first so a half-removed snapshot is never taken for a complete one.
+        // Rename first so a half-removed snapshot is never taken for a complete one;
+        // the lock keeps `collectTemporaries` off while this process removes it.
+        let lock = open(directory(chainID), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        if lock < 0 {
+            if errno == ENOENT { return }
+            throw SystemError("open", directory(chainID))
+        }
+        defer { close(lock) }
+        flock(lock, LOCK_EX)
         let doomed = tempDirectory + "/" + FileTree.randomName("removing-")
         if rename(directory(chainID), doomed) != 0 {
             if errno == ENOENT { return }
             throw SystemError("rename", directory(chainID))
         }
         try FileTree.remove(path: doomed)
+    }
+
+    /// Chain IDs of every snapshot.
+    public func list() throws -> [Digest] {
+        try FS.list(root).compactMap { try? Digest(sha256Hex: $0) }.sorted()
+    }
+}
+
+/// A layer unpacked into a temp directory, waiting to be published.
+public final class PreparedSnapshot: @unchecked Sendable {
+    let temp: LockedTempDirectory
+    public let result: UnpackResult
+
+    init(temp: LockedTempDirectory, result: UnpackResult) {
+        self.temp = temp
+        self.result = result
+    }
+}
+
+/// A directory in `<images>/tmp` held with an flock while this process works
+/// in it, so `collectTemporaries` in another process leaves it alone; removed
+/// when dropped, unless it was renamed into place.
+final class LockedTempDirectory: @unchecked Sendable {
+    let path: String
+    private let lock: FileDescriptor
+    private var keep = false
+
+    init(in directory: String, prefix: String) throws {
+        // A collector may take the new directory between mkdir and flock: then
+        // it is gone or not ours any more, and another name is tried.
+        for _ in 0..<8 {
+            let candidate = directory + "/" + FileTree.randomName(prefix)
+            try sys("mkdir", candidate) { mkdir(candidate, 0o700) }
+            let fd = try FileDescriptor.open(candidate, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
+            var mine = stat(), there = stat()
+            if flock(fd.rawValue, LOCK_EX | LOCK_NB) == 0, fstat(fd.rawValue, &mine) == 0, lstat(candidate, &there) == 0,
+               mine.st_ino == there.st_ino, mine.st_dev == there.st_dev {
+                path = candidate
+                lock = fd
+                return
+            }
+        }
+        throw ImageError.corrupt("cannot create a temporary directory in \(directory)")
+    }
+
+    func published() { keep = true }
+
+    deinit {
+        if !keep { try? FileTree.remove(path: path) }
     }
 }

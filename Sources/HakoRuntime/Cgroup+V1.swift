@@ -9,6 +9,8 @@ import HakoSystem
 public struct CgroupV1Driver: CgroupDriver {
     public let host: CgroupHost
     public let parent: String
+    /// The kernel side of the device filter (bpf(2)); replaced in tests.
+    public var deviceLoader: any DeviceFilterLoader = KernelDeviceFilterLoader()
 
     public init(host: CgroupHost, parent: String) {
         self.host = host

@@ -7,6 +7,8 @@ import HakoSystem
 public struct CgroupV2Driver: CgroupDriver {
     public let host: CgroupHost
     public let parent: String
+    /// The kernel side of the device filter (bpf(2)); replaced in tests.
+    public var deviceLoader: any DeviceFilterLoader = KernelDeviceFilterLoader()
     let mount: String
 
     public init(host: CgroupHost, parent: String) {
@@ -30,6 +32,7 @@ public struct CgroupV2Driver: CgroupDriver {
     }
 
     public func create(_ id: String) throws -> CgroupPlacement {
+        try enableControllers()
         try CgroupFS.makeDir(dir(id))
         return placement(for: id)
     }

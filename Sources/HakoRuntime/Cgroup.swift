@@ -48,7 +48,14 @@ public struct CgroupHost: Sendable, Equatable {
 
     public static func detect(mountinfo: String? = nil) -> CgroupHost {
         let text = mountinfo ?? ((try? FS.readString("/proc/self/mountinfo")) ?? "")
-        return parse(mountinfo: text)
+        var host = parse(mountinfo: text)
+        if mountinfo == nil {
+            // A hierarchy mounted over (a private view of /sys/fs/cgroup) stays in
+            // mountinfo but cannot be reached: keep only the ones its path shows.
+            if let u = host.unified, !FS.exists(u + "/cgroup.procs") { host.unified = nil }
+            host.v1 = host.v1.filter { FS.exists($0.mount + "/cgroup.procs") }
+        }
+        return host
     }
 
     /// Pure: parses mountinfo text.
@@ -106,6 +113,17 @@ public protocol CgroupDriver: Sendable {
     func isFrozen(_ id: String) -> Bool
     /// PIDs (host numbering) in the container's cgroup.
     func processes(_ id: String) -> [Int32]
+
+    // Resources (Cgroup+V2Resources.swift, Cgroup+V1Resources.swift).
+    /// Refuses limits this host cannot enforce: one error naming the flag, the
+    /// missing controller and the fix. Never ignores a limit silently.
+    func check(_ limits: ResourceLimits) throws
+    /// Writes the limits into the container's cgroups (at start, and live for `update`).
+    func apply(_ limits: ResourceLimits, to id: String) throws
+    /// Installs the device rules (v2: an eBPF program; v1: devices.allow/deny).
+    func setDevices(_ rules: [DeviceRule], for id: String) throws
+    /// Usage counters of the container's cgroups.
+    func stats(_ id: String) -> CgroupStats
 }
 
 public func makeCgroupDriver(host: CgroupHost = .detect(), parent: String = "hako") throws -> any CgroupDriver {
@@ -146,9 +164,11 @@ enum CgroupFS {
     }
 
     private static func createChain(_ path: String, prepare: (String) throws -> Void) throws {
-        if FS.isDirectory(path) { return }
+        // An existing directory is prepared too: another process may have made
+        // it a moment ago and not prepared it yet (an empty cpuset refuses tasks).
+        if FS.isDirectory(path) { try prepare(path); return }
         let parent = String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)])
-        if !parent.isEmpty && !FS.isDirectory(parent) { try createChain(parent, prepare: prepare) }
+        if !parent.isEmpty { try createChain(parent, prepare: prepare) }
         if mkdir(path, 0o755) != 0 && errno != EEXIST { throw SystemError("mkdir", path) }
         try prepare(path)
     }

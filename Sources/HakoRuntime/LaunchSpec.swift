@@ -23,7 +23,7 @@ public struct Namespaces: Sendable, Equatable, Codable {
 }
 
 public struct Mount: Sendable, Equatable, Codable {
-    public enum Kind: UInt32, Sendable, Codable { case filesystem = 0, bind = 1, symlink = 2 }
+    public enum Kind: UInt32, Sendable, Codable { case filesystem = 0, bind = 1, symlink = 2, volume = 4 }
     public var kind: Kind
     public var source: String
     /// Absolute path inside the container.
@@ -31,6 +31,8 @@ public struct Mount: Sendable, Equatable, Codable {
     public var fstype: String
     public var options: String
     public var flags: UInt64
+    /// Attributes applied to the whole mount tree ("rro" …), LaunchSpec+Init.swift.
+    public var recursiveAttributes: MountAttributes?
 
     public init(kind: Kind, source: String, target: String, fstype: String = "", options: String = "", flags: UInt64 = 0) {
         self.kind = kind; self.source = source; self.target = target
@@ -61,10 +63,12 @@ public struct DeviceNode: Sendable, Equatable, Codable {
     public var mode: UInt32
     public var uid: UInt32 = 0
     public var gid: UInt32 = 0
+    /// The host node bound in instead when mknod is refused (inside a user namespace); nil: `path`.
+    public var source: String?
 
-    public init(path: String, type: UInt8, major: UInt32, minor: UInt32, mode: UInt32, uid: UInt32 = 0, gid: UInt32 = 0) {
+    public init(path: String, type: UInt8, major: UInt32, minor: UInt32, mode: UInt32, uid: UInt32 = 0, gid: UInt32 = 0, source: String? = nil) {
         self.path = path; self.type = type; self.major = major; self.minor = minor
-        self.mode = mode; self.uid = uid; self.gid = gid
+        self.mode = mode; self.uid = uid; self.gid = gid; self.source = source
     }
 }
 
@@ -119,7 +123,16 @@ public struct OverlayRoot: Sendable, Equatable, Codable {
     public var lower: [String]
     public var upper: String
     public var work: String
-    public init(lower: [String], upper: String, work: String) { self.lower = lower; self.upper = upper; self.work = work }
+    /// Built by the parent as a detached mount and moved in by the child (a container
+    /// in its own user namespace), the lower layers idmapped when `idmapLower`.
+    public var detached = false
+    public var idmapLower = false
+    /// The init chdirs here before mounting, so `lower` may hold short relative
+    /// names (the mount options must fit in a page).
+    public var directory: String?
+    public init(lower: [String], upper: String, work: String, directory: String? = nil) {
+        self.lower = lower; self.upper = upper; self.work = work; self.directory = directory
+    }
 
     /// Overlay mount data, escaping the separators overlay reserves.
     public var mountData: String {
@@ -151,6 +164,10 @@ public struct RuntimeSpec: Sendable, Equatable {
     public var cgroup = CgroupPlacement()
     public var uidMappings: [IDMap] = []
     public var gidMappings: [IDMap] = []
+    /// Copy every device node of the host's /dev (--privileged).
+    public var hostDevices = false
+    /// What the OCI runtime adds to the init path (LaunchSpec+Init.swift).
+    public var initOptions = InitOptions()
 
     public init(id: String, rootfs: String, process: ProcessSpec) {
         self.id = id; self.rootfs = rootfs; self.process = process
@@ -250,7 +267,14 @@ public enum LaunchSpecEncoder {
         if case .path(let p) = r.namespaces.cgroup { w.nsJoin(UInt32(truncatingIfNeeded: HAKO_CLONE_NEWCGROUP), p) }
         w.u64(HAKO_T_CLONE_FLAGS, flags)
         w.string(HAKO_T_ROOTFS, r.rootfs)
-        if let o = r.overlay { w.string(HAKO_T_OVERLAY, o.mountData) }
+        if let o = r.overlay, o.detached {
+            var b = le32(o.idmapLower ? 1 : 0)
+            for d in [o.upper, o.work] + o.lower { b += Array(d.utf8) + [0] }
+            w.raw(HAKO_T_DETACHED_OVERLAY, b)
+        } else if let o = r.overlay {
+            w.string(HAKO_T_OVERLAY, o.mountData)
+            if let d = o.directory { w.string(HAKO_T_OVERLAY_DIR, d) }
+        }
         if let h = r.hostname { w.string(HAKO_T_HOSTNAME, h) }
         let p = r.process
         for a in p.args { w.string(HAKO_T_ARG, a) }
@@ -272,10 +296,15 @@ public enum LaunchSpecEncoder {
             var b = le32(mnt.kind.rawValue) + le64(mnt.flags)
             for s in [mnt.source, mnt.target, mnt.fstype, mnt.options] { b += Array(s.utf8) + [0] }
             w.raw(HAKO_T_MOUNT, b)
+            if let a = mnt.recursiveAttributes { w.raw(HAKO_T_MOUNT_ATTR, le64(a.set) + le64(a.clear)) }
         }
         for d in r.devices {
-            w.raw(HAKO_T_DEVICE, le32(UInt32(d.type)) + le32(d.major) + le32(d.minor) + le32(d.mode) + le32(d.uid) + le32(d.gid) + Array(d.path.utf8) + [0])
+            var b = le32(UInt32(d.type)) + le32(d.major) + le32(d.minor) + le32(d.mode) + le32(d.uid) + le32(d.gid)
+            b += Array(d.path.utf8) + [0]
+            if let source = d.source { b += Array(source.utf8) + [0] }
+            w.raw(HAKO_T_DEVICE, b)
         }
+        if r.hostDevices { w.empty(HAKO_T_HOST_DEVICES) }
         for m in r.maskedPaths { w.string(HAKO_T_MASKED, m) }
         for m in r.readonlyPaths { w.string(HAKO_T_READONLY, m) }
         for (k, v) in r.sysctls { w.raw(HAKO_T_SYSCTL, Array(k.utf8) + [0] + Array(v.utf8) + [0]) }
@@ -286,6 +315,7 @@ public enum LaunchSpecEncoder {
         let cg = r.cgroup
         if let d = cg.unifiedDir { w.string(HAKO_T_CGROUP_DIR, d) }
         for f in cg.procsFiles { w.string(HAKO_T_CGROUP_PROCS, f) }
+        w.initOptions(r.initOptions)
 
         if let m {
             if let l = m.logPath { w.string(HAKO_T_LOG_PATH, l) }

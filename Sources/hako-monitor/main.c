@@ -436,10 +436,12 @@ static void final_exit(void) {
     disarm(M.restart_timer);
     log_close(&M.log);
     release_cgroups();
-    run_cleanup_hook();
     // --rm: the container disappears at once (its directory renamed to a
     // hidden name, its name released); the bytes are deleted after the
     // clients have been told, so `hako run --rm` does not wait for them.
+    // The clean-up command (network teardown) runs after the clients are
+    // told too, but before the lock is released: `stop` and `rm` still
+    // return only once it is done.
     char doomed[8][4200];
     int ndoomed = 0;
     if (M.spec.nremove_dirs || M.spec.nremove_files) {
@@ -456,8 +458,9 @@ static void final_exit(void) {
     } else {
         write_state("exited", 1);
     }
-    release_run_dir();
     broadcast_exit(M.exit_code, 1);
+    run_cleanup_hook();
+    release_run_dir();
     for (int i = 0; i < ndoomed; i++) rm_rf_at(AT_FDCWD, doomed[i]);
     exit(0);
 }
@@ -691,6 +694,7 @@ int main(int argc, char **argv) {
     if (p > 0) _exit(0);
     setsid();
     prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);  // /proc/<pid>/exe stays closed to containers
     signal(SIGPIPE, SIG_IGN);
     signal(SIGHUP, SIG_IGN);
     signal(SIGINT, SIG_IGN);

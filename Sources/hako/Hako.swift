@@ -45,7 +45,10 @@ struct Hako: ParsableCommand {
         subcommands: [
             Run.self, Create.self, Start.self, Stop.self, Kill.self, Restart.self, Rm.self, Ps.self,
             Logs.self, Inspect.self, Exec.self, Wait.self, Pause.self, Unpause.self,
-            Import.self, Images.self, Doctor.self,
+            Import.self, Images.self, Doctor.self, Update.self, Stats.self,
+            NetworkCommand.self, VolumeCommand.self, Port.self,
+            Pull.self, Push.self, Login.self, Logout.self, Rmi.self, Tag.self, History.self, ImageGroup.self,
+            Save.self, Load.self, Export.self, Commit.self,
             Cluster.self, CoordinatorCommand.self, AgentCommand.self,
         ])
 }

@@ -24,7 +24,7 @@ func eachContainer(_ refs: [String], _ body: (String) throws -> String?) throws 
 }
 
 struct Start: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Start one or more stopped containers.")
+    static let configuration = CommandConfiguration(commandName: "start", abstract: "Start one or more stopped containers.")
     @OptionGroup var global: GlobalOptions
     @Flag(name: .shortAndLong, help: "Attach to the container's output and wait for it.") var attach = false
     @Flag(name: .shortAndLong, help: "Attach the container's stdin.") var interactive = false
@@ -45,7 +45,7 @@ struct Start: ParsableCommand {
 }
 
 struct Stop: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Stop running containers: the stop signal, then SIGKILL after a grace period.")
+    static let configuration = CommandConfiguration(commandName: "stop", abstract: "Stop running containers: the stop signal, then SIGKILL after a grace period.")
     @OptionGroup var global: GlobalOptions
     @Option(name: [.customShort("t"), .customLong("time"), .customLong("timeout")], help: "Seconds to wait before killing.") var time: Int?
     @Option(name: [.customShort("s"), .long], help: "Signal to send instead of the container's stop signal.") var signal: String?
@@ -64,7 +64,7 @@ struct Stop: ParsableCommand {
 }
 
 struct Kill: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Send a signal (default SIGKILL) to running containers.")
+    static let configuration = CommandConfiguration(commandName: "kill", abstract: "Send a signal (default SIGKILL) to running containers.")
     @OptionGroup var global: GlobalOptions
     @Option(name: .shortAndLong, help: "Signal to send.") var signal = "KILL"
     @Argument(help: "CONTAINER...") var containers: [String]
@@ -77,7 +77,7 @@ struct Kill: ParsableCommand {
 }
 
 struct Restart: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Restart containers.")
+    static let configuration = CommandConfiguration(commandName: "restart", abstract: "Restart containers.")
     @OptionGroup var global: GlobalOptions
     @Option(name: [.customShort("t"), .customLong("time"), .customLong("timeout")], help: "Seconds to wait before killing.") var time: Int?
     @Argument(help: "CONTAINER...") var containers: [String]
@@ -89,19 +89,20 @@ struct Restart: ParsableCommand {
 }
 
 struct Rm: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Remove containers.")
+    static let configuration = CommandConfiguration(commandName: "rm", abstract: "Remove containers.")
     @OptionGroup var global: GlobalOptions
     @Flag(name: .shortAndLong, help: "Kill and remove a running container.") var force = false
+    @Flag(name: [.customShort("v"), .long], help: "Remove the container's anonymous volumes too.") var volumes = false
     @Argument(help: "CONTAINER...") var containers: [String]
 
     func run() throws {
         let engine = try global.engine()
-        try eachContainer(containers) { r in try engine.remove(r, force: force); return r }
+        try eachContainer(containers) { r in try engine.remove(r, force: force, volumes: volumes); return r }
     }
 }
 
 struct Pause: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Freeze every process of containers.")
+    static let configuration = CommandConfiguration(commandName: "pause", abstract: "Freeze every process of containers.")
     @OptionGroup var global: GlobalOptions
     @Argument(help: "CONTAINER...") var containers: [String]
 
@@ -112,7 +113,7 @@ struct Pause: ParsableCommand {
 }
 
 struct Unpause: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Thaw paused containers.")
+    static let configuration = CommandConfiguration(commandName: "unpause", abstract: "Thaw paused containers.")
     @OptionGroup var global: GlobalOptions
     @Argument(help: "CONTAINER...") var containers: [String]
 
@@ -123,7 +124,7 @@ struct Unpause: ParsableCommand {
 }
 
 struct Wait: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Block until containers stop; print their exit codes.")
+    static let configuration = CommandConfiguration(commandName: "wait", abstract: "Block until containers stop; print their exit codes.")
     @OptionGroup var global: GlobalOptions
     @Argument(help: "CONTAINER...") var containers: [String]
 
@@ -134,7 +135,7 @@ struct Wait: ParsableCommand {
 }
 
 struct Exec: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Run a command in a running container.")
+    static let configuration = CommandConfiguration(commandName: "exec", abstract: "Run a command in a running container.")
     @OptionGroup var global: GlobalOptions
     @Flag(name: .shortAndLong, help: "Keep stdin open.") var interactive = false
     @Flag(name: .shortAndLong, help: "Allocate a terminal.") var tty = false

@@ -44,7 +44,7 @@ func jsonLine<T: Encodable>(_ value: T) throws -> String {
 }
 
 struct Ps: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "List containers (running ones unless -a).")
+    static let configuration = CommandConfiguration(commandName: "ps", abstract: "List containers (running ones unless -a).")
     @OptionGroup var global: GlobalOptions
     @Flag(name: .shortAndLong, help: "Show all containers.") var all = false
     @Flag(name: .shortAndLong, help: "Only display container IDs.") var quiet = false
@@ -69,7 +69,8 @@ struct Ps: ParsableCommand {
             let command = noTrunc || cmd.count <= 20 ? "\"\(cmd)\"" : "\"\(cmd.prefix(19))…\""
             return Row(ID: noTrunc ? c.id : c.config.shortID, Image: c.config.image, Command: command,
                        CreatedAt: c.config.created.rfc3339, RunningFor: ago(c.config.created),
-                       Status: status(c), State: c.status.rawValue, Names: c.name, Ports: "",
+                       Status: status(c), State: c.status.rawValue, Names: c.name,
+                       Ports: c.isRunning ? (engine.endpoint(c.id)?.ports.map(\.description).joined(separator: ", ") ?? "") : "",
                        Labels: c.config.labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ","))
         }
         if format == "json" {
@@ -97,7 +98,7 @@ struct Ps: ParsableCommand {
 }
 
 struct Logs: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show a container's output.")
+    static let configuration = CommandConfiguration(commandName: "logs", abstract: "Show a container's output.")
     @OptionGroup var global: GlobalOptions
     @Flag(name: .shortAndLong, help: "Follow the output.") var follow = false
     @Option(name: [.customShort("n"), .long], help: "Number of lines from the end (or \"all\").") var tail = "all"
@@ -128,7 +129,7 @@ struct Logs: ParsableCommand {
 }
 
 struct Inspect: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show containers' configuration and state as JSON.")
+    static let configuration = CommandConfiguration(commandName: "inspect", abstract: "Show containers' configuration and state as JSON.")
     @OptionGroup var global: GlobalOptions
     @Argument(help: "CONTAINER...") var containers: [String]
 
@@ -143,47 +144,6 @@ struct Inspect: ParsableCommand {
         e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         print(String(decoding: try e.encode(out), as: UTF8.self))
         if let failure { throw failure }
-    }
-}
-
-struct Import: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Make an image from a root file system tarball (plain or gzip; \"-\" reads stdin).")
-    @OptionGroup var global: GlobalOptions
-    @Argument(help: "TARBALL") var tarball: String
-    @Argument(help: "NAME[:TAG]") var reference: String?
-
-    func run() throws {
-        let engine = try global.engine()
-        let image = try engine.images.importRootfs(from: tarball, reference: reference)
-        print("sha256:" + image.id)
-    }
-}
-
-struct Images: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "List images.")
-    @OptionGroup var global: GlobalOptions
-    @Flag(name: .shortAndLong, help: "Only display image IDs.") var quiet = false
-    @Option(name: .long, help: "Output format: table or json.") var format = "table"
-
-    struct Row: Codable { var Repository: String, Tag: String, ID: String, CreatedSince: String, Size: String }
-
-    func run() throws {
-        guard format == "table" || format == "json" else { throw HakoError(.failed, "unknown format \"\(format)\" (table or json)") }
-        let engine = try global.engine()
-        var rows: [Row] = []
-        for image in try engine.images.list() {
-            let refs = image.references.isEmpty ? ["<none>:<none>"] : image.references
-            for ref in refs {
-                let colon = ref.lastIndex(of: ":").flatMap { ref[$0...].contains("/") ? nil : $0 }
-                let repo = colon.map { String(ref[..<$0]) } ?? ref
-                let tag = colon.map { String(ref[ref.index(after: $0)...]) } ?? "latest"
-                rows.append(Row(Repository: repo, Tag: tag, ID: String(image.id.prefix(12)),
-                                CreatedSince: image.created.map(ago) ?? "N/A", Size: humanSize(image.size)))
-            }
-        }
-        if quiet { for r in rows { print(r.ID) }; return }
-        if format == "json" { for r in rows { print(try jsonLine(r)) }; return }
-        printTable(["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], rows.map { [$0.Repository, $0.Tag, $0.ID, $0.CreatedSince, $0.Size] })
     }
 }
 
@@ -206,7 +166,7 @@ func humanSize(_ n: Int64) -> String {
 }
 
 struct Doctor: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Check the kernel for what hako needs, and say how to fix what is missing.")
+    static let configuration = CommandConfiguration(commandName: "doctor", abstract: "Check the kernel for what hako needs, and say how to fix what is missing.")
     @OptionGroup var global: GlobalOptions
     @Option(name: .long, help: "Output format: table or json.") var format = "table"
 

@@ -23,11 +23,14 @@ struct ContainerOptions: ParsableArguments {
     @Option(name: .long, help: "PID namespace: host or private.") var pid: String?
     @Option(name: .long, help: "UTS namespace: host or private.") var uts: String?
     @Option(name: .long, help: "IPC namespace: host or private.") var ipc: String?
-    @Option(name: [.long, .customLong("net")], help: "Network: none or host.") var network: String?
+    @Option(name: [.long, .customLong("net")], help: "Network: bridge (default), none, host, or a network's name.") var network: String?
     @Option(name: .long, help: "Cgroup namespace: host (default) or private.") var cgroupns: String?
     @Option(name: .customLong("stop-signal"), help: "Signal that stops the container.") var stopSignal: String?
     @Option(name: .customLong("stop-timeout"), help: "Seconds to wait before killing on stop.") var stopTimeout: Int?
     @Option(name: .customLong("log-opt"), help: "Log options: max-size=SIZE, max-file=N.") var logOpt: [String] = []
+    @OptionGroup(title: "Resources and security") var isolation: IsolationFlags
+    @OptionGroup var net: NetworkFlags
+    @OptionGroup var storage: StorageFlags
 
     func runOptions(image: String, command: [String]) throws -> RunOptions {
         var o = RunOptions(image: image)
@@ -48,14 +51,12 @@ struct ContainerOptions: ParsableArguments {
         o.uts = try namespace(uts, "--uts")
         o.ipc = try namespace(ipc, "--ipc", allowShareable: true)
         o.cgroupns = try cgroupns.map { try namespace($0, "--cgroupns") } ?? .host
-        switch network {
-        case nil, "none": o.network = .none
-        case "host": o.network = .host
-        case let n?: throw HakoError(.failed, "invalid --network \"\(n)\": only none and host exist so far")
-        }
+        net.apply(network: network, to: &o)
+        storage.apply(to: &o)
         o.stopSignal = stopSignal
         o.stopTimeout = stopTimeout
         o.logOptions = logOpt
+        o.isolation = isolation.options()
         return o
     }
 
@@ -70,10 +71,11 @@ struct ContainerOptions: ParsableArguments {
 }
 
 struct Run: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Create and start a container.", helpNames: [.long])
+    static let configuration = CommandConfiguration(commandName: "run", abstract: "Create and start a container.", helpNames: [.long])
 
     @OptionGroup var global: GlobalOptions
     @OptionGroup var options: ContainerOptions
+    @OptionGroup var pullFlags: PullFlags
     @Flag(name: .shortAndLong, help: "Run in the background and print the container ID.") var detach = false
     @Argument(parsing: .captureForPassthrough, help: "IMAGE [COMMAND] [ARG...]") var imageAndCommand: [String] = []
 
@@ -81,7 +83,8 @@ struct Run: ParsableCommand {
         try refuseUnknownFlag(imageAndCommand)
         guard let image = imageAndCommand.first else { throw ValidationError("\"run\" requires an image") }
         let engine = try global.engine()
-        let o = try options.runOptions(image: image, command: Array(imageAndCommand.dropFirst()))
+        var o = try options.runOptions(image: image, command: Array(imageAndCommand.dropFirst()))
+        o.pull = try pullFlags.options()
         let config = try engine.create(o)
         if detach {
             do { _ = try engine.start(created: config) } catch {
@@ -104,17 +107,20 @@ struct Run: ParsableCommand {
 }
 
 struct Create: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Create a container without starting it.", helpNames: [.long])
+    static let configuration = CommandConfiguration(commandName: "create", abstract: "Create a container without starting it.", helpNames: [.long])
 
     @OptionGroup var global: GlobalOptions
     @OptionGroup var options: ContainerOptions
+    @OptionGroup var pullFlags: PullFlags
     @Argument(parsing: .captureForPassthrough, help: "IMAGE [COMMAND] [ARG...]") var imageAndCommand: [String] = []
 
     func run() throws {
         try refuseUnknownFlag(imageAndCommand)
         guard let image = imageAndCommand.first else { throw ValidationError("\"create\" requires an image") }
         let engine = try global.engine()
-        let config = try engine.create(try options.runOptions(image: image, command: Array(imageAndCommand.dropFirst())))
+        var o = try options.runOptions(image: image, command: Array(imageAndCommand.dropFirst()))
+        o.pull = try pullFlags.options()
+        let config = try engine.create(o)
         print(config.id)
     }
 }

@@ -71,10 +71,13 @@ import HakoSystem
         do {
             let w = try store.makeWriter()
             try big.withUnsafeBytes { try w.write($0) }
-            #expect(names(store.tempDirectory).count == 1)
+            // Being written, the blob has no name at all (O_TMPFILE).
+            #expect(names(store.tempDirectory).isEmpty)
+            #expect(names(store.blobsDirectory).count == 1)
         }
-        // A writer dropped without commit removes its temp file.
+        // A writer dropped without commit leaves nothing.
         #expect(names(store.tempDirectory).isEmpty)
+        #expect(names(store.blobsDirectory).count == 1)
         #expect(throws: ImageError.self) { try store.read(try Digest.sha256(of: "absent")) }
     }
 }

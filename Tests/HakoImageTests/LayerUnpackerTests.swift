@@ -77,38 +77,63 @@ import HakoSystem
         }
     }
 
-    @Test func writingThroughSymlinksStaysInside() throws {
+    @Test func writingThroughEscapingSymlinksIsRefused() throws {
         let box = try Sandbox()
-        var b = TarBuilder()
-        b.symlink("abs", to: box.outside)
-        b.symlink("rel", to: "../../../../../../../../" + box.outside)
-        b.symlink("dotdot", to: "..")
-        b.file("abs/secret", "through abs")
-        b.file("rel/new", "through rel")
-        b.file("dotdot/up", "through dotdot")
-        b.dir("abs/sub/")
-        b.file("abs/sub/deep", "deep")
-        try box.unpack(b)
-        // The symlinks resolved inside the root: their targets were made there.
-        #expect(readText(box.root + box.outside + "/secret") == "through abs")
-        #expect(readText(box.root + box.outside + "/new") == "through rel")
-        #expect(readText(box.root + "/up") == "through dotdot")
-        #expect(readText(box.root + box.outside + "/sub/deep") == "deep")
+        // Each escape names the entry and its symlink; nothing lands anywhere.
+        let escapes: [(String, String, String)] = [
+            ("abs", box.outside, "abs/secret"),                              // absolute, to a host directory
+            ("rel", "../../../../../../../../" + box.outside, "rel/new"),   // relative, climbing out
+            ("dotdot", "..", "dotdot/up"),                                    // the root's parent
+            ("slash", "/", "slash/etc/passwd"),                               // the root itself, absolutely
+            ("var/run", "/run", "var/run/pid"),                               // a common absolute link
+            ("d/up", "../../x", "d/up/z"),                                    // climbs from below
+        ]
+        for (link, target, entry) in escapes {
+            var b = TarBuilder()
+            b.dir("d/")
+            b.symlink(link, to: target)
+            b.file(entry, "through \(link)")
+            try expectRefused(b, "refusing archive entry \"\(entry)\": its parent")
+        }
+        // Directories made through an escaping link are refused the same way.
+        var dir = TarBuilder()
+        dir.symlink("abs", to: box.outside)
+        dir.dir("abs/sub/")
+        try expectRefused(dir, "is a symlink pointing out of the layer")
+        // And a hardlink whose target goes through one.
+        var hard = TarBuilder()
+        hard.symlink("sl", to: box.outside)
+        hard.hardlink("h", to: "sl/secret")
+        try expectRefused(hard, "does not exist in this layer")
         box.expectOutsideUntouched()
     }
 
-    @Test func danglingAndLoopingSymlinkParents() throws {
+    @Test func symlinksInsideTheLayerAreFollowed() throws {
         let box = try Sandbox()
         var b = TarBuilder()
-        b.symlink("var/run", to: "/run")      // dangling: /run comes later, or never
-        b.file("var/run/pid", "1")
-        b.symlink("up", to: "../../../x/y")   // relative, climbing: clamped at the root
-        b.file("up/z", "z")
+        b.dir("usr/lib/")
+        b.symlink("lib", to: "usr/lib")             // merged-/usr style, relative
+        b.file("lib/libc.so", "c")
+        b.dir("usr/share/")
+        b.symlink("usr/doc", to: "../usr/share")    // climbs and comes back down, inside
+        b.file("usr/doc/readme", "r")
         try box.unpack(b)
-        #expect(readText(box.root + "/run/pid") == "1")
-        #expect(readText(box.root + "/x/y/z") == "z")
+        #expect(readText(box.root + "/usr/lib/libc.so") == "c")
+        #expect(readText(box.root + "/usr/share/readme") == "r")
+        #expect(FS.readLink(box.root + "/lib") == "usr/lib")
         box.expectOutsideUntouched()
+    }
 
+    @Test func aSymlinkCannotReplaceADirectory() throws {
+        var b = TarBuilder()
+        b.dir("etc/")
+        b.file("etc/passwd", "root")
+        b.symlink("etc", to: "/tmp")
+        b.file("etc/shadow", "x")
+        try expectRefused(b, "refusing archive entry \"etc\": a symlink cannot replace a directory of the same layer")
+    }
+
+    @Test func loopingAndBrokenParents() throws {
         var loop = TarBuilder()
         loop.symlink("a", to: "b")
         loop.symlink("b", to: "a")
@@ -119,6 +144,15 @@ import HakoSystem
         notDir.file("f", "x")
         notDir.file("f/g", "y")
         try expectRefused(notDir, "its parent \"f\" is not a directory")
+
+        // A dangling relative link inside the layer: its target is made.
+        let box = try Sandbox()
+        var dangling = TarBuilder()
+        dangling.symlink("data", to: "srv/data")
+        dangling.file("data/file", "d")
+        try box.unpack(dangling)
+        #expect(readText(box.root + "/srv/data/file") == "d")
+        box.expectOutsideUntouched()
     }
 
     @Test func finalComponentSymlinkIsReplacedNotFollowed() throws {

@@ -203,7 +203,9 @@ import HakoSystem
     @Test func compressionDetection() throws {
         #expect(Compression.detect([0x28, 0xb5, 0x2f, 0xfd, 0, 0]) == .zstd)
         let zstd = errorText { _ = try readAll(BytesSource([0x28, 0xb5, 0x2f, 0xfd, 1, 2, 3])) }
-        #expect(zstd == "zstd layers are not supported yet")
+        #expect(zstd?.hasPrefix("malformed archive: zstd:") == true, "\(zstd ?? "no error")")
+        let xz = errorText { _ = try readAll(BytesSource([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00, 1])) }
+        #expect(xz == "xz-compressed archives are not supported yet")
         let tmp = try TempDir()
         try run(["/bin/sh", "-c", "head -c 100000 /dev/urandom | gzip -c > \(tmp.sub("x.gz"))"])
         let gz = try FS.readFile(tmp.sub("x.gz"))
@@ -215,5 +217,26 @@ import HakoSystem
         #expect(drainError(corrupt)?.contains("gzip: incorrect data check") == true)
         #expect(drainError(gz + [0, 0, 0]) == nil)
         #expect(drainError(gz + [7])?.contains("unexpected data after the end of the gzip stream") == true)
+    }
+
+    @Test func zstdStreams() throws {
+        let tmp = try TempDir()
+        var b = TarBuilder()
+        b.file("etc/zstd", "compressed with zstd")
+        b.file("big", String(repeating: "0123456789", count: 50_000))
+        try FS.writeAtomic(tmp.sub("l.tar"), b.archive)
+        // Two frames back to back, as `zstd` writes for concatenated input.
+        try run(["/bin/sh", "-c", "zstd -q -c \(tmp.sub("l.tar")) > \(tmp.sub("l.zst"))"])
+        let z = try FS.readFile(tmp.sub("l.zst"))
+        let entries = try readAll(BytesSource(z))
+        #expect(entries.map(\.0.path) == ["etc/zstd", "big"])
+        #expect(entries[1].1.count == 500_000)
+        let root = try tmp.makeDir("root")
+        let result = try LayerUnpacker().unpack(BytesSource(z), into: root)
+        #expect(result.compression == .zstd)
+        #expect(result.diffID == (try Digest.sha256(of: b.archive)))
+        #expect(readText(root + "/etc/zstd") == "compressed with zstd")
+        #expect(errorText { _ = try ZstdSource(BytesSource(Array(z.prefix(z.count / 2)))).drain() } == "malformed archive: truncated zstd stream")
+        #expect(errorText { try ZstdSource(BytesSource(z + z)).drain() } == nil)
     }
 }

@@ -90,21 +90,47 @@ enum Subprocess {
 }
 
 /// A private hako installation for one test suite: its own data root, runtime
-/// dir and cgroup parent, removed (with every container) when the suite ends.
+/// dir, cgroup parent and network namespace (every hako command runs inside
+/// it, so the host's own network is never touched), removed (with every
+/// container) when the suite ends.
 final class TestHost: @unchecked Sendable {
     let base: String
     let root: String
     let runRoot: String
     let cgroupParent: String
+    /// The network namespace this host's commands run in (/run/netns/NAME).
+    let netns: String
+    /// Whether this host made (and so removes) its network namespace.
+    private let ownsNetns: Bool
 
-    init(_ tag: String) {
+    /// - Parameter network: share that host's network namespace (e.g. to reach a
+    ///   registry listening on its loopback) instead of making a new one.
+    init(_ tag: String, sharingNetworkWith network: TestHost? = nil) {
         var template = Array("/tmp/hako-test-\(tag)-XXXXXX".utf8CString)
         let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
         base = made.map { String(cString: $0) } ?? "/tmp/hako-test-\(tag)-\(getpid())"
         root = base + "/root"
         runRoot = base + "/run"
-        cgroupParent = "hako-test-\(tag)-\(getpid())"
+        // Unique per host (a suite makes one per test, and they run in parallel):
+        // the temp dir's random suffix. A shared cgroup parent would let one
+        // host's clean-up remove another's fresh container cgroups.
+        let suffix = base.split(separator: "-").last.map(String.init) ?? "x"
+        cgroupParent = "hako-test-\(tag)-\(getpid())-\(suffix)"
+        if let other = network {
+            netns = other.netns
+            ownsNetns = false
+            return
+        }
+        netns = "hako-t-\(tag)-\(suffix)"
+        ownsNetns = true
+        Subprocess.run(["/usr/bin/ip", "netns", "add", netns])
+        Subprocess.run(["/usr/bin/ip", "-n", netns, "link", "set", "lo", "up"])
+        // A new namespace copies the host's forwarding setting; start every host from the kernel's default.
+        Subprocess.run(["/usr/bin/nsenter", "--net=/run/netns/\(netns)", "/usr/sbin/sysctl", "-q", "-w", "net.ipv4.ip_forward=0"])
     }
+
+    /// Runs a program inside this host's network namespace (only the network: /sys and the cgroups stay visible).
+    var prefix: [String] { ["/usr/bin/nsenter", "--net=/run/netns/\(netns)"] }
 
     var env: [String: String] {
         ["HAKO_ROOT": root, "HAKO_RUN_ROOT": runRoot, "HAKO_CGROUP_PARENT": cgroupParent, "HAKO_MONITOR": Binaries.monitor]
@@ -117,7 +143,7 @@ final class TestHost: @unchecked Sendable {
 
     @discardableResult
     func hako(_ args: [String], stdin: String? = nil, timeout: Double = 60) -> Output {
-        Subprocess.run([Binaries.hako] + args, env: env, stdin: stdin, timeout: timeout)
+        Subprocess.run(prefix + [Binaries.hako] + args, env: env, stdin: stdin, timeout: timeout)
     }
 
     /// The busybox test image, imported into this host when it is made.
@@ -150,7 +176,14 @@ final class TestHost: @unchecked Sendable {
 
     func cleanup() {
         for id in containerIDs() { hako("rm", "-f", id, timeout: 30) }
+        // A `run --rm` returns before its monitor has finished the network
+        // teardown: let every monitor end before the directories go.
+        _ = eventually(15) {
+            let dirs = (try? FileManager.default.contentsOfDirectory(atPath: runRoot + "/containers")) ?? []
+            return !dirs.contains { FileManager.default.fileExists(atPath: "\(runRoot)/containers/\($0)/monitor.lock") }
+        }
         for d in cgroupDirs().sorted(by: { $0.count > $1.count }) { rmdir(d) }
+        if ownsNetns { Subprocess.run(["/usr/bin/ip", "netns", "del", netns]) }
         try? FileManager.default.removeItem(atPath: base)
     }
 

@@ -54,6 +54,30 @@ enum hako_tag {
     HAKO_T_READONLY_ROOT = 29,// empty
     HAKO_T_USERNS_MAP = 30,   // u32 kind (0 uid, 1 gid), u32 inside, u32 outside, u32 count
     HAKO_T_DEVICE = 31,       // u32 type ('c'/'b'), u32 major, u32 minor, u32 mode, u32 uid, u32 gid + string path
+                              //   [+ string host source: bound instead when mknod is refused]
+    HAKO_T_DETACHED_OVERLAY = 32, // u32 flags (1: idmap the lower layers to the user namespace maps)
+                              //   + strings upper, work, lower... (top-most first): the overlay is built
+                              //   by the parent (fsopen/fsmount) and moved onto rootfs by the child
+    HAKO_T_HOST_DEVICES = 33, // empty: copy every device node of the host's /dev (--privileged)
+
+    // The OCI runtime's records (hako-runtime; runc's create/start model).
+    HAKO_T_EXEC_FIFO = 40,    // string: create mode. The init opens this FIFO (O_PATH) before pivot_root,
+                              //   does everything up to exec, clears PR_SET_PDEATHSIG, reports "created",
+                              //   then blocks opening it for writing until `start` opens it for reading;
+                              //   a later failure is written to the FIFO, exec closes it (EOF = started)
+    HAKO_T_PRESERVE_FDS = 41, // u32 N: fds 3 .. 3+N-1 stay open across exec
+    HAKO_T_NO_PIVOT = 42,     // empty: move the root onto / and chroot instead of pivot_root
+    HAKO_T_DOMAINNAME = 43,   // string
+    HAKO_T_PERSONALITY = 44,  // u32 persona (personality(2))
+    HAKO_T_UMASK = 45,        // u32
+    HAKO_T_TIME_OFFSETS = 46, // 4 x i64: monotonic s, ns, boottime s, ns: a new time namespace with these offsets
+    HAKO_T_HOOK = 47,         // u32 kind (hako_hook_kind), u32 timeout s (0: none), u32 nargs,
+                              //   then strings: path, args (nargs), env (the rest)
+    HAKO_T_HOOK_SYNC = 48,    // empty: stop before pivot_root so the parent runs prestart/createRuntime hooks;
+                              //   its answer carries the state JSON for createContainer and startContainer hooks
+    HAKO_T_SECCOMP_FLAGS = 49,// u32 SECCOMP_FILTER_FLAG_*: load the filter with seccomp(2) and these flags
+    HAKO_T_KEYRING = 50,      // string: join a new session keyring of this name
+    HAKO_T_MOUNT_ATTR = 51,   // u64 attr_set, u64 attr_clr: mount_setattr(AT_RECURSIVE) on the previous mount
 
     // The monitor's own records (ignored by the init path).
     HAKO_T_LOG_PATH = 64,     // string
@@ -78,6 +102,8 @@ enum hako_mount_kind {
     HAKO_MNT_BIND = 1,    // bind source (host path) onto target; MS_RDONLY → read-only
     HAKO_MNT_SYMLINK = 2, // symlink target -> source
     HAKO_MNT_FILE = 3,    // bind a host file onto target (the file is created first)
+    HAKO_MNT_VOLUME = 4,  // bind a volume's directory (source) onto target; an empty
+                          // volume is first filled with what the image has at target
 };
 
 enum hako_restart {
@@ -97,7 +123,20 @@ enum hako_stage {
     HAKO_STAGE_OOM_SCORE, HAKO_STAGE_SETGROUPS, HAKO_STAGE_SETGID, HAKO_STAGE_SETUID,
     HAKO_STAGE_CAPS, HAKO_STAGE_NO_NEW_PRIVS, HAKO_STAGE_SECCOMP, HAKO_STAGE_CHDIR,
     HAKO_STAGE_STDIO, HAKO_STAGE_EXEC, HAKO_STAGE_EXEC_NOT_FOUND, HAKO_STAGE_CGROUPNS,
+    HAKO_STAGE_HOOK, HAKO_STAGE_EXEC_FIFO, HAKO_STAGE_TIMENS, HAKO_STAGE_PERSONALITY, HAKO_STAGE_KEYRING,
+    HAKO_STAGE_DOMAINNAME, HAKO_STAGE_UMASK,
     HAKO_STAGE_COUNT
+};
+
+// Reports of the init path that are not failures (hako_failure.stage < 0).
+enum hako_report {
+    HAKO_REPORT_HOOKS = -1,   // stopped before pivot_root: run prestart/createRuntime hooks, then continue
+    HAKO_REPORT_CREATED = -2, // create mode: everything up to exec is done; waiting on the exec FIFO
+};
+
+enum hako_hook_kind {
+    HAKO_HOOK_CREATE_CONTAINER = 0, // in the container's namespaces before pivot_root (path resolved on the host)
+    HAKO_HOOK_START_CONTAINER = 1,  // in the container after `start`, before exec (path resolved in the container)
 };
 
 const char *hako_stage_name(int stage);
@@ -107,6 +146,7 @@ const char *hako_stage_name(int stage);
 struct hako_mount {
     uint32_t kind;
     uint64_t flags;      // MS_* flags
+    uint64_t attr_set, attr_clr;  // MOUNT_ATTR_* applied recursively with mount_setattr (0: none)
     const char *source;
     const char *target;  // absolute path inside the container
     const char *fstype;
@@ -114,9 +154,22 @@ struct hako_mount {
 };
 
 struct hako_rlimit { uint32_t resource; uint64_t soft, hard; };
+#define HAKO_MAX_NSJOIN 8
 struct hako_nsjoin { uint32_t type; const char *path; };
 struct hako_idmap { uint32_t kind, inside, outside, count; };
-struct hako_device { uint32_t type, major, minor, mode, uid, gid; const char *path; };
+struct hako_device { uint32_t type, major, minor, mode, uid, gid; const char *path; const char *source; };
+
+#define HAKO_MAX_HOOKS 32
+#define HAKO_MAX_HOOK_ARGS 32
+#define HAKO_MAX_HOOK_ENV 64
+struct hako_hook {
+    uint32_t kind, timeout;
+    const char *path;
+    const char *argv[HAKO_MAX_HOOK_ARGS + 1];
+    const char *envp[HAKO_MAX_HOOK_ENV + 1];
+};
+
+#define HAKO_MAX_LAYERS 128
 
 struct hako_spec {
     // init path
@@ -136,7 +189,7 @@ struct hako_spec {
     const char *cgroup_procs[32]; int ncgroup_procs;
     int tty; uint32_t tty_rows, tty_cols;
     int keep_stdin;
-    struct hako_nsjoin nsjoin[8]; int nnsjoin;
+    struct hako_nsjoin nsjoin[HAKO_MAX_NSJOIN]; int nnsjoin;
     struct hako_rlimit rlimits[32]; int nrlimits;
     int has_caps; uint64_t caps[5];
     int no_new_privs;
@@ -150,6 +203,22 @@ struct hako_spec {
     int readonly_root;
     struct hako_idmap idmaps[16]; int nidmaps;
     struct hako_device devices[64]; int ndevices;
+    int detached_overlay, idmap_layers;
+    const char *dov_upper, *dov_work;
+    const char *dov_lower[HAKO_MAX_LAYERS]; int dov_nlower;
+    int host_devices;
+    // OCI runtime
+    const char *exec_fifo;
+    uint32_t preserve_fds;
+    int no_pivot;
+    const char *domainname;
+    int has_personality; uint32_t personality;
+    int has_umask; uint32_t umask;
+    int has_time_offsets; int64_t time_offsets[4];
+    struct hako_hook hooks[HAKO_MAX_HOOKS]; int nhooks;
+    int hook_sync;
+    uint32_t seccomp_flags;
+    const char *keyring;
 
     // monitor
     const char *log_path; uint64_t log_max_size; uint32_t log_max_files;
@@ -186,12 +255,44 @@ struct hako_proc {
     int stderr_fd;      // read end, -1 when tty
 };
 
+// A container's init being started, step by step (hako_launch_*): the parent's
+// ends of the channels to the child. hako_spawn is these steps run to the end.
+struct hako_launch {
+    pid_t pid;
+    int pidfd;
+    int sync_w;       // to the child: "G", then the answer to a hooks report
+    int report_r;     // from the child: reports and failures (struct hako_failure); EOF at exec
+    int console_r;    // the terminal's master arrives here (-1 without a terminal)
+    int stdin_w, stdout_r, stderr_r;  // pipes made when no stdio fds were given
+};
+
+// Events of hako_launch_start / hako_launch_continue (or -1 with *fail set; the
+// child is then reaped and every fd closed).
+enum hako_event { HAKO_EVENT_EXEC = 0, HAKO_EVENT_HOOKS = 1, HAKO_EVENT_CREATED = 2 };
+
+// Clones the init and lets it run to its first report.
+int hako_launch_start(const struct hako_spec *spec, const int *stdio_fds, struct hako_launch *l, struct hako_failure *fail);
+// Answers a hooks report (msg: the state JSON for createContainer, then for
+// startContainer hooks, each as u32 length + bytes) and runs to the next report.
+int hako_launch_continue(struct hako_launch *l, const void *msg, size_t len, struct hako_failure *fail);
+// The terminal's master (a tty init sends it before any report); -1 with errno.
+int hako_launch_take_terminal(struct hako_launch *l);
+// Kills and reaps the child, closes every fd of the launch.
+void hako_launch_abort(struct hako_launch *l);
+// Closes the channels to the child (it runs on, or waits on its exec FIFO); keeps pid and pidfd.
+void hako_launch_release(struct hako_launch *l);
+
 // Starts the container's init per spec (clone3 + the init path in the child).
 // Returns 0 once the child has exec'd the program; -1 with *fail filled otherwise
 // (the child is reaped, nothing of it is left).
 // stdio_fds: when non-NULL, three fds the process uses as its stdin/stdout/stderr
 // instead of the pipes hako_spawn would create (the OCI runtime passes its own).
 int hako_spawn(const struct hako_spec *spec, const int *stdio_fds, struct hako_proc *out, struct hako_failure *fail);
+
+// Fills an empty volume directory with what the container's root has at
+// `target` (resolved inside rootfd): files, directories, symlinks, device nodes,
+// owner, mode and times. Async-signal-safe. Returns 0 or an errno.
+int hako_fill_volume(int rootfd, const char *target, const char *volume_dir);
 
 // Starts a process inside a running container: joins the namespaces of
 // `target_pid` (through `target_pidfd` when >= 0), its cgroups (spec cgroup_dir /
@@ -218,6 +319,7 @@ int hako_pipe2(int fds[2], int flags);
 // Extended attributes and syncfs (<sys/xattr.h> is not in the Glibc module).
 int hako_setxattr(const char *path, const char *name, const void *value, size_t size, int follow);
 ssize_t hako_lgetxattr(const char *path, const char *name, void *value, size_t size);
+ssize_t hako_llistxattr(const char *path, char *list, size_t size);
 int hako_syncfs(int fd);
 ssize_t hako_getrandom(void *buf, size_t len);
 
@@ -239,6 +341,42 @@ int hako_sigmask_restore(const void *old);
 
 int hako_pty_open_in_root(int rootfd, int *master, char *slave_path, size_t slave_len);
 
+// ---------------------------------------------------------------------------
+// User namespaces and the detached overlay root (userns.c).
+
+// Writes /proc/<pid>/uid_map and gid_map from the spec's maps. 0, or -1 with fail set.
+int hako_write_id_maps(pid_t pid, const struct hako_spec *spec, struct hako_failure *fail);
+// Builds the container's overlay as a detached mount (fsopen/fsconfig/fsmount) in
+// the caller's context, the lower layers idmapped to the spec's uid/gid maps when
+// spec->idmap_layers. Returns the mount fd (for move_mount), or -1 with fail set.
+int hako_detached_overlay(const struct hako_spec *spec, struct hako_failure *fail);
+// Moves a detached mount onto `target` (an absolute path). 0, or -1 with errno.
+int hako_move_mount(int mount_fd, const char *target);
+// Whether `path` can be idmapped (open_tree + mount_setattr on a throwaway clone):
+// 1 yes, 0 no (errno tells why), -1 when the probe itself failed.
+int hako_idmap_supported(const char *path);
+// The fallback where layers cannot be idmapped: copies the tree `src` to `dst`
+// (which must not exist) with every owner shifted into [shift, shift + count):
+// id < count becomes shift + id, anything else shift + count - 1. Keeps modes
+// (setuid bits too), times, hard links, xattrs (overlay's opaque markers) and
+// whiteouts. Not for the clone → exec path (allocates). 0, or -1 with errno and
+// the failing path in `where` (>= 4096 bytes).
+int hako_copy_shifted(const char *src, const char *dst, uint32_t shift, uint32_t count, char *where);
+// Copies every device node of the host's /dev (recursively, bounded) into the
+// /dev of `rootfd`, skipping names that exist. Async-signal-safe. 0, or -1 with
+// errno and the offending path in `where` (>= 256 bytes).
+int hako_copy_host_devices(int rootfd, char *where);
+
+// ---------------------------------------------------------------------------
+// bpf(2) for the cgroup v2 device filter (sys.c).
+
+// Loads a BPF_PROG_TYPE_CGROUP_DEVICE program (`count` 8-byte instructions).
+// Returns the program fd, or -1 with errno; the verifier's log goes to `log`.
+int hako_bpf_load_device_program(const void *insns, uint32_t count, char *log, uint32_t loglen);
+// Attaches a device program to a cgroup v2 directory fd (BPF_CGROUP_DEVICE,
+// BPF_F_ALLOW_MULTI). 0, or -1 with errno.
+int hako_bpf_attach_device_program(int prog_fd, int cgroup_fd);
+
 // Constants the Glibc module hides from Swift.
 extern const uint64_t HAKO_CLONE_NEWNS, HAKO_CLONE_NEWPID, HAKO_CLONE_NEWNET, HAKO_CLONE_NEWUTS,
     HAKO_CLONE_NEWIPC, HAKO_CLONE_NEWUSER, HAKO_CLONE_NEWCGROUP, HAKO_CLONE_NEWTIME;
@@ -246,6 +384,7 @@ extern const uint64_t HAKO_MS_RDONLY, HAKO_MS_NOSUID, HAKO_MS_NODEV, HAKO_MS_NOE
     HAKO_MS_REC, HAKO_MS_PRIVATE, HAKO_MS_SLAVE, HAKO_MS_SHARED, HAKO_MS_STRICTATIME,
     HAKO_MS_RELATIME, HAKO_MS_NOATIME;
 extern const int HAKO_O_PATH;
+extern const int HAKO_O_TMPFILE;
 
 #ifdef __cplusplus
 }

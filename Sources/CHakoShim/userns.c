@@ -1,0 +1,304 @@
+// User namespaces and the detached overlay root.
+//
+// A container in its own user namespace cannot mount the overlay itself with
+// the host's semantics (overlay's trusted.* attributes, lower layers owned by
+// host ids). So the parent — the monitor, root in the initial namespace —
+// builds the overlay as a detached mount with the new mount API, the lower
+// layers idmapped (mount_setattr MOUNT_ATTR_IDMAP) to the container's uid/gid
+// maps, and the child moves it onto its rootfs inside its own mount namespace.
+// Files owned by host uid 0 in an image then appear owned by the container's
+// root, and what the container writes lands in the upper dir owned by the
+// mapped ids: root in the container is never root on the host.
+//
+// Also here: copying the host's device nodes for --privileged (child side,
+// async-signal-safe: raw getdents64, no malloc).
+#include "hako_shim.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/mount.h>
+#include <sched.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef SYS_open_tree
+#define SYS_open_tree 428
+#endif
+#ifndef SYS_move_mount
+#define SYS_move_mount 429
+#endif
+#ifndef SYS_fsopen
+#define SYS_fsopen 430
+#endif
+#ifndef SYS_fsconfig
+#define SYS_fsconfig 431
+#endif
+#ifndef SYS_fsmount
+#define SYS_fsmount 432
+#endif
+#ifndef SYS_mount_setattr
+#define SYS_mount_setattr 442
+#endif
+
+static size_t u_len(const char *s) { size_t n = 0; while (s[n]) n++; return n; }
+
+static int u_cat(char *dst, size_t cap, const char *src) {
+    size_t a = u_len(dst), b = u_len(src);
+    if (a + b + 1 > cap) return -1;
+    memcpy(dst + a, src, b + 1);
+    return 0;
+}
+
+static void u_utoa(unsigned long v, char *out) {
+    char tmp[24]; int i = 0;
+    do { tmp[i++] = (char)('0' + v % 10); v /= 10; } while (v);
+    int j = 0;
+    while (i) out[j++] = tmp[--i];
+    out[j] = 0;
+}
+
+static int u_fail(struct hako_failure *fail, int stage, int err, const char *what, const char *path) {
+    memset(fail, 0, sizeof *fail);
+    fail->stage = stage;
+    fail->err = err;
+    u_cat(fail->detail, sizeof fail->detail, what);
+    if (path) { u_cat(fail->detail, sizeof fail->detail, " "); u_cat(fail->detail, sizeof fail->detail, path); }
+    errno = err;
+    return -1;
+}
+
+static int u_write_file(const char *path, const char *data) {
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    size_t n = u_len(data), off = 0;
+    while (off < n) {
+        ssize_t w = write(fd, data + off, n - off);
+        if (w < 0) { if (errno == EINTR) continue; int e = errno; close(fd); errno = e; return -1; }
+        off += (size_t)w;
+    }
+    close(fd);
+    return 0;
+}
+
+int hako_write_id_maps(pid_t pid, const struct hako_spec *s, struct hako_failure *fail) {
+    char path[64], num[24], buf[1024];
+    for (int kind = 0; kind < 2; kind++) {
+        buf[0] = 0;
+        for (int i = 0; i < s->nidmaps; i++) {
+            if (s->idmaps[i].kind != (uint32_t)kind) continue;
+            u_utoa(s->idmaps[i].inside, num); u_cat(buf, sizeof buf, num); u_cat(buf, sizeof buf, " ");
+            u_utoa(s->idmaps[i].outside, num); u_cat(buf, sizeof buf, num); u_cat(buf, sizeof buf, " ");
+            u_utoa(s->idmaps[i].count, num); u_cat(buf, sizeof buf, num); u_cat(buf, sizeof buf, "\n");
+        }
+        if (!buf[0]) continue;
+        path[0] = 0;
+        u_cat(path, sizeof path, "/proc/");
+        u_utoa((unsigned long)pid, num); u_cat(path, sizeof path, num);
+        u_cat(path, sizeof path, kind == 0 ? "/uid_map" : "/gid_map");
+        if (u_write_file(path, buf) < 0) return u_fail(fail, HAKO_STAGE_USERNS, errno, "write", path);
+    }
+    return 0;
+}
+
+// A user namespace with the spec's maps, held by a short-lived helper process:
+// returns an fd of it (idmapping needs only the mapping, not the container's own
+// namespace, which does not exist yet).
+static int mapped_userns(const struct hako_spec *s, struct hako_failure *fail) {
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0) return u_fail(fail, HAKO_STAGE_USERNS, errno, "pipe", NULL);
+    long pid = syscall(SYS_clone, (unsigned long)(CLONE_NEWUSER | SIGCHLD), NULL, NULL, NULL, NULL);
+    if (pid < 0) { int e = errno; close(p[0]); close(p[1]); return u_fail(fail, HAKO_STAGE_USERNS, e, "clone user namespace", NULL); }
+    if (pid == 0) {
+        char c;
+        close(p[1]);
+        while (read(p[0], &c, 1) < 0 && errno == EINTR) {}
+        _exit(0);
+    }
+    close(p[0]);
+    int fd = -1;
+    if (hako_write_id_maps((pid_t)pid, s, fail) == 0) {
+        char path[64] = "/proc/", num[24];
+        u_utoa((unsigned long)pid, num);
+        u_cat(path, sizeof path, num);
+        u_cat(path, sizeof path, "/ns/user");
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) u_fail(fail, HAKO_STAGE_USERNS, errno, "open", path);
+    }
+    close(p[1]);  // the helper exits
+    while (waitpid((pid_t)pid, NULL, 0) < 0 && errno == EINTR) {}
+    return fd;
+}
+
+// A detached copy of `path`, idmapped to the user namespace `userns` and read-only.
+static int idmapped_clone(const char *path, int userns) {
+    int fd = (int)syscall(SYS_open_tree, AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+    if (fd < 0) return -1;
+    struct mount_attr a;
+    memset(&a, 0, sizeof a);
+    a.attr_set = MOUNT_ATTR_IDMAP | MOUNT_ATTR_RDONLY;
+    a.userns_fd = (uint64_t)userns;
+    if (syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH, &a, sizeof a) < 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
+static int fs_set(int fs, const char *key, const char *value) {
+    return (int)syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, key, value, 0);
+}
+
+int hako_detached_overlay(const struct hako_spec *s, struct hako_failure *fail) {
+    int layers[HAKO_MAX_LAYERS];
+    int nlayers = 0, userns = -1, fs = -1, mnt = -1;
+    for (int i = 0; i < HAKO_MAX_LAYERS; i++) layers[i] = -1;
+    // lowerdir: "/proc/self/fd/N:…" for idmapped layers (no ':' to escape), else the paths.
+    static char lower[HAKO_MAX_LAYERS * 40 + 8192];
+    lower[0] = 0;
+    if (s->idmap_layers) {
+        userns = mapped_userns(s, fail);
+        if (userns < 0) goto out;
+    }
+    for (int i = 0; i < s->dov_nlower; i++) {
+        if (i) u_cat(lower, sizeof lower, ":");
+        if (s->idmap_layers) {
+            layers[i] = idmapped_clone(s->dov_lower[i], userns);
+            if (layers[i] < 0) { u_fail(fail, HAKO_STAGE_ROOTFS, errno, "idmapped mount of layer", s->dov_lower[i]); goto out; }
+            nlayers = i + 1;
+            char num[24];
+            u_utoa((unsigned long)layers[i], num);
+            u_cat(lower, sizeof lower, "/proc/self/fd/");
+            u_cat(lower, sizeof lower, num);
+        } else {
+            for (const char *c = s->dov_lower[i]; *c; c++) {
+                if (*c == ':' || *c == '\\') { if (u_cat(lower, sizeof lower, "\\") < 0) break; }
+                char one[2] = { *c, 0 };
+                if (u_cat(lower, sizeof lower, one) < 0) { u_fail(fail, HAKO_STAGE_ROOTFS, ENAMETOOLONG, "overlay lowerdir", NULL); goto out; }
+            }
+        }
+    }
+    fs = (int)syscall(SYS_fsopen, "overlay", FSOPEN_CLOEXEC);
+    if (fs < 0) { u_fail(fail, HAKO_STAGE_ROOTFS, errno, "fsopen overlay", NULL); goto out; }
+    if (fs_set(fs, "lowerdir", lower) < 0) { u_fail(fail, HAKO_STAGE_ROOTFS, errno, "overlay lowerdir", s->dov_lower[0]); goto out; }
+    if (fs_set(fs, "upperdir", s->dov_upper) < 0) { u_fail(fail, HAKO_STAGE_ROOTFS, errno, "overlay upperdir", s->dov_upper); goto out; }
+    if (fs_set(fs, "workdir", s->dov_work) < 0) { u_fail(fail, HAKO_STAGE_ROOTFS, errno, "overlay workdir", s->dov_work); goto out; }
+    if (syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0) { u_fail(fail, HAKO_STAGE_ROOTFS, errno, "create overlay", s->dov_upper); goto out; }
+    mnt = (int)syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC, 0);
+    if (mnt < 0) u_fail(fail, HAKO_STAGE_ROOTFS, errno, "fsmount overlay", NULL);
+out:
+    for (int i = 0; i < nlayers; i++) if (layers[i] >= 0) close(layers[i]);
+    if (fs >= 0) close(fs);
+    if (userns >= 0) close(userns);
+    return mnt;
+}
+
+int hako_move_mount(int mount_fd, const char *target) {
+    return (int)syscall(SYS_move_mount, mount_fd, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH);
+}
+
+int hako_idmap_supported(const char *path) {
+    struct hako_spec s;
+    struct hako_failure f;
+    memset(&s, 0, sizeof s);
+    s.nidmaps = 2;
+    s.idmaps[0] = (struct hako_idmap){ .kind = 0, .inside = 0, .outside = 65536, .count = 1 };
+    s.idmaps[1] = (struct hako_idmap){ .kind = 1, .inside = 0, .outside = 65536, .count = 1 };
+    int userns = mapped_userns(&s, &f);
+    if (userns < 0) return -1;
+    int fd = idmapped_clone(path, userns);
+    int e = errno;
+    close(userns);
+    if (fd < 0) { errno = e; return 0; }
+    close(fd);
+    return 1;
+}
+
+// ---------------------------------------------------------------------------
+// --privileged: the host's device nodes (child side, async-signal-safe)
+
+struct linux_dirent64 {
+    uint64_t d_ino;
+    int64_t d_off;
+    unsigned short d_reclen;
+    unsigned char d_type;
+    char d_name[];
+};
+
+// `rel` is the path below /dev ("" for /dev itself); depth bounds the walk.
+static int copy_dir(int rootfd, const char *rel, int depth, char *where) {
+    char host[512] = "/dev";
+    if (rel[0]) { u_cat(host, sizeof host, "/"); if (u_cat(host, sizeof host, rel) < 0) return 0; }
+    int dir = open(host, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (dir < 0) return 0;  // vanished or not a directory: nothing to copy
+    char buf[4096];
+    for (;;) {
+        long n = syscall(SYS_getdents64, dir, buf, sizeof buf);
+        if (n <= 0) break;
+        for (long off = 0; off < n;) {
+            struct linux_dirent64 *d = (struct linux_dirent64 *)(buf + off);
+            off += d->d_reclen;
+            const char *name = d->d_name;
+            if (!strcmp(name, ".") || !strcmp(name, "..")) continue;
+            char sub[512] = "";
+            if (rel[0]) { u_cat(sub, sizeof sub, rel); u_cat(sub, sizeof sub, "/"); }
+            if (u_cat(sub, sizeof sub, name) < 0) continue;
+            // The container's own file systems and terminals stay its own.
+            if (!rel[0] && (!strcmp(name, "pts") || !strcmp(name, "shm") || !strcmp(name, "mqueue")
+                            || !strcmp(name, "ptmx") || !strcmp(name, "console"))) continue;
+            struct stat st;
+            if (fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) < 0) continue;
+            char target[600] = "/dev/";
+            u_cat(target, sizeof target, sub);
+            if (S_ISDIR(st.st_mode)) {
+                if (depth <= 0) continue;
+                int t = hako_mkdir_in_root(rootfd, target, (int)(st.st_mode & 07777));
+                if (t < 0) goto fail;
+                close(t);
+                if (copy_dir(rootfd, sub, depth - 1, where) < 0) { close(dir); return -1; }
+                continue;
+            }
+            if (!S_ISCHR(st.st_mode) && !S_ISBLK(st.st_mode)) continue;
+            char parent[600] = "/dev";
+            if (rel[0]) { u_cat(parent, sizeof parent, "/"); u_cat(parent, sizeof parent, rel); }
+            int p = hako_mkdir_in_root(rootfd, parent, 0755);
+            if (p < 0) goto fail;
+            char pp[32] = "/proc/self/fd/", num[24];
+            u_utoa((unsigned long)p, num);
+            u_cat(pp, sizeof pp, num);
+            int real = open(pp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            close(p);
+            if (real < 0) goto fail;
+            if (mknodat(real, name, st.st_mode, st.st_rdev) < 0) {
+                int e = errno;
+                close(real);
+                if (e == EEXIST) continue;  // a default device (null, zero, …) is already there
+                errno = e;
+                goto fail;
+            }
+            fchownat(real, name, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW);
+            fchmodat(real, name, st.st_mode & 07777, 0);
+            close(real);
+            continue;
+        fail:;
+            int e = errno;
+            memcpy(where, target, u_len(target) + 1);
+            close(dir);
+            errno = e;
+            return -1;
+        }
+    }
+    close(dir);
+    return 0;
+}
+
+int hako_copy_host_devices(int rootfd, char *where) {
+    where[0] = 0;
+    return copy_dir(rootfd, "", 3, where);
+}

@@ -1,0 +1,259 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import HakoNetwork
+import HakoRuntime
+import HakoSystem
+
+/// `hako network inspect`: Docker's shape for the parts hako has.
+public struct NetworkInspect: Codable, Sendable {
+    public struct IPAMConfig: Codable, Sendable { public var Subnet: String; public var Gateway: String }
+    public struct Member: Codable, Sendable {
+        public var Name: String; public var IPv4Address: String; public var MacAddress: String
+    }
+    public var Name: String
+    public var Id: String
+    public var Created: String
+    public var Driver: String
+    public var Internal: Bool
+    public var Bridge: String
+    public var IPAM: [IPAMConfig]
+    public var Containers: [String: Member]
+    public var Labels: [String: String]
+}
+
+extension Engine {
+    /// `hako network create`: a user-defined bridge network. The bridge itself
+    /// is made when the first container joins.
+    public func createNetwork(name: String, subnet: String?, gateway: String?, internal: Bool = false,
+                              labels: [String: String] = [:]) throws -> NetworkDefinition {
+        guard Names.isValid(name), name.count <= 64 else { throw HakoError(.failed, "invalid network name \"\(name)\": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed") }
+        if NetworkDefinition.predefined.contains(name) { throw HakoError(.failed, "network \(name) is predefined and cannot be created") }
+        var net: IPv4Network?
+        if let s = subnet {
+            guard let n = IPv4Network(s) else { throw HakoError(.failed, "invalid --subnet \"\(s)\": expected an IPv4 network such as 10.89.0.0/24 with no host bits set") }
+            guard n.prefix >= 8, n.prefix <= 30 else { throw HakoError(.failed, "invalid --subnet \(s): the prefix must be between /8 and /30") }
+            net = n
+        } else if gateway != nil {
+            throw HakoError(.failed, "--gateway needs --subnet")
+        }
+        var gw: IPv4Address?
+        if let g = gateway {
+            guard let a = IPv4Address(g) else { throw HakoError(.failed, "invalid --gateway \"\(g)\": not an IPv4 address") }
+            guard let n = net, n.contains(a), n.hostRange.contains(a.value) else { throw HakoError(.failed, "invalid --gateway \(g): not a host address of \(net?.description ?? "")") }
+            gw = a
+        }
+        let lock = try networkStore.lock()
+        defer { lock.release() }
+        if try networkStore.load(name) != nil { throw HakoError(.failed, "network with name \(name) already exists") }
+        var existing = try networkStore.list().compactMap { d in d.subnet.map { (d.name, $0) } }
+        if !existing.contains(where: { $0.0 == NetworkDefinition.defaultName }) {
+            existing.append((NetworkDefinition.defaultName, IPv4Network(Engine.environment("HAKO_BRIDGE_SUBNET") ?? "") ?? IPv4Network(IPv4Address(0x0a58_0000), prefix: 16)))
+        }
+        if let n = net {
+            if let clash = existing.first(where: { $0.1.overlaps(n) }) {
+                throw HakoError(.failed, "invalid --subnet \(n): it overlaps network \(clash.0) (\(clash.1))")
+            }
+        } else {
+            // 10.89.0.0/24, 10.89.1.0/24 … the first that no network and no host address uses.
+            let hostNets = Engine.hostAddresses()
+            for i in 0..<256 {
+                let cand = IPv4Network(IPv4Address(0x0a59_0000 | UInt32(i) << 8), prefix: 24)
+                if !existing.contains(where: { $0.1.overlaps(cand) }) && !hostNets.contains(where: { $0.overlaps(cand) }) { net = cand; break }
+            }
+            guard net != nil else { throw HakoError(.failed, "no free subnet left in 10.89.0.0/16; give one with --subnet") }
+        }
+        guard let subnet = net else { throw HakoError(.failed, "no subnet") }
+        let id = hexString(randomBytes(32))
+        let d = NetworkDefinition(id: id, name: name, driver: .bridge, subnet: subnet, gateway: gw ?? subnet.defaultGateway,
+                                  bridge: LinkNames.bridge(networkID: id), created: Timestamp.now().rfc3339, labels: labels, internal: `internal`)
+        try networkStore.save(d)
+        return d
+    }
+
+    /// The host's own IPv4 networks (to keep new subnets off them).
+    static func hostAddresses() -> [IPv4Network] {
+        var out: [IPv4Network] = []
+        var list: UnsafeMutablePointer<ifaddrs>?
+        guard getifaddrs(&list) == 0 else { return [] }
+        defer { freeifaddrs(list) }
+        var p = list
+        while let a = p {
+            if let addr = a.pointee.ifa_addr, addr.pointee.sa_family == sa_family_t(AF_INET), let mask = a.pointee.ifa_netmask {
+                let ip = addr.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { UInt32(bigEndian: $0.pointee.sin_addr.s_addr) }
+                let m = mask.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { UInt32(bigEndian: $0.pointee.sin_addr.s_addr) }
+                out.append(IPv4Network(IPv4Address(ip), prefix: m.nonzeroBitCount))
+            }
+            p = a.pointee.ifa_next
+        }
+        return out
+    }
+
+    /// Every network: the predefined ones first, then the user-defined ones.
+    public func networks() throws -> [NetworkDefinition] {
+        let lock = try networkStore.lock()
+        defer { lock.release() }
+        _ = try network(named: NetworkDefinition.defaultName)
+        let stored = try networkStore.list()
+        let fixed = [
+            NetworkDefinition(id: String(repeating: "0", count: 63) + "1", name: "host", driver: .host, subnet: nil, gateway: nil, bridge: "", created: ""),
+            NetworkDefinition(id: String(repeating: "0", count: 63) + "2", name: "none", driver: .null, subnet: nil, gateway: nil, bridge: "", created: ""),
+        ]
+        return stored.filter { $0.name == NetworkDefinition.defaultName } + fixed + stored.filter { $0.name != NetworkDefinition.defaultName }
+    }
+
+    public func findNetwork(_ ref: String) throws -> NetworkDefinition {
+        let all = try networks()
+        if let d = all.first(where: { $0.name == ref || $0.id == ref }) { return d }
+        let hits = all.filter { !ref.isEmpty && $0.id.hasPrefix(ref) }
+        if hits.count == 1 { return hits[0] }
+        throw HakoError(.failed, "network \(ref) not found")
+    }
+
+    /// Containers (any state) whose configuration names the network.
+    func containers(using d: NetworkDefinition) -> [ContainerConfig] {
+        ((try? list()) ?? []).map(\.config).filter { c in
+            guard c.networkMode == .bridge else { return d.name == c.networkMode.rawValue }
+            let names = (c.networking?.networks ?? []).map(\.name)
+            return (names.isEmpty ? [NetworkDefinition.defaultName] : names).contains(d.name)
+        }
+    }
+
+    public func inspectNetwork(_ ref: String) throws -> NetworkInspect {
+        let d = try findNetwork(ref)
+        var members: [String: NetworkInspect.Member] = [:]
+        for e in allEndpoints() {
+            for a in e.attachments where a.networkID == d.id {
+                members[e.containerID] = .init(Name: e.name, IPv4Address: "\(a.ip)/\(a.prefix)", MacAddress: a.mac.description)
+            }
+        }
+        return NetworkInspect(Name: d.name, Id: d.id, Created: d.created, Driver: d.driver.rawValue, Internal: d.internal,
+                              Bridge: d.bridge,
+                              IPAM: d.subnet.map { [.init(Subnet: $0.description, Gateway: d.gateway?.description ?? "")] } ?? [],
+                              Containers: members, Labels: d.labels)
+    }
+
+    /// `hako network rm`: refused while a container uses the network.
+    public func removeNetwork(_ ref: String) throws {
+        let d = try findNetwork(ref)
+        if NetworkDefinition.predefined.contains(d.name) { throw HakoError(.failed, "\(d.name) is a predefined network and cannot be removed") }
+        let lock = try networkStore.lock()
+        defer { lock.release() }
+        let users = containers(using: d)
+        if !users.isEmpty {
+            throw HakoError(.failed, "network \(d.name) is in use by container(s) \(users.map(\.name).sorted().joined(separator: ", ")); remove them or disconnect them first")
+        }
+        if d.driver == .bridge { releaseBridge(d) }
+        try networkStore.remove(d)
+        try syncFirewall()
+    }
+
+    /// `hako network prune`: every user-defined network no container uses; the
+    /// default bridge device too when unused, so that with no network left the
+    /// firewall table goes and IP forwarding is restored if hako turned it on.
+    public func pruneNetworks() throws -> [String] {
+        var removed: [String] = []
+        for d in try networks() where !NetworkDefinition.predefined.contains(d.name) && containers(using: d).isEmpty {
+            do { try removeNetwork(d.name); removed.append(d.name) } catch {}
+        }
+        let lock = try networkStore.lock()
+        defer { lock.release() }
+        if let d = try networkStore.load(NetworkDefinition.defaultName), containers(using: d).isEmpty, FS.exists(bridgeMarker(d)) {
+            releaseBridge(d)
+        }
+        try syncFirewall()
+        return removed
+    }
+
+    /// `hako network connect`: a running container gains an interface at once;
+    /// a stopped one gets it at its next start.
+    public func connect(network ref: String, container cref: String, ip: String? = nil, aliases: [String] = []) throws {
+        let d = try findNetwork(ref)
+        guard d.driver == .bridge else { throw HakoError(.failed, "containers cannot be connected to the \(d.name) network") }
+        let id = try resolveID(cref)
+        let cp = paths.container(id)
+        let clock = try FileLock.acquire(cp.lock)
+        defer { clock.release() }
+        var c = try load(id)
+        guard c.config.networkMode == .bridge else {
+            throw HakoError(.failed, "container \(c.name) uses --network \(c.config.networkMode.rawValue) and cannot be connected to a network")
+        }
+        var join = NetworkJoin(name: d.name, aliases: aliases)
+        if let s = ip {
+            guard let a = IPv4Address(s), let sub = d.subnet, sub.contains(a) else { throw HakoError(.failed, "invalid --ip \"\(s)\" for network \(d.name)") }
+            join.ip = a
+        }
+        for a in aliases where !Engine.isValidHostname(a) { throw HakoError(.failed, "invalid --alias \"\(a)\"") }
+        var net = c.config.networking ?? ContainerNetworking()
+        if net.networks.isEmpty { net.networks = [NetworkJoin(name: NetworkDefinition.defaultName)] }
+        if net.networks.contains(where: { $0.name == d.name }) { throw HakoError(.failed, "container \(c.name) is already connected to network \(d.name)") }
+        if c.isRunning {
+            let lock = try networkStore.lock()
+            defer { lock.release() }
+            guard var record = readEndpoint(id) else { throw HakoError(.failed, "container \(c.name) has no network endpoint") }
+            let used = Set(record.attachments.map(\.interfaceNumber))
+            let index = (0..<10).first { !used.contains($0) } ?? 9
+            let a = try lease(d, join: join, containerID: id, index: index)
+            record.attachments.append(a)
+            try writeEndpoint(record)
+            do {
+                let driver = try bridgeDriver()
+                try ensureBridge(d, driver)
+                try driver.attach(a, namespace: try FileDescriptor.open(record.netns, O_RDONLY), defaultRoute: false)
+            } catch {
+                record.attachments.removeLast()
+                try? writeEndpoint(record)
+                try? networkStore.saveLeases(d.id, networkStore.leases(d.id).filter { $0.value != id })
+                throw error
+            }
+            try syncFirewall()
+            net.networks.append(join)
+            c.config.networking = net
+            try writeConfig(c.config)
+            try refreshNameFiles(changed: [d.id], also: c.config)
+        } else {
+            net.networks.append(join)
+            c.config.networking = net
+            try writeConfig(c.config)
+        }
+    }
+
+    /// `hako network disconnect`: a running container loses the interface at once.
+    public func disconnect(network ref: String, container cref: String) throws {
+        let d = try findNetwork(ref)
+        let id = try resolveID(cref)
+        let clock = try FileLock.acquire(paths.container(id).lock)
+        defer { clock.release() }
+        var c = try load(id)
+        var net = c.config.networking ?? ContainerNetworking()
+        let names = net.networks.isEmpty && c.config.networkMode == .bridge ? [NetworkDefinition.defaultName] : net.networks.map(\.name)
+        guard names.contains(d.name) else { throw HakoError(.failed, "container \(c.name) is not connected to network \(d.name)") }
+        if c.isRunning, c.config.networkMode == .bridge {
+            let lock = try networkStore.lock()
+            defer { lock.release() }
+            if var record = readEndpoint(id), let i = record.attachments.firstIndex(where: { $0.networkID == d.id }) {
+                let a = record.attachments.remove(at: i)
+                try bridgeDriver().detach(a)
+                try writeEndpoint(record)
+                try networkStore.saveLeases(d.id, networkStore.leases(d.id).filter { $0.value != id })
+                try syncFirewall()
+                try refreshNameFiles(changed: [d.id], also: c.config)
+            }
+        }
+        if net.networks.isEmpty { net.networks = [NetworkJoin(name: NetworkDefinition.defaultName)] }
+        net.networks.removeAll { $0.name == d.name }
+        c.config.networking = net
+        if net.networks.isEmpty && c.config.networkMode == .bridge { c.config.networkMode = .none }
+        try writeConfig(c.config)
+    }
+
+    /// `hako port`: the published ports of a running container.
+    public func ports(_ ref: String) throws -> [PortBinding] {
+        let c = try lookup(ref)
+        guard c.isRunning else { return [] }
+        return readEndpoint(c.id)?.ports ?? []
+    }
+
+    /// The endpoint of a running container (for inspect and ps).
+    public func endpoint(_ id: String) -> EndpointRecord? { readEndpoint(id) }
+}

@@ -1,0 +1,36 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import HakoRuntime
+import HakoSystem
+
+extension Engine {
+    /// `hako update`: changes a container's resource limits — live in its cgroups
+    /// when it runs, and in its configuration for every later start.
+    @discardableResult
+    public func update(_ ref: String, _ flags: IsolationOptions) throws -> String {
+        let patch = try makeLimits(flags.limitFlagsOnly)
+        guard !patch.isEmpty else { throw HakoError(.failed, "you must provide one or more flags when using this command") }
+        let id = try resolveID(ref)
+        let lock = try FileLock.acquire(paths.container(id).lock)
+        defer { lock.release() }
+        let c = try load(id)
+        var iso = c.config.effectiveIsolation
+        let merged = iso.limits.merging(patch)
+        do {
+            try validate(merged)
+            let driver = try cgroups(for: c.config)
+            try driver.check(merged)
+            if c.isRunning || c.status == .restarting {
+                try driver.apply(merged, to: id)
+            }
+        } catch let e as HakoError {
+            throw HakoError(e.code, "cannot update container \(c.name): \(e.message)", cause: e.cause)
+        }
+        iso.limits = merged
+        var config = c.config
+        config.isolation = iso
+        try writeConfig(config)
+        return id
+    }
+}

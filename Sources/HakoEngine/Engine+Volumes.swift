@@ -1,0 +1,147 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CHakoShim
+import FoundationEssentials
+import HakoRuntime
+import HakoSystem
+
+/// `hako volume inspect`/`ls`: Docker's shape.
+public struct VolumeInfo: Codable, Sendable, Equatable {
+    public var Name: String
+    public var Driver: String
+    public var Mountpoint: String
+    public var CreatedAt: String
+    public var Labels: [String: String]
+    public var Anonymous: Bool
+}
+
+public enum Volumes {
+    /// Docker's rule for volume names: [a-zA-Z0-9][a-zA-Z0-9_.-]+
+    public static func isValidName(_ n: String) -> Bool {
+        guard let f = n.first, n.count >= 2, n.count <= 255, f.isASCII, f.isLetter || f.isNumber else { return false }
+        return n.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "." || $0 == "-") }
+    }
+}
+
+/// A volume is `<root>/volumes/<name>/` holding `volume.json` and `_data/`.
+extension EnginePaths {
+    public var volumes: String { root + "/volumes" }
+    public func volume(_ name: String) -> String { "\(volumes)/\(name)" }
+    public func volumeData(_ name: String) -> String { "\(volumes)/\(name)/_data" }
+}
+
+extension Engine {
+    /// Creates a volume if it does not exist; returns it either way.
+    @discardableResult
+    public func createVolume(_ name: String? = nil, labels: [String: String] = [:], anonymous: Bool = false) throws -> VolumeInfo {
+        let n = name ?? hexString(randomBytes(32))
+        guard Volumes.isValidName(n) else { throw HakoError(.failed, "invalid volume name \"\(n)\": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed") }
+        if let v = volume(n) { return v }
+        let info = VolumeInfo(Name: n, Driver: "local", Mountpoint: paths.volumeData(n), CreatedAt: Timestamp.now().rfc3339,
+                              Labels: labels, Anonymous: anonymous)
+        let tmp = "\(paths.volumes)/.tmp-\(n)"
+        try FS.makeDirectories(tmp + "/_data", mode: 0o755)
+        try FS.writeFile(tmp + "/volume.json", Array(try Engine.encoder.encode(info)))
+        if rename(tmp, paths.volume(n)) != 0 {
+            let e = errno
+            try? FS.removeTree(tmp)
+            if e == EEXIST || e == ENOTEMPTY, let v = volume(n) { return v }  // made meanwhile by another command
+            throw SystemError("rename", paths.volume(n), errno: e)
+        }
+        return info
+    }
+
+    func volume(_ name: String) -> VolumeInfo? {
+        guard Volumes.isValidName(name), let b = try? FS.readFile(paths.volume(name) + "/volume.json") else { return nil }
+        return try? Engine.decoder.decode(VolumeInfo.self, from: Data(b))
+    }
+
+    public func volumes() throws -> [VolumeInfo] {
+        try FS.list(paths.volumes).filter { !$0.hasPrefix(".") }.compactMap { volume($0) }.sorted { $0.Name < $1.Name }
+    }
+
+    public func inspectVolume(_ name: String) throws -> VolumeInfo {
+        guard let v = volume(name) else { throw HakoError(.failed, "no such volume: \(name)") }
+        return v
+    }
+
+    /// Containers (in any state) whose configuration mounts the volume.
+    func containers(usingVolume name: String) -> [String] {
+        ((try? list()) ?? []).filter { c in (c.config.storage?.mounts ?? []).contains { $0.kind == .volume && $0.source == name } }.map(\.name)
+    }
+
+    /// `hako volume rm`: refused while a container uses the volume.
+    public func removeVolume(_ name: String) throws {
+        let global = try FileLock.acquire(paths.lock)
+        defer { global.release() }
+        guard volume(name) != nil else { throw HakoError(.failed, "no such volume: \(name)") }
+        let users = containers(usingVolume: name)
+        if !users.isEmpty {
+            throw HakoError(.failed, "volume \(name) is in use by container(s) \(users.sorted().joined(separator: ", ")); remove them first")
+        }
+        try deleteVolumeDir(name)
+    }
+
+    func deleteVolumeDir(_ name: String) throws {
+        let doomed = "\(paths.volumes)/.removing-\(name)"
+        if rename(paths.volume(name), doomed) != 0 && errno != ENOENT { throw SystemError("rename", paths.volume(name)) }
+        try FS.removeTree(doomed)
+    }
+
+    /// `hako volume prune`: unused anonymous volumes (all unused ones with `all`).
+    public func pruneVolumes(all: Bool) throws -> [String] {
+        var removed: [String] = []
+        for v in try volumes() where (all || v.Anonymous) {
+            do { try removeVolume(v.Name); removed.append(v.Name) } catch {}
+        }
+        return removed
+    }
+
+    /// `rm -v`: the container's anonymous volumes go with it.
+    func removeAnonymousVolumes(_ config: ContainerConfig) {
+        for m in config.storage?.mounts ?? [] where m.kind == .volume && m.anonymous {
+            try? deleteVolumeDir(m.source)
+        }
+    }
+
+    /// The container's own mounts for the launch spec (start path, container
+    /// lock held): volumes made on first use, missing -v host paths created.
+    func storageMounts(_ config: ContainerConfig) throws -> [Mount] {
+        var out: [Mount] = []
+        let requests = (config.storage?.mounts ?? []).sorted { $0.target.split(separator: "/").count < $1.target.split(separator: "/").count }
+        for m in requests {
+            switch m.kind {
+            case .bind:
+                if !FS.exists(m.source) {
+                    guard m.createHostPath else { throw HakoError(.failed, "bind source path does not exist: \(m.source)") }
+                    try FS.makeDirectories(m.source, mode: 0o755)
+                }
+                out.append(.bind(m.source, at: m.target, readOnly: m.readOnly))
+            case .volume:
+                let v = try createVolume(m.source, anonymous: m.anonymous)
+                var mount = Mount.bind(v.Mountpoint, at: m.target, readOnly: m.readOnly)
+                if !m.noCopy { mount.kind = .volume }
+                out.append(mount)
+            case .tmpfs:
+                var opts: [String] = []
+                if m.tmpfsSize > 0 { opts.append("size=\(m.tmpfsSize)") }
+                if let mode = m.tmpfsMode { opts.append("mode=\(String(mode, radix: 8))") }
+                var flags = HAKO_MS_NOSUID | HAKO_MS_NODEV
+                if !m.tmpfsExec { flags |= HAKO_MS_NOEXEC }
+                if m.readOnly { flags |= HAKO_MS_RDONLY }
+                out.append(.filesystem("tmpfs", at: m.target, options: opts.joined(separator: ","), flags: flags))
+            }
+        }
+        return out
+    }
+}
+
+extension Engine {
+    /// `hako rm [-v]`: with `volumes`, the container's anonymous volumes go too.
+    public func remove(_ ref: String, force: Bool, volumes: Bool) throws {
+        let config = volumes ? (try? lookup(ref))?.config : nil
+        try remove(ref, force: force)
+        if let config { removeAnonymousVolumes(config) }
+    }
+}

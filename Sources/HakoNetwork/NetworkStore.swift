@@ -1,0 +1,129 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import FoundationEssentials
+import HakoSystem
+
+/// A network as `hako network create` defines it (or the predefined ones).
+public struct NetworkDefinition: Codable, Sendable, Equatable {
+    public enum Driver: String, Codable, Sendable { case bridge, host, null }
+    public var id: String
+    public var name: String
+    public var driver: Driver
+    public var subnet: IPv4Network?
+    public var gateway: IPv4Address?
+    /// The bridge device on the host.
+    public var bridge: String
+    public var created: String
+    public var labels: [String: String]
+    /// No masquerade to the outside.
+    public var `internal`: Bool
+
+    public init(id: String, name: String, driver: Driver, subnet: IPv4Network?, gateway: IPv4Address?, bridge: String,
+                created: String, labels: [String: String] = [:], internal: Bool = false) {
+        self.id = id; self.name = name; self.driver = driver; self.subnet = subnet; self.gateway = gateway
+        self.bridge = bridge; self.created = created; self.labels = labels; self.internal = `internal`
+    }
+
+    /// The predefined networks: "bridge" (the default, NAT), "host", "none".
+    public static let defaultName = "bridge"
+    public static let predefined: Set<String> = ["bridge", "host", "none"]
+    /// Containers resolve each other's names on user-defined networks only (as with Docker).
+    public var resolvesNames: Bool { !NetworkDefinition.predefined.contains(name) }
+}
+
+/// Allocates addresses from a subnet: pure, given the leases already held.
+public enum IPAM {
+    public static func allocate(in net: IPv4Network, gateway: IPv4Address, leased: Set<IPv4Address>,
+                                requested: IPv4Address?, networkName: String) throws -> IPv4Address {
+        let range = net.hostRange
+        if let r = requested {
+            guard net.contains(r), range.contains(r.value) else {
+                throw HakoError(.failed, "invalid --ip \(r): not a host address of network \(networkName) (\(net))")
+            }
+            if r == gateway { throw HakoError(.failed, "invalid --ip \(r): it is the gateway of network \(networkName)") }
+            if leased.contains(r) { throw HakoError(.failed, "address \(r) is already in use on network \(networkName)") }
+            return r
+        }
+        var v = range.lowerBound
+        while true {
+            let a = IPv4Address(v)
+            if a != gateway && !leased.contains(a) { return a }
+            if v == range.upperBound { break }
+            v += 1
+        }
+        throw HakoError(.failed, "no address left on network \(networkName) (\(net)): every one of its \(range.count) addresses is in use")
+    }
+}
+
+/// Networks and address leases under `<root>/networks`; one lock serialises
+/// every network change (definitions, leases, endpoints, the firewall).
+public struct NetworkStore: Sendable {
+    public let dir: String
+
+    public init(dataRoot: String) { dir = dataRoot + "/networks" }
+
+    public var lockPath: String { dir + "/lock" }
+    func definitionPath(_ name: String) -> String { "\(dir)/\(name).json" }
+    func leasesPath(_ id: String) -> String { "\(dir)/leases/\(id).json" }
+
+    public func ensure() throws {
+        try FS.makeDirectories(dir + "/leases", mode: 0o700)
+    }
+
+    public func lock() throws -> FileLock {
+        try ensure()
+        return try FileLock.acquire(lockPath)
+    }
+
+    static let encoder: JSONEncoder = { let e = JSONEncoder(); e.outputFormatting = [.sortedKeys]; return e }()
+
+    public func list() throws -> [NetworkDefinition] {
+        var out: [NetworkDefinition] = []
+        for f in try FS.list(dir) where f.hasSuffix(".json") {
+            if let d = try? load(String(f.dropLast(5))) { out.append(d) }
+        }
+        return out.sorted { $0.name < $1.name }
+    }
+
+    public func load(_ name: String) throws -> NetworkDefinition? {
+        guard let bytes = try? FS.readFile(definitionPath(name)) else { return nil }
+        return try JSONDecoder().decode(NetworkDefinition.self, from: Data(bytes))
+    }
+
+    public func save(_ d: NetworkDefinition) throws {
+        try ensure()
+        try FS.writeAtomic(definitionPath(d.name), Array(try NetworkStore.encoder.encode(d)))
+    }
+
+    public func remove(_ d: NetworkDefinition) throws {
+        try FS.unlinkIfPresent(leasesPath(d.id))
+        try FS.unlinkIfPresent(definitionPath(d.name))
+    }
+
+    /// address → container id
+    public func leases(_ networkID: String) -> [IPv4Address: String] {
+        guard let bytes = try? FS.readFile(leasesPath(networkID)),
+              let raw = try? JSONDecoder().decode([String: String].self, from: Data(bytes)) else { return [:] }
+        var out: [IPv4Address: String] = [:]
+        for (k, v) in raw { if let a = IPv4Address(k) { out[a] = v } }
+        return out
+    }
+
+    public func saveLeases(_ networkID: String, _ leases: [IPv4Address: String]) throws {
+        try ensure()
+        var raw: [String: String] = [:]
+        for (k, v) in leases { raw[k.description] = v }
+        // Not fsync'ed: a lease is only trusted while its container's endpoint exists.
+        try FS.writeAtomic(leasesPath(networkID), Array(try NetworkStore.encoder.encode(raw)), durable: false)
+    }
+}
+
+/// Names of the kernel objects hako makes, derived from ids so a crashed
+/// command's leftovers can be found again.
+public enum LinkNames {
+    public static let defaultBridge = "hako0"
+    public static func bridge(networkID: String) -> String { "hako-" + String(networkID.prefix(10)) }
+    /// The host end of a container's veth: "veth" + 9 hex of the id + the interface number.
+    public static func hostVeth(containerID: String, index: Int) -> String { "veth\(containerID.prefix(9))\(index % 10)" }
+}

@@ -1,0 +1,68 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Synchronization
+
+/// Runs blocking jobs (downloads, unpacks) on a few threads of their own.
+/// Swift's cooperative pool has one thread per core and must not block; a
+/// layer download blocks on the network, so it gets a real thread.
+public enum Parallel {
+    private final class Box: @unchecked Sendable {
+        let body: @Sendable () -> Void
+        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+    }
+
+    /// Calls `body` for every index in `0..<count`, at most `width` at once,
+    /// and returns when all have finished. The first error thrown is rethrown
+    /// after the others end; jobs not yet started when one fails are skipped,
+    /// and `cancelled` tells running ones to give up early.
+    public static func forEach(_ count: Int, width: Int,
+                               _ body: @escaping @Sendable (_ index: Int, _ cancelled: CancelFlag) throws -> Void) throws {
+        guard count > 0 else { return }
+        let cancel = CancelFlag()
+        if count == 1 || width <= 1 {
+            for i in 0..<count { try body(i, cancel) }
+            return
+        }
+        let next = Atomic<Int>(0)
+        let firstError = Mutex<(any Error)?>(nil)
+        let worker: @Sendable () -> Void = {
+            while !cancel.isSet {
+                let i = next.add(1, ordering: .relaxed).oldValue
+                if i >= count { return }
+                do {
+                    try body(i, cancel)
+                } catch {
+                    firstError.withLock { if $0 == nil { $0 = error } }
+                    cancel.set()
+                }
+            }
+        }
+        var threads: [pthread_t] = []
+        for _ in 0..<min(width, count) {
+            var tid = pthread_t()
+            let box = Unmanaged.passRetained(Box(worker)).toOpaque()
+            let rc = pthread_create(&tid, nil, { raw in
+                guard let raw else { return nil }
+                Unmanaged<Box>.fromOpaque(raw).takeRetainedValue().body()
+                return nil
+            }, box)
+            if rc == 0 {
+                threads.append(tid)
+            } else {
+                Unmanaged<Box>.fromOpaque(box).release()
+            }
+        }
+        if threads.isEmpty { worker() }  // no thread could be made: do the work here
+        for t in threads { pthread_join(t, nil) }
+        if let e = firstError.withLock({ $0 }) { throw e }
+    }
+}
+
+/// Set once, read from any thread: "stop what you are doing".
+public final class CancelFlag: Sendable {
+    private let flag = Atomic<Bool>(false)
+    public init() {}
+    public var isSet: Bool { flag.load(ordering: .acquiring) }
+    public func set() { flag.store(true, ordering: .releasing) }
+}

@@ -1,0 +1,85 @@
+import ArgumentParser
+import FoundationEssentials
+import HakoEngine
+import HakoSystem
+
+struct VolumeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "volume", abstract: "Manage volumes.",
+        subcommands: [VolumeCreate.self, VolumeLs.self, VolumeInspectCmd.self, VolumeRm.self, VolumePrune.self])
+}
+
+struct VolumeCreate: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "create", abstract: "Create a volume.")
+    @OptionGroup var global: GlobalOptions
+    @Option(name: .long, help: "Set metadata (KEY=VALUE).") var label: [String] = []
+    @Option(name: [.customShort("d"), .long], help: "Driver (local only).") var driver = "local"
+    @Argument(help: "NAME (default: a random one)") var name: String?
+
+    func run() throws {
+        guard driver == "local" else { throw HakoError(.failed, "unsupported volume driver \"\(driver)\" (local)") }
+        var labels: [String: String] = [:]
+        for l in label {
+            let kv = l.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+            labels[kv[0]] = kv.count > 1 ? kv[1] : ""
+        }
+        print(try global.engine().createVolume(name, labels: labels, anonymous: false).Name)
+    }
+}
+
+struct VolumeLs: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "ls", abstract: "List volumes.", aliases: ["list"])
+    @OptionGroup var global: GlobalOptions
+    @Flag(name: .shortAndLong, help: "Only display volume names.") var quiet = false
+    @Option(name: .long, help: "Output format: table or json.") var format = "table"
+
+    func run() throws {
+        let vols = try global.engine().volumes()
+        if quiet { for v in vols { print(v.Name) }; return }
+        if format == "json" { for v in vols { print(try jsonLine(v)) }; return }
+        printTable(["DRIVER", "VOLUME NAME"], vols.map { [$0.Driver, $0.Name] })
+    }
+}
+
+struct VolumeInspectCmd: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "inspect", abstract: "Show volumes as JSON.")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "VOLUME...") var volumes: [String]
+
+    func run() throws {
+        let engine = try global.engine()
+        var out: [VolumeInfo] = []
+        var failure: (any Error)?
+        for v in volumes {
+            do { out.append(try engine.inspectVolume(v)) } catch { failure = failure ?? error }
+        }
+        let e = JSONEncoder()
+        e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        print(String(decoding: try e.encode(out), as: UTF8.self))
+        if let failure { throw failure }
+    }
+}
+
+struct VolumeRm: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "rm", abstract: "Remove volumes no container uses.", aliases: ["remove"])
+    @OptionGroup var global: GlobalOptions
+    @Flag(name: .shortAndLong, help: "Accepted for Docker compatibility (a volume in use is still refused).") var force = false
+    @Argument(help: "VOLUME...") var volumes: [String]
+
+    func run() throws {
+        let engine = try global.engine()
+        try eachContainer(volumes) { v in try engine.removeVolume(v); return v }
+    }
+}
+
+struct VolumePrune: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "prune", abstract: "Remove unused anonymous volumes (all unused ones with -a).")
+    @OptionGroup var global: GlobalOptions
+    @Flag(name: .shortAndLong, help: "Remove every unused volume, named ones too.") var all = false
+    @Flag(name: .shortAndLong, help: "Do not ask (hako never asks).") var force = false
+
+    func run() throws {
+        let removed = try global.engine().pruneVolumes(all: all)
+        if !removed.isEmpty { print("Deleted Volumes:\n" + removed.joined(separator: "\n")) }
+    }
+}

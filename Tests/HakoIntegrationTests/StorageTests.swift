@@ -1,0 +1,115 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import HakoSystem
+import Testing
+
+/// Bind mounts, named and anonymous volumes, tmpfs, checked from inside the container.
+@Suite(.needsRoot) final class StorageTests {
+    let host = TestHost.make("storage")
+
+    func volumeNames() -> [String] { host.hako("volume", "ls", "-q").stdout.split(separator: "\n").map(String.init) }
+
+    @Test func namedVolumesPersistAreSharedAndFilledFromTheImage() throws {
+        #expect(host.hako("run", "--rm", "-v", "shared:/data", host.busybox, "sh", "-c", "echo kept > /data/file").status == 0)
+        #expect(host.hako("run", "--rm", "-v", "shared:/data", host.busybox, "cat", "/data/file").out == "kept", "data survives the container")
+        // Two running containers see each other's writes.
+        let writer = host.hako("run", "-d", "-v", "shared:/data", host.busybox, "sh", "-c", "sleep 0.3; echo live > /data/live; sleep 30").out
+        let seen = host.hako("run", "--rm", "-v", "shared:/data", host.busybox, "sh", "-c", "for i in $(seq 50); do [ -f /data/live ] && cat /data/live && exit 0; sleep 0.1; done; exit 1")
+        #expect(seen.out == "live")
+        // In use: refused; a stopped container still counts, as with Docker.
+        let busy = host.hako("volume", "rm", "shared")
+        #expect(busy.status == 125 && busy.stderr.contains("in use"), "\(busy.stderr)")
+        host.hako("rm", "-f", writer)
+        #expect(host.hako("volume", "rm", "shared").status == 0)
+        #expect(!volumeNames().contains("shared"))
+        // A new volume takes the image's content at its mount point, owner and mode included.
+        let filled = host.hako("run", "--rm", "-v", "etcvol:/etc", host.busybox, "sh", "-c", "grep -c tester /etc/passwd")
+        #expect(filled.out == "1")
+        let data = host.root + "/volumes/etcvol/_data/passwd"
+        #expect(FileManager.default.fileExists(atPath: data))
+        // A volume that already has content is not filled again.
+        #expect(host.hako("run", "--rm", "-v", "etcvol:/home", host.busybox, "true").status == 0)
+        #expect(!FileManager.default.fileExists(atPath: host.root + "/volumes/etcvol/_data/tester"))
+        host.hako("volume", "rm", "etcvol")
+    }
+
+    @Test func bindMountsReadOnlyAndRelativePaths() throws {
+        let dir = host.base + "/bind"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try "from-host\n".write(toFile: dir + "/in", atomically: true, encoding: .utf8)
+        let rw = host.hako("run", "--rm", "-v", "\(dir):/b", host.busybox, "sh", "-c", "cat /b/in; echo back > /b/out")
+        #expect(rw.out == "from-host")
+        #expect((try? String(contentsOfFile: dir + "/out", encoding: .utf8)) == "back\n")
+        for args in [["-v", "\(dir):/b:ro"], ["--mount", "type=bind,source=\(dir),target=/b,readonly"]] {
+            let ro = host.hako(["run", "--rm"] + args + [host.busybox, "sh", "-c", "cat /b/in && touch /b/nope"])
+            #expect(ro.status == 1 && ro.stdout.contains("from-host") && ro.stderr.contains("Read-only"), "\(args): \(ro.status) \(ro.stdout) \(ro.stderr)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: dir + "/nope"))
+        // A relative host path is resolved against the working directory; a missing one is created.
+        let cmd = (host.prefix + [Binaries.hako, "run", "--rm", "-v", "./made-by-v:/m", host.busybox, "touch", "/m/x"]).map { "'\($0)'" }.joined(separator: " ")
+        let r = Subprocess.run(["/bin/sh", "-c", "cd \(host.base) && exec \(cmd)"], env: host.env)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(FileManager.default.fileExists(atPath: host.base + "/made-by-v/x"))
+    }
+
+    @Test func tmpfsIsInMemoryWithItsSize() {
+        let r = host.hako("run", "--rm", "--tmpfs", "/fast:size=1m,mode=1770", host.busybox, "sh", "-c",
+                          "grep ' /fast ' /proc/mounts; stat -c %a /fast; dd if=/dev/zero of=/fast/big bs=1k count=2048 2>&1")
+        #expect(r.stdout.contains("tmpfs /fast tmpfs") && r.stdout.contains("size=1024k"), "\(r.stdout)")
+        #expect(r.stdout.contains("1770"))
+        #expect(r.stdout.contains("No space left"), "the size is enforced: \(r.stdout)")
+        let m = host.hako("run", "--rm", "--mount", "type=tmpfs,target=/t,tmpfs-size=2m", host.busybox, "grep", " /t ", "/proc/mounts")
+        #expect(m.out.contains("size=2048k"), "\(m.stderr)")
+    }
+
+    @Test func anonymousVolumesGoWithTheirContainer() {
+        let before = Set(volumeNames())
+        let id = host.hako("run", "-d", "-v", "/anon", host.busybox, "sh", "-c", "echo a > /anon/f; sleep 30").out
+        let added = Set(volumeNames()).subtracting(before)
+        #expect(added.count == 1 && added.allSatisfy { $0.count == 64 })
+        let rm = host.hako("rm", "-f", "-v", id)
+        #expect(rm.status == 0, "\(rm.stderr)")
+        #expect(Set(volumeNames()) == before, "rm -v removes anonymous volumes")
+        #expect(host.hako("run", "--rm", "-v", "/anon2", host.busybox, "true").status == 0)
+        #expect(host.eventually(5) { Set(volumeNames()) == before }, "--rm removes them too")
+    }
+
+    @Test func aSymlinkInTheImageCannotRedirectAMountOntoTheHost() throws {
+        let outside = "/tmp/hako-escape-\(getpid())"
+        let work = host.base + "/escape"
+        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: work + "/linkdir", withDestinationPath: outside)
+        let tar = host.base + "/escape.tar"
+        try FileManager.default.copyItem(atPath: BusyboxImage.tarball, toPath: tar)
+        #expect(Subprocess.run(["/bin/tar", "-C", work, "-rf", tar, "./linkdir"]).status == 0)
+        #expect(host.hako("import", tar, "escape:test").status == 0)
+        // /linkdir resolves inside the root, to a directory the image does not have:
+        // the start is refused with the mount named, and nothing appears on the host.
+        for args in [["-v", "esc:/linkdir/sub"], ["--tmpfs", "/linkdir/t"], ["-v", "\(host.base):/linkdir/b"]] {
+            let r = host.hako(["run", "--rm"] + args + ["escape:test", "true"])
+            #expect(r.status == 125 && r.stderr.contains("mount /linkdir/"), "\(args): \(r.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: outside), "\(args): the mount stayed inside the container's root")
+        }
+        host.hako("volume", "rm", "esc")
+    }
+
+    @Test func badMountValuesGiveOneClearErrorAndCreateNothing() {
+        let containers = host.containerIDs().count
+        let volumes = volumeNames()
+        for (args, needle) in [(["-v", ":/x"], "invalid -v"), (["-v", "rel"], "invalid -v"), (["-v", "/a:relative"], "invalid -v"),
+                               (["-v", "/a:/"], "invalid -v"), (["-v", "/a:/x:bogus"], "invalid -v"), (["-v", "bad name!:/x"], "invalid -v"),
+                               (["--mount", "type=nfs,target=/x"], "invalid --mount"), (["--mount", "type=bind,source=/no/such/path,target=/x"], "does not exist"),
+                               (["--mount", "type=volume,target=/x,tmpfs-size=1m"], "invalid --mount"), (["--tmpfs", "relative"], "invalid --tmpfs"),
+                               (["--tmpfs", "/t:size=lots"], "invalid --tmpfs"), (["-v", "v1:/x", "-v", "v2:/x"], "duplicate mount point")] {
+            let r = host.hako(["run", "--rm"] + args + [host.busybox, "true"])
+            #expect(r.status == 125, "\(args)")
+            #expect(r.stderr.contains(needle), "\(args): \(r.stderr)")
+            #expect(r.stderr.split(separator: "\n").count == 1)
+        }
+        #expect(host.containerIDs().count == containers)
+        #expect(volumeNames() == volumes)
+        #expect(!FileManager.default.fileExists(atPath: "/a"))
+    }
+}

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Network benchmark (part of make bench), everything inside network namespaces
+# this script creates and removes:
+#   1. `hako run --rm IMAGE /bin/true` on the default bridge vs `--network none`
+#      (goal: network set-up adds <= 5 ms to the median);
+#   2. container-to-container TCP throughput (iperf3) over a hako network vs a
+#      veth/bridge pair set up by hand in the same run (goal: >= 0.95x).
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$HERE/.." && pwd)
+BIN=${HAKO_BIN_DIR:-$REPO/.build/release}
+RUNS=${RUNS:-30}
+SECS=${IPERF_SECONDS:-5}
+ROUNDS=${IPERF_ROUNDS:-3}
+command -v iperf3 >/dev/null || { echo "bench-network: iperf3 missing (make deps)" >&2; exit 1; }
+
+W=$(mktemp -d /tmp/hako-bench-net.XXXXXX)
+NS=hako-bench-$$
+export HAKO_ROOT=$W/root HAKO_RUN_ROOT=$W/run HAKO_CGROUP_PARENT=hako-bench-net-$$ HAKO_MONITOR=$BIN/hako-monitor
+IN=(nsenter --net=/run/netns/$NS)
+hako() { "${IN[@]}" "$BIN/hako" "$@"; }
+cleanup() {
+  set +e
+  ids=$(hako ps -aq --no-trunc 2>/dev/null)
+  [ -n "$ids" ] && hako rm -f $ids >/dev/null 2>&1
+  [ -n "${SRV:-}" ] && kill "$SRV" 2>/dev/null
+  for n in "$NS" "$NS-a" "$NS-b"; do ip netns del "$n" 2>/dev/null; done
+  for d in /sys/fs/cgroup/*/"$HAKO_CGROUP_PARENT"; do [ -d "$d" ] && rmdir "$d" 2>/dev/null; done
+  rm -rf "$W"
+}
+trap cleanup EXIT
+ip netns add "$NS"
+ip -n "$NS" link set lo up
+
+echo "== image: busybox-static rootfs"
+R=$W/rootfs; mkdir -p "$R/bin" "$R/etc" "$R/tmp"
+cp /bin/busybox "$R/bin/busybox"
+for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -s busybox "$R/bin/$a"; done
+echo 'root:x:0:0:root:/root:/bin/sh' > "$R/etc/passwd"
+tar -C "$R" -cf "$W/bb.tar" .
+hako import "$W/bb.tar" bench:busybox >/dev/null
+
+hf() { # name command
+  hyperfine -N --style none --warmup 5 --runs "$RUNS" --export-json "$W/$1.json" -n "$1" "$2" >/dev/null 2>&1 \
+    || { echo "bench: $1 failed" >&2; return 1; }
+  jq -r '.results[0].median*1000' "$W/$1.json"
+}
+echo "== run --rm of /bin/true ($RUNS runs each, hyperfine medians, interleaved twice)"
+none1=$(hf none "${IN[*]} $BIN/hako run --rm --network none bench:busybox /bin/true")
+bridge1=$(hf bridge "${IN[*]} $BIN/hako run --rm bench:busybox /bin/true")
+none2=$(hf none2 "${IN[*]} $BIN/hako run --rm --network none bench:busybox /bin/true")
+bridge2=$(hf bridge2 "${IN[*]} $BIN/hako run --rm bench:busybox /bin/true")
+none=$(awk -v a="$none1" -v b="$none2" 'BEGIN { print (a < b ? a : b) }')
+bridge=$(awk -v a="$bridge1" -v b="$bridge2" 'BEGIN { print (a < b ? a : b) }')
+
+echo "== iperf3 TCP, ${SECS} s, ${ROUNDS} alternated rounds (best of each): hako network vs a hand-made bridge + veth pairs"
+# hako: two containers on a user network; the host image brings iperf3.
+hako network create benchnet >/dev/null
+hako run -d --name srv --network benchnet host iperf3 -s >/dev/null
+# by hand: the same shape with iproute2, inside the bench namespace.
+ip netns add "$NS-a"; ip netns add "$NS-b"
+ip -n "$NS" link add br-hand type bridge
+ip -n "$NS" link set br-hand up
+for s in a b; do
+  ip -n "$NS" link add "vh-$s" type veth peer name eth0 netns "$NS-$s"
+  ip -n "$NS" link set "vh-$s" master br-hand up
+  ip -n "$NS-$s" link set lo up; ip -n "$NS-$s" link set eth0 up
+done
+ip -n "$NS-a" addr add 10.250.0.2/24 dev eth0
+ip -n "$NS-b" addr add 10.250.0.3/24 dev eth0
+ip netns exec "$NS-a" iperf3 -s >/dev/null 2>&1 & SRV=$!
+sleep 0.5
+hako_bps=0; hand_bps=0
+best() { awk -v a="$1" -v b="$2" 'BEGIN { print (a > b ? a : b) }'; }
+for r in $(seq "$ROUNDS"); do
+  hako run --rm --network benchnet host iperf3 -c srv -t "$SECS" -J > "$W/hako.json"
+  hako_bps=$(best "$hako_bps" "$(jq '.end.sum_received.bits_per_second' "$W/hako.json")")
+  ip netns exec "$NS-b" iperf3 -c 10.250.0.2 -t "$SECS" -J > "$W/hand.json"
+  hand_bps=$(best "$hand_bps" "$(jq '.end.sum_received.bits_per_second' "$W/hand.json")")
+done
+kill "$SRV" 2>/dev/null; wait "$SRV" 2>/dev/null || true; SRV=
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+printf '\n| run --rm /bin/true | median ms | added vs none | goal |\n|---|---|---|---|\n'
+printf '| --network none | %.1f | | |\n' "$none"
+printf '| default bridge (netns, veth, address, route, nftables, teardown) | %.1f | %+.1f ms | <= 5 ms |\n' "$bridge" "$(awk -v a="$bridge" -v b="$none" 'BEGIN { print a - b }')"
+printf '\n| TCP container to container (iperf3, %s s, best of %s) | Gbit/s | vs by hand | goal |\n|---|---|---|---|\n' "$SECS" "$ROUNDS"
+printf '| hako network | %.2f | %s | >= 0.95 |\n' "$(awk -v a="$hako_bps" 'BEGIN { print a / 1e9 }')" "$(ratio "$hako_bps" "$hand_bps")"
+printf '| bridge + veth by hand (iproute2) | %.2f | 1.00 | |\n' "$(awk -v a="$hand_bps" 'BEGIN { print a / 1e9 }')"

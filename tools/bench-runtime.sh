@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# OCI runtime benchmark (part of make bench): hako-runtime against runc and crun
+# in the same run, with the shared measuring tool on one busybox bundle:
+#   run of /bin/true, create+start+delete (hyperfine medians, ratio to crun),
+#   peak RSS of run/create/start/delete, binary sizes.
+# Goals (docs/benchmarks.md): run and create+start+delete medians <= 1.0x crun's,
+# peak RSS <= runc's. Everything the tool creates lives under a temp dir and is
+# deleted by id.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$HERE/.." && pwd)
+BIN=${HAKO_BIN_DIR:-$REPO/.build/release}
+SHARED=${SHARED_TOOLS:-}
+for c in "$SHARED" "$REPO/../shared/tools" /work/shared/tools; do
+  [ -n "$c" ] && [ -x "$c/bench-runtimes.sh" ] && { SHARED=$(cd "$c" && pwd); break; }
+done
+[ -x "${SHARED:-}/bench-runtimes.sh" ] || { echo "bench: ../shared/tools/bench-runtimes.sh not found (set SHARED_TOOLS)" >&2; exit 1; }
+[ -x "$BIN/hako-runtime" ] || { echo "bench: $BIN/hako-runtime not built (make build)" >&2; exit 1; }
+OUT=$(mktemp -d /tmp/hako-bench-runtime.XXXXXX)
+trap 'rm -rf "$OUT"' EXIT
+# The tool finds runtimes on PATH by name.
+PATH="$BIN:$PATH" "$SHARED/bench-runtimes.sh" --out "$OUT/run" ${BENCH_RUNTIME_ARGS:-} hako-runtime runc crun
+echo
+ls -l "$BIN/hako-runtime" | awk '{printf "hako-runtime binary: %.2f MB (static Swift runtime; libseccomp, libcap, libcrypto, libstdc++ shared)\n", $5/1e6}'

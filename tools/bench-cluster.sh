@@ -86,7 +86,7 @@ wait_for 10 "$BIN/hako" cluster node ls
 wait_for 30 bash -c "[ \$(\"$BIN/hako\" cluster node ls --format json | grep -c '\"ready\"') -eq 10 ]"
 t0=$(date +%s.%N)
 wb0=$(awk '/^write_bytes:/ {print $2}' "/proc/$CPID/io")
-"$BIN/hako" cluster service create --name sim --replicas 1000 --wait --timeout 120s sim:latest >/dev/null
+"$BIN/hako" cluster service create --no-resolve-image --name sim --replicas 1000 --wait --timeout 120s sim:latest >/dev/null
 place_s=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
 sleep 2
 busy_writes=$(( $(awk '/^write_bytes:/ {print $2}' "/proc/$CPID/io") - wb0 ))
@@ -126,7 +126,7 @@ TOML
 TOKEN=$("$BIN/hako" cluster token -q)
 "$BIN/hako" agent --config "$W/n0/agent.toml" --join "$TOKEN" "127.0.0.1:$PORT2" 2> "$W/n0/agent.log" & APID=$!; PIDS+=($APID)
 wait_for 10 bash -c "\"$BIN/hako\" cluster node ls | grep -q Ready"
-"$BIN/hako" cluster service create --name idle --replicas 10 --stop-timeout 1 --wait bench:bb sleep 3600 >/dev/null
+"$BIN/hako" cluster service create --no-resolve-image --name idle --replicas 10 --stop-timeout 1 --wait bench:bb sleep 3600 >/dev/null
 # Idle: past the agent's settling (it lets go of its start-up code 10 s into its session).
 sleep 15
 agent_rss=$(rss $APID)
@@ -191,7 +191,7 @@ TOML
 done
 wait_for 20 bash -c "[ \$(nsenter --net=/run/netns/$UL -- $BIN/hako cluster node ls --format json | grep -c '\"ready\"') -eq 3 ]"
 running_on() { HAKO_ROOT=$W/n$1/root HAKO_RUN_ROOT=$W/n$1/run "$BIN/hako" ps --format json | grep -c '"Names":"fo\.' || true; }
-c service create --name fo --replicas 3 --stop-timeout 1 --wait bench:bb sleep 3600 >/dev/null
+c service create --no-resolve-image --name fo --replicas 3 --stop-timeout 1 --wait bench:bb sleep 3600 >/dev/null
 : > "$W/failover.txt"
 set +e
 for t in $(seq "$TRIALS"); do

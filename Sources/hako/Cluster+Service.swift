@@ -78,6 +78,19 @@ func setLabel(_ kv: String, _ labels: inout [String: String]) throws {
     labels[k] = parts.count > 1 ? parts[1] : ""
 }
 
+/// The platforms an image exists for, from its registry's manifest index
+/// (the registry settings of this machine's data root apply). An image the
+/// registry cannot tell about (not pushed yet, registry unreachable, an image
+/// only imported on the nodes) gets none: its tasks may go to any node.
+func registryPlatforms(_ image: String) -> [String] {
+    do {
+        return try Engine.registryPlatforms(image, paths: EnginePaths.resolve(root: nil, runRoot: nil))
+    } catch {
+        AttachSession.writeAll(2, Array("warning: cannot read the platforms of \(image) (\(error)); the tasks of \(image) may be placed on a node of any platform (give --platform to choose)\n".utf8))
+        return []
+    }
+}
+
 /// Waits (bounded) until every replica runs at the service's current version.
 func waitConverged(_ client: ClusterClient, service: String, timeout: Double) throws {
     let deadline = monotonicSeconds() + timeout
@@ -98,6 +111,7 @@ struct ServiceCreate: ParsableCommand {
     @Option(name: .long, help: "Service name (default: a generated one).") var name: String?
     @Option(name: .long, help: "Number of tasks (default 1).") var replicas = 1
     @Flag(name: .long, help: "Wait until every task runs.") var wait = false
+    @Flag(name: .customLong("no-resolve-image"), help: "Do not ask the image's registry for its platforms (an image imported on the nodes).") var noResolveImage = false
     @Option(name: .long, help: "Bound for --wait (default 2m).") var timeout = "2m"
     @Argument(parsing: .captureForPassthrough, help: "IMAGE [COMMAND] [ARG...]") var imageAndCommand: [String] = []
 
@@ -113,6 +127,7 @@ struct ServiceCreate: ParsableCommand {
             try spec.validate()
             guard let bound = Durations.parse(timeout) else { throw HakoError(.failed, "invalid --timeout \"\(timeout)\"") }
             let client = try options.client()
+            if flags.platform.isEmpty && !noResolveImage { spec.platforms = registryPlatforms(image) }
             let v = try client.request(MessageType.serviceCreate, ServiceCreateRequest(spec: spec), as: ServiceView.self)
             if wait { try waitConverged(client, service: v.id, timeout: bound) }
             if options.json { try printJSON(v) } else { print(v.id) }
@@ -158,6 +173,7 @@ struct ServiceScale: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "scale", abstract: "Set services' replica counts: SERVICE=REPLICAS...")
     @OptionGroup var options: ClusterOptions
     @Flag(name: .long, help: "Wait until every task runs.") var wait = false
+    @Flag(name: .customLong("no-resolve-image"), help: "Do not ask the image's registry for its platforms (an image imported on the nodes).") var noResolveImage = false
     @Option(name: .long, help: "Bound for --wait (default 2m).") var timeout = "2m"
     @Argument(help: "SERVICE=REPLICAS...") var targets: [String]
 
@@ -194,6 +210,7 @@ struct ServiceUpdate: ParsableCommand {
     @Option(name: .customLong("constraint-rm"), help: "Remove a placement constraint.") var constraintRm: [String] = []
     @Flag(name: .long, help: "Replace the tasks even if nothing changed.") var force = false
     @Flag(name: .long, help: "Wait until every task runs the new version.") var wait = false
+    @Flag(name: .customLong("no-resolve-image"), help: "Do not ask the new image's registry for its platforms.") var noResolveImage = false
     @Option(name: .long, help: "Bound for --wait (default 5m).") var timeout = "5m"
     @Argument(help: "SERVICE") var service: String
 
@@ -209,6 +226,7 @@ struct ServiceUpdate: ParsableCommand {
             spec.env = spec.env.filter { e in !envRm.contains { e == $0 || e.hasPrefix($0 + "=") } }
             for l in labelRm { spec.labels[l] = nil }
             try flags.apply(to: &spec)
+            if let i = image, i != current.spec.image, flags.platform.isEmpty, !noResolveImage { spec.platforms = registryPlatforms(i) }
             spec.constraints = spec.constraints.filter { !constraintRm.contains($0) } + constraintAdd.filter { !spec.constraints.contains($0) }
             try spec.validate()
             let v = try client.request(MessageType.serviceUpdate, ServiceUpdateRequest(service: current.id, spec: spec, version: current.version, force: force),

@@ -4,6 +4,7 @@ import Glibc
 import HakoEngine
 import HakoImage
 import HakoSystem
+import Synchronization
 
 /// A cluster task's container as the node sees it.
 public struct ObservedTask: Sendable, Equatable {
@@ -40,20 +41,42 @@ public protocol TaskRuntime: Sendable {
     func logs(_ containerID: String, tail: Int, maxBytes: Int) throws -> (entries: [(time: String, stream: String, text: String)], truncated: Bool)
 }
 
-/// Makes a task's image present on the node. Phase 1: the node's own store;
-/// a registry pull slots in here.
+/// Makes a task's image present on the node.
 public protocol ImageProvider: Sendable {
     func ensure(_ reference: String) throws
 }
 
-/// Images already in the node's store (imported with `hako import`).
-public struct LocalImages: ImageProvider {
+/// Images already in the node's store (imported with `hako import`), else
+/// pulled from their registry through the engine (engine.json's insecure
+/// registries, CAs and `hako login` credentials apply). Tasks of one image
+/// starting together pull it once: the first pulls, the others wait for it.
+public final class RegistryImages: ImageProvider {
     let engine: Engine
+    private let pulling = Mutex<[String: PullGate]>([:])
+
     public init(engine: Engine) { self.engine = engine }
 
+    final class PullGate: Sendable {
+        let done = Mutex(false)
+    }
+
     public func ensure(_ reference: String) throws {
-        do { _ = try engine.images.resolve(reference) } catch {
-            throw ClusterError.notFound("image \(reference) is not on this node (registry pulls come with the images issue; `hako import` it meanwhile): \(error)")
+        if (try? engine.images.find(reference)) != nil { return }
+        // One pull per reference at a time; the others wait on its lock and then find the image.
+        let gate = pulling.withLock { m in
+            if let g = m[reference] { return g }
+            let g = PullGate()
+            m[reference] = g
+            return g
+        }
+        try gate.done.withLock { pulled in
+            if pulled, (try? engine.images.find(reference)) != nil { return }
+            do {
+                _ = try engine.pull(reference)
+            } catch {
+                throw ClusterError.notFound("image \(reference): \(error)")
+            }
+            pulled = true
         }
     }
 }
@@ -73,7 +96,7 @@ public struct EngineTaskRuntime: TaskRuntime {
 
     public init(engine: Engine, images: (any ImageProvider)? = nil) {
         self.engine = engine
-        self.images = images ?? LocalImages(engine: engine)
+        self.images = images ?? RegistryImages(engine: engine)
     }
 
     public func observe() throws -> (tasks: [ObservedTask], running: Int) {

@@ -23,6 +23,9 @@ struct ServiceFlags: ParsableArguments {
     @Option(name: [.customShort("l"), .long], help: "Container label (KEY=VALUE).") var label: [String] = []
     @Option(name: .customLong("reserve-cpu"), help: "CPUs each task reserves (e.g. 0.5).") var reserveCPU: String?
     @Option(name: .customLong("reserve-memory"), help: "Memory each task reserves (e.g. 256m).") var reserveMemory: String?
+    @Option(name: .customLong("limit-cpu"), help: "CPUs each task may use (its cgroup's quota, e.g. 0.5).") var limitCPU: String?
+    @Option(name: .customLong("limit-memory"), help: "Memory each task may use (its cgroup's limit, e.g. 64m).") var limitMemory: String?
+    @Option(name: [.customShort("p"), .long], help: "Publish a port on the node running each task: [HOST_PORT:]CONTAINER_PORT[/PROTOCOL] (no host port: the node picks one).") var publish: [String] = []
     @Option(name: .long, help: "Placement constraint: node.labels.KEY==VALUE, node.platform.arch!=arm, node.hostname==…") var constraint: [String] = []
     @Option(name: .long, help: "A platform the image exists for (linux/arm64, linux/arm/v7); repeat for several.") var platform: [String] = []
     @Option(name: .long, help: "The container's own restart policy (default on-failure:3).") var restart: String?
@@ -30,7 +33,7 @@ struct ServiceFlags: ParsableArguments {
     @Option(name: .customLong("restart-max-attempts"), help: "Replacements per replica before giving up (0: no limit).") var restartMaxAttempts: Int?
     @Option(name: .customLong("restart-delay"), help: "Wait before replacing a task that ended (default 5s).") var restartDelay: String?
     @Option(name: .customLong("update-parallelism"), help: "Tasks replaced at a time by an update (default 1).") var updateParallelism: Int?
-    @Option(name: [.long, .customLong("net")], help: "Network: none or host.") var network: String?
+    @Option(name: [.long, .customLong("net")], help: "Network: cluster (the default: the node's bridge on its leased subnet), host or none.") var network: String?
     @Option(name: .customLong("stop-signal"), help: "Signal that stops the containers.") var stopSignal: String?
     @Option(name: .customLong("stop-timeout"), help: "Seconds to wait before killing on stop.") var stopTimeout: Int?
 
@@ -53,6 +56,15 @@ struct ServiceFlags: ParsableArguments {
             guard let v = ByteSizes.parse(m) else { throw HakoError(.failed, "invalid --reserve-memory \"\(m)\"") }
             spec.reservations.memory = v
         }
+        if let c = limitCPU {
+            guard let v = Double(c), v >= 0, v < 100_000 else { throw HakoError(.failed, "invalid --limit-cpu \"\(c)\"") }
+            spec.limits.cpuMillis = Int64((v * 1000).rounded())
+        }
+        if let m = limitMemory {
+            guard let v = ByteSizes.parse(m) else { throw HakoError(.failed, "invalid --limit-memory \"\(m)\"") }
+            spec.limits.memory = v
+        }
+        if !publish.isEmpty { spec.ports = publish }
         if !constraint.isEmpty { spec.constraints = constraint }
         if !platform.isEmpty { spec.platforms = platform }
         if let r = restart { spec.restart = r }
@@ -267,12 +279,14 @@ struct ServicePs: ParsableCommand {
             if quiet { for t in tasks { print(t.id) }; return }
             if options.json { for t in tasks { try printJSON(t) }; return }
             var lastSlot = -1
-            printTable(["ID", "NAME", "IMAGE", "NODE", "DESIRED STATE", "CURRENT STATE", "ERROR"], tasks.map { t in
+            printTable(["ID", "NAME", "IMAGE", "NODE", "DESIRED STATE", "CURRENT STATE", "ERROR", "PORTS"], tasks.map { t in
                 let name = t.slot == lastSlot ? " \\_ \(t.name)" : t.name
                 lastSlot = t.slot
                 let msg = noTrunc || t.message.count <= 80 ? t.message : String(t.message.prefix(79)) + "…"
+                // Docker's host-mode form: "*:8080->80/tcp".
+                let ports = t.state == .running ? (t.ports ?? []).map { $0.hasPrefix("0.0.0.0:") ? "*:" + $0.dropFirst(8) : $0 }.joined(separator: ", ") : ""
                 return [noTrunc ? t.id : String(t.id.prefix(12)), name, t.image, t.nodeName ?? "", t.desired.rawValue.capitalized,
-                        "\(t.state.rawValue.capitalized) \(since(t.updated))", msg]
+                        "\(t.state.rawValue.capitalized) \(since(t.updated))", msg, ports]
             })
         }
     }

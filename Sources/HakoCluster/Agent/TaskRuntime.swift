@@ -17,8 +17,12 @@ public struct ObservedTask: Sendable, Equatable {
     public var exitCode: Int32
     public var restartCount: UInt32
     public var created: Double
+    /// Published ports: "0.0.0.0:8080->80/tcp".
+    public var ports: [String]
 
-    public init(taskID: String, containerID: String, status: Status, exitCode: Int32 = 0, restartCount: UInt32 = 0, created: Double = 0) {
+    public init(taskID: String, containerID: String, status: Status, exitCode: Int32 = 0, restartCount: UInt32 = 0, created: Double = 0,
+                ports: [String] = []) {
+        self.ports = ports
         self.taskID = taskID
         self.containerID = containerID
         self.status = status
@@ -32,8 +36,9 @@ public struct ObservedTask: Sendable, Equatable {
 public protocol TaskRuntime: Sendable {
     /// The containers of cluster tasks on this node, and how many containers run in all.
     func observe() throws -> (tasks: [ObservedTask], running: Int)
-    /// Creates and starts the task's container; its id.
-    func start(_ a: Assignment, node: String) throws -> String
+    /// Creates and starts the task's container (on the node's network, built
+    /// on `subnet`, the node's lease, when the spec asks for the cluster network); its id.
+    func start(_ a: Assignment, node: String, subnet: String) throws -> String
     /// Starts a container created earlier (the agent died between create and start).
     func startExisting(_ containerID: String) throws
     func stop(_ containerID: String, timeout: Int?) throws
@@ -93,10 +98,12 @@ public enum TaskLabels {
 public struct EngineTaskRuntime: TaskRuntime {
     public let engine: Engine
     let images: any ImageProvider
+    let network: ClusterNetwork
 
     public init(engine: Engine, images: (any ImageProvider)? = nil) {
         self.engine = engine
         self.images = images ?? RegistryImages(engine: engine)
+        network = ClusterNetwork(engine: engine)
     }
 
     public func observe() throws -> (tasks: [ObservedTask], running: Int) {
@@ -113,8 +120,9 @@ public struct EngineTaskRuntime: TaskRuntime {
             case .exited: status = .exited
             case .dead: status = .dead
             }
+            let ports = status == .running ? (engine.endpoint(c.id)?.ports ?? []).map(\.description) : []
             out.append(ObservedTask(taskID: task, containerID: c.id, status: status, exitCode: c.exitCode,
-                                    restartCount: c.state?.restartCount ?? 0, created: c.config.created.secondsSince1970))
+                                    restartCount: c.state?.restartCount ?? 0, created: c.config.created.secondsSince1970, ports: ports))
         }
         return (out, running)
     }
@@ -136,13 +144,31 @@ public struct EngineTaskRuntime: TaskRuntime {
         labels[TaskLabels.slot] = String(a.slot)
         o.labels = labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
         o.restart = s.restart
-        o.network = s.network == "host" ? .host : .none
+        switch s.network {
+        case ServiceSpec.clusterNetwork:
+            o.network = .bridge
+            o.networking.network = ClusterNetwork.name
+            o.networking.publish = s.ports
+        case "host": o.network = .host
+        default: o.network = .none
+        }
+        // Limits in the engine's flag syntax; a memory reservation is the soft limit (Docker swarm's).
+        if s.limits.cpuMillis > 0 { o.isolation.cpus = EngineTaskRuntime.cpus(s.limits.cpuMillis) }
+        if s.limits.memory > 0 { o.isolation.memory = String(s.limits.memory) }
+        if s.reservations.memory > 0 { o.isolation.memoryReservation = String(s.reservations.memory) }
         o.stopSignal = s.stopSignal
         o.stopTimeout = s.stopTimeout
         return o
     }
 
-    public func start(_ a: Assignment, node: String) throws -> String {
+    /// Thousandths of a CPU as `--cpus` takes them: "1.5".
+    static func cpus(_ millis: Int64) -> String {
+        let frac = String(millis % 1000)
+        return "\(millis / 1000)." + String(repeating: "0", count: 3 - frac.count) + frac
+    }
+
+    public func start(_ a: Assignment, node: String, subnet: String) throws -> String {
+        if a.spec.network == ServiceSpec.clusterNetwork { try network.ensure(subnet: subnet) }
         try images.ensure(a.spec.image)
         let config = try engine.create(EngineTaskRuntime.runOptions(a, node: node))
         do {

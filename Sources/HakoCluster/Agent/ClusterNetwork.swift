@@ -1,0 +1,37 @@
+import HakoEngine
+import HakoSystem
+import Synchronization
+
+/// The node's container network: an engine bridge network on the subnet the
+/// coordinator leased to the node (gateway .1, bridge `hakoc0`), so every
+/// task's address is unique in the cluster. Made on the first task that
+/// needs it; made again on the new subnet if the lease changed while no
+/// container used it.
+public final class ClusterNetwork: Sendable {
+    public static let name = "hako-cluster"
+    public static let bridge = "hakoc0"
+    public static let label = "hako.cluster.network"
+
+    let engine: Engine
+    /// The subnet known to be in place (one check per agent, not per task).
+    private let ready = Mutex<String?>(nil)
+
+    public init(engine: Engine) { self.engine = engine }
+
+    public func ensure(subnet: String) throws {
+        try ready.withLock { (have: inout String?) throws -> Void in
+            if have == subnet { return }
+            if let d = try? engine.findNetwork(ClusterNetwork.name) {
+                if d.subnet?.description == subnet { have = subnet; return }
+                let users = (try? engine.inspectNetwork(ClusterNetwork.name).Containers.count) ?? 0
+                guard users == 0 else {
+                    throw ClusterError.conflict("network \(ClusterNetwork.name) is on \(d.subnet?.description ?? "?") but the node's subnet is now \(subnet), and \(users) containers still use it")
+                }
+                try engine.removeNetwork(ClusterNetwork.name)
+            }
+            _ = try engine.createNetwork(name: ClusterNetwork.name, subnet: subnet, gateway: nil,
+                                         labels: [ClusterNetwork.label: subnet], bridge: ClusterNetwork.bridge)
+            have = subnet
+        }
+    }
+}

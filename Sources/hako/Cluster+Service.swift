@@ -185,7 +185,6 @@ struct ServiceScale: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "scale", abstract: "Set services' replica counts: SERVICE=REPLICAS...")
     @OptionGroup var options: ClusterOptions
     @Flag(name: .long, help: "Wait until every task runs.") var wait = false
-    @Flag(name: .customLong("no-resolve-image"), help: "Do not ask the image's registry for its platforms (an image imported on the nodes).") var noResolveImage = false
     @Option(name: .long, help: "Bound for --wait (default 2m).") var timeout = "2m"
     @Argument(help: "SERVICE=REPLICAS...") var targets: [String]
 

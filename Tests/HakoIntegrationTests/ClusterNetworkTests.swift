@@ -27,7 +27,7 @@ final class ClusterNetworkTests {
     @Test func aRegistryImageOnEveryNodeWithItsSubnetPortAndLimits() throws {
         let image = h.pushBusybox(as: "web:1")
         let serve = "mkdir -p /tmp/www && echo \"web $(hostname)\" > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www"
-        let r = h.cluster(["service", "create", "--name", "web", "--replicas", "3", "--publish", "8080:8080", "--limit-memory", "48m",
+        let r = h.cluster(["service", "create", "--name", "web", "--replicas", "3", "--publish", "8080:8080", "--limit-memory", "48m", "--limit-cpu", "0.5",
                            "--stop-timeout", "1", "--wait", "--timeout", "90s", image, "sh", "-c", serve], timeout: 120)
         #expect(r.status == 0, "\(r.stderr)")
         guard r.status == 0 else { h.failed = true; return }
@@ -69,6 +69,8 @@ final class ClusterNetworkTests {
             // The memory limit: in the task's cgroup, and felt inside the container.
             let cg = try? String(contentsOfFile: "/sys/fs/cgroup/memory/\(n.cgroupParent)/\(id)/memory.limit_in_bytes", encoding: .utf8)
             #expect(cg?.trimmed == String(48 << 20), "\(cg ?? "no cgroup file")")
+            let quota = try? String(contentsOfFile: "/sys/fs/cgroup/cpu/\(n.cgroupParent)/\(id)/cpu.cfs_quota_us", encoding: .utf8)
+            #expect(quota?.trimmed == "50000", "half a CPU: \(quota ?? "no cgroup file")")
             let small = h.onNode(n, ["exec", id, "sh", "-c", "dd if=/dev/zero of=/dev/null bs=8M count=1 2>/dev/null; echo rc=$?"]).stdout
             #expect(small.contains("rc=0"), "\(small)")
             let big = h.onNode(n, ["exec", id, "sh", "-c", "dd if=/dev/zero of=/dev/null bs=200M count=1 2>/dev/null; echo rc=$?"]).stdout

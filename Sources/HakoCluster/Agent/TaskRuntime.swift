@@ -120,7 +120,9 @@ public struct EngineTaskRuntime: TaskRuntime {
             case .exited: status = .exited
             case .dead: status = .dead
             }
-            let ports = status == .running ? (engine.endpoint(c.id)?.ports ?? []).map(\.description) : []
+            // The bindings as resolved at start (a port the node picked), for containers that publish any.
+            let publishes = c.config.networking?.ports.isEmpty == false
+            let ports = status == .running && publishes ? (engine.endpoint(c.id)?.ports ?? []).map(\.description) : []
             out.append(ObservedTask(taskID: task, containerID: c.id, status: status, exitCode: c.exitCode,
                                     restartCount: c.state?.restartCount ?? 0, created: c.config.created.secondsSince1970, ports: ports))
         }

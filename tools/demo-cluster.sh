@@ -25,8 +25,9 @@ cleanup() {
   for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -9 "$p" 2>/dev/null; done
   for p in "${PIDS[@]:-}"; do [ -n "$p" ] && wait "$p" 2>/dev/null; done
   for i in 1 2 3; do
-    ids=$(HAKO_ROOT=$W/n$i/root HAKO_RUN_ROOT=$W/n$i/run "$BIN/hako" ps -aq --no-trunc 2>/dev/null)
-    [ -n "$ids" ] && HAKO_ROOT=$W/n$i/root HAKO_RUN_ROOT=$W/n$i/run "$BIN/hako" rm -f $ids >/dev/null 2>&1
+    [ -e "/run/netns/$TAG-n$i" ] || continue
+    ids=$(node $i ps -aq --no-trunc 2>/dev/null)
+    [ -n "$ids" ] && node $i rm -f $ids >/dev/null 2>&1
   done
   for c in /sys/fs/cgroup/*/hako-$TAG-*; do [ -d "$c" ] && rmdir "$c" 2>/dev/null; done
   for n in "${NETNS[@]:-}"; do [ -n "$n" ] && ip netns delete "$n" 2>/dev/null; done
@@ -38,7 +39,9 @@ T0=$(date +%s.%N)
 step() { printf '\n\033[1m== [%6.2f s] %s\033[0m\n' "$(awk -v a="$T0" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')" "$*"; }
 c() { printf '$ hako cluster %s\n' "$*"; nsenter --net=/run/netns/$UL -- "$BIN/hako" cluster "$@"; }
 cq() { nsenter --net=/run/netns/$UL -- "$BIN/hako" cluster "$@"; }
-running() { HAKO_ROOT=$W/n$1/root HAKO_RUN_ROOT=$W/n$1/run "$BIN/hako" ps --format json | grep -c '"Names":"web\.' || true; }
+# A node's own hako: its engine root, in its namespace (where its bridge and firewall are).
+node() { local i=$1; shift; HAKO_ROOT=$W/n$i/root HAKO_RUN_ROOT=$W/n$i/run nsenter --net=/run/netns/$TAG-n$i -- "$BIN/hako" "$@"; }
+running() { node $1 ps --format json | grep -c '"Names":"web\.' || true; }
 ul() { nsenter --net=/run/netns/$UL -- "$@"; }
 REG=10.215.0.1:5000
 IMAGE=$REG/web:demo

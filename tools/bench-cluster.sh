@@ -238,7 +238,7 @@ for t in $(seq "$TRIALS"); do
   [ $k = 0 ] && { echo "trial $t: no replica found" >&2; continue; }
   others=$(for i in 1 2 3; do [ $i -ne $k ] && echo $i; done)
   t0=$(date +%s.%N)
-  kill -9 "${APIDS[$k]}"; ip -n "$TAG-n$k" link set eth0 down
+  { kill -9 "${APIDS[$k]}"; wait "${APIDS[$k]}"; } 2>/dev/null; ip -n "$TAG-n$k" link set eth0 down
   while :; do
     n=0; for i in $others; do n=$((n + $(running_on $i))); done
     [ "$n" -ge 3 ] && break

@@ -20,8 +20,9 @@ import Synchronization
 /// names go to the upstream resolvers (the host's, given by the caller), one
 /// after the other per query, and the upstream's answer is relayed; without
 /// upstreams they get NXDOMAIN. Names are matched without case and without the
-/// trailing dot. One thread of its own serves the socket; queries it cannot
-/// parse get FORMERR (or nothing, if not even a header), answers are ignored.
+/// trailing dot. One thread of its own serves the socket (and keeps the
+/// responder alive until `stop()`); queries it cannot parse get FORMERR (or
+/// nothing, if not even a header), answers are ignored.
 public struct DNSUpstream: Sendable, Hashable {
     public var ip: IPv4Address
     public var port: UInt16
@@ -53,8 +54,6 @@ public final class DNSResponder: @unchecked Sendable {
         self.upstreams = upstreams; self.ttl = ttl
         self.records = Mutex((DNSResponder.normalized(records), 0))
     }
-
-    deinit { stop() }
 
     /// Binds `address:port` (UDP) in the network namespace `namespace` (nil: the
     /// caller's) and starts serving.

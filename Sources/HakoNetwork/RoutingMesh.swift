@@ -139,6 +139,10 @@ public enum OverlayNftables {
                 nftnl_set_set_u32(s, attr(NFTNL_SET_DATA_TYPE), dataType)
                 nftnl_set_set_u32(s, attr(NFTNL_SET_DATA_LEN), 8)
                 nftnl_set_set_u32(s, attr(NFTNL_SET_DESC_SIZE), UInt32(endpoints.count))
+                // For `nft list` only: the key is host-endian (numgen), the data big-endian
+                // (NFTNL_UDATA_SET_KEYBYTEORDER = 1, NFTNL_UDATA_SET_DATABYTEORDER = 2, as nft writes them).
+                let udata: [UInt8] = [0, 4, 1, 0, 0, 0, 1, 4, 2, 0, 0, 0]
+                udata.withUnsafeBytes { _ = nftnl_set_set_data(s, attr(NFTNL_SET_USERDATA), $0.baseAddress, UInt32($0.count)) }
             }) else { return nil }
             defer { nftnl_set_free(s) }
             let nlh = nftnl_nlmsg_build_hdr(buf, UInt16(NFT_MSG_NEWSET.rawValue), UInt16(NFPROTO_IPV4), UInt16(NLM_F_CREATE | NLM_F_ACK), 0)

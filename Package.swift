@@ -59,6 +59,8 @@ let package = Package(
                           linkerSettings: [.unsafeFlags(["-Xlinker", "-no-pie"])]),
         // make bench only: the scheduler's throughput in-process, simulated agents.
         .executableTarget(name: "hako-cluster-bench", dependencies: ["HakoCluster", "HakoSystem"]),
+        // make bench only: hako's VXLAN overlay set up in the bench's namespaces, and its convergence.
+        .executableTarget(name: "hako-overlay-bench", dependencies: ["HakoNetwork", "HakoSystem"]),
 
         .testTarget(name: "HakoUnitTests", dependencies: ["CHakoShim", "HakoSystem", "HakoRuntime", "HakoEngine", "HakoSecurity", "HakoNetwork", "HakoOCIRuntime"]),
         .testTarget(name: "HakoImageTests", dependencies: ["HakoSystem", "HakoImage", "HakoTransport"]),

@@ -129,6 +129,7 @@ root = "$W/n0/root"
 run_root = "$W/n0/run"
 cgroup_parent = "hako-$TAG-n0"
 name = "bench-agent"
+overlay = false
 TOML
 TOKEN=$("$BIN/hako" cluster token -q)
 "$BIN/hako" agent --config "$W/n0/agent.toml" --join "$TOKEN" "127.0.0.1:$PORT2" 2> "$W/n0/agent.log" & APID=$!; PIDS+=($APID)

@@ -26,6 +26,7 @@ struct ServiceFlags: ParsableArguments {
     @Option(name: .customLong("limit-cpu"), help: "CPUs each task may use (its cgroup's quota, e.g. 0.5).") var limitCPU: String?
     @Option(name: .customLong("limit-memory"), help: "Memory each task may use (its cgroup's limit, e.g. 64m).") var limitMemory: String?
     @Option(name: [.customShort("p"), .long], help: "Publish a port on the node running each task: [HOST_PORT:]CONTAINER_PORT[/PROTOCOL] (no host port: the node picks one).") var publish: [String] = []
+    @Option(name: .long, help: "Publish a port through the routing mesh: PUBLISHED:TARGET[/PROTOCOL] answered on every node, forwarded to any running task over the overlay.") var ingress: [String] = []
     @Option(name: .long, help: "Placement constraint: node.labels.KEY==VALUE, node.platform.arch!=arm, node.hostname==…") var constraint: [String] = []
     @Option(name: .long, help: "A platform the image exists for (linux/arm64, linux/arm/v7); repeat for several.") var platform: [String] = []
     @Option(name: .long, help: "The container's own restart policy (default on-failure:3).") var restart: String?
@@ -65,6 +66,7 @@ struct ServiceFlags: ParsableArguments {
             spec.limits.memory = v
         }
         if !publish.isEmpty { spec.ports = publish }
+        if !ingress.isEmpty { spec.ingress = ingress }
         if !constraint.isEmpty { spec.constraints = constraint }
         if !platform.isEmpty { spec.platforms = platform }
         if let r = restart { spec.restart = r }

@@ -114,4 +114,32 @@ final class ClusterNetworkTests {
         h.cluster("service", "rm", "web")
         #expect(h.eventually(20) { self.h.runningCount("web") == [0, 0, 0] })
     }
+
+    /// The routing mesh: one task, on node 1; its ingress port answers on
+    /// every node's address, nodes 2 and 3 forwarding over the overlay.
+    @Test func theRoutingMeshAnswersOnEveryNode() {
+        let serve = "mkdir -p /tmp/www && echo \"mesh $(hostname)\" > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www"
+        let r = h.cluster(["service", "create", "--no-resolve-image", "--name", "mesh", "--replicas", "1", "--ingress", "9090:8080",
+                           "--constraint", "node.name==node1", "--stop-timeout", "1", "--wait", "--timeout", "60s",
+                           "busybox:test", "sh", "-c", serve], timeout: 90)
+        #expect(r.status == 0, "\(r.stderr)")
+        guard r.status == 0 else { h.failed = true; return }
+        #expect(h.runningCount("mesh") == [1, 0, 0])
+        let task = h.tasks("mesh").first
+        #expect((task?["address"] as? String)?.hasPrefix("10.88.") == true, "the agent reported the task's address: \(task ?? [:])")
+        for n in h.nodes {
+            var body = ""
+            let answered = h.eventually(15) {
+                body = self.h.underlay(["/usr/bin/curl", "-sS", "--max-time", "3", "http://\(n.address):9090/"]).stdout
+                return body.hasPrefix("mesh ")
+            }
+            #expect(answered, "\(n.name) \(n.address):9090 → the task on node1: \(body)")
+        }
+        h.cluster("service", "rm", "mesh")
+        #expect(h.eventually(20) { self.h.runningCount("mesh") == [0, 0, 0] })
+        // Without a task, no node answers the port any more.
+        #expect(h.eventually(10) {
+            self.h.underlay(["/usr/bin/curl", "-sS", "--max-time", "2", "http://\(self.h.nodes[1].address):9090/"]).status != 0
+        })
+    }
 }

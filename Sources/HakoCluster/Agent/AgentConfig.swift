@@ -15,6 +15,8 @@ public struct AgentConfig: Sendable {
     public var root = "/var/lib/hako"
     public var runRoot = "/run/hako"
     public var cgroupParent = "hako"
+    /// Join the overlay (VXLAN between the nodes, routing mesh) the coordinator describes.
+    public var overlay = true
     /// Capacity offered to the scheduler; 0: what the machine has.
     public var cpuMillis: Int64 = 0
     public var memory: Int64 = 0
@@ -56,6 +58,7 @@ public struct AgentConfig: Sendable {
         guard !c.cgroupParent.isEmpty, !c.cgroupParent.contains(".."), !c.cgroupParent.hasPrefix("/") else {
             throw .config(key: "cgroup_parent", reason: "a relative cgroup path such as \"hako\"")
         }
+        c.overlay = try r.bool("overlay", default: c.overlay)
         let cpus = try r.number("resources.cpus", default: 0, range: 0...4096)
         c.cpuMillis = Int64(cpus * 1000)
         c.memory = try r.bytes("resources.memory", default: 0)

@@ -30,11 +30,25 @@ public struct KernelOverlay: NodeOverlay {
         guard let me = nodes.first(where: { $0.id == node }) else { return "overlay: this node is not in the map yet" }
         let overlay = Overlay(transport: try NetlinkSocket(), config: OverlayConfig(vni: vni, port: port, clusterCIDR: cidr))
         let plan = try overlay.reconcile(node: me, peers: nodes)
+        // A node of the overlay routes: for its subnet, and for the mesh even with no container of its own.
+        if Sysctl.read("net.ipv4.ip_forward") != "1" { try Sysctl.write("net.ipv4.ip_forward", "1") }
         // Containers' packets must fit in the tunnel: the bridge takes the overlay's MTU.
         let links = RouteNetlink(try NetlinkSocket())
         if let bridge = try? links.link(ClusterNetwork.bridge), let mtu = try? overlay.mtu(node: me), bridge.mtu != mtu {
             try links.setMTU(ClusterNetwork.bridge, mtu)
         }
-        return "overlay \(overlay.config.deviceName): \(nodes.count - 1) peers, \(plan.changes) changes"
+        // The routing mesh and the overlay's masquerade: one nftables batch (table hako-overlay).
+        var services: [MeshService] = []
+        for p in map.mesh {
+            guard let proto = PortForward.Proto(rawValue: p.proto), let published = UInt16(exactly: p.published), let target = UInt16(exactly: p.target) else {
+                throw ClusterError.invalid("overlay: bad mesh port \(p.published)/\(p.proto) of \(p.service)")
+            }
+            services.append(MeshService(name: p.service, proto: proto, publishedPort: published,
+                                        endpoints: p.endpoints.compactMap { IPv4Address($0) }.map { MeshEndpoint(ip: $0, port: target) }))
+        }
+        let mesh = RoutingMesh(transport: try NetlinkSocket.nftables(),
+                               base: OverlayRules(subnet: me.subnet, clusterCIDR: cidr, device: overlay.config.deviceName))
+        try mesh.apply(services: services)
+        return "overlay \(overlay.config.deviceName): \(nodes.count - 1) peers, \(plan.changes) changes; mesh: \(services.count) ports"
     }
 }

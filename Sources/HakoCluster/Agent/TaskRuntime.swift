@@ -19,10 +19,13 @@ public struct ObservedTask: Sendable, Equatable {
     public var created: Double
     /// Published ports: "0.0.0.0:8080->80/tcp".
     public var ports: [String]
+    /// Its address on the cluster network ("10.88.1.2").
+    public var address: String?
 
     public init(taskID: String, containerID: String, status: Status, exitCode: Int32 = 0, restartCount: UInt32 = 0, created: Double = 0,
-                ports: [String] = []) {
+                ports: [String] = [], address: String? = nil) {
         self.ports = ports
+        self.address = address
         self.taskID = taskID
         self.containerID = containerID
         self.status = status
@@ -121,10 +124,13 @@ public struct EngineTaskRuntime: TaskRuntime {
             case .dead: status = .dead
             }
             // The bindings as resolved at start (a port the node picked), for containers that publish any.
-            let publishes = c.config.networking?.ports.isEmpty == false
-            let ports = status == .running && publishes ? (engine.endpoint(c.id)?.ports ?? []).map(\.description) : []
+            // and the address on the cluster network (for the routing mesh).
+            let networked = status == .running && c.config.networking?.networks.contains { $0.name == ClusterNetwork.name } == true
+            let endpoint = networked ? engine.endpoint(c.id) : nil
+            let ports = (endpoint?.ports ?? []).map(\.description)
             out.append(ObservedTask(taskID: task, containerID: c.id, status: status, exitCode: c.exitCode,
-                                    restartCount: c.state?.restartCount ?? 0, created: c.config.created.secondsSince1970, ports: ports))
+                                    restartCount: c.state?.restartCount ?? 0, created: c.config.created.secondsSince1970, ports: ports,
+                                    address: endpoint?.primaryIP?.description))
         }
         return (out, running)
     }

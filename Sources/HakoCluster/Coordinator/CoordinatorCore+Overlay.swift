@@ -14,22 +14,45 @@ extension CoordinatorCore {
         return out.sorted { $0.nodeID < $1.nodeID }
     }
 
-    /// "10.0.0.5:41234" → "10.0.0.5"; nil for anything but IPv4.
+    /// "10.0.0.5:41234" → "10.0.0.5"; nil for anything but IPv4, and for
+    /// loopback (an agent beside the coordinator has no underlay address to
+    /// give its peers: it stays out of the overlay).
     static func host(of address: String) -> String? {
-        guard let e = try? Endpoint(parsing: address), e.host.split(separator: ".").count == 4,
-              e.host.split(separator: ".").allSatisfy({ UInt8($0) != nil }) else { return nil }
+        guard let e = try? Endpoint(parsing: address) else { return nil }
+        let parts = e.host.split(separator: ".")
+        guard parts.count == 4, parts.allSatisfy({ UInt8($0) != nil }), parts[0] != "127" else { return nil }
         return e.host
+    }
+
+    /// The routing mesh: each `ingress` port of each service with the
+    /// addresses of its running tasks (on live nodes), in a stable order.
+    public func meshPorts() -> [MeshPort] {
+        var out: [MeshPort] = []
+        for s in state.services.values where !s.spec.ingress.isEmpty {
+            let endpoints = state.tasks.values.filter { t in
+                t.serviceID == s.id && t.state == .running && t.desired == .running && t.address != nil
+                    && t.nodeID.map { [.ready, .suspect].contains(dispatcher.status($0)) } == true
+            }.compactMap(\.address).sorted()
+            for b in s.spec.ingressBindings {
+                out.append(MeshPort(service: s.spec.name, proto: b.proto.rawValue, published: Int(b.hostPort), target: Int(b.containerPort),
+                                    endpoints: endpoints))
+            }
+        }
+        return out.sorted { ($0.published, $0.proto) < ($1.published, $1.proto) }
     }
 
     /// Sends the map to every node in session that does not hold the current one.
     func sendPeerMaps() {
         let map = peerMap()
-        if map != overlayMap {
+        let mesh = meshPorts()
+        if map != overlayMap || mesh != overlayMesh {
+            if map != overlayMap { log.info("overlay: \(map.count) nodes (\(map.map(\.name).joined(separator: ", ")))") }
             overlayMap = map
+            overlayMesh = mesh
             overlaySent = [:]
-            log.info("overlay: \(map.count) nodes (\(map.map(\.name).joined(separator: ", ")))")
         }
-        let msg = OverlayMessage(clusterCIDR: config.clusterCIDR, vni: OverlayMessage.defaultVNI, port: OverlayMessage.defaultPort, peers: map)
+        let msg = OverlayMessage(clusterCIDR: config.clusterCIDR, vni: OverlayMessage.defaultVNI, port: OverlayMessage.defaultPort, peers: map,
+                                 mesh: mesh)
         var line: [UInt8]?
         for p in map {
             guard let conn = dispatcher.nodes[p.nodeID]?.connection, overlaySent[p.nodeID] != conn else { continue }

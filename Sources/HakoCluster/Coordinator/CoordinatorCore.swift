@@ -55,6 +55,7 @@ public final class CoordinatorCore {
     var nodeCertExpiry: [String: Double] = [:]
     /// The overlay's peer map last computed, and the session each node received it on.
     var overlayMap: [OverlayPeer] = []
+    var overlayMesh: [MeshPort] = []
     var overlaySent: [String: Int] = [:]
 
     struct PendingLogs {

@@ -20,20 +20,50 @@ public struct OverlayPeer: Codable, Sendable, Hashable {
     }
 }
 
-/// `overlay` (notification): every live node, the receiver included, sent to
-/// each node when the map changes (a node joins, comes back, dies or is
-/// removed) and at the start of each session.
+/// A port of the routing mesh: answered on every node, forwarded round-robin
+/// to the running tasks' addresses and target port.
+public struct MeshPort: Codable, Sendable, Hashable {
+    public var service: String
+    public var proto: String
+    public var published: Int
+    public var target: Int
+    public var endpoints: [String]
+
+    public init(service: String, proto: String, published: Int, target: Int, endpoints: [String]) {
+        self.service = service
+        self.proto = proto
+        self.published = published
+        self.target = target
+        self.endpoints = endpoints
+    }
+}
+
+/// `overlay` (notification): every live node, the receiver included, and the
+/// routing mesh's ports, sent to each node when either changes (a node joins,
+/// comes back, dies or is removed; a task of a service with `ingress` ports
+/// starts or ends) and at the start of each session.
 public struct OverlayMessage: Codable, Sendable, Equatable {
     public var clusterCIDR: String
     public var vni: Int
     public var port: Int
     public var peers: [OverlayPeer]
+    public var mesh: [MeshPort]
 
-    public init(clusterCIDR: String, vni: Int, port: Int, peers: [OverlayPeer]) {
+    public init(clusterCIDR: String, vni: Int, port: Int, peers: [OverlayPeer], mesh: [MeshPort] = []) {
         self.clusterCIDR = clusterCIDR
         self.vni = vni
         self.port = port
         self.peers = peers
+        self.mesh = mesh
+    }
+
+    enum CodingKeys: String, CodingKey { case clusterCIDR, vni, port, peers, mesh }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(clusterCIDR: try c.decode(String.self, forKey: .clusterCIDR), vni: try c.decode(Int.self, forKey: .vni),
+                  port: try c.decode(Int.self, forKey: .port), peers: try c.decode([OverlayPeer].self, forKey: .peers),
+                  mesh: try c.decodeIfPresent([MeshPort].self, forKey: .mesh) ?? [])
     }
 
     /// The cluster's VXLAN network identifier and UDP port (IANA's).

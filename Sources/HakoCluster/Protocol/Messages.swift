@@ -316,6 +316,8 @@ public struct TaskView: Codable, Sendable {
     public var updated: Double
     /// Published on its node: "0.0.0.0:8080->80/tcp".
     public var ports: [String]? = nil
+    /// Its address on the cluster network.
+    public var address: String? = nil
 }
 
 public struct TaskList: Codable, Sendable { public var tasks: [TaskView] }

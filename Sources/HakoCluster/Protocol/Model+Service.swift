@@ -31,6 +31,10 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
     /// "8080:80", "80" for a port the node picks, "/udp"). A fixed host port
     /// keeps two tasks off one node.
     public var ports: [String]
+    /// Ports of the routing mesh ("8080:80[/udp]"): every node answers the
+    /// published port and forwards round-robin to the running tasks' target
+    /// port, wherever they run (across the overlay).
+    public var ingress: [String]
     /// "node.labels.zone==a", "node.platform.arch!=arm", "node.hostname==pi3".
     public var constraints: [String]
     /// Platforms the image exists for ("linux/arm64"); empty: any.
@@ -64,6 +68,7 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
         reservations = .zero
         limits = .zero
         ports = []
+        ingress = []
         constraints = []
         platforms = []
         restart = "on-failure:3"
@@ -77,7 +82,7 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case name, image, command, entrypoint, env, workdir, user, labels, replicas, reservations, limits, ports, constraints, platforms
+        case name, image, command, entrypoint, env, workdir, user, labels, replicas, reservations, limits, ports, ingress, constraints, platforms
         case restart, restartCondition, restartMaxAttempts, restartDelay, updateParallelism, network, stopSignal, stopTimeout
     }
 
@@ -95,6 +100,7 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
         reservations = try c.decodeIfPresent(Resources.self, forKey: .reservations) ?? reservations
         limits = try c.decodeIfPresent(Resources.self, forKey: .limits) ?? limits
         ports = try c.decodeIfPresent([String].self, forKey: .ports) ?? ports
+        ingress = try c.decodeIfPresent([String].self, forKey: .ingress) ?? ingress
         constraints = try c.decodeIfPresent([String].self, forKey: .constraints) ?? constraints
         platforms = try c.decodeIfPresent([String].self, forKey: .platforms) ?? platforms
         restart = try c.decodeIfPresent(String.self, forKey: .restart) ?? restart
@@ -132,7 +138,7 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
         if limits.memory > 0 && limits.memory < 6 << 20 { throw .invalid("the memory limit must be at least 6 MiB") }
         if limits.memory > 0 && reservations.memory > limits.memory { throw .invalid("the memory reservation exceeds the memory limit") }
         if limits.cpuMillis > 0 && reservations.cpuMillis > limits.cpuMillis { throw .invalid("the CPU reservation exceeds the CPU limit") }
-        if !ports.isEmpty && network != ServiceSpec.clusterNetwork {
+        if !(ports.isEmpty && ingress.isEmpty) && network != ServiceSpec.clusterNetwork {
             throw .invalid("published ports need the cluster network (--network \(network) has none to publish from)")
         }
         var seen = Set<String>()
@@ -141,6 +147,16 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
             do { bindings = try PortBinding.parse(p) } catch { throw .invalid("\(error)") }
             for b in bindings where b.hostPort != 0 && !seen.insert("\(b.proto.rawValue)/\(b.hostPort)").inserted {
                 throw .invalid("host port \(b.hostPort)/\(b.proto.rawValue) is published twice")
+            }
+        }
+        for p in ingress {
+            let bindings: [PortBinding]
+            do { bindings = try PortBinding.parse(p) } catch { throw .invalid("\(error)") }
+            for b in bindings {
+                guard b.hostPort != 0, b.hostIP == nil else { throw .invalid("invalid --ingress \"\(p)\": PUBLISHED:TARGET[/PROTOCOL], every node's addresses") }
+                guard seen.insert("\(b.proto.rawValue)/\(b.hostPort)").inserted else {
+                    throw .invalid("host port \(b.hostPort)/\(b.proto.rawValue) is published twice")
+                }
             }
         }
         for e in env where e.isEmpty || e.hasPrefix("=") { throw .invalid("invalid environment variable \"\(e)\"") }
@@ -152,6 +168,9 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
     public var hostPorts: [String] {
         ports.flatMap { (try? PortBinding.parse($0)) ?? [] }.filter { $0.hostPort != 0 }.map { "\($0.proto.rawValue)/\($0.hostPort)" }
     }
+
+    /// The routing mesh's ports: (protocol, published, target).
+    public var ingressBindings: [PortBinding] { ingress.flatMap { (try? PortBinding.parse($0)) ?? [] } }
 
     /// Whether a change from `old` to this spec needs new tasks (anything but the replica count).
     public func needsNewTasks(comparedTo old: ServiceSpec) -> Bool {

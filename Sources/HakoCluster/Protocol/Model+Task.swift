@@ -61,6 +61,8 @@ public struct TaskRecord: Codable, Sendable, Equatable {
     /// Ports its node published ("0.0.0.0:8080->80/tcp"), as its agent last
     /// reported them (kept in memory: agents report them again on hello).
     public var ports: [String]? = nil
+    /// Its address on the cluster network, as its agent reported it (memory only).
+    public var address: String? = nil
 
     public init(id: String, serviceID: String, serviceName: String, slot: Int, version: Int, spec: ServiceSpec, nodeID: String?,
                 desired: DesiredState, state: TaskState, message: String, containerID: String?, exitCode: Int32?,
@@ -97,9 +99,13 @@ public struct TaskStatus: Codable, Sendable, Equatable {
     public var message: String
     /// The ports published for it on the node, once it runs.
     public var ports: [String]?
+    /// Its address on the cluster network, once it runs.
+    public var address: String?
 
-    public init(taskID: String, state: TaskState, containerID: String? = nil, exitCode: Int32? = nil, message: String = "", ports: [String]? = nil) {
+    public init(taskID: String, state: TaskState, containerID: String? = nil, exitCode: Int32? = nil, message: String = "", ports: [String]? = nil,
+                address: String? = nil) {
         self.ports = ports
+        self.address = address
         self.taskID = taskID
         self.state = state
         self.containerID = containerID

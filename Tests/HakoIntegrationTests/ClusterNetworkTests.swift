@@ -127,6 +127,16 @@ final class ClusterNetworkTests {
         #expect(h.runningCount("mesh") == [1, 0, 0])
         let task = h.tasks("mesh").first
         #expect((task?["address"] as? String)?.hasPrefix("10.88.") == true, "the agent reported the task's address: \(task ?? [:])")
+        // Service names: the container asks its node's responder (its gateway) for "mesh" and "mesh.1".
+        if let address = task?["address"] as? String, let id = h.running("mesh").first?.first {
+            var answer = ""
+            let resolved = h.eventually(15) {
+                answer = self.h.onNode(self.h.nodes[0], ["exec", id, "sh", "-c", "cat /etc/resolv.conf; nslookup mesh; nslookup mesh.1"]).stdout
+                return answer.components(separatedBy: "Address: \(address)").count == 3
+            }
+            #expect(resolved, "mesh and mesh.1 resolve to \(address): \(answer)")
+            #expect(answer.contains("nameserver 10.88.0.1"), "\(answer)")
+        }
         for n in h.nodes {
             var body = ""
             let answered = h.eventually(15) {

@@ -1,5 +1,6 @@
 import HakoNetwork
 import HakoSystem
+import Synchronization
 
 /// What the agent needs to join its node to the overlay. The kernel
 /// implementation drives HakoNetwork's `Overlay`; tests fake it.
@@ -14,6 +15,8 @@ public protocol NodeOverlay: Sendable {
 /// other node (Flannel's vxlan scheme, see docs/overlay.md); the node's
 /// bridge takes the overlay's MTU once it exists.
 public struct KernelOverlay: NodeOverlay {
+    let dns = ClusterDNS()
+
     public init() {}
 
     public func apply(_ map: OverlayMessage, node: String) throws -> String {
@@ -49,6 +52,43 @@ public struct KernelOverlay: NodeOverlay {
         let mesh = RoutingMesh(transport: try NetlinkSocket.nftables(),
                                base: OverlayRules(subnet: me.subnet, clusterCIDR: cidr, device: overlay.config.deviceName))
         try mesh.apply(services: services)
-        return "overlay \(overlay.config.deviceName): \(nodes.count - 1) peers, \(plan.changes) changes; mesh: \(services.count) ports"
+        // Service names, on the bridge's gateway once the bridge exists.
+        var served = "no bridge yet"
+        if (try? links.link(ClusterNetwork.bridge)) != nil {
+            try dns.serve(at: me.subnet.defaultGateway, names: map.names)
+            served = "\(map.names.count) names"
+        }
+        return "overlay \(overlay.config.deviceName): \(nodes.count - 1) peers, \(plan.changes) changes; mesh: \(services.count) ports; DNS: \(served)"
+    }
+}
+
+/// The node's DNS responder for service names (HakoNetwork's `DNSResponder`)
+/// on its bridge's gateway, where the cluster's containers send their
+/// queries; other names go to the node's own resolvers (none on loopback).
+public final class ClusterDNS: Sendable {
+    private let responder = Mutex<DNSResponder?>(nil)
+
+    public init() {}
+
+    func serve(at gateway: IPv4Address, names: [String: [String]]) throws {
+        let records = names.mapValues { $0.compactMap { IPv4Address($0) } }
+        try responder.withLock { (r: inout DNSResponder?) throws -> Void in
+            if let current = r, current.address == gateway {
+                current.update(records: records)
+                return
+            }
+            r?.stop()
+            r = try DNSResponder.start(namespace: nil, address: gateway, upstreams: ClusterDNS.upstreams(), records: records)
+        }
+    }
+
+    /// The nameservers of /etc/resolv.conf that are not loopback.
+    static func upstreams() -> [DNSUpstream] {
+        guard let text = try? FS.readString("/etc/resolv.conf") else { return [] }
+        return text.split(separator: "\n").compactMap { line -> DNSUpstream? in
+            let f = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+            guard f.count >= 2, f[0] == "nameserver", let ip = IPv4Address(String(f[1])), !String(f[1]).hasPrefix("127.") else { return nil }
+            return DNSUpstream(ip: ip)
+        }
     }
 }

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import HakoEngine
 import HakoImage
+import HakoNetwork
 import HakoSystem
 import Synchronization
 
@@ -136,7 +137,8 @@ public struct EngineTaskRuntime: TaskRuntime {
     }
 
     /// The engine's options for a task: Docker swarm's container name, the task labels.
-    public static func runOptions(_ a: Assignment, node: String) -> RunOptions {
+    /// `dns`: the node's DNS responder (its bridge's gateway) for service names.
+    public static func runOptions(_ a: Assignment, node: String, dns: String? = nil) -> RunOptions {
         let s = a.spec
         var o = RunOptions(image: s.image)
         o.name = "\(a.name).\(a.taskID.prefix(12))"
@@ -157,6 +159,7 @@ public struct EngineTaskRuntime: TaskRuntime {
             o.network = .bridge
             o.networking.network = ClusterNetwork.name
             o.networking.publish = s.ports
+            if let d = dns { o.networking.dns = [d] }
         case "host": o.network = .host
         default: o.network = .none
         }
@@ -178,7 +181,8 @@ public struct EngineTaskRuntime: TaskRuntime {
     public func start(_ a: Assignment, node: String, subnet: String) throws -> String {
         if a.spec.network == ServiceSpec.clusterNetwork { try network.ensure(subnet: subnet) }
         try images.ensure(a.spec.image)
-        let config = try engine.create(EngineTaskRuntime.runOptions(a, node: node))
+        let gateway = IPv4Network(subnet)?.defaultGateway.description
+        let config = try engine.create(EngineTaskRuntime.runOptions(a, node: node, dns: gateway))
         do {
             _ = try engine.start(created: config)
         } catch {

@@ -41,18 +41,32 @@ extension CoordinatorCore {
         return out.sorted { ($0.published, $0.proto) < ($1.published, $1.proto) }
     }
 
+    /// Service names on the cluster network: "web" → every running task's
+    /// address, "web.2" → replica 2's.
+    public func serviceNames() -> [String: [String]] {
+        var out: [String: [String]] = [:]
+        for t in state.tasks.values where t.state == .running && t.desired == .running && t.spec.network == ServiceSpec.clusterNetwork {
+            guard let a = t.address, let node = t.nodeID, [.ready, .suspect].contains(dispatcher.status(node)) else { continue }
+            out[t.serviceName, default: []].append(a)
+            out[t.name, default: []].append(a)
+        }
+        return out.mapValues { $0.sorted() }
+    }
+
     /// Sends the map to every node in session that does not hold the current one.
     func sendPeerMaps() {
         let map = peerMap()
         let mesh = meshPorts()
-        if map != overlayMap || mesh != overlayMesh {
+        let names = serviceNames()
+        if map != overlayMap || mesh != overlayMesh || names != overlayNames {
             if map != overlayMap { log.info("overlay: \(map.count) nodes (\(map.map(\.name).joined(separator: ", ")))") }
             overlayMap = map
             overlayMesh = mesh
+            overlayNames = names
             overlaySent = [:]
         }
         let msg = OverlayMessage(clusterCIDR: config.clusterCIDR, vni: OverlayMessage.defaultVNI, port: OverlayMessage.defaultPort, peers: map,
-                                 mesh: mesh)
+                                 mesh: mesh, names: names)
         var line: [UInt8]?
         for p in map {
             guard let conn = dispatcher.nodes[p.nodeID]?.connection, overlaySent[p.nodeID] != conn else { continue }

@@ -56,6 +56,7 @@ public final class CoordinatorCore {
     /// The overlay's peer map last computed, and the session each node received it on.
     var overlayMap: [OverlayPeer] = []
     var overlayMesh: [MeshPort] = []
+    var overlayNames: [String: [String]] = [:]
     var overlaySent: [String: Int] = [:]
 
     struct PendingLogs {

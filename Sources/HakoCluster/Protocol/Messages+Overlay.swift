@@ -48,8 +48,11 @@ public struct OverlayMessage: Codable, Sendable, Equatable {
     public var port: Int
     public var peers: [OverlayPeer]
     public var mesh: [MeshPort]
+    /// Service names ("web", and "web.2" per replica) → the running tasks' addresses.
+    public var names: [String: [String]]
 
-    public init(clusterCIDR: String, vni: Int, port: Int, peers: [OverlayPeer], mesh: [MeshPort] = []) {
+    public init(clusterCIDR: String, vni: Int, port: Int, peers: [OverlayPeer], mesh: [MeshPort] = [], names: [String: [String]] = [:]) {
+        self.names = names
         self.clusterCIDR = clusterCIDR
         self.vni = vni
         self.port = port
@@ -57,13 +60,14 @@ public struct OverlayMessage: Codable, Sendable, Equatable {
         self.mesh = mesh
     }
 
-    enum CodingKeys: String, CodingKey { case clusterCIDR, vni, port, peers, mesh }
+    enum CodingKeys: String, CodingKey { case clusterCIDR, vni, port, peers, mesh, names }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         self.init(clusterCIDR: try c.decode(String.self, forKey: .clusterCIDR), vni: try c.decode(Int.self, forKey: .vni),
                   port: try c.decode(Int.self, forKey: .port), peers: try c.decode([OverlayPeer].self, forKey: .peers),
-                  mesh: try c.decodeIfPresent([MeshPort].self, forKey: .mesh) ?? [])
+                  mesh: try c.decodeIfPresent([MeshPort].self, forKey: .mesh) ?? [],
+                  names: try c.decodeIfPresent([String: [String]].self, forKey: .names) ?? [:])
     }
 
     /// The cluster's VXLAN network identifier and UDP port (IANA's).

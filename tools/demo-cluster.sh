@@ -98,7 +98,7 @@ ul docker-registry serve "$W/registry/config.yml" > "$W/registry/log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 100); do ul bash -c "exec 3<>/dev/tcp/${REG%:*}/${REG#*:}" 2>/dev/null && break; sleep 0.1; done
 R=$W/rootfs; mkdir -p "$R/bin" "$R/www"; cp /bin/busybox "$R/bin/"
-for a in sh httpd sleep hostname ip cat nc tail printf; do ln -s busybox "$R/bin/$a"; done
+for a in sh httpd sleep hostname ip cat nc tail printf nslookup; do ln -s busybox "$R/bin/$a"; done
 cat > "$R/www/index.cgi" <<'CGI'
 #!/bin/sh
 echo "Content-Type: text/plain"; echo
@@ -155,7 +155,7 @@ if [ "$(cq node ls --format json | grep -c '"ready"')" != 3 ]; then
 fi
 
 step "A web service from the registry, 3 replicas spread across the nodes, port 80 published on each node"
-c service create --name web --replicas 3 --stop-timeout 1 --limit-memory 32m --publish 80 --wait "$IMAGE" httpd -f -p 80 -h /www
+c service create --name web --replicas 3 --stop-timeout 1 --limit-memory 32m --publish 80 --ingress 8080:80 --wait "$IMAGE" httpd -f -p 80 -h /www
 echo '$ hako cluster service inspect web | jq -c {image, platforms, ports, limits}'
 cq service inspect web | jq -c '.spec | {image, platforms, ports, limits}'
 c service ps web
@@ -172,6 +172,15 @@ for i in 2 3; do
   printf '  pi1 -> %s (pi%s): ' "$ip" "$i"
   node 1 exec "$one" sh -c "printf 'GET /cgi-bin/index HTTP/1.0\r\n\r\n' | nc -w 3 $ip 80 | tail -n 1"
 done
+
+step "The routing mesh: port 8080 on every node reaches the replicas, round robin, wherever they run"
+for i in 1 2 3 1 2 3; do
+  printf '  curl http://10.215.0.%s:8080/cgi-bin/index -> ' "$((10 + i))"
+  ul curl -sS --max-time 3 "http://10.215.0.$((10 + i)):8080/cgi-bin/index" || echo "no answer"
+done
+
+step "Service names: pi1's replica asks its node's DNS responder for web and web.3"
+node 1 exec "$one" sh -c 'nslookup web | grep Address | tail -n +2; nslookup web.3 | grep Address | tail -n +2'
 
 step "pi2 dies: kill -9 of its agent, and its link down"
 { kill -9 "${APIDS[2]}"; wait "${APIDS[2]}"; } 2>/dev/null || true; ip -n "$TAG-n2" link set eth0 down

@@ -94,7 +94,8 @@ http:
   addr: $REG
   secret: hako-demo-only
 YAML
-ul docker-registry serve "$W/registry/config.yml" > "$W/registry/log" 2>&1 &
+# Started directly (not through a shell function), so that $! is the registry itself.
+nsenter --net=/run/netns/$UL -- docker-registry serve "$W/registry/config.yml" > "$W/registry/log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 100); do ul bash -c "exec 3<>/dev/tcp/${REG%:*}/${REG#*:}" 2>/dev/null && break; sleep 0.1; done
 R=$W/rootfs; mkdir -p "$R/bin" "$R/www"; cp /bin/busybox "$R/bin/"

@@ -19,6 +19,7 @@ let package = Package(
                 cSettings: [.define("_GNU_SOURCE")]),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
         .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL"),
+        .systemLibrary(name: "CSQLite", path: "Sources/CSQLite"),
         .systemLibrary(name: "CCap", path: "Sources/CCap"),
         .systemLibrary(name: "CSeccomp", path: "Sources/CSeccomp"),
         .systemLibrary(name: "CMnl", path: "Sources/CMnl"),
@@ -43,9 +44,12 @@ let package = Package(
         // the OCI runtime's operations (runc's contract) over the same runtime core; a peer of the engine
         .target(name: "HakoOCIRuntime", dependencies: ["HakoSystem", "HakoRuntime", "HakoSecurity", "CHakoShim"]),
 
+        // cluster: coordinator, agent, protocol, PKI, store, scheduler (the engine never imports it)
+        .target(name: "HakoCluster", dependencies: ["HakoSystem", "HakoImage", "HakoEngine", "HakoNetwork", "COpenSSL", "CSQLite"]),
+
         // apps
         .executableTarget(name: "hako", dependencies: [
-            "HakoEngine", "HakoRuntime", "HakoSystem", "HakoNetwork",
+            "HakoEngine", "HakoRuntime", "HakoSystem", "HakoNetwork", "HakoCluster",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // No Foundation and no swift-argument-parser: an OCI runtime's start-up is its speed.
@@ -53,10 +57,15 @@ let package = Package(
         // relocations at every start, writing (and so keeping resident) megabytes of pages.
         .executableTarget(name: "hako-runtime", dependencies: ["HakoOCIRuntime", "HakoRuntime", "HakoSystem"],
                           linkerSettings: [.unsafeFlags(["-Xlinker", "-no-pie"])]),
+        // make bench only: the scheduler's throughput in-process, simulated agents.
+        .executableTarget(name: "hako-cluster-bench", dependencies: ["HakoCluster", "HakoSystem"]),
+        // make bench only: hako's VXLAN overlay set up in the bench's namespaces, and its convergence.
+        .executableTarget(name: "hako-overlay-bench", dependencies: ["HakoNetwork", "HakoSystem"]),
 
         .testTarget(name: "HakoUnitTests", dependencies: ["CHakoShim", "HakoSystem", "HakoRuntime", "HakoEngine", "HakoSecurity", "HakoNetwork", "HakoOCIRuntime"]),
         .testTarget(name: "HakoImageTests", dependencies: ["HakoSystem", "HakoImage", "HakoTransport"]),
         .testTarget(name: "HakoNetworkTests", dependencies: ["HakoSystem", "HakoNetwork", "CMnl", "CNftnl"]),
         .testTarget(name: "HakoIntegrationTests", dependencies: ["HakoSystem", "HakoRuntime"]),
+        .testTarget(name: "HakoClusterTests", dependencies: ["HakoSystem", "HakoCluster", "COpenSSL"]),
     ]
 )

@@ -1,0 +1,224 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import HakoEngine
+import HakoImage
+import HakoNetwork
+import HakoSystem
+import Synchronization
+
+/// A cluster task's container as the node sees it.
+public struct ObservedTask: Sendable, Equatable {
+    public enum Status: String, Sendable {
+        case created, running, restarting, exited, dead
+    }
+    public var taskID: String
+    public var containerID: String
+    public var status: Status
+    public var exitCode: Int32
+    public var restartCount: UInt32
+    public var created: Double
+    /// Published ports: "0.0.0.0:8080->80/tcp".
+    public var ports: [String]
+    /// Its address on the cluster network ("10.88.1.2").
+    public var address: String?
+
+    public init(taskID: String, containerID: String, status: Status, exitCode: Int32 = 0, restartCount: UInt32 = 0, created: Double = 0,
+                ports: [String] = [], address: String? = nil) {
+        self.ports = ports
+        self.address = address
+        self.taskID = taskID
+        self.containerID = containerID
+        self.status = status
+        self.exitCode = exitCode
+        self.restartCount = restartCount
+        self.created = created
+    }
+}
+
+/// What the agent needs of the local runtime. The engine implements it; tests fake it.
+public protocol TaskRuntime: Sendable {
+    /// The containers of cluster tasks on this node, and how many containers run in all.
+    func observe() throws -> (tasks: [ObservedTask], running: Int)
+    /// Creates and starts the task's container (on the node's network, built
+    /// on `subnet`, the node's lease, when the spec asks for the cluster network); its id.
+    func start(_ a: Assignment, node: String, subnet: String) throws -> String
+    /// Starts a container created earlier (the agent died between create and start).
+    func startExisting(_ containerID: String) throws
+    func stop(_ containerID: String, timeout: Int?) throws
+    func remove(_ containerID: String) throws
+    func logs(_ containerID: String, tail: Int, maxBytes: Int) throws -> (entries: [(time: String, stream: String, text: String)], truncated: Bool)
+}
+
+/// Makes a task's image present on the node.
+public protocol ImageProvider: Sendable {
+    func ensure(_ reference: String) throws
+}
+
+/// Images already in the node's store (imported with `hako import`), else
+/// pulled from their registry through the engine (engine.json's insecure
+/// registries, CAs and `hako login` credentials apply). Tasks of one image
+/// starting together pull it once: the first pulls, the others wait for it.
+public final class RegistryImages: ImageProvider {
+    let engine: Engine
+    private let pulling = Mutex<[String: PullGate]>([:])
+
+    public init(engine: Engine) { self.engine = engine }
+
+    final class PullGate: Sendable {
+        let done = Mutex(false)
+    }
+
+    public func ensure(_ reference: String) throws {
+        if (try? engine.images.find(reference)) != nil { return }
+        // One pull per reference at a time; the others wait on its lock and then find the image.
+        let gate = pulling.withLock { m in
+            if let g = m[reference] { return g }
+            let g = PullGate()
+            m[reference] = g
+            return g
+        }
+        try gate.done.withLock { pulled in
+            if pulled, (try? engine.images.find(reference)) != nil { return }
+            do {
+                _ = try engine.pull(reference)
+            } catch {
+                throw ClusterError.notFound("image \(reference): \(error)")
+            }
+            pulled = true
+        }
+    }
+}
+
+/// Labels that tie a container to its task.
+public enum TaskLabels {
+    public static let task = "hako.cluster.task"
+    public static let service = "hako.cluster.service"
+    public static let node = "hako.cluster.node"
+    public static let slot = "hako.cluster.slot"
+}
+
+/// The agent's runtime: the node's own HakoEngine (never the `hako` CLI).
+public struct EngineTaskRuntime: TaskRuntime {
+    public let engine: Engine
+    let images: any ImageProvider
+    let network: ClusterNetwork
+
+    public init(engine: Engine, images: (any ImageProvider)? = nil) {
+        self.engine = engine
+        self.images = images ?? RegistryImages(engine: engine)
+        network = ClusterNetwork(engine: engine)
+    }
+
+    public func observe() throws -> (tasks: [ObservedTask], running: Int) {
+        var out: [ObservedTask] = []
+        var running = 0
+        for c in try engine.list() {
+            if c.isRunning || c.status == .restarting { running += 1 }
+            guard let task = c.config.labels[TaskLabels.task] else { continue }
+            let status: ObservedTask.Status
+            switch c.status {
+            case .created: status = .created
+            case .running, .paused: status = .running
+            case .restarting: status = .restarting
+            case .exited: status = .exited
+            case .dead: status = .dead
+            }
+            // The bindings as resolved at start (a port the node picked), for containers that publish any.
+            // and the address on the cluster network (for the routing mesh).
+            let networked = status == .running && c.config.networking?.networks.contains { $0.name == ClusterNetwork.name } == true
+            let endpoint = networked ? engine.endpoint(c.id) : nil
+            let ports = (endpoint?.ports ?? []).map(\.description)
+            out.append(ObservedTask(taskID: task, containerID: c.id, status: status, exitCode: c.exitCode,
+                                    restartCount: c.state?.restartCount ?? 0, created: c.config.created.secondsSince1970, ports: ports,
+                                    address: endpoint?.primaryIP?.description))
+        }
+        return (out, running)
+    }
+
+    /// The engine's options for a task: Docker swarm's container name, the task labels.
+    /// `dns`: the node's DNS responder (its bridge's gateway) for service names.
+    public static func runOptions(_ a: Assignment, node: String, dns: String? = nil) -> RunOptions {
+        let s = a.spec
+        var o = RunOptions(image: s.image)
+        o.name = "\(a.name).\(a.taskID.prefix(12))"
+        o.command = s.command
+        o.entrypoint = s.entrypoint
+        o.env = s.env
+        o.workingDir = s.workdir
+        o.user = s.user
+        var labels = s.labels
+        labels[TaskLabels.task] = a.taskID
+        labels[TaskLabels.service] = a.serviceID
+        labels[TaskLabels.node] = node
+        labels[TaskLabels.slot] = String(a.slot)
+        o.labels = labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+        o.restart = s.restart
+        switch s.network {
+        case ServiceSpec.clusterNetwork:
+            o.network = .bridge
+            o.networking.network = ClusterNetwork.name
+            o.networking.publish = s.ports
+            if let d = dns { o.networking.dns = [d] }
+        case "host": o.network = .host
+        default: o.network = .none
+        }
+        // Limits in the engine's flag syntax; a memory reservation is the soft limit (Docker swarm's).
+        if s.limits.cpuMillis > 0 { o.isolation.cpus = EngineTaskRuntime.cpus(s.limits.cpuMillis) }
+        if s.limits.memory > 0 { o.isolation.memory = String(s.limits.memory) }
+        if s.reservations.memory > 0 { o.isolation.memoryReservation = String(s.reservations.memory) }
+        o.stopSignal = s.stopSignal
+        o.stopTimeout = s.stopTimeout
+        return o
+    }
+
+    /// Thousandths of a CPU as `--cpus` takes them: "1.5".
+    static func cpus(_ millis: Int64) -> String {
+        let frac = String(millis % 1000)
+        return "\(millis / 1000)." + String(repeating: "0", count: 3 - frac.count) + frac
+    }
+
+    public func start(_ a: Assignment, node: String, subnet: String) throws -> String {
+        if a.spec.network == ServiceSpec.clusterNetwork { try network.ensure(subnet: subnet) }
+        try images.ensure(a.spec.image)
+        let gateway = IPv4Network(subnet)?.defaultGateway.description
+        let config = try engine.create(EngineTaskRuntime.runOptions(a, node: node, dns: gateway))
+        do {
+            _ = try engine.start(created: config)
+        } catch {
+            try? engine.remove(config.id, force: true)
+            throw error
+        }
+        return config.id
+    }
+
+    public func startExisting(_ containerID: String) throws { try engine.start(containerID) }
+
+    public func stop(_ containerID: String, timeout: Int?) throws { try engine.stop(containerID, timeout: timeout) }
+
+    public func remove(_ containerID: String) throws { try engine.remove(containerID, force: true) }
+
+    public func logs(_ containerID: String, tail: Int, maxBytes: Int) throws -> (entries: [(time: String, stream: String, text: String)], truncated: Bool) {
+        let c = try engine.lookup(containerID)
+        var out: [(String, String, String)] = []
+        var pending: [Bool: String] = [:]
+        LogReader(path: c.paths.log, maxFiles: c.config.logMaxFiles).read(tail: tail > 0 ? tail : nil, follow: false, stillRunning: { false }) { r in
+            let text = (pending[r.stderr] ?? "") + String(decoding: r.text, as: UTF8.self)
+            if r.endsLine {
+                out.append((r.time, r.stderr ? "stderr" : "stdout", text))
+                pending[r.stderr] = nil
+            } else {
+                pending[r.stderr] = text
+            }
+        }
+        // Newest lines win when the reply must be cut.
+        var total = 0
+        var kept: [(String, String, String)] = []
+        for e in out.reversed() {
+            total += e.2.utf8.count + e.0.utf8.count + 64
+            if total > maxBytes { return (kept.reversed(), true) }
+            kept.append(e)
+        }
+        return (out, false)
+    }
+}

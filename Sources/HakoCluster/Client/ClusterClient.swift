@@ -1,0 +1,145 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import HakoSystem
+
+/// A blocking line-protocol client over mutual TLS: the CLI's, and the
+/// agent's for joining. Every wait is bounded.
+public final class ClusterClient {
+    let stream: TLSStream
+    private var framer: LineFramer
+    private var queue: [[UInt8]] = []
+    private var nextID = 1
+    public let endpoint: Endpoint
+
+    init(stream: TLSStream, endpoint: Endpoint, maxLine: Int) {
+        self.stream = stream
+        self.endpoint = endpoint
+        framer = LineFramer(maxLine: maxLine)
+    }
+
+    deinit { stream.close() }
+
+    /// Connects and completes the TLS handshake within `timeout` seconds.
+    public static func connect(_ endpoint: Endpoint, tls: TLSContext, timeout: Double = 10, maxLine: Int = 64 << 20) throws(ClusterError) -> ClusterClient {
+        let deadline = monotonicSeconds() + timeout
+        let fd = try Sockets.connect(endpoint, timeout: timeout)
+        let s = try TLSStream(fd: fd, context: tls, server: false)
+        let c = ClusterClient(stream: s, endpoint: endpoint, maxLine: maxLine)
+        while true {
+            switch s.handshake() {
+            case .done: return c
+            case .wantRead: try c.wait(POLLIN, until: deadline, what: "the TLS handshake")
+            case .wantWrite: try c.wait(POLLOUT, until: deadline, what: "the TLS handshake")
+            case .closed: throw .security("\(endpoint) closed the connection during the TLS handshake")
+            case .failed(let why): throw .security("\(endpoint): \(why)")
+            }
+        }
+    }
+
+    /// The admin CLI's connection: the admin certificate, the server verified
+    /// against the cluster CA and required to be the coordinator.
+    public static func admin(_ creds: AdminCredentials, address: String?, timeout: Double = 10) throws(ClusterError) -> ClusterClient {
+        let ca: Certificate, cert: Certificate, key: PrivateKey
+        do {
+            ca = try Certificate(pem: try FS.readString(creds.caCert))
+            cert = try Certificate(pem: try FS.readString(creds.cert))
+            key = try PrivateKey(pem: try FS.readString(creds.key))
+        } catch let e as ClusterError {
+            throw e
+        } catch {
+            throw .security("no admin credentials in \(creds.dir) (written by `hako cluster init`; --credentials DIR): \(error)")
+        }
+        guard let addr = address ?? creds.coordinatorAddress() else {
+            throw .invalid("no coordinator address: give --coordinator HOST:PORT")
+        }
+        let ep = try Endpoint(parsing: addr, defaultPort: CoordinatorConfig.defaultPort)
+        let c = try connect(ep, tls: try TLSContext.client(certificate: cert, key: key, trust: ca), timeout: timeout)
+        try c.requireCoordinator()
+        return c
+    }
+
+    /// The server must hold the coordinator's certificate, not a node's.
+    func requireCoordinator() throws(ClusterError) {
+        guard let peer = stream.peerCertificate, peer.role == PKIRole.coordinator.rawValue else {
+            throw .security("\(endpoint) is not a hako coordinator (its certificate has no coordinator role)")
+        }
+    }
+
+    public var peerChain: [Certificate] { stream.peerChain }
+    public var peerCertificate: Certificate? { stream.peerCertificate }
+
+    func wait(_ events: Int32, until deadline: Double, what: String) throws(ClusterError) {
+        let left = deadline - monotonicSeconds()
+        guard left > 0 else { throw .network("\(endpoint): timed out waiting for \(what)") }
+        var p = pollfd(fd: stream.fd.rawValue, events: Int16(events), revents: 0)
+        _ = poll(&p, 1, Int32(min(left, 3600) * 1000) + 1)
+    }
+
+    public func send(_ line: [UInt8], timeout: Double = 10) throws(ClusterError) {
+        let deadline = monotonicSeconds() + timeout
+        var off = 0
+        while off < line.count {
+            let (n, st) = stream.write(line[off...])
+            off += n
+            switch st {
+            case .done: continue
+            case .wantWrite: try wait(POLLOUT, until: deadline, what: "the coordinator to read")
+            case .wantRead: try wait(POLLIN, until: deadline, what: "the coordinator to read")
+            case .closed: throw .network("\(endpoint) closed the connection")
+            case .failed(let why): throw .network("\(endpoint): \(why)")
+            }
+        }
+    }
+
+    /// The next line; nil when the peer closed the connection.
+    public func receiveLine(timeout: Double) throws(ClusterError) -> [UInt8]? {
+        let deadline = monotonicSeconds() + timeout
+        while queue.isEmpty {
+            let (bytes, st) = stream.read(max: 1 << 20)
+            for e in framer.push(bytes) {
+                switch e {
+                case .line(let l): queue.append(l)
+                case .tooLong: throw .wire(code: WireCode.tooLong.rawValue, message: "\(endpoint) sent a line longer than \(framer.maxLine) bytes")
+                }
+            }
+            if !queue.isEmpty { break }
+            switch st {
+            case .done: continue
+            case .wantRead: try wait(POLLIN, until: deadline, what: "an answer")
+            case .wantWrite: try wait(POLLOUT, until: deadline, what: "an answer")
+            case .closed: return nil
+            case .failed(let why): throw .network("\(endpoint): \(why)")
+            }
+        }
+        return queue.removeFirst()
+    }
+
+    public func receive(timeout: Double) throws -> Envelope? {
+        guard let line = try receiveLine(timeout: timeout) else { return nil }
+        return try WireDecoder.decode(line)
+    }
+
+    /// Sends a request and waits for its reply; an error reply throws.
+    public func request<B: Encodable, R: Decodable>(_ type: String, _ body: B, as: R.Type, timeout: Double = 30) throws -> R {
+        let id = nextID
+        nextID += 1
+        try send(WireEncoder.request(type, id: id, body))
+        let deadline = monotonicSeconds() + timeout
+        while true {
+            guard let env = try receive(timeout: max(0.001, deadline - monotonicSeconds())) else {
+                throw ClusterError.network("\(endpoint) closed the connection")
+            }
+            if env.re == id || (env.re == nil && env.type == MessageType.error) {
+                if env.type == MessageType.error {
+                    let e = env.error ?? WireError(.internalError, "error without a message")
+                    throw ClusterError.wire(code: e.code.rawValue, message: e.message)
+                }
+                return try env.body(R.self)
+            }
+            // Anything else (an event) waits for a later receive.
+        }
+    }
+
+    public func close() { stream.close() }
+}

@@ -1,0 +1,225 @@
+import HakoSystem
+
+/// The admin CLI's requests.
+extension CoordinatorCore {
+    func handleAdmin(_ env: Envelope, connection: Int) throws -> [UInt8]? {
+        let wall = clock.wall()
+        switch env.type {
+        case MessageType.tokenCreate:
+            return reply(env, try createToken(ttl: try env.body(TokenCreateRequest.self).ttl))
+        case MessageType.nodeList:
+            return reply(env, NodeList(nodes: state.nodes.values.sorted { ($0.name, $0.id) < ($1.name, $1.id) }.map(view)))
+        case MessageType.nodeInspect:
+            return reply(env, view(try state.findNode(try env.body(NodeRef.self).node)))
+        case MessageType.nodeUpdate:
+            let r = try env.body(NodeUpdateRequest.self)
+            var n = try state.findNode(r.node)
+            if n.availability != r.availability {
+                n.availability = r.availability
+                n.updated = wall
+                state.put(n)
+                dirty = true
+                record(ClusterEvent(time: wall, kind: "node", action: r.availability.rawValue, id: n.id, name: n.name, message: ""))
+                log.info("node \(n.name) is now \(r.availability.rawValue)")
+            }
+            return reply(env, view(n))
+        case MessageType.nodeRemove:
+            let r = try env.body(NodeRemoveRequest.self)
+            try removeNode(try state.findNode(r.node), force: r.force)
+            return reply(env, EmptyBody())
+        case MessageType.serviceCreate:
+            return reply(env, try createService(try env.body(ServiceCreateRequest.self).spec))
+        case MessageType.serviceList:
+            return reply(env, ServiceList(services: state.services.values.sorted { $0.spec.name < $1.spec.name }.map(view)))
+        case MessageType.serviceInspect:
+            return reply(env, view(try state.findService(try env.body(ServiceRef.self).service)))
+        case MessageType.serviceScale:
+            let r = try env.body(ServiceScaleRequest.self)
+            var svc = try state.findService(r.service)
+            guard (0...ServiceSpec.maxReplicas).contains(r.replicas) else { throw ClusterError.invalid("replicas must be between 0 and \(ServiceSpec.maxReplicas)") }
+            if svc.spec.replicas != r.replicas {
+                let from = svc.spec.replicas
+                svc.spec.replicas = r.replicas
+                svc.updated = wall
+                state.put(svc)
+                dirty = true
+                record(ClusterEvent(time: wall, kind: "service", action: "scaled", id: svc.id, name: svc.spec.name, message: "\(from) → \(r.replicas)"))
+                log.info("service \(svc.spec.name) scaled \(from) → \(r.replicas)")
+            }
+            return reply(env, view(svc))
+        case MessageType.serviceUpdate:
+            return reply(env, try updateService(try env.body(ServiceUpdateRequest.self)))
+        case MessageType.serviceRemove:
+            let svc = try state.findService(try env.body(ServiceRef.self).service)
+            state.removeService(svc.id)
+            dirty = true
+            record(ClusterEvent(time: wall, kind: "service", action: "removed", id: svc.id, name: svc.spec.name, message: ""))
+            log.info("service \(svc.spec.name) removed")
+            return reply(env, EmptyBody())
+        case MessageType.servicePs:
+            let r = try env.body(ServicePsRequest.self)
+            let svc = try state.findService(r.service)
+            let tasks = state.tasks(ofService: svc.id).filter { r.all || $0.isLive || $0.state == .running || !$0.state.isTerminal }
+                .sorted { ($0.slot, -$0.created) < ($1.slot, -$1.created) }
+            return reply(env, TaskList(tasks: tasks.map(view)))
+        case MessageType.serviceLogs:
+            let r = try env.body(ServiceLogsRequest.self)
+            return try startLogs(try state.findService(r.service), tail: r.tail, admin: connection, request: env)
+        case MessageType.events:
+            let r = try env.body(EventsRequest.self)
+            if r.follow { followers.insert(connection) }
+            return reply(env, EventList(events: events.filter { $0.time >= (r.since ?? 0) }))
+        default:
+            throw WireError(.unknownType, "unknown message type \(env.type)")
+        }
+    }
+
+    func createToken(ttl: Double?) throws -> TokenReply {
+        let wall = clock.wall()
+        let ttl = ttl ?? config.joinTokenTTL
+        guard ttl >= 1, ttl <= 30 * 86400 else { throw ClusterError.invalid("a token lives between 1 s and 30 days") }
+        // Tokens that can no longer be used are dropped while a new one is written anyway.
+        for t in state.tokens.values where t.expires + 86400 < wall || (t.usedAt.map { $0 + 86400 < wall } ?? false) {
+            state.removeToken(t.id)
+        }
+        let token = JoinToken.make(caFingerprint: ca.certificate.fingerprint)
+        state.put(JoinTokenRecord(id: token.id, secretHash: token.secretHash, created: wall, expires: wall + ttl, usedAt: nil, usedBy: nil))
+        record(ClusterEvent(time: wall, kind: "token", action: "created", id: token.id, name: "", message: "expires in \(Durations.format(ttl))"))
+        return TokenReply(token: token.description, expires: wall + ttl)
+    }
+
+    func removeNode(_ n: NodeRecord, force: Bool) throws {
+        let st = dispatcher.status(n.id)
+        if (st == .ready || st == .suspect) && !force {
+            throw ClusterError.conflict("node \(n.name) is \(st.rawValue): drain it and stop its agent first, or use --force")
+        }
+        if let conn = dispatcher.nodes[n.id]?.connection { outgoing.append(.close(connection: conn, reason: "node removed")) }
+        for t in state.tasks(onNode: n.id) { state.removeTask(t.id) }
+        if let subnet = state.subnet(of: n.id) { state.release(subnet) }
+        state.revokeCertificates(of: n.id)
+        state.removeNode(n.id)
+        state.touchedNodes.remove(n.id)
+        dispatcher.forget(n.id)
+        nodeCertExpiry[n.id] = nil
+        dirty = true
+        let wall = clock.wall()
+        record(ClusterEvent(time: wall, kind: "node", action: "removed", id: n.id, name: n.name, message: "subnet \(n.subnet) released, certificates revoked"))
+        log.info("node \(n.name) removed: subnet \(n.subnet) released, certificates revoked")
+    }
+
+    func createService(_ spec: ServiceSpec) throws -> ServiceView {
+        try spec.validate()
+        if state.services.values.contains(where: { $0.spec.name == spec.name }) {
+            throw ClusterError.conflict("service \(spec.name) already exists")
+        }
+        let wall = clock.wall()
+        let svc = ServiceRecord(id: Identifiers.make(), spec: spec, version: 1, created: wall, updated: wall)
+        state.put(svc)
+        dirty = true
+        record(ClusterEvent(time: wall, kind: "service", action: "created", id: svc.id, name: spec.name, message: "\(spec.replicas) × \(spec.image)"))
+        log.info("service \(spec.name) created: \(spec.replicas) × \(spec.image)")
+        return view(svc)
+    }
+
+    func updateService(_ r: ServiceUpdateRequest) throws -> ServiceView {
+        var svc = try state.findService(r.service)
+        if let v = r.version, v != svc.version {
+            throw ClusterError.conflict("service \(svc.spec.name) changed meanwhile (version \(svc.version), not \(v)): try again")
+        }
+        guard r.spec.name == svc.spec.name else { throw ClusterError.invalid("a service cannot be renamed") }
+        try r.spec.validate()
+        guard r.spec != svc.spec || r.force else { return view(svc) }
+        let wall = clock.wall()
+        let rolling = r.force || r.spec.needsNewTasks(comparedTo: svc.spec)
+        svc.spec = r.spec
+        if rolling { svc.version += 1 }
+        svc.updated = wall
+        state.put(svc)
+        dirty = true
+        record(ClusterEvent(time: wall, kind: "service", action: "updated", id: svc.id, name: svc.spec.name,
+                            message: rolling ? "version \(svc.version): rolling update" : "replicas \(svc.spec.replicas)"))
+        log.info("service \(svc.spec.name) updated to version \(svc.version)")
+        return view(svc)
+    }
+
+    // MARK: logs
+
+    func startLogs(_ svc: ServiceRecord, tail: Int, admin: Int, request env: Envelope) throws -> [UInt8]? {
+        guard let id = env.id else { return nil }
+        var byNode: [String: [String]] = [:]
+        var names: [String: String] = [:]
+        for t in state.tasks(ofService: svc.id) where t.nodeID != nil && t.containerID != nil {
+            byNode[t.nodeID ?? "", default: []].append(t.id)
+            names[t.id] = "\(t.name).\(t.id.prefix(12))"
+        }
+        var p = PendingLogs(admin: admin, adminRequest: id, waiting: [:], deadline: clock.monotonic() + 10, names: names)
+        var missing: [String] = []
+        for (node, tasks) in byNode.sorted(by: { $0.key < $1.key }) {
+            guard let conn = dispatcher.nodes[node]?.connection else { missing.append(state.nodes[node]?.name ?? node); continue }
+            let rid = nextRequestID
+            nextRequestID += 1
+            p.waiting[rid] = node
+            let maxBytes = max(4096, config.limits.maxLine / max(1, byNode.count) - 4096)
+            send(conn, WireEncoder.request(MessageType.logs, id: rid, LogsRequest(taskIDs: tasks, tail: tail, maxBytes: maxBytes)))
+        }
+        if p.waiting.isEmpty {
+            return WireEncoder.reply(to: id, ServiceLogsReply(entries: [], missing: missing, truncated: false))
+        }
+        let key = nextRequestID
+        nextRequestID += 1
+        p.missing = missing
+        pendingLogs[key] = p
+        return nil
+    }
+
+    func finishLogs(_ key: Int) {
+        guard let p = pendingLogs.removeValue(forKey: key) else { return }
+        let missing = p.missing + p.waiting.values.map { state.nodes[$0]?.name ?? $0 }
+        let entries = p.entries.sorted { $0.time < $1.time }
+        send(p.admin, WireEncoder.reply(to: p.adminRequest, ServiceLogsReply(entries: entries, missing: missing.sorted(), truncated: p.truncated)))
+    }
+
+    func expirePendingLogs(now: Double) {
+        for (k, p) in pendingLogs where p.deadline < now { finishLogs(k) }
+    }
+
+    // MARK: views
+
+    func view(_ n: NodeRecord) -> NodeView {
+        let live = dispatcher.nodes[n.id]
+        var reserved = Resources()
+        var count = 0
+        for t in state.tasks(onNode: n.id) where t.isLive {
+            reserved.cpuMillis += t.spec.reservations.cpuMillis
+            reserved.memory += t.spec.reservations.memory
+            count += 1
+        }
+        let seen = live.map { clock.monotonic() - $0.lastSeen }
+        return NodeView(id: n.id, name: n.name, hostname: n.hostname, status: live?.status ?? .unknown, availability: n.availability,
+                        platform: n.platform, labels: n.labels, capacity: n.capacity, reserved: reserved, load: live?.load,
+                        subnet: state.subnet(of: n.id) ?? n.subnet, address: n.address, agentVersion: n.agentVersion, tasks: count,
+                        lastSeenAgo: live?.status == .unknown ? nil : seen, created: n.created, certificateExpires: nodeCertExpiry[n.id])
+    }
+
+    func view(_ s: ServiceRecord) -> ServiceView {
+        let tasks = state.tasks(ofService: s.id)
+        let running = tasks.filter { $0.isLive && $0.state == .running }
+        let current = running.filter { $0.version == s.version }
+        let old = tasks.filter { $0.isLive && $0.version != s.version }
+        var status = ""
+        if !old.isEmpty {
+            let done = Set(current.map(\.slot)).count
+            status = "updating \(done)/\(s.spec.replicas)"
+        } else if s.version > 1 {
+            status = "completed"
+        }
+        return ServiceView(id: s.id, name: s.spec.name, version: s.version, spec: s.spec, running: running.count,
+                           runningCurrent: current.count, created: s.created, updated: s.updated, updateStatus: status)
+    }
+
+    func view(_ t: TaskRecord) -> TaskView {
+        TaskView(id: t.id, name: t.name, slot: t.slot, version: t.version, image: t.spec.image, nodeID: t.nodeID,
+                 nodeName: t.nodeID.flatMap { state.nodes[$0]?.name }, desired: t.desired, state: t.state, message: t.message,
+                 exitCode: t.exitCode, containerID: t.containerID, created: t.created, updated: t.updated, ports: t.ports, address: t.address)
+    }
+}

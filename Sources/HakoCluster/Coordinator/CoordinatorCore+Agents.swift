@@ -1,0 +1,189 @@
+import HakoSystem
+
+/// Agents: join, sessions, heartbeats, task reports, certificate renewal.
+extension CoordinatorCore {
+    func handleAgent(_ env: Envelope, node: String, connection: Int, address: String) throws -> [UInt8]? {
+        switch env.type {
+        case MessageType.hello:
+            return reply(env, try hello(try env.body(HelloRequest.self), node: node, connection: connection, address: address))
+        case MessageType.heartbeat:
+            return reply(env, try heartbeat(try env.body(Heartbeat.self), node: node))
+        case MessageType.taskStatus:
+            let r = try env.body(TaskStatusReport.self)
+            guard dispatcher.isCurrent(node, session: r.sessionID) else { throw WireError(.conflict, "not the current session") }
+            for s in r.statuses { observe(s, node: node) }
+            return reply(env, EmptyBody())
+        case MessageType.renew:
+            return reply(env, try renew(try env.body(RenewRequest.self), node: node))
+        case MessageType.join:
+            throw WireError(.conflict, "this node has already joined")
+        default:
+            if MessageType.isAdmin(env.type) { throw WireError(.unauthorized, "\(env.type) needs the admin certificate") }
+            throw WireError(.unknownType, "unknown message type \(env.type)")
+        }
+    }
+
+    /// A node joins with a single-use token and a certificate request; it gets
+    /// an id, a subnet and a certificate. Every refusal is logged.
+    func join(_ r: JoinRequest, address: String) throws -> JoinReply {
+        do {
+            return try admit(r, address: address)
+        } catch {
+            log.warning("join refused from \(address): \(error)")
+            throw error
+        }
+    }
+
+    private func admit(_ r: JoinRequest, address: String) throws -> JoinReply {
+        let wall = clock.wall()
+        let token = try JoinToken(parsing: r.token)
+        guard token.caFingerprint == ca.certificate.fingerprint else {
+            throw ClusterError.security("the token belongs to another cluster (CA fingerprint mismatch)")
+        }
+        guard var tokenRecord = state.tokens[token.id], PKI.constantTimeEqual(tokenRecord.secretHash, token.secretHash) else {
+            throw ClusterError.security("unknown join token")
+        }
+        if let used = tokenRecord.usedAt {
+            throw ClusterError.security("the join token was already used (\(Timestamp(seconds: Int64(used)).rfc3339) by node \(tokenRecord.usedBy ?? "?"))")
+        }
+        guard wall < tokenRecord.expires else { throw ClusterError.security("the join token expired at \(Timestamp(seconds: Int64(tokenRecord.expires)).rfc3339)") }
+        try CoordinatorCore.checkNodeFields(name: r.name, hostname: r.hostname, labels: r.labels, capacity: r.capacity)
+        let csr = try CertificateRequest(pem: r.csr)
+        guard let subnet = subnets.allocate(leased: Set(state.leases.keys)) else {
+            throw ClusterError.conflict("no free subnet: \(config.clusterCIDR) holds \(subnets.capacity) nodes of /\(config.nodeSubnetPrefix)")
+        }
+        let id = Identifiers.make()
+        let v = CertificateAuthority.validity(now: wall, lifetime: config.nodeCertTTL)
+        let cert = try ca.issue(request: csr, commonName: id, role: .node, notBefore: v.notBefore, notAfter: v.notAfter)
+        tokenRecord.usedAt = wall
+        tokenRecord.usedBy = id
+        state.put(tokenRecord)
+        let node = NodeRecord(id: id, name: r.name, hostname: r.hostname, platform: r.platform, labels: r.labels, capacity: r.capacity,
+                              availability: .active, subnet: subnet, address: address, agentVersion: r.agentVersion, created: wall, updated: wall)
+        state.put(node)
+        state.lease(subnet, to: id)
+        state.put(CertRecord(serial: cert.serial, subject: id, role: PKIRole.node.rawValue, notAfter: cert.notAfter, revoked: false))
+        nodeCertExpiry[id] = cert.notAfter
+        dispatcher.track(id, now: clock.monotonic())
+        record(ClusterEvent(time: wall, kind: "node", action: "joined", id: id, name: r.name, message: "\(address), subnet \(subnet)"))
+        log.info("node \(r.name) (\(id.prefix(12))) joined from \(address): subnet \(subnet), \(r.platform)")
+        return JoinReply(nodeID: id, certificate: try cert.pem(), ca: try ca.certificate.pem(), clusterID: clusterID, subnet: subnet)
+    }
+
+    static func checkNodeFields(name: String, hostname: String, labels: [String: String], capacity: Resources) throws(ClusterError) {
+        guard !name.isEmpty, name.utf8.count <= 128, !name.contains(where: { $0.isWhitespace }) else { throw .invalid("invalid node name \"\(name)\"") }
+        guard hostname.utf8.count <= 255 else { throw .invalid("hostname too long") }
+        guard labels.count <= 64, labels.allSatisfy({ !$0.key.isEmpty && $0.key.utf8.count <= 128 && $0.value.utf8.count <= 256 }) else {
+            throw .invalid("invalid node labels (at most 64, keys up to 128 bytes, values up to 256)")
+        }
+        guard capacity.cpuMillis >= 0, capacity.memory >= 0 else { throw .invalid("negative capacity") }
+    }
+
+    func hello(_ r: HelloRequest, node: String, connection: Int, address: String) throws -> HelloReply {
+        guard var n = state.nodes[node] else { throw ClusterError.notFound("node \(node) was removed") }
+        try CoordinatorCore.checkNodeFields(name: r.name, hostname: r.hostname, labels: r.labels, capacity: r.capacity)
+        if let old = dispatcher.nodes[node]?.connection, old != connection {
+            outgoing.append(.close(connection: old, reason: "replaced by a new session of the same node"))
+            dispatcher.close(node, connection: old)
+        }
+        let before = n
+        n.name = r.name
+        n.hostname = r.hostname
+        n.platform = r.platform
+        n.capacity = r.capacity
+        n.labels = r.labels
+        n.agentVersion = r.agentVersion
+        n.address = address
+        if n != before {
+            n.updated = clock.wall()
+            state.put(n)
+            dirty = true
+        }
+        let session = Identifiers.make()
+        let was = dispatcher.open(node, session: session, connection: connection, load: r.load, now: clock.monotonic())
+        if was != .ready {
+            record(ClusterEvent(time: clock.wall(), kind: "node", action: "ready", id: node, name: n.name,
+                                message: "session from \(address), \(r.tasks.count) tasks adopted"))
+            log.info("node \(n.name) ready (was \(was.rawValue)), \(r.tasks.count) tasks reported")
+        }
+        for s in r.tasks { observe(s, node: node) }
+        dirty = true
+        state.touchedNodes.insert(node)
+        let subnet = state.subnet(of: node) ?? n.subnet
+        return HelloReply(sessionID: session, clusterID: clusterID, clusterCIDR: config.clusterCIDR, subnet: subnet,
+                          heartbeatMs: Int(dispatcher.nextInterval(using: &rng) * 1000))
+    }
+
+    func heartbeat(_ hb: Heartbeat, node: String) throws -> HeartbeatReply {
+        guard let was = dispatcher.beat(node, session: hb.sessionID, load: hb.load, tasks: hb.tasks, now: clock.monotonic()) else {
+            throw WireError(.conflict, "not the current session: say hello again")
+        }
+        if was != .ready {
+            let name = state.nodes[node]?.name ?? node
+            log.info("node \(name) \(was.rawValue) → ready")
+            record(ClusterEvent(time: clock.wall(), kind: "node", action: "ready", id: node, name: name, message: ""))
+            dirty = true
+        }
+        for (id, st) in hb.tasks {
+            if let t = state.tasks[id], t.nodeID == node, t.state != st {
+                observe(TaskStatus(taskID: id, state: st, containerID: t.containerID, exitCode: t.exitCode, message: t.message), node: node)
+            }
+        }
+        return HeartbeatReply(nextMs: Int(dispatcher.nextInterval(using: &rng) * 1000))
+    }
+
+    /// An agent's view of one of its tasks (observed state is the agent's to write).
+    func observe(_ s: TaskStatus, node: String) {
+        guard var t = state.tasks[s.taskID], t.nodeID == node else { return }
+        // The first ending recorded stands (an orphaned task's real ending replaces the guess).
+        if t.state.isTerminal && t.state != .orphaned && s.state.isTerminal && s.state != t.state { return }
+        let changed = t.state != s.state || (s.containerID != nil && t.containerID != s.containerID) || t.exitCode != s.exitCode
+            || (!s.message.isEmpty && t.message != s.message) || (s.ports != nil && s.ports != t.ports)
+            || (s.address != nil && s.address != t.address)
+        guard changed else { return }
+        let stateChanged = t.state != s.state
+        t.state = s.state
+        if let c = s.containerID { t.containerID = c }
+        t.exitCode = s.exitCode
+        if let p = s.ports { t.ports = p }
+        if let a = s.address { t.address = a }
+        if !s.message.isEmpty || stateChanged { t.message = s.message }
+        if stateChanged { t.updated = clock.wall() }
+        state.put(t)
+        dirty = true
+        if stateChanged {
+            record(ClusterEvent(time: clock.wall(), kind: "task", action: s.state.rawValue, id: t.id, name: t.name,
+                                message: [state.nodes[node]?.name ?? node, s.message].filter { !$0.isEmpty }.joined(separator: ": ")))
+        }
+    }
+
+    func renew(_ r: RenewRequest, node: String) throws -> RenewReply {
+        let wall = clock.wall()
+        let csr = try CertificateRequest(pem: r.csr)
+        let v = CertificateAuthority.validity(now: wall, lifetime: config.nodeCertTTL)
+        let cert = try ca.issue(request: csr, commonName: node, role: .node, notBefore: v.notBefore, notAfter: v.notAfter)
+        state.put(CertRecord(serial: cert.serial, subject: node, role: PKIRole.node.rawValue, notAfter: cert.notAfter, revoked: false))
+        nodeCertExpiry[node] = cert.notAfter
+        log.info("renewed the certificate of node \(state.nodes[node]?.name ?? node) until \(Timestamp(seconds: Int64(cert.notAfter)).rfc3339)")
+        return RenewReply(certificate: try cert.pem())
+    }
+
+    /// Replies of agents to the coordinator's own requests (logs).
+    func agentReplied(_ env: Envelope, node: String) {
+        guard let re = env.re, let key = pendingLogs.first(where: { $0.value.waiting[re] == node })?.key else { return }
+        if env.type == MessageType.reply, let r = try? env.body(LogsReply.self), var p = pendingLogs[key] {
+            let nodeName = state.nodes[node]?.name ?? node
+            for e in r.entries {
+                p.entries.append(ServiceLogEntry(task: p.names[e.taskID] ?? e.taskID, node: nodeName, time: e.time, stream: e.stream, text: e.text))
+            }
+            p.truncated = p.truncated || r.truncated
+            pendingLogs[key] = p
+        }
+        pendingLogs[key]?.waiting[re] = nil
+        if pendingLogs[key]?.waiting.isEmpty == true { finishLogs(key) }
+    }
+}
+
+extension MessageType {
+    static func isAdmin(_ t: String) -> Bool { t.hasPrefix("node.") || t.hasPrefix("service.") || t == tokenCreate || t == events }
+}

@@ -1,0 +1,78 @@
+/// The overlay's peer map: which nodes the VXLAN mesh joins. Kept in memory,
+/// computed from the nodes' status, subnet and session address.
+extension CoordinatorCore {
+    /// Every ready or suspect node (a short blip keeps its tunnel) with its
+    /// underlay address and subnet, by id.
+    public func peerMap() -> [OverlayPeer] {
+        var out: [OverlayPeer] = []
+        for n in state.nodes.values {
+            let st = dispatcher.status(n.id)
+            guard st == .ready || st == .suspect, let host = CoordinatorCore.host(of: n.address),
+                  let subnet = state.subnet(of: n.id) ?? (n.subnet.isEmpty ? nil : n.subnet) else { continue }
+            out.append(OverlayPeer(nodeID: n.id, name: n.name, underlay: host, subnet: subnet))
+        }
+        return out.sorted { $0.nodeID < $1.nodeID }
+    }
+
+    /// "10.0.0.5:41234" → "10.0.0.5"; nil for anything but IPv4, and for
+    /// loopback (an agent beside the coordinator has no underlay address to
+    /// give its peers: it stays out of the overlay).
+    static func host(of address: String) -> String? {
+        guard let e = try? Endpoint(parsing: address) else { return nil }
+        let parts = e.host.split(separator: ".")
+        guard parts.count == 4, parts.allSatisfy({ UInt8($0) != nil }), parts[0] != "127" else { return nil }
+        return e.host
+    }
+
+    /// The routing mesh: each `ingress` port of each service with the
+    /// addresses of its running tasks (on live nodes), in a stable order.
+    public func meshPorts() -> [MeshPort] {
+        var out: [MeshPort] = []
+        for s in state.services.values where !s.spec.ingress.isEmpty {
+            let endpoints = state.tasks.values.filter { t in
+                t.serviceID == s.id && t.state == .running && t.desired == .running && t.address != nil
+                    && t.nodeID.map { [.ready, .suspect].contains(dispatcher.status($0)) } == true
+            }.compactMap(\.address).sorted()
+            for b in s.spec.ingressBindings {
+                out.append(MeshPort(service: s.spec.name, proto: b.proto.rawValue, published: Int(b.hostPort), target: Int(b.containerPort),
+                                    endpoints: endpoints))
+            }
+        }
+        return out.sorted { ($0.published, $0.proto) < ($1.published, $1.proto) }
+    }
+
+    /// Service names on the cluster network: "web" → every running task's
+    /// address, "web.2" → replica 2's.
+    public func serviceNames() -> [String: [String]] {
+        var out: [String: [String]] = [:]
+        for t in state.tasks.values where t.state == .running && t.desired == .running && t.spec.network == ServiceSpec.clusterNetwork {
+            guard let a = t.address, let node = t.nodeID, [.ready, .suspect].contains(dispatcher.status(node)) else { continue }
+            out[t.serviceName, default: []].append(a)
+            out[t.name, default: []].append(a)
+        }
+        return out.mapValues { $0.sorted() }
+    }
+
+    /// Sends the map to every node in session that does not hold the current one.
+    func sendPeerMaps() {
+        let map = peerMap()
+        let mesh = meshPorts()
+        let names = serviceNames()
+        if map != overlayMap || mesh != overlayMesh || names != overlayNames {
+            if map != overlayMap { log.info("overlay: \(map.count) nodes (\(map.map(\.name).joined(separator: ", ")))") }
+            overlayMap = map
+            overlayMesh = mesh
+            overlayNames = names
+            overlaySent = [:]
+        }
+        let msg = OverlayMessage(clusterCIDR: config.clusterCIDR, vni: OverlayMessage.defaultVNI, port: OverlayMessage.defaultPort, peers: map,
+                                 mesh: mesh, names: names)
+        var line: [UInt8]?
+        for p in map {
+            guard let conn = dispatcher.nodes[p.nodeID]?.connection, overlaySent[p.nodeID] != conn else { continue }
+            if line == nil { line = WireEncoder.request(MessageType.overlay, id: nil, msg) }
+            if let l = line { send(conn, l) }
+            overlaySent[p.nodeID] = conn
+        }
+    }
+}

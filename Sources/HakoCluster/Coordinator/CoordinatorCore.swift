@@ -1,0 +1,238 @@
+import HakoSystem
+
+/// Who is on the other end of a connection, from its certificate.
+public enum PeerIdentity: Sendable, Equatable {
+    /// No client certificate: may only join.
+    case anonymous
+    case node(String)
+    case admin
+}
+
+/// What the I/O layer must do for the core.
+public enum Outgoing: Sendable, Equatable {
+    case send(connection: Int, line: [UInt8])
+    case close(connection: Int, reason: String)
+}
+
+/// A random generator behind an existential, so the core can hold either a
+/// seeded one (tests) or the kernel's (daemon).
+public struct AnyRandom: RandomNumberGenerator, Sendable {
+    var base: any RandomNumberGenerator & Sendable
+    public init(_ base: any RandomNumberGenerator & Sendable) { self.base = base }
+    public mutating func next() -> UInt64 { base.next() }
+}
+
+/// The coordinator without sockets: dispatcher, orchestrator, scheduler and
+/// store wired together. The I/O layer hands it envelopes and peer identities
+/// and carries out what `takeOutgoing()` returns; tests drive it directly with
+/// a manual clock and a seeded generator, so nothing sleeps.
+public final class CoordinatorCore {
+    public let config: CoordinatorConfig
+    let store: Store
+    public internal(set) var state: ClusterState
+    public internal(set) var dispatcher: Dispatcher
+    let scheduler: Scheduler
+    let orchestrator: Orchestrator
+    let subnets: SubnetAllocator
+    let ca: CertificateAuthority
+    let clock: any ClusterClock
+    var rng: AnyRandom
+    let log: ClusterLog
+    public let clusterID: String
+
+    /// Something changed that may need new tasks or placements.
+    var dirty = true
+    /// Wall time at which a delayed task becomes schedulable.
+    var nextWake = Double.infinity
+    var generations: [String: Int] = [:]
+    var outgoing: [Outgoing] = []
+    public private(set) var events: [ClusterEvent] = []
+    static let eventCapacity = 1000
+    var followers: Set<Int> = []
+    var nextRequestID = 1
+    var pendingLogs: [Int: PendingLogs] = [:]
+    /// Node certificates' expiry, by node (from the store, for `node inspect`).
+    var nodeCertExpiry: [String: Double] = [:]
+    /// The overlay's peer map last computed, and the session each node received it on.
+    var overlayMap: [OverlayPeer] = []
+    var overlayMesh: [MeshPort] = []
+    var overlayNames: [String: [String]] = [:]
+    var overlaySent: [String: Int] = [:]
+
+    struct PendingLogs {
+        var admin: Int
+        var adminRequest: Int
+        var waiting: [Int: String]   // request id → node id
+        var entries: [ServiceLogEntry] = []
+        var truncated = false
+        var deadline: Double
+        var names: [String: String]  // task id → task name
+        var missing: [String] = []
+    }
+
+    public init(config: CoordinatorConfig, store: Store, ca: CertificateAuthority, clock: any ClusterClock = SystemClusterClock(),
+                random: any RandomNumberGenerator & Sendable = KernelRandom(), log: ClusterLog = .silent) throws {
+        self.config = config
+        self.store = store
+        self.ca = ca
+        self.clock = clock
+        self.rng = AnyRandom(random)
+        self.log = log
+        scheduler = Scheduler(weights: config.weights)
+        orchestrator = Orchestrator(history: config.taskHistory)
+        subnets = try SubnetAllocator(cluster: config.clusterCIDR, prefix: config.nodeSubnetPrefix)
+        let stored = try store.load()
+        state = ClusterState(stored: stored)
+        guard let id = state.meta["cluster_id"] else { throw ClusterError.store("the database has no cluster id: run `hako cluster init` first") }
+        clusterID = id
+        if let cidr = state.meta["cluster_cidr"], cidr != config.clusterCIDR || state.meta["node_subnet_prefix"] != String(config.nodeSubnetPrefix) {
+            throw ClusterError.config(key: "cluster_cidr", reason: "the cluster was made with \(cidr) and /\(state.meta["node_subnet_prefix"] ?? "?") per node; node subnets cannot move")
+        }
+        dispatcher = Dispatcher(period: config.heartbeatPeriod, jitter: config.heartbeatJitter,
+                                suspectAfterMissed: config.suspectAfterMissed, grace: config.downAfter)
+        let now = clock.monotonic()
+        // After a restart each known node has twice the grace period to say hello.
+        for id in state.nodes.keys { dispatcher.track(id, now: now, allowance: config.downAfter) }
+        for c in state.certs.values where c.role == PKIRole.node.rawValue && !c.revoked {
+            nodeCertExpiry[c.subject] = max(nodeCertExpiry[c.subject] ?? 0, c.notAfter)
+        }
+        for (subnet, node) in state.leases where !subnets.owns(subnet) {
+            throw ClusterError.config(key: "cluster_cidr", reason: "node \(node) holds \(subnet), outside \(config.clusterCIDR)")
+        }
+        log.info("loaded \(state.nodes.count) nodes, \(state.services.count) services, \(state.tasks.count) tasks")
+    }
+
+    // MARK: the loop's entry points
+
+    /// Evaluates liveness, reconciles and schedules when something changed,
+    /// writes the changes, and queues the assignments they imply.
+    public func tick() {
+        let now = clock.monotonic()
+        let wall = clock.wall()
+        for (node, from, to) in dispatcher.evaluate(now: now) {
+            let name = state.nodes[node]?.name ?? node
+            log.info("node \(name) \(from.rawValue) → \(to.rawValue)")
+            record(ClusterEvent(time: wall, kind: "node", action: to.rawValue, id: node, name: name,
+                                message: to == .down ? "silent for more than \(Durations.format(config.downAfter))" : ""))
+            dirty = true
+        }
+        if wall >= nextWake { dirty = true }
+        expirePendingLogs(now: now)
+        if dirty { converge() }
+        flush()
+    }
+
+    /// Orchestrate, then schedule; no effect when nothing changed.
+    func converge() {
+        dirty = false
+        let wall = clock.wall()
+        var evs: [ClusterEvent] = []
+        orchestrator.reconcile(&state, status: { self.dispatcher.status($0) }, now: wall, newID: Identifiers.make, events: &evs)
+        for e in evs { record(e) }
+        schedulePending(now: wall)
+    }
+
+    /// Commits queued changes, then tells the touched nodes their new task set
+    /// (write-ahead: a node never runs what the store does not know).
+    func flush() {
+        let batch = state.takeBatch()
+        if !batch.isEmpty {
+            do { try store.commit(batch) } catch {
+                // The in-memory state is ahead of the disk; the next commit retries the same rows.
+                log.error("cannot write the store: \(error)")
+                state.batch = batch
+                return
+            }
+        }
+        let touched = state.touchedNodes
+        state.touchedNodes = []
+        for node in touched.sorted() { sendAssignment(node) }
+        sendPeerMaps()
+    }
+
+    public func takeOutgoing() -> [Outgoing] {
+        let o = outgoing
+        outgoing = []
+        return o
+    }
+
+    func send(_ connection: Int, _ line: [UInt8]) { outgoing.append(.send(connection: connection, line: line)) }
+
+    func sendAssignment(_ node: String) {
+        guard let conn = dispatcher.nodes[node]?.connection else { return }
+        generations[node, default: 0] += 1
+        let msg = AssignMessage(generation: generations[node] ?? 0, tasks: assignment(for: node))
+        send(conn, WireEncoder.request(MessageType.assign, id: nil, msg))
+    }
+
+    /// Every task a node holds: the live ones to run, the rest to stop and keep for their logs.
+    public func assignment(for node: String) -> [Assignment] {
+        state.tasks(onNode: node).sorted { ($0.serviceName, $0.slot, $0.created) < ($1.serviceName, $1.slot, $1.created) }.map {
+            Assignment(taskID: $0.id, serviceID: $0.serviceID, name: $0.name, slot: $0.slot, version: $0.version, spec: $0.spec,
+                       desired: $0.isLive ? .running : .shutdown, state: $0.state)
+        }
+    }
+
+    // MARK: events
+
+    func record(_ e: ClusterEvent) {
+        events.append(e)
+        if events.count > CoordinatorCore.eventCapacity { events.removeFirst(events.count - CoordinatorCore.eventCapacity) }
+        for f in followers.sorted() { send(f, WireEncoder.request(MessageType.event, id: nil, e)) }
+    }
+
+    // MARK: identity
+
+    /// Maps a verified client certificate to a peer: its role, and for nodes,
+    /// that it is neither revoked nor issued to a removed node.
+    public func authenticate(_ cert: Certificate?) -> Result<PeerIdentity, ClusterError> {
+        guard let cert else { return .success(.anonymous) }
+        let serial = cert.serial
+        guard let record = state.certs[serial] else { return .failure(.security("certificate \(serial) was not issued by this coordinator")) }
+        if record.revoked { return .failure(.security("certificate \(serial) (\(record.subject)) is revoked")) }
+        guard cert.organization == "hako-cluster-\(clusterID)" else { return .failure(.security("certificate of another cluster")) }
+        switch cert.role {
+        case PKIRole.admin.rawValue: return .success(.admin)
+        case PKIRole.node.rawValue:
+            guard state.nodes[cert.commonName] != nil else { return .failure(.security("node \(cert.commonName) was removed")) }
+            return .success(.node(cert.commonName))
+        default: return .failure(.security("certificate role \(cert.role) cannot connect"))
+        }
+    }
+
+    /// Routes one message; the reply line, or nil (no reply, or one that comes later).
+    public func handle(_ env: Envelope, from peer: PeerIdentity, connection: Int, address: String) -> [UInt8]? {
+        if env.type == MessageType.reply || env.type == MessageType.error {
+            if case .node(let n) = peer { agentReplied(env, node: n) }
+            return nil
+        }
+        do {
+            switch peer {
+            case .anonymous:
+                guard env.type == MessageType.join else {
+                    throw WireError(.unauthorized, "\(env.type): a client certificate is required (only join works without one)")
+                }
+                return reply(env, try join(try env.body(JoinRequest.self), address: address))
+            case .node(let node):
+                return try handleAgent(env, node: node, connection: connection, address: address)
+            case .admin:
+                return try handleAdmin(env, connection: connection)
+            }
+        } catch {
+            let e = WireError(error)
+            if e.code == .internalError { log.error("\(env.type) from \(address): \(e.message)") }
+            return env.id == nil ? nil : WireEncoder.error(to: env.id, e)
+        }
+    }
+
+    func reply<B: Encodable>(_ env: Envelope, _ body: B) -> [UInt8]? {
+        guard let id = env.id else { return nil }
+        return WireEncoder.reply(to: id, body)
+    }
+
+    public func connectionClosed(_ connection: Int, peer: PeerIdentity) {
+        followers.remove(connection)
+        if case .node(let n) = peer { dispatcher.close(n, connection: connection) }
+        for (k, p) in pendingLogs where p.admin == connection { pendingLogs[k] = nil }
+    }
+}

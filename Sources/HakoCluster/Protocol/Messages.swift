@@ -1,0 +1,366 @@
+/// Message types of the line protocol (docs/protocol.md has one section each).
+public enum MessageType {
+    // agent → coordinator
+    public static let join = "join"
+    public static let hello = "hello"
+    public static let heartbeat = "heartbeat"
+    public static let taskStatus = "task.status"
+    public static let renew = "renew"
+    // coordinator → agent
+    public static let assign = "assign"
+    public static let logs = "logs"
+    // admin CLI → coordinator
+    public static let tokenCreate = "token.create"
+    public static let nodeList = "node.ls"
+    public static let nodeInspect = "node.inspect"
+    public static let nodeUpdate = "node.update"
+    public static let nodeRemove = "node.rm"
+    public static let serviceCreate = "service.create"
+    public static let serviceList = "service.ls"
+    public static let serviceInspect = "service.inspect"
+    public static let serviceScale = "service.scale"
+    public static let serviceUpdate = "service.update"
+    public static let serviceRemove = "service.rm"
+    public static let servicePs = "service.ps"
+    public static let serviceLogs = "service.logs"
+    public static let events = "events"
+    // coordinator → admin CLI, after an `events` request with follow
+    public static let event = "event"
+    // replies
+    public static let reply = "reply"
+    public static let error = "error"
+}
+
+// MARK: - agent ↔ coordinator
+
+public struct JoinRequest: Codable, Sendable {
+    public var token: String
+    /// A PEM certificate signing request for the node's own key (the key never leaves the node).
+    public var csr: String
+    public var name: String
+    public var hostname: String
+    public var platform: PlatformSpec
+    public var capacity: Resources
+    public var labels: [String: String]
+    public var agentVersion: String
+}
+
+public struct JoinReply: Codable, Sendable {
+    public var nodeID: String
+    public var certificate: String
+    public var ca: String
+    public var clusterID: String
+    public var subnet: String
+}
+
+/// The first message of every session (with the node certificate).
+public struct HelloRequest: Codable, Sendable {
+    public var name: String
+    public var hostname: String
+    public var platform: PlatformSpec
+    public var capacity: Resources
+    public var labels: [String: String]
+    public var agentVersion: String
+    public var load: NodeLoad
+    /// Every cluster task the node has a container for: what it adopts.
+    public var tasks: [TaskStatus]
+}
+
+public struct HelloReply: Codable, Sendable {
+    public var sessionID: String
+    public var clusterID: String
+    public var clusterCIDR: String
+    public var subnet: String
+    /// When to send the first heartbeat (the coordinator's period with jitter).
+    public var heartbeatMs: Int
+}
+
+public struct Heartbeat: Codable, Sendable {
+    public var sessionID: String
+    public var load: NodeLoad
+    /// Task id → state, for every cluster task on the node.
+    public var tasks: [String: TaskState]
+}
+
+public struct HeartbeatReply: Codable, Sendable {
+    /// When to send the next heartbeat.
+    public var nextMs: Int
+}
+
+/// Transitions, sent as they happen (heartbeats repair a lost one).
+public struct TaskStatusReport: Codable, Sendable {
+    public var sessionID: String
+    public var statuses: [TaskStatus]
+}
+
+public struct RenewRequest: Codable, Sendable {
+    public var csr: String
+}
+
+public struct RenewReply: Codable, Sendable {
+    public var certificate: String
+}
+
+/// One task a node must hold: started while `desired` is running, stopped
+/// (kept for its logs) when it is shutdown. Tasks not listed are removed.
+public struct Assignment: Codable, Sendable, Equatable {
+    public var taskID: String
+    public var serviceID: String
+    public var name: String
+    public var slot: Int
+    public var version: Int
+    public var spec: ServiceSpec
+    public var desired: DesiredState
+    /// The coordinator's view; a node only starts tasks in `assigned` or `starting`.
+    public var state: TaskState
+}
+
+/// The whole set of a node's tasks, sent whenever it changes. On the wire
+/// each spec appears once (`specs`, keyed `<service id>@<version>`) and the
+/// tasks refer to it by `spec`: a hundred replicas cost one spec.
+public struct AssignMessage: Codable, Sendable {
+    public var generation: Int
+    public var tasks: [Assignment]
+
+    public init(generation: Int, tasks: [Assignment]) {
+        self.generation = generation
+        self.tasks = tasks
+    }
+
+    struct WireTask: Codable {
+        var taskID: String
+        var serviceID: String
+        var name: String
+        var slot: Int
+        var version: Int
+        var spec: String
+        var desired: DesiredState
+        var state: TaskState
+    }
+
+    enum CodingKeys: String, CodingKey { case generation, specs, tasks }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        var specs: [String: ServiceSpec] = [:]
+        var wire: [WireTask] = []
+        for a in tasks {
+            let key = "\(a.serviceID)@\(a.version)"
+            if specs[key] == nil { specs[key] = a.spec }
+            wire.append(WireTask(taskID: a.taskID, serviceID: a.serviceID, name: a.name, slot: a.slot, version: a.version, spec: key,
+                                 desired: a.desired, state: a.state))
+        }
+        try c.encode(generation, forKey: .generation)
+        try c.encode(specs, forKey: .specs)
+        try c.encode(wire, forKey: .tasks)
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        generation = try c.decode(Int.self, forKey: .generation)
+        let specs = try c.decode([String: ServiceSpec].self, forKey: .specs)
+        tasks = try c.decode([WireTask].self, forKey: .tasks).map { w in
+            guard let spec = specs[w.spec] else {
+                throw DecodingError.dataCorruptedError(forKey: .tasks, in: c, debugDescription: "task \(w.taskID) names no spec \(w.spec)")
+            }
+            return Assignment(taskID: w.taskID, serviceID: w.serviceID, name: w.name, slot: w.slot, version: w.version, spec: spec,
+                              desired: w.desired, state: w.state)
+        }
+    }
+}
+
+public struct LogsRequest: Codable, Sendable {
+    public var taskIDs: [String]
+    /// Lines from the end of each task's log; 0: all (bounded by `maxBytes`).
+    public var tail: Int
+    public var maxBytes: Int
+}
+
+public struct LogEntry: Codable, Sendable, Equatable {
+    public var taskID: String
+    public var time: String
+    public var stream: String
+    public var text: String
+}
+
+public struct LogsReply: Codable, Sendable {
+    public var entries: [LogEntry]
+    /// Output left out to keep the reply within the line bound.
+    public var truncated: Bool
+}
+
+// MARK: - admin CLI ↔ coordinator
+
+public struct EmptyBody: Codable, Sendable { public init() {} }
+
+public struct TokenCreateRequest: Codable, Sendable {
+    /// Seconds; nil: the coordinator's default (1 h).
+    public var ttl: Double?
+    public init(ttl: Double?) { self.ttl = ttl }
+}
+
+public struct TokenReply: Codable, Sendable {
+    public var token: String
+    public var expires: Double
+}
+
+public struct NodeRef: Codable, Sendable {
+    public var node: String
+    public init(node: String) { self.node = node }
+}
+
+public struct NodeUpdateRequest: Codable, Sendable {
+    public var node: String
+    public var availability: NodeAvailability
+    public init(node: String, availability: NodeAvailability) { self.node = node; self.availability = availability }
+}
+
+public struct NodeRemoveRequest: Codable, Sendable {
+    public var node: String
+    public var force: Bool
+    public init(node: String, force: Bool) { self.node = node; self.force = force }
+}
+
+public struct NodeView: Codable, Sendable {
+    public var id: String
+    public var name: String
+    public var hostname: String
+    public var status: NodeStatus
+    public var availability: NodeAvailability
+    public var platform: PlatformSpec
+    public var labels: [String: String]
+    public var capacity: Resources
+    public var reserved: Resources
+    public var load: NodeLoad?
+    public var subnet: String
+    public var address: String
+    public var agentVersion: String
+    /// Tasks wanted running on the node.
+    public var tasks: Int
+    /// Seconds since the last heartbeat; nil: none since the coordinator started.
+    public var lastSeenAgo: Double?
+    public var created: Double
+    public var certificateExpires: Double?
+}
+
+public struct NodeList: Codable, Sendable { public var nodes: [NodeView] }
+
+public struct ServiceCreateRequest: Codable, Sendable {
+    public var spec: ServiceSpec
+    public init(spec: ServiceSpec) { self.spec = spec }
+}
+
+public struct ServiceRef: Codable, Sendable {
+    public var service: String
+    public init(service: String) { self.service = service }
+}
+
+public struct ServiceScaleRequest: Codable, Sendable {
+    public var service: String
+    public var replicas: Int
+    public init(service: String, replicas: Int) { self.service = service; self.replicas = replicas }
+}
+
+public struct ServiceUpdateRequest: Codable, Sendable {
+    public var service: String
+    public var spec: ServiceSpec
+    /// The version the change was made against; a newer one refuses it (two admins at once).
+    public var version: Int?
+    /// New tasks even when nothing changed (a rolling restart).
+    public var force: Bool
+    public init(service: String, spec: ServiceSpec, version: Int?, force: Bool = false) {
+        self.service = service
+        self.spec = spec
+        self.version = version
+        self.force = force
+    }
+}
+
+public struct ServiceView: Codable, Sendable {
+    public var id: String
+    public var name: String
+    public var version: Int
+    public var spec: ServiceSpec
+    /// Tasks running at the current version / all running.
+    public var running: Int
+    public var runningCurrent: Int
+    public var created: Double
+    public var updated: Double
+    /// "updating 2/5", "completed", or "" before the first update.
+    public var updateStatus: String
+}
+
+public struct ServiceList: Codable, Sendable { public var services: [ServiceView] }
+
+public struct ServicePsRequest: Codable, Sendable {
+    public var service: String
+    /// Also the ended tasks kept as history.
+    public var all: Bool
+    public init(service: String, all: Bool) { self.service = service; self.all = all }
+}
+
+public struct TaskView: Codable, Sendable {
+    public var id: String
+    public var name: String
+    public var slot: Int
+    public var version: Int
+    public var image: String
+    public var nodeID: String?
+    public var nodeName: String?
+    public var desired: DesiredState
+    public var state: TaskState
+    public var message: String
+    public var exitCode: Int32?
+    public var containerID: String?
+    public var created: Double
+    public var updated: Double
+    /// Published on its node: "0.0.0.0:8080->80/tcp".
+    public var ports: [String]? = nil
+    /// Its address on the cluster network.
+    public var address: String? = nil
+}
+
+public struct TaskList: Codable, Sendable { public var tasks: [TaskView] }
+
+public struct ServiceLogsRequest: Codable, Sendable {
+    public var service: String
+    public var tail: Int
+    public init(service: String, tail: Int) { self.service = service; self.tail = tail }
+}
+
+public struct ServiceLogEntry: Codable, Sendable {
+    public var task: String
+    public var node: String
+    public var time: String
+    public var stream: String
+    public var text: String
+}
+
+public struct ServiceLogsReply: Codable, Sendable {
+    public var entries: [ServiceLogEntry]
+    /// Nodes that did not answer (down, or too slow).
+    public var missing: [String]
+    public var truncated: Bool
+}
+
+public struct EventsRequest: Codable, Sendable {
+    /// Keep the connection and send each new event.
+    public var follow: Bool
+    /// Only events at or after this time (seconds since 1970).
+    public var since: Double?
+    public init(follow: Bool, since: Double?) { self.follow = follow; self.since = since }
+}
+
+/// Something that happened in the cluster (kept in memory, the last 1,000).
+public struct ClusterEvent: Codable, Sendable, Equatable {
+    public var time: Double
+    /// node, service, task, token
+    public var kind: String
+    /// joined, ready, suspect, down, removed, created, scaled, updated, placed, unplaced, running, failed…
+    public var action: String
+    public var id: String
+    public var name: String
+    public var message: String
+}
+
+public struct EventList: Codable, Sendable { public var events: [ClusterEvent] }

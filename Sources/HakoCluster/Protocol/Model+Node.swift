@@ -1,0 +1,148 @@
+import HakoSystem
+
+/// An OS/architecture/variant triple in OCI terms: "linux/arm64", "linux/arm/v7".
+public struct PlatformSpec: Codable, Sendable, Hashable, CustomStringConvertible {
+    public var os: String
+    public var architecture: String
+    public var variant: String?
+
+    public init(os: String = "linux", architecture: String, variant: String? = nil) {
+        self.os = os
+        self.architecture = architecture
+        self.variant = variant
+    }
+
+    /// "linux/arm64", "arm64", "linux/arm/v7", and the common aliases
+    /// (aarch64, armv7, armhf, x86_64).
+    public init?(parsing s: String) {
+        let parts = s.lowercased().split(separator: "/").map(String.init)
+        guard (1...3).contains(parts.count), parts.allSatisfy({ !$0.isEmpty }) else { return nil }
+        var os = "linux"
+        var rest = parts[...]
+        if parts.count >= 2 || parts[0] == "linux" {
+            os = parts[0]
+            rest = parts.dropFirst()
+        }
+        guard let arch = rest.first else { return nil }
+        var variant = rest.count > 1 ? rest.last : nil
+        var a = arch
+        switch arch {
+        case "aarch64": a = "arm64"
+        case "x86_64", "x86-64": a = "amd64"
+        case "armv7", "armv7l", "armhf": a = "arm"; variant = variant ?? "v7"
+        case "armv6", "armv6l", "armel": a = "arm"; variant = variant ?? "v6"
+        default: break
+        }
+        guard a.allSatisfy({ $0.isLetter || $0.isNumber }), os.allSatisfy({ $0.isLetter }) else { return nil }
+        self.init(os: os, architecture: a, variant: variant)
+    }
+
+    public var description: String {
+        [os, architecture, variant].compactMap { $0 }.joined(separator: "/")
+    }
+
+    /// Whether a node of this platform runs an image built for `image`:
+    /// same OS and architecture; an image variant, if given, no newer than the
+    /// node's (an armv7 node runs armv6 images; arm64's only variant is v8).
+    public func runs(_ image: PlatformSpec) -> Bool {
+        guard os == image.os, architecture == image.architecture else { return false }
+        guard let want = image.variant else { return true }
+        let have = variant ?? (architecture == "arm64" ? "v8" : "")
+        if have == want { return true }
+        if architecture == "arm", let h = Int(have.dropFirst()), let w = Int(want.dropFirst()) { return w <= h }
+        return architecture == "arm64" && want == "v8"
+    }
+}
+
+/// CPU and memory: what a node offers or a task reserves.
+public struct Resources: Codable, Sendable, Hashable {
+    /// Thousandths of a CPU.
+    public var cpuMillis: Int64
+    public var memory: Int64
+
+    public init(cpuMillis: Int64 = 0, memory: Int64 = 0) {
+        self.cpuMillis = cpuMillis
+        self.memory = memory
+    }
+
+    public static let zero = Resources()
+    public var isZero: Bool { cpuMillis == 0 && memory == 0 }
+}
+
+public enum NodeAvailability: String, Codable, Sendable {
+    /// Takes new tasks.
+    case active
+    /// Takes none, and its tasks move elsewhere.
+    case drain
+}
+
+/// What the coordinator knows of a node: joined once, kept in the store.
+public struct NodeRecord: Codable, Sendable, Equatable {
+    public var id: String
+    public var name: String
+    public var hostname: String
+    public var platform: PlatformSpec
+    public var labels: [String: String]
+    public var capacity: Resources
+    public var availability: NodeAvailability
+    /// The node's container subnet ("10.88.3.0/24"), leased from the cluster CIDR.
+    public var subnet: String
+    /// The underlay address the agent last connected from.
+    public var address: String
+    public var agentVersion: String
+    /// Seconds since 1970.
+    public var created: Double
+    public var updated: Double
+
+    public init(id: String, name: String, hostname: String, platform: PlatformSpec, labels: [String: String], capacity: Resources,
+                availability: NodeAvailability, subnet: String, address: String, agentVersion: String, created: Double, updated: Double) {
+        self.id = id
+        self.name = name
+        self.hostname = hostname
+        self.platform = platform
+        self.labels = labels
+        self.capacity = capacity
+        self.availability = availability
+        self.subnet = subnet
+        self.address = address
+        self.agentVersion = agentVersion
+        self.created = created
+        self.updated = updated
+    }
+}
+
+/// A node's liveness as the dispatcher sees it: in memory only.
+public enum NodeStatus: String, Codable, Sendable {
+    /// No session since the coordinator started (within the grace period).
+    case unknown
+    case ready
+    /// Heartbeats missed, still within the grace period: gets no new tasks.
+    case suspect
+    /// Silent past the grace period: its tasks are placed elsewhere.
+    case down
+}
+
+/// A node's load, as each heartbeat reports it.
+public struct NodeLoad: Codable, Sendable, Equatable {
+    /// Share of the node's CPU time busy since the last heartbeat (0…1).
+    public var cpu: Double
+    /// 1-minute load average.
+    public var load1: Double
+    public var memoryTotal: Int64
+    public var memoryAvailable: Int64
+    /// Containers running on the node (all of them, not only the cluster's).
+    public var containers: Int
+
+    public init(cpu: Double = 0, load1: Double = 0, memoryTotal: Int64 = 0, memoryAvailable: Int64 = 0, containers: Int = 0) {
+        self.cpu = cpu
+        self.load1 = load1
+        self.memoryTotal = memoryTotal
+        self.memoryAvailable = memoryAvailable
+        self.containers = containers
+    }
+
+    /// Share of memory in use (0…1); 0 when unknown.
+    public var memoryUsed: Double {
+        memoryTotal > 0 ? min(1, max(0, 1 - Double(memoryAvailable) / Double(memoryTotal))) : 0
+    }
+}

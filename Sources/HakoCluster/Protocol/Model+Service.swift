@@ -1,0 +1,288 @@
+import HakoNetwork
+import HakoSystem
+
+/// When a task that ended is replaced by a new one (the service's restart
+/// policy; the container's own monitor restarts it first, per `restart`).
+public enum RestartCondition: String, Codable, Sendable {
+    case any
+    case onFailure = "on-failure"
+    case none
+}
+
+/// What a service is: the desired state an admin writes.
+public struct ServiceSpec: Codable, Sendable, Equatable {
+    public var name: String
+    public var image: String
+    /// Arguments after the image; nil: the image's default command.
+    public var command: [String]?
+    /// nil: the image's entrypoint; "": none.
+    public var entrypoint: String?
+    public var env: [String]
+    public var workdir: String?
+    public var user: String?
+    /// Labels on the service's containers.
+    public var labels: [String: String]
+    public var replicas: Int
+    /// What each task reserves on its node; the scheduler never overcommits it.
+    public var reservations: Resources
+    /// Each task's cgroup limits (CPUs in thousandths, memory in bytes); 0: none.
+    public var limits: Resources
+    /// Ports published on the node that runs a task (Docker's -p syntax:
+    /// "8080:80", "80" for a port the node picks, "/udp"). A fixed host port
+    /// keeps two tasks off one node.
+    public var ports: [String]
+    /// Ports of the routing mesh ("8080:80[/udp]"): every node answers the
+    /// published port and forwards round-robin to the running tasks' target
+    /// port, wherever they run (across the overlay).
+    public var ingress: [String]
+    /// "node.labels.zone==a", "node.platform.arch!=arm", "node.hostname==pi3".
+    public var constraints: [String]
+    /// Platforms the image exists for ("linux/arm64"); empty: any.
+    public var platforms: [String]
+    /// The monitor's restart policy for the container (Docker's syntax).
+    public var restart: String
+    /// When a task that ended is replaced.
+    public var restartCondition: RestartCondition
+    /// Replacements per slot before giving up; 0: no limit.
+    public var restartMaxAttempts: Int
+    /// Seconds between a task's end and its replacement.
+    public var restartDelay: Double
+    /// Tasks replaced at a time by `service update`.
+    public var updateParallelism: Int
+    /// "cluster" (the node's bridge on its leased subnet: an address unique
+    /// in the cluster), "host" or "none".
+    public var network: String
+    public var stopSignal: String?
+    public var stopTimeout: Int?
+
+    public init(name: String, image: String) {
+        self.name = name
+        self.image = image
+        command = nil
+        entrypoint = nil
+        env = []
+        workdir = nil
+        user = nil
+        labels = [:]
+        replicas = 1
+        reservations = .zero
+        limits = .zero
+        ports = []
+        ingress = []
+        constraints = []
+        platforms = []
+        restart = "on-failure:3"
+        restartCondition = .any
+        restartMaxAttempts = 0
+        restartDelay = 5
+        updateParallelism = 1
+        network = ServiceSpec.clusterNetwork
+        stopSignal = nil
+        stopTimeout = nil
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case name, image, command, entrypoint, env, workdir, user, labels, replicas, reservations, limits, ports, ingress, constraints, platforms
+        case restart, restartCondition, restartMaxAttempts, restartDelay, updateParallelism, network, stopSignal, stopTimeout
+    }
+
+    /// Every field but `name` and `image` may be left out and takes its default.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(name: try c.decode(String.self, forKey: .name), image: try c.decode(String.self, forKey: .image))
+        command = try c.decodeIfPresent([String].self, forKey: .command)
+        entrypoint = try c.decodeIfPresent(String.self, forKey: .entrypoint)
+        env = try c.decodeIfPresent([String].self, forKey: .env) ?? env
+        workdir = try c.decodeIfPresent(String.self, forKey: .workdir)
+        user = try c.decodeIfPresent(String.self, forKey: .user)
+        labels = try c.decodeIfPresent([String: String].self, forKey: .labels) ?? labels
+        replicas = try c.decodeIfPresent(Int.self, forKey: .replicas) ?? replicas
+        reservations = try c.decodeIfPresent(Resources.self, forKey: .reservations) ?? reservations
+        limits = try c.decodeIfPresent(Resources.self, forKey: .limits) ?? limits
+        ports = try c.decodeIfPresent([String].self, forKey: .ports) ?? ports
+        ingress = try c.decodeIfPresent([String].self, forKey: .ingress) ?? ingress
+        constraints = try c.decodeIfPresent([String].self, forKey: .constraints) ?? constraints
+        platforms = try c.decodeIfPresent([String].self, forKey: .platforms) ?? platforms
+        restart = try c.decodeIfPresent(String.self, forKey: .restart) ?? restart
+        restartCondition = try c.decodeIfPresent(RestartCondition.self, forKey: .restartCondition) ?? restartCondition
+        restartMaxAttempts = try c.decodeIfPresent(Int.self, forKey: .restartMaxAttempts) ?? restartMaxAttempts
+        restartDelay = try c.decodeIfPresent(Double.self, forKey: .restartDelay) ?? restartDelay
+        updateParallelism = try c.decodeIfPresent(Int.self, forKey: .updateParallelism) ?? updateParallelism
+        network = try c.decodeIfPresent(String.self, forKey: .network) ?? network
+        stopSignal = try c.decodeIfPresent(String.self, forKey: .stopSignal)
+        stopTimeout = try c.decodeIfPresent(Int.self, forKey: .stopTimeout)
+    }
+
+    public static let maxReplicas = 10_000
+    /// The network every node builds on its leased subnet.
+    public static let clusterNetwork = "cluster"
+
+    /// Refuses a spec no node could run, with the field and the reason.
+    public func validate() throws(ClusterError) {
+        guard Identifiers.isValidName(name) else {
+            throw .invalid("invalid service name \"\(name)\": 1–63 letters, digits, '-', '_' or '.', starting with a letter or digit")
+        }
+        guard !image.isEmpty, !image.contains(where: { $0 == " " || $0 == "\n" }) else { throw .invalid("invalid image \"\(image)\"") }
+        guard (0...ServiceSpec.maxReplicas).contains(replicas) else { throw .invalid("replicas must be between 0 and \(ServiceSpec.maxReplicas)") }
+        guard reservations.cpuMillis >= 0, reservations.memory >= 0 else { throw .invalid("reservations cannot be negative") }
+        for c in constraints { _ = try Constraint(parsing: c) }
+        for p in platforms where PlatformSpec(parsing: p) == nil { throw .invalid("invalid platform \"\(p)\" (e.g. linux/arm64, linux/arm/v7)") }
+        do { _ = try RestartPolicyText.check(restart) } catch { throw .invalid(error.description) }
+        guard restartMaxAttempts >= 0 else { throw .invalid("restart max attempts cannot be negative") }
+        guard restartDelay >= 0, restartDelay <= 86400 else { throw .invalid("restart delay must be between 0 and 24h") }
+        guard (1...100).contains(updateParallelism) else { throw .invalid("update parallelism must be between 1 and 100") }
+        guard [ServiceSpec.clusterNetwork, "host", "none"].contains(network) else {
+            throw .invalid("invalid network \"\(network)\": cluster, host or none")
+        }
+        guard limits.cpuMillis >= 0, limits.memory >= 0 else { throw .invalid("limits cannot be negative") }
+        if limits.memory > 0 && limits.memory < 6 << 20 { throw .invalid("the memory limit must be at least 6 MiB") }
+        if limits.memory > 0 && reservations.memory > limits.memory { throw .invalid("the memory reservation exceeds the memory limit") }
+        if limits.cpuMillis > 0 && reservations.cpuMillis > limits.cpuMillis { throw .invalid("the CPU reservation exceeds the CPU limit") }
+        if !(ports.isEmpty && ingress.isEmpty) && network != ServiceSpec.clusterNetwork {
+            throw .invalid("published ports need the cluster network (--network \(network) has none to publish from)")
+        }
+        var seen = Set<String>()
+        for p in ports {
+            let bindings: [PortBinding]
+            do { bindings = try PortBinding.parse(p) } catch { throw .invalid("\(error)") }
+            for b in bindings where b.hostPort != 0 && !seen.insert("\(b.proto.rawValue)/\(b.hostPort)").inserted {
+                throw .invalid("host port \(b.hostPort)/\(b.proto.rawValue) is published twice")
+            }
+        }
+        for p in ingress {
+            let bindings: [PortBinding]
+            do { bindings = try PortBinding.parse(p) } catch { throw .invalid("\(error)") }
+            for b in bindings {
+                guard b.hostPort != 0, b.hostIP == nil else { throw .invalid("invalid --ingress \"\(p)\": PUBLISHED:TARGET[/PROTOCOL], every node's addresses") }
+                guard seen.insert("\(b.proto.rawValue)/\(b.hostPort)").inserted else {
+                    throw .invalid("host port \(b.hostPort)/\(b.proto.rawValue) is published twice")
+                }
+            }
+        }
+        for e in env where e.isEmpty || e.hasPrefix("=") { throw .invalid("invalid environment variable \"\(e)\"") }
+        if let s = stopSignal, Signals.parse(s) == nil { throw .invalid("invalid stop signal \"\(s)\"") }
+        if let t = stopTimeout, t < 0 { throw .invalid("stop timeout cannot be negative") }
+    }
+
+    /// Fixed host ports a task holds on its node ("tcp/8080"); ports the node picks are not among them.
+    public var hostPorts: [String] {
+        ports.flatMap { (try? PortBinding.parse($0)) ?? [] }.filter { $0.hostPort != 0 }.map { "\($0.proto.rawValue)/\($0.hostPort)" }
+    }
+
+    /// The routing mesh's ports: (protocol, published, target).
+    public var ingressBindings: [PortBinding] { ingress.flatMap { (try? PortBinding.parse($0)) ?? [] } }
+
+    /// Whether a change from `old` to this spec needs new tasks (anything but the replica count).
+    public func needsNewTasks(comparedTo old: ServiceSpec) -> Bool {
+        var a = self, b = old
+        a.replicas = 0
+        b.replicas = 0
+        return a != b
+    }
+}
+
+/// Docker's restart policy syntax, checked without the runtime.
+enum RestartPolicyText {
+    static func check(_ s: String) throws(ClusterError) -> String {
+        let parts = s.split(separator: ":", maxSplits: 1).map(String.init)
+        switch parts.first ?? "" {
+        case "no", "always", "unless-stopped":
+            if parts.count == 1 { return s }
+        case "on-failure":
+            if parts.count == 1 || UInt32(parts[1]) != nil { return s }
+        default: break
+        }
+        throw .invalid("invalid restart policy \"\(s)\" (no, on-failure[:N], always or unless-stopped)")
+    }
+}
+
+/// A service as stored: its spec and its version (bumped by every update that needs new tasks).
+public struct ServiceRecord: Codable, Sendable, Equatable {
+    public var id: String
+    public var spec: ServiceSpec
+    public var version: Int
+    public var created: Double
+    public var updated: Double
+
+    public init(id: String, spec: ServiceSpec, version: Int, created: Double, updated: Double) {
+        self.id = id
+        self.spec = spec
+        self.version = version
+        self.created = created
+        self.updated = updated
+    }
+}
+
+/// A placement constraint: `node.<attribute> == value` or `!=`.
+public struct Constraint: Sendable, Hashable, CustomStringConvertible {
+    public enum Key: Sendable, Hashable {
+        case label(String)
+        case id, hostname, name, os, arch
+    }
+    public var key: Key
+    public var equal: Bool
+    public var value: String
+    public var text: String
+
+    public init(parsing s: String) throws(ClusterError) {
+        let op: String
+        if s.contains("!=") { op = "!=" } else if s.contains("==") { op = "==" } else {
+            throw .invalid("invalid constraint \"\(s)\": expected node.<attribute>==value or !=")
+        }
+        let sides = s.split(separatorString: op)
+        guard sides.count == 2 else { throw .invalid("invalid constraint \"\(s)\"") }
+        let lhs = sides[0].trimmed, rhs = sides[1].trimmed
+        guard !rhs.isEmpty else { throw .invalid("invalid constraint \"\(s)\": no value") }
+        switch lhs {
+        case "node.id": key = .id
+        case "node.hostname": key = .hostname
+        case "node.name": key = .name
+        case "node.platform.os": key = .os
+        case "node.platform.arch": key = .arch
+        default:
+            guard lhs.hasPrefix("node.labels."), lhs.count > "node.labels.".count else {
+                throw .invalid("invalid constraint \"\(s)\": the attribute is one of node.labels.<key>, node.id, node.hostname, node.name, node.platform.os, node.platform.arch")
+            }
+            key = .label(String(lhs.dropFirst("node.labels.".count)))
+        }
+        equal = op == "=="
+        value = rhs
+        text = "\(lhs)\(op)\(rhs)"
+    }
+
+    public var description: String { text }
+
+    /// Swarm's semantics: a missing label fails `==` and passes `!=`.
+    public func matches(_ n: NodeRecord) -> Bool {
+        let actual: String?
+        switch key {
+        case .label(let k): actual = n.labels[k]
+        case .id: actual = n.id
+        case .hostname: actual = n.hostname
+        case .name: actual = n.name
+        case .os: actual = n.platform.os
+        case .arch:
+            // "arm64", and for 32-bit ARM both "arm" and "armv7" match.
+            if let v = n.platform.variant, n.platform.architecture == "arm" {
+                let hit = value == "arm" || value == "arm" + v
+                return equal ? hit : !hit
+            }
+            actual = n.platform.architecture
+        }
+        guard let a = actual else { return !equal }
+        return (a == value) == equal
+    }
+}
+
+extension String {
+    func split(separatorString sep: String) -> [String] {
+        var out: [String] = []
+        var rest = Substring(self)
+        while let r = rest.firstRange(of: sep) {
+            out.append(String(rest[..<r.lowerBound]))
+            rest = rest[r.upperBound...]
+        }
+        out.append(String(rest))
+        return out
+    }
+}

@@ -1,0 +1,115 @@
+import HakoSystem
+
+/// A task's observed state, in the order tasks go through them (swarm's).
+public enum TaskState: String, Codable, Sendable, CaseIterable {
+    /// Created by the orchestrator, waiting for a node (with the reason when none fits).
+    case pending
+    /// Placed on a node, not yet taken up by its agent.
+    case assigned
+    /// The agent is creating and starting the container.
+    case starting
+    case running
+    /// Ended with exit code 0.
+    case complete
+    /// Ended otherwise, after the monitor's own restarts.
+    case failed
+    /// Stopped because it was no longer wanted.
+    case shutdown
+    /// The agent could not start it (no such image, bad command…).
+    case rejected
+    /// Its node went down; it was replaced elsewhere.
+    case orphaned
+
+    public var isTerminal: Bool {
+        switch self {
+        case .complete, .failed, .shutdown, .rejected, .orphaned: return true
+        default: return false
+        }
+    }
+
+    /// Ended by failing (counts toward the restart limit).
+    public var isFailure: Bool { self == .failed || self == .rejected }
+}
+
+public enum DesiredState: String, Codable, Sendable {
+    case running
+    case shutdown
+}
+
+/// One replica of a service at one version: placed once, never moved.
+public struct TaskRecord: Codable, Sendable, Equatable {
+    public var id: String
+    public var serviceID: String
+    public var serviceName: String
+    /// 1…replicas: the replica this task fills.
+    public var slot: Int
+    /// The service version the task runs.
+    public var version: Int
+    public var spec: ServiceSpec
+    public var nodeID: String?
+    public var desired: DesiredState
+    public var state: TaskState
+    /// Why it is pending, or what went wrong.
+    public var message: String
+    public var containerID: String?
+    public var exitCode: Int32?
+    public var created: Double
+    /// When `state` last changed.
+    public var updated: Double
+    /// Not scheduled before this time (restart delay); seconds since 1970.
+    public var notBefore: Double
+    /// Ports its node published ("0.0.0.0:8080->80/tcp"), as its agent last
+    /// reported them (kept in memory: agents report them again on hello).
+    public var ports: [String]? = nil
+    /// Its address on the cluster network, as its agent reported it (memory only).
+    public var address: String? = nil
+
+    public init(id: String, serviceID: String, serviceName: String, slot: Int, version: Int, spec: ServiceSpec, nodeID: String?,
+                desired: DesiredState, state: TaskState, message: String, containerID: String?, exitCode: Int32?,
+                created: Double, updated: Double, notBefore: Double) {
+        self.id = id
+        self.serviceID = serviceID
+        self.serviceName = serviceName
+        self.slot = slot
+        self.version = version
+        self.spec = spec
+        self.nodeID = nodeID
+        self.desired = desired
+        self.state = state
+        self.message = message
+        self.containerID = containerID
+        self.exitCode = exitCode
+        self.created = created
+        self.updated = updated
+        self.notBefore = notBefore
+    }
+
+    /// "web.2"
+    public var name: String { "\(serviceName).\(slot)" }
+    /// Wanted, and not ended: counts toward the replicas.
+    public var isLive: Bool { desired == .running && !state.isTerminal }
+}
+
+/// What an agent reports about one task.
+public struct TaskStatus: Codable, Sendable, Equatable {
+    public var taskID: String
+    public var state: TaskState
+    public var containerID: String?
+    public var exitCode: Int32?
+    public var message: String
+    /// The ports published for it on the node, once it runs.
+    public var ports: [String]?
+    /// Its address on the cluster network, once it runs.
+    public var address: String?
+
+    public init(taskID: String, state: TaskState, containerID: String? = nil, exitCode: Int32? = nil, message: String = "", ports: [String]? = nil,
+                address: String? = nil) {
+        self.ports = ports
+        self.address = address
+        self.taskID = taskID
+        self.state = state
+        self.containerID = containerID
+        self.exitCode = exitCode
+        self.message = message
+    }
+}

@@ -1,0 +1,316 @@
+import HakoSystem
+
+/// A node as the scheduler sees it: one value of a snapshot, updated in the
+/// snapshot as tasks are placed on it.
+public struct SchedulerNode: Sendable {
+    public var record: NodeRecord
+    public var status: NodeStatus
+    /// Reservations of the live tasks already on the node.
+    public var reserved: Resources
+    public var load: NodeLoad
+    /// Live tasks on the node, and per service.
+    public var tasks: Int
+    public var serviceTasks: [String: Int]
+    /// Fixed host ports the live tasks publish ("tcp/8080").
+    public var hostPorts: Set<String>
+
+    public init(record: NodeRecord, status: NodeStatus, reserved: Resources = .zero, load: NodeLoad = NodeLoad(),
+                tasks: Int = 0, serviceTasks: [String: Int] = [:], hostPorts: Set<String> = []) {
+        self.hostPorts = hostPorts
+        self.record = record
+        self.status = status
+        self.reserved = reserved
+        self.load = load
+        self.tasks = tasks
+        self.serviceTasks = serviceTasks
+    }
+
+    public var id: String { record.id }
+}
+
+/// The nodes at one moment; the scheduler reads it and records its placements in it.
+public struct ClusterSnapshot: Sendable {
+    public var nodes: [SchedulerNode]
+    public init(nodes: [SchedulerNode]) { self.nodes = nodes }
+}
+
+/// A task to place: what the filters and the score need of it.
+public struct SchedulingRequest: Sendable {
+    public var taskID: String
+    public var serviceID: String
+    /// Tasks of one service and version share their requirements: the scheduler filters once per group.
+    public var group: String
+    public var reservations: Resources
+    public var constraints: [Constraint]
+    public var platforms: [PlatformSpec]
+    /// Fixed host ports the task publishes: a node holds each once.
+    public var hostPorts: [String]
+
+    public init(taskID: String, serviceID: String, group: String, reservations: Resources,
+                constraints: [Constraint], platforms: [PlatformSpec], hostPorts: [String] = []) {
+        self.hostPorts = hostPorts
+        self.taskID = taskID
+        self.serviceID = serviceID
+        self.group = group
+        self.reservations = reservations
+        self.constraints = constraints
+        self.platforms = platforms
+    }
+
+    /// Requests for tasks, their constraints and platforms parsed once per service version.
+    public static func requests(for tasks: [TaskRecord]) -> [SchedulingRequest] {
+        var parsed: [String: (constraints: [Constraint], platforms: [PlatformSpec], ports: [String])] = [:]
+        return tasks.map { t in
+            let group = "\(t.serviceID)@\(t.version)"
+            let p = parsed[group] ?? {
+                let v = (t.spec.constraints.compactMap { try? Constraint(parsing: $0) }, t.spec.platforms.compactMap { PlatformSpec(parsing: $0) },
+                         t.spec.hostPorts)
+                parsed[group] = v
+                return v
+            }()
+            return SchedulingRequest(taskID: t.id, serviceID: t.serviceID, group: group, reservations: t.spec.reservations,
+                                     constraints: p.constraints, platforms: p.platforms, hostPorts: p.ports)
+        }
+    }
+
+    /// The requirements of a task at its spec (constraints were validated when the spec was accepted).
+    public init(task: TaskRecord) {
+        let spec = task.spec
+        self.init(taskID: task.id, serviceID: task.serviceID, group: "\(task.serviceID)@\(task.version)",
+                  reservations: spec.reservations,
+                  constraints: spec.constraints.compactMap { try? Constraint(parsing: $0) },
+                  platforms: spec.platforms.compactMap { PlatformSpec(parsing: $0) }, hostPorts: spec.hostPorts)
+    }
+}
+
+/// How much each part of the score counts. Lower scores win.
+public struct SchedulerWeights: Sendable, Equatable {
+    /// Per task of the same service already on the node (spread).
+    public var spread: Double
+    /// Per unit of CPU busy (observed) or reserved, whichever is higher (0…1).
+    public var cpu: Double
+    /// Per unit of memory in use or reserved (0…1).
+    public var memory: Double
+    /// Per task of any service on the node.
+    public var tasks: Double
+
+    public init(spread: Double = 1, cpu: Double = 2, memory: Double = 2, tasks: Double = 0.1) {
+        self.spread = spread
+        self.cpu = cpu
+        self.memory = memory
+        self.tasks = tasks
+    }
+}
+
+/// The scheduler's answer for one task.
+public struct Placement: Sendable, Equatable {
+    public var taskID: String
+    /// nil: not placed; `reason` says why.
+    public var nodeID: String?
+    public var reason: String
+}
+
+/// A pure pipeline over a snapshot: filters (ready, active, platform,
+/// constraints, resources), then a score from the node's load and the spread
+/// of the service's tasks; ties go to injected randomness, so a seeded
+/// generator makes every decision repeatable.
+public struct Scheduler: Sendable {
+    public var weights: SchedulerWeights
+
+    public init(weights: SchedulerWeights = SchedulerWeights()) { self.weights = weights }
+
+    /// Places `requests` in order, recording each placement in `snapshot`.
+    public func schedule<R: RandomNumberGenerator>(_ requests: [SchedulingRequest], on snapshot: inout ClusterSnapshot,
+                                                   using rng: inout R) -> [Placement] {
+        var out: [Placement] = []
+        out.reserveCapacity(requests.count)
+        var i = 0
+        while i < requests.count {
+            var j = i + 1
+            while j < requests.count && requests[j].group == requests[i].group { j += 1 }
+            placeGroup(requests[i..<j], on: &snapshot, using: &rng, into: &out)
+            i = j
+        }
+        return out
+    }
+
+    /// Tasks of one group: the static filters once, then a heap of candidate
+    /// nodes by score; only the node just chosen changes its score.
+    func placeGroup<R: RandomNumberGenerator>(_ group: ArraySlice<SchedulingRequest>, on snapshot: inout ClusterSnapshot,
+                                              using rng: inout R, into out: inout [Placement]) {
+        guard let first = group.first else { return }
+        var heap = NodeHeap()
+        heap.reserve(snapshot.nodes.count)
+        for idx in snapshot.nodes.indices where Scheduler.passesStatic(snapshot.nodes[idx], first) {
+            if Scheduler.fits(snapshot.nodes[idx], first) != nil { continue }
+            heap.push(.init(score: score(snapshot.nodes[idx], service: first.serviceID), tie: rng.next(), node: Int32(idx)))
+        }
+        var reason: String?
+        for request in group {
+            var chosen: Int?
+            while let top = heap.pop() {
+                let idx = Int(top.node)
+                if Scheduler.fits(snapshot.nodes[idx], request) == nil {
+                    chosen = idx
+                    place(request, on: &snapshot.nodes[idx])
+                    heap.push(.init(score: score(snapshot.nodes[idx], service: request.serviceID), tie: top.tie, node: top.node))
+                    break
+                }
+            }
+            if let idx = chosen {
+                out.append(Placement(taskID: request.taskID, nodeID: snapshot.nodes[idx].id, reason: ""))
+            } else {
+                if reason == nil { reason = explain(request, in: snapshot) }
+                out.append(Placement(taskID: request.taskID, nodeID: nil, reason: reason ?? ""))
+            }
+        }
+    }
+
+    func place(_ r: SchedulingRequest, on n: inout SchedulerNode) {
+        n.reserved.cpuMillis += r.reservations.cpuMillis
+        n.reserved.memory += r.reservations.memory
+        n.tasks += 1
+        n.serviceTasks[r.serviceID, default: 0] += 1
+        n.hostPorts.formUnion(r.hostPorts)
+    }
+
+    /// The node's score for one more task of `service`: lower is better.
+    public func score(_ n: SchedulerNode, service: String) -> Double {
+        let cap = n.record.capacity
+        let cpuReserved = cap.cpuMillis > 0 ? Double(n.reserved.cpuMillis) / Double(cap.cpuMillis) : 0
+        let memReserved = cap.memory > 0 ? Double(n.reserved.memory) / Double(cap.memory) : 0
+        let cpu = max(min(1, max(0, n.load.cpu)), cpuReserved)
+        let mem = max(n.load.memoryUsed, memReserved)
+        return weights.spread * Double(n.serviceTasks[service] ?? 0) + weights.tasks * Double(n.tasks)
+            + weights.cpu * cpu + weights.memory * mem
+    }
+
+    // MARK: filters
+
+    /// Why a node cannot take a task, in pipeline order; nil: it can.
+    public enum Rejection: Hashable, Sendable {
+        case notReady(NodeStatus)
+        case draining
+        case platform
+        case constraint(String)
+        case memory
+        case cpu
+        case port(String)
+    }
+
+    static func passesStatic(_ n: SchedulerNode, _ r: SchedulingRequest) -> Bool {
+        staticRejection(n, r) == nil
+    }
+
+    static func staticRejection(_ n: SchedulerNode, _ r: SchedulingRequest) -> Rejection? {
+        if n.status != .ready { return .notReady(n.status) }
+        if n.record.availability != .active { return .draining }
+        if !r.platforms.isEmpty && !r.platforms.contains(where: { n.record.platform.runs($0) }) { return .platform }
+        for c in r.constraints where !c.matches(n.record) { return .constraint(c.text) }
+        return nil
+    }
+
+    /// Whether the node's unreserved capacity holds the task's reservations (a
+    /// zero reservation always fits) and its fixed host ports are free there.
+    static func fits(_ n: SchedulerNode, _ r: SchedulingRequest) -> Rejection? {
+        for p in r.hostPorts where n.hostPorts.contains(p) { return .port(p) }
+        let want = r.reservations
+        let cap = n.record.capacity
+        if want.memory > 0 && cap.memory - n.reserved.memory < want.memory { return .memory }
+        if want.cpuMillis > 0 && cap.cpuMillis - n.reserved.cpuMillis < want.cpuMillis { return .cpu }
+        return nil
+    }
+
+    public func rejection(_ n: SchedulerNode, _ r: SchedulingRequest) -> Rejection? {
+        Scheduler.staticRejection(n, r) ?? Scheduler.fits(n, r)
+    }
+
+    /// Why no node takes the task: each node counted once, under the first
+    /// filter that refuses it ("insufficient memory on 3 nodes, constraint
+    /// node.labels.zone==a excludes 2 nodes").
+    public func explain(_ r: SchedulingRequest, in snapshot: ClusterSnapshot) -> String {
+        if snapshot.nodes.isEmpty { return "no nodes in the cluster" }
+        var counts: [Rejection: Int] = [:]
+        var order: [Rejection] = []
+        for n in snapshot.nodes {
+            guard let why = rejection(n, r) else { continue }
+            if counts[why] == nil { order.append(why) }
+            counts[why, default: 0] += 1
+        }
+        if order.isEmpty { return "" }
+        func nodes(_ k: Int) -> String { k == 1 ? "1 node" : "\(k) nodes" }
+        let rank: (Rejection) -> Int = {
+            switch $0 {
+            case .notReady: return 0
+            case .draining: return 1
+            case .platform: return 2
+            case .constraint: return 3
+            case .memory: return 4
+            case .cpu: return 5
+            case .port: return 6
+            }
+        }
+        let parts = order.sorted { rank($0) < rank($1) }.map { why -> String in
+            let k = counts[why] ?? 0
+            switch why {
+            case .notReady(let s): return "\(nodes(k)) \(s == .unknown ? "not connected" : s.rawValue)"
+            case .draining: return "\(nodes(k)) draining"
+            case .platform: return "platform \(r.platforms.map(\.description).joined(separator: ",")) excludes \(nodes(k))"
+            case .constraint(let c): return "constraint \(c) excludes \(nodes(k))"
+            case .memory: return "insufficient memory on \(nodes(k))"
+            case .cpu: return "insufficient CPU on \(nodes(k))"
+            case .port(let p): return "host port \(p.split(separator: "/").last ?? "")/\(p.split(separator: "/").first ?? "") in use on \(nodes(k))"
+            }
+        }
+        return "no suitable node (" + parts.joined(separator: ", ") + ")"
+    }
+}
+
+/// A binary min-heap of candidate nodes by (score, tie-break).
+struct NodeHeap {
+    struct Entry {
+        var score: Double
+        var tie: UInt64
+        var node: Int32
+
+        static func < (a: Entry, b: Entry) -> Bool {
+            a.score != b.score ? a.score < b.score : a.tie < b.tie
+        }
+    }
+
+    private var items: [Entry] = []
+
+    mutating func reserve(_ n: Int) { items.reserveCapacity(n) }
+    var isEmpty: Bool { items.isEmpty }
+
+    mutating func push(_ e: Entry) {
+        items.append(e)
+        var i = items.count - 1
+        while i > 0 {
+            let p = (i - 1) / 2
+            guard items[i] < items[p] else { break }
+            items.swapAt(i, p)
+            i = p
+        }
+    }
+
+    mutating func pop() -> Entry? {
+        guard let top = items.first else { return nil }
+        let last = items.removeLast()
+        if !items.isEmpty {
+            items[0] = last
+            var i = 0
+            let n = items.count
+            while true {
+                let l = 2 * i + 1, r = l + 1
+                var m = i
+                if l < n && items[l] < items[m] { m = l }
+                if r < n && items[r] < items[m] { m = r }
+                if m == i { break }
+                items.swapAt(i, m)
+                i = m
+            }
+        }
+        return top
+    }
+}

@@ -1,0 +1,262 @@
+import FoundationEssentials
+import HakoSystem
+
+/// A single-use join token as stored: only a hash of its secret.
+public struct JoinTokenRecord: Sendable, Equatable {
+    public var id: String
+    public var secretHash: String
+    public var created: Double
+    public var expires: Double
+    public var usedAt: Double?
+    public var usedBy: String?
+}
+
+/// A certificate the CA issued: what revocation and the handshake check need.
+public struct CertRecord: Sendable, Equatable {
+    /// Hex, as OpenSSL prints it.
+    public var serial: String
+    /// The node id, or "admin" / "coordinator".
+    public var subject: String
+    public var role: String
+    public var notAfter: Double
+    public var revoked: Bool
+}
+
+/// Everything the coordinator keeps, as loaded at start.
+public struct StoredState: Sendable {
+    public var meta: [String: String] = [:]
+    public var nodes: [NodeRecord] = []
+    public var services: [ServiceRecord] = []
+    public var tasks: [TaskRecord] = []
+    /// subnet → node id
+    public var leases: [String: String] = [:]
+    public var tokens: [JoinTokenRecord] = []
+    public var certs: [CertRecord] = []
+}
+
+/// Changes written in one transaction.
+public struct StoreBatch: Sendable {
+    public var meta: [String: String] = [:]
+    public var nodes: [NodeRecord] = []
+    public var removedNodes: [String] = []
+    public var services: [ServiceRecord] = []
+    public var removedServices: [String] = []
+    public var tasks: [TaskRecord] = []
+    public var removedTasks: [String] = []
+    public var leases: [(subnet: String, node: String)] = []
+    public var releasedLeases: [String] = []
+    public var tokens: [JoinTokenRecord] = []
+    public var removedTokens: [String] = []
+    public var certs: [CertRecord] = []
+    /// Revokes every certificate issued to these subjects.
+    public var revokedSubjects: [String] = []
+
+    public init() {}
+
+    public var isEmpty: Bool {
+        meta.isEmpty && nodes.isEmpty && removedNodes.isEmpty && services.isEmpty && removedServices.isEmpty
+            && tasks.isEmpty && removedTasks.isEmpty && leases.isEmpty && releasedLeases.isEmpty && tokens.isEmpty
+            && removedTokens.isEmpty && certs.isEmpty && revokedSubjects.isEmpty
+    }
+}
+
+/// The coordinator's state in one SQLite database (WAL mode). It is written
+/// only when desired or observed state changes — heartbeats never reach it.
+public final class Store {
+    let db: SQLiteDatabase
+    public static let schemaVersion: Int64 = 1
+
+    public init(path: String) throws(ClusterError) {
+        db = try SQLiteDatabase(path: path)
+        // WAL: readers never block the writer, one fsync per commit at most;
+        // NORMAL sync: a power cut loses at most the last commits, never the file.
+        try db.exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA busy_timeout=5000;")
+        try migrate()
+    }
+
+    /// The journal mode in effect ("wal").
+    public var journalMode: String {
+        (try? { () throws(ClusterError) -> String in
+            let s = try db.prepare("PRAGMA journal_mode")
+            defer { s.reset() }
+            return try s.step() ? s.text(0) : ""
+        }()) ?? ""
+    }
+
+    /// Rows changed through this connection: tests use it to prove heartbeats write nothing.
+    public var totalChanges: Int64 { db.totalChanges }
+
+    func migrate() throws(ClusterError) {
+        let v = try db.scalarInt("PRAGMA user_version")
+        if v == Store.schemaVersion { return }
+        guard v == 0 else { throw .store("\(db.path): schema version \(v) is newer than this hako (\(Store.schemaVersion))") }
+        try db.exec("""
+        BEGIN;
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE nodes (
+            id TEXT PRIMARY KEY, name TEXT NOT NULL, hostname TEXT NOT NULL, platform TEXT NOT NULL,
+            labels TEXT NOT NULL, cpu_millis INTEGER NOT NULL, memory INTEGER NOT NULL,
+            availability TEXT NOT NULL, subnet TEXT NOT NULL, address TEXT NOT NULL, agent_version TEXT NOT NULL,
+            created REAL NOT NULL, updated REAL NOT NULL);
+        CREATE TABLE services (
+            id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, version INTEGER NOT NULL,
+            created REAL NOT NULL, updated REAL NOT NULL);
+        CREATE TABLE specs (
+            service_id TEXT NOT NULL, version INTEGER NOT NULL, spec TEXT NOT NULL,
+            PRIMARY KEY (service_id, version));
+        CREATE TABLE tasks (
+            id TEXT PRIMARY KEY, service_id TEXT NOT NULL, service_name TEXT NOT NULL, slot INTEGER NOT NULL,
+            version INTEGER NOT NULL, node_id TEXT, desired TEXT NOT NULL, state TEXT NOT NULL,
+            message TEXT NOT NULL, container_id TEXT, exit_code INTEGER,
+            created REAL NOT NULL, updated REAL NOT NULL, not_before REAL NOT NULL);
+        CREATE INDEX tasks_by_spec ON tasks (service_id, version);
+        CREATE TABLE leases (subnet TEXT PRIMARY KEY, node_id TEXT NOT NULL UNIQUE);
+        CREATE TABLE tokens (
+            id TEXT PRIMARY KEY, secret_hash TEXT NOT NULL, created REAL NOT NULL, expires REAL NOT NULL,
+            used_at REAL, used_by TEXT);
+        CREATE TABLE certs (
+            serial TEXT PRIMARY KEY, subject TEXT NOT NULL, role TEXT NOT NULL, not_after REAL NOT NULL,
+            revoked INTEGER NOT NULL DEFAULT 0);
+        CREATE INDEX certs_by_subject ON certs (subject);
+        PRAGMA user_version = \(Store.schemaVersion);
+        COMMIT;
+        """)
+    }
+
+    // MARK: loading
+
+    public func load() throws -> StoredState {
+        var out = StoredState()
+        var s = try db.prepare("SELECT key, value FROM meta")
+        while try s.step() { out.meta[s.text(0)] = s.text(1) }
+
+        s = try db.prepare("SELECT id, name, hostname, platform, labels, cpu_millis, memory, availability, subnet, address, agent_version, created, updated FROM nodes")
+        while try s.step() {
+            let labels = (try? Wire.decodeJSON([String: String].self, from: Array(s.text(4).utf8))) ?? [:]
+            out.nodes.append(NodeRecord(
+                id: s.text(0), name: s.text(1), hostname: s.text(2),
+                platform: PlatformSpec(parsing: s.text(3)) ?? PlatformSpec(architecture: "unknown"),
+                labels: labels, capacity: Resources(cpuMillis: s.int(5), memory: s.int(6)),
+                availability: NodeAvailability(rawValue: s.text(7)) ?? .active, subnet: s.text(8), address: s.text(9),
+                agentVersion: s.text(10), created: s.double(11), updated: s.double(12)))
+        }
+
+        var specs: [String: ServiceSpec] = [:]
+        s = try db.prepare("SELECT service_id, version, spec FROM specs")
+        while try s.step() {
+            let key = "\(s.text(0))@\(s.int(1))"
+            do { specs[key] = try Wire.decodeJSON(ServiceSpec.self, from: Array(s.text(2).utf8)) } catch {
+                throw ClusterError.store("\(db.path): the spec of service \(s.text(0)) version \(s.int(1)) is unreadable: \(error)")
+            }
+        }
+        s = try db.prepare("SELECT id, version, created, updated FROM services")
+        while try s.step() {
+            let id = s.text(0), version = Int(s.int(1))
+            guard let spec = specs["\(id)@\(version)"] else { throw ClusterError.store("\(db.path): service \(id) has no spec for version \(version)") }
+            out.services.append(ServiceRecord(id: id, spec: spec, version: version, created: s.double(2), updated: s.double(3)))
+        }
+
+        s = try db.prepare("SELECT id, service_id, service_name, slot, version, node_id, desired, state, message, container_id, exit_code, created, updated, not_before FROM tasks")
+        while try s.step() {
+            let sid = s.text(1), version = Int(s.int(4))
+            guard let spec = specs["\(sid)@\(version)"] else { throw ClusterError.store("\(db.path): task \(s.text(0)) has no spec") }
+            out.tasks.append(TaskRecord(
+                id: s.text(0), serviceID: sid, serviceName: s.text(2), slot: Int(s.int(3)), version: version, spec: spec,
+                nodeID: s.optionalText(5), desired: DesiredState(rawValue: s.text(6)) ?? .shutdown,
+                state: TaskState(rawValue: s.text(7)) ?? .failed, message: s.text(8), containerID: s.optionalText(9),
+                exitCode: s.isNull(10) ? nil : Int32(truncatingIfNeeded: s.int(10)),
+                created: s.double(11), updated: s.double(12), notBefore: s.double(13)))
+        }
+
+        s = try db.prepare("SELECT subnet, node_id FROM leases")
+        while try s.step() { out.leases[s.text(0)] = s.text(1) }
+
+        s = try db.prepare("SELECT id, secret_hash, created, expires, used_at, used_by FROM tokens")
+        while try s.step() {
+            out.tokens.append(JoinTokenRecord(id: s.text(0), secretHash: s.text(1), created: s.double(2), expires: s.double(3),
+                                              usedAt: s.isNull(4) ? nil : s.double(4), usedBy: s.optionalText(5)))
+        }
+
+        s = try db.prepare("SELECT serial, subject, role, not_after, revoked FROM certs")
+        while try s.step() {
+            out.certs.append(CertRecord(serial: s.text(0), subject: s.text(1), role: s.text(2), notAfter: s.double(3), revoked: s.int(4) != 0))
+        }
+        return out
+    }
+
+    // MARK: writing
+
+    /// Writes a batch in one transaction (nothing when it is empty).
+    public func commit(_ b: StoreBatch) throws {
+        guard !b.isEmpty else { return }
+        try db.transaction {
+            for (k, v) in b.meta {
+                try db.prepare("INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value")
+                    .run([.text(k), .text(v)])
+            }
+            for n in b.nodes {
+                let labels = String(decoding: try Wire.encodeJSON(n.labels), as: UTF8.self)
+                try db.prepare("""
+                    INSERT INTO nodes (id, name, hostname, platform, labels, cpu_millis, memory, availability, subnet, address, agent_version, created, updated)
+                    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                    ON CONFLICT(id) DO UPDATE SET name = excluded.name, hostname = excluded.hostname, platform = excluded.platform,
+                    labels = excluded.labels, cpu_millis = excluded.cpu_millis, memory = excluded.memory, availability = excluded.availability,
+                    subnet = excluded.subnet, address = excluded.address, agent_version = excluded.agent_version, updated = excluded.updated
+                    """).run([.text(n.id), .text(n.name), .text(n.hostname), .text(n.platform.description), .text(labels),
+                              .int(n.capacity.cpuMillis), .int(n.capacity.memory), .text(n.availability.rawValue), .text(n.subnet),
+                              .text(n.address), .text(n.agentVersion), .double(n.created), .double(n.updated)])
+            }
+            for id in b.removedNodes { try db.prepare("DELETE FROM nodes WHERE id = ?1").run([.text(id)]) }
+            for svc in b.services {
+                let spec = String(decoding: try Wire.encodeJSON(svc.spec), as: UTF8.self)
+                try db.prepare("INSERT INTO specs (service_id, version, spec) VALUES (?1, ?2, ?3) ON CONFLICT(service_id, version) DO UPDATE SET spec = excluded.spec")
+                    .run([.text(svc.id), .int(Int64(svc.version)), .text(spec)])
+                // An upsert on the id only: a name taken by another service fails the batch instead of replacing it.
+                try db.prepare("""
+                    INSERT INTO services (id, name, version, created, updated) VALUES (?1, ?2, ?3, ?4, ?5)
+                    ON CONFLICT(id) DO UPDATE SET name = excluded.name, version = excluded.version, updated = excluded.updated
+                    """).run([.text(svc.id), .text(svc.spec.name), .int(Int64(svc.version)), .double(svc.created), .double(svc.updated)])
+            }
+            for id in b.removedServices { try db.prepare("DELETE FROM services WHERE id = ?1").run([.text(id)]) }
+            if !b.tasks.isEmpty {
+                let ins = try db.prepare("""
+                    INSERT OR REPLACE INTO tasks (id, service_id, service_name, slot, version, node_id, desired, state, message, container_id, exit_code, created, updated, not_before)
+                    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+                    """)
+                for t in b.tasks {
+                    ins.reset()
+                    ins.bind(1, .text(t.id)); ins.bind(2, .text(t.serviceID)); ins.bind(3, .text(t.serviceName))
+                    ins.bind(4, .int(Int64(t.slot))); ins.bind(5, .int(Int64(t.version))); ins.bind(6, .opt(t.nodeID))
+                    ins.bind(7, .text(t.desired.rawValue)); ins.bind(8, .text(t.state.rawValue)); ins.bind(9, .text(t.message))
+                    ins.bind(10, .opt(t.containerID)); ins.bind(11, .opt(t.exitCode)); ins.bind(12, .double(t.created))
+                    ins.bind(13, .double(t.updated)); ins.bind(14, .double(t.notBefore))
+                    while try ins.step() {}
+                }
+            }
+            for id in b.removedTasks { try db.prepare("DELETE FROM tasks WHERE id = ?1").run([.text(id)]) }
+            if !b.removedTasks.isEmpty || !b.removedServices.isEmpty {
+                // Specs no task and no service refers to any more.
+                try db.prepare("""
+                    DELETE FROM specs WHERE NOT EXISTS (SELECT 1 FROM tasks t WHERE t.service_id = specs.service_id AND t.version = specs.version)
+                    AND NOT EXISTS (SELECT 1 FROM services s WHERE s.id = specs.service_id AND s.version = specs.version)
+                    """).run()
+            }
+            for l in b.leases {
+                try db.prepare("INSERT INTO leases (subnet, node_id) VALUES (?1, ?2) ON CONFLICT(subnet) DO UPDATE SET node_id = excluded.node_id")
+                    .run([.text(l.subnet), .text(l.node)])
+            }
+            for s in b.releasedLeases { try db.prepare("DELETE FROM leases WHERE subnet = ?1").run([.text(s)]) }
+            for t in b.tokens {
+                try db.prepare("INSERT OR REPLACE INTO tokens (id, secret_hash, created, expires, used_at, used_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+                    .run([.text(t.id), .text(t.secretHash), .double(t.created), .double(t.expires),
+                          t.usedAt.map { .double($0) } ?? .null, .opt(t.usedBy)])
+            }
+            for id in b.removedTokens { try db.prepare("DELETE FROM tokens WHERE id = ?1").run([.text(id)]) }
+            for c in b.certs {
+                try db.prepare("INSERT OR REPLACE INTO certs (serial, subject, role, not_after, revoked) VALUES (?1, ?2, ?3, ?4, ?5)")
+                    .run([.text(c.serial), .text(c.subject), .text(c.role), .double(c.notAfter), .int(c.revoked ? 1 : 0)])
+            }
+            for s in b.revokedSubjects { try db.prepare("UPDATE certs SET revoked = 1 WHERE subject = ?1").run([.text(s)]) }
+        }
+    }
+}

@@ -1,0 +1,176 @@
+// hako-cluster-bench: the cluster's in-process measurements for tools/bench-cluster.sh.
+//   scheduler [--nodes N] [--tasks N] [--batch N] [--replicas N] DB
+//       placements per second: the scheduler over N simulated nodes, each batch
+//       of placements committed to the SQLite store in one transaction.
+//   agents --coordinator ADDR --credentials DIR --state DIR [--nodes N]
+//       N simulated nodes: the real agent code over real mutual TLS, with an
+//       in-memory runtime (tasks "run" at once); runs until SIGTERM.
+#if canImport(Glibc)
+import Glibc
+#endif
+import HakoCluster
+import HakoSystem
+import Synchronization
+
+func arg(_ name: String, _ def: Int) -> Int {
+    let a = CommandLine.arguments
+    if let i = a.firstIndex(of: name), i + 1 < a.count, let v = Int(a[i + 1]) { return v }
+    return def
+}
+
+func argString(_ name: String) -> String? {
+    let a = CommandLine.arguments
+    if let i = a.firstIndex(of: name), i + 1 < a.count { return a[i + 1] }
+    return nil
+}
+
+func die(_ s: String) -> Never {
+    writeStderr("hako-cluster-bench: \(s)\n")
+    exit(1)
+}
+
+func schedulerBench() throws {
+    let nodes = arg("--nodes", 1000), total = arg("--tasks", 200_000), batch = arg("--batch", 5000), replicas = arg("--replicas", 100)
+    guard let db = CommandLine.arguments.last, db.hasSuffix(".db") else { die("scheduler: give a DB path ending in .db") }
+    let store = try Store(path: db)
+    var rng = SeededRandom(seed: 1)
+    var snap = ClusterSnapshot(nodes: (0..<nodes).map { i in
+        let rec = NodeRecord(id: "node-\(i)", name: "pi-\(i)", hostname: "pi-\(i)",
+                             platform: PlatformSpec(architecture: i % 4 == 0 ? "arm" : "arm64", variant: i % 4 == 0 ? "v7" : nil),
+                             labels: ["zone": ["a", "b", "c"][i % 3]], capacity: Resources(cpuMillis: 4000, memory: 8 << 30),
+                             availability: .active, subnet: "", address: "", agentVersion: "", created: 0, updated: 0)
+        return SchedulerNode(record: rec, status: .ready,
+                             load: NodeLoad(cpu: Double.random(in: 0...0.8, using: &rng), memoryTotal: 8 << 30,
+                                            memoryAvailable: Int64.random(in: (2 << 30)...(7 << 30), using: &rng)))
+    })
+    let scheduler = Scheduler()
+    var placed = 0, unplaced = 0
+    var schedulingTime = 0.0, commitTime = 0.0
+    var serviceIndex = 0
+    func cpuSeconds() -> Double {
+        var u = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &u)
+        return Double(u.ru_utime.tv_sec) + Double(u.ru_utime.tv_usec) / 1e6 + Double(u.ru_stime.tv_sec) + Double(u.ru_stime.tv_usec) / 1e6
+    }
+    let cpu0 = cpuSeconds()
+    let start = monotonicSeconds()
+    while placed + unplaced < total {
+        // One batch: whole services of `replicas` tasks, some with constraints and reservations.
+        var tasks: [TaskRecord] = []
+        var services: [ServiceRecord] = []
+        while tasks.count < batch && placed + unplaced + tasks.count < total {
+            var spec = ServiceSpec(name: "svc-\(serviceIndex)", image: "busybox")
+            spec.replicas = replicas
+            if serviceIndex % 3 == 1 { spec.constraints = ["node.labels.zone==a"] }
+            if serviceIndex % 5 == 2 { spec.reservations = Resources(cpuMillis: 10, memory: 16 << 20) }
+            let svc = ServiceRecord(id: "s\(serviceIndex)", spec: spec, version: 1, created: 0, updated: 0)
+            services.append(svc)
+            for slot in 1...replicas {
+                tasks.append(TaskRecord(id: "t\(serviceIndex)-\(slot)", serviceID: svc.id, serviceName: spec.name, slot: slot, version: 1,
+                                        spec: spec, nodeID: nil, desired: .running, state: .pending, message: "", containerID: nil,
+                                        exitCode: nil, created: 0, updated: 0, notBefore: 0))
+            }
+            serviceIndex += 1
+        }
+        let t0 = monotonicSeconds()
+        let placements = scheduler.schedule(SchedulingRequest.requests(for: tasks), on: &snap, using: &rng)
+        let t1 = monotonicSeconds()
+        var b = StoreBatch()
+        b.services = services
+        for (i, p) in placements.enumerated() {
+            var t = tasks[i]
+            if let n = p.nodeID { t.nodeID = n; t.state = .assigned; placed += 1 } else { t.message = p.reason; unplaced += 1 }
+            b.tasks.append(t)
+        }
+        try store.commit(b)
+        let t2 = monotonicSeconds()
+        schedulingTime += t1 - t0
+        commitTime += t2 - t1
+    }
+    let elapsed = monotonicSeconds() - start
+    let cpu = cpuSeconds() - cpu0
+    let counts = snap.nodes.map(\.tasks)
+    print("nodes=\(nodes) tasks=\(placed + unplaced) placed=\(placed) unplaced=\(unplaced) batch=\(batch)")
+    func ms(_ s: Double) -> Int { Int((s * 1000).rounded()) }
+    // Per CPU second too: on a shared machine the wall clock also counts other programs' time.
+    print("placements_per_cpu_s=\(Int(Double(placed + unplaced) / cpu)) cpu_ms=\(ms(cpu))")
+    print("placements_per_s=\(Int(Double(placed + unplaced) / elapsed)) scheduler_only_per_s=\(Int(Double(placed + unplaced) / schedulingTime)) commit_ms=\(ms(commitTime)) total_ms=\(ms(elapsed))")
+    print("spread: min=\(counts.min() ?? 0) max=\(counts.max() ?? 0) tasks per node")
+}
+
+/// Tasks "run" the moment they start; nothing touches the kernel.
+final class MemoryRuntime: TaskRuntime, @unchecked Sendable {
+    let tasks = Mutex<[String: ObservedTask]>([:])
+    func observe() throws -> (tasks: [ObservedTask], running: Int) {
+        tasks.withLock { (Array($0.values), $0.values.filter { $0.status == .running }.count) }
+    }
+    func start(_ a: Assignment, node: String, subnet: String) throws -> String {
+        let id = hexString(randomBytes(32))
+        tasks.withLock { $0[id] = ObservedTask(taskID: a.taskID, containerID: id, status: .running) }
+        return id
+    }
+    func startExisting(_ c: String) throws { tasks.withLock { $0[c]?.status = .running } }
+    func stop(_ c: String, timeout: Int?) throws { tasks.withLock { $0[c]?.status = .exited; $0[c]?.exitCode = 143 } }
+    func remove(_ c: String) throws { _ = tasks.withLock { $0.removeValue(forKey: c) } }
+    func logs(_ c: String, tail: Int, maxBytes: Int) throws -> (entries: [(time: String, stream: String, text: String)], truncated: Bool) { ([], false) }
+}
+
+struct FixedProbe: NodeProbe {
+    func capacity() -> Resources { Resources(cpuMillis: 4000, memory: 4 << 30) }
+    mutating func load(containers: Int) -> NodeLoad { NodeLoad(cpu: 0.1, load1: 0.2, memoryTotal: 4 << 30, memoryAvailable: 3 << 30, containers: containers) }
+}
+
+final class AgentBox: @unchecked Sendable {
+    let agent: Agent
+    init(_ a: Agent) { agent = a }
+}
+
+func agentsBench() throws {
+    guard let coord = argString("--coordinator"), let creds = argString("--credentials"), let state = argString("--state") else {
+        die("agents: --coordinator ADDR --credentials DIR --state DIR")
+    }
+    let n = arg("--nodes", 10)
+    Daemon.blockStopSignals()
+    var boxes: [AgentBox] = []
+    for i in 0..<n {
+        var c = AgentConfig()
+        c.stateDir = "\(state)/sim-\(i)"
+        c.name = "sim-\(i)"
+        c.observeInterval = 1
+        if !FS.exists(c.stateDir + "/node.json") {
+            let admin = try ClusterClient.admin(AdminCredentials(dir: creds), address: coord)
+            let token = try admin.request(MessageType.tokenCreate, TokenCreateRequest(ttl: 600), as: TokenReply.self).token
+            _ = try Agent.join(token: token, coordinator: coord, config: c, capacity: FixedProbe().capacity(), log: .silent)
+        }
+        boxes.append(AgentBox(try Agent(config: c, runtime: MemoryRuntime(), probe: FixedProbe(), log: ClusterLog(component: "sim-\(i)", level: .warning))))
+    }
+    let done = Atomic<Int>(0)
+    for b in boxes {
+        let box = Unmanaged.passRetained(b).toOpaque()
+        var t = pthread_t()
+        _ = pthread_create(&t, nil, { arg in
+            guard let arg else { return nil }
+            Unmanaged<AgentBox>.fromOpaque(arg).takeRetainedValue().agent.run()
+            return nil
+        }, box)
+        pthread_detach(t)
+    }
+    print("\(n) simulated agents running")
+    let all = boxes
+    Daemon.onStopSignal { _ in
+        for b in all { b.agent.stop() }
+        done.store(1, ordering: .sequentiallyConsistent)
+    }
+    while done.load(ordering: .sequentiallyConsistent) == 0 { usleep(100_000) }
+    usleep(300_000)
+}
+
+do {
+    switch CommandLine.arguments.dropFirst().first {
+    case "scheduler": try schedulerBench()
+    case "agents": try agentsBench()
+    default: die("usage: hako-cluster-bench scheduler|agents …")
+    }
+} catch {
+    die("\(error)")
+}

@@ -1,0 +1,320 @@
+import ArgumentParser
+#if canImport(Glibc)
+import Glibc
+#endif
+import HakoCluster
+import HakoEngine
+import HakoSystem
+
+struct ClusterService: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "service", abstract: "Manage services: replicated tasks placed by the scheduler.",
+        subcommands: [ServiceCreate.self, ServiceLs.self, ServiceInspect.self, ServiceScale.self, ServiceUpdate.self,
+                      ServiceRm.self, ServicePs.self, ServiceLogs.self])
+}
+
+/// Flags that shape a spec; on `update` only the given ones change.
+struct ServiceFlags: ParsableArguments {
+    @Option(name: .shortAndLong, help: "Environment variable (KEY=VALUE).") var env: [String] = []
+    @Option(name: .customLong("env-file"), help: "Read environment variables from a file.") var envFile: [String] = []
+    @Option(name: .long, help: "Overwrite the image's entrypoint (\"\" clears it).") var entrypoint: String?
+    @Option(name: [.customShort("w"), .long], help: "Working directory inside the containers.") var workdir: String?
+    @Option(name: .shortAndLong, help: "Username or UID (<name|uid>[:<group|gid>]).") var user: String?
+    @Option(name: [.customShort("l"), .long], help: "Container label (KEY=VALUE).") var label: [String] = []
+    @Option(name: .customLong("reserve-cpu"), help: "CPUs each task reserves (e.g. 0.5).") var reserveCPU: String?
+    @Option(name: .customLong("reserve-memory"), help: "Memory each task reserves (e.g. 256m).") var reserveMemory: String?
+    @Option(name: .customLong("limit-cpu"), help: "CPUs each task may use (its cgroup's quota, e.g. 0.5).") var limitCPU: String?
+    @Option(name: .customLong("limit-memory"), help: "Memory each task may use (its cgroup's limit, e.g. 64m).") var limitMemory: String?
+    @Option(name: [.customShort("p"), .long], help: "Publish a port on the node running each task: [HOST_PORT:]CONTAINER_PORT[/PROTOCOL] (no host port: the node picks one).") var publish: [String] = []
+    @Option(name: .long, help: "Publish a port through the routing mesh: PUBLISHED:TARGET[/PROTOCOL] answered on every node, forwarded to any running task over the overlay.") var ingress: [String] = []
+    @Option(name: .long, help: "Placement constraint: node.labels.KEY==VALUE, node.platform.arch!=arm, node.hostname==…") var constraint: [String] = []
+    @Option(name: .long, help: "A platform the image exists for (linux/arm64, linux/arm/v7); repeat for several.") var platform: [String] = []
+    @Option(name: .long, help: "The container's own restart policy (default on-failure:3).") var restart: String?
+    @Option(name: .customLong("restart-condition"), help: "When a task that ended is replaced: any, on-failure, none.") var restartCondition: String?
+    @Option(name: .customLong("restart-max-attempts"), help: "Replacements per replica before giving up (0: no limit).") var restartMaxAttempts: Int?
+    @Option(name: .customLong("restart-delay"), help: "Wait before replacing a task that ended (default 5s).") var restartDelay: String?
+    @Option(name: .customLong("update-parallelism"), help: "Tasks replaced at a time by an update (default 1).") var updateParallelism: Int?
+    @Option(name: [.long, .customLong("net")], help: "Network: cluster (the default: the node's bridge on its leased subnet), host or none.") var network: String?
+    @Option(name: .customLong("stop-signal"), help: "Signal that stops the containers.") var stopSignal: String?
+    @Option(name: .customLong("stop-timeout"), help: "Seconds to wait before killing on stop.") var stopTimeout: Int?
+
+    /// Applies the flags given to `spec`.
+    func apply(to spec: inout ServiceSpec) throws {
+        if !env.isEmpty || !envFile.isEmpty {
+            var files: [String] = []
+            for f in envFile { files += try EnvFile.parse(try FS.readString(f)) }
+            spec.env = EnvFile.merge(spec.env, files, env.map { $0.contains("=") ? $0 : "\($0)=\(getenv($0).map { String(cString: $0) } ?? "")" })
+        }
+        if let e = entrypoint { spec.entrypoint = e }
+        if let w = workdir { spec.workdir = w }
+        if let u = user { spec.user = u }
+        for l in label { try setLabel(l, &spec.labels) }
+        if let c = reserveCPU {
+            guard let v = Double(c), v >= 0, v < 100_000 else { throw HakoError(.failed, "invalid --reserve-cpu \"\(c)\"") }
+            spec.reservations.cpuMillis = Int64((v * 1000).rounded())
+        }
+        if let m = reserveMemory {
+            guard let v = ByteSizes.parse(m) else { throw HakoError(.failed, "invalid --reserve-memory \"\(m)\"") }
+            spec.reservations.memory = v
+        }
+        if let c = limitCPU {
+            guard let v = Double(c), v >= 0, v < 100_000 else { throw HakoError(.failed, "invalid --limit-cpu \"\(c)\"") }
+            spec.limits.cpuMillis = Int64((v * 1000).rounded())
+        }
+        if let m = limitMemory {
+            guard let v = ByteSizes.parse(m) else { throw HakoError(.failed, "invalid --limit-memory \"\(m)\"") }
+            spec.limits.memory = v
+        }
+        if !publish.isEmpty { spec.ports = publish }
+        if !ingress.isEmpty { spec.ingress = ingress }
+        if !constraint.isEmpty { spec.constraints = constraint }
+        if !platform.isEmpty { spec.platforms = platform }
+        if let r = restart { spec.restart = r }
+        if let c = restartCondition {
+            guard let v = RestartCondition(rawValue: c) else { throw HakoError(.failed, "invalid --restart-condition \"\(c)\" (any, on-failure, none)") }
+            spec.restartCondition = v
+        }
+        if let n = restartMaxAttempts { spec.restartMaxAttempts = n }
+        if let d = restartDelay {
+            guard let v = Durations.parse(d) else { throw HakoError(.failed, "invalid --restart-delay \"\(d)\"") }
+            spec.restartDelay = v
+        }
+        if let p = updateParallelism { spec.updateParallelism = p }
+        if let n = network { spec.network = n }
+        if let s = stopSignal { spec.stopSignal = s }
+        if let t = stopTimeout { spec.stopTimeout = t }
+    }
+}
+
+func setLabel(_ kv: String, _ labels: inout [String: String]) throws {
+    let parts = kv.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+    guard let k = parts.first, !k.isEmpty else { throw HakoError(.failed, "invalid label \"\(kv)\" (KEY=VALUE)") }
+    labels[k] = parts.count > 1 ? parts[1] : ""
+}
+
+/// The platforms an image exists for, from its registry's manifest index
+/// (the registry settings of this machine's data root apply). An image the
+/// registry cannot tell about (not pushed yet, registry unreachable, an image
+/// only imported on the nodes) gets none: its tasks may go to any node.
+func registryPlatforms(_ image: String) -> [String] {
+    do {
+        return try Engine.registryPlatforms(image, paths: EnginePaths.resolve(root: nil, runRoot: nil))
+    } catch {
+        AttachSession.writeAll(2, Array("warning: cannot read the platforms of \(image) (\(error)); the tasks of \(image) may be placed on a node of any platform (give --platform to choose)\n".utf8))
+        return []
+    }
+}
+
+/// Waits (bounded) until every replica runs at the service's current version.
+func waitConverged(_ client: ClusterClient, service: String, timeout: Double) throws {
+    let deadline = monotonicSeconds() + timeout
+    while true {
+        let v = try client.request(MessageType.serviceInspect, ServiceRef(service: service), as: ServiceView.self)
+        if v.runningCurrent == v.spec.replicas && v.running == v.spec.replicas { return }
+        if monotonicSeconds() > deadline {
+            throw HakoError(.failed, "service \(v.name): \(v.runningCurrent)/\(v.spec.replicas) tasks running after \(Durations.format(timeout)); see `hako cluster service ps \(v.name)`")
+        }
+        usleep(100_000)
+    }
+}
+
+struct ServiceCreate: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "create", abstract: "Create a service.")
+    @OptionGroup var options: ClusterOptions
+    @OptionGroup var flags: ServiceFlags
+    @Option(name: .long, help: "Service name (default: a generated one).") var name: String?
+    @Option(name: .long, help: "Number of tasks (default 1).") var replicas = 1
+    @Flag(name: .long, help: "Wait until every task runs.") var wait = false
+    @Flag(name: .customLong("no-resolve-image"), help: "Do not ask the image's registry for its platforms (an image imported on the nodes).") var noResolveImage = false
+    @Option(name: .long, help: "Bound for --wait (default 2m).") var timeout = "2m"
+    @Argument(parsing: .captureForPassthrough, help: "IMAGE [COMMAND] [ARG...]") var imageAndCommand: [String] = []
+
+    func run() throws {
+        try clusterCommand {
+            try refuseUnknownFlag(imageAndCommand)
+            guard let image = imageAndCommand.first else { throw ValidationError("\"service create\" requires an image") }
+            var spec = ServiceSpec(name: name ?? Names.generate().replacingOccurrences("_", "-"), image: image)
+            let command = Array(imageAndCommand.dropFirst())
+            if !command.isEmpty { spec.command = command }
+            spec.replicas = replicas
+            try flags.apply(to: &spec)
+            try spec.validate()
+            guard let bound = Durations.parse(timeout) else { throw HakoError(.failed, "invalid --timeout \"\(timeout)\"") }
+            let client = try options.client()
+            if flags.platform.isEmpty && !noResolveImage { spec.platforms = registryPlatforms(image) }
+            let v = try client.request(MessageType.serviceCreate, ServiceCreateRequest(spec: spec), as: ServiceView.self)
+            if wait { try waitConverged(client, service: v.id, timeout: bound) }
+            if options.json { try printJSON(v) } else { print(v.id) }
+        }
+    }
+}
+
+extension String {
+    func replacingOccurrences(_ a: Character, _ b: Character) -> String { String(map { $0 == a ? b : $0 }) }
+}
+
+struct ServiceLs: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "ls", abstract: "List services.")
+    @OptionGroup var options: ClusterOptions
+    @Flag(name: .shortAndLong, help: "Only display IDs.") var quiet = false
+
+    func run() throws {
+        try clusterCommand {
+            let list = try options.client().request(MessageType.serviceList, EmptyBody(), as: ServiceList.self).services
+            if quiet { for s in list { print(s.id) }; return }
+            if options.json { for s in list { try printJSON(s) }; return }
+            printTable(["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "UPDATE"], list.map {
+                [String($0.id.prefix(12)), $0.name, "replicated", "\($0.running)/\($0.spec.replicas)", $0.spec.image, $0.updateStatus]
+            })
+        }
+    }
+}
+
+struct ServiceInspect: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "inspect", abstract: "Show services in detail (JSON).")
+    @OptionGroup var options: ClusterOptions
+    @Argument(help: "SERVICE...") var services: [String]
+
+    func run() throws {
+        try clusterCommand {
+            let client = try options.client()
+            for s in services { try printJSON(try client.request(MessageType.serviceInspect, ServiceRef(service: s), as: ServiceView.self)) }
+        }
+    }
+}
+
+struct ServiceScale: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "scale", abstract: "Set services' replica counts: SERVICE=REPLICAS...")
+    @OptionGroup var options: ClusterOptions
+    @Flag(name: .long, help: "Wait until every task runs.") var wait = false
+    @Option(name: .long, help: "Bound for --wait (default 2m).") var timeout = "2m"
+    @Argument(help: "SERVICE=REPLICAS...") var targets: [String]
+
+    func run() throws {
+        try clusterCommand {
+            var parsed: [(String, Int)] = []
+            for t in targets {
+                let p = t.split(separator: "=", maxSplits: 1).map(String.init)
+                guard p.count == 2, let n = Int(p[1]), n >= 0 else { throw HakoError(.failed, "invalid scale \"\(t)\": SERVICE=REPLICAS") }
+                parsed.append((p[0], n))
+            }
+            guard let bound = Durations.parse(timeout) else { throw HakoError(.failed, "invalid --timeout \"\(timeout)\"") }
+            let client = try options.client()
+            for (s, n) in parsed {
+                let v = try client.request(MessageType.serviceScale, ServiceScaleRequest(service: s, replicas: n), as: ServiceView.self)
+                if wait { try waitConverged(client, service: v.id, timeout: bound) }
+                print("\(v.name) scaled to \(n)")
+            }
+        }
+    }
+}
+
+struct ServiceUpdate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "update", abstract: "Change a service; a change other than the replica count replaces its tasks one at a time, each new one started before its predecessor stops.")
+    @OptionGroup var options: ClusterOptions
+    @OptionGroup var flags: ServiceFlags
+    @Option(name: .long, help: "New image.") var image: String?
+    @Option(name: .long, help: "New command and arguments (split at spaces).") var args: String?
+    @Option(name: .long, help: "Number of tasks.") var replicas: Int?
+    @Option(name: .customLong("env-rm"), help: "Remove an environment variable.") var envRm: [String] = []
+    @Option(name: .customLong("label-rm"), help: "Remove a container label.") var labelRm: [String] = []
+    @Option(name: .customLong("constraint-add"), help: "Add a placement constraint.") var constraintAdd: [String] = []
+    @Option(name: .customLong("constraint-rm"), help: "Remove a placement constraint.") var constraintRm: [String] = []
+    @Flag(name: .long, help: "Replace the tasks even if nothing changed.") var force = false
+    @Flag(name: .long, help: "Wait until every task runs the new version.") var wait = false
+    @Flag(name: .customLong("no-resolve-image"), help: "Do not ask the new image's registry for its platforms.") var noResolveImage = false
+    @Option(name: .long, help: "Bound for --wait (default 5m).") var timeout = "5m"
+    @Argument(help: "SERVICE") var service: String
+
+    func run() throws {
+        try clusterCommand {
+            guard let bound = Durations.parse(timeout) else { throw HakoError(.failed, "invalid --timeout \"\(timeout)\"") }
+            let client = try options.client()
+            let current = try client.request(MessageType.serviceInspect, ServiceRef(service: service), as: ServiceView.self)
+            var spec = current.spec
+            if let i = image { spec.image = i }
+            if let a = args { spec.command = a.split(separator: " ").map(String.init) }
+            if let r = replicas { spec.replicas = r }
+            spec.env = spec.env.filter { e in !envRm.contains { e == $0 || e.hasPrefix($0 + "=") } }
+            for l in labelRm { spec.labels[l] = nil }
+            try flags.apply(to: &spec)
+            if let i = image, i != current.spec.image, flags.platform.isEmpty, !noResolveImage { spec.platforms = registryPlatforms(i) }
+            spec.constraints = spec.constraints.filter { !constraintRm.contains($0) } + constraintAdd.filter { !spec.constraints.contains($0) }
+            try spec.validate()
+            let v = try client.request(MessageType.serviceUpdate, ServiceUpdateRequest(service: current.id, spec: spec, version: current.version, force: force),
+                                       as: ServiceView.self)
+            if wait { try waitConverged(client, service: v.id, timeout: bound) }
+            print(v.name)
+        }
+    }
+}
+
+struct ServiceRm: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "rm", abstract: "Remove services (their tasks stop).")
+    @OptionGroup var options: ClusterOptions
+    @Argument(help: "SERVICE...") var services: [String]
+
+    func run() throws {
+        try clusterCommand {
+            let client = try options.client()
+            for s in services {
+                _ = try client.request(MessageType.serviceRemove, ServiceRef(service: s), as: EmptyBody.self)
+                print(s)
+            }
+        }
+    }
+}
+
+struct ServicePs: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "ps", abstract: "List a service's tasks: node, state, and why a task is not placed.")
+    @OptionGroup var options: ClusterOptions
+    @Flag(name: .shortAndLong, help: "Also the ended tasks kept as history.") var all = false
+    @Flag(name: .customLong("no-trunc"), help: "Do not truncate output.") var noTrunc = false
+    @Flag(name: .shortAndLong, help: "Only display task IDs.") var quiet = false
+    @Argument(help: "SERVICE") var service: String
+
+    func run() throws {
+        try clusterCommand {
+            let tasks = try options.client().request(MessageType.servicePs, ServicePsRequest(service: service, all: all), as: TaskList.self).tasks
+            if quiet { for t in tasks { print(t.id) }; return }
+            if options.json { for t in tasks { try printJSON(t) }; return }
+            var lastSlot = -1
+            printTable(["ID", "NAME", "IMAGE", "NODE", "DESIRED STATE", "CURRENT STATE", "ERROR", "PORTS"], tasks.map { t in
+                let name = t.slot == lastSlot ? " \\_ \(t.name)" : t.name
+                lastSlot = t.slot
+                let msg = noTrunc || t.message.count <= 80 ? t.message : String(t.message.prefix(79)) + "…"
+                // Docker's host-mode form: "*:8080->80/tcp".
+                let ports = t.state == .running ? (t.ports ?? []).map { $0.hasPrefix("0.0.0.0:") ? "*:" + $0.dropFirst(8) : $0 }.joined(separator: ", ") : ""
+                return [noTrunc ? t.id : String(t.id.prefix(12)), name, t.image, t.nodeName ?? "", t.desired.rawValue.capitalized,
+                        "\(t.state.rawValue.capitalized) \(since(t.updated))", msg, ports]
+            })
+        }
+    }
+}
+
+struct ServiceLogs: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "logs", abstract: "Show the output of a service's tasks, fetched from their nodes.")
+    @OptionGroup var options: ClusterOptions
+    @Option(name: [.customShort("n"), .long], help: "Lines from the end of each task's log (default all).") var tail = "all"
+    @Flag(name: .shortAndLong, help: "Show timestamps.") var timestamps = false
+    @Argument(help: "SERVICE") var service: String
+
+    func run() throws {
+        try clusterCommand {
+            var n = 0
+            if tail != "all" {
+                guard let v = Int(tail), v >= 0 else { throw HakoError(.failed, "invalid --tail \"\(tail)\"") }
+                n = v
+            }
+            let r = try options.client().request(MessageType.serviceLogs, ServiceLogsRequest(service: service, tail: n), as: ServiceLogsReply.self)
+            for e in r.entries {
+                if options.json { try printJSON(e); continue }
+                let line = "\(e.task)@\(e.node)    | \(timestamps ? e.time + " " : "")\(e.text)\n"
+                AttachSession.writeAll(e.stream == "stderr" ? 2 : 1, Array(line.utf8))
+            }
+            if !r.missing.isEmpty { writeStderr("hako: no logs from \(r.missing.joined(separator: ", ")) (not connected)\n") }
+            if r.truncated { writeStderr("hako: output cut to fit one reply; use --tail\n") }
+        }
+    }
+}

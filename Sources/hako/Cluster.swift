@@ -1,0 +1,130 @@
+import ArgumentParser
+#if canImport(Glibc)
+import Glibc
+#endif
+import FoundationEssentials
+import HakoCluster
+import HakoSystem
+
+struct Cluster: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Manage a cluster through its coordinator.",
+        subcommands: [ClusterInitCommand.self, ClusterToken.self, ClusterNode.self, ClusterService.self, ClusterEvents.self])
+}
+
+/// Where the admin credentials are and which coordinator to talk to.
+struct ClusterOptions: ParsableArguments {
+    @Option(name: .long, help: "Admin credentials written by `cluster init` (default: $HAKO_CLUSTER_CREDENTIALS, else /var/lib/hako/coordinator/admin).")
+    var credentials: String?
+    @Option(name: .long, help: "Coordinator HOST:PORT (default: the address saved with the credentials).")
+    var coordinator: String?
+    @Option(name: .long, help: "Output format: table or json.") var format = "table"
+
+    static let defaultCredentials = CoordinatorConfig().dataDir + "/admin"
+
+    var credentialsDir: String {
+        if let c = credentials { return c }
+        if let e = getenv("HAKO_CLUSTER_CREDENTIALS"), !String(cString: e).isEmpty { return String(cString: e) }
+        return ClusterOptions.defaultCredentials
+    }
+
+    func validateFormat() throws {
+        guard format == "table" || format == "json" else { throw HakoError(.failed, "unknown format \"\(format)\" (table or json)") }
+    }
+
+    func client() throws -> ClusterClient {
+        try validateFormat()
+        return try ClusterClient.admin(AdminCredentials(dir: credentialsDir), address: coordinator ?? env("HAKO_COORDINATOR"))
+    }
+
+    var json: Bool { format == "json" }
+
+    func env(_ k: String) -> String? {
+        guard let v = getenv(k) else { return nil }
+        let s = String(cString: v)
+        return s.isEmpty ? nil : s
+    }
+}
+
+/// JSON as the CLI prints it: one object per line.
+func printJSON<T: Encodable>(_ value: T) throws {
+    print(try jsonLine(value))
+}
+
+func since(_ t: Double) -> String {
+    humanDuration(Timestamp.now().secondsSince1970 - t) + " ago"
+}
+
+struct ClusterInitCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "init",
+        abstract: "Create the cluster: its CA, the coordinator's certificate, an admin certificate for this CLI, and the database.")
+    @Option(name: .long, help: "The coordinator's configuration file.") var config: String?
+    @Option(name: .long, help: "Where to write the admin credentials (default: <data_dir>/admin).") var credentials: String?
+
+    func run() throws {
+        try clusterCommand {
+            let c = try config.map { try CoordinatorConfig.load($0) } ?? CoordinatorConfig()
+            let dir = credentials ?? c.dataDir + "/admin"
+            let r = try ClusterInit.run(c, adminDir: FS.absolute(dir), now: Timestamp.now().secondsSince1970)
+            print("cluster \(r.clusterID) created")
+            print("CA fingerprint (sha256): \(r.caFingerprint)")
+            print("admin credentials: \(r.adminDir) (the CLI reaches the coordinator at \(r.coordinatorAddress))")
+            print("next: hako coordinator --config \(config ?? "FILE"), then `hako cluster token` for each node")
+        }
+    }
+}
+
+struct ClusterToken: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "token", abstract: "Print a new single-use join token.")
+    @OptionGroup var options: ClusterOptions
+    @Option(name: .long, help: "How long the token is valid (default: the coordinator's join_token_ttl, 1h).") var ttl: String?
+    @Flag(name: .shortAndLong, help: "Print only the token.") var quiet = false
+
+    func run() throws {
+        try clusterCommand {
+            var seconds: Double?
+            if let t = ttl {
+                guard let s = Durations.parse(t) else { throw HakoError(.failed, "invalid --ttl \"\(t)\" (e.g. 30m, 2h)") }
+                seconds = s
+            }
+            let client = try options.client()
+            let r = try client.request(MessageType.tokenCreate, TokenCreateRequest(ttl: seconds), as: TokenReply.self)
+            if options.json { try printJSON(r); return }
+            if quiet { print(r.token); return }
+            print(r.token)
+            writeStderr("single use, valid until \(Timestamp(seconds: Int64(r.expires)).rfc3339); on the node: hako agent --config FILE --join TOKEN \(client.endpoint)\n")
+        }
+    }
+}
+
+struct ClusterEvents: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "events", abstract: "Show what happened in the cluster (the coordinator keeps the last 1,000 events).")
+    @OptionGroup var options: ClusterOptions
+    @Flag(name: .shortAndLong, help: "Keep printing new events.") var follow = false
+    @Option(name: .long, help: "Only events of the last DURATION (e.g. 10m).") var since: String?
+
+    func run() throws {
+        try clusterCommand {
+            var from: Double?
+            if let s = since {
+                guard let d = Durations.parse(s) else { throw HakoError(.failed, "invalid --since \"\(s)\"") }
+                from = Timestamp.now().secondsSince1970 - d
+            }
+            let client = try options.client()
+            let r = try client.request(MessageType.events, EventsRequest(follow: follow, since: from), as: EventList.self)
+            for e in r.events { try show(e) }
+            guard follow else { return }
+            while let env = try client.receive(timeout: 365 * 86400) {
+                if env.type == MessageType.event, let e = try? env.body(ClusterEvent.self) { try show(e) }
+            }
+        }
+    }
+
+    func show(_ e: ClusterEvent) throws {
+        if options.json { try printJSON(e); return }
+        let t = Timestamp(seconds: Int64(e.time), nanoseconds: Int32((e.time - e.time.rounded(.down)) * 1e9)).rfc3339
+        let name = e.name.isEmpty ? String(e.id.prefix(12)) : e.name
+        print("\(t) \(e.kind) \(e.action) \(name)\(e.message.isEmpty ? "" : " (\(e.message))")")
+    }
+}

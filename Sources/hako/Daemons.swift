@@ -1,0 +1,70 @@
+import ArgumentParser
+#if canImport(Glibc)
+import Glibc
+#endif
+import HakoCluster
+import HakoEngine
+import HakoSystem
+
+/// Runs a cluster command, turning the cluster's errors into hako's one-line errors (exit 125).
+func clusterCommand<T>(_ body: () throws -> T) throws -> T {
+    do {
+        return try body()
+    } catch let e as ClusterError {
+        throw e.hakoError
+    } catch let e as WireError {
+        throw HakoError(.failed, e.message)
+    }
+}
+
+struct CoordinatorCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "coordinator",
+        abstract: "Run the cluster coordinator (state in SQLite, mutual-TLS line protocol; stops on SIGTERM).")
+    @Option(name: .long, help: "The coordinator's configuration file (see config/coordinator.toml).") var config: String?
+
+    func run() throws {
+        try clusterCommand {
+            let c = try config.map { try CoordinatorConfig.load($0) } ?? CoordinatorConfig()
+            Daemon.blockStopSignals()
+            let log = ClusterLog(component: "coordinator", level: c.logLevel)
+            let coordinator = try Coordinator(config: c, log: log)
+            Daemon.onStopSignal { sig in
+                log.info("\(Signals.name(sig)): stopping")
+                coordinator.stop()
+            }
+            coordinator.run()
+        }
+    }
+}
+
+struct AgentCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "agent",
+        abstract: "Run a node's agent: joins the cluster once, then runs its tasks through the local engine (stops on SIGTERM; containers keep running).")
+    @Option(name: .long, help: "The agent's configuration file (see config/agent.toml).") var config: String?
+    @Option(name: .long, parsing: .upToNextOption, help: "Join first: TOKEN COORDINATOR_ADDRESS.") var join: [String] = []
+
+    func run() throws {
+        try clusterCommand {
+            guard getuid() == 0 else { throw HakoError(.failed, "the agent needs root (it runs containers); run it with sudo") }
+            var c = try config.map { try AgentConfig.load($0) } ?? AgentConfig()
+            let log = ClusterLog(component: "agent", level: c.logLevel)
+            if !join.isEmpty {
+                guard join.count == 2 else { throw ValidationError("--join takes TOKEN COORDINATOR_ADDRESS") }
+                let probe = ProcNodeProbe().capacity()
+                let capacity = Resources(cpuMillis: c.cpuMillis > 0 ? c.cpuMillis : probe.cpuMillis, memory: c.memory > 0 ? c.memory : probe.memory)
+                let id = try Agent.join(token: join[0], coordinator: join[1], config: c, capacity: capacity, log: log)
+                if c.coordinator == nil { c.coordinator = id.coordinator }
+            }
+            Daemon.blockStopSignals()
+            let engine = try Engine(paths: EnginePaths(root: c.root, runRoot: c.runRoot), cgroupParent: c.cgroupParent)
+            let agent = try Agent(config: c, runtime: EngineTaskRuntime(engine: engine), overlay: c.overlay ? KernelOverlay() : nil, log: log)
+            Daemon.onStopSignal { sig in
+                log.info("\(Signals.name(sig)): stopping")
+                agent.stop()
+            }
+            agent.run()
+        }
+    }
+}

@@ -1,0 +1,223 @@
+@testable import HakoCluster
+import Testing
+
+/// The coordinator driven in-process: simulated agents, a manual clock, a
+/// seeded generator — no sockets, no sleeping.
+@Suite struct CoordinatorCoreTests {
+    func service(_ f: CoreFixture, _ name: String = "web", replicas: Int, configure: (inout ServiceSpec) -> Void = { _ in }) throws -> ServiceView {
+        var spec = ServiceSpec(name: name, image: "busybox:test")
+        spec.replicas = replicas
+        configure(&spec)
+        return try f.admin(MessageType.serviceCreate, ServiceCreateRequest(spec: spec), as: ServiceView.self)
+    }
+
+    func beat(_ nodes: [SimNode]) throws { for n in nodes { try n.heartbeat() } }
+
+    /// Advances time in heartbeat-sized steps; `alive` nodes keep beating.
+    func wait(_ f: CoreFixture, _ seconds: Double, alive: [SimNode], all: [SimNode]) throws {
+        var t = 0.0
+        while t < seconds {
+            f.clock.advance(0.5)
+            t += 0.5
+            try beat(alive)
+            try settle(f, all)
+        }
+    }
+
+    @Test func placesAndSpreadsReplicas() throws {
+        let f = try CoreFixture()
+        let nodes = try (1...3).map { try SimNode(f, name: "n\($0)") }
+        _ = try service(f, replicas: 6)
+        try settle(f, nodes)
+        #expect(nodes.map { $0.live.count } == [2, 2, 2])
+        let v = try f.admin(MessageType.serviceInspect, ServiceRef(service: "web"), as: ServiceView.self)
+        #expect(v.running == 6 && v.runningCurrent == 6)
+        // Subnets: one per node, in order.
+        let list = try f.admin(MessageType.nodeList, EmptyBody(), as: NodeList.self).nodes
+        #expect(Set(list.map(\.subnet)) == ["10.88.0.0/24", "10.88.1.0/24", "10.88.2.0/24"])
+    }
+
+    @Test func scalesUpAndDown() throws {
+        let f = try CoreFixture()
+        let nodes = try (1...3).map { try SimNode(f, name: "n\($0)") }
+        _ = try service(f, replicas: 2)
+        try settle(f, nodes)
+        try f.admin(MessageType.serviceScale, ServiceScaleRequest(service: "web", replicas: 7), as: ServiceView.self)
+        try settle(f, nodes)
+        #expect(nodes.map { $0.live.count }.reduce(0, +) == 7)
+        #expect(nodes.map { $0.live.count }.max()! - nodes.map { $0.live.count }.min()! <= 1)
+        try f.admin(MessageType.serviceScale, ServiceScaleRequest(service: "web", replicas: 1), as: ServiceView.self)
+        try settle(f, nodes)
+        #expect(nodes.map { $0.live.count }.reduce(0, +) == 1)
+        let ps = try f.admin(MessageType.servicePs, ServicePsRequest(service: "web", all: false), as: TaskList.self).tasks
+        #expect(ps.count == 1 && ps[0].slot == 1)
+    }
+
+    /// A node silent past the grace period: its tasks go elsewhere. Back
+    /// again, it is told to stop them: no duplicate survives.
+    @Test func failoverAndPartitionHeal() throws {
+        let f = try CoreFixture()
+        let nodes = try (1...3).map { try SimNode(f, name: "n\($0)") }
+        _ = try service(f, replicas: 3)
+        try settle(f, nodes)
+        let lost = nodes[0]
+        let lostTasks = Set(lost.live)
+        #expect(lostTasks.count == 1)
+        // A blip shorter than the grace period moves nothing.
+        try wait(f, 2.5, alive: [nodes[1], nodes[2]], all: nodes)
+        #expect(Set(lost.live) == lostTasks && nodes[1].live.count == 1)
+        try beat([lost])
+        try settle(f, nodes)
+        // Past the grace period the task is replaced on another node.
+        lost.disconnect()
+        try wait(f, 4, alive: [nodes[1], nodes[2]], all: [nodes[1], nodes[2]])
+        #expect(nodes[1].live.count + nodes[2].live.count == 3)
+        let ps = try f.admin(MessageType.servicePs, ServicePsRequest(service: "web", all: true), as: TaskList.self).tasks
+        #expect(ps.contains { lostTasks.contains($0.id) && $0.state == .orphaned && $0.desired == .shutdown })
+        // The partition heals: the node still runs its old task, and is told to stop it.
+        #expect(Set(lost.live) == lostTasks)
+        try lost.connect()
+        try settle(f, nodes)
+        #expect(lost.live.isEmpty)
+        #expect(nodes.map { $0.live.count }.reduce(0, +) == 3)
+        let running = try f.admin(MessageType.servicePs, ServicePsRequest(service: "web", all: false), as: TaskList.self).tasks
+        #expect(Set(running.map(\.slot)) == [1, 2, 3] && running.allSatisfy { $0.state == .running })
+    }
+
+    /// Killed mid scale-up: a new coordinator on the same database converges to exactly the desired count.
+    @Test func coordinatorRestartConverges() throws {
+        let f = try CoreFixture()
+        let nodes = try (1...3).map { try SimNode(f, name: "n\($0)") }
+        _ = try service(f, replicas: 2)
+        try settle(f, nodes)
+        try f.admin(MessageType.serviceScale, ServiceScaleRequest(service: "web", replicas: 20), as: ServiceView.self)
+        f.core.tick()
+        // Half the assignments reached the nodes before the crash.
+        let out = f.core.takeOutgoing()
+        try nodes[0].act(out)
+        try f.reopen()
+        for n in nodes { try n.connect() }
+        try settle(f, nodes)
+        #expect(nodes.map { $0.live.count }.reduce(0, +) == 20)
+        let ids = nodes.flatMap(\.live)
+        #expect(Set(ids).count == ids.count)
+        let v = try f.admin(MessageType.serviceInspect, ServiceRef(service: "web"), as: ServiceView.self)
+        #expect(v.running == 20)
+    }
+
+    /// Each new task starts before its predecessor stops; one slot at a time.
+    @Test func rollingUpdateStartsFirst() throws {
+        let f = try CoreFixture()
+        let nodes = try (1...2).map { try SimNode(f, name: "n\($0)") }
+        let v1 = try service(f, replicas: 3)
+        try settle(f, nodes)
+        var spec = v1.spec
+        spec.env = ["VERSION=2"]
+        for n in nodes { n.frozen = true }
+        try f.admin(MessageType.serviceUpdate, ServiceUpdateRequest(service: "web", spec: spec, version: 1), as: ServiceView.self)
+        try settle(f, nodes)
+        var tasks = try f.admin(MessageType.servicePs, ServicePsRequest(service: "web", all: false), as: TaskList.self).tasks
+        #expect(tasks.filter { $0.version == 2 }.count == 1, "one slot at a time")
+        #expect(tasks.filter { $0.version == 1 && $0.state == .running && $0.desired == .running }.count == 3, "the old ones run until the new one does")
+        for n in nodes { n.frozen = false }
+        try settle(f, nodes, rounds: 50)
+        tasks = try f.admin(MessageType.servicePs, ServicePsRequest(service: "web", all: false), as: TaskList.self).tasks
+        #expect(tasks.count == 3 && tasks.allSatisfy { $0.version == 2 && $0.state == .running })
+        #expect(nodes.map { $0.live.count }.reduce(0, +) == 3)
+        let view = try f.admin(MessageType.serviceInspect, ServiceRef(service: "web"), as: ServiceView.self)
+        #expect(view.version == 2 && view.updateStatus == "completed")
+    }
+
+    @Test func failedTasksAreReplacedPerPolicy() throws {
+        let f = try CoreFixture()
+        let node = try SimNode(f, name: "n1")
+        _ = try service(f, replicas: 1) { $0.restartDelay = 5; $0.restartMaxAttempts = 2 }
+        try settle(f, [node])
+        let first = try #require(node.live.first)
+        node.running[first] = .failed
+        try node.report([TaskStatus(taskID: first, state: .failed, exitCode: 1, message: "exit code 1")])
+        try settle(f, [node])
+        #expect(node.live.isEmpty, "the replacement waits for the restart delay")
+        try wait(f, 5.5, alive: [node], all: [node])
+        let second = try #require(node.live.first)
+        #expect(second != first)
+        node.running[second] = .failed
+        try node.report([TaskStatus(taskID: second, state: .failed, exitCode: 1)])
+        try wait(f, 6, alive: [node], all: [node])
+        #expect(node.live.isEmpty, "two failures: the limit is reached")
+        // A task that completes is not replaced under on-failure.
+        _ = try service(f, "job", replicas: 1) { $0.restartCondition = .onFailure; $0.restartDelay = 0 }
+        try settle(f, [node])
+        let job = try #require(node.live.first)
+        node.running[job] = .complete
+        try node.report([TaskStatus(taskID: job, state: .complete, exitCode: 0)])
+        try wait(f, 2, alive: [node], all: [node])
+        #expect(node.live.isEmpty)
+    }
+
+    @Test func unplacedTasksSayWhy() throws {
+        let f = try CoreFixture()
+        let nodes = [try SimNode(f, name: "a", labels: ["zone": "b"]), try SimNode(f, name: "b", capacity: Resources(cpuMillis: 1000, memory: 128 << 20))]
+        _ = try service(f, replicas: 1) { $0.constraints = ["node.labels.zone==a"] }
+        try settle(f, nodes)
+        let ps = try f.admin(MessageType.servicePs, ServicePsRequest(service: "web", all: false), as: TaskList.self).tasks
+        #expect(ps.first?.state == .pending)
+        #expect(ps.first?.message == "no suitable node (constraint node.labels.zone==a excludes 2 nodes)")
+    }
+
+    @Test func drainMovesTasks() throws {
+        let f = try CoreFixture()
+        let nodes = try (1...2).map { try SimNode(f, name: "n\($0)") }
+        _ = try service(f, replicas: 4)
+        try settle(f, nodes)
+        try f.admin(MessageType.nodeUpdate, NodeUpdateRequest(node: "n1", availability: .drain), as: NodeView.self)
+        try settle(f, nodes)
+        #expect(nodes[0].live.isEmpty && nodes[1].live.count == 4)
+    }
+
+    /// Heartbeats live in memory: a thousand of them write nothing.
+    @Test func heartbeatsNeverReachTheStore() throws {
+        let f = try CoreFixture()
+        let nodes = try (1...3).map { try SimNode(f, name: "n\($0)") }
+        _ = try service(f, replicas: 3)
+        try settle(f, nodes)
+        let before = f.core.store.totalChanges
+        for _ in 0..<300 {
+            f.clock.advance(1)
+            for n in nodes { n.load.cpu = Double.random(in: 0...1); try n.heartbeat() }
+            f.core.tick()
+        }
+        #expect(f.core.store.totalChanges == before)
+    }
+
+    @Test func nodeRemovalRevokesAndReleases() throws {
+        let f = try CoreFixture()
+        let nodes = try (1...2).map { try SimNode(f, name: "n\($0)") }
+        _ = try service(f, replicas: 2)
+        try settle(f, nodes)
+        #expect(throws: ClusterError.self) { try f.admin(MessageType.nodeRemove, NodeRemoveRequest(node: "n1", force: false), as: EmptyBody.self) }
+        nodes[0].disconnect()
+        try wait(f, 4, alive: [nodes[1]], all: [nodes[1]])
+        try f.admin(MessageType.nodeRemove, NodeRemoveRequest(node: "n1", force: false), as: EmptyBody.self)
+        #expect(f.core.state.leases.values.contains(nodes[0].id) == false)
+        let certs = f.core.state.certs.values.filter { $0.subject == nodes[0].id }
+        #expect(!certs.isEmpty && certs.allSatisfy { $0.revoked })
+        // The released subnet goes to the next node.
+        let n3 = try SimNode(f, name: "n3")
+        #expect(f.core.state.subnet(of: n3.id) == "10.88.0.0/24")
+        try settle(f, [nodes[1], n3])
+        #expect(nodes[1].live.count + n3.live.count == 2)
+    }
+
+    @Test func refusesBadServices() throws {
+        let f = try CoreFixture()
+        #expect(throws: ClusterError.self) { _ = try service(f, "bad name", replicas: 1) }
+        #expect(throws: ClusterError.self) { _ = try service(f, replicas: 1) { $0.constraints = ["zone=a"] } }
+        #expect(throws: ClusterError.self) { _ = try service(f, replicas: 1) { $0.restart = "sometimes" } }
+        _ = try service(f, replicas: 1)
+        #expect(throws: ClusterError.self) { _ = try service(f, replicas: 1) }
+        #expect(throws: ClusterError.self) {
+            try f.admin(MessageType.serviceUpdate, ServiceUpdateRequest(service: "web", spec: ServiceSpec(name: "web", image: "x"), version: 7), as: ServiceView.self)
+        }
+    }
+}

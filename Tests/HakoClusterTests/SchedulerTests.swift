@@ -1,0 +1,172 @@
+@testable import HakoCluster
+import Testing
+
+@Suite struct SchedulerTests {
+    func node(_ name: String, labels: [String: String] = [:], arch: String = "arm64", variant: String? = nil, cpu: Int64 = 4000,
+              mem: Int64 = 4 << 30, status: NodeStatus = .ready, availability: NodeAvailability = .active, load: Double = 0) -> SchedulerNode {
+        SchedulerNode(record: NodeRecord(id: "id-" + name, name: name, hostname: name, platform: PlatformSpec(architecture: arch, variant: variant),
+                                         labels: labels, capacity: Resources(cpuMillis: cpu, memory: mem), availability: availability,
+                                         subnet: "", address: "", agentVersion: "", created: 0, updated: 0),
+                      status: status, load: NodeLoad(cpu: load, memoryTotal: mem, memoryAvailable: mem))
+    }
+
+    func requests(_ n: Int, service: String = "svc", reserve: Resources = .zero, constraints: [String] = [], platforms: [String] = []) -> [SchedulingRequest] {
+        (1...n).map {
+            SchedulingRequest(taskID: "\(service)-\($0)", serviceID: service, group: service, reservations: reserve,
+                              constraints: constraints.compactMap { try? Constraint(parsing: $0) },
+                              platforms: platforms.compactMap { PlatformSpec(parsing: $0) })
+        }
+    }
+
+    func counts(_ p: [Placement]) -> [String: Int] {
+        var c: [String: Int] = [:]
+        for x in p { if let n = x.nodeID { c[n, default: 0] += 1 } }
+        return c
+    }
+
+    @Test func spreadsReplicas() {
+        var snap = ClusterSnapshot(nodes: [node("a"), node("b"), node("c")])
+        var rng = SeededRandom(seed: 1)
+        let p = Scheduler().schedule(requests(9), on: &snap, using: &rng)
+        #expect(counts(p) == ["id-a": 3, "id-b": 3, "id-c": 3])
+        // A second service spreads on its own, and avoids the busier nodes when tied.
+        let q = Scheduler().schedule(requests(3, service: "other"), on: &snap, using: &rng)
+        #expect(Set(q.compactMap(\.nodeID)).count == 3)
+    }
+
+    @Test func aLoadedNodeGetsFewerTasks() {
+        var snap = ClusterSnapshot(nodes: [node("a", load: 0.95), node("b", load: 0.1), node("c", load: 0.1)])
+        var rng = SeededRandom(seed: 2)
+        let c = counts(Scheduler().schedule(requests(12), on: &snap, using: &rng))
+        #expect((c["id-a"] ?? 0) < (c["id-b"] ?? 0) && (c["id-a"] ?? 0) < (c["id-c"] ?? 0), "\(c)")
+        #expect(c.values.reduce(0, +) == 12)
+        // Memory in use counts too.
+        var m = node("m")
+        m.load.memoryAvailable = m.load.memoryTotal / 20
+        var snap2 = ClusterSnapshot(nodes: [m, node("n"), node("o")])
+        let c2 = counts(Scheduler().schedule(requests(12), on: &snap2, using: &rng))
+        #expect((c2["id-m"] ?? 0) < (c2["id-n"] ?? 0), "\(c2)")
+    }
+
+    @Test func constraintsOnLabelsAndArchitecture() {
+        var snap = ClusterSnapshot(nodes: [node("a", labels: ["zone": "a"]), node("b", labels: ["zone": "b"]),
+                                           node("c", labels: ["zone": "a"], arch: "arm", variant: "v7")])
+        var rng = SeededRandom(seed: 3)
+        let p = Scheduler().schedule(requests(4, constraints: ["node.labels.zone==a"]), on: &snap, using: &rng)
+        #expect(Set(p.compactMap(\.nodeID)) == ["id-a", "id-c"])
+        let q = Scheduler().schedule(requests(2, service: "x", constraints: ["node.labels.zone==a", "node.platform.arch!=armv7"]), on: &snap, using: &rng)
+        #expect(Set(q.compactMap(\.nodeID)) == ["id-a"])
+        let r = Scheduler().schedule(requests(2, service: "y", constraints: ["node.labels.zone!=a"]), on: &snap, using: &rng)
+        #expect(Set(r.compactMap(\.nodeID)) == ["id-b"])
+        // A missing label fails == and passes !=.
+        let s = Scheduler().schedule(requests(1, service: "z", constraints: ["node.labels.disk==ssd"]), on: &snap, using: &rng)
+        #expect(s[0].nodeID == nil && s[0].reason.contains("constraint node.labels.disk==ssd excludes 3 nodes"))
+    }
+
+    @Test func imagePlatformAgainstTheNode() {
+        var snap = ClusterSnapshot(nodes: [node("pi4", arch: "arm64"), node("pi2", arch: "arm", variant: "v7"), node("pc", arch: "amd64")])
+        var rng = SeededRandom(seed: 4)
+        let p = Scheduler().schedule(requests(3, platforms: ["linux/arm/v7"]), on: &snap, using: &rng)
+        #expect(Set(p.compactMap(\.nodeID)) == ["id-pi2"])
+        let q = Scheduler().schedule(requests(4, service: "multi", platforms: ["linux/arm64", "linux/amd64"]), on: &snap, using: &rng)
+        #expect(Set(q.compactMap(\.nodeID)) == ["id-pi4", "id-pc"])
+        let r = Scheduler().schedule(requests(1, service: "v6", platforms: ["linux/arm/v6"]), on: &snap, using: &rng)
+        #expect(r[0].nodeID == "id-pi2", "an armv7 node runs armv6 images")
+        #expect(PlatformSpec(parsing: "armhf") == PlatformSpec(architecture: "arm", variant: "v7"))
+        #expect(PlatformSpec(parsing: "linux/aarch64")?.architecture == "arm64")
+    }
+
+    @Test func resourcesAreNeverOvercommitted() {
+        var snap = ClusterSnapshot(nodes: [node("a", mem: 1 << 30), node("b", mem: 1 << 30), node("c", mem: 512 << 20)])
+        var rng = SeededRandom(seed: 5)
+        let p = Scheduler().schedule(requests(6, reserve: Resources(cpuMillis: 100, memory: 400 << 20)), on: &snap, using: &rng)
+        #expect(counts(p) == ["id-a": 2, "id-b": 2, "id-c": 1])
+        let unplaced = p.filter { $0.nodeID == nil }
+        #expect(unplaced.count == 1)
+        #expect(unplaced.first?.reason == "no suitable node (insufficient memory on 3 nodes)")
+        for n in snap.nodes { #expect(n.reserved.memory <= n.record.capacity.memory) }
+        let cpu = Scheduler().schedule(requests(1, service: "big", reserve: Resources(cpuMillis: 5000)), on: &snap, using: &rng)
+        #expect(cpu[0].reason == "no suitable node (insufficient CPU on 3 nodes)")
+    }
+
+    /// The reason names every filter that excluded nodes, each node counted once.
+    @Test func explainsUnplacedTasks() {
+        let snap = ClusterSnapshot(nodes: [node("a", labels: ["zone": "b"]), node("b", labels: ["zone": "b"]),
+                                           node("c", labels: ["zone": "a"], mem: 64 << 20), node("d", labels: ["zone": "a"], mem: 64 << 20),
+                                           node("e", labels: ["zone": "a"], mem: 64 << 20), node("f", status: .down),
+                                           node("g", availability: .drain), node("h", arch: "amd64")])
+        let r = requests(1, reserve: Resources(memory: 1 << 30), constraints: ["node.labels.zone==a"], platforms: ["linux/arm64"])[0]
+        #expect(Scheduler().explain(r, in: snap) ==
+            "no suitable node (1 node down, 1 node draining, platform linux/arm64 excludes 1 node, constraint node.labels.zone==a excludes 2 nodes, insufficient memory on 3 nodes)")
+        #expect(Scheduler().explain(r, in: ClusterSnapshot(nodes: [])) == "no nodes in the cluster")
+    }
+
+    @Test func aFixedHostPortOncePerNode() {
+        var snap = ClusterSnapshot(nodes: [node("a"), node("b"), node("c")])
+        snap.nodes[2].hostPorts = ["tcp/8080"]   // another service's task holds it on c
+        var rng = SeededRandom(seed: 5)
+        let reqs = (1...3).map {
+            SchedulingRequest(taskID: "web-\($0)", serviceID: "web", group: "web", reservations: .zero, constraints: [], platforms: [],
+                              hostPorts: ["tcp/8080"])
+        }
+        let p = Scheduler().schedule(reqs, on: &snap, using: &rng)
+        #expect(Set(p.compactMap(\.nodeID)) == ["id-a", "id-b"])
+        #expect(p.last?.nodeID == nil)
+        #expect(p.last?.reason == "no suitable node (host port 8080/tcp in use on 3 nodes)", "\(p.last?.reason ?? "")")
+        // A port the node picks (no host port) holds nothing.
+        var spec = ServiceSpec(name: "w", image: "i")
+        spec.ports = ["80", "8080:80", "53:53/udp"]
+        #expect(spec.hostPorts == ["tcp/8080", "udp/53"])
+    }
+
+    @Test func limitsAndPortsAreValidated() {
+        func why(_ change: (inout ServiceSpec) -> Void) -> String {
+            var s = ServiceSpec(name: "w", image: "i")
+            change(&s)
+            do { try s.validate(); return "" } catch { return error.description }
+        }
+        #expect(why { $0.ports = ["8080:80"]; $0.limits = Resources(cpuMillis: 500, memory: 64 << 20) } == "")
+        #expect(why { $0.ports = ["8080:80"]; $0.network = "host" }.contains("published ports need the cluster network"))
+        #expect(why { $0.ports = ["8080:80", "8080:81"] }.contains("host port 8080/tcp is published twice"))
+        #expect(why { $0.ports = ["http"] }.contains("is not a port"))
+        #expect(why { $0.limits.memory = 1 << 20 }.contains("at least 6 MiB"))
+        #expect(why { $0.limits.memory = 64 << 20; $0.reservations.memory = 128 << 20 }.contains("reservation exceeds the memory limit"))
+        #expect(why { $0.network = "bridge" }.contains("cluster, host or none"))
+        #expect(ServiceSpec(name: "w", image: "i").network == "cluster")
+    }
+
+    @Test func deterministicWithASeed() {
+        func run(_ seed: UInt64) -> [String?] {
+            var snap = ClusterSnapshot(nodes: (1...10).map { node("n\($0)") })
+            var rng = SeededRandom(seed: seed)
+            return Scheduler().schedule(requests(7), on: &snap, using: &rng).map(\.nodeID)
+        }
+        #expect(run(7) == run(7))
+        #expect(Set((1...20).map { run(UInt64($0)) }.map { $0.compactMap { $0 }.joined() }).count > 1, "ties go to the random source")
+    }
+
+    @Test func notReadyAndDrainingNodesGetNothing() {
+        var snap = ClusterSnapshot(nodes: [node("a", status: .suspect), node("b", availability: .drain), node("c", status: .unknown), node("d")])
+        var rng = SeededRandom(seed: 8)
+        #expect(Set(Scheduler().schedule(requests(5), on: &snap, using: &rng).compactMap(\.nodeID)) == ["id-d"])
+    }
+}
+
+@Suite struct SubnetTests {
+    @Test func oneSubnetPerNodeLowestFirst() throws {
+        let a = try SubnetAllocator(cluster: "10.88.0.0/16", prefix: 24)
+        #expect(a.capacity == 256)
+        #expect(a.allocate(leased: []) == "10.88.0.0/24")
+        #expect(a.allocate(leased: ["10.88.0.0/24", "10.88.1.0/24"]) == "10.88.2.0/24")
+        #expect(a.allocate(leased: ["10.88.1.0/24"]) == "10.88.0.0/24", "a released subnet is reused")
+        #expect(a.owns("10.88.7.0/24") && !a.owns("10.89.0.0/24") && !a.owns("10.88.7.0/25"))
+        let small = try SubnetAllocator(cluster: "192.168.0.0/28", prefix: 30)
+        #expect(small.capacity == 4)
+        #expect(small.allocate(leased: Set((0..<4).map { small.subnet($0).description })) == nil)
+        #expect(throws: ClusterError.self) { try SubnetAllocator(cluster: "10.88.0.0/16", prefix: 12) }
+        #expect(throws: ClusterError.self) { try SubnetAllocator(cluster: "10.88.0.1/16", prefix: 24) }
+        #expect(throws: ClusterError.self) { try SubnetAllocator(cluster: "10.0.0.0/8", prefix: 30) }
+        #expect(IPv4CIDR(parsing: "10.88.3.0/24")?.description == "10.88.3.0/24")
+        #expect(IPv4CIDR(parsing: "300.1.1.0/24") == nil)
+    }
+}

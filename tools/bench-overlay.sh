@@ -9,7 +9,7 @@
 #               state is right (hako: reconcile + read back, in-process through
 #               netlink; reference: the iproute2 commands a person would run)
 #
-# hako's nodes are namespaces hkb-ul, hkb-n1..3, hkb-c1..3 with the same
+# hako's nodes are namespaces hkovb-ul, hkovb-n1..3, hkovb-c1..3 with the same
 # addresses as overlay-sim's (172.31.250.N underlay, 10.88.N.0/24 subnets, VNI
 # 42, MTU 1450), programmed by hako's facility (hako-overlay-bench). All traffic
 # stays inside namespaces this script creates; processes are ended by PID.
@@ -23,7 +23,7 @@ SIM=${OVERLAY_SIM:-$REPO/../shared/tools/overlay-sim.sh}
 IPERF_T=${IPERF_T:-5}
 IPERF_ROUNDS=${IPERF_ROUNDS:-5}
 CONVERGE_ROUNDS=${CONVERGE_ROUNDS:-20}
-P=hkb
+P=hkovb
 PIDS=()
 SIM_UP=0
 

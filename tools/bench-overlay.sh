@@ -9,7 +9,8 @@
 #               state is right (hako: reconcile + read back, in-process through
 #               netlink; reference: the iproute2 commands a person would run)
 #
-# hako's nodes are namespaces hkb-ul, hkb-n1..3, hkb-c1..3 with the same
+# hako's nodes (with the overlay table of masquerade and routing mesh on every
+# node, where the reference has its nft table on node1 only) are namespaces hkovb-ul, hkovb-n1..3, hkovb-c1..3 with the same
 # addresses as overlay-sim's (172.31.250.N underlay, 10.88.N.0/24 subnets, VNI
 # 42, MTU 1450), programmed by hako's facility (hako-overlay-bench). All traffic
 # stays inside namespaces this script creates; processes are ended by PID.
@@ -23,7 +24,7 @@ SIM=${OVERLAY_SIM:-$REPO/../shared/tools/overlay-sim.sh}
 IPERF_T=${IPERF_T:-5}
 IPERF_ROUNDS=${IPERF_ROUNDS:-5}
 CONVERGE_ROUNDS=${CONVERGE_ROUNDS:-20}
-P=hkb
+P=hkovb
 PIDS=()
 SIM_UP=0
 
@@ -76,6 +77,8 @@ done
 for N in 1 2 3; do
 	out=$("$BENCH" reconcile /run/netns/$P-n$N node$N 42 10.88.0.0/16 "${NODES[@]}") || die "reconcile node$N"
 	log "hako node$N: $out"
+	# as an agent would: the overlay table on every node (masquerade, the mesh; so conntrack runs, as on the reference's node1)
+	"$BENCH" mesh /run/netns/$P-n$N 10.88.$N.0/24 42 10.88.0.0/16 8080 10.88.1.2:80 || die "mesh node$N"
 done
 ip netns exec $P-c1 ping -c 1 -W 2 -q 10.88.2.2 >/dev/null || die "hako overlay: ctr1 cannot reach ctr2"
 

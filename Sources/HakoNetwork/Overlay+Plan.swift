@@ -153,9 +153,7 @@ public struct OverlayPlan: Sendable, Equatable {
             plan.removeNeighbours.append(Neighbour(ip: ip, mac: e.mac ?? MACAddress(bytes: [])))
         }
 
-        let haveRoutes = Set(current.routes.filter { $0.routeProtocol == OverlayConfig.routeProtocol && $0.outputIndex == device }
-            .map { RouteEntry(destination: $0.destination, gateway: $0.gateway, outputIndex: $0.outputIndex, table: $0.table,
-                              routeProtocol: $0.routeProtocol, onLink: $0.onLink) })
+        let haveRoutes = Set(current.routes.filter { $0.routeProtocol == OverlayConfig.routeProtocol && $0.outputIndex == device })
         plan.addRoutes = want.routes.subtracting(haveRoutes).sorted { $0.destination.address < $1.destination.address }
         plan.removeRoutes = haveRoutes.subtracting(want.routes).sorted { $0.destination.address < $1.destination.address }
         return plan

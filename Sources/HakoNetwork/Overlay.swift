@@ -53,7 +53,7 @@ public final class Overlay: @unchecked Sendable {
         for request in try plan.requests(device: device.link.index) {
             do {
                 _ = try netlink.transport.perform(request)
-            } catch let e as NetlinkError where e.kind == .notFound && request.type != UInt16(RTM_NEWROUTE) {
+            } catch let e as NetlinkError where e.kind == .notFound && (request.type == UInt16(RTM_DELROUTE) || request.type == UInt16(RTM_DELNEIGH)) {
                 // already gone
             } catch let e as NetlinkError where e.kind == .exists && request.type == UInt16(RTM_NEWROUTE) {
                 conflicts.append(request.operation)

@@ -48,6 +48,7 @@ public final class Agent: @unchecked Sendable {
     var current: [String: TaskState] = [:]
     var renewing = false
     var trimmed = false
+    var metricsServer: MetricsServer?
 
     public init(config: AgentConfig, runtime: any TaskRuntime, probe: any NodeProbe = ProcNodeProbe(), log: ClusterLog) throws {
         self.config = config
@@ -67,6 +68,7 @@ public final class Agent: @unchecked Sendable {
                              memory: config.memory > 0 ? config.memory : detected.memory)
         loop = try PollLoop()
         workers = WorkerPool(threads: config.workers)
+        try startMetrics()
     }
 
     var endpoint: String { config.coordinator ?? identity.coordinator }

@@ -53,6 +53,7 @@ public final class CoordinatorCore {
     var pendingLogs: [Int: PendingLogs] = [:]
     /// Node certificates' expiry, by node (from the store, for `node inspect`).
     var nodeCertExpiry: [String: Double] = [:]
+    public internal(set) var metrics = CoordinatorMetrics()
 
     struct PendingLogs {
         var admin: Int

@@ -24,15 +24,19 @@ PODMAN_CTR=
 cleanup() {
   set +e
   for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null; done
-  sleep 0.5
+  for _ in $(seq 50); do
+    alive=0; for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -0 "$p" 2>/dev/null && alive=1; done
+    [ $alive = 0 ] && break; sleep 0.1
+  done
   for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -9 "$p" 2>/dev/null; done
+  wait 2>/dev/null
   for d in "$W/node" "$W/local"; do
     [ -d "$d/root" ] || continue
     ids=$(HAKO_ROOT=$d/root HAKO_RUN_ROOT=$d/run "$BIN/hako" ps -aq --no-trunc 2>/dev/null)
     [ -n "$ids" ] && HAKO_ROOT=$d/root HAKO_RUN_ROOT=$d/run HAKO_CGROUP_PARENT=hako-$TAG "$BIN/hako" rm -f $ids >/dev/null 2>&1
   done
-  [ -n "$PODMAN_CTR" ] && podman rm -f -t 0 "$PODMAN_CTR" >/dev/null 2>&1
-  for c in /sys/fs/cgroup/*/hako-$TAG* /sys/fs/cgroup/*/hako-$TAG*/*; do [ -d "$c" ] && rmdir "$c" 2>/dev/null; done
+  [ -n "$PODMAN_CTR" ] && "${PODMAN[@]}" rm -f -t 0 "$PODMAN_CTR" >/dev/null 2>&1
+  for c in /sys/fs/cgroup/*/hako-$TAG*/* /sys/fs/cgroup/*/hako-$TAG*/*/*; do [ -d "$c" ] && rmdir "$c" 2>/dev/null; done
   for c in /sys/fs/cgroup/*/hako-$TAG*; do [ -d "$c" ] && rmdir "$c" 2>/dev/null; done
   rm -rf "$W"
 }
@@ -76,28 +80,39 @@ mkdir -p "$W/local"
 export HAKO_ROOT=$W/local/root HAKO_RUN_ROOT=$W/local/run HAKO_CGROUP_PARENT=hako-$TAG
 "$BIN/hako" import "$W/bb.tar" bench:bb >/dev/null
 CID=$("$BIN/hako" run -d --network none bench:bb sleep 3600)
-MPID=$(pgrep -f "hako-monitor.*${CID:0:12}" | head -1 || true)
-if [ -z "$MPID" ]; then
-  # The monitor is the container init's parent.
-  IPID=$("$BIN/hako" inspect --format '{{.State.Pid}}' "$CID" 2>/dev/null || true)
-  [ -n "$IPID" ] && MPID=$(awk '{print $4}' "/proc/$IPID/stat")
-fi
+# Its monitor: the hako-monitor holding the container's run dir.
+MPID=
+for p in $(pgrep -x hako-monitor); do
+  ls -l "/proc/$p/fd" 2>/dev/null | grep -q "$W/local/run/containers/$CID" && MPID=$p
+done
 unset HAKO_ROOT HAKO_RUN_ROOT HAKO_CGROUP_PARENT
 
 PEER=-
+# podman with storage of its own under $W (the host's stays untouched); this
+# machine's hard RLIMIT_NOFILE is below podman's default, so ask for what it allows.
+PODMAN=(podman --root "$W/podman/storage" --runroot "$W/podman/run" --tmpdir "$W/podman/tmp" --storage-driver vfs
+        --cgroup-manager cgroupfs --events-backend file --runtime runc)
 if command -v podman >/dev/null; then
-  podman import "$W/bb.tar" localhost/bench-deploy:bb >/dev/null 2>&1 || true
-  PODMAN_CTR=$(podman run -d --network none localhost/bench-deploy:bb sleep 3600 2>/dev/null || true)
-  [ -n "$PODMAN_CTR" ] && PEER=$(podman inspect --format '{{.State.ConmonPid}}' "$PODMAN_CTR" 2>/dev/null || echo -)
+  "${PODMAN[@]}" import "$W/bb.tar" localhost/bench-deploy:bb >/dev/null 2>&1 || true
+  PODMAN_CTR=$("${PODMAN[@]}" run -d --network none --cgroup-parent "/hako-$TAG-podman" --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 \
+    localhost/bench-deploy:bb sleep 3600 2>"$W/podman.err" || true)
+  [ -n "$PODMAN_CTR" ] && PEER=$("${PODMAN[@]}" inspect --format '{{.State.ConmonPid}}' "$PODMAN_CTR" 2>/dev/null || echo -)
+  [ "$PEER" = - ] && echo "   (podman did not start a container: $(tail -1 "$W/podman.err"))"
 fi
 
 echo "== settling 15 s, then $IDLE s idle (write_bytes and syscw from /proc/PID/io)"
 sleep 15
-declare -A W0 C0
-for p in $CPID $APID ${MPID:-} $([ "$PEER" != - ] && echo "$PEER"); do W0[$p]=$(io "$p" write_bytes); C0[$p]=$(io "$p" syscw); done
+# CPU time (utime + stime, clock ticks) too: an idle process should not spin.
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+HZ=$(getconf CLK_TCK)
+declare -A W0 C0 T0
+for p in $CPID $APID ${MPID:-} $([ "$PEER" != - ] && echo "$PEER"); do W0[$p]=$(io "$p" write_bytes); C0[$p]=$(io "$p" syscw); T0[$p]=$(ticks "$p"); done
 sleep "$IDLE"
-declare -A WB CW
-for p in "${!W0[@]}"; do WB[$p]=$(( $(io "$p" write_bytes) - W0[$p] )); CW[$p]=$(( $(io "$p" syscw) - C0[$p] )); done
+declare -A WB CW CPU
+for p in "${!W0[@]}"; do
+  WB[$p]=$(( $(io "$p" write_bytes) - W0[$p] )); CW[$p]=$(( $(io "$p" syscw) - C0[$p] ))
+  CPU[$p]=$(awk -v t=$(( $(ticks "$p") - T0[$p] )) -v hz="$HZ" -v s="$IDLE" 'BEGIN { printf "%.2f%%", t / hz / s * 100 }')
+done
 
 # The agent once more, now with its metrics scraped every second.
 a0=$(io "$APID" write_bytes)
@@ -108,15 +123,19 @@ scraped_writes=$(( $(io "$APID" write_bytes) - a0 ))
 "$BIN/hako" cluster service rm idle >/dev/null
 
 row() { # name pid
-  printf '| %s | %s | %s | %s |\n' "$1" "$(human "${WB[$2]}")" "$(human "$(per_day "${WB[$2]}")")" "${CW[$2]}"
+  printf '| %s | %s | %s | %s | %s |\n' "$1" "$(human "${WB[$2]}")" "$(human "$(per_day "${WB[$2]}")")" "${CW[$2]}" "${CPU[$2]}"
 }
 echo
 echo "Disk writes while idle over $IDLE s (write_bytes of /proc/PID/io; per day extrapolated). syscw counts every write call, sockets included."
 echo
-echo "| process | written in ${IDLE} s | per day | write calls |"
-echo "|---|---:|---:|---:|"
+echo "| process | written in ${IDLE} s | per day | write calls | CPU |"
+echo "|---|---:|---:|---:|---:|"
 row "hako coordinator (1 node, 1 s heartbeats)" "$CPID"
 row "hako agent (1 task running, observed every 1 s)" "$APID"
-printf '| hako agent, metrics scraped every 1 s (%d scrapes) | %s | %s | |\n' "$scrapes" "$(human "$scraped_writes")" "$(human "$(per_day $((scraped_writes * 2)))")"
+printf '| hako agent, metrics scraped every 1 s (%d scrapes) | %s | %s | | |\n' "$scrapes" "$(human "$scraped_writes")" "$(human "$(per_day $((scraped_writes * 2)))")"
 if [ -n "${MPID:-}" ]; then row "hako-monitor (idle container)" "$MPID"; fi
 if [ "$PEER" != - ]; then row "podman conmon (idle container, peer)" "$PEER"; fi
+if [ -n "${MPID:-}" ] && [ "$PEER" != - ]; then
+  echo
+  echo "hako-monitor / conmon: write_bytes $(human "${WB[$MPID]}") vs $(human "${WB[$PEER]}"), write calls ${CW[$MPID]} vs ${CW[$PEER]}, CPU ${CPU[$MPID]} vs ${CPU[$PEER]}"
+fi

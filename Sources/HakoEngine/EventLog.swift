@@ -1,0 +1,211 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import HakoSystem
+
+/// Something that happened to a container, as `hako events` shows it
+/// (Docker's actions: create, start, restart, stop, kill, die, pause, unpause, destroy).
+public struct EngineEvent: Sendable, Equatable {
+    public var time: Double
+    public var type: String
+    public var action: String
+    public var id: String
+    public var attributes: [String: String]
+
+    public init(time: Double, type: String = "container", action: String, id: String, attributes: [String: String]) {
+        self.time = time
+        self.type = type
+        self.action = action
+        self.id = id
+        self.attributes = attributes
+    }
+
+    public var json: JSON {
+        .object([
+            ("time", .number(String(format3(time)))), ("type", .string(type)), ("action", .string(action)), ("id", .string(id)),
+            ("attributes", .object(attributes.sorted { $0.key < $1.key }.map { ($0.key, JSON.string($0.value)) })),
+        ])
+    }
+
+    public init?(json j: JSON) {
+        guard let time = j["time"]?.double, let type = j["type"]?.string, let action = j["action"]?.string, let id = j["id"]?.string else { return nil }
+        var attrs: [String: String] = [:]
+        for (k, v) in j["attributes"]?.members ?? [] { if let s = v.string { attrs[k] = s } }
+        self.init(time: time, type: type, action: action, id: id, attributes: attrs)
+    }
+}
+
+/// Milliseconds are enough for event times; "1764400000.123".
+func format3(_ t: Double) -> String {
+    let ms = Int64((t * 1000).rounded())
+    let frac = ms % 1000
+    return "\(ms / 1000).\(frac < 10 ? "00" : frac < 100 ? "0" : "")\(frac)"
+}
+
+/// The engine's event log: `<root>/events.jsonl`, one JSON object per line,
+/// appended with O_APPEND by whichever hako process acts (lines are small, so
+/// concurrent appends do not interleave). Bounded: past `maxBytes` the file
+/// becomes `events.jsonl.1` (the one before is dropped). Written only when a
+/// container is created, started, stopped, killed, paused or removed —
+/// nothing periodic. Recording never fails an operation.
+public struct EventLog: Sendable {
+    public let path: String
+    public let maxBytes: Int
+
+    public init(path: String, maxBytes: Int = 1 << 20) {
+        self.path = path
+        self.maxBytes = maxBytes
+    }
+
+    public func record(_ e: EngineEvent) {
+        let line = Array((e.json.serialized() + "\n").utf8)
+        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        var st = stat()
+        if fstat(fd, &st) == 0, Int(st.st_size) + line.count > maxBytes {
+            // Whoever sees the file full rotates it; a racing writer's line lands in either file.
+            _ = rename(path, path + ".1")
+            close(fd)
+            let fresh = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
+            guard fresh >= 0 else { return }
+            _ = line.withUnsafeBytes { write(fresh, $0.baseAddress, $0.count) }
+            close(fresh)
+            return
+        }
+        _ = line.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+    }
+
+    /// Events in [since, until], oldest first, from the rotated file and the current one.
+    public func read(since: Double? = nil, until: Double? = nil) -> [EngineEvent] {
+        var out: [EngineEvent] = []
+        for p in [path + ".1", path] {
+            guard let text = try? FS.readString(p) else { continue }
+            out += EventLog.parse(text).filter { e in (since.map { e.time >= $0 } ?? true) && (until.map { e.time <= $0 } ?? true) }
+        }
+        return out
+    }
+
+    /// Complete lines of `text`; a line that is not an event is skipped.
+    static func parse<S: StringProtocol>(_ text: S) -> [EngineEvent] {
+        text.split(separator: "\n").compactMap { line in (try? JSON.parse(String(line))).flatMap(EngineEvent.init(json:)) }
+    }
+
+    /// The current file's size: where a follower starts reading.
+    public func end() -> Int {
+        var st = stat()
+        return stat(path, &st) == 0 ? Int(st.st_size) : 0
+    }
+
+    /// Events appended since `offset` (complete lines only) and the new offset;
+    /// after a rotation, from the start of the new file.
+    public func read(from offset: Int) -> (events: [EngineEvent], offset: Int) {
+        let size = end()
+        let start = size < offset ? 0 : offset
+        guard size > start else { return ([], start) }
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return ([], start) }
+        defer { close(fd) }
+        var buf = [UInt8](repeating: 0, count: size - start)
+        let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(start)) }
+        guard n > 0 else { return ([], start) }
+        let bytes = buf[0..<n]
+        guard let lastNewline = bytes.lastIndex(of: 10) else { return ([], start) }
+        let text = String(decoding: bytes[...lastNewline], as: UTF8.self)
+        return (EventLog.parse(text), start + lastNewline + 1)
+    }
+}
+
+extension Engine {
+    public var eventLog: EventLog { EventLog(path: paths.root + "/events.jsonl") }
+
+    /// Records an event for a container (Docker's attributes: name, image, and the action's own).
+    func recordEvent(_ action: String, _ config: ContainerConfig, _ extra: [String: String] = [:]) {
+        var attrs = extra
+        attrs["name"] = config.name
+        attrs["image"] = config.image
+        for (k, v) in config.labels where attrs[k] == nil { attrs[k] = v }
+        eventLog.record(EngineEvent(time: Timestamp.now().secondsSince1970, action: action, id: config.id, attributes: attrs))
+    }
+
+    /// What a follower remembers between polls.
+    public struct EventFollower: Sendable {
+        public var offset: Int
+        /// Running containers: id → (name, image).
+        var running: [String: (name: String, image: String)] = [:]
+        /// Containers whose end was logged (stop, kill): no second `die` for them.
+        var ended: Set<String> = []
+        public init(offset: Int) { self.offset = offset }
+    }
+
+    /// The follower at the log's end, knowing what runs now.
+    public func eventFollower() -> EventFollower {
+        var f = EventFollower(offset: eventLog.end())
+        for c in (try? list()) ?? [] where c.isRunning || c.status == .restarting { f.running[c.id] = (c.name, c.config.image) }
+        return f
+    }
+
+    /// Events logged since the follower's last poll, and a `die` for each
+    /// container seen to have ended on its own (its monitor writes no event):
+    /// one that was running, or whose start was just logged, and runs no more.
+    public func pollEvents(_ f: inout EventFollower) -> [EngineEvent] {
+        let (logged, next) = eventLog.read(from: f.offset)
+        f.offset = next
+        var events = logged
+        var watched = f.running
+        for e in logged {
+            if e.action == "die" || e.action == "destroy" { f.ended.insert(e.id) }
+            if e.action == "start" {
+                f.ended.remove(e.id)
+                watched[e.id] = (e.attributes["name"] ?? "", e.attributes["image"] ?? "")
+            }
+        }
+        let now = (try? list()) ?? []
+        var still: [String: (name: String, image: String)] = [:]
+        for c in now where c.isRunning || c.status == .restarting { still[c.id] = (c.name, c.config.image) }
+        for (id, what) in watched.sorted(by: { $0.key < $1.key }) where still[id] == nil && !f.ended.contains(id) {
+            var attrs = ["name": what.name, "image": what.image]
+            if let c = now.first(where: { $0.id == id }) { attrs["exitCode"] = String(c.exitCode) }
+            events.append(EngineEvent(time: Timestamp.now().secondsSince1970, action: "die", id: id, attributes: attrs))
+            f.ended.insert(id)
+        }
+        f.running = still
+        return events
+    }
+}
+
+/// `--filter` of `hako events`: values of one key are alternatives, keys must all match.
+public struct EventFilter: Sendable {
+    public var terms: [String: [String]] = [:]
+
+    public init(parsing specs: [String]) throws {
+        for spec in specs {
+            guard let eq = spec.firstIndex(of: "="), !spec[..<eq].isEmpty, spec.index(after: eq) < spec.endIndex else {
+                throw HakoError(.failed, "invalid --filter \"\(spec)\": KEY=VALUE")
+            }
+            let key = String(spec[..<eq]), value = String(spec[spec.index(after: eq)...])
+            guard ["container", "event", "image", "label", "type"].contains(key) else {
+                throw HakoError(.failed, "invalid --filter \"\(spec)\": container, event, image, label or type")
+            }
+            terms[key, default: []].append(value)
+        }
+    }
+
+    public func matches(_ e: EngineEvent) -> Bool {
+        for (key, values) in terms {
+            let ok = values.contains { v in
+                switch key {
+                case "container": return e.id.hasPrefix(v) || e.attributes["name"] == v
+                case "event": return e.action == v
+                case "image": return e.attributes["image"] == v
+                case "type": return e.type == v
+                default:
+                    if let eq = v.firstIndex(of: "=") { return e.attributes[String(v[..<eq])] == String(v[v.index(after: eq)...]) }
+                    return e.attributes[v] != nil
+                }
+            }
+            if !ok { return false }
+        }
+        return true
+    }
+}

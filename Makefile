@@ -8,9 +8,9 @@ BIN_DIR := .build/release
 DEB_PACKAGES := busybox-static libcap-dev libseccomp-dev libmnl-dev libnftnl-dev zlib1g-dev libzstd-dev \
 	libssl-dev libsqlite3-dev tar gzip util-linux procps iproute2 nftables jq hyperfine runc crun time linux-perf \
 	iperf3 python3 docker-registry podman skopeo apache2-utils openssl \
-	containerd
+	containerd curl iputils-ping
 
-.PHONY: all deps build test unit-test integration-test demo bench clean install uninstall docs
+.PHONY: all deps build test unit-test integration-test demo demo-local bench clean install uninstall docs
 
 all: build
 
@@ -46,7 +46,12 @@ test: deps build
 	  tools/host-check.sh compare $(HOST_SNAPSHOT) || status=1; \
 	  exit $$status
 
+# The multi-node cluster (three nodes in network namespaces, a registry on
+# their underlay); demo-local: one engine's container lifecycle.
 demo: deps build
+	@HAKO_BIN_DIR=$(CURDIR)/$(BIN_DIR) tools/demo-cluster.sh
+
+demo-local: deps build
 	@HAKO_BIN_DIR=$(CURDIR)/$(BIN_DIR) tools/demo.sh
 
 bench: deps build

@@ -45,7 +45,7 @@ let package = Package(
         .target(name: "HakoOCIRuntime", dependencies: ["HakoSystem", "HakoRuntime", "HakoSecurity", "CHakoShim"]),
 
         // cluster: coordinator, agent, protocol, PKI, store, scheduler (the engine never imports it)
-        .target(name: "HakoCluster", dependencies: ["HakoSystem", "HakoImage", "HakoEngine", "COpenSSL", "CSQLite"]),
+        .target(name: "HakoCluster", dependencies: ["HakoSystem", "HakoImage", "HakoEngine", "HakoNetwork", "COpenSSL", "CSQLite"]),
 
         // apps
         .executableTarget(name: "hako", dependencies: [
@@ -59,6 +59,8 @@ let package = Package(
                           linkerSettings: [.unsafeFlags(["-Xlinker", "-no-pie"])]),
         // make bench only: the scheduler's throughput in-process, simulated agents.
         .executableTarget(name: "hako-cluster-bench", dependencies: ["HakoCluster", "HakoSystem"]),
+        // make bench only: hako's VXLAN overlay set up in the bench's namespaces, and its convergence.
+        .executableTarget(name: "hako-overlay-bench", dependencies: ["HakoNetwork", "HakoSystem"]),
 
         .testTarget(name: "HakoUnitTests", dependencies: ["CHakoShim", "HakoSystem", "HakoRuntime", "HakoEngine", "HakoSecurity", "HakoNetwork", "HakoOCIRuntime"]),
         .testTarget(name: "HakoImageTests", dependencies: ["HakoSystem", "HakoImage", "HakoTransport"]),

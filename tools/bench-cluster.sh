@@ -10,7 +10,11 @@
 #      10 minutes (goal ~ 0)
 #   3. agent idle RSS: the real agent and engine running 10 containers
 #      (goal <= 15 MB; floor: a trivial static Swift program)
-#   4. failover: 3 real agents in network namespaces on an underlay bridge;
+#   4. a service from a registry on the underlay (docker-registry, the image
+#      pushed with hako push): 3 replicas pulled by their nodes and running on
+#      the nodes' cluster networks, against the same with the image already on
+#      the nodes (floor)
+#   5. failover: 3 real agents in network namespaces on an underlay bridge;
 #      kill -9 of an agent plus its link down -> its replica running on
 #      another node; TRIALS trials (goal p99 <= 5 s with the default 3 s grace)
 # Everything lives in namespaces, temp dirs and cgroup parents it creates, and
@@ -44,8 +48,11 @@ cleanup() {
   for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -9 "$p" 2>/dev/null; done
   for d in "$W"/n*/; do
     [ -d "$d/root" ] || continue
-    ids=$(HAKO_ROOT=$d/root HAKO_RUN_ROOT=$d/run "$BIN/hako" ps -aq --no-trunc 2>/dev/null)
-    [ -n "$ids" ] && HAKO_ROOT=$d/root HAKO_RUN_ROOT=$d/run "$BIN/hako" rm -f $ids >/dev/null 2>&1
+    # A node's engine works in the node's namespace (its bridge, its firewall).
+    i=$(basename "$d"); i=${i#n}; in=()
+    [ -e "/run/netns/$TAG-n$i" ] && in=(nsenter --net=/run/netns/$TAG-n$i --)
+    ids=$(HAKO_ROOT=$d/root HAKO_RUN_ROOT=$d/run "${in[@]}" "$BIN/hako" ps -aq --no-trunc 2>/dev/null)
+    [ -n "$ids" ] && HAKO_ROOT=$d/root HAKO_RUN_ROOT=$d/run "${in[@]}" "$BIN/hako" rm -f $ids >/dev/null 2>&1
   done
   for c in /sys/fs/cgroup/*/hako-$TAG-*; do [ -d "$c" ] && rmdir "$c" 2>/dev/null; done
   for n in "${NETNS[@]:-}"; do [ -n "$n" ] && ip netns delete "$n" 2>/dev/null; done
@@ -86,7 +93,7 @@ wait_for 10 "$BIN/hako" cluster node ls
 wait_for 30 bash -c "[ \$(\"$BIN/hako\" cluster node ls --format json | grep -c '\"ready\"') -eq 10 ]"
 t0=$(date +%s.%N)
 wb0=$(awk '/^write_bytes:/ {print $2}' "/proc/$CPID/io")
-"$BIN/hako" cluster service create --name sim --replicas 1000 --wait --timeout 120s sim:latest >/dev/null
+"$BIN/hako" cluster service create --no-resolve-image --name sim --replicas 1000 --wait --timeout 120s sim:latest >/dev/null
 place_s=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
 sleep 2
 busy_writes=$(( $(awk '/^write_bytes:/ {print $2}' "/proc/$CPID/io") - wb0 ))
@@ -126,7 +133,8 @@ TOML
 TOKEN=$("$BIN/hako" cluster token -q)
 "$BIN/hako" agent --config "$W/n0/agent.toml" --join "$TOKEN" "127.0.0.1:$PORT2" 2> "$W/n0/agent.log" & APID=$!; PIDS+=($APID)
 wait_for 10 bash -c "\"$BIN/hako\" cluster node ls | grep -q Ready"
-"$BIN/hako" cluster service create --name idle --replicas 10 --stop-timeout 1 --wait bench:bb sleep 3600 >/dev/null
+# This agent runs in the host's namespace: its containers get no network (no bridge on the host).
+"$BIN/hako" cluster service create --no-resolve-image --network none --name idle --replicas 10 --stop-timeout 1 --wait bench:bb sleep 3600 >/dev/null
 # Idle: past the agent's settling (it lets go of its start-up code 10 s into its session).
 sleep 15
 agent_rss=$(rss $APID)
@@ -141,7 +149,7 @@ fi
 wait_for 20 bash -c "[ -z \"\$(HAKO_ROOT=$W/n0/root HAKO_RUN_ROOT=$W/n0/run $BIN/hako ps -q)\" ]" || true
 kill $APID $C2; wait $APID $C2 2>/dev/null || true
 
-# -------------------------------------------------------------- 4. failover
+# -------------------------------------------------------------- 5. failover
 echo "== failover: 3 agents in network namespaces, $TRIALS trials of kill -9 + link down (default 1 s heartbeat, 3 s grace)"
 UL=$TAG-ul; ip netns add "$UL"; NETNS+=("$UL")
 ip -n "$UL" link set lo up
@@ -187,16 +195,39 @@ name = "node$i"
 observe_interval = "250ms"
 TOML
   HAKO_ROOT=$W/n$i/root HAKO_RUN_ROOT=$W/n$i/run "$BIN/hako" import "$W/bb.tar" bench:bb >/dev/null
+  printf '{"registries": {"insecure": ["10.214.0.1:5000"]}}\n' > "$W/n$i/root/engine.json"
   start_agent $i "$(c token -q)"
 done
 wait_for 20 bash -c "[ \$(nsenter --net=/run/netns/$UL -- $BIN/hako cluster node ls --format json | grep -c '\"ready\"') -eq 3 ]"
-running_on() { HAKO_ROOT=$W/n$1/root HAKO_RUN_ROOT=$W/n$1/run "$BIN/hako" ps --format json | grep -c '"Names":"fo\.' || true; }
-c service create --name fo --replicas 3 --stop-timeout 1 --wait bench:bb sleep 3600 >/dev/null
+# ----------------------------------------------- 4. a service from a registry
+echo "== a 3-replica service pulled from a registry on the underlay"
+mkdir -p "$W/registry" "$W/adm/root"
+printf 'version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 10.214.0.1:5000\n  secret: bench-only\n' \
+  "$W/registry/storage" > "$W/registry/config.yml"
+nsenter --net=/run/netns/$UL -- docker-registry serve "$W/registry/config.yml" > "$W/registry.log" 2>&1 & RPID=$!; PIDS+=($RPID)
+wait_for 10 nsenter --net=/run/netns/$UL -- bash -c "exec 3<>/dev/tcp/10.214.0.1/5000"
+printf '{"registries": {"insecure": ["10.214.0.1:5000"]}}\n' > "$W/adm/root/engine.json"
+REF=10.214.0.1:5000/bench/bb:1
+HAKO_ROOT=$W/adm/root HAKO_RUN_ROOT=$W/adm/run "$BIN/hako" import "$W/bb.tar" "$REF" >/dev/null
+HAKO_ROOT=$W/adm/root HAKO_RUN_ROOT=$W/adm/run nsenter --net=/run/netns/$UL -- "$BIN/hako" push "$REF" >/dev/null
+service_s() { # name image: seconds from `service create` to every replica running
+  local t0; t0=$(date +%s.%N)
+  HAKO_ROOT=$W/adm/root c service create --name "$1" --replicas 3 --publish 80 --stop-timeout 1 --wait --timeout 60s "$2" sleep 3600 >/dev/null
+  awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }'
+  c service rm "$1" >/dev/null
+  wait_for 30 bash -c "[ \$(for i in 1 2 3; do HAKO_ROOT=$W/n\$i/root HAKO_RUN_ROOT=$W/n\$i/run nsenter --net=/run/netns/$TAG-n\$i -- $BIN/hako ps -q; done | wc -l) -eq 0 ]" || true
+}
+pull_s=$(service_s pulled "$REF")
+local_s=$(service_s local "$REF")   # the nodes hold it now
+kill $RPID; wait $RPID 2>/dev/null || true
+
+running_on() { HAKO_ROOT=$W/n$1/root HAKO_RUN_ROOT=$W/n$1/run nsenter --net=/run/netns/$TAG-n$1 -- "$BIN/hako" ps --format json | grep -c '"Names":"fo\.' || true; }
+c service create --no-resolve-image --name fo --replicas 3 --stop-timeout 1 --wait bench:bb sleep 3600 >/dev/null
 : > "$W/failover.txt"
 set +e
 for t in $(seq "$TRIALS"); do
   # One replica per node, as the containers themselves say (stopping ones gone).
-  wait_for 30 bash -c "for i in 1 2 3; do [ \$(HAKO_ROOT=$W/n\$i/root HAKO_RUN_ROOT=$W/n\$i/run $BIN/hako ps --format json | grep -c '\"Names\":\"fo\.') -eq 1 ] || exit 1; done" \
+  wait_for 30 bash -c "for i in 1 2 3; do [ \$(HAKO_ROOT=$W/n\$i/root HAKO_RUN_ROOT=$W/n\$i/run nsenter --net=/run/netns/$TAG-n\$i -- $BIN/hako ps --format json | grep -c '\"Names\":\"fo\.') -eq 1 ] || exit 1; done" \
     || { echo "trial $t: replicas not spread one per node" >&2; c service scale fo=0 --wait >/dev/null; c service scale fo=3 --wait >/dev/null; continue; }
   # A node that holds a replica, a different one each time when possible.
   k=0
@@ -207,7 +238,7 @@ for t in $(seq "$TRIALS"); do
   [ $k = 0 ] && { echo "trial $t: no replica found" >&2; continue; }
   others=$(for i in 1 2 3; do [ $i -ne $k ] && echo $i; done)
   t0=$(date +%s.%N)
-  kill -9 "${APIDS[$k]}"; ip -n "$TAG-n$k" link set eth0 down
+  { kill -9 "${APIDS[$k]}"; wait "${APIDS[$k]}"; } 2>/dev/null; ip -n "$TAG-n$k" link set eth0 down
   while :; do
     n=0; for i in $others; do n=$((n + $(running_on $i))); done
     [ "$n" -ge 3 ] && break
@@ -218,7 +249,7 @@ for t in $(seq "$TRIALS"); do
   echo "$dt" >> "$W/failover.txt"
   echo "   trial $t (node$k): $dt s"
   ip -n "$TAG-n$k" link set eth0 up; start_agent $k
-  wait_for 30 bash -c "[ \$(HAKO_ROOT=$W/n$k/root HAKO_RUN_ROOT=$W/n$k/run $BIN/hako ps --format json | grep -c '\"Names\":\"fo\.') -eq 0 ]" \
+  wait_for 30 bash -c "[ \$(HAKO_ROOT=$W/n$k/root HAKO_RUN_ROOT=$W/n$k/run nsenter --net=/run/netns/$TAG-n$k -- $BIN/hako ps --format json | grep -c '\"Names\":\"fo\.') -eq 0 ]" \
     || echo "   (node$k still runs its old replica)" >&2
   wait_for 30 bash -c "[ \$(nsenter --net=/run/netns/$UL -- $BIN/hako cluster node ls --format json | grep -c '\"ready\"') -eq 3 ]"
   # Spread again for the next trial.
@@ -229,7 +260,7 @@ sorted=$(sort -n "$W/failover.txt")
 p50=$(echo "$sorted" | awk '{a[NR]=$1} END { i=int((NR+1)/2); print a[i] }')
 p99=$(echo "$sorted" | awk '{a[NR]=$1} END { i=int(NR*0.99+0.999); if (i<1) i=1; if (i>NR) i=NR; print a[i] }')
 max=$(echo "$sorted" | tail -1)
-wait_for 30 bash -c "[ \$(for i in 1 2 3; do HAKO_ROOT=$W/n\$i/root HAKO_RUN_ROOT=$W/n\$i/run $BIN/hako ps --format json | grep -c '\"Names\":\"fo\.'; done | awk '{s+=\$1} END {print s}') -eq 3 ]" || true
+wait_for 30 bash -c "[ \$(for i in 1 2 3; do HAKO_ROOT=$W/n\$i/root HAKO_RUN_ROOT=$W/n\$i/run nsenter --net=/run/netns/$TAG-n\$i -- $BIN/hako ps --format json | grep -c '\"Names\":\"fo\.'; done | awk '{s+=\$1} END {print s}') -eq 3 ]" || true
 dup=0; for i in 1 2 3; do dup=$((dup + $(running_on $i))); done
 
 echo
@@ -245,4 +276,6 @@ printf '| agent RSS, 10 containers, idle (anonymous / PSS) | %s MB (%s / %s) | <
   "$(mb "$agent_rss")" "$(mb "$agent_anon")" "$(mb "$agent_pss")" "$( [ "$floor_rss" = - ] && echo - || mb "$floor_rss")" "$(ratio "$agent_rss" $((268 * 1024)))"
 printf '| failover, kill -9 + link down -> replacement running (%s trials) | p50 %s s, p99 %s s, max %s s | p99 <= 5 s | grace period 3 s (floor); Swarm ~20 s, Nomad 20-30 s, k8s ~350 s (published) | %sx of Swarm |\n' \
   "$TRIALS" "$p50" "$p99" "$max" "$(ratio "$p99" 20)"
+printf '| registry service: create -> 3 replicas pulled and running on their nodes'"'"' networks | %s s | | the same with the image already on the nodes: %s s (floor) | %sx |\n' \
+  "$pull_s" "$local_s" "$(ratio "$pull_s" "$local_s")"
 printf '| replicas of fo running after the last trial (3 expected, no duplicates) | %s | 3 | | |\n' "$dup"

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# A three-node cluster on this machine, step by step with timings:
+# make demo: a three-node cluster on this machine, step by step with timings:
 # a coordinator and three agents, each agent in its own network namespace
 # with its own engine root, joined by an underlay bridge in a namespace of its
-# own; a 3-replica web service spread across them; a node killed (kill -9 of
-# its agent and its link down) and its replica back on another node; the node
-# healed without a duplicate. Everything is removed at the end.
-# Addresses: 10.215.0.0/24, inside the namespaces this script creates.
+# own; a registry on the underlay (Debian docker-registry) holding a web image
+# pushed with `hako push`; a 3-replica web service spread across the nodes,
+# each node pulling the image and running its replica on its own /24 of the
+# cluster CIDR with a published port, each replica answering HTTP; a node
+# killed (kill -9 of its agent and its link down) and its replica back on
+# another node; the node healed without a duplicate. Everything is removed at
+# the end. Addresses: 10.215.0.0/24 (underlay) and 10.88.0.0/16 (containers),
+# only inside the namespaces this script creates.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 BIN=${HAKO_BIN_DIR:-$HERE/../.build/release}
@@ -19,9 +23,11 @@ cleanup() {
   for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null; done
   sleep 0.5
   for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -9 "$p" 2>/dev/null; done
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && wait "$p" 2>/dev/null; done
   for i in 1 2 3; do
-    ids=$(HAKO_ROOT=$W/n$i/root HAKO_RUN_ROOT=$W/n$i/run "$BIN/hako" ps -aq --no-trunc 2>/dev/null)
-    [ -n "$ids" ] && HAKO_ROOT=$W/n$i/root HAKO_RUN_ROOT=$W/n$i/run "$BIN/hako" rm -f $ids >/dev/null 2>&1
+    [ -e "/run/netns/$TAG-n$i" ] || continue
+    ids=$(node $i ps -aq --no-trunc 2>/dev/null)
+    [ -n "$ids" ] && node $i rm -f $ids >/dev/null 2>&1
   done
   for c in /sys/fs/cgroup/*/hako-$TAG-*; do [ -d "$c" ] && rmdir "$c" 2>/dev/null; done
   for n in "${NETNS[@]:-}"; do [ -n "$n" ] && ip netns delete "$n" 2>/dev/null; done
@@ -33,7 +39,36 @@ T0=$(date +%s.%N)
 step() { printf '\n\033[1m== [%6.2f s] %s\033[0m\n' "$(awk -v a="$T0" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')" "$*"; }
 c() { printf '$ hako cluster %s\n' "$*"; nsenter --net=/run/netns/$UL -- "$BIN/hako" cluster "$@"; }
 cq() { nsenter --net=/run/netns/$UL -- "$BIN/hako" cluster "$@"; }
-running() { HAKO_ROOT=$W/n$1/root HAKO_RUN_ROOT=$W/n$1/run "$BIN/hako" ps --format json | grep -c '"Names":"web\.' || true; }
+# A node's own hako: its engine root, in its namespace (where its bridge and firewall are).
+node() { local i=$1; shift; HAKO_ROOT=$W/n$i/root HAKO_RUN_ROOT=$W/n$i/run nsenter --net=/run/netns/$TAG-n$i -- "$BIN/hako" "$@"; }
+running() { node $1 ps --format json | grep -c '"Names":"web\.' || true; }
+ul() { nsenter --net=/run/netns/$UL -- "$@"; }
+REG=10.215.0.1:5000
+IMAGE=$REG/web:demo
+# Every engine here (the admin's, for push and the image's platforms; each
+# node's, for pulls) reaches the underlay registry over plain HTTP.
+engine_json() { mkdir -p "$1"; printf '{"registries": {"insecure": ["%s"]}}\n' "$REG" > "$1/engine.json"; }
+# Each running replica: its node's underlay address and published port, from `service ps`.
+replicas() {
+  cq service ps web --format json | jq -r 'select(.state == "running") | "\(.nodeName) \(.ports[0] // "")"' |
+    while read -r node port; do
+      hp=${port#*:}; hp=${hp%%-*}
+      echo "$node 10.215.0.$((10 + ${node#pi})) $hp"
+    done
+}
+# curl from the underlay namespace to each replica's node address and published port.
+answer_all() {
+  local ok=0 n=0
+  while read -r node addr port; do
+    n=$((n + 1))
+    if body=$(ul curl -sS --max-time 3 "http://$addr:$port/cgi-bin/index"); then
+      ok=$((ok + 1)); printf '  curl http://%s:%s/cgi-bin/index (%s) -> %s\n' "$addr" "$port" "$node" "$body"
+    else
+      printf '  curl http://%s:%s/cgi-bin/index (%s) -> no answer\n' "$addr" "$port" "$node"
+    fi
+  done < <(replicas)
+  [ "$n" -gt 0 ] && [ "$ok" = "$n" ]
+}
 
 step "An underlay: a bridge in namespace $UL (10.215.0.1: the coordinator)"
 ip netns add "$UL"; NETNS+=("$UL")
@@ -45,16 +80,45 @@ listen = "10.215.0.1:4270"
 TOML
 export HAKO_CLUSTER_CREDENTIALS=$W/coordinator/admin
 
+step "A registry on the underlay ($REG), and the web image pushed to it with hako push"
+mkdir -p "$W/registry"
+cat > "$W/registry/config.yml" <<YAML
+version: 0.1
+log:
+  level: error
+storage:
+  filesystem:
+    rootdirectory: $W/registry/storage
+http:
+  addr: $REG
+  secret: hako-demo-only
+YAML
+ul docker-registry serve "$W/registry/config.yml" > "$W/registry/log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 100); do ul bash -c "exec 3<>/dev/tcp/${REG%:*}/${REG#*:}" 2>/dev/null && break; sleep 0.1; done
+R=$W/rootfs; mkdir -p "$R/bin" "$R/www"; cp /bin/busybox "$R/bin/"
+for a in sh httpd sleep hostname ip cat; do ln -s busybox "$R/bin/$a"; done
+cat > "$R/www/index.cgi" <<'CGI'
+#!/bin/sh
+echo "Content-Type: text/plain"; echo
+set -- $(ip -4 -o addr show eth0)
+echo "hello from $(hostname) at $4"
+CGI
+mkdir -p "$R/www/cgi-bin"; mv "$R/www/index.cgi" "$R/www/cgi-bin/index"; chmod +x "$R/www/cgi-bin/index"
+printf 'hello from a hako cluster\n' > "$R/www/index.html"
+tar -C "$R" -cf "$W/web.tar" .
+export HAKO_ROOT=$W/admin/root HAKO_RUN_ROOT=$W/admin/run
+engine_json "$HAKO_ROOT"
+"$BIN/hako" import "$W/web.tar" "$IMAGE" >/dev/null
+printf '$ hako push %s\n' "$IMAGE"
+ul "$BIN/hako" push "$IMAGE"
+
 step "hako cluster init: the CA, the coordinator's and the admin's certificates, the database"
 "$BIN/hako" cluster init --config "$W/coordinator.toml"
 nsenter --net=/run/netns/$UL -- "$BIN/hako" coordinator --config "$W/coordinator.toml" 2> "$W/coordinator.log" &
 PIDS+=($!)
 for _ in $(seq 50); do cq node ls >/dev/null 2>&1 && break; sleep 0.1; done
 
-R=$W/rootfs; mkdir -p "$R/bin" "$R/www"; cp /bin/busybox "$R/bin/"
-for a in sh httpd sleep hostname; do ln -s busybox "$R/bin/$a"; done
-echo "hello from a hako cluster" > "$R/www/index.html"
-tar -C "$R" -cf "$W/web.tar" .
 APIDS=()
 start_agent() {
   nsenter --net=/run/netns/$TAG-n$1 -- "$BIN/hako" agent --config "$W/n$1/agent.toml" ${2:+--join "$2" 10.215.0.1:4270} 2>> "$W/n$1/agent.log" &
@@ -78,7 +142,7 @@ observe_interval = "250ms"
 [labels]
 zone = "$([ $i = 3 ] && echo b || echo a)"
 TOML
-  HAKO_ROOT=$W/n$i/root HAKO_RUN_ROOT=$W/n$i/run "$BIN/hako" import "$W/web.tar" web:demo >/dev/null
+  engine_json "$W/n$i/root"
   token=$(cq token -q)
   echo "pi$i joins with ${token:0:30}…"
   start_agent $i "$token"
@@ -89,19 +153,27 @@ if [ "$(cq node ls --format json | grep -c '"ready"')" != 3 ]; then
   echo "not every node is ready; the agents said:"; tail -n 5 "$W"/n*/agent.log; exit 1
 fi
 
-step "A web service, 3 replicas, spread across the nodes"
-c service create --name web --replicas 3 --stop-timeout 1 --wait web:demo httpd -f -p 8080 -h /www
+step "A web service from the registry, 3 replicas spread across the nodes, port 80 published on each node"
+c service create --name web --replicas 3 --stop-timeout 1 --limit-memory 32m --publish 80 --wait "$IMAGE" httpd -f -p 80 -h /www
+echo '$ hako cluster service inspect web | jq -c {image, platforms, ports, limits}'
+cq service inspect web | jq -c '.spec | {image, platforms, ports, limits}'
 c service ps web
 echo "containers per node (each node's own hako ps): pi1=$(running 1) pi2=$(running 2) pi3=$(running 3)"
 
+step "Each replica answers HTTP on its node's address (its own address is in its node's /24)"
+for _ in $(seq 50); do answer_all >/dev/null 2>&1 && break; sleep 0.1; done
+answer_all
+
 step "pi2 dies: kill -9 of its agent, and its link down"
-kill -9 "${APIDS[2]}"; ip -n "$TAG-n2" link set eth0 down
+{ kill -9 "${APIDS[2]}"; wait "${APIDS[2]}"; } 2>/dev/null || true; ip -n "$TAG-n2" link set eth0 down
 t=$(date +%s.%N)
 until [ $(( $(running 1) + $(running 3) )) -ge 3 ]; do sleep 0.05; done
 printf 'the lost replica runs again on another node after %.2f s (grace period 3 s)\n' "$(awk -v a="$t" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')"
 c node ls
 c service ps web
 echo "containers per node: pi1=$(running 1) pi2=$(running 2) (cut off, still running) pi3=$(running 3)"
+for _ in $(seq 50); do [ "$(replicas | wc -l)" = 3 ] && answer_all >/dev/null 2>&1 && break; sleep 0.1; done
+answer_all
 
 step "pi2 comes back: it is told its replica is no longer wanted"
 ip -n "$TAG-n2" link set eth0 up; start_agent 2

@@ -11,6 +11,11 @@ extension Engine {
     /// Registry settings from the engine configuration; `tlsVerify: false`
     /// makes every registry insecure (`--tls-verify=false`).
     public func registryOptions(tlsVerify: Bool = true) throws -> RegistryOptions {
+        try Engine.registryOptions(paths: paths, tlsVerify: tlsVerify)
+    }
+
+    /// The same for a data root without opening an engine on it (no root needed).
+    public static func registryOptions(paths: EnginePaths, tlsVerify: Bool = true) throws -> RegistryOptions {
         let config = try EngineConfig.load(paths.configFile)
         var o = RegistryOptions(tlsVerify: tlsVerify, insecureRegistries: config.registries?.insecure ?? [],
                                 caFiles: config.registries?.ca ?? [:],

@@ -33,13 +33,16 @@ extension Engine {
         ((try? FS.list(paths.endpoints)) ?? []).filter { $0.hasSuffix(".json") }.compactMap { readEndpoint(String($0.dropLast(5))) }
     }
 
-    /// The default network, made on first use (subnet: $HAKO_BRIDGE_SUBNET or 10.88.0.0/16).
+    /// Docker's default bridge subnet (the cluster's 10.88.0.0/16 stays clear of it).
+    static let defaultBridgeSubnet = IPv4Network(IPv4Address(0xac11_0000), prefix: 16)
+
+    /// The default network, made on first use (subnet: $HAKO_BRIDGE_SUBNET or 172.17.0.0/16).
     func network(named name: String) throws -> NetworkDefinition {
         if let d = try networkStore.load(name) { return d }
         guard name == NetworkDefinition.defaultName else { throw HakoError(.failed, "network \(name) not found") }
-        let text = Engine.environment("HAKO_BRIDGE_SUBNET") ?? "10.88.0.0/16"
+        let text = Engine.environment("HAKO_BRIDGE_SUBNET") ?? Engine.defaultBridgeSubnet.description
         guard let subnet = IPv4Network(text), subnet.prefix <= 30 else {
-            throw HakoError(.failed, "invalid HAKO_BRIDGE_SUBNET \"\(text)\" (expected a CIDR such as 10.88.0.0/16)")
+            throw HakoError(.failed, "invalid HAKO_BRIDGE_SUBNET \"\(text)\" (expected a CIDR such as 172.17.0.0/16)")
         }
         let d = NetworkDefinition(id: hexString(randomBytes(32)), name: name, driver: .bridge, subnet: subnet,
                                   gateway: subnet.defaultGateway, bridge: LinkNames.defaultBridge, created: Timestamp.now().rfc3339)

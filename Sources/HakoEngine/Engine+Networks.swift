@@ -24,10 +24,17 @@ public struct NetworkInspect: Codable, Sendable {
 
 extension Engine {
     /// `hako network create`: a user-defined bridge network. The bridge itself
-    /// is made when the first container joins.
+    /// is made when the first container joins; its device is named after the
+    /// network's id unless `bridge` names it (the cluster agent's `hakoc0`).
     public func createNetwork(name: String, subnet: String?, gateway: String?, internal: Bool = false,
-                              labels: [String: String] = [:]) throws -> NetworkDefinition {
+                              labels: [String: String] = [:], bridge: String? = nil) throws -> NetworkDefinition {
         guard Names.isValid(name), name.count <= 64 else { throw HakoError(.failed, "invalid network name \"\(name)\": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed") }
+        if let b = bridge {
+            guard (1...15).contains(b.utf8.count), b.utf8.allSatisfy({ ($0 >= 0x61 && $0 <= 0x7a) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2d || $0 == 0x2e }),
+                  b != LinkNames.defaultBridge else {
+                throw HakoError(.failed, "invalid bridge name \"\(b)\": 1 to 15 of a-z, 0-9, '-', '.', not \(LinkNames.defaultBridge)")
+            }
+        }
         if NetworkDefinition.predefined.contains(name) { throw HakoError(.failed, "network \(name) is predefined and cannot be created") }
         var net: IPv4Network?
         if let s = subnet {
@@ -46,9 +53,12 @@ extension Engine {
         let lock = try networkStore.lock()
         defer { lock.release() }
         if try networkStore.load(name) != nil { throw HakoError(.failed, "network with name \(name) already exists") }
+        if let b = bridge, let other = try networkStore.list().first(where: { $0.bridge == b }) {
+            throw HakoError(.failed, "bridge \(b) is already network \(other.name)'s")
+        }
         var existing = try networkStore.list().compactMap { d in d.subnet.map { (d.name, $0) } }
         if !existing.contains(where: { $0.0 == NetworkDefinition.defaultName }) {
-            existing.append((NetworkDefinition.defaultName, IPv4Network(Engine.environment("HAKO_BRIDGE_SUBNET") ?? "") ?? IPv4Network(IPv4Address(0x0a58_0000), prefix: 16)))
+            existing.append((NetworkDefinition.defaultName, IPv4Network(Engine.environment("HAKO_BRIDGE_SUBNET") ?? "") ?? Engine.defaultBridgeSubnet))
         }
         if let n = net {
             if let clash = existing.first(where: { $0.1.overlaps(n) }) {
@@ -66,7 +76,7 @@ extension Engine {
         guard let subnet = net else { throw HakoError(.failed, "no subnet") }
         let id = hexString(randomBytes(32))
         let d = NetworkDefinition(id: id, name: name, driver: .bridge, subnet: subnet, gateway: gw ?? subnet.defaultGateway,
-                                  bridge: LinkNames.bridge(networkID: id), created: Timestamp.now().rfc3339, labels: labels, internal: `internal`)
+                                  bridge: bridge ?? LinkNames.bridge(networkID: id), created: Timestamp.now().rfc3339, labels: labels, internal: `internal`)
         try networkStore.save(d)
         return d
     }

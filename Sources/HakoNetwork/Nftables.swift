@@ -196,17 +196,17 @@ struct Expressions {
     static let reg1 = UInt32(NFT_REG_1.rawValue)
     static let reg2 = UInt32(NFT_REG_2.rawValue)
 
-    private func add(_ name: String, _ body: (OpaquePointer) -> Void) {
+    func add(_ name: String, _ body: (OpaquePointer) -> Void) {
         guard let e = nftnl_expr_alloc(name) else { return }
         body(e)
         nftnl_rule_add_expr(rule, e)
     }
 
-    private func set(_ e: OpaquePointer, _ attr: UInt16, _ bytes: [UInt8]) {
+    func set(_ e: OpaquePointer, _ attr: UInt16, _ bytes: [UInt8]) {
         bytes.withUnsafeBytes { _ = nftnl_expr_set(e, attr, $0.baseAddress, UInt32($0.count)) }
     }
 
-    private func cmp(_ op: nft_cmp_ops, _ data: [UInt8], reg: UInt32 = reg1) {
+    func cmp(_ op: nft_cmp_ops, _ data: [UInt8], reg: UInt32 = reg1) {
         add("cmp") { e in
             nftnl_expr_set_u32(e, attr(NFTNL_EXPR_CMP_SREG), reg)
             nftnl_expr_set_u32(e, attr(NFTNL_EXPR_CMP_OP), op.rawValue)
@@ -214,7 +214,7 @@ struct Expressions {
         }
     }
 
-    private func payload(base: nft_payload_bases, offset: UInt32, length: UInt32) {
+    func payload(base: nft_payload_bases, offset: UInt32, length: UInt32) {
         add("payload") { e in
             nftnl_expr_set_u32(e, attr(NFTNL_EXPR_PAYLOAD_DREG), Expressions.reg1)
             nftnl_expr_set_u32(e, attr(NFTNL_EXPR_PAYLOAD_BASE), base.rawValue)
@@ -223,7 +223,7 @@ struct Expressions {
         }
     }
 
-    private func bitwise(mask: [UInt8]) {
+    func bitwise(mask: [UInt8]) {
         add("bitwise") { e in
             nftnl_expr_set_u32(e, attr(NFTNL_EXPR_BITWISE_SREG), Expressions.reg1)
             nftnl_expr_set_u32(e, attr(NFTNL_EXPR_BITWISE_DREG), Expressions.reg1)

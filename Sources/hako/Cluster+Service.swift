@@ -23,6 +23,9 @@ struct ServiceFlags: ParsableArguments {
     @Option(name: [.customShort("l"), .long], help: "Container label (KEY=VALUE).") var label: [String] = []
     @Option(name: .customLong("reserve-cpu"), help: "CPUs each task reserves (e.g. 0.5).") var reserveCPU: String?
     @Option(name: .customLong("reserve-memory"), help: "Memory each task reserves (e.g. 256m).") var reserveMemory: String?
+    @Option(name: .customLong("limit-cpu"), help: "CPUs each task may use (its cgroup's quota, e.g. 0.5).") var limitCPU: String?
+    @Option(name: .customLong("limit-memory"), help: "Memory each task may use (its cgroup's limit, e.g. 64m).") var limitMemory: String?
+    @Option(name: [.customShort("p"), .long], help: "Publish a port on the node running each task: [HOST_PORT:]CONTAINER_PORT[/PROTOCOL] (no host port: the node picks one).") var publish: [String] = []
     @Option(name: .long, help: "Placement constraint: node.labels.KEY==VALUE, node.platform.arch!=arm, node.hostname==…") var constraint: [String] = []
     @Option(name: .long, help: "A platform the image exists for (linux/arm64, linux/arm/v7); repeat for several.") var platform: [String] = []
     @Option(name: .long, help: "The container's own restart policy (default on-failure:3).") var restart: String?
@@ -30,7 +33,7 @@ struct ServiceFlags: ParsableArguments {
     @Option(name: .customLong("restart-max-attempts"), help: "Replacements per replica before giving up (0: no limit).") var restartMaxAttempts: Int?
     @Option(name: .customLong("restart-delay"), help: "Wait before replacing a task that ended (default 5s).") var restartDelay: String?
     @Option(name: .customLong("update-parallelism"), help: "Tasks replaced at a time by an update (default 1).") var updateParallelism: Int?
-    @Option(name: [.long, .customLong("net")], help: "Network: none or host.") var network: String?
+    @Option(name: [.long, .customLong("net")], help: "Network: cluster (the default: the node's bridge on its leased subnet), host or none.") var network: String?
     @Option(name: .customLong("stop-signal"), help: "Signal that stops the containers.") var stopSignal: String?
     @Option(name: .customLong("stop-timeout"), help: "Seconds to wait before killing on stop.") var stopTimeout: Int?
 
@@ -53,6 +56,15 @@ struct ServiceFlags: ParsableArguments {
             guard let v = ByteSizes.parse(m) else { throw HakoError(.failed, "invalid --reserve-memory \"\(m)\"") }
             spec.reservations.memory = v
         }
+        if let c = limitCPU {
+            guard let v = Double(c), v >= 0, v < 100_000 else { throw HakoError(.failed, "invalid --limit-cpu \"\(c)\"") }
+            spec.limits.cpuMillis = Int64((v * 1000).rounded())
+        }
+        if let m = limitMemory {
+            guard let v = ByteSizes.parse(m) else { throw HakoError(.failed, "invalid --limit-memory \"\(m)\"") }
+            spec.limits.memory = v
+        }
+        if !publish.isEmpty { spec.ports = publish }
         if !constraint.isEmpty { spec.constraints = constraint }
         if !platform.isEmpty { spec.platforms = platform }
         if let r = restart { spec.restart = r }
@@ -78,6 +90,19 @@ func setLabel(_ kv: String, _ labels: inout [String: String]) throws {
     labels[k] = parts.count > 1 ? parts[1] : ""
 }
 
+/// The platforms an image exists for, from its registry's manifest index
+/// (the registry settings of this machine's data root apply). An image the
+/// registry cannot tell about (not pushed yet, registry unreachable, an image
+/// only imported on the nodes) gets none: its tasks may go to any node.
+func registryPlatforms(_ image: String) -> [String] {
+    do {
+        return try Engine.registryPlatforms(image, paths: EnginePaths.resolve(root: nil, runRoot: nil))
+    } catch {
+        AttachSession.writeAll(2, Array("warning: cannot read the platforms of \(image) (\(error)); the tasks of \(image) may be placed on a node of any platform (give --platform to choose)\n".utf8))
+        return []
+    }
+}
+
 /// Waits (bounded) until every replica runs at the service's current version.
 func waitConverged(_ client: ClusterClient, service: String, timeout: Double) throws {
     let deadline = monotonicSeconds() + timeout
@@ -98,6 +123,7 @@ struct ServiceCreate: ParsableCommand {
     @Option(name: .long, help: "Service name (default: a generated one).") var name: String?
     @Option(name: .long, help: "Number of tasks (default 1).") var replicas = 1
     @Flag(name: .long, help: "Wait until every task runs.") var wait = false
+    @Flag(name: .customLong("no-resolve-image"), help: "Do not ask the image's registry for its platforms (an image imported on the nodes).") var noResolveImage = false
     @Option(name: .long, help: "Bound for --wait (default 2m).") var timeout = "2m"
     @Argument(parsing: .captureForPassthrough, help: "IMAGE [COMMAND] [ARG...]") var imageAndCommand: [String] = []
 
@@ -113,6 +139,7 @@ struct ServiceCreate: ParsableCommand {
             try spec.validate()
             guard let bound = Durations.parse(timeout) else { throw HakoError(.failed, "invalid --timeout \"\(timeout)\"") }
             let client = try options.client()
+            if flags.platform.isEmpty && !noResolveImage { spec.platforms = registryPlatforms(image) }
             let v = try client.request(MessageType.serviceCreate, ServiceCreateRequest(spec: spec), as: ServiceView.self)
             if wait { try waitConverged(client, service: v.id, timeout: bound) }
             if options.json { try printJSON(v) } else { print(v.id) }
@@ -194,6 +221,7 @@ struct ServiceUpdate: ParsableCommand {
     @Option(name: .customLong("constraint-rm"), help: "Remove a placement constraint.") var constraintRm: [String] = []
     @Flag(name: .long, help: "Replace the tasks even if nothing changed.") var force = false
     @Flag(name: .long, help: "Wait until every task runs the new version.") var wait = false
+    @Flag(name: .customLong("no-resolve-image"), help: "Do not ask the new image's registry for its platforms.") var noResolveImage = false
     @Option(name: .long, help: "Bound for --wait (default 5m).") var timeout = "5m"
     @Argument(help: "SERVICE") var service: String
 
@@ -209,6 +237,7 @@ struct ServiceUpdate: ParsableCommand {
             spec.env = spec.env.filter { e in !envRm.contains { e == $0 || e.hasPrefix($0 + "=") } }
             for l in labelRm { spec.labels[l] = nil }
             try flags.apply(to: &spec)
+            if let i = image, i != current.spec.image, flags.platform.isEmpty, !noResolveImage { spec.platforms = registryPlatforms(i) }
             spec.constraints = spec.constraints.filter { !constraintRm.contains($0) } + constraintAdd.filter { !spec.constraints.contains($0) }
             try spec.validate()
             let v = try client.request(MessageType.serviceUpdate, ServiceUpdateRequest(service: current.id, spec: spec, version: current.version, force: force),
@@ -249,12 +278,14 @@ struct ServicePs: ParsableCommand {
             if quiet { for t in tasks { print(t.id) }; return }
             if options.json { for t in tasks { try printJSON(t) }; return }
             var lastSlot = -1
-            printTable(["ID", "NAME", "IMAGE", "NODE", "DESIRED STATE", "CURRENT STATE", "ERROR"], tasks.map { t in
+            printTable(["ID", "NAME", "IMAGE", "NODE", "DESIRED STATE", "CURRENT STATE", "ERROR", "PORTS"], tasks.map { t in
                 let name = t.slot == lastSlot ? " \\_ \(t.name)" : t.name
                 lastSlot = t.slot
                 let msg = noTrunc || t.message.count <= 80 ? t.message : String(t.message.prefix(79)) + "…"
+                // Docker's host-mode form: "*:8080->80/tcp".
+                let ports = t.state == .running ? (t.ports ?? []).map { $0.hasPrefix("0.0.0.0:") ? "*:" + $0.dropFirst(8) : $0 }.joined(separator: ", ") : ""
                 return [noTrunc ? t.id : String(t.id.prefix(12)), name, t.image, t.nodeName ?? "", t.desired.rawValue.capitalized,
-                        "\(t.state.rawValue.capitalized) \(since(t.updated))", msg]
+                        "\(t.state.rawValue.capitalized) \(since(t.updated))", msg, ports]
             })
         }
     }

@@ -101,6 +101,40 @@ import Testing
         #expect(Scheduler().explain(r, in: ClusterSnapshot(nodes: [])) == "no nodes in the cluster")
     }
 
+    @Test func aFixedHostPortOncePerNode() {
+        var snap = ClusterSnapshot(nodes: [node("a"), node("b"), node("c")])
+        snap.nodes[2].hostPorts = ["tcp/8080"]   // another service's task holds it on c
+        var rng = SeededRandom(seed: 5)
+        let reqs = (1...3).map {
+            SchedulingRequest(taskID: "web-\($0)", serviceID: "web", group: "web", reservations: .zero, constraints: [], platforms: [],
+                              hostPorts: ["tcp/8080"])
+        }
+        let p = Scheduler().schedule(reqs, on: &snap, using: &rng)
+        #expect(Set(p.compactMap(\.nodeID)) == ["id-a", "id-b"])
+        #expect(p.last?.nodeID == nil)
+        #expect(p.last?.reason == "no suitable node (host port 8080/tcp in use on 3 nodes)", "\(p.last?.reason ?? "")")
+        // A port the node picks (no host port) holds nothing.
+        var spec = ServiceSpec(name: "w", image: "i")
+        spec.ports = ["80", "8080:80", "53:53/udp"]
+        #expect(spec.hostPorts == ["tcp/8080", "udp/53"])
+    }
+
+    @Test func limitsAndPortsAreValidated() {
+        func why(_ change: (inout ServiceSpec) -> Void) -> String {
+            var s = ServiceSpec(name: "w", image: "i")
+            change(&s)
+            do { try s.validate(); return "" } catch { return error.description }
+        }
+        #expect(why { $0.ports = ["8080:80"]; $0.limits = Resources(cpuMillis: 500, memory: 64 << 20) } == "")
+        #expect(why { $0.ports = ["8080:80"]; $0.network = "host" }.contains("published ports need the cluster network"))
+        #expect(why { $0.ports = ["8080:80", "8080:81"] }.contains("host port 8080/tcp is published twice"))
+        #expect(why { $0.ports = ["http"] }.contains("is not a port"))
+        #expect(why { $0.limits.memory = 1 << 20 }.contains("at least 6 MiB"))
+        #expect(why { $0.limits.memory = 64 << 20; $0.reservations.memory = 128 << 20 }.contains("reservation exceeds the memory limit"))
+        #expect(why { $0.network = "bridge" }.contains("cluster, host or none"))
+        #expect(ServiceSpec(name: "w", image: "i").network == "cluster")
+    }
+
     @Test func deterministicWithASeed() {
         func run(_ seed: UInt64) -> [String?] {
             var snap = ClusterSnapshot(nodes: (1...10).map { node("n\($0)") })

@@ -24,7 +24,7 @@ import Testing
         // A spec with only the required fields takes every default.
         let minimal = try WireDecoder.decode(Array(#"{"v":1,"id":1,"type":"service.create","body":{"spec":{"name":"a","image":"b"}}}"#.utf8))
         let s = try minimal.body(ServiceCreateRequest.self).spec
-        #expect(s.replicas == 1 && s.restart == "on-failure:3" && s.network == "none" && s.restartDelay == 5)
+        #expect(s.replicas == 1 && s.restart == "on-failure:3" && s.network == "cluster" && s.restartDelay == 5)
         // A missing body reads as {} for bodies that allow it.
         let empty = try WireDecoder.decode(Array(#"{"v":1,"id":2,"type":"node.ls"}"#.utf8))
         _ = try empty.body(EmptyBody.self)

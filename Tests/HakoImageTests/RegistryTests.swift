@@ -114,6 +114,27 @@ import HakoSystem
         try f.expectClean()
     }
 
+    @Test func platformsReadFromTheIndexWithoutPulling() throws {
+        let f = try Fixture()
+        let amd = try FakeImage(layers: [["arch": "amd64"]], architecture: "amd64")
+        let arm = try FakeImage(layers: [["arch": "armv7"]], architecture: "arm", variant: "v7")
+        var entries: [OCIDescriptor] = []
+        for (img, p) in [(amd, OCIPlatform(os: "linux", architecture: "amd64")), (arm, OCIPlatform(os: "linux", architecture: "arm", variant: "v7")),
+                         (amd, OCIPlatform(os: "unknown", architecture: "unknown"))] {   // an attestation entry
+            img.publish(f.registry, "multi", tag: nil)
+            entries.append(OCIDescriptor(mediaType: MediaType.manifest, digest: img.manifestDigest, size: Int64(img.manifest.count), platform: p))
+        }
+        f.registry.setManifest("multi", "latest", try CanonicalJSON.encode(OCIIndex(manifests: entries)), MediaType.index)
+        #expect(try ImagePlatforms.lookup(f.ref("multi"), registry: f.options).map(\.description) == ["linux/amd64", "linux/arm/v7"])
+        // A single-platform image: its configuration says.
+        arm.publish(f.registry, "single", tag: "latest")
+        #expect(try ImagePlatforms.lookup(f.ref("single"), registry: f.options).map(\.description) == ["linux/arm/v7"])
+        #expect(f.registry.blobDownloads <= 1, "only the configuration, never a layer")
+        let missing = message { _ = try ImagePlatforms.lookup(f.ref("nothing"), registry: f.options) }
+        #expect(missing.contains("nothing:latest: manifest unknown"), "\(missing)")
+        #expect(names(f.tmp.sub("data/images/blobs/sha256")).isEmpty, "nothing is stored")
+    }
+
     @Test func dockerSchema2Pulls() throws {
         let f = try Fixture()
         let image = try FakeImage(layers: [["f": "docker"]], dockerTypes: true)

@@ -33,9 +33,15 @@ final class ClusterHarness: @unchecked Sendable {
     var coordinator: pid_t = 0
     var nodes: [Node] = []
     var failed = false
+    /// docker-registry on the underlay (`registry: true`), and the admin's
+    /// engine root that pushes to it and reads images' platforms from it.
+    var registryPID: pid_t = 0
+    static let registryAddress = "10.213.0.1:5000"
+    var adminEnv: [String: String] { ["HAKO_ROOT": base + "/engine/root", "HAKO_RUN_ROOT": base + "/engine/run"] }
 
     /// `grace`: the coordinator's down_after (short, so failover tests are quick).
-    init(_ tag: String, nodes count: Int, grace: String = "3s") {
+    /// `registry`: a registry on the underlay, which every engine reaches over plain HTTP.
+    init(_ tag: String, nodes count: Int, grace: String = "3s", registry: Bool = false) {
         self.tag = "\(tag)\(getpid() % 100_000)"
         var template = Array("/tmp/hako-cluster-\(tag)-XXXXXX".utf8CString)
         let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
@@ -62,6 +68,7 @@ final class ClusterHarness: @unchecked Sendable {
         sh(["/usr/sbin/ip", "-n", underlay, "link", "add", "br0", "type", "bridge"])
         sh(["/usr/sbin/ip", "-n", underlay, "addr", "add", "10.213.0.1/24", "dev", "br0"])
         sh(["/usr/sbin/ip", "-n", underlay, "link", "set", "br0", "up"])
+        if registry { startRegistry() }
         for i in 1...count {
             let ns = "hk-\(self.tag)-n\(i)"
             let dir = base + "/n\(i)"
@@ -84,6 +91,7 @@ final class ClusterHarness: @unchecked Sendable {
                 [labels]
                 zone = "\(i % 2 == 1 ? "a" : "b")"
                 """)
+            if registry { trustRegistry(root: dir + "/root") }
             let r = Subprocess.run([Binaries.hako, "import", BusyboxImage.tarball, "busybox:test"], env: n.env)
             if r.status != 0 { fail("import on \(n.name): \(r.stderr)") }
             n.config = dir + "/agent.toml"
@@ -117,6 +125,11 @@ final class ClusterHarness: @unchecked Sendable {
 
     /// Runs in the underlay namespace, where the coordinator listens.
     func inUnderlay(_ argv: [String]) -> [String] { ["/usr/bin/nsenter", "--net=/run/netns/\(underlay)", "--"] + argv }
+
+    /// The node's own `hako`, in the node's network namespace (where its engine keeps its bridge and firewall).
+    func onNode(_ n: Node, _ args: [String], timeout: Double = 60) -> Output {
+        Subprocess.run(["/usr/bin/nsenter", "--net=/run/netns/\(n.netns)", "--", Binaries.hako] + args, env: n.env, timeout: timeout)
+    }
 
     func startCoordinator() {
         coordinator = Subprocess.spawn(inUnderlay([Binaries.hako, "coordinator", "--config", coordinatorConfig]),
@@ -166,7 +179,7 @@ final class ClusterHarness: @unchecked Sendable {
     @discardableResult
     func cluster(_ args: [String], timeout: Double = 60) -> Output {
         Subprocess.run(inUnderlay([Binaries.hako, "cluster"] + Array(args.prefix(2)) + ["--credentials", base + "/admin"] + Array(args.dropFirst(2))),
-                       timeout: timeout)
+                       env: adminEnv, timeout: timeout)
     }
 
     func json(_ args: String...) -> [[String: Any]] {
@@ -181,7 +194,7 @@ final class ClusterHarness: @unchecked Sendable {
     /// Ground truth: the service's containers running on each node, by `hako ps` with the node's own data root.
     func running(_ service: String) -> [[String]] {
         nodes.map { n in
-            let r = Subprocess.run([Binaries.hako, "ps", "--format", "json", "--no-trunc"], env: n.env)
+            let r = onNode(n, ["ps", "--format", "json", "--no-trunc"])
             return r.stdout.split(separator: "\n").compactMap { line -> String? in
                 guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
                       let name = o["Names"] as? String, name.hasPrefix(service + "."), o["State"] as? String == "running" else { return nil }
@@ -223,8 +236,8 @@ final class ClusterHarness: @unchecked Sendable {
         if ProcessInfo.processInfo.environment["HAKO_KEEP_CLUSTER_LOGS"] != nil {
             var dump = ""
             for n in nodes {
-                let ids = Subprocess.run([Binaries.hako, "ps", "-aq", "--no-trunc"], env: n.env).stdout.split(separator: "\n").map(String.init)
-                dump += "== \(n.name)\n" + Subprocess.run([Binaries.hako, "inspect"] + ids, env: n.env).stdout
+                let ids = onNode(n, ["ps", "-aq", "--no-trunc"]).stdout.split(separator: "\n").map(String.init)
+                dump += "== \(n.name)\n" + onNode(n, ["inspect"] + ids).stdout
             }
             write(base + "/containers.dump", dump)
         }
@@ -232,8 +245,8 @@ final class ClusterHarness: @unchecked Sendable {
         stop(coordinator)
         coordinator = 0
         for n in nodes {
-            let ids = Subprocess.run([Binaries.hako, "ps", "-aq", "--no-trunc"], env: n.env).stdout.split(separator: "\n").map(String.init)
-            if !ids.isEmpty { _ = Subprocess.run([Binaries.hako, "rm", "-f"] + ids, env: n.env, timeout: 60) }
+            let ids = onNode(n, ["ps", "-aq", "--no-trunc"]).stdout.split(separator: "\n").map(String.init)
+            if !ids.isEmpty { _ = onNode(n, ["rm", "-f"] + ids) }
             for hierarchy in (try? FileManager.default.contentsOfDirectory(atPath: "/sys/fs/cgroup")) ?? [] {
                 let p = "/sys/fs/cgroup/\(hierarchy)/\(n.cgroupParent)"
                 if FileManager.default.fileExists(atPath: p) {
@@ -244,6 +257,7 @@ final class ClusterHarness: @unchecked Sendable {
             _ = Subprocess.run(["/usr/sbin/ip", "netns", "delete", n.netns])
         }
         nodes = []
+        stopRegistry()
         _ = Subprocess.run(["/usr/sbin/ip", "netns", "delete", underlay])
         if ProcessInfo.processInfo.environment["HAKO_KEEP_CLUSTER_LOGS"] == nil {
             try? FileManager.default.removeItem(atPath: base)

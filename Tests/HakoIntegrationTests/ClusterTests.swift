@@ -19,7 +19,7 @@ final class ClusterTests {
 
     /// A service whose containers stop within a second.
     func create(_ name: String, replicas: Int, wait: Bool = true, extra: [String] = []) {
-        var args = ["service", "create", "--name", name, "--replicas", String(replicas), "--stop-timeout", "1"] + extra
+        var args = ["service", "create", "--no-resolve-image", "--name", name, "--replicas", String(replicas), "--stop-timeout", "1"] + extra
         if wait { args += ["--wait", "--timeout", "60s"] }
         let r = h.cluster(args + ["busybox:test", "sleep", "3600"])
         #expect(r.status == 0, "\(r.stderr)")
@@ -128,7 +128,7 @@ final class ClusterTests {
         let nodes = h.json("node", "ls")
         #expect(nodes.count == 3)
         #expect(Set(nodes.compactMap { $0["subnet"] as? String }) == ["10.88.0.0/24", "10.88.1.0/24", "10.88.2.0/24"])
-        let r = h.cluster(["service", "create", "--name", "talk", "--replicas", "2", "--wait", "--stop-timeout", "1", "busybox:test",
+        let r = h.cluster(["service", "create", "--no-resolve-image", "--name", "talk", "--replicas", "2", "--wait", "--stop-timeout", "1", "busybox:test",
                            "sh", "-c", "echo hello from $(hostname); sleep 3600"])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(h.eventually(10) { self.h.cluster("service", "logs", "talk").out.components(separatedBy: "hello from").count == 3 })

@@ -70,8 +70,8 @@ final class OutsideNamespace: @unchecked Sendable {
     @Test func defaultBridgeGivesAddressRouteAndOutboundNAT() throws {
         let r = host.hako("run", "--rm", host.busybox, "sh", "-c", "ip -o -4 addr show eth0; ip route")
         #expect(r.status == 0, "\(r.stderr)")
-        #expect(r.stdout.contains("inet 10.88."), "\(r.stdout)")
-        #expect(r.stdout.contains("default via 10.88.0.1 dev eth0"), "\(r.stdout)")
+        #expect(r.stdout.contains("inet 172.17."), "\(r.stdout)")
+        #expect(r.stdout.contains("default via 172.17.0.1 dev eth0"), "\(r.stdout)")
         // "The internet" sees the host's address as the source (masquerade).
         let dir = host.base + "/cgi"
         try FileManager.default.createDirectory(atPath: dir + "/cgi-bin", withIntermediateDirectories: true)
@@ -194,13 +194,13 @@ final class OutsideNamespace: @unchecked Sendable {
                                (["run", "--rm", "-p", "1.2.3:80:80", host.busybox, "true"], "invalid -p"),
                                (["run", "--rm", "-p", "8000-8002:80-81", host.busybox, "true"], "invalid -p"),
                                (["run", "--rm", "--network", "nope", host.busybox, "true"], "network nope not found"),
-                               (["run", "--rm", "--ip", "10.88.0.x", host.busybox, "true"], "invalid --ip"),
+                               (["run", "--rm", "--ip", "172.17.0.x", host.busybox, "true"], "invalid --ip"),
                                (["run", "--rm", "--network", "none", "-p", "80", host.busybox, "true"], "conflicting options"),
                                (["run", "--rm", "--mac-address", "01:00:00:00:00:01", host.busybox, "true"], "invalid --mac-address"),
                                (["run", "--rm", "--add-host", "x", host.busybox, "true"], "invalid --add-host"),
                                (["network", "create", "--subnet", "10.0.0.1/24", "n1"], "invalid --subnet"),
                                (["network", "create", "--subnet", "300.0.0.0/8", "n1"], "invalid --subnet"),
-                               (["network", "create", "--subnet", "10.88.4.0/24", "n1"], "overlaps network bridge"),
+                               (["network", "create", "--subnet", "172.17.4.0/24", "n1"], "overlaps network bridge"),
                                (["network", "create", "--subnet", "10.124.0.0/24", "--gateway", "10.125.0.1", "n1"], "invalid --gateway"),
                                (["network", "create", "bridge"], "predefined")] {
             let r = host.hako(args)
@@ -219,7 +219,7 @@ final class OutsideNamespace: @unchecked Sendable {
                            "ip -o -4 addr show eth0 | awk '{print $4}'; sleep 0.2; exit 3").out
         #expect(host.eventually(15) { host.hako("logs", id).stdout.split(separator: "\n").count >= 3 })
         let addrs = Set(host.hako("logs", id).stdout.split(separator: "\n").map(String.init))
-        #expect(addrs.count == 1 && addrs.first?.hasPrefix("10.88.") == true, "the namespace outlives restarts: \(addrs)")
+        #expect(addrs.count == 1 && addrs.first?.hasPrefix("172.17.") == true, "the namespace outlives restarts: \(addrs)")
         #expect(host.eventually(15) { host.state(id)["Status"] as? String == "exited" })
         host.hako("rm", id)
         // ls shows the predefined networks; prune removes unused user networks,
@@ -242,7 +242,7 @@ final class OutsideNamespace: @unchecked Sendable {
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout.contains("nameserver 192.0.2.53"))
         #expect(r.stdout.contains("192.0.2.10\tdb"))
-        #expect(r.stdout.contains("10.88.0.1\tgw"))
+        #expect(r.stdout.contains("172.17.0.1\tgw"))
         #expect(r.stdout.contains("02:00:00:aa:bb:cc"))
     }
 }

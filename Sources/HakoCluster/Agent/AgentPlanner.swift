@@ -85,7 +85,7 @@ public enum AgentPlanner {
             return TaskStatus(taskID: a.taskID, state: a.desired == .running ? .starting : .shutdown, containerID: c.containerID)
         case .running:
             return TaskStatus(taskID: a.taskID, state: .running, containerID: c.containerID,
-                              message: c.restartCount > 0 ? "restarted \(c.restartCount) times" : "")
+                              message: c.restartCount > 0 ? "restarted \(c.restartCount) times" : "", ports: c.ports.isEmpty ? nil : c.ports)
         case .restarting:
             return TaskStatus(taskID: a.taskID, state: .running, containerID: c.containerID, exitCode: c.exitCode,
                               message: "restarting after exit code \(c.exitCode) (restart \(c.restartCount + 1))")

@@ -4,6 +4,7 @@ import Glibc
 import HakoEngine
 import HakoImage
 import HakoSystem
+import Synchronization
 
 /// A cluster task's container as the node sees it.
 public struct ObservedTask: Sendable, Equatable {
@@ -16,8 +17,12 @@ public struct ObservedTask: Sendable, Equatable {
     public var exitCode: Int32
     public var restartCount: UInt32
     public var created: Double
+    /// Published ports: "0.0.0.0:8080->80/tcp".
+    public var ports: [String]
 
-    public init(taskID: String, containerID: String, status: Status, exitCode: Int32 = 0, restartCount: UInt32 = 0, created: Double = 0) {
+    public init(taskID: String, containerID: String, status: Status, exitCode: Int32 = 0, restartCount: UInt32 = 0, created: Double = 0,
+                ports: [String] = []) {
+        self.ports = ports
         self.taskID = taskID
         self.containerID = containerID
         self.status = status
@@ -31,8 +36,9 @@ public struct ObservedTask: Sendable, Equatable {
 public protocol TaskRuntime: Sendable {
     /// The containers of cluster tasks on this node, and how many containers run in all.
     func observe() throws -> (tasks: [ObservedTask], running: Int)
-    /// Creates and starts the task's container; its id.
-    func start(_ a: Assignment, node: String) throws -> String
+    /// Creates and starts the task's container (on the node's network, built
+    /// on `subnet`, the node's lease, when the spec asks for the cluster network); its id.
+    func start(_ a: Assignment, node: String, subnet: String) throws -> String
     /// Starts a container created earlier (the agent died between create and start).
     func startExisting(_ containerID: String) throws
     func stop(_ containerID: String, timeout: Int?) throws
@@ -40,20 +46,42 @@ public protocol TaskRuntime: Sendable {
     func logs(_ containerID: String, tail: Int, maxBytes: Int) throws -> (entries: [(time: String, stream: String, text: String)], truncated: Bool)
 }
 
-/// Makes a task's image present on the node. Phase 1: the node's own store;
-/// a registry pull slots in here.
+/// Makes a task's image present on the node.
 public protocol ImageProvider: Sendable {
     func ensure(_ reference: String) throws
 }
 
-/// Images already in the node's store (imported with `hako import`).
-public struct LocalImages: ImageProvider {
+/// Images already in the node's store (imported with `hako import`), else
+/// pulled from their registry through the engine (engine.json's insecure
+/// registries, CAs and `hako login` credentials apply). Tasks of one image
+/// starting together pull it once: the first pulls, the others wait for it.
+public final class RegistryImages: ImageProvider {
     let engine: Engine
+    private let pulling = Mutex<[String: PullGate]>([:])
+
     public init(engine: Engine) { self.engine = engine }
 
+    final class PullGate: Sendable {
+        let done = Mutex(false)
+    }
+
     public func ensure(_ reference: String) throws {
-        do { _ = try engine.images.resolve(reference) } catch {
-            throw ClusterError.notFound("image \(reference) is not on this node (registry pulls come with the images issue; `hako import` it meanwhile): \(error)")
+        if (try? engine.images.find(reference)) != nil { return }
+        // One pull per reference at a time; the others wait on its lock and then find the image.
+        let gate = pulling.withLock { m in
+            if let g = m[reference] { return g }
+            let g = PullGate()
+            m[reference] = g
+            return g
+        }
+        try gate.done.withLock { pulled in
+            if pulled, (try? engine.images.find(reference)) != nil { return }
+            do {
+                _ = try engine.pull(reference)
+            } catch {
+                throw ClusterError.notFound("image \(reference): \(error)")
+            }
+            pulled = true
         }
     }
 }
@@ -70,10 +98,12 @@ public enum TaskLabels {
 public struct EngineTaskRuntime: TaskRuntime {
     public let engine: Engine
     let images: any ImageProvider
+    let network: ClusterNetwork
 
     public init(engine: Engine, images: (any ImageProvider)? = nil) {
         self.engine = engine
-        self.images = images ?? LocalImages(engine: engine)
+        self.images = images ?? RegistryImages(engine: engine)
+        network = ClusterNetwork(engine: engine)
     }
 
     public func observe() throws -> (tasks: [ObservedTask], running: Int) {
@@ -90,8 +120,11 @@ public struct EngineTaskRuntime: TaskRuntime {
             case .exited: status = .exited
             case .dead: status = .dead
             }
+            // The bindings as resolved at start (a port the node picked), for containers that publish any.
+            let publishes = c.config.networking?.ports.isEmpty == false
+            let ports = status == .running && publishes ? (engine.endpoint(c.id)?.ports ?? []).map(\.description) : []
             out.append(ObservedTask(taskID: task, containerID: c.id, status: status, exitCode: c.exitCode,
-                                    restartCount: c.state?.restartCount ?? 0, created: c.config.created.secondsSince1970))
+                                    restartCount: c.state?.restartCount ?? 0, created: c.config.created.secondsSince1970, ports: ports))
         }
         return (out, running)
     }
@@ -113,13 +146,31 @@ public struct EngineTaskRuntime: TaskRuntime {
         labels[TaskLabels.slot] = String(a.slot)
         o.labels = labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
         o.restart = s.restart
-        o.network = s.network == "host" ? .host : .none
+        switch s.network {
+        case ServiceSpec.clusterNetwork:
+            o.network = .bridge
+            o.networking.network = ClusterNetwork.name
+            o.networking.publish = s.ports
+        case "host": o.network = .host
+        default: o.network = .none
+        }
+        // Limits in the engine's flag syntax; a memory reservation is the soft limit (Docker swarm's).
+        if s.limits.cpuMillis > 0 { o.isolation.cpus = EngineTaskRuntime.cpus(s.limits.cpuMillis) }
+        if s.limits.memory > 0 { o.isolation.memory = String(s.limits.memory) }
+        if s.reservations.memory > 0 { o.isolation.memoryReservation = String(s.reservations.memory) }
         o.stopSignal = s.stopSignal
         o.stopTimeout = s.stopTimeout
         return o
     }
 
-    public func start(_ a: Assignment, node: String) throws -> String {
+    /// Thousandths of a CPU as `--cpus` takes them: "1.5".
+    static func cpus(_ millis: Int64) -> String {
+        let frac = String(millis % 1000)
+        return "\(millis / 1000)." + String(repeating: "0", count: 3 - frac.count) + frac
+    }
+
+    public func start(_ a: Assignment, node: String, subnet: String) throws -> String {
+        if a.spec.network == ServiceSpec.clusterNetwork { try network.ensure(subnet: subnet) }
         try images.ensure(a.spec.image)
         let config = try engine.create(EngineTaskRuntime.runOptions(a, node: node))
         do {

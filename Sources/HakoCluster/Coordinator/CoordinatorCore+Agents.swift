@@ -139,12 +139,13 @@ extension CoordinatorCore {
         // The first ending recorded stands (an orphaned task's real ending replaces the guess).
         if t.state.isTerminal && t.state != .orphaned && s.state.isTerminal && s.state != t.state { return }
         let changed = t.state != s.state || (s.containerID != nil && t.containerID != s.containerID) || t.exitCode != s.exitCode
-            || (!s.message.isEmpty && t.message != s.message)
+            || (!s.message.isEmpty && t.message != s.message) || (s.ports != nil && s.ports != t.ports)
         guard changed else { return }
         let stateChanged = t.state != s.state
         t.state = s.state
         if let c = s.containerID { t.containerID = c }
         t.exitCode = s.exitCode
+        if let p = s.ports { t.ports = p }
         if !s.message.isEmpty || stateChanged { t.message = s.message }
         if stateChanged { t.updated = clock.wall() }
         state.put(t)

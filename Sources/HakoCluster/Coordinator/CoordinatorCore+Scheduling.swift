@@ -11,6 +11,7 @@ extension CoordinatorCore {
                 node.reserved.memory += t.spec.reservations.memory
                 node.tasks += 1
                 node.serviceTasks[t.serviceID, default: 0] += 1
+                node.hostPorts.formUnion(t.spec.hostPorts)
             }
             out.append(node)
         }

@@ -314,6 +314,8 @@ public struct TaskView: Codable, Sendable {
     public var containerID: String?
     public var created: Double
     public var updated: Double
+    /// Published on its node: "0.0.0.0:8080->80/tcp".
+    public var ports: [String]? = nil
 }
 
 public struct TaskList: Codable, Sendable { public var tasks: [TaskView] }

@@ -1,3 +1,4 @@
+import HakoNetwork
 import HakoSystem
 
 /// When a task that ended is replaced by a new one (the service's restart
@@ -24,6 +25,12 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
     public var replicas: Int
     /// What each task reserves on its node; the scheduler never overcommits it.
     public var reservations: Resources
+    /// Each task's cgroup limits (CPUs in thousandths, memory in bytes); 0: none.
+    public var limits: Resources
+    /// Ports published on the node that runs a task (Docker's -p syntax:
+    /// "8080:80", "80" for a port the node picks, "/udp"). A fixed host port
+    /// keeps two tasks off one node.
+    public var ports: [String]
     /// "node.labels.zone==a", "node.platform.arch!=arm", "node.hostname==pi3".
     public var constraints: [String]
     /// Platforms the image exists for ("linux/arm64"); empty: any.
@@ -38,7 +45,8 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
     public var restartDelay: Double
     /// Tasks replaced at a time by `service update`.
     public var updateParallelism: Int
-    /// "none" or "host" (bridge networks come with the networks issue).
+    /// "cluster" (the node's bridge on its leased subnet: an address unique
+    /// in the cluster), "host" or "none".
     public var network: String
     public var stopSignal: String?
     public var stopTimeout: Int?
@@ -54,6 +62,8 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
         labels = [:]
         replicas = 1
         reservations = .zero
+        limits = .zero
+        ports = []
         constraints = []
         platforms = []
         restart = "on-failure:3"
@@ -61,13 +71,13 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
         restartMaxAttempts = 0
         restartDelay = 5
         updateParallelism = 1
-        network = "none"
+        network = ServiceSpec.clusterNetwork
         stopSignal = nil
         stopTimeout = nil
     }
 
     enum CodingKeys: String, CodingKey {
-        case name, image, command, entrypoint, env, workdir, user, labels, replicas, reservations, constraints, platforms
+        case name, image, command, entrypoint, env, workdir, user, labels, replicas, reservations, limits, ports, constraints, platforms
         case restart, restartCondition, restartMaxAttempts, restartDelay, updateParallelism, network, stopSignal, stopTimeout
     }
 
@@ -83,6 +93,8 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
         labels = try c.decodeIfPresent([String: String].self, forKey: .labels) ?? labels
         replicas = try c.decodeIfPresent(Int.self, forKey: .replicas) ?? replicas
         reservations = try c.decodeIfPresent(Resources.self, forKey: .reservations) ?? reservations
+        limits = try c.decodeIfPresent(Resources.self, forKey: .limits) ?? limits
+        ports = try c.decodeIfPresent([String].self, forKey: .ports) ?? ports
         constraints = try c.decodeIfPresent([String].self, forKey: .constraints) ?? constraints
         platforms = try c.decodeIfPresent([String].self, forKey: .platforms) ?? platforms
         restart = try c.decodeIfPresent(String.self, forKey: .restart) ?? restart
@@ -96,6 +108,8 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
     }
 
     public static let maxReplicas = 10_000
+    /// The network every node builds on its leased subnet.
+    public static let clusterNetwork = "cluster"
 
     /// Refuses a spec no node could run, with the field and the reason.
     public func validate() throws(ClusterError) {
@@ -111,12 +125,32 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
         guard restartMaxAttempts >= 0 else { throw .invalid("restart max attempts cannot be negative") }
         guard restartDelay >= 0, restartDelay <= 86400 else { throw .invalid("restart delay must be between 0 and 24h") }
         guard (1...100).contains(updateParallelism) else { throw .invalid("update parallelism must be between 1 and 100") }
-        guard network == "none" || network == "host" else {
-            throw .invalid("invalid network \"\(network)\": none or host (cluster networks arrive with the networks issue)")
+        guard [ServiceSpec.clusterNetwork, "host", "none"].contains(network) else {
+            throw .invalid("invalid network \"\(network)\": cluster, host or none")
+        }
+        guard limits.cpuMillis >= 0, limits.memory >= 0 else { throw .invalid("limits cannot be negative") }
+        if limits.memory > 0 && limits.memory < 6 << 20 { throw .invalid("the memory limit must be at least 6 MiB") }
+        if limits.memory > 0 && reservations.memory > limits.memory { throw .invalid("the memory reservation exceeds the memory limit") }
+        if limits.cpuMillis > 0 && reservations.cpuMillis > limits.cpuMillis { throw .invalid("the CPU reservation exceeds the CPU limit") }
+        if !ports.isEmpty && network != ServiceSpec.clusterNetwork {
+            throw .invalid("published ports need the cluster network (--network \(network) has none to publish from)")
+        }
+        var seen = Set<String>()
+        for p in ports {
+            let bindings: [PortBinding]
+            do { bindings = try PortBinding.parse(p) } catch { throw .invalid("\(error)") }
+            for b in bindings where b.hostPort != 0 && !seen.insert("\(b.proto.rawValue)/\(b.hostPort)").inserted {
+                throw .invalid("host port \(b.hostPort)/\(b.proto.rawValue) is published twice")
+            }
         }
         for e in env where e.isEmpty || e.hasPrefix("=") { throw .invalid("invalid environment variable \"\(e)\"") }
         if let s = stopSignal, Signals.parse(s) == nil { throw .invalid("invalid stop signal \"\(s)\"") }
         if let t = stopTimeout, t < 0 { throw .invalid("stop timeout cannot be negative") }
+    }
+
+    /// Fixed host ports a task holds on its node ("tcp/8080"); ports the node picks are not among them.
+    public var hostPorts: [String] {
+        ports.flatMap { (try? PortBinding.parse($0)) ?? [] }.filter { $0.hostPort != 0 }.map { "\($0.proto.rawValue)/\($0.hostPort)" }
     }
 
     /// Whether a change from `old` to this spec needs new tasks (anything but the replica count).

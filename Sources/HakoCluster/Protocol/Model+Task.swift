@@ -58,6 +58,9 @@ public struct TaskRecord: Codable, Sendable, Equatable {
     public var updated: Double
     /// Not scheduled before this time (restart delay); seconds since 1970.
     public var notBefore: Double
+    /// Ports its node published ("0.0.0.0:8080->80/tcp"), as its agent last
+    /// reported them (kept in memory: agents report them again on hello).
+    public var ports: [String]? = nil
 
     public init(id: String, serviceID: String, serviceName: String, slot: Int, version: Int, spec: ServiceSpec, nodeID: String?,
                 desired: DesiredState, state: TaskState, message: String, containerID: String?, exitCode: Int32?,
@@ -92,8 +95,11 @@ public struct TaskStatus: Codable, Sendable, Equatable {
     public var containerID: String?
     public var exitCode: Int32?
     public var message: String
+    /// The ports published for it on the node, once it runs.
+    public var ports: [String]?
 
-    public init(taskID: String, state: TaskState, containerID: String? = nil, exitCode: Int32? = nil, message: String = "") {
+    public init(taskID: String, state: TaskState, containerID: String? = nil, exitCode: Int32? = nil, message: String = "", ports: [String]? = nil) {
+        self.ports = ports
         self.taskID = taskID
         self.state = state
         self.containerID = containerID

@@ -11,9 +11,12 @@ public struct SchedulerNode: Sendable {
     /// Live tasks on the node, and per service.
     public var tasks: Int
     public var serviceTasks: [String: Int]
+    /// Fixed host ports the live tasks publish ("tcp/8080").
+    public var hostPorts: Set<String>
 
     public init(record: NodeRecord, status: NodeStatus, reserved: Resources = .zero, load: NodeLoad = NodeLoad(),
-                tasks: Int = 0, serviceTasks: [String: Int] = [:]) {
+                tasks: Int = 0, serviceTasks: [String: Int] = [:], hostPorts: Set<String> = []) {
+        self.hostPorts = hostPorts
         self.record = record
         self.status = status
         self.reserved = reserved
@@ -40,9 +43,12 @@ public struct SchedulingRequest: Sendable {
     public var reservations: Resources
     public var constraints: [Constraint]
     public var platforms: [PlatformSpec]
+    /// Fixed host ports the task publishes: a node holds each once.
+    public var hostPorts: [String]
 
     public init(taskID: String, serviceID: String, group: String, reservations: Resources,
-                constraints: [Constraint], platforms: [PlatformSpec]) {
+                constraints: [Constraint], platforms: [PlatformSpec], hostPorts: [String] = []) {
+        self.hostPorts = hostPorts
         self.taskID = taskID
         self.serviceID = serviceID
         self.group = group
@@ -53,16 +59,17 @@ public struct SchedulingRequest: Sendable {
 
     /// Requests for tasks, their constraints and platforms parsed once per service version.
     public static func requests(for tasks: [TaskRecord]) -> [SchedulingRequest] {
-        var parsed: [String: (constraints: [Constraint], platforms: [PlatformSpec])] = [:]
+        var parsed: [String: (constraints: [Constraint], platforms: [PlatformSpec], ports: [String])] = [:]
         return tasks.map { t in
             let group = "\(t.serviceID)@\(t.version)"
             let p = parsed[group] ?? {
-                let v = (t.spec.constraints.compactMap { try? Constraint(parsing: $0) }, t.spec.platforms.compactMap { PlatformSpec(parsing: $0) })
+                let v = (t.spec.constraints.compactMap { try? Constraint(parsing: $0) }, t.spec.platforms.compactMap { PlatformSpec(parsing: $0) },
+                         t.spec.hostPorts)
                 parsed[group] = v
                 return v
             }()
             return SchedulingRequest(taskID: t.id, serviceID: t.serviceID, group: group, reservations: t.spec.reservations,
-                                     constraints: p.constraints, platforms: p.platforms)
+                                     constraints: p.constraints, platforms: p.platforms, hostPorts: p.ports)
         }
     }
 
@@ -72,7 +79,7 @@ public struct SchedulingRequest: Sendable {
         self.init(taskID: task.id, serviceID: task.serviceID, group: "\(task.serviceID)@\(task.version)",
                   reservations: spec.reservations,
                   constraints: spec.constraints.compactMap { try? Constraint(parsing: $0) },
-                  platforms: spec.platforms.compactMap { PlatformSpec(parsing: $0) })
+                  platforms: spec.platforms.compactMap { PlatformSpec(parsing: $0) }, hostPorts: spec.hostPorts)
     }
 }
 
@@ -135,7 +142,7 @@ public struct Scheduler: Sendable {
         var heap = NodeHeap()
         heap.reserve(snapshot.nodes.count)
         for idx in snapshot.nodes.indices where Scheduler.passesStatic(snapshot.nodes[idx], first) {
-            if Scheduler.fits(snapshot.nodes[idx], first.reservations) != nil { continue }
+            if Scheduler.fits(snapshot.nodes[idx], first) != nil { continue }
             heap.push(.init(score: score(snapshot.nodes[idx], service: first.serviceID), tie: rng.next(), node: Int32(idx)))
         }
         var reason: String?
@@ -143,7 +150,7 @@ public struct Scheduler: Sendable {
             var chosen: Int?
             while let top = heap.pop() {
                 let idx = Int(top.node)
-                if Scheduler.fits(snapshot.nodes[idx], request.reservations) == nil {
+                if Scheduler.fits(snapshot.nodes[idx], request) == nil {
                     chosen = idx
                     place(request, on: &snapshot.nodes[idx])
                     heap.push(.init(score: score(snapshot.nodes[idx], service: request.serviceID), tie: top.tie, node: top.node))
@@ -164,6 +171,7 @@ public struct Scheduler: Sendable {
         n.reserved.memory += r.reservations.memory
         n.tasks += 1
         n.serviceTasks[r.serviceID, default: 0] += 1
+        n.hostPorts.formUnion(r.hostPorts)
     }
 
     /// The node's score for one more task of `service`: lower is better.
@@ -187,6 +195,7 @@ public struct Scheduler: Sendable {
         case constraint(String)
         case memory
         case cpu
+        case port(String)
     }
 
     static func passesStatic(_ n: SchedulerNode, _ r: SchedulingRequest) -> Bool {
@@ -201,8 +210,11 @@ public struct Scheduler: Sendable {
         return nil
     }
 
-    /// Whether the node's unreserved capacity holds `want`; a zero reservation always fits.
-    static func fits(_ n: SchedulerNode, _ want: Resources) -> Rejection? {
+    /// Whether the node's unreserved capacity holds the task's reservations (a
+    /// zero reservation always fits) and its fixed host ports are free there.
+    static func fits(_ n: SchedulerNode, _ r: SchedulingRequest) -> Rejection? {
+        for p in r.hostPorts where n.hostPorts.contains(p) { return .port(p) }
+        let want = r.reservations
         let cap = n.record.capacity
         if want.memory > 0 && cap.memory - n.reserved.memory < want.memory { return .memory }
         if want.cpuMillis > 0 && cap.cpuMillis - n.reserved.cpuMillis < want.cpuMillis { return .cpu }
@@ -210,7 +222,7 @@ public struct Scheduler: Sendable {
     }
 
     public func rejection(_ n: SchedulerNode, _ r: SchedulingRequest) -> Rejection? {
-        Scheduler.staticRejection(n, r) ?? Scheduler.fits(n, r.reservations)
+        Scheduler.staticRejection(n, r) ?? Scheduler.fits(n, r)
     }
 
     /// Why no node takes the task: each node counted once, under the first
@@ -235,6 +247,7 @@ public struct Scheduler: Sendable {
             case .constraint: return 3
             case .memory: return 4
             case .cpu: return 5
+            case .port: return 6
             }
         }
         let parts = order.sorted { rank($0) < rank($1) }.map { why -> String in
@@ -246,6 +259,7 @@ public struct Scheduler: Sendable {
             case .constraint(let c): return "constraint \(c) excludes \(nodes(k))"
             case .memory: return "insufficient memory on \(nodes(k))"
             case .cpu: return "insufficient CPU on \(nodes(k))"
+            case .port(let p): return "host port \(p.split(separator: "/").last ?? "")/\(p.split(separator: "/").first ?? "") in use on \(nodes(k))"
             }
         }
         return "no suitable node (" + parts.joined(separator: ", ") + ")"

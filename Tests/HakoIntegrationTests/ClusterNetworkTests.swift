@@ -1,0 +1,93 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import HakoSystem
+import Testing
+
+/// Services on the harness with their image from the registry on the
+/// underlay: each node pulls it, runs its task on the node's own /24 of the
+/// cluster CIDR, publishes its port on the node's address, and applies the
+/// task's limits. Traffic stays inside the harness's namespaces.
+@Suite(.needsRoot, .serialized)
+final class ClusterNetworkTests {
+    let h = ClusterHarness("cn", nodes: 3, registry: true)
+
+    deinit {
+        if h.failed { print(h.logs()) }
+        h.teardown()
+    }
+
+    /// node name → its subnet ("10.88.1.0/24"), as the coordinator leased it.
+    func subnets() -> [String: String] {
+        Dictionary(h.json("node", "ls").compactMap { n in (n["name"] as? String).flatMap { name in (n["subnet"] as? String).map { (name, $0) } } },
+                   uniquingKeysWith: { a, _ in a })
+    }
+
+    @Test func aRegistryImageOnEveryNodeWithItsSubnetPortAndLimits() throws {
+        let image = h.pushBusybox(as: "web:1")
+        let serve = "mkdir -p /tmp/www && echo \"web $(hostname)\" > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www"
+        let r = h.cluster(["service", "create", "--name", "web", "--replicas", "3", "--publish", "8080:8080", "--limit-memory", "48m", "--limit-cpu", "0.5",
+                           "--stop-timeout", "1", "--wait", "--timeout", "90s", image, "sh", "-c", serve], timeout: 120)
+        #expect(r.status == 0, "\(r.stderr)")
+        guard r.status == 0 else { h.failed = true; return }
+        #expect(!r.stderr.contains("warning"), "the platforms were read from the registry: \(r.stderr)")
+
+        // The platforms came from the image's manifest in the registry.
+        let inspect = h.cluster("service", "inspect", "web")
+        let spec = (try? JSONSerialization.jsonObject(with: Data(inspect.stdout.utf8)) as? [String: Any])?["spec"] as? [String: Any]
+        let platforms = spec?["platforms"] as? [String] ?? []
+        #expect(platforms.count == 1 && platforms[0].hasPrefix("linux/"), "\(inspect.stdout)")
+
+        // A fixed host port: one task per node, so exactly one on each.
+        let running = h.running("web")
+        #expect(running.map(\.count) == [1, 1, 1], "\(running)")
+        let leased = subnets()
+        for (i, n) in h.nodes.enumerated() {
+            guard let id = running[i].first, let subnet = leased[n.name] else { Issue.record("\(n.name): no task or subnet"); continue }
+            // The image came from the registry: each node pulled it.
+            let images = h.onNode(n, ["images"]).stdout
+            #expect(images.contains("\(ClusterHarness.registryAddress)/web"), "\(images)")
+
+            // Inside the container: its address is in its node's /24, its gateway the .1.
+            let prefix = String(subnet.dropLast("0/24".count))   // "10.88.1."
+            let addr = h.onNode(n, ["exec", id, "ip", "-4", "-o", "addr", "show", "eth0"])
+            #expect(addr.stdout.contains("inet \(prefix)") && addr.stdout.contains("/24"), "\(n.name) \(subnet): \(addr.stdout) \(addr.stderr)")
+            let route = h.onNode(n, ["exec", id, "ip", "route"])
+            #expect(route.stdout.contains("default via \(prefix)1 dev eth0"), "\(route.stdout)")
+            let fib = h.onNode(n, ["exec", id, "cat", "/proc/net/fib_trie"]).stdout
+            #expect(fib.contains(prefix), "the kernel's own table in the container names the node's subnet")
+
+            // The published port answers on the node's underlay address.
+            var body = ""
+            let answered = h.eventually(15) {
+                body = self.h.underlay(["/usr/bin/curl", "-sS", "--max-time", "3", "http://\(n.address):8080/"]).stdout
+                return body.hasPrefix("web ")
+            }
+            #expect(answered, "\(n.name) \(n.address):8080 answered \(body)")
+
+            // The memory limit: in the task's cgroup, and felt inside the container.
+            let cg = try? String(contentsOfFile: "/sys/fs/cgroup/memory/\(n.cgroupParent)/\(id)/memory.limit_in_bytes", encoding: .utf8)
+            #expect(cg?.trimmed == String(48 << 20), "\(cg ?? "no cgroup file")")
+            let quota = try? String(contentsOfFile: "/sys/fs/cgroup/cpu/\(n.cgroupParent)/\(id)/cpu.cfs_quota_us", encoding: .utf8)
+            #expect(quota?.trimmed == "50000", "half a CPU: \(quota ?? "no cgroup file")")
+            let small = h.onNode(n, ["exec", id, "sh", "-c", "dd if=/dev/zero of=/dev/null bs=8M count=1 2>/dev/null; echo rc=$?"]).stdout
+            #expect(small.contains("rc=0"), "\(small)")
+            let big = h.onNode(n, ["exec", id, "sh", "-c", "dd if=/dev/zero of=/dev/null bs=200M count=1 2>/dev/null; echo rc=$?"]).stdout
+            #expect(big.contains("rc=137"), "a 200 MB buffer is killed under a 48 MB limit: \(big)")
+        }
+
+        // service ps shows each task's published port.
+        let tasks = h.tasks("web")
+        #expect(tasks.count == 3 && tasks.allSatisfy { ($0["ports"] as? [String])?.first == "0.0.0.0:8080->8080/tcp" }, "\(tasks)")
+
+        // A fourth replica finds no node with the port free, and says so.
+        h.cluster("service", "scale", "web=4")
+        #expect(h.eventually(10) {
+            self.h.tasks("web").contains { ($0["message"] as? String)?.contains("host port 8080/tcp in use on 3 nodes") == true }
+        }, "\(h.tasks("web"))")
+        #expect(h.runningCount("web") == [1, 1, 1])
+        h.cluster("service", "rm", "web")
+        #expect(h.eventually(20) { self.h.runningCount("web") == [0, 0, 0] })
+    }
+}

@@ -5,7 +5,7 @@ import HakoSystem
 
 /// The daemons' log: one line per event on standard error,
 /// `<RFC 3339 time> <level> <component>: <message>`, or under systemd
-/// `<priority>component: message` for the journal (Log+Journal.swift).
+/// `<priority>component: message` for the journal (ClusterLog+Journal.swift).
 public struct ClusterLog: Sendable {
     public enum Level: Int, Sendable, Comparable {
         case debug = 0, info, warning, error

@@ -42,12 +42,6 @@ public final class MetricsServer: @unchecked Sendable {
         loop.watch(listener.rawValue, events: Int16(POLLIN)) { [unowned self] _ in self.acceptAll() }
     }
 
-    public func close() {
-        loop.unwatch(listener.rawValue)
-        for fd in Array(clients.keys) { drop(fd) }
-        listener.close()
-    }
-
     func acceptAll() {
         for _ in 0..<16 {
             guard let (fd, _) = Sockets.accept(listener) else { return }

@@ -5,7 +5,8 @@
 # own; a registry on the underlay (Debian docker-registry) holding a web image
 # pushed with `hako push`; a 3-replica web service spread across the nodes,
 # each node pulling the image and running its replica on its own /24 of the
-# cluster CIDR with a published port, each replica answering HTTP; a node
+# cluster CIDR with a published port, each replica answering HTTP, and one
+# reaching the others across the VXLAN overlay at their own addresses; a node
 # killed (kill -9 of its agent and its link down) and its replica back on
 # another node; the node healed without a duplicate. Everything is removed at
 # the end. Addresses: 10.215.0.0/24 (underlay) and 10.88.0.0/16 (containers),
@@ -97,7 +98,7 @@ ul docker-registry serve "$W/registry/config.yml" > "$W/registry/log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 100); do ul bash -c "exec 3<>/dev/tcp/${REG%:*}/${REG#*:}" 2>/dev/null && break; sleep 0.1; done
 R=$W/rootfs; mkdir -p "$R/bin" "$R/www"; cp /bin/busybox "$R/bin/"
-for a in sh httpd sleep hostname ip cat; do ln -s busybox "$R/bin/$a"; done
+for a in sh httpd sleep hostname ip cat nc tail printf; do ln -s busybox "$R/bin/$a"; done
 cat > "$R/www/index.cgi" <<'CGI'
 #!/bin/sh
 echo "Content-Type: text/plain"; echo
@@ -163,6 +164,14 @@ echo "containers per node (each node's own hako ps): pi1=$(running 1) pi2=$(runn
 step "Each replica answers HTTP on its node's address (its own address is in its node's /24)"
 for _ in $(seq 50); do answer_all >/dev/null 2>&1 && break; sleep 0.1; done
 answer_all
+
+step "Across the overlay: pi1's replica reaches the others at their own addresses (VXLAN between the nodes)"
+one=$(node 1 ps -q | head -1)
+for i in 2 3; do
+  ip=$(node $i exec "$(node $i ps -q | head -1)" sh -c 'set -- $(ip -4 -o addr show eth0); echo ${4%/*}')
+  printf '  pi1 -> %s (pi%s): ' "$ip" "$i"
+  node 1 exec "$one" sh -c "printf 'GET /cgi-bin/index HTTP/1.0\r\n\r\n' | nc -w 3 $ip 80 | tail -n 1"
+done
 
 step "pi2 dies: kill -9 of its agent, and its link down"
 { kill -9 "${APIDS[2]}"; wait "${APIDS[2]}"; } 2>/dev/null || true; ip -n "$TAG-n2" link set eth0 down

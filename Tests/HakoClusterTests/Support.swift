@@ -96,10 +96,15 @@ final class SimNode {
     var load = NodeLoad(cpu: 0.1, load1: 0.1, memoryTotal: 8 << 30, memoryAvailable: 6 << 30, containers: 0)
     /// A node that does not start what it is given (to see the coordinator wait).
     var frozen = false
+    /// The address its sessions come from.
+    let underlay: String
+    /// Peer maps received (`overlay`).
+    var overlays: [OverlayMessage] = []
 
     init(_ f: CoreFixture, name: String, labels: [String: String] = [:], capacity: Resources = Resources(cpuMillis: 4000, memory: 8 << 30),
-         platform: PlatformSpec = PlatformSpec(architecture: "arm64", variant: "v8")) throws {
+         platform: PlatformSpec = PlatformSpec(architecture: "arm64", variant: "v8"), underlay: String = "10.0.0.1") throws {
         fixture = f
+        self.underlay = underlay
         self.name = name
         self.labels = labels
         self.capacity = capacity
@@ -121,7 +126,7 @@ final class SimNode {
         connection = fixture.nextConnection
         let hello = HelloRequest(name: name, hostname: name, platform: platform, capacity: capacity, labels: labels, agentVersion: "test",
                                  load: load, tasks: running.map { TaskStatus(taskID: $0.key, state: $0.value) })
-        let reply = fixture.core.handle(try envelope(MessageType.hello, hello), from: .node(id), connection: connection, address: "10.0.0.1:2")
+        let reply = fixture.core.handle(try envelope(MessageType.hello, hello), from: .node(id), connection: connection, address: "\(underlay):2")
         fixture.core.flush()
         session = try decodeLine(try #require(reply)).body(HelloReply.self).sessionID
     }
@@ -146,6 +151,7 @@ final class SimNode {
             guard case .send(let c, let line) = o, c == connection else { continue }
             let env = try decodeLine(line)
             if env.type == MessageType.assign { assignment = try env.body(AssignMessage.self).tasks }
+            if env.type == MessageType.overlay { overlays.append(try env.body(OverlayMessage.self)) }
         }
         guard !frozen else { return }
         var reports: [TaskStatus] = []

@@ -43,6 +43,7 @@ final class ClusterNetworkTests {
         let running = h.running("web")
         #expect(running.map(\.count) == [1, 1, 1], "\(running)")
         let leased = subnets()
+        var addresses: [String] = []   // each node's task, "10.88.N.x"
         for (i, n) in h.nodes.enumerated() {
             guard let id = running[i].first, let subnet = leased[n.name] else { Issue.record("\(n.name): no task or subnet"); continue }
             // The image came from the registry: each node pulled it.
@@ -53,6 +54,9 @@ final class ClusterNetworkTests {
             let prefix = String(subnet.dropLast("0/24".count))   // "10.88.1."
             let addr = h.onNode(n, ["exec", id, "ip", "-4", "-o", "addr", "show", "eth0"])
             #expect(addr.stdout.contains("inet \(prefix)") && addr.stdout.contains("/24"), "\(n.name) \(subnet): \(addr.stdout) \(addr.stderr)")
+            if let r = addr.stdout.range(of: "inet ") {
+                addresses.append(String(addr.stdout[r.upperBound...].prefix { $0 != "/" }))
+            }
             let route = h.onNode(n, ["exec", id, "ip", "route"])
             #expect(route.stdout.contains("default via \(prefix)1 dev eth0"), "\(route.stdout)")
             let fib = h.onNode(n, ["exec", id, "cat", "/proc/net/fib_trie"]).stdout
@@ -75,6 +79,26 @@ final class ClusterNetworkTests {
             #expect(small.contains("rc=0"), "\(small)")
             let big = h.onNode(n, ["exec", id, "sh", "-c", "dd if=/dev/zero of=/dev/null bs=200M count=1 2>/dev/null; echo rc=$?"]).stdout
             #expect(big.contains("rc=137"), "a 200 MB buffer is killed under a 48 MB limit: \(big)")
+        }
+
+        // The overlay: each node holds a VXLAN device, and a container on node 1
+        // reaches the containers on nodes 2 and 3 at their own addresses.
+        for n in h.nodes {
+            let vx = Subprocess.run(["/usr/sbin/ip", "-n", n.netns, "-d", "link", "show", "hako.vx4096"]).stdout
+            #expect(vx.contains("vxlan id 4096"), "\(n.name): \(vx)")
+        }
+        if addresses.count == 3, let first = running.first?.first {
+            for ip in addresses.dropFirst() {
+                var body = ""
+                let reached = h.eventually(15) {
+                    // busybox-static's wget crashes in glibc's static NSS; nc speaks the HTTP.
+                    body = self.h.onNode(self.h.nodes[0], ["exec", first, "sh", "-c", "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 \(ip) 8080"]).stdout
+                    return body.contains("\r\nweb ") || body.contains("\nweb ")
+                }
+                #expect(reached, "node1's container → \(ip):8080 across the overlay: \(body)")
+            }
+        } else {
+            Issue.record("task addresses: \(addresses)")
         }
 
         // service ps shows each task's published port.

@@ -16,6 +16,8 @@ public final class Agent: @unchecked Sendable {
 
     let config: AgentConfig
     let runtime: any TaskRuntime
+    /// nil: the node joins no overlay (tests without a kernel).
+    let overlay: (any NodeOverlay)?
     var probe: any NodeProbe
     let log: ClusterLog
     let loop: PollLoop
@@ -48,11 +50,16 @@ public final class Agent: @unchecked Sendable {
     var current: [String: TaskState] = [:]
     var renewing = false
     var trimmed = false
+    /// The last peer map: applied again once the node's bridge exists (its MTU).
+    var lastOverlay: OverlayMessage?
+    var bridgeTuned = false
     var metricsServer: MetricsServer?
 
-    public init(config: AgentConfig, runtime: any TaskRuntime, probe: any NodeProbe = ProcNodeProbe(), log: ClusterLog) throws {
+    public init(config: AgentConfig, runtime: any TaskRuntime, overlay: (any NodeOverlay)? = nil, probe: any NodeProbe = ProcNodeProbe(),
+                log: ClusterLog) throws {
         self.config = config
         self.runtime = runtime
+        self.overlay = overlay
         self.probe = probe
         self.log = log
         creds = NodeCredentials(stateDir: config.stateDir)
@@ -216,6 +223,12 @@ public final class Agent: @unchecked Sendable {
             haveAssignment = true
             log.debug("assignment \(m.generation): \(m.tasks.count) tasks")
             reconcile()
+        case MessageType.overlay:
+            guard let m = try? env.body(OverlayMessage.self) else {
+                conn?.malformed(env.id, WireError(.badRequest, "overlay: unreadable body"))
+                return
+            }
+            applyOverlay(m)
         case MessageType.logs:
             guard let id = env.id, let r = try? env.body(LogsRequest.self) else {
                 conn?.malformed(env.id, WireError(.badRequest, "logs: unreadable body"))
@@ -365,6 +378,12 @@ public final class Agent: @unchecked Sendable {
                 self.applyLocally(action, result)
                 if let result, self.assignments[result.taskID] != nil { self.report([result]) }
                 if case .remove(let t, let c) = action { self.log.info("removed container \(c.prefix(12)) of task \(t.prefix(12))") }
+                if case .start(let a) = action, result?.state == .running, a.spec.network == ServiceSpec.clusterNetwork, !self.bridgeTuned,
+                   let m = self.lastOverlay {
+                    // The first task made the node's bridge: it takes the overlay's MTU now.
+                    self.bridgeTuned = true
+                    self.applyOverlay(m)
+                }
                 self.observe()
             }
         }

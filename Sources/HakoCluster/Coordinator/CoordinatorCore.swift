@@ -53,6 +53,9 @@ public final class CoordinatorCore {
     var pendingLogs: [Int: PendingLogs] = [:]
     /// Node certificates' expiry, by node (from the store, for `node inspect`).
     var nodeCertExpiry: [String: Double] = [:]
+    /// The overlay's peer map last computed, and the session each node received it on.
+    var overlayMap: [OverlayPeer] = []
+    var overlaySent: [String: Int] = [:]
     public internal(set) var metrics = CoordinatorMetrics()
 
     struct PendingLogs {
@@ -143,6 +146,7 @@ public final class CoordinatorCore {
         let touched = state.touchedNodes
         state.touchedNodes = []
         for node in touched.sorted() { sendAssignment(node) }
+        sendPeerMaps()
     }
 
     public func takeOutgoing() -> [Outgoing] {

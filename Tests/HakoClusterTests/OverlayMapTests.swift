@@ -1,0 +1,43 @@
+@testable import HakoCluster
+import Testing
+
+/// The coordinator's side of the overlay: the peer map it sends, when.
+@Suite struct OverlayMapTests {
+    @Test func everyLiveNodeGetsTheMapWhenItChanges() throws {
+        let f = try CoreFixture()
+        let nodes = try (1...3).map { try SimNode(f, name: "n\($0)", underlay: "10.0.0.\($0)") }
+        try settle(f, nodes)
+        let map = f.core.peerMap()
+        #expect(map.map(\.underlay).sorted() == ["10.0.0.1", "10.0.0.2", "10.0.0.3"])
+        #expect(Set(map.map(\.subnet)) == ["10.88.0.0/24", "10.88.1.0/24", "10.88.2.0/24"])
+        for n in nodes {
+            #expect(n.overlays.last?.peers == map, "\(n.name) holds the current map")
+            #expect(n.overlays.last?.vni == OverlayMessage.defaultVNI && n.overlays.last?.clusterCIDR == "10.88.0.0/16")
+        }
+        // Nothing changes: nothing is sent again.
+        let counts = nodes.map(\.overlays.count)
+        f.clock.advance(0.5)
+        for n in nodes { try n.heartbeat() }
+        try settle(f, nodes)
+        #expect(nodes.map(\.overlays.count) == counts)
+        // A node goes down: the others get a map without it.
+        nodes[0].disconnect()
+        for _ in 0..<10 {
+            f.clock.advance(0.5)
+            try nodes[1].heartbeat(); try nodes[2].heartbeat()
+            try settle(f, Array(nodes.dropFirst()))
+        }
+        #expect(f.core.peerMap().map(\.name).sorted() == ["n2", "n3"])
+        #expect(nodes[1].overlays.last?.peers.map(\.name).sorted() == ["n2", "n3"])
+        // Back: a new session gets the map at once, and the others learn of it.
+        try nodes[0].connect()
+        try settle(f, nodes)
+        #expect(nodes[0].overlays.last?.peers.count == 3 && nodes[2].overlays.last?.peers.count == 3)
+    }
+
+    @Test func underlayHostsAreIPv4Only() {
+        #expect(CoordinatorCore.host(of: "10.1.2.3:4270") == "10.1.2.3")
+        #expect(CoordinatorCore.host(of: "[fe80::1]:4270") == nil)
+        #expect(CoordinatorCore.host(of: "x") == nil)
+    }
+}

@@ -76,12 +76,14 @@ public struct EventLog: Sendable {
         _ = line.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
     }
 
-    /// Events in [since, until], oldest first, from the rotated file and the current one.
-    public func read(since: Double? = nil, until: Double? = nil) -> [EngineEvent] {
+    /// Events in [since, until], oldest first, from the rotated file and the
+    /// current one (its first `upTo` bytes: where a follower took over).
+    public func read(since: Double? = nil, until: Double? = nil, upTo: Int? = nil) -> [EngineEvent] {
         var out: [EngineEvent] = []
         for p in [path + ".1", path] {
             guard let text = try? FS.readString(p) else { continue }
-            out += EventLog.parse(text).filter { e in (since.map { e.time >= $0 } ?? true) && (until.map { e.time <= $0 } ?? true) }
+            let part = p == path ? upTo.map { String(decoding: text.utf8.prefix($0), as: UTF8.self) } ?? text : text
+            out += EventLog.parse(part).filter { e in (since.map { e.time >= $0 } ?? true) && (until.map { e.time <= $0 } ?? true) }
         }
         return out
     }

@@ -25,7 +25,8 @@ struct Events: ParsableCommand {
         let to = try until.map { try Events.time($0, flag: "--until") }
         let engine = try global.engine()
         var follower = engine.eventFollower()
-        for e in engine.eventLog.read(since: from, until: to) where filters.matches(e) { try show(e) }
+        // The replay ends where the follower starts: no event twice.
+        for e in engine.eventLog.read(since: from, until: to, upTo: follower.offset) where filters.matches(e) { try show(e) }
         guard to == nil || (to ?? 0) > Timestamp.now().secondsSince1970 else { return }
         while true {
             usleep(250_000)

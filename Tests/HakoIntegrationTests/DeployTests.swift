@@ -147,5 +147,11 @@ enum Repo {
         let committed = try String(contentsOfFile: Repo.root + "/docs/cli.md", encoding: .utf8)
         #expect(r.stdout == committed, "docs/cli.md is stale: run make docs")
         #expect(committed.contains("## hako cluster service create") && committed.contains("## hako agent"))
+        // --help works on every command, those passing their arguments through included.
+        for cmd in [["run"], ["create"], ["cluster", "service", "create"]] {
+            let help = Subprocess.run([Binaries.hako] + cmd + ["--help"])
+            #expect(help.status == 0 && help.stdout == Subprocess.run([Binaries.hako, "help"] + cmd).stdout, "\(cmd): \(help.stderr)")
+        }
+        #expect(Subprocess.run([Binaries.hako, "run", "--bogus"]).stderr.contains("unknown flag: --bogus"))
     }
 }

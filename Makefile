@@ -10,7 +10,7 @@ DEB_PACKAGES := busybox-static libcap-dev libseccomp-dev libmnl-dev libnftnl-dev
 	iperf3 python3 docker-registry podman skopeo apache2-utils openssl \
 	containerd curl iputils-ping
 
-.PHONY: all deps build test unit-test integration-test demo demo-local bench clean install
+.PHONY: all deps build test unit-test integration-test demo demo-local bench clean install uninstall docs
 
 all: build
 
@@ -57,8 +57,16 @@ demo-local: deps build
 bench: deps build
 	@HAKO_BIN_DIR=$(CURDIR)/$(BIN_DIR) tools/bench.sh
 
+# DESTDIR, PREFIX (default /usr/local), SYSCONFDIR (/etc/hako): see deploy/install.sh.
 install: build
-	@deploy/install.sh
+	@DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" SYSCONFDIR="$(SYSCONFDIR)" deploy/install.sh --no-build
+
+uninstall:
+	@DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" deploy/uninstall.sh
+
+# docs/cli.md from the argument parser (committed; a test checks it is current).
+docs: build
+	@tools/gen-cli-docs.sh $(BIN_DIR)/hako > docs/cli.md
 
 clean:
 	rm -rf .build

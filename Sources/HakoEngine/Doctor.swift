@@ -20,12 +20,26 @@ public enum Doctor {
         public var read: @Sendable (String) -> String?
         public var exists: @Sendable (String) -> Bool
         public var kernelRelease: String
+        /// uname's machine: x86_64, aarch64, armv7l.
+        public var machine: String
+        public var pageSize: Int
+
+        public init(read: @escaping @Sendable (String) -> String?, exists: @escaping @Sendable (String) -> Bool, kernelRelease: String,
+                    machine: String = "x86_64", pageSize: Int = 4096) {
+            self.read = read
+            self.exists = exists
+            self.kernelRelease = kernelRelease
+            self.machine = machine
+            self.pageSize = pageSize
+        }
 
         public static var host: Probe {
             var u = utsname()
             uname(&u)
             let release = withUnsafeBytes(of: u.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            return Probe(read: { try? FS.readString($0) }, exists: { FS.exists($0) }, kernelRelease: release)
+            let machine = withUnsafeBytes(of: u.machine) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            return Probe(read: { try? FS.readString($0) }, exists: { FS.exists($0) }, kernelRelease: release,
+                         machine: machine, pageSize: Int(sysconf(Int32(_SC_PAGESIZE))))
         }
     }
 
@@ -48,8 +62,9 @@ public enum Doctor {
 
         let filesystems = p.read("/proc/filesystems") ?? ""
         let modules = "/lib/modules/\(release)"
+        let builtin = p.read("\(modules)/modules.builtin") ?? ""
         func module(_ name: String, _ path: String) -> Bool {
-            p.exists("/sys/module/\(name)") || p.exists("\(modules)/kernel/\(path)/\(name).ko")
+            p.exists("/sys/module/\(name)") || builtin.contains("/\(name).ko\n") || p.exists("\(modules)/kernel/\(path)/\(name).ko")
                 || p.exists("\(modules)/kernel/\(path)/\(name).ko.xz") || p.exists("\(modules)/kernel/\(path)/\(name).ko.zst")
         }
         out.append(filesystems.contains("\toverlay") || module("overlay", "fs/overlayfs")
@@ -115,6 +130,7 @@ public enum Doctor {
         out.append(module("veth", "drivers/net") || module("bridge", "net/bridge")
                    ? Check(name: "veth/bridge", level: .ok, detail: "available", fix: nil)
                    : Check(name: "veth/bridge", level: .warning, detail: "veth or bridge modules not found: bridge networks need them", fix: "sudo modprobe veth bridge"))
+        piChecks(p, checks: &out)
         if let m = monitorPath {
             out.append(p.exists(m) ? Check(name: "hako-monitor", level: .ok, detail: m, fix: nil)
                                    : Check(name: "hako-monitor", level: .missing, detail: "\(m) not found", fix: "install hako-monitor next to hako (make install)"))

@@ -33,7 +33,9 @@ extension Engine {
             }
         }
         try awaitMonitorExit(c.id, timeout: 30)
-        _ = try? load(c.id)  // settles a monitor that died on the way
+        let after = try? load(c.id)  // settles a monitor that died on the way
+        recordEvent("die", c.config, ["exitCode": String(after?.exitCode ?? 0)])
+        recordEvent("stop", c.config)
     }
 
     /// `hako kill`: sends a signal to the container's init. SIGKILL (and the
@@ -47,10 +49,13 @@ extension Engine {
         let e = try conn.request(.signal(signal))
         if e == ESRCH { throw HakoError(.failed, "cannot kill container \(ref): container \(c.id) is not running") }
         if e != 0 { throw HakoError(.failed, "cannot kill container \(ref)", cause: SystemError("kill", errno: e)) }
+        recordEvent("kill", c.config, ["signal": String(signal)])
         if signal == SIGKILL {
+            var code: Int32?
             while let f = try? conn.receive(timeout: 10) {
-                if case .exit = f { break }
+                if case .exit(let status, _) = f { code = status; break }
             }
+            if let code { recordEvent("die", c.config, ["exitCode": String(code)]) }
         }
     }
 
@@ -84,6 +89,7 @@ extension Engine {
         defer { lock.release() }
         if monitorAlive(id) { throw HakoError(.failed, "cannot remove container \"\(c.name)\": it was started again meanwhile") }
         try removeFiles(c.config)
+        recordEvent("destroy", c.config)
     }
 
     func forceRemoveBroken(_ id: String) throws {
@@ -107,12 +113,14 @@ extension Engine {
         case .running: try cgroups(for: c.config).setFrozen(c.id, true)
         default: throw HakoError(.failed, "container \(c.name) is not running")
         }
+        recordEvent("pause", c.config)
     }
 
     public func unpause(_ ref: String) throws {
         let c = try lookup(ref)
         guard c.status == .paused else { throw HakoError(.failed, "container \(c.name) is not paused") }
         try cgroups(for: c.config).setFrozen(c.id, false)
+        recordEvent("unpause", c.config)
     }
 
     /// `hako wait`: blocks until the container's current run ends; its exit code.
@@ -131,6 +139,7 @@ extension Engine {
 
     public func restart(_ ref: String, timeout: Int? = nil) throws {
         try stop(ref, timeout: timeout)
-        try start(ref)
+        _ = try start(ref)
+        if let c = try? lookup(ref) { recordEvent("restart", c.config) }
     }
 }

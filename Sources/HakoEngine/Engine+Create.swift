@@ -16,7 +16,9 @@ extension Engine {
         draft.isolation = try makeIsolation(o)
         draft.id = hexString(randomBytes(32))
         try checkNetworking(draft)
-        return try commit(draft)
+        let config = try commit(draft)
+        recordEvent("create", config)
+        return config
     }
 
     /// Pure: options + image → configuration (the id and name are still to be assigned).

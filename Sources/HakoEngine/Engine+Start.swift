@@ -20,7 +20,9 @@ extension Engine {
             return nil
         }
         try awaitFinalCleanup(id)
-        return try launch(c.config, attach: attach, terminal: terminal)
+        let conn = try launch(c.config, attach: attach, terminal: terminal)
+        recordEvent("start", c.config)
+        return conn
     }
 
     /// Starts a container this process has just created (`hako run`): the
@@ -29,7 +31,9 @@ extension Engine {
         let lock = try FileLock.acquire(paths.container(config.id).lock)
         defer { lock.release() }
         if monitorAlive(config.id) { throw HakoError(.failed, "container \(config.name) is already running") }
-        return try launch(config, attach: attach, terminal: terminal)
+        let conn = try launch(config, attach: attach, terminal: terminal)
+        recordEvent("start", config)
+        return conn
     }
 
     /// Creates the cgroups and hands the container to a new monitor. Caller holds the container lock.

@@ -14,6 +14,21 @@ public struct SeccompHost: Sendable, Equatable {
 
     public static func == (a: SeccompHost, b: SeccompHost) -> Bool { a.arch == b.arch && a.kernel == b.kernel }
 
+    /// libseccomp's name of the architecture.
+    public var libseccompArch: String {
+        switch arch {
+        case "amd64": return "x86_64"
+        case "arm64": return "aarch64"
+        case "386": return "x86"
+        default: return arch
+        }
+    }
+
+    public init(arch: String, kernel: (major: Int, minor: Int)) {
+        self.arch = arch
+        self.kernel = kernel
+    }
+
     public static let current: SeccompHost = {
         var u = utsname()
         uname(&u)
@@ -79,7 +94,15 @@ public struct SeccompCompiler: Sendable {
         // container walks ~log2(n) comparisons, not hundreds (libseccomp >= 2.5).
         _ = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2)
 
-        let native = seccomp_arch_native()
+        // The filter's own architecture is the host's (the target's, when
+        // compiling for another machine: a Raspberry Pi's aarch64 or arm).
+        let native = try arch(host.libseccompArch)
+        let builder = seccomp_arch_native()
+        if native != builder {
+            let r = seccomp_arch_add(ctx, native)
+            if r != 0 && r != -EEXIST { throw HakoError(.failed, "seccomp: cannot add architecture \(host.arch)", cause: SystemError("seccomp_arch_add", errno: -r)) }
+            _ = seccomp_arch_remove(ctx, builder)
+        }
         var extra: [UInt32] = []
         if let map = profile.archMap {
             for m in map where try arch(m.architecture) == native { extra += try (m.subArchitectures ?? []).map(arch) }

@@ -674,6 +674,9 @@ int main(int argc, char **argv) {
     (void)argc; (void)argv;
     // M lives in .bss, already zero; touching it all would cost resident pages.
     M.status_fd = 4;
+    // An attach stream comes as fd 5. Asked before this process opens or
+    // closes anything: later, 5 may be one of its own (the run dir's fd).
+    int attach_fd = fcntl(5, F_GETFD) >= 0 ? 5 : -1;
     M.listen_fd = M.sig_fd = M.run_dir_fd = -1;
     for (int i = 0; i < MAX_CLIENTS; i++) M.clients[i].fd = -1;
     M.proc.stdin_fd = M.proc.stdout_fd = M.proc.stderr_fd = M.proc.pidfd = -1;
@@ -717,7 +720,7 @@ int main(int argc, char **argv) {
         report("ERR 0 %d attach socket\n", e);
         return 1;
     }
-    if (fcntl(5, F_GETFD) >= 0) { fcntl(5, F_SETFD, FD_CLOEXEC); client_add(5, 1); }
+    if (attach_fd >= 0) { fcntl(attach_fd, F_SETFD, FD_CLOEXEC); client_add(attach_fd, 1); }
     if (log_open(&M.log, M.spec.log_path, M.spec.log_max_size, M.spec.log_max_files) < 0) {
         int e = errno;
         release_run_dir();

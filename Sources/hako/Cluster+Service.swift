@@ -131,7 +131,7 @@ struct ServiceCreate: ParsableCommand {
 
     func run() throws {
         try clusterCommand {
-            try refuseUnknownFlag(imageAndCommand)
+            try refuseUnknownFlag(imageAndCommand, of: ServiceCreate.self)
             guard let image = imageAndCommand.first else { throw ValidationError("\"service create\" requires an image") }
             var spec = ServiceSpec(name: name ?? Names.generate().replacingOccurrences("_", "-"), image: image)
             let command = Array(imageAndCommand.dropFirst())

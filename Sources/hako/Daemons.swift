@@ -44,6 +44,7 @@ struct AgentCommand: ParsableCommand {
         abstract: "Run a node's agent: joins the cluster once, then runs its tasks through the local engine (stops on SIGTERM; containers keep running).")
     @Option(name: .long, help: "The agent's configuration file (see config/agent.toml).") var config: String?
     @Option(name: .long, parsing: .upToNextOption, help: "Join first: TOKEN COORDINATOR_ADDRESS.") var join: [String] = []
+    @Flag(name: .customLong("join-only"), help: "Join (with --join) and exit; the service then runs the agent.") var joinOnly = false
 
     func run() throws {
         try clusterCommand {
@@ -56,6 +57,12 @@ struct AgentCommand: ParsableCommand {
                 let capacity = Resources(cpuMillis: c.cpuMillis > 0 ? c.cpuMillis : probe.cpuMillis, memory: c.memory > 0 ? c.memory : probe.memory)
                 let id = try Agent.join(token: join[0], coordinator: join[1], config: c, capacity: capacity, log: log)
                 if c.coordinator == nil { c.coordinator = id.coordinator }
+                if joinOnly {
+                    print("joined cluster \(id.clusterID.prefix(12)) as node \(id.nodeID.prefix(12)) (subnet \(id.subnet)); start the agent: systemctl enable --now hako-agent")
+                    return
+                }
+            } else if joinOnly {
+                throw ValidationError("--join-only needs --join TOKEN COORDINATOR_ADDRESS")
             }
             Daemon.blockStopSignals()
             let engine = try Engine(paths: EnginePaths(root: c.root, runRoot: c.runRoot), cgroupParent: c.cgroupParent)

@@ -49,7 +49,7 @@ struct Hako: ParsableCommand {
             NetworkCommand.self, VolumeCommand.self, Port.self,
             Pull.self, Push.self, Login.self, Logout.self, Rmi.self, Tag.self, History.self, ImageGroup.self,
             Save.self, Load.self, Export.self, Commit.self,
-            Cluster.self, CoordinatorCommand.self, AgentCommand.self,
+            Events.self, Cluster.self, CoordinatorCommand.self, AgentCommand.self,
         ])
 }
 
@@ -68,7 +68,11 @@ struct GlobalOptions: ParsableArguments {
 }
 
 /// Passthrough arguments start at the first positional; an option before it is one we do not know.
-func refuseUnknownFlag(_ args: [String]) throws {
+/// `--help` there (nothing consumed it: the command's arguments are passed through) is a help request.
+func refuseUnknownFlag(_ args: [String], of command: any ParsableCommand.Type = Hako.self) throws {
+    if args.first == "--help" {
+        throw CleanExit.helpRequest(command)
+    }
     if let first = args.first, first.hasPrefix("-") {
         throw ValidationError("unknown flag: \(first)")
     }

@@ -80,7 +80,7 @@ struct Run: ParsableCommand {
     @Argument(parsing: .captureForPassthrough, help: "IMAGE [COMMAND] [ARG...]") var imageAndCommand: [String] = []
 
     func run() throws {
-        try refuseUnknownFlag(imageAndCommand)
+        try refuseUnknownFlag(imageAndCommand, of: Run.self)
         guard let image = imageAndCommand.first else { throw ValidationError("\"run\" requires an image") }
         let engine = try global.engine()
         var o = try options.runOptions(image: image, command: Array(imageAndCommand.dropFirst()))
@@ -115,7 +115,7 @@ struct Create: ParsableCommand {
     @Argument(parsing: .captureForPassthrough, help: "IMAGE [COMMAND] [ARG...]") var imageAndCommand: [String] = []
 
     func run() throws {
-        try refuseUnknownFlag(imageAndCommand)
+        try refuseUnknownFlag(imageAndCommand, of: Create.self)
         guard let image = imageAndCommand.first else { throw ValidationError("\"create\" requires an image") }
         let engine = try global.engine()
         var o = try options.runOptions(image: image, command: Array(imageAndCommand.dropFirst()))

@@ -53,6 +53,7 @@ public final class Agent: @unchecked Sendable {
     /// The last peer map: applied again once the node's bridge exists (its MTU).
     var lastOverlay: OverlayMessage?
     var bridgeTuned = false
+    var metricsServer: MetricsServer?
 
     public init(config: AgentConfig, runtime: any TaskRuntime, overlay: (any NodeOverlay)? = nil, probe: any NodeProbe = ProcNodeProbe(),
                 log: ClusterLog) throws {
@@ -74,6 +75,7 @@ public final class Agent: @unchecked Sendable {
                              memory: config.memory > 0 ? config.memory : detected.memory)
         loop = try PollLoop()
         workers = WorkerPool(threads: config.workers)
+        try startMetrics()
     }
 
     var endpoint: String { config.coordinator ?? identity.coordinator }

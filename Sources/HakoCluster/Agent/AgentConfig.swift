@@ -28,6 +28,8 @@ public struct AgentConfig: Sendable {
     public var renewAt = 0.5
     public var logLevel = ClusterLog.Level.info
     public var limits = ConnectionLimits()
+    /// Prometheus metrics over plain HTTP; nil: none.
+    public var metricsListen: Endpoint?
 
     public init() {}
 
@@ -66,6 +68,7 @@ public struct AgentConfig: Sendable {
         c.observeInterval = try r.duration("observe_interval", default: c.observeInterval, range: 0.05...60)
         c.renewAt = try r.number("renew_at", default: c.renewAt, range: 0.1...0.9)
         c.limits.maxLine = try r.integer("max_line_bytes", default: c.limits.maxLine, range: 4096...(64 << 20))
+        c.metricsListen = try r.metricsEndpoint()
         let level = try r.string("log_level", default: "info")
         guard let l = ClusterLog.Level(name: level) else { throw .config(key: "log_level", reason: "\"\(level)\": debug, info, warning or error") }
         c.logLevel = l

@@ -24,6 +24,7 @@ public final class Coordinator: @unchecked Sendable {
     static let anonymousTimeout = 30.0
     /// The port actually bound (":0" picks one).
     public let port: UInt16
+    var metricsServer: MetricsServer?
 
     public init(config: CoordinatorConfig, log: ClusterLog, clock: any ClusterClock = SystemClusterClock(),
                 random: any RandomNumberGenerator & Sendable = KernelRandom()) throws {
@@ -51,6 +52,7 @@ public final class Coordinator: @unchecked Sendable {
         listener = try Sockets.listen(config.listen)
         port = Sockets.localPort(listener)
         loop = try PollLoop()
+        try startMetrics()
     }
 
     /// Serves until `stop()`.

@@ -22,6 +22,8 @@ public struct CoordinatorConfig: Sendable {
     public var limits = ConnectionLimits()
     public var logLevel = ClusterLog.Level.info
     public var weights = SchedulerWeights()
+    /// Prometheus metrics over plain HTTP; nil: none.
+    public var metricsListen: Endpoint?
 
     public static let defaultPort: UInt16 = 4270
 
@@ -64,6 +66,7 @@ public struct CoordinatorConfig: Sendable {
         let level = try r.string("log_level", default: "info")
         guard let l = ClusterLog.Level(name: level) else { throw .config(key: "log_level", reason: "\"\(level)\": debug, info, warning or error") }
         c.logLevel = l
+        c.metricsListen = try r.metricsEndpoint()
         c.weights.spread = try r.number("scheduler.spread_weight", default: c.weights.spread, range: 0...1000)
         c.weights.cpu = try r.number("scheduler.cpu_weight", default: c.weights.cpu, range: 0...1000)
         c.weights.memory = try r.number("scheduler.memory_weight", default: c.weights.memory, range: 0...1000)

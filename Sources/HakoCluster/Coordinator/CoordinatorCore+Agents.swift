@@ -118,6 +118,7 @@ extension CoordinatorCore {
         guard let was = dispatcher.beat(node, session: hb.sessionID, load: hb.load, tasks: hb.tasks, now: clock.monotonic()) else {
             throw WireError(.conflict, "not the current session: say hello again")
         }
+        metrics.heartbeats += 1
         if was != .ready {
             let name = state.nodes[node]?.name ?? node
             log.info("node \(name) \(was.rawValue) → ready")

@@ -33,6 +33,7 @@ extension CoordinatorCore {
         for p in placements {
             guard var t = state.tasks[p.taskID] else { continue }
             if let node = p.nodeID {
+                countPlacement(t, at: wall)
                 t.nodeID = node
                 t.state = .assigned
                 t.message = ""

@@ -58,6 +58,7 @@ public final class CoordinatorCore {
     var overlayMesh: [MeshPort] = []
     var overlayNames: [String: [String]] = [:]
     var overlaySent: [String: Int] = [:]
+    public internal(set) var metrics = CoordinatorMetrics()
 
     struct PendingLogs {
         var admin: Int

@@ -4,7 +4,8 @@ import Glibc
 import HakoSystem
 
 /// The daemons' log: one line per event on standard error,
-/// `<RFC 3339 time> <level> <component>: <message>`.
+/// `<RFC 3339 time> <level> <component>: <message>`, or under systemd
+/// `<priority>component: message` for the journal (ClusterLog+Journal.swift).
 public struct ClusterLog: Sendable {
     public enum Level: Int, Sendable, Comparable {
         case debug = 0, info, warning, error
@@ -25,6 +26,7 @@ public struct ClusterLog: Sendable {
     public var level: Level
     /// Where lines go; standard error unless a test captures them.
     public var sink: @Sendable (String) -> Void
+    public var format = Format.detect()
 
     public init(component: String, level: Level = .info, sink: @escaping @Sendable (String) -> Void = { writeStderr($0) }) {
         self.component = component
@@ -36,7 +38,7 @@ public struct ClusterLog: Sendable {
 
     public func log(_ l: Level, _ message: @autoclosure () -> String) {
         guard l >= level else { return }
-        sink("\(Timestamp.now().rfc3339) \(l.name) \(component): \(message())\n")
+        sink(format.line(l, component: component, message: message(), now: Timestamp.now().rfc3339))
     }
 
     public func debug(_ m: @autoclosure () -> String) { log(.debug, m()) }

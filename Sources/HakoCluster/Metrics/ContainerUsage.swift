@@ -1,0 +1,80 @@
+import HakoEngine
+
+/// One running container's usage, for the agent's metrics.
+public struct ContainerUsage: Sendable, Equatable {
+    public var containerID: String
+    public var name: String
+    /// The cluster task it runs; "" for a container started by hand.
+    public var taskID: String
+    public var cpuSeconds: Double?
+    public var memoryBytes: Double?
+    public init(containerID: String, name: String, taskID: String, cpuSeconds: Double?, memoryBytes: Double?) {
+        self.containerID = containerID
+        self.name = name
+        self.taskID = taskID
+        self.cpuSeconds = cpuSeconds
+        self.memoryBytes = memoryBytes
+    }
+}
+
+/// A runtime that can tell what its running containers use (the engine can; fakes need not).
+public protocol ContainerUsageSource: Sendable {
+    func usage() throws -> [ContainerUsage]
+}
+
+extension EngineTaskRuntime: ContainerUsageSource {
+    /// The cgroup counters of every running container on the node.
+    public func usage() throws -> [ContainerUsage] {
+        try engine.statsSample([]).map { s in
+            ContainerUsage(containerID: s.container.id, name: s.container.name,
+                           taskID: s.container.config.labels[TaskLabels.task] ?? "",
+                           cpuSeconds: s.cgroup.cpuNanos.map { Double($0) / 1e9 },
+                           memoryBytes: s.cgroup.memoryUsage.map(Double.init))
+        }
+    }
+}
+
+/// What the agent's metrics are built from: its view, taken on the loop thread, and the usage, read on a worker.
+public struct AgentMetricsSnapshot: Sendable {
+    public var observed: [ObservedTask]
+    public var runningContainers: Int
+    public var assigned: Int
+    public var connected: Bool
+    public var usage: [ContainerUsage]
+
+    public init(observed: [ObservedTask], runningContainers: Int, assigned: Int, connected: Bool, usage: [ContainerUsage]) {
+        self.observed = observed
+        self.runningContainers = runningContainers
+        self.assigned = assigned
+        self.connected = connected
+        self.usage = usage
+    }
+
+    public func families() -> [MetricFamily] {
+        var byStatus: [ObservedTask.Status: Int] = [:]
+        for t in observed { byStatus[t.status, default: 0] += 1 }
+        let statuses: [ObservedTask.Status] = [.created, .running, .restarting, .exited, .dead]
+        let names = Dictionary(usage.map { ($0.containerID, $0.name) }, uniquingKeysWith: { a, _ in a })
+        func labels(_ id: String, _ name: String, _ task: String) -> [(String, String)] {
+            [("container", String(id.prefix(12))), ("name", name), ("task", task)]
+        }
+        return [
+            MetricFamily("hako_agent_connected", .gauge, help: "1 while the agent holds a session with the coordinator.",
+                         samples: [.init(value: connected ? 1 : 0)]),
+            MetricFamily("hako_agent_tasks_assigned", .gauge, help: "Tasks the coordinator assigned to this node.",
+                         samples: [.init(value: Double(assigned))]),
+            .byLabel("hako_agent_task_containers", .gauge, help: "Containers of cluster tasks on this node, by status.", label: "state",
+                     statuses.map { ($0.rawValue, Double(byStatus[$0] ?? 0)) }),
+            MetricFamily("hako_agent_containers_running", .gauge, help: "Containers running on this node (cluster tasks and others).",
+                         samples: [.init(value: Double(runningContainers))]),
+            MetricFamily("hako_agent_container_restarts_total", .counter, help: "Restarts of each cluster task's container by its restart policy.",
+                         samples: observed.sorted { $0.containerID < $1.containerID }.map {
+                             .init(labels: labels($0.containerID, names[$0.containerID] ?? "", $0.taskID), value: Double($0.restartCount))
+                         }),
+            MetricFamily("hako_agent_container_cpu_seconds_total", .counter, help: "CPU time used by each running container.",
+                         samples: usage.compactMap { u in u.cpuSeconds.map { .init(labels: labels(u.containerID, u.name, u.taskID), value: $0) } }),
+            MetricFamily("hako_agent_container_memory_bytes", .gauge, help: "Memory in use by each running container (without inactive page cache).",
+                         samples: usage.compactMap { u in u.memoryBytes.map { .init(labels: labels(u.containerID, u.name, u.taskID), value: $0) } }),
+        ]
+    }
+}

@@ -1,0 +1,157 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import HakoSystem
+import Testing
+
+enum Repo {
+    static let root: String = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+}
+
+/// Deployment: the install script into a throwaway DESTDIR and back out, the
+/// systemd units, shell completions, the generated CLI reference.
+@Suite struct DeployTests {
+    final class Dest {
+        let path: String
+        init() {
+            var template = Array("/tmp/hako-destdir-XXXXXX".utf8CString)
+            let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
+            path = made.map { String(cString: $0) } ?? "/tmp/hako-destdir-\(getpid())"
+        }
+        deinit { try? FileManager.default.removeItem(atPath: path) }
+
+        func run(_ script: String, _ args: [String] = [], env: [String: String] = [:]) -> Output {
+            Subprocess.run([Repo.root + "/deploy/" + script] + args,
+                           env: ["DESTDIR": path, "BUILD_DIR": Binaries.dir, "PREFIX": "/usr/local"].merging(env) { $1 }, timeout: 120)
+        }
+
+        /// Every path under the root, relative, sorted.
+        func tree() -> [String] {
+            (FileManager.default.enumerator(atPath: path)?.allObjects as? [String] ?? []).sorted()
+        }
+
+        func text(_ p: String) -> String { (try? String(contentsOfFile: path + p, encoding: .utf8)) ?? "" }
+        func exists(_ p: String) -> Bool { FileManager.default.fileExists(atPath: path + p) }
+    }
+
+    @Test func installIntoADestdirAndUninstallLeavesItEmpty() throws {
+        let d = Dest()
+        let r = d.run("install.sh", ["--no-build"])
+        try #require(r.status == 0, "\(r.stderr)")
+        for b in ["hako", "hako-monitor", "hako-runtime"] {
+            #expect(access(d.path + "/usr/local/bin/" + b, X_OK) == 0, "\(b)")
+        }
+        #expect(d.text("/etc/hako/agent.toml") == (try String(contentsOfFile: Repo.root + "/config/agent.toml", encoding: .utf8)))
+        #expect(d.exists("/etc/hako/coordinator.toml") && d.exists("/var/lib/hako") && d.exists("/run/hako"))
+        let unit = d.text("/usr/local/lib/systemd/system/hako-agent.service")
+        #expect(unit.contains("ExecStart=/usr/local/bin/hako agent --config /etc/hako/agent.toml"))
+        #expect(unit.contains("KillMode=process") && unit.contains("Delegate=yes"))
+        #expect(!unit.contains("@"), "every placeholder filled in")
+        #expect(d.text("/usr/local/share/bash-completion/completions/hako").contains("coordinator"))
+        #expect(d.text("/usr/local/share/zsh/site-functions/_hako").hasPrefix("#compdef hako"))
+        #expect(d.text("/usr/local/share/fish/vendor_completions.d/hako.fish").contains("complete -c 'hako'"))
+        #expect(d.exists("/usr/local/share/doc/hako/getting-started.md"))
+        let manifest = d.text("/usr/local/share/hako/install-manifest")
+        #expect(manifest.contains("config ") && manifest.contains("data /var/lib/hako") && manifest.contains("dir /usr/local/share/hako"))
+        let first = d.tree()
+
+        // Again (an upgrade): the same files, and a config the admin edited is kept.
+        try "log_level = \"debug\"\n".write(toFile: d.path + "/etc/hako/agent.toml", atomically: false, encoding: .utf8)
+        let again = d.run("install.sh", ["--no-build"])
+        #expect(again.status == 0, "\(again.stderr)")
+        #expect(again.stdout.contains("kept /etc/hako/agent.toml"))
+        #expect(d.text("/etc/hako/agent.toml") == "log_level = \"debug\"\n")
+        #expect(d.tree() == first)
+        func lines(_ s: String) -> [Substring] { s.split(separator: "\n").sorted() }
+        #expect(lines(d.text("/usr/local/share/hako/install-manifest")) == lines(manifest), "the manifest still owns every file and directory")
+
+        // Uninstall keeps the edited config and data, removes everything else.
+        try "x".write(toFile: d.path + "/var/lib/hako/engine.json", atomically: false, encoding: .utf8)
+        let u = d.run("uninstall.sh")
+        #expect(u.status == 0, "\(u.stderr)")
+        #expect(u.stdout.contains("kept /etc/hako/agent.toml (edited"))
+        #expect(d.tree() == ["etc", "etc/hako", "etc/hako/agent.toml", "var", "var/lib", "var/lib/hako", "var/lib/hako/engine.json"], "\(d.tree())")
+
+        // From scratch again, with an edited config and data: --purge leaves nothing at all.
+        for top in ["etc", "var"] { try FileManager.default.removeItem(atPath: d.path + "/" + top) }
+        #expect(d.run("install.sh", ["--no-build"]).status == 0)
+        try "log_level = \"debug\"\n".write(toFile: d.path + "/etc/hako/agent.toml", atomically: false, encoding: .utf8)
+        try FileManager.default.createDirectory(atPath: d.path + "/var/lib/hako/containers/x", withIntermediateDirectories: true)
+        let p = d.run("uninstall.sh", ["--purge"])
+        #expect(p.status == 0, "\(p.stderr)")
+        #expect(d.tree() == [], "\(d.tree())")
+    }
+
+    @Test func aCleanInstallAndUninstallLeaveNothing() throws {
+        let d = Dest()
+        #expect(d.run("install.sh", ["--no-build"], env: ["PREFIX": "/opt/hako", "SYSCONFDIR": "/opt/hako/etc"]).status == 0)
+        #expect(d.exists("/opt/hako/bin/hako") && d.exists("/opt/hako/etc/agent.toml"))
+        #expect(d.text("/opt/hako/lib/systemd/system/hako-coordinator.service").contains("ExecStart=/opt/hako/bin/hako coordinator --config /opt/hako/etc/coordinator.toml"))
+        let u = d.run("uninstall.sh", [], env: ["PREFIX": "/opt/hako"])
+        #expect(u.status == 0, "\(u.stderr)")
+        #expect(d.tree() == [], "\(d.tree())")
+        // Bad input: one clear line.
+        let bad = d.run("install.sh", ["--no-build"], env: ["PREFIX": "relative"])
+        #expect(bad.status == 2 && bad.stderr.contains("PREFIX must be an absolute path"))
+        #expect(d.run("uninstall.sh").stderr.contains("no install manifest"))
+        #expect(d.tree() == [])
+    }
+
+    /// `systemd-analyze verify` on the installed units (it checks keys, values and the ExecStart binary).
+    @Test func unitsVerify() throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-analyze") else {
+            print("skipped: systemd-analyze is not installed here")
+            return
+        }
+        let d = Dest()
+        try #require(d.run("install.sh", ["--no-build"]).status == 0)
+        // The installed units, pointed at the staged binaries (verify checks ExecStart exists).
+        let dir = d.path + "/verify"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        func verify(_ unit: String, _ text: String) throws -> Output {
+            try text.replacingOccurrences(of: "=/usr/local/bin/", with: "=\(d.path)/usr/local/bin/").write(toFile: dir + "/" + unit, atomically: false, encoding: .utf8)
+            return Subprocess.run(["/usr/bin/systemd-analyze", "verify", dir + "/" + unit], env: ["SYSTEMD_LOG_COLOR": "0"])
+        }
+        for u in ["hako-coordinator.service", "hako-agent.service"] {
+            let r = try verify(u, d.text("/usr/local/lib/systemd/system/\(u)"))
+            #expect(r.status == 0, "\(u): \(r.stderr)")
+            #expect(!r.stderr.contains(u), "\(u): \(r.stderr)")
+        }
+        // A unit with a mistake is caught (the check can fail).
+        let broken = try verify("hako-broken.service", d.text("/usr/local/lib/systemd/system/hako-agent.service")
+            .replacingOccurrences(of: "KillMode=process", with: "KillMode=bogus").replacingOccurrences(of: "ExecStart=", with: "ExecStart=/nonexistent/"))
+        #expect(broken.stderr.contains("kill mode") && broken.status != 0, "\(broken.stderr)")
+    }
+
+    @Test func completionsGenerateForThreeShells() throws {
+        let bash = Subprocess.run([Binaries.hako, "--generate-completion-script", "bash"])
+        #expect(bash.status == 0 && bash.stdout.contains("-F _hako hako") && bash.stdout.contains("coordinator"))
+        let dir = NSTemporaryDirectory() + "hako-completion-\(getpid()).bash"
+        try bash.stdout.write(toFile: dir, atomically: false, encoding: .utf8)
+        defer { unlink(dir) }
+        #expect(Subprocess.run(["/bin/bash", "-n", dir]).status == 0, "the bash script parses")
+        // Loaded in bash, it completes subcommands.
+        let probe = Subprocess.run(["/bin/bash", "-c", "source \(dir); COMP_WORDS=(hako clu); COMP_CWORD=1; COMP_LINE='hako clu'; COMP_POINT=8; _hako hako clu hako; echo \"${COMPREPLY[@]}\""])
+        #expect(probe.stdout.contains("cluster"), "\(probe.stdout) \(probe.stderr)")
+        let zsh = Subprocess.run([Binaries.hako, "--generate-completion-script", "zsh"])
+        #expect(zsh.status == 0 && zsh.stdout.hasPrefix("#compdef hako") && zsh.stdout.contains("agent"))
+        let fish = Subprocess.run([Binaries.hako, "--generate-completion-script", "fish"])
+        #expect(fish.status == 0 && fish.stdout.contains("complete -c 'hako'") && fish.stdout.contains("doctor"))
+    }
+
+    /// docs/cli.md is what tools/gen-cli-docs.sh makes of the binary (`make docs` regenerates it).
+    @Test func cliReferenceIsCurrent() throws {
+        let r = Subprocess.run([Repo.root + "/tools/gen-cli-docs.sh", Binaries.hako], timeout: 120)
+        try #require(r.status == 0, "\(r.stderr)")
+        let committed = try String(contentsOfFile: Repo.root + "/docs/cli.md", encoding: .utf8)
+        #expect(r.stdout == committed, "docs/cli.md is stale: run make docs")
+        #expect(committed.contains("## hako cluster service create") && committed.contains("## hako agent"))
+        // --help works on every command, those passing their arguments through included.
+        for cmd in [["run"], ["create"], ["cluster", "service", "create"]] {
+            let help = Subprocess.run([Binaries.hako] + cmd + ["--help"])
+            #expect(help.status == 0 && help.stdout == Subprocess.run([Binaries.hako, "help"] + cmd).stdout, "\(cmd): \(help.stderr)")
+        }
+        #expect(Subprocess.run([Binaries.hako, "run", "--bogus"]).stderr.contains("unknown flag: --bogus"))
+    }
+}

@@ -15,7 +15,7 @@ import Testing
         #expect(coordinator.values.count == 21, "\(coordinator.values.keys.sorted())")
         #expect(try CoordinatorConfig.parse(coordinator).metricsListen == nil)
         let agent = try ConfigFile.load(Self.dir + "/agent.toml")
-        #expect(agent.values.count == 14, "\(agent.values.keys.sorted())")
+        #expect(agent.values.count == 15, "\(agent.values.keys.sorted())")
         #expect(try AgentConfig.parse(agent).metricsListen == nil)
     }
 

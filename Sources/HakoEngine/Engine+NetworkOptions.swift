@@ -2,7 +2,7 @@ import HakoNetwork
 import HakoSystem
 
 extension Engine {
-    /// Refuses an MTU outside 68…65535 and an empty exception list entry.
+    /// Refuses an MTU outside 68…65535 and an exception of every destination (0.0.0.0/0).
     static func checkNetworkOptions(mtu: UInt32?, masqueradeExcept: [IPv4Network]) throws {
         if let m = mtu, !NetworkDefinition.mtuRange.contains(m) {
             throw HakoError(.failed, "invalid MTU \(m): it must be between \(NetworkDefinition.mtuRange.lowerBound) and \(NetworkDefinition.mtuRange.upperBound)")

@@ -35,7 +35,7 @@ public struct NetworkDefinition: Codable, Sendable, Equatable {
 
     /// Docker's option key for the MTU.
     public static let mtuOption = "com.docker.network.driver.mtu"
-    /// The smallest MTU of an IPv4 link.
+    /// The MTUs a network takes (68: IPv4's minimum link MTU).
     public static let mtuRange: ClosedRange<UInt32> = 68...65535
 
     /// The predefined networks: "bridge" (the default, NAT), "host", "none".

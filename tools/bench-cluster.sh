@@ -17,6 +17,12 @@
 #   5. failover: 3 real agents in network namespaces on an underlay bridge;
 #      kill -9 of an agent plus its link down -> its replica running on
 #      another node; TRIALS trials (goal p99 <= 5 s with the default 3 s grace)
+#   6. overlay convergence on the same real cluster, coordinator push included:
+#      in each failover trial, kill -9 -> the dead node's route (proto 104) gone
+#      from every other node (the death is declared 3 s after the last
+#      heartbeat, which came up to 1 s before the kill), and the agent
+#      restarted -> its route back on every other node (goal: <= 1 s past the
+#      change the coordinator sees)
 # Everything lives in namespaces, temp dirs and cgroup parents it creates, and
 # is removed at the end. Addresses: loopback, and 10.214.0.0/24 inside its own
 # namespaces.
@@ -238,18 +244,29 @@ for t in $(seq "$TRIALS"); do
   done
   [ $k = 0 ] && { echo "trial $t: no replica found" >&2; continue; }
   others=$(for i in 1 2 3; do [ $i -ne $k ] && echo $i; done)
+  # The node's subnet, from its VXLAN device's address (subnet.0/32).
+  sub=$(ip -n "$TAG-n$k" -4 -o addr show dev hako.vx4096 2>/dev/null | awk '{print $4}' | sed 's|\.0/32$|.0/24|')
   t0=$(date +%s.%N)
   { kill -9 "${APIDS[$k]}"; wait "${APIDS[$k]}"; } 2>/dev/null; ip -n "$TAG-n$k" link set eth0 down
+  gone=""
   while :; do
+    if [ -z "$gone" ] && [ -n "$sub" ]; then
+      left=0; for i in $others; do ip -n "$TAG-n$i" route show proto 104 | grep -q "^$sub " && left=1; done
+      [ $left = 0 ] && { gone=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.3f", b - a }'); echo "$gone" >> "$W/overlay-dead.txt"; }
+    fi
     n=0; for i in $others; do n=$((n + $(running_on $i))); done
-    [ "$n" -ge 3 ] && break
+    [ "$n" -ge 3 ] && { [ -n "$gone" ] || [ -z "$sub" ]; } && break
     [ "$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { print (b - a > 60) }')" = 1 ] && { echo "trial $t: no failover in 60 s" >&2; break; }
     sleep 0.05
   done
   dt=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.3f", b - a }')
   echo "$dt" >> "$W/failover.txt"
-  echo "   trial $t (node$k): $dt s"
-  ip -n "$TAG-n$k" link set eth0 up; start_agent $k
+  echo "   trial $t (node$k): $dt s; overlay entries gone in ${gone:--} s"
+  ip -n "$TAG-n$k" link set eth0 up
+  tj=$(date +%s.%N); start_agent $k
+  if [ -n "$sub" ] && wait_for 30 bash -c "for i in $(echo $others); do ip -n $TAG-n\$i route show proto 104 | grep -q '^$sub ' || exit 1; done"; then
+    awk -v a="$tj" -v b="$(date +%s.%N)" 'BEGIN { printf "%.3f\n", b - a }' >> "$W/overlay-join.txt"
+  fi
   wait_for 30 bash -c "[ \$(HAKO_ROOT=$W/n$k/root HAKO_RUN_ROOT=$W/n$k/run nsenter --net=/run/netns/$TAG-n$k -- $BIN/hako ps --format json | grep -c '\"Names\":\"fo\.') -eq 0 ]" \
     || echo "   (node$k still runs its old replica)" >&2
   wait_for 30 bash -c "[ \$(nsenter --net=/run/netns/$UL -- $BIN/hako cluster node ls --format json | grep -c '\"ready\"') -eq 3 ]"
@@ -263,6 +280,9 @@ p99=$(echo "$sorted" | awk '{a[NR]=$1} END { i=int(NR*0.99+0.999); if (i<1) i=1;
 max=$(echo "$sorted" | tail -1)
 wait_for 30 bash -c "[ \$(for i in 1 2 3; do HAKO_ROOT=$W/n\$i/root HAKO_RUN_ROOT=$W/n\$i/run nsenter --net=/run/netns/$TAG-n\$i -- $BIN/hako ps --format json | grep -c '\"Names\":\"fo\.'; done | awk '{s+=\$1} END {print s}') -eq 3 ]" || true
 dup=0; for i in 1 2 3; do dup=$((dup + $(running_on $i))); done
+pct() { [ -s "$1" ] && sort -n "$1" | awk -v q="$2" '{a[NR]=$1} END { i=int(NR*q+0.999); if (i<1) i=1; if (i>NR) i=NR; print a[i] }' || echo -; }
+dead_p50=$(pct "$W/overlay-dead.txt" 0.5); dead_max=$(pct "$W/overlay-dead.txt" 1)
+join_p50=$(pct "$W/overlay-join.txt" 0.5); join_max=$(pct "$W/overlay-join.txt" 1)
 
 echo
 printf '| cluster figure | hako | goal | floor / peer (same run unless marked) | ratio |\n|---|---|---|---|---|\n'
@@ -279,4 +299,7 @@ printf '| failover, kill -9 + link down -> replacement running (%s trials) | p50
   "$TRIALS" "$p50" "$p99" "$max" "$(ratio "$p99" 20)"
 printf '| registry service: create -> 3 replicas pulled and running on their nodes'"'"' networks | %s s | | the same with the image already on the nodes: %s s (floor) | %sx |\n' \
   "$pull_s" "$local_s" "$(ratio "$pull_s" "$local_s")"
+printf '| overlay: kill -9 -> the dead node'"'"'s entries gone on every other node (%s trials, push included) | p50 %s s, max %s s | <= 1 s past the death | the death itself: 3 s grace after the last heartbeat (1 s period), as failover above | %s s before the replacement runs (p50s) |\n' \
+  "$(wc -l < "$W/overlay-dead.txt" 2>/dev/null || echo 0)" "$dead_p50" "$dead_max" "$(awk -v a="$dead_p50" -v b="$p50" 'BEGIN { if (a == "-") print "-"; else printf "%.2f", b - a }')"
+printf '| overlay: agent restarted -> its entries back on every other node (process start, TLS session, push) | p50 %s s, max %s s | <= 1 s | | |\n' "$join_p50" "$join_max"
 printf '| replicas of fo running after the last trial (3 expected, no duplicates) | %s | 3 | | |\n' "$dup"

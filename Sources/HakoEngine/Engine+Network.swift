@@ -122,7 +122,7 @@ extension Engine {
         let ns = try FileDescriptor.open(record.netns, O_RDONLY)
         for (i, a) in attachments.enumerated() {
             try ensureBridge(defs[i], driver)
-            try driver.attach(a, namespace: ns, defaultRoute: i == 0)
+            try driver.attach(a, namespace: ns, defaultRoute: i == 0, mtu: defs[i].mtu)
         }
         try syncFirewall()
         try refreshNameFiles(changed: Set(attachments.map(\.networkID)), also: config)
@@ -251,7 +251,7 @@ extension Engine {
         var bridges: [BridgeRules] = []
         for d in (try? networkStore.list()) ?? [] where d.driver == .bridge && FS.exists(bridgeMarker(d)) {
             guard let s = d.subnet else { continue }
-            bridges.append(BridgeRules(bridge: d.bridge, subnet: s, outbound: !d.internal))
+            bridges.append(BridgeRules(bridge: d.bridge, subnet: s, outbound: !d.internal, masqueradeExcept: d.masqueradeExcept ?? []))
         }
         var forwards: [PortForward] = []
         for e in endpoints {

@@ -20,6 +20,8 @@ public struct NetworkInspect: Codable, Sendable {
     public var IPAM: [IPAMConfig]
     public var Containers: [String: Member]
     public var Labels: [String: String]
+    /// Driver options as Docker shows them (`com.docker.network.driver.mtu`).
+    public var Options: [String: String]
 }
 
 extension Engine {
@@ -27,7 +29,9 @@ extension Engine {
     /// is made when the first container joins; its device is named after the
     /// network's id unless `bridge` names it (the cluster agent's `hakoc0`).
     public func createNetwork(name: String, subnet: String?, gateway: String?, internal: Bool = false,
-                              labels: [String: String] = [:], bridge: String? = nil) throws -> NetworkDefinition {
+                              labels: [String: String] = [:], bridge: String? = nil,
+                              mtu: UInt32? = nil, masqueradeExcept: [IPv4Network] = []) throws -> NetworkDefinition {
+        try Engine.checkNetworkOptions(mtu: mtu, masqueradeExcept: masqueradeExcept)
         guard Names.isValid(name), name.count <= 64 else { throw HakoError(.failed, "invalid network name \"\(name)\": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed") }
         if let b = bridge {
             guard (1...15).contains(b.utf8.count), b.utf8.allSatisfy({ ($0 >= 0x61 && $0 <= 0x7a) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2d || $0 == 0x2e }),
@@ -76,7 +80,8 @@ extension Engine {
         guard let subnet = net else { throw HakoError(.failed, "no subnet") }
         let id = hexString(randomBytes(32))
         let d = NetworkDefinition(id: id, name: name, driver: .bridge, subnet: subnet, gateway: gw ?? subnet.defaultGateway,
-                                  bridge: bridge ?? LinkNames.bridge(networkID: id), created: Timestamp.now().rfc3339, labels: labels, internal: `internal`)
+                                  bridge: bridge ?? LinkNames.bridge(networkID: id), created: Timestamp.now().rfc3339, labels: labels, internal: `internal`,
+                                  mtu: mtu, masqueradeExcept: masqueradeExcept.isEmpty ? nil : masqueradeExcept)
         try networkStore.save(d)
         return d
     }
@@ -140,7 +145,8 @@ extension Engine {
         return NetworkInspect(Name: d.name, Id: d.id, Created: d.created, Driver: d.driver.rawValue, Internal: d.internal,
                               Bridge: d.bridge,
                               IPAM: d.subnet.map { [.init(Subnet: $0.description, Gateway: d.gateway?.description ?? "")] } ?? [],
-                              Containers: members, Labels: d.labels)
+                              Containers: members, Labels: d.labels,
+                              Options: d.mtu.map { [NetworkDefinition.mtuOption: String($0)] } ?? [:])
     }
 
     /// `hako network rm`: refused while a container uses the network.
@@ -209,7 +215,7 @@ extension Engine {
             do {
                 let driver = try bridgeDriver()
                 try ensureBridge(d, driver)
-                try driver.attach(a, namespace: try FileDescriptor.open(record.netns, O_RDONLY), defaultRoute: false)
+                try driver.attach(a, namespace: try FileDescriptor.open(record.netns, O_RDONLY), defaultRoute: false, mtu: d.mtu)
             } catch {
                 record.attachments.removeLast()
                 try? writeEndpoint(record)

@@ -60,7 +60,7 @@ public final class BridgeDriver: @unchecked Sendable {
             if !l.up { try host.set(d.bridge, LinkSettings(up: true)) }
         } else {
             do {
-                try host.create(d.bridge, .bridge, LinkSettings(up: true, mtu: mtu, mac: MACAddress(derivedFrom: gw)))
+                try host.create(d.bridge, .bridge, LinkSettings(up: true, mtu: d.mtu ?? mtu, mac: MACAddress(derivedFrom: gw)))
             } catch let e as NetlinkError where e.kind == .exists {}
         }
         try host.addAddress(d.bridge, gw, prefix: subnet.prefix)
@@ -71,11 +71,12 @@ public final class BridgeDriver: @unchecked Sendable {
     public func deleteBridge(_ name: String) throws { try host.delete(name) }
 
     /// A veth pair: the host end on the bridge, the other end created inside the
-    /// container's namespace under its final name, then configured there.
-    public func attach(_ a: Attachment, namespace ns: FileDescriptor, defaultRoute: Bool) throws {
+    /// container's namespace under its final name, then configured there. Both
+    /// ends take `mtu` (the network's), or the driver's default.
+    public func attach(_ a: Attachment, namespace ns: FileDescriptor, defaultRoute: Bool, mtu networkMTU: UInt32? = nil) throws {
         let bridge = try host.index(of: a.bridge)
         let kind = LinkKind.veth(peer: a.interface, peerNamespaceFD: ns.rawValue, peerMAC: a.mac)
-        let settings = LinkSettings(up: true, mtu: mtu, masterIndex: bridge)
+        let settings = LinkSettings(up: true, mtu: networkMTU ?? mtu, masterIndex: bridge)
         do {
             try host.create(a.hostVeth, kind, settings)
         } catch let e as NetlinkError where e.kind == .exists {

@@ -18,12 +18,25 @@ public struct NetworkDefinition: Codable, Sendable, Equatable {
     public var labels: [String: String]
     /// No masquerade to the outside.
     public var `internal`: Bool
+    /// The MTU of the bridge and of both ends of every container's veth pair
+    /// (Docker's `com.docker.network.driver.mtu`); nil: 1500.
+    public var mtu: UInt32?
+    /// Destinations that outbound traffic reaches with its own source address
+    /// (no masquerade): the cluster CIDR on the cluster agent's network.
+    public var masqueradeExcept: [IPv4Network]?
 
     public init(id: String, name: String, driver: Driver, subnet: IPv4Network?, gateway: IPv4Address?, bridge: String,
-                created: String, labels: [String: String] = [:], internal: Bool = false) {
+                created: String, labels: [String: String] = [:], internal: Bool = false,
+                mtu: UInt32? = nil, masqueradeExcept: [IPv4Network]? = nil) {
         self.id = id; self.name = name; self.driver = driver; self.subnet = subnet; self.gateway = gateway
         self.bridge = bridge; self.created = created; self.labels = labels; self.internal = `internal`
+        self.mtu = mtu; self.masqueradeExcept = masqueradeExcept
     }
+
+    /// Docker's option key for the MTU.
+    public static let mtuOption = "com.docker.network.driver.mtu"
+    /// The MTUs a network takes (68: IPv4's minimum link MTU).
+    public static let mtuRange: ClosedRange<UInt32> = 68...65535
 
     /// The predefined networks: "bridge" (the default, NAT), "host", "none".
     public static let defaultName = "bridge"

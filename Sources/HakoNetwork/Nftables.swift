@@ -27,9 +27,12 @@ public struct BridgeRules: Sendable, Equatable {
     public var subnet: IPv4Network
     /// Masquerade traffic leaving through the host (false for internal networks).
     public var outbound: Bool
+    /// Destinations reached without masquerade (routed with the container's own
+    /// source address: the cluster CIDR across the overlay).
+    public var masqueradeExcept: [IPv4Network]
 
-    public init(bridge: String, subnet: IPv4Network, outbound: Bool = true) {
-        self.bridge = bridge; self.subnet = subnet; self.outbound = outbound
+    public init(bridge: String, subnet: IPv4Network, outbound: Bool = true, masqueradeExcept: [IPv4Network] = []) {
+        self.bridge = bridge; self.subnet = subnet; self.outbound = outbound; self.masqueradeExcept = masqueradeExcept
     }
 }
 
@@ -56,7 +59,7 @@ public struct NatRuleset: Sendable, Equatable {
 ///     chain postrouting { type nat hook postrouting priority 100;
 ///                         oifname BR ip saddr 127.0.0.0/8 masquerade      (localhost → container)
 ///                         oifname BR ct status dnat ip saddr NET masquerade (hairpin)
-///                         ip saddr NET oifname != BR masquerade }          (outbound)
+///                         ip saddr NET [ip daddr != EXCEPT …] oifname != BR masquerade } (outbound)
 ///     chain forward     { type filter hook forward priority 0; iifname A oifname B drop (A ≠ B) }
 public enum NftablesBatch {
     public static func apply(_ r: NatRuleset) -> [NetlinkRequest] {
@@ -91,7 +94,9 @@ public enum NftablesBatch {
             })
             if b.outbound {
                 out.append(rule(r.table, "postrouting") { e in
-                    e.sourceIn(b.subnet); e.interface(NFT_META_OIFNAME, b.bridge, equal: false); e.masquerade()
+                    e.sourceIn(b.subnet)
+                    for x in b.masqueradeExcept { e.destinationIn(x, equal: false) }
+                    e.interface(NFT_META_OIFNAME, b.bridge, equal: false); e.masquerade()
                 })
             }
         }

@@ -19,7 +19,25 @@ struct NetworkCreate: ParsableCommand {
     @Option(name: [.customShort("d"), .long], help: "Driver (bridge only).") var driver = "bridge"
     @Flag(name: .customLong("internal"), help: "No traffic to the outside.") var isInternal = false
     @Option(name: .long, help: "Set metadata (KEY=VALUE).") var label: [String] = []
+    @Option(name: .long, help: "MTU of the bridge and the containers' interfaces (default 1500).") var mtu: UInt32?
+    @Option(name: [.customShort("o"), .customLong("opt")],
+            help: "Driver option KEY=VALUE: mtu=N or com.docker.network.driver.mtu=N.") var opt: [String] = []
     @Argument(help: "NAME") var name: String
+
+    /// `--mtu`, or the MTU given as a driver option (Docker's key or `mtu`); nil when neither.
+    static func mtu(flag: UInt32?, options: [String]) throws -> UInt32? {
+        var value = flag
+        for o in options {
+            let kv = o.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+            guard kv.count == 2, kv[0] == "mtu" || kv[0] == NetworkDefinition.mtuOption else {
+                throw HakoError(.failed, "invalid --opt \"\(o)\": the bridge driver takes mtu=N (or \(NetworkDefinition.mtuOption)=N)")
+            }
+            guard let m = UInt32(kv[1]) else { throw HakoError(.failed, "invalid --opt \"\(o)\": the MTU must be a number") }
+            if let v = value, v != m { throw HakoError(.failed, "conflicting MTUs \(v) and \(m)") }
+            value = m
+        }
+        return value
+    }
 
     func run() throws {
         guard driver == "bridge" else { throw HakoError(.failed, "unsupported network driver \"\(driver)\" (bridge)") }
@@ -28,8 +46,9 @@ struct NetworkCreate: ParsableCommand {
             let kv = l.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
             labels[kv[0]] = kv.count > 1 ? kv[1] : ""
         }
+        let mtu = try NetworkCreate.mtu(flag: mtu, options: opt)
         let engine = try global.engine()
-        print(try engine.createNetwork(name: name, subnet: subnet, gateway: gateway, internal: isInternal, labels: labels).id)
+        print(try engine.createNetwork(name: name, subnet: subnet, gateway: gateway, internal: isInternal, labels: labels, mtu: mtu).id)
     }
 }
 

@@ -26,7 +26,10 @@ final class ClusterNetworkTests {
 
     @Test func aRegistryImageOnEveryNodeWithItsSubnetPortAndLimits() throws {
         let image = h.pushBusybox(as: "web:1")
-        let serve = "mkdir -p /tmp/www && echo \"web $(hostname)\" > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www"
+        // index.html names the task; cgi-bin/peer prints the address the connection came from.
+        let serve = "mkdir -p /tmp/www/cgi-bin && echo \"web $(hostname)\" > /tmp/www/index.html"
+            + " && printf '#!/bin/sh\\necho Content-Type: text/plain\\necho\\necho peer $REMOTE_ADDR\\n' > /tmp/www/cgi-bin/peer"
+            + " && chmod +x /tmp/www/cgi-bin/peer && exec httpd -f -p 8080 -h /tmp/www"
         let r = h.cluster(["service", "create", "--name", "web", "--replicas", "3", "--publish", "8080:8080", "--limit-memory", "48m", "--limit-cpu", "0.5",
                            "--stop-timeout", "1", "--wait", "--timeout", "90s", image, "sh", "-c", serve], timeout: 120)
         #expect(r.status == 0, "\(r.stderr)")
@@ -97,6 +100,7 @@ final class ClusterNetworkTests {
                 }
                 #expect(reached, "node1's container → \(ip):8080 across the overlay: \(body)")
             }
+            overlayDataPath(first: first, addresses: addresses)
         } else {
             Issue.record("task addresses: \(addresses)")
         }

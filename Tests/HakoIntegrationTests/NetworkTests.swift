@@ -128,6 +128,22 @@ final class OutsideNamespace: @unchecked Sendable {
         #expect(r.status == 0 && r.stdout.contains(aAfter), "\(r.stdout)")
     }
 
+    /// `--mtu` / `-o com.docker.network.driver.mtu`: both ends of the veth and the bridge, as the container sees it.
+    @Test func aNetworksMTUReachesTheContainersInterface() throws {
+        #expect(host.hako("network", "create", "-o", "com.docker.network.driver.mtu=1400", "slim").status == 0)
+        defer { host.hako("network", "rm", "slim") }
+        let inspect = host.hako("network", "inspect", "slim").stdout
+        #expect(inspect.contains("\"com.docker.network.driver.mtu\"") && inspect.contains("\"1400\""), "\(inspect)")
+        let inside = host.hako("run", "--rm", "--network", "slim", host.busybox, "cat", "/sys/class/net/eth0/mtu")
+        #expect(inside.stdout.trimmed == "1400", "\(inside.stdout) \(inside.stderr)")
+        // Bad values: one line, exit 125, no network left.
+        for bad in [["--mtu", "40"], ["-o", "mtu=lots"], ["-o", "com.docker.network.bridge.name=x"], ["--mtu", "1400", "-o", "mtu=1300"]] {
+            let r = host.hako(["network", "create"] + bad + ["nope"])
+            #expect(r.status == 125 && r.stderr.split(separator: "\n").count == 1, "\(bad): \(r.status) \(r.stderr)")
+        }
+        #expect(!host.hako("network", "ls").stdout.contains("nope"))
+    }
+
     @Test func publishedPortAnswersFromHostOutsideAndHairpin() throws {
         let id = host.hako("run", "-d", "--name", "web", "-p", "8080:80", host.busybox, "sh", "-c", web).out
         #expect(!id.isEmpty)

@@ -31,6 +31,17 @@ func attributes(_ m: [UInt8], header: Int) -> NetlinkAttributes { NetlinkAttribu
         #expect(peer.values[UInt16(IFLA_ADDRESS)] == mac?.bytes)
     }
 
+    @Test func aNetworksMTUReachesBothEndsOfTheVethPair() throws {
+        let r = try RouteRequest.createLink("vethabc", kind: .veth(peer: "eth0", peerNamespaceFD: 7, peerMAC: mac),
+                                            settings: LinkSettings(up: true, mtu: 1450, masterIndex: 4))
+        let a = attributes(r.bytes, header: 16)
+        #expect(a.u32(IFLA_MTU) == 1450, "the host end")
+        let info = NetlinkAttributes(try #require(a.values[UInt16(IFLA_LINKINFO)]), offset: 0)
+        let data = NetlinkAttributes(try #require(info.values[UInt16(IFLA_INFO_DATA)]), offset: 0)
+        let peer = NetlinkAttributes(try #require(data.values[UInt16(VETH_INFO_PEER)]), offset: 16)
+        #expect(peer.u32(IFLA_MTU) == 1450, "the container's end")
+    }
+
     @Test func linksOfEveryKind() throws {
         #expect(hex(try RouteRequest.createLink("hako0", kind: .bridge, settings: LinkSettings(up: true)).bytes) == Golden.bridge)
         let vx = try RouteRequest.createLink("hako.vx", kind: .vxlan(vni: 42, local: IPv4Address("192.168.1.10"), port: 4789, underlayIndex: 2, learning: false),

@@ -82,7 +82,8 @@ func sh(_ argv: [String]) -> String {
         let ns = TestNetns("nft")
         let nft = try NetlinkSocket.nftables(namespace: try ns.open())
         var r = NatRuleset(bridges: [BridgeRules(bridge: "hako0", subnet: IPv4Network("10.88.0.0/16")!),
-                                     BridgeRules(bridge: "hako-1", subnet: IPv4Network("10.89.0.0/24")!)],
+                                     BridgeRules(bridge: "hako-1", subnet: IPv4Network("10.89.0.0/24")!,
+                                                 masqueradeExcept: [IPv4Network("10.77.0.0/16")!])],
                            forwards: [PortForward(proto: .tcp, hostIP: nil, hostPort: 8080, containerIP: IPv4Address("10.88.0.2")!, containerPort: 80),
                                       PortForward(proto: .udp, hostIP: IPv4Address("10.0.0.1"), hostPort: 53, containerIP: IPv4Address("10.88.0.3")!, containerPort: 5353)])
         try nft.apply(NftablesBatch.apply(r))
@@ -90,7 +91,8 @@ func sh(_ argv: [String]) -> String {
         for line in ["fib daddr type local jump ports", "tcp dport 8080 dnat to 10.88.0.2:80",
                      "ip daddr 10.0.0.1 udp dport 53 dnat to 10.88.0.3:5353",
                      "oifname \"hako0\" ip saddr 127.0.0.0/8 masquerade", "oifname \"hako0\" ct status dnat ip saddr 10.88.0.0/16 masquerade",
-                     "ip saddr 10.88.0.0/16 oifname != \"hako0\" masquerade", "iifname \"hako0\" oifname \"hako-1\" drop"] {
+                     "ip saddr 10.88.0.0/16 oifname != \"hako0\" masquerade",
+                     "ip saddr 10.89.0.0/24 ip daddr != 10.77.0.0/16 oifname != \"hako-1\" masquerade", "iifname \"hako0\" oifname \"hako-1\" drop"] {
             #expect(listed.contains(line), "missing: \(line)\n\(listed)")
         }
         // Applying again replaces, never duplicates.

@@ -34,6 +34,19 @@ import Testing
         #expect(outbound.count == 3 * 2 + 2)  // localhost + hairpin each, outbound for two
     }
 
+    @Test func masqueradeSkipsTheExceptedDestinations() {
+        var r = ruleset
+        r.bridges[0].masqueradeExcept = [IPv4Network("10.77.0.0/16")!]
+        let batch = NftablesBatch.apply(r)
+        let post = batch.filter { $0.operation == "nftables rule in postrouting" }
+        #expect(post.count == 3)
+        // ip saddr 10.88.0.0/16 ip daddr != 10.77.0.0/16 oifname != "hako0" masquerade
+        #expect(hex(post[2].bytes) == Golden.nftMasqueradeExcept)
+        // Without exceptions the rule is the one of the golden batch.
+        #expect(hex(NftablesBatch.apply(ruleset).filter { $0.operation == "nftables rule in postrouting" }[2].bytes) != hex(post[2].bytes))
+        #expect(NftablesBatch.apply(ruleset).count == batch.count, "the exception is in the rule, not another rule")
+    }
+
     @Test func removalIsIdempotent() {
         let batch = NftablesBatch.remove(table: "hako")
         #expect(batch.count == 4)

@@ -345,13 +345,14 @@ public final class Agent: @unchecked Sendable {
         let runtime = self.runtime
         let node = identity.nodeID
         let subnet = identity.subnet
+        let overlayMap = lastOverlay
         if case .start(let a) = action { report([TaskStatus(taskID: a.taskID, state: .starting)]) }
         workers.submit(key: key) { [loop] in
             var outcome: TaskStatus?
             do {
                 switch action {
                 case .start(let a):
-                    let id = try runtime.start(a, node: node, subnet: subnet)
+                    let id = try runtime.start(a, node: node, subnet: subnet, overlay: overlayMap)
                     outcome = TaskStatus(taskID: a.taskID, state: .running, containerID: id)
                 case .startExisting(let t, let c):
                     try runtime.startExisting(c)

@@ -1,4 +1,5 @@
 import HakoEngine
+import HakoNetwork
 import HakoSystem
 import Synchronization
 
@@ -19,10 +20,18 @@ public final class ClusterNetwork: Sendable {
 
     public init(engine: Engine) { self.engine = engine }
 
-    public func ensure(subnet: String) throws {
+    /// `overlay`: the cluster's CIDR (reached without masquerade, so a container's
+    /// address is its source on every node) and the overlay's MTU (the bridge's
+    /// and every container interface's); nil before the first peer map.
+    public func ensure(subnet: String, overlay: ClusterNetworkOptions? = nil) throws {
         try making.withLock { _ throws -> Void in
             if let d = try? engine.findNetwork(ClusterNetwork.name) {
-                if d.subnet?.description == subnet { return }
+                if d.subnet?.description == subnet {
+                    if let o = overlay, d.mtu != o.mtu || (d.masqueradeExcept ?? []) != [o.clusterCIDR] {
+                        try engine.setNetworkOptions(ClusterNetwork.name, mtu: o.mtu, masqueradeExcept: [o.clusterCIDR])
+                    }
+                    return
+                }
                 let users = (try? engine.inspectNetwork(ClusterNetwork.name).Containers.count) ?? 0
                 guard users == 0 else {
                     throw ClusterError.conflict("network \(ClusterNetwork.name) is on \(d.subnet?.description ?? "?") but the node's subnet is now \(subnet), and \(users) containers still use it")
@@ -30,7 +39,28 @@ public final class ClusterNetwork: Sendable {
                 try engine.removeNetwork(ClusterNetwork.name)
             }
             _ = try engine.createNetwork(name: ClusterNetwork.name, subnet: subnet, gateway: nil,
-                                         labels: [ClusterNetwork.label: subnet], bridge: ClusterNetwork.bridge)
+                                         labels: [ClusterNetwork.label: subnet], bridge: ClusterNetwork.bridge,
+                                         mtu: overlay?.mtu, masqueradeExcept: overlay.map { [$0.clusterCIDR] } ?? [])
         }
+    }
+}
+
+/// What the overlay asks of the node's container network.
+public struct ClusterNetworkOptions: Sendable, Equatable {
+    public var clusterCIDR: IPv4Network
+    /// Underlay MTU − 50 (nil: the engine's default).
+    public var mtu: UInt32?
+
+    public init(clusterCIDR: IPv4Network, mtu: UInt32?) { self.clusterCIDR = clusterCIDR; self.mtu = mtu }
+
+    /// From a peer map: the cluster CIDR, and the MTU of the link that holds
+    /// this node's underlay address; nil when the map does not hold the node yet.
+    public static func from(_ map: OverlayMessage, node: String) -> ClusterNetworkOptions? {
+        guard let cidr = IPv4Network(map.clusterCIDR), let vni = UInt32(exactly: map.vni), let port = UInt16(exactly: map.port),
+              let me = map.peers.first(where: { $0.nodeID == node }),
+              let ip = IPv4Address(me.underlay), let subnet = IPv4Network(me.subnet) else { return nil }
+        let mtu = try? Overlay(transport: try NetlinkSocket(), config: OverlayConfig(vni: vni, port: port, clusterCIDR: cidr))
+            .mtu(node: OverlayNode(id: node, underlay: ip, subnet: subnet))
+        return ClusterNetworkOptions(clusterCIDR: cidr, mtu: mtu)
     }
 }

@@ -41,8 +41,9 @@ public protocol TaskRuntime: Sendable {
     /// The containers of cluster tasks on this node, and how many containers run in all.
     func observe() throws -> (tasks: [ObservedTask], running: Int)
     /// Creates and starts the task's container (on the node's network, built
-    /// on `subnet`, the node's lease, when the spec asks for the cluster network); its id.
-    func start(_ a: Assignment, node: String, subnet: String) throws -> String
+    /// on `subnet`, the node's lease, when the spec asks for the cluster network,
+    /// with the overlay's CIDR and MTU from the last peer map `overlay`); its id.
+    func start(_ a: Assignment, node: String, subnet: String, overlay: OverlayMessage?) throws -> String
     /// Starts a container created earlier (the agent died between create and start).
     func startExisting(_ containerID: String) throws
     func stop(_ containerID: String, timeout: Int?) throws
@@ -178,8 +179,10 @@ public struct EngineTaskRuntime: TaskRuntime {
         return "\(millis / 1000)." + String(repeating: "0", count: 3 - frac.count) + frac
     }
 
-    public func start(_ a: Assignment, node: String, subnet: String) throws -> String {
-        if a.spec.network == ServiceSpec.clusterNetwork { try network.ensure(subnet: subnet) }
+    public func start(_ a: Assignment, node: String, subnet: String, overlay: OverlayMessage?) throws -> String {
+        if a.spec.network == ServiceSpec.clusterNetwork {
+            try network.ensure(subnet: subnet, overlay: overlay.flatMap { ClusterNetworkOptions.from($0, node: node) })
+        }
         try images.ensure(a.spec.image)
         let gateway = IPv4Network(subnet)?.defaultGateway.description
         let config = try engine.create(EngineTaskRuntime.runOptions(a, node: node, dns: gateway))

@@ -31,14 +31,24 @@ import Testing
         return (layer, archive)
     }
 
+    /// Removes the test's cgroup parent in every hierarchy, depth first. podman's
+    /// conmon runs `podman container cleanup` after `--rm` returns and may still
+    /// make or leave a cgroup under the parent for a moment: retried, bounded (10 s).
     func removeCgroupTree(_ parent: String) {
-        for h in (try? FileManager.default.contentsOfDirectory(atPath: "/sys/fs/cgroup")) ?? [] {
-            let p = "/sys/fs/cgroup/\(h)\(parent)"
-            for child in (try? FileManager.default.contentsOfDirectory(atPath: p)) ?? [] where FileManager.default.fileExists(atPath: "\(p)/\(child)/cgroup.procs") {
-                rmdir("\(p)/\(child)")
+        let fm = FileManager.default
+        func remove(_ dir: String) {
+            for child in (try? fm.contentsOfDirectory(atPath: dir)) ?? [] where fm.fileExists(atPath: "\(dir)/\(child)/cgroup.procs") {
+                remove("\(dir)/\(child)")
             }
-            rmdir(p)
+            rmdir(dir)
         }
+        let hierarchies = (try? fm.contentsOfDirectory(atPath: "/sys/fs/cgroup")) ?? []
+        for _ in 0..<100 {
+            for h in hierarchies { remove("/sys/fs/cgroup/\(h)\(parent)") }
+            if !hierarchies.contains(where: { fm.fileExists(atPath: "/sys/fs/cgroup/\($0)\(parent)") }) { return }
+            usleep(100_000)
+        }
+        Issue.record("cgroup \(parent) could not be removed")
     }
 
     @Test func podmanRunsContainersWithHakoRuntime() throws {

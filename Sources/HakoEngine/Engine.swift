@@ -84,10 +84,11 @@ public final class Engine: @unchecked Sendable {
 
     /// Reads a container and derives its status. A container whose monitor has
     /// died while it ran is settled on the spot (see `settleLostMonitor`).
-    func load(_ id: String) throws -> Container {
-        let config = try readConfig(id)
+    /// `cache`: reuses what an earlier listing decoded from unchanged files.
+    func load(_ id: String, cache: ContainerListCache? = nil) throws -> Container {
+        let config = try cache?.config(id, engine: self) ?? readConfig(id)
         let cp = paths.container(id)
-        var state = readState(id)
+        var state = cache.map { $0.state(id, engine: self) } ?? readState(id)
         let alive = monitorAlive(id)
         var status: ContainerStatus
         if alive {

@@ -9,7 +9,9 @@ import Testing
     static func rss(_ address: UnsafeMutableRawPointer) throws -> Int {
         let start = String(UInt(bitPattern: address), radix: 16) + "-"
         var inside = false
-        for line in try String(contentsOfFile: "/proc/self/smaps", encoding: .utf8).split(separator: "\n") {
+        // /proc files report size 0: read to the end.
+        let smaps = String(decoding: try #require(FileHandle(forReadingAtPath: "/proc/self/smaps")).readToEnd() ?? Data(), as: UTF8.self)
+        for line in smaps.split(separator: "\n") {
             if line.first?.isHexDigit == true && line.contains("-") && !line.hasSuffix(":") {
                 inside = line.hasPrefix(start)
             } else if inside, line.hasPrefix("Rss:") {

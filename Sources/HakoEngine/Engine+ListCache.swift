@@ -73,22 +73,3 @@ public final class ContainerListCache: Sendable {
         }
     }
 }
-
-extension Engine {
-    /// `list()` for a caller that lists again and again: unchanged
-    /// configuration and state files are not read and decoded again.
-    public func list(cache: ContainerListCache) throws -> [Container] {
-        var out: [Container] = []
-        var seen: Set<String> = []
-        for name in try FS.list(paths.containers) where name.count == 64 && !name.hasPrefix(".") {
-            seen.insert(name)
-            if let c = try? load(name, cache: cache) {
-                out.append(c)
-            } else if FS.isDirectory(paths.container(name).dir) {
-                out.append(Container(config: Engine.placeholderConfig(id: name), state: nil, status: .dead, paths: paths.container(name)))
-            }
-        }
-        cache.keep(only: seen)
-        return out.sorted { $0.config.created > $1.config.created }
-    }
-}

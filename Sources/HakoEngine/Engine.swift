@@ -84,10 +84,11 @@ public final class Engine: @unchecked Sendable {
 
     /// Reads a container and derives its status. A container whose monitor has
     /// died while it ran is settled on the spot (see `settleLostMonitor`).
-    func load(_ id: String) throws -> Container {
-        let config = try readConfig(id)
+    /// `cache`: reuses what an earlier listing decoded from unchanged files.
+    func load(_ id: String, cache: ContainerListCache? = nil) throws -> Container {
+        let config = try cache?.config(id, engine: self) ?? readConfig(id)
         let cp = paths.container(id)
-        var state = readState(id)
+        var state = cache.map { $0.state(id, engine: self) } ?? readState(id)
         let alive = monitorAlive(id)
         var status: ContainerStatus
         if alive {
@@ -134,16 +135,24 @@ public final class Engine: @unchecked Sendable {
     }
 
     /// Every container, newest first.
-    public func list() throws -> [Container] {
+    public func list() throws -> [Container] { try list(cache: nil) }
+
+    /// `list()` for a caller that lists again and again (the cluster agent):
+    /// with a cache, unchanged configuration and state files are not read
+    /// and decoded again.
+    public func list(cache: ContainerListCache?) throws -> [Container] {
         var out: [Container] = []
+        var seen: Set<String> = []
         for name in try FS.list(paths.containers) where name.count == 64 && !name.hasPrefix(".") {
-            if let c = try? load(name) {
+            seen.insert(name)
+            if let c = try? load(name, cache: cache) {
                 out.append(c)
             } else if FS.isDirectory(paths.container(name).dir) {
                 // A container whose configuration cannot be read still shows, so that `rm -f` can remove it.
                 out.append(Container(config: Engine.placeholderConfig(id: name), state: nil, status: .dead, paths: paths.container(name)))
             }
         }
+        cache?.keep(only: seen)
         return out.sorted { $0.config.created > $1.config.created }
     }
 

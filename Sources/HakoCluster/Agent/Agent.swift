@@ -50,6 +50,8 @@ public final class Agent: @unchecked Sendable {
     var current: [String: TaskState] = [:]
     var renewing = false
     var trimmed = false
+    /// A settling is scheduled: the last operation of a burst ended.
+    var settling = false
     /// The last peer map: applied again once the node's bridge exists (its MTU).
     var lastOverlay: OverlayMessage?
     var bridgeTuned = false
@@ -74,6 +76,8 @@ public final class Agent: @unchecked Sendable {
         capacity = Resources(cpuMillis: config.cpuMillis > 0 ? config.cpuMillis : detected.cpuMillis,
                              memory: config.memory > 0 ? config.memory : detected.memory)
         loop = try PollLoop()
+        // Before the workers first allocate: one heap arena, not one per worker.
+        ResidentMemory.shareOneHeapArena()
         workers = WorkerPool(threads: config.workers)
         try startMetrics()
     }
@@ -182,7 +186,10 @@ public final class Agent: @unchecked Sendable {
         if !trimmed {
             // Once settled into its steady state, the agent lets go of its start-up code.
             trimmed = true
-            loop.after(10) { ResidentMemory.trimStartupCode() }
+            loop.after(10) {
+                ResidentMemory.trimStartupCode()
+                ResidentMemory.releaseFreeHeap()
+            }
         }
     }
 
@@ -376,6 +383,7 @@ public final class Agent: @unchecked Sendable {
                 guard let self else { return }
                 self.busy.remove(key)
                 self.epoch += 1
+                if self.busy.isEmpty { self.settleAfterBurst() }
                 self.applyLocally(action, result)
                 if let result, self.assignments[result.taskID] != nil { self.report([result]) }
                 if case .remove(let t, let c) = action { self.log.info("removed container \(c.prefix(12)) of task \(t.prefix(12))") }
@@ -387,6 +395,24 @@ public final class Agent: @unchecked Sendable {
                 }
                 self.observe()
             }
+        }
+    }
+
+    /// Starting and stopping containers runs much code and allocates on the
+    /// workers; none of it is needed again until the next operation. Once the
+    /// node has been quiet for a few seconds, the heap's free pages and the
+    /// code pages go back to the kernel (what the steady loop runs faults
+    /// straight back in).
+    func settleAfterBurst() {
+        guard !settling, trimmed else { return }
+        settling = true
+        loop.after(5) { [weak self] in
+            guard let self else { return }
+            self.settling = false
+            // Not while another burst runs: its end schedules the next settling.
+            guard self.busy.isEmpty else { return }
+            ResidentMemory.trimStartupCode()
+            ResidentMemory.releaseFreeHeap()
         }
     }
 

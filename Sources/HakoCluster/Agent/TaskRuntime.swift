@@ -104,6 +104,8 @@ public struct EngineTaskRuntime: TaskRuntime {
     public let engine: Engine
     let images: any ImageProvider
     let network: ClusterNetwork
+    /// The agent observes every second: unchanged container files are not decoded again.
+    let listCache = ContainerListCache()
 
     public init(engine: Engine, images: (any ImageProvider)? = nil) {
         self.engine = engine
@@ -114,7 +116,7 @@ public struct EngineTaskRuntime: TaskRuntime {
     public func observe() throws -> (tasks: [ObservedTask], running: Int) {
         var out: [ObservedTask] = []
         var running = 0
-        for c in try engine.list() {
+        for c in try engine.list(cache: listCache) {
             if c.isRunning || c.status == .restarting { running += 1 }
             guard let task = c.config.labels[TaskLabels.task] else { continue }
             let status: ObservedTask.Status

@@ -45,7 +45,7 @@ let package = Package(
         .target(name: "HakoOCIRuntime", dependencies: ["HakoSystem", "HakoRuntime", "HakoSecurity", "CHakoShim"]),
 
         // cluster: coordinator, agent, protocol, PKI, store, scheduler (the engine never imports it)
-        .target(name: "HakoCluster", dependencies: ["HakoSystem", "HakoImage", "HakoEngine", "HakoNetwork", "COpenSSL", "CSQLite"]),
+        .target(name: "HakoCluster", dependencies: ["CHakoShim", "HakoSystem", "HakoImage", "HakoEngine", "HakoNetwork", "COpenSSL", "CSQLite"]),
 
         // apps
         .executableTarget(name: "hako", dependencies: [

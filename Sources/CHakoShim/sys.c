@@ -1,5 +1,6 @@
 // Syscalls glibc does not wrap, constants the Glibc module hides, and small
 // fd helpers. Everything here is async-signal-safe unless noted.
+#include <malloc.h>
 #include "hako_shim.h"
 
 #include <errno.h>
@@ -270,3 +271,6 @@ int hako_bpf_attach_device_program(int prog_fd, int cgroup_fd) {
     a.attach_flags = BPF_F_ALLOW_MULTI;
     return (int)syscall(SYS_bpf, BPF_PROG_ATTACH, &a, sizeof a);
 }
+
+int hako_heap_single_arena(void) { return mallopt(M_ARENA_MAX, 1); }
+int hako_heap_trim(void) { return malloc_trim(0); }

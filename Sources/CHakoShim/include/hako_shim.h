@@ -389,4 +389,9 @@ extern const int HAKO_O_TMPFILE;
 #ifdef __cplusplus
 }
 #endif
+// glibc's heap (malloc.h is not in Swift's Glibc module): one arena for every
+// thread (M_ARENA_MAX = 1) and returning free heap pages to the kernel.
+int hako_heap_single_arena(void);
+int hako_heap_trim(void);
+
 #endif

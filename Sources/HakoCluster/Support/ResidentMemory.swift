@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CHakoShim
 import HakoSystem
 
 /// The daemons run for months on small boards; most of the code they touched
@@ -18,18 +19,15 @@ public enum ResidentMemory {
     /// allocates little, from a few threads, shares one arena: call before
     /// its threads first allocate.
     public static func shareOneHeapArena() {
-        _ = c_mallopt(mArenaMax, 1)
+        _ = hako_heap_single_arena()
     }
 
     /// Hands the heap's free pages back to the kernel (malloc_trim(0): the
     /// top of every arena and the free pages inside them), e.g. after a burst
     /// of work that will not recur soon.
     public static func releaseFreeHeap() {
-        _ = c_malloc_trim(0)
+        _ = hako_heap_trim()
     }
-
-    /// M_ARENA_MAX of <malloc.h>, which the Glibc module does not export.
-    static let mArenaMax: Int32 = -8
 
     /// madvise(MADV_DONTNEED) on every r-xp and r--p file mapping that holds no anonymous page; the bytes advised.
     @discardableResult
@@ -64,5 +62,3 @@ public enum ResidentMemory {
     }
 }
 
-@_silgen_name("mallopt") private func c_mallopt(_ param: Int32, _ value: Int32) -> Int32
-@_silgen_name("malloc_trim") private func c_malloc_trim(_ pad: Int) -> Int32

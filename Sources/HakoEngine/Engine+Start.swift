@@ -121,7 +121,7 @@ public enum SpecBuilder {
         let lower = config.layerDirs.reversed().map { $0 }
         r.overlay = OverlayRoot(lower: lower, upper: cp.upper, work: cp.work)
         r.mounts = defaultMounts(config, paths: cp)
-        r.devices = defaultDevices
+        r.devices = DeviceNode.standard
         r.cgroup = cgroup
 
         var m = MonitorSpec(statePath: cp.state, runDir: cp.runDir)
@@ -165,14 +165,4 @@ public enum SpecBuilder {
         ]
         return m
     }
-
-    /// Docker's default devices.
-    static let defaultDevices: [DeviceNode] = [
-        DeviceNode(path: "/dev/null", type: UInt8(ascii: "c"), major: 1, minor: 3, mode: 0o666),
-        DeviceNode(path: "/dev/zero", type: UInt8(ascii: "c"), major: 1, minor: 5, mode: 0o666),
-        DeviceNode(path: "/dev/full", type: UInt8(ascii: "c"), major: 1, minor: 7, mode: 0o666),
-        DeviceNode(path: "/dev/random", type: UInt8(ascii: "c"), major: 1, minor: 8, mode: 0o666),
-        DeviceNode(path: "/dev/urandom", type: UInt8(ascii: "c"), major: 1, minor: 9, mode: 0o666),
-        DeviceNode(path: "/dev/tty", type: UInt8(ascii: "c"), major: 5, minor: 0, mode: 0o666),
-    ]
 }

@@ -24,17 +24,6 @@ public struct BundlePlan: Sendable {
         public init() {}
     }
 
-    /// Devices every container gets when its /dev is not bound from the host
-    /// (the runtime spec's default devices).
-    static let defaultDevices: [DeviceNode] = [
-        DeviceNode(path: "/dev/null", type: UInt8(ascii: "c"), major: 1, minor: 3, mode: 0o666),
-        DeviceNode(path: "/dev/zero", type: UInt8(ascii: "c"), major: 1, minor: 5, mode: 0o666),
-        DeviceNode(path: "/dev/full", type: UInt8(ascii: "c"), major: 1, minor: 7, mode: 0o666),
-        DeviceNode(path: "/dev/random", type: UInt8(ascii: "c"), major: 1, minor: 8, mode: 0o666),
-        DeviceNode(path: "/dev/urandom", type: UInt8(ascii: "c"), major: 1, minor: 9, mode: 0o666),
-        DeviceNode(path: "/dev/tty", type: UInt8(ascii: "c"), major: 5, minor: 0, mode: 0o666),
-    ]
-
     /// Device cgroup rules every container gets after its own (runc's list):
     /// mknod of anything, the default devices, terminals, tun.
     static let defaultDeviceRules: [DeviceRule] = [
@@ -70,7 +59,7 @@ public struct BundlePlan: Sendable {
         let devBound = spec.mounts.contains { FS.normalize($0.destination) == "/dev" && ($0.type == "bind" || $0.options.contains("bind") || $0.options.contains("rbind")) }
         var rules = try spec.linux.resources?.deviceRules() ?? []
         if !devBound {
-            r.devices = defaultDevices
+            r.devices = DeviceNode.standard
             r.mounts += [
                 .symlink("/dev/fd", pointingTo: "/proc/self/fd"), .symlink("/dev/stdin", pointingTo: "/proc/self/fd/0"),
                 .symlink("/dev/stdout", pointingTo: "/proc/self/fd/1"), .symlink("/dev/stderr", pointingTo: "/proc/self/fd/2"),

@@ -70,6 +70,17 @@ public struct DeviceNode: Sendable, Equatable, Codable {
         self.path = path; self.type = type; self.major = major; self.minor = minor
         self.mode = mode; self.uid = uid; self.gid = gid; self.source = source
     }
+
+    /// The nodes every container's own /dev holds: Docker's defaults, which are
+    /// also the OCI runtime spec's default devices.
+    public static let standard: [DeviceNode] = [
+        DeviceNode(path: "/dev/null", type: UInt8(ascii: "c"), major: 1, minor: 3, mode: 0o666),
+        DeviceNode(path: "/dev/zero", type: UInt8(ascii: "c"), major: 1, minor: 5, mode: 0o666),
+        DeviceNode(path: "/dev/full", type: UInt8(ascii: "c"), major: 1, minor: 7, mode: 0o666),
+        DeviceNode(path: "/dev/random", type: UInt8(ascii: "c"), major: 1, minor: 8, mode: 0o666),
+        DeviceNode(path: "/dev/urandom", type: UInt8(ascii: "c"), major: 1, minor: 9, mode: 0o666),
+        DeviceNode(path: "/dev/tty", type: UInt8(ascii: "c"), major: 5, minor: 0, mode: 0o666),
+    ]
 }
 
 public struct Rlimit: Sendable, Equatable, Codable {

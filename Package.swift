@@ -35,7 +35,7 @@ let package = Package(
         .target(name: "HakoTransport", dependencies: ["HakoSystem", "COpenSSL"]),
         .target(name: "HakoImage", dependencies: ["HakoSystem", "HakoTransport", "CHakoShim", "CZlib", "CZstd", "COpenSSL"]),
         // capabilities (libcap) and seccomp (libseccomp, filters cached by hash)
-        .target(name: "HakoSecurity", dependencies: ["HakoSystem", "CHakoShim", "CCap", "CSeccomp", "COpenSSL"]),
+        .target(name: "HakoSecurity", dependencies: ["HakoSystem", "CHakoShim", "CCap", "CSeccomp"]),
         // netlink (libmnl) and nftables (libnftnl)
         .target(name: "HakoNetwork", dependencies: ["HakoSystem", "CHakoShim", "CMnl", "CNftnl"]),
 

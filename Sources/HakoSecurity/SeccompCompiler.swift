@@ -1,5 +1,4 @@
 import CHakoShim
-import COpenSSL
 import CSeccomp
 #if canImport(Glibc)
 import Glibc
@@ -48,9 +47,11 @@ public struct SeccompHost: Sendable, Equatable {
 }
 
 /// Compiles seccomp profiles to raw BPF (struct sock_filter[]) with libseccomp,
-/// and caches the result by a hash of everything that shapes it — profile,
+/// and caches the result under a hash of everything that shapes it — profile,
 /// capabilities, architecture, kernel, libseccomp — so that starting a
-/// container with the default profile costs one small file read.
+/// container with the default profile costs one small file read. The file
+/// holds that text too and is used only when it matches exactly, so the hash
+/// need not be a cryptographic one (and hako-runtime need not load OpenSSL).
 public struct SeccompCompiler: Sendable {
     public let cacheDirectory: String?
     public let host: SeccompHost
@@ -63,23 +64,47 @@ public struct SeccompCompiler: Sendable {
     /// The filter for `profile` and a container holding `capabilities`.
     public func filter(_ profile: SeccompProfile, capabilities: UInt64) throws -> [UInt8] {
         let key = cacheKey(profile, capabilities: capabilities)
-        let path = cacheDirectory.map { "\($0)/\(key).bpf" }
-        if let path, let cached = try? FS.readFile(path), !cached.isEmpty, cached.count % 8 == 0 { return cached }
+        let path = cacheDirectory.map { "\($0)/\(Self.fileName(key)).bpf" }
+        if let path, let file = try? FS.readFile(path), let cached = Self.cachedFilter(file, key: key) { return cached }
         let bpf = try Self.compile(profile, capabilities: capabilities, host: host)
         if let dir = cacheDirectory, let path {
             // A cache that cannot be written only costs the next start a compile.
             try? FS.makeDirectories(dir, mode: 0o700)
-            try? FS.writeAtomic(path, bpf, mode: 0o600, durable: false)
+            try? FS.writeAtomic(path, Self.cacheFile(key: key, filter: bpf), mode: 0o600, durable: false)
         }
         return bpf
     }
 
-    /// "hako-seccomp-N" changes whenever the compiler itself changes what it emits.
+    /// Everything that shapes the filter, as text. "hako-seccomp-N" changes
+    /// whenever the compiler itself changes what it emits.
     public func cacheKey(_ profile: SeccompProfile, capabilities: UInt64) -> String {
         let v = seccomp_version()?.pointee
-        let text = "hako-seccomp-2\n\(profile.fingerprint)\ncaps \(String(capabilities, radix: 16))\narch \(host.arch)\n"
+        return "hako-seccomp-3\n\(profile.fingerprint)\ncaps \(String(capabilities, radix: 16))\narch \(host.arch)\n"
             + "kernel \(host.kernel.major).\(host.kernel.minor)\nlibseccomp \(v?.major ?? 0).\(v?.minor ?? 0).\(v?.micro ?? 0)\n"
-        return sha256Hex(Array(text.utf8))
+    }
+
+    /// The cache file's name: FNV-1a (64 bits) of the key, as 16 hex digits.
+    static func fileName(_ key: String) -> String {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in key.utf8 { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01b3 }
+        let hex = String(h, radix: 16)
+        return String(repeating: "0", count: 16 - hex.count) + hex
+    }
+
+    /// A cache file: the key's length (4 bytes, little-endian), the key, the BPF.
+    static func cacheFile(key: String, filter: [UInt8]) -> [UInt8] {
+        let k = Array(key.utf8)
+        let n = UInt32(k.count)
+        return [UInt8(n & 0xff), UInt8(n >> 8 & 0xff), UInt8(n >> 16 & 0xff), UInt8(n >> 24)] + k + filter
+    }
+
+    /// The BPF in a cache file, or nil unless the file was written for exactly `key`.
+    static func cachedFilter(_ file: [UInt8], key: String) -> [UInt8]? {
+        guard file.count >= 4 else { return nil }
+        let n = Int(file[0]) | Int(file[1]) << 8 | Int(file[2]) << 16 | Int(file[3]) << 24
+        guard n <= file.count - 4, file[4..<(4 + n)].elementsEqual(key.utf8) else { return nil }
+        let bpf = Array(file[(4 + n)...])
+        return !bpf.isEmpty && bpf.count % 8 == 0 ? bpf : nil
     }
 
     /// Pure (but for libseccomp): profile → BPF bytes.
@@ -219,15 +244,4 @@ extension SeccompProfile {
         }
         return s
     }
-}
-
-/// SHA-256 of bytes as 64 lowercase hex digits (OpenSSL).
-func sha256Hex(_ bytes: [UInt8]) -> String {
-    var digest = [UInt8](repeating: 0, count: 32)
-    _ = bytes.withUnsafeBufferPointer { SHA256($0.baseAddress, $0.count, &digest) }
-    let hex = Array("0123456789abcdef".utf8)
-    var out = [UInt8]()
-    out.reserveCapacity(64)
-    for b in digest { out.append(hex[Int(b >> 4)]); out.append(hex[Int(b & 0xf)]) }
-    return String(decoding: out, as: UTF8.self)
 }

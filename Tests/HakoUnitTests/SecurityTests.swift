@@ -174,20 +174,29 @@ func nativeNR(_ name: String) -> Int32 { seccomp_syscall_resolve_name(name) }
         #expect(throws: HakoError.self) { try SeccompCompiler.compile(bad, capabilities: 0, host: .current) }
     }
 
-    /// The compiled filter is cached by a hash of all it depends on.
-    @Test func filtersAreCachedByHash() throws {
+    /// The compiled filter is cached under a hash of all it depends on, and a
+    /// cached file is used only when the text it was written for matches.
+    @Test func filtersAreCachedByWhatShapesThem() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("hako-seccomp-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let c = SeccompCompiler(cacheDirectory: dir)
         let caps: UInt64 = 0xa804_25fb
         let first = try c.filter(.dockerDefault, capabilities: caps)
         let key = c.cacheKey(.dockerDefault, capabilities: caps)
-        #expect(key.count == 64)
-        #expect(try FS.readFile("\(dir)/\(key).bpf") == first)
+        let file = "\(dir)/\(SeccompCompiler.fileName(key)).bpf"
+        #expect(SeccompCompiler.fileName(key).count == 16)
+        #expect(SeccompCompiler.cachedFilter(try FS.readFile(file), key: key) == first)
         // The next start reads the file: proven by planting different (valid) bytes there.
         let planted: [UInt8] = [0x06, 0, 0, 0, 0, 0, 0xff, 0x7f]  // ret ALLOW
-        try FS.writeAtomic("\(dir)/\(key).bpf", planted, durable: false)
+        try FS.writeAtomic(file, SeccompCompiler.cacheFile(key: key, filter: planted), durable: false)
         #expect(try c.filter(.dockerDefault, capabilities: caps) == planted)
+        // A file written for other text under the same name (a hash collision) is not used.
+        try FS.writeAtomic(file, SeccompCompiler.cacheFile(key: key + " ", filter: planted), durable: false)
+        #expect(try c.filter(.dockerDefault, capabilities: caps) == first)
+        // Truncated or odd files are not used either.
+        #expect(SeccompCompiler.cachedFilter([9, 9], key: key) == nil)
+        #expect(SeccompCompiler.cachedFilter([200, 0, 0, 0, 1], key: key) == nil)
+        #expect(SeccompCompiler.cachedFilter(SeccompCompiler.cacheFile(key: key, filter: [1, 2, 3]), key: key) == nil)
         // Other capabilities, another profile: other keys.
         #expect(c.cacheKey(.dockerDefault, capabilities: caps | 1 << 21) != key)
         var other = SeccompProfile.dockerDefault

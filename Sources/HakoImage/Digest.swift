@@ -76,31 +76,27 @@ public struct Digest: Hashable, Sendable, Comparable, CustomStringConvertible, C
     }
 }
 
-/// OpenSSL set up once, without reading openssl.cnf: hashing needs no
-/// configuration, and loading it costs every hako command a millisecond.
-private let openSSLInitialised: Bool = OPENSSL_init_crypto(UInt64(OPENSSL_INIT_NO_LOAD_CONFIG), nil) == 1
-
-/// Incremental SHA-256 over OpenSSL's EVP interface.
+/// Incremental SHA-256 (OpenSSL's SHA-256 functions, not its EVP interface:
+/// see hako_sha256_init in COpenSSL/shim.h).
 public final class SHA256Hasher {
-    private let context: OpaquePointer
+    private let context: UnsafeMutablePointer<SHA256_CTX>
     private var finished = false
 
     public init() throws(ImageError) {
-        _ = openSSLInitialised
-        guard let ctx = EVP_MD_CTX_new() else { throw .corrupt("OpenSSL: cannot allocate a digest context") }
-        guard EVP_DigestInit_ex(ctx, EVP_sha256(), nil) == 1 else {
-            EVP_MD_CTX_free(ctx)
+        let ctx = UnsafeMutablePointer<SHA256_CTX>.allocate(capacity: 1)
+        guard hako_sha256_init(ctx) == 1 else {
+            ctx.deallocate()
             throw .corrupt("OpenSSL: cannot initialise SHA-256")
         }
         context = ctx
     }
 
-    deinit { EVP_MD_CTX_free(context) }
+    deinit { context.deallocate() }
 
     public func update(_ buffer: UnsafeRawBufferPointer) {
         guard !finished, let base = buffer.baseAddress, buffer.count > 0 else { return }
-        // EVP_DigestUpdate on an initialised SHA-256 context cannot fail.
-        _ = EVP_DigestUpdate(context, base, buffer.count)
+        // Updating an initialised SHA-256 context cannot fail.
+        _ = hako_sha256_update(context, base, buffer.count)
     }
 
     public func update(_ bytes: [UInt8]) {
@@ -112,10 +108,7 @@ public final class SHA256Hasher {
         guard !finished else { throw .corrupt("SHA-256 finalised twice") }
         finished = true
         var out = [UInt8](repeating: 0, count: 32)
-        var len: UInt32 = 0
-        guard EVP_DigestFinal_ex(context, &out, &len) == 1, len == 32 else {
-            throw .corrupt("OpenSSL: SHA-256 failed")
-        }
+        guard hako_sha256_final(&out, context) == 1 else { throw .corrupt("OpenSSL: SHA-256 failed") }
         return Digest.fromRawSHA256(out)
     }
 }

@@ -8,6 +8,7 @@ import HakoSystem
 
 struct Cluster: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "cluster",
         abstract: "Manage a cluster through its coordinator.",
         subcommands: [ClusterInitCommand.self, ClusterToken.self, ClusterNode.self, ClusterService.self, ClusterEvents.self])
 }

@@ -27,6 +27,7 @@
 #endif
 
 static void close_if(int *fd) { if (*fd >= 0) { close(*fd); *fd = -1; } }
+static int open_ns(pid_t pid, const char *name);
 
 static int parent_fail(struct hako_failure *fail, int stage, int err, const char *detail) {
     memset(fail, 0, sizeof *fail);
@@ -112,6 +113,7 @@ static int await_exec(int err_r, pid_t pid, struct hako_failure *fail) {
 static void launch_close(struct hako_launch *l) {
     close_if(&l->sync_w); close_if(&l->report_r); close_if(&l->console_r);
     close_if(&l->stdin_w); close_if(&l->stdout_r); close_if(&l->stderr_r);
+    close_if(&l->mntns_fd);
 }
 
 void hako_launch_abort(struct hako_launch *l) {
@@ -123,6 +125,7 @@ void hako_launch_abort(struct hako_launch *l) {
 
 void hako_launch_release(struct hako_launch *l) {
     close_if(&l->sync_w); close_if(&l->report_r); close_if(&l->console_r);
+    close_if(&l->mntns_fd);
 }
 
 // The child's next report: EOF means it exec'd; a failure reaps it.
@@ -209,7 +212,7 @@ int hako_launch_start(const struct hako_spec *s, const int *stdio_fds, struct ha
     int in_p[2] = {-1, -1}, out_p[2] = {-1, -1}, errs_p[2] = {-1, -1};
     int cgfd = -1, pidfd = -1, ovl = -1;
     memset(l, 0, sizeof *l);
-    l->pidfd = l->sync_w = l->report_r = l->console_r = l->stdin_w = l->stdout_r = l->stderr_r = -1;
+    l->pidfd = l->sync_w = l->report_r = l->console_r = l->stdin_w = l->stdout_r = l->stderr_r = l->mntns_fd = -1;
 
     if (s->detached_overlay && (ovl = hako_detached_overlay(s, fail)) < 0) goto fail;
     if (pipe2(sync_p, O_CLOEXEC) < 0 || pipe2(err_p, O_CLOEXEC) < 0) { parent_fail(fail, HAKO_STAGE_CLONE, errno, "pipe"); goto fail; }
@@ -270,6 +273,8 @@ int hako_launch_start(const struct hako_spec *s, const int *stdio_fds, struct ha
     l->stdin_w = in_p[1];
     l->stdout_r = out_p[0];
     l->stderr_r = errs_p[0];
+    // The child waits for "G": it is still in the namespace it was cloned into.
+    if (s->clone_flags & CLONE_NEWNS) l->mntns_fd = open_ns((pid_t)pid, "mnt");
 
     if ((s->nidmaps && hako_write_id_maps((pid_t)pid, s, fail) < 0) || join_cgroups((pid_t)pid, s, placed_v2, attaches_itself(s), fail) < 0) {
         hako_launch_abort(l);
@@ -294,7 +299,7 @@ fail:
 int hako_spawn(const struct hako_spec *s, const int *stdio_fds, struct hako_proc *out, struct hako_failure *fail) {
     struct hako_launch l;
     memset(out, 0, sizeof *out);
-    out->pidfd = out->stdin_fd = out->stdout_fd = out->stderr_fd = -1;
+    out->pidfd = out->stdin_fd = out->stdout_fd = out->stderr_fd = out->mntns_fd = -1;
     int ev = hako_launch_start(s, stdio_fds, &l, fail);
     // The monitor's specs carry neither hooks nor an exec FIFO; answer blindly if one does.
     for (int i = 0; ev == HAKO_EVENT_HOOKS && i < 4; i++) ev = hako_launch_continue(&l, NULL, 0, fail);
@@ -316,6 +321,8 @@ int hako_spawn(const struct hako_spec *s, const int *stdio_fds, struct hako_proc
         out->stdout_fd = l.stdout_r;
         out->stderr_fd = l.stderr_r;
     }
+    out->mntns_fd = l.mntns_fd;
+    l.mntns_fd = -1;
     hako_launch_release(&l);
     out->pid = l.pid;
     out->pidfd = l.pidfd;
@@ -411,7 +418,7 @@ int hako_exec(const struct hako_spec *s, pid_t target, int target_pidfd, const c
     int sync_p[2] = {-1, -1}, err_p[2] = {-1, -1}, pid_p[2] = {-1, -1};
     int cgfd = -1;
     memset(out, 0, sizeof *out);
-    out->pidfd = out->stdin_fd = out->stdout_fd = out->stderr_fd = -1;
+    out->pidfd = out->stdin_fd = out->stdout_fd = out->stderr_fd = out->mntns_fd = -1;
     if (pipe2(sync_p, O_CLOEXEC) < 0 || pipe2(err_p, O_CLOEXEC) < 0 || pipe2(pid_p, O_CLOEXEC) < 0) {
         parent_fail(fail, HAKO_STAGE_CLONE, errno, "pipe"); goto fail;
     }

@@ -323,6 +323,14 @@ static void close_proc_fds(void) {
     M.proc.stdin_fd = M.proc.stdout_fd = M.proc.stderr_fd = M.proc.pidfd = -1;
 }
 
+// The container's mount namespace, held since its start (hako_spawn), let go
+// once the clients know of the exit: only now does the kernel take its mounts
+// down and wait for the RCU grace period that costs.
+static void release_mount_ns(void) {
+    if (M.proc.mntns_fd >= 0) close(M.proc.mntns_fd);
+    M.proc.mntns_fd = -1;
+}
+
 static void rm_rf_at(int parent, const char *name) {
     int fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd >= 0) {
@@ -459,6 +467,7 @@ static void final_exit(void) {
         write_state("exited", 1);
     }
     broadcast_exit(M.exit_code, 1);
+    release_mount_ns();
     run_cleanup_hook();
     release_run_dir();
     for (int i = 0; i < ndoomed; i++) rm_rf_at(AT_FDCWD, doomed[i]);
@@ -505,6 +514,7 @@ static void on_exit_status(int status) {
     if (should_restart(M.exit_code)) {
         schedule_restart();
         broadcast_exit(M.exit_code, 0);
+        release_mount_ns();
         return;
     }
     final_exit();
@@ -679,7 +689,7 @@ int main(int argc, char **argv) {
     int attach_fd = fcntl(5, F_GETFD) >= 0 ? 5 : -1;
     M.listen_fd = M.sig_fd = M.run_dir_fd = -1;
     for (int i = 0; i < MAX_CLIENTS; i++) M.clients[i].fd = -1;
-    M.proc.stdin_fd = M.proc.stdout_fd = M.proc.stderr_fd = M.proc.pidfd = -1;
+    M.proc.stdin_fd = M.proc.stdout_fd = M.proc.stderr_fd = M.proc.pidfd = M.proc.mntns_fd = -1;
     if (fcntl(4, F_GETFD) < 0) M.status_fd = -1;
     else fcntl(4, F_SETFD, FD_CLOEXEC);
 

@@ -253,6 +253,7 @@ struct hako_proc {
     int stdin_fd;       // write end, -1 unless keep_stdin && !tty
     int stdout_fd;      // read end (the terminal master when tty)
     int stderr_fd;      // read end, -1 when tty
+    int mntns_fd;       // the init's mount namespace held open (hako_spawn; else -1): see hako_launch
 };
 
 // A container's init being started, step by step (hako_launch_*): the parent's
@@ -264,6 +265,12 @@ struct hako_launch {
     int report_r;     // from the child: reports and failures (struct hako_failure); EOF at exec
     int console_r;    // the terminal's master arrives here (-1 without a terminal)
     int stdin_w, stdout_r, stderr_r;  // pipes made when no stdio fds were given
+    // The init's new mount namespace, opened right after the clone. While someone
+    // holds it, the init's exit does not tear its mounts down: that teardown
+    // waits for an RCU grace period (~5 ms on a small VM) before the parent hears
+    // of the exit. hako_spawn hands it to its caller, which closes it after it has
+    // reported the exit; the other paths close it with the launch's channels.
+    int mntns_fd;
 };
 
 // Events of hako_launch_start / hako_launch_continue (or -1 with *fail set; the

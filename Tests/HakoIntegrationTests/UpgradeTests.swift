@@ -52,7 +52,9 @@ final class UpgradeTests {
         h.nodes[0].agent = Subprocess.spawn(["/usr/bin/nsenter", "--net=/run/netns/\(node.netns)", "--", v2 + "/hako", "agent", "--config", node.config],
                                             env: ["HAKO_MONITOR": v2 + "/hako-monitor"],
                                             stderr: node.dir + "/agent.log.v2")
-        #expect(h.eventually(20) { self.h.readyNodes() == 1 })
+        let ready = h.eventually(20) { self.h.readyNodes() == 1 }
+        if !ready { h.failed = true }  // the logs, printed at the end, say why
+        #expect(ready, "the new agent is ready")
         usleep(1_000_000)
         #expect(h.running("up") == before, "the same container, not restarted nor replaced")
         let inspect = Subprocess.run([Binaries.hako, "inspect"] + before[0], env: node.env).stdout

@@ -267,7 +267,7 @@ struct hako_launch {
     int stdin_w, stdout_r, stderr_r;  // pipes made when no stdio fds were given
     // The init's new mount namespace, opened right after the clone. While someone
     // holds it, the init's exit does not tear its mounts down: that teardown
-    // waits for an RCU grace period (~5 ms on a small VM) before the parent hears
+    // waits for an RCU grace period (1-5 ms on a small VM) before the parent hears
     // of the exit. hako_spawn hands it to its caller, which closes it after it has
     // reported the exit; the other paths close it with the launch's channels.
     int mntns_fd;

@@ -46,7 +46,12 @@ final class UpgradeTests {
         // The new version, installed elsewhere, with metrics switched on.
         let v2 = h.base + "/v2"
         try FileManager.default.createDirectory(atPath: v2, withIntermediateDirectories: true)
-        for b in ["hako", "hako-monitor"] { try FileManager.default.copyItem(atPath: Binaries.dir + "/" + b, toPath: v2 + "/" + b) }
+        // Copied through a close-on-exec descriptor: a copy's write descriptor that
+        // leaks into a process another test spawns meanwhile keeps the binary
+        // "text file busy" for that process's whole life. A spawn racing the
+        // copy holds it only until its exec, hence the bounded wait below.
+        for b in ["hako", "hako-monitor"] { try FS.writeFile(v2 + "/" + b, try FS.readFile(Binaries.dir + "/" + b), mode: 0o755) }
+        #expect(h.eventually(10) { Subprocess.run([v2 + "/hako", "--version"]).status == 0 }, "the copied hako runs")
         let config = try String(contentsOfFile: node.config, encoding: .utf8)
         try ("metrics_listen = \"9411\"\n" + config).write(toFile: node.config, atomically: false, encoding: .utf8)
         h.nodes[0].agent = Subprocess.spawn(["/usr/bin/nsenter", "--net=/run/netns/\(node.netns)", "--", v2 + "/hako", "agent", "--config", node.config],

@@ -139,9 +139,9 @@ public final class Firewall: @unchecked Sendable {
 
     /// FNV-1a over every message of a batch.
     static func digest(_ batch: [NetlinkRequest]) -> String {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for m in batch { for b in m.bytes { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 } }
-        return String(h, radix: 16)
+        var h = FNV1a64()
+        for m in batch { h.combine(m.bytes) }
+        return String(h.value, radix: 16)
     }
     var forwardingRecord: String { stateDir + "/ip_forward.before" }
 

@@ -85,9 +85,9 @@ public struct SeccompCompiler: Sendable {
 
     /// The cache file's name: FNV-1a (64 bits) of the key, as 16 hex digits.
     static func fileName(_ key: String) -> String {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for b in key.utf8 { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01b3 }
-        let hex = String(h, radix: 16)
+        var h = FNV1a64()
+        h.combine(key.utf8)
+        let hex = String(h.value, radix: 16)
         return String(repeating: "0", count: 16 - hex.count) + hex
     }
 

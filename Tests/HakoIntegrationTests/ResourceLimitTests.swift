@@ -34,7 +34,13 @@ final class ResourceLimitTests {
         // The bomb reaches the limit: the kernel counts every fork it refused
         // (pids.current alone can be sampled after the shells have died back).
         let refused = { Int(self.host.cgroupFile("pids", id, "pids.events")?.split(separator: " ").last ?? "") ?? 0 }
-        #expect(host.eventually(20) { refused() > 0 }, "forks were refused")
+        let reached = host.eventually(30) { refused() > 0 }
+        #expect(reached, """
+            forks were refused: pids.current \(host.cgroupFile("pids", id, "pids.current") ?? "-"), \
+            pids.events \(host.cgroupFile("pids", id, "pids.events") ?? "-"), \
+            processes \(host.cgroupFile("pids", id, "cgroup.procs")?.split(separator: "\n").count ?? -1), \
+            state \(host.state(id)), logs \(host.hako("logs", id).out.suffix(400))
+            """)
         var peak = 0
         for _ in 0..<20 {
             peak = max(peak, Int(host.cgroupFile("pids", id, "pids.current") ?? "") ?? 0)

@@ -64,7 +64,7 @@ install: build
 uninstall:
 	@DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" deploy/uninstall.sh
 
-# docs/cli.md from the argument parser (committed; a test checks it is current).
+# docs/cli.md from the command-line declarations (committed; a test checks it is current).
 docs: build
 	@tools/gen-cli-docs.sh $(BIN_DIR)/hako > docs/cli.md
 

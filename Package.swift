@@ -7,9 +7,7 @@ let package = Package(
         .executable(name: "hako", targets: ["hako"]),
         .executable(name: "hako-runtime", targets: ["hako-runtime"]),
     ],
-    dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
-    ],
+    dependencies: [],
     // hako-monitor (Sources/hako-monitor, C) is built by the Makefile with the C
     // compiler: SwiftPM would link the Swift runtime into it, and one monitor
     // runs per container (docs/architecture.md, "The monitor").
@@ -47,12 +45,14 @@ let package = Package(
         // cluster: coordinator, agent, protocol, PKI, store, scheduler (the engine never imports it)
         .target(name: "HakoCluster", dependencies: ["CHakoShim", "HakoSystem", "HakoImage", "HakoEngine", "HakoNetwork", "COpenSSL", "CSQLite"]),
 
+        // command-line parsing, help and completions for hako, without reflection (start-up is a container's start)
+        .target(name: "HakoCLI"),
+
         // apps
         // Position-dependent for the same reason as hako-runtime below: ~48,000 fewer
         // relocations, ~160 fewer page faults at every start.
         .executableTarget(name: "hako", dependencies: [
-            "HakoEngine", "HakoRuntime", "HakoSystem", "HakoNetwork", "HakoCluster",
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "HakoEngine", "HakoRuntime", "HakoSystem", "HakoNetwork", "HakoCluster", "HakoCLI",
         ], linkerSettings: [.unsafeFlags(["-Xlinker", "-no-pie"])]),
         // No Foundation and no swift-argument-parser: an OCI runtime's start-up is its speed.
         // Linked position-dependent: a PIE static-stdlib binary applies ~38,000 relative
@@ -65,6 +65,7 @@ let package = Package(
         .executableTarget(name: "hako-overlay-bench", dependencies: ["HakoNetwork", "HakoSystem"]),
 
         .testTarget(name: "HakoUnitTests", dependencies: ["CHakoShim", "HakoSystem", "HakoRuntime", "HakoEngine", "HakoSecurity", "HakoNetwork", "HakoOCIRuntime"]),
+        .testTarget(name: "HakoCLITests", dependencies: ["HakoCLI"]),
         .testTarget(name: "HakoImageTests", dependencies: ["HakoSystem", "HakoImage", "HakoTransport"]),
         .testTarget(name: "HakoNetworkTests", dependencies: ["HakoSystem", "HakoNetwork", "CMnl", "CNftnl"]),
         .testTarget(name: "HakoIntegrationTests", dependencies: ["HakoSystem", "HakoRuntime"]),

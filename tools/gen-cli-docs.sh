@@ -1,24 +1,17 @@
 #!/bin/bash
-# The CLI reference, docs/cli.md, generated from the argument parser: the
-# command tree from `hako --experimental-dump-help`, then `hako help` of
-# every command. `make docs` writes it; a test checks the committed file is current.
+# The CLI reference, docs/cli.md, generated from the command line's own
+# declarations: the command tree from `hako help --commands`, then `hako help`
+# of every command. `make docs` writes it; a test checks the committed file is current.
 #
 #   tools/gen-cli-docs.sh [HAKO_BINARY] > docs/cli.md
 set -euo pipefail
 hako=${1:-.build/release/hako}
-# Help text is wrapped to the terminal; fix the width so the output is the same everywhere.
-export COLUMNS=100
-unset LINES
-
-paths=$("$hako" --experimental-dump-help | jq -r '
-    def cmds(prefix): (prefix + [.commandName]) as $p
-        | ($p | join(" ")), ((.subcommands // [])[] | select(.commandName != "help") | cmds($p));
-    .command | cmds([])')
+paths=$("$hako" help --commands)
 
 cat <<'HEAD'
 # hako command reference
 
-Generated from hako's argument parser by `tools/gen-cli-docs.sh` (`make docs`);
+Generated from hako's command-line declarations by `tools/gen-cli-docs.sh` (`make docs`);
 do not edit by hand; `hako help COMMAND` prints the same. Exit codes follow
 Docker's: 125 hako's own error, 126 the command cannot be executed, 127 not
 found, anything else is the container's.

@@ -1,4 +1,4 @@
-import ArgumentParser
+import HakoCLI
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -25,8 +25,8 @@ private func withOutput(_ path: String?, what: String, _ body: (any ByteSink) th
 struct Save: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "save", abstract: "Write images to an archive (docker-archive or oci-archive).")
     @OptionGroup var global: GlobalOptions
-    @Option(name: .shortAndLong, help: "Write to a file instead of stdout.") var output: String?
-    @Option(name: .long, help: "docker-archive (default; also an OCI layout) or oci-archive.") var format = "docker-archive"
+    @Option(name: [.short("o"), .long("output")], help: "Write to a file instead of stdout.") var output: String?
+    @Option(name: .long("format"), help: "docker-archive (default; also an OCI layout) or oci-archive.") var format = "docker-archive"
     @Argument(help: "IMAGE...") var references: [String]
 
     func run() throws {
@@ -42,8 +42,8 @@ struct Save: ParsableCommand {
 struct Load: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "load", abstract: "Load images from an archive (docker save, podman save, OCI archives; plain, gzip or zstd).")
     @OptionGroup var global: GlobalOptions
-    @Option(name: .shortAndLong, help: "Read from a file instead of stdin.") var input: String?
-    @Flag(name: .shortAndLong, help: "Do not show progress.") var quiet = false
+    @Option(name: [.short("i"), .long("input")], help: "Read from a file instead of stdin.") var input: String?
+    @Flag(name: [.short("q"), .long("quiet")], help: "Do not show progress.") var quiet = false
 
     func run() throws {
         let engine = try global.engine()
@@ -63,7 +63,7 @@ struct Load: ParsableCommand {
 struct Export: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "export", abstract: "Write a container's file system as a tar archive.")
     @OptionGroup var global: GlobalOptions
-    @Option(name: .shortAndLong, help: "Write to a file instead of stdout.") var output: String?
+    @Option(name: [.short("o"), .long("output")], help: "Write to a file instead of stdout.") var output: String?
     @Argument(help: "CONTAINER") var container: String
 
     func run() throws {
@@ -75,11 +75,11 @@ struct Export: ParsableCommand {
 struct Commit: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "commit", abstract: "Make an image from a container's changes.")
     @OptionGroup var global: GlobalOptions
-    @Option(name: .shortAndLong, help: "Author.") var author: String?
-    @Option(name: .shortAndLong, help: "Commit message.") var message: String?
-    @Option(name: [.customShort("c"), .long], help: "Apply a Dockerfile instruction (CMD, ENTRYPOINT, ENV, WORKDIR, USER, EXPOSE, LABEL, VOLUME, STOPSIGNAL).")
+    @Option(name: [.short("a"), .long("author")], help: "Author.") var author: String?
+    @Option(name: [.short("m"), .long("message")], help: "Commit message.") var message: String?
+    @Option(name: [.short("c"), .long("change")], help: "Apply a Dockerfile instruction (CMD, ENTRYPOINT, ENV, WORKDIR, USER, EXPOSE, LABEL, VOLUME, STOPSIGNAL).")
     var change: [String] = []
-    @Option(name: [.customShort("p"), .long], help: "Pause the container while committing.") var pause: Bool = true
+    @Option(name: [.short("p"), .long("pause")], help: "Pause the container while committing.") var pause: Bool = true
     @Argument(help: "CONTAINER") var container: String
     @Argument(help: "REPOSITORY[:TAG]") var reference: String?
 

@@ -1,4 +1,4 @@
-import ArgumentParser
+import HakoCLI
 import HakoCluster
 import HakoSystem
 
@@ -11,7 +11,7 @@ struct ClusterNode: ParsableCommand {
 struct NodeLs: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "ls", abstract: "List nodes: status, availability, platform, subnet, load.")
     @OptionGroup var options: ClusterOptions
-    @Flag(name: .shortAndLong, help: "Only display IDs.") var quiet = false
+    @Flag(name: [.short("q"), .long("quiet")], help: "Only display IDs.") var quiet = false
 
     func run() throws {
         try clusterCommand {
@@ -77,7 +77,7 @@ struct NodeRm: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rm", abstract: "Remove nodes: their subnet is released and their certificates revoked (a ready node needs --force).")
     @OptionGroup var options: ClusterOptions
-    @Flag(name: .shortAndLong, help: "Remove a node that is still connected.") var force = false
+    @Flag(name: [.short("f"), .long("force")], help: "Remove a node that is still connected.") var force = false
     @Argument(help: "NODE...") var nodes: [String]
 
     func run() throws {

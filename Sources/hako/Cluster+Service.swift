@@ -1,4 +1,4 @@
-import ArgumentParser
+import HakoCLI
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -15,28 +15,28 @@ struct ClusterService: ParsableCommand {
 
 /// Flags that shape a spec; on `update` only the given ones change.
 struct ServiceFlags: ParsableArguments {
-    @Option(name: .shortAndLong, help: "Environment variable (KEY=VALUE).") var env: [String] = []
-    @Option(name: .customLong("env-file"), help: "Read environment variables from a file.") var envFile: [String] = []
-    @Option(name: .long, help: "Overwrite the image's entrypoint (\"\" clears it).") var entrypoint: String?
-    @Option(name: [.customShort("w"), .long], help: "Working directory inside the containers.") var workdir: String?
-    @Option(name: .shortAndLong, help: "Username or UID (<name|uid>[:<group|gid>]).") var user: String?
-    @Option(name: [.customShort("l"), .long], help: "Container label (KEY=VALUE).") var label: [String] = []
-    @Option(name: .customLong("reserve-cpu"), help: "CPUs each task reserves (e.g. 0.5).") var reserveCPU: String?
-    @Option(name: .customLong("reserve-memory"), help: "Memory each task reserves (e.g. 256m).") var reserveMemory: String?
-    @Option(name: .customLong("limit-cpu"), help: "CPUs each task may use (its cgroup's quota, e.g. 0.5).") var limitCPU: String?
-    @Option(name: .customLong("limit-memory"), help: "Memory each task may use (its cgroup's limit, e.g. 64m).") var limitMemory: String?
-    @Option(name: [.customShort("p"), .long], help: "Publish a port on the node running each task: [HOST_PORT:]CONTAINER_PORT[/PROTOCOL] (no host port: the node picks one).") var publish: [String] = []
-    @Option(name: .long, help: "Publish a port through the routing mesh: PUBLISHED:TARGET[/PROTOCOL] answered on every node, forwarded to any running task over the overlay.") var ingress: [String] = []
-    @Option(name: .long, help: "Placement constraint: node.labels.KEY==VALUE, node.platform.arch!=arm, node.hostname==…") var constraint: [String] = []
-    @Option(name: .long, help: "A platform the image exists for (linux/arm64, linux/arm/v7); repeat for several.") var platform: [String] = []
-    @Option(name: .long, help: "The container's own restart policy (default on-failure:3).") var restart: String?
-    @Option(name: .customLong("restart-condition"), help: "When a task that ended is replaced: any, on-failure, none.") var restartCondition: String?
-    @Option(name: .customLong("restart-max-attempts"), help: "Replacements per replica before giving up (0: no limit).") var restartMaxAttempts: Int?
-    @Option(name: .customLong("restart-delay"), help: "Wait before replacing a task that ended (default 5s).") var restartDelay: String?
-    @Option(name: .customLong("update-parallelism"), help: "Tasks replaced at a time by an update (default 1).") var updateParallelism: Int?
-    @Option(name: [.long, .customLong("net")], help: "Network: cluster (the default: the node's bridge on its leased subnet), host or none.") var network: String?
-    @Option(name: .customLong("stop-signal"), help: "Signal that stops the containers.") var stopSignal: String?
-    @Option(name: .customLong("stop-timeout"), help: "Seconds to wait before killing on stop.") var stopTimeout: Int?
+    @Option(name: [.short("e"), .long("env")], help: "Environment variable (KEY=VALUE).") var env: [String] = []
+    @Option(name: .long("env-file"), help: "Read environment variables from a file.") var envFile: [String] = []
+    @Option(name: .long("entrypoint"), help: "Overwrite the image's entrypoint (\"\" clears it).") var entrypoint: String?
+    @Option(name: [.short("w"), .long("workdir")], help: "Working directory inside the containers.") var workdir: String?
+    @Option(name: [.short("u"), .long("user")], help: "Username or UID (<name|uid>[:<group|gid>]).") var user: String?
+    @Option(name: [.short("l"), .long("label")], help: "Container label (KEY=VALUE).") var label: [String] = []
+    @Option(name: .long("reserve-cpu"), help: "CPUs each task reserves (e.g. 0.5).") var reserveCPU: String?
+    @Option(name: .long("reserve-memory"), help: "Memory each task reserves (e.g. 256m).") var reserveMemory: String?
+    @Option(name: .long("limit-cpu"), help: "CPUs each task may use (its cgroup's quota, e.g. 0.5).") var limitCPU: String?
+    @Option(name: .long("limit-memory"), help: "Memory each task may use (its cgroup's limit, e.g. 64m).") var limitMemory: String?
+    @Option(name: [.short("p"), .long("publish")], help: "Publish a port on the node running each task: [HOST_PORT:]CONTAINER_PORT[/PROTOCOL] (no host port: the node picks one).") var publish: [String] = []
+    @Option(name: .long("ingress"), help: "Publish a port through the routing mesh: PUBLISHED:TARGET[/PROTOCOL] answered on every node, forwarded to any running task over the overlay.") var ingress: [String] = []
+    @Option(name: .long("constraint"), help: "Placement constraint: node.labels.KEY==VALUE, node.platform.arch!=arm, node.hostname==…") var constraint: [String] = []
+    @Option(name: .long("platform"), help: "A platform the image exists for (linux/arm64, linux/arm/v7); repeat for several.") var platform: [String] = []
+    @Option(name: .long("restart"), help: "The container's own restart policy (default on-failure:3).") var restart: String?
+    @Option(name: .long("restart-condition"), help: "When a task that ended is replaced: any, on-failure, none.") var restartCondition: String?
+    @Option(name: .long("restart-max-attempts"), help: "Replacements per replica before giving up (0: no limit).") var restartMaxAttempts: Int?
+    @Option(name: .long("restart-delay"), help: "Wait before replacing a task that ended (default 5s).") var restartDelay: String?
+    @Option(name: .long("update-parallelism"), help: "Tasks replaced at a time by an update (default 1).") var updateParallelism: Int?
+    @Option(name: [.long("network"), .long("net")], help: "Network: cluster (the default: the node's bridge on its leased subnet), host or none.") var network: String?
+    @Option(name: .long("stop-signal"), help: "Signal that stops the containers.") var stopSignal: String?
+    @Option(name: .long("stop-timeout"), help: "Seconds to wait before killing on stop.") var stopTimeout: Int?
 
     /// Applies the flags given to `spec`.
     func apply(to spec: inout ServiceSpec) throws {
@@ -122,16 +122,15 @@ struct ServiceCreate: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "create", abstract: "Create a service.")
     @OptionGroup var options: ClusterOptions
     @OptionGroup var flags: ServiceFlags
-    @Option(name: .long, help: "Service name (default: a generated one).") var name: String?
-    @Option(name: .long, help: "Number of tasks (default 1).") var replicas = 1
-    @Flag(name: .long, help: "Wait until every task runs.") var wait = false
-    @Flag(name: .customLong("no-resolve-image"), help: "Do not ask the image's registry for its platforms (an image imported on the nodes).") var noResolveImage = false
-    @Option(name: .long, help: "Bound for --wait (default 2m).") var timeout = "2m"
-    @Argument(parsing: .captureForPassthrough, help: "IMAGE [COMMAND] [ARG...]") var imageAndCommand: [String] = []
+    @Option(name: .long("name"), help: "Service name (default: a generated one).") var name: String?
+    @Option(name: .long("replicas"), help: "Number of tasks (default 1).") var replicas = 1
+    @Flag(name: .long("wait"), help: "Wait until every task runs.") var wait = false
+    @Flag(name: .long("no-resolve-image"), help: "Do not ask the image's registry for its platforms (an image imported on the nodes).") var noResolveImage = false
+    @Option(name: .long("timeout"), help: "Bound for --wait (default 2m).") var timeout = "2m"
+    @Argument(parsing: .passthrough, help: "IMAGE [COMMAND] [ARG...]") var imageAndCommand: [String] = []
 
     func run() throws {
         try clusterCommand {
-            try refuseUnknownFlag(imageAndCommand, of: ServiceCreate.self)
             guard let image = imageAndCommand.first else { throw ValidationError("\"service create\" requires an image") }
             var spec = ServiceSpec(name: name ?? Names.generate().replacingOccurrences("_", "-"), image: image)
             let command = Array(imageAndCommand.dropFirst())
@@ -156,7 +155,7 @@ extension String {
 struct ServiceLs: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "ls", abstract: "List services.")
     @OptionGroup var options: ClusterOptions
-    @Flag(name: .shortAndLong, help: "Only display IDs.") var quiet = false
+    @Flag(name: [.short("q"), .long("quiet")], help: "Only display IDs.") var quiet = false
 
     func run() throws {
         try clusterCommand {
@@ -186,8 +185,8 @@ struct ServiceInspect: ParsableCommand {
 struct ServiceScale: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "scale", abstract: "Set services' replica counts: SERVICE=REPLICAS...")
     @OptionGroup var options: ClusterOptions
-    @Flag(name: .long, help: "Wait until every task runs.") var wait = false
-    @Option(name: .long, help: "Bound for --wait (default 2m).") var timeout = "2m"
+    @Flag(name: .long("wait"), help: "Wait until every task runs.") var wait = false
+    @Option(name: .long("timeout"), help: "Bound for --wait (default 2m).") var timeout = "2m"
     @Argument(help: "SERVICE=REPLICAS...") var targets: [String]
 
     func run() throws {
@@ -214,17 +213,17 @@ struct ServiceUpdate: ParsableCommand {
         commandName: "update", abstract: "Change a service; a change other than the replica count replaces its tasks one at a time, each new one started before its predecessor stops.")
     @OptionGroup var options: ClusterOptions
     @OptionGroup var flags: ServiceFlags
-    @Option(name: .long, help: "New image.") var image: String?
-    @Option(name: .long, help: "New command and arguments (split at spaces).") var args: String?
-    @Option(name: .long, help: "Number of tasks.") var replicas: Int?
-    @Option(name: .customLong("env-rm"), help: "Remove an environment variable.") var envRm: [String] = []
-    @Option(name: .customLong("label-rm"), help: "Remove a container label.") var labelRm: [String] = []
-    @Option(name: .customLong("constraint-add"), help: "Add a placement constraint.") var constraintAdd: [String] = []
-    @Option(name: .customLong("constraint-rm"), help: "Remove a placement constraint.") var constraintRm: [String] = []
-    @Flag(name: .long, help: "Replace the tasks even if nothing changed.") var force = false
-    @Flag(name: .long, help: "Wait until every task runs the new version.") var wait = false
-    @Flag(name: .customLong("no-resolve-image"), help: "Do not ask the new image's registry for its platforms.") var noResolveImage = false
-    @Option(name: .long, help: "Bound for --wait (default 5m).") var timeout = "5m"
+    @Option(name: .long("image"), help: "New image.") var image: String?
+    @Option(name: .long("args"), help: "New command and arguments (split at spaces).") var args: String?
+    @Option(name: .long("replicas"), help: "Number of tasks.") var replicas: Int?
+    @Option(name: .long("env-rm"), help: "Remove an environment variable.") var envRm: [String] = []
+    @Option(name: .long("label-rm"), help: "Remove a container label.") var labelRm: [String] = []
+    @Option(name: .long("constraint-add"), help: "Add a placement constraint.") var constraintAdd: [String] = []
+    @Option(name: .long("constraint-rm"), help: "Remove a placement constraint.") var constraintRm: [String] = []
+    @Flag(name: .long("force"), help: "Replace the tasks even if nothing changed.") var force = false
+    @Flag(name: .long("wait"), help: "Wait until every task runs the new version.") var wait = false
+    @Flag(name: .long("no-resolve-image"), help: "Do not ask the new image's registry for its platforms.") var noResolveImage = false
+    @Option(name: .long("timeout"), help: "Bound for --wait (default 5m).") var timeout = "5m"
     @Argument(help: "SERVICE") var service: String
 
     func run() throws {
@@ -269,9 +268,9 @@ struct ServiceRm: ParsableCommand {
 struct ServicePs: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "ps", abstract: "List a service's tasks: node, state, and why a task is not placed.")
     @OptionGroup var options: ClusterOptions
-    @Flag(name: .shortAndLong, help: "Also the ended tasks kept as history.") var all = false
-    @Flag(name: .customLong("no-trunc"), help: "Do not truncate output.") var noTrunc = false
-    @Flag(name: .shortAndLong, help: "Only display task IDs.") var quiet = false
+    @Flag(name: [.short("a"), .long("all")], help: "Also the ended tasks kept as history.") var all = false
+    @Flag(name: .long("no-trunc"), help: "Do not truncate output.") var noTrunc = false
+    @Flag(name: [.short("q"), .long("quiet")], help: "Only display task IDs.") var quiet = false
     @Argument(help: "SERVICE") var service: String
 
     func run() throws {
@@ -296,8 +295,8 @@ struct ServicePs: ParsableCommand {
 struct ServiceLogs: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "logs", abstract: "Show the output of a service's tasks, fetched from their nodes.")
     @OptionGroup var options: ClusterOptions
-    @Option(name: [.customShort("n"), .long], help: "Lines from the end of each task's log (default all).") var tail = "all"
-    @Flag(name: .shortAndLong, help: "Show timestamps.") var timestamps = false
+    @Option(name: [.short("n"), .long("tail")], help: "Lines from the end of each task's log (default all).") var tail = "all"
+    @Flag(name: [.short("t"), .long("timestamps")], help: "Show timestamps.") var timestamps = false
     @Argument(help: "SERVICE") var service: String
 
     func run() throws {

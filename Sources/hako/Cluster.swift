@@ -1,4 +1,4 @@
-import ArgumentParser
+import HakoCLI
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -15,11 +15,11 @@ struct Cluster: ParsableCommand {
 
 /// Where the admin credentials are and which coordinator to talk to.
 struct ClusterOptions: ParsableArguments {
-    @Option(name: .long, help: "Admin credentials written by `cluster init` (default: $HAKO_CLUSTER_CREDENTIALS, else /var/lib/hako/coordinator/admin).")
+    @Option(name: .long("credentials"), help: "Admin credentials written by `cluster init` (default: $HAKO_CLUSTER_CREDENTIALS, else /var/lib/hako/coordinator/admin).")
     var credentials: String?
-    @Option(name: .long, help: "Coordinator HOST:PORT (default: the address saved with the credentials).")
+    @Option(name: .long("coordinator"), help: "Coordinator HOST:PORT (default: the address saved with the credentials).")
     var coordinator: String?
-    @Option(name: .long, help: "Output format: table or json.") var format = "table"
+    @Option(name: .long("format"), help: "Output format: table or json.") var format = "table"
 
     static let defaultCredentials = CoordinatorConfig().dataDir + "/admin"
 
@@ -60,8 +60,8 @@ struct ClusterInitCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "init",
         abstract: "Create the cluster: its CA, the coordinator's certificate, an admin certificate for this CLI, and the database.")
-    @Option(name: .long, help: "The coordinator's configuration file.") var config: String?
-    @Option(name: .long, help: "Where to write the admin credentials (default: <data_dir>/admin).") var credentials: String?
+    @Option(name: .long("config"), help: "The coordinator's configuration file.") var config: String?
+    @Option(name: .long("credentials"), help: "Where to write the admin credentials (default: <data_dir>/admin).") var credentials: String?
 
     func run() throws {
         try clusterCommand {
@@ -79,8 +79,8 @@ struct ClusterInitCommand: ParsableCommand {
 struct ClusterToken: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "token", abstract: "Print a new single-use join token.")
     @OptionGroup var options: ClusterOptions
-    @Option(name: .long, help: "How long the token is valid (default: the coordinator's join_token_ttl, 1h).") var ttl: String?
-    @Flag(name: .shortAndLong, help: "Print only the token.") var quiet = false
+    @Option(name: .long("ttl"), help: "How long the token is valid (default: the coordinator's join_token_ttl, 1h).") var ttl: String?
+    @Flag(name: [.short("q"), .long("quiet")], help: "Print only the token.") var quiet = false
 
     func run() throws {
         try clusterCommand {
@@ -102,8 +102,8 @@ struct ClusterToken: ParsableCommand {
 struct ClusterEvents: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "events", abstract: "Show what happened in the cluster (the coordinator keeps the last 1,000 events).")
     @OptionGroup var options: ClusterOptions
-    @Flag(name: .shortAndLong, help: "Keep printing new events.") var follow = false
-    @Option(name: .long, help: "Only events of the last DURATION (e.g. 10m).") var since: String?
+    @Flag(name: [.short("f"), .long("follow")], help: "Keep printing new events.") var follow = false
+    @Option(name: .long("since"), help: "Only events of the last DURATION (e.g. 10m).") var since: String?
 
     func run() throws {
         try clusterCommand {

@@ -1,4 +1,4 @@
-import ArgumentParser
+import HakoCLI
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -21,7 +21,7 @@ struct CoordinatorCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "coordinator",
         abstract: "Run the cluster coordinator (state in SQLite, mutual-TLS line protocol; stops on SIGTERM).")
-    @Option(name: .long, help: "The coordinator's configuration file (see config/coordinator.toml).") var config: String?
+    @Option(name: .long("config"), help: "The coordinator's configuration file (see config/coordinator.toml).") var config: String?
 
     func run() throws {
         try clusterCommand {
@@ -42,9 +42,9 @@ struct AgentCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "agent",
         abstract: "Run a node's agent: joins the cluster once, then runs its tasks through the local engine (stops on SIGTERM; containers keep running).")
-    @Option(name: .long, help: "The agent's configuration file (see config/agent.toml).") var config: String?
-    @Option(name: .long, parsing: .upToNextOption, help: "Join first: TOKEN COORDINATOR_ADDRESS.") var join: [String] = []
-    @Flag(name: .customLong("join-only"), help: "Join (with --join) and exit; the service then runs the agent.") var joinOnly = false
+    @Option(name: .long("config"), help: "The agent's configuration file (see config/agent.toml).") var config: String?
+    @Option(name: .long("join"), parsing: .upToNextOption, help: "Join first: TOKEN COORDINATOR_ADDRESS.") var join: [String] = []
+    @Flag(name: .long("join-only"), help: "Join (with --join) and exit; the service then runs the agent.") var joinOnly = false
 
     func run() throws {
         try clusterCommand {

@@ -1,4 +1,4 @@
-import ArgumentParser
+import HakoCLI
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -12,11 +12,11 @@ struct Events: ParsableCommand {
         commandName: "events",
         abstract: "Show container events (create, start, stop, kill, die, pause, unpause, restart, destroy); streams until --until.")
     @OptionGroup var global: GlobalOptions
-    @Option(name: .long, help: "Events from this time: RFC 3339, Unix seconds, or a duration ago (10m).") var since: String?
-    @Option(name: .long, help: "Events up to this time (same forms); then exit instead of streaming.") var until: String?
-    @Option(name: [.short, .long], help: "container=NAME|ID, event=ACTION, image=REF, label=KEY[=VALUE], type=container (repeatable).")
+    @Option(name: .long("since"), help: "Events from this time: RFC 3339, Unix seconds, or a duration ago (10m).") var since: String?
+    @Option(name: .long("until"), help: "Events up to this time (same forms); then exit instead of streaming.") var until: String?
+    @Option(name: [.short("f"), .long("filter")], help: "container=NAME|ID, event=ACTION, image=REF, label=KEY[=VALUE], type=container (repeatable).")
     var filter: [String] = []
-    @Option(name: .long, help: "Output format: table or json (one object per line).") var format = "table"
+    @Option(name: .long("format"), help: "Output format: table or json (one object per line).") var format = "table"
 
     func run() throws {
         guard format == "table" || format == "json" else { throw HakoError(.failed, "unknown format \"\(format)\" (table or json)") }

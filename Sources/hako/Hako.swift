@@ -1,4 +1,4 @@
-import ArgumentParser
+import HakoCLI
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -11,21 +11,27 @@ import HakoSystem
 struct Main {
     static func main() {
         do {
-            var command = try Hako.parseAsRoot()
+            var command = try CommandLineParser.parse(Hako.self, Array(CommandLine.arguments.dropFirst()))
             try command.run()
             exit(0)
         } catch let code as ExitCode {
             exit(code.rawValue)
+        } catch let request as CommandLineRequest {
+            switch request {
+            case .help(let path): print(Help.text(path), terminator: "")
+            case .text(let text): print(text, terminator: "")
+            }
+            exit(0)
+        } catch let e as UsageError {
+            fail(e.message + "\nSee '\(e.commandPath) --help'.", status: 125)
         } catch let e as HakoError {
             fail(e.description, status: e.exitStatus)
         } catch let e as SystemError {
             fail(e.description, status: 125)
+        } catch let e as ValidationError {
+            fail(e.message + "\nSee 'hako --help'.", status: 125)
         } catch {
-            if Hako.exitCode(for: error) == .success {
-                Hako.exit(withError: error)  // --help, --version
-            }
-            let message = Hako.message(for: error)
-            fail(message.isEmpty ? "\(error)" : message + "\nSee 'hako --help'.", status: 125)
+            fail("\(error)", status: 125)
         }
     }
 
@@ -55,25 +61,14 @@ struct Hako: ParsableCommand {
 
 /// --root and --run-root, accepted by every command.
 struct GlobalOptions: ParsableArguments {
-    @Option(name: .long, help: "Data root (default /var/lib/hako, or $HAKO_ROOT).")
+    @Option(name: .long("root"), help: "Data root (default /var/lib/hako, or $HAKO_ROOT).")
     var root: String?
 
-    @Option(name: .customLong("run-root"), help: "Runtime dir (default /run/hako, or $HAKO_RUN_ROOT).")
+    @Option(name: .long("run-root"), help: "Runtime dir (default /run/hako, or $HAKO_RUN_ROOT).")
     var runRoot: String?
 
     func engine() throws -> Engine {
         guard getuid() == 0 else { throw HakoError(.failed, "hako needs root (namespaces, mounts and cgroups are root's); run it with sudo") }
         return try Engine(paths: EnginePaths.resolve(root: root, runRoot: runRoot))
-    }
-}
-
-/// Passthrough arguments start at the first positional; an option before it is one we do not know.
-/// `--help` there (nothing consumed it: the command's arguments are passed through) is a help request.
-func refuseUnknownFlag(_ args: [String], of command: any ParsableCommand.Type = Hako.self) throws {
-    if args.first == "--help" {
-        throw CleanExit.helpRequest(command)
-    }
-    if let first = args.first, first.hasPrefix("-") {
-        throw ValidationError("unknown flag: \(first)")
     }
 }

@@ -1,4 +1,4 @@
-import ArgumentParser
+import HakoCLI
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -9,7 +9,7 @@ import HakoSystem
 
 /// `--tls-verify` and `--platform`, shared by the commands that reach registries.
 struct RegistryFlags: ParsableArguments {
-    @Option(name: .customLong("tls-verify"), help: "Verify the registry's certificate; false also allows plain HTTP.")
+    @Option(name: .long("tls-verify"), help: "Verify the registry's certificate; false also allows plain HTTP.")
     var tlsVerify: Bool = true
 }
 
@@ -17,9 +17,9 @@ struct Pull: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "pull", abstract: "Download an image from a registry.")
     @OptionGroup var global: GlobalOptions
     @OptionGroup var registry: RegistryFlags
-    @Option(name: .long, help: "Platform to pull from a multi-platform image (os/arch[/variant]; default: this host's).")
+    @Option(name: .long("platform"), help: "Platform to pull from a multi-platform image (os/arch[/variant]; default: this host's).")
     var platform: String?
-    @Flag(name: .shortAndLong, help: "Print only the image name.") var quiet = false
+    @Flag(name: [.short("q"), .long("quiet")], help: "Print only the image name.") var quiet = false
     @Argument(help: "NAME[:TAG|@DIGEST]") var reference: String
 
     func run() throws {
@@ -40,7 +40,7 @@ struct Push: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "push", abstract: "Upload an image to its registry.")
     @OptionGroup var global: GlobalOptions
     @OptionGroup var registry: RegistryFlags
-    @Flag(name: .shortAndLong, help: "Print only the digest.") var quiet = false
+    @Flag(name: [.short("q"), .long("quiet")], help: "Print only the digest.") var quiet = false
     @Argument(help: "NAME[:TAG]") var reference: String
 
     func run() throws {
@@ -56,9 +56,9 @@ struct Login: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "login", abstract: "Log in to a registry (credentials kept in <root>/auth.json, mode 0600).")
     @OptionGroup var global: GlobalOptions
     @OptionGroup var registry: RegistryFlags
-    @Option(name: .shortAndLong, help: "Username.") var username: String?
-    @Option(name: .shortAndLong, help: "Password (prefer --password-stdin).") var password: String?
-    @Flag(name: .customLong("password-stdin"), help: "Read the password from stdin.") var passwordStdin = false
+    @Option(name: [.short("u"), .long("username")], help: "Username.") var username: String?
+    @Option(name: [.short("p"), .long("password")], help: "Password (prefer --password-stdin).") var password: String?
+    @Flag(name: .long("password-stdin"), help: "Read the password from stdin.") var passwordStdin = false
     @Argument(help: "SERVER (default: Docker Hub)") var server: String?
 
     func run() throws {
@@ -119,11 +119,11 @@ struct Import: ParsableCommand {
 struct Images: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "images", abstract: "List images.")
     @OptionGroup var global: GlobalOptions
-    @Flag(name: .shortAndLong, help: "Show all images (hako keeps no intermediate images: the same as without).") var all = false
-    @Flag(name: .shortAndLong, help: "Only display image IDs.") var quiet = false
-    @Flag(name: .long, help: "Show digests.") var digests = false
-    @Flag(name: .customLong("no-trunc"), help: "Do not truncate IDs.") var noTrunc = false
-    @Option(name: .long, help: "Output format: table or json (one object per line).") var format = "table"
+    @Flag(name: [.short("a"), .long("all")], help: "Show all images (hako keeps no intermediate images: the same as without).") var all = false
+    @Flag(name: [.short("q"), .long("quiet")], help: "Only display image IDs.") var quiet = false
+    @Flag(name: .long("digests"), help: "Show digests.") var digests = false
+    @Flag(name: .long("no-trunc"), help: "Do not truncate IDs.") var noTrunc = false
+    @Option(name: .long("format"), help: "Output format: table or json (one object per line).") var format = "table"
     @Argument(help: "REPOSITORY[:TAG]") var filter: String?
 
     struct Row: Codable {
@@ -171,7 +171,7 @@ struct Images: ParsableCommand {
 struct Rmi: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "rmi", abstract: "Remove images (refuses images containers use, unless -f).")
     @OptionGroup var global: GlobalOptions
-    @Flag(name: .shortAndLong, help: "Remove even when containers use the image (never a running container's).") var force = false
+    @Flag(name: [.short("f"), .long("force")], help: "Remove even when containers use the image (never a running container's).") var force = false
     @Argument(help: "IMAGE...") var references: [String]
 
     func run() throws {
@@ -205,9 +205,9 @@ struct Tag: ParsableCommand {
 struct History: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "history", abstract: "Show the steps that made an image.")
     @OptionGroup var global: GlobalOptions
-    @Flag(name: .customLong("no-trunc"), help: "Do not truncate output.") var noTrunc = false
-    @Flag(name: .shortAndLong, help: "Only show IDs.") var quiet = false
-    @Option(name: .long, help: "Output format: table or json.") var format = "table"
+    @Flag(name: .long("no-trunc"), help: "Do not truncate output.") var noTrunc = false
+    @Flag(name: [.short("q"), .long("quiet")], help: "Only show IDs.") var quiet = false
+    @Option(name: .long("format"), help: "Output format: table or json.") var format = "table"
     @Argument(help: "IMAGE") var reference: String
 
     func run() throws {
@@ -265,8 +265,8 @@ struct ImageInspectCommand: ParsableCommand {
 struct ImagePrune: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "prune", abstract: "Remove unused images and unreferenced content.")
     @OptionGroup var global: GlobalOptions
-    @Flag(name: .shortAndLong, help: "Remove every image no container uses, not only unnamed ones.") var all = false
-    @Flag(name: .shortAndLong, help: "Do not ask for confirmation (hako never asks).") var force = false
+    @Flag(name: [.short("a"), .long("all")], help: "Remove every image no container uses, not only unnamed ones.") var all = false
+    @Flag(name: [.short("f"), .long("force")], help: "Do not ask for confirmation (hako never asks).") var force = false
 
     func run() throws {
         let report = try global.engine().pruneImages(all: all)

@@ -1,4 +1,4 @@
-import ArgumentParser
+import HakoCLI
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -26,8 +26,8 @@ func eachContainer(_ refs: [String], _ body: (String) throws -> String?) throws 
 struct Start: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "start", abstract: "Start one or more stopped containers.")
     @OptionGroup var global: GlobalOptions
-    @Flag(name: .shortAndLong, help: "Attach to the container's output and wait for it.") var attach = false
-    @Flag(name: .shortAndLong, help: "Attach the container's stdin.") var interactive = false
+    @Flag(name: [.short("a"), .long("attach")], help: "Attach to the container's output and wait for it.") var attach = false
+    @Flag(name: [.short("i"), .long("interactive")], help: "Attach the container's stdin.") var interactive = false
     @Argument(help: "CONTAINER...") var containers: [String]
 
     func run() throws {
@@ -47,8 +47,8 @@ struct Start: ParsableCommand {
 struct Stop: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "stop", abstract: "Stop running containers: the stop signal, then SIGKILL after a grace period.")
     @OptionGroup var global: GlobalOptions
-    @Option(name: [.customShort("t"), .customLong("time"), .customLong("timeout")], help: "Seconds to wait before killing.") var time: Int?
-    @Option(name: [.customShort("s"), .long], help: "Signal to send instead of the container's stop signal.") var signal: String?
+    @Option(name: [.short("t"), .long("time"), .long("timeout")], help: "Seconds to wait before killing.") var time: Int?
+    @Option(name: [.short("s"), .long("signal")], help: "Signal to send instead of the container's stop signal.") var signal: String?
     @Argument(help: "CONTAINER...") var containers: [String]
 
     func run() throws {
@@ -66,7 +66,7 @@ struct Stop: ParsableCommand {
 struct Kill: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "kill", abstract: "Send a signal (default SIGKILL) to running containers.")
     @OptionGroup var global: GlobalOptions
-    @Option(name: .shortAndLong, help: "Signal to send.") var signal = "KILL"
+    @Option(name: [.short("s"), .long("signal")], help: "Signal to send.") var signal = "KILL"
     @Argument(help: "CONTAINER...") var containers: [String]
 
     func run() throws {
@@ -79,7 +79,7 @@ struct Kill: ParsableCommand {
 struct Restart: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "restart", abstract: "Restart containers.")
     @OptionGroup var global: GlobalOptions
-    @Option(name: [.customShort("t"), .customLong("time"), .customLong("timeout")], help: "Seconds to wait before killing.") var time: Int?
+    @Option(name: [.short("t"), .long("time"), .long("timeout")], help: "Seconds to wait before killing.") var time: Int?
     @Argument(help: "CONTAINER...") var containers: [String]
 
     func run() throws {
@@ -91,8 +91,8 @@ struct Restart: ParsableCommand {
 struct Rm: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "rm", abstract: "Remove containers.")
     @OptionGroup var global: GlobalOptions
-    @Flag(name: .shortAndLong, help: "Kill and remove a running container.") var force = false
-    @Flag(name: [.customShort("v"), .long], help: "Remove the container's anonymous volumes too.") var volumes = false
+    @Flag(name: [.short("f"), .long("force")], help: "Kill and remove a running container.") var force = false
+    @Flag(name: [.short("v"), .long("volumes")], help: "Remove the container's anonymous volumes too.") var volumes = false
     @Argument(help: "CONTAINER...") var containers: [String]
 
     func run() throws {
@@ -137,16 +137,15 @@ struct Wait: ParsableCommand {
 struct Exec: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "exec", abstract: "Run a command in a running container.")
     @OptionGroup var global: GlobalOptions
-    @Flag(name: .shortAndLong, help: "Keep stdin open.") var interactive = false
-    @Flag(name: .shortAndLong, help: "Allocate a terminal.") var tty = false
-    @Flag(name: .shortAndLong, help: "Run in the background.") var detach = false
-    @Option(name: .shortAndLong, help: "Set an environment variable.") var env: [String] = []
-    @Option(name: [.customShort("w"), .long], help: "Working directory inside the container.") var workdir: String?
-    @Option(name: .shortAndLong, help: "Username or UID (format: <name|uid>[:<group|gid>]).") var user: String?
-    @Argument(parsing: .captureForPassthrough, help: "CONTAINER COMMAND [ARG...]") var containerAndCommand: [String] = []
+    @Flag(name: [.short("i"), .long("interactive")], help: "Keep stdin open.") var interactive = false
+    @Flag(name: [.short("t"), .long("tty")], help: "Allocate a terminal.") var tty = false
+    @Flag(name: [.short("d"), .long("detach")], help: "Run in the background.") var detach = false
+    @Option(name: [.short("e"), .long("env")], help: "Set an environment variable.") var env: [String] = []
+    @Option(name: [.short("w"), .long("workdir")], help: "Working directory inside the container.") var workdir: String?
+    @Option(name: [.short("u"), .long("user")], help: "Username or UID (format: <name|uid>[:<group|gid>]).") var user: String?
+    @Argument(parsing: .passthrough, help: "CONTAINER COMMAND [ARG...]") var containerAndCommand: [String] = []
 
     func run() throws {
-        try refuseUnknownFlag(containerAndCommand)
         guard containerAndCommand.count >= 2 else { throw ValidationError("\"exec\" requires a container and a command") }
         let engine = try global.engine()
         var o = ExecOptions(command: Array(containerAndCommand.dropFirst()))

@@ -1,4 +1,4 @@
-import ArgumentParser
+import HakoCLI
 import FoundationEssentials
 import HakoEngine
 import HakoNetwork
@@ -14,13 +14,13 @@ struct NetworkCommand: ParsableCommand {
 struct NetworkCreate: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "create", abstract: "Create a bridge network.")
     @OptionGroup var global: GlobalOptions
-    @Option(name: .long, help: "Subnet in CIDR form (default: a free /24 of 10.89.0.0/16).") var subnet: String?
-    @Option(name: .long, help: "Gateway address (default: the subnet's first address).") var gateway: String?
-    @Option(name: [.customShort("d"), .long], help: "Driver (bridge only).") var driver = "bridge"
-    @Flag(name: .customLong("internal"), help: "No traffic to the outside.") var isInternal = false
-    @Option(name: .long, help: "Set metadata (KEY=VALUE).") var label: [String] = []
-    @Option(name: .long, help: "MTU of the bridge and the containers' interfaces (default 1500).") var mtu: UInt32?
-    @Option(name: [.customShort("o"), .customLong("opt")],
+    @Option(name: .long("subnet"), help: "Subnet in CIDR form (default: a free /24 of 10.89.0.0/16).") var subnet: String?
+    @Option(name: .long("gateway"), help: "Gateway address (default: the subnet's first address).") var gateway: String?
+    @Option(name: [.short("d"), .long("driver")], help: "Driver (bridge only).") var driver = "bridge"
+    @Flag(name: .long("internal"), help: "No traffic to the outside.") var isInternal = false
+    @Option(name: .long("label"), help: "Set metadata (KEY=VALUE).") var label: [String] = []
+    @Option(name: .long("mtu"), help: "MTU of the bridge and the containers' interfaces (default 1500).") var mtu: UInt32?
+    @Option(name: [.short("o"), .long("opt")],
             help: "Driver option KEY=VALUE: mtu=N or com.docker.network.driver.mtu=N.") var opt: [String] = []
     @Argument(help: "NAME") var name: String
 
@@ -55,8 +55,8 @@ struct NetworkCreate: ParsableCommand {
 struct NetworkLs: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "ls", abstract: "List networks.", aliases: ["list"])
     @OptionGroup var global: GlobalOptions
-    @Flag(name: .shortAndLong, help: "Only display network IDs.") var quiet = false
-    @Option(name: .long, help: "Output format: table or json.") var format = "table"
+    @Flag(name: [.short("q"), .long("quiet")], help: "Only display network IDs.") var quiet = false
+    @Option(name: .long("format"), help: "Output format: table or json.") var format = "table"
 
     struct Row: Codable { var ID: String, Name: String, Driver: String, Subnet: String }
 
@@ -102,7 +102,7 @@ struct NetworkRm: ParsableCommand {
 struct NetworkPrune: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "prune", abstract: "Remove every user-defined network no container uses.")
     @OptionGroup var global: GlobalOptions
-    @Flag(name: .shortAndLong, help: "Do not ask (hako never asks).") var force = false
+    @Flag(name: [.short("f"), .long("force")], help: "Do not ask (hako never asks).") var force = false
 
     func run() throws {
         let engine = try global.engine()
@@ -114,8 +114,8 @@ struct NetworkPrune: ParsableCommand {
 struct NetworkConnect: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "connect", abstract: "Connect a container to a network (live when it runs).")
     @OptionGroup var global: GlobalOptions
-    @Option(name: .customLong("ip"), help: "IPv4 address on the network.") var ip: String?
-    @Option(name: .customLong("alias"), help: "Another name on the network.") var alias: [String] = []
+    @Option(name: .long("ip"), help: "IPv4 address on the network.") var ip: String?
+    @Option(name: .long("alias"), help: "Another name on the network.") var alias: [String] = []
     @Argument(help: "NETWORK") var network: String
     @Argument(help: "CONTAINER") var container: String
 
@@ -127,7 +127,7 @@ struct NetworkConnect: ParsableCommand {
 struct NetworkDisconnect: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "disconnect", abstract: "Disconnect a container from a network (live when it runs).")
     @OptionGroup var global: GlobalOptions
-    @Flag(name: .shortAndLong, help: "Accepted for Docker compatibility.") var force = false
+    @Flag(name: [.short("f"), .long("force")], help: "Accepted for Docker compatibility.") var force = false
     @Argument(help: "NETWORK") var network: String
     @Argument(help: "CONTAINER") var container: String
 

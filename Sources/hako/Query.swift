@@ -1,4 +1,4 @@
-import ArgumentParser
+import HakoCLI
 import FoundationEssentials
 import HakoEngine
 import HakoImage
@@ -46,10 +46,10 @@ func jsonLine<T: Encodable>(_ value: T) throws -> String {
 struct Ps: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "ps", abstract: "List containers (running ones unless -a).")
     @OptionGroup var global: GlobalOptions
-    @Flag(name: .shortAndLong, help: "Show all containers.") var all = false
-    @Flag(name: .shortAndLong, help: "Only display container IDs.") var quiet = false
-    @Flag(name: .customLong("no-trunc"), help: "Do not truncate output.") var noTrunc = false
-    @Option(name: .long, help: "Output format: table or json (one object per line).") var format = "table"
+    @Flag(name: [.short("a"), .long("all")], help: "Show all containers.") var all = false
+    @Flag(name: [.short("q"), .long("quiet")], help: "Only display container IDs.") var quiet = false
+    @Flag(name: .long("no-trunc"), help: "Do not truncate output.") var noTrunc = false
+    @Option(name: .long("format"), help: "Output format: table or json (one object per line).") var format = "table"
 
     struct Row: Codable {
         var ID: String, Image: String, Command: String, CreatedAt: String, RunningFor: String
@@ -100,9 +100,9 @@ struct Ps: ParsableCommand {
 struct Logs: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "logs", abstract: "Show a container's output.")
     @OptionGroup var global: GlobalOptions
-    @Flag(name: .shortAndLong, help: "Follow the output.") var follow = false
-    @Option(name: [.customShort("n"), .long], help: "Number of lines from the end (or \"all\").") var tail = "all"
-    @Flag(name: .shortAndLong, help: "Show timestamps.") var timestamps = false
+    @Flag(name: [.short("f"), .long("follow")], help: "Follow the output.") var follow = false
+    @Option(name: [.short("n"), .long("tail")], help: "Number of lines from the end (or \"all\").") var tail = "all"
+    @Flag(name: [.short("t"), .long("timestamps")], help: "Show timestamps.") var timestamps = false
     @Argument(help: "CONTAINER") var container: String
 
     func run() throws {
@@ -168,7 +168,7 @@ func humanSize(_ n: Int64) -> String {
 struct Doctor: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "doctor", abstract: "Check the kernel for what hako needs, and say how to fix what is missing.")
     @OptionGroup var global: GlobalOptions
-    @Option(name: .long, help: "Output format: table or json.") var format = "table"
+    @Option(name: .long("format"), help: "Output format: table or json.") var format = "table"
 
     func run() throws {
         let checks = HakoEngine.Doctor.run(monitorPath: Engine.defaultMonitorPath)

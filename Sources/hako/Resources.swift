@@ -1,4 +1,4 @@
-import ArgumentParser
+import HakoCLI
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -22,10 +22,10 @@ struct Update: ParsableCommand {
 struct Stats: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "stats", abstract: "Show containers' CPU, memory, network, block I/O and process counts.")
     @OptionGroup var global: GlobalOptions
-    @Flag(name: .shortAndLong, help: "Show all containers (default: running ones).") var all = false
-    @Flag(name: .customLong("no-stream"), help: "Print one result and exit.") var noStream = false
-    @Flag(name: .customLong("no-trunc"), help: "Do not truncate output.") var noTrunc = false
-    @Option(name: .long, help: "Output format: table or json (one object per line).") var format = "table"
+    @Flag(name: [.short("a"), .long("all")], help: "Show all containers (default: running ones).") var all = false
+    @Flag(name: .long("no-stream"), help: "Print one result and exit.") var noStream = false
+    @Flag(name: .long("no-trunc"), help: "Do not truncate output.") var noTrunc = false
+    @Option(name: .long("format"), help: "Output format: table or json (one object per line).") var format = "table"
     @Argument(help: "CONTAINER...") var containers: [String] = []
 
     struct Row: Codable {

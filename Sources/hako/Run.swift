@@ -1,4 +1,4 @@
-import ArgumentParser
+import HakoCLI
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -8,26 +8,26 @@ import HakoSystem
 
 /// The options `run` and `create` share.
 struct ContainerOptions: ParsableArguments {
-    @Option(name: .long, help: "Assign a name to the container.") var name: String?
-    @Option(name: .shortAndLong, help: "Set an environment variable (KEY=VALUE, or KEY to pass hako's own).") var env: [String] = []
-    @Option(name: .customLong("env-file"), help: "Read environment variables from a file.") var envFile: [String] = []
-    @Option(name: .customLong("entrypoint"), help: "Overwrite the image's entrypoint.") var entrypoint: String?
-    @Option(name: [.customShort("w"), .long], help: "Working directory inside the container.") var workdir: String?
-    @Option(name: .shortAndLong, help: "Username or UID (format: <name|uid>[:<group|gid>]).") var user: String?
-    @Option(name: [.customShort("h"), .long], help: "Container host name.") var hostname: String?
-    @Option(name: [.customShort("l"), .long], help: "Set metadata (KEY=VALUE).") var label: [String] = []
-    @Flag(name: .shortAndLong, help: "Keep stdin open.") var interactive = false
-    @Flag(name: .shortAndLong, help: "Allocate a terminal.") var tty = false
-    @Flag(name: .customLong("rm"), help: "Remove the container when it exits.") var autoRemove = false
-    @Option(name: .long, help: "Restart policy: no, on-failure[:N], always, unless-stopped.") var restart = "no"
-    @Option(name: .long, help: "PID namespace: host or private.") var pid: String?
-    @Option(name: .long, help: "UTS namespace: host or private.") var uts: String?
-    @Option(name: .long, help: "IPC namespace: host or private.") var ipc: String?
-    @Option(name: [.long, .customLong("net")], help: "Network: bridge (default), none, host, or a network's name.") var network: String?
-    @Option(name: .long, help: "Cgroup namespace: host (default) or private.") var cgroupns: String?
-    @Option(name: .customLong("stop-signal"), help: "Signal that stops the container.") var stopSignal: String?
-    @Option(name: .customLong("stop-timeout"), help: "Seconds to wait before killing on stop.") var stopTimeout: Int?
-    @Option(name: .customLong("log-opt"), help: "Log options: max-size=SIZE, max-file=N.") var logOpt: [String] = []
+    @Option(name: .long("name"), help: "Assign a name to the container.") var name: String?
+    @Option(name: [.short("e"), .long("env")], help: "Set an environment variable (KEY=VALUE, or KEY to pass hako's own).") var env: [String] = []
+    @Option(name: .long("env-file"), help: "Read environment variables from a file.") var envFile: [String] = []
+    @Option(name: .long("entrypoint"), help: "Overwrite the image's entrypoint.") var entrypoint: String?
+    @Option(name: [.short("w"), .long("workdir")], help: "Working directory inside the container.") var workdir: String?
+    @Option(name: [.short("u"), .long("user")], help: "Username or UID (format: <name|uid>[:<group|gid>]).") var user: String?
+    @Option(name: [.short("h"), .long("hostname")], help: "Container host name.") var hostname: String?
+    @Option(name: [.short("l"), .long("label")], help: "Set metadata (KEY=VALUE).") var label: [String] = []
+    @Flag(name: [.short("i"), .long("interactive")], help: "Keep stdin open.") var interactive = false
+    @Flag(name: [.short("t"), .long("tty")], help: "Allocate a terminal.") var tty = false
+    @Flag(name: .long("rm"), help: "Remove the container when it exits.") var autoRemove = false
+    @Option(name: .long("restart"), help: "Restart policy: no, on-failure[:N], always, unless-stopped.") var restart = "no"
+    @Option(name: .long("pid"), help: "PID namespace: host or private.") var pid: String?
+    @Option(name: .long("uts"), help: "UTS namespace: host or private.") var uts: String?
+    @Option(name: .long("ipc"), help: "IPC namespace: host or private.") var ipc: String?
+    @Option(name: [.long("network"), .long("net")], help: "Network: bridge (default), none, host, or a network's name.") var network: String?
+    @Option(name: .long("cgroupns"), help: "Cgroup namespace: host (default) or private.") var cgroupns: String?
+    @Option(name: .long("stop-signal"), help: "Signal that stops the container.") var stopSignal: String?
+    @Option(name: .long("stop-timeout"), help: "Seconds to wait before killing on stop.") var stopTimeout: Int?
+    @Option(name: .long("log-opt"), help: "Log options: max-size=SIZE, max-file=N.") var logOpt: [String] = []
     @OptionGroup(title: "Resources and security") var isolation: IsolationFlags
     @OptionGroup var net: NetworkFlags
     @OptionGroup var storage: StorageFlags
@@ -71,16 +71,15 @@ struct ContainerOptions: ParsableArguments {
 }
 
 struct Run: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "run", abstract: "Create and start a container.", helpNames: [.long])
+    static let configuration = CommandConfiguration(commandName: "run", abstract: "Create and start a container.")
 
     @OptionGroup var global: GlobalOptions
     @OptionGroup var options: ContainerOptions
     @OptionGroup var pullFlags: PullFlags
-    @Flag(name: .shortAndLong, help: "Run in the background and print the container ID.") var detach = false
-    @Argument(parsing: .captureForPassthrough, help: "IMAGE [COMMAND] [ARG...]") var imageAndCommand: [String] = []
+    @Flag(name: [.short("d"), .long("detach")], help: "Run in the background and print the container ID.") var detach = false
+    @Argument(parsing: .passthrough, help: "IMAGE [COMMAND] [ARG...]") var imageAndCommand: [String] = []
 
     func run() throws {
-        try refuseUnknownFlag(imageAndCommand, of: Run.self)
         guard let image = imageAndCommand.first else { throw ValidationError("\"run\" requires an image") }
         let engine = try global.engine()
         var o = try options.runOptions(image: image, command: Array(imageAndCommand.dropFirst()))
@@ -107,15 +106,14 @@ struct Run: ParsableCommand {
 }
 
 struct Create: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "create", abstract: "Create a container without starting it.", helpNames: [.long])
+    static let configuration = CommandConfiguration(commandName: "create", abstract: "Create a container without starting it.")
 
     @OptionGroup var global: GlobalOptions
     @OptionGroup var options: ContainerOptions
     @OptionGroup var pullFlags: PullFlags
-    @Argument(parsing: .captureForPassthrough, help: "IMAGE [COMMAND] [ARG...]") var imageAndCommand: [String] = []
+    @Argument(parsing: .passthrough, help: "IMAGE [COMMAND] [ARG...]") var imageAndCommand: [String] = []
 
     func run() throws {
-        try refuseUnknownFlag(imageAndCommand, of: Create.self)
         guard let image = imageAndCommand.first else { throw ValidationError("\"create\" requires an image") }
         let engine = try global.engine()
         var o = try options.runOptions(image: image, command: Array(imageAndCommand.dropFirst()))

@@ -1,4 +1,4 @@
-import ArgumentParser
+import HakoCLI
 import FoundationEssentials
 import HakoEngine
 import HakoSystem
@@ -12,8 +12,8 @@ struct VolumeCommand: ParsableCommand {
 struct VolumeCreate: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "create", abstract: "Create a volume.")
     @OptionGroup var global: GlobalOptions
-    @Option(name: .long, help: "Set metadata (KEY=VALUE).") var label: [String] = []
-    @Option(name: [.customShort("d"), .long], help: "Driver (local only).") var driver = "local"
+    @Option(name: .long("label"), help: "Set metadata (KEY=VALUE).") var label: [String] = []
+    @Option(name: [.short("d"), .long("driver")], help: "Driver (local only).") var driver = "local"
     @Argument(help: "NAME (default: a random one)") var name: String?
 
     func run() throws {
@@ -30,8 +30,8 @@ struct VolumeCreate: ParsableCommand {
 struct VolumeLs: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "ls", abstract: "List volumes.", aliases: ["list"])
     @OptionGroup var global: GlobalOptions
-    @Flag(name: .shortAndLong, help: "Only display volume names.") var quiet = false
-    @Option(name: .long, help: "Output format: table or json.") var format = "table"
+    @Flag(name: [.short("q"), .long("quiet")], help: "Only display volume names.") var quiet = false
+    @Option(name: .long("format"), help: "Output format: table or json.") var format = "table"
 
     func run() throws {
         let vols = try global.engine().volumes()
@@ -63,7 +63,7 @@ struct VolumeInspectCmd: ParsableCommand {
 struct VolumeRm: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "rm", abstract: "Remove volumes no container uses.", aliases: ["remove"])
     @OptionGroup var global: GlobalOptions
-    @Flag(name: .shortAndLong, help: "Accepted for Docker compatibility (a volume in use is still refused).") var force = false
+    @Flag(name: [.short("f"), .long("force")], help: "Accepted for Docker compatibility (a volume in use is still refused).") var force = false
     @Argument(help: "VOLUME...") var volumes: [String]
 
     func run() throws {
@@ -75,8 +75,8 @@ struct VolumeRm: ParsableCommand {
 struct VolumePrune: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "prune", abstract: "Remove unused anonymous volumes (all unused ones with -a).")
     @OptionGroup var global: GlobalOptions
-    @Flag(name: .shortAndLong, help: "Remove every unused volume, named ones too.") var all = false
-    @Flag(name: .shortAndLong, help: "Do not ask (hako never asks).") var force = false
+    @Flag(name: [.short("a"), .long("all")], help: "Remove every unused volume, named ones too.") var all = false
+    @Flag(name: [.short("f"), .long("force")], help: "Do not ask (hako never asks).") var force = false
 
     func run() throws {
         let removed = try global.engine().pruneVolumes(all: all)

@@ -1,0 +1,172 @@
+/// Shell completion scripts for bash, zsh and fish, made from the command
+/// tree: subcommands (and their aliases) at a group, a command's options when
+/// the word starts with `-`, the shell's own file completion otherwise.
+enum Completions {
+    struct Node {
+        var path: String
+        var subcommands: [(name: String, abstract: String)]
+        /// Alias → the path it stands for.
+        var aliases: [(alias: String, path: String)]
+        var options: [Declaration]
+    }
+
+    static func script(shell: String, root: any ParsableCommand.Type, path: [any ParsableCommand.Type]) throws -> String {
+        let nodes = collect(root)
+        switch shell {
+        case "bash": return bash(nodes)
+        case "zsh": return zsh(nodes)
+        case "fish": return fish(nodes)
+        default: throw CommandLineParser.usage("no completion script for \"\(shell)\" (bash, zsh or fish)", path)
+        }
+    }
+
+    static func collect(_ root: any ParsableCommand.Type) -> [Node] {
+        var out: [Node] = []
+        func walk(_ type: any ParsableCommand.Type, _ path: String) {
+            let subs = type.configuration.subcommands.filter { $0.configuration.shouldDisplay }
+            var node = Node(path: path, subcommands: [], aliases: [], options: CommandLineParser.declare(type).filter { !$0.isPositional })
+            for s in subs {
+                let c = s.configuration
+                node.subcommands.append((c.commandName, c.abstract))
+                for a in c.aliases { node.aliases.append((a, path + " " + c.commandName)) }
+            }
+            out.append(node)
+            for s in subs { walk(s, path + " " + s.configuration.commandName) }
+        }
+        walk(root, root.configuration.commandName)
+        return out
+    }
+
+    static func spellings(_ d: Declaration) -> [String] { d.shortNames.map { "-\($0)" } + d.longNames.map { "--" + $0 } }
+
+    /// The case arms that advance the command path by one word.
+    static func pathArms(_ nodes: [Node], indent: String, assign: (String) -> String) -> String {
+        var arms = ""
+        for n in nodes {
+            for s in n.subcommands { arms += "\(indent)\"\(n.path) \(s.name)\") \(assign(n.path + " " + s.name)) ;;\n" }
+            for a in n.aliases { arms += "\(indent)\"\(n.path) \(a.alias)\") \(assign(a.path)) ;;\n" }
+        }
+        return arms
+    }
+
+    static func words(_ n: Node) -> [String] {
+        n.subcommands.map(\.name) + n.aliases.map(\.alias) + n.options.flatMap(spellings) + ["--help"]
+    }
+
+    static func bash(_ nodes: [Node]) -> String {
+        var s = """
+        # bash completion for hako (hako --generate-completion-script bash)
+        _hako() {
+            local cur=${COMP_WORDS[COMP_CWORD]} cmd=hako i
+            COMPREPLY=()
+            for ((i = 1; i < COMP_CWORD; i++)); do
+                case "$cmd ${COMP_WORDS[i]}" in
+
+        """
+        s += pathArms(nodes, indent: "            ") { "cmd=\"\($0)\"" }
+        s += """
+                esac
+            done
+            local words=""
+            case "$cmd" in
+
+        """
+        for n in nodes {
+            let w = n.subcommands.isEmpty ? n.options.flatMap(spellings) + ["--help"] : words(n)
+            s += "        \"\(n.path)\") words=\"\(w.joined(separator: " "))\" ;;\n"
+        }
+        s += """
+            esac
+            if [[ $cur == -* || $words != -* ]]; then
+                COMPREPLY=($(compgen -W "$words" -- "$cur"))
+            fi
+        }
+        complete -o default -F _hako hako
+
+        """
+        return s
+    }
+
+    static func zsh(_ nodes: [Node]) -> String {
+        var s = """
+        #compdef hako
+        # zsh completion for hako (hako --generate-completion-script zsh)
+        _hako() {
+            local cmd=hako i
+            for ((i = 2; i < CURRENT; i++)); do
+                case "$cmd ${words[i]}" in
+
+        """
+        s += pathArms(nodes, indent: "            ") { "cmd=\"\($0)\"" }
+        s += """
+                esac
+            done
+            local -a subcommands options
+            case "$cmd" in
+
+        """
+        for n in nodes {
+            let subs = n.subcommands.map(\.name) + n.aliases.map(\.alias)
+            let opts = n.options.flatMap(spellings) + ["--help"]
+            s += "        \"\(n.path)\") subcommands=(\(subs.joined(separator: " "))); options=(\(opts.joined(separator: " "))) ;;\n"
+        }
+        s += """
+            esac
+            if [[ ${words[CURRENT]} == -* ]]; then
+                compadd -- $options
+            elif (( ${#subcommands} )); then
+                compadd -- $subcommands
+            else
+                _files
+            fi
+        }
+        _hako "$@"
+
+        """
+        return s
+    }
+
+    static func fish(_ nodes: [Node]) -> String {
+        func quote(_ t: String) -> String {
+            var q = "'"
+            for c in t {
+                if c == "\\" || c == "'" { q.append("\\") }
+                q.append(c)
+            }
+            return q + "'"
+        }
+        var s = """
+        # fish completion for hako (hako --generate-completion-script fish)
+        function __hako_command
+            set -l cmd hako
+            for w in (commandline -opc)[2..-1]
+                switch "$cmd $w"
+
+        """
+        for n in nodes {
+            for sub in n.subcommands { s += "            case \(quote(n.path + " " + sub.name))\n                set cmd \(quote(n.path + " " + sub.name))\n" }
+            for a in n.aliases { s += "            case \(quote(n.path + " " + a.alias))\n                set cmd \(quote(a.path))\n" }
+        }
+        s += """
+                end
+            end
+            test "$cmd" = "$argv[1]"
+        end
+
+        """
+        for n in nodes {
+            let cond = "-n " + quote("__hako_command " + quote(n.path))
+            for sub in n.subcommands {
+                s += "complete -c 'hako' -f \(cond) -a \(quote(sub.name)) -d \(quote(sub.abstract))\n"
+            }
+            for d in n.options {
+                var line = "complete -c 'hako' \(cond)"
+                for c in d.shortNames { line += " -s \(quote(String(c)))" }
+                for l in d.longNames { line += " -l \(quote(l))" }
+                if case .option = d.kind { line += " -r" }
+                s += line + " -d \(quote(d.help))\n"
+            }
+        }
+        return s
+    }
+}

@@ -81,7 +81,7 @@ public enum ArgumentParsing: Sendable {
 }
 
 /// A value an option or an argument can hold, made from one token.
-public protocol ArgumentValue {
+public protocol ArgumentValue: CustomStringConvertible {
     init?(argument: String)
     /// What a valid token looks like, for the error message.
     static var expected: String { get }

@@ -74,11 +74,9 @@ public enum CommandLineParser {
     /// Splits a leaf command's tokens into the values of each declaration.
     static func assign(_ tokens: [String], to declarations: [Declaration], path: [any ParsableCommand.Type]) throws -> [[String]] {
         var values = Array(repeating: [String](), count: declarations.count)
-        var longs: [String: Int] = [:], shorts: [Character: Int] = [:]
-        for (i, d) in declarations.enumerated() {
-            for l in d.longNames { longs[l] = i }
-            for s in d.shortNames { shorts[s] = i }
-        }
+        // A command line has a few options: a scan is cheaper than hashing every name.
+        func long(_ name: String) -> Int? { declarations.firstIndex { $0.longNames.contains(name) } }
+        func short(_ c: Character) -> Int? { declarations.firstIndex { $0.shortNames.contains(c) } }
         let passthrough = declarations.contains { $0.kind == .positional(.passthrough) }
         var positionals: [String] = []
         var onlyPositionals = false
@@ -122,7 +120,7 @@ public enum CommandLineParser {
                 let body = t.dropFirst(2)
                 let name = String(body.prefix { $0 != "=" })
                 let attached = body.firstIndex(of: "=").map { String(body[body.index(after: $0)...]) }
-                guard let index = longs[name] else {
+                guard let index = long(name) else {
                     if name == "help" { throw CommandLineRequest.help(path) }
                     throw usage("unknown flag: --\(name)", path)
                 }
@@ -134,7 +132,7 @@ public enum CommandLineParser {
             var j = 0
             while j < chars.count {
                 let c = chars[j]
-                guard let index = shorts[c] else {
+                guard let index = short(c) else {
                     if c == "h" { throw CommandLineRequest.help(path) }
                     throw usage(chars.count == 1 ? "unknown shorthand flag: '\(c)' in -\(c)" : "unknown shorthand flag: '\(c)' in \(t)", path)
                 }

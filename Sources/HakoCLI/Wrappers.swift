@@ -6,7 +6,7 @@ public struct Option<Value> {
     /// One value with a default; the last occurrence wins.
     public init(wrappedValue: Value, name: NameSpecification, parsing: OptionParsing = .next, help: String) where Value: ArgumentValue {
         let d = Declaration(kind: .option(repeated: false, upToNextOption: parsing == .upToNextOption),
-                            longNames: name.longs, shortNames: name.shorts, help: help, defaultValue: "\(wrappedValue)")
+                            longNames: name.longs, shortNames: name.shorts, help: help, defaultValue: wrappedValue.description)
         let values: [Value] = ParseContext.convert(ParseContext.tokens(for: d) ?? [], d)
         self.wrappedValue = values.last ?? wrappedValue
     }

@@ -28,11 +28,14 @@ final class ResourceLimitTests {
     }
 
     @Test func forkBombIsContained() {
-        let id = host.hako("run", "-d", "--pids-limit", "64", host.probe, "sh", "-c", "bomb() { bomb | bomb & }; bomb; sleep 60").out
+        // Every shell forks two more and waits for them, so nothing exits before
+        // a fork fails: the bomb grows to the limit whatever the scheduling.
+        // (`bomb | bomb &`, whose shells exit at once, had no fork refused within
+        // 20 s in one CI run; not reproduced here, the message below says more.)
+        let id = host.hako("run", "-d", "--pids-limit", "64", host.probe, "sh", "-c", "bomb() { bomb & bomb & wait; }; bomb; sleep 60").out
         defer { host.hako("rm", "-f", id, timeout: 60) }
         #expect(host.cgroupFile("pids", id, "pids.max") == "64")
-        // The bomb reaches the limit: the kernel counts every fork it refused
-        // (pids.current alone can be sampled after the shells have died back).
+        // The bomb reaches the limit: the kernel counts every fork it refused.
         let refused = { Int(self.host.cgroupFile("pids", id, "pids.events")?.split(separator: " ").last ?? "") ?? 0 }
         let reached = host.eventually(30) { refused() > 0 }
         #expect(reached, """

@@ -8,7 +8,7 @@ BIN_DIR := .build/release
 DEB_PACKAGES := busybox-static libcap-dev libseccomp-dev libmnl-dev libnftnl-dev zlib1g-dev libzstd-dev \
 	libssl-dev libsqlite3-dev tar gzip util-linux procps iproute2 nftables jq hyperfine runc crun time linux-perf \
 	iperf3 python3 docker-registry podman skopeo apache2-utils openssl \
-	containerd curl iputils-ping
+	containerd curl iputils-ping zsh fish
 
 .PHONY: all deps build test unit-test integration-test demo demo-local bench clean install uninstall docs
 

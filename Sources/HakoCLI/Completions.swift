@@ -39,90 +39,89 @@ enum Completions {
 
     static func spellings(_ d: Declaration) -> [String] { d.shortNames.map { "-\($0)" } + d.longNames.map { "--" + $0 } }
 
-    /// The case arms that advance the command path by one word.
-    static func pathArms(_ nodes: [Node], indent: String, assign: (String) -> String) -> String {
-        var arms = ""
+    /// A shell loop over the words before the cursor that follows subcommands
+    /// (and aliases) down the tree, leaving the command's path in `$cmd`.
+    static func pathWalk(_ nodes: [Node], first: Int, end: String, word: String) -> String {
+        var s = """
+                local cmd=hako i
+                for ((i = \(first); i < \(end); i++)); do
+                    case "$cmd ${\(word)}" in
+
+            """
         for n in nodes {
-            for s in n.subcommands { arms += "\(indent)\"\(n.path) \(s.name)\") \(assign(n.path + " " + s.name)) ;;\n" }
-            for a in n.aliases { arms += "\(indent)\"\(n.path) \(a.alias)\") \(assign(a.path)) ;;\n" }
+            for sub in n.subcommands { s += "            \"\(n.path) \(sub.name)\") cmd=\"\(n.path) \(sub.name)\" ;;\n" }
+            for a in n.aliases { s += "            \"\(n.path) \(a.alias)\") cmd=\"\(a.path)\" ;;\n" }
         }
-        return arms
+        return s + """
+                    esac
+                done
+
+            """
     }
 
-    static func words(_ n: Node) -> [String] {
-        n.subcommands.map(\.name) + n.aliases.map(\.alias) + n.options.flatMap(spellings) + ["--help"]
-    }
+    static func subcommandWords(_ n: Node) -> [String] { n.subcommands.map(\.name) + n.aliases.map(\.alias) }
+    static func optionWords(_ n: Node) -> [String] { n.options.flatMap(spellings) + ["--help"] }
 
     static func bash(_ nodes: [Node]) -> String {
         var s = """
-        # bash completion for hako (hako --generate-completion-script bash)
-        _hako() {
-            local cur=${COMP_WORDS[COMP_CWORD]} cmd=hako i
-            COMPREPLY=()
-            for ((i = 1; i < COMP_CWORD; i++)); do
-                case "$cmd ${COMP_WORDS[i]}" in
+            # bash completion for hako (hako --generate-completion-script bash)
+            _hako() {
+                local cur=${COMP_WORDS[COMP_CWORD]}
+                COMPREPLY=()
 
-        """
-        s += pathArms(nodes, indent: "            ") { "cmd=\"\($0)\"" }
+            """
+        s += pathWalk(nodes, first: 1, end: "COMP_CWORD", word: "COMP_WORDS[i]")
+        s += """
+                local subcommands="" options=""
+                case "$cmd" in
+
+            """
+        for n in nodes {
+            s += "        \"\(n.path)\") subcommands=\"\(subcommandWords(n).joined(separator: " "))\"; options=\"\(optionWords(n).joined(separator: " "))\" ;;\n"
+        }
         s += """
                 esac
-            done
-            local words=""
-            case "$cmd" in
+                if [[ $cur == -* ]]; then
+                    COMPREPLY=($(compgen -W "$options" -- "$cur"))
+                elif [[ -n $subcommands ]]; then
+                    COMPREPLY=($(compgen -W "$subcommands" -- "$cur"))
+                fi
+            }
+            complete -o default -F _hako hako
 
-        """
-        for n in nodes {
-            let w = n.subcommands.isEmpty ? n.options.flatMap(spellings) + ["--help"] : words(n)
-            s += "        \"\(n.path)\") words=\"\(w.joined(separator: " "))\" ;;\n"
-        }
-        s += """
-            esac
-            if [[ $cur == -* || $words != -* ]]; then
-                COMPREPLY=($(compgen -W "$words" -- "$cur"))
-            fi
-        }
-        complete -o default -F _hako hako
-
-        """
+            """
         return s
     }
 
     static func zsh(_ nodes: [Node]) -> String {
         var s = """
-        #compdef hako
-        # zsh completion for hako (hako --generate-completion-script zsh)
-        _hako() {
-            local cmd=hako i
-            for ((i = 2; i < CURRENT; i++)); do
-                case "$cmd ${words[i]}" in
+            #compdef hako
+            # zsh completion for hako (hako --generate-completion-script zsh)
+            _hako() {
 
-        """
-        s += pathArms(nodes, indent: "            ") { "cmd=\"\($0)\"" }
+            """
+        s += pathWalk(nodes, first: 2, end: "CURRENT", word: "words[i]")
+        s += """
+                local -a subcommands options
+                case "$cmd" in
+
+            """
+        for n in nodes {
+            s += "        \"\(n.path)\") subcommands=(\(subcommandWords(n).joined(separator: " "))); options=(\(optionWords(n).joined(separator: " "))) ;;\n"
+        }
         s += """
                 esac
-            done
-            local -a subcommands options
-            case "$cmd" in
+                if [[ ${words[CURRENT]} == -* ]]; then
+                    compadd -- $options
+                elif (( ${#subcommands} )); then
+                    compadd -- $subcommands
+                else
+                    _files
+                fi
+            }
+            _hako "$@"
 
-        """
-        for n in nodes {
-            let subs = n.subcommands.map(\.name) + n.aliases.map(\.alias)
-            let opts = n.options.flatMap(spellings) + ["--help"]
-            s += "        \"\(n.path)\") subcommands=(\(subs.joined(separator: " "))); options=(\(opts.joined(separator: " "))) ;;\n"
-        }
-        s += """
-            esac
-            if [[ ${words[CURRENT]} == -* ]]; then
-                compadd -- $options
-            elif (( ${#subcommands} )); then
-                compadd -- $subcommands
-            else
-                _files
-            fi
-        }
-        _hako "$@"
-
-        """
+            """
         return s
     }
 

@@ -136,8 +136,18 @@ enum Repo {
         #expect(probe.stdout.contains("cluster"), "\(probe.stdout) \(probe.stderr)")
         let zsh = Subprocess.run([Binaries.hako, "--generate-completion-script", "zsh"])
         #expect(zsh.status == 0 && zsh.stdout.hasPrefix("#compdef hako") && zsh.stdout.contains("agent"))
+        let zshFile = NSTemporaryDirectory() + "hako-completion-\(getpid()).zsh"
+        try zsh.stdout.write(toFile: zshFile, atomically: false, encoding: .utf8)
+        defer { unlink(zshFile) }
+        #expect(Subprocess.run(["/usr/bin/zsh", "-n", zshFile]).status == 0, "the zsh script parses")
         let fish = Subprocess.run([Binaries.hako, "--generate-completion-script", "fish"])
         #expect(fish.status == 0 && fish.stdout.contains("complete -c 'hako'") && fish.stdout.contains("doctor"))
+        let fishFile = NSTemporaryDirectory() + "hako-completion-\(getpid()).fish"
+        try fish.stdout.write(toFile: fishFile, atomically: false, encoding: .utf8)
+        defer { unlink(fishFile) }
+        // Loaded in fish, it completes subcommands (an alias included) and a command's options.
+        let asked = Subprocess.run(["/usr/bin/fish", "--no-config", "-c", "source \(fishFile); complete -C'hako netw'; complete -C'hako network list --qu'"])
+        #expect(asked.stdout.contains("network\tManage networks.") && asked.stdout.contains("--quiet\t"), "\(asked.stdout) \(asked.stderr)")
     }
 
     /// docs/cli.md is what tools/gen-cli-docs.sh makes of the binary (`make docs` regenerates it).

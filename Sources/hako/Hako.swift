@@ -23,13 +23,13 @@ struct Main {
             }
             exit(0)
         } catch let e as UsageError {
-            fail(e.message + "\nSee '\(e.commandPath) --help'.", status: 125)
+            fail(e.message + " (see '\(e.commandPath) --help')", status: 125)
         } catch let e as HakoError {
             fail(e.description, status: e.exitStatus)
         } catch let e as SystemError {
             fail(e.description, status: 125)
         } catch let e as ValidationError {
-            fail(e.message + "\nSee 'hako --help'.", status: 125)
+            fail(e.message, status: 125)
         } catch {
             fail("\(error)", status: 125)
         }

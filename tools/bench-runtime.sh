@@ -21,4 +21,4 @@ trap 'rm -rf "$OUT"' EXIT
 # The tool finds runtimes on PATH by name.
 PATH="$BIN:$PATH" "$SHARED/bench-runtimes.sh" --out "$OUT/run" ${BENCH_RUNTIME_ARGS:-} hako-runtime runc crun
 echo
-ls -l "$BIN/hako-runtime" | awk '{printf "hako-runtime binary: %.2f MB (static Swift runtime; libseccomp, libcap, libcrypto, libstdc++ shared)\n", $5/1e6}'
+ls -l "$BIN/hako-runtime" | awk '{printf "hako-runtime binary: %.2f MB (static Swift runtime and C libraries; only libc, libm, libgcc_s and libstdc++ shared)\n", $5/1e6}'

@@ -72,34 +72,36 @@ public final class NetlinkSocket: NetlinkTransport, @unchecked Sendable {
         var replies: [[UInt8]] = []
         var got = 0
         var failure: NetlinkError?
-        var buf = [UInt8](repeating: 0, count: 65536)
         var done = acks == 0
         // A dump (no ack asked) ends with NLMSG_DONE.
         let dump = acks == 0
         if dump { done = false }
         var rounds = 0
-        while !done && rounds < 100_000 {
-            rounds += 1
-            let n = buf.withUnsafeMutableBytes { mnl_socket_recvfrom(nl, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw NetlinkError(operation: operation, errno: errno)
-            }
-            for m in splitMessages(Array(buf[0..<n])) {
-                let type = UInt16(m[4]) | UInt16(m[5]) << 8
-                let mseq = UInt32(m[8]) | UInt32(m[9]) << 8 | UInt32(m[10]) << 16 | UInt32(m[11]) << 24
-                if lastSeq >= firstSeq && (mseq < firstSeq || mseq > lastSeq) { continue }
-                if type == UInt16(NLMSG_ERROR) {
-                    guard m.count >= 20 else { continue }
-                    let code = Int32(bitPattern: UInt32(m[16]) | UInt32(m[17]) << 8 | UInt32(m[18]) << 16 | UInt32(m[19]) << 24)
-                    if code != 0 && failure == nil { failure = NetlinkError(operation: operation, errno: -code) }
-                    got += 1
-                    if got >= acks && !dump { done = true }
-                    if dump && code != 0 { done = true }
-                } else if type == UInt16(NLMSG_DONE) {
-                    if dump { done = true }
-                } else {
-                    replies.append(m)
+        // Uninitialised: a zeroed 64 KiB array per request cost a memset and its page faults.
+        try withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 65536) { buf in
+            while !done && rounds < 100_000 {
+                rounds += 1
+                let n = mnl_socket_recvfrom(nl, buf.baseAddress, buf.count)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw NetlinkError(operation: operation, errno: errno)
+                }
+                for m in splitMessages(Array(buf[0..<n])) {
+                    let type = UInt16(m[4]) | UInt16(m[5]) << 8
+                    let mseq = UInt32(m[8]) | UInt32(m[9]) << 8 | UInt32(m[10]) << 16 | UInt32(m[11]) << 24
+                    if lastSeq >= firstSeq && (mseq < firstSeq || mseq > lastSeq) { continue }
+                    if type == UInt16(NLMSG_ERROR) {
+                        guard m.count >= 20 else { continue }
+                        let code = Int32(bitPattern: UInt32(m[16]) | UInt32(m[17]) << 8 | UInt32(m[18]) << 16 | UInt32(m[19]) << 24)
+                        if code != 0 && failure == nil { failure = NetlinkError(operation: operation, errno: -code) }
+                        got += 1
+                        if got >= acks && !dump { done = true }
+                        if dump && code != 0 { done = true }
+                    } else if type == UInt16(NLMSG_DONE) {
+                        if dump { done = true }
+                    } else {
+                        replies.append(m)
+                    }
                 }
             }
         }

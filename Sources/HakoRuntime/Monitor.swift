@@ -131,16 +131,17 @@ public final class MonitorConnection: @unchecked Sendable {
 
     /// Reads what is available into the buffer; false at end of stream.
     public func fill() throws -> Bool {
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        let n = chunk.withUnsafeMutableBytes { Glibc.recv(fd.rawValue, $0.baseAddress, $0.count, 0) }
-        if n < 0 {
-            if errno == EINTR || errno == EAGAIN { return true }
-            if errno == ECONNRESET { return false }
-            throw SystemError("receive from monitor")
+        try withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 65536) { chunk in
+            let n = Glibc.recv(fd.rawValue, chunk.baseAddress, chunk.count, 0)
+            if n < 0 {
+                if errno == EINTR || errno == EAGAIN { return true }
+                if errno == ECONNRESET { return false }
+                throw SystemError("receive from monitor")
+            }
+            if n == 0 { return false }
+            buffer.append(contentsOf: UnsafeBufferPointer(rebasing: chunk[0..<n]))
+            return true
         }
-        if n == 0 { return false }
-        buffer.append(contentsOf: chunk[0..<n])
-        return true
     }
 
     /// Frames already received and complete.

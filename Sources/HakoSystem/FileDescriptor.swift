@@ -71,14 +71,16 @@ public final class FileDescriptor: @unchecked Sendable {
 
     public func readAll() throws -> [UInt8] {
         var out: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = try chunk.withUnsafeMutableBytes { p in
-                try sys("read") { Glibc.read(rawValue, p.baseAddress, p.count) }
+        // An uninitialised chunk: a zeroed 64 KiB array cost every small read a
+        // 64 KiB memset and the page faults of it (~65,000 instructions each).
+        try withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 65536) { chunk in
+            while true {
+                let n = try sys("read") { Glibc.read(rawValue, chunk.baseAddress, chunk.count) }
+                if n == 0 { return }
+                out.append(contentsOf: UnsafeBufferPointer(rebasing: chunk[0..<n]))
             }
-            if n == 0 { return out }
-            out.append(contentsOf: chunk[0..<n])
         }
+        return out
     }
 }
 

@@ -41,6 +41,20 @@ let unifiedMountinfo = """
         #expect(CgroupHost.parse(mountinfo: "").mode == .none)
     }
 
+    @Test func oddMountinfoLines() {
+        let text = """
+        24 1 0:22 / /mnt/a-b rw,relatime shared:1 - ext4 /dev/vda rw
+        50 31 0:40 / /sys/fs/cgroup/my\\040pids rw,relatime shared:9 master:2 - cgroup cgroup rw,pids
+        51 31 0:41 / /sys/fs/cgroup/odd rw - cgroupfoo x rw,cpu
+        52 31 0:42 / /sys/fs/cgroup/cut rw - cgroup
+        53 31 0:43 /sys/fs/cgroup/bad - cgroup cgroup rw,blkio
+        54 31 0:44 / /sys/fs/cgroup/unified rw - cgroup2  rw
+        """
+        let h = CgroupHost.parse(mountinfo: text)
+        #expect(h.v1.count == 1 && h.v1Mount("pids") == "/sys/fs/cgroup/my pids", "\(h.v1)")
+        #expect(h.unified == "/sys/fs/cgroup/unified", "an empty source field is a field")
+    }
+
     @Test func v2Placement() throws {
         let d = try makeCgroupDriver(host: CgroupHost.parse(mountinfo: unifiedMountinfo), parent: "hako/test")
         let p = d.placement(for: "c1")

@@ -65,7 +65,6 @@ public struct CgroupHost: Sendable, Equatable {
     public static func parse(mountinfo text: String) -> CgroupHost {
         var unified: String?
         var v1: [(String, [String])] = []
-        let ignored: Set<String> = ["rw", "ro", "relatime", "noatime", "nosuid", "nodev", "noexec", "clone_children", "xattr"]
         let bytes = Array(text.utf8)
         let space = UInt8(ascii: " ")
         var start = 0
@@ -86,10 +85,18 @@ public struct CgroupHost: Sendable, Equatable {
                 continue
             }
             let ctrls = tail[2].split(separator: UInt8(ascii: ",")).map { String(decoding: $0, as: UTF8.self) }
-                .filter { !ignored.contains($0) && !$0.hasPrefix("release_agent") }
+                .filter { !isMountOption($0) && !$0.hasPrefix("release_agent") }
             if !ctrls.isEmpty && !v1.contains(where: { $0.0 == mountPoint }) { v1.append((mountPoint, ctrls)) }
         }
         return CgroupHost(unified: unified, v1: v1)
+    }
+
+    /// Super options of a v1 cgroup mount that are not controllers.
+    private static func isMountOption(_ o: String) -> Bool {
+        switch o {
+        case "rw", "ro", "relatime", "noatime", "nosuid", "nodev", "noexec", "clone_children", "xattr": return true
+        default: return false
+        }
     }
 
     /// Where " - " (the end of the optional fields) starts in bytes[start..<end].

@@ -2,21 +2,19 @@
 /// commands share (`@OptionGroup`).
 public protocol ParsableArguments: SendableMetatype {
     init()
-    /// Checks the parsed values together; runs before `run()`.
-    mutating func validate() throws
-}
-
-extension ParsableArguments {
-    public mutating func validate() throws {}
 }
 
 /// A command of the tree: a leaf that runs, or a group of subcommands.
 public protocol ParsableCommand: ParsableArguments {
     static var configuration: CommandConfiguration { get }
+    /// Checks the parsed values together (its option groups' too); runs before `run()`.
+    mutating func validate() throws
     mutating func run() throws
 }
 
 extension ParsableCommand {
+    public mutating func validate() throws {}
+
     /// A group without its own `run` shows its help.
     public mutating func run() throws { throw CommandLineRequest.help([Self.self]) }
 }

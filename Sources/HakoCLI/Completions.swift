@@ -12,10 +12,11 @@ enum Completions {
 
     static func script(shell: String, root: any ParsableCommand.Type, path: [any ParsableCommand.Type]) throws -> String {
         let nodes = collect(root)
+        let program = root.configuration.commandName
         switch shell {
-        case "bash": return bash(nodes)
-        case "zsh": return zsh(nodes)
-        case "fish": return fish(nodes)
+        case "bash": return bash(nodes, program)
+        case "zsh": return zsh(nodes, program)
+        case "fish": return fish(nodes, program)
         default: throw CommandLineParser.usage("no completion script for \"\(shell)\" (bash, zsh or fish)", path)
         }
     }
@@ -41,9 +42,9 @@ enum Completions {
 
     /// A shell loop over the words before the cursor that follows subcommands
     /// (and aliases) down the tree, leaving the command's path in `$cmd`.
-    static func pathWalk(_ nodes: [Node], first: Int, end: String, word: String) -> String {
+    static func pathWalk(_ nodes: [Node], _ program: String, first: Int, end: String, word: String) -> String {
         var s = """
-                local cmd=hako i
+                local cmd=\(program) i
                 for ((i = \(first); i < \(end); i++)); do
                     case "$cmd ${\(word)}" in
 
@@ -62,15 +63,15 @@ enum Completions {
     static func subcommandWords(_ n: Node) -> [String] { n.subcommands.map(\.name) + n.aliases.map(\.alias) }
     static func optionWords(_ n: Node) -> [String] { n.options.flatMap(spellings) + ["--help"] }
 
-    static func bash(_ nodes: [Node]) -> String {
+    static func bash(_ nodes: [Node], _ program: String) -> String {
         var s = """
-            # bash completion for hako (hako --generate-completion-script bash)
-            _hako() {
+            # bash completion for \(program) (\(program) --generate-completion-script bash)
+            _\(program)() {
                 local cur=${COMP_WORDS[COMP_CWORD]}
                 COMPREPLY=()
 
             """
-        s += pathWalk(nodes, first: 1, end: "COMP_CWORD", word: "COMP_WORDS[i]")
+        s += pathWalk(nodes, program, first: 1, end: "COMP_CWORD", word: "COMP_WORDS[i]")
         s += """
                 local subcommands="" options=""
                 case "$cmd" in
@@ -87,20 +88,20 @@ enum Completions {
                     COMPREPLY=($(compgen -W "$subcommands" -- "$cur"))
                 fi
             }
-            complete -o default -F _hako hako
+            complete -o default -F _\(program) \(program)
 
             """
         return s
     }
 
-    static func zsh(_ nodes: [Node]) -> String {
+    static func zsh(_ nodes: [Node], _ program: String) -> String {
         var s = """
-            #compdef hako
-            # zsh completion for hako (hako --generate-completion-script zsh)
-            _hako() {
+            #compdef \(program)
+            # zsh completion for \(program) (\(program) --generate-completion-script zsh)
+            _\(program)() {
 
             """
-        s += pathWalk(nodes, first: 2, end: "CURRENT", word: "words[i]")
+        s += pathWalk(nodes, program, first: 2, end: "CURRENT", word: "words[i]")
         s += """
                 local -a subcommands options
                 case "$cmd" in
@@ -119,13 +120,13 @@ enum Completions {
                     _files
                 fi
             }
-            _hako "$@"
+            _\(program) "$@"
 
             """
         return s
     }
 
-    static func fish(_ nodes: [Node]) -> String {
+    static func fish(_ nodes: [Node], _ program: String) -> String {
         func quote(_ t: String) -> String {
             var q = "'"
             for c in t {
@@ -135,9 +136,9 @@ enum Completions {
             return q + "'"
         }
         var s = """
-        # fish completion for hako (hako --generate-completion-script fish)
-        function __hako_command
-            set -l cmd hako
+        # fish completion for \(program) (\(program) --generate-completion-script fish)
+        function __\(program)_command
+            set -l cmd \(program)
             for w in (commandline -opc)[2..-1]
                 switch "$cmd $w"
 
@@ -154,12 +155,12 @@ enum Completions {
 
         """
         for n in nodes {
-            let cond = "-n " + quote("__hako_command " + quote(n.path))
+            let cond = "-n " + quote("__\(program)_command " + quote(n.path))
             for sub in n.subcommands {
-                s += "complete -c 'hako' -f \(cond) -a \(quote(sub.name)) -d \(quote(sub.abstract))\n"
+                s += "complete -c \(quote(program)) -f \(cond) -a \(quote(sub.name)) -d \(quote(sub.abstract))\n"
             }
             for d in n.options {
-                var line = "complete -c 'hako' \(cond)"
+                var line = "complete -c \(quote(program)) \(cond)"
                 for c in d.shortNames { line += " -s \(quote(String(c)))" }
                 for l in d.longNames { line += " -l \(quote(l))" }
                 if case .option = d.kind { line += " -r" }

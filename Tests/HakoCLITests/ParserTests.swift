@@ -145,7 +145,7 @@ func usageError(_ args: String...) -> String? {
         guard case .text(let v)? = request("--version") else { Issue.record("--version"); return }
         #expect(v == "tool 1\n")
         guard case .text(let bash)? = request("--generate-completion-script", "bash") else { Issue.record("bash"); return }
-        #expect(bash.contains("complete -o default -F _hako hako") && bash.contains("\"tool net\") subcommands=\"rm tag remove\"; options=\"--help\" ;;"))
+        #expect(bash.contains("complete -o default -F _tool tool") && bash.contains("local cmd=tool i") && bash.contains("\"tool net\") subcommands=\"rm tag remove\"; options=\"--help\" ;;"))
         guard case .text(let paths)? = request("help", "--commands") else { Issue.record("--commands"); return }
         #expect(paths == "tool\ntool run\ntool net\ntool net rm\ntool net tag\n", "hidden commands are left out")
     }

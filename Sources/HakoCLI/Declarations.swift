@@ -56,7 +56,6 @@ public struct NameSpecification: ExpressibleByArrayLiteral, Sendable {
     public var elements: [Element]
 
     public init(arrayLiteral elements: Element...) { self.elements = elements }
-    public init(_ elements: [Element]) { self.elements = elements }
 
     public static func long(_ name: String) -> NameSpecification { [.long(name)] }
     public static func short(_ c: Character) -> NameSpecification { [.short(c)] }

@@ -202,13 +202,15 @@ static unsigned long locked_flags(int fd) {
     return f;
 }
 
+// A mount's own propagation, set once it is in place (never the flags of the
+// mount call itself: "bind" + "rshared" is a plain bind whose tree is shared).
 static void mount_propagation(struct child *c, int rootfd, const struct hako_mount *m) {
     char tp[32];
-    unsigned long prop = m->flags & (MS_PRIVATE | MS_SLAVE | MS_SHARED | MS_UNBINDABLE);
+    if (!m->propagation) return;
     int n = hako_open_in_root(rootfd, m->target, O_PATH, 0);
     if (n < 0) child_fail(c, HAKO_STAGE_MOUNT, errno, m->target);
     fd_path(n, tp);
-    if (mount(NULL, tp, NULL, prop | (m->flags & MS_REC), NULL) < 0) child_fail(c, HAKO_STAGE_MOUNT, errno, m->target);
+    if (mount(NULL, tp, NULL, m->propagation, NULL) < 0) child_fail(c, HAKO_STAGE_PROPAGATION, errno, m->target);
     close(n);
 }
 
@@ -248,12 +250,12 @@ static void do_mount(struct child *c, int rootfd, const struct hako_mount *m) {
         close(real);
         return;
     }
-    unsigned long propagation = m->flags & (MS_PRIVATE | MS_SLAVE | MS_SHARED | MS_UNBINDABLE);
+    const unsigned long not_mount_flags = MS_PRIVATE | MS_SLAVE | MS_SHARED | MS_UNBINDABLE | MS_REC;
     if (m->kind == HAKO_MNT_FS) {
         int t = hako_mkdir_in_root(rootfd, m->target, 0755);
         if (t < 0) child_fail(c, HAKO_STAGE_MOUNT, errno, m->target);
         fd_path(t, tp);
-        if (mount(m->source[0] ? m->source : m->fstype, tp, m->fstype, m->flags & ~(propagation | MS_REC), m->data[0] ? m->data : NULL) < 0) {
+        if (mount(m->source[0] ? m->source : m->fstype, tp, m->fstype, m->flags & ~not_mount_flags, m->data[0] ? m->data : NULL) < 0) {
             // sysfs can only be mounted by the owner of the network namespace: a
             // user-namespaced container in a namespace the engine made gets the
             // host's /sys bound instead (read-only), as runc does.
@@ -267,7 +269,7 @@ static void do_mount(struct child *c, int rootfd, const struct hako_mount *m) {
                 child_fail(c, HAKO_STAGE_MOUNT, errno, m->target);
         }
         close(t);
-        if (propagation) mount_propagation(c, rootfd, m);
+        mount_propagation(c, rootfd, m);
         mount_attributes(c, rootfd, m);
         return;
     }
@@ -293,7 +295,7 @@ static void do_mount(struct child *c, int rootfd, const struct hako_mount *m) {
             child_fail(c, HAKO_STAGE_MOUNT, errno, m->target);
         close(n);
     }
-    if (propagation) mount_propagation(c, rootfd, m);
+    mount_propagation(c, rootfd, m);
     mount_attributes(c, rootfd, m);
 }
 
@@ -567,7 +569,11 @@ int enter_cwd(struct child *c, int late) {
 // pivot_root (or move + chroot).
 static void build_root(struct child *c) {
     const struct hako_spec *s = c->s;
-    if (mount(NULL, "/", NULL, s->propagation, NULL) < 0) child_fail(c, HAKO_STAGE_PROPAGATION, errno, "/");
+    // An unbindable tree cannot be the source of the binds the root is built
+    // with: the copy of the host's tree is private meanwhile, and the root
+    // itself unbindable once it is "/" (below).
+    unsigned long initial = s->propagation & MS_UNBINDABLE ? MS_PRIVATE | (s->propagation & MS_REC) : s->propagation;
+    if (mount(NULL, "/", NULL, initial, NULL) < 0) child_fail(c, HAKO_STAGE_PROPAGATION, errno, "/");
     int custom_propagation = s->propagation != (MS_REC | MS_SLAVE);
     if (custom_propagation) make_parent_private(c, s->rootfs);
     if (c->overlay_fd >= 0) {
@@ -600,17 +606,39 @@ static void build_root(struct child *c) {
     }
 
     if (fchdir(rootfd) < 0) child_fail(c, HAKO_STAGE_PIVOT_ROOT, errno, s->rootfs);
+    // Nothing this namespace detaches or moves may reach the host: with a
+    // shared root propagation the host's tree copied into this namespace is a
+    // peer of the host's own mounts, and a detach or an attach on a peer
+    // propagates. So the mount that is detached (the old root) or attached on
+    // (the "/" the root is moved onto) is made a slave first: it still
+    // receives the host's events but sends none back.
     if (s->no_pivot) {
+        if (mount(NULL, "/", NULL, MS_SLAVE, NULL) < 0) child_fail(c, HAKO_STAGE_PROPAGATION, errno, "/ (before moving the root)");
         if (mount(".", "/", NULL, MS_MOVE, NULL) < 0) child_fail(c, HAKO_STAGE_PIVOT_ROOT, errno, "move root");
         if (chroot(".") < 0) child_fail(c, HAKO_STAGE_PIVOT_ROOT, errno, "chroot");
     } else {
+        // The old root, held so that "." can name it after the pivot: mount(2)
+        // on "." acts on the working directory's own mount and would not reach
+        // the old root stacked on top of the new one.
+        int oldroot = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (oldroot < 0) child_fail(c, HAKO_STAGE_PIVOT_ROOT, errno, "/");
         if (hako_pivot_root(".", ".") < 0) child_fail(c, HAKO_STAGE_PIVOT_ROOT, errno, s->rootfs);
+        if (fchdir(oldroot) < 0) child_fail(c, HAKO_STAGE_PIVOT_ROOT, errno, "old root");
+        close(oldroot);
+        if (mount(NULL, ".", NULL, MS_SLAVE | MS_REC, NULL) < 0) child_fail(c, HAKO_STAGE_PROPAGATION, errno, "old root");
         if (umount2(".", MNT_DETACH) < 0) child_fail(c, HAKO_STAGE_PIVOT_ROOT, errno, "detach old root");
     }
     if (chdir("/") < 0) child_fail(c, HAKO_STAGE_PIVOT_ROOT, errno, "/");
     close(rootfd);
-    // The root's own propagation, now that it is "/" (runc's order: the host is never touched).
-    if (custom_propagation && mount(NULL, "/", NULL, s->propagation, NULL) < 0) child_fail(c, HAKO_STAGE_PROPAGATION, errno, "/");
+}
+
+// The root's own propagation, now that it is "/" and every mount of the set-up
+// is made (runc's order: the host is never touched; and the masks' binds come
+// first, as an unbindable tree cannot be bound from).
+static void set_root_propagation(struct child *c) {
+    const struct hako_spec *s = c->s;
+    if (s->propagation == (MS_REC | MS_SLAVE)) return;  // already so since build_root
+    if (mount(NULL, "/", NULL, s->propagation, NULL) < 0) child_fail(c, HAKO_STAGE_PROPAGATION, errno, "/");
 }
 
 __attribute__((noreturn))
@@ -678,6 +706,7 @@ void container_child(struct child *c) {
     if (own_mounts) apply_masks(c);
     if (own_mounts && s->readonly_root && mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) < 0)
         child_fail(c, HAKO_STAGE_READONLY, errno, "/");
+    if (own_mounts) set_root_propagation(c);
     apply_rlimits(c);
     if (s->has_personality && personality(s->personality) < 0) child_fail(c, HAKO_STAGE_PERSONALITY, errno, NULL);
     setup_stdio(c);

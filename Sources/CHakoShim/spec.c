@@ -121,6 +121,7 @@ int hako_spec_parse(const void *blob, size_t len, struct hako_spec *s, char *err
             }
             m.source = f[0]; m.target = f[1]; m.fstype = f[2]; m.data = f[3];
             m.attr_set = m.attr_clr = 0;
+            m.propagation = 0;
             NEED(m.target[0] == '/', "mount target");
             PUSH(s->mounts, s->nmounts, 256, m, "mounts");
             break;
@@ -242,6 +243,10 @@ int hako_spec_parse(const void *blob, size_t len, struct hako_spec *s, char *err
         case HAKO_T_HOOK_SYNC: s->hook_sync = 1; break;
         case HAKO_T_SECCOMP_FLAGS: NEED(n == 4, "seccomp flags"); memcpy(&s->seccomp_flags, p, 4); break;
         case HAKO_T_KEYRING: NEED(str, "keyring"); s->keyring = str; break;
+        case HAKO_T_MOUNT_PROPAGATION:
+            NEED(n == 8 && s->nmounts > 0, "mount propagation");
+            memcpy(&s->mounts[s->nmounts - 1].propagation, p, 8);
+            break;
         case HAKO_T_MOUNT_ATTR:
             NEED(n == 16 && s->nmounts > 0, "mount attributes");
             memcpy(&s->mounts[s->nmounts - 1].attr_set, p, 8); memcpy(&s->mounts[s->nmounts - 1].attr_clr, p + 8, 8);

@@ -16,6 +16,7 @@ extension Engine {
         draft.isolation = try makeIsolation(o)
         draft.id = hexString(randomBytes(32))
         try checkNetworking(draft)
+        try checkBindPropagation(draft)
         let config = try commit(draft)
         recordEvent("create", config)
         return config

@@ -353,7 +353,8 @@ extension Engine {
     /// interfaces, mounts of volumes and binds; the monitor tears the network down.
     func prepareNetworkAndStorage(_ config: ContainerConfig, runtime: inout RuntimeSpec, monitor: inout MonitorSpec) throws {
         // Before the name files: /etc/hosts and friends stay on top of a volume at /etc.
-        let mounts = try storageMounts(config)
+        let mounts = try storageMounts(config, rootfs: runtime.rootfs)
+        runtime.propagation = Self.rootPropagation(config.storage)
         let at = runtime.mounts.firstIndex { $0.target == "/etc/hostname" } ?? runtime.mounts.count
         runtime.mounts.insert(contentsOf: mounts, at: at)
         if config.autoRemove {

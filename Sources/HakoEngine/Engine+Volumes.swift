@@ -107,8 +107,9 @@ extension Engine {
 
     /// The container's own mounts for the launch spec (start path, container
     /// lock held): volumes made on first use, missing -v host paths created.
-    func storageMounts(_ config: ContainerConfig) throws -> [Mount] {
+    func storageMounts(_ config: ContainerConfig, rootfs: String) throws -> [Mount] {
         var out: [Mount] = []
+        var mountTable: MountInfo?
         let requests = (config.storage?.mounts ?? []).sorted { $0.target.split(separator: "/").count < $1.target.split(separator: "/").count }
         for m in requests {
             switch m.kind {
@@ -117,7 +118,15 @@ extension Engine {
                     guard m.createHostPath else { throw HakoError(.failed, "bind source path does not exist: \(m.source)") }
                     try FS.makeDirectories(m.source, mode: 0o755)
                 }
-                out.append(.bind(m.source, at: m.target, readOnly: m.readOnly))
+                var mount = Mount.bind(m.source, at: m.target, readOnly: m.readOnly)
+                let p = m.propagation ?? .rprivate
+                if p.receives {
+                    let table = try mountTable ?? MountInfo.current()
+                    mountTable = table
+                    try Self.checkPropagationSource(m.source, p, rootfs: rootfs, mounts: table)
+                }
+                mount.propagation = p.mountFlags
+                out.append(mount)
             case .volume:
                 let v = try createVolume(m.source, anonymous: m.anonymous)
                 var mount = Mount.bind(v.Mountpoint, at: m.target, readOnly: m.readOnly)
@@ -134,6 +143,58 @@ extension Engine {
             }
         }
         return out
+    }
+}
+
+extension BindPropagation {
+    /// The mount(2) flags: the plain forms change the bind mount alone, the
+    /// r- forms its whole tree (every -v bind is recursive, as Docker's).
+    var mountFlags: UInt64 {
+        let kind: UInt64 = switch self {
+        case .private, .rprivate: HAKO_MS_PRIVATE
+        case .shared, .rshared: HAKO_MS_SHARED
+        case .slave, .rslave: HAKO_MS_SLAVE
+        }
+        return recursive ? kind | HAKO_MS_REC : kind
+    }
+}
+
+extension Engine {
+    /// Docker's rule: events can cross a bind only when the source's mount
+    /// propagates on the host (shared for shared; shared or a slave for slave).
+    /// And hako's own: the container's root is set up on the mount that holds
+    /// the data root, which the container's namespace makes private (pivot_root
+    /// needs that), so a source on that same mount cannot share back.
+    static func checkPropagationSource(_ source: String, _ p: BindPropagation, rootfs: String, mounts: MountInfo) throws {
+        guard p.receives, let m = mounts.mount(containing: FS.resolved(source) ?? source) else { return }
+        if p.sharesBack, !m.propagation.sends {
+            throw HakoError(.failed, "invalid bind-propagation \(p.rawValue) for \(source): it is on the mount \(m.mountPoint), which is not a shared mount (mount --make-shared \(m.mountPoint))")
+        }
+        if !p.sharesBack, !m.propagation.sends, !m.propagation.receives {
+            throw HakoError(.failed, "invalid bind-propagation \(p.rawValue) for \(source): it is on the mount \(m.mountPoint), which is neither a shared nor a slave mount")
+        }
+        if p.sharesBack, let r = mounts.mount(containing: FS.resolved(rootfs) ?? rootfs), r.mountPoint == m.mountPoint {
+            throw HakoError(.failed, "invalid bind-propagation \(p.rawValue) for \(source): it is on the mount \(m.mountPoint), which also holds hako's data root; share a directory that is a mount of its own (mount --bind DIR DIR; mount --make-shared DIR)")
+        }
+    }
+
+    /// At create: a bind's propagation can work with its source as mounted now
+    /// (checked again at every start, where the mounts may have changed).
+    func checkBindPropagation(_ c: ContainerConfig) throws {
+        let binds = (c.storage?.mounts ?? []).filter { $0.kind == .bind && $0.propagation?.receives == true && FS.exists($0.source) }
+        guard !binds.isEmpty else { return }
+        let table = try MountInfo.current()
+        for m in binds {
+            if let p = m.propagation { try Self.checkPropagationSource(m.source, p, rootfs: paths.containers, mounts: table) }
+        }
+    }
+
+    /// The root's propagation inside the container: Docker's rshared when a
+    /// bind shares back (its events must reach the host through the container's
+    /// copy of the host's tree), else the default rslave.
+    static func rootPropagation(_ storage: ContainerStorage?) -> UInt64 {
+        let sharesBack = (storage?.mounts ?? []).contains { $0.propagation?.sharesBack == true }
+        return HAKO_MS_REC | (sharesBack ? HAKO_MS_SHARED : HAKO_MS_SLAVE)
     }
 }
 

@@ -26,6 +26,8 @@ public struct MountPointInfo: Codable, Sendable {
     public var Source: String
     public var Destination: String
     public var RW: Bool
+    /// Docker's: a bind's propagation (rprivate unless asked), "" for the others.
+    public var Propagation: String
 }
 
 extension Engine {
@@ -49,9 +51,10 @@ extension Engine {
     func mountPoints(_ config: ContainerConfig) -> [MountPointInfo] {
         (config.storage?.mounts ?? []).map { m in
             switch m.kind {
-            case .bind: return MountPointInfo(Type: "bind", Name: nil, Source: m.source, Destination: m.target, RW: !m.readOnly)
-            case .volume: return MountPointInfo(Type: "volume", Name: m.source, Source: paths.volumeData(m.source), Destination: m.target, RW: !m.readOnly)
-            case .tmpfs: return MountPointInfo(Type: "tmpfs", Name: nil, Source: "", Destination: m.target, RW: !m.readOnly)
+            case .bind: return MountPointInfo(Type: "bind", Name: nil, Source: m.source, Destination: m.target, RW: !m.readOnly,
+                                              Propagation: (m.propagation ?? .rprivate).rawValue)
+            case .volume: return MountPointInfo(Type: "volume", Name: m.source, Source: paths.volumeData(m.source), Destination: m.target, RW: !m.readOnly, Propagation: "")
+            case .tmpfs: return MountPointInfo(Type: "tmpfs", Name: nil, Source: "", Destination: m.target, RW: !m.readOnly, Propagation: "")
             }
         }
     }

@@ -19,8 +19,23 @@ public struct MountRequest: Codable, Sendable, Equatable {
     public var tmpfsSize: UInt64 = 0
     public var tmpfsMode: UInt32?
     public var tmpfsExec: Bool = false
+    /// A bind mount's propagation (`-v SRC:DST:rshared`, `bind-propagation=`);
+    /// nil: Docker's default, rprivate.
+    public var propagation: BindPropagation?
 
     public init(kind: Kind, source: String, target: String) { self.kind = kind; self.source = source; self.target = target }
+}
+
+/// How mount and unmount events cross a bind mount (mount_namespaces(7)).
+/// shared and slave need the source's mount to be shared (or, for slave, a
+/// slave) on the host, as Docker requires: only then can events cross.
+public enum BindPropagation: String, Codable, Sendable, CaseIterable {
+    case `private`, rprivate, shared, rshared, slave, rslave
+
+    public var recursive: Bool { self == .rprivate || self == .rshared || self == .rslave }
+    /// Mounts made inside the container under the target appear on the host.
+    public var sharesBack: Bool { self == .shared || self == .rshared }
+    public var receives: Bool { self != .private && self != .rprivate }
 }
 
 /// A container's mounts, stored in its configuration.
@@ -35,6 +50,10 @@ public struct StorageRunOptions: Sendable {
     public var mounts: [String] = []
     public var tmpfs: [String] = []
     public init() {}
+}
+
+extension BindPropagation {
+    static var allNames: String { allCases.map(\.rawValue).joined(separator: ", ") }
 }
 
 extension ContainerStorage {
@@ -92,8 +111,15 @@ extension ContainerStorage {
                 case "ro", "readonly": m.readOnly = true
                 case "rw": m.readOnly = false
                 case "nocopy": m.noCopy = true
-                case "z", "Z", "private", "rprivate", "shared", "rshared", "slave", "rslave": break
-                default: throw bad("unknown option \"\(o)\" (ro, rw, nocopy)")
+                // SELinux relabelling: nothing to do on a host without SELinux, as Docker there.
+                case "z", "Z": break
+                default:
+                    guard let p = BindPropagation(rawValue: String(o)) else {
+                        throw bad("unknown option \"\(o)\" (ro, rw, nocopy, z, Z, or a propagation: \(BindPropagation.allNames))")
+                    }
+                    guard m.kind == .bind else { throw bad("propagation \"\(o)\" applies to bind mounts only, not to volumes") }
+                    guard m.propagation == nil else { throw bad("more than one propagation") }
+                    m.propagation = p
                 }
             }
         }
@@ -106,6 +132,7 @@ extension ContainerStorage {
         var kind = MountRequest.Kind.volume
         var source = "", target = ""
         var ro = false, noCopy = false, size: UInt64 = 0, mode: UInt32?
+        var propagation: BindPropagation?
         for field in spec.split(separator: ",") {
             let kv = field.split(separator: "=", maxSplits: 1).map(String.init)
             let key = kv[0], value = kv.count > 1 ? kv[1] : nil
@@ -128,7 +155,13 @@ extension ContainerStorage {
             case "tmpfs-mode":
                 guard let v = value, let n = UInt32(v, radix: 8), n <= 0o7777 else { throw bad("tmpfs-mode must be an octal mode such as 1777") }
                 mode = n
-            case "bind-propagation", "consistency": break
+            case "bind-propagation":
+                guard let v = value, let p = BindPropagation(rawValue: v) else {
+                    throw bad("bind-propagation must be one of \(BindPropagation.allNames)")
+                }
+                propagation = p
+            // macOS file sharing hints; they mean nothing on Linux (Docker ignores them too).
+            case "consistency": break
             default: throw bad("unknown field \"\(key)\"")
             }
         }
@@ -153,11 +186,13 @@ extension ContainerStorage {
             m = MountRequest(kind: .tmpfs, source: "", target: target)
         }
         if kind != .tmpfs && (size != 0 || mode != nil) { throw bad("tmpfs options on a \(kind.rawValue) mount") }
+        if kind != .bind && propagation != nil { throw bad("bind-propagation on a \(kind.rawValue) mount") }
         m.target = FS.normalize(target)
         m.readOnly = ro
         m.noCopy = noCopy
         m.tmpfsSize = size
         m.tmpfsMode = mode
+        m.propagation = propagation
         return m
     }
 

@@ -92,8 +92,9 @@ extension BundlePlan {
                 guard var source = m.source, !source.isEmpty else { throw HakoError(.failed, "config.json: \(field).source: a bind mount needs a source") }
                 if !source.hasPrefix("/") { source = bundle + "/" + source }
                 guard FS.exists(source) else { throw HakoError(.failed, "config.json: \(field).source: \(source) does not exist") }
-                var mount = Mount(kind: .bind, source: source, target: dest, flags: (o.flags | MountOptions.MS_BIND) & ~MountOptions.MS_REMOUNT | o.propagation)
+                var mount = Mount(kind: .bind, source: source, target: dest, flags: (o.flags | MountOptions.MS_BIND) & ~MountOptions.MS_REMOUNT)
                 mount.recursiveAttributes = o.attributes
+                mount.propagation = o.propagation
                 out.append(mount)
                 continue
             }
@@ -103,8 +104,9 @@ extension BundlePlan {
             }
             guard !type.isEmpty else { throw HakoError(.failed, "config.json: \(field).type: is required for a mount that is not a bind mount") }
             var mount = Mount(kind: .filesystem, source: m.source ?? type, target: dest, fstype: type,
-                              options: o.data.joined(separator: ","), flags: o.flags | o.propagation)
+                              options: o.data.joined(separator: ","), flags: o.flags)
             mount.recursiveAttributes = o.attributes
+            mount.propagation = o.propagation
             out.append(mount)
         }
         return out

@@ -33,6 +33,8 @@ public struct Mount: Sendable, Equatable, Codable {
     public var flags: UInt64
     /// Attributes applied to the whole mount tree ("rro" …), LaunchSpec+Init.swift.
     public var recursiveAttributes: MountAttributes?
+    /// Its propagation once mounted: HAKO_MS_{SHARED,SLAVE,PRIVATE,UNBINDABLE}, with HAKO_MS_REC for the tree; nil: as made.
+    public var propagation: UInt64?
 
     public init(kind: Kind, source: String, target: String, fstype: String = "", options: String = "", flags: UInt64 = 0) {
         self.kind = kind; self.source = source; self.target = target
@@ -308,6 +310,7 @@ public enum LaunchSpecEncoder {
             for s in [mnt.source, mnt.target, mnt.fstype, mnt.options] { b += Array(s.utf8) + [0] }
             w.raw(HAKO_T_MOUNT, b)
             if let a = mnt.recursiveAttributes { w.raw(HAKO_T_MOUNT_ATTR, le64(a.set) + le64(a.clear)) }
+            if let p = mnt.propagation, p != 0 { w.raw(HAKO_T_MOUNT_PROPAGATION, le64(p)) }
         }
         for d in r.devices {
             var b = le32(UInt32(d.type)) + le32(d.major) + le32(d.minor) + le32(d.mode) + le32(d.uid) + le32(d.gid)

@@ -145,6 +145,13 @@ public enum FS {
     }
 
     /// The absolute form of `path` against the working directory (no symlink resolution).
+    /// The path with every symbolic link resolved (realpath(3)); nil when it does not exist.
+    public static func resolved(_ path: String) -> String? {
+        guard let p = realpath(path, nil) else { return nil }
+        defer { free(p) }
+        return String(cString: p)
+    }
+
     public static func absolute(_ path: String) -> String {
         if path.hasPrefix("/") { return normalize(path) }
         var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)

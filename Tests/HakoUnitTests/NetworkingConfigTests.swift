@@ -1,3 +1,4 @@
+import CHakoShim
 import HakoSystem
 import Testing
 @testable import HakoEngine
@@ -74,5 +75,75 @@ import Testing
         #expect(s.mounts[1].anonymous && !s.mounts[0].anonymous)
         o.tmpfs = ["/data/"]
         #expect(throws: HakoError.self) { try ContainerStorage.make(o, imageVolumes: []) }
+    }
+}
+
+@Suite struct BindPropagationTests {
+    @Test func volumeAndMountFlagsTakeAPropagation() throws {
+        #expect(try ContainerStorage.parseVolume("/srv:/data").propagation == nil)
+        #expect(try ContainerStorage.parseVolume("/srv:/data:ro,rshared").propagation == .rshared)
+        #expect(try ContainerStorage.parseVolume("/srv:/data:slave,z").propagation == .slave)
+        #expect(try ContainerStorage.parseMount("type=bind,source=/,target=/h,bind-propagation=rslave").propagation == .rslave)
+        for bad in ["/srv:/data:rshared,rslave", "named:/data:rshared", "/srv:/data:bogus"] {
+            #expect(throws: HakoError.self, "\(bad)") { try ContainerStorage.parseVolume(bad) }
+        }
+        for bad in ["type=bind,source=/,target=/h,bind-propagation=sideways", "type=volume,target=/v,bind-propagation=shared",
+                    "type=tmpfs,target=/t,bind-propagation=rshared"] {
+            #expect(throws: HakoError.self, "\(bad)") { try ContainerStorage.parseMount(bad) }
+        }
+    }
+
+    @Test func flagsAreRecursiveOnlyForTheRForms() {
+        #expect(BindPropagation.shared.mountFlags == HAKO_MS_SHARED)
+        #expect(BindPropagation.rshared.mountFlags == HAKO_MS_SHARED | HAKO_MS_REC)
+        #expect(BindPropagation.rslave.mountFlags == HAKO_MS_SLAVE | HAKO_MS_REC)
+        #expect(BindPropagation.private.mountFlags == HAKO_MS_PRIVATE)
+    }
+
+    @Test func theRootSharesOnlyWhenABindSharesBack() {
+        var s = ContainerStorage()
+        var m = MountRequest(kind: .bind, source: "/srv", target: "/srv")
+        m.propagation = .rslave
+        s.mounts = [m]
+        #expect(Engine.rootPropagation(s) == HAKO_MS_REC | HAKO_MS_SLAVE)
+        s.mounts[0].propagation = .shared
+        #expect(Engine.rootPropagation(s) == HAKO_MS_REC | HAKO_MS_SHARED)
+        #expect(Engine.rootPropagation(nil) == HAKO_MS_REC | HAKO_MS_SLAVE)
+    }
+
+    static let table = MountInfo.parse("""
+        22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/vda rw
+        30 22 0:40 / /mnt/shared rw shared:7 - tmpfs t rw
+        31 22 0:41 / /mnt/slave rw master:7 - tmpfs t rw
+        32 22 0:42 / /mnt/private rw - tmpfs t rw
+        33 22 0:43 / /mnt/both rw shared:9 master:7 - tmpfs t rw
+        34 22 0:44 / /mnt/with\\040space rw unbindable - tmpfs t rw
+        35 30 0:45 / /mnt/shared/inner rw - tmpfs t rw
+        """)
+
+    @Test func mountinfoPropagationAndContainingMount() {
+        let t = Self.table
+        #expect(t.entries.count == 7)
+        #expect(t.mount(containing: "/mnt/shared/x/y")?.propagation == .shared)
+        #expect(t.mount(containing: "/mnt/shared/inner/z")?.mountPoint == "/mnt/shared/inner")
+        #expect(t.mount(containing: "/mnt/sharedness")?.mountPoint == "/", "a mount point is a whole path component")
+        #expect(t.mount(containing: "/mnt/slave")?.propagation == .slave)
+        #expect(t.mount(containing: "/mnt/both/a")?.propagation == .sharedAndSlave)
+        #expect(t.mount(containing: "/mnt/with space/a")?.propagation == .unbindable)
+        #expect(t.mount(containing: "/mnt/private")?.propagation == .private)
+        #expect(MountInfo.parse("garbage\n1 2 3\n").entries.isEmpty)
+    }
+
+    @Test func sourcesThatCannotPropagateAreRefused() throws {
+        let t = Self.table, root = "/var/lib/hako/containers"
+        try Engine.checkPropagationSource("/mnt/shared/d", .rshared, rootfs: root, mounts: t)
+        try Engine.checkPropagationSource("/mnt/both/d", .shared, rootfs: root, mounts: t)
+        try Engine.checkPropagationSource("/mnt/slave/d", .rslave, rootfs: root, mounts: t)
+        try Engine.checkPropagationSource("/mnt/private/d", .rprivate, rootfs: root, mounts: t)
+        #expect(throws: HakoError.self) { try Engine.checkPropagationSource("/mnt/slave/d", .rshared, rootfs: root, mounts: t) }
+        #expect(throws: HakoError.self) { try Engine.checkPropagationSource("/mnt/private/d", .rslave, rootfs: root, mounts: t) }
+        // "/" is shared but also holds the data root, which the container's namespace makes private.
+        #expect(throws: HakoError.self) { try Engine.checkPropagationSource("/srv", .rshared, rootfs: root, mounts: t) }
+        try Engine.checkPropagationSource("/srv", .rslave, rootfs: root, mounts: t)
     }
 }

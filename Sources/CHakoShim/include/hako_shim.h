@@ -78,6 +78,7 @@ enum hako_tag {
     HAKO_T_SECCOMP_FLAGS = 49,// u32 SECCOMP_FILTER_FLAG_*: load the filter with seccomp(2) and these flags
     HAKO_T_KEYRING = 50,      // string: join a new session keyring of this name
     HAKO_T_MOUNT_ATTR = 51,   // u64 attr_set, u64 attr_clr: mount_setattr(AT_RECURSIVE) on the previous mount
+    HAKO_T_MOUNT_PROPAGATION = 52, // u64 MS_{SHARED,SLAVE,PRIVATE,UNBINDABLE} [| MS_REC]: the previous mount's propagation
 
     // The monitor's own records (ignored by the init path).
     HAKO_T_LOG_PATH = 64,     // string
@@ -147,6 +148,7 @@ struct hako_mount {
     uint32_t kind;
     uint64_t flags;      // MS_* flags
     uint64_t attr_set, attr_clr;  // MOUNT_ATTR_* applied recursively with mount_setattr (0: none)
+    uint64_t propagation; // MS_SHARED, MS_SLAVE, MS_PRIVATE or MS_UNBINDABLE, | MS_REC for the tree (0: as made)
     const char *source;
     const char *target;  // absolute path inside the container
     const char *fstype;

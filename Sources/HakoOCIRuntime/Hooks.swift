@@ -13,16 +13,42 @@ public enum HookRunner {
         public var description: String
     }
 
+    /// Runs the hooks in order and stops at the first failure (prestart,
+    /// createRuntime, createContainer, startContainer: a failure fails the operation).
     public static func run(_ hooks: [OCI.Hook], kind: String, state: [UInt8]) throws {
         guard !hooks.isEmpty else { return }
-        // A hook need not read its stdin: writing the state to one that already
-        // exited must be EPIPE, not a SIGPIPE that kills the runtime mid-create.
+        try withSIGPIPEIgnored {
+            for (i, h) in hooks.enumerated() { try run(h, name: "\(kind)[\(i)] hook \(h.path)", state: state) }
+        }
+    }
+
+    /// Runs every hook whatever the others did and returns the failures
+    /// (poststart, poststop: the runtime spec has the runtime warn and run the
+    /// remaining hooks).
+    public static func runAll(_ hooks: [OCI.Hook], kind: String, state: [UInt8]) -> [Failure] {
+        guard !hooks.isEmpty else { return [] }
+        var failures: [Failure] = []
+        withSIGPIPEIgnored {
+            for (i, h) in hooks.enumerated() {
+                do { try run(h, name: "\(kind)[\(i)] hook \(h.path)", state: state) } catch let f as Failure {
+                    failures.append(f)
+                } catch {
+                    failures.append(Failure(description: "\(kind)[\(i)] hook \(h.path): \(error)"))
+                }
+            }
+        }
+        return failures
+    }
+
+    /// A hook need not read its stdin: writing the state to one that already
+    /// exited must be EPIPE, not a SIGPIPE that kills the runtime mid-create.
+    static func withSIGPIPEIgnored<T>(_ body: () throws -> T) rethrows -> T {
         var ignore = sigaction(), saved = sigaction()
         ignore.__sigaction_handler.sa_handler = SIG_IGN
         sigemptyset(&ignore.sa_mask)
         sigaction(SIGPIPE, &ignore, &saved)
         defer { sigaction(SIGPIPE, &saved, nil) }
-        for (i, h) in hooks.enumerated() { try run(h, name: "\(kind)[\(i)] hook \(h.path)", state: state) }
+        return try body()
     }
 
     static func run(_ h: OCI.Hook, name: String, state: [UInt8]) throws {

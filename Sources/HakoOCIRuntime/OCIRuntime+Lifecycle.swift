@@ -49,11 +49,9 @@ extension OCIRuntime {
             withUnsafeMutableBytes(of: &f) { dst in data.withUnsafeBytes { dst.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[0..<dst.count])) } }
             throw OCIRuntime.describe(StartFailure(f))
         }
-        if !r.poststart.isEmpty {
-            do { try HookRunner.run(r.poststart, kind: "poststart", state: Array(r.ociState(.running).serialized().utf8)) } catch {
-                // The runtime spec: a failing poststart hook is a warning; the container goes on.
-                log.warning("\(error)")
-            }
+        // The runtime spec: a failing poststart hook is a warning; the other hooks run and the container goes on.
+        for f in HookRunner.runAll(r.poststart, kind: "poststart", state: Array(r.ociState(.running).serialized().utf8)) {
+            log.warning("\(f)")
         }
     }
 
@@ -127,10 +125,8 @@ extension OCIRuntime {
     /// state; then its poststop hooks.
     func destroy(_ r: ContainerRecord) throws {
         try driver(for: r).remove(r.cgroupLeaf)
-        if !r.poststop.isEmpty {
-            do { try HookRunner.run(r.poststop, kind: "poststop", state: Array(r.ociState(.stopped).serialized().utf8)) } catch {
-                log.warning("\(error)")
-            }
+        for f in HookRunner.runAll(r.poststop, kind: "poststop", state: Array(r.ociState(.stopped).serialized().utf8)) {
+            log.warning("\(f)")
         }
         try FS.removeTree(dir(r.id))
     }

@@ -124,6 +124,32 @@ import Testing
         }
     }
 
+    /// The runtime spec: a failing poststart or poststop hook is a warning; the
+    /// remaining hooks still run and the lifecycle goes on.
+    @Test func aFailingPoststartOrPoststopHookLetsTheOthersRun() {
+        let log = host.base + "/posthooks.log"
+        func hook(_ name: String, exit code: Int) -> [String: Any] {
+            ["path": "/bin/sh", "args": ["sh", "-c", "cat > /dev/null; echo \(name) >> \(log); exit \(code)"]]
+        }
+        let b = host.bundle("posthooks", args: ["sleep", "30"]) { c in
+            c["hooks"] = [
+                "poststart": [hook("poststart-0", exit: 4), hook("poststart-1", exit: 0), hook("poststart-2", exit: 5)],
+                "poststop": [hook("poststop-0", exit: 6), hook("poststop-1", exit: 0)],
+            ]
+        }
+        #expect(host.rt("create", "--bundle", b, "posthooks").status == 0)
+        let started = host.rt("start", "posthooks")
+        #expect(started.status == 0, "a failing poststart hook does not fail start: \(started.stderr)")
+        #expect(started.stderr.contains("poststart[0]") && started.stderr.contains("poststart[2]"), "each failure is warned: \(started.stderr)")
+        #expect(host.status("posthooks") == "running")
+        #expect(host.rt("kill", "posthooks", "KILL").status == 0)
+        #expect(host.eventually { self.host.status("posthooks") == "stopped" })
+        let deleted = host.rt("delete", "posthooks")
+        #expect(deleted.status == 0 && deleted.stderr.contains("poststop[0]"), "\(deleted.stderr)")
+        #expect(host.rt("state", "posthooks").status != 0, "the container is gone despite the failing hook")
+        #expect((try? String(contentsOfFile: log, encoding: .utf8)) == "poststart-0\npoststart-1\npoststart-2\npoststop-0\npoststop-1\n")
+    }
+
     @Test func theConsoleSocketReceivesTheTerminal() throws {
         let path = host.base + "/console.sock"
         let listener = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)

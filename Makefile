@@ -55,7 +55,10 @@ demo-local: deps build
 	@HAKO_BIN_DIR=$(CURDIR)/$(BIN_DIR) tools/demo.sh
 
 bench: deps build
-	@HAKO_BIN_DIR=$(CURDIR)/$(BIN_DIR) tools/bench.sh
+	@tools/host-check.sh snapshot $(HOST_SNAPSHOT)-bench
+	@HAKO_BIN_DIR=$(CURDIR)/$(BIN_DIR) tools/bench.sh; status=$$?; \
+	  tools/host-check.sh compare $(HOST_SNAPSHOT)-bench || status=1; \
+	  exit $$status
 
 # DESTDIR, PREFIX (default /usr/local), SYSCONFDIR (/etc/hako): see deploy/install.sh.
 install: build

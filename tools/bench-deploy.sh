@@ -36,8 +36,17 @@ cleanup() {
     [ -n "$ids" ] && HAKO_ROOT=$d/root HAKO_RUN_ROOT=$d/run HAKO_CGROUP_PARENT=hako-$TAG "$BIN/hako" rm -f $ids >/dev/null 2>&1
   done
   [ -n "$PODMAN_CTR" ] && "${PODMAN[@]}" rm -f -t 0 "$PODMAN_CTR" >/dev/null 2>&1
-  for c in /sys/fs/cgroup/*/hako-$TAG*/* /sys/fs/cgroup/*/hako-$TAG*/*/*; do [ -d "$c" ] && rmdir "$c" 2>/dev/null; done
-  for c in /sys/fs/cgroup/*/hako-$TAG*; do [ -d "$c" ] && rmdir "$c" 2>/dev/null; done
+  # Deepest first; podman's conmon may still be leaving its cgroup after
+  # `podman rm` returns, so retry for a bounded 10 s.
+  for _ in $(seq 100); do
+    left=0
+    for c in /sys/fs/cgroup/*/hako-$TAG*/*/* /sys/fs/cgroup/*/hako-$TAG*/* /sys/fs/cgroup/*/hako-$TAG*; do
+      [ -d "$c" ] || continue
+      rmdir "$c" 2>/dev/null || left=1
+    done
+    [ $left = 0 ] && break
+    sleep 0.1
+  done
   rm -rf "$W"
 }
 trap cleanup EXIT

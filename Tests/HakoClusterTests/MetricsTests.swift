@@ -88,7 +88,8 @@ import Testing
             observed: [ObservedTask(taskID: "t1", containerID: String(repeating: "a", count: 64), status: .running, restartCount: 2),
                        ObservedTask(taskID: "t2", containerID: String(repeating: "b", count: 64), status: .exited)],
             runningContainers: 2, assigned: 2, connected: true,
-            usage: [ContainerUsage(containerID: String(repeating: "a", count: 64), name: "web.1", taskID: "t1", cpuSeconds: 1.25, memoryBytes: 4096),
+            usage: [ContainerUsage(containerID: String(repeating: "a", count: 64), name: "web.1", taskID: "t1", cpuSeconds: 1.25, memoryBytes: 4096,
+                                   networkReceiveBytes: 1500, networkTransmitBytes: 700, blockReadBytes: 8192, blockWriteBytes: 512),
                     ContainerUsage(containerID: String(repeating: "c", count: 64), name: "by \"hand\"", taskID: "", cpuSeconds: nil, memoryBytes: 10)])
         let m = try ExpositionParser.parse(Exposition.render(snap.families()))
         let a = ["container": "aaaaaaaaaaaa", "name": "web.1", "task": "t1"]
@@ -100,6 +101,67 @@ import Testing
         #expect(sample(m, "hako_agent_container_cpu_seconds_total", a) == 1.25)
         #expect(sample(m, "hako_agent_container_memory_bytes", a) == 4096)
         #expect(sample(m, "hako_agent_container_memory_bytes", ["container": "cccccccccccc", "name": "by \"hand\"", "task": ""]) == 10)
+        #expect(sample(m, "hako_agent_container_network_receive_bytes_total", a) == 1500)
+        #expect(sample(m, "hako_agent_container_network_transmit_bytes_total", a) == 700)
+        #expect(sample(m, "hako_agent_container_block_read_bytes_total", a) == 8192)
+        #expect(sample(m, "hako_agent_container_block_write_bytes_total", a) == 512)
+        #expect(sample(m, "hako_agent_container_block_write_bytes_total", ["container": "cccccccccccc", "name": "by \"hand\"", "task": ""]) == nil,
+                "no figure, no sample")
+        #expect(sample(m, "hako_build_info", ["version": Agent.version, "role": "agent"]) == 1)
+    }
+
+    /// A node's resources from a procfs and sysfs tree made here: a Pi with
+    /// an SD card, two thermal zones of one type, and the firmware's flags.
+    @Test func nodeResourcesFromProcAndSys() throws {
+        let base = FileManager.default.temporaryDirectory.appendingPathComponent("hako-node-\(getpid())").path
+        defer { try? FileManager.default.removeItem(atPath: base) }
+        func put(_ path: String, _ text: String) throws {
+            let full = base + "/" + path
+            try FileManager.default.createDirectory(atPath: (full as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try text.write(toFile: full, atomically: true, encoding: .utf8)
+        }
+        try put("proc/stat", "cpu  1000 20 300 50000 40 0 6 0 0 0\ncpu0 500 10 150 25000 20 0 3 0 0 0\nintr 1\n")
+        try put("proc/meminfo", "MemTotal:        3884096 kB\nMemFree:          100 kB\nMemAvailable:    2000000 kB\n")
+        try put("proc/diskstats", "   1       0 ram0 1 0 8 0 0 0 0 0 0 0 0\n 179       0 mmcblk0 100 0 2048 30 400 0 8192 90 0 0 0\n 179       1 mmcblk0p1 1 0 8 0 1 0 8 0 0 0 0\n   7       0 loop0 5 0 80 0 0 0 0 0 0 0 0\n")
+        for d in ["mmcblk0", "loop0", "ram0"] { try FileManager.default.createDirectory(atPath: base + "/sys/block/" + d, withIntermediateDirectories: true) }
+        try put("sys/class/thermal/thermal_zone0/temp", "51234\n")
+        try put("sys/class/thermal/thermal_zone0/type", "cpu-thermal\n")
+        try put("sys/class/thermal/thermal_zone1/temp", "40000\n")
+        try put("sys/class/thermal/thermal_zone1/type", "cpu-thermal\n")
+        try put("sys/devices/platform/soc/soc:firmware/get_throttled", "0x50005\n")
+        let r = NodeResources.read(dataRoot: base, proc: base + "/proc", sys: base + "/sys")
+        let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
+        let user: Double = 1000 / ticks, idle: Double = 50000 / ticks
+        #expect(r.cpuSeconds["user"] == user)
+        #expect(r.cpuSeconds["idle"] == idle)
+        #expect(r.cpuSeconds["steal"] == 0)
+        let total: UInt64 = 3884096 * 1024, available: UInt64 = 2000000 * 1024
+        #expect(r.memoryTotalBytes == total)
+        #expect(r.memoryAvailableBytes == available)
+        let sd = NodeResources.Disk(readBytes: 2048 * 512, writtenBytes: 8192 * 512)
+        #expect(r.disks == ["mmcblk0": sd], "whole disks only: \(r.disks)")
+        #expect(r.temperatures == ["cpu-thermal": 51.234, "cpu-thermal-1": 40])
+        #expect(r.throttled == 0x50005)
+        #expect((r.dataRoot?.sizeBytes ?? 0) > 0 && r.dataRoot?.path == base)
+        let m = try ExpositionParser.parse(Exposition.render(r.families()))
+        let system: Double = 300 / ticks
+        #expect(sample(m, "hako_node_cpu_seconds_total", ["mode": "system"]) == system)
+        #expect(sample(m, "hako_node_memory_available_bytes") == Double(available))
+        #expect(sample(m, "hako_node_disk_written_bytes_total", ["device": "mmcblk0"]) == Double(sd.writtenBytes))
+        #expect(sample(m, "hako_node_temperature_celsius", ["zone": "cpu-thermal"]) == 51.234)
+        #expect(sample(m, "hako_node_throttled", ["reason": "under_voltage"]) == 1)
+        #expect(sample(m, "hako_node_throttled", ["reason": "throttled"]) == 1)
+        #expect(sample(m, "hako_node_throttled", ["reason": "frequency_capped"]) == 0)
+        #expect(sample(m, "hako_node_throttled_since_boot", ["reason": "under_voltage"]) == 1)
+        #expect(sample(m, "hako_node_throttled_since_boot", ["reason": "throttled"]) == 1)
+        #expect(sample(m, "hako_node_throttled_since_boot", ["reason": "soft_temperature_limit"]) == 0)
+        #expect(sample(m, "hako_node_filesystem_size_bytes", ["path": base]) == Double(r.dataRoot?.sizeBytes ?? 0))
+
+        // A host without thermal zones or Pi firmware (this one, a VM) simply has no such families.
+        let host = NodeResources.read(dataRoot: "/")
+        #expect((host.memoryTotalBytes ?? 0) > 0 && (host.cpuSeconds["idle"] ?? 0) > 0 && host.dataRoot != nil)
+        let bare = NodeResources.read(dataRoot: base + "/none", proc: base + "/none", sys: base + "/none")
+        #expect(bare == NodeResources() && bare.families().isEmpty)
     }
 
     /// GET over a plain TCP socket; the raw response.
@@ -139,6 +201,9 @@ import Testing
         let m = try ExpositionParser.parse(parts[1])
         #expect(m.contains { $0.name == "hako_cluster_scheduling_latency_seconds" && $0.type == "histogram" })
         #expect(sample(m, "hako_cluster_nodes", ["state": "ready"]) == 0)
+        #expect(sample(m, "hako_build_info", ["version": Agent.version, "role": "coordinator"]) == 1)
+        let health = try Self.get(port, "GET /health HTTP/1.1\r\n\r\n")
+        #expect(health.hasPrefix("HTTP/1.1 200") && health.hasSuffix("\r\n\r\nok\n"), "\(health)")
         #expect(try Self.get(port, "GET /nope HTTP/1.0\r\n\r\n").hasPrefix("HTTP/1.1 404"))
         #expect(try Self.get(port, "POST /metrics HTTP/1.1\r\n\r\n").hasPrefix("HTTP/1.1 405"))
         #expect(try Self.get(port, "hello\r\n\r\n").hasPrefix("HTTP/1.1 400"))
@@ -155,6 +220,36 @@ import Testing
         #expect(rc == 0)
         _ = "GET /met".withCString { send(idle, $0, strlen($0), 0) }
         #expect(try Self.get(port, "GET /metrics HTTP/1.1\r\n\r\n").hasPrefix("HTTP/1.1 200"))
+    }
+
+    /// deploy/prometheus/hako-alerts.yml names only metrics hako serves (a
+    /// renamed metric must not leave an alert that can never fire).
+    @Test func alertRulesNameServedMetrics() throws {
+        let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+        let rules = try String(contentsOfFile: repo + "/deploy/prometheus/hako-alerts.yml", encoding: .utf8)
+        var served = Set(try CoreFixture().core.metricFamilies().map(\.name))
+        var node = NodeResources.read(dataRoot: "/")
+        node.temperatures = ["cpu-thermal": 50]
+        node.throttled = 0
+        node.disks = ["mmcblk0": .init(readBytes: 0, writtenBytes: 0)]
+        let usage = ContainerUsage(containerID: String(repeating: "a", count: 64), name: "n", taskID: "t", cpuSeconds: 0, memoryBytes: 0,
+                                   networkReceiveBytes: 0, networkTransmitBytes: 0, blockReadBytes: 0, blockWriteBytes: 0)
+        let agent = AgentMetricsSnapshot(observed: [], runningContainers: 0, assigned: 0, connected: true, usage: [usage], node: node)
+        served.formUnion(agent.families().map(\.name))
+        let exprs = rules.split(separator: "\n").filter { $0.contains("expr:") }
+        #expect(exprs.count >= 8)
+        for e in exprs {
+            var names: [String] = []
+            var current = ""
+            for ch in e + " " {
+                if ch.isLetter || ch.isNumber || ch == "_" { current.append(ch) } else {
+                    if current.hasPrefix("hako_") { names.append(current) }
+                    current = ""
+                }
+            }
+            #expect(!names.isEmpty, "\(e)")
+            for n in names { #expect(served.contains(n), "\(n) in \(e) is not a metric hako serves") }
+        }
     }
 
     @Test func metricsListenSetting() throws {

@@ -2,14 +2,19 @@ extension Agent {
     /// Serves the node's metrics on `metrics_listen` (nothing when unset).
     func startMetrics() throws(ClusterError) {
         guard let ep = config.metricsListen else { return }
-        metricsServer = try MetricsServer(listen: ep, loop: loop, log: log) { [unowned self] done in
+        let dataRoot = config.root
+        metricsServer = try MetricsServer(listen: ep, loop: loop, log: log, health: { [unowned self] in
+            self.session != nil ? "ok: connected to the coordinator\n" : "ok: not connected to a coordinator (containers keep running)\n"
+        }) { [unowned self] done in
             let (observed, running, assigned, connected) = (self.observed, self.runningContainers, self.assignments.count, self.session != nil)
             let source = self.runtime as? any ContainerUsageSource
             let loop = self.loop
             let finish = SendableBox(done)
             self.workers.submit(key: "metrics") {
                 let usage = (try? source?.usage()) ?? []
-                let snap = AgentMetricsSnapshot(observed: observed, runningContainers: running, assigned: assigned, connected: connected, usage: usage)
+                let node = NodeResources.read(dataRoot: dataRoot)
+                let snap = AgentMetricsSnapshot(observed: observed, runningContainers: running, assigned: assigned, connected: connected,
+                                                usage: usage, node: node)
                 loop.post { finish.value(snap.families()) }
             }
         }

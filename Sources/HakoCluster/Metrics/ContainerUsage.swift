@@ -8,12 +8,23 @@ public struct ContainerUsage: Sendable, Equatable {
     public var taskID: String
     public var cpuSeconds: Double?
     public var memoryBytes: Double?
-    public init(containerID: String, name: String, taskID: String, cpuSeconds: Double?, memoryBytes: Double?) {
+    /// Bytes through the container's network interfaces (bridge networks only).
+    public var networkReceiveBytes: Double?
+    public var networkTransmitBytes: Double?
+    /// Bytes the container read from and wrote to block devices (its cgroup's I/O).
+    public var blockReadBytes: Double?
+    public var blockWriteBytes: Double?
+    public init(containerID: String, name: String, taskID: String, cpuSeconds: Double?, memoryBytes: Double?,
+                networkReceiveBytes: Double? = nil, networkTransmitBytes: Double? = nil, blockReadBytes: Double? = nil, blockWriteBytes: Double? = nil) {
         self.containerID = containerID
         self.name = name
         self.taskID = taskID
         self.cpuSeconds = cpuSeconds
         self.memoryBytes = memoryBytes
+        self.networkReceiveBytes = networkReceiveBytes
+        self.networkTransmitBytes = networkTransmitBytes
+        self.blockReadBytes = blockReadBytes
+        self.blockWriteBytes = blockWriteBytes
     }
 }
 
@@ -29,7 +40,9 @@ extension EngineTaskRuntime: ContainerUsageSource {
             ContainerUsage(containerID: s.container.id, name: s.container.name,
                            taskID: s.container.config.labels[TaskLabels.task] ?? "",
                            cpuSeconds: s.cgroup.cpuNanos.map { Double($0) / 1e9 },
-                           memoryBytes: s.cgroup.memoryUsage.map(Double.init))
+                           memoryBytes: s.cgroup.memoryUsage.map(Double.init),
+                           networkReceiveBytes: s.net.map { Double($0.rx) }, networkTransmitBytes: s.net.map { Double($0.tx) },
+                           blockReadBytes: s.cgroup.blockRead.map(Double.init), blockWriteBytes: s.cgroup.blockWrite.map(Double.init))
         }
     }
 }
@@ -41,13 +54,15 @@ public struct AgentMetricsSnapshot: Sendable {
     public var assigned: Int
     public var connected: Bool
     public var usage: [ContainerUsage]
+    public var node: NodeResources?
 
-    public init(observed: [ObservedTask], runningContainers: Int, assigned: Int, connected: Bool, usage: [ContainerUsage]) {
+    public init(observed: [ObservedTask], runningContainers: Int, assigned: Int, connected: Bool, usage: [ContainerUsage], node: NodeResources? = nil) {
         self.observed = observed
         self.runningContainers = runningContainers
         self.assigned = assigned
         self.connected = connected
         self.usage = usage
+        self.node = node
     }
 
     public func families() -> [MetricFamily] {
@@ -58,7 +73,11 @@ public struct AgentMetricsSnapshot: Sendable {
         func labels(_ id: String, _ name: String, _ task: String) -> [(String, String)] {
             [("container", String(id.prefix(12))), ("name", name), ("task", task)]
         }
-        return [
+        func perContainer(_ name: String, _ kind: MetricFamily.Kind, help: String, _ value: (ContainerUsage) -> Double?) -> MetricFamily {
+            MetricFamily(name, kind, help: help,
+                         samples: usage.compactMap { u in value(u).map { .init(labels: labels(u.containerID, u.name, u.taskID), value: $0) } })
+        }
+        return [BuildInfo.family(role: "agent")] + (node?.families() ?? []) + [
             MetricFamily("hako_agent_connected", .gauge, help: "1 while the agent holds a session with the coordinator.",
                          samples: [.init(value: connected ? 1 : 0)]),
             MetricFamily("hako_agent_tasks_assigned", .gauge, help: "Tasks the coordinator assigned to this node.",
@@ -71,10 +90,12 @@ public struct AgentMetricsSnapshot: Sendable {
                          samples: observed.sorted { $0.containerID < $1.containerID }.map {
                              .init(labels: labels($0.containerID, names[$0.containerID] ?? "", $0.taskID), value: Double($0.restartCount))
                          }),
-            MetricFamily("hako_agent_container_cpu_seconds_total", .counter, help: "CPU time used by each running container.",
-                         samples: usage.compactMap { u in u.cpuSeconds.map { .init(labels: labels(u.containerID, u.name, u.taskID), value: $0) } }),
-            MetricFamily("hako_agent_container_memory_bytes", .gauge, help: "Memory in use by each running container (without inactive page cache).",
-                         samples: usage.compactMap { u in u.memoryBytes.map { .init(labels: labels(u.containerID, u.name, u.taskID), value: $0) } }),
+            perContainer("hako_agent_container_cpu_seconds_total", .counter, help: "CPU time used by each running container.") { $0.cpuSeconds },
+            perContainer("hako_agent_container_memory_bytes", .gauge, help: "Memory in use by each running container (without inactive page cache).") { $0.memoryBytes },
+            perContainer("hako_agent_container_network_receive_bytes_total", .counter, help: "Bytes received by each running container on its networks.") { $0.networkReceiveBytes },
+            perContainer("hako_agent_container_network_transmit_bytes_total", .counter, help: "Bytes sent by each running container on its networks.") { $0.networkTransmitBytes },
+            perContainer("hako_agent_container_block_read_bytes_total", .counter, help: "Bytes each running container read from block devices.") { $0.blockReadBytes },
+            perContainer("hako_agent_container_block_write_bytes_total", .counter, help: "Bytes each running container wrote to block devices.") { $0.blockWriteBytes },
         ]
     }
 }

@@ -4,7 +4,8 @@ import Glibc
 import HakoSystem
 
 /// The opt-in metrics endpoint: plain HTTP/1.1 on the daemon's poll loop,
-/// `GET /metrics` answered with the exposition text, one request per
+/// `GET /metrics` answered with the exposition text (`GET /health` with a line
+/// that says the daemon's loop is turning), one request per
 /// connection. It reads nothing but a request line and headers (8 KiB, 5 s).
 ///
 /// Confined to the loop's thread; `collect` is called there and must call its
@@ -24,6 +25,8 @@ public final class MetricsServer: @unchecked Sendable {
     let loop: PollLoop
     let listener: FileDescriptor
     let collect: Collector
+    /// The body of `GET /health`: an answer at all means the daemon's loop turns.
+    let health: () -> String
     let log: ClusterLog
     var clients: [Int32: Client] = [:]
     public let port: UInt16
@@ -31,10 +34,12 @@ public final class MetricsServer: @unchecked Sendable {
     static let maxRequest = 8192
     static let timeout = 5.0
 
-    public init(listen: Endpoint, loop: PollLoop, log: ClusterLog, collect: @escaping Collector) throws(ClusterError) {
+    public init(listen: Endpoint, loop: PollLoop, log: ClusterLog, health: @escaping () -> String = { "ok\n" },
+                collect: @escaping Collector) throws(ClusterError) {
         self.loop = loop
         self.log = log
         self.collect = collect
+        self.health = health
         do { listener = try Sockets.listen(listen) } catch {
             throw .config(key: "metrics_listen", reason: error.description)
         }
@@ -91,8 +96,10 @@ public final class MetricsServer: @unchecked Sendable {
             collect { [weak self] families in
                 self?.respond(raw, status: "200 OK", body: Exposition.render(families), contentType: Exposition.contentType, head: r.method == "HEAD")
             }
+        case "/health":
+            respond(raw, status: "200 OK", body: health(), head: r.method == "HEAD")
         case "/":
-            respond(raw, status: "200 OK", body: "hako metrics: /metrics\n", head: r.method == "HEAD")
+            respond(raw, status: "200 OK", body: "hako metrics: /metrics, /health\n", head: r.method == "HEAD")
         default:
             respond(raw, status: "404 Not Found", body: "not found: \(path) (try /metrics)\n", head: r.method == "HEAD")
         }

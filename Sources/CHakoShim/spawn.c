@@ -461,9 +461,26 @@ static int load_seccomp(const struct hako_spec *s, struct sock_fprog *prog) {
 
 // User, groups, capabilities, no_new_privs, seccomp — the tail shared by the
 // container's init and exec.
+// The AppArmor profile the next execve enters (runc's order: before the
+// capabilities are dropped). The kernel's own interface: attr/apparmor/exec,
+// or attr/exec on kernels before 5.8.
+static void apply_apparmor(struct child *c) {
+    const char *profile = c->s->apparmor;
+    if (!profile) return;
+    char line[4200] = "exec ";
+    if (s_cat(line, sizeof line, profile) < 0) child_fail(c, HAKO_STAGE_APPARMOR, ENAMETOOLONG, profile);
+    int fd = open("/proc/thread-self/attr/apparmor/exec", O_WRONLY | O_CLOEXEC);
+    if (fd < 0) fd = open("/proc/thread-self/attr/exec", O_WRONLY | O_CLOEXEC);
+    if (fd < 0) child_fail(c, HAKO_STAGE_APPARMOR, errno, "/proc/thread-self/attr/apparmor/exec");
+    size_t n = s_len(line);
+    if (write(fd, line, n) != (ssize_t)n) child_fail(c, HAKO_STAGE_APPARMOR, errno, profile);
+    close(fd);
+}
+
 void apply_privileges(struct child *c) {
     const struct hako_spec *s = c->s;
     int seccomp_done = 0;
+    apply_apparmor(c);
     struct sock_fprog prog = { .len = (unsigned short)(s->seccomp_len / sizeof(struct sock_filter)),
                                .filter = (struct sock_filter *)(uintptr_t)s->seccomp };
     if (s->has_caps) {

@@ -43,6 +43,7 @@ static const char *stage_names[HAKO_STAGE_COUNT] = {
     [HAKO_STAGE_KEYRING] = "session keyring",
     [HAKO_STAGE_DOMAINNAME] = "setdomainname",
     [HAKO_STAGE_UMASK] = "umask",
+    [HAKO_STAGE_APPARMOR] = "apparmor",
 };
 
 const char *hako_stage_name(int stage) {
@@ -243,6 +244,7 @@ int hako_spec_parse(const void *blob, size_t len, struct hako_spec *s, char *err
         case HAKO_T_HOOK_SYNC: s->hook_sync = 1; break;
         case HAKO_T_SECCOMP_FLAGS: NEED(n == 4, "seccomp flags"); memcpy(&s->seccomp_flags, p, 4); break;
         case HAKO_T_KEYRING: NEED(str, "keyring"); s->keyring = str; break;
+        case HAKO_T_APPARMOR: NEED(str && str[0], "apparmor profile"); s->apparmor = str; break;
         case HAKO_T_MOUNT_PROPAGATION:
             NEED(n == 8 && s->nmounts > 0, "mount propagation");
             memcpy(&s->mounts[s->nmounts - 1].propagation, p, 8);

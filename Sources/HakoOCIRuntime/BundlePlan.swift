@@ -122,7 +122,8 @@ public struct BundlePlan: Sendable {
     }
 
     /// The process of config.json (or of `exec --process`) as the init path runs it.
-    static func processSpec(_ p: OCI.Process, seccomp: OCI.Seccomp?, compiler: SeccompCompiler, field: String = "process") throws -> ProcessSpec {
+    static func processSpec(_ p: OCI.Process, seccomp: OCI.Seccomp?, compiler: SeccompCompiler, field: String = "process",
+                            appArmorEnabled: Bool = AppArmor.isEnabled()) throws -> ProcessSpec {
         guard let first = p.args.first, !first.isEmpty else { throw fail("\(field).args", "is required") }
         var out = ProcessSpec(args: p.args, env: p.env)
         out.cwd = p.cwd
@@ -159,6 +160,13 @@ public struct BundlePlan: Sendable {
         }
         out.noNewPrivileges = p.noNewPrivileges
         out.oomScoreAdj = p.oomScoreAdj
+        if let a = p.apparmorProfile, !a.isEmpty {
+            if appArmorEnabled {
+                out.apparmorProfile = a
+            } else if a != "unconfined" {  // without AppArmor every process is unconfined already
+                throw fail("\(field).apparmorProfile", "AppArmor is not enabled on this host, so the profile \"\(a)\" cannot be applied")
+            }
+        }
         if let s = seccomp {
             do { out.seccomp = try compiler.filter(seccompProfile(s), capabilities: 0) } catch let e as HakoError {
                 throw fail("linux.seccomp", e.message)

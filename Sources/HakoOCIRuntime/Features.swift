@@ -23,7 +23,7 @@ extension OCIRuntime {
             ("capabilities", strings(caps)),
             ("cgroup", .object([("v1", .bool(true)), ("v2", .bool(true)), ("systemd", .bool(true)), ("systemdUser", .bool(false)), ("rdma", .bool(false))])),
             ("seccomp", seccomp),
-            ("apparmor", .object([("enabled", .bool(false))])),
+            ("apparmor", .object([("enabled", .bool(AppArmor.isEnabled()))])),
             ("selinux", .object([("enabled", .bool(false))])),
             ("intelRdt", .object([("enabled", .bool(false))])),
             ("mountExtensions", .object([("idmap", .object([("enabled", .bool(false))]))])),

@@ -19,6 +19,8 @@ public struct ExecRequest: Sendable {
     public var tty = false
     public var capabilities: [String] = []
     public var noNewPrivileges = false
+    /// `--apparmor PROFILE`: the profile the process runs under.
+    public var apparmorProfile: String?
     public var detach = false
     public var pidFile: String?
     public var consoleSocket: String?
@@ -61,6 +63,7 @@ extension OCIRuntime {
             p.capabilities = c
         }
         if req.noNewPrivileges { p.noNewPrivileges = true }
+        if let a = req.apparmorProfile { p.apparmorProfile = a }
         return p
     }
 

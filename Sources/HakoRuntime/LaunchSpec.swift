@@ -122,6 +122,8 @@ public struct ProcessSpec: Sendable, Equatable, Codable {
     public var seccomp: [UInt8]?
     public var rlimits: [Rlimit] = []
     public var oomScoreAdj: Int32?
+    /// The AppArmor profile the program is executed under (nil: the runtime's own).
+    public var apparmorProfile: String?
 
     public init(args: [String], env: [String]) { self.args = args; self.env = env }
 }
@@ -303,6 +305,7 @@ public enum LaunchSpecEncoder {
             w.raw(HAKO_T_CAPS, le64(c.bounding) + le64(c.effective) + le64(c.permitted) + le64(c.inheritable) + le64(c.ambient))
         }
         if p.noNewPrivileges { w.empty(HAKO_T_NO_NEW_PRIVS) }
+        if let a = p.apparmorProfile, !a.isEmpty { w.string(HAKO_T_APPARMOR, a) }
         if let s = p.seccomp, !s.isEmpty { w.raw(HAKO_T_SECCOMP, s) }
         if let o = p.oomScoreAdj { w.raw(HAKO_T_OOM_SCORE_ADJ, le32(UInt32(bitPattern: o))) }
         for mnt in r.mounts {

@@ -188,10 +188,7 @@ extension OCI {
             guard (-1000...1000).contains(adj) else { throw SpecError(field: "process.oomScoreAdj", reason: "must be between -1000 and 1000") }
             out.oomScoreAdj = Int32(adj)
         }
-        // Labels for security modules this runtime does not drive: only "none" is honourable.
-        if let a = try p.string("apparmorProfile"), !a.isEmpty, a != "unconfined" {
-            throw SpecError(field: "process.apparmorProfile", reason: "AppArmor is not supported by hako-runtime")
-        }
+        out.apparmorProfile = try p.string("apparmorProfile")
         out.selinuxLabel = try p.string("selinuxLabel")
         try p.finish()
         guard !out.cwd.isEmpty, out.cwd.hasPrefix("/") else { throw SpecError(field: "process.cwd", reason: "must be an absolute path") }

@@ -107,7 +107,7 @@ enum Commands {
         ], stopAtPositional: true, command: "exec")
         var r = ExecRequest(id: try o.id("exec"))
         if let label = o.value("process-label"), !label.isEmpty { throw HakoError(.failed, "exec: --process-label: SELinux is not supported") }
-        if let a = o.value("apparmor"), !a.isEmpty, a != "unconfined" { throw HakoError(.failed, "exec: --apparmor: AppArmor is not supported") }
+        r.apparmorProfile = o.value("apparmor")
         if let c = o.value("cgroup"), !c.isEmpty { throw HakoError(.failed, "exec: --cgroup: sub-cgroups are not supported") }
         if let p = o.value("process") {
             let bytes = p == "-" ? try FileDescriptor(dup(0)).readAll() : try FS.readFile(p)

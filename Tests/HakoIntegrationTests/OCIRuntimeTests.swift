@@ -150,6 +150,41 @@ import Testing
         #expect((try? String(contentsOfFile: log, encoding: .utf8)) == "poststart-0\npoststart-1\npoststart-2\npoststop-0\npoststop-1\n")
     }
 
+    /// process.apparmorProfile: applied where the kernel has AppArmor (the
+    /// program runs confined), refused by name where it has not.
+    @Test func anAppArmorProfileIsAppliedOrClearlyRefused() {
+        let enabled = (try? String(contentsOfFile: "/sys/module/apparmor/parameters/enabled", encoding: .utf8))?.hasPrefix("Y") == true
+        func bundle(_ name: String, _ profile: String) -> String {
+            host.bundle(name, args: ["sh", "-c", "cat /proc/self/attr/current 2>/dev/null; true"]) { c in
+                var p = c["process"] as? [String: Any] ?? [:]
+                p["apparmorProfile"] = profile
+                c["process"] = p
+            }
+        }
+        let unconfined = host.rt("run", "--bundle", bundle("aa-unconfined", "unconfined"), "aa-unconfined")
+        #expect(unconfined.status == 0, "\(unconfined.stderr)")
+        let profile = "hako-test-\(getpid())"
+        if !enabled {
+            let r = host.rt("run", "--bundle", bundle("aa-refused", profile), "aa-refused")
+            #expect(r.status != 0 && r.stderr.contains("process.apparmorProfile") && r.stderr.contains("not enabled"), "\(r.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: host.root + "/aa-refused"))
+            #expect(!host.cgroupDirs().contains { $0.hasSuffix("/aa-refused") })
+            return
+        }
+        let parser = ["/usr/sbin/apparmor_parser", "/sbin/apparmor_parser"].first { FileManager.default.isExecutableFile(atPath: $0) }
+        guard let parser else {
+            // A profile that is not loaded cannot be entered: the start fails at the AppArmor stage.
+            let r = host.rt("run", "--bundle", bundle("aa-missing", profile), "aa-missing")
+            #expect(r.status != 0 && r.stderr.contains("apparmor"), "\(r.stderr)")
+            return
+        }
+        let text = "profile \(profile) flags=(attach_disconnected) { file, capability, signal, }\n"
+        #expect(Subprocess.run([parser, "-r"], stdin: text).status == 0)
+        defer { Subprocess.run([parser, "-R"], stdin: text) }
+        let r = host.rt("run", "--bundle", bundle("aa-applied", profile), "aa-applied")
+        #expect(r.status == 0 && r.stdout.contains(profile), "the program runs under the profile: \(r.stdout) \(r.stderr)")
+    }
+
     @Test func theConsoleSocketReceivesTheTerminal() throws {
         let path = host.base + "/console.sock"
         let listener = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)

@@ -46,6 +46,22 @@ func str(_ p: UnsafePointer<CChar>?) -> String? { p.map { String(cString: $0) } 
         return (r, m)
     }
 
+    @Test func mountPropagationAndAppArmorReachTheCParser() {
+        var (r, m) = sample()
+        r.mounts[1].propagation = HAKO_MS_SHARED | HAKO_MS_REC
+        r.process.apparmorProfile = "hako-test"
+        let (ok, s, msg, keep) = parseWithC(LaunchSpecEncoder.encode(r, monitor: m))
+        withExtendedLifetime(keep) {
+            #expect(ok, "\(msg)")
+            #expect(s.mounts.1.propagation == HAKO_MS_SHARED | HAKO_MS_REC)
+            #expect(s.mounts.0.propagation == 0, "a mount without one keeps what it is made with")
+            #expect(str(s.apparmor) == "hako-test")
+        }
+        let (plain, p, _, keep2) = parseWithC(LaunchSpecEncoder.encode(sample().0, monitor: m))
+        withExtendedLifetime(keep2) { #expect(plain && p.apparmor == nil) }
+        #expect(String(cString: hako_stage_name(Int32(HAKO_STAGE_APPARMOR.rawValue))) == "apparmor")
+    }
+
     @Test func roundTripsThroughTheCParser() {
         let (r, m) = sample()
         let blob = LaunchSpecEncoder.encode(r, monitor: m)

@@ -97,6 +97,25 @@ import Testing
                                    cgroupVersion: cgroupVersion, compiler: SeccompCompiler(cacheDirectory: nil), options: BundlePlan.Options())
     }
 
+    @Test func anAppArmorProfileIsAppliedWhereAppArmorIsOn() throws {
+        var p = OCI.Process()
+        p.args = ["sh"]
+        p.apparmorProfile = "docker-default"
+        let compiler = SeccompCompiler(cacheDirectory: nil)
+        #expect(try BundlePlan.processSpec(p, seccomp: nil, compiler: compiler, appArmorEnabled: true).apparmorProfile == "docker-default")
+        do {
+            _ = try BundlePlan.processSpec(p, seccomp: nil, compiler: compiler, appArmorEnabled: false)
+            Issue.record("a profile was accepted on a host without AppArmor")
+        } catch {
+            #expect("\(error)".contains("process.apparmorProfile") && "\(error)".contains("not enabled"), "\(error)")
+        }
+        p.apparmorProfile = "unconfined"
+        #expect(try BundlePlan.processSpec(p, seccomp: nil, compiler: compiler, appArmorEnabled: false).apparmorProfile == nil,
+                "unconfined is what every process is without AppArmor")
+        p.apparmorProfile = ""
+        #expect(try BundlePlan.processSpec(p, seccomp: nil, compiler: compiler, appArmorEnabled: true).apparmorProfile == nil)
+    }
+
     @Test func configBecomesTheLaunchSpec() throws {
         let p = try plan(#"""
         {"ociVersion":"1.0.2","process":{"args":["sh"],"cwd":"/","user":{"uid":1,"gid":2,"additionalGids":[3],"umask":63},

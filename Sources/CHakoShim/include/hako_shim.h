@@ -79,6 +79,7 @@ enum hako_tag {
     HAKO_T_KEYRING = 50,      // string: join a new session keyring of this name
     HAKO_T_MOUNT_ATTR = 51,   // u64 attr_set, u64 attr_clr: mount_setattr(AT_RECURSIVE) on the previous mount
     HAKO_T_MOUNT_PROPAGATION = 52, // u64 MS_{SHARED,SLAVE,PRIVATE,UNBINDABLE} [| MS_REC]: the previous mount's propagation
+    HAKO_T_APPARMOR = 53,     // string: the AppArmor profile the program is executed under
 
     // The monitor's own records (ignored by the init path).
     HAKO_T_LOG_PATH = 64,     // string
@@ -125,7 +126,7 @@ enum hako_stage {
     HAKO_STAGE_CAPS, HAKO_STAGE_NO_NEW_PRIVS, HAKO_STAGE_SECCOMP, HAKO_STAGE_CHDIR,
     HAKO_STAGE_STDIO, HAKO_STAGE_EXEC, HAKO_STAGE_EXEC_NOT_FOUND, HAKO_STAGE_CGROUPNS,
     HAKO_STAGE_HOOK, HAKO_STAGE_EXEC_FIFO, HAKO_STAGE_TIMENS, HAKO_STAGE_PERSONALITY, HAKO_STAGE_KEYRING,
-    HAKO_STAGE_DOMAINNAME, HAKO_STAGE_UMASK,
+    HAKO_STAGE_DOMAINNAME, HAKO_STAGE_UMASK, HAKO_STAGE_APPARMOR,
     HAKO_STAGE_COUNT
 };
 
@@ -221,6 +222,7 @@ struct hako_spec {
     int hook_sync;
     uint32_t seccomp_flags;
     const char *keyring;
+    const char *apparmor;  // profile for the exec (NULL: as the runtime is)
 
     // monitor
     const char *log_path; uint64_t log_max_size; uint32_t log_max_files;

@@ -254,6 +254,14 @@ public final class Agent: @unchecked Sendable {
         heartbeatTimer = loop.after(seconds) { [weak self] in self?.sendHeartbeat() }
     }
 
+    /// While a heartbeat is unanswered, another is written this often. A
+    /// beat written while the link is down waits in the socket under TCP's
+    /// backoff (0.2, 0.4, 0.8, 1.6 s…): after a 1.5 s link blip its next try
+    /// could come 3 s after the cut, and the coordinator would call the node
+    /// down. Any new write makes the kernel try the queued bytes at once, so
+    /// the beats get through within this interval of the link's return.
+    static let heartbeatRetry = 0.25
+
     func sendHeartbeat() {
         heartbeatTimer = nil
         guard let c = conn, let s = session else { return }
@@ -267,10 +275,13 @@ public final class Agent: @unchecked Sendable {
                 self.conn?.close("heartbeat refused")
                 return
             }
-            // The period counts from this beat's sending, not from the reply.
+            // The period counts from this beat's sending, not from the reply
+            // (every answered beat reschedules; the last answer decides).
             self.scheduleHeartbeat(after: max(0.01, Double(max(10, r.nextMs)) / 1000 - (monotonicSeconds() - sentAt)))
         }
         c.send(WireEncoder.request(MessageType.heartbeat, id: id, hb))
+        // Unanswered soon: write another (see heartbeatRetry).
+        scheduleHeartbeat(after: Agent.heartbeatRetry)
         if watchdog == nil {
             // A coordinator that stops answering is as good as gone: reconnect.
             watchdog = loop.after(10) { [weak self] in

@@ -84,7 +84,7 @@ extension CoordinatorCore {
         try CoordinatorCore.checkNodeFields(name: r.name, hostname: r.hostname, labels: r.labels, capacity: r.capacity)
         if let old = dispatcher.nodes[node]?.connection, old != connection {
             outgoing.append(.close(connection: old, reason: "replaced by a new session of the same node"))
-            dispatcher.close(node, connection: old)
+            dispatcher.close(node, connection: old, now: clock.monotonic())
         }
         let before = n
         n.name = r.name
@@ -100,7 +100,8 @@ extension CoordinatorCore {
             dirty = true
         }
         let session = Identifiers.make()
-        let was = dispatcher.open(node, session: session, connection: connection, load: r.load, now: clock.monotonic())
+        let interval = dispatcher.nextInterval(using: &rng)
+        let was = dispatcher.open(node, session: session, connection: connection, load: r.load, now: clock.monotonic(), interval: interval)
         if was != .ready {
             record(ClusterEvent(time: clock.wall(), kind: "node", action: "ready", id: node, name: n.name,
                                 message: "session from \(address), \(r.tasks.count) tasks adopted"))
@@ -111,11 +112,12 @@ extension CoordinatorCore {
         state.touchedNodes.insert(node)
         let subnet = state.subnet(of: node) ?? n.subnet
         return HelloReply(sessionID: session, clusterID: clusterID, clusterCIDR: config.clusterCIDR, subnet: subnet,
-                          heartbeatMs: Int(dispatcher.nextInterval(using: &rng) * 1000))
+                          heartbeatMs: Int(interval * 1000))
     }
 
     func heartbeat(_ hb: Heartbeat, node: String) throws -> HeartbeatReply {
-        guard let was = dispatcher.beat(node, session: hb.sessionID, load: hb.load, tasks: hb.tasks, now: clock.monotonic()) else {
+        let interval = dispatcher.nextInterval(using: &rng)
+        guard let was = dispatcher.beat(node, session: hb.sessionID, load: hb.load, tasks: hb.tasks, now: clock.monotonic(), interval: interval) else {
             throw WireError(.conflict, "not the current session: say hello again")
         }
         metrics.heartbeats += 1
@@ -130,7 +132,7 @@ extension CoordinatorCore {
                 observe(TaskStatus(taskID: id, state: st, containerID: t.containerID, exitCode: t.exitCode, message: t.message), node: node)
             }
         }
-        return HeartbeatReply(nextMs: Int(dispatcher.nextInterval(using: &rng) * 1000))
+        return HeartbeatReply(nextMs: Int(interval * 1000))
     }
 
     /// An agent's view of one of its tasks (observed state is the agent's to write).

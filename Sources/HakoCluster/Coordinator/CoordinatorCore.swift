@@ -233,7 +233,7 @@ public final class CoordinatorCore {
 
     public func connectionClosed(_ connection: Int, peer: PeerIdentity) {
         followers.remove(connection)
-        if case .node(let n) = peer { dispatcher.close(n, connection: connection) }
+        if case .node(let n) = peer { dispatcher.close(n, connection: connection, now: clock.monotonic()) }
         for (k, p) in pendingLogs where p.admin == connection { pendingLogs[k] = nil }
     }
 }

@@ -1,13 +1,18 @@
-/// The overlay's peer map: which nodes the VXLAN mesh joins. Kept in memory,
-/// computed from the nodes' status, subnet and session address.
+/// The overlay's peer map, the mesh and the service names: computed from the
+/// stored nodes (subnet, underlay address) and tasks (state, address) and the
+/// nodes' liveness.
 extension CoordinatorCore {
-    /// Every ready or suspect node (a short blip keeps its tunnel) with its
-    /// underlay address and subnet, by id.
+    /// Whether a node's tunnels, mesh endpoints and names stay: ready or
+    /// suspect (a short blip keeps them), or not heard from yet since this
+    /// coordinator started (its stored state stands until its grace runs out:
+    /// a restarted coordinator answers at once with what it knew).
+    func isPeer(_ node: String) -> Bool { dispatcher.status(node) != .down }
+
+    /// Every node not down with its underlay address and subnet, by id.
     public func peerMap() -> [OverlayPeer] {
         var out: [OverlayPeer] = []
         for n in state.nodes.values {
-            let st = dispatcher.status(n.id)
-            guard st == .ready || st == .suspect, let host = CoordinatorCore.host(of: n.address),
+            guard isPeer(n.id), let host = CoordinatorCore.host(of: n.address),
                   let subnet = state.subnet(of: n.id) ?? (n.subnet.isEmpty ? nil : n.subnet) else { continue }
             out.append(OverlayPeer(nodeID: n.id, name: n.name, underlay: host, subnet: subnet))
         }
@@ -31,7 +36,7 @@ extension CoordinatorCore {
         for s in state.services.values where !s.spec.ingress.isEmpty {
             let endpoints = state.tasks.values.filter { t in
                 t.serviceID == s.id && t.state == .running && t.desired == .running && t.address != nil
-                    && t.nodeID.map { [.ready, .suspect].contains(dispatcher.status($0)) } == true
+                    && t.nodeID.map(isPeer) == true
             }.compactMap(\.address).sorted()
             for b in s.spec.ingressBindings {
                 out.append(MeshPort(service: s.spec.name, proto: b.proto.rawValue, published: Int(b.hostPort), target: Int(b.containerPort),
@@ -46,7 +51,7 @@ extension CoordinatorCore {
     public func serviceNames() -> [String: [String]] {
         var out: [String: [String]] = [:]
         for t in state.tasks.values where t.state == .running && t.desired == .running && t.spec.network == ServiceSpec.clusterNetwork {
-            guard let a = t.address, let node = t.nodeID, [.ready, .suspect].contains(dispatcher.status(node)) else { continue }
+            guard let a = t.address, let node = t.nodeID, isPeer(node) else { continue }
             out[t.serviceName, default: []].append(a)
             out[t.name, default: []].append(a)
         }

@@ -318,6 +318,8 @@ public struct TaskView: Codable, Sendable {
     public var ports: [String]? = nil
     /// Its address on the cluster network.
     public var address: String? = nil
+    /// Why the scheduler chose its node.
+    public var placement: String? = nil
 }
 
 public struct TaskList: Codable, Sendable { public var tasks: [TaskView] }

@@ -131,10 +131,12 @@ public final class Coordinator: @unchecked Sendable {
     /// report that arrived together), and only then are replies and
     /// assignments sent — the store holds a change before anyone hears of it.
     func received(_ env: Envelope, on c: LineConnection) {
-        guard let peer = connections[c.id]?.peer else { return }
+        guard let peer = connections[c.id]?.peer, !closeAfterCommit.contains(c.id) else { return }
         if let reply = core.handle(env, from: peer, connection: c.id, address: c.peer) { held.append((c.id, reply)) }
-        if peer == .anonymous && env.type != MessageType.join {
-            log.warning("refused \(c.peer): \(env.type) without a client certificate")
+        if peer == .anonymous {
+            // Without a certificate a connection carries one join: answered,
+            // then closed (refused or not; what else arrives with it is not read).
+            if env.type != MessageType.join { log.warning("refused \(c.peer): \(env.type) without a client certificate") }
             closeAfterCommit.insert(c.id)
         }
         guard !commitScheduled else { return }
@@ -144,7 +146,7 @@ public final class Coordinator: @unchecked Sendable {
             self.core.tick()
             for (id, line) in self.held { self.connections[id]?.conn.send(line) }
             self.held.removeAll()
-            for id in self.closeAfterCommit { self.connections[id]?.conn.close("no client certificate") }
+            for id in self.closeAfterCommit { self.connections[id]?.conn.close("anonymous: one message answered") }
             self.closeAfterCommit.removeAll()
             self.deliver()
         }

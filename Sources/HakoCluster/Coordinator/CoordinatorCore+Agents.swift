@@ -24,13 +24,39 @@ extension CoordinatorCore {
     }
 
     /// A node joins with a single-use token and a certificate request; it gets
-    /// an id, a subnet and a certificate. Every refusal is logged.
+    /// an id, a subnet and a certificate. Every refusal is logged. A source
+    /// address refused `maxRefusedJoins` times within `refusedJoinWindow` is
+    /// refused unread until the window has passed (token guessing gets five
+    /// tries a minute); joins that succeed count for nothing.
     func join(_ r: JoinRequest, address: String) throws -> JoinReply {
+        let host = (try? Endpoint(parsing: address))?.host ?? address
+        let now = clock.monotonic()
+        let recent = (refusedJoins[host] ?? []).filter { now - $0 < CoordinatorCore.refusedJoinWindow }
+        if recent.count >= CoordinatorCore.maxRefusedJoins, let first = recent.first {
+            log.debug("join from \(address) not read: \(recent.count) refused within \(Int(CoordinatorCore.refusedJoinWindow)) s")
+            throw ClusterError.security("too many refused joins from \(host): try again in \(Int((first + CoordinatorCore.refusedJoinWindow - now).rounded(.up))) s")
+        }
         do {
             return try admit(r, address: address)
         } catch {
             log.warning("join refused from \(address): \(error)")
+            noteRefusedJoin(host, now: now, recent: recent)
             throw error
+        }
+    }
+
+    static let maxRefusedJoins = 5
+    static let refusedJoinWindow = 60.0
+    /// Hosts remembered at most: past it, those whose refusals are older than the window go first, then the oldest.
+    static let refusedJoinHosts = 1024
+
+    private func noteRefusedJoin(_ host: String, now: Double, recent: [Double]) {
+        refusedJoins[host] = recent + [now]
+        guard refusedJoins.count > CoordinatorCore.refusedJoinHosts else { return }
+        refusedJoins = refusedJoins.filter { now - ($0.value.last ?? 0) < CoordinatorCore.refusedJoinWindow }
+        while refusedJoins.count > CoordinatorCore.refusedJoinHosts,
+              let oldest = refusedJoins.min(by: { ($0.value.last ?? 0) < ($1.value.last ?? 0) })?.key {
+            refusedJoins[oldest] = nil
         }
     }
 

@@ -41,7 +41,9 @@ final class ClusterHarness: @unchecked Sendable {
 
     /// `grace`: the coordinator's down_after (short, so failover tests are quick).
     /// `registry`: a registry on the underlay, which every engine reaches over plain HTTP.
-    init(_ tag: String, nodes count: Int, grace: String = "3s", registry: Bool = false) {
+    /// `loadAware`: each node's load is its own cgroup parent's CPU and memory
+    /// (agent.toml `load_cgroup`), and the scheduler weighs CPU heavily.
+    init(_ tag: String, nodes count: Int, grace: String = "3s", registry: Bool = false, loadAware: Bool = false) {
         self.tag = "\(tag)\(getpid() % 100_000)"
         var template = Array("/tmp/hako-cluster-\(tag)-XXXXXX".utf8CString)
         let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
@@ -56,13 +58,20 @@ final class ClusterHarness: @unchecked Sendable {
             heartbeat_jitter = "50ms"
             down_after = "\(grace)"
             log_level = "info"
-            # The nodes share one machine: their loads are one load sampled at
-            # different moments. Placement here is spread and task count only
-            # (load-awareness has its unit tests).
             [scheduler]
+            """ + "\n" + (loadAware ? """
+            # Each node's load is its own cgroup subtree's: on a machine shared
+            # with other work a burner gets a fraction of a core, so CPU counts
+            # five times the default here.
+            cpu_weight = 10
+            memory_weight = 0
+            """ : """
+            # The nodes share one machine: their /proc loads are one load sampled
+            # at different moments. Placement here is spread and task count only
+            # (ClusterLoadTests gives each node a load of its own).
             cpu_weight = 0
             memory_weight = 0
-            """)
+            """))
         sh(["/usr/sbin/ip", "netns", "add", underlay])
         sh(["/usr/sbin/ip", "-n", underlay, "link", "set", "lo", "up"])
         sh(["/usr/sbin/ip", "-n", underlay, "link", "add", "br0", "type", "bridge"])
@@ -88,6 +97,7 @@ final class ClusterHarness: @unchecked Sendable {
                 cgroup_parent = "\(n.cgroupParent)"
                 name = "\(n.name)"
                 observe_interval = "200ms"
+                \(loadAware ? "load_cgroup = \"\(n.cgroupParent)\"" : "")
                 [labels]
                 zone = "\(i % 2 == 1 ? "a" : "b")"
                 """)

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import HakoNetwork
 import HakoSystem
 
 /// `hako agent --config FILE` (config/agent.toml documents each key).

@@ -1,3 +1,4 @@
+import HakoNetwork
 import HakoSystem
 
 /// Agents: join, sessions, heartbeats, task reports, certificate renewal.
@@ -119,7 +120,12 @@ extension CoordinatorCore {
         n.capacity = r.capacity
         n.labels = r.labels
         n.agentVersion = r.agentVersion
-        n.address = address
+        if let a = r.advertiseAddress {
+            guard IPv4Address(a) != nil, a != "0.0.0.0" else { throw ClusterError.invalid("advertise address \"\(a)\" is not an IPv4 address") }
+            n.address = a
+        } else {
+            n.address = address
+        }
         if n != before {
             n.updated = clock.wall()
             state.put(n)

@@ -19,11 +19,11 @@ extension CoordinatorCore {
         return out.sorted { $0.nodeID < $1.nodeID }
     }
 
-    /// "10.0.0.5:41234" → "10.0.0.5"; nil for anything but IPv4, and for
+    /// "10.0.0.5:41234" or "10.0.0.5" → "10.0.0.5"; nil for anything but IPv4, and for
     /// loopback (an agent beside the coordinator has no underlay address to
     /// give its peers: it stays out of the overlay).
     static func host(of address: String) -> String? {
-        guard let e = try? Endpoint(parsing: address) else { return nil }
+        guard let e = try? Endpoint(parsing: address, defaultPort: 0) else { return nil }
         let parts = e.host.split(separator: ".")
         guard parts.count == 4, parts.allSatisfy({ UInt8($0) != nil }), parts[0] != "127" else { return nil }
         return e.host
@@ -70,7 +70,7 @@ extension CoordinatorCore {
             overlayNames = names
             overlaySent = [:]
         }
-        let msg = OverlayMessage(clusterCIDR: config.clusterCIDR, vni: OverlayMessage.defaultVNI, port: OverlayMessage.defaultPort, peers: map,
+        let msg = OverlayMessage(clusterCIDR: config.clusterCIDR, vni: config.overlayVNI, port: config.overlayPort, peers: map,
                                  mesh: mesh, names: names)
         var line: [UInt8]?
         for p in map {

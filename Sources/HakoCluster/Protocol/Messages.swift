@@ -64,6 +64,11 @@ public struct HelloRequest: Codable, Sendable {
     public var load: NodeLoad
     /// Every cluster task the node has a container for: what it adopts.
     public var tasks: [TaskStatus]
+    /// The IPv4 address the other nodes reach this one at (the overlay's
+    /// underlay): agent.toml's `advertise_address`, else the node's own
+    /// address on its route to the coordinator. Absent (older agents): the
+    /// address the session comes from.
+    public var advertiseAddress: String? = nil
 }
 
 public struct HelloReply: Codable, Sendable {

@@ -158,6 +158,16 @@ enum Sockets {
     }
 
     /// The port a listening socket was given (for ":0" in tests).
+    /// The socket's own address, "host:port".
+    static func localAddress(_ fd: FileDescriptor) -> String {
+        var storage = sockaddr_storage()
+        var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        _ = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd.rawValue, $0, &len) }
+        }
+        return describe(storage)
+    }
+
     static func localPort(_ fd: FileDescriptor) -> UInt16 {
         var storage = sockaddr_storage()
         var len = socklen_t(MemoryLayout<sockaddr_storage>.size)

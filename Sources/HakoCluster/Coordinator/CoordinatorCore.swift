@@ -235,6 +235,12 @@ public final class CoordinatorCore {
         return WireEncoder.reply(to: id, body)
     }
 
+    /// After a burst of connections: the per-connection tables at their present size.
+    func compact() {
+        followers = Set(followers.map { $0 })
+        refusedJoins = refusedJoins.filter { clock.monotonic() - ($0.value.last ?? 0) < CoordinatorCore.refusedJoinWindow }
+    }
+
     public func connectionClosed(_ connection: Int, peer: PeerIdentity) {
         followers.remove(connection)
         if case .node(let n) = peer { dispatcher.close(n, connection: connection, now: clock.monotonic()) }

@@ -102,6 +102,17 @@ import Testing
         #expect(AgentPlanner.plan(assignments: [assignment("new")], observed: [], busy: ["new"]).actions.isEmpty)
     }
 
+    /// A task orphaned while its node was cut off was replaced: back, the node kills it without the stop grace.
+    @Test func killsOrphanedTasksAtOnce() {
+        var orphaned = assignment("t", desired: .shutdown, state: .orphaned)
+        orphaned.spec.stopTimeout = 30
+        let observed = [ObservedTask(taskID: "t", containerID: "c", status: .running)]
+        #expect(AgentPlanner.plan(assignments: [orphaned], observed: observed, busy: []).actions == [.stop(taskID: "t", containerID: "c", timeout: 0)])
+        var stopped = assignment("t", desired: .shutdown, state: .running)
+        stopped.spec.stopTimeout = 30
+        #expect(AgentPlanner.plan(assignments: [stopped], observed: observed, busy: []).actions == [.stop(taskID: "t", containerID: "c", timeout: 30)])
+    }
+
     @Test func reportsEndings() {
         let a = assignment("t", state: .running)
         #expect(AgentPlanner.status(a, ObservedTask(taskID: "t", containerID: "c", status: .exited, exitCode: 0))?.state == .complete)

@@ -172,6 +172,9 @@ extension CoordinatorCore {
         guard var t = state.tasks[s.taskID], t.nodeID == node else { return }
         // The first ending recorded stands (an orphaned task's real ending replaces the guess).
         if t.state.isTerminal && t.state != .orphaned && s.state.isTerminal && s.state != t.state { return }
+        // An orphaned task still running on a node that came back stays
+        // orphaned (replaced: its node kills it at once) until it ends.
+        if t.state == .orphaned && !s.state.isTerminal { return }
         let changed = t.state != s.state || (s.containerID != nil && t.containerID != s.containerID) || t.exitCode != s.exitCode
             || (!s.message.isEmpty && t.message != s.message) || (s.ports != nil && s.ports != t.ports)
             || (s.address != nil && s.address != t.address)

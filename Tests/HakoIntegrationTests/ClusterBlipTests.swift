@@ -66,16 +66,20 @@ final class ClusterBlipTests {
         }
         // What the coordinator saw of node2, per interruption (seconds after the cut).
         let events = h.json("events").filter { $0["kind"] as? String == "node" && $0["name"] as? String == "node2" }
-        var downs = 0
+        var downs = 0, noticed = 0
         for (n, cut) in cuts.enumerated() {
             let end = n + 1 < cuts.count ? cuts[n + 1].at : Double.infinity
-            let seen = events.compactMap { e -> String? in
+            let seen = events.compactMap { e -> (String, Double)? in
                 guard let t = e["time"] as? Double, t >= cut.at, t < end, let a = e["action"] as? String else { return nil }
-                if a == "down" { downs += 1 }
-                return "\(a) +\(String(format: "%.2f", t - cut.at))"
+                return (a, t - cut.at)
             }
-            print("cluster blip: \(cut.kind.rawValue) \(cut.seconds) s: \(seen.joined(separator: ", "))")
+            downs += seen.filter { $0.0 == "down" }.count
+            // The interruption was felt: a suspect node (no new tasks), then ready again.
+            if seen.contains(where: { $0.0 == "suspect" }) && seen.last?.0 == "ready" { noticed += 1 }
+            print("cluster blip: \(cut.kind.rawValue) \(cut.seconds) s: \(seen.map { "\($0.0) +\(String(format: "%.2f", $0.1))" }.joined(separator: ", "))")
         }
+        #expect(events.count >= cuts.count, "the coordinator's events name node2: \(events.count)")
+        #expect(noticed == cuts.count, "every interruption made the node suspect and then ready: \(noticed) of \(cuts.count)")
         #expect(downs == 0, "a blip below the grace period declared the node down \(downs) times")
         #expect(h.running("steady") == before, "the same containers on every node")
         #expect(Set(h.tasks("steady", all: true).compactMap { $0["id"] as? String }) == tasksBefore, "no task was replaced")

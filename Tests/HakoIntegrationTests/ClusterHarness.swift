@@ -186,10 +186,13 @@ final class ClusterHarness: @unchecked Sendable {
     @discardableResult
     func cluster(_ args: String..., timeout: Double = 60) -> Output { cluster(args, timeout: timeout) }
 
+    /// The credentials go right after the command's words ("events", "node ls",
+    /// "service create"): later, they could be taken for a value or the container's command.
     @discardableResult
     func cluster(_ args: [String], timeout: Double = 60) -> Output {
-        Subprocess.run(inUnderlay([Binaries.hako, "cluster"] + Array(args.prefix(2)) + ["--credentials", base + "/admin"] + Array(args.dropFirst(2))),
-                       env: adminEnv, timeout: timeout)
+        let words = ["service", "node"].contains(args.first ?? "") ? 2 : 1
+        return Subprocess.run(inUnderlay([Binaries.hako, "cluster"] + Array(args.prefix(words)) + ["--credentials", base + "/admin"] + Array(args.dropFirst(words))),
+                              env: adminEnv, timeout: timeout)
     }
 
     func json(_ args: String...) -> [[String: Any]] {

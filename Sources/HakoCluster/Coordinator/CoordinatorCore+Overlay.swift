@@ -30,7 +30,7 @@ extension CoordinatorCore {
     }
 
     /// The routing mesh: each `ingress` port of each service with the
-    /// addresses of its running tasks (on live nodes), in a stable order.
+    /// addresses of its running tasks (on nodes not down), in a stable order.
     public func meshPorts() -> [MeshPort] {
         var out: [MeshPort] = []
         for s in state.services.values where !s.spec.ingress.isEmpty {

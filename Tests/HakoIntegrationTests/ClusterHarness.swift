@@ -62,8 +62,9 @@ final class ClusterHarness: @unchecked Sendable {
             """ + "\n" + (loadAware ? """
             # Each node's load is its own cgroup subtree's: on a machine shared
             # with other work a burner gets a fraction of a core, so CPU counts
-            # five times the default here.
-            cpu_weight = 10
+            # ten times the default here (a node 15 % busy weighs as three
+            # replicas of the service).
+            cpu_weight = 20
             memory_weight = 0
             """ : """
             # The nodes share one machine: their /proc loads are one load sampled

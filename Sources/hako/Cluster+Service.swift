@@ -266,7 +266,7 @@ struct ServiceRm: ParsableCommand {
 }
 
 struct ServicePs: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "ps", abstract: "List a service's tasks: node, state, and why a task is not placed.")
+    static let configuration = CommandConfiguration(commandName: "ps", abstract: "List a service's tasks: node, state, why a task is not placed and why its node was chosen.")
     @OptionGroup var options: ClusterOptions
     @Flag(name: [.short("a"), .long("all")], help: "Also the ended tasks kept as history.") var all = false
     @Flag(name: .long("no-trunc"), help: "Do not truncate output.") var noTrunc = false
@@ -279,14 +279,14 @@ struct ServicePs: ParsableCommand {
             if quiet { for t in tasks { print(t.id) }; return }
             if options.json { for t in tasks { try printJSON(t) }; return }
             var lastSlot = -1
-            printTable(["ID", "NAME", "IMAGE", "NODE", "DESIRED STATE", "CURRENT STATE", "ERROR", "PORTS"], tasks.map { t in
+            printTable(["ID", "NAME", "IMAGE", "NODE", "DESIRED STATE", "CURRENT STATE", "ERROR", "PORTS", "PLACEMENT"], tasks.map { t in
                 let name = t.slot == lastSlot ? " \\_ \(t.name)" : t.name
                 lastSlot = t.slot
                 let msg = noTrunc || t.message.count <= 80 ? t.message : String(t.message.prefix(79)) + "…"
                 // Docker's host-mode form: "*:8080->80/tcp".
                 let ports = t.state == .running ? (t.ports ?? []).map { $0.hasPrefix("0.0.0.0:") ? "*:" + $0.dropFirst(8) : $0 }.joined(separator: ", ") : ""
                 return [noTrunc ? t.id : String(t.id.prefix(12)), name, t.image, t.nodeName ?? "", t.desired.rawValue.capitalized,
-                        "\(t.state.rawValue.capitalized) \(since(t.updated))", msg, ports]
+                        "\(t.state.rawValue.capitalized) \(since(t.updated))", msg, ports, t.placement ?? ""]
             })
         }
     }

@@ -1,5 +1,7 @@
 import Foundation
 @testable import HakoCluster
+import HakoRuntime
+import HakoSystem
 import Testing
 
 @Suite struct ConfigTests {
@@ -71,6 +73,57 @@ import Testing
         #expect(a.cpuMillis == 1500 && a.memory == 512 << 20)
         #expect(throws: ClusterError.self) { try AgentConfig.parse(try ConfigFile(parsing: "cgroup_parent = \"/abs\"")) }
         #expect(throws: ClusterError.self) { try AgentConfig.parse(try ConfigFile(parsing: "[resources]\ngpus = 1")) }
+    }
+
+    /// Multi-homed nodes: the advertised address; the overlay's VNI and port; the load's cgroup.
+    @Test func overlayAndLoadSettings() throws {
+        let a = try AgentConfig.parse(try ConfigFile(parsing: """
+            advertise_address = "192.168.1.20"
+            load_cgroup = "hako"
+            """))
+        #expect(a.advertiseAddress == "192.168.1.20" && a.loadCgroup == "hako")
+        #expect(try AgentConfig.parse(ConfigFile()).advertiseAddress == nil)
+        for bad in ["advertise_address = \"eth0\"", "advertise_address = \"0.0.0.0\"", "load_cgroup = \"/abs\"", "load_cgroup = \"a/../b\""] {
+            #expect(throws: ClusterError.self, "\(bad)") { try AgentConfig.parse(try ConfigFile(parsing: bad)) }
+        }
+        let c = try CoordinatorConfig.parse(try ConfigFile(parsing: "overlay_vni = 42\noverlay_port = 8472"))
+        #expect(c.overlayVNI == 42 && c.overlayPort == 8472)
+        let d = try CoordinatorConfig.parse(ConfigFile())
+        #expect(d.overlayVNI == 4096 && d.overlayPort == 4789)
+        #expect(throws: ClusterError.self) { try CoordinatorConfig.parse(try ConfigFile(parsing: "overlay_vni = 16777216")) }
+        #expect(throws: ClusterError.self) { try CoordinatorConfig.parse(try ConfigFile(parsing: "overlay_port = 0")) }
+    }
+
+    /// The load of a cgroup subtree: its CPU time against the machine's CPUs, its memory.
+    @Test func cgroupLoadProbe() {
+        final class Files: @unchecked Sendable { var usage: UInt64 = 0 }
+        let files = Files()
+        let v1 = CgroupHost.parse(mountinfo: """
+            26 25 0:23 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw
+            30 25 0:26 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid - cgroup cgroup rw,cpu,cpuacct
+            31 25 0:27 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory
+            """)
+        var probe = CgroupNodeProbe(path: "hako-n1", host: v1, cpus: 4) { (path: String) -> String? in
+            switch path {
+            case "/sys/fs/cgroup/cpu,cpuacct/hako-n1/cpuacct.usage": return String(files.usage)
+            case "/sys/fs/cgroup/memory/hako-n1/memory.usage_in_bytes": return "1073741824\n"
+            case "/proc/meminfo": return "MemTotal: 4194304 kB\nMemAvailable: 1000 kB\n"
+            default: return nil
+            }
+        }
+        _ = probe.load(containers: 0)
+        // Two of four CPUs busy for 0.2 s.
+        let start = monotonicSeconds()
+        usleep(200_000)
+        files.usage = UInt64((monotonicSeconds() - start) * 2e9)
+        let l = probe.load(containers: 1)
+        #expect(abs(l.cpu - 0.5) < 0.1, "\(l.cpu)")
+        #expect(l.memoryTotal == 4 << 30 && abs(l.memoryUsed - 0.25) < 0.001, "the subtree's memory, not the machine's")
+        let v2 = CgroupHost.parse(mountinfo: "26 25 0:23 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n")
+        let p2 = CgroupNodeProbe(path: "/hako/", host: v2, cpus: 1) { (path: String) -> String? in
+            path == "/sys/fs/cgroup/hako/cpu.stat" ? "usage_usec 1500\nuser_usec 1000\n" : nil
+        }
+        #expect(p2.cpuNanos() == 1_500_000 && p2.memoryFile == "/sys/fs/cgroup/hako/memory.current")
     }
 
     @Test func durationsAndSizes() {

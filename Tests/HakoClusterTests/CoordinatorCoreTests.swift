@@ -105,6 +105,35 @@ import Testing
         #expect(v.running == 20)
     }
 
+    /// Task addresses, the names and mesh made of them, why each node was
+    /// chosen, and the events are in the store: a restarted coordinator has
+    /// them before any node says hello again.
+    @Test func aRestartedCoordinatorKnowsAddressesNamesAndEvents() throws {
+        let f = try CoreFixture()
+        let nodes = try (1...2).map { try SimNode(f, name: "n\($0)", underlay: "10.0.0.\($0)") }
+        _ = try service(f, replicas: 2) { $0.ingress = ["9090:80"] }
+        try settle(f, nodes)
+        for (i, n) in nodes.enumerated() {
+            try n.report(n.live.map { TaskStatus(taskID: $0, state: .running, containerID: "c-" + $0, address: "10.88.\(i).2") })
+        }
+        let names = f.core.serviceNames()
+        #expect(names["web"] == ["10.88.0.2", "10.88.1.2"])
+        let mesh = f.core.meshPorts()
+        let events = f.core.events
+        let placements = try f.admin(MessageType.servicePs, ServicePsRequest(service: "web", all: false), as: TaskList.self).tasks.map(\.placement)
+        #expect(placements.allSatisfy { $0?.hasPrefix("score ") == true }, "\(placements)")
+        try f.reopen()
+        #expect(f.core.serviceNames() == names, "names at once, before any hello")
+        #expect(f.core.meshPorts() == mesh && mesh.first?.endpoints.count == 2)
+        #expect(f.core.peerMap().count == 2, "the stored nodes stay in the overlay until their grace runs out")
+        #expect(f.core.events == events && events.contains { $0.kind == "service" && $0.action == "created" })
+        let again = try f.admin(MessageType.servicePs, ServicePsRequest(service: "web", all: false), as: TaskList.self).tasks.map(\.placement)
+        #expect(Set(again.compactMap { $0 }) == Set(placements.compactMap { $0 }))
+        // Nobody comes back: past the grace period the nodes and their names are gone.
+        f.tick(7)
+        #expect(f.core.serviceNames().isEmpty && f.core.peerMap().isEmpty)
+    }
+
     /// Each new task starts before its predecessor stops; one slot at a time.
     @Test func rollingUpdateStartsFirst() throws {
         let f = try CoreFixture()

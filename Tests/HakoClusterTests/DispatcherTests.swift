@@ -6,28 +6,50 @@ import Testing
 
     @Test func suspectThenDown() {
         var d = make()
-        d.open("n", session: "s", connection: 1, load: NodeLoad(), now: 0)
+        d.open("n", session: "s", connection: 1, load: NodeLoad(), now: 0, interval: 1)
         #expect(d.status("n") == .ready)
         #expect(d.evaluate(now: 2.1).isEmpty, "two periods and the jitter are allowed")
         #expect(d.evaluate(now: 2.3).map(\.to) == [.suspect])
-        #expect(d.evaluate(now: 3.0).isEmpty)
-        #expect(d.evaluate(now: 3.01).map(\.to) == [.down])
-        #expect(d.beat("n", session: "s", load: NodeLoad(), tasks: [:], now: 3.5) == .down)
+        // Unreachable from when the beat due at 1 did not come: down past 1 + 3.
+        #expect(d.evaluate(now: 4.0).isEmpty)
+        #expect(d.evaluate(now: 4.01).map(\.to) == [.down])
+        #expect(d.beat("n", session: "s", load: NodeLoad(), tasks: [:], now: 4.5, interval: 1) == .down)
         #expect(d.status("n") == .ready)
+    }
+
+    /// A closed session counts from its close when that came before the next beat was due.
+    @Test func aClosedSessionCountsFromTheClose() {
+        var d = make()
+        d.open("n", session: "s", connection: 1, load: NodeLoad(), now: 0, interval: 1)
+        d.close("n", connection: 1, now: 0.5)
+        #expect(d.evaluate(now: 3.5).map(\.to) == [.suspect])
+        #expect(d.evaluate(now: 3.51).map(\.to) == [.down])
     }
 
     /// A blip shorter than the grace period never makes a node down.
     @Test func aShortBlipMovesNothing() {
         var d = make()
-        d.open("n", session: "s", connection: 1, load: NodeLoad(), now: 0)
-        d.close("n", connection: 1)
+        d.open("n", session: "s", connection: 1, load: NodeLoad(), now: 0, interval: 1)
+        d.close("n", connection: 1, now: 0)
         #expect(d.evaluate(now: 0.1).map(\.to) == [.suspect], "no session: no new tasks")
-        d.open("n", session: "s2", connection: 2, load: NodeLoad(), now: 2.5)
+        d.open("n", session: "s2", connection: 2, load: NodeLoad(), now: 2.5, interval: 1)
         for t in stride(from: 2.5, to: 10, by: 0.5) {
-            _ = d.beat("n", session: "s2", load: NodeLoad(), tasks: [:], now: t)
+            _ = d.beat("n", session: "s2", load: NodeLoad(), tasks: [:], now: t, interval: 1)
             #expect(d.evaluate(now: t).allSatisfy { $0.to != .down })
         }
-        #expect(d.beat("n", session: "s", load: NodeLoad(), tasks: [:], now: 10) == nil, "an old session's heartbeat is refused")
+        #expect(d.beat("n", session: "s", load: NodeLoad(), tasks: [:], now: 10, interval: 1) == nil, "an old session's heartbeat is refused")
+    }
+
+    /// The outage begins right before a beat was due, a whole period after
+    /// the last one: a 2.9 s outage is still below the 3 s grace period,
+    /// though the node has been silent for 3.8 s when it is heard again.
+    @Test func theGraceCountsFromTheMissedBeat() {
+        var d = make()
+        d.open("n", session: "s", connection: 1, load: NodeLoad(), now: 0, interval: 1)
+        _ = d.beat("n", session: "s", load: NodeLoad(), tasks: [:], now: 1, interval: 1)
+        // Cut at 1.9, back at 4.8 (the beat due at 2 is late by 2.8 s).
+        for t in stride(from: 1.9, through: 4.8, by: 0.1) { #expect(d.evaluate(now: t).allSatisfy { $0.to != .down }, "at \(t)") }
+        #expect(d.beat("n", session: "s", load: NodeLoad(), tasks: [:], now: 4.8, interval: 1) == .suspect)
     }
 
     @Test func knownNodesGetTheGracePeriodAfterARestart() {
@@ -78,6 +100,17 @@ import Testing
         #expect(actions.count == 4)
         // Busy tasks are left alone.
         #expect(AgentPlanner.plan(assignments: [assignment("new")], observed: [], busy: ["new"]).actions.isEmpty)
+    }
+
+    /// A task orphaned while its node was cut off was replaced: back, the node kills it without the stop grace.
+    @Test func killsOrphanedTasksAtOnce() {
+        var orphaned = assignment("t", desired: .shutdown, state: .orphaned)
+        orphaned.spec.stopTimeout = 30
+        let observed = [ObservedTask(taskID: "t", containerID: "c", status: .running)]
+        #expect(AgentPlanner.plan(assignments: [orphaned], observed: observed, busy: []).actions == [.stop(taskID: "t", containerID: "c", timeout: 0)])
+        var stopped = assignment("t", desired: .shutdown, state: .running)
+        stopped.spec.stopTimeout = 30
+        #expect(AgentPlanner.plan(assignments: [stopped], observed: observed, busy: []).actions == [.stop(taskID: "t", containerID: "c", timeout: 30)])
     }
 
     @Test func reportsEndings() {

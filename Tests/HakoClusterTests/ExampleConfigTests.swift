@@ -12,10 +12,10 @@ import Testing
     /// (ExampleConfigTests checks the values), metrics off.
     @Test func everySettingIsWrittenOut() throws {
         let coordinator = try ConfigFile.load(Self.dir + "/coordinator.toml")
-        #expect(coordinator.values.count == 21, "\(coordinator.values.keys.sorted())")
+        #expect(coordinator.values.count == 23, "\(coordinator.values.keys.sorted())")
         #expect(try CoordinatorConfig.parse(coordinator).metricsListen == nil)
         let agent = try ConfigFile.load(Self.dir + "/agent.toml")
-        #expect(agent.values.count == 15, "\(agent.values.keys.sorted())")
+        #expect(agent.values.count == 17, "\(agent.values.keys.sorted())")
         #expect(try AgentConfig.parse(agent).metricsListen == nil)
     }
 

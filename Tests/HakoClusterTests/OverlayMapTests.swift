@@ -1,3 +1,4 @@
+import Foundation
 @testable import HakoCluster
 import Testing
 
@@ -40,5 +41,37 @@ import Testing
         #expect(CoordinatorCore.host(of: "[fe80::1]:4270") == nil)
         #expect(CoordinatorCore.host(of: "x") == nil)
         #expect(CoordinatorCore.host(of: "127.0.0.1:4270") == nil, "an agent beside the coordinator stays out of the overlay")
+    }
+}
+
+/// The agent's side before any peer map: the network options from the
+/// cluster CIDR of its session and its own underlay address.
+@Suite struct ClusterNetworkOptionsTests {
+    /// This machine's first non-loopback IPv4 address and its interface.
+    static func hostAddress() -> (address: String, interface: String)? {
+        var list: UnsafeMutablePointer<ifaddrs>?
+        guard getifaddrs(&list) == 0, let first = list else { return nil }
+        defer { freeifaddrs(first) }
+        var p: UnsafeMutablePointer<ifaddrs>? = first
+        while let a = p {
+            defer { p = a.pointee.ifa_next }
+            guard let sa = a.pointee.ifa_addr, sa.pointee.sa_family == sa_family_t(AF_INET) else { continue }
+            let ip = sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee.sin_addr.s_addr }
+            let b = withUnsafeBytes(of: ip) { Array($0) }
+            guard b[0] != 127 else { continue }
+            return (b.map(String.init).joined(separator: "."), String(cString: a.pointee.ifa_name))
+        }
+        return nil
+    }
+
+    @Test func beforeTheFirstPeerMap() throws {
+        #expect(ClusterNetworkOptions.from(clusterCIDR: "10.88.0.0/16", underlay: "127.0.0.1") == nil, "beside the coordinator: no overlay")
+        #expect(ClusterNetworkOptions.from(clusterCIDR: "not a cidr", underlay: "10.0.0.1") == nil)
+        guard let (address, interface) = Self.hostAddress(),
+              let mtu = (try? String(contentsOfFile: "/sys/class/net/\(interface)/mtu", encoding: .utf8)).flatMap({ UInt32($0.trimmingCharacters(in: .whitespacesAndNewlines)) })
+        else { return }
+        let o = try #require(ClusterNetworkOptions.from(clusterCIDR: "10.88.0.0/16", underlay: address))
+        #expect(o.clusterCIDR.description == "10.88.0.0/16")
+        #expect(o.mtu == mtu - 50, "\(interface) (\(address)) has MTU \(mtu)")
     }
 }

@@ -48,6 +48,19 @@ import Testing
         #expect((c2["id-m"] ?? 0) < (c2["id-n"] ?? 0), "\(c2)")
     }
 
+    /// Each placement says what the chosen node's score was made of, and which node came next.
+    @Test func placementsExplainTheChoice() {
+        var snap = ClusterSnapshot(nodes: [node("a", load: 0.6), node("b", load: 0.1)])
+        var rng = SeededRandom(seed: 4)
+        let p = Scheduler().schedule(requests(1), on: &snap, using: &rng)
+        let first = p.first
+        #expect(first?.nodeID == "id-b")
+        #expect(first?.score?.cpu == 0.1 && first?.score?.serviceTasks == 0 && first?.score?.tasks == 0)
+        #expect(first?.nextNode == "id-a" && abs((first?.nextScore ?? 0) - 1.2) < 1e-9, "a: 2 × cpu 0.6")
+        // The core's words for it.
+        #expect(CoordinatorCore.twoDecimals(1.2) == "1.20" && CoordinatorCore.twoDecimals(0.05) == "0.05" && CoordinatorCore.twoDecimals(12.345) == "12.35")
+    }
+
     @Test func constraintsOnLabelsAndArchitecture() {
         var snap = ClusterSnapshot(nodes: [node("a", labels: ["zone": "a"]), node("b", labels: ["zone": "b"]),
                                            node("c", labels: ["zone": "a"], arch: "arm", variant: "v7")])

@@ -50,6 +50,42 @@ import Testing
         #expect(try store.db.scalarInt("SELECT count(*) FROM specs") == 0)
     }
 
+    /// What agents report (address, ports), why the node was chosen, and the
+    /// event history, kept across a restart; the history bounded.
+    @Test func reportsPlacementsAndEventsAreKept() throws {
+        let dir = TempDir("store")
+        let store = try Store(path: dir.path + "/c.db")
+        let svc = ServiceRecord(id: "s1", spec: ServiceSpec(name: "web", image: "i"), version: 1, created: 1, updated: 1)
+        var t = task("t1", service: svc, slot: 1, node: "n1")
+        t.address = "10.88.1.2"
+        t.ports = ["0.0.0.0:8080->80/tcp"]
+        t.placement = "score 0.10 (cpu 5%, memory 0%, 0 of the service, 0 tasks)"
+        var b = StoreBatch()
+        b.services = [svc]
+        b.tasks = [t]
+        b.events = (0..<700).map { ClusterEvent(time: Double($0), kind: "task", action: "assigned", id: "t\($0)", name: "web.1", message: "") }
+        try store.commit(b)
+        var more = StoreBatch()
+        more.events = (700..<1200).map { ClusterEvent(time: Double($0), kind: "task", action: "assigned", id: "t\($0)", name: "web.1", message: "") }
+        try store.commit(more)
+        let again = try Store(path: dir.path + "/c.db").load()
+        #expect(again.tasks.first == t)
+        #expect(again.events.count == Store.eventCapacity && again.events.first?.time == 200 && again.events.last?.time == 1199, "the last 1,000, oldest first")
+        #expect(try store.db.scalarInt("SELECT count(*) FROM events") == Int64(Store.eventCapacity))
+    }
+
+    /// A database of the first schema is brought up to date in place.
+    @Test func migratesTheFirstSchema() throws {
+        let dir = TempDir("store")
+        let db = try SQLiteDatabase(path: dir.path + "/c.db")
+        try Store.createVersion1(db)
+        try db.exec("INSERT INTO meta (key, value) VALUES ('cluster_id', 'old')")
+        let store = try Store(path: dir.path + "/c.db")
+        #expect(try store.db.scalarInt("PRAGMA user_version") == Store.schemaVersion)
+        let s = try store.load()
+        #expect(s.meta["cluster_id"] == "old" && s.events.isEmpty)
+    }
+
     @Test func aBatchLandsWholeOrNotAtAll() throws {
         let dir = TempDir("store")
         let store = try Store(path: dir.path + "/c.db")

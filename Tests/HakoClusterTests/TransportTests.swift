@@ -171,6 +171,42 @@ final class LiveCoordinator: @unchecked Sendable {
         #expect(!FileManager.default.fileExists(atPath: live.agentConfig("e").stateDir + "/node.pem"))
     }
 
+    /// A connection without a certificate carries one join: a refused one is
+    /// answered and the connection closed at once (what came with it is not
+    /// read); five refusals from one address within a minute and its joins
+    /// are refused unread.
+    @Test func aRefusedJoinClosesAtOnceAndJoinsAreRateLimited() throws {
+        let real = try JoinToken(parsing: try live.token())
+        let key = try PrivateKey.generate()
+        func attempt(secret: String, twice: Bool = false) throws -> (first: Envelope?, second: Envelope?, closed: Bool) {
+            let c = try ClusterClient.connect(try Endpoint(parsing: live.address), tls: try TLSContext.client(certificate: nil, key: nil, trust: nil), timeout: 5)
+            defer { c.close() }
+            let forged = JoinToken(caFingerprint: real.caFingerprint, id: real.id, secret: secret)
+            let join = JoinRequest(token: forged.description, csr: try CertificateRequest(key: key).pem(), name: "x", hostname: "x",
+                                   platform: PlatformSpec(architecture: "arm64"), capacity: Resources(cpuMillis: 1000, memory: 1 << 30),
+                                   labels: [:], agentVersion: "test")
+            var lines = WireEncoder.request(MessageType.join, id: 1, join)
+            if twice { lines += WireEncoder.request(MessageType.join, id: 2, join) }
+            try c.send(lines)
+            let first = try c.receive(timeout: 5)
+            let second = try? c.receive(timeout: 5)
+            return (first, second ?? nil, (second ?? nil) == nil)
+        }
+        let t0 = monotonicSeconds()
+        let r = try attempt(secret: String(repeating: "0", count: 32), twice: true)
+        #expect(r.first?.type == MessageType.error && r.first?.error?.message.contains("unknown join token") == true)
+        #expect(r.second == nil && r.closed, "the second join on the refused connection is not answered: the connection closed")
+        #expect(monotonicSeconds() - t0 < 5, "closed at once, not after the 30 s anonymous timeout")
+        for i in 1...4 { _ = try attempt(secret: String(repeating: "\(i)", count: 32)) }
+        // The sixth within the window is refused without looking at the token.
+        let limited = try attempt(secret: String(repeating: "9", count: 32))
+        #expect(limited.first?.error?.message.contains("too many refused joins from 127.0.0.1") == true, "\(String(describing: limited.first?.error))")
+        // The window passes: the address may try again.
+        (live.clock as? ManualClock)?.advance(61)
+        let later = try attempt(secret: String(repeating: "8", count: 32))
+        #expect(later.first?.error?.message.contains("unknown join token") == true)
+    }
+
     /// Garbage gets error replies; a peer that keeps sending it is cut off.
     @Test func malformedLinesAndOversizedLines() throws {
         let c = try live.adminClient()
@@ -202,7 +238,7 @@ final class LiveCoordinator: @unchecked Sendable {
 final class FakeRuntime: TaskRuntime, @unchecked Sendable {
     let tasks = Mutex<[String: ObservedTask]>([:])
     func observe() throws -> (tasks: [ObservedTask], running: Int) { tasks.withLock { (Array($0.values), $0.count) } }
-    func start(_ a: Assignment, node: String, subnet: String, overlay: OverlayMessage?) throws -> String {
+    func start(_ a: Assignment, node: String, subnet: String, overlay: ClusterNetworkOptions?) throws -> String {
         let id = UUID().uuidString
         tasks.withLock { $0[id] = ObservedTask(taskID: a.taskID, containerID: id, status: .running) }
         return id

@@ -41,7 +41,9 @@ final class ClusterHarness: @unchecked Sendable {
 
     /// `grace`: the coordinator's down_after (short, so failover tests are quick).
     /// `registry`: a registry on the underlay, which every engine reaches over plain HTTP.
-    init(_ tag: String, nodes count: Int, grace: String = "3s", registry: Bool = false) {
+    /// `loadAware`: each node's load is its own cgroup parent's CPU and memory
+    /// (agent.toml `load_cgroup`), and the scheduler weighs CPU heavily.
+    init(_ tag: String, nodes count: Int, grace: String = "3s", registry: Bool = false, loadAware: Bool = false) {
         self.tag = "\(tag)\(getpid() % 100_000)"
         var template = Array("/tmp/hako-cluster-\(tag)-XXXXXX".utf8CString)
         let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
@@ -56,13 +58,21 @@ final class ClusterHarness: @unchecked Sendable {
             heartbeat_jitter = "50ms"
             down_after = "\(grace)"
             log_level = "info"
-            # The nodes share one machine: their loads are one load sampled at
-            # different moments. Placement here is spread and task count only
-            # (load-awareness has its unit tests).
             [scheduler]
+            """ + "\n" + (loadAware ? """
+            # Each node's load is its own cgroup subtree's: on a machine shared
+            # with other work a burner gets a fraction of a core, so CPU counts
+            # ten times the default here (a node 15 % busy weighs as three
+            # replicas of the service).
+            cpu_weight = 20
+            memory_weight = 0
+            """ : """
+            # The nodes share one machine: their /proc loads are one load sampled
+            # at different moments. Placement here is spread and task count only
+            # (ClusterLoadTests gives each node a load of its own).
             cpu_weight = 0
             memory_weight = 0
-            """)
+            """))
         sh(["/usr/sbin/ip", "netns", "add", underlay])
         sh(["/usr/sbin/ip", "-n", underlay, "link", "set", "lo", "up"])
         sh(["/usr/sbin/ip", "-n", underlay, "link", "add", "br0", "type", "bridge"])
@@ -88,6 +98,7 @@ final class ClusterHarness: @unchecked Sendable {
                 cgroup_parent = "\(n.cgroupParent)"
                 name = "\(n.name)"
                 observe_interval = "200ms"
+                \(loadAware ? "load_cgroup = \"\(n.cgroupParent)\"" : "")
                 [labels]
                 zone = "\(i % 2 == 1 ? "a" : "b")"
                 """)
@@ -176,10 +187,13 @@ final class ClusterHarness: @unchecked Sendable {
     @discardableResult
     func cluster(_ args: String..., timeout: Double = 60) -> Output { cluster(args, timeout: timeout) }
 
+    /// The credentials go right after the command's words ("events", "node ls",
+    /// "service create"): later, they could be taken for a value or the container's command.
     @discardableResult
     func cluster(_ args: [String], timeout: Double = 60) -> Output {
-        Subprocess.run(inUnderlay([Binaries.hako, "cluster"] + Array(args.prefix(2)) + ["--credentials", base + "/admin"] + Array(args.dropFirst(2))),
-                       env: adminEnv, timeout: timeout)
+        let words = ["service", "node"].contains(args.first ?? "") ? 2 : 1
+        return Subprocess.run(inUnderlay([Binaries.hako, "cluster"] + Array(args.prefix(words)) + ["--credentials", base + "/admin"] + Array(args.dropFirst(words))),
+                              env: adminEnv, timeout: timeout)
     }
 
     func json(_ args: String...) -> [[String: Any]] {

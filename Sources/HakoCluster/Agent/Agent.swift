@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import HakoNetwork
 import HakoSystem
 
 /// `hako agent`: one per node. Keeps a mutual-TLS session with the
@@ -54,6 +55,11 @@ public final class Agent: @unchecked Sendable {
     var settling = false
     /// The last peer map: applied again once the node's bridge exists (its MTU).
     var lastOverlay: OverlayMessage?
+    /// This node's underlay address as sent in hello, and the cluster CIDR
+    /// the hello's answer gave: a task started before the first peer map
+    /// still gets the overlay's MTU and masquerade exception.
+    var underlay: String?
+    var clusterCIDR: String?
     var bridgeTuned = false
     var metricsServer: MetricsServer?
 
@@ -150,9 +156,13 @@ public final class Agent: @unchecked Sendable {
         }
         let id = c.makeRequestID()
         helloID = id
+        // The advertised address, else this end of the route to the coordinator.
+        underlay = config.advertiseAddress
+            ?? (try? Endpoint(parsing: Sockets.localAddress(c.stream.fd), defaultPort: 0)).map(\.host).flatMap { IPv4Address($0) != nil ? $0 : nil }
         let hello = HelloRequest(name: config.name, hostname: AgentConfig.hostname(), platform: Agent.platform, capacity: capacity,
                                  labels: config.labels, agentVersion: Agent.version, load: probe.load(containers: runningContainers),
-                                 tasks: observed.filter { $0.status != .exited && $0.status != .dead }.compactMap { adoptionStatus($0) })
+                                 tasks: observed.filter { $0.status != .exited && $0.status != .dead }.compactMap { adoptionStatus($0) },
+                                 advertiseAddress: underlay)
         replies[id] = { [unowned self] env in self.helloAnswered(env) }
         c.send(WireEncoder.request(MessageType.hello, id: id, hello))
         return true
@@ -175,6 +185,7 @@ public final class Agent: @unchecked Sendable {
             return
         }
         session = r.sessionID
+        clusterCIDR = r.clusterCIDR
         reconnectDelay = 0.1
         refusedReason = nil
         if r.subnet != identity.subnet {
@@ -254,6 +265,14 @@ public final class Agent: @unchecked Sendable {
         heartbeatTimer = loop.after(seconds) { [weak self] in self?.sendHeartbeat() }
     }
 
+    /// While a heartbeat is unanswered, another is written this often. A
+    /// beat written while the link is down waits in the socket under TCP's
+    /// backoff (0.2, 0.4, 0.8, 1.6 s…): after a 1.5 s link blip its next try
+    /// could come 3 s after the cut, and the coordinator would call the node
+    /// down. Any new write makes the kernel try the queued bytes at once, so
+    /// the beats get through within this interval of the link's return.
+    static let heartbeatRetry = 0.25
+
     func sendHeartbeat() {
         heartbeatTimer = nil
         guard let c = conn, let s = session else { return }
@@ -267,10 +286,13 @@ public final class Agent: @unchecked Sendable {
                 self.conn?.close("heartbeat refused")
                 return
             }
-            // The period counts from this beat's sending, not from the reply.
+            // The period counts from this beat's sending, not from the reply
+            // (every answered beat reschedules; the last answer decides).
             self.scheduleHeartbeat(after: max(0.01, Double(max(10, r.nextMs)) / 1000 - (monotonicSeconds() - sentAt)))
         }
         c.send(WireEncoder.request(MessageType.heartbeat, id: id, hb))
+        // Unanswered soon: write another (see heartbeatRetry).
+        scheduleHeartbeat(after: Agent.heartbeatRetry)
         if watchdog == nil {
             // A coordinator that stops answering is as good as gone: reconnect.
             watchdog = loop.after(10) { [weak self] in
@@ -353,13 +375,17 @@ public final class Agent: @unchecked Sendable {
         let node = identity.nodeID
         let subnet = identity.subnet
         let overlayMap = lastOverlay
+        // Without an overlay (opted out, or beside the coordinator on loopback) the engine's defaults stand.
+        let networkBase = overlay == nil ? nil : clusterCIDR.flatMap { cidr in underlay.map { (cidr, $0) } }
         if case .start(let a) = action { report([TaskStatus(taskID: a.taskID, state: .starting)]) }
         workers.submit(key: key) { [loop] in
             var outcome: TaskStatus?
             do {
                 switch action {
                 case .start(let a):
-                    let id = try runtime.start(a, node: node, subnet: subnet, overlay: overlayMap)
+                    let options = overlayMap.flatMap { ClusterNetworkOptions.from($0, node: node) }
+                        ?? networkBase.flatMap { ClusterNetworkOptions.from(clusterCIDR: $0.0, underlay: $0.1) }
+                    let id = try runtime.start(a, node: node, subnet: subnet, overlay: options)
                     outcome = TaskStatus(taskID: a.taskID, state: .running, containerID: id)
                 case .startExisting(let t, let c):
                     try runtime.startExisting(c)

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import HakoNetwork
 import HakoSystem
 
 /// `hako agent --config FILE` (config/agent.toml documents each key).
@@ -15,6 +16,12 @@ public struct AgentConfig: Sendable {
     public var root = "/var/lib/hako"
     public var runRoot = "/run/hako"
     public var cgroupParent = "hako"
+    /// The cgroup subtree (relative to the cgroup root) whose CPU and memory
+    /// use is the node's load for the scheduler; empty: the whole machine.
+    public var loadCgroup = ""
+    /// The IPv4 address the other nodes and the overlay use for this node
+    /// (Swarm's --advertise-addr); nil: the node's address on its route to the coordinator.
+    public var advertiseAddress: String?
     /// Join the overlay (VXLAN between the nodes, routing mesh) the coordinator describes.
     public var overlay = true
     /// Capacity offered to the scheduler; 0: what the machine has.
@@ -32,6 +39,11 @@ public struct AgentConfig: Sendable {
     public var metricsListen: Endpoint?
 
     public init() {}
+
+    /// The load probe `load_cgroup` asks for.
+    public func makeProbe() -> any NodeProbe {
+        loadCgroup.isEmpty ? ProcNodeProbe() : CgroupNodeProbe(path: loadCgroup)
+    }
 
     public static func load(_ path: String) throws(ClusterError) -> AgentConfig {
         try parse(try ConfigFile.load(path))
@@ -59,6 +71,17 @@ public struct AgentConfig: Sendable {
         c.cgroupParent = try r.string("cgroup_parent", default: c.cgroupParent)
         guard !c.cgroupParent.isEmpty, !c.cgroupParent.contains(".."), !c.cgroupParent.hasPrefix("/") else {
             throw .config(key: "cgroup_parent", reason: "a relative cgroup path such as \"hako\"")
+        }
+        c.loadCgroup = try r.string("load_cgroup", default: "")
+        guard !c.loadCgroup.contains(".."), !c.loadCgroup.hasPrefix("/") else {
+            throw .config(key: "load_cgroup", reason: "a relative cgroup path such as \"hako\" (the cgroup parent), or empty for the whole machine")
+        }
+        let advertise = try r.string("advertise_address", default: "")
+        if !advertise.isEmpty {
+            guard IPv4Address(advertise) != nil, advertise != "0.0.0.0" else {
+                throw .config(key: "advertise_address", reason: "\"\(advertise)\" is not an IPv4 address of this node")
+            }
+            c.advertiseAddress = advertise
         }
         c.overlay = try r.bool("overlay", default: c.overlay)
         let cpus = try r.number("resources.cpus", default: 0, range: 0...4096)

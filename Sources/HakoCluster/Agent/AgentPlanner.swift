@@ -49,7 +49,9 @@ public enum AgentPlanner {
             case (.running, .created?):
                 if let c { actions.append(.startExisting(taskID: a.taskID, containerID: c.containerID)) }
             case (.shutdown, .created?), (.shutdown, .running?), (.shutdown, .restarting?):
-                if let c { actions.append(.stop(taskID: a.taskID, containerID: c.containerID, timeout: a.spec.stopTimeout)) }
+                // An orphaned task was replaced while its node was cut off: a
+                // duplicate of a running task, killed without the stop grace.
+                if let c { actions.append(.stop(taskID: a.taskID, containerID: c.containerID, timeout: a.state == .orphaned ? 0 : a.spec.stopTimeout)) }
             default: break
             }
         }

@@ -56,11 +56,20 @@ public struct ClusterNetworkOptions: Sendable, Equatable {
     /// From a peer map: the cluster CIDR, and the MTU of the link that holds
     /// this node's underlay address; nil when the map does not hold the node yet.
     public static func from(_ map: OverlayMessage, node: String) -> ClusterNetworkOptions? {
-        guard let cidr = IPv4Network(map.clusterCIDR), let vni = UInt32(exactly: map.vni), let port = UInt16(exactly: map.port),
-              let me = map.peers.first(where: { $0.nodeID == node }),
-              let ip = IPv4Address(me.underlay), let subnet = IPv4Network(me.subnet) else { return nil }
-        let mtu = try? Overlay(transport: try NetlinkSocket(), config: OverlayConfig(vni: vni, port: port, clusterCIDR: cidr))
-            .mtu(node: OverlayNode(id: node, underlay: ip, subnet: subnet))
+        guard let me = map.peers.first(where: { $0.nodeID == node }) else { return nil }
+        return from(clusterCIDR: map.clusterCIDR, underlay: me.underlay)
+    }
+
+    /// From what the node knows before any peer map (its session's answer
+    /// and its own underlay address): the same options, so a task started
+    /// first does not get MTU 1500 and masquerade toward the other nodes.
+    /// nil for a loopback underlay (no overlay beside the coordinator).
+    public static func from(clusterCIDR: String, underlay: String) -> ClusterNetworkOptions? {
+        guard let cidr = IPv4Network(clusterCIDR), let ip = IPv4Address(underlay), !underlay.hasPrefix("127.") else { return nil }
+        // The MTU is the underlay link's less the encapsulation: the VNI and port do not change it.
+        let mtu = try? Overlay(transport: try NetlinkSocket(),
+                               config: OverlayConfig(vni: UInt32(OverlayMessage.defaultVNI), port: UInt16(OverlayMessage.defaultPort), clusterCIDR: cidr))
+            .mtu(node: OverlayNode(id: "", underlay: ip, subnet: cidr))
         return ClusterNetworkOptions(clusterCIDR: cidr, mtu: mtu)
     }
 }

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import HakoRuntime
 import HakoSystem
 
 /// The node's capacity and load, read from /proc (a protocol so tests feed figures).
@@ -10,37 +11,49 @@ public protocol NodeProbe: Sendable {
     mutating func load(containers: Int) -> NodeLoad
 }
 
-/// CPU busy share is smoothed over ~10 s (an exponential moving average), so
-/// a one-second spike does not steer placement.
-public struct ProcNodeProbe: NodeProbe {
+/// A CPU busy share (0…1) smoothed over ~10 s (an exponential moving
+/// average), so a one-second spike does not steer placement.
+struct BusyAverage: Sendable {
+    static let window = 10.0
     var previous: (busy: UInt64, total: UInt64, at: Double)?
     var smoothed: Double?
-    static let window = 10.0
+
+    /// Cumulative busy and total time (any unit, the same for both) at `at` seconds.
+    mutating func add(busy: UInt64, total: UInt64, at t: Double) {
+        if let p = previous, total > p.total {
+            // A counter that went back (the cgroup made anew) counts as idle.
+            let sample = busy >= p.busy ? min(1, Double(busy - p.busy) / Double(total - p.total)) : 0
+            let alpha = 1 - exp(-(t - p.at) / BusyAverage.window)
+            smoothed = smoothed.map { $0 + alpha * (sample - $0) } ?? sample
+        }
+        previous = (busy, total, t)
+    }
+
+    var value: Double { min(1, max(0, smoothed ?? 0)) }
+}
+
+/// The whole machine's load: /proc/stat, /proc/meminfo, /proc/loadavg
+/// (what a node that runs nothing else is best judged by).
+public struct ProcNodeProbe: NodeProbe {
+    var busy = BusyAverage()
     let read: @Sendable (String) -> String?
 
     public init(read: @escaping @Sendable (String) -> String? = { try? FS.readString($0) }) { self.read = read }
 
     public func capacity() -> Resources {
-        let cpus = max(1, Int64(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
-        return Resources(cpuMillis: cpus * 1000, memory: ProcNodeProbe.meminfo(read("/proc/meminfo") ?? "")["MemTotal"] ?? 0)
+        Resources(cpuMillis: ProcNodeProbe.onlineCPUs * 1000, memory: ProcNodeProbe.meminfo(read("/proc/meminfo") ?? "")["MemTotal"] ?? 0)
     }
+
+    public static var onlineCPUs: Int64 { max(1, Int64(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
 
     public mutating func load(containers: Int) -> NodeLoad {
         let mem = ProcNodeProbe.meminfo(read("/proc/meminfo") ?? "")
-        if let now = ProcNodeProbe.cpuTimes(read("/proc/stat") ?? "") {
-            let t = monotonicSeconds()
-            if let p = previous, now.total > p.total {
-                let sample = min(1, max(0, Double(now.busy &- p.busy) / Double(now.total - p.total)))
-                let alpha = 1 - exp(-(t - p.at) / ProcNodeProbe.window)
-                smoothed = smoothed.map { $0 + alpha * (sample - $0) } ?? sample
-            }
-            previous = (now.busy, now.total, t)
-        }
-        let cpu = smoothed ?? 0
-        let load1 = Double((read("/proc/loadavg") ?? "").split(separator: " ").first ?? "") ?? 0
-        return NodeLoad(cpu: min(1, max(0, cpu)), load1: load1, memoryTotal: mem["MemTotal"] ?? 0,
+        if let now = ProcNodeProbe.cpuTimes(read("/proc/stat") ?? "") { busy.add(busy: now.busy, total: now.total, at: monotonicSeconds()) }
+        return NodeLoad(cpu: busy.value, load1: ProcNodeProbe.load1(read("/proc/loadavg")), memoryTotal: mem["MemTotal"] ?? 0,
                         memoryAvailable: mem["MemAvailable"] ?? 0, containers: containers)
     }
+
+    static func load1(_ text: String?) -> Double { Double((text ?? "").split(separator: " ").first ?? "") ?? 0 }
 
     /// "MemTotal:  16316412 kB" → bytes.
     static func meminfo(_ text: String) -> [String: Int64] {
@@ -60,5 +73,56 @@ public struct ProcNodeProbe: NodeProbe {
         let total = v.prefix(8).reduce(0, +)
         let idle = v[3] + v[4]
         return (total - idle, total)
+    }
+}
+
+/// The load of one cgroup subtree (agent.toml `load_cgroup`): the CPU time
+/// and memory its processes use, against the machine's CPUs and memory. A Pi
+/// that also runs other things is judged by what runs under it (the node's
+/// cgroup parent: its containers), and nodes that share a machine (the test
+/// harness) each see their own load. v1 `cpuacct.usage` and
+/// `memory.usage_in_bytes` where those controllers are mounted, else cgroup2
+/// `cpu.stat` (usage_usec) and `memory.current`. A subtree that does not exist
+/// yet (no container started) is idle.
+public struct CgroupNodeProbe: NodeProbe {
+    var busy = BusyAverage()
+    let cpuFile: String
+    let cpuIsV2: Bool
+    let memoryFile: String
+    let cpus: Int64
+    let read: @Sendable (String) -> String?
+
+    public init(path: String, host: CgroupHost = .detect(), cpus: Int64 = ProcNodeProbe.onlineCPUs,
+                read: @escaping @Sendable (String) -> String? = { try? FS.readString($0) }) {
+        let rel = path.split(separator: "/").joined(separator: "/")
+        if let m = host.v1Mount("cpuacct") {
+            cpuFile = "\(m)/\(rel)/cpuacct.usage"
+            cpuIsV2 = false
+        } else {
+            cpuFile = "\(host.unified ?? "/sys/fs/cgroup")/\(rel)/cpu.stat"
+            cpuIsV2 = true
+        }
+        memoryFile = host.v1Mount("memory").map { "\($0)/\(rel)/memory.usage_in_bytes" } ?? "\(host.unified ?? "/sys/fs/cgroup")/\(rel)/memory.current"
+        self.cpus = max(1, cpus)
+        self.read = read
+    }
+
+    public func capacity() -> Resources { ProcNodeProbe(read: read).capacity() }
+
+    /// CPU time used by the subtree, in nanoseconds (0 when it does not exist).
+    func cpuNanos() -> UInt64 {
+        let text = read(cpuFile)
+        if cpuIsV2 { return (CgroupStatFiles.value(text, "usage_usec") ?? 0) &* 1000 }
+        return CgroupStatFiles.number(text) ?? 0
+    }
+
+    public mutating func load(containers: Int) -> NodeLoad {
+        let total = ProcNodeProbe.meminfo(read("/proc/meminfo") ?? "")["MemTotal"] ?? 0
+        // Busy against all of the machine's CPUs over the same wall time.
+        let wallNanos = UInt64(monotonicSeconds() * 1e9)
+        busy.add(busy: cpuNanos(), total: wallNanos &* UInt64(cpus), at: monotonicSeconds())
+        let used = Int64(clamping: CgroupStatFiles.number(read(memoryFile)) ?? 0)
+        return NodeLoad(cpu: busy.value, load1: ProcNodeProbe.load1(read("/proc/loadavg")), memoryTotal: total,
+                        memoryAvailable: max(0, total - used), containers: containers)
     }
 }

@@ -42,8 +42,8 @@ public protocol TaskRuntime: Sendable {
     func observe() throws -> (tasks: [ObservedTask], running: Int)
     /// Creates and starts the task's container (on the node's network, built
     /// on `subnet`, the node's lease, when the spec asks for the cluster network,
-    /// with the overlay's CIDR and MTU from the last peer map `overlay`); its id.
-    func start(_ a: Assignment, node: String, subnet: String, overlay: OverlayMessage?) throws -> String
+    /// with the overlay's cluster CIDR and MTU `overlay`); its id.
+    func start(_ a: Assignment, node: String, subnet: String, overlay: ClusterNetworkOptions?) throws -> String
     /// Starts a container created earlier (the agent died between create and start).
     func startExisting(_ containerID: String) throws
     func stop(_ containerID: String, timeout: Int?) throws
@@ -181,9 +181,9 @@ public struct EngineTaskRuntime: TaskRuntime {
         return "\(millis / 1000)." + String(repeating: "0", count: 3 - frac.count) + frac
     }
 
-    public func start(_ a: Assignment, node: String, subnet: String, overlay: OverlayMessage?) throws -> String {
+    public func start(_ a: Assignment, node: String, subnet: String, overlay: ClusterNetworkOptions?) throws -> String {
         if a.spec.network == ServiceSpec.clusterNetwork {
-            try network.ensure(subnet: subnet, overlay: overlay.flatMap { ClusterNetworkOptions.from($0, node: node) })
+            try network.ensure(subnet: subnet, overlay: overlay)
         }
         try images.ensure(a.spec.image)
         let gateway = IPv4Network(subnet)?.defaultGateway.description

@@ -8,6 +8,9 @@ public struct CoordinatorConfig: Sendable {
     public var advertise: [String] = []
     public var clusterCIDR = "10.88.0.0/16"
     public var nodeSubnetPrefix = 24
+    /// The overlay's VXLAN network identifier and UDP port, sent to every node with the peer map.
+    public var overlayVNI = OverlayMessage.defaultVNI
+    public var overlayPort = OverlayMessage.defaultPort
     public var heartbeatPeriod = 1.0
     /// Each period is drawn from period ± jitter.
     public var heartbeatJitter = 0.2
@@ -47,6 +50,8 @@ public struct CoordinatorConfig: Sendable {
         c.clusterCIDR = try r.string("cluster_cidr", default: c.clusterCIDR)
         c.nodeSubnetPrefix = try r.integer("node_subnet_prefix", default: c.nodeSubnetPrefix, range: 8...30)
         _ = try SubnetAllocator(cluster: c.clusterCIDR, prefix: c.nodeSubnetPrefix)
+        c.overlayVNI = try r.integer("overlay_vni", default: c.overlayVNI, range: 1...16_777_215)
+        c.overlayPort = try r.integer("overlay_port", default: c.overlayPort, range: 1...65535)
         c.heartbeatPeriod = try r.duration("heartbeat_period", default: c.heartbeatPeriod, range: 0.05...60)
         c.heartbeatJitter = try r.duration("heartbeat_jitter", default: min(c.heartbeatJitter, c.heartbeatPeriod / 2), range: 0...30)
         guard c.heartbeatJitter < c.heartbeatPeriod else {

@@ -1,3 +1,4 @@
+import HakoNetwork
 import HakoSystem
 
 /// Agents: join, sessions, heartbeats, task reports, certificate renewal.
@@ -24,13 +25,39 @@ extension CoordinatorCore {
     }
 
     /// A node joins with a single-use token and a certificate request; it gets
-    /// an id, a subnet and a certificate. Every refusal is logged.
+    /// an id, a subnet and a certificate. Every refusal is logged. A source
+    /// address refused `maxRefusedJoins` times within `refusedJoinWindow` is
+    /// refused unread until the window has passed (token guessing gets five
+    /// tries a minute); joins that succeed count for nothing.
     func join(_ r: JoinRequest, address: String) throws -> JoinReply {
+        let host = (try? Endpoint(parsing: address))?.host ?? address
+        let now = clock.monotonic()
+        let recent = (refusedJoins[host] ?? []).filter { now - $0 < CoordinatorCore.refusedJoinWindow }
+        if recent.count >= CoordinatorCore.maxRefusedJoins, let first = recent.first {
+            log.debug("join from \(address) not read: \(recent.count) refused within \(Int(CoordinatorCore.refusedJoinWindow)) s")
+            throw ClusterError.security("too many refused joins from \(host): try again in \(Int((first + CoordinatorCore.refusedJoinWindow - now).rounded(.up))) s")
+        }
         do {
             return try admit(r, address: address)
         } catch {
             log.warning("join refused from \(address): \(error)")
+            noteRefusedJoin(host, now: now, recent: recent)
             throw error
+        }
+    }
+
+    static let maxRefusedJoins = 5
+    static let refusedJoinWindow = 60.0
+    /// Hosts remembered at most: past it, those whose refusals are older than the window go first, then the oldest.
+    static let refusedJoinHosts = 1024
+
+    private func noteRefusedJoin(_ host: String, now: Double, recent: [Double]) {
+        refusedJoins[host] = recent + [now]
+        guard refusedJoins.count > CoordinatorCore.refusedJoinHosts else { return }
+        refusedJoins = refusedJoins.filter { now - ($0.value.last ?? 0) < CoordinatorCore.refusedJoinWindow }
+        while refusedJoins.count > CoordinatorCore.refusedJoinHosts,
+              let oldest = refusedJoins.min(by: { ($0.value.last ?? 0) < ($1.value.last ?? 0) })?.key {
+            refusedJoins[oldest] = nil
         }
     }
 
@@ -84,7 +111,7 @@ extension CoordinatorCore {
         try CoordinatorCore.checkNodeFields(name: r.name, hostname: r.hostname, labels: r.labels, capacity: r.capacity)
         if let old = dispatcher.nodes[node]?.connection, old != connection {
             outgoing.append(.close(connection: old, reason: "replaced by a new session of the same node"))
-            dispatcher.close(node, connection: old)
+            dispatcher.close(node, connection: old, now: clock.monotonic())
         }
         let before = n
         n.name = r.name
@@ -93,14 +120,20 @@ extension CoordinatorCore {
         n.capacity = r.capacity
         n.labels = r.labels
         n.agentVersion = r.agentVersion
-        n.address = address
+        if let a = r.advertiseAddress {
+            guard IPv4Address(a) != nil, a != "0.0.0.0" else { throw ClusterError.invalid("advertise address \"\(a)\" is not an IPv4 address") }
+            n.address = a
+        } else {
+            n.address = address
+        }
         if n != before {
             n.updated = clock.wall()
             state.put(n)
             dirty = true
         }
         let session = Identifiers.make()
-        let was = dispatcher.open(node, session: session, connection: connection, load: r.load, now: clock.monotonic())
+        let interval = dispatcher.nextInterval(using: &rng)
+        let was = dispatcher.open(node, session: session, connection: connection, load: r.load, now: clock.monotonic(), interval: interval)
         if was != .ready {
             record(ClusterEvent(time: clock.wall(), kind: "node", action: "ready", id: node, name: n.name,
                                 message: "session from \(address), \(r.tasks.count) tasks adopted"))
@@ -111,11 +144,12 @@ extension CoordinatorCore {
         state.touchedNodes.insert(node)
         let subnet = state.subnet(of: node) ?? n.subnet
         return HelloReply(sessionID: session, clusterID: clusterID, clusterCIDR: config.clusterCIDR, subnet: subnet,
-                          heartbeatMs: Int(dispatcher.nextInterval(using: &rng) * 1000))
+                          heartbeatMs: Int(interval * 1000))
     }
 
     func heartbeat(_ hb: Heartbeat, node: String) throws -> HeartbeatReply {
-        guard let was = dispatcher.beat(node, session: hb.sessionID, load: hb.load, tasks: hb.tasks, now: clock.monotonic()) else {
+        let interval = dispatcher.nextInterval(using: &rng)
+        guard let was = dispatcher.beat(node, session: hb.sessionID, load: hb.load, tasks: hb.tasks, now: clock.monotonic(), interval: interval) else {
             throw WireError(.conflict, "not the current session: say hello again")
         }
         metrics.heartbeats += 1
@@ -130,7 +164,7 @@ extension CoordinatorCore {
                 observe(TaskStatus(taskID: id, state: st, containerID: t.containerID, exitCode: t.exitCode, message: t.message), node: node)
             }
         }
-        return HeartbeatReply(nextMs: Int(dispatcher.nextInterval(using: &rng) * 1000))
+        return HeartbeatReply(nextMs: Int(interval * 1000))
     }
 
     /// An agent's view of one of its tasks (observed state is the agent's to write).
@@ -138,6 +172,9 @@ extension CoordinatorCore {
         guard var t = state.tasks[s.taskID], t.nodeID == node else { return }
         // The first ending recorded stands (an orphaned task's real ending replaces the guess).
         if t.state.isTerminal && t.state != .orphaned && s.state.isTerminal && s.state != t.state { return }
+        // An orphaned task still running on a node that came back stays
+        // orphaned (replaced: its node kills it at once) until it ends.
+        if t.state == .orphaned && !s.state.isTerminal { return }
         let changed = t.state != s.state || (s.containerID != nil && t.containerID != s.containerID) || t.exitCode != s.exitCode
             || (!s.message.isEmpty && t.message != s.message) || (s.ports != nil && s.ports != t.ports)
             || (s.address != nil && s.address != t.address)

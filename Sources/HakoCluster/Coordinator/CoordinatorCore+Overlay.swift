@@ -1,37 +1,42 @@
-/// The overlay's peer map: which nodes the VXLAN mesh joins. Kept in memory,
-/// computed from the nodes' status, subnet and session address.
+/// The overlay's peer map, the mesh and the service names: computed from the
+/// stored nodes (subnet, underlay address) and tasks (state, address) and the
+/// nodes' liveness.
 extension CoordinatorCore {
-    /// Every ready or suspect node (a short blip keeps its tunnel) with its
-    /// underlay address and subnet, by id.
+    /// Whether a node's tunnels, mesh endpoints and names stay: ready or
+    /// suspect (a short blip keeps them), or not heard from yet since this
+    /// coordinator started (its stored state stands until its grace runs out:
+    /// a restarted coordinator answers at once with what it knew).
+    func isPeer(_ node: String) -> Bool { dispatcher.status(node) != .down }
+
+    /// Every node not down with its underlay address and subnet, by id.
     public func peerMap() -> [OverlayPeer] {
         var out: [OverlayPeer] = []
         for n in state.nodes.values {
-            let st = dispatcher.status(n.id)
-            guard st == .ready || st == .suspect, let host = CoordinatorCore.host(of: n.address),
+            guard isPeer(n.id), let host = CoordinatorCore.host(of: n.address),
                   let subnet = state.subnet(of: n.id) ?? (n.subnet.isEmpty ? nil : n.subnet) else { continue }
             out.append(OverlayPeer(nodeID: n.id, name: n.name, underlay: host, subnet: subnet))
         }
         return out.sorted { $0.nodeID < $1.nodeID }
     }
 
-    /// "10.0.0.5:41234" → "10.0.0.5"; nil for anything but IPv4, and for
+    /// "10.0.0.5:41234" or "10.0.0.5" → "10.0.0.5"; nil for anything but IPv4, and for
     /// loopback (an agent beside the coordinator has no underlay address to
     /// give its peers: it stays out of the overlay).
     static func host(of address: String) -> String? {
-        guard let e = try? Endpoint(parsing: address) else { return nil }
+        guard let e = try? Endpoint(parsing: address, defaultPort: 0) else { return nil }
         let parts = e.host.split(separator: ".")
         guard parts.count == 4, parts.allSatisfy({ UInt8($0) != nil }), parts[0] != "127" else { return nil }
         return e.host
     }
 
     /// The routing mesh: each `ingress` port of each service with the
-    /// addresses of its running tasks (on live nodes), in a stable order.
+    /// addresses of its running tasks (on nodes not down), in a stable order.
     public func meshPorts() -> [MeshPort] {
         var out: [MeshPort] = []
         for s in state.services.values where !s.spec.ingress.isEmpty {
             let endpoints = state.tasks.values.filter { t in
                 t.serviceID == s.id && t.state == .running && t.desired == .running && t.address != nil
-                    && t.nodeID.map { [.ready, .suspect].contains(dispatcher.status($0)) } == true
+                    && t.nodeID.map(isPeer) == true
             }.compactMap(\.address).sorted()
             for b in s.spec.ingressBindings {
                 out.append(MeshPort(service: s.spec.name, proto: b.proto.rawValue, published: Int(b.hostPort), target: Int(b.containerPort),
@@ -46,7 +51,7 @@ extension CoordinatorCore {
     public func serviceNames() -> [String: [String]] {
         var out: [String: [String]] = [:]
         for t in state.tasks.values where t.state == .running && t.desired == .running && t.spec.network == ServiceSpec.clusterNetwork {
-            guard let a = t.address, let node = t.nodeID, [.ready, .suspect].contains(dispatcher.status(node)) else { continue }
+            guard let a = t.address, let node = t.nodeID, isPeer(node) else { continue }
             out[t.serviceName, default: []].append(a)
             out[t.name, default: []].append(a)
         }
@@ -65,7 +70,7 @@ extension CoordinatorCore {
             overlayNames = names
             overlaySent = [:]
         }
-        let msg = OverlayMessage(clusterCIDR: config.clusterCIDR, vni: OverlayMessage.defaultVNI, port: OverlayMessage.defaultPort, peers: map,
+        let msg = OverlayMessage(clusterCIDR: config.clusterCIDR, vni: config.overlayVNI, port: config.overlayPort, peers: map,
                                  mesh: mesh, names: names)
         var line: [UInt8]?
         for p in map {

@@ -18,6 +18,24 @@ extension CoordinatorCore {
         return ClusterSnapshot(nodes: out)
     }
 
+    /// Why the node was chosen, for `service ps`: "score 1.25 (cpu 12%,
+    /// memory 40%, 1 of the service, 3 tasks); next node3 1.31".
+    func placementNote(_ p: Placement) -> String? {
+        guard let s = p.score else { return nil }
+        var out = "score \(CoordinatorCore.twoDecimals(s.total)) (cpu \(Int((s.cpu * 100).rounded()))%, memory \(Int((s.memory * 100).rounded()))%, "
+            + "\(s.serviceTasks) of the service, \(s.tasks) task\(s.tasks == 1 ? "" : "s"))"
+        if let n = p.nextNode, let score = p.nextScore {
+            out += "; next \(state.nodes[n]?.name ?? String(n.prefix(12))) \(CoordinatorCore.twoDecimals(score))"
+        }
+        return out
+    }
+
+    static func twoDecimals(_ x: Double) -> String {
+        let hundredths = Int((x * 100).rounded())
+        let frac = abs(hundredths) % 100
+        return "\(hundredths < 0 ? "-" : "")\(abs(hundredths) / 100).\(frac < 10 ? "0" : "")\(frac)"
+    }
+
     /// Places every pending task whose restart delay has passed; an unplaced
     /// task keeps the reason (written when it changes, not on every pass).
     func schedulePending(now wall: Double) {
@@ -37,6 +55,7 @@ extension CoordinatorCore {
                 t.nodeID = node
                 t.state = .assigned
                 t.message = ""
+                t.placement = placementNote(p)
                 t.updated = wall
                 state.put(t)
                 record(ClusterEvent(time: wall, kind: "task", action: "assigned", id: t.id, name: t.name, message: state.nodes[node]?.name ?? node))

@@ -46,9 +46,11 @@ public final class CoordinatorCore {
     var nextWake = Double.infinity
     var generations: [String: Int] = [:]
     var outgoing: [Outgoing] = []
+    /// The event history (stored, the last `Store.eventCapacity`).
     public private(set) var events: [ClusterEvent] = []
-    static let eventCapacity = 1000
     var followers: Set<Int> = []
+    /// Monotonic times of refused joins in the last window, by source host.
+    var refusedJoins: [String: [Double]] = [:]
     var nextRequestID = 1
     var pendingLogs: [Int: PendingLogs] = [:]
     /// Node certificates' expiry, by node (from the store, for `node inspect`).
@@ -84,6 +86,7 @@ public final class CoordinatorCore {
         subnets = try SubnetAllocator(cluster: config.clusterCIDR, prefix: config.nodeSubnetPrefix)
         let stored = try store.load()
         state = ClusterState(stored: stored)
+        events = stored.events
         guard let id = state.meta["cluster_id"] else { throw ClusterError.store("the database has no cluster id: run `hako cluster init` first") }
         clusterID = id
         if let cidr = state.meta["cluster_cidr"], cidr != config.clusterCIDR || state.meta["node_subnet_prefix"] != String(config.nodeSubnetPrefix) {
@@ -178,7 +181,8 @@ public final class CoordinatorCore {
 
     func record(_ e: ClusterEvent) {
         events.append(e)
-        if events.count > CoordinatorCore.eventCapacity { events.removeFirst(events.count - CoordinatorCore.eventCapacity) }
+        state.batch.events.append(e)
+        if events.count > Store.eventCapacity { events.removeFirst(events.count - Store.eventCapacity) }
         for f in followers.sorted() { send(f, WireEncoder.request(MessageType.event, id: nil, e)) }
     }
 
@@ -231,9 +235,15 @@ public final class CoordinatorCore {
         return WireEncoder.reply(to: id, body)
     }
 
+    /// After a burst of connections: the per-connection tables at their present size.
+    func compact() {
+        followers = Set(followers.map { $0 })
+        refusedJoins = refusedJoins.filter { clock.monotonic() - ($0.value.last ?? 0) < CoordinatorCore.refusedJoinWindow }
+    }
+
     public func connectionClosed(_ connection: Int, peer: PeerIdentity) {
         followers.remove(connection)
-        if case .node(let n) = peer { dispatcher.close(n, connection: connection) }
+        if case .node(let n) = peer { dispatcher.close(n, connection: connection, now: clock.monotonic()) }
         for (k, p) in pendingLogs where p.admin == connection { pendingLogs[k] = nil }
     }
 }

@@ -3,6 +3,9 @@ public struct NodeLiveness: Sendable {
     public var status: NodeStatus
     /// Monotonic time of the last sign of life (hello or heartbeat).
     public var lastSeen: Double
+    /// When the next sign of life is due (the last one plus the interval the
+    /// node was told): until then the node is not missing anything.
+    public var due: Double
     public var session: String?
     public var connection: Int?
     public var load: NodeLoad?
@@ -12,9 +15,13 @@ public struct NodeLiveness: Sendable {
 
 /// Sessions and heartbeats: the coordinator picks each heartbeat's period
 /// (period ± jitter, from injected randomness) and tells the agent; a node
-/// that misses `suspectAfterMissed` beats is suspect (no new tasks), one
-/// silent past the grace period is down. A blip shorter than the grace period
-/// never moves a task. Pure: time comes in as arguments.
+/// that misses `suspectAfterMissed` beats is suspect (no new tasks). A node
+/// is down once it has been unreachable for the grace period, counted from
+/// when its next heartbeat was due (or from its session's close, if that was
+/// earlier) — not from its last beat, which can precede an outage by a whole
+/// period: with a 1 s period and a 3 s grace, counting from the last beat
+/// would make a 2 s blip cost the node its tasks. A blip shorter than the
+/// grace period never moves a task. Pure: time comes in as arguments.
 public struct Dispatcher: Sendable {
     public var period: Double
     public var jitter: Double
@@ -36,7 +43,7 @@ public struct Dispatcher: Sendable {
     /// the grace period counted from `now` plus `allowance` (after a
     /// coordinator restart every node gets time to reconnect first).
     public mutating func track(_ node: String, now: Double, allowance: Double = 0) {
-        if nodes[node] == nil { nodes[node] = NodeLiveness(status: .unknown, lastSeen: now + allowance) }
+        if nodes[node] == nil { nodes[node] = NodeLiveness(status: .unknown, lastSeen: now + allowance, due: now + allowance) }
     }
 
     public mutating func forget(_ node: String) { nodes[node] = nil }
@@ -49,19 +56,22 @@ public struct Dispatcher: Sendable {
         return period + Double.random(in: -jitter...jitter, using: &rng)
     }
 
-    /// A session opened (hello): the node is ready. Returns the previous status.
+    /// A session opened (hello): the node is ready; its first heartbeat is
+    /// due `interval` from now. Returns the previous status.
     @discardableResult
-    public mutating func open(_ node: String, session: String, connection: Int, load: NodeLoad, now: Double) -> NodeStatus {
+    public mutating func open(_ node: String, session: String, connection: Int, load: NodeLoad, now: Double, interval: Double) -> NodeStatus {
         let before = status(node)
-        nodes[node] = NodeLiveness(status: .ready, lastSeen: now, session: session, connection: connection, load: load)
+        nodes[node] = NodeLiveness(status: .ready, lastSeen: now, due: now + interval, session: session, connection: connection, load: load)
         return before
     }
 
-    /// A heartbeat of the current session; nil when the session is not current.
-    public mutating func beat(_ node: String, session: String, load: NodeLoad, tasks: [String: TaskState], now: Double) -> NodeStatus? {
+    /// A heartbeat of the current session, the next one due `interval` from
+    /// now; nil when the session is not current.
+    public mutating func beat(_ node: String, session: String, load: NodeLoad, tasks: [String: TaskState], now: Double, interval: Double) -> NodeStatus? {
         guard var l = nodes[node], l.session == session else { return nil }
         let before = l.status
         l.lastSeen = now
+        l.due = now + interval
         l.status = .ready
         l.load = load
         l.reported = tasks
@@ -69,12 +79,14 @@ public struct Dispatcher: Sendable {
         return before
     }
 
-    /// The session's connection closed: the node stays as it is until its
-    /// silence passes the thresholds (a quick reconnect moves nothing).
-    public mutating func close(_ node: String, connection: Int) {
+    /// The session's connection closed at `now`: the node is unreachable from
+    /// then (if its next beat was due later), and stays as it is until that
+    /// passes the thresholds (a quick reconnect moves nothing).
+    public mutating func close(_ node: String, connection: Int, now: Double) {
         guard var l = nodes[node], l.connection == connection else { return }
         l.connection = nil
         l.session = nil
+        l.due = min(l.due, now)
         nodes[node] = l
     }
 
@@ -86,7 +98,7 @@ public struct Dispatcher: Sendable {
         for (id, l) in nodes {
             let silent = now - l.lastSeen
             var next = l.status
-            if silent > grace {
+            if now - l.due > grace {
                 next = .down
             } else if l.status == .ready && (silent > suspectAfter || l.session == nil) {
                 next = .suspect

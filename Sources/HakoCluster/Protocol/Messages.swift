@@ -64,6 +64,11 @@ public struct HelloRequest: Codable, Sendable {
     public var load: NodeLoad
     /// Every cluster task the node has a container for: what it adopts.
     public var tasks: [TaskStatus]
+    /// The IPv4 address the other nodes reach this one at (the overlay's
+    /// underlay): agent.toml's `advertise_address`, else the node's own
+    /// address on its route to the coordinator. Absent (older agents): the
+    /// address the session comes from.
+    public var advertiseAddress: String? = nil
 }
 
 public struct HelloReply: Codable, Sendable {
@@ -318,6 +323,8 @@ public struct TaskView: Codable, Sendable {
     public var ports: [String]? = nil
     /// Its address on the cluster network.
     public var address: String? = nil
+    /// Why the scheduler chose its node.
+    public var placement: String? = nil
 }
 
 public struct TaskList: Codable, Sendable { public var tasks: [TaskView] }

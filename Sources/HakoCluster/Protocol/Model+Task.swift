@@ -59,14 +59,21 @@ public struct TaskRecord: Codable, Sendable, Equatable {
     /// Not scheduled before this time (restart delay); seconds since 1970.
     public var notBefore: Double
     /// Ports its node published ("0.0.0.0:8080->80/tcp"), as its agent last
-    /// reported them (kept in memory: agents report them again on hello).
+    /// reported them (stored: a restarted coordinator knows them at once).
     public var ports: [String]? = nil
-    /// Its address on the cluster network, as its agent reported it (memory only).
+    /// Its address on the cluster network, as its agent reported it (stored,
+    /// as the ports: the service names and the mesh are made of it).
     public var address: String? = nil
+    /// Why the scheduler chose its node (the node's score and the next best).
+    public var placement: String? = nil
 
     public init(id: String, serviceID: String, serviceName: String, slot: Int, version: Int, spec: ServiceSpec, nodeID: String?,
                 desired: DesiredState, state: TaskState, message: String, containerID: String?, exitCode: Int32?,
-                created: Double, updated: Double, notBefore: Double) {
+                created: Double, updated: Double, notBefore: Double, ports: [String]? = nil, address: String? = nil,
+                placement: String? = nil) {
+        self.placement = placement
+        self.ports = ports
+        self.address = address
         self.id = id
         self.serviceID = serviceID
         self.serviceName = serviceName

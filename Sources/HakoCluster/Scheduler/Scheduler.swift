@@ -102,12 +102,28 @@ public struct SchedulerWeights: Sendable, Equatable {
     }
 }
 
+/// What a node's score was made of when a task was placed on it.
+public struct ScoreBreakdown: Sendable, Equatable {
+    public var total: Double
+    /// CPU busy or reserved, whichever was higher (0…1).
+    public var cpu: Double
+    /// Memory in use or reserved (0…1).
+    public var memory: Double
+    /// Tasks of the same service already there, and of any service.
+    public var serviceTasks: Int
+    public var tasks: Int
+}
+
 /// The scheduler's answer for one task.
 public struct Placement: Sendable, Equatable {
     public var taskID: String
     /// nil: not placed; `reason` says why.
     public var nodeID: String?
     public var reason: String
+    /// Placed: the chosen node's score, and the best node passed over (if any).
+    public var score: ScoreBreakdown? = nil
+    public var nextNode: String? = nil
+    public var nextScore: Double? = nil
 }
 
 /// A pure pipeline over a snapshot: filters (ready, active, platform,
@@ -152,14 +168,20 @@ public struct Scheduler: Sendable {
                 let idx = Int(top.node)
                 if Scheduler.fits(snapshot.nodes[idx], request) == nil {
                     chosen = idx
+                    let next = heap.first
+                    var p = Placement(taskID: request.taskID, nodeID: snapshot.nodes[idx].id, reason: "",
+                                      score: breakdown(snapshot.nodes[idx], service: request.serviceID))
+                    if let next {
+                        p.nextNode = snapshot.nodes[Int(next.node)].id
+                        p.nextScore = next.score
+                    }
+                    out.append(p)
                     place(request, on: &snapshot.nodes[idx])
                     heap.push(.init(score: score(snapshot.nodes[idx], service: request.serviceID), tie: top.tie, node: top.node))
                     break
                 }
             }
-            if let idx = chosen {
-                out.append(Placement(taskID: request.taskID, nodeID: snapshot.nodes[idx].id, reason: ""))
-            } else {
+            if chosen == nil {
                 if reason == nil { reason = explain(request, in: snapshot) }
                 out.append(Placement(taskID: request.taskID, nodeID: nil, reason: reason ?? ""))
             }
@@ -175,14 +197,18 @@ public struct Scheduler: Sendable {
     }
 
     /// The node's score for one more task of `service`: lower is better.
-    public func score(_ n: SchedulerNode, service: String) -> Double {
+    public func score(_ n: SchedulerNode, service: String) -> Double { breakdown(n, service: service).total }
+
+    /// The score and its parts.
+    public func breakdown(_ n: SchedulerNode, service: String) -> ScoreBreakdown {
         let cap = n.record.capacity
         let cpuReserved = cap.cpuMillis > 0 ? Double(n.reserved.cpuMillis) / Double(cap.cpuMillis) : 0
         let memReserved = cap.memory > 0 ? Double(n.reserved.memory) / Double(cap.memory) : 0
         let cpu = max(min(1, max(0, n.load.cpu)), cpuReserved)
         let mem = max(n.load.memoryUsed, memReserved)
-        return weights.spread * Double(n.serviceTasks[service] ?? 0) + weights.tasks * Double(n.tasks)
-            + weights.cpu * cpu + weights.memory * mem
+        let same = n.serviceTasks[service] ?? 0
+        let total = weights.spread * Double(same) + weights.tasks * Double(n.tasks) + weights.cpu * cpu + weights.memory * mem
+        return ScoreBreakdown(total: total, cpu: cpu, memory: mem, serviceTasks: same, tasks: n.tasks)
     }
 
     // MARK: filters
@@ -282,6 +308,8 @@ struct NodeHeap {
 
     mutating func reserve(_ n: Int) { items.reserveCapacity(n) }
     var isEmpty: Bool { items.isEmpty }
+    /// The best entry, left in place.
+    var first: Entry? { items.first }
 
     mutating func push(_ e: Entry) {
         items.append(e)

@@ -32,6 +32,8 @@ public struct StoredState: Sendable {
     public var leases: [String: String] = [:]
     public var tokens: [JoinTokenRecord] = []
     public var certs: [CertRecord] = []
+    /// The last `Store.eventCapacity` events, oldest first.
+    public var events: [ClusterEvent] = []
 }
 
 /// Changes written in one transaction.
@@ -50,13 +52,15 @@ public struct StoreBatch: Sendable {
     public var certs: [CertRecord] = []
     /// Revokes every certificate issued to these subjects.
     public var revokedSubjects: [String] = []
+    /// Appended to the event history (the oldest beyond its bound dropped).
+    public var events: [ClusterEvent] = []
 
     public init() {}
 
     public var isEmpty: Bool {
         meta.isEmpty && nodes.isEmpty && removedNodes.isEmpty && services.isEmpty && removedServices.isEmpty
             && tasks.isEmpty && removedTasks.isEmpty && leases.isEmpty && releasedLeases.isEmpty && tokens.isEmpty
-            && removedTokens.isEmpty && certs.isEmpty && revokedSubjects.isEmpty
+            && removedTokens.isEmpty && certs.isEmpty && revokedSubjects.isEmpty && events.isEmpty
     }
 }
 
@@ -64,7 +68,10 @@ public struct StoreBatch: Sendable {
 /// only when desired or observed state changes — heartbeats never reach it.
 public final class Store {
     let db: SQLiteDatabase
-    public static let schemaVersion: Int64 = 1
+    public static let schemaVersion: Int64 = 2
+    /// Events kept (`hako cluster events`): the history an operator needs
+    /// after a restart, bounded.
+    public static let eventCapacity = 1000
 
     public init(path: String) throws(ClusterError) {
         db = try SQLiteDatabase(path: path)
@@ -89,7 +96,25 @@ public final class Store {
     func migrate() throws(ClusterError) {
         let v = try db.scalarInt("PRAGMA user_version")
         if v == Store.schemaVersion { return }
-        guard v == 0 else { throw .store("\(db.path): schema version \(v) is newer than this hako (\(Store.schemaVersion))") }
+        guard v <= Store.schemaVersion else { throw .store("\(db.path): schema version \(v) is newer than this hako (\(Store.schemaVersion))") }
+        if v == 0 { try Store.createVersion1(db) }
+        // 2: what agents report of a running task (its address and published
+        // ports), why the scheduler chose its node, and the event history,
+        // kept with the rest of the state.
+        try db.exec("""
+        BEGIN;
+        ALTER TABLE tasks ADD COLUMN address TEXT;
+        ALTER TABLE tasks ADD COLUMN ports TEXT;
+        ALTER TABLE tasks ADD COLUMN placement TEXT;
+        CREATE TABLE events (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, kind TEXT NOT NULL, action TEXT NOT NULL,
+            id TEXT NOT NULL, name TEXT NOT NULL, message TEXT NOT NULL);
+        PRAGMA user_version = 2;
+        COMMIT;
+        """)
+    }
+
+    static func createVersion1(_ db: SQLiteDatabase) throws(ClusterError) {
         try db.exec("""
         BEGIN;
         CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -118,7 +143,7 @@ public final class Store {
             serial TEXT PRIMARY KEY, subject TEXT NOT NULL, role TEXT NOT NULL, not_after REAL NOT NULL,
             revoked INTEGER NOT NULL DEFAULT 0);
         CREATE INDEX certs_by_subject ON certs (subject);
-        PRAGMA user_version = \(Store.schemaVersion);
+        PRAGMA user_version = 1;
         COMMIT;
         """)
     }
@@ -156,7 +181,7 @@ public final class Store {
             out.services.append(ServiceRecord(id: id, spec: spec, version: version, created: s.double(2), updated: s.double(3)))
         }
 
-        s = try db.prepare("SELECT id, service_id, service_name, slot, version, node_id, desired, state, message, container_id, exit_code, created, updated, not_before FROM tasks")
+        s = try db.prepare("SELECT id, service_id, service_name, slot, version, node_id, desired, state, message, container_id, exit_code, created, updated, not_before, address, ports, placement FROM tasks")
         while try s.step() {
             let sid = s.text(1), version = Int(s.int(4))
             guard let spec = specs["\(sid)@\(version)"] else { throw ClusterError.store("\(db.path): task \(s.text(0)) has no spec") }
@@ -165,7 +190,9 @@ public final class Store {
                 nodeID: s.optionalText(5), desired: DesiredState(rawValue: s.text(6)) ?? .shutdown,
                 state: TaskState(rawValue: s.text(7)) ?? .failed, message: s.text(8), containerID: s.optionalText(9),
                 exitCode: s.isNull(10) ? nil : Int32(truncatingIfNeeded: s.int(10)),
-                created: s.double(11), updated: s.double(12), notBefore: s.double(13)))
+                created: s.double(11), updated: s.double(12), notBefore: s.double(13),
+                ports: s.optionalText(15).flatMap { try? Wire.decodeJSON([String].self, from: Array($0.utf8)) },
+                address: s.optionalText(14), placement: s.optionalText(16)))
         }
 
         s = try db.prepare("SELECT subnet, node_id FROM leases")
@@ -181,6 +208,12 @@ public final class Store {
         while try s.step() {
             out.certs.append(CertRecord(serial: s.text(0), subject: s.text(1), role: s.text(2), notAfter: s.double(3), revoked: s.int(4) != 0))
         }
+
+        s = try db.prepare("SELECT time, kind, action, id, name, message FROM events ORDER BY seq DESC LIMIT \(Store.eventCapacity)")
+        while try s.step() {
+            out.events.append(ClusterEvent(time: s.double(0), kind: s.text(1), action: s.text(2), id: s.text(3), name: s.text(4), message: s.text(5)))
+        }
+        out.events.reverse()
         return out
     }
 
@@ -220,8 +253,8 @@ public final class Store {
             for id in b.removedServices { try db.prepare("DELETE FROM services WHERE id = ?1").run([.text(id)]) }
             if !b.tasks.isEmpty {
                 let ins = try db.prepare("""
-                    INSERT OR REPLACE INTO tasks (id, service_id, service_name, slot, version, node_id, desired, state, message, container_id, exit_code, created, updated, not_before)
-                    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+                    INSERT OR REPLACE INTO tasks (id, service_id, service_name, slot, version, node_id, desired, state, message, container_id, exit_code, created, updated, not_before, address, ports, placement)
+                    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
                     """)
                 for t in b.tasks {
                     ins.reset()
@@ -229,7 +262,8 @@ public final class Store {
                     ins.bind(4, .int(Int64(t.slot))); ins.bind(5, .int(Int64(t.version))); ins.bind(6, .opt(t.nodeID))
                     ins.bind(7, .text(t.desired.rawValue)); ins.bind(8, .text(t.state.rawValue)); ins.bind(9, .text(t.message))
                     ins.bind(10, .opt(t.containerID)); ins.bind(11, .opt(t.exitCode)); ins.bind(12, .double(t.created))
-                    ins.bind(13, .double(t.updated)); ins.bind(14, .double(t.notBefore))
+                    ins.bind(13, .double(t.updated)); ins.bind(14, .double(t.notBefore)); ins.bind(15, .opt(t.address))
+                    ins.bind(16, .opt(try t.ports.map { String(decoding: try Wire.encodeJSON($0), as: UTF8.self) })); ins.bind(17, .opt(t.placement))
                     while try ins.step() {}
                 }
             }
@@ -257,6 +291,16 @@ public final class Store {
                     .run([.text(c.serial), .text(c.subject), .text(c.role), .double(c.notAfter), .int(c.revoked ? 1 : 0)])
             }
             for s in b.revokedSubjects { try db.prepare("UPDATE certs SET revoked = 1 WHERE subject = ?1").run([.text(s)]) }
+            if !b.events.isEmpty {
+                let ins = try db.prepare("INSERT INTO events (time, kind, action, id, name, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+                for e in b.events {
+                    ins.reset()
+                    ins.bind(1, .double(e.time)); ins.bind(2, .text(e.kind)); ins.bind(3, .text(e.action))
+                    ins.bind(4, .text(e.id)); ins.bind(5, .text(e.name)); ins.bind(6, .text(e.message))
+                    while try ins.step() {}
+                }
+                try db.prepare("DELETE FROM events WHERE seq <= (SELECT MAX(seq) FROM events) - ?1").run([.int(Int64(Store.eventCapacity))])
+            }
         }
     }
 }

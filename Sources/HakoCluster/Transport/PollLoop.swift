@@ -48,6 +48,13 @@ public final class PollLoop: @unchecked Sendable {
 
     public func unwatch(_ fd: Int32) { watches[fd] = nil }
 
+    /// Rebuilds the tables at their present size (after a burst of connections
+    /// they keep the capacity of the peak).
+    public func compact() {
+        watches = Dictionary(uniqueKeysWithValues: watches.map { ($0.key, $0.value) })
+        timers = timers.map { $0 }
+    }
+
     /// Runs `handler` on the loop after `seconds`; the id cancels it.
     @discardableResult
     public func after(_ seconds: Double, _ handler: @escaping () -> Void) -> Int {

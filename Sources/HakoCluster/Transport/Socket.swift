@@ -94,7 +94,7 @@ enum Sockets {
             if s < 0 { lastError = String(cString: strerror(errno)); continue }
             let fd = FileDescriptor(s)
             let rc = addr.withUnsafeBytes { Glibc.connect(s, $0.baseAddress?.assumingMemoryBound(to: sockaddr.self), socklen_t(addr.count)) }
-            if rc == 0 { setNoDelay(s); return fd }
+            if rc == 0 { tuneStream(s); return fd }
             guard errno == EINPROGRESS else { lastError = String(cString: strerror(errno)); continue }
             var p = pollfd(fd: s, events: Int16(POLLOUT), revents: 0)
             let n = poll(&p, 1, Int32(max(1, timeout * 1000)))
@@ -103,15 +103,26 @@ enum Sockets {
             var len = socklen_t(MemoryLayout<Int32>.size)
             getsockopt(s, SOL_SOCKET, SO_ERROR, &err, &len)
             if n < 0 || err != 0 { lastError = String(cString: strerror(err != 0 ? err : errno)); continue }
-            setNoDelay(s)
+            tuneStream(s)
             return fd
         }
         throw .network("cannot connect to \(ep): \(lastError)")
     }
 
-    static func setNoDelay(_ fd: Int32) {
+    /// Linux 6.15's TCP_RTO_MAX_MS (not in older headers): the longest
+    /// retransmission timeout. Its smallest allowed value is 1 s.
+    static let tcpRTOMaxMs: Int32 = 44
+
+    /// Small lines go out at once (no Nagle), and a segment lost to a blip is
+    /// retried at least every second instead of TCP's doubling backoff (0.2,
+    /// 0.4, 0.8, 1.6, 3.2 s…), which after a 2 s outage would hold a
+    /// heartbeat back past the grace period. Kernels before 6.15 refuse the
+    /// option (ENOPROTOOPT); there the agent's repeated beats carry the load.
+    static func tuneStream(_ fd: Int32) {
         var one: Int32 = 1
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        var ms: Int32 = 1000
+        _ = setsockopt(fd, Int32(IPPROTO_TCP), tcpRTOMaxMs, &ms, socklen_t(MemoryLayout<Int32>.size))
     }
 
     /// Accepts one connection (non-blocking); nil when none is waiting.
@@ -127,7 +138,7 @@ enum Sockets {
         // The coordinator spawns no programs, so the window before FD_CLOEXEC is harmless.
         _ = fcntl(s, F_SETFD, FD_CLOEXEC)
         setNonBlocking(s)
-        setNoDelay(s)
+        tuneStream(s)
         return (FileDescriptor(s), describe(storage))
     }
 
@@ -147,6 +158,16 @@ enum Sockets {
     }
 
     /// The port a listening socket was given (for ":0" in tests).
+    /// The socket's own address, "host:port".
+    static func localAddress(_ fd: FileDescriptor) -> String {
+        var storage = sockaddr_storage()
+        var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        _ = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd.rawValue, $0, &len) }
+        }
+        return describe(storage)
+    }
+
     static func localPort(_ fd: FileDescriptor) -> UInt16 {
         var storage = sockaddr_storage()
         var len = socklen_t(MemoryLayout<sockaddr_storage>.size)

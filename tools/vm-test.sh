@@ -128,7 +128,7 @@ echo "$WORK/results" > "$WORK/initrd/results-path"
   echo '#!/bin/sh'
   echo 'export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 CI=true'
   echo "export HAKO_BIN_DIR='$BIN_DIR'"
-  echo 'hostname hako-vm; ip link set lo up'
+  echo 'hostname hako-vm; ip link set lo up; modprobe loop 2>/dev/null'
   echo "echo \"hako-vm: \$(uname -r), cgroup controllers: \$(cat /sys/fs/cgroup/cgroup.controllers)\""
   # Controllers for hako's cgroups, as systemd delegates them on a Pi.
   echo 'for c in $(cat /sys/fs/cgroup/cgroup.controllers); do echo "+$c" > /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null; done'

@@ -44,10 +44,10 @@ if [ ${#FILTERS[@]} -eq 0 ]; then
     'CgroupDriverTests'
     'ResourceLimitTests'
     'HardeningTests/(devices|privileged|userNamespaces|maskedAndReadOnlyPaths)'
-    'LifecycleTests/(pauseFreezes|killingTheCLIKeepsTheContainer|killingTheMonitorIsDetected|removeLeavesNoTrace|hostNamespacesWhenAsked|execJoinsTheContainer|restartPolicies)'
+    'LifecycleTests/(pauseFreezes|killingTheCLIKeepsTheContainer|killingTheMonitorIsDetected|removeLeavesNoTrace|hostNamespacesWhenAsked|execJoinsTheContainer)'
     'OCIRuntimeTests/(killAllPauseResumeUpdateAndPs|runReturnsTheExitStatusAndCleansUp|aFailedCreateLeavesNothingBehind)'
     'NetworkTests/defaultBridgeGivesAddressRouteAndOutboundNAT'
-    'ClusterTests/placementSpreadAndScaling'
+    'UpgradeTests'
   )
 fi
 

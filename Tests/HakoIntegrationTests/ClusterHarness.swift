@@ -247,8 +247,9 @@ final class ClusterHarness: @unchecked Sendable {
         for n in nodes {
             let ids = onNode(n, ["ps", "-aq", "--no-trunc"]).stdout.split(separator: "\n").map(String.init)
             if !ids.isEmpty { _ = onNode(n, ["rm", "-f"] + ids) }
-            for hierarchy in (try? FileManager.default.contentsOfDirectory(atPath: "/sys/fs/cgroup")) ?? [] {
-                let p = "/sys/fs/cgroup/\(hierarchy)/\(n.cgroupParent)"
+            let hierarchies = TestHost.cgroupV2 ? [""] : (try? FileManager.default.contentsOfDirectory(atPath: "/sys/fs/cgroup")) ?? []
+            for hierarchy in hierarchies {
+                let p = hierarchy.isEmpty ? "/sys/fs/cgroup/\(n.cgroupParent)" : "/sys/fs/cgroup/\(hierarchy)/\(n.cgroupParent)"
                 if FileManager.default.fileExists(atPath: p) {
                     for child in (try? FileManager.default.contentsOfDirectory(atPath: p)) ?? [] where child.count == 64 { rmdir(p + "/" + child) }
                     rmdir(p)

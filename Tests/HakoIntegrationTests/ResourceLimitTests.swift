@@ -146,7 +146,7 @@ final class ResourceLimitTests {
         let pids = v2 ? "pids.max" : "pids/pids.max"
         let script = """
             cat /sys/fs/cgroup/\(memory) /sys/fs/cgroup/\(cpu) /sys/fs/cgroup/\(pids)
-            echo 1000 > /sys/fs/cgroup/\(pids) 2>&1 || true
+            { echo 1000 > /sys/fs/cgroup/\(pids); } 2>&1 || true
             mkdir /sys/fs/cgroup/escape 2>&1 || true
             cat /proc/self/cgroup
             """

@@ -127,6 +127,8 @@ echo "$WORK/results" > "$WORK/initrd/results-path"
 {
   echo '#!/bin/sh'
   echo 'export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 CI=true'
+  # Emulated CPUs are slow: an agent restart outlasts the cluster harness's 3 s grace.
+  echo 'export HAKO_TEST_CLUSTER_GRACE=30s'
   echo "export HAKO_BIN_DIR='$BIN_DIR'"
   echo 'hostname hako-vm; ip link set lo up; modprobe loop 2>/dev/null'
   echo "echo \"hako-vm: \$(uname -r), cgroup controllers: \$(cat /sys/fs/cgroup/cgroup.controllers)\""

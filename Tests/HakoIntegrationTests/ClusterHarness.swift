@@ -39,9 +39,12 @@ final class ClusterHarness: @unchecked Sendable {
     static let registryAddress = "10.213.0.1:5000"
     var adminEnv: [String: String] { ["HAKO_ROOT": base + "/engine/root", "HAKO_RUN_ROOT": base + "/engine/run"] }
 
-    /// `grace`: the coordinator's down_after (short, so failover tests are quick).
+    /// `grace`: the coordinator's down_after (short, so failover tests are quick;
+    /// HAKO_TEST_CLUSTER_GRACE overrides the default where everything is slower,
+    /// as in the VM tier under TCG, where an agent's restart alone takes longer).
     /// `registry`: a registry on the underlay, which every engine reaches over plain HTTP.
-    init(_ tag: String, nodes count: Int, grace: String = "3s", registry: Bool = false) {
+    init(_ tag: String, nodes count: Int,
+         grace: String = ProcessInfo.processInfo.environment["HAKO_TEST_CLUSTER_GRACE"] ?? "3s", registry: Bool = false) {
         self.tag = "\(tag)\(getpid() % 100_000)"
         var template = Array("/tmp/hako-cluster-\(tag)-XXXXXX".utf8CString)
         let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }

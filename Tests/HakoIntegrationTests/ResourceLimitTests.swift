@@ -136,6 +136,17 @@ final class ResourceLimitTests {
         #expect(table.out.hasPrefix("CONTAINER ID") && table.out.contains("measured"))
     }
 
+    /// The soft memory limit and the CPU set, seen from inside: the container's
+    /// own cgroup files, and the CPUs the kernel lets it run on.
+    @Test func softLimitAndCPUSet() {
+        let v2 = TestHost.cgroupV2
+        let high = v2 ? "memory.high" : "memory/memory.soft_limit_in_bytes"
+        let cpus = v2 ? "cpuset.cpus" : "cpuset/cpuset.cpus"
+        let r = host.hako("run", "--rm", "--memory-high", "32m", "--cpuset-cpus", "0", host.probe, "sh", "-c",
+                          "cat /sys/fs/cgroup/\(high) /sys/fs/cgroup/\(cpus); grep Cpus_allowed_list /proc/self/status | tr -d ' \\t'")
+        #expect(r.out == "33554432\n0\nCpus_allowed_list:0", "\(r.out) \(r.stderr)")
+    }
+
     /// The container's own cgroups at /sys/fs/cgroup, read-only, as Docker
     /// mounts them: what the JVM, .NET, Node and Go read to size themselves.
     @Test func containersSeeTheirOwnLimits() {

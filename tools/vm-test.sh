@@ -44,7 +44,7 @@ if [ ${#FILTERS[@]} -eq 0 ]; then
     'CgroupDriverTests'
     'ResourceLimitTests'
     'HardeningTests/(devices|privileged|userNamespaces|maskedAndReadOnlyPaths)'
-    'LifecycleTests/(pauseFreezes|killingTheCLIKeepsTheContainer|killingTheMonitorIsDetected|removeLeavesNoTrace|hostNamespacesWhenAsked|execJoinsTheContainer)'
+    'LifecycleTests/(pauseFreezes|killingTheCLIKeepsTheContainer|killingTheCLIMidStart|killingTheMonitorIsDetected|removeLeavesNoTrace|hostNamespacesWhenAsked|execJoinsTheContainer)'
     'OCIRuntimeTests/(killAllPauseResumeUpdateAndPs|runReturnsTheExitStatusAndCleansUp|aFailedCreateLeavesNothingBehind)'
     'NetworkTests/defaultBridgeGivesAddressRouteAndOutboundNAT'
     'UpgradeTests'

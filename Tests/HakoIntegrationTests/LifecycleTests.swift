@@ -271,6 +271,24 @@ final class LifecycleTests {
         host.hako("rm", "-f", "orphan")
     }
 
+    /// The CLI killed at points along a start (cgroups made, limits and device
+    /// filter written, the monitor being launched): whatever it leaves is a
+    /// container that `rm -f` removes whole, cgroups included.
+    @Test func killingTheCLIMidStartLeavesNothingBehindRemove() {
+        let before = Set(host.containerIDs())
+        for delay: UInt32 in [2_000, 8_000, 20_000, 50_000, 120_000] {
+            let pid = Subprocess.spawn(host.prefix + [Binaries.hako, "run", "-d", "--network", "none", "-m", "32m", "--pids-limit", "20",
+                                                      host.busybox, "sleep", "30"], env: host.env)
+            usleep(delay)
+            kill(pid, SIGKILL)
+            _ = Subprocess.waitBounded(pid, timeout: 5)
+        }
+        for id in Set(host.containerIDs()).subtracting(before) { host.hako("rm", "-f", id, timeout: 30) }
+        #expect(Set(host.containerIDs()) == before)
+        let mine = { self.host.cgroupDirs().filter { $0.split(separator: "/").last?.count == 64 && !before.contains(String($0.split(separator: "/").last ?? "")) } }
+        #expect(host.eventually(15) { mine().isEmpty }, "cgroups left: \(mine())")
+    }
+
     @Test func killingTheMonitorIsDetected() throws {
         let id = host.hako("run", "-d", host.busybox, "sleep", "30").out
         let lock = "\(host.runRoot)/containers/\(id)/monitor.lock"

@@ -274,7 +274,7 @@ final class LifecycleTests {
     /// The CLI killed at points along a start (cgroups made, limits and device
     /// filter written, the monitor being launched): whatever it leaves is a
     /// container that `rm -f` removes whole, cgroups included.
-    @Test func killingTheCLIMidStartLeavesNothingBehindRemove() {
+    @Test func killingTheCLIMidStartLeavesOnlyWhatRmRemoves() {
         let before = Set(host.containerIDs())
         for delay: UInt32 in [2_000, 8_000, 20_000, 50_000, 120_000] {
             let pid = Subprocess.spawn(host.prefix + [Binaries.hako, "run", "-d", "--network", "none", "-m", "32m", "--pids-limit", "20",

@@ -174,8 +174,10 @@ CMDLINE="console=ttyS0 panic=-1 quiet loglevel=3 no_timer_check rdinit=/init"
 if [ $SHELL_MODE -eq 1 ]; then
   accel=tcg
   [ "$ACCEL" = kvm ] && accel=kvm
+  # Not exec'd: the EXIT trap removes the work directory afterwards.
   # shellcheck disable=SC2046
-  exec qemu-system-x86_64 $(qemu_args "$accel") -serial mon:stdio -append "$CMDLINE"
+  qemu-system-x86_64 $(qemu_args "$accel") -serial mon:stdio -append "$CMDLINE"
+  exit $?
 fi
 
 boot() {

@@ -82,6 +82,8 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
+# Interrupted or stopped: the EXIT trap still stops qemu and removes the work directory.
+trap "exit 130" INT TERM
 mkdir -p "$WORK/initrd/bin" "$WORK/initrd/lib/modules" "$WORK/initrd/proc" "$WORK/initrd/sys" "$WORK/initrd/dev" "$WORK/results"
 
 # --- the initramfs: busybox and the modules that reach the root --------------

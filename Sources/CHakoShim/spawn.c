@@ -258,9 +258,20 @@ static void do_mount(struct child *c, int rootfd, const struct hako_mount *m) {
         if (mount(m->source[0] ? m->source : m->fstype, tp, m->fstype, m->flags & ~not_mount_flags, m->data[0] ? m->data : NULL) < 0) {
             // sysfs can only be mounted by the owner of the network namespace: a
             // user-namespaced container in a namespace the engine made gets the
-            // host's /sys bound instead (read-only), as runc does.
-            if (!(errno == EPERM && strcmp(m->fstype, "sysfs") == 0)) child_fail(c, HAKO_STAGE_MOUNT, errno, m->target);
-            if (mount("/sys", tp, NULL, MS_BIND | MS_REC, NULL) < 0) child_fail(c, HAKO_STAGE_MOUNT, errno, m->target);
+            // host's /sys bound instead (read-only), as runc does. Likewise
+            // cgroup2, which the kernel refuses inside a user namespace
+            // (EPERM, or EBUSY from a cgroup namespace it does not own): the
+            // container's own cgroup2 directory is bound, the same view.
+            int e = errno;
+            const char *fallback = NULL;
+            int rec = MS_REC;
+            if (e == EPERM && strcmp(m->fstype, "sysfs") == 0) fallback = "/sys";
+            if ((e == EPERM || e == EBUSY) && strcmp(m->fstype, "cgroup2") == 0 && c->s->cgroup_dir) {
+                fallback = c->s->cgroup_dir;
+                rec = 0;
+            }
+            if (!fallback) child_fail(c, HAKO_STAGE_MOUNT, e, m->target);
+            if (mount(fallback, tp, NULL, MS_BIND | rec, NULL) < 0) child_fail(c, HAKO_STAGE_MOUNT, errno, m->target);
             close(t);
             t = hako_open_in_root(rootfd, m->target, O_PATH, 0);
             if (t < 0) child_fail(c, HAKO_STAGE_MOUNT, errno, m->target);

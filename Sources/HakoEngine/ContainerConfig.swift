@@ -32,7 +32,8 @@ public struct RunOptions: Sendable {
     public var pid: NamespaceMode = .private
     public var uts: NamespaceMode = .private
     public var ipc: NamespaceMode = .private
-    public var cgroupns: NamespaceMode = .host
+    /// nil: Docker's default for the host, private on cgroup v2 and host on v1.
+    public var cgroupns: NamespaceMode?
     public var network: NetworkMode = .bridge
     public var networking = NetworkRunOptions()
     public var storage = StorageRunOptions()

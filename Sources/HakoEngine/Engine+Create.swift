@@ -22,6 +22,10 @@ extension Engine {
         return config
     }
 
+    /// Docker's cgroup namespace when none is asked for: private where the host
+    /// has cgroup v2 only (the Pis), the host's on v1 and hybrid hosts.
+    var defaultCgroupns: NamespaceMode { cgroupHost.mode == .unified ? .private : .host }
+
     /// Pure: options + image → configuration (the id and name are still to be assigned).
     func makeConfig(_ o: RunOptions, image: Image) throws -> ContainerConfig {
         let imageEntrypoint = image.config.entrypoint ?? []
@@ -110,7 +114,7 @@ extension Engine {
             workingDir: o.workingDir ?? (image.config.workingDir.flatMap { $0.isEmpty ? nil : $0 } ?? "/"),
             user: o.user ?? (image.config.user ?? ""), hostname: o.hostname ?? "", labels: labels,
             tty: o.tty, openStdin: o.interactive, autoRemove: o.autoRemove, restartPolicy: restart.description,
-            pidMode: o.pid, utsMode: o.uts, ipcMode: o.ipc, cgroupnsMode: o.cgroupns, networkMode: o.network,
+            pidMode: o.pid, utsMode: o.uts, ipcMode: o.ipc, cgroupnsMode: o.cgroupns ?? defaultCgroupns, networkMode: o.network,
             stopSignal: stopSignal, stopTimeout: o.stopTimeout ?? 10, logMaxSize: logMaxSize, logMaxFiles: logMaxFiles,
             cgroupParent: cgroupParent)
         config.networking = try ContainerNetworking.make(o.networking, mode: o.network, exposed: image.config.exposedPorts ?? [])

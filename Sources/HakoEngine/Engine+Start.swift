@@ -57,8 +57,8 @@ extension Engine {
             let placement = try driver.create(id)
             try driver.apply(config.effectiveIsolation.limits, to: id)
             try driver.setDevices(hardening.deviceRules, for: id)
-            var (runtime, monitor) = SpecBuilder.build(config: config, paths: cp, nameLink: paths.nameLink(config.name),
-                                                       user: user, cgroup: placement, terminal: terminal)
+            var (runtime, monitor) = SpecBuilder.build(config: config, paths: cp, nameLink: paths.nameLink(config.name), user: user,
+                                                       cgroup: placement, cgroupView: driver.view(of: id), terminal: terminal)
             try prepareNetworkAndStorage(config, runtime: &runtime, monitor: &monitor)
             runtime = SpecBuilder.harden(runtime, config: config, hardening)
             // A detached overlay (user namespaces) is built layer by layer; the classic mount data must fit in a page.
@@ -102,7 +102,7 @@ public enum SpecBuilder {
     }
 
     public static func build(config: ContainerConfig, paths cp: ContainerPaths, nameLink: String,
-                             user: ResolvedUser, cgroup: CgroupPlacement, terminal: TerminalSize?) -> (RuntimeSpec, MonitorSpec) {
+                             user: ResolvedUser, cgroup: CgroupPlacement, cgroupView: CgroupView, terminal: TerminalSize?) -> (RuntimeSpec, MonitorSpec) {
         var process = ProcessSpec(args: config.args, env: environment(config, home: user.home, tty: config.tty))
         process.cwd = config.workingDir
         process.uid = user.uid
@@ -120,7 +120,7 @@ public enum SpecBuilder {
         r.hostname = config.utsMode == .host ? nil : config.hostname
         let lower = config.layerDirs.reversed().map { $0 }
         r.overlay = OverlayRoot(lower: lower, upper: cp.upper, work: cp.work)
-        r.mounts = defaultMounts(config, paths: cp)
+        r.mounts = defaultMounts(config, paths: cp, cgroups: cgroupView)
         r.devices = DeviceNode.standard
         r.cgroup = cgroup
 
@@ -137,8 +137,9 @@ public enum SpecBuilder {
         return (r, m)
     }
 
-    /// Docker's default file systems and /dev, in mount order.
-    static func defaultMounts(_ c: ContainerConfig, paths cp: ContainerPaths) -> [Mount] {
+    /// Docker's default file systems and /dev, in mount order. The container's
+    /// own cgroups are at /sys/fs/cgroup, read-only unless it is privileged.
+    static func defaultMounts(_ c: ContainerConfig, paths cp: ContainerPaths, cgroups: CgroupView) -> [Mount] {
         let nosuid = HAKO_MS_NOSUID, nodev = HAKO_MS_NODEV, noexec = HAKO_MS_NOEXEC
         var m: [Mount] = [
             .filesystem("proc", at: "/proc", flags: nosuid | noexec | nodev),
@@ -146,6 +147,7 @@ public enum SpecBuilder {
             .filesystem("devpts", at: "/dev/pts", options: "newinstance,ptmxmode=0666,mode=0620,gid=5", flags: nosuid | noexec),
             .filesystem("sysfs", at: "/sys", flags: nosuid | noexec | nodev | HAKO_MS_RDONLY),
         ]
+        m += cgroups.mounts(at: "/sys/fs/cgroup", readOnly: !c.effectiveIsolation.privileged, ownNamespace: c.cgroupnsMode == .private)
         if c.ipcMode == .host {
             m.append(.bind("/dev/shm", at: "/dev/shm"))
         } else {

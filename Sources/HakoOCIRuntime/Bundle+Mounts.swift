@@ -77,8 +77,9 @@ public enum MountOptions {
 
 extension BundlePlan {
     /// The config's mounts, in order; "cgroup" mounts become the container's
-    /// own cgroup directories, bound under a tmpfs (or its cgroup2 directory).
-    static func mounts(_ spec: OCI.Spec, bundle: String, cgroups: CgroupView) throws -> [Mount] {
+    /// own cgroups (CgroupView: cgroup2 in a cgroup namespace of its own, else
+    /// its directories bound, under a tmpfs on v1).
+    static func mounts(_ spec: OCI.Spec, bundle: String, cgroups: CgroupView, cgroupNamespace: Bool) throws -> [Mount] {
         var out: [Mount] = []
         for (i, m) in spec.mounts.enumerated() {
             let field = "mounts[\(i)]"
@@ -99,7 +100,7 @@ extension BundlePlan {
                 continue
             }
             if type == "cgroup" || type == "cgroup2" {
-                out += cgroups.mounts(at: dest, readOnly: o.flags & MountOptions.MS_RDONLY != 0)
+                out += cgroups.mounts(at: dest, readOnly: o.flags & MountOptions.MS_RDONLY != 0, ownNamespace: cgroupNamespace)
                 continue
             }
             guard !type.isEmpty else { throw HakoError(.failed, "config.json: \(field).type: is required for a mount that is not a bind mount") }
@@ -109,26 +110,6 @@ extension BundlePlan {
             mount.propagation = o.propagation
             out.append(mount)
         }
-        return out
-    }
-}
-
-/// The container's cgroups as its /sys/fs/cgroup shows them.
-struct CgroupView {
-    /// (name under /sys/fs/cgroup, host directory of the container) per hierarchy.
-    var binds: [(name: String, source: String)]
-    /// Symlinks of the host's /sys/fs/cgroup (cpu → cpu,cpuacct).
-    var links: [(name: String, target: String)]
-    /// On a cgroup2-only host: the container's directory, bound at the mount point.
-    var unifiedOnly: String?
-
-    func mounts(at dest: String, readOnly: Bool) -> [Mount] {
-        let ro = readOnly ? MountOptions.MS_RDONLY : 0
-        let plain = MountOptions.MS_NOSUID | MountOptions.MS_NODEV | MountOptions.MS_NOEXEC
-        if let u = unifiedOnly { return [Mount.bind(u, at: dest, readOnly: readOnly, recursive: false, flags: plain)] }
-        var out = [Mount.filesystem("tmpfs", at: dest, source: "cgroup", options: "mode=755", flags: plain)]
-        for b in binds { out.append(.bind(b.source, at: dest + "/" + b.name, readOnly: readOnly, recursive: false, flags: plain | ro)) }
-        for l in links { out.append(.symlink(dest + "/" + l.name, pointingTo: l.target)) }
         return out
     }
 }

@@ -55,7 +55,7 @@ public struct BundlePlan: Sendable {
         }
         r.readonlyRoot = spec.root?.readonly ?? false
         r.propagation = try rootPropagation(spec.linux.rootfsPropagation)
-        r.mounts = try mounts(spec, bundle: bundle, cgroups: cgroups)
+        r.mounts = try mounts(spec, bundle: bundle, cgroups: cgroups, cgroupNamespace: r.namespaces.cgroup != .host)
         let devBound = spec.mounts.contains { FS.normalize($0.destination) == "/dev" && ($0.type == "bind" || $0.options.contains("bind") || $0.options.contains("rbind")) }
         var rules = try spec.linux.resources?.deviceRules() ?? []
         if !devBound {

@@ -57,8 +57,7 @@ extension OCIRuntime {
             try sys("chmod", fifo) { chmod(fifo, 0o622) }
             let placement = try driver.create(cgLeaf)
             cgroupMade = true
-            let view = cgroupView(driver, leaf: cgLeaf, placement: placement)
-            var plan = try BundlePlan.make(spec, id: req.id, bundle: bundle, rootfs: rootfs, placement: placement, cgroups: view,
+            var plan = try BundlePlan.make(spec, id: req.id, bundle: bundle, rootfs: rootfs, placement: placement, cgroups: driver.view(of: cgLeaf),
                                            cgroupVersion: driver.version, compiler: seccompCompiler, options: req.options)
             for w in plan.warnings { log.warning(w) }
             try driver.apply(plan.cgroupWrites, to: cgLeaf)
@@ -105,23 +104,6 @@ extension OCIRuntime {
         lockFD.close()
         if let keep { keep(l) } else { l.release() }
         return l.pid
-    }
-
-    /// The container's cgroup directories as its "cgroup" mounts show them.
-    func cgroupView(_ driver: any CgroupDriver, leaf: String, placement: CgroupPlacement) -> CgroupView {
-        if cgroupHost.mode == .unified { return CgroupView(binds: [], links: [], unifiedOnly: placement.unifiedDir) }
-        var binds: [(String, String)] = []
-        for h in cgroupHost.v1 where h.controllers.contains(where: { !$0.hasPrefix("name=") }) {
-            guard let name = h.mount.split(separator: "/").last, let c = h.controllers.first(where: { !$0.hasPrefix("name=") }),
-                  let d = driver.directory(of: c, for: leaf) else { continue }
-            binds.append((String(name), d))
-        }
-        if let u = placement.unifiedDir, let name = cgroupHost.unified?.split(separator: "/").last { binds.append((String(name), u)) }
-        var links: [(String, String)] = []
-        for name in (try? FS.list("/sys/fs/cgroup")) ?? [] {
-            if let target = FS.readLink("/sys/fs/cgroup/\(name)") { links.append((name, target)) }
-        }
-        return CgroupView(binds: binds, links: links, unifiedOnly: nil)
     }
 
     func writePidFile(_ path: String, _ pid: Int32) throws {

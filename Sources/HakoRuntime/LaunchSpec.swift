@@ -52,6 +52,12 @@ public struct Mount: Sendable, Equatable, Codable {
         return Mount(kind: .bind, source: source, target: target, flags: f)
     }
 
+    /// Changes the flags of the mount at `target` (made earlier in the list):
+    /// a tmpfs that holds other mounts goes read-only only once they are made.
+    public static func remount(_ target: String, flags: UInt64) -> Mount {
+        Mount(kind: .filesystem, source: "", target: target, flags: HAKO_MS_REMOUNT | HAKO_MS_BIND | flags)
+    }
+
     public static func symlink(_ target: String, pointingTo link: String) -> Mount {
         Mount(kind: .symlink, source: link, target: target)
     }

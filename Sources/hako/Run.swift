@@ -24,7 +24,7 @@ struct ContainerOptions: ParsableArguments {
     @Option(name: .long("uts"), help: "UTS namespace: host or private.") var uts: String?
     @Option(name: .long("ipc"), help: "IPC namespace: host or private.") var ipc: String?
     @Option(name: [.long("network"), .long("net")], help: "Network: bridge (default), none, host, or a network's name.") var network: String?
-    @Option(name: .long("cgroupns"), help: "Cgroup namespace: host (default) or private.") var cgroupns: String?
+    @Option(name: .long("cgroupns"), help: "Cgroup namespace: host or private (default: private on cgroup v2 hosts, host on v1).") var cgroupns: String?
     @Option(name: .long("stop-signal"), help: "Signal that stops the container.") var stopSignal: String?
     @Option(name: .long("stop-timeout"), help: "Seconds to wait before killing on stop.") var stopTimeout: Int?
     @Option(name: .long("log-opt"), help: "Log options: max-size=SIZE, max-file=N.") var logOpt: [String] = []
@@ -50,7 +50,7 @@ struct ContainerOptions: ParsableArguments {
         o.pid = try namespace(pid, "--pid")
         o.uts = try namespace(uts, "--uts")
         o.ipc = try namespace(ipc, "--ipc", allowShareable: true)
-        o.cgroupns = try cgroupns.map { try namespace($0, "--cgroupns") } ?? .host
+        o.cgroupns = try cgroupns.map { try namespace($0, "--cgroupns") }
         net.apply(network: network, to: &o)
         storage.apply(to: &o)
         o.stopSignal = stopSignal

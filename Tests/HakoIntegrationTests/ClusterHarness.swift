@@ -39,11 +39,14 @@ final class ClusterHarness: @unchecked Sendable {
     static let registryAddress = "10.213.0.1:5000"
     var adminEnv: [String: String] { ["HAKO_ROOT": base + "/engine/root", "HAKO_RUN_ROOT": base + "/engine/run"] }
 
-    /// `grace`: the coordinator's down_after (short, so failover tests are quick).
+    /// `grace`: the coordinator's down_after (short, so failover tests are quick;
+    /// HAKO_TEST_CLUSTER_GRACE overrides the default where everything is slower,
+    /// as in the VM tier under TCG, where an agent's restart alone takes longer).
     /// `registry`: a registry on the underlay, which every engine reaches over plain HTTP.
     /// `loadAware`: each node's load is its own cgroup parent's CPU and memory
     /// (agent.toml `load_cgroup`), and the scheduler weighs CPU heavily.
-    init(_ tag: String, nodes count: Int, grace: String = "3s", registry: Bool = false, loadAware: Bool = false) {
+    init(_ tag: String, nodes count: Int, grace: String = ProcessInfo.processInfo.environment["HAKO_TEST_CLUSTER_GRACE"] ?? "3s",
+         registry: Bool = false, loadAware: Bool = false) {
         self.tag = "\(tag)\(getpid() % 100_000)"
         var template = Array("/tmp/hako-cluster-\(tag)-XXXXXX".utf8CString)
         let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
@@ -261,8 +264,9 @@ final class ClusterHarness: @unchecked Sendable {
         for n in nodes {
             let ids = onNode(n, ["ps", "-aq", "--no-trunc"]).stdout.split(separator: "\n").map(String.init)
             if !ids.isEmpty { _ = onNode(n, ["rm", "-f"] + ids) }
-            for hierarchy in (try? FileManager.default.contentsOfDirectory(atPath: "/sys/fs/cgroup")) ?? [] {
-                let p = "/sys/fs/cgroup/\(hierarchy)/\(n.cgroupParent)"
+            let hierarchies = TestHost.cgroupV2 ? [""] : (try? FileManager.default.contentsOfDirectory(atPath: "/sys/fs/cgroup")) ?? []
+            for hierarchy in hierarchies {
+                let p = hierarchy.isEmpty ? "/sys/fs/cgroup/\(n.cgroupParent)" : "/sys/fs/cgroup/\(hierarchy)/\(n.cgroupParent)"
                 if FileManager.default.fileExists(atPath: p) {
                     for child in (try? FileManager.default.contentsOfDirectory(atPath: p)) ?? [] where child.count == 64 { rmdir(p + "/" + child) }
                     rmdir(p)

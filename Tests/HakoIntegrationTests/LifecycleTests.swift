@@ -38,10 +38,10 @@ final class LifecycleTests {
         #expect(none.split(separator: "\n").map { $0.trimmed } == ["lo"], "a new network namespace has only lo")
         let shared = host.hako("run", "--rm", "--network", "host", host.busybox, "sh", "-c", "tail -n +3 /proc/net/dev | wc -l").out
         #expect((Int(shared) ?? 0) >= 1)
-        // cgroup namespace: shared by default, private on request.
+        // cgroup namespace: private or the host's on request (the defaults: ResourceLimitTests).
         let priv = host.hako("run", "--rm", "--cgroupns", "private", host.busybox, "cat", "/proc/self/cgroup").out
         #expect(priv.split(separator: "\n").allSatisfy { $0.hasSuffix(":/") }, "\(priv)")
-        let sharedCg = host.hako("run", "--rm", host.busybox, "cat", "/proc/self/cgroup").out
+        let sharedCg = host.hako("run", "--rm", "--cgroupns", "host", host.busybox, "cat", "/proc/self/cgroup").out
         #expect(sharedCg.contains(host.cgroupParent))
     }
 
@@ -269,6 +269,24 @@ final class LifecycleTests {
         #expect(host.state("orphan")["Status"] as? String == "running")
         #expect(host.hako("exec", "orphan", "true").status == 0)
         host.hako("rm", "-f", "orphan")
+    }
+
+    /// The CLI killed at points along a start (cgroups made, limits and device
+    /// filter written, the monitor being launched): whatever it leaves is a
+    /// container that `rm -f` removes whole, cgroups included.
+    @Test func killingTheCLIMidStartLeavesOnlyWhatRmRemoves() {
+        let before = Set(host.containerIDs())
+        for delay: UInt32 in [2_000, 8_000, 20_000, 50_000, 120_000] {
+            let pid = Subprocess.spawn(host.prefix + [Binaries.hako, "run", "-d", "--network", "none", "-m", "32m", "--pids-limit", "20",
+                                                      host.busybox, "sleep", "30"], env: host.env)
+            usleep(delay)
+            kill(pid, SIGKILL)
+            _ = Subprocess.waitBounded(pid, timeout: 5)
+        }
+        for id in Set(host.containerIDs()).subtracting(before) { host.hako("rm", "-f", id, timeout: 30) }
+        #expect(Set(host.containerIDs()) == before)
+        let mine = { self.host.cgroupDirs().filter { $0.split(separator: "/").last?.count == 64 && !before.contains(String($0.split(separator: "/").last ?? "")) } }
+        #expect(host.eventually(15) { mine().isEmpty }, "cgroups left: \(mine())")
     }
 
     @Test func killingTheMonitorIsDetected() throws {

@@ -265,7 +265,7 @@ import Testing
         let res = host.base + "/res.json"
         host.write(["pids": ["limit": 42]], to: res)
         #expect(host.rt("update", "--resources", res, "ctl").status == 0)
-        let pidsMax = host.cgroupDirs().first { $0.contains("/pids/") }.flatMap { try? String(contentsOfFile: $0 + "/pids.max", encoding: .utf8) }
+        let pidsMax = host.cgroupDirs().first { TestHost.cgroupV2 || $0.contains("/pids/") }.flatMap { try? String(contentsOfFile: $0 + "/pids.max", encoding: .utf8) }
         #expect(pidsMax?.trimmed == "42")
         #expect(host.rt("update", "--resources", "-", "ctl", stdin: #"{"memory":{"limit":67108864}}"#).status == 0)
         let list = host.rt("list", "--format", "json")

@@ -117,8 +117,10 @@ extension TestHost {
         Subprocess.run(prefix + [Binaries.hako] + args, env: env.merging(extra) { $1 }, timeout: 60)
     }
 
-    /// A file of a container's cgroup in a v1 hierarchy (this machine is hybrid).
+    /// A file of a container's cgroup: in the v1 `hierarchy` (this machine is
+    /// hybrid), or in its one directory on a cgroup v2 host (the VM tier).
     func cgroupFile(_ hierarchy: String, _ id: String, _ file: String) -> String? {
-        (try? String(contentsOfFile: "/sys/fs/cgroup/\(hierarchy)/\(cgroupParent)/\(id)/\(file)", encoding: .utf8))?.trimmed
+        let dir = TestHost.cgroupV2 ? "/sys/fs/cgroup/\(cgroupParent)/\(id)" : "/sys/fs/cgroup/\(hierarchy)/\(cgroupParent)/\(id)"
+        return (try? String(contentsOfFile: "\(dir)/\(file)", encoding: .utf8))?.trimmed
     }
 }

@@ -79,11 +79,16 @@ final class RuntimeHost: @unchecked Sendable {
 
     func status(_ id: String) -> String { state(id)["status"] as? String ?? "(none)" }
 
+    /// This host's parent in each hierarchy (v1), or its one directory (cgroup v2 alone).
+    var parentDirs: [String] {
+        if TestHost.cgroupV2 { return ["/sys/fs/cgroup/\(cgroupParent)"] }
+        return ((try? FileManager.default.contentsOfDirectory(atPath: "/sys/fs/cgroup")) ?? []).map { "/sys/fs/cgroup/\($0)/\(cgroupParent)" }
+    }
+
     /// cgroup directories of this host's parent that still exist.
     func cgroupDirs() -> [String] {
         var out: [String] = []
-        for h in (try? FileManager.default.contentsOfDirectory(atPath: "/sys/fs/cgroup")) ?? [] {
-            let p = "/sys/fs/cgroup/\(h)/\(cgroupParent)"
+        for p in parentDirs {
             for child in (try? FileManager.default.contentsOfDirectory(atPath: p)) ?? [] where FileManager.default.fileExists(atPath: "\(p)/\(child)/cgroup.procs") {
                 out.append("\(p)/\(child)")
             }
@@ -105,7 +110,7 @@ final class RuntimeHost: @unchecked Sendable {
             rt("delete", "--force", id, timeout: 30)
         }
         for d in cgroupDirs() { rmdir(d) }
-        for h in (try? FileManager.default.contentsOfDirectory(atPath: "/sys/fs/cgroup")) ?? [] { rmdir("/sys/fs/cgroup/\(h)/\(cgroupParent)") }
+        for p in parentDirs { rmdir(p) }
         try? FileManager.default.removeItem(atPath: base)
     }
 

@@ -161,11 +161,15 @@ final class TestHost: @unchecked Sendable {
         hako("ps", "-a", "-q", "--no-trunc").stdout.split(separator: "\n").map(String.init)
     }
 
-    /// Every cgroup directory under this host's parent.
+    /// Whether this host has cgroup v2 alone (the Pis; the VM tier), not v1 or hybrid.
+    static let cgroupV2 = FileManager.default.fileExists(atPath: "/sys/fs/cgroup/cgroup.controllers")
+
+    /// Every cgroup directory under this host's parent (v1: in every hierarchy).
     func cgroupDirs() -> [String] {
         var out: [String] = []
-        for hierarchy in (try? FileManager.default.contentsOfDirectory(atPath: "/sys/fs/cgroup")) ?? [] {
-            let p = "/sys/fs/cgroup/\(hierarchy)/\(cgroupParent)"
+        let hierarchies = TestHost.cgroupV2 ? [""] : (try? FileManager.default.contentsOfDirectory(atPath: "/sys/fs/cgroup")) ?? []
+        for hierarchy in hierarchies {
+            let p = hierarchy.isEmpty ? "/sys/fs/cgroup/\(cgroupParent)" : "/sys/fs/cgroup/\(hierarchy)/\(cgroupParent)"
             if FileManager.default.fileExists(atPath: p) {
                 out.append(p)
                 for child in (try? FileManager.default.contentsOfDirectory(atPath: p)) ?? [] where child.count == 64 { out.append(p + "/" + child) }

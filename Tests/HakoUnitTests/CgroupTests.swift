@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CHakoShim
 @testable import HakoRuntime
 import HakoSystem
 import Testing
@@ -79,6 +80,38 @@ let unifiedMountinfo = """
         #expect(p.removeDirs.first == "/sys/fs/cgroup/cpu/hako/c1")
         #expect(p.removeDirs.last == "/sys/fs/cgroup/unified/hako/c1")
         #expect(p.removeDirs.count == 7)
+    }
+
+    /// What a container sees at /sys/fs/cgroup: its own directories only, read-only.
+    @Test func containerViewOnV1() throws {
+        let joined = hybridMountinfo + "\n42 31 0:39 / /sys/fs/cgroup/net_cls,net_prio rw,relatime - cgroup cgroup rw,net_cls,net_prio\n"
+        let d = try makeCgroupDriver(host: CgroupHost.parse(mountinfo: joined), parent: "hako")
+        let view = d.view(of: "c1")
+        #expect(view.unified == nil)
+        #expect(view.hierarchies.map(\.name) == ["cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "net_cls,net_prio", "unified"])
+        #expect(view.hierarchies.first { $0.name == "memory" }?.directory == "/sys/fs/cgroup/memory/hako/c1")
+        #expect(view.hierarchies.last?.directory == "/sys/fs/cgroup/unified/hako/c1")
+        #expect(view.aliases == [.init(name: "net_cls", target: "net_cls,net_prio"), .init(name: "net_prio", target: "net_cls,net_prio")])
+        let m = view.mounts(at: "/sys/fs/cgroup", readOnly: true, ownNamespace: false)
+        #expect(m.first?.fstype == "tmpfs" && (m.first?.flags ?? 0) & HAKO_MS_RDONLY == 0, "the tmpfs is writable until its mount points exist")
+        #expect(m.dropFirst().prefix(8).allSatisfy { $0.kind == .bind && $0.flags & HAKO_MS_RDONLY != 0 && $0.flags & HAKO_MS_REC == 0 })
+        try #require(m.count == 1 + 8 + 2 + 1, "\(m.map(\.target))")
+        #expect(m[9].kind == .symlink && m[9].target == "/sys/fs/cgroup/net_cls")
+        #expect(m.last?.target == "/sys/fs/cgroup" && (m.last?.flags ?? 0) & (HAKO_MS_REMOUNT | HAKO_MS_RDONLY) == HAKO_MS_REMOUNT | HAKO_MS_RDONLY)
+        let writable = view.mounts(at: "/sys/fs/cgroup", readOnly: false, ownNamespace: false)
+        #expect(writable.count == 1 + 8 + 2 && writable.allSatisfy { $0.flags & HAKO_MS_RDONLY == 0 })
+    }
+
+    @Test func containerViewOnV2() throws {
+        let d = try makeCgroupDriver(host: CgroupHost.parse(mountinfo: unifiedMountinfo), parent: "hako")
+        let view = d.view(of: "c1")
+        #expect(view == CgroupView(unified: "/sys/fs/cgroup/hako/c1"))
+        // Its own namespace: cgroup2, rooted there by the kernel.
+        let own = view.mounts(at: "/sys/fs/cgroup", readOnly: true, ownNamespace: true)
+        #expect(own.count == 1 && own[0].kind == .filesystem && own[0].fstype == "cgroup2" && own[0].flags & HAKO_MS_RDONLY != 0)
+        // The host's namespace: its directory bound (not the whole hierarchy).
+        let shared = view.mounts(at: "/sys/fs/cgroup", readOnly: true, ownNamespace: false)
+        #expect(shared.count == 1 && shared[0].kind == .bind && shared[0].source == "/sys/fs/cgroup/hako/c1" && shared[0].flags & HAKO_MS_RDONLY != 0)
     }
 
     @Test func badParentsAreRefused() {

@@ -93,7 +93,8 @@ import Testing
     func plan(_ text: String, cgroupVersion: Int = 1) throws -> BundlePlan {
         let spec = try OCI.decode(Array(text.utf8))
         return try BundlePlan.make(spec, id: "c1", bundle: "/b", rootfs: "/b/rootfs", placement: CgroupPlacement(),
-                                   cgroups: CgroupView(binds: [("memory", "/sys/fs/cgroup/memory/c1")], links: [("cpu,cpuacct", "cpu")], unifiedOnly: nil),
+                                   cgroups: CgroupView(hierarchies: [.init(name: "memory", directory: "/sys/fs/cgroup/memory/c1")],
+                                                      aliases: [.init(name: "cpuacct", target: "cpu,cpuacct")]),
                                    cgroupVersion: cgroupVersion, compiler: SeccompCompiler(cacheDirectory: nil), options: BundlePlan.Options())
     }
 
@@ -141,9 +142,12 @@ import Testing
         #expect(r.initOptions.timeOffsets?.monotonic.0 == 10 && r.initOptions.timeOffsets?.monotonic.1 == 5)
         #expect(r.initOptions.hookSync && r.initOptions.hooks.first?.timeout == 3)
         #expect(r.devices.map(\.path) == ["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty", "/dev/fuse"])
-        // The cgroup mount: a tmpfs, the container's directories read-only, the host's symlinks.
-        #expect(r.mounts.map(\.target).prefix(4) == ["/proc", "/sys/fs/cgroup", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/cpu,cpuacct"])
+        // The cgroup mount: a tmpfs, the container's directories read-only, the
+        // aliases, then the tmpfs itself made read-only.
+        #expect(r.mounts.map(\.target).prefix(5) == ["/proc", "/sys/fs/cgroup", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/cpuacct", "/sys/fs/cgroup"])
         #expect(r.mounts[2].source == "/sys/fs/cgroup/memory/c1" && r.mounts[2].flags & MountOptions.MS_RDONLY != 0)
+        #expect(r.mounts[3].kind == .symlink && r.mounts[3].source == "cpu,cpuacct")
+        #expect(r.mounts[4].flags & (MountOptions.MS_REMOUNT | MountOptions.MS_RDONLY) == MountOptions.MS_REMOUNT | MountOptions.MS_RDONLY)
         #expect(r.mounts.contains { $0.target == "/dev/ptmx" && $0.source == "pts/ptmx" })
         // Device rules: the config's, the explicit device, then runc's defaults.
         #expect(p.deviceRules.first == .denyAll)

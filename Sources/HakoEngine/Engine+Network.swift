@@ -243,8 +243,12 @@ extension Engine {
 
     /// Removes what containers that no longer run still hold (their monitor was
     /// killed, or the command starting them was). Cheap when there is nothing.
+    /// Also removes the temporary files of killed writers in the network
+    /// state (an endpoint record half-written by a `run` killed at that moment).
     public func reconcileNetworks() {
-        let ids = Set(((try? FS.list(paths.endpoints)) ?? []).filter { $0.hasSuffix(".json") }.map { String($0.dropLast(5)) })
+        let endpointNames = (try? FS.list(paths.endpoints)) ?? []
+        FS.removeOrphanedTemporaries(in: paths.endpoints, names: endpointNames)
+        let ids = Set(endpointNames.filter { $0.hasSuffix(".json") }.map { String($0.dropLast(5)) })
             .union(((try? FS.list(paths.netnsDir)) ?? []).filter { $0.count == 64 })
         for id in ids where !monitorAlive(id) {
             let cp = paths.container(id)

@@ -117,11 +117,13 @@ static void json_str(FILE *f, const char *s) {
     fputc('"', f);
 }
 
-// The state file: written whole to a temporary name, then renamed over.
+// The state file: written whole to a temporary name, then renamed over. The
+// name carries the writer's pid (as hako's own atomic writes do) so that a
+// leftover of a killed monitor is recognised and removed by the next owner.
 static void write_state(const char *status, int durable) {
     if (!M.spec.state_path) return;
     char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", M.spec.state_path);
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", M.spec.state_path, (int)getpid());
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) return;
     FILE *f = fdopen(fd, "w");

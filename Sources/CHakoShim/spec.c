@@ -1,8 +1,11 @@
 // The launch spec: parses the record blob Swift writes into struct hako_spec.
-// Pointers in the spec point into the blob; nothing is allocated.
+// Strings in the spec point into the blob; the argv, envp and mount tables are
+// allocated to the number of their records (one block), so a command line is
+// limited by the kernel (ARG_MAX at exec), not by a table size.
 #include "hako_shim.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
 
@@ -67,7 +70,7 @@ static const char *str_at(const uint8_t *p, uint32_t len) {
 
 #define FAIL(...) do { snprintf(err, errlen, __VA_ARGS__); return -1; } while (0)
 #define NEED(cond, what) do { if (!(cond)) FAIL("launch spec: bad %s record", what); } while (0)
-#define PUSH(arr, n, cap, v, what) do { if ((n) >= (cap)) FAIL("launch spec: too many %s", what); (arr)[(n)++] = (v); } while (0)
+#define PUSH(arr, n, cap, v, what) do { if ((size_t)(n) >= (size_t)(cap)) FAIL("launch spec: too many %s", what); (arr)[(n)++] = (v); } while (0)
 
 static int u32_at(const uint8_t *p, uint32_t len, uint32_t idx, uint32_t *out) {
     if (len < (idx + 1) * 4) return -1;
@@ -75,8 +78,54 @@ static int u32_at(const uint8_t *p, uint32_t len, uint32_t idx, uint32_t *out) {
     return 0;
 }
 
+// Counts the records of the repeated kinds whose tables are sized to the blob.
+// A malformed blob stops the count; the parse reports it.
+static void count_lists(const uint8_t *p, const uint8_t *end, size_t *nargs, size_t *nenv, size_t *nmounts) {
+    *nargs = *nenv = *nmounts = 0;
+    if ((size_t)(end - p) < 8) return;
+    p += 8;
+    while ((size_t)(end - p) >= 6) {
+        uint16_t tag; uint32_t n;
+        memcpy(&tag, p, 2); memcpy(&n, p + 2, 4);
+        p += 6;
+        if ((size_t)(end - p) < n) return;
+        p += n;
+        if (tag == HAKO_T_ARG) (*nargs)++;
+        else if (tag == HAKO_T_ENV) (*nenv)++;
+        else if (tag == HAKO_T_MOUNT) (*nmounts)++;
+    }
+}
+
+struct capacity { size_t args, env, mounts; };
+
+static int parse_records(const void *blob, size_t len, struct hako_spec *s, struct capacity cap, char *err, size_t errlen);
+
 int hako_spec_parse(const void *blob, size_t len, struct hako_spec *s, char *err, size_t errlen) {
     memset(s, 0, sizeof *s);
+    struct capacity cap;
+    count_lists(blob, (const uint8_t *)blob + len, &cap.args, &cap.env, &cap.mounts);
+    // One block: the mounts, argv (+ NULL), envp (+ NULL). Each record takes
+    // at least 6 bytes of the blob, so the sizes cannot overflow.
+    size_t mounts = cap.mounts * sizeof(struct hako_mount);
+    char *block = calloc(1, mounts + (cap.args + 1 + cap.env + 1) * sizeof(const char *));
+    if (!block) FAIL("launch spec: out of memory for %zu args and %zu env entries", cap.args, cap.env);
+    s->mounts = (struct hako_mount *)(void *)block;
+    s->argv = (const char **)(void *)(block + mounts);
+    s->envp = s->argv + cap.args + 1;
+    if (parse_records(blob, len, s, cap, err, errlen) < 0) {
+        hako_spec_free(s);
+        return -1;
+    }
+    return 0;
+}
+
+void hako_spec_free(struct hako_spec *s) {
+    free(s->mounts);
+    s->mounts = NULL; s->argv = NULL; s->envp = NULL;
+    s->nmounts = s->argc = s->envc = 0;
+}
+
+static int parse_records(const void *blob, size_t len, struct hako_spec *s, struct capacity cap, char *err, size_t errlen) {
     s->propagation = MS_REC | MS_SLAVE;
     s->stop_signal = 15;
     s->log_max_files = 1;
@@ -98,8 +147,8 @@ int hako_spec_parse(const void *blob, size_t len, struct hako_spec *s, char *err
         case HAKO_T_OVERLAY: NEED(str, "overlay"); s->overlay = str; break;
         case HAKO_T_OVERLAY_DIR: NEED(str, "overlay dir"); s->overlay_dir = str; break;
         case HAKO_T_HOSTNAME: NEED(str, "hostname"); s->hostname = str; break;
-        case HAKO_T_ARG: NEED(str, "arg"); PUSH(s->argv, s->argc, HAKO_MAX_LIST, str, "args"); break;
-        case HAKO_T_ENV: NEED(str, "env"); PUSH(s->envp, s->envc, HAKO_MAX_LIST, str, "env entries"); break;
+        case HAKO_T_ARG: NEED(str, "arg"); PUSH(s->argv, s->argc, cap.args, str, "args"); break;
+        case HAKO_T_ENV: NEED(str, "env"); PUSH(s->envp, s->envc, cap.env, str, "env entries"); break;
         case HAKO_T_CWD: NEED(str, "cwd"); s->cwd = str; break;
         case HAKO_T_UID: NEED(n == 4, "uid"); memcpy(&s->uid, p, 4); break;
         case HAKO_T_GID: NEED(n == 4, "gid"); memcpy(&s->gid, p, 4); break;
@@ -123,7 +172,7 @@ int hako_spec_parse(const void *blob, size_t len, struct hako_spec *s, char *err
             m.attr_set = m.attr_clr = 0;
             m.propagation = 0;
             NEED(m.target[0] == '/', "mount target");
-            PUSH(s->mounts, s->nmounts, 256, m, "mounts");
+            PUSH(s->mounts, s->nmounts, cap.mounts, m, "mounts");
             break;
         }
         case HAKO_T_CGROUP_DIR: NEED(str, "cgroup dir"); s->cgroup_dir = str; break;

@@ -142,8 +142,6 @@ enum hako_hook_kind {
 
 const char *hako_stage_name(int stage);
 
-#define HAKO_MAX_LIST 1024
-
 struct hako_mount {
     uint32_t kind;
     uint64_t flags;      // MS_* flags
@@ -181,12 +179,14 @@ struct hako_spec {
     const char *overlay;      // NULL: no overlay
     const char *overlay_dir;
     const char *hostname;
-    const char *argv[HAKO_MAX_LIST + 1]; int argc;
-    const char *envp[HAKO_MAX_LIST + 1]; int envc;
+    // Sized to the blob by hako_spec_parse (no fixed limit: the kernel's
+    // ARG_MAX is the only one); NULL-terminated; freed by hako_spec_free.
+    const char **argv; int argc;
+    const char **envp; int envc;
     const char *cwd;
     uint32_t uid, gid;
     uint32_t groups[64]; int ngroups;
-    struct hako_mount mounts[256]; int nmounts;
+    struct hako_mount *mounts; int nmounts;  // sized to the blob, as argv
     const char *cgroup_dir;
     const char *cgroup_procs[32]; int ncgroup_procs;
     int tty; uint32_t tty_rows, tty_cols;
@@ -238,8 +238,11 @@ struct hako_spec {
 };
 
 // Parses a blob (which must stay alive while the spec is used).
-// Returns 0, or -1 with a message in err.
+// Returns 0, or -1 with a message in err (and nothing to free). The argv,
+// envp and mount tables are allocated to fit: release them with
+// hako_spec_free once the spec is no longer used.
 int hako_spec_parse(const void *blob, size_t len, struct hako_spec *spec, char *err, size_t errlen);
+void hako_spec_free(struct hako_spec *spec);
 
 // Failure report of the init path: fixed size, written once to the error pipe.
 struct hako_failure {

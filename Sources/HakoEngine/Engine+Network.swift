@@ -383,7 +383,6 @@ extension Engine {
         runtime.mounts.insert(contentsOf: mounts, at: at)
         if config.autoRemove {
             let anonymous = (config.storage?.mounts ?? []).filter { $0.kind == .volume && $0.anonymous }.map { paths.volume($0.source) }
-            guard monitor.removeDirs.count + anonymous.count <= 8 else { throw HakoError(.failed, "--rm supports at most 7 anonymous volumes") }
             monitor.removeDirs += anonymous
         }
         if let ns = try prepareNetwork(config) {

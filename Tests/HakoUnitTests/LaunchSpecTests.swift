@@ -142,7 +142,9 @@ func str(_ p: UnsafePointer<CChar>?) -> String? { p.map { String(cString: $0) } 
         r.process.groups = (1...100).map { UInt32($0) }
         r.mounts = (0..<300).map { .bind("/src\($0)", at: "/dst\($0)", readOnly: false) }
         m.removeDirs = (0..<20).map { "/r\($0)" }
-        let (ok, s, msg, _) = parseWithC(LaunchSpecEncoder.encode(r, monitor: m))
+        let blob = LaunchSpecEncoder.encode(r, monitor: m)
+        let (ok, s, msg, _) = parseWithC(blob)
+        defer { withExtendedLifetime(blob) {} }  // the spec's strings point into it
         #expect(ok, "\(msg)")
         #expect(s.argc == 10_001 && str(s.argv[10_000]) == "a10000" && s.argv[10_001] == nil)
         #expect(s.envc == 5_000 && str(s.envp[4_999]) == "V5000=5000" && s.envp[5_000] == nil)

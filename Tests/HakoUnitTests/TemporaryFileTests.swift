@@ -27,12 +27,12 @@ import Testing
         if child == 0 { _exit(0) }
         var status: Int32 = 0
         waitpid(child, &status, 0)
-        let dead = "\(dir)/e.json.tmp.\(child)", mine = "\(dir)/e.json.tmp.\(getpid())", init = "\(dir)/e.json.tmp.1"
+        let dead = "\(dir)/e.json.tmp.\(child)", mine = "\(dir)/e.json.tmp.\(getpid())", ofInit = "\(dir)/e.json.tmp.1"
         let kept = "\(dir)/e.json", other = "\(dir)/notes.tmp"
-        for f in [dead, mine, init, kept, other] { try FS.writeFile(f, []) }
+        for f in [dead, mine, ofInit, kept, other] { try FS.writeFile(f, []) }
         #expect(FS.removeOrphanedTemporaries(in: dir) == 1)
         #expect(!FS.exists(dead))
-        for f in [mine, init, kept, other] { #expect(FS.exists(f), "\(f)") }
+        for f in [mine, ofInit, kept, other] { #expect(FS.exists(f), "\(f)") }
         // With a prefix, only the files of that target.
         let deadOther = "\(dir)/.out.tar.tmp.\(child)", deadAside = "\(dir)/.in.tar.tmp.\(child)"
         for f in [deadOther, deadAside] { try FS.writeFile(f, []) }

@@ -68,7 +68,7 @@ public enum FS {
     }
 
     /// Removes what writers killed between create and rename left in `dir`:
-    /// the `temporaryPath(for:)` files whose pid is gone. A live writer's file
+    /// the `temporaryPath(for:)` files (or directories) whose pid is gone. A live writer's file
     /// stays (its pid exists); a reused pid only delays the clean-up.
     /// `names`: the directory's listing when the caller has it already;
     /// `prefix`: only names that start with it (in a directory hako does not own).
@@ -77,7 +77,8 @@ public enum FS {
         var removed = 0
         for name in names ?? ((try? list(dir)) ?? []) where name.hasPrefix(prefix) {
             guard let pid = temporaryWriter(name), pid != getpid(), !processExists(pid) else { continue }
-            if unlink(dir + "/" + name) == 0 { removed += 1 }
+            let path = dir + "/" + name
+            if unlink(path) == 0 || (errno == EISDIR && (try? removeTree(path)) != nil) { removed += 1 }
         }
         return removed
     }

@@ -38,6 +38,11 @@ import Testing
         for f in [deadOther, deadAside] { try FS.writeFile(f, []) }
         #expect(FS.removeOrphanedTemporaries(in: dir, prefix: ".out.tar.tmp.") == 1)
         #expect(!FS.exists(deadOther) && FS.exists(deadAside))
+        // A directory (a volume being built) goes whole.
+        let deadDir = "\(dir)/.v.tmp.\(child)"
+        try FS.makeDirectories(deadDir + "/_data/sub")
+        try FS.writeFile(deadDir + "/_data/sub/f", [1])
+        #expect(FS.removeOrphanedTemporaries(in: dir, prefix: ".v.tmp.") == 1 && !FS.exists(deadDir))
         // An atomic write leaves no temporary file.
         try FS.writeAtomic(dir + "/w.json", "{}")
         #expect(!FS.exists(FS.temporaryPath(for: dir + "/w.json")))

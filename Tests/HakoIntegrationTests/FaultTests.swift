@@ -26,11 +26,12 @@ final class FaultTests {
             guard let walk = FileManager.default.enumerator(atPath: base) else { continue }
             while let rel = walk.nextObject() as? String {
                 let name = rel.split(separator: "/").last.map(String.init) ?? rel
-                if rel.hasPrefix("images/snapshots/") || rel.hasPrefix("volumes/") { walk.skipDescendants(); continue }
                 if name.contains(".tmp.") || name.hasPrefix(".tmp-") || name.hasPrefix(".removing-")
                     || (rel.hasPrefix("images/tmp/") && !rel.dropFirst("images/tmp/".count).contains("/")) {
                     found.append(rel)
                 }
+                // Layers' and volumes' contents are not hako's names.
+                if rel.hasPrefix("images/snapshots/") || rel.hasPrefix("volumes/") { walk.skipDescendants() }
             }
         }
         return found
@@ -48,7 +49,10 @@ final class FaultTests {
     func expectNothingLeft(_ ports: [Int], sourceLocation: SourceLocation = #_sourceLocation) {
         #expect(host.containerIDs().isEmpty, sourceLocation: sourceLocation)
         #expect(monitorsGone(), "every monitor ended", sourceLocation: sourceLocation)
-        #expect(entries(host.root + "/containers").isEmpty, "\(entries(host.root + "/containers"))", sourceLocation: sourceLocation)
+        // A --rm monitor deletes the container's bytes (.removing-<id>) after
+        // it has unlinked its lock file: give it the moment.
+        let containers = host.root + "/containers"
+        #expect(host.eventually(10) { entries(containers).isEmpty }, "\(entries(containers))", sourceLocation: sourceLocation)
         #expect(entries(host.runRoot + "/containers").isEmpty, sourceLocation: sourceLocation)
         #expect(entries(host.runRoot + "/networks/endpoints").isEmpty, "\(entries(host.runRoot + "/networks/endpoints"))", sourceLocation: sourceLocation)
         #expect(entries(host.runRoot + "/netns").isEmpty, sourceLocation: sourceLocation)
@@ -146,12 +150,17 @@ final class FaultTests {
                          "\(host.root)/networks/leases/x.json.tmp.\(dead)"]
         let live = "\(endpoints)/\(id).json.tmp.\(getpid())"
         for f in leftovers + [live] { #expect(FileManager.default.createFile(atPath: f, contents: Data())) }
+        // A volume being made when its command was killed (a directory).
+        let volume = "\(host.root)/volumes/.v1.tmp.\(dead)"
+        try FileManager.default.createDirectory(atPath: volume + "/_data", withIntermediateDirectories: true)
         #expect(host.hako("start", "-a", container).status == 0)
         #expect(host.hako("run", "--rm", host.busybox, "true").status == 0)
-        for f in leftovers { #expect(!FileManager.default.fileExists(atPath: f), "\(f) removed") }
+        #expect(host.hako("volume", "create", "v2").status == 0)
+        for f in leftovers + [volume] { #expect(!FileManager.default.fileExists(atPath: f), "\(f) removed") }
         #expect(FileManager.default.fileExists(atPath: live), "a live writer's file stays")
         try FileManager.default.removeItem(atPath: live)
         host.hako("rm", "-f", container)
+        host.hako("volume", "rm", "v2")
         expectNothingLeft([18099])
     }
 
@@ -225,6 +234,17 @@ final class FaultTests {
         let h = host.hako("run", "--rm", "--env-file", dir + "/huge.env", host.busybox, "true")
         #expect(h.status == 125)
         #expect(h.stderr.contains("HUGE") && h.stderr.contains("MAX_ARG_STRLEN"), "\(h.stderr)")
+        expectNothingLeft([])
+    }
+
+    /// The monitor's list of what --rm removes is sized to the spec too: 12
+    /// anonymous volumes (the launch spec once held 8 paths) all go.
+    @Test func runRmRemovesManyAnonymousVolumes() {
+        let volumes = (1...12).flatMap { ["-v", "/v\($0)"] }
+        let r = host.hako(["run", "--rm"] + volumes + [host.busybox, "sh", "-c", "touch /v1/a /v12/b && ls -d /v* | wc -l"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.out == "12")
+        #expect(host.eventually(10) { entries(host.root + "/volumes").isEmpty }, "\(entries(host.root + "/volumes"))")
         expectNothingLeft([])
     }
 }

@@ -204,6 +204,33 @@ final class FaultTests {
         #expect(temporaries().isEmpty, "\(temporaries())")
     }
 
+    /// Pulls killed at random moments (the big-layer case, killed while it
+    /// unpacks, is RegistryIntegrationTests'): the next pull finishes and
+    /// leaves no temporary file or half-made image.
+    @Test func killedPullsLeaveNothingOnceTheNextPullRan() throws {
+        let registry = try TestRegistry(in: host)
+        defer { registry.stop() }
+        let ref = "\(registry.address)/test/busybox:fault"
+        #expect(host.hako("tag", host.busybox, ref).status == 0)
+        #expect(host.hako("push", ref).status == 0)
+        let fresh = TestHost("faultpull", sharingNetworkWith: host)
+        defer { fresh.cleanup() }
+        for _ in 0..<6 {
+            let pid = Subprocess.spawn(fresh.prefix + [Binaries.hako, "pull", ref], env: fresh.env)
+            usleep(UInt32.random(in: 0..<80_000))
+            kill(pid, SIGKILL)
+            _ = Subprocess.waitBounded(pid, timeout: 10)
+            _ = fresh.hako("rmi", ref)  // when the pull finished before the kill
+        }
+        let r = fresh.hako("pull", ref)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(fresh.imageTempFiles.isEmpty, "\(fresh.imageTempFiles)")
+        fresh.verifiedBlobs()
+        #expect(fresh.hako("run", "--rm", ref, "true").status == 0, "the pulled image runs")
+        let leftovers = ((try? FileManager.default.subpathsOfDirectory(atPath: fresh.root)) ?? []).filter { $0.contains(".tmp.") }
+        #expect(leftovers.filter { !$0.hasPrefix("images/snapshots/") }.isEmpty, "\(leftovers)")
+    }
+
     // MARK: - long command lines
 
     /// 10,000 arguments and 5,000 variables: the limit is the kernel's, not a table's.

@@ -509,9 +509,8 @@ void apply_privileges(struct child *c) {
         if (load_seccomp(s, &prog) < 0) child_fail(c, HAKO_STAGE_SECCOMP, errno, NULL);
         seccomp_done = 1;
     }
-    gid_t groups[64];
-    for (int i = 0; i < s->ngroups; i++) groups[i] = s->groups[i];
-    if (setgroups((size_t)s->ngroups, groups) < 0 && !(errno == EPERM && s->ngroups == 0))
+    _Static_assert(sizeof(gid_t) == sizeof(uint32_t), "the spec's groups are gid_t");
+    if (setgroups((size_t)s->ngroups, (const gid_t *)s->groups) < 0 && !(errno == EPERM && s->ngroups == 0))
         child_fail(c, HAKO_STAGE_SETGROUPS, errno, NULL);
     if (setresgid(s->gid, s->gid, s->gid) < 0) child_fail(c, HAKO_STAGE_SETGID, errno, NULL);
     if (setresuid(s->uid, s->uid, s->uid) < 0) child_fail(c, HAKO_STAGE_SETUID, errno, NULL);

@@ -1,8 +1,11 @@
 // The launch spec: parses the record blob Swift writes into struct hako_spec.
-// Pointers in the spec point into the blob; nothing is allocated.
+// Strings in the spec point into the blob; the tables of repeated records are
+// allocated to the number of those records (one block), so a command line is
+// limited by the kernel (ARG_MAX at exec), not by a table size.
 #include "hako_shim.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
 
@@ -68,7 +71,7 @@ static const char *str_at(const uint8_t *p, uint32_t len) {
 
 #define FAIL(...) do { snprintf(err, errlen, __VA_ARGS__); return -1; } while (0)
 #define NEED(cond, what) do { if (!(cond)) FAIL("launch spec: bad %s record", what); } while (0)
-#define PUSH(arr, n, cap, v, what) do { if ((n) >= (cap)) FAIL("launch spec: too many %s", what); (arr)[(n)++] = (v); } while (0)
+#define PUSH(arr, n, cap, v, what) do { if ((size_t)(n) >= (size_t)(cap)) FAIL("launch spec: too many %s", what); (arr)[(n)++] = (v); } while (0)
 
 static int u32_at(const uint8_t *p, uint32_t len, uint32_t idx, uint32_t *out) {
     if (len < (idx + 1) * 4) return -1;
@@ -76,8 +79,87 @@ static int u32_at(const uint8_t *p, uint32_t len, uint32_t idx, uint32_t *out) {
     return 0;
 }
 
+#define HAKO_TAGS 128
+
+// Counts the records of every kind to size the tables. A malformed blob stops
+// the count; the parse reports it.
+static void count_records(const uint8_t *p, const uint8_t *end, size_t count[HAKO_TAGS]) {
+    memset(count, 0, HAKO_TAGS * sizeof *count);
+    if ((size_t)(end - p) < 8) return;
+    p += 8;
+    while ((size_t)(end - p) >= 6) {
+        uint16_t tag; uint32_t n;
+        memcpy(&tag, p, 2); memcpy(&n, p + 2, 4);
+        p += 6;
+        if ((size_t)(end - p) < n) return;
+        if (tag < HAKO_TAGS) count[tag]++;
+        p += n;
+    }
+}
+
+struct capacity { size_t args, env, mounts, groups, devices, masked, readonly, sysctls, remove_dirs, remove_files; };
+
+// Carves `n` items of `size` bytes off the block (pointer-aligned).
+static void *carve(char **at, size_t n, size_t size) {
+    void *p = *at;
+    size_t bytes = (n * size + sizeof(void *) - 1) / sizeof(void *) * sizeof(void *);
+    *at += bytes;
+    return p;
+}
+
+static int parse_records(const void *blob, size_t len, struct hako_spec *s, struct capacity cap, char *err, size_t errlen);
+
 int hako_spec_parse(const void *blob, size_t len, struct hako_spec *s, char *err, size_t errlen) {
     memset(s, 0, sizeof *s);
+    size_t count[HAKO_TAGS];
+    count_records(blob, (const uint8_t *)blob + len, count);
+    struct capacity cap = {
+        .args = count[HAKO_T_ARG], .env = count[HAKO_T_ENV], .mounts = count[HAKO_T_MOUNT],
+        .groups = count[HAKO_T_GROUP], .devices = count[HAKO_T_DEVICE], .masked = count[HAKO_T_MASKED],
+        .readonly = count[HAKO_T_READONLY], .sysctls = count[HAKO_T_SYSCTL],
+        .remove_dirs = count[HAKO_T_REMOVE_DIR], .remove_files = count[HAKO_T_REMOVE_FILE],
+    };
+    // One block for every table; argv and envp get their NULL. Each record
+    // takes at least 6 bytes of the blob, so no size overflows.
+    const size_t P = sizeof(const char *), A = sizeof(void *) - 1;
+    size_t sizes[] = {
+        cap.mounts * sizeof(struct hako_mount), cap.devices * sizeof(struct hako_device), cap.groups * sizeof(uint32_t),
+        (cap.args + 1) * P, (cap.env + 1) * P, cap.masked * P, cap.readonly * P, cap.sysctls * P, cap.sysctls * P,
+        cap.remove_dirs * P, cap.remove_files * P,
+    };
+    size_t total = 0;
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) total += (sizes[i] + A) / (A + 1) * (A + 1);
+    char *block = calloc(1, total + 1), *at = block;
+    if (!block) FAIL("launch spec: out of memory for %zu args and %zu env entries", cap.args, cap.env);
+    s->mounts = carve(&at, cap.mounts, sizeof(struct hako_mount));
+    s->devices = carve(&at, cap.devices, sizeof(struct hako_device));
+    s->groups = carve(&at, cap.groups, sizeof(uint32_t));
+    s->argv = carve(&at, cap.args + 1, P);
+    s->envp = carve(&at, cap.env + 1, P);
+    s->masked = carve(&at, cap.masked, P);
+    s->readonly = carve(&at, cap.readonly, P);
+    s->sysctl_key = carve(&at, cap.sysctls, P);
+    s->sysctl_val = carve(&at, cap.sysctls, P);
+    s->remove_dirs = carve(&at, cap.remove_dirs, P);
+    s->remove_files = carve(&at, cap.remove_files, P);
+    if (parse_records(blob, len, s, cap, err, errlen) < 0) {
+        hako_spec_free(s);
+        return -1;
+    }
+    return 0;
+}
+
+// The block starts with the mounts' table (hako_spec_parse carves it first).
+void hako_spec_free(struct hako_spec *s) {
+    free(s->mounts);
+    s->mounts = NULL; s->devices = NULL; s->groups = NULL; s->argv = NULL; s->envp = NULL;
+    s->masked = NULL; s->readonly = NULL; s->sysctl_key = NULL; s->sysctl_val = NULL;
+    s->remove_dirs = NULL; s->remove_files = NULL;
+    s->nmounts = s->ndevices = s->ngroups = s->argc = s->envc = 0;
+    s->nmasked = s->nreadonly = s->nsysctl = s->nremove_dirs = s->nremove_files = 0;
+}
+
+static int parse_records(const void *blob, size_t len, struct hako_spec *s, struct capacity cap, char *err, size_t errlen) {
     s->propagation = MS_REC | MS_SLAVE;
     s->stop_signal = 15;
     s->log_max_files = 1;
@@ -99,14 +181,14 @@ int hako_spec_parse(const void *blob, size_t len, struct hako_spec *s, char *err
         case HAKO_T_OVERLAY: NEED(str, "overlay"); s->overlay = str; break;
         case HAKO_T_OVERLAY_DIR: NEED(str, "overlay dir"); s->overlay_dir = str; break;
         case HAKO_T_HOSTNAME: NEED(str, "hostname"); s->hostname = str; break;
-        case HAKO_T_ARG: NEED(str, "arg"); PUSH(s->argv, s->argc, HAKO_MAX_LIST, str, "args"); break;
-        case HAKO_T_ENV: NEED(str, "env"); PUSH(s->envp, s->envc, HAKO_MAX_LIST, str, "env entries"); break;
+        case HAKO_T_ARG: NEED(str, "arg"); PUSH(s->argv, s->argc, cap.args, str, "args"); break;
+        case HAKO_T_ENV: NEED(str, "env"); PUSH(s->envp, s->envc, cap.env, str, "env entries"); break;
         case HAKO_T_CWD: NEED(str, "cwd"); s->cwd = str; break;
         case HAKO_T_UID: NEED(n == 4, "uid"); memcpy(&s->uid, p, 4); break;
         case HAKO_T_GID: NEED(n == 4, "gid"); memcpy(&s->gid, p, 4); break;
         case HAKO_T_GROUP: {
             uint32_t g; NEED(n == 4, "group"); memcpy(&g, p, 4);
-            PUSH(s->groups, s->ngroups, 64, g, "groups");
+            PUSH(s->groups, s->ngroups, cap.groups, g, "groups");
             break;
         }
         case HAKO_T_MOUNT: {
@@ -124,7 +206,7 @@ int hako_spec_parse(const void *blob, size_t len, struct hako_spec *s, char *err
             m.attr_set = m.attr_clr = 0;
             m.propagation = 0;
             NEED(m.target[0] == '/', "mount target");
-            PUSH(s->mounts, s->nmounts, 256, m, "mounts");
+            PUSH(s->mounts, s->nmounts, cap.mounts, m, "mounts");
             break;
         }
         case HAKO_T_CGROUP_DIR: NEED(str, "cgroup dir"); s->cgroup_dir = str; break;
@@ -152,12 +234,12 @@ int hako_spec_parse(const void *blob, size_t len, struct hako_spec *s, char *err
         case HAKO_T_NO_NEW_PRIVS: s->no_new_privs = 1; break;
         case HAKO_T_SECCOMP: NEED(n % 8 == 0 && n > 0, "seccomp"); s->seccomp = p; s->seccomp_len = n; break;
         case HAKO_T_OOM_SCORE_ADJ: NEED(n == 4, "oom score"); s->has_oom_score_adj = 1; memcpy(&s->oom_score_adj, p, 4); break;
-        case HAKO_T_MASKED: NEED(str, "masked path"); PUSH(s->masked, s->nmasked, 64, str, "masked paths"); break;
-        case HAKO_T_READONLY: NEED(str, "read-only path"); PUSH(s->readonly, s->nreadonly, 64, str, "read-only paths"); break;
+        case HAKO_T_MASKED: NEED(str, "masked path"); PUSH(s->masked, s->nmasked, cap.masked, str, "masked paths"); break;
+        case HAKO_T_READONLY: NEED(str, "read-only path"); PUSH(s->readonly, s->nreadonly, cap.readonly, str, "read-only paths"); break;
         case HAKO_T_SYSCTL: {
             const uint8_t *z = n ? memchr(p, 0, n) : NULL;
             NEED(z && p[n - 1] == 0 && z < p + n - 1, "sysctl");
-            if (s->nsysctl >= 64) FAIL("launch spec: too many sysctls");
+            if ((size_t)s->nsysctl >= cap.sysctls) FAIL("launch spec: too many sysctls");
             s->sysctl_key[s->nsysctl] = (const char *)p;
             s->sysctl_val[s->nsysctl] = (const char *)z + 1;
             s->nsysctl++;
@@ -183,7 +265,7 @@ int hako_spec_parse(const void *blob, size_t len, struct hako_spec *s, char *err
             const uint8_t *z = memchr(p + 24, 0, n - 24);
             d.source = z + 1 < p + n ? (const char *)z + 1 : NULL;
             NEED(!d.source || d.source[0] == '/', "device source");
-            PUSH(s->devices, s->ndevices, 64, d, "devices");
+            PUSH(s->devices, s->ndevices, cap.devices, d, "devices");
             break;
         }
         case HAKO_T_DETACHED_OVERLAY: {
@@ -260,8 +342,8 @@ int hako_spec_parse(const void *blob, size_t len, struct hako_spec *s, char *err
         case HAKO_T_RUN_DIR: NEED(str, "run dir"); s->run_dir = str; break;
         case HAKO_T_RESTART: NEED(n == 8, "restart"); memcpy(&s->restart_policy, p, 4); memcpy(&s->restart_max, p + 4, 4); break;
         case HAKO_T_RESTART_COUNT: NEED(n == 4, "restart count"); memcpy(&s->restart_count, p, 4); break;
-        case HAKO_T_REMOVE_DIR: NEED(str, "remove dir"); PUSH(s->remove_dirs, s->nremove_dirs, 8, str, "remove dirs"); break;
-        case HAKO_T_REMOVE_FILE: NEED(str, "remove file"); PUSH(s->remove_files, s->nremove_files, 8, str, "remove files"); break;
+        case HAKO_T_REMOVE_DIR: NEED(str, "remove dir"); PUSH(s->remove_dirs, s->nremove_dirs, cap.remove_dirs, str, "remove dirs"); break;
+        case HAKO_T_REMOVE_FILE: NEED(str, "remove file"); PUSH(s->remove_files, s->nremove_files, cap.remove_files, str, "remove files"); break;
         case HAKO_T_STOP_SIGNAL: NEED(n == 4, "stop signal"); memcpy(&s->stop_signal, p, 4); break;
         case HAKO_T_CLEANUP_ARG: NEED(str, "cleanup arg"); PUSH(s->cleanup_argv, s->ncleanup, 31, str, "cleanup args"); break;
         case HAKO_T_CGROUP_RMDIR: NEED(str, "cgroup dir"); PUSH(s->cgroup_rmdir, s->ncgroup_rmdir, 64, str, "cgroup dirs"); break;

@@ -56,6 +56,7 @@ extension Engine {
             if e.contains("=") { cliEnv.append(e) } else if let v = Engine.environment(e) ?? (getenv(e) != nil ? "" : nil) { cliEnv.append("\(e)=\(v)") }
         }
         let env = EnvFile.merge(image.config.env ?? [], fileEnv, cliEnv)
+        try Engine.checkExecStrings(args: args, env: env)
 
         let restart = try RestartPolicy(parsing: o.restart)
         if o.autoRemove && restart != .no {
@@ -120,6 +121,22 @@ extension Engine {
         config.networking = try ContainerNetworking.make(o.networking, mode: o.network, exposed: image.config.exposedPorts ?? [])
         config.storage = try ContainerStorage.make(o.storage, imageVolumes: image.config.volumes ?? [])
         return config
+    }
+
+    /// The kernel's one fixed limit on a command line: execve refuses (E2BIG)
+    /// any single argument or variable longer than MAX_ARG_STRLEN (32 pages,
+    /// NUL included). Refused here with a clear error rather than at the
+    /// container's exec. The total is bounded by ARG_MAX (a quarter of the
+    /// stack limit), which the container's own exec checks.
+    static func checkExecStrings(args: [String], env: [String], pageSize: Int = Int(sysconf(Int32(_SC_PAGESIZE)))) throws {
+        let limit = 32 * max(pageSize, 4096)
+        if let a = args.first(where: { $0.utf8.count >= limit }) {
+            throw HakoError(.failed, "an argument of \(a.utf8.count) bytes is too long: the kernel passes at most \(limit - 1) bytes per argument (MAX_ARG_STRLEN)")
+        }
+        if let e = env.first(where: { $0.utf8.count >= limit }) {
+            let name = e.split(separator: "=", maxSplits: 1).first.map(String.init) ?? e
+            throw HakoError(.failed, "the environment variable \(name) is too long (\(e.utf8.count) bytes): the kernel passes at most \(limit - 1) bytes per variable, name and value together (MAX_ARG_STRLEN)")
+        }
     }
 
     static func isValidHostname(_ h: String) -> Bool {

@@ -110,8 +110,8 @@ extension Engine {
             defs.append(d)
             attachments.append(try lease(d, join: j, containerID: id, index: i))
         }
-        let others = allEndpoints().filter { $0.containerID != id }
-        let ports = try assignPorts(net.requestedPorts, others: others, name: config.name)
+        var others = allEndpoints().filter { $0.containerID != id }
+        let ports = try assignPorts(net.requestedPorts, others: &others, name: config.name)
         let record = EndpointRecord(containerID: id, name: config.name, hostname: config.hostname,
                                     netns: paths.netns(id), attachments: attachments, ports: ports)
         try writeEndpoint(record)  // the journal: from here on, teardown knows what to undo
@@ -132,6 +132,8 @@ extension Engine {
     /// Leases an address on `d` for the container (under the network lock).
     func lease(_ d: NetworkDefinition, join j: NetworkJoin, containerID id: String, index: Int) throws -> Attachment {
         guard let subnet = d.subnet, let gw = d.gateway else { throw HakoError(.failed, "network \(d.name) has no subnet") }
+        // An address asked for by --ip that an ended container still holds is free (as its ports are).
+        if let wanted = j.ip, let holder = networkStore.leases(d.id)[wanted], holder != id { _ = reclaimIfEnded(holder) }
         var leases = networkStore.leases(d.id)
         // Leases of containers that hold no endpoint any more (a reboot, a crash) are free again.
         let live = Set(allEndpoints().map(\.containerID))
@@ -145,19 +147,32 @@ extension Engine {
     }
 
     /// Gives every binding a host port; refuses one another container holds.
-    func assignPorts(_ wanted: [PortBinding], others: [EndpointRecord], name: String) throws -> [PortBinding] {
-        var taken = others.flatMap(\.ports)
+    /// Network lock held; `others` loses the endpoints of ended containers it reclaims.
+    func assignPorts(_ wanted: [PortBinding], others: inout [EndpointRecord], name: String) throws -> [PortBinding] {
         var out: [PortBinding] = []
         for var b in wanted {
             if b.hostPort == 0 {
-                b.hostPort = try freeHostPort(b, taken: taken)
-            } else if let o = others.first(where: { $0.ports.contains { $0.clashes(with: b) } }), !reclaimIfEnded(o.containerID) {
+                b.hostPort = try freeHostPort(b, taken: others.flatMap(\.ports) + out)
+            } else if let o = portHolder(b, among: &others) {
                 throw HakoError(.failed, "cannot publish \(b.hostIP?.description ?? "0.0.0.0"):\(b.hostPort)/\(b.proto.rawValue) for \(name): the port is already published by container \(o.name)")
             }
-            taken.append(b)
             out.append(b)
         }
         return out
+    }
+
+    /// The container among `others` that publishes a port clashing with `b`
+    /// and still runs. A clashing container that has ended (a `run --rm` that
+    /// has returned while its monitor still tears the network down) gives its
+    /// endpoint up on the spot and leaves `others`. Network lock held: create
+    /// and start decide the same way.
+    func portHolder(_ b: PortBinding, among others: inout [EndpointRecord]) -> EndpointRecord? {
+        while let i = others.firstIndex(where: { $0.ports.contains { $0.clashes(with: b) } }) {
+            let o = others[i]
+            guard reclaimIfEnded(o.containerID) else { return o }
+            others.remove(at: i)
+        }
+        return nil
     }
 
     /// A container whose final exit is recorded (its monitor is running the
@@ -228,8 +243,12 @@ extension Engine {
 
     /// Removes what containers that no longer run still hold (their monitor was
     /// killed, or the command starting them was). Cheap when there is nothing.
+    /// Also removes the temporary files of killed writers in the network
+    /// state (an endpoint record half-written by a `run` killed at that moment).
     public func reconcileNetworks() {
-        let ids = Set(((try? FS.list(paths.endpoints)) ?? []).filter { $0.hasSuffix(".json") }.map { String($0.dropLast(5)) })
+        let endpointNames = (try? FS.list(paths.endpoints)) ?? []
+        FS.removeOrphanedTemporaries(in: paths.endpoints, names: endpointNames)
+        let ids = Set(endpointNames.filter { $0.hasSuffix(".json") }.map { String($0.dropLast(5)) })
             .union(((try? FS.list(paths.netnsDir)) ?? []).filter { $0.count == 64 })
         for id in ids where !monitorAlive(id) {
             let cp = paths.container(id)
@@ -332,7 +351,8 @@ extension Engine {
 }
 
 extension Engine {
-    /// At create: the networks exist and no running container publishes the same host ports.
+    /// At create: the networks exist and no running container publishes the
+    /// same host ports (ended ones are reclaimed, as at start: `portHolder`).
     func checkNetworking(_ c: ContainerConfig) throws {
         guard c.networkMode == .bridge, let net = c.networking else { return }
         for j in net.networks where j.name != NetworkDefinition.defaultName {
@@ -341,9 +361,13 @@ extension Engine {
                 throw HakoError(.failed, "invalid --ip \(ip): not in the subnet \(s) of network \(d.name)")
             }
         }
-        let others = allEndpoints()
-        for b in net.ports where b.hostPort != 0 {
-            if let o = others.first(where: { $0.ports.contains { $0.clashes(with: b) } }) {
+        let fixed = net.ports.filter { $0.hostPort != 0 }
+        guard !fixed.isEmpty else { return }
+        let lock = try networkStore.lock()
+        defer { lock.release() }
+        var others = allEndpoints()
+        for b in fixed {
+            if let o = portHolder(b, among: &others) {
                 throw HakoError(.failed, "cannot publish \(b.hostIP?.description ?? "0.0.0.0"):\(b.hostPort)/\(b.proto.rawValue): the port is already published by container \(o.name)")
             }
         }
@@ -359,7 +383,6 @@ extension Engine {
         runtime.mounts.insert(contentsOf: mounts, at: at)
         if config.autoRemove {
             let anonymous = (config.storage?.mounts ?? []).filter { $0.kind == .volume && $0.anonymous }.map { paths.volume($0.source) }
-            guard monitor.removeDirs.count + anonymous.count <= 8 else { throw HakoError(.failed, "--rm supports at most 7 anonymous volumes") }
             monitor.removeDirs += anonymous
         }
         if let ns = try prepareNetwork(config) {

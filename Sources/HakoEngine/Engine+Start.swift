@@ -20,6 +20,7 @@ extension Engine {
             return nil
         }
         try awaitFinalCleanup(id)
+        FS.removeOrphanedTemporaries(in: paths.container(id).dir)  // of a killed monitor or command
         let conn = try launch(c.config, attach: attach, terminal: terminal)
         recordEvent("start", c.config)
         return conn

@@ -40,7 +40,11 @@ extension Engine {
         if let v = volume(n) { return v }
         let info = VolumeInfo(Name: n, Driver: "local", Mountpoint: paths.volumeData(n), CreatedAt: Timestamp.now().rfc3339,
                               Labels: labels, Anonymous: anonymous)
-        let tmp = "\(paths.volumes)/.tmp-\(n)"
+        // Built under .<name>.tmp.<pid> (a name no volume can have) and renamed
+        // into place; what a killed create left is removed first.
+        FS.removeOrphanedTemporaries(in: paths.volumes)
+        let tmp = FS.temporaryPath(for: "\(paths.volumes)/.\(n)")
+        try? FS.removeTree(tmp)  // this process's own, of an earlier failed create
         try FS.makeDirectories(tmp + "/_data", mode: 0o755)
         try FS.writeFile(tmp + "/volume.json", Array(try Engine.encoder.encode(info)))
         if rename(tmp, paths.volume(n)) != 0 {

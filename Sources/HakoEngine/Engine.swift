@@ -122,6 +122,7 @@ public final class Engine: @unchecked Sendable {
         guard !monitorAlive(config.id), var s = readState(config.id), s.status == "running" || s.status == "restarting" else { return }
         try? cgroups(for: config).remove(config.id)
         try? FS.removeTree(cp.runDir)
+        FS.removeOrphanedTemporaries(in: cp.dir)  // a state file the monitor was writing when killed
         if config.autoRemove {
             try removeFiles(config)
             return

@@ -122,7 +122,8 @@ public final class GzipSink: ByteSink {
 }
 
 /// Writes a file that appears only when complete: a temp file in the same
-/// directory, renamed over `path` by `commit`; dropped otherwise.
+/// directory (`.<name>.tmp.<pid>`), renamed over `path` by `commit`; dropped
+/// otherwise. What a killed writer left for the same `path` is removed first.
 public final class AtomicFileSink: ByteSink {
     public let path: String
     private let tempPath: String
@@ -130,8 +131,11 @@ public final class AtomicFileSink: ByteSink {
 
     public init(path: String, mode: mode_t = 0o644) throws {
         self.path = path
-        let dir = path.contains("/") ? String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)]) : "."
-        tempPath = (dir.isEmpty ? "" : dir + "/") + "." + FileTree.randomName("hako-") + ".tmp"
+        let dir = FS.parentDirectory(path)
+        let name = "." + String(path.split(separator: "/").last ?? "out")
+        FS.removeOrphanedTemporaries(in: dir, prefix: name + ".tmp.")
+        let lead = dir == "/" ? "/" : (dir == "." && !path.hasPrefix("./") ? "" : dir + "/")
+        tempPath = FS.temporaryPath(for: lead + name)
         fd = try FileDescriptor.open(tempPath, O_WRONLY | O_CREAT | O_EXCL, mode: mode)
     }
 

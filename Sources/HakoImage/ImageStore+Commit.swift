@@ -36,7 +36,7 @@ extension ImageStore {
             let baseManifest = try CanonicalJSON.decode(OCIManifest.self, try content.read(manifestDigest), what: "manifest of \(base.shortID)")
             let baseConfig = try storedConfig(base)
 
-            let lock = try contentLock()
+            let lock = try beginAddingContent()
             defer { lock.release() }
             // tar → DiffID → gzip → blob, in one pass.
             let writer = try content.makeWriter()

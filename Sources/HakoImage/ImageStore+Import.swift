@@ -13,6 +13,9 @@ extension ImageStore {
         try atBoundary("cannot import \(path)") {
             let ref = try reference.map { try ImageStore.taggableReference($0) }
             let source = try FileSource.open(path)
+            // Shared with other writers; keeps `image prune` from taking the blob before it is indexed.
+            let lock = try beginAddingContent()
+            defer { lock.release() }
             let writer = try content.makeWriter()
             let tee = TeeSource(source) { try writer.write($0) }
             let (snapshot, result) = try snapshots.unpack(tee, parent: nil, options: unpack)

@@ -54,6 +54,7 @@ extension ImageStore {
         let before = index
         let result = try body(&index)
         if index != before {
+            FS.removeOrphanedTemporaries(in: imagesDirectory)  // an index.json.tmp.<pid> of a killed command
             try FS.writeAtomic(indexPath, try CanonicalJSON.encode(index), mode: 0o644, durable: true)
             FileTree.syncDirectory(imagesDirectory)
         }

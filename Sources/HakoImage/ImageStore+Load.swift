@@ -65,9 +65,8 @@ extension ImageStore {
     public func load(from path: String, unpack: UnpackOptions = UnpackOptions(),
                      progress: (any ProgressSink)? = nil) throws -> [LoadedImage] {
         try atBoundary("cannot load \(path == "-" ? "stdin" : path)") {
-            let lock = try contentLock()
+            let lock = try beginAddingContent()
             defer { lock.release() }
-            content.collectTemporaries()
             let scan = ArchiveScan()
             do {
                 try readArchive(FileSource.open(path), into: scan, unpack: unpack, progress: progress)

@@ -38,6 +38,16 @@ extension ImageStore {
         try FileLock.acquire(gcLockPath, shared: !exclusive)
     }
 
+    /// The start of every command that adds content (pull, load, import,
+    /// commit): the shared content lock, and what killed commands left in
+    /// `tmp/` (half-unpacked snapshots, half-written blobs) removed, so that
+    /// a small disk does not fill up with the remains of interrupted imports.
+    func beginAddingContent() throws -> FileLock {
+        let lock = try contentLock()
+        content.collectTemporaries()
+        return lock
+    }
+
     /// `hako pull NAME[:TAG|@DIGEST]`: fetches an image from its registry.
     ///
     /// The manifest (from an index: the entry for `platform`, by default the
@@ -55,9 +65,8 @@ extension ImageStore {
                 throw ImageError.notAllowed("\"host\" is the built-in host image; it is never pulled")
             }
             let ref = parsed.withDefaultTag()
-            let lock = try contentLock()
+            let lock = try beginAddingContent()
             defer { lock.release() }
-            content.collectTemporaries()
             let client = RegistryClient(domain: ref.domain, options: registry)
             let repo = ref.path
             progress?.report(.status("\(ref.digest?.string ?? ref.tag ?? "latest"): Pulling from \(repo)"))

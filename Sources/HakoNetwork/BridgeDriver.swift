@@ -170,7 +170,10 @@ public final class Firewall: @unchecked Sendable {
         try transport.apply(batch)
         try FS.writeFile(activeMarker, digest)
         if Sysctl.read("net.ipv4.ip_forward") == "0" {
-            if !FS.exists(forwardingRecord) { try FS.writeAtomic(forwardingRecord, "0\n", durable: false) }
+            if !FS.exists(forwardingRecord) {
+                FS.removeOrphanedTemporaries(in: FS.parentDirectory(forwardingRecord))
+                try FS.writeAtomic(forwardingRecord, "0\n", durable: false)
+            }
             try Sysctl.write("net.ipv4.ip_forward", "1")
         }
     }

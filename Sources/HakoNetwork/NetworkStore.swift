@@ -93,7 +93,9 @@ public struct NetworkStore: Sendable {
 
     public func list() throws -> [NetworkDefinition] {
         var out: [NetworkDefinition] = []
-        for f in try FS.list(dir) where f.hasSuffix(".json") {
+        let names = try FS.list(dir)
+        FS.removeOrphanedTemporaries(in: dir, names: names)
+        for f in names where f.hasSuffix(".json") {
             if let d = try? load(String(f.dropLast(5))) { out.append(d) }
         }
         return out.sorted { $0.name < $1.name }
@@ -128,6 +130,7 @@ public struct NetworkStore: Sendable {
         var raw: [String: String] = [:]
         for (k, v) in leases { raw[k.description] = v }
         // Not fsync'ed: a lease is only trusted while its container's endpoint exists.
+        FS.removeOrphanedTemporaries(in: dir + "/leases")
         try FS.writeAtomic(leasesPath(networkID), Array(try NetworkStore.encoder.encode(raw)), durable: false)
     }
 }

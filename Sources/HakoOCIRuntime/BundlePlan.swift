@@ -130,7 +130,8 @@ public struct BundlePlan: Sendable {
         out.uid = p.user.uid
         out.gid = p.user.gid
         out.groups = p.user.additionalGids
-        guard out.groups.count <= 64 else { throw fail("\(field).user.additionalGids", "at most 64 groups") }
+        // The kernel's limit (NGROUPS_MAX); the launch spec has none of its own.
+        guard out.groups.count <= 65_536 else { throw fail("\(field).user.additionalGids", "at most 65536 groups (NGROUPS_MAX)") }
         if p.terminal { out.terminal = TerminalSize(rows: 0, cols: 0) }
         if let c = p.capabilities {
             func mask(_ names: [String], _ set: String) throws -> UInt64 {

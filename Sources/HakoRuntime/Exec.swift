@@ -26,6 +26,7 @@ public enum ContainerExec {
             guard hako_spec_parse(raw.baseAddress, raw.count, parsed, &message, message.count) == 0 else {
                 throw HakoError(.failed, cString(message))
             }
+            defer { hako_spec_free(parsed) }
             var out = hako_proc()
             var fail = hako_failure()
             let rc: Int32 = stdio.withUnsafeBufferPointer { fds in

@@ -59,6 +59,7 @@ public final class InitLaunch: @unchecked Sendable {
     deinit {
         if live { hako_launch_release(&launch) }
         if launch.pidfd >= 0 { Glibc.close(launch.pidfd) }
+        hako_spec_free(spec)
         spec.deallocate()
     }
 

@@ -70,6 +70,7 @@ public struct SeccompCompiler: Sendable {
         if let dir = cacheDirectory, let path {
             // A cache that cannot be written only costs the next start a compile.
             try? FS.makeDirectories(dir, mode: 0o700)
+            FS.removeOrphanedTemporaries(in: dir)
             try? FS.writeAtomic(path, Self.cacheFile(key: key, filter: bpf), mode: 0o600, durable: false)
         }
         return bpf

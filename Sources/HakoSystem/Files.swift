@@ -26,8 +26,10 @@ public enum FS {
     /// Writes a file whole: to a temporary name in the same directory, then
     /// renamed over the target, so readers see the old or the new content only.
     /// `durable` adds an fsync of the file before the rename.
+    /// The temporary name is `temporaryPath(for:)`: a writer killed before the
+    /// rename leaves it, and `removeOrphanedTemporaries` finds it by its pid.
     public static func writeAtomic(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o644, durable: Bool = true) throws {
-        let tmp = path + ".tmp.\(getpid())"
+        let tmp = temporaryPath(for: path)
         let fd = try FileDescriptor.open(tmp, O_WRONLY | O_CREAT | O_TRUNC, mode: mode)
         do {
             try fd.write(bytes)
@@ -38,6 +40,47 @@ public enum FS {
             unlink(tmp)
             throw error
         }
+    }
+
+    /// The name this process writes `path` under before renaming it into
+    /// place: `<path>.tmp.<pid>`, so that whoever next owns the directory can
+    /// tell a dead writer's leftover from a file being written.
+    public static func temporaryPath(for path: String) -> String { path + ".tmp.\(getpid())" }
+
+    /// The writer's pid in a name made by `temporaryPath(for:)`; nil for any other name.
+    public static func temporaryWriter(_ name: String) -> pid_t? {
+        guard let dot = name.lastIndex(of: "."), name[..<dot].hasSuffix(".tmp") else { return nil }
+        let digits = name[name.index(after: dot)...]
+        guard !digits.isEmpty, digits.count <= 10, digits.allSatisfy({ $0.isASCII && $0.isNumber }),
+              let pid = pid_t(digits), pid > 0 else { return nil }
+        return pid
+    }
+
+    /// The directory part of a path ("." for a bare name).
+    public static func parentDirectory(_ path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        return slash == path.startIndex ? "/" : String(path[..<slash])
+    }
+
+    /// Whether a process with this pid exists (EPERM: it does, owned by another user).
+    public static func processExists(_ pid: pid_t) -> Bool {
+        kill(pid, 0) == 0 || errno == EPERM
+    }
+
+    /// Removes what writers killed between create and rename left in `dir`:
+    /// the `temporaryPath(for:)` files (or directories) whose pid is gone. A live writer's file
+    /// stays (its pid exists); a reused pid only delays the clean-up.
+    /// `names`: the directory's listing when the caller has it already;
+    /// `prefix`: only names that start with it (in a directory hako does not own).
+    @discardableResult
+    public static func removeOrphanedTemporaries(in dir: String, names: [String]? = nil, prefix: String = "") -> Int {
+        var removed = 0
+        for name in names ?? ((try? list(dir)) ?? []) where name.hasPrefix(prefix) {
+            guard let pid = temporaryWriter(name), pid != getpid(), !processExists(pid) else { continue }
+            let path = dir + "/" + name
+            if unlink(path) == 0 || (errno == EISDIR && (try? removeTree(path)) != nil) { removed += 1 }
+        }
+        return removed
     }
 
     /// Creates (or truncates) a file and writes it; no atomicity of its own.

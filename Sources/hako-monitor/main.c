@@ -117,11 +117,13 @@ static void json_str(FILE *f, const char *s) {
     fputc('"', f);
 }
 
-// The state file: written whole to a temporary name, then renamed over.
+// The state file: written whole to a temporary name, then renamed over. The
+// name carries the writer's pid (as hako's own atomic writes do) so that a
+// leftover of a killed monitor is recognised and removed by the next owner.
 static void write_state(const char *status, int durable) {
     if (!M.spec.state_path) return;
     char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", M.spec.state_path);
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", M.spec.state_path, (int)getpid());
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) return;
     FILE *f = fdopen(fd, "w");
@@ -450,14 +452,16 @@ static void final_exit(void) {
     // The clean-up command (network teardown) runs after the clients are
     // told too, but before the lock is released: `stop` and `rm` still
     // return only once it is done.
-    char doomed[8][4200];
+    // As many as the spec lists (no fixed table); without memory, each
+    // directory is deleted in place, before the clients are told.
+    char (*doomed)[4200] = M.spec.nremove_dirs ? calloc((size_t)M.spec.nremove_dirs, sizeof *doomed) : NULL;
     int ndoomed = 0;
     if (M.spec.nremove_dirs || M.spec.nremove_files) {
         for (int i = 0; i < M.spec.nremove_files; i++) remove_link_if_ours(M.spec.remove_files[i]);
         for (int i = 0; i < M.spec.nremove_dirs; i++) {
             const char *dir = M.spec.remove_dirs[i];
             const char *slash = strrchr(dir, '/');
-            if (slash && snprintf(doomed[ndoomed], sizeof doomed[0], "%.*s/.removing-%s", (int)(slash - dir), dir, slash + 1) < (int)sizeof doomed[0]
+            if (doomed && slash && snprintf(doomed[ndoomed], sizeof doomed[0], "%.*s/.removing-%s", (int)(slash - dir), dir, slash + 1) < (int)sizeof doomed[0]
                 && rename(dir, doomed[ndoomed]) == 0)
                 ndoomed++;
             else

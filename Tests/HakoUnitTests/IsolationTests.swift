@@ -96,8 +96,8 @@ import Testing
         #expect(s.detached_overlay == 1 && s.idmap_layers == 1 && s.overlay == nil)
         #expect(str(s.dov_upper) == "/u" && str(s.dov_work) == "/w" && s.dov_nlower == 2)
         #expect(str(s.dov_lower.0) == "/l2" && str(s.dov_lower.1) == "/l:1")
-        #expect(str(s.devices.0.path) == "/dev/xvda" && str(s.devices.0.source) == "/dev/vda" && s.devices.0.major == 254)
-        #expect(s.devices.1.source == nil)
+        #expect(str(s.devices[0].path) == "/dev/xvda" && str(s.devices[0].source) == "/dev/vda" && s.devices[0].major == 254)
+        #expect(s.devices[1].source == nil)
         #expect(s.host_devices == 1)
         // A detached overlay without lower layers, or with a relative one, is refused.
         var bad = Array("HAKOSPEC".utf8)

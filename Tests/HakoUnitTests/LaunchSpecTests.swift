@@ -68,12 +68,12 @@ func str(_ p: UnsafePointer<CChar>?) -> String? { p.map { String(cString: $0) } 
         let (ok, s, msg, _) = parseWithC(blob)
         #expect(ok, "\(msg)")
         #expect(s.argc == 3)
-        #expect(str(s.argv.0) == "/bin/sh")
-        #expect(str(s.argv.2) == "echo hi")
+        #expect(str(s.argv[0]) == "/bin/sh")
+        #expect(str(s.argv[2]) == "echo hi")
         #expect(s.envc == 2)
-        #expect(str(s.envp.1) == "A=b c")
+        #expect(str(s.envp[1]) == "A=b c")
         #expect(str(s.cwd) == "/work")
-        #expect(s.uid == 1000 && s.gid == 100 && s.ngroups == 2 && s.groups.1 == 44)
+        #expect(s.uid == 1000 && s.gid == 100 && s.ngroups == 2 && s.groups[1] == 44)
         #expect(s.tty == 1 && s.tty_rows == 40 && s.tty_cols == 120)
         #expect(str(s.hostname) == "box")
         #expect(str(s.overlay) == "lowerdir=/l2:/l\\:1,upperdir=/u,workdir=/w")
@@ -83,10 +83,10 @@ func str(_ p: UnsafePointer<CChar>?) -> String? { p.map { String(cString: $0) } 
         #expect(s.nnsjoin == 1 && str(s.nsjoin.0.path) == "/run/netns/x" && UInt64(s.nsjoin.0.type) == HAKO_CLONE_NEWNET)
         #expect(s.cgroupns == 1)
         #expect(s.nmounts == 3)
-        #expect(str(s.mounts.1.source) == "/src" && str(s.mounts.1.target) == "/dst")
-        #expect(s.mounts.1.flags & HAKO_MS_RDONLY != 0)
-        #expect(s.mounts.2.kind == UInt32(HAKO_MNT_SYMLINK.rawValue))
-        #expect(s.ndevices == 1 && s.devices.0.major == 1 && s.devices.0.minor == 3 && str(s.devices.0.path) == "/dev/null")
+        #expect(str(s.mounts[1].source) == "/src" && str(s.mounts[1].target) == "/dst")
+        #expect(s.mounts[1].flags & HAKO_MS_RDONLY != 0)
+        #expect(s.mounts[2].kind == UInt32(HAKO_MNT_SYMLINK.rawValue))
+        #expect(s.ndevices == 1 && s.devices[0].major == 1 && s.devices[0].minor == 3 && str(s.devices[0].path) == "/dev/null")
         #expect(str(s.cgroup_dir) == "/sys/fs/cgroup/unified/hako/abc")
         #expect(s.ncgroup_procs == 1)
         #expect(s.ncgroup_rmdir == 2)
@@ -146,6 +146,27 @@ func str(_ p: UnsafePointer<CChar>?) -> String? { p.map { String(cString: $0) } 
             for _ in 0..<Int(g.next() % 300) { junk.append(UInt8(truncatingIfNeeded: g.next())) }
             _ = parseWithC(junk)
         }
+    }
+
+    /// The tables are sized to the blob: 10,000 arguments, 5,000 variables,
+    /// 300 mounts, 100 groups, 20 paths to remove (more than the fixed
+    /// 1,024/256/64/8 the parser once had).
+    @Test func longCommandLinesParseWhole() {
+        var (r, m) = sample()
+        r.process.args = ["/bin/sh"] + (1...10_000).map { "a\($0)" }
+        r.process.env = (1...5_000).map { "V\($0)=\($0)" }
+        r.process.groups = (1...100).map { UInt32($0) }
+        r.mounts = (0..<300).map { .bind("/src\($0)", at: "/dst\($0)", readOnly: false) }
+        m.removeDirs = (0..<20).map { "/r\($0)" }
+        let blob = LaunchSpecEncoder.encode(r, monitor: m)
+        let (ok, s, msg, _) = parseWithC(blob)
+        defer { withExtendedLifetime(blob) {} }  // the spec's strings point into it
+        #expect(ok, "\(msg)")
+        #expect(s.argc == 10_001 && str(s.argv[10_000]) == "a10000" && s.argv[10_001] == nil)
+        #expect(s.envc == 5_000 && str(s.envp[4_999]) == "V5000=5000" && s.envp[5_000] == nil)
+        #expect(s.nmounts == 300 && str(s.mounts[299].target) == "/dst299")
+        #expect(s.ngroups == 100 && s.groups[99] == 100)
+        #expect(s.nremove_dirs == 20 && str(s.remove_dirs[19]) == "/r19")
     }
 
     @Test func overlayDataEscapesSeparators() {

@@ -255,7 +255,7 @@ import Testing
         #expect(str(s.hooks.0.argv.1) == "a" && str(s.hooks.0.envp.0) == "K=V" && s.hooks.0.envp.1 == nil)
         #expect(str(s.hooks.1.argv.0) == "/bin/h2", "no args: argv[0] is the path")
         #expect(s.hook_sync == 1 && s.seccomp_flags == 2 && str(s.keyring) == "_ses.x")
-        #expect(s.mounts.0.attr_set == 1 && s.mounts.0.attr_clr == 2)
+        #expect(s.mounts[0].attr_set == 1 && s.mounts[0].attr_clr == 2)
     }
 
     @Test func malformedHookRecordsAreRefused() {

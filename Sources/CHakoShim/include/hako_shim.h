@@ -143,8 +143,6 @@ enum hako_hook_kind {
 
 const char *hako_stage_name(int stage);
 
-#define HAKO_MAX_LIST 1024
-
 struct hako_mount {
     uint32_t kind;
     uint64_t flags;      // MS_* flags
@@ -165,14 +163,14 @@ struct hako_device { uint32_t type, major, minor, mode, uid, gid; const char *pa
 #define HAKO_MAX_HOOKS 32
 #define HAKO_MAX_HOOK_ARGS 32
 #define HAKO_MAX_HOOK_ENV 64
+#define HAKO_MAX_LAYERS 128
+
 struct hako_hook {
     uint32_t kind, timeout;
     const char *path;
     const char *argv[HAKO_MAX_HOOK_ARGS + 1];
     const char *envp[HAKO_MAX_HOOK_ENV + 1];
 };
-
-#define HAKO_MAX_LAYERS 128
 
 struct hako_spec {
     // init path
@@ -182,12 +180,14 @@ struct hako_spec {
     const char *overlay;      // NULL: no overlay
     const char *overlay_dir;
     const char *hostname;
-    const char *argv[HAKO_MAX_LIST + 1]; int argc;
-    const char *envp[HAKO_MAX_LIST + 1]; int envc;
+    // Sized to the blob by hako_spec_parse (no fixed limit: the kernel's
+    // ARG_MAX is the only one); NULL-terminated; freed by hako_spec_free.
+    const char **argv; int argc;
+    const char **envp; int envc;
     const char *cwd;
     uint32_t uid, gid;
-    uint32_t groups[64]; int ngroups;
-    struct hako_mount mounts[256]; int nmounts;
+    uint32_t *groups; int ngroups;  // sized to the blob, as argv (setgroups takes up to NGROUPS_MAX)
+    struct hako_mount *mounts; int nmounts;  // sized to the blob, as argv
     const char *cgroup_dir;
     const char *cgroup_procs[32]; int ncgroup_procs;
     int tty; uint32_t tty_rows, tty_cols;
@@ -198,17 +198,17 @@ struct hako_spec {
     int no_new_privs;
     const void *seccomp; uint32_t seccomp_len;  // bytes of struct sock_filter[]
     int has_oom_score_adj; int32_t oom_score_adj;
-    const char *masked[64]; int nmasked;
-    const char *readonly[64]; int nreadonly;
-    const char *sysctl_key[64]; const char *sysctl_val[64]; int nsysctl;
+    const char **masked; int nmasked;      // these lists too are sized to the blob
+    const char **readonly; int nreadonly;
+    const char **sysctl_key; const char **sysctl_val; int nsysctl;
     int cgroupns;
     uint64_t propagation;
     int readonly_root;
     struct hako_idmap idmaps[16]; int nidmaps;
-    struct hako_device devices[64]; int ndevices;
+    struct hako_device *devices; int ndevices;
     int detached_overlay, idmap_layers;
     const char *dov_upper, *dov_work;
-    const char *dov_lower[HAKO_MAX_LAYERS]; int dov_nlower;
+    const char *dov_lower[HAKO_MAX_LAYERS]; int dov_nlower;  // the detached overlay's fds and lowerdir are fixed too
     int host_devices;
     // OCI runtime
     const char *exec_fifo;
@@ -229,8 +229,8 @@ struct hako_spec {
     const char *state_path;
     const char *run_dir;
     uint32_t restart_policy, restart_max, restart_count;
-    const char *remove_dirs[8]; int nremove_dirs;
-    const char *remove_files[8]; int nremove_files;
+    const char **remove_dirs; int nremove_dirs;
+    const char **remove_files; int nremove_files;
     uint32_t stop_signal;
     const char *cleanup_argv[32]; int ncleanup;
     const char *cgroup_rmdir[64]; int ncgroup_rmdir;
@@ -240,8 +240,12 @@ struct hako_spec {
 };
 
 // Parses a blob (which must stay alive while the spec is used).
-// Returns 0, or -1 with a message in err.
+// Returns 0, or -1 with a message in err (and nothing to free). The tables of
+// repeated records (argv, envp, mounts, groups, devices, masked and read-only
+// paths, sysctls, overlay layers, paths to remove) are allocated to fit:
+// release them with hako_spec_free once the spec is no longer used.
 int hako_spec_parse(const void *blob, size_t len, struct hako_spec *spec, char *err, size_t errlen);
+void hako_spec_free(struct hako_spec *spec);
 
 // Failure report of the init path: fixed size, written once to the error pipe.
 struct hako_failure {

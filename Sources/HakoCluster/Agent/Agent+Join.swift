@@ -15,6 +15,7 @@ public struct NodeIdentity: Codable, Sendable, Equatable {
     }
 
     public func save(_ creds: NodeCredentials) throws {
+        FS.removeOrphanedTemporaries(in: FS.parentDirectory(creds.nodeFile))
         try FS.writeAtomic(creds.nodeFile, try Wire.encodeJSON(self), mode: 0o600)
     }
 }

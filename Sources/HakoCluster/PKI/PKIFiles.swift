@@ -72,6 +72,7 @@ public struct NodeCredentials: Sendable {
     public func save(ca: Certificate?, cert: Certificate, key: PrivateKey) throws(ClusterError) {
         do {
             try FS.makeDirectories(dir, mode: 0o700)
+            FS.removeOrphanedTemporaries(in: dir)
             if let ca { try FS.writeAtomic(caCert, try ca.pem(), mode: 0o644) }
             try FS.writeAtomic(identity, try key.pem() + (try cert.pem()), mode: 0o600)
         } catch let e as ClusterError { throw e } catch {
@@ -82,9 +83,11 @@ public struct NodeCredentials: Sendable {
 
 /// Writes a PEM file readable by root only.
 func writeSecret(_ path: String, _ text: String) throws(ClusterError) {
+    FS.removeOrphanedTemporaries(in: FS.parentDirectory(path))
     do { try FS.writeAtomic(path, text, mode: 0o600) } catch { throw .security("cannot write \(path): \(error)") }
 }
 
 func writePublic(_ path: String, _ text: String) throws(ClusterError) {
+    FS.removeOrphanedTemporaries(in: FS.parentDirectory(path))
     do { try FS.writeAtomic(path, text, mode: 0o644) } catch { throw .security("cannot write \(path): \(error)") }
 }

@@ -133,6 +133,7 @@ public struct CredentialStore: Sendable {
     private func write(_ file: File) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        FS.removeOrphanedTemporaries(in: FS.parentDirectory(path))
         try FS.writeAtomic(path, Array(try encoder.encode(file)), mode: 0o600)
         // writeAtomic creates with the mode, but an existing file may have been loosened by hand.
         chmod(path, 0o600)

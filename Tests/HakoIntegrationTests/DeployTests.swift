@@ -98,6 +98,62 @@ enum Repo {
         #expect(d.tree() == [])
     }
 
+    /// The guide's staging step, `make install DESTDIR=/tmp/stage`, names a
+    /// directory that does not exist yet: the install makes it (it once looped
+    /// forever at `/`), and a relative DESTDIR is taken from the working directory.
+    @Test func installIntoADestdirThatDoesNotExistYet() throws {
+        let d = Dest()
+        let fresh = d.path + "/stage/not/yet"
+        let env = ["DESTDIR": fresh, "BUILD_DIR": Binaries.dir, "PREFIX": "/usr/local"]
+        let r = Subprocess.run([Repo.root + "/deploy/install.sh", "--no-build"], env: env, timeout: 60)
+        try #require(r.status == 0, "status \(r.status) (-2: killed after 60 s, the old hang): \(r.stderr)")
+        #expect(access(fresh + "/usr/local/bin/hako", X_OK) == 0)
+        #expect(FileManager.default.fileExists(atPath: fresh + "/etc/hako/agent.toml"))
+        #expect(!d.text("/stage/not/yet/usr/local/share/hako/install-manifest").contains("dir /stage"), "the staging root is not the install's")
+        let u = Subprocess.run([Repo.root + "/deploy/uninstall.sh"], env: env, timeout: 60)
+        #expect(u.status == 0, "\(u.stderr)")
+        #expect(d.tree() == ["stage", "stage/not", "stage/not/yet"], "\(d.tree())")
+
+        // Relative: `make install DESTDIR=stage` from the repository means ./stage.
+        let rel = Subprocess.run(["/bin/sh", "-c", "cd \"$0\" && DESTDIR=rel/stage \"$1\" --no-build", d.path, Repo.root + "/deploy/install.sh"],
+                                 env: ["BUILD_DIR": Binaries.dir, "PREFIX": "/usr/local"], timeout: 60)
+        #expect(rel.status == 0, "\(rel.stderr)")
+        #expect(access(d.path + "/rel/stage/usr/local/bin/hako", X_OK) == 0)
+    }
+
+    /// A cross-built hako cannot run on the machine that installs it: the
+    /// install takes the completions and the version from files the build made,
+    /// and never runs the binary.
+    @Test func installNeverRunsTheBinaryItInstalls() throws {
+        let d = Dest()
+        let build = d.path + "/build"
+        let marker = d.path + "/hako-was-run"
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: build + "/completions", withIntermediateDirectories: true)
+        for f in ["hako-monitor", "hako-runtime", "completions/hako.bash", "completions/_hako", "completions/hako.fish", "version"] {
+            try fm.copyItem(atPath: Binaries.dir + "/" + f, toPath: build + "/" + f)
+        }
+        // Stands for a binary of another architecture: running it leaves a mark and fails.
+        let foreign = "#!/bin/sh\ntouch \(marker)\nexit 126\n"
+        try foreign.write(toFile: build + "/hako", atomically: false, encoding: .utf8)
+        chmod(build + "/hako", 0o755)
+        let env = ["DESTDIR": d.path + "/root", "BUILD_DIR": build, "PREFIX": "/usr/local"]
+        let r = Subprocess.run([Repo.root + "/deploy/install.sh", "--no-build"], env: env, timeout: 60)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(!fm.fileExists(atPath: marker), "install.sh ran the binary it installs")
+        let version = try String(contentsOfFile: build + "/version", encoding: .utf8).trimmed
+        #expect(!version.isEmpty && r.stdout.contains("installed hako \(version) into"), "\(r.stdout)")
+        #expect(d.text("/root/usr/local/bin/hako") == foreign)
+        #expect(d.text("/root/usr/local/share/fish/vendor_completions.d/hako.fish").contains("complete -c 'hako'"))
+
+        // Without the build's files: one clear line, nothing installed.
+        try fm.removeItem(atPath: build + "/completions/_hako")
+        let missing = Subprocess.run([Repo.root + "/deploy/install.sh", "--no-build"], env: env.merging(["DESTDIR": d.path + "/other"]) { $1 }, timeout: 60)
+        #expect(missing.status == 1 && missing.stderr.contains("completions/_hako is missing"), "\(missing.stderr)")
+        #expect(!fm.fileExists(atPath: d.path + "/other"))
+        #expect(!fm.fileExists(atPath: marker))
+    }
+
     /// `systemd-analyze verify` on the installed units (it checks keys, values and the ExecStart binary).
     @Test func unitsVerify() throws {
         guard FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-analyze") else {

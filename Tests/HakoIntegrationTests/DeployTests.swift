@@ -180,6 +180,50 @@ enum Repo {
         #expect(broken.stderr.contains("kill mode") && broken.status != 0, "\(broken.stderr)")
     }
 
+    /// The units' settings, as installed: the coordinator without root and
+    /// sandboxed, the agent's OOM protection, both after time-sync.target.
+    @Test func unitsRunWithLeastPrivilege() throws {
+        let d = Dest()
+        try #require(d.run("install.sh", ["--no-build"]).status == 0)
+        func settings(_ unit: String) -> [String: [String]] {
+            var out: [String: [String]] = [:]
+            for line in d.text("/usr/local/lib/systemd/system/\(unit)").split(separator: "\n") where !line.hasPrefix("#") {
+                let kv = line.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+                if kv.count == 2 { out[String(kv[0]), default: []].append(String(kv[1])) }
+            }
+            return out
+        }
+        let coordinator = settings("hako-coordinator.service")
+        for (key, value) in [("DynamicUser", "yes"), ("CapabilityBoundingSet", ""), ("AmbientCapabilities", ""), ("NoNewPrivileges", "yes"),
+                             ("ProtectSystem", "strict"), ("ProtectClock", "yes"), ("ProtectKernelLogs", "yes"), ("ProtectHostname", "yes"),
+                             ("MemoryDenyWriteExecute", "yes"), ("StateDirectory", "hako/coordinator"), ("SystemCallArchitectures", "native")] {
+            #expect(coordinator[key] == [value], "coordinator \(key)=\(coordinator[key] ?? [])")
+        }
+        #expect(coordinator["SystemCallFilter"]?.first == "@system-service")
+        #expect(coordinator["User"] == nil && coordinator["ReadWritePaths"] == nil, "writes only to its state directory")
+        #expect(coordinator["After"]?.first?.contains("time-sync.target") == true)
+        let configured = try String(contentsOfFile: Repo.root + "/config/coordinator.toml", encoding: .utf8)
+        #expect(configured.contains("data_dir = \"/var/lib/hako/coordinator\""), "the default data_dir is the unit's state directory")
+
+        let agent = settings("hako-agent.service")
+        #expect(agent["OOMScoreAdjust"] == ["-500"] && agent["KillMode"] == ["process"] && agent["Delegate"] == ["yes"])
+        #expect(agent["LimitCORE"] == nil, "no core dumps of any size onto an SD card by default")
+        #expect(agent["After"]?.first?.contains("time-sync.target") == true)
+
+        // systemd's own judgement of the coordinator's sandbox (offline: no running systemd needed).
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-analyze") else {
+            print("skipped: systemd-analyze is not installed here")
+            return
+        }
+        let unit = d.path + "/hako-coordinator.service"
+        try d.text("/usr/local/lib/systemd/system/hako-coordinator.service")
+            .replacingOccurrences(of: "=/usr/local/bin/", with: "=\(d.path)/usr/local/bin/").write(toFile: unit, atomically: false, encoding: .utf8)
+        let r = Subprocess.run(["/usr/bin/systemd-analyze", "security", "--offline=yes", "--no-pager", unit], env: ["SYSTEMD_LOG_COLOR": "0", "SYSTEMD_COLORS": "0"])
+        let line = r.stdout.split(separator: "\n").first { $0.contains("Overall exposure level") }.map(String.init) ?? ""
+        let score = line.split(separator: ":").last.flatMap { Double($0.split(separator: " ").first ?? "") }
+        #expect((score ?? 99) <= 2.0, "exposure: \(line) \(r.stderr)")
+    }
+
     @Test func completionsGenerateForThreeShells() throws {
         let bash = Subprocess.run([Binaries.hako, "--generate-completion-script", "bash"])
         #expect(bash.status == 0 && bash.stdout.contains("-F _hako hako") && bash.stdout.contains("coordinator"))

@@ -265,3 +265,43 @@ enum Repo {
         #expect(Subprocess.run([Binaries.hako, "run", "--bogus"]).stderr.contains("unknown flag: --bogus"))
     }
 }
+
+/// `deploy/uninstall.sh --purge` also removes hako's kernel state: its
+/// nftables tables, links and cgroup parent (`hako purge-host-state`), in a
+/// network namespace and under a cgroup parent of the test's own.
+@Suite(.needsRoot, .serialized) final class PurgeHostStateTests {
+    let host = TestHost.make("purge")
+
+    deinit { host.cleanup() }
+
+    func inNetns(_ argv: [String]) -> String { Subprocess.run(host.prefix + argv).stdout }
+
+    @Test func purgeRemovesTablesLinksAndCgroupsOnceNothingRuns() throws {
+        #expect(host.hako("network", "create", "purged").status == 0)
+        let run = host.hako("run", "-d", "--name", "keeper", "-p", "8080:80", host.busybox, "sleep", "60")
+        try #require(run.status == 0, "\(run.stderr)")
+        #expect(host.hako("run", "-d", "--name", "other", "--network", "purged", host.busybox, "sleep", "60").status == 0)
+        let linksBefore = inNetns(["/usr/sbin/ip", "-o", "link", "show"])
+        #expect(linksBefore.contains("hako0") && linksBefore.contains("hako-"), "\(linksBefore)")
+        #expect(inNetns(["/usr/sbin/nft", "list", "tables"]).contains("table ip hako"))
+        let cgroupDirs = ["/sys/fs/cgroup/unified/\(host.cgroupParent)", "/sys/fs/cgroup/\(host.cgroupParent)", "/sys/fs/cgroup/memory/\(host.cgroupParent)"]
+            .filter { FileManager.default.fileExists(atPath: $0) }
+        #expect(!cgroupDirs.isEmpty)
+
+        // A running container: refused, nothing removed.
+        let refused = host.hako("purge-host-state")
+        #expect(refused.status == 125 && refused.stderr.contains("containers are running (") && refused.stderr.contains("keeper"), "\(refused.stderr)")
+        #expect(inNetns(["/usr/sbin/nft", "list", "tables"]).contains("table ip hako"))
+
+        #expect(host.hako("rm", "-f", "keeper", "other").status == 0)
+        let purged = host.hako("purge-host-state")
+        #expect(purged.status == 0, "\(purged.stderr)")
+        #expect(purged.stdout.contains("removed nftables table ip hako") && purged.stdout.contains("removed link hako0"), "\(purged.stdout)")
+        #expect(!inNetns(["/usr/sbin/ip", "-o", "link", "show"]).contains("hako"))
+        #expect(!inNetns(["/usr/sbin/nft", "list", "tables"]).contains("hako"))
+        for d in cgroupDirs { #expect(!FileManager.default.fileExists(atPath: d), "\(d)") }
+        // Again: nothing left to remove, and no error.
+        let again = host.hako("purge-host-state")
+        #expect(again.status == 0 && again.stdout.contains("nothing of hako's"), "\(again.stdout) \(again.stderr)")
+    }
+}

@@ -1,6 +1,7 @@
 import Foundation
 @testable import HakoCluster
 import HakoSystem
+@testable import HakoTransport
 import Synchronization
 import Testing
 
@@ -113,8 +114,27 @@ final class LiveCoordinator: @unchecked Sendable {
         let key = try PrivateKey.generate()
         let now = Timestamp.now().secondsSince1970
         let cert = try ca.issue(key: key, commonName: "admin", role: .admin, notBefore: now - 7200, notAfter: now - 3600)
-        #expect(live.refused(cert: cert, key: key) != nil)
+        let why = live.refused(cert: cert, key: key)
+        #expect(why != nil)
         #expect(live.logged("certificate has expired") || live.logged("certificate expired"))
+        // Both ends say which clock to look at, in words.
+        #expect(live.logged("the certificate expired on \(TLSClock.day(now - 3600))"))
+        #expect(why?.contains("expired by its own clock") == true, "\(why ?? "accepted")")
+    }
+
+    /// A coordinator whose certificates start in three days (its clock was
+    /// ahead when the cluster was made, or this one is behind): the client says so.
+    @Test func aCertificateNotValidYetBlamesTheClock() throws {
+        let ahead = ManualClock()
+        ahead.advance(3 * 86400)
+        let future = try LiveCoordinator(clock: ahead)
+        do {
+            _ = try future.adminClient().request(MessageType.nodeList, EmptyBody(), as: NodeList.self, timeout: 5)
+            Issue.record("a certificate not valid yet was accepted")
+        } catch {
+            let text = "\(error)"
+            #expect(text.contains("the certificate is not valid yet until") && text.contains("this clock is probably behind"), "\(text)")
+        }
     }
 
     @Test func aCertificateTheCoordinatorNeverIssuedIsRefused() throws {

@@ -26,17 +26,29 @@ public enum TLSClock {
         }
     }
 
-    /// Words for an alert the peer sent about our certificate (its clock
-    /// judged it), found in OpenSSL's error text; nil for other failures.
-    public static func explain(alert text: String, now: Timestamp = .now()) -> String? {
-        guard text.contains("alert certificate expired") else { return nil }
-        return "the peer refused this machine's certificate as expired by its own clock (this machine's clock says \(day(Double(now.seconds)))): "
-            + "either clock may be wrong (hako doctor on both), or the certificate needs renewing"
+    /// Words for this machine's own certificate when the clock puts it outside
+    /// its validity (the peer would refuse it, and say so only in its own log);
+    /// nil while it is valid. `rejoin` says how to get a new one.
+    public static func ownCertificate(notBefore: Double, notAfter: Double, now: Timestamp = .now(), rejoin: String) -> String? {
+        let t = Double(now.seconds)
+        let here = "this machine's clock says \(day(t))"
+        if t < notBefore {
+            return "this node's certificate is not valid until \(day(notBefore)) and \(here): the clock is probably behind (a Raspberry Pi has no real-time clock; see hako doctor)"
+        }
+        if t > notAfter {
+            return "this node's certificate expired on \(day(notAfter)) and \(here): if the clock is wrong, set it (hako doctor); if it is right, \(rejoin)"
+        }
+        return nil
     }
 
-    /// The validity of the peer's certificate on a session, when it sent one.
+    /// The validity of the peer's certificate on a session, when it is known:
+    /// a client keeps the chain the server sent even when it failed
+    /// verification; a server keeps nothing of a client certificate it refused.
     public static func peerValidity(_ ssl: OpaquePointer?) -> (notBefore: Double?, notAfter: Double?) {
-        guard let ssl, let x = SSL_get0_peer_certificate(ssl) else { return (nil, nil) }
+        guard let ssl else { return (nil, nil) }
+        var leaf = SSL_get0_peer_certificate(ssl)
+        if leaf == nil, let chain = SSL_get_peer_cert_chain(ssl), hako_x509_stack_count(chain) > 0 { leaf = hako_x509_stack_at(chain, 0) }
+        guard let x = leaf else { return (nil, nil) }
         return (seconds(X509_get0_notBefore(x)), seconds(X509_get0_notAfter(x)))
     }
 

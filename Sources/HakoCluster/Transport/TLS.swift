@@ -102,8 +102,6 @@ final class TLSStream {
                 reason += " (certificate: \(String(cString: X509_verify_cert_error_string(v))))"
                 let validity = TLSClock.peerValidity(ssl)
                 if let words = TLSClock.explain(verifyResult: v, notBefore: validity.notBefore, notAfter: validity.notAfter) { reason += ": " + words }
-            } else if let words = TLSClock.explain(alert: reason) {
-                reason += ": " + words
             }
             if reason.contains("unexpected eof") { return .closed }
             return .failed(reason)

@@ -130,9 +130,12 @@ final class ClusterNetworkTests {
         let line = try #require(guide.split(separator: "\n").first { $0.hasPrefix("sudo hako cluster service create ") })
         var args = line.split(separator: " ").map(String.init).dropFirst(3).map { $0 }   // sudo hako cluster
         let image = try #require(args.firstIndex(of: "busybox"), "\(line)")
+        // The options (before the image): the mesh, and no fixed host port.
+        let options = args[..<image]
+        let published = options.indices.filter { ["-p", "--publish"].contains(options[$0]) && $0 + 1 < options.endIndex }.map { options[$0 + 1] }
+        #expect(options.contains("--ingress") && !published.contains { $0.contains(":") }, "\(line)")
         args[image] = "busybox:test"
         args.insert(contentsOf: ["--no-resolve-image", "--stop-timeout", "1", "--timeout", "60s"], at: 2)
-        #expect(args.contains("--ingress") && !args.contains("-p"), "\(line)")
         let name = try #require(args.firstIndex(of: "--name").map { args[$0 + 1] })
         let r = h.cluster(args, timeout: 90)
         #expect(r.status == 0, "\(args): \(r.stderr)")

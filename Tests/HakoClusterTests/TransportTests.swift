@@ -121,6 +121,27 @@ final class LiveCoordinator: @unchecked Sendable {
         #expect(live.logged("the certificate expired and this machine's clock says"))
     }
 
+    /// `hako cluster credentials renew`: a new key and certificate over the old
+    /// ones, written in place; they work, and the old certificate still does
+    /// until it expires. Only an admin may ask.
+    @Test func adminCredentialsRenew() throws {
+        let old = try Certificate(pem: try String(contentsOfFile: live.admin.cert, encoding: .utf8))
+        let oldKey = try String(contentsOfFile: live.admin.key, encoding: .utf8)
+        let copy = live.dir.path + "/admin-copy"
+        try FileManager.default.copyItem(atPath: live.dir.path + "/admin", toPath: copy)
+        let renewed = try AdminCredentials(dir: copy).renew(with: try ClusterClient.admin(AdminCredentials(dir: copy), address: live.address))
+        #expect(renewed.serial != old.serial && renewed.commonName == "admin" && renewed.role == "admin")
+        #expect(renewed.notAfter - Timestamp.now().secondsSince1970 > 364 * 86400)
+        #expect(try String(contentsOfFile: copy + "/admin.key", encoding: .utf8) != oldKey)
+        #expect(try Certificate(pem: try String(contentsOfFile: copy + "/admin.crt", encoding: .utf8)).serial == renewed.serial)
+        let nodes = try ClusterClient.admin(AdminCredentials(dir: copy), address: live.address)
+            .request(MessageType.nodeList, EmptyBody(), as: NodeList.self)
+        #expect(nodes.nodes.isEmpty)
+        #expect(live.refused(cert: old, key: try PrivateKey(pem: oldKey)) == nil, "the old certificate is still valid")
+        #expect(live.logged("issued admin credentials until"))
+        #expect(MessageType.isAdmin(MessageType.credentialsRenew))
+    }
+
     /// The agent's own certificate judged by its clock at start (its session
     /// would only see the connection closed).
     @Test func aNodeSaysWhenItsOwnCertificateIsOutsideTheClock() {

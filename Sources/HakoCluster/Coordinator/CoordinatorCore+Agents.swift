@@ -186,5 +186,7 @@ extension CoordinatorCore {
 }
 
 extension MessageType {
-    static func isAdmin(_ t: String) -> Bool { t.hasPrefix("node.") || t.hasPrefix("service.") || t == tokenCreate || t == events }
+    static func isAdmin(_ t: String) -> Bool {
+        t.hasPrefix("node.") || t.hasPrefix("service.") || t == tokenCreate || t == events || t == credentialsRenew
+    }
 }

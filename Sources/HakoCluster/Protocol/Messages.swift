@@ -24,6 +24,7 @@ public enum MessageType {
     public static let servicePs = "service.ps"
     public static let serviceLogs = "service.logs"
     public static let events = "events"
+    public static let credentialsRenew = "credentials.renew"
     // coordinator → admin CLI, after an `events` request with follow
     public static let event = "event"
     // replies

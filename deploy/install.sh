@@ -149,7 +149,7 @@ put 0644 "$BUILD_DIR/completions/hako.fish" "$SHAREDIR/fish/vendor_completions.d
 
 # Documentation and the example configurations.
 for f in "$repo"/docs/*.md; do put 0644 "$f" "$DOCDIR/$(basename "$f")"; done
-for f in "$repo"/config/*.toml "$repo"/config/engine.json "$repo"/config/README.md; do
+for f in "$repo"/config/*.toml "$repo"/config/engine.json "$repo"/config/README.md "$here"/prometheus.yml "$here"/hako-alerts.yml; do
     put 0644 "$f" "$DOCDIR/examples/$(basename "$f")"
 done
 

@@ -88,7 +88,8 @@ import Testing
             observed: [ObservedTask(taskID: "t1", containerID: String(repeating: "a", count: 64), status: .running, restartCount: 2),
                        ObservedTask(taskID: "t2", containerID: String(repeating: "b", count: 64), status: .exited)],
             runningContainers: 2, assigned: 2, connected: true,
-            usage: [ContainerUsage(containerID: String(repeating: "a", count: 64), name: "web.1", taskID: "t1", cpuSeconds: 1.25, memoryBytes: 4096),
+            usage: [ContainerUsage(containerID: String(repeating: "a", count: 64), name: "web.1", taskID: "t1", cpuSeconds: 1.25, memoryBytes: 4096,
+                                   network: (received: 1500, transmitted: 600), blockRead: 8192, blockWritten: 512),
                     ContainerUsage(containerID: String(repeating: "c", count: 64), name: "by \"hand\"", taskID: "", cpuSeconds: nil, memoryBytes: 10)])
         let m = try ExpositionParser.parse(Exposition.render(snap.families()))
         let a = ["container": "aaaaaaaaaaaa", "name": "web.1", "task": "t1"]
@@ -100,6 +101,79 @@ import Testing
         #expect(sample(m, "hako_agent_container_cpu_seconds_total", a) == 1.25)
         #expect(sample(m, "hako_agent_container_memory_bytes", a) == 4096)
         #expect(sample(m, "hako_agent_container_memory_bytes", ["container": "cccccccccccc", "name": "by \"hand\"", "task": ""]) == 10)
+        #expect(sample(m, "hako_agent_container_network_receive_bytes_total", a) == 1500)
+        #expect(sample(m, "hako_agent_container_network_transmit_bytes_total", a) == 600)
+        #expect(sample(m, "hako_agent_container_block_read_bytes_total", a) == 8192)
+        #expect(sample(m, "hako_agent_container_block_written_bytes_total", a) == 512)
+        #expect(sample(m, "hako_agent_container_network_receive_bytes_total", ["container": "cccccccccccc", "name": "by \"hand\"", "task": ""]) == nil)
+        #expect(sample(m, "hako_build_info", ["version": Agent.version]) == 1)
+    }
+
+    /// A Raspberry Pi 4's /proc and /sys (as files in a fake tree): CPU,
+    /// memory, the data root, the SD card's writes, the SoC's temperature
+    /// and the firmware's throttling flags (under-voltage since boot).
+    static let fakePi: [String: String] = [
+        "/proc/stat": "cpu  4705 150 1120 16250 520 0 13 0 0 0\ncpu0 1000 20 300 4000 100 0 5 0 0 0\n",
+        "/proc/meminfo": "MemTotal:        3884136 kB\nMemFree:          100000 kB\nMemAvailable:    3302500 kB\n",
+        "/proc/diskstats": "   1       0 ram0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n 179       0 mmcblk0 9121 3521 738546 4519 2480 3046 88304 8828 0 9340 13348 0 0 0 0 0 0\n"
+            + " 179       1 mmcblk0p1 226 0 4618 60 1 0 1 0 0 84 60 0 0 0 0 0 0\n   7       0 loop0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n",
+        "/sys/class/thermal/thermal_zone0/temp": "51121\n",
+        "/sys/class/thermal/thermal_zone0/type": "cpu-thermal\n",
+        "/sys/devices/platform/soc/soc:firmware/get_throttled": "50000\n",
+    ]
+
+    @Test func nodeResourcesOfAPi() throws {
+        let files = Self.fakePi
+        let node = NodeResources(read: { files[$0] }, list: { dir in
+            dir == "/sys/block" ? ["mmcblk0", "loop0", "ram0"] : dir == "/sys/class/thermal" ? ["cooling_device0", "thermal_zone0"] : []
+        }, fileSystem: { $0 == "/var/lib/hako" ? (size: 31_000_000_000, free: 20_000_000_000) : nil }, dataRoot: "/var/lib/hako", ticksPerSecond: 100)
+        let m = try ExpositionParser.parse(Exposition.render(node.families()))
+        #expect(sample(m, "hako_node_cpu_seconds_total", ["mode": "user"]) == 47.05)
+        #expect(sample(m, "hako_node_cpu_seconds_total", ["mode": "idle"]) == 162.5)
+        #expect(sample(m, "hako_node_memory_bytes", ["kind": "total"]) == Double(3_884_136 * 1024))
+        #expect(sample(m, "hako_node_memory_bytes", ["kind": "available"]) == Double(3_302_500 * 1024))
+        #expect(sample(m, "hako_node_data_root_bytes", ["kind": "free"]) == 20_000_000_000)
+        #expect(sample(m, "hako_node_disk_written_bytes_total", ["device": "mmcblk0"]) == Double(88304 * 512))
+        #expect(sample(m, "hako_node_disk_written_bytes_total", ["device": "mmcblk0p1"]) == nil, "whole disks only")
+        #expect(sample(m, "hako_node_disk_written_bytes_total", ["device": "loop0"]) == nil)
+        #expect(sample(m, "hako_node_temperature_celsius", ["zone": "cpu-thermal"]) == 51.121)
+        #expect(sample(m, "hako_node_throttled", ["when": "now"]) == 0)
+        #expect(sample(m, "hako_node_throttled", ["when": "since_boot"]) == 1)
+        // Not a Pi (no firmware flags, no thermal zone): those families are left out, the rest stay.
+        let plain = NodeResources(read: { $0.hasPrefix("/proc") ? files[$0] : nil }, list: { _ in [] }, fileSystem: { _ in nil }, dataRoot: "/x")
+        let names = Set(try ExpositionParser.parse(Exposition.render(plain.families())).map(\.name))
+        #expect(names == ["hako_node_cpu_seconds_total", "hako_node_memory_bytes", "hako_node_disk_written_bytes_total"], "\(names)")
+        // This machine's own files parse too.
+        let here = try ExpositionParser.parse(Exposition.render(NodeResources.host(dataRoot: "/").families()))
+        #expect((sample(here, "hako_node_memory_bytes", ["kind": "total"]) ?? 0) > 0)
+    }
+
+    /// deploy/prometheus.yml and deploy/hako-alerts.yml name only metrics hako exports.
+    @Test func theAlertRulesUseMetricsHakoExports() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+        let rules = try String(contentsOfFile: root + "/deploy/hako-alerts.yml", encoding: .utf8)
+        let scrape = try String(contentsOfFile: root + "/deploy/prometheus.yml", encoding: .utf8)
+        #expect(scrape.contains("hako-alerts.yml") && scrape.contains("127.0.0.1:9410") && scrape.contains("127.0.0.1:9411"))
+        let f = try CoreFixture()
+        let files = Self.fakePi
+        let node = NodeResources(read: { files[$0] }, list: { $0 == "/sys/block" ? ["mmcblk0"] : $0 == "/sys/class/thermal" ? ["thermal_zone0"] : [] },
+                                 fileSystem: { _ in (1, 1) }, dataRoot: "/")
+        let agent = AgentMetricsSnapshot(observed: [], runningContainers: 0, assigned: 0, connected: true, usage: [], node: node.families())
+        var exported = Set((f.core.metricFamilies() + agent.families()).map(\.name))
+        exported.formUnion(exported.map { $0 + "_bucket" })
+        var used: Set<String> = []
+        var rest = Substring(rules)
+        while let r = rest.range(of: "hako_") {
+            let name = rest[r.lowerBound...].prefix { $0.isLetter || $0.isNumber || $0 == "_" }
+            used.insert(String(name))
+            rest = rest[r.upperBound...]
+        }
+        used.remove("hako_")
+        #expect(!used.isEmpty)
+        #expect(used.isSubset(of: exported), "not exported: \(used.subtracting(exported).sorted())")
+        for alert in ["HakoNodeDown", "HakoTaskRestarting", "HakoSDCardWrites", "HakoNodeThrottled"] {
+            #expect(rules.contains("alert: \(alert)"), "\(alert)")
+        }
     }
 
     /// GET over a plain TCP socket; the raw response.
@@ -140,6 +214,8 @@ import Testing
         #expect(m.contains { $0.name == "hako_cluster_scheduling_latency_seconds" && $0.type == "histogram" })
         #expect(sample(m, "hako_cluster_nodes", ["state": "ready"]) == 0)
         #expect(try Self.get(port, "GET /nope HTTP/1.0\r\n\r\n").hasPrefix("HTTP/1.1 404"))
+        let health = try Self.get(port, "GET /healthz HTTP/1.0\r\n\r\n")
+        #expect(health.hasPrefix("HTTP/1.1 200") && health.hasSuffix("\r\n\r\nok\n"), "\(health)")
         #expect(try Self.get(port, "POST /metrics HTTP/1.1\r\n\r\n").hasPrefix("HTTP/1.1 405"))
         #expect(try Self.get(port, "hello\r\n\r\n").hasPrefix("HTTP/1.1 400"))
         let head = try Self.get(port, "HEAD /metrics HTTP/1.1\r\n\r\n")

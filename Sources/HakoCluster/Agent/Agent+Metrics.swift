@@ -7,9 +7,11 @@ extension Agent {
             let source = self.runtime as? any ContainerUsageSource
             let loop = self.loop
             let finish = SendableBox(done)
+            let node = NodeResources.host(dataRoot: self.config.root)
             self.workers.submit(key: "metrics") {
                 let usage = (try? source?.usage()) ?? []
-                let snap = AgentMetricsSnapshot(observed: observed, runningContainers: running, assigned: assigned, connected: connected, usage: usage)
+                let snap = AgentMetricsSnapshot(observed: observed, runningContainers: running, assigned: assigned, connected: connected,
+                                                usage: usage, node: node.families())
                 loop.post { finish.value(snap.families()) }
             }
         }

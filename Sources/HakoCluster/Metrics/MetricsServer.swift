@@ -91,8 +91,11 @@ public final class MetricsServer: @unchecked Sendable {
             collect { [weak self] families in
                 self?.respond(raw, status: "200 OK", body: Exposition.render(families), contentType: Exposition.contentType, head: r.method == "HEAD")
             }
+        case "/healthz":
+            // The daemon's loop answered: it is alive (what it sees is in /metrics).
+            respond(raw, status: "200 OK", body: "ok\n", head: r.method == "HEAD")
         case "/":
-            respond(raw, status: "200 OK", body: "hako metrics: /metrics\n", head: r.method == "HEAD")
+            respond(raw, status: "200 OK", body: "hako metrics: /metrics, /healthz\n", head: r.method == "HEAD")
         default:
             respond(raw, status: "404 Not Found", body: "not found: \(path) (try /metrics)\n", head: r.method == "HEAD")
         }

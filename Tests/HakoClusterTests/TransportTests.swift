@@ -273,6 +273,50 @@ struct FixedProbe: NodeProbe {
 }
 
 @Suite struct RenewalTests {
+    /// A node that was off longer than its certificate's life renews it with
+    /// its key alone (no token) within the window; a request signed with
+    /// another key, a certificate not expired yet, one expired too long ago,
+    /// and a removed node's are refused, in words.
+    @Test func anExpiredNodeCertificateRenewsWithoutAToken() throws {
+        let clock = ManualClock()
+        let live = try LiveCoordinator(clock: clock) { $0.nodeCertTTL = 3600 }
+        let config = live.agentConfig("sleeper")
+        let id = try Agent.join(token: try live.token(), coordinator: live.address, config: config, capacity: FixedProbe().capacity(), log: .silent)
+        let creds = NodeCredentials(stateDir: config.stateDir)
+        let (_, first, _) = try creds.load()
+        #expect(try Agent.renewExpiredCertificate(config: config, log: .silent) == nil, "valid: nothing to do")
+        func ask(_ cert: Certificate, _ key: PrivateKey) throws -> String {
+            let c = try ClusterClient.connect(try Endpoint(parsing: live.address),
+                                              tls: try TLSContext.client(certificate: nil, key: nil, trust: try live.ca.certificate), timeout: 5)
+            defer { c.close() }
+            do {
+                _ = try c.request(MessageType.renewExpired, RenewExpiredRequest(certificate: try cert.pem(), csr: try CertificateRequest(key: key).pem()),
+                                  as: RenewReply.self, timeout: 5)
+                return "renewed"
+            } catch { return "\(error)" }
+        }
+        #expect(try ask(first, try creds.load().key).contains("has not expired"))
+
+        clock.advance(2 * 86400)   // the node was off for two days
+        #expect(try ask(first, try PrivateKey.generate()).contains("not signed with the certificate's key"))
+        let later = Timestamp.now().secondsSince1970 + 2 * 86400
+        let renewed = try #require(try Agent.renewExpiredCertificate(config: config, log: .silent, now: later))
+        #expect(renewed.serial != first.serial && renewed.commonName == id.nodeID && renewed.notAfter > later)
+        #expect(try creds.load().cert.serial == renewed.serial, "the new certificate is saved with the same key")
+        try renewed.verify(against: try live.ca.certificate, at: later)
+        #expect(live.logged("renewed the expired certificate of node sleeper"))
+
+        clock.advance(40 * 86400)  // off for 40 days: too long
+        let tooLate = Timestamp.now().secondsSince1970 + 42 * 86400
+        #expect(throws: (any Error).self) { try Agent.renewExpiredCertificate(config: config, log: .silent, now: tooLate) }
+        #expect(try ask(renewed, try creds.load().key).contains("expired more than 30 days ago: join again with a new token"))
+
+        clock.advance(-39 * 86400)  // within the window again, but the node is removed
+        _ = try live.adminClient().request(MessageType.nodeRemove, NodeRemoveRequest(node: id.nodeID, force: true), as: EmptyBody.self)
+        #expect(try ask(renewed, try creds.load().key).contains("not a current node certificate"))
+        #expect(live.logged("renewal of an expired certificate refused"))
+    }
+
     /// A node certificate renews itself at half its life, over the session, and the new one works.
     @Test func nodeCertificatesRenewThemselves() throws {
         let live = try LiveCoordinator(clock: SystemClusterClock()) { $0.nodeCertTTL = 4 }

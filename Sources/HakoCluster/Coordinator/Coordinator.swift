@@ -133,7 +133,7 @@ public final class Coordinator: @unchecked Sendable {
     func received(_ env: Envelope, on c: LineConnection) {
         guard let peer = connections[c.id]?.peer else { return }
         if let reply = core.handle(env, from: peer, connection: c.id, address: c.peer) { held.append((c.id, reply)) }
-        if peer == .anonymous && env.type != MessageType.join {
+        if peer == .anonymous && env.type != MessageType.join && env.type != MessageType.renewExpired {
             log.warning("refused \(c.peer): \(env.type) without a client certificate")
             closeAfterCommit.insert(c.id)
         }

@@ -4,19 +4,41 @@ SWIFT ?= swift
 RELEASE := -c release --static-swift-stdlib
 BIN_DIR := .build/release
 
-# Debian packages the build, the tests, the demo and the benchmarks need.
-DEB_PACKAGES := busybox-static libcap-dev libseccomp-dev libmnl-dev libnftnl-dev zlib1g-dev libzstd-dev \
-	libssl-dev libsqlite3-dev tar gzip util-linux procps iproute2 nftables jq hyperfine runc crun time linux-perf \
-	iperf3 python3 docker-registry podman skopeo apache2-utils openssl \
-	containerd curl iputils-ping zsh fish \
+# Debian packages, by what needs them. Installing hako needs only what its
+# binaries load at run time (everything else is linked statically): libmnl
+# (no static archive) and the CA certificates registry pulls verify against.
+# Building needs the Swift toolchain (not a Debian package: see
+# docs/getting-started.md), a C compiler and the -dev packages whose static
+# archives are linked in. The tests, the demo and the benchmarks compare hako
+# with other engines and observe it with other tools; none of that is
+# installed on a machine that only builds or runs hako.
+RUN_DEB_PACKAGES := libmnl0 ca-certificates
+BUILD_DEB_PACKAGES := make gcc libc6-dev libcap-dev libseccomp-dev libmnl-dev libnftnl-dev zlib1g-dev libzstd-dev \
+	libssl-dev libsqlite3-dev
+TEST_DEB_PACKAGES := busybox-static tar gzip util-linux procps iproute2 nftables jq runc crun python3 \
+	docker-registry podman skopeo apache2-utils openssl containerd curl iputils-ping zsh fish systemd \
+	crossbuild-essential-arm64 crossbuild-essential-armhf qemu-user-static \
 	qemu-system-x86 linux-image-amd64 cpio
+DEMO_DEB_PACKAGES := busybox-static iproute2 nftables jq curl docker-registry
+BENCH_DEB_PACKAGES := $(TEST_DEB_PACKAGES) hyperfine time linux-perf iperf3
 
-.PHONY: all deps build test vm-test unit-test integration-test demo demo-local bench clean install uninstall docs
+.PHONY: all deps deps-run deps-build deps-test deps-demo deps-bench build extras cross-check test vm-test unit-test \
+	integration-test demo demo-local bench clean install uninstall docs
 
 all: build
 
-deps:
-	@tools/install-deps.sh $(DEB_PACKAGES)
+deps-run:
+	@tools/install-deps.sh $(RUN_DEB_PACKAGES)
+deps-build:
+	@tools/install-deps.sh $(BUILD_DEB_PACKAGES)
+deps-test: deps-build
+	@tools/install-deps.sh $(TEST_DEB_PACKAGES)
+deps-demo: deps-build
+	@tools/install-deps.sh $(DEMO_DEB_PACKAGES)
+deps-bench: deps-build
+	@tools/install-deps.sh $(BENCH_DEB_PACKAGES)
+# Everything: building, testing, the demo and the benchmarks.
+deps: deps-build deps-test deps-demo deps-bench
 
 MONITOR_SRC := $(wildcard Sources/hako-monitor/*.c) $(wildcard Sources/CHakoShim/*.c)
 MONITOR_HDR := $(wildcard Sources/hako-monitor/include/*.h) $(wildcard Sources/CHakoShim/include/*.h)
@@ -25,14 +47,33 @@ MONITOR_CFLAGS := -O2 -g0 -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-par
 	-ISources/CHakoShim/include -ISources/hako-monitor/include
 
 # SwiftPM first: it makes .build/release (a symlink into its build tree).
-build: deps
+build: deps-build
 	$(SWIFT) build $(RELEASE) --product hako
 	$(SWIFT) build $(RELEASE) --product hako-runtime
 	@$(MAKE) --no-print-directory $(BIN_DIR)/hako-monitor
+	@$(MAKE) --no-print-directory extras
+
+# What deploy/install.sh takes from the build besides the binaries, so that it
+# never runs the binary it installs: the shell completions and the version.
+# They are the same on every architecture; for a cross build, make them with a
+# hako that runs here: make extras BIN_DIR=<the cross build's dir> HOST_HAKO=.build/release/hako
+HOST_HAKO ?= $(BIN_DIR)/hako
+extras:
+	@mkdir -p $(BIN_DIR)/completions
+	@$(HOST_HAKO) --generate-completion-script bash >$(BIN_DIR)/completions/hako.bash.tmp
+	@$(HOST_HAKO) --generate-completion-script zsh >$(BIN_DIR)/completions/_hako.tmp
+	@$(HOST_HAKO) --generate-completion-script fish >$(BIN_DIR)/completions/hako.fish.tmp
+	@$(HOST_HAKO) --version | sed 's/^hako version //' >$(BIN_DIR)/version.tmp
+	@for f in completions/hako.bash completions/_hako completions/hako.fish version; do mv -f $(BIN_DIR)/$$f.tmp $(BIN_DIR)/$$f; done
 
 # The monitor is plain C linked against libc only: one runs per container.
 $(BIN_DIR)/hako-monitor: $(MONITOR_SRC) $(MONITOR_HDR)
 	$(CC) $(MONITOR_CFLAGS) -o $@ $(MONITOR_SRC) -Wl,--as-needed -Wl,-O1 -s
+
+# The C code built for the Pis' CPUs (aarch64, armhf) with warnings as errors,
+# and its pure parts run under qemu-user (tools/cross-check.sh). Seconds.
+cross-check: deps-test
+	@MONITOR_CFLAGS="$(MONITOR_CFLAGS)" tools/cross-check.sh
 
 # Unit tests need no root; integration tests run containers (root) with the
 # release binaries just built. tools/host-check.sh fails the run if the suite
@@ -40,7 +81,7 @@ $(BIN_DIR)/hako-monitor: $(MONITOR_SRC) $(MONITOR_HDR)
 # Per checkout, so that two checkouts testing at once do not share the files.
 HOST_SNAPSHOT := /tmp/hako-host-before-$(notdir $(CURDIR))
 
-test: deps build
+test: deps-test build cross-check
 	@tools/host-check.sh snapshot $(HOST_SNAPSHOT)
 	HAKO_BIN_DIR=$(CURDIR)/$(BIN_DIR) $(SWIFT) test --parallel 2>&1 | tee /tmp/hako-test-$(notdir $(CURDIR)).log; \
 	  status=$${PIPESTATUS[0]}; \
@@ -51,26 +92,26 @@ test: deps build
 # The cgroup v2 tier alone (the last tier of `make test`): Debian's kernel in
 # QEMU with cgroup2 only, running the cgroup and device suites of the test
 # bundle (docs/architecture.md, "Tests"). `tools/vm-test.sh --shell` gives a shell in the VM.
-vm-test: deps build
+vm-test: deps-test build
 	$(SWIFT) build --build-tests
 	HAKO_BIN_DIR=$(CURDIR)/$(BIN_DIR) tools/vm-test.sh
 
 # The multi-node cluster (three nodes in network namespaces, a registry on
 # their underlay); demo-local: one engine's container lifecycle.
-demo: deps build
+demo: deps-demo build
 	@HAKO_BIN_DIR=$(CURDIR)/$(BIN_DIR) tools/demo-cluster.sh
 
-demo-local: deps build
+demo-local: deps-demo build
 	@HAKO_BIN_DIR=$(CURDIR)/$(BIN_DIR) tools/demo.sh
 
-bench: deps build
+bench: deps-bench build
 	@tools/host-check.sh snapshot $(HOST_SNAPSHOT)-bench
 	@HAKO_BIN_DIR=$(CURDIR)/$(BIN_DIR) tools/bench.sh; status=$$?; \
 	  tools/host-check.sh compare $(HOST_SNAPSHOT)-bench || status=1; \
 	  exit $$status
 
 # DESTDIR, PREFIX (default /usr/local), SYSCONFDIR (/etc/hako): see deploy/install.sh.
-install: build
+install: build deps-run
 	@DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" SYSCONFDIR="$(SYSCONFDIR)" deploy/install.sh --no-build
 
 uninstall:

@@ -43,7 +43,7 @@ let package = Package(
         .target(name: "HakoOCIRuntime", dependencies: ["HakoSystem", "HakoRuntime", "HakoSecurity", "CHakoShim"]),
 
         // cluster: coordinator, agent, protocol, PKI, store, scheduler (the engine never imports it)
-        .target(name: "HakoCluster", dependencies: ["CHakoShim", "HakoSystem", "HakoImage", "HakoEngine", "HakoNetwork", "COpenSSL", "CSQLite"]),
+        .target(name: "HakoCluster", dependencies: ["CHakoShim", "HakoSystem", "HakoTransport", "HakoImage", "HakoEngine", "HakoNetwork", "COpenSSL", "CSQLite"]),
 
         // command-line parsing, help and completions for hako, without reflection (start-up is a container's start)
         .target(name: "HakoCLI"),
@@ -69,6 +69,6 @@ let package = Package(
         .testTarget(name: "HakoImageTests", dependencies: ["HakoSystem", "HakoImage", "HakoTransport"]),
         .testTarget(name: "HakoNetworkTests", dependencies: ["HakoSystem", "HakoNetwork", "CMnl", "CNftnl"]),
         .testTarget(name: "HakoIntegrationTests", dependencies: ["HakoSystem", "HakoRuntime"]),
-        .testTarget(name: "HakoClusterTests", dependencies: ["HakoSystem", "HakoCluster", "COpenSSL"]),
+        .testTarget(name: "HakoClusterTests", dependencies: ["HakoSystem", "HakoCluster", "HakoTransport", "COpenSSL"]),
     ]
 )

@@ -15,7 +15,9 @@
 #   UNITDIR      $PREFIX/lib/systemd/system  (systemd reads /usr/local/lib/systemd/system too)
 #   DATADIR      /var/lib/hako       the data root (engine.json lives here)
 #   RUNDIR       /run/hako
-#   BUILD_DIR    .build/release      where the built binaries are
+#   BUILD_DIR    .build/release      where the built binaries are, with completions/
+#                                    and version (make build makes them; the binaries
+#                                    are never run here, so a cross build installs)
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -24,7 +26,7 @@ build=1
 for a in "$@"; do
     case "$a" in
         --no-build) build=0 ;;
-        -h|--help) sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "install.sh: unknown argument $a (--no-build)" >&2; exit 2 ;;
     esac
 done
@@ -55,6 +57,18 @@ fi
 for b in hako hako-monitor hako-runtime; do
     [ -x "$BUILD_DIR/$b" ] || { echo "install.sh: $BUILD_DIR/$b is missing: run make build (or drop --no-build)" >&2; exit 1; }
 done
+# Made by make build (make extras), so that the binaries installed are never
+# run here: a cross-built hako installs from a machine that cannot run it.
+for f in completions/hako.bash completions/_hako completions/hako.fish version; do
+    [ -s "$BUILD_DIR/$f" ] || { echo "install.sh: $BUILD_DIR/$f is missing: run make build, or for a cross build make extras BIN_DIR=$BUILD_DIR HOST_HAKO=<a hako that runs here>" >&2; exit 1; }
+done
+version=$(head -n1 "$BUILD_DIR/version")
+
+# The staging root itself is the caller's: made when missing, never recorded.
+if [ -n "$DESTDIR" ]; then
+    case "$DESTDIR" in /*) ;; *) DESTDIR=$PWD/$DESTDIR ;; esac
+    mkdir -p -- "$DESTDIR"
+fi
 
 # The manifest: one line per thing installed, in order, so that uninstall can
 # go backwards. "dir PATH" (created here), "file SHA256 PATH", "config SHA256 PATH"
@@ -67,10 +81,10 @@ record() { echo "$*" >>"$staged_manifest"; }
 # their order (parents first), whether or not they are made again now.
 if [ -f "$old_manifest" ]; then grep -E '^(dir|data) ' "$old_manifest" >>"$staged_manifest" || true; fi
 
-mkdirs() {  # mkdirs MODE DIR: creates DIR and its missing parents, recording each
+mkdirs() {  # mkdirs MODE DIR: creates DIR and its missing parents (below /), recording each
     local mode=$1 dir=$2 missing=() d
     d=$dir
-    while [ ! -d "$DESTDIR$d" ]; do missing=("$d" "${missing[@]}"); d=$(dirname "$d"); done
+    while [ "$d" != / ] && [ ! -d "$DESTDIR$d" ]; do missing=("$d" "${missing[@]}"); d=$(dirname "$d"); done
     for d in "${missing[@]}"; do
         mkdir -m "$mode" "$DESTDIR$d"
         record "dir $d"
@@ -128,17 +142,14 @@ for u in hako-coordinator.service hako-agent.service; do
     put 0644 "$work/$u" "$UNITDIR/$u"
 done
 
-# Shell completions, generated from the command-line declarations of the binary just built.
-"$BUILD_DIR/hako" --generate-completion-script bash >"$work/hako.bash"
-"$BUILD_DIR/hako" --generate-completion-script zsh >"$work/_hako"
-"$BUILD_DIR/hako" --generate-completion-script fish >"$work/hako.fish"
-put 0644 "$work/hako.bash" "$SHAREDIR/bash-completion/completions/hako"
-put 0644 "$work/_hako" "$SHAREDIR/zsh/site-functions/_hako"
-put 0644 "$work/hako.fish" "$SHAREDIR/fish/vendor_completions.d/hako.fish"
+# Shell completions, generated at build time from the command-line declarations.
+put 0644 "$BUILD_DIR/completions/hako.bash" "$SHAREDIR/bash-completion/completions/hako"
+put 0644 "$BUILD_DIR/completions/_hako" "$SHAREDIR/zsh/site-functions/_hako"
+put 0644 "$BUILD_DIR/completions/hako.fish" "$SHAREDIR/fish/vendor_completions.d/hako.fish"
 
 # Documentation and the example configurations.
 for f in "$repo"/docs/*.md; do put 0644 "$f" "$DOCDIR/$(basename "$f")"; done
-for f in "$repo"/config/*.toml "$repo"/config/engine.json "$repo"/config/README.md; do
+for f in "$repo"/config/*.toml "$repo"/config/engine.json "$repo"/config/README.md "$here"/prometheus/prometheus.yml "$here"/prometheus/hako-alerts.yml; do
     put 0644 "$f" "$DOCDIR/examples/$(basename "$f")"
 done
 
@@ -159,7 +170,7 @@ chmod 0644 "$DESTDIR$MANIFEST"
 if [ -z "$DESTDIR" ] && [ -d /run/systemd/system ]; then
     systemctl daemon-reload
 fi
-echo "installed hako $("$BUILD_DIR/hako" --version | sed 's/^hako version //') into ${DESTDIR:-/} ($PREFIX)"
+echo "installed hako $version into ${DESTDIR:-/} ($PREFIX)"
 if [ -z "$DESTDIR" ]; then
     cat <<NEXT
 next (see $DOCDIR/getting-started.md):

@@ -6,7 +6,10 @@
 #
 #   deploy/uninstall.sh [--purge]
 #
-#   --purge   also remove the data root and configuration files that were edited
+#   --purge   also remove the data root, configuration files that were edited,
+#             and (installed into /) hako's kernel state: its nftables tables,
+#             links and cgroup parent (hako purge-host-state; refused while a
+#             container runs)
 #
 # Environment: DESTDIR and PREFIX as for install.sh.
 set -euo pipefail
@@ -15,7 +18,7 @@ purge=0
 for a in "$@"; do
     case "$a" in
         --purge) purge=1 ;;
-        -h|--help) sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "uninstall.sh: unknown argument $a (--purge)" >&2; exit 2 ;;
     esac
 done
@@ -39,6 +42,15 @@ if [ -z "$DESTDIR" ] && [ -d /run/systemd/system ]; then
             exit 1
         fi
     done
+fi
+
+# The kernel's state goes first, while the binary that knows it is still here;
+# a running container stops the whole uninstall before anything is removed.
+if [ "$purge" = 1 ] && [ -z "$DESTDIR" ]; then
+    hako=$(awk '$1 == "file" && $3 ~ /\/bin\/hako$/ { print $3 }' "$MANIFEST" | head -n1)
+    if [ -n "$hako" ] && [ -x "$hako" ]; then
+        "$hako" purge-host-state || { echo "uninstall.sh: nothing removed" >&2; exit 1; }
+    fi
 fi
 
 data=()

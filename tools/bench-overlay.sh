@@ -78,7 +78,8 @@ for N in 1 2 3; do
 	out=$("$BENCH" reconcile /run/netns/$P-n$N node$N 42 10.88.0.0/16 "${NODES[@]}") || die "reconcile node$N"
 	log "hako node$N: $out"
 	# as an agent would: the overlay table on every node (masquerade, the mesh; so conntrack runs, as on the reference's node1)
-	"$BENCH" mesh /run/netns/$P-n$N 10.88.$N.0/24 42 10.88.0.0/16 8080 10.88.1.2:80 || die "mesh node$N"
+	peers=$(for M in 1 2 3; do [ $M = $N ] || printf '172.31.250.%s,' $M; done)
+	"$BENCH" mesh /run/netns/$P-n$N 10.88.$N.0/24 42 10.88.0.0/16 "${peers%,}" 8080 10.88.1.2:80 || die "mesh node$N"
 done
 ip netns exec $P-c1 ping -c 1 -W 2 -q 10.88.2.2 >/dev/null || die "hako overlay: ctr1 cannot reach ctr2"
 

@@ -20,6 +20,7 @@
 #include <sys/xattr.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
+#include <sys/timex.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -102,6 +103,16 @@ int hako_mkdir_in_root(int rootfd, const char *path, int mode) {
         p = end + 1;
     }
     return dir;
+}
+
+int hako_clock_state(int *status, long *maxerror_us) {
+    struct timex t;
+    memset(&t, 0, sizeof t);
+    int r = adjtimex(&t);
+    if (r < 0) return -1;
+    *status = t.status;
+    *maxerror_us = t.maxerror;
+    return r;
 }
 
 int hako_pidfd_open(pid_t pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }

@@ -96,8 +96,10 @@ extension Doctor {
 extension Doctor.Probe {
     /// A fake host: every path is looked up under `root` (a tree of files
     /// such as root/proc/cgroups), for tests.
-    public static func rooted(at root: String, kernelRelease: String, machine: String = "aarch64", pageSize: Int = 4096) -> Doctor.Probe {
+    public static func rooted(at root: String, kernelRelease: String, machine: String = "aarch64", pageSize: Int = 4096,
+                              now: Double = Timestamp.now().secondsSince1970,
+                              clock: Doctor.ClockSync? = Doctor.ClockSync(synchronised: true, maxErrorMicroseconds: 0)) -> Doctor.Probe {
         Doctor.Probe(read: { try? FS.readString(root + $0) }, exists: { FS.exists(root + $0) }, kernelRelease: kernelRelease,
-                     machine: machine, pageSize: pageSize)
+                     machine: machine, pageSize: pageSize, now: now, clock: clock)
     }
 }

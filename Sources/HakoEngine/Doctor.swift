@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CHakoShim
 import HakoRuntime
 import HakoSystem
 
@@ -23,14 +24,21 @@ public enum Doctor {
         /// uname's machine: x86_64, aarch64, armv7l.
         public var machine: String
         public var pageSize: Int
+        /// The wall clock, seconds since 1970.
+        public var now: Double
+        /// The kernel's clock discipline (adjtimex); nil when it cannot be read.
+        public var clock: ClockSync?
 
         public init(read: @escaping @Sendable (String) -> String?, exists: @escaping @Sendable (String) -> Bool, kernelRelease: String,
-                    machine: String = "x86_64", pageSize: Int = 4096) {
+                    machine: String = "x86_64", pageSize: Int = 4096, now: Double = Timestamp.now().secondsSince1970,
+                    clock: ClockSync? = ClockSync(synchronised: true, maxErrorMicroseconds: 0)) {
             self.read = read
             self.exists = exists
             self.kernelRelease = kernelRelease
             self.machine = machine
             self.pageSize = pageSize
+            self.now = now
+            self.clock = clock
         }
 
         public static var host: Probe {
@@ -39,8 +47,53 @@ public enum Doctor {
             let release = withUnsafeBytes(of: u.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
             let machine = withUnsafeBytes(of: u.machine) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
             return Probe(read: { try? FS.readString($0) }, exists: { FS.exists($0) }, kernelRelease: release,
-                         machine: machine, pageSize: Int(sysconf(Int32(_SC_PAGESIZE))))
+                         machine: machine, pageSize: Int(sysconf(Int32(_SC_PAGESIZE))), clock: .kernel())
         }
+    }
+
+    /// Whether the kernel's clock is disciplined (by NTP: systemd-timesyncd,
+    /// chrony, ntpd), as adjtimex(2) reports it without changing anything.
+    public struct ClockSync: Sendable, Equatable {
+        public var synchronised: Bool
+        public var maxErrorMicroseconds: Int
+
+        public init(synchronised: Bool, maxErrorMicroseconds: Int) {
+            self.synchronised = synchronised
+            self.maxErrorMicroseconds = maxErrorMicroseconds
+        }
+
+        public static func kernel() -> ClockSync? {
+            var status: Int32 = 0
+            var maxError = 0
+            let state = hako_clock_state(&status, &maxError)
+            guard state >= 0 else { return nil }
+            // TIME_ERROR (5) or STA_UNSYNC: nobody has set the clock from a time source.
+            return ClockSync(synchronised: state != 5 && status & 0x0040 == 0, maxErrorMicroseconds: maxError)
+        }
+    }
+
+    /// No certificate of a cluster made by this version can predate this
+    /// (2026-01-01): a clock before it was never set.
+    static let earliestPlausibleTime: Double = 1_767_225_600
+
+    static func clockCheck(_ p: Probe) -> Check {
+        let now = Timestamp(seconds: Int64(p.now)).rfc3339.prefix(19) + "Z"
+        let fix = "a Raspberry Pi has no real-time clock: enable a time service with a reachable NTP server (Raspberry Pi OS: sudo timedatectl set-ntp true, "
+            + "systemd-timesyncd) and sudo systemctl enable systemd-time-wait-sync, so that hako's units start after the clock is set"
+        if p.now < earliestPlausibleTime {
+            return Check(name: "clock", level: .missing,
+                         detail: "the clock says \(now), which is before this version of hako existed: certificates (the cluster's, registries') will look not valid yet",
+                         fix: fix)
+        }
+        guard let c = p.clock else {
+            return Check(name: "clock", level: .warning, detail: "\(now); whether it is synchronised cannot be read (adjtimex)", fix: nil)
+        }
+        if !c.synchronised {
+            return Check(name: "clock", level: .warning,
+                         detail: "\(now), not synchronised (the kernel has no time source): TLS certificates are checked against this clock",
+                         fix: fix)
+        }
+        return Check(name: "clock", level: .ok, detail: "\(now), synchronised (estimated error \(c.maxErrorMicroseconds / 1000) ms)", fix: nil)
     }
 
     public static func run(_ p: Probe = .host, monitorPath: String? = nil) -> [Check] {
@@ -130,6 +183,7 @@ public enum Doctor {
         out.append(module("veth", "drivers/net") || module("bridge", "net/bridge")
                    ? Check(name: "veth/bridge", level: .ok, detail: "available", fix: nil)
                    : Check(name: "veth/bridge", level: .warning, detail: "veth or bridge modules not found: bridge networks need them", fix: "sudo modprobe veth bridge"))
+        out.append(clockCheck(p))
         piChecks(p, checks: &out)
         if let m = monitorPath {
             out.append(p.exists(m) ? Check(name: "hako-monitor", level: .ok, detail: m, fix: nil)

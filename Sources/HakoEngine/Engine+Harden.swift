@@ -78,7 +78,9 @@ extension SpecBuilder {
             func value(_ v: Int64) -> UInt64 { v < 0 ? UInt64.max : UInt64(v) }
             r.process.rlimits.append(Rlimit(resource: res, soft: value(u.soft), hard: value(u.hard)))
         }
-        r.process.oomScoreAdj = iso.oomScoreAdj
+        // Written for every container, as Docker does: the starter's own score
+        // (the agent runs at -500 so that containers go first) is never inherited.
+        r.process.oomScoreAdj = iso.oomScoreAdj ?? 0
         if !iso.privileged && !iso.unmaskedPaths {
             r.maskedPaths = maskedPaths
             r.readonlyPaths = readonlyPaths

@@ -118,6 +118,11 @@ public enum NftablesBatch {
         [begin(), table(name, NFT_MSG_NEWTABLE, flags: NLM_F_CREATE | NLM_F_ACK), table(name, NFT_MSG_DELTABLE, flags: NLM_F_ACK), end()]
     }
 
+    /// Asks for a table (outside a batch): the kernel answers ENOENT when there is none.
+    public static func getTable(_ name: String) -> NetlinkRequest {
+        table(name, NFT_MSG_GETTABLE, flags: NLM_F_ACK)
+    }
+
     // MARK: - messages
 
     static func withBuffer(_ op: String, _ body: (UnsafeMutablePointer<CChar>) -> UnsafeMutablePointer<nlmsghdr>?) -> NetlinkRequest {

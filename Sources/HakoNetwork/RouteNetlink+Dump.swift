@@ -66,6 +66,14 @@ extension RouteRequest {
         return try b.finish(family == AF_BRIDGE ? "list fdb entries" : "list neighbours")
     }
 
+    /// RTM_GETLINK dump of every link (names only are read back).
+    public static func dumpLinks() throws -> NetlinkRequest {
+        var b = MessageBuilder(type: RTM_GETLINK, flags: dump)
+        b.extra(linkHeader(up: nil))
+        b.u32(IFLA_EXT_MASK, UInt32(RTEXT_FILTER_SKIP_STATS))
+        return try b.finish("list links")
+    }
+
     public static func dumpRoutes() throws -> NetlinkRequest {
         var b = MessageBuilder(type: RTM_GETROUTE, flags: dump)
         var m = rtmsg()
@@ -150,6 +158,14 @@ extension RouteNetlink {
     public func neighbours(family: Int32, index: UInt32? = nil) throws -> [NeighbourEntry] {
         try transport.perform(try RouteRequest.dumpNeighbours(family: family)).compactMap(RouteDump.neighbour)
             .filter { index == nil || $0.index == index }
+    }
+
+    /// The names of every link of the namespace.
+    public func linkNames() throws -> [String] {
+        try transport.perform(try RouteRequest.dumpLinks()).compactMap { m in
+            guard m.count >= 32, RouteDump.type(m) == UInt16(RTM_NEWLINK) else { return nil }
+            return NetlinkAttributes(m, offset: 32).string(IFLA_IFNAME)
+        }
     }
 
     public func routes() throws -> [RouteEntry] {

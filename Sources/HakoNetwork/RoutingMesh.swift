@@ -18,11 +18,17 @@ import HakoSystem
 ///                         ip saddr SUBNET ip daddr != CLUSTER masquerade     (leaving the cluster only)
 ///                         oifname VXLAN ct status dnat masquerade }           (mesh traffic sent to another node:
 ///                                                                              its replies come back through here)
+///     chain input       { type filter hook input priority -10;
+///                         udp dport VXLAN-PORT ip saddr != { PEER, … } counter drop }
+///                                                   (the overlay is closed to strangers: VXLAN only from the
+///                                                    current peers' underlay addresses; no peers: from nobody)
 ///
 /// Every change is one batch that flushes and refills the chains (the anonymous
-/// maps go with their rules), so a service's backends move atomically.
+/// maps and the peer set go with their rules), so a service's backends move
+/// atomically, and the peers allowed to send VXLAN change with the peer map.
 ///
-///     let mesh = RoutingMesh(transport: try NetlinkSocket.nftables(), base: OverlayRules(subnet: s, clusterCIDR: c, device: "hako.vx42"))
+///     let mesh = RoutingMesh(transport: try NetlinkSocket.nftables(), base: OverlayRules(subnet: s, clusterCIDR: c, device: "hako.vx42",
+///                                                                                       vxlan: VXLANPeers(port: 4789, peers: [peer1, peer2])))
 ///     try mesh.apply(services: [MeshService(name: "web", publishedPort: 8080, endpoints: [...])])
 ///     try mesh.remove()
 
@@ -46,6 +52,19 @@ public struct MeshService: Sendable, Hashable, Codable {
     }
 }
 
+/// The VXLAN filter's input: UDP to `port` is accepted only from `peers` (the
+/// current peer map's underlay addresses, this node excluded); from anyone else
+/// it is dropped before the kernel's VXLAN socket sees it.
+public struct VXLANPeers: Sendable, Equatable {
+    public var port: UInt16
+    public var peers: [IPv4Address]
+
+    public init(port: UInt16, peers: [IPv4Address]) {
+        self.port = port
+        self.peers = Array(Set(peers)).sorted()
+    }
+}
+
 /// Everything the overlay table holds on one node.
 public struct OverlayRules: Sendable, Equatable {
     public var table: String
@@ -54,10 +73,14 @@ public struct OverlayRules: Sendable, Equatable {
     public var clusterCIDR: IPv4Network
     /// The VXLAN device (`OverlayConfig.deviceName`).
     public var device: String
+    /// Who may send this node VXLAN: the overlay's UDP port and the other nodes' underlay addresses.
+    public var vxlan: VXLANPeers
     public var services: [MeshService]
 
-    public init(table: String = "hako-overlay", subnet: IPv4Network, clusterCIDR: IPv4Network, device: String, services: [MeshService] = []) {
-        self.table = table; self.subnet = subnet; self.clusterCIDR = clusterCIDR; self.device = device; self.services = services
+    public init(table: String = "hako-overlay", subnet: IPv4Network, clusterCIDR: IPv4Network, device: String, vxlan: VXLANPeers,
+                services: [MeshService] = []) {
+        self.table = table; self.subnet = subnet; self.clusterCIDR = clusterCIDR; self.device = device; self.vxlan = vxlan
+        self.services = services
     }
 
     /// One clear error for the first bad service: a port 0, two services on one protocol and port, an endpoint port 0.
@@ -76,7 +99,7 @@ public struct OverlayRules: Sendable, Equatable {
 }
 
 public enum OverlayNftables {
-    static let chains = ["prerouting", "output", "services", "postrouting"]
+    static let chains = ["prerouting", "output", "services", "postrouting", "input"]
 
     /// The batch that makes the table what `r` says.
     public static func apply(_ r: OverlayRules) -> [NetlinkRequest] {
@@ -87,6 +110,7 @@ public enum OverlayNftables {
         out.append(NftablesBatch.chain(t, "output", type: "nat", hook: NF_INET_LOCAL_OUT.rawValue, priority: -100))
         out.append(NftablesBatch.chain(t, "services", type: nil, hook: nil, priority: 0))
         out.append(NftablesBatch.chain(t, "postrouting", type: "nat", hook: NF_INET_POST_ROUTING.rawValue, priority: 100))
+        out.append(NftablesBatch.chain(t, "input", type: "filter", hook: NF_INET_LOCAL_IN.rawValue, priority: -10))
         for c in chains { out.append(NftablesBatch.flush(t, c)) }
         out.append(NftablesBatch.rule(t, "prerouting") { $0.fibLocalDestination(); $0.verdict(NFT_JUMP.rawValue, chain: "services") })
         let loopback = IPv4Network(IPv4Address(0x7f00_0000), prefix: 8)
@@ -111,6 +135,20 @@ public enum OverlayNftables {
         out.append(NftablesBatch.rule(t, "postrouting") { e in
             e.interface(NFT_META_OIFNAME, r.device); e.conntrackDNAT(); e.masquerade()
         })
+        // VXLAN from strangers: dropped (and counted) before the VXLAN socket.
+        let port = [UInt8(r.vxlan.port >> 8), UInt8(r.vxlan.port & 0xff)]
+        if !r.vxlan.peers.isEmpty {
+            out.append(addressSet(t, id: setID, r.vxlan.peers))
+            out.append(setElements(t, id: setID, r.vxlan.peers))
+        }
+        let peersID = setID
+        out.append(NftablesBatch.rule(t, "input") { e in
+            e.l4proto(UInt8(IPPROTO_UDP))
+            e.payloadEquals(base: NFT_PAYLOAD_TRANSPORT_HEADER, offset: 2, port)
+            if !r.vxlan.peers.isEmpty { e.sourceNotIn(set: "__set%d", setID: peersID) }
+            e.counter()
+            e.verdict(NF_DROP)
+        })
         out.append(NftablesBatch.end())
         return out
     }
@@ -120,10 +158,10 @@ public enum OverlayNftables {
     /// nft's type ids: integer (key), ipv4_addr . inet_service (data: 7 << 6 | 13).
     static let keyType: UInt32 = 4, dataType: UInt32 = 7 << 6 | 13
 
-    static func withSet(_ table: String, id: UInt32, _ body: (OpaquePointer) -> Void) -> OpaquePointer? {
+    static func withSet(_ table: String, id: UInt32, name: String = "__map%d", _ body: (OpaquePointer) -> Void) -> OpaquePointer? {
         guard let s = nftnl_set_alloc() else { return nil }
         nftnl_set_set_str(s, attr(NFTNL_SET_TABLE), table)
-        nftnl_set_set_str(s, attr(NFTNL_SET_NAME), "__map%d")
+        nftnl_set_set_str(s, attr(NFTNL_SET_NAME), name)
         nftnl_set_set_u32(s, attr(NFTNL_SET_ID), id)
         nftnl_set_set_u32(s, attr(NFTNL_SET_FAMILY), UInt32(NFPROTO_IPV4))
         body(s)
@@ -172,7 +210,57 @@ public enum OverlayNftables {
     }
 }
 
+extension OverlayNftables {
+    /// nft's type id of ipv4_addr.
+    static let addressType: UInt32 = 7
+
+    /// `{ A, B, … }` of IPv4 addresses written in a rule: anonymous, constant.
+    static func addressSet(_ table: String, id: UInt32, _ addresses: [IPv4Address]) -> NetlinkRequest {
+        NftablesBatch.withBuffer("nftables set \(id)") { buf in
+            guard let s = withSet(table, id: id, name: "__set%d", { s in
+                nftnl_set_set_u32(s, attr(NFTNL_SET_FLAGS), NFT_SET_ANONYMOUS.rawValue | NFT_SET_CONSTANT.rawValue)
+                nftnl_set_set_u32(s, attr(NFTNL_SET_KEY_TYPE), addressType)
+                nftnl_set_set_u32(s, attr(NFTNL_SET_KEY_LEN), 4)
+                nftnl_set_set_u32(s, attr(NFTNL_SET_DESC_SIZE), UInt32(addresses.count))
+            }) else { return nil }
+            defer { nftnl_set_free(s) }
+            let nlh = nftnl_nlmsg_build_hdr(buf, UInt16(NFT_MSG_NEWSET.rawValue), UInt16(NFPROTO_IPV4), UInt16(NLM_F_CREATE | NLM_F_ACK), 0)
+            nftnl_set_nlmsg_build_payload(nlh, s)
+            return nlh
+        }
+    }
+
+    static func setElements(_ table: String, id: UInt32, _ addresses: [IPv4Address]) -> NetlinkRequest {
+        NftablesBatch.withBuffer("nftables set \(id) elements") { buf in
+            guard let s = withSet(table, id: id, name: "__set%d", { _ in }) else { return nil }
+            defer { nftnl_set_free(s) }
+            for a in addresses {
+                guard let e = nftnl_set_elem_alloc() else { continue }
+                a.bytes.withUnsafeBytes { _ = nftnl_set_elem_set(e, attr(NFTNL_SET_ELEM_KEY), $0.baseAddress, 4) }
+                nftnl_set_elem_add(s, e)
+            }
+            let nlh = nftnl_nlmsg_build_hdr(buf, UInt16(NFT_MSG_NEWSETELEM.rawValue), UInt16(NFPROTO_IPV4), UInt16(NLM_F_CREATE | NLM_F_ACK), 0)
+            nftnl_set_elems_nlmsg_build_payload(nlh, s)
+            return nlh
+        }
+    }
+}
+
 extension Expressions {
+    /// `ip saddr != @set`
+    func sourceNotIn(set: String, setID: UInt32) {
+        payload(base: NFT_PAYLOAD_NETWORK_HEADER, offset: 12, length: 4)
+        add("lookup") { e in
+            nftnl_expr_set_u32(e, attr(NFTNL_EXPR_LOOKUP_SREG), Expressions.reg1)
+            nftnl_expr_set_str(e, attr(NFTNL_EXPR_LOOKUP_SET), set)
+            nftnl_expr_set_u32(e, attr(NFTNL_EXPR_LOOKUP_SET_ID), setID)
+            nftnl_expr_set_u32(e, attr(NFTNL_EXPR_LOOKUP_FLAGS), UInt32(NFT_LOOKUP_F_INV.rawValue))
+        }
+    }
+
+    /// `counter`
+    func counter() { add("counter") { _ in } }
+
     /// `ip daddr [!=] NET`
     func destinationIn(_ net: IPv4Network, equal: Bool = true) {
         payload(base: NFT_PAYLOAD_NETWORK_HEADER, offset: 16, length: 4)

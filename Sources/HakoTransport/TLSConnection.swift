@@ -114,6 +114,10 @@ public final class TLSConnection: Connection, @unchecked Sendable {
             var reason: String
             if verify != Int(X509_V_OK) {
                 reason = "certificate verification failed: " + String(cString: X509_verify_cert_error_string(verify))
+                let validity = TLSClock.peerValidity(ssl)
+                if let words = TLSClock.explain(verifyResult: verify, notBefore: validity.notBefore, notAfter: validity.notAfter) {
+                    reason += " (\(words))"
+                }
             } else if err == SSL_ERROR_SYSCALL && (errno == EAGAIN || errno == EWOULDBLOCK) {
                 // (deinit frees the session: every stored property is set by now)
                 throw TransportError.timeout(peer: tcp.peer, what: "in the TLS handshake")

@@ -5,8 +5,9 @@
 //   hako-overlay-bench reconcile NETNS SELF VNI CIDR NODE...
 //       reconciles the node in NETNS (a /run/netns path) to the peer map
 //       NODE = id,underlay,subnet; prints "changes N ms T"
-//   hako-overlay-bench mesh NETNS SUBNET VNI CIDR PORT IP:PORT...
-//       applies the node's overlay table (masquerade, routing mesh with one service)
+//   hako-overlay-bench mesh NETNS SUBNET VNI CIDR PEERS PORT IP:PORT...
+//       applies the node's overlay table (masquerade, routing mesh with one
+//       service, VXLAN accepted from PEERS only: underlay addresses, comma-separated)
 //   hako-overlay-bench converge ROUNDS VNI CIDR NETNS=NODE...
 //       per round: the last node leaves, every other node reconciles, and the
 //       time until every other node's kernel state has lost its entries (read
@@ -58,17 +59,22 @@ do {
         var changes = 0
         let t = try clock.measure { changes = try overlay(args[1], c).reconcile(node: me, peers: nodes).changes }
         print("changes \(changes) ms \(milliseconds(t))")
-    case "mesh" where args.count >= 7:
+    case "mesh" where args.count >= 8:
         let c = config(args[3], args[4])
-        guard let subnet = IPv4Network(args[2]), let port = UInt16(args[5]) else { fail("bad subnet \(args[2]) or port \(args[5])") }
-        let endpoints = args[6...].map { e -> MeshEndpoint in
+        guard let subnet = IPv4Network(args[2]), let port = UInt16(args[6]) else { fail("bad subnet \(args[2]) or port \(args[6])") }
+        let peers = args[5].split(separator: ",").map { p -> IPv4Address in
+            guard let a = IPv4Address(String(p)) else { fail("bad peer address \(p)") }
+            return a
+        }
+        let endpoints = args[7...].map { e -> MeshEndpoint in
             let p = e.split(separator: ":").map(String.init)
             guard p.count == 2, let ip = IPv4Address(p[0]), let port = UInt16(p[1]) else { fail("bad endpoint \(e)") }
             return MeshEndpoint(ip: ip, port: port)
         }
         let ns = try FileDescriptor.open(args[1], O_RDONLY)
         let mesh = RoutingMesh(transport: try NetlinkSocket.nftables(namespace: ns),
-                               base: OverlayRules(subnet: subnet, clusterCIDR: c.clusterCIDR, device: c.deviceName))
+                               base: OverlayRules(subnet: subnet, clusterCIDR: c.clusterCIDR, device: c.deviceName,
+                                                  vxlan: VXLANPeers(port: c.port, peers: peers)))
         try mesh.apply(services: [MeshService(name: "bench", publishedPort: port, endpoints: endpoints)])
     case "converge" where args.count >= 5:
         guard let rounds = Int(args[1]), rounds > 0, rounds <= 1000 else { fail("bad round count \(args[1])") }

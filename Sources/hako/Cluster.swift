@@ -10,7 +10,7 @@ struct Cluster: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cluster",
         abstract: "Manage a cluster through its coordinator.",
-        subcommands: [ClusterInitCommand.self, ClusterToken.self, ClusterNode.self, ClusterService.self, ClusterEvents.self])
+        subcommands: [ClusterInitCommand.self, ClusterToken.self, ClusterNode.self, ClusterService.self, ClusterEvents.self, ClusterCredentials.self])
 }
 
 /// Where the admin credentials are and which coordinator to talk to.
@@ -95,6 +95,26 @@ struct ClusterToken: ParsableCommand {
             if quiet { print(r.token); return }
             print(r.token)
             writeStderr("single use, valid until \(Timestamp(seconds: Int64(r.expires)).rfc3339); on the node: hako agent --config FILE --join TOKEN \(client.endpoint)\n")
+        }
+    }
+}
+
+struct ClusterCredentials: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "credentials", abstract: "Manage the admin credentials.", subcommands: [ClusterCredentialsRenew.self])
+}
+
+struct ClusterCredentialsRenew: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "renew",
+        abstract: "Replace the admin key and certificate with new ones from the coordinator, valid for a year (the old certificate stays valid until it expires).")
+    @OptionGroup var options: ClusterOptions
+
+    func run() throws {
+        try clusterCommand {
+            let creds = AdminCredentials(dir: options.credentialsDir)
+            let cert = try creds.renew(with: try options.client())
+            print("admin credentials in \(creds.dir) renewed: valid until \(Timestamp(seconds: Int64(cert.notAfter)).rfc3339)")
         }
     }
 }

@@ -64,6 +64,10 @@ struct AgentCommand: ParsableCommand {
             } else if joinOnly {
                 throw ValidationError("--join-only needs --join TOKEN COORDINATOR_ADDRESS")
             }
+            // Back after its certificate expired (a Pi that was off): renew it with its key, no new token.
+            do { try Agent.renewExpiredCertificate(config: c, log: log) } catch {
+                log.error("cannot renew the expired node certificate: \(error)")
+            }
             Daemon.blockStopSignals()
             let engine = try Engine(paths: EnginePaths(root: c.root, runRoot: c.runRoot), cgroupParent: c.cgroupParent)
             let agent = try Agent(config: c, runtime: EngineTaskRuntime(engine: engine), overlay: c.overlay ? KernelOverlay() : nil, probe: c.makeProbe(), log: log)

@@ -202,7 +202,7 @@ import Testing
         #expect(m.contains { $0.name == "hako_cluster_scheduling_latency_seconds" && $0.type == "histogram" })
         #expect(sample(m, "hako_cluster_nodes", ["state": "ready"]) == 0)
         #expect(sample(m, "hako_build_info", ["version": Agent.version, "role": "coordinator"]) == 1)
-        let health = try Self.get(port, "GET /health HTTP/1.1\r\n\r\n")
+        let health = try Self.get(port, "GET /healthz HTTP/1.1\r\n\r\n")
         #expect(health.hasPrefix("HTTP/1.1 200") && health.hasSuffix("\r\n\r\nok\n"), "\(health)")
         #expect(try Self.get(port, "GET /nope HTTP/1.0\r\n\r\n").hasPrefix("HTTP/1.1 404"))
         #expect(try Self.get(port, "POST /metrics HTTP/1.1\r\n\r\n").hasPrefix("HTTP/1.1 405"))

@@ -1,6 +1,7 @@
 import Foundation
 @testable import HakoCluster
 import HakoSystem
+@testable import HakoTransport
 import Synchronization
 import Testing
 
@@ -115,6 +116,57 @@ final class LiveCoordinator: @unchecked Sendable {
         let cert = try ca.issue(key: key, commonName: "admin", role: .admin, notBefore: now - 7200, notAfter: now - 3600)
         #expect(live.refused(cert: cert, key: key) != nil)
         #expect(live.logged("certificate has expired") || live.logged("certificate expired"))
+        // The coordinator says which clock to look at, in words (it keeps no
+        // date of a certificate it refused; the client sees the connection closed).
+        #expect(live.logged("the certificate expired and this machine's clock says"))
+    }
+
+    /// `hako cluster credentials renew`: a new key and certificate over the old
+    /// ones, written in place; they work, and the old certificate still does
+    /// until it expires. Only an admin may ask.
+    @Test func adminCredentialsRenew() throws {
+        let old = try Certificate(pem: try String(contentsOfFile: live.admin.cert, encoding: .utf8))
+        let oldKey = try String(contentsOfFile: live.admin.key, encoding: .utf8)
+        let copy = live.dir.path + "/admin-copy"
+        try FileManager.default.copyItem(atPath: live.dir.path + "/admin", toPath: copy)
+        let renewed = try AdminCredentials(dir: copy).renew(with: try ClusterClient.admin(AdminCredentials(dir: copy), address: live.address))
+        #expect(renewed.serial != old.serial && renewed.commonName == "admin" && renewed.role == "admin")
+        #expect(renewed.notAfter - Timestamp.now().secondsSince1970 > 364 * 86400)
+        #expect(try String(contentsOfFile: copy + "/admin.key", encoding: .utf8) != oldKey)
+        #expect(try Certificate(pem: try String(contentsOfFile: copy + "/admin.crt", encoding: .utf8)).serial == renewed.serial)
+        let nodes = try ClusterClient.admin(AdminCredentials(dir: copy), address: live.address)
+            .request(MessageType.nodeList, EmptyBody(), as: NodeList.self)
+        #expect(nodes.nodes.isEmpty)
+        #expect(live.refused(cert: old, key: try PrivateKey(pem: oldKey)) == nil, "the old certificate is still valid")
+        #expect(live.logged("issued admin credentials until"))
+        #expect(MessageType.isAdmin(MessageType.credentialsRenew))
+    }
+
+    /// The agent's own certificate judged by its clock at start (its session
+    /// would only see the connection closed).
+    @Test func aNodeSaysWhenItsOwnCertificateIsOutsideTheClock() {
+        let now = Timestamp(seconds: 1_796_000_000)
+        #expect(TLSClock.ownCertificate(notBefore: 1_795_990_000, notAfter: 1_796_090_000, now: now, rejoin: "x") == nil)
+        let expired = TLSClock.ownCertificate(notBefore: 1_795_000_000, notAfter: 1_795_900_000, now: now, rejoin: "join again")
+        #expect(expired == "this node's certificate expired on 2026-11-28 21:06:40 UTC and this machine's clock says 2026-11-30 00:53:20 UTC: "
+                + "if the clock is wrong, set it (hako doctor); if it is right, join again")
+        let early = TLSClock.ownCertificate(notBefore: 1_796_100_000, notAfter: 1_796_900_000, now: now, rejoin: "x")
+        #expect(early?.hasPrefix("this node's certificate is not valid until 2026-12-01 04:40:00 UTC and this machine's clock says 2026-11-30 00:53:20 UTC") == true, "\(early ?? "")")
+    }
+
+    /// A coordinator whose certificates start in three days (its clock was
+    /// ahead when the cluster was made, or this one is behind): the client says so.
+    @Test func aCertificateNotValidYetBlamesTheClock() throws {
+        let ahead = ManualClock()
+        ahead.advance(3 * 86400)
+        let future = try LiveCoordinator(clock: ahead)
+        do {
+            _ = try future.adminClient().request(MessageType.nodeList, EmptyBody(), as: NodeList.self, timeout: 5)
+            Issue.record("a certificate not valid yet was accepted")
+        } catch {
+            let text = "\(error)"
+            #expect(text.contains("the certificate is not valid yet until") && text.contains("this clock is probably behind"), "\(text)")
+        }
     }
 
     @Test func aCertificateTheCoordinatorNeverIssuedIsRefused() throws {
@@ -257,6 +309,50 @@ struct FixedProbe: NodeProbe {
 }
 
 @Suite struct RenewalTests {
+    /// A node that was off longer than its certificate's life renews it with
+    /// its key alone (no token) within the window; a request signed with
+    /// another key, a certificate not expired yet, one expired too long ago,
+    /// and a removed node's are refused, in words.
+    @Test func anExpiredNodeCertificateRenewsWithoutAToken() throws {
+        let clock = ManualClock()
+        let live = try LiveCoordinator(clock: clock) { $0.nodeCertTTL = 3600 }
+        let config = live.agentConfig("sleeper")
+        let id = try Agent.join(token: try live.token(), coordinator: live.address, config: config, capacity: FixedProbe().capacity(), log: .silent)
+        let creds = NodeCredentials(stateDir: config.stateDir)
+        let (_, first, _) = try creds.load()
+        #expect(try Agent.renewExpiredCertificate(config: config, log: .silent) == nil, "valid: nothing to do")
+        func ask(_ cert: Certificate, _ key: PrivateKey) throws -> String {
+            let c = try ClusterClient.connect(try Endpoint(parsing: live.address),
+                                              tls: try TLSContext.client(certificate: nil, key: nil, trust: try live.ca.certificate), timeout: 5)
+            defer { c.close() }
+            do {
+                _ = try c.request(MessageType.renewExpired, RenewExpiredRequest(certificate: try cert.pem(), csr: try CertificateRequest(key: key).pem()),
+                                  as: RenewReply.self, timeout: 5)
+                return "renewed"
+            } catch { return "\(error)" }
+        }
+        #expect(try ask(first, try creds.load().key).contains("has not expired"))
+
+        clock.advance(2 * 86400)   // the node was off for two days
+        #expect(try ask(first, try PrivateKey.generate()).contains("not signed with the certificate's key"))
+        let later = Timestamp.now().secondsSince1970 + 2 * 86400
+        let renewed = try #require(try Agent.renewExpiredCertificate(config: config, log: .silent, now: later))
+        #expect(renewed.serial != first.serial && renewed.commonName == id.nodeID && renewed.notAfter > later)
+        #expect(try creds.load().cert.serial == renewed.serial, "the new certificate is saved with the same key")
+        try renewed.verify(against: try live.ca.certificate, at: later)
+        #expect(live.logged("renewed the expired certificate of node sleeper"))
+
+        clock.advance(40 * 86400)  // off for 40 days: too long
+        let tooLate = Timestamp.now().secondsSince1970 + 42 * 86400
+        #expect(throws: (any Error).self) { try Agent.renewExpiredCertificate(config: config, log: .silent, now: tooLate) }
+        #expect(try ask(renewed, try creds.load().key).contains("expired more than 30 days ago: join again with a new token"))
+
+        clock.advance(-39 * 86400)  // within the window again, but the node is removed
+        _ = try live.adminClient().request(MessageType.nodeRemove, NodeRemoveRequest(node: id.nodeID, force: true), as: EmptyBody.self)
+        #expect(try ask(renewed, try creds.load().key).contains("not a current node certificate"))
+        #expect(live.logged("renewal of an expired certificate refused"))
+    }
+
     /// A node certificate renews itself at half its life, over the session, and the new one works.
     @Test func nodeCertificatesRenewThemselves() throws {
         let live = try LiveCoordinator(clock: SystemClusterClock()) { $0.nodeCertTTL = 4 }

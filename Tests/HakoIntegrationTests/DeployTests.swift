@@ -98,6 +98,62 @@ enum Repo {
         #expect(d.tree() == [])
     }
 
+    /// The guide's staging step, `make install DESTDIR=/tmp/stage`, names a
+    /// directory that does not exist yet: the install makes it (it once looped
+    /// forever at `/`), and a relative DESTDIR is taken from the working directory.
+    @Test func installIntoADestdirThatDoesNotExistYet() throws {
+        let d = Dest()
+        let fresh = d.path + "/stage/not/yet"
+        let env = ["DESTDIR": fresh, "BUILD_DIR": Binaries.dir, "PREFIX": "/usr/local"]
+        let r = Subprocess.run([Repo.root + "/deploy/install.sh", "--no-build"], env: env, timeout: 60)
+        try #require(r.status == 0, "status \(r.status) (-2: killed after 60 s, the old hang): \(r.stderr)")
+        #expect(access(fresh + "/usr/local/bin/hako", X_OK) == 0)
+        #expect(FileManager.default.fileExists(atPath: fresh + "/etc/hako/agent.toml"))
+        #expect(!d.text("/stage/not/yet/usr/local/share/hako/install-manifest").contains("dir /stage"), "the staging root is not the install's")
+        let u = Subprocess.run([Repo.root + "/deploy/uninstall.sh"], env: env, timeout: 60)
+        #expect(u.status == 0, "\(u.stderr)")
+        #expect(d.tree() == ["stage", "stage/not", "stage/not/yet"], "\(d.tree())")
+
+        // Relative: `make install DESTDIR=stage` from the repository means ./stage.
+        let rel = Subprocess.run(["/bin/sh", "-c", "cd \"$0\" && DESTDIR=rel/stage \"$1\" --no-build", d.path, Repo.root + "/deploy/install.sh"],
+                                 env: ["BUILD_DIR": Binaries.dir, "PREFIX": "/usr/local"], timeout: 60)
+        #expect(rel.status == 0, "\(rel.stderr)")
+        #expect(access(d.path + "/rel/stage/usr/local/bin/hako", X_OK) == 0)
+    }
+
+    /// A cross-built hako cannot run on the machine that installs it: the
+    /// install takes the completions and the version from files the build made,
+    /// and never runs the binary.
+    @Test func installNeverRunsTheBinaryItInstalls() throws {
+        let d = Dest()
+        let build = d.path + "/build"
+        let marker = d.path + "/hako-was-run"
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: build + "/completions", withIntermediateDirectories: true)
+        for f in ["hako-monitor", "hako-runtime", "completions/hako.bash", "completions/_hako", "completions/hako.fish", "version"] {
+            try fm.copyItem(atPath: Binaries.dir + "/" + f, toPath: build + "/" + f)
+        }
+        // Stands for a binary of another architecture: running it leaves a mark and fails.
+        let foreign = "#!/bin/sh\ntouch \(marker)\nexit 126\n"
+        try foreign.write(toFile: build + "/hako", atomically: false, encoding: .utf8)
+        chmod(build + "/hako", 0o755)
+        let env = ["DESTDIR": d.path + "/root", "BUILD_DIR": build, "PREFIX": "/usr/local"]
+        let r = Subprocess.run([Repo.root + "/deploy/install.sh", "--no-build"], env: env, timeout: 60)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(!fm.fileExists(atPath: marker), "install.sh ran the binary it installs")
+        let version = try String(contentsOfFile: build + "/version", encoding: .utf8).trimmed
+        #expect(!version.isEmpty && r.stdout.contains("installed hako \(version) into"), "\(r.stdout)")
+        #expect(d.text("/root/usr/local/bin/hako") == foreign)
+        #expect(d.text("/root/usr/local/share/fish/vendor_completions.d/hako.fish").contains("complete -c 'hako'"))
+
+        // Without the build's files: one clear line, nothing installed.
+        try fm.removeItem(atPath: build + "/completions/_hako")
+        let missing = Subprocess.run([Repo.root + "/deploy/install.sh", "--no-build"], env: env.merging(["DESTDIR": d.path + "/other"]) { $1 }, timeout: 60)
+        #expect(missing.status == 1 && missing.stderr.contains("completions/_hako is missing"), "\(missing.stderr)")
+        #expect(!fm.fileExists(atPath: d.path + "/other"))
+        #expect(!fm.fileExists(atPath: marker))
+    }
+
     /// `systemd-analyze verify` on the installed units (it checks keys, values and the ExecStart binary).
     @Test func unitsVerify() throws {
         guard FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-analyze") else {
@@ -122,6 +178,50 @@ enum Repo {
         let broken = try verify("hako-broken.service", d.text("/usr/local/lib/systemd/system/hako-agent.service")
             .replacingOccurrences(of: "KillMode=process", with: "KillMode=bogus").replacingOccurrences(of: "ExecStart=", with: "ExecStart=/nonexistent/"))
         #expect(broken.stderr.contains("kill mode") && broken.status != 0, "\(broken.stderr)")
+    }
+
+    /// The units' settings, as installed: the coordinator without root and
+    /// sandboxed, the agent's OOM protection, both after time-sync.target.
+    @Test func unitsRunWithLeastPrivilege() throws {
+        let d = Dest()
+        try #require(d.run("install.sh", ["--no-build"]).status == 0)
+        func settings(_ unit: String) -> [String: [String]] {
+            var out: [String: [String]] = [:]
+            for line in d.text("/usr/local/lib/systemd/system/\(unit)").split(separator: "\n") where !line.hasPrefix("#") {
+                let kv = line.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+                if kv.count == 2 { out[String(kv[0]), default: []].append(String(kv[1])) }
+            }
+            return out
+        }
+        let coordinator = settings("hako-coordinator.service")
+        for (key, value) in [("DynamicUser", "yes"), ("CapabilityBoundingSet", ""), ("AmbientCapabilities", ""), ("NoNewPrivileges", "yes"),
+                             ("ProtectSystem", "strict"), ("ProtectClock", "yes"), ("ProtectKernelLogs", "yes"), ("ProtectHostname", "yes"),
+                             ("MemoryDenyWriteExecute", "yes"), ("StateDirectory", "hako/coordinator"), ("SystemCallArchitectures", "native")] {
+            #expect(coordinator[key] == [value], "coordinator \(key)=\(coordinator[key] ?? [])")
+        }
+        #expect(coordinator["SystemCallFilter"]?.first == "@system-service")
+        #expect(coordinator["User"] == nil && coordinator["ReadWritePaths"] == nil, "writes only to its state directory")
+        #expect(coordinator["After"]?.first?.contains("time-sync.target") == true)
+        let configured = try String(contentsOfFile: Repo.root + "/config/coordinator.toml", encoding: .utf8)
+        #expect(configured.contains("data_dir = \"/var/lib/hako/coordinator\""), "the default data_dir is the unit's state directory")
+
+        let agent = settings("hako-agent.service")
+        #expect(agent["OOMScoreAdjust"] == ["-500"] && agent["KillMode"] == ["process"] && agent["Delegate"] == ["yes"])
+        #expect(agent["LimitCORE"] == nil, "no core dumps of any size onto an SD card by default")
+        #expect(agent["After"]?.first?.contains("time-sync.target") == true)
+
+        // systemd's own judgement of the coordinator's sandbox (offline: no running systemd needed).
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-analyze") else {
+            print("skipped: systemd-analyze is not installed here")
+            return
+        }
+        let unit = d.path + "/hako-coordinator.service"
+        try d.text("/usr/local/lib/systemd/system/hako-coordinator.service")
+            .replacingOccurrences(of: "=/usr/local/bin/", with: "=\(d.path)/usr/local/bin/").write(toFile: unit, atomically: false, encoding: .utf8)
+        let r = Subprocess.run(["/usr/bin/systemd-analyze", "security", "--offline=yes", "--no-pager", unit], env: ["SYSTEMD_LOG_COLOR": "0", "SYSTEMD_COLORS": "0"])
+        let line = r.stdout.split(separator: "\n").first { $0.contains("Overall exposure level") }.map(String.init) ?? ""
+        let score = line.split(separator: ":").last.flatMap { Double($0.split(separator: " ").first ?? "") }
+        #expect((score ?? 99) <= 2.0, "exposure: \(line) \(r.stderr)")
     }
 
     @Test func completionsGenerateForThreeShells() throws {
@@ -163,5 +263,45 @@ enum Repo {
             #expect(help.status == 0 && help.stdout == Subprocess.run([Binaries.hako, "help"] + cmd).stdout, "\(cmd): \(help.stderr)")
         }
         #expect(Subprocess.run([Binaries.hako, "run", "--bogus"]).stderr.contains("unknown flag: --bogus"))
+    }
+}
+
+/// `deploy/uninstall.sh --purge` also removes hako's kernel state: its
+/// nftables tables, links and cgroup parent (`hako purge-host-state`), in a
+/// network namespace and under a cgroup parent of the test's own.
+@Suite(.needsRoot, .serialized) final class PurgeHostStateTests {
+    let host = TestHost.make("purge")
+
+    deinit { host.cleanup() }
+
+    func inNetns(_ argv: [String]) -> String { Subprocess.run(host.prefix + argv).stdout }
+
+    @Test func purgeRemovesTablesLinksAndCgroupsOnceNothingRuns() throws {
+        #expect(host.hako("network", "create", "purged").status == 0)
+        let run = host.hako("run", "-d", "--name", "keeper", "-p", "8080:80", host.busybox, "sleep", "60")
+        try #require(run.status == 0, "\(run.stderr)")
+        #expect(host.hako("run", "-d", "--name", "other", "--network", "purged", host.busybox, "sleep", "60").status == 0)
+        let linksBefore = inNetns(["/usr/sbin/ip", "-o", "link", "show"])
+        #expect(linksBefore.contains("hako0") && linksBefore.contains("hako-"), "\(linksBefore)")
+        #expect(inNetns(["/usr/sbin/nft", "list", "tables"]).contains("table ip hako"))
+        let cgroupDirs = ["/sys/fs/cgroup/unified/\(host.cgroupParent)", "/sys/fs/cgroup/\(host.cgroupParent)", "/sys/fs/cgroup/memory/\(host.cgroupParent)"]
+            .filter { FileManager.default.fileExists(atPath: $0) }
+        #expect(!cgroupDirs.isEmpty)
+
+        // A running container: refused, nothing removed.
+        let refused = host.hako("purge-host-state")
+        #expect(refused.status == 125 && refused.stderr.contains("containers are running (") && refused.stderr.contains("keeper"), "\(refused.stderr)")
+        #expect(inNetns(["/usr/sbin/nft", "list", "tables"]).contains("table ip hako"))
+
+        #expect(host.hako("rm", "-f", "keeper", "other").status == 0)
+        let purged = host.hako("purge-host-state")
+        #expect(purged.status == 0, "\(purged.stderr)")
+        #expect(purged.stdout.contains("removed nftables table ip hako") && purged.stdout.contains("removed link hako0"), "\(purged.stdout)")
+        #expect(!inNetns(["/usr/sbin/ip", "-o", "link", "show"]).contains("hako"))
+        #expect(!inNetns(["/usr/sbin/nft", "list", "tables"]).contains("hako"))
+        for d in cgroupDirs { #expect(!FileManager.default.fileExists(atPath: d), "\(d)") }
+        // Again: nothing left to remove, and no error.
+        let again = host.hako("purge-host-state")
+        #expect(again.status == 0 && again.stdout.contains("nothing of hako's"), "\(again.stdout) \(again.stderr)")
     }
 }

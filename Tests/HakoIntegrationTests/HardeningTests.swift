@@ -140,6 +140,29 @@ final class HardeningTests {
         }
     }
 
+    /// The agent runs with `OOMScoreAdj=-500` (its unit) so that containers go
+    /// first under memory pressure: a container must not inherit that. Each
+    /// container's score is written, 0 unless --oom-score-adj, as Docker does.
+    @Test func oomScoreAdjIsNotInheritedFromTheStarter() throws {
+        // -500 as the agent's unit sets it; lowering a score needs CAP_SYS_RESOURCE,
+        // which some sandboxes withhold from root: there, a raised score (+500)
+        // stands for it (the container must not inherit either).
+        var starter = ["/usr/bin/choom", "-n", "-500", "--"]
+        if Subprocess.run(starter + ["/bin/true"]).status != 0 { starter[2] = "500" }
+        let own = Subprocess.run(starter + ["/bin/cat", "/proc/self/oom_score_adj"])
+        try #require(own.out == starter[2], "the starter's own score: \(own.stderr)")
+        let plain = Subprocess.run(starter + host.prefix + [Binaries.hako, "run", "--rm", host.probe, "cat", "/proc/self/oom_score_adj"], env: host.env)
+        #expect(plain.status == 0 && plain.out == "0", "\(plain.out) \(plain.stderr)")
+        let chosen = Subprocess.run(starter + host.prefix + [Binaries.hako, "run", "--rm", "--oom-score-adj", "300", host.probe, "cat", "/proc/self/oom_score_adj"],
+                                    env: host.env)
+        #expect(chosen.out == "300", "\(chosen.out) \(chosen.stderr)")
+        // Detached, restarted by its monitor (which keeps the starter's score): still 0.
+        let id = Subprocess.run(starter + host.prefix + [Binaries.hako, "run", "-d", "--restart", "on-failure:1", host.probe, "sh", "-c",
+                                                         "cat /proc/self/oom_score_adj; exit 1"], env: host.env).out
+        #expect(host.eventually(10) { host.hako("logs", id).out == "0\n0" }, "\(host.hako("logs", id).out)")
+        host.hako("rm", "-f", id)
+    }
+
     @Test func userNamespaces() throws {
         let secret = host.base + "/root-only"
         try Data("top secret\n".utf8).write(to: URL(fileURLWithPath: secret))

@@ -32,7 +32,8 @@ import Testing
 
     func mesh(_ lab: OverlayLab, _ n: Int) throws -> RoutingMesh {
         RoutingMesh(transport: try NetlinkSocket.nftables(namespace: try lab.open(lab.nodeNS(n))),
-                    base: OverlayRules(subnet: lab.node(n).subnet, clusterCIDR: lab.config.clusterCIDR, device: lab.config.deviceName))
+                    base: OverlayRules(subnet: lab.node(n).subnet, clusterCIDR: lab.config.clusterCIDR, device: lab.config.deviceName,
+                                       vxlan: VXLANPeers(port: lab.config.port, peers: lab.nodes.filter { $0.id != lab.node(n).id }.map(\.underlay))))
     }
 
     @Test func servicePortAnswersOnEveryNodeBalancedOverTasks() throws {
@@ -81,6 +82,76 @@ import Testing
         #expect(throws: HakoError.self) { try mesh(lab, 1).apply(services: [moved, moved]) }
         for n in 1...3 { try mesh(lab, n).remove() }
         #expect(!lab.inNS(lab.nodeNS(1), ["nft", "list", "tables"]).1.contains("hako"))
+    }
+
+    /// Sends UDP datagrams that are VXLAN frames, crafted by hand: VNI, then an
+    /// Ethernet frame to a VTEP's MAC carrying IPv4/UDP from `src` to `dst`:9999.
+    static let craftVXLAN = """
+        import socket, struct, sys
+        node, vni, vtep, src, dst, text = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6].encode()
+        udp = struct.pack('!HHHH', 40000, 9999, 8 + len(text), 0) + text
+        ip = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0, socket.inet_aton(src), socket.inet_aton(dst))
+        words = struct.unpack('!10H', ip); c = sum(words); c = (c >> 16) + (c & 0xffff); c += c >> 16
+        ip = ip[:10] + struct.pack('!H', ~c & 0xffff) + ip[12:]
+        frame = bytes.fromhex(vtep.replace(':', '')) + bytes.fromhex('02aabbccdd01') + b'\\x08\\x00' + ip + udp
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        for _ in range(3): s.sendto(struct.pack('!II', 0x08000000, vni << 8) + frame, (node, 4789))
+        """
+    /// Appends every datagram to UDP port 9999 to a file, for at most 20 s.
+    static let receive = """
+        import socket, sys, time
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', 9999)); s.settimeout(0.5)
+        end = time.time() + 20
+        while time.time() < end:
+            try: data = s.recv(2048)
+            except socket.timeout: continue
+            with open(sys.argv[1], 'ab') as f: f.write(data + b'\\n')
+        """
+
+    /// The overlay is closed to strangers: a machine on the underlay that is no
+    /// node sends well-formed VXLAN frames to a node (spoofing another node's
+    /// container as the inner source) and none reaches the container; the same
+    /// frames from a peer do (the test can fail), and a node dropped from the
+    /// peer map is refused from the next batch on.
+    @Test func vxlanFromAStrangerReachesNoContainer() throws {
+        let lab = OverlayLab(tag: "x")
+        try lab.up()
+        try lab.reconcileAll()
+        for n in 1...3 { try mesh(lab, n).apply(services: []) }
+        let stranger = try lab.stranger(IPv4Address("172.31.252.99")!)
+        let got = "/tmp/hkov-vxlan-\(getpid())"
+        defer { unlink(got) }
+        try lab.background(lab.ctrNS(1), ["python3", "-c", Self.receive, got])
+        let vtep = lab.node(1).vtepMAC.description
+        func send(from ns: String, _ text: String) {
+            let r = lab.inNS(ns, ["python3", "-c", Self.craftVXLAN, "\(lab.underlayIP(1))", "\(lab.config.vni)", vtep,
+                                  "\(lab.ctrIP(2))", "\(lab.ctrIP(1))", text])
+            #expect(r.0 == 0, "\(r.1)")
+        }
+        func received() -> String { (try? String(contentsOfFile: got, encoding: .utf8)) ?? "" }
+        func arrives(_ text: String) -> Bool {
+            for _ in 0..<40 { if received().contains(text) { return true }; usleep(50_000) }
+            return false
+        }
+        // Ordinary overlay traffic still flows, and a peer's crafted frame arrives: the frame is good.
+        #expect(lab.inNS(lab.ctrNS(2), ["ping", "-c", "1", "-W", "2", "\(lab.ctrIP(1))"]).0 == 0)
+        for _ in 0..<20 where !arrives("from-peer") { send(from: lab.nodeNS(2), "from-peer") }
+        #expect(received().contains("from-peer"), "a peer's VXLAN frame never reached the container: the check cannot fail")
+
+        send(from: stranger, "from-stranger")
+        usleep(500_000)
+        #expect(!received().contains("from-stranger"), "a stranger's VXLAN frame reached the container")
+        let listed = lab.inNS(lab.nodeNS(1), ["nft", "list", "chain", "ip", "hako-overlay", "input"]).1
+        #expect(listed.contains("udp dport 4789 ip saddr != { 172.31.252.2, 172.31.252.3 } counter packets"), "\(listed)")
+        #expect(!listed.contains("counter packets 0 "), "the stranger's frames were counted: \(listed)")
+
+        // Node 2 leaves the peer map: its frames are refused from the next batch on.
+        try RoutingMesh(transport: try NetlinkSocket.nftables(namespace: try lab.open(lab.nodeNS(1))),
+                        base: OverlayRules(subnet: lab.node(1).subnet, clusterCIDR: lab.config.clusterCIDR, device: lab.config.deviceName,
+                                           vxlan: VXLANPeers(port: lab.config.port, peers: [lab.underlayIP(3)]))).apply(services: [])
+        send(from: lab.nodeNS(2), "from-departed")
+        usleep(500_000)
+        #expect(!received().contains("from-departed"))
     }
 
     @Test func serviceNamesResolveAcrossNodesAndFollowTasks() throws {

@@ -113,6 +113,18 @@ final class OverlayLab: @unchecked Sendable {
         }
     }
 
+    /// A machine on the underlay that is no node of the cluster (any device on
+    /// the Pis' LAN): namespace `hkov-x-TAG`, eth0 = `address`/24 on the underlay bridge.
+    func stranger(_ address: IPv4Address) throws -> String {
+        let ns = "hkov-x-\(tag)"
+        try addNS(ns)
+        try must(["ip", "-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", "ulx", "netns", underlayNS()])
+        try must(["ip", "-n", underlayNS(), "link", "set", "ulx", "master", "br-ul", "up"])
+        try must(["ip", "-n", ns, "addr", "add", "\(address)/24", "dev", "eth0"])
+        try must(["ip", "-n", ns, "link", "set", "eth0", "up"])
+        return ns
+    }
+
     /// Every node reconciled to the full peer map; the changes per node.
     @discardableResult
     func reconcileAll(_ peers: [OverlayNode]? = nil) throws -> [Int] {

@@ -45,6 +45,25 @@ import Testing
 
     func check(_ checks: [Doctor.Check], _ name: String) -> Doctor.Check? { checks.first { $0.name == name } }
 
+    /// A Pi has no real-time clock: an unsynchronised or never-set clock is
+    /// reported, with what to enable.
+    @Test func theClockIsCheckedForSynchronisation() throws {
+        let host = try FakeHost(Self.piOS())
+        func clock(now: Double = 1_796_000_000, _ sync: Doctor.ClockSync?) throws -> Doctor.Check {
+            try #require(check(Doctor.run(.rooted(at: host.root, kernelRelease: "6.6.51+rpt-rpi-v8", now: now, clock: sync)), "clock"))
+        }
+        let synced = try clock(Doctor.ClockSync(synchronised: true, maxErrorMicroseconds: 12_000))
+        #expect(synced.level == .ok && synced.detail == "2026-11-30T00:53:20Z, synchronised (estimated error 12 ms)", "\(synced.detail)")
+        let unsynced = try clock(Doctor.ClockSync(synchronised: false, maxErrorMicroseconds: 16_000_000))
+        #expect(unsynced.level == .warning && unsynced.detail.contains("not synchronised"), "\(unsynced.detail)")
+        #expect(unsynced.fix?.contains("timedatectl set-ntp true") == true && unsynced.fix?.contains("systemd-time-wait-sync") == true)
+        let never = try clock(now: 0, Doctor.ClockSync(synchronised: false, maxErrorMicroseconds: 16_000_000))
+        #expect(never.level == .missing && never.detail.contains("1970-01-01T00:00:00Z"), "\(never.detail)")
+        #expect(try clock(nil).level == .warning)
+        // This machine's kernel answers adjtimex without privilege.
+        #expect(Doctor.ClockSync.kernel() != nil)
+    }
+
     @Test func memoryCgroupDisabledOnAPiNamesTheExactCmdlineChange() throws {
         let checks = try FakeHost(Self.piOS()).run()
         let memory = try #require(check(checks, "memory cgroup"))

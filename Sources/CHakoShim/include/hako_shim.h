@@ -325,6 +325,10 @@ int hako_openat2(int dirfd, const char *path, int flags, int mode, uint64_t reso
 int hako_open_in_root(int rootfd, const char *path, int flags, int mode);
 int hako_mkdir_in_root(int rootfd, const char *path, int mode);
 int hako_pidfd_open(pid_t pid);
+// The kernel's clock discipline, read only (adjtimex with no modes): returns the
+// clock state (TIME_OK … TIME_ERROR) or -1; the status bits (STA_UNSYNC …)
+// and the estimated error in microseconds.
+int hako_clock_state(int *status, long *maxerror_us);
 int hako_pidfd_send_signal(int pidfd, int sig);
 int hako_close_range_cloexec(unsigned int from);
 int hako_memfd(const char *name);

@@ -61,6 +61,36 @@ extension Agent {
         return identity
     }
 
+    /// A node whose certificate expired while it was off renews it without a
+    /// new token: over a connection without a client certificate (the
+    /// coordinator pinned by the node's CA), the old certificate and a request
+    /// signed with its key. Nothing to do while the certificate is valid by
+    /// this clock; the coordinator accepts it within
+    /// `CoordinatorCore.expiredRenewalWindow` of the expiry. Returns the new
+    /// certificate, or nil when none was needed.
+    @discardableResult
+    public static func renewExpiredCertificate(config: AgentConfig, log: ClusterLog,
+                                               now: Double = Timestamp.now().secondsSince1970) throws -> Certificate? {
+        let creds = NodeCredentials(stateDir: config.stateDir)
+        guard creds.exists, let identity = NodeIdentity.load(creds) else { return nil }
+        let (ca, old, key) = try creds.load()
+        guard now > old.notAfter else { return nil }
+        let ep = try Endpoint(parsing: config.coordinator ?? identity.coordinator, defaultPort: CoordinatorConfig.defaultPort)
+        let client = try ClusterClient.connect(ep, tls: try TLSContext.client(certificate: nil, key: nil, trust: nil), timeout: 15)
+        defer { client.close() }
+        _ = try pin(client.peerChain, fingerprint: ca.fingerprint, endpoint: ep)
+        let request = RenewExpiredRequest(certificate: try old.pem(), csr: try CertificateRequest(key: key).pem())
+        let reply = try client.request(MessageType.renewExpired, request, as: RenewReply.self, timeout: 30)
+        let cert = try Certificate(pem: reply.certificate)
+        try cert.verify(against: ca, at: now)
+        guard cert.publicKeyMatches(key), cert.commonName == identity.nodeID, cert.role == PKIRole.node.rawValue else {
+            throw ClusterError.security("the coordinator issued a certificate that is not this node's")
+        }
+        try creds.save(ca: nil, cert: cert, key: key)
+        log.info("the node certificate had expired (\(Timestamp(seconds: Int64(old.notAfter)).rfc3339)): renewed until \(Timestamp(seconds: Int64(cert.notAfter)).rfc3339)")
+        return cert
+    }
+
     /// The CA among the certificates the coordinator sent whose fingerprint
     /// the token carries, and a coordinator certificate it signed.
     static func pin(_ chain: [Certificate], fingerprint: String, endpoint: Endpoint) throws(ClusterError) -> Certificate {

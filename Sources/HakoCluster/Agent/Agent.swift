@@ -3,6 +3,7 @@ import Glibc
 #endif
 import HakoNetwork
 import HakoSystem
+import HakoTransport
 
 /// `hako agent`: one per node. Keeps a mutual-TLS session with the
 /// coordinator, heartbeats at the period the coordinator chooses, runs its
@@ -93,8 +94,9 @@ public final class Agent: @unchecked Sendable {
     /// Runs until `stop()`.
     public func run() {
         log.info("node \(config.name) (\(identity.nodeID.prefix(12))) of cluster \(identity.clusterID.prefix(12)); subnet \(identity.subnet); engine root \(config.root)")
-        if certificate.notAfter < Timestamp.now().secondsSince1970 {
-            log.error("the node certificate expired at \(Timestamp(seconds: Int64(certificate.notAfter)).rfc3339): join again with a new token")
+        if let words = TLSClock.ownCertificate(notBefore: certificate.notBefore, notAfter: certificate.notAfter,
+                                               rejoin: "remove \(config.stateDir) and join again with a new token") {
+            log.error(words)
         }
         // What runs already, before the first hello: the session starts by adopting it.
         if let (tasks, running) = try? runtime.observe() {

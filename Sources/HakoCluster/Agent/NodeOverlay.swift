@@ -32,15 +32,11 @@ public struct KernelOverlay: NodeOverlay {
         }
         guard let me = nodes.first(where: { $0.id == node }) else { return "overlay: this node is not in the map yet" }
         let overlay = Overlay(transport: try NetlinkSocket(), config: OverlayConfig(vni: vni, port: port, clusterCIDR: cidr))
-        let plan = try overlay.reconcile(node: me, peers: nodes)
-        // A node of the overlay routes: for its subnet, and for the mesh even with no container of its own.
-        if Sysctl.read("net.ipv4.ip_forward") != "1" { try Sysctl.write("net.ipv4.ip_forward", "1") }
-        // Containers' packets must fit in the tunnel: the bridge takes the overlay's MTU.
-        let links = RouteNetlink(try NetlinkSocket())
-        if let bridge = try? links.link(ClusterNetwork.bridge), let mtu = try? overlay.mtu(node: me), bridge.mtu != mtu {
-            try links.setMTU(ClusterNetwork.bridge, mtu)
-        }
-        // The routing mesh and the overlay's masquerade: one nftables batch (table hako-overlay).
+        let others = nodes.filter { $0.id != me.id }
+        try OverlayPlan.validate(node: me, peers: others, config: overlay.config)
+        // The routing mesh, the overlay's masquerade and the VXLAN filter: one
+        // nftables batch (table hako-overlay), applied before the VXLAN device
+        // exists or learns of a new peer, so its socket is never open to strangers.
         var services: [MeshService] = []
         for p in map.mesh {
             guard let proto = PortForward.Proto(rawValue: p.proto), let published = UInt16(exactly: p.published), let target = UInt16(exactly: p.target) else {
@@ -50,8 +46,17 @@ public struct KernelOverlay: NodeOverlay {
                                         endpoints: p.endpoints.compactMap { IPv4Address($0) }.map { MeshEndpoint(ip: $0, port: target) }))
         }
         let mesh = RoutingMesh(transport: try NetlinkSocket.nftables(),
-                               base: OverlayRules(subnet: me.subnet, clusterCIDR: cidr, device: overlay.config.deviceName))
+                               base: OverlayRules(subnet: me.subnet, clusterCIDR: cidr, device: overlay.config.deviceName,
+                                                  vxlan: VXLANPeers(port: overlay.config.port, peers: others.map(\.underlay))))
         try mesh.apply(services: services)
+        let plan = try overlay.reconcile(node: me, peers: nodes)
+        // A node of the overlay routes: for its subnet, and for the mesh even with no container of its own.
+        if Sysctl.read("net.ipv4.ip_forward") != "1" { try Sysctl.write("net.ipv4.ip_forward", "1") }
+        // Containers' packets must fit in the tunnel: the bridge takes the overlay's MTU.
+        let links = RouteNetlink(try NetlinkSocket())
+        if let bridge = try? links.link(ClusterNetwork.bridge), let mtu = try? overlay.mtu(node: me), bridge.mtu != mtu {
+            try links.setMTU(ClusterNetwork.bridge, mtu)
+        }
         // Service names, on the bridge's gateway once the bridge exists.
         var served = "no bridge yet"
         if (try? links.link(ClusterNetwork.bridge)) != nil {

@@ -22,6 +22,9 @@ public enum ClusterInit {
         return Endpoint(host: host, port: c.listen.port).description
     }
 
+    /// How long admin credentials live (`cluster init`'s and renewed ones).
+    public static let adminLifetime: Double = 365 * 86400
+
     public static func run(_ c: CoordinatorConfig, adminDir: String, now: Double) throws -> Result {
         let pki = CoordinatorPKI(dataDir: c.dataDir)
         if pki.exists || FS.exists(c.databasePath) {
@@ -42,7 +45,7 @@ public enum ClusterInit {
             let serverKey = try PrivateKey.generate()
             let server = try issueServer(ca: ca, key: serverKey, config: c, now: now)
             let adminKey = try PrivateKey.generate()
-            let adminCert = try ca.issue(key: adminKey, commonName: "admin", role: .admin, notBefore: now - 300, notAfter: now + 365 * 86400)
+            let adminCert = try ca.issue(key: adminKey, commonName: "admin", role: .admin, notBefore: now - 300, notAfter: now + adminLifetime)
 
             try writePublic(pki.caCert, try ca.certificate.pem())
             try writeSecret(pki.caKey, try ca.key.pem())

@@ -142,9 +142,12 @@ public final class Coordinator: @unchecked Sendable {
         guard let peer = connections[c.id]?.peer, !closeAfterCommit.contains(c.id) else { return }
         if let reply = core.handle(env, from: peer, connection: c.id, address: c.peer) { held.append((c.id, reply)) }
         if peer == .anonymous {
-            // Without a certificate a connection carries one join: answered,
-            // then closed (refused or not; what else arrives with it is not read).
-            if env.type != MessageType.join { log.warning("refused \(c.peer): \(env.type) without a client certificate") }
+            // Without a certificate a connection carries one join or one renewal
+            // of an expired certificate: answered, then closed (refused or not;
+            // what else arrives with it is not read).
+            if env.type != MessageType.join && env.type != MessageType.renewExpired {
+                log.warning("refused \(c.peer): \(env.type) without a client certificate")
+            }
             closeAfterCommit.insert(c.id)
         }
         guard !commitScheduled else { return }

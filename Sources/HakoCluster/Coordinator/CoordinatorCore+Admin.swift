@@ -65,6 +65,8 @@ extension CoordinatorCore {
         case MessageType.serviceLogs:
             let r = try env.body(ServiceLogsRequest.self)
             return try startLogs(try state.findService(r.service), tail: r.tail, admin: connection, request: env)
+        case MessageType.credentialsRenew:
+            return reply(env, try renewAdmin(try env.body(RenewRequest.self)))
         case MessageType.events:
             let r = try env.body(EventsRequest.self)
             if r.follow { followers.insert(connection) }
@@ -72,6 +74,18 @@ extension CoordinatorCore {
         default:
             throw WireError(.unknownType, "unknown message type \(env.type)")
         }
+    }
+
+    /// New admin credentials: a certificate for the key the request proves to
+    /// hold, asked over the current admin certificate, as long-lived as the
+    /// one `cluster init` wrote. The old one stays valid until it expires.
+    func renewAdmin(_ r: RenewRequest) throws -> RenewReply {
+        let csr = try CertificateRequest(pem: r.csr)
+        let v = CertificateAuthority.validity(now: clock.wall(), lifetime: ClusterInit.adminLifetime)
+        let cert = try ca.issue(request: csr, commonName: "admin", role: .admin, notBefore: v.notBefore, notAfter: v.notAfter)
+        state.put(CertRecord(serial: cert.serial, subject: "admin", role: PKIRole.admin.rawValue, notAfter: cert.notAfter, revoked: false))
+        log.info("issued admin credentials until \(Timestamp(seconds: Int64(cert.notAfter)).rfc3339)")
+        return RenewReply(certificate: try cert.pem())
     }
 
     func createToken(ttl: Double?) throws -> TokenReply {

@@ -206,6 +206,45 @@ extension CoordinatorCore {
         return RenewReply(certificate: try cert.pem())
     }
 
+    /// How long after its certificate expired a node may still renew it with
+    /// its old key alone (a Pi that was off, or whose clock was wrong); later,
+    /// it joins again with a new token.
+    public static let expiredRenewalWindow: Double = 30 * 86400
+
+    /// A node back after its certificate expired: the certificate must be this
+    /// CA's, issued by this coordinator, not revoked, of a node still in the
+    /// cluster, expired (a valid one renews over its session) for no longer
+    /// than the window, and the request signed with its key. Every refusal is
+    /// logged.
+    func renewExpired(_ r: RenewExpiredRequest, address: String) throws -> RenewReply {
+        do {
+            let wall = clock.wall()
+            let old = try Certificate(pem: r.certificate)
+            try old.verify(against: ca.certificate, at: old.notAfter - 1)
+            guard let record = state.certs[old.serial], !record.revoked, old.role == PKIRole.node.rawValue,
+                  old.organization == "hako-cluster-\(clusterID)" else {
+                throw ClusterError.security("certificate \(old.serial) is not a current node certificate of this cluster (revoked, or never issued here)")
+            }
+            let node = old.commonName
+            guard let n = state.nodes[node] else { throw ClusterError.security("node \(node) was removed: join again with a new token") }
+            guard wall > old.notAfter else { throw ClusterError.invalid("the certificate has not expired: it renews over the node's session") }
+            guard wall - old.notAfter <= CoordinatorCore.expiredRenewalWindow else {
+                throw ClusterError.security("the certificate expired more than \(Int(CoordinatorCore.expiredRenewalWindow / 86400)) days ago: join again with a new token")
+            }
+            let csr = try CertificateRequest(pem: r.csr)
+            guard csr.provesKey(of: old) else { throw ClusterError.security("the request is not signed with the certificate's key") }
+            let v = CertificateAuthority.validity(now: wall, lifetime: config.nodeCertTTL)
+            let cert = try ca.issue(request: csr, commonName: node, role: .node, notBefore: v.notBefore, notAfter: v.notAfter)
+            state.put(CertRecord(serial: cert.serial, subject: node, role: PKIRole.node.rawValue, notAfter: cert.notAfter, revoked: false))
+            nodeCertExpiry[node] = cert.notAfter
+            log.info("renewed the expired certificate of node \(n.name) (expired \(Timestamp(seconds: Int64(old.notAfter)).rfc3339)) until \(Timestamp(seconds: Int64(cert.notAfter)).rfc3339)")
+            return RenewReply(certificate: try cert.pem())
+        } catch {
+            log.warning("renewal of an expired certificate refused from \(address): \(error)")
+            throw error
+        }
+    }
+
     /// Replies of agents to the coordinator's own requests (logs).
     func agentReplied(_ env: Envelope, node: String) {
         guard let re = env.re, let key = pendingLogs.first(where: { $0.value.waiting[re] == node })?.key else { return }
@@ -223,5 +262,7 @@ extension CoordinatorCore {
 }
 
 extension MessageType {
-    static func isAdmin(_ t: String) -> Bool { t.hasPrefix("node.") || t.hasPrefix("service.") || t == tokenCreate || t == events }
+    static func isAdmin(_ t: String) -> Bool {
+        t.hasPrefix("node.") || t.hasPrefix("service.") || t == tokenCreate || t == events || t == credentialsRenew
+    }
 }

@@ -214,8 +214,11 @@ public final class CoordinatorCore {
         do {
             switch peer {
             case .anonymous:
+                if env.type == MessageType.renewExpired {
+                    return reply(env, try renewExpired(try env.body(RenewExpiredRequest.self), address: address))
+                }
                 guard env.type == MessageType.join else {
-                    throw WireError(.unauthorized, "\(env.type): a client certificate is required (only join works without one)")
+                    throw WireError(.unauthorized, "\(env.type): a client certificate is required (only join and renew.expired work without one)")
                 }
                 return reply(env, try join(try env.body(JoinRequest.self), address: address))
             case .node(let node):

@@ -4,7 +4,7 @@ import Glibc
 import HakoSystem
 
 /// The opt-in metrics endpoint: plain HTTP/1.1 on the daemon's poll loop,
-/// `GET /metrics` answered with the exposition text (`GET /health` with a line
+/// `GET /metrics` answered with the exposition text (`GET /healthz` with a line
 /// that says the daemon's loop is turning), one request per
 /// connection. It reads nothing but a request line and headers (8 KiB, 5 s).
 ///
@@ -25,7 +25,7 @@ public final class MetricsServer: @unchecked Sendable {
     let loop: PollLoop
     let listener: FileDescriptor
     let collect: Collector
-    /// The body of `GET /health`: an answer at all means the daemon's loop turns.
+    /// The body of `GET /healthz`: an answer at all means the daemon's loop turns.
     let health: () -> String
     let log: ClusterLog
     var clients: [Int32: Client] = [:]
@@ -96,10 +96,10 @@ public final class MetricsServer: @unchecked Sendable {
             collect { [weak self] families in
                 self?.respond(raw, status: "200 OK", body: Exposition.render(families), contentType: Exposition.contentType, head: r.method == "HEAD")
             }
-        case "/health":
+        case "/healthz":
             respond(raw, status: "200 OK", body: health(), head: r.method == "HEAD")
         case "/":
-            respond(raw, status: "200 OK", body: "hako metrics: /metrics, /health\n", head: r.method == "HEAD")
+            respond(raw, status: "200 OK", body: "hako metrics: /metrics, /healthz\n", head: r.method == "HEAD")
         default:
             respond(raw, status: "404 Not Found", body: "not found: \(path) (try /metrics)\n", head: r.method == "HEAD")
         }

@@ -202,6 +202,13 @@ public final class CertificateRequest: @unchecked Sendable {
         return bio.string
     }
 
+    /// Whether the request is signed with the key of `cert` (its signature
+    /// verified): the requester holds that certificate's private key.
+    public func provesKey(of cert: Certificate) -> Bool {
+        guard let pub = try? verifiedPublicKey(), let certKey = X509_get0_pubkey(cert.x509) else { return false }
+        return EVP_PKEY_eq(pub, certKey) == 1
+    }
+
     /// The requester's public key, once its signature proves it holds the private one.
     func verifiedPublicKey() throws(ClusterError) -> OpaquePointer {
         guard let pub = X509_REQ_get0_pubkey(req) else { throw openSSLError("the request has no public key") }

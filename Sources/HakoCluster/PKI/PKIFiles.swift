@@ -43,6 +43,25 @@ public struct AdminCredentials: Sendable {
     public func coordinatorAddress() -> String? {
         (try? FS.readString(coordinatorFile))?.trimmed
     }
+
+    /// `hako cluster credentials renew`: a new key, a certificate for it from
+    /// the coordinator (asked over these credentials, checked against the
+    /// cluster CA), both written in place of the old ones; the new certificate.
+    public func renew(with client: ClusterClient) throws -> Certificate {
+        let newKey = try PrivateKey.generate()
+        let csr = try CertificateRequest(key: newKey)
+        let reply = try client.request(MessageType.credentialsRenew, RenewRequest(csr: try csr.pem()), as: RenewReply.self)
+        let issued = try Certificate(pem: reply.certificate)
+        try issued.verify(against: try Certificate(pem: try FS.readString(caCert)))
+        guard issued.publicKeyMatches(newKey), issued.role == PKIRole.admin.rawValue else {
+            throw ClusterError.security("the coordinator's answer is not an admin certificate for the new key")
+        }
+        // The key first: until the certificate follows, a crash leaves a pair
+        // that does not match, which the next command reports.
+        try writeSecret(key, try newKey.pem())
+        try writeSecret(cert, try issued.pem())
+        return issued
+    }
 }
 
 /// A node's identity under the agent's state dir: the pinned CA, its key and certificate.

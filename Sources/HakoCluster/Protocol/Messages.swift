@@ -6,6 +6,7 @@ public enum MessageType {
     public static let heartbeat = "heartbeat"
     public static let taskStatus = "task.status"
     public static let renew = "renew"
+    public static let renewExpired = "renew.expired"
     // coordinator → agent
     public static let assign = "assign"
     public static let logs = "logs"
@@ -24,6 +25,7 @@ public enum MessageType {
     public static let servicePs = "service.ps"
     public static let serviceLogs = "service.logs"
     public static let events = "events"
+    public static let credentialsRenew = "credentials.renew"
     // coordinator → admin CLI, after an `events` request with follow
     public static let event = "event"
     // replies
@@ -99,6 +101,14 @@ public struct TaskStatusReport: Codable, Sendable {
 }
 
 public struct RenewRequest: Codable, Sendable {
+    public var csr: String
+}
+
+/// A node whose certificate expired while it was off (no client certificate
+/// on the connection): the old certificate, and a request signed with the
+/// old certificate's key, which proves the node still holds it.
+public struct RenewExpiredRequest: Codable, Sendable {
+    public var certificate: String
     public var csr: String
 }
 

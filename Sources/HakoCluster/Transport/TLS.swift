@@ -3,6 +3,7 @@ import Glibc
 #endif
 import COpenSSL
 import HakoSystem
+import HakoTransport
 
 /// An OpenSSL context: TLS 1.3 only, no session cache, partial non-blocking writes.
 public final class TLSContext: @unchecked Sendable {
@@ -97,7 +98,11 @@ final class TLSStream {
         default:
             var reason = openSSLError(what).description
             let v = SSL_get_verify_result(ssl)
-            if v != Int(X509_V_OK) { reason += " (certificate: \(String(cString: X509_verify_cert_error_string(v))))" }
+            if v != Int(X509_V_OK) {
+                reason += " (certificate: \(String(cString: X509_verify_cert_error_string(v))))"
+                let validity = TLSClock.peerValidity(ssl)
+                if let words = TLSClock.explain(verifyResult: v, notBefore: validity.notBefore, notAfter: validity.notAfter) { reason += ": " + words }
+            }
             if reason.contains("unexpected eof") { return .closed }
             return .failed(reason)
         }

@@ -53,8 +53,8 @@ func str(_ p: UnsafePointer<CChar>?) -> String? { p.map { String(cString: $0) } 
         let (ok, s, msg, keep) = parseWithC(LaunchSpecEncoder.encode(r, monitor: m))
         withExtendedLifetime(keep) {
             #expect(ok, "\(msg)")
-            #expect(s.mounts.1.propagation == HAKO_MS_SHARED | HAKO_MS_REC)
-            #expect(s.mounts.0.propagation == 0, "a mount without one keeps what it is made with")
+            #expect(s.mounts[1].propagation == HAKO_MS_SHARED | HAKO_MS_REC)
+            #expect(s.mounts[0].propagation == 0, "a mount without one keeps what it is made with")
             #expect(str(s.apparmor) == "hako-test")
         }
         let (plain, p, _, keep2) = parseWithC(LaunchSpecEncoder.encode(sample().0, monitor: m))

@@ -87,7 +87,7 @@ extension Engine {
             guard kv.count == 2 else { throw HakoError(.failed, "invalid log option \"\(opt)\" (expected KEY=VALUE)") }
             switch kv[0] {
             case "max-size":
-                guard let n = try? parseByteSize(kv[1]), n >= 4096 else { throw HakoError(.failed, "invalid log option max-size=\(kv[1]) (at least 4k)") }
+                guard let n = ByteSize.parse(kv[1]), n >= 4096 else { throw HakoError(.failed, "invalid log option max-size=\(kv[1]) (at least 4k)") }
                 logMaxSize = n
             case "max-file":
                 guard let n = UInt32(kv[1]), n >= 1, n <= 100 else { throw HakoError(.failed, "invalid log option max-file=\(kv[1]) (1 to 100)") }
@@ -210,22 +210,4 @@ extension Engine {
 
         """
     }
-}
-
-/// "64m", "1g", "512k", "1024" (bytes) → bytes.
-public func parseByteSize(_ s: String) throws -> UInt64 {
-    var digits = s.lowercased()
-    var mult: UInt64 = 1
-    if digits.hasSuffix("b") { digits.removeLast() }
-    switch digits.last {
-    case "k": mult = 1 << 10; digits.removeLast()
-    case "m": mult = 1 << 20; digits.removeLast()
-    case "g": mult = 1 << 30; digits.removeLast()
-    case "t": mult = 1 << 40; digits.removeLast()
-    default: break
-    }
-    guard let n = UInt64(digits) else { throw HakoError(.failed, "invalid size \"\(s)\"") }
-    let (v, overflow) = n.multipliedReportingOverflow(by: mult)
-    if overflow { throw HakoError(.failed, "invalid size \"\(s)\": too large") }
-    return v
 }

@@ -12,20 +12,9 @@ enum IsolationParser {
         HakoError(.failed, "invalid \(flag) \"\(value)\": \(why)")
     }
 
-    /// "512m", "1.5g", "1048576" → bytes (Docker's RAMInBytes: b, k, m, g, t; decimals allowed).
+    /// "512m", "1.5g", "1048576" → bytes (`ByteSize`), the error naming the flag.
     static func bytes(_ s: String, flag: String) throws -> Int64 {
-        var t = s.lowercased()
-        if t.hasSuffix("ib") { t.removeLast(2) } else if t.hasSuffix("b") { t.removeLast() }
-        var mult: Double = 1
-        if let last = t.last, let shift = ["k": 10, "m": 20, "g": 30, "t": 40][String(last)] {
-            mult = Double(Int64(1) << Int64(shift))
-            t.removeLast()
-        }
-        guard !t.isEmpty, t.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == ".") }), let v = Double(t), v.isFinite else {
-            throw fail(flag, s, "expected a size such as 512m or 1g")
-        }
-        let n = (v * mult).rounded(.down)
-        guard n < 9.0e18 else { throw fail(flag, s, "too large") }
+        guard let n = ByteSize.parse(s) else { throw fail(flag, s, "expected a size such as 512m or 1g (below 8 EiB)") }
         return Int64(n)
     }
 

@@ -150,7 +150,7 @@ extension ContainerStorage {
                 }
             case "volume-nocopy": noCopy = value != "false"
             case "tmpfs-size":
-                guard let v = value, let n = try? parseByteSize(v), n > 0 else { throw bad("tmpfs-size must be a size such as 64m") }
+                guard let v = value, let n = ByteSize.parse(v), n > 0 else { throw bad("tmpfs-size must be a size such as 64m") }
                 size = n
             case "tmpfs-mode":
                 guard let v = value, let n = UInt32(v, radix: 8), n <= 0o7777 else { throw bad("tmpfs-mode must be an octal mode such as 1777") }
@@ -207,7 +207,7 @@ extension ContainerStorage {
                 let kv = o.split(separator: "=", maxSplits: 1).map(String.init)
                 switch kv[0] {
                 case "size":
-                    guard kv.count == 2, let n = try? parseByteSize(kv[1]), n > 0 else { throw bad("size must be a size such as 64m") }
+                    guard kv.count == 2, let n = ByteSize.parse(kv[1]), n > 0 else { throw bad("size must be a size such as 64m") }
                     m.tmpfsSize = n
                 case "mode":
                     guard kv.count == 2, let n = UInt32(kv[1], radix: 8), n <= 0o7777 else { throw bad("mode must be octal") }

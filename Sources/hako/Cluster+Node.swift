@@ -21,7 +21,7 @@ struct NodeLs: ParsableCommand {
             printTable(["ID", "NAME", "STATUS", "AVAILABILITY", "PLATFORM", "SUBNET", "TASKS", "CPU", "MEMORY", "LAST SEEN"], nodes.map { n in
                 [String(n.id.prefix(12)), n.name, n.status.rawValue.capitalized, n.availability.rawValue.capitalized, n.platform.description, n.subnet,
                  String(n.tasks), n.load.map { "\(Int(($0.cpu * 100).rounded()))%" } ?? "-",
-                 n.load.map { "\(Int(($0.memoryUsed * 100).rounded()))% of \(ByteSizes.format($0.memoryTotal))" } ?? "-",
+                 n.load.map { "\(Int(($0.memoryUsed * 100).rounded()))% of \(ByteSize.format($0.memoryTotal))" } ?? "-",
                  n.lastSeenAgo.map { $0 < 1 ? "now" : humanDuration($0) + " ago" } ?? "-"]
             })
         }

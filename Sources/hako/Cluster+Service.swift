@@ -54,7 +54,7 @@ struct ServiceFlags: ParsableArguments {
             spec.reservations.cpuMillis = Int64((v * 1000).rounded())
         }
         if let m = reserveMemory {
-            guard let v = ByteSizes.parse(m) else { throw HakoError(.failed, "invalid --reserve-memory \"\(m)\"") }
+            guard let v = ByteSize.parse(m.trimmed).flatMap({ Int64(exactly: $0) }) else { throw HakoError(.failed, "invalid --reserve-memory \"\(m)\"") }
             spec.reservations.memory = v
         }
         if let c = limitCPU {
@@ -62,7 +62,7 @@ struct ServiceFlags: ParsableArguments {
             spec.limits.cpuMillis = Int64((v * 1000).rounded())
         }
         if let m = limitMemory {
-            guard let v = ByteSizes.parse(m) else { throw HakoError(.failed, "invalid --limit-memory \"\(m)\"") }
+            guard let v = ByteSize.parse(m.trimmed).flatMap({ Int64(exactly: $0) }) else { throw HakoError(.failed, "invalid --limit-memory \"\(m)\"") }
             spec.limits.memory = v
         }
         if !publish.isEmpty { spec.ports = publish }

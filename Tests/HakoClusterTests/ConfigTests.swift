@@ -133,7 +133,7 @@ import Testing
         #expect(Durations.parse("3x") == nil)
         #expect(Durations.parse("") == nil)
         #expect(Durations.format(0.25) == "250ms" && Durations.format(5400) == "1h30m")
-        #expect(ByteSizes.parse("512m") == 512 << 20 && ByteSizes.parse("1.5g") == 3 << 29 && ByteSizes.parse("-1") == nil)
+        #expect(ByteSize.parse("512m") == 512 << 20 && ByteSize.parse("1.5g") == 3 << 29 && ByteSize.parse("-1") == nil)
     }
 }
 

@@ -59,11 +59,13 @@ import Testing
     }
 
     @Test func byteSizes() throws {
-        #expect(try parseByteSize("1024") == 1024)
-        #expect(try parseByteSize("64m") == 64 << 20)
-        #expect(try parseByteSize("2G") == 2 << 30)
-        #expect(try parseByteSize("512kb") == 512 << 10)
-        for bad in ["", "m", "-1", "1x", "99999999999999999999t"] { #expect(throws: HakoError.self) { try parseByteSize(bad) } }
+        #expect(ByteSize.parse("1024") == 1024)
+        #expect(ByteSize.parse("64m") == 64 << 20)
+        #expect(ByteSize.parse("2G") == 2 << 30)
+        #expect(ByteSize.parse("512kb") == 512 << 10)
+        #expect(ByteSize.parse("64MiB") == 64 << 20)
+        #expect(ByteSize.parse("1.5g") == 3 << 29, "decimals, as Docker's RAMInBytes (the three parsers disagreed here)")
+        for bad in ["", "m", "-1", "1x", "1e3", "inf", " 1m", "99999999999999999999t", "9000000t"] { #expect(ByteSize.parse(bad) == nil, "\(bad)") }
     }
 
     @Test func timestamps() {

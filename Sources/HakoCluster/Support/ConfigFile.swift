@@ -231,7 +231,7 @@ public struct ConfigReader {
         guard let v = raw(key) else { return d }
         switch v {
         case .string(let s):
-            guard let b = ByteSizes.parse(s) else { throw .config(key: key, reason: "\"\(s)\" is not a size (e.g. \"512m\", \"2g\")") }
+            guard let b = ByteSize.parse(s.trimmed).flatMap({ Int64(exactly: $0) }) else { throw .config(key: key, reason: "\"\(s)\" is not a size (e.g. \"512m\", \"2g\")") }
             return b
         case .integer(let i) where i >= 0: return i
         default: throw .config(key: key, reason: "expected a size such as \"512m\", found \(v.kind)")

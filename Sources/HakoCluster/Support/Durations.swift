@@ -49,37 +49,3 @@ public enum Durations {
         return out
     }
 }
-
-/// Sizes as flags spell them: "512m", "1g", "64k", "1024" (bytes).
-public enum ByteSizes {
-    public static func parse(_ text: String) -> Int64? {
-        var digits = text.trimmed.lowercased()
-        guard !digits.isEmpty else { return nil }
-        var mult: Int64 = 1
-        if digits.hasSuffix("b") { digits.removeLast() }
-        switch digits.last {
-        case "k": mult = 1 << 10; digits.removeLast()
-        case "m": mult = 1 << 20; digits.removeLast()
-        case "g": mult = 1 << 30; digits.removeLast()
-        case "t": mult = 1 << 40; digits.removeLast()
-        default: break
-        }
-        if let n = Int64(digits), n >= 0 {
-            let (v, o) = n.multipliedReportingOverflow(by: mult)
-            return o ? nil : v
-        }
-        if let d = Double(digits), d >= 0, d.isFinite, d * Double(mult) < 9e18 { return Int64(d * Double(mult)) }
-        return nil
-    }
-
-    /// 1536 MiB → "1.5GiB".
-    public static func format(_ bytes: Int64) -> String {
-        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
-        var v = Double(bytes)
-        var i = 0
-        while v >= 1024 && i < units.count - 1 { v /= 1024; i += 1 }
-        if i == 0 { return "\(bytes)B" }
-        let r = (v * 10).rounded() / 10
-        return (r == r.rounded() ? String(Int(r)) : String(r)) + units[i]
-    }
-}

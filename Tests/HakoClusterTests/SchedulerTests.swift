@@ -1,5 +1,6 @@
 @testable import HakoCluster
 import Testing
+import HakoNetwork
 
 @Suite struct SchedulerTests {
     func node(_ name: String, labels: [String: String] = [:], arch: String = "arm64", variant: String? = nil, cpu: Int64 = 4000,
@@ -179,7 +180,7 @@ import Testing
         #expect(throws: ClusterError.self) { try SubnetAllocator(cluster: "10.88.0.0/16", prefix: 12) }
         #expect(throws: ClusterError.self) { try SubnetAllocator(cluster: "10.88.0.1/16", prefix: 24) }
         #expect(throws: ClusterError.self) { try SubnetAllocator(cluster: "10.0.0.0/8", prefix: 30) }
-        #expect(IPv4CIDR(parsing: "10.88.3.0/24")?.description == "10.88.3.0/24")
-        #expect(IPv4CIDR(parsing: "300.1.1.0/24") == nil)
+        #expect(IPv4Network("10.88.3.0/24")?.description == "10.88.3.0/24")
+        #expect(IPv4Network("300.1.1.0/24") == nil)
     }
 }

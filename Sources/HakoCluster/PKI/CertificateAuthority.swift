@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import COpenSSL
+import HakoNetwork
 import HakoSystem
 
 /// Who a certificate is for; written as the subject's OU (`hako-<role>`).
@@ -91,7 +92,7 @@ public struct CertificateAuthority: Sendable {
                     (NID_ext_key_usage, "serverAuth,clientAuth"), (NID_subject_key_identifier, "hash"),
                     (NID_authority_key_identifier, "keyid")]
             let alt = ([subject] + sans).map { s -> String in
-                IPv4CIDR.parseAddress(s) != nil || s.contains(":") ? "IP:\(s)" : "DNS:\(s)"
+                IPv4Address(s) != nil || s.contains(":") ? "IP:\(s)" : "DNS:\(s)"
             }.joined(separator: ",")
             exts.append((NID_subject_alt_name, alt))
         }

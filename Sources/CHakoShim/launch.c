@@ -19,12 +19,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#ifndef CLONE_INTO_CGROUP
-#define CLONE_INTO_CGROUP 0x200000000ULL
-#endif
-#ifndef CLONE_NEWTIME
-#define CLONE_NEWTIME 0x00000080
-#endif
 
 static void close_if(int *fd) { if (*fd >= 0) { close(*fd); *fd = -1; } }
 static int open_ns(pid_t pid, const char *name);

@@ -20,12 +20,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#ifndef CLONE_INTO_CGROUP
-#define CLONE_INTO_CGROUP 0x200000000ULL
-#endif
-#ifndef CLONE_NEWTIME
-#define CLONE_NEWTIME 0x00000080
-#endif
 
 // The parent's answer to a hooks report: the state JSON for createContainer and
 // for startContainer hooks. The child has its own copy of this memory (no CLONE_VM).

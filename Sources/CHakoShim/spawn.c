@@ -68,14 +68,18 @@ int s_cat(char *dst, size_t cap, const char *src) {
     return 0;
 }
 
-void s_itoa(long v, char *out) {
-    char tmp[24]; int i = 0; int neg = v < 0;
-    unsigned long u = neg ? (unsigned long)(-v) : (unsigned long)v;
-    do { tmp[i++] = (char)('0' + u % 10); u /= 10; } while (u);
+void s_utoa(unsigned long v, char *out) {
+    char tmp[24]; int i = 0;
+    do { tmp[i++] = (char)('0' + v % 10); v /= 10; } while (v);
     int j = 0;
-    if (neg) out[j++] = '-';
     while (i) out[j++] = tmp[--i];
     out[j] = 0;
+}
+
+void s_itoa(long v, char *out) {
+    if (v >= 0) { s_utoa((unsigned long)v, out); return; }
+    out[0] = '-';
+    s_utoa(-(unsigned long)v, out + 1);
 }
 
 void fd_path(int fd, char out[32]) {

@@ -1,4 +1,4 @@
-// Internal to CHakoShim: what spawn.c, oci_init.c and launch.c share. Not a
+// Internal to CHakoShim: what spawn.c, oci_init.c, launch.c and userns.c share. Not a
 // public header (Swift never sees it).
 #ifndef HAKO_SPAWN_INTERNAL_H
 #define HAKO_SPAWN_INTERNAL_H
@@ -7,6 +7,14 @@
 #include <sys/types.h>
 
 #define HAKO_HIDDEN __attribute__((visibility("hidden")))
+
+// Newer than some C libraries' headers (Linux 5.7 and 5.6).
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
+#ifndef CLONE_NEWTIME
+#define CLONE_NEWTIME 0x00000080
+#endif
 
 struct child {
     const struct hako_spec *s;
@@ -26,6 +34,7 @@ struct child {
 HAKO_HIDDEN size_t s_len(const char *s);
 HAKO_HIDDEN int s_cat(char *dst, size_t cap, const char *src);
 HAKO_HIDDEN void s_itoa(long v, char *out);
+HAKO_HIDDEN void s_utoa(unsigned long v, char *out);
 HAKO_HIDDEN void fd_path(int fd, char out[32]);
 HAKO_HIDDEN int write_all(int fd, const void *buf, size_t n);
 HAKO_HIDDEN int write_file(const char *path, const char *data);

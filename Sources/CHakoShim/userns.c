@@ -13,6 +13,7 @@
 // Also here: copying the host's device nodes for --privileged (child side,
 // async-signal-safe: raw getdents64, no malloc).
 #include "hako_shim.h"
+#include "spawn_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -45,44 +46,14 @@
 #define SYS_mount_setattr 442
 #endif
 
-static size_t u_len(const char *s) { size_t n = 0; while (s[n]) n++; return n; }
-
-static int u_cat(char *dst, size_t cap, const char *src) {
-    size_t a = u_len(dst), b = u_len(src);
-    if (a + b + 1 > cap) return -1;
-    memcpy(dst + a, src, b + 1);
-    return 0;
-}
-
-static void u_utoa(unsigned long v, char *out) {
-    char tmp[24]; int i = 0;
-    do { tmp[i++] = (char)('0' + v % 10); v /= 10; } while (v);
-    int j = 0;
-    while (i) out[j++] = tmp[--i];
-    out[j] = 0;
-}
-
 static int u_fail(struct hako_failure *fail, int stage, int err, const char *what, const char *path) {
     memset(fail, 0, sizeof *fail);
     fail->stage = stage;
     fail->err = err;
-    u_cat(fail->detail, sizeof fail->detail, what);
-    if (path) { u_cat(fail->detail, sizeof fail->detail, " "); u_cat(fail->detail, sizeof fail->detail, path); }
+    s_cat(fail->detail, sizeof fail->detail, what);
+    if (path) { s_cat(fail->detail, sizeof fail->detail, " "); s_cat(fail->detail, sizeof fail->detail, path); }
     errno = err;
     return -1;
-}
-
-static int u_write_file(const char *path, const char *data) {
-    int fd = open(path, O_WRONLY | O_CLOEXEC);
-    if (fd < 0) return -1;
-    size_t n = u_len(data), off = 0;
-    while (off < n) {
-        ssize_t w = write(fd, data + off, n - off);
-        if (w < 0) { if (errno == EINTR) continue; int e = errno; close(fd); errno = e; return -1; }
-        off += (size_t)w;
-    }
-    close(fd);
-    return 0;
 }
 
 int hako_write_id_maps(pid_t pid, const struct hako_spec *s, struct hako_failure *fail) {
@@ -91,16 +62,16 @@ int hako_write_id_maps(pid_t pid, const struct hako_spec *s, struct hako_failure
         buf[0] = 0;
         for (int i = 0; i < s->nidmaps; i++) {
             if (s->idmaps[i].kind != (uint32_t)kind) continue;
-            u_utoa(s->idmaps[i].inside, num); u_cat(buf, sizeof buf, num); u_cat(buf, sizeof buf, " ");
-            u_utoa(s->idmaps[i].outside, num); u_cat(buf, sizeof buf, num); u_cat(buf, sizeof buf, " ");
-            u_utoa(s->idmaps[i].count, num); u_cat(buf, sizeof buf, num); u_cat(buf, sizeof buf, "\n");
+            s_utoa(s->idmaps[i].inside, num); s_cat(buf, sizeof buf, num); s_cat(buf, sizeof buf, " ");
+            s_utoa(s->idmaps[i].outside, num); s_cat(buf, sizeof buf, num); s_cat(buf, sizeof buf, " ");
+            s_utoa(s->idmaps[i].count, num); s_cat(buf, sizeof buf, num); s_cat(buf, sizeof buf, "\n");
         }
         if (!buf[0]) continue;
         path[0] = 0;
-        u_cat(path, sizeof path, "/proc/");
-        u_utoa((unsigned long)pid, num); u_cat(path, sizeof path, num);
-        u_cat(path, sizeof path, kind == 0 ? "/uid_map" : "/gid_map");
-        if (u_write_file(path, buf) < 0) return u_fail(fail, HAKO_STAGE_USERNS, errno, "write", path);
+        s_cat(path, sizeof path, "/proc/");
+        s_utoa((unsigned long)pid, num); s_cat(path, sizeof path, num);
+        s_cat(path, sizeof path, kind == 0 ? "/uid_map" : "/gid_map");
+        if (write_file(path, buf) < 0) return u_fail(fail, HAKO_STAGE_USERNS, errno, "write", path);
     }
     return 0;
 }
@@ -123,9 +94,9 @@ static int mapped_userns(const struct hako_spec *s, struct hako_failure *fail) {
     int fd = -1;
     if (hako_write_id_maps((pid_t)pid, s, fail) == 0) {
         char path[64] = "/proc/", num[24];
-        u_utoa((unsigned long)pid, num);
-        u_cat(path, sizeof path, num);
-        u_cat(path, sizeof path, "/ns/user");
+        s_utoa((unsigned long)pid, num);
+        s_cat(path, sizeof path, num);
+        s_cat(path, sizeof path, "/ns/user");
         fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0) u_fail(fail, HAKO_STAGE_USERNS, errno, "open", path);
     }
@@ -167,20 +138,20 @@ int hako_detached_overlay(const struct hako_spec *s, struct hako_failure *fail) 
         if (userns < 0) goto out;
     }
     for (int i = 0; i < s->dov_nlower; i++) {
-        if (i) u_cat(lower, sizeof lower, ":");
+        if (i) s_cat(lower, sizeof lower, ":");
         if (s->idmap_layers) {
             layers[i] = idmapped_clone(s->dov_lower[i], userns);
             if (layers[i] < 0) { u_fail(fail, HAKO_STAGE_ROOTFS, errno, "idmapped mount of layer", s->dov_lower[i]); goto out; }
             nlayers = i + 1;
             char num[24];
-            u_utoa((unsigned long)layers[i], num);
-            u_cat(lower, sizeof lower, "/proc/self/fd/");
-            u_cat(lower, sizeof lower, num);
+            s_utoa((unsigned long)layers[i], num);
+            s_cat(lower, sizeof lower, "/proc/self/fd/");
+            s_cat(lower, sizeof lower, num);
         } else {
             for (const char *c = s->dov_lower[i]; *c; c++) {
-                if (*c == ':' || *c == '\\') { if (u_cat(lower, sizeof lower, "\\") < 0) break; }
+                if (*c == ':' || *c == '\\') { if (s_cat(lower, sizeof lower, "\\") < 0) break; }
                 char one[2] = { *c, 0 };
-                if (u_cat(lower, sizeof lower, one) < 0) { u_fail(fail, HAKO_STAGE_ROOTFS, ENAMETOOLONG, "overlay lowerdir", NULL); goto out; }
+                if (s_cat(lower, sizeof lower, one) < 0) { u_fail(fail, HAKO_STAGE_ROOTFS, ENAMETOOLONG, "overlay lowerdir", NULL); goto out; }
             }
         }
     }
@@ -234,7 +205,7 @@ struct linux_dirent64 {
 // `rel` is the path below /dev ("" for /dev itself); depth bounds the walk.
 static int copy_dir(int rootfd, const char *rel, int depth, char *where) {
     char host[512] = "/dev";
-    if (rel[0]) { u_cat(host, sizeof host, "/"); if (u_cat(host, sizeof host, rel) < 0) return 0; }
+    if (rel[0]) { s_cat(host, sizeof host, "/"); if (s_cat(host, sizeof host, rel) < 0) return 0; }
     int dir = open(host, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
     if (dir < 0) return 0;  // vanished or not a directory: nothing to copy
     char buf[4096];
@@ -247,15 +218,15 @@ static int copy_dir(int rootfd, const char *rel, int depth, char *where) {
             const char *name = d->d_name;
             if (!strcmp(name, ".") || !strcmp(name, "..")) continue;
             char sub[512] = "";
-            if (rel[0]) { u_cat(sub, sizeof sub, rel); u_cat(sub, sizeof sub, "/"); }
-            if (u_cat(sub, sizeof sub, name) < 0) continue;
+            if (rel[0]) { s_cat(sub, sizeof sub, rel); s_cat(sub, sizeof sub, "/"); }
+            if (s_cat(sub, sizeof sub, name) < 0) continue;
             // The container's own file systems and terminals stay its own.
             if (!rel[0] && (!strcmp(name, "pts") || !strcmp(name, "shm") || !strcmp(name, "mqueue")
                             || !strcmp(name, "ptmx") || !strcmp(name, "console"))) continue;
             struct stat st;
             if (fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) < 0) continue;
             char target[600] = "/dev/";
-            u_cat(target, sizeof target, sub);
+            s_cat(target, sizeof target, sub);
             if (S_ISDIR(st.st_mode)) {
                 if (depth <= 0) continue;
                 int t = hako_mkdir_in_root(rootfd, target, (int)(st.st_mode & 07777));
@@ -266,12 +237,12 @@ static int copy_dir(int rootfd, const char *rel, int depth, char *where) {
             }
             if (!S_ISCHR(st.st_mode) && !S_ISBLK(st.st_mode)) continue;
             char parent[600] = "/dev";
-            if (rel[0]) { u_cat(parent, sizeof parent, "/"); u_cat(parent, sizeof parent, rel); }
+            if (rel[0]) { s_cat(parent, sizeof parent, "/"); s_cat(parent, sizeof parent, rel); }
             int p = hako_mkdir_in_root(rootfd, parent, 0755);
             if (p < 0) goto fail;
             char pp[32] = "/proc/self/fd/", num[24];
-            u_utoa((unsigned long)p, num);
-            u_cat(pp, sizeof pp, num);
+            s_utoa((unsigned long)p, num);
+            s_cat(pp, sizeof pp, num);
             int real = open(pp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
             close(p);
             if (real < 0) goto fail;
@@ -288,7 +259,7 @@ static int copy_dir(int rootfd, const char *rel, int depth, char *where) {
             continue;
         fail:;
             int e = errno;
-            memcpy(where, target, u_len(target) + 1);
+            memcpy(where, target, s_len(target) + 1);
             close(dir);
             errno = e;
             return -1;

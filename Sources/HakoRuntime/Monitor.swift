@@ -24,22 +24,22 @@ public enum MonitorFrame: Equatable, Sendable {
     case reply(Int32)
 
     public func encode() -> [UInt8] {
-        func frame(_ t: Character, _ p: [UInt8]) -> [UInt8] {
+        func frame<T: BinaryInteger>(_ t: T, _ p: [UInt8]) -> [UInt8] {
             let n = UInt32(p.count)
-            return [t.asciiValue ?? 0, UInt8(n >> 24), UInt8((n >> 16) & 0xff), UInt8((n >> 8) & 0xff), UInt8(n & 0xff)] + p
+            return [UInt8(truncatingIfNeeded: t), UInt8(n >> 24), UInt8((n >> 16) & 0xff), UInt8((n >> 8) & 0xff), UInt8(n & 0xff)] + p
         }
         func be32(_ v: UInt32) -> [UInt8] { [UInt8(v >> 24), UInt8((v >> 16) & 0xff), UInt8((v >> 8) & 0xff), UInt8(v & 0xff)] }
         switch self {
-        case .stdin(let b): return frame("i", b)
-        case .closeStdin: return frame("c", [])
-        case .resize(let r, let c): return frame("r", [UInt8(r >> 8), UInt8(r & 0xff), UInt8(c >> 8), UInt8(c & 0xff)])
-        case .signal(let s): return frame("k", be32(UInt32(bitPattern: s)))
-        case .stop(let s, let t): return frame("s", be32(UInt32(bitPattern: s)) + be32(t))
-        case .attach: return frame("a", [])
-        case .stdout(let b): return frame("o", b)
-        case .stderr(let b): return frame("e", b)
-        case .exit(let code, let final): return frame("x", be32(UInt32(bitPattern: code)) + [final ? 1 : 0])
-        case .reply(let e): return frame("K", be32(UInt32(bitPattern: e)))
+        case .stdin(let b): return frame(HAKO_MON_STDIN, b)
+        case .closeStdin: return frame(HAKO_MON_STDIN_CLOSE, [])
+        case .resize(let r, let c): return frame(HAKO_MON_RESIZE, [UInt8(r >> 8), UInt8(r & 0xff), UInt8(c >> 8), UInt8(c & 0xff)])
+        case .signal(let s): return frame(HAKO_MON_SIGNAL, be32(UInt32(bitPattern: s)))
+        case .stop(let s, let t): return frame(HAKO_MON_STOP, be32(UInt32(bitPattern: s)) + be32(t))
+        case .attach: return frame(HAKO_MON_ATTACH, [])
+        case .stdout(let b): return frame(HAKO_MON_STDOUT, b)
+        case .stderr(let b): return frame(HAKO_MON_STDERR, b)
+        case .exit(let code, let final): return frame(HAKO_MON_EXIT, be32(UInt32(bitPattern: code)) + [final ? 1 : 0])
+        case .reply(let e): return frame(HAKO_MON_REPLY, be32(UInt32(bitPattern: e)))
         }
     }
 
@@ -54,17 +54,17 @@ public enum MonitorFrame: Equatable, Sendable {
         let p = Array(buffer[5..<(5 + n)])
         buffer.removeFirst(5 + n)
         func be32(_ o: Int) -> UInt32 { UInt32(p[o]) << 24 | UInt32(p[o + 1]) << 16 | UInt32(p[o + 2]) << 8 | UInt32(p[o + 3]) }
-        switch Character(Unicode.Scalar(type)) {
-        case "i": return .stdin(p)
-        case "c": return .closeStdin
-        case "r" where n == 4: return .resize(rows: UInt16(p[0]) << 8 | UInt16(p[1]), cols: UInt16(p[2]) << 8 | UInt16(p[3]))
-        case "k" where n == 4: return .signal(Int32(bitPattern: be32(0)))
-        case "s" where n == 8: return .stop(signal: Int32(bitPattern: be32(0)), timeout: be32(4))
-        case "a": return .attach
-        case "o": return .stdout(p)
-        case "e": return .stderr(p)
-        case "x" where n == 5: return .exit(code: Int32(bitPattern: be32(0)), final: p[4] != 0)
-        case "K" where n == 4: return .reply(Int32(bitPattern: be32(0)))
+        switch Int(type) {
+        case Int(HAKO_MON_STDIN): return .stdin(p)
+        case Int(HAKO_MON_STDIN_CLOSE): return .closeStdin
+        case Int(HAKO_MON_RESIZE) where n == 4: return .resize(rows: UInt16(p[0]) << 8 | UInt16(p[1]), cols: UInt16(p[2]) << 8 | UInt16(p[3]))
+        case Int(HAKO_MON_SIGNAL) where n == 4: return .signal(Int32(bitPattern: be32(0)))
+        case Int(HAKO_MON_STOP) where n == 8: return .stop(signal: Int32(bitPattern: be32(0)), timeout: be32(4))
+        case Int(HAKO_MON_ATTACH): return .attach
+        case Int(HAKO_MON_STDOUT): return .stdout(p)
+        case Int(HAKO_MON_STDERR): return .stderr(p)
+        case Int(HAKO_MON_EXIT) where n == 5: return .exit(code: Int32(bitPattern: be32(0)), final: p[4] != 0)
+        case Int(HAKO_MON_REPLY) where n == 4: return .reply(Int32(bitPattern: be32(0)))
         default: throw HakoError(.failed, "monitor protocol: bad frame type \(type) (\(n) bytes)")
         }
     }
@@ -216,9 +216,9 @@ public enum MonitorLauncher {
         posix_spawn_file_actions_adddup2(&actions, devnull.rawValue, 0)
         posix_spawn_file_actions_adddup2(&actions, devnull.rawValue, 1)
         posix_spawn_file_actions_adddup2(&actions, devnull.rawValue, 2)
-        posix_spawn_file_actions_adddup2(&actions, memfd.rawValue, 3)
-        posix_spawn_file_actions_adddup2(&actions, statusWrite.rawValue, 4)
-        if let attach { posix_spawn_file_actions_adddup2(&actions, attach.rawValue, 5) }
+        posix_spawn_file_actions_adddup2(&actions, memfd.rawValue, Int32(HAKO_MONITOR_FD_SPEC))
+        posix_spawn_file_actions_adddup2(&actions, statusWrite.rawValue, Int32(HAKO_MONITOR_FD_STATUS))
+        if let attach { posix_spawn_file_actions_adddup2(&actions, attach.rawValue, Int32(HAKO_MONITOR_FD_ATTACH)) }
 
         var attr = posix_spawnattr_t()
         posix_spawnattr_init(&attr)

@@ -207,7 +207,7 @@ static void broadcast_output(int stream, const char *data, size_t n) {
             // Frames stay below 64 KiB so a reader never has to hold much.
             for (size_t off = 0; off < n;) {
                 size_t k = n - off > 32768 ? 32768 : n - off;
-                client_send(c, stream ? MON_STDERR : MON_STDOUT, data + off, k);
+                client_send(c, stream ? HAKO_MON_STDERR : HAKO_MON_STDOUT, data + off, k);
                 off += k;
             }
         }
@@ -220,7 +220,7 @@ static void broadcast_exit(int code, int final) {
     for (int i = 0; i < MAX_CLIENTS; i++) {
         struct client *c = &M.clients[i];
         if (c->fd < 0) continue;
-        client_send(c, MON_EXIT, p, sizeof p);
+        client_send(c, HAKO_MON_EXIT, p, sizeof p);
         // Give a reader a moment to take the last frames, then end the session.
         for (int tries = 0; c->fd >= 0 && c->out_len && tries < 100; tries++) {
             struct pollfd pf = { .fd = c->fd, .events = POLLOUT };
@@ -233,7 +233,7 @@ static void broadcast_exit(int code, int final) {
 
 static void reply(struct client *c, int err) {
     uint8_t p[4] = { (uint8_t)((uint32_t)err >> 24), (uint8_t)((uint32_t)err >> 16), (uint8_t)((uint32_t)err >> 8), (uint8_t)err };
-    client_send(c, MON_REPLY, p, 4);
+    client_send(c, HAKO_MON_REPLY, p, 4);
 }
 
 // ---------------------------------------------------------------------------
@@ -554,19 +554,19 @@ static void request_stop(int sig, uint32_t timeout) {
 
 static void handle_frame(struct client *c, uint8_t type, const uint8_t *p, uint32_t n) {
     switch (type) {
-    case MON_ATTACH: c->streaming = 1; break;
-    case MON_STDIN:
+    case HAKO_MON_ATTACH: c->streaming = 1; break;
+    case HAKO_MON_STDIN:
         if (M.proc.stdin_fd < 0 && !M.spec.tty) break;
         if (M.stdin_len + n <= sizeof M.stdin_buf) { memcpy(M.stdin_buf + M.stdin_len, p, n); M.stdin_len += n; }
         break;
-    case MON_STDIN_CLOSE:
+    case HAKO_MON_STDIN_CLOSE:
         M.stdin_close_pending = 1;
         break;
-    case MON_RESIZE:
+    case HAKO_MON_RESIZE:
         if (n == 4 && M.spec.tty && M.proc.stdout_fd >= 0)
             hako_tty_set_size(M.proc.stdout_fd, (uint16_t)(p[0] << 8 | p[1]), (uint16_t)(p[2] << 8 | p[3]));
         break;
-    case MON_SIGNAL: {
+    case HAKO_MON_SIGNAL: {
         if (n != 4) { reply(c, EINVAL); break; }
         int sig = (int)((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]);
         if (sig == SIGKILL || sig == SIGTERM || sig == SIGINT || sig == (int)M.spec.stop_signal) M.manual_stop = 1;
@@ -574,7 +574,7 @@ static void handle_frame(struct client *c, uint8_t type, const uint8_t *p, uint3
         reply(c, signal_container(sig));
         break;
     }
-    case MON_STOP: {
+    case HAKO_MON_STOP: {
         if (n != 8) { reply(c, EINVAL); break; }
         int sig = (int)((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]);
         uint32_t t = (uint32_t)p[4] << 24 | (uint32_t)p[5] << 16 | (uint32_t)p[6] << 8 | p[7];
@@ -605,7 +605,7 @@ static void client_read(struct client *c) {
         if (len > CLIENT_IN_MAX) { client_drop(c); return; }
         if (c->in_len - off < 5 + (size_t)len) break;
         // Do not take more stdin than fits: leave it in the buffer (backpressure).
-        if (h[0] == MON_STDIN && M.stdin_len + len > sizeof M.stdin_buf) break;
+        if (h[0] == HAKO_MON_STDIN && M.stdin_len + len > sizeof M.stdin_buf) break;
         handle_frame(c, h[0], h + 5, len);
         off += 5 + len;
     }
@@ -687,18 +687,18 @@ static void *read_spec(int fd, size_t *len) {
 int main(int argc, char **argv) {
     (void)argc; (void)argv;
     // M lives in .bss, already zero; touching it all would cost resident pages.
-    M.status_fd = 4;
+    M.status_fd = HAKO_MONITOR_FD_STATUS;
     // An attach stream comes as fd 5. Asked before this process opens or
     // closes anything: later, 5 may be one of its own (the run dir's fd).
-    int attach_fd = fcntl(5, F_GETFD) >= 0 ? 5 : -1;
+    int attach_fd = fcntl(HAKO_MONITOR_FD_ATTACH, F_GETFD) >= 0 ? HAKO_MONITOR_FD_ATTACH : -1;
     M.listen_fd = M.sig_fd = M.run_dir_fd = -1;
     for (int i = 0; i < MAX_CLIENTS; i++) M.clients[i].fd = -1;
     M.proc.stdin_fd = M.proc.stdout_fd = M.proc.stderr_fd = M.proc.pidfd = M.proc.mntns_fd = -1;
-    if (fcntl(4, F_GETFD) < 0) M.status_fd = -1;
-    else fcntl(4, F_SETFD, FD_CLOEXEC);
+    if (fcntl(HAKO_MONITOR_FD_STATUS, F_GETFD) < 0) M.status_fd = -1;
+    else fcntl(HAKO_MONITOR_FD_STATUS, F_SETFD, FD_CLOEXEC);
 
     size_t len = 0;
-    void *blob = read_spec(3, &len);
+    void *blob = read_spec(HAKO_MONITOR_FD_SPEC, &len);
     if (!blob) { report("ERR 0 %d cannot read launch spec\n", errno); return 1; }
     close(3);
     char err[256];

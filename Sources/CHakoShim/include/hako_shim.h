@@ -99,6 +99,27 @@ enum hako_tag {
     HAKO_T_RESTART_COUNT = 78,// u32: restarts so far (continues the count across `start`)
 };
 
+// hako-monitor's contract with whoever starts it (HakoRuntime/Monitor.swift):
+// the file descriptors it is given, and the frames on its attach socket,
+// [u8 type][u32 big-endian length][payload].
+enum {
+    HAKO_MONITOR_FD_SPEC = 3,   // the launch spec (a memfd)
+    HAKO_MONITOR_FD_STATUS = 4, // a pipe: "OK <monitor pid> <container pid>" or "ERR <stage> <errno> <detail>"
+    HAKO_MONITOR_FD_ATTACH = 5, // optional: the first client's end of the attach socket
+};
+enum {
+    HAKO_MON_STDIN = 'i',       // client → monitor: bytes for the container's stdin
+    HAKO_MON_STDIN_CLOSE = 'c', // client → monitor: close the container's stdin
+    HAKO_MON_RESIZE = 'r',      // client → monitor: u16 rows, u16 cols (big-endian)
+    HAKO_MON_SIGNAL = 'k',      // client → monitor: u32 signal; the exit that follows is final
+    HAKO_MON_STOP = 's',        // client → monitor: u32 signal, u32 timeout seconds
+    HAKO_MON_ATTACH = 'a',      // client → monitor: stream output to me
+    HAKO_MON_STDOUT = 'o',      // monitor → client
+    HAKO_MON_STDERR = 'e',      // monitor → client
+    HAKO_MON_EXIT = 'x',        // monitor → client: i32 exit code, u8 final (1: the monitor is ending)
+    HAKO_MON_REPLY = 'K',       // monitor → client: i32 errno of the last request (0 = done)
+};
+
 enum hako_mount_kind {
     HAKO_MNT_FS = 0,      // mount(fstype, target, flags, data)
     HAKO_MNT_BIND = 1,    // bind source (host path) onto target; MS_RDONLY → read-only

@@ -6,19 +6,7 @@
 #include <stdint.h>
 #include "hako_shim.h"
 
-// Frame types on the attach socket: [u8 type][u32 big-endian length][payload].
-enum {
-    MON_STDIN = 'i',      // client → monitor: bytes for the container's stdin
-    MON_STDIN_CLOSE = 'c',// client → monitor: close the container's stdin
-    MON_RESIZE = 'r',     // client → monitor: u16 rows, u16 cols (big-endian)
-    MON_SIGNAL = 'k',     // client → monitor: u32 signal; the exit that follows is final
-    MON_STOP = 's',       // client → monitor: u32 signal, u32 timeout seconds
-    MON_ATTACH = 'a',     // client → monitor: stream output to me
-    MON_STDOUT = 'o',     // monitor → client
-    MON_STDERR = 'e',     // monitor → client
-    MON_EXIT = 'x',       // monitor → client: i32 exit code, u8 final (1: the monitor is ending)
-    MON_REPLY = 'K',      // monitor → client: i32 errno of the last request (0 = done)
-};
+// The fds and frame types: HAKO_MONITOR_FD_* and HAKO_MON_* in hako_shim.h.
 
 struct logger {
     int fd;

@@ -26,9 +26,7 @@ final class GettingStartedTests {
         guard !h.failed else { return }
         let commands = try GuideCommands.read().filter { GuideCommands.notRun[$0] == nil }
         var tokenCommand: [String]?
-        var ran: [String] = []
         for command in commands {
-            ran.append(command)
             let argv = h.substitute(command)
             switch argv.first {
             case "hako" where argv.dropFirst().first == "doctor":
@@ -119,7 +117,6 @@ final class GettingStartedTests {
             }
             if h.failed { return }
         }
-        #expect(ran.count == commands.count)
         try failover()
     }
 

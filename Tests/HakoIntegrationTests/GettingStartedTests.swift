@@ -82,7 +82,7 @@ final class GettingStartedTests {
                 var r = Output(status: -1, stdout: "", stderr: "")
                 let ready = h.eventually(20) {
                     r = self.h.runGuide(argv, inUnderlay: true)
-                    return r.status == 0 && r.stdout.split(separator: "\n").filter { $0.contains(" ready") }.count == 3
+                    return r.status == 0 && r.stdout.split(separator: "\n").filter { $0.split(separator: " ").dropFirst(2).first == "Ready" }.count == 3
                 }
                 #expect(ready, "\(command): \(r.stdout) \(r.stderr)")
             case "hako" where argv.starts(with: ["hako", "cluster", "service", "create"]):

@@ -147,5 +147,6 @@ struct ClusterEvents: ParsableCommand {
         let t = Timestamp(seconds: Int64(e.time), nanoseconds: Int32((e.time - e.time.rounded(.down)) * 1e9)).rfc3339
         let name = e.name.isEmpty ? String(e.id.prefix(12)) : e.name
         print("\(t) \(e.kind) \(e.action) \(name)\(e.message.isEmpty ? "" : " (\(e.message))")")
+        fflush(nil)  // with -f into a pipe or file, each event as it comes, not when a buffer fills
     }
 }

@@ -38,6 +38,9 @@ final class ClusterHarness: @unchecked Sendable {
     var registryPID: pid_t = 0
     static let registryAddress = "10.213.0.1:5000"
     var adminEnv: [String: String] { ["HAKO_ROOT": base + "/engine/root", "HAKO_RUN_ROOT": base + "/engine/run"] }
+    /// The admin credentials `cluster(…)` uses: the harness's own `cluster init
+    /// --credentials`, or (`bootstrap: false`) the default, the coordinator's `data_dir/admin`.
+    let adminCredentials: String
 
     /// `grace`: the coordinator's down_after (short, so failover tests are quick;
     /// HAKO_TEST_CLUSTER_GRACE overrides the default where everything is slower,
@@ -45,8 +48,11 @@ final class ClusterHarness: @unchecked Sendable {
     /// `registry`: a registry on the underlay, which every engine reaches over plain HTTP.
     /// `loadAware`: each node's load is its own cgroup parent's CPU and memory
     /// (agent.toml `load_cgroup`), and the scheduler weighs CPU heavily.
+    /// `bootstrap: false`: the namespaces, configurations and images only; the
+    /// caller runs `cluster init`, the coordinator, the joins and the agents
+    /// (GettingStartedTests, with the guide's own commands).
     init(_ tag: String, nodes count: Int, grace: String = ProcessInfo.processInfo.environment["HAKO_TEST_CLUSTER_GRACE"] ?? "3s",
-         registry: Bool = false, loadAware: Bool = false) {
+         registry: Bool = false, loadAware: Bool = false, bootstrap: Bool = true) {
         self.tag = "\(tag)\(getpid() % 100_000)"
         var template = Array("/tmp/hako-cluster-\(tag)-XXXXXX".utf8CString)
         let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
@@ -54,6 +60,7 @@ final class ClusterHarness: @unchecked Sendable {
         underlay = "hk-\(self.tag)-ul"
         coordinatorAddress = "10.213.0.1:4270"
         coordinatorConfig = base + "/coordinator.toml"
+        adminCredentials = bootstrap ? base + "/admin" : base + "/coordinator/admin"
         write(coordinatorConfig, """
             data_dir = "\(base)/coordinator"
             listen = "\(coordinatorAddress)"
@@ -111,6 +118,7 @@ final class ClusterHarness: @unchecked Sendable {
             n.config = dir + "/agent.toml"
             nodes.append(n)
         }
+        guard bootstrap else { return }
         let r = Subprocess.run([Binaries.hako, "cluster", "init", "--config", coordinatorConfig, "--credentials", base + "/admin"])
         if r.status != 0 { fail("cluster init: \(r.stderr)") }
         startCoordinator()
@@ -195,7 +203,7 @@ final class ClusterHarness: @unchecked Sendable {
     @discardableResult
     func cluster(_ args: [String], timeout: Double = 60) -> Output {
         let words = ["service", "node"].contains(args.first ?? "") ? 2 : 1
-        return Subprocess.run(inUnderlay([Binaries.hako, "cluster"] + Array(args.prefix(words)) + ["--credentials", base + "/admin"] + Array(args.dropFirst(words))),
+        return Subprocess.run(inUnderlay([Binaries.hako, "cluster"] + Array(args.prefix(words)) + ["--credentials", adminCredentials] + Array(args.dropFirst(words))),
                               env: adminEnv, timeout: timeout)
     }
 

@@ -119,52 +119,6 @@ final class ClusterNetworkTests {
         #expect(h.eventually(20) { self.h.runningCount("web") == [0, 0, 0] })
     }
 
-    /// docs/getting-started.md's step 5, with the command as the guide prints
-    /// it (read from the file): three replicas, one per node; a node lost
-    /// (agent killed, link down): its replica runs on another node and the
-    /// ingress port keeps answering. A fixed host port would leave it pending.
-    /// The harness's only changes: its local test image, not resolved on a
-    /// registry, and a short stop timeout.
-    @Test func theGuidesServiceSurvivesTheLossOfANode() throws {
-        let guide = try String(contentsOfFile: Repo.root + "/docs/getting-started.md", encoding: .utf8)
-        let line = try #require(guide.split(separator: "\n").first { $0.hasPrefix("sudo hako cluster service create ") })
-        var args = line.split(separator: " ").map(String.init).dropFirst(3).map { $0 }   // sudo hako cluster
-        let image = try #require(args.firstIndex(of: "busybox"), "\(line)")
-        // The options (before the image): the mesh, and no fixed host port.
-        let options = args[..<image]
-        let published = options.indices.filter { ["-p", "--publish"].contains(options[$0]) && $0 + 1 < options.endIndex }.map { options[$0 + 1] }
-        #expect(options.contains("--ingress") && !published.contains { $0.contains(":") }, "\(line)")
-        args[image] = "busybox:test"
-        args.insert(contentsOf: ["--no-resolve-image", "--stop-timeout", "1", "--timeout", "60s"], at: 2)
-        let name = try #require(args.firstIndex(of: "--name").map { args[$0 + 1] })
-        let r = h.cluster(args, timeout: 90)
-        #expect(r.status == 0, "\(args): \(r.stderr)")
-        guard r.status == 0 else { h.failed = true; return }
-        #expect(h.runningCount(name) == [1, 1, 1])
-        let port = try #require(args.firstIndex(of: "--ingress").flatMap { args[$0 + 1].split(separator: ":").first.map(String.init) })
-        func answers(_ node: Int) -> Bool {
-            h.eventually(15) {
-                let code = self.h.underlay(["/usr/bin/curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "2",
-                                            "http://\(self.h.nodes[node].address):\(port)/"]).stdout
-                return code.count == 3 && code != "000"
-            }
-        }
-        #expect(answers(0), "the ingress port answers HTTP on node1")
-
-        h.killAgent(2)
-        h.link(2, up: false)
-        #expect(h.eventually(20) { let c = self.h.runningCount(name); return c[0] + c[1] == 3 },
-                "the lost replica runs on node1 or node2: \(h.runningCount(name))")
-        #expect(answers(0) && answers(1), "the ingress port still answers on the remaining nodes")
-
-        h.link(2, up: true)
-        h.startAgent(2)
-        #expect(h.eventually(20) { self.h.runningCount(name).reduce(0, +) == 3 && self.h.runningCount(name)[2] == 0 },
-                "the stale copy is stopped: \(h.runningCount(name))")
-        h.cluster("service", "rm", name)
-        #expect(h.eventually(20) { self.h.runningCount(name) == [0, 0, 0] })
-    }
-
     /// The routing mesh: one task, on node 1; its ingress port answers on
     /// every node's address, nodes 2 and 3 forwarding over the overlay.
     @Test func theRoutingMeshAnswersOnEveryNode() {

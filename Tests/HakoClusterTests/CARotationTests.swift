@@ -105,3 +105,114 @@ import Testing
         #expect(f.core.rotation == nil)
     }
 }
+
+/// The whole rotation over loopback: a real coordinator, two real agents
+/// (tasks run by a fake runtime), the admin credentials.
+@Suite struct CARotationLiveTests {
+    final class Agents: @unchecked Sendable {
+        let logs = Mutex<[String]>([])
+    }
+
+    @Test func everyNodeMovesToTheNewRootWithoutLosingItsSession() throws {
+        let live = try LiveCoordinator(clock: SystemClusterClock()) {
+            $0.heartbeatPeriod = 0.2
+            $0.downAfter = 2
+        }
+        let sink = Agents()
+        let log = ClusterLog(component: "agent", level: .info, sink: { line in sink.logs.withLock { $0.append(line) } })
+        var running: [(Agent, DispatchSemaphore, FakeRuntime, NodeCredentials)] = []
+        defer {
+            for (agent, stopped, _, _) in running {
+                agent.stop()
+                _ = stopped.wait(timeout: .now() + 10)
+            }
+        }
+        for name in ["a", "b"] {
+            let config = live.agentConfig(name)
+            _ = try Agent.join(token: try live.token(), coordinator: live.address, config: config, capacity: FixedProbe().capacity(), log: .silent)
+            let runtime = FakeRuntime()
+            let agent = try Agent(config: config, runtime: runtime, probe: FixedProbe(), log: log)
+            let stopped = DispatchSemaphore(value: 0)
+            Thread { agent.run(); stopped.signal() }.start()
+            running.append((agent, stopped, runtime, NodeCredentials(stateDir: config.stateDir)))
+        }
+        func containers() -> Set<String> {
+            Set(running.flatMap { $0.2.tasks.withLock { $0.values.filter { $0.status == .running }.map(\.containerID) } })
+        }
+        func nodes() throws -> [NodeView] { try live.adminClient().request(MessageType.nodeList, EmptyBody(), as: NodeList.self).nodes }
+        var spec = ServiceSpec(name: "web", image: "busybox:test")
+        spec.replicas = 2
+        _ = try live.adminClient().request(MessageType.serviceCreate, ServiceCreateRequest(spec: spec), as: ServiceView.self)
+        var deadline = monotonicSeconds() + 15
+        while containers().count < 2 && monotonicSeconds() < deadline { usleep(50_000) }
+        let before = containers()
+        try #require(before.count == 2, "the service's replicas run")
+        try #require(try nodes().allSatisfy { $0.status == .ready })
+
+        let pki = CoordinatorPKI(dataDir: live.config.dataDir)
+        let oldRoot = try pki.loadTrust().roots[0]
+        let oldAdmin = (try Certificate(pem: try FS.readString(live.admin.cert)), try PrivateKey(pem: try FS.readString(live.admin.key)))
+        let oldNode = try running[0].3.load()
+
+        // Watch the nodes from another connection while the rotation runs.
+        let watching = Atomic<Bool>(true)
+        let seen = Mutex<[NodeStatus]>([])
+        let watcherDone = DispatchSemaphore(value: 0)
+        let watcher = try live.adminClient()
+        Thread {
+            while watching.load(ordering: .relaxed) {
+                if let n = try? watcher.request(MessageType.nodeList, EmptyBody(), as: NodeList.self) {
+                    seen.withLock { $0 += n.nodes.map(\.status) }
+                }
+                usleep(100_000)
+            }
+            watcherDone.signal()
+        }.start()
+        var progress: [CAStatus] = []
+        let status = try live.admin.rotateCA(with: try live.adminClient(), timeout: 20) { progress.append($0) }
+        watching.store(false, ordering: .relaxed)
+        _ = watcherDone.wait(timeout: .now() + 5)
+        #expect(!status.rotating, "pending: \(status.pending)")
+        #expect(progress.first?.rotating == true)
+        let newRoot = try pki.loadTrust().roots
+        try #require(newRoot.count == 1 && newRoot[0].fingerprint != oldRoot.fingerprint)
+        #expect(live.logged("CA rotation complete"))
+
+        // Every node holds a certificate of the new root on disk, and ends trusting it alone.
+        deadline = monotonicSeconds() + 5
+        while monotonicSeconds() < deadline, !running.allSatisfy({ (try? $0.3.load().trust.fingerprints) == [newRoot[0].fingerprint] }) {
+            usleep(50_000)
+        }
+        for (_, _, _, creds) in running {
+            let (trust, cert, _) = try creds.load()
+            try cert.verify(against: newRoot[0])
+            #expect(trust.fingerprints == [newRoot[0].fingerprint])
+        }
+        // The admin's files too, and they still work.
+        #expect(try TrustBundle(pem: try FS.readString(live.admin.caCert)).fingerprints == [newRoot[0].fingerprint])
+        try Certificate(pem: try FS.readString(live.admin.cert)).verify(against: newRoot[0])
+        // No session was lost: nodes stayed ready, heartbeats go on, the same containers run.
+        #expect(!seen.withLock { $0.isEmpty } && seen.withLock { $0.allSatisfy { $0 == .ready } })
+        #expect(!sink.logs.withLock { $0.contains { $0.contains("session with") && $0.contains("closed") } })
+        usleep(600_000)
+        #expect(try nodes().allSatisfy { $0.status == .ready && ($0.lastSeenAgo ?? 99) < 1 })
+        #expect(containers() == before)
+
+        // The old root is no longer trusted: its certificates are refused at
+        // the handshake; one of the new root gets as far as its role allows.
+        func attempt(_ cert: Certificate, _ key: PrivateKey) -> String? {
+            do {
+                let c = try ClusterClient.connect(try Endpoint(parsing: live.address),
+                                                  tls: try TLSContext.client(certificate: cert, key: key, trusting: newRoot), timeout: 5)
+                _ = try c.request(MessageType.nodeList, EmptyBody(), as: NodeList.self, timeout: 5)
+                return nil
+            } catch { return "\(error)" }
+        }
+        let oldAdminRefusal = try #require(attempt(oldAdmin.0, oldAdmin.1), "an admin certificate of the old root was accepted")
+        let oldNodeRefusal = try #require(attempt(oldNode.cert, oldNode.key), "a node certificate of the old root was accepted")
+        #expect(!oldAdminRefusal.contains("admin certificate") && !oldNodeRefusal.contains("admin certificate"), "\(oldNodeRefusal)")
+        let (_, nodeCert, nodeKey) = try running[1].3.load()
+        #expect(attempt(nodeCert, nodeKey)?.contains("needs the admin certificate") == true, "the new node certificate passes TLS")
+        #expect(attempt(try Certificate(pem: try FS.readString(live.admin.cert)), try PrivateKey(pem: try FS.readString(live.admin.key))) == nil)
+    }
+}

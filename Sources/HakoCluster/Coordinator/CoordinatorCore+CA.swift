@@ -37,7 +37,8 @@ extension CoordinatorCore {
         let csr = try CertificateRequest(pem: r.csr)
         let wall = clock.wall()
         if rotation == nil {
-            let new = try CertificateAuthority.create(clusterID: clusterID, now: wall)
+            let new = try CertificateAuthority.create(clusterID: clusterID, now: wall,
+                                                     name: "hako cluster CA \(Timestamp(seconds: Int64(wall)).rfc3339)")
             try pki.beginRotation(new)
             let previous = ca.certificate
             ca = new

@@ -112,6 +112,10 @@ import Testing
     final class Agents: @unchecked Sendable {
         let logs = Mutex<[String]>([])
     }
+    final class Watch: @unchecked Sendable {
+        let on = Mutex(true)
+        let seen = Mutex<[NodeStatus]>([])
+    }
 
     @Test func everyNodeMovesToTheNewRootWithoutLosingItsSession() throws {
         let live = try LiveCoordinator(clock: SystemClusterClock()) {
@@ -155,14 +159,13 @@ import Testing
         let oldNode = try running[0].3.load()
 
         // Watch the nodes from another connection while the rotation runs.
-        let watching = Atomic<Bool>(true)
-        let seen = Mutex<[NodeStatus]>([])
+        let watch = Watch()
         let watcherDone = DispatchSemaphore(value: 0)
-        let watcher = try live.adminClient()
         Thread {
-            while watching.load(ordering: .relaxed) {
-                if let n = try? watcher.request(MessageType.nodeList, EmptyBody(), as: NodeList.self) {
-                    seen.withLock { $0 += n.nodes.map(\.status) }
+            let watcher = try? live.adminClient()
+            while watch.on.withLock({ $0 }) {
+                if let n = try? watcher?.request(MessageType.nodeList, EmptyBody(), as: NodeList.self) {
+                    watch.seen.withLock { $0 += n.nodes.map(\.status) }
                 }
                 usleep(100_000)
             }
@@ -170,7 +173,7 @@ import Testing
         }.start()
         var progress: [CAStatus] = []
         let status = try live.admin.rotateCA(with: try live.adminClient(), timeout: 20) { progress.append($0) }
-        watching.store(false, ordering: .relaxed)
+        watch.on.withLock { $0 = false }
         _ = watcherDone.wait(timeout: .now() + 5)
         #expect(!status.rotating, "pending: \(status.pending)")
         #expect(progress.first?.rotating == true)
@@ -192,7 +195,7 @@ import Testing
         #expect(try TrustBundle(pem: try FS.readString(live.admin.caCert)).fingerprints == [newRoot[0].fingerprint])
         try Certificate(pem: try FS.readString(live.admin.cert)).verify(against: newRoot[0])
         // No session was lost: nodes stayed ready, heartbeats go on, the same containers run.
-        #expect(!seen.withLock { $0.isEmpty } && seen.withLock { $0.allSatisfy { $0 == .ready } })
+        #expect(!watch.seen.withLock { $0.isEmpty } && watch.seen.withLock { $0.allSatisfy { $0 == .ready } })
         #expect(!sink.logs.withLock { $0.contains { $0.contains("session with") && $0.contains("closed") } })
         usleep(600_000)
         #expect(try nodes().allSatisfy { $0.status == .ready && ($0.lastSeenAgo ?? 99) < 1 })

@@ -81,7 +81,7 @@ extension CoordinatorCore {
     /// Every node renewed: the coordinator's own certificate from the new
     /// root, the previous root no longer trusted, the nodes told.
     func finishRotationIfComplete() {
-        guard let r = rotation, r.isComplete else { return }
+        guard let r = rotation, r.isComplete, clock.monotonic() >= rotationRetryAt else { return }
         do {
             let wall = clock.wall()
             let (_, key) = try pki.loadServer()
@@ -97,7 +97,8 @@ extension CoordinatorCore {
                                 message: "root \(r.previous.prefix(16)) no longer trusted"))
             log.info("CA rotation complete: every node holds a certificate of \(r.next.prefix(16)); \(r.previous.prefix(16)) is no longer trusted")
         } catch {
-            log.error("cannot finish the CA rotation: \(error)")
+            rotationRetryAt = clock.monotonic() + 10
+            log.error("cannot finish the CA rotation (trying again in 10 s): \(error)")
         }
     }
 

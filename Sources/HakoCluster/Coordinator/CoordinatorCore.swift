@@ -43,6 +43,8 @@ public final class CoordinatorCore {
     /// Bumped whenever the coordinator's TLS identity or trust changes: the
     /// listener builds a new context for the connections that follow.
     public internal(set) var tlsGeneration = 0
+    /// Monotonic time before which a rotation that could not finish is not tried again.
+    var rotationRetryAt = 0.0
     let clock: any ClusterClock
     var rng: AnyRandom
     let log: ClusterLog

@@ -66,9 +66,10 @@ public struct TrustBundle: Sendable {
 
     /// Throws unless `cert` chains to one of the roots.
     public func verify(_ cert: Certificate, at time: Double? = nil) throws(ClusterError) {
-        guard let first = roots.first else { throw .security("no trusted CA") }
         if issuer(of: cert, at: time) != nil { return }
-        try cert.verify(against: first, at: time)
+        // Refused: the signing root's words for why (expired, another CA…).
+        guard let signing else { throw .security("no trusted CA") }
+        try cert.verify(against: signing, at: time)
         throw .security("certificate \(cert.commonName) is not signed by a trusted CA")
     }
 }

@@ -79,4 +79,26 @@ final class ClusterCATests {
         h.cluster("service", "rm", "keep")
         #expect(h.eventually(30) { self.h.runningCount("keep").reduce(0, +) == 0 })
     }
+
+    /// A node that is down holds the rotation back (the old root stays
+    /// trusted, `rotate` says who is missing and exits 125); its agent back,
+    /// it renews at `hello` and the rotation finishes by itself.
+    @Test func aNodeDownDuringTheRotationRenewsWhenItComesBack() throws {
+        h.killAgent(1)
+        #expect(h.eventually(20) { self.h.readyNodes() == 1 })
+        let rotate = h.cluster(["ca", "rotate", "--timeout", "2s"], timeout: 60)
+        #expect(rotate.status == 125, "\(rotate.stdout)\(rotate.stderr)")
+        #expect(rotate.stderr.contains("node2") && rotate.stderr.contains("has not finished"), "\(rotate.stderr)")
+        let pki = h.base + "/coordinator/pki"
+        #expect(FileManager.default.fileExists(atPath: pki + "/ca-previous.crt"), "the old root is still trusted")
+        #expect(h.cluster("ca", "status").stdout.contains("node2"))
+        #expect(h.cluster("node", "ls").status == 0, "the admin CLI works during the rotation")
+        h.startAgent(1)
+        #expect(h.eventually(30) { self.h.cluster("ca", "status").stdout.contains("rotation:  none") }, "\(self.h.cluster("ca", "status").stdout)")
+        #expect(!FileManager.default.fileExists(atPath: pki + "/ca-previous.crt"))
+        for n in h.nodes {
+            #expect(openssl("verify", "-CAfile", pki + "/ca.crt", n.dir + "/state/node.pem").status == 0, "\(n.name) holds a certificate of the new root")
+        }
+        #expect(h.eventually(20) { self.h.readyNodes() == 2 })
+    }
 }

@@ -10,7 +10,7 @@ struct Cluster: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cluster",
         abstract: "Manage a cluster through its coordinator.",
-        subcommands: [ClusterInitCommand.self, ClusterToken.self, ClusterNode.self, ClusterService.self, ClusterEvents.self, ClusterCredentials.self])
+        subcommands: [ClusterInitCommand.self, ClusterToken.self, ClusterNode.self, ClusterService.self, ClusterEvents.self, ClusterCredentials.self, ClusterCA.self])
 }
 
 /// Where the admin credentials are and which coordinator to talk to.
@@ -115,6 +115,58 @@ struct ClusterCredentialsRenew: ParsableCommand {
             let creds = AdminCredentials(dir: options.credentialsDir)
             let cert = try creds.renew(with: try options.client())
             print("admin credentials in \(creds.dir) renewed: valid until \(Timestamp(seconds: Int64(cert.notAfter)).rfc3339)")
+        }
+    }
+}
+
+struct ClusterCA: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ca", abstract: "Manage the cluster's certificate authority.", subcommands: [ClusterCARotate.self, ClusterCAStatus.self])
+}
+
+struct ClusterCARotate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rotate",
+        abstract: "Replace the cluster CA: every node and these admin credentials get certificates of a new root over their sessions, then the old root is no longer trusted.")
+    @OptionGroup var options: ClusterOptions
+    @Option(name: .long("timeout"), help: "How long to wait for every node to renew (default 2m); the rotation goes on after it.") var timeout = "2m"
+
+    func run() throws {
+        try clusterCommand {
+            guard let bound = Durations.parse(timeout) else { throw HakoError(.failed, "invalid --timeout \"\(timeout)\"") }
+            let creds = AdminCredentials(dir: options.credentialsDir)
+            let status = try creds.rotateCA(with: try options.client(), timeout: bound) { s in
+                if s.rotating {
+                    print("rotating to CA \(s.fingerprint.prefix(16)): \(s.pending.isEmpty ? "no node" : "\(s.pending.count) node\(s.pending.count == 1 ? "" : "s")") left to renew\(s.pending.isEmpty ? "" : " (\(s.pending.joined(separator: ", ")))")")
+                }
+            }
+            print("admin credentials in \(creds.dir) now hold a certificate of CA \(status.fingerprint.prefix(16))")
+            guard !status.rotating else {
+                throw HakoError(.failed, "the rotation has not finished after \(timeout): \(status.pending.joined(separator: ", ")) still hold certificates of the old CA (a node that is down renews when its agent reconnects; `hako cluster node rm --force` one that will not come back); the old CA stays trusted until then — see `hako cluster ca status`")
+            }
+            print("CA rotation complete: every node holds a certificate of \(status.fingerprint.prefix(16)); the old CA is no longer trusted")
+        }
+    }
+}
+
+struct ClusterCAStatus: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "status", abstract: "Show the cluster CA and a rotation in progress.")
+    @OptionGroup var options: ClusterOptions
+
+    func run() throws {
+        try clusterCommand {
+            let s = try options.client().request(MessageType.caStatus, EmptyBody(), as: CAStatus.self)
+            if options.json {
+                print(String(decoding: try Wire.encodeJSON(s), as: UTF8.self))
+                return
+            }
+            print("CA:        \(s.fingerprint)")
+            guard s.rotating else {
+                print("rotation:  none")
+                return
+            }
+            print("rotating from \(s.previous ?? "?") since \(Timestamp(seconds: Int64(s.started ?? 0)).rfc3339)")
+            print("pending:   \(s.pending.isEmpty ? "none (finishing)" : s.pending.joined(separator: ", "))")
         }
     }
 }

@@ -53,11 +53,11 @@ final class CoreFixture {
     }
 
     /// A new core on the same store: what a coordinator restart does.
-    func reopen() throws {
+    func reopen(trust: TrustBundle? = nil) throws {
         let store = try Store(path: config.databasePath)
         let id = try store.load().meta["cluster_id"] ?? ""
         let ca = try CoordinatorPKI(dataDir: config.dataDir).loadCA(clusterID: id)
-        core = try CoordinatorCore(config: config, store: store, ca: ca, clock: clock, random: SeededRandom(seed: 42))
+        core = try CoordinatorCore(config: config, store: store, ca: ca, trust: trust, clock: clock, random: SeededRandom(seed: 42))
     }
 
     @discardableResult

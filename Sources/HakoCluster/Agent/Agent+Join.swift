@@ -52,7 +52,7 @@ extension Agent {
         guard cert.publicKeyMatches(key), cert.commonName == reply.nodeID, cert.role == PKIRole.node.rawValue else {
             throw ClusterError.security("the coordinator issued a certificate that is not this node's")
         }
-        try creds.save(ca: ca, cert: cert, key: key)
+        try creds.save(trust: TrustBundle([ca]), cert: cert, key: key)
         let identity = NodeIdentity(nodeID: reply.nodeID, clusterID: reply.clusterID, coordinator: ep.description, subnet: reply.subnet)
         do { try identity.save(creds) } catch {
             throw ClusterError.security("cannot write \(creds.nodeFile): \(error)")
@@ -73,20 +73,25 @@ extension Agent {
                                                now: Double = Timestamp.now().secondsSince1970) throws -> Certificate? {
         let creds = NodeCredentials(stateDir: config.stateDir)
         guard creds.exists, let identity = NodeIdentity.load(creds) else { return nil }
-        let (ca, old, key) = try creds.load()
+        let (trust, old, key) = try creds.load()
         guard now > old.notAfter else { return nil }
         let ep = try Endpoint(parsing: config.coordinator ?? identity.coordinator, defaultPort: CoordinatorConfig.defaultPort)
         let client = try ClusterClient.connect(ep, tls: try TLSContext.client(certificate: nil, key: nil, trust: nil), timeout: 15)
         defer { client.close() }
-        _ = try pin(client.peerChain, fingerprint: ca.fingerprint, endpoint: ep)
+        // Any root the node trusts (two while the CA rotates) pins the coordinator.
+        let chain = client.peerChain
+        guard let ca = trust.roots.lazy.compactMap({ try? pin(chain, fingerprint: $0.fingerprint, endpoint: ep) }).first else {
+            _ = try pin(chain, fingerprint: trust.signing?.fingerprint ?? "", endpoint: ep)
+            throw ClusterError.security("\(ep) is not signed by a CA this node trusts")
+        }
         let request = RenewExpiredRequest(certificate: try old.pem(), csr: try CertificateRequest(key: key).pem())
         let reply = try client.request(MessageType.renewExpired, request, as: RenewReply.self, timeout: 30)
         let cert = try Certificate(pem: reply.certificate)
-        try cert.verify(against: ca, at: now)
+        try TrustBundle([ca] + trust.roots).verify(cert, at: now)
         guard cert.publicKeyMatches(key), cert.commonName == identity.nodeID, cert.role == PKIRole.node.rawValue else {
             throw ClusterError.security("the coordinator issued a certificate that is not this node's")
         }
-        try creds.save(ca: nil, cert: cert, key: key)
+        try creds.save(trust: nil, cert: cert, key: key)
         log.info("the node certificate had expired (\(Timestamp(seconds: Int64(old.notAfter)).rfc3339)): renewed until \(Timestamp(seconds: Int64(cert.notAfter)).rfc3339)")
         return cert
     }

@@ -28,6 +28,8 @@ public final class Agent: @unchecked Sendable {
     public private(set) var identity: NodeIdentity
     var tls: TLSContext
     var certificate: Certificate
+    /// The roots this node trusts (`ca.crt`; two while the CA rotates).
+    var trust: TrustBundle
     let capacity: Resources
 
     var conn: LineConnection?
@@ -76,9 +78,10 @@ public final class Agent: @unchecked Sendable {
             throw ClusterError.config(key: "state_dir", reason: "\(config.stateDir) holds no node identity: join first with `hako agent --config FILE --join TOKEN COORDINATOR`")
         }
         identity = id
-        let (ca, cert, key) = try creds.load()
+        let (trust, cert, key) = try creds.load()
         certificate = cert
-        tls = try TLSContext.client(certificate: cert, key: key, trust: ca)
+        self.trust = trust
+        tls = try TLSContext.client(certificate: cert, key: key, trusting: trust.roots)
         let detected = probe.capacity()
         capacity = Resources(cpuMillis: config.cpuMillis > 0 ? config.cpuMillis : detected.cpuMillis,
                              memory: config.memory > 0 ? config.memory : detected.memory)
@@ -196,6 +199,8 @@ public final class Agent: @unchecked Sendable {
         }
         log.info("session open with \(endpoint): subnet \(r.subnet) of \(r.clusterCIDR), heartbeat every ~\(r.heartbeatMs) ms")
         scheduleHeartbeat(after: Double(r.heartbeatMs) / 1000)
+        // A certificate of a retired root, or one due, is replaced now rather than at the next check.
+        renewIfDue()
         if !trimmed {
             // Once settled into its steady state, the agent lets go of its start-up code.
             trimmed = true
@@ -211,6 +216,7 @@ public final class Agent: @unchecked Sendable {
         session = nil
         haveAssignment = false
         replies.removeAll()
+        renewing = false
         if let t = heartbeatTimer { loop.cancel(t); heartbeatTimer = nil }
         if let w = watchdog { loop.cancel(w); watchdog = nil }
         if loop.isStopping { return }
@@ -255,6 +261,12 @@ public final class Agent: @unchecked Sendable {
                 return
             }
             serveLogs(r, id: id)
+        case MessageType.caUpdate:
+            guard let m = try? env.body(CAUpdate.self), let bundle = try? TrustBundle(pem: m.bundle) else {
+                conn?.malformed(env.id, WireError(.badRequest, "ca.update: unreadable body"))
+                return
+            }
+            updateTrust(bundle)
         default:
             if let id = env.id { conn?.sendError(to: id, WireError(.unknownType, "unknown message type \(env.type)")) }
         }
@@ -495,7 +507,42 @@ public final class Agent: @unchecked Sendable {
     func renewIfDue() {
         let now = Timestamp.now().secondsSince1970
         let life = certificate.notAfter - certificate.notBefore
-        guard !renewing, let c = conn, session != nil, now > certificate.notBefore + life * config.renewAt else { return }
+        if let signing = trust.signing, (try? certificate.verify(against: signing)) == nil {
+            renew(trusting: trust, reason: "reissued by the new CA \(signing.fingerprint.prefix(16))")
+        } else if now > certificate.notBefore + life * config.renewAt {
+            renew(trusting: trust, reason: "renewed")
+        }
+    }
+
+    /// The coordinator's roots changed (`ca.update`: a CA rotation began or
+    /// ended). The bundle is kept, then a certificate its signing root did
+    /// not sign is replaced over this session at once.
+    func updateTrust(_ bundle: TrustBundle) {
+        guard let signing = bundle.signing else { return }
+        defer {
+            // Retried by the periodic check (`renewIfDue`) if this one fails.
+            if (try? certificate.verify(against: signing)) == nil {
+                renew(trusting: bundle, reason: "reissued by the new CA \(signing.fingerprint.prefix(16))")
+            }
+        }
+        guard bundle.fingerprints != trust.fingerprints else { return }
+        do {
+            let (_, cert, key) = try creds.load()
+            try creds.save(trust: bundle, cert: nil, key: nil)
+            tls = try TLSContext.client(certificate: cert, key: key, trusting: bundle.roots)
+            trust = bundle
+            log.info("the cluster now trusts \(bundle.roots.count == 1 ? "one CA" : "\(bundle.roots.count) CAs"): \(bundle.fingerprints.map { String($0.prefix(16)) }.joined(separator: ", "))")
+        } catch {
+            log.error("cannot keep the cluster's CA bundle: \(error)")
+        }
+    }
+
+    /// A new key and a certificate for it from the coordinator, checked
+    /// against `bundle`'s signing root; bundle, key and certificate written
+    /// (the bundle first, `NodeCredentials.save`) and used from the next
+    /// connection on. The session itself goes on.
+    func renew(trusting bundle: TrustBundle, reason: String) {
+        guard !renewing, let c = conn, session != nil, let signing = bundle.signing else { return }
         do {
             let key = try PrivateKey.generate()
             let csr = try CertificateRequest(key: key)
@@ -506,13 +553,13 @@ public final class Agent: @unchecked Sendable {
                 do {
                     guard env.type == MessageType.reply else { throw ClusterError.security(env.error?.message ?? "refused") }
                     let cert = try Certificate(pem: try env.body(RenewReply.self).certificate)
-                    let (ca, _, _) = try self.creds.load()
-                    try cert.verify(against: ca)
+                    try cert.verify(against: signing)
                     guard cert.publicKeyMatches(key), cert.commonName == self.identity.nodeID else { throw ClusterError.security("not this node's certificate") }
-                    try self.creds.save(ca: nil, cert: cert, key: key)
-                    self.tls = try TLSContext.client(certificate: cert, key: key, trust: ca)
+                    try self.creds.save(trust: bundle, cert: cert, key: key)
+                    self.tls = try TLSContext.client(certificate: cert, key: key, trusting: bundle.roots)
                     self.certificate = cert
-                    self.log.info("certificate renewed until \(Timestamp(seconds: Int64(cert.notAfter)).rfc3339)")
+                    self.trust = bundle
+                    self.log.info("certificate \(reason): valid until \(Timestamp(seconds: Int64(cert.notAfter)).rfc3339)")
                 } catch {
                     self.log.error("certificate renewal failed: \(error)")
                 }

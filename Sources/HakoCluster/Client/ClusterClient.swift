@@ -40,9 +40,9 @@ public final class ClusterClient {
     /// The admin CLI's connection: the admin certificate, the server verified
     /// against the cluster CA and required to be the coordinator.
     public static func admin(_ creds: AdminCredentials, address: String?, timeout: Double = 10) throws(ClusterError) -> ClusterClient {
-        let ca: Certificate, cert: Certificate, key: PrivateKey
+        let ca: [Certificate], cert: Certificate, key: PrivateKey
         do {
-            ca = try Certificate(pem: try FS.readString(creds.caCert))
+            ca = try Certificate.bundle(pem: try FS.readString(creds.caCert))
             cert = try Certificate(pem: try FS.readString(creds.cert))
             key = try PrivateKey(pem: try FS.readString(creds.key))
         } catch let e as ClusterError {
@@ -54,7 +54,7 @@ public final class ClusterClient {
             throw .invalid("no coordinator address: give --coordinator HOST:PORT")
         }
         let ep = try Endpoint(parsing: addr, defaultPort: CoordinatorConfig.defaultPort)
-        let c = try connect(ep, tls: try TLSContext.client(certificate: cert, key: key, trust: ca), timeout: timeout)
+        let c = try connect(ep, tls: try TLSContext.client(certificate: cert, key: key, trusting: ca), timeout: timeout)
         try c.requireCoordinator()
         return c
     }

@@ -11,7 +11,9 @@ public final class Coordinator: @unchecked Sendable {
     public let config: CoordinatorConfig
     public let core: CoordinatorCore
     let loop: PollLoop
-    let tls: TLSContext
+    /// For the connections accepted from now on (rebuilt when the CA rotates).
+    var tls: TLSContext
+    var tlsGeneration = 0
     let listener: FileDescriptor
     let log: ClusterLog
     var connections: [Int: (conn: LineConnection, peer: PeerIdentity)] = [:]
@@ -41,19 +43,22 @@ public final class Coordinator: @unchecked Sendable {
         }
         let store = try Store(path: config.databasePath)
         guard let clusterID = try store.load().meta["cluster_id"] else { throw ClusterError.store("the database has no cluster id") }
+        try pki.recoverRotation()
         let ca = try pki.loadCA(clusterID: clusterID)
-        core = try CoordinatorCore(config: config, store: store, ca: ca, clock: clock, random: random, log: log)
-        var (cert, key) = try pki.loadServer()
+        let trust = try pki.loadTrust()
+        core = try CoordinatorCore(config: config, store: store, ca: ca, trust: trust, clock: clock, random: random, log: log)
+        let (cert, key) = try pki.loadServer()
         // The coordinator's own certificate renews itself a month before it expires.
         let now = clock.wall()
-        if cert.notAfter - now < 30 * 86400 {
-            cert = try ClusterInit.issueServer(ca: ca, key: key, config: config, now: now)
-            try writePublic(pki.serverCert, try cert.pem())
-            core.state.put(CertRecord(serial: cert.serial, subject: "coordinator", role: PKIRole.coordinator.rawValue, notAfter: cert.notAfter, revoked: false))
-            log.info("renewed the coordinator's certificate until \(Timestamp(seconds: Int64(cert.notAfter)).rfc3339)")
-            key = try pki.loadServer().1
+        // (Not while the CA rotates: nodes not yet told of the new root could not reach it.)
+        if cert.notAfter - now < 30 * 86400, core.rotation == nil {
+            let renewed = try ClusterInit.issueServer(ca: ca, key: key, config: config, now: now)
+            try writePublic(pki.serverCert, try renewed.pem())
+            core.state.put(CertRecord(serial: renewed.serial, subject: "coordinator", role: PKIRole.coordinator.rawValue, notAfter: renewed.notAfter, revoked: false))
+            log.info("renewed the coordinator's certificate until \(Timestamp(seconds: Int64(renewed.notAfter)).rfc3339)")
         }
-        tls = try TLSContext.server(certificate: cert, key: key, ca: ca.certificate)
+        tls = try Coordinator.serverContext(pki: pki, trust: core.trust)
+        tlsGeneration = core.tlsGeneration
         listener = try Sockets.listen(config.listen)
         port = Sockets.localPort(listener)
         loop = try PollLoop()
@@ -207,8 +212,26 @@ public final class Coordinator: @unchecked Sendable {
         }
     }
 
+    /// The listener's context: the coordinator's certificate with the root
+    /// that signed it, every root of `trust` accepted from clients.
+    static func serverContext(pki: CoordinatorPKI, trust: TrustBundle) throws(ClusterError) -> TLSContext {
+        let (cert, key) = try pki.loadServer()
+        guard let chain = trust.issuer(of: cert) ?? trust.signing else { throw .security("no trusted CA") }
+        return try TLSContext.server(certificate: cert, key: key, chain: chain, trust: trust)
+    }
+
     /// Carries out what the core asked for.
     func deliver() {
+        if core.tlsGeneration != tlsGeneration {
+            // Connections open now keep their session; new ones get the new context.
+            do {
+                tls = try Coordinator.serverContext(pki: CoordinatorPKI(dataDir: config.dataDir), trust: core.trust)
+                tlsGeneration = core.tlsGeneration
+                log.info("TLS: trusting \(core.trust.roots.count) CA\(core.trust.roots.count == 1 ? "" : "s") for new connections")
+            } catch {
+                log.error("cannot rebuild the TLS context: \(error)")
+            }
+        }
         for o in core.takeOutgoing() {
             switch o {
             case .send(let id, let line): connections[id]?.conn.send(line)

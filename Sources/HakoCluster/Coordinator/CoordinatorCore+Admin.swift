@@ -67,6 +67,10 @@ extension CoordinatorCore {
             return try startLogs(try state.findService(r.service), tail: r.tail, admin: connection, request: env)
         case MessageType.credentialsRenew:
             return reply(env, try renewAdmin(try env.body(RenewRequest.self)))
+        case MessageType.caRotate:
+            return reply(env, try rotateCA(try env.body(CARotateRequest.self)))
+        case MessageType.caStatus:
+            return reply(env, try caStatus())
         case MessageType.events:
             let r = try env.body(EventsRequest.self)
             if r.follow { followers.insert(connection) }
@@ -80,18 +84,16 @@ extension CoordinatorCore {
     /// hold, asked over the current admin certificate, as long-lived as the
     /// one `cluster init` wrote. The old one stays valid until it expires.
     func renewAdmin(_ r: RenewRequest) throws -> RenewReply {
-        let csr = try CertificateRequest(pem: r.csr)
-        let v = CertificateAuthority.validity(now: clock.wall(), lifetime: ClusterInit.adminLifetime)
-        let cert = try ca.issue(request: csr, commonName: "admin", role: .admin, notBefore: v.notBefore, notAfter: v.notAfter)
-        state.put(CertRecord(serial: cert.serial, subject: "admin", role: PKIRole.admin.rawValue, notAfter: cert.notAfter, revoked: false))
-        log.info("issued admin credentials until \(Timestamp(seconds: Int64(cert.notAfter)).rfc3339)")
-        return RenewReply(certificate: try cert.pem())
+        RenewReply(certificate: try issueAdmin(try CertificateRequest(pem: r.csr)).pem())
     }
 
     func createToken(ttl: Double?) throws -> TokenReply {
         let wall = clock.wall()
         let ttl = ttl ?? config.joinTokenTTL
         guard ttl >= 1, ttl <= 30 * 86400 else { throw ClusterError.invalid("a token lives between 1 s and 30 days") }
+        // A token pins the root that signs; while the CA rotates, the
+        // coordinator still presents a certificate of the previous one.
+        if rotation != nil { throw ClusterError.conflict("the CA is rotating (`hako cluster ca status`): make the token once it has finished") }
         // Tokens that can no longer be used are dropped while a new one is written anyway.
         for t in state.tokens.values where t.expires + 86400 < wall || (t.usedAt.map { $0 + 86400 < wall } ?? false) {
             state.removeToken(t.id)
@@ -115,6 +117,7 @@ extension CoordinatorCore {
         state.touchedNodes.remove(n.id)
         dispatcher.forget(n.id)
         nodeCertExpiry[n.id] = nil
+        settleRotation(n.id)
         dirty = true
         let wall = clock.wall()
         record(ClusterEvent(time: wall, kind: "node", action: "removed", id: n.id, name: n.name, message: "subnet \(n.subnet) released, certificates revoked"))

@@ -64,6 +64,7 @@ extension CoordinatorCore {
     private func admit(_ r: JoinRequest, address: String) throws -> JoinReply {
         let wall = clock.wall()
         let token = try JoinToken(parsing: r.token)
+        if rotation != nil { throw ClusterError.conflict("the CA is rotating: join once `hako cluster ca status` says it has finished, with a token made then") }
         guard token.caFingerprint == ca.certificate.fingerprint else {
             throw ClusterError.security("the token belongs to another cluster (CA fingerprint mismatch)")
         }
@@ -143,6 +144,8 @@ extension CoordinatorCore {
         dirty = true
         state.touchedNodes.insert(node)
         let subnet = state.subnet(of: node) ?? n.subnet
+        // The roots to trust, in case they changed while the node was away.
+        sendTrust(node)
         return HelloReply(sessionID: session, clusterID: clusterID, clusterCIDR: config.clusterCIDR, subnet: subnet,
                           heartbeatMs: Int(interval * 1000))
     }
@@ -202,6 +205,7 @@ extension CoordinatorCore {
         let cert = try ca.issue(request: csr, commonName: node, role: .node, notBefore: v.notBefore, notAfter: v.notAfter)
         state.put(CertRecord(serial: cert.serial, subject: node, role: PKIRole.node.rawValue, notAfter: cert.notAfter, revoked: false))
         nodeCertExpiry[node] = cert.notAfter
+        settleRotation(node)
         log.info("renewed the certificate of node \(state.nodes[node]?.name ?? node) until \(Timestamp(seconds: Int64(cert.notAfter)).rfc3339)")
         return RenewReply(certificate: try cert.pem())
     }
@@ -220,7 +224,7 @@ extension CoordinatorCore {
         do {
             let wall = clock.wall()
             let old = try Certificate(pem: r.certificate)
-            try old.verify(against: ca.certificate, at: old.notAfter - 1)
+            try trust.verify(old, at: old.notAfter - 1)
             guard let record = state.certs[old.serial], !record.revoked, old.role == PKIRole.node.rawValue,
                   old.organization == "hako-cluster-\(clusterID)" else {
                 throw ClusterError.security("certificate \(old.serial) is not a current node certificate of this cluster (revoked, or never issued here)")
@@ -237,6 +241,7 @@ extension CoordinatorCore {
             let cert = try ca.issue(request: csr, commonName: node, role: .node, notBefore: v.notBefore, notAfter: v.notAfter)
             state.put(CertRecord(serial: cert.serial, subject: node, role: PKIRole.node.rawValue, notAfter: cert.notAfter, revoked: false))
             nodeCertExpiry[node] = cert.notAfter
+            settleRotation(node)
             log.info("renewed the expired certificate of node \(n.name) (expired \(Timestamp(seconds: Int64(old.notAfter)).rfc3339)) until \(Timestamp(seconds: Int64(cert.notAfter)).rfc3339)")
             return RenewReply(certificate: try cert.pem())
         } catch {
@@ -263,6 +268,6 @@ extension CoordinatorCore {
 
 extension MessageType {
     static func isAdmin(_ t: String) -> Bool {
-        t.hasPrefix("node.") || t.hasPrefix("service.") || t == tokenCreate || t == events || t == credentialsRenew
+        t.hasPrefix("node.") || t.hasPrefix("service.") || t == tokenCreate || t == events || t == credentialsRenew || t == caRotate || t == caStatus
     }
 }

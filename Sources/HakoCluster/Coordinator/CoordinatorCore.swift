@@ -34,7 +34,17 @@ public final class CoordinatorCore {
     let scheduler: Scheduler
     let orchestrator: Orchestrator
     let subnets: SubnetAllocator
-    let ca: CertificateAuthority
+    /// The root that signs (the new one from the start of a rotation).
+    var ca: CertificateAuthority
+    /// The roots accepted from clients: `ca`, and the previous one while a rotation runs.
+    public internal(set) var trust: TrustBundle
+    /// The rotation in progress (stored as meta `ca_rotation`).
+    public internal(set) var rotation: CARotation?
+    /// Bumped whenever the coordinator's TLS identity or trust changes: the
+    /// listener builds a new context for the connections that follow.
+    public internal(set) var tlsGeneration = 0
+    /// Monotonic time before which a rotation that could not finish is not tried again.
+    var rotationRetryAt = 0.0
     let clock: any ClusterClock
     var rng: AnyRandom
     let log: ClusterLog
@@ -73,11 +83,12 @@ public final class CoordinatorCore {
         var missing: [String] = []
     }
 
-    public init(config: CoordinatorConfig, store: Store, ca: CertificateAuthority, clock: any ClusterClock = SystemClusterClock(),
+    public init(config: CoordinatorConfig, store: Store, ca: CertificateAuthority, trust: TrustBundle? = nil, clock: any ClusterClock = SystemClusterClock(),
                 random: any RandomNumberGenerator & Sendable = KernelRandom(), log: ClusterLog = .silent) throws {
         self.config = config
         self.store = store
         self.ca = ca
+        self.trust = trust ?? TrustBundle([ca.certificate])
         self.clock = clock
         self.rng = AnyRandom(random)
         self.log = log
@@ -103,6 +114,7 @@ public final class CoordinatorCore {
         for (subnet, node) in state.leases where !subnets.owns(subnet) {
             throw ClusterError.config(key: "cluster_cidr", reason: "node \(node) holds \(subnet), outside \(config.clusterCIDR)")
         }
+        resumeRotation()
         log.info("loaded \(state.nodes.count) nodes, \(state.services.count) services, \(state.tasks.count) tasks")
     }
 
@@ -123,6 +135,7 @@ public final class CoordinatorCore {
         if wall >= nextWake { dirty = true }
         expirePendingLogs(now: now)
         if dirty { converge() }
+        finishRotationIfComplete()
         flush()
     }
 

@@ -22,10 +22,12 @@ public struct CertificateAuthority: Sendable {
         self.clusterID = clusterID
     }
 
-    /// A new self-signed CA, valid for `years`.
-    public static func create(clusterID: String, years: Int = 10, now: Double) throws(ClusterError) -> CertificateAuthority {
+    /// A new self-signed CA, valid for `years`. `name` is its CN (a rotated
+    /// root carries the time it was made, so the two roots of a rotation and
+    /// the issuers of their certificates read differently).
+    public static func create(clusterID: String, years: Int = 10, now: Double, name: String = "hako cluster CA") throws(ClusterError) -> CertificateAuthority {
         let key = try PrivateKey.generate()
-        let cert = try build(subject: "hako cluster CA", role: nil, clusterID: clusterID, publicKey: key.pkey, issuer: nil,
+        let cert = try build(subject: name, role: nil, clusterID: clusterID, publicKey: key.pkey, issuer: nil,
                              signer: key, notBefore: now - 300, notAfter: now + Double(years) * 365 * 86400, sans: [])
         return CertificateAuthority(certificate: cert, key: key, clusterID: clusterID)
     }

@@ -76,7 +76,8 @@ public struct NodeCredentials: Sendable {
 
     public var exists: Bool { FS.exists(caCert) && FS.exists(identity) }
 
-    public func load() throws(ClusterError) -> (ca: Certificate, cert: Certificate, key: PrivateKey) {
+    /// The trusted roots (two while the CA rotates), the certificate and its key.
+    public func load() throws(ClusterError) -> (trust: TrustBundle, cert: Certificate, key: PrivateKey) {
         let ca: String, ident: String
         do {
             ca = try FS.readString(caCert)
@@ -85,15 +86,18 @@ public struct NodeCredentials: Sendable {
         let cert = try Certificate(pem: ident)
         let key = try PrivateKey(pem: ident)
         guard cert.publicKeyMatches(key) else { throw .security("\(identity): the certificate does not match the key") }
-        return (try Certificate(pem: ca), cert, key)
+        return (try TrustBundle(pem: ca), cert, key)
     }
 
-    public func save(ca: Certificate?, cert: Certificate, key: PrivateKey) throws(ClusterError) {
+    /// The trust bundle first, then key and certificate in one rename: a
+    /// node killed in between trusts both roots and holds its old pair, which
+    /// the coordinator still accepts while the rotation runs.
+    public func save(trust: TrustBundle?, cert: Certificate?, key: PrivateKey?) throws(ClusterError) {
         do {
             try FS.makeDirectories(dir, mode: 0o700)
             FS.removeOrphanedTemporaries(in: dir)
-            if let ca { try FS.writeAtomic(caCert, try ca.pem(), mode: 0o644) }
-            try FS.writeAtomic(identity, try key.pem() + (try cert.pem()), mode: 0o600)
+            if let trust { try FS.writeAtomic(caCert, try trust.pem(), mode: 0o644) }
+            if let cert, let key { try FS.writeAtomic(identity, try key.pem() + (try cert.pem()), mode: 0o600) }
         } catch let e as ClusterError { throw e } catch {
             throw .security("cannot write the node's credentials in \(dir): \(error)")
         }

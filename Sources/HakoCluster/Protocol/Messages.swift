@@ -10,6 +10,9 @@ public enum MessageType {
     // coordinator → agent
     public static let assign = "assign"
     public static let logs = "logs"
+    /// The roots to trust changed (a CA rotation began or ended); a node whose
+    /// certificate the first root did not sign renews at once.
+    public static let caUpdate = "ca.update"
     // admin CLI → coordinator
     public static let tokenCreate = "token.create"
     public static let nodeList = "node.ls"
@@ -26,6 +29,8 @@ public enum MessageType {
     public static let serviceLogs = "service.logs"
     public static let events = "events"
     public static let credentialsRenew = "credentials.renew"
+    public static let caRotate = "ca.rotate"
+    public static let caStatus = "ca.status"
     // coordinator → admin CLI, after an `events` request with follow
     public static let event = "event"
     // replies
@@ -381,3 +386,35 @@ public struct ClusterEvent: Codable, Sendable, Equatable {
 }
 
 public struct EventList: Codable, Sendable { public var events: [ClusterEvent] }
+
+// MARK: - CA rotation
+
+/// coordinator → agent: the roots to trust, the signing one first.
+public struct CAUpdate: Codable, Sendable {
+    public var bundle: String
+}
+
+/// `hako cluster ca rotate`: starts a rotation (or joins the one running) and
+/// asks for admin credentials of the new root.
+public struct CARotateRequest: Codable, Sendable {
+    public var csr: String
+}
+
+public struct CARotateReply: Codable, Sendable {
+    /// The admin certificate for the request's key, signed by the new root.
+    public var certificate: String
+    public var status: CAStatus
+}
+
+public struct CAStatus: Codable, Sendable, Equatable {
+    /// Fingerprint of the root that signs.
+    public var fingerprint: String
+    /// While a rotation runs: the root being retired, since when, and the
+    /// nodes (names) that still hold a certificate of it.
+    public var rotating: Bool
+    public var previous: String?
+    public var started: Double?
+    public var pending: [String]
+    /// The roots to trust now (PEM, the signing one first).
+    public var bundle: String
+}

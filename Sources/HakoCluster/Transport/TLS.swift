@@ -23,11 +23,19 @@ public final class TLSContext: @unchecked Sendable {
     /// client for one and verifies it against the CA. A client without a
     /// certificate gets through the handshake; it may only send `join`.
     public static func server(certificate: Certificate, key: PrivateKey, ca: Certificate) throws(ClusterError) -> TLSContext {
+        try server(certificate: certificate, key: key, chain: ca, trust: TrustBundle([ca]))
+    }
+
+    /// The same with every root of `trust` accepted for clients (both roots
+    /// while the CA rotates); `chain` is the root that signed `certificate`.
+    public static func server(certificate: Certificate, key: PrivateKey, chain: Certificate, trust: TrustBundle) throws(ClusterError) -> TLSContext {
         let t = try TLSContext(method: TLS_server_method())
         try t.use(certificate: certificate, key: key)
-        guard hako_ssl_ctx_add_chain_cert(t.ctx, ca.x509) == 1 else { throw openSSLError("cannot add the CA to the chain") }
-        guard X509_STORE_add_cert(SSL_CTX_get_cert_store(t.ctx), ca.x509) == 1 else { throw openSSLError("cannot trust the CA") }
-        SSL_CTX_add_client_CA(t.ctx, ca.x509)
+        guard hako_ssl_ctx_add_chain_cert(t.ctx, chain.x509) == 1 else { throw openSSLError("cannot add the CA to the chain") }
+        for ca in trust.roots {
+            guard X509_STORE_add_cert(SSL_CTX_get_cert_store(t.ctx), ca.x509) == 1 else { throw openSSLError("cannot trust the CA") }
+            SSL_CTX_add_client_CA(t.ctx, ca.x509)
+        }
         SSL_CTX_set_verify(t.ctx, SSL_VERIFY_PEER, nil)
         return t
     }
@@ -35,10 +43,17 @@ public final class TLSContext: @unchecked Sendable {
     /// A client: its own certificate if it has one; the server verified
     /// against `trust` (nil only for joining, which pins the CA itself).
     public static func client(certificate: Certificate?, key: PrivateKey?, trust: Certificate?) throws(ClusterError) -> TLSContext {
+        try client(certificate: certificate, key: key, trusting: trust.map { [$0] } ?? [])
+    }
+
+    /// The same trusting every root of a bundle (none: joining).
+    public static func client(certificate: Certificate?, key: PrivateKey?, trusting roots: [Certificate]) throws(ClusterError) -> TLSContext {
         let t = try TLSContext(method: TLS_client_method())
         if let certificate, let key { try t.use(certificate: certificate, key: key) }
-        if let trust {
-            guard X509_STORE_add_cert(SSL_CTX_get_cert_store(t.ctx), trust.x509) == 1 else { throw openSSLError("cannot trust the CA") }
+        if !roots.isEmpty {
+            for root in roots {
+                guard X509_STORE_add_cert(SSL_CTX_get_cert_store(t.ctx), root.x509) == 1 else { throw openSSLError("cannot trust the CA") }
+            }
             SSL_CTX_set_verify(t.ctx, SSL_VERIFY_PEER, nil)
         } else {
             SSL_CTX_set_verify(t.ctx, SSL_VERIFY_NONE, nil)

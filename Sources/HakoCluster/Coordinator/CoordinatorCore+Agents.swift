@@ -81,8 +81,7 @@ extension CoordinatorCore {
             throw ClusterError.conflict("no free subnet: \(config.clusterCIDR) holds \(subnets.capacity) nodes of /\(config.nodeSubnetPrefix)")
         }
         let id = Identifiers.make()
-        let v = CertificateAuthority.validity(now: wall, lifetime: config.nodeCertTTL)
-        let cert = try ca.issue(request: csr, commonName: id, role: .node, notBefore: v.notBefore, notAfter: v.notAfter)
+        let cert = try issueNodeCertificate(csr, node: id)
         tokenRecord.usedAt = wall
         tokenRecord.usedBy = id
         state.put(tokenRecord)
@@ -90,8 +89,6 @@ extension CoordinatorCore {
                               availability: .active, subnet: subnet, address: address, agentVersion: r.agentVersion, created: wall, updated: wall)
         state.put(node)
         state.lease(subnet, to: id)
-        state.put(CertRecord(serial: cert.serial, subject: id, role: PKIRole.node.rawValue, notAfter: cert.notAfter, revoked: false))
-        nodeCertExpiry[id] = cert.notAfter
         dispatcher.track(id, now: clock.monotonic())
         record(ClusterEvent(time: wall, kind: "node", action: "joined", id: id, name: r.name, message: "\(address), subnet \(subnet)"))
         log.info("node \(r.name) (\(id.prefix(12))) joined from \(address): subnet \(subnet), \(r.platform)")
@@ -199,15 +196,20 @@ extension CoordinatorCore {
     }
 
     func renew(_ r: RenewRequest, node: String) throws -> RenewReply {
-        let wall = clock.wall()
-        let csr = try CertificateRequest(pem: r.csr)
-        let v = CertificateAuthority.validity(now: wall, lifetime: config.nodeCertTTL)
+        let cert = try issueNodeCertificate(try CertificateRequest(pem: r.csr), node: node)
+        log.info("renewed the certificate of node \(state.nodes[node]?.name ?? node) until \(Timestamp(seconds: Int64(cert.notAfter)).rfc3339)")
+        return RenewReply(certificate: try cert.pem())
+    }
+
+    /// A node's certificate from the current root, recorded, and counted
+    /// toward a CA rotation in progress.
+    func issueNodeCertificate(_ csr: CertificateRequest, node: String) throws -> Certificate {
+        let v = CertificateAuthority.validity(now: clock.wall(), lifetime: config.nodeCertTTL)
         let cert = try ca.issue(request: csr, commonName: node, role: .node, notBefore: v.notBefore, notAfter: v.notAfter)
         state.put(CertRecord(serial: cert.serial, subject: node, role: PKIRole.node.rawValue, notAfter: cert.notAfter, revoked: false))
         nodeCertExpiry[node] = cert.notAfter
         settleRotation(node)
-        log.info("renewed the certificate of node \(state.nodes[node]?.name ?? node) until \(Timestamp(seconds: Int64(cert.notAfter)).rfc3339)")
-        return RenewReply(certificate: try cert.pem())
+        return cert
     }
 
     /// How long after its certificate expired a node may still renew it with
@@ -237,11 +239,7 @@ extension CoordinatorCore {
             }
             let csr = try CertificateRequest(pem: r.csr)
             guard csr.provesKey(of: old) else { throw ClusterError.security("the request is not signed with the certificate's key") }
-            let v = CertificateAuthority.validity(now: wall, lifetime: config.nodeCertTTL)
-            let cert = try ca.issue(request: csr, commonName: node, role: .node, notBefore: v.notBefore, notAfter: v.notAfter)
-            state.put(CertRecord(serial: cert.serial, subject: node, role: PKIRole.node.rawValue, notAfter: cert.notAfter, revoked: false))
-            nodeCertExpiry[node] = cert.notAfter
-            settleRotation(node)
+            let cert = try issueNodeCertificate(csr, node: node)
             log.info("renewed the expired certificate of node \(n.name) (expired \(Timestamp(seconds: Int64(old.notAfter)).rfc3339)) until \(Timestamp(seconds: Int64(cert.notAfter)).rfc3339)")
             return RenewReply(certificate: try cert.pem())
         } catch {

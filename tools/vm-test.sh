@@ -117,6 +117,13 @@ for d in proc sys dev; do mount --move /$d /newroot/$d; done
 # cgroup v2 alone, as the Pis boot (systemd mounts it with nsdelegate).
 mount -t cgroup2 -o nsdelegate,memory_recursiveprot cgroup2 /newroot/sys/fs/cgroup
 for d in tmp run var/tmp var/lib/hako; do mkdir -p /newroot/$d; mount -t tmpfs -o mode=1777 tmpfs /newroot/$d; done
+# The checkout and the binaries stay visible when they lie under one of those
+# (a clone in /tmp, as CI may make): the host's copy, bound read-only.
+while read -r keep; do
+  case "$keep/" in
+    /tmp/*|/run/*|/var/tmp/*|/var/lib/hako/*) mkdir -p "/newroot$keep"; mount --bind "/lower$keep" "/newroot$keep" || { echo "hako-vm: cannot bind $keep"; poweroff -f; } ;;
+  esac
+done < /keep-paths
 mkdir -p /newroot/dev/pts /newroot/dev/shm
 mount -t devpts -o newinstance,ptmxmode=0666,gid=5 devpts /newroot/dev/pts
 mount -t tmpfs tmpfs /newroot/dev/shm
@@ -127,6 +134,7 @@ exec switch_root /newroot /bin/sh "$RESULTS/stage2"
 EOF
 chmod 755 "$WORK/initrd/init"
 echo "$WORK/results" > "$WORK/initrd/results-path"
+printf '%s\n' "$REPO" "$BIN_DIR" > "$WORK/initrd/keep-paths"
 
 # --- the second stage, in the VM's root (this host's files) ------------------
 {

@@ -5,14 +5,15 @@
 # capability (and becomes nobody where nobody can read the checkout) first,
 # so a unit test that needs a privilege fails here instead of passing by accident.
 #
-# usage: tools/unit-test.sh FILTER   (a swift-testing filter, e.g. '^(HakoUnitTests|HakoCLITests)\.')
+# usage: tools/unit-test.sh SKIP   (the integration tier as a swift-testing filter,
+#        e.g. '^(HakoKernelTests|HakoIntegrationTests)\.': every other target runs)
 # HAKO_TEST_BUNDLE   the swift-testing bundle (default .build/debug/hakoPackageTests.xctest)
 set -euo pipefail
-filter=${1:?usage: tools/unit-test.sh FILTER}
+skip=${1:?usage: tools/unit-test.sh SKIP}
 bundle=$(realpath "${HAKO_TEST_BUNDLE:-.build/debug/hakoPackageTests.xctest}")
 [ -x "$bundle" ] || { echo "unit-test: no test bundle at $bundle (run swift build --build-tests)" >&2; exit 1; }
 
-run=("$bundle" --testing-library swift-testing --parallel --filter "$filter")
+run=("$bundle" --testing-library swift-testing --parallel --skip "$skip")
 if [ "$(id -u)" = 0 ]; then
     repo=$PWD
     cd /tmp

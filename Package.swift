@@ -64,11 +64,17 @@ let package = Package(
         // make bench only: hako's VXLAN overlay set up in the bench's namespaces, and its convergence.
         .executableTarget(name: "hako-overlay-bench", dependencies: ["HakoNetwork", "HakoSystem"]),
 
+        // Fixtures the test targets share (temporary directories, a tar writer, the root trait).
+        .target(name: "HakoTestSupport", dependencies: ["CHakoShim", "HakoSystem", "HakoImage"], path: "Tests/HakoTestSupport"),
         .testTarget(name: "HakoUnitTests", dependencies: ["CHakoShim", "HakoSystem", "HakoRuntime", "HakoEngine", "HakoSecurity", "HakoNetwork", "HakoOCIRuntime"]),
         .testTarget(name: "HakoCLITests", dependencies: ["HakoCLI"]),
-        .testTarget(name: "HakoImageTests", dependencies: ["HakoSystem", "HakoImage", "HakoTransport"]),
+        .testTarget(name: "HakoImageTests", dependencies: ["HakoSystem", "HakoImage", "HakoTransport", "HakoTestSupport"]),
         .testTarget(name: "HakoNetworkTests", dependencies: ["HakoSystem", "HakoNetwork", "CMnl", "CNftnl"]),
-        .testTarget(name: "HakoIntegrationTests", dependencies: ["HakoSystem", "HakoRuntime"]),
+        // The integration tier: the kernel's own parts (overlay mounts, netlink,
+        // nftables, namespaces) and whole containers. Root; under CI=true a
+        // missing privilege fails instead of skipping (docs/architecture.md, "Tests").
+        .testTarget(name: "HakoKernelTests", dependencies: ["CHakoShim", "HakoSystem", "HakoImage", "HakoNetwork", "HakoTestSupport"]),
+        .testTarget(name: "HakoIntegrationTests", dependencies: ["HakoSystem", "HakoRuntime", "HakoTestSupport"]),
         .testTarget(name: "HakoClusterTests", dependencies: ["HakoSystem", "HakoCluster", "HakoNetwork", "HakoTransport", "COpenSSL"]),
     ]
 )

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Foundation
 import HakoSystem
+import HakoTestSupport
 import Testing
 
 enum Repo {

@@ -395,13 +395,6 @@ int hako_move_mount(int mount_fd, const char *target);
 // Whether `path` can be idmapped (open_tree + mount_setattr on a throwaway clone):
 // 1 yes, 0 no (errno tells why), -1 when the probe itself failed.
 int hako_idmap_supported(const char *path);
-// The fallback where layers cannot be idmapped: copies the tree `src` to `dst`
-// (which must not exist) with every owner shifted into [shift, shift + count):
-// id < count becomes shift + id, anything else shift + count - 1. Keeps modes
-// (setuid bits too), times, hard links, xattrs (overlay's opaque markers) and
-// whiteouts. Not for the clone → exec path (allocates). 0, or -1 with errno and
-// the failing path in `where` (>= 4096 bytes).
-int hako_copy_shifted(const char *src, const char *dst, uint32_t shift, uint32_t count, char *where);
 // Copies every device node of the host's /dev (recursively, bounded) into the
 // /dev of `rootfd`, skipping names that exist. Async-signal-safe. 0, or -1 with
 // errno and the offending path in `where` (>= 256 bytes).

@@ -23,6 +23,7 @@ let package = Package(
         .systemLibrary(name: "CMnl", path: "Sources/CMnl"),
         .systemLibrary(name: "CNftnl", path: "Sources/CNftnl"),
         .systemLibrary(name: "CZstd", path: "Sources/CZstd"),
+        .systemLibrary(name: "CYAML", path: "Sources/CYAML"),
 
         // system: thin typed Swift over syscalls.
         .target(name: "HakoSystem", dependencies: ["CHakoShim"]),
@@ -36,6 +37,9 @@ let package = Package(
         .target(name: "HakoSecurity", dependencies: ["HakoSystem", "CHakoShim", "CCap", "CSeccomp"]),
         // netlink (libmnl) and nftables (libnftnl)
         .target(name: "HakoNetwork", dependencies: ["HakoSystem", "CHakoShim", "CMnl", "CNftnl"]),
+
+        // Compose files (YAML through libyaml) loaded into a stack and its diff against existing services
+        .target(name: "HakoCompose", dependencies: ["HakoSystem", "CYAML"]),
 
         // engine
         .target(name: "HakoEngine", dependencies: ["HakoSystem", "HakoRuntime", "HakoImage", "HakoSecurity", "HakoNetwork"]),
@@ -65,6 +69,7 @@ let package = Package(
         .executableTarget(name: "hako-overlay-bench", dependencies: ["HakoNetwork", "HakoSystem"]),
 
         .testTarget(name: "HakoUnitTests", dependencies: ["CHakoShim", "HakoSystem", "HakoRuntime", "HakoEngine", "HakoSecurity", "HakoNetwork", "HakoOCIRuntime"]),
+        .testTarget(name: "HakoComposeTests", dependencies: ["HakoCompose", "HakoSystem"]),
         .testTarget(name: "HakoCLITests", dependencies: ["HakoCLI"]),
         .testTarget(name: "HakoImageTests", dependencies: ["HakoSystem", "HakoImage", "HakoTransport"]),
         .testTarget(name: "HakoNetworkTests", dependencies: ["HakoSystem", "HakoNetwork", "CMnl", "CNftnl"]),

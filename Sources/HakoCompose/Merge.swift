@@ -2,7 +2,8 @@
 /// over the base, as Docker's loader merges them. Per service: a value set in
 /// the override replaces the base's (a value not set — or false, 0, empty —
 /// leaves it); maps (environment, labels, sysctls, networks, deploy.labels)
-/// merge by key; ports merge by (published, target, protocol, mode), volumes
+/// merge by key; ports merge by published port and protocol (a port without
+/// one by all its fields), volumes
 /// by target, secrets and configs by source, the entries of the override
 /// replacing equal ones; other lists (cap_add, devices, dns, constraints,
 /// preferences) are appended. command and entrypoint are replaced whole.
@@ -37,7 +38,8 @@ extension ComposeService {
         s.entrypoint = o.entrypoint ?? entrypoint
         s.environment.merge(o.environment) { _, new in new }
         s.envFiles += o.envFiles
-        s.ports = mergeByKey(ports, o.ports) { "\($0.published ?? 0)/\($0.target)/\($0.proto)/\($0.mode)" }
+        // A published port is published once: the override's entry for it replaces the base's.
+        s.ports = mergeByKey(ports, o.ports) { p in p.published.map { "\($0)/\(p.proto)" } ?? "-/\(p.target)/\(p.proto)/\(p.mode)" }
         s.volumes = mergeByKey(volumes, o.volumes) { $0.target }
         s.networks.merge(o.networks) { _, new in new }
         s.secrets = mergeByKey(secrets, o.secrets) { $0.source }

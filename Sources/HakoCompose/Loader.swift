@@ -103,7 +103,7 @@ public struct ComposeLoader {
             let root: YAMLNode?
             do { root = try YAML.parse(text) } catch { throw ComposeError(file: name, line: error.line, error.message) }
             guard let root else { throw ComposeError(file: name, line: nil, "empty Compose file") }
-            let interpolated = try reader.interpolate(root, file: name)
+            let interpolated = try reader.interpolateDocument(root, file: name)
             let project = try reader.project(Field(node: interpolated, path: "", file: name))
             merged = merged.map { $0.merged(with: project) } ?? project
         }
@@ -131,6 +131,21 @@ struct FileReader {
     }
 
     // MARK: interpolation
+
+    /// The document with its variables substituted, but in top-level `x-*`
+    /// fields (Docker interpolates the sections it reads; an alias of an
+    /// extension field is a copy, substituted where it is used).
+    mutating func interpolateDocument(_ root: YAMLNode, file: String) throws(ComposeError) -> YAMLNode {
+        guard case .mapping(let pairs) = root.value else { return try interpolate(root, file: file) }
+        var out: [YAMLPair] = []
+        for p in pairs {
+            if case .scalar(let k) = p.key.value, k.text.hasPrefix("x-") { out.append(p); continue }
+            out.append(YAMLPair(key: p.key, value: try interpolate(p.value, file: file)))
+        }
+        var n = root
+        n.value = .mapping(out)
+        return n
+    }
 
     /// Every scalar value (not keys) with its variables substituted.
     mutating func interpolate(_ node: YAMLNode, file: String) throws(ComposeError) -> YAMLNode {

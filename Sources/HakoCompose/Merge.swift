@@ -1,13 +1,13 @@
 /// `docker stack deploy -c base.yml -c override.yml`: the override merged
-/// over the base, as Docker's loader merges them. Per service: a value set in
-/// the override replaces the base's (a value not set — or false, 0, empty —
-/// leaves it); maps (environment, labels, sysctls, networks, deploy.labels)
+/// over the base, as Docker's loader merges them (docs/compose.md). Per
+/// service: a value the override sets replaces the base's, one it does not set
+/// leaves it; maps (environment, labels, sysctls, networks, deploy.labels)
 /// merge by key; ports merge by published port and protocol (a port without
-/// one by all its fields), volumes
-/// by target, secrets and configs by source, the entries of the override
-/// replacing equal ones; other lists (cap_add, devices, dns, constraints,
-/// preferences) are appended. command and entrypoint are replaced whole.
-/// Top-level volumes, networks, secrets and configs are replaced by name.
+/// one by all its fields), volumes by target, secrets and configs by source,
+/// the override's entry replacing the base's; other lists (cap_add, devices,
+/// dns, constraints, preferences) are appended; command and entrypoint are
+/// replaced whole. Top-level volumes, networks, secrets and configs are
+/// replaced by name.
 extension ComposeProject {
     public func merged(with o: ComposeProject) -> ComposeProject {
         var p = self

@@ -102,6 +102,8 @@ extension StackService {
         if !preferences.isEmpty { g.append("placement preferences") }
         if maxReplicasPerNode > 0 { g.append("max_replicas_per_node") }
         if restartWindow > 0 { g.append("restart_policy.window") }
+        // Swarm's 0 is all at once; the cluster's update parallelism is 1–100.
+        if !(1...100).contains(update.parallelism) { g.append("update_config.parallelism \(update.parallelism)") }
         let defaultPolicy = UpdatePolicy(parallelism: update.parallelism, delay: 0, failureAction: .pause, monitor: 5, maxFailureRatio: 0, order: .stopFirst)
         if update != defaultPolicy { g.append("update_config beyond parallelism") }
         if rollback != UpdatePolicy(parallelism: 1, delay: 0, failureAction: .pause, monitor: 5, maxFailureRatio: 0, order: .stopFirst) {

@@ -1,4 +1,8 @@
 import Testing
+import HakoSystem
+#if canImport(Glibc)
+import Glibc
+#endif
 @testable import HakoCompose
 
 @Suite struct InterpolationTests {
@@ -106,5 +110,35 @@ import Testing
     ])
     func shellWords(_ s: String, _ words: [String]) throws {
         #expect(try ShellWords.split(s) == words)
+    }
+}
+
+@Suite struct DiskLoadTests {
+    /// The loader as the CLI will call it: files on disk, the first file's
+    /// directory the project directory, its .env read, paths resolved there.
+    @Test func loadsFilesAndDotEnvFromDisk() throws {
+        let dir = "/tmp/hako-compose-test-\(getpid())"
+        try FS.makeDirectories(dir + "/sub")
+        defer { try? FS.removeTree(dir) }
+        try FS.writeFile(dir + "/compose.yml", Array("""
+            version: "3.8"
+            x-raw: "5$ is not interpolated here"
+            services:
+              web:
+                image: web:${TAG}
+                env_file: ./web.env
+                volumes: ["./static:/srv:ro"]
+            """.utf8))
+        try FS.writeFile(dir + "/sub/override.yml", Array("services:\n  web:\n    environment: [B=2]\n".utf8))
+        try FS.writeFile(dir + "/.env", Array("TAG=3\n".utf8))
+        try FS.writeFile(dir + "/web.env", Array("A=1\n".utf8))
+        let load = try ComposeLoader.load(files: [dir + "/compose.yml", dir + "/sub/override.yml"], environment: [:])
+        let web = try #require(load.project.services["web"])
+        #expect(web.image == "web:3")
+        #expect(web.environment == ["A": "1", "B": "2"])
+        #expect(web.volumes.map { $0.source ?? "" } == [dir + "/static"])
+        #expect(throws: ComposeError(file: dir + "/missing.yml", line: nil, "no such file")) {
+            try ComposeLoader.load(files: [dir + "/missing.yml"], environment: [:])
+        }
     }
 }

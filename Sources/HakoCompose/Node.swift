@@ -13,6 +13,7 @@ public struct ComposeError: Error, Sendable, Equatable, CustomStringConvertible 
     }
 
     public var description: String {
+        if file.isEmpty { return message }
         if let line { return "\(file):\(line): \(message)" }
         return "\(file): \(message)"
     }
@@ -42,7 +43,7 @@ struct Field {
 
     var location: SourceLocation { SourceLocation(file: file, line: line) }
 
-    func fail(_ message: String) -> ComposeError { ComposeError(file: file, line: line, "\(path): \(message)") }
+    func fail(_ message: String) -> ComposeError { ComposeError(file: file, line: line, path.isEmpty ? message : "\(path): \(message)") }
 
     var scalar: YAMLScalar? {
         if case .scalar(let s) = node.value { return s }

@@ -199,15 +199,20 @@ public enum GoDuration {
         return negative ? -total : total
     }
 
-    /// Seconds back in Go's syntax ("1m30s", "500ms").
+    /// Seconds back in Go's syntax, to the millisecond ("1m30s", "1.5s", "500ms").
     public static func format(_ seconds: Double) -> String {
-        if seconds == 0 { return "0s" }
-        if seconds < 1 { return "\(Int((seconds * 1000).rounded()))ms" }
-        var s = Int(seconds.rounded())
+        let total = Int64((seconds * 1000).rounded())
+        if total == 0 { return "0s" }
+        if total < 1000 { return "\(total)ms" }
         var out = ""
-        if s >= 3600 { out += "\(s / 3600)h"; s %= 3600 }
-        if s >= 60 { out += "\(s / 60)m"; s %= 60 }
-        if s > 0 || out.isEmpty { out += "\(s)s" }
+        var rest = total
+        if rest >= 3_600_000 { out += "\(rest / 3_600_000)h"; rest %= 3_600_000 }
+        if rest >= 60_000 { out += "\(rest / 60_000)m"; rest %= 60_000 }
+        if rest > 0 || out.isEmpty {
+            var frac = rest % 1000 == 0 ? "" : "." + String(String(rest % 1000 + 1000).dropFirst())
+            while frac.hasSuffix("0") { frac.removeLast() }
+            out += "\(rest / 1000)\(frac)s"
+        }
         return out
     }
 }

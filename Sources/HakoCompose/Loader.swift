@@ -121,7 +121,7 @@ struct FileReader {
     let projectDirectory: String
     var ignored: [IgnoredKey] = []
     var unset: [String] = []
-    /// (kind, name, where, path) of every named volume, network, secret and config a service uses.
+    /// Every named volume, network, secret and config a service uses: (kind, name, where it is written).
     var references: [(kind: String, name: String, field: Field)] = []
     var serviceLocations: [String: SourceLocation] = [:]
 

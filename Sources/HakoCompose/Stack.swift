@@ -194,8 +194,8 @@ extension Stack {
         case .global: mode = .global
         case .globalJob: mode = .globalJob
         }
-        func policy(_ u: ComposeUpdateConfig, rollback: Bool) -> StackService.UpdatePolicy {
-            // Swarm's defaults; a rollback's failure action defaults to pause too.
+        func policy(_ u: ComposeUpdateConfig) -> StackService.UpdatePolicy {
+            // Swarm's defaults, the same for updates and rollbacks.
             StackService.UpdatePolicy(parallelism: u.parallelism ?? 1, delay: u.delay ?? 0,
                                       failureAction: u.failureAction ?? .pause, monitor: u.monitor ?? 5,
                                       maxFailureRatio: u.maxFailureRatio ?? 0, order: u.order ?? .stopFirst)
@@ -217,7 +217,7 @@ extension Stack {
             constraints: d.constraints, preferences: d.preferences, maxReplicasPerNode: d.maxReplicasPerNode ?? 0,
             restartCondition: d.restartPolicy.condition ?? .any, restartDelay: d.restartPolicy.delay ?? 5,
             restartMaxAttempts: d.restartPolicy.maxAttempts ?? 0, restartWindow: d.restartPolicy.window ?? 0,
-            update: policy(d.updateConfig, rollback: false), rollback: policy(d.rollbackConfig, rollback: true),
+            update: policy(d.updateConfig), rollback: policy(d.rollbackConfig),
             stopSignal: s.stopSignal, stopGracePeriod: s.stopGracePeriod,
             networks: networks,
             mounts: s.volumes.map { m in

@@ -96,6 +96,12 @@ import Glibc
         #expect(GoDuration.parse(s) == seconds)
     }
 
+    @Test(arguments: [(0.0, "0s"), (0.25, "250ms"), (1.5, "1.5s"), (90, "1m30s"), (3723.05, "1h2m3.05s"), (3600, "1h"), (120, "2m")])
+    func formatsGoDurations(_ seconds: Double, _ text: String) {
+        #expect(GoDuration.format(seconds) == text)
+        #expect(GoDuration.parse(text) == seconds)
+    }
+
     @Test(arguments: ["10", "s", "1x", "", "1.2.3s", "m5"])
     func badGoDurations(_ s: String) {
         #expect(GoDuration.parse(s) == nil)

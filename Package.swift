@@ -23,6 +23,7 @@ let package = Package(
         .systemLibrary(name: "CMnl", path: "Sources/CMnl"),
         .systemLibrary(name: "CNftnl", path: "Sources/CNftnl"),
         .systemLibrary(name: "CZstd", path: "Sources/CZstd"),
+        .systemLibrary(name: "CYAML", path: "Sources/CYAML"),
 
         // system: thin typed Swift over syscalls.
         .target(name: "HakoSystem", dependencies: ["CHakoShim"]),
@@ -36,6 +37,9 @@ let package = Package(
         .target(name: "HakoSecurity", dependencies: ["HakoSystem", "CHakoShim", "CCap", "CSeccomp"]),
         // netlink (libmnl) and nftables (libnftnl)
         .target(name: "HakoNetwork", dependencies: ["HakoSystem", "CHakoShim", "CMnl", "CNftnl"]),
+
+        // Compose files (YAML through libyaml) loaded into a stack and its diff against existing services
+        .target(name: "HakoCompose", dependencies: ["HakoSystem", "CYAML"]),
 
         // engine
         .target(name: "HakoEngine", dependencies: ["HakoSystem", "HakoRuntime", "HakoImage", "HakoSecurity", "HakoNetwork"]),
@@ -67,6 +71,7 @@ let package = Package(
         // Fixtures the test targets share (temporary directories, a tar writer, the root trait).
         .target(name: "HakoTestSupport", dependencies: ["CHakoShim", "HakoSystem", "HakoImage"], path: "Tests/HakoTestSupport"),
         .testTarget(name: "HakoUnitTests", dependencies: ["CHakoShim", "HakoSystem", "HakoRuntime", "HakoEngine", "HakoSecurity", "HakoNetwork", "HakoOCIRuntime"]),
+        .testTarget(name: "HakoComposeTests", dependencies: ["HakoCompose", "HakoSystem"], exclude: ["Golden"]),
         .testTarget(name: "HakoCLITests", dependencies: ["HakoCLI"]),
         .testTarget(name: "HakoImageTests", dependencies: ["HakoSystem", "HakoImage", "HakoTransport", "HakoTestSupport"]),
         .testTarget(name: "HakoNetworkTests", dependencies: ["HakoSystem", "HakoNetwork", "CMnl", "CNftnl"]),

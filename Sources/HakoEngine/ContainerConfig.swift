@@ -46,6 +46,8 @@ public struct RunOptions: Sendable {
     public var shmSize: UInt64?
     /// --group-add: more groups for the container's processes, names or numbers.
     public var groupAdd: [String] = []
+    /// --init: hako-init runs as PID 1, passing signals on and reaping orphans.
+    public var initProcess = false
     /// Resource limits and hardening (Isolation.swift).
     public var isolation = IsolationOptions()
     /// Whether and how the image is pulled (`--pull`, `--platform`).
@@ -97,6 +99,11 @@ public struct ContainerConfig: Codable, Sendable, Equatable {
     public var shmSize: UInt64? = nil
     /// Supplementary groups besides the user's own (--group-add).
     public var groupAdd: [String]? = nil
+    /// --init: hako-init, bound in read-only at `initPath`, runs `args` as its child.
+    public var initProcess: Bool? = nil
+
+    /// Where --init's PID 1 appears inside the container.
+    public static let initPath = "/sbin/hako-init"
 
     public static let defaultShmSize: UInt64 = 64 << 20
 

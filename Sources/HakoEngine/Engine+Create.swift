@@ -125,6 +125,7 @@ extension Engine {
         if let s = o.shmSize, s == 0 { throw HakoError(.failed, "invalid --shm-size: it must be greater than 0") }
         if o.shmSize != nil && o.ipc == .host { throw HakoError(.failed, "conflicting options: --shm-size and --ipc host (the host's /dev/shm is used)") }
         if o.groupAdd.contains(where: \.isEmpty) { throw HakoError(.failed, "invalid --group-add \"\"") }
+        config.initProcess = o.initProcess ? true : nil
         config.shmSize = o.shmSize
         config.groupAdd = o.groupAdd.isEmpty ? nil : o.groupAdd
         let exposed = (image.config.exposedPorts ?? []) + o.expose.map { $0.contains("/") ? $0.lowercased() : $0 + "/tcp" }

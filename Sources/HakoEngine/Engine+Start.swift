@@ -108,7 +108,9 @@ public enum SpecBuilder {
 
     public static func build(config: ContainerConfig, paths cp: ContainerPaths, nameLink: String,
                              user: ResolvedUser, cgroup: CgroupPlacement, cgroupView: CgroupView, terminal: TerminalSize?) -> (RuntimeSpec, MonitorSpec) {
-        var process = ProcessSpec(args: config.args, env: environment(config, home: user.home, tty: config.tty))
+        // --init: hako-init is PID 1 and runs the command (inspect still shows the command).
+        let args = config.initProcess == true ? [ContainerConfig.initPath, "--"] + config.args : config.args
+        var process = ProcessSpec(args: args, env: environment(config, home: user.home, tty: config.tty))
         process.cwd = config.workingDir
         process.uid = user.uid
         process.gid = user.gid
@@ -159,6 +161,9 @@ public enum SpecBuilder {
             let shmKiB = max(4, (c.shmSize ?? ContainerConfig.defaultShmSize) / 1024)
             m.append(.filesystem("tmpfs", at: "/dev/shm", source: "shm", options: "mode=1777,size=\(shmKiB)k", flags: nosuid | noexec | nodev))
             m.append(.filesystem("mqueue", at: "/dev/mqueue", flags: nosuid | noexec | nodev))
+        }
+        if c.initProcess == true {
+            m.append(.bind(Engine.initBinary, at: ContainerConfig.initPath, readOnly: true, recursive: false))
         }
         m += [
             .symlink("/dev/fd", pointingTo: "/proc/self/fd"),

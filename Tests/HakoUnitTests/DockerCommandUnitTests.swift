@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 @testable import HakoEngine
 @testable import HakoRuntime
 import HakoSystem

@@ -130,7 +130,7 @@ enum Repo {
         let marker = d.path + "/hako-was-run"
         let fm = FileManager.default
         try fm.createDirectory(atPath: build + "/completions", withIntermediateDirectories: true)
-        for f in ["hako-monitor", "hako-runtime", "completions/hako.bash", "completions/_hako", "completions/hako.fish", "version"] {
+        for f in ["hako-monitor", "hako-runtime", "hako-init", "completions/hako.bash", "completions/_hako", "completions/hako.fish", "version"] {
             try fm.copyItem(atPath: Binaries.dir + "/" + f, toPath: build + "/" + f)
         }
         // Stands for a binary of another architecture: running it leaves a mark and fails.

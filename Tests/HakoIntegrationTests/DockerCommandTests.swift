@@ -297,6 +297,58 @@ final class DockerCommandTests {
         host.hako("rm", "-f", id)
     }
 
+    /// `run -it` and `attach` on a terminal: the detach keys (docker's
+    /// ctrl-p,ctrl-q, or --detach-keys) leave the container running and end
+    /// the command with 0. A pseudo-terminal is made by python3's pty module.
+    @Test func detachKeysOnATerminal() throws {
+        let script = host.base + "/on-terminal.py"  // not pty.py: it would shadow the module
+        try """
+            import os, pty, select, sys, time
+            argv = sys.argv[2:]
+            keys = bytes.fromhex(sys.argv[1])
+            pid, fd = pty.fork()
+            if pid == 0:
+                os.execv(argv[0], argv)
+            out = b""
+            def pump(seconds):
+                global out
+                end = time.time() + seconds
+                while time.time() < end:
+                    r, _, _ = select.select([fd], [], [], 0.05)
+                    if r:
+                        try: out += os.read(fd, 4096)
+                        except OSError: return
+            pump(1.5)
+            os.write(fd, b"echo typed-$((6*7))\\r")
+            pump(1.0)
+            os.write(fd, keys)
+            end = time.time() + 10
+            code = None
+            while time.time() < end:
+                w, status = os.waitpid(pid, os.WNOHANG)
+                if w:
+                    code = os.waitstatus_to_exitcode(status)
+                    break
+                pump(0.1)
+            if code is None:
+                os.kill(pid, 9)
+            print("exit", code)
+            print(out.decode(errors="replace"))
+            """.write(toFile: script, atomically: true, encoding: .utf8)
+        func onTerminal(_ keys: String, _ args: [String]) -> Output {
+            Subprocess.run(host.prefix + ["/usr/bin/env"] + host.env.map { "\($0.key)=\($0.value)" }
+                           + ["/usr/bin/python3", script, keys, Binaries.hako] + args, timeout: 30)
+        }
+        var r = onTerminal("1011", ["run", "-it", "--name", "ttybox", host.busybox, "sh"])
+        #expect(r.stdout.hasPrefix("exit 0"), "\(r.stdout) \(r.stderr)")
+        #expect(r.stdout.contains("typed-42"), "the shell ran what was typed")
+        #expect(host.hako("inspect", "--format", "{{.State.Status}}", "ttybox").out == "running", "detached, not stopped")
+        r = onTerminal("0164", ["attach", "--detach-keys", "ctrl-a,d", "ttybox"])
+        #expect(r.stdout.hasPrefix("exit 0") && r.stdout.contains("typed-42"), "\(r.stdout) \(r.stderr)")
+        #expect(host.hako("inspect", "--format", "{{.State.Status}}", "ttybox").out == "running")
+        host.hako("rm", "-f", "ttybox")
+    }
+
     /// A reboot, simulated: every monitor killed, the run root emptied (a
     /// tmpfs), the cgroups and mounts gone with them; `start --all-restartable`
     /// (what hako-restart.service runs) brings back `always` and

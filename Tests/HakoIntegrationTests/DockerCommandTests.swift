@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Foundation
 import HakoSystem
+import HakoTestSupport
 import Testing
 
 /// The rest of docker's command line (issue 18): cp, top, rename, diff,

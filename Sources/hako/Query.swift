@@ -50,6 +50,7 @@ struct Ps: ParsableCommand {
     @Flag(name: [.short("q"), .long("quiet")], help: "Only display container IDs.") var quiet = false
     @Flag(name: .long("no-trunc"), help: "Do not truncate output.") var noTrunc = false
     @Option(name: .long("format"), help: "Output format: table or json (one object per line).") var format = "table"
+    @Option(name: [.short("f"), .long("filter")], help: "Filter: health=starting|healthy|unhealthy|none.") var filter: [String] = []
 
     struct Row: Codable {
         var ID: String, Image: String, Command: String, CreatedAt: String, RunningFor: String
@@ -59,7 +60,8 @@ struct Ps: ParsableCommand {
     func run() throws {
         guard format == "table" || format == "json" else { throw HakoError(.failed, "unknown format \"\(format)\" (table or json)") }
         let engine = try global.engine()
-        let list = try engine.list().filter { all || $0.isRunning || $0.status == .restarting }
+        let health = try healthFilter(filter)
+        let list = try engine.list().filter { (all || $0.isRunning || $0.status == .restarting) && matchesHealth($0, health) }
         if quiet {
             for c in list { print(noTrunc ? c.id : c.config.shortID) }
             return
@@ -88,13 +90,42 @@ struct Ps: ParsableCommand {
         }
         switch c.status {
         case .created: return "Created"
-        case .running: return "Up " + since(c.state?.startedAt)
+        case .running: return "Up " + since(c.state?.startedAt) + healthSuffix(c)
         case .paused: return "Up \(since(c.state?.startedAt)) (Paused)"
         case .restarting: return "Restarting (\(c.exitCode)) \(since(c.state?.finishedAt)) ago"
         case .exited: return "Exited (\(c.exitCode)) \(since(c.state?.finishedAt)) ago"
         case .dead: return "Dead"
         }
     }
+}
+
+// MARK: health in `ps`
+
+/// " (healthy)", " (unhealthy)", " (health: starting)", as Docker shows it; "" without a check.
+func healthSuffix(_ c: Container) -> String {
+    guard let h = c.state?.health else { return "" }
+    return h.status == "starting" ? " (health: starting)" : " (\(h.status))"
+}
+
+/// The values of `--filter health=…` (Docker's: starting, healthy, unhealthy, none); other keys are refused.
+func healthFilter(_ specs: [String]) throws -> Set<String> {
+    var values: Set<String> = []
+    for spec in specs {
+        guard spec.hasPrefix("health=") else { throw HakoError(.failed, "invalid --filter \"\(spec)\": the filter supported is health=…") }
+        let v = String(spec.dropFirst(7))
+        guard ["starting", "healthy", "unhealthy", "none"].contains(v) else {
+            throw HakoError(.failed, "invalid --filter \"\(spec)\": health is starting, healthy, unhealthy or none")
+        }
+        values.insert(v)
+    }
+    return values
+}
+
+/// A container's health as the filter sees it: "none" without a check or when it is not running.
+func matchesHealth(_ c: Container, _ values: Set<String>) -> Bool {
+    guard !values.isEmpty else { return true }
+    let status = c.isRunning ? (c.state?.health?.status ?? "none") : "none"
+    return values.contains(status)
 }
 
 struct Logs: ParsableCommand {

@@ -28,6 +28,7 @@ struct ContainerOptions: ParsableArguments {
     @Option(name: .long("stop-signal"), help: "Signal that stops the container.") var stopSignal: String?
     @Option(name: .long("stop-timeout"), help: "Seconds to wait before killing on stop.") var stopTimeout: Int?
     @Option(name: .long("log-opt"), help: "Log options: max-size=SIZE, max-file=N.") var logOpt: [String] = []
+    @OptionGroup(title: "Health check") var health: HealthFlags
     @OptionGroup(title: "Resources and security") var isolation: IsolationFlags
     @OptionGroup var net: NetworkFlags
     @OptionGroup var storage: StorageFlags
@@ -57,6 +58,7 @@ struct ContainerOptions: ParsableArguments {
         o.stopTimeout = stopTimeout
         o.logOptions = logOpt
         o.isolation = isolation.options()
+        o.healthCheck = try health.healthCheck()
         return o
     }
 

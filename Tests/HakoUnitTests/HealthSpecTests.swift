@@ -39,7 +39,7 @@ import Testing
     }
 
     @Test func dockerDefaultsFillTheProbe() throws {
-        var c = try #require(Engine.healthCheck(HealthCheck(test: .shell("true")), image: nil))
+        var c = try #require(try Engine.healthCheck(HealthCheck(test: .shell("true")), image: nil))
         var config = sampleConfig()
         config.healthCheck = c
         let p = try #require(config.healthProbe)
@@ -60,7 +60,7 @@ import Testing
 
     @Test func flagsMergeOverTheImagesCheck() throws {
         let image = HealthCheck(test: .exec(["/check"]), interval: .seconds(10), retries: 2)
-        let merged = try #require(Engine.healthCheck(HealthCheck(test: .inherit, timeout: .seconds(1)), image: image))
+        let merged = try #require(try Engine.healthCheck(HealthCheck(test: .inherit, timeout: .seconds(1)), image: image))
         #expect(merged == HealthCheck(test: .exec(["/check"]), interval: .seconds(10), timeout: .seconds(1), retries: 2))
         #expect(try Engine.healthCheck(nil, image: image) == image)
         #expect(try Engine.healthCheck(nil, image: nil) == nil)

@@ -23,6 +23,8 @@ import Testing
         let stopped = ObservedTask(taskID: "t", containerID: "c", status: .exited, exitCode: 143, health: "unhealthy")
         #expect(AgentPlanner.status(a, stopped)?.message == "unhealthy container")
         #expect(AgentPlanner.status(a, stopped)?.state == .failed)
+        // Still failed while it is being stopped for its replacement.
+        #expect(AgentPlanner.status(assignment("t", desired: .shutdown, state: .failed), sick)?.state == .failed)
         // Starting and healthy tasks run on, their health reported.
         for h in ["starting", "healthy"] {
             let ok = ObservedTask(taskID: "t", containerID: "c", status: .running, health: h)

@@ -90,7 +90,9 @@ public enum AgentPlanner {
         switch c.status {
         case .created:
             return TaskStatus(taskID: a.taskID, state: a.desired == .running ? .starting : .shutdown, containerID: c.containerID)
-        case .running where c.health == unhealthy && a.desired == .running:
+        case .running where c.health == unhealthy:
+            // Failed, also once its replacement is asked for and while it is being stopped:
+            // a "running" report would take the failure back.
             return TaskStatus(taskID: a.taskID, state: .failed, containerID: c.containerID, message: "unhealthy container", health: c.health)
         case .running:
             return TaskStatus(taskID: a.taskID, state: .running, containerID: c.containerID,

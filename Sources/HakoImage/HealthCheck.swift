@@ -138,23 +138,6 @@ public struct HealthCheck: Sendable, Equatable {
         }
         return negative ? .zero - total : total
     }
-
-    /// "30s", "1m30s", "500ms": the shortest Go-style spelling.
-    public static func format(_ d: Duration) -> String {
-        let ns = d.nanoseconds
-        if ns == 0 { return "0s" }
-        if ns % 1_000_000_000 != 0 || ns < 1_000_000_000 {
-            if ns % 1_000_000 == 0 { return "\(ns / 1_000_000)ms" }
-            if ns % 1000 == 0 { return "\(ns / 1000)µs" }
-            return "\(ns)ns"
-        }
-        var s = ns / 1_000_000_000
-        var out = ""
-        if s >= 3600 { out += "\(s / 3600)h"; s %= 3600 }
-        if s >= 60 || (!out.isEmpty && s > 0) { out += "\(s / 60)m"; s %= 60 }
-        if s > 0 { out += "\(s)s" }
-        return out
-    }
 }
 
 public struct HealthCheckError: Error, Sendable, CustomStringConvertible {

@@ -69,6 +69,6 @@ let package = Package(
         .testTarget(name: "HakoImageTests", dependencies: ["HakoSystem", "HakoImage", "HakoTransport"]),
         .testTarget(name: "HakoNetworkTests", dependencies: ["HakoSystem", "HakoNetwork", "CMnl", "CNftnl"]),
         .testTarget(name: "HakoIntegrationTests", dependencies: ["HakoSystem", "HakoRuntime"]),
-        .testTarget(name: "HakoClusterTests", dependencies: ["HakoSystem", "HakoImage", "HakoCluster", "HakoNetwork", "HakoTransport", "COpenSSL"]),
+        .testTarget(name: "HakoClusterTests", dependencies: ["HakoSystem", "HakoCluster", "HakoNetwork", "HakoTransport", "COpenSSL"]),
     ]
 )

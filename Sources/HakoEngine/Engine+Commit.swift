@@ -26,6 +26,7 @@ extension Engine {
         config.workingDir = c.config.workingDir
         config.user = c.config.user.isEmpty ? nil : c.config.user
         config.labels = c.config.labels.isEmpty ? nil : c.config.labels
+        config.healthcheck = c.config.healthCheck
         config.stopSignal = c.config.stopSignal == SIGTERM ? base.config.stopSignal : Signals.name(c.config.stopSignal)
         let options = CommitOptions(config: config, changes: changes, author: author, message: message,
                                     createdBy: c.config.args.joined(separator: " "))

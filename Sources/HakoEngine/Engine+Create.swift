@@ -131,7 +131,19 @@ extension Engine {
         let exposed = (image.config.exposedPorts ?? []) + o.expose.map { $0.contains("/") ? $0.lowercased() : $0 + "/tcp" }
         config.networking = try ContainerNetworking.make(o.networking, mode: o.network, exposed: exposed)
         config.storage = try ContainerStorage.make(o.storage, imageVolumes: image.config.volumes ?? [])
+        config.healthCheck = try Engine.healthCheck(o.healthCheck, image: image.config.healthcheck)
         return config
+    }
+
+    /// Docker's merge of `--health-*` over the image's HEALTHCHECK: nil when
+    /// neither has one, the check (test `.none`) when it is disabled.
+    static func healthCheck(_ flags: HealthCheck?, image: HealthCheck?) throws -> HealthCheck? {
+        guard let merged = flags.map({ $0.merged(over: image) }) ?? image else { return nil }
+        do { try merged.validate() } catch { throw HakoError(.failed, "invalid health check: \(error.description)") }
+        if case .inherit = merged.test {
+            throw HakoError(.failed, "--health-* options need a test: --health-cmd, or an image with a HEALTHCHECK")
+        }
+        return merged
     }
 
     /// The kernel's one fixed limit on a command line: execve refuses (E2BIG)

@@ -61,6 +61,10 @@ extension Engine {
             var (runtime, monitor) = SpecBuilder.build(config: config, paths: cp, nameLink: paths.nameLink(config.name), user: user,
                                                        cgroup: placement, cgroupView: driver.view(of: id), terminal: terminal)
             try prepareNetworkAndStorage(config, runtime: &runtime, monitor: &monitor)
+            if monitor.health != nil {
+                monitor.eventLog = eventLog.path
+                monitor.eventAttributes = eventAttributes(config).serialized()
+            }
             runtime = SpecBuilder.harden(runtime, config: config, hardening)
             // A detached overlay (user namespaces) is built layer by layer; the classic mount data must fit in a page.
             if let o = runtime.overlay, !o.detached { runtime.overlay = try fitOverlay(o) }
@@ -137,6 +141,7 @@ public enum SpecBuilder {
         m.logMaxFiles = config.logMaxFiles
         m.restart = config.restart
         m.stopSignal = config.stopSignal
+        m.health = config.healthProbe
         if config.autoRemove {
             m.removeDirs = [cp.dir]
             m.removeLinks = [nameLink]

@@ -37,6 +37,7 @@ struct ServiceFlags: ParsableArguments {
     @Option(name: [.long("network"), .long("net")], help: "Network: cluster (the default: the node's bridge on its leased subnet), host or none.") var network: String?
     @Option(name: .long("stop-signal"), help: "Signal that stops the containers.") var stopSignal: String?
     @Option(name: .long("stop-timeout"), help: "Seconds to wait before killing on stop.") var stopTimeout: Int?
+    @OptionGroup(title: "Health check") var health: HealthFlags
 
     /// Applies the flags given to `spec`.
     func apply(to spec: inout ServiceSpec) throws {
@@ -83,6 +84,8 @@ struct ServiceFlags: ParsableArguments {
         if let n = network { spec.network = n }
         if let s = stopSignal { spec.stopSignal = s }
         if let t = stopTimeout { spec.stopTimeout = t }
+        // Given flags change the service's check field by field (the test too, when given).
+        if let h = try health.healthCheck() { spec.healthCheck = h.merged(over: spec.healthCheck) }
     }
 }
 

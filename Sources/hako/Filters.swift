@@ -94,8 +94,7 @@ enum TimeArgument {
 
 extension Filters where Item == Container {
     /// `ps --filter`: the keys docker's takes. `ancestor`, `network` and
-    /// `volume` need the engine; `health` joins the table when containers have
-    /// health checks.
+    /// `volume` need the engine.
     static func containers(_ args: [String], engine: Engine) throws -> Filters<Container> {
         let statuses = ["created", "restarting", "running", "removing", "paused", "exited", "dead"]
         func imageIDs(_ ref: String) -> Set<String> {
@@ -130,6 +129,12 @@ extension Filters where Item == Container {
             "volume": Key { c, v in
                 (c.config.storage?.mounts ?? []).contains { ($0.kind == .volume && $0.source == v) || $0.target == v }
             },
+            // Docker's: a container's health, "none" without a check or when it is not running.
+            "health": Key(validate: { v in
+                guard ["starting", "healthy", "unhealthy", "none"].contains(v) else {
+                    throw HakoError(.failed, "invalid filter 'health=\(v)' (one of starting, healthy, unhealthy, none)")
+                }
+            }) { c, v in (c.isRunning ? (c.state?.health?.status ?? "none") : "none") == v },
         ]
         keys["before"] = Key { c, v in
             guard let other = try? engine.lookup(v) else { return false }

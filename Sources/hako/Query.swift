@@ -52,7 +52,7 @@ struct Ps: ParsableCommand {
     @Flag(name: [.short("l"), .long("latest")], help: "Show only the latest created container.") var latest = false
     @Option(name: [.short("n"), .long("last")], help: "Show the n last created containers (all states).") var last = -1
     @Option(name: [.short("f"), .long("filter")],
-            help: "Filter: status=, name=, label=KEY[=VALUE], ancestor=, network=, volume=, id=, exited=, before=, since=.") var filter: [String] = []
+            help: "Filter: status=, name=, label=KEY[=VALUE], ancestor=, network=, volume=, id=, exited=, before=, since=, health=.") var filter: [String] = []
     @Option(name: .long("format"), help: "Output format: table, json (one object per line), or a Go template (table TEMPLATE for columns).") var format = "table"
 
     struct Row: Codable {
@@ -106,13 +106,21 @@ struct Ps: ParsableCommand {
         }
         switch c.status {
         case .created: return "Created"
-        case .running: return "Up " + since(c.state?.startedAt)
+        case .running: return "Up " + since(c.state?.startedAt) + healthSuffix(c)
         case .paused: return "Up \(since(c.state?.startedAt)) (Paused)"
         case .restarting: return "Restarting (\(c.exitCode)) \(since(c.state?.finishedAt)) ago"
         case .exited: return "Exited (\(c.exitCode)) \(since(c.state?.finishedAt)) ago"
         case .dead: return "Dead"
         }
     }
+}
+
+// MARK: health in `ps`
+
+/// " (healthy)", " (unhealthy)", " (health: starting)", as Docker shows it; "" without a check.
+func healthSuffix(_ c: Container) -> String {
+    guard let h = c.state?.health else { return "" }
+    return h.status == "starting" ? " (health: starting)" : " (\(h.status))"
 }
 
 struct Logs: ParsableCommand {

@@ -33,6 +33,7 @@ struct ContainerOptions: ParsableArguments {
     @Option(name: .long("group-add"), help: "Add a supplementary group (a name in the container's /etc/group, or a number).") var groupAdd: [String] = []
     @Option(name: .long("cidfile"), help: "Write the container ID to this file (which must not exist).") var cidfile: String?
     @Flag(name: .long("init"), help: "Run hako-init as PID 1: it passes signals on to the command and reaps orphaned processes.") var initProcess = false
+    @OptionGroup(title: "Health check") var health: HealthFlags
     @OptionGroup(title: "Resources and security") var isolation: IsolationFlags
     @OptionGroup var net: NetworkFlags
     @OptionGroup var storage: StorageFlags
@@ -69,6 +70,7 @@ struct ContainerOptions: ParsableArguments {
             o.shmSize = n
         }
         o.isolation = isolation.options()
+        o.healthCheck = try health.healthCheck()
         return o
     }
 

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Foundation
 import HakoSystem
+import HakoTestSupport
 import Testing
 
 /// A service with a health check on the harness: a replica made unhealthy

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Foundation
 import HakoSystem
+import HakoTestSupport
 import Testing
 
 /// Health checks run by each container's monitor: Docker's schedule, retries,

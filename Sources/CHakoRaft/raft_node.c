@@ -207,6 +207,12 @@ static void do_event(struct hako_raft *r, struct event *e) {
     int rv;
     switch (e->kind) {
     case EV_PROPOSE: {
+        if (e->len == 0 || e->len % 8 != 0) {
+            /* libraft's segments store each entry padded to 8 bytes and load it
+             * back at that length: anything else would be misread after a restart. */
+            r->cb.done(r->cb.ctx, e->token, RAFT_INVALID, "an entry must be a multiple of 8 bytes long");
+            break;
+        }
         struct proposal *p = calloc(1, sizeof *p);
         struct raft_buffer buf = {raft_malloc(e->len ? e->len : 1), e->len};
         if (p == NULL || buf.base == NULL) {

@@ -60,7 +60,9 @@ typedef struct hako_raft_options {
 
 /* Starts the thread; 0, or an error code with `err` filled. */
 int hako_raft_start(const hako_raft_options *o, const hako_raft_callbacks *cb, hako_raft **out, char *err, size_t errlen);
-/* Thread-safe. Copies `data`; `done` reports the outcome under `token`. */
+/* Thread-safe. Copies `data` (a nonzero multiple of 8 bytes: libraft's log
+ * format pads entries to 8 and reads them back so); `done` reports the
+ * outcome under `token`. */
 void hako_raft_propose(hako_raft *r, uint64_t token, const void *data, size_t len);
 /* Thread-safe. A membership change; `done` reports it under `token`. */
 void hako_raft_change(hako_raft *r, uint64_t token, int kind, uint64_t id, const char *address);

@@ -279,7 +279,8 @@ final class ClusterHATests {
         let others = (0..<3).filter { $0 != l }
         kill9(others[0])
         kill9(others[1])
-        // The leader steps down within its election timeout; nothing is written.
+        // The leader steps down within its election timeout; then nothing is written.
+        #expect(h.eventually(10) { self.leader() == nil }, "the leader did not step down")
         var r = Output(status: 0, stdout: "", stderr: "")
         #expect(h.eventually(10) {
             r = self.cli("service", "create", "--no-resolve-image", "--name", "after", "busybox:test", "sleep", "3600", timeout: 20)

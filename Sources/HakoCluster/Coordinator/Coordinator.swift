@@ -117,6 +117,7 @@ public final class Coordinator: @unchecked Sendable {
                 let fresh = try CoordinatorCore(config: config, store: store, ca: ca, trust: try pki.loadTrust(),
                                                 clock: clock, random: random, log: log)
                 fresh.replicate = { [replica, commitTimeout] batch in try replica.commit(batch, timeout: commitTimeout) }
+                fresh.replicationFailed = { [unowned self] in self.dropLead() }
                 core = fresh
                 leading = true
                 dropConnections("the leader changed")
@@ -130,6 +131,19 @@ public final class Coordinator: @unchecked Sendable {
             log.info("following (term \(status.term)): \(leaderDescription(status))")
         } else {
             log.debug("raft: \(status.role) term \(status.term), \(leaderDescription(status))")
+        }
+    }
+
+    /// A commit failed: what this core holds in memory is not the cluster's.
+    /// It stops leading at once; if Raft still says it leads, it takes the
+    /// lead again from the store (without the change that was not committed).
+    func dropLead() {
+        guard leading else { return }
+        leading = false
+        dropConnections("a change could not be committed")
+        loop.after(0.2) { [weak self] in
+            guard let self, let s = self.replica?.status else { return }
+            self.raftChanged(s)
         }
     }
 
@@ -153,7 +167,10 @@ public final class Coordinator: @unchecked Sendable {
         let own = clientAddress
         var members: [CoordinatorsReply.Member] = []
         for (id, raftAddress) in replica.members.sorted(by: { $0.key < $1.key }) {
-            let address: String = id == me ? own : (book[id] ?? "")
+            // One that never led nor joined has not told its client port: the
+            // usual one beside its Raft address (coordinators share a configuration).
+            let guess = (try? Endpoint(parsing: raftAddress)).map { Endpoint(host: $0.host, port: port).description } ?? ""
+            let address: String = id == me ? own : (book[id] ?? guess)
             members.append(CoordinatorsReply.Member(id: id, address: address, raftAddress: raftAddress))
         }
         return CoordinatorsReply(leader: leader, address: clientAddress,

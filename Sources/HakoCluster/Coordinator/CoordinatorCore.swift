@@ -76,6 +76,8 @@ public final class CoordinatorCore {
     /// With several coordinators: commits a batch through Raft (returns once
     /// it is applied to the local store); nil: written to the store directly.
     public var replicate: ((StoreBatch) throws -> Void)?
+    /// Called when `replicate` fails: the changes in memory must not be kept.
+    public var replicationFailed: (() -> Void)?
 
     struct PendingLogs {
         var admin: Int
@@ -161,6 +163,12 @@ public final class CoordinatorCore {
         if !batch.isEmpty {
             do {
                 if let replicate { try replicate(batch) } else { try store.commit(batch) }
+            } catch where replicate != nil {
+                // Not committed (no quorum, or no longer the leader): this
+                // core's memory is ahead of the cluster's; it is dropped.
+                log.error("cannot commit through Raft: \(error)")
+                replicationFailed?()
+                return
             } catch {
                 // The in-memory state is ahead of the disk; the next commit retries the same rows.
                 log.error("cannot write the store: \(error)")

@@ -267,6 +267,29 @@ final class ClusterHATests {
         #expect(h.eventually(15) { self.reachable() == 3 })
     }
 
+    /// Backup and restore as docs/cluster.md says: a stopped coordinator's
+    /// data directory copied away; every coordinator lost; the copy started
+    /// alone with --force-new-cluster leads with the state of the backup.
+    @Test func restoreFromBackupWithForceNewCluster() throws {
+        try #require(bootstrap(), "no leader among three coordinators")
+        #expect(cli("service", "create", "--no-resolve-image", "--name", "kept", "busybox:test", "sleep", "3600").status == 0)
+        let l = try #require(leader())
+        let follower = (l + 1) % 3
+        h.stop(coordinators[follower])
+        coordinators[follower] = 0
+        h.sh(["/bin/cp", "-a", dataDir(follower), h.base + "/backup"])
+        for i in 0..<3 { h.stop(coordinators[i]); coordinators[i] = 0 }
+        for i in 0..<3 { try? FileManager.default.removeItem(atPath: dataDir(i)) }
+        h.sh(["/bin/cp", "-a", h.base + "/backup", dataDir(0)])
+        coordinators[0] = Subprocess.spawn(["/usr/bin/nsenter", "--net=/run/netns/\(h.nodes[0].netns)", "--", Binaries.hako, "coordinator",
+                                            "--config", config(0), "--force-new-cluster"],
+                                           stderr: h.base + "/c1.log.\(Int(monotonicSeconds() * 1000))")
+        #expect(h.eventually(15) { self.services() == ["kept"] }, "the restored coordinator does not lead with the backup's state")
+        #expect(coordinatorRows().filter { $0["reachable"] as? Bool == true }.count == 1)
+        #expect(cli("service", "create", "--no-resolve-image", "--name", "after", "busybox:test", "sleep", "3600").status == 0,
+                "a cluster of one voter commits alone")
+    }
+
     func reachable() -> Int {
         coordinatorRows().filter { $0["reachable"] as? Bool == true }.count
     }

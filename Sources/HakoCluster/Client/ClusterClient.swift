@@ -125,6 +125,8 @@ public final class ClusterClient {
         var answered = Set<String>()
         var members: [String: CoordinatorsReply.Member] = [:]
         var leader: String?
+        // The leader's list is the membership (a removed coordinator still names itself).
+        var leaderMembers: [CoordinatorsReply.Member]?
         while !queue.isEmpty {
             let a = queue.removeFirst()
             guard asked.insert(a).inserted else { continue }
@@ -137,13 +139,15 @@ public final class ClusterClient {
             answered.insert(a)
             answered.insert(r.address)
             if leader == nil { leader = r.leader }
+            if r.leader == r.address { leaderMembers = r.members }
             if a != r.address, members[a]?.id == 0 { members[a] = nil }
             for m in r.members where !m.address.isEmpty {
                 members[m.address] = m
                 if !asked.contains(m.address) { queue.append(m.address) }
             }
         }
-        return members.values.sorted { ($0.id, $0.address) < ($1.id, $1.address) }.map {
+        let listed = leaderMembers ?? Array(members.values)
+        return listed.sorted { ($0.id, $0.address) < ($1.id, $1.address) }.map {
             CoordinatorState(id: $0.id, address: $0.address, raftAddress: $0.raftAddress, leader: $0.address == leader, reachable: answered.contains($0.address))
         }
     }

@@ -14,7 +14,7 @@ BIN_DIR := .build/release
 # installed on a machine that only builds or runs hako.
 RUN_DEB_PACKAGES := libmnl0 ca-certificates
 BUILD_DEB_PACKAGES := make gcc libc6-dev libcap-dev libseccomp-dev libmnl-dev libnftnl-dev zlib1g-dev libzstd-dev \
-	libssl-dev libsqlite3-dev libyaml-dev
+	libssl-dev libsqlite3-dev libyaml-dev libraft-dev libuv1-dev liblz4-dev
 TEST_DEB_PACKAGES := busybox-static tar gzip util-linux procps iproute2 nftables jq runc crun python3 \
 	docker-registry podman skopeo apache2-utils openssl containerd curl iputils-ping zsh fish systemd \
 	crossbuild-essential-arm64 crossbuild-essential-armhf qemu-user-static \

@@ -24,6 +24,11 @@ let package = Package(
         .systemLibrary(name: "CNftnl", path: "Sources/CNftnl"),
         .systemLibrary(name: "CZstd", path: "Sources/CZstd"),
         .systemLibrary(name: "CYAML", path: "Sources/CYAML"),
+        // Raft (libraft, with libuv as its I/O): the coordinators' replicated store.
+        .systemLibrary(name: "CRaft", path: "Sources/CRaft"),
+        // The Raft node's C side: libuv loop thread, FSM trampolines, the TLS-pumped transport.
+        .target(name: "CHakoRaft", dependencies: ["CRaft"], path: "Sources/CHakoRaft",
+                cSettings: [.define("_GNU_SOURCE")]),
 
         // system: thin typed Swift over syscalls.
         .target(name: "HakoSystem", dependencies: ["CHakoShim"]),
@@ -47,7 +52,7 @@ let package = Package(
         .target(name: "HakoOCIRuntime", dependencies: ["HakoSystem", "HakoRuntime", "HakoSecurity", "CHakoShim"]),
 
         // cluster: coordinator, agent, protocol, PKI, store, scheduler (the engine never imports it)
-        .target(name: "HakoCluster", dependencies: ["CHakoShim", "HakoSystem", "HakoTransport", "HakoImage", "HakoEngine", "HakoNetwork", "COpenSSL", "CSQLite"]),
+        .target(name: "HakoCluster", dependencies: ["CHakoShim", "HakoSystem", "HakoTransport", "HakoImage", "HakoEngine", "HakoNetwork", "COpenSSL", "CSQLite", "CRaft", "CHakoRaft"]),
 
         // command-line parsing, help and completions for hako, without reflection (start-up is a container's start)
         .target(name: "HakoCLI"),

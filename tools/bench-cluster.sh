@@ -3,7 +3,8 @@
 # floors measured in the same run and the peers' published figures.
 #   1. scheduler throughput in-process: 1,000 simulated nodes, 200,000 tasks,
 #      placements committed to the SQLite store in batches of 5,000
-#      (goal >= 37,500 placements/s; floor: the same batches' commits alone)
+#      (goal >= 37,500 placements/s; floor: the same batches' commits alone);
+#      the same through Raft to three coordinators' stores (goal >= 20,000/s)
 #   2. coordinator with 10 nodes (the real agent code with an in-memory
 #      runtime, over real mutual TLS) and 1,000 tasks: idle RSS (goal <= 30 MB)
 #      and disk writes over an idle window from /proc/PID/io, extrapolated to
@@ -85,6 +86,10 @@ per_cpu=$(sed -n 's/.*placements_per_cpu_s=\([0-9]*\).*/\1/p' "$W/sched.txt")
 only=$(sed -n 's/.*scheduler_only_per_s=\([0-9]*\).*/\1/p' "$W/sched.txt")
 commit_ms=$(sed -n 's/.*commit_ms=\([0-9]*\).*/\1/p' "$W/sched.txt")
 commit_rate=$(awk -v ms="$commit_ms" 'BEGIN { printf "%d", 200000 / (ms / 1000) }')
+echo "== scheduler: the same batches committed through Raft to three coordinators' stores (mutual TLS, loopback)"
+"$BENCH" scheduler --nodes 1000 --tasks 200000 --batch 5000 --raft 3 "$W/sched-raft.db" | tee "$W/sched-raft.txt"
+raft_rate=$(sed -n 's/^placements_per_s=\([0-9]*\).*/\1/p' "$W/sched-raft.txt")
+raft_per_cpu=$(sed -n 's/.*placements_per_cpu_s=\([0-9]*\).*/\1/p' "$W/sched-raft.txt")
 
 # ---------------------------------------------------- 2. coordinator, 10 nodes
 echo "== coordinator: 10 simulated nodes, 1,000 tasks, then idle"
@@ -317,6 +322,8 @@ printf '| scheduler: placements/s committed to SQLite (1,000 nodes, 200k tasks, 
 printf '| the same per CPU second (what other programs on the machine cannot take away) | %s | >= 37,500 | | |\n' "$per_cpu"
 printf '| scheduler alone: placements/s | %s | | kube-scheduler 100-450 pods/s (published) | %sx of 450 |\n' "$only" "$(ratio "$only" 450)"
 printf '| SQLite commits alone: rows/s (floor, same batches) | %s | | | |\n' "$commit_rate"
+printf '| placements/s committed through Raft to 3 coordinators (same batches; the 3 in one process) | %s (per CPU s: %s) | >= 20,000 | one coordinator, first row: %s | %sx of one |\n' \
+  "$raft_rate" "$raft_per_cpu" "$rate" "$(ratio "$raft_rate" "$rate")"
 printf '| coordinator RSS, 10 nodes + 1,000 tasks, idle | %s MB | <= 30 MB | k3s server 535 MB (published) | %s |\n' "$(mb "$coord_rss_idle")" "$(ratio "$coord_rss_idle" $((535 * 1024)))"
 printf '| 1,000 tasks placed and reported running (10 nodes) | %s s | | | |\n' "$place_s"
 printf '| coordinator disk writes, %s s idle -> per 10 min | %s B -> %s B | ~0 | while placing the 1,000 tasks: %s kB (the measure sees writes) | |\n' "$IDLE" "$idle_writes" "$per10" "$((busy_writes / 1024))"

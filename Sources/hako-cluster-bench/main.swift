@@ -1,7 +1,10 @@
 // hako-cluster-bench: the cluster's in-process measurements for tools/bench-cluster.sh.
-//   scheduler [--nodes N] [--tasks N] [--batch N] [--replicas N] DB
+//   scheduler [--nodes N] [--tasks N] [--batch N] [--replicas N] [--raft N] DB
 //       placements per second: the scheduler over N simulated nodes, each batch
-//       of placements committed to the SQLite store in one transaction.
+//       of placements committed to the SQLite store in one transaction; with
+//       --raft N, committed through Raft to N coordinators' stores instead (N
+//       replicas in this process, mutual TLS over loopback, the leader's commit
+//       waiting for a majority and its own store).
 //   agents --coordinator ADDR --credentials DIR --state DIR [--nodes N]
 //       N simulated nodes: the real agent code over real mutual TLS, with an
 //       in-memory runtime (tasks "run" at once); runs until SIGTERM.
@@ -33,6 +36,10 @@ func schedulerBench() throws {
     let nodes = arg("--nodes", 1000), total = arg("--tasks", 200_000), batch = arg("--batch", 5000), replicas = arg("--replicas", 100)
     guard let db = CommandLine.arguments.last, db.hasSuffix(".db") else { die("scheduler: give a DB path ending in .db") }
     let store = try Store(path: db)
+    let raft = arg("--raft", 0)
+    let replicas3 = raft > 0 ? try raftReplicas(raft, dir: db + ".raft") : []
+    defer { for r in replicas3 { r.stop() } }
+    if raft > 0 && !replicas3.contains(where: { $0.status.role == .leader }) { die("no Raft leader among \(raft) replicas") }
     var rng = SeededRandom(seed: 1)
     var snap = ClusterSnapshot(nodes: (0..<nodes).map { i in
         let rec = NodeRecord(id: "node-\(i)", name: "pi-\(i)", hostname: "pi-\(i)",
@@ -82,7 +89,12 @@ func schedulerBench() throws {
             if let n = p.nodeID { t.nodeID = n; t.state = .assigned; placed += 1 } else { t.message = p.reason; unplaced += 1 }
             b.tasks.append(t)
         }
-        try store.commit(b)
+        if raft > 0 {
+            guard let leader = replicas3.first(where: { $0.status.role == .leader }) else { die("no Raft leader") }
+            try leader.commit(b, timeout: 60)
+        } else {
+            try store.commit(b)
+        }
         let t2 = monotonicSeconds()
         schedulingTime += t1 - t0
         commitTime += t2 - t1
@@ -90,12 +102,41 @@ func schedulerBench() throws {
     let elapsed = monotonicSeconds() - start
     let cpu = cpuSeconds() - cpu0
     let counts = snap.nodes.map(\.tasks)
-    print("nodes=\(nodes) tasks=\(placed + unplaced) placed=\(placed) unplaced=\(unplaced) batch=\(batch)")
+    print("nodes=\(nodes) tasks=\(placed + unplaced) placed=\(placed) unplaced=\(unplaced) batch=\(batch) raft=\(raft)")
     func ms(_ s: Double) -> Int { Int((s * 1000).rounded()) }
     // Per CPU second too: on a shared machine the wall clock also counts other programs' time.
     print("placements_per_cpu_s=\(Int(Double(placed + unplaced) / cpu)) cpu_ms=\(ms(cpu))")
     print("placements_per_s=\(Int(Double(placed + unplaced) / elapsed)) scheduler_only_per_s=\(Int(Double(placed + unplaced) / schedulingTime)) commit_ms=\(ms(commitTime)) total_ms=\(ms(elapsed))")
     print("spread: min=\(counts.min() ?? 0) max=\(counts.max() ?? 0) tasks per node")
+}
+
+/// `n` replicas of a fresh store on loopback ports, once one of them leads.
+func raftReplicas(_ n: Int, dir: String) throws -> [RaftReplica] {
+    let now = Timestamp.now().secondsSince1970
+    let ca = try CertificateAuthority.create(clusterID: "benchcluster01", now: now)
+    let base = UInt16(30000 + Int(getpid()) % 20000)
+    let peers = (0..<n).map { (UInt64($0 + 1), "127.0.0.1:\(base + UInt16($0))") }
+    var out: [RaftReplica] = []
+    for i in 0..<n {
+        let data = "\(dir)/c\(i)"
+        try FS.makeDirectories(data, mode: 0o700)
+        var b = StoreBatch()
+        b.meta = ["cluster_id": "benchcluster01"]
+        try Store(path: data + "/cluster.db").commit(b)
+        let key = try PrivateKey.generate()
+        let cert = try ca.issue(key: key, commonName: "coordinator", role: .coordinator, notBefore: now - 300, notAfter: now + 86400, sans: ["127.0.0.1"])
+        var s = RaftSettings(id: UInt64(i + 1), address: Endpoint(host: "127.0.0.1", port: base + UInt16(i)))
+        s.bootstrap = peers
+        // Three replicas share this process's CPU with the scheduler: a long
+        // election timeout keeps a busy moment from costing the leadership.
+        s.electionTimeout = 5
+        s.heartbeat = 0.2
+        let creds = RaftTransport.Credentials(certificate: cert, key: key, chain: ca.certificate, trust: TrustBundle([ca.certificate]), clusterID: "benchcluster01")
+        out.append(try RaftReplica(settings: s, dataDir: data, databasePath: data + "/cluster.db", tls: creds, log: .silent) { _ in })
+    }
+    let until = monotonicSeconds() + 15
+    while monotonicSeconds() < until, !out.contains(where: { $0.status.role == .leader }) { usleep(20_000) }
+    return out
 }
 
 /// Tasks "run" the moment they start; nothing touches the kernel.

@@ -10,7 +10,7 @@ struct Cluster: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cluster",
         abstract: "Manage a cluster through its coordinator.",
-        subcommands: [ClusterInitCommand.self, ClusterToken.self, ClusterNode.self, ClusterService.self, ClusterEvents.self, ClusterCredentials.self, ClusterCA.self])
+        subcommands: [ClusterInitCommand.self, ClusterToken.self, ClusterNode.self, ClusterService.self, ClusterEvents.self, ClusterCredentials.self, ClusterCA.self, ClusterCoordinator.self])
 }
 
 /// Where the admin credentials are and which coordinator to talk to.
@@ -81,20 +81,23 @@ struct ClusterToken: ParsableCommand {
     @OptionGroup var options: ClusterOptions
     @Option(name: .long("ttl"), help: "How long the token is valid (default: the coordinator's join_token_ttl, 1h).") var ttl: String?
     @Flag(name: [.short("q"), .long("quiet")], help: "Print only the token.") var quiet = false
+    @Option(name: .long("role"), help: "node (default) or coordinator: who joins with it.") var role = "node"
 
     func run() throws {
         try clusterCommand {
+            let joining = try PKIRole.joining(role)
             var seconds: Double?
             if let t = ttl {
                 guard let s = Durations.parse(t) else { throw HakoError(.failed, "invalid --ttl \"\(t)\" (e.g. 30m, 2h)") }
                 seconds = s
             }
             let client = try options.client()
-            let r = try client.request(MessageType.tokenCreate, TokenCreateRequest(ttl: seconds), as: TokenReply.self)
+            let r = try client.request(MessageType.tokenCreate, TokenCreateRequest(ttl: seconds, role: joining.rawValue), as: TokenReply.self)
             if options.json { try printJSON(r); return }
             if quiet { print(r.token); return }
             print(r.token)
-            writeStderr("single use, valid until \(Timestamp(seconds: Int64(r.expires)).rfc3339); on the node: hako agent --config FILE --join TOKEN \(client.endpoint)\n")
+            let how = joining == .coordinator ? "on the new coordinator: hako coordinator --config FILE --join TOKEN" : "on the node: hako agent --config FILE --join TOKEN"
+            writeStderr("single use, valid until \(Timestamp(seconds: Int64(r.expires)).rfc3339); \(how) \(client.endpoint)\n")
         }
     }
 }

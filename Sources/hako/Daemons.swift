@@ -23,17 +23,35 @@ struct CoordinatorCommand: ParsableCommand {
         abstract: "Run the cluster coordinator (state in SQLite, mutual-TLS line protocol; stops on SIGTERM).")
     @Option(name: .long("config"), help: "The coordinator's configuration file (see config/coordinator.toml).") var config: String?
     @Option(name: .long("log-level"), help: "Log level, over the configuration's: debug, info, warn, error.") var logLevel: LogLevel?
+    @Option(name: .long("join"), parsing: .upToNextOption,
+            help: "Join a cluster as a coordinator first: TOKEN (hako cluster token --role coordinator) COORDINATOR_ADDRESS.") var join: [String] = []
+    @Flag(name: .long("force-new-cluster"),
+          help: "Start a cluster of this coordinator alone from its data, after a majority of the coordinators is lost for good.") var forceNewCluster = false
 
     func run() throws {
         try clusterCommand {
             var c = try config.map { try CoordinatorConfig.load($0) } ?? CoordinatorConfig()
             if let l = logLevel?.clusterLevel { c.logLevel = l }
-            Daemon.blockStopSignals()
             let log = ClusterLog(component: "coordinator", level: c.logLevel)
+            if !join.isEmpty {
+                guard join.count == 2 else { throw ValidationError("--join takes TOKEN COORDINATOR_ADDRESS") }
+                try CoordinatorJoin.run(token: join[0], address: join[1], config: c, log: log)
+            }
+            if forceNewCluster {
+                guard c.raft != nil else { throw ValidationError("--force-new-cluster needs raft_address and raft_id in the configuration") }
+                c.raft?.forceNewCluster = true
+                log.warning("--force-new-cluster: this coordinator alone is the cluster now; join the others again with new tokens")
+            }
+            Daemon.blockStopSignals()
             let coordinator = try Coordinator(config: c, log: log)
             Daemon.onStopSignal { sig in
                 log.info("\(Signals.name(sig)): stopping")
                 coordinator.stop()
+            }
+            if !join.isEmpty {
+                let known = [join[1]]
+                let address = coordinator.clientAddress
+                Threads.detach { CoordinatorJoin.add(config: c, clientAddress: address, known: known, log: log) }
             }
             coordinator.run()
         }

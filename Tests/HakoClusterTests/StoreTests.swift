@@ -25,7 +25,7 @@ import Testing
         b.nodes = [node]
         b.services = [svc]
         b.tasks = [task("t1", service: svc, slot: 1, node: "n1"), task("t2", service: svc, slot: 2, node: nil)]
-        b.leases = [("10.88.0.0/24", "n1")]
+        b.leases = [LeaseRecord(subnet: "10.88.0.0/24", node: "n1")]
         b.tokens = [JoinTokenRecord(id: "tk", secretHash: "h", created: 1, expires: 2, usedAt: nil, usedBy: nil)]
         b.certs = [CertRecord(serial: "ab", subject: "n1", role: "node", notAfter: 9, revoked: false)]
         try store.commit(b)

@@ -40,6 +40,11 @@ public final class Agent: @unchecked Sendable {
     var watchdog: Int?
     var reconnectDelay = 0.1
     var refusedReason: String?
+    /// Every coordinator this node knows (learned at join, then from the
+    /// leader at each session), and the one it tries next: a follower names
+    /// the leader, an unreachable one is passed over.
+    var coordinators: [String] = []
+    var nextCoordinator = 0
 
     var assignments: [String: Assignment] = [:]
     var haveAssignment = false
@@ -85,6 +90,7 @@ public final class Agent: @unchecked Sendable {
         let detected = probe.capacity()
         capacity = Resources(cpuMillis: config.cpuMillis > 0 ? config.cpuMillis : detected.cpuMillis,
                              memory: config.memory > 0 ? config.memory : detected.memory)
+        coordinators = Agent.knownCoordinators(config.coordinator ?? identity.coordinator, saved: creds.dir + "/" + Agent.coordinatorsFile)
         loop = try PollLoop()
         // Before the workers first allocate: one heap arena, not one per worker.
         ResidentMemory.shareOneHeapArena()
@@ -92,7 +98,56 @@ public final class Agent: @unchecked Sendable {
         try startMetrics()
     }
 
-    var endpoint: String { config.coordinator ?? identity.coordinator }
+    var endpoint: String { coordinators.isEmpty ? identity.coordinator : coordinators[nextCoordinator % coordinators.count] }
+
+    /// The coordinators the leader last listed, one address a line, in the state dir.
+    static let coordinatorsFile = "coordinators"
+
+    static func knownCoordinators(_ configured: String, saved: String) -> [String] {
+        var out: [String] = []
+        let words = configured.split(whereSeparator: { $0 == "," || $0 == " " }).map(String.init)
+            + ((try? FS.readString(saved)) ?? "").split(separator: "\n").map(String.init)
+        for w in words where !w.isEmpty && !out.contains(w) { out.append(w) }
+        return out
+    }
+
+    /// The next coordinator, after this one failed or closed the session.
+    func passOver() {
+        if !coordinators.isEmpty { nextCoordinator = (nextCoordinator + 1) % coordinators.count }
+    }
+
+    /// A follower named the leader (or none: no quorum).
+    func redirected(_ message: String) {
+        let marker = " the leader is "
+        if let r = message.firstRange(of: marker) {
+            let leader = String(message[r.upperBound...]).trimmed
+            if let i = coordinators.firstIndex(of: leader) { nextCoordinator = i } else {
+                coordinators.append(leader)
+                nextCoordinator = coordinators.count - 1
+            }
+            reconnectDelay = 0.05
+            log.info("\(message): moving there")
+        } else {
+            passOver()
+            log.warning("\(message)")
+        }
+    }
+
+    /// Asks the leader for every coordinator's address and keeps them (here and on disk).
+    func learnCoordinators(_ c: LineConnection) {
+        let id = c.makeRequestID()
+        replies[id] = { [weak self] env in
+            guard let self, env.type == MessageType.reply, let r = try? env.body(CoordinatorsReply.self) else { return }
+            let current = self.endpoint
+            var list = r.coordinators
+            if !list.contains(current) { list.insert(current, at: 0) }
+            guard list != self.coordinators else { return }
+            self.coordinators = list
+            self.nextCoordinator = list.firstIndex(of: current) ?? 0
+            try? FS.writeAtomic(self.creds.dir + "/" + Agent.coordinatorsFile, list.joined(separator: "\n") + "\n", mode: 0o644)
+        }
+        c.send(WireEncoder.request(MessageType.coordinators, id: id, EmptyBody()))
+    }
 
     /// Runs until `stop()`.
     public func run() {
@@ -129,6 +184,7 @@ public final class Agent: @unchecked Sendable {
             fd = try Sockets.connect(ep, timeout: 3)
         } catch {
             log.warning("cannot reach the coordinator: \(error)")
+            passOver()
             scheduleReconnect()
             return
         }
@@ -182,6 +238,11 @@ public final class Agent: @unchecked Sendable {
     }
 
     func helloAnswered(_ env: Envelope) {
+        if env.error?.code == .notLeader {
+            redirected(env.error?.message ?? "not the leader")
+            conn?.close("not the leader")
+            return
+        }
         guard env.type == MessageType.reply, let r = try? env.body(HelloReply.self) else {
             let why = env.error?.message ?? "unexpected answer to hello"
             log.error("the coordinator refused the session: \(why)")
@@ -197,6 +258,7 @@ public final class Agent: @unchecked Sendable {
             identity.subnet = r.subnet
             try? identity.save(creds)
         }
+        if let c = conn { learnCoordinators(c) }
         log.info("session open with \(endpoint): subnet \(r.subnet) of \(r.clusterCIDR), heartbeat every ~\(r.heartbeatMs) ms")
         scheduleHeartbeat(after: Double(r.heartbeatMs) / 1000)
         // A certificate of a retired root, or one due, is replaced now rather than at the next check.
@@ -220,11 +282,14 @@ public final class Agent: @unchecked Sendable {
         if let t = heartbeatTimer { loop.cancel(t); heartbeatTimer = nil }
         if let w = watchdog { loop.cancel(w); watchdog = nil }
         if loop.isStopping { return }
-        if reason.contains("certificate") || reason.contains("refused") {
+        if reason == "not the leader" {
+            // Already pointed at the leader (`redirected`).
+        } else if reason.contains("certificate") || reason.contains("refused") {
             refusedReason = reason
             log.error("the coordinator refused this node: \(reason)")
         } else {
             log.warning("session with \(endpoint) closed: \(reason)")
+            if coordinators.count > 1 { passOver() }
         }
         scheduleReconnect()
     }

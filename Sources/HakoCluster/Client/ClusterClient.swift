@@ -50,13 +50,106 @@ public final class ClusterClient {
         } catch {
             throw .security("no admin credentials in \(creds.dir) (written by `hako cluster init`; --credentials DIR): \(error)")
         }
-        guard let addr = address ?? creds.coordinatorAddress() else {
+        guard let known = address ?? creds.coordinatorAddress() else {
             throw .invalid("no coordinator address: give --coordinator HOST:PORT")
         }
-        let ep = try Endpoint(parsing: addr, defaultPort: CoordinatorConfig.defaultPort)
-        let c = try connect(ep, tls: try TLSContext.client(certificate: cert, key: key, trusting: ca), timeout: timeout)
-        try c.requireCoordinator()
-        return c
+        let tls = try TLSContext.client(certificate: cert, key: key, trusting: ca)
+        return try leader(among: known.split(whereSeparator: { $0 == "," || $0 == " " || $0 == "\n" }).map(String.init), tls: tls, timeout: timeout)
+    }
+
+    /// Connects to the coordinator that leads: the first of `addresses` that
+    /// answers says which one leads (itself, or another it names). With no
+    /// leader anywhere: "no quorum: K of N coordinators reachable".
+    static func leader(among addresses: [String], tls: TLSContext, timeout: Double) throws(ClusterError) -> ClusterClient {
+        var queue = addresses
+        var seen = Set<String>()
+        var reachable = Set<String>()
+        var everyone = Set(addresses)
+        var lastError: ClusterError?
+        let each = addresses.count > 1 ? min(timeout, 3) : timeout
+        while !queue.isEmpty {
+            let addr = queue.removeFirst()
+            guard seen.insert(addr).inserted else { continue }
+            do {
+                let ep = try Endpoint(parsing: addr, defaultPort: CoordinatorConfig.defaultPort)
+                let c = try connect(ep, tls: tls, timeout: each)
+                try c.requireCoordinator()
+                reachable.insert(addr)
+                let r: CoordinatorsReply
+                do { r = try c.request(MessageType.coordinators, EmptyBody(), as: CoordinatorsReply.self, timeout: each) } catch {
+                    // A coordinator that predates high availability leads alone.
+                    if case ClusterError.wire(code: WireCode.unknownType.rawValue, _) = error { return c }
+                    throw error
+                }
+                everyone.formUnion(r.coordinators)
+                if r.leader == r.address { return c }
+                if let l = r.leader { queue.insert(l, at: 0); seen.remove(l) } else {
+                    for a in r.coordinators where !seen.contains(a) { queue.append(a) }
+                }
+            } catch let e as ClusterError {
+                lastError = e
+            } catch {
+                lastError = .network("\(addr): \(error)")
+            }
+        }
+        if everyone.count > 1 || !reachable.isEmpty {
+            throw .network("no quorum: \(reachable.count) of \(everyone.count) coordinator\(everyone.count == 1 ? "" : "s") reachable")
+        }
+        throw lastError ?? .network("no coordinator reachable")
+    }
+
+    /// One coordinator as `coordinator ls` shows it.
+    public struct CoordinatorState: Codable, Sendable, Equatable {
+        public var id: UInt64
+        public var address: String
+        public var raftAddress: String
+        public var leader: Bool
+        public var reachable: Bool
+    }
+
+    /// Every coordinator, asked one by one (this works without quorum too):
+    /// which answer, and which one they say leads.
+    public static func surveyCoordinators(_ creds: AdminCredentials, address: String?, timeout: Double = 3) throws(ClusterError) -> [CoordinatorState] {
+        let ca: [Certificate], cert: Certificate, key: PrivateKey
+        do {
+            ca = try Certificate.bundle(pem: try FS.readString(creds.caCert))
+            cert = try Certificate(pem: try FS.readString(creds.cert))
+            key = try PrivateKey(pem: try FS.readString(creds.key))
+        } catch {
+            throw .security("no admin credentials in \(creds.dir) (written by `hako cluster init`; --credentials DIR): \(error)")
+        }
+        guard let known = address ?? creds.coordinatorAddress() else { throw .invalid("no coordinator address: give --coordinator HOST:PORT") }
+        let tls = try TLSContext.client(certificate: cert, key: key, trusting: ca)
+        var queue = known.split(whereSeparator: { $0 == "," || $0 == " " || $0 == "\n" }).map(String.init)
+        var asked = Set<String>()
+        var answered = Set<String>()
+        var members: [String: CoordinatorsReply.Member] = [:]
+        var leader: String?
+        // The leader's list is the membership (a removed coordinator still names itself).
+        var leaderMembers: [CoordinatorsReply.Member]?
+        while !queue.isEmpty {
+            let a = queue.removeFirst()
+            guard asked.insert(a).inserted else { continue }
+            guard let ep = try? Endpoint(parsing: a, defaultPort: CoordinatorConfig.defaultPort),
+                  let c = try? connect(ep, tls: tls, timeout: timeout), (try? c.requireCoordinator()) != nil,
+                  let r = try? c.request(MessageType.coordinators, EmptyBody(), as: CoordinatorsReply.self, timeout: timeout) else {
+                if members[a] == nil { members[a] = .init(id: 0, address: a, raftAddress: "") }
+                continue
+            }
+            answered.insert(a)
+            answered.insert(r.address)
+            if leader == nil { leader = r.leader }
+            if r.leader == r.address { leaderMembers = r.members }
+            if a != r.address, members[a]?.id == 0 { members[a] = nil }
+            for m in r.members where !m.address.isEmpty {
+                members[m.address] = m
+                if !asked.contains(m.address) { queue.append(m.address) }
+            }
+        }
+        let listed = leaderMembers ?? Array(members.values)
+        return listed.sorted { ($0.id, $0.address) < ($1.id, $1.address) }.map {
+            CoordinatorState(id: $0.id, address: $0.address, raftAddress: $0.raftAddress, leader: $0.address == leader, reachable: answered.contains($0.address))
+        }
     }
 
     /// The server must hold the coordinator's certificate, not a node's.

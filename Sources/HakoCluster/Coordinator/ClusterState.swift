@@ -98,7 +98,7 @@ public struct ClusterState: Sendable {
 
     public mutating func lease(_ subnet: String, to node: String) {
         leases[subnet] = node
-        batch.leases.append((subnet, node))
+        batch.leases.append(LeaseRecord(subnet: subnet, node: node))
     }
 
     public mutating func release(_ subnet: String) {

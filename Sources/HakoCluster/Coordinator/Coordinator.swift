@@ -9,7 +9,13 @@ import HakoSystem
 /// Sendable by confinement: everything but `stop()` runs on the loop's thread.
 public final class Coordinator: @unchecked Sendable {
     public let config: CoordinatorConfig
-    public let core: CoordinatorCore
+    public private(set) var core: CoordinatorCore
+    /// With several coordinators (`raft_*` settings): the replicated store.
+    public private(set) var replica: RaftReplica?
+    /// Only the leader schedules, watches heartbeats and writes; without Raft, always.
+    public private(set) var leading = true
+    let clock: any ClusterClock
+    let random: any RandomNumberGenerator & Sendable
     let loop: PollLoop
     /// For the connections accepted from now on (rebuilt when the CA rotates).
     var tls: TLSContext
@@ -37,6 +43,8 @@ public final class Coordinator: @unchecked Sendable {
                 random: any RandomNumberGenerator & Sendable = KernelRandom()) throws {
         self.config = config
         self.log = log
+        self.clock = clock
+        self.random = random
         let pki = CoordinatorPKI(dataDir: config.dataDir)
         guard pki.exists, FS.exists(config.databasePath) else {
             throw ClusterError.config(key: "data_dir", reason: "\(config.dataDir) holds no cluster: run `hako cluster init --config FILE` first")
@@ -63,6 +71,186 @@ public final class Coordinator: @unchecked Sendable {
         port = Sockets.localPort(listener)
         loop = try PollLoop()
         try startMetrics()
+        if var raft = config.raft {
+            leading = false
+            // A coordinator that joined waits to be added; it never starts a cluster of its own.
+            if FS.exists(CoordinatorJoin.markerPath(config.dataDir)) { raft.bootstrap = [] }
+            guard let chain = core.trust.issuer(of: cert) ?? core.trust.signing else { throw ClusterError.security("no trusted CA") }
+            let creds = RaftTransport.Credentials(certificate: cert, key: key, chain: chain, trust: core.trust, clusterID: clusterID)
+            replica = try RaftReplica(settings: raft, dataDir: config.dataDir, databasePath: config.databasePath, tls: creds, log: log) {
+                [loop] status in loop.post { [weak self] in self?.raftChanged(status) }
+            }
+        }
+    }
+
+    /// The address clients reach this coordinator at.
+    public var clientAddress: String {
+        let wildcard = config.listen.host == "0.0.0.0" || config.listen.host == "::"
+        let host = wildcard ? (config.advertise.first ?? config.raft?.address.host ?? "127.0.0.1") : config.listen.host
+        return Endpoint(host: host, port: port).description
+    }
+
+    var commitTimeout: Double { max(2, (config.raft?.electionTimeout ?? 1) * 3) }
+
+    /// Raft changed role or leader: take the lead (load the store, every
+    /// node's grace period afresh) or give it up (stop scheduling, let the
+    /// peers go to the leader).
+    func raftChanged(_ status: RaftStatus) {
+        guard let replica else { return }
+        if status.role == .leader, !leading {
+            do {
+                // Committed once everything before it is applied here: the store is then current.
+                var b = StoreBatch()
+                b.meta[RaftReplica.addressKeyPrefix + String(replica.settings.id)] = clientAddress
+                try replica.commit(b, timeout: commitTimeout)
+                let store = try Store(path: config.databasePath)
+                let stored = try store.load()
+                if stored.meta[RaftReplica.seededKey] == nil {
+                    // The store as `cluster init` made it, into the log once in the cluster's life.
+                    var seed = stored.seedBatch
+                    seed.meta[RaftReplica.seededKey] = "1"
+                    try replica.commit(seed, timeout: commitTimeout)
+                    log.info("the store is in the Raft log (\(stored.nodes.count) nodes, \(stored.services.count) services, \(stored.tasks.count) tasks)")
+                }
+                let pki = CoordinatorPKI(dataDir: config.dataDir)
+                let ca = try pki.loadCA(clusterID: core.clusterID)
+                let fresh = try CoordinatorCore(config: config, store: store, ca: ca, trust: try pki.loadTrust(),
+                                                clock: clock, random: random, log: log)
+                fresh.replicate = { [replica, commitTimeout] batch in try replica.commit(batch, timeout: commitTimeout) }
+                fresh.replicationFailed = { [unowned self] in self.dropLead() }
+                core = fresh
+                leading = true
+                dropConnections("the leader changed")
+                log.info("leading (term \(status.term)): \(core.state.nodes.count) nodes, \(core.state.services.count) services, \(core.state.tasks.count) tasks")
+            } catch {
+                log.warning("elected, but cannot take the lead: \(error)")
+            }
+        } else if status.role != .leader, leading {
+            leading = false
+            dropConnections("this coordinator no longer leads")
+            log.info("following (term \(status.term)): \(leaderDescription(status))")
+        } else {
+            log.debug("raft: \(status.role) term \(status.term), \(leaderDescription(status))")
+        }
+    }
+
+    /// A commit failed: what this core holds in memory is not the cluster's.
+    /// It stops leading at once; if Raft still says it leads, it takes the
+    /// lead again from the store (without the change that was not committed).
+    func dropLead() {
+        guard leading else { return }
+        leading = false
+        dropConnections("a change could not be committed")
+        loop.after(0.2) { [weak self] in
+            guard let self, let s = self.replica?.status else { return }
+            self.raftChanged(s)
+        }
+    }
+
+    func leaderDescription(_ s: RaftStatus) -> String {
+        s.leaderID == 0 ? "no leader" : "the leader is \(replica?.clientAddresses[s.leaderID] ?? s.leaderRaftAddress)"
+    }
+
+    func dropConnections(_ reason: String) {
+        for (_, c) in connections { c.conn.close(reason) }
+    }
+
+    /// Who leads and every coordinator's address.
+    func coordinatorsReply() -> CoordinatorsReply {
+        guard let replica else {
+            return CoordinatorsReply(leader: clientAddress, address: clientAddress, members: [.init(id: 0, address: clientAddress, raftAddress: "")])
+        }
+        let s = replica.status
+        let book = replica.clientAddresses
+        let me = replica.settings.id
+        let leader: String? = leading ? clientAddress : (s.leaderID == 0 ? nil : book[s.leaderID])
+        let own = clientAddress
+        var members: [CoordinatorsReply.Member] = []
+        for (id, raftAddress) in replica.members.sorted(by: { $0.key < $1.key }) {
+            // One that never led nor joined has not told its client port: the
+            // usual one beside its Raft address (coordinators share a configuration).
+            let guess = (try? Endpoint(parsing: raftAddress)).map { Endpoint(host: $0.host, port: port).description } ?? ""
+            let address: String = id == me ? own : (book[id] ?? guess)
+            members.append(CoordinatorsReply.Member(id: id, address: address, raftAddress: raftAddress))
+        }
+        return CoordinatorsReply(leader: leader, address: clientAddress,
+                                 members: members.isEmpty ? [.init(id: me, address: clientAddress, raftAddress: replica.settings.address.description)] : members)
+    }
+
+    /// A coordinator that joined (its certificate from `coordinator.join`),
+    /// over mutual TLS: `coordinator.secrets` gives it the CA and the voters,
+    /// `coordinator.add` (once its Raft runs) makes it a voter; the answer
+    /// comes when Raft has caught it up and committed the change.
+    func joiningCoordinator(_ env: Envelope, on c: LineConnection) {
+        guard let id = env.id else { return }
+        do {
+            guard let replica else { throw ClusterError.conflict("this coordinator runs without Raft (set raft_address in its configuration)") }
+            switch env.type {
+            case MessageType.coordinatorSecrets:
+                let pki = CoordinatorPKI(dataDir: config.dataDir)
+                let secrets = CoordinatorSecrets(caCertificate: try FS.readString(pki.caCert), caKey: try FS.readString(pki.caKey),
+                                                 trust: try core.trust.pem(), members: coordinatorsReply().members)
+                log.info("coordinator \(c.peer) received the CA")
+                c.send(WireEncoder.reply(to: id, secrets))
+            case MessageType.coordinatorAdd:
+                let r = try env.body(CoordinatorAddRequest.self)
+                guard r.raftID > 0, (try? Endpoint(parsing: r.raftAddress)) != nil, (try? Endpoint(parsing: r.address)) != nil else {
+                    throw ClusterError.invalid("a coordinator needs a Raft id above 0 and two HOST:PORT addresses")
+                }
+                let members = replica.members
+                if let taken = members[r.raftID], taken != r.raftAddress { throw ClusterError.conflict("raft id \(r.raftID) is taken by \(taken)") }
+                if (members.count + 1) % 2 == 0 {
+                    log.warning("\(members.count + 1) coordinators tolerate no more failures than \(members.count) (\((members.count - 1) / 2)): add one more")
+                }
+                let conn = c.id
+                replica.changeAsync(.addVoter, id: r.raftID, address: r.raftAddress, timeout: 60) { [weak self] error in
+                    self?.loop.post { [weak self] in
+                        guard let self else { return }
+                        guard error == nil else {
+                            self.connections[conn]?.conn.send(WireEncoder.error(to: id, WireError(error ?? ClusterError.network("?"))))
+                            return
+                        }
+                        var b = StoreBatch()
+                        b.meta[RaftReplica.addressKeyPrefix + String(r.raftID)] = r.address
+                        self.core.state.batch.meta.merge(b.meta) { $1 }
+                        self.core.flush()
+                        self.log.info("coordinator \(r.address) (raft id \(r.raftID)) is a voter: \(members.count + 1) coordinators")
+                        self.connections[conn]?.conn.send(WireEncoder.reply(to: id, EmptyBody()))
+                    }
+                }
+            default:
+                throw WireError(.unauthorized, "\(env.type): not a message between coordinators")
+            }
+        } catch {
+            c.send(WireEncoder.error(to: id, WireError(error)))
+        }
+    }
+
+    /// `coordinator rm|demote` (the admin, on the leader): a membership change through Raft.
+    func changeMembership(_ env: Envelope, on c: LineConnection) {
+        guard let id = env.id else { return }
+        do {
+            guard let replica, leading else { throw ClusterError.invalid("this coordinator does not lead") }
+            let ref = try env.body(CoordinatorRef.self).coordinator
+            let members = coordinatorsReply().members
+            guard let m = members.first(where: { String($0.id) == ref || $0.address == ref || $0.raftAddress == ref }) else {
+                throw ClusterError.notFound("no coordinator \(ref) (hako cluster coordinator ls)")
+            }
+            guard members.count > 1 else { throw ClusterError.conflict("\(ref) is the only coordinator") }
+            if m.id == replica.settings.id {
+                throw ClusterError.conflict("\(ref) leads: stop it (another takes the lead), then remove it from the new leader")
+            }
+            try replica.change(env.type == MessageType.coordinatorRemove ? .remove : .demote, id: m.id, address: m.raftAddress, timeout: commitTimeout)
+            if env.type == MessageType.coordinatorRemove {
+                var b = StoreBatch()
+                b.meta[RaftReplica.addressKeyPrefix + String(m.id)] = ""
+                try replica.commit(b, timeout: commitTimeout)
+            }
+            log.info("coordinator \(m.address.isEmpty ? m.raftAddress : m.address) (raft id \(m.id)) \(env.type == MessageType.coordinatorRemove ? "removed" : "demoted")")
+            c.send(WireEncoder.reply(to: id, EmptyBody()))
+        } catch {
+            c.send(WireEncoder.error(to: id, WireError(error)))
+        }
     }
 
     /// Serves until `stop()`.
@@ -74,7 +262,8 @@ public final class Coordinator: @unchecked Sendable {
         loop.run()
         for (_, c) in connections { c.conn.close("coordinator stopping") }
         connections.removeAll()
-        core.flush()
+        if leading { core.flush() }
+        replica?.stop()
         log.info("stopped")
     }
 
@@ -84,8 +273,10 @@ public final class Coordinator: @unchecked Sendable {
     func scheduleTick() {
         let every = min(0.1, config.heartbeatPeriod / 4)
         loop.after(every) { [unowned self] in
-            self.core.tick()
-            self.deliver()
+            if self.leading {
+                self.core.tick()
+                self.deliver()
+            }
             self.scheduleTick()
         }
     }
@@ -115,7 +306,7 @@ public final class Coordinator: @unchecked Sendable {
     }
 
     func opened(_ c: LineConnection) -> Bool {
-        switch core.authenticate(c.peerCertificate) {
+        switch leading ? core.authenticate(c.peerCertificate) : followerAuthenticate(c.peerCertificate) {
         case .success(let peer):
             connections[c.id]?.peer = peer
             log.debug("connection \(c.id) from \(c.peer): \(peer)")
@@ -139,18 +330,53 @@ public final class Coordinator: @unchecked Sendable {
         }
     }
 
+    /// A follower's state in memory is the one it started with: it checks
+    /// only that the certificate is this cluster's (the handshake verified it
+    /// against the CA) and its role. It changes nothing and answers with the
+    /// leader's address only; the leader checks serials and revocation.
+    func followerAuthenticate(_ cert: Certificate?) -> Result<PeerIdentity, ClusterError> {
+        guard let cert else { return .success(.anonymous) }
+        guard cert.organization == "hako-cluster-\(core.clusterID)" else { return .failure(.security("certificate of another cluster")) }
+        switch cert.role {
+        case PKIRole.admin.rawValue: return .success(.admin)
+        case PKIRole.node.rawValue: return .success(.node(cert.commonName))
+        case PKIRole.coordinator.rawValue: return .success(.coordinator)
+        default: return .failure(.security("certificate role \(cert.role) cannot connect"))
+        }
+    }
+
     /// Messages are handled at once; their changes are committed together at
     /// the end of the poll round (group commit: one transaction for every
     /// report that arrived together), and only then are replies and
     /// assignments sent — the store holds a change before anyone hears of it.
     func received(_ env: Envelope, on c: LineConnection) {
         guard let peer = connections[c.id]?.peer, !closeAfterCommit.contains(c.id) else { return }
+        if env.type == MessageType.coordinators, peer != .anonymous {
+            if let id = env.id { c.send(WireEncoder.reply(to: id, coordinatorsReply())) }
+            return
+        }
+        if env.type == MessageType.coordinatorRemove || env.type == MessageType.coordinatorDemote, peer == .admin, leading {
+            changeMembership(env, on: c)
+            return
+        }
+        guard leading else {
+            // A follower answers, changes nothing, and names the leader.
+            let r = coordinatorsReply()
+            let why = r.leader.map { "not the leader: the leader is \($0)" }
+                ?? "no quorum: no leader among \(r.coordinators.count) coordinator\(r.coordinators.count == 1 ? "" : "s")"
+            if env.id != nil { c.send(WireEncoder.error(to: env.id, WireError(.notLeader, why))) }
+            return
+        }
+        if peer == .coordinator {
+            joiningCoordinator(env, on: c)
+            return
+        }
         if let reply = core.handle(env, from: peer, connection: c.id, address: c.peer) { held.append((c.id, reply)) }
         if peer == .anonymous {
             // Without a certificate a connection carries one join or one renewal
             // of an expired certificate: answered, then closed (refused or not;
             // what else arrives with it is not read).
-            if env.type != MessageType.join && env.type != MessageType.renewExpired {
+            if env.type != MessageType.join && env.type != MessageType.renewExpired && env.type != MessageType.coordinatorJoin {
                 log.warning("refused \(c.peer): \(env.type) without a client certificate")
             }
             closeAfterCommit.insert(c.id)

@@ -28,7 +28,11 @@ public struct CoordinatorConfig: Sendable {
     /// Prometheus metrics over plain HTTP; nil: none.
     public var metricsListen: Endpoint?
 
+    /// Several coordinators replicate the store with Raft when set (`raft_*` keys); nil: one coordinator, as before.
+    public var raft: RaftSettings?
+
     public static let defaultPort: UInt16 = 4270
+    public static let defaultRaftPort: UInt16 = 4271
 
     public init() {}
 
@@ -76,7 +80,41 @@ public struct CoordinatorConfig: Sendable {
         c.weights.cpu = try r.number("scheduler.cpu_weight", default: c.weights.cpu, range: 0...1000)
         c.weights.memory = try r.number("scheduler.memory_weight", default: c.weights.memory, range: 0...1000)
         c.weights.tasks = try r.number("scheduler.tasks_weight", default: c.weights.tasks, range: 0...1000)
+        c.raft = try parseRaft(&r)
         try r.finish()
         return c
+    }
+
+    /// `raft_id` (nonzero), `raft_address` (HOST:PORT the other coordinators
+    /// reach, and where this one listens), `raft_peers` (the first voters,
+    /// "ID@HOST:PORT", this one included), `raft_election_timeout`.
+    static func parseRaft(_ r: inout ConfigReader) throws(ClusterError) -> RaftSettings? {
+        let address = try r.string("raft_address", default: "")
+        let id = try r.integer("raft_id", default: 0, range: 0...Int.max)
+        let peers = try r.strings("raft_peers", default: [])
+        let election = try r.duration("raft_election_timeout", default: 1.0, range: 0.1...60)
+        guard !address.isEmpty else {
+            guard id == 0, peers.isEmpty else { throw .config(key: "raft_address", reason: "raft_id and raft_peers need raft_address") }
+            return nil
+        }
+        guard id > 0 else { throw .config(key: "raft_id", reason: "a number above 0, unique among the coordinators") }
+        let ep: Endpoint
+        do { ep = try Endpoint(parsing: address, defaultPort: defaultRaftPort) } catch { throw .config(key: "raft_address", reason: error.description) }
+        var settings = RaftSettings(id: UInt64(id), address: ep)
+        settings.electionTimeout = election
+        settings.heartbeat = max(0.02, election / 10)
+        for p in peers {
+            let parts = p.split(separator: "@", maxSplits: 1).map(String.init)
+            guard parts.count == 2, let pid = UInt64(parts[0]), pid > 0, (try? Endpoint(parsing: parts[1])) != nil else {
+                throw .config(key: "raft_peers", reason: "\"\(p)\": expected ID@HOST:PORT")
+            }
+            settings.bootstrap.append((pid, parts[1]))
+        }
+        // Without peers the first coordinator starts a cluster of one voter; others join it.
+        if settings.bootstrap.isEmpty { settings.bootstrap = [(settings.id, ep.description)] }
+        if !settings.bootstrap.contains(where: { $0.id == settings.id }) {
+            throw .config(key: "raft_peers", reason: "must include this coordinator (\(id)@\(ep))")
+        }
+        return settings
     }
 }

@@ -6,7 +6,8 @@ extension CoordinatorCore {
         let wall = clock.wall()
         switch env.type {
         case MessageType.tokenCreate:
-            return reply(env, try createToken(ttl: try env.body(TokenCreateRequest.self).ttl))
+            let r = try env.body(TokenCreateRequest.self)
+            return reply(env, try createToken(ttl: r.ttl, role: try PKIRole.joining(r.role)))
         case MessageType.nodeList:
             return reply(env, NodeList(nodes: state.nodes.values.sorted { ($0.name, $0.id) < ($1.name, $1.id) }.map(view)))
         case MessageType.nodeInspect:
@@ -87,7 +88,7 @@ extension CoordinatorCore {
         RenewReply(certificate: try issueAdmin(try CertificateRequest(pem: r.csr)).pem())
     }
 
-    func createToken(ttl: Double?) throws -> TokenReply {
+    func createToken(ttl: Double?, role: PKIRole = .node) throws -> TokenReply {
         let wall = clock.wall()
         let ttl = ttl ?? config.joinTokenTTL
         guard ttl >= 1, ttl <= 30 * 86400 else { throw ClusterError.invalid("a token lives between 1 s and 30 days") }
@@ -99,8 +100,11 @@ extension CoordinatorCore {
             state.removeToken(t.id)
         }
         let token = JoinToken.make(caFingerprint: ca.certificate.fingerprint)
-        state.put(JoinTokenRecord(id: token.id, secretHash: token.secretHash, created: wall, expires: wall + ttl, usedAt: nil, usedBy: nil))
-        record(ClusterEvent(time: wall, kind: "token", action: "created", id: token.id, name: "", message: "expires in \(Durations.format(ttl))"))
+        // A coordinator's token is kept under its own key: a node cannot join with it, nor a coordinator with a node's.
+        let key = role == .coordinator ? JoinTokenRecord.coordinatorPrefix + token.id : token.id
+        state.put(JoinTokenRecord(id: key, secretHash: token.secretHash, created: wall, expires: wall + ttl, usedAt: nil, usedBy: nil))
+        record(ClusterEvent(time: wall, kind: "token", action: "created", id: token.id, name: role == .coordinator ? "coordinator" : "",
+                            message: "expires in \(Durations.format(ttl))"))
         return TokenReply(token: token.description, expires: wall + ttl)
     }
 

@@ -30,6 +30,15 @@ extension CoordinatorCore {
     /// refused unread until the window has passed (token guessing gets five
     /// tries a minute); joins that succeed count for nothing.
     func join(_ r: JoinRequest, address: String) throws -> JoinReply {
+        try limitingRefusals(address) { () throws -> JoinReply in try admit(r, address: address) }
+    }
+
+    /// The same for a coordinator (`coordinator.join`).
+    func joinCoordinator(_ r: CoordinatorJoinRequest, address: String) throws -> CoordinatorJoinReply {
+        try limitingRefusals(address) { () throws -> CoordinatorJoinReply in try admitCoordinator(r, address: address) }
+    }
+
+    private func limitingRefusals<R>(_ address: String, _ body: () throws -> R) throws -> R {
         let host = (try? Endpoint(parsing: address))?.host ?? address
         let now = clock.monotonic()
         let recent = (refusedJoins[host] ?? []).filter { now - $0 < CoordinatorCore.refusedJoinWindow }
@@ -38,7 +47,7 @@ extension CoordinatorCore {
             throw ClusterError.security("too many refused joins from \(host): try again in \(Int((first + CoordinatorCore.refusedJoinWindow - now).rounded(.up))) s")
         }
         do {
-            return try admit(r, address: address)
+            return try body()
         } catch {
             log.warning("join refused from \(address): \(error)")
             noteRefusedJoin(host, now: now, recent: recent)
@@ -69,6 +78,9 @@ extension CoordinatorCore {
             throw ClusterError.security("the token belongs to another cluster (CA fingerprint mismatch)")
         }
         guard var tokenRecord = state.tokens[token.id], PKI.constantTimeEqual(tokenRecord.secretHash, token.secretHash) else {
+            if state.tokens[JoinTokenRecord.coordinatorPrefix + token.id] != nil {
+                throw ClusterError.security("a coordinator's join token cannot join a node: make one with `hako cluster token`")
+            }
             throw ClusterError.security("unknown join token")
         }
         if let used = tokenRecord.usedAt {
@@ -93,6 +105,42 @@ extension CoordinatorCore {
         record(ClusterEvent(time: wall, kind: "node", action: "joined", id: id, name: r.name, message: "\(address), subnet \(subnet)"))
         log.info("node \(r.name) (\(id.prefix(12))) joined from \(address): subnet \(subnet), \(r.platform)")
         return JoinReply(nodeID: id, certificate: try cert.pem(), ca: try ca.certificate.pem(), clusterID: clusterID, subnet: subnet)
+    }
+
+    /// A coordinator joins with a coordinator token and a certificate request
+    /// for its own key; it gets a coordinator certificate (what it asks for
+    /// next, the CA and the voters, comes over mutual TLS with it).
+    private func admitCoordinator(_ r: CoordinatorJoinRequest, address: String) throws -> CoordinatorJoinReply {
+        let wall = clock.wall()
+        let token = try JoinToken(parsing: r.token)
+        if rotation != nil { throw ClusterError.conflict("the CA is rotating: join once `hako cluster ca status` says it has finished, with a token made then") }
+        guard token.caFingerprint == ca.certificate.fingerprint else {
+            throw ClusterError.security("the token belongs to another cluster (CA fingerprint mismatch)")
+        }
+        let key = JoinTokenRecord.coordinatorPrefix + token.id
+        guard var tokenRecord = state.tokens[key], PKI.constantTimeEqual(tokenRecord.secretHash, token.secretHash) else {
+            if state.tokens[token.id] != nil {
+                throw ClusterError.security("a node's join token cannot join a coordinator: make one with `hako cluster token --role coordinator`")
+            }
+            throw ClusterError.security("unknown join token")
+        }
+        if let used = tokenRecord.usedAt {
+            throw ClusterError.security("the join token was already used (\(Timestamp(seconds: Int64(used)).rfc3339) by \(tokenRecord.usedBy ?? "?"))")
+        }
+        guard wall < tokenRecord.expires else { throw ClusterError.security("the join token expired at \(Timestamp(seconds: Int64(tokenRecord.expires)).rfc3339)") }
+        guard r.sans.count <= 32, r.sans.allSatisfy({ !$0.isEmpty && $0.utf8.count <= 253 && !$0.contains(where: { $0.isWhitespace }) }) else {
+            throw ClusterError.invalid("invalid certificate names (at most 32, no spaces)")
+        }
+        let csr = try CertificateRequest(pem: r.csr)
+        let cert = try ca.issue(request: csr, commonName: "coordinator", role: .coordinator, notBefore: wall - 300, notAfter: wall + 365 * 86400, sans: r.sans)
+        tokenRecord.usedAt = wall
+        tokenRecord.usedBy = "coordinator \(address)"
+        state.put(tokenRecord)
+        state.put(CertRecord(serial: cert.serial, subject: "coordinator", role: PKIRole.coordinator.rawValue, notAfter: cert.notAfter, revoked: false))
+        record(ClusterEvent(time: wall, kind: "coordinator", action: "joined", id: cert.serial, name: address, message: r.sans.joined(separator: ",")))
+        log.info("coordinator at \(address) joined: certificate \(cert.serial) for \(r.sans.joined(separator: ", "))")
+        return CoordinatorJoinReply(certificate: try cert.pem(), trust: try trust.pem(), clusterID: clusterID,
+                                    clusterCIDR: config.clusterCIDR, nodeSubnetPrefix: config.nodeSubnetPrefix)
     }
 
     static func checkNodeFields(name: String, hostname: String, labels: [String: String], capacity: Resources) throws(ClusterError) {

@@ -6,6 +6,8 @@ public enum PeerIdentity: Sendable, Equatable {
     case anonymous
     case node(String)
     case admin
+    /// Another coordinator of this cluster (joining, or asking who leads).
+    case coordinator
 }
 
 /// What the I/O layer must do for the core.
@@ -71,6 +73,11 @@ public final class CoordinatorCore {
     var overlayNames: [String: [String]] = [:]
     var overlaySent: [String: Int] = [:]
     public internal(set) var metrics = CoordinatorMetrics()
+    /// With several coordinators: commits a batch through Raft (returns once
+    /// it is applied to the local store); nil: written to the store directly.
+    public var replicate: ((StoreBatch) throws -> Void)?
+    /// Called when `replicate` fails: the changes in memory must not be kept.
+    public var replicationFailed: (() -> Void)?
 
     struct PendingLogs {
         var admin: Int
@@ -154,7 +161,15 @@ public final class CoordinatorCore {
     func flush() {
         let batch = state.takeBatch()
         if !batch.isEmpty {
-            do { try store.commit(batch) } catch {
+            do {
+                if let replicate { try replicate(batch) } else { try store.commit(batch) }
+            } catch where replicate != nil {
+                // Not committed (no quorum, or no longer the leader): this
+                // core's memory is ahead of the cluster's; it is dropped.
+                log.error("cannot commit through Raft: \(error)")
+                replicationFailed?()
+                return
+            } catch {
                 // The in-memory state is ahead of the disk; the next commit retries the same rows.
                 log.error("cannot write the store: \(error)")
                 state.batch = batch
@@ -211,6 +226,7 @@ public final class CoordinatorCore {
         guard cert.organization == "hako-cluster-\(clusterID)" else { return .failure(.security("certificate of another cluster")) }
         switch cert.role {
         case PKIRole.admin.rawValue: return .success(.admin)
+        case PKIRole.coordinator.rawValue: return .success(.coordinator)
         case PKIRole.node.rawValue:
             guard state.nodes[cert.commonName] != nil else { return .failure(.security("node \(cert.commonName) was removed")) }
             return .success(.node(cert.commonName))
@@ -230,6 +246,9 @@ public final class CoordinatorCore {
                 if env.type == MessageType.renewExpired {
                     return reply(env, try renewExpired(try env.body(RenewExpiredRequest.self), address: address))
                 }
+                if env.type == MessageType.coordinatorJoin {
+                    return reply(env, try joinCoordinator(try env.body(CoordinatorJoinRequest.self), address: address))
+                }
                 guard env.type == MessageType.join else {
                     throw WireError(.unauthorized, "\(env.type): a client certificate is required (only join and renew.expired work without one)")
                 }
@@ -238,6 +257,8 @@ public final class CoordinatorCore {
                 return try handleAgent(env, node: node, connection: connection, address: address)
             case .admin:
                 return try handleAdmin(env, connection: connection)
+            case .coordinator:
+                throw WireError(.unauthorized, "\(env.type): not a message between coordinators")
             }
         } catch {
             let e = WireError(error)

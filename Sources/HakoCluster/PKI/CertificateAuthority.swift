@@ -8,6 +8,15 @@ import HakoSystem
 /// Who a certificate is for; written as the subject's OU (`hako-<role>`).
 public enum PKIRole: String, Sendable {
     case coordinator, node, admin
+
+    /// The role a join token is made for: a node (nil, "node") or a coordinator.
+    public static func joining(_ name: String?) throws(ClusterError) -> PKIRole {
+        switch name ?? "node" {
+        case "node": return .node
+        case "coordinator": return .coordinator
+        default: throw .invalid("a token is for a node or a coordinator, not \"\(name ?? "")\"")
+        }
+    }
 }
 
 /// The cluster CA: signs the coordinator's, the nodes' and the admin's certificates.

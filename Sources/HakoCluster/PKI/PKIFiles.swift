@@ -37,7 +37,7 @@ public struct AdminCredentials: Sendable {
     public var caCert: String { dir + "/ca.crt" }
     public var cert: String { dir + "/admin.crt" }
     public var key: String { dir + "/admin.key" }
-    /// One line: the coordinator's address as the CLI reaches it.
+    /// The coordinators' addresses as the CLI reaches them (one, or several separated by commas).
     public var coordinatorFile: String { dir + "/coordinator" }
 
     public func coordinatorAddress() -> String? {

@@ -31,6 +31,15 @@ public enum MessageType {
     public static let credentialsRenew = "credentials.renew"
     public static let caRotate = "ca.rotate"
     public static let caStatus = "ca.status"
+    /// Which coordinator leads, and every coordinator's address (any peer, any coordinator).
+    public static let coordinators = "coordinators"
+    public static let coordinatorRemove = "coordinator.rm"
+    /// A coordinator joining: without a client certificate, a coordinator token and a certificate request.
+    public static let coordinatorJoin = "coordinator.join"
+    /// Then over mutual TLS with the certificate it got: the CA and the voters; then its addition as a voter.
+    public static let coordinatorSecrets = "coordinator.secrets"
+    public static let coordinatorAdd = "coordinator.add"
+    public static let coordinatorDemote = "coordinator.demote"
     // coordinator → admin CLI, after an `events` request with follow
     public static let event = "event"
     // replies
@@ -216,7 +225,12 @@ public struct EmptyBody: Codable, Sendable { public init() {} }
 public struct TokenCreateRequest: Codable, Sendable {
     /// Seconds; nil: the coordinator's default (1 h).
     public var ttl: Double?
-    public init(ttl: Double?) { self.ttl = ttl }
+    /// "node" (nil) or "coordinator" (`hako coordinator --join`).
+    public var role: String?
+    public init(ttl: Double?, role: String? = nil) {
+        self.ttl = ttl
+        self.role = role
+    }
 }
 
 public struct TokenReply: Codable, Sendable {
@@ -419,4 +433,80 @@ public struct CAStatus: Codable, Sendable, Equatable {
     public var pending: [String]
     /// The roots to trust now (PEM, the signing one first).
     public var bundle: String
+}
+
+/// The answer to `coordinators`.
+public struct CoordinatorsReply: Codable, Sendable, Equatable {
+    public struct Member: Codable, Sendable, Equatable {
+        /// The Raft id (0 for a coordinator without Raft).
+        public var id: UInt64
+        /// Where clients reach it ("" when it has not said yet).
+        public var address: String
+        public var raftAddress: String
+        public init(id: UInt64, address: String, raftAddress: String) {
+            self.id = id
+            self.address = address
+            self.raftAddress = raftAddress
+        }
+    }
+    /// The address clients reach the leader at; nil: no leader (no quorum).
+    public var leader: String?
+    /// The answering coordinator's own address.
+    public var address: String
+    /// Every voter.
+    public var members: [Member]
+    public init(leader: String?, address: String, members: [Member]) {
+        self.leader = leader
+        self.address = address
+        self.members = members
+    }
+    /// Every coordinator's client address.
+    public var coordinators: [String] { members.map(\.address).filter { !$0.isEmpty } }
+}
+
+/// `coordinator.rm` and `coordinator.demote`: a coordinator by its address or Raft id.
+public struct CoordinatorRef: Codable, Sendable, Equatable {
+    public var coordinator: String
+    public init(coordinator: String) { self.coordinator = coordinator }
+}
+
+public struct CoordinatorJoinRequest: Codable, Sendable {
+    public var token: String
+    /// A PEM certificate request for the joining coordinator's own key.
+    public var csr: String
+    /// Names and addresses for its certificate.
+    public var sans: [String]
+    public init(token: String, csr: String, sans: [String]) {
+        self.token = token
+        self.csr = csr
+        self.sans = sans
+    }
+}
+
+public struct CoordinatorJoinReply: Codable, Sendable {
+    public var certificate: String
+    /// Every root the cluster trusts (PEM bundle).
+    public var trust: String
+    public var clusterID: String
+    public var clusterCIDR: String
+    public var nodeSubnetPrefix: Int
+}
+
+/// `coordinator.secrets`' answer: what a coordinator needs to lead one day.
+public struct CoordinatorSecrets: Codable, Sendable {
+    public var caCertificate: String
+    public var caKey: String
+    public var trust: String
+    public var members: [CoordinatorsReply.Member]
+}
+
+public struct CoordinatorAddRequest: Codable, Sendable {
+    public var raftID: UInt64
+    public var raftAddress: String
+    public var address: String
+    public init(raftID: UInt64, raftAddress: String, address: String) {
+        self.raftID = raftID
+        self.raftAddress = raftAddress
+        self.address = address
+    }
 }

@@ -52,6 +52,8 @@ public enum WireCode: String, Codable, Sendable {
     case internalError = "internal"
     /// The receiver gave up waiting (e.g. for an agent's answer).
     case timeout
+    /// A coordinator that does not lead (or no leader: no quorum); the message says which leads.
+    case notLeader = "not_leader"
 }
 
 public struct WireError: Codable, Sendable, Equatable, Error, CustomStringConvertible {

@@ -65,6 +65,40 @@ final class SQLiteDatabase {
         }
     }
 
+    /// The whole database as the bytes of its file (WAL content included).
+    func serialize() throws(ClusterError) -> [UInt8] {
+        var size: sqlite3_int64 = 0
+        guard let p = sqlite3_serialize(db, "main", &size, 0) else { throw .store("\(path): cannot serialize: \(message)") }
+        defer { sqlite3_free(p) }
+        return Array(UnsafeRawBufferPointer(start: p, count: Int(size)))
+    }
+
+    /// Replaces the whole database by `image` (what `serialize` made), in one
+    /// step: the image is opened in memory and copied over with the backup API.
+    func replace(with image: UnsafeRawBufferPointer) throws(ClusterError) {
+        guard image.count >= 100, let base = image.baseAddress else { throw .store("\(path): a database image of \(image.count) bytes") }
+        var mem: OpaquePointer?
+        guard sqlite3_open_v2(":memory:", &mem, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nil) == SQLITE_OK, let mem else {
+            sqlite3_close(mem)
+            throw .store("cannot open an in-memory database")
+        }
+        defer { sqlite3_close(mem) }
+        guard let copy = sqlite3_malloc64(sqlite3_uint64(image.count)) else { throw .store("out of memory") }
+        copy.copyMemory(from: base, byteCount: image.count)
+        // An image of a WAL database says so in its header (bytes 18, 19); in memory it is a rollback one.
+        copy.storeBytes(of: 1, toByteOffset: 18, as: UInt8.self)
+        copy.storeBytes(of: 1, toByteOffset: 19, as: UInt8.self)
+        let flags = UInt32(SQLITE_DESERIALIZE_FREEONCLOSE | SQLITE_DESERIALIZE_RESIZEABLE)
+        guard sqlite3_deserialize(mem, "main", copy.assumingMemoryBound(to: UInt8.self), sqlite3_int64(image.count), sqlite3_int64(image.count), flags) == SQLITE_OK else {
+            throw .store("a database image that does not open: \(String(cString: sqlite3_errmsg(mem)))")
+        }
+        for st in statements.values { st.reset() }
+        guard let backup = sqlite3_backup_init(db, "main", mem, "main") else { throw .store("\(path): cannot replace: \(message)") }
+        let rc = sqlite3_backup_step(backup, -1)
+        sqlite3_backup_finish(backup)
+        guard rc == SQLITE_DONE else { throw .store("\(path): cannot replace: \(message)") }
+    }
+
     /// Rows changed through this connection since it was opened.
     var totalChanges: Int64 { Int64(sqlite3_total_changes(db)) }
 

@@ -2,17 +2,19 @@ import FoundationEssentials
 import HakoSystem
 
 /// A single-use join token as stored: only a hash of its secret.
-public struct JoinTokenRecord: Sendable, Equatable {
+public struct JoinTokenRecord: Codable, Sendable, Equatable {
     public var id: String
     public var secretHash: String
     public var created: Double
     public var expires: Double
     public var usedAt: Double?
     public var usedBy: String?
+    /// Prefixed to the id of a coordinator's token in the store.
+    public static let coordinatorPrefix = "coordinator:"
 }
 
 /// A certificate the CA issued: what revocation and the handshake check need.
-public struct CertRecord: Sendable, Equatable {
+public struct CertRecord: Codable, Sendable, Equatable {
     /// Hex, as OpenSSL prints it.
     public var serial: String
     /// The node id, or "admin" / "coordinator".
@@ -36,8 +38,20 @@ public struct StoredState: Sendable {
     public var events: [ClusterEvent] = []
 }
 
-/// Changes written in one transaction.
-public struct StoreBatch: Sendable {
+/// A subnet leased to a node.
+public struct LeaseRecord: Codable, Sendable, Equatable {
+    public var subnet: String
+    public var node: String
+    public init(subnet: String, node: String) {
+        self.subnet = subnet
+        self.node = node
+    }
+}
+
+/// Changes written in one transaction. With several coordinators it is also
+/// the Raft log entry (`StoreBatch+Entry.swift`): encoded whole, so a field
+/// added here is replicated with no further code.
+public struct StoreBatch: Codable, Sendable {
     public var meta: [String: String] = [:]
     public var nodes: [NodeRecord] = []
     public var removedNodes: [String] = []
@@ -45,7 +59,7 @@ public struct StoreBatch: Sendable {
     public var removedServices: [String] = []
     public var tasks: [TaskRecord] = []
     public var removedTasks: [String] = []
-    public var leases: [(subnet: String, node: String)] = []
+    public var leases: [LeaseRecord] = []
     public var releasedLeases: [String] = []
     public var tokens: [JoinTokenRecord] = []
     public var removedTokens: [String] = []
@@ -146,6 +160,17 @@ public final class Store {
         PRAGMA user_version = 1;
         COMMIT;
         """)
+    }
+
+    // MARK: snapshots (Raft)
+
+    /// The whole database, for a Raft snapshot.
+    public func serialize() throws(ClusterError) -> [UInt8] { try db.serialize() }
+
+    /// Replaces the whole database by a snapshot's image, then brings its schema up to date.
+    public func replace(with image: UnsafeRawBufferPointer) throws(ClusterError) {
+        try db.replace(with: image)
+        try migrate()
     }
 
     // MARK: loading

@@ -1,0 +1,531 @@
+/* One Raft server on its own libuv thread (see include/hako_raft.h). */
+#include "hako_raft.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <raft.h>
+#include <raft/uv.h>
+#include <uv.h>
+
+/* Work handed to the loop thread by other threads. */
+enum { EV_PROPOSE = 1, EV_CHANGE, EV_CONNECTED, EV_ACCEPTED };
+struct event {
+    struct event *next;
+    int kind;
+    uint64_t token; /* propose/change token, dial handle */
+    uint64_t id;
+    int fd;
+    int change;
+    char *address;
+    void *data;
+    size_t len;
+};
+
+/* A connect request libraft made, waiting for its dial. */
+struct dialing {
+    struct dialing *next;
+    uint64_t handle;
+    struct raft_uv_connect *req;
+    raft_uv_connect_cb cb;
+};
+
+struct proposal {
+    struct raft_apply req;
+    uint64_t token;
+    struct hako_raft *r;
+};
+
+struct change {
+    struct raft_change req;
+    uint64_t token;
+    uint64_t id;
+    int kind;
+    struct hako_raft *r;
+};
+
+struct hako_raft {
+    hako_raft_callbacks cb;
+    hako_raft_options opt;
+    char *address;
+    char *dir;
+    pthread_t thread;
+    sem_t started;
+    int start_rc;
+    char start_err[256];
+
+    uv_loop_t loop;
+    uv_async_t wake;
+    uv_timer_t poll;
+    struct raft_io io;
+    struct raft_fsm fsm;
+    struct raft raft;
+    struct raft_uv_transport transport;
+    raft_uv_accept_cb accept_cb;
+    struct dialing *dialing;
+    uint64_t next_handle;
+    int closing;
+
+    pthread_mutex_t lock;
+    struct event *head, *tail;
+    int stopping;
+
+    /* What `changed` and `members` last reported. */
+    int last_state;
+    raft_id last_leader;
+    raft_term last_term;
+    raft_index last_configuration;
+};
+
+const char *hako_raft_strerror(int code) { return raft_strerror(code); }
+
+/* ---- the state machine: trampolines to the caller ---- */
+
+static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result) {
+    struct hako_raft *r = fsm->data;
+    int rc = r->cb.apply(r->cb.ctx, buf->base, buf->len);
+    /* A refused entry is consumed all the same (every server refuses it alike);
+     * the proposer learns of it through the result. */
+    *result = rc == 0 ? NULL : (void *)1;
+    return 0;
+}
+
+static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs) {
+    struct hako_raft *r = fsm->data;
+    void *data = NULL;
+    size_t len = 0;
+    if (r->cb.snapshot(r->cb.ctx, &data, &len) != 0 || data == NULL) return RAFT_IOERR;
+    void *copy = raft_malloc(len ? len : 1);
+    struct raft_buffer *b = raft_malloc(sizeof *b);
+    if (copy == NULL || b == NULL) {
+        raft_free(copy);
+        raft_free(b);
+        free(data);
+        return RAFT_NOMEM;
+    }
+    memcpy(copy, data, len);
+    free(data);
+    b->base = copy;
+    b->len = len;
+    *bufs = b; /* version 1: libraft frees the buffers and the array */
+    *n_bufs = 1;
+    return 0;
+}
+
+static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf) {
+    struct hako_raft *r = fsm->data;
+    if (r->cb.restore(r->cb.ctx, buf->base, buf->len) != 0) return RAFT_IOERR;
+    raft_free(buf->base); /* ours once restored */
+    return 0;
+}
+
+/* ---- the transport: socketpair ends the caller carries over TLS ---- */
+
+static int tr_init(struct raft_uv_transport *t, raft_id id, const char *address) {
+    (void)t; (void)id; (void)address;
+    return 0;
+}
+
+static int tr_listen(struct raft_uv_transport *t, raft_uv_accept_cb cb) {
+    struct hako_raft *r = t->impl;
+    r->accept_cb = cb;
+    return 0;
+}
+
+static int tr_connect(struct raft_uv_transport *t, struct raft_uv_connect *req, raft_id id, const char *address,
+                      raft_uv_connect_cb cb) {
+    struct hako_raft *r = t->impl;
+    struct dialing *d = calloc(1, sizeof *d);
+    if (d == NULL) return RAFT_NOMEM;
+    d->handle = ++r->next_handle;
+    d->req = req;
+    d->cb = cb;
+    d->next = r->dialing;
+    r->dialing = d;
+    r->cb.dial(r->cb.ctx, d->handle, id, address);
+    return 0;
+}
+
+static void tr_close(struct raft_uv_transport *t, raft_uv_transport_close_cb cb) {
+    struct hako_raft *r = t->impl;
+    r->accept_cb = NULL;
+    while (r->dialing) {
+        struct dialing *d = r->dialing;
+        r->dialing = d->next;
+        d->cb(d->req, NULL, RAFT_CANCELED);
+        free(d);
+    }
+    cb(t);
+}
+
+/* A stream over one end of a socketpair, allocated as libraft frees it. */
+static uv_stream_t *stream_over(struct hako_raft *r, int fd) {
+    uv_pipe_t *p = raft_malloc(sizeof *p);
+    if (p == NULL) return NULL;
+    if (uv_pipe_init(&r->loop, p, 0) != 0) {
+        raft_free(p);
+        return NULL;
+    }
+    if (uv_pipe_open(p, fd) != 0) {
+        /* Not opened: the handle is closed (and freed) without touching fd. */
+        uv_close((uv_handle_t *)p, (uv_close_cb)raft_free);
+        return NULL;
+    }
+    return (uv_stream_t *)p;
+}
+
+/* ---- requests ---- */
+
+static void proposal_done(struct raft_apply *req, int status, void *result) {
+    struct proposal *p = req->data;
+    struct hako_raft *r = p->r;
+    if (status == 0 && result != NULL) r->cb.done(r->cb.ctx, p->token, -1, "refused by the state machine");
+    else r->cb.done(r->cb.ctx, p->token, status, status == 0 ? "" : raft_strerror(status));
+    free(p);
+}
+
+static void change_done(struct raft_change *req, int status) {
+    struct change *c = req->data;
+    struct hako_raft *r = c->r;
+    if (status == 0 && c->kind == HAKO_RAFT_ADD_VOTER) {
+        /* Added as a spare; now a voter (libraft catches it up first). */
+        c->kind = 0;
+        int rv = raft_assign(&r->raft, &c->req, c->id, RAFT_VOTER, change_done);
+        if (rv == 0) return;
+        status = rv;
+    }
+    r->cb.done(r->cb.ctx, c->token, status, status == 0 ? "" : raft_strerror(status));
+    free(c);
+}
+
+static void do_event(struct hako_raft *r, struct event *e) {
+    int rv;
+    switch (e->kind) {
+    case EV_PROPOSE: {
+        if (e->len == 0 || e->len % 8 != 0) {
+            /* libraft's segments store each entry padded to 8 bytes and load it
+             * back at that length: anything else would be misread after a restart. */
+            r->cb.done(r->cb.ctx, e->token, RAFT_INVALID, "an entry must be a multiple of 8 bytes long");
+            break;
+        }
+        struct proposal *p = calloc(1, sizeof *p);
+        struct raft_buffer buf = {raft_malloc(e->len ? e->len : 1), e->len};
+        if (p == NULL || buf.base == NULL) {
+            free(p);
+            raft_free(buf.base);
+            r->cb.done(r->cb.ctx, e->token, RAFT_NOMEM, raft_strerror(RAFT_NOMEM));
+            break;
+        }
+        memcpy(buf.base, e->data, e->len);
+        p->token = e->token;
+        p->r = r;
+        p->req.data = p;
+        rv = r->closing ? RAFT_SHUTDOWN : raft_apply(&r->raft, &p->req, &buf, 1, proposal_done);
+        if (rv != 0) {
+            raft_free(buf.base);
+            free(p);
+            r->cb.done(r->cb.ctx, e->token, rv, raft_strerror(rv));
+        }
+        break;
+    }
+    case EV_CHANGE: {
+        struct change *c = calloc(1, sizeof *c);
+        if (c == NULL) {
+            r->cb.done(r->cb.ctx, e->token, RAFT_NOMEM, raft_strerror(RAFT_NOMEM));
+            break;
+        }
+        c->token = e->token;
+        c->id = e->id;
+        c->kind = e->change;
+        c->r = r;
+        c->req.data = c;
+        if (r->closing) rv = RAFT_SHUTDOWN;
+        else if (e->change == HAKO_RAFT_ADD_VOTER) rv = raft_add(&r->raft, &c->req, e->id, e->address, change_done);
+        else if (e->change == HAKO_RAFT_DEMOTE) rv = raft_assign(&r->raft, &c->req, e->id, RAFT_SPARE, change_done);
+        else rv = raft_remove(&r->raft, &c->req, e->id, change_done);
+        if (rv != 0) {
+            free(c);
+            r->cb.done(r->cb.ctx, e->token, rv, raft_strerror(rv));
+        }
+        break;
+    }
+    case EV_CONNECTED: {
+        struct dialing **pp = &r->dialing, *d = NULL;
+        while (*pp) {
+            if ((*pp)->handle == e->token) {
+                d = *pp;
+                *pp = d->next;
+                break;
+            }
+            pp = &(*pp)->next;
+        }
+        if (d == NULL) { /* cancelled meanwhile */
+            if (e->fd >= 0) close(e->fd);
+            break;
+        }
+        uv_stream_t *s = e->fd >= 0 ? stream_over(r, e->fd) : NULL;
+        if (s == NULL && e->fd >= 0) close(e->fd);
+        d->cb(d->req, s, s ? 0 : RAFT_NOCONNECTION);
+        free(d);
+        break;
+    }
+    case EV_ACCEPTED: {
+        if (r->accept_cb == NULL || r->closing) {
+            close(e->fd);
+            break;
+        }
+        uv_stream_t *s = stream_over(r, e->fd);
+        if (s == NULL) {
+            close(e->fd);
+            break;
+        }
+        r->accept_cb(&r->transport, e->id, e->address, s);
+        break;
+    }
+    }
+}
+
+static void free_event(struct event *e) {
+    free(e->address);
+    free(e->data);
+    free(e);
+}
+
+static void on_raft_closed(struct raft *raft) {
+    struct hako_raft *r = raft->data;
+    raft_uv_close(&r->io);
+    uv_close((uv_handle_t *)&r->poll, NULL);
+    uv_close((uv_handle_t *)&r->wake, NULL);
+}
+
+static void on_wake(uv_async_t *a) {
+    struct hako_raft *r = a->data;
+    pthread_mutex_lock(&r->lock);
+    struct event *list = r->head;
+    r->head = r->tail = NULL;
+    int stopping = r->stopping;
+    pthread_mutex_unlock(&r->lock);
+    while (list) {
+        struct event *e = list;
+        list = e->next;
+        do_event(r, e);
+        free_event(e);
+    }
+    if (stopping && !r->closing) {
+        r->closing = 1;
+        uv_timer_stop(&r->poll);
+        raft_close(&r->raft, on_raft_closed);
+    }
+}
+
+/* Reports role, leader and membership when they change. */
+static void on_poll(uv_timer_t *t) {
+    struct hako_raft *r = t->data;
+    int state = raft_state(&r->raft);
+    raft_id leader = 0;
+    const char *address = NULL;
+    raft_leader(&r->raft, &leader, &address);
+    if (state != r->last_state || leader != r->last_leader || r->raft.current_term != r->last_term) {
+        r->last_state = state;
+        r->last_leader = leader;
+        r->last_term = r->raft.current_term;
+        r->cb.changed(r->cb.ctx, state, leader, address ? address : "", r->raft.current_term);
+    }
+    raft_index ci = r->raft.configuration_uncommitted_index ? r->raft.configuration_uncommitted_index
+                                                            : r->raft.configuration_index;
+    if (ci != r->last_configuration && r->cb.members) {
+        r->last_configuration = ci;
+        unsigned n = r->raft.configuration.n;
+        uint64_t ids[n ? n : 1];
+        const char *addrs[n ? n : 1];
+        int roles[n ? n : 1];
+        for (unsigned i = 0; i < n; i++) {
+            ids[i] = r->raft.configuration.servers[i].id;
+            addrs[i] = r->raft.configuration.servers[i].address;
+            roles[i] = r->raft.configuration.servers[i].role;
+        }
+        r->cb.members(r->cb.ctx, n, ids, addrs, roles);
+    }
+}
+
+static int fail(struct hako_raft *r, int rc, const char *what, const char *detail) {
+    snprintf(r->start_err, sizeof r->start_err, "%s: %s", what, detail);
+    r->start_rc = rc ? rc : RAFT_INVALID;
+    return r->start_rc;
+}
+
+static int setup(struct hako_raft *r) {
+    int rv;
+    if ((rv = uv_loop_init(&r->loop)) != 0) return fail(r, RAFT_IOERR, "uv_loop_init", uv_strerror(rv));
+    r->wake.data = r;
+    uv_async_init(&r->loop, &r->wake, on_wake);
+    r->poll.data = r;
+    uv_timer_init(&r->loop, &r->poll);
+
+    /* libraft keeps its own pointer in `data`; ours goes in `impl`. */
+    r->transport.impl = r;
+    r->transport.init = tr_init;
+    r->transport.listen = tr_listen;
+    r->transport.connect = tr_connect;
+    r->transport.close = tr_close;
+    if ((rv = raft_uv_init(&r->io, &r->loop, r->dir, &r->transport)) != 0) return fail(r, rv, "raft_uv_init", r->io.errmsg);
+
+    r->fsm.version = 1;
+    r->fsm.data = r;
+    r->fsm.apply = fsm_apply;
+    r->fsm.snapshot = fsm_snapshot;
+    r->fsm.restore = fsm_restore;
+    if ((rv = raft_init(&r->raft, &r->io, &r->fsm, r->opt.id, r->address)) != 0) {
+        raft_uv_close(&r->io);
+        return fail(r, rv, "raft_init", raft_strerror(rv));
+    }
+    r->raft.data = r;
+    raft_set_election_timeout(&r->raft, r->opt.election_timeout_ms);
+    raft_set_heartbeat_timeout(&r->raft, r->opt.heartbeat_timeout_ms);
+    raft_set_snapshot_threshold(&r->raft, r->opt.snapshot_threshold);
+    raft_set_snapshot_trailing(&r->raft, r->opt.snapshot_trailing);
+    raft_set_pre_vote(&r->raft, true);
+
+    struct raft_configuration conf;
+    raft_configuration_init(&conf);
+    if (r->opt.force_single) {
+        raft_configuration_add(&conf, r->opt.id, r->address, RAFT_VOTER);
+        rv = raft_recover(&r->raft, &conf);
+        raft_configuration_close(&conf);
+        if (rv != 0) return fail(r, rv, "raft_recover", raft_errmsg(&r->raft));
+    } else if (r->opt.n_bootstrap > 0) {
+        for (unsigned i = 0; i < r->opt.n_bootstrap; i++) {
+            rv = raft_configuration_add(&conf, r->opt.bootstrap_ids[i], r->opt.bootstrap_addresses[i], RAFT_VOTER);
+            if (rv != 0) {
+                raft_configuration_close(&conf);
+                return fail(r, rv, "the first configuration", raft_strerror(rv));
+            }
+        }
+        rv = raft_bootstrap(&r->raft, &conf);
+        raft_configuration_close(&conf);
+        if (rv != 0 && rv != RAFT_CANTBOOTSTRAP) return fail(r, rv, "raft_bootstrap", raft_errmsg(&r->raft));
+    }
+    if ((rv = raft_start(&r->raft)) != 0) return fail(r, rv, "raft_start", raft_errmsg(&r->raft));
+    uv_timer_start(&r->poll, on_poll, 0, 20);
+    return 0;
+}
+
+static void *run(void *arg) {
+    struct hako_raft *r = arg;
+    if (setup(r) != 0) {
+        sem_post(&r->started);
+        return NULL;
+    }
+    sem_post(&r->started);
+    uv_run(&r->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&r->loop);
+    return NULL;
+}
+
+int hako_raft_start(const hako_raft_options *o, const hako_raft_callbacks *cb, hako_raft **out, char *err, size_t errlen) {
+    struct hako_raft *r = calloc(1, sizeof *r);
+    if (r == NULL) return RAFT_NOMEM;
+    r->cb = *cb;
+    r->opt = *o;
+    r->address = strdup(o->address);
+    r->dir = strdup(o->dir);
+    r->last_state = -1;
+    pthread_mutex_init(&r->lock, NULL);
+    sem_init(&r->started, 0, 0);
+    if (pthread_create(&r->thread, NULL, run, r) != 0) {
+        snprintf(err, errlen, "cannot start the Raft thread: %s", strerror(errno));
+        free(r->address);
+        free(r->dir);
+        free(r);
+        return RAFT_NOMEM;
+    }
+    while (sem_wait(&r->started) != 0 && errno == EINTR) {}
+    if (r->start_rc != 0) {
+        int rc = r->start_rc;
+        snprintf(err, errlen, "%s", r->start_err);
+        pthread_join(r->thread, NULL);
+        /* A failed setup leaves the loop with handles that were never run. */
+        free(r->address);
+        free(r->dir);
+        free(r);
+        return rc;
+    }
+    *out = r;
+    return 0;
+}
+
+static void post(struct hako_raft *r, struct event *e) {
+    pthread_mutex_lock(&r->lock);
+    if (r->tail) r->tail->next = e;
+    else r->head = e;
+    r->tail = e;
+    pthread_mutex_unlock(&r->lock);
+    uv_async_send(&r->wake);
+}
+
+void hako_raft_propose(hako_raft *r, uint64_t token, const void *data, size_t len) {
+    struct event *e = calloc(1, sizeof *e);
+    void *copy = malloc(len ? len : 1);
+    if (e == NULL || copy == NULL) abort(); /* out of memory */
+    memcpy(copy, data, len);
+    e->kind = EV_PROPOSE;
+    e->token = token;
+    e->data = copy;
+    e->len = len;
+    post(r, e);
+}
+
+void hako_raft_change(hako_raft *r, uint64_t token, int kind, uint64_t id, const char *address) {
+    struct event *e = calloc(1, sizeof *e);
+    if (e == NULL) abort();
+    e->kind = EV_CHANGE;
+    e->token = token;
+    e->change = kind;
+    e->id = id;
+    e->address = strdup(address ? address : "");
+    post(r, e);
+}
+
+void hako_raft_connected(hako_raft *r, uint64_t handle, int fd) {
+    struct event *e = calloc(1, sizeof *e);
+    if (e == NULL) abort();
+    e->kind = EV_CONNECTED;
+    e->token = handle;
+    e->fd = fd;
+    post(r, e);
+}
+
+void hako_raft_accepted(hako_raft *r, uint64_t id, const char *address, int fd) {
+    struct event *e = calloc(1, sizeof *e);
+    if (e == NULL) abort();
+    e->kind = EV_ACCEPTED;
+    e->id = id;
+    e->fd = fd;
+    e->address = strdup(address);
+    post(r, e);
+}
+
+void hako_raft_stop(hako_raft *r) {
+    pthread_mutex_lock(&r->lock);
+    r->stopping = 1;
+    pthread_mutex_unlock(&r->lock);
+    uv_async_send(&r->wake);
+    pthread_join(r->thread, NULL);
+    struct event *e = r->head;
+    while (e) {
+        struct event *n = e->next;
+        if (e->fd > 0 && (e->kind == EV_CONNECTED || e->kind == EV_ACCEPTED)) close(e->fd);
+        free_event(e);
+        e = n;
+    }
+    pthread_mutex_destroy(&r->lock);
+    sem_destroy(&r->started);
+    free(r->address);
+    free(r->dir);
+    free(r);
+}

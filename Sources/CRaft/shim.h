@@ -1,0 +1,3 @@
+#include <uv.h>
+#include <raft.h>
+#include <raft/uv.h>

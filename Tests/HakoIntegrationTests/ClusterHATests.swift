@@ -1,0 +1,353 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import HakoSystem
+import HakoTestSupport
+import Testing
+
+/// Three coordinators on Raft, one in each node's namespace (three Pis that
+/// each run a coordinator): the store replicated, the leader killed, bad
+/// peers refused. The harness's own namespaces, links and processes only.
+@Suite(.needsRoot, .serialized)
+final class ClusterHATests {
+    let h = ClusterHarness("ha", nodes: 3, bootstrap: false)
+    var coordinators: [pid_t] = [0, 0, 0]
+
+    deinit {
+        if h.failed { print(h.logs() + coordinatorLogs()) }
+        for p in coordinators { h.stop(p) }
+        h.teardown()
+    }
+
+    func dataDir(_ i: Int) -> String { h.base + "/c\(i + 1)" }
+    func config(_ i: Int) -> String { h.base + "/c\(i + 1).toml" }
+    func clientAddress(_ i: Int) -> String { "\(h.nodes[i].address):4270" }
+    var credentials: String { h.base + "/admin" }
+
+    /// Three configurations with the same first voters; `cluster init` on the
+    /// first, its data directory copied to the other two (the seed), the admin
+    /// told of all three addresses.
+    func bootstrap() -> Bool {
+        let peers = (0..<3).map { "\"\($0 + 1)@\(h.nodes[$0].address):4271\"" }.joined(separator: ", ")
+        for i in 0..<3 {
+            h.write(config(i), """
+                data_dir = "\(dataDir(i))"
+                listen = "\(clientAddress(i))"
+                heartbeat_period = "250ms"
+                heartbeat_jitter = "50ms"
+                down_after = "3s"
+                raft_id = \(i + 1)
+                raft_address = "\(h.nodes[i].address):4271"
+                raft_peers = [\(peers)]
+                raft_election_timeout = "300ms"
+                """)
+        }
+        let r = Subprocess.run([Binaries.hako, "cluster", "init", "--config", config(0), "--credentials", credentials])
+        guard r.status == 0 else { h.fail("cluster init: \(r.stderr)"); return false }
+        for i in 1..<3 { h.sh(["/bin/cp", "-a", dataDir(0), dataDir(i)]) }
+        h.write(credentials + "/coordinator", (0..<3).map(clientAddress).joined(separator: ","))
+        for i in 0..<3 { start(i) }
+        return h.eventually(20) { self.cli("service", "ls").status == 0 }
+    }
+
+    func start(_ i: Int) {
+        coordinators[i] = Subprocess.spawn(["/usr/bin/nsenter", "--net=/run/netns/\(h.nodes[i].netns)", "--", Binaries.hako, "coordinator", "--config", config(i)],
+                                           stderr: h.base + "/c\(i + 1).log.\(Int(monotonicSeconds() * 1000))")
+    }
+
+    func kill9(_ i: Int) {
+        h.kill9(coordinators[i])
+        coordinators[i] = 0
+    }
+
+    @discardableResult
+    func cli(_ args: String..., timeout: Double = 30) -> Output {
+        let words = ["service", "node", "coordinator"].contains(args.first ?? "") ? 2 : 1
+        return Subprocess.run(h.inUnderlay([Binaries.hako, "cluster"] + Array(args.prefix(words)) + ["--credentials", credentials] + Array(args.dropFirst(words))),
+                              env: h.adminEnv, timeout: timeout)
+    }
+
+    func coordinatorLogs() -> String {
+        var out = ""
+        for f in ((try? FileManager.default.contentsOfDirectory(atPath: h.base)) ?? []).sorted() where f.hasPrefix("c") && f.contains(".log.") {
+            out += "== \(f)\n" + ((try? String(contentsOfFile: h.base + "/" + f, encoding: .utf8)) ?? "")
+        }
+        return out
+    }
+
+    /// The coordinator that leads now (its own `coordinators` answer, asked through the CLI).
+    func leader() -> Int? {
+        let rows = coordinatorRows()
+        guard let addr = rows.first(where: { $0["leader"] as? Bool == true })?["address"] as? String else { return nil }
+        return (0..<3).first { clientAddress($0) == addr }
+    }
+
+    /// `coordinator ls --format json`: one object per line.
+    func coordinatorRows() -> [[String: Any]] {
+        cli("coordinator", "ls", "--format", "json").stdout.split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }
+    }
+
+    /// The services' names, as the leader lists them (empty when none answers).
+    func services() -> Set<String> {
+        Set(cli("service", "ls", "--format", "json").stdout.split(separator: "\n").compactMap {
+            (try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["name"] as? String
+        })
+    }
+
+    /// kill -9 of the leader, several times: a new leader each time, answering
+    /// within the bound, with every service committed before; the killed one
+    /// restarted catches up (it then holds what was written without it).
+    @Test func leaderKilledNewLeaderKeepsState() throws {
+        try #require(bootstrap(), "no leader among three coordinators")
+        var expected = Set<String>()
+        for trial in 1...3 {
+            let name = "svc\(trial)"
+            let created = cli("service", "create", "--no-resolve-image", "--name", name, "--replicas", "2", "busybox:test", "sleep", "3600")
+            #expect(created.status == 0, "\(created.stderr)")
+            expected.insert(name)
+            #expect(services() == expected)
+            let old = try #require(leader(), "no leader before trial \(trial)")
+            let killed = monotonicSeconds()
+            kill9(old)
+            #expect(h.eventually(10) { self.services() == expected }, "trial \(trial): no new leader with the state within 10 s")
+            let took = monotonicSeconds() - killed
+            let now = leader()
+            #expect(now != nil && now != old, "trial \(trial): leader \(String(describing: now)) after killing \(old)")
+            print("trial \(trial): coordinator \(old + 1) killed, coordinator \((now ?? -1) + 1) answers after \(String(format: "%.2f", took)) s")
+            // Written without it, then it comes back and catches up.
+            let during = "while\(trial)"
+            #expect(cli("service", "create", "--no-resolve-image", "--name", during, "busybox:test", "sleep", "3600").status == 0)
+            expected.insert(during)
+            start(old)
+            #expect(h.eventually(10) { self.reachable() == 3 }, "the restarted coordinator answers")
+        }
+        // Everyone but the restarted ones' data is also on them: kill the leader
+        // once more, so that a restarted coordinator serves it.
+        let last = try #require(leader())
+        kill9(last)
+        #expect(h.eventually(10) { self.services() == expected })
+        start(last)
+    }
+
+    /// Agents in the same namespaces as the coordinators (three Pis running both), joined through the leader.
+    func startAgents() -> Bool {
+        guard let l = leader() else { return false }
+        for i in 0..<3 {
+            let token = cli("token", "-q").out
+            let n = h.nodes[i]
+            h.nodes[i].agent = Subprocess.spawn(["/usr/bin/nsenter", "--net=/run/netns/\(n.netns)", "--", Binaries.hako, "agent", "--config", n.config,
+                                                 "--join", token, clientAddress(l)],
+                                                env: ["HAKO_MONITOR": Binaries.monitor], stderr: n.dir + "/agent.log.\(Int(monotonicSeconds() * 1000))")
+        }
+        return h.eventually(20) { self.readyNodes() == 3 }
+    }
+
+    func readyNodes() -> Int {
+        cli("node", "ls", "--format", "json").stdout.split(separator: "\n").filter {
+            (try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["status"] as? String == "ready"
+        }.count
+    }
+
+    /// Every running container of a service on every node, by name (`<service>.<slot>.<task>`).
+    func runningNames(_ service: String) -> [String] {
+        h.nodes.flatMap { n in
+            h.onNode(n, ["ps", "--format", "json", "--no-trunc"]).stdout.split(separator: "\n").compactMap { line -> String? in
+                guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                      let name = o["Names"] as? String, name.hasPrefix(service + "."), o["State"] as? String == "running" else { return nil }
+                return name
+            }
+        }
+    }
+
+    /// Exactly one running container per slot 1…n.
+    func exactly(_ service: String, _ n: Int) -> Bool {
+        let slots = runningNames(service).compactMap { $0.split(separator: ".").dropFirst().first.flatMap { Int($0) } }
+        return slots.count == n && Set(slots) == Set(1...n)
+    }
+
+    /// Three coordinators and three agents on three "Pis": the leader killed
+    /// (kill -9) in turn; each time a new leader, the service at its exact
+    /// count, no task lost or run twice, the containers never restarted.
+    @Test func leaderKilledServiceKeepsItsTasks() throws {
+        try #require(bootstrap(), "no leader among three coordinators")
+        try #require(startAgents(), "\(readyNodes())/3 nodes ready")
+        let r = cli("service", "create", "--no-resolve-image", "--name", "web", "--replicas", "6", "--stop-timeout", "1",
+                    "--wait", "--timeout", "60s", "busybox:test", "sleep", "3600", timeout: 90)
+        try #require(r.status == 0, "\(r.stderr)")
+        let containers = Set(runningNames("web"))
+        #expect(exactly("web", 6))
+        for trial in 1...3 {
+            let old = try #require(leader(), "no leader before trial \(trial)")
+            let killed = monotonicSeconds()
+            kill9(old)
+            #expect(h.eventually(10) { self.leader().map { $0 != old } ?? false }, "trial \(trial): no new leader")
+            print("trial \(trial): coordinator \(old + 1) killed, a new leader answers after \(String(format: "%.2f", monotonicSeconds() - killed)) s")
+            // The agents move to the new leader; nothing is rescheduled.
+            #expect(h.eventually(15) { self.readyNodes() == 3 }, "trial \(trial): the agents did not reach the new leader")
+            usleep(1_500_000)
+            #expect(exactly("web", 6), "trial \(trial): \(runningNames("web"))")
+            #expect(Set(runningNames("web")) == containers, "trial \(trial): containers were replaced")
+            start(old)
+            #expect(h.eventually(15) { self.reachable() == 3 }, "trial \(trial): the restarted coordinator does not answer")
+        }
+        // Scaling through the last leader still works.
+        #expect(cli("service", "scale", "web=8", "--wait", timeout: 90).status == 0)
+        #expect(h.eventually(20) { self.exactly("web", 8) })
+    }
+
+    /// A configuration without peers: the first coordinator starts alone, the others join it.
+    func writeAlone(_ i: Int) {
+        h.write(config(i), """
+            data_dir = "\(dataDir(i))"
+            listen = "\(clientAddress(i))"
+            heartbeat_period = "250ms"
+            heartbeat_jitter = "50ms"
+            down_after = "3s"
+            raft_id = \(i + 1)
+            raft_address = "\(h.nodes[i].address):4271"
+            raft_election_timeout = "300ms"
+            """)
+    }
+
+    func joinCoordinator(_ i: Int, token: String, via: Int) -> Output {
+        // The join itself runs in the foreground until the coordinator serves: run it as a daemon and watch.
+        let log = h.base + "/c\(i + 1).log.\(Int(monotonicSeconds() * 1000))"
+        coordinators[i] = Subprocess.spawn(["/usr/bin/nsenter", "--net=/run/netns/\(h.nodes[i].netns)", "--", Binaries.hako, "coordinator",
+                                            "--config", config(i), "--join", token, clientAddress(via)], stderr: log)
+        _ = h.eventually(20) {
+            let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+            return text.contains("a voter now") || text.contains("hako: ")
+        }
+        return Output(status: 0, stdout: "", stderr: (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
+    }
+
+    /// One coordinator, then two join it with coordinator tokens and become
+    /// voters (the CA over mutual TLS); wrong tokens are refused and leave
+    /// nothing behind; the joined ones then carry the cluster without the first.
+    @Test func coordinatorsJoinWithTokens() throws {
+        for i in 0..<3 { writeAlone(i) }
+        let r = Subprocess.run([Binaries.hako, "cluster", "init", "--config", config(0), "--credentials", credentials])
+        try #require(r.status == 0, "\(r.stderr)")
+        start(0)
+        try #require(h.eventually(15) { self.cli("service", "ls").status == 0 }, "the first coordinator does not lead")
+        #expect(cli("service", "create", "--no-resolve-image", "--name", "first", "busybox:test", "sleep", "3600").status == 0)
+
+        // Refused: a node's token, a forged one. Nothing is left in the data directory.
+        let nodeToken = cli("token", "-q").out
+        let bad = Subprocess.run(["/usr/bin/nsenter", "--net=/run/netns/\(h.nodes[1].netns)", "--", Binaries.hako, "coordinator",
+                                  "--config", config(1), "--join", nodeToken, clientAddress(0)], timeout: 30)
+        #expect(bad.status == 125 && bad.stderr.contains("a node's join token cannot join a coordinator"), "\(bad.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: dataDir(1) + "/pki"), "a refused join left files")
+        let good = cli("token", "--role", "coordinator", "-q").out
+        let parts = good.split(separator: "-").map(String.init)
+        try #require(parts.count == 4)
+        let forged = [parts[0], parts[1], parts[2], String(repeating: "0", count: 32)].joined(separator: "-")
+        let f = Subprocess.run(["/usr/bin/nsenter", "--net=/run/netns/\(h.nodes[1].netns)", "--", Binaries.hako, "coordinator",
+                                "--config", config(1), "--join", forged, clientAddress(0)], timeout: 30)
+        #expect(f.status == 125 && f.stderr.contains("unknown join token"), "\(f.stderr)")
+
+        // Two join and become voters.
+        _ = joinCoordinator(1, token: good, via: 0)
+        #expect(h.eventually(30) { self.coordinatorRows().count == 2 && self.reachable() == 2 }, "\(coordinatorRows())")
+        // The used token again.
+        let again = Subprocess.run(["/usr/bin/nsenter", "--net=/run/netns/\(h.nodes[2].netns)", "--", Binaries.hako, "coordinator",
+                                    "--config", config(2), "--join", good, clientAddress(0)], timeout: 30)
+        #expect(again.status == 125 && again.stderr.contains("already used"), "\(again.stderr)")
+        _ = joinCoordinator(2, token: cli("token", "--role", "coordinator", "-q").out, via: 0)
+        #expect(h.eventually(30) { self.reachable() == 3 && self.coordinatorRows().count == 3 }, "\(coordinatorRows())")
+        h.write(credentials + "/coordinator", (0..<3).map(clientAddress).joined(separator: ","))
+
+        // The first coordinator killed: the joined ones lead, with its data.
+        kill9(0)
+        #expect(h.eventually(10) { self.services() == ["first"] }, "the joined coordinators do not carry the cluster")
+        #expect(cli("service", "create", "--no-resolve-image", "--name", "second", "busybox:test", "sleep", "3600").status == 0)
+        start(0)
+        #expect(h.eventually(15) { self.reachable() == 3 })
+
+        // A follower removed from the voters: two remain, and they still commit.
+        // (Right after a restart the leadership can still move: a removal
+        // refused with "lost leadership" is asked again of the new leader.)
+        var l = 0, gone = 0
+        var rm = Output(status: 0, stdout: "", stderr: "")
+        #expect(h.eventually(15) {
+            guard let now = self.leader() else { return false }
+            l = now
+            gone = (now + 1) % 3
+            rm = self.cli("coordinator", "rm", self.clientAddress(gone))
+            return rm.status == 0
+        }, "\(rm.stderr)")
+        #expect(h.eventually(10) { self.coordinatorRows().filter { ($0["id"] as? Int ?? 0) > 0 }.count == 2 }, "\(coordinatorRows())")
+        kill9(gone)
+        #expect(cli("service", "create", "--no-resolve-image", "--name", "third", "busybox:test", "sleep", "3600").status == 0)
+        // The leader cannot remove itself.
+        let own = cli("coordinator", "rm", clientAddress(l))
+        #expect(own.status == 125 && own.stderr.contains("leads"), "\(own.stderr)")
+    }
+
+    /// Backup and restore as docs/cluster.md says: a stopped coordinator's
+    /// data directory copied away; every coordinator lost; the copy started
+    /// alone with --force-new-cluster leads with the state of the backup.
+    @Test func restoreFromBackupWithForceNewCluster() throws {
+        try #require(bootstrap(), "no leader among three coordinators")
+        #expect(cli("service", "create", "--no-resolve-image", "--name", "kept", "busybox:test", "sleep", "3600").status == 0)
+        let l = try #require(leader())
+        let follower = (l + 1) % 3
+        h.stop(coordinators[follower])
+        coordinators[follower] = 0
+        h.sh(["/bin/cp", "-a", dataDir(follower), h.base + "/backup"])
+        for i in 0..<3 { h.stop(coordinators[i]); coordinators[i] = 0 }
+        for i in 0..<3 { try? FileManager.default.removeItem(atPath: dataDir(i)) }
+        h.sh(["/bin/cp", "-a", h.base + "/backup", dataDir(0)])
+        coordinators[0] = Subprocess.spawn(["/usr/bin/nsenter", "--net=/run/netns/\(h.nodes[0].netns)", "--", Binaries.hako, "coordinator",
+                                            "--config", config(0), "--force-new-cluster"],
+                                           stderr: h.base + "/c1.log.\(Int(monotonicSeconds() * 1000))")
+        #expect(h.eventually(15) { self.services() == ["kept"] }, "the restored coordinator does not lead with the backup's state")
+        #expect(coordinatorRows().filter { $0["reachable"] as? Bool == true }.count == 1)
+        #expect(cli("service", "create", "--no-resolve-image", "--name", "after", "busybox:test", "sleep", "3600").status == 0,
+                "a cluster of one voter commits alone")
+    }
+
+    func reachable() -> Int {
+        coordinatorRows().filter { $0["reachable"] as? Bool == true }.count
+    }
+
+    /// Two of three down: nothing changes, and the CLI says why in one line.
+    @Test func withoutQuorumNothingChanges() throws {
+        try #require(bootstrap(), "no leader among three coordinators")
+        #expect(cli("service", "create", "--no-resolve-image", "--name", "before", "busybox:test", "sleep", "3600").status == 0)
+        let l = try #require(leader())
+        let others = (0..<3).filter { $0 != l }
+        kill9(others[0])
+        kill9(others[1])
+        // The leader steps down within its election timeout; then nothing is written.
+        #expect(h.eventually(10) { self.leader() == nil }, "the leader did not step down")
+        var r = Output(status: 0, stdout: "", stderr: "")
+        #expect(h.eventually(10) {
+            r = self.cli("service", "create", "--no-resolve-image", "--name", "after", "busybox:test", "sleep", "3600", timeout: 20)
+            return r.status != 0 && r.stderr.contains("no quorum: 1 of 3 coordinators reachable")
+        }, "\(r.stderr)")
+        start(others[0])
+        #expect(h.eventually(15) { self.services() == ["before"] }, "a majority again, and nothing of the minority's")
+        start(others[1])
+    }
+
+    /// The Raft port takes coordinators of this cluster only.
+    @Test func raftPortRefusesOtherCertificates() throws {
+        try #require(bootstrap(), "no leader among three coordinators")
+        // The admin's certificate is of this cluster, but not a coordinator's.
+        let s = Subprocess.run(h.inUnderlay(["/usr/bin/timeout", "5", "/usr/bin/openssl", "s_client", "-connect", "\(h.nodes[0].address):4271",
+                                             "-cert", credentials + "/admin.crt", "-key", credentials + "/admin.key", "-CAfile", credentials + "/ca.crt"]),
+                               stdin: "HAKORAFT1 9 10.213.0.99:4271\n", timeout: 10)
+        _ = s
+        #expect(h.eventually(5) { self.coordinatorLogs().contains("raft: refused") && self.coordinatorLogs().contains("is not a coordinator's") },
+                "\(coordinatorLogs())")
+        // No certificate at all.
+        _ = Subprocess.run(h.inUnderlay(["/usr/bin/timeout", "5", "/usr/bin/openssl", "s_client", "-connect", "\(h.nodes[1].address):4271"]),
+                           stdin: "", timeout: 10)
+        // The cluster goes on.
+        #expect(cli("service", "create", "--no-resolve-image", "--name", "after", "busybox:test", "sleep", "3600").status == 0)
+    }
+}

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Coordinators on Raft (part of make bench): three coordinators on loopback
+# (mutual TLS, the default raft_election_timeout of 1 s unless ELECTION is
+# set), the leader killed with kill -9 TRIALS times: the time until a new
+# leader answers `hako cluster service ls` with the state (goal p99 <= 2 s;
+# floor: the election timeout, elections being drawn between it and twice
+# it). The killed coordinator is restarted between trials. Loopback only;
+# everything lives in a temp dir and is removed at the end.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$HERE/.." && pwd)
+BIN=${HAKO_BIN_DIR:-$REPO/.build/release}
+TRIALS=${TRIALS:-10}
+ELECTION=${ELECTION:-1s}
+H=$BIN/hako
+W=$(mktemp -d /tmp/hako-bench-raft-XXXXXX)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$W"
+}
+trap cleanup EXIT
+BASE=$((20000 + RANDOM % 20000))
+peers="\"1@127.0.0.1:$((BASE + 11))\", \"2@127.0.0.1:$((BASE + 12))\", \"3@127.0.0.1:$((BASE + 13))\""
+for i in 1 2 3; do
+  cat > "$W/c$i.toml" <<TOML
+data_dir = "$W/c$i"
+listen = "127.0.0.1:$((BASE + i))"
+raft_id = $i
+raft_address = "127.0.0.1:$((BASE + 10 + i))"
+raft_peers = [$peers]
+raft_election_timeout = "$ELECTION"
+TOML
+done
+"$H" cluster init --config "$W/c1.toml" --credentials "$W/admin" >/dev/null
+cp -a "$W/c1" "$W/c2"; cp -a "$W/c1" "$W/c3"
+echo "127.0.0.1:$((BASE + 1)),127.0.0.1:$((BASE + 2)),127.0.0.1:$((BASE + 3))" > "$W/admin/coordinator"
+declare -A PID
+start() { "$H" coordinator --config "$W/c$1.toml" 2>>"$W/c$1.log" & PID[$1]=$!; PIDS+=($!); }
+for i in 1 2 3; do start $i; done
+# The credentials right after the command's two words (after the image they would be the container's command).
+c() { local a=$1 b=$2; shift 2; "$H" cluster "$a" "$b" --credentials "$W/admin" "$@"; }
+for _ in $(seq 1 100); do c service ls -q >/dev/null 2>&1 && break; sleep 0.1; done
+c service create --no-resolve-image --name web --replicas 3 busybox sleep 1 >/dev/null
+echo "== coordinators on Raft: leader kill -9 -> a new leader answering service ls ($TRIALS trials, election timeout $ELECTION)"
+: > "$W/times.txt"
+for t in $(seq 1 "$TRIALS"); do
+  l=$(c coordinator ls | awk '$4 == "leader" {print $1}')
+  [ -n "$l" ] || { echo "no leader before trial $t"; exit 1; }
+  kill -9 "${PID[$l]}"; wait "${PID[$l]}" 2>/dev/null || true
+  t0=$(date +%s.%N)
+  ok=0
+  for _ in $(seq 1 200); do
+    if c service ls --format json 2>/dev/null | grep -q '"name":"web"'; then ok=1; break; fi
+    sleep 0.02
+  done
+  t1=$(date +%s.%N)
+  [ $ok = 1 ] || { echo "trial $t: no new leader within 10 s"; exit 1; }
+  awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f\n", b - a }' | tee -a "$W/times.txt"
+  start "$l"
+  for _ in $(seq 1 100); do [ "$(c coordinator ls | awk '$5 == "yes"' | wc -l)" = 3 ] && break; sleep 0.1; done
+done
+sorted=$(sort -n "$W/times.txt")
+p50=$(echo "$sorted" | awk '{a[NR]=$1} END { i=int((NR+1)/2); print a[i] }')
+p99=$(echo "$sorted" | awk '{a[NR]=$1} END { i=int(NR*0.99+0.999); if (i<1) i=1; if (i>NR) i=NR; print a[i] }')
+echo
+printf '| Raft figure | hako | goal | floor |\n|---|---|---|---|\n'
+printf '| leader kill -9 -> new leader answering service ls (%s trials) | p50 %s s, p99 %s s | p99 <= 2 s | election timeout %s |\n' "$TRIALS" "$p50" "$p99" "$ELECTION"

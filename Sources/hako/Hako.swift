@@ -55,7 +55,7 @@ struct Hako: ParsableCommand {
             NetworkCommand.self, VolumeCommand.self, Port.self,
             Pull.self, Push.self, Login.self, Logout.self, Rmi.self, Tag.self, History.self, ImageGroup.self,
             Save.self, Load.self, Export.self, Commit.self,
-            Events.self, Cluster.self, CoordinatorCommand.self, AgentCommand.self, PurgeHostState.self,
+            Events.self, SystemCommand.self, Cluster.self, CoordinatorCommand.self, AgentCommand.self, PurgeHostState.self,
         ])
 }
 

@@ -32,7 +32,7 @@ extension DockerAPI {
                 switch key {
                 case "id": return cont.id.hasPrefix(v)
                 case "name": return cont.name.contains(v.hasPrefix("/") ? String(v.dropFirst()) : v)
-                case "status": return dockerState(cont) == v
+                case "status": return self.dockerState(cont) == v
                 case "exited": return !cont.isRunning && cont.status != .created && String(cont.exitCode) == v
                 case "ancestor": return cont.config.image == v || cont.config.imageID.hasPrefix(v.replacingFirst("sha256:", with: ""))
                 case "network": return (cont.config.networking?.networks.map(\.name) ?? []).contains(v) || cont.config.networkMode.rawValue == v

@@ -164,7 +164,7 @@ extension DockerAPI {
             guard let conn = try MonitorConnection.connect(runDir: cont.paths.runDir) else { throw APIError(409, "Container \(cont.id) is not running") }
             try conn.send(.attach)
             c.hijack(r, multiplexed: !cont.config.tty)
-            if let code = AttachRelay.run(conn, client: c, streams) { sessions.exited(cont.id, code: code) }
+            if let code = AttachRelay.run(conn, client: c, streams, untilExit: false) { sessions.exited(cont.id, code: code) }
             return
         }
         // Not running: the start that follows hands over its connection.
@@ -185,7 +185,7 @@ extension DockerAPI {
             usleep(10_000)
         }
         guard let conn else { return }
-        let code = AttachRelay.run(conn, client: c, streams)
+        let code = AttachRelay.run(conn, client: c, streams, untilExit: true)
         sessions.exited(cont.id, code: code ?? 137)
     }
 

@@ -102,11 +102,13 @@ extension DockerAPI {
         let platform = r.query("platform").flatMap { $0.isEmpty ? nil : $0 }
         let sink = ProgressStream(c)
         c.beginChunks()
+        // Docker's last line: "Downloaded newer image" when the name now points at another (or a first) image.
+        let before = (try? engine.images.find(ref))?.id
         do {
             let result = try engine.pull(ref, platform: platform, progress: sink)
             let shown = (try? ImageReference(parsing: ref).withDefaultTag())?.familiarString ?? ref
             sink.send(.object([("status", .string("Digest: \(result.digest.string)"))]))
-            sink.send(.object([("status", .string(result.downloadedLayers > 0 ? "Status: Downloaded newer image for \(shown)" : "Status: Image is up to date for \(shown)"))]))
+            sink.send(.object([("status", .string(before != result.image.id ? "Status: Downloaded newer image for \(shown)" : "Status: Image is up to date for \(shown)"))]))
         } catch {
             let text = "\(error)"
             sink.send(.object([("errorDetail", .object([("message", .string(text))])), ("error", .string(text))]))

@@ -62,7 +62,7 @@ extension DockerAPI {
         let ipam: JSON = .object([("Driver", .string("default")), ("Options", .null),
                                   ("Config", .array(n.IPAM.map { .object([("Subnet", .string($0.Subnet)), ("Gateway", .string($0.Gateway))]) }))])
         return .object([
-            ("Name", .string(n.Name)), ("Id", .string(n.Id)), ("Created", .string(n.Created)), ("Scope", .string("local")),
+            ("Name", .string(n.Name)), ("Id", .string(n.Id)), ("Created", .string(n.Created.isEmpty ? "0001-01-01T00:00:00Z" : n.Created)), ("Scope", .string("local")),
             ("Driver", .string(n.Driver)), ("EnableIPv6", .bool(false)), ("IPAM", ipam), ("Internal", .bool(n.Internal)),
             ("Attachable", .bool(false)), ("Ingress", .bool(false)), ("ConfigFrom", .object([("Network", .string(""))])),
             ("ConfigOnly", .bool(false)), ("Containers", containers),

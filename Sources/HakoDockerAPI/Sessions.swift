@@ -89,13 +89,21 @@ enum AttachRelay {
         var tty: Bool
     }
 
-    /// Returns the exit code, or nil when the monitor went away without one.
-    static func run(_ monitor: MonitorConnection, client: HTTPConnection, _ s: Streams) -> Int32? {
+    /// Returns the exit code, or nil when the monitor went away without one
+    /// (or, without `untilExit`, when the client went away first). With
+    /// `untilExit` (the start's own connection, whose exit the waiters need)
+    /// a client that goes away is let go at once and the monitor drained to the exit.
+    static func run(_ monitor: MonitorConnection, client: HTTPConnection, _ s: Streams, untilExit: Bool) -> Int32? {
         var clientUp = true
         var stdinOpen = s.stdin
+        func gone() {
+            clientUp = false
+            stdinOpen = false
+            client.fd.close()
+        }
         func out(_ stream: UInt8, _ b: [UInt8]) {
             guard clientUp, !b.isEmpty else { return }
-            if !client.write(s.tty ? b : StreamFrame.encode(stream, b)) { clientUp = false }
+            if !client.write(s.tty ? b : StreamFrame.encode(stream, b)) { gone() }
         }
         // What the client sent right after its request is the first of its stdin.
         if stdinOpen && !client.buffer.isEmpty {
@@ -118,6 +126,7 @@ enum AttachRelay {
             } catch {
                 return nil
             }
+            if !clientUp && !untilExit { return nil }
             let watchClient = clientUp && clientReading
             var fds = [pollfd(fd: monitor.fd.rawValue, events: Int16(POLLIN), revents: 0),
                        pollfd(fd: watchClient ? client.fd.rawValue : -1, events: Int16(POLLIN), revents: 0)]
@@ -132,7 +141,7 @@ enum AttachRelay {
                     if stdinOpen && !s.tty { try? monitor.send(.closeStdin) }
                     stdinOpen = false
                     clientReading = false
-                    if n < 0 { clientUp = false }
+                    if n < 0 || client.peerClosed { gone() }
                 }
             }
             if fds[0].revents != 0 {

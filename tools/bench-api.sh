@@ -31,7 +31,7 @@ cleanup() {
   podman --root "$W/podman/root" --runroot "$W/podman/run" rm -af >/dev/null 2>&1
   for d in /sys/fs/cgroup/*/"$HAKO_CGROUP_PARENT" /sys/fs/cgroup/"$HAKO_CGROUP_PARENT"; do [ -d "$d" ] && rmdir "$d" 2>/dev/null; done
   ip netns del "$NS" 2>/dev/null
-  umount -R "$W/podman" 2>/dev/null
+  umount -R "$W/podman" "$W/docker" 2>/dev/null
   rm -rf "$W"
 }
 trap cleanup EXIT
@@ -39,7 +39,8 @@ trap cleanup EXIT
 ip netns add "$NS"
 ip -n "$NS" link set lo up
 # nsenter, not ip netns exec: that one mounts a fresh /sys, without the cgroup mounts.
-inns() { nsenter --net="/run/netns/$NS" "$@"; }
+# Called directly (not through a function) where a service starts, so that $! is its PID.
+NSENTER=(nsenter --net="/run/netns/$NS")
 
 echo "== the busybox image, for hako and podman"
 mkdir -p "$W/rootfs/bin"
@@ -52,7 +53,7 @@ wait_socket() { for _ in $(seq 300); do [ -S "$1" ] && return 0; sleep 0.1; done
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
 # hako
-inns "$BIN/hako" system service --listen "unix://$W/hako.sock" >"$W/hako.log" 2>&1 &
+"${NSENTER[@]}" "$BIN/hako" system service --listen "unix://$W/hako.sock" >"$W/hako.log" 2>&1 &
 HAKO_PID=$!; PIDS+=("$HAKO_PID")
 wait_socket "$W/hako.sock"
 DOCKER_HOST=unix://$W/hako.sock DOCKER_CONFIG=$W/cfg "$DOCKER" version >/dev/null
@@ -63,7 +64,7 @@ hako_idle=$(rss_kib "$HAKO_PID")
 mkdir -p "$W/podman"
 podman_cmd=(podman --root "$W/podman/root" --runroot "$W/podman/run" --storage-driver vfs --cgroup-manager cgroupfs --events-backend file)
 "${podman_cmd[@]}" import "$W/rootfs.tar" localhost/bench/busybox:api >/dev/null 2>&1
-inns "${podman_cmd[@]}" system service --time 0 "unix://$W/podman.sock" >"$W/podman.log" 2>&1 &
+"${NSENTER[@]}" "${podman_cmd[@]}" system service --time 0 "unix://$W/podman.sock" >"$W/podman.log" 2>&1 &
 PODMAN_PID=$!; PIDS+=("$PODMAN_PID")
 wait_socket "$W/podman.sock"
 DOCKER_HOST=unix://$W/podman.sock DOCKER_CONFIG=$W/cfg "$DOCKER" version >/dev/null 2>&1 || true
@@ -74,7 +75,8 @@ podman_idle=$(rss_kib "$PODMAN_PID")
 dockerd_idle=-
 containerd_idle=-
 if command -v dockerd >/dev/null; then
-  inns dockerd --iptables=false --ip6tables=false --bridge=none --ip-forward=false --ip-masq=false \
+  # Its own mount namespace too: the mounts it makes under its data root go with it.
+  "${NSENTER[@]}" unshare -m --propagation private dockerd --iptables=false --ip6tables=false --bridge=none --ip-forward=false --ip-masq=false \
     --data-root "$W/docker/data" --exec-root "$W/docker/exec" --pidfile "$W/docker/dockerd.pid" \
     -H "unix://$W/docker.sock" --log-level error >"$W/dockerd.log" 2>&1 &
   DOCKERD_PID=$!; PIDS+=("$DOCKERD_PID")
@@ -98,6 +100,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else
 echo "== docker run --rm IMAGE true ($RUNS runs each, hyperfine medians)"
 cli_hako=$(hf cli-hako "DOCKER_HOST=unix://$W/hako.sock DOCKER_CONFIG=$W/cfg $DOCKER run --rm --network none bench/busybox:api true")
 direct=$(hf hako "$BIN/hako run --rm --network none bench/busybox:api true")
+cli_version=$(hf cli-version "DOCKER_HOST=unix://$W/hako.sock DOCKER_CONFIG=$W/cfg $DOCKER version")
 cli_podman=$(hf cli-podman "DOCKER_HOST=unix://$W/podman.sock DOCKER_CONFIG=$W/cfg $DOCKER run --rm --network none localhost/bench/busybox:api true")
 
 echo "== docker-compose up -d (two services) until both run"
@@ -139,6 +142,8 @@ printf '\n| docker run --rm IMAGE true | median ms | vs hako run --rm |\n|---|--
 printf '| docker CLI → hako system service | %.1f | %s (goal <= 1.5) |\n' "$cli_hako" "$(ratio "$cli_hako" "$direct")"
 printf '| hako run --rm | %.1f | 1.00 |\n' "$direct"
 printf '| docker CLI → podman system service | %.1f | %s |\n' "$cli_podman" "$(ratio "$cli_podman" "$direct")"
+printf '| (the client alone: docker version through hako) | %.1f | %s |\n' "$cli_version" "$(ratio "$cli_version" "$direct")"
+[ "$cli_podman" = 0 ] && { echo; echo "podman's service log (tail):"; tail -5 "$W/podman.log"; }
 printf '\n| docker-compose up -d, 2 services | ms (0: failed) |\n|---|---|\n'
 printf '| through hako system service | %s |\n' "$compose_hako"
 printf '| through podman system service | %s |\n' "$compose_podman"

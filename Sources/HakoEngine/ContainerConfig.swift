@@ -40,6 +40,14 @@ public struct RunOptions: Sendable {
     public var stopSignal: String?
     public var stopTimeout: Int?
     public var logOptions: [String] = []
+    /// --expose: ports the container offers besides its image's (PORT[/PROTO]).
+    public var expose: [String] = []
+    /// --shm-size in bytes (nil: 64 MiB, docker's default).
+    public var shmSize: UInt64?
+    /// --group-add: more groups for the container's processes, names or numbers.
+    public var groupAdd: [String] = []
+    /// --init: hako-init runs as PID 1, passing signals on and reaping orphans.
+    public var initProcess = false
     /// Resource limits and hardening (Isolation.swift).
     public var isolation = IsolationOptions()
     /// Whether and how the image is pulled (`--pull`, `--platform`).
@@ -87,6 +95,17 @@ public struct ContainerConfig: Codable, Sendable, Equatable {
     public var networking: ContainerNetworking? = nil
     /// Binds, volumes and tmpfs mounts (nil: none).
     public var storage: ContainerStorage? = nil
+    /// The size of its /dev/shm in bytes (nil: 64 MiB).
+    public var shmSize: UInt64? = nil
+    /// Supplementary groups besides the user's own (--group-add).
+    public var groupAdd: [String]? = nil
+    /// --init: hako-init, bound in read-only at `initPath`, runs `args` as its child.
+    public var initProcess: Bool? = nil
+
+    /// Where --init's PID 1 appears inside the container.
+    public static let initPath = "/sbin/hako-init"
+
+    public static let defaultShmSize: UInt64 = 64 << 20
 
     public var restart: RestartPolicy { (try? RestartPolicy(parsing: restartPolicy)) ?? .no }
     public var shortID: String { String(id.prefix(12)) }

@@ -83,8 +83,12 @@ extension Engine {
         let layers = [paths.container(config.id).upper] + config.layerDirs.reversed()
         let needsFiles = config.user.split(separator: ":").contains { UInt32($0) == nil }
         let passwd = UserResolver.readFromLayers("/etc/passwd", layers: layers)
-        let group = needsFiles || config.user.isEmpty || !config.user.contains(":") ? UserResolver.readFromLayers("/etc/group", layers: layers) : nil
-        return try UserResolver.resolve(config.user, passwd: passwd, group: group)
+        let extra = config.groupAdd ?? []
+        let group = needsFiles || config.user.isEmpty || !config.user.contains(":") || extra.contains(where: { UInt32($0) == nil })
+            ? UserResolver.readFromLayers("/etc/group", layers: layers) : nil
+        var user = try UserResolver.resolve(config.user, passwd: passwd, group: group)
+        for g in try UserResolver.groups(extra, group: group) where !user.groups.contains(g) { user.groups.append(g) }
+        return user
     }
 }
 
@@ -104,7 +108,9 @@ public enum SpecBuilder {
 
     public static func build(config: ContainerConfig, paths cp: ContainerPaths, nameLink: String,
                              user: ResolvedUser, cgroup: CgroupPlacement, cgroupView: CgroupView, terminal: TerminalSize?) -> (RuntimeSpec, MonitorSpec) {
-        var process = ProcessSpec(args: config.args, env: environment(config, home: user.home, tty: config.tty))
+        // --init: hako-init is PID 1 and runs the command (inspect still shows the command).
+        let args = config.initProcess == true ? [ContainerConfig.initPath, "--"] + config.args : config.args
+        var process = ProcessSpec(args: args, env: environment(config, home: user.home, tty: config.tty))
         process.cwd = config.workingDir
         process.uid = user.uid
         process.gid = user.gid
@@ -152,8 +158,12 @@ public enum SpecBuilder {
         if c.ipcMode == .host {
             m.append(.bind("/dev/shm", at: "/dev/shm"))
         } else {
-            m.append(.filesystem("tmpfs", at: "/dev/shm", source: "shm", options: "mode=1777,size=65536k", flags: nosuid | noexec | nodev))
+            let shmKiB = max(4, (c.shmSize ?? ContainerConfig.defaultShmSize) / 1024)
+            m.append(.filesystem("tmpfs", at: "/dev/shm", source: "shm", options: "mode=1777,size=\(shmKiB)k", flags: nosuid | noexec | nodev))
             m.append(.filesystem("mqueue", at: "/dev/mqueue", flags: nosuid | noexec | nodev))
+        }
+        if c.initProcess == true {
+            m.append(.bind(Engine.initBinary, at: ContainerConfig.initPath, readOnly: true, recursive: false))
         }
         m += [
             .symlink("/dev/fd", pointingTo: "/proc/self/fd"),

@@ -205,6 +205,26 @@ public enum RestartPolicy: Sendable, Equatable, Codable, CustomStringConvertible
     case always
     case unlessStopped
 
+    /// The monitor's number for the policy (HAKO_RESTART_*).
+    public var monitorCode: UInt32 {
+        switch self {
+        case .no: return UInt32(HAKO_RESTART_NO.rawValue)
+        case .onFailure: return UInt32(HAKO_RESTART_ON_FAILURE.rawValue)
+        case .always: return UInt32(HAKO_RESTART_ALWAYS.rawValue)
+        case .unlessStopped: return UInt32(HAKO_RESTART_UNLESS_STOPPED.rawValue)
+        }
+    }
+
+    /// The policy of a monitor's number and retry count (an unknown number is `no`).
+    public init(monitorCode: UInt32, maximumRetryCount: UInt32) {
+        switch monitorCode {
+        case UInt32(HAKO_RESTART_ON_FAILURE.rawValue): self = .onFailure(maxRetries: maximumRetryCount)
+        case UInt32(HAKO_RESTART_ALWAYS.rawValue): self = .always
+        case UInt32(HAKO_RESTART_UNLESS_STOPPED.rawValue): self = .unlessStopped
+        default: self = .no
+        }
+    }
+
     /// Docker's syntax: no | on-failure[:N] | always | unless-stopped
     public init(parsing s: String) throws {
         let parts = s.split(separator: ":", maxSplits: 1).map(String.init)
@@ -346,14 +366,7 @@ public enum LaunchSpecEncoder {
             w.u32(HAKO_T_LOG_MAX_FILES, m.logMaxFiles)
             w.string(HAKO_T_STATE_PATH, m.statePath)
             w.string(HAKO_T_RUN_DIR, m.runDir)
-            let policy: UInt32
-            switch m.restart {
-            case .no: policy = UInt32(HAKO_RESTART_NO.rawValue)
-            case .onFailure: policy = UInt32(HAKO_RESTART_ON_FAILURE.rawValue)
-            case .always: policy = UInt32(HAKO_RESTART_ALWAYS.rawValue)
-            case .unlessStopped: policy = UInt32(HAKO_RESTART_UNLESS_STOPPED.rawValue)
-            }
-            w.raw(HAKO_T_RESTART, le32(policy) + le32(m.restart.maximumRetryCount))
+            w.raw(HAKO_T_RESTART, le32(m.restart.monitorCode) + le32(m.restart.maximumRetryCount))
             w.u32(HAKO_T_RESTART_COUNT, m.restartCount)
             for d in m.removeDirs { w.string(HAKO_T_REMOVE_DIR, d) }
             for f in m.removeLinks { w.string(HAKO_T_REMOVE_FILE, f) }

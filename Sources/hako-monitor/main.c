@@ -49,6 +49,10 @@ struct monitor {
     struct hako_proc proc;
     enum state state;
     int manual_stop;
+    // SIGTERM to the monitor (the host shutting down): the container stops for
+    // good now, but was not stopped by a person, so `unless-stopped` brings it
+    // back at the next boot (hako start --all-restartable).
+    int host_stop;
     uint32_t restart_count, failures;
     struct timespec started_mono;
     char started_at[40], finished_at[40];
@@ -131,7 +135,7 @@ static void write_state(const char *status, int durable) {
     fprintf(f, "{\"status\":\"%s\",\"pid\":%d,\"monitorPid\":%d,\"exitCode\":%d,\"oomKilled\":%s,"
                "\"restartCount\":%u,\"manualStop\":%s,\"startedAt\":\"%s\",\"finishedAt\":\"%s\",\"error\":",
             status, M.state == ST_RUNNING && strcmp(status, "running") == 0 ? M.proc.pid : 0, getpid(),
-            M.exit_code, M.oom_killed ? "true" : "false", M.restart_count, M.manual_stop ? "true" : "false",
+            M.exit_code, M.oom_killed ? "true" : "false", M.restart_count, M.manual_stop && !M.host_stop ? "true" : "false",
             M.started_at, M.finished_at);
     json_str(f, M.error);
     fputs("}\n", f);
@@ -574,6 +578,16 @@ static void handle_frame(struct client *c, uint8_t type, const uint8_t *p, uint3
         reply(c, signal_container(sig));
         break;
     }
+    case HAKO_MON_POLICY: {
+        // `hako update --restart`: the policy applies from the next exit on.
+        if (n != 8) { reply(c, EINVAL); break; }
+        uint32_t policy = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+        if (policy > HAKO_RESTART_UNLESS_STOPPED) { reply(c, EINVAL); break; }
+        M.spec.restart_policy = policy;
+        M.spec.restart_max = (uint32_t)p[4] << 24 | (uint32_t)p[5] << 16 | (uint32_t)p[6] << 8 | p[7];
+        reply(c, 0);
+        break;
+    }
     case HAKO_MON_STOP: {
         if (n != 8) { reply(c, EINVAL); break; }
         int sig = (int)((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]);
@@ -789,7 +803,7 @@ int main(int argc, char **argv) {
         if (pf[0].revents) {
             struct signalfd_siginfo si;
             while (read(M.sig_fd, &si, sizeof si) == (ssize_t)sizeof si) {
-                if (si.ssi_signo == SIGTERM) request_stop((int)M.spec.stop_signal, 10);
+                if (si.ssi_signo == SIGTERM) { M.host_stop = 1; request_stop((int)M.spec.stop_signal, 10); }
             }
             int st;
             pid_t w;

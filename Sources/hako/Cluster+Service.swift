@@ -161,10 +161,9 @@ struct ServiceLs: ParsableCommand {
         try clusterCommand {
             let list = try options.client().request(MessageType.serviceList, EmptyBody(), as: ServiceList.self).services
             if quiet { for s in list { print(s.id) }; return }
-            if options.json { for s in list { try printJSON(s) }; return }
-            printTable(["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "UPDATE"], list.map {
+            try options.output().print(list) { printTable(["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "UPDATE"], list.map {
                 [String($0.id.prefix(12)), $0.name, "replicated", "\($0.running)/\($0.spec.replicas)", $0.spec.image, $0.updateStatus]
-            })
+            }) }
         }
     }
 }
@@ -277,9 +276,8 @@ struct ServicePs: ParsableCommand {
         try clusterCommand {
             let tasks = try options.client().request(MessageType.servicePs, ServicePsRequest(service: service, all: all), as: TaskList.self).tasks
             if quiet { for t in tasks { print(t.id) }; return }
-            if options.json { for t in tasks { try printJSON(t) }; return }
             var lastSlot = -1
-            printTable(["ID", "NAME", "IMAGE", "NODE", "DESIRED STATE", "CURRENT STATE", "ERROR", "PORTS", "PLACEMENT"], tasks.map { t in
+            try options.output().print(tasks) { printTable(["ID", "NAME", "IMAGE", "NODE", "DESIRED STATE", "CURRENT STATE", "ERROR", "PORTS", "PLACEMENT"], tasks.map { t in
                 let name = t.slot == lastSlot ? " \\_ \(t.name)" : t.name
                 lastSlot = t.slot
                 let msg = noTrunc || t.message.count <= 80 ? t.message : String(t.message.prefix(79)) + "…"
@@ -287,7 +285,7 @@ struct ServicePs: ParsableCommand {
                 let ports = t.state == .running ? (t.ports ?? []).map { $0.hasPrefix("0.0.0.0:") ? "*:" + $0.dropFirst(8) : $0 }.joined(separator: ", ") : ""
                 return [noTrunc ? t.id : String(t.id.prefix(12)), name, t.image, t.nodeName ?? "", t.desired.rawValue.capitalized,
                         "\(t.state.rawValue.capitalized) \(since(t.updated))", msg, ports, t.placement ?? ""]
-            })
+            }) }
         }
     }
 }

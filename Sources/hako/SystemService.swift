@@ -7,12 +7,6 @@ import HakoDockerAPI
 import HakoEngine
 import HakoSystem
 
-struct SystemCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "system", abstract: "Manage hako itself.",
-        subcommands: [SystemService.self])
-}
-
 /// `hako system service`: the Docker Engine API on a unix socket, for the
 /// docker CLI, docker-compose and the tools built on the API.
 struct SystemService: ParsableCommand {

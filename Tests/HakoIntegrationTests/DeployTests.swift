@@ -169,7 +169,7 @@ enum Repo {
             try text.replacingOccurrences(of: "=/usr/local/bin/", with: "=\(d.path)/usr/local/bin/").write(toFile: dir + "/" + unit, atomically: false, encoding: .utf8)
             return Subprocess.run(["/usr/bin/systemd-analyze", "verify", dir + "/" + unit], env: ["SYSTEMD_LOG_COLOR": "0"])
         }
-        for u in ["hako-coordinator.service", "hako-agent.service"] {
+        for u in ["hako-coordinator.service", "hako-agent.service", "hako-restart.service"] {
             let r = try verify(u, d.text("/usr/local/lib/systemd/system/\(u)"))
             #expect(r.status == 0, "\(u): \(r.stderr)")
             #expect(!r.stderr.contains(u), "\(u): \(r.stderr)")

@@ -114,6 +114,7 @@ enum {
     HAKO_MON_SIGNAL = 'k',      // client → monitor: u32 signal; the exit that follows is final
     HAKO_MON_STOP = 's',        // client → monitor: u32 signal, u32 timeout seconds
     HAKO_MON_ATTACH = 'a',      // client → monitor: stream output to me
+    HAKO_MON_POLICY = 'p',      // client → monitor: u32 restart policy (HAKO_RESTART_*), u32 maximum retries
     HAKO_MON_STDOUT = 'o',      // monitor → client
     HAKO_MON_STDERR = 'e',      // monitor → client
     HAKO_MON_EXIT = 'x',        // monitor → client: i32 exit code, u8 final (1: the monitor is ending)
@@ -392,6 +393,9 @@ int hako_write_id_maps(pid_t pid, const struct hako_spec *spec, struct hako_fail
 // the caller's context, the lower layers idmapped to the spec's uid/gid maps when
 // spec->idmap_layers. Returns the mount fd (for move_mount), or -1 with fail set.
 int hako_detached_overlay(const struct hako_spec *spec, struct hako_failure *fail);
+// A detached overlay mount of `lowerdir` (joined with ':', escaped), `upperdir` and
+// `workdir`, seen by no mount namespace: the fd of its root, or -1 with errno.
+int hako_overlay_mount(const char *lowerdir, const char *upperdir, const char *workdir);
 // Moves a detached mount onto `target` (an absolute path). 0, or -1 with errno.
 int hako_move_mount(int mount_fd, const char *target);
 // Whether `path` can be idmapped (open_tree + mount_setattr on a throwaway clone):

@@ -194,6 +194,12 @@ extension DockerAPI {
             guard let n = Int(t), n >= 0 else { throw APIError(400, "invalid tail \"\(t)\"") }
             tail = n
         }
+        func time(_ key: String) throws -> Timestamp? {
+            guard let s = r.query(key), !s.isEmpty, s != "0" else { return nil }
+            guard let t = DockerAPI.timestamp(s) else { throw APIError(400, "invalid \(key) \"\(s)\"") }
+            return t
+        }
+        let since = try time("since"), until = try time("until")
         let follow = r.flag("follow")
         let timestamps = r.flag("timestamps")
         let tty = cont.config.tty
@@ -201,7 +207,7 @@ extension DockerAPI {
         let reader = LogReader(path: cont.paths.log, maxFiles: cont.config.logMaxFiles)
         var gone = false
         let id = cont.id
-        reader.read(tail: tail, follow: follow, stillRunning: { [engine] in
+        reader.read(tail: tail, since: since, until: until, follow: follow, stillRunning: { [engine] in
             if gone || c.peerClosed { gone = true; return false }
             return (try? engine.lookup(id)).map { $0.isRunning || $0.status == .restarting } ?? false
         }, emit: { rec in

@@ -10,6 +10,7 @@ extension DockerAPI {
         let m = r.method
         if p.count == 1 && p[0] == "json" { try only(m, "GET", r); return try list(r, c) }
         if p.count == 1 && p[0] == "create" { try only(m, "POST", r); return try create(r, c) }
+        if p.count == 1 && p[0] == "prune" { try only(m, "POST", r); return try containerPrune(r, c) }
         guard !p.isEmpty else { throw notFound(r) }
         let ref = p[0]
         if p.count == 1 {
@@ -42,6 +43,17 @@ extension DockerAPI {
         case "exec":
             try only(m, "POST", r)
             try execCreate(ref, r, c)
+        case "archive":
+            try archive(ref, r, c)
+        case "changes":
+            try only(m, "GET", r)
+            try changes(ref, c)
+        case "top":
+            try only(m, "GET", r)
+            try top(ref, c)
+        case "rename":
+            try only(m, "POST", r)
+            try rename(ref, r, c)
         default:
             try only(m, "POST", r)
             try control(action, ref, r, c)

@@ -41,6 +41,7 @@ enum CreateMapping {
             throw APIError(400, "Healthcheck is not supported by hako")
         }
         if let mac = nonEmpty(body["MacAddress"]?.string) { o.networking.mac = mac }
+        o.expose = (body["ExposedPorts"]?.members ?? []).map(\.0)
         let hc = body["HostConfig"] ?? .object([])
         try hostConfig(hc, into: &o)
         // Config.Volumes: anonymous volumes at the paths no bind, mount or tmpfs covers (compose sends both).
@@ -54,10 +55,12 @@ enum CreateMapping {
     }
 
     static func hostConfig(_ hc: JSON, into o: inout RunOptions) throws {
-        for field in ["VolumesFrom", "Links", "GroupAdd", "DeviceRequests"] {
+        for field in ["VolumesFrom", "Links", "DeviceRequests"] {
             if let a = hc[field]?.array, !a.isEmpty { throw APIError(400, "HostConfig.\(field) is not supported by hako") }
         }
-        if hc["Init"]?.bool == true { throw APIError(400, "HostConfig.Init is not supported by hako") }
+        o.initProcess = hc["Init"]?.bool ?? false
+        o.groupAdd = try strings(hc["GroupAdd"], "HostConfig.GroupAdd") ?? []
+        if let shm = hc["ShmSize"]?.int64, shm > 0 { o.shmSize = UInt64(shm) }
         if let cp = nonEmpty(hc["CgroupParent"]?.string) { throw APIError(400, "HostConfig.CgroupParent (\(cp)) is not supported by hako") }
         o.storage.volumes += try strings(hc["Binds"], "HostConfig.Binds") ?? []
         for m in hc["Mounts"]?.array ?? [] { o.storage.mounts.append(try mount(m)) }

@@ -59,6 +59,9 @@ public final class DockerAPI: @unchecked Sendable {
         case "events" where parts.count == 1:
             try only(m, "GET", r)
             try events(r, c)
+        case "system" where parts == ["system", "df"]:
+            try only(m, "GET", r)
+            try systemDF(c)
         case "containers":
             try containers(Array(parts.dropFirst()), r, c)
         case "exec":

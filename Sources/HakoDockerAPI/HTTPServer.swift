@@ -274,9 +274,9 @@ public final class HTTPConnection: @unchecked Sendable {
     }
 
     /// Starts a chunked response; send the parts with `chunk`, end with `endChunks`.
-    public func beginChunks(_ status: Int = 200, contentType: String = "application/json") {
+    public func beginChunks(_ status: Int = 200, contentType: String = "application/json", headers: [(String, String)] = []) {
         responded = true
-        write(head(status, [("Content-Type", contentType), ("Transfer-Encoding", "chunked")]))
+        write(head(status, [("Content-Type", contentType), ("Transfer-Encoding", "chunked")] + headers))
     }
 
     /// One chunk; false when the peer has gone.

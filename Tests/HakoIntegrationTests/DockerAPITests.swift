@@ -210,6 +210,46 @@ struct DockerAPITests {
         #expect(api.alive)
     }
 
+    /// cp both ways, rename, top, diff, logs --since, container prune, system df
+    /// (the engine operations of issue 18, through the API).
+    @Test(arguments: DockerClients.all)
+    func copyRenameTopDiffLogsPruneDF(client: String) throws {
+        let api = try APIService(host)
+        defer { api.stop() }
+        #expect(api.docker(client, ["run", "-d", "--name", "files", host.busybox, "sleep", "60"]).out.count == 64)
+        let local = api.dir + "/in.txt"
+        try "copied-in\n".write(toFile: local, atomically: true, encoding: .utf8)
+        let cpIn = api.docker(client, ["cp", local, "files:/tmp/in.txt"])
+        #expect(cpIn.status == 0, "cp in: \(cpIn.stderr)")
+        #expect(api.docker(client, ["exec", "files", "cat", "/tmp/in.txt"]).stdout == "copied-in\n")
+        let cpOut = api.docker(client, ["cp", "files:/etc/passwd", api.dir + "/passwd"])
+        #expect(cpOut.status == 0 && ((try? String(contentsOfFile: api.dir + "/passwd", encoding: .utf8)) ?? "").hasPrefix("root:"), "cp out: \(cpOut.stderr)")
+        #expect(api.docker(client, ["rename", "files", "renamed"]).status == 0)
+        #expect(host.hako("ps").stdout.contains(" renamed"), "hako sees the new name")
+        let top = api.docker(client, ["top", "renamed"])
+        #expect(top.status == 0 && top.stdout.contains("sleep 60"), "top: \(top.stdout) \(top.stderr)")
+        let diff = api.docker(client, ["diff", "renamed"])
+        #expect(diff.stdout.contains("A /tmp/in.txt"), "diff: \(diff.stdout) \(diff.stderr)")
+
+        let talker = api.docker(client, ["run", "-d", host.busybox, "sh", "-c", "echo early; sleep 2; echo late; sleep 60"]).out
+        usleep(1_000_000)
+        let mark = String(Int(Date().timeIntervalSince1970))
+        #expect(host.eventually(10) { api.docker(client, ["logs", talker]).stdout.contains("late") })
+        let since = api.docker(client, ["logs", "--since", mark, talker])
+        #expect(since.stdout == "late\n", "logs --since: \(since.stdout) \(since.stderr)")
+        let until = api.docker(client, ["logs", "--until", mark, talker])
+        #expect(until.stdout == "early\n", "logs --until: \(until.stdout) \(until.stderr)")
+
+        #expect(api.docker(client, ["rm", "-f", "renamed", talker]).status == 0)
+        let done = api.docker(client, ["create", host.busybox, "true"]).out
+        let prune = api.docker(client, ["container", "prune", "-f"])
+        #expect(prune.status == 0 && prune.stdout.contains(done), "prune: \(prune.stdout) \(prune.stderr)")
+        #expect(host.containerIDs().isEmpty)
+        let df = api.docker(client, ["system", "df"])
+        #expect(df.status == 0 && df.stdout.contains("Images"), "system df: \(df.stdout) \(df.stderr)")
+        #expect(api.alive)
+    }
+
     /// docker-compose 1.29: a web server with a published port and a named
     /// volume, a client on the project's network that reaches it by name.
     @Test func composeProject() throws {

@@ -62,6 +62,8 @@ public final class HTTPConnection: @unchecked Sendable {
     /// Bytes of a refused body still on their way: read and dropped after the
     /// answer, so that the client sees the answer rather than a reset.
     var unreadBody = 0
+    /// The current request is a HEAD: answers carry their headers only.
+    var answeringHead = false
 
     init(fd: FileDescriptor, limits: HTTPLimits) {
         self.fd = fd
@@ -129,6 +131,7 @@ public final class HTTPConnection: @unchecked Sendable {
             buffer.removeFirst(length)
         }
         responded = false
+        answeringHead = requestLine[0].uppercased() == "HEAD"
         return HTTPRequest(method: requestLine[0].uppercased(), path: path, query: query, headers: headers, body: body)
     }
 
@@ -262,7 +265,7 @@ public final class HTTPConnection: @unchecked Sendable {
         if let contentType, status != 204 && status != 304 { h.append(("Content-Type", contentType)) }
         if status != 204 && status != 304 { h.append(("Content-Length", String(body.count))) }
         if !keepAlive { h.append(("Connection", "close")) }
-        write(head(status, h) + body)
+        write(head(status, h) + (answeringHead ? [] : body))
     }
 
     public func respond(_ status: Int, json: JSON) {

@@ -22,6 +22,8 @@ W=$(mktemp -d /tmp/hako-bench-api.XXXXXX)
 NS=hako-bench-api-$$
 export HAKO_ROOT=$W/root HAKO_RUN_ROOT=$W/run HAKO_CGROUP_PARENT=hako-bench-api-$$
 PIDS=()
+# dockerd makes /run/docker/plugins whatever its exec root: removed after it when it was not there before.
+RUN_DOCKER_WAS_THERE=$([ -e /run/docker ] && echo yes || echo no)
 cleanup() {
   set +e
   for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null; done
@@ -31,6 +33,7 @@ cleanup() {
   podman --root "$W/podman/root" --runroot "$W/podman/run" rm -af >/dev/null 2>&1
   for d in /sys/fs/cgroup/*/"$HAKO_CGROUP_PARENT" /sys/fs/cgroup/"$HAKO_CGROUP_PARENT"; do [ -d "$d" ] && rmdir "$d" 2>/dev/null; done
   ip netns del "$NS" 2>/dev/null
+  [ "$RUN_DOCKER_WAS_THERE" = no ] && rmdir /run/docker/plugins /run/docker 2>/dev/null
   umount -R "$W/podman" "$W/docker" 2>/dev/null
   rm -rf "$W"
 }

@@ -22,8 +22,8 @@ TEST_DEB_PACKAGES := busybox-static tar gzip util-linux procps iproute2 nftables
 DEMO_DEB_PACKAGES := busybox-static iproute2 nftables jq curl docker-registry
 BENCH_DEB_PACKAGES := $(TEST_DEB_PACKAGES) hyperfine time linux-perf iperf3
 
-.PHONY: all deps deps-run deps-build deps-test deps-demo deps-bench build extras cross-check test vm-test unit-test \
-	integration-test integration-tier demo demo-local bench clean install uninstall docs
+.PHONY: all deps deps-run deps-build deps-test deps-docker-clients deps-demo deps-bench build extras cross-check test vm-test \
+	unit-test integration-test integration-tier demo demo-local bench clean install uninstall docs
 
 all: build
 
@@ -33,10 +33,25 @@ deps-build:
 	@tools/install-deps.sh $(BUILD_DEB_PACKAGES)
 deps-test: deps-build
 	@tools/install-deps.sh $(TEST_DEB_PACKAGES)
+	@$(MAKE) --no-print-directory deps-docker-clients
+
+# The docker CLI (docker.io, 20.10) and docker-compose (1.29) the API tests
+# drive hako system service with. Debian's docker.io would start dockerd and
+# enable docker.socket when installed: a policy-rc.d that refuses every start
+# (exit 101) is in place first, so neither ever runs on a test machine.
+DOCKER_CLIENT_DEB_PACKAGES := docker.io docker-compose
+deps-docker-clients:
+	@if ! dpkg-query -W -f='$${Status}' docker.io 2>/dev/null | grep -q "install ok installed"; then \
+		if [ ! -e /usr/sbin/policy-rc.d ] || ! grep -qx 'exit 101' /usr/sbin/policy-rc.d; then \
+			printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d; \
+		fi; \
+	fi
+	@tools/install-deps.sh $(DOCKER_CLIENT_DEB_PACKAGES)
 deps-demo: deps-build
 	@tools/install-deps.sh $(DEMO_DEB_PACKAGES)
 deps-bench: deps-build
 	@tools/install-deps.sh $(BENCH_DEB_PACKAGES)
+	@$(MAKE) --no-print-directory deps-docker-clients
 # Everything: building, testing, the demo and the benchmarks.
 deps: deps-build deps-test deps-demo deps-bench
 

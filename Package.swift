@@ -51,6 +51,9 @@ let package = Package(
         // the OCI runtime's operations (runc's contract) over the same runtime core; a peer of the engine
         .target(name: "HakoOCIRuntime", dependencies: ["HakoSystem", "HakoRuntime", "HakoSecurity", "CHakoShim"]),
 
+        // the Docker Engine API over the engine (hako system service): HTTP/1.1 on a unix socket, Docker's JSON
+        .target(name: "HakoDockerAPI", dependencies: ["CHakoShim", "HakoSystem", "HakoRuntime", "HakoImage", "HakoNetwork", "HakoEngine"]),
+
         // cluster: coordinator, agent, protocol, PKI, store, scheduler (the engine never imports it)
         .target(name: "HakoCluster", dependencies: ["CHakoShim", "HakoSystem", "HakoTransport", "HakoImage", "HakoEngine", "HakoNetwork", "COpenSSL", "CSQLite", "CRaft", "CHakoRaft"]),
 
@@ -61,7 +64,7 @@ let package = Package(
         // Position-dependent for the same reason as hako-runtime below: ~48,000 fewer
         // relocations, ~160 fewer page faults at every start.
         .executableTarget(name: "hako", dependencies: [
-            "HakoEngine", "HakoRuntime", "HakoSystem", "HakoNetwork", "HakoCluster", "HakoCLI",
+            "HakoEngine", "HakoRuntime", "HakoSystem", "HakoNetwork", "HakoCluster", "HakoCLI", "HakoDockerAPI",
         ], linkerSettings: [.unsafeFlags(["-Xlinker", "-no-pie"])]),
         // No Foundation and no swift-argument-parser: an OCI runtime's start-up is its speed.
         // Linked position-dependent: a PIE static-stdlib binary applies ~38,000 relative
@@ -75,7 +78,7 @@ let package = Package(
 
         // Fixtures the test targets share (temporary directories, a tar writer, the root trait).
         .target(name: "HakoTestSupport", dependencies: ["CHakoShim", "HakoSystem", "HakoImage"], path: "Tests/HakoTestSupport"),
-        .testTarget(name: "HakoUnitTests", dependencies: ["CHakoShim", "HakoSystem", "HakoRuntime", "HakoEngine", "HakoSecurity", "HakoNetwork", "HakoOCIRuntime"]),
+        .testTarget(name: "HakoUnitTests", dependencies: ["CHakoShim", "HakoSystem", "HakoRuntime", "HakoEngine", "HakoSecurity", "HakoNetwork", "HakoOCIRuntime", "HakoDockerAPI"]),
         .testTarget(name: "HakoComposeTests", dependencies: ["HakoCompose", "HakoSystem"], exclude: ["Golden"]),
         .testTarget(name: "HakoCLITests", dependencies: ["HakoCLI"]),
         .testTarget(name: "HakoImageTests", dependencies: ["HakoSystem", "HakoImage", "HakoTransport", "HakoTestSupport"]),

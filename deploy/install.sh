@@ -137,7 +137,7 @@ config 0644 "$repo/config/coordinator.toml" "$SYSCONFDIR/coordinator.toml"
 config 0644 "$repo/config/agent.toml" "$SYSCONFDIR/agent.toml"
 
 # systemd units.
-for u in hako-coordinator.service hako-agent.service hako-restart.service; do
+for u in hako-coordinator.service hako-agent.service hako-restart.service hako-api.socket hako-api.service; do
     subst "$here/$u" >"$work/$u"
     put 0644 "$work/$u" "$UNITDIR/$u"
 done

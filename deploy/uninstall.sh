@@ -36,7 +36,7 @@ fi
 
 # Units first, so systemd lets go of them.
 if [ -z "$DESTDIR" ] && [ -d /run/systemd/system ]; then
-    for u in hako-agent.service hako-coordinator.service; do
+    for u in hako-agent.service hako-coordinator.service hako-api.socket hako-api.service; do
         if systemctl is-active --quiet "$u"; then
             echo "uninstall.sh: $u is running; stop it first (sudo systemctl disable --now $u)" >&2
             exit 1

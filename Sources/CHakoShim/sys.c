@@ -135,6 +135,8 @@ int hako_setns(int fd, int type) { return (int)syscall(SYS_setns, fd, type); }
 
 int hako_pipe2(int fds[2], int flags) { return pipe2(fds, flags); }
 
+int hako_accept_cloexec(int fd) { return accept4(fd, NULL, NULL, SOCK_CLOEXEC); }
+
 int hako_setxattr(const char *path, const char *name, const void *value, size_t size, int follow) {
     return follow ? setxattr(path, name, value, size, 0) : lsetxattr(path, name, value, size, 0);
 }

@@ -25,7 +25,9 @@ public struct ExecProcess: Sendable {
 
 extension Engine {
     /// `hako exec`: runs a process in every namespace and the cgroups of a running container.
-    public func exec(_ ref: String, _ o: ExecOptions, terminal size: TerminalSize? = nil) throws -> ExecProcess {
+    /// `stdio`: the process's stdin, stdout and stderr without a terminal (nil: this
+    /// process's own, stdin only with `interactive`); the API service passes pipes.
+    public func exec(_ ref: String, _ o: ExecOptions, terminal size: TerminalSize? = nil, stdio: [Int32]? = nil) throws -> ExecProcess {
         guard !o.command.isEmpty, !o.command[0].isEmpty else { throw HakoError(.failed, "no command given to exec") }
         let c = try lookup(ref)
         switch c.status {
@@ -72,10 +74,10 @@ extension Engine {
             spec.process.terminal = s
         }
         let devnull = try FileDescriptor.open("/dev/null", O_RDONLY)
-        let stdio: [Int32] = [o.interactive ? 0 : devnull.rawValue, 1, 2]
+        let fds: [Int32] = stdio ?? [o.interactive ? 0 : devnull.rawValue, 1, 2]
         let started: ContainerExec.Started
         do {
-            started = try ContainerExec.start(spec, targetPid: pid, terminalSlave: slavePath, stdio: stdio)
+            started = try ContainerExec.start(spec, targetPid: pid, terminalSlave: slavePath, stdio: fds)
         } catch let f as StartFailure {
             throw f.hakoError
         }

@@ -127,7 +127,7 @@ struct Version: ParsableCommand {
 
 struct SystemGroup: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "system", abstract: "Storage use, clean-up and facts of this host's engine.",
-                                                    subcommands: [SystemDf.self, SystemPrune.self, SystemInfo.self])
+                                                    subcommands: [SystemDf.self, SystemPrune.self, SystemInfo.self, SystemService.self])
 }
 
 struct SystemInfo: ParsableCommand {

@@ -372,6 +372,8 @@ int hako_memfd(const char *name);
 int hako_pivot_root(const char *new_root, const char *put_old);
 int hako_setns(int fd, int type);
 int hako_pipe2(int fds[2], int flags);
+/* accept4(SOCK_CLOEXEC): a server that spawns programs from other threads leaks no client socket into them. */
+int hako_accept_cloexec(int fd);
 // Extended attributes and syncfs (<sys/xattr.h> is not in the Glibc module).
 int hako_setxattr(const char *path, const char *name, const void *value, size_t size, int follow);
 ssize_t hako_lgetxattr(const char *path, const char *name, void *value, size_t size);

@@ -1,0 +1,263 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import FoundationEssentials
+import HakoEngine
+import HakoSystem
+
+/// The Docker Engine API over the local engine: routes requests to handlers
+/// that call `Engine` directly and answer in Docker's JSON shapes.
+public final class DockerAPI: @unchecked Sendable {
+    /// The API version served (Debian 12's docker.io 20.10 speaks it); newer
+    /// clients negotiate down to it from `_ping`'s API-Version header.
+    public static let version = "1.41"
+    public static let minimumVersion = "1.24"
+    public static let engineVersion = "0.1.0"
+
+    public let engine: Engine
+    let sessions = Sessions()
+    let execs = ExecRegistry()
+
+    public init(engine: Engine) {
+        self.engine = engine
+    }
+
+    /// Serves one request.
+    public func handle(_ r: HTTPRequest, _ c: HTTPConnection) throws {
+        var path = r.path
+        // /v1.41/containers/json → /containers/json, after checking the version.
+        if path.hasPrefix("/v"), let slash = path.dropFirst().firstIndex(of: "/") {
+            let v = String(path[path.index(path.startIndex, offsetBy: 2)..<slash])
+            if let asked = APIVersion(v) {
+                guard asked <= APIVersion.served else {
+                    throw APIError(400, "client version \(v) is too new. Maximum supported API version is \(DockerAPI.version)")
+                }
+                guard asked >= APIVersion.minimum else {
+                    throw APIError(400, "client version \(v) is too old. Minimum supported API version is \(DockerAPI.minimumVersion), please upgrade your client to a newer version")
+                }
+                path = String(path[slash...])
+            }
+        }
+        let parts = path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
+        let m = r.method
+        guard let first = parts.first else { throw notFound(r) }
+        switch first {
+        case "_ping":
+            guard parts.count == 1, m == "GET" || m == "HEAD" else { throw notFound(r) }
+            let h = [("Cache-Control", "no-cache, no-store, must-revalidate"), ("Pragma", "no-cache"), ("Builder-Version", "1")]
+            if m == "HEAD" {
+                c.respond(200, body: [], contentType: "text/plain; charset=utf-8", headers: h)
+            } else {
+                c.respond(200, body: Array("OK".utf8), contentType: "text/plain; charset=utf-8", headers: h)
+            }
+        case "version" where parts.count == 1:
+            try only(m, "GET", r)
+            c.respond(200, json: versionJSON())
+        case "info" where parts.count == 1:
+            try only(m, "GET", r)
+            c.respond(200, json: try infoJSON())
+        case "events" where parts.count == 1:
+            try only(m, "GET", r)
+            try events(r, c)
+        case "system" where parts == ["system", "df"]:
+            try only(m, "GET", r)
+            try systemDF(c)
+        case "containers":
+            try containers(Array(parts.dropFirst()), r, c)
+        case "exec":
+            try exec(Array(parts.dropFirst()), r, c)
+        case "images":
+            try images(Array(parts.dropFirst()), r, c)
+        case "networks":
+            try networks(Array(parts.dropFirst()), r, c)
+        case "volumes":
+            try volumes(Array(parts.dropFirst()), r, c)
+        default:
+            throw notFound(r)
+        }
+    }
+
+    func notFound(_ r: HTTPRequest) -> APIError {
+        APIError(404, "page not found")
+    }
+
+    /// Wrong method on a known endpoint: Docker's router answers 404 as well, with its message.
+    func only(_ m: String, _ allowed: String, _ r: HTTPRequest) throws {
+        if m != allowed { throw APIError(405, "method \(m) not allowed on \(r.path)") }
+    }
+
+    // MARK: errors
+
+    /// An engine error → Docker's status: 404 for what does not exist, 409 for a
+    /// conflict with the current state, 400 for invalid input, else 500.
+    static func apiError(_ error: any Error, invalidInputIs400: Bool = false) -> APIError {
+        if let e = error as? APIError { return e }
+        let text: String
+        if let h = error as? HakoError { text = h.description } else { text = "\(error)" }
+        let lower = text.lowercased()
+        if lower.hasPrefix("no such container") { return APIError(404, "No such container" + text.dropFirst("no such container".count)) }
+        if lower.hasPrefix("no such image") || lower.contains("no such image") { return APIError(404, text.replacingFirst("no such image", with: "No such image")) }
+        if lower.contains("no such") || lower.contains("not found") || lower.contains("does not exist") { return APIError(404, text) }
+        if lower.contains("already in use") || lower.contains("already exists") || lower.contains("is not running") || lower.contains("is running")
+            || lower.contains("is paused") || lower.contains("already") || lower.contains("conflict") || lower.contains("in use") {
+            return APIError(409, text)
+        }
+        if invalidInputIs400 || lower.hasPrefix("invalid") || lower.contains("conflicting options") || lower.hasPrefix("unknown") {
+            return APIError(400, text)
+        }
+        return APIError(500, text)
+    }
+
+    // MARK: bodies
+
+    static func body(_ r: HTTPRequest) throws -> JSON {
+        if r.body.isEmpty || r.body.allSatisfy({ $0 == 32 || $0 == 10 || $0 == 13 || $0 == 9 }) { return .object([]) }
+        do {
+            return try JSON.parse(r.body, maxDepth: 64)
+        } catch {
+            throw APIError(400, "invalid JSON: \(error)")
+        }
+    }
+
+    static func encode<T: Encodable>(_ v: T) throws -> JSON {
+        try JSON.parse(Array(try JSONEncoder().encode(v)))
+    }
+
+    /// Docker's `filters` query parameter: {"label":["a=b"],"status":["running"]} (or the older {"label":{"a=b":true}}).
+    static func filters(_ r: HTTPRequest) throws -> [String: [String]] {
+        guard let text = r.query("filters"), !text.isEmpty else { return [:] }
+        let j: JSON
+        do { j = try JSON.parse(text) } catch { throw APIError(400, "invalid filter: \(error)") }
+        guard let members = j.members else { throw APIError(400, "invalid filter: not an object") }
+        var out: [String: [String]] = [:]
+        for (k, v) in members {
+            if let a = v.array { out[k] = a.compactMap(\.string) } else if let o = v.members { out[k] = o.filter { $0.1.bool == true }.map(\.0) }
+        }
+        return out
+    }
+
+    // MARK: system
+
+    func versionJSON() -> JSON {
+        var u = utsname()
+        uname(&u)
+        let kernel = withUnsafeBytes(of: &u.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        let arch = DockerAPI.goArch
+        let details: JSON = .object([("ApiVersion", .string(DockerAPI.version)), ("MinAPIVersion", .string(DockerAPI.minimumVersion)),
+                                     ("Arch", .string(arch)), ("Os", .string("linux")), ("KernelVersion", .string(kernel)),
+                                     ("GitCommit", .string("")), ("GoVersion", .string("")), ("BuildTime", .string("")), ("Experimental", .string("false"))])
+        return .object([
+            ("Platform", .object([("Name", .string("hako"))])),
+            ("Components", .array([.object([("Name", .string("Engine")), ("Version", .string(DockerAPI.engineVersion)), ("Details", details)])])),
+            ("Version", .string(DockerAPI.engineVersion)), ("ApiVersion", .string(DockerAPI.version)),
+            ("MinAPIVersion", .string(DockerAPI.minimumVersion)), ("GitCommit", .string("")), ("GoVersion", .string("")),
+            ("Os", .string("linux")), ("Arch", .string(arch)), ("KernelVersion", .string(kernel)), ("BuildTime", .string("")),
+        ])
+    }
+
+    /// Go's name for this machine's architecture, as Docker reports it.
+    static var goArch: String {
+        var u = utsname()
+        uname(&u)
+        let m = withUnsafeBytes(of: &u.machine) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        switch m {
+        case "x86_64": return "amd64"
+        case "aarch64": return "arm64"
+        case let a where a.hasPrefix("armv"): return "arm"
+        default: return m
+        }
+    }
+
+    func infoJSON() throws -> JSON {
+        let all = try engine.list()
+        let running = all.filter { $0.status == .running || $0.status == .restarting }.count
+        let paused = all.filter { $0.status == .paused }.count
+        var u = utsname()
+        uname(&u)
+        let kernel = withUnsafeBytes(of: &u.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        let host = withUnsafeBytes(of: &u.nodename) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        let imageCount = (try? engine.images.list().count) ?? 0
+        let memory = Int64(sysconf(Int32(_SC_PHYS_PAGES))) * Int64(sysconf(Int32(_SC_PAGESIZE)))
+        let v2 = engine.cgroupHost.mode == .unified
+        return .object([
+            ("ID", .string(hostID())), ("Containers", .int(Int64(all.count))), ("ContainersRunning", .int(Int64(running))),
+            ("ContainersPaused", .int(Int64(paused))), ("ContainersStopped", .int(Int64(all.count - running - paused))),
+            ("Images", .int(Int64(imageCount))), ("Driver", .string("overlay")), ("DriverStatus", .array([])),
+            ("Plugins", .object([("Volume", .array([.string("local")])), ("Network", .array(["bridge", "host", "null"].map(JSON.string))),
+                                 ("Authorization", .null), ("Log", .array([.string("hako-file")]))])),
+            ("MemoryLimit", .bool(true)), ("SwapLimit", .bool(true)), ("CpuCfsPeriod", .bool(true)), ("CpuCfsQuota", .bool(true)),
+            ("CPUShares", .bool(true)), ("CPUSet", .bool(true)), ("PidsLimit", .bool(true)), ("IPv4Forwarding", .bool(true)),
+            ("Debug", .bool(false)), ("NFd", .int(0)), ("NGoroutines", .int(0)), ("SystemTime", .string(Timestamp.now().rfc3339)),
+            ("LoggingDriver", .string("hako-file")), ("CgroupDriver", .string("cgroupfs")), ("CgroupVersion", .string(v2 ? "2" : "1")),
+            ("NEventsListener", .int(0)), ("KernelVersion", .string(kernel)), ("OperatingSystem", .string(DockerAPI.osName())),
+            ("OSVersion", .string("")), ("OSType", .string("linux")), ("Architecture", .string(DockerAPI.machine)),
+            ("IndexServerAddress", .string("https://index.docker.io/v1/")), ("NCPU", .int(Int64(sysconf(Int32(_SC_NPROCESSORS_ONLN))))),
+            ("MemTotal", .int(memory)), ("DockerRootDir", .string(engine.paths.root)), ("Name", .string(host)), ("Labels", .array([])),
+            ("ExperimentalBuild", .bool(false)), ("ServerVersion", .string(DockerAPI.engineVersion)),
+            ("Runtimes", .object([("hako", .object([("path", .string("hako-runtime"))]))])), ("DefaultRuntime", .string("hako")),
+            ("Swarm", .object([("NodeID", .string("")), ("NodeAddr", .string("")), ("LocalNodeState", .string("inactive")),
+                               ("ControlAvailable", .bool(false)), ("Error", .string("")), ("RemoteManagers", .null)])),
+            ("LiveRestoreEnabled", .bool(true)), ("Isolation", .string("")), ("InitBinary", .string("")),
+            ("SecurityOptions", .array([.string("name=seccomp,profile=builtin")] + (v2 ? [.string("name=cgroupns")] : []))),
+            ("Warnings", .array([])),
+        ])
+    }
+
+    /// The data root's stable identity (Docker shows an engine ID): an FNV-1a hash of its path.
+    func hostID() -> String {
+        var h = FNV1a64()
+        h.combine(engine.paths.root.utf8)
+        let hex = String(h.value, radix: 16)
+        return String(repeating: "0", count: 16 - hex.count) + hex
+    }
+
+    static var machine: String {
+        var u = utsname()
+        uname(&u)
+        return withUnsafeBytes(of: &u.machine) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+    }
+
+    static func osName() -> String {
+        guard let text = try? FS.readString("/etc/os-release") else { return "Linux" }
+        for line in text.split(separator: "\n") where line.hasPrefix("PRETTY_NAME=") {
+            return String(line.dropFirst("PRETTY_NAME=".count)).trimming("\"")
+        }
+        return "Linux"
+    }
+}
+
+/// "1.41" → comparable.
+struct APIVersion: Comparable {
+    var major: Int
+    var minor: Int
+    static let served = APIVersion(major: 1, minor: 41)
+    static let minimum = APIVersion(major: 1, minor: 24)
+
+    init(major: Int, minor: Int) {
+        self.major = major
+        self.minor = minor
+    }
+
+    init?(_ s: String) {
+        let p = s.split(separator: ".")
+        guard p.count == 2, let a = Int(p[0]), let b = Int(p[1]) else { return nil }
+        major = a
+        minor = b
+    }
+    static func < (a: APIVersion, b: APIVersion) -> Bool { (a.major, a.minor) < (b.major, b.minor) }
+}
+
+extension String {
+    func replacingFirst(_ what: String, with: String) -> String {
+        let hay = Array(utf8), needle = Array(what.utf8)
+        guard !needle.isEmpty, let at = HTTPConnection.find(needle, in: hay, from: 0) else { return self }
+        return String(decoding: hay[..<at], as: UTF8.self) + with + String(decoding: hay[(at + needle.count)...], as: UTF8.self)
+    }
+
+    func trimming(_ set: String) -> String {
+        var s = Substring(self)
+        while let f = s.first, set.contains(f) { s = s.dropFirst() }
+        while let l = s.last, set.contains(l) { s = s.dropLast() }
+        return String(s)
+    }
+}

@@ -28,6 +28,8 @@ struct ServiceFlags: ParsableArguments {
     @Option(name: [.short("p"), .long("publish")], help: "Publish a port on the node running each task: [HOST_PORT:]CONTAINER_PORT[/PROTOCOL] (no host port: the node picks one).") var publish: [String] = []
     @Option(name: .long("ingress"), help: "Publish a port through the routing mesh: PUBLISHED:TARGET[/PROTOCOL] answered on every node, forwarded to any running task over the overlay.") var ingress: [String] = []
     @Option(name: .long("constraint"), help: "Placement constraint: node.labels.KEY==VALUE, node.platform.arch!=arm, node.hostname==…") var constraint: [String] = []
+    @Option(name: .long("placement-pref"), help: "Placement preference: spread=node.labels.KEY (tasks spread evenly over its values); repeat for several, the first first.") var placementPref: [String] = []
+    @Option(name: .long("max-replicas-per-node"), help: "Tasks of the service one node runs at most (0: no limit).") var maxReplicasPerNode: Int?
     @Option(name: .long("platform"), help: "A platform the image exists for (linux/arm64, linux/arm/v7); repeat for several.") var platform: [String] = []
     @Option(name: .long("restart"), help: "The container's own restart policy (default on-failure:3).") var restart: String?
     @Option(name: .long("restart-condition"), help: "When a task that ended is replaced: any, on-failure, none.") var restartCondition: String?
@@ -68,6 +70,8 @@ struct ServiceFlags: ParsableArguments {
         if !publish.isEmpty { spec.ports = publish }
         if !ingress.isEmpty { spec.ingress = ingress }
         if !constraint.isEmpty { spec.constraints = constraint }
+        if !placementPref.isEmpty { spec.placementPreferences = placementPref }
+        if let m = maxReplicasPerNode { spec.maxReplicasPerNode = m }
         if !platform.isEmpty { spec.platforms = platform }
         if let r = restart { spec.restart = r }
         if let c = restartCondition {
@@ -220,6 +224,8 @@ struct ServiceUpdate: ParsableCommand {
     @Option(name: .long("label-rm"), help: "Remove a container label.") var labelRm: [String] = []
     @Option(name: .long("constraint-add"), help: "Add a placement constraint.") var constraintAdd: [String] = []
     @Option(name: .long("constraint-rm"), help: "Remove a placement constraint.") var constraintRm: [String] = []
+    @Option(name: .long("placement-pref-add"), help: "Add a placement preference (spread=node.labels.KEY).") var placementPrefAdd: [String] = []
+    @Option(name: .long("placement-pref-rm"), help: "Remove a placement preference.") var placementPrefRm: [String] = []
     @Flag(name: .long("force"), help: "Replace the tasks even if nothing changed.") var force = false
     @Flag(name: .long("wait"), help: "Wait until every task runs the new version.") var wait = false
     @Flag(name: .long("no-resolve-image"), help: "Do not ask the new image's registry for its platforms.") var noResolveImage = false
@@ -240,6 +246,8 @@ struct ServiceUpdate: ParsableCommand {
             try flags.apply(to: &spec)
             if let i = image, i != current.spec.image, flags.platform.isEmpty, !noResolveImage { spec.platforms = registryPlatforms(i) }
             spec.constraints = spec.constraints.filter { !constraintRm.contains($0) } + constraintAdd.filter { !spec.constraints.contains($0) }
+            spec.placementPreferences = spec.placementPreferences.filter { !placementPrefRm.contains($0) }
+                + placementPrefAdd.filter { !spec.placementPreferences.contains($0) }
             try spec.validate()
             let v = try client.request(MessageType.serviceUpdate, ServiceUpdateRequest(service: current.id, spec: spec, version: current.version, force: force),
                                        as: ServiceView.self)

@@ -12,17 +12,13 @@ extension CoordinatorCore {
         case MessageType.nodeInspect:
             return reply(env, view(try state.findNode(try env.body(NodeRef.self).node)))
         case MessageType.nodeUpdate:
-            let r = try env.body(NodeUpdateRequest.self)
-            var n = try state.findNode(r.node)
-            if n.availability != r.availability {
-                n.availability = r.availability
-                n.updated = wall
-                state.put(n)
-                dirty = true
-                record(ClusterEvent(time: wall, kind: "node", action: r.availability.rawValue, id: n.id, name: n.name, message: ""))
-                log.info("node \(n.name) is now \(r.availability.rawValue)")
-            }
-            return reply(env, view(n))
+            return reply(env, view(try updateNode(try env.body(NodeUpdateRequest.self))))
+        case MessageType.nodePs:
+            let r = try env.body(NodePsRequest.self)
+            let n = try state.findNode(r.node)
+            let tasks = state.tasks(onNode: n.id).filter { r.all || $0.isLive || !$0.state.isTerminal }
+                .sorted { ($0.serviceName, $0.slot, -$0.created) < ($1.serviceName, $1.slot, -$1.created) }
+            return reply(env, TaskList(tasks: tasks.map(view)))
         case MessageType.nodeRemove:
             let r = try env.body(NodeRemoveRequest.self)
             try removeNode(try state.findNode(r.node), force: r.force)
@@ -102,6 +98,33 @@ extension CoordinatorCore {
         state.put(JoinTokenRecord(id: token.id, secretHash: token.secretHash, created: wall, expires: wall + ttl, usedAt: nil, usedBy: nil))
         record(ClusterEvent(time: wall, kind: "token", action: "created", id: token.id, name: "", message: "expires in \(Durations.format(ttl))"))
         return TokenReply(token: token.description, expires: wall + ttl)
+    }
+
+    /// Availability and labels, as `docker node update` changes them: the
+    /// orchestrator and the scheduler see the change on the next pass.
+    func updateNode(_ r: NodeUpdateRequest) throws -> NodeRecord {
+        var n = try state.findNode(r.node)
+        let before = n
+        let wall = clock.wall()
+        if r.labelAdd != nil || r.labelRemove != nil {
+            try n.changeLabels(add: r.labelAdd ?? [:], remove: r.labelRemove ?? [])
+            try CoordinatorCore.checkNodeFields(name: n.name, hostname: n.hostname, labels: n.labels, capacity: n.capacity)
+        }
+        if let a = r.availability { n.availability = a }
+        guard n != before else { return n }
+        n.updated = wall
+        state.put(n)
+        dirty = true
+        if n.availability != before.availability {
+            record(ClusterEvent(time: wall, kind: "node", action: n.availability.rawValue, id: n.id, name: n.name, message: ""))
+            log.info("node \(n.name) is now \(n.availability.rawValue)")
+        }
+        if n.labels != before.labels {
+            let text = n.labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
+            record(ClusterEvent(time: wall, kind: "node", action: "labels", id: n.id, name: n.name, message: text))
+            log.info("node \(n.name) labels: \(text)")
+        }
+        return n
     }
 
     func removeNode(_ n: NodeRecord, force: Bool) throws {

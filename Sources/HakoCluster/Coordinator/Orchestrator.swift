@@ -13,6 +13,7 @@ public struct Orchestrator: Sendable {
     public func reconcile(_ s: inout ClusterState, status: (String) -> NodeStatus, now: Double,
                           newID: () -> String, events: inout [ClusterEvent]) {
         moveTasksOffLostNodes(&s, status: status, now: now, events: &events)
+        stopTasksOnIneligibleNodes(&s, now: now)
         for svc in s.services.values.sorted(by: { $0.spec.name < $1.spec.name }) {
             reconcile(service: svc, &s, now: now, newID: newID, events: &events)
         }

@@ -114,9 +114,10 @@ func waitConverged(_ client: ClusterClient, service: String, timeout: Double) th
     let deadline = monotonicSeconds() + timeout
     while true {
         let v = try client.request(MessageType.serviceInspect, ServiceRef(service: service), as: ServiceView.self)
-        if v.runningCurrent == v.spec.replicas && v.running == v.spec.replicas { return }
+        let want = v.desired ?? v.spec.replicas
+        if v.runningCurrent == want && v.running == want { return }
         if monotonicSeconds() > deadline {
-            throw HakoError(.failed, "service \(v.name): \(v.runningCurrent)/\(v.spec.replicas) tasks running after \(Durations.format(timeout)); see `hako cluster service ps \(v.name)`")
+            throw HakoError(.failed, "service \(v.name): \(v.runningCurrent)/\(want) tasks running after \(Durations.format(timeout)); see `hako cluster service ps \(v.name)`")
         }
         usleep(100_000)
     }
@@ -128,6 +129,7 @@ struct ServiceCreate: ParsableCommand {
     @OptionGroup var flags: ServiceFlags
     @Option(name: .long("name"), help: "Service name (default: a generated one).") var name: String?
     @Option(name: .long("replicas"), help: "Number of tasks (default 1).") var replicas = 1
+    @Option(name: .long("mode"), help: "replicated (--replicas tasks) or global (one task on every eligible node).") var mode = "replicated"
     @Flag(name: .long("wait"), help: "Wait until every task runs.") var wait = false
     @Flag(name: .long("no-resolve-image"), help: "Do not ask the image's registry for its platforms (an image imported on the nodes).") var noResolveImage = false
     @Option(name: .long("timeout"), help: "Bound for --wait (default 2m).") var timeout = "2m"
@@ -140,6 +142,8 @@ struct ServiceCreate: ParsableCommand {
             let command = Array(imageAndCommand.dropFirst())
             if !command.isEmpty { spec.command = command }
             spec.replicas = replicas
+            guard let m = ServiceMode(rawValue: mode) else { throw HakoError(.failed, "invalid --mode \"\(mode)\": replicated or global") }
+            spec.mode = m
             try flags.apply(to: &spec)
             try spec.validate()
             guard let bound = Durations.parse(timeout) else { throw HakoError(.failed, "invalid --timeout \"\(timeout)\"") }
@@ -167,7 +171,7 @@ struct ServiceLs: ParsableCommand {
             if quiet { for s in list { print(s.id) }; return }
             if options.json { for s in list { try printJSON(s) }; return }
             printTable(["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "UPDATE"], list.map {
-                [String($0.id.prefix(12)), $0.name, "replicated", "\($0.running)/\($0.spec.replicas)", $0.spec.image, $0.updateStatus]
+                [String($0.id.prefix(12)), $0.name, $0.spec.mode.rawValue, "\($0.running)/\($0.desired ?? $0.spec.replicas)", $0.spec.image, $0.updateStatus]
             })
         }
     }

@@ -32,6 +32,7 @@ extension CoordinatorCore {
         case MessageType.serviceScale:
             let r = try env.body(ServiceScaleRequest.self)
             var svc = try state.findService(r.service)
+            guard svc.spec.mode == .replicated else { throw ClusterError.invalid("scale can only be used with replicated mode (\(svc.spec.name) is global)") }
             guard (0...ServiceSpec.maxReplicas).contains(r.replicas) else { throw ClusterError.invalid("replicas must be between 0 and \(ServiceSpec.maxReplicas)") }
             if svc.spec.replicas != r.replicas {
                 let from = svc.spec.replicas
@@ -167,6 +168,7 @@ extension CoordinatorCore {
             throw ClusterError.conflict("service \(svc.spec.name) changed meanwhile (version \(svc.version), not \(v)): try again")
         }
         guard r.spec.name == svc.spec.name else { throw ClusterError.invalid("a service cannot be renamed") }
+        guard r.spec.mode == svc.spec.mode else { throw ClusterError.invalid("a service's mode cannot be changed (\(svc.spec.mode.rawValue))") }
         try r.spec.validate()
         guard r.spec != svc.spec || r.force else { return view(svc) }
         let wall = clock.wall()
@@ -246,15 +248,17 @@ extension CoordinatorCore {
         let running = tasks.filter { $0.isLive && $0.state == .running }
         let current = running.filter { $0.version == s.version }
         let old = tasks.filter { $0.isLive && $0.version != s.version }
+        let desired = s.spec.mode == .global
+            ? Orchestrator.eligibleNodes(for: s.spec, in: state, status: { dispatcher.status($0) }).count : s.spec.replicas
         var status = ""
         if !old.isEmpty {
-            let done = Set(current.map(\.slot)).count
-            status = "updating \(done)/\(s.spec.replicas)"
+            let done = s.spec.mode == .global ? Set(current.compactMap(\.nodeID)).count : Set(current.map(\.slot)).count
+            status = "updating \(done)/\(desired)"
         } else if s.version > 1 {
             status = "completed"
         }
         return ServiceView(id: s.id, name: s.spec.name, version: s.version, spec: s.spec, running: running.count,
-                           runningCurrent: current.count, created: s.created, updated: s.updated, updateStatus: status)
+                           runningCurrent: current.count, created: s.created, updated: s.updated, updateStatus: status, desired: desired)
     }
 
     func view(_ t: TaskRecord) -> TaskView {

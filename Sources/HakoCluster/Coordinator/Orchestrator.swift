@@ -15,6 +15,10 @@ public struct Orchestrator: Sendable {
         moveTasksOffLostNodes(&s, status: status, now: now, events: &events)
         stopTasksOnIneligibleNodes(&s, now: now)
         for svc in s.services.values.sorted(by: { $0.spec.name < $1.spec.name }) {
+            if svc.spec.mode == .global {
+                reconcileGlobal(service: svc, &s, status: status, now: now, newID: newID, events: &events)
+                continue
+            }
             reconcile(service: svc, &s, now: now, newID: newID, events: &events)
         }
         cleanUpRemovedServices(&s, now: now)
@@ -126,10 +130,11 @@ public struct Orchestrator: Sendable {
         return last.updated + spec.restartDelay
     }
 
-    func create(_ svc: ServiceRecord, slot: Int, notBefore: Double, _ s: inout ClusterState, now: Double, newID: () -> String,
+    /// A new task for `slot`; `node`: created for that node (a global service's).
+    func create(_ svc: ServiceRecord, slot: Int, node: String? = nil, notBefore: Double, _ s: inout ClusterState, now: Double, newID: () -> String,
                 events: inout [ClusterEvent]) {
         let t = TaskRecord(id: newID(), serviceID: svc.id, serviceName: svc.spec.name, slot: slot, version: svc.version, spec: svc.spec,
-                           nodeID: nil, desired: .running, state: .pending,
+                           nodeID: node, desired: .running, state: .pending,
                            message: notBefore > now ? "restart delay until \(Int(notBefore - now + 0.5)) s from now" : "",
                            containerID: nil, exitCode: nil, created: now, updated: now, notBefore: notBefore)
         s.put(t)

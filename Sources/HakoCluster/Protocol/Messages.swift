@@ -324,6 +324,8 @@ public struct ServiceView: Codable, Sendable {
     public var updated: Double
     /// "updating 2/5", "completed", or "" before the first update.
     public var updateStatus: String
+    /// Tasks wanted: the replicas, or a global service's eligible nodes (nil from an older coordinator: the replicas).
+    public var desired: Int?
 }
 
 public struct ServiceList: Codable, Sendable { public var services: [ServiceView] }

@@ -9,6 +9,12 @@ public enum RestartCondition: String, Codable, Sendable {
     case none
 }
 
+/// Swarm's service modes: a number of replicas, or one task on every eligible node.
+public enum ServiceMode: String, Codable, Sendable {
+    case replicated
+    case global
+}
+
 /// What a service is: the desired state an admin writes.
 public struct ServiceSpec: Codable, Sendable, Equatable {
     public var name: String
@@ -59,6 +65,8 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
     public var placementPreferences: [String]
     /// Tasks of the service one node runs at most; 0: no limit.
     public var maxReplicasPerNode: Int
+    /// Replicated (`replicas` tasks) or global (one on every eligible node; `replicas` unused).
+    public var mode: ServiceMode
 
     public init(name: String, image: String) {
         self.name = name
@@ -86,12 +94,13 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
         stopTimeout = nil
         placementPreferences = []
         maxReplicasPerNode = 0
+        mode = .replicated
     }
 
     enum CodingKeys: String, CodingKey {
         case name, image, command, entrypoint, env, workdir, user, labels, replicas, reservations, limits, ports, ingress, constraints, platforms
         case restart, restartCondition, restartMaxAttempts, restartDelay, updateParallelism, network, stopSignal, stopTimeout
-        case placementPreferences, maxReplicasPerNode
+        case placementPreferences, maxReplicasPerNode, mode
     }
 
     /// Every field but `name` and `image` may be left out and takes its default.
@@ -121,6 +130,7 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
         stopTimeout = try c.decodeIfPresent(Int.self, forKey: .stopTimeout)
         placementPreferences = try c.decodeIfPresent([String].self, forKey: .placementPreferences) ?? placementPreferences
         maxReplicasPerNode = try c.decodeIfPresent(Int.self, forKey: .maxReplicasPerNode) ?? maxReplicasPerNode
+        mode = try c.decodeIfPresent(ServiceMode.self, forKey: .mode) ?? mode
     }
 
     public static let maxReplicas = 10_000
@@ -138,6 +148,9 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
         for c in constraints { _ = try Constraint(parsing: c) }
         for p in placementPreferences { _ = try PlacementPreference(parsing: p) }
         guard maxReplicasPerNode >= 0 else { throw .invalid("max replicas per node cannot be negative") }
+        if mode == .global && (maxReplicasPerNode > 0 || !placementPreferences.isEmpty) {
+            throw .invalid("placement preferences and max replicas per node are for replicated services (a global one runs one task per node)")
+        }
         for p in platforms where PlatformSpec(parsing: p) == nil { throw .invalid("invalid platform \"\(p)\" (e.g. linux/arm64, linux/arm/v7)") }
         do { _ = try RestartPolicyText.check(restart) } catch { throw .invalid(error.description) }
         guard restartMaxAttempts >= 0 else { throw .invalid("restart max attempts cannot be negative") }

@@ -3,6 +3,9 @@ import Glibc
 #endif
 import Foundation
 import HakoSystem
+#if canImport(HakoTestSupport)
+import HakoTestSupport
+#endif
 import Testing
 
 /// `node update` on the harness: labels an admin adds and removes and a

@@ -56,4 +56,22 @@ final class ClusterPlacementTests {
         h.cluster("service", "rm", "ssd")
         #expect(h.eventually(30) { self.h.runningCount("ssd").reduce(0, +) == 0 })
     }
+
+    /// --mode global: a task on every node, gone from a drained one and back when it is active.
+    @Test func globalServiceFollowsADrain() {
+        let r = h.cluster("service", "create", "--no-resolve-image", "--name", "every", "--mode", "global", "--stop-timeout", "1",
+                          "--wait", "--timeout", "60s", "busybox:test", "sleep", "3600")
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(h.runningCount("every") == [1, 1, 1])
+        let ls = h.cluster("service", "ls").out
+        #expect(ls.contains("global") && ls.contains("3/3"), "\(ls)")
+        update("--availability", "drain", "node1")
+        #expect(h.eventually(30) { self.h.runningCount("every") == [0, 1, 1] }, "\(h.runningCount("every"))")
+        #expect(h.cluster("service", "ls").out.contains("2/2"))
+        update("--availability", "active", "node1")
+        #expect(h.eventually(30) { self.h.runningCount("every") == [1, 1, 1] }, "\(h.runningCount("every"))")
+        #expect(h.cluster("service", "scale", "every=5").status != 0)
+        h.cluster("service", "rm", "every")
+        #expect(h.eventually(30) { self.h.runningCount("every").reduce(0, +) == 0 })
+    }
 }

@@ -115,9 +115,12 @@ func waitConverged(_ client: ClusterClient, service: String, timeout: Double) th
     while true {
         let v = try client.request(MessageType.serviceInspect, ServiceRef(service: service), as: ServiceView.self)
         let want = v.desired ?? v.spec.replicas
-        if v.runningCurrent == want && v.running == want { return }
+        if let done = v.completed {
+            // A job: every task ran to completion.
+            if done >= want { return }
+        } else if v.runningCurrent == want && v.running == want { return }
         if monotonicSeconds() > deadline {
-            throw HakoError(.failed, "service \(v.name): \(v.runningCurrent)/\(want) tasks running after \(Durations.format(timeout)); see `hako cluster service ps \(v.name)`")
+            throw HakoError(.failed, "service \(v.name): \(v.completed ?? v.runningCurrent)/\(want) tasks \(v.completed == nil ? "running" : "completed") after \(Durations.format(timeout)); see `hako cluster service ps \(v.name)`")
         }
         usleep(100_000)
     }
@@ -129,7 +132,7 @@ struct ServiceCreate: ParsableCommand {
     @OptionGroup var flags: ServiceFlags
     @Option(name: .long("name"), help: "Service name (default: a generated one).") var name: String?
     @Option(name: .long("replicas"), help: "Number of tasks (default 1).") var replicas = 1
-    @Option(name: .long("mode"), help: "replicated (--replicas tasks) or global (one task on every eligible node).") var mode = "replicated"
+    @Option(name: .long("mode"), help: "replicated (--replicas tasks), global (one task on every eligible node), replicated-job or global-job (tasks that run to completion).") var mode = "replicated"
     @Flag(name: .long("wait"), help: "Wait until every task runs.") var wait = false
     @Flag(name: .long("no-resolve-image"), help: "Do not ask the image's registry for its platforms (an image imported on the nodes).") var noResolveImage = false
     @Option(name: .long("timeout"), help: "Bound for --wait (default 2m).") var timeout = "2m"
@@ -142,7 +145,7 @@ struct ServiceCreate: ParsableCommand {
             let command = Array(imageAndCommand.dropFirst())
             if !command.isEmpty { spec.command = command }
             spec.replicas = replicas
-            guard let m = ServiceMode(rawValue: mode) else { throw HakoError(.failed, "invalid --mode \"\(mode)\": replicated or global") }
+            guard let m = ServiceMode(rawValue: mode) else { throw HakoError(.failed, "invalid --mode \"\(mode)\": replicated, global, replicated-job or global-job") }
             spec.mode = m
             try flags.apply(to: &spec)
             try spec.validate()
@@ -171,7 +174,7 @@ struct ServiceLs: ParsableCommand {
             if quiet { for s in list { print(s.id) }; return }
             if options.json { for s in list { try printJSON(s) }; return }
             printTable(["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "UPDATE"], list.map {
-                [String($0.id.prefix(12)), $0.name, $0.spec.mode.rawValue, "\($0.running)/\($0.desired ?? $0.spec.replicas)", $0.spec.image, $0.updateStatus]
+                [String($0.id.prefix(12)), $0.name, $0.spec.mode.rawValue, "\($0.running)/\($0.desired ?? $0.spec.replicas)" + ($0.completed.map { " (\($0) completed)" } ?? ""), $0.spec.image, $0.updateStatus]
             })
         }
     }

@@ -107,3 +107,75 @@ import Testing
         #expect(old.mode == .replicated)
     }
 }
+
+/// `--mode replicated-job|global-job`: tasks that run to completion. One that
+/// exits 0 is done; one that fails is replaced per the restart condition.
+@Suite struct JobServiceTests {
+    func job(_ f: CoreFixture, _ name: String, mode: ServiceMode, replicas: Int = 1) throws {
+        var spec = ServiceSpec(name: name, image: "busybox:test")
+        spec.mode = mode
+        spec.replicas = replicas
+        try f.admin(MessageType.serviceCreate, ServiceCreateRequest(spec: spec), as: ServiceView.self)
+    }
+
+    func end(_ n: SimNode, _ id: String, _ state: TaskState, exit: Int32) throws {
+        n.running[id] = state
+        try n.report([TaskStatus(taskID: id, state: state, containerID: "c-" + id, exitCode: exit)])
+    }
+
+    func inspect(_ f: CoreFixture, _ name: String) throws -> ServiceView {
+        try f.admin(MessageType.serviceInspect, ServiceRef(service: name), as: ServiceView.self)
+    }
+
+    /// Past the restart delay, the nodes beating all along.
+    func pastRestartDelay(_ f: CoreFixture, _ nodes: [SimNode]) throws {
+        for _ in 0..<12 {
+            f.clock.advance(0.5)
+            for n in nodes { try n.heartbeat() }
+            try settle(f, nodes)
+        }
+    }
+
+    @Test func replicatedJobRunsEachSlotToCompletion() throws {
+        let f = try CoreFixture()
+        let nodes = try (1...2).map { try SimNode(f, name: "n\($0)") }
+        try job(f, "migrate", mode: .replicatedJob, replicas: 3)
+        try settle(f, nodes)
+        let ids = nodes.flatMap { n in n.live.map { (n, $0) } }
+        #expect(ids.count == 3)
+        try end(ids[0].0, ids[0].1, .complete, exit: 0)
+        try end(ids[1].0, ids[1].1, .complete, exit: 0)
+        try end(ids[2].0, ids[2].1, .failed, exit: 1)
+        try pastRestartDelay(f, nodes)
+        // Only the failed slot runs again.
+        let again = nodes.flatMap(\.live)
+        try #require(again.count == 1)
+        #expect(!ids.map(\.1).contains(again[0]))
+        var v = try inspect(f, "migrate")
+        #expect(v.completed == 2 && v.desired == 3)
+        let n = try #require(nodes.first { $0.live.contains(again[0]) })
+        try end(n, again[0], .complete, exit: 0)
+        try pastRestartDelay(f, nodes)
+        #expect(nodes.allSatisfy { $0.live.isEmpty })
+        v = try inspect(f, "migrate")
+        #expect(v.completed == 3 && v.running == 0)
+    }
+
+    @Test func globalJobRunsOncePerNodeIncludingNewOnes() throws {
+        let f = try CoreFixture()
+        var nodes = try (1...2).map { try SimNode(f, name: "n\($0)") }
+        try job(f, "prune", mode: .globalJob)
+        try settle(f, nodes)
+        #expect(nodes.map { $0.live.count } == [1, 1])
+        for n in nodes { for id in n.live { try end(n, id, .complete, exit: 0) } }
+        try pastRestartDelay(f, nodes)
+        #expect(nodes.allSatisfy { $0.live.isEmpty })
+        nodes.append(try SimNode(f, name: "n3"))
+        try settle(f, nodes)
+        #expect(nodes.map { $0.live.count } == [0, 0, 1])
+        #expect(try inspect(f, "prune").completed == 2)
+        #expect(throws: ClusterError.self) {
+            try f.admin(MessageType.serviceScale, ServiceScaleRequest(service: "prune", replicas: 2), as: ServiceView.self)
+        }
+    }
+}

@@ -32,7 +32,9 @@ extension CoordinatorCore {
         case MessageType.serviceScale:
             let r = try env.body(ServiceScaleRequest.self)
             var svc = try state.findService(r.service)
-            guard svc.spec.mode == .replicated else { throw ClusterError.invalid("scale can only be used with replicated mode (\(svc.spec.name) is global)") }
+            guard !svc.spec.mode.isGlobal else {
+                throw ClusterError.invalid("scale can only be used with replicated or replicated-job mode (\(svc.spec.name) is \(svc.spec.mode.rawValue))")
+            }
             guard (0...ServiceSpec.maxReplicas).contains(r.replicas) else { throw ClusterError.invalid("replicas must be between 0 and \(ServiceSpec.maxReplicas)") }
             if svc.spec.replicas != r.replicas {
                 let from = svc.spec.replicas
@@ -248,17 +250,18 @@ extension CoordinatorCore {
         let running = tasks.filter { $0.isLive && $0.state == .running }
         let current = running.filter { $0.version == s.version }
         let old = tasks.filter { $0.isLive && $0.version != s.version }
-        let desired = s.spec.mode == .global
+        let desired = s.spec.mode.isGlobal
             ? Orchestrator.eligibleNodes(for: s.spec, in: state, status: { dispatcher.status($0) }).count : s.spec.replicas
         var status = ""
         if !old.isEmpty {
-            let done = s.spec.mode == .global ? Set(current.compactMap(\.nodeID)).count : Set(current.map(\.slot)).count
+            let done = s.spec.mode.isGlobal ? Set(current.compactMap(\.nodeID)).count : Set(current.map(\.slot)).count
             status = "updating \(done)/\(desired)"
         } else if s.version > 1 {
             status = "completed"
         }
         return ServiceView(id: s.id, name: s.spec.name, version: s.version, spec: s.spec, running: running.count,
-                           runningCurrent: current.count, created: s.created, updated: s.updated, updateStatus: status, desired: desired)
+                           runningCurrent: current.count, created: s.created, updated: s.updated, updateStatus: status, desired: desired,
+                           completed: s.spec.mode.isJob ? tasks.filter { $0.version == s.version && $0.state == .complete }.count : nil)
     }
 
     func view(_ t: TaskRecord) -> TaskView {

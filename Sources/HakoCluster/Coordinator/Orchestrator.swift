@@ -15,7 +15,7 @@ public struct Orchestrator: Sendable {
         moveTasksOffLostNodes(&s, status: status, now: now, events: &events)
         stopTasksOnIneligibleNodes(&s, now: now)
         for svc in s.services.values.sorted(by: { $0.spec.name < $1.spec.name }) {
-            if svc.spec.mode == .global {
+            if svc.spec.mode.isGlobal {
                 reconcileGlobal(service: svc, &s, status: status, now: now, newID: newID, events: &events)
                 continue
             }
@@ -120,6 +120,8 @@ public struct Orchestrator: Sendable {
         guard let last = ended.max(by: { $0.updated < $1.updated }) else { return now }
         let byItself = last.state == .complete || last.state.isFailure
         guard byItself else { return now }
+        // A job's task that ran to completion is done.
+        if spec.mode.isJob && last.state == .complete { return nil }
         switch spec.restartCondition {
         case .none: return nil
         case .onFailure where last.state == .complete: return nil

@@ -326,6 +326,8 @@ public struct ServiceView: Codable, Sendable {
     public var updateStatus: String
     /// Tasks wanted: the replicas, or a global service's eligible nodes (nil from an older coordinator: the replicas).
     public var desired: Int?
+    /// A job's tasks that ran to completion at the current version (nil: not a job).
+    public var completed: Int?
 }
 
 public struct ServiceList: Codable, Sendable { public var services: [ServiceView] }

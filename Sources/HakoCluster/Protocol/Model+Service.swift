@@ -9,10 +9,18 @@ public enum RestartCondition: String, Codable, Sendable {
     case none
 }
 
-/// Swarm's service modes: a number of replicas, or one task on every eligible node.
+/// Swarm's service modes: a number of replicas, or one task on every
+/// eligible node; as jobs, tasks that run to completion (one that exits 0 is
+/// never replaced; one that fails is, per the restart condition).
 public enum ServiceMode: String, Codable, Sendable {
     case replicated
     case global
+    case replicatedJob = "replicated-job"
+    case globalJob = "global-job"
+
+    /// One task per eligible node.
+    public var isGlobal: Bool { self == .global || self == .globalJob }
+    public var isJob: Bool { self == .replicatedJob || self == .globalJob }
 }
 
 /// What a service is: the desired state an admin writes.
@@ -148,7 +156,7 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
         for c in constraints { _ = try Constraint(parsing: c) }
         for p in placementPreferences { _ = try PlacementPreference(parsing: p) }
         guard maxReplicasPerNode >= 0 else { throw .invalid("max replicas per node cannot be negative") }
-        if mode == .global && (maxReplicasPerNode > 0 || !placementPreferences.isEmpty) {
+        if mode.isGlobal && (maxReplicasPerNode > 0 || !placementPreferences.isEmpty) {
             throw .invalid("placement preferences and max replicas per node are for replicated services (a global one runs one task per node)")
         }
         for p in platforms where PlatformSpec(parsing: p) == nil { throw .invalid("invalid platform \"\(p)\" (e.g. linux/arm64, linux/arm/v7)") }

@@ -131,9 +131,9 @@ struct ServiceCreate: ParsableCommand {
     @OptionGroup var options: ClusterOptions
     @OptionGroup var flags: ServiceFlags
     @Option(name: .long("name"), help: "Service name (default: a generated one).") var name: String?
-    @Option(name: .long("replicas"), help: "Number of tasks (default 1).") var replicas = 1
+    @Option(name: .long("replicas"), help: "Number of tasks (default 1).") var replicas: Int?
     @Option(name: .long("mode"), help: "replicated (--replicas tasks), global (one task on every eligible node), replicated-job or global-job (tasks that run to completion).") var mode = "replicated"
-    @Flag(name: .long("wait"), help: "Wait until every task runs.") var wait = false
+    @Flag(name: .long("wait"), help: "Wait until every task runs (a job's: has completed).") var wait = false
     @Flag(name: .long("no-resolve-image"), help: "Do not ask the image's registry for its platforms (an image imported on the nodes).") var noResolveImage = false
     @Option(name: .long("timeout"), help: "Bound for --wait (default 2m).") var timeout = "2m"
     @Argument(parsing: .passthrough, help: "IMAGE [COMMAND] [ARG...]") var imageAndCommand: [String] = []
@@ -144,9 +144,12 @@ struct ServiceCreate: ParsableCommand {
             var spec = ServiceSpec(name: name ?? Names.generate().replacingOccurrences("_", "-"), image: image)
             let command = Array(imageAndCommand.dropFirst())
             if !command.isEmpty { spec.command = command }
-            spec.replicas = replicas
             guard let m = ServiceMode(rawValue: mode) else { throw HakoError(.failed, "invalid --mode \"\(mode)\": replicated, global, replicated-job or global-job") }
             spec.mode = m
+            if let r = replicas {
+                guard !m.isGlobal else { throw HakoError(.failed, "--replicas can only be used with replicated or replicated-job mode") }
+                spec.replicas = r
+            }
             try flags.apply(to: &spec)
             try spec.validate()
             guard let bound = Durations.parse(timeout) else { throw HakoError(.failed, "invalid --timeout \"\(timeout)\"") }

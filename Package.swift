@@ -23,6 +23,7 @@ let package = Package(
         .systemLibrary(name: "CMnl", path: "Sources/CMnl"),
         .systemLibrary(name: "CNftnl", path: "Sources/CNftnl"),
         .systemLibrary(name: "CZstd", path: "Sources/CZstd"),
+        .systemLibrary(name: "CYAML", path: "Sources/CYAML"),
 
         // system: thin typed Swift over syscalls.
         .target(name: "HakoSystem", dependencies: ["CHakoShim"]),
@@ -36,6 +37,9 @@ let package = Package(
         .target(name: "HakoSecurity", dependencies: ["HakoSystem", "CHakoShim", "CCap", "CSeccomp"]),
         // netlink (libmnl) and nftables (libnftnl)
         .target(name: "HakoNetwork", dependencies: ["HakoSystem", "CHakoShim", "CMnl", "CNftnl"]),
+
+        // Compose files (YAML through libyaml) loaded into a stack and its diff against existing services
+        .target(name: "HakoCompose", dependencies: ["HakoSystem", "CYAML"]),
 
         // engine
         .target(name: "HakoEngine", dependencies: ["HakoSystem", "HakoRuntime", "HakoImage", "HakoSecurity", "HakoNetwork"]),
@@ -64,11 +68,18 @@ let package = Package(
         // make bench only: hako's VXLAN overlay set up in the bench's namespaces, and its convergence.
         .executableTarget(name: "hako-overlay-bench", dependencies: ["HakoNetwork", "HakoSystem"]),
 
+        // Fixtures the test targets share (temporary directories, a tar writer, the root trait).
+        .target(name: "HakoTestSupport", dependencies: ["CHakoShim", "HakoSystem", "HakoImage"], path: "Tests/HakoTestSupport"),
         .testTarget(name: "HakoUnitTests", dependencies: ["CHakoShim", "HakoSystem", "HakoRuntime", "HakoEngine", "HakoSecurity", "HakoNetwork", "HakoOCIRuntime"]),
+        .testTarget(name: "HakoComposeTests", dependencies: ["HakoCompose", "HakoSystem"], exclude: ["Golden"]),
         .testTarget(name: "HakoCLITests", dependencies: ["HakoCLI"]),
-        .testTarget(name: "HakoImageTests", dependencies: ["HakoSystem", "HakoImage", "HakoTransport"]),
+        .testTarget(name: "HakoImageTests", dependencies: ["HakoSystem", "HakoImage", "HakoTransport", "HakoTestSupport"]),
         .testTarget(name: "HakoNetworkTests", dependencies: ["HakoSystem", "HakoNetwork", "CMnl", "CNftnl"]),
-        .testTarget(name: "HakoIntegrationTests", dependencies: ["HakoSystem", "HakoRuntime"]),
+        // The integration tier: the kernel's own parts (overlay mounts, netlink,
+        // nftables, namespaces) and whole containers. Root; under CI=true a
+        // missing privilege fails instead of skipping (docs/architecture.md, "Tests").
+        .testTarget(name: "HakoKernelTests", dependencies: ["CHakoShim", "HakoSystem", "HakoImage", "HakoNetwork", "HakoTestSupport"]),
+        .testTarget(name: "HakoIntegrationTests", dependencies: ["HakoSystem", "HakoRuntime", "HakoTestSupport"]),
         .testTarget(name: "HakoClusterTests", dependencies: ["HakoSystem", "HakoCluster", "HakoNetwork", "HakoTransport", "COpenSSL"]),
     ]
 )

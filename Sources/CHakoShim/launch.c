@@ -35,33 +35,6 @@ static int parent_fail(struct hako_failure *fail, int stage, int err, const char
     return -1;
 }
 
-// Whether the init joins its v1 cgroups itself (see self_attach_cgroups): not
-// from inside a user namespace, whose root may not write the host's cgroup files.
-int attaches_itself(const struct hako_spec *s) {
-    if (s->clone_flags & CLONE_NEWUSER) return 0;
-    for (int i = 0; i < s->nnsjoin; i++) if (s->nsjoin[i].type == CLONE_NEWUSER) return 0;
-    return 1;
-}
-
-// A v1 attach through cgroup.procs takes the kernel's cgroup-threadgroup lock
-// for writing, whose first taker after a quiet period waits for an RCU grace
-// period (4-40 ms measured here). A single-threaded task moving itself with
-// "0" into `tasks` skips that lock: the init joins its v1 cgroups that way.
-void self_attach_cgroups(struct child *c) {
-    const struct hako_spec *s = c->s;
-    for (int i = 0; i < s->ncgroup_procs; i++) {
-        char path[4096];
-        size_t n = s_len(s->cgroup_procs[i]);
-        const char *suffix = "cgroup.procs";
-        size_t k = s_len(suffix);
-        if (n < k || n - k + 6 > sizeof path || memcmp(s->cgroup_procs[i] + n - k, suffix, k) != 0)
-            child_fail(c, HAKO_STAGE_CGROUP, EINVAL, s->cgroup_procs[i]);
-        memcpy(path, s->cgroup_procs[i], n - k);
-        memcpy(path + n - k, "tasks", 6);
-        if (write_file(path, "0") < 0) child_fail(c, HAKO_STAGE_CGROUP, errno, path);
-    }
-}
-
 static int join_cgroups(pid_t pid, const struct hako_spec *s, int placed_v2, int skip_v1, struct hako_failure *fail) {
     char num[24];
     // The parent sets the OOM score: the child, non-dumpable or in a user namespace, may not.
@@ -156,13 +129,6 @@ int hako_launch_take_terminal(struct hako_launch *l) {
     if (master >= 0) close_if(&l->console_r);
     return master;
 }
-
-// Namespaces other than mount and user are joined by the parent around clone,
-// so the child is born in them: after CLONE_NEWUSER the child could no longer
-// join a namespace owned by the host's user namespace (the network namespace
-// the engine made for the container), and a pid namespace only ever applies to
-// the children of the process that joins it.
-int hako_joined_by_child(uint32_t type) { return type == CLONE_NEWNS || type == CLONE_NEWUSER; }
 
 static const char *ns_file(uint32_t type) {
     switch (type) {
@@ -407,8 +373,37 @@ static void exec_child(struct child *c, pid_t target, int target_pidfd, int cgfd
     exec_program(c);
 }
 
+// Waits up to timeout_ms (-1: for ever) for the exec'd process to reach its
+// exec; past that it is killed and left unreaped (a frozen process dies only
+// once thawed: the caller's waitpid takes it then).
+static int await_exec_within(int err_r, pid_t pid, int timeout_ms, struct hako_failure *fail) {
+    if (timeout_ms >= 0) {
+        struct pollfd pf = { .fd = err_r, .events = POLLIN };
+        int r;
+        while ((r = poll(&pf, 1, timeout_ms)) < 0 && errno == EINTR) {}
+        if (r == 0) {
+            kill(pid, SIGKILL);
+            return parent_fail(fail, HAKO_STAGE_EXEC, ETIMEDOUT, "the process did not start in time");
+        }
+    }
+    return await_exec(err_r, pid, fail);
+}
+
+static int exec_in(const struct hako_spec *s, pid_t target, int target_pidfd, const char *tty_slave_path,
+                   const int *stdio_fds, int timeout_ms, struct hako_proc *out, struct hako_failure *fail);
+
 int hako_exec(const struct hako_spec *s, pid_t target, int target_pidfd, const char *tty_slave_path,
               const int *stdio_fds, struct hako_proc *out, struct hako_failure *fail) {
+    return exec_in(s, target, target_pidfd, tty_slave_path, stdio_fds, -1, out, fail);
+}
+
+int hako_exec_bounded(const struct hako_spec *s, pid_t target, const int *stdio_fds, int timeout_ms,
+                      struct hako_proc *out, struct hako_failure *fail) {
+    return exec_in(s, target, -1, NULL, stdio_fds, timeout_ms, out, fail);
+}
+
+static int exec_in(const struct hako_spec *s, pid_t target, int target_pidfd, const char *tty_slave_path,
+                   const int *stdio_fds, int timeout_ms, struct hako_proc *out, struct hako_failure *fail) {
     int sync_p[2] = {-1, -1}, err_p[2] = {-1, -1}, pid_p[2] = {-1, -1};
     int cgfd = -1;
     memset(out, 0, sizeof *out);
@@ -454,7 +449,7 @@ int hako_exec(const struct hako_spec *s, pid_t target, int target_pidfd, const c
         goto fail;
     }
     close_if(&sync_p[1]);
-    if (await_exec(err_p[0], pid, fail) < 0) goto fail;
+    if (await_exec_within(err_p[0], pid, timeout_ms, fail) < 0) goto fail;
     close_if(&err_p[0]);
     out->pid = pid;
     out->pidfd = hako_pidfd_open(pid);

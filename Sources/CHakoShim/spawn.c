@@ -35,17 +35,8 @@
 #include <termios.h>
 #include <unistd.h>
 
-#ifndef CLONE_INTO_CGROUP
-#define CLONE_INTO_CGROUP 0x200000000ULL
-#endif
-#ifndef SYS_clone3
-#define SYS_clone3 435
-#endif
 #ifndef SYS_mount_setattr
 #define SYS_mount_setattr 442
-#endif
-#ifndef CLONE_NEWTIME
-#define CLONE_NEWTIME 0x00000080
 #endif
 #ifndef KEYCTL_JOIN_SESSION_KEYRING
 #define KEYCTL_JOIN_SESSION_KEYRING 1
@@ -55,114 +46,44 @@
 #define PR_CAP_AMBIENT_RAISE 2
 #endif
 
-// ---------------------------------------------------------------------------
-// async-signal-safe helpers
-
-size_t s_len(const char *s) { size_t n = 0; while (s[n]) n++; return n; }
-
-// Appends src to dst (capacity cap); returns 0, or -1 when it would not fit.
-int s_cat(char *dst, size_t cap, const char *src) {
-    size_t a = s_len(dst), b = s_len(src);
-    if (a + b + 1 > cap) return -1;
-    memcpy(dst + a, src, b + 1);
-    return 0;
-}
-
-void s_utoa(unsigned long v, char *out) {
-    char tmp[24]; int i = 0;
-    do { tmp[i++] = (char)('0' + v % 10); v /= 10; } while (v);
-    int j = 0;
-    while (i) out[j++] = tmp[--i];
-    out[j] = 0;
-}
-
-void s_itoa(long v, char *out) {
-    if (v >= 0) { s_utoa((unsigned long)v, out); return; }
-    out[0] = '-';
-    s_utoa(-(unsigned long)v, out + 1);
-}
-
-void fd_path(int fd, char out[32]) {
-    out[0] = 0;
-    s_cat(out, 32, "/proc/self/fd/");
-    char n[24]; s_itoa(fd, n);
-    s_cat(out, 32, n);
-}
-
-int write_all(int fd, const void *buf, size_t n) {
-    const char *p = buf;
-    while (n) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0) { if (errno == EINTR) continue; return -1; }
-        p += w; n -= (size_t)w;
-    }
-    return 0;
-}
-
-int write_file(const char *path, const char *data) {
-    int fd = open(path, O_WRONLY | O_CLOEXEC);
-    if (fd < 0) return -1;
-    int r = write_all(fd, data, s_len(data));
-    int e = errno;
-    close(fd);
-    errno = e;
-    return r;
-}
-
-ssize_t read_full(int fd, void *buf, size_t n) {
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = read(fd, (char *)buf + got, n - got);
-        if (r < 0) { if (errno == EINTR) continue; return -1; }
-        if (r == 0) break;
-        got += (size_t)r;
-    }
-    return (ssize_t)got;
-}
-
-
-
-__attribute__((noreturn))
-void child_fail(struct child *c, int stage, int err, const char *detail) {
-    struct hako_failure f;
-    memset(&f, 0, sizeof f);
-    f.stage = stage;
-    f.err = err;
-    if (detail) {
-        size_t n = s_len(detail);
-        if (n >= sizeof f.detail) n = sizeof f.detail - 1;
-        memcpy(f.detail, detail, n);
-    }
-    write_all(c->err_w, &f, sizeof f);
-    _exit(127);
-}
-
-// A new program starts with no signal blocked and every disposition at its
-// default: nothing of the runtime's own signal handling leaks into it.
-void reset_signals(void) {
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    struct sigaction dfl;
-    memset(&dfl, 0, sizeof dfl);
-    dfl.sa_handler = SIG_DFL;
-    for (int sig = 1; sig < 65; sig++) {
-        if (sig == SIGKILL || sig == SIGSTOP) continue;
-        sigaction(sig, &dfl, NULL);
-    }
-}
-
-long clone3_raw(uint64_t flags, int *pidfd, int cgroup_fd) {
-    struct clone_args a;
-    memset(&a, 0, sizeof a);
-    a.flags = flags;
-    a.exit_signal = (flags & (CLONE_PARENT | CLONE_THREAD)) ? 0 : SIGCHLD;
-    if (flags & CLONE_PIDFD) a.pidfd = (uint64_t)(uintptr_t)pidfd;
-    if (flags & CLONE_INTO_CGROUP) a.cgroup = (uint64_t)cgroup_fd;
-    return syscall(SYS_clone3, &a, sizeof a);
-}
-
 // Splits "/a/b/c" into parent "/a/b" and name "c" (in buf).
+// ---------------------------------------------------------------------------
+// what the child does about its namespaces and cgroups
+
+// Namespaces other than mount and user are joined by the parent around clone,
+// so the child is born in them: after CLONE_NEWUSER the child could no longer
+// join a namespace owned by the host's user namespace (the network namespace
+// the engine made for the container), and a pid namespace only ever applies to
+// the children of the process that joins it.
+int hako_joined_by_child(uint32_t type) { return type == CLONE_NEWNS || type == CLONE_NEWUSER; }
+
+// Whether the init joins its v1 cgroups itself (see self_attach_cgroups): not
+// from inside a user namespace, whose root may not write the host's cgroup files.
+int attaches_itself(const struct hako_spec *s) {
+    if (s->clone_flags & CLONE_NEWUSER) return 0;
+    for (int i = 0; i < s->nnsjoin; i++) if (s->nsjoin[i].type == CLONE_NEWUSER) return 0;
+    return 1;
+}
+
+// A v1 attach through cgroup.procs takes the kernel's cgroup-threadgroup lock
+// for writing, whose first taker after a quiet period waits for an RCU grace
+// period (4-40 ms measured here). A single-threaded task moving itself with
+// "0" into `tasks` skips that lock: the init joins its v1 cgroups that way.
+void self_attach_cgroups(struct child *c) {
+    const struct hako_spec *s = c->s;
+    for (int i = 0; i < s->ncgroup_procs; i++) {
+        char path[4096];
+        size_t n = s_len(s->cgroup_procs[i]);
+        const char *suffix = "cgroup.procs";
+        size_t k = s_len(suffix);
+        if (n < k || n - k + 6 > sizeof path || memcmp(s->cgroup_procs[i] + n - k, suffix, k) != 0)
+            child_fail(c, HAKO_STAGE_CGROUP, EINVAL, s->cgroup_procs[i]);
+        memcpy(path, s->cgroup_procs[i], n - k);
+        memcpy(path + n - k, "tasks", 6);
+        if (write_file(path, "0") < 0) child_fail(c, HAKO_STAGE_CGROUP, errno, path);
+    }
+}
+
 static int split_path(const char *path, char *parent, size_t cap, const char **name) {
     size_t n = s_len(path);
     if (n + 1 > cap) { errno = ENAMETOOLONG; return -1; }
@@ -533,12 +454,6 @@ void apply_privileges(struct child *c) {
     if (s->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) child_fail(c, HAKO_STAGE_NO_NEW_PRIVS, errno, NULL);
     if (s->seccomp && !seccomp_done && load_seccomp(s, &prog) < 0)
         child_fail(c, HAKO_STAGE_SECCOMP, errno, NULL);
-}
-
-const char *env_path(const struct hako_spec *s) {
-    for (int i = 0; i < s->envc; i++)
-        if (strncmp(s->envp[i], "PATH=", 5) == 0) return s->envp[i] + 5;
-    return "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 }
 
 __attribute__((noreturn))

@@ -1,5 +1,12 @@
 // Internal to CHakoShim: what spawn.c, oci_init.c, launch.c and userns.c share. Not a
 // public header (Swift never sees it).
+//
+// The clone → exec path calls one way only:
+//   launch.c (the parent: clone, cgroups, namespaces joined around clone)
+//     → spawn.c (the child: the root, mounts, devices, privileges, exec)
+//       → oci_init.c (the OCI runtime's steps: hooks, the exec FIFO, time namespace)
+//         → child_base.c (async-signal-safe strings, whole reads and writes, failure, clone3)
+// userns.c and sys.c are beside the path (no call back into it).
 #ifndef HAKO_SPAWN_INTERNAL_H
 #define HAKO_SPAWN_INTERNAL_H
 
@@ -30,7 +37,7 @@ struct child {
     const char *fifo_name;  // the FIFO's name in that directory
 };
 
-// async-signal-safe helpers (spawn.c)
+// async-signal-safe helpers (child_base.c)
 HAKO_HIDDEN size_t s_len(const char *s);
 HAKO_HIDDEN int s_cat(char *dst, size_t cap, const char *src);
 HAKO_HIDDEN void s_itoa(long v, char *out);
@@ -61,10 +68,10 @@ HAKO_HIDDEN void make_parent_private(struct child *c, const char *path);
 HAKO_HIDDEN void enter_time_namespace(struct child *c);
 
 // Namespaces joined by path: the mount and user namespaces by the child, the
-// others by the parent around clone, so the child is born in them (launch.c).
+// others by the parent around clone, so the child is born in them (spawn.c).
 HAKO_HIDDEN int hako_joined_by_child(uint32_t type);
 
-// cgroups (launch.c)
+// v1 cgroups the init joins itself (spawn.c)
 HAKO_HIDDEN int attaches_itself(const struct hako_spec *s);
 HAKO_HIDDEN void self_attach_cgroups(struct child *c);
 

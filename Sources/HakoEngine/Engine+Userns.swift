@@ -73,10 +73,10 @@ extension Engine {
         try FS.makeDirectories("\(dir)/layers", mode: 0o711)
         var copies: [String] = []
         for (i, layer) in config.layerDirs.enumerated() {
-            var failed = [CChar](repeating: 0, count: 4096)
-            if hako_copy_shifted(layer, "\(dir)/layers/\(i)", range.start, range.count, &failed) != 0 {
-                throw HakoError(.failed, "--userns auto: cannot copy the image's layer for the container's ids",
-                                cause: SystemError("copy", cString(failed)))
+            do {
+                try ShiftedCopy.copy(from: layer, to: "\(dir)/layers/\(i)", start: range.start, count: range.count)
+            } catch {
+                throw HakoError(.failed, "--userns auto: cannot copy the image's layer for the container's ids", cause: error)
             }
             copies.append("\(final)/layers/\(i)")
         }

@@ -18,10 +18,12 @@ public struct ImageConfig: Codable, Sendable, Equatable {
     public var labels: [String: String]?
     /// "SIGTERM", "15".
     public var stopSignal: String?
+    /// HEALTHCHECK (Docker's images and OCI images built by Docker carry it).
+    public var healthcheck: HealthCheck?
 
     public init(user: String? = nil, exposedPorts: [String]? = nil, env: [String]? = nil, entrypoint: [String]? = nil,
                 cmd: [String]? = nil, volumes: [String]? = nil, workingDir: String? = nil,
-                labels: [String: String]? = nil, stopSignal: String? = nil) {
+                labels: [String: String]? = nil, stopSignal: String? = nil, healthcheck: HealthCheck? = nil) {
         self.user = user
         self.exposedPorts = exposedPorts
         self.env = env
@@ -31,6 +33,7 @@ public struct ImageConfig: Codable, Sendable, Equatable {
         self.workingDir = workingDir
         self.labels = labels
         self.stopSignal = stopSignal
+        self.healthcheck = healthcheck
     }
 
     enum CodingKeys: String, CodingKey {
@@ -43,6 +46,7 @@ public struct ImageConfig: Codable, Sendable, Equatable {
         case workingDir = "WorkingDir"
         case labels = "Labels"
         case stopSignal = "StopSignal"
+        case healthcheck = "Healthcheck"
     }
 
     /// `{}`: the value of each key in ExposedPorts and Volumes.
@@ -59,6 +63,7 @@ public struct ImageConfig: Codable, Sendable, Equatable {
         workingDir = try c.decodeIfPresent(String.self, forKey: .workingDir)
         labels = try c.decodeIfPresent([String: String].self, forKey: .labels)
         stopSignal = try c.decodeIfPresent(String.self, forKey: .stopSignal)
+        healthcheck = try c.decodeIfPresent(HealthCheck.self, forKey: .healthcheck)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -74,5 +79,6 @@ public struct ImageConfig: Codable, Sendable, Equatable {
         try c.encodeIfPresent(workingDir, forKey: .workingDir)
         try c.encodeIfPresent(labels, forKey: .labels)
         try c.encodeIfPresent(stopSignal, forKey: .stopSignal)
+        try c.encodeIfPresent(healthcheck, forKey: .healthcheck)
     }
 }

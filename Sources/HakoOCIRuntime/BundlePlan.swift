@@ -21,6 +21,8 @@ public struct BundlePlan: Sendable {
         public var noPivot = false
         public var noNewKeyring = false
         public var preserveFds: UInt32 = 0
+        /// What hako-runtime itself may pass on (its bounding set); the host's, except in tests.
+        public var ownBounding: UInt64 = CapabilityNames.all
         public init() {}
     }
 
@@ -42,7 +44,7 @@ public struct BundlePlan: Sendable {
                      cgroups: CgroupView, cgroupVersion: Int, compiler: SeccompCompiler, options: Options) throws -> BundlePlan {
         // A container may be created without a process (the runtime spec); `start` refuses it.
         let p = spec.process ?? OCI.Process()
-        let process = spec.process == nil ? ProcessSpec(args: [], env: []) : try processSpec(p, seccomp: spec.linux.seccomp, compiler: compiler)
+        let process = spec.process == nil ? ProcessSpec(args: [], env: []) : try processSpec(p, seccomp: spec.linux.seccomp, compiler: compiler, ownBounding: options.ownBounding)
         var r = RuntimeSpec(id: id, rootfs: rootfs, process: process)
         try namespaces(spec, into: &r)
         if let h = spec.hostname, !h.isEmpty {
@@ -123,7 +125,7 @@ public struct BundlePlan: Sendable {
 
     /// The process of config.json (or of `exec --process`) as the init path runs it.
     static func processSpec(_ p: OCI.Process, seccomp: OCI.Seccomp?, compiler: SeccompCompiler, field: String = "process",
-                            appArmorEnabled: Bool = AppArmor.isEnabled()) throws -> ProcessSpec {
+                            appArmorEnabled: Bool = AppArmor.isEnabled(), ownBounding: UInt64 = CapabilityNames.all) throws -> ProcessSpec {
         guard let first = p.args.first, !first.isEmpty else { throw fail("\(field).args", "is required") }
         var out = ProcessSpec(args: p.args, env: p.env)
         out.cwd = p.cwd
@@ -139,7 +141,7 @@ public struct BundlePlan: Sendable {
                     guard let bit = CapabilityNames.number(n) else { throw fail("\(field).capabilities.\(set)", "unknown capability \"\(n)\"") }
                     let b = UInt64(1) << UInt64(bit)
                     // No process can pass on what it does not hold (its bounding set).
-                    guard CapabilityNames.all & b != 0 else {
+                    guard ownBounding & b != 0 else {
                         throw fail("\(field).capabilities.\(set)", "\(n) is not in hako-runtime's own bounding set, so no container can get it")
                     }
                     return m | b

@@ -17,13 +17,12 @@ struct NodeLs: ParsableCommand {
         try clusterCommand {
             let nodes = try options.client().request(MessageType.nodeList, EmptyBody(), as: NodeList.self).nodes
             if quiet { for n in nodes { print(n.id) }; return }
-            if options.json { for n in nodes { try printJSON(n) }; return }
-            printTable(["ID", "NAME", "STATUS", "AVAILABILITY", "PLATFORM", "SUBNET", "TASKS", "CPU", "MEMORY", "LAST SEEN"], nodes.map { n in
+            try options.output().print(nodes) { printTable(["ID", "NAME", "STATUS", "AVAILABILITY", "PLATFORM", "SUBNET", "TASKS", "CPU", "MEMORY", "LAST SEEN"], nodes.map { n in
                 [String(n.id.prefix(12)), n.name, n.status.rawValue.capitalized, n.availability.rawValue.capitalized, n.platform.description, n.subnet,
                  String(n.tasks), n.load.map { "\(Int(($0.cpu * 100).rounded()))%" } ?? "-",
                  n.load.map { "\(Int(($0.memoryUsed * 100).rounded()))% of \(ByteSize.format($0.memoryTotal))" } ?? "-",
                  n.lastSeenAgo.map { $0 < 1 ? "now" : humanDuration($0) + " ago" } ?? "-"]
-            })
+            }) }
         }
     }
 }
@@ -53,12 +52,11 @@ struct NodePs: ParsableCommand {
         try clusterCommand {
             let tasks = try options.client().request(MessageType.nodePs, NodePsRequest(node: node, all: all), as: TaskList.self).tasks
             if quiet { for t in tasks { print(t.id) }; return }
-            if options.json { for t in tasks { try printJSON(t) }; return }
-            printTable(["ID", "NAME", "IMAGE", "NODE", "DESIRED STATE", "CURRENT STATE", "ERROR"], tasks.map { t in
+            try options.output().print(tasks) { printTable(["ID", "NAME", "IMAGE", "NODE", "DESIRED STATE", "CURRENT STATE", "ERROR"], tasks.map { t in
                 let msg = noTrunc || t.message.count <= 80 ? t.message : String(t.message.prefix(79)) + "…"
                 return [noTrunc ? t.id : String(t.id.prefix(12)), t.name, t.image, t.nodeName ?? "", t.desired.rawValue.capitalized,
                         "\(t.state.rawValue.capitalized) \(since(t.updated))", msg]
-            })
+            }) }
         }
     }
 }

@@ -1,3 +1,4 @@
+import HakoTestSupport
 import Testing
 import Foundation
 import Glibc
@@ -6,7 +7,7 @@ import HakoSystem
 
 /// save and load: round trips keep every digest; the legacy docker-archive,
 /// Docker 25+'s layout and OCI archives load; a bad archive leaves nothing.
-@Suite struct ArchiveTests {
+@Suite(.needsRoot) struct ArchiveTests {
     final class Fixture {
         let tmp: TempDir
         let store: ImageStore

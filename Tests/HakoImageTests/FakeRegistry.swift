@@ -1,5 +1,6 @@
 import Foundation
 import HakoSystem
+import HakoTestSupport
 @testable import HakoImage
 
 /// An in-process registry (distribution API v2) on loopback for tests:
@@ -161,10 +162,3 @@ struct FakeImage {
     }
 }
 
-/// Collects written bytes.
-final class CollectSink: ByteSink {
-    var bytes: [UInt8] = []
-    init() throws {}
-    func write(_ b: UnsafeRawBufferPointer) throws { bytes.append(contentsOf: b) }
-    func finish() throws {}
-}

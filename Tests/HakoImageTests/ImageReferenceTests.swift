@@ -1,3 +1,4 @@
+import HakoTestSupport
 import Testing
 @testable import HakoImage
 

@@ -1,3 +1,4 @@
+import HakoTestSupport
 import Testing
 import Foundation
 import Glibc
@@ -6,7 +7,7 @@ import HakoSystem
 
 /// The image store end to end: import of a busybox rootfs, lookup, listing,
 /// tagging (also concurrently), and its errors.
-@Suite struct ImageStoreTests {
+@Suite(.needsRoot) struct ImageStoreTests {
     /// A temp dir with a gzip busybox rootfs tarball built from /bin/busybox.
     final class Fixture {
         let tmp: TempDir

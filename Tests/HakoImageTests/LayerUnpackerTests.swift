@@ -1,3 +1,4 @@
+import HakoTestSupport
 import Testing
 import Glibc
 import HakoSystem
@@ -5,7 +6,7 @@ import HakoSystem
 
 /// The unpacker applies entries inside the root only: every escape is
 /// refused or lands inside, and the rest of the temp dir stays untouched.
-@Suite struct LayerUnpackerTests {
+@Suite(.needsRoot) struct LayerUnpackerTests {
     /// A temp dir holding `root` (the layer) and `outside` (a decoy with one file).
     final class Sandbox {
         let tmp: TempDir

@@ -1,3 +1,4 @@
+import HakoTestSupport
 import Testing
 import Foundation
 import Glibc
@@ -8,7 +9,7 @@ import HakoSystem
 /// Pull and push against an in-process registry: token auth, redirects,
 /// indexes and platforms, and every kind of bad answer — each refused with
 /// an error that says what, and nothing of it left in the store.
-@Suite struct RegistryTests {
+@Suite(.needsRoot) struct RegistryTests {
     final class Fixture {
         let tmp: TempDir
         let registry: FakeRegistry

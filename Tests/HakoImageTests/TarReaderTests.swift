@@ -1,3 +1,4 @@
+import HakoTestSupport
 import Testing
 import Glibc
 import HakoSystem
@@ -219,7 +220,7 @@ import HakoSystem
         #expect(drainError(gz + [7])?.contains("unexpected data after the end of the gzip stream") == true)
     }
 
-    @Test func zstdStreams() throws {
+    @Test(.needsRoot) func zstdStreams() throws {
         let tmp = try TempDir()
         var b = TarBuilder()
         b.file("etc/zstd", "compressed with zstd")

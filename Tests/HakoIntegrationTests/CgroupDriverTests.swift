@@ -4,6 +4,7 @@ import Glibc
 import Foundation
 @testable import HakoRuntime
 import HakoSystem
+import HakoTestSupport
 import Testing
 
 /// The cgroup drivers against the real kernel: the v1 driver in full (this

@@ -4,6 +4,7 @@ import Glibc
 import CHakoShim
 import Foundation
 import HakoSystem
+import HakoTestSupport
 import Testing
 
 /// hako-runtime as runc's command line: the state machine, hooks, the console

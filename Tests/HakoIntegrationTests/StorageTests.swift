@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Foundation
 import HakoSystem
+import HakoTestSupport
 import Testing
 
 /// Bind mounts, named and anonymous volumes, tmpfs, checked from inside the container.

@@ -3,19 +3,8 @@ import Glibc
 #endif
 import Foundation
 import HakoSystem
+import HakoTestSupport
 import Testing
-
-/// Integration tests need root. Outside CI they are skipped without it; under
-/// CI=true a missing privilege fails instead of skipping.
-enum Privileges {
-    static let isRoot = getuid() == 0
-    static let inCI = ProcessInfo.processInfo.environment["CI"] == "true"
-    static var enabled: Bool { isRoot || inCI }
-}
-
-extension Trait where Self == ConditionTrait {
-    static var needsRoot: Self { .enabled(if: Privileges.enabled, "needs root (set CI=true to fail instead of skip)") }
-}
 
 /// The binaries under test: HAKO_BIN_DIR (set by `make test`), else the package's release build.
 enum Binaries {

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Foundation
 import HakoSystem
+import HakoTestSupport
 import Testing
 
 /// The upgrade path on a one-node cluster: the agent stopped with SIGTERM

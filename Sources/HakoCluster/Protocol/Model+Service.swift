@@ -1,3 +1,4 @@
+import HakoImage
 import HakoNetwork
 import HakoSystem
 
@@ -68,6 +69,10 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
     public var network: String
     public var stopSignal: String?
     public var stopTimeout: Int?
+    /// The tasks' health check (`--health-*`, merged over the image's on each
+    /// node); nil: the image's. An unhealthy task is replaced, and the mesh
+    /// and service names leave out tasks not (yet) healthy.
+    public var healthCheck: HealthCheck?
     /// Swarm's placement preferences ("spread=node.labels.rack"): the tasks
     /// spread evenly over the attribute's values, the first preference first.
     public var placementPreferences: [String]
@@ -100,6 +105,7 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
         network = ServiceSpec.clusterNetwork
         stopSignal = nil
         stopTimeout = nil
+        healthCheck = nil
         placementPreferences = []
         maxReplicasPerNode = 0
         mode = .replicated
@@ -108,7 +114,7 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case name, image, command, entrypoint, env, workdir, user, labels, replicas, reservations, limits, ports, ingress, constraints, platforms
         case restart, restartCondition, restartMaxAttempts, restartDelay, updateParallelism, network, stopSignal, stopTimeout
-        case placementPreferences, maxReplicasPerNode, mode
+        case placementPreferences, maxReplicasPerNode, mode, healthCheck
     }
 
     /// Every field but `name` and `image` may be left out and takes its default.
@@ -136,6 +142,7 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
         network = try c.decodeIfPresent(String.self, forKey: .network) ?? network
         stopSignal = try c.decodeIfPresent(String.self, forKey: .stopSignal)
         stopTimeout = try c.decodeIfPresent(Int.self, forKey: .stopTimeout)
+        healthCheck = try c.decodeIfPresent(HealthCheck.self, forKey: .healthCheck)
         placementPreferences = try c.decodeIfPresent([String].self, forKey: .placementPreferences) ?? placementPreferences
         maxReplicasPerNode = try c.decodeIfPresent(Int.self, forKey: .maxReplicasPerNode) ?? maxReplicasPerNode
         mode = try c.decodeIfPresent(ServiceMode.self, forKey: .mode) ?? mode
@@ -195,6 +202,9 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
         for e in env where e.isEmpty || e.hasPrefix("=") { throw .invalid("invalid environment variable \"\(e)\"") }
         if let s = stopSignal, Signals.parse(s) == nil { throw .invalid("invalid stop signal \"\(s)\"") }
         if let t = stopTimeout, t < 0 { throw .invalid("stop timeout cannot be negative") }
+        if let h = healthCheck {
+            do { try h.validate() } catch { throw .invalid("invalid health check: \(error.description)") }
+        }
     }
 
     /// Fixed host ports a task holds on its node ("tcp/8080"); ports the node picks are not among them.

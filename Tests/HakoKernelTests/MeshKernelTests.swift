@@ -3,12 +3,13 @@ import Glibc
 #endif
 import Foundation
 import HakoSystem
+import HakoTestSupport
 import Testing
 @testable import HakoNetwork
 
 /// The routing mesh, the overlay's masquerade and the DNS responder in a real
 /// kernel, on the three-node lab.
-@Suite(.enabled(if: getuid() == 0, "needs root"), .serialized) struct MeshKernelTests {
+@Suite(.needsRoot, .serialized) struct MeshKernelTests {
     /// A web root per container: index.html names the container, /cgi-bin/peer prints the client's address.
     func webRoot(_ name: String) throws -> String {
         let dir = "/tmp/hkov-www-\(name)-\(getpid())"

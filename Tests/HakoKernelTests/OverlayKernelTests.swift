@@ -3,12 +3,13 @@ import Glibc
 #endif
 import Foundation
 import HakoSystem
+import HakoTestSupport
 import Testing
 @testable import HakoNetwork
 
 /// The overlay in a real kernel: three throwaway "nodes" on an underlay bridge,
 /// one "container" behind each node's bridge (OverlayLab).
-@Suite(.enabled(if: getuid() == 0, "needs root"), .serialized) struct OverlayKernelTests {
+@Suite(.needsRoot, .serialized) struct OverlayKernelTests {
     /// Bytes sent by the VXLAN device (its tx counter, from the kernel's link stats).
     func txBytes(_ lab: OverlayLab, _ n: Int, _ dev: String = "hako.vx42") -> Int {
         let (_, out) = lab.inNS(lab.nodeNS(n), ["cat", "/sys/class/net/\(dev)/statistics/tx_bytes"])

@@ -1,3 +1,4 @@
+import HakoTestSupport
 import Testing
 import Foundation
 import Glibc
@@ -8,7 +9,7 @@ import HakoSystem
 /// a real overlay mount, archived from its upper directory (`commit`) and
 /// unpacked as a layer, give the same tree; a merged archive (`export`) of
 /// the layers lists what the mount shows.
-@Suite struct TreeArchiverTests {
+@Suite(.needsRoot) struct TreeArchiverTests {
     /// Every path below `root` with its type and, for files, content.
     private func tree(_ root: String) -> [String] {
         var out: [String] = []

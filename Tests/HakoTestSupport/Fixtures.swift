@@ -1,25 +1,26 @@
 import Foundation
 import Glibc
+import CHakoShim
 import HakoSystem
-@testable import HakoImage
+import HakoImage
 
 /// A temporary directory, removed (with everything in it) when dropped.
-final class TempDir {
-    let path: String
+public final class TempDir {
+    public let path: String
 
-    init(_ label: String = "hako-image-test") throws {
+    public init(_ label: String = "hako-image-test") throws {
         var template = Array("/tmp/\(label)-XXXXXX".utf8CString)
         guard let p = mkdtemp(&template) else { throw SystemError("mkdtemp") }
         path = String(cString: p)
     }
 
-    deinit { try? FileTree.remove(path: path) }
+    deinit { try? FS.removeTree(path) }
 
-    func sub(_ name: String) -> String { path + "/" + name }
+    public func sub(_ name: String) -> String { path + "/" + name }
 
     /// Makes `name` (and parents) inside the temp dir; returns its path.
     @discardableResult
-    func makeDir(_ name: String) throws -> String {
+    public func makeDir(_ name: String) throws -> String {
         try FS.makeDirectories(sub(name))
         return sub(name)
     }
@@ -27,7 +28,7 @@ final class TempDir {
 
 /// Runs a program (tests only: fixtures are made with Debian's tar and gzip).
 @discardableResult
-func run(_ args: [String], stdin: [UInt8]? = nil) throws -> String {
+public func run(_ args: [String], stdin: [UInt8]? = nil) throws -> String {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: args[0])
     process.arguments = Array(args.dropFirst())
@@ -51,26 +52,28 @@ func run(_ args: [String], stdin: [UInt8]? = nil) throws -> String {
 }
 
 /// lstat of a path; nil when absent.
-func lstatOf(_ path: String) -> stat? {
+public func lstatOf(_ path: String) -> stat? {
     var st = stat()
     return lstat(path, &st) == 0 ? st : nil
 }
 
-func fileType(_ path: String) -> mode_t? { lstatOf(path).map { $0.st_mode & S_IFMT } }
+public func fileType(_ path: String) -> mode_t? { lstatOf(path).map { $0.st_mode & S_IFMT } }
 
-func readText(_ path: String) -> String? {
+public func readText(_ path: String) -> String? {
     (try? FS.readFile(path)).map { String(decoding: $0, as: UTF8.self) }
 }
 
 /// Names in a directory, sorted.
-func names(_ path: String) -> [String] { ((try? FS.list(path)) ?? []).sorted() }
+public func names(_ path: String) -> [String] { ((try? FS.list(path)) ?? []).sorted() }
 
-func xattr(_ path: String, _ name: String) -> String? {
-    Xattr.get(path, name).map { String(decoding: $0, as: UTF8.self) }
+public func xattr(_ path: String, _ name: String) -> String? {
+    var buffer = [UInt8](repeating: 0, count: 256)
+    let n = hako_lgetxattr(path, name, &buffer, buffer.count)
+    return n < 0 ? nil : String(decoding: buffer[0..<n], as: UTF8.self)
 }
 
 /// Every entry a tar reader yields, with file contents.
-func readAll(_ source: any ByteSource) throws -> [(TarEntry, [UInt8])] {
+public func readAll(_ source: any ByteSource) throws -> [(TarEntry, [UInt8])] {
     let (_, plain) = try Compression.decompressing(source)
     let reader = TarReader(plain)
     var out: [(TarEntry, [UInt8])] = []
@@ -88,21 +91,23 @@ func readAll(_ source: any ByteSource) throws -> [(TarEntry, [UInt8])] {
     return out
 }
 
-func errorText(_ body: () throws -> Void) -> String? {
+public func errorText(_ body: () throws -> Void) -> String? {
     do { try body(); return nil } catch { return String(describing: error) }
 }
 
 /// Builds ustar archives byte by byte: lets tests write what GNU tar never
 /// would ("..", absolute names, whiteouts, broken headers).
-struct TarBuilder {
-    private(set) var bytes: [UInt8] = []
+public struct TarBuilder {
+    public private(set) var bytes: [UInt8] = []
 
-    enum TypeFlag: UInt8 {
+    public init() {}
+
+    public enum TypeFlag: UInt8 {
         case regular = 0x30, hardlink = 0x31, symlink = 0x32, char = 0x33, block = 0x34
         case directory = 0x35, fifo = 0x36, pax = 0x78, globalPax = 0x67, longName = 0x4c, longLink = 0x4b
     }
 
-    static func header(name: String, type: UInt8, size: Int, mode: Int = 0o644, uid: Int = 0, gid: Int = 0,
+    public static func header(name: String, type: UInt8, size: Int, mode: Int = 0o644, uid: Int = 0, gid: Int = 0,
                        mtime: Int = 1_600_000_000, link: String = "", major: Int = 0, minor: Int = 0) -> [UInt8] {
         var h = [UInt8](repeating: 0, count: 512)
         func put(_ s: String, _ offset: Int, _ length: Int) {
@@ -124,7 +129,7 @@ struct TarBuilder {
         return h
     }
 
-    static func fixChecksum(_ h: inout [UInt8]) {
+    public static func fixChecksum(_ h: inout [UInt8]) {
         for i in 148..<156 { h[i] = 0x20 }
         let sum = h.reduce(0) { $0 + Int($1) }
         let s = String(sum, radix: 8)
@@ -134,38 +139,38 @@ struct TarBuilder {
         h[155] = 0x20
     }
 
-    mutating func appendRaw(_ header: [UInt8], content: [UInt8] = []) {
+    public mutating func appendRaw(_ header: [UInt8], content: [UInt8] = []) {
         bytes += header
         bytes += content
         bytes += [UInt8](repeating: 0, count: (512 - content.count % 512) % 512)
     }
 
-    mutating func file(_ name: String, _ content: String = "", mode: Int = 0o644, uid: Int = 0, gid: Int = 0,
+    public mutating func file(_ name: String, _ content: String = "", mode: Int = 0o644, uid: Int = 0, gid: Int = 0,
                        mtime: Int = 1_600_000_000) {
         let data = Array(content.utf8)
         appendRaw(TarBuilder.header(name: name, type: TypeFlag.regular.rawValue, size: data.count, mode: mode,
                                     uid: uid, gid: gid, mtime: mtime), content: data)
     }
 
-    mutating func dir(_ name: String, mode: Int = 0o755, mtime: Int = 1_600_000_000) {
+    public mutating func dir(_ name: String, mode: Int = 0o755, mtime: Int = 1_600_000_000) {
         appendRaw(TarBuilder.header(name: name, type: TypeFlag.directory.rawValue, size: 0, mode: mode, mtime: mtime))
     }
 
-    mutating func symlink(_ name: String, to target: String) {
+    public mutating func symlink(_ name: String, to target: String) {
         appendRaw(TarBuilder.header(name: name, type: TypeFlag.symlink.rawValue, size: 0, mode: 0o777, link: target))
     }
 
-    mutating func hardlink(_ name: String, to target: String) {
+    public mutating func hardlink(_ name: String, to target: String) {
         appendRaw(TarBuilder.header(name: name, type: TypeFlag.hardlink.rawValue, size: 0, link: target))
     }
 
-    mutating func device(_ name: String, char: Bool = true, major: Int, minor: Int) {
+    public mutating func device(_ name: String, char: Bool = true, major: Int, minor: Int) {
         appendRaw(TarBuilder.header(name: name, type: (char ? TypeFlag.char : TypeFlag.block).rawValue, size: 0,
                                     mode: 0o666, major: major, minor: minor))
     }
 
     /// A PAX extended header applying to the next entry.
-    mutating func pax(_ records: [(String, [UInt8])]) {
+    public mutating func pax(_ records: [(String, [UInt8])]) {
         var data: [UInt8] = []
         for (key, value) in records {
             let body = Array(" \(key)=".utf8) + value + [0x0a]
@@ -176,11 +181,19 @@ struct TarBuilder {
         appendRaw(TarBuilder.header(name: "PaxHeaders/x", type: TypeFlag.pax.rawValue, size: data.count), content: data)
     }
 
-    mutating func finish() { bytes += [UInt8](repeating: 0, count: 1024) }
+    public mutating func finish() { bytes += [UInt8](repeating: 0, count: 1024) }
 
-    var archive: [UInt8] {
+    public var archive: [UInt8] {
         var copy = self
         copy.finish()
         return copy.bytes
     }
+}
+
+/// Collects written bytes.
+public final class CollectSink: ByteSink {
+    public private(set) var bytes: [UInt8] = []
+    public init() throws {}
+    public func write(_ b: UnsafeRawBufferPointer) throws { bytes.append(contentsOf: b) }
+    public func finish() throws {}
 }

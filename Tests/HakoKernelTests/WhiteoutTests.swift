@@ -1,3 +1,4 @@
+import HakoTestSupport
 import Testing
 import Glibc
 import HakoSystem
@@ -5,7 +6,7 @@ import HakoSystem
 
 /// Whiteouts and opaque directories in overlay form, checked on disk and
 /// through a real overlay mount of three layers.
-@Suite struct WhiteoutTests {
+@Suite(.needsRoot) struct WhiteoutTests {
     private func isWhiteout(_ path: String) -> Bool {
         guard let st = lstatOf(path) else { return false }
         return st.st_mode & S_IFMT == S_IFCHR && st.st_rdev == 0

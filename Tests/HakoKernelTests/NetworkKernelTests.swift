@@ -4,6 +4,7 @@ import Glibc
 import CHakoShim
 import Foundation
 import HakoSystem
+import HakoTestSupport
 import Testing
 @testable import HakoNetwork
 
@@ -34,7 +35,7 @@ func sh(_ argv: [String]) -> String {
     return String(decoding: data, as: UTF8.self)
 }
 
-@Suite(.enabled(if: getuid() == 0, "needs root")) struct NetworkKernelTests {
+@Suite(.needsRoot) struct NetworkKernelTests {
     /// The golden requests do what they say in a real kernel.
     @Test func linksAddressesRoutesInANamespace() throws {
         let a = TestNetns("a"), b = TestNetns("b")

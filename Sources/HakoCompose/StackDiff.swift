@@ -89,18 +89,10 @@ extension StackService {
         var g: [String] = []
         if entrypoint.map({ $0.count > 1 }) ?? false { g.append("entrypoint with arguments") }
         if hostname != nil { g.append("hostname") }
-        switch mode {
-        case .replicated: break
-        case .global: g.append("mode global")
-        case .replicatedJob: g.append("mode replicated-job")
-        case .globalJob: g.append("mode global-job")
-        }
         if labels.keys.contains(where: { $0 != Stack.namespaceLabel && $0 != Stack.imageLabel }) { g.append("deploy.labels") }
         if limitPids > 0 { g.append("pids limit") }
         if ports.contains(where: { $0.mode == .ingress && $0.published == nil }) { g.append("ingress port without a published port") }
         if ports.contains(where: { $0.hostIP != nil && $0.mode == .ingress }) { g.append("ingress port on a host IP") }
-        if !preferences.isEmpty { g.append("placement preferences") }
-        if maxReplicasPerNode > 0 { g.append("max_replicas_per_node") }
         if restartWindow > 0 { g.append("restart_policy.window") }
         // Swarm's 0 is all at once; the cluster's update parallelism is 1–100.
         if !(1...100).contains(update.parallelism) { g.append("update_config.parallelism \(update.parallelism)") }

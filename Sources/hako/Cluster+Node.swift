@@ -5,7 +5,7 @@ import HakoSystem
 struct ClusterNode: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "node", abstract: "Manage the cluster's nodes.",
-        subcommands: [NodeLs.self, NodeInspect.self, NodeDrain.self, NodeActivate.self, NodeRm.self])
+        subcommands: [NodeLs.self, NodeInspect.self, NodePs.self, NodeUpdate.self, NodeDrain.self, NodeActivate.self, NodeRm.self])
 }
 
 struct NodeLs: ParsableCommand {
@@ -36,6 +36,63 @@ struct NodeInspect: ParsableCommand {
         try clusterCommand {
             let client = try options.client()
             for n in nodes { try printJSON(try client.request(MessageType.nodeInspect, NodeRef(node: n), as: NodeView.self)) }
+        }
+    }
+}
+
+struct NodePs: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "ps", abstract: "List the tasks on a node.")
+    @OptionGroup var options: ClusterOptions
+    @Flag(name: [.short("a"), .long("all")], help: "Also the ended tasks kept as history.") var all = false
+    @Flag(name: .long("no-trunc"), help: "Do not truncate output.") var noTrunc = false
+    @Flag(name: [.short("q"), .long("quiet")], help: "Only display task IDs.") var quiet = false
+    @Argument(help: "NODE") var node: String
+
+    func run() throws {
+        try clusterCommand {
+            let tasks = try options.client().request(MessageType.nodePs, NodePsRequest(node: node, all: all), as: TaskList.self).tasks
+            if quiet { for t in tasks { print(t.id) }; return }
+            try options.output().print(tasks) { printTable(["ID", "NAME", "IMAGE", "NODE", "DESIRED STATE", "CURRENT STATE", "ERROR"], tasks.map { t in
+                let msg = noTrunc || t.message.count <= 80 ? t.message : String(t.message.prefix(79)) + "…"
+                return [noTrunc ? t.id : String(t.id.prefix(12)), t.name, t.image, t.nodeName ?? "", t.desired.rawValue.capitalized,
+                        "\(t.state.rawValue.capitalized) \(since(t.updated))", msg]
+            }) }
+        }
+    }
+}
+
+struct NodeUpdate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "update", abstract: "Change a node's availability and labels (the labels constraints see as node.labels.KEY).")
+    @OptionGroup var options: ClusterOptions
+    @Option(name: .long("availability"), help: "active, pause (no new tasks) or drain (no tasks: they move elsewhere).") var availability: String?
+    @Option(name: .long("label-add"), help: "Add or change a node label (KEY=VALUE, or KEY for an empty value).") var labelAdd: [String] = []
+    @Option(name: .long("label-rm"), help: "Remove a node label (KEY); the agent's own stay removed too.") var labelRm: [String] = []
+    @Argument(help: "NODE") var node: String
+
+    func run() throws {
+        try clusterCommand {
+            var r = NodeUpdateRequest(node: node)
+            if let a = availability {
+                guard let v = NodeAvailability(rawValue: a.lowercased()) else {
+                    throw HakoError(.failed, "invalid --availability \"\(a)\": active, pause or drain")
+                }
+                r.availability = v
+            }
+            if !labelAdd.isEmpty {
+                var add: [String: String] = [:]
+                for l in labelAdd {
+                    let kv = l.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+                    guard let k = kv.first, !k.isEmpty else { throw HakoError(.failed, "invalid --label-add \"\(l)\": KEY=VALUE") }
+                    add[k] = kv.count > 1 ? kv[1] : ""
+                }
+                r.labelAdd = add
+            }
+            if !labelRm.isEmpty { r.labelRemove = labelRm }
+            guard r.availability != nil || r.labelAdd != nil || r.labelRemove != nil else {
+                throw HakoError(.failed, "nothing to update: --availability, --label-add or --label-rm")
+            }
+            print(try options.client().request(MessageType.nodeUpdate, r, as: NodeView.self).name)
         }
     }
 }

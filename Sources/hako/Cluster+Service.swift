@@ -28,6 +28,8 @@ struct ServiceFlags: ParsableArguments {
     @Option(name: [.short("p"), .long("publish")], help: "Publish a port on the node running each task: [HOST_PORT:]CONTAINER_PORT[/PROTOCOL] (no host port: the node picks one).") var publish: [String] = []
     @Option(name: .long("ingress"), help: "Publish a port through the routing mesh: PUBLISHED:TARGET[/PROTOCOL] answered on every node, forwarded to any running task over the overlay.") var ingress: [String] = []
     @Option(name: .long("constraint"), help: "Placement constraint: node.labels.KEY==VALUE, node.platform.arch!=arm, node.hostname==…") var constraint: [String] = []
+    @Option(name: .long("placement-pref"), help: "Placement preference: spread=node.labels.KEY (tasks spread evenly over its values); repeat for several, the first first.") var placementPref: [String] = []
+    @Option(name: .long("max-replicas-per-node"), help: "Tasks of the service one node runs at most (0: no limit).") var maxReplicasPerNode: Int?
     @Option(name: .long("platform"), help: "A platform the image exists for (linux/arm64, linux/arm/v7); repeat for several.") var platform: [String] = []
     @Option(name: .long("restart"), help: "The container's own restart policy (default on-failure:3).") var restart: String?
     @Option(name: .long("restart-condition"), help: "When a task that ended is replaced: any, on-failure, none.") var restartCondition: String?
@@ -69,6 +71,8 @@ struct ServiceFlags: ParsableArguments {
         if !publish.isEmpty { spec.ports = publish }
         if !ingress.isEmpty { spec.ingress = ingress }
         if !constraint.isEmpty { spec.constraints = constraint }
+        if !placementPref.isEmpty { spec.placementPreferences = placementPref }
+        if let m = maxReplicasPerNode { spec.maxReplicasPerNode = m }
         if !platform.isEmpty { spec.platforms = platform }
         if let r = restart { spec.restart = r }
         if let c = restartCondition {
@@ -113,9 +117,13 @@ func waitConverged(_ client: ClusterClient, service: String, timeout: Double) th
     let deadline = monotonicSeconds() + timeout
     while true {
         let v = try client.request(MessageType.serviceInspect, ServiceRef(service: service), as: ServiceView.self)
-        if v.runningCurrent == v.spec.replicas && v.running == v.spec.replicas { return }
+        let want = v.desired ?? v.spec.replicas
+        if let done = v.completed {
+            // A job: every task ran to completion.
+            if done >= want { return }
+        } else if v.runningCurrent == want && v.running == want { return }
         if monotonicSeconds() > deadline {
-            throw HakoError(.failed, "service \(v.name): \(v.runningCurrent)/\(v.spec.replicas) tasks running after \(Durations.format(timeout)); see `hako cluster service ps \(v.name)`")
+            throw HakoError(.failed, "service \(v.name): \(v.completed ?? v.runningCurrent)/\(want) tasks \(v.completed == nil ? "running" : "completed") after \(Durations.format(timeout)); see `hako cluster service ps \(v.name)`")
         }
         usleep(100_000)
     }
@@ -126,8 +134,9 @@ struct ServiceCreate: ParsableCommand {
     @OptionGroup var options: ClusterOptions
     @OptionGroup var flags: ServiceFlags
     @Option(name: .long("name"), help: "Service name (default: a generated one).") var name: String?
-    @Option(name: .long("replicas"), help: "Number of tasks (default 1).") var replicas = 1
-    @Flag(name: .long("wait"), help: "Wait until every task runs.") var wait = false
+    @Option(name: .long("replicas"), help: "Number of tasks (default 1).") var replicas: Int?
+    @Option(name: .long("mode"), help: "replicated (--replicas tasks), global (one task on every eligible node), replicated-job or global-job (tasks that run to completion).") var mode = "replicated"
+    @Flag(name: .long("wait"), help: "Wait until every task runs (a job's: has completed).") var wait = false
     @Flag(name: .long("no-resolve-image"), help: "Do not ask the image's registry for its platforms (an image imported on the nodes).") var noResolveImage = false
     @Option(name: .long("timeout"), help: "Bound for --wait (default 2m).") var timeout = "2m"
     @Argument(parsing: .passthrough, help: "IMAGE [COMMAND] [ARG...]") var imageAndCommand: [String] = []
@@ -138,7 +147,12 @@ struct ServiceCreate: ParsableCommand {
             var spec = ServiceSpec(name: name ?? Names.generate().replacingOccurrences("_", "-"), image: image)
             let command = Array(imageAndCommand.dropFirst())
             if !command.isEmpty { spec.command = command }
-            spec.replicas = replicas
+            guard let m = ServiceMode(rawValue: mode) else { throw HakoError(.failed, "invalid --mode \"\(mode)\": replicated, global, replicated-job or global-job") }
+            spec.mode = m
+            if let r = replicas {
+                guard !m.isGlobal else { throw HakoError(.failed, "--replicas can only be used with replicated or replicated-job mode") }
+                spec.replicas = r
+            }
             try flags.apply(to: &spec)
             try spec.validate()
             guard let bound = Durations.parse(timeout) else { throw HakoError(.failed, "invalid --timeout \"\(timeout)\"") }
@@ -165,7 +179,8 @@ struct ServiceLs: ParsableCommand {
             let list = try options.client().request(MessageType.serviceList, EmptyBody(), as: ServiceList.self).services
             if quiet { for s in list { print(s.id) }; return }
             try options.output().print(list) { printTable(["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "UPDATE"], list.map {
-                [String($0.id.prefix(12)), $0.name, "replicated", "\($0.running)/\($0.spec.replicas)", $0.spec.image, $0.updateStatus]
+                [String($0.id.prefix(12)), $0.name, $0.spec.mode.rawValue, "\($0.running)/\($0.desired ?? $0.spec.replicas)" + ($0.completed.map { " (\($0) completed)" } ?? ""),
+                 $0.spec.image, $0.updateStatus]
             }) }
         }
     }
@@ -222,6 +237,8 @@ struct ServiceUpdate: ParsableCommand {
     @Option(name: .long("label-rm"), help: "Remove a container label.") var labelRm: [String] = []
     @Option(name: .long("constraint-add"), help: "Add a placement constraint.") var constraintAdd: [String] = []
     @Option(name: .long("constraint-rm"), help: "Remove a placement constraint.") var constraintRm: [String] = []
+    @Option(name: .long("placement-pref-add"), help: "Add a placement preference (spread=node.labels.KEY).") var placementPrefAdd: [String] = []
+    @Option(name: .long("placement-pref-rm"), help: "Remove a placement preference.") var placementPrefRm: [String] = []
     @Flag(name: .long("force"), help: "Replace the tasks even if nothing changed.") var force = false
     @Flag(name: .long("wait"), help: "Wait until every task runs the new version.") var wait = false
     @Flag(name: .long("no-resolve-image"), help: "Do not ask the new image's registry for its platforms.") var noResolveImage = false
@@ -242,6 +259,8 @@ struct ServiceUpdate: ParsableCommand {
             try flags.apply(to: &spec)
             if let i = image, i != current.spec.image, flags.platform.isEmpty, !noResolveImage { spec.platforms = registryPlatforms(i) }
             spec.constraints = spec.constraints.filter { !constraintRm.contains($0) } + constraintAdd.filter { !spec.constraints.contains($0) }
+            spec.placementPreferences = spec.placementPreferences.filter { !placementPrefRm.contains($0) }
+                + placementPrefAdd.filter { !spec.placementPreferences.contains($0) }
             try spec.validate()
             let v = try client.request(MessageType.serviceUpdate, ServiceUpdateRequest(service: current.id, spec: spec, version: current.version, force: force),
                                        as: ServiceView.self)

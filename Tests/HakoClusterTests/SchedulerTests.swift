@@ -77,6 +77,90 @@ import HakoNetwork
         #expect(s[0].nodeID == nil && s[0].reason.contains("constraint node.labels.disk==ssd excludes 3 nodes"))
     }
 
+    /// Swarm's constraint words: uname's architecture names as well as OCI's,
+    /// values without regard to case, node.id, node.hostname and node.platform.os.
+    @Test func constraintsAsSwarmWritesThem() throws {
+        let pi4 = node("pi4", labels: ["Disk": "SSD"]).record
+        let pi2 = node("pi2", arch: "arm", variant: "v7").record
+        let pc = node("pc", arch: "amd64").record
+        func m(_ c: String, _ n: NodeRecord) throws -> Bool { try Constraint(parsing: c).matches(n) }
+        #expect(try m("node.platform.arch==aarch64", pi4) && m("node.platform.arch==arm64", pi4) && !m("node.platform.arch==aarch64", pc))
+        #expect(try m("node.platform.arch==x86_64", pc) && m("node.platform.arch!=x86_64", pi4))
+        #expect(try m("node.platform.arch==armv7l", pi2) && m("node.platform.arch==arm", pi2) && !m("node.platform.arch==armv6l", pi2))
+        #expect(try m("node.labels.Disk==ssd", pi4) && !m("node.labels.disk==ssd", pi4), "values fold case, keys do not")
+        #expect(try m("node.hostname==PI4", pi4) && m("node.id!=id-pi2", pi4) && m("node.id==id-pi2", pi2))
+        #expect(try m("node.platform.os==linux", pc) && m("node.platform.os!=windows", pc))
+        #expect(throws: ClusterError.self) { try Constraint(parsing: "node.role==manager") }
+        #expect(throws: ClusterError.self) { try Constraint(parsing: "node.labels.==x") }
+        // A paused node takes nothing, and says so.
+        var snap = ClusterSnapshot(nodes: [node("a", availability: .pause), node("b", availability: .drain)])
+        var rng = SeededRandom(seed: 5)
+        let p = Scheduler().schedule(requests(1), on: &snap, using: &rng)
+        #expect(p[0].nodeID == nil && p[0].reason == "no suitable node (1 node paused, 1 node draining)")
+    }
+
+    func spreadRequests(_ n: Int, service: String = "svc", spread: [String] = [], maxPerNode: Int = 0,
+                        constraints: [String] = []) throws -> [SchedulingRequest] {
+        let keys = try spread.map { try PlacementPreference(parsing: $0).spread }
+        return requests(n, service: service, constraints: constraints).map {
+            var r = $0
+            r.spread = keys
+            r.maxPerNode = maxPerNode
+            return r
+        }
+    }
+
+    /// spread=node.labels.rack: even over the racks first (a rack of one node
+    /// gets as many as a rack of three), then by score within a rack; nodes
+    /// without the label are a rack of their own.
+    @Test func placementPreferenceSpreadsOverLabelValues() throws {
+        let nodes = [node("a1", labels: ["rack": "a"]), node("a2", labels: ["rack": "a"]), node("a3", labels: ["rack": "a"]),
+                     node("b1", labels: ["rack": "b"]), node("x")]
+        var snap = ClusterSnapshot(nodes: nodes)
+        var rng = SeededRandom(seed: 6)
+        let p = Scheduler().schedule(try spreadRequests(6, spread: ["spread=node.labels.rack"]), on: &snap, using: &rng)
+        let c = counts(p)
+        #expect((c["id-a1"] ?? 0) + (c["id-a2"] ?? 0) + (c["id-a3"] ?? 0) == 2 && c["id-b1"] == 2 && c["id-x"] == 2, "\(c)")
+        #expect(c["id-a1"] == nil || c["id-a1"] == 1, "within a rack, by score: \(c)")
+        // Racks even (2 each): the next goes by score, to rack a's idle node; then rack a is ahead.
+        let q = Scheduler().schedule(try spreadRequests(2, spread: ["spread=node.labels.rack"]), on: &snap, using: &rng)
+        let idle = ["id-a1", "id-a2", "id-a3"].first { c[$0] == nil }
+        #expect(q[0].nodeID == idle && ["id-b1", "id-x"].contains(q[1].nodeID ?? ""), "\(q)")
+        // Nested: zone first, then rack within it.
+        var snap2 = ClusterSnapshot(nodes: [node("z1r1", labels: ["zone": "1", "rack": "1"]), node("z1r2", labels: ["zone": "1", "rack": "2"]),
+                                            node("z2r1", labels: ["zone": "2", "rack": "1"])])
+        let r = Scheduler().schedule(try spreadRequests(4, service: "n", spread: ["spread=node.labels.zone", "spread=node.labels.rack"]),
+                                     on: &snap2, using: &rng)
+        #expect(counts(r) == ["id-z2r1": 2, "id-z1r1": 1, "id-z1r2": 1])
+        // Constraints and capacity still apply: a rack whose nodes cannot take the task is not a candidate.
+        var snap3 = ClusterSnapshot(nodes: [node("a", labels: ["rack": "a"]), node("b", labels: ["rack": "b"], availability: .drain)])
+        let d = Scheduler().schedule(try spreadRequests(2, spread: ["spread=node.labels.rack"]), on: &snap3, using: &rng)
+        #expect(counts(d) == ["id-a": 2])
+        #expect(throws: ClusterError.self) { try PlacementPreference(parsing: "binpack=node.labels.rack") }
+        #expect(throws: ClusterError.self) { try PlacementPreference(parsing: "spread=rack") }
+        var spec = ServiceSpec(name: "s", image: "i")
+        spec.placementPreferences = ["spread=node.labels"]
+        #expect(throws: ClusterError.self) { try spec.validate() }
+    }
+
+    /// --max-replicas-per-node: a node takes at most N of the service's
+    /// tasks; the rest wait, saying why.
+    @Test func maxReplicasPerNode() throws {
+        var snap = ClusterSnapshot(nodes: [node("a"), node("b", load: 0.9)])
+        var rng = SeededRandom(seed: 7)
+        let p = Scheduler().schedule(try spreadRequests(5, maxPerNode: 2), on: &snap, using: &rng)
+        #expect(counts(p) == ["id-a": 2, "id-b": 2])
+        #expect(p.filter { $0.nodeID == nil }.map(\.reason) == ["no suitable node (max replicas per node (2) reached on 2 nodes)"])
+        // With preferences too, and other services are not counted.
+        var snap2 = ClusterSnapshot(nodes: [node("a", labels: ["rack": "a"]), node("b", labels: ["rack": "a"]), node("c", labels: ["rack": "c"])])
+        _ = Scheduler().schedule(requests(3, service: "other"), on: &snap2, using: &rng)
+        let q = Scheduler().schedule(try spreadRequests(4, spread: ["spread=node.labels.rack"], maxPerNode: 1), on: &snap2, using: &rng)
+        #expect(counts(q) == ["id-a": 1, "id-b": 1, "id-c": 1] && q.filter { $0.nodeID == nil }.count == 1)
+        // Old specs (JSON without the fields) decode with the defaults.
+        let old = try Wire.decodeJSON(ServiceSpec.self, from: Array(#"{"name":"s","image":"i","replicas":2}"#.utf8))
+        #expect(old.maxReplicasPerNode == 0 && old.placementPreferences.isEmpty && old.replicas == 2)
+    }
+
     @Test func imagePlatformAgainstTheNode() {
         var snap = ClusterSnapshot(nodes: [node("pi4", arch: "arm64"), node("pi2", arch: "arm", variant: "v7"), node("pc", arch: "amd64")])
         var rng = SeededRandom(seed: 4)

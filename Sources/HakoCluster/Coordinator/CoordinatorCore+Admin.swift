@@ -13,17 +13,13 @@ extension CoordinatorCore {
         case MessageType.nodeInspect:
             return reply(env, view(try state.findNode(try env.body(NodeRef.self).node)))
         case MessageType.nodeUpdate:
-            let r = try env.body(NodeUpdateRequest.self)
-            var n = try state.findNode(r.node)
-            if n.availability != r.availability {
-                n.availability = r.availability
-                n.updated = wall
-                state.put(n)
-                dirty = true
-                record(ClusterEvent(time: wall, kind: "node", action: r.availability.rawValue, id: n.id, name: n.name, message: ""))
-                log.info("node \(n.name) is now \(r.availability.rawValue)")
-            }
-            return reply(env, view(n))
+            return reply(env, view(try updateNode(try env.body(NodeUpdateRequest.self))))
+        case MessageType.nodePs:
+            let r = try env.body(NodePsRequest.self)
+            let n = try state.findNode(r.node)
+            let tasks = state.tasks(onNode: n.id).filter { r.all || $0.isLive || !$0.state.isTerminal }
+                .sorted { ($0.serviceName, $0.slot, -$0.created) < ($1.serviceName, $1.slot, -$1.created) }
+            return reply(env, TaskList(tasks: tasks.map(view)))
         case MessageType.nodeRemove:
             let r = try env.body(NodeRemoveRequest.self)
             try removeNode(try state.findNode(r.node), force: r.force)
@@ -37,6 +33,9 @@ extension CoordinatorCore {
         case MessageType.serviceScale:
             let r = try env.body(ServiceScaleRequest.self)
             var svc = try state.findService(r.service)
+            guard !svc.spec.mode.isGlobal else {
+                throw ClusterError.invalid("scale can only be used with replicated or replicated-job mode (\(svc.spec.name) is \(svc.spec.mode.rawValue))")
+            }
             guard (0...ServiceSpec.maxReplicas).contains(r.replicas) else { throw ClusterError.invalid("replicas must be between 0 and \(ServiceSpec.maxReplicas)") }
             if svc.spec.replicas != r.replicas {
                 let from = svc.spec.replicas
@@ -108,6 +107,33 @@ extension CoordinatorCore {
         return TokenReply(token: token.description, expires: wall + ttl)
     }
 
+    /// Availability and labels, as `docker node update` changes them: the
+    /// orchestrator and the scheduler see the change on the next pass.
+    func updateNode(_ r: NodeUpdateRequest) throws -> NodeRecord {
+        var n = try state.findNode(r.node)
+        let before = n
+        let wall = clock.wall()
+        if r.labelAdd != nil || r.labelRemove != nil {
+            try n.changeLabels(add: r.labelAdd ?? [:], remove: r.labelRemove ?? [])
+            try CoordinatorCore.checkNodeFields(name: n.name, hostname: n.hostname, labels: n.labels, capacity: n.capacity)
+        }
+        if let a = r.availability { n.availability = a }
+        guard n != before else { return n }
+        n.updated = wall
+        state.put(n)
+        dirty = true
+        if n.availability != before.availability {
+            record(ClusterEvent(time: wall, kind: "node", action: n.availability.rawValue, id: n.id, name: n.name, message: ""))
+            log.info("node \(n.name) is now \(n.availability.rawValue)")
+        }
+        if n.labels != before.labels {
+            let text = n.labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
+            record(ClusterEvent(time: wall, kind: "node", action: "labels", id: n.id, name: n.name, message: text))
+            log.info("node \(n.name) labels: \(text)")
+        }
+        return n
+    }
+
     func removeNode(_ n: NodeRecord, force: Bool) throws {
         let st = dispatcher.status(n.id)
         if (st == .ready || st == .suspect) && !force {
@@ -148,6 +174,7 @@ extension CoordinatorCore {
             throw ClusterError.conflict("service \(svc.spec.name) changed meanwhile (version \(svc.version), not \(v)): try again")
         }
         guard r.spec.name == svc.spec.name else { throw ClusterError.invalid("a service cannot be renamed") }
+        guard r.spec.mode == svc.spec.mode else { throw ClusterError.invalid("a service's mode cannot be changed (\(svc.spec.mode.rawValue))") }
         try r.spec.validate()
         guard r.spec != svc.spec || r.force else { return view(svc) }
         let wall = clock.wall()
@@ -227,15 +254,18 @@ extension CoordinatorCore {
         let running = tasks.filter { $0.isLive && $0.state == .running }
         let current = running.filter { $0.version == s.version }
         let old = tasks.filter { $0.isLive && $0.version != s.version }
+        let desired = s.spec.mode.isGlobal
+            ? Orchestrator.eligibleNodes(for: s.spec, in: state, status: { dispatcher.status($0) }).count : s.spec.replicas
         var status = ""
         if !old.isEmpty {
-            let done = Set(current.map(\.slot)).count
-            status = "updating \(done)/\(s.spec.replicas)"
+            let done = s.spec.mode.isGlobal ? Set(current.compactMap(\.nodeID)).count : Set(current.map(\.slot)).count
+            status = "updating \(done)/\(desired)"
         } else if s.version > 1 {
             status = "completed"
         }
         return ServiceView(id: s.id, name: s.spec.name, version: s.version, spec: s.spec, running: running.count,
-                           runningCurrent: current.count, created: s.created, updated: s.updated, updateStatus: status)
+                           runningCurrent: current.count, created: s.created, updated: s.updated, updateStatus: status, desired: desired,
+                           completed: s.spec.mode.isJob ? tasks.filter { $0.version == s.version && $0.state == .complete }.count : nil)
     }
 
     func view(_ t: TaskRecord) -> TaskView {

@@ -98,7 +98,8 @@ extension CoordinatorCore {
         tokenRecord.usedBy = id
         state.put(tokenRecord)
         let node = NodeRecord(id: id, name: r.name, hostname: r.hostname, platform: r.platform, labels: r.labels, capacity: r.capacity,
-                              availability: .active, subnet: subnet, address: address, agentVersion: r.agentVersion, created: wall, updated: wall)
+                              availability: .active, subnet: subnet, address: address, agentVersion: r.agentVersion, created: wall, updated: wall,
+                              agentLabels: r.labels)
         state.put(node)
         state.lease(subnet, to: id)
         dispatcher.track(id, now: clock.monotonic())
@@ -164,7 +165,7 @@ extension CoordinatorCore {
         n.hostname = r.hostname
         n.platform = r.platform
         n.capacity = r.capacity
-        n.labels = r.labels
+        n.takeAgentLabels(r.labels)
         n.agentVersion = r.agentVersion
         if let a = r.advertiseAddress {
             guard IPv4Address(a) != nil, a != "0.0.0.0" else { throw ClusterError.invalid("advertise address \"\(a)\" is not an IPv4 address") }

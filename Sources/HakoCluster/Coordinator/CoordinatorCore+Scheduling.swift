@@ -6,7 +6,8 @@ extension CoordinatorCore {
         out.reserveCapacity(state.nodes.count)
         for n in state.nodes.values.sorted(by: { $0.id < $1.id }) {
             var node = SchedulerNode(record: n, status: dispatcher.status(n.id), load: dispatcher.nodes[n.id]?.load ?? NodeLoad())
-            for t in state.tasks(onNode: n.id) where t.isLive {
+            // A pending task created for its node (a global service's) is not there yet.
+            for t in state.tasks(onNode: n.id) where t.isLive && t.state != .pending {
                 node.reserved.cpuMillis += t.spec.reservations.cpuMillis
                 node.reserved.memory += t.spec.reservations.memory
                 node.tasks += 1
@@ -40,6 +41,7 @@ extension CoordinatorCore {
     /// task keeps the reason (written when it changes, not on every pass).
     func schedulePending(now wall: Double) {
         nextWake = .infinity
+        placePinned(now: wall)
         var ready: [TaskRecord] = []
         for t in state.tasks.values where t.desired == .running && t.state == .pending && t.nodeID == nil {
             if t.notBefore <= wall { ready.append(t) } else { nextWake = min(nextWake, t.notBefore) }

@@ -199,7 +199,8 @@ public final class CoordinatorCore {
 
     /// Every task a node holds: the live ones to run, the rest to stop and keep for their logs.
     public func assignment(for node: String) -> [Assignment] {
-        state.tasks(onNode: node).sorted { ($0.serviceName, $0.slot, $0.created) < ($1.serviceName, $1.slot, $1.created) }.map {
+        // A task created for the node but not placed yet (a global service's) is not the node's to run.
+        state.tasks(onNode: node).filter { $0.state != .pending }.sorted { ($0.serviceName, $0.slot, $0.created) < ($1.serviceName, $1.slot, $1.created) }.map {
             Assignment(taskID: $0.id, serviceID: $0.serviceID, name: $0.name, slot: $0.slot, version: $0.version, spec: $0.spec,
                        desired: $0.isLive ? .running : .shutdown, state: $0.state)
         }

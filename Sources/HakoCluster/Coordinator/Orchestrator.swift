@@ -13,7 +13,12 @@ public struct Orchestrator: Sendable {
     public func reconcile(_ s: inout ClusterState, status: (String) -> NodeStatus, now: Double,
                           newID: () -> String, events: inout [ClusterEvent]) {
         moveTasksOffLostNodes(&s, status: status, now: now, events: &events)
+        stopTasksOnIneligibleNodes(&s, now: now)
         for svc in s.services.values.sorted(by: { $0.spec.name < $1.spec.name }) {
+            if svc.spec.mode.isGlobal {
+                reconcileGlobal(service: svc, &s, status: status, now: now, newID: newID, events: &events)
+                continue
+            }
             reconcile(service: svc, &s, now: now, newID: newID, events: &events)
         }
         cleanUpRemovedServices(&s, now: now)
@@ -115,6 +120,8 @@ public struct Orchestrator: Sendable {
         guard let last = ended.max(by: { $0.updated < $1.updated }) else { return now }
         let byItself = last.state == .complete || last.state.isFailure
         guard byItself else { return now }
+        // A job's task that ran to completion is done.
+        if spec.mode.isJob && last.state == .complete { return nil }
         switch spec.restartCondition {
         case .none: return nil
         case .onFailure where last.state == .complete: return nil
@@ -125,10 +132,11 @@ public struct Orchestrator: Sendable {
         return last.updated + spec.restartDelay
     }
 
-    func create(_ svc: ServiceRecord, slot: Int, notBefore: Double, _ s: inout ClusterState, now: Double, newID: () -> String,
+    /// A new task for `slot`; `node`: created for that node (a global service's).
+    func create(_ svc: ServiceRecord, slot: Int, node: String? = nil, notBefore: Double, _ s: inout ClusterState, now: Double, newID: () -> String,
                 events: inout [ClusterEvent]) {
         let t = TaskRecord(id: newID(), serviceID: svc.id, serviceName: svc.spec.name, slot: slot, version: svc.version, spec: svc.spec,
-                           nodeID: nil, desired: .running, state: .pending,
+                           nodeID: node, desired: .running, state: .pending,
                            message: notBefore > now ? "restart delay until \(Int(notBefore - now + 0.5)) s from now" : "",
                            containerID: nil, exitCode: nil, created: now, updated: now, notBefore: notBefore)
         s.put(t)

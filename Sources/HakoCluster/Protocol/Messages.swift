@@ -19,6 +19,7 @@ public enum MessageType {
     public static let nodeInspect = "node.inspect"
     public static let nodeUpdate = "node.update"
     public static let nodeRemove = "node.rm"
+    public static let nodePs = "node.ps"
     public static let serviceCreate = "service.create"
     public static let serviceList = "service.ls"
     public static let serviceInspect = "service.inspect"
@@ -243,10 +244,25 @@ public struct NodeRef: Codable, Sendable {
     public init(node: String) { self.node = node }
 }
 
+/// `node update`: what is left out stays as it is.
 public struct NodeUpdateRequest: Codable, Sendable {
     public var node: String
-    public var availability: NodeAvailability
-    public init(node: String, availability: NodeAvailability) { self.node = node; self.availability = availability }
+    public var availability: NodeAvailability?
+    public var labelAdd: [String: String]?
+    public var labelRemove: [String]?
+    public init(node: String, availability: NodeAvailability? = nil, labelAdd: [String: String]? = nil, labelRemove: [String]? = nil) {
+        self.node = node
+        self.availability = availability
+        self.labelAdd = labelAdd
+        self.labelRemove = labelRemove
+    }
+}
+
+/// `node ps`: the node's tasks (with `all`, the ended ones too).
+public struct NodePsRequest: Codable, Sendable {
+    public var node: String
+    public var all: Bool
+    public init(node: String, all: Bool) { self.node = node; self.all = all }
 }
 
 public struct NodeRemoveRequest: Codable, Sendable {
@@ -322,6 +338,10 @@ public struct ServiceView: Codable, Sendable {
     public var updated: Double
     /// "updating 2/5", "completed", or "" before the first update.
     public var updateStatus: String
+    /// Tasks wanted: the replicas, or a global service's eligible nodes (nil from an older coordinator: the replicas).
+    public var desired: Int?
+    /// A job's tasks that ran to completion at the current version (nil: not a job).
+    public var completed: Int?
 }
 
 public struct ServiceList: Codable, Sendable { public var services: [ServiceView] }

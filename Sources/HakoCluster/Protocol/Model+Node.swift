@@ -72,6 +72,8 @@ public struct Resources: Codable, Sendable, Hashable {
 public enum NodeAvailability: String, Codable, Sendable {
     /// Takes new tasks.
     case active
+    /// Takes none, and keeps the tasks it runs.
+    case pause
     /// Takes none, and its tasks move elsewhere.
     case drain
 }
@@ -82,7 +84,13 @@ public struct NodeRecord: Codable, Sendable, Equatable {
     public var name: String
     public var hostname: String
     public var platform: PlatformSpec
+    /// The labels constraints see: the agent's (its config's `labels`) with
+    /// the admin's changes (`node update --label-add/--label-rm`) over them.
     public var labels: [String: String]
+    /// The labels the agent last reported; nil: the same as `labels` (a node
+    /// stored before labels could be changed by an admin). What differs from
+    /// `labels` is the admin's, and stays when the agent reports again.
+    public var agentLabels: [String: String]?
     public var capacity: Resources
     public var availability: NodeAvailability
     /// The node's container subnet ("10.88.3.0/24"), leased from the cluster CIDR.
@@ -95,7 +103,9 @@ public struct NodeRecord: Codable, Sendable, Equatable {
     public var updated: Double
 
     public init(id: String, name: String, hostname: String, platform: PlatformSpec, labels: [String: String], capacity: Resources,
-                availability: NodeAvailability, subnet: String, address: String, agentVersion: String, created: Double, updated: Double) {
+                availability: NodeAvailability, subnet: String, address: String, agentVersion: String, created: Double, updated: Double,
+                agentLabels: [String: String]? = nil) {
+        self.agentLabels = agentLabels
         self.id = id
         self.name = name
         self.hostname = hostname
@@ -108,6 +118,37 @@ public struct NodeRecord: Codable, Sendable, Equatable {
         self.agentVersion = agentVersion
         self.created = created
         self.updated = updated
+    }
+
+    /// The admin's changes to the agent's labels: keys set to another value
+    /// (or added), and agent keys removed.
+    public var labelChanges: (set: [String: String], removed: Set<String>) {
+        let agent = agentLabels ?? labels
+        return (labels.filter { agent[$0.key] != $0.value }, Set(agent.keys.filter { labels[$0] == nil }))
+    }
+
+    /// The agent reports its labels (at every hello): they replace the
+    /// agent's previous ones, and the admin's changes stay over them.
+    public mutating func takeAgentLabels(_ reported: [String: String]) {
+        let changes = labelChanges
+        var out = reported
+        for k in changes.removed { out[k] = nil }
+        out.merge(changes.set) { _, admin in admin }
+        labels = out
+        agentLabels = reported
+    }
+
+    /// `node update --label-add k=v --label-rm k`, as Docker's: removing a
+    /// label the node does not have is an error (nothing changes then).
+    public mutating func changeLabels(add: [String: String], remove: [String]) throws(ClusterError) {
+        // Added first, then removed, as `docker node update` applies them.
+        var out = labels.merging(add) { _, new in new }
+        for k in remove {
+            guard out[k] != nil else { throw .invalid("node \(name) has no label \"\(k)\"") }
+            out[k] = nil
+        }
+        if agentLabels == nil { agentLabels = labels }
+        labels = out
     }
 }
 

@@ -10,6 +10,20 @@ public enum RestartCondition: String, Codable, Sendable {
     case none
 }
 
+/// Swarm's service modes: a number of replicas, or one task on every
+/// eligible node; as jobs, tasks that run to completion (one that exits 0 is
+/// never replaced; one that fails is, per the restart condition).
+public enum ServiceMode: String, Codable, Sendable {
+    case replicated
+    case global
+    case replicatedJob = "replicated-job"
+    case globalJob = "global-job"
+
+    /// One task per eligible node.
+    public var isGlobal: Bool { self == .global || self == .globalJob }
+    public var isJob: Bool { self == .replicatedJob || self == .globalJob }
+}
+
 /// What a service is: the desired state an admin writes.
 public struct ServiceSpec: Codable, Sendable, Equatable {
     public var name: String
@@ -59,6 +73,13 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
     /// node); nil: the image's. An unhealthy task is replaced, and the mesh
     /// and service names leave out tasks not (yet) healthy.
     public var healthCheck: HealthCheck?
+    /// Swarm's placement preferences ("spread=node.labels.rack"): the tasks
+    /// spread evenly over the attribute's values, the first preference first.
+    public var placementPreferences: [String]
+    /// Tasks of the service one node runs at most; 0: no limit.
+    public var maxReplicasPerNode: Int
+    /// Replicated (`replicas` tasks) or global (one on every eligible node; `replicas` unused).
+    public var mode: ServiceMode
 
     public init(name: String, image: String) {
         self.name = name
@@ -85,12 +106,15 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
         stopSignal = nil
         stopTimeout = nil
         healthCheck = nil
+        placementPreferences = []
+        maxReplicasPerNode = 0
+        mode = .replicated
     }
 
     enum CodingKeys: String, CodingKey {
         case name, image, command, entrypoint, env, workdir, user, labels, replicas, reservations, limits, ports, ingress, constraints, platforms
         case restart, restartCondition, restartMaxAttempts, restartDelay, updateParallelism, network, stopSignal, stopTimeout
-        case healthCheck
+        case placementPreferences, maxReplicasPerNode, mode, healthCheck
     }
 
     /// Every field but `name` and `image` may be left out and takes its default.
@@ -119,6 +143,9 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
         stopSignal = try c.decodeIfPresent(String.self, forKey: .stopSignal)
         stopTimeout = try c.decodeIfPresent(Int.self, forKey: .stopTimeout)
         healthCheck = try c.decodeIfPresent(HealthCheck.self, forKey: .healthCheck)
+        placementPreferences = try c.decodeIfPresent([String].self, forKey: .placementPreferences) ?? placementPreferences
+        maxReplicasPerNode = try c.decodeIfPresent(Int.self, forKey: .maxReplicasPerNode) ?? maxReplicasPerNode
+        mode = try c.decodeIfPresent(ServiceMode.self, forKey: .mode) ?? mode
     }
 
     public static let maxReplicas = 10_000
@@ -134,6 +161,11 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
         guard (0...ServiceSpec.maxReplicas).contains(replicas) else { throw .invalid("replicas must be between 0 and \(ServiceSpec.maxReplicas)") }
         guard reservations.cpuMillis >= 0, reservations.memory >= 0 else { throw .invalid("reservations cannot be negative") }
         for c in constraints { _ = try Constraint(parsing: c) }
+        for p in placementPreferences { _ = try PlacementPreference(parsing: p) }
+        guard maxReplicasPerNode >= 0 else { throw .invalid("max replicas per node cannot be negative") }
+        if mode.isGlobal && (maxReplicasPerNode > 0 || !placementPreferences.isEmpty) {
+            throw .invalid("placement preferences and max replicas per node are for replicated services (a global one runs one task per node)")
+        }
         for p in platforms where PlatformSpec(parsing: p) == nil { throw .invalid("invalid platform \"\(p)\" (e.g. linux/arm64, linux/arm/v7)") }
         do { _ = try RestartPolicyText.check(restart) } catch { throw .invalid(error.description) }
         guard restartMaxAttempts >= 0 else { throw .invalid("restart max attempts cannot be negative") }
@@ -226,9 +258,37 @@ public struct ServiceRecord: Codable, Sendable, Equatable {
 
 /// A placement constraint: `node.<attribute> == value` or `!=`.
 public struct Constraint: Sendable, Hashable, CustomStringConvertible {
+    /// A node attribute, as constraints and placement preferences name it.
     public enum Key: Sendable, Hashable {
         case label(String)
         case id, hostname, name, os, arch
+
+        static let attributes = "node.labels.<key>, node.id, node.hostname, node.name, node.platform.os, node.platform.arch"
+
+        init?(attribute: String) {
+            switch attribute {
+            case "node.id": self = .id
+            case "node.hostname": self = .hostname
+            case "node.name": self = .name
+            case "node.platform.os": self = .os
+            case "node.platform.arch": self = .arch
+            default:
+                guard attribute.hasPrefix("node.labels."), attribute.count > "node.labels.".count else { return nil }
+                self = .label(String(attribute.dropFirst("node.labels.".count)))
+            }
+        }
+
+        /// The node's value of the attribute; nil: a label it does not have.
+        public func value(of n: NodeRecord) -> String? {
+            switch self {
+            case .label(let k): return n.labels[k]
+            case .id: return n.id
+            case .hostname: return n.hostname
+            case .name: return n.name
+            case .os: return n.platform.os
+            case .arch: return [n.platform.architecture, n.platform.variant].compactMap { $0 }.joined(separator: "/")
+            }
+        }
     }
     public var key: Key
     public var equal: Bool
@@ -244,18 +304,10 @@ public struct Constraint: Sendable, Hashable, CustomStringConvertible {
         guard sides.count == 2 else { throw .invalid("invalid constraint \"\(s)\"") }
         let lhs = sides[0].trimmed, rhs = sides[1].trimmed
         guard !rhs.isEmpty else { throw .invalid("invalid constraint \"\(s)\": no value") }
-        switch lhs {
-        case "node.id": key = .id
-        case "node.hostname": key = .hostname
-        case "node.name": key = .name
-        case "node.platform.os": key = .os
-        case "node.platform.arch": key = .arch
-        default:
-            guard lhs.hasPrefix("node.labels."), lhs.count > "node.labels.".count else {
-                throw .invalid("invalid constraint \"\(s)\": the attribute is one of node.labels.<key>, node.id, node.hostname, node.name, node.platform.os, node.platform.arch")
-            }
-            key = .label(String(lhs.dropFirst("node.labels.".count)))
+        guard let k = Key(attribute: lhs) else {
+            throw .invalid("invalid constraint \"\(s)\": the attribute is one of \(Key.attributes)")
         }
+        key = k
         equal = op == "=="
         value = rhs
         text = "\(lhs)\(op)\(rhs)"
@@ -263,26 +315,40 @@ public struct Constraint: Sendable, Hashable, CustomStringConvertible {
 
     public var description: String { text }
 
-    /// Swarm's semantics: a missing label fails `==` and passes `!=`.
+    /// Swarm's semantics: values compare without regard to case, and a
+    /// missing label fails `==` and passes `!=`.
     public func matches(_ n: NodeRecord) -> Bool {
-        let actual: String?
-        switch key {
-        case .label(let k): actual = n.labels[k]
-        case .id: actual = n.id
-        case .hostname: actual = n.hostname
-        case .name: actual = n.name
-        case .os: actual = n.platform.os
-        case .arch:
-            // "arm64", and for 32-bit ARM both "arm" and "armv7" match.
-            if let v = n.platform.variant, n.platform.architecture == "arm" {
-                let hit = value == "arm" || value == "arm" + v
-                return equal ? hit : !hit
-            }
-            actual = n.platform.architecture
+        if key == .arch, let want = PlatformSpec(parsing: value) {
+            // Docker's words (uname's: x86_64, aarch64, armv7l) and OCI's
+            // (amd64, arm64, arm/v7) alike; "arm" matches every 32-bit ARM node.
+            let hit = want.architecture == n.platform.architecture
+                && (want.variant == nil || want.variant == (n.platform.variant ?? (n.platform.architecture == "arm64" ? "v8" : nil)))
+            return hit == equal
         }
-        guard let a = actual else { return !equal }
-        return (a == value) == equal
+        guard let a = key.value(of: n) else { return !equal }
+        return (a.lowercased() == value.lowercased()) == equal
     }
+}
+
+/// Swarm's placement preference: `spread=<node attribute>`. Nodes without
+/// the attribute (a label they lack) form one group of their own.
+public struct PlacementPreference: Sendable, Hashable, CustomStringConvertible {
+    public var spread: Constraint.Key
+    public var text: String
+
+    public init(parsing s: String) throws(ClusterError) {
+        let parts = s.split(separator: "=", maxSplits: 1).map { String($0).trimmed }
+        guard parts.count == 2, parts[0] == "spread" else {
+            throw .invalid("invalid placement preference \"\(s)\": spread=<node attribute> (e.g. spread=node.labels.rack)")
+        }
+        guard let k = Constraint.Key(attribute: parts[1]) else {
+            throw .invalid("invalid placement preference \"\(s)\": the attribute is one of \(Constraint.Key.attributes)")
+        }
+        spread = k
+        text = "spread=\(parts[1])"
+    }
+
+    public var description: String { text }
 }
 
 extension String {

@@ -98,8 +98,8 @@ public struct TaskRecord: Codable, Sendable, Equatable {
         self.notBefore = notBefore
     }
 
-    /// "web.2"
-    public var name: String { "\(serviceName).\(slot)" }
+    /// "web.2"; a global service's task (slot 0) is named by its node, as Swarm's: "agent.<node id>".
+    public var name: String { slot == 0 ? "\(serviceName).\(nodeID ?? "")" : "\(serviceName).\(slot)" }
     /// Wanted, and not ended: counts toward the replicas.
     public var isLive: Bool { desired == .running && !state.isTerminal }
 }

@@ -45,10 +45,17 @@ public struct SchedulingRequest: Sendable {
     public var platforms: [PlatformSpec]
     /// Fixed host ports the task publishes: a node holds each once.
     public var hostPorts: [String]
+    /// Node attributes whose values the service's tasks spread over, in order.
+    public var spread: [Constraint.Key]
+    /// Tasks of the service one node takes at most; 0: no limit.
+    public var maxPerNode: Int
 
     public init(taskID: String, serviceID: String, group: String, reservations: Resources,
-                constraints: [Constraint], platforms: [PlatformSpec], hostPorts: [String] = []) {
+                constraints: [Constraint], platforms: [PlatformSpec], hostPorts: [String] = [],
+                spread: [Constraint.Key] = [], maxPerNode: Int = 0) {
         self.hostPorts = hostPorts
+        self.spread = spread
+        self.maxPerNode = maxPerNode
         self.taskID = taskID
         self.serviceID = serviceID
         self.group = group
@@ -57,29 +64,30 @@ public struct SchedulingRequest: Sendable {
         self.platforms = platforms
     }
 
-    /// Requests for tasks, their constraints and platforms parsed once per service version.
+    /// Requests for tasks, their requirements parsed once per service version.
     public static func requests(for tasks: [TaskRecord]) -> [SchedulingRequest] {
-        var parsed: [String: (constraints: [Constraint], platforms: [PlatformSpec], ports: [String])] = [:]
+        var parsed: [String: SchedulingRequest] = [:]
         return tasks.map { t in
             let group = "\(t.serviceID)@\(t.version)"
-            let p = parsed[group] ?? {
-                let v = (t.spec.constraints.compactMap { try? Constraint(parsing: $0) }, t.spec.platforms.compactMap { PlatformSpec(parsing: $0) },
-                         t.spec.hostPorts)
+            var r = parsed[group] ?? {
+                let v = SchedulingRequest(task: t)
                 parsed[group] = v
                 return v
             }()
-            return SchedulingRequest(taskID: t.id, serviceID: t.serviceID, group: group, reservations: t.spec.reservations,
-                                     constraints: p.constraints, platforms: p.platforms, hostPorts: p.ports)
+            r.taskID = t.id
+            return r
         }
     }
 
-    /// The requirements of a task at its spec (constraints were validated when the spec was accepted).
+    /// The requirements of a task at its spec (constraints and preferences were validated when the spec was accepted).
     public init(task: TaskRecord) {
         let spec = task.spec
         self.init(taskID: task.id, serviceID: task.serviceID, group: "\(task.serviceID)@\(task.version)",
                   reservations: spec.reservations,
                   constraints: spec.constraints.compactMap { try? Constraint(parsing: $0) },
-                  platforms: spec.platforms.compactMap { PlatformSpec(parsing: $0) }, hostPorts: spec.hostPorts)
+                  platforms: spec.platforms.compactMap { PlatformSpec(parsing: $0) }, hostPorts: spec.hostPorts,
+                  spread: spec.placementPreferences.compactMap { try? PlacementPreference(parsing: $0).spread },
+                  maxPerNode: spec.maxReplicasPerNode)
     }
 }
 
@@ -155,6 +163,7 @@ public struct Scheduler: Sendable {
     func placeGroup<R: RandomNumberGenerator>(_ group: ArraySlice<SchedulingRequest>, on snapshot: inout ClusterSnapshot,
                                               using rng: inout R, into out: inout [Placement]) {
         guard let first = group.first else { return }
+        if !first.spread.isEmpty { return placeSpread(group, on: &snapshot, using: &rng, into: &out) }
         var heap = NodeHeap()
         heap.reserve(snapshot.nodes.count)
         for idx in snapshot.nodes.indices where Scheduler.passesStatic(snapshot.nodes[idx], first) {
@@ -188,6 +197,46 @@ public struct Scheduler: Sendable {
         }
     }
 
+    /// Tasks of a group with placement preferences: each goes to the value of
+    /// the first attribute with the fewest of the service's tasks on its
+    /// eligible nodes, within it to the value of the next attribute with the
+    /// fewest, and so on; among the nodes left, to the best score. Nodes
+    /// without the attribute count as one value of their own, as Swarm's.
+    func placeSpread<R: RandomNumberGenerator>(_ group: ArraySlice<SchedulingRequest>, on snapshot: inout ClusterSnapshot,
+                                               using rng: inout R, into out: inout [Placement]) {
+        guard let first = group.first else { return }
+        var candidates = snapshot.nodes.indices.filter { Scheduler.passesStatic(snapshot.nodes[$0], first) }.map { idx in
+            SpreadCandidate(node: idx, path: first.spread.map { $0.value(of: snapshot.nodes[idx].record) }, tie: rng.next())
+        }
+        // The service's tasks under each prefix of values (level, values so far).
+        var counts: [[String?]: Int] = [:]
+        for c in candidates {
+            let k = snapshot.nodes[c.node].serviceTasks[first.serviceID] ?? 0
+            for level in 1...c.path.count { counts[Array(c.path.prefix(level)), default: 0] += k }
+        }
+        var reason: String?
+        for request in group {
+            candidates.removeAll { Scheduler.fits(snapshot.nodes[$0.node], request) != nil }
+            var best: (key: [Double], tie: UInt64, at: Int)?
+            for (i, c) in candidates.enumerated() {
+                var key = (1...max(1, c.path.count)).map { Double(counts[Array(c.path.prefix($0))] ?? 0) }
+                key.append(score(snapshot.nodes[c.node], service: request.serviceID))
+                if let b = best, !(key.lexicographicallyPrecedes(b.key) || (key == b.key && c.tie < b.tie)) { continue }
+                best = (key, c.tie, i)
+            }
+            guard let b = best else {
+                if reason == nil { reason = explain(request, in: snapshot) }
+                out.append(Placement(taskID: request.taskID, nodeID: nil, reason: reason ?? ""))
+                continue
+            }
+            let c = candidates[b.at]
+            out.append(Placement(taskID: request.taskID, nodeID: snapshot.nodes[c.node].id, reason: "",
+                                 score: breakdown(snapshot.nodes[c.node], service: request.serviceID)))
+            place(request, on: &snapshot.nodes[c.node])
+            for level in 1...c.path.count { counts[Array(c.path.prefix(level)), default: 0] += 1 }
+        }
+    }
+
     func place(_ r: SchedulingRequest, on n: inout SchedulerNode) {
         n.reserved.cpuMillis += r.reservations.cpuMillis
         n.reserved.memory += r.reservations.memory
@@ -216,12 +265,15 @@ public struct Scheduler: Sendable {
     /// Why a node cannot take a task, in pipeline order; nil: it can.
     public enum Rejection: Hashable, Sendable {
         case notReady(NodeStatus)
-        case draining
+        /// Paused or draining.
+        case unavailable(NodeAvailability)
         case platform
         case constraint(String)
         case memory
         case cpu
         case port(String)
+        /// The service's tasks on the node reached `--max-replicas-per-node`.
+        case maxReplicas(Int)
     }
 
     static func passesStatic(_ n: SchedulerNode, _ r: SchedulingRequest) -> Bool {
@@ -230,7 +282,7 @@ public struct Scheduler: Sendable {
 
     static func staticRejection(_ n: SchedulerNode, _ r: SchedulingRequest) -> Rejection? {
         if n.status != .ready { return .notReady(n.status) }
-        if n.record.availability != .active { return .draining }
+        if n.record.availability != .active { return .unavailable(n.record.availability) }
         if !r.platforms.isEmpty && !r.platforms.contains(where: { n.record.platform.runs($0) }) { return .platform }
         for c in r.constraints where !c.matches(n.record) { return .constraint(c.text) }
         return nil
@@ -240,6 +292,7 @@ public struct Scheduler: Sendable {
     /// zero reservation always fits) and its fixed host ports are free there.
     static func fits(_ n: SchedulerNode, _ r: SchedulingRequest) -> Rejection? {
         for p in r.hostPorts where n.hostPorts.contains(p) { return .port(p) }
+        if r.maxPerNode > 0 && (n.serviceTasks[r.serviceID] ?? 0) >= r.maxPerNode { return .maxReplicas(r.maxPerNode) }
         let want = r.reservations
         let cap = n.record.capacity
         if want.memory > 0 && cap.memory - n.reserved.memory < want.memory { return .memory }
@@ -268,28 +321,38 @@ public struct Scheduler: Sendable {
         let rank: (Rejection) -> Int = {
             switch $0 {
             case .notReady: return 0
-            case .draining: return 1
+            case .unavailable: return 1
             case .platform: return 2
             case .constraint: return 3
             case .memory: return 4
             case .cpu: return 5
             case .port: return 6
+            case .maxReplicas: return 7
             }
         }
         let parts = order.sorted { rank($0) < rank($1) }.map { why -> String in
             let k = counts[why] ?? 0
             switch why {
             case .notReady(let s): return "\(nodes(k)) \(s == .unknown ? "not connected" : s.rawValue)"
-            case .draining: return "\(nodes(k)) draining"
+            case .unavailable(let a): return "\(nodes(k)) \(a == .pause ? "paused" : "draining")"
             case .platform: return "platform \(r.platforms.map(\.description).joined(separator: ",")) excludes \(nodes(k))"
             case .constraint(let c): return "constraint \(c) excludes \(nodes(k))"
             case .memory: return "insufficient memory on \(nodes(k))"
             case .cpu: return "insufficient CPU on \(nodes(k))"
+            case .maxReplicas(let m): return "max replicas per node (\(m)) reached on \(nodes(k))"
             case .port(let p): return "host port \(p.split(separator: "/").last ?? "")/\(p.split(separator: "/").first ?? "") in use on \(nodes(k))"
             }
         }
         return "no suitable node (" + parts.joined(separator: ", ") + ")"
     }
+}
+
+/// A node that may take a task of a group with placement preferences.
+struct SpreadCandidate {
+    var node: Int
+    /// The node's value of each preference's attribute; nil: a label it lacks.
+    var path: [String?]
+    var tie: UInt64
 }
 
 /// A binary min-heap of candidate nodes by (score, tie-break).

@@ -82,7 +82,7 @@ public struct StoreBatch: Codable, Sendable {
 /// only when desired or observed state changes — heartbeats never reach it.
 public final class Store {
     let db: SQLiteDatabase
-    public static let schemaVersion: Int64 = 2
+    public static let schemaVersion: Int64 = 3
     /// Events kept (`hako cluster events`): the history an operator needs
     /// after a restart, bounded.
     public static let eventCapacity = 1000
@@ -112,6 +112,17 @@ public final class Store {
         if v == Store.schemaVersion { return }
         guard v <= Store.schemaVersion else { throw .store("\(db.path): schema version \(v) is newer than this hako (\(Store.schemaVersion))") }
         if v == 0 { try Store.createVersion1(db) }
+        if v < 2 { try Store.migrateToVersion2(db) }
+        // 3: the labels the agent reported, apart from the admin's changes (`node update --label-add`).
+        try db.exec("""
+        BEGIN;
+        ALTER TABLE nodes ADD COLUMN agent_labels TEXT;
+        PRAGMA user_version = 3;
+        COMMIT;
+        """)
+    }
+
+    static func migrateToVersion2(_ db: SQLiteDatabase) throws(ClusterError) {
         // 2: what agents report of a running task (its address and published
         // ports), why the scheduler chose its node, and the event history,
         // kept with the rest of the state.
@@ -180,15 +191,16 @@ public final class Store {
         var s = try db.prepare("SELECT key, value FROM meta")
         while try s.step() { out.meta[s.text(0)] = s.text(1) }
 
-        s = try db.prepare("SELECT id, name, hostname, platform, labels, cpu_millis, memory, availability, subnet, address, agent_version, created, updated FROM nodes")
+        s = try db.prepare("SELECT id, name, hostname, platform, labels, cpu_millis, memory, availability, subnet, address, agent_version, created, updated, agent_labels FROM nodes")
         while try s.step() {
             let labels = (try? Wire.decodeJSON([String: String].self, from: Array(s.text(4).utf8))) ?? [:]
+            let agentLabels = s.optionalText(13).flatMap { try? Wire.decodeJSON([String: String].self, from: Array($0.utf8)) }
             out.nodes.append(NodeRecord(
                 id: s.text(0), name: s.text(1), hostname: s.text(2),
                 platform: PlatformSpec(parsing: s.text(3)) ?? PlatformSpec(architecture: "unknown"),
                 labels: labels, capacity: Resources(cpuMillis: s.int(5), memory: s.int(6)),
                 availability: NodeAvailability(rawValue: s.text(7)) ?? .active, subnet: s.text(8), address: s.text(9),
-                agentVersion: s.text(10), created: s.double(11), updated: s.double(12)))
+                agentVersion: s.text(10), created: s.double(11), updated: s.double(12), agentLabels: agentLabels))
         }
 
         var specs: [String: ServiceSpec] = [:]
@@ -254,15 +266,17 @@ public final class Store {
             }
             for n in b.nodes {
                 let labels = String(decoding: try Wire.encodeJSON(n.labels), as: UTF8.self)
+                let agentLabels = try n.agentLabels.map { String(decoding: try Wire.encodeJSON($0), as: UTF8.self) }
                 try db.prepare("""
-                    INSERT INTO nodes (id, name, hostname, platform, labels, cpu_millis, memory, availability, subnet, address, agent_version, created, updated)
-                    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                    INSERT INTO nodes (id, name, hostname, platform, labels, cpu_millis, memory, availability, subnet, address, agent_version, created, updated, agent_labels)
+                    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
                     ON CONFLICT(id) DO UPDATE SET name = excluded.name, hostname = excluded.hostname, platform = excluded.platform,
                     labels = excluded.labels, cpu_millis = excluded.cpu_millis, memory = excluded.memory, availability = excluded.availability,
-                    subnet = excluded.subnet, address = excluded.address, agent_version = excluded.agent_version, updated = excluded.updated
+                    subnet = excluded.subnet, address = excluded.address, agent_version = excluded.agent_version, updated = excluded.updated,
+                    agent_labels = excluded.agent_labels
                     """).run([.text(n.id), .text(n.name), .text(n.hostname), .text(n.platform.description), .text(labels),
                               .int(n.capacity.cpuMillis), .int(n.capacity.memory), .text(n.availability.rawValue), .text(n.subnet),
-                              .text(n.address), .text(n.agentVersion), .double(n.created), .double(n.updated)])
+                              .text(n.address), .text(n.agentVersion), .double(n.created), .double(n.updated), .opt(agentLabels)])
             }
             for id in b.removedNodes { try db.prepare("DELETE FROM nodes WHERE id = ?1").run([.text(id)]) }
             for svc in b.services {

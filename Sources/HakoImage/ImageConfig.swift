@@ -18,6 +18,38 @@ public struct ImageConfig: Codable, Sendable, Equatable {
     public var labels: [String: String]?
     /// "SIGTERM", "15".
     public var stopSignal: String?
+    /// Dockerfile HEALTHCHECK.
+    public var healthcheck: Healthcheck?
+    /// Dockerfile SHELL: the shell-form command prefix of RUN, CMD and ENTRYPOINT.
+    public var shell: [String]?
+    /// Dockerfile ONBUILD: instructions run by a build that starts FROM this image.
+    public var onBuild: [String]?
+
+    /// A health check as the image config records it (durations in nanoseconds).
+    public struct Healthcheck: Codable, Sendable, Equatable {
+        /// ["NONE"], ["CMD", arg…] or ["CMD-SHELL", command].
+        public var test: [String]
+        public var interval: Int64?
+        public var timeout: Int64?
+        public var startPeriod: Int64?
+        public var startInterval: Int64?
+        public var retries: Int?
+
+        public init(test: [String], interval: Int64? = nil, timeout: Int64? = nil, startPeriod: Int64? = nil,
+                    startInterval: Int64? = nil, retries: Int? = nil) {
+            self.test = test
+            self.interval = interval
+            self.timeout = timeout
+            self.startPeriod = startPeriod
+            self.startInterval = startInterval
+            self.retries = retries
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case test = "Test", interval = "Interval", timeout = "Timeout", startPeriod = "StartPeriod"
+            case startInterval = "StartInterval", retries = "Retries"
+        }
+    }
 
     public init(user: String? = nil, exposedPorts: [String]? = nil, env: [String]? = nil, entrypoint: [String]? = nil,
                 cmd: [String]? = nil, volumes: [String]? = nil, workingDir: String? = nil,
@@ -43,6 +75,9 @@ public struct ImageConfig: Codable, Sendable, Equatable {
         case workingDir = "WorkingDir"
         case labels = "Labels"
         case stopSignal = "StopSignal"
+        case healthcheck = "Healthcheck"
+        case shell = "Shell"
+        case onBuild = "OnBuild"
     }
 
     /// `{}`: the value of each key in ExposedPorts and Volumes.
@@ -59,6 +94,9 @@ public struct ImageConfig: Codable, Sendable, Equatable {
         workingDir = try c.decodeIfPresent(String.self, forKey: .workingDir)
         labels = try c.decodeIfPresent([String: String].self, forKey: .labels)
         stopSignal = try c.decodeIfPresent(String.self, forKey: .stopSignal)
+        healthcheck = try c.decodeIfPresent(Healthcheck.self, forKey: .healthcheck)
+        shell = try c.decodeIfPresent([String].self, forKey: .shell)
+        onBuild = try c.decodeIfPresent([String].self, forKey: .onBuild)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -74,5 +112,8 @@ public struct ImageConfig: Codable, Sendable, Equatable {
         try c.encodeIfPresent(workingDir, forKey: .workingDir)
         try c.encodeIfPresent(labels, forKey: .labels)
         try c.encodeIfPresent(stopSignal, forKey: .stopSignal)
+        try c.encodeIfPresent(healthcheck, forKey: .healthcheck)
+        try c.encodeIfPresent(shell, forKey: .shell)
+        try c.encodeIfPresent(onBuild, forKey: .onBuild)
     }
 }

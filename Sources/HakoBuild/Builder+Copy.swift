@@ -182,8 +182,8 @@ extension Builder {
             for dir in found {
                 if glob.isLiteral {
                     // Symlinked directories on the way are followed inside the view.
-                    let c = dir + [part]
-                    if view.entry(c) != nil { next.append(c) }
+                    let base = view.resolve(dir.joined(separator: "/")) ?? dir
+                    if view.entry(base + [part]) != nil { next.append(dir + [part]) }
                 } else {
                     for name in view.list(view.resolve(dir.joined(separator: "/")) ?? dir) where glob.matches(name) {
                         next.append(dir + [name])

@@ -30,27 +30,30 @@ struct LayeredRoot {
         return n == 1 && v[0] == UInt8(ascii: "y")
     }
 
-    /// The layers that can provide `components` (a path already free of
-    /// symlinks): from the top down to the first that has an opaque ancestor
-    /// directory or a whiteout on the way.
+    /// The entry at `components` (a path whose symlinks the caller resolved
+    /// with `resolve`), from the top layer that has it. Each layer's ancestors
+    /// are checked with lstat one by one first, so the kernel never follows a
+    /// link inside a layer: an ancestor that is missing skips the layer; one
+    /// that is a whiteout or not a directory hides everything below; an opaque
+    /// one hides the layers below it.
     func entry(_ components: [String]) -> Entry? {
-        let rel = components.joined(separator: "/")
-        for layer in layers {
-            let path = rel.isEmpty ? layer : layer + "/" + rel
+        layers: for layer in layers {
+            var prefix = layer
+            var opaque = false
+            for c in components.dropLast() {
+                prefix += "/" + c
+                var pst = stat()
+                guard lstat(prefix, &pst) == 0 else { continue layers }
+                if LayeredRoot.isWhiteout(pst) || (pst.st_mode & S_IFMT) != S_IFDIR { return nil }
+                if LayeredRoot.isOpaque(prefix) { opaque = true }
+            }
+            let path = components.isEmpty ? layer : prefix + "/" + (components.last ?? "")
             var st = stat()
             if lstat(path, &st) == 0 {
                 if LayeredRoot.isWhiteout(st) { return nil }
                 return Entry(hostPath: path, st: st)
             }
-            // Hidden below: an ancestor whited out or opaque in this layer.
-            var prefix = layer
-            for c in components.dropLast() {
-                prefix += "/" + c
-                var pst = stat()
-                guard lstat(prefix, &pst) == 0 else { break }
-                if LayeredRoot.isWhiteout(pst) { return nil }
-                if (pst.st_mode & S_IFMT) == S_IFDIR, LayeredRoot.isOpaque(prefix) { return nil }
-            }
+            if opaque { return nil }
         }
         return nil
     }
@@ -59,12 +62,17 @@ struct LayeredRoot {
     func list(_ components: [String]) -> [String] {
         var names: Set<String> = []
         var hidden: Set<String> = []
-        let rel = components.joined(separator: "/")
-        for layer in layers {
-            let path = rel.isEmpty ? layer : layer + "/" + rel
-            var st = stat()
-            guard lstat(path, &st) == 0 else { continue }
-            if LayeredRoot.isWhiteout(st) || (st.st_mode & S_IFMT) != S_IFDIR { break }
+        layers: for layer in layers {
+            // The directory and its ancestors, each checked as `entry` does.
+            var path = layer
+            var opaque = false
+            for c in components {
+                path += "/" + c
+                var st = stat()
+                guard lstat(path, &st) == 0 else { continue layers }
+                if LayeredRoot.isWhiteout(st) || (st.st_mode & S_IFMT) != S_IFDIR { break layers }
+                if LayeredRoot.isOpaque(path) { opaque = true }
+            }
             for name in (try? FS.list(path)) ?? [] where !hidden.contains(name) && !names.contains(name) {
                 var cst = stat()
                 if lstat(path + "/" + name, &cst) == 0, LayeredRoot.isWhiteout(cst) {
@@ -73,7 +81,7 @@ struct LayeredRoot {
                     names.insert(name)
                 }
             }
-            if LayeredRoot.isOpaque(path) { break }
+            if opaque { break }
         }
         return names.sorted()
     }

@@ -104,7 +104,7 @@ public struct DockerIgnore: Sendable, Equatable {
 
     public init(_ text: String) {
         rules = []
-        for raw in text.split(whereSeparator: { $0 == "\n" || $0 == "\r" }) {
+        for raw in text.split(whereSeparator: { $0 == "\n" || $0 == "\r" || $0 == "\r\n" }) {
             var line = raw.trimmingWhitespace
             if line.hasPrefix("#") || line.isEmpty { continue }
             var exception = false

@@ -58,7 +58,8 @@ public struct Dockerfile: Sendable {
 
     /// Parses Dockerfile text. `name` is what errors call the file.
     public static func parse(_ text: String, name: String = "Dockerfile") throws(BuildError) -> Dockerfile {
-        var lines = text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" }).map { line -> String in
+        // "\r\n" is one Character in Swift: both ends of line split.
+        var lines = text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }).map { line -> String in
             line.hasSuffix("\r") ? String(line.dropLast()) : String(line)
         }
         if let first = lines.first, first.hasPrefix("\u{FEFF}") { lines[0] = String(first.dropFirst()) }

@@ -132,7 +132,6 @@ public final class Builder {
             state = StageState(base: nil, platform: try platform.map { p in
                 do { return try PlatformSpec(parsing: p) } catch { throw BuildError(file: file.name, line: from.line, "FROM: \(error)").hakoError }
             }, key: try BuildCache.key(["FROM scratch", platform ?? ""]), created: Timestamp.now().rfc3339)
-            state.config.env = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
         } else if let b = plan.fromStage(baseName), let earlier = built[b] {
             state = earlier
             state.args = [:]
@@ -146,6 +145,10 @@ public final class Builder {
             if image.isHost { throw BuildError(file: file.name, line: from.line, "FROM host: the built-in host image cannot be built on").hakoError }
             state = StageState(base: image, key: try BuildCache.key(["FROM", image.id]), created: image.created?.rfc3339 ?? Timestamp.now().rfc3339)
             state.config = image.config
+        }
+        // A base without PATH gets the default one first, as BuildKit and buildah give it.
+        if !(state.config.env ?? []).contains(where: { $0.hasPrefix("PATH=") }) {
+            state.config.env = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"] + (state.config.env ?? [])
         }
         // ONBUILD triggers of the base image run first, then are not inherited.
         let triggers = state.config.onBuild ?? []

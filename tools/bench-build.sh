@@ -20,6 +20,7 @@ cleanup() {
   set +e
   for c in $("$BIN/hako" ps -aq 2>/dev/null); do "$BIN/hako" rm -f "$c" >/dev/null 2>&1; done
   grep -F " $W/" /proc/self/mountinfo | awk '{print $5}' | sort -r | while read -r m; do umount -l "$m"; done
+  for d in /sys/fs/cgroup/*/"$HAKO_CGROUP_PARENT" /sys/fs/cgroup/"$HAKO_CGROUP_PARENT"; do [ -d "$d" ] && rmdir "$d" 2>/dev/null; done
   chmod -R u+w "$W" 2>/dev/null
   rm -rf "$W"
 }
@@ -46,12 +47,12 @@ cat >"$W/ctx/Dockerfile" <<'DOCKERFILE'
 FROM localhost/bench/busybox:1 AS build
 WORKDIR /src
 COPY src/ /src/
-RUN cat /src/*.txt | sha256sum > /src/digest && mkdir -p /out && cp /bin/busybox /out/app
+RUN cat /src/*.txt | sha256sum > /src/digest && mkdir -p /out && cp /bin/busybox /out/busybox
 RUN cp /src/digest /out/digest && echo built > /out/VERSION
 FROM scratch
-COPY --from=build /out/app /app
+COPY --from=build /out/busybox /busybox
 COPY --from=build /out/digest /out/VERSION /data/
-ENTRYPOINT ["/app"]
+ENTRYPOINT ["/busybox"]
 CMD ["cat", "/data/VERSION"]
 DOCKERFILE
 
@@ -73,7 +74,7 @@ hako_cached=$(hf hako-cached "$BIN/hako build -q --network none -t localhost/ben
 podman_cached=$(hf podman-cached "$(declare -f pm); W=$W; pm build -q --runtime runc --network none --pull=never -t localhost/bench/built:1 $W/ctx")
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
-printf '\n| multi-stage build (2 stages, 7 steps, 2 RUN) | median ms | vs podman build |\n|---|---|---|\n'
+printf '\n| multi-stage build (2 stages, 10 steps, 2 RUN) | median ms | vs podman build |\n|---|---|---|\n'
 printf '| hako build, cold (--no-cache) | %.0f | %s |\n' "$hako_cold" "$(ratio "$hako_cold" "$podman_cold")"
 printf '| podman build, cold (--no-cache) | %.0f | 1.00 |\n' "$podman_cold"
 printf '| hako build, fully cached | %.0f | %s |\n' "$hako_cached" "$(ratio "$hako_cached" "$podman_cached")"

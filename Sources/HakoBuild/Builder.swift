@@ -42,7 +42,10 @@ public final class Builder {
         let fd = caught.withUnsafeBufferPointer { hako_signalfd_open($0.baseAddress, Int32($0.count), &oldMask, oldMask.count) }
         guard fd >= 0 else { throw SystemError("signalfd") }
         signals = FileDescriptor(fd)
+        // The layers this build adds are no image's until the end: no garbage collection meanwhile.
+        let hold = try engine.images.holdContent()
         defer {
+            hold.release()
             signals = nil
             _ = hako_sigmask_restore(oldMask)
         }

@@ -41,6 +41,14 @@ extension ImageStore {
                           diffID: diffID)
     }
 
+    /// A shared hold on the store's content for the length of a build: the
+    /// layers it adds belong to no image until the build registers one, and
+    /// garbage collection (`rmi`, `image prune`), which takes the content
+    /// lock exclusively, waits until the hold is released.
+    public func holdContent() throws -> FileLock {
+        try atBoundary("cannot lock the image store") { try contentLock() }
+    }
+
     /// Whether a layer added earlier (a build cache entry's) is still stored,
     /// blob and snapshot, above `parent`.
     public func hasLayer(_ layer: AddedLayer, above parent: [Digest]) -> Bool {

@@ -392,4 +392,26 @@ final class BuildTests {
         #expect(a.count > 250)
         #expect(a == b, "only hako: \(Set(a).subtracting(b).sorted())\nonly podman: \(Set(b).subtracting(a).sorted())")
     }
+
+    /// SHELL, the exec form of RUN, ENTRYPOINT clearing an inherited CMD, VOLUME.
+    @Test func shellExecFormsAndEntrypoint() {
+        let parent = context("forms-parent", ["Dockerfile": "FROM \(host.busybox)\nCMD [\"inherited\"]\n"])
+        #expect(build("--network", "none", "-t", "forms-parent:1", parent).status == 0)
+        let c = context("forms", ["Dockerfile": """
+            FROM forms-parent:1
+            SHELL ["/bin/env", "MARK=from-the-shell", "/bin/sh", "-c"]
+            RUN echo "$MARK" > /mark
+            RUN ["/bin/sh", "-c", "echo exec-form > /exec"]
+            VOLUME ["/data", "/cache"]
+            ENTRYPOINT ["/bin/echo", "entry"]
+            """])
+        let b = build("--network", "none", "-t", "forms:1", c)
+        #expect(b.status == 0, "\(b.stdout)\(b.stderr)")
+        #expect(host.hako("run", "--rm", "forms:1").out == "entry")
+        #expect(host.hako("run", "--rm", "--entrypoint", "cat", "forms:1", "/mark", "/exec").out == "from-the-shell\nexec-form")
+        let config = host.imageInspect("forms:1")["Config"] as? [String: Any] ?? [:]
+        #expect(config["Cmd"] == nil)
+        #expect(config["Shell"] as? [String] == ["/bin/env", "MARK=from-the-shell", "/bin/sh", "-c"])
+        #expect((config["Volumes"] as? [String: Any])?.keys.sorted() == ["/cache", "/data"])
+    }
 }

@@ -51,7 +51,7 @@ extension Builder {
         o.workingDir = state.config.workingDir.flatMap { $0.isEmpty ? nil : $0 }
         o.user = state.config.user.flatMap { $0.isEmpty ? nil : $0 }
         o.network = network
-        o.labels = ["io.hako.build.step=\(i.line)"]
+        o.labels = ["\(Builder.stepLabel)=\(i.line)", "\(Builder.pidLabel)=\(getpid())"]
         let image = try currentImage(state)
         let container = try engine.create(o, image: image)
         let layer: AddedLayer
@@ -72,6 +72,21 @@ extension Builder {
         cache.store(key, entry)
         apply(layer, key: key, createdBy: createdBy, created: entry.created, to: &state)
         emit(.done(String(layer.diffID.hex.prefix(12))))
+    }
+
+    /// Labels of a RUN step's container: the Dockerfile line, and the build's pid.
+    static let stepLabel = "io.hako.build.line"
+    static let pidLabel = "io.hako.build.pid"
+
+    /// Removes the RUN containers of builds that were killed outright
+    /// (SIGKILL, a crash): their builder's pid is gone.
+    func removeOrphanedStepContainers() {
+        guard let containers = try? engine.list() else { return }
+        for c in containers {
+            guard let pid = c.config.labels[Builder.pidLabel].flatMap({ Int32($0) }), pid != getpid(),
+                  !FS.processExists(pid) else { continue }
+            try? engine.remove(c.id, force: true)
+        }
     }
 
     /// A cached layer for `key` whose blob and snapshot are still stored.

@@ -53,6 +53,7 @@ public final class Builder {
     }
 
     func run() throws -> Image {
+        removeOrphanedStepContainers()
         let file: Dockerfile
         do { file = try Dockerfile.parse(options.dockerfile, name: options.dockerfileName) } catch { throw error.hakoError }
         for n in file.notes { emit(.note(n)) }

@@ -414,4 +414,19 @@ final class BuildTests {
         #expect(config["Shell"] as? [String] == ["/bin/env", "MARK=from-the-shell", "/bin/sh", "-c"])
         #expect((config["Volumes"] as? [String: Any])?.keys.sorted() == ["/cache", "/data"])
     }
+
+    /// A build killed outright (SIGKILL) cannot clean up: its RUN container is
+    /// left, and the next build removes it.
+    @Test func killedBuildsContainerGoesWithTheNextBuild() {
+        let c = context("killed", ["Dockerfile": "FROM \(host.busybox)\nRUN echo started && sleep 60\n"])
+        let log = dir + "/killed.log"
+        let pid = Subprocess.spawn(host.prefix + [Binaries.hako, "build", "--network", "none", c], env: host.env, stdout: log)
+        #expect(host.eventually(30) { ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("started") })
+        kill(pid, SIGKILL)
+        _ = Subprocess.waitBounded(pid, timeout: 10)
+        #expect(host.containerIDs().count == 1)
+        let next = host.hako(["build", "--network", "none", "-"], stdin: "FROM \(host.busybox)\nLABEL next=1\n")
+        #expect(next.status == 0, "\(next.stderr)")
+        expectNothingLeft()
+    }
 }

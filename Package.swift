@@ -75,7 +75,7 @@ let package = Package(
         .target(name: "HakoTestSupport", dependencies: ["CHakoShim", "HakoSystem", "HakoImage"], path: "Tests/HakoTestSupport"),
         .testTarget(name: "HakoUnitTests", dependencies: ["CHakoShim", "HakoSystem", "HakoRuntime", "HakoEngine", "HakoSecurity", "HakoNetwork", "HakoOCIRuntime"]),
         .testTarget(name: "HakoComposeTests", dependencies: ["HakoCompose", "HakoSystem"], exclude: ["Golden"]),
-        .testTarget(name: "HakoBuildTests", dependencies: ["HakoBuild"]),
+        .testTarget(name: "HakoBuildTests", dependencies: ["HakoBuild", "HakoSystem"]),
         .testTarget(name: "HakoCLITests", dependencies: ["HakoCLI"]),
         .testTarget(name: "HakoImageTests", dependencies: ["HakoSystem", "HakoImage", "HakoTransport", "HakoTestSupport"]),
         .testTarget(name: "HakoNetworkTests", dependencies: ["HakoSystem", "HakoNetwork", "CMnl", "CNftnl"]),

@@ -120,3 +120,20 @@ struct Build: ParsableCommand {
         return String(decoding: bytes, as: UTF8.self)
     }
 }
+
+struct BuilderGroup: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "builder", abstract: "Manage the build cache.",
+                                                    subcommands: [BuilderPrune.self])
+}
+
+struct BuilderPrune: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "prune", abstract: "Remove build cache entries whose layers are gone (-a: all).")
+    @OptionGroup var global: GlobalOptions
+    @Flag(name: [.short("a"), .long("all")], help: "Remove every entry: the next build runs every step.") var all = false
+    @Flag(name: [.short("f"), .long("force")], help: "Do not ask (hako never asks; accepted as docker's).") var force = false
+
+    func run() throws {
+        let engine = try global.engine()
+        print("Deleted build cache entries: \(Builder.pruneCache(engine: engine, all: all))")
+    }
+}

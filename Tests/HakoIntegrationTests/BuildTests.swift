@@ -226,6 +226,13 @@ final class BuildTests {
         let noCache = build("--network", "none", "--no-cache", "-q", c)
         #expect(noCache.status == 0)
         #expect(noCache.out.hasPrefix("sha256:") && !noCache.out.contains("CACHED") && !noCache.out.contains("one-ran-2"))
+
+        // Every layer is still stored: nothing is stale; -a empties the cache.
+        #expect(host.hako("builder", "prune").out == "Deleted build cache entries: 0")
+        let pruned = host.hako("builder", "prune", "-a").out
+        #expect(pruned.hasPrefix("Deleted build cache entries: ") && pruned != "Deleted build cache entries: 0", "\(pruned)")
+        let cold = build("--network", "none", c)
+        #expect(cold.status == 0 && !cold.stdout.contains("CACHED") && cold.stdout.contains("one-ran-2"), "\(cold.stdout)")
     }
 
     @Test func errorsPointAtTheLineAndLeaveNothing() {

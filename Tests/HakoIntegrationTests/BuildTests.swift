@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Foundation
 import HakoSystem
+import HakoTestSupport
 import Testing
 
 /// `hako build` end to end: Dockerfiles in the shapes of common public ones,

@@ -50,7 +50,7 @@ MONITOR_CFLAGS := -O2 -g0 -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-par
 build: deps-build
 	$(SWIFT) build $(RELEASE) --product hako
 	$(SWIFT) build $(RELEASE) --product hako-runtime
-	@$(MAKE) --no-print-directory $(BIN_DIR)/hako-monitor
+	@$(MAKE) --no-print-directory $(BIN_DIR)/hako-monitor $(BIN_DIR)/hako-init
 	@$(MAKE) --no-print-directory extras
 
 # What deploy/install.sh takes from the build besides the binaries, so that it
@@ -65,6 +65,10 @@ extras:
 	@$(HOST_HAKO) --generate-completion-script fish >$(BIN_DIR)/completions/hako.fish.tmp
 	@$(HOST_HAKO) --version | sed 's/^hako version //' >$(BIN_DIR)/version.tmp
 	@for f in completions/hako.bash completions/_hako completions/hako.fish version; do mv -f $(BIN_DIR)/$$f.tmp $(BIN_DIR)/$$f; done
+
+# `run --init`'s PID 1: static, so that it runs in any image (bound in read-only).
+$(BIN_DIR)/hako-init: Sources/hako-init/init.c
+	$(CC) -O2 -g0 -std=gnu11 -Wall -Wextra -static -o $@ $< -s
 
 # The monitor is plain C linked against libc only: one runs per container.
 $(BIN_DIR)/hako-monitor: $(MONITOR_SRC) $(MONITOR_HDR)

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Installs hako: the binaries (hako, hako-monitor, hako-runtime, built with the
+# Installs hako: the binaries (hako, hako-monitor, hako-runtime, hako-init, built with the
 # Swift standard library linked statically), the data and run directories, the
 # default configuration (never overwriting one that exists), the systemd units
 # and the shell completions; and writes a manifest that deploy/uninstall.sh
@@ -54,7 +54,7 @@ fi
 if [ "$build" = 1 ]; then
     make -C "$repo" build
 fi
-for b in hako hako-monitor hako-runtime; do
+for b in hako hako-monitor hako-runtime hako-init; do
     [ -x "$BUILD_DIR/$b" ] || { echo "install.sh: $BUILD_DIR/$b is missing: run make build (or drop --no-build)" >&2; exit 1; }
 done
 # Made by make build (make extras), so that the binaries installed are never
@@ -124,7 +124,7 @@ work=$(mktemp -d)
 trap 'rm -f "$staged_manifest"; rm -rf "$work"' EXIT
 
 # Binaries.
-for b in hako hako-monitor hako-runtime; do put 0755 "$BUILD_DIR/$b" "$BINDIR/$b"; done
+for b in hako hako-monitor hako-runtime hako-init; do put 0755 "$BUILD_DIR/$b" "$BINDIR/$b"; done
 
 # Data root (engine state, images, the agent's and coordinator's state) and
 # run root (monitor sockets and locks; a tmpfs, made again by hako after a boot).
@@ -137,7 +137,7 @@ config 0644 "$repo/config/coordinator.toml" "$SYSCONFDIR/coordinator.toml"
 config 0644 "$repo/config/agent.toml" "$SYSCONFDIR/agent.toml"
 
 # systemd units.
-for u in hako-coordinator.service hako-agent.service; do
+for u in hako-coordinator.service hako-agent.service hako-restart.service; do
     subst "$here/$u" >"$work/$u"
     put 0644 "$work/$u" "$UNITDIR/$u"
 done

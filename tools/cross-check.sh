@@ -8,7 +8,9 @@
 #   - tools/cross-check/check.c, the launch-spec parser and the container log
 #     writer, run under qemu-user (qemu-user-static);
 #   - the monitor itself under qemu-user, refusing a launch spec without a run
-#     directory and one with a bad magic, in its own words.
+#     directory and one with a bad magic, in its own words;
+#   - hako-init (run --init's PID 1), linked statically, passing a command's
+#     exit status on.
 # The seccomp profiles for aarch64 and arm are checked by the unit tests
 # (SeccompArchTests: compiled with libseccomp, run in a BPF interpreter).
 set -euo pipefail
@@ -30,6 +32,13 @@ for target in aarch64-linux-gnu:aarch64:AArch64 arm-linux-gnueabihf:arm:ARM; do
     "$cc" "${cflags[@]}" -o "$out/hako-monitor-$arch" Sources/hako-monitor/*.c Sources/CHakoShim/*.c -Wl,--as-needed -Wl,-O1 -s
     "$cc" "${cflags[@]}" -o "$out/check-$arch" tools/cross-check/check.c Sources/CHakoShim/spec.c Sources/hako-monitor/log.c
     readelf -h "$out/hako-monitor-$arch" | grep -q "Machine: *$machine" || { echo "cross-check: $arch: hako-monitor is not an $machine binary" >&2; exit 1; }
+    # run --init's PID 1, static as the Makefile builds it: it runs a command and passes its status on.
+    "$cc" -O2 -g0 -std=gnu11 -Wall -Wextra -Werror -static -o "$out/hako-init-$arch" Sources/hako-init/init.c -s
+    rc=0
+    "$qemu" "$out/hako-init-$arch" -- /bin/sh -c 'exit 3' || rc=$?
+    if [ "$rc" != 3 ]; then
+        echo "cross-check: $arch: hako-init does not pass the command's status on" >&2; status=1; continue
+    fi
 
     run=("$qemu" -L "/usr/$triple")
     if ! result=$("${run[@]}" "$out/check-$arch" 2>&1); then

@@ -51,6 +51,7 @@ if [ ${#FILTERS[@]} -eq 0 ]; then
     'OCIRuntimeTests/(killAllPauseResumeUpdateAndPs|runReturnsTheExitStatusAndCleansUp|aFailedCreateLeavesNothingBehind)'
     'NetworkTests/defaultBridgeGivesAddressRouteAndOutboundNAT'
     'UpgradeTests'
+    'ContainerHealthTests/(aFailingCheckTurnsUnhealthyAfterRetries|aProbePastItsTimeoutIsKilledAndCounted)'
   )
 fi
 

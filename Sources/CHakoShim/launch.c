@@ -373,8 +373,37 @@ static void exec_child(struct child *c, pid_t target, int target_pidfd, int cgfd
     exec_program(c);
 }
 
+// Waits up to timeout_ms (-1: for ever) for the exec'd process to reach its
+// exec; past that it is killed and left unreaped (a frozen process dies only
+// once thawed: the caller's waitpid takes it then).
+static int await_exec_within(int err_r, pid_t pid, int timeout_ms, struct hako_failure *fail) {
+    if (timeout_ms >= 0) {
+        struct pollfd pf = { .fd = err_r, .events = POLLIN };
+        int r;
+        while ((r = poll(&pf, 1, timeout_ms)) < 0 && errno == EINTR) {}
+        if (r == 0) {
+            kill(pid, SIGKILL);
+            return parent_fail(fail, HAKO_STAGE_EXEC, ETIMEDOUT, "the process did not start in time");
+        }
+    }
+    return await_exec(err_r, pid, fail);
+}
+
+static int exec_in(const struct hako_spec *s, pid_t target, int target_pidfd, const char *tty_slave_path,
+                   const int *stdio_fds, int timeout_ms, struct hako_proc *out, struct hako_failure *fail);
+
 int hako_exec(const struct hako_spec *s, pid_t target, int target_pidfd, const char *tty_slave_path,
               const int *stdio_fds, struct hako_proc *out, struct hako_failure *fail) {
+    return exec_in(s, target, target_pidfd, tty_slave_path, stdio_fds, -1, out, fail);
+}
+
+int hako_exec_bounded(const struct hako_spec *s, pid_t target, const int *stdio_fds, int timeout_ms,
+                      struct hako_proc *out, struct hako_failure *fail) {
+    return exec_in(s, target, -1, NULL, stdio_fds, timeout_ms, out, fail);
+}
+
+static int exec_in(const struct hako_spec *s, pid_t target, int target_pidfd, const char *tty_slave_path,
+                   const int *stdio_fds, int timeout_ms, struct hako_proc *out, struct hako_failure *fail) {
     int sync_p[2] = {-1, -1}, err_p[2] = {-1, -1}, pid_p[2] = {-1, -1};
     int cgfd = -1;
     memset(out, 0, sizeof *out);
@@ -420,7 +449,7 @@ int hako_exec(const struct hako_spec *s, pid_t target, int target_pidfd, const c
         goto fail;
     }
     close_if(&sync_p[1]);
-    if (await_exec(err_p[0], pid, fail) < 0) goto fail;
+    if (await_exec_within(err_p[0], pid, timeout_ms, fail) < 0) goto fail;
     close_if(&err_p[0]);
     out->pid = pid;
     out->pidfd = hako_pidfd_open(pid);

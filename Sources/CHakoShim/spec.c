@@ -97,7 +97,7 @@ static void count_records(const uint8_t *p, const uint8_t *end, size_t count[HAK
     }
 }
 
-struct capacity { size_t args, env, mounts, groups, devices, masked, readonly, sysctls, remove_dirs, remove_files; };
+struct capacity { size_t args, env, mounts, groups, devices, masked, readonly, sysctls, remove_dirs, remove_files, health_args; };
 
 // Carves `n` items of `size` bytes off the block (pointer-aligned).
 static void *carve(char **at, size_t n, size_t size) {
@@ -118,6 +118,7 @@ int hako_spec_parse(const void *blob, size_t len, struct hako_spec *s, char *err
         .groups = count[HAKO_T_GROUP], .devices = count[HAKO_T_DEVICE], .masked = count[HAKO_T_MASKED],
         .readonly = count[HAKO_T_READONLY], .sysctls = count[HAKO_T_SYSCTL],
         .remove_dirs = count[HAKO_T_REMOVE_DIR], .remove_files = count[HAKO_T_REMOVE_FILE],
+        .health_args = count[HAKO_T_HEALTH_ARG],
     };
     // One block for every table; argv and envp get their NULL. Each record
     // takes at least 6 bytes of the blob, so no size overflows.
@@ -125,7 +126,7 @@ int hako_spec_parse(const void *blob, size_t len, struct hako_spec *s, char *err
     size_t sizes[] = {
         cap.mounts * sizeof(struct hako_mount), cap.devices * sizeof(struct hako_device), cap.groups * sizeof(uint32_t),
         (cap.args + 1) * P, (cap.env + 1) * P, cap.masked * P, cap.readonly * P, cap.sysctls * P, cap.sysctls * P,
-        cap.remove_dirs * P, cap.remove_files * P,
+        cap.remove_dirs * P, cap.remove_files * P, (cap.health_args + 1) * P,
     };
     size_t total = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) total += (sizes[i] + A) / (A + 1) * (A + 1);
@@ -142,6 +143,7 @@ int hako_spec_parse(const void *blob, size_t len, struct hako_spec *s, char *err
     s->sysctl_val = carve(&at, cap.sysctls, P);
     s->remove_dirs = carve(&at, cap.remove_dirs, P);
     s->remove_files = carve(&at, cap.remove_files, P);
+    s->health_argv = carve(&at, cap.health_args + 1, P);
     if (parse_records(blob, len, s, cap, err, errlen) < 0) {
         hako_spec_free(s);
         return -1;
@@ -154,7 +156,8 @@ void hako_spec_free(struct hako_spec *s) {
     free(s->mounts);
     s->mounts = NULL; s->devices = NULL; s->groups = NULL; s->argv = NULL; s->envp = NULL;
     s->masked = NULL; s->readonly = NULL; s->sysctl_key = NULL; s->sysctl_val = NULL;
-    s->remove_dirs = NULL; s->remove_files = NULL;
+    s->remove_dirs = NULL; s->remove_files = NULL; s->health_argv = NULL;
+    s->health_argc = 0;
     s->nmounts = s->ndevices = s->ngroups = s->argc = s->envc = 0;
     s->nmasked = s->nreadonly = s->nsysctl = s->nremove_dirs = s->nremove_files = 0;
 }
@@ -353,11 +356,23 @@ static int parse_records(const void *blob, size_t len, struct hako_spec *s, stru
             s->freezer = (const char *)p; s->freezer_v2 = p[n - 1] == 2;
             break;
         case HAKO_T_OOM_EVENTS: NEED(str, "oom events"); s->oom_events = str; break;
+        case HAKO_T_HEALTH:
+            NEED(n == 36, "health");
+            memcpy(&s->health_interval_ms, p, 8); memcpy(&s->health_timeout_ms, p + 8, 8);
+            memcpy(&s->health_start_period_ms, p + 16, 8); memcpy(&s->health_start_interval_ms, p + 24, 8);
+            memcpy(&s->health_retries, p + 32, 4);
+            NEED(s->health_interval_ms > 0 && s->health_timeout_ms > 0 && s->health_start_interval_ms > 0 && s->health_retries > 0, "health");
+            break;
+        case HAKO_T_HEALTH_ARG: NEED(str, "health arg"); PUSH(s->health_argv, s->health_argc, cap.health_args, str, "health args"); break;
+        case HAKO_T_EVENT_LOG: NEED(str && str[0] == '/', "event log"); s->event_log = str; break;
+        case HAKO_T_EVENT_ATTRS: NEED(str && str[0] == '{', "event attributes"); s->event_attrs = str; break;
         default:
             FAIL("launch spec: unknown record %u", tag);
         }
     }
     s->argv[s->argc] = NULL;
+    s->health_argv[s->health_argc] = NULL;
+    if (s->health_argc && !s->health_interval_ms) FAIL("launch spec: a health command without its schedule");
     s->envp[s->envc] = NULL;
     s->cleanup_argv[s->ncleanup] = NULL;
     // An OCI container may be created without a process; `start` refuses it then.

@@ -170,6 +170,21 @@ out:
     return mnt;
 }
 
+// A stopped container's overlay, mounted detached for the caller alone (`hako cp`):
+// `lowerdir` already joined with ':' and escaped. The mount fd, or -1 with errno.
+int hako_overlay_mount(const char *lowerdir, const char *upperdir, const char *workdir) {
+    int fs = (int)syscall(SYS_fsopen, "overlay", FSOPEN_CLOEXEC);
+    if (fs < 0) return -1;
+    int mnt = -1;
+    if (fs_set(fs, "lowerdir", lowerdir) == 0 && fs_set(fs, "upperdir", upperdir) == 0 && fs_set(fs, "workdir", workdir) == 0
+        && syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) == 0)
+        mnt = (int)syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC, 0);
+    int e = errno;
+    close(fs);
+    errno = e;
+    return mnt;
+}
+
 int hako_move_mount(int mount_fd, const char *target) {
     return (int)syscall(SYS_move_mount, mount_fd, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH);
 }

@@ -278,7 +278,7 @@ public final class Builder {
             try metadata(i, &state, describe: "SHELL " + json(j))
         case "HEALTHCHECK":
             state.config.healthcheck = try healthcheck(i, file: file)
-            try metadata(i, &state, describe: "HEALTHCHECK " + json(state.config.healthcheck?.test ?? []))
+            try metadata(i, &state, describe: "HEALTHCHECK " + json(state.config.healthcheck?.testList ?? []))
         case "ONBUILD":
             let trigger = i.rest.trimmingWhitespace
             let keyword = trigger.split(separator: " ").first.map { $0.uppercased() } ?? ""
@@ -350,52 +350,25 @@ public final class Builder {
         state.history.append(OCIImage.History(created: entry.created, createdBy: "/bin/sh -c #(nop) " + describe, emptyLayer: true))
     }
 
-    func parseDuration(_ s: String) -> Int64? {
-        var total: Double = 0
-        var number = ""
-        var unit = ""
-        var parts: [(Double, String)] = []
-        for c in s {
-            if c.isNumber || c == "." {
-                if !unit.isEmpty { guard let n = Double(number) else { return nil }; parts.append((n, unit)); number = ""; unit = "" }
-                number.append(c)
-            } else { unit.append(c) }
-        }
-        guard let n = Double(number), !unit.isEmpty else { return nil }
-        parts.append((n, unit))
-        for (n, u) in parts {
-            switch u {
-            case "ns": total += n
-            case "us", "µs": total += n * 1e3
-            case "ms": total += n * 1e6
-            case "s": total += n * 1e9
-            case "m": total += n * 60e9
-            case "h": total += n * 3600e9
-            default: return nil
-            }
-        }
-        return Int64(total)
-    }
-
-    func healthcheck(_ i: Instruction, file: Dockerfile) throws -> ImageConfig.Healthcheck {
+    func healthcheck(_ i: Instruction, file: Dockerfile) throws -> HealthCheck {
         let t = i.rest.trimmingWhitespace
         if t.uppercased() == "NONE" {
             guard i.flags.isEmpty else { throw bad(file, i, "HEALTHCHECK NONE takes no options") }
-            return ImageConfig.Healthcheck(test: ["NONE"])
+            return HealthCheck(test: .none)
         }
         guard t.uppercased().hasPrefix("CMD") else { throw bad(file, i, "HEALTHCHECK takes CMD or NONE") }
         let command = String(t.dropFirst(3)).trimmingWhitespace
         guard !command.isEmpty else { throw bad(file, i, "HEALTHCHECK CMD needs a command") }
-        var h: ImageConfig.Healthcheck
-        if command.hasPrefix("["), let j = try? JSONDecoder().decode([String].self, from: Data(command.utf8)) {
-            h = ImageConfig.Healthcheck(test: ["CMD"] + j)
+        var h: HealthCheck
+        if command.hasPrefix("["), let j = try? JSONDecoder().decode([String].self, from: Data(command.utf8)), !j.isEmpty {
+            h = HealthCheck(test: .exec(j))
         } else {
-            h = ImageConfig.Healthcheck(test: ["CMD-SHELL", command])
+            h = HealthCheck(test: .shell(command))
         }
         for (name, value) in i.flags {
             switch name {
             case "interval", "timeout", "start-period", "start-interval":
-                guard let d = parseDuration(value), d >= 0 else { throw bad(file, i, "invalid duration \(value) for --\(name)") }
+                guard let d = HealthCheck.parseDuration(value) else { throw bad(file, i, "invalid duration \(value) for --\(name)") }
                 switch name {
                 case "interval": h.interval = d
                 case "timeout": h.timeout = d
@@ -408,6 +381,7 @@ public final class Builder {
             default: throw bad(file, i, "unknown flag --\(name)")
             }
         }
+        do { try h.validate() } catch { throw bad(file, i, "\(error)") }
         return h
     }
 }

@@ -27,15 +27,21 @@ public struct CommandConfiguration: Sendable {
     public var aliases: [String]
     /// Hidden commands work but are left out of help and completions.
     public var shouldDisplay: Bool
+    /// A group's options that every command under it takes (`--root`): they may
+    /// also stand before the subcommand (`hako --root DIR ps`), as in docker and
+    /// podman, and are handed to the command that is run.
+    public var globalOptions: (any ParsableArguments.Type)?
 
     public init(commandName: String, abstract: String = "", version: String? = nil,
-                subcommands: [any ParsableCommand.Type] = [], aliases: [String] = [], shouldDisplay: Bool = true) {
+                subcommands: [any ParsableCommand.Type] = [], aliases: [String] = [], shouldDisplay: Bool = true,
+                globalOptions: (any ParsableArguments.Type)? = nil) {
         self.commandName = commandName
         self.abstract = abstract
         self.version = version
         self.subcommands = subcommands
         self.aliases = aliases
         self.shouldDisplay = shouldDisplay
+        self.globalOptions = globalOptions
     }
 }
 

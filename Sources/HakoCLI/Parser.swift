@@ -9,10 +9,20 @@ public enum CommandLineParser {
     public static func parse(_ root: any ParsableCommand.Type, _ arguments: [String]) throws -> any ParsableCommand {
         var path: [any ParsableCommand.Type] = [root]
         var rest = arguments[...]
+        // Global options met before the subcommand, handed to the leaf.
+        var leading: [String] = []
+        var leadingDeclarations: [Declaration] = []
+        let globals = root.configuration.globalOptions.map(declare) ?? []
         // Groups: the first token that is not an option names the subcommand.
         while let node = path.last, !node.configuration.subcommands.isEmpty {
             guard let token = rest.first else { throw CommandLineRequest.help(path) }
             rest = rest.dropFirst()
+            if token.hasPrefix("-"), token != "-", let taken = try globalOption(token, rest, globals, path: path) {
+                leading += [token] + taken
+                leadingDeclarations += globals.filter { matches(token, $0) }
+                rest = rest.dropFirst(taken.count)
+                continue
+            }
             switch token {
             case "--help", "-h":
                 throw CommandLineRequest.help(path)
@@ -34,12 +44,34 @@ public enum CommandLineParser {
         }
         guard let leaf = path.last else { throw CommandLineRequest.help(path) }
         let declarations = declare(leaf)
-        let values = try assign(Array(rest), to: declarations, path: path)
+        if let d = leadingDeclarations.first(where: { d in !declarations.contains { $0.longNames == d.longNames && $0.shortNames == d.shortNames } }) {
+            throw usage("\(d.displayName) does not apply to \"\(pathName(path))\"", path)
+        }
+        let values = try assign(leading + Array(rest), to: declarations, path: path)
         let (command, context) = ParseContext.with(.read(values)) { leaf.init() }
         if let first = context.errors.first { throw usage(first, path) }
         var checked = command
         try checked.validate()
         return checked
+    }
+
+    /// A global option before the subcommand (`--root DIR`, `--root=DIR`, a
+    /// flag): the tokens after it that it takes, or nil when `token` is none.
+    static func globalOption(_ token: String, _ rest: ArraySlice<String>, _ globals: [Declaration],
+                             path: [any ParsableCommand.Type]) throws -> [String]? {
+        guard let d = globals.first(where: { matches(token, $0) }) else { return nil }
+        guard case .option = d.kind, !token.contains("=") else { return [] }
+        guard let value = rest.first else { throw usage("flag needs an argument: \(token)", path) }
+        return [value]
+    }
+
+    /// Whether `token` (`--name`, `--name=V`, `-n`) names the declaration.
+    static func matches(_ token: String, _ d: Declaration) -> Bool {
+        if token.hasPrefix("--") {
+            let name = token.dropFirst(2).split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
+            return d.longNames.contains(name)
+        }
+        return token.count == 2 && token.last.map { d.shortNames.contains($0) } == true
     }
 
     /// The declarations of a command, in declaration order.

@@ -39,10 +39,14 @@ public final class RawTerminal {
 public enum AttachSession {
     static let forwarded: [Int32] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH]
 
-    /// Runs until the container's process exits; returns its exit code.
-    public static func run(_ conn: MonitorConnection, stdin: Bool, tty: Bool) throws -> Int32 {
+    /// Runs until the container's process exits; returns its exit code, or nil
+    /// when the user typed `detachKeys` on stdin (the container runs on).
+    /// `forwardSignals` false: only window size changes are passed on (`attach --sig-proxy=false`).
+    public static func run(_ conn: MonitorConnection, stdin: Bool, tty: Bool, detachKeys: [UInt8] = [],
+                           forwardSignals: Bool = true) throws -> Int32? {
         var oldMask = [UInt8](repeating: 0, count: 256)
-        let sigfd = FileDescriptor(forwarded.withUnsafeBufferPointer { hako_signalfd_open($0.baseAddress, Int32($0.count), &oldMask, oldMask.count) })
+        let signals = forwardSignals ? forwarded : [SIGWINCH]
+        let sigfd = FileDescriptor(signals.withUnsafeBufferPointer { hako_signalfd_open($0.baseAddress, Int32($0.count), &oldMask, oldMask.count) })
         defer { hako_sigmask_restore(oldMask) }
         let raw = tty && stdin ? RawTerminal(fd: 0) : nil
         raw?.enter()
@@ -51,6 +55,7 @@ public enum AttachSession {
 
         var stdinOpen = stdin
         var buf = [UInt8](repeating: 0, count: 32768)
+        var detach = DetachMatcher(keys: tty ? detachKeys : [])  // as docker: only a terminal detaches
         while true {
             for f in try conn.pending() {
                 switch f {
@@ -81,7 +86,9 @@ public enum AttachSession {
             if stdinOpen && fds[2].revents != 0 {
                 let n = buf.withUnsafeMutableBytes { Glibc.read(0, $0.baseAddress, $0.count) }
                 if n > 0 {
-                    try? conn.send(.stdin(Array(buf[0..<n])))
+                    let (pass, detached) = detach.feed(Array(buf[0..<n]))
+                    if !pass.isEmpty { try? conn.send(.stdin(pass)) }
+                    if detached { return nil }
                 } else if n == 0 || (errno != EINTR && errno != EAGAIN) {
                     stdinOpen = false
                     if !tty { try? conn.send(.closeStdin) }
@@ -100,6 +107,26 @@ public enum AttachSession {
                     throw HakoError(.failed, "lost the connection to the container's monitor")
                 }
             }
+        }
+    }
+
+    /// Finds the detach sequence in what the user types: bytes that may begin
+    /// it are held back until it is complete (detach) or broken (passed on).
+    struct DetachMatcher {
+        let keys: [UInt8]
+        var held: [UInt8] = []
+
+        mutating func feed(_ input: [UInt8]) -> (pass: [UInt8], detached: Bool) {
+            guard !keys.isEmpty else { return (input, false) }
+            var out: [UInt8] = []
+            for b in input {
+                held.append(b)
+                while !held.isEmpty && !keys.starts(with: held) {
+                    out.append(held.removeFirst())
+                }
+                if held == keys { return (out, true) }
+            }
+            return (out, false)
         }
     }
 
@@ -171,5 +198,47 @@ public enum AttachSession {
                 off += n
             }
         }
+    }
+}
+
+extension Engine {
+    /// `hako attach`: a stream of the running container's output from now on,
+    /// carrying stdin, resizes and signals to it.
+    public func attach(_ ref: String) throws -> (Container, MonitorConnection) {
+        let c = try lookup(ref)
+        guard c.isRunning || c.status == .restarting else {
+            throw HakoError(.failed, "you cannot attach to a stopped container, start it first")
+        }
+        if c.status == .paused { throw HakoError(.failed, "you cannot attach to a paused container, unpause it first") }
+        guard let conn = try MonitorConnection.connect(runDir: c.paths.runDir) else {
+            throw HakoError(.failed, "container \(c.name) is not running")
+        }
+        try conn.send(.attach)
+        return (c, conn)
+    }
+}
+
+/// Docker's `--detach-keys` ("ctrl-p,ctrl-q", "ctrl-a,d"): the bytes they type.
+public enum DetachKeys {
+    public static let `default` = "ctrl-p,ctrl-q"
+
+    public static func parse(_ text: String) throws -> [UInt8] {
+        var out: [UInt8] = []
+        for key in text.split(separator: ",", omittingEmptySubsequences: false) {
+            let k = key.lowercased()
+            if k.hasPrefix("ctrl-"), k.count == 6, let c = k.last?.asciiValue {
+                switch c {
+                case UInt8(ascii: "a")...UInt8(ascii: "z"): out.append(c - UInt8(ascii: "a") + 1)
+                case UInt8(ascii: "@"): out.append(0)
+                case UInt8(ascii: "["), UInt8(ascii: "\\"), UInt8(ascii: "]"), UInt8(ascii: "^"), UInt8(ascii: "_"): out.append(c - 64)
+                default: throw HakoError(.failed, "invalid detach keys \"\(text)\": unknown key \(key)")
+                }
+            } else if key.count == 1, let c = key.first?.asciiValue {
+                out.append(c)
+            } else {
+                throw HakoError(.failed, "invalid detach keys \"\(text)\": unknown key \(key)")
+            }
+        }
+        return out
     }
 }

@@ -1,3 +1,4 @@
+import HakoImage
 import HakoRuntime
 import HakoSystem
 
@@ -40,10 +41,20 @@ public struct RunOptions: Sendable {
     public var stopSignal: String?
     public var stopTimeout: Int?
     public var logOptions: [String] = []
+    /// --expose: ports the container offers besides its image's (PORT[/PROTO]).
+    public var expose: [String] = []
+    /// --shm-size in bytes (nil: 64 MiB, docker's default).
+    public var shmSize: UInt64?
+    /// --group-add: more groups for the container's processes, names or numbers.
+    public var groupAdd: [String] = []
+    /// --init: hako-init runs as PID 1, passing signals on and reaping orphans.
+    public var initProcess = false
     /// Resource limits and hardening (Isolation.swift).
     public var isolation = IsolationOptions()
     /// Whether and how the image is pulled (`--pull`, `--platform`).
     public var pull = ImagePullOptions()
+    /// `--health-*` and `--no-healthcheck`, merged over the image's HEALTHCHECK (nil: the image's).
+    public var healthCheck: HealthCheck?
 
     public init(image: String) { self.image = image }
 }
@@ -87,6 +98,28 @@ public struct ContainerConfig: Codable, Sendable, Equatable {
     public var networking: ContainerNetworking? = nil
     /// Binds, volumes and tmpfs mounts (nil: none).
     public var storage: ContainerStorage? = nil
+    /// The size of its /dev/shm in bytes (nil: 64 MiB).
+    public var shmSize: UInt64? = nil
+    /// Supplementary groups besides the user's own (--group-add).
+    public var groupAdd: [String]? = nil
+    /// --init: hako-init, bound in read-only at `initPath`, runs `args` as its child.
+    public var initProcess: Bool? = nil
+
+    /// Where --init's PID 1 appears inside the container.
+    public static let initPath = "/sbin/hako-init"
+
+    public static let defaultShmSize: UInt64 = 64 << 20
+    /// The health check, merged over the image's (nil: none; a test of `.none`: disabled).
+    public var healthCheck: HealthCheck? = nil
+
+    /// The probe the monitor runs, with Docker's defaults filled in (nil: no check).
+    public var healthProbe: HealthProbe? {
+        guard let h = healthCheck, let command = h.command else { return nil }
+        func ms(_ d: Duration) -> UInt64 { UInt64(max(d.milliseconds, 1)) }
+        return HealthProbe(command: command, intervalMs: ms(h.effectiveInterval), timeoutMs: ms(h.effectiveTimeout),
+                           startPeriodMs: UInt64(max(h.startPeriod.milliseconds, 0)), startIntervalMs: ms(h.effectiveStartInterval),
+                           retries: UInt32(clamping: h.effectiveRetries))
+    }
 
     public var restart: RestartPolicy { (try? RestartPolicy(parsing: restartPolicy)) ?? .no }
     public var shortID: String { String(id.prefix(12)) }
@@ -104,6 +137,8 @@ public struct MonitorState: Codable, Sendable, Equatable {
     public var startedAt: String
     public var finishedAt: String
     public var error: String
+    /// The monitor's health check state (nil: the container has no check).
+    public var health: HealthState?
 
     public init(status: String, exitCode: Int32 = 0, error: String = "", startedAt: String = "", finishedAt: String = "", restartCount: UInt32 = 0) {
         self.status = status
@@ -116,6 +151,22 @@ public struct MonitorState: Codable, Sendable, Equatable {
         self.startedAt = startedAt
         self.finishedAt = finishedAt
         self.error = error
+    }
+}
+
+/// The health check's state as the monitor records it (Docker's `.State.Health`).
+public struct HealthState: Codable, Sendable, Equatable {
+    /// starting, healthy or unhealthy.
+    public var status: String
+    public var failingStreak: UInt32
+    /// The last five probes, oldest first.
+    public var log: [HealthResult]
+
+    public struct HealthResult: Codable, Sendable, Equatable {
+        public var start: String
+        public var end: String
+        public var exitCode: Int32
+        public var output: String
     }
 }
 

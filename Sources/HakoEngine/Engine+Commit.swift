@@ -7,7 +7,7 @@ import HakoSystem
 extension Engine {
     /// Paths in a container's upper directory that the runtime made as mount
     /// points (Docker keeps them in its "init layer"): never part of a commit.
-    public static let runtimeMountPoints: Set<String> = ["proc", "sys", "dev", "etc/hostname", "etc/hosts", "etc/resolv.conf"]
+    public static let runtimeMountPoints: Set<String> = ["proc", "sys", "dev", "etc/hostname", "etc/hosts", "etc/resolv.conf", "sbin/hako-init"]
 
     /// `hako commit`: the container's changes become a new image. The
     /// container's settings (command, entrypoint, environment, working dir,
@@ -26,6 +26,7 @@ extension Engine {
         config.workingDir = c.config.workingDir
         config.user = c.config.user.isEmpty ? nil : c.config.user
         config.labels = c.config.labels.isEmpty ? nil : c.config.labels
+        config.healthcheck = c.config.healthCheck
         config.stopSignal = c.config.stopSignal == SIGTERM ? base.config.stopSignal : Signals.name(c.config.stopSignal)
         let options = CommitOptions(config: config, changes: changes, author: author, message: message,
                                     createdBy: c.config.args.joined(separator: " "))

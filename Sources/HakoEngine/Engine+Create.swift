@@ -3,6 +3,7 @@ import Glibc
 #endif
 import FoundationEssentials
 import HakoImage
+import HakoNetwork
 import HakoRuntime
 import HakoSystem
 
@@ -123,9 +124,31 @@ extension Engine {
             pidMode: o.pid, utsMode: o.uts, ipcMode: o.ipc, cgroupnsMode: o.cgroupns ?? defaultCgroupns, networkMode: o.network,
             stopSignal: stopSignal, stopTimeout: o.stopTimeout ?? 10, logMaxSize: logMaxSize, logMaxFiles: logMaxFiles,
             cgroupParent: cgroupParent)
-        config.networking = try ContainerNetworking.make(o.networking, mode: o.network, exposed: image.config.exposedPorts ?? [])
+        for e in o.expose where PortBinding.exposed(e) == nil {
+            throw HakoError(.failed, "invalid --expose \"\(e)\" (expected PORT[/tcp|/udp])")
+        }
+        if let s = o.shmSize, s == 0 { throw HakoError(.failed, "invalid --shm-size: it must be greater than 0") }
+        if o.shmSize != nil && o.ipc == .host { throw HakoError(.failed, "conflicting options: --shm-size and --ipc host (the host's /dev/shm is used)") }
+        if o.groupAdd.contains(where: \.isEmpty) { throw HakoError(.failed, "invalid --group-add \"\"") }
+        config.initProcess = o.initProcess ? true : nil
+        config.shmSize = o.shmSize
+        config.groupAdd = o.groupAdd.isEmpty ? nil : o.groupAdd
+        let exposed = (image.config.exposedPorts ?? []) + o.expose.map { $0.contains("/") ? $0.lowercased() : $0 + "/tcp" }
+        config.networking = try ContainerNetworking.make(o.networking, mode: o.network, exposed: exposed)
         config.storage = try ContainerStorage.make(o.storage, imageVolumes: image.config.volumes ?? [])
+        config.healthCheck = try Engine.healthCheck(o.healthCheck, image: image.config.healthcheck)
         return config
+    }
+
+    /// Docker's merge of `--health-*` over the image's HEALTHCHECK: nil when
+    /// neither has one, the check (test `.none`) when it is disabled.
+    static func healthCheck(_ flags: HealthCheck?, image: HealthCheck?) throws -> HealthCheck? {
+        guard let merged = flags.map({ $0.merged(over: image) }) ?? image else { return nil }
+        do { try merged.validate() } catch { throw HakoError(.failed, "invalid health check: \(error.description)") }
+        if case .inherit = merged.test {
+            throw HakoError(.failed, "--health-* options need a test: --health-cmd, or an image with a HEALTHCHECK")
+        }
+        return merged
     }
 
     /// The kernel's one fixed limit on a command line: execve refuses (E2BIG)

@@ -5,11 +5,22 @@ extension Engine {
 
     /// Records an event for a container (Docker's attributes: name, image, and the action's own).
     func recordEvent(_ action: String, _ config: ContainerConfig, _ extra: [String: String] = [:]) {
+        eventLog.record(EngineEvent(time: Timestamp.now().secondsSince1970, action: action, id: config.id,
+                                    attributes: Engine.eventAttributes(config, extra)))
+    }
+
+    static func eventAttributes(_ config: ContainerConfig, _ extra: [String: String] = [:]) -> [String: String] {
         var attrs = extra
         attrs["name"] = config.name
         attrs["image"] = config.image
         for (k, v) in config.labels where attrs[k] == nil { attrs[k] = v }
-        eventLog.record(EngineEvent(time: Timestamp.now().secondsSince1970, action: action, id: config.id, attributes: attrs))
+        return attrs
+    }
+
+    /// The attributes of a container's events as a JSON object: what its
+    /// monitor writes with the events it records itself (health_status).
+    func eventAttributes(_ config: ContainerConfig) -> JSON {
+        .object(Engine.eventAttributes(config).sorted { $0.key < $1.key }.map { ($0.key, JSON.string($0.value)) })
     }
 
     /// What a follower remembers between polls.

@@ -61,6 +61,10 @@ extension Engine {
             var (runtime, monitor) = SpecBuilder.build(config: config, paths: cp, nameLink: paths.nameLink(config.name), user: user,
                                                        cgroup: placement, cgroupView: driver.view(of: id), terminal: terminal)
             try prepareNetworkAndStorage(config, runtime: &runtime, monitor: &monitor)
+            if monitor.health != nil {
+                monitor.eventLog = eventLog.path
+                monitor.eventAttributes = eventAttributes(config).serialized()
+            }
             runtime = SpecBuilder.harden(runtime, config: config, hardening)
             // A detached overlay (user namespaces) is built layer by layer; the classic mount data must fit in a page.
             if let o = runtime.overlay, !o.detached { runtime.overlay = try fitOverlay(o) }
@@ -83,8 +87,12 @@ extension Engine {
         let layers = [paths.container(config.id).upper] + config.layerDirs.reversed()
         let needsFiles = config.user.split(separator: ":").contains { UInt32($0) == nil }
         let passwd = UserResolver.readFromLayers("/etc/passwd", layers: layers)
-        let group = needsFiles || config.user.isEmpty || !config.user.contains(":") ? UserResolver.readFromLayers("/etc/group", layers: layers) : nil
-        return try UserResolver.resolve(config.user, passwd: passwd, group: group)
+        let extra = config.groupAdd ?? []
+        let group = needsFiles || config.user.isEmpty || !config.user.contains(":") || extra.contains(where: { UInt32($0) == nil })
+            ? UserResolver.readFromLayers("/etc/group", layers: layers) : nil
+        var user = try UserResolver.resolve(config.user, passwd: passwd, group: group)
+        for g in try UserResolver.groups(extra, group: group) where !user.groups.contains(g) { user.groups.append(g) }
+        return user
     }
 }
 
@@ -104,7 +112,9 @@ public enum SpecBuilder {
 
     public static func build(config: ContainerConfig, paths cp: ContainerPaths, nameLink: String,
                              user: ResolvedUser, cgroup: CgroupPlacement, cgroupView: CgroupView, terminal: TerminalSize?) -> (RuntimeSpec, MonitorSpec) {
-        var process = ProcessSpec(args: config.args, env: environment(config, home: user.home, tty: config.tty))
+        // --init: hako-init is PID 1 and runs the command (inspect still shows the command).
+        let args = config.initProcess == true ? [ContainerConfig.initPath, "--"] + config.args : config.args
+        var process = ProcessSpec(args: args, env: environment(config, home: user.home, tty: config.tty))
         process.cwd = config.workingDir
         process.uid = user.uid
         process.gid = user.gid
@@ -131,6 +141,7 @@ public enum SpecBuilder {
         m.logMaxFiles = config.logMaxFiles
         m.restart = config.restart
         m.stopSignal = config.stopSignal
+        m.health = config.healthProbe
         if config.autoRemove {
             m.removeDirs = [cp.dir]
             m.removeLinks = [nameLink]
@@ -152,8 +163,12 @@ public enum SpecBuilder {
         if c.ipcMode == .host {
             m.append(.bind("/dev/shm", at: "/dev/shm"))
         } else {
-            m.append(.filesystem("tmpfs", at: "/dev/shm", source: "shm", options: "mode=1777,size=65536k", flags: nosuid | noexec | nodev))
+            let shmKiB = max(4, (c.shmSize ?? ContainerConfig.defaultShmSize) / 1024)
+            m.append(.filesystem("tmpfs", at: "/dev/shm", source: "shm", options: "mode=1777,size=\(shmKiB)k", flags: nosuid | noexec | nodev))
             m.append(.filesystem("mqueue", at: "/dev/mqueue", flags: nosuid | noexec | nodev))
+        }
+        if c.initProcess == true {
+            m.append(.bind(Engine.initBinary, at: ContainerConfig.initPath, readOnly: true, recursive: false))
         }
         m += [
             .symlink("/dev/fd", pointingTo: "/proc/self/fd"),

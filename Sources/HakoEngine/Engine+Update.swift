@@ -34,3 +34,24 @@ extension Engine {
         return id
     }
 }
+
+extension Engine {
+    /// `hako update --restart`: the container's restart policy, in its
+    /// configuration and — when it runs — in its monitor, from the next exit on.
+    public func updateRestartPolicy(_ ref: String, _ policy: RestartPolicy) throws {
+        let id = try resolveID(ref)
+        let lock = try FileLock.acquire(paths.container(id).lock)
+        defer { lock.release() }
+        let c = try load(id)
+        if c.config.autoRemove && policy != .no {
+            throw HakoError(.failed, "cannot update container \(c.name): a restart policy cannot be set on a container started with --rm")
+        }
+        var config = c.config
+        config.restartPolicy = policy.description
+        try writeConfig(config)
+        if c.isRunning || c.status == .restarting, let conn = try MonitorConnection.connect(runDir: c.paths.runDir) {
+            let e = try conn.request(.policy(policy))
+            if e != 0 { throw HakoError(.failed, "cannot update container \(c.name)'s monitor", cause: SystemError("restart policy", errno: e)) }
+        }
+    }
+}

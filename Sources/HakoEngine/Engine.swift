@@ -27,6 +27,9 @@ public final class Engine: @unchecked Sendable {
         reconcileNetworks()
     }
 
+    /// `run --init`'s PID 1, installed next to hako (HAKO_INIT to move it).
+    public static var initBinary: String { environment("HAKO_INIT") ?? siblingExecutable("hako-init") }
+
     /// hako-monitor as this engine would run it.
     public static var defaultMonitorPath: String { environment("HAKO_MONITOR") ?? siblingExecutable("hako-monitor") }
 

@@ -140,7 +140,7 @@ public struct EventFilter: Sendable {
             let ok = values.contains { v in
                 switch key {
                 case "container": return e.id.hasPrefix(v) || e.attributes["name"] == v
-                case "event": return e.action == v
+                case "event": return e.action == v || e.action.hasPrefix(v + ":")  // "health_status: healthy"
                 case "image": return e.attributes["image"] == v
                 case "type": return e.type == v
                 default:

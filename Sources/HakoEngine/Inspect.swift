@@ -1,3 +1,4 @@
+import HakoImage
 import HakoRuntime
 import HakoSystem
 
@@ -15,6 +16,19 @@ public struct ContainerInspect: Codable, Sendable {
         public var Error: String
         public var StartedAt: String
         public var FinishedAt: String
+        public var Health: Health? = nil
+    }
+    /// Docker's `.State.Health`: the last five probes.
+    public struct Health: Codable, Sendable {
+        public struct Result: Codable, Sendable {
+            public var Start: String
+            public var End: String
+            public var ExitCode: Int32
+            public var Output: String
+        }
+        public var Status: String
+        public var FailingStreak: UInt32
+        public var Log: [Result]
     }
     public struct Config: Codable, Sendable {
         public var Hostname: String
@@ -29,6 +43,7 @@ public struct ContainerInspect: Codable, Sendable {
         public var Labels: [String: String]
         public var StopSignal: String
         public var StopTimeout: Int
+        public var Healthcheck: HealthCheck? = nil
     }
     public struct RestartPolicy: Codable, Sendable {
         public var Name: String
@@ -90,6 +105,11 @@ extension Engine {
     public func inspect(_ ref: String) throws -> ContainerInspect {
         var i = try inspectBase(ref)
         let c = try lookup(ref)
+        i.Config.Healthcheck = c.config.healthCheck
+        i.State.Health = c.state?.health.map { h in
+            ContainerInspect.Health(Status: h.status, FailingStreak: h.failingStreak,
+                                    Log: h.log.map { .init(Start: $0.start, End: $0.end, ExitCode: $0.exitCode, Output: $0.output) })
+        }
         i.NetworkSettings = networkSettings(c)
         i.Mounts = mountPoints(c.config)
         return i

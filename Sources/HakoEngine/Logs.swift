@@ -60,16 +60,27 @@ public struct LogReader {
         return (out, start)
     }
 
-    /// Emits the records; with `tail`, only those of the last N lines.
-    /// With `follow`, keeps emitting new records until `stillRunning` says no.
-    public func read(tail: Int?, follow: Bool, stillRunning: () -> Bool, emit: (LogRecord) -> Void) {
+    /// Emits the records; with `since`/`until`, only those written at or after
+    /// `since` and before `until`; with `tail`, only those of the last N lines
+    /// of what the window holds. With `follow`, keeps emitting new records
+    /// until `stillRunning` says no, or until the clock passes `until`.
+    public func read(tail: Int?, since: Timestamp? = nil, until: Timestamp? = nil, follow: Bool,
+                     stillRunning: () -> Bool, emit deliver: (LogRecord) -> Void) {
+        let windowed = since != nil || until != nil
+        func inWindow(_ r: LogRecord) -> Bool {
+            guard windowed, let t = Timestamp(rfc3339: r.time) else { return true }
+            if let since, t < since { return false }
+            if let until, !(t < until) { return false }
+            return true
+        }
+        func emit(_ r: LogRecord) { if inWindow(r) { deliver(r) } }
         var all: [LogRecord] = []
         var offset = 0
         var inode: UInt64 = 0
         for f in files {
             guard let bytes = try? FS.readFile(f) else { continue }
             let (recs, consumed) = LogReader.records(in: bytes)
-            all += recs
+            all += windowed ? recs.filter(inWindow) : recs
             if f == path {
                 offset = consumed
                 var st = stat()
@@ -97,6 +108,7 @@ public struct LogReader {
         // Follow the live file: new data at the end, or a fresh file after rotation.
         var idle = 0
         while true {
+            if let until, !(Timestamp.now() < until) { return }
             let running = stillRunning()
             var st = stat()
             if stat(path, &st) == 0 {

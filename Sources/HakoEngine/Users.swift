@@ -66,6 +66,18 @@ public enum UserResolver {
         return ResolvedUser(uid: uid, gid: gid, groups: groups, home: home)
     }
 
+    /// `--group-add`: group names (found in the container's /etc/group) or numbers.
+    public static func groups(_ specs: [String], group: String?) throws -> [UInt32] {
+        let lines = (group ?? "").split(separator: "\n").compactMap(fields).filter { $0.count >= 3 }
+        return try specs.map { spec in
+            if let n = UInt32(spec) { return n }
+            guard let e = lines.first(where: { $0[0] == spec }), let g = UInt32(e[2]) else {
+                throw HakoError(.failed, "unable to find group \(spec): no matching entries in group file")
+            }
+            return g
+        }
+    }
+
     /// Reads a file of the container's root filesystem from its layers (the
     /// container's upper dir first, then the image's layers from the top),
     /// resolving the path inside each layer.

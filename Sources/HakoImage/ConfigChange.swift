@@ -3,7 +3,7 @@ import HakoSystem
 
 /// `commit --change` and `import --change`: Dockerfile instructions applied
 /// to an image config — CMD, ENTRYPOINT, ENV, WORKDIR, USER, EXPOSE, LABEL,
-/// VOLUME, STOPSIGNAL. CMD and ENTRYPOINT take the JSON form (`["a","b"]`)
+/// VOLUME, STOPSIGNAL, HEALTHCHECK. CMD and ENTRYPOINT take the JSON form (`["a","b"]`)
 /// or the shell form (`a b`, run by `/bin/sh -c`).
 public enum ConfigChange {
     public static func apply(_ changes: [String], to config: inout ImageConfig) throws(ImageError) {
@@ -25,6 +25,7 @@ public enum ConfigChange {
             c.workingDir = value
         case "USER": c.user = value
         case "STOPSIGNAL": c.stopSignal = value
+        case "HEALTHCHECK": c.healthcheck = try healthcheck(value, change)
         case "ENV":
             var env = c.env ?? []
             for (k, v) in try pairs(value, change, allowSpaceForm: true) {
@@ -55,7 +56,7 @@ public enum ConfigChange {
             }
             c.volumes = volumes.sorted()
         default:
-            throw bad(change, "unknown instruction \(keyword) (CMD, ENTRYPOINT, ENV, WORKDIR, USER, EXPOSE, LABEL, VOLUME, STOPSIGNAL)")
+            throw bad(change, "unknown instruction \(keyword) (CMD, ENTRYPOINT, ENV, WORKDIR, USER, EXPOSE, LABEL, VOLUME, STOPSIGNAL, HEALTHCHECK)")
         }
     }
 
@@ -66,6 +67,40 @@ public enum ConfigChange {
     private static func command(_ value: String, _ change: String) throws(ImageError) -> [String] {
         if value.hasPrefix("[") { return try jsonArray(value, change) }
         return ["/bin/sh", "-c", value]
+    }
+
+    /// `NONE`, or `[--interval=D] [--timeout=D] [--start-period=D] [--start-interval=D] [--retries=N] CMD command`
+    /// (the command in JSON form runs as it is, in shell form through `/bin/sh -c`).
+    private static func healthcheck(_ value: String, _ change: String) throws(ImageError) -> HealthCheck {
+        if value.uppercased() == "NONE" { return HealthCheck(test: .none) }
+        var check = HealthCheck(test: .inherit)
+        var rest = Substring(value)
+        while rest.hasPrefix("--") {
+            let word = rest.prefix { $0 != " " && $0 != "\t" }
+            rest = rest.dropFirst(word.count).drop { $0 == " " || $0 == "\t" }
+            guard let eq = word.firstIndex(of: "=") else { throw bad(change, "HEALTHCHECK option \(word) needs a value (--name=value)") }
+            let name = word[word.index(word.startIndex, offsetBy: 2)..<eq], v = String(word[word.index(after: eq)...])
+            if name == "retries" {
+                guard let n = Int(v) else { throw bad(change, "invalid --retries \"\(v)\"") }
+                check.retries = n
+                continue
+            }
+            guard let d = HealthCheck.parseDuration(v) else { throw bad(change, "invalid --\(name) \"\(v)\" (a duration such as 30s, 1m30s, 500ms)") }
+            switch name {
+            case "interval": check.interval = d
+            case "timeout": check.timeout = d
+            case "start-period": check.startPeriod = d
+            case "start-interval": check.startInterval = d
+            default: throw bad(change, "unknown HEALTHCHECK option --\(name) (interval, timeout, start-period, start-interval, retries)")
+            }
+        }
+        let split = rest.firstIndex(where: { $0 == " " || $0 == "\t" })
+        guard let split, rest[..<split].uppercased() == "CMD" else { throw bad(change, "HEALTHCHECK takes NONE or [OPTIONS] CMD command") }
+        let command = String(rest[split...]).trimmed
+        guard !command.isEmpty else { throw bad(change, "HEALTHCHECK CMD needs a command") }
+        check.test = command.hasPrefix("[") ? .exec(try jsonArray(command, change)) : .shell(command)
+        do { try check.validate() } catch { throw bad(change, error.description.replacing("--health-", with: "--")) }
+        return check
     }
 
     private static func jsonArray(_ value: String, _ change: String) throws(ImageError) -> [String] {

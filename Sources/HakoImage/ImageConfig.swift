@@ -18,42 +18,16 @@ public struct ImageConfig: Codable, Sendable, Equatable {
     public var labels: [String: String]?
     /// "SIGTERM", "15".
     public var stopSignal: String?
-    /// Dockerfile HEALTHCHECK.
-    public var healthcheck: Healthcheck?
+    /// HEALTHCHECK (Docker's images and OCI images built by Docker carry it).
+    public var healthcheck: HealthCheck?
     /// Dockerfile SHELL: the shell-form command prefix of RUN, CMD and ENTRYPOINT.
     public var shell: [String]?
     /// Dockerfile ONBUILD: instructions run by a build that starts FROM this image.
     public var onBuild: [String]?
 
-    /// A health check as the image config records it (durations in nanoseconds).
-    public struct Healthcheck: Codable, Sendable, Equatable {
-        /// ["NONE"], ["CMD", arg…] or ["CMD-SHELL", command].
-        public var test: [String]
-        public var interval: Int64?
-        public var timeout: Int64?
-        public var startPeriod: Int64?
-        public var startInterval: Int64?
-        public var retries: Int?
-
-        public init(test: [String], interval: Int64? = nil, timeout: Int64? = nil, startPeriod: Int64? = nil,
-                    startInterval: Int64? = nil, retries: Int? = nil) {
-            self.test = test
-            self.interval = interval
-            self.timeout = timeout
-            self.startPeriod = startPeriod
-            self.startInterval = startInterval
-            self.retries = retries
-        }
-
-        enum CodingKeys: String, CodingKey {
-            case test = "Test", interval = "Interval", timeout = "Timeout", startPeriod = "StartPeriod"
-            case startInterval = "StartInterval", retries = "Retries"
-        }
-    }
-
     public init(user: String? = nil, exposedPorts: [String]? = nil, env: [String]? = nil, entrypoint: [String]? = nil,
                 cmd: [String]? = nil, volumes: [String]? = nil, workingDir: String? = nil,
-                labels: [String: String]? = nil, stopSignal: String? = nil) {
+                labels: [String: String]? = nil, stopSignal: String? = nil, healthcheck: HealthCheck? = nil) {
         self.user = user
         self.exposedPorts = exposedPorts
         self.env = env
@@ -63,6 +37,7 @@ public struct ImageConfig: Codable, Sendable, Equatable {
         self.workingDir = workingDir
         self.labels = labels
         self.stopSignal = stopSignal
+        self.healthcheck = healthcheck
     }
 
     enum CodingKeys: String, CodingKey {
@@ -94,7 +69,7 @@ public struct ImageConfig: Codable, Sendable, Equatable {
         workingDir = try c.decodeIfPresent(String.self, forKey: .workingDir)
         labels = try c.decodeIfPresent([String: String].self, forKey: .labels)
         stopSignal = try c.decodeIfPresent(String.self, forKey: .stopSignal)
-        healthcheck = try c.decodeIfPresent(Healthcheck.self, forKey: .healthcheck)
+        healthcheck = try c.decodeIfPresent(HealthCheck.self, forKey: .healthcheck)
         shell = try c.decodeIfPresent([String].self, forKey: .shell)
         onBuild = try c.decodeIfPresent([String].self, forKey: .onBuild)
     }

@@ -56,10 +56,10 @@ final class UnpackSession {
             return
         }
         let parentParts = Array(parts.dropLast())
-        if parentParts.contains(where: { $0.hasPrefix(Whiteout.prefix) }) {
+        if options.whiteouts && parentParts.contains(where: { $0.hasPrefix(Whiteout.prefix) }) {
             throw ImageError.unsafeEntry(path: entry.path, reason: "a whiteout name is used as a directory")
         }
-        if name.hasPrefix(Whiteout.prefix) {
+        if options.whiteouts && name.hasPrefix(Whiteout.prefix) {
             try applyWhiteout(entry, parentParts: parentParts, name: name)
             return
         }

@@ -10,10 +10,14 @@ public struct UnpackOptions: Sendable, Equatable {
     public var allowDevices: Bool
     /// Give entries the uid/gid recorded in the archive (needs CAP_CHOWN).
     public var preserveOwnership: Bool
+    /// Read `.wh.` names as the layer's whiteouts (image layers). Off, they
+    /// are ordinary names (`hako cp` into a container).
+    public var whiteouts: Bool
 
-    public init(allowDevices: Bool = false, preserveOwnership: Bool = true) {
+    public init(allowDevices: Bool = false, preserveOwnership: Bool = true, whiteouts: Bool = true) {
         self.allowDevices = allowDevices
         self.preserveOwnership = preserveOwnership
+        self.whiteouts = whiteouts
     }
 }
 

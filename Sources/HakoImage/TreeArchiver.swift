@@ -41,6 +41,21 @@ public struct TreeArchiver {
         try tar.finish()
     }
 
+    /// Archives one node, `name` in the directory `parent` (never followed if
+    /// it is a symlink), and for a directory everything below it, as entries
+    /// named `entryName` and `entryName/…` (`hako cp` out of a container).
+    public func archive(_ name: String, in parent: FileDescriptor, as entryName: String, to tar: TarWriter) throws {
+        var st = stat()
+        try sys("stat", name) { fstatat(parent.rawValue, name, &st, AT_SYMLINK_NOFOLLOW) }
+        let session = Session(mode: .merged, exclude: exclude, tar: tar)
+        try session.write(name: name, path: entryName, st: st, in: parent)
+        if (st.st_mode & S_IFMT) == S_IFDIR {
+            let fd = try FileDescriptor.openAt(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
+            try session.walk([Source(fd: fd)], path: entryName, depth: 1)
+        }
+        try tar.finish()
+    }
+
     struct Source {
         let fd: FileDescriptor
     }

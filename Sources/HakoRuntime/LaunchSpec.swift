@@ -205,6 +205,26 @@ public enum RestartPolicy: Sendable, Equatable, Codable, CustomStringConvertible
     case always
     case unlessStopped
 
+    /// The monitor's number for the policy (HAKO_RESTART_*).
+    public var monitorCode: UInt32 {
+        switch self {
+        case .no: return UInt32(HAKO_RESTART_NO.rawValue)
+        case .onFailure: return UInt32(HAKO_RESTART_ON_FAILURE.rawValue)
+        case .always: return UInt32(HAKO_RESTART_ALWAYS.rawValue)
+        case .unlessStopped: return UInt32(HAKO_RESTART_UNLESS_STOPPED.rawValue)
+        }
+    }
+
+    /// The policy of a monitor's number and retry count (an unknown number is `no`).
+    public init(monitorCode: UInt32, maximumRetryCount: UInt32) {
+        switch monitorCode {
+        case UInt32(HAKO_RESTART_ON_FAILURE.rawValue): self = .onFailure(maxRetries: maximumRetryCount)
+        case UInt32(HAKO_RESTART_ALWAYS.rawValue): self = .always
+        case UInt32(HAKO_RESTART_UNLESS_STOPPED.rawValue): self = .unlessStopped
+        default: self = .no
+        }
+    }
+
     /// Docker's syntax: no | on-failure[:N] | always | unless-stopped
     public init(parsing s: String) throws {
         let parts = s.split(separator: ":", maxSplits: 1).map(String.init)
@@ -261,8 +281,32 @@ public struct MonitorSpec: Sendable, Equatable {
     public var stopSignal: Int32 = SIGTERM
     /// A command run after the final exit (e.g. network clean-up), argv[0] absolute.
     public var cleanupCommand: [String] = []
+    /// The health check the monitor runs (nil: none).
+    public var health: HealthProbe?
+    /// Where the monitor records its events (health_status) and their attributes, a JSON object.
+    public var eventLog: String?
+    public var eventAttributes = "{}"
 
     public init(statePath: String, runDir: String) { self.statePath = statePath; self.runDir = runDir }
+}
+
+/// The monitor's health probe: the program (run as `exec` runs one) and Docker's schedule.
+public struct HealthProbe: Sendable, Equatable {
+    public var command: [String]
+    public var intervalMs: UInt64
+    public var timeoutMs: UInt64
+    public var startPeriodMs: UInt64
+    public var startIntervalMs: UInt64
+    public var retries: UInt32
+
+    public init(command: [String], intervalMs: UInt64, timeoutMs: UInt64, startPeriodMs: UInt64, startIntervalMs: UInt64, retries: UInt32) {
+        self.command = command
+        self.intervalMs = intervalMs
+        self.timeoutMs = timeoutMs
+        self.startPeriodMs = startPeriodMs
+        self.startIntervalMs = startIntervalMs
+        self.retries = retries
+    }
 }
 
 /// Writes the flat record blob that CHakoShim's hako_spec_parse reads.
@@ -346,14 +390,7 @@ public enum LaunchSpecEncoder {
             w.u32(HAKO_T_LOG_MAX_FILES, m.logMaxFiles)
             w.string(HAKO_T_STATE_PATH, m.statePath)
             w.string(HAKO_T_RUN_DIR, m.runDir)
-            let policy: UInt32
-            switch m.restart {
-            case .no: policy = UInt32(HAKO_RESTART_NO.rawValue)
-            case .onFailure: policy = UInt32(HAKO_RESTART_ON_FAILURE.rawValue)
-            case .always: policy = UInt32(HAKO_RESTART_ALWAYS.rawValue)
-            case .unlessStopped: policy = UInt32(HAKO_RESTART_UNLESS_STOPPED.rawValue)
-            }
-            w.raw(HAKO_T_RESTART, le32(policy) + le32(m.restart.maximumRetryCount))
+            w.raw(HAKO_T_RESTART, le32(m.restart.monitorCode) + le32(m.restart.maximumRetryCount))
             w.u32(HAKO_T_RESTART_COUNT, m.restartCount)
             for d in m.removeDirs { w.string(HAKO_T_REMOVE_DIR, d) }
             for f in m.removeLinks { w.string(HAKO_T_REMOVE_FILE, f) }
@@ -363,6 +400,15 @@ public enum LaunchSpecEncoder {
             if let k = cg.killFile { w.string(HAKO_T_CGROUP_KILL, k) }
             if let f = cg.freezer { w.raw(HAKO_T_FREEZER, Array(f.utf8) + [0, cg.freezerIsV2 ? 2 : 1]) }
             if let o = cg.oomEvents { w.string(HAKO_T_OOM_EVENTS, o) }
+            if let h = m.health, !h.command.isEmpty {
+                w.raw(HAKO_T_HEALTH, le64(max(h.intervalMs, 1)) + le64(max(h.timeoutMs, 1)) + le64(h.startPeriodMs)
+                      + le64(max(h.startIntervalMs, 1)) + le32(max(h.retries, 1)))
+                for a in h.command { w.string(HAKO_T_HEALTH_ARG, a) }
+            }
+            if let e = m.eventLog {
+                w.string(HAKO_T_EVENT_LOG, e)
+                w.string(HAKO_T_EVENT_ATTRS, m.eventAttributes)
+            }
         }
         return w.bytes
     }

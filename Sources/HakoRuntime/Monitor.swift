@@ -16,6 +16,8 @@ public enum MonitorFrame: Equatable, Sendable {
     case stop(signal: Int32, timeout: UInt32)
     /// Ask for the container's output.
     case attach
+    /// Replace the restart policy (`update --restart`): from the next exit on.
+    case policy(RestartPolicy)
     case stdout([UInt8])
     case stderr([UInt8])
     /// The container exited with `code`; `final` when the monitor is ending (no restart follows).
@@ -36,6 +38,7 @@ public enum MonitorFrame: Equatable, Sendable {
         case .signal(let s): return frame(HAKO_MON_SIGNAL, be32(UInt32(bitPattern: s)))
         case .stop(let s, let t): return frame(HAKO_MON_STOP, be32(UInt32(bitPattern: s)) + be32(t))
         case .attach: return frame(HAKO_MON_ATTACH, [])
+        case .policy(let r): return frame(HAKO_MON_POLICY, be32(r.monitorCode) + be32(r.maximumRetryCount))
         case .stdout(let b): return frame(HAKO_MON_STDOUT, b)
         case .stderr(let b): return frame(HAKO_MON_STDERR, b)
         case .exit(let code, let final): return frame(HAKO_MON_EXIT, be32(UInt32(bitPattern: code)) + [final ? 1 : 0])
@@ -61,6 +64,8 @@ public enum MonitorFrame: Equatable, Sendable {
         case Int(HAKO_MON_SIGNAL) where n == 4: return .signal(Int32(bitPattern: be32(0)))
         case Int(HAKO_MON_STOP) where n == 8: return .stop(signal: Int32(bitPattern: be32(0)), timeout: be32(4))
         case Int(HAKO_MON_ATTACH): return .attach
+        case Int(HAKO_MON_POLICY) where n == 8:
+            return .policy(RestartPolicy(monitorCode: be32(0), maximumRetryCount: be32(4)))
         case Int(HAKO_MON_STDOUT): return .stdout(p)
         case Int(HAKO_MON_STDERR): return .stderr(p)
         case Int(HAKO_MON_EXIT) where n == 5: return .exit(code: Int32(bitPattern: be32(0)), final: p[4] != 0)

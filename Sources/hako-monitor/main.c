@@ -1,7 +1,8 @@
 // hako-monitor — holds one container: starts its init (hako_spawn), reaps it,
 // records exit status and times in the state file, writes its output to the
 // log, serves attach clients on a unix socket, forwards signals, stops it with
-// escalation and applies the restart policy. It outlives the command that
+// escalation, applies the restart policy and runs the health check (health.c).
+// It outlives the command that
 // started it. Written in C to stay small: one runs per container.
 //
 // Started as: hako-monitor, with fd 3 = launch spec (memfd), fd 4 = status pipe
@@ -49,6 +50,10 @@ struct monitor {
     struct hako_proc proc;
     enum state state;
     int manual_stop;
+    // SIGTERM to the monitor (the host shutting down): the container stops for
+    // good now, but was not stopped by a person, so `unless-stopped` brings it
+    // back at the next boot (hako start --all-restartable).
+    int host_stop;
     uint32_t restart_count, failures;
     struct timespec started_mono;
     char started_at[40], finished_at[40];
@@ -56,6 +61,7 @@ struct monitor {
     uint64_t oom_before;
     char error[300];
     struct client clients[MAX_CLIENTS];
+    struct health health;
     uint8_t stdin_buf[65536]; size_t stdin_len; int stdin_close_pending;
 };
 
@@ -131,9 +137,13 @@ static void write_state(const char *status, int durable) {
     fprintf(f, "{\"status\":\"%s\",\"pid\":%d,\"monitorPid\":%d,\"exitCode\":%d,\"oomKilled\":%s,"
                "\"restartCount\":%u,\"manualStop\":%s,\"startedAt\":\"%s\",\"finishedAt\":\"%s\",\"error\":",
             status, M.state == ST_RUNNING && strcmp(status, "running") == 0 ? M.proc.pid : 0, getpid(),
-            M.exit_code, M.oom_killed ? "true" : "false", M.restart_count, M.manual_stop ? "true" : "false",
+            M.exit_code, M.oom_killed ? "true" : "false", M.restart_count, M.manual_stop && !M.host_stop ? "true" : "false",
             M.started_at, M.finished_at);
     json_str(f, M.error);
+    if (M.health.enabled) {
+        fputs(",\"health\":", f);
+        health_write_json(&M.health, f);
+    }
     fputs("}\n", f);
     fflush(f);
     if (durable) fdatasync(fd);
@@ -294,6 +304,7 @@ static int start_container(struct hako_failure *f) {
     M.stdin_close_pending = 0;
     format_time(M.started_at);
     clock_gettime(CLOCK_MONOTONIC, &M.started_mono);
+    health_container_started(&M.health, &M.spec);
     // The state on disk may lag a crash of this process; the lock tells the truth.
     write_state("running", 0);
     return 0;
@@ -506,6 +517,7 @@ static void schedule_restart(void) {
 }
 
 static void on_exit_status(int status) {
+    health_container_stopped(&M.health);
     pump_output(&M.proc.stdout_fd, 0);
     pump_output(&M.proc.stderr_fd, 1);
     log_flush_partial(&M.log);
@@ -540,6 +552,10 @@ static void on_restart_timer(void) {
     else final_exit();
 }
 
+static void on_health(int what) {
+    if (what && M.state == ST_RUNNING) write_state("running", 0);
+}
+
 static void on_kill_timer(void) {
     uint64_t x;
     if (read(M.kill_timer, &x, sizeof x) < 0) return;
@@ -572,6 +588,16 @@ static void handle_frame(struct client *c, uint8_t type, const uint8_t *p, uint3
         if (sig == SIGKILL || sig == SIGTERM || sig == SIGINT || sig == (int)M.spec.stop_signal) M.manual_stop = 1;
         if (M.state == ST_RESTARTING && M.manual_stop) { reply(c, 0); final_exit(); }
         reply(c, signal_container(sig));
+        break;
+    }
+    case HAKO_MON_POLICY: {
+        // `hako update --restart`: the policy applies from the next exit on.
+        if (n != 8) { reply(c, EINVAL); break; }
+        uint32_t policy = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+        if (policy > HAKO_RESTART_UNLESS_STOPPED) { reply(c, EINVAL); break; }
+        M.spec.restart_policy = policy;
+        M.spec.restart_max = (uint32_t)p[4] << 24 | (uint32_t)p[5] << 16 | (uint32_t)p[6] << 8 | p[7];
+        reply(c, 0);
         break;
     }
     case HAKO_MON_STOP: {
@@ -750,6 +776,12 @@ int main(int argc, char **argv) {
     M.restart_timer = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
     M.kill_timer = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
     M.restart_count = M.spec.restart_count;
+    if (health_init(&M.health, &M.spec) < 0) {
+        int e = errno;
+        release_run_dir();
+        report("ERR 0 %d health check timer\n", e);
+        return 1;
+    }
 
     struct hako_failure f;
     if (start_container(&f) < 0) {
@@ -762,7 +794,7 @@ int main(int argc, char **argv) {
     report("OK %d %d\n", getpid(), M.proc.pid);
 
     for (;;) {
-        struct pollfd pf[8 + MAX_CLIENTS];
+        struct pollfd pf[10 + MAX_CLIENTS];
         int idx_client[MAX_CLIENTS];
         int n = 0;
         pf[n++] = (struct pollfd){ .fd = M.sig_fd, .events = POLLIN };
@@ -774,6 +806,8 @@ int main(int argc, char **argv) {
         pf[n++] = (struct pollfd){ .fd = backlog ? -1 : M.proc.stderr_fd, .events = POLLIN };
         int in_fd = M.spec.tty ? M.proc.stdout_fd : M.proc.stdin_fd;
         pf[n++] = (struct pollfd){ .fd = M.stdin_len ? in_fd : -1, .events = POLLOUT };
+        pf[n++] = (struct pollfd){ .fd = M.health.enabled ? M.health.timer : -1, .events = POLLIN };
+        pf[n++] = (struct pollfd){ .fd = M.health.out_fd, .events = POLLIN };
         int first_client = n;
         for (int i = 0; i < MAX_CLIENTS; i++) {
             struct client *c = &M.clients[i];
@@ -789,12 +823,13 @@ int main(int argc, char **argv) {
         if (pf[0].revents) {
             struct signalfd_siginfo si;
             while (read(M.sig_fd, &si, sizeof si) == (ssize_t)sizeof si) {
-                if (si.ssi_signo == SIGTERM) request_stop((int)M.spec.stop_signal, 10);
+                if (si.ssi_signo == SIGTERM) { M.host_stop = 1; request_stop((int)M.spec.stop_signal, 10); }
             }
             int st;
             pid_t w;
             while ((w = waitpid(-1, &st, WNOHANG)) > 0) {
                 if (w == M.proc.pid && M.state == ST_RUNNING) on_exit_status(st);
+                else on_health(health_on_reaped(&M.health, &M.spec, w, st));
             }
         }
         if (pf[1].revents & POLLIN) {
@@ -806,6 +841,8 @@ int main(int argc, char **argv) {
         if (pf[4].revents) pump_output(&M.proc.stdout_fd, 0);
         if (pf[5].revents) pump_output(&M.proc.stderr_fd, 1);
         if (pf[6].revents) pump_stdin();
+        if (pf[7].revents & POLLIN) on_health(health_on_timer(&M.health, &M.spec, M.proc.pid, M.state == ST_RUNNING));
+        if (pf[8].revents) health_read_output(&M.health);
         for (int i = 0; i < MAX_CLIENTS; i++) {
             struct client *c = &M.clients[i];
             if (idx_client[i] < 0 || c->fd < 0) continue;

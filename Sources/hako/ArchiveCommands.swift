@@ -77,7 +77,7 @@ struct Commit: ParsableCommand {
     @OptionGroup var global: GlobalOptions
     @Option(name: [.short("a"), .long("author")], help: "Author.") var author: String?
     @Option(name: [.short("m"), .long("message")], help: "Commit message.") var message: String?
-    @Option(name: [.short("c"), .long("change")], help: "Apply a Dockerfile instruction (CMD, ENTRYPOINT, ENV, WORKDIR, USER, EXPOSE, LABEL, VOLUME, STOPSIGNAL).")
+    @Option(name: [.short("c"), .long("change")], help: "Apply a Dockerfile instruction (CMD, ENTRYPOINT, ENV, WORKDIR, USER, EXPOSE, LABEL, VOLUME, STOPSIGNAL, HEALTHCHECK).")
     var change: [String] = []
     @Option(name: [.short("p"), .long("pause")], help: "Pause the container while committing.") var pause: Bool = true
     @Argument(help: "CONTAINER") var container: String

@@ -17,13 +17,12 @@ struct NodeLs: ParsableCommand {
         try clusterCommand {
             let nodes = try options.client().request(MessageType.nodeList, EmptyBody(), as: NodeList.self).nodes
             if quiet { for n in nodes { print(n.id) }; return }
-            if options.json { for n in nodes { try printJSON(n) }; return }
-            printTable(["ID", "NAME", "STATUS", "AVAILABILITY", "PLATFORM", "SUBNET", "TASKS", "CPU", "MEMORY", "LAST SEEN"], nodes.map { n in
+            try options.output().print(nodes) { printTable(["ID", "NAME", "STATUS", "AVAILABILITY", "PLATFORM", "SUBNET", "TASKS", "CPU", "MEMORY", "LAST SEEN"], nodes.map { n in
                 [String(n.id.prefix(12)), n.name, n.status.rawValue.capitalized, n.availability.rawValue.capitalized, n.platform.description, n.subnet,
                  String(n.tasks), n.load.map { "\(Int(($0.cpu * 100).rounded()))%" } ?? "-",
                  n.load.map { "\(Int(($0.memoryUsed * 100).rounded()))% of \(ByteSize.format($0.memoryTotal))" } ?? "-",
                  n.lastSeenAgo.map { $0 < 1 ? "now" : humanDuration($0) + " ago" } ?? "-"]
-            })
+            }) }
         }
     }
 }

@@ -37,6 +37,7 @@ struct ServiceFlags: ParsableArguments {
     @Option(name: [.long("network"), .long("net")], help: "Network: cluster (the default: the node's bridge on its leased subnet), host or none.") var network: String?
     @Option(name: .long("stop-signal"), help: "Signal that stops the containers.") var stopSignal: String?
     @Option(name: .long("stop-timeout"), help: "Seconds to wait before killing on stop.") var stopTimeout: Int?
+    @OptionGroup(title: "Health check") var health: HealthFlags
 
     /// Applies the flags given to `spec`.
     func apply(to spec: inout ServiceSpec) throws {
@@ -83,6 +84,8 @@ struct ServiceFlags: ParsableArguments {
         if let n = network { spec.network = n }
         if let s = stopSignal { spec.stopSignal = s }
         if let t = stopTimeout { spec.stopTimeout = t }
+        // Given flags change the service's check field by field (the test too, when given).
+        if let h = try health.healthCheck() { spec.healthCheck = h.merged(over: spec.healthCheck) }
     }
 }
 
@@ -161,10 +164,9 @@ struct ServiceLs: ParsableCommand {
         try clusterCommand {
             let list = try options.client().request(MessageType.serviceList, EmptyBody(), as: ServiceList.self).services
             if quiet { for s in list { print(s.id) }; return }
-            if options.json { for s in list { try printJSON(s) }; return }
-            printTable(["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "UPDATE"], list.map {
+            try options.output().print(list) { printTable(["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "UPDATE"], list.map {
                 [String($0.id.prefix(12)), $0.name, "replicated", "\($0.running)/\($0.spec.replicas)", $0.spec.image, $0.updateStatus]
-            })
+            }) }
         }
     }
 }
@@ -277,9 +279,8 @@ struct ServicePs: ParsableCommand {
         try clusterCommand {
             let tasks = try options.client().request(MessageType.servicePs, ServicePsRequest(service: service, all: all), as: TaskList.self).tasks
             if quiet { for t in tasks { print(t.id) }; return }
-            if options.json { for t in tasks { try printJSON(t) }; return }
             var lastSlot = -1
-            printTable(["ID", "NAME", "IMAGE", "NODE", "DESIRED STATE", "CURRENT STATE", "ERROR", "PORTS", "PLACEMENT"], tasks.map { t in
+            try options.output().print(tasks) { printTable(["ID", "NAME", "IMAGE", "NODE", "DESIRED STATE", "CURRENT STATE", "ERROR", "PORTS", "PLACEMENT"], tasks.map { t in
                 let name = t.slot == lastSlot ? " \\_ \(t.name)" : t.name
                 lastSlot = t.slot
                 let msg = noTrunc || t.message.count <= 80 ? t.message : String(t.message.prefix(79)) + "…"
@@ -287,7 +288,7 @@ struct ServicePs: ParsableCommand {
                 let ports = t.state == .running ? (t.ports ?? []).map { $0.hasPrefix("0.0.0.0:") ? "*:" + $0.dropFirst(8) : $0 }.joined(separator: ", ") : ""
                 return [noTrunc ? t.id : String(t.id.prefix(12)), name, t.image, t.nodeName ?? "", t.desired.rawValue.capitalized,
                         "\(t.state.rawValue.capitalized) \(since(t.updated))", msg, ports, t.placement ?? ""]
-            })
+            }) }
         }
     }
 }

@@ -19,7 +19,7 @@ struct ClusterOptions: ParsableArguments {
     var credentials: String?
     @Option(name: .long("coordinator"), help: "Coordinator HOST:PORT (default: the address saved with the credentials).")
     var coordinator: String?
-    @Option(name: .long("format"), help: "Output format: table or json.") var format = "table"
+    @Option(name: .long("format"), help: "Output format: table, json, or a Go template (table TEMPLATE for columns).") var format = "table"
 
     static let defaultCredentials = CoordinatorConfig().dataDir + "/admin"
 
@@ -29,16 +29,16 @@ struct ClusterOptions: ParsableArguments {
         return ClusterOptions.defaultCredentials
     }
 
-    func validateFormat() throws {
-        guard format == "table" || format == "json" else { throw HakoError(.failed, "unknown format \"\(format)\" (table or json)") }
-    }
+    func validateFormat() throws { _ = try output() }
+
+    func output() throws -> OutputFormat { try OutputFormat(parsing: format) }
 
     func client() throws -> ClusterClient {
         try validateFormat()
         return try ClusterClient.admin(AdminCredentials(dir: credentialsDir), address: coordinator ?? env("HAKO_COORDINATOR"))
     }
 
-    var json: Bool { format == "json" }
+    var json: Bool { (try? output())?.isJSON ?? false }
 
     func env(_ k: String) -> String? {
         guard let v = getenv(k) else { return nil }

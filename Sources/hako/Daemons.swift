@@ -22,10 +22,12 @@ struct CoordinatorCommand: ParsableCommand {
         commandName: "coordinator",
         abstract: "Run the cluster coordinator (state in SQLite, mutual-TLS line protocol; stops on SIGTERM).")
     @Option(name: .long("config"), help: "The coordinator's configuration file (see config/coordinator.toml).") var config: String?
+    @Option(name: .long("log-level"), help: "Log level, over the configuration's: debug, info, warn, error.") var logLevel: LogLevel?
 
     func run() throws {
         try clusterCommand {
-            let c = try config.map { try CoordinatorConfig.load($0) } ?? CoordinatorConfig()
+            var c = try config.map { try CoordinatorConfig.load($0) } ?? CoordinatorConfig()
+            if let l = logLevel?.clusterLevel { c.logLevel = l }
             Daemon.blockStopSignals()
             let log = ClusterLog(component: "coordinator", level: c.logLevel)
             let coordinator = try Coordinator(config: c, log: log)
@@ -45,11 +47,13 @@ struct AgentCommand: ParsableCommand {
     @Option(name: .long("config"), help: "The agent's configuration file (see config/agent.toml).") var config: String?
     @Option(name: .long("join"), parsing: .upToNextOption, help: "Join first: TOKEN COORDINATOR_ADDRESS.") var join: [String] = []
     @Flag(name: .long("join-only"), help: "Join (with --join) and exit; the service then runs the agent.") var joinOnly = false
+    @Option(name: .long("log-level"), help: "Log level, over the configuration's: debug, info, warn, error.") var logLevel: LogLevel?
 
     func run() throws {
         try clusterCommand {
             guard getuid() == 0 else { throw HakoError(.failed, "the agent needs root (it runs containers); run it with sudo") }
             var c = try config.map { try AgentConfig.load($0) } ?? AgentConfig()
+            if let l = logLevel?.clusterLevel { c.logLevel = l }
             let log = ClusterLog(component: "agent", level: c.logLevel)
             if !join.isEmpty {
                 guard join.count == 2 else { throw ValidationError("--join takes TOKEN COORDINATOR_ADDRESS") }
@@ -76,6 +80,18 @@ struct AgentCommand: ParsableCommand {
                 agent.stop()
             }
             agent.run()
+        }
+    }
+}
+
+extension LogLevel {
+    /// The daemons' levels (fatal reports errors only, as error does).
+    var clusterLevel: ClusterLog.Level {
+        switch self {
+        case .debug: return .debug
+        case .info: return .info
+        case .warn: return .warning
+        case .error, .fatal: return .error
         }
     }
 }

@@ -16,32 +16,37 @@ struct Events: ParsableCommand {
     @Option(name: .long("until"), help: "Events up to this time (same forms); then exit instead of streaming.") var until: String?
     @Option(name: [.short("f"), .long("filter")], help: "container=NAME|ID, event=ACTION, image=REF, label=KEY[=VALUE], type=container (repeatable).")
     var filter: [String] = []
-    @Option(name: .long("format"), help: "Output format: table or json (one object per line).") var format = "table"
+    @Option(name: .long("format"), help: "Output format: table, json (one object per line), or a Go template.") var format = "table"
 
     func run() throws {
-        guard format == "table" || format == "json" else { throw HakoError(.failed, "unknown format \"\(format)\" (table or json)") }
+        let output = try OutputFormat(parsing: format)
         let filters = try EventFilter(parsing: filter)
         let from = try since.map { try Events.time($0, flag: "--since") }
         let to = try until.map { try Events.time($0, flag: "--until") }
         let engine = try global.engine()
         var follower = engine.eventFollower()
         // The replay ends where the follower starts: no event twice.
-        for e in engine.eventLog.read(since: from, until: to, upTo: follower.offset) where filters.matches(e) { try show(e) }
+        for e in engine.eventLog.read(since: from, until: to, upTo: follower.offset) where filters.matches(e) { try show(e, output) }
         guard to == nil || (to ?? 0) > Timestamp.now().secondsSince1970 else { return }
         while true {
             usleep(250_000)
             for e in engine.pollEvents(&follower) where filters.matches(e) {
                 if let to, e.time > to { return }
-                try show(e)
+                try show(e, output)
             }
             if let to, Timestamp.now().secondsSince1970 > to { return }
         }
     }
 
-    func show(_ e: EngineEvent) throws {
-        if format == "json" {
+    func show(_ e: EngineEvent, _ output: OutputFormat) throws {
+        switch output {
+        case .json:
             print(e.json.serialized())
-        } else {
+        case .template(let t, _):
+            do { print(try t.render(try TemplateValue(json: e.json.serialized()))) } catch let x as TemplateError {
+                throw HakoError(.failed, "--format: \(x)")
+            }
+        case .table:
             let t = Timestamp(seconds: Int64(e.time.rounded(.down)), nanoseconds: Int32(((e.time - e.time.rounded(.down)) * 1e9).rounded())).rfc3339
             let attrs = e.attributes.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", ")
             print("\(t) \(e.type) \(e.action) \(e.id)\(attrs.isEmpty ? "" : " (\(attrs))")")

@@ -56,10 +56,13 @@ struct Hako: ParsableCommand {
             Pull.self, Push.self, Login.self, Logout.self, Rmi.self, Tag.self, History.self, ImageGroup.self,
             Save.self, Load.self, Export.self, Commit.self, Build.self, BuilderGroup.self,
             Events.self, Cluster.self, CoordinatorCommand.self, AgentCommand.self, PurgeHostState.self,
-        ])
+            Cp.self, Top.self, Rename.self, Diff.self, Attach.self, Info.self, Version.self, SystemGroup.self, ContainerGroup.self,
+        ],
+        globalOptions: GlobalOptions.self)
 }
 
-/// --root and --run-root, accepted by every command.
+/// --root, --run-root and --log-level, accepted by every command that uses the
+/// engine, before the command too (`hako --root DIR ps`).
 struct GlobalOptions: ParsableArguments {
     @Option(name: .long("root"), help: "Data root (default /var/lib/hako, or $HAKO_ROOT).")
     var root: String?
@@ -67,8 +70,24 @@ struct GlobalOptions: ParsableArguments {
     @Option(name: .long("run-root"), help: "Runtime dir (default /run/hako, or $HAKO_RUN_ROOT).")
     var runRoot: String?
 
+    @Option(name: .long("log-level"), help: "What hako itself reports on stderr: debug, info (default), warn, error or fatal.")
+    var logLevel: LogLevel = .info
+
     func engine() throws -> Engine {
         guard getuid() == 0 else { throw HakoError(.failed, "hako needs root (namespaces, mounts and cgroups are root's); run it with sudo") }
-        return try Engine(paths: EnginePaths.resolve(root: root, runRoot: runRoot))
+        let engine = try Engine(paths: EnginePaths.resolve(root: root, runRoot: runRoot))
+        if logLevel == .debug {
+            writeStderr("hako: debug: data root \(engine.paths.root), run root \(engine.paths.runRoot), cgroup parent \(engine.cgroupParent) (\(engine.cgroupHost.mode.rawValue) cgroups), monitor \(engine.monitorPath)\n")
+        }
+        return engine
     }
+}
+
+/// docker's --log-level values.
+enum LogLevel: String, ArgumentValue {
+    case debug, info, warn, error, fatal
+
+    init?(argument: String) { self.init(rawValue: argument.lowercased()) }
+    static var expected: String { "debug, info, warn, error or fatal" }
+    var description: String { rawValue }
 }

@@ -123,7 +123,8 @@ struct Images: ParsableCommand {
     @Flag(name: [.short("q"), .long("quiet")], help: "Only display image IDs.") var quiet = false
     @Flag(name: .long("digests"), help: "Show digests.") var digests = false
     @Flag(name: .long("no-trunc"), help: "Do not truncate IDs.") var noTrunc = false
-    @Option(name: .long("format"), help: "Output format: table or json (one object per line).") var format = "table"
+    @Option(name: .long("format"), help: "Output format: table, json (one object per line), or a Go template (table TEMPLATE for columns).") var format = "table"
+    @Option(name: [.short("f"), .long("filter")], help: "Filter: dangling=true|false, label=KEY[=VALUE], reference=PATTERN, before=IMAGE, since=IMAGE.") var filters: [String] = []
     @Argument(help: "REPOSITORY[:TAG]") var filter: String?
 
     struct Row: Codable {
@@ -131,10 +132,11 @@ struct Images: ParsableCommand {
     }
 
     func run() throws {
-        guard format == "table" || format == "json" else { throw HakoError(.failed, "unknown format \"\(format)\" (table or json)") }
+        let output = try OutputFormat(parsing: format)
         let engine = try global.engine()
+        let admitted = try Filters.images(filters, engine: engine)
         var rows: [Row] = []
-        for image in try engine.images.list() {
+        for image in try engine.images.list() where admitted.admits(image) {
             let refs = image.references.isEmpty ? ["<none>:<none>"] : image.references
             for ref in refs {
                 let colon = ref.lastIndex(of: ":").flatMap { ref[$0...].contains("/") ? nil : $0 }
@@ -152,12 +154,13 @@ struct Images: ParsableCommand {
             for r in rows where seen.insert(r.ID).inserted { print(r.ID) }
             return
         }
-        if format == "json" { for r in rows { print(try jsonLine(r)) }; return }
-        if digests {
-            printTable(["REPOSITORY", "TAG", "DIGEST", "IMAGE ID", "CREATED", "SIZE"],
-                       rows.map { [$0.Repository, $0.Tag, $0.Digest, $0.ID, $0.CreatedSince, $0.Size] })
-        } else {
-            printTable(["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], rows.map { [$0.Repository, $0.Tag, $0.ID, $0.CreatedSince, $0.Size] })
+        try output.print(rows, headers: ["ID": "IMAGE ID", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT"]) {
+            if digests {
+                printTable(["REPOSITORY", "TAG", "DIGEST", "IMAGE ID", "CREATED", "SIZE"],
+                           rows.map { [$0.Repository, $0.Tag, $0.Digest, $0.ID, $0.CreatedSince, $0.Size] })
+            } else {
+                printTable(["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], rows.map { [$0.Repository, $0.Tag, $0.ID, $0.CreatedSince, $0.Size] })
+            }
         }
     }
 
@@ -207,19 +210,18 @@ struct History: ParsableCommand {
     @OptionGroup var global: GlobalOptions
     @Flag(name: .long("no-trunc"), help: "Do not truncate output.") var noTrunc = false
     @Flag(name: [.short("q"), .long("quiet")], help: "Only show IDs.") var quiet = false
-    @Option(name: .long("format"), help: "Output format: table or json.") var format = "table"
+    @Option(name: .long("format"), help: "Output format: table, json, or a Go template.") var format = "table"
     @Argument(help: "IMAGE") var reference: String
 
     func run() throws {
-        guard format == "table" || format == "json" else { throw HakoError(.failed, "unknown format \"\(format)\" (table or json)") }
+        let output = try OutputFormat(parsing: format)
         let rows = try global.engine().images.history(reference)
         if quiet { for r in rows { print(noTrunc || r.id == "<missing>" ? r.id : String(r.id.prefix(12))) }; return }
-        if format == "json" { for r in rows { print(try jsonLine(r)) }; return }
-        printTable(["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"], rows.map { r in
+        try output.print(rows) { printTable(["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"], rows.map { r in
             let created = r.created.flatMap { Timestamp(rfc3339: $0) }.map(ago) ?? "N/A"
             let by = noTrunc || r.createdBy.count <= 45 ? r.createdBy : String(r.createdBy.prefix(44)) + "…"
             return [noTrunc || r.id == "<missing>" ? r.id : String(r.id.prefix(12)), created, by, humanSize(r.size), r.comment]
-        })
+        }) }
     }
 }
 
@@ -246,6 +248,7 @@ struct ImageRemove: ParsableCommand {
 struct ImageInspectCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "inspect", abstract: "Show images' details as JSON.")
     @OptionGroup var global: GlobalOptions
+    @Option(name: [.short("f"), .long("format")], help: "A Go template applied to each image.") var format = ""
     @Argument(help: "IMAGE...") var references: [String]
 
     func run() throws {
@@ -255,9 +258,7 @@ struct ImageInspectCommand: ParsableCommand {
         for r in references {
             do { out.append(try engine.images.inspect(r)) } catch { failure = failure ?? error }
         }
-        let e = JSONEncoder()
-        e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        print(String(decoding: try e.encode(out), as: UTF8.self))
+        try printInspected(out, format: format)
         if let failure { throw failure }
     }
 }

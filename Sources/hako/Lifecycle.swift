@@ -28,16 +28,39 @@ struct Start: ParsableCommand {
     @OptionGroup var global: GlobalOptions
     @Flag(name: [.short("a"), .long("attach")], help: "Attach to the container's output and wait for it.") var attach = false
     @Flag(name: [.short("i"), .long("interactive")], help: "Attach the container's stdin.") var interactive = false
-    @Argument(help: "CONTAINER...") var containers: [String]
+    @Option(name: .long("detach-keys"), help: "Keys that detach from the container (default ctrl-p,ctrl-q).") var detachKeys = DetachKeys.default
+    @Flag(name: .long("all-restartable"),
+          help: "Start every stopped container whose restart policy is always, or unless-stopped and not stopped by a person (at boot: deploy/hako-restart.service).")
+    var allRestartable = false
+    @Argument(help: "CONTAINER...") var containers: [String] = []
+
+    func validate() throws {
+        if allRestartable && !containers.isEmpty { throw ValidationError("--all-restartable takes no container names") }
+        if !allRestartable && containers.isEmpty { throw ValidationError("\"start\" requires at least one container") }
+    }
 
     func run() throws {
         let engine = try global.engine()
+        if allRestartable {
+            var failed = false
+            for r in try engine.startRestartable() {
+                if let e = r.error {
+                    writeStderr("hako: cannot start \(r.name): \(e)\n")
+                    failed = true
+                } else {
+                    print(r.name)
+                }
+            }
+            if failed { throw ExitCode(125) }
+            return
+        }
         if attach || interactive {
             guard containers.count == 1 else { throw ValidationError("you cannot start and attach multiple containers at once") }
             let c = try engine.lookup(containers[0])
             let size = c.config.tty ? (RawTerminal.size(of: 0) ?? RawTerminal.size(of: 1)) : nil
             guard let conn = try engine.start(c.id, attach: true, terminal: size) else { return }
-            let code = try AttachSession.run(conn, stdin: interactive && c.config.openStdin, tty: c.config.tty)
+            guard let code = try AttachSession.run(conn, stdin: interactive && c.config.openStdin, tty: c.config.tty,
+                                                   detachKeys: try DetachKeys.parse(detachKeys)) else { return }
             throw ExitCode(code)
         }
         try eachContainer(containers) { r in try engine.start(r); return r }

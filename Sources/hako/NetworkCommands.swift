@@ -56,22 +56,25 @@ struct NetworkLs: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "ls", abstract: "List networks.", aliases: ["list"])
     @OptionGroup var global: GlobalOptions
     @Flag(name: [.short("q"), .long("quiet")], help: "Only display network IDs.") var quiet = false
-    @Option(name: .long("format"), help: "Output format: table or json.") var format = "table"
+    @Option(name: .long("format"), help: "Output format: table, json, or a Go template.") var format = "table"
 
     struct Row: Codable { var ID: String, Name: String, Driver: String, Subnet: String }
 
     func run() throws {
+        let output = try OutputFormat(parsing: format)
         let engine = try global.engine()
         let rows = try engine.networks().map { Row(ID: String($0.id.prefix(12)), Name: $0.name, Driver: $0.driver.rawValue, Subnet: $0.subnet?.description ?? "") }
         if quiet { for r in rows { print(r.ID) }; return }
-        if format == "json" { for r in rows { print(try jsonLine(r)) }; return }
-        printTable(["NETWORK ID", "NAME", "DRIVER", "SUBNET"], rows.map { [$0.ID, $0.Name, $0.Driver, $0.Subnet] })
+        try output.print(rows, headers: ["ID": "NETWORK ID"]) {
+            printTable(["NETWORK ID", "NAME", "DRIVER", "SUBNET"], rows.map { [$0.ID, $0.Name, $0.Driver, $0.Subnet] })
+        }
     }
 }
 
 struct NetworkInspectCmd: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "inspect", abstract: "Show networks as JSON.")
     @OptionGroup var global: GlobalOptions
+    @Option(name: [.short("f"), .long("format")], help: "A Go template applied to each network.") var format = ""
     @Argument(help: "NETWORK...") var networks: [String]
 
     func run() throws {
@@ -81,9 +84,7 @@ struct NetworkInspectCmd: ParsableCommand {
         for n in networks {
             do { out.append(try engine.inspectNetwork(n)) } catch { failure = failure ?? error }
         }
-        let e = JSONEncoder()
-        e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        print(String(decoding: try e.encode(out), as: UTF8.self))
+        try printInspected(out, format: format)
         if let failure { throw failure }
     }
 }
@@ -91,6 +92,7 @@ struct NetworkInspectCmd: ParsableCommand {
 struct NetworkRm: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "rm", abstract: "Remove networks no container uses.", aliases: ["remove"])
     @OptionGroup var global: GlobalOptions
+    @Option(name: [.short("f"), .long("format")], help: "A Go template applied to each network.") var format = ""
     @Argument(help: "NETWORK...") var networks: [String]
 
     func run() throws {

@@ -49,17 +49,28 @@ struct Ps: ParsableCommand {
     @Flag(name: [.short("a"), .long("all")], help: "Show all containers.") var all = false
     @Flag(name: [.short("q"), .long("quiet")], help: "Only display container IDs.") var quiet = false
     @Flag(name: .long("no-trunc"), help: "Do not truncate output.") var noTrunc = false
-    @Option(name: .long("format"), help: "Output format: table or json (one object per line).") var format = "table"
+    @Flag(name: [.short("l"), .long("latest")], help: "Show only the latest created container.") var latest = false
+    @Option(name: [.short("n"), .long("last")], help: "Show the n last created containers (all states).") var last = -1
+    @Option(name: [.short("f"), .long("filter")],
+            help: "Filter: status=, name=, label=KEY[=VALUE], ancestor=, network=, volume=, id=, exited=, before=, since=, health=.") var filter: [String] = []
+    @Option(name: .long("format"), help: "Output format: table, json (one object per line), or a Go template (table TEMPLATE for columns).") var format = "table"
 
     struct Row: Codable {
         var ID: String, Image: String, Command: String, CreatedAt: String, RunningFor: String
         var Status: String, State: String, Names: String, Ports: String, Labels: String
+        var Networks: String, Mounts: String, LocalVolumes: String
     }
 
+    static let headers = ["ID": "CONTAINER ID", "RunningFor": "CREATED", "CreatedAt": "CREATED AT", "LocalVolumes": "LOCAL VOLUMES"]
+
     func run() throws {
-        guard format == "table" || format == "json" else { throw HakoError(.failed, "unknown format \"\(format)\" (table or json)") }
+        let output = try OutputFormat(parsing: format)
         let engine = try global.engine()
-        let list = try engine.list().filter { all || $0.isRunning || $0.status == .restarting }
+        let filters = try Filters.containers(filter, engine: engine)
+        // A status filter, -n or -l look at every container, as docker's do.
+        let everything = all || filters.has("status") || filters.has("exited") || latest || last >= 0
+        var list = try engine.list().filter { (everything || $0.isRunning || $0.status == .restarting) && filters.admits($0) }
+        if latest { list = Array(list.prefix(1)) } else if last >= 0 { list = Array(list.prefix(last)) }
         if quiet {
             for c in list { print(noTrunc ? c.id : c.config.shortID) }
             return
@@ -71,14 +82,21 @@ struct Ps: ParsableCommand {
                        CreatedAt: c.config.created.rfc3339, RunningFor: ago(c.config.created),
                        Status: status(c), State: c.status.rawValue, Names: c.name,
                        Ports: c.isRunning ? (engine.endpoint(c.id)?.ports.map(\.description).joined(separator: ", ") ?? "") : "",
-                       Labels: c.config.labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ","))
+                       Labels: c.config.labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ","),
+                       Networks: networks(c).joined(separator: ","),
+                       Mounts: (c.config.storage?.mounts ?? []).map { $0.kind == .volume ? $0.source : $0.target }.joined(separator: ","),
+                       LocalVolumes: String((c.config.storage?.mounts ?? []).filter { $0.kind == .volume }.count))
         }
-        if format == "json" {
-            for r in rows { print(try jsonLine(r)) }
-            return
+        try output.print(rows, headers: Ps.headers) {
+            printTable(["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"],
+                       rows.map { [$0.ID, $0.Image, $0.Command, $0.RunningFor, $0.Status, $0.Ports, $0.Names] })
         }
-        printTable(["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"],
-                   rows.map { [$0.ID, $0.Image, $0.Command, $0.RunningFor, $0.Status, $0.Ports, $0.Names] })
+    }
+
+    func networks(_ c: Container) -> [String] {
+        guard c.config.networkMode == .bridge else { return [c.config.networkMode.rawValue] }
+        let names = (c.config.networking?.networks ?? []).map(\.name)
+        return names.isEmpty ? ["bridge"] : names
     }
 
     func status(_ c: Container) -> String {
@@ -88,7 +106,7 @@ struct Ps: ParsableCommand {
         }
         switch c.status {
         case .created: return "Created"
-        case .running: return "Up " + since(c.state?.startedAt)
+        case .running: return "Up " + since(c.state?.startedAt) + healthSuffix(c)
         case .paused: return "Up \(since(c.state?.startedAt)) (Paused)"
         case .restarting: return "Restarting (\(c.exitCode)) \(since(c.state?.finishedAt)) ago"
         case .exited: return "Exited (\(c.exitCode)) \(since(c.state?.finishedAt)) ago"
@@ -97,12 +115,23 @@ struct Ps: ParsableCommand {
     }
 }
 
+// MARK: health in `ps`
+
+/// " (healthy)", " (unhealthy)", " (health: starting)", as Docker shows it; "" without a check.
+func healthSuffix(_ c: Container) -> String {
+    guard let h = c.state?.health else { return "" }
+    return h.status == "starting" ? " (health: starting)" : " (\(h.status))"
+}
+
 struct Logs: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "logs", abstract: "Show a container's output.")
     @OptionGroup var global: GlobalOptions
     @Flag(name: [.short("f"), .long("follow")], help: "Follow the output.") var follow = false
     @Option(name: [.short("n"), .long("tail")], help: "Number of lines from the end (or \"all\").") var tail = "all"
     @Flag(name: [.short("t"), .long("timestamps")], help: "Show timestamps.") var timestamps = false
+    @Option(name: .long("since"), help: "Show logs since a time (2026-01-02T15:04:05Z, a Unix time) or for a duration back (10m).") var since: String?
+    @Option(name: .long("until"), help: "Show logs before a time or a duration back (as --since).") var until: String?
+    @Flag(name: .long("details"), help: "Show the extra attributes given to the log (hako's log records carry none).") var details = false
     @Argument(help: "CONTAINER") var container: String
 
     func run() throws {
@@ -111,10 +140,12 @@ struct Logs: ParsableCommand {
             guard let v = Int(tail), v >= 0 else { throw HakoError(.failed, "invalid --tail \"\(tail)\"") }
             n = v
         }
+        let from = try since.map { try TimeArgument.parse($0, flag: "--since") }
+        let to = try until.map { try TimeArgument.parse($0, flag: "--until") }
         let engine = try global.engine()
         let c = try engine.lookup(container)
         var atLineStart = [true, true]
-        LogReader(path: c.paths.log, maxFiles: c.config.logMaxFiles).read(tail: n, follow: follow, stillRunning: {
+        LogReader(path: c.paths.log, maxFiles: c.config.logMaxFiles).read(tail: n, since: from, until: to, follow: follow, stillRunning: {
             (try? engine.lookup(c.id))?.isRunning ?? false
         }) { r in
             let s = r.stderr ? 1 : 0
@@ -129,20 +160,34 @@ struct Logs: ParsableCommand {
 }
 
 struct Inspect: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "inspect", abstract: "Show containers' configuration and state as JSON.")
+    static let configuration = CommandConfiguration(commandName: "inspect", abstract: "Show containers, images, networks or volumes as JSON (or through a Go template).")
     @OptionGroup var global: GlobalOptions
-    @Argument(help: "CONTAINER...") var containers: [String]
+    @Option(name: [.short("f"), .long("format")], help: "A Go template applied to each object ({{.State.Pid}}, {{json .Config}}).") var format = ""
+    @Option(name: .long("type"), help: "Only look for this kind: container, image, network or volume.") var type: String?
+    @Flag(name: [.short("s"), .long("size")], help: "Accepted for docker's sake (sizes are in system df).") var size = false
+    @Argument(help: "NAME|ID...") var objects: [String]
 
     func run() throws {
+        let kinds = ["container", "image", "network", "volume"]
+        if let type, !kinds.contains(type) { throw HakoError(.failed, "\"\(type)\" is not a valid value for --type (container, image, network, volume)") }
+        if !format.isEmpty { _ = try OutputFormat(parsing: format) }  // a template error before any lookup
         let engine = try global.engine()
-        var out: [ContainerInspect] = []
+        var out: [any Encodable] = []
         var failure: (any Error)?
-        for r in containers {
-            do { out.append(try engine.inspect(r)) } catch { failure = failure ?? error }
+        for r in objects {
+            // As docker: a container first, then an image, a network, a volume.
+            var found: (any Encodable)?
+            for kind in type.map({ [$0] }) ?? kinds where found == nil {
+                switch kind {
+                case "container": found = try? engine.inspect(r)
+                case "image": found = try? engine.images.inspect(r)
+                case "network": found = try? engine.inspectNetwork(r)
+                default: found = try? engine.inspectVolume(r)
+                }
+            }
+            if let found { out.append(found) } else { failure = failure ?? HakoError(.failed, "no such object: \(r)") }
         }
-        let e = JSONEncoder()
-        e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        print(String(decoding: try e.encode(out), as: UTF8.self))
+        try printInspected(out, format: format)
         if let failure { throw failure }
     }
 }

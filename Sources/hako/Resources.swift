@@ -3,19 +3,27 @@ import HakoCLI
 import Glibc
 #endif
 import HakoEngine
+import HakoRuntime
 import HakoSystem
 
 struct Update: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "update", abstract: "Change the resource limits of containers (live when they run).")
+    static let configuration = CommandConfiguration(commandName: "update", abstract: "Change the resource limits and restart policy of containers (live when they run).")
     @OptionGroup var global: GlobalOptions
     @OptionGroup var resources: ResourceFlags
+    @Option(name: .long("restart"), help: "Restart policy: no, on-failure[:N], always, unless-stopped.") var restart: String?
     @Argument(help: "CONTAINER...") var containers: [String]
 
     func run() throws {
         var o = IsolationOptions()
         resources.fill(&o)
+        let policy = try restart.map { try RestartPolicy(parsing: $0) }
+        let limits = o.limitFlagsOnly != IsolationOptions()
         let engine = try global.engine()
-        try eachContainer(containers) { r in try engine.update(r, o); return r }
+        try eachContainer(containers) { r in
+            if let policy { try engine.updateRestartPolicy(r, policy) }
+            if limits || policy == nil { try engine.update(r, o) }
+            return r
+        }
     }
 }
 
@@ -25,7 +33,7 @@ struct Stats: ParsableCommand {
     @Flag(name: [.short("a"), .long("all")], help: "Show all containers (default: running ones).") var all = false
     @Flag(name: .long("no-stream"), help: "Print one result and exit.") var noStream = false
     @Flag(name: .long("no-trunc"), help: "Do not truncate output.") var noTrunc = false
-    @Option(name: .long("format"), help: "Output format: table or json (one object per line).") var format = "table"
+    @Option(name: .long("format"), help: "Output format: table, json (one object per line), or a Go template (table TEMPLATE for columns).") var format = "table"
     @Argument(help: "CONTAINER...") var containers: [String] = []
 
     struct Row: Codable {
@@ -34,7 +42,7 @@ struct Stats: ParsableCommand {
     }
 
     func run() throws {
-        guard format == "table" || format == "json" else { throw HakoError(.failed, "unknown format \"\(format)\" (table or json)") }
+        let output = try OutputFormat(parsing: format)
         let engine = try global.engine()
         let interval: Double = noStream ? 0.5 : 1.0
         var before = try sample(engine)
@@ -43,10 +51,9 @@ struct Stats: ParsableCommand {
             usleep(UInt32(interval * 1_000_000))
             let after = try sample(engine)
             let rows = Engine.stats(before: before, after: after).map(row)
-            if !noStream && tty && format == "table" { print("\u{1B}[2J\u{1B}[H", terminator: "") }
-            if format == "json" {
-                for r in rows { print(try jsonLine(r)) }
-            } else {
+            if !noStream && tty, case .table = output { print("\u{1B}[2J\u{1B}[H", terminator: "") }
+            try output.print(rows, headers: ["ID": "CONTAINER ID", "CPUPerc": "CPU %", "MemUsage": "MEM USAGE / LIMIT", "MemPerc": "MEM %",
+                                             "NetIO": "NET I/O", "BlockIO": "BLOCK I/O"]) {
                 printTable(["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O", "BLOCK I/O", "PIDS"],
                            rows.map { [$0.ID, $0.Name, $0.CPUPerc, $0.MemUsage, $0.MemPerc, $0.NetIO, $0.BlockIO, $0.PIDs] })
             }

@@ -28,6 +28,12 @@ struct ContainerOptions: ParsableArguments {
     @Option(name: .long("stop-signal"), help: "Signal that stops the container.") var stopSignal: String?
     @Option(name: .long("stop-timeout"), help: "Seconds to wait before killing on stop.") var stopTimeout: Int?
     @Option(name: .long("log-opt"), help: "Log options: max-size=SIZE, max-file=N.") var logOpt: [String] = []
+    @Option(name: .long("expose"), help: "Expose a port (PORT[/PROTO]) besides the image's, for -P.") var expose: [String] = []
+    @Option(name: .long("shm-size"), help: "Size of /dev/shm (e.g. 128m; default 64m).") var shmSize: String?
+    @Option(name: .long("group-add"), help: "Add a supplementary group (a name in the container's /etc/group, or a number).") var groupAdd: [String] = []
+    @Option(name: .long("cidfile"), help: "Write the container ID to this file (which must not exist).") var cidfile: String?
+    @Flag(name: .long("init"), help: "Run hako-init as PID 1: it passes signals on to the command and reaps orphaned processes.") var initProcess = false
+    @OptionGroup(title: "Health check") var health: HealthFlags
     @OptionGroup(title: "Resources and security") var isolation: IsolationFlags
     @OptionGroup var net: NetworkFlags
     @OptionGroup var storage: StorageFlags
@@ -56,8 +62,39 @@ struct ContainerOptions: ParsableArguments {
         o.stopSignal = stopSignal
         o.stopTimeout = stopTimeout
         o.logOptions = logOpt
+        o.expose = expose
+        o.initProcess = initProcess
+        o.groupAdd = groupAdd
+        if let s = shmSize {
+            guard let n = ByteSize.parse(s), n > 0 else { throw HakoError(.failed, "invalid --shm-size \"\(s)\"") }
+            o.shmSize = n
+        }
         o.isolation = isolation.options()
+        o.healthCheck = try health.healthCheck()
         return o
+    }
+
+    /// --cidfile: docker refuses a file that exists (another container's, maybe).
+    func checkCidfile() throws {
+        guard let f = cidfile else { return }
+        if FS.exists(f) { throw HakoError(.failed, "container ID file found, make sure the other container isn't running or delete \(f)") }
+    }
+
+    /// Writes the ID; a file that cannot be written removes the new container.
+    func writeCidfile(_ config: ContainerConfig, engine: Engine) throws {
+        guard let f = cidfile else { return }
+        let fd = open(f, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        guard fd >= 0 else {
+            let e = SystemError("open", f)
+            try? engine.remove(config.id, force: true)
+            throw HakoError(.failed, "cannot write the container ID file \(f)", cause: e)
+        }
+        let file = FileDescriptor(fd)
+        do { try file.write(config.id) } catch {
+            try? engine.remove(config.id, force: true)
+            try? FS.unlinkIfPresent(f)
+            throw HakoError(.failed, "cannot write the container ID file \(f)", cause: error)
+        }
     }
 
     func namespace(_ v: String?, _ flag: String, allowShareable: Bool = false) throws -> NamespaceMode {
@@ -77,14 +114,18 @@ struct Run: ParsableCommand {
     @OptionGroup var options: ContainerOptions
     @OptionGroup var pullFlags: PullFlags
     @Flag(name: [.short("d"), .long("detach")], help: "Run in the background and print the container ID.") var detach = false
+    @Option(name: .long("detach-keys"), help: "Keys that detach from the container (default ctrl-p,ctrl-q).") var detachKeys = DetachKeys.default
     @Argument(parsing: .passthrough, help: "IMAGE [COMMAND] [ARG...]") var imageAndCommand: [String] = []
 
     func run() throws {
         guard let image = imageAndCommand.first else { throw ValidationError("\"run\" requires an image") }
+        _ = try DetachKeys.parse(detachKeys)
         let engine = try global.engine()
         var o = try options.runOptions(image: image, command: Array(imageAndCommand.dropFirst()))
         o.pull = try pullFlags.options()
+        try options.checkCidfile()
         let config = try engine.create(o)
+        try options.writeCidfile(config, engine: engine)
         if detach {
             do { _ = try engine.start(created: config) } catch {
                 try? engine.remove(config.id, force: true)
@@ -100,7 +141,9 @@ struct Run: ParsableCommand {
             throw error
         }
         guard let connection else { return }
-        let code = try AttachSession.run(connection, stdin: o.interactive, tty: o.tty)
+        guard let code = try AttachSession.run(connection, stdin: o.interactive, tty: o.tty, detachKeys: try DetachKeys.parse(detachKeys)) else {
+            return  // detached: the container runs on
+        }
         throw ExitCode(code)
     }
 }
@@ -118,7 +161,9 @@ struct Create: ParsableCommand {
         let engine = try global.engine()
         var o = try options.runOptions(image: image, command: Array(imageAndCommand.dropFirst()))
         o.pull = try pullFlags.options()
+        try options.checkCidfile()
         let config = try engine.create(o)
+        try options.writeCidfile(config, engine: engine)
         print(config.id)
     }
 }

@@ -31,19 +31,20 @@ struct VolumeLs: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "ls", abstract: "List volumes.", aliases: ["list"])
     @OptionGroup var global: GlobalOptions
     @Flag(name: [.short("q"), .long("quiet")], help: "Only display volume names.") var quiet = false
-    @Option(name: .long("format"), help: "Output format: table or json.") var format = "table"
+    @Option(name: .long("format"), help: "Output format: table, json, or a Go template.") var format = "table"
 
     func run() throws {
+        let output = try OutputFormat(parsing: format)
         let vols = try global.engine().volumes()
         if quiet { for v in vols { print(v.Name) }; return }
-        if format == "json" { for v in vols { print(try jsonLine(v)) }; return }
-        printTable(["DRIVER", "VOLUME NAME"], vols.map { [$0.Driver, $0.Name] })
+        try output.print(vols, headers: ["Name": "VOLUME NAME"]) { printTable(["DRIVER", "VOLUME NAME"], vols.map { [$0.Driver, $0.Name] }) }
     }
 }
 
 struct VolumeInspectCmd: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "inspect", abstract: "Show volumes as JSON.")
     @OptionGroup var global: GlobalOptions
+    @Option(name: [.short("f"), .long("format")], help: "A Go template applied to each volume.") var format = ""
     @Argument(help: "VOLUME...") var volumes: [String]
 
     func run() throws {
@@ -53,9 +54,7 @@ struct VolumeInspectCmd: ParsableCommand {
         for v in volumes {
             do { out.append(try engine.inspectVolume(v)) } catch { failure = failure ?? error }
         }
-        let e = JSONEncoder()
-        e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        print(String(decoding: try e.encode(out), as: UTF8.self))
+        try printInspected(out, format: format)
         if let failure { throw failure }
     }
 }

@@ -131,7 +131,7 @@ enum Repo {
         let marker = d.path + "/hako-was-run"
         let fm = FileManager.default
         try fm.createDirectory(atPath: build + "/completions", withIntermediateDirectories: true)
-        for f in ["hako-monitor", "hako-runtime", "completions/hako.bash", "completions/_hako", "completions/hako.fish", "version"] {
+        for f in ["hako-monitor", "hako-runtime", "hako-init", "completions/hako.bash", "completions/_hako", "completions/hako.fish", "version"] {
             try fm.copyItem(atPath: Binaries.dir + "/" + f, toPath: build + "/" + f)
         }
         // Stands for a binary of another architecture: running it leaves a mark and fails.
@@ -170,7 +170,7 @@ enum Repo {
             try text.replacingOccurrences(of: "=/usr/local/bin/", with: "=\(d.path)/usr/local/bin/").write(toFile: dir + "/" + unit, atomically: false, encoding: .utf8)
             return Subprocess.run(["/usr/bin/systemd-analyze", "verify", dir + "/" + unit], env: ["SYSTEMD_LOG_COLOR": "0"])
         }
-        for u in ["hako-coordinator.service", "hako-agent.service"] {
+        for u in ["hako-coordinator.service", "hako-agent.service", "hako-restart.service"] {
             let r = try verify(u, d.text("/usr/local/lib/systemd/system/\(u)"))
             #expect(r.status == 0, "\(u): \(r.stderr)")
             #expect(!r.stderr.contains(u), "\(u): \(r.stderr)")

@@ -97,6 +97,11 @@ enum hako_tag {
     HAKO_T_FREEZER = 76,      // string, u8 kind: "cgroup.freeze" (v2) or "freezer.state" (v1)
     HAKO_T_OOM_EVENTS = 77,   // string: memory.events (v2) or memory.oom_control (v1)
     HAKO_T_RESTART_COUNT = 78,// u32: restarts so far (continues the count across `start`)
+    HAKO_T_HEALTH = 79,       // u64 interval, u64 timeout, u64 start period, u64 start interval (ms), u32 retries:
+                              //   the monitor probes the container (HAKO_T_HEALTH_ARG is the probe's argv)
+    HAKO_T_HEALTH_ARG = 80,   // string, repeated: the probe's argv, run as `exec` would in the container
+    HAKO_T_EVENT_LOG = 81,    // string: the engine's event log (events.jsonl) the monitor appends health_status to
+    HAKO_T_EVENT_ATTRS = 82,  // string: the events' "attributes" JSON object (name, image, labels)
 };
 
 // hako-monitor's contract with whoever starts it (HakoRuntime/Monitor.swift):
@@ -114,6 +119,7 @@ enum {
     HAKO_MON_SIGNAL = 'k',      // client → monitor: u32 signal; the exit that follows is final
     HAKO_MON_STOP = 's',        // client → monitor: u32 signal, u32 timeout seconds
     HAKO_MON_ATTACH = 'a',      // client → monitor: stream output to me
+    HAKO_MON_POLICY = 'p',      // client → monitor: u32 restart policy (HAKO_RESTART_*), u32 maximum retries
     HAKO_MON_STDOUT = 'o',      // monitor → client
     HAKO_MON_STDERR = 'e',      // monitor → client
     HAKO_MON_EXIT = 'x',        // monitor → client: i32 exit code, u8 final (1: the monitor is ending)
@@ -258,6 +264,11 @@ struct hako_spec {
     const char *cgroup_kill;
     const char *freezer; int freezer_v2;
     const char *oom_events;
+    // health check (HAKO_T_HEALTH): durations in ms; no probe when health_argc == 0
+    uint64_t health_interval_ms, health_timeout_ms, health_start_period_ms, health_start_interval_ms;
+    uint32_t health_retries;
+    const char **health_argv; int health_argc;  // sized to the blob, NULL-terminated
+    const char *event_log, *event_attrs;
 };
 
 // Parses a blob (which must stay alive while the spec is used).
@@ -339,6 +350,11 @@ int hako_fill_volume(int rootfd, const char *target, const char *volume_dir);
 int hako_exec(const struct hako_spec *spec, pid_t target_pid, int target_pidfd,
               const char *tty_slave_path, const int *stdio_fds,
               struct hako_proc *out, struct hako_failure *fail);
+// hako_exec that waits at most `timeout_ms` for the process to reach its exec
+// (a frozen container holds it before): past that the process is killed and
+// left to the caller's waitpid, and the failure is ETIMEDOUT.
+int hako_exec_bounded(const struct hako_spec *spec, pid_t target_pid, const int *stdio_fds, int timeout_ms,
+                      struct hako_proc *out, struct hako_failure *fail);
 
 // ---------------------------------------------------------------------------
 // Syscalls glibc does not wrap (or hides behind feature macros).
@@ -390,6 +406,9 @@ int hako_write_id_maps(pid_t pid, const struct hako_spec *spec, struct hako_fail
 // the caller's context, the lower layers idmapped to the spec's uid/gid maps when
 // spec->idmap_layers. Returns the mount fd (for move_mount), or -1 with fail set.
 int hako_detached_overlay(const struct hako_spec *spec, struct hako_failure *fail);
+// A detached overlay mount of `lowerdir` (joined with ':', escaped), `upperdir` and
+// `workdir`, seen by no mount namespace: the fd of its root, or -1 with errno.
+int hako_overlay_mount(const char *lowerdir, const char *upperdir, const char *workdir);
 // Moves a detached mount onto `target` (an absolute path). 0, or -1 with errno.
 int hako_move_mount(int mount_fd, const char *target);
 // Whether `path` can be idmapped (open_tree + mount_setattr on a throwaway clone):

@@ -48,6 +48,9 @@ public enum AgentPlanner {
                 if [.pending, .assigned, .starting].contains(a.state) { actions.append(.start(a)) }
             case (.running, .created?):
                 if let c { actions.append(.startExisting(taskID: a.taskID, containerID: c.containerID)) }
+            case (.running, .running?) where c?.health == AgentPlanner.unhealthy:
+                // Swarm's rule: an unhealthy task has failed; it is stopped and replaced (status says so).
+                if let c { actions.append(.stop(taskID: a.taskID, containerID: c.containerID, timeout: a.spec.stopTimeout)) }
             case (.shutdown, .created?), (.shutdown, .running?), (.shutdown, .restarting?):
                 // An orphaned task was replaced while its node was cut off: a
                 // duplicate of a running task, killed without the stop grace.
@@ -71,6 +74,8 @@ public enum AgentPlanner {
         }
     }
 
+    static let unhealthy = "unhealthy"
+
     /// The task's state as its container shows it; nil when there is nothing to say yet.
     public static func status(_ a: Assignment, _ c: ObservedTask?) -> TaskStatus? {
         guard let c else {
@@ -85,9 +90,14 @@ public enum AgentPlanner {
         switch c.status {
         case .created:
             return TaskStatus(taskID: a.taskID, state: a.desired == .running ? .starting : .shutdown, containerID: c.containerID)
+        case .running where c.health == unhealthy:
+            // Failed, also once its replacement is asked for and while it is being stopped:
+            // a "running" report would take the failure back.
+            return TaskStatus(taskID: a.taskID, state: .failed, containerID: c.containerID, message: "unhealthy container", health: c.health)
         case .running:
             return TaskStatus(taskID: a.taskID, state: .running, containerID: c.containerID,
-                              message: c.restartCount > 0 ? "restarted \(c.restartCount) times" : "", ports: c.ports.isEmpty ? nil : c.ports, address: c.address)
+                              message: c.restartCount > 0 ? "restarted \(c.restartCount) times" : "", ports: c.ports.isEmpty ? nil : c.ports, address: c.address,
+                              health: c.health)
         case .restarting:
             return TaskStatus(taskID: a.taskID, state: .running, containerID: c.containerID, exitCode: c.exitCode,
                               message: "restarting after exit code \(c.exitCode) (restart \(c.restartCount + 1))")
@@ -97,6 +107,10 @@ public enum AgentPlanner {
             }
             if c.status == .exited && c.exitCode == 0 {
                 return TaskStatus(taskID: a.taskID, state: .complete, containerID: c.containerID, exitCode: 0, message: "exit code 0")
+            }
+            if c.health == unhealthy {
+                return TaskStatus(taskID: a.taskID, state: .failed, containerID: c.containerID, exitCode: c.exitCode, message: "unhealthy container",
+                                  health: c.health)
             }
             return TaskStatus(taskID: a.taskID, state: .failed, containerID: c.containerID, exitCode: c.exitCode,
                               message: c.status == .dead ? "the container is dead" : "exit code \(c.exitCode)" + (c.restartCount > 0 ? " after \(c.restartCount) restarts" : ""))

@@ -22,9 +22,13 @@ public struct ObservedTask: Sendable, Equatable {
     public var ports: [String]
     /// Its address on the cluster network ("10.88.1.2").
     public var address: String?
+    /// Its health check's status as the monitor last wrote it (starting,
+    /// healthy, unhealthy; kept after the container ends); nil: no check.
+    public var health: String?
 
     public init(taskID: String, containerID: String, status: Status, exitCode: Int32 = 0, restartCount: UInt32 = 0, created: Double = 0,
-                ports: [String] = [], address: String? = nil) {
+                ports: [String] = [], address: String? = nil, health: String? = nil) {
+        self.health = health
         self.ports = ports
         self.address = address
         self.taskID = taskID
@@ -134,7 +138,7 @@ public struct EngineTaskRuntime: TaskRuntime {
             let ports = (endpoint?.ports ?? []).map(\.description)
             out.append(ObservedTask(taskID: task, containerID: c.id, status: status, exitCode: c.exitCode,
                                     restartCount: c.state?.restartCount ?? 0, created: c.config.created.secondsSince1970, ports: ports,
-                                    address: endpoint?.primaryIP?.description))
+                                    address: endpoint?.primaryIP?.description, health: c.state?.health?.status))
         }
         return (out, running)
     }
@@ -172,6 +176,7 @@ public struct EngineTaskRuntime: TaskRuntime {
         if s.reservations.memory > 0 { o.isolation.memoryReservation = String(s.reservations.memory) }
         o.stopSignal = s.stopSignal
         o.stopTimeout = s.stopTimeout
+        o.healthCheck = s.healthCheck
         return o
     }
 

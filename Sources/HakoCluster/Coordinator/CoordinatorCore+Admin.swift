@@ -238,6 +238,6 @@ extension CoordinatorCore {
         TaskView(id: t.id, name: t.name, slot: t.slot, version: t.version, image: t.spec.image, nodeID: t.nodeID,
                  nodeName: t.nodeID.flatMap { state.nodes[$0]?.name }, desired: t.desired, state: t.state, message: t.message,
                  exitCode: t.exitCode, containerID: t.containerID, created: t.created, updated: t.updated, ports: t.ports, address: t.address,
-                 placement: t.placement)
+                 placement: t.placement, health: t.health)
     }
 }

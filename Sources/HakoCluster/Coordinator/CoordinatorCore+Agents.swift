@@ -177,7 +177,7 @@ extension CoordinatorCore {
         if t.state == .orphaned && !s.state.isTerminal { return }
         let changed = t.state != s.state || (s.containerID != nil && t.containerID != s.containerID) || t.exitCode != s.exitCode
             || (!s.message.isEmpty && t.message != s.message) || (s.ports != nil && s.ports != t.ports)
-            || (s.address != nil && s.address != t.address)
+            || (s.address != nil && s.address != t.address) || (s.health != nil && s.health != t.health)
         guard changed else { return }
         let stateChanged = t.state != s.state
         t.state = s.state
@@ -185,6 +185,10 @@ extension CoordinatorCore {
         t.exitCode = s.exitCode
         if let p = s.ports { t.ports = p }
         if let a = s.address { t.address = a }
+        if let h = s.health, h != t.health {
+            t.health = h
+            record(ClusterEvent(time: clock.wall(), kind: "task", action: "health_status", id: t.id, name: t.name, message: h))
+        }
         if !s.message.isEmpty || stateChanged { t.message = s.message }
         if stateChanged { t.updated = clock.wall() }
         state.put(t)

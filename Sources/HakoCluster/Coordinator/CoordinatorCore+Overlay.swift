@@ -30,12 +30,13 @@ extension CoordinatorCore {
     }
 
     /// The routing mesh: each `ingress` port of each service with the
-    /// addresses of its running tasks (on nodes not down), in a stable order.
+    /// addresses of its running tasks that are healthy or have no check (on
+    /// nodes not down), in a stable order.
     public func meshPorts() -> [MeshPort] {
         var out: [MeshPort] = []
         for s in state.services.values where !s.spec.ingress.isEmpty {
             let endpoints = state.tasks.values.filter { t in
-                t.serviceID == s.id && t.state == .running && t.desired == .running && t.address != nil
+                t.serviceID == s.id && t.servesTraffic && t.address != nil
                     && t.nodeID.map(isPeer) == true
             }.compactMap(\.address).sorted()
             for b in s.spec.ingressBindings {
@@ -47,10 +48,10 @@ extension CoordinatorCore {
     }
 
     /// Service names on the cluster network: "web" → every running task's
-    /// address, "web.2" → replica 2's.
+    /// address (healthy ones, for a service with a check), "web.2" → replica 2's.
     public func serviceNames() -> [String: [String]] {
         var out: [String: [String]] = [:]
-        for t in state.tasks.values where t.state == .running && t.desired == .running && t.spec.network == ServiceSpec.clusterNetwork {
+        for t in state.tasks.values where t.servesTraffic && t.spec.network == ServiceSpec.clusterNetwork {
             guard let a = t.address, let node = t.nodeID, isPeer(node) else { continue }
             out[t.serviceName, default: []].append(a)
             out[t.name, default: []].append(a)

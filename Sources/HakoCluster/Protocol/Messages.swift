@@ -340,6 +340,8 @@ public struct TaskView: Codable, Sendable {
     public var address: String? = nil
     /// Why the scheduler chose its node.
     public var placement: String? = nil
+    /// Its health check's status (starting, healthy, unhealthy); nil: no check.
+    public var health: String? = nil
 }
 
 public struct TaskList: Codable, Sendable { public var tasks: [TaskView] }

@@ -1,3 +1,4 @@
+import HakoImage
 import HakoNetwork
 import HakoSystem
 
@@ -54,6 +55,10 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
     public var network: String
     public var stopSignal: String?
     public var stopTimeout: Int?
+    /// The tasks' health check (`--health-*`, merged over the image's on each
+    /// node); nil: the image's. An unhealthy task is replaced, and the mesh
+    /// and service names leave out tasks not (yet) healthy.
+    public var healthCheck: HealthCheck?
 
     public init(name: String, image: String) {
         self.name = name
@@ -79,11 +84,13 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
         network = ServiceSpec.clusterNetwork
         stopSignal = nil
         stopTimeout = nil
+        healthCheck = nil
     }
 
     enum CodingKeys: String, CodingKey {
         case name, image, command, entrypoint, env, workdir, user, labels, replicas, reservations, limits, ports, ingress, constraints, platforms
         case restart, restartCondition, restartMaxAttempts, restartDelay, updateParallelism, network, stopSignal, stopTimeout
+        case healthCheck
     }
 
     /// Every field but `name` and `image` may be left out and takes its default.
@@ -111,6 +118,7 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
         network = try c.decodeIfPresent(String.self, forKey: .network) ?? network
         stopSignal = try c.decodeIfPresent(String.self, forKey: .stopSignal)
         stopTimeout = try c.decodeIfPresent(Int.self, forKey: .stopTimeout)
+        healthCheck = try c.decodeIfPresent(HealthCheck.self, forKey: .healthCheck)
     }
 
     public static let maxReplicas = 10_000
@@ -162,6 +170,9 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
         for e in env where e.isEmpty || e.hasPrefix("=") { throw .invalid("invalid environment variable \"\(e)\"") }
         if let s = stopSignal, Signals.parse(s) == nil { throw .invalid("invalid stop signal \"\(s)\"") }
         if let t = stopTimeout, t < 0 { throw .invalid("stop timeout cannot be negative") }
+        if let h = healthCheck {
+            do { try h.validate() } catch { throw .invalid("invalid health check: \(error.description)") }
+        }
     }
 
     /// Fixed host ports a task holds on its node ("tcp/8080"); ports the node picks are not among them.

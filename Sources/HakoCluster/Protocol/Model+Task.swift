@@ -66,6 +66,13 @@ public struct TaskRecord: Codable, Sendable, Equatable {
     public var address: String? = nil
     /// Why the scheduler chose its node (the node's score and the next best).
     public var placement: String? = nil
+    /// Its container's health as its agent last reported it (starting,
+    /// healthy, unhealthy); nil: no health check. Only healthy tasks (or
+    /// tasks without a check) are in the mesh and the service names.
+    public var health: String? = nil
+
+    /// Running, and healthy or without a check: what the mesh and the service names route to.
+    public var servesTraffic: Bool { state == .running && desired == .running && (health == nil || health == "healthy") }
 
     public init(id: String, serviceID: String, serviceName: String, slot: Int, version: Int, spec: ServiceSpec, nodeID: String?,
                 desired: DesiredState, state: TaskState, message: String, containerID: String?, exitCode: Int32?,
@@ -108,9 +115,12 @@ public struct TaskStatus: Codable, Sendable, Equatable {
     public var ports: [String]?
     /// Its address on the cluster network, once it runs.
     public var address: String?
+    /// Its container's health check status (nil: none, or not known).
+    public var health: String?
 
     public init(taskID: String, state: TaskState, containerID: String? = nil, exitCode: Int32? = nil, message: String = "", ports: [String]? = nil,
-                address: String? = nil) {
+                address: String? = nil, health: String? = nil) {
+        self.health = health
         self.ports = ports
         self.address = address
         self.taskID = taskID

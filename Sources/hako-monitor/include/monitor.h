@@ -4,6 +4,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <time.h>
 #include "hako_shim.h"
 
 // The fds and frame types: HAKO_MONITOR_FD_* and HAKO_MON_* in hako_shim.h.
@@ -22,6 +24,44 @@ int log_open(struct logger *l, const char *path, uint64_t max_size, uint32_t max
 void log_write(struct logger *l, int stream, const char *data, size_t n);
 void log_flush_partial(struct logger *l);
 void log_close(struct logger *l);
+
+// The health check (health.c). Small on purpose: one runs per container.
+#define HEALTH_LOG 5
+#define HEALTH_OUTPUT_MAX 4096
+enum { HEALTH_STARTING = 0, HEALTH_HEALTHY = 1, HEALTH_UNHEALTHY = 2 };
+enum { HEALTH_RECORDED = 1, HEALTH_CHANGED = 2 };  // what a health_* call did (0: nothing to write)
+
+struct health_result {
+    char start[40], end[40];
+    int exit_code;
+    char *output;  // NULL or the capped output (malloc'd to its size)
+};
+
+struct health {
+    int enabled;
+    int timer;       // timerfd: the next probe, or the running probe's deadline
+    int status;      // HEALTH_*
+    uint32_t streak; // failures in a row
+    pid_t pid;       // the running probe (0: none)
+    int out_fd;      // its stdout and stderr (-1: none)
+    char *out; size_t out_len;
+    char probe_start[40];
+    struct timespec probe_started, container_started;  // CLOCK_MONOTONIC
+    struct health_result log[HEALTH_LOG]; int nlog;
+};
+
+// Returns -1 when the spec has a check and its timer cannot be made.
+int health_init(struct health *h, const struct hako_spec *s);
+void health_container_started(struct health *h, const struct hako_spec *s);
+void health_container_stopped(struct health *h);
+// The timer fired: start a probe (the container's init is `target`), or end one at its deadline.
+int health_on_timer(struct health *h, struct hako_spec *s, pid_t target, int running);
+// A child was reaped: 0 unless it was the probe.
+int health_on_reaped(struct health *h, const struct hako_spec *s, pid_t pid, int status);
+void health_read_output(struct health *h);
+const char *health_status_name(const struct health *h);
+// {"status":…,"failingStreak":…,"log":[{"start","end","exitCode","output"}…]}
+void health_write_json(const struct health *h, FILE *f);
 
 // RFC 3339 UTC with nanoseconds, e.g. 2026-11-29T02:19:34.123456789Z
 void format_time(char out[40]);

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Health check cost (part of make bench), issue 15:
+#   1. CPU time of N containers (default 50) running sleep with a 1 s `true`
+#      check (Docker's CMD-SHELL form: /bin/sh -c true) against the same
+#      containers without one, over the same window (goal: the checks cost
+#      <= 2 % of one core). Counted: each monitor's own time and its reaped
+#      children's (/proc/PID/stat): the probe and the helper that enters the
+#      container are the monitor's children, so this is all a check costs.
+#   2. hako-monitor PSS with the checks on (goal: <= 512 KiB).
+# Everything lives under a temp dir, a private data root and its own cgroup
+# parent, and is removed at the end.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$HERE/.." && pwd)
+BIN=${HAKO_BIN_DIR:-$REPO/.build/release}
+N=${N_MON:-50}
+WINDOW=${WINDOW:-20}
+
+W=$(mktemp -d /tmp/hako-bench-health.XXXXXX)
+export HAKO_ROOT=$W/root HAKO_RUN_ROOT=$W/run HAKO_CGROUP_PARENT=hako-bench-health-$$
+cleanup() {
+  set +e
+  ids=$("$BIN/hako" ps -aq --no-trunc 2>/dev/null)
+  [ -n "$ids" ] && "$BIN/hako" rm -f $ids >/dev/null 2>&1
+  for d in /sys/fs/cgroup/*/"$HAKO_CGROUP_PARENT" /sys/fs/cgroup/"$HAKO_CGROUP_PARENT"; do [ -d "$d" ] && rmdir "$d" 2>/dev/null; done
+  rm -rf "$W"
+}
+trap cleanup EXIT
+
+mkdir -p "$W/rootfs/bin"
+cp /bin/busybox "$W/rootfs/bin/"
+for a in sh true sleep; do ln -s busybox "$W/rootfs/bin/$a"; done
+tar -C "$W/rootfs" -cf "$W/rootfs.tar" .
+"$BIN/hako" import "$W/rootfs.tar" bench:health >/dev/null
+
+TICK=$(getconf CLK_TCK)
+# CPU seconds so far of every monitor, with its reaped children (the probes).
+cpu_now() {
+  local ticks=0 pid
+  for lock in "$HAKO_RUN_ROOT"/containers/*/monitor.lock; do
+    pid=$(cat "$lock")
+    # Fields 14-17 of /proc/PID/stat (after the command's closing parenthesis): utime stime cutime cstime.
+    t=$(sed 's/.*) //' "/proc/$pid/stat" | awk '{print $12 + $13 + $14 + $15}')
+    ticks=$((ticks + t))
+  done
+  echo $((ticks * 1000000000 / TICK))
+}
+
+measure() { # label, then run flags
+  local label=$1; shift
+  for i in $(seq "$N"); do "$BIN/hako" run -d --network none "$@" bench:health sleep 3600 >/dev/null; done
+  sleep 3
+  local a b
+  a=$(cpu_now); sleep "$WINDOW"; b=$(cpu_now)
+  awk -v d=$((b - a)) -v w="$WINDOW" -v l="$label" 'BEGIN { printf "%s %.4f\n", l, d / 1e9 / w }' >> "$W/cpu"
+}
+pss_avg() {
+  local total=0 count=0
+  for lock in "$HAKO_RUN_ROOT"/containers/*/monitor.lock; do
+    p=$(awk '/^Pss:/ {print $2}' "/proc/$(cat "$lock")/smaps_rollup" 2>/dev/null || echo 0)
+    total=$((total + p)); count=$((count + 1))
+  done
+  echo $((total / (count > 0 ? count : 1)))
+}
+
+echo "== $N containers without a check, then with a 1 s check, ${WINDOW} s each"
+measure without
+"$BIN/hako" rm -f $("$BIN/hako" ps -aq --no-trunc) >/dev/null
+measure with --health-cmd true --health-interval 1s
+pss=$(pss_avg)
+healthy=$("$BIN/hako" ps -q --filter health=healthy | wc -l)
+without=$(awk '$1 == "without" {print $2}' "$W/cpu")
+with=$(awk '$1 == "with" {print $2}' "$W/cpu")
+printf '\n| %d containers, %d s | CPU, share of one core | goal |\n|---|---|---|\n' "$N" "$WINDOW"
+printf '| without a health check | %.2f %% | |\n' "$(awk -v x="$without" 'BEGIN { print x * 100 }')"
+printf '| with a 1 s `true` check (%d healthy) | %.2f %% | |\n' "$healthy" "$(awk -v x="$with" 'BEGIN { print x * 100 }')"
+printf '| the checks'"'"' cost | %.2f %% | <= 2 %% |\n' "$(awk -v a="$with" -v b="$without" 'BEGIN { print (a - b) * 100 }')"
+printf '\n| hako-monitor with checks on (%d running) | PSS KiB | goal |\n|---|---|---|\n| per monitor | %d | <= 512 |\n' "$N" "$pss"

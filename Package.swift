@@ -54,6 +54,9 @@ let package = Package(
         // the Docker Engine API over the engine (hako system service): HTTP/1.1 on a unix socket, Docker's JSON
         .target(name: "HakoDockerAPI", dependencies: ["CHakoShim", "HakoSystem", "HakoRuntime", "HakoImage", "HakoNetwork", "HakoEngine"]),
 
+        // builds: the Dockerfile parser, .dockerignore, the stage planner and the executor over the engine
+        .target(name: "HakoBuild", dependencies: ["HakoEngine", "HakoImage", "HakoRuntime", "HakoTransport", "HakoSystem", "CHakoShim"]),
+
         // cluster: coordinator, agent, protocol, PKI, store, scheduler (the engine never imports it)
         .target(name: "HakoCluster", dependencies: ["CHakoShim", "HakoSystem", "HakoTransport", "HakoImage", "HakoEngine", "HakoNetwork", "COpenSSL", "CSQLite", "CRaft", "CHakoRaft"]),
 
@@ -64,7 +67,7 @@ let package = Package(
         // Position-dependent for the same reason as hako-runtime below: ~48,000 fewer
         // relocations, ~160 fewer page faults at every start.
         .executableTarget(name: "hako", dependencies: [
-            "HakoEngine", "HakoRuntime", "HakoSystem", "HakoNetwork", "HakoCluster", "HakoCLI", "HakoDockerAPI",
+            "HakoEngine", "HakoRuntime", "HakoSystem", "HakoNetwork", "HakoCluster", "HakoCLI", "HakoDockerAPI", "HakoBuild",
         ], linkerSettings: [.unsafeFlags(["-Xlinker", "-no-pie"])]),
         // No Foundation and no swift-argument-parser: an OCI runtime's start-up is its speed.
         // Linked position-dependent: a PIE static-stdlib binary applies ~38,000 relative
@@ -80,6 +83,7 @@ let package = Package(
         .target(name: "HakoTestSupport", dependencies: ["CHakoShim", "HakoSystem", "HakoImage"], path: "Tests/HakoTestSupport"),
         .testTarget(name: "HakoUnitTests", dependencies: ["CHakoShim", "HakoSystem", "HakoRuntime", "HakoEngine", "HakoSecurity", "HakoNetwork", "HakoOCIRuntime", "HakoDockerAPI"]),
         .testTarget(name: "HakoComposeTests", dependencies: ["HakoCompose", "HakoSystem"], exclude: ["Golden"]),
+        .testTarget(name: "HakoBuildTests", dependencies: ["HakoBuild", "HakoSystem"]),
         .testTarget(name: "HakoCLITests", dependencies: ["HakoCLI"]),
         .testTarget(name: "HakoImageTests", dependencies: ["HakoSystem", "HakoImage", "HakoTransport", "HakoTestSupport"]),
         .testTarget(name: "HakoNetworkTests", dependencies: ["HakoSystem", "HakoNetwork", "CMnl", "CNftnl"]),

@@ -7,7 +7,7 @@ import HakoSystem
 extension Engine {
     /// Paths in a container's upper directory that the runtime made as mount
     /// points (Docker keeps them in its "init layer"): never part of a commit.
-    static let runtimeMountPoints: Set<String> = ["proc", "sys", "dev", "etc/hostname", "etc/hosts", "etc/resolv.conf", "sbin/hako-init"]
+    public static let runtimeMountPoints: Set<String> = ["proc", "sys", "dev", "etc/hostname", "etc/hosts", "etc/resolv.conf", "sbin/hako-init"]
 
     /// `hako commit`: the container's changes become a new image. The
     /// container's settings (command, entrypoint, environment, working dir,

@@ -12,7 +12,12 @@ extension Engine {
     /// Nothing is started. Everything is validated before anything is written;
     /// the container appears on disk whole or not at all.
     public func create(_ o: RunOptions) throws -> ContainerConfig {
-        let image = try imageForRun(o)
+        try create(o, image: try imageForRun(o))
+    }
+
+    /// `create` on an image at hand rather than one named in the store: a
+    /// build step's, whose layers are stored but not yet an image.
+    public func create(_ o: RunOptions, image: Image) throws -> ContainerConfig {
         var draft = try makeConfig(o, image: image)
         draft.isolation = try makeIsolation(o)
         draft.id = hexString(randomBytes(32))

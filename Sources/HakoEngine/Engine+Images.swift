@@ -94,7 +94,7 @@ extension Engine {
     // MARK: the image of a new container
 
     /// The image `run`/`create` use, pulled first when the policy says so.
-    func imageForRun(_ o: RunOptions) throws -> Image {
+    public func imageForRun(_ o: RunOptions) throws -> Image {
         let pull = o.pull
         let local = try images.find(o.image)
         if let local, local.isHost { return local }

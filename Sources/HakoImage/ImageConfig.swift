@@ -20,6 +20,10 @@ public struct ImageConfig: Codable, Sendable, Equatable {
     public var stopSignal: String?
     /// HEALTHCHECK (Docker's images and OCI images built by Docker carry it).
     public var healthcheck: HealthCheck?
+    /// Dockerfile SHELL: the shell-form command prefix of RUN, CMD and ENTRYPOINT.
+    public var shell: [String]?
+    /// Dockerfile ONBUILD: instructions run by a build that starts FROM this image.
+    public var onBuild: [String]?
 
     public init(user: String? = nil, exposedPorts: [String]? = nil, env: [String]? = nil, entrypoint: [String]? = nil,
                 cmd: [String]? = nil, volumes: [String]? = nil, workingDir: String? = nil,
@@ -47,6 +51,8 @@ public struct ImageConfig: Codable, Sendable, Equatable {
         case labels = "Labels"
         case stopSignal = "StopSignal"
         case healthcheck = "Healthcheck"
+        case shell = "Shell"
+        case onBuild = "OnBuild"
     }
 
     /// `{}`: the value of each key in ExposedPorts and Volumes.
@@ -64,6 +70,8 @@ public struct ImageConfig: Codable, Sendable, Equatable {
         labels = try c.decodeIfPresent([String: String].self, forKey: .labels)
         stopSignal = try c.decodeIfPresent(String.self, forKey: .stopSignal)
         healthcheck = try c.decodeIfPresent(HealthCheck.self, forKey: .healthcheck)
+        shell = try c.decodeIfPresent([String].self, forKey: .shell)
+        onBuild = try c.decodeIfPresent([String].self, forKey: .onBuild)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -80,5 +88,7 @@ public struct ImageConfig: Codable, Sendable, Equatable {
         try c.encodeIfPresent(labels, forKey: .labels)
         try c.encodeIfPresent(stopSignal, forKey: .stopSignal)
         try c.encodeIfPresent(healthcheck, forKey: .healthcheck)
+        try c.encodeIfPresent(shell, forKey: .shell)
+        try c.encodeIfPresent(onBuild, forKey: .onBuild)
     }
 }

@@ -38,23 +38,14 @@ extension ImageStore {
 
             let lock = try beginAddingContent()
             defer { lock.release() }
-            // tar → DiffID → gzip → blob, in one pass.
-            let writer = try content.makeWriter()
-            let digesting = try DigestingSink(try GzipSink(writer))
-            try TreeArchiver(mode: .diff, exclude: exclude).archive([upper], to: TarWriter(digesting))
-            let diffID = try digesting.digest()
-            let blob = try writer.commit()
-            let layer = OCIDescriptor(mediaType: MediaType.layerGzip, digest: blob.digest, size: blob.size)
-
-            let chain = try SnapshotStore.chainIDs(base.diffIDs)
-            let (info, _) = try snapshots.unpack(FileSource(try content.open(blob.digest)), parent: chain.last,
-                                                 expectedDiffID: diffID, options: unpack)
+            let added = try addLayerLocked(from: upper, above: base.diffIDs, exclude: exclude, unpack: unpack)
+            let chain = try SnapshotStore.chainIDs(base.diffIDs + [added.diffID])
+            let layer = added.descriptor
             var infos: [SnapshotInfo] = []
             for c in chain {
                 guard let i = try snapshots.info(c) else { throw ImageError.corrupt("snapshot \(c) of image \(base.shortID) is missing") }
                 infos.append(i)
             }
-            infos.append(info)
             let layers = baseManifest.layers.map { l -> OCIDescriptor in
                 var d = l
                 // Same bytes, the OCI name (a manifest does not mix Docker and OCI types).

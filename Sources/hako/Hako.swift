@@ -54,7 +54,7 @@ struct Hako: ParsableCommand {
             Import.self, Images.self, Doctor.self, Update.self, Stats.self,
             NetworkCommand.self, VolumeCommand.self, Port.self,
             Pull.self, Push.self, Login.self, Logout.self, Rmi.self, Tag.self, History.self, ImageGroup.self,
-            Save.self, Load.self, Export.self, Commit.self,
+            Save.self, Load.self, Export.self, Commit.self, Build.self, BuilderGroup.self,
             Events.self, Cluster.self, CoordinatorCommand.self, AgentCommand.self, PurgeHostState.self,
             Cp.self, Top.self, Rename.self, Diff.self, Attach.self, Info.self, Version.self, SystemGroup.self, ContainerGroup.self,
         ],

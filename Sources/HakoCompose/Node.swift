@@ -95,7 +95,7 @@ struct Field {
     /// Go's duration syntax ("1m30s"), in seconds.
     func duration() throws(ComposeError) -> Double {
         let s = try string()
-        guard let v = GoDuration.parse(s), v >= 0 else { throw fail("invalid duration \"\(s)\" (e.g. 10s, 1m30s, 500ms)") }
+        guard let v = GoDuration.seconds(s), v >= 0 else { throw fail("invalid duration \"\(s)\" (e.g. 10s, 1m30s, 500ms)") }
         return v
     }
 

@@ -1,3 +1,4 @@
+import HakoSystem
 extension StackService {
     /// Every field as (name, text), in a fixed order, with Swarm's defaults
     /// left out: what a deploy's diff names and what `stack deploy` could print.

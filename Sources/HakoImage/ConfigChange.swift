@@ -85,7 +85,7 @@ public enum ConfigChange {
                 check.retries = n
                 continue
             }
-            guard let d = HealthCheck.parseDuration(v) else { throw bad(change, "invalid --\(name) \"\(v)\" (a duration such as 30s, 1m30s, 500ms)") }
+            guard let d = GoDuration.parse(v) else { throw bad(change, "invalid --\(name) \"\(v)\" (a duration such as 30s, 1m30s, 500ms)") }
             switch name {
             case "interval": check.interval = d
             case "timeout": check.timeout = d

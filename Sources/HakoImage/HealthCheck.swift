@@ -106,38 +106,6 @@ public struct HealthCheck: Sendable, Equatable {
     }
 
     // MARK: Go durations ("1m30s", "500ms"), as Docker's flags and HEALTHCHECK take them
-
-    /// A Go duration: a sequence of decimal numbers with units ns, us (µs), ms,
-    /// s, m, h; "0" alone is zero. A number without a unit is refused, as Docker does.
-    public static func parseDuration(_ text: String) -> Duration? {
-        var s = Substring(text.trimmed)
-        var negative = false
-        if s.first == "-" || s.first == "+" { negative = s.first == "-"; s = s.dropFirst() }
-        if s == "0" { return .zero }
-        guard !s.isEmpty else { return nil }
-        var total = Duration.zero
-        while !s.isEmpty {
-            let number = s.prefix { $0.isASCII && ($0.isNumber || $0 == ".") }
-            guard !number.isEmpty, let value = Double(number), value.isFinite else { return nil }
-            s = s.dropFirst(number.count)
-            let unit = s.prefix { !($0.isASCII && ($0.isNumber || $0 == ".")) }
-            s = s.dropFirst(unit.count)
-            let nanos: Double
-            switch unit {
-            case "ns": nanos = 1
-            case "us", "µs", "μs": nanos = 1e3
-            case "ms": nanos = 1e6
-            case "s": nanos = 1e9
-            case "m": nanos = 60e9
-            case "h": nanos = 3600e9
-            default: return nil
-            }
-            let n = value * nanos
-            guard n < 9.2e18 else { return nil }
-            total += .nanoseconds(Int64(n.rounded()))
-        }
-        return negative ? .zero - total : total
-    }
 }
 
 public struct HealthCheckError: Error, Sendable, CustomStringConvertible {

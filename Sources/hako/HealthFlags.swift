@@ -24,7 +24,7 @@ struct HealthFlags: ParsableArguments {
         guard any else { return nil }
         func duration(_ v: String?, _ flag: String) throws -> Duration {
             guard let v else { return .zero }
-            guard let d = HealthCheck.parseDuration(v) else {
+            guard let d = GoDuration.parse(v) else {
                 throw HakoError(.failed, "invalid argument \"\(v)\" for \"--\(flag)\" flag: a duration such as 30s, 1m30s or 500ms")
             }
             return d

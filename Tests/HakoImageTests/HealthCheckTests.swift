@@ -1,19 +1,20 @@
 import FoundationEssentials
 @testable import HakoImage
+import HakoSystem
 import Testing
 
 @Suite struct HealthCheckTests {
     @Test func goDurations() {
-        #expect(HealthCheck.parseDuration("30s") == .seconds(30))
-        #expect(HealthCheck.parseDuration("1m30s") == .seconds(90))
-        #expect(HealthCheck.parseDuration("1.5s") == .milliseconds(1500))
-        #expect(HealthCheck.parseDuration("500ms") == .milliseconds(500))
-        #expect(HealthCheck.parseDuration("2h") == .seconds(7200))
-        #expect(HealthCheck.parseDuration("10us") == .microseconds(10))
-        #expect(HealthCheck.parseDuration("0") == .zero)
-        #expect(HealthCheck.parseDuration("-1s") == .seconds(-1))
+        #expect(GoDuration.parse("30s") == .seconds(30))
+        #expect(GoDuration.parse("1m30s") == .seconds(90))
+        #expect(GoDuration.parse("1.5s") == .milliseconds(1500))
+        #expect(GoDuration.parse("500ms") == .milliseconds(500))
+        #expect(GoDuration.parse("2h") == .seconds(7200))
+        #expect(GoDuration.parse("10us") == .microseconds(10))
+        #expect(GoDuration.parse("0") == .zero)
+        #expect(GoDuration.parse("-1s") == .seconds(-1))
         for bad in ["", "30", "s", "1x", "1s2", "abc", "1.2.3s"] {
-            #expect(HealthCheck.parseDuration(bad) == nil, "\(bad)")
+            #expect(GoDuration.parse(bad) == nil, "\(bad)")
         }
     }
 

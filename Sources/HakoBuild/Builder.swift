@@ -368,7 +368,7 @@ public final class Builder {
         for (name, value) in i.flags {
             switch name {
             case "interval", "timeout", "start-period", "start-interval":
-                guard let d = HealthCheck.parseDuration(value) else { throw bad(file, i, "invalid duration \(value) for --\(name)") }
+                guard let d = GoDuration.parse(value) else { throw bad(file, i, "invalid duration \(value) for --\(name)") }
                 switch name {
                 case "interval": h.interval = d
                 case "timeout": h.timeout = d

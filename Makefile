@@ -37,16 +37,21 @@ deps-test: deps-build
 
 # The docker CLI (docker.io, 20.10) and docker-compose (1.29) the API tests
 # drive hako system service with. Debian's docker.io would start dockerd and
-# enable docker.socket when installed: a policy-rc.d that refuses every start
-# (exit 101) is in place first, so neither ever runs on a test machine.
+# enable docker.socket when installed: while it is installed, a policy-rc.d
+# that refuses every start (exit 101) is in place (the host's own, if any, is
+# put back afterwards), and the units it enabled are disabled again, so
+# dockerd never runs on a test machine, not even after a reboot.
 DOCKER_CLIENT_DEB_PACKAGES := docker.io docker-compose
 deps-docker-clients:
-	@if ! dpkg-query -W -f='$${Status}' docker.io 2>/dev/null | grep -q "install ok installed"; then \
-		if [ ! -e /usr/sbin/policy-rc.d ] || ! grep -qx 'exit 101' /usr/sbin/policy-rc.d; then \
-			printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d; \
-		fi; \
+	@if [ "$$(dpkg-query -W -f='$${Status}\n' $(DOCKER_CLIENT_DEB_PACKAGES) 2>/dev/null | grep -c 'install ok installed')" != 2 ]; then \
+		policy=/usr/sbin/policy-rc.d; saved=; \
+		if [ -e $$policy ]; then saved=$$(mktemp); cp -p $$policy $$saved; fi; \
+		printf '#!/bin/sh\nexit 101\n' >$$policy && chmod 755 $$policy; \
+		tools/install-deps.sh $(DOCKER_CLIENT_DEB_PACKAGES); status=$$?; \
+		systemctl disable docker.service docker.socket >/dev/null 2>&1 || true; \
+		if [ -n "$$saved" ]; then mv -f $$saved $$policy; else rm -f $$policy; fi; \
+		exit $$status; \
 	fi
-	@tools/install-deps.sh $(DOCKER_CLIENT_DEB_PACKAGES)
 deps-demo: deps-build
 	@tools/install-deps.sh $(DEMO_DEB_PACKAGES)
 deps-bench: deps-build

@@ -43,7 +43,7 @@ deps-test: deps-build
 # dockerd never runs on a test machine, not even after a reboot.
 DOCKER_CLIENT_DEB_PACKAGES := docker.io docker-compose
 deps-docker-clients:
-	@if [ "$$(dpkg-query -W -f='$${Status}\n' $(DOCKER_CLIENT_DEB_PACKAGES) 2>/dev/null | grep -c 'install ok installed')" != 2 ]; then \
+	@if [ "$$(dpkg-query -W -f='$${Status}\n' $(DOCKER_CLIENT_DEB_PACKAGES) 2>/dev/null | grep -c 'install ok installed')" != $(words $(DOCKER_CLIENT_DEB_PACKAGES)) ]; then \
 		policy=/usr/sbin/policy-rc.d; saved=; \
 		if [ -e $$policy ]; then saved=$$(mktemp); cp -p $$policy $$saved; fi; \
 		printf '#!/bin/sh\nexit 101\n' >$$policy && chmod 755 $$policy; \

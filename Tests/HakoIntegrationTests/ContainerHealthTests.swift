@@ -32,7 +32,9 @@ final class ContainerHealthTests {
         let first = try #require(log(id).last)
         #expect(first["ExitCode"] as? Int == 0)
         #expect((first["Output"] as? String)?.trimmingCharacters(in: .whitespacesAndNewlines) == String(id.prefix(12)), "\(first)")
-        #expect(host.hako("ps", "--filter", "name=x").status == 125, "only health= is a filter of ps here")
+        #expect(host.hako("ps", "--filter", "health=fine").status == 125, "health is starting, healthy, unhealthy or none")
+        #expect(host.hako("ps", "-q", "--filter", "name=hc-retries", "--filter", "health=healthy").out == String(id.prefix(12)),
+                "health= is one more key of ps's filter table")
         let up = host.hako("ps")
         #expect(up.stdout.contains("(healthy)"), "\(up.stdout)")
         #expect(host.hako("ps", "-q", "--filter", "health=healthy").out == String(id.prefix(12)))

@@ -61,7 +61,7 @@ let package = Package(
         .target(name: "HakoCluster", dependencies: ["CHakoShim", "HakoSystem", "HakoTransport", "HakoImage", "HakoEngine", "HakoNetwork", "COpenSSL", "CSQLite", "CRaft", "CHakoRaft"]),
 
         // command-line parsing, help and completions for hako, without reflection (start-up is a container's start)
-        .target(name: "HakoCLI"),
+        .target(name: "HakoCLI", dependencies: ["HakoSystem"]),
 
         // apps
         // Position-dependent for the same reason as hako-runtime below: ~48,000 fewer

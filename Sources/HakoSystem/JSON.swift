@@ -270,7 +270,9 @@ public enum JSON: Sendable, Equatable {
         }
     }
 
-    public static func quote(_ s: String, into out: inout String) {
+    /// - Parameter escapingHTML: also `<`, `>` and `&` as \u escapes, as Go's encoder
+    ///   writes them (docker's `{{json .}}`), so output pastes into HTML safely.
+    public static func quote(_ s: String, into out: inout String, escapingHTML: Bool = false) {
         out += "\""
         for u in s.unicodeScalars {
             switch u {
@@ -279,6 +281,9 @@ public enum JSON: Sendable, Equatable {
             case "\n": out += "\\n"
             case "\r": out += "\\r"
             case "\t": out += "\\t"
+            case "<" where escapingHTML: out += "\\u003c"
+            case ">" where escapingHTML: out += "\\u003e"
+            case "&" where escapingHTML: out += "\\u0026"
             default:
                 if u.value < 0x20 {
                     let h = String(u.value, radix: 16)

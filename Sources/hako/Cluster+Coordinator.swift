@@ -32,13 +32,7 @@ struct CoordinatorRm: ParsableCommand {
     @Argument(help: "COORDINATOR...") var coordinators: [String]
 
     func run() throws {
-        try clusterCommand {
-            let client = try options.client()
-            for c in coordinators {
-                _ = try client.request(MessageType.coordinatorRemove, CoordinatorRef(coordinator: c), as: EmptyBody.self)
-                print(c)
-            }
-        }
+        try requestEach(MessageType.coordinatorRemove, coordinators, options)
     }
 }
 
@@ -49,12 +43,17 @@ struct CoordinatorDemote: ParsableCommand {
     @Argument(help: "COORDINATOR...") var coordinators: [String]
 
     func run() throws {
-        try clusterCommand {
-            let client = try options.client()
-            for c in coordinators {
-                _ = try client.request(MessageType.coordinatorDemote, CoordinatorRef(coordinator: c), as: EmptyBody.self)
-                print(c)
-            }
+        try requestEach(MessageType.coordinatorDemote, coordinators, options)
+    }
+}
+
+/// Sends one request per coordinator named, printing each as it is done (rm, demote).
+private func requestEach(_ type: String, _ coordinators: [String], _ options: ClusterOptions) throws {
+    try clusterCommand {
+        let client = try options.client()
+        for c in coordinators {
+            _ = try client.request(type, CoordinatorRef(coordinator: c), as: EmptyBody.self)
+            print(c)
         }
     }
 }

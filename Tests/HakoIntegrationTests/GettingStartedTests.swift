@@ -22,7 +22,7 @@ final class GettingStartedTests {
         h.teardown()
     }
 
-    /// Steps 3 to 5 in order, then the failover the text of step 5 describes.
+    /// Steps 3 to 6 in order, then the failover the text of step 5 describes.
     @Test func theGuidesCommandsBuildAClusterAndRunItsService() throws {
         guard !h.failed else { return }
         let commands = try GuideCommands.read().filter { GuideCommands.notRun[$0] == nil }
@@ -59,24 +59,36 @@ final class GettingStartedTests {
                     #expect(r.status == 0, "\(join): \(r.stderr)")
                     #expect(FileManager.default.fileExists(atPath: n.dir + "/state"), "\(n.name) keeps its key and certificate in state_dir")
                 }
-            case "systemctl":
+            case "systemctl" where argv.starts(with: ["systemctl", "enable", "--now"]):
+                try startUnit(try #require(argv.last))
+            case "systemctl" where argv.starts(with: ["systemctl", "restart"]):
+                // KillMode=process: SIGTERM to the daemon alone, then its ExecStart again.
                 let unit = try #require(argv.last)
-                let exec = try GuideCommands.execStart(unit)
+                let before = h.running("web").map { $0.sorted() }
                 if unit == "hako-coordinator" {
-                    h.coordinator = Subprocess.spawn(h.inUnderlay(h.substitute(exec).replacingFirst(Binaries.hako)),
-                                                     stdout: h.base + "/coordinator.out", stderr: h.base + "/coordinator.log.0")
-                    let listening = h.eventually(15) {
-                        ((try? String(contentsOfFile: self.h.base + "/coordinator.log.0", encoding: .utf8)) ?? "")
-                            .contains("listening on \(self.h.coordinatorAddress) (mutual TLS 1.3)")
-                    }
-                    #expect(listening, "the log line the guide's journalctl shows: \(h.logs())")
+                    h.stop(h.coordinator)
+                    h.coordinator = 0
                 } else {
                     for i in h.nodes.indices {
-                        let n = h.nodes[i]
-                        let run = h.substitute(exec, node: n).replacingFirst(Binaries.hako)
-                        h.nodes[i].agent = Subprocess.spawn(["/usr/bin/nsenter", "--net=/run/netns/\(n.netns)", "--"] + run,
-                                                            env: ["HAKO_MONITOR": Binaries.monitor], stderr: n.dir + "/agent.log.0")
+                        h.stop(h.nodes[i].agent)
+                        h.nodes[i].agent = 0
                     }
+                }
+                try startUnit(unit)
+                var nodes = Output(status: -1, stdout: "", stderr: "")
+                let ready = h.eventually(30) {
+                    nodes = self.h.runGuide(["hako", "cluster", "node", "ls"], inUnderlay: true)
+                    return nodes.status == 0 && nodes.stdout.split(separator: "\n").filter { $0.split(separator: " ").dropFirst(2).first == "Ready" }.count == 3
+                }
+                #expect(ready, "\(command): the nodes are ready again: \(nodes.stdout) \(nodes.stderr)")
+                let after = h.running("web").map { $0.sorted() }
+                #expect(before.allSatisfy { $0.count == 1 } && after == before, "\(command): the same containers run on: \(before) → \(after)")
+            case "hako" where argv.starts(with: ["hako", "cluster", "service", "logs"]):
+                let r = h.runGuide(argv, inUnderlay: true)
+                #expect(r.status == 0, "\(command): \(r.stderr)")
+                // httpd -f writes nothing until asked for a missing page; each line it does write names its task.
+                for line in r.stdout.split(separator: "\n") {
+                    #expect(line.hasPrefix("web."), "\(command): \(line)")
                 }
             case "hako" where argv.starts(with: ["hako", "cluster", "node", "ls"]):
                 // "three nodes, ready": the agents report within a few heartbeats.
@@ -119,6 +131,30 @@ final class GettingStartedTests {
             if h.failed { return }
         }
         try failover()
+    }
+
+    /// `systemctl enable --now UNIT` (or `restart`): the unit's ExecStart in the background,
+    /// the coordinator in the underlay, an agent in each node's namespace.
+    func startUnit(_ unit: String) throws {
+        let exec = try GuideCommands.execStart(unit)
+        let stamp = Int(monotonicSeconds() * 1000)
+        if unit == "hako-coordinator" {
+            let log = h.base + "/coordinator.log.\(stamp)"
+            h.coordinator = Subprocess.spawn(h.inUnderlay(h.substitute(exec).replacingFirst(Binaries.hako)),
+                                             stdout: h.base + "/coordinator.out", stderr: log)
+            let listening = h.eventually(15) {
+                ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
+                    .contains("listening on \(self.h.coordinatorAddress) (mutual TLS 1.3)")
+            }
+            #expect(listening, "the log line the guide's journalctl shows: \(h.logs())")
+        } else {
+            for i in h.nodes.indices {
+                let n = h.nodes[i]
+                let run = h.substitute(exec, node: n).replacingFirst(Binaries.hako)
+                h.nodes[i].agent = Subprocess.spawn(["/usr/bin/nsenter", "--net=/run/netns/\(n.netns)", "--"] + run,
+                                                    env: ["HAKO_MONITOR": Binaries.monitor], stderr: n.dir + "/agent.log.\(stamp)")
+            }
+        }
     }
 
     /// Step 5's prose: "Unplug pi3: after the grace period its replica runs on
@@ -171,7 +207,8 @@ enum GuideCommands {
     /// a Pi), in the underlay namespace where the coordinator listens;
     /// `hako agent` in each node's namespace; `curl` in the underlay.
     /// `systemctl enable --now UNIT` runs the unit's ExecStart (deploy/UNIT.service)
-    /// in the background, `@BINDIR@/hako` being the build's and `@SYSCONFDIR@` /etc/hako.
+    /// in the background, `@BINDIR@/hako` being the build's and `@SYSCONFDIR@` /etc/hako;
+    /// `systemctl restart UNIT` stops that process with SIGTERM (the units' KillMode=process) and runs it again.
     static func substitutions(_ h: ClusterHarness, node: ClusterHarness.Node?, token: String?) -> [(String, String)] {
         var s: [(String, String)] = [
             ("/etc/hako/coordinator.toml", h.coordinatorConfig),
@@ -207,6 +244,9 @@ enum GuideCommands {
         "sudo nano /etc/hako/coordinator.toml": "an editor; the harness writes the coordinator's configuration",
         "journalctl -u hako-coordinator -f": "no journal here; the test reads the same line from the coordinator's log",
         "sudo nano /etc/hako/agent.toml": "an editor; the harness writes each agent's configuration",
+        "sudo hako pull busybox": "pulls from a public registry; tests reach no outside address, so the harness imports the test image into each node's store",
+        "git pull && sudo make install": "fetches the checkout and installs into the host's /usr/local and /etc; DeployTests runs the installer into a DESTDIR",
+        "journalctl -u hako-agent": "no journal here; the agents' logs are the harness's files",
     ]
 
     static func runs(_ command: String) -> Bool {
@@ -214,7 +254,7 @@ enum GuideCommands {
         let w = words.first == "sudo" ? Array(words.dropFirst()) : words
         // curl only to one of the guide's nodes (the harness's addresses after substitution): nothing else is reached.
         let curlsANode = w.count == 2 && w[0] == "curl" && w[1].range(of: #"^http://pi[1-3]\.local:[0-9]+/"#, options: .regularExpression) != nil
-        return w.first == "hako" || curlsANode || w.starts(with: ["systemctl", "enable", "--now"])
+        return w.first == "hako" || curlsANode || w.starts(with: ["systemctl", "enable", "--now"]) || w.starts(with: ["systemctl", "restart"])
     }
 
     /// The commands of the guide's `sh` blocks: continuation lines joined,

@@ -25,10 +25,10 @@ func humanDuration(_ seconds: Double) -> String {
 func ago(_ t: Timestamp) -> String { humanDuration(Timestamp.now().secondsSince1970 - t.secondsSince1970) + " ago" }
 
 /// Prints rows as columns separated by at least three spaces.
-func printTable(_ header: [String], _ rows: [[String]]) {
+func printTable(_ header: [String], _ rows: [[String]], header printHeader: Bool = true) {
     var widths = header.map(\.count)
     for r in rows { for (i, c) in r.enumerated() where i < widths.count { widths[i] = max(widths[i], c.count) } }
-    for r in [header] + rows {
+    for r in (printHeader ? [header] : []) + rows {
         var line = ""
         for (i, c) in r.enumerated() {
             line += i == r.count - 1 ? c : c + String(repeating: " ", count: widths[i] + 3 - c.count)

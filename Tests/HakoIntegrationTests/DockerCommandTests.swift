@@ -104,6 +104,23 @@ final class DockerCommandTests {
         r = host.hako("top", "old-name", "-o", "pid,comm")
         #expect(r.out.split(separator: "\n").last?.hasSuffix("sleep") == true, "\(r.out)")
         #expect(host.hako("top", "old-name", "-o", "bogus").status == 125)
+        // The ps options docker users pass, from the container's /proc: the pid
+        // column is the host's pid of the container's init (inspect's State.Pid).
+        let pid = host.hako("inspect", "--format", "{{.State.Pid}}", id).out
+        r = host.hako("top", "old-name", "aux")
+        let aux = r.out.split(separator: "\n").map { $0.split(separator: " ", omittingEmptySubsequences: true).map(String.init) }
+        #expect(aux.first == ["USER", "PID", "%CPU", "%MEM", "VSZ", "RSS", "TTY", "STAT", "START", "TIME", "COMMAND"], "\(r.out) \(r.stderr)")
+        #expect(aux.contains { $0.count >= 11 && $0[0] == "root" && $0[1] == pid && $0[7].hasPrefix("S") && $0.suffix(2) == ["sleep", "60"] }, "\(r.out)")
+        r = host.hako("top", "old-name", "-eo", "pid,ppid,user,nlwp,args")
+        #expect(r.out.hasPrefix("PID"), "\(r.out)")
+        #expect(r.out.split(separator: "\n").contains { line in
+            let f = line.split(separator: " ").map(String.init)
+            return f.count == 6 && f[0] == pid && f[2...] == ["root", "1", "sleep", "60"]
+        }, "\(r.out)")
+        r = host.hako("top", "old-name", "-o", "pid=", "-o", "comm=")
+        #expect(r.out.split(separator: "\n").last?.split(separator: " ").last == "sleep", "no header: \(r.out)")
+        r = host.hako("top", "old-name", "-p", "1")
+        #expect(r.status == 125 && r.stderr.contains("not supported"))
 
         // rename: the new name finds it, the old one is free again.
         #expect(host.hako("rename", "old-name", "new-name").status == 0)

@@ -157,10 +157,30 @@ final class DockerCommandTests {
         #expect(host.hako("logs", "--since", cut, id).out == "second")
         #expect(host.hako("logs", "--until", cut, id).out == "first")
         #expect(host.hako("logs", "--since", "1h", id).out == "first\nsecond")
-        #expect(host.hako("logs", "--details", id).out == "first\nsecond")
+        // No attributes asked: docker's lone space before each line.
+        #expect(host.hako("logs", "--details", id).stdout == " first\n second\n")
         let bad = host.hako("logs", "--since", "yesterday-ish", id)
         #expect(bad.status == 125 && bad.stderr.contains("invalid --since"))
         host.hako("rm", "-f", id)
+    }
+
+    @Test func logDetailsShowTheAttributesAskedFor() {
+        let id = host.hako("run", "-d", "--label", "app=web", "--label", "tier=front end", "--label", "other=x",
+                           "-e", "REGION=eu/1", "-e", "STAGE=prod", "-e", "SECRET=s",
+                           "--log-opt", "labels=app,missing", "--log-opt", "labels-regex=^ti", "--log-opt", "env=REGION",
+                           "--log-opt", "env-regex=^STA", host.busybox, "sh", "-c", "echo one; printf 'two'").out
+        #expect(host.eventually(15) { host.hako("logs", id).out == "one\ntwo" })
+        // Sorted by key, query-escaped, comma-separated; timestamps come first.
+        let prefix = "REGION=eu%2F1,STAGE=prod,app=web,tier=front+end "
+        #expect(host.hako("logs", "--details", id).stdout == prefix + "one\n" + prefix + "two")
+        let stamped = host.hako("logs", "--details", "-t", id).stdout.split(separator: "\n")
+        #expect(stamped.count == 2 && stamped.allSatisfy { $0.split(separator: " ", maxSplits: 1).last?.hasPrefix(prefix) == true }, "\(stamped)")
+        #expect(host.hako("logs", id).stdout == "one\ntwo", "without --details the lines alone")
+        let inspect = host.hako("inspect", "--format", "{{index .HostConfig.LogConfig \"labels\"}}", id)
+        #expect(inspect.out == "app,missing")
+        host.hako("rm", "-f", id)
+        let bad = host.hako("run", "--log-opt", "env-regex=(", host.busybox, "true")
+        #expect(bad.status == 125 && bad.stderr.contains("invalid log option env-regex"), "\(bad.stderr)")
     }
 
     @Test func filtersAndTemplates() {

@@ -24,10 +24,13 @@ may also stand before the command, as in docker and podman:
 `stats`, `events`, `history`, `info`, `version`, `system df` and the `hako
 cluster` listings) takes what docker's does: `table` (the default), `json`
 (one object per line), a Go template printed once per row
-(`{{.Names}}`, `{{.State.Pid}}`, `{{json .}}`, `{{range}}`/`{{if}}`/`{{with}}`,
+(`{{.Names}}`, `{{.State.Pid}}`, `{{json .}}`, `{{range}}` (with `$i, $e :=`,
+`{{break}}`, `{{continue}}`)/`{{if}}`/`{{with}}`, `{{else}}`, variables,
+`{{define "n"}}`/`{{template "n" .}}`/`{{block "n" .}}`,
 `{{index .Labels "k"}}`, `{{join .Names ","}}`, `{{lower}}`, `{{upper}}`,
-`{{printf "%-10s" .Name}}`, `len`, `eq`/`ne`/`lt`/`gt`, `and`/`or`/`not`,
-`split`, `title`, `pad`, `truncate`), or `table TEMPLATE` for aligned
+`{{printf "%-10s" .Name}}`, `print`, `println`, `len`, `slice`,
+`eq`/`ne`/`lt`/`le`/`gt`/`ge`, `and`/`or` (stopping at the deciding operand)/`not`,
+`split`, `title`, `pad`, `truncate`, `html`, `js`, `urlquery`), or `table TEMPLATE` for aligned
 columns under a header; `\t` and `\n` in a format are a tab and a newline.
 The fields are those of the command's `json` output. A template error names
 its line and column (`template: 1:14: can't evaluate field Nope …`) and the

@@ -10,21 +10,26 @@ public struct TemplateError: Error, CustomStringConvertible, Equatable {
 /// Go's text/template as docker's `--format` uses it, over a `TemplateValue`:
 /// `{{.Field.Sub}}`, `{{$}}`, variables (`{{$x := .A}}`), pipelines
 /// (`{{.Names | upper}}`), parenthesised calls, `if`/`else if`/`else`,
-/// `range` (with `$i, $e :=` and `else`), `with`, comments, `{{-`/`-}}`
+/// `range` (with `$i, $e :=`, `else`, `break` and `continue`), `with`,
+/// named templates (`define`, `template`, `block`), comments, `{{-`/`-}}`
 /// trimming, and the functions docker adds (`json`, `join`, `split`, `lower`,
-/// `upper`, `title`, `pad`, `truncate`) next to Go's (`index`, `len`,
-/// `printf`, `print`, `println`, `eq`, `ne`, `lt`, `le`, `gt`, `ge`, `and`,
-/// `or`, `not`). Errors name the line and column.
+/// `upper`, `title`, `pad`, `truncate`) next to Go's (`index`, `slice`,
+/// `len`, `printf`, `print`, `println`, `eq`, `ne`, `lt`, `le`, `gt`, `ge`,
+/// `and` and `or` — which stop at the first operand that decides, as Go's
+/// do —, `not`, `html`, `js`, `urlquery`). Errors name the line and column.
 public struct Template: Sendable {
     let nodes: [TemplateNode]
+    /// The templates `{{define}}` and `{{block}}` name, by name.
+    let definitions: [String: [TemplateNode]]
 
     public init(_ source: String) throws {
         var p = TemplateParser(tokens: try TemplateLexer.tokens(source))
         nodes = try p.parseList(until: [])
+        definitions = p.definitions
     }
 
     public func render(_ value: TemplateValue) throws -> String {
-        var scope = TemplateScope(variables: [("$", value)])
+        var scope = TemplateScope(variables: [("$", value)], definitions: definitions)
         var out = ""
         try TemplateScope.run(nodes, dot: value, scope: &scope, into: &out)
         return out
@@ -223,19 +228,31 @@ indirect enum TemplateNode: Sendable {
     case conditional(Pipeline, [TemplateNode], [TemplateNode])
     case range(Pipeline, [TemplateNode], [TemplateNode])
     case with(Pipeline, [TemplateNode], [TemplateNode])
+    /// {{template "name" pipeline}} (and the call a {{block}} makes).
+    case invoke(String, Pipeline?, Position)
+    case breakLoop
+    case continueLoop
 }
 
 struct TemplateParser {
     let tokens: [TemplateToken]
     var i = 0
+    var definitions: [String: [TemplateNode]] = [:]
+    /// How many {{range}}s enclose the current node: {{break}} and {{continue}} need one.
+    var rangeDepth = 0
+    /// Nesting of lists: {{define}} is allowed at the top level alone, as in Go.
+    var listDepth = 0
 
     init(tokens: [TemplateToken]) { self.tokens = tokens }
 
     static let functions: Set<String> = ["json", "join", "split", "lower", "upper", "title", "pad", "truncate", "index", "len",
-                                         "printf", "print", "println", "eq", "ne", "lt", "le", "gt", "ge", "and", "or", "not", "slice"]
+                                         "printf", "print", "println", "eq", "ne", "lt", "le", "gt", "ge", "and", "or", "not", "slice",
+                                         "html", "js", "urlquery"]
 
     /// Nodes up to one of the `until` keywords (end, else), which is left for the caller.
     mutating func parseList(until: Set<String>) throws -> [TemplateNode] {
+        listDepth += 1
+        defer { listDepth -= 1 }
         var out: [TemplateNode] = []
         while i < tokens.count {
             switch tokens[i] {
@@ -251,8 +268,24 @@ struct TemplateParser {
                 i += 1
                 if case .identifier(let k) = words[0].kind, ["if", "range", "with"].contains(k) {
                     out.append(try control(k, Array(words.dropFirst()), pos))
-                } else if case .identifier(let k) = words[0].kind, ["define", "template", "block", "break", "continue"].contains(k) {
-                    throw pos.error("{{\(k)}} is not supported here")
+                } else if case .identifier("define") = words[0].kind {
+                    guard listDepth == 1 && until.isEmpty else { throw pos.error("{{define}} inside another action: define templates at the top level") }
+                    let name = try templateName("define", words, pos)
+                    guard words.count == 2 else { throw pos.error("unexpected words after {{define \"\(name)\"}}") }
+                    try define(name, try body("define", pos), pos)
+                } else if case .identifier("block") = words[0].kind {
+                    let name = try templateName("block", words, pos)
+                    guard words.count > 2 else { throw pos.error("missing pipeline in {{block \"\(name)\"}}") }
+                    let p = try pipeline(Array(words.dropFirst(2)), pos)
+                    try define(name, try body("block", pos), pos)
+                    out.append(.invoke(name, p, pos))
+                } else if case .identifier("template") = words[0].kind {
+                    let name = try templateName("template", words, pos)
+                    out.append(.invoke(name, words.count > 2 ? try pipeline(Array(words.dropFirst(2)), pos) : nil, pos))
+                } else if case .identifier(let k) = words[0].kind, k == "break" || k == "continue" {
+                    guard rangeDepth > 0 else { throw pos.error("{{\(k)}} outside {{range}}") }
+                    guard words.count == 1 else { throw pos.error("unexpected words after {{\(k)}}") }
+                    out.append(k == "break" ? .breakLoop : .continueLoop)
                 } else {
                     out.append(.action(try pipeline(words, pos)))
                 }
@@ -260,6 +293,42 @@ struct TemplateParser {
         }
         if !until.isEmpty { throw lastPosition.error("unexpected EOF: missing {{end}}") }
         return out
+    }
+
+    /// The quoted name after define, block and template.
+    func templateName(_ keyword: String, _ words: [Word], _ pos: Position) throws -> String {
+        guard words.count > 1, case .string(let name) = words[1].kind else {
+            throw pos.error("{{\(keyword)}} needs a template name in quotes")
+        }
+        return name
+    }
+
+    /// The list of a define or block up to its {{end}}, which it consumes.
+    /// A named template is a template of its own: no {{range}} encloses it.
+    mutating func body(_ keyword: String, _ pos: Position) throws -> [TemplateNode] {
+        let enclosing = rangeDepth
+        rangeDepth = 0
+        defer { rangeDepth = enclosing }
+        let nodes = try parseList(until: ["end"])
+        guard i < tokens.count, case .action(let e, let at) = tokens[i], case .identifier("end") = e[0].kind else {
+            throw pos.error("missing {{end}} of {{\(keyword)}}")
+        }
+        guard e.count == 1 else { throw at.error("unexpected words after {{end}}") }
+        i += 1
+        return nodes
+    }
+
+    /// Go's rule: a name defined twice is an error, unless one of the two is empty
+    /// (only spaces), which the other replaces.
+    mutating func define(_ name: String, _ nodes: [TemplateNode], _ pos: Position) throws {
+        func empty(_ n: [TemplateNode]) -> Bool {
+            n.allSatisfy { if case .text(let t) = $0 { return t.allSatisfy(\.isWhitespace) } else { return false } }
+        }
+        if let old = definitions[name], !empty(old) {
+            guard empty(nodes) else { throw pos.error("template: multiple definition of template \"\(name)\"") }
+            return
+        }
+        definitions[name] = nodes
     }
 
     var lastPosition: Position {
@@ -271,7 +340,9 @@ struct TemplateParser {
     mutating func control(_ keyword: String, _ words: [Word], _ pos: Position) throws -> TemplateNode {
         guard !words.isEmpty else { throw pos.error("missing value for \(keyword)") }
         let p = try pipeline(words, pos)
+        if keyword == "range" { rangeDepth += 1 }
         let body = try parseList(until: ["end", "else"])
+        if keyword == "range" { rangeDepth -= 1 }
         var otherwise: [TemplateNode] = []
         guard case .action(let w, let at) = tokens[i], case .identifier(let k) = w[0].kind else { throw pos.error("missing {{end}}") }
         i += 1
@@ -372,8 +443,15 @@ struct TemplateParser {
 
 // MARK: - execution
 
+/// How {{break}} and {{continue}} leave the list they are in, up to their {{range}}.
+enum LoopControl: Error { case breakLoop, continueLoop }
+
 struct TemplateScope {
     var variables: [(String, TemplateValue)]
+    let definitions: [String: [TemplateNode]]
+    /// Named templates being run, one inside another (a template may call itself).
+    var depth = 0
+    static let maxDepth = 1000
 
     func lookup(_ name: String, _ pos: Position) throws -> TemplateValue {
         guard let v = variables.last(where: { $0.0 == name }) else { throw pos.error("undefined variable \"\(name)\"") }
@@ -412,14 +490,32 @@ struct TemplateScope {
                 default: throw p.position.error("range can't iterate over \(v.text)")
                 }
                 if items.isEmpty { try run(b, dot: dot, scope: &scope, into: &out) }
-                for (k, e) in items {
+                loop: for (k, e) in items {
                     let inner = scope.variables.count
                     if names.count == 1 { scope.variables.append((names[0], e)) }
                     if names.count == 2 { scope.variables.append((names[0], k)); scope.variables.append((names[1], e)) }
-                    try run(a, dot: e, scope: &scope, into: &out)
+                    var stop = false
+                    do {
+                        try run(a, dot: e, scope: &scope, into: &out)
+                    } catch LoopControl.continueLoop {
+                    } catch LoopControl.breakLoop {
+                        stop = true
+                    }
                     scope.variables.removeSubrange(inner...)
+                    if stop { break loop }
                 }
                 scope.variables.removeSubrange(mark...)
+            case .invoke(let name, let p, let pos):
+                guard let body = scope.definitions[name] else { throw pos.error("template \"\(name)\" not defined") }
+                guard scope.depth < maxDepth else { throw pos.error("exceeded maximum template depth (\(maxDepth))") }
+                let v = try p.map { try evaluate($0, dot: dot, scope: &scope) } ?? .null
+                // A named template sees its argument as both . and $, and none of the caller's variables.
+                var inner = TemplateScope(variables: [("$", v)], definitions: scope.definitions, depth: scope.depth + 1)
+                try run(body, dot: v, scope: &inner, into: &out)
+            case .breakLoop:
+                throw LoopControl.breakLoop
+            case .continueLoop:
+                throw LoopControl.continueLoop
             }
         }
     }
@@ -445,6 +541,18 @@ struct TemplateScope {
 
     static func call(_ c: Command, dot: TemplateValue, scope: inout TemplateScope, piped: TemplateValue?) throws -> TemplateValue {
         let (first, pos) = c.operands[0]
+        if case .function(let name) = first, name == "and" || name == "or" {
+            // Go's and/or evaluate their operands in order and stop at the first
+            // that decides: {{if and .A (index .A 0)}} never indexes an empty .A.
+            let operands = c.operands.dropFirst()
+            guard !operands.isEmpty || piped != nil else { throw pos.error("wrong number of args for \(name): want at least 1 got 0") }
+            var last = TemplateValue.null
+            for (o, p) in operands {
+                last = try operand(o, p, dot: dot, scope: &scope)
+                if last.isTrue != (name == "and") { return last }
+            }
+            return piped ?? last
+        }
         if case .function(let name) = first {
             var args: [TemplateValue] = []
             for (o, p) in c.operands.dropFirst() { args.append(try operand(o, p, dot: dot, scope: &scope)) }

@@ -1,3 +1,5 @@
+import HakoSystem
+
 /// The functions a `--format` template can call: Go's built-ins and docker's additions.
 enum TemplateFunctions {
     static func call(_ name: String, _ a: [TemplateValue], _ pos: Position) throws -> TemplateValue {
@@ -90,15 +92,44 @@ enum TemplateFunctions {
             default: throw pos.error("can't slice item of type \(TemplateScope.typeName(first))")
             }
         case "print":
-            // Go's Sprint: spaces only between operands when neither is a string.
+            return .string(sprint(a))
+        case "html":
+            // Go's HTMLEscapeString of the operands as print joins them.
             var out = ""
-            for (i, v) in a.enumerated() {
-                if i > 0, !(isString(a[i - 1]) || isString(v)) { out += " " }
-                out += v.text
+            for c in sprint(a).unicodeScalars {
+                switch c {
+                case "\"": out += "&#34;"
+                case "'": out += "&#39;"
+                case "&": out += "&amp;"
+                case "<": out += "&lt;"
+                case ">": out += "&gt;"
+                case "\0": out += "\u{FFFD}"
+                default: out.unicodeScalars.append(c)
+                }
             }
             return .string(out)
-        case "println":
-            return .string(a.map(\.text).joined(separator: " ") + "\n")
+        case "js":
+            // Go's JSEscapeString.
+            var out = ""
+            for c in sprint(a).unicodeScalars {
+                switch c {
+                case "\\": out += "\\\\"
+                case "'": out += "\\'"
+                case "\"": out += "\\\""
+                case "<", ">", "&", "=": out += "\\u00" + String(c.value, radix: 16, uppercase: true)
+                default:
+                    if c.value < 0x20 || (c.value >= 0x80 && c.value < 0xa0) {
+                        let h = String(c.value, radix: 16, uppercase: true)
+                        out += "\\u" + String(repeating: "0", count: 4 - h.count) + h
+                    } else {
+                        out.unicodeScalars.append(c)
+                    }
+                }
+            }
+            return .string(out)
+        case "urlquery":
+            // Go's url.QueryEscape.
+            return .string(sprint(a).queryEscaped)
         case "printf":
             guard let f = a.first else { throw pos.error("wrong number of args for printf: want at least 1 got 0") }
             return .string(try Printf.format(try string(f), Array(a.dropFirst()), pos))
@@ -146,6 +177,16 @@ enum TemplateFunctions {
             }
         }
         out.append(String(decoding: b[start...], as: UTF8.self))
+        return out
+    }
+
+    /// Go's Sprint: spaces only between operands when neither is a string.
+    static func sprint(_ a: [TemplateValue]) -> String {
+        var out = ""
+        for (i, v) in a.enumerated() {
+            if i > 0, !(isString(a[i - 1]) || isString(v)) { out += " " }
+            out += v.text
+        }
         return out
     }
 

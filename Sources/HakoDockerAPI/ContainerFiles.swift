@@ -71,25 +71,19 @@ extension DockerAPI {
         c.respond(200, json: .array(d.map { .object([("Path", .string($0.path)), ("Kind", .int(Int64($0.kind.apiValue)))]) }))
     }
 
-    func top(_ ref: String, _ c: HTTPConnection) throws {
+    /// ps_args as `hako top` takes them (docker's default: -ef).
+    func top(_ ref: String, _ r: HTTPRequest, _ c: HTTPConnection) throws {
+        let format: PsFormat
+        do {
+            format = try PsFormat.parse((r.query("ps_args") ?? "").split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init))
+        } catch { throw APIError(500, "\(error)") }
         let ps: [ContainerProcess]
         do { ps = try engine.processes(ref) } catch { throw DockerAPI.apiError(error) }
-        func clock(_ seconds: Double) -> String {
-            let s = Int(seconds)
-            return String(format2(s / 3600)) + ":" + format2((s / 60) % 60) + ":" + format2(s % 60)
-        }
-        func format2(_ n: Int) -> String { n < 10 ? "0\(n)" : String(n) }
-        func stime(_ t: Timestamp) -> String {
-            let s = t.rfc3339  // 2026-12-06T04:55:19.99Z → 04:55
-            guard let tIndex = s.firstIndex(of: "T") else { return s }
-            return String(s[s.index(after: tIndex)...].prefix(5))
-        }
-        let rows: [JSON] = ps.map { p in
-            .array([p.user, String(p.pid), String(p.ppid), "0", stime(p.started), p.tty, clock(p.cpuSeconds),
-                    p.args.isEmpty ? "[\(p.command)]" : p.args.joined(separator: " ")].map(JSON.string))
-        }
-        c.respond(200, json: .object([("Titles", .array(["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"].map(JSON.string))),
-                                      ("Processes", .array(rows))]))
+        var f = format
+        f.showHeader = false
+        let rows = f.table(ps, now: Timestamp.now().secondsSince1970)
+        c.respond(200, json: .object([("Titles", .array(format.columns.map { JSON.string($0.header) })),
+                                      ("Processes", .array(rows.map { .array($0.map(JSON.string)) }))]))
     }
 
     func rename(_ ref: String, _ r: HTTPRequest, _ c: HTTPConnection) throws {

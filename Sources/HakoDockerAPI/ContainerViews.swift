@@ -202,6 +202,7 @@ extension DockerAPI {
         let since = try time("since"), until = try time("until")
         let follow = r.flag("follow")
         let timestamps = r.flag("timestamps")
+        let details = r.flag("details") ? Array(LogDetails.prefix(cont.config.logAttributes).utf8) : []
         let tty = cont.config.tty
         c.beginChunks(contentType: tty ? "application/vnd.docker.raw-stream" : "application/vnd.docker.multiplexed-stream")
         let reader = LogReader(path: cont.paths.log, maxFiles: cont.config.logMaxFiles)
@@ -213,6 +214,7 @@ extension DockerAPI {
         }, emit: { rec in
             guard !gone, rec.stderr ? wantErr : wantOut else { return }
             var bytes = timestamps ? Array((rec.time + " ").utf8) : []
+            bytes += details
             bytes += rec.text
             if rec.endsLine { bytes.append(10) }
             if !c.chunk(tty ? bytes : StreamFrame.encode(rec.stderr ? 2 : 1, bytes)) { gone = true }

@@ -50,7 +50,7 @@ extension DockerAPI {
             try changes(ref, c)
         case "top":
             try only(m, "GET", r)
-            try top(ref, c)
+            try top(ref, r, c)
         case "rename":
             try only(m, "POST", r)
             try rename(ref, r, c)

@@ -104,6 +104,10 @@ public struct ContainerConfig: Codable, Sendable, Equatable {
     public var groupAdd: [String]? = nil
     /// --init: hako-init, bound in read-only at `initPath`, runs `args` as its child.
     public var initProcess: Bool? = nil
+    /// The `--log-opt` keys choosing the log's extra attributes (labels,
+    /// labels-regex, env, env-regex) as given; `logAttributes` (Logs.swift) are
+    /// what `logs --details` shows (nil: none asked).
+    public var logAttributeOptions: [String: String]? = nil
 
     /// Where --init's PID 1 appears inside the container.
     public static let initPath = "/sbin/hako-init"

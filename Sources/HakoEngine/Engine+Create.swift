@@ -88,6 +88,7 @@ extension Engine {
         }
         var logMaxSize: UInt64 = 10 << 20
         var logMaxFiles: UInt32 = 3
+        var attributeOptions: [String: String] = [:]
         for opt in o.logOptions {
             let kv = opt.split(separator: "=", maxSplits: 1).map(String.init)
             guard kv.count == 2 else { throw HakoError(.failed, "invalid log option \"\(opt)\" (expected KEY=VALUE)") }
@@ -98,8 +99,15 @@ extension Engine {
             case "max-file":
                 guard let n = UInt32(kv[1]), n >= 1, n <= 100 else { throw HakoError(.failed, "invalid log option max-file=\(kv[1]) (1 to 100)") }
                 logMaxFiles = n
+            case "labels", "env":
+                attributeOptions[kv[0]] = kv[1]
+            case "labels-regex", "env-regex":
+                do { _ = try Regex(kv[1]) } catch {
+                    throw HakoError(.failed, "invalid log option \(kv[0])=\(kv[1]): not a regular expression")
+                }
+                attributeOptions[kv[0]] = kv[1]
             default:
-                throw HakoError(.failed, "unknown log option \"\(kv[0])\" (supported: max-size, max-file)")
+                throw HakoError(.failed, "unknown log option \"\(kv[0])\" (supported: max-size, max-file, labels, labels-regex, env, env-regex)")
             }
         }
         if let n = o.name, !Names.isValid(n.hasPrefix("/") ? String(n.dropFirst()) : n) {
@@ -131,6 +139,7 @@ extension Engine {
         if o.shmSize != nil && o.ipc == .host { throw HakoError(.failed, "conflicting options: --shm-size and --ipc host (the host's /dev/shm is used)") }
         if o.groupAdd.contains(where: \.isEmpty) { throw HakoError(.failed, "invalid --group-add \"\"") }
         config.initProcess = o.initProcess ? true : nil
+        config.logAttributeOptions = attributeOptions.isEmpty ? nil : attributeOptions
         config.shmSize = o.shmSize
         config.groupAdd = o.groupAdd.isEmpty ? nil : o.groupAdd
         let exposed = (image.config.exposedPorts ?? []) + o.expose.map { $0.contains("/") ? $0.lowercased() : $0 + "/tcp" }

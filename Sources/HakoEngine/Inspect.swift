@@ -140,7 +140,8 @@ extension Engine {
                               NetworkMode: cfg.networkMode.rawValue, PidMode: cfg.pidMode == .host ? "host" : "",
                               UTSMode: cfg.utsMode == .host ? "host" : "", IpcMode: mode(cfg.ipcMode),
                               CgroupnsMode: mode(cfg.cgroupnsMode), CgroupParent: cfg.cgroupParent,
-                              LogConfig: ["Type": "hako-file", "max-size": String(cfg.logMaxSize), "max-file": String(cfg.logMaxFiles)],
+                              LogConfig: ["Type": "hako-file", "max-size": String(cfg.logMaxSize), "max-file": String(cfg.logMaxFiles)]
+                                  .merging(cfg.logAttributeOptions ?? [:]) { a, _ in a },
                               Memory: iso.limits.memory ?? 0, MemoryReservation: iso.limits.memoryReservation ?? 0,
                               MemorySwap: iso.limits.memorySwap ?? 0, NanoCpus: iso.limits.nanoCPUs ?? 0,
                               CpuShares: Int64(iso.limits.cpuShares ?? 0), CpusetCpus: iso.limits.cpusetCpus ?? "",

@@ -141,3 +141,43 @@ public struct LogReader {
         }
     }
 }
+
+/// The extra attributes docker's log drivers attach to every record when
+/// `--log-opt labels=a,b`, `labels-regex=RE`, `env=X,Y` or `env-regex=RE` ask
+/// for them: the named (or matching) labels and environment variables of the
+/// container, with the values they have in its configuration. They are fixed
+/// at create, as docker fixes them when the container's log starts, so hako
+/// reads them from the configuration instead of repeating them in every record.
+extension ContainerConfig {
+    public var logAttributes: [String: String] {
+        guard let o = logAttributeOptions else { return [:] }
+        var out: [String: String] = [:]
+        func matches(_ pattern: String?, _ key: String) -> Bool {
+            guard let pattern, let re = try? Regex(pattern) else { return false }
+            return key.contains(re)
+        }
+        for k in (o["labels"] ?? "").split(separator: ",").map(String.init) {
+            if let v = labels[k] { out[k] = v }
+        }
+        for (k, v) in labels where matches(o["labels-regex"], k) { out[k] = v }
+        var environment: [String: String] = [:]
+        for e in env {
+            let kv = e.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            if kv.count == 2 { environment[String(kv[0])] = String(kv[1]) }
+        }
+        for k in (o["env"] ?? "").split(separator: ",").map(String.init) {
+            if let v = environment[k] { out[k] = v }
+        }
+        for (k, v) in environment where matches(o["env-regex"], k) { out[k] = v }
+        return out
+    }
+}
+
+/// `logs --details`: docker's prefix of every line, the attributes sorted by
+/// key as `k=v` pairs (query-escaped) joined by commas, then a space, which
+/// stands alone when there are none.
+public enum LogDetails {
+    public static func prefix(_ attributes: [String: String]) -> String {
+        attributes.keys.sorted().map { $0.queryEscaped + "=" + (attributes[$0] ?? "").queryEscaped }.joined(separator: ",") + " "
+    }
+}

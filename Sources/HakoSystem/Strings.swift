@@ -8,3 +8,23 @@ extension StringProtocol {
         return String(self[start...end])
     }
 }
+
+extension String {
+    /// Go's url.QueryEscape: letters, digits and `-_.~` kept, a space as `+`,
+    /// every other byte as `%XX` (the template's `urlquery`, `logs --details`).
+    public var queryEscaped: String {
+        var out = ""
+        for b in utf8 {
+            switch b {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                 UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."), UInt8(ascii: "~"):
+                out.unicodeScalars.append(Unicode.Scalar(b))
+            case UInt8(ascii: " "): out += "+"
+            default:
+                let h = String(b, radix: 16, uppercase: true)
+                out += "%" + (h.count == 1 ? "0" + h : h)
+            }
+        }
+        return out
+    }
+}

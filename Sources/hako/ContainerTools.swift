@@ -165,125 +165,23 @@ struct Cp: ParsableCommand {
 
 /// `hako top`: the container's processes, columns as `ps` options choose.
 struct Top: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "top", abstract: "Show the processes of a running container (ps options: -ef, aux, -o FIELDS).")
+    static let configuration = CommandConfiguration(commandName: "top", abstract: "Show the processes of a running container (ps options: -ef, aux, -eo FIELDS, -o FIELDS, l, j, v …).")
     @OptionGroup var global: GlobalOptions
     @Argument(parsing: .passthrough, help: "CONTAINER [ps OPTIONS]") var containerAndOptions: [String] = []
 
     func run() throws {
         guard let ref = containerAndOptions.first else { throw ValidationError("\"top\" requires a container") }
-        let columns = try PsColumns.parse(Array(containerAndOptions.dropFirst()))
+        let format: PsFormat
+        do { format = try PsFormat.parse(Array(containerAndOptions.dropFirst())) } catch let e as PsError {
+            throw HakoError(.failed, "\(e)")
+        }
         let engine = try global.engine()
-        let processes = try engine.processes(ref)
-        let now = Timestamp.now().secondsSince1970
-        printTable(columns.map(\.header), processes.map { p in columns.map { $0.render(p, now) } })
-    }
-}
-
-/// The columns of `ps`, chosen by its options as procps reads them.
-enum PsColumns {
-    struct Column {
-        var header: String
-        var render: (ContainerProcess, Double) -> String
-    }
-
-    static func field(_ name: String) -> Column? {
-        switch name.lowercased() {
-        case "uid", "euid": return Column(header: "UID") { p, _ in p.user }
-        case "user", "euser", "uname": return Column(header: "USER") { p, _ in p.user }
-        case "pid": return Column(header: "PID") { p, _ in String(p.pid) }
-        case "ppid": return Column(header: "PPID") { p, _ in String(p.ppid) }
-        case "c": return Column(header: "C") { p, now in String(Int(cpuPercent(p, now))) }
-        case "%cpu", "pcpu": return Column(header: "%CPU") { p, now in fixed1(cpuPercent(p, now)) }
-        case "%mem", "pmem": return Column(header: "%MEM") { p, _ in fixed1(memPercent(p)) }
-        case "stime", "start", "start_time": return Column(header: name.uppercased() == "START" ? "START" : "STIME") { p, now in startTime(p, now) }
-        case "tty", "tt": return Column(header: "TTY") { p, _ in p.tty }
-        case "time", "cputime": return Column(header: "TIME") { p, _ in cpuTime(p.cpuSeconds) }
-        case "etime": return Column(header: "ELAPSED") { p, now in cpuTime(max(0, now - p.started.secondsSince1970)) }
-        case "cmd", "args", "command": return Column(header: "CMD") { p, _ in p.args.isEmpty ? "[\(p.command)]" : p.args.joined(separator: " ") }
-        case "comm", "ucomm": return Column(header: "COMMAND") { p, _ in p.command }
-        case "stat", "s", "state": return Column(header: "STAT") { p, _ in p.state }
-        case "rss", "rssize": return Column(header: "RSS") { p, _ in String(p.rssKiB) }
-        case "vsz", "vsize": return Column(header: "VSZ") { p, _ in String(p.vszKiB) }
-        case "nlwp", "thcount": return Column(header: "NLWP") { p, _ in String(p.threads) }
-        case "gid", "egid": return Column(header: "GID") { p, _ in String(p.gid) }
-        default: return nil
+        let rows = format.table(try engine.processes(ref), now: Timestamp.now().secondsSince1970)
+        if format.showHeader, format.columns.contains(where: { !$0.header.isEmpty }), let header = rows.first {
+            printTable(header, Array(rows.dropFirst()))
+        } else {
+            printTable(Array(repeating: "", count: format.columns.count), rows, header: false)
         }
-    }
-
-    static func named(_ names: [String]) -> [Column] { names.compactMap(field) }
-
-    /// `-ef` (docker's default), `aux`, `-o a,b`, `-e`, `-f` and `-l`-free combinations.
-    static func parse(_ options: [String]) throws -> [Column] {
-        if options.isEmpty || options == ["-ef"] || options == ["-e", "-f"] || options == ["-f"] {
-            return named(["uid", "pid", "ppid", "c", "stime", "tty", "time", "cmd"])
-        }
-        if options == ["aux"] || options == ["-aux"] || options == ["au"] || options == ["ux"] {
-            var c = named(["user", "pid", "%cpu", "%mem", "vsz", "rss", "tty", "stat", "start", "time", "command"])
-            c[c.count - 1].header = "COMMAND"
-            return c
-        }
-        if options == ["-e"] || options == ["-A"] || options == ["ax"] {
-            return named(["pid", "tty", "time", "comm"]).map { c in var c = c; if c.header == "COMMAND" { c.header = "CMD" }; return c }
-        }
-        var out: [Column] = []
-        var i = 0
-        while i < options.count {
-            let o = options[i]
-            if o == "-o" || o == "o" || o == "--format" {
-                guard i + 1 < options.count else { throw HakoError(.failed, "ps: \(o) needs a list of fields") }
-                for f in options[i + 1].split(separator: ",") {
-                    let parts = f.split(separator: "=", maxSplits: 1)
-                    guard var c = field(String(parts[0])) else { throw HakoError(.failed, "ps: unknown field \"\(parts[0])\"") }
-                    if parts.count == 2 { c.header = String(parts[1]) }
-                    out.append(c)
-                }
-                i += 2
-                continue
-            }
-            if o.hasPrefix("-o") {
-                return try parse(["-o", String(o.dropFirst(2))] + options[(i + 1)...])
-            }
-            if o == "-e" || o == "-A" || o == "-f" || o == "ax" { i += 1; continue }  // every process is the container's anyway
-            throw HakoError(.failed, "ps: unsupported option \"\(o)\" (hako top takes -ef, aux, -e and -o FIELDS)")
-        }
-        guard !out.isEmpty else { throw HakoError(.failed, "ps: no fields chosen") }
-        return out
-    }
-
-    static func cpuPercent(_ p: ContainerProcess, _ now: Double) -> Double {
-        let elapsed = now - p.started.secondsSince1970
-        return elapsed > 0 ? p.cpuSeconds / elapsed * 100 : 0
-    }
-
-    static func memPercent(_ p: ContainerProcess) -> Double {
-        let pages = sysconf(Int32(_SC_PHYS_PAGES)), size = sysconf(Int32(_SC_PAGESIZE))
-        let total = Double(max(1, pages * size)) / 1024
-        return Double(p.rssKiB) / total * 100
-    }
-
-    static func fixed1(_ v: Double) -> String {
-        let t = Int((v * 10).rounded())
-        return "\(t / 10).\(t % 10)"
-    }
-
-    static func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : String(v) }
-
-    /// HH:MM today, else Mon DD, as ps prints a start time (in local time).
-    static func startTime(_ p: ContainerProcess, _ now: Double) -> String {
-        var t = time_t(p.started.seconds)
-        var tm = Glibc.tm()
-        localtime_r(&t, &tm)
-        if now - p.started.secondsSince1970 < 86400 { return "\(two(tm.tm_hour)):\(two(tm.tm_min))" }
-        let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-        return "\(months[Int(tm.tm_mon) % 12])\(two(tm.tm_mday))"
-    }
-
-    /// [DD-]HH:MM:SS
-    static func cpuTime(_ seconds: Double) -> String {
-        let s = Int(seconds)
-        let days = s / 86400
-        let text = "\(two(Int32(s / 3600 % 24))):\(two(Int32(s / 60 % 60))):\(two(Int32(s % 60)))"
-        return days > 0 ? "\(days)-\(text)" : text
     }
 }
 

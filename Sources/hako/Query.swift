@@ -25,10 +25,10 @@ func humanDuration(_ seconds: Double) -> String {
 func ago(_ t: Timestamp) -> String { humanDuration(Timestamp.now().secondsSince1970 - t.secondsSince1970) + " ago" }
 
 /// Prints rows as columns separated by at least three spaces.
-func printTable(_ header: [String], _ rows: [[String]]) {
+func printTable(_ header: [String], _ rows: [[String]], header printHeader: Bool = true) {
     var widths = header.map(\.count)
     for r in rows { for (i, c) in r.enumerated() where i < widths.count { widths[i] = max(widths[i], c.count) } }
-    for r in [header] + rows {
+    for r in (printHeader ? [header] : []) + rows {
         var line = ""
         for (i, c) in r.enumerated() {
             line += i == r.count - 1 ? c : c + String(repeating: " ", count: widths[i] + 3 - c.count)
@@ -131,7 +131,7 @@ struct Logs: ParsableCommand {
     @Flag(name: [.short("t"), .long("timestamps")], help: "Show timestamps.") var timestamps = false
     @Option(name: .long("since"), help: "Show logs since a time (2026-01-02T15:04:05Z, a Unix time) or for a duration back (10m).") var since: String?
     @Option(name: .long("until"), help: "Show logs before a time or a duration back (as --since).") var until: String?
-    @Flag(name: .long("details"), help: "Show the extra attributes given to the log (hako's log records carry none).") var details = false
+    @Flag(name: .long("details"), help: "Show the extra attributes the log carries (--log-opt labels=, labels-regex=, env=, env-regex=) before each line.") var details = false
     @Argument(help: "CONTAINER") var container: String
 
     func run() throws {
@@ -145,12 +145,14 @@ struct Logs: ParsableCommand {
         let engine = try global.engine()
         let c = try engine.lookup(container)
         var atLineStart = [true, true]
+        let detailsPrefix = details ? Array(LogDetails.prefix(c.config.logAttributes).utf8) : []
         LogReader(path: c.paths.log, maxFiles: c.config.logMaxFiles).read(tail: n, since: from, until: to, follow: follow, stillRunning: {
             (try? engine.lookup(c.id))?.isRunning ?? false
         }) { r in
             let s = r.stderr ? 1 : 0
             var out: [UInt8] = []
             if timestamps && atLineStart[s] { out += Array((r.time + " ").utf8) }
+            if atLineStart[s] { out += detailsPrefix }
             out += r.text
             if r.endsLine { out.append(UInt8(ascii: "\n")) }
             atLineStart[s] = r.endsLine

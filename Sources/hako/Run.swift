@@ -27,7 +27,7 @@ struct ContainerOptions: ParsableArguments {
     @Option(name: .long("cgroupns"), help: "Cgroup namespace: host or private (default: private on cgroup v2 hosts, host on v1).") var cgroupns: String?
     @Option(name: .long("stop-signal"), help: "Signal that stops the container.") var stopSignal: String?
     @Option(name: .long("stop-timeout"), help: "Seconds to wait before killing on stop.") var stopTimeout: Int?
-    @Option(name: .long("log-opt"), help: "Log options: max-size=SIZE, max-file=N.") var logOpt: [String] = []
+    @Option(name: .long("log-opt"), help: "Log options: max-size=SIZE, max-file=N; labels=K,…, labels-regex=RE, env=K,…, env-regex=RE (the attributes logs --details shows).") var logOpt: [String] = []
     @Option(name: .long("expose"), help: "Expose a port (PORT[/PROTO]) besides the image's, for -P.") var expose: [String] = []
     @Option(name: .long("shm-size"), help: "Size of /dev/shm (e.g. 128m; default 64m).") var shmSize: String?
     @Option(name: .long("group-add"), help: "Add a supplementary group (a name in the container's /etc/group, or a number).") var groupAdd: [String] = []

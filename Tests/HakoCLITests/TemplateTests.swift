@@ -46,6 +46,47 @@ import Testing
         #expect(try render("{{range .List}}{{.}}{{end}}\t{{.ID}}") == "xy\tabc")
     }
 
+    @Test func namedTemplatesAsGoDefinesThem() throws {
+        // define + template, with and without an argument; $ is the argument inside.
+        #expect(try render(#"{{define "row"}}<{{.}}>{{end}}{{range .List}}{{template "row" .}}{{end}}"#) == "<x><y>")
+        #expect(try render(#"{{template "id" .}}{{define "id"}}{{$.ID}}/{{.Names}}{{end}}"#) == "abc/web")
+        #expect(try render(#"{{define "none"}}[{{.}}]{{end}}{{template "none"}}"#) == "[<no value>]")
+        // The caller's variables are not the named template's.
+        #expect(failure(#"{{$v := 1}}{{define "t"}}{{$v}}{{end}}{{template "t"}}"#) == "template: 1:28: undefined variable \"$v\"")
+        // block: defined and run in place; an empty define of the same name keeps it, a second body is an error.
+        #expect(try render(#"{{block "state" .State}}pid {{.Pid}}{{end}}!"#) == "pid 42!")
+        #expect(try render(#"{{block "b" .}}{{.ID}}{{end}}{{define "b"}} {{end}}"#) == "abc")
+        #expect(failure(#"{{block "b" .}}x{{end}}{{define "b"}}y{{end}}"#) == "template: 1:24: template: multiple definition of template \"b\"")
+        // A template may call itself, within a bound.
+        #expect(try render(#"{{define "each"}}{{if .}}{{index . 0}};{{template "each" (slice . 1)}}{{end}}{{end}}{{template "each" .List}}"#) == "x;y;")
+        #expect(failure(#"{{define "loop"}}{{template "loop" .}}{{end}}{{template "loop" .}}"#)?.contains("exceeded maximum template depth") == true)
+        #expect(failure(#"{{template "missing"}}"#) == "template: 1:1: template \"missing\" not defined")
+        #expect(failure(#"{{if .ID}}{{define "x"}}{{end}}{{end}}"#)?.contains("{{define}} inside another action") == true)
+        #expect(failure(#"{{template .ID}}"#) == "template: 1:1: {{template}} needs a template name in quotes")
+        #expect(failure(#"{{define "x"}}a"#) == "template: 1:1: unexpected EOF: missing {{end}}")
+    }
+
+    @Test func loopsStopAndSkip() throws {
+        #expect(try render("{{range .List}}{{if eq . \"y\"}}{{break}}{{end}}{{.}}{{end}}|") == "x|")
+        #expect(try render("{{range $i, $e := .List}}{{if eq $i 0}}{{continue}}{{end}}{{$e}}{{end}}") == "y")
+        #expect(try render("{{range .List}}{{range $.List}}{{break}}{{end}}{{.}}{{end}}") == "xy")
+        #expect(failure("{{break}}") == "template: 1:1: {{break}} outside {{range}}")
+        #expect(failure(#"{{range .List}}{{define "d"}}{{continue}}{{end}}{{end}}"#) != nil)
+    }
+
+    @Test func andOrStopAtTheDecidingOperand() throws {
+        // index on the empty list would fail: and never evaluates it.
+        #expect(try render("{{if and .Labels.none (index .Labels.none 0)}}x{{else}}skipped{{end}}") == "skipped")
+        #expect(try render("{{or .Empty .Names (index .List 9)}}") == "web")
+        #expect(try render("{{and 1 0 2}} {{or 0 \"\"}} {{.Names | and 1}}") == "0  web")
+    }
+
+    @Test func goEscapers() throws {
+        #expect(try render(#"{{html "<a href='x'>&\"</a>"}}"#) == "&lt;a href=&#39;x&#39;&gt;&amp;&#34;&lt;/a&gt;")
+        #expect(try render(#"{{js "it's <b>\"x\"</b>=1\n"}}"#) == #"it\'s \u003Cb\u003E\"x\"\u003C/b\u003E\u003D1\u000A"#)
+        #expect(try render(#"{{urlquery "a b&c=d/é"}} {{.Names | urlquery}}"#) == "a+b%26c%3Dd%2F%C3%A9 web")
+    }
+
     @Test func errorsNameThePosition() {
         #expect(failure("{{.Nope}}")?.hasPrefix("template: 1:3: can't evaluate field Nope") == true)
         #expect(failure("{{.Names") == "template: 1:1: unclosed action")

@@ -426,10 +426,16 @@ final class BuildTests {
     /// A build killed outright (SIGKILL) cannot clean up: its RUN container is
     /// left, and the next build removes it.
     @Test func killedBuildsContainerGoesWithTheNextBuild() {
-        let c = context("killed", ["Dockerfile": "FROM \(host.busybox)\nRUN echo started && sleep 60\n"])
+        // The marker is computed by the RUN step's shell, so the step's own
+        // header line (which quotes the instruction) never contains it: only
+        // the running container's output does.
+        let c = context("killed", ["Dockerfile": "FROM \(host.busybox)\nRUN echo \"run-$((40+2))\" && sleep 60\n"])
         let log = dir + "/killed.log"
         let pid = Subprocess.spawn(host.prefix + [Binaries.hako, "build", "--network", "none", c], env: host.env, stdout: log)
-        #expect(host.eventually(30) { ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("started") })
+        let running = host.eventually(30) {
+            ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("run-42") && host.containerIDs().count == 1
+        }
+        #expect(running, "the RUN step's container never ran: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
         kill(pid, SIGKILL)
         _ = Subprocess.waitBounded(pid, timeout: 10)
         #expect(host.containerIDs().count == 1)

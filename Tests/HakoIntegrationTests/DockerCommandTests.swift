@@ -104,6 +104,23 @@ final class DockerCommandTests {
         r = host.hako("top", "old-name", "-o", "pid,comm")
         #expect(r.out.split(separator: "\n").last?.hasSuffix("sleep") == true, "\(r.out)")
         #expect(host.hako("top", "old-name", "-o", "bogus").status == 125)
+        // The ps options docker users pass, from the container's /proc: the pid
+        // column is the host's pid of the container's init (inspect's State.Pid).
+        let pid = host.hako("inspect", "--format", "{{.State.Pid}}", id).out
+        r = host.hako("top", "old-name", "aux")
+        let aux = r.out.split(separator: "\n").map { $0.split(separator: " ", omittingEmptySubsequences: true).map(String.init) }
+        #expect(aux.first == ["USER", "PID", "%CPU", "%MEM", "VSZ", "RSS", "TTY", "STAT", "START", "TIME", "COMMAND"], "\(r.out) \(r.stderr)")
+        #expect(aux.contains { $0.count >= 11 && $0[0] == "root" && $0[1] == pid && $0[7].hasPrefix("S") && $0.suffix(2) == ["sleep", "60"] }, "\(r.out)")
+        r = host.hako("top", "old-name", "-eo", "pid,ppid,user,nlwp,args")
+        #expect(r.out.hasPrefix("PID"), "\(r.out)")
+        #expect(r.out.split(separator: "\n").contains { line in
+            let f = line.split(separator: " ").map(String.init)
+            return f.count == 6 && f[0] == pid && f[2...] == ["root", "1", "sleep", "60"]
+        }, "\(r.out)")
+        r = host.hako("top", "old-name", "-o", "pid=", "-o", "comm=")
+        #expect(r.out.split(separator: "\n").last?.split(separator: " ").last == "sleep", "no header: \(r.out)")
+        r = host.hako("top", "old-name", "-p", "1")
+        #expect(r.status == 125 && r.stderr.contains("not supported"))
 
         // rename: the new name finds it, the old one is free again.
         #expect(host.hako("rename", "old-name", "new-name").status == 0)
@@ -140,10 +157,30 @@ final class DockerCommandTests {
         #expect(host.hako("logs", "--since", cut, id).out == "second")
         #expect(host.hako("logs", "--until", cut, id).out == "first")
         #expect(host.hako("logs", "--since", "1h", id).out == "first\nsecond")
-        #expect(host.hako("logs", "--details", id).out == "first\nsecond")
+        // No attributes asked: docker's lone space before each line.
+        #expect(host.hako("logs", "--details", id).stdout == " first\n second\n")
         let bad = host.hako("logs", "--since", "yesterday-ish", id)
         #expect(bad.status == 125 && bad.stderr.contains("invalid --since"))
         host.hako("rm", "-f", id)
+    }
+
+    @Test func logDetailsShowTheAttributesAskedFor() {
+        let id = host.hako("run", "-d", "--label", "app=web", "--label", "tier=front end", "--label", "other=x",
+                           "-e", "REGION=eu/1", "-e", "STAGE=prod", "-e", "SECRET=s",
+                           "--log-opt", "labels=app,missing", "--log-opt", "labels-regex=^ti", "--log-opt", "env=REGION",
+                           "--log-opt", "env-regex=^STA", host.busybox, "sh", "-c", "echo one; printf 'two'").out
+        #expect(host.eventually(15) { host.hako("logs", id).out == "one\ntwo" })
+        // Sorted by key, query-escaped, comma-separated; timestamps come first.
+        let prefix = "REGION=eu%2F1,STAGE=prod,app=web,tier=front+end "
+        #expect(host.hako("logs", "--details", id).stdout == prefix + "one\n" + prefix + "two")
+        let stamped = host.hako("logs", "--details", "-t", id).stdout.split(separator: "\n")
+        #expect(stamped.count == 2 && stamped.allSatisfy { $0.split(separator: " ", maxSplits: 1).last?.hasPrefix(prefix) == true }, "\(stamped)")
+        #expect(host.hako("logs", id).stdout == "one\ntwo", "without --details the lines alone")
+        let inspect = host.hako("inspect", "--format", "{{index .HostConfig.LogConfig \"labels\"}}", id)
+        #expect(inspect.out == "app,missing")
+        host.hako("rm", "-f", id)
+        let bad = host.hako("run", "--log-opt", "env-regex=(", host.busybox, "true")
+        #expect(bad.status == 125 && bad.stderr.contains("invalid log option env-regex"), "\(bad.stderr)")
     }
 
     @Test func filtersAndTemplates() {

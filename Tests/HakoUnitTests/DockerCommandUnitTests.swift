@@ -41,6 +41,59 @@ import Testing
         #expect(ContainerProcess.tty(0) == "?" && ContainerProcess.tty(1025) == "tty1")
     }
 
+    /// A sleeping session leader with a terminal, and a multi-threaded zombie-free worker.
+    static func processes() throws -> [ContainerProcess] {
+        let leader = "7 (sh) S 1 7 7 34816 7 4194560 100 0 3 0 150 50 0 0 20 0 1 0 2000 4300800 250 18446744073709551615 4096 12288 0 0 0 0 0 0 0 0 0 0 17 1 0 0"
+        let worker = "9 (nginx) R 7 9 7 0 -1 4194368 5 0 0 0 10 0 0 0 30 10 4 0 3000 8388608 512 18446744073709551615 4096 8192 0 0 0 0 0 0 0 0 0 0 17 0 0 0"
+        var a = try #require(ContainerProcess.parse(stat: leader, status: "Uid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\n",
+                                                    cmdline: Array("sh\u{0}-c\u{0}x\u{0}".utf8), bootTime: 1_000_000, ticks: 100, pageSize: 4096))
+        a.user = "root"
+        var b = try #require(ContainerProcess.parse(stat: worker, status: "Uid:\t33\t101\t101\t101\nGid:\t101\t101\t101\t101\n",
+                                                    cmdline: Array("nginx: worker\u{0}".utf8), bootTime: 1_000_000, ticks: 100, pageSize: 4096))
+        b.user = "nginx"
+        b.group = "nginx"
+        return [a, b]
+    }
+
+    @Test func psOptionsGiveProcpsColumns() throws {
+        let ps = try DockerCommandUnitTests.processes()
+        func table(_ o: String...) throws -> [[String]] { try PsFormat.parse(o).table(ps, now: 1_000_100, memoryKiB: 10_000) }
+        // docker top's default, -ef, and the same letters apart.
+        let ef = try table()
+        #expect(ef[0] == ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"])
+        #expect(ef[1][0] == "root" && ef[1][1] == "7" && ef[1][5] == "pts/0" && ef[1][6] == "00:00:02" && ef[1][7] == "sh -c x")
+        #expect(try table("-ef") == ef && table("-e", "-f") == ef && table("-f") == ef)
+        // aux: the BSD user format, STAT with its modifiers (s session leader, + foreground; N nice, l threads).
+        let aux = try table("aux")
+        #expect(aux[0] == ["USER", "PID", "%CPU", "%MEM", "VSZ", "RSS", "TTY", "STAT", "START", "TIME", "COMMAND"])
+        #expect(aux[1][7] == "Ss+" && aux[2][7] == "RNl", "\(aux)")
+        #expect(aux[1][3] == "10.0" && aux[1][4] == "4200" && aux[1][5] == "1000", "RSS 1000 KiB of 10000: \(aux)")
+        #expect(try table("-aux") == aux)
+        // -o and -eo, commas or spaces, header renames (the rest of the list after "=").
+        #expect(try table("-eo", "pid,comm,args") == [["PID", "COMMAND", "COMMAND"], ["7", "sh", "sh -c x"], ["9", "nginx", "nginx: worker"]])
+        #expect(try table("-opid,user") == table("-o", "pid user"))
+        #expect(try table("-o", "pid,comm=NAME,X").first == ["PID", "NAME,X"])
+        #expect(try table("-o", "uid,ruid,euser,ruser,group,gid")[2] == ["101", "33", "nginx", "33", "nginx", "101"])
+        #expect(try table("-o", "pgid,sid,tpgid,ni,pri,nlwp,psr")[2] == ["9", "7", "-1", "10", "9", "4", "0"])
+        // The other built-in formats.
+        #expect(try table("-e")[0] == ["PID", "TTY", "TIME", "CMD"])
+        #expect(try table("ax")[0] == ["PID", "TTY", "STAT", "TIME", "COMMAND"])
+        #expect(try table("-l")[0] == ["F", "S", "UID", "PID", "PPID", "C", "PRI", "NI", "ADDR", "SZ", "WCHAN", "TTY", "TIME", "CMD"])
+        #expect(try table("-l")[1][6] == "80" && table("-ly")[0].first == "S")
+        #expect(try table("-ej")[0] == ["PID", "PGID", "SID", "TTY", "TIME", "CMD"])
+        #expect(try table("-F")[0] == ["UID", "PID", "PPID", "C", "SZ", "RSS", "PSR", "STIME", "TTY", "TIME", "CMD"])
+        #expect(try table("axj")[0] == ["PPID", "PID", "PGID", "SID", "TTY", "TPGID", "STAT", "UID", "TIME", "COMMAND"])
+        #expect(try table("v")[0] == ["PID", "TTY", "STAT", "TIME", "MAJFL", "TRS", "DRS", "RSS", "%MEM", "COMMAND"])
+        #expect(try table("v")[1][5] == "8" && table("v")[1][6] == "4192", "text 4096..12288: 8 KiB; DRS the rest of VSZ")
+        #expect(try table("l")[0].contains("WCHAN"))
+        #expect(try table("aux", "--no-headers").count == 2 && table("auxh").count == 2)
+        #expect(try table("axr").count == 2, "r: running ones alone")
+        // Refusals name the option.
+        for bad in [["-o", "bogus"], ["-p", "1"], ["-o"], ["--sort=pid"], ["-Q"], ["aQ"]] {
+            #expect(throws: PsError.self, "\(bad)") { try PsFormat.parse(bad) }
+        }
+    }
+
     @Test func labelMatchesAndPruneFilter() {
         #expect(LabelMatch(parsing: "a").matches(["a": "1"]))
         #expect(LabelMatch(parsing: "a=1").matches(["a": "1"]))

@@ -52,7 +52,7 @@ let package = Package(
         .target(name: "HakoOCIRuntime", dependencies: ["HakoSystem", "HakoRuntime", "HakoSecurity", "CHakoShim"]),
 
         // the Docker Engine API over the engine (hako system service): HTTP/1.1 on a unix socket, Docker's JSON
-        .target(name: "HakoDockerAPI", dependencies: ["CHakoShim", "HakoSystem", "HakoRuntime", "HakoImage", "HakoNetwork", "HakoEngine"]),
+        .target(name: "HakoDockerAPI", dependencies: ["CHakoShim", "HakoSystem", "HakoRuntime", "HakoImage", "HakoNetwork", "HakoTransport", "HakoEngine"]),
 
         // builds: the Dockerfile parser, .dockerignore, the stage planner and the executor over the engine
         .target(name: "HakoBuild", dependencies: ["HakoEngine", "HakoImage", "HakoRuntime", "HakoTransport", "HakoSystem", "CHakoShim"]),
@@ -67,7 +67,7 @@ let package = Package(
         // Position-dependent for the same reason as hako-runtime below: ~48,000 fewer
         // relocations, ~160 fewer page faults at every start.
         .executableTarget(name: "hako", dependencies: [
-            "HakoEngine", "HakoRuntime", "HakoSystem", "HakoNetwork", "HakoCluster", "HakoCLI", "HakoDockerAPI", "HakoBuild",
+            "HakoEngine", "HakoRuntime", "HakoSystem", "HakoNetwork", "HakoTransport", "HakoCluster", "HakoCLI", "HakoDockerAPI", "HakoBuild",
         ], linkerSettings: [.unsafeFlags(["-Xlinker", "-no-pie"])]),
         // No Foundation and no swift-argument-parser: an OCI runtime's start-up is its speed.
         // Linked position-dependent: a PIE static-stdlib binary applies ~38,000 relative

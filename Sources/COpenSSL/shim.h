@@ -29,3 +29,8 @@ static inline int hako_ssl_ctx_min_tls13(SSL_CTX *ctx) {
 static inline void hako_ssl_ctx_ignore_unexpected_eof(SSL_CTX *ctx) {
     SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
 }
+/* SSL_read returns WANT_READ after a record without application data instead
+   of blocking for the next one: a poll loop relaying both ways never stalls. */
+static inline void hako_ssl_clear_auto_retry(SSL *ssl) {
+    SSL_clear_mode(ssl, SSL_MODE_AUTO_RETRY);
+}

@@ -32,7 +32,7 @@ extension DockerAPI {
             c.endChunks()
         case "PUT":
             do {
-                try engine.copyIn(ref, directory: path, from: BytesSource(r.body))
+                try engine.copyIn(ref, directory: path, from: DiskBoundSource(c.body(), root: engine.paths.root))
             } catch {
                 throw DockerAPI.apiError(error, invalidInputIs400: true)
             }
@@ -160,21 +160,4 @@ final class ChunkSink: ByteSink {
     }
 
     func finish() throws {}
-}
-
-/// A request body read as a byte stream (an archive PUT).
-final class BytesSource: ByteSource {
-    let bytes: [UInt8]
-    var offset = 0
-    init(_ b: [UInt8]) { bytes = b }
-
-    func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
-        let n = min(buffer.count, bytes.count - offset)
-        guard n > 0 else { return 0 }
-        bytes.withUnsafeBytes { src in
-            if let s = src.baseAddress, let d = buffer.baseAddress { d.copyMemory(from: s + offset, byteCount: n) }
-        }
-        offset += n
-        return n
-    }
 }

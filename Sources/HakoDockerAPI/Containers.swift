@@ -54,6 +54,9 @@ extension DockerAPI {
         case "rename":
             try only(m, "POST", r)
             try rename(ref, r, c)
+        case "export":
+            try only(m, "GET", r)
+            try export(ref, c)
         default:
             try only(m, "POST", r)
             try control(action, ref, r, c)
@@ -126,10 +129,15 @@ extension DockerAPI {
             case "update":
                 let body = try DockerAPI.body(r)
                 let flags = try CreateMapping.isolation(body)
-                _ = try engine.update(ref, flags)
-                if let rp = body["RestartPolicy"], let n = rp["Name"]?.string, !n.isEmpty {
-                    throw APIError(400, "updating RestartPolicy is not supported by hako")
+                var policy: RestartPolicy?
+                if let rp = body["RestartPolicy"], let text = CreateMapping.restartPolicy(rp) {
+                    do { policy = try RestartPolicy(parsing: text) } catch { throw APIError(400, "invalid RestartPolicy: \(error)") }
                 }
+                let limits = flags.limitFlagsOnly != IsolationOptions()
+                guard limits || policy != nil else { throw APIError(400, "you must provide one or more flags when using this command") }
+                // The policy first: docker update --restart with limits changes both, the policy even when the limits are refused.
+                if let policy { try engine.updateRestartPolicy(ref, policy) }
+                if limits { _ = try engine.update(ref, flags) }
                 return c.respond(200, json: .object([("Warnings", .array([]))]))
             default:
                 throw notFound(r)
@@ -149,8 +157,10 @@ extension DockerAPI {
             return
         }
         guard let conn = try engine.start(cont.id, attach: true) else { return }
+        sessions.relaying(cont.id)
         if let attach {
             attach.handoff.withLock { $0 = conn }
+            attach.ready.signal()
         } else {
             let id = cont.id
             Thread.detach { [sessions] in
@@ -194,7 +204,7 @@ extension DockerAPI {
                 if conn == nil { return }
                 break
             }
-            usleep(10_000)
+            pending.ready.wait(client: c, timeout: 250)
         }
         guard let conn else { return }
         let code = AttachRelay.run(conn, client: c, streams, untilExit: true)
@@ -226,12 +236,17 @@ extension DockerAPI {
         while code == nil {
             if let x = waiter.code.withLock({ $0 }) { code = x; break }
             if c.peerClosed { return }
+            // Started by this service: the start's own connection reports the exit to the waiter.
+            if sessions.isRelayed(cont.id) {
+                waiter.ready.wait(client: c, timeout: 1000)
+                continue
+            }
             guard let now = try? engine.lookup(cont.id) else {
                 // Removed (--rm): its exit reaches the waiter from the start's connection, if not already.
                 let deadline = monotonicSeconds() + 1
                 while code == nil && monotonicSeconds() < deadline {
+                    waiter.ready.wait(client: c, timeout: 100)
                     code = waiter.code.withLock { $0 }
-                    usleep(10_000)
                 }
                 break
             }
@@ -255,11 +270,13 @@ extension DockerAPI {
                 code = now.exitCode
                 break
             }
-            usleep(10_000)
+            // Not started yet: the start (here, signalling the waiter) or a look again in 100 ms (a start elsewhere).
+            waiter.ready.wait(client: c, timeout: 100)
         }
         if condition == "removed" {
+            // The monitor removes an --rm container right after its exit: a short look every 2 ms.
             let deadline = monotonicSeconds() + 30
-            while FS.isDirectory(cont.paths.dir) && monotonicSeconds() < deadline && !c.peerClosed { usleep(10_000) }
+            while FS.isDirectory(cont.paths.dir) && monotonicSeconds() < deadline && !c.peerClosed { usleep(2_000) }
         }
         finish(code ?? 0)
     }

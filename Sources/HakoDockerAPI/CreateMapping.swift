@@ -82,10 +82,7 @@ enum CreateMapping {
             }
         }
         o.networking.publishAll = hc["PublishAllPorts"]?.bool ?? false
-        if let rp = hc["RestartPolicy"], let n = nonEmpty(rp["Name"]?.string) {
-            let max = rp["MaximumRetryCount"]?.int64 ?? 0
-            o.restart = n == "on-failure" && max > 0 ? "on-failure:\(max)" : n
-        }
+        if let rp = hc["RestartPolicy"], let policy = restartPolicy(rp) { o.restart = policy }
         o.autoRemove = hc["AutoRemove"]?.bool ?? false
         switch hc["NetworkMode"]?.string ?? "" {
         case "", "default", "bridge": o.network = .bridge
@@ -115,6 +112,14 @@ enum CreateMapping {
     }
 
     /// Resources and security, also what `POST /containers/{id}/update` takes.
+    /// HostConfig.RestartPolicy ({"Name": "on-failure", "MaximumRetryCount": 3}) in
+    /// the engine's words ("on-failure:3"); nil when it names none.
+    static func restartPolicy(_ rp: JSON) -> String? {
+        guard let n = nonEmpty(rp["Name"]?.string) else { return nil }
+        let max = rp["MaximumRetryCount"]?.int64 ?? 0
+        return n == "on-failure" && max > 0 ? "on-failure:\(max)" : n
+    }
+
     static func isolation(_ hc: JSON) throws -> IsolationOptions {
         var i = IsolationOptions()
         func positive(_ key: String) -> Int64? { hc[key]?.int64.flatMap { $0 > 0 ? $0 : nil } }

@@ -62,6 +62,9 @@ public final class DockerAPI: @unchecked Sendable {
         case "system" where parts == ["system", "df"]:
             try only(m, "GET", r)
             try systemDF(c)
+        case "commit" where parts.count == 1:
+            try only(m, "POST", r)
+            try commit(r, c)
         case "containers":
             try containers(Array(parts.dropFirst()), r, c)
         case "exec":
@@ -168,37 +171,35 @@ public final class DockerAPI: @unchecked Sendable {
         }
     }
 
+    /// `GET /info`: the engine's `info()` (the one source of `hako info`) in
+    /// Docker's shape, with the keys clients read that hako has no value for.
     func infoJSON() throws -> JSON {
-        let all = try engine.list()
-        let running = all.filter { $0.status == .running || $0.status == .restarting }.count
-        let paused = all.filter { $0.status == .paused }.count
-        var u = utsname()
-        uname(&u)
-        let kernel = withUnsafeBytes(of: &u.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-        let host = withUnsafeBytes(of: &u.nodename) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-        let imageCount = (try? engine.images.list().count) ?? 0
-        let memory = Int64(sysconf(Int32(_SC_PHYS_PAGES))) * Int64(sysconf(Int32(_SC_PAGESIZE)))
-        let v2 = engine.cgroupHost.mode == .unified
+        let i: EngineInfo
+        do { i = try engine.info() } catch { throw DockerAPI.apiError(error) }
         return .object([
-            ("ID", .string(hostID())), ("Containers", .int(Int64(all.count))), ("ContainersRunning", .int(Int64(running))),
-            ("ContainersPaused", .int(Int64(paused))), ("ContainersStopped", .int(Int64(all.count - running - paused))),
-            ("Images", .int(Int64(imageCount))), ("Driver", .string("overlay")), ("DriverStatus", .array([])),
+            ("ID", .string(hostID())), ("Containers", .int(Int64(i.Containers))), ("ContainersRunning", .int(Int64(i.ContainersRunning))),
+            ("ContainersPaused", .int(Int64(i.ContainersPaused))), ("ContainersStopped", .int(Int64(i.ContainersStopped))),
+            ("Images", .int(Int64(i.Images))), ("Driver", .string(i.Driver)),
+            ("DriverStatus", .array([.array([.string("Backing Filesystem"), .string(i.BackingFilesystem)])])),
             ("Plugins", .object([("Volume", .array([.string("local")])), ("Network", .array(["bridge", "host", "null"].map(JSON.string))),
-                                 ("Authorization", .null), ("Log", .array([.string("hako-file")]))])),
+                                 ("Authorization", .null), ("Log", .array([.string(i.LoggingDriver)]))])),
             ("MemoryLimit", .bool(true)), ("SwapLimit", .bool(true)), ("CpuCfsPeriod", .bool(true)), ("CpuCfsQuota", .bool(true)),
             ("CPUShares", .bool(true)), ("CPUSet", .bool(true)), ("PidsLimit", .bool(true)), ("IPv4Forwarding", .bool(true)),
-            ("Debug", .bool(false)), ("NFd", .int(0)), ("NGoroutines", .int(0)), ("SystemTime", .string(Timestamp.now().rfc3339)),
-            ("LoggingDriver", .string("hako-file")), ("CgroupDriver", .string("cgroupfs")), ("CgroupVersion", .string(v2 ? "2" : "1")),
-            ("NEventsListener", .int(0)), ("KernelVersion", .string(kernel)), ("OperatingSystem", .string(DockerAPI.osName())),
-            ("OSVersion", .string("")), ("OSType", .string("linux")), ("Architecture", .string(DockerAPI.machine)),
-            ("IndexServerAddress", .string("https://index.docker.io/v1/")), ("NCPU", .int(Int64(sysconf(Int32(_SC_NPROCESSORS_ONLN))))),
-            ("MemTotal", .int(memory)), ("DockerRootDir", .string(engine.paths.root)), ("Name", .string(host)), ("Labels", .array([])),
-            ("ExperimentalBuild", .bool(false)), ("ServerVersion", .string(DockerAPI.engineVersion)),
-            ("Runtimes", .object([("hako", .object([("path", .string("hako-runtime"))]))])), ("DefaultRuntime", .string("hako")),
+            ("Debug", .bool(false)), ("NFd", .int(0)), ("NGoroutines", .int(0)), ("SystemTime", .string(i.SystemTime)),
+            ("LoggingDriver", .string(i.LoggingDriver)), ("CgroupDriver", .string(i.CgroupDriver)), ("CgroupVersion", .string(i.CgroupVersion)),
+            ("NEventsListener", .int(0)), ("KernelVersion", .string(i.KernelVersion)), ("OperatingSystem", .string(i.OperatingSystem)),
+            ("OSVersion", .string("")), ("OSType", .string(i.OSType)), ("Architecture", .string(i.Architecture)),
+            ("IndexServerAddress", .string("https://index.docker.io/v1/")), ("NCPU", .int(Int64(i.NCPU))),
+            ("MemTotal", .int(Int64(clamping: i.MemTotal))), ("DockerRootDir", .string(i.DockerRootDir)), ("Name", .string(i.Name)),
+            ("Labels", .array([])), ("ExperimentalBuild", .bool(false)), ("ServerVersion", .string(i.ServerVersion)),
+            ("Runtimes", .object(i.Runtimes.map { ($0, .object([("path", .string($0 == "hako" ? "hako-runtime" : $0))])) })),
+            ("DefaultRuntime", .string(i.DefaultRuntime)),
             ("Swarm", .object([("NodeID", .string("")), ("NodeAddr", .string("")), ("LocalNodeState", .string("inactive")),
                                ("ControlAvailable", .bool(false)), ("Error", .string("")), ("RemoteManagers", .null)])),
-            ("LiveRestoreEnabled", .bool(true)), ("Isolation", .string("")), ("InitBinary", .string("")),
-            ("SecurityOptions", .array([.string("name=seccomp,profile=builtin")] + (v2 ? [.string("name=cgroupns")] : []))),
+            ("LiveRestoreEnabled", .bool(true)), ("Isolation", .string("")), ("InitBinary", .string("hako-init")),
+            ("SecurityOptions", .array(i.SecurityOptions.map(JSON.string))),
+            ("CgroupMode", .string(i.CgroupMode)), ("CgroupParent", .string(i.CgroupParent)), ("RunRoot", .string(i.RunRoot)),
+            ("Volumes", .int(Int64(i.Volumes))), ("Networks", .int(Int64(i.Networks))),
             ("Warnings", .array([])),
         ])
     }
@@ -209,20 +210,6 @@ public final class DockerAPI: @unchecked Sendable {
         h.combine(engine.paths.root.utf8)
         let hex = String(h.value, radix: 16)
         return String(repeating: "0", count: 16 - hex.count) + hex
-    }
-
-    static var machine: String {
-        var u = utsname()
-        uname(&u)
-        return withUnsafeBytes(of: &u.machine) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-    }
-
-    static func osName() -> String {
-        guard let text = try? FS.readString("/etc/os-release") else { return "Linux" }
-        for line in text.split(separator: "\n") where line.hasPrefix("PRETTY_NAME=") {
-            return String(line.dropFirst("PRETTY_NAME=".count)).trimming("\"")
-        }
-        return "Linux"
     }
 }
 

@@ -2,7 +2,9 @@
 import Glibc
 #endif
 import CHakoShim
+import HakoImage
 import HakoSystem
+import HakoTransport
 import Synchronization
 
 /// One HTTP/1.1 request as the Docker clients send it.
@@ -43,7 +45,8 @@ public struct APIError: Error, Sendable {
 public struct HTTPLimits: Sendable {
     /// Request line and headers.
     public var headerBytes = 64 << 10
-    /// A request body held in memory (JSON bodies).
+    /// A request body held in memory (JSON bodies). Bodies the handler streams
+    /// (`HTTPServer`'s `streamsBody`: archives) are not held and not capped here.
     public var bodyBytes = 8 << 20
     public init() {}
 }
@@ -64,6 +67,12 @@ public final class HTTPConnection: @unchecked Sendable {
     var unreadBody = 0
     /// The current request is a HEAD: answers carry their headers only.
     var answeringHead = false
+    /// A body left on the connection for the handler to stream (`body()`).
+    enum BodyFraming: Equatable { case none, length, chunked }
+    var streamedBody = BodyFraming.none
+    /// Bytes left: of the whole body (length) or of the current chunk (chunked).
+    var streamedLeft = 0
+    var streamedChunks = 0
 
     init(fd: FileDescriptor, limits: HTTPLimits) {
         self.fd = fd
@@ -84,7 +93,7 @@ public final class HTTPConnection: @unchecked Sendable {
     }
 
     /// The next request; nil at a clean end of stream. Throws APIError for a request that breaks the limits or the syntax.
-    func readRequest() throws -> HTTPRequest? {
+    func readRequest(streamsBody: (HTTPRequest) -> Bool = { _ in false }) throws -> HTTPRequest? {
         var headerEnd: Int?
         var scanned = 0
         while true {
@@ -115,7 +124,19 @@ public final class HTTPConnection: @unchecked Sendable {
         if requestLine[2] == "HTTP/1.0" || headers["connection"]?.lowercased() == "close" { keepAlive = false }
         let (path, query) = HTTPConnection.splitTarget(requestLine[1])
         var body: [UInt8] = []
-        if headers["transfer-encoding"]?.lowercased().contains("chunked") == true {
+        let bare = HTTPRequest(method: requestLine[0].uppercased(), path: path, query: query, headers: headers, body: [])
+        streamedBody = .none
+        if streamsBody(bare) {
+            if headers["transfer-encoding"]?.lowercased().contains("chunked") == true {
+                streamedBody = .chunked
+                streamedLeft = 0
+                streamedChunks = 0
+            } else if let lengthText = headers["content-length"] {
+                guard let length = Int(lengthText), length >= 0 else { keepAlive = false; throw APIError(400, "invalid Content-Length") }
+                streamedBody = length > 0 ? .length : .none
+                streamedLeft = length
+            }
+        } else if headers["transfer-encoding"]?.lowercased().contains("chunked") == true {
             body = try readChunkedBody()
         } else if let lengthText = headers["content-length"] {
             guard let length = Int(lengthText), length >= 0 else { keepAlive = false; throw APIError(400, "invalid Content-Length") }
@@ -163,6 +184,64 @@ public final class HTTPConnection: @unchecked Sendable {
             body += buffer[0..<size]
             buffer.removeFirst(size + 2)
         }
+    }
+
+    /// The streamed body of the current request (see `HTTPServer`'s
+    /// `streamsBody`), read straight from the connection.
+    public func body() -> any ByteSource { RequestBody(self) }
+
+    /// Reads at most `out.count` bytes of the streamed body; 0 at its end.
+    func readBody(into out: UnsafeMutableRawBufferPointer) throws -> Int {
+        guard out.count > 0, streamedBody != .none else { return 0 }
+        if streamedBody == .chunked && streamedLeft == 0 {
+            // The CRLF ending the previous chunk, then the next chunk's size line.
+            if streamedChunks > 0 { try need(2); buffer.removeFirst(2) }
+            let size = try chunkSizeLine()
+            streamedChunks += 1
+            if size == 0 {
+                // Trailers (unused by the clients) up to the empty line.
+                while true {
+                    let le = try lineEnd()
+                    buffer.removeFirst(le + 2)
+                    if le == 0 { break }
+                }
+                streamedBody = .none
+                return 0
+            }
+            streamedLeft = size
+        }
+        if buffer.isEmpty { try need(1) }
+        let n = min(out.count, streamedLeft, buffer.count)
+        buffer.withUnsafeBytes { src in
+            if let s = src.baseAddress, let d = out.baseAddress { d.copyMemory(from: s, byteCount: n) }
+        }
+        buffer.removeFirst(n)
+        streamedLeft -= n
+        if streamedBody == .length && streamedLeft == 0 { streamedBody = .none }
+        return n
+    }
+
+    /// At least `count` bytes in the buffer, or an error.
+    private func need(_ count: Int) throws {
+        while buffer.count < count {
+            guard fill() else { keepAlive = false; throw APIError(400, "connection closed in the middle of the request body") }
+        }
+    }
+
+    private func lineEnd() throws -> Int {
+        while true {
+            if let le = HTTPConnection.find([13, 10], in: buffer, from: 0) { return le }
+            if buffer.count > 1024 { keepAlive = false; throw APIError(400, "malformed chunk header") }
+            try need(buffer.count + 1)
+        }
+    }
+
+    private func chunkSizeLine() throws -> Int {
+        let le = try lineEnd()
+        let sizeText = String(decoding: buffer[0..<le], as: UTF8.self).split(separator: ";").first.map { String($0).trimmed } ?? ""
+        guard let size = Int(sizeText, radix: 16), size >= 0 else { keepAlive = false; throw APIError(400, "malformed chunk size") }
+        buffer.removeFirst(le + 2)
+        return size
     }
 
     static func find(_ needle: [UInt8], in hay: [UInt8], from start: Int) -> Int? {
@@ -245,6 +324,7 @@ public final class HTTPConnection: @unchecked Sendable {
         case 413: return "Request Entity Too Large"
         case 431: return "Request Header Fields Too Large"
         case 500: return "Internal Server Error"
+        case 507: return "Insufficient Storage"
         case 501: return "Not Implemented"
         default: return "Status"
         }
@@ -304,6 +384,17 @@ public final class HTTPConnection: @unchecked Sendable {
         }
     }
 
+    /// Reads and drops what remains of a streamed body (bounded: 1 GiB, 30 s).
+    func drainStreamedBody() {
+        var dropped = 0
+        let deadline = monotonicSeconds() + 30
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while streamedBody != .none && dropped < 1 << 30 && monotonicSeconds() < deadline {
+            guard let n = try? chunk.withUnsafeMutableBytes({ try readBody(into: $0) }), n > 0 else { return }
+            dropped += n
+        }
+    }
+
     /// Reads and drops what remains of a refused body (bounded: 1 GiB, 30 s).
     func discardUnreadBody() {
         var left = min(unreadBody, 1 << 30)
@@ -328,41 +419,80 @@ public final class HTTPConnection: @unchecked Sendable {
     }
 }
 
-/// Accepts connections on a listening socket and serves each on a thread of its own.
+/// A streamed request body (an archive PUT, an image load).
+final class RequestBody: ByteSource {
+    let connection: HTTPConnection
+    init(_ c: HTTPConnection) { connection = c }
+    func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int { try connection.readBody(into: buffer) }
+}
+
+/// A listening socket: unix, or TCP whose connections speak TLS first.
+public struct HTTPListener: Sendable {
+    public let socket: FileDescriptor
+    /// Mutual TLS on every connection (TCP listeners).
+    public let tls: TLSContext?
+    public init(socket: FileDescriptor, tls: TLSContext? = nil) {
+        self.socket = socket
+        self.tls = tls
+    }
+}
+
+/// Accepts connections on listening sockets and serves each on a thread of its own.
 public final class HTTPServer: @unchecked Sendable {
     public typealias Handler = @Sendable (HTTPRequest, HTTPConnection) throws -> Void
 
-    let listener: FileDescriptor
+    let listeners: [HTTPListener]
     let limits: HTTPLimits
     let handler: Handler
+    /// Requests whose body the handler reads itself, as a stream (`HTTPConnection.body()`).
+    let streamsBody: @Sendable (HTTPRequest) -> Bool
     private let state: Mutex<State>
     struct State { var active = 0; var lastActivity = monotonicSeconds(); var stopping = false }
 
-    public init(listener: FileDescriptor, limits: HTTPLimits = HTTPLimits(), handler: @escaping Handler) {
-        self.listener = listener
+    public init(listeners: [HTTPListener], limits: HTTPLimits = HTTPLimits(),
+                streamsBody: @escaping @Sendable (HTTPRequest) -> Bool = { _ in false }, handler: @escaping Handler) {
+        self.listeners = listeners
         self.limits = limits
         self.handler = handler
+        self.streamsBody = streamsBody
         self.state = Mutex(State())
     }
 
     public func stop() { state.withLock { $0.stopping = true } }
 
-    /// Serves until `stop`, or until nothing has happened for `idleExit` seconds with no connection open.
-    public func run(idleExit: Double?) {
+    /// Serves until `stop`, or until nothing has happened for `idleExit` seconds
+    /// with no connection open. After `releaseAfter` seconds so, the pages
+    /// that starting and serving faulted in are given back (`IdleMemory`).
+    public func run(idleExit: Double?, releaseAfter: Double? = 1) {
+        var releasedAt: Double = -1
         while true {
             let (stopping, active, last) = state.withLock { ($0.stopping, $0.active, $0.lastActivity) }
             if stopping { return }
             if let idle = idleExit, active == 0, monotonicSeconds() - last >= idle { return }
-            var p = pollfd(fd: listener.rawValue, events: Int16(POLLIN), revents: 0)
-            guard poll(&p, 1, 250) > 0 else { continue }
-            let c = hako_accept_cloexec(listener.rawValue)
-            if c < 0 { continue }
-            state.withLock { $0.active += 1; $0.lastActivity = monotonicSeconds() }
-            let conn = HTTPConnection(fd: FileDescriptor(c), limits: limits)
-            Thread.detach { [self] in
-                self.serve(conn)
-                conn.fd.close()
-                self.state.withLock { $0.active -= 1; $0.lastActivity = monotonicSeconds() }
+            if let after = releaseAfter, active == 0, releasedAt < last, monotonicSeconds() - last >= after {
+                IdleMemory.release()
+                releasedAt = monotonicSeconds()
+            }
+            var fds = listeners.map { pollfd(fd: $0.socket.rawValue, events: Int16(POLLIN), revents: 0) }
+            guard poll(&fds, nfds_t(fds.count), 250) > 0 else { continue }
+            for (i, p) in fds.enumerated() where p.revents != 0 {
+                let c = hako_accept_cloexec(p.fd)
+                if c < 0 { continue }
+                state.withLock { $0.active += 1; $0.lastActivity = monotonicSeconds() }
+                let accepted = FileDescriptor(c)
+                let tls = listeners[i].tls
+                Thread.detach { [self] in
+                    defer { self.state.withLock { $0.active -= 1; $0.lastActivity = monotonicSeconds() } }
+                    var fd = accepted
+                    if let tls {
+                        // The handshake on this thread, then a relay: the server reads plain HTTP from a socketpair.
+                        guard let plain = TLSRelay.start(accepted, context: tls) else { return }
+                        fd = plain
+                    }
+                    let conn = HTTPConnection(fd: fd, limits: self.limits)
+                    self.serve(conn)
+                    conn.fd.close()
+                }
             }
         }
     }
@@ -371,7 +501,7 @@ public final class HTTPServer: @unchecked Sendable {
         while conn.keepAlive {
             let request: HTTPRequest
             do {
-                guard let r = try conn.readRequest() else { return }
+                guard let r = try conn.readRequest(streamsBody: streamsBody) else { return }
                 request = r
             } catch let e as APIError {
                 conn.keepAlive = false
@@ -384,12 +514,19 @@ public final class HTTPServer: @unchecked Sendable {
             state.withLock { $0.lastActivity = monotonicSeconds() }
             do {
                 try handler(request, conn)
-            } catch let e as APIError {
-                if conn.responded { conn.keepAlive = false } else { conn.respondError(e) }
             } catch {
-                if conn.responded { conn.keepAlive = false } else { conn.respondError(DockerAPI.apiError(error)) }
+                if conn.responded {
+                    conn.keepAlive = false
+                } else {
+                    // The rest of a streamed body the handler gave up on is read
+                    // (and dropped, bounded) first, so that the client sees the answer.
+                    if conn.streamedBody != .none { conn.keepAlive = false; conn.drainStreamedBody() }
+                    conn.respondError(DockerAPI.apiError(error))
+                }
             }
             if !conn.responded { conn.respond(204) }
+            // A streamed body the handler did not read to its end: the next request cannot be found.
+            if conn.streamedBody != .none { conn.keepAlive = false }
         }
     }
 }

@@ -12,6 +12,8 @@ extension DockerAPI {
         let m = r.method
         if p == ["json"] { try only(m, "GET", r); return try imageList(r, c) }
         if p == ["create"] { try only(m, "POST", r); return try imagePull(r, c) }
+        if p == ["get"] { try only(m, "GET", r); return try imageSave(r.query["names"] ?? [], c) }
+        if p == ["load"] { try only(m, "POST", r); return try imageLoad(r, c) }
         guard !p.isEmpty else { throw notFound(r) }
         if m == "DELETE" {
             let name = p.joined(separator: "/")
@@ -32,6 +34,9 @@ extension DockerAPI {
                           ("VirtualSize", .int(i.Size)), ("GraphDriver", .object([("Name", .string("overlay")), ("Data", .null)])),
                           ("Metadata", .object([("LastTagTime", .string("0001-01-01T00:00:00Z"))]))])
             c.respond(200, json: j)
+        case "get":
+            try only(m, "GET", r)
+            try imageSave([name], c)
         case "history":
             try only(m, "GET", r)
             let h: [HistoryEntry]

@@ -23,7 +23,7 @@ public enum Listener {
         var path = address
         if path.hasPrefix("unix://") { path = String(path.dropFirst("unix://".count)) }
         guard path.hasPrefix("/") else {
-            throw HakoError(.failed, "invalid --listen \"\(address)\": expected unix:///absolute/path (TCP is not served yet)")
+            throw HakoError(.failed, "invalid --listen \"\(address)\": expected unix:///absolute/path or tcp://HOST:PORT")
         }
         guard path.utf8.count < 108 else { throw HakoError(.failed, "the socket path \(path) is longer than 107 bytes") }
         try FS.makeDirectories(FS.parentDirectory(path), mode: 0o755)
@@ -49,6 +49,35 @@ public enum Listener {
         _ = chmod(path, 0o660)
         try sys("listen", path) { listen(s, 128) }
         return (fd, path)
+    }
+
+    /// `tcp://HOST:PORT` (an address or a name; `[::1]:PORT` for IPv6) → a
+    /// listening TCP socket. Served only with mutual TLS (the caller's part).
+    public static func tcp(_ address: String) throws -> FileDescriptor {
+        guard address.hasPrefix("tcp://") else { throw HakoError(.failed, "invalid --listen \"\(address)\": expected tcp://HOST:PORT") }
+        let hostPort = String(address.dropFirst("tcp://".count))
+        guard let colon = hostPort.lastIndex(of: ":"), let port = UInt16(hostPort[hostPort.index(after: colon)...]) else {
+            throw HakoError(.failed, "invalid --listen \"\(address)\": expected tcp://HOST:PORT")
+        }
+        var host = String(hostPort[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_flags = AI_PASSIVE
+        var list: UnsafeMutablePointer<addrinfo>?
+        let rc = getaddrinfo(host.isEmpty ? nil : host, String(port), &hints, &list)
+        guard rc == 0, let ai = list else {
+            throw HakoError(.failed, "cannot listen on \(address): " + String(cString: gai_strerror(rc)))
+        }
+        defer { freeaddrinfo(ai) }
+        let s = try sys("socket") { socket(ai.pointee.ai_family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
+        let fd = FileDescriptor(s)
+        var one: Int32 = 1
+        setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        try sys("bind", address) { bind(s, ai.pointee.ai_addr, ai.pointee.ai_addrlen) }
+        try sys("listen", address) { listen(s, 128) }
+        return fd
     }
 
     static func isListening(_ path: String) -> Bool {

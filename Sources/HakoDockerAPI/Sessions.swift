@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CHakoShim
 import HakoEngine
 import HakoRuntime
 import HakoSystem
@@ -15,15 +16,21 @@ final class Sessions: @unchecked Sendable {
     final class PendingAttach: @unchecked Sendable {
         let handoff = Mutex<MonitorConnection?>(nil)
         let cancelled = Atomic<Bool>(false)
+        /// Signalled at the handoff: the attach sleeps in poll, not in a loop.
+        let ready = Wakeup()
     }
 
     final class Waiter: @unchecked Sendable {
         let code = Mutex<Int32?>(nil)
+        /// Signalled when the code is set.
+        let ready = Wakeup()
     }
 
     private struct State {
         var attaches: [String: [PendingAttach]] = [:]
         var waiters: [String: [Waiter]] = [:]
+        /// Containers whose exit a start of this service's connection will report.
+        var relayed: Set<String> = []
     }
     private let state = Mutex(State())
 
@@ -59,14 +66,47 @@ final class Sessions: @unchecked Sendable {
         }
     }
 
+    func relaying(_ id: String) { state.withLock { _ = $0.relayed.insert(id) } }
+    func isRelayed(_ id: String) -> Bool { state.withLock { $0.relayed.contains(id) } }
+
     /// The container's run ended with `code`: every waiter learns it.
     func exited(_ id: String, code: Int32) {
         let ws = state.withLock { s -> [Waiter] in
             let w = s.waiters[id] ?? []
             s.waiters[id] = nil
+            s.relayed.remove(id)
             return w
         }
-        for w in ws { w.code.withLock { $0 = code } }
+        for w in ws {
+            w.code.withLock { $0 = code }
+            w.ready.signal()
+        }
+    }
+}
+
+/// A pipe one thread signals and another sleeps on in poll, beside the
+/// client's connection (whose hang-up also wakes it).
+final class Wakeup: @unchecked Sendable {
+    let readEnd: FileDescriptor
+    let writeEnd: FileDescriptor
+
+    init() {
+        var fds: [Int32] = [-1, -1]
+        _ = hako_pipe2(&fds, O_CLOEXEC | O_NONBLOCK)
+        readEnd = FileDescriptor(fds[0])
+        writeEnd = FileDescriptor(fds[1])
+    }
+
+    func signal() {
+        var one: UInt8 = 1
+        _ = write(writeEnd.rawValue, &one, 1)
+    }
+
+    /// Sleeps until signalled, the client hangs up, or `timeout` ms pass.
+    /// (Without a pipe — out of fds — it sleeps the timeout: the callers look again.)
+    func wait(client: HTTPConnection, timeout: Int32) {
+        var fds = [pollfd(fd: readEnd.rawValue, events: Int16(POLLIN), revents: 0), pollfd(fd: client.fd.rawValue, events: 0, revents: 0)]
+        _ = poll(&fds, 2, timeout)
     }
 }
 

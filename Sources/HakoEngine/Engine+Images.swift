@@ -35,6 +35,11 @@ extension Engine {
         try images.load(from: path, unpack: try unpackOptions(), progress: progress)
     }
 
+    /// `docker load` through the API: an archive streamed in, never held whole.
+    public func load(from source: any ByteSource, what: String, progress: (any ProgressSink)? = nil) throws -> [LoadedImage] {
+        try images.load(from: source, what: what, unpack: try unpackOptions(), progress: progress)
+    }
+
     /// `hako import`.
     public func importImage(from path: String, reference: String?) throws -> Image {
         try images.importRootfs(from: path, reference: reference, unpack: try unpackOptions())

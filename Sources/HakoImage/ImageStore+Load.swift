@@ -65,18 +65,29 @@ extension ImageStore {
     public func load(from path: String, unpack: UnpackOptions = UnpackOptions(),
                      progress: (any ProgressSink)? = nil) throws -> [LoadedImage] {
         try atBoundary("cannot load \(path == "-" ? "stdin" : path)") {
-            let lock = try beginAddingContent()
-            defer { lock.release() }
-            let scan = ArchiveScan()
-            do {
-                try readArchive(FileSource.open(path), into: scan, unpack: unpack, progress: progress)
-                let result = try registerArchive(scan, unpack: unpack, progress: progress)
-                try dropUnused(scan)
-                return result
-            } catch {
-                try? dropUnused(scan)
-                throw error
-            }
+            try load(try FileSource.open(path), unpack: unpack, progress: progress)
+        }
+    }
+
+    /// The same from a stream (the Docker API's `images/load` body), read once,
+    /// never held whole: `what` names it in errors.
+    public func load(from source: any ByteSource, what: String, unpack: UnpackOptions = UnpackOptions(),
+                     progress: (any ProgressSink)? = nil) throws -> [LoadedImage] {
+        try atBoundary("cannot load \(what)") { try load(source, unpack: unpack, progress: progress) }
+    }
+
+    private func load(_ source: any ByteSource, unpack: UnpackOptions, progress: (any ProgressSink)?) throws -> [LoadedImage] {
+        let lock = try beginAddingContent()
+        defer { lock.release() }
+        let scan = ArchiveScan()
+        do {
+            try readArchive(source, into: scan, unpack: unpack, progress: progress)
+            let result = try registerArchive(scan, unpack: unpack, progress: progress)
+            try dropUnused(scan)
+            return result
+        } catch {
+            try? dropUnused(scan)
+            throw error
         }
     }
 

@@ -78,6 +78,36 @@ public final class TLSContext: @unchecked Sendable {
         }
     }
 
+    /// A server's context for mutual TLS (docker's `--tlsverify` contract):
+    /// presents `certificateFile` (with its chain) and `keyFile`, and requires
+    /// every client to present a certificate that verifies against `clientCAFile`.
+    public init(serverCertificateFile certificate: String, keyFile key: String, clientCAFile ca: String) throws {
+        _ = sslInitialised
+        guard let ctx = SSL_CTX_new(TLS_server_method()) else {
+            throw TransportError.tls(peer: "-", reason: openSSLErrorText("cannot create a TLS context"))
+        }
+        self.ctx = ctx
+        self.options = TLSOptions(verify: true, caFile: ca, certificateFile: certificate, keyFile: key)
+        _ = hako_ssl_ctx_min_tls12(ctx)
+        for (what, path) in [("CA", ca), ("certificate", certificate), ("key", key)] where !FS.exists(path) {
+            throw TransportError.tls(peer: "-", reason: "\(what) file \(path) does not exist")
+        }
+        guard SSL_CTX_use_certificate_chain_file(ctx, certificate) == 1 else {
+            throw TransportError.tls(peer: "-", reason: "cannot load certificate \(certificate): " + openSSLErrorText("invalid PEM"))
+        }
+        guard SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) == 1, SSL_CTX_check_private_key(ctx) == 1 else {
+            throw TransportError.tls(peer: "-", reason: "cannot load key \(key): " + openSSLErrorText("invalid key or not the certificate's"))
+        }
+        guard SSL_CTX_load_verify_locations(ctx, ca, nil) == 1 else {
+            throw TransportError.tls(peer: "-", reason: "cannot load CA file \(ca): " + openSSLErrorText("invalid PEM"))
+        }
+        // The CA's names are offered to clients choosing a certificate.
+        if let names = SSL_load_client_CA_file(ca) { SSL_CTX_set_client_CA_list(ctx, names) }
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nil)
+        // OpenSSL writes to sockets with write(2): a client gone mid-write must fail the write, not kill the server.
+        signal(SIGPIPE, SIG_IGN)
+    }
+
     deinit { SSL_CTX_free(ctx) }
 }
 
@@ -128,9 +158,70 @@ public final class TLSConnection: Connection, @unchecked Sendable {
         }
     }
 
+    /// The server's side of an accepted TCP connection: the handshake, with
+    /// the client's certificate verified as `context` requires. Reads and
+    /// writes of the handshake time out after `timeout` seconds.
+    public init(accepting fd: FileDescriptor, peer: String, context: TLSContext, timeout: Double = 10) throws {
+        var tv = timeval(tv_sec: Int(timeout), tv_usec: 0)
+        setsockopt(fd.rawValue, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd.rawValue, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var one: Int32 = 1
+        setsockopt(fd.rawValue, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        tcp = TCPConnection(fd: fd, peer: peer)
+        guard let ssl = SSL_new(context.ctx) else {
+            throw TransportError.tls(peer: peer, reason: openSSLErrorText("cannot create a TLS session"))
+        }
+        self.ssl = ssl
+        SSL_set_fd(ssl, fd.rawValue)
+        let r = SSL_accept(ssl)
+        if r != 1 {
+            let verify = SSL_get_verify_result(ssl)
+            if verify != Int(X509_V_OK) {
+                _ = openSSLErrorText("")
+                throw TransportError.tls(peer: peer, reason: "client certificate verification failed: " + String(cString: X509_verify_cert_error_string(verify)))
+            }
+            throw TransportError.tls(peer: peer, reason: "handshake failed: " + openSSLErrorText("the client does not speak TLS"))
+        }
+        // Once the handshake is done, a relay polls the socket: no timeouts, and
+        // a record without application data makes `readAvailable` return nil.
+        var none = timeval(tv_sec: 0, tv_usec: 0)
+        setsockopt(fd.rawValue, SOL_SOCKET, SO_RCVTIMEO, &none, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd.rawValue, SOL_SOCKET, SO_SNDTIMEO, &none, socklen_t(MemoryLayout<timeval>.size))
+        hako_ssl_clear_auto_retry(ssl)
+    }
+
     deinit {
         SSL_free(ssl)
     }
+
+    /// The socket under the session, for polling.
+    public var socket: FileDescriptor { tcp.fd }
+
+    /// Decrypted bytes OpenSSL holds that a poll of the socket would not show.
+    public var hasPendingBytes: Bool { SSL_pending(ssl) > 0 }
+
+    /// Reads what one record brings: 0 at the end of the stream, nil when the
+    /// record held no application data (a session ticket, a key update).
+    /// Call it when the socket is readable or `hasPendingBytes`.
+    public func readAvailable(into buffer: UnsafeMutableRawBufferPointer) throws -> Int? {
+        guard let base = buffer.baseAddress, buffer.count > 0 else { return 0 }
+        while true {
+            let n = SSL_read(ssl, base, Int32(clamping: buffer.count))
+            if n > 0 { return Int(n) }
+            let e = errno
+            switch SSL_get_error(ssl, n) {
+            case SSL_ERROR_ZERO_RETURN: return 0
+            case SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE: return nil
+            case SSL_ERROR_SYSCALL:
+                if e == EINTR { continue }
+                if n == 0 || e == ECONNRESET || e == 0 { _ = openSSLErrorText(""); return 0 }
+                throw TransportError.closed(peer: peer)
+            default:
+                throw TransportError.tls(peer: peer, reason: openSSLErrorText("read failed"))
+            }
+        }
+    }
+
 
     static func isIPAddress(_ s: String) -> Bool {
         var v4 = in_addr()

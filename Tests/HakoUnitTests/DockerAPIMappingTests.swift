@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 @testable import HakoDockerAPI
 import HakoEngine
 import HakoSystem
@@ -61,5 +64,84 @@ struct DockerAPIMappingTests {
         #expect(CreateMapping.decimal(1_500_000_000, scale: 1_000_000_000) == "1.5" && CreateMapping.decimal(50_000, scale: 100_000) == "0.5")
         #expect(DockerAPI.humanDuration(0.2) == "Less than a second" && DockerAPI.humanDuration(90) == "About a minute" && DockerAPI.humanDuration(7200) == "2 hours")
         #expect(APIVersion("1.41") == APIVersion.served && (APIVersion("1.50").map { $0 > APIVersion.served } ?? false) && APIVersion("v1") == nil)
+    }
+
+    /// A streamed body (archive PUT, image load) is read from the connection
+    /// as the handler asks, chunked or not, and the next request on the
+    /// connection is found after it.
+    @Test func streamedBodiesAreReadFromTheConnection() throws {
+        var pair: [Int32] = [-1, -1]
+        #expect(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &pair) == 0)
+        let client = FileDescriptor(pair[1])
+        let payload = (0..<200_000).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
+        var all: [UInt8] = bytes("PUT /v1.41/containers/x/archive?path=/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
+        all += bytes("1000;ext=1\r\n")
+        all += payload[0..<4096]
+        all += bytes("\r\n" + String(payload.count - 4096, radix: 16) + "\r\n")
+        all += payload[4096...]
+        all += bytes("\r\n0\r\n\r\n")
+        all += bytes("POST /images/load HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello")
+        all += bytes("GET /_ping HTTP/1.1\r\n\r\n")
+        let sent = all
+        // The writer runs beside the reader: the whole stream is larger than the socket buffers.
+        Thread.detach {
+            sent.withUnsafeBytes { b in
+                var off = 0
+                while off < b.count, let base = b.baseAddress {
+                    let n = Glibc.send(client.rawValue, base + off, b.count - off, Int32(MSG_NOSIGNAL))
+                    if n <= 0 { break }
+                    off += n
+                }
+            }
+        }
+        let c = HTTPConnection(fd: FileDescriptor(pair[0]), limits: HTTPLimits())
+        func readAll() throws -> [UInt8] {
+            var out: [UInt8] = []
+            var buf = [UInt8](repeating: 0, count: 3000)
+            while true {
+                let n = try buf.withUnsafeMutableBytes { try c.body().read(into: $0) }
+                if n == 0 { return out }
+                out += buf[0..<n]
+            }
+        }
+        let first = try #require(try c.readRequest(streamsBody: DockerAPI.streamsBody))
+        #expect(first.method == "PUT" && first.body.isEmpty)
+        #expect(try readAll() == payload)
+        let second = try #require(try c.readRequest(streamsBody: DockerAPI.streamsBody))
+        #expect(second.path == "/images/load" && second.body.isEmpty)
+        #expect(try readAll() == Array("hello".utf8))
+        let third = try #require(try c.readRequest(streamsBody: DockerAPI.streamsBody))
+        #expect(third.path == "/_ping" && c.streamedBody == .none && c.keepAlive)
+    }
+
+    @Test func restartPoliciesAndIdleMappings() throws {
+        #expect(CreateMapping.restartPolicy(try JSON.parse("{\"Name\":\"on-failure\",\"MaximumRetryCount\":3}")) == "on-failure:3")
+        #expect(CreateMapping.restartPolicy(try JSON.parse("{\"Name\":\"always\",\"MaximumRetryCount\":0}")) == "always")
+        #expect(CreateMapping.restartPolicy(try JSON.parse("{\"Name\":\"\",\"MaximumRetryCount\":0}")) == nil)
+        let smaps = """
+        00400000-01afa000 r-xp 00000000 fe:00 5309204                            /usr/bin/hako
+        Rss:                6848 kB
+        Private_Dirty:         0 kB
+        Anonymous:             0 kB
+        01bc7000-01e92000 rw-p 017c6000 fe:00 5309204                            /usr/bin/hako
+        Rss:                2284 kB
+        Private_Dirty:        52 kB
+        Anonymous:            52 kB
+        7f0000000000-7f0000004000 r--p 001d4000 fe:00 12 /usr/lib/x86_64-linux-gnu/libc.so.6
+        Rss:                  16 kB
+        Private_Dirty:        16 kB
+        Anonymous:            16 kB
+        7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0                          [stack]
+        Rss:                  40 kB
+        """
+        let m = IdleMemory.mappings(smaps)
+        #expect(m.map(\.path) == ["/usr/bin/hako", "/usr/bin/hako", "/usr/lib/x86_64-linux-gnu/libc.so.6", "[stack]"])
+        #expect(m.map(\.releasable) == [true, false, false, false], "only clean read-only file pages")
+        #expect(m[0].rss == 6848 * 1024 && m[0].start == 0x400000 && m[0].end == 0x1afa000)
+        // Released in this very process (its test binary's code pages), which goes on running that code.
+        #expect(IdleMemory.mappings(try FS.readString("/proc/self/smaps")).contains { $0.releasable })
+        #expect(IdleMemory.release() > 0)
+        #expect(CreateMapping.decimal(50_000, scale: 100_000) == "0.5")
     }
 }

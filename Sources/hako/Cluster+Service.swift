@@ -10,7 +10,7 @@ struct ClusterService: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "service", abstract: "Manage services: replicated tasks placed by the scheduler.",
         subcommands: [ServiceCreate.self, ServiceLs.self, ServiceInspect.self, ServiceScale.self, ServiceUpdate.self,
-                      ServiceRm.self, ServicePs.self, ServiceLogs.self])
+                      ServiceRollback.self, ServiceRm.self, ServicePs.self, ServiceLogs.self])
 }
 
 /// Flags that shape a spec; on `update` only the given ones change.
@@ -35,11 +35,11 @@ struct ServiceFlags: ParsableArguments {
     @Option(name: .long("restart-condition"), help: "When a task that ended is replaced: any, on-failure, none.") var restartCondition: String?
     @Option(name: .long("restart-max-attempts"), help: "Replacements per replica before giving up (0: no limit).") var restartMaxAttempts: Int?
     @Option(name: .long("restart-delay"), help: "Wait before replacing a task that ended (default 5s).") var restartDelay: String?
-    @Option(name: .long("update-parallelism"), help: "Tasks replaced at a time by an update (default 1).") var updateParallelism: Int?
     @Option(name: [.long("network"), .long("net")], help: "Network: cluster (the default: the node's bridge on its leased subnet), host or none.") var network: String?
     @Option(name: .long("stop-signal"), help: "Signal that stops the containers.") var stopSignal: String?
     @Option(name: .long("stop-timeout"), help: "Seconds to wait before killing on stop.") var stopTimeout: Int?
     @OptionGroup(title: "Health check") var health: HealthFlags
+    @OptionGroup(title: "Rolling updates and rollbacks") var rollout: RolloutFlags
 
     /// Applies the flags given to `spec`.
     func apply(to spec: inout ServiceSpec) throws {
@@ -84,7 +84,7 @@ struct ServiceFlags: ParsableArguments {
             guard let v = Durations.parse(d) else { throw HakoError(.failed, "invalid --restart-delay \"\(d)\"") }
             spec.restartDelay = v
         }
-        if let p = updateParallelism { spec.updateParallelism = p }
+        try rollout.apply(to: &spec)
         if let n = network { spec.network = n }
         if let s = stopSignal { spec.stopSignal = s }
         if let t = stopTimeout { spec.stopTimeout = t }
@@ -122,6 +122,9 @@ func waitConverged(_ client: ClusterClient, service: String, timeout: Double) th
             // A job: every task ran to completion.
             if done >= want { return }
         } else if v.runningCurrent == want && v.running == want { return }
+        if let st = v.rollout, st.State == UpdateStatus.State.paused.rawValue || st.State == UpdateStatus.State.rollbackPaused.rawValue {
+            throw HakoError(.failed, "service \(v.name): \(st.Message); `hako cluster service update \(v.name)` starts it again, `hako cluster service rollback \(v.name)` reverts it")
+        }
         if monotonicSeconds() > deadline {
             throw HakoError(.failed, "service \(v.name): \(v.completed ?? v.runningCurrent)/\(want) tasks \(v.completed == nil ? "running" : "completed") after \(Durations.format(timeout)); see `hako cluster service ps \(v.name)`")
         }
@@ -227,7 +230,7 @@ struct ServiceScale: ParsableCommand {
 
 struct ServiceUpdate: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "update", abstract: "Change a service; a change other than the replica count replaces its tasks one at a time, each new one started before its predecessor stops.")
+        commandName: "update", abstract: "Change a service; a change other than the replica count or the update settings replaces its tasks per --update-* (Swarm's rolling update); on a paused update, starts it again.")
     @OptionGroup var options: ClusterOptions
     @OptionGroup var flags: ServiceFlags
     @Option(name: .long("image"), help: "New image.") var image: String?
@@ -240,6 +243,7 @@ struct ServiceUpdate: ParsableCommand {
     @Option(name: .long("placement-pref-add"), help: "Add a placement preference (spread=node.labels.KEY).") var placementPrefAdd: [String] = []
     @Option(name: .long("placement-pref-rm"), help: "Remove a placement preference.") var placementPrefRm: [String] = []
     @Flag(name: .long("force"), help: "Replace the tasks even if nothing changed.") var force = false
+    @Flag(name: .long("rollback"), help: "Revert to the previous spec (as `service rollback`; no other flag).") var rollback = false
     @Flag(name: .long("wait"), help: "Wait until every task runs the new version.") var wait = false
     @Flag(name: .long("no-resolve-image"), help: "Do not ask the new image's registry for its platforms.") var noResolveImage = false
     @Option(name: .long("timeout"), help: "Bound for --wait (default 5m).") var timeout = "5m"
@@ -249,6 +253,12 @@ struct ServiceUpdate: ParsableCommand {
         try clusterCommand {
             guard let bound = Durations.parse(timeout) else { throw HakoError(.failed, "invalid --timeout \"\(timeout)\"") }
             let client = try options.client()
+            if rollback {
+                let v = try client.request(MessageType.serviceRollback, ServiceRef(service: service), as: ServiceView.self)
+                if wait { try waitConverged(client, service: v.id, timeout: bound) }
+                print(v.name)
+                return
+            }
             let current = try client.request(MessageType.serviceInspect, ServiceRef(service: service), as: ServiceView.self)
             var spec = current.spec
             if let i = image { spec.image = i }

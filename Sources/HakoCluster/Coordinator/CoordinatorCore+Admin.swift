@@ -39,6 +39,7 @@ extension CoordinatorCore {
             guard (0...ServiceSpec.maxReplicas).contains(r.replicas) else { throw ClusterError.invalid("replicas must be between 0 and \(ServiceSpec.maxReplicas)") }
             if svc.spec.replicas != r.replicas {
                 let from = svc.spec.replicas
+                svc.previousSpec = svc.spec
                 svc.spec.replicas = r.replicas
                 svc.updated = wall
                 state.put(svc)
@@ -49,6 +50,8 @@ extension CoordinatorCore {
             return reply(env, view(svc))
         case MessageType.serviceUpdate:
             return reply(env, try updateService(try env.body(ServiceUpdateRequest.self)))
+        case MessageType.serviceRollback:
+            return reply(env, try rollBackService(try env.body(ServiceRef.self)))
         case MessageType.serviceRemove:
             let svc = try state.findService(try env.body(ServiceRef.self).service)
             state.removeService(svc.id)
@@ -176,17 +179,32 @@ extension CoordinatorCore {
         guard r.spec.name == svc.spec.name else { throw ClusterError.invalid("a service cannot be renamed") }
         guard r.spec.mode == svc.spec.mode else { throw ClusterError.invalid("a service's mode cannot be changed (\(svc.spec.mode.rawValue))") }
         try r.spec.validate()
-        guard r.spec != svc.spec || r.force else { return view(svc) }
+        // An update of a paused service is a new update (Swarm's), even with nothing changed.
+        let paused = svc.updateStatus?.state.isPaused ?? false
+        guard r.spec != svc.spec || r.force || paused else { return view(svc) }
         let wall = clock.wall()
         let rolling = r.force || r.spec.needsNewTasks(comparedTo: svc.spec)
+        if r.spec != svc.spec { svc.previousSpec = svc.spec }
         svc.spec = r.spec
         if rolling { svc.version += 1 }
+        if rolling || paused { svc.updateStatus = UpdateStatus(state: .updating, startedAt: wall, message: "update in progress") }
         svc.updated = wall
         state.put(svc)
         dirty = true
         record(ClusterEvent(time: wall, kind: "service", action: "updated", id: svc.id, name: svc.spec.name,
-                            message: rolling ? "version \(svc.version): rolling update" : "replicas \(svc.spec.replicas)"))
+                            message: rolling ? "version \(svc.version): rolling update" : paused ? "update resumed" : "replicas \(svc.spec.replicas)"))
         log.info("service \(svc.spec.name) updated to version \(svc.version)")
+        return view(svc)
+    }
+
+    /// `service rollback`: the previous spec back, with the rollback config.
+    func rollBackService(_ r: ServiceRef) throws -> ServiceView {
+        var svc = try state.findService(r.service)
+        let wall = clock.wall()
+        try Orchestrator.rollBack(&svc, &state, now: wall, reason: "manually requested rollback")
+        dirty = true
+        record(ClusterEvent(time: wall, kind: "service", action: "rollback_started", id: svc.id, name: svc.spec.name, message: "manually requested rollback"))
+        log.info("service \(svc.spec.name) rolled back to its previous spec (version \(svc.version))")
         return view(svc)
     }
 
@@ -257,15 +275,18 @@ extension CoordinatorCore {
         let desired = s.spec.mode.isGlobal
             ? Orchestrator.eligibleNodes(for: s.spec, in: state, status: { dispatcher.status($0) }).count : s.spec.replicas
         var status = ""
-        if !old.isEmpty {
-            let done = s.spec.mode.isGlobal ? Set(current.compactMap(\.nodeID)).count : Set(current.map(\.slot)).count
+        let done = s.spec.mode.isGlobal ? Set(current.compactMap(\.nodeID)).count : Set(current.map(\.slot)).count
+        if let st = s.updateStatus {
+            status = st.state.isActive ? "\(st.state.rawValue) \(done)/\(desired)" : st.state.rawValue
+        } else if !old.isEmpty {
             status = "updating \(done)/\(desired)"
         } else if s.version > 1 {
             status = "completed"
         }
         return ServiceView(id: s.id, name: s.spec.name, version: s.version, spec: s.spec, running: running.count,
                            runningCurrent: current.count, created: s.created, updated: s.updated, updateStatus: status, desired: desired,
-                           completed: s.spec.mode.isJob ? tasks.filter { $0.version == s.version && $0.state == .complete }.count : nil)
+                           completed: s.spec.mode.isJob ? tasks.filter { $0.version == s.version && $0.state == .complete }.count : nil,
+                           rollout: s.updateStatus.map(UpdateStatusView.init), previousSpec: s.previousSpec)
     }
 
     func view(_ t: TaskRecord) -> TaskView {

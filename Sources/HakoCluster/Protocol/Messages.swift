@@ -25,6 +25,7 @@ public enum MessageType {
     public static let serviceInspect = "service.inspect"
     public static let serviceScale = "service.scale"
     public static let serviceUpdate = "service.update"
+    public static let serviceRollback = "service.rollback"
     public static let serviceRemove = "service.rm"
     public static let servicePs = "service.ps"
     public static let serviceLogs = "service.logs"
@@ -336,12 +337,22 @@ public struct ServiceView: Codable, Sendable {
     public var runningCurrent: Int
     public var created: Double
     public var updated: Double
-    /// "updating 2/5", "completed", or "" before the first update.
+    /// "updating 2/5", "paused", "completed", "rollback_started 1/3"…, or "" before the first update.
     public var updateStatus: String
     /// Tasks wanted: the replicas, or a global service's eligible nodes (nil from an older coordinator: the replicas).
     public var desired: Int?
     /// A job's tasks that ran to completion at the current version (nil: not a job).
     public var completed: Int?
+    /// The last update or rollback, as `docker service inspect` shows it (nil: none).
+    public var rollout: UpdateStatusView? = nil
+    /// What `service rollback` would restore (Swarm's `PreviousSpec`).
+    public var previousSpec: ServiceSpec? = nil
+
+    enum CodingKeys: String, CodingKey {
+        case id, name, version, spec, running, runningCurrent, created, updated, updateStatus, desired, completed
+        case rollout = "UpdateStatus"
+        case previousSpec = "PreviousSpec"
+    }
 }
 
 public struct ServiceList: Codable, Sendable { public var services: [ServiceView] }

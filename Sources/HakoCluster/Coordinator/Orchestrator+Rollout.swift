@@ -20,7 +20,7 @@ extension Orchestrator {
         var old: TaskRecord?
         /// Its live task of the current version.
         var current: TaskRecord?
-        /// Stop-first: an older task stopped for the update has not ended yet; its successor waits.
+        /// An older task told to stop has not ended yet (stop-first: its successor waits).
         var stopping = false
         /// Its tasks of the current version, live or ended.
         var history: [TaskRecord] = []
@@ -38,10 +38,15 @@ extension Orchestrator {
         return svc.previousSpec?.rollback ?? svc.spec.rollback
     }
 
-    /// An older task being stopped for a stop-first update (its successor waits until it ended).
+    /// An older task told to stop whose container has not ended yet: its unit
+    /// stays in transition (it still runs: the order's bounds count it).
+    func isStopping(_ t: TaskRecord, _ svc: ServiceRecord) -> Bool {
+        t.version != svc.version && t.desired == .shutdown && !t.state.isTerminal && t.nodeID != nil && t.state != .pending
+    }
+
+    /// Stop-first: an older task being stopped (its successor waits until it ended).
     func isStoppingForUpdate(_ t: TaskRecord, _ svc: ServiceRecord) -> Bool {
-        rolloutConfig(svc).order == .stopFirst && t.version != svc.version && t.desired == .shutdown
-            && !t.state.isTerminal && t.nodeID != nil && t.state != .pending
+        rolloutConfig(svc).order == .stopFirst && isStopping(t, svc)
     }
 
     /// Keeps a live task's `servingSince` true: set when it runs healthy (or

@@ -101,7 +101,8 @@ public struct Orchestrator: Sendable {
         for t in current where t.id != winner?.id { shutdown(t, "duplicate of \(winner?.id.prefix(12) ?? "")", &s, now: now) }
         let o = best(old)
         for t in old where t.id != o?.id { shutdown(t, "duplicate of \(o?.id.prefix(12) ?? "")", &s, now: now) }
-        return RolloutUnit(slot: slot, node: node, old: o, current: winner, history: tasks.filter { $0.version == svc.version })
+        return RolloutUnit(slot: slot, node: node, old: o, current: winner, stopping: tasks.contains { isStopping($0, svc) },
+                           history: tasks.filter { $0.version == svc.version })
     }
 
     /// The most advanced of several live tasks (running, then starting, then assigned…).

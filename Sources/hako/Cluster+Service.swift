@@ -323,11 +323,18 @@ struct ServicePs: ParsableCommand {
 }
 
 struct ServiceLogs: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "logs", abstract: "Show the output of a service's tasks, fetched from their nodes.")
+    static let configuration = CommandConfiguration(
+        commandName: "logs", abstract: "Show the output of a service's tasks, or of one task, fetched from their nodes; each line prefixed with the task and its node.")
     @OptionGroup var options: ClusterOptions
+    @Flag(name: [.short("f"), .long("follow")], help: "Follow the output (new lines, new tasks) until interrupted, or until --until passes.") var follow = false
     @Option(name: [.short("n"), .long("tail")], help: "Lines from the end of each task's log (default all).") var tail = "all"
     @Flag(name: [.short("t"), .long("timestamps")], help: "Show timestamps.") var timestamps = false
-    @Argument(help: "SERVICE") var service: String
+    @Option(name: .long("since"), help: "Show logs since a time (2026-01-02T15:04:05Z, a Unix time) or for a duration back (10m).") var since: String?
+    @Option(name: .long("until"), help: "Show logs before a time or a duration back (as --since).") var until: String?
+    @Argument(help: "SERVICE|TASK (a task id, or its name as `service ps` shows it: web.2)") var service: String
+
+    /// How often --follow asks again.
+    static let followPeriod: UInt32 = 500_000
 
     func run() throws {
         try clusterCommand {
@@ -336,14 +343,45 @@ struct ServiceLogs: ParsableCommand {
                 guard let v = Int(tail), v >= 0 else { throw HakoError(.failed, "invalid --tail \"\(tail)\"") }
                 n = v
             }
-            let r = try options.client().request(MessageType.serviceLogs, ServiceLogsRequest(service: service, tail: n), as: ServiceLogsReply.self)
-            for e in r.entries {
-                if options.json { try printJSON(e); continue }
-                let line = "\(e.task)@\(e.node)    | \(timestamps ? e.time + " " : "")\(e.text)\n"
-                AttachSession.writeAll(e.stream == "stderr" ? 2 : 1, Array(line.utf8))
+            let from = try since.map { try TimeArgument.parse($0, flag: "--since").secondsSince1970 }
+            let to = try until.map { try TimeArgument.parse($0, flag: "--until").secondsSince1970 }
+            let client = try options.client()
+            // --follow asks again and again from the newest line seen (the lines
+            // of that instant are remembered, so none is shown twice).
+            var cursor = from
+            var seen = Set<String>()
+            var first = true
+            var warned = Set<String>()
+            while true {
+                let asked = Timestamp.now().secondsSince1970
+                let r = try client.request(MessageType.serviceLogs, ServiceLogsRequest(service: service, tail: first ? n : 0, since: cursor, until: to),
+                                           as: ServiceLogsReply.self)
+                var newest = cursor ?? 0
+                for e in r.entries {
+                    let key = "\(e.task)|\(e.time)|\(e.stream)|\(e.text)"
+                    guard !seen.contains(key) else { continue }
+                    if follow { seen.insert(key) }
+                    if let t = Timestamp(rfc3339: e.time)?.secondsSince1970 { newest = max(newest, t) }
+                    if options.json { try printJSON(e); continue }
+                    let line = "\(e.task)@\(e.node)    | \(timestamps ? e.time + " " : "")\(e.text)\n"
+                    AttachSession.writeAll(e.stream == "stderr" ? 2 : 1, Array(line.utf8))
+                }
+                let missing = Set(r.missing).subtracting(warned)
+                if !missing.isEmpty { writeStderr("hako: no logs from \(missing.sorted().joined(separator: ", ")) (not connected)\n") }
+                warned.formUnion(r.missing)
+                if r.truncated && first { writeStderr("hako: output cut to fit one reply; use --tail\n") }
+                guard follow else { return }
+                if let to, Timestamp.now().secondsSince1970 >= to { return }
+                // Nothing yet: from the time of the first question on (a millisecond back, for the clock's rounding).
+                cursor = max(newest, first && r.entries.isEmpty ? asked : 0) - 0.001
+                // Only the lines of the last instant can come again.
+                if let c = cursor { seen = seen.filter { k in
+                    let parts = k.split(separator: "|", maxSplits: 2)
+                    return parts.count > 1 && (Timestamp(rfc3339: String(parts[1]))?.secondsSince1970 ?? 0) >= c
+                } }
+                first = false
+                usleep(ServiceLogs.followPeriod)
             }
-            if !r.missing.isEmpty { writeStderr("hako: no logs from \(r.missing.joined(separator: ", ")) (not connected)\n") }
-            if r.truncated { writeStderr("hako: output cut to fit one reply; use --tail\n") }
         }
     }
 }

@@ -67,7 +67,7 @@ extension CoordinatorCore {
             return reply(env, TaskList(tasks: tasks.map(view)))
         case MessageType.serviceLogs:
             let r = try env.body(ServiceLogsRequest.self)
-            return try startLogs(try state.findService(r.service), tail: r.tail, admin: connection, request: env)
+            return try startLogs(try logTasks(r.service), r, admin: connection, request: env)
         case MessageType.credentialsRenew:
             return reply(env, try renewAdmin(try env.body(RenewRequest.self)))
         case MessageType.caRotate:
@@ -210,11 +210,30 @@ extension CoordinatorCore {
 
     // MARK: logs
 
-    func startLogs(_ svc: ServiceRecord, tail: Int, admin: Int, request env: Envelope) throws -> [UInt8]? {
+    /// The tasks `service logs` reads: a service's, or one task's (Docker's
+    /// `service logs` takes either; a task's name gives its slot's tasks).
+    func logTasks(_ ref: String) throws -> [TaskRecord] {
+        if let svc = try? state.findService(ref) { return state.tasks(ofService: svc.id) }
+        if let t = state.tasks[ref] { return [t] }
+        let named = state.tasks.values.filter { $0.name == ref }
+        if !named.isEmpty { return named }
+        // As `service logs` prints a task: NAME.ID (the id possibly cut).
+        if let dot = ref.lastIndex(of: "."), case let name = String(ref[..<dot]), case let prefix = String(ref[ref.index(after: dot)...]), !prefix.isEmpty {
+            let hits = state.tasks.values.filter { $0.name == name && $0.id.hasPrefix(prefix) }
+            if hits.count == 1 { return hits }
+        }
+        let byPrefix = ref.count >= 4 ? state.tasks.values.filter { $0.id.hasPrefix(ref) } : []
+        if byPrefix.count == 1 { return byPrefix }
+        if byPrefix.count > 1 { throw ClusterError.conflict("task id prefix \(ref) is ambiguous: use more characters") }
+        throw ClusterError.notFound("no such service or task: \(ref)")
+    }
+
+    func startLogs(_ tasks: [TaskRecord], _ r: ServiceLogsRequest, admin: Int, request env: Envelope) throws -> [UInt8]? {
         guard let id = env.id else { return nil }
+        if let since = r.since, let until = r.until, until < since { throw ClusterError.invalid("--until is before --since") }
         var byNode: [String: [String]] = [:]
         var names: [String: String] = [:]
-        for t in state.tasks(ofService: svc.id) where t.nodeID != nil && t.containerID != nil {
+        for t in tasks where t.nodeID != nil && t.containerID != nil {
             byNode[t.nodeID ?? "", default: []].append(t.id)
             names[t.id] = "\(t.name).\(t.id.prefix(12))"
         }
@@ -226,7 +245,7 @@ extension CoordinatorCore {
             nextRequestID += 1
             p.waiting[rid] = node
             let maxBytes = max(4096, config.limits.maxLine / max(1, byNode.count) - 4096)
-            send(conn, WireEncoder.request(MessageType.logs, id: rid, LogsRequest(taskIDs: tasks, tail: tail, maxBytes: maxBytes)))
+            send(conn, WireEncoder.request(MessageType.logs, id: rid, LogsRequest(taskIDs: tasks, tail: r.tail, maxBytes: maxBytes, since: r.since, until: r.until)))
         }
         if p.waiting.isEmpty {
             return WireEncoder.reply(to: id, ServiceLogsReply(entries: [], missing: missing, truncated: false))

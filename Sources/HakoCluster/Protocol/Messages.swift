@@ -205,6 +205,9 @@ public struct LogsRequest: Codable, Sendable {
     /// Lines from the end of each task's log; 0: all (bounded by `maxBytes`).
     public var tail: Int
     public var maxBytes: Int
+    /// Only lines written at or after `since` and before `until` (seconds since 1970); nil: no bound.
+    public var since: Double? = nil
+    public var until: Double? = nil
 }
 
 public struct LogEntry: Codable, Sendable, Equatable {
@@ -392,9 +395,20 @@ public struct TaskView: Codable, Sendable {
 public struct TaskList: Codable, Sendable { public var tasks: [TaskView] }
 
 public struct ServiceLogsRequest: Codable, Sendable {
+    /// A service (name, id or id prefix), or one task: its id or id prefix,
+    /// its name (`web.2`, a global one's `web.<node id>`: the slot's tasks),
+    /// or the name and id as `service logs` prints them (`web.2.<id>`).
     public var service: String
     public var tail: Int
-    public init(service: String, tail: Int) { self.service = service; self.tail = tail }
+    /// Only lines written at or after `since` and before `until` (seconds since 1970).
+    public var since: Double?
+    public var until: Double?
+    public init(service: String, tail: Int, since: Double? = nil, until: Double? = nil) {
+        self.service = service
+        self.tail = tail
+        self.since = since
+        self.until = until
+    }
 }
 
 public struct ServiceLogEntry: Codable, Sendable {

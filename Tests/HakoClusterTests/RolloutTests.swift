@@ -126,6 +126,32 @@ import Testing
         #expect(try inspect(f).rollout?.State == "completed")
     }
 
+    /// Start-first: a unit whose old task was told to stop stays in transition
+    /// until the task has ended (its container runs through its stop timeout),
+    /// so no more than replicas + parallelism run.
+    @Test func startFirstWaitsForTheOldTaskToEnd() throws {
+        let f = try CoreFixture()
+        let nodes = try (1...2).map { try SimNode(f, name: "n\($0)") }
+        _ = try service(f, replicas: 2) {
+            $0.update.order = .startFirst
+            $0.update.monitor = 0
+        }
+        try settle(f, nodes)
+        try update(f) { $0.image = "busybox:2" }
+        f.core.tick()
+        let out = f.core.takeOutgoing()
+        for n in nodes { try n.act(out) }
+        // The new task runs; the nodes now take their time to stop anything.
+        for n in nodes { n.frozen = true }
+        try settle(f, nodes)
+        let tasks = try ps(f)
+        let stopping = tasks.filter { $0.version == 1 && $0.desired == .shutdown && $0.state == .running }
+        #expect(stopping.count == 1 && tasks.filter { $0.version == 2 }.count == 1, "\(tasks.map { ($0.slot, $0.version, $0.desired, $0.state) })")
+        for n in nodes { n.frozen = false }
+        try settle(f, nodes, rounds: 50)
+        #expect(try running(f, nodes) == ["busybox:2": 2])
+    }
+
     /// The default failure action: a new task that turns unhealthy pauses the
     /// update after the first one, the rest untouched; `service update` starts it again.
     @Test func aFailingTaskPausesTheUpdateAndAnUpdateResumesIt() throws {

@@ -88,10 +88,12 @@ extension Orchestrator {
             }
         }
 
-        // Updated units: their old task goes.
-        for u in units {
-            guard let o = u.old, let c = u.current, isUpdated(c, cfg, now: now) else { continue }
+        // Updated units: their old task goes (and the unit stays in transition until it has ended).
+        for i in units.indices {
+            guard let o = units[i].old, let c = units[i].current, isUpdated(c, cfg, now: now) else { continue }
             shutdown(o, "replaced by \(c.id.prefix(12))", &s, now: now)
+            units[i].old = nil
+            if let stopped = s.tasks[o.id], isStopping(stopped, svc) { units[i].stopping = true }
         }
 
         // Failures of this update, each counted once; past the ratio, the failure action.

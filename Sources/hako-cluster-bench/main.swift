@@ -153,7 +153,7 @@ final class MemoryRuntime: TaskRuntime, @unchecked Sendable {
     func startExisting(_ c: String) throws { tasks.withLock { $0[c]?.status = .running } }
     func stop(_ c: String, timeout: Int?) throws { tasks.withLock { $0[c]?.status = .exited; $0[c]?.exitCode = 143 } }
     func remove(_ c: String) throws { _ = tasks.withLock { $0.removeValue(forKey: c) } }
-    func logs(_ c: String, tail: Int, maxBytes: Int) throws -> (entries: [(time: String, stream: String, text: String)], truncated: Bool) { ([], false) }
+    func logs(_ c: String, tail: Int, since: Double?, until: Double?, maxBytes: Int) throws -> (entries: [(time: String, stream: String, text: String)], truncated: Bool) { ([], false) }
 }
 
 struct FixedProbe: NodeProbe {

@@ -10,7 +10,7 @@ struct ClusterService: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "service", abstract: "Manage services: replicated tasks placed by the scheduler.",
         subcommands: [ServiceCreate.self, ServiceLs.self, ServiceInspect.self, ServiceScale.self, ServiceUpdate.self,
-                      ServiceRm.self, ServicePs.self, ServiceLogs.self])
+                      ServiceRollback.self, ServiceRm.self, ServicePs.self, ServiceLogs.self])
 }
 
 /// Flags that shape a spec; on `update` only the given ones change.
@@ -35,11 +35,11 @@ struct ServiceFlags: ParsableArguments {
     @Option(name: .long("restart-condition"), help: "When a task that ended is replaced: any, on-failure, none.") var restartCondition: String?
     @Option(name: .long("restart-max-attempts"), help: "Replacements per replica before giving up (0: no limit).") var restartMaxAttempts: Int?
     @Option(name: .long("restart-delay"), help: "Wait before replacing a task that ended (default 5s).") var restartDelay: String?
-    @Option(name: .long("update-parallelism"), help: "Tasks replaced at a time by an update (default 1).") var updateParallelism: Int?
     @Option(name: [.long("network"), .long("net")], help: "Network: cluster (the default: the node's bridge on its leased subnet), host or none.") var network: String?
     @Option(name: .long("stop-signal"), help: "Signal that stops the containers.") var stopSignal: String?
     @Option(name: .long("stop-timeout"), help: "Seconds to wait before killing on stop.") var stopTimeout: Int?
     @OptionGroup(title: "Health check") var health: HealthFlags
+    @OptionGroup(title: "Rolling updates and rollbacks") var rollout: RolloutFlags
 
     /// Applies the flags given to `spec`.
     func apply(to spec: inout ServiceSpec) throws {
@@ -84,7 +84,7 @@ struct ServiceFlags: ParsableArguments {
             guard let v = Durations.parse(d) else { throw HakoError(.failed, "invalid --restart-delay \"\(d)\"") }
             spec.restartDelay = v
         }
-        if let p = updateParallelism { spec.updateParallelism = p }
+        try rollout.apply(to: &spec)
         if let n = network { spec.network = n }
         if let s = stopSignal { spec.stopSignal = s }
         if let t = stopTimeout { spec.stopTimeout = t }
@@ -122,6 +122,9 @@ func waitConverged(_ client: ClusterClient, service: String, timeout: Double) th
             // A job: every task ran to completion.
             if done >= want { return }
         } else if v.runningCurrent == want && v.running == want { return }
+        if let st = v.rollout, st.State == UpdateStatus.State.paused.rawValue || st.State == UpdateStatus.State.rollbackPaused.rawValue {
+            throw HakoError(.failed, "service \(v.name): \(st.Message); `hako cluster service update \(v.name)` starts it again, `hako cluster service rollback \(v.name)` reverts it")
+        }
         if monotonicSeconds() > deadline {
             throw HakoError(.failed, "service \(v.name): \(v.completed ?? v.runningCurrent)/\(want) tasks \(v.completed == nil ? "running" : "completed") after \(Durations.format(timeout)); see `hako cluster service ps \(v.name)`")
         }
@@ -227,7 +230,7 @@ struct ServiceScale: ParsableCommand {
 
 struct ServiceUpdate: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "update", abstract: "Change a service; a change other than the replica count replaces its tasks one at a time, each new one started before its predecessor stops.")
+        commandName: "update", abstract: "Change a service; a change other than the replica count or the update settings replaces its tasks per --update-* (Swarm's rolling update); on a paused update, starts it again.")
     @OptionGroup var options: ClusterOptions
     @OptionGroup var flags: ServiceFlags
     @Option(name: .long("image"), help: "New image.") var image: String?
@@ -240,6 +243,7 @@ struct ServiceUpdate: ParsableCommand {
     @Option(name: .long("placement-pref-add"), help: "Add a placement preference (spread=node.labels.KEY).") var placementPrefAdd: [String] = []
     @Option(name: .long("placement-pref-rm"), help: "Remove a placement preference.") var placementPrefRm: [String] = []
     @Flag(name: .long("force"), help: "Replace the tasks even if nothing changed.") var force = false
+    @Flag(name: .long("rollback"), help: "Revert to the previous spec (as `service rollback`; no other flag).") var rollback = false
     @Flag(name: .long("wait"), help: "Wait until every task runs the new version.") var wait = false
     @Flag(name: .long("no-resolve-image"), help: "Do not ask the new image's registry for its platforms.") var noResolveImage = false
     @Option(name: .long("timeout"), help: "Bound for --wait (default 5m).") var timeout = "5m"
@@ -249,6 +253,12 @@ struct ServiceUpdate: ParsableCommand {
         try clusterCommand {
             guard let bound = Durations.parse(timeout) else { throw HakoError(.failed, "invalid --timeout \"\(timeout)\"") }
             let client = try options.client()
+            if rollback {
+                let v = try client.request(MessageType.serviceRollback, ServiceRef(service: service), as: ServiceView.self)
+                if wait { try waitConverged(client, service: v.id, timeout: bound) }
+                print(v.name)
+                return
+            }
             let current = try client.request(MessageType.serviceInspect, ServiceRef(service: service), as: ServiceView.self)
             var spec = current.spec
             if let i = image { spec.image = i }
@@ -313,11 +323,18 @@ struct ServicePs: ParsableCommand {
 }
 
 struct ServiceLogs: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "logs", abstract: "Show the output of a service's tasks, fetched from their nodes.")
+    static let configuration = CommandConfiguration(
+        commandName: "logs", abstract: "Show the output of a service's tasks, or of one task, fetched from their nodes; each line prefixed with the task and its node.")
     @OptionGroup var options: ClusterOptions
+    @Flag(name: [.short("f"), .long("follow")], help: "Follow the output (new lines, new tasks) until interrupted, or until --until passes.") var follow = false
     @Option(name: [.short("n"), .long("tail")], help: "Lines from the end of each task's log (default all).") var tail = "all"
     @Flag(name: [.short("t"), .long("timestamps")], help: "Show timestamps.") var timestamps = false
-    @Argument(help: "SERVICE") var service: String
+    @Option(name: .long("since"), help: "Show logs since a time (2026-01-02T15:04:05Z, a Unix time) or for a duration back (10m).") var since: String?
+    @Option(name: .long("until"), help: "Show logs before a time or a duration back (as --since).") var until: String?
+    @Argument(help: "SERVICE|TASK (a task id, or its name as `service ps` shows it: web.2)") var service: String
+
+    /// How often --follow asks again.
+    static let followPeriod: UInt32 = 500_000
 
     func run() throws {
         try clusterCommand {
@@ -326,14 +343,45 @@ struct ServiceLogs: ParsableCommand {
                 guard let v = Int(tail), v >= 0 else { throw HakoError(.failed, "invalid --tail \"\(tail)\"") }
                 n = v
             }
-            let r = try options.client().request(MessageType.serviceLogs, ServiceLogsRequest(service: service, tail: n), as: ServiceLogsReply.self)
-            for e in r.entries {
-                if options.json { try printJSON(e); continue }
-                let line = "\(e.task)@\(e.node)    | \(timestamps ? e.time + " " : "")\(e.text)\n"
-                AttachSession.writeAll(e.stream == "stderr" ? 2 : 1, Array(line.utf8))
+            let from = try since.map { try TimeArgument.parse($0, flag: "--since").secondsSince1970 }
+            let to = try until.map { try TimeArgument.parse($0, flag: "--until").secondsSince1970 }
+            let client = try options.client()
+            // --follow asks again and again from the newest line seen (the lines
+            // of that instant are remembered, so none is shown twice).
+            var cursor = from
+            var seen = Set<String>()
+            var first = true
+            var warned = Set<String>()
+            while true {
+                let asked = Timestamp.now().secondsSince1970
+                let r = try client.request(MessageType.serviceLogs, ServiceLogsRequest(service: service, tail: first ? n : 0, since: cursor, until: to),
+                                           as: ServiceLogsReply.self)
+                var newest = cursor ?? 0
+                for e in r.entries {
+                    let key = "\(e.task)|\(e.time)|\(e.stream)|\(e.text)"
+                    guard !seen.contains(key) else { continue }
+                    if follow { seen.insert(key) }
+                    if let t = Timestamp(rfc3339: e.time)?.secondsSince1970 { newest = max(newest, t) }
+                    if options.json { try printJSON(e); continue }
+                    let line = "\(e.task)@\(e.node)    | \(timestamps ? e.time + " " : "")\(e.text)\n"
+                    AttachSession.writeAll(e.stream == "stderr" ? 2 : 1, Array(line.utf8))
+                }
+                let missing = Set(r.missing).subtracting(warned)
+                if !missing.isEmpty { writeStderr("hako: no logs from \(missing.sorted().joined(separator: ", ")) (not connected)\n") }
+                warned.formUnion(r.missing)
+                if r.truncated && first { writeStderr("hako: output cut to fit one reply; use --tail\n") }
+                guard follow else { return }
+                if let to, Timestamp.now().secondsSince1970 >= to { return }
+                // Nothing yet: from the time of the first question on (a millisecond back, for the clock's rounding).
+                cursor = max(newest, first && r.entries.isEmpty ? asked : 0) - 0.001
+                // Only the lines of the last instant can come again.
+                if let c = cursor { seen = seen.filter { k in
+                    let parts = k.split(separator: "|", maxSplits: 2)
+                    return parts.count > 1 && (Timestamp(rfc3339: String(parts[1]))?.secondsSince1970 ?? 0) >= c
+                } }
+                first = false
+                usleep(ServiceLogs.followPeriod)
             }
-            if !r.missing.isEmpty { writeStderr("hako: no logs from \(r.missing.joined(separator: ", ")) (not connected)\n") }
-            if r.truncated { writeStderr("hako: output cut to fit one reply; use --tail\n") }
         }
     }
 }

@@ -138,7 +138,10 @@ import Testing
     @Test func rollingUpdateStartsFirst() throws {
         let f = try CoreFixture()
         let nodes = try (1...2).map { try SimNode(f, name: "n\($0)") }
-        let v1 = try service(f, replicas: 3)
+        let v1 = try service(f, replicas: 3) {
+            $0.update.order = .startFirst
+            $0.update.monitor = 0
+        }
         try settle(f, nodes)
         var spec = v1.spec
         spec.env = ["VERSION=2"]

@@ -79,7 +79,10 @@ import Testing
     @Test func rollingUpdateAndResources() throws {
         let f = try CoreFixture()
         let nodes = [try SimNode(f, name: "n1"), try SimNode(f, name: "n2", capacity: Resources(cpuMillis: 4000, memory: 64 << 20))]
-        let v = try global(f) { $0.reservations.memory = 128 << 20 }
+        let v = try global(f) {
+            $0.reservations.memory = 128 << 20
+            $0.update.monitor = 0
+        }
         try settle(f, nodes)
         #expect(nodes.map { $0.live.count } == [1, 0])
         var ps = try f.admin(MessageType.servicePs, ServicePsRequest(service: "agent", all: false), as: TaskList.self).tasks

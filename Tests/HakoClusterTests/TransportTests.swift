@@ -298,7 +298,7 @@ final class FakeRuntime: TaskRuntime, @unchecked Sendable {
     func startExisting(_ c: String) throws {}
     func stop(_ c: String, timeout: Int?) throws { tasks.withLock { $0[c]?.status = .exited } }
     func remove(_ c: String) throws { _ = tasks.withLock { $0.removeValue(forKey: c) } }
-    func logs(_ c: String, tail: Int, maxBytes: Int) throws -> (entries: [(time: String, stream: String, text: String)], truncated: Bool) {
+    func logs(_ c: String, tail: Int, since: Double?, until: Double?, maxBytes: Int) throws -> (entries: [(time: String, stream: String, text: String)], truncated: Bool) {
         ([("2026-01-01T00:00:00Z", "stdout", "line of \(c.prefix(8))")], false)
     }
 }

@@ -548,7 +548,7 @@ public final class Agent: @unchecked Sendable {
             var truncated = false
             let each = budget / max(1, containers.count)
             for (task, container) in containers {
-                guard let (lines, cut) = try? runtime.logs(container, tail: r.tail, maxBytes: each) else { continue }
+                guard let (lines, cut) = try? runtime.logs(container, tail: r.tail, since: r.since, until: r.until, maxBytes: each) else { continue }
                 truncated = truncated || cut
                 entries += lines.map { LogEntry(taskID: task, time: $0.time, stream: $0.stream, text: $0.text) }
             }

@@ -52,7 +52,8 @@ public protocol TaskRuntime: Sendable {
     func startExisting(_ containerID: String) throws
     func stop(_ containerID: String, timeout: Int?) throws
     func remove(_ containerID: String) throws
-    func logs(_ containerID: String, tail: Int, maxBytes: Int) throws -> (entries: [(time: String, stream: String, text: String)], truncated: Bool)
+    /// The container's log lines (the last `tail`, 0: all) written in [since, until), newest kept within `maxBytes`.
+    func logs(_ containerID: String, tail: Int, since: Double?, until: Double?, maxBytes: Int) throws -> (entries: [(time: String, stream: String, text: String)], truncated: Bool)
 }
 
 /// Makes a task's image present on the node.
@@ -208,11 +209,15 @@ public struct EngineTaskRuntime: TaskRuntime {
 
     public func remove(_ containerID: String) throws { try engine.remove(containerID, force: true) }
 
-    public func logs(_ containerID: String, tail: Int, maxBytes: Int) throws -> (entries: [(time: String, stream: String, text: String)], truncated: Bool) {
+    public func logs(_ containerID: String, tail: Int, since: Double?, until: Double?, maxBytes: Int) throws -> (entries: [(time: String, stream: String, text: String)], truncated: Bool) {
         let c = try engine.lookup(containerID)
         var out: [(String, String, String)] = []
         var pending: [Bool: String] = [:]
-        LogReader(path: c.paths.log, maxFiles: c.config.logMaxFiles).read(tail: tail > 0 ? tail : nil, follow: false, stillRunning: { false }) { r in
+        func time(_ s: Double?) -> Timestamp? {
+            s.map { v in Timestamp(seconds: Int64(v.rounded(.down)), nanoseconds: Int32(((v - v.rounded(.down)) * 1e9).rounded(.down))) }
+        }
+        LogReader(path: c.paths.log, maxFiles: c.config.logMaxFiles).read(tail: tail > 0 ? tail : nil, since: time(since), until: time(until),
+                                                                          follow: false, stillRunning: { false }) { r in
             let text = (pending[r.stderr] ?? "") + String(decoding: r.text, as: UTF8.self)
             if r.endsLine {
                 out.append((r.time, r.stderr ? "stderr" : "stdout", text))

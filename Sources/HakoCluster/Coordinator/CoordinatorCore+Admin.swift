@@ -39,6 +39,7 @@ extension CoordinatorCore {
             guard (0...ServiceSpec.maxReplicas).contains(r.replicas) else { throw ClusterError.invalid("replicas must be between 0 and \(ServiceSpec.maxReplicas)") }
             if svc.spec.replicas != r.replicas {
                 let from = svc.spec.replicas
+                svc.previousSpec = svc.spec
                 svc.spec.replicas = r.replicas
                 svc.updated = wall
                 state.put(svc)
@@ -49,6 +50,8 @@ extension CoordinatorCore {
             return reply(env, view(svc))
         case MessageType.serviceUpdate:
             return reply(env, try updateService(try env.body(ServiceUpdateRequest.self)))
+        case MessageType.serviceRollback:
+            return reply(env, try rollBackService(try env.body(ServiceRef.self)))
         case MessageType.serviceRemove:
             let svc = try state.findService(try env.body(ServiceRef.self).service)
             state.removeService(svc.id)
@@ -64,7 +67,7 @@ extension CoordinatorCore {
             return reply(env, TaskList(tasks: tasks.map(view)))
         case MessageType.serviceLogs:
             let r = try env.body(ServiceLogsRequest.self)
-            return try startLogs(try state.findService(r.service), tail: r.tail, admin: connection, request: env)
+            return try startLogs(try logTasks(r.service), r, admin: connection, request: env)
         case MessageType.credentialsRenew:
             return reply(env, try renewAdmin(try env.body(RenewRequest.self)))
         case MessageType.caRotate:
@@ -176,27 +179,61 @@ extension CoordinatorCore {
         guard r.spec.name == svc.spec.name else { throw ClusterError.invalid("a service cannot be renamed") }
         guard r.spec.mode == svc.spec.mode else { throw ClusterError.invalid("a service's mode cannot be changed (\(svc.spec.mode.rawValue))") }
         try r.spec.validate()
-        guard r.spec != svc.spec || r.force else { return view(svc) }
+        // An update of a paused service is a new update (Swarm's), even with nothing changed.
+        let paused = svc.updateStatus?.state.isPaused ?? false
+        guard r.spec != svc.spec || r.force || paused else { return view(svc) }
         let wall = clock.wall()
         let rolling = r.force || r.spec.needsNewTasks(comparedTo: svc.spec)
+        if r.spec != svc.spec { svc.previousSpec = svc.spec }
         svc.spec = r.spec
         if rolling { svc.version += 1 }
+        if rolling || paused { svc.updateStatus = UpdateStatus(state: .updating, startedAt: wall, message: "update in progress") }
         svc.updated = wall
         state.put(svc)
         dirty = true
         record(ClusterEvent(time: wall, kind: "service", action: "updated", id: svc.id, name: svc.spec.name,
-                            message: rolling ? "version \(svc.version): rolling update" : "replicas \(svc.spec.replicas)"))
+                            message: rolling ? "version \(svc.version): rolling update" : paused ? "update resumed" : "replicas \(svc.spec.replicas)"))
         log.info("service \(svc.spec.name) updated to version \(svc.version)")
+        return view(svc)
+    }
+
+    /// `service rollback`: the previous spec back, with the rollback config.
+    func rollBackService(_ r: ServiceRef) throws -> ServiceView {
+        var svc = try state.findService(r.service)
+        let wall = clock.wall()
+        try Orchestrator.rollBack(&svc, &state, now: wall, reason: "manually requested rollback")
+        dirty = true
+        record(ClusterEvent(time: wall, kind: "service", action: "rollback_started", id: svc.id, name: svc.spec.name, message: "manually requested rollback"))
+        log.info("service \(svc.spec.name) rolled back to its previous spec (version \(svc.version))")
         return view(svc)
     }
 
     // MARK: logs
 
-    func startLogs(_ svc: ServiceRecord, tail: Int, admin: Int, request env: Envelope) throws -> [UInt8]? {
+    /// The tasks `service logs` reads: a service's, or one task's (Docker's
+    /// `service logs` takes either; a task's name gives its slot's tasks).
+    func logTasks(_ ref: String) throws -> [TaskRecord] {
+        if let svc = try? state.findService(ref) { return state.tasks(ofService: svc.id) }
+        if let t = state.tasks[ref] { return [t] }
+        let named = state.tasks.values.filter { $0.name == ref }
+        if !named.isEmpty { return named }
+        // As `service logs` prints a task: NAME.ID (the id possibly cut).
+        if let dot = ref.lastIndex(of: "."), case let name = String(ref[..<dot]), case let prefix = String(ref[ref.index(after: dot)...]), !prefix.isEmpty {
+            let hits = state.tasks.values.filter { $0.name == name && $0.id.hasPrefix(prefix) }
+            if hits.count == 1 { return hits }
+        }
+        let byPrefix = ref.count >= 4 ? state.tasks.values.filter { $0.id.hasPrefix(ref) } : []
+        if byPrefix.count == 1 { return byPrefix }
+        if byPrefix.count > 1 { throw ClusterError.conflict("task id prefix \(ref) is ambiguous: use more characters") }
+        throw ClusterError.notFound("no such service or task: \(ref)")
+    }
+
+    func startLogs(_ tasks: [TaskRecord], _ r: ServiceLogsRequest, admin: Int, request env: Envelope) throws -> [UInt8]? {
         guard let id = env.id else { return nil }
+        if let since = r.since, let until = r.until, until < since { throw ClusterError.invalid("--until is before --since") }
         var byNode: [String: [String]] = [:]
         var names: [String: String] = [:]
-        for t in state.tasks(ofService: svc.id) where t.nodeID != nil && t.containerID != nil {
+        for t in tasks where t.nodeID != nil && t.containerID != nil {
             byNode[t.nodeID ?? "", default: []].append(t.id)
             names[t.id] = "\(t.name).\(t.id.prefix(12))"
         }
@@ -208,7 +245,7 @@ extension CoordinatorCore {
             nextRequestID += 1
             p.waiting[rid] = node
             let maxBytes = max(4096, config.limits.maxLine / max(1, byNode.count) - 4096)
-            send(conn, WireEncoder.request(MessageType.logs, id: rid, LogsRequest(taskIDs: tasks, tail: tail, maxBytes: maxBytes)))
+            send(conn, WireEncoder.request(MessageType.logs, id: rid, LogsRequest(taskIDs: tasks, tail: r.tail, maxBytes: maxBytes, since: r.since, until: r.until)))
         }
         if p.waiting.isEmpty {
             return WireEncoder.reply(to: id, ServiceLogsReply(entries: [], missing: missing, truncated: false))
@@ -257,15 +294,18 @@ extension CoordinatorCore {
         let desired = s.spec.mode.isGlobal
             ? Orchestrator.eligibleNodes(for: s.spec, in: state, status: { dispatcher.status($0) }).count : s.spec.replicas
         var status = ""
-        if !old.isEmpty {
-            let done = s.spec.mode.isGlobal ? Set(current.compactMap(\.nodeID)).count : Set(current.map(\.slot)).count
+        let done = s.spec.mode.isGlobal ? Set(current.compactMap(\.nodeID)).count : Set(current.map(\.slot)).count
+        if let st = s.updateStatus {
+            status = st.state.isActive ? "\(st.state.rawValue) \(done)/\(desired)" : st.state.rawValue
+        } else if !old.isEmpty {
             status = "updating \(done)/\(desired)"
         } else if s.version > 1 {
             status = "completed"
         }
         return ServiceView(id: s.id, name: s.spec.name, version: s.version, spec: s.spec, running: running.count,
                            runningCurrent: current.count, created: s.created, updated: s.updated, updateStatus: status, desired: desired,
-                           completed: s.spec.mode.isJob ? tasks.filter { $0.version == s.version && $0.state == .complete }.count : nil)
+                           completed: s.spec.mode.isJob ? tasks.filter { $0.version == s.version && $0.state == .complete }.count : nil,
+                           rollout: s.updateStatus.map(UpdateStatusView.init), previousSpec: s.previousSpec)
     }
 
     func view(_ t: TaskRecord) -> TaskView {

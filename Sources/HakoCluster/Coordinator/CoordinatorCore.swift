@@ -151,9 +151,10 @@ public final class CoordinatorCore {
         dirty = false
         let wall = clock.wall()
         var evs: [ClusterEvent] = []
-        orchestrator.reconcile(&state, status: { self.dispatcher.status($0) }, now: wall, newID: Identifiers.make, events: &evs)
+        let due = orchestrator.reconcile(&state, status: { self.dispatcher.status($0) }, now: wall, newID: Identifiers.make, events: &evs)
         for e in evs { record(e) }
         schedulePending(now: wall)
+        nextWake = min(nextWake, due)
     }
 
     /// Commits queued changes, then tells the touched nodes their new task set

@@ -18,7 +18,7 @@ extension Orchestrator {
     }
 
     func reconcileGlobal(service svc: ServiceRecord, _ s: inout ClusterState, status: (String) -> NodeStatus, now: Double,
-                         newID: () -> String, events: inout [ClusterEvent]) {
+                         newID: () -> String, events: inout [ClusterEvent]) -> Double {
         var byNode: [String: [TaskRecord]] = [:]
         for var t in s.tasks(ofService: svc.id) {
             if t.desired == .shutdown && t.state == .pending {
@@ -29,51 +29,36 @@ extension Orchestrator {
             }
             if let n = t.nodeID { byNode[n, default: []].append(t) } else { shutdown(t, "not a task of a global service", &s, now: now) }
         }
-        var updateCandidates: [(node: String, old: TaskRecord)] = []
-        var inTransition = 0
+        var units: [RolloutUnit] = []
         for node in Orchestrator.eligibleNodes(for: svc.spec, in: s, status: status) {
             let tasks = byNode[node.id] ?? []
             let live = tasks.filter(\.isLive)
             if live.isEmpty {
+                if tasks.contains(where: { isStoppingForUpdate($0, svc) }) {
+                    units.append(RolloutUnit(slot: 0, node: node.id, stopping: true))
+                    continue
+                }
                 if let notBefore = replacementTime(svc, tasks, now: now) {
                     for t in tasks where t.desired == .running {
                         var h = t
                         h.desired = .shutdown
                         s.put(h)
                     }
-                    create(svc, slot: 0, node: node.id, notBefore: notBefore, &s, now: now, newID: newID, events: &events)
+                    let t = create(svc, slot: 0, node: node.id, notBefore: notBefore, &s, now: now, newID: newID, events: &events)
+                    units.append(RolloutUnit(slot: 0, node: node.id, current: t, history: tasks.filter { $0.version == svc.version } + [t]))
                 }
                 continue
             }
-            let current = live.filter { $0.version == svc.version }
-            let old = live.filter { $0.version != svc.version }
-            if let winner = current.first(where: { $0.state == .running }) ?? (current.isEmpty ? nil : best(current)) {
-                for t in current where t.id != winner.id { shutdown(t, "duplicate of \(winner.id.prefix(12))", &s, now: now) }
-                if winner.state == .running {
-                    for t in old { shutdown(t, "replaced by \(winner.id.prefix(12))", &s, now: now) }
-                } else if !old.isEmpty {
-                    inTransition += 1
-                }
-            } else if let o = best(old) {
-                for t in old where t.id != o.id { shutdown(t, "duplicate of \(o.id.prefix(12))", &s, now: now) }
-                updateCandidates.append((node.id, o))
-            }
+            units.append(unit(slot: 0, node: node.id, tasks: tasks, live: live, svc, &s, now: now))
         }
-        // Rolling update, `updateParallelism` nodes at a time, each new task started beside the old one.
-        var budget = svc.spec.updateParallelism - inTransition
-        for (node, old) in updateCandidates {
-            let running = old.state == .running
-            if running && budget <= 0 { continue }
-            let history = (byNode[node] ?? []).filter { $0.version == svc.version }
-            guard let notBefore = replacementTime(svc, history, now: now) else { continue }
-            if !running { shutdown(old, "replaced by an update", &s, now: now) } else { budget -= 1 }
-            create(svc, slot: 0, node: node, notBefore: notBefore, &s, now: now, newID: newID, events: &events)
-        }
+        // Rolling update, node by node (`Orchestrator+Rollout.swift`).
+        let wake = rollOut(svc, units, &s, now: now, newID: newID, events: &events)
         // History: the last `history` ended tasks per node; none of nodes gone.
         for (node, tasks) in byNode {
             let ended = tasks.compactMap { s.tasks[$0.id] }.filter { $0.desired == .shutdown && $0.state.isTerminal }
                 .sorted { $0.updated > $1.updated }
             for t in ended.dropFirst(s.nodes[node] == nil ? 0 : history) { s.removeTask(t.id) }
         }
+        return wake
     }
 }

@@ -1,6 +1,6 @@
 /// Desired state → tasks: one live task per slot (1…replicas) at the
 /// service's current version, replacements per the restart policy, rolling
-/// updates that start each new task before its predecessor stops, tasks of
+/// updates (`Orchestrator+Rollout.swift`), tasks of
 /// down or draining nodes moved, history pruned. Pure over `ClusterState`:
 /// running it twice changes nothing the second time, so the cluster converges
 /// from any state (a restart, a partition healing, a crash mid-scale).
@@ -10,18 +10,23 @@ public struct Orchestrator: Sendable {
 
     public init(history: Int) { self.history = history }
 
+    /// Returns the wall time at which a pass is due again (a monitor period
+    /// or an update delay ends), `.infinity` for none.
+    @discardableResult
     public func reconcile(_ s: inout ClusterState, status: (String) -> NodeStatus, now: Double,
-                          newID: () -> String, events: inout [ClusterEvent]) {
+                          newID: () -> String, events: inout [ClusterEvent]) -> Double {
+        var wake = Double.infinity
         moveTasksOffLostNodes(&s, status: status, now: now, events: &events)
         stopTasksOnIneligibleNodes(&s, now: now)
         for svc in s.services.values.sorted(by: { $0.spec.name < $1.spec.name }) {
             if svc.spec.mode.isGlobal {
-                reconcileGlobal(service: svc, &s, status: status, now: now, newID: newID, events: &events)
+                wake = min(wake, reconcileGlobal(service: svc, &s, status: status, now: now, newID: newID, events: &events))
                 continue
             }
-            reconcile(service: svc, &s, now: now, newID: newID, events: &events)
+            wake = min(wake, reconcile(service: svc, &s, now: now, newID: newID, events: &events))
         }
         cleanUpRemovedServices(&s, now: now)
+        return wake
     }
 
     /// Tasks on down nodes are orphaned; tasks on draining nodes are stopped.
@@ -48,18 +53,22 @@ public struct Orchestrator: Sendable {
         }
     }
 
-    func reconcile(service svc: ServiceRecord, _ s: inout ClusterState, now: Double, newID: () -> String, events: inout [ClusterEvent]) {
+    func reconcile(service svc: ServiceRecord, _ s: inout ClusterState, now: Double, newID: () -> String, events: inout [ClusterEvent]) -> Double {
+        var wake = Double.infinity
         let all = s.tasks(ofService: svc.id)
         var bySlot: [Int: [TaskRecord]] = [:]
         for t in all { bySlot[t.slot, default: []].append(t) }
         let replicas = svc.spec.replicas
-        var updateCandidates: [(slot: Int, old: TaskRecord)] = []
-        var inTransition = 0
+        var units: [RolloutUnit] = []
 
         for slot in 1...max(1, replicas) where replicas > 0 {
             let tasks = bySlot[slot] ?? []
             let live = tasks.filter(\.isLive)
             if live.isEmpty {
+                if tasks.contains(where: { isStoppingForUpdate($0, svc) }) {
+                    units.append(RolloutUnit(slot: slot, stopping: true))
+                    continue
+                }
                 if let notBefore = replacementTime(svc, tasks, now: now) {
                     // The ended tasks become history (prunable) once replaced.
                     for t in tasks where t.desired == .running {
@@ -67,42 +76,33 @@ public struct Orchestrator: Sendable {
                         h.desired = .shutdown
                         s.put(h)
                     }
-                    create(svc, slot: slot, notBefore: notBefore, &s, now: now, newID: newID, events: &events)
+                    // In transition until it counts as updated (an update's batch waits for it).
+                    let t = create(svc, slot: slot, notBefore: notBefore, &s, now: now, newID: newID, events: &events)
+                    units.append(RolloutUnit(slot: slot, current: t, history: tasks.filter { $0.version == svc.version } + [t]))
                 }
                 continue
             }
-            let current = live.filter { $0.version == svc.version }
-            let old = live.filter { $0.version != svc.version }
-            if let winner = current.first(where: { $0.state == .running }) ?? (current.isEmpty ? nil : best(current)) {
-                let runs = winner.state == .running
-                // Extra tasks of the current version (a duplicate after a partition heals) go at once.
-                for t in current where t.id != winner.id { shutdown(t, "duplicate of \(winner.id.prefix(12))", &s, now: now) }
-                if runs {
-                    for t in old { shutdown(t, "replaced by \(winner.id.prefix(12))", &s, now: now) }
-                } else if !old.isEmpty {
-                    inTransition += 1
-                }
-                // A failed replacement: the old task keeps running (the update is stuck, not the service).
-            } else if let o = best(old) {
-                for t in old where t.id != o.id { shutdown(t, "duplicate of \(o.id.prefix(12))", &s, now: now) }
-                updateCandidates.append((slot, o))
-            }
+            units.append(unit(slot: slot, node: nil, tasks: tasks, live: live, svc, &s, now: now))
         }
         // Slots past the replica count.
         for (slot, tasks) in bySlot where slot > replicas {
             for t in tasks where t.isLive { shutdown(t, "scaled down", &s, now: now) }
         }
-        // Rolling update: start new tasks beside running old ones, `updateParallelism` slots at a time.
-        var budget = svc.spec.updateParallelism - inTransition
-        for (slot, old) in updateCandidates.sorted(by: { $0.slot < $1.slot }) {
-            let running = old.state == .running
-            if running && budget <= 0 { continue }
-            let history = (bySlot[slot] ?? []).filter { $0.version == svc.version }
-            guard let notBefore = replacementTime(svc, history, now: now) else { continue }
-            if !running { shutdown(old, "replaced by an update", &s, now: now) } else { budget -= 1 }
-            create(svc, slot: slot, notBefore: notBefore, &s, now: now, newID: newID, events: &events)
-        }
+        wake = min(wake, rollOut(svc, units, &s, now: now, newID: newID, events: &events))
         prune(svc, bySlot: bySlot, &s)
+        return wake
+    }
+
+    /// A unit with live tasks: the best of each version kept, duplicates (after a partition heals) stopped.
+    func unit(slot: Int, node: String?, tasks: [TaskRecord], live: [TaskRecord], _ svc: ServiceRecord, _ s: inout ClusterState, now: Double) -> RolloutUnit {
+        let current = live.filter { $0.version == svc.version }
+        let old = live.filter { $0.version != svc.version }
+        let winner = current.first(where: { $0.state == .running }) ?? best(current)
+        for t in current where t.id != winner?.id { shutdown(t, "duplicate of \(winner?.id.prefix(12) ?? "")", &s, now: now) }
+        let o = best(old)
+        for t in old where t.id != o?.id { shutdown(t, "duplicate of \(o?.id.prefix(12) ?? "")", &s, now: now) }
+        return RolloutUnit(slot: slot, node: node, old: o, current: winner, stopping: tasks.contains { isStopping($0, svc) },
+                           history: tasks.filter { $0.version == svc.version })
     }
 
     /// The most advanced of several live tasks (running, then starting, then assigned…).
@@ -133,14 +133,16 @@ public struct Orchestrator: Sendable {
     }
 
     /// A new task for `slot`; `node`: created for that node (a global service's).
+    @discardableResult
     func create(_ svc: ServiceRecord, slot: Int, node: String? = nil, notBefore: Double, _ s: inout ClusterState, now: Double, newID: () -> String,
-                events: inout [ClusterEvent]) {
+                events: inout [ClusterEvent]) -> TaskRecord {
         let t = TaskRecord(id: newID(), serviceID: svc.id, serviceName: svc.spec.name, slot: slot, version: svc.version, spec: svc.spec,
                            nodeID: node, desired: .running, state: .pending,
                            message: notBefore > now ? "restart delay until \(Int(notBefore - now + 0.5)) s from now" : "",
                            containerID: nil, exitCode: nil, created: now, updated: now, notBefore: notBefore)
         s.put(t)
         events.append(ClusterEvent(time: now, kind: "task", action: "created", id: t.id, name: t.name, message: "version \(svc.version)"))
+        return t
     }
 
     func shutdown(_ t: TaskRecord, _ why: String, _ s: inout ClusterState, now: Double) {

@@ -25,6 +25,7 @@ public enum MessageType {
     public static let serviceInspect = "service.inspect"
     public static let serviceScale = "service.scale"
     public static let serviceUpdate = "service.update"
+    public static let serviceRollback = "service.rollback"
     public static let serviceRemove = "service.rm"
     public static let servicePs = "service.ps"
     public static let serviceLogs = "service.logs"
@@ -204,6 +205,9 @@ public struct LogsRequest: Codable, Sendable {
     /// Lines from the end of each task's log; 0: all (bounded by `maxBytes`).
     public var tail: Int
     public var maxBytes: Int
+    /// Only lines written at or after `since` and before `until` (seconds since 1970); nil: no bound.
+    public var since: Double? = nil
+    public var until: Double? = nil
 }
 
 public struct LogEntry: Codable, Sendable, Equatable {
@@ -336,12 +340,22 @@ public struct ServiceView: Codable, Sendable {
     public var runningCurrent: Int
     public var created: Double
     public var updated: Double
-    /// "updating 2/5", "completed", or "" before the first update.
+    /// "updating 2/5", "paused", "completed", "rollback_started 1/3"…, or "" before the first update.
     public var updateStatus: String
     /// Tasks wanted: the replicas, or a global service's eligible nodes (nil from an older coordinator: the replicas).
     public var desired: Int?
     /// A job's tasks that ran to completion at the current version (nil: not a job).
     public var completed: Int?
+    /// The last update or rollback, as `docker service inspect` shows it (nil: none).
+    public var rollout: UpdateStatusView? = nil
+    /// What `service rollback` would restore (Swarm's `PreviousSpec`).
+    public var previousSpec: ServiceSpec? = nil
+
+    enum CodingKeys: String, CodingKey {
+        case id, name, version, spec, running, runningCurrent, created, updated, updateStatus, desired, completed
+        case rollout = "UpdateStatus"
+        case previousSpec = "PreviousSpec"
+    }
 }
 
 public struct ServiceList: Codable, Sendable { public var services: [ServiceView] }
@@ -381,9 +395,20 @@ public struct TaskView: Codable, Sendable {
 public struct TaskList: Codable, Sendable { public var tasks: [TaskView] }
 
 public struct ServiceLogsRequest: Codable, Sendable {
+    /// A service (name, id or id prefix), or one task: its id or id prefix,
+    /// its name (`web.2`, a global one's `web.<node id>`: the slot's tasks),
+    /// or the name and id as `service logs` prints them (`web.2.<id>`).
     public var service: String
     public var tail: Int
-    public init(service: String, tail: Int) { self.service = service; self.tail = tail }
+    /// Only lines written at or after `since` and before `until` (seconds since 1970).
+    public var since: Double?
+    public var until: Double?
+    public init(service: String, tail: Int, since: Double? = nil, until: Double? = nil) {
+        self.service = service
+        self.tail = tail
+        self.since = since
+        self.until = until
+    }
 }
 
 public struct ServiceLogEntry: Codable, Sendable {

@@ -62,8 +62,10 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
     public var restartMaxAttempts: Int
     /// Seconds between a task's end and its replacement.
     public var restartDelay: Double
-    /// Tasks replaced at a time by `service update`.
-    public var updateParallelism: Int
+    /// How an update replaces the tasks, and how a rollback does (Swarm's
+    /// `UpdateConfig` and `RollbackConfig`; `Model+Rollout.swift`).
+    public var update: UpdateConfig
+    public var rollback: UpdateConfig
     /// "cluster" (the node's bridge on its leased subnet: an address unique
     /// in the cluster), "host" or "none".
     public var network: String
@@ -101,7 +103,8 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
         restartCondition = .any
         restartMaxAttempts = 0
         restartDelay = 5
-        updateParallelism = 1
+        update = UpdateConfig()
+        rollback = UpdateConfig()
         network = ServiceSpec.clusterNetwork
         stopSignal = nil
         stopTimeout = nil
@@ -113,8 +116,15 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case name, image, command, entrypoint, env, workdir, user, labels, replicas, reservations, limits, ports, ingress, constraints, platforms
-        case restart, restartCondition, restartMaxAttempts, restartDelay, updateParallelism, network, stopSignal, stopTimeout
+        case restart, restartCondition, restartMaxAttempts, restartDelay, network, stopSignal, stopTimeout
         case placementPreferences, maxReplicasPerNode, mode, healthCheck
+        case update, rollback
+    }
+
+    /// Keys of rows written before a field was replaced.
+    enum LegacyKeys: String, CodingKey {
+        /// Before `update`: the parallelism alone.
+        case updateParallelism
     }
 
     /// Every field but `name` and `image` may be left out and takes its default.
@@ -138,7 +148,14 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
         restartCondition = try c.decodeIfPresent(RestartCondition.self, forKey: .restartCondition) ?? restartCondition
         restartMaxAttempts = try c.decodeIfPresent(Int.self, forKey: .restartMaxAttempts) ?? restartMaxAttempts
         restartDelay = try c.decodeIfPresent(Double.self, forKey: .restartDelay) ?? restartDelay
-        updateParallelism = try c.decodeIfPresent(Int.self, forKey: .updateParallelism) ?? updateParallelism
+        if let u = try c.decodeIfPresent(UpdateConfig.self, forKey: .update) {
+            update = u
+        } else if let p = try decoder.container(keyedBy: LegacyKeys.self).decodeIfPresent(Int.self, forKey: .updateParallelism) {
+            // A row written before the update config: its parallelism, and the start-first order it rolled with.
+            update.parallelism = p
+            update.order = .startFirst
+        }
+        rollback = try c.decodeIfPresent(UpdateConfig.self, forKey: .rollback) ?? rollback
         network = try c.decodeIfPresent(String.self, forKey: .network) ?? network
         stopSignal = try c.decodeIfPresent(String.self, forKey: .stopSignal)
         stopTimeout = try c.decodeIfPresent(Int.self, forKey: .stopTimeout)
@@ -170,7 +187,8 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
         do { _ = try RestartPolicyText.check(restart) } catch { throw .invalid(error.description) }
         guard restartMaxAttempts >= 0 else { throw .invalid("restart max attempts cannot be negative") }
         guard restartDelay >= 0, restartDelay <= 86400 else { throw .invalid("restart delay must be between 0 and 24h") }
-        guard (1...100).contains(updateParallelism) else { throw .invalid("update parallelism must be between 1 and 100") }
+        try update.validate("update")
+        try rollback.validate("rollback")
         guard [ServiceSpec.clusterNetwork, "host", "none"].contains(network) else {
             throw .invalid("invalid network \"\(network)\": cluster, host or none")
         }
@@ -215,11 +233,14 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
     /// The routing mesh's ports: (protocol, published, target).
     public var ingressBindings: [PortBinding] { ingress.flatMap { (try? PortBinding.parse($0)) ?? [] } }
 
-    /// Whether a change from `old` to this spec needs new tasks (anything but the replica count).
+    /// Whether a change from `old` to this spec needs new tasks (anything but
+    /// the replica count and how updates and rollbacks proceed).
     public func needsNewTasks(comparedTo old: ServiceSpec) -> Bool {
         var a = self, b = old
         a.replicas = 0
         b.replicas = 0
+        a.update = b.update
+        a.rollback = b.rollback
         return a != b
     }
 }
@@ -246,6 +267,10 @@ public struct ServiceRecord: Codable, Sendable, Equatable {
     public var version: Int
     public var created: Double
     public var updated: Double
+    /// The spec before the last change (Swarm's `PreviousSpec`): what a rollback restores.
+    public var previousSpec: ServiceSpec? = nil
+    /// The last update or rollback; nil: none since the service was created.
+    public var updateStatus: UpdateStatus? = nil
 
     public init(id: String, spec: ServiceSpec, version: Int, created: Double, updated: Double) {
         self.id = id

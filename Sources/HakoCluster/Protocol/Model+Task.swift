@@ -70,6 +70,10 @@ public struct TaskRecord: Codable, Sendable, Equatable {
     /// healthy, unhealthy); nil: no health check. Only healthy tasks (or
     /// tasks without a check) are in the mesh and the service names.
     public var health: String? = nil
+    /// Since when it runs healthy, or runs without a check (set by the
+    /// orchestrator): an update counts it as updated when healthy, or after
+    /// the monitor period without a check; a failure soon after is the update's.
+    public var servingSince: Double? = nil
 
     /// Running, and healthy or without a check: what the mesh and the service names route to.
     public var servesTraffic: Bool { state == .running && desired == .running && (health == nil || health == "healthy") }

@@ -93,6 +93,7 @@ public final class Store {
         // NORMAL sync: a power cut loses at most the last commits, never the file.
         try db.exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA busy_timeout=5000;")
         try migrate()
+        try addRolloutColumns()
     }
 
     /// The journal mode in effect ("wal").
@@ -120,6 +121,26 @@ public final class Store {
         PRAGMA user_version = 3;
         COMMIT;
         """)
+    }
+
+    /// A service's previous spec and update status, and when a task began to
+    /// serve (issue 15's rolling updates), added where missing: columns
+    /// checked by name, so the step is independent of the schema version.
+    func addRolloutColumns() throws(ClusterError) {
+        func columns(_ table: String) throws(ClusterError) -> Set<String> {
+            let s = try db.prepare("PRAGMA table_info(\(table))")
+            defer { s.reset() }
+            var out = Set<String>()
+            while try s.step() { out.insert(s.text(1)) }
+            return out
+        }
+        var sql = ""
+        let services = try columns("services")
+        if !services.contains("previous_spec") { sql += "ALTER TABLE services ADD COLUMN previous_spec TEXT;\n" }
+        if !services.contains("update_status") { sql += "ALTER TABLE services ADD COLUMN update_status TEXT;\n" }
+        if !(try columns("tasks")).contains("serving_since") { sql += "ALTER TABLE tasks ADD COLUMN serving_since REAL;\n" }
+        guard !sql.isEmpty else { return }
+        try db.exec("BEGIN;\n" + sql + "COMMIT;")
     }
 
     static func migrateToVersion2(_ db: SQLiteDatabase) throws(ClusterError) {
@@ -182,6 +203,7 @@ public final class Store {
     public func replace(with image: UnsafeRawBufferPointer) throws(ClusterError) {
         try db.replace(with: image)
         try migrate()
+        try addRolloutColumns()
     }
 
     // MARK: loading
@@ -211,25 +233,34 @@ public final class Store {
                 throw ClusterError.store("\(db.path): the spec of service \(s.text(0)) version \(s.int(1)) is unreadable: \(error)")
             }
         }
-        s = try db.prepare("SELECT id, version, created, updated FROM services")
+        s = try db.prepare("SELECT id, version, created, updated, previous_spec, update_status FROM services")
         while try s.step() {
             let id = s.text(0), version = Int(s.int(1))
             guard let spec = specs["\(id)@\(version)"] else { throw ClusterError.store("\(db.path): service \(id) has no spec for version \(version)") }
-            out.services.append(ServiceRecord(id: id, spec: spec, version: version, created: s.double(2), updated: s.double(3)))
+            var svc = ServiceRecord(id: id, spec: spec, version: version, created: s.double(2), updated: s.double(3))
+            do {
+                svc.previousSpec = try s.optionalText(4).map { try Wire.decodeJSON(ServiceSpec.self, from: Array($0.utf8)) }
+                svc.updateStatus = try s.optionalText(5).map { try Wire.decodeJSON(UpdateStatus.self, from: Array($0.utf8)) }
+            } catch {
+                throw ClusterError.store("\(db.path): the update state of service \(id) is unreadable: \(error)")
+            }
+            out.services.append(svc)
         }
 
-        s = try db.prepare("SELECT id, service_id, service_name, slot, version, node_id, desired, state, message, container_id, exit_code, created, updated, not_before, address, ports, placement FROM tasks")
+        s = try db.prepare("SELECT id, service_id, service_name, slot, version, node_id, desired, state, message, container_id, exit_code, created, updated, not_before, address, ports, placement, serving_since FROM tasks")
         while try s.step() {
             let sid = s.text(1), version = Int(s.int(4))
             guard let spec = specs["\(sid)@\(version)"] else { throw ClusterError.store("\(db.path): task \(s.text(0)) has no spec") }
-            out.tasks.append(TaskRecord(
+            var task = TaskRecord(
                 id: s.text(0), serviceID: sid, serviceName: s.text(2), slot: Int(s.int(3)), version: version, spec: spec,
                 nodeID: s.optionalText(5), desired: DesiredState(rawValue: s.text(6)) ?? .shutdown,
                 state: TaskState(rawValue: s.text(7)) ?? .failed, message: s.text(8), containerID: s.optionalText(9),
                 exitCode: s.isNull(10) ? nil : Int32(truncatingIfNeeded: s.int(10)),
                 created: s.double(11), updated: s.double(12), notBefore: s.double(13),
                 ports: s.optionalText(15).flatMap { try? Wire.decodeJSON([String].self, from: Array($0.utf8)) },
-                address: s.optionalText(14), placement: s.optionalText(16)))
+                address: s.optionalText(14), placement: s.optionalText(16))
+            task.servingSince = s.isNull(17) ? nil : s.double(17)
+            out.tasks.append(task)
         }
 
         s = try db.prepare("SELECT subnet, node_id FROM leases")
@@ -285,15 +316,18 @@ public final class Store {
                     .run([.text(svc.id), .int(Int64(svc.version)), .text(spec)])
                 // An upsert on the id only: a name taken by another service fails the batch instead of replacing it.
                 try db.prepare("""
-                    INSERT INTO services (id, name, version, created, updated) VALUES (?1, ?2, ?3, ?4, ?5)
-                    ON CONFLICT(id) DO UPDATE SET name = excluded.name, version = excluded.version, updated = excluded.updated
-                    """).run([.text(svc.id), .text(svc.spec.name), .int(Int64(svc.version)), .double(svc.created), .double(svc.updated)])
+                    INSERT INTO services (id, name, version, created, updated, previous_spec, update_status) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                    ON CONFLICT(id) DO UPDATE SET name = excluded.name, version = excluded.version, updated = excluded.updated,
+                    previous_spec = excluded.previous_spec, update_status = excluded.update_status
+                    """).run([.text(svc.id), .text(svc.spec.name), .int(Int64(svc.version)), .double(svc.created), .double(svc.updated),
+                              .opt(try svc.previousSpec.map { String(decoding: try Wire.encodeJSON($0), as: UTF8.self) }),
+                              .opt(try svc.updateStatus.map { String(decoding: try Wire.encodeJSON($0), as: UTF8.self) })])
             }
             for id in b.removedServices { try db.prepare("DELETE FROM services WHERE id = ?1").run([.text(id)]) }
             if !b.tasks.isEmpty {
                 let ins = try db.prepare("""
-                    INSERT OR REPLACE INTO tasks (id, service_id, service_name, slot, version, node_id, desired, state, message, container_id, exit_code, created, updated, not_before, address, ports, placement)
-                    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
+                    INSERT OR REPLACE INTO tasks (id, service_id, service_name, slot, version, node_id, desired, state, message, container_id, exit_code, created, updated, not_before, address, ports, placement, serving_since)
+                    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
                     """)
                 for t in b.tasks {
                     ins.reset()
@@ -303,6 +337,7 @@ public final class Store {
                     ins.bind(10, .opt(t.containerID)); ins.bind(11, .opt(t.exitCode)); ins.bind(12, .double(t.created))
                     ins.bind(13, .double(t.updated)); ins.bind(14, .double(t.notBefore)); ins.bind(15, .opt(t.address))
                     ins.bind(16, .opt(try t.ports.map { String(decoding: try Wire.encodeJSON($0), as: UTF8.self) })); ins.bind(17, .opt(t.placement))
+                    ins.bind(18, t.servingSince.map { .double($0) } ?? .null)
                     while try ins.step() {}
                 }
             }

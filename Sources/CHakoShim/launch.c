@@ -19,6 +19,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#ifndef SYS_close_range
+#define SYS_close_range 436
+#endif
 
 static void close_if(int *fd) { if (*fd >= 0) { close(*fd); *fd = -1; } }
 static int open_ns(pid_t pid, const char *name);
@@ -457,5 +460,241 @@ static int exec_in(const struct hako_spec *s, pid_t target, int target_pidfd, co
 fail:
     close_if(&sync_p[0]); close_if(&sync_p[1]); close_if(&err_p[0]); close_if(&err_p[1]);
     close_if(&pid_p[0]); close_if(&pid_p[1]); close_if(&cgfd);
+    return -1;
+}
+
+// ---------------------------------------------------------------------------
+// exec into a running container, again and again (hako_exec_target)
+//
+// The probe helper is a fork of the caller that has taken every step of
+// exec_child and exec_tail that is the same for each process: the
+// container's namespaces, working directory, user, groups, capabilities,
+// no_new_privs and seccomp filter. It stays outside the container's cgroups
+// (it costs the container nothing) and outside its pid namespace (nothing in
+// the container sees it). For each process the caller sends it the process's
+// pipes (SCM_RIGHTS over a SOCK_SEQPACKET pair); it forks with CLONE_PARENT,
+// so the process is the caller's child, and answers with its pid. The caller
+// writes that pid to the container's cgroups and lets the process exec. The
+// kernel compiles the filter once, for the helper: a fork shares it.
+
+static const struct { const char *name; int type; } exec_ns_order[HAKO_EXEC_NS] = {
+    {"ipc", CLONE_NEWIPC}, {"uts", CLONE_NEWUTS}, {"net", CLONE_NEWNET}, {"pid", CLONE_NEWPID},
+    {"cgroup", CLONE_NEWCGROUP}, {"mnt", CLONE_NEWNS},
+};
+
+enum { HELPER_FDS = 5 };  // sync_r, err_w, stdin, stdout, stderr
+
+// The process forked by the helper: already confined; waits for its cgroups, then execs.
+__attribute__((noreturn))
+static void helper_child(struct child *c) {
+    char sync;
+    if (read_full(c->sync_r, &sync, 1) != 1 || sync != 'G') _exit(1);
+    close(c->sync_r);
+    setup_stdio(c);
+    close_fds_at_exec(c);
+    exec_program(c);
+}
+
+__attribute__((noreturn))
+static void helper_main(const struct hako_spec *s, int sock, int null_fd, const int *nsfd) {
+    struct child c = { .s = s, .sync_r = -1, .err_w = sock, .console_w = -1, .tty_slave = -1, .overlay_fd = -1, .fifo_fd = -1 };
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    prctl(PR_SET_NAME, (unsigned long)"hako-probe", 0, 0, 0);
+    for (int i = 0; i < HAKO_EXEC_NS; i++)
+        if (nsfd[i] >= 0 && hako_setns(nsfd[i], exec_ns_order[i].type) < 0) child_fail(&c, HAKO_STAGE_SETNS, errno, exec_ns_order[i].name);
+    // Only the socket (3) and /dev/null (0-2) stay: the caller's other fds are none of the container's business.
+    for (int i = 0; i < 3; i++) if (null_fd != i && dup2(null_fd, i) < 0) child_fail(&c, HAKO_STAGE_STDIO, errno, NULL);
+    if (sock != 3) {
+        if (dup3(sock, 3, O_CLOEXEC) < 0) child_fail(&c, HAKO_STAGE_STDIO, errno, NULL);
+        sock = c.err_w = 3;
+    }
+    if (syscall(SYS_close_range, 4U, ~0U, 0U) < 0)
+        for (int fd = 4; fd < 1024; fd++) close(fd);
+    reset_signals();
+    int cwd_late = enter_cwd(&c, 0) < 0;
+    apply_privileges(&c);
+    if (s->has_umask) umask((mode_t)s->umask);
+    if (cwd_late) enter_cwd(&c, 1);
+    int32_t ready = 0;
+    if (send(sock, &ready, sizeof ready, MSG_NOSIGNAL) != (ssize_t)sizeof ready) _exit(1);
+    for (;;) {
+        char byte;
+        union { struct cmsghdr h; char buf[CMSG_SPACE(sizeof(int) * HELPER_FDS)]; } u;
+        struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+        struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf };
+        ssize_t n = recvmsg(sock, &m, MSG_CMSG_CLOEXEC);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) _exit(0);  // the caller closed its end (or died)
+        struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+        int fds[HELPER_FDS], nfds = 0;
+        if (h && h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_RIGHTS) {
+            nfds = (int)((h->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+            if (nfds > HELPER_FDS) nfds = HELPER_FDS;
+            memcpy(fds, CMSG_DATA(h), sizeof(int) * (size_t)nfds);
+        }
+        if (nfds != HELPER_FDS) {
+            for (int i = 0; i < nfds; i++) close(fds[i]);
+            _exit(1);
+        }
+        // CLONE_PARENT: the process is the caller's child, reaped (and killed at its timeout) by it.
+        long pid = syscall(SYS_clone, (unsigned long)CLONE_PARENT, 0, 0, 0, 0);
+        if (pid == 0) {
+            close(sock);
+            c.sync_r = fds[0]; c.err_w = fds[1];
+            c.stdio[0] = fds[2]; c.stdio[1] = fds[3]; c.stdio[2] = fds[4];
+            helper_child(&c);
+        }
+        if (pid < 0) {
+            struct hako_failure f;
+            memset(&f, 0, sizeof f);
+            f.stage = HAKO_STAGE_CLONE;
+            f.err = errno;
+            send(sock, &f, sizeof f, MSG_NOSIGNAL);
+        } else {
+            int32_t v = (int32_t)pid;
+            send(sock, &v, sizeof v, MSG_NOSIGNAL);
+        }
+        for (int i = 0; i < HELPER_FDS; i++) close(fds[i]);
+    }
+}
+
+static void stop_helper(struct hako_exec_target *t) {
+    close_if(&t->helper_sock);
+    // Its end of the socket closed, it exits by itself; the kill makes sure. The caller reaps it.
+    if (t->helper_pid > 0) kill(t->helper_pid, SIGKILL);
+    t->helper_pid = 0;
+}
+
+void hako_exec_target_close(struct hako_exec_target *t) {
+    stop_helper(t);
+    for (int i = 0; i < t->nprocs; i++) close_if(&t->procs[i]);
+    t->nprocs = 0;
+    close_if(&t->cgroup2_procs);
+    t->pid = 0;
+}
+
+// Reads one message of the helper within timeout_ms: its pid or readiness (an
+// int32), or a failure. Returns 0 with *value, -1 with *fail.
+static int helper_reply(int sock, int timeout_ms, int32_t *value, struct hako_failure *fail) {
+    struct pollfd pf = { .fd = sock, .events = POLLIN };
+    int r;
+    while ((r = poll(&pf, 1, timeout_ms)) < 0 && errno == EINTR) {}
+    if (r == 0) return parent_fail(fail, HAKO_STAGE_CLONE, ETIMEDOUT, "probe helper");
+    union { int32_t v; struct hako_failure f; } msg;
+    ssize_t n;
+    while ((n = recv(sock, &msg, sizeof msg, 0)) < 0 && errno == EINTR) {}
+    if (n == (ssize_t)sizeof msg.v) { *value = msg.v; return 0; }
+    if (n == (ssize_t)sizeof msg.f) { msg.f.detail[sizeof msg.f.detail - 1] = 0; *fail = msg.f; return -1; }
+    return parent_fail(fail, HAKO_STAGE_CLONE, n < 0 ? errno : EPIPE, "probe helper died");
+}
+
+static int start_helper(const struct hako_spec *s, struct hako_exec_target *t, struct hako_failure *fail) {
+    int sv[2] = {-1, -1}, nsfd[HAKO_EXEC_NS], null_fd = -1, e = 0;
+    for (int i = 0; i < HAKO_EXEC_NS; i++) nsfd[i] = -1;
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0 || (null_fd = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0) e = errno;
+    for (int i = 0; i < HAKO_EXEC_NS && !e; i++)
+        if (!same_ns(t->pid, exec_ns_order[i].name) && (nsfd[i] = open_ns(t->pid, exec_ns_order[i].name)) < 0) e = errno;
+    long pid = -1;
+    if (!e) {
+        int unused = -1;
+        pid = clone3_raw(0, &unused, -1);
+        if (pid == 0) { close(sv[0]); helper_main(s, sv[1], null_fd, nsfd); }
+        if (pid < 0) e = errno;
+    }
+    for (int i = 0; i < HAKO_EXEC_NS; i++) close_if(&nsfd[i]);
+    close_if(&null_fd); close_if(&sv[1]);
+    if (e) { close_if(&sv[0]); return parent_fail(fail, HAKO_STAGE_CLONE, e, "probe helper"); }
+    t->helper_pid = (pid_t)pid;
+    t->helper_sock = sv[0];
+    int32_t ready;
+    if (helper_reply(t->helper_sock, 5000, &ready, fail) < 0) { stop_helper(t); return -1; }
+    return 0;
+}
+
+int hako_exec_target_open(const struct hako_spec *s, pid_t target, struct hako_exec_target *t) {
+    memset(t, 0, sizeof *t);
+    t->cgroup2_procs = t->helper_sock = -1;
+    t->pid = target;
+    int e = 0;
+    if (s->cgroup_dir) {
+        char path[4096] = "";
+        if (s_cat(path, sizeof path, s->cgroup_dir) < 0 || s_cat(path, sizeof path, "/cgroup.procs") < 0) e = ENAMETOOLONG;
+        else if ((t->cgroup2_procs = open(path, O_WRONLY | O_CLOEXEC)) < 0) e = errno;
+    }
+    for (int i = 0; !e && i < s->ncgroup_procs && i < (int)(sizeof t->procs / sizeof t->procs[0]); i++) {
+        if ((t->procs[i] = open(s->cgroup_procs[i], O_WRONLY | O_CLOEXEC)) < 0) e = errno;
+        else t->nprocs = i + 1;
+    }
+    if (e) { hako_exec_target_close(t); errno = e; return -1; }
+    // A container with its own user namespace, or an AppArmor profile (entered
+    // at each exec), keeps hako_exec's path; so does one whose helper cannot start.
+    struct hako_failure f;
+    if (same_ns(target, "user") && !s->apparmor) start_helper(s, t, &f);
+    return 0;
+}
+
+static int write_pid(int fd, const char *num) {
+    size_t n = s_len(num);
+    ssize_t w;
+    while ((w = write(fd, num, n)) < 0 && errno == EINTR) {}
+    return w == (ssize_t)n ? 0 : -1;
+}
+
+// join_cgroups through the target's open files.
+static int join_target_cgroups(pid_t pid, const struct hako_spec *s, const struct hako_exec_target *t, struct hako_failure *fail) {
+    char num[24];
+    if (s->has_oom_score_adj) {
+        char path[48] = "/proc/", v[24];
+        s_itoa(pid, num); s_cat(path, sizeof path, num); s_cat(path, sizeof path, "/oom_score_adj");
+        s_itoa(s->oom_score_adj, v);
+        if (write_file(path, v) < 0) return parent_fail(fail, HAKO_STAGE_OOM_SCORE, errno, NULL);
+    }
+    s_itoa(pid, num);
+    for (int i = 0; i < t->nprocs; i++)
+        if (write_pid(t->procs[i], num) < 0) return parent_fail(fail, HAKO_STAGE_CGROUP, errno, s->cgroup_procs[i]);
+    if (t->cgroup2_procs >= 0 && write_pid(t->cgroup2_procs, num) < 0) return parent_fail(fail, HAKO_STAGE_CGROUP, errno, s->cgroup_dir);
+    return 0;
+}
+
+int hako_exec_prepared(const struct hako_spec *s, struct hako_exec_target *t, const int *stdio_fds, int timeout_ms,
+                       struct hako_proc *out, struct hako_failure *fail) {
+    if (t->helper_sock < 0) return hako_exec_bounded(s, t->pid, stdio_fds, timeout_ms, out, fail);
+    int sync_p[2] = {-1, -1}, err_p[2] = {-1, -1};
+    memset(out, 0, sizeof *out);
+    out->pidfd = out->stdin_fd = out->stdout_fd = out->stderr_fd = out->mntns_fd = -1;
+    if (pipe2(sync_p, O_CLOEXEC) < 0 || pipe2(err_p, O_CLOEXEC) < 0) {
+        parent_fail(fail, HAKO_STAGE_CLONE, errno, "pipe"); goto fail;
+    }
+    int fds[HELPER_FDS] = { sync_p[0], err_p[1], stdio_fds[0], stdio_fds[1], stdio_fds[2] };
+    union { struct cmsghdr h; char buf[CMSG_SPACE(sizeof fds)]; } u;
+    memset(&u, 0, sizeof u);
+    char byte = 'P';
+    struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+    struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf };
+    struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+    h->cmsg_level = SOL_SOCKET;
+    h->cmsg_type = SCM_RIGHTS;
+    h->cmsg_len = CMSG_LEN(sizeof fds);
+    memcpy(CMSG_DATA(h), fds, sizeof fds);
+    int32_t pid = 0;
+    ssize_t sent;
+    while ((sent = sendmsg(t->helper_sock, &m, MSG_NOSIGNAL)) < 0 && errno == EINTR) {}
+    if (sent != 1 || helper_reply(t->helper_sock, timeout_ms < 0 ? -1 : timeout_ms, &pid, fail) < 0) {
+        // The helper is gone or refused to fork: this container's processes take hako_exec's path from now on.
+        if (sent == 1 && fail->stage == HAKO_STAGE_CLONE && fail->err == ENOMEM) goto fail;  // the container's pid namespace is dying
+        stop_helper(t);
+        close_if(&sync_p[0]); close_if(&sync_p[1]); close_if(&err_p[0]); close_if(&err_p[1]);
+        return hako_exec_bounded(s, t->pid, stdio_fds, timeout_ms, out, fail);
+    }
+    close_if(&sync_p[0]); close_if(&err_p[1]);
+    if (join_target_cgroups(pid, s, t, fail) < 0) { reap(pid); goto fail; }
+    if (write_all(sync_p[1], "G", 1) < 0) { parent_fail(fail, HAKO_STAGE_SYNC, errno, NULL); reap(pid); goto fail; }
+    close_if(&sync_p[1]);
+    if (await_exec_within(err_p[0], pid, timeout_ms, fail) < 0) goto fail;
+    close_if(&err_p[0]);
+    out->pid = pid;
+    return 0;
+fail:
+    close_if(&sync_p[0]); close_if(&sync_p[1]); close_if(&err_p[0]); close_if(&err_p[1]);
     return -1;
 }

@@ -61,7 +61,8 @@ static void schedule_next(struct health *h, const struct hako_spec *s) {
 
 int health_init(struct health *h, const struct hako_spec *s) {
     memset(h, 0, sizeof *h);
-    h->timer = h->out_fd = -1;
+    h->timer = h->out_fd = h->null_fd = -1;
+    h->target.pid = 0;
     if (!s->health_argc) return 0;
     h->timer = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
     if (h->timer < 0) return -1;
@@ -93,6 +94,7 @@ void health_container_stopped(struct health *h) {
     if (h->pid > 0) kill(h->pid, SIGKILL);
     end_probe(h);
     disarm_timer(h->timer);
+    if (h->target.pid > 0) hako_exec_target_close(&h->target);
 }
 
 void health_read_output(struct health *h) {
@@ -206,23 +208,31 @@ static int start_probe(struct health *h, struct hako_spec *s, pid_t target) {
     clock_gettime(CLOCK_MONOTONIC, &h->probe_started);
     format_time(h->probe_start);
     int p[2];
-    int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (null < 0 || pipe2(p, O_CLOEXEC) < 0) {
+    if (h->null_fd < 0) h->null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (h->null_fd < 0 || pipe2(p, O_CLOEXEC) < 0) {
         char msg[128];
         snprintf(msg, sizeof msg, "cannot start the health check: %s", strerror(errno));
-        if (null >= 0) close(null);
         return record_result(h, s, -1, msg);
     }
     fcntl(p[0], F_SETFL, O_NONBLOCK);
     const char **argv = s->argv; int argc = s->argc, tty = s->tty, keep_stdin = s->keep_stdin;
     s->argv = s->health_argv; s->argc = s->health_argc; s->tty = 0; s->keep_stdin = 0;
-    int fds[3] = { null, p[1], p[1] };
+    // What stays the same from probe to probe (the probe's spec among it: the
+    // helper keeps its copy) is set up at the first one; a restarted container
+    // is a new target. If that fails, the probe takes hako_exec's own path,
+    // which reports what is wrong.
+    if (h->target.pid != target) {
+        if (h->target.pid > 0) hako_exec_target_close(&h->target);
+        if (hako_exec_target_open(s, target, &h->target) < 0) h->target.pid = 0;
+    }
+    int fds[3] = { h->null_fd, p[1], p[1] };
     struct hako_proc out;
     struct hako_failure f;
     memset(&f, 0, sizeof f);
-    int rc = hako_exec_bounded(s, target, fds, (int)(s->health_timeout_ms > 0x7fffffff ? 0x7fffffff : s->health_timeout_ms), &out, &f);
+    int timeout = (int)(s->health_timeout_ms > 0x7fffffff ? 0x7fffffff : s->health_timeout_ms);
+    int rc = h->target.pid == target ? hako_exec_prepared(s, &h->target, fds, timeout, &out, &f)
+                                     : hako_exec_bounded(s, target, fds, timeout, &out, &f);
     s->argv = argv; s->argc = argc; s->tty = tty; s->keep_stdin = keep_stdin;
-    close(null);
     close(p[1]);
     if (rc < 0) {
         close(p[0]);

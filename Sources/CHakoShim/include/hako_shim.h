@@ -356,6 +356,35 @@ int hako_exec(const struct hako_spec *spec, pid_t target_pid, int target_pidfd,
 int hako_exec_bounded(const struct hako_spec *spec, pid_t target_pid, const int *stdio_fds, int timeout_ms,
                       struct hako_proc *out, struct hako_failure *fail);
 
+// A process started again and again in one running container (the monitor's
+// health probe). What does not change from one start to the next is done
+// once: the container's cgroup files are opened, and a helper process (a fork
+// of the caller, outside the container's cgroups and pid namespace) takes the
+// container's namespaces, working directory, user, capabilities and seccomp
+// filter and then forks each process on request, so that the kernel compiles
+// the filter once and each start is one fork (hako_exec forks twice and loads
+// the filter each time). A container with its own user namespace or an
+// AppArmor profile, or one whose helper cannot start, takes hako_exec's path.
+#define HAKO_EXEC_NS 6
+struct hako_exec_target {
+    pid_t pid;                      // the container's init
+    pid_t helper_pid;               // the helper (the caller's child; the caller reaps it), 0: none
+    int helper_sock;                // its socket, -1: no helper
+    int cgroup2_procs;              // the cgroup2 directory's cgroup.procs, or -1
+    int procs[32]; int nprocs;      // the v1 hierarchies' cgroup.procs, written with each pid
+};
+// Opens what hako_exec_prepared needs to start processes in the container of
+// `target_pid` under `spec`, and starts the helper. Returns 0, or -1 with
+// errno (nothing left open).
+int hako_exec_target_open(const struct hako_spec *spec, pid_t target_pid, struct hako_exec_target *t);
+// Closes the files and stops the helper (the caller reaps it).
+void hako_exec_target_close(struct hako_exec_target *t);
+// hako_exec_bounded through an opened target: the same process (namespaces,
+// cgroups, user, capabilities, seccomp filter, environment, working
+// directory) and the same timeout. out->pidfd is -1. stdio_fds: three fds.
+int hako_exec_prepared(const struct hako_spec *spec, struct hako_exec_target *t, const int *stdio_fds,
+                       int timeout_ms, struct hako_proc *out, struct hako_failure *fail);
+
 // ---------------------------------------------------------------------------
 // Syscalls glibc does not wrap (or hides behind feature macros).
 int hako_openat2(int dirfd, const char *path, int flags, int mode, uint64_t resolve);

@@ -48,6 +48,10 @@ struct health {
     char probe_start[40];
     struct timespec probe_started, container_started;  // CLOCK_MONOTONIC
     struct health_result log[HEALTH_LOG]; int nlog;
+    // The container's namespaces and cgroup files, opened at its first probe
+    // and kept until it stops: each probe is then one fork (hako_exec_prepared).
+    struct hako_exec_target target;
+    int null_fd;     // /dev/null, the probe's stdin
 };
 
 // Returns -1 when the spec has a check and its timer cannot be made.

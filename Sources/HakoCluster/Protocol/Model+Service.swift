@@ -80,6 +80,10 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
     public var maxReplicasPerNode: Int
     /// Replicated (`replicas` tasks) or global (one on every eligible node; `replicas` unused).
     public var mode: ServiceMode
+    /// Secrets its tasks get as files (on a tmpfs, at /run/secrets/<target>); Model+Secret.swift.
+    public var secrets: [SecretReference]
+    /// Configs its tasks get as files (at their target, default /<name>).
+    public var configs: [ConfigReference]
 
     public init(name: String, image: String) {
         self.name = name
@@ -109,12 +113,15 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
         placementPreferences = []
         maxReplicasPerNode = 0
         mode = .replicated
+        secrets = []
+        configs = []
     }
 
     enum CodingKeys: String, CodingKey {
         case name, image, command, entrypoint, env, workdir, user, labels, replicas, reservations, limits, ports, ingress, constraints, platforms
         case restart, restartCondition, restartMaxAttempts, restartDelay, updateParallelism, network, stopSignal, stopTimeout
         case placementPreferences, maxReplicasPerNode, mode, healthCheck
+        case secrets, configs
     }
 
     /// Every field but `name` and `image` may be left out and takes its default.
@@ -146,6 +153,8 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
         placementPreferences = try c.decodeIfPresent([String].self, forKey: .placementPreferences) ?? placementPreferences
         maxReplicasPerNode = try c.decodeIfPresent(Int.self, forKey: .maxReplicasPerNode) ?? maxReplicasPerNode
         mode = try c.decodeIfPresent(ServiceMode.self, forKey: .mode) ?? mode
+        secrets = try c.decodeIfPresent([SecretReference].self, forKey: .secrets) ?? secrets
+        configs = try c.decodeIfPresent([ConfigReference].self, forKey: .configs) ?? configs
     }
 
     public static let maxReplicas = 10_000
@@ -205,6 +214,7 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
         if let h = healthCheck {
             do { try h.validate() } catch { throw .invalid("invalid health check: \(error.description)") }
         }
+        try validateFiles()
     }
 
     /// Fixed host ports a task holds on its node ("tcp/8080"); ports the node picks are not among them.

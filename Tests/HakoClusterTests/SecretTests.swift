@@ -173,6 +173,23 @@ import Testing
         #expect(firstData < firstAssign)
     }
 
+    /// The node forgets the data once no task of its refers to it; a new task needing it gets it again.
+    @Test func sentAgainAfterTheNodeForgotIt() throws {
+        let f = try CoreFixture()
+        let nodes = [try SimNode(f, name: "n1")]
+        let s = try createSecret(f, "db")
+        _ = try service(f, secrets: ["db"])
+        try settle(f, nodes)
+        #expect(nodes[0].secretData[s.id] == Self.plaintext)
+        try f.admin(MessageType.serviceRemove, ServiceRef(service: "web"), as: EmptyBody.self)
+        try settle(f, nodes)
+        #expect(nodes[0].assignment.isEmpty && nodes[0].secretData.isEmpty)
+        _ = try service(f, secrets: ["db"])
+        try settle(f, nodes)
+        #expect(nodes[0].live.count == 1)
+        #expect(nodes[0].secretData[s.id] == Self.plaintext)
+    }
+
     @Test func rotationRollsTheTasks() throws {
         let f = try CoreFixture()
         let nodes = [try SimNode(f, name: "n1")]

@@ -154,7 +154,12 @@ final class SimNode {
         for o in outgoing {
             guard case .send(let c, let line) = o, c == connection else { continue }
             let env = try decodeLine(line)
-            if env.type == MessageType.assign { assignment = try env.body(AssignMessage.self).tasks }
+            if env.type == MessageType.assign {
+                assignment = try env.body(AssignMessage.self).tasks
+                // As the agent: the data no assigned task refers to is forgotten.
+                let referred = Set(assignment.flatMap { $0.spec.fileReferences.map(\.ref.id) })
+                secretData = secretData.filter { referred.contains($0.key) }
+            }
             if env.type == MessageType.overlay { overlays.append(try env.body(OverlayMessage.self)) }
             if env.type == MessageType.secretData {
                 let d = try env.body(SecretData.self)

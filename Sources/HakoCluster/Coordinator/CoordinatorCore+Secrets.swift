@@ -83,7 +83,8 @@ extension CoordinatorCore {
     }
 
     /// Before a node's assignment: the data of every secret and config its
-    /// live tasks use that its present session has not received yet.
+    /// live tasks use that its present session has not received yet (or
+    /// received, then forgot when no assigned task used it any more).
     func sendSecretData(_ node: String, connection conn: Int, tasks: [Assignment]) {
         var sent: Set<String> = []
         if let s = secretsSent[node], s.connection == conn { sent = s.ids }
@@ -100,7 +101,9 @@ extension CoordinatorCore {
                 }
             }
         }
-        secretsSent[node] = (conn, sent)
+        // The agent forgets what no task of the assignment refers to; so does this record, so that it is sent again when needed.
+        let referred = Set(tasks.flatMap { $0.spec.fileReferences.map(\.ref.id) })
+        secretsSent[node] = (conn, sent.intersection(referred))
     }
 
     func view(_ r: SecretRecord) -> SecretView {

@@ -58,7 +58,7 @@ let package = Package(
         .target(name: "HakoBuild", dependencies: ["HakoEngine", "HakoImage", "HakoRuntime", "HakoTransport", "HakoSystem", "CHakoShim"]),
 
         // cluster: coordinator, agent, protocol, PKI, store, scheduler (the engine never imports it)
-        .target(name: "HakoCluster", dependencies: ["CHakoShim", "HakoSystem", "HakoTransport", "HakoImage", "HakoEngine", "HakoNetwork", "COpenSSL", "CSQLite", "CRaft", "CHakoRaft"]),
+        .target(name: "HakoCluster", dependencies: ["CHakoShim", "HakoSystem", "HakoTransport", "HakoImage", "HakoRuntime", "HakoEngine", "HakoNetwork", "COpenSSL", "CSQLite", "CRaft", "CHakoRaft"]),
 
         // command-line parsing, help and completions for hako, without reflection (start-up is a container's start)
         .target(name: "HakoCLI", dependencies: ["HakoSystem"]),
@@ -75,7 +75,7 @@ let package = Package(
         .executableTarget(name: "hako-runtime", dependencies: ["HakoOCIRuntime", "HakoRuntime", "HakoSystem"],
                           linkerSettings: [.unsafeFlags(["-Xlinker", "-no-pie"])]),
         // make bench only: the scheduler's throughput in-process, simulated agents.
-        .executableTarget(name: "hako-cluster-bench", dependencies: ["HakoCluster", "HakoSystem"]),
+        .executableTarget(name: "hako-cluster-bench", dependencies: ["HakoCluster", "HakoRuntime", "HakoSystem"]),
         // make bench only: hako's VXLAN overlay set up in the bench's namespaces, and its convergence.
         .executableTarget(name: "hako-overlay-bench", dependencies: ["HakoNetwork", "HakoSystem"]),
 
@@ -92,6 +92,6 @@ let package = Package(
         // missing privilege fails instead of skipping (docs/architecture.md, "Tests").
         .testTarget(name: "HakoKernelTests", dependencies: ["CHakoShim", "HakoSystem", "HakoImage", "HakoNetwork", "HakoTestSupport"]),
         .testTarget(name: "HakoIntegrationTests", dependencies: ["HakoSystem", "HakoRuntime", "HakoTestSupport"]),
-        .testTarget(name: "HakoClusterTests", dependencies: ["HakoSystem", "HakoCluster", "HakoNetwork", "HakoTransport", "COpenSSL"]),
+        .testTarget(name: "HakoClusterTests", dependencies: ["HakoSystem", "HakoRuntime", "HakoCluster", "HakoNetwork", "HakoTransport", "COpenSSL"]),
     ]
 )

@@ -38,6 +38,21 @@
 #ifndef SYS_mount_setattr
 #define SYS_mount_setattr 442
 #endif
+#ifndef SYS_open_tree
+#define SYS_open_tree 428
+#endif
+#ifndef SYS_move_mount
+#define SYS_move_mount 429
+#endif
+#ifndef SYS_fsopen
+#define SYS_fsopen 430
+#endif
+#ifndef SYS_fsconfig
+#define SYS_fsconfig 431
+#endif
+#ifndef SYS_fsmount
+#define SYS_fsmount 432
+#endif
 #ifndef KEYCTL_JOIN_SESSION_KEYRING
 #define KEYCTL_JOIN_SESSION_KEYRING 1
 #endif
@@ -233,6 +248,59 @@ static void do_mount(struct child *c, int rootfd, const struct hako_mount *m) {
     }
     mount_propagation(c, rootfd, m);
     mount_attributes(c, rootfd, m);
+}
+
+// The spec's files (secrets and configs): a tmpfs made detached in this
+// mount namespace (fsopen/fsmount: no path on the host ever shows it), each
+// file written into it from the spec's bytes (which only the monitor's memory
+// holds) with its owner and mode, the tmpfs made read-only, and each file
+// bound onto its target in the root (an empty mount point is made first, as
+// for any file bind). The tmpfs lives as long as those binds.
+static void place_files(struct child *c, int rootfd) {
+    const struct hako_spec *s = c->s;
+    if (s->nfiles == 0) return;
+    int fs = (int)syscall(SYS_fsopen, "tmpfs", FSOPEN_CLOEXEC);
+    if (fs < 0) child_fail(c, HAKO_STAGE_MOUNT, errno, "fsopen tmpfs (files)");
+    // Sized to the files (plus a page each), so nothing else fits in it.
+    unsigned long long size = 0;
+    for (int i = 0; i < s->nfiles; i++) size += s->files[i].len + 4096;
+    char num[24];
+    s_utoa((unsigned long)size, num);
+    if (syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "size", num, 0) < 0
+        || syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "mode", "0755", 0) < 0
+        || syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
+        child_fail(c, HAKO_STAGE_MOUNT, errno, "tmpfs (files)");
+    int mnt = (int)syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
+    if (mnt < 0) child_fail(c, HAKO_STAGE_MOUNT, errno, "fsmount tmpfs (files)");
+    close(fs);
+    for (int i = 0; i < s->nfiles; i++) {
+        const struct hako_file *f = &s->files[i];
+        char name[24];
+        s_utoa((unsigned long)i, name);
+        int w = openat(mnt, name, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (w < 0) child_fail(c, HAKO_STAGE_MOUNT, errno, f->target);
+        if (write_all(w, f->data, f->len) < 0 || fchown(w, f->uid, f->gid) < 0 || fchmod(w, f->mode) < 0)
+            child_fail(c, HAKO_STAGE_MOUNT, errno, f->target);
+        close(w);
+    }
+    struct mount_attr ro;
+    memset(&ro, 0, sizeof ro);
+    ro.attr_set = MOUNT_ATTR_RDONLY;
+    if (syscall(SYS_mount_setattr, mnt, "", AT_EMPTY_PATH, &ro, sizeof ro) < 0) child_fail(c, HAKO_STAGE_MOUNT, errno, "tmpfs (files) read-only");
+    for (int i = 0; i < s->nfiles; i++) {
+        const struct hako_file *f = &s->files[i];
+        char name[24];
+        s_utoa((unsigned long)i, name);
+        int one = (int)syscall(SYS_open_tree, mnt, name, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+        if (one < 0) child_fail(c, HAKO_STAGE_MOUNT, errno, f->target);
+        int t = touch_in_root(rootfd, f->target);
+        if (t < 0) child_fail(c, HAKO_STAGE_MOUNT, errno, f->target);
+        if (syscall(SYS_move_mount, one, "", t, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+            child_fail(c, HAKO_STAGE_MOUNT, errno, f->target);
+        close(t);
+        close(one);
+    }
+    close(mnt);
 }
 
 static void make_device(struct child *c, int rootfd, const struct hako_device *d) {
@@ -536,6 +604,7 @@ static void build_root(struct child *c) {
 
     for (int i = 0; i < s->nmounts; i++) do_mount(c, rootfd, &s->mounts[i]);
     for (int i = 0; i < s->ndevices; i++) make_device(c, rootfd, &s->devices[i]);
+    place_files(c, rootfd);
     if (s->host_devices) {
         char where[600];
         if (hako_copy_host_devices(rootfd, where) < 0) child_fail(c, HAKO_STAGE_DEVICE, errno, where);

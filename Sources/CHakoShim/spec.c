@@ -97,7 +97,7 @@ static void count_records(const uint8_t *p, const uint8_t *end, size_t count[HAK
     }
 }
 
-struct capacity { size_t args, env, mounts, groups, devices, masked, readonly, sysctls, remove_dirs, remove_files, health_args; };
+struct capacity { size_t args, env, mounts, groups, devices, masked, readonly, sysctls, remove_dirs, remove_files, health_args, files; };
 
 // Carves `n` items of `size` bytes off the block (pointer-aligned).
 static void *carve(char **at, size_t n, size_t size) {
@@ -118,7 +118,7 @@ int hako_spec_parse(const void *blob, size_t len, struct hako_spec *s, char *err
         .groups = count[HAKO_T_GROUP], .devices = count[HAKO_T_DEVICE], .masked = count[HAKO_T_MASKED],
         .readonly = count[HAKO_T_READONLY], .sysctls = count[HAKO_T_SYSCTL],
         .remove_dirs = count[HAKO_T_REMOVE_DIR], .remove_files = count[HAKO_T_REMOVE_FILE],
-        .health_args = count[HAKO_T_HEALTH_ARG],
+        .health_args = count[HAKO_T_HEALTH_ARG], .files = count[HAKO_T_FILE],
     };
     // One block for every table; argv and envp get their NULL. Each record
     // takes at least 6 bytes of the blob, so no size overflows.
@@ -126,7 +126,7 @@ int hako_spec_parse(const void *blob, size_t len, struct hako_spec *s, char *err
     size_t sizes[] = {
         cap.mounts * sizeof(struct hako_mount), cap.devices * sizeof(struct hako_device), cap.groups * sizeof(uint32_t),
         (cap.args + 1) * P, (cap.env + 1) * P, cap.masked * P, cap.readonly * P, cap.sysctls * P, cap.sysctls * P,
-        cap.remove_dirs * P, cap.remove_files * P, (cap.health_args + 1) * P,
+        cap.remove_dirs * P, cap.remove_files * P, (cap.health_args + 1) * P, cap.files * sizeof(struct hako_file),
     };
     size_t total = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) total += (sizes[i] + A) / (A + 1) * (A + 1);
@@ -144,6 +144,7 @@ int hako_spec_parse(const void *blob, size_t len, struct hako_spec *s, char *err
     s->remove_dirs = carve(&at, cap.remove_dirs, P);
     s->remove_files = carve(&at, cap.remove_files, P);
     s->health_argv = carve(&at, cap.health_args + 1, P);
+    s->files = carve(&at, cap.files, sizeof(struct hako_file));
     if (parse_records(blob, len, s, cap, err, errlen) < 0) {
         hako_spec_free(s);
         return -1;
@@ -269,6 +270,19 @@ static int parse_records(const void *blob, size_t len, struct hako_spec *s, stru
             d.source = z + 1 < p + n ? (const char *)z + 1 : NULL;
             NEED(!d.source || d.source[0] == '/', "device source");
             PUSH(s->devices, s->ndevices, cap.devices, d, "devices");
+            break;
+        }
+        case HAKO_T_FILE: {
+            // u32 uid, gid, mode, the absolute target NUL-terminated, then the content.
+            struct hako_file f;
+            NEED(n > 13 && p[12] == '/', "file");
+            u32_at(p, n, 0, &f.uid); u32_at(p, n, 1, &f.gid); u32_at(p, n, 2, &f.mode);
+            const uint8_t *z = memchr(p + 12, 0, n - 12);
+            NEED(z != NULL && (f.mode & ~07777u) == 0, "file");
+            f.target = (const char *)p + 12;
+            f.data = z + 1;
+            f.len = (uint32_t)(p + n - (z + 1));
+            PUSH(s->files, s->nfiles, cap.files, f, "files");
             break;
         }
         case HAKO_T_DETACHED_OVERLAY: {

@@ -8,9 +8,12 @@ import HakoSystem
 extension Engine {
     /// Starts a created or stopped container under a new monitor.
     /// With `attach`, returns a connection that streams the container's output
-    /// from its first byte and carries stdin, resizes and signals.
+    /// from its first byte and carries stdin, resizes and signals. `files`:
+    /// files the container gets from memory (`ContainerFile`; a cluster
+    /// task's secrets and configs), for this start only — nothing stores them.
     @discardableResult
-    public func start(_ ref: String, attach: Bool = false, terminal: TerminalSize? = nil) throws -> MonitorConnection? {
+    public func start(_ ref: String, attach: Bool = false, terminal: TerminalSize? = nil, files: [ContainerFile] = []) throws -> MonitorConnection? {
+        try Engine.checkFiles(files)
         let id = try resolveID(ref)
         let lock = try FileLock.acquire(paths.container(id).lock)
         defer { lock.release() }
@@ -21,24 +24,26 @@ extension Engine {
         }
         try awaitFinalCleanup(id)
         FS.removeOrphanedTemporaries(in: paths.container(id).dir)  // of a killed monitor or command
-        let conn = try launch(c.config, attach: attach, terminal: terminal)
+        let conn = try launch(c.config, attach: attach, terminal: terminal, files: files)
         recordEvent("start", c.config)
         return conn
     }
 
     /// Starts a container this process has just created (`hako run`): the
     /// configuration is at hand, nothing needs reading back.
-    public func start(created config: ContainerConfig, attach: Bool = false, terminal: TerminalSize? = nil) throws -> MonitorConnection? {
+    public func start(created config: ContainerConfig, attach: Bool = false, terminal: TerminalSize? = nil,
+                      files: [ContainerFile] = []) throws -> MonitorConnection? {
+        try Engine.checkFiles(files)
         let lock = try FileLock.acquire(paths.container(config.id).lock)
         defer { lock.release() }
         if monitorAlive(config.id) { throw HakoError(.failed, "container \(config.name) is already running") }
-        let conn = try launch(config, attach: attach, terminal: terminal)
+        let conn = try launch(config, attach: attach, terminal: terminal, files: files)
         recordEvent("start", config)
         return conn
     }
 
     /// Creates the cgroups and hands the container to a new monitor. Caller holds the container lock.
-    func launch(_ config: ContainerConfig, attach: Bool, terminal: TerminalSize?) throws -> MonitorConnection? {
+    func launch(_ config: ContainerConfig, attach: Bool, terminal: TerminalSize?, files: [ContainerFile] = []) throws -> MonitorConnection? {
         let id = config.id
         let cp = paths.container(id)
         let driver = try cgroups(for: config)
@@ -61,6 +66,7 @@ extension Engine {
             var (runtime, monitor) = SpecBuilder.build(config: config, paths: cp, nameLink: paths.nameLink(config.name), user: user,
                                                        cgroup: placement, cgroupView: driver.view(of: id), terminal: terminal)
             try prepareNetworkAndStorage(config, runtime: &runtime, monitor: &monitor)
+            Engine.addFiles(files, to: &runtime)
             if monitor.health != nil {
                 monitor.eventLog = eventLog.path
                 monitor.eventAttributes = eventAttributes(config).serialized()

@@ -91,6 +91,28 @@ public struct DeviceNode: Sendable, Equatable, Codable {
     ]
 }
 
+/// A file the container gets from bytes held in memory (a cluster task's
+/// secret or config): written by the init path into a tmpfs of the
+/// container's own and bound read-only at `target`, so its content is never
+/// on a disk, nor in a file of the engine's. Not Codable on purpose: it is
+/// never stored.
+public struct ContainerFile: Sendable, Equatable {
+    /// Absolute and normalized, inside the container.
+    public var target: String
+    public var uid: UInt32
+    public var gid: UInt32
+    public var mode: UInt32
+    public var content: [UInt8]
+
+    public init(target: String, uid: UInt32 = 0, gid: UInt32 = 0, mode: UInt32 = 0o444, content: [UInt8]) {
+        self.target = target
+        self.uid = uid
+        self.gid = gid
+        self.mode = mode
+        self.content = content
+    }
+}
+
 public struct Rlimit: Sendable, Equatable, Codable {
     public var resource: UInt32
     public var soft: UInt64
@@ -187,6 +209,8 @@ public struct RuntimeSpec: Sendable, Equatable {
     public var gidMappings: [IDMap] = []
     /// Copy every device node of the host's /dev (--privileged).
     public var hostDevices = false
+    /// Files written from memory onto a tmpfs, after the mounts and devices.
+    public var files: [ContainerFile] = []
     /// What the OCI runtime adds to the init path (LaunchSpec+Init.swift).
     public var initOptions = InitOptions()
 
@@ -372,6 +396,7 @@ public enum LaunchSpecEncoder {
             w.raw(HAKO_T_DEVICE, b)
         }
         if r.hostDevices { w.empty(HAKO_T_HOST_DEVICES) }
+        for f in r.files { w.raw(HAKO_T_FILE, le32(f.uid) + le32(f.gid) + le32(f.mode) + Array(f.target.utf8) + [0] + f.content) }
         for m in r.maskedPaths { w.string(HAKO_T_MASKED, m) }
         for m in r.readonlyPaths { w.string(HAKO_T_READONLY, m) }
         for (k, v) in r.sysctls { w.raw(HAKO_T_SYSCTL, Array(k.utf8) + [0] + Array(v.utf8) + [0]) }

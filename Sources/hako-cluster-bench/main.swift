@@ -12,6 +12,7 @@
 import Glibc
 #endif
 import HakoCluster
+import HakoRuntime
 import HakoSystem
 import Synchronization
 
@@ -145,12 +146,12 @@ final class MemoryRuntime: TaskRuntime, @unchecked Sendable {
     func observe() throws -> (tasks: [ObservedTask], running: Int) {
         tasks.withLock { (Array($0.values), $0.values.filter { $0.status == .running }.count) }
     }
-    func start(_ a: Assignment, node: String, subnet: String, overlay: ClusterNetworkOptions?) throws -> String {
+    func start(_ a: Assignment, node: String, subnet: String, overlay: ClusterNetworkOptions?, files: [ContainerFile]) throws -> String {
         let id = hexString(randomBytes(32))
         tasks.withLock { $0[id] = ObservedTask(taskID: a.taskID, containerID: id, status: .running) }
         return id
     }
-    func startExisting(_ c: String) throws { tasks.withLock { $0[c]?.status = .running } }
+    func startExisting(_ c: String, files: [ContainerFile]) throws { tasks.withLock { $0[c]?.status = .running } }
     func stop(_ c: String, timeout: Int?) throws { tasks.withLock { $0[c]?.status = .exited; $0[c]?.exitCode = 143 } }
     func remove(_ c: String) throws { _ = tasks.withLock { $0.removeValue(forKey: c) } }
     func logs(_ c: String, tail: Int, since: Double?, until: Double?, maxBytes: Int) throws -> (entries: [(time: String, stream: String, text: String)], truncated: Bool) { ([], false) }

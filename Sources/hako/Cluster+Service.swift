@@ -136,6 +136,7 @@ struct ServiceCreate: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "create", abstract: "Create a service.")
     @OptionGroup var options: ClusterOptions
     @OptionGroup var flags: ServiceFlags
+    @OptionGroup(title: "Secrets and configs") var files: ServiceFileFlags
     @Option(name: .long("name"), help: "Service name (default: a generated one).") var name: String?
     @Option(name: .long("replicas"), help: "Number of tasks (default 1).") var replicas: Int?
     @Option(name: .long("mode"), help: "replicated (--replicas tasks), global (one task on every eligible node), replicated-job or global-job (tasks that run to completion).") var mode = "replicated"
@@ -157,6 +158,7 @@ struct ServiceCreate: ParsableCommand {
                 spec.replicas = r
             }
             try flags.apply(to: &spec)
+            try files.apply(to: &spec)
             try spec.validate()
             guard let bound = Durations.parse(timeout) else { throw HakoError(.failed, "invalid --timeout \"\(timeout)\"") }
             let client = try options.client()
@@ -233,6 +235,8 @@ struct ServiceUpdate: ParsableCommand {
         commandName: "update", abstract: "Change a service; a change other than the replica count or the update settings replaces its tasks per --update-* (Swarm's rolling update); on a paused update, starts it again.")
     @OptionGroup var options: ClusterOptions
     @OptionGroup var flags: ServiceFlags
+    @OptionGroup(title: "Secrets and configs") var files: ServiceFileFlags
+    @OptionGroup(title: "Secrets and configs") var fileChanges: ServiceFileUpdateFlags
     @Option(name: .long("image"), help: "New image.") var image: String?
     @Option(name: .long("args"), help: "New command and arguments (split at spaces).") var args: String?
     @Option(name: .long("replicas"), help: "Number of tasks.") var replicas: Int?
@@ -267,6 +271,8 @@ struct ServiceUpdate: ParsableCommand {
             spec.env = spec.env.filter { e in !envRm.contains { e == $0 || e.hasPrefix($0 + "=") } }
             for l in labelRm { spec.labels[l] = nil }
             try flags.apply(to: &spec)
+            try files.apply(to: &spec)
+            try fileChanges.apply(to: &spec)
             if let i = image, i != current.spec.image, flags.platform.isEmpty, !noResolveImage { spec.platforms = registryPlatforms(i) }
             spec.constraints = spec.constraints.filter { !constraintRm.contains($0) } + constraintAdd.filter { !spec.constraints.contains($0) }
             spec.placementPreferences = spec.placementPreferences.filter { !placementPrefRm.contains($0) }

@@ -58,6 +58,7 @@ final class CoreFixture {
         let id = try store.load().meta["cluster_id"] ?? ""
         let ca = try CoordinatorPKI(dataDir: config.dataDir).loadCA(clusterID: id)
         core = try CoordinatorCore(config: config, store: store, ca: ca, trust: trust, clock: clock, random: SeededRandom(seed: 42))
+        core.secretBox = try SecretBox.loadOrCreate(dataDir: config.dataDir)
     }
 
     @discardableResult
@@ -100,6 +101,9 @@ final class SimNode {
     let underlay: String
     /// Peer maps received (`overlay`).
     var overlays: [OverlayMessage] = []
+    /// Secrets' and configs' data received (`secret.data`), by id, and the message types in the order they came.
+    var secretData: [String: [UInt8]] = [:]
+    var received: [String] = []
 
     init(_ f: CoreFixture, name: String, labels: [String: String] = [:], capacity: Resources = Resources(cpuMillis: 4000, memory: 8 << 30),
          platform: PlatformSpec = PlatformSpec(architecture: "arm64", variant: "v8"), underlay: String = "10.0.0.1") throws {
@@ -150,8 +154,18 @@ final class SimNode {
         for o in outgoing {
             guard case .send(let c, let line) = o, c == connection else { continue }
             let env = try decodeLine(line)
-            if env.type == MessageType.assign { assignment = try env.body(AssignMessage.self).tasks }
+            if env.type == MessageType.assign {
+                assignment = try env.body(AssignMessage.self).tasks
+                // As the agent: the data no assigned task refers to is forgotten.
+                let referred = Set(assignment.flatMap { $0.spec.fileReferences.map(\.ref.id) })
+                secretData = secretData.filter { referred.contains($0.key) }
+            }
             if env.type == MessageType.overlay { overlays.append(try env.body(OverlayMessage.self)) }
+            if env.type == MessageType.secretData {
+                let d = try env.body(SecretData.self)
+                secretData[d.id] = Array(d.data)
+            }
+            received.append(env.type)
         }
         guard !frozen else { return }
         var reports: [TaskStatus] = []

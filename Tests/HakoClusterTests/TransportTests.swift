@@ -1,5 +1,6 @@
 import Foundation
 @testable import HakoCluster
+import HakoRuntime
 import HakoSystem
 @testable import HakoTransport
 import Synchronization
@@ -290,12 +291,12 @@ final class LiveCoordinator: @unchecked Sendable {
 final class FakeRuntime: TaskRuntime, @unchecked Sendable {
     let tasks = Mutex<[String: ObservedTask]>([:])
     func observe() throws -> (tasks: [ObservedTask], running: Int) { tasks.withLock { (Array($0.values), $0.count) } }
-    func start(_ a: Assignment, node: String, subnet: String, overlay: ClusterNetworkOptions?) throws -> String {
+    func start(_ a: Assignment, node: String, subnet: String, overlay: ClusterNetworkOptions?, files: [ContainerFile]) throws -> String {
         let id = UUID().uuidString
         tasks.withLock { $0[id] = ObservedTask(taskID: a.taskID, containerID: id, status: .running) }
         return id
     }
-    func startExisting(_ c: String) throws {}
+    func startExisting(_ c: String, files: [ContainerFile]) throws {}
     func stop(_ c: String, timeout: Int?) throws { tasks.withLock { $0[c]?.status = .exited } }
     func remove(_ c: String) throws { _ = tasks.withLock { $0.removeValue(forKey: c) } }
     func logs(_ c: String, tail: Int, since: Double?, until: Double?, maxBytes: Int) throws -> (entries: [(time: String, stream: String, text: String)], truncated: Bool) {

@@ -63,7 +63,7 @@ final class ClusterHATests {
 
     @discardableResult
     func cli(_ args: String..., timeout: Double = 30) -> Output {
-        let words = ["service", "node", "coordinator"].contains(args.first ?? "") ? 2 : 1
+        let words = ["service", "node", "coordinator", "secret"].contains(args.first ?? "") ? 2 : 1
         return Subprocess.run(h.inUnderlay([Binaries.hako, "cluster"] + Array(args.prefix(words)) + ["--credentials", credentials] + Array(args.dropFirst(words))),
                               env: h.adminEnv, timeout: timeout)
     }
@@ -234,6 +234,9 @@ final class ClusterHATests {
         start(0)
         try #require(h.eventually(15) { self.cli("service", "ls").status == 0 }, "the first coordinator does not lead")
         #expect(cli("service", "create", "--no-resolve-image", "--name", "first", "busybox:test", "sleep", "3600").status == 0)
+        let secret = Subprocess.run(h.inUnderlay([Binaries.hako, "cluster", "secret", "create", "--credentials", credentials, "pw", "-"]),
+                                    env: h.adminEnv, stdin: "sealed by the first")
+        #expect(secret.status == 0, "\(secret.stderr)")
 
         // Refused: a node's token, a forged one. Nothing is left in the data directory.
         let nodeToken = cli("token", "-q").out
@@ -259,10 +262,14 @@ final class ClusterHATests {
         _ = joinCoordinator(2, token: cli("token", "--role", "coordinator", "-q").out, via: 0)
         #expect(h.eventually(30) { self.reachable() == 3 && self.coordinatorRows().count == 3 }, "\(coordinatorRows())")
         h.write(credentials + "/coordinator", (0..<3).map(clientAddress).joined(separator: ","))
+        // The secrets key came with the CA key: every coordinator can open what the first sealed.
+        let keys = (0..<3).map { try? String(contentsOfFile: dataDir($0) + "/pki/secrets.key", encoding: .utf8) }
+        #expect(keys[0] != nil && keys.allSatisfy { $0 == keys[0] }, "the joined coordinators hold another secrets key")
 
         // The first coordinator killed: the joined ones lead, with its data.
         kill9(0)
         #expect(h.eventually(10) { self.services() == ["first"] }, "the joined coordinators do not carry the cluster")
+        #expect(cli("secret", "ls", "-q").stdout.split(separator: "\n").count == 1)
         #expect(cli("service", "create", "--no-resolve-image", "--name", "second", "busybox:test", "sleep", "3600").status == 0)
         start(0)
         #expect(h.eventually(15) { self.reachable() == 3 })

@@ -97,6 +97,27 @@ func str(_ p: UnsafePointer<CChar>?) -> String? { p.map { String(cString: $0) } 
         #expect(s.nremove_dirs == 1 && s.nremove_files == 1)
     }
 
+    /// Files from memory (secrets, configs): owner, mode, target and the bytes (any bytes: NULs too) reach the C parser.
+    @Test func filesFromMemoryReachTheCParser() {
+        var (r, m) = sample()
+        r.files = [ContainerFile(target: "/run/secrets/db", uid: 100, gid: 101, mode: 0o400, content: [0x73, 0, 0x65, 0x63, 0xff]),
+                   ContainerFile(target: "/etc/app.conf", content: [])]
+        let (ok, s, msg, keep) = parseWithC(LaunchSpecEncoder.encode(r, monitor: m))
+        withExtendedLifetime(keep) {
+            #expect(ok, "\(msg)")
+            #expect(s.nfiles == 2)
+            let f = s.files[0]
+            #expect(str(f.target) == "/run/secrets/db" && f.uid == 100 && f.gid == 101 && f.mode == 0o400 && f.len == 5)
+            #expect(Array(UnsafeBufferPointer(start: f.data, count: Int(f.len))) == [0x73, 0, 0x65, 0x63, 0xff])
+            #expect(str(s.files[1].target) == "/etc/app.conf" && s.files[1].len == 0 && s.files[1].mode == 0o444)
+        }
+        // A relative target or a mode beyond 07777 is refused.
+        for bad in [ContainerFile(target: "run/x", content: [1]), ContainerFile(target: "/x", mode: 0o10000, content: [1])] {
+            r.files = [bad]
+            #expect(!parseWithC(LaunchSpecEncoder.encode(r, monitor: m)).ok)
+        }
+    }
+
     /// The wire format, byte for byte: magic, then {u16 tag, u32 length, payload}.
     @Test func goldenBytes() {
         var proc = ProcessSpec(args: ["true"], env: [])

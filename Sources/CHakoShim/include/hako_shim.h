@@ -80,6 +80,9 @@ enum hako_tag {
     HAKO_T_MOUNT_ATTR = 51,   // u64 attr_set, u64 attr_clr: mount_setattr(AT_RECURSIVE) on the previous mount
     HAKO_T_MOUNT_PROPAGATION = 52, // u64 MS_{SHARED,SLAVE,PRIVATE,UNBINDABLE} [| MS_REC]: the previous mount's propagation
     HAKO_T_APPARMOR = 53,     // string: the AppArmor profile the program is executed under
+    HAKO_T_FILE = 54,         // u32 uid, u32 gid, u32 mode, string target, then the content (the rest):
+                              //   a file on a tmpfs of the container's own, bound read-only at target
+                              //   (secrets and configs: the bytes never touch a disk)
 
     // The monitor's own records (ignored by the init path).
     HAKO_T_LOG_PATH = 64,     // string
@@ -186,6 +189,7 @@ struct hako_rlimit { uint32_t resource; uint64_t soft, hard; };
 struct hako_nsjoin { uint32_t type; const char *path; };
 struct hako_idmap { uint32_t kind, inside, outside, count; };
 struct hako_device { uint32_t type, major, minor, mode, uid, gid; const char *path; const char *source; };
+struct hako_file { uint32_t uid, gid, mode; const char *target; const uint8_t *data; uint32_t len; };
 
 #define HAKO_MAX_HOOKS 32
 #define HAKO_MAX_HOOK_ARGS 32
@@ -233,6 +237,7 @@ struct hako_spec {
     int readonly_root;
     struct hako_idmap idmaps[16]; int nidmaps;
     struct hako_device *devices; int ndevices;
+    struct hako_file *files; int nfiles;      // sized to the blob
     int detached_overlay, idmap_layers;
     const char *dov_upper, *dov_work;
     const char *dov_lower[HAKO_MAX_LAYERS]; int dov_nlower;  // the detached overlay's fds and lowerdir are fixed too

@@ -47,6 +47,9 @@ public final class Agent: @unchecked Sendable {
     var nextCoordinator = 0
 
     var assignments: [String: Assignment] = [:]
+    /// Secrets' and configs' data by id, as the coordinator sent it (`secret.data`):
+    /// held in memory only, dropped once no assigned task uses it.
+    var secretData: [String: [UInt8]] = [:]
     var haveAssignment = false
     var observed: [ObservedTask] = []
     var runningContainers = 0
@@ -312,8 +315,15 @@ public final class Agent: @unchecked Sendable {
             }
             assignments = Dictionary(m.tasks.map { ($0.taskID, $0) }, uniquingKeysWith: { a, _ in a })
             haveAssignment = true
+            forgetUnusedSecrets()
             log.debug("assignment \(m.generation): \(m.tasks.count) tasks")
             reconcile()
+        case MessageType.secretData:
+            guard let m = try? env.body(SecretData.self) else {
+                conn?.malformed(env.id, WireError(.badRequest, "secret.data: unreadable body"))
+                return
+            }
+            secretData[m.id] = Array(m.data)
         case MessageType.overlay:
             guard let m = try? env.body(OverlayMessage.self) else {
                 conn?.malformed(env.id, WireError(.badRequest, "overlay: unreadable body"))
@@ -457,6 +467,11 @@ public final class Agent: @unchecked Sendable {
         // Without an overlay (opted out, or beside the coordinator on loopback) the engine's defaults stand.
         let networkBase = overlay == nil ? nil : clusterCIDR.flatMap { cidr in underlay.map { (cidr, $0) } }
         if case .start(let a) = action { report([TaskStatus(taskID: a.taskID, state: .starting)]) }
+        // The task's secrets and configs, copied for the worker (they stay in memory only).
+        let held = secretData
+        var existing: Assignment?
+        if case .startExisting(let t, _) = action { existing = assignments[t] }
+        let existingTask = existing
         workers.submit(key: key) { [loop] in
             var outcome: TaskStatus?
             do {
@@ -464,10 +479,10 @@ public final class Agent: @unchecked Sendable {
                 case .start(let a):
                     let options = overlayMap.flatMap { ClusterNetworkOptions.from($0, node: node) }
                         ?? networkBase.flatMap { ClusterNetworkOptions.from(clusterCIDR: $0.0, underlay: $0.1) }
-                    let id = try runtime.start(a, node: node, subnet: subnet, overlay: options)
+                    let id = try runtime.start(a, node: node, subnet: subnet, overlay: options, files: try Agent.files(for: a, data: held))
                     outcome = TaskStatus(taskID: a.taskID, state: .running, containerID: id)
                 case .startExisting(let t, let c):
-                    try runtime.startExisting(c)
+                    try runtime.startExisting(c, files: try Agent.files(for: existingTask, data: held))
                     outcome = TaskStatus(taskID: t, state: .running, containerID: c)
                 case .stop(let t, let c, let timeout):
                     try runtime.stop(c, timeout: timeout)

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import HakoEngine
+import HakoRuntime
 import HakoImage
 import HakoNetwork
 import HakoSystem
@@ -46,10 +47,11 @@ public protocol TaskRuntime: Sendable {
     func observe() throws -> (tasks: [ObservedTask], running: Int)
     /// Creates and starts the task's container (on the node's network, built
     /// on `subnet`, the node's lease, when the spec asks for the cluster network,
-    /// with the overlay's cluster CIDR and MTU `overlay`); its id.
-    func start(_ a: Assignment, node: String, subnet: String, overlay: ClusterNetworkOptions?) throws -> String
+    /// with the overlay's cluster CIDR and MTU `overlay`), with `files` (its
+    /// secrets and configs, from memory); its id.
+    func start(_ a: Assignment, node: String, subnet: String, overlay: ClusterNetworkOptions?, files: [ContainerFile]) throws -> String
     /// Starts a container created earlier (the agent died between create and start).
-    func startExisting(_ containerID: String) throws
+    func startExisting(_ containerID: String, files: [ContainerFile]) throws
     func stop(_ containerID: String, timeout: Int?) throws
     func remove(_ containerID: String) throws
     /// The container's log lines (the last `tail`, 0: all) written in [since, until), newest kept within `maxBytes`.
@@ -187,7 +189,7 @@ public struct EngineTaskRuntime: TaskRuntime {
         return "\(millis / 1000)." + String(repeating: "0", count: 3 - frac.count) + frac
     }
 
-    public func start(_ a: Assignment, node: String, subnet: String, overlay: ClusterNetworkOptions?) throws -> String {
+    public func start(_ a: Assignment, node: String, subnet: String, overlay: ClusterNetworkOptions?, files: [ContainerFile]) throws -> String {
         if a.spec.network == ServiceSpec.clusterNetwork {
             try network.ensure(subnet: subnet, overlay: overlay)
         }
@@ -195,7 +197,7 @@ public struct EngineTaskRuntime: TaskRuntime {
         let gateway = IPv4Network(subnet)?.defaultGateway.description
         let config = try engine.create(EngineTaskRuntime.runOptions(a, node: node, dns: gateway))
         do {
-            _ = try engine.start(created: config)
+            _ = try engine.start(created: config, files: files)
         } catch {
             try? engine.remove(config.id, force: true)
             throw error
@@ -203,7 +205,7 @@ public struct EngineTaskRuntime: TaskRuntime {
         return config.id
     }
 
-    public func startExisting(_ containerID: String) throws { try engine.start(containerID) }
+    public func startExisting(_ containerID: String, files: [ContainerFile]) throws { try engine.start(containerID, files: files) }
 
     public func stop(_ containerID: String, timeout: Int?) throws { try engine.stop(containerID, timeout: timeout) }
 

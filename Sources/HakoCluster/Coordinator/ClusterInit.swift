@@ -49,6 +49,7 @@ public enum ClusterInit {
 
             try writePublic(pki.caCert, try ca.certificate.pem())
             try writeSecret(pki.caKey, try ca.key.pem())
+            try SecretBox.generate().write(to: SecretBox.keyPath(dataDir: c.dataDir))
             try writePublic(pki.serverCert, try server.pem())
             try writeSecret(pki.serverKey, try serverKey.pem())
             try writeSecret(admin.caCert, try ca.certificate.pem())
@@ -66,7 +67,7 @@ public enum ClusterInit {
             try store.commit(b)
             return Result(clusterID: clusterID, caFingerprint: ca.certificate.fingerprint, adminDir: adminDir, coordinatorAddress: address)
         } catch {
-            for f in [pki.caCert, pki.caKey, pki.serverCert, pki.serverKey, admin.caCert, admin.cert, admin.key, admin.coordinatorFile,
+            for f in [pki.caCert, pki.caKey, SecretBox.keyPath(dataDir: c.dataDir), pki.serverCert, pki.serverKey, admin.caCert, admin.cert, admin.key, admin.coordinatorFile,
                       c.databasePath, c.databasePath + "-wal", c.databasePath + "-shm"] {
                 try? FS.unlinkIfPresent(f)
             }

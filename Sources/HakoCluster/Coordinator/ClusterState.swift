@@ -9,6 +9,8 @@ public struct ClusterState: Sendable {
     public private(set) var leases: [String: String] = [:]
     public var tokens: [String: JoinTokenRecord] = [:]
     public var certs: [String: CertRecord] = [:]
+    /// Secrets and configs by id (sealed).
+    public private(set) var secrets: [String: SecretRecord] = [:]
     public private(set) var tasksByService: [String: Set<String>] = [:]
     public private(set) var tasksByNode: [String: Set<String>] = [:]
 
@@ -27,6 +29,7 @@ public struct ClusterState: Sendable {
         leases = stored.leases
         for t in stored.tokens { tokens[t.id] = t }
         for c in stored.certs { certs[c.serial] = c }
+        for r in stored.secrets { secrets[r.id] = r }
         batch = StoreBatch()
     }
 
@@ -128,6 +131,27 @@ public struct ClusterState: Sendable {
     public mutating func revokeCertificates(of subject: String) {
         for (k, c) in certs where c.subject == subject { certs[k]?.revoked = true }
         batch.revokedSubjects.append(subject)
+    }
+
+    public mutating func put(_ r: SecretRecord) {
+        secrets[r.id] = r
+        batch.secrets.append(r)
+    }
+
+    public mutating func removeSecret(_ id: String) {
+        guard secrets.removeValue(forKey: id) != nil else { return }
+        batch.removedSecrets.append(id)
+    }
+
+    /// A secret or config by id, name or unique id prefix.
+    public func findSecret(_ ref: String, kind: SecretKind) throws(ClusterError) -> SecretRecord {
+        if let r = secrets[ref], r.kind == kind { return r }
+        let ofKind = secrets.values.filter { $0.kind == kind }
+        if let r = ofKind.first(where: { $0.name == ref }) { return r }
+        let byPrefix = ofKind.filter { $0.id.hasPrefix(ref) }
+        if byPrefix.count == 1, let r = byPrefix.first, !ref.isEmpty { return r }
+        if byPrefix.count > 1 { throw .conflict("\(kind.rawValue) id prefix \(ref) is ambiguous: use more characters") }
+        throw .notFound("no such \(kind.rawValue): \(ref)")
     }
 
     public mutating func setMeta(_ key: String, _ value: String) {

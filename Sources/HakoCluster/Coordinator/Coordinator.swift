@@ -55,6 +55,7 @@ public final class Coordinator: @unchecked Sendable {
         let ca = try pki.loadCA(clusterID: clusterID)
         let trust = try pki.loadTrust()
         core = try CoordinatorCore(config: config, store: store, ca: ca, trust: trust, clock: clock, random: random, log: log)
+        core.secretBox = try SecretBox.loadOrCreate(dataDir: config.dataDir)
         let (cert, key) = try pki.loadServer()
         // The coordinator's own certificate renews itself a month before it expires.
         let now = clock.wall()
@@ -116,6 +117,7 @@ public final class Coordinator: @unchecked Sendable {
                 let ca = try pki.loadCA(clusterID: core.clusterID)
                 let fresh = try CoordinatorCore(config: config, store: store, ca: ca, trust: try pki.loadTrust(),
                                                 clock: clock, random: random, log: log)
+                fresh.secretBox = core.secretBox
                 fresh.replicate = { [replica, commitTimeout] batch in try replica.commit(batch, timeout: commitTimeout) }
                 fresh.replicationFailed = { [unowned self] in self.dropLead() }
                 core = fresh
@@ -188,9 +190,10 @@ public final class Coordinator: @unchecked Sendable {
             switch env.type {
             case MessageType.coordinatorSecrets:
                 let pki = CoordinatorPKI(dataDir: config.dataDir)
-                let secrets = CoordinatorSecrets(caCertificate: try FS.readString(pki.caCert), caKey: try FS.readString(pki.caKey),
+                var secrets = CoordinatorSecrets(caCertificate: try FS.readString(pki.caCert), caKey: try FS.readString(pki.caKey),
                                                  trust: try core.trust.pem(), members: coordinatorsReply().members)
-                log.info("coordinator \(c.peer) received the CA")
+                secrets.secretsKey = core.secretBox?.exported
+                log.info("coordinator \(c.peer) received the CA and the secrets key")
                 c.send(WireEncoder.reply(to: id, secrets))
             case MessageType.coordinatorAdd:
                 let r = try env.body(CoordinatorAddRequest.self)

@@ -79,6 +79,7 @@ extension CoordinatorCore {
             if r.follow { followers.insert(connection) }
             return reply(env, EventList(events: events.filter { $0.time >= (r.since ?? 0) }))
         default:
+            if let r = try handleSecretAdmin(env) { return r }
             throw WireError(.unknownType, "unknown message type \(env.type)")
         }
     }
@@ -159,6 +160,7 @@ extension CoordinatorCore {
 
     func createService(_ spec: ServiceSpec) throws -> ServiceView {
         try spec.validate()
+        let spec = try resolvingFiles(spec)
         if state.services.values.contains(where: { $0.spec.name == spec.name }) {
             throw ClusterError.conflict("service \(spec.name) already exists")
         }
@@ -179,13 +181,14 @@ extension CoordinatorCore {
         guard r.spec.name == svc.spec.name else { throw ClusterError.invalid("a service cannot be renamed") }
         guard r.spec.mode == svc.spec.mode else { throw ClusterError.invalid("a service's mode cannot be changed (\(svc.spec.mode.rawValue))") }
         try r.spec.validate()
+        let spec = try resolvingFiles(r.spec)
         // An update of a paused service is a new update (Swarm's), even with nothing changed.
         let paused = svc.updateStatus?.state.isPaused ?? false
-        guard r.spec != svc.spec || r.force || paused else { return view(svc) }
+        guard spec != svc.spec || r.force || paused else { return view(svc) }
         let wall = clock.wall()
-        let rolling = r.force || r.spec.needsNewTasks(comparedTo: svc.spec)
-        if r.spec != svc.spec { svc.previousSpec = svc.spec }
-        svc.spec = r.spec
+        let rolling = r.force || spec.needsNewTasks(comparedTo: svc.spec)
+        if spec != svc.spec { svc.previousSpec = svc.spec }
+        svc.spec = spec
         if rolling { svc.version += 1 }
         if rolling || paused { svc.updateStatus = UpdateStatus(state: .updating, startedAt: wall, message: "update in progress") }
         svc.updated = wall

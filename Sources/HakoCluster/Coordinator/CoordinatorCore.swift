@@ -73,6 +73,10 @@ public final class CoordinatorCore {
     var overlayNames: [String: [String]] = [:]
     var overlaySent: [String: Int] = [:]
     public internal(set) var metrics = CoordinatorMetrics()
+    /// Seals and opens secrets and configs (the key of `<data_dir>/pki/secrets.key`); nil: none can be made.
+    public var secretBox: SecretBox?
+    /// The secrets and configs each node's session has received (by connection).
+    var secretsSent: [String: (connection: Int, ids: Set<String>)] = [:]
     /// With several coordinators: commits a batch through Raft (returns once
     /// it is applied to the local store); nil: written to the store directly.
     public var replicate: ((StoreBatch) throws -> Void)?
@@ -194,7 +198,9 @@ public final class CoordinatorCore {
     func sendAssignment(_ node: String) {
         guard let conn = dispatcher.nodes[node]?.connection else { return }
         generations[node, default: 0] += 1
-        let msg = AssignMessage(generation: generations[node] ?? 0, tasks: assignment(for: node))
+        let tasks = assignment(for: node)
+        sendSecretData(node, connection: conn, tasks: tasks)
+        let msg = AssignMessage(generation: generations[node] ?? 0, tasks: tasks)
         send(conn, WireEncoder.request(MessageType.assign, id: nil, msg))
     }
 

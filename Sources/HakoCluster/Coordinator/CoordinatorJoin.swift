@@ -64,6 +64,11 @@ public enum CoordinatorJoin {
         guard caCert.fingerprint == ca.fingerprint else { throw ClusterError.security("the leader sent another CA") }
         let caKey = try PrivateKey(pem: secrets.caKey)
         guard caCert.publicKeyMatches(caKey) else { throw ClusterError.security("the CA key the leader sent is not the CA's") }
+        var secretBox: SecretBox?
+        if let hex = secrets.secretsKey {
+            guard let key = SecretBox.hexBytes(hex) else { throw ClusterError.security("the leader sent a secrets key that is not hex") }
+            secretBox = try SecretBox(key: key)
+        }
 
         var made: [String] = []
         do {
@@ -73,6 +78,8 @@ public enum CoordinatorJoin {
             }
             try writePublic(pki.caCert, secrets.caCertificate)
             try writeSecret(pki.caKey, secrets.caKey)
+            // Without one (a leader older than secrets) this coordinator makes its own at its first start.
+            try secretBox?.write(to: SecretBox.keyPath(dataDir: config.dataDir))
             try writePublic(pki.serverCert, try cert.pem())
             try writeSecret(pki.serverKey, try key.pem())
             try writePublic(markerPath(config.dataDir), "\(raft.id)\n")
@@ -82,7 +89,7 @@ public enum CoordinatorJoin {
             b.meta = ["cluster_id": joined.clusterID, "cluster_cidr": joined.clusterCIDR, "node_subnet_prefix": String(joined.nodeSubnetPrefix)]
             try store.commit(b)
         } catch {
-            for f in [pki.caCert, pki.caKey, pki.serverCert, pki.serverKey, markerPath(config.dataDir),
+            for f in [pki.caCert, pki.caKey, SecretBox.keyPath(dataDir: config.dataDir), pki.serverCert, pki.serverKey, markerPath(config.dataDir),
                       config.databasePath, config.databasePath + "-wal", config.databasePath + "-shm"] {
                 try? FS.unlinkIfPresent(f)
             }

@@ -42,6 +42,13 @@ public enum MessageType {
     public static let coordinatorSecrets = "coordinator.secrets"
     public static let coordinatorAdd = "coordinator.add"
     public static let coordinatorDemote = "coordinator.demote"
+    /// Secrets and configs (`kind` in the body says which).
+    public static let secretCreate = "secret.create"
+    public static let secretList = "secret.ls"
+    public static let secretInspect = "secret.inspect"
+    public static let secretRemove = "secret.rm"
+    // coordinator → agent: a secret's or config's data, before the assignment of a task that uses it
+    public static let secretData = "secret.data"
     // coordinator → admin CLI, after an `events` request with follow
     public static let event = "event"
     // replies
@@ -543,6 +550,8 @@ public struct CoordinatorSecrets: Codable, Sendable {
     public var caKey: String
     public var trust: String
     public var members: [CoordinatorsReply.Member]
+    /// The key secrets are sealed with in the store (hex; nil from a coordinator older than secrets).
+    public var secretsKey: String? = nil
 }
 
 public struct CoordinatorAddRequest: Codable, Sendable {

@@ -82,6 +82,10 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
     public var maxReplicasPerNode: Int
     /// Replicated (`replicas` tasks) or global (one on every eligible node; `replicas` unused).
     public var mode: ServiceMode
+    /// Secrets its tasks get as files (on a tmpfs, at /run/secrets/<target>); Model+Secret.swift.
+    public var secrets: [SecretReference]
+    /// Configs its tasks get as files (at their target, default /<name>).
+    public var configs: [ConfigReference]
 
     public init(name: String, image: String) {
         self.name = name
@@ -112,6 +116,8 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
         placementPreferences = []
         maxReplicasPerNode = 0
         mode = .replicated
+        secrets = []
+        configs = []
     }
 
     enum CodingKeys: String, CodingKey {
@@ -119,6 +125,7 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
         case restart, restartCondition, restartMaxAttempts, restartDelay, network, stopSignal, stopTimeout
         case placementPreferences, maxReplicasPerNode, mode, healthCheck
         case update, rollback
+        case secrets, configs
     }
 
     /// Keys of rows written before a field was replaced.
@@ -163,6 +170,8 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
         placementPreferences = try c.decodeIfPresent([String].self, forKey: .placementPreferences) ?? placementPreferences
         maxReplicasPerNode = try c.decodeIfPresent(Int.self, forKey: .maxReplicasPerNode) ?? maxReplicasPerNode
         mode = try c.decodeIfPresent(ServiceMode.self, forKey: .mode) ?? mode
+        secrets = try c.decodeIfPresent([SecretReference].self, forKey: .secrets) ?? secrets
+        configs = try c.decodeIfPresent([ConfigReference].self, forKey: .configs) ?? configs
     }
 
     public static let maxReplicas = 10_000
@@ -223,6 +232,7 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
         if let h = healthCheck {
             do { try h.validate() } catch { throw .invalid("invalid health check: \(error.description)") }
         }
+        try validateFiles()
     }
 
     /// Fixed host ports a task holds on its node ("tcp/8080"); ports the node picks are not among them.

@@ -139,6 +139,7 @@ final class SQLiteStatement {
         case .int(let x): sqlite3_bind_int64(stmt, i, x)
         case .double(let x): sqlite3_bind_double(stmt, i, x)
         case .text(let s): sqlite3_bind_text(stmt, i, s, -1, hako_sqlite_transient())
+        case .blob(let b): b.withUnsafeBytes { _ = sqlite3_bind_blob64(stmt, i, $0.baseAddress, sqlite3_uint64($0.count), hako_sqlite_transient()) }
         }
     }
 
@@ -166,6 +167,12 @@ final class SQLiteStatement {
         return String(cString: p)
     }
     func optionalText(_ col: Int32) -> String? { isNull(col) ? nil : text(col) }
+    func blob(_ col: Int32) -> [UInt8] {
+        // The pointer first, then the length (SQLite's documented order).
+        guard let p = sqlite3_column_blob(stmt, col) else { return [] }
+        let n = Int(sqlite3_column_bytes(stmt, col))
+        return Array(UnsafeRawBufferPointer(start: p, count: n))
+    }
 }
 
 enum SQLiteValue {
@@ -173,6 +180,7 @@ enum SQLiteValue {
     case int(Int64)
     case double(Double)
     case text(String)
+    case blob([UInt8])
 
     static func opt(_ s: String?) -> SQLiteValue { s.map { .text($0) } ?? .null }
     static func opt(_ i: Int32?) -> SQLiteValue { i.map { .int(Int64($0)) } ?? .null }

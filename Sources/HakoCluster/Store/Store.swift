@@ -36,6 +36,8 @@ public struct StoredState: Sendable {
     public var certs: [CertRecord] = []
     /// The last `Store.eventCapacity` events, oldest first.
     public var events: [ClusterEvent] = []
+    /// Secrets and configs, sealed.
+    public var secrets: [SecretRecord] = []
 }
 
 /// A subnet leased to a node.
@@ -68,13 +70,42 @@ public struct StoreBatch: Codable, Sendable {
     public var revokedSubjects: [String] = []
     /// Appended to the event history (the oldest beyond its bound dropped).
     public var events: [ClusterEvent] = []
+    /// Secrets and configs (sealed: the log and the database never hold their plaintext).
+    public var secrets: [SecretRecord] = []
+    public var removedSecrets: [String] = []
 
     public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case meta, nodes, removedNodes, services, removedServices, tasks, removedTasks, leases, releasedLeases, tokens, removedTokens
+        case certs, revokedSubjects, events, secrets, removedSecrets
+    }
+
+    /// Fields an older coordinator's entry lacks take their defaults.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        meta = try c.decode([String: String].self, forKey: .meta)
+        nodes = try c.decode([NodeRecord].self, forKey: .nodes)
+        removedNodes = try c.decode([String].self, forKey: .removedNodes)
+        services = try c.decode([ServiceRecord].self, forKey: .services)
+        removedServices = try c.decode([String].self, forKey: .removedServices)
+        tasks = try c.decode([TaskRecord].self, forKey: .tasks)
+        removedTasks = try c.decode([String].self, forKey: .removedTasks)
+        leases = try c.decode([LeaseRecord].self, forKey: .leases)
+        releasedLeases = try c.decode([String].self, forKey: .releasedLeases)
+        tokens = try c.decode([JoinTokenRecord].self, forKey: .tokens)
+        removedTokens = try c.decode([String].self, forKey: .removedTokens)
+        certs = try c.decode([CertRecord].self, forKey: .certs)
+        revokedSubjects = try c.decode([String].self, forKey: .revokedSubjects)
+        events = try c.decode([ClusterEvent].self, forKey: .events)
+        secrets = try c.decodeIfPresent([SecretRecord].self, forKey: .secrets) ?? []
+        removedSecrets = try c.decodeIfPresent([String].self, forKey: .removedSecrets) ?? []
+    }
 
     public var isEmpty: Bool {
         meta.isEmpty && nodes.isEmpty && removedNodes.isEmpty && services.isEmpty && removedServices.isEmpty
             && tasks.isEmpty && removedTasks.isEmpty && leases.isEmpty && releasedLeases.isEmpty && tokens.isEmpty
-            && removedTokens.isEmpty && certs.isEmpty && revokedSubjects.isEmpty && events.isEmpty
+            && removedTokens.isEmpty && certs.isEmpty && revokedSubjects.isEmpty && events.isEmpty && secrets.isEmpty && removedSecrets.isEmpty
     }
 }
 
@@ -82,7 +113,7 @@ public struct StoreBatch: Codable, Sendable {
 /// only when desired or observed state changes — heartbeats never reach it.
 public final class Store {
     let db: SQLiteDatabase
-    public static let schemaVersion: Int64 = 3
+    public static let schemaVersion: Int64 = 4
     /// Events kept (`hako cluster events`): the history an operator needs
     /// after a restart, bounded.
     public static let eventCapacity = 1000
@@ -115,10 +146,22 @@ public final class Store {
         if v == 0 { try Store.createVersion1(db) }
         if v < 2 { try Store.migrateToVersion2(db) }
         // 3: the labels the agent reported, apart from the admin's changes (`node update --label-add`).
+        if v < 3 {
+            try db.exec("""
+            BEGIN;
+            ALTER TABLE nodes ADD COLUMN agent_labels TEXT;
+            PRAGMA user_version = 3;
+            COMMIT;
+            """)
+        }
+        // 4: secrets and configs, sealed (SecretBox); a name is unique within its kind.
         try db.exec("""
         BEGIN;
-        ALTER TABLE nodes ADD COLUMN agent_labels TEXT;
-        PRAGMA user_version = 3;
+        CREATE TABLE secrets (
+            id TEXT PRIMARY KEY, kind TEXT NOT NULL, name TEXT NOT NULL, labels TEXT NOT NULL,
+            created REAL NOT NULL, updated REAL NOT NULL, key_id TEXT NOT NULL, sealed BLOB NOT NULL, size INTEGER NOT NULL,
+            UNIQUE (kind, name));
+        PRAGMA user_version = 4;
         COMMIT;
         """)
     }
@@ -282,6 +325,14 @@ public final class Store {
             out.events.append(ClusterEvent(time: s.double(0), kind: s.text(1), action: s.text(2), id: s.text(3), name: s.text(4), message: s.text(5)))
         }
         out.events.reverse()
+
+        s = try db.prepare("SELECT id, kind, name, labels, created, updated, key_id, sealed, size FROM secrets")
+        while try s.step() {
+            guard let kind = SecretKind(rawValue: s.text(1)) else { throw ClusterError.store("\(db.path): secret \(s.text(0)) has an unknown kind \(s.text(1))") }
+            let labels = (try? Wire.decodeJSON([String: String].self, from: Array(s.text(3).utf8))) ?? [:]
+            out.secrets.append(SecretRecord(id: s.text(0), kind: kind, name: s.text(2), labels: labels, created: s.double(4), updated: s.double(5),
+                                            keyID: s.text(6), sealed: Data(s.blob(7)), size: Int(s.int(8))))
+        }
         return out
     }
 
@@ -364,6 +415,17 @@ public final class Store {
                 try db.prepare("INSERT OR REPLACE INTO certs (serial, subject, role, not_after, revoked) VALUES (?1, ?2, ?3, ?4, ?5)")
                     .run([.text(c.serial), .text(c.subject), .text(c.role), .double(c.notAfter), .int(c.revoked ? 1 : 0)])
             }
+            for r in b.secrets {
+                let labels = String(decoding: try Wire.encodeJSON(r.labels), as: UTF8.self)
+                // An upsert on the id only: a name taken by another secret of the kind fails the batch.
+                try db.prepare("""
+                    INSERT INTO secrets (id, kind, name, labels, created, updated, key_id, sealed, size) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                    ON CONFLICT(id) DO UPDATE SET name = excluded.name, labels = excluded.labels, updated = excluded.updated,
+                    key_id = excluded.key_id, sealed = excluded.sealed, size = excluded.size
+                    """).run([.text(r.id), .text(r.kind.rawValue), .text(r.name), .text(labels), .double(r.created), .double(r.updated),
+                              .text(r.keyID), .blob(Array(r.sealed)), .int(Int64(r.size))])
+            }
+            for id in b.removedSecrets { try db.prepare("DELETE FROM secrets WHERE id = ?1").run([.text(id)]) }
             for s in b.revokedSubjects { try db.prepare("UPDATE certs SET revoked = 1 WHERE subject = ?1").run([.text(s)]) }
             if !b.events.isEmpty {
                 let ins = try db.prepare("INSERT INTO events (time, kind, action, id, name, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")

@@ -50,6 +50,7 @@ extension StoredState {
         b.leases = leases.sorted { $0.key < $1.key }.map { LeaseRecord(subnet: $0.key, node: $0.value) }
         b.tokens = tokens
         b.certs = certs
+        b.secrets = secrets
         return b
     }
 }

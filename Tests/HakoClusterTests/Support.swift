@@ -100,10 +100,13 @@ final class SimNode {
     let underlay: String
     /// Peer maps received (`overlay`).
     var overlays: [OverlayMessage] = []
+    /// The host devices it reports at hello.
+    var devices: [String]?
 
     init(_ f: CoreFixture, name: String, labels: [String: String] = [:], capacity: Resources = Resources(cpuMillis: 4000, memory: 8 << 30),
-         platform: PlatformSpec = PlatformSpec(architecture: "arm64", variant: "v8"), underlay: String = "10.0.0.1") throws {
+         platform: PlatformSpec = PlatformSpec(architecture: "arm64", variant: "v8"), underlay: String = "10.0.0.1", devices: [String]? = nil) throws {
         fixture = f
+        self.devices = devices
         self.underlay = underlay
         self.name = name
         self.labels = labels
@@ -125,7 +128,7 @@ final class SimNode {
         fixture.nextConnection += 1
         connection = fixture.nextConnection
         let hello = HelloRequest(name: name, hostname: name, platform: platform, capacity: capacity, labels: labels, agentVersion: "test",
-                                 load: load, tasks: running.map { TaskStatus(taskID: $0.key, state: $0.value) })
+                                 load: load, tasks: running.map { TaskStatus(taskID: $0.key, state: $0.value) }, devices: devices)
         let reply = fixture.core.handle(try envelope(MessageType.hello, hello), from: .node(id), connection: connection, address: "\(underlay):2")
         fixture.core.flush()
         session = try decodeLine(try #require(reply)).body(HelloReply.self).sessionID

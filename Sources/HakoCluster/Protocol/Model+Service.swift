@@ -35,8 +35,10 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
     public var env: [String]
     public var workdir: String?
     public var user: String?
-    /// Labels on the service's containers.
+    /// Labels on the service's containers (`--container-label`).
     public var labels: [String: String]
+    /// Labels of the service itself (`--label`; a stack's namespace label).
+    public var serviceLabels: [String: String]
     public var replicas: Int
     /// What each task reserves on its node; the scheduler never overcommits it.
     public var reservations: Resources
@@ -80,6 +82,8 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
     public var maxReplicasPerNode: Int
     /// Replicated (`replicas` tasks) or global (one on every eligible node; `replicas` unused).
     public var mode: ServiceMode
+    /// Mounts, devices, hostname, DNS, sysctls, capabilities and the other container options.
+    public var container: ServiceContainerOptions
 
     public init(name: String, image: String) {
         self.name = name
@@ -90,6 +94,7 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
         workdir = nil
         user = nil
         labels = [:]
+        serviceLabels = [:]
         replicas = 1
         reservations = .zero
         limits = .zero
@@ -109,12 +114,13 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
         placementPreferences = []
         maxReplicasPerNode = 0
         mode = .replicated
+        container = ServiceContainerOptions()
     }
 
     enum CodingKeys: String, CodingKey {
         case name, image, command, entrypoint, env, workdir, user, labels, replicas, reservations, limits, ports, ingress, constraints, platforms
         case restart, restartCondition, restartMaxAttempts, restartDelay, updateParallelism, network, stopSignal, stopTimeout
-        case placementPreferences, maxReplicasPerNode, mode, healthCheck
+        case placementPreferences, maxReplicasPerNode, mode, healthCheck, serviceLabels, container
     }
 
     /// Every field but `name` and `image` may be left out and takes its default.
@@ -146,6 +152,8 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
         placementPreferences = try c.decodeIfPresent([String].self, forKey: .placementPreferences) ?? placementPreferences
         maxReplicasPerNode = try c.decodeIfPresent(Int.self, forKey: .maxReplicasPerNode) ?? maxReplicasPerNode
         mode = try c.decodeIfPresent(ServiceMode.self, forKey: .mode) ?? mode
+        serviceLabels = try c.decodeIfPresent([String: String].self, forKey: .serviceLabels) ?? serviceLabels
+        container = try c.decodeIfPresent(ServiceContainerOptions.self, forKey: .container) ?? container
     }
 
     public static let maxReplicas = 10_000
@@ -200,6 +208,8 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
             }
         }
         for e in env where e.isEmpty || e.hasPrefix("=") { throw .invalid("invalid environment variable \"\(e)\"") }
+        for e in env { _ = try TaskTemplate.sample.render(e, what: "--env") }
+        try container.validate()
         if let s = stopSignal, Signals.parse(s) == nil { throw .invalid("invalid stop signal \"\(s)\"") }
         if let t = stopTimeout, t < 0 { throw .invalid("stop timeout cannot be negative") }
         if let h = healthCheck {
@@ -212,6 +222,11 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
         ports.flatMap { (try? PortBinding.parse($0)) ?? [] }.filter { $0.hostPort != 0 }.map { "\($0.proto.rawValue)/\($0.hostPort)" }
     }
 
+    /// Whether a template of the tasks reads the service's labels (then a label change means new tasks).
+    var usesServiceLabels: Bool {
+        (env + [container.hostname ?? ""]).contains { $0.contains(".Service.Labels") }
+    }
+
     /// The routing mesh's ports: (protocol, published, target).
     public var ingressBindings: [PortBinding] { ingress.flatMap { (try? PortBinding.parse($0)) ?? [] } }
 
@@ -220,7 +235,10 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
         var a = self, b = old
         a.replicas = 0
         b.replicas = 0
-        return a != b
+        // Service labels are the service's own, not its containers': a change keeps the tasks, unless a template reads them.
+        a.serviceLabels = [:]
+        b.serviceLabels = [:]
+        return a != b || (usesServiceLabels && serviceLabels != old.serviceLabels)
     }
 }
 

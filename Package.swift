@@ -58,7 +58,7 @@ let package = Package(
         .target(name: "HakoBuild", dependencies: ["HakoEngine", "HakoImage", "HakoRuntime", "HakoTransport", "HakoSystem", "CHakoShim"]),
 
         // cluster: coordinator, agent, protocol, PKI, store, scheduler (the engine never imports it)
-        .target(name: "HakoCluster", dependencies: ["CHakoShim", "HakoSystem", "HakoTransport", "HakoImage", "HakoRuntime", "HakoEngine", "HakoNetwork", "COpenSSL", "CSQLite", "CRaft", "CHakoRaft"]),
+        .target(name: "HakoCluster", dependencies: ["CHakoShim", "HakoSystem", "HakoTransport", "HakoImage", "HakoRuntime", "HakoEngine", "HakoNetwork", "HakoCompose", "COpenSSL", "CSQLite", "CRaft", "CHakoRaft"]),
 
         // command-line parsing, help and completions for hako, without reflection (start-up is a container's start)
         .target(name: "HakoCLI", dependencies: ["HakoSystem"]),
@@ -67,7 +67,7 @@ let package = Package(
         // Position-dependent for the same reason as hako-runtime below: ~48,000 fewer
         // relocations, ~160 fewer page faults at every start.
         .executableTarget(name: "hako", dependencies: [
-            "HakoEngine", "HakoRuntime", "HakoSystem", "HakoNetwork", "HakoTransport", "HakoCluster", "HakoCLI", "HakoDockerAPI", "HakoBuild",
+            "HakoEngine", "HakoRuntime", "HakoSystem", "HakoNetwork", "HakoTransport", "HakoCluster", "HakoCompose", "HakoCLI", "HakoDockerAPI", "HakoBuild",
         ], linkerSettings: [.unsafeFlags(["-Xlinker", "-no-pie"])]),
         // No Foundation and no swift-argument-parser: an OCI runtime's start-up is its speed.
         // Linked position-dependent: a PIE static-stdlib binary applies ~38,000 relative
@@ -92,6 +92,6 @@ let package = Package(
         // missing privilege fails instead of skipping (docs/architecture.md, "Tests").
         .testTarget(name: "HakoKernelTests", dependencies: ["CHakoShim", "HakoSystem", "HakoImage", "HakoNetwork", "HakoTestSupport"]),
         .testTarget(name: "HakoIntegrationTests", dependencies: ["HakoSystem", "HakoRuntime", "HakoTestSupport"]),
-        .testTarget(name: "HakoClusterTests", dependencies: ["HakoSystem", "HakoRuntime", "HakoCluster", "HakoNetwork", "HakoTransport", "COpenSSL"]),
+        .testTarget(name: "HakoClusterTests", dependencies: ["HakoSystem", "HakoRuntime", "HakoCluster", "HakoCompose", "HakoImage", "HakoNetwork", "HakoTransport", "COpenSSL"]),
     ]
 )

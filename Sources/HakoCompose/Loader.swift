@@ -28,7 +28,7 @@ enum Keys {
     static let reservations = KeySet(supported: ["cpus", "memory"], unsupported: ["generic_resources", "devices"])
     static let restartPolicy = KeySet(supported: ["condition", "delay", "max_attempts", "window"])
     static let updateConfig = KeySet(supported: ["parallelism", "delay", "failure_action", "monitor", "max_failure_ratio", "order"])
-    static let healthcheck = KeySet(supported: ["test", "interval", "timeout", "retries", "start_period", "disable"], unsupported: ["start_interval"])
+    static let healthcheck = KeySet(supported: ["test", "interval", "timeout", "retries", "start_period", "start_interval", "disable"])
     static let port = KeySet(supported: ["target", "published", "protocol", "mode"])
     static let mount = KeySet(supported: ["type", "source", "target", "read_only", "bind", "volume", "tmpfs"], ignored: ["consistency"])
     static let bind = KeySet(supported: ["propagation"])
@@ -569,6 +569,7 @@ struct FileReader {
             case "interval": h.interval = try x.duration()
             case "timeout": h.timeout = try x.duration()
             case "start_period": h.startPeriod = try x.duration()
+            case "start_interval": h.startInterval = try x.duration()
             case "retries": h.retries = try x.int()
             case "disable": h.disable = try x.bool()
             default: break

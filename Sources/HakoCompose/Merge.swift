@@ -71,6 +71,7 @@ extension ComposeHealthcheck {
         h.interval = o.interval ?? interval
         h.timeout = o.timeout ?? timeout
         h.startPeriod = o.startPeriod ?? startPeriod
+        h.startInterval = o.startInterval ?? startInterval
         h.retries = o.retries ?? retries
         h.disable = o.disable || disable
         return h

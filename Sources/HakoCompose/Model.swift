@@ -141,6 +141,8 @@ public struct ComposeHealthcheck: Sendable, Equatable {
     public var interval: Double?
     public var timeout: Double?
     public var startPeriod: Double?
+    /// Seconds between checks during the start period (Compose 3.x files as Docker 25+ reads them).
+    public var startInterval: Double?
     public var retries: Int?
     public var disable: Bool
 

@@ -58,6 +58,7 @@ extension StackService {
             if let v = h.interval { s += " interval=\(GoDuration.format(v))" }
             if let v = h.timeout { s += " timeout=\(GoDuration.format(v))" }
             if let v = h.startPeriod { s += " start-period=\(GoDuration.format(v))" }
+            if let v = h.startInterval { s += " start-interval=\(GoDuration.format(v))" }
             if let v = h.retries { s += " retries=\(v)" }
             add("healthcheck", s)
         }
@@ -83,36 +84,23 @@ extension StackService {
         l.map { "\($0.name)->\($0.target)(\($0.uid):\($0.gid):0\(String($0.mode, radix: 8)))" }.joined(separator: " ")
     }
 
-    /// What the cluster's `ServiceSpec` cannot carry yet: the fields this
-    /// service sets (beyond Swarm's defaults) that need cluster work before a
-    /// stack using them can be deployed as written (docs/compose.md).
+    /// What the cluster cannot carry yet: the fields this service sets
+    /// (beyond Swarm's defaults) that `hako cluster stack deploy` refuses
+    /// (secrets, configs, an ingress port it cannot publish, a volume driver
+    /// other than local) or deploys without (docs/compose.md).
     public var clusterGaps: [String] {
         var g: [String] = []
-        if entrypoint.map({ $0.count > 1 }) ?? false { g.append("entrypoint with arguments") }
-        if hostname != nil { g.append("hostname") }
-        if labels.keys.contains(where: { $0 != Stack.namespaceLabel && $0 != Stack.imageLabel }) { g.append("deploy.labels") }
-        if limitPids > 0 { g.append("pids limit") }
         if ports.contains(where: { $0.mode == .ingress && $0.published == nil }) { g.append("ingress port without a published port") }
         if ports.contains(where: { $0.hostIP != nil && $0.mode == .ingress }) { g.append("ingress port on a host IP") }
         if restartWindow > 0 { g.append("restart_policy.window") }
-        // Swarm's 0 is all at once; the cluster's update parallelism is 1–100.
-        if !(1...100).contains(update.parallelism) { g.append("update_config.parallelism \(update.parallelism)") }
         let defaultPolicy = UpdatePolicy(parallelism: update.parallelism, delay: 0, failureAction: .pause, monitor: 5, maxFailureRatio: 0, order: .stopFirst)
         if update != defaultPolicy { g.append("update_config beyond parallelism") }
         if rollback != UpdatePolicy(parallelism: 1, delay: 0, failureAction: .pause, monitor: 5, maxFailureRatio: 0, order: .stopFirst) {
             g.append("rollback_config")
         }
         if networks.count > 1 || networks.values.contains(where: { $0.count > 1 }) { g.append("networks and aliases") }
-        if !mounts.isEmpty { g.append("volumes (mounts)") }
-        if !devices.isEmpty { g.append("devices") }
         if !secrets.isEmpty { g.append("secrets") }
         if !configs.isEmpty { g.append("configs") }
-        if healthcheck != nil { g.append("healthcheck") }
-        if initProcess { g.append("init") }
-        if readOnly { g.append("read_only") }
-        if !sysctls.isEmpty { g.append("sysctls") }
-        if !capAdd.isEmpty || !capDrop.isEmpty { g.append("cap_add/cap_drop") }
-        if !dns.isEmpty || !dnsSearch.isEmpty { g.append("dns") }
         return g
     }
 }

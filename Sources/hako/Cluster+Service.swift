@@ -20,7 +20,8 @@ struct ServiceFlags: ParsableArguments {
     @Option(name: .long("entrypoint"), help: "Overwrite the image's entrypoint (\"\" clears it).") var entrypoint: String?
     @Option(name: [.short("w"), .long("workdir")], help: "Working directory inside the containers.") var workdir: String?
     @Option(name: [.short("u"), .long("user")], help: "Username or UID (<name|uid>[:<group|gid>]).") var user: String?
-    @Option(name: [.short("l"), .long("label")], help: "Container label (KEY=VALUE).") var label: [String] = []
+    @Option(name: [.short("l"), .long("label")], help: "Service label (KEY=VALUE).") var label: [String] = []
+    @Option(name: .long("container-label"), help: "Container label (KEY=VALUE).") var containerLabel: [String] = []
     @Option(name: .long("reserve-cpu"), help: "CPUs each task reserves (e.g. 0.5).") var reserveCPU: String?
     @Option(name: .long("reserve-memory"), help: "Memory each task reserves (e.g. 256m).") var reserveMemory: String?
     @Option(name: .long("limit-cpu"), help: "CPUs each task may use (its cgroup's quota, e.g. 0.5).") var limitCPU: String?
@@ -38,8 +39,10 @@ struct ServiceFlags: ParsableArguments {
     @Option(name: [.long("network"), .long("net")], help: "Network: cluster (the default: the node's bridge on its leased subnet), host or none.") var network: String?
     @Option(name: .long("stop-signal"), help: "Signal that stops the containers.") var stopSignal: String?
     @Option(name: .long("stop-timeout"), help: "Seconds to wait before killing on stop.") var stopTimeout: Int?
+    @Option(name: .long("stop-grace-period"), help: "Time to wait before killing on stop (e.g. 10s, 1m30s).") var stopGracePeriod: String?
     @OptionGroup(title: "Health check") var health: HealthFlags
     @OptionGroup(title: "Rolling updates and rollbacks") var rollout: RolloutFlags
+    @OptionGroup(title: "Container") var container: ServiceContainerFlags
 
     /// Applies the flags given to `spec`.
     func apply(to spec: inout ServiceSpec) throws {
@@ -51,7 +54,8 @@ struct ServiceFlags: ParsableArguments {
         if let e = entrypoint { spec.entrypoint = e }
         if let w = workdir { spec.workdir = w }
         if let u = user { spec.user = u }
-        for l in label { try setLabel(l, &spec.labels) }
+        for l in label { try setLabel(l, &spec.serviceLabels) }
+        for l in containerLabel { try setLabel(l, &spec.labels) }
         if let c = reserveCPU {
             guard let v = Double(c), v >= 0, v < 100_000 else { throw HakoError(.failed, "invalid --reserve-cpu \"\(c)\"") }
             spec.reservations.cpuMillis = Int64((v * 1000).rounded())
@@ -88,6 +92,11 @@ struct ServiceFlags: ParsableArguments {
         if let n = network { spec.network = n }
         if let s = stopSignal { spec.stopSignal = s }
         if let t = stopTimeout { spec.stopTimeout = t }
+        if let g = stopGracePeriod {
+            guard let v = Durations.parse(g), v >= 0 else { throw HakoError(.failed, "invalid --stop-grace-period \"\(g)\"") }
+            spec.stopTimeout = Int(v.rounded(.up))
+        }
+        try container.apply(to: &spec.container)
         // Given flags change the service's check field by field (the test too, when given).
         if let h = try health.healthCheck() { spec.healthCheck = h.merged(over: spec.healthCheck) }
     }
@@ -241,7 +250,10 @@ struct ServiceUpdate: ParsableCommand {
     @Option(name: .long("args"), help: "New command and arguments (split at spaces).") var args: String?
     @Option(name: .long("replicas"), help: "Number of tasks.") var replicas: Int?
     @Option(name: .long("env-rm"), help: "Remove an environment variable.") var envRm: [String] = []
-    @Option(name: .long("label-rm"), help: "Remove a container label.") var labelRm: [String] = []
+    @Option(name: .long("label-rm"), help: "Remove a service label.") var labelRm: [String] = []
+    @Option(name: .long("container-label-rm"), help: "Remove a container label.") var containerLabelRm: [String] = []
+    @Option(name: .long("mount-rm"), help: "Remove a mount by its target path.") var mountRm: [String] = []
+    @Option(name: .long("device-rm"), help: "Remove a device by its host path.") var deviceRm: [String] = []
     @Option(name: .long("constraint-add"), help: "Add a placement constraint.") var constraintAdd: [String] = []
     @Option(name: .long("constraint-rm"), help: "Remove a placement constraint.") var constraintRm: [String] = []
     @Option(name: .long("placement-pref-add"), help: "Add a placement preference (spread=node.labels.KEY).") var placementPrefAdd: [String] = []
@@ -269,7 +281,10 @@ struct ServiceUpdate: ParsableCommand {
             if let a = args { spec.command = a.split(separator: " ").map(String.init) }
             if let r = replicas { spec.replicas = r }
             spec.env = spec.env.filter { e in !envRm.contains { e == $0 || e.hasPrefix($0 + "=") } }
-            for l in labelRm { spec.labels[l] = nil }
+            for l in labelRm { spec.serviceLabels[l] = nil }
+            for l in containerLabelRm { spec.labels[l] = nil }
+            spec.container.mounts.removeAll { mountRm.contains($0.target) }
+            spec.container.devices.removeAll { deviceRm.contains($0.host) }
             try flags.apply(to: &spec)
             try files.apply(to: &spec)
             try fileChanges.apply(to: &spec)

@@ -104,10 +104,13 @@ final class SimNode {
     /// Secrets' and configs' data received (`secret.data`), by id, and the message types in the order they came.
     var secretData: [String: [UInt8]] = [:]
     var received: [String] = []
+    /// The host devices it reports at hello.
+    var devices: [String]?
 
     init(_ f: CoreFixture, name: String, labels: [String: String] = [:], capacity: Resources = Resources(cpuMillis: 4000, memory: 8 << 30),
-         platform: PlatformSpec = PlatformSpec(architecture: "arm64", variant: "v8"), underlay: String = "10.0.0.1") throws {
+         platform: PlatformSpec = PlatformSpec(architecture: "arm64", variant: "v8"), underlay: String = "10.0.0.1", devices: [String]? = nil) throws {
         fixture = f
+        self.devices = devices
         self.underlay = underlay
         self.name = name
         self.labels = labels
@@ -129,7 +132,7 @@ final class SimNode {
         fixture.nextConnection += 1
         connection = fixture.nextConnection
         let hello = HelloRequest(name: name, hostname: name, platform: platform, capacity: capacity, labels: labels, agentVersion: "test",
-                                 load: load, tasks: running.map { TaskStatus(taskID: $0.key, state: $0.value) })
+                                 load: load, tasks: running.map { TaskStatus(taskID: $0.key, state: $0.value) }, devices: devices)
         let reply = fixture.core.handle(try envelope(MessageType.hello, hello), from: .node(id), connection: connection, address: "\(underlay):2")
         fixture.core.flush()
         session = try decodeLine(try #require(reply)).body(HelloReply.self).sessionID

@@ -51,8 +51,9 @@ final class ClusterHarness: @unchecked Sendable {
     /// `bootstrap: false`: the namespaces, configurations and images only; the
     /// caller runs `cluster init`, the coordinator, the joins and the agents
     /// (GettingStartedTests, with the guide's own commands).
+    /// `agentSettings[i]`: more top-level agent.toml lines for node i (1-based), e.g. its `devices`.
     init(_ tag: String, nodes count: Int, grace: String = ProcessInfo.processInfo.environment["HAKO_TEST_CLUSTER_GRACE"] ?? "3s",
-         registry: Bool = false, loadAware: Bool = false, bootstrap: Bool = true) {
+         registry: Bool = false, loadAware: Bool = false, bootstrap: Bool = true, agentSettings: [Int: String] = [:]) {
         self.tag = "\(tag)\(getpid() % 100_000)"
         var template = Array("/tmp/hako-cluster-\(tag)-XXXXXX".utf8CString)
         let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
@@ -109,6 +110,7 @@ final class ClusterHarness: @unchecked Sendable {
                 name = "\(n.name)"
                 observe_interval = "200ms"
                 \(loadAware ? "load_cgroup = \"\(n.cgroupParent)\"" : "")
+                \(agentSettings[i] ?? "")
                 [labels]
                 zone = "\(i % 2 == 1 ? "a" : "b")"
                 """)
@@ -202,7 +204,7 @@ final class ClusterHarness: @unchecked Sendable {
     /// "service create"): later, they could be taken for a value or the container's command.
     @discardableResult
     func cluster(_ args: [String], timeout: Double = 60) -> Output {
-        let words = ["service", "node", "ca", "secret", "config"].contains(args.first ?? "") ? 2 : 1
+        let words = ["service", "node", "ca", "secret", "config", "stack"].contains(args.first ?? "") ? 2 : 1
         return Subprocess.run(inUnderlay([Binaries.hako, "cluster"] + Array(args.prefix(words)) + ["--credentials", adminCredentials] + Array(args.dropFirst(words))),
                               env: adminEnv, timeout: timeout)
     }

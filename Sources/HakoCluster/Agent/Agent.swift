@@ -226,7 +226,7 @@ public final class Agent: @unchecked Sendable {
         let hello = HelloRequest(name: config.name, hostname: AgentConfig.hostname(), platform: Agent.platform, capacity: capacity,
                                  labels: config.labels, agentVersion: Agent.version, load: probe.load(containers: runningContainers),
                                  tasks: observed.filter { $0.status != .exited && $0.status != .dead }.compactMap { adoptionStatus($0) },
-                                 advertiseAddress: underlay)
+                                 advertiseAddress: underlay, devices: AgentConfig.probeDevices(config.devices))
         replies[id] = { [unowned self] env in self.helloAnswered(env) }
         c.send(WireEncoder.request(MessageType.hello, id: id, hello))
         return true

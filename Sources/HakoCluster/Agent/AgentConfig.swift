@@ -37,6 +37,13 @@ public struct AgentConfig: Sendable {
     public var limits = ConnectionLimits()
     /// Prometheus metrics over plain HTTP; nil: none.
     public var metricsListen: Endpoint?
+    /// Host devices (paths, or patterns with `*`, `?`, `[…]`) the node offers
+    /// to `--device` services: those that exist are reported at every hello.
+    public var devices = AgentConfig.defaultDevices
+
+    /// What a Pi's services usually ask for: GPIO, I²C, SPI, serial adapters, cameras.
+    public static let defaultDevices = ["/dev/gpiomem", "/dev/gpiochip*", "/dev/i2c-*", "/dev/spidev*", "/dev/ttyUSB*", "/dev/ttyACM*",
+                                        "/dev/ttyAMA*", "/dev/video*", "/dev/vchiq", "/dev/snd/*"]
 
     public init() {}
 
@@ -92,6 +99,10 @@ public struct AgentConfig: Sendable {
         c.renewAt = try r.number("renew_at", default: c.renewAt, range: 0.1...0.9)
         c.limits.maxLine = try r.integer("max_line_bytes", default: c.limits.maxLine, range: 4096...(64 << 20))
         c.metricsListen = try r.metricsEndpoint()
+        c.devices = try r.strings("devices", default: c.devices)
+        for d in c.devices where !d.hasPrefix("/") || d.contains("\0") {
+            throw .config(key: "devices", reason: "\"\(d)\" is not an absolute path or pattern")
+        }
         let level = try r.string("log_level", default: "info")
         guard let l = ClusterLog.Level(name: level) else { throw .config(key: "log_level", reason: "\"\(level)\": debug, info, warning or error") }
         c.logLevel = l
@@ -99,7 +110,25 @@ public struct AgentConfig: Sendable {
         return c
     }
 
-    static func hostname() -> String {
+    /// The device nodes (character or block) among `devices` that exist, sorted; at most 256.
+    public static func probeDevices(_ patterns: [String]) -> [String] {
+        var found = Set<String>()
+        for p in patterns {
+            var g = glob_t()
+            defer { globfree(&g) }
+            guard glob(p, 0, nil, &g) == 0 else { continue }
+            for i in 0..<Int(g.gl_pathc) {
+                guard let c = g.gl_pathv[i] else { continue }
+                var st = stat()
+                let path = String(cString: c)
+                guard stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFCHR || (st.st_mode & S_IFMT) == S_IFBLK else { continue }
+                found.insert(path)
+            }
+        }
+        return Array(found.sorted().prefix(256))
+    }
+
+    public static func hostname() -> String {
         var buf = [CChar](repeating: 0, count: 256)
         gethostname(&buf, buf.count)
         let h = cString(buf)

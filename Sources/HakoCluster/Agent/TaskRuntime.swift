@@ -148,13 +148,13 @@ public struct EngineTaskRuntime: TaskRuntime {
 
     /// The engine's options for a task: Docker swarm's container name, the task labels.
     /// `dns`: the node's DNS responder (its bridge's gateway) for service names.
-    public static func runOptions(_ a: Assignment, node: String, dns: String? = nil) -> RunOptions {
+    /// `hostname`: the node's, for templates.
+    public static func runOptions(_ a: Assignment, node: String, dns: String? = nil, hostname: String = AgentConfig.hostname()) throws -> RunOptions {
         let s = a.spec
         var o = RunOptions(image: s.image)
         o.name = "\(a.name).\(a.taskID.prefix(12))"
         o.command = s.command
         o.entrypoint = s.entrypoint
-        o.env = s.env
         o.workingDir = s.workdir
         o.user = s.user
         var labels = s.labels
@@ -164,15 +164,12 @@ public struct EngineTaskRuntime: TaskRuntime {
         labels[TaskLabels.slot] = String(a.slot)
         o.labels = labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
         o.restart = s.restart
-        switch s.network {
-        case ServiceSpec.clusterNetwork:
-            o.network = .bridge
-            o.networking.network = ClusterNetwork.name
-            o.networking.publish = s.ports
-            if let d = dns { o.networking.dns = [d] }
-        case "host": o.network = .host
-        default: o.network = .none
-        }
+        let platform = Agent.platform
+        let template = TaskTemplate(serviceID: a.serviceID, serviceName: s.name, serviceLabels: s.serviceLabels, nodeID: node, nodeHostname: hostname,
+                                    os: platform.os, architecture: platform.architecture, taskID: a.taskID, taskName: "\(a.name).\(a.taskID)",
+                                    taskSlot: a.slot == 0 ? node : String(a.slot))
+        try applyTemplates(s, template, to: &o)
+        applyNetwork(s, dns: dns, to: &o)
         // Limits in the engine's flag syntax; a memory reservation is the soft limit (Docker swarm's).
         if s.limits.cpuMillis > 0 { o.isolation.cpus = EngineTaskRuntime.cpus(s.limits.cpuMillis) }
         if s.limits.memory > 0 { o.isolation.memory = String(s.limits.memory) }
@@ -180,7 +177,55 @@ public struct EngineTaskRuntime: TaskRuntime {
         o.stopSignal = s.stopSignal
         o.stopTimeout = s.stopTimeout
         o.healthCheck = s.healthCheck
+        applyStorage(s.container, to: &o)
+        applyDevices(s.container, to: &o)
+        applyHardening(s.container, to: &o)
         return o
+    }
+
+    /// `--env` values and `--hostname` through Swarm's templates.
+    static func applyTemplates(_ s: ServiceSpec, _ t: TaskTemplate, to o: inout RunOptions) throws {
+        o.env = try s.env.map { try t.render($0, what: "--env") }
+        o.hostname = try s.container.hostname.map { try t.render($0, what: "--hostname") }
+    }
+
+    /// The network, published ports and resolvers: the node's responder for
+    /// service names first, then the service's own servers; a task of a stack
+    /// also searches the stack's domain, where its services' short names are.
+    static func applyNetwork(_ s: ServiceSpec, dns: String?, to o: inout RunOptions) {
+        let c = s.container
+        o.networking.dns = c.dns
+        o.networking.dnsSearch = c.dnsSearch
+        o.networking.dnsOptions = c.dnsOptions
+        switch s.network {
+        case ServiceSpec.clusterNetwork:
+            o.network = .bridge
+            o.networking.network = ClusterNetwork.name
+            o.networking.publish = s.ports
+            o.networking.dns = (dns.map { [$0] } ?? []) + c.dns.filter { $0 != dns }
+            if let ns = s.stackNamespace { o.networking.dnsSearch.append(ns) }
+        case "host": o.network = .host
+        default: o.network = .none
+        }
+    }
+
+    /// Mounts as the engine's `--mount` (a named volume is made on first use and kept on the node).
+    static func applyStorage(_ c: ServiceContainerOptions, to o: inout RunOptions) {
+        o.storage.mounts = c.mounts.map(\.engineText)
+    }
+
+    static func applyDevices(_ c: ServiceContainerOptions, to o: inout RunOptions) {
+        o.isolation.devices = c.devices.map(\.engineText)
+    }
+
+    /// Sysctls, capabilities, a read-only root, the init process and the pids limit.
+    static func applyHardening(_ c: ServiceContainerOptions, to o: inout RunOptions) {
+        o.isolation.sysctls = c.sysctls.keys.sorted().map { "\($0)=\(c.sysctls[$0] ?? "")" }
+        o.isolation.capAdd = c.capAdd
+        o.isolation.capDrop = c.capDrop
+        o.isolation.readOnly = c.readOnly
+        o.initProcess = c.initProcess
+        if c.pidsLimit > 0 { o.isolation.pidsLimit = c.pidsLimit }
     }
 
     /// Thousandths of a CPU as `--cpus` takes them: "1.5".
@@ -195,7 +240,7 @@ public struct EngineTaskRuntime: TaskRuntime {
         }
         try images.ensure(a.spec.image)
         let gateway = IPv4Network(subnet)?.defaultGateway.description
-        let config = try engine.create(EngineTaskRuntime.runOptions(a, node: node, dns: gateway))
+        let config = try engine.create(try EngineTaskRuntime.runOptions(a, node: node, dns: gateway))
         do {
             _ = try engine.start(created: config, files: files)
         } catch {

@@ -286,7 +286,8 @@ extension CoordinatorCore {
         return NodeView(id: n.id, name: n.name, hostname: n.hostname, status: live?.status ?? .unknown, availability: n.availability,
                         platform: n.platform, labels: n.labels, capacity: n.capacity, reserved: reserved, load: live?.load,
                         subnet: state.subnet(of: n.id) ?? n.subnet, address: n.address, agentVersion: n.agentVersion, tasks: count,
-                        lastSeenAgo: live?.status == .unknown ? nil : seen, created: n.created, certificateExpires: nodeCertExpiry[n.id])
+                        lastSeenAgo: live?.status == .unknown ? nil : seen, created: n.created, certificateExpires: nodeCertExpiry[n.id],
+                        devices: n.devices)
     }
 
     func view(_ s: ServiceRecord) -> ServiceView {

@@ -167,6 +167,10 @@ extension CoordinatorCore {
         n.capacity = r.capacity
         n.takeAgentLabels(r.labels)
         n.agentVersion = r.agentVersion
+        guard (r.devices ?? []).count <= 256, (r.devices ?? []).allSatisfy({ $0.hasPrefix("/") && $0.utf8.count <= 4096 }) else {
+            throw ClusterError.invalid("invalid device list (at most 256 absolute paths)")
+        }
+        n.devices = r.devices.map { Array(Set($0)).sorted() }
         if let a = r.advertiseAddress {
             guard IPv4Address(a) != nil, a != "0.0.0.0" else { throw ClusterError.invalid("advertise address \"\(a)\" is not an IPv4 address") }
             n.address = a

@@ -49,13 +49,20 @@ extension CoordinatorCore {
 
     /// Service names on the cluster network: "web" → every running task's
     /// address (healthy ones, for a service with a check), "web.2" → replica 2's.
+    /// A stack's service is also its short name in the stack's domain
+    /// ("web.home" for home_web), which its stack's tasks search: within a
+    /// stack, "web" finds it, and two stacks' "web" never meet. A service's
+    /// or replica's own name wins over a stack name spelled the same.
     public func serviceNames() -> [String: [String]] {
         var out: [String: [String]] = [:]
+        var stackNames: [String: [String]] = [:]
         for t in state.tasks.values where t.servesTraffic && t.spec.network == ServiceSpec.clusterNetwork {
             guard let a = t.address, let node = t.nodeID, isPeer(node) else { continue }
             out[t.serviceName, default: []].append(a)
             out[t.name, default: []].append(a)
+            if let short = t.spec.stackShortName, let ns = t.spec.stackNamespace { stackNames["\(short).\(ns)", default: []].append(a) }
         }
+        for (name, addresses) in stackNames where out[name] == nil { out[name] = addresses }
         return out.mapValues { $0.sorted() }
     }
 

@@ -10,10 +10,12 @@ extension Orchestrator {
     public static func eligibleNodes(for spec: ServiceSpec, in s: ClusterState, status: (String) -> NodeStatus) -> [NodeRecord] {
         let constraints = spec.constraints.compactMap { try? Constraint(parsing: $0) }
         let platforms = spec.platforms.compactMap { PlatformSpec(parsing: $0) }
+        let devices = spec.container.devices.map(\.host)
         return s.nodes.values.filter { n in
             n.availability == .active && status(n.id) != .down
                 && (platforms.isEmpty || platforms.contains { n.platform.runs($0) })
                 && constraints.allSatisfy { $0.matches(n) }
+                && devices.allSatisfy { n.has(device: $0) }
         }.sorted { $0.id < $1.id }
     }
 

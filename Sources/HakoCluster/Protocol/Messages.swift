@@ -94,6 +94,9 @@ public struct HelloRequest: Codable, Sendable {
     /// address on its route to the coordinator. Absent (older agents): the
     /// address the session comes from.
     public var advertiseAddress: String? = nil
+    /// The host devices the node has of those its config names (agent.toml
+    /// `devices`); absent (older agents): none.
+    public var devices: [String]? = nil
 }
 
 public struct HelloReply: Codable, Sendable {
@@ -302,6 +305,8 @@ public struct NodeView: Codable, Sendable {
     public var lastSeenAgo: Double?
     public var created: Double
     public var certificateExpires: Double?
+    /// The host devices the node reported (for `--device` services); nil: none or an older coordinator.
+    public var devices: [String]? = nil
 }
 
 public struct NodeList: Codable, Sendable { public var nodes: [NodeView] }

@@ -101,6 +101,14 @@ public struct NodeRecord: Codable, Sendable, Equatable {
     /// Seconds since 1970.
     public var created: Double
     public var updated: Double
+    /// The host devices the agent reported at its last hello (agent.toml's
+    /// `devices`): what `--device` services are placed by. Not a store
+    /// column: every agent says hello again to a coordinator that starts or
+    /// becomes leader, and a node not in session runs nothing new.
+    public var devices: [String]? = nil
+
+    /// Whether the node reported the host device `path`.
+    public func has(device path: String) -> Bool { devices?.contains(path) ?? false }
 
     public init(id: String, name: String, hostname: String, platform: PlatformSpec, labels: [String: String], capacity: Resources,
                 availability: NodeAvailability, subnet: String, address: String, agentVersion: String, created: Double, updated: Double,

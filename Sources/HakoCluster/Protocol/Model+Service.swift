@@ -35,8 +35,10 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
     public var env: [String]
     public var workdir: String?
     public var user: String?
-    /// Labels on the service's containers.
+    /// Labels on the service's containers (`--container-label`).
     public var labels: [String: String]
+    /// Labels of the service itself (`--label`; a stack's namespace label).
+    public var serviceLabels: [String: String]
     public var replicas: Int
     /// What each task reserves on its node; the scheduler never overcommits it.
     public var reservations: Resources
@@ -86,6 +88,8 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
     public var secrets: [SecretReference]
     /// Configs its tasks get as files (at their target, default /<name>).
     public var configs: [ConfigReference]
+    /// Mounts, devices, hostname, DNS, sysctls, capabilities and the other container options.
+    public var container: ServiceContainerOptions
 
     public init(name: String, image: String) {
         self.name = name
@@ -96,6 +100,7 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
         workdir = nil
         user = nil
         labels = [:]
+        serviceLabels = [:]
         replicas = 1
         reservations = .zero
         limits = .zero
@@ -118,12 +123,13 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
         mode = .replicated
         secrets = []
         configs = []
+        container = ServiceContainerOptions()
     }
 
     enum CodingKeys: String, CodingKey {
         case name, image, command, entrypoint, env, workdir, user, labels, replicas, reservations, limits, ports, ingress, constraints, platforms
         case restart, restartCondition, restartMaxAttempts, restartDelay, network, stopSignal, stopTimeout
-        case placementPreferences, maxReplicasPerNode, mode, healthCheck
+        case placementPreferences, maxReplicasPerNode, mode, healthCheck, serviceLabels, container
         case update, rollback
         case secrets, configs
     }
@@ -172,6 +178,8 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
         mode = try c.decodeIfPresent(ServiceMode.self, forKey: .mode) ?? mode
         secrets = try c.decodeIfPresent([SecretReference].self, forKey: .secrets) ?? secrets
         configs = try c.decodeIfPresent([ConfigReference].self, forKey: .configs) ?? configs
+        serviceLabels = try c.decodeIfPresent([String: String].self, forKey: .serviceLabels) ?? serviceLabels
+        container = try c.decodeIfPresent(ServiceContainerOptions.self, forKey: .container) ?? container
     }
 
     public static let maxReplicas = 10_000
@@ -227,6 +235,8 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
             }
         }
         for e in env where e.isEmpty || e.hasPrefix("=") { throw .invalid("invalid environment variable \"\(e)\"") }
+        for e in env { _ = try TaskTemplate.sample.render(e, what: "--env") }
+        try container.validate()
         if let s = stopSignal, Signals.parse(s) == nil { throw .invalid("invalid stop signal \"\(s)\"") }
         if let t = stopTimeout, t < 0 { throw .invalid("stop timeout cannot be negative") }
         if let h = healthCheck {
@@ -240,6 +250,11 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
         ports.flatMap { (try? PortBinding.parse($0)) ?? [] }.filter { $0.hostPort != 0 }.map { "\($0.proto.rawValue)/\($0.hostPort)" }
     }
 
+    /// Whether a template of the tasks reads the service's labels (then a label change means new tasks).
+    var usesServiceLabels: Bool {
+        (env + [container.hostname ?? ""]).contains { $0.contains(".Service.Labels") }
+    }
+
     /// The routing mesh's ports: (protocol, published, target).
     public var ingressBindings: [PortBinding] { ingress.flatMap { (try? PortBinding.parse($0)) ?? [] } }
 
@@ -251,7 +266,10 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
         b.replicas = 0
         a.update = b.update
         a.rollback = b.rollback
-        return a != b
+        // Service labels are the service's own, not its containers': a change keeps the tasks, unless a template reads them.
+        a.serviceLabels = [:]
+        b.serviceLabels = [:]
+        return a != b || (usesServiceLabels && serviceLabels != old.serviceLabels)
     }
 }
 

@@ -49,10 +49,13 @@ public struct SchedulingRequest: Sendable {
     public var spread: [Constraint.Key]
     /// Tasks of the service one node takes at most; 0: no limit.
     public var maxPerNode: Int
+    /// Host device paths the task needs: only a node that reports each one takes it.
+    public var devices: [String]
 
     public init(taskID: String, serviceID: String, group: String, reservations: Resources,
                 constraints: [Constraint], platforms: [PlatformSpec], hostPorts: [String] = [],
-                spread: [Constraint.Key] = [], maxPerNode: Int = 0) {
+                spread: [Constraint.Key] = [], maxPerNode: Int = 0, devices: [String] = []) {
+        self.devices = devices
         self.hostPorts = hostPorts
         self.spread = spread
         self.maxPerNode = maxPerNode
@@ -87,7 +90,7 @@ public struct SchedulingRequest: Sendable {
                   constraints: spec.constraints.compactMap { try? Constraint(parsing: $0) },
                   platforms: spec.platforms.compactMap { PlatformSpec(parsing: $0) }, hostPorts: spec.hostPorts,
                   spread: spec.placementPreferences.compactMap { try? PlacementPreference(parsing: $0).spread },
-                  maxPerNode: spec.maxReplicasPerNode)
+                  maxPerNode: spec.maxReplicasPerNode, devices: spec.container.devices.map(\.host))
     }
 }
 
@@ -274,6 +277,8 @@ public struct Scheduler: Sendable {
         case port(String)
         /// The service's tasks on the node reached `--max-replicas-per-node`.
         case maxReplicas(Int)
+        /// The node does not report a device the task needs.
+        case device(String)
     }
 
     static func passesStatic(_ n: SchedulerNode, _ r: SchedulingRequest) -> Bool {
@@ -285,6 +290,7 @@ public struct Scheduler: Sendable {
         if n.record.availability != .active { return .unavailable(n.record.availability) }
         if !r.platforms.isEmpty && !r.platforms.contains(where: { n.record.platform.runs($0) }) { return .platform }
         for c in r.constraints where !c.matches(n.record) { return .constraint(c.text) }
+        for d in r.devices where !n.record.has(device: d) { return .device(d) }
         return nil
     }
 
@@ -328,6 +334,7 @@ public struct Scheduler: Sendable {
             case .cpu: return 5
             case .port: return 6
             case .maxReplicas: return 7
+            case .device: return 8
             }
         }
         let parts = order.sorted { rank($0) < rank($1) }.map { why -> String in
@@ -340,6 +347,7 @@ public struct Scheduler: Sendable {
             case .memory: return "insufficient memory on \(nodes(k))"
             case .cpu: return "insufficient CPU on \(nodes(k))"
             case .maxReplicas(let m): return "max replicas per node (\(m)) reached on \(nodes(k))"
+            case .device(let d): return "device \(d) missing on \(nodes(k))"
             case .port(let p): return "host port \(p.split(separator: "/").last ?? "")/\(p.split(separator: "/").first ?? "") in use on \(nodes(k))"
             }
         }

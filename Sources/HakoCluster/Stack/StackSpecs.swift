@@ -1,0 +1,201 @@
+import HakoCompose
+import HakoImage
+import HakoSystem
+
+/// A Compose stack (`HakoCompose.Stack`) as cluster services: each
+/// `StackService` turned into the `ServiceSpec` the coordinator takes, and
+/// a deploy planned as Docker's `stack deploy` does it, on the client's side:
+/// services of the stack (found by the namespace label) that are unchanged
+/// are left alone, changed ones updated (their tasks roll), new ones
+/// created, and ones the files no longer have removed with `--prune`.
+public enum StackSpecs {
+    /// The services' specs and warnings about what hako applies differently
+    /// (several networks are the one cluster network; update fine-tuning it
+    /// does not have yet). What it cannot run is an error naming the service
+    /// and the Compose key.
+    public static func specs(_ stack: Stack) throws(ClusterError) -> (specs: [ServiceSpec], warnings: [String]) {
+        var warnings: [String] = []
+        let volumes = Dictionary(stack.volumes.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        for v in stack.volumes where !v.external {
+            if let d = v.driver, d != "local" { throw .invalid("volume \(v.key): driver \(d): the cluster's volumes are local to each node (driver local)") }
+            if !v.options.isEmpty { throw .invalid("volume \(v.key): driver_opts are not supported by the cluster yet") }
+        }
+        let networks = stack.networks.map(\.key)
+        if networks.count > 1 {
+            warnings.append("networks \(networks.joined(separator: ", ")): hako's cluster has one network; every service of the stack is on it, and finds the others by their names")
+        }
+        var out: [ServiceSpec] = []
+        for s in stack.services {
+            var w: [String] = []
+            out.append(try spec(s, stack: stack.name, volumes: volumes, warnings: &w))
+            warnings += w.map { "service \(s.name): \($0)" }
+        }
+        return (out, warnings)
+    }
+
+    static func spec(_ s: StackService, stack: String, volumes: [String: StackObject], warnings: inout [String]) throws(ClusterError) -> ServiceSpec {
+        func refuse(_ key: String, _ why: String) -> ClusterError { .invalid("service \(s.name): \(key): \(why)") }
+        var spec = ServiceSpec(name: s.name, image: s.image)
+        spec.command = s.command
+        // Docker's: an entrypoint clears the image's command; its arguments come before the service's command.
+        if let e = s.entrypoint {
+            spec.entrypoint = e.first ?? ""
+            if e.count > 1 { spec.command = Array(e.dropFirst()) + (s.command ?? []) }
+        }
+        spec.env = s.env
+        spec.workdir = s.workdir
+        spec.user = s.user
+        spec.serviceLabels = s.labels
+        spec.labels = s.containerLabels
+        switch s.mode {
+        case .replicated(let n): spec.mode = .replicated; spec.replicas = n
+        case .replicatedJob(let n): spec.mode = .replicatedJob; spec.replicas = n
+        case .global: spec.mode = .global
+        case .globalJob: spec.mode = .globalJob
+        }
+        spec.limits = Resources(cpuMillis: s.limitCPUMillis, memory: s.limitMemory)
+        spec.reservations = Resources(cpuMillis: s.reserveCPUMillis, memory: s.reserveMemory)
+        spec.container.pidsLimit = s.limitPids
+        for p in s.ports {
+            switch p.mode {
+            case .ingress:
+                guard let published = p.published else { throw refuse("ports", "\(p.target)/\(p.proto) has no published port (the routing mesh needs one)") }
+                guard p.hostIP == nil else { throw refuse("ports", "the routing mesh answers on every address: no host IP (\(p.hostIP ?? "")) for \(published)") }
+                spec.ingress.append("\(published):\(p.target)/\(p.proto)")
+            case .host:
+                spec.ports.append((p.hostIP.map { $0 + ":" } ?? "") + (p.published.map { "\($0):" } ?? "") + "\(p.target)/\(p.proto)")
+            }
+        }
+        spec.constraints = s.constraints
+        spec.placementPreferences = s.preferences.map { "spread=" + $0 }
+        spec.maxReplicasPerNode = s.maxReplicasPerNode
+        switch s.restartCondition {
+        case .any: spec.restartCondition = .any
+        case .onFailure: spec.restartCondition = .onFailure
+        case .none: spec.restartCondition = .none
+        }
+        spec.restartDelay = s.restartDelay
+        spec.restartMaxAttempts = s.restartMaxAttempts
+        if s.restartWindow > 0 { warnings.append("deploy.restart_policy.window is not applied (every attempt counts)") }
+        let p = s.update.parallelism
+        spec.updateParallelism = p == 0 ? 100 : min(p, 100)
+        // Swarm's defaults for the rest: what the cluster's updates do today.
+        func plain(_ u: StackService.UpdatePolicy) -> Bool {
+            u.delay == 0 && u.failureAction == .pause && u.monitor == 5 && u.maxFailureRatio == 0 && u.order == .stopFirst
+        }
+        if !plain(s.update) { warnings.append("deploy.update_config beyond parallelism is not applied yet") }
+        if !plain(s.rollback) || s.rollback.parallelism != 1 { warnings.append("deploy.rollback_config is not applied yet") }
+        spec.stopSignal = s.stopSignal
+        spec.stopTimeout = s.stopGracePeriod.map { Int($0.rounded(.up)) }
+        if s.networks.values.contains(where: { $0.count > 1 }) {
+            warnings.append("network aliases are not applied (the service is found by its name)")
+        }
+        if !s.secrets.isEmpty { throw refuse("secrets", "not supported by the cluster yet (cluster secrets are being built); remove them to deploy") }
+        if !s.configs.isEmpty { throw refuse("configs", "not supported by the cluster yet (cluster configs are being built); remove them to deploy") }
+        spec.container.mounts = try s.mounts.map { m throws(ClusterError) -> ServiceMount in
+            var out: ServiceMount
+            switch m.type {
+            case .volume:
+                if let v = m.source.flatMap({ volumes[$0] }), v.external == false, v.driver.map({ $0 != "local" }) ?? false {
+                    throw refuse("volumes", "volume \(v.key) is not local")
+                }
+                out = ServiceMount(type: .volume, source: m.source, target: m.target, readOnly: m.readOnly)
+                out.noCopy = m.noCopy
+            case .bind:
+                out = ServiceMount(type: .bind, source: m.source, target: m.target, readOnly: m.readOnly)
+                out.propagation = m.propagation
+            case .tmpfs:
+                out = ServiceMount(type: .tmpfs, source: nil, target: m.target, readOnly: m.readOnly)
+                out.tmpfsSize = m.tmpfsSize ?? 0
+            }
+            do { try out.validate() } catch { throw refuse("volumes", "\(m.target): \(error)") }
+            return out
+        }
+        spec.container.devices = s.devices.map { ServiceDevice(host: $0.host, container: $0.container, permissions: $0.permissions) }
+        spec.container.hostname = s.hostname
+        spec.container.initProcess = s.initProcess
+        spec.container.readOnly = s.readOnly
+        spec.container.sysctls = s.sysctls
+        spec.container.capAdd = s.capAdd
+        spec.container.capDrop = s.capDrop
+        spec.container.dns = s.dns
+        spec.container.dnsSearch = s.dnsSearch
+        if let h = s.healthcheck { spec.healthCheck = try healthCheck(h, service: s.name) }
+        do { try spec.validate() } catch { throw .invalid("service \(s.name): \(error.description)") }
+        return spec
+    }
+
+    /// Compose's `healthcheck` as the cluster's (`--health-*`): `disable` or
+    /// a test of NONE turns the image's check off.
+    static func healthCheck(_ h: ComposeHealthcheck, service: String) throws(ClusterError) -> HealthCheck {
+        if h.disable { return HealthCheck(test: .none) }
+        let test: HealthCheck.Test
+        do { test = try HealthCheck.test(fromList: h.test ?? []) } catch { throw .invalid("service \(service): healthcheck.test: \(error.description)") }
+        func d(_ s: Double?) -> Duration { s.map { Duration.milliseconds(Int64(($0 * 1000).rounded())) } ?? .zero }
+        return HealthCheck(test: test, interval: d(h.interval), timeout: d(h.timeout), startPeriod: d(h.startPeriod),
+                           startInterval: d(h.startInterval), retries: h.retries ?? 0)
+    }
+}
+
+/// What a deploy does to each service.
+public struct StackPlan: Sendable, Equatable {
+    public enum Action: Sendable, Equatable {
+        case create(ServiceSpec)
+        /// The existing service's id and version, the new spec, the names of the fields that differ.
+        case update(id: String, version: Int, spec: ServiceSpec, changed: [String])
+        case unchanged(id: String)
+        case remove(id: String)
+        /// A service of the stack the files no longer have, kept (no `--prune`).
+        case keep(id: String)
+    }
+
+    public struct Entry: Sendable, Equatable {
+        public var service: String
+        public var action: Action
+    }
+
+    /// By service name.
+    public var entries: [Entry]
+
+    /// A service as it exists (`ServiceView`'s id, version and spec).
+    public struct Existing: Sendable {
+        public var id: String
+        public var version: Int
+        public var spec: ServiceSpec
+        public init(id: String, version: Int, spec: ServiceSpec) { self.id = id; self.version = version; self.spec = spec }
+    }
+
+    /// `existing`: every service; only those of `stack` take part. A spec
+    /// whose image is the existing one's takes the platforms resolved when
+    /// it was created (what the deploy does not ask the registry again).
+    public init(stack: String, specs: [ServiceSpec], existing: [Existing], prune: Bool) {
+        var mine: [String: Existing] = [:]
+        for e in existing where e.spec.stackNamespace == stack { mine[e.spec.name] = e }
+        var out: [Entry] = []
+        for var s in specs {
+            guard let old = mine.removeValue(forKey: s.name) else { out.append(Entry(service: s.name, action: .create(s))); continue }
+            if s.image == old.spec.image && s.platforms.isEmpty { s.platforms = old.spec.platforms }
+            if s == old.spec {
+                out.append(Entry(service: s.name, action: .unchanged(id: old.id)))
+            } else {
+                out.append(Entry(service: s.name, action: .update(id: old.id, version: old.version, spec: s, changed: StackPlan.changedFields(old.spec, s))))
+            }
+        }
+        for (name, e) in mine { out.append(Entry(service: name, action: prune ? .remove(id: e.id) : .keep(id: e.id))) }
+        entries = out.sorted { $0.service < $1.service }
+    }
+
+    /// The spec's JSON keys whose values differ ("container.mounts" for a nested one).
+    static func changedFields(_ a: ServiceSpec, _ b: ServiceSpec) -> [String] {
+        guard let x = try? JSON.parse(Wire.encodeJSON(a)), let y = try? JSON.parse(Wire.encodeJSON(b)) else { return ["spec"] }
+        func diff(_ x: JSON?, _ y: JSON?, _ prefix: String) -> [String] {
+            if let mx = x?.members, let my = y?.members {
+                let keys = Set(mx.map(\.0)).union(my.map(\.0))
+                return keys.sorted().flatMap { k in diff(x?[k], y?[k], prefix.isEmpty ? k : "\(prefix).\(k)") }
+            }
+            return x == y ? [] : [prefix]
+        }
+        let d = diff(x, y, "")
+        return d.isEmpty ? ["spec"] : d
+    }
+}

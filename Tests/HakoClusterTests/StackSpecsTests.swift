@@ -1,0 +1,204 @@
+@testable import HakoCluster
+import HakoCompose
+import HakoImage
+import Testing
+
+/// Compose files as cluster services: what `hako cluster stack deploy` sends.
+@Suite struct StackSpecsTests {
+    func load(_ text: String, stack: String = "home", files: [String: String] = [:]) throws -> (specs: [ServiceSpec], warnings: [String]) {
+        let loader = ComposeLoader(environment: ["TAG": "3"], projectDirectory: "/srv/home", readFile: { files[$0] })
+        let load = try loader.load([("compose.yml", text)])
+        return try StackSpecs.specs(try Stack.translate(load.project, name: stack))
+    }
+
+    func spec(_ specs: [ServiceSpec], _ name: String) throws -> ServiceSpec { try #require(specs.first { $0.name == name }) }
+
+    static let home = """
+        version: "3.8"
+        services:
+          kv:
+            image: redis:${TAG}
+            command: ["redis-server", "--appendonly", "yes"]
+            volumes: ["kvdata:/data"]
+            healthcheck:
+              test: ["CMD", "redis-cli", "ping"]
+              interval: 10s
+              timeout: 2s
+              retries: 5
+            deploy:
+              placement: {constraints: ["node.labels.disk==ssd"]}
+              resources: {limits: {memory: 64M, pids: 100}, reservations: {cpus: "0.25"}}
+          web:
+            image: nginx:1.25
+            hostname: "{{.Service.Name}}-{{.Task.Slot}}"
+            ports: ["8080:80", {target: 443, published: 8443, mode: host}]
+            environment: {KV: kv, NODE: "{{.Node.Hostname}}"}
+            volumes:
+              - type: bind
+                source: ./html
+                target: /usr/share/nginx/html
+                read_only: true
+              - type: tmpfs
+                target: /var/cache/nginx
+                tmpfs: {size: 8M}
+            labels: {tier: front}
+            deploy:
+              replicas: 2
+              labels: {owner: me}
+              restart_policy: {condition: on-failure, delay: 3s, max_attempts: 4}
+              update_config: {parallelism: 2}
+            stop_grace_period: 1m30s
+            read_only: true
+            init: true
+            cap_add: [NET_ADMIN]
+            cap_drop: [MKNOD]
+            sysctls: {net.core.somaxconn: 1024}
+            dns: [9.9.9.9]
+            dns_search: [lan]
+          sensor:
+            image: sensor:1
+            entrypoint: ["/bin/sh", "-c"]
+            command: ["read-i2c"]
+            devices: ["/dev/i2c-1:/dev/i2c-1:rw"]
+            deploy: {mode: global}
+        volumes:
+          kvdata: {}
+        """
+
+    @Test func theHomeStackAsServices() throws {
+        let (specs, warnings) = try load(StackSpecsTests.home)
+        #expect(specs.map(\.name) == ["home_kv", "home_sensor", "home_web"])
+        #expect(warnings.isEmpty, "\(warnings)")
+
+        let kv = try spec(specs, "home_kv")
+        #expect(kv.image == "redis:3" && kv.command == ["redis-server", "--appendonly", "yes"])
+        #expect(kv.container.mounts == [ServiceMount(type: .volume, source: "home_kvdata", target: "/data")])
+        #expect(kv.healthCheck == HealthCheck(test: .exec(["redis-cli", "ping"]), interval: .seconds(10), timeout: .seconds(2), retries: 5))
+        #expect(kv.constraints == ["node.labels.disk==ssd"])
+        #expect(kv.limits == Resources(cpuMillis: 0, memory: 64 << 20) && kv.reservations == Resources(cpuMillis: 250, memory: 0))
+        #expect(kv.container.pidsLimit == 100)
+        #expect(kv.serviceLabels == ["com.docker.stack.namespace": "home", "com.docker.stack.image": "redis:3"])
+        #expect(kv.stackShortName == "kv")
+        #expect(kv.network == ServiceSpec.clusterNetwork && kv.mode == .replicated && kv.replicas == 1)
+
+        let web = try spec(specs, "home_web")
+        #expect(web.replicas == 2)
+        #expect(web.ingress == ["8080:80/tcp"] && web.ports == ["8443:443/tcp"])
+        #expect(web.env == ["KV=kv", "NODE={{.Node.Hostname}}"])
+        #expect(web.container.hostname == "{{.Service.Name}}-{{.Task.Slot}}")
+        var bind = ServiceMount(type: .bind, source: "/srv/home/html", target: "/usr/share/nginx/html", readOnly: true)
+        bind.propagation = nil
+        var tmpfs = ServiceMount(type: .tmpfs, source: nil, target: "/var/cache/nginx")
+        tmpfs.tmpfsSize = 8 << 20
+        #expect(web.container.mounts == [bind, tmpfs])
+        #expect(web.labels == ["tier": "front", "com.docker.stack.namespace": "home"])
+        #expect(web.serviceLabels["owner"] == "me")
+        #expect(web.restartCondition == .onFailure && web.restartDelay == 3 && web.restartMaxAttempts == 4)
+        #expect(web.updateParallelism == 2 && web.stopTimeout == 90)
+        #expect(web.container.readOnly && web.container.initProcess)
+        #expect(web.container.capAdd == ["NET_ADMIN"] && web.container.capDrop == ["MKNOD"])
+        #expect(web.container.sysctls == ["net.core.somaxconn": "1024"])
+        #expect(web.container.dns == ["9.9.9.9"] && web.container.dnsSearch == ["lan"])
+
+        let sensor = try spec(specs, "home_sensor")
+        #expect(sensor.mode == .global)
+        #expect(sensor.container.devices == [ServiceDevice(host: "/dev/i2c-1", container: "/dev/i2c-1", permissions: "rw")])
+        #expect(sensor.entrypoint == "/bin/sh" && sensor.command == ["-c", "read-i2c"], "the entrypoint's arguments come before the command")
+    }
+
+    @Test func healthcheckDisabledAndShellForms() throws {
+        let (specs, _) = try load("""
+            services:
+              a: {image: x, healthcheck: {disable: true}}
+              b: {image: x, healthcheck: {test: "curl -f http://localhost/ || exit 1", start_period: 30s}}
+              c: {image: x, healthcheck: {test: ["NONE"]}}
+            """)
+        #expect(try spec(specs, "home_a").healthCheck == HealthCheck(test: .none))
+        #expect(try spec(specs, "home_b").healthCheck == HealthCheck(test: .shell("curl -f http://localhost/ || exit 1"), startPeriod: .seconds(30)))
+        #expect(try spec(specs, "home_c").healthCheck == HealthCheck(test: .none))
+    }
+
+    @Test func whatTheClusterCannotRunIsRefusedNamingServiceAndKey() throws {
+        func refusal(_ text: String) -> String {
+            do { _ = try load(text) } catch let e as ClusterError { return e.description } catch { return "\(error)" }
+            return ""
+        }
+        #expect(refusal("""
+            services:
+              db: {image: x, secrets: [pw]}
+            secrets:
+              pw: {external: true}
+            """) == "service home_db: secrets: not supported by the cluster yet (cluster secrets are being built); remove them to deploy")
+        #expect(refusal("""
+            services:
+              web: {image: x, configs: [c]}
+            configs:
+              c: {external: true}
+            """).hasPrefix("service home_web: configs: not supported"))
+        #expect(refusal("""
+            services:
+              web: {image: x, ports: ["80"]}
+            """) == "service home_web: ports: 80/tcp has no published port (the routing mesh needs one)")
+        #expect(refusal("""
+            services:
+              web: {image: x, volumes: ["data:/data"]}
+            volumes:
+              data: {driver: nfs}
+            """) == "volume data: driver nfs: the cluster's volumes are local to each node (driver local)")
+        #expect(refusal("""
+            services:
+              web: {image: x, hostname: "{{.Node.Name}}"}
+            """).hasPrefix("service home_web: invalid --hostname template"))
+    }
+
+    @Test func whatHakoAppliesDifferentlyIsAWarning() throws {
+        let (_, warnings) = try load("""
+            services:
+              web:
+                image: x
+                networks: {front: {aliases: [www]}, back: {}}
+                deploy:
+                  restart_policy: {window: 30s}
+                  update_config: {order: start-first}
+            networks:
+              front: {}
+              back: {}
+            """)
+        #expect(warnings.contains { $0.hasPrefix("networks back, front: hako's cluster has one network") })
+        #expect(warnings.contains("service home_web: deploy.restart_policy.window is not applied (every attempt counts)"))
+        #expect(warnings.contains("service home_web: deploy.update_config beyond parallelism is not applied yet"))
+        #expect(warnings.contains("service home_web: network aliases are not applied (the service is found by its name)"))
+    }
+
+    @Test func aDeployIsADiffOfTheStacksServices() throws {
+        let (specs, _) = try load(StackSpecsTests.home)
+        var existing = specs.enumerated().map { StackPlan.Existing(id: "id\($0.offset)", version: 1, spec: $0.element) }
+        // Resolved platforms stay with an unchanged image.
+        existing[0].spec.platforms = ["linux/arm64"]
+        // Another stack's and a loose service are never touched.
+        var other = ServiceSpec(name: "lab_web", image: "x")
+        other.serviceLabels[ServiceSpec.stackNamespaceLabel] = "lab"
+        existing.append(StackPlan.Existing(id: "other", version: 1, spec: other))
+        existing.append(StackPlan.Existing(id: "loose", version: 1, spec: ServiceSpec(name: "home_loose", image: "x")))
+        var gone = ServiceSpec(name: "home_old", image: "x")
+        gone.serviceLabels[ServiceSpec.stackNamespaceLabel] = "home"
+        existing.append(StackPlan.Existing(id: "old", version: 3, spec: gone))
+
+        var changed = specs
+        changed[2].image = "nginx:1.26"
+        changed[2].container.mounts.removeLast()
+        let plan = StackPlan(stack: "home", specs: changed, existing: existing, prune: false)
+        #expect(plan.entries.map(\.service) == ["home_kv", "home_old", "home_sensor", "home_web"])
+        #expect(plan.entries[0].action == .unchanged(id: "id0"))
+        #expect(plan.entries[1].action == .keep(id: "old"))
+        #expect(plan.entries[2].action == .unchanged(id: "id1"))
+        guard case .update(let id, let version, let spec, let fields) = plan.entries[3].action else { Issue.record("\(plan.entries[3])"); return }
+        #expect(id == "id2" && version == 1 && spec == changed[2])
+        #expect(fields == ["container.mounts", "image"])
+
+        let pruned = StackPlan(stack: "home", specs: [], existing: existing, prune: true)
+        #expect(pruned.entries.map(\.action) == [.remove(id: "id0"), .remove(id: "old"), .remove(id: "id1"), .remove(id: "id2")])
+        let fresh = StackPlan(stack: "new", specs: [specs[0]], existing: existing, prune: true)
+        #expect(fresh.entries.map(\.action) == [.create(specs[0])])
+    }
+}

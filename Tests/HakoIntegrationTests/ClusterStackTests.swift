@@ -1,0 +1,159 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import HakoSystem
+#if canImport(HakoTestSupport)
+import HakoTestSupport
+#endif
+import Testing
+
+/// `hako cluster stack` on the harness: a Compose stack deployed, updated
+/// (only the changed service's tasks replaced) and removed; a stack's
+/// services finding each other by their short names; a named volume kept
+/// across its task's replacement; a `--device` service placed only on the
+/// node that reports the device (a fake one: /dev/null's numbers, made by
+/// the test under its own directory and named in node2's agent.toml only).
+@Suite(.needsRoot, .serialized)
+final class ClusterStackTests {
+    static let deviceDir = "/tmp/hako-stack-dev-\(getpid())"
+    static let device = deviceDir + "/i2c-7"
+    let h: ClusterHarness
+
+    init() {
+        mkdir(ClusterStackTests.deviceDir, 0o700)
+        let r = Subprocess.run(["/usr/bin/mknod", "-m", "666", ClusterStackTests.device, "c", "1", "3"])
+        if r.status != 0 { Issue.record("mknod \(ClusterStackTests.device): \(r.stderr)") }
+        h = ClusterHarness("sk", nodes: 3, agentSettings: [2: "devices = [\"\(ClusterStackTests.device)\"]"])
+    }
+
+    deinit {
+        if h.failed { print(h.logs()) }
+        h.teardown()
+        unlink(ClusterStackTests.device)
+        rmdir(ClusterStackTests.deviceDir)
+    }
+
+    func compose(web: String) -> String {
+        """
+        version: "3.8"
+        x-quick: &quick
+          stop_grace_period: 1s
+        services:
+          kv:
+            <<: *quick
+            image: busybox:test
+            # Counts its starts in the volume, and serves the count.
+            command: ["sh", "-c", "n=$$(cat /data/count 2>/dev/null || echo 0); echo $$((n + 1)) > /data/count; exec httpd -f -p 6379 -h /data"]
+            volumes: ["kvdata:/data"]
+            deploy:
+              placement: {constraints: ["node.name==node1"]}
+          web:
+            <<: *quick
+            image: busybox:test
+            command: ["sh", "-c", "mkdir -p /www && echo \(web) > /www/index.html && exec httpd -f -p 8080 -h /www"]
+            ports: ["9092:8080"]
+            deploy:
+              placement: {constraints: ["node.name!=node1"]}
+          agent:
+            <<: *quick
+            image: busybox:test
+            command: ["sleep", "3600"]
+            deploy: {mode: global}
+        volumes:
+          kvdata: {}
+        """
+    }
+
+    func deploy(_ text: String, _ extra: [String] = []) -> Output {
+        let file = h.base + "/compose.yml"
+        h.write(file, text)
+        return h.cluster(["stack", "deploy", "--resolve-image", "never", "-c", file] + extra + ["home"])
+    }
+
+    func taskIDs(_ service: String) -> Set<String> { Set(h.tasks(service).compactMap { $0["id"] as? String }) }
+
+    func fetch(_ node: ClusterHarness.Node, port: Int, path: String = "/") -> String {
+        h.underlay(["/usr/bin/curl", "-sS", "--max-time", "3", "http://\(node.address):\(port)\(path)"]).stdout
+    }
+
+    @Test func aStackDeployedUpdatedAndRemoved() throws {
+        var r = deploy(compose(web: "web-v1"))
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("Creating service home_kv") && r.stdout.contains("Creating service home_web") && r.stdout.contains("Creating service home_agent"),
+                "\(r.stdout)")
+        #expect(h.eventually(60) { self.h.runningCount("home_kv") == [1, 0, 0] && self.h.runningCount("home_web").reduce(0, +) == 1
+                && self.h.runningCount("home_agent") == [1, 1, 1] },
+                "\(h.runningCount("home_kv")) \(h.runningCount("home_web")) \(h.runningCount("home_agent"))")
+        let ls = h.cluster("stack", "ls").out
+        #expect(ls.contains("home") && ls.contains("3"), "\(ls)")
+        let services = h.cluster("stack", "services", "home").out
+        #expect(services.contains("home_kv") && services.contains("*:9092:8080/tcp"), "\(services)")
+        #expect(h.json("service", "inspect", "home_web").first.flatMap { ($0["spec"] as? [String: Any])?["serviceLabels"] as? [String: String] }?["com.docker.stack.namespace"] == "home")
+
+        // The web front end answers on the routing mesh's port on every node.
+        #expect(h.eventually(30) { self.fetch(self.h.nodes[0], port: 9092).contains("web-v1") })
+
+        // From the web's container, "kv" is the kv task (the stack's domain, searched), and serves its count.
+        let kvAddress = try #require(h.tasks("home_kv").first?["address"] as? String)
+        let webNode = try #require(h.runningCount("home_web").firstIndex(of: 1))
+        let web = try #require(h.running("home_web")[webNode].first)
+        #expect(h.eventually(15) {
+            self.h.onNode(self.h.nodes[webNode], ["exec", web, "nslookup", "kv"]).stdout.contains("Address: \(kvAddress)")
+        }, "\(h.onNode(h.nodes[webNode], ["exec", web, "sh", "-c", "cat /etc/resolv.conf; nslookup kv"]).stdout)")
+        #expect(h.onNode(h.nodes[webNode], ["exec", web, "sh", "-c", "printf 'GET /count HTTP/1.0\\r\\n\\r\\n' | nc -w 3 \(kvAddress) 6379"]).stdout.hasSuffix("1\n"))
+
+        // The named volume is the node's and outlives the task: a replacement on node1 counts on.
+        let kv = try #require(h.running("home_kv")[0].first)
+        #expect(h.onNode(h.nodes[0], ["volume", "ls", "-q"]).stdout.split(separator: "\n").contains("home_kvdata"))
+        _ = h.onNode(h.nodes[0], ["rm", "-f", kv])
+        #expect(h.eventually(30) { (self.h.running("home_kv")[0].first ?? kv) != kv })
+        let kv2 = try #require(h.running("home_kv")[0].first)
+        #expect(h.onNode(h.nodes[0], ["exec", kv2, "cat", "/data/count"]).stdout == "2\n")
+
+        // Deployed again unchanged: nothing moves. With web changed: only web's tasks are replaced.
+        let before = (kv: taskIDs("home_kv"), web: taskIDs("home_web"), agent: taskIDs("home_agent"))
+        r = deploy(compose(web: "web-v1"))
+        #expect(r.status == 0 && !r.stdout.contains("Updating") && !r.stdout.contains("Creating"), "\(r.stdout) \(r.stderr)")
+        r = deploy(compose(web: "web-v2"))
+        #expect(r.status == 0 && r.stdout.contains("Updating service home_web (command)") && !r.stdout.contains("home_kv"), "\(r.stdout) \(r.stderr)")
+        #expect(h.eventually(60) { self.fetch(self.h.nodes[2], port: 9092).contains("web-v2") })
+        #expect(h.eventually(30) { self.taskIDs("home_web").isDisjoint(with: before.web) && self.h.runningCount("home_web").reduce(0, +) == 1 })
+        #expect(taskIDs("home_kv") == before.kv && taskIDs("home_agent") == before.agent, "the unchanged services keep their tasks")
+
+        // A service dropped from the file stays without --prune, goes with it.
+        let noAgent = compose(web: "web-v2").replacingOccurrences(of: "  agent:\n    <<: *quick\n    image: busybox:test\n    command: [\"sleep\", \"3600\"]\n    deploy: {mode: global}\n", with: "")
+        #expect(noAgent != compose(web: "web-v2"))
+        r = deploy(noAgent)
+        #expect(r.status == 0 && r.stderr.contains("home_agent is no longer in the files"), "\(r.stderr)")
+        #expect(h.runningCount("home_agent") == [1, 1, 1])
+        r = deploy(noAgent, ["--prune"])
+        #expect(r.status == 0 && r.stdout.contains("Removing service home_agent"), "\(r.stdout)")
+        #expect(h.eventually(30) { self.h.runningCount("home_agent") == [0, 0, 0] })
+
+        // Removed: no service, task or container of the stack is left on any node.
+        r = h.cluster("stack", "rm", "home")
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(h.eventually(30) {
+            self.h.nodes.allSatisfy { n in
+                !self.h.onNode(n, ["ps", "-a", "--format", "{{.Names}}"]).stdout.contains("home_")
+            }
+        })
+        #expect(!h.cluster("stack", "ls").out.contains("home"))
+        #expect(h.cluster("service", "ls", "-q").out.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty)
+        #expect(h.cluster("stack", "rm", "home").status != 0, "nothing left to remove")
+    }
+
+    @Test func aDeviceServiceLandsOnlyWhereTheDeviceIs() throws {
+        let node2 = try #require(h.json("node", "inspect", "node2").first)
+        #expect((node2["devices"] as? [String]) == [ClusterStackTests.device], "\(node2)")
+        let r = h.cluster("service", "create", "--no-resolve-image", "--name", "sensor", "--replicas", "2", "--stop-grace-period", "1s",
+                          "--device", "\(ClusterStackTests.device):/dev/i2c-7:rw", "busybox:test", "sh", "-c", "test -c /dev/i2c-7 && exec sleep 3600")
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(h.eventually(30) { self.h.runningCount("sensor") == [0, 2, 0] }, "\(h.runningCount("sensor"))")
+        let id = try #require(h.running("sensor")[1].first)
+        #expect(h.onNode(h.nodes[1], ["exec", id, "ls", "-l", "/dev/i2c-7"]).stdout.hasPrefix("c"))
+        h.cluster("service", "rm", "sensor")
+        #expect(h.eventually(30) { self.h.runningCount("sensor").reduce(0, +) == 0 })
+    }
+}

@@ -93,11 +93,6 @@ extension StackService {
         if ports.contains(where: { $0.mode == .ingress && $0.published == nil }) { g.append("ingress port without a published port") }
         if ports.contains(where: { $0.hostIP != nil && $0.mode == .ingress }) { g.append("ingress port on a host IP") }
         if restartWindow > 0 { g.append("restart_policy.window") }
-        let defaultPolicy = UpdatePolicy(parallelism: update.parallelism, delay: 0, failureAction: .pause, monitor: 5, maxFailureRatio: 0, order: .stopFirst)
-        if update != defaultPolicy { g.append("update_config beyond parallelism") }
-        if rollback != UpdatePolicy(parallelism: 1, delay: 0, failureAction: .pause, monitor: 5, maxFailureRatio: 0, order: .stopFirst) {
-            g.append("rollback_config")
-        }
         if networks.count > 1 || networks.values.contains(where: { $0.count > 1 }) { g.append("networks and aliases") }
         if !secrets.isEmpty { g.append("secrets") }
         if !configs.isEmpty { g.append("configs") }

@@ -77,14 +77,8 @@ public enum StackSpecs {
         spec.restartDelay = s.restartDelay
         spec.restartMaxAttempts = s.restartMaxAttempts
         if s.restartWindow > 0 { warnings.append("deploy.restart_policy.window is not applied (every attempt counts)") }
-        let p = s.update.parallelism
-        spec.updateParallelism = p == 0 ? 100 : min(p, 100)
-        // Swarm's defaults for the rest: what the cluster's updates do today.
-        func plain(_ u: StackService.UpdatePolicy) -> Bool {
-            u.delay == 0 && u.failureAction == .pause && u.monitor == 5 && u.maxFailureRatio == 0 && u.order == .stopFirst
-        }
-        if !plain(s.update) { warnings.append("deploy.update_config beyond parallelism is not applied yet") }
-        if !plain(s.rollback) || s.rollback.parallelism != 1 { warnings.append("deploy.rollback_config is not applied yet") }
+        spec.update = try updateConfig(s.update, "update_config", service: s.name)
+        spec.rollback = try updateConfig(s.rollback, "rollback_config", service: s.name)
         spec.stopSignal = s.stopSignal
         spec.stopTimeout = s.stopGracePeriod.map { Int($0.rounded(.up)) }
         if s.networks.values.contains(where: { $0.count > 1 }) {
@@ -198,4 +192,22 @@ public struct StackPlan: Sendable, Equatable {
         let d = diff(x, y, "")
         return d.isEmpty ? ["spec"] : d
     }
+}
+
+/// Compose's `update_config`/`rollback_config` as the cluster's (Swarm's) update config.
+private func updateConfig(_ u: StackService.UpdatePolicy, _ key: String, service: String) throws(ClusterError) -> UpdateConfig {
+    var c = UpdateConfig()
+    c.parallelism = u.parallelism
+    c.delay = u.delay
+    c.monitor = u.monitor
+    c.maxFailureRatio = u.maxFailureRatio
+    c.order = u.order == .startFirst ? .startFirst : .stopFirst
+    switch u.failureAction {
+    case .pause: c.failureAction = .pause
+    case .continue: c.failureAction = .continue
+    case .rollback:
+        guard key == "update_config" else { throw .invalid("service \(service): deploy.\(key).failure_action: a rollback's failure action is pause or continue") }
+        c.failureAction = .rollback
+    }
+    return c
 }

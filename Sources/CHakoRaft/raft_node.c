@@ -75,6 +75,9 @@ struct hako_raft {
     struct event *head, *tail;
     int stopping;
 
+    /* Bytes of entries applied since the last snapshot (snapshot_bytes). */
+    uint64_t applied_bytes;
+
     /* What `changed` and `members` last reported. */
     int last_state;
     raft_id last_leader;
@@ -92,6 +95,11 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
     /* A refused entry is consumed all the same (every server refuses it alike);
      * the proposer learns of it through the result. */
     *result = rc == 0 ? NULL : (void *)1;
+    /* libraft counts entries only: past snapshot_bytes of entries, the next
+     * check (right after this apply) takes a snapshot; fsm_snapshot sets the
+     * entry threshold back. */
+    r->applied_bytes += buf->len;
+    if (r->opt.snapshot_bytes && r->applied_bytes >= r->opt.snapshot_bytes) raft_set_snapshot_threshold(&r->raft, 1);
     return 0;
 }
 
@@ -100,6 +108,8 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
     void *data = NULL;
     size_t len = 0;
     if (r->cb.snapshot(r->cb.ctx, &data, &len) != 0 || data == NULL) return RAFT_IOERR;
+    r->applied_bytes = 0;
+    raft_set_snapshot_threshold(&r->raft, r->opt.snapshot_threshold);
     void *copy = raft_malloc(len ? len : 1);
     struct raft_buffer *b = raft_malloc(sizeof *b);
     if (copy == NULL || b == NULL) {
@@ -120,6 +130,7 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
 static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf) {
     struct hako_raft *r = fsm->data;
     if (r->cb.restore(r->cb.ctx, buf->base, buf->len) != 0) return RAFT_IOERR;
+    r->applied_bytes = 0;
     raft_free(buf->base); /* ours once restored */
     return 0;
 }

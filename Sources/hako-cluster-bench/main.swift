@@ -55,6 +55,7 @@ func schedulerBench() throws {
     var placed = 0, unplaced = 0
     var schedulingTime = 0.0, commitTime = 0.0
     var serviceIndex = 0
+    var entryBytes = 0, entryBytesFormat1 = 0
     func cpuSeconds() -> Double {
         var u = rusage()
         getrusage(RUSAGE_SELF.rawValue, &u)
@@ -93,6 +94,11 @@ func schedulerBench() throws {
         if raft > 0 {
             guard let leader = replicas3.first(where: { $0.status.role == .leader }) else { die("no Raft leader") }
             try leader.commit(b, timeout: 60)
+            if entryBytes == 0 {
+                // The log entry of one batch, and what format 1 (the spec in every task) made of it.
+                entryBytes = try b.encodedEntry().count
+                entryBytesFormat1 = try Wire.encodeJSON(b).count + 4
+            }
         } else {
             try store.commit(b)
         }
@@ -109,6 +115,7 @@ func schedulerBench() throws {
     print("placements_per_cpu_s=\(Int(Double(placed + unplaced) / cpu)) cpu_ms=\(ms(cpu))")
     print("placements_per_s=\(Int(Double(placed + unplaced) / elapsed)) scheduler_only_per_s=\(Int(Double(placed + unplaced) / schedulingTime)) commit_ms=\(ms(commitTime)) total_ms=\(ms(elapsed))")
     print("spread: min=\(counts.min() ?? 0) max=\(counts.max() ?? 0) tasks per node")
+    if raft > 0 { print("entry_bytes=\(entryBytes) format1_entry_bytes=\(entryBytesFormat1) per_batch_of=\(batch)") }
 }
 
 /// `n` replicas of a fresh store on loopback ports, once one of them leads.

@@ -20,10 +20,11 @@ import Testing
         ca = try CertificateAuthority.create(clusterID: clusterID, now: Timestamp.now().secondsSince1970)
     }
 
-    func credentials(_ authority: CertificateAuthority) throws -> RaftTransport.Credentials {
+    func credentials(_ authority: CertificateAuthority, role: PKIRole = .coordinator) throws -> RaftTransport.Credentials {
         let key = try PrivateKey.generate()
         let now = Timestamp.now().secondsSince1970
-        let cert = try authority.issue(key: key, commonName: "coordinator", role: .coordinator, notBefore: now - 300, notAfter: now + 86400, sans: ["127.0.0.1"])
+        let cert = try authority.issue(key: key, commonName: role == .coordinator ? "coordinator" : "node-\(role.rawValue)", role: role,
+                                       notBefore: now - 300, notAfter: now + 86400, sans: ["127.0.0.1"])
         return RaftTransport.Credentials(certificate: cert, key: key, chain: authority.certificate, trust: TrustBundle([authority.certificate]), clusterID: authority.clusterID)
     }
 
@@ -42,7 +43,8 @@ import Testing
     }
     let roles = Roles()
 
-    func start(_ i: Int, authority: CertificateAuthority? = nil, log: ClusterLog = .silent) throws -> RaftReplica {
+    func start(_ i: Int, authority: CertificateAuthority? = nil, role: PKIRole = .coordinator, log: ClusterLog = .silent,
+               configure: (inout RaftSettings) -> Void = { _ in }) throws -> RaftReplica {
         let data = dir.path + "/c\(i)"
         if !FS.exists(data) { try FS.makeDirectories(data, mode: 0o700) }
         let db = data + "/cluster.db"
@@ -52,7 +54,9 @@ import Testing
             try Store(path: db).commit(b)
         }
         let r = roles
-        return try RaftReplica(settings: settings(i), dataDir: data, databasePath: db, tls: try credentials(authority ?? ca), log: log) { s in
+        var s = settings(i)
+        configure(&s)
+        return try RaftReplica(settings: s, dataDir: data, databasePath: db, tls: try credentials(authority ?? ca, role: role), log: log) { s in
             r.status.withLock { $0[i] = s }
         }
     }
@@ -130,5 +134,105 @@ import Testing
         lines = captured.withLock { $0 }
         #expect(lines.contains { $0.contains("another cluster") || $0.contains("certificate") }, "\(lines.suffix(5))")
         #expect((try? services(2)) == [], "the foreign replica got nothing")
+    }
+
+    final class Captured: @unchecked Sendable {
+        let lines = Mutex<[String]>([])
+        func withLock<R>(_ body: (inout [String]) -> R) -> R { lines.withLock { body(&$0) } }
+    }
+
+    func capture() -> (ClusterLog, Captured) {
+        let captured = Captured()
+        return (ClusterLog(component: "raft", level: .debug) { line in captured.withLock { $0.append(line) } }, captured)
+    }
+
+    /// The leader cut off from the other two: its writes are refused (never
+    /// committed), it steps down, the majority elects a leader and commits;
+    /// after the heal it holds the majority's history and nothing of its own.
+    @Test func aPartitionedLeaderStepsDownAndCatchesUpAfterTheHeal() throws {
+        var replicas: [Int: RaftReplica] = [:]
+        for i in 0..<3 { replicas[i] = try start(i) }
+        defer { for r in replicas.values { r.stop() } }
+        let l = try #require(leader(replicas), "no leader among three replicas")
+        try replicas[l]?.commit(batch("before"), timeout: 5)
+
+        replicas[l]?.isolate(true)
+        usleep(400_000) // every connection of it noticed (each pump wakes within 200 ms)
+        #expect(throws: ClusterError.self, "the minority commits nothing") { try replicas[l]?.commit(batch("minority"), timeout: 2) }
+        #expect(eventually(5) { replicas[l]?.status.role != .leader }, "the cut-off leader did not step down")
+        let majority = replicas.filter { $0.key != l }
+        let m = try #require(leader(majority), "the majority elects no leader")
+        try replicas[m]?.commit(batch("majority"), timeout: 5)
+        #expect((try? services(l)) == ["before"], "the minority applied a write")
+
+        replicas[l]?.isolate(false)
+        #expect(eventually(10) { (0..<3).allSatisfy { (try? self.services($0)) == ["before", "majority"] } },
+                "one history after the heal: \((0..<3).map { (try? self.services($0)) ?? [] })")
+        // The healed one follows; the cluster still commits.
+        let now = try #require(leader(replicas))
+        try replicas[now]?.commit(batch("after"), timeout: 5)
+        #expect(eventually(10) { (0..<3).allSatisfy { (try? self.services($0))?.contains("after") == true } })
+    }
+
+    /// A valid certificate of this cluster that is a node's, not a
+    /// coordinator's: its Raft connections are refused and logged, and the
+    /// two coordinators go on without it.
+    @Test func aNodeCertificateCannotSpeakRaft() throws {
+        let (log, captured) = capture()
+        var replicas: [Int: RaftReplica] = [:]
+        replicas[0] = try start(0, log: log)
+        replicas[1] = try start(1, log: log)
+        replicas[2] = try start(2, role: .node, log: log)
+        defer { for r in replicas.values { r.stop() } }
+        let l = try #require(leader(replicas), "two of three replicas elect a leader")
+        #expect(l != 2)
+        try replicas[l]?.commit(batch("ours"), timeout: 5)
+        #expect(eventually(5) { captured.withLock { $0.contains { $0.contains("raft: refused") && $0.contains("is not a coordinator's") } } },
+                "\(captured.withLock { $0.suffix(5) })")
+        #expect((try? services(2)) == [], "the node's replica got nothing")
+    }
+
+    /// A coordinator removed from the configuration keeps running with its
+    /// (still valid) coordinator certificate: the members refuse its
+    /// connections as a non-member's and log it; the two that remain commit.
+    @Test func aRemovedCoordinatorIsRefused() throws {
+        let (log, captured) = capture()
+        var replicas: [Int: RaftReplica] = [:]
+        for i in 0..<3 { replicas[i] = try start(i, log: log) }
+        defer { for r in replicas.values { r.stop() } }
+        let l = try #require(leader(replicas))
+        let gone = (l + 1) % 3
+        try replicas[l]?.change(.remove, id: UInt64(gone + 1), address: "127.0.0.1:\(base + UInt16(gone))", timeout: 5)
+        try replicas[l]?.commit(batch("without"), timeout: 5)
+        // Cut off from the leader, the removed one seeks votes and reconnects: refused.
+        #expect(eventually(10) { captured.withLock { $0.contains { $0.contains("raft id \(gone + 1) is not a member") } } },
+                "\(captured.withLock { $0.suffix(8) })")
+        let remaining = replicas.filter { $0.key != gone }
+        let now = try #require(leader(remaining))
+        try replicas[now]?.commit(batch("still"), timeout: 5)
+        #expect((try? services(gone))?.contains("still") == false)
+    }
+
+    /// Few entries but many bytes: a snapshot all the same (the log bounded in bytes, not only in entries).
+    @Test func snapshotsAfterEnoughBytes() throws {
+        var replicas: [Int: RaftReplica] = [:]
+        for i in 0..<3 {
+            replicas[i] = try start(i) { s in
+                s.snapshotThreshold = 1024
+                s.snapshotBytes = 256 << 10
+            }
+        }
+        defer { for r in replicas.values { r.stop() } }
+        let l = try #require(leader(replicas))
+        func snapshots() -> [String] {
+            ((try? FS.list(dir.path + "/c\(l)/raft")) ?? []).filter { $0.hasPrefix("snapshot-") }
+        }
+        #expect(snapshots().isEmpty)
+        for n in 0..<8 {
+            var b = batch("big\(n)")
+            b.services[0].spec.env = (0..<1000).map { "VARIABLE_\($0)=\(String(repeating: "x", count: 40))" }
+            try replicas[l]?.commit(b, timeout: 5)
+        }
+        #expect(eventually(5) { !snapshots().isEmpty }, "no snapshot after 8 entries of ~50 kB with a 256 kB bound")
     }
 }

@@ -50,6 +50,8 @@ typedef struct hako_raft_options {
     unsigned heartbeat_timeout_ms;
     unsigned snapshot_threshold;
     unsigned snapshot_trailing;
+    /* Also a snapshot once this many bytes of entries were applied since the last (0: entries only). */
+    uint64_t snapshot_bytes;
     /* The first configuration, used only when `dir` holds no Raft state yet (0: none, wait to be added). */
     unsigned n_bootstrap;
     const uint64_t *bootstrap_ids;

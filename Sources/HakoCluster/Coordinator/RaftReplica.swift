@@ -19,6 +19,9 @@ public struct RaftSettings: Sendable, Equatable {
     /// Entries after which the store is snapshotted and the log truncated, and how many stay behind.
     public var snapshotThreshold = 1024
     public var snapshotTrailing = 128
+    /// Bytes of entries after which the store is snapshotted too, however few
+    /// the entries (batches of thousands of placements are megabytes each).
+    public var snapshotBytes: UInt64 = 64 << 20
     /// Replace the configuration by this coordinator alone (`--force-new-cluster`).
     public var forceNewCluster = false
 
@@ -29,7 +32,7 @@ public struct RaftSettings: Sendable, Equatable {
 
     public static func == (a: RaftSettings, b: RaftSettings) -> Bool {
         a.id == b.id && a.address == b.address && a.bootstrap.map { "\($0.id)@\($0.address)" } == b.bootstrap.map { "\($0.id)@\($0.address)" }
-            && a.electionTimeout == b.electionTimeout && a.snapshotThreshold == b.snapshotThreshold
+            && a.electionTimeout == b.electionTimeout && a.snapshotThreshold == b.snapshotThreshold && a.snapshotBytes == b.snapshotBytes
     }
 }
 
@@ -69,6 +72,10 @@ public final class RaftReplica: @unchecked Sendable {
         deinit { sem_destroy(&sem) }
     }
     private let waiting = Mutex<[UInt64: Waiter]>([:])
+    /// Batches this coordinator proposed, by token, with their entry's bytes:
+    /// applied from memory when the entry comes back byte for byte the same
+    /// (the leader decodes nothing it encoded; followers decode the bytes).
+    private let proposed = Mutex<[UInt64: (entry: [UInt8], batch: StoreBatch)]>([:])
     private let nextToken = Atomic<UInt64>(1)
     /// Coordinator id → its client address (meta `coordinator.<id>`), as applied.
     private let addressBook = Mutex<[UInt64: String]>([:])
@@ -114,10 +121,14 @@ public final class RaftReplica: @unchecked Sendable {
         cb.members = { ctx, n, ids, addresses, roles in
             let r = RaftReplica.from(ctx)
             var m: [UInt64: String] = [:]
-            for i in 0..<Int(n) where roles?[i] == 1 /* RAFT_VOTER */ {
-                if let id = ids?[i], let a = addresses?[i] { m[id] = String(cString: a) }
+            var all = Set<UInt64>()
+            for i in 0..<Int(n) {
+                guard let id = ids?[i] else { continue }
+                all.insert(id)
+                if roles?[i] == 1 /* RAFT_VOTER */, let a = addresses?[i] { m[id] = String(cString: a) }
             }
             r.voters.withLock { $0 = m }
+            r.transport.setConfiguration(all)
         }
         cb.log = { ctx, warning, message in
             let r = RaftReplica.from(ctx)
@@ -142,6 +153,7 @@ public final class RaftReplica: @unchecked Sendable {
                         o.heartbeat_timeout_ms = UInt32(settings.heartbeat * 1000)
                         o.snapshot_threshold = UInt32(settings.snapshotThreshold)
                         o.snapshot_trailing = UInt32(settings.snapshotTrailing)
+                        o.snapshot_bytes = settings.snapshotBytes
                         o.n_bootstrap = UInt32(ids.count)
                         o.bootstrap_ids = idp.baseAddress
                         o.bootstrap_addresses = addrs
@@ -169,6 +181,7 @@ public final class RaftReplica: @unchecked Sendable {
         transport.stop()
         hako_raft_stop(h)
         handle = nil
+        proposed.withLock { $0.removeAll() }
         // Whoever still waits learns that it will not be applied here.
         for w in waiting.withLock({ d in defer { d.removeAll() }; return Array(d.values) }) {
             w.status = Int32(9) // RAFT_SHUTDOWN
@@ -178,6 +191,8 @@ public final class RaftReplica: @unchecked Sendable {
     }
 
     public var status: RaftStatus { lastStatus.withLock { $0 } }
+    /// Tests: a network partition around this coordinator (`RaftTransport.isolate`).
+    func isolate(_ on: Bool) { transport.isolate(on) }
     /// Voter id → Raft address.
     public var members: [UInt64: String] { voters.withLock { $0 } }
     /// Coordinator id → client address, from the replicated store.
@@ -190,6 +205,7 @@ public final class RaftReplica: @unchecked Sendable {
     public func commit(_ batch: StoreBatch, timeout: Double) throws(ClusterError) {
         let bytes = try batch.encodedEntry()
         try wait(timeout: timeout) { token in
+            proposed.withLock { $0[token] = (bytes, batch) }
             bytes.withUnsafeBytes { hako_raft_propose(self.handle, token, $0.baseAddress, $0.count) }
         }
     }
@@ -234,6 +250,7 @@ public final class RaftReplica: @unchecked Sendable {
             if errno == EINTR { continue }
             // Timed out: if the answer arrived meanwhile, take it.
             if waiting.withLock({ $0.removeValue(forKey: token) }) != nil {
+                proposed.withLock { $0[token] = nil }
                 throw .network("no quorum: the change was not committed within \(Durations.format(timeout))")
             }
             while sem_wait(&w.sem) != 0 && errno == EINTR {}
@@ -243,6 +260,7 @@ public final class RaftReplica: @unchecked Sendable {
     }
 
     func finished(_ token: UInt64, _ status: Int32, _ message: String) {
+        proposed.withLock { $0[token] = nil }
         guard let w = waiting.withLock({ $0.removeValue(forKey: token) }) else { return }
         w.status = status
         w.message = lastRefusal.isEmpty || status != -1 ? message : lastRefusal
@@ -255,7 +273,16 @@ public final class RaftReplica: @unchecked Sendable {
 
     func apply(_ entry: UnsafeRawBufferPointer) -> Int32 {
         do {
-            let batch = try StoreBatch.decode(entry: entry)
+            let own = proposed.withLock { d -> StoreBatch? in
+                guard let theirs = entry.baseAddress else { return nil }
+                for (token, p) in d where p.entry.count == entry.count
+                    && p.entry.withUnsafeBytes({ $0.baseAddress.map { memcmp($0, theirs, entry.count) == 0 } ?? false }) {
+                    d[token] = nil
+                    return p.batch
+                }
+                return nil
+            }
+            let batch = try own ?? StoreBatch.decode(entry: entry)
             try store.commit(batch)
             lastRefusal = ""
             if batch.meta.keys.contains(where: { $0.hasPrefix(RaftReplica.addressKeyPrefix) }) { loadAddressBook(batch.meta) }

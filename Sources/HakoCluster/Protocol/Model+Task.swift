@@ -45,7 +45,9 @@ public struct TaskRecord: Codable, Sendable, Equatable {
     public var slot: Int
     /// The service version the task runs.
     public var version: Int
-    public var spec: ServiceSpec
+    /// Its service's spec at `version` (a Raft log entry carries it once per
+    /// service version, not once per task: `SpecOfTask`).
+    @SpecOfTask public var spec: ServiceSpec
     public var nodeID: String?
     public var desired: DesiredState
     public var state: TaskState
@@ -106,6 +108,32 @@ public struct TaskRecord: Codable, Sendable, Equatable {
     public var name: String { slot == 0 ? "\(serviceName).\(nodeID ?? "")" : "\(serviceName).\(slot)" }
     /// Wanted, and not ended: counts toward the replicas.
     public var isLive: Bool { desired == .running && !state.isTerminal }
+}
+
+/// `TaskRecord.spec` as it is encoded: whole, except in a Raft log entry
+/// (`StoreBatch+Entry.swift`, format 2), which carries each service version's
+/// spec once beside the tasks. There the task's spec is null, and decoding the
+/// entry fills it in from the entry's specs (`isUnresolved` until then).
+@propertyWrapper
+public struct SpecOfTask: Sendable, Equatable, Codable {
+    public var wrappedValue: ServiceSpec
+
+    public init(wrappedValue: ServiceSpec) { self.wrappedValue = wrappedValue }
+
+    /// Set in an encoder's `userInfo`: the specs travel apart from the tasks.
+    public static let apart = CodingUserInfoKey(rawValue: "hako.taskSpecsApart")!
+    /// What a null spec decodes to before the entry resolves it (a spec with no name: never valid).
+    public static let unresolved = ServiceSpec(name: "", image: "")
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        wrappedValue = c.decodeNil() ? SpecOfTask.unresolved : try c.decode(ServiceSpec.self)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        if encoder.userInfo[SpecOfTask.apart] as? Bool == true { try c.encodeNil() } else { try c.encode(wrappedValue) }
+    }
 }
 
 /// What an agent reports about one task.

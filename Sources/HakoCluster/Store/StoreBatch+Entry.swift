@@ -1,20 +1,60 @@
 import FoundationEssentials
 
 /// A `StoreBatch` as one Raft log entry: the magic "HKB", one byte of format
-/// version, then the batch as JSON with its synthesized Codable (and spaces
-/// up to a multiple of 8 bytes, which libraft's log format needs), so that a
-/// field added to `StoreBatch` is replicated with no code here. Fields a
-/// decoder does not know are ignored; a field it needs and the entry lacks
-/// fails the decoding: a change of the batch's shape that older coordinators
-/// cannot read bumps `entryVersion`, and a coordinator refuses a format it does
-/// not know (it must be upgraded) instead of applying part of an entry.
+/// version, then JSON made by the synthesized Codable (and spaces up to a
+/// multiple of 8 bytes, which libraft's log format needs), so that a field
+/// added to `StoreBatch` (or to the records in it) is replicated with no code
+/// here. Fields a decoder does not know are ignored; a field it needs and the
+/// entry lacks fails the decoding: a change of the entry's shape that older
+/// coordinators cannot read bumps `entryVersion`, and a coordinator refuses a
+/// format it does not know (it must be upgraded) instead of applying part of
+/// an entry. Every format this hako ever wrote still decodes.
+///
+/// - Format 1: the batch itself, every task with its service's whole spec
+///   (~1 kB a task: 5,000 placements made a 5 MB entry).
+/// - Format 2: `{"batch": …, "specs": […]}`. The batch's tasks carry no spec
+///   (null, `SpecOfTask`); the tasks refer to their service by id and
+///   version, and the entry carries each service version its tasks run once:
+///   from the batch's services when the batch changes the service, else in
+///   `specs`. An entry is whole in itself — applying it reads nothing but
+///   the entry — so every coordinator applies the same entry alike whatever
+///   its store held before Raft. Tasks put several times in one batch (pending,
+///   then assigned) travel once, as their last state: the store keeps only
+///   that one.
 extension StoreBatch {
     public static let entryMagic: [UInt8] = Array("HKB".utf8)
-    public static let entryVersion: UInt8 = 1
+    public static let entryVersion: UInt8 = 2
+
+    /// A service version's spec, carried once for the tasks that run it.
+    struct EntrySpec: Codable {
+        var serviceID: String
+        var version: Int
+        var spec: ServiceSpec
+    }
+
+    struct Entry: Codable {
+        var batch: StoreBatch
+        var specs: [EntrySpec]
+    }
+
+    static let entryEncoder: JSONEncoder = {
+        let e = JSONEncoder()
+        e.outputFormatting = [.withoutEscapingSlashes]
+        e.userInfo[SpecOfTask.apart] = true
+        return e
+    }()
 
     public func encodedEntry() throws(ClusterError) -> [UInt8] {
-        var bytes: [UInt8]
-        do { bytes = StoreBatch.entryMagic + [StoreBatch.entryVersion] + (try Wire.encodeJSON(self)) } catch {
+        var batch = self
+        batch.tasks = StoreBatch.lastOfEach(tasks)
+        var carried = Set<String>()
+        for s in batch.services { carried.insert("\(s.version)@\(s.id)") }
+        var specs: [EntrySpec] = []
+        for t in batch.tasks where carried.insert("\(t.version)@\(t.serviceID)").inserted {
+            specs.append(EntrySpec(serviceID: t.serviceID, version: t.version, spec: t.spec))
+        }
+        var bytes = StoreBatch.entryMagic + [StoreBatch.entryVersion]
+        do { bytes += try StoreBatch.entryEncoder.encode(Entry(batch: batch, specs: specs)) } catch {
             throw .store("cannot encode a log entry: \(error)")
         }
         // libraft's disk format pads each entry to 8 bytes and reads it back
@@ -28,12 +68,40 @@ extension StoreBatch {
             let head = bytes.prefix(8).map { String($0, radix: 16) }.joined(separator: " ")
             throw .store("a log entry that is not a store batch (\(bytes.count) bytes: \(head))")
         }
-        guard bytes[3] == entryVersion else {
-            throw .store("a log entry of format \(bytes[3]); this hako reads format \(entryVersion): upgrade it")
+        let body = Data(UnsafeRawBufferPointer(rebasing: bytes[4...]))
+        switch bytes[3] {
+        case 1:
+            do { return try JSONDecoder().decode(StoreBatch.self, from: body) } catch {
+                throw .store("an unreadable log entry: \(error)")
+            }
+        case 2:
+            let entry: Entry
+            do { entry = try JSONDecoder().decode(Entry.self, from: body) } catch {
+                throw .store("an unreadable log entry: \(error)")
+            }
+            var specs: [String: ServiceSpec] = [:]
+            for s in entry.specs { specs["\(s.version)@\(s.serviceID)"] = s.spec }
+            for s in entry.batch.services { specs["\(s.version)@\(s.id)"] = s.spec }
+            var batch = entry.batch
+            for i in batch.tasks.indices where batch.tasks[i].spec.name.isEmpty {
+                let t = batch.tasks[i]
+                guard let spec = specs["\(t.version)@\(t.serviceID)"] else {
+                    throw .store("a log entry whose task \(t.id) runs service \(t.serviceID) version \(t.version), which the entry does not carry")
+                }
+                batch.tasks[i].spec = spec
+            }
+            return batch
+        default:
+            throw .store("a log entry of format \(bytes[3]); this hako reads formats 1 to \(entryVersion): upgrade it")
         }
-        do { return try Wire.decodeJSON(StoreBatch.self, from: Array(bytes[4...])) } catch {
-            throw .store("an unreadable log entry: \(error)")
-        }
+    }
+
+    /// The last record of each task id, in the order of those last records.
+    static func lastOfEach(_ tasks: [TaskRecord]) -> [TaskRecord] {
+        var last: [String: Int] = [:]
+        for (i, t) in tasks.enumerated() { last[t.id] = i }
+        guard last.count < tasks.count else { return tasks }
+        return tasks.enumerated().filter { last[$0.element.id] == $0.offset }.map(\.element)
     }
 }
 

@@ -73,8 +73,9 @@ final class ClusterSecretTests {
         #expect(mounts.split(separator: "\n").contains { $0.contains(" /run/secrets/db-pw ") && $0.contains(" - tmpfs ") && $0.contains(" ro,") },
                 "\(mounts)")
 
-        // Nowhere on disk: every node's directory (data root, run root, agent state) and the coordinator's (its database).
-        let dirs = h.nodes.map(\.dir) + [h.base + "/coordinator"]
+        // Nowhere on disk: every node's directory (data root, run root, agent state, agent log), the
+        // coordinator's (its database, Raft-less here) and its log — the whole harness directory.
+        let dirs = [h.base]
         #expect(filesHolding(secret, under: dirs).isEmpty, "\(filesHolding(secret, under: dirs))")
         #expect(filesHolding(config, under: dirs).isEmpty)
         #expect(filesHolding("db-pw", under: [h.base + "/coordinator"]).isEmpty == false, "the store should at least name the secret")

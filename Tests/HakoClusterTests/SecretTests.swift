@@ -219,11 +219,11 @@ import Testing
         let back = try entry.withUnsafeBytes { try StoreBatch.decode(entry: $0) }
         #expect(back.secrets == b.secrets)
         #expect(try back.secrets[0].open(with: box) == Self.plaintext)
-        // An entry of a coordinator older than secrets has none.
+        // An entry of a coordinator older than secrets (format 1: the bare batch) has none.
         var old = try Wire.encodeJSON(StoreBatch())
         let text = String(decoding: old, as: UTF8.self).replacingOccurrences(of: #","secrets":[]"#, with: "")
             .replacingOccurrences(of: #""removedSecrets":[],"#, with: "")
-        old = StoreBatch.entryMagic + [StoreBatch.entryVersion] + Array(text.utf8)
+        old = StoreBatch.entryMagic + [1] + Array(text.utf8)
         #expect(!text.contains("ecrets"))
         #expect(try old.withUnsafeBytes { try StoreBatch.decode(entry: $0) }.secrets.isEmpty)
     }

@@ -73,8 +73,9 @@ final class ClusterSecretTests {
         #expect(mounts.split(separator: "\n").contains { $0.contains(" /run/secrets/db-pw ") && $0.contains(" - tmpfs ") && $0.contains(" ro,") },
                 "\(mounts)")
 
-        // Nowhere on disk: every node's directory (data root, run root, agent state) and the coordinator's (its database).
-        let dirs = h.nodes.map(\.dir) + [h.base + "/coordinator"]
+        // Nowhere on disk: every node's directory (data root, run root, agent state, agent log), the
+        // coordinator's (its database, Raft-less here) and its log — the whole harness directory.
+        let dirs = [h.base]
         #expect(filesHolding(secret, under: dirs).isEmpty, "\(filesHolding(secret, under: dirs))")
         #expect(filesHolding(config, under: dirs).isEmpty)
         #expect(filesHolding("db-pw", under: [h.base + "/coordinator"]).isEmpty == false, "the store should at least name the secret")
@@ -105,5 +106,22 @@ final class ClusterSecretTests {
 
         h.cluster("service", "rm", "sec")
         #expect(h.eventually(20) { self.h.runningCount("sec") == [0, 0] })
+    }
+
+    /// Swarm's bound, 500 KiB, fits the protocol's lines both ways: from the CLI to the coordinator and from it to a node.
+    @Test func theLargestSecretReachesItsTask() {
+        let big = String((0..<(500 * 1024)).map { _ in "abcdefghijklmnopqrstuvwxyz0123456789".randomElement() ?? "x" })
+        #expect(create("secret", "big", big + "x").stderr.contains("at most 512000"))
+        let c = create("secret", "big", big)
+        #expect(c.status == 0, "\(c.stderr)")
+        let r = h.cluster(["service", "create", "--no-resolve-image", "--name", "bigsec", "--secret", "big", "--wait", "--timeout", "60s",
+                           "busybox:test", "sleep", "3600"], timeout: 90)
+        #expect(r.status == 0, "\(r.stderr)")
+        guard r.status == 0, let (node, ctr) = task("bigsec") else { h.failed = true; return }
+        #expect(h.onNode(node, ["exec", ctr, "cat", "/run/secrets/big"]).stdout == big)
+        #expect(h.onNode(node, ["exec", ctr, "stat", "-c", "%a %s", "/run/secrets/big"]).out == "444 512000")
+        h.cluster("service", "rm", "bigsec")
+        #expect(h.eventually(20) { self.h.runningCount("bigsec") == [0, 0] })
+        #expect(h.cluster("secret", "rm", "big").status == 0)
     }
 }

@@ -89,6 +89,7 @@ import Testing
             .contains("duplicate mount target"))
         #expect(refused { $0.container.pidsLimit = -1 }.contains("pids"))
         #expect(refused { $0.container.hostname = "{{.Node.Name}}" }.contains("unknown field"))
+        #expect(refused { $0.container.hostname = "web {{.Task.Slot}}" }.contains("invalid --hostname"))
     }
 
     func options(node: String = "n1", _ change: (inout ServiceSpec) -> Void) throws -> RunOptions {

@@ -53,6 +53,8 @@ final class ClusterStackTests {
             image: busybox:test
             command: ["sh", "-c", "mkdir -p /www && echo \(web) > /www/index.html && exec httpd -f -p 8080 -h /www"]
             ports: ["9092:8080"]
+            hostname: "{{.Service.Name}}-{{.Task.Slot}}"
+            environment: {WHERE: "{{.Node.ID}}"}
             deploy:
               placement: {constraints: ["node.name!=node1"]}
           agent:
@@ -101,6 +103,10 @@ final class ClusterStackTests {
         #expect(h.eventually(15) {
             self.h.onNode(self.h.nodes[webNode], ["exec", web, "nslookup", "kv"]).stdout.contains("Address: \(kvAddress)")
         }, "\(h.onNode(h.nodes[webNode], ["exec", web, "sh", "-c", "cat /etc/resolv.conf; nslookup kv"]).stdout)")
+        // Swarm's templates, filled in on the node.
+        let webTask = try #require(h.tasks("home_web").first)
+        #expect(h.onNode(h.nodes[webNode], ["exec", web, "hostname"]).stdout == "home_web-1\n")
+        #expect(h.onNode(h.nodes[webNode], ["exec", web, "sh", "-c", "echo $WHERE"]).out == webTask["nodeID"] as? String)
         #expect(h.onNode(h.nodes[webNode], ["exec", web, "sh", "-c", "printf 'GET /count HTTP/1.0\\r\\n\\r\\n' | nc -w 3 \(kvAddress) 6379"]).stdout.hasSuffix("1\n"))
 
         // The named volume is the node's and outlives the task: a replacement on node1 counts on.

@@ -47,13 +47,16 @@ public struct ServiceContainerOptions: Codable, Sendable, Equatable {
         pidsLimit = try c.decodeIfPresent(Int.self, forKey: .pidsLimit) ?? 0
     }
 
-    public var isEmpty: Bool { self == ServiceContainerOptions() }
-
     /// The checks that need no node: each value's syntax, templates' fields.
     public func validate() throws(ClusterError) {
         if let h = hostname {
+            // The text around the fields must be a host name's (the engine's rule: labels of
+            // letters, digits, '-' and '_', at most 64 bytes once the fields are filled in on the node).
             let probe = try TaskTemplate.sample.render(h, what: "--hostname")
-            guard !h.isEmpty, probe.utf8.count <= 253 else { throw .invalid("invalid --hostname \"\(h)\"") }
+            guard !probe.isEmpty, probe.utf8.count <= 64,
+                  probe.allSatisfy({ ($0.isASCII && ($0.isLetter || $0.isNumber)) || $0 == "-" || $0 == "_" || $0 == "." }) else {
+                throw .invalid("invalid --hostname \"\(h)\": letters, digits, '-', '_' and '.' around the template's fields")
+            }
         }
         var targets = Set<String>()
         for m in mounts {

@@ -465,6 +465,7 @@ public final class HTTPServer: @unchecked Sendable {
     /// that starting and serving faulted in are given back (`IdleMemory`).
     public func run(idleExit: Double?, releaseAfter: Double? = 1) {
         var releasedAt: Double = -1
+        if releaseAfter != nil { IdleMemory.shareOneHeapArena() }
         while true {
             let (stopping, active, last) = state.withLock { ($0.stopping, $0.active, $0.lastActivity) }
             if stopping { return }

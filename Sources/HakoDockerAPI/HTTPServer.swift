@@ -526,8 +526,13 @@ public final class HTTPServer: @unchecked Sendable {
                 }
             }
             if !conn.responded { conn.respond(204) }
-            // A streamed body the handler did not read to its end: the next request cannot be found.
-            if conn.streamedBody != .none { conn.keepAlive = false }
+            // A streamed body the handler did not read to its end (padding after a
+            // tar's end): read and dropped (bounded), so that closing does not
+            // reset the connection under the answer; the next request cannot be found.
+            if conn.streamedBody != .none {
+                conn.keepAlive = false
+                conn.drainStreamedBody()
+            }
         }
     }
 }

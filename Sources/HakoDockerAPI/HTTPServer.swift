@@ -465,6 +465,7 @@ public final class HTTPServer: @unchecked Sendable {
     /// that starting and serving faulted in are given back (`IdleMemory`).
     public func run(idleExit: Double?, releaseAfter: Double? = 1) {
         var releasedAt: Double = -1
+        if releaseAfter != nil { IdleMemory.shareOneHeapArena() }
         while true {
             let (stopping, active, last) = state.withLock { ($0.stopping, $0.active, $0.lastActivity) }
             if stopping { return }
@@ -525,8 +526,13 @@ public final class HTTPServer: @unchecked Sendable {
                 }
             }
             if !conn.responded { conn.respond(204) }
-            // A streamed body the handler did not read to its end: the next request cannot be found.
-            if conn.streamedBody != .none { conn.keepAlive = false }
+            // A streamed body the handler did not read to its end (padding after a
+            // tar's end): read and dropped (bounded), so that closing does not
+            // reset the connection under the answer; the next request cannot be found.
+            if conn.streamedBody != .none {
+                conn.keepAlive = false
+                conn.drainStreamedBody()
+            }
         }
     }
 }

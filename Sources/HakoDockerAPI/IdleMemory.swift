@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CHakoShim
 import HakoSystem
 
 /// What an idle service gives back. Its own memory is small (~0.5 MB private
@@ -8,10 +9,18 @@ import HakoSystem
 /// C libraries that starting up (the command line, the engine) faulted in —
 /// the kernel maps 64 KiB around every fault. Those pages are the page
 /// cache's: unmapping them costs nothing now and a minor fault when a request
-/// uses the code again.
+/// uses the code again. Free heap pages go back too, and all threads share
+/// one heap arena (a connection's thread would otherwise keep its own
+/// arena's high-water mark). The cluster's daemons do the same
+/// (HakoCluster's `ResidentMemory`, which this layer cannot import).
 enum IdleMemory {
-    /// Unmaps the clean pages of read-only, private, file-backed mappings;
-    /// returns the resident bytes unmapped.
+    /// One heap arena for every thread: call before the first connection.
+    static func shareOneHeapArena() {
+        _ = hako_heap_single_arena()
+    }
+
+    /// Unmaps the clean pages of read-only, private, file-backed mappings and
+    /// trims the heap; returns the resident bytes unmapped.
     @discardableResult
     static func release() -> Int {
         var released = 0
@@ -20,6 +29,7 @@ enum IdleMemory {
                 if madvise(UnsafeMutableRawPointer(bitPattern: m.start), Int(m.end - m.start), MADV_DONTNEED) == 0 { released += m.rss }
             }
         }
+        _ = hako_heap_trim()
         return released
     }
 

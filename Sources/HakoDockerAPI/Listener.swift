@@ -80,6 +80,14 @@ public enum Listener {
         return fd
     }
 
+    /// Whether a socket is TCP (IPv4 or IPv6), e.g. one systemd passed.
+    public static func isTCP(_ socket: FileDescriptor) -> Bool {
+        var addr = sockaddr_storage()
+        var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let ok = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(socket.rawValue, $0, &len) } } == 0
+        return ok && (Int32(addr.ss_family) == AF_INET || Int32(addr.ss_family) == AF_INET6)
+    }
+
     static func isListening(_ path: String) -> Bool {
         let s = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard s >= 0 else { return false }

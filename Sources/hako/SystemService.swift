@@ -29,7 +29,9 @@ struct SystemService: ParsableCommand {
     func run() throws {
         guard let idle = Durations.parse(time) else { throw ValidationError("invalid --time \"\(time)\" (e.g. 5s, 10m)") }
         let addresses = listen.isEmpty ? ["unix:///run/hako/docker.sock"] : listen
-        let wantsTCP = addresses.contains { $0.hasPrefix("tcp://") }
+        // Under socket activation the socket systemd passes decides (a TCP one gets TLS too).
+        let inherited = Listener.fromSystemd()
+        let wantsTCP = inherited.map(Listener.isTCP) ?? addresses.contains { $0.hasPrefix("tcp://") }
         if wantsTCP && !tls {
             throw ValidationError("TCP is served only with mutual TLS: add --tls --tlscacert FILE --tlscert FILE --tlskey FILE")
         }
@@ -50,8 +52,8 @@ struct SystemService: ParsableCommand {
         var listeners: [HTTPListener] = []
         var madePaths: [String] = []
         defer { for path in madePaths { try? FS.unlinkIfPresent(path) } }
-        if let inherited = Listener.fromSystemd() {
-            listeners.append(HTTPListener(socket: inherited))
+        if let inherited {
+            listeners.append(HTTPListener(socket: inherited, tls: Listener.isTCP(inherited) ? context : nil))
         } else {
             for address in addresses {
                 if address.hasPrefix("tcp://") {

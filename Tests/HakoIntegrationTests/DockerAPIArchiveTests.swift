@@ -141,6 +141,41 @@ extension DockerAPITests {
     }
 }
 
+extension DockerAPITests {
+    /// A TCP socket systemd passes is served with mutual TLS too, and refused
+    /// without it: socket activation cannot open a plain TCP door.
+    @Test func tcpSocketActivationNeedsTLS() throws {
+        let certs = try TestCertificates()
+        defer { certs.remove() }
+        let env = ["DOCKER_CONFIG": certs.dir, "HOME": certs.dir, "DOCKER_CLI_HINTS": "false"]
+        let tlsFlags = ["--tls", "--tlscacert", certs.dir + "/ca.pem", "--tlscert", certs.dir + "/server.pem", "--tlskey", certs.dir + "/server.key"]
+        for withTLS in [false, true] {
+            let port = try TestRegistry.freePort(prefix: host.prefix)
+            var argv = host.prefix + ["/usr/bin/systemd-socket-activate", "-l", "127.0.0.1:\(port)"]
+            for (k, v) in host.env { argv += ["-E", "\(k)=\(v)"] }
+            argv += ["-E", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", Binaries.hako, "system", "service", "--time", "1s"] + (withTLS ? tlsFlags : [])
+            let log = certs.dir + "/activate-\(withTLS).log"
+            let pid = Subprocess.spawn(argv, env: host.env, stdout: log, stderr: log)
+            #expect(pid > 0)
+            #expect(host.eventually(10) { TestRegistry.accepts(port, prefix: host.prefix) }, "the activator listens")
+            let version = Subprocess.run(host.prefix + ["/usr/bin/docker", "-H", "tcp://127.0.0.1:\(port)", "--tlsverify", "--tlscacert", certs.dir + "/ca.pem",
+                                                        "--tlscert", certs.dir + "/client.pem", "--tlskey", certs.dir + "/client.key",
+                                                        "version", "--format", "{{.Server.APIVersion}}"], env: env, timeout: 30)
+            let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+            if withTLS {
+                #expect(version.out == "1.41", "over the activated TCP socket: \(version.stdout) \(version.stderr) \(text)")
+                #expect(Subprocess.waitBounded(pid, timeout: 20) == 0, "the idle exit")
+            } else {
+                #expect(version.status != 0, "no plain TCP: \(version.stdout)")
+                let status = Subprocess.waitBounded(pid, timeout: 20)
+                if status == -2 { kill(pid, SIGKILL) }
+                let refusal = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+                #expect(status == 125 && refusal.contains("mutual TLS"), "refused (\(status)): \(refusal)")
+            }
+        }
+    }
+}
+
 /// A CA, a server certificate for 127.0.0.1 and a client certificate signed by
 /// it, and a rogue client certificate of another CA (openssl CLI; tests only).
 struct TestCertificates {

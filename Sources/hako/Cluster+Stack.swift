@@ -65,6 +65,7 @@ struct StackDeploy: ParsableCommand {
                     throw HakoError(.failed, "service \(e.service) exists and is not part of stack \(stack)")
                 }
             }
+            try createFiles(client, translated)
             var touched: [String] = []
             for e in plan.entries {
                 switch e.action {
@@ -89,6 +90,38 @@ struct StackDeploy: ParsableCommand {
                 }
             }
             if wait { for id in touched { try waitConverged(client, service: id, timeout: bound) } }
+        }
+    }
+}
+
+/// The stack's secrets and configs, before its services: an external one must
+/// exist; another is created from its file (labelled with the stack), or left
+/// as it is when it exists with the same size — data cannot change (Swarm's
+/// rule), so a different size is an error naming it.
+func createFiles(_ client: ClusterClient, _ stack: Stack) throws {
+    for (kind, objects) in [(SecretKind.secret, stack.secrets), (.config, stack.configs)] where !objects.isEmpty {
+        let existing = try client.request(MessageType.secretList, SecretListRequest(kind: kind), as: SecretList.self).items
+        var create: [(StackObject, [UInt8])] = []
+        for o in objects {
+            let have = existing.first { $0.name == o.name }
+            if o.external {
+                guard have != nil else { throw HakoError(.failed, "\(kind.rawValue) \(o.name) is external and does not exist (hako cluster \(kind.rawValue) create)") }
+                continue
+            }
+            guard let file = o.file else { throw HakoError(.failed, "\(kind.rawValue) \(o.key) has no file") }
+            let data: [UInt8]
+            do { data = try FS.readFile(file) } catch { throw HakoError(.failed, "\(kind.rawValue) \(o.key): cannot read \(file): \(error)") }
+            if let have {
+                guard have.size == data.count else {
+                    throw HakoError(.failed, "\(kind.rawValue) \(o.name) exists with other data: a \(kind.rawValue)'s data cannot change; give it a new name (or remove the stack first)")
+                }
+                continue
+            }
+            create.append((o, data))
+        }
+        for (o, data) in create {
+            print("Creating \(kind.rawValue) \(o.name)")
+            _ = try client.request(MessageType.secretCreate, SecretCreateRequest(kind: kind, name: o.name, labels: o.labels, data: data), as: SecretView.self)
         }
     }
 }
@@ -158,7 +191,7 @@ struct StackPs: ParsableCommand {
 }
 
 struct StackRm: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "rm", abstract: "Remove stacks: all their services (their tasks stop).")
+    static let configuration = CommandConfiguration(commandName: "rm", abstract: "Remove stacks: all their services (their tasks stop), then the secrets and configs they created.")
     @OptionGroup var options: ClusterOptions
     @Argument(help: "STACK...") var stacks: [String]
 
@@ -172,6 +205,15 @@ struct StackRm: ParsableCommand {
                 for s in services {
                     print("Removing service \(s.name)")
                     _ = try client.request(MessageType.serviceRemove, ServiceRef(service: s.id), as: EmptyBody.self)
+                }
+                // Then the secrets and configs the stack created (docker stack rm's).
+                for kind in SecretKind.allCases {
+                    let mine = try client.request(MessageType.secretList, SecretListRequest(kind: kind), as: SecretList.self).items
+                        .filter { $0.labels[Stack.namespaceLabel] == stack }.sorted { $0.name < $1.name }
+                    for f in mine {
+                        print("Removing \(kind.rawValue) \(f.name)")
+                        _ = try client.request(MessageType.secretRemove, SecretRef(kind: kind, ref: f.id), as: EmptyBody.self)
+                    }
                 }
             }
             if !missing.isEmpty { throw HakoError(.failed, "nothing found in stack: \(missing.joined(separator: ", "))") }

@@ -118,6 +118,28 @@ import Testing
         #expect(try spec(specs, "home_c").healthCheck == HealthCheck(test: .none))
     }
 
+    @Test func secretsAndConfigsBecomeFileReferences() throws {
+        let (specs, _) = try load("""
+            services:
+              db:
+                image: x
+                secrets: [pw, {source: tls, target: server.key, uid: "70", gid: "70", mode: 0400}]
+                configs: [{source: conf, target: /etc/db.conf}, plain]
+            secrets:
+              pw: {external: true}
+              tls: {file: ./tls.key}
+            configs:
+              conf: {file: ./db.conf}
+              plain: {name: shared-plain, file: ./plain}
+            """)
+        let db = try #require(specs.first)
+        #expect(db.secrets == [SecretReference(source: "pw", target: "/run/secrets/pw"),
+                               SecretReference(source: "home_tls", target: "/run/secrets/server.key", uid: 70, gid: 70, mode: 0o400)])
+        #expect(db.configs == [SecretReference(source: "home_conf", target: "/etc/db.conf"),
+                               SecretReference(source: "shared-plain", target: "/plain")])
+        #expect(db.secrets.map { $0.path(.secret) } == ["/run/secrets/pw", "/run/secrets/server.key"])
+    }
+
     @Test func whatTheClusterCannotRunIsRefusedNamingServiceAndKey() throws {
         func refusal(_ text: String) -> String {
             do { _ = try load(text) } catch let e as ClusterError { return e.description } catch { return "\(error)" }
@@ -125,16 +147,10 @@ import Testing
         }
         #expect(refusal("""
             services:
-              db: {image: x, secrets: [pw]}
+              db: {image: x, secrets: [{source: pw, uid: "postgres"}]}
             secrets:
               pw: {external: true}
-            """) == "service home_db: secrets: not supported by the cluster yet (cluster secrets are being built); remove them to deploy")
-        #expect(refusal("""
-            services:
-              web: {image: x, configs: [c]}
-            configs:
-              c: {external: true}
-            """).hasPrefix("service home_web: configs: not supported"))
+            """) == "service home_db: secrets: pw: uid and gid must be numbers (postgres, 0)")
         #expect(refusal("""
             services:
               web: {image: x, ports: ["80"]}

@@ -10,7 +10,8 @@ import Testing
 
 /// `hako cluster stack` on the harness: a Compose stack deployed, updated
 /// (only the changed service's tasks replaced) and removed; a stack's
-/// services finding each other by their short names; a named volume kept
+/// services finding each other by their short names; the stack's secret and
+/// config created from files, in their tasks only, and removed with it; a named volume kept
 /// across its task's replacement; a `--device` service placed only on the
 /// node that reports the device (a fake one: /dev/null's numbers, made by
 /// the test under its own directory and named in node2's agent.toml only).
@@ -18,6 +19,7 @@ import Testing
 final class ClusterStackTests {
     static let deviceDir = "/tmp/hako-stack-dev-\(getpid())"
     static let device = deviceDir + "/i2c-7"
+    static let password = "kv-pass-\(getpid())-7d1f"
     let h: ClusterHarness
 
     init() {
@@ -46,6 +48,7 @@ final class ClusterStackTests {
             # Counts its starts in the volume, and serves the count.
             command: ["sh", "-c", "n=$$(cat /data/count 2>/dev/null || echo 0); echo $$((n + 1)) > /data/count; exec httpd -f -p 6379 -h /data"]
             volumes: ["kvdata:/data"]
+            secrets: [{source: kvpass, mode: 0400}]
             deploy:
               placement: {constraints: ["node.name==node1"]}
           web:
@@ -55,6 +58,7 @@ final class ClusterStackTests {
             ports: ["9092:8080"]
             hostname: "{{.Service.Name}}-{{.Task.Slot}}"
             environment: {WHERE: "{{.Node.ID}}"}
+            configs: [{source: site, target: /etc/site.conf}]
             deploy:
               placement: {constraints: ["node.name!=node1"]}
           agent:
@@ -64,11 +68,17 @@ final class ClusterStackTests {
             deploy: {mode: global}
         volumes:
           kvdata: {}
+        secrets:
+          kvpass: {file: ./kvpass.txt}
+        configs:
+          site: {file: ./site.conf}
         """
     }
 
     func deploy(_ text: String, _ extra: [String] = []) -> Output {
         let file = h.base + "/compose.yml"
+        h.write(h.base + "/kvpass.txt", ClusterStackTests.password)
+        h.write(h.base + "/site.conf", "listen 8080\n")
         h.write(file, text)
         return h.cluster(["stack", "deploy", "--resolve-image", "never", "-c", file] + extra + ["home"])
     }
@@ -84,6 +94,7 @@ final class ClusterStackTests {
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout.contains("Creating service home_kv") && r.stdout.contains("Creating service home_web") && r.stdout.contains("Creating service home_agent"),
                 "\(r.stdout)")
+        #expect(r.stdout.contains("Creating secret home_kvpass") && r.stdout.contains("Creating config home_site"), "\(r.stdout)")
         #expect(h.eventually(60) { self.h.runningCount("home_kv") == [1, 0, 0] && self.h.runningCount("home_web").reduce(0, +) == 1
                 && self.h.runningCount("home_agent") == [1, 1, 1] },
                 "\(h.runningCount("home_kv")) \(h.runningCount("home_web")) \(h.runningCount("home_agent"))")
@@ -117,6 +128,14 @@ final class ClusterStackTests {
         let kv2 = try #require(h.running("home_kv")[0].first)
         #expect(h.onNode(h.nodes[0], ["exec", kv2, "cat", "/data/count"]).stdout == "2\n")
 
+        // The stack's secret, in its task only (mode 0400), and the config at its target; neither in inspect.
+        #expect(h.onNode(h.nodes[0], ["exec", kv2, "cat", "/run/secrets/kvpass"]).stdout == ClusterStackTests.password)
+        #expect(h.onNode(h.nodes[0], ["exec", kv2, "stat", "-c", "%a", "/run/secrets/kvpass"]).stdout == "400\n")
+        #expect(h.onNode(h.nodes[webNode], ["exec", web, "cat", "/etc/site.conf"]).stdout == "listen 8080\n")
+        #expect(h.onNode(h.nodes[webNode], ["exec", web, "test", "-e", "/run/secrets/kvpass"]).status != 0, "only kv's tasks get kv's secret")
+        #expect(!h.cluster("service", "inspect", "home_kv").out.contains(ClusterStackTests.password))
+        #expect(!h.cluster("secret", "inspect", "home_kvpass").out.contains(ClusterStackTests.password))
+
         // Deployed again unchanged: nothing moves. With web changed: only web's tasks are replaced.
         let before = (kv: taskIDs("home_kv"), web: taskIDs("home_web"), agent: taskIDs("home_agent"))
         r = deploy(compose(web: "web-v1"))
@@ -147,6 +166,8 @@ final class ClusterStackTests {
         })
         #expect(!h.cluster("stack", "ls").out.contains("home"))
         #expect(h.cluster("service", "ls", "-q").out.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty)
+        #expect(r.stdout.contains("Removing secret home_kvpass") && r.stdout.contains("Removing config home_site"), "\(r.stdout)")
+        #expect(h.cluster("secret", "ls", "-q").out.isEmpty && h.cluster("config", "ls", "-q").out.isEmpty, "the stack's secret and config go with it")
         #expect(h.cluster("stack", "rm", "home").status != 0, "nothing left to remove")
     }
 

@@ -84,8 +84,8 @@ public enum StackSpecs {
         if s.networks.values.contains(where: { $0.count > 1 }) {
             warnings.append("network aliases are not applied (the service is found by its name)")
         }
-        if !s.secrets.isEmpty { throw refuse("secrets", "not supported by the cluster yet (cluster secrets are being built); remove them to deploy") }
-        if !s.configs.isEmpty { throw refuse("configs", "not supported by the cluster yet (cluster configs are being built); remove them to deploy") }
+        spec.secrets = try s.secrets.map { f throws(ClusterError) in try fileReference(f, key: "secrets", refuse) }
+        spec.configs = try s.configs.map { f throws(ClusterError) in try fileReference(f, key: "configs", refuse) }
         spec.container.mounts = try s.mounts.map { m throws(ClusterError) -> ServiceMount in
             var out: ServiceMount
             switch m.type {
@@ -210,4 +210,12 @@ private func updateConfig(_ u: StackService.UpdatePolicy, _ key: String, service
         c.failureAction = .rollback
     }
     return c
+}
+
+/// A service's use of a stack's secret or config: the real name, the path (absolute already), numeric owners.
+private func fileReference(_ f: StackFile, key: String, _ refuse: (String, String) -> ClusterError) throws(ClusterError) -> SecretReference {
+    guard let uid = UInt32(f.uid), let gid = UInt32(f.gid) else {
+        throw refuse(key, "\(f.name): uid and gid must be numbers (\(f.uid), \(f.gid))")
+    }
+    return SecretReference(source: f.name, target: f.target, uid: uid, gid: gid, mode: f.mode)
 }

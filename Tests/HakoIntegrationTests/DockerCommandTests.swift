@@ -173,6 +173,7 @@ final class DockerCommandTests {
             chown(far, 70000, 70000)
             let r = host.hako("cp", "-a", far, id + ":/tmp/")
             #expect(r.status == 125 && r.stderr.contains("cannot be mapped"), "\(r.stderr)")
+            #expect(host.hako("exec", id, "test", "-e", "/tmp/far.txt").status != 0, "the refused entry is not made")
         }
     }
 

@@ -206,8 +206,14 @@ int hako_overlay_mount_idmapped(const char *const *lower, int nlower, const char
     s->dov_nlower = nlower;
     struct hako_failure f;
     memset(&f, 0, sizeof f);
+    // hako_detached_overlay builds its lowerdir in a static buffer (the monitor
+    // calls it once, single-threaded); the engine may call this from several
+    // threads at once (the API server's copies).
+    static pthread_mutex_t one_at_a_time = PTHREAD_MUTEX_INITIALIZER;
+    pthread_mutex_lock(&one_at_a_time);
     int fd = hako_detached_overlay(s, &f);
     int e = errno;
+    pthread_mutex_unlock(&one_at_a_time);
     free(s);
     errno = fd < 0 ? (f.err ? f.err : e) : 0;
     return fd;

@@ -18,7 +18,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/mount.h>
+#include <pthread.h>
 #include <sched.h>
+#include <stdlib.h>
+#include <sys/mount.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -44,6 +47,9 @@
 #endif
 #ifndef SYS_mount_setattr
 #define SYS_mount_setattr 442
+#endif
+#ifndef AT_RECURSIVE
+#define AT_RECURSIVE 0x8000
 #endif
 
 static int u_fail(struct hako_failure *fail, int stage, int err, const char *what, const char *path) {
@@ -183,6 +189,120 @@ int hako_overlay_mount(const char *lowerdir, const char *upperdir, const char *w
     close(fs);
     errno = e;
     return mnt;
+}
+
+int hako_overlay_mount_idmapped(const char *const *lower, int nlower, const char *upperdir, const char *workdir,
+                                uint32_t start, uint32_t count) {
+    if (nlower < 1 || nlower > HAKO_MAX_LAYERS) { errno = EINVAL; return -1; }
+    struct hako_spec *s = calloc(1, sizeof *s);
+    if (!s) return -1;
+    s->nidmaps = 2;
+    s->idmaps[0] = (struct hako_idmap){ .kind = 0, .inside = 0, .outside = start, .count = count };
+    s->idmaps[1] = (struct hako_idmap){ .kind = 1, .inside = 0, .outside = start, .count = count };
+    s->idmap_layers = 1;
+    s->dov_upper = upperdir;
+    s->dov_work = workdir;
+    for (int i = 0; i < nlower; i++) s->dov_lower[i] = lower[i];
+    s->dov_nlower = nlower;
+    struct hako_failure f;
+    memset(&f, 0, sizeof f);
+    // hako_detached_overlay builds its lowerdir in a static buffer (the monitor
+    // calls it once, single-threaded); the engine may call this from several
+    // threads at once (the API server's copies).
+    static pthread_mutex_t one_at_a_time = PTHREAD_MUTEX_INITIALIZER;
+    pthread_mutex_lock(&one_at_a_time);
+    int fd = hako_detached_overlay(s, &f);
+    int e = errno;
+    pthread_mutex_unlock(&one_at_a_time);
+    free(s);
+    errno = fd < 0 ? (f.err ? f.err : e) : 0;
+    return fd;
+}
+
+struct copy_job {
+    int overlay;
+    const char *mountpoint;
+    const struct hako_copy_bind *binds;
+    int nbinds;
+    int root, nsfd, failed, err;
+};
+
+// The mount point of a bind inside the root, made (a directory, or an empty
+// file for a file) when missing; an O_PATH fd of it, or -1.
+static int copy_mount_point(int root, const char *target, int directory) {
+    int fd = hako_open_in_root(root, target, O_PATH, 0);
+    if (fd >= 0 || errno != ENOENT) return fd;
+    if (directory) return hako_mkdir_in_root(root, target, 0755);
+    char parent[4096];
+    const char *slash = strrchr(target, '/');
+    size_t n = slash ? (size_t)(slash - target) : 0;
+    if (!slash || n >= sizeof parent || !slash[1]) { errno = EINVAL; return -1; }
+    memcpy(parent, target, n);
+    parent[n] = 0;
+    int dir = hako_mkdir_in_root(root, n ? parent : "/", 0755);
+    if (dir < 0) return -1;
+    int f = openat(dir, slash + 1, O_CREAT | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0644);
+    int e = errno;
+    close(dir);
+    if (f < 0) { errno = e; return -1; }
+    close(f);
+    return hako_open_in_root(root, target, O_PATH, 0);
+}
+
+static void *copy_root_thread(void *arg) {
+    struct copy_job *j = arg;
+    if (unshare(CLONE_NEWNS) < 0) goto fail;
+    // Private before anything is mounted: no mount made here propagates to the host.
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) goto fail;
+    if (syscall(SYS_move_mount, j->overlay, "", AT_FDCWD, j->mountpoint, MOVE_MOUNT_F_EMPTY_PATH) < 0) goto fail;
+    j->root = open(j->mountpoint, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (j->root < 0) goto fail;
+    for (int i = 0; i < j->nbinds; i++) {
+        const struct hako_copy_bind *b = &j->binds[i];
+        j->failed = i;
+        struct stat st;
+        if (stat(b->source, &st) < 0) goto fail;
+        int target = copy_mount_point(j->root, b->target, S_ISDIR(st.st_mode));
+        if (target < 0) goto fail;
+        int tree = (int)syscall(SYS_open_tree, AT_FDCWD, b->source, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+        if (tree < 0) { int e = errno; close(target); errno = e; goto fail; }
+        int r = 0;
+        if (b->read_only) {
+            struct mount_attr a;
+            memset(&a, 0, sizeof a);
+            a.attr_set = MOUNT_ATTR_RDONLY;
+            r = (int)syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &a, sizeof a);
+        }
+        if (r == 0) r = (int)syscall(SYS_move_mount, tree, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
+        int e = errno;
+        close(tree);
+        close(target);
+        if (r < 0) { errno = e; goto fail; }
+    }
+    j->failed = -1;
+    j->nsfd = open("/proc/thread-self/ns/mnt", O_RDONLY | O_CLOEXEC);
+    if (j->nsfd < 0) goto fail;
+    return NULL;
+fail:
+    j->err = errno;
+    if (j->root >= 0) close(j->root);
+    j->root = -1;
+    return NULL;  // the thread's namespace, and whatever it mounted, end with it
+}
+
+int hako_copy_root(int overlay, const char *mountpoint, const struct hako_copy_bind *binds, int nbinds,
+                   int *nsfd, int *failed) {
+    struct copy_job j = { .overlay = overlay, .mountpoint = mountpoint, .binds = binds, .nbinds = nbinds,
+                          .root = -1, .nsfd = -1, .failed = -1, .err = 0 };
+    pthread_t t;
+    int e = pthread_create(&t, NULL, copy_root_thread, &j);
+    if (e) { close(overlay); *failed = -1; errno = e; return -1; }
+    pthread_join(t, NULL);
+    close(overlay);
+    *failed = j.failed;
+    if (j.root < 0) { errno = j.err; return -1; }
+    *nsfd = j.nsfd;
+    return j.root;
 }
 
 int hako_move_mount(int mount_fd, const char *target) {

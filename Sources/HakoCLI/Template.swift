@@ -295,6 +295,25 @@ struct TemplateParser {
         return out
     }
 
+    /// Go's integer literals: decimal, 0x hex, 0o or leading-0 octal, 0b
+    /// binary, a sign, digits grouped with "_" (1_000).
+    static func integer(_ literal: String) -> Int64? {
+        var body = Substring(literal)
+        var negative = false
+        if let sign = body.first, sign == "+" || sign == "-" { negative = sign == "-"; body = body.dropFirst() }
+        guard !body.hasPrefix("_"), !body.hasSuffix("_"), !body.contains("__") else { return nil }
+        var radix = 10
+        let lower = body.lowercased()
+        if lower.hasPrefix("0x") { radix = 16; body = body.dropFirst(2) }
+        else if lower.hasPrefix("0o") { radix = 8; body = body.dropFirst(2) }
+        else if lower.hasPrefix("0b") { radix = 2; body = body.dropFirst(2) }
+        else if body.count > 1, body.hasPrefix("0"), body.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == "_") }) { radix = 8; body = body.dropFirst() }
+        let digits = String(body.drop { $0 == "_" }.filter { $0 != "_" })
+        guard !digits.isEmpty, let magnitude = UInt64(digits, radix: radix) else { return nil }
+        if negative { return magnitude <= UInt64(Int64.max) + 1 ? Int64(truncatingIfNeeded: 0 &- magnitude) : nil }
+        return magnitude <= UInt64(Int64.max) ? Int64(magnitude) : nil
+    }
+
     /// The quoted name after define, block and template.
     func templateName(_ keyword: String, _ words: [Word], _ pos: Position) throws -> String {
         guard words.count > 1, case .string(let name) = words[1].kind else {
@@ -420,8 +439,10 @@ struct TemplateParser {
             case .variable(let v, let f): command.operands.append((.variable(v, f), word.position))
             case .string(let s): command.operands.append((.literal(.string(s)), word.position))
             case .number(let n):
-                if let v = Int64(n) { command.operands.append((.literal(.int(v)), word.position)) }
-                else if let d = Double(n) { command.operands.append((.literal(.double(d)), word.position)) }
+                if let v = TemplateParser.integer(n) { command.operands.append((.literal(.int(v)), word.position)) }
+                else if !n.contains("__"), !n.hasSuffix("_"), let d = Double(String(n.filter { $0 != "_" })) {
+                    command.operands.append((.literal(.double(d)), word.position))
+                }
                 else { throw word.position.error("bad number syntax: \"\(n)\"") }
             case .identifier(let id):
                 switch id {

@@ -69,6 +69,12 @@ enum TemplateFunctions {
                     cur = x[Int(i)]
                 case (.object(let o), .string(let key)):
                     cur = o[key] ?? .null
+                case (.string(let str), _):
+                    // Go indexes a string's bytes.
+                    let bytes = Array(str.utf8)
+                    let i = try int(k)
+                    guard i >= 0, i < bytes.count else { throw pos.error("index: index out of range: \(i)") }
+                    cur = .int(Int64(bytes[Int(i)]))
                 case (.null, _):
                     return .null
                 default:
@@ -180,6 +186,19 @@ enum TemplateFunctions {
         return out
     }
 
+    /// The Go type printf's %T names for a value read from JSON.
+    static func goType(_ v: TemplateValue) -> String {
+        switch v {
+        case .null: return "<nil>"
+        case .bool: return "bool"
+        case .int: return "int"
+        case .double: return "float64"
+        case .string: return "string"
+        case .array: return "[]interface {}"
+        case .object: return "map[string]interface {}"
+        }
+    }
+
     /// Go's Sprint: spaces only between operands when neither is a string.
     static func sprint(_ a: [TemplateValue]) -> String {
         var out = ""
@@ -218,7 +237,7 @@ enum TemplateFunctions {
     }
 }
 
-/// Go's fmt verbs a format string uses: %s %v %d %q %f %x %t %%, with flags
+/// Go's fmt verbs a format string uses: %s %v %d %q %f %x %X %o %b %c %t %T %%, with flags
 /// (-, 0, +, space), width and precision.
 enum Printf {
     static func format(_ f: String, _ args: [TemplateValue], _ pos: Position) throws -> String {
@@ -268,6 +287,16 @@ enum Printf {
                 guard let n = TemplateFunctions.number(v) else { text = "%!f(\(TemplateScope.typeName(v))=\(v.text))"; break }
                 text = fixed(n, precision ?? 6)
                 if plus && n >= 0 { text = "+" + text }
+            case "c":
+                guard let n = TemplateFunctions.number(v), let scalar = Unicode.Scalar(UInt32(clamping: Int64(n))) else {
+                    text = "%!c(\(TemplateScope.typeName(v))=\(v.text))"; break
+                }
+                text = String(Character(scalar))
+            case "o", "b":
+                guard let n = TemplateFunctions.number(v) else { text = "%!\(verb)(\(TemplateScope.typeName(v))=\(v.text))"; break }
+                text = String(Int64(n), radix: verb == "o" ? 8 : 2)
+            case "T":
+                text = TemplateFunctions.goType(v)
             case "x", "X":
                 if let n = TemplateFunctions.number(v) {
                     text = String(Int64(n), radix: 16, uppercase: verb == "X")

@@ -32,7 +32,13 @@ extension UnpackSession {
     /// Ownership, then mode (chown clears setuid/setgid), then extended
     /// attributes (chown also clears security.capability). Times are separate.
     func applyMetadata(_ entry: TarEntry, at node: Node, path: String, isSymlink: Bool = false) throws {
-        if options.preserveOwnership {
+        if let shift = options.idShift {
+            let (uid, gid) = options.preserveOwnership ? (entry.uid, entry.gid) : (0, 0)
+            guard let hostUID = shift.host(uid), let hostGID = shift.host(gid) else {
+                throw ImageError.corrupt("\(path): owner \(uid):\(gid) cannot be mapped into the container's user namespace (its ids are 0 to \(shift.count - 1))")
+            }
+            try sys("chown", path) { fchownat(node.dirfd, node.name, hostUID, hostGID, node.atFlags) }
+        } else if options.preserveOwnership {
             try sys("chown", path) { fchownat(node.dirfd, node.name, entry.uid, entry.gid, node.atFlags) }
         }
         if !isSymlink {

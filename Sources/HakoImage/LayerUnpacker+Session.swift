@@ -47,6 +47,10 @@ final class UnpackSession {
         guard let parts = LayerUnpacker.cleanPath(entry.path) else {
             throw ImageError.unsafeEntry(path: entry.path, reason: "its path climbs above the layer root")
         }
+        // An owner the container cannot have is refused before the entry is made.
+        if let shift = options.idShift, options.preserveOwnership, shift.host(entry.uid) == nil || shift.host(entry.gid) == nil {
+            throw ImageError.corrupt("\(entry.path): owner \(entry.uid):\(entry.gid) cannot be mapped into the container's user namespace (its ids are 0 to \(shift.count - 1))")
+        }
         guard let name = parts.last else {
             guard entry.kind == .directory else {
                 throw ImageError.unsafeEntry(path: entry.path, reason: "a non-directory cannot replace the layer root")

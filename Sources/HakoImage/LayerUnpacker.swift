@@ -13,11 +13,16 @@ public struct UnpackOptions: Sendable, Equatable {
     /// Read `.wh.` names as the layer's whiteouts (image layers). Off, they
     /// are ordinary names (`hako cp` into a container).
     public var whiteouts: Bool
+    /// Into a container with its own user namespace: the archive's owners
+    /// (or, without `preserveOwnership`, its root) moved into the container's
+    /// slice of host ids; an owner the container has not is refused.
+    public var idShift: IDShift?
 
-    public init(allowDevices: Bool = false, preserveOwnership: Bool = true, whiteouts: Bool = true) {
+    public init(allowDevices: Bool = false, preserveOwnership: Bool = true, whiteouts: Bool = true, idShift: IDShift? = nil) {
         self.allowDevices = allowDevices
         self.preserveOwnership = preserveOwnership
         self.whiteouts = whiteouts
+        self.idShift = idShift
     }
 }
 

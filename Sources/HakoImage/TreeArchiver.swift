@@ -22,6 +22,9 @@ public struct TreeArchiver {
     public let mode: Mode
     /// Clean relative paths ("etc/hosts", "proc") left out with everything below them.
     public var exclude: Set<String>
+    /// Owners written as the container sees them (a container with its own
+    /// user namespace; nil: as stored).
+    public var idShift: IDShift?
     public static let maxDepth = 1024
 
     public init(mode: Mode, exclude: Set<String> = []) {
@@ -36,7 +39,7 @@ public struct TreeArchiver {
             throw ImageError.corrupt("a diff archive takes exactly one directory")
         }
         let fds = try layers.map { try FileDescriptor.open($0, O_RDONLY | O_DIRECTORY) }
-        let session = Session(mode: mode, exclude: exclude, tar: tar)
+        let session = Session(mode: mode, exclude: exclude, tar: tar, idShift: idShift)
         try session.walk(fds.map { Source(fd: $0) }, path: "", depth: 0)
         try tar.finish()
     }
@@ -47,7 +50,7 @@ public struct TreeArchiver {
     public func archive(_ name: String, in parent: FileDescriptor, as entryName: String, to tar: TarWriter) throws {
         var st = stat()
         try sys("stat", name) { fstatat(parent.rawValue, name, &st, AT_SYMLINK_NOFOLLOW) }
-        let session = Session(mode: .merged, exclude: exclude, tar: tar)
+        let session = Session(mode: .merged, exclude: exclude, tar: tar, idShift: idShift)
         try session.write(name: name, path: entryName, st: st, in: parent)
         if (st.st_mode & S_IFMT) == S_IFDIR {
             let fd = try FileDescriptor.openAt(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
@@ -64,14 +67,16 @@ public struct TreeArchiver {
         let mode: Mode
         let exclude: Set<String>
         let tar: TarWriter
+        let idShift: IDShift?
         /// (device, inode) of regular files already written → their path: later ones become hardlinks.
         var seen: [String: String] = [:]
         let buffer: UnsafeMutableRawBufferPointer
 
-        init(mode: Mode, exclude: Set<String>, tar: TarWriter) {
+        init(mode: Mode, exclude: Set<String>, tar: TarWriter, idShift: IDShift?) {
             self.mode = mode
             self.exclude = exclude
             self.tar = tar
+            self.idShift = idShift
             buffer = .allocate(byteCount: 1 << 20, alignment: 16)
         }
 
@@ -171,7 +176,8 @@ public struct TreeArchiver {
             case S_IFIFO: kind = .fifo
             default: return  // sockets do not go into archives
             }
-            var entry = TarEntry(path: path, kind: kind, mode: UInt32(st.st_mode & 0o7777), uid: st.st_uid, gid: st.st_gid,
+            var entry = TarEntry(path: path, kind: kind, mode: UInt32(st.st_mode & 0o7777),
+                                 uid: idShift?.inside(st.st_uid) ?? st.st_uid, gid: idShift?.inside(st.st_gid) ?? st.st_gid,
                                  modified: Timestamp(seconds: Int64(st.st_mtim.tv_sec)))
             let node = "/proc/self/fd/\(dir.rawValue)/\(name)"
             for attr in Xattr.names(node) where !attr.hasPrefix("trusted.overlay.") {

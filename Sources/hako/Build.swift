@@ -19,13 +19,13 @@ struct Build: ParsableCommand {
     @Option(name: .long("label"), help: "Set a label on the image KEY=VALUE (repeatable).") var labels: [String] = []
     @Option(name: .long("network"), help: "Network of the RUN steps: bridge (default), host or none.") var network: String = "bridge"
     @Flag(name: [.short("q"), .long("quiet")], help: "Print only the image ID (a failed step's output too).") var quiet = false
-    @Option(name: .long("progress"), help: "Output: plain or tty (the same step-by-step lines).") var progress: String = "plain"
+    @Option(name: .long("progress"), help: "Output: auto (tty on a terminal, else plain), plain (every step and all output, line by line) or tty (the running step redrawn in place with its clock and last output lines).") var progress: String = "auto"
     @OptionGroup var registry: RegistryFlags
     @Argument(help: "CONTEXT (a directory, or - for a Dockerfile on stdin)") var context: String
 
     func run() throws {
         guard progress == "plain" || progress == "tty" || progress == "auto" else {
-            throw ValidationError("invalid --progress \"\(progress)\" (plain or tty)")
+            throw ValidationError("invalid --progress \"\(progress)\" (auto, plain or tty)")
         }
         let mode: NetworkMode
         switch network {
@@ -75,7 +75,14 @@ struct Build: ParsableCommand {
 
         var captured: [UInt8] = []
         let quiet = self.quiet
+        // Not on a terminal, tty falls back to plain lines (a file or pipe gets no escape sequences).
+        let display = !quiet && BuildProgressTTY.wanted(progress, fd: 1) ? BuildProgressTTY(fd: 1) : nil
+        display?.start()
         let builder = Builder(engine: engine, options: o) { event in
+            if let display {
+                display.handle(event)
+                return
+            }
             switch event {
             // Unbuffered, as a RUN step's own output is: the lines stay in order.
             case .step(let s): if !quiet { AttachSession.writeAll(1, Array((s + "\n").utf8)) }
@@ -88,6 +95,7 @@ struct Build: ParsableCommand {
         }
         do {
             let image = try builder.build()
+            display?.finish(failed: false)
             if quiet {
                 print("sha256:" + image.id)
             } else {
@@ -97,9 +105,11 @@ struct Build: ParsableCommand {
                 }
             }
         } catch let interrupted as BuildInterrupted {
+            display?.finish(failed: true)
             writeStderr("hako: build interrupted (\(Signals.name(interrupted.signal)))\n")
             throw ExitCode(128 + interrupted.signal)
         } catch {
+            display?.finish(failed: true)
             if quiet && !captured.isEmpty { AttachSession.writeAll(2, captured) }
             // docker build exits 1 when a step fails.
             writeStderr("hako: \(error)\n")

@@ -87,6 +87,15 @@ import Testing
         #expect(try render(#"{{urlquery "a b&c=d/é"}} {{.Names | urlquery}}"#) == "a+b%26c%3Dd%2F%C3%A9 web")
     }
 
+    @Test func goLiteralsIndexesAndVerbs() throws {
+        #expect(try render("{{0x1F}} {{0o17}} {{017}} {{0b101}} {{1_000}} {{-0x10}} {{1e3}} {{'a'}}") == "31 15 15 5 1000 -16 1000 97")
+        #expect(failure("{{1__0}}") == "template: 1:3: bad number syntax: \"1__0\"")
+        #expect(failure("{{0x}}") == "template: 1:3: bad number syntax: \"0x\"")
+        #expect(try render("{{index .Names 0}} {{index \"é\" 1}}") == "119 169", "a string's bytes")
+        #expect(failure("{{index .Names 3}}") == "template: 1:3: index: index out of range: 3")
+        #expect(try render("{{printf \"%c|%o|%b|%T|%T|%T\" 65 8 5 .Names .State.Pid .List}}") == "A|10|101|string|int|[]interface {}")
+    }
+
     @Test func errorsNameThePosition() {
         #expect(failure("{{.Nope}}")?.hasPrefix("template: 1:3: can't evaluate field Nope") == true)
         #expect(failure("{{.Names") == "template: 1:1: unclosed action")

@@ -425,6 +425,34 @@ final class BuildTests {
 
     /// A build killed outright (SIGKILL) cannot clean up: its RUN container is
     /// left, and the next build removes it.
+    /// `build` on a terminal (script(1) gives it one): the tty display; in a file, plain lines.
+    @Test func progressOnATerminal() {
+        let c = context("tty", ["Dockerfile": "FROM \(host.busybox)\nRUN echo \"tty-$((6*7))\" && sleep 0.5\nLABEL shown=1\nRUN false\n"])
+        func onTerminal(_ args: String) -> Output {
+            let command = (host.prefix + [Binaries.hako, "build", "--network", "none"]).joined(separator: " ") + " " + args
+            return Subprocess.run(["/usr/bin/script", "-qefc", command, "/dev/null"], env: host.env.merging(["TERM": "xterm"]) { $1 }, timeout: 120)
+        }
+        let tty = onTerminal("--progress tty \(c)")
+        #expect(tty.status == 1, "the last RUN fails: \(tty.stdout)")
+        // Steps settle as "=> STEP …  N.Ns" lines; the running one is redrawn in place (cursor up, erase).
+        #expect(tty.stdout.contains("=> STEP 2/4: RUN echo"), "\(tty.stdout)")
+        #expect(tty.stdout.contains("\u{1b}[J") && tty.stdout.contains("\u{1b}[1A"), "redrawn in place")
+        let settled = tty.stdout.split(whereSeparator: { $0 == "\n" || $0 == "\r" || $0 == "\r\n" }).filter { $0.contains("=> STEP 2/4") }
+        #expect(settled.contains { $0.trimmed.hasSuffix("s") && $0.contains(".") }, "a clock on the step: \(settled)")
+        #expect(tty.stdout.contains("tty-42"), "the running step's output under it")
+        // The failed step: ERROR, its output, the error.
+        #expect(tty.stdout.contains("=> ERROR STEP 4/4: RUN false") && tty.stdout.contains("non-zero code: 1"), "\(tty.stdout)")
+        // Again: cached steps say so.
+        let again = onTerminal("--progress auto \(context("tty2", ["Dockerfile": "FROM \(host.busybox)\nRUN echo \"tty-$((6*7))\" && sleep 0.5\n"]))")
+        #expect(again.status == 0 && again.stdout.contains("=> CACHED STEP 2/2"), "\(again.stdout)")
+        // plain on a terminal, and auto or tty into a file: lines, no escape sequences.
+        let plain = onTerminal("--progress plain \(c)")
+        #expect(plain.stdout.contains("STEP 2/4: RUN echo") && !plain.stdout.contains("\u{1b}["), "\(plain.stdout)")
+        let file = build("--network", "none", "--progress", "tty", c)
+        #expect(file.stdout.contains("--> CACHED") && !file.stdout.contains("\u{1b}["), "\(file.stdout)")
+        expectNothingLeft()
+    }
+
     @Test func killedBuildsContainerGoesWithTheNextBuild() {
         // The marker is computed by the RUN step's shell, so the step's own
         // header line (which quotes the instruction) never contains it: only

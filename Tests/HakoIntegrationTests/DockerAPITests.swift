@@ -229,6 +229,10 @@ struct DockerAPITests {
         #expect(host.hako("ps").stdout.contains(" renamed"), "hako sees the new name")
         let top = api.docker(client, ["top", "renamed"])
         #expect(top.status == 0 && top.stdout.contains("sleep 60"), "top: \(top.stdout) \(top.stderr)")
+        // ps_args as the docker CLI sends them: aux's columns (the CLI needs the PID one).
+        let aux = api.docker(client, ["top", "renamed", "aux"])
+        #expect(aux.status == 0 && aux.stdout.hasPrefix("USER") && aux.stdout.contains("%MEM") && aux.stdout.contains("sleep 60"),
+                "top aux: \(aux.stdout) \(aux.stderr)")
         let diff = api.docker(client, ["diff", "renamed"])
         #expect(diff.stdout.contains("A /tmp/in.txt"), "diff: \(diff.stdout) \(diff.stderr)")
 

@@ -91,6 +91,92 @@ final class DockerCommandTests {
         host.hako("rm", "-f", id)
     }
 
+    @Test func cpReachesAStoppedContainersVolumesAndBinds() throws {
+        let bindDir = scratch("cp-bind")
+        FileManager.default.createFile(atPath: bindDir + "/onhost.txt", contents: Data("from the host\n".utf8))
+        let id = host.hako("run", "-d", "--hostname", "cphost", "-v", "cpvol:/vol", "-v", "\(bindDir):/bind:ro", host.busybox, "sh", "-c",
+                           "mkdir -p /vol/sub; echo v1 > /vol/sub/x; exec sleep 60").out
+        defer { host.hako("rm", "-f", id); host.hako("volume", "rm", "cpvol") }
+        #expect(host.eventually { host.hako("exec", id, "test", "-f", "/vol/sub/x").status == 0 })
+        #expect(host.hako("stop", "-t", "0", id).status == 0)
+        let out = scratch("cp-stopped")
+        // Out of the stopped container: the volume's and the bind's files, and its /etc/hostname.
+        var r = host.hako("cp", id + ":/vol/sub", out + "/sub")
+        #expect(r.status == 0 && (try? String(contentsOfFile: out + "/sub/x", encoding: .utf8)) == "v1\n", "\(r.stderr)")
+        r = host.hako("cp", id + ":/bind/onhost.txt", out + "/onhost.txt")
+        #expect(r.status == 0 && (try? String(contentsOfFile: out + "/onhost.txt", encoding: .utf8)) == "from the host\n", "\(r.stderr)")
+        r = host.hako("cp", id + ":/etc/hostname", out + "/hostname")
+        #expect(r.status == 0 && (try? String(contentsOfFile: out + "/hostname", encoding: .utf8)) == "cphost\n", "\(r.stderr)")
+        // Into it: the volume takes the file (the host's volume directory has it); the read-only bind refuses.
+        let src = scratch("cp-stopped-in")
+        FileManager.default.createFile(atPath: src + "/new.txt", contents: Data("new\n".utf8))
+        r = host.hako("cp", src + "/new.txt", id + ":/vol/")
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect((try? String(contentsOfFile: host.root + "/volumes/cpvol/_data/new.txt", encoding: .utf8)) == "new\n")
+        r = host.hako("cp", src + "/new.txt", id + ":/bind/")
+        #expect(r.status == 125 && r.stderr.contains("read-only"), "\(r.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: bindDir + "/new.txt"))
+        // The mounts were the copy's own: none is left on the host.
+        let mounts = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
+        #expect(!mounts.contains(id), "a copy's mount is left on the host")
+        #expect(host.hako("start", id).status == 0)
+        #expect(host.hako("exec", id, "cat", "/vol/new.txt").out == "new")
+        // A container never started: its volume made for the copy, as its start would.
+        let created = host.hako("create", "-v", "cpvol2:/v2", host.busybox, "cat", "/v2/new.txt").out
+        defer { host.hako("rm", "-f", created); host.hako("volume", "rm", "cpvol2") }
+        r = host.hako("cp", src + "/new.txt", created + ":/v2/")
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(host.hako("start", "-a", created).out == "new")
+    }
+
+    @Test func cpMapsOwnersOfUserNamespacedContainers() throws {
+        // The container's own users walk the data root.
+        chmod(host.base, 0o711)
+        let src = scratch("cp-userns-in")
+        FileManager.default.createFile(atPath: src + "/hello.txt", contents: Data("hello\n".utf8))
+        chown(src + "/hello.txt", 1234, 1234)
+        // Idmapped layers, then the fallback of shifted copies: the same view.
+        for (n, extra) in [["HAKO_USERNS_IDMAP": ""], ["HAKO_USERNS_IDMAP": "copy"]].enumerated() {
+            let env = extra.merging(["HAKO_USERNS_RANGE": "1100000000:300000"]) { $1 }
+            let id = host.hako(env: env, "run", "-d", "--userns", "auto", host.busybox, "sh", "-c",
+                               "mkdir /data; echo in > /data/f; chown 1000:29 /data/f; exec sleep 60").out
+            defer { host.hako("rm", "-f", id) }
+            #expect(host.eventually { host.hako("exec", id, "test", "-f", "/data/f").status == 0 }, "\(id)")
+            let mode = (host.inspect(id)["HostConfig"] as? [String: Any])?["UsernsMode"] as? String ?? ""
+            let start = try #require(UInt32(mode.split(separator: ":").dropFirst().first ?? ""), "\(mode)")
+            let out = scratch("cp-userns-out\(n)")
+            for stopped in [false, true] {
+                if stopped { #expect(host.hako("stop", "-t", "0", id).status == 0) }
+                // Out: the owners the container sees, not the host's shifted ids.
+                var r = host.hako("cp", "-a", id + ":/data/f", out + "/f\(stopped)")
+                #expect(r.status == 0, "\(r.stderr)")
+                var st = stat()
+                #expect(lstat(out + "/f\(stopped)", &st) == 0 && st.st_uid == 1000 && st.st_gid == 29, "\(st.st_uid):\(st.st_gid)")
+                r = host.hako("cp", "-a", id + ":/bin/busybox", out + "/busybox\(stopped)")
+                #expect(lstat(out + "/busybox\(stopped)", &st) == 0 && st.st_uid == 0, "the image's root is the container's root: \(st.st_uid) \(r.stderr)")
+                // In: the container's root (its first host id), or with -a the archive's ids mapped.
+                r = host.hako("cp", src + "/hello.txt", id + ":/tmp/root\(stopped).txt")
+                #expect(r.status == 0, "\(r.stderr)")
+                r = host.hako("cp", "-a", src + "/hello.txt", id + ":/tmp/kept\(stopped).txt")
+                #expect(r.status == 0, "\(r.stderr)")
+                #expect(lstat(host.root + "/containers/\(id)/upper/tmp/root\(stopped).txt", &st) == 0 && st.st_uid == start && st.st_gid == start)
+                #expect(lstat(host.root + "/containers/\(id)/upper/tmp/kept\(stopped).txt", &st) == 0 && st.st_uid == start + 1234)
+            }
+            #expect(host.hako("start", id).status == 0)
+            // From inside: the files belong to the container's users.
+            #expect(host.hako("exec", id, "stat", "-c", "%u:%g", "/tmp/rootfalse.txt", "/tmp/roottrue.txt", "/tmp/keptfalse.txt", "/tmp/kepttrue.txt").out
+                    == "0:0\n0:0\n1234:1234\n1234:1234")
+            #expect(host.hako("exec", id, "cat", "/tmp/kepttrue.txt").out == "hello")
+            // An owner the container does not have is refused, and nothing is written.
+            let far = src + "/far.txt"
+            FileManager.default.createFile(atPath: far, contents: Data("x\n".utf8))
+            chown(far, 70000, 70000)
+            let r = host.hako("cp", "-a", far, id + ":/tmp/")
+            #expect(r.status == 125 && r.stderr.contains("cannot be mapped"), "\(r.stderr)")
+            #expect(host.hako("exec", id, "test", "-e", "/tmp/far.txt").status != 0, "the refused entry is not made")
+        }
+    }
+
     @Test func topRenameDiff() {
         let id = host.hako("run", "-d", "--name", "old-name", host.busybox, "sh", "-c",
                            "echo x > /root/added; echo y >> /etc/group; rm /etc/not-executable; exec sleep 60").out

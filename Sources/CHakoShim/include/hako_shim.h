@@ -453,6 +453,25 @@ int hako_detached_overlay(const struct hako_spec *spec, struct hako_failure *fai
 // A detached overlay mount of `lowerdir` (joined with ':', escaped), `upperdir` and
 // `workdir`, seen by no mount namespace: the fd of its root, or -1 with errno.
 int hako_overlay_mount(const char *lowerdir, const char *upperdir, const char *workdir);
+// The same for a container with idmapped layers (--userns auto): the lower
+// layers (`nlower` paths, the top one first) idmapped to ids `start`…`start+count-1`,
+// as the container's own root sees them. The mount fd, or -1 with errno.
+int hako_overlay_mount_idmapped(const char *const *lower, int nlower, const char *upperdir, const char *workdir,
+                                uint32_t start, uint32_t count);
+// One bind of a stopped container's root for `hako cp` (a volume, a -v bind,
+// /etc/hosts …): `source` on the host, `target` inside the root.
+struct hako_copy_bind { const char *source; const char *target; int read_only; };
+// A stopped container's file tree as it sees it when running, for `hako cp`:
+// the overlay (the detached mount `overlay`, which this closes) attached at
+// `mountpoint` and the binds (parents before children) on it, made in a mount
+// namespace of their own (private: nothing reaches the host) on a thread of its
+// own (no thread of the caller changes namespace). A missing mount point is
+// made inside the root, as the container's start would. Returns an O_PATH fd of
+// the root and sets *nsfd to an fd of the namespace: the mounts live until
+// both are closed, and go with the process. -1 with errno, and *failed the
+// index of the bind that failed (-1: the root).
+int hako_copy_root(int overlay, const char *mountpoint, const struct hako_copy_bind *binds, int nbinds,
+                   int *nsfd, int *failed);
 // Moves a detached mount onto `target` (an absolute path). 0, or -1 with errno.
 int hako_move_mount(int mount_fd, const char *target);
 // Whether `path` can be idmapped (open_tree + mount_setattr on a throwaway clone):

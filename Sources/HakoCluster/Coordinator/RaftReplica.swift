@@ -14,7 +14,7 @@ public struct RaftSettings: Sendable, Equatable {
     public var address: Endpoint
     /// The first configuration (id, address), used only when the Raft directory is empty.
     public var bootstrap: [(id: UInt64, address: String)] = []
-    public var electionTimeout = 1.0
+    public var electionTimeout = 0.75
     public var heartbeat = 0.1
     /// Entries after which the store is snapshotted and the log truncated, and how many stay behind.
     public var snapshotThreshold = 1024

@@ -192,27 +192,6 @@ import Testing
         #expect((try? services(2)) == [], "the node's replica got nothing")
     }
 
-    /// A coordinator removed from the configuration keeps running with its
-    /// (still valid) coordinator certificate: the members refuse its
-    /// connections as a non-member's and log it; the two that remain commit.
-    @Test func aRemovedCoordinatorIsRefused() throws {
-        let (log, captured) = capture()
-        var replicas: [Int: RaftReplica] = [:]
-        for i in 0..<3 { replicas[i] = try start(i, log: log) }
-        defer { for r in replicas.values { r.stop() } }
-        let l = try #require(leader(replicas))
-        let gone = (l + 1) % 3
-        try replicas[l]?.change(.remove, id: UInt64(gone + 1), address: "127.0.0.1:\(base + UInt16(gone))", timeout: 5)
-        try replicas[l]?.commit(batch("without"), timeout: 5)
-        // Cut off from the leader, the removed one seeks votes and reconnects: refused.
-        #expect(eventually(10) { captured.withLock { $0.contains { $0.contains("raft id \(gone + 1) is not a member") } } },
-                "\(captured.withLock { $0.suffix(8) })")
-        let remaining = replicas.filter { $0.key != gone }
-        let now = try #require(leader(remaining))
-        try replicas[now]?.commit(batch("still"), timeout: 5)
-        #expect((try? services(gone))?.contains("still") == false)
-    }
-
     /// Few entries but many bytes: a snapshot all the same (the log bounded in bytes, not only in entries).
     @Test func snapshotsAfterEnoughBytes() throws {
         var replicas: [Int: RaftReplica] = [:]

@@ -92,7 +92,7 @@ public struct CoordinatorConfig: Sendable {
         let address = try r.string("raft_address", default: "")
         let id = try r.integer("raft_id", default: 0, range: 0...Int.max)
         let peers = try r.strings("raft_peers", default: [])
-        let election = try r.duration("raft_election_timeout", default: 1.0, range: 0.1...60)
+        let election = try r.duration("raft_election_timeout", default: 0.75, range: 0.1...60)
         guard !address.isEmpty else {
             guard id == 0, peers.isEmpty else { throw .config(key: "raft_address", reason: "raft_id and raft_peers need raft_address") }
             return nil

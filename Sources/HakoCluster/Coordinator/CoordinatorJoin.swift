@@ -28,7 +28,7 @@ public enum CoordinatorJoin {
             throw ClusterError.conflict("\(config.dataDir) already holds a cluster (remove the directory to join again)")
         }
         let token = try JoinToken(parsing: text)
-        let ep = try Endpoint(parsing: address, defaultPort: CoordinatorConfig.defaultPort)
+        var ep = try Endpoint(parsing: address, defaultPort: CoordinatorConfig.defaultPort)
         let key = try PrivateKey.generate()
         let csr = try CertificateRequest(key: key)
         var sans = ["localhost", "127.0.0.1", raft.address.host] + config.advertise
@@ -36,20 +36,29 @@ public enum CoordinatorJoin {
         var seen = Set<String>()
         sans = sans.filter { seen.insert($0).inserted }
 
-        let anonymous = try ClusterClient.connect(ep, tls: try TLSContext.client(certificate: nil, key: nil, trust: nil), timeout: 15)
-        let ca = try Agent.pin(anonymous.peerChain, fingerprint: token.caFingerprint, endpoint: ep)
-        let joined: CoordinatorJoinReply
-        do {
-            joined = try anonymous.request(MessageType.coordinatorJoin, CoordinatorJoinRequest(token: token.description, csr: try csr.pem(), sans: sans),
-                                           as: CoordinatorJoinReply.self, timeout: 30)
-        } catch {
-            anonymous.close()
-            if case ClusterError.wire(code: WireCode.notLeader.rawValue, let m) = error {
-                throw ClusterError.network("\(ep) does not lead (\(m)): join through the leader")
+        // A follower names the leader: the join follows it (a few hops at most,
+        // each coordinator pinned by the token's CA fingerprint).
+        var ca: Certificate
+        var joined: CoordinatorJoinReply
+        var hops = 0
+        while true {
+            let anonymous = try ClusterClient.connect(ep, tls: try TLSContext.client(certificate: nil, key: nil, trust: nil), timeout: 15)
+            defer { anonymous.close() }
+            ca = try Agent.pin(anonymous.peerChain, fingerprint: token.caFingerprint, endpoint: ep)
+            do {
+                joined = try anonymous.request(MessageType.coordinatorJoin, CoordinatorJoinRequest(token: token.description, csr: try csr.pem(), sans: sans),
+                                               as: CoordinatorJoinReply.self, timeout: 30)
+                break
+            } catch ClusterError.wire(code: WireCode.notLeader.rawValue, let m) {
+                hops += 1
+                guard hops <= 3, let r = m.firstRange(of: " the leader is "),
+                      let leader = try? Endpoint(parsing: String(m[r.upperBound...]).trimmed, defaultPort: CoordinatorConfig.defaultPort), leader != ep else {
+                    throw ClusterError.network("\(ep) does not lead (\(m)): join through the leader")
+                }
+                log.info("\(ep) does not lead: joining through the leader, \(leader)")
+                ep = leader
             }
-            throw error
         }
-        anonymous.close()
         let cert = try Certificate(pem: joined.certificate)
         try cert.verify(against: ca)
         guard cert.publicKeyMatches(key), cert.role == PKIRole.coordinator.rawValue else {

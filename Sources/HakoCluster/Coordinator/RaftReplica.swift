@@ -14,7 +14,7 @@ public struct RaftSettings: Sendable, Equatable {
     public var address: Endpoint
     /// The first configuration (id, address), used only when the Raft directory is empty.
     public var bootstrap: [(id: UInt64, address: String)] = []
-    public var electionTimeout = 1.0
+    public var electionTimeout = 0.75
     public var heartbeat = 0.1
     /// Entries after which the store is snapshotted and the log truncated, and how many stay behind.
     public var snapshotThreshold = 1024
@@ -121,14 +121,10 @@ public final class RaftReplica: @unchecked Sendable {
         cb.members = { ctx, n, ids, addresses, roles in
             let r = RaftReplica.from(ctx)
             var m: [UInt64: String] = [:]
-            var all = Set<UInt64>()
-            for i in 0..<Int(n) {
-                guard let id = ids?[i] else { continue }
-                all.insert(id)
-                if roles?[i] == 1 /* RAFT_VOTER */, let a = addresses?[i] { m[id] = String(cString: a) }
+            for i in 0..<Int(n) where roles?[i] == 1 /* RAFT_VOTER */ {
+                if let id = ids?[i], let a = addresses?[i] { m[id] = String(cString: a) }
             }
             r.voters.withLock { $0 = m }
-            r.transport.setConfiguration(all)
         }
         cb.log = { ctx, warning, message in
             let r = RaftReplica.from(ctx)

@@ -12,10 +12,7 @@ import Synchronization
 /// certificate of this cluster's CA. Anything else is refused and logged.
 ///
 /// The dialling side opens with one line inside TLS, `HAKORAFT1 <id> <address>`:
-/// the identity libraft's own TCP transport sends in its handshake. Once this
-/// coordinator knows the cluster's configuration, a peer whose id is not in
-/// it (a coordinator removed with `coordinator rm`, or never added) is refused
-/// and logged: its messages never reach libraft.
+/// the identity libraft's own TCP transport sends in its handshake.
 public final class RaftTransport: @unchecked Sendable {
     public struct Credentials: Sendable {
         public var certificate: Certificate
@@ -44,9 +41,6 @@ public final class RaftTransport: @unchecked Sendable {
     /// The C server's pointer; its entry points are thread-safe.
     struct RaftHandle: @unchecked Sendable { let pointer: OpaquePointer }
     private let threads = Atomic<Int>(0)
-    /// The Raft ids of the configuration (every role), as Raft last reported
-    /// it; empty until then (a coordinator that joins knows none yet).
-    private let configuration = Mutex<Set<UInt64>>([])
     /// Cut off from every peer: connections closed, none made or taken (the tests' partition).
     private let isolated = Atomic<Bool>(false)
     var listener: FileDescriptor?
@@ -78,8 +72,6 @@ public final class RaftTransport: @unchecked Sendable {
             }
         }
     }
-
-    func setConfiguration(_ ids: Set<UInt64>) { configuration.withLock { $0 = ids } }
 
     /// A network partition for tests: while on, every Raft connection of
     /// this coordinator is closed and none is made or accepted.
@@ -144,25 +136,10 @@ public final class RaftTransport: @unchecked Sendable {
             tls.close()
             return
         }
-        guard admits(id, peer: peer) else {
-            tls.close()
-            return
-        }
         guard let local = pair(tls) else { return }
         let handed = handOver { hako_raft_accepted($0, id, words[2], local.theirs) }
         if !handed { close(local.theirs); close(local.ours); tls.close(); return }
-        pump(tls, local: local.ours, pending: rest, from: (id, peer))
-    }
-
-    /// Whether a peer that says it is `id` may speak Raft here: any id until
-    /// the configuration is known, then only its members' (logged if not).
-    private func admits(_ id: UInt64, peer: String) -> Bool {
-        let known = configuration.withLock { $0 }
-        guard known.isEmpty || known.contains(id) else {
-            log.warning("raft: refused \(peer): raft id \(id) is not a member of this cluster (\(known.sorted().map(String.init).joined(separator: ", ")))")
-            return false
-        }
-        return true
+        pump(tls, local: local.ours, pending: rest)
     }
 
     func dial(handle: UInt64, id: UInt64, address: String) {
@@ -266,10 +243,8 @@ public final class RaftTransport: @unchecked Sendable {
         return (fds[0], fds[1])
     }
 
-    /// Carries bytes both ways until either side closes or the transport
-    /// stops; an accepted connection (`from`) also ends when its peer leaves
-    /// the configuration.
-    private func pump(_ tls: TLSStream, local: Int32, pending: [UInt8], from: (id: UInt64, peer: String)? = nil) {
+    /// Carries bytes both ways until either side closes or the transport stops (or is isolated).
+    private func pump(_ tls: TLSStream, local: Int32, pending: [UInt8]) {
         defer {
             close(local)
             tls.close()
@@ -279,7 +254,6 @@ public final class RaftTransport: @unchecked Sendable {
         var buf = [UInt8](repeating: 0, count: 65536)
         let net = tls.fd.rawValue
         while !stopping.load(ordering: .relaxed) && !isolated.load(ordering: .relaxed) {
-            if let from, !admits(from.id, peer: from.peer) { return }
             var p = [pollfd(fd: net, events: 0, revents: 0), pollfd(fd: local, events: 0, revents: 0)]
             if toLocal.count < RaftTransport.bufferLimit { p[0].events |= Int16(POLLIN) }
             if !toNet.isEmpty { p[0].events |= Int16(POLLOUT) }

@@ -138,6 +138,12 @@ import Testing
         #expect(db.configs == [SecretReference(source: "home_conf", target: "/etc/db.conf"),
                                SecretReference(source: "shared-plain", target: "/plain")])
         #expect(db.secrets.map { $0.path(.secret) } == ["/run/secrets/pw", "/run/secrets/server.key"])
+        // Deployed again: the coordinator's bound ids make no difference.
+        var held = db
+        held.secrets = held.secrets.map { var r = $0; r.id = "sid-" + r.source; return r }
+        held.configs = held.configs.map { var r = $0; r.id = "cid-" + r.source; return r }
+        #expect(StackPlan(stack: "home", specs: specs, existing: [StackPlan.Existing(id: "x", version: 1, spec: held)], prune: false).entries.map(\.action)
+                == [.unchanged(id: "x")])
     }
 
     @Test func whatTheClusterCannotRunIsRefusedNamingServiceAndKey() throws {

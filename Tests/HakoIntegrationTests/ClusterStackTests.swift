@@ -78,7 +78,7 @@ final class ClusterStackTests {
     func deploy(_ text: String, _ extra: [String] = []) -> Output {
         let file = h.base + "/compose.yml"
         h.write(h.base + "/kvpass.txt", ClusterStackTests.password)
-        h.write(h.base + "/site.conf", "listen 8080\n")
+        h.write(h.base + "/site.conf", "listen 8080\n")      // write() adds a newline
         h.write(file, text)
         return h.cluster(["stack", "deploy", "--resolve-image", "never", "-c", file] + extra + ["home"])
     }
@@ -129,9 +129,9 @@ final class ClusterStackTests {
         #expect(h.onNode(h.nodes[0], ["exec", kv2, "cat", "/data/count"]).stdout == "2\n")
 
         // The stack's secret, in its task only (mode 0400), and the config at its target; neither in inspect.
-        #expect(h.onNode(h.nodes[0], ["exec", kv2, "cat", "/run/secrets/kvpass"]).stdout == ClusterStackTests.password)
+        #expect(h.onNode(h.nodes[0], ["exec", kv2, "cat", "/run/secrets/kvpass"]).stdout == ClusterStackTests.password + "\n", "the file as written")
         #expect(h.onNode(h.nodes[0], ["exec", kv2, "stat", "-c", "%a", "/run/secrets/kvpass"]).stdout == "400\n")
-        #expect(h.onNode(h.nodes[webNode], ["exec", web, "cat", "/etc/site.conf"]).stdout == "listen 8080\n")
+        #expect(h.onNode(h.nodes[webNode], ["exec", web, "cat", "/etc/site.conf"]).stdout == "listen 8080\n\n")
         #expect(h.onNode(h.nodes[webNode], ["exec", web, "test", "-e", "/run/secrets/kvpass"]).status != 0, "only kv's tasks get kv's secret")
         #expect(!h.cluster("service", "inspect", "home_kv").out.contains(ClusterStackTests.password))
         #expect(!h.cluster("secret", "inspect", "home_kvpass").out.contains(ClusterStackTests.password))

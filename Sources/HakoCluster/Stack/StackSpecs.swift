@@ -169,6 +169,12 @@ public struct StackPlan: Sendable, Equatable {
         for var s in specs {
             guard let old = mine.removeValue(forKey: s.name) else { out.append(Entry(service: s.name, action: .create(s))); continue }
             if s.image == old.spec.image && s.platforms.isEmpty { s.platforms = old.spec.platforms }
+            // The coordinator binds a reference to its secret's id; by name, the files' references are the same ones.
+            func bound(_ refs: [SecretReference], _ held: [SecretReference]) -> [SecretReference] {
+                refs.map { r in var r = r; r.id = held.first { $0.source == r.source }?.id ?? r.id; return r }
+            }
+            s.secrets = bound(s.secrets, old.spec.secrets)
+            s.configs = bound(s.configs, old.spec.configs)
             if s == old.spec {
                 out.append(Entry(service: s.name, action: .unchanged(id: old.id)))
             } else {

@@ -56,6 +56,22 @@ import Testing
         #expect(throws: ClusterError.self) { try SecretBox.load(path: path) }
     }
 
+    /// A cluster from before secrets: its coordinators joined without a secrets key, and each
+    /// makes one at its first start — the same one, from the CA key they share.
+    @Test func coordinatorsOfAnOlderClusterDeriveOneKeyFromTheirCAKey() throws {
+        let dirs = [TempDir("secretkey-a"), TempDir("secretkey-b"), TempDir("secretkey-c")]
+        for (i, d) in dirs.enumerated() {
+            try FS.makeDirectories(d.path + "/pki", mode: 0o700)
+            try (i < 2 ? "-----BEGIN PRIVATE KEY-----\nshared\n-----END PRIVATE KEY-----\n" : "-----BEGIN PRIVATE KEY-----\nother\n-----END PRIVATE KEY-----\n")
+                .write(toFile: CoordinatorPKI(dataDir: d.path).caKey, atomically: true, encoding: .utf8)
+        }
+        let boxes = try dirs.map { try SecretBox.loadOrCreate(dataDir: $0.path) }
+        #expect(boxes[0].keyID == boxes[1].keyID, "one CA key, one secrets key")
+        #expect(try boxes[1].open(try boxes[0].seal([7], context: "x"), context: "x") == [7])
+        #expect(boxes[2].keyID != boxes[0].keyID, "another cluster's CA key, another secrets key")
+        #expect(try SecretBox.loadOrCreate(dataDir: dirs[0].path).keyID == boxes[0].keyID, "written once, then read")
+    }
+
     // MARK: the coordinator and its store
 
     func createSecret(_ f: CoreFixture, _ name: String, _ data: [UInt8] = SecretTests.plaintext, kind: SecretKind = .secret) throws -> SecretView {

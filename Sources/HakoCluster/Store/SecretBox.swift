@@ -118,13 +118,30 @@ public struct SecretBox: Sendable {
 
     /// The key of this coordinator, made (0600) when it has none: a cluster
     /// made before secrets existed gets its key at the coordinator's first
-    /// start. (With several coordinators, the others receive it when they join.)
+    /// start. Its coordinators joined without one, so each derives it from
+    /// the CA key they all hold (`derived(fromCAKey:)`): the same key on every
+    /// one of them, with no exchange. Without a CA key, a random one.
     public static func loadOrCreate(dataDir: String) throws(ClusterError) -> SecretBox {
         let path = keyPath(dataDir: dataDir)
         if FS.exists(path) { return try load(path: path) }
-        let box = generate()
+        let caKey = CoordinatorPKI(dataDir: dataDir).caKey
+        let box = FS.exists(caKey) ? try derived(fromCAKey: caKey) : generate()
         try box.write(to: path)
         return box
+    }
+
+    /// SHA-256 of a label and the CA key's PEM (which every coordinator holds
+    /// byte for byte: the join hands the file over as it is).
+    static func derived(fromCAKey path: String) throws(ClusterError) -> SecretBox {
+        let pem: [UInt8]
+        do { pem = try FS.readFile(path) } catch { throw .security("cannot read the CA key \(path): \(error)") }
+        let input = Array("hako-secrets-key-from-ca/1\0".utf8) + pem
+        var ctx = SHA256_CTX()
+        var out = [UInt8](repeating: 0, count: keyLength)
+        _ = hako_sha256_init(&ctx)
+        _ = hako_sha256_update(&ctx, input, input.count)
+        _ = hako_sha256_final(&out, &ctx)
+        return SecretBox(unchecked: out)
     }
 
     public func write(to path: String) throws(ClusterError) { try writeSecret(path, hexString(key) + "\n") }

@@ -40,6 +40,19 @@ public struct Flag {
     }
 }
 
+/// A flag whose absence is not `false`: nil when not given, so that an update
+/// can tell "leave it" (`update`) from "turn it off" (`update --read-only=false`).
+@propertyWrapper
+public struct OptionalFlag {
+    public var wrappedValue: Bool?
+
+    public init(name: NameSpecification, help: String) {
+        let d = Declaration(kind: .flag, longNames: name.longs, shortNames: name.shorts, help: help)
+        let values: [Bool] = ParseContext.convert(ParseContext.tokens(for: d) ?? [], d)
+        self.wrappedValue = values.last
+    }
+}
+
 /// A positional argument; `help` is also its name in the usage line (`CONTAINER...`).
 @propertyWrapper
 public struct Argument<Value> {

@@ -15,8 +15,8 @@ struct ServiceContainerFlags: ParsableArguments {
     @Option(name: .long("cap-add"), help: "Add a Linux capability.") var capAdd: [String] = []
     @Option(name: .long("cap-drop"), help: "Drop a Linux capability.") var capDrop: [String] = []
     @Option(name: .long("limit-pids"), help: "Processes each task may have (0: no limit).") var limitPids: Int?
-    @Flag(name: .long("read-only"), help: "Mount the containers' root filesystem read-only.") var readOnly = false
-    @Flag(name: .long("init"), help: "Run an init (hako-init) as PID 1 that forwards signals and reaps processes.") var initProcess = false
+    @OptionalFlag(name: .long("read-only"), help: "Mount the containers' root filesystem read-only (on update, --read-only=false turns it off).") var readOnly: Bool?
+    @OptionalFlag(name: .long("init"), help: "Run an init (hako-init) as PID 1 that forwards signals and reaps processes (on update, --init=false turns it off).") var initProcess: Bool?
 
     func apply(to c: inout ServiceContainerOptions) throws {
         if !mount.isEmpty { c.mounts = try mount.map { try ServiceMount(parsing: $0) } }
@@ -37,7 +37,7 @@ struct ServiceContainerFlags: ParsableArguments {
         if !capAdd.isEmpty { c.capAdd = capAdd }
         if !capDrop.isEmpty { c.capDrop = capDrop }
         if let p = limitPids { c.pidsLimit = p }
-        if readOnly { c.readOnly = true }
-        if initProcess { c.initProcess = true }
+        if let r = readOnly { c.readOnly = r }
+        if let i = initProcess { c.initProcess = i }
     }
 }

@@ -29,6 +29,12 @@ struct RunLike: ParsableCommand {
     @Argument(parsing: .passthrough, help: "IMAGE [COMMAND] [ARG...]") var imageAndCommand: [String] = []
 }
 
+struct UpdateLike: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "update", abstract: "Update a thing.", shouldDisplay: false)
+    @OptionalFlag(name: .long("read-only"), help: "Read-only.") var readOnly: Bool?
+    @Argument(help: "SERVICE") var service: String
+}
+
 struct RmLike: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "rm", abstract: "Remove things.", aliases: ["remove"])
     @Flag(name: [.short("f"), .long("force")], help: "Force.") var force = false
@@ -53,7 +59,7 @@ struct Group: ParsableCommand {
 
 struct Root: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "tool", abstract: "A tool.", version: "tool 1",
-                                                    subcommands: [RunLike.self, Group.self, JoinLike.self])
+                                                    subcommands: [RunLike.self, Group.self, JoinLike.self, UpdateLike.self])
 }
 
 func parse<T>(_ args: String..., as: T.Type) throws -> T {
@@ -88,6 +94,12 @@ func usageError(_ args: String...) -> String? {
         #expect(r.publish == ["8080:80", "53:53/udp"])
         let off = try parse("run", "-d=false", "--tty=false", "img", as: RunLike.self)
         #expect(!off.detach && !off.tty)
+    }
+
+    @Test func anOptionalFlagTellsAbsentFromFalse() throws {
+        #expect(try parse("update", "web", as: UpdateLike.self).readOnly == nil)
+        #expect(try parse("update", "--read-only", "web", as: UpdateLike.self).readOnly == true)
+        #expect(try parse("update", "--read-only=false", "web", as: UpdateLike.self).readOnly == false)
     }
 
     @Test func valuesAreTakenEvenWhenTheyStartWithADash() throws {

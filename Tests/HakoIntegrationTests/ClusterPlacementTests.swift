@@ -57,8 +57,9 @@ final class ClusterPlacementTests {
         #expect(h.eventually(30) { self.h.runningCount("ssd").reduce(0, +) == 0 })
     }
 
-    /// --mode global: a task on every node, gone from a drained one and back when it is active.
-    @Test func globalServiceFollowsADrain() {
+    /// --mode global: a task on every node, gone from a drained one and back when it is active;
+    /// gone from a node that leaves, and on a node that joins.
+    @Test func globalServiceFollowsADrainAndAJoin() {
         let r = h.cluster("service", "create", "--no-resolve-image", "--name", "every", "--mode", "global", "--stop-timeout", "1",
                           "--wait", "--timeout", "60s", "busybox:test", "sleep", "3600")
         #expect(r.status == 0, "\(r.stderr)")
@@ -71,6 +72,18 @@ final class ClusterPlacementTests {
         update("--availability", "active", "node1")
         #expect(h.eventually(30) { self.h.runningCount("every") == [1, 1, 1] }, "\(h.runningCount("every"))")
         #expect(h.cluster("service", "scale", "every=5").status != 0)
+
+        // node3 leaves the cluster: the service counts two nodes. The machine then joins again as a new
+        // node (a fresh identity, its old container cleared by hand): the service gets a task there.
+        h.killAgent(2)
+        #expect(h.cluster("node", "rm", "--force", "node3").status == 0)
+        #expect(h.eventually(15) { self.h.cluster("service", "ls").out.contains("2/2") }, "\(h.cluster("service", "ls").out)")
+        let left = h.running("every")[2]
+        if !left.isEmpty { _ = h.onNode(h.nodes[2], ["rm", "-f"] + left) }
+        try? FileManager.default.removeItem(atPath: h.nodes[2].dir + "/state")
+        h.startAgent(2, join: h.cluster("token", "-q").out)
+        #expect(h.eventually(30) { self.h.runningCount("every") == [1, 1, 1] && self.h.cluster("service", "ls").out.contains("3/3") },
+                "the joined node gets the global service's task: \(h.runningCount("every")) \(h.cluster("service", "ls").out)")
         h.cluster("service", "rm", "every")
         #expect(h.eventually(30) { self.h.runningCount("every").reduce(0, +) == 0 })
     }

@@ -380,8 +380,6 @@ static int parse_records(const void *blob, size_t len, struct hako_spec *s, stru
         case HAKO_T_HEALTH_ARG: NEED(str, "health arg"); PUSH(s->health_argv, s->health_argc, cap.health_args, str, "health args"); break;
         case HAKO_T_EVENT_LOG: NEED(str && str[0] == '/', "event log"); s->event_log = str; break;
         case HAKO_T_EVENT_ATTRS: NEED(str && str[0] == '{', "event attributes"); s->event_attrs = str; break;
-        case HAKO_T_NET_UNPIN: NEED(str && str[0] == '/', "network namespace"); s->net_unpin = str; break;
-        case HAKO_T_NET_RECORD: NEED(str && str[0] == '/', "endpoint record"); s->net_record = str; break;
         default:
             FAIL("launch spec: unknown record %u", tag);
         }

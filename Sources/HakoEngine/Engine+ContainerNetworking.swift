@@ -388,23 +388,7 @@ extension Engine {
         if let ns = try prepareNetwork(config) {
             runtime.namespaces.network = .path(ns)
             monitor.cleanupCommand = networkCleanupCommand(config.id)
-            if Self.releasesNetworkAlone(config) {
-                monitor.networkRelease = NetworkRelease(namespace: ns, endpointRecord: paths.endpoint(config.id))
-            }
         }
-    }
-
-    /// Whether the monitor releases the container's network by itself after
-    /// its final exit (unpins the namespace, removes the endpoint record)
-    /// instead of running `hako network teardown`: so when the container
-    /// publishes no port (the firewall does not change) and joins only the
-    /// predefined networks (no peer's name files list it). Its lease needs no
-    /// rewrite: one whose container holds no endpoint is free (`lease`).
-    /// `network connect` of the running container revokes it (`MonitorFrame.fullTeardown`).
-    static func releasesNetworkAlone(_ config: ContainerConfig) -> Bool {
-        let net = config.networking ?? ContainerNetworking()
-        let joins = net.networks.isEmpty ? [NetworkJoin(name: NetworkDefinition.defaultName)] : net.networks
-        return net.requestedPorts.isEmpty && joins.allSatisfy { NetworkDefinition.predefined.contains($0.name) }
     }
 
     /// A start that failed after `prepareNetworkAndStorage`.

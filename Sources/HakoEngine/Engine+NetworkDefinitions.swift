@@ -227,11 +227,6 @@ extension Engine {
             c.config.networking = net
             try writeConfig(c.config)
             try refreshNameFiles(changed: [d.id], also: c.config)
-            // Peers now list it: its monitor must run the whole teardown at its final exit.
-            if !Self.releasesNetworkAlone(c.config), let conn = try MonitorConnection.connect(runDir: c.paths.runDir) {
-                let e = try conn.request(.fullTeardown)
-                if e != 0 { throw HakoError(.failed, "cannot update container \(c.name)'s monitor", cause: SystemError("network teardown", errno: e)) }
-            }
         } else {
             net.networks.append(join)
             c.config.networking = net

@@ -18,9 +18,6 @@ public enum MonitorFrame: Equatable, Sendable {
     case attach
     /// Replace the restart policy (`update --restart`): from the next exit on.
     case policy(RestartPolicy)
-    /// The network release at the final exit needs the clean-up command (`network connect`
-    /// gave the container peers): the monitor no longer releases the network itself.
-    case fullTeardown
     case stdout([UInt8])
     case stderr([UInt8])
     /// The container exited with `code`; `final` when the monitor is ending (no restart follows).
@@ -42,7 +39,6 @@ public enum MonitorFrame: Equatable, Sendable {
         case .stop(let s, let t): return frame(HAKO_MON_STOP, be32(UInt32(bitPattern: s)) + be32(t))
         case .attach: return frame(HAKO_MON_ATTACH, [])
         case .policy(let r): return frame(HAKO_MON_POLICY, be32(r.monitorCode) + be32(r.maximumRetryCount))
-        case .fullTeardown: return frame(HAKO_MON_FULL_TEARDOWN, [])
         case .stdout(let b): return frame(HAKO_MON_STDOUT, b)
         case .stderr(let b): return frame(HAKO_MON_STDERR, b)
         case .exit(let code, let final): return frame(HAKO_MON_EXIT, be32(UInt32(bitPattern: code)) + [final ? 1 : 0])
@@ -70,7 +66,6 @@ public enum MonitorFrame: Equatable, Sendable {
         case Int(HAKO_MON_ATTACH): return .attach
         case Int(HAKO_MON_POLICY) where n == 8:
             return .policy(RestartPolicy(monitorCode: be32(0), maximumRetryCount: be32(4)))
-        case Int(HAKO_MON_FULL_TEARDOWN) where n == 0: return .fullTeardown
         case Int(HAKO_MON_STDOUT): return .stdout(p)
         case Int(HAKO_MON_STDERR): return .stderr(p)
         case Int(HAKO_MON_EXIT) where n == 5: return .exit(code: Int32(bitPattern: be32(0)), final: p[4] != 0)

@@ -20,7 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
-#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -55,7 +54,6 @@ struct monitor {
     // good now, but was not stopped by a person, so `unless-stopped` brings it
     // back at the next boot (hako start --all-restartable).
     int host_stop;
-    int full_teardown;  // HAKO_MON_FULL_TEARDOWN came: the network release runs the clean-up command
     uint32_t restart_count, failures;
     struct timespec started_mono;
     char started_at[40], finished_at[40];
@@ -397,22 +395,7 @@ static void kill_leftovers(void) {
     }
 }
 
-// The network release of a container that publishes no port on networks
-// without peers (the engine says so with HAKO_T_NET_UNPIN): the namespace
-// unpinned (the kernel destroys it, and the veth pair with it) and the
-// endpoint record removed, which frees its address (a lease whose container
-// holds no endpoint is free). Nothing else of the network changes, so no
-// hako process (`hako network teardown`, ~5 ms of start-up) is needed.
-static int release_network_here(void) {
-    if (!M.spec.net_unpin || !M.spec.net_record || M.full_teardown) return 0;
-    umount2(M.spec.net_unpin, MNT_DETACH);
-    unlink(M.spec.net_unpin);
-    unlink(M.spec.net_record);
-    return 1;
-}
-
 static void run_cleanup_hook(void) {
-    if (release_network_here()) return;
     if (!M.spec.ncleanup) return;
     pid_t pid = fork();
     if (pid == 0) {
@@ -617,10 +600,6 @@ static void handle_frame(struct client *c, uint8_t type, const uint8_t *p, uint3
         reply(c, 0);
         break;
     }
-    case HAKO_MON_FULL_TEARDOWN:
-        M.full_teardown = 1;
-        reply(c, 0);
-        break;
     case HAKO_MON_STOP: {
         if (n != 8) { reply(c, EINVAL); break; }
         int sig = (int)((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]);

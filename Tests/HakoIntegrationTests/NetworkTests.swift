@@ -203,36 +203,6 @@ final class OutsideNamespace: @unchecked Sendable {
         host.hako("rm", "-f", "doomed")
     }
 
-    /// A container that publishes no port on the default bridge has its network
-    /// released by its monitor alone (no `hako network teardown` process):
-    /// namespace, veth pair and endpoint record go, and its address is free at
-    /// once. Connected to a user network while running, it gets the whole
-    /// teardown, so that its new peers' name files forget it.
-    @Test func theMonitorReleasesAQuietNetworkAndConnectAsksForTheWholeTeardown() throws {
-        let id = host.hako("run", "-d", "--ip", "172.17.0.77", host.busybox, "sleep", "0.2").out
-        try #require(!id.isEmpty)
-        #expect(host.eventually(10) { host.state(id)["Status"] as? String == "exited" })
-        #expect(host.hako("wait", id).status == 0)
-        #expect(host.eventually(5) { !FileManager.default.fileExists(atPath: "\(host.runRoot)/containers/\(id)/monitor.lock") })
-        #expect(!FileManager.default.fileExists(atPath: "\(host.runRoot)/netns/\(id)"))
-        #expect(!FileManager.default.fileExists(atPath: "\(host.runRoot)/networks/endpoints/\(id).json"))
-        #expect(host.eventually(5) { !Subprocess.run(["/usr/bin/ip", "-n", host.netns, "-o", "link"]).stdout.contains("veth") },
-                "the kernel removes the veth pair with the namespace")
-        let again = host.hako("run", "--rm", "--ip", "172.17.0.77", host.busybox, "ip", "-o", "-4", "addr", "show", "eth0")
-        #expect(again.status == 0 && again.stdout.contains("172.17.0.77/"), "the address is free again: \(again.stdout) \(again.stderr)")
-        host.hako("rm", id)
-
-        #expect(host.hako("network", "create", "peers").status == 0)
-        defer { host.hako("rm", "-f", "peer-one", "quiet-one"); host.hako("network", "rm", "peers") }
-        #expect(host.hako("run", "-d", "--name", "peer-one", "--network", "peers", host.busybox, "sleep", "60").status == 0)
-        #expect(host.hako("run", "-d", "--name", "quiet-one", host.busybox, "sleep", "60").status == 0)
-        #expect(host.hako("network", "connect", "peers", "quiet-one").status == 0)
-        #expect(host.hako("exec", "peer-one", "cat", "/etc/hosts").stdout.contains("quiet-one"))
-        #expect(host.hako("stop", "-t", "0", "quiet-one").status == 0)
-        let hosts = host.hako("exec", "peer-one", "cat", "/etc/hosts").stdout
-        #expect(!hosts.contains("quiet-one"), "the whole teardown ran: \(hosts)")
-    }
-
     @Test func badValuesGiveOneClearErrorAndCreateNothing() {
         let before = host.containerIDs().count
         let nets = host.hako("network", "ls", "-q").stdout

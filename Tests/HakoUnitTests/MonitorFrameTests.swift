@@ -7,7 +7,6 @@ import Testing
         let frames: [MonitorFrame] = [
             .stdin([1, 2, 3]), .closeStdin, .resize(rows: 50, cols: 132), .signal(15), .stop(signal: 9, timeout: 7),
             .attach, .stdout(Array("hello\n".utf8)), .stderr([]), .exit(code: 137, final: true), .exit(code: -1, final: false), .reply(3),
-            .fullTeardown,
         ]
         var buffer = frames.flatMap { $0.encode() }
         var decoded: [MonitorFrame] = []
@@ -20,7 +19,6 @@ import Testing
         #expect(MonitorFrame.stop(signal: 15, timeout: 10).encode() == [0x73, 0, 0, 0, 8, 0, 0, 0, 15, 0, 0, 0, 10])
         #expect(MonitorFrame.resize(rows: 0x0102, cols: 0x0304).encode() == [0x72, 0, 0, 0, 4, 1, 2, 3, 4])
         #expect(MonitorFrame.exit(code: 2, final: true).encode() == [0x78, 0, 0, 0, 5, 0, 0, 0, 2, 1])
-        #expect(MonitorFrame.fullTeardown.encode() == [0x6e, 0, 0, 0, 0])
     }
 
     @Test func partialFramesWait() throws {

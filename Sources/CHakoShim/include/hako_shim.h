@@ -105,11 +105,6 @@ enum hako_tag {
     HAKO_T_HEALTH_ARG = 80,   // string, repeated: the probe's argv, run as `exec` would in the container
     HAKO_T_EVENT_LOG = 81,    // string: the engine's event log (events.jsonl) the monitor appends health_status to
     HAKO_T_EVENT_ATTRS = 82,  // string: the events' "attributes" JSON object (name, image, labels)
-    HAKO_T_NET_UNPIN = 83,    // string: the container's pinned network namespace; with HAKO_T_NET_RECORD, the
-                              //   network release after the final exit is done by the monitor itself (the
-                              //   namespace unmounted (MNT_DETACH) and unlinked, then the record unlinked) in
-                              //   place of the clean-up command, unless a HAKO_MON_FULL_TEARDOWN frame came
-    HAKO_T_NET_RECORD = 84,   // string: the container's endpoint record (see HAKO_T_NET_UNPIN)
 };
 
 // hako-monitor's contract with whoever starts it (HakoRuntime/Monitor.swift):
@@ -128,8 +123,6 @@ enum {
     HAKO_MON_STOP = 's',        // client → monitor: u32 signal, u32 timeout seconds
     HAKO_MON_ATTACH = 'a',      // client → monitor: stream output to me
     HAKO_MON_POLICY = 'p',      // client → monitor: u32 restart policy (HAKO_RESTART_*), u32 maximum retries
-    HAKO_MON_FULL_TEARDOWN = 'n', // client → monitor: the network release needs the clean-up command
-                                //   (the container joined a network with peers: HAKO_T_NET_UNPIN no longer suffices)
     HAKO_MON_STDOUT = 'o',      // monitor → client
     HAKO_MON_STDERR = 'e',      // monitor → client
     HAKO_MON_EXIT = 'x',        // monitor → client: i32 exit code, u8 final (1: the monitor is ending)
@@ -281,7 +274,6 @@ struct hako_spec {
     uint32_t health_retries;
     const char **health_argv; int health_argc;  // sized to the blob, NULL-terminated
     const char *event_log, *event_attrs;
-    const char *net_unpin, *net_record;  // the network release the monitor does itself (HAKO_T_NET_UNPIN)
 };
 
 // Parses a blob (which must stay alive while the spec is used).

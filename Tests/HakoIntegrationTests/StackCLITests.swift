@@ -27,14 +27,14 @@ import Testing
         #expect(r.status == 125 && r.stderr.contains("compose.yml:4: services.web.imag: unknown key"), "\(r.stderr)")
     }
 
-    @Test func secretsAreRefusedUntilTheClusterHasThem() throws {
+    @Test func aSecretTheClusterCannotGiveIsRefusedBeforeConnecting() throws {
         let r = try run(["stack", "deploy", "-c", "DIR/compose.yml", "home"], files: ["compose.yml": """
             services:
-              db: {image: postgres, secrets: [pw]}
+              db: {image: postgres, secrets: [{source: pw, uid: postgres}]}
             secrets:
               pw: {external: true}
             """])
-        #expect(r.status == 125 && r.stderr.contains("service home_db: secrets: not supported by the cluster yet"), "\(r.stderr)")
+        #expect(r.status == 125 && r.stderr.contains("service home_db: secrets: pw: uid and gid must be numbers"), "\(r.stderr)")
     }
 
     @Test func aMissingFileAndABadStackName() throws {

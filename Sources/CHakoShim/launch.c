@@ -38,15 +38,19 @@ static int parent_fail(struct hako_failure *fail, int stage, int err, const char
     return -1;
 }
 
+// The parent sets the OOM score: the child, non-dumpable or in a user namespace, may not.
+static int set_oom_score(pid_t pid, const struct hako_spec *s, struct hako_failure *fail) {
+    if (!s->has_oom_score_adj) return 0;
+    char path[48] = "/proc/", num[24], v[24];
+    s_itoa(pid, num); s_cat(path, sizeof path, num); s_cat(path, sizeof path, "/oom_score_adj");
+    s_itoa(s->oom_score_adj, v);
+    if (write_file(path, v) < 0) return parent_fail(fail, HAKO_STAGE_OOM_SCORE, errno, NULL);
+    return 0;
+}
+
 static int join_cgroups(pid_t pid, const struct hako_spec *s, int placed_v2, int skip_v1, struct hako_failure *fail) {
     char num[24];
-    // The parent sets the OOM score: the child, non-dumpable or in a user namespace, may not.
-    if (s->has_oom_score_adj) {
-        char path[48] = "/proc/", v[24];
-        s_itoa(pid, num); s_cat(path, sizeof path, num); s_cat(path, sizeof path, "/oom_score_adj");
-        s_itoa(s->oom_score_adj, v);
-        if (write_file(path, v) < 0) return parent_fail(fail, HAKO_STAGE_OOM_SCORE, errno, NULL);
-    }
+    if (set_oom_score(pid, s, fail) < 0) return -1;
     s_itoa(pid, num);
     for (int i = 0; i < s->ncgroup_procs && !skip_v1; i++)
         if (write_file(s->cgroup_procs[i], num) < 0) return parent_fail(fail, HAKO_STAGE_CGROUP, errno, s->cgroup_procs[i]);
@@ -643,12 +647,7 @@ static int write_pid(int fd, const char *num) {
 // join_cgroups through the target's open files.
 static int join_target_cgroups(pid_t pid, const struct hako_spec *s, const struct hako_exec_target *t, struct hako_failure *fail) {
     char num[24];
-    if (s->has_oom_score_adj) {
-        char path[48] = "/proc/", v[24];
-        s_itoa(pid, num); s_cat(path, sizeof path, num); s_cat(path, sizeof path, "/oom_score_adj");
-        s_itoa(s->oom_score_adj, v);
-        if (write_file(path, v) < 0) return parent_fail(fail, HAKO_STAGE_OOM_SCORE, errno, NULL);
-    }
+    if (set_oom_score(pid, s, fail) < 0) return -1;
     s_itoa(pid, num);
     for (int i = 0; i < t->nprocs; i++)
         if (write_pid(t->procs[i], num) < 0) return parent_fail(fail, HAKO_STAGE_CGROUP, errno, s->cgroup_procs[i]);

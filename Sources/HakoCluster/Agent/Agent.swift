@@ -635,10 +635,13 @@ public final class Agent: @unchecked Sendable {
                     let cert = try Certificate(pem: try env.body(RenewReply.self).certificate)
                     try cert.verify(against: signing)
                     guard cert.publicKeyMatches(key), cert.commonName == self.identity.nodeID else { throw ClusterError.security("not this node's certificate") }
-                    try self.creds.save(trust: bundle, cert: cert, key: key)
-                    self.tls = try TLSContext.client(certificate: cert, key: key, trusting: bundle.roots)
+                    // The roots may have changed while the request was out
+                    // (a rotation ended): the newest bundle is the one kept.
+                    let roots = self.trust.signing.map { (try? cert.verify(against: $0)) != nil } == true ? self.trust : bundle
+                    try self.creds.save(trust: roots, cert: cert, key: key)
+                    self.tls = try TLSContext.client(certificate: cert, key: key, trusting: roots.roots)
                     self.certificate = cert
-                    self.trust = bundle
+                    self.trust = roots
                     self.log.info("certificate \(reason): valid until \(Timestamp(seconds: Int64(cert.notAfter)).rfc3339)")
                 } catch {
                     self.log.error("certificate renewal failed: \(error)")

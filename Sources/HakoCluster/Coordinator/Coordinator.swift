@@ -276,10 +276,7 @@ public final class Coordinator: @unchecked Sendable {
     func scheduleTick() {
         let every = min(0.1, config.heartbeatPeriod / 4)
         loop.after(every) { [unowned self] in
-            if self.leading {
-                self.core.tick()
-                self.deliver()
-            }
+            if self.leading { self.commitAndDeliver() }
             self.scheduleTick()
         }
     }
@@ -388,13 +385,22 @@ public final class Coordinator: @unchecked Sendable {
         commitScheduled = true
         loop.after(0) { [unowned self] in
             self.commitScheduled = false
-            self.core.tick()
-            for (id, line) in self.held { self.connections[id]?.conn.send(line) }
-            self.held.removeAll()
-            for id in self.closeAfterCommit { self.connections[id]?.conn.close("anonymous: one message answered") }
-            self.closeAfterCommit.removeAll()
-            self.deliver()
+            self.commitAndDeliver()
         }
+    }
+
+    /// One tick of the core (which commits), then the replies it committed,
+    /// then what the tick itself asked for. Replies go first whichever tick
+    /// commits them — the periodic one may run before the one a request
+    /// scheduled: a node's renewed certificate must reach it before the
+    /// `ca.update` that ends the rotation its renewal completed.
+    func commitAndDeliver() {
+        core.tick()
+        for (id, line) in held { connections[id]?.conn.send(line) }
+        held.removeAll()
+        for id in closeAfterCommit { connections[id]?.conn.close("anonymous: one message answered") }
+        closeAfterCommit.removeAll()
+        deliver()
     }
 
     func closed(_ c: LineConnection, _ reason: String) {

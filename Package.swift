@@ -75,7 +75,7 @@ let package = Package(
         .executableTarget(name: "hako-runtime", dependencies: ["HakoOCIRuntime", "HakoRuntime", "HakoSystem"],
                           linkerSettings: [.unsafeFlags(["-Xlinker", "-no-pie"])]),
         // make bench only: the scheduler's throughput in-process, simulated agents.
-        .executableTarget(name: "hako-cluster-bench", dependencies: ["HakoCluster", "HakoRuntime", "HakoSystem"]),
+        .executableTarget(name: "hako-cluster-bench", dependencies: ["HakoCluster", "HakoImage", "HakoRuntime", "HakoSystem"]),
         // make bench only: hako's VXLAN overlay set up in the bench's namespaces, and its convergence.
         .executableTarget(name: "hako-overlay-bench", dependencies: ["HakoNetwork", "HakoSystem"]),
 

@@ -1,11 +1,14 @@
-/// A wanted platform ("linux/arm64", "linux/arm/v7", "linux/amd64"), and
-/// which entry of an image index answers it.
-public struct PlatformSpec: Sendable, Equatable, CustomStringConvertible {
+/// An OS/architecture/variant triple in OCI terms ("linux/arm64/v8",
+/// "linux/arm/v7", "linux/amd64"), always in its normal form: the platform
+/// an image is wanted for (which entry of an image index answers it,
+/// `select`), and the platform of a cluster node (which images it runs,
+/// `runs`).
+public struct PlatformSpec: Codable, Sendable, Hashable, CustomStringConvertible {
     public var os: String
     public var architecture: String
     public var variant: String?
 
-    public init(os: String, architecture: String, variant: String? = nil) {
+    public init(os: String = "linux", architecture: String, variant: String? = nil) {
         self.os = os
         self.architecture = architecture
         self.variant = variant
@@ -17,8 +20,16 @@ public struct PlatformSpec: Sendable, Equatable, CustomStringConvertible {
         PlatformSpec(os: Platform.os, architecture: Platform.architecture, variant: Platform.variant)
     }
 
+    /// Decoded values are normalised as constructed ones are.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(os: try c.decode(String.self, forKey: .os), architecture: try c.decode(String.self, forKey: .architecture),
+                  variant: try c.decodeIfPresent(String.self, forKey: .variant))
+    }
+
     /// Parses "os/arch[/variant]", or just "arch" (os linux). Architecture
-    /// aliases are normalised: aarch64 → arm64, x86_64 → amd64, armhf → arm/v7.
+    /// aliases, OCI's and uname's, are normalised: aarch64 → arm64, x86_64 →
+    /// amd64, armhf and armv7l → arm/v7, armel and armv6l → arm/v6.
     public init(parsing text: String) throws(ImageError) {
         let parts = text.lowercased().split(separator: "/", omittingEmptySubsequences: false).map(String.init)
         guard (1...3).contains(parts.count), parts.allSatisfy({ !$0.isEmpty && $0.allSatisfy { $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" } }) else {
@@ -36,8 +47,8 @@ public struct PlatformSpec: Sendable, Equatable, CustomStringConvertible {
         case "aarch64": architecture = "arm64"
         case "x86_64", "x86-64": architecture = "amd64"
         case "i386", "i686": architecture = "386"
-        case "armhf": architecture = "arm"; variant = variant ?? "v7"
-        case "armel": architecture = "arm"; variant = variant ?? "v6"
+        case "armhf", "armv7", "armv7l": architecture = "arm"; variant = variant ?? "v7"
+        case "armel", "armv6", "armv6l": architecture = "arm"; variant = variant ?? "v6"
         default: break
         }
         // The variants each architecture means when none is given.
@@ -56,6 +67,18 @@ public struct PlatformSpec: Sendable, Equatable, CustomStringConvertible {
         // amd64 micro-architecture levels: only checked when asked for.
         if self.architecture == "amd64" { return self.variant == nil || self.variant == other.variant }
         return other.variant == self.variant
+    }
+
+    /// Whether a node of this platform runs an image built for `image`: the
+    /// same OS and architecture, and an ARM variant no newer than the node's
+    /// (an armv7 node runs armv6 images, not arm64 ones).
+    public func runs(_ image: PlatformSpec) -> Bool {
+        guard os == image.os, architecture == image.architecture else { return false }
+        if variant == image.variant || image.variant == nil { return true }
+        if architecture == "arm", let have = variant.flatMap({ Int($0.dropFirst()) }), let want = image.variant.flatMap({ Int($0.dropFirst()) }) {
+            return want <= have
+        }
+        return false
     }
 
     public func matches(_ p: OCIPlatform) -> Bool { matches(os: p.os, architecture: p.architecture, variant: p.variant) }

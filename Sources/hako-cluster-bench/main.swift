@@ -9,6 +9,7 @@
 //       N simulated nodes: the real agent code over real mutual TLS, with an
 //       in-memory runtime (tasks "run" at once); runs until SIGTERM.
 #if canImport(Glibc)
+import HakoImage
 import Glibc
 #endif
 import HakoCluster

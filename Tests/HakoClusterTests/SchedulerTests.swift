@@ -1,4 +1,5 @@
 @testable import HakoCluster
+import HakoImage
 import Testing
 import HakoNetwork
 
@@ -15,7 +16,7 @@ import HakoNetwork
         (1...n).map {
             SchedulingRequest(taskID: "\(service)-\($0)", serviceID: service, group: service, reservations: reserve,
                               constraints: constraints.compactMap { try? Constraint(parsing: $0) },
-                              platforms: platforms.compactMap { PlatformSpec(parsing: $0) })
+                              platforms: platforms.compactMap { try? PlatformSpec(parsing: $0) })
         }
     }
 
@@ -87,6 +88,9 @@ import HakoNetwork
         #expect(try m("node.platform.arch==aarch64", pi4) && m("node.platform.arch==arm64", pi4) && !m("node.platform.arch==aarch64", pc))
         #expect(try m("node.platform.arch==x86_64", pc) && m("node.platform.arch!=x86_64", pi4))
         #expect(try m("node.platform.arch==armv7l", pi2) && m("node.platform.arch==arm", pi2) && !m("node.platform.arch==armv6l", pi2))
+        let pi1 = node("pi1", arch: "arm", variant: "v6").record
+        #expect(try m("node.platform.arch==arm/v7", pi2) && !m("node.platform.arch==arm/v7", pi1) && m("node.platform.arch==arm", pi1))
+        #expect(try m("node.platform.arch==arm64/v8", pi4) && !m("node.platform.arch==arm/v6", pi2))
         #expect(try m("node.labels.Disk==ssd", pi4) && !m("node.labels.disk==ssd", pi4), "values fold case, keys do not")
         #expect(try m("node.hostname==PI4", pi4) && m("node.id!=id-pi2", pi4) && m("node.id==id-pi2", pi2))
         #expect(try m("node.platform.os==linux", pc) && m("node.platform.os!=windows", pc))
@@ -161,7 +165,7 @@ import HakoNetwork
         #expect(old.maxReplicasPerNode == 0 && old.placementPreferences.isEmpty && old.replicas == 2)
     }
 
-    @Test func imagePlatformAgainstTheNode() {
+    @Test func imagePlatformAgainstTheNode() throws {
         var snap = ClusterSnapshot(nodes: [node("pi4", arch: "arm64"), node("pi2", arch: "arm", variant: "v7"), node("pc", arch: "amd64")])
         var rng = SeededRandom(seed: 4)
         let p = Scheduler().schedule(requests(3, platforms: ["linux/arm/v7"]), on: &snap, using: &rng)
@@ -170,8 +174,14 @@ import HakoNetwork
         #expect(Set(q.compactMap(\.nodeID)) == ["id-pi4", "id-pc"])
         let r = Scheduler().schedule(requests(1, service: "v6", platforms: ["linux/arm/v6"]), on: &snap, using: &rng)
         #expect(r[0].nodeID == "id-pi2", "an armv7 node runs armv6 images")
-        #expect(PlatformSpec(parsing: "armhf") == PlatformSpec(architecture: "arm", variant: "v7"))
-        #expect(PlatformSpec(parsing: "linux/aarch64")?.architecture == "arm64")
+        #expect(try PlatformSpec(parsing: "armhf") == PlatformSpec(architecture: "arm", variant: "v7"))
+        #expect(try PlatformSpec(parsing: "linux/aarch64").architecture == "arm64")
+        // A node record of an older version (arm64 without its variant) reads as the same platform.
+        let old = try Wire.decodeJSON(PlatformSpec.self, from: Array(#"{"os":"linux","architecture":"arm64"}"#.utf8))
+        let arm64 = try PlatformSpec(parsing: "linux/arm64")
+        #expect(old == PlatformSpec(architecture: "arm64", variant: "v8") && old.runs(arm64))
+        #expect(try !PlatformSpec(parsing: "linux/arm/v7").runs(PlatformSpec(parsing: "linux/arm64")))
+        #expect(try PlatformSpec(parsing: "linux/arm/v7").runs(PlatformSpec(parsing: "armv6l")))
     }
 
     @Test func resourcesAreNeverOvercommitted() {
@@ -195,7 +205,7 @@ import HakoNetwork
                                            node("g", availability: .drain), node("h", arch: "amd64")])
         let r = requests(1, reserve: Resources(memory: 1 << 30), constraints: ["node.labels.zone==a"], platforms: ["linux/arm64"])[0]
         #expect(Scheduler().explain(r, in: snap) ==
-            "no suitable node (1 node down, 1 node draining, platform linux/arm64 excludes 1 node, constraint node.labels.zone==a excludes 2 nodes, insufficient memory on 3 nodes)")
+            "no suitable node (1 node down, 1 node draining, platform linux/arm64/v8 excludes 1 node, constraint node.labels.zone==a excludes 2 nodes, insufficient memory on 3 nodes)")
         #expect(Scheduler().explain(r, in: ClusterSnapshot(nodes: [])) == "no nodes in the cluster")
     }
 

@@ -1,4 +1,5 @@
 @testable import HakoCluster
+import HakoImage
 import HakoEngine
 import HakoSystem
 import Testing

@@ -1,4 +1,5 @@
 @testable import HakoCluster
+import HakoImage
 import Testing
 
 @Suite struct StoreTests {

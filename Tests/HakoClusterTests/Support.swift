@@ -1,3 +1,4 @@
+import HakoImage
 import Foundation
 @testable import HakoCluster
 import HakoSystem

@@ -1,3 +1,5 @@
+import HakoImage
+
 /// Global services (`--mode global`, Swarm's): one task on every eligible
 /// node — active, not down, of a platform the image exists for, satisfying
 /// the constraints. A task is created for its node (its `nodeID` set while it
@@ -9,7 +11,7 @@ extension Orchestrator {
     /// The nodes a global service wants a task on.
     public static func eligibleNodes(for spec: ServiceSpec, in s: ClusterState, status: (String) -> NodeStatus) -> [NodeRecord] {
         let constraints = spec.constraints.compactMap { try? Constraint(parsing: $0) }
-        let platforms = spec.platforms.compactMap { PlatformSpec(parsing: $0) }
+        let platforms = spec.platforms.compactMap { try? PlatformSpec(parsing: $0) }
         let devices = spec.container.devices.map(\.host)
         return s.nodes.values.filter { n in
             n.availability == .active && status(n.id) != .down

@@ -1,3 +1,5 @@
+import HakoImage
+
 /// Message types of the line protocol (docs/protocol.md has one section each).
 public enum MessageType {
     // agent → coordinator

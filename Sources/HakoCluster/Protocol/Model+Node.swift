@@ -1,58 +1,5 @@
+import HakoImage
 import HakoSystem
-
-/// An OS/architecture/variant triple in OCI terms: "linux/arm64", "linux/arm/v7".
-public struct PlatformSpec: Codable, Sendable, Hashable, CustomStringConvertible {
-    public var os: String
-    public var architecture: String
-    public var variant: String?
-
-    public init(os: String = "linux", architecture: String, variant: String? = nil) {
-        self.os = os
-        self.architecture = architecture
-        self.variant = variant
-    }
-
-    /// "linux/arm64", "arm64", "linux/arm/v7", and the common aliases
-    /// (aarch64, armv7, armhf, x86_64).
-    public init?(parsing s: String) {
-        let parts = s.lowercased().split(separator: "/").map(String.init)
-        guard (1...3).contains(parts.count), parts.allSatisfy({ !$0.isEmpty }) else { return nil }
-        var os = "linux"
-        var rest = parts[...]
-        if parts.count >= 2 || parts[0] == "linux" {
-            os = parts[0]
-            rest = parts.dropFirst()
-        }
-        guard let arch = rest.first else { return nil }
-        var variant = rest.count > 1 ? rest.last : nil
-        var a = arch
-        switch arch {
-        case "aarch64": a = "arm64"
-        case "x86_64", "x86-64": a = "amd64"
-        case "armv7", "armv7l", "armhf": a = "arm"; variant = variant ?? "v7"
-        case "armv6", "armv6l", "armel": a = "arm"; variant = variant ?? "v6"
-        default: break
-        }
-        guard a.allSatisfy({ $0.isLetter || $0.isNumber }), os.allSatisfy({ $0.isLetter }) else { return nil }
-        self.init(os: os, architecture: a, variant: variant)
-    }
-
-    public var description: String {
-        [os, architecture, variant].compactMap { $0 }.joined(separator: "/")
-    }
-
-    /// Whether a node of this platform runs an image built for `image`:
-    /// same OS and architecture; an image variant, if given, no newer than the
-    /// node's (an armv7 node runs armv6 images; arm64's only variant is v8).
-    public func runs(_ image: PlatformSpec) -> Bool {
-        guard os == image.os, architecture == image.architecture else { return false }
-        guard let want = image.variant else { return true }
-        let have = variant ?? (architecture == "arm64" ? "v8" : "")
-        if have == want { return true }
-        if architecture == "arm", let h = Int(have.dropFirst()), let w = Int(want.dropFirst()) { return w <= h }
-        return architecture == "arm64" && want == "v8"
-    }
-}
 
 /// CPU and memory: what a node offers or a task reserves.
 public struct Resources: Codable, Sendable, Hashable {

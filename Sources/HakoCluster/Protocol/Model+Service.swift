@@ -200,7 +200,7 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
         if mode.isGlobal && (maxReplicasPerNode > 0 || !placementPreferences.isEmpty) {
             throw .invalid("placement preferences and max replicas per node are for replicated services (a global one runs one task per node)")
         }
-        for p in platforms where PlatformSpec(parsing: p) == nil { throw .invalid("invalid platform \"\(p)\" (e.g. linux/arm64, linux/arm/v7)") }
+        for p in platforms where (try? PlatformSpec(parsing: p)) == nil { throw .invalid("invalid platform \"\(p)\" (e.g. linux/arm64, linux/arm/v7)") }
         do { _ = try RestartPolicyText.check(restart) } catch { throw .invalid(error.description) }
         guard restartMaxAttempts >= 0 else { throw .invalid("restart max attempts cannot be negative") }
         guard restartDelay >= 0, restartDelay <= 86400 else { throw .invalid("restart delay must be between 0 and 24h") }
@@ -371,11 +371,12 @@ public struct Constraint: Sendable, Hashable, CustomStringConvertible {
     /// Swarm's semantics: values compare without regard to case, and a
     /// missing label fails `==` and passes `!=`.
     public func matches(_ n: NodeRecord) -> Bool {
-        if key == .arch, let want = PlatformSpec(parsing: value) {
+        if key == .arch, let want = try? PlatformSpec(parsing: "linux/" + value) {
             // Docker's words (uname's: x86_64, aarch64, armv7l) and OCI's
-            // (amd64, arm64, arm/v7) alike; "arm" matches every 32-bit ARM node.
-            let hit = want.architecture == n.platform.architecture
-                && (want.variant == nil || want.variant == (n.platform.variant ?? (n.platform.architecture == "arm64" ? "v8" : nil)))
+            // (amd64, arm64, arm/v7) alike; a bare architecture ("arm")
+            // matches every variant of it (every 32-bit ARM node).
+            let anyVariant = !value.contains("/") && want.architecture == value.lowercased()
+            let hit = want.architecture == n.platform.architecture && (anyVariant || want.variant == n.platform.variant)
             return hit == equal
         }
         guard let a = key.value(of: n) else { return !equal }

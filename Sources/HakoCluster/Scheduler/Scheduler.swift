@@ -1,3 +1,4 @@
+import HakoImage
 import HakoSystem
 
 /// A node as the scheduler sees it: one value of a snapshot, updated in the
@@ -88,7 +89,7 @@ public struct SchedulingRequest: Sendable {
         self.init(taskID: task.id, serviceID: task.serviceID, group: "\(task.serviceID)@\(task.version)",
                   reservations: spec.reservations,
                   constraints: spec.constraints.compactMap { try? Constraint(parsing: $0) },
-                  platforms: spec.platforms.compactMap { PlatformSpec(parsing: $0) }, hostPorts: spec.hostPorts,
+                  platforms: spec.platforms.compactMap { try? PlatformSpec(parsing: $0) }, hostPorts: spec.hostPorts,
                   spread: spec.placementPreferences.compactMap { try? PlacementPreference(parsing: $0).spread },
                   maxPerNode: spec.maxReplicasPerNode, devices: spec.container.devices.map(\.host))
     }

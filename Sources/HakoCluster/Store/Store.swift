@@ -1,3 +1,4 @@
+import HakoImage
 import FoundationEssentials
 import HakoSystem
 
@@ -262,7 +263,7 @@ public final class Store {
             let agentLabels = s.optionalText(13).flatMap { try? Wire.decodeJSON([String: String].self, from: Array($0.utf8)) }
             out.nodes.append(NodeRecord(
                 id: s.text(0), name: s.text(1), hostname: s.text(2),
-                platform: PlatformSpec(parsing: s.text(3)) ?? PlatformSpec(architecture: "unknown"),
+                platform: (try? PlatformSpec(parsing: s.text(3))) ?? PlatformSpec(architecture: "unknown"),
                 labels: labels, capacity: Resources(cpuMillis: s.int(5), memory: s.int(6)),
                 availability: NodeAvailability(rawValue: s.text(7)) ?? .active, subnet: s.text(8), address: s.text(9),
                 agentVersion: s.text(10), created: s.double(11), updated: s.double(12), agentLabels: agentLabels))

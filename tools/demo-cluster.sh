@@ -17,33 +17,19 @@ BIN=${HAKO_BIN_DIR:-$HERE/../.build/release}
 export HAKO_MONITOR=$BIN/hako-monitor
 W=$(mktemp -d /tmp/hako-demo-cluster.XXXXXX)
 TAG=hkd$$
-UL=$TAG-ul
-PIDS=(); NETNS=()
+NET=10.215.0
+. "$HERE/lib-cluster.sh"
 cleanup() {
-  set +e
-  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null; done
-  sleep 0.5
-  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -9 "$p" 2>/dev/null; done
-  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && wait "$p" 2>/dev/null; done
-  for i in 1 2 3; do
-    [ -e "/run/netns/$TAG-n$i" ] || continue
-    ids=$(node $i ps -aq --no-trunc 2>/dev/null)
-    [ -n "$ids" ] && node $i rm -f $ids >/dev/null 2>&1
-  done
-  for c in /sys/fs/cgroup/*/hako-$TAG-*; do [ -d "$c" ] && rmdir "$c" 2>/dev/null; done
-  for n in "${NETNS[@]:-}"; do [ -n "$n" ] && ip netns delete "$n" 2>/dev/null; done
-  rm -rf "$W"
+  cl_cleanup
   echo "(torn down: namespaces, containers, cgroups, files)"
 }
 trap cleanup EXIT
 T0=$(date +%s.%N)
 step() { printf '\n\033[1m== [%6.2f s] %s\033[0m\n' "$(awk -v a="$T0" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')" "$*"; }
-c() { printf '$ hako cluster %s\n' "$*"; nsenter --net=/run/netns/$UL -- "$BIN/hako" cluster "$@"; }
-cq() { nsenter --net=/run/netns/$UL -- "$BIN/hako" cluster "$@"; }
-# A node's own hako: its engine root, in its namespace (where its bridge and firewall are).
-node() { local i=$1; shift; HAKO_ROOT=$W/n$i/root HAKO_RUN_ROOT=$W/n$i/run nsenter --net=/run/netns/$TAG-n$i -- "$BIN/hako" "$@"; }
+c() { printf '$ hako cluster %s\n' "$*"; ul "$BIN/hako" cluster "$@"; }
+cq() { ul "$BIN/hako" cluster "$@"; }
+node() { cl_node "$@"; }
 running() { node $1 ps --format json | grep -c '"Names":"web\.' || true; }
-ul() { nsenter --net=/run/netns/$UL -- "$@"; }
 REG=10.215.0.1:5000
 IMAGE=$REG/web:demo
 # Every engine here (the admin's, for push and the image's platforms; each
@@ -72,9 +58,7 @@ answer_all() {
 }
 
 step "An underlay: a bridge in namespace $UL (10.215.0.1: the coordinator)"
-ip netns add "$UL"; NETNS+=("$UL")
-ip -n "$UL" link set lo up; ip -n "$UL" link add br0 type bridge
-ip -n "$UL" addr add 10.215.0.1/24 dev br0; ip -n "$UL" link set br0 up
+cl_underlay
 cat > "$W/coordinator.toml" <<TOML
 data_dir = "$W/coordinator"
 listen = "10.215.0.1:4270"
@@ -117,37 +101,17 @@ ul "$BIN/hako" push "$IMAGE"
 
 step "hako cluster init: the CA, the coordinator's and the admin's certificates, the database"
 "$BIN/hako" cluster init --config "$W/coordinator.toml"
-nsenter --net=/run/netns/$UL -- "$BIN/hako" coordinator --config "$W/coordinator.toml" 2> "$W/coordinator.log" &
-PIDS+=($!)
-for _ in $(seq 50); do cq node ls >/dev/null 2>&1 && break; sleep 0.1; done
-
-APIDS=()
-start_agent() {
-  nsenter --net=/run/netns/$TAG-n$1 -- "$BIN/hako" agent --config "$W/n$1/agent.toml" ${2:+--join "$2" 10.215.0.1:4270} 2>> "$W/n$1/agent.log" &
-  APIDS[$1]=$!; PIDS+=($!)
-}
+cl_start_underlay_coordinator "$W/coordinator.toml" "$W/coordinator.log"
+wait_for 5 cq node ls || true
 step "Three nodes join, each with a single-use token that pins the coordinator's CA"
 for i in 1 2 3; do
-  ns=$TAG-n$i; ip netns add "$ns"; NETNS+=("$ns")
-  ip -n "$ns" link set lo up
-  ip -n "$ns" link add eth0 type veth peer name ul$i netns "$UL"
-  ip -n "$UL" link set ul$i master br0 up
-  ip -n "$ns" addr add 10.215.0.$((10 + i))/24 dev eth0; ip -n "$ns" link set eth0 up
-  mkdir -p "$W/n$i"
-  cat > "$W/n$i/agent.toml" <<TOML
-state_dir = "$W/n$i/state"
-root = "$W/n$i/root"
-run_root = "$W/n$i/run"
-cgroup_parent = "hako-$TAG-n$i"
-name = "pi$i"
-observe_interval = "250ms"
-[labels]
-zone = "$([ $i = 3 ] && echo b || echo a)"
-TOML
+  cl_node_ns $i
+  cl_agent_config $i pi$i "[labels]
+zone = \"$([ $i = 3 ] && echo b || echo a)\""
   engine_json "$W/n$i/root"
   token=$(cq token -q)
   echo "pi$i joins with ${token:0:30}…"
-  start_agent $i "$token"
+  cl_start_agent $i "$token" "$NET.1:4270"
 done
 for _ in $(seq 100); do [ "$(cq node ls --format json | grep -c '"ready"')" = 3 ] && break; sleep 0.1; done
 c node ls
@@ -184,9 +148,9 @@ step "Service names: pi1's replica asks its node's DNS responder for web and web
 node 1 exec "$one" sh -c 'nslookup web | grep Address | tail -n +2; nslookup web.3 | grep Address | tail -n +2'
 
 step "pi2 dies: kill -9 of its agent, and its link down"
-{ kill -9 "${APIDS[2]}"; wait "${APIDS[2]}"; } 2>/dev/null || true; ip -n "$TAG-n2" link set eth0 down
+cl_kill9 "${APIDS[2]}"; cl_link 2 down
 t=$(date +%s.%N)
-until [ $(( $(running 1) + $(running 3) )) -ge 3 ]; do sleep 0.05; done
+for _ in $(seq 600); do [ $(( $(running 1) + $(running 3) )) -ge 3 ] && break; sleep 0.05; done
 printf 'the lost replica runs again on another node after %.2f s (grace period 3 s)\n' "$(awk -v a="$t" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')"
 c node ls
 c service ps web
@@ -195,7 +159,7 @@ for _ in $(seq 50); do [ "$(replicas | wc -l)" = 3 ] && answer_all >/dev/null 2>
 answer_all
 
 step "pi2 comes back: it is told its replica is no longer wanted"
-ip -n "$TAG-n2" link set eth0 up; start_agent 2
+cl_link 2 up; cl_start_agent 2
 for _ in $(seq 200); do [ "$(running 2)" = 0 ] && break; sleep 0.1; done
 c service ps web
 echo "containers per node: pi1=$(running 1) pi2=$(running 2) pi3=$(running 3) — no duplicate"

@@ -143,8 +143,9 @@ vm-test: deps-test build
 	$(SWIFT) build --build-tests
 	HAKO_BIN_DIR=$(CURDIR)/$(BIN_DIR) tools/vm-test.sh
 
-# The multi-node cluster (three nodes in network namespaces, a registry on
-# their underlay); demo-local: one engine's container lifecycle.
+# The multi-node cluster (three Pis in network namespaces, each a coordinator
+# and an agent, a registry on their underlay; the leader and then a node
+# killed); demo-local: one engine's container lifecycle.
 demo: deps-demo build
 	@HAKO_BIN_DIR=$(CURDIR)/$(BIN_DIR) tools/demo-cluster.sh
 

@@ -44,39 +44,17 @@ BENCH=$REPO/.build/release/hako-cluster-bench
 
 W=$(mktemp -d /tmp/hako-bench-cluster.XXXXXX)
 TAG=hkb$$
-PIDS=()
-NETNS=()
+NET=10.214.0
+. "$HERE/lib-cluster.sh"
 cleanup() {
   local status=$?
-  set +e
-  if [ $status -ne 0 ]; then
-    echo "bench-cluster: failed (status $status); the daemons said:" >&2
-    for f in "$W"/*.log "$W"/n*/agent.log; do [ -f "$f" ] && { echo "== $f" >&2; tail -n 8 "$f" >&2; }; done
-  fi
-  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null; done
-  sleep 0.5
-  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -9 "$p" 2>/dev/null; done
-  for d in "$W"/n*/; do
-    [ -d "$d/root" ] || continue
-    # A node's engine works in the node's namespace (its bridge, its firewall).
-    i=$(basename "$d"); i=${i#n}; in=()
-    [ -e "/run/netns/$TAG-n$i" ] && in=(nsenter --net=/run/netns/$TAG-n$i --)
-    ids=$(HAKO_ROOT=$d/root HAKO_RUN_ROOT=$d/run "${in[@]}" "$BIN/hako" ps -aq --no-trunc 2>/dev/null)
-    [ -n "$ids" ] && HAKO_ROOT=$d/root HAKO_RUN_ROOT=$d/run "${in[@]}" "$BIN/hako" rm -f $ids >/dev/null 2>&1
-  done
-  for c in /sys/fs/cgroup/*/hako-$TAG-*; do [ -d "$c" ] && rmdir "$c" 2>/dev/null; done
-  for n in "${NETNS[@]:-}"; do [ -n "$n" ] && ip netns delete "$n" 2>/dev/null; done
-  rm -rf "$W"
+  [ $status -ne 0 ] && cl_dump_logs bench-cluster $status
+  cl_cleanup
 }
 trap cleanup EXIT
 rss() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
-wait_for() { # seconds command...
-  local t=$1; shift
-  local end=$((SECONDS + t))
-  until "$@" >/dev/null 2>&1; do [ $SECONDS -ge $end ] && return 1; sleep 0.1; done
-}
 
 # ---------------------------------------------------------------- 1. scheduler
 echo "== scheduler: 1,000 nodes, 200,000 tasks, batches of 5,000 committed to SQLite"
@@ -181,9 +159,7 @@ kill $APID $C2; wait $APID $C2 2>/dev/null || true
 
 # -------------------------------------------------------------- 5. failover
 echo "== failover: 3 agents in network namespaces, $TRIALS trials of kill -9 + link down (default 1 s heartbeat, 3 s grace)"
-UL=$TAG-ul; ip netns add "$UL"; NETNS+=("$UL")
-ip -n "$UL" link set lo up
-ip -n "$UL" link add br0 type bridge; ip -n "$UL" addr add 10.214.0.1/24 dev br0; ip -n "$UL" link set br0 up
+cl_underlay
 mkdir -p "$W/fo"
 # The three nodes share this machine: their measured loads are one load
 # sampled at different moments, so placement here is by spread alone.
@@ -196,37 +172,15 @@ memory_weight = 0
 TOML
 "$BIN/hako" cluster init --config "$W/fo.toml" --credentials "$W/fo/admin" >/dev/null
 export HAKO_CLUSTER_CREDENTIALS=$W/fo/admin
-c() { nsenter --net=/run/netns/$UL -- "$BIN/hako" cluster "$@"; }
-nsenter --net=/run/netns/$UL -- "$BIN/hako" coordinator --config "$W/fo.toml" 2> "$W/fo.log" & FPID=$!; PIDS+=($FPID)
+c() { ul "$BIN/hako" cluster "$@"; }
+cl_start_underlay_coordinator "$W/fo.toml" "$W/fo.log"; FPID=$CPID
 wait_for 10 c node ls
-APIDS=()
-start_agent() { # i [token]
-  local i=$1 ns=$TAG-n$1
-  if [ -n "${2:-}" ]; then
-    nsenter --net=/run/netns/$ns -- "$BIN/hako" agent --config "$W/n$i/agent.toml" --join "$2" 10.214.0.1:4270 2>> "$W/n$i/agent.log" &
-  else
-    nsenter --net=/run/netns/$ns -- "$BIN/hako" agent --config "$W/n$i/agent.toml" 2>> "$W/n$i/agent.log" &
-  fi
-  APIDS[$i]=$!; PIDS+=($!)
-}
 for i in 1 2 3; do
-  ns=$TAG-n$i; ip netns add "$ns"; NETNS+=("$ns")
-  ip -n "$ns" link set lo up
-  ip -n "$ns" link add eth0 type veth peer name ul$i netns "$UL"
-  ip -n "$UL" link set ul$i master br0 up
-  ip -n "$ns" addr add 10.214.0.$((10 + i))/24 dev eth0; ip -n "$ns" link set eth0 up
-  mkdir -p "$W/n$i"
-  cat > "$W/n$i/agent.toml" <<TOML
-state_dir = "$W/n$i/state"
-root = "$W/n$i/root"
-run_root = "$W/n$i/run"
-cgroup_parent = "hako-$TAG-n$i"
-name = "node$i"
-observe_interval = "250ms"
-TOML
+  cl_node_ns $i
+  cl_agent_config $i node$i
   HAKO_ROOT=$W/n$i/root HAKO_RUN_ROOT=$W/n$i/run "$BIN/hako" import "$W/bb.tar" bench:bb >/dev/null
   printf '{"registries": {"insecure": ["10.214.0.1:5000"]}}\n' > "$W/n$i/root/engine.json"
-  start_agent $i "$(c token -q)"
+  cl_start_agent $i "$(c token -q)" "$NET.1:4270"
 done
 wait_for 20 bash -c "[ \$(nsenter --net=/run/netns/$UL -- $BIN/hako cluster node ls --format json | grep -c '\"ready\"') -eq 3 ]"
 # ----------------------------------------------- 4. a service from a registry
@@ -251,7 +205,7 @@ pull_s=$(service_s pulled "$REF")
 local_s=$(service_s local "$REF")   # the nodes hold it now
 kill $RPID; wait $RPID 2>/dev/null || true
 
-running_on() { HAKO_ROOT=$W/n$1/root HAKO_RUN_ROOT=$W/n$1/run nsenter --net=/run/netns/$TAG-n$1 -- "$BIN/hako" ps --format json | grep -c '"Names":"fo\.' || true; }
+running_on() { cl_node $1 ps --format json | grep -c '"Names":"fo\.' || true; }
 c service create --no-resolve-image --name fo --replicas 3 --stop-timeout 1 --wait bench:bb sleep 3600 >/dev/null
 : > "$W/failover.txt"
 set +e
@@ -270,7 +224,7 @@ for t in $(seq "$TRIALS"); do
   # The node's subnet, from its VXLAN device's address (subnet.0/32).
   sub=$(ip -n "$TAG-n$k" -4 -o addr show dev hako.vx4096 2>/dev/null | awk '{print $4}' | sed 's|\.0/32$|.0/24|')
   t0=$(date +%s.%N)
-  { kill -9 "${APIDS[$k]}"; wait "${APIDS[$k]}"; } 2>/dev/null; ip -n "$TAG-n$k" link set eth0 down
+  cl_kill9 "${APIDS[$k]}"; cl_link $k down
   gone=""
   while :; do
     if [ -z "$gone" ] && [ -n "$sub" ]; then
@@ -285,8 +239,8 @@ for t in $(seq "$TRIALS"); do
   dt=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.3f", b - a }')
   echo "$dt" >> "$W/failover.txt"
   echo "   trial $t (node$k): $dt s; overlay entries gone in ${gone:--} s"
-  ip -n "$TAG-n$k" link set eth0 up
-  tj=$(date +%s.%N); start_agent $k
+  cl_link $k up
+  tj=$(date +%s.%N); cl_start_agent $k
   if [ -n "$sub" ] && wait_for 30 bash -c "for i in $(echo $others); do ip -n $TAG-n\$i route show proto 104 | grep -q '^$sub ' || exit 1; done"; then
     awk -v a="$tj" -v b="$(date +%s.%N)" 'BEGIN { printf "%.3f\n", b - a }' >> "$W/overlay-join.txt"
   fi

@@ -20,74 +20,38 @@ export HAKO_MONITOR=$BIN/hako-monitor
 
 W=$(mktemp -d /tmp/hako-bench-hcl.XXXXXX)
 TAG=hkh$$
-UL=$TAG-ul
-PIDS=()
-NETNS=()
+NET=10.216.0
+. "$HERE/lib-cluster.sh"
 cleanup() {
   local status=$?
-  set +e
-  if [ $status -ne 0 ]; then
-    echo "bench-health-cluster: failed (status $status); the daemons said:" >&2
-    for f in "$W"/*.log "$W"/n*/agent.log; do [ -f "$f" ] && { echo "== $f" >&2; tail -n 8 "$f" >&2; }; done
-  fi
-  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null; done
-  sleep 0.5
-  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -9 "$p" 2>/dev/null; done
-  for i in 1 2 3; do
-    [ -d "$W/n$i/root" ] || continue
-    in=(); [ -e "/run/netns/$TAG-n$i" ] && in=(nsenter --net=/run/netns/$TAG-n$i --)
-    ids=$(HAKO_ROOT=$W/n$i/root HAKO_RUN_ROOT=$W/n$i/run "${in[@]}" "$BIN/hako" ps -aq --no-trunc 2>/dev/null)
-    [ -n "$ids" ] && HAKO_ROOT=$W/n$i/root HAKO_RUN_ROOT=$W/n$i/run "${in[@]}" "$BIN/hako" rm -f $ids >/dev/null 2>&1
-  done
-  for c in /sys/fs/cgroup/*/hako-$TAG-*; do [ -d "$c" ] && rmdir "$c" 2>/dev/null; done
-  for n in "${NETNS[@]:-}"; do [ -n "$n" ] && ip netns delete "$n" 2>/dev/null; done
-  rm -rf "$W"
+  [ $status -ne 0 ] && cl_dump_logs bench-health-cluster $status
+  cl_cleanup
 }
 trap cleanup EXIT
-wait_for() { # seconds command...
-  local t=$1; shift
-  local end=$((SECONDS + t))
-  until "$@" >/dev/null 2>&1; do [ $SECONDS -ge $end ] && return 1; sleep 0.1; done
-}
-now() { date +%s.%N; }
 
 R=$W/rootfs; mkdir -p "$R/bin" "$R/tmp"
 cp /bin/busybox "$R/bin/"; for a in sh sleep test touch rm; do ln -s busybox "$R/bin/$a"; done
 tar -C "$R" -cf "$W/bb.tar" .
 
-ip netns add "$UL"; NETNS+=("$UL")
-ip -n "$UL" link set lo up
-ip -n "$UL" link add br0 type bridge; ip -n "$UL" addr add 10.216.0.1/24 dev br0; ip -n "$UL" link set br0 up
+cl_underlay
 mkdir -p "$W/co"
 cat > "$W/co.toml" <<TOML
 data_dir = "$W/co"
-listen = "10.216.0.1:4270"
+listen = "$NET.1:4270"
 [scheduler]
 cpu_weight = 0
 memory_weight = 0
 TOML
 "$BIN/hako" cluster init --config "$W/co.toml" --credentials "$W/co/admin" >/dev/null
 export HAKO_CLUSTER_CREDENTIALS=$W/co/admin
-c() { nsenter --net=/run/netns/$UL -- "$BIN/hako" cluster "$@"; }
-nsenter --net=/run/netns/$UL -- "$BIN/hako" coordinator --config "$W/co.toml" 2> "$W/co.log" & PIDS+=($!)
+c() { ul "$BIN/hako" cluster "$@"; }
+cl_start_underlay_coordinator "$W/co.toml" "$W/co.log"
 wait_for 10 c node ls
 for i in 1 2 3; do
-  ns=$TAG-n$i; ip netns add "$ns"; NETNS+=("$ns")
-  ip -n "$ns" link set lo up
-  ip -n "$ns" link add eth0 type veth peer name ul$i netns "$UL"
-  ip -n "$UL" link set ul$i master br0 up
-  ip -n "$ns" addr add 10.216.0.$((10 + i))/24 dev eth0; ip -n "$ns" link set eth0 up
-  mkdir -p "$W/n$i"
-  cat > "$W/n$i/agent.toml" <<TOML
-state_dir = "$W/n$i/state"
-root = "$W/n$i/root"
-run_root = "$W/n$i/run"
-cgroup_parent = "hako-$TAG-n$i"
-name = "node$i"
-observe_interval = "250ms"
-TOML
+  cl_node_ns $i
+  cl_agent_config $i node$i
   HAKO_ROOT=$W/n$i/root HAKO_RUN_ROOT=$W/n$i/run "$BIN/hako" import "$W/bb.tar" bench:hc >/dev/null
-  nsenter --net=/run/netns/$ns -- "$BIN/hako" agent --config "$W/n$i/agent.toml" --join "$(c token -q)" 10.216.0.1:4270 2>> "$W/n$i/agent.log" & PIDS+=($!)
+  cl_start_agent $i "$(c token -q)" "$NET.1:4270"
 done
 wait_for 20 bash -c "[ \$(nsenter --net=/run/netns/$UL -- $BIN/hako cluster node ls --format json | grep -c '\"ready\"') -eq 3 ]"
 
@@ -105,7 +69,7 @@ for t in $(seq "$TRIALS"); do
   id=$(echo "$task" | jq -r .id); cid=$(echo "$task" | jq -r .containerID); node=$(echo "$task" | jq -r .nodeName)
   i=${node#node}
   t0=$(now)
-  HAKO_ROOT=$W/n$i/root HAKO_RUN_ROOT=$W/n$i/run nsenter --net=/run/netns/$TAG-n$i -- "$BIN/hako" exec "$cid" rm /tmp/ok
+  cl_node $i exec "$cid" rm /tmp/ok
   ok=0
   while [ "$(awk -v a="$t0" -v b="$(now)" 'BEGIN { print (b - a < 60) }')" = 1 ]; do
     ids=$(healthy_ids)

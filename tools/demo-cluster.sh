@@ -1,50 +1,45 @@
 #!/usr/bin/env bash
-# make demo: a three-node cluster on this machine, step by step with timings:
-# a coordinator and three agents, each agent in its own network namespace
-# with its own engine root, joined by an underlay bridge in a namespace of its
-# own; a registry on the underlay (Debian docker-registry) holding a web image
-# pushed with `hako push`; a 3-replica web service spread across the nodes,
-# each node pulling the image and running its replica on its own /24 of the
-# cluster CIDR with a published port, each replica answering HTTP, and one
-# reaching the others across the VXLAN overlay at their own addresses; a node
-# killed (kill -9 of its agent and its link down) and its replica back on
-# another node; the node healed without a duplicate. Everything is removed at
-# the end. Addresses: 10.215.0.0/24 (underlay) and 10.88.0.0/16 (containers),
-# only inside the namespaces this script creates.
+# make demo: a three-Pi cluster on this machine, step by step with timings.
+# Each "Pi" is a network namespace running a coordinator and an agent, with
+# its own engine root; the Pis are joined by an underlay bridge in a namespace
+# of its own, which also holds a registry (Debian docker-registry) and the
+# admin's CLI. The first coordinator is made with `cluster init`, the other two
+# join it with coordinator tokens and the three replicate the cluster's state
+# with Raft; three agents join with node tokens. A web image pushed with
+# `hako push`; a 3-replica web service spread across the Pis, each pulling the
+# image and running its replica on its own /24 of the cluster CIDR with a
+# published port, each replica answering HTTP, one reaching the others across
+# the VXLAN overlay, the routing mesh and service names. Then the leading
+# coordinator is killed (kill -9): a new leader, the service still at its
+# count and its containers untouched; then the rest of that Pi dies (its agent
+# killed, its link down) and its replica runs again on another Pi; the Pi
+# comes back (its coordinator catches up) without a duplicate. Everything is
+# removed at the end. Addresses: 10.215.0.0/24 (underlay) and 10.88.0.0/16
+# (containers), only inside the namespaces this script creates.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 BIN=${HAKO_BIN_DIR:-$HERE/../.build/release}
 export HAKO_MONITOR=$BIN/hako-monitor
 W=$(mktemp -d /tmp/hako-demo-cluster.XXXXXX)
 TAG=hkd$$
-UL=$TAG-ul
-PIDS=(); NETNS=()
+NET=10.215.0
+. "$HERE/lib-cluster.sh"
 cleanup() {
-  set +e
-  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null; done
-  sleep 0.5
-  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -9 "$p" 2>/dev/null; done
-  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && wait "$p" 2>/dev/null; done
-  for i in 1 2 3; do
-    [ -e "/run/netns/$TAG-n$i" ] || continue
-    ids=$(node $i ps -aq --no-trunc 2>/dev/null)
-    [ -n "$ids" ] && node $i rm -f $ids >/dev/null 2>&1
-  done
-  for c in /sys/fs/cgroup/*/hako-$TAG-*; do [ -d "$c" ] && rmdir "$c" 2>/dev/null; done
-  for n in "${NETNS[@]:-}"; do [ -n "$n" ] && ip netns delete "$n" 2>/dev/null; done
-  rm -rf "$W"
+  local status=$?
+  [ $status -ne 0 ] && cl_dump_logs demo-cluster $status
+  cl_cleanup
   echo "(torn down: namespaces, containers, cgroups, files)"
 }
 trap cleanup EXIT
-T0=$(date +%s.%N)
-step() { printf '\n\033[1m== [%6.2f s] %s\033[0m\n' "$(awk -v a="$T0" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')" "$*"; }
-c() { printf '$ hako cluster %s\n' "$*"; nsenter --net=/run/netns/$UL -- "$BIN/hako" cluster "$@"; }
-cq() { nsenter --net=/run/netns/$UL -- "$BIN/hako" cluster "$@"; }
-# A node's own hako: its engine root, in its namespace (where its bridge and firewall are).
-node() { local i=$1; shift; HAKO_ROOT=$W/n$i/root HAKO_RUN_ROOT=$W/n$i/run nsenter --net=/run/netns/$TAG-n$i -- "$BIN/hako" "$@"; }
+T0=$(now)
+step() { printf '\n\033[1m== [%6.2f s] %s\033[0m\n' "$(since "$T0")" "$*"; }
+c() { printf '$ hako cluster %s\n' "$*"; ul "$BIN/hako" cluster "$@"; }
+cq() { ul "$BIN/hako" cluster "$@"; }
+node() { cl_node "$@"; }
 running() { node $1 ps --format json | grep -c '"Names":"web\.' || true; }
-ul() { nsenter --net=/run/netns/$UL -- "$@"; }
-REG=10.215.0.1:5000
+# The containers of web running on every Pi, by id (each Pi's own hako ps).
+containers() { for i in 1 2 3; do node $i ps -q --no-trunc --filter name=web.; done | sort; }
+REG=$NET.1:5000
 IMAGE=$REG/web:demo
 # Every engine here (the admin's, for push and the image's platforms; each
 # node's, for pulls) reaches the underlay registry over plain HTTP.
@@ -54,7 +49,7 @@ replicas() {
   cq service ps web --format json | jq -r 'select(.state == "running") | "\(.nodeName) \(.ports[0] // "")"' |
     while read -r node port; do
       hp=${port#*:}; hp=${hp%%-*}
-      echo "$node 10.215.0.$((10 + ${node#pi})) $hp"
+      echo "$node $(cl_addr "${node#pi}") $hp"
     done
 }
 # curl from the underlay namespace to each replica's node address and published port.
@@ -70,16 +65,14 @@ answer_all() {
   done < <(replicas)
   [ "$n" -gt 0 ] && [ "$ok" = "$n" ]
 }
+reachable() { cq coordinator ls --format json 2>/dev/null | grep -c '"reachable":true' || true; }
 
-step "An underlay: a bridge in namespace $UL (10.215.0.1: the coordinator)"
-ip netns add "$UL"; NETNS+=("$UL")
-ip -n "$UL" link set lo up; ip -n "$UL" link add br0 type bridge
-ip -n "$UL" addr add 10.215.0.1/24 dev br0; ip -n "$UL" link set br0 up
-cat > "$W/coordinator.toml" <<TOML
-data_dir = "$W/coordinator"
-listen = "10.215.0.1:4270"
-TOML
-export HAKO_CLUSTER_CREDENTIALS=$W/coordinator/admin
+step "An underlay: a bridge in namespace $UL ($NET.1: the registry and the admin), and three Pis on it"
+cl_underlay
+for i in 1 2 3; do
+  cl_node_ns $i
+  echo "pi$i: namespace $TAG-n$i, $(cl_addr $i)/24"
+done
 
 step "A registry on the underlay ($REG), and the web image pushed to it with hako push"
 mkdir -p "$W/registry"
@@ -97,7 +90,7 @@ YAML
 # Started directly (not through a shell function), so that $! is the registry itself.
 nsenter --net=/run/netns/$UL -- docker-registry serve "$W/registry/config.yml" > "$W/registry/log" 2>&1 &
 PIDS+=($!)
-for _ in $(seq 100); do ul bash -c "exec 3<>/dev/tcp/${REG%:*}/${REG#*:}" 2>/dev/null && break; sleep 0.1; done
+wait_for 10 ul bash -c "exec 3<>/dev/tcp/${REG%:*}/${REG#*:}"
 R=$W/rootfs; mkdir -p "$R/bin" "$R/www"; cp /bin/busybox "$R/bin/"
 for a in sh httpd sleep hostname ip cat nc tail printf nslookup; do ln -s busybox "$R/bin/$a"; done
 cat > "$R/www/index.cgi" <<'CGI'
@@ -115,58 +108,60 @@ engine_json "$HAKO_ROOT"
 printf '$ hako push %s\n' "$IMAGE"
 ul "$BIN/hako" push "$IMAGE"
 
-step "hako cluster init: the CA, the coordinator's and the admin's certificates, the database"
-"$BIN/hako" cluster init --config "$W/coordinator.toml"
-nsenter --net=/run/netns/$UL -- "$BIN/hako" coordinator --config "$W/coordinator.toml" 2> "$W/coordinator.log" &
-PIDS+=($!)
-for _ in $(seq 50); do cq node ls >/dev/null 2>&1 && break; sleep 0.1; done
-
-APIDS=()
-start_agent() {
-  nsenter --net=/run/netns/$TAG-n$1 -- "$BIN/hako" agent --config "$W/n$1/agent.toml" ${2:+--join "$2" 10.215.0.1:4270} 2>> "$W/n$1/agent.log" &
-  APIDS[$1]=$!; PIDS+=($!)
-}
-step "Three nodes join, each with a single-use token that pins the coordinator's CA"
+# The three Pis share this machine: their measured loads are one load sampled
+# at different moments, so placement here is by spread alone.
 for i in 1 2 3; do
-  ns=$TAG-n$i; ip netns add "$ns"; NETNS+=("$ns")
-  ip -n "$ns" link set lo up
-  ip -n "$ns" link add eth0 type veth peer name ul$i netns "$UL"
-  ip -n "$UL" link set ul$i master br0 up
-  ip -n "$ns" addr add 10.215.0.$((10 + i))/24 dev eth0; ip -n "$ns" link set eth0 up
-  mkdir -p "$W/n$i"
-  cat > "$W/n$i/agent.toml" <<TOML
-state_dir = "$W/n$i/state"
-root = "$W/n$i/root"
-run_root = "$W/n$i/run"
-cgroup_parent = "hako-$TAG-n$i"
-name = "pi$i"
-observe_interval = "250ms"
-[labels]
-zone = "$([ $i = 3 ] && echo b || echo a)"
-TOML
+  cl_coordinator_config $i '[scheduler]
+cpu_weight = 0
+memory_weight = 0'
+done
+export HAKO_CLUSTER_CREDENTIALS=$W/admin/credentials
+
+step "hako cluster init on pi1: the CA, the coordinator's and the admin's certificates, the database"
+"$BIN/hako" cluster init --config "$W/c1.toml" --credentials "$HAKO_CLUSTER_CREDENTIALS"
+cl_start_coordinator 1
+wait_for 10 cq node ls
+
+step "pi2 and pi3 run coordinators too: each joins with a single-use coordinator token (Raft over mutual TLS)"
+for i in 2 3; do
+  token=$(cq token --role coordinator -q)
+  printf '$ hako coordinator --config c%s.toml --join %s… %s:4270   (on pi%s)\n' "$i" "${token:0:30}" "$(cl_addr 1)" "$i"
+  cl_start_coordinator $i --join "$token" "$(cl_addr 1):4270"
+  wait_for 30 bash -c "[ \$(nsenter --net=/run/netns/$UL -- $BIN/hako cluster coordinator ls --format json | grep -c '\"reachable\":true') -ge $i ]" ||
+    { echo "coordinator $i did not join; it said:"; tail -n 5 "$W/c$i.log"; exit 1; }
+done
+# The admin's CLI may reach any of them: it is told which leads.
+cl_coordinators 3 > "$HAKO_CLUSTER_CREDENTIALS/coordinator"
+echo "the admin's CLI knows all three: $(cat "$HAKO_CLUSTER_CREDENTIALS/coordinator")"
+c coordinator ls
+
+step "Three agents join, one on each Pi, each with a single-use node token that pins the cluster's CA"
+for i in 1 2 3; do
+  cl_agent_config $i pi$i "[labels]
+zone = \"$([ $i = 3 ] && echo b || echo a)\""
   engine_json "$W/n$i/root"
   token=$(cq token -q)
   echo "pi$i joins with ${token:0:30}…"
-  start_agent $i "$token"
+  cl_start_agent $i "$token" "$(cl_addr 1):4270"
 done
-for _ in $(seq 100); do [ "$(cq node ls --format json | grep -c '"ready"')" = 3 ] && break; sleep 0.1; done
+wait_for 20 bash -c "[ \$(nsenter --net=/run/netns/$UL -- $BIN/hako cluster node ls --format json | grep -c '\"ready\"') = 3 ]" || true
 c node ls
 if [ "$(cq node ls --format json | grep -c '"ready"')" != 3 ]; then
   echo "not every node is ready; the agents said:"; tail -n 5 "$W"/n*/agent.log; exit 1
 fi
 
-step "A web service from the registry, 3 replicas spread across the nodes, port 80 published on each node"
+step "A web service from the registry, 3 replicas spread across the Pis, port 80 published on each Pi"
 c service create --name web --replicas 3 --stop-timeout 1 --limit-memory 32m --publish 80 --ingress 8080:80 --wait "$IMAGE" httpd -f -p 80 -h /www
 echo '$ hako cluster service inspect web | jq -c {image, platforms, ports, limits}'
 cq service inspect web | jq -c '.spec | {image, platforms, ports, limits}'
 c service ps web
-echo "containers per node (each node's own hako ps): pi1=$(running 1) pi2=$(running 2) pi3=$(running 3)"
+echo "containers per Pi (each Pi's own hako ps): pi1=$(running 1) pi2=$(running 2) pi3=$(running 3)"
 
-step "Each replica answers HTTP on its node's address (its own address is in its node's /24)"
+step "Each replica answers HTTP on its Pi's address (its own address is in its Pi's /24)"
 for _ in $(seq 50); do answer_all >/dev/null 2>&1 && break; sleep 0.1; done
 answer_all
 
-step "Across the overlay: pi1's replica reaches the others at their own addresses (VXLAN between the nodes)"
+step "Across the overlay: pi1's replica reaches the others at their own addresses (VXLAN between the Pis)"
 one=$(node 1 ps -q | head -1)
 for i in 2 3; do
   ip=$(node $i exec "$(node $i ps -q | head -1)" sh -c 'set -- $(ip -4 -o addr show eth0); echo ${4%/*}')
@@ -174,33 +169,62 @@ for i in 2 3; do
   node 1 exec "$one" sh -c "printf 'GET /cgi-bin/index HTTP/1.0\r\n\r\n' | nc -w 3 $ip 80 | tail -n 1"
 done
 
-step "The routing mesh: port 8080 on every node reaches the replicas, round robin, wherever they run"
+step "The routing mesh: port 8080 on every Pi reaches the replicas, round robin, wherever they run"
 for i in 1 2 3 1 2 3; do
-  printf '  curl http://10.215.0.%s:8080/cgi-bin/index -> ' "$((10 + i))"
-  ul curl -sS --max-time 3 "http://10.215.0.$((10 + i)):8080/cgi-bin/index" || echo "no answer"
+  printf '  curl http://%s:8080/cgi-bin/index -> ' "$(cl_addr $i)"
+  ul curl -sS --max-time 3 "http://$(cl_addr $i):8080/cgi-bin/index" || echo "no answer"
 done
 
-step "Service names: pi1's replica asks its node's DNS responder for web and web.3"
+step "Service names: pi1's replica asks its Pi's DNS responder for web and web.3"
 node 1 exec "$one" sh -c 'nslookup web | grep Address | tail -n +2; nslookup web.3 | grep Address | tail -n +2'
 
-step "pi2 dies: kill -9 of its agent, and its link down"
-{ kill -9 "${APIDS[2]}"; wait "${APIDS[2]}"; } 2>/dev/null || true; ip -n "$TAG-n2" link set eth0 down
-t=$(date +%s.%N)
-until [ $(( $(running 1) + $(running 3) )) -ge 3 ]; do sleep 0.05; done
-printf 'the lost replica runs again on another node after %.2f s (grace period 3 s)\n' "$(awk -v a="$t" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')"
+L=$(cl_leader)
+[ -n "$L" ] || { echo "no coordinator leads"; exit 1; }
+step "The leading coordinator, on pi$L, is killed (kill -9)"
+before=$(containers)
+cl_kill9 "${CPIDS[$L]}"
+t=$(now)
+wait_for 10 bash -c "nsenter --net=/run/netns/$UL -- $BIN/hako cluster service ls -q | grep -q ." ||
+  { echo "no new leader answers within 10 s"; exit 1; }
+echo "a new leader answers after $(since "$t") s (election timeout 750 ms, drawn between it and twice it)"
+c coordinator ls
+c service ls
+sleep 1.5
+after=$(containers)
+echo "containers per Pi: pi1=$(running 1) pi2=$(running 2) pi3=$(running 3); $( [ "$before" = "$after" ] && echo "the same three containers as before: none stopped, none added" || echo "the containers changed")"
+
+step "Then the rest of pi$L dies: kill -9 of its agent, and its link down (two coordinators of three remain)"
+cl_kill9 "${APIDS[$L]}"; cl_link $L down
+others=$(for i in 1 2 3; do [ $i != $L ] && echo $i; done)
+# The CLI asks the coordinators it knows in order, 3 s for one whose Pi does
+# not answer at all: the admin puts pi$L last while it is cut off.
+export HAKO_COORDINATOR=$(for i in $others $L; do printf '%s:4270,' "$(cl_addr $i)"; done | sed 's/,$//')
+echo "(the admin's CLI asks pi$L last meanwhile: HAKO_COORDINATOR=$HAKO_COORDINATOR)"
+t=$(now)
+moved=0
+for _ in $(seq 600); do
+  n=0; for i in $others; do n=$((n + $(running $i))); done
+  [ $n -ge 3 ] && { moved=1; break; }
+  sleep 0.05
+done
+[ $moved = 1 ] || { echo "the lost replica did not run again within 30 s"; exit 1; }
+echo "the lost replica runs again on another Pi after $(since "$t") s (grace period 3 s)"
 c node ls
 c service ps web
-echo "containers per node: pi1=$(running 1) pi2=$(running 2) (cut off, still running) pi3=$(running 3)"
+echo "containers per Pi: $(for i in 1 2 3; do printf 'pi%s=%s ' $i "$(running $i)"; done)(pi$L cut off, its old replica still running)"
 for _ in $(seq 50); do [ "$(replicas | wc -l)" = 3 ] && answer_all >/dev/null 2>&1 && break; sleep 0.1; done
 answer_all
 
-step "pi2 comes back: it is told its replica is no longer wanted"
-ip -n "$TAG-n2" link set eth0 up; start_agent 2
-for _ in $(seq 200); do [ "$(running 2)" = 0 ] && break; sleep 0.1; done
+step "pi$L comes back: its coordinator catches up, its agent is told its replica is no longer wanted"
+cl_link $L up; cl_start_coordinator $L; cl_start_agent $L
+unset HAKO_COORDINATOR
+wait_for 20 bash -c "[ \$(nsenter --net=/run/netns/$UL -- $BIN/hako cluster coordinator ls --format json | grep -c '\"reachable\":true') = 3 ]" || true
+for _ in $(seq 200); do [ "$(running $L)" = 0 ] && break; sleep 0.1; done
+c coordinator ls
 c service ps web
-echo "containers per node: pi1=$(running 1) pi2=$(running 2) pi3=$(running 3) — no duplicate"
+echo "containers per Pi: pi1=$(running 1) pi2=$(running 2) pi3=$(running 3) — no duplicate"
 
-step "What happened, as the coordinator recorded it"
+step "What happened, as the cluster recorded it"
 c events | tail -n 25
 
 step "Tear down"

@@ -8,6 +8,10 @@
 //   agents --coordinator ADDR --credentials DIR --state DIR [--nodes N]
 //       N simulated nodes: the real agent code over real mutual TLS, with an
 //       in-memory runtime (tasks "run" at once); runs until SIGTERM.
+//   changes --coordinator ADDR --credentials DIR --node NAME [--count N] [--from I]
+//       N changes of the cluster's state, each committed before the next is
+//       asked (the node's label bench.change set to I, I+1, …: one store
+//       batch, one Raft log entry each), over one admin connection.
 #if canImport(Glibc)
 import HakoImage
 import Glibc
@@ -215,11 +219,25 @@ func agentsBench() throws {
     usleep(300_000)
 }
 
+func changesBench() throws {
+    guard let coord = argString("--coordinator"), let creds = argString("--credentials"), let node = argString("--node") else {
+        die("changes: --coordinator ADDR --credentials DIR --node NAME [--count N] [--from I]")
+    }
+    let count = arg("--count", 1000), from = arg("--from", 0)
+    let client = try ClusterClient.admin(AdminCredentials(dir: creds), address: coord)
+    let start = monotonicSeconds()
+    for i in from..<(from + count) {
+        _ = try client.request(MessageType.nodeUpdate, NodeUpdateRequest(node: node, labelAdd: ["bench.change": String(i)]), as: NodeView.self)
+    }
+    print("changes=\(count) per_s=\(Int(Double(count) / (monotonicSeconds() - start)))")
+}
+
 do {
     switch CommandLine.arguments.dropFirst().first {
     case "scheduler": try schedulerBench()
     case "agents": try agentsBench()
-    default: die("usage: hako-cluster-bench scheduler|agents …")
+    case "changes": try changesBench()
+    default: die("usage: hako-cluster-bench scheduler|agents|changes …")
     }
 } catch {
     die("\(error)")

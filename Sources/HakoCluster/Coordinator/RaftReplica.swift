@@ -87,6 +87,8 @@ public final class RaftReplica: @unchecked Sendable {
     private let voters = Mutex<[UInt64: String]>([:])
     /// Who the Raft port refuses, as applied (`RaftTransport.Refusals`).
     private let refused = Mutex<RaftTransport.Refusals>(RaftTransport.Refusals())
+    /// Set first thing in `stop`: an apply waiting for the disk gives up.
+    private let stopping = Atomic<Bool>(false)
     private let lastStatus = Mutex<RaftStatus>(RaftStatus(role: .unavailable, leaderID: 0, leaderRaftAddress: "", term: 0))
 
     public init(settings: RaftSettings, dataDir: String, databasePath: String, tls: RaftTransport.Credentials, log: ClusterLog,
@@ -181,6 +183,7 @@ public final class RaftReplica: @unchecked Sendable {
     /// Stops Raft (its thread joined) and the transport.
     public func stop() {
         guard let h = handle else { return }
+        stopping.store(true, ordering: .relaxed)
         transport.stop()
         hako_raft_stop(h)
         handle = nil
@@ -301,7 +304,7 @@ public final class RaftReplica: @unchecked Sendable {
                 return nil
             }
             let batch = try own ?? StoreBatch.decode(entry: entry)
-            try store.commit(batch)
+            guard try commitWhenItCan(batch) else { return RaftReplica.notHere }
             lastRefusal = ""
             if batch.meta.keys.contains(where: { $0.hasPrefix(RaftReplica.addressKeyPrefix) }) { loadAddressBook(batch.meta) }
             if !batch.revokedSubjects.isEmpty || batch.certs.contains(where: { $0.revoked }) {
@@ -312,6 +315,33 @@ public final class RaftReplica: @unchecked Sendable {
             lastRefusal = "\(error)"
             log.error("raft: cannot apply a log entry: \(error)")
             return RaftReplica.refused
+        }
+    }
+
+    /// Commits a committed entry's batch to the store. A failure of this
+    /// machine's (disk full, I/O error) is not the entry's: it is neither
+    /// skipped nor refused — every coordinator must apply every entry — but
+    /// tried again, with backoff, until it passes. Meanwhile this Raft thread
+    /// waits: this coordinator falls behind, and the others go on without it.
+    /// False if the replica stops first (the entry then stays unapplied).
+    /// A failure that is the change's own is thrown (the same everywhere).
+    private func commitWhenItCan(_ batch: StoreBatch) throws -> Bool {
+        var delay = 0.1
+        var failing = false
+        while true {
+            do {
+                try store.commit(batch)
+                if failing { log.info("raft: the store takes log entries again: catching up") }
+                return true
+            } catch where store.lastFailureIsLocal {
+                if !failing {
+                    failing = true
+                    log.error("raft: cannot apply a log entry to this coordinator's store: \(error); trying again until it can (the other coordinators go on meanwhile)")
+                }
+                if stopping.load(ordering: .relaxed) { return false }
+                usleep(UInt32(delay * 1e6))
+                delay = min(delay * 2, 2)
+            }
         }
     }
 

@@ -127,6 +127,10 @@ public final class Store {
         try addRolloutColumns()
     }
 
+    /// Whether the last failed write failed for this machine's reasons (disk
+    /// full, I/O error) rather than the change's own.
+    public var lastFailureIsLocal: Bool { db.lastFailureIsLocal }
+
     /// The journal mode in effect ("wal").
     public var journalMode: String {
         (try? { () throws(ClusterError) -> String in

@@ -92,9 +92,13 @@ const char *hako_raft_strerror(int code) { return raft_strerror(code); }
 static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result) {
     struct hako_raft *r = fsm->data;
     int rc = r->cb.apply(r->cb.ctx, buf->base, buf->len);
+    /* Not applicable here (a format this server does not read): not consumed.
+     * libraft applies nothing after it; a follower stops (unavailable) until
+     * it is restarted by a hako that reads it. */
+    if (rc == HAKO_RAFT_APPLY_NOT_HERE) return RAFT_IOERR;
     /* A refused entry is consumed all the same (every server refuses it alike);
      * the proposer learns of it through the result. */
-    *result = rc == 0 ? NULL : (void *)1;
+    *result = rc == HAKO_RAFT_APPLY_OK ? NULL : (void *)1;
     /* libraft counts entries only: past snapshot_bytes of entries, the next
      * check (right after this apply) takes a snapshot; fsm_snapshot sets the
      * entry threshold back. */

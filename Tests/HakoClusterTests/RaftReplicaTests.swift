@@ -192,6 +192,116 @@ import Testing
         #expect((try? services(2)) == [], "the node's replica got nothing")
     }
 
+    /// A coordinator removed from the configuration keeps running with its
+    /// (still valid) coordinator certificate: once the removal is committed the
+    /// others refuse its Raft connections — by Raft id and by its certificate,
+    /// revoked — and log it; the two that remain commit without it. Then a
+    /// coordinator joins under the removed one's Raft id with a certificate of
+    /// its own (a machine wiped and joined again): it is accepted, caught up
+    /// and made a voter, while the removed one is still refused.
+    @Test func aRemovedCoordinatorIsRefusedAndAJoiningOneAccepted() throws {
+        let (log, captured) = capture()
+        var replicas: [Int: RaftReplica] = [:]
+        for i in 0..<3 { replicas[i] = try start(i, log: log) }
+        defer { for r in replicas.values { r.stop() } }
+        let l = try #require(leader(replicas))
+        let gone = (l + 1) % 3
+        let goneID = UInt64(gone + 1)
+        let oldCertificate = try #require(replicas[gone]?.transport.credentials.certificate)
+        // As `coordinator.add` records a coordinator that joined: its certificate bound to its Raft id.
+        try replicas[l]?.commit(RaftReplica.memberBatch(id: goneID, clientAddress: "127.0.0.1:1\(gone)", certificate: oldCertificate), timeout: 5)
+        try replicas[l]?.commit(batch("before"), timeout: 5)
+        #expect(eventually(10) { (try? self.services(gone)) == ["before"] })
+
+        // `coordinator rm`: the removal, then its record.
+        try replicas[l]?.change(.remove, id: goneID, address: "127.0.0.1:\(base + UInt16(gone))", timeout: 5)
+        try replicas[l]?.commit(RaftReplica.removalBatch(id: goneID), timeout: 5)
+        // Cut off from the leader, the removed one seeks votes and dials the others: refused, and said so.
+        #expect(eventually(10) { captured.withLock { $0.contains { $0.contains("raft: refused") && $0.contains("raft id \(goneID)") } } },
+                "\(captured.withLock { $0.suffix(8) })")
+        #expect(captured.withLock { $0.contains { $0.contains("certificate \(oldCertificate.serial)") && $0.contains("revoked") } },
+                "the removed coordinator's certificate is refused as revoked")
+        let remaining = replicas.filter { $0.key != gone }
+        let now = try #require(leader(remaining))
+        try replicas[now]?.commit(batch("without"), timeout: 5)
+        #expect(eventually(5) { remaining.keys.allSatisfy { (try? self.services($0))?.contains("without") == true } })
+        #expect((try? services(gone)) == ["before"], "the removed coordinator got what was committed after its removal")
+        #expect(eventually(5) { remaining.values.allSatisfy { $0.removedIDs == [goneID] } })
+
+        // A coordinator joins under the same Raft id, at another address, with its own certificate.
+        replicas[3] = try start(3, log: log) { s in
+            s.id = goneID
+            s.bootstrap = []
+        }
+        let joining = try #require(replicas[3]?.transport.credentials.certificate)
+        try replicas[now]?.commit(RaftReplica.memberBatch(id: goneID, clientAddress: "127.0.0.1:13", certificate: joining), timeout: 5)
+        try replicas[now]?.change(.addVoter, id: goneID, address: "127.0.0.1:\(base + 3)", timeout: 30)
+        #expect(eventually(2) { replicas[now]?.members[goneID] == "127.0.0.1:\(base + 3)" }, "\(replicas[now]?.members ?? [:])")
+        #expect(eventually(10) { (try? self.services(3)) == ["before", "without"] }, "the joined coordinator did not catch up")
+        #expect(eventually(5) { remaining.values.allSatisfy { $0.removedIDs.isEmpty } })
+        // It votes: with it, the leader commits even when the other old member is gone.
+        let other = try #require(remaining.keys.first { $0 != now })
+        replicas[other]?.stop()
+        replicas[other] = nil
+        let afterJoin = try #require(leader(replicas.filter { $0.key != gone }))
+        try replicas[afterJoin]?.commit(batch("joined"), timeout: 5)
+        #expect(eventually(10) { (try? self.services(3))?.contains("joined") == true })
+        // The removed one, still running under that id, is still refused by its certificate.
+        let refusedBefore = captured.withLock { $0.filter { $0.contains(oldCertificate.serial) }.count }
+        #expect(eventually(10) { captured.withLock { $0.filter { $0.contains(oldCertificate.serial) }.count } > refusedBefore },
+                "the removed coordinator's connections are no longer refused")
+        #expect((try? services(gone))?.contains("joined") == false)
+    }
+
+    /// Coordinators of two hako versions in one cluster. The older one reads
+    /// and writes entry format 1 only (the test holds for any format newer
+    /// than it knows). While it leads, the newer ones apply what it writes.
+    /// Once a newer one leads and writes its own format, the older one refuses
+    /// that entry — said in its log, its store left as it was before the entry,
+    /// nothing after it applied — and the cluster goes on; upgraded (restarted
+    /// reading every format), it applies the rest from its log and is whole.
+    @Test func olderAndNewerCoordinatorsTogether() throws {
+        try #require(StoreBatch.entryVersion > 1, "this hako writes no format newer than 1")
+        let (log, captured) = capture()
+        func older(_ s: inout RaftSettings) {
+            s.entryFormat = 1
+            s.newestEntryFormat = 1
+        }
+        var replicas: [Int: RaftReplica] = [:]
+        // Entries, not snapshots, reach a coordinator that comes back (a snapshot is the database's image).
+        func keepLog(_ s: inout RaftSettings) { s.snapshotThreshold = 1024 }
+        // The older one's election timeout is the shortest: it leads first.
+        replicas[0] = try start(0, log: log) { s in older(&s); keepLog(&s); s.electionTimeout = 0.1 }
+        for i in 1..<3 { replicas[i] = try start(i, log: log) { s in keepLog(&s); s.electionTimeout = 1 } }
+        defer { for r in replicas.values { r.stop() } }
+        try #require(leader(replicas) == 0, "the older coordinator does not lead")
+        try replicas[0]?.commit(batch("old1"), timeout: 5)
+        try replicas[0]?.commit(batch("old2"), timeout: 5)
+        #expect(eventually(10) { (0..<3).allSatisfy { (try? self.services($0)) == ["old1", "old2"] } },
+                "the newer coordinators do not apply the older leader's entries: \((0..<3).map { (try? self.services($0)) ?? [] })")
+
+        // A newer one leads and writes its own format.
+        replicas[0]?.stop()
+        replicas[0] = nil
+        let newer = try #require(leader(replicas))
+        try replicas[newer]?.commit(batch("new1"), timeout: 5)
+        replicas[0] = try start(0, log: log) { s in older(&s); keepLog(&s); s.electionTimeout = 1 }
+        #expect(eventually(10) { captured.withLock { $0.contains { $0.contains("a log entry of format \(StoreBatch.entryVersion)") && $0.contains("upgrade this coordinator") } } },
+                "\(captured.withLock { $0.suffix(8) })")
+        try replicas[newer]?.commit(batch("new2"), timeout: 5)
+        #expect(eventually(5) { (1..<3).allSatisfy { (try? self.services($0)) == ["old1", "old2", "new1", "new2"] } })
+        usleep(300_000)
+        #expect((try? services(0)) == ["old1", "old2"], "the older coordinator applied part of what it cannot read")
+
+        // Upgraded: it reads every format, and catches up from its log.
+        replicas[0]?.stop()
+        replicas[0] = try start(0, log: log) { s in keepLog(&s); s.electionTimeout = 1 }
+        #expect(eventually(10) { (try? self.services(0)) == ["old1", "old2", "new1", "new2"] }, "the upgraded coordinator did not catch up")
+        let now = try #require(leader(replicas))
+        try replicas[now]?.commit(batch("after"), timeout: 5)
+        #expect(eventually(10) { (0..<3).allSatisfy { (try? self.services($0))?.contains("after") == true } })
+    }
+
     /// Few entries but many bytes: a snapshot all the same (the log bounded in bytes, not only in entries).
     @Test func snapshotsAfterEnoughBytes() throws {
         var replicas: [Int: RaftReplica] = [:]

@@ -9,6 +9,30 @@ import Testing
                    created: 1, updated: 2, notBefore: 0)
     }
 
+    /// A snapshot's image of a newer schema (from a newer hako's coordinator)
+    /// is refused before anything is replaced: the store is still this hako's.
+    @Test func aSnapshotOfANewerSchemaIsRefusedWhole() throws {
+        let dir = TempDir("store")
+        let store = try Store(path: dir.path + "/c.db")
+        var b = StoreBatch()
+        b.meta = ["cluster_id": "x"]
+        try store.commit(b)
+        var other = StoreBatch()
+        other.meta = ["cluster_id": "y"]
+        let newer = try Store(path: dir.path + "/newer.db")
+        try newer.commit(other)
+        var image = try newer.serialize()
+        try #require(image.count >= 64)
+        let version = UInt32(Store.schemaVersion + 1)
+        for i in 0..<4 { image[60 + i] = UInt8(truncatingIfNeeded: version >> (24 - 8 * UInt32(i))) }
+        #expect { try image.withUnsafeBytes { b in try store.replace(with: b) } } throws: { "\($0)".contains("newer than this hako's") }
+        #expect(try Store(path: dir.path + "/c.db").load().meta["cluster_id"] == "x")
+        // This hako's own image is taken.
+        let own = try newer.serialize()
+        try own.withUnsafeBytes { b in try store.replace(with: b) }
+        #expect(try store.load().meta["cluster_id"] == "y")
+    }
+
     @Test func walAndRoundTrip() throws {
         let dir = TempDir("store")
         let store = try Store(path: dir.path + "/c.db")

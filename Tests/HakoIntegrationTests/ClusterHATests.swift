@@ -400,6 +400,56 @@ final class ClusterHATests {
         start(others[1])
     }
 
+    /// A follower whose disk fills: its data directory on a 32 MiB tmpfs of
+    /// its own mount namespace, filled by a file. It says why it cannot apply
+    /// the entries, and the leader goes on committing with the other follower;
+    /// once the file is gone it applies everything it missed, by itself.
+    @Test func aDiskFullFollowerFallsBehindAndCatchesUp() throws {
+        try #require(bootstrap(), "no leader among three coordinators")
+        #expect(cli("service", "create", "--no-resolve-image", "--name", "before", "busybox:test", "sleep", "3600").status == 0)
+        let l = try #require(leader())
+        let f = (l + 1) % 3
+        h.stop(coordinators[f])
+        let dir = dataDir(f)
+        let log = h.base + "/c\(f + 1).log.\(Int(monotonicSeconds() * 1000))"
+        func logText() -> String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+        let script = """
+            set -e
+            /bin/cp -a \(dir) \(dir).stage
+            /bin/mount -t tmpfs -o size=32m,mode=0700 hako-test-full \(dir)
+            /bin/cp -a \(dir).stage/. \(dir)/
+            /bin/rm -rf \(dir).stage
+            exec /usr/bin/nsenter --net=/run/netns/\(h.nodes[f].netns) -- \(Binaries.hako) coordinator --config \(config(f))
+            """
+        coordinators[f] = Subprocess.spawn(["/usr/bin/unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", script], stderr: log)
+        try #require(h.eventually(20) { self.reachable() == 3 }, "the follower on its tmpfs does not come back: \(logText())")
+        let inItsNamespace = ["/usr/bin/nsenter", "--mount=/proc/\(coordinators[f])/ns/mnt", "--"]
+        func storedServices() -> Int? {
+            Int(h.sh(inItsNamespace + ["/usr/bin/sqlite3", dir + "/cluster.db", "SELECT count(*) FROM services"]).stdout
+                .trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+        #expect(h.eventually(10) { storedServices() == 1 })
+
+        // Full: what it has not written yet has nowhere to go.
+        _ = h.sh(inItsNamespace + ["/bin/sh", "-c", "/bin/dd if=/dev/zero of=\(dir)/fill bs=1M 2>/dev/null; exit 0"])
+        // Entries big enough that its database must grow (60 kB of environment each).
+        let big = "X=" + String(repeating: "x", count: 60_000)
+        for i in 0..<6 {
+            let r = cli("service", "create", "--no-resolve-image", "--name", "full\(i)", "-e", big, "busybox:test", "sleep", "3600")
+            #expect(r.status == 0, "the leader does not commit without the full follower: \(r.stderr)")
+        }
+        #expect(services().count == 7)
+        #expect(h.eventually(10) { logText().contains("cannot apply a log entry to this coordinator's store") },
+                "the full follower does not say why it falls behind: \(String(logText().suffix(3000)))")
+        #expect((storedServices() ?? 0) < 7, "the follower applied everything with a full disk")
+
+        // Space again: it catches up by itself, and the cluster still commits.
+        _ = h.sh(inItsNamespace + ["/bin/rm", "-f", dir + "/fill"])
+        #expect(h.eventually(20) { storedServices() == 7 }, "the follower did not catch up: \(storedServices() ?? -1) services\n\(String(logText().suffix(3000)))")
+        #expect(cli("service", "create", "--no-resolve-image", "--name", "after", "busybox:test", "sleep", "3600").status == 0)
+        #expect(h.eventually(10) { storedServices() == 8 })
+    }
+
     /// The Raft port takes coordinators of this cluster only.
     @Test func raftPortRefusesOtherCertificates() throws {
         try #require(bootstrap(), "no leader among three coordinators")

@@ -17,14 +17,18 @@ typedef struct hako_raft hako_raft;
 
 /* Raft states, as libraft numbers them. */
 enum { HAKO_RAFT_UNAVAILABLE = 0, HAKO_RAFT_FOLLOWER = 1, HAKO_RAFT_CANDIDATE = 2, HAKO_RAFT_LEADER = 3 };
+/* What `apply` returns. */
+enum { HAKO_RAFT_APPLY_OK = 0, HAKO_RAFT_APPLY_REFUSED = 1, HAKO_RAFT_APPLY_NOT_HERE = 2 };
 /* Membership changes. */
 enum { HAKO_RAFT_ADD_VOTER = 1, HAKO_RAFT_REMOVE = 2, HAKO_RAFT_DEMOTE = 3 };
 
 typedef struct hako_raft_callbacks {
     void *ctx;
     /* All called on the Raft thread. */
-    /* Applies a committed entry; returns 0, or nonzero if the entry was refused
-     * (the same on every server: the entry is still consumed). */
+    /* Applies a committed entry: HAKO_RAFT_APPLY_OK, _REFUSED (the same on
+     * every server: the entry is still consumed) or _NOT_HERE (this server
+     * cannot apply it, e.g. a newer format: not consumed, nothing after it
+     * is applied). */
     int (*apply)(void *ctx, const void *data, size_t len);
     /* The state machine's content; *data is malloc'd, the engine frees it. */
     int (*snapshot)(void *ctx, void **data, size_t *len);

@@ -205,6 +205,10 @@ public final class Coordinator: @unchecked Sendable {
                 if (members.count + 1) % 2 == 0 {
                     log.warning("\(members.count + 1) coordinators tolerate no more failures than \(members.count) (\((members.count - 1) / 2)): add one more")
                 }
+                // Recorded before Raft adds it: its certificate bound to its Raft
+                // id, and a coordinator removed before under that id no longer
+                // refused on the Raft port (it must reach the leader to catch up).
+                try commitMembership(RaftReplica.memberBatch(id: r.raftID, clientAddress: r.address, certificate: c.peerCertificate))
                 let conn = c.id
                 replica.changeAsync(.addVoter, id: r.raftID, address: r.raftAddress, timeout: 60) { [weak self] error in
                     self?.loop.post { [weak self] in
@@ -213,10 +217,6 @@ public final class Coordinator: @unchecked Sendable {
                             self.connections[conn]?.conn.send(WireEncoder.error(to: id, WireError(error ?? ClusterError.network("?"))))
                             return
                         }
-                        var b = StoreBatch()
-                        b.meta[RaftReplica.addressKeyPrefix + String(r.raftID)] = r.address
-                        self.core.state.batch.meta.merge(b.meta) { $1 }
-                        self.core.flush()
                         self.log.info("coordinator \(r.address) (raft id \(r.raftID)) is a voter: \(members.count + 1) coordinators")
                         self.connections[conn]?.conn.send(WireEncoder.reply(to: id, EmptyBody()))
                     }
@@ -236,23 +236,49 @@ public final class Coordinator: @unchecked Sendable {
             guard let replica, leading else { throw ClusterError.invalid("this coordinator does not lead") }
             let ref = try env.body(CoordinatorRef.self).coordinator
             let members = coordinatorsReply().members
+            let removing = env.type == MessageType.coordinatorRemove
             guard let m = members.first(where: { String($0.id) == ref || $0.address == ref || $0.raftAddress == ref }) else {
+                // Out of the configuration already, its removal not recorded (the
+                // leader changed in between): recorded now, so it is refused.
+                if removing, let gone = replica.clientAddresses.first(where: { (String($0.key) == ref || $0.value == ref) && replica.members[$0.key] == nil }) {
+                    try commitMembership(RaftReplica.removalBatch(id: gone.key))
+                    log.info("coordinator \(gone.value) (raft id \(gone.key)) was no longer a voter: its removal is recorded, its Raft connections refused")
+                    c.send(WireEncoder.reply(to: id, EmptyBody()))
+                    return
+                }
                 throw ClusterError.notFound("no coordinator \(ref) (hako cluster coordinator ls)")
             }
             guard members.count > 1 else { throw ClusterError.conflict("\(ref) is the only coordinator") }
             if m.id == replica.settings.id {
                 throw ClusterError.conflict("\(ref) leads: stop it (another takes the lead), then remove it from the new leader")
             }
-            try replica.change(env.type == MessageType.coordinatorRemove ? .remove : .demote, id: m.id, address: m.raftAddress, timeout: commitTimeout)
-            if env.type == MessageType.coordinatorRemove {
-                var b = StoreBatch()
-                b.meta[RaftReplica.addressKeyPrefix + String(m.id)] = ""
-                try replica.commit(b, timeout: commitTimeout)
+            try replica.change(removing ? .remove : .demote, id: m.id, address: m.raftAddress, timeout: commitTimeout)
+            if removing {
+                // Once the removal is committed (never before: a removal lost
+                // with its leader must refuse no one), its Raft id and bound
+                // certificate are refused everywhere this entry is applied.
+                try commitMembership(RaftReplica.removalBatch(id: m.id))
             }
-            log.info("coordinator \(m.address.isEmpty ? m.raftAddress : m.address) (raft id \(m.id)) \(env.type == MessageType.coordinatorRemove ? "removed" : "demoted")")
+            let name = m.address.isEmpty ? m.raftAddress : m.address
+            core.record(ClusterEvent(time: clock.wall(), kind: "coordinator", action: removing ? "removed" : "demoted", id: String(m.id), name: name,
+                                     message: removing ? "raft id and certificate refused on the Raft port" : "no longer a voter"))
+            log.info("coordinator \(name) (raft id \(m.id)) \(removing ? "removed: its Raft connections are refused from now on" : "demoted")")
             c.send(WireEncoder.reply(to: id, EmptyBody()))
         } catch {
             c.send(WireEncoder.error(to: id, WireError(error)))
+        }
+    }
+
+    /// Commits a membership record through Raft now (not with the round's
+    /// batch: the change that follows depends on it) and mirrors it in the
+    /// core's memory: meta, certificates bound and revoked.
+    func commitMembership(_ b: StoreBatch) throws(ClusterError) {
+        guard let replica else { throw .conflict("this coordinator runs without Raft") }
+        try replica.commit(b, timeout: commitTimeout)
+        core.state.meta.merge(b.meta) { $1 }
+        for c in b.certs { core.state.certs[c.serial] = c }
+        for subject in b.revokedSubjects {
+            for (serial, c) in core.state.certs where c.subject == subject { core.state.certs[serial]?.revoked = true }
         }
     }
 

@@ -24,6 +24,10 @@ public struct RaftSettings: Sendable, Equatable {
     public var snapshotBytes: UInt64 = 64 << 20
     /// Replace the configuration by this coordinator alone (`--force-new-cluster`).
     public var forceNewCluster = false
+    /// Tests (a coordinator of an older hako): the entry format it writes, and
+    /// the newest it reads (an entry of a newer one stops it, unapplied).
+    var entryFormat = StoreBatch.entryVersion
+    var newestEntryFormat = StoreBatch.entryVersion
 
     public init(id: UInt64, address: Endpoint) {
         self.id = id
@@ -81,6 +85,10 @@ public final class RaftReplica: @unchecked Sendable {
     private let addressBook = Mutex<[UInt64: String]>([:])
     /// The voters as Raft last reported them (id → Raft address).
     private let voters = Mutex<[UInt64: String]>([:])
+    /// Who the Raft port refuses, as applied (`RaftTransport.Refusals`).
+    private let refused = Mutex<RaftTransport.Refusals>(RaftTransport.Refusals())
+    /// Set first thing in `stop`: an apply waiting for the disk gives up.
+    private let stopping = Atomic<Bool>(false)
     private let lastStatus = Mutex<RaftStatus>(RaftStatus(role: .unavailable, leaderID: 0, leaderRaftAddress: "", term: 0))
 
     public init(settings: RaftSettings, dataDir: String, databasePath: String, tls: RaftTransport.Credentials, log: ClusterLog,
@@ -92,7 +100,8 @@ public final class RaftReplica: @unchecked Sendable {
         transport = try RaftTransport(settings: settings, credentials: tls, log: log)
         let dir = dataDir + "/raft"
         if !FS.exists(dir) { try FS.makeDirectories(dir, mode: 0o700) }
-        loadAddressBook(try store.load().meta)
+        loadAddressBook(try store.loadMeta())
+        try loadRevoked()
 
         var cb = hako_raft_callbacks()
         cb.ctx = Unmanaged.passUnretained(self).toOpaque()
@@ -174,6 +183,7 @@ public final class RaftReplica: @unchecked Sendable {
     /// Stops Raft (its thread joined) and the transport.
     public func stop() {
         guard let h = handle else { return }
+        stopping.store(true, ordering: .relaxed)
         transport.stop()
         hako_raft_stop(h)
         handle = nil
@@ -199,7 +209,7 @@ public final class RaftReplica: @unchecked Sendable {
     /// Commits a batch through Raft: returns once it is applied to the local
     /// store, or throws (not the leader, no quorum within `timeout`, refused).
     public func commit(_ batch: StoreBatch, timeout: Double) throws(ClusterError) {
-        let bytes = try batch.encodedEntry()
+        let bytes = try batch.encodedEntry(format: settings.entryFormat)
         try wait(timeout: timeout) { token in
             proposed.withLock { $0[token] = (bytes, batch) }
             bytes.withUnsafeBytes { hako_raft_propose(self.handle, token, $0.baseAddress, $0.count) }
@@ -266,8 +276,23 @@ public final class RaftReplica: @unchecked Sendable {
     // MARK: the state machine (Raft thread)
 
     var lastRefusal = ""
+    /// An entry of a newer format was met (logged once): nothing after it is applied.
+    var metNewerFormat = false
+
+    /// `apply`'s outcomes (`hako_raft_callbacks.apply`).
+    static let applied = Int32(HAKO_RAFT_APPLY_OK), refused = Int32(HAKO_RAFT_APPLY_REFUSED), notHere = Int32(HAKO_RAFT_APPLY_NOT_HERE)
 
     func apply(_ entry: UnsafeRawBufferPointer) -> Int32 {
+        if let format = StoreBatch.entryFormat(of: entry), format > settings.newestEntryFormat {
+            // Newer coordinators apply it: skipping it would leave this store
+            // without it for good. It stays unapplied — the store as it was
+            // before it — until this coordinator is upgraded and restarted.
+            if !metNewerFormat {
+                metNewerFormat = true
+                log.error("raft: a log entry of format \(format), and this hako reads formats 1 to \(settings.newestEntryFormat): upgrade this coordinator; it applies nothing more until then (its store stays as it was before that entry)")
+            }
+            return RaftReplica.notHere
+        }
         do {
             let own = proposed.withLock { d -> StoreBatch? in
                 guard let theirs = entry.baseAddress else { return nil }
@@ -279,14 +304,44 @@ public final class RaftReplica: @unchecked Sendable {
                 return nil
             }
             let batch = try own ?? StoreBatch.decode(entry: entry)
-            try store.commit(batch)
+            guard try commitWhenItCan(batch) else { return RaftReplica.notHere }
             lastRefusal = ""
             if batch.meta.keys.contains(where: { $0.hasPrefix(RaftReplica.addressKeyPrefix) }) { loadAddressBook(batch.meta) }
-            return 0
+            if !batch.revokedSubjects.isEmpty || batch.certs.contains(where: { $0.revoked }) {
+                do { try loadRevoked() } catch { log.error("raft: cannot read the revoked coordinator certificates: \(error)") }
+            }
+            return RaftReplica.applied
         } catch {
             lastRefusal = "\(error)"
             log.error("raft: cannot apply a log entry: \(error)")
-            return 1
+            return RaftReplica.refused
+        }
+    }
+
+    /// Commits a committed entry's batch to the store. A failure of this
+    /// machine's (disk full, I/O error) is not the entry's: it is neither
+    /// skipped nor refused — every coordinator must apply every entry — but
+    /// tried again, with backoff, until it passes. Meanwhile this Raft thread
+    /// waits: this coordinator falls behind, and the others go on without it.
+    /// False if the replica stops first (the entry then stays unapplied).
+    /// A failure that is the change's own is thrown (the same everywhere).
+    private func commitWhenItCan(_ batch: StoreBatch) throws -> Bool {
+        var delay = 0.1
+        var failing = false
+        while true {
+            do {
+                try store.commit(batch)
+                if failing { log.info("raft: the store takes log entries again: catching up") }
+                return true
+            } catch where store.lastFailureIsLocal {
+                if !failing {
+                    failing = true
+                    log.error("raft: cannot apply a log entry to this coordinator's store: \(error); trying again until it can (the other coordinators go on meanwhile)")
+                }
+                if stopping.load(ordering: .relaxed) { return false }
+                usleep(UInt32(delay * 1e6))
+                delay = min(delay * 2, 2)
+            }
         }
     }
 
@@ -307,7 +362,8 @@ public final class RaftReplica: @unchecked Sendable {
     func restore(_ bytes: UnsafeRawBufferPointer) -> Int32 {
         do {
             try store.replace(with: bytes)
-            loadAddressBook(try store.load().meta)
+            loadAddressBook(try store.loadMeta())
+            try loadRevoked()
             log.info("raft: store restored from a snapshot (\(bytes.count) bytes)")
             return 0
         } catch {
@@ -319,16 +375,69 @@ public final class RaftReplica: @unchecked Sendable {
     /// Meta set once the store made before Raft is in the log (`StoredState.seedBatch`).
     public static let seededKey = "raft_seeded"
 
-    /// Each coordinator's client address is replicated as meta `coordinator.<raft id>`.
+    /// Each coordinator's client address is replicated as meta `coordinator.<raft id>`;
+    /// an empty one records its removal (`coordinator rm`).
     public static let addressKeyPrefix = "coordinator."
 
+    /// The subject of a coordinator's certificate once bound to its Raft id (`memberBatch`).
+    public static func certificateSubject(_ id: UInt64) -> String { "coordinator.\(id)" }
+
+    /// The entry committed before a coordinator is added as a voter: its
+    /// client address — which also lifts the refusal of a coordinator removed
+    /// before under the same Raft id — and, for one that joined, its
+    /// certificate bound to its Raft id, to be revoked if it is removed.
+    /// (Coordinators started together from copies of one data directory share
+    /// a certificate: theirs is never bound, they are refused by Raft id alone.)
+    public static func memberBatch(id: UInt64, clientAddress: String, certificate: Certificate?) -> StoreBatch {
+        var b = StoreBatch()
+        b.meta[addressKeyPrefix + String(id)] = clientAddress
+        if let c = certificate {
+            b.certs = [CertRecord(serial: c.serial, subject: certificateSubject(id), role: PKIRole.coordinator.rawValue, notAfter: c.notAfter, revoked: false)]
+        }
+        return b
+    }
+
+    /// The entry committed once a coordinator's removal is: from then on every
+    /// coordinator that applied it refuses its Raft id and its bound certificate.
+    /// Judged by committed entries only: a removal proposed and lost with its
+    /// leader is never in the log, so it refuses no one.
+    public static func removalBatch(id: UInt64) -> StoreBatch {
+        var b = StoreBatch()
+        b.meta[addressKeyPrefix + String(id)] = ""
+        b.revokedSubjects = [certificateSubject(id)]
+        return b
+    }
+
+    /// Raft ids removed and not added since, as applied here.
+    public var removedIDs: Set<UInt64> { refused.withLock { $0.removedIDs } }
+
     func loadAddressBook(_ meta: [String: String]) {
+        var removed: [UInt64: Bool] = [:]
         addressBook.withLock { book in
             for (k, v) in meta where k.hasPrefix(RaftReplica.addressKeyPrefix) {
                 guard let id = UInt64(k.dropFirst(RaftReplica.addressKeyPrefix.count)) else { continue }
                 if v.isEmpty { book[id] = nil } else { book[id] = v }
+                removed[id] = v.isEmpty
             }
         }
+        guard !removed.isEmpty else { return }
+        let r = refused.withLock { r in
+            for (id, gone) in removed {
+                if gone { r.removedIDs.insert(id) } else { r.removedIDs.remove(id) }
+            }
+            return r
+        }
+        transport.setRefusals(r)
+    }
+
+    /// The serials of coordinator certificates revoked (at their removal), from the store.
+    func loadRevoked() throws(ClusterError) {
+        let serials = try store.revokedSerials(role: PKIRole.coordinator.rawValue)
+        let r = refused.withLock { r in
+            r.revokedSerials = serials
+            return r
+        }
+        transport.setRefusals(r)
     }
 }
 

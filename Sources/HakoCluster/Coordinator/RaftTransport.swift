@@ -13,7 +13,22 @@ import Synchronization
 ///
 /// The dialling side opens with one line inside TLS, `HAKORAFT1 <id> <address>`:
 /// the identity libraft's own TCP transport sends in its handshake.
+///
+/// A coordinator removed with `coordinator rm` keeps a valid coordinator
+/// certificate: the accepting side also refuses (and logs) a peer whose Raft
+/// id was removed or whose certificate was revoked at its removal, as the
+/// committed store says (`Refusals`), and ends such a peer's open connections.
 public final class RaftTransport: @unchecked Sendable {
+    /// Who may not speak Raft here, from committed entries only (applied in
+    /// log order, so a coordinator never refuses a member the log has not
+    /// removed): Raft ids removed with `coordinator rm` and not added again
+    /// since, and the certificates revoked at their removal.
+    public struct Refusals: Sendable, Equatable {
+        public var removedIDs: Set<UInt64> = []
+        public var revokedSerials: Set<String> = []
+        public init() {}
+    }
+
     public struct Credentials: Sendable {
         public var certificate: Certificate
         public var key: PrivateKey
@@ -43,6 +58,13 @@ public final class RaftTransport: @unchecked Sendable {
     private let threads = Atomic<Int>(0)
     /// Cut off from every peer: connections closed, none made or taken (the tests' partition).
     private let isolated = Atomic<Bool>(false)
+    private let refusals = Mutex<Refusals>(Refusals())
+    /// Bumped when `refusals` changes: open connections check their peer again.
+    private let refusalsVersion = Atomic<Int>(0)
+    /// When a refusal of each Raft id was last logged as a warning (a removed
+    /// coordinator still running dials at every election timeout).
+    private let refusalLogged = Mutex<[UInt64: Double]>([:])
+    static let refusalLogInterval = 60.0
     var listener: FileDescriptor?
     static let preamble = "HAKORAFT1"
     static let handshakeTimeout = 5.0
@@ -76,6 +98,35 @@ public final class RaftTransport: @unchecked Sendable {
     /// A network partition for tests: while on, every Raft connection of
     /// this coordinator is closed and none is made or accepted.
     func isolate(_ on: Bool) { isolated.store(on, ordering: .relaxed) }
+
+    func setRefusals(_ r: Refusals) {
+        let changed = refusals.withLock { old -> Bool in
+            defer { old = r }
+            return old != r
+        }
+        if changed { refusalsVersion.add(1, ordering: .relaxed) }
+    }
+
+    /// Why a peer presenting this Raft id and certificate is refused, or nil.
+    func refusal(id: UInt64, serial: String) -> String? {
+        let r = refusals.withLock { $0 }
+        if r.revokedSerials.contains(serial) {
+            return "certificate \(serial) of raft id \(id) was revoked when its coordinator was removed (hako cluster coordinator rm)"
+        }
+        if r.removedIDs.contains(id) { return "raft id \(id) was removed from the cluster (hako cluster coordinator rm)" }
+        return nil
+    }
+
+    /// A warning the first time in a while for each Raft id, else debug.
+    private func logRefusal(_ peer: String, id: UInt64, _ why: String) {
+        let now = monotonicSeconds()
+        let warn = refusalLogged.withLock { last -> Bool in
+            if let t = last[id], now - t < RaftTransport.refusalLogInterval { return false }
+            last[id] = now
+            return true
+        }
+        if warn { log.warning("raft: refused \(peer): \(why)") } else { log.debug("raft: refused \(peer): \(why)") }
+    }
 
     func attach(_ handle: OpaquePointer) {
         let h = RaftHandle(pointer: handle)
@@ -112,7 +163,7 @@ public final class RaftTransport: @unchecked Sendable {
     private func serve(_ fd: FileDescriptor, peer: String) {
         Sockets.setNonBlocking(fd.rawValue)
         guard let tls = try? TLSStream(fd: fd, context: server, server: true) else { fd.close(); return }
-        guard handshake(tls, peer: peer) else { tls.close(); return }
+        guard let cert = handshake(tls, peer: peer) else { tls.close(); return }
         // The preamble: one line.
         var line: [UInt8] = []
         var rest: [UInt8] = []
@@ -136,10 +187,15 @@ public final class RaftTransport: @unchecked Sendable {
             tls.close()
             return
         }
+        if let why = refusal(id: id, serial: cert.serial) {
+            logRefusal(peer, id: id, why)
+            tls.close()
+            return
+        }
         guard let local = pair(tls) else { return }
         let handed = handOver { hako_raft_accepted($0, id, words[2], local.theirs) }
         if !handed { close(local.theirs); close(local.ours); tls.close(); return }
-        pump(tls, local: local.ours, pending: rest)
+        pump(tls, local: local.ours, pending: rest, from: (id, cert.serial, peer))
     }
 
     func dial(handle: UInt64, id: UInt64, address: String) {
@@ -153,7 +209,7 @@ public final class RaftTransport: @unchecked Sendable {
                 let fd = try Sockets.connect(ep, timeout: 2)
                 let t = try TLSStream(fd: fd, context: client, server: false)
                 tls = t
-                if handshake(t, peer: address) {
+                if handshake(t, peer: address) != nil {
                     let hello = Array("\(RaftTransport.preamble) \(settings.id) \(settings.address)\n".utf8)
                     if writeAll(t, hello[...]) {
                         local = pair(t)
@@ -174,8 +230,9 @@ public final class RaftTransport: @unchecked Sendable {
         }
     }
 
-    /// Handshake within the timeout, then the peer must hold a coordinator certificate of this cluster.
-    private func handshake(_ tls: TLSStream, peer: String) -> Bool {
+    /// Handshake within the timeout, then the peer must hold a coordinator
+    /// certificate of this cluster: that certificate, or nil (refused and logged).
+    private func handshake(_ tls: TLSStream, peer: String) -> Certificate? {
         let deadline = monotonicSeconds() + RaftTransport.handshakeTimeout
         while true {
             let st = tls.handshake()
@@ -184,30 +241,30 @@ public final class RaftTransport: @unchecked Sendable {
             case .done:
                 guard let cert = tls.peerCertificate else {
                     log.warning("raft: refused \(peer): no certificate")
-                    return false
+                    return nil
                 }
                 guard cert.organization == "hako-cluster-\(credentials.clusterID)" else {
                     log.warning("raft: refused \(peer): a certificate of another cluster")
-                    return false
+                    return nil
                 }
                 guard cert.role == PKIRole.coordinator.rawValue else {
                     log.warning("raft: refused \(peer): a \(cert.role) certificate is not a coordinator's")
-                    return false
+                    return nil
                 }
-                return true
+                return cert
             case .wantRead: events = Int16(POLLIN)
             case .wantWrite: events = Int16(POLLOUT)
             case .closed:
                 log.warning("raft: refused \(peer): closed during the TLS handshake")
-                return false
+                return nil
             case .failed(let why):
                 log.warning("raft: refused \(peer): \(why)")
-                return false
+                return nil
             }
             let left = deadline - monotonicSeconds()
             if left <= 0 || stopping.load(ordering: .relaxed) {
                 log.warning("raft: refused \(peer): no TLS handshake within \(Int(RaftTransport.handshakeTimeout)) s")
-                return false
+                return nil
             }
             var p = pollfd(fd: tls.fd.rawValue, events: events, revents: 0)
             _ = poll(&p, 1, Int32(min(200, left * 1000)))
@@ -243,8 +300,10 @@ public final class RaftTransport: @unchecked Sendable {
         return (fds[0], fds[1])
     }
 
-    /// Carries bytes both ways until either side closes or the transport stops (or is isolated).
-    private func pump(_ tls: TLSStream, local: Int32, pending: [UInt8]) {
+    /// Carries bytes both ways until either side closes or the transport
+    /// stops (or is isolated); an accepted connection (`from`) also ends once
+    /// its peer is refused (removed meanwhile).
+    private func pump(_ tls: TLSStream, local: Int32, pending: [UInt8], from: (id: UInt64, serial: String, peer: String)? = nil) {
         defer {
             close(local)
             tls.close()
@@ -253,7 +312,15 @@ public final class RaftTransport: @unchecked Sendable {
         var toNet = ArraySlice<UInt8>()
         var buf = [UInt8](repeating: 0, count: 65536)
         let net = tls.fd.rawValue
+        var checked = -1 // checked at once: a removal may have been applied since `serve` looked
         while !stopping.load(ordering: .relaxed) && !isolated.load(ordering: .relaxed) {
+            if let from, refusalsVersion.load(ordering: .relaxed) != checked {
+                checked = refusalsVersion.load(ordering: .relaxed)
+                if let why = refusal(id: from.id, serial: from.serial) {
+                    logRefusal(from.peer, id: from.id, why)
+                    return
+                }
+            }
             var p = [pollfd(fd: net, events: 0, revents: 0), pollfd(fd: local, events: 0, revents: 0)]
             if toLocal.count < RaftTransport.bufferLimit { p[0].events |= Int16(POLLIN) }
             if !toNet.isEmpty { p[0].events |= Int16(POLLOUT) }

@@ -27,9 +27,22 @@ final class SQLiteDatabase {
 
     var message: String { db.map { String(cString: sqlite3_errmsg($0)) } ?? "closed" }
 
+    /// The primary result code of the last statement or exec that failed.
+    var lastFailure: Int32 = SQLITE_OK
+
+    /// Whether that failure is this machine's (disk full, I/O error, …) rather
+    /// than the statement's: another coordinator applying the same change
+    /// would not meet it, and it may pass once the machine recovers.
+    var lastFailureIsLocal: Bool {
+        [SQLITE_BUSY, SQLITE_LOCKED, SQLITE_NOMEM, SQLITE_READONLY, SQLITE_IOERR, SQLITE_CORRUPT, SQLITE_FULL, SQLITE_CANTOPEN,
+         SQLITE_PROTOCOL, SQLITE_NOLFS].contains(lastFailure)
+    }
+
     func exec(_ sql: String) throws(ClusterError) {
         var err: UnsafeMutablePointer<CChar>?
-        if sqlite3_exec(db, sql, nil, nil, &err) != SQLITE_OK {
+        let rc = sqlite3_exec(db, sql, nil, nil, &err)
+        if rc != SQLITE_OK {
+            lastFailure = rc & 0xff
             let m = err.map { String(cString: $0) } ?? message
             sqlite3_free(err)
             throw .store("\(path): \(m)")
@@ -60,7 +73,9 @@ final class SQLiteDatabase {
             try exec("COMMIT")
             return r
         } catch {
+            let failure = lastFailure
             try? exec("ROLLBACK")
+            lastFailure = failure
             throw error
         }
     }
@@ -148,7 +163,9 @@ final class SQLiteStatement {
         switch sqlite3_step(stmt) {
         case SQLITE_ROW: return true
         case SQLITE_DONE: return false
-        default: throw .store("\(db.path): \(db.message)")
+        case let rc:
+            db.lastFailure = rc & 0xff
+            throw .store("\(db.path): \(db.message)")
         }
     }
 

@@ -128,6 +128,10 @@ public final class Store {
         try addRolloutColumns()
     }
 
+    /// Whether the last failed write failed for this machine's reasons (disk
+    /// full, I/O error) rather than the change's own.
+    public var lastFailureIsLocal: Bool { db.lastFailureIsLocal }
+
     /// The journal mode in effect ("wal").
     public var journalMode: String {
         (try? { () throws(ClusterError) -> String in
@@ -243,14 +247,39 @@ public final class Store {
     /// The whole database, for a Raft snapshot.
     public func serialize() throws(ClusterError) -> [UInt8] { try db.serialize() }
 
-    /// Replaces the whole database by a snapshot's image, then brings its schema up to date.
+    /// Replaces the whole database by a snapshot's image, then brings its
+    /// schema up to date. An image of a newer schema (a snapshot from a newer
+    /// hako's coordinator) is refused before anything is replaced.
     public func replace(with image: UnsafeRawBufferPointer) throws(ClusterError) {
+        // The database header's user_version: 4 bytes, big-endian, at offset 60.
+        if image.count >= 64 {
+            let version = image[60..<64].reduce(Int64(0)) { $0 << 8 | Int64($1) }
+            guard version <= Store.schemaVersion else {
+                throw .store("a snapshot of schema version \(version), newer than this hako's (\(Store.schemaVersion)): upgrade this coordinator")
+            }
+        }
         try db.replace(with: image)
         try migrate()
         try addRolloutColumns()
     }
 
     // MARK: loading
+
+    /// The meta table alone.
+    public func loadMeta() throws(ClusterError) -> [String: String] {
+        var out: [String: String] = [:]
+        let s = try db.prepare("SELECT key, value FROM meta")
+        while try s.step() { out[s.text(0)] = s.text(1) }
+        return out
+    }
+
+    /// The serials of the revoked certificates of one role.
+    public func revokedSerials(role: String) throws(ClusterError) -> Set<String> {
+        var out = Set<String>()
+        let s = try db.prepare("SELECT serial FROM certs WHERE revoked = 1 AND role = ?1").bind([.text(role)])
+        while try s.step() { out.insert(s.text(0)) }
+        return out
+    }
 
     public func load() throws -> StoredState {
         var out = StoredState()

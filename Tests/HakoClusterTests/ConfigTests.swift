@@ -156,5 +156,6 @@ import Testing
         #expect(a.coordinator == nil && a.stateDir == d.stateDir && a.root == d.root && a.runRoot == d.runRoot)
         #expect(a.cgroupParent == d.cgroupParent && a.workers == d.workers && a.observeInterval == d.observeInterval && a.renewAt == d.renewAt)
         #expect(a.cpuMillis == 0 && a.memory == 0 && a.labels.isEmpty && a.overlay == d.overlay)
+        #expect(a.nodeDevices == d.nodeDevices)
     }
 }

@@ -16,7 +16,7 @@ import Testing
         #expect(try CoordinatorConfig.parse(coordinator).metricsListen == nil)
         #expect(try CoordinatorConfig.parse(coordinator).raft == nil, "the shipped coordinator runs alone")
         let agent = try ConfigFile.load(Self.dir + "/agent.toml")
-        #expect(agent.values.count == 17, "\(agent.values.keys.sorted())")
+        #expect(agent.values.count == 18, "\(agent.values.keys.sorted())")
         #expect(try AgentConfig.parse(agent).metricsListen == nil)
     }
 

@@ -107,6 +107,8 @@ final class SimNode {
     var received: [String] = []
     /// The host devices it reports at hello.
     var devices: [String]?
+    /// The device paths the coordinator asked about (`devices`), in order.
+    var deviceRequests: [[String]] = []
 
     init(_ f: CoreFixture, name: String, labels: [String: String] = [:], capacity: Resources = Resources(cpuMillis: 4000, memory: 8 << 30),
          platform: PlatformSpec = PlatformSpec(architecture: "arm64", variant: "v8"), underlay: String = "10.0.0.1", devices: [String]? = nil) throws {
@@ -147,6 +149,15 @@ final class SimNode {
         fixture.core.flush()
     }
 
+    /// `devices.report` on this session; the reply (an error, for a refused report).
+    @discardableResult
+    func reportDevices(_ devices: [String], session: String? = nil) throws -> Envelope {
+        let reply = fixture.core.handle(try envelope(MessageType.devicesReport, DeviceReport(sessionID: session ?? self.session, devices: devices)),
+                                        from: .node(id), connection: connection, address: "x")
+        fixture.core.flush()
+        return try decodeLine(try #require(reply))
+    }
+
     func report(_ statuses: [TaskStatus]) throws {
         _ = fixture.core.handle(try envelope(MessageType.taskStatus, id: nil, TaskStatusReport(sessionID: session, statuses: statuses)),
                                 from: .node(id), connection: connection, address: "x")
@@ -165,6 +176,7 @@ final class SimNode {
                 secretData = secretData.filter { referred.contains($0.key) }
             }
             if env.type == MessageType.overlay { overlays.append(try env.body(OverlayMessage.self)) }
+            if env.type == MessageType.devices { deviceRequests.append(try env.body(DeviceRequest.self).paths) }
             if env.type == MessageType.secretData {
                 let d = try env.body(SecretData.self)
                 secretData[d.id] = Array(d.data)

@@ -14,11 +14,14 @@ import Testing
 /// config created from files, in their tasks only, and removed with it; a named volume kept
 /// across its task's replacement; a `--device` service placed only on the
 /// node that reports the device (a fake one: /dev/null's numbers, made by
-/// the test under its own directory and named in node2's agent.toml only).
+/// the test under its own directory; named in no agent.toml: node2 reports
+/// it because the service asks for it, nodes 1 and 3 refuse it with
+/// `deny_devices`), and one naming a regular file placed nowhere.
 @Suite(.needsRoot, .serialized)
 final class ClusterStackTests {
     static let deviceDir = "/tmp/hako-stack-dev-\(getpid())"
     static let device = deviceDir + "/i2c-7"
+    static let notADevice = deviceDir + "/spidev0.0"
     static let password = "kv-pass-\(getpid())-7d1f"
     let h: ClusterHarness
 
@@ -26,13 +29,17 @@ final class ClusterStackTests {
         mkdir(ClusterStackTests.deviceDir, 0o700)
         let r = Subprocess.run(["/usr/bin/mknod", "-m", "666", ClusterStackTests.device, "c", "1", "3"])
         if r.status != 0 { Issue.record("mknod \(ClusterStackTests.device): \(r.stderr)") }
-        h = ClusterHarness("sk", nodes: 3, agentSettings: [2: "devices = [\"\(ClusterStackTests.device)\"]"])
+        _ = FileManager.default.createFile(atPath: ClusterStackTests.notADevice, contents: Data("x".utf8))
+        // Nothing offered unasked (the host's own /dev stays out of `node inspect`); nodes 1 and 3 refuse the test's devices.
+        let deny = "devices = []\ndeny_devices = [\"\(ClusterStackTests.deviceDir)/*\"]"
+        h = ClusterHarness("sk", nodes: 3, agentSettings: [1: deny, 2: "devices = []", 3: deny])
     }
 
     deinit {
         if h.failed { print(h.logs()) }
         h.teardown()
         unlink(ClusterStackTests.device)
+        unlink(ClusterStackTests.notADevice)
         rmdir(ClusterStackTests.deviceDir)
     }
 
@@ -172,15 +179,22 @@ final class ClusterStackTests {
     }
 
     @Test func aDeviceServiceLandsOnlyWhereTheDeviceIs() throws {
-        let node2 = try #require(h.json("node", "inspect", "node2").first)
-        #expect((node2["devices"] as? [String]) == [ClusterStackTests.device], "\(node2)")
+        #expect(h.json("node", "inspect", "node2").first?["devices"] as? [String] == [], "nothing asked, nothing offered")
         let r = h.cluster("service", "create", "--no-resolve-image", "--name", "sensor", "--replicas", "2", "--stop-grace-period", "1s",
                           "--device", "\(ClusterStackTests.device):/dev/i2c-7:rw", "busybox:test", "sh", "-c", "test -c /dev/i2c-7 && exec sleep 3600")
         #expect(r.status == 0, "\(r.stderr)")
         #expect(h.eventually(30) { self.h.runningCount("sensor") == [0, 2, 0] }, "\(h.runningCount("sensor"))")
+        #expect(h.json("node", "inspect", "node2").first?["devices"] as? [String] == [ClusterStackTests.device], "asked for, and there")
+        #expect(h.json("node", "inspect", "node1").first?["devices"] as? [String] == [], "refused by deny_devices")
         let id = try #require(h.running("sensor")[1].first)
         #expect(h.onNode(h.nodes[1], ["exec", id, "ls", "-l", "/dev/i2c-7"]).stdout.hasPrefix("c"))
-        h.cluster("service", "rm", "sensor")
+        // A regular file is no device: asked about, reported by none.
+        let f = h.cluster("service", "create", "--no-resolve-image", "--name", "spi", "--device", ClusterStackTests.notADevice, "busybox:test", "sleep", "60")
+        #expect(f.status == 0, "\(f.stderr)")
+        #expect(h.eventually(15) { self.h.cluster("service", "ps", "--no-trunc", "spi").out.contains("device \(ClusterStackTests.notADevice) missing on 3 nodes") },
+                "\(h.cluster("service", "ps", "--no-trunc", "spi").out)")
+        h.cluster("service", "rm", "sensor", "spi")
         #expect(h.eventually(30) { self.h.runningCount("sensor").reduce(0, +) == 0 })
+        #expect(h.eventually(10) { self.h.json("node", "inspect", "node2").first?["devices"] as? [String] == [] }, "no longer asked about")
     }
 }

@@ -73,6 +73,17 @@ public final class Agent: @unchecked Sendable {
     var clusterCIDR: String?
     var bridgeTuned = false
     var metricsServer: MetricsServer?
+    /// The device paths the coordinator last asked about (`devices`), kept
+    /// across sessions: the next hello reports them too.
+    var requestedDevices: [String] = []
+    /// What the node last found of its devices, and what this session's
+    /// coordinator holds (sent in hello or `devices.report`).
+    var deviceReport: [String] = []
+    var deviceReportSent: [String]?
+    /// This session's coordinator asks about devices (an older one would refuse a report).
+    var coordinatorAsksDevices = false
+    var probingDevices = false
+    var probeDevicesAgain = false
 
     public init(config: AgentConfig, runtime: any TaskRuntime, overlay: (any NodeOverlay)? = nil, probe: any NodeProbe = ProcNodeProbe(),
                 log: ClusterLog) throws {
@@ -166,6 +177,7 @@ public final class Agent: @unchecked Sendable {
         }
         connect()
         scheduleObserve()
+        scheduleDeviceProbe()
         scheduleRenewCheck()
         loop.run()
         conn?.close("agent stopping")
@@ -223,10 +235,12 @@ public final class Agent: @unchecked Sendable {
         // The advertised address, else this end of the route to the coordinator.
         underlay = config.advertiseAddress
             ?? (try? Endpoint(parsing: Sockets.localAddress(c.stream.fd), defaultPort: 0)).map(\.host).flatMap { IPv4Address($0) != nil ? $0 : nil }
+        deviceReport = config.nodeDevices.report(requested: requestedDevices)
+        deviceReportSent = deviceReport
         let hello = HelloRequest(name: config.name, hostname: AgentConfig.hostname(), platform: Agent.platform, capacity: capacity,
                                  labels: config.labels, agentVersion: Agent.version, load: probe.load(containers: runningContainers),
                                  tasks: observed.filter { $0.status != .exited && $0.status != .dead }.compactMap { adoptionStatus($0) },
-                                 advertiseAddress: underlay, devices: AgentConfig.probeDevices(config.devices))
+                                 advertiseAddress: underlay, devices: deviceReport)
         replies[id] = { [unowned self] env in self.helloAnswered(env) }
         c.send(WireEncoder.request(MessageType.hello, id: id, hello))
         return true
@@ -282,6 +296,8 @@ public final class Agent: @unchecked Sendable {
         haveAssignment = false
         replies.removeAll()
         renewing = false
+        deviceReportSent = nil
+        coordinatorAsksDevices = false
         if let t = heartbeatTimer { loop.cancel(t); heartbeatTimer = nil }
         if let w = watchdog { loop.cancel(w); watchdog = nil }
         if loop.isStopping { return }
@@ -330,6 +346,14 @@ public final class Agent: @unchecked Sendable {
                 return
             }
             applyOverlay(m)
+        case MessageType.devices:
+            guard let m = try? env.body(DeviceRequest.self) else {
+                conn?.malformed(env.id, WireError(.badRequest, "devices: unreadable body"))
+                return
+            }
+            requestedDevices = Array(m.paths.filter(DeviceRequest.isAcceptable).prefix(DeviceRequest.maxPaths))
+            coordinatorAsksDevices = true
+            probeDevices()
         case MessageType.logs:
             guard let id = env.id, let r = try? env.body(LogsRequest.self) else {
                 conn?.malformed(env.id, WireError(.badRequest, "logs: unreadable body"))
@@ -389,6 +413,56 @@ public final class Agent: @unchecked Sendable {
                 self?.conn?.close("no answer to a heartbeat for 10 s")
             }
         }
+    }
+
+    // MARK: devices
+
+    /// How often the node looks at its devices again between requests (a
+    /// device plugged in or removed is reported within this).
+    static let deviceProbeInterval = 10.0
+
+    func scheduleDeviceProbe() {
+        loop.after(Agent.deviceProbeInterval) { [weak self] in
+            guard let self else { return }
+            if self.coordinatorAsksDevices { self.probeDevices() }
+            self.scheduleDeviceProbe()
+        }
+    }
+
+    /// Looks at the node's devices on a worker, then reports them if they changed.
+    func probeDevices() {
+        guard !probingDevices else {
+            probeDevicesAgain = true
+            return
+        }
+        probingDevices = true
+        let devices = config.nodeDevices
+        let requested = requestedDevices
+        workers.submit(key: "devices") { [loop] in
+            let found = devices.report(requested: requested)
+            loop.post { [weak self] in
+                guard let self else { return }
+                self.probingDevices = false
+                self.deviceReport = found
+                self.sendDeviceReport()
+                if self.probeDevicesAgain {
+                    self.probeDevicesAgain = false
+                    self.probeDevices()
+                }
+            }
+        }
+    }
+
+    /// Sends what the node found when this session's coordinator holds something else.
+    func sendDeviceReport() {
+        guard coordinatorAsksDevices, let c = conn, let s = session, deviceReport != deviceReportSent else { return }
+        let id = c.makeRequestID()
+        replies[id] = { [weak self] env in
+            if env.type != MessageType.reply { self?.log.warning("device report refused: \(env.error?.message ?? "?")") }
+        }
+        c.send(WireEncoder.request(MessageType.devicesReport, id: id, DeviceReport(sessionID: s, devices: deviceReport)))
+        deviceReportSent = deviceReport
+        log.info("devices: \(deviceReport.isEmpty ? "none" : deviceReport.joined(separator: ", "))")
     }
 
     // MARK: tasks
@@ -472,16 +546,19 @@ public final class Agent: @unchecked Sendable {
         var existing: Assignment?
         if case .startExisting(let t, _) = action { existing = assignments[t] }
         let existingTask = existing
+        let devices = config.nodeDevices
         workers.submit(key: key) { [loop] in
             var outcome: TaskStatus?
             do {
                 switch action {
                 case .start(let a):
+                    if let why = devices.refusal(a.spec.container.devices.map(\.host)) { throw ClusterError.invalid(why) }
                     let options = overlayMap.flatMap { ClusterNetworkOptions.from($0, node: node) }
                         ?? networkBase.flatMap { ClusterNetworkOptions.from(clusterCIDR: $0.0, underlay: $0.1) }
                     let id = try runtime.start(a, node: node, subnet: subnet, overlay: options, files: try Agent.files(for: a, data: held))
                     outcome = TaskStatus(taskID: a.taskID, state: .running, containerID: id)
                 case .startExisting(let t, let c):
+                    if let why = devices.refusal(existingTask?.spec.container.devices.map(\.host) ?? []) { throw ClusterError.invalid(why) }
                     try runtime.startExisting(c, files: try Agent.files(for: existingTask, data: held))
                     outcome = TaskStatus(taskID: t, state: .running, containerID: c)
                 case .stop(let t, let c, let timeout):

@@ -37,9 +37,12 @@ public struct AgentConfig: Sendable {
     public var limits = ConnectionLimits()
     /// Prometheus metrics over plain HTTP; nil: none.
     public var metricsListen: Endpoint?
-    /// Host devices (paths, or patterns with `*`, `?`, `[…]`) the node offers
-    /// to `--device` services: those that exist are reported at every hello.
+    /// Host devices (paths, or patterns with `*`, `?`, `[…]`) reported to the
+    /// coordinator whether or not a service names them (those the services
+    /// name are reported anyway, where they exist): `NodeDevices`.
     public var devices = AgentConfig.defaultDevices
+    /// Host devices (paths or patterns) this node never reports nor gives to a task.
+    public var denyDevices: [String] = []
 
     /// What a Pi's services usually ask for: GPIO, I²C, SPI, serial adapters, cameras.
     public static let defaultDevices = ["/dev/gpiomem", "/dev/gpiochip*", "/dev/i2c-*", "/dev/spidev*", "/dev/ttyUSB*", "/dev/ttyACM*",
@@ -100,8 +103,11 @@ public struct AgentConfig: Sendable {
         c.limits.maxLine = try r.integer("max_line_bytes", default: c.limits.maxLine, range: 4096...(64 << 20))
         c.metricsListen = try r.metricsEndpoint()
         c.devices = try r.strings("devices", default: c.devices)
-        for d in c.devices where !d.hasPrefix("/") || d.contains("\0") {
-            throw .config(key: "devices", reason: "\"\(d)\" is not an absolute path or pattern")
+        c.denyDevices = try r.strings("deny_devices", default: c.denyDevices)
+        for (key, list) in [("devices", c.devices), ("deny_devices", c.denyDevices)] {
+            for d in list where !DeviceRequest.isAcceptable(d) {
+                throw .config(key: key, reason: "\"\(d)\" is not an absolute path or pattern (no \"..\", at most \(DeviceRequest.maxPathBytes) bytes)")
+            }
         }
         let level = try r.string("log_level", default: "info")
         guard let l = ClusterLog.Level(name: level) else { throw .config(key: "log_level", reason: "\"\(level)\": debug, info, warning or error") }
@@ -110,23 +116,8 @@ public struct AgentConfig: Sendable {
         return c
     }
 
-    /// The device nodes (character or block) among `devices` that exist, sorted; at most 256.
-    public static func probeDevices(_ patterns: [String]) -> [String] {
-        var found = Set<String>()
-        for p in patterns {
-            var g = glob_t()
-            defer { globfree(&g) }
-            guard glob(p, 0, nil, &g) == 0 else { continue }
-            for i in 0..<Int(g.gl_pathc) {
-                guard let c = g.gl_pathv[i] else { continue }
-                var st = stat()
-                let path = String(cString: c)
-                guard stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFCHR || (st.st_mode & S_IFMT) == S_IFBLK else { continue }
-                found.insert(path)
-            }
-        }
-        return Array(found.sorted().prefix(256))
-    }
+    /// What the node reports of its devices and refuses to tasks.
+    public var nodeDevices: NodeDevices { NodeDevices(offered: devices, denied: denyDevices) }
 
     public static func hostname() -> String {
         var buf = [CChar](repeating: 0, count: 256)

@@ -93,6 +93,16 @@ public struct ClusterState: Sendable {
         batch.nodes.append(n)
     }
 
+    /// The devices a node reported: memory only (not a store column, never
+    /// in the batch), since every node reports again to a new leader.
+    /// Whether they changed.
+    @discardableResult
+    public mutating func setDevices(_ devices: [String]?, of node: String) -> Bool {
+        guard nodes[node] != nil, nodes[node]?.devices != devices else { return false }
+        nodes[node]?.devices = devices
+        return true
+    }
+
     public mutating func removeNode(_ id: String) {
         guard nodes.removeValue(forKey: id) != nil else { return }
         batch.removedNodes.append(id)

@@ -160,6 +160,7 @@ extension CoordinatorCore {
 
     func createService(_ spec: ServiceSpec) throws -> ServiceView {
         try spec.validate()
+        try checkDeviceCount(spec)
         let spec = try resolvingFiles(spec)
         if state.services.values.contains(where: { $0.spec.name == spec.name }) {
             throw ClusterError.conflict("service \(spec.name) already exists")
@@ -181,6 +182,7 @@ extension CoordinatorCore {
         guard r.spec.name == svc.spec.name else { throw ClusterError.invalid("a service cannot be renamed") }
         guard r.spec.mode == svc.spec.mode else { throw ClusterError.invalid("a service's mode cannot be changed (\(svc.spec.mode.rawValue))") }
         try r.spec.validate()
+        try checkDeviceCount(r.spec, replacing: svc.id)
         let spec = try resolvingFiles(r.spec)
         // An update of a paused service is a new update (Swarm's), even with nothing changed.
         let paused = svc.updateStatus?.state.isPaused ?? false

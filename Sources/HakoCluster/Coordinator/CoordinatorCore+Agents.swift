@@ -16,6 +16,8 @@ extension CoordinatorCore {
             return reply(env, EmptyBody())
         case MessageType.renew:
             return reply(env, try renew(try env.body(RenewRequest.self), node: node))
+        case MessageType.devicesReport:
+            return reply(env, try devicesReported(try env.body(DeviceReport.self), node: node))
         case MessageType.join:
             throw WireError(.conflict, "this node has already joined")
         default:
@@ -167,10 +169,7 @@ extension CoordinatorCore {
         n.capacity = r.capacity
         n.takeAgentLabels(r.labels)
         n.agentVersion = r.agentVersion
-        guard (r.devices ?? []).count <= 256, (r.devices ?? []).allSatisfy({ $0.hasPrefix("/") && $0.utf8.count <= 4096 }) else {
-            throw ClusterError.invalid("invalid device list (at most 256 absolute paths)")
-        }
-        n.devices = r.devices.map { Array(Set($0)).sorted() }
+        let devices = try CoordinatorCore.checkDevices(r.devices)
         if let a = r.advertiseAddress {
             guard IPv4Address(a) != nil, a != "0.0.0.0" else { throw ClusterError.invalid("advertise address \"\(a)\" is not an IPv4 address") }
             n.address = a
@@ -182,6 +181,8 @@ extension CoordinatorCore {
             state.put(n)
             dirty = true
         }
+        // In memory only: a change of devices alone writes nothing.
+        state.setDevices(devices, of: node)
         let session = Identifiers.make()
         let interval = dispatcher.nextInterval(using: &rng)
         let was = dispatcher.open(node, session: session, connection: connection, load: r.load, now: clock.monotonic(), interval: interval)

@@ -72,6 +72,9 @@ public final class CoordinatorCore {
     var overlayMesh: [MeshPort] = []
     var overlayNames: [String: [String]] = [:]
     var overlaySent: [String: Int] = [:]
+    /// The device paths last asked of the nodes, and the session each node received them on.
+    var deviceRequest: [String] = []
+    var deviceRequestSent: [String: Int] = [:]
     public internal(set) var metrics = CoordinatorMetrics()
     /// Seals and opens secrets and configs (the key of `<data_dir>/pki/secrets.key`); nil: none can be made.
     public var secretBox: SecretBox?
@@ -185,6 +188,7 @@ public final class CoordinatorCore {
         state.touchedNodes = []
         for node in touched.sorted() { sendAssignment(node) }
         sendPeerMaps()
+        sendDeviceRequests()
     }
 
     public func takeOutgoing() -> [Outgoing] {

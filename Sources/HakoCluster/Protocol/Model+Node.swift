@@ -48,10 +48,11 @@ public struct NodeRecord: Codable, Sendable, Equatable {
     /// Seconds since 1970.
     public var created: Double
     public var updated: Double
-    /// The host devices the agent reported at its last hello (agent.toml's
-    /// `devices`): what `--device` services are placed by. Not a store
-    /// column: every agent says hello again to a coordinator that starts or
-    /// becomes leader, and a node not in session runs nothing new.
+    /// The host devices the agent last reported (at hello and in
+    /// `devices.report`: those of its agent.toml `devices` and those the
+    /// services name that exist on it): what `--device` services are placed
+    /// by. Not a store column: every agent says hello again to a coordinator
+    /// that starts or becomes leader, and a node not in session runs nothing new.
     public var devices: [String]? = nil
 
     /// Whether the node reported the host device `path`.

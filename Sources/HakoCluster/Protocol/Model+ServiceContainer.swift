@@ -227,6 +227,9 @@ public struct ServiceDevice: Codable, Sendable, Equatable {
             || v.split(separator: "/").contains("..") {
             throw .invalid("\"\(v)\" is not an absolute device path")
         }
+        for v in [host, container] where v.utf8.count > DeviceRequest.maxPathBytes {
+            throw .invalid("a device path is at most \(DeviceRequest.maxPathBytes) bytes")
+        }
         guard FS.normalize(container) != "/dev" else { throw .invalid("the path in the container cannot be /dev") }
         guard !permissions.isEmpty, permissions.allSatisfy({ "rwm".contains($0) }), Set(permissions).count == permissions.count else {
             throw .invalid("permissions are some of r, w, m")

@@ -320,7 +320,12 @@ final class ClusterHATests {
         let follower = leader() == 0 ? 1 : 0
         _ = joinCoordinator(2, token: cli("token", "--role", "coordinator", "-q").out, via: follower)
         #expect(h.eventually(30) { self.reachable() == 3 && self.coordinatorRows().count == 3 }, "\(coordinatorRows())")
-        h.write(credentials + "/coordinator", (0..<3).map(clientAddress).joined(separator: ","))
+        // The admin's credentials named the first coordinator alone: a command
+        // learns the others from the leader and saves them, the leader first.
+        #expect(cli("service", "ls").status == 0)
+        let saved = ((try? String(contentsOfFile: credentials + "/coordinator", encoding: .utf8)) ?? "")
+            .trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ",").map(String.init)
+        #expect(Set(saved) == Set((0..<3).map(clientAddress)) && saved.first == leader().map(clientAddress), "\(saved)")
         // The secrets key came with the CA key: every coordinator can open what the first sealed.
         let keys = (0..<3).map { try? String(contentsOfFile: dataDir($0) + "/pki/secrets.key", encoding: .utf8) }
         #expect(keys[0] != nil && keys.allSatisfy { $0 == keys[0] }, "the joined coordinators hold another secrets key")

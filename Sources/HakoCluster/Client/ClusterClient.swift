@@ -54,13 +54,25 @@ public final class ClusterClient {
             throw .invalid("no coordinator address: give --coordinator HOST:PORT")
         }
         let tls = try TLSContext.client(certificate: cert, key: key, trusting: ca)
-        return try leader(among: known.split(whereSeparator: { $0 == "," || $0 == " " || $0 == "\n" }).map(String.init), tls: tls, timeout: timeout)
+        var learned: [String] = []
+        let client = try leader(among: known.split(whereSeparator: { $0 == "," || $0 == " " || $0 == "\n" }).map(String.init), tls: tls, timeout: timeout, learned: &learned)
+        // The saved list follows the cluster as the agents' does: the leader
+        // first (the next command asks it first), then the others it names.
+        if address == nil { creds.remember(coordinators: learned) }
+        return client
     }
 
     /// Connects to the coordinator that leads: the first of `addresses` that
     /// answers says which one leads (itself, or another it names). With no
-    /// leader anywhere: "no quorum: K of N coordinators reachable".
+    /// leader anywhere: "no quorum: K of N coordinators reachable". `learned`:
+    /// the leader's address as reached, then every other coordinator's as the
+    /// leader names them (empty for a coordinator without Raft).
     static func leader(among addresses: [String], tls: TLSContext, timeout: Double) throws(ClusterError) -> ClusterClient {
+        var learned: [String] = []
+        return try leader(among: addresses, tls: tls, timeout: timeout, learned: &learned)
+    }
+
+    static func leader(among addresses: [String], tls: TLSContext, timeout: Double, learned: inout [String]) throws(ClusterError) -> ClusterClient {
         var queue = addresses
         var seen = Set<String>()
         var reachable = Set<String>()
@@ -82,7 +94,10 @@ public final class ClusterClient {
                     throw error
                 }
                 everyone.formUnion(r.coordinators)
-                if r.leader == r.address { return c }
+                if r.leader == r.address {
+                    learned = [addr] + r.coordinators.filter { !$0.isEmpty && $0 != addr && $0 != r.address }
+                    return c
+                }
                 if let l = r.leader { queue.insert(l, at: 0); seen.remove(l) } else {
                     for a in r.coordinators where !seen.contains(a) { queue.append(a) }
                 }

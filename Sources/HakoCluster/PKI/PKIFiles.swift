@@ -44,6 +44,16 @@ public struct AdminCredentials: Sendable {
         (try? FS.readString(coordinatorFile))?.trimmed
     }
 
+    /// Saves the coordinators' addresses, leader first, when they differ from
+    /// what the file holds. Best effort: read-only credentials keep working
+    /// with the list they have.
+    public func remember(coordinators: [String]) {
+        guard !coordinators.isEmpty else { return }
+        let text = coordinators.joined(separator: ",")
+        guard text != coordinatorAddress() else { return }
+        try? writeSecret(coordinatorFile, text + "\n")
+    }
+
     /// `hako cluster credentials renew`: a new key, a certificate for it from
     /// the coordinator (asked over these credentials, checked against the
     /// cluster CA), both written in place of the old ones; the new certificate.

@@ -199,31 +199,48 @@ import Testing
     /// coordinator joins under the removed one's Raft id with a certificate of
     /// its own (a machine wiped and joined again): it is accepted, caught up
     /// and made a voter, while the removed one is still refused.
+    /// `body` on the leader among `replicas`, asked again of the next leader
+    /// when the lead moves meanwhile (elections of 300 ms on a loaded machine).
+    func onLeader(_ replicas: [Int: RaftReplica], _ body: (RaftReplica) throws -> Void) throws {
+        var failure: (any Error)?
+        for _ in 0..<5 {
+            guard let l = leader(replicas), let r = replicas[l] else { continue }
+            do { return try body(r) } catch {
+                failure = error
+                usleep(100_000)
+            }
+        }
+        throw failure ?? ClusterError.network("no leader")
+    }
+
     @Test func aRemovedCoordinatorIsRefusedAndAJoiningOneAccepted() throws {
         let (log, captured) = capture()
         var replicas: [Int: RaftReplica] = [:]
         for i in 0..<3 { replicas[i] = try start(i, log: log) }
         defer { for r in replicas.values { r.stop() } }
+        // As `coordinator.add` records coordinators that joined: each one's certificate bound to its Raft id.
+        for i in 0..<3 {
+            let certificate = replicas[i]?.transport.credentials.certificate
+            try onLeader(replicas) { try $0.commit(RaftReplica.memberBatch(id: UInt64(i + 1), clientAddress: "127.0.0.1:1\(i)", certificate: certificate), timeout: 5) }
+        }
+        try onLeader(replicas) { try $0.commit(batch("before"), timeout: 5) }
+        #expect(eventually(10) { (0..<3).allSatisfy { (try? self.services($0)) == ["before"] } })
+
+        // `coordinator rm` of a follower: the removal, then its record.
         let l = try #require(leader(replicas))
         let gone = (l + 1) % 3
         let goneID = UInt64(gone + 1)
         let oldCertificate = try #require(replicas[gone]?.transport.credentials.certificate)
-        // As `coordinator.add` records a coordinator that joined: its certificate bound to its Raft id.
-        try replicas[l]?.commit(RaftReplica.memberBatch(id: goneID, clientAddress: "127.0.0.1:1\(gone)", certificate: oldCertificate), timeout: 5)
-        try replicas[l]?.commit(batch("before"), timeout: 5)
-        #expect(eventually(10) { (try? self.services(gone)) == ["before"] })
-
-        // `coordinator rm`: the removal, then its record.
-        try replicas[l]?.change(.remove, id: goneID, address: "127.0.0.1:\(base + UInt16(gone))", timeout: 5)
-        try replicas[l]?.commit(RaftReplica.removalBatch(id: goneID), timeout: 5)
+        let others = replicas.filter { $0.key != gone }
+        try onLeader(others) { try $0.change(.remove, id: goneID, address: "127.0.0.1:\(base + UInt16(gone))", timeout: 5) }
+        try onLeader(others) { try $0.commit(RaftReplica.removalBatch(id: goneID), timeout: 5) }
         // Cut off from the leader, the removed one seeks votes and dials the others: refused, and said so.
         #expect(eventually(10) { captured.withLock { $0.contains { $0.contains("raft: refused") && $0.contains("raft id \(goneID)") } } },
                 "\(captured.withLock { $0.suffix(8) })")
         #expect(captured.withLock { $0.contains { $0.contains("certificate \(oldCertificate.serial)") && $0.contains("revoked") } },
                 "the removed coordinator's certificate is refused as revoked")
-        let remaining = replicas.filter { $0.key != gone }
-        let now = try #require(leader(remaining))
-        try replicas[now]?.commit(batch("without"), timeout: 5)
+        let remaining = others
+        try onLeader(remaining) { try $0.commit(batch("without"), timeout: 5) }
         #expect(eventually(5) { remaining.keys.allSatisfy { (try? self.services($0))?.contains("without") == true } })
         #expect((try? services(gone)) == ["before"], "the removed coordinator got what was committed after its removal")
         #expect(eventually(5) { remaining.values.allSatisfy { $0.removedIDs == [goneID] } })
@@ -234,8 +251,9 @@ import Testing
             s.bootstrap = []
         }
         let joining = try #require(replicas[3]?.transport.credentials.certificate)
-        try replicas[now]?.commit(RaftReplica.memberBatch(id: goneID, clientAddress: "127.0.0.1:13", certificate: joining), timeout: 5)
-        try replicas[now]?.change(.addVoter, id: goneID, address: "127.0.0.1:\(base + 3)", timeout: 30)
+        try onLeader(remaining) { try $0.commit(RaftReplica.memberBatch(id: goneID, clientAddress: "127.0.0.1:13", certificate: joining), timeout: 5) }
+        try onLeader(remaining) { try $0.change(.addVoter, id: goneID, address: "127.0.0.1:\(base + 3)", timeout: 30) }
+        let now = try #require(leader(replicas.filter { $0.key != gone }))
         #expect(eventually(2) { replicas[now]?.members[goneID] == "127.0.0.1:\(base + 3)" }, "\(replicas[now]?.members ?? [:])")
         #expect(eventually(10) { (try? self.services(3)) == ["before", "without"] }, "the joined coordinator did not catch up")
         #expect(eventually(5) { remaining.values.allSatisfy { $0.removedIDs.isEmpty } })
@@ -243,8 +261,7 @@ import Testing
         let other = try #require(remaining.keys.first { $0 != now })
         replicas[other]?.stop()
         replicas[other] = nil
-        let afterJoin = try #require(leader(replicas.filter { $0.key != gone }))
-        try replicas[afterJoin]?.commit(batch("joined"), timeout: 5)
+        try onLeader(replicas.filter { $0.key != gone }) { try $0.commit(batch("joined"), timeout: 5) }
         #expect(eventually(10) { (try? self.services(3))?.contains("joined") == true })
         // The removed one, still running under that id, is still refused by its certificate.
         let refusedBefore = captured.withLock { $0.filter { $0.contains(oldCertificate.serial) }.count }

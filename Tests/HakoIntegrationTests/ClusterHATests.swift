@@ -351,6 +351,9 @@ final class ClusterHATests {
             return rm.status == 0
         }, "\(rm.stderr)\n\(String(coordinatorLogs().suffix(6000)))")
         #expect(h.eventually(10) { self.coordinatorRows().filter { ($0["id"] as? Int ?? 0) > 0 }.count == 2 }, "\(coordinatorRows())")
+        // Still running, the removed one seeks votes: the others refuse it, and say so.
+        #expect(h.eventually(10) { self.coordinatorLogs().contains("raft: refused") && self.coordinatorLogs().contains("raft id \(gone + 1)") },
+                "\(String(coordinatorLogs().suffix(4000)))")
         kill9(gone)
         #expect(cli("service", "create", "--no-resolve-image", "--name", "third", "busybox:test", "sleep", "3600").status == 0)
         // The leader cannot remove itself.

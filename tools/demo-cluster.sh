@@ -192,7 +192,7 @@ c coordinator ls
 c service ls
 sleep 1.5
 after=$(containers)
-echo "containers per Pi: pi1=$(running 1) pi2=$(running 2) pi3=$(running 3); $( [ "$before" = "$after" ] && echo "the same three containers as before: none stopped, none added" || echo "the containers changed")"
+echo "containers per Pi: pi1=$(running 1) pi2=$(running 2) pi3=$(running 3); $( [ -n "$before" ] && [ "$before" = "$after" ] && echo "the same $(echo "$before" | wc -l) containers as before: none stopped, none added" || echo "the containers changed")"
 
 step "Then the rest of pi$L dies: kill -9 of its agent, and its link down (two coordinators of three remain)"
 cl_kill9 "${APIDS[$L]}"; cl_link $L down

@@ -363,6 +363,11 @@ static int parse_records(const void *blob, size_t len, struct hako_spec *s, stru
         case HAKO_T_REMOVE_FILE: NEED(str, "remove file"); PUSH(s->remove_files, s->nremove_files, cap.remove_files, str, "remove files"); break;
         case HAKO_T_STOP_SIGNAL: NEED(n == 4, "stop signal"); memcpy(&s->stop_signal, p, 4); break;
         case HAKO_T_CLEANUP_ARG: NEED(str, "cleanup arg"); PUSH(s->cleanup_argv, s->ncleanup, 31, str, "cleanup args"); break;
+        case HAKO_T_NET_LOCK: NEED(str && str[0] == '/', "network lock"); s->net_lock = str; break;
+        case HAKO_T_NET_GUARD: NEED(str && str[0] == '/', "network teardown guard"); s->net_guard = str; break;
+        case HAKO_T_NET_UNPIN: NEED(str && str[0] == '/', "network namespace"); s->net_unpin = str; break;
+        case HAKO_T_NET_LEASE: NEED(str && str[0] == '/', "address lease"); PUSH(s->net_leases, s->nnet_leases, HAKO_MAX_NET_LEASES, str, "address leases"); break;
+        case HAKO_T_NET_RECORD: NEED(str && str[0] == '/', "endpoint record"); s->net_record = str; break;
         case HAKO_T_CGROUP_RMDIR: NEED(str, "cgroup dir"); PUSH(s->cgroup_rmdir, s->ncgroup_rmdir, 64, str, "cgroup dirs"); break;
         case HAKO_T_CGROUP_KILL: NEED(str, "cgroup kill"); s->cgroup_kill = str; break;
         case HAKO_T_FREEZER:
@@ -389,6 +394,7 @@ static int parse_records(const void *blob, size_t len, struct hako_spec *s, stru
     if (s->health_argc && !s->health_interval_ms) FAIL("launch spec: a health command without its schedule");
     s->envp[s->envc] = NULL;
     s->cleanup_argv[s->ncleanup] = NULL;
+    if (s->net_lock && !(s->net_guard && s->net_unpin && s->net_record)) FAIL("launch spec: an incomplete network release");
     // An OCI container may be created without a process; `start` refuses it then.
     if (s->argc == 0 && !s->exec_fifo) FAIL("launch spec: no command");
     if (!s->rootfs && !(s->nnsjoin)) FAIL("launch spec: no rootfs");

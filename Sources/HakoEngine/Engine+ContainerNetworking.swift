@@ -12,6 +12,9 @@ extension EnginePaths {
     public var networkState: String { runRoot + "/networks" }
     public var endpoints: String { runRoot + "/networks/endpoints" }
     public func endpoint(_ id: String) -> String { "\(endpoints)/\(id).json" }
+    /// Present while a running container's network needs the whole teardown
+    /// although its monitor was told it could release it alone (`network connect`).
+    public func endpointTeardownGuard(_ id: String) -> String { "\(endpoints)/\(id).teardown" }
     public var netnsDir: String { runRoot + "/netns" }
     public func netns(_ id: String) -> String { "\(netnsDir)/\(id)" }
 }
@@ -80,8 +83,8 @@ extension Engine {
 
     /// Called from `launch` (container lock held): sets up the container's
     /// network namespace, interfaces, addresses, routes, published ports and
-    /// name files. Returns the namespace to join, or nil (none/host).
-    func prepareNetwork(_ config: ContainerConfig) throws -> String? {
+    /// name files. Returns its endpoint (the namespace to join), or nil (none/host).
+    func prepareNetwork(_ config: ContainerConfig) throws -> EndpointRecord? {
         let net = config.networking ?? ContainerNetworking()
         guard config.networkMode == .bridge else {
             if config.networkMode == .none && (!net.extraHosts.isEmpty || !net.dns.isEmpty) {
@@ -99,7 +102,7 @@ extension Engine {
         }
     }
 
-    private func setUpEndpoint(_ config: ContainerConfig, _ net: ContainerNetworking) throws -> String {
+    private func setUpEndpoint(_ config: ContainerConfig, _ net: ContainerNetworking) throws -> EndpointRecord {
         let id = config.id
         let joins = net.networks.isEmpty ? [NetworkJoin(name: NetworkDefinition.defaultName)] : net.networks
         var attachments: [Attachment] = []
@@ -126,7 +129,7 @@ extension Engine {
         }
         try syncFirewall()
         try refreshNameFiles(changed: Set(attachments.map(\.networkID)), also: config)
-        return record.netns
+        return record
     }
 
     /// Leases an address on `d` for the container (under the network lock).
@@ -134,13 +137,15 @@ extension Engine {
         guard let subnet = d.subnet, let gw = d.gateway else { throw HakoError(.failed, "network \(d.name) has no subnet") }
         // An address asked for by --ip that an ended container still holds is free (as its ports are).
         if let wanted = j.ip, let holder = networkStore.leases(d.id)[wanted], holder != id { _ = reclaimIfEnded(holder) }
-        var leases = networkStore.leases(d.id)
-        // Leases of containers that hold no endpoint any more (a reboot, a crash) are free again.
+        // Leases of containers that hold no endpoint any more (a reboot, a crash),
+        // and this container's own of an earlier start, are free again: they go.
         let live = Set(allEndpoints().map(\.containerID))
-        leases = leases.filter { live.contains($0.value) && $0.value != id }
-        let ip = try IPAM.allocate(in: subnet, gateway: gw, leased: Set(leases.keys), requested: j.ip, networkName: d.name)
-        leases[ip] = id
-        try networkStore.saveLeases(d.id, leases)
+        var leased = Set<IPv4Address>()
+        for (a, holder) in networkStore.leases(d.id) {
+            if live.contains(holder) && holder != id { leased.insert(a) } else { networkStore.release(d.id, a, heldBy: holder) }
+        }
+        let ip = try IPAM.allocate(in: subnet, gateway: gw, leased: leased, requested: j.ip, networkName: d.name)
+        guard try networkStore.claim(d.id, ip, for: id) else { throw HakoError(.failed, "address \(ip) is already in use on network \(d.name)") }
         return Attachment(networkID: d.id, networkName: d.name, bridge: d.bridge, interface: "eth\(index)",
                           hostVeth: LinkNames.hostVeth(containerID: id, index: index), ip: ip, prefix: subnet.prefix,
                           gateway: gw, mac: j.mac ?? MACAddress(derivedFrom: ip), aliases: j.aliases)
@@ -232,10 +237,9 @@ extension Engine {
         // here would wait for the kernel's grace period, ~20 ms each).
         PinnedNamespace.remove(at: paths.netns(id))
         for d in (try? networkStore.list()) ?? [] {
-            let leases = networkStore.leases(d.id)
-            let kept = leases.filter { $0.value != id }
-            if kept.count != leases.count { try? networkStore.saveLeases(d.id, kept) }
+            for (a, holder) in networkStore.leases(d.id) where holder == id { networkStore.release(d.id, a, heldBy: id) }
         }
+        try? FS.unlinkIfPresent(paths.endpointTeardownGuard(id))
         try? FS.unlinkIfPresent(paths.endpoint(id))
         try? syncFirewall()
         if let record { try? refreshNameFiles(changed: Set(record.attachments.map(\.networkID)), also: nil) }
@@ -249,6 +253,7 @@ extension Engine {
         let endpointNames = (try? FS.list(paths.endpoints)) ?? []
         FS.removeOrphanedTemporaries(in: paths.endpoints, names: endpointNames)
         let ids = Set(endpointNames.filter { $0.hasSuffix(".json") }.map { String($0.dropLast(5)) })
+            .union(endpointNames.filter { $0.hasSuffix(".teardown") }.map { String($0.dropLast(9)) })
             .union(((try? FS.list(paths.netnsDir)) ?? []).filter { $0.count == 64 })
         for id in ids where !monitorAlive(id) {
             let cp = paths.container(id)
@@ -385,10 +390,29 @@ extension Engine {
             let anonymous = (config.storage?.mounts ?? []).filter { $0.kind == .volume && $0.anonymous }.map { paths.volume($0.source) }
             monitor.removeDirs += anonymous
         }
-        if let ns = try prepareNetwork(config) {
-            runtime.namespaces.network = .path(ns)
+        if let record = try prepareNetwork(config) {
+            runtime.namespaces.network = .path(record.netns)
             monitor.cleanupCommand = networkCleanupCommand(config.id)
+            if Self.releasesNetworkAlone(record) { monitor.networkRelease = networkRelease(record) }
         }
+    }
+
+    /// Whether the monitor can release the container's network by itself
+    /// after its final exit instead of running `hako network teardown` (a
+    /// second hako process, ~5 ms of start-up in the way of the next start):
+    /// so when it publishes no port (the firewall does not change) and joins
+    /// only the predefined networks (no peer's name files list it). What is
+    /// left to do then is unpinning its namespace and unlinking its leases
+    /// and endpoint record.
+    static func releasesNetworkAlone(_ record: EndpointRecord) -> Bool {
+        record.ports.isEmpty && record.attachments.allSatisfy { NetworkDefinition.predefined.contains($0.networkName) }
+    }
+
+    /// The monitor's own release of `record` (`releasesNetworkAlone`).
+    func networkRelease(_ record: EndpointRecord) -> NetworkRelease {
+        NetworkRelease(lock: networkStore.lockPath, teardownGuard: paths.endpointTeardownGuard(record.containerID),
+                       namespace: record.netns, leases: record.attachments.map { networkStore.leasePath($0.networkID, $0.ip) },
+                       endpointRecord: paths.endpoint(record.containerID))
     }
 
     /// A start that failed after `prepareNetworkAndStorage`.

@@ -207,6 +207,10 @@ extension Engine {
             let lock = try networkStore.lock()
             defer { lock.release() }
             guard var record = readEndpoint(id) else { throw HakoError(.failed, "container \(c.name) has no network endpoint") }
+            // Its new lease and peers' name files are not what its monitor was
+            // told to release: from now on it runs the whole teardown (the
+            // monitor looks for this file under the network lock).
+            try FS.writeFile(paths.endpointTeardownGuard(id), [])
             let used = Set(record.attachments.map(\.interfaceNumber))
             let index = (0..<10).first { !used.contains($0) } ?? 9
             let a = try lease(d, join: join, containerID: id, index: index)
@@ -219,7 +223,7 @@ extension Engine {
             } catch {
                 record.attachments.removeLast()
                 try? writeEndpoint(record)
-                try? networkStore.saveLeases(d.id, networkStore.leases(d.id).filter { $0.value != id })
+                networkStore.release(d.id, a.ip, heldBy: id)
                 throw error
             }
             try syncFirewall()
@@ -251,7 +255,7 @@ extension Engine {
                 let a = record.attachments.remove(at: i)
                 try bridgeDriver().detach(a)
                 try writeEndpoint(record)
-                try networkStore.saveLeases(d.id, networkStore.leases(d.id).filter { $0.value != id })
+                networkStore.release(d.id, a.ip, heldBy: id)
                 try syncFirewall()
                 try refreshNameFiles(changed: [d.id], also: c.config)
             }

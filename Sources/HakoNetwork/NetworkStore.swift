@@ -71,17 +71,29 @@ public enum IPAM {
 
 /// Networks and address leases under `<root>/networks`; one lock serialises
 /// every network change (definitions, leases, endpoints, the firewall).
+///
+/// A lease is one symbolic link per address, `leases/<network id>/<address>`,
+/// pointing at the holder's container id: made with symlink(2), which fails
+/// when the name exists, so an address has one holder, and given up by
+/// unlinking it — which the container's monitor can do itself (its
+/// `NetworkRelease`, under this lock). Leases an older hako kept (one JSON map
+/// per network, `leases/<network id>.json`) become links on first use.
 public struct NetworkStore: Sendable {
     public let dir: String
 
     public init(dataRoot: String) { dir = dataRoot + "/networks" }
 
     public var lockPath: String { dir + "/lock" }
+    var leasesDir: String { dir + "/leases" }
     func definitionPath(_ name: String) -> String { "\(dir)/\(name).json" }
-    func leasesPath(_ id: String) -> String { "\(dir)/leases/\(id).json" }
+    func leaseDir(_ networkID: String) -> String { "\(leasesDir)/\(networkID)" }
+    /// The lease of `ip` on a network: a symbolic link to its holder's container id.
+    public func leasePath(_ networkID: String, _ ip: IPv4Address) -> String { "\(leaseDir(networkID))/\(ip)" }
+    /// An older hako's leases of a network: one JSON object, address → container id.
+    func legacyLeasesPath(_ networkID: String) -> String { "\(leasesDir)/\(networkID).json" }
 
     public func ensure() throws {
-        try FS.makeDirectories(dir + "/leases", mode: 0o700)
+        try FS.makeDirectories(leasesDir, mode: 0o700)
     }
 
     public func lock() throws -> FileLock {
@@ -111,27 +123,64 @@ public struct NetworkStore: Sendable {
         try FS.writeAtomic(definitionPath(d.name), Array(try NetworkStore.encoder.encode(d)))
     }
 
+    /// The definition and every lease of the network.
     public func remove(_ d: NetworkDefinition) throws {
-        try FS.unlinkIfPresent(leasesPath(d.id))
+        try FS.unlinkIfPresent(legacyLeasesPath(d.id))
+        for name in (try? FS.list(leaseDir(d.id))) ?? [] { try FS.unlinkIfPresent("\(leaseDir(d.id))/\(name)") }
+        if rmdir(leaseDir(d.id)) != 0 && errno != ENOENT { throw SystemError("rmdir", leaseDir(d.id)) }
         try FS.unlinkIfPresent(definitionPath(d.name))
     }
 
-    /// address → container id
+    /// address → container id (network lock held).
     public func leases(_ networkID: String) -> [IPv4Address: String] {
-        guard let bytes = try? FS.readFile(leasesPath(networkID)),
-              let raw = try? JSONDecoder().decode([String: String].self, from: Data(bytes)) else { return [:] }
+        migrateLegacyLeases()
         var out: [IPv4Address: String] = [:]
-        for (k, v) in raw { if let a = IPv4Address(k) { out[a] = v } }
+        let dir = leaseDir(networkID)
+        for name in (try? FS.list(dir)) ?? [] {
+            guard let a = IPv4Address(name), let holder = FS.readLink("\(dir)/\(name)") else { continue }
+            out[a] = holder
+        }
         return out
     }
 
-    public func saveLeases(_ networkID: String, _ leases: [IPv4Address: String]) throws {
-        try ensure()
-        var raw: [String: String] = [:]
-        for (k, v) in leases { raw[k.description] = v }
-        // Not fsync'ed: a lease is only trusted while its container's endpoint exists.
-        FS.removeOrphanedTemporaries(in: dir + "/leases")
-        try FS.writeAtomic(leasesPath(networkID), Array(try NetworkStore.encoder.encode(raw)), durable: false)
+    /// Leases `ip` to container `id` (network lock held); false when the
+    /// address is leased already.
+    public func claim(_ networkID: String, _ ip: IPv4Address, for id: String) throws -> Bool {
+        let path = leasePath(networkID, ip)
+        if Glibc.symlink(id, path) == 0 { return true }
+        if errno == EEXIST { return false }
+        guard errno == ENOENT else { throw SystemError("symlink", path) }
+        try FS.makeDirectories(leaseDir(networkID), mode: 0o700)
+        if Glibc.symlink(id, path) == 0 { return true }
+        if errno == EEXIST { return false }
+        throw SystemError("symlink", path)
+    }
+
+    /// Gives up `ip` if container `id` holds it (network lock held).
+    public func release(_ networkID: String, _ ip: IPv4Address, heldBy id: String) {
+        let path = leasePath(networkID, ip)
+        if FS.readLink(path) == id { _ = unlink(path) }
+    }
+
+    /// Rewrites the leases an older hako kept (one JSON file per network) as
+    /// links, each address for the container that held it, and removes the old
+    /// file; also the temporary files its killed writers left. Network lock held.
+    func migrateLegacyLeases() {
+        let names = (try? FS.list(leasesDir)) ?? []
+        guard names.contains(where: { $0.hasSuffix(".json") || $0.contains(".tmp.") }) else { return }
+        FS.removeOrphanedTemporaries(in: leasesDir, names: names)
+        for name in names where name.hasSuffix(".json") {
+            let networkID = String(name.dropLast(5))
+            let path = legacyLeasesPath(networkID)
+            guard let bytes = try? FS.readFile(path) else { continue }
+            let raw = (try? JSONDecoder().decode([String: String].self, from: Data(bytes))) ?? [:]
+            for (k, holder) in raw {
+                guard let a = IPv4Address(k), !holder.isEmpty, !holder.contains("/") else { continue }
+                // A lease made since (a link) wins: it can only be newer.
+                guard (try? claim(networkID, a, for: holder)) != nil else { return }
+            }
+            _ = unlink(path)
+        }
     }
 }
 

@@ -305,6 +305,9 @@ public struct MonitorSpec: Sendable, Equatable {
     public var stopSignal: Int32 = SIGTERM
     /// A command run after the final exit (e.g. network clean-up), argv[0] absolute.
     public var cleanupCommand: [String] = []
+    /// The network release the monitor does itself after the final exit, in
+    /// place of `cleanupCommand` unless the release's guard file exists then.
+    public var networkRelease: NetworkRelease?
     /// The health check the monitor runs (nil: none).
     public var health: HealthProbe?
     /// Where the monitor records its events (health_status) and their attributes, a JSON object.
@@ -312,6 +315,24 @@ public struct MonitorSpec: Sendable, Equatable {
     public var eventAttributes = "{}"
 
     public init(statePath: String, runDir: String) { self.statePath = statePath; self.runDir = runDir }
+}
+
+/// What the monitor removes to release a container's network itself, under
+/// the network lock (a container that publishes no port on the predefined
+/// networks): the pinned namespace (unmounted, then unlinked), the leases
+/// (symbolic links to the container's id; one naming another container is
+/// left alone), then the endpoint record. When `teardownGuard` exists the
+/// monitor runs its clean-up command instead.
+public struct NetworkRelease: Sendable, Equatable {
+    public var lock: String
+    public var teardownGuard: String
+    public var namespace: String
+    public var leases: [String]
+    public var endpointRecord: String
+    public init(lock: String, teardownGuard: String, namespace: String, leases: [String], endpointRecord: String) {
+        self.lock = lock; self.teardownGuard = teardownGuard; self.namespace = namespace
+        self.leases = leases; self.endpointRecord = endpointRecord
+    }
 }
 
 /// The monitor's health probe: the program (run as `exec` runs one) and Docker's schedule.
@@ -421,6 +442,13 @@ public enum LaunchSpecEncoder {
             for f in m.removeLinks { w.string(HAKO_T_REMOVE_FILE, f) }
             w.u32(HAKO_T_STOP_SIGNAL, UInt32(bitPattern: m.stopSignal))
             for a in m.cleanupCommand { w.string(HAKO_T_CLEANUP_ARG, a) }
+            if let r = m.networkRelease {
+                w.string(HAKO_T_NET_LOCK, r.lock)
+                w.string(HAKO_T_NET_GUARD, r.teardownGuard)
+                w.string(HAKO_T_NET_UNPIN, r.namespace)
+                for l in r.leases { w.string(HAKO_T_NET_LEASE, l) }
+                w.string(HAKO_T_NET_RECORD, r.endpointRecord)
+            }
             for d in cg.removeDirs { w.string(HAKO_T_CGROUP_RMDIR, d) }
             if let k = cg.killFile { w.string(HAKO_T_CGROUP_KILL, k) }
             if let f = cg.freezer { w.raw(HAKO_T_FREEZER, Array(f.utf8) + [0, cg.freezerIsV2 ? 2 : 1]) }

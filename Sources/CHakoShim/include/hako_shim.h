@@ -95,6 +95,17 @@ enum hako_tag {
     HAKO_T_REMOVE_FILE = 71,  // string, repeated: files unlinked after the final exit (--rm)
     HAKO_T_STOP_SIGNAL = 72,  // u32
     HAKO_T_CLEANUP_ARG = 73,  // string, repeated: argv of a command run after the final exit
+    // The network release the monitor does itself after the final exit, in place
+    // of the clean-up command (HakoRuntime's NetworkRelease): under the lock
+    // HAKO_T_NET_LOCK, unless HAKO_T_NET_GUARD exists (then the command runs),
+    // the namespace HAKO_T_NET_UNPIN is unmounted (MNT_DETACH) and unlinked,
+    // each HAKO_T_NET_LEASE that is a symbolic link to the container's id
+    // unlinked, and HAKO_T_NET_RECORD unlinked last.
+    HAKO_T_NET_LOCK = 90,     // string: the network lock file (flock)
+    HAKO_T_NET_GUARD = 91,    // string: a file whose existence means "run the clean-up command"
+    HAKO_T_NET_UNPIN = 92,    // string: the container's pinned network namespace
+    HAKO_T_NET_LEASE = 93,    // string, repeated (at most HAKO_MAX_NET_LEASES): an address lease
+    HAKO_T_NET_RECORD = 94,   // string: the container's endpoint record
     HAKO_T_CGROUP_RMDIR = 74, // string, repeated: cgroup dirs removed after the final exit
     HAKO_T_CGROUP_KILL = 75,  // string: cgroup.procs (or cgroup.kill) used to kill leftovers
     HAKO_T_FREEZER = 76,      // string, u8 kind: "cgroup.freeze" (v2) or "freezer.state" (v1)
@@ -195,6 +206,7 @@ struct hako_file { uint32_t uid, gid, mode; const char *target; const uint8_t *d
 #define HAKO_MAX_HOOK_ARGS 32
 #define HAKO_MAX_HOOK_ENV 64
 #define HAKO_MAX_LAYERS 128
+#define HAKO_MAX_NET_LEASES 10  // a container has at most eth0 … eth9
 
 struct hako_hook {
     uint32_t kind, timeout;
@@ -265,6 +277,8 @@ struct hako_spec {
     const char **remove_files; int nremove_files;
     uint32_t stop_signal;
     const char *cleanup_argv[32]; int ncleanup;
+    const char *net_lock, *net_guard, *net_unpin, *net_record;  // HAKO_T_NET_*: the monitor's own network release
+    const char *net_leases[HAKO_MAX_NET_LEASES]; int nnet_leases;
     const char *cgroup_rmdir[64]; int ncgroup_rmdir;
     const char *cgroup_kill;
     const char *freezer; int freezer_v2;

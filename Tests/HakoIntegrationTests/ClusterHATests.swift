@@ -63,7 +63,7 @@ final class ClusterHATests {
 
     @discardableResult
     func cli(_ args: String..., timeout: Double = 30) -> Output {
-        let words = ["service", "node", "coordinator", "secret"].contains(args.first ?? "") ? 2 : 1
+        let words = ["service", "node", "coordinator", "secret", "ca"].contains(args.first ?? "") ? 2 : 1
         return Subprocess.run(h.inUnderlay([Binaries.hako, "cluster"] + Array(args.prefix(words)) + ["--credentials", credentials] + Array(args.dropFirst(words))),
                               env: h.adminEnv, timeout: timeout)
     }
@@ -102,6 +102,10 @@ final class ClusterHATests {
     /// restarted catches up (it then holds what was written without it).
     @Test func leaderKilledNewLeaderKeepsState() throws {
         try #require(bootstrap(), "no leader among three coordinators")
+        // The new root's key would stay on the leader: refused, and nothing changes.
+        let rotate = cli("ca", "rotate")
+        #expect(rotate.status == 125 && rotate.stderr.contains("not supported with 3 coordinators"), "\(rotate.stderr)")
+        #expect(cli("ca", "status").stdout.contains("rotation:  none"))
         var expected = Set<String>()
         for trial in 1...3 {
             let name = "svc\(trial)"

@@ -385,6 +385,14 @@ public final class Coordinator: @unchecked Sendable {
             changeMembership(env, on: c)
             return
         }
+        if env.type == MessageType.caRotate, peer == .admin, leading, let voters = replica?.members.count, voters > 1 {
+            // The new root's key would be written on this coordinator alone:
+            // after a leader change the others would refuse every node it
+            // renewed. Until the key travels through the log, refused.
+            let why = "CA rotation is not supported with \(voters) coordinators yet (the new CA key would stay on the leader): remove the others (`hako cluster coordinator rm`), rotate, then join them again"
+            if env.id != nil { c.send(WireEncoder.error(to: env.id, WireError(.conflict, why))) }
+            return
+        }
         guard leading else {
             // A follower answers, changes nothing, and names the leader.
             let r = coordinatorsReply()

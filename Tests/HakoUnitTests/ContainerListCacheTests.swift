@@ -85,7 +85,7 @@ import HakoSystem
             let b = Array(body.utf8)
             var header = [CChar](repeating: 0, count: Int(HAKO_HEALTH_HEADER_LEN) + 1)
             b.withUnsafeBytes { hako_health_header(&header, $0.baseAddress, $0.count) }
-            return header.prefix(Int(HAKO_HEALTH_HEADER_LEN)).map { UInt8(bitPattern: $0) } + b
+            return header.prefix(Int(HAKO_HEALTH_HEADER_LEN)).map { UInt8(truncatingIfNeeded: $0) } + b
         }
         let body = #"{"status":"healthy","failingStreak":0,"log":[{"start":"s","end":"e","exitCode":0,"output":"ok"}]}"#
         try FS.writeFile(engine.paths.container(id).health, live(body))

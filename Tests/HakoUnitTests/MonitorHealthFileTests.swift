@@ -12,7 +12,7 @@ import Testing
         let b = Array(body.utf8)
         var header = [CChar](repeating: 0, count: Int(HAKO_HEALTH_HEADER_LEN) + 1)
         b.withUnsafeBytes { hako_health_header(&header, $0.baseAddress, $0.count) }
-        return header.prefix(Int(HAKO_HEALTH_HEADER_LEN)).map { UInt8(bitPattern: $0) } + b
+        return header.prefix(Int(HAKO_HEALTH_HEADER_LEN)).map { UInt8(truncatingIfNeeded: $0) } + b
     }
 
     let healthy = #"{"status":"healthy","failingStreak":0,"log":[{"start":"a","end":"b","exitCode":0,"output":""}]}"#

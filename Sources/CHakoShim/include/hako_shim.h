@@ -373,6 +373,8 @@ int hako_exec_bounded(const struct hako_spec *spec, pid_t target_pid, const int 
 // the container's pid namespace; in its cgroups it is one more process
 // (pids.current, `hako stats`), which `hako top` leaves out (the monitor's
 // child named "hako-probe"), and it is frozen, and killed, with the container.
+// A container at its pids limit refuses the helper's fork: that process takes
+// hako_exec's path (placed in the cgroups after its fork, as Docker's probe is).
 // A container with its own user namespace or an AppArmor profile, or one
 // whose helper cannot start, takes hako_exec's path (two forks, the cgroups
 // written, per process).

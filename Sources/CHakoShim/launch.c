@@ -10,6 +10,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -473,29 +474,31 @@ fail:
 // The probe helper is a fork of the caller that has taken every step of
 // exec_child and exec_tail that is the same for each process: the
 // container's namespaces, working directory, user, groups, capabilities,
-// no_new_privs and seccomp filter. It stays outside the container's cgroups
-// (it costs the container nothing) and outside its pid namespace (nothing in
-// the container sees it). For each process the caller sends it the process's
-// pipes (SCM_RIGHTS over a SOCK_SEQPACKET pair); it forks with CLONE_PARENT,
-// so the process is the caller's child, and answers with its pid. The caller
-// writes that pid to the container's cgroups and lets the process exec. The
-// kernel compiles the filter once, for the helper: a fork shares it.
+// no_new_privs and seccomp filter. The caller then places it in the
+// container's cgroups and sets its OOM score, once. It stays outside the
+// container's pid namespace (nothing in the container sees it). For each
+// process the caller sends it the process's stdout and stderr (SCM_RIGHTS
+// over a SOCK_SEQPACKET pair); it vforks (CLONE_VM | CLONE_VFORK, on a stack
+// of its own) with CLONE_PARENT, so the process is the caller's child, born in
+// the container's cgroups with the helper's confinement, and runs until it has
+// exec'd or failed; the helper then answers with its pid or its failure. The
+// kernel compiles the filter once, for the helper; no page table is copied
+// and no cgroup is written per process.
 
 static const struct { const char *name; int type; } exec_ns_order[HAKO_EXEC_NS] = {
     {"ipc", CLONE_NEWIPC}, {"uts", CLONE_NEWUTS}, {"net", CLONE_NEWNET}, {"pid", CLONE_NEWPID},
     {"cgroup", CLONE_NEWCGROUP}, {"mnt", CLONE_NEWNS},
 };
 
-enum { HELPER_FDS = 5 };  // sync_r, err_w, stdin, stdout, stderr
+enum { HELPER_FDS = 2 };           // the process's stdout and stderr (its stdin is the helper's /dev/null)
+enum { HELPER_STACK = 64 * 1024 }; // the vforked process's stack until it execs
 
-// The process forked by the helper: already confined; waits for its cgroups, then execs.
-__attribute__((noreturn))
-static void helper_child(struct child *c) {
-    char sync;
-    if (read_full(c->sync_r, &sync, 1) != 1 || sync != 'G') _exit(1);
-    close(c->sync_r);
-    setup_stdio(c);
-    close_fds_at_exec(c);
+// The process vforked by the helper, in the helper's memory until it execs.
+// Everything of the helper from fd 3 up is close-on-exec (the socket, the
+// failure pipe, the received fds); a failure goes to the pipe before _exit.
+static int helper_child(void *arg) {
+    struct child *c = arg;
+    if (dup2(c->stdio[1], 1) < 0 || dup2(c->stdio[2], 2) < 0) child_fail(c, HAKO_STAGE_STDIO, errno, NULL);
     exec_program(c);
 }
 
@@ -514,6 +517,11 @@ static void helper_main(const struct hako_spec *s, int sock, int null_fd, const 
     }
     if (syscall(SYS_close_range, 4U, ~0U, 0U) < 0)
         for (int fd = 4; fd < 1024; fd++) close(fd);
+    int failed[2];
+    if (pipe2(failed, O_CLOEXEC) < 0) child_fail(&c, HAKO_STAGE_CLONE, errno, "pipe");
+    fcntl(failed[0], F_SETFL, O_NONBLOCK);
+    char *stack = mmap(NULL, HELPER_STACK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (stack == MAP_FAILED) child_fail(&c, HAKO_STAGE_CLONE, errno, "stack");
     reset_signals();
     int cwd_late = enter_cwd(&c, 0) < 0;
     apply_privileges(&c);
@@ -521,6 +529,8 @@ static void helper_main(const struct hako_spec *s, int sock, int null_fd, const 
     if (cwd_late) enter_cwd(&c, 1);
     int32_t ready = 0;
     if (send(sock, &ready, sizeof ready, MSG_NOSIGNAL) != (ssize_t)sizeof ready) _exit(1);
+    c.err_w = failed[1];
+    c.stdio[0] = 0;
     for (;;) {
         char byte;
         union { struct cmsghdr h; char buf[CMSG_SPACE(sizeof(int) * HELPER_FDS)]; } u;
@@ -540,19 +550,19 @@ static void helper_main(const struct hako_spec *s, int sock, int null_fd, const 
             for (int i = 0; i < nfds; i++) close(fds[i]);
             _exit(1);
         }
+        c.stdio[1] = fds[0]; c.stdio[2] = fds[1];
         // CLONE_PARENT: the process is the caller's child, reaped (and killed at its timeout) by it.
-        long pid = syscall(SYS_clone, (unsigned long)CLONE_PARENT, 0, 0, 0, 0);
-        if (pid == 0) {
-            close(sock);
-            c.sync_r = fds[0]; c.err_w = fds[1];
-            c.stdio[0] = fds[2]; c.stdio[1] = fds[3]; c.stdio[2] = fds[4];
-            helper_child(&c);
-        }
+        // CLONE_VFORK: this returns once it has exec'd, or failed (its failure is then on the pipe).
+        pid_t pid = clone(helper_child, stack + HELPER_STACK, CLONE_VM | CLONE_VFORK | CLONE_PARENT, &c);
+        struct hako_failure f;
+        memset(&f, 0, sizeof f);
         if (pid < 0) {
-            struct hako_failure f;
-            memset(&f, 0, sizeof f);
             f.stage = HAKO_STAGE_CLONE;
             f.err = errno;
+        } else if (read(failed[0], &f, sizeof f) != (ssize_t)sizeof f) {
+            f.stage = HAKO_STAGE_NONE;
+        }
+        if (f.stage != HAKO_STAGE_NONE) {
             send(sock, &f, sizeof f, MSG_NOSIGNAL);
         } else {
             int32_t v = (int32_t)pid;
@@ -571,25 +581,24 @@ static void stop_helper(struct hako_exec_target *t) {
 
 void hako_exec_target_close(struct hako_exec_target *t) {
     stop_helper(t);
-    for (int i = 0; i < t->nprocs; i++) close_if(&t->procs[i]);
-    t->nprocs = 0;
-    close_if(&t->cgroup2_procs);
     t->pid = 0;
 }
 
 // Reads one message of the helper within timeout_ms: its pid or readiness (an
-// int32), or a failure. Returns 0 with *value, -1 with *fail.
+// int32), or a failure. Returns 0 with *value; -1 with *fail when the helper
+// answered with a failure; -2 with *fail when it did not answer in time or is gone.
 static int helper_reply(int sock, int timeout_ms, int32_t *value, struct hako_failure *fail) {
     struct pollfd pf = { .fd = sock, .events = POLLIN };
     int r;
     while ((r = poll(&pf, 1, timeout_ms)) < 0 && errno == EINTR) {}
-    if (r == 0) return parent_fail(fail, HAKO_STAGE_CLONE, ETIMEDOUT, "probe helper");
+    if (r == 0) { parent_fail(fail, HAKO_STAGE_CLONE, ETIMEDOUT, "probe helper"); return -2; }
     union { int32_t v; struct hako_failure f; } msg;
     ssize_t n;
     while ((n = recv(sock, &msg, sizeof msg, 0)) < 0 && errno == EINTR) {}
     if (n == (ssize_t)sizeof msg.v) { *value = msg.v; return 0; }
     if (n == (ssize_t)sizeof msg.f) { msg.f.detail[sizeof msg.f.detail - 1] = 0; *fail = msg.f; return -1; }
-    return parent_fail(fail, HAKO_STAGE_CLONE, n < 0 ? errno : EPIPE, "probe helper died");
+    parent_fail(fail, HAKO_STAGE_CLONE, n < 0 ? errno : EPIPE, "probe helper died");
+    return -2;
 }
 
 static int start_helper(const struct hako_spec *s, struct hako_exec_target *t, struct hako_failure *fail) {
@@ -611,60 +620,31 @@ static int start_helper(const struct hako_spec *s, struct hako_exec_target *t, s
     t->helper_pid = (pid_t)pid;
     t->helper_sock = sv[0];
     int32_t ready;
-    if (helper_reply(t->helper_sock, 5000, &ready, fail) < 0) { stop_helper(t); return -1; }
+    // Confined, it goes into the container's cgroups (with the container's OOM
+    // score): every process it starts is born there.
+    if (helper_reply(t->helper_sock, 5000, &ready, fail) < 0 || join_cgroups((pid_t)pid, s, 0, 0, fail) < 0) {
+        stop_helper(t);
+        return -1;
+    }
     return 0;
 }
 
-int hako_exec_target_open(const struct hako_spec *s, pid_t target, struct hako_exec_target *t) {
+void hako_exec_target_open(const struct hako_spec *s, pid_t target, struct hako_exec_target *t) {
     memset(t, 0, sizeof *t);
-    t->cgroup2_procs = t->helper_sock = -1;
+    t->helper_sock = -1;
     t->pid = target;
-    int e = 0;
-    if (s->cgroup_dir) {
-        char path[4096] = "";
-        if (s_cat(path, sizeof path, s->cgroup_dir) < 0 || s_cat(path, sizeof path, "/cgroup.procs") < 0) e = ENAMETOOLONG;
-        else if ((t->cgroup2_procs = open(path, O_WRONLY | O_CLOEXEC)) < 0) e = errno;
-    }
-    for (int i = 0; !e && i < s->ncgroup_procs && i < (int)(sizeof t->procs / sizeof t->procs[0]); i++) {
-        if ((t->procs[i] = open(s->cgroup_procs[i], O_WRONLY | O_CLOEXEC)) < 0) e = errno;
-        else t->nprocs = i + 1;
-    }
-    if (e) { hako_exec_target_close(t); errno = e; return -1; }
     // A container with its own user namespace, or an AppArmor profile (entered
     // at each exec), keeps hako_exec's path; so does one whose helper cannot start.
     struct hako_failure f;
     if (same_ns(target, "user") && !s->apparmor) start_helper(s, t, &f);
-    return 0;
-}
-
-static int write_pid(int fd, const char *num) {
-    size_t n = s_len(num);
-    ssize_t w;
-    while ((w = write(fd, num, n)) < 0 && errno == EINTR) {}
-    return w == (ssize_t)n ? 0 : -1;
-}
-
-// join_cgroups through the target's open files.
-static int join_target_cgroups(pid_t pid, const struct hako_spec *s, const struct hako_exec_target *t, struct hako_failure *fail) {
-    char num[24];
-    if (set_oom_score(pid, s, fail) < 0) return -1;
-    s_itoa(pid, num);
-    for (int i = 0; i < t->nprocs; i++)
-        if (write_pid(t->procs[i], num) < 0) return parent_fail(fail, HAKO_STAGE_CGROUP, errno, s->cgroup_procs[i]);
-    if (t->cgroup2_procs >= 0 && write_pid(t->cgroup2_procs, num) < 0) return parent_fail(fail, HAKO_STAGE_CGROUP, errno, s->cgroup_dir);
-    return 0;
 }
 
 int hako_exec_prepared(const struct hako_spec *s, struct hako_exec_target *t, const int *stdio_fds, int timeout_ms,
                        struct hako_proc *out, struct hako_failure *fail) {
     if (t->helper_sock < 0) return hako_exec_bounded(s, t->pid, stdio_fds, timeout_ms, out, fail);
-    int sync_p[2] = {-1, -1}, err_p[2] = {-1, -1};
     memset(out, 0, sizeof *out);
     out->pidfd = out->stdin_fd = out->stdout_fd = out->stderr_fd = out->mntns_fd = -1;
-    if (pipe2(sync_p, O_CLOEXEC) < 0 || pipe2(err_p, O_CLOEXEC) < 0) {
-        parent_fail(fail, HAKO_STAGE_CLONE, errno, "pipe"); goto fail;
-    }
-    int fds[HELPER_FDS] = { sync_p[0], err_p[1], stdio_fds[0], stdio_fds[1], stdio_fds[2] };
+    int fds[HELPER_FDS] = { stdio_fds[1], stdio_fds[2] };
     union { struct cmsghdr h; char buf[CMSG_SPACE(sizeof fds)]; } u;
     memset(&u, 0, sizeof u);
     char byte = 'P';
@@ -678,22 +658,20 @@ int hako_exec_prepared(const struct hako_spec *s, struct hako_exec_target *t, co
     int32_t pid = 0;
     ssize_t sent;
     while ((sent = sendmsg(t->helper_sock, &m, MSG_NOSIGNAL)) < 0 && errno == EINTR) {}
-    if (sent != 1 || helper_reply(t->helper_sock, timeout_ms < 0 ? -1 : timeout_ms, &pid, fail) < 0) {
-        // The helper is gone or refused to fork: this container's processes take hako_exec's path from now on.
-        if (sent == 1 && fail->stage == HAKO_STAGE_CLONE && fail->err == ENOMEM) goto fail;  // the container's pid namespace is dying
-        stop_helper(t);
-        close_if(&sync_p[0]); close_if(&sync_p[1]); close_if(&err_p[0]); close_if(&err_p[1]);
+    int r = sent == 1 ? helper_reply(t->helper_sock, timeout_ms < 0 ? -1 : timeout_ms, &pid, fail) : -2;
+    if (r == 0) { out->pid = pid; return 0; }
+    // A container at its pids limit: the helper, inside it, cannot fork, but a
+    // process placed in its cgroups after its fork (hako_exec's path) can, as
+    // Docker's probe can.
+    if (r == -1 && fail->stage == HAKO_STAGE_CLONE && fail->err == EAGAIN)
         return hako_exec_bounded(s, t->pid, stdio_fds, timeout_ms, out, fail);
-    }
-    close_if(&sync_p[0]); close_if(&err_p[1]);
-    if (join_target_cgroups(pid, s, t, fail) < 0) { reap(pid); goto fail; }
-    if (write_all(sync_p[1], "G", 1) < 0) { parent_fail(fail, HAKO_STAGE_SYNC, errno, NULL); reap(pid); goto fail; }
-    close_if(&sync_p[1]);
-    if (await_exec_within(err_p[0], pid, timeout_ms, fail) < 0) goto fail;
-    close_if(&err_p[0]);
-    out->pid = pid;
-    return 0;
-fail:
-    close_if(&sync_p[0]); close_if(&sync_p[1]); close_if(&err_p[0]); close_if(&err_p[1]);
-    return -1;
+    if (r == -1) return -1;  // the process could not start (its failure, or the helper's clone's)
+    // The helper is gone, or stuck (a container frozen meanwhile): it is stopped
+    // and the target closed, so that the next process starts a new one. A stuck
+    // one is this process's timeout; a gone one, hako_exec's path this time.
+    pid_t target = t->pid;
+    int stuck = sent == 1 && fail->err == ETIMEDOUT;
+    hako_exec_target_close(t);
+    if (stuck) return -1;
+    return hako_exec_bounded(s, target, stdio_fds, timeout_ms, out, fail);
 }

@@ -10,7 +10,9 @@ import Synchronization
 /// both are replaced whole by a rename (the engine's `writeAtomic`, the
 /// monitor's `write_state`), so a new inode, size or modification time marks
 /// every change. The status is still derived afresh each time (the monitor's
-/// lock, the freezer), exactly as `Engine.list()` does.
+/// lock, the freezer), exactly as `Engine.list()` does, and so is the health
+/// check's live state (a small file the monitor writes in place after every
+/// probe: `Engine.withLiveHealth`).
 public final class ContainerListCache: Sendable {
     struct Stamp: Equatable {
         var device: UInt64
@@ -60,10 +62,10 @@ public final class ContainerListCache: Sendable {
             entries.withLock { $0[id]?.stateStamp = nil; $0[id]?.state = nil }
             return nil
         }
-        if let e = entries.withLock({ $0[id] }), e.stateStamp == stamp { return e.state }
-        let state = engine.readState(id)
+        if let e = entries.withLock({ $0[id] }), e.stateStamp == stamp { return engine.withLiveHealth(id, e.state) }
+        let state = engine.readStateFile(id)
         entries.withLock { $0[id]?.stateStamp = stamp; $0[id]?.state = state }
-        return state
+        return engine.withLiveHealth(id, state)
     }
 
     /// Drops the containers that are gone.

@@ -151,10 +151,15 @@ extension Engine {
             guard let r = range else { return id }
             return id >= r.start && id - r.start < r.count ? id - r.start : 65534
         }
+        let monitor = c.state?.monitorPid ?? 0
         return pids.compactMap { pid in
             guard let stat = try? FS.readString("/proc/\(pid)/stat"), let status = try? FS.readString("/proc/\(pid)/status") else { return nil }
             let cmdline = (try? FS.readFile("/proc/\(pid)/cmdline")) ?? []
             guard var p = ContainerProcess.parse(stat: stat, status: status, cmdline: cmdline, bootTime: boot, ticks: ticks, pageSize: page) else { return nil }
+            // The monitor's probe helper sits in the container's cgroups so that
+            // the probes it starts are born there; it is not one of the
+            // container's processes (docs/architecture.md, the monitor).
+            if p.ppid == monitor && p.command == "hako-probe" { return nil }
             if let n = users[inside(p.uid)] { p.user = n }
             if let n = users[inside(p.ruid)] { p.realUser = n }
             if let n = groupNames[inside(p.gid)] { p.group = n }

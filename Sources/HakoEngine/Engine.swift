@@ -74,9 +74,23 @@ public final class Engine: @unchecked Sendable {
         try FS.writeAtomic(paths.container(c.id).config, Array(try Engine.encoder.encode(c)))
     }
 
-    func readState(_ id: String) -> MonitorState? {
+    /// The monitor's state, its health the latest the monitor recorded.
+    func readState(_ id: String) -> MonitorState? { withLiveHealth(id, readStateFile(id)) }
+
+    /// `state.json` alone: its health is the one of the last change of status.
+    func readStateFile(_ id: String) -> MonitorState? {
         guard let bytes = try? FS.readFile(paths.container(id).state) else { return nil }
         return try? Engine.decoder.decode(MonitorState.self, from: Data(bytes))
+    }
+
+    /// `state` with the health of the live health file, which the monitor
+    /// writes after every probe and with every state file (so it is never the
+    /// older of the two); the state file's when there is none whole.
+    func withLiveHealth(_ id: String, _ state: MonitorState?) -> MonitorState? {
+        guard var s = state, s.health != nil, let body = MonitorHealthFile.read(paths.container(id).health),
+              let health = try? Engine.decoder.decode(HealthState.self, from: Data(body)) else { return state }
+        s.health = health
+        return s
     }
 
     func writeState(_ id: String, _ s: MonitorState) throws {

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import HakoRuntime
 import HakoSystem
 
 /// Where an engine keeps its state: the data root (persistent) and the runtime
@@ -53,6 +54,8 @@ public struct ContainerPaths: Sendable, Equatable {
 
     public var config: String { dir + "/config.json" }
     public var state: String { dir + "/state.json" }
+    /// The health check's live state, written in place after every probe (`MonitorHealthFile`).
+    public var health: String { dir + "/" + MonitorHealthFile.name }
     public var log: String { dir + "/container.log" }
     public var lock: String { dir + "/lock" }
     public var rootfs: String { dir + "/rootfs" }

@@ -167,6 +167,36 @@ public final class MonitorConnection: @unchecked Sendable {
     }
 }
 
+/// The health check's live state, which the monitor writes in place after
+/// every probe, beside the state file (`HAKO_HEALTH_*` in hako_shim.h): a
+/// header with the body's length and checksum, then the body, the JSON of
+/// `.State.Health`. A read that races a write sees a checksum that does not
+/// match, and reads again.
+public enum MonitorHealthFile {
+    /// Its name in the container's directory.
+    public static let name = HAKO_HEALTH_FILE
+
+    /// The body of `content`, nil unless it is one whole write.
+    public static func body(of content: [UInt8]) -> ArraySlice<UInt8>? {
+        let n = content.withUnsafeBytes { hako_health_body($0.baseAddress, $0.count) }
+        guard n >= 0 else { return nil }
+        let start = Int(HAKO_HEALTH_HEADER_LEN)
+        return content[start ..< start + n]
+    }
+
+    /// The body of the file at `path`, read again while a write races the read
+    /// (one write of a few hundred bytes: the next read nearly always sees it
+    /// whole); nil when there is no such file, or none whole within ~50 ms.
+    public static func read(_ path: String) -> ArraySlice<UInt8>? {
+        for attempt in 0 ..< 50 {
+            guard let content = try? FS.readFile(path) else { return nil }
+            if let b = body(of: content) { return b }
+            if attempt >= 2 { usleep(1000) }
+        }
+        return nil
+    }
+}
+
 /// Why a container could not start: the stage of the init path and errno.
 public struct StartFailure: Error, CustomStringConvertible, Sendable {
     public var stage: Int32

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -59,14 +60,28 @@ static void schedule_next(struct health *h, const struct hako_spec *s) {
     arm_ms(h->timer, in_start_period(h, s, &now) ? s->health_start_interval_ms : s->health_interval_ms);
 }
 
+// The live state file: HAKO_HEALTH_FILE in the state file's directory.
+static void open_store(struct health *h, const struct hako_spec *s) {
+    const char *slash = s->state_path ? strrchr(s->state_path, '/') : NULL;
+    if (!slash) return;
+    char path[4200];
+    int n = snprintf(path, sizeof path, "%.*s/%s", (int)(slash - s->state_path), s->state_path, HAKO_HEALTH_FILE);
+    if (n <= 0 || n >= (int)sizeof path) return;
+    h->file_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    struct stat st;
+    if (h->file_fd >= 0 && fstat(h->file_fd, &st) == 0) h->file_len = (size_t)st.st_size;
+}
+
 int health_init(struct health *h, const struct hako_spec *s) {
     memset(h, 0, sizeof *h);
-    h->timer = h->out_fd = h->null_fd = -1;
+    h->timer = h->out_fd = h->null_fd = h->file_fd = h->freezer_fd = -1;
     h->target.pid = 0;
+    h->target.helper_sock = -1;
     if (!s->health_argc) return 0;
     h->timer = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
     if (h->timer < 0) return -1;
     h->enabled = 1;
+    open_store(h, s);
     return 0;
 }
 
@@ -74,6 +89,7 @@ void health_container_started(struct health *h, const struct hako_spec *s) {
     if (!h->enabled) return;
     h->status = HEALTH_STARTING;
     h->streak = 0;
+    if (h->freezer_fd < 0 && s->freezer) h->freezer_fd = open(s->freezer, O_RDONLY | O_CLOEXEC);
     clock_gettime(CLOCK_MONOTONIC, &h->container_started);
     schedule_next(h, s);
 }
@@ -95,6 +111,8 @@ void health_container_stopped(struct health *h) {
     end_probe(h);
     disarm_timer(h->timer);
     if (h->target.pid > 0) hako_exec_target_close(&h->target);
+    if (h->freezer_fd >= 0) close(h->freezer_fd);
+    h->freezer_fd = -1;
 }
 
 void health_read_output(struct health *h) {
@@ -190,13 +208,12 @@ static const char *timeout_message(const struct hako_spec *s) {
     return msg;
 }
 
-static int frozen(const struct hako_spec *s) {
-    if (!s->freezer) return 0;
+// The freezer's state file, opened at the container's start and read at each
+// probe (an open of a cgroup file costs more than the read).
+static int frozen(const struct health *h, const struct hako_spec *s) {
+    if (h->freezer_fd < 0) return 0;
     char buf[32];
-    int fd = open(s->freezer, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return 0;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
+    ssize_t n = pread(h->freezer_fd, buf, sizeof buf - 1, 0);
     if (n <= 0) return 0;
     buf[n] = 0;
     return s->freezer_v2 ? buf[0] == '1' : strncmp(buf, "THAWED", 6) != 0;
@@ -219,19 +236,19 @@ static int start_probe(struct health *h, struct hako_spec *s, pid_t target) {
     s->argv = s->health_argv; s->argc = s->health_argc; s->tty = 0; s->keep_stdin = 0;
     // What stays the same from probe to probe (the probe's spec among it: the
     // helper keeps its copy) is set up at the first one; a restarted container
-    // is a new target. If that fails, the probe takes hako_exec's own path,
-    // which reports what is wrong.
+    // is a new target, and so is one whose helper was lost (the target closed).
+    // Without a helper, the probe takes hako_exec's own path, which reports
+    // what is wrong.
     if (h->target.pid != target) {
         if (h->target.pid > 0) hako_exec_target_close(&h->target);
-        if (hako_exec_target_open(s, target, &h->target) < 0) h->target.pid = 0;
+        hako_exec_target_open(s, target, &h->target);
     }
     int fds[3] = { h->null_fd, p[1], p[1] };
     struct hako_proc out;
     struct hako_failure f;
     memset(&f, 0, sizeof f);
     int timeout = (int)(s->health_timeout_ms > 0x7fffffff ? 0x7fffffff : s->health_timeout_ms);
-    int rc = h->target.pid == target ? hako_exec_prepared(s, &h->target, fds, timeout, &out, &f)
-                                     : hako_exec_bounded(s, target, fds, timeout, &out, &f);
+    int rc = hako_exec_prepared(s, &h->target, fds, timeout, &out, &f);
     s->argv = argv; s->argc = argc; s->tty = tty; s->keep_stdin = keep_stdin;
     close(p[1]);
     if (rc < 0) {
@@ -264,7 +281,7 @@ int health_on_timer(struct health *h, struct hako_spec *s, pid_t target, int run
     }
     if (!running || target <= 0) return 0;
     // A paused container is not probed (a probe would freeze with it).
-    if (frozen(s)) { schedule_next(h, s); return 0; }
+    if (frozen(h, s)) { schedule_next(h, s); return 0; }
     return start_probe(h, s, target);
 }
 
@@ -314,4 +331,25 @@ void health_write_json(const struct health *h, FILE *f) {
         fputc('}', f);
     }
     fputs("]}", f);
+}
+
+void health_store(struct health *h) {
+    if (h->file_fd < 0) return;
+    char *body = NULL;
+    size_t n = 0;
+    FILE *f = open_memstream(&body, &n);
+    if (!f) return;
+    health_write_json(h, f);
+    if (fclose(f) != 0 || !body) { free(body); return; }
+    // One write at offset 0: a reader sees this content, the one before, or a
+    // mix whose checksum does not match (and reads again). What lies past the
+    // body (a longer one before) is not part of it; it is cut off all the same.
+    char head[HAKO_HEALTH_HEADER_LEN + 1];
+    hako_health_header(head, body, n);
+    struct iovec iov[2] = { { head, HAKO_HEALTH_HEADER_LEN }, { body, n } };
+    size_t total = HAKO_HEALTH_HEADER_LEN + n;
+    ssize_t w = pwritev(h->file_fd, iov, 2, 0);
+    if (w == (ssize_t)total && total < h->file_len && ftruncate(h->file_fd, (off_t)total) == 0) h->file_len = total;
+    else if (w > 0 && (size_t)w > h->file_len) h->file_len = (size_t)w;
+    free(body);
 }

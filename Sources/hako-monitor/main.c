@@ -150,6 +150,8 @@ static void write_state(const char *status, int durable) {
     if (durable) fdatasync(fd);
     fclose(f);
     rename(tmp, M.spec.state_path);
+    // The live health file is never older than the state file's health.
+    if (M.health.enabled) health_store(&M.health);
 }
 
 // ---------------------------------------------------------------------------
@@ -598,8 +600,13 @@ static void on_restart_timer(void) {
     else final_exit();
 }
 
+// A probe's result goes to the live health file, written in place; the state
+// file (a new file renamed over: an inode created, the old one freed, and on
+// ext4 the data written out at the rename) only when the status changes.
 static void on_health(int what) {
-    if (what && M.state == ST_RUNNING) write_state("running", 0);
+    if (M.state != ST_RUNNING) return;
+    if (what == HEALTH_CHANGED) write_state("running", 0);
+    else if (what == HEALTH_RECORDED) health_store(&M.health);
 }
 
 static void on_kill_timer(void) {

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import HakoRuntime
 import HakoSystem
 import HakoTestSupport
 import Testing
@@ -136,5 +137,88 @@ final class ContainerHealthTests {
         #expect(host.eventually(10) { status("hc-fg") == "healthy" })
         let before = log("hc-fg").last?["End"] as? String ?? ""
         #expect(host.eventually(5) { (log("hc-fg").last?["End"] as? String ?? "") > before }, "the monitor keeps probing")
+    }
+
+    func monitorPid(_ id: String) -> Int32 {
+        Int32(((try? String(contentsOfFile: "\(host.runRoot)/containers/\(id)/monitor.lock", encoding: .utf8)) ?? "").trimmed) ?? 0
+    }
+    func children(_ pid: Int32) -> [Int32] {
+        ((try? String(contentsOfFile: "/proc/\(pid)/task/\(pid)/children", encoding: .utf8)) ?? "").split(separator: " ").compactMap { Int32($0) }
+    }
+    func read(_ path: String) -> String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
+    func link(_ path: String) -> String { (try? FileManager.default.destinationOfSymbolicLink(atPath: path)) ?? "" }
+
+    @Test func aProbeIsBornInTheContainersCgroupsAndTopLeavesTheHelperOut() throws {
+        let id = try runDetached(["--health-cmd", "sleep 30", "--health-interval", "100ms", "--health-timeout", "60s",
+                                  host.busybox, "sleep", "600"])
+        let initPid = Int32(host.state(id)["Pid"] as? Int ?? 0)
+        let monitor = monitorPid(id)
+        try #require(initPid > 0 && monitor > 0)
+        // The probe and the monitor's probe helper are the monitor's children besides the init.
+        var probe: Int32 = 0, helper: Int32 = 0
+        #expect(host.eventually(10) {
+            for c in children(monitor) where c != initPid {
+                if read("/proc/\(c)/cmdline").split(separator: "\0").joined(separator: " ").hasSuffix("sleep 30") { probe = c }
+                if read("/proc/\(c)/comm").trimmed == "hako-probe" { helper = c }
+            }
+            return probe > 0 && helper > 0
+        }, "the monitor's children: \(children(monitor))")
+        try #require(probe > 0 && helper > 0)
+        // In every hierarchy, the probe's cgroup is the container's (cgroup files, not the probe's word).
+        let cgroups = read("/proc/\(initPid)/cgroup")
+        #expect(cgroups.contains(id), "\(cgroups)")
+        #expect(read("/proc/\(probe)/cgroup") == cgroups)
+        #expect(read("/proc/\(helper)/cgroup") == cgroups, "the helper sits in the container's cgroups so that its probes are born there")
+        // Inside the container's pid namespace the probe is; the helper is not.
+        #expect(link("/proc/\(probe)/ns/pid") == link("/proc/\(initPid)/ns/pid"))
+        #expect(link("/proc/\(helper)/ns/pid") != link("/proc/\(initPid)/ns/pid"))
+        let procs = host.cgroupDirs().flatMap { dir in
+            read("\(dir)/\(id)/cgroup.procs").split(separator: "\n").compactMap { Int32($0) }
+        }
+        #expect(procs.contains(probe) && procs.contains(helper), "\(procs)")
+        // `top` shows the probe (a process of the container, as Docker's are), never the helper.
+        let top = host.hako("top", id)
+        let pids = top.stdout.split(separator: "\n").dropFirst().compactMap { $0.split(separator: " ").dropFirst().first.flatMap { Int32($0) } }
+        #expect(top.status == 0 && top.stdout.contains("sleep 30") && pids.contains(initPid) && !pids.contains(helper), "\(top.stdout)")
+        // Stopped, the container leaves no helper and no cgroup behind.
+        #expect(host.hako("stop", "-t", "1", id).status == 0)
+        #expect(host.eventually(5) { kill(helper, 0) != 0 })
+        #expect(host.eventually(5) { host.cgroupDirs().allSatisfy { !FileManager.default.fileExists(atPath: "\($0)/\(id)") } })
+    }
+
+    @Test func theLiveStateIsWrittenInPlaceAndNeverSeenTorn() throws {
+        // Every millisecond a probe whose output is 0 to 2999 bytes: writes of many lengths, as fast as they come.
+        let id = try runDetached(["--health-cmd", #"head -c $((RANDOM % 3000)) /dev/zero | tr '\0' x"#, "--health-interval", "1ms",
+                                  host.busybox, "sleep", "600"])
+        let dir = "\(host.root)/containers/\(id)"
+        #expect(host.eventually(10) { status(id) == "healthy" && log(id).count == 5 }, "\(health(id))")
+        func inode(_ path: String) -> UInt64 {
+            var st = stat()
+            return stat(path, &st) == 0 ? UInt64(st.st_ino) : 0
+        }
+        let fileInode = inode(dir + "/health"), stateInode = inode(dir + "/state.json")
+        var bodies = Set<String>(), reads = 0, torn = 0
+        let deadline = monotonicSeconds() + 3
+        while monotonicSeconds() < deadline {
+            // What a reader sees: whole, or refused (and read again by MonitorHealthFile.read).
+            if let raw = try? FS.readFile(dir + "/health"), MonitorHealthFile.body(of: raw) == nil { torn += 1 }
+            let body = try #require(MonitorHealthFile.read(dir + "/health"), "a reader always gets a whole state")
+            let json = try #require(try JSONSerialization.jsonObject(with: Data(body)) as? [String: Any])
+            let entries = json["log"] as? [[String: Any]] ?? []
+            #expect(json["status"] as? String == "healthy" && entries.count == 5
+                    && entries.allSatisfy { ($0["output"] as? String ?? "").allSatisfy { $0 == "x" } }, "\(json)")
+            bodies.insert(String(decoding: Array(body), as: UTF8.self))
+            reads += 1
+        }
+        #expect(bodies.count > 20, "\(bodies.count) states in \(reads) reads: the probes kept writing")
+        // One file, rewritten in place; the state file untouched while the status stays the same.
+        #expect(inode(dir + "/health") == fileInode && fileInode != 0)
+        #expect(inode(dir + "/state.json") == stateInode && stateInode != 0)
+        // inspect shows the live results, not the state file's (written at the change to healthy).
+        let ends = log(id).compactMap { $0["End"] as? String }
+        let stateFile = try JSONSerialization.jsonObject(with: Data(try FS.readFile(dir + "/state.json"))) as? [String: Any]
+        let recorded = ((stateFile?["health"] as? [String: Any])?["log"] as? [[String: Any]] ?? []).compactMap { $0["end"] as? String }
+        #expect(ends.count == 5 && (ends.last ?? "") > (recorded.last ?? "~"), "inspect \(ends), state.json \(recorded)")
+        print("health file: \(reads) reads, \(torn) raced a write, \(bodies.count) distinct states")
     }
 }

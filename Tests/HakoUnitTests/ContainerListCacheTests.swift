@@ -1,3 +1,4 @@
+import CHakoShim
 import Foundation
 import Testing
 @testable import HakoEngine
@@ -60,5 +61,41 @@ import HakoSystem
         try FileManager.default.removeItem(atPath: engine.paths.container(b).dir)
         #expect(try engine.list(cache: cache).map(\.id) == [a])
         #expect(cache.count == 1)
+    }
+
+    /// The monitor records each probe in the live health file, in place, and
+    /// the state file only at a change of status: both listings show the
+    /// file's health when it is whole, the state file's when it is not.
+    @Test func theHealthIsTheLiveFilesWhenItIsWhole() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("hako-listcache-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let engine = try Engine(paths: EnginePaths(root: dir + "/root", runRoot: dir + "/run"))
+        let cache = ContainerListCache()
+        let id = String(repeating: "c", count: 64)
+        try Self.container(engine, id, name: "checked")
+        var state = MonitorState(status: "exited", exitCode: 0)
+        state.health = HealthState(status: "starting", failingStreak: 0, log: [])
+        try engine.writeState(id, state)
+        func health(cached: Bool) throws -> HealthState? {
+            try (cached ? engine.list(cache: cache) : engine.list()).first { $0.id == id }?.state?.health
+        }
+        #expect(try health(cached: true)?.status == "starting")
+
+        func live(_ body: String) -> [UInt8] {
+            let b = Array(body.utf8)
+            var header = [CChar](repeating: 0, count: Int(HAKO_HEALTH_HEADER_LEN) + 1)
+            b.withUnsafeBytes { hako_health_header(&header, $0.baseAddress, $0.count) }
+            return header.prefix(Int(HAKO_HEALTH_HEADER_LEN)).map { UInt8(truncatingIfNeeded: $0) } + b
+        }
+        let body = #"{"status":"healthy","failingStreak":0,"log":[{"start":"s","end":"e","exitCode":0,"output":"ok"}]}"#
+        try FS.writeFile(engine.paths.container(id).health, live(body))
+        for cached in [true, false] {
+            let h = try #require(try health(cached: cached))
+            #expect(h.status == "healthy" && h.log.map(\.output) == ["ok"], "cached: \(cached)")
+        }
+        // Never whole (a write that never ends cannot happen; a damaged file can): the state file's.
+        try FS.writeFile(engine.paths.container(id).health, Array(live(body).dropLast()))
+        #expect(try health(cached: true)?.status == "starting")
+        #expect(try health(cached: false)?.status == "starting")
     }
 }

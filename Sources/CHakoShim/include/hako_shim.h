@@ -377,32 +377,61 @@ int hako_exec_bounded(const struct hako_spec *spec, pid_t target_pid, const int 
 
 // A process started again and again in one running container (the monitor's
 // health probe). What does not change from one start to the next is done
-// once: the container's cgroup files are opened, and a helper process (a fork
-// of the caller, outside the container's cgroups and pid namespace) takes the
-// container's namespaces, working directory, user, capabilities and seccomp
-// filter and then forks each process on request, so that the kernel compiles
-// the filter once and each start is one fork (hako_exec forks twice and loads
-// the filter each time). A container with its own user namespace or an
-// AppArmor profile, or one whose helper cannot start, takes hako_exec's path.
+// once, in a helper process (a fork of the caller): it takes the container's
+// namespaces, working directory, user, capabilities and seccomp filter, and
+// the caller places it in the container's cgroups, with the container's OOM
+// score. Each process is then a vfork of the helper (CLONE_VM | CLONE_VFORK |
+// CLONE_PARENT: the caller's child, born in the container's cgroups and pid
+// namespace, confined as the helper is) that execs: no page table copied, no
+// cgroup written, no filter compiled per process. The helper stays out of
+// the container's pid namespace; in its cgroups it is one more process
+// (pids.current, `hako stats`), which `hako top` leaves out (the monitor's
+// child named "hako-probe"), and it is frozen, and killed, with the container.
+// A container at its pids limit refuses the helper's fork: that process takes
+// hako_exec's path (placed in the cgroups after its fork, as Docker's probe is).
+// A container with its own user namespace or an AppArmor profile, or one
+// whose helper cannot start, takes hako_exec's path (two forks, the cgroups
+// written, per process).
 #define HAKO_EXEC_NS 6
 struct hako_exec_target {
-    pid_t pid;                      // the container's init
-    pid_t helper_pid;               // the helper (the caller's child; the caller reaps it), 0: none
-    int helper_sock;                // its socket, -1: no helper
-    int cgroup2_procs;              // the cgroup2 directory's cgroup.procs, or -1
-    int procs[32]; int nprocs;      // the v1 hierarchies' cgroup.procs, written with each pid
+    pid_t pid;          // the container's init (0: closed)
+    pid_t helper_pid;   // the helper (the caller's child; the caller reaps it), 0: none
+    int helper_sock;    // its socket, -1: no helper
 };
-// Opens what hako_exec_prepared needs to start processes in the container of
-// `target_pid` under `spec`, and starts the helper. Returns 0, or -1 with
-// errno (nothing left open).
-int hako_exec_target_open(const struct hako_spec *spec, pid_t target_pid, struct hako_exec_target *t);
-// Closes the files and stops the helper (the caller reaps it).
+// Starts the helper for the container of `target_pid` under `spec`; without
+// one, hako_exec_prepared takes hako_exec's path.
+void hako_exec_target_open(const struct hako_spec *spec, pid_t target_pid, struct hako_exec_target *t);
+// Stops the helper (the caller reaps it); t->pid becomes 0.
 void hako_exec_target_close(struct hako_exec_target *t);
 // hako_exec_bounded through an opened target: the same process (namespaces,
 // cgroups, user, capabilities, seccomp filter, environment, working
-// directory) and the same timeout. out->pidfd is -1. stdio_fds: three fds.
+// directory) and the same timeout. Through the helper, the process's stdin is
+// /dev/null and its stdout and stderr stdio_fds[1] and [2]; out->pidfd is -1.
+// A helper that is gone, or does not answer within the timeout (a container
+// frozen meanwhile), is stopped and the target closed (the next call on it
+// must open it again); the process then takes hako_exec's path, or, for a
+// helper that did not answer, fails with ETIMEDOUT.
 int hako_exec_prepared(const struct hako_spec *spec, struct hako_exec_target *t, const int *stdio_fds,
                        int timeout_ms, struct hako_proc *out, struct hako_failure *fail);
+
+// The health check's live state: the monitor writes it after every probe
+// (and with every state file) to HAKO_HEALTH_FILE beside the state file, in
+// place (one pwritev at offset 0, the file cut to the new length after): a
+// result costs no new inode, no rename and no forced write-out, and the file
+// never holds an older state than the state file. The content is a header of
+// HAKO_HEALTH_HEADER_LEN bytes, "hako-health-v1 LLLLLLLL CCCCCCCCCCCCCCCC\n"
+// (the body's length and its FNV-1a 64 checksum, lower-case hex), then the
+// body: the JSON of Docker's .State.Health ({"status", "failingStreak",
+// "log"}). Bytes past the body are not part of it. A reader may race the
+// write and see a mix of two contents: their checksum does not match, and it
+// reads again.
+#define HAKO_HEALTH_FILE "health"
+#define HAKO_HEALTH_HEADER_LEN 41
+// Writes the header (and a NUL) for `body`, `n` bytes.
+void hako_health_header(char out[HAKO_HEALTH_HEADER_LEN + 1], const void *body, size_t n);
+// The length of the body of a health file's `content` (n bytes; the body
+// starts at HAKO_HEALTH_HEADER_LEN), or -1 unless the content is one whole write.
+long hako_health_body(const void *content, size_t n);
 
 // ---------------------------------------------------------------------------
 // Syscalls glibc does not wrap (or hides behind feature macros).

@@ -48,10 +48,15 @@ struct health {
     char probe_start[40];
     struct timespec probe_started, container_started;  // CLOCK_MONOTONIC
     struct health_result log[HEALTH_LOG]; int nlog;
-    // The container's namespaces and cgroup files, opened at its first probe
-    // and kept until it stops: each probe is then one fork (hako_exec_prepared).
+    // The container's probe helper, started at its first probe and kept until
+    // it stops: each probe is then one vfork (hako_exec_prepared).
     struct hako_exec_target target;
-    int null_fd;     // /dev/null, the probe's stdin
+    int null_fd;     // /dev/null, the probe's stdin (on hako_exec's path)
+    int freezer_fd;  // the freezer's state file while the container runs (a paused one is not probed), or -1
+    // The live state beside the state file (HAKO_HEALTH_FILE), written in place
+    // after every probe; -1 when it cannot be opened (state.json still has it).
+    int file_fd;
+    size_t file_len;
 };
 
 // Returns -1 when the spec has a check and its timer cannot be made.
@@ -66,6 +71,8 @@ void health_read_output(struct health *h);
 const char *health_status_name(const struct health *h);
 // {"status":…,"failingStreak":…,"log":[{"start","end","exitCode","output"}…]}
 void health_write_json(const struct health *h, FILE *f);
+// Writes that to the live state file, in place (the format: HAKO_HEALTH_* in hako_shim.h).
+void health_store(struct health *h);
 
 // RFC 3339 UTC with nanoseconds, e.g. 2026-11-29T02:19:34.123456789Z
 void format_time(char out[40]);

@@ -462,16 +462,16 @@ public final class HTTPServer: @unchecked Sendable {
 
     /// Serves until `stop`, or until nothing has happened for `idleExit` seconds
     /// with no connection open. After `releaseAfter` seconds so, the pages
-    /// that starting and serving faulted in are given back (`IdleMemory`).
+    /// that starting and serving faulted in are given back (`ResidentMemory`).
     public func run(idleExit: Double?, releaseAfter: Double? = 1) {
         var releasedAt: Double = -1
-        if releaseAfter != nil { IdleMemory.shareOneHeapArena() }
+        if releaseAfter != nil { ResidentMemory.shareOneHeapArena() }
         while true {
             let (stopping, active, last) = state.withLock { ($0.stopping, $0.active, $0.lastActivity) }
             if stopping { return }
             if let idle = idleExit, active == 0, monotonicSeconds() - last >= idle { return }
             if let after = releaseAfter, active == 0, releasedAt < last, monotonicSeconds() - last >= after {
-                IdleMemory.release()
+                ResidentMemory.release()
                 releasedAt = monotonicSeconds()
             }
             var fds = listeners.map { pollfd(fd: $0.socket.rawValue, events: Int16(POLLIN), revents: 0) }

@@ -283,10 +283,7 @@ public final class Agent: @unchecked Sendable {
         if !trimmed {
             // Once settled into its steady state, the agent lets go of its start-up code.
             trimmed = true
-            loop.after(10) {
-                ResidentMemory.trimStartupCode()
-                ResidentMemory.releaseFreeHeap()
-            }
+            loop.after(10) { ResidentMemory.release() }
         }
     }
 
@@ -608,8 +605,7 @@ public final class Agent: @unchecked Sendable {
             self.settling = false
             // Not while another burst runs: its end schedules the next settling.
             guard self.busy.isEmpty else { return }
-            ResidentMemory.trimStartupCode()
-            ResidentMemory.releaseFreeHeap()
+            ResidentMemory.release()
         }
     }
 

@@ -474,10 +474,9 @@ public final class Coordinator: @unchecked Sendable {
             self.loop.compact()
             self.core.compact()
             self.connectionPeak = self.connections.count
-            ResidentMemory.releaseFreeHeap()
             // The handshakes' and refusals' code (OpenSSL's, mostly) faulted in
             // 7–8 MB of the binary's pages; clean, they fault back in when needed.
-            ResidentMemory.trimStartupCode()
+            ResidentMemory.release()
         }
     }
 

@@ -52,7 +52,7 @@ let package = Package(
         .target(name: "HakoOCIRuntime", dependencies: ["HakoSystem", "HakoRuntime", "HakoSecurity", "CHakoShim"]),
 
         // the Docker Engine API over the engine (hako system service): HTTP/1.1 on a unix socket, Docker's JSON
-        .target(name: "HakoDockerAPI", dependencies: ["CHakoShim", "HakoSystem", "HakoRuntime", "HakoImage", "HakoNetwork", "HakoTransport", "HakoEngine"]),
+        .target(name: "HakoDockerAPI", dependencies: ["CHakoShim", "HakoSystem", "HakoRuntime", "HakoImage", "HakoNetwork", "HakoTransport", "HakoEngine", "HakoCLI"]),
 
         // builds: the Dockerfile parser, .dockerignore, the stage planner and the executor over the engine
         .target(name: "HakoBuild", dependencies: ["HakoEngine", "HakoImage", "HakoRuntime", "HakoTransport", "HakoSystem", "CHakoShim"]),
@@ -61,7 +61,8 @@ let package = Package(
         .target(name: "HakoCluster", dependencies: ["CHakoShim", "HakoSystem", "HakoTransport", "HakoImage", "HakoRuntime", "HakoEngine", "HakoNetwork", "HakoCompose", "COpenSSL", "CSQLite", "CRaft", "CHakoRaft"]),
 
         // command-line parsing, help and completions for hako, without reflection (start-up is a container's start)
-        .target(name: "HakoCLI", dependencies: ["HakoSystem"]),
+        // and the flags of run/create parsed into the engine's typed ContainerSpec (ContainerFlags/)
+        .target(name: "HakoCLI", dependencies: ["HakoSystem", "HakoRuntime", "HakoNetwork", "HakoImage", "HakoEngine"]),
 
         // apps
         // Position-dependent for the same reason as hako-runtime below: ~48,000 fewer
@@ -84,7 +85,7 @@ let package = Package(
         .testTarget(name: "HakoUnitTests", dependencies: ["CHakoShim", "HakoSystem", "HakoRuntime", "HakoEngine", "HakoSecurity", "HakoNetwork", "HakoOCIRuntime", "HakoDockerAPI"]),
         .testTarget(name: "HakoComposeTests", dependencies: ["HakoCompose", "HakoSystem"], exclude: ["Golden"]),
         .testTarget(name: "HakoBuildTests", dependencies: ["HakoBuild", "HakoSystem"]),
-        .testTarget(name: "HakoCLITests", dependencies: ["HakoCLI"]),
+        .testTarget(name: "HakoCLITests", dependencies: ["HakoCLI", "HakoEngine", "HakoRuntime", "HakoNetwork", "HakoSystem"]),
         .testTarget(name: "HakoImageTests", dependencies: ["HakoSystem", "HakoImage", "HakoTransport", "HakoTestSupport"]),
         .testTarget(name: "HakoNetworkTests", dependencies: ["HakoSystem", "HakoNetwork", "CMnl", "CNftnl"]),
         // The integration tier: the kernel's own parts (overlay mounts, netlink,

@@ -45,10 +45,9 @@ extension Builder {
             } else if plan.stage(named: from) != nil {
                 throw bad(file, i, "--from=\(from) names a later stage or the stage itself")
             } else {
-                var o = RunOptions(image: from)
-                o.pull = ImagePullOptions(policy: options.pull ? .always : .missing, platform: options.platform, tlsVerify: options.tlsVerify)
+                let pull = ImagePullOptions(policy: options.pull ? .always : .missing, platform: options.platform, tlsVerify: options.tlsVerify)
                 let image: Image
-                do { image = try engine.imageForRun(o) } catch { throw fail(file, i, "--from=\(from): \(error)") }
+                do { image = try engine.imageForRun(from, pull: pull) } catch { throw fail(file, i, "--from=\(from): \(error)") }
                 guard !image.isHost else { throw bad(file, i, "--from=host: the built-in host image cannot be copied from") }
                 view = LayeredRoot(layers: Array(image.layerDirs.reversed()))
                 viewKey = "image " + image.id

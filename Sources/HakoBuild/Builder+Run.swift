@@ -44,16 +44,16 @@ extension Builder {
         guard !state.diffIDs.isEmpty else {
             throw fail(file, i, "the stage has no file system yet (FROM scratch with nothing copied): there is nothing to run")
         }
-        var o = RunOptions(image: state.base?.references.first ?? "scratch")
-        o.entrypoint = ""
-        o.command = argv
-        o.env = argEnv
-        o.workingDir = state.config.workingDir.flatMap { $0.isEmpty ? nil : $0 }
-        o.user = state.config.user.flatMap { $0.isEmpty ? nil : $0 }
-        o.network = network
-        o.labels = ["\(Builder.stepLabel)=\(i.line)", "\(Builder.pidLabel)=\(getpid())"]
+        var spec = ContainerSpec(image: state.base?.references.first ?? "scratch")
+        spec.process.entrypoint = []
+        spec.process.command = argv
+        spec.process.env = argEnv
+        spec.process.workingDir = state.config.workingDir.flatMap { $0.isEmpty ? nil : $0 }
+        spec.process.user = state.config.user.flatMap { $0.isEmpty ? nil : $0 }
+        spec.network = network
+        spec.labels = [Builder.stepLabel: String(i.line), Builder.pidLabel: String(getpid())]
         let image = try currentImage(state)
-        let container = try engine.create(o, image: image)
+        let container = try engine.create(spec, image: image)
         let layer: AddedLayer
         do {
             let code = try attach(container)

@@ -140,10 +140,9 @@ public final class Builder {
             state = earlier
             state.args = [:]
         } else {
-            var o = RunOptions(image: baseName)
-            o.pull = ImagePullOptions(policy: options.pull ? .always : .missing, platform: platform, tlsVerify: options.tlsVerify)
+            let pull = ImagePullOptions(policy: options.pull ? .always : .missing, platform: platform, tlsVerify: options.tlsVerify)
             let image: Image
-            do { image = try engine.imageForRun(o) } catch {
+            do { image = try engine.imageForRun(baseName, pull: pull) } catch {
                 throw BuildError(file: file.name, line: from.line, "FROM \(baseName): \(error)").hakoError
             }
             if image.isHost { throw BuildError(file: file.name, line: from.line, "FROM host: the built-in host image cannot be built on").hakoError }

@@ -72,10 +72,11 @@ extension DockerAPI {
     func create(_ r: HTTPRequest, _ c: HTTPConnection) throws {
         let body = try DockerAPI.body(r)
         guard body.members != nil else { throw APIError(400, "invalid JSON: the body is not an object") }
-        let o = try CreateMapping.runOptions(body, name: r.query("name").flatMap { $0.isEmpty ? nil : $0 })
         let config: ContainerConfig
         do {
-            config = try engine.create(o)
+            let spec = try CreateMapping.spec(body, name: r.query("name").flatMap { $0.isEmpty ? nil : $0 })
+            // The client pulls (images/create) on a 404 and tries again.
+            config = try engine.create(spec, pull: ImagePullOptions(policy: .never))
         } catch {
             let e = DockerAPI.apiError(error, invalidInputIs400: true)
             // A name in use is Docker's 409 with its wording.
@@ -128,16 +129,12 @@ extension DockerAPI {
                 return c.respond(200, body: [], contentType: nil)
             case "update":
                 let body = try DockerAPI.body(r)
-                let flags = try CreateMapping.isolation(body)
-                var policy: RestartPolicy?
-                if let rp = body["RestartPolicy"], let text = CreateMapping.restartPolicy(rp) {
-                    do { policy = try RestartPolicy(parsing: text) } catch { throw APIError(400, "invalid RestartPolicy: \(error)") }
-                }
-                let limits = flags.limitFlagsOnly != IsolationOptions()
-                guard limits || policy != nil else { throw APIError(400, "you must provide one or more flags when using this command") }
+                let limits = try CreateMapping.limits(body)
+                let policy = try body["RestartPolicy"].flatMap { try CreateMapping.restartPolicy($0) }
+                guard !limits.isEmpty || policy != nil else { throw APIError(400, "you must provide one or more flags when using this command") }
                 // The policy first: docker update --restart with limits changes both, the policy even when the limits are refused.
                 if let policy { try engine.updateRestartPolicy(ref, policy) }
-                if limits { _ = try engine.update(ref, flags) }
+                if !limits.isEmpty { _ = try engine.update(ref, limits) }
                 return c.respond(200, json: .object([("Warnings", .array([]))]))
             default:
                 throw notFound(r)

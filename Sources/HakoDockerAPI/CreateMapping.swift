@@ -1,38 +1,37 @@
+import HakoCLI
 import HakoEngine
+import HakoNetwork
+import HakoRuntime
 import HakoSystem
 
 /// The one place where Docker's container-create body (Config, HostConfig,
-/// NetworkingConfig) becomes the engine's `RunOptions`: each field hako
-/// supports is carried over in the syntax the engine parses (the CLI's), each
-/// unsupported field that would change what runs is refused with a 400 naming
-/// it, and fields without effect here (ShmSize, Runtime, ConsoleSize…) are ignored.
+/// NetworkingConfig) becomes the engine's `ContainerSpec`: typed fields are
+/// carried over as values, the fields that are text in Docker's syntax (Binds,
+/// Tmpfs, port bindings, ExtraHosts, SecurityOpt, LogConfig…) go through the
+/// CLI's parsers (HakoCLI) once, each unsupported field that would change what
+/// runs is refused with a 400 naming it, and fields without effect here
+/// (Runtime, ConsoleSize…) are ignored.
 enum CreateMapping {
-    static func runOptions(_ body: JSON, name: String?) throws -> RunOptions {
+    static func spec(_ body: JSON, name: String?) throws -> ContainerSpec {
         guard let image = body["Image"]?.string, !image.isEmpty else {
             throw APIError(400, "Config cannot be empty in order to create a container")
         }
-        var o = RunOptions(image: image)
+        var o = ContainerSpec(image: image)
         o.name = name
-        o.pull.policy = .never  // the client pulls (images/create) on a 404 and tries again
-        o.command = try strings(body["Cmd"], "Cmd").flatMap { $0.isEmpty ? nil : $0 }
-        if let e = try strings(body["Entrypoint"], "Entrypoint") {
-            // The engine takes one entrypoint program; the rest of Docker's array goes before the command.
-            if let first = e.first {
-                o.entrypoint = first
-                if e.count > 1 { o.command = Array(e.dropFirst()) + (o.command ?? []) }
-            } else {
-                o.entrypoint = ""
-            }
-        }
+        o.process.command = try strings(body["Cmd"], "Cmd").flatMap { $0.isEmpty ? nil : $0 }
+        o.process.entrypoint = try strings(body["Entrypoint"], "Entrypoint")
         // "KEY" alone would take the service's own environment: only KEY=VALUE is passed.
-        o.env = (try strings(body["Env"], "Env") ?? []).filter { $0.contains("=") }
-        o.workingDir = nonEmpty(body["WorkingDir"]?.string)
-        o.user = nonEmpty(body["User"]?.string)
+        o.process.env = (try strings(body["Env"], "Env") ?? []).filter { $0.contains("=") }
+        o.process.workingDir = nonEmpty(body["WorkingDir"]?.string)
+        o.process.user = nonEmpty(body["User"]?.string)
         o.hostname = nonEmpty(body["Hostname"]?.string)
-        o.labels = (body["Labels"]?.members ?? []).map { "\($0.0)=\($0.1.string ?? "")" }
-        o.tty = body["Tty"]?.bool ?? false
-        o.interactive = body["OpenStdin"]?.bool ?? false
-        o.stopSignal = nonEmpty(body["StopSignal"]?.string)
+        for (k, v) in body["Labels"]?.members ?? [] { o.labels[k] = v.string ?? "" }
+        o.process.tty = body["Tty"]?.bool ?? false
+        o.process.openStdin = body["OpenStdin"]?.bool ?? false
+        if let sig = nonEmpty(body["StopSignal"]?.string) {
+            guard let n = Signals.parse(sig) else { throw HakoError(.failed, "invalid stop signal \"\(sig)\"") }
+            o.stopSignal = n
+        }
         if let t = body["StopTimeout"], !t.isNull {
             guard let n = t.int64 else { throw APIError(400, "invalid StopTimeout") }
             o.stopTimeout = Int(n)
@@ -40,49 +39,52 @@ enum CreateMapping {
         if let hc = body["Healthcheck"], let test = try strings(hc["Test"], "Healthcheck.Test"), let kind = test.first, kind != "NONE" {
             throw APIError(400, "Healthcheck is not supported by hako")
         }
-        if let mac = nonEmpty(body["MacAddress"]?.string) { o.networking.mac = mac }
-        o.expose = (body["ExposedPorts"]?.members ?? []).map(\.0)
+        o.expose = try (body["ExposedPorts"]?.members ?? []).map { try RunFlags.exposedPort($0.0) }
         let hc = body["HostConfig"] ?? .object([])
         try hostConfig(hc, into: &o)
         // Config.Volumes: anonymous volumes at the paths no bind, mount or tmpfs covers (compose sends both).
-        let covered = Set(o.storage.volumes.compactMap { v -> String? in
-            let parts = v.split(separator: ":").map(String.init)
-            return parts.count >= 2 ? parts[1] : nil
-        } + (hc["Mounts"]?.array ?? []).compactMap { $0["Target"]?.string } + (hc["Tmpfs"]?.members ?? []).map(\.0))
-        for (path, _) in body["Volumes"]?.members ?? [] where !covered.contains(path) { o.storage.volumes.append(path) }
+        let covered = Set(o.mounts.map(\.target))
+        let binds = (try strings(hc["Binds"], "HostConfig.Binds") ?? []).count
+        var anonymous: [MountRequest] = []
+        for (path, _) in body["Volumes"]?.members ?? [] where !covered.contains(FS.normalize(path)) {
+            anonymous.append(try MountParser.parseVolume(path))
+        }
+        o.mounts.insert(contentsOf: anonymous, at: binds)
+        if let mac = nonEmpty(body["MacAddress"]?.string) { o.networking.mac = try RunFlags.macAddress(mac) }
         try networking(body["NetworkingConfig"], into: &o)
         return o
     }
 
-    static func hostConfig(_ hc: JSON, into o: inout RunOptions) throws {
+    static func hostConfig(_ hc: JSON, into o: inout ContainerSpec) throws {
         for field in ["VolumesFrom", "Links", "DeviceRequests"] {
             if let a = hc[field]?.array, !a.isEmpty { throw APIError(400, "HostConfig.\(field) is not supported by hako") }
         }
-        o.initProcess = hc["Init"]?.bool ?? false
-        o.groupAdd = try strings(hc["GroupAdd"], "HostConfig.GroupAdd") ?? []
+        o.process.initProcess = hc["Init"]?.bool ?? false
+        o.process.groupAdd = try strings(hc["GroupAdd"], "HostConfig.GroupAdd") ?? []
         if let shm = hc["ShmSize"]?.int64, shm > 0 { o.shmSize = UInt64(shm) }
         if let cp = nonEmpty(hc["CgroupParent"]?.string) { throw APIError(400, "HostConfig.CgroupParent (\(cp)) is not supported by hako") }
-        o.storage.volumes += try strings(hc["Binds"], "HostConfig.Binds") ?? []
-        for m in hc["Mounts"]?.array ?? [] { o.storage.mounts.append(try mount(m)) }
-        for (path, opts) in hc["Tmpfs"]?.members ?? [] {
-            let v = opts.string ?? ""
-            o.storage.tmpfs.append(v.isEmpty ? path : "\(path):\(v)")
-        }
+        // Binds first (Config.Volumes' anonymous volumes go after them), then Mounts, then Tmpfs: the CLI's order.
+        o.mounts = try (strings(hc["Binds"], "HostConfig.Binds") ?? []).map(MountParser.parseVolume)
+        for m in hc["Mounts"]?.array ?? [] { o.mounts.append(try mount(m)) }
+        for (path, opts) in hc["Tmpfs"]?.members ?? [] { o.mounts.append(try MountParser.parseTmpfs(target: path, options: opts.string ?? "")) }
+        var ports: [PortBinding] = []
         for (port, bindings) in hc["PortBindings"]?.members ?? [] {
             let list = bindings.array ?? []
-            if list.isEmpty { o.networking.publish.append(port) }
+            // Docker's [HOST_IP:][HOST_PORT:]PORT/PROTO pieces, read by the -p parser.
+            if list.isEmpty { ports += try PortBinding.parse(port) }
             for b in list {
                 let ip = b["HostIp"]?.string ?? ""
                 let hostPort = b["HostPort"]?.string ?? ""
                 switch (ip.isEmpty, hostPort.isEmpty) {
-                case (true, true): o.networking.publish.append(port)
-                case (true, false): o.networking.publish.append("\(hostPort):\(port)")
-                case (false, _): o.networking.publish.append("\(ip):\(hostPort):\(port)")
+                case (true, true): ports += try PortBinding.parse(port)
+                case (true, false): ports += try PortBinding.parse("\(hostPort):\(port)")
+                case (false, _): ports += try PortBinding.parse("\(ip):\(hostPort):\(port)")
                 }
             }
         }
+        o.networking.ports = ports
         o.networking.publishAll = hc["PublishAllPorts"]?.bool ?? false
-        if let rp = hc["RestartPolicy"], let policy = restartPolicy(rp) { o.restart = policy }
+        if let rp = hc["RestartPolicy"], let policy = try restartPolicy(rp) { o.restart = policy }
         o.autoRemove = hc["AutoRemove"]?.bool ?? false
         switch hc["NetworkMode"]?.string ?? "" {
         case "", "default", "bridge": o.network = .bridge
@@ -93,86 +95,97 @@ enum CreateMapping {
             o.network = .bridge
             o.networking.network = name
         }
-        o.networking.dns = try strings(hc["Dns"], "HostConfig.Dns") ?? []
+        o.networking.dns = try (strings(hc["Dns"], "HostConfig.Dns") ?? []).map(RunFlags.dnsServer)
         o.networking.dnsSearch = try strings(hc["DnsSearch"], "HostConfig.DnsSearch") ?? []
         o.networking.dnsOptions = try strings(hc["DnsOptions"], "HostConfig.DnsOptions") ?? []
-        o.networking.addHosts = try strings(hc["ExtraHosts"], "HostConfig.ExtraHosts") ?? []
-        o.pid = try namespace(hc["PidMode"], "PidMode")
-        o.uts = try namespace(hc["UTSMode"], "UTSMode")
-        o.ipc = try namespace(hc["IpcMode"], "IpcMode")
-        if let c = nonEmpty(hc["CgroupnsMode"]?.string) { o.cgroupns = try namespace(.string(c), "CgroupnsMode") }
+        o.networking.extraHosts = try (strings(hc["ExtraHosts"], "HostConfig.ExtraHosts") ?? []).map(RunFlags.extraHost)
+        o.namespaces.pid = try namespace(hc["PidMode"], "PidMode")
+        o.namespaces.uts = try namespace(hc["UTSMode"], "UTSMode")
+        o.namespaces.ipc = try namespace(hc["IpcMode"], "IpcMode")
+        if let c = nonEmpty(hc["CgroupnsMode"]?.string) { o.namespaces.cgroupns = try namespace(.string(c), "CgroupnsMode") }
         if let lc = hc["LogConfig"] {
             switch lc["Type"]?.string ?? "" {
             case "", "json-file", "local", "hako-file": break
             case let t: throw APIError(400, "HostConfig.LogConfig.Type \(t) is not supported by hako (its log is a file, as json-file)")
             }
-            o.logOptions = (lc["Config"]?.members ?? []).map { "\($0.0)=\($0.1.string ?? "")" }
+            o.log = try RunFlags.logOptions((lc["Config"]?.members ?? []).map { ($0.0, $0.1.string ?? "") })
         }
-        o.isolation = try isolation(hc)
+        o.resources = try limits(hc)
+        o.isolation = try hardening(hc)
     }
 
-    /// Resources and security, also what `POST /containers/{id}/update` takes.
-    /// HostConfig.RestartPolicy ({"Name": "on-failure", "MaximumRetryCount": 3}) in
-    /// the engine's words ("on-failure:3"); nil when it names none.
-    static func restartPolicy(_ rp: JSON) -> String? {
+    /// HostConfig.RestartPolicy ({"Name": "on-failure", "MaximumRetryCount": 3}); nil when it names none.
+    static func restartPolicy(_ rp: JSON) throws -> RestartPolicy? {
         guard let n = nonEmpty(rp["Name"]?.string) else { return nil }
-        let max = rp["MaximumRetryCount"]?.int64 ?? 0
-        return n == "on-failure" && max > 0 ? "on-failure:\(max)" : n
+        if n == "on-failure" { return .onFailure(maxRetries: UInt32(clamping: max(rp["MaximumRetryCount"]?.int64 ?? 0, 0))) }
+        do { return try RestartPolicy(parsing: n) } catch { throw APIError(400, "invalid RestartPolicy: \(error)") }
     }
 
-    static func isolation(_ hc: JSON) throws -> IsolationOptions {
-        var i = IsolationOptions()
+    /// Resource limits, also what `POST /containers/{id}/update` takes: numbers as they come.
+    static func limits(_ hc: JSON) throws -> ResourceLimits {
+        var l = ResourceLimits()
         func positive(_ key: String) -> Int64? { hc[key]?.int64.flatMap { $0 > 0 ? $0 : nil } }
-        i.memory = positive("Memory").map(String.init)
-        i.memoryReservation = positive("MemoryReservation").map(String.init)
-        if let s = hc["MemorySwap"]?.int64, s != 0 { i.memorySwap = String(s) }
-        if let n = positive("NanoCpus") {
-            i.cpus = decimal(n, scale: 1_000_000_000)
-        } else if let q = positive("CpuQuota") {
-            i.cpus = decimal(q, scale: positive("CpuPeriod") ?? 100_000)
+        l.memory = positive("Memory")
+        l.memoryReservation = positive("MemoryReservation")
+        if let s = hc["MemorySwap"]?.int64, s != 0 {
+            guard s >= -1 else { throw HakoError(.failed, "invalid --memory-swap \"\(s)\": expected a size such as 512m or 1g (below 8 EiB)") }
+            l.memorySwap = s
         }
-        i.cpuShares = positive("CpuShares").map { Int($0) }
-        i.cpusetCpus = nonEmpty(hc["CpusetCpus"]?.string)
-        i.cpusetMems = nonEmpty(hc["CpusetMems"]?.string)
-        if let p = hc["PidsLimit"]?.int64, p != 0 { i.pidsLimit = Int(p) }
-        i.blkioWeight = positive("BlkioWeight").map { Int($0) }
-        func rates(_ key: String) throws -> [String] {
+        if let n = positive("NanoCpus") {
+            l.nanoCPUs = n
+        } else if let q = positive("CpuQuota") {
+            let (scaled, overflow) = q.multipliedReportingOverflow(by: 1_000_000_000)
+            l.nanoCPUs = overflow ? Int64.max : scaled / (positive("CpuPeriod") ?? 100_000)
+        }
+        l.cpuShares = positive("CpuShares").map { UInt64($0) }
+        l.cpusetCpus = try nonEmpty(hc["CpusetCpus"]?.string).map { try IsolationParser.cpuset($0, flag: "--cpuset-cpus") }
+        l.cpusetMems = try nonEmpty(hc["CpusetMems"]?.string).map { try IsolationParser.cpuset($0, flag: "--cpuset-mems") }
+        if let p = hc["PidsLimit"]?.int64, p != 0 { l.pidsLimit = p < 0 ? -1 : p }
+        l.blkioWeight = positive("BlkioWeight").map { UInt16(clamping: $0) }
+        func rates(_ key: String, _ flag: String) throws -> [DeviceRate] {
             try (hc[key]?.array ?? []).map { r in
                 guard let path = r["Path"]?.string, let rate = r["Rate"]?.uint64 else { throw APIError(400, "invalid HostConfig.\(key)") }
-                return "\(path):\(rate)"
+                return try IsolationParser.deviceRate(path: path, rate: rate, flag: flag, text: "\(path):\(rate)")
             }
         }
-        i.deviceReadBps = try rates("BlkioDeviceReadBps")
-        i.deviceWriteBps = try rates("BlkioDeviceWriteBps")
-        i.deviceReadIOps = try rates("BlkioDeviceReadIOps")
-        i.deviceWriteIOps = try rates("BlkioDeviceWriteIOps")
+        l.deviceReadBps = try rates("BlkioDeviceReadBps", "--device-read-bps")
+        l.deviceWriteBps = try rates("BlkioDeviceWriteBps", "--device-write-bps")
+        l.deviceReadIOps = try rates("BlkioDeviceReadIOps", "--device-read-iops")
+        l.deviceWriteIOps = try rates("BlkioDeviceWriteIOps", "--device-write-iops")
+        return l
+    }
+
+    /// Devices, capabilities, security options, sysctls, ulimits, the user namespace.
+    static func hardening(_ hc: JSON) throws -> ContainerSpec.Isolation {
+        var i = ContainerSpec.Isolation()
         i.devices = try (hc["Devices"]?.array ?? []).map { d in
             guard let host = d["PathOnHost"]?.string, !host.isEmpty else { throw APIError(400, "invalid HostConfig.Devices: PathOnHost is required") }
             let inside = nonEmpty(d["PathInContainer"]?.string) ?? host
             let perms = nonEmpty(d["CgroupPermissions"]?.string) ?? "rwm"
-            return "\(host):\(inside):\(perms)"
+            return try IsolationParser.device(host: host, container: inside, permissions: perms, text: "\(host):\(inside):\(perms)")
         }
-        i.deviceCgroupRules = try strings(hc["DeviceCgroupRules"], "HostConfig.DeviceCgroupRules") ?? []
+        i.deviceCgroupRules = try (strings(hc["DeviceCgroupRules"], "HostConfig.DeviceCgroupRules") ?? []).map { try DeviceRule(parsing: $0) }
         i.capAdd = try strings(hc["CapAdd"], "HostConfig.CapAdd") ?? []
         i.capDrop = try strings(hc["CapDrop"], "HostConfig.CapDrop") ?? []
-        i.securityOpt = try strings(hc["SecurityOpt"], "HostConfig.SecurityOpt") ?? []
+        let securityOpt = try strings(hc["SecurityOpt"], "HostConfig.SecurityOpt") ?? []
         // The docker CLI sends seccomp=<file> as the profile's contents; the engine reads a profile from a path.
-        if i.securityOpt.contains(where: { $0.hasPrefix("seccomp=") && $0.dropFirst(8).hasPrefix("{") }) {
+        if securityOpt.contains(where: { $0.hasPrefix("seccomp=") && $0.dropFirst(8).hasPrefix("{") }) {
             throw APIError(400, "HostConfig.SecurityOpt: a seccomp profile's contents are not supported by hako; give seccomp=unconfined or a path")
         }
+        try IsolationParser.apply(securityOpt: securityOpt, to: &i)
         i.privileged = hc["Privileged"]?.bool ?? false
-        i.readOnly = hc["ReadonlyRootfs"]?.bool ?? false
-        i.sysctls = (hc["Sysctls"]?.members ?? []).map { "\($0.0)=\($0.1.string ?? "")" }
+        i.readOnlyRoot = hc["ReadonlyRootfs"]?.bool ?? false
+        i.sysctls = (hc["Sysctls"]?.members ?? []).map { IsolationConfig.Sysctl(key: $0.0.replacing("/", with: "."), value: $0.1.string ?? "") }
         i.ulimits = try (hc["Ulimits"]?.array ?? []).map { u in
             guard let n = u["Name"]?.string, let soft = u["Soft"]?.int64, let hard = u["Hard"]?.int64 else { throw APIError(400, "invalid HostConfig.Ulimits") }
-            return "\(n)=\(soft):\(hard)"
+            return IsolationConfig.Ulimit(name: n, soft: soft, hard: hard)
         }
-        if let a = hc["OomScoreAdj"]?.int64, a != 0 { i.oomScoreAdj = Int(a) }
-        if let u = nonEmpty(hc["UsernsMode"]?.string), u != "host" { i.userns = u }
+        if let a = hc["OomScoreAdj"]?.int64, a != 0 { i.oomScoreAdj = Int(clamping: a) }
+        if let u = nonEmpty(hc["UsernsMode"]?.string), u != "host" { i.userns = try UsernsRequest(parsing: u) }
         return i
     }
 
-    static func networking(_ nc: JSON?, into o: inout RunOptions) throws {
+    static func networking(_ nc: JSON?, into o: inout ContainerSpec) throws {
         let endpoints = nc?["EndpointsConfig"]?.members ?? []
         if endpoints.count > 1 {
             throw APIError(400, "Container cannot be connected to network endpoints: \(endpoints.map(\.0).joined(separator: ", ")) (connect the others after create)")
@@ -181,25 +194,44 @@ enum CreateMapping {
         let (name, ep) = first
         if o.network == .bridge && o.networking.network == nil && !["bridge", "default"].contains(name) { o.networking.network = name }
         o.networking.aliases += try strings(ep["Aliases"], "EndpointsConfig.Aliases") ?? []
-        if let ip = nonEmpty(ep["IPAMConfig"]?["IPv4Address"]?.string) { o.networking.ip = ip }
-        if let mac = nonEmpty(ep["MacAddress"]?.string) { o.networking.mac = mac }
+        if let ip = nonEmpty(ep["IPAMConfig"]?["IPv4Address"]?.string) { o.networking.ip = try RunFlags.address(ip) }
+        if let mac = nonEmpty(ep["MacAddress"]?.string) { o.networking.mac = try RunFlags.macAddress(mac) }
     }
 
-    /// HostConfig.Mounts[] → the engine's --mount syntax.
-    static func mount(_ m: JSON) throws -> String {
+    /// HostConfig.Mounts[] → a mount request (the engine checks what each kind allows).
+    static func mount(_ m: JSON) throws -> MountRequest {
         guard let type = m["Type"]?.string, let target = nonEmpty(m["Target"]?.string) else {
             throw APIError(400, "invalid HostConfig.Mounts: Type and Target are required")
         }
-        guard ["bind", "volume", "tmpfs"].contains(type) else { throw APIError(400, "HostConfig.Mounts: type \(type) is not supported by hako") }
-        var parts = ["type=\(type)"]
-        if let s = nonEmpty(m["Source"]?.string) { parts.append("source=\(s)") }
-        parts.append("target=\(target)")
-        if m["ReadOnly"]?.bool == true { parts.append("readonly") }
-        if let p = nonEmpty(m["BindOptions"]?["Propagation"]?.string) { parts.append("bind-propagation=\(p)") }
-        if m["VolumeOptions"]?["NoCopy"]?.bool == true { parts.append("volume-nocopy") }
-        if let size = m["TmpfsOptions"]?["SizeBytes"]?.int64, size > 0 { parts.append("tmpfs-size=\(size)") }
-        if let mode = m["TmpfsOptions"]?["Mode"]?.int64, mode > 0 { parts.append("tmpfs-mode=\(String(mode, radix: 8))") }
-        return parts.joined(separator: ",")
+        guard let kind = MountRequest.Kind(rawValue: type) else { throw APIError(400, "HostConfig.Mounts: type \(type) is not supported by hako") }
+        let source = nonEmpty(m["Source"]?.string)
+        var r: MountRequest
+        switch kind {
+        case .bind:
+            guard let source else { throw APIError(400, "invalid HostConfig.Mounts: a bind mount needs a Source") }
+            r = MountRequest(kind: .bind, source: FS.absolute(source), target: target)
+        case .volume:
+            if let source {
+                r = MountRequest(kind: .volume, source: source, target: target)
+            } else {
+                r = MountRequest(kind: .volume, source: hexString(randomBytes(32)), target: target)
+                r.anonymous = true
+            }
+        case .tmpfs:
+            if source != nil { throw APIError(400, "invalid HostConfig.Mounts: a tmpfs mount has no Source") }
+            r = MountRequest(kind: .tmpfs, source: "", target: target)
+        }
+        r.readOnly = m["ReadOnly"]?.bool == true
+        if let p = nonEmpty(m["BindOptions"]?["Propagation"]?.string) {
+            guard let propagation = BindPropagation(rawValue: p) else {
+                throw APIError(400, "invalid HostConfig.Mounts: BindOptions.Propagation must be one of \(BindPropagation.allNames)")
+            }
+            r.propagation = propagation
+        }
+        r.noCopy = m["VolumeOptions"]?["NoCopy"]?.bool == true
+        if let size = m["TmpfsOptions"]?["SizeBytes"]?.int64, size > 0 { r.tmpfsSize = UInt64(size) }
+        if let mode = m["TmpfsOptions"]?["Mode"]?.int64, mode > 0 { r.tmpfsMode = UInt32(clamping: mode) }
+        return r
     }
 
     static func namespace(_ v: JSON?, _ field: String) throws -> NamespaceMode {
@@ -222,20 +254,4 @@ enum CreateMapping {
     }
 
     static func nonEmpty(_ s: String?) -> String? { s.flatMap { $0.isEmpty ? nil : $0 } }
-
-    /// n / scale as a decimal string ("0.5"), without floating point.
-    static func decimal(_ n: Int64, scale: Int64) -> String {
-        let whole = n / scale
-        var frac = n % scale
-        guard frac > 0 else { return String(whole) }
-        var digits = ""
-        var i = 0
-        while frac > 0 && i < 9 {
-            frac *= 10
-            digits += String(frac / scale)
-            frac %= scale
-            i += 1
-        }
-        return "\(whole).\(digits)"
-    }
 }

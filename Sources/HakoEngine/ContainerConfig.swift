@@ -12,53 +12,6 @@ public enum NetworkMode: String, Codable, Sendable {
     case none, host, bridge
 }
 
-/// What `hako run`/`create` was asked for, before anything is resolved.
-public struct RunOptions: Sendable {
-    public var image: String
-    /// Arguments after the image; nil: the image's Cmd.
-    public var command: [String]?
-    /// --entrypoint; "" clears the image's entrypoint.
-    public var entrypoint: String?
-    public var env: [String] = []
-    public var envFiles: [String] = []
-    public var workingDir: String?
-    public var user: String?
-    public var hostname: String?
-    public var labels: [String] = []
-    public var name: String?
-    public var tty = false
-    public var interactive = false
-    public var autoRemove = false
-    public var restart: String = "no"
-    public var pid: NamespaceMode = .private
-    public var uts: NamespaceMode = .private
-    public var ipc: NamespaceMode = .private
-    /// nil: Docker's default for the host, private on cgroup v2 and host on v1.
-    public var cgroupns: NamespaceMode?
-    public var network: NetworkMode = .bridge
-    public var networking = NetworkRunOptions()
-    public var storage = StorageRunOptions()
-    public var stopSignal: String?
-    public var stopTimeout: Int?
-    public var logOptions: [String] = []
-    /// --expose: ports the container offers besides its image's (PORT[/PROTO]).
-    public var expose: [String] = []
-    /// --shm-size in bytes (nil: 64 MiB, docker's default).
-    public var shmSize: UInt64?
-    /// --group-add: more groups for the container's processes, names or numbers.
-    public var groupAdd: [String] = []
-    /// --init: hako-init runs as PID 1, passing signals on and reaping orphans.
-    public var initProcess = false
-    /// Resource limits and hardening (Isolation.swift).
-    public var isolation = IsolationOptions()
-    /// Whether and how the image is pulled (`--pull`, `--platform`).
-    public var pull = ImagePullOptions()
-    /// `--health-*` and `--no-healthcheck`, merged over the image's HEALTHCHECK (nil: the image's).
-    public var healthCheck: HealthCheck?
-
-    public init(image: String) { self.image = image }
-}
-
 /// A container's configuration as stored in `config.json`: fixed at create.
 public struct ContainerConfig: Codable, Sendable, Equatable {
     public var id: String

@@ -31,28 +31,16 @@ public struct ContainerNetworking: Codable, Sendable, Equatable {
 
     public struct ExtraHost: Codable, Sendable, Equatable {
         public var name: String
+        /// An IPv4 address, or "host-gateway".
         public var address: String
+
+        public init(name: String, address: String) { self.name = name; self.address = address }
     }
 }
 
-/// The network flags of `run`/`create` before they are checked.
-public struct NetworkRunOptions: Sendable {
-    /// --network NAME (a user-defined network or "bridge"); nil: the default bridge.
-    public var network: String?
-    public var ip: String?
-    public var mac: String?
-    public var aliases: [String] = []
-    public var publish: [String] = []
-    public var publishAll = false
-    public var dns: [String] = []
-    public var dnsSearch: [String] = []
-    public var dnsOptions: [String] = []
-    public var addHosts: [String] = []
-
-    public init() {}
-
+extension ContainerSpec.NetworkAttachment {
     var asksForBridgeOnlyThings: String? {
-        if !publish.isEmpty || publishAll { return "publishing ports" }
+        if !ports.isEmpty || publishAll { return "publishing ports" }
         if ip != nil { return "--ip" }
         if mac != nil { return "--mac-address" }
         if !aliases.isEmpty { return "--network-alias" }
@@ -61,13 +49,13 @@ public struct NetworkRunOptions: Sendable {
 }
 
 extension ContainerNetworking {
-    /// Checks every network flag; pure. Nothing is looked up on disk here.
-    static func make(_ o: NetworkRunOptions, mode: NetworkMode, exposed: [String]) throws -> ContainerNetworking? {
+    /// Checks the attachment against the mode; pure. Nothing is looked up on disk here.
+    static func make(_ o: ContainerSpec.NetworkAttachment, mode: NetworkMode, exposed: [String]) throws -> ContainerNetworking? {
         var n = ContainerNetworking()
         if mode != .bridge, let what = o.asksForBridgeOnlyThings {
             throw HakoError(.failed, "conflicting options: \(what) and --network \(mode.rawValue)")
         }
-        for p in o.publish { n.ports += try PortBinding.parse(p) }
+        n.ports = o.ports
         n.publishAll = o.publishAll
         n.exposed = exposed
         for (i, a) in n.ports.enumerated() {
@@ -75,32 +63,21 @@ extension ContainerNetworking {
                 throw HakoError(.failed, "invalid -p: host port \(a.hostPort)/\(a.proto.rawValue) is published twice")
             }
         }
-        for d in o.dns {
-            guard let a = IPv4Address(d) else { throw HakoError(.failed, "invalid --dns \"\(d)\": not an IPv4 address") }
-            n.dns.append(a)
-        }
+        n.dns = o.dns
         n.dnsSearch = o.dnsSearch
         n.dnsOptions = o.dnsOptions
-        for h in o.addHosts {
-            let sep = h.firstIndex(where: { $0 == ":" || $0 == "=" })
-            guard let sep else { throw HakoError(.failed, "invalid --add-host \"\(h)\" (expected HOST:IP)") }
-            let name = String(h[..<sep]), addr = String(h[h.index(after: sep)...])
-            guard Engine.isValidHostname(name) else { throw HakoError(.failed, "invalid --add-host \"\(h)\": bad host name") }
-            guard addr == "host-gateway" || IPv4Address(addr) != nil else {
-                throw HakoError(.failed, "invalid --add-host \"\(h)\": \"\(addr)\" is not an IPv4 address")
+        for h in o.extraHosts {
+            guard Engine.isValidHostname(h.name) else { throw HakoError(.failed, "invalid --add-host \"\(h.name):\(h.address)\": bad host name") }
+            guard h.address == "host-gateway" || IPv4Address(h.address) != nil else {
+                throw HakoError(.failed, "invalid --add-host \"\(h.name):\(h.address)\": \"\(h.address)\" is not an IPv4 address")
             }
-            n.extraHosts.append(ExtraHost(name: name, address: addr))
         }
+        n.extraHosts = o.extraHosts
         if mode == .bridge {
             var join = NetworkJoin(name: o.network ?? NetworkDefinition.defaultName)
-            if let s = o.ip {
-                guard let a = IPv4Address(s) else { throw HakoError(.failed, "invalid --ip \"\(s)\": not an IPv4 address") }
-                join.ip = a
-            }
-            if let m = o.mac {
-                guard let a = MACAddress(m), !a.isMulticast, !a.isZero else { throw HakoError(.failed, "invalid --mac-address \"\(m)\"") }
-                join.mac = a
-            }
+            join.ip = o.ip
+            if let m = o.mac, m.isMulticast || m.isZero { throw HakoError(.failed, "invalid --mac-address \"\(m)\"") }
+            join.mac = o.mac
             for a in o.aliases where !Engine.isValidHostname(a) { throw HakoError(.failed, "invalid --network-alias \"\(a)\"") }
             if !o.aliases.isEmpty && join.name == NetworkDefinition.defaultName {
                 throw HakoError(.failed, "network-scoped aliases are only supported for user-defined networks")

@@ -8,18 +8,18 @@ import HakoRuntime
 import HakoSystem
 
 extension Engine {
-    /// `hako create`: resolves the image and options into a stored configuration.
-    /// Nothing is started. Everything is validated before anything is written;
+    /// `hako create`: resolves the image and the spec into a stored configuration.
+    /// Nothing is started. Everything is checked before anything is written;
     /// the container appears on disk whole or not at all.
-    public func create(_ o: RunOptions) throws -> ContainerConfig {
-        try create(o, image: try imageForRun(o))
+    public func create(_ spec: ContainerSpec, pull: ImagePullOptions = ImagePullOptions()) throws -> ContainerConfig {
+        try create(spec, image: try imageForRun(spec.image, pull: pull))
     }
 
     /// `create` on an image at hand rather than one named in the store: a
     /// build step's, whose layers are stored but not yet an image.
-    public func create(_ o: RunOptions, image: Image) throws -> ContainerConfig {
-        var draft = try makeConfig(o, image: image)
-        draft.isolation = try makeIsolation(o)
+    public func create(_ spec: ContainerSpec, image: Image) throws -> ContainerConfig {
+        var draft = try makeConfig(spec, image: image)
+        draft.isolation = try makeIsolation(spec)
         draft.id = hexString(randomBytes(32))
         try checkNetworking(draft)
         try checkBindPropagation(draft)
@@ -32,120 +32,91 @@ extension Engine {
     /// has cgroup v2 only (the Pis), the host's on v1 and hybrid hosts.
     var defaultCgroupns: NamespaceMode { cgroupHost.mode == .unified ? .private : .host }
 
-    /// Pure: options + image → configuration (the id and name are still to be assigned).
-    func makeConfig(_ o: RunOptions, image: Image) throws -> ContainerConfig {
-        let imageEntrypoint = image.config.entrypoint ?? []
+    /// Pure: spec + image → configuration (the id and name are still to be assigned).
+    /// The spec's values are checked against each other and the image; no user text is parsed here.
+    func makeConfig(_ spec: ContainerSpec, image: Image) throws -> ContainerConfig {
+        let p = spec.process
         let entrypoint: [String]
         var cmd: [String]
-        if let e = o.entrypoint {
-            entrypoint = e.isEmpty ? [] : [e]
-            cmd = o.command ?? []
+        if let e = p.entrypoint {
+            entrypoint = e
+            cmd = p.command ?? []
         } else {
-            entrypoint = imageEntrypoint
-            cmd = o.command ?? (image.config.cmd ?? [])
+            entrypoint = image.config.entrypoint ?? []
+            cmd = p.command ?? (image.config.cmd ?? [])
         }
-        if let c = o.command, !c.isEmpty { cmd = c }
+        if let c = p.command, !c.isEmpty { cmd = c }
         let args = entrypoint + cmd
         guard !args.isEmpty else {
-            throw HakoError(.failed, "no command specified: the image \(o.image) has no default command; give one after the image name")
+            throw HakoError(.failed, "no command specified: the image \(spec.image) has no default command; give one after the image name")
         }
 
-        var fileEnv: [String] = []
-        for f in o.envFiles {
-            let text: String
-            do { text = try FS.readString(f) } catch { throw HakoError(.failed, "cannot read env file \(f)", cause: error) }
-            fileEnv += try EnvFile.parse(text)
+        if let e = p.env.first(where: { $0.isEmpty || $0.hasPrefix("=") || !$0.contains("=") }) {
+            throw HakoError(.failed, "invalid environment variable \"\(e)\"")
         }
-        var cliEnv: [String] = []
-        for e in o.env {
-            if e.isEmpty || e.hasPrefix("=") { throw HakoError(.failed, "invalid environment variable \"\(e)\"") }
-            if e.contains("=") { cliEnv.append(e) } else if let v = Engine.environment(e) ?? (getenv(e) != nil ? "" : nil) { cliEnv.append("\(e)=\(v)") }
-        }
-        let env = EnvFile.merge(image.config.env ?? [], fileEnv, cliEnv)
+        let env = EnvFile.merge(image.config.env ?? [], p.env)
         try Engine.checkExecStrings(args: args, env: env)
 
-        let restart = try RestartPolicy(parsing: o.restart)
-        if o.autoRemove && restart != .no {
+        let restart = spec.restart
+        if spec.autoRemove && restart != .no {
             throw HakoError(.failed, "conflicting options: --restart \(restart) and --rm")
         }
         var stopSignal = SIGTERM
-        if let s = o.stopSignal ?? image.config.stopSignal {
+        if let n = spec.stopSignal {
+            guard n > 0 && n < 65 else { throw HakoError(.failed, "invalid stop signal \(n)") }
+            stopSignal = n
+        } else if let s = image.config.stopSignal {
             guard let n = Signals.parse(s) else { throw HakoError(.failed, "invalid stop signal \"\(s)\"") }
             stopSignal = n
         }
-        if let t = o.stopTimeout, t < -1 { throw HakoError(.failed, "invalid stop timeout \(t)") }
-        var labels = image.config.labels ?? [:]
-        for l in o.labels {
-            let kv = l.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
-            guard let k = kv.first, !k.isEmpty else { throw HakoError(.failed, "invalid label \"\(l)\"") }
-            labels[k] = kv.count > 1 ? kv[1] : ""
-        }
-        if let h = o.hostname, !Engine.isValidHostname(h) {
+        if let t = spec.stopTimeout, t < -1 { throw HakoError(.failed, "invalid stop timeout \(t)") }
+        if let v = spec.labels[""] { throw HakoError(.failed, "invalid label \"=\(v)\"") }
+        let labels = (image.config.labels ?? [:]).merging(spec.labels) { _, new in new }
+        if let h = spec.hostname, !Engine.isValidHostname(h) {
             throw HakoError(.failed, "invalid hostname \"\(h)\"")
         }
-        if o.hostname != nil && o.uts == .host {
+        if spec.hostname != nil && spec.namespaces.uts == .host {
             throw HakoError(.failed, "conflicting options: --hostname and --uts host")
         }
-        var logMaxSize: UInt64 = 10 << 20
-        var logMaxFiles: UInt32 = 3
-        var attributeOptions: [String: String] = [:]
-        for opt in o.logOptions {
-            let kv = opt.split(separator: "=", maxSplits: 1).map(String.init)
-            guard kv.count == 2 else { throw HakoError(.failed, "invalid log option \"\(opt)\" (expected KEY=VALUE)") }
-            switch kv[0] {
-            case "max-size":
-                guard let n = ByteSize.parse(kv[1]), n >= 4096 else { throw HakoError(.failed, "invalid log option max-size=\(kv[1]) (at least 4k)") }
-                logMaxSize = n
-            case "max-file":
-                guard let n = UInt32(kv[1]), n >= 1, n <= 100 else { throw HakoError(.failed, "invalid log option max-file=\(kv[1]) (1 to 100)") }
-                logMaxFiles = n
-            case "labels", "env":
-                attributeOptions[kv[0]] = kv[1]
-            case "labels-regex", "env-regex":
-                do { _ = try Regex(kv[1]) } catch {
-                    throw HakoError(.failed, "invalid log option \(kv[0])=\(kv[1]): not a regular expression")
-                }
-                attributeOptions[kv[0]] = kv[1]
-            default:
-                throw HakoError(.failed, "unknown log option \"\(kv[0])\" (supported: max-size, max-file, labels, labels-regex, env, env-regex)")
-            }
-        }
-        if let n = o.name, !Names.isValid(n.hasPrefix("/") ? String(n.dropFirst()) : n) {
+        if spec.log.maxSize < 4096 { throw HakoError(.failed, "invalid log option max-size=\(spec.log.maxSize) (at least 4k)") }
+        if !(1...100).contains(spec.log.maxFiles) { throw HakoError(.failed, "invalid log option max-file=\(spec.log.maxFiles) (1 to 100)") }
+        if let n = spec.name, !Names.isValid(n.hasPrefix("/") ? String(n.dropFirst()) : n) {
             throw HakoError(.failed, "invalid container name \"\(n)\": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
         }
-        if let w = o.workingDir, !w.hasPrefix("/") {
+        if let w = p.workingDir, !w.hasPrefix("/") {
             throw HakoError(.failed, "the working directory \"\(w)\" is invalid: it needs to be an absolute path")
         }
-        if let u = o.user {
-            // Only the syntax here; names are resolved against the container's own files at start.
+        if let u = p.user {
+            // Only the form here; names are resolved against the container's own files at start.
             let parts = u.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
             if u.isEmpty || parts.contains(where: { $0.isEmpty }) { throw HakoError(.failed, "invalid user \"\(u)\"") }
         }
 
+        let ns = spec.namespaces
         var config = ContainerConfig(
-            id: "", name: o.name.map { $0.hasPrefix("/") ? String($0.dropFirst()) : $0 } ?? "",
-            created: Timestamp.now(), image: o.image, imageID: image.id, layerDirs: image.layerDirs,
+            id: "", name: spec.name.map { $0.hasPrefix("/") ? String($0.dropFirst()) : $0 } ?? "",
+            created: Timestamp.now(), image: spec.image, imageID: image.id, layerDirs: image.layerDirs,
             args: args, entrypoint: entrypoint, cmd: cmd, env: env,
-            workingDir: o.workingDir ?? (image.config.workingDir.flatMap { $0.isEmpty ? nil : $0 } ?? "/"),
-            user: o.user ?? (image.config.user ?? ""), hostname: o.hostname ?? "", labels: labels,
-            tty: o.tty, openStdin: o.interactive, autoRemove: o.autoRemove, restartPolicy: restart.description,
-            pidMode: o.pid, utsMode: o.uts, ipcMode: o.ipc, cgroupnsMode: o.cgroupns ?? defaultCgroupns, networkMode: o.network,
-            stopSignal: stopSignal, stopTimeout: o.stopTimeout ?? 10, logMaxSize: logMaxSize, logMaxFiles: logMaxFiles,
+            workingDir: p.workingDir ?? (image.config.workingDir.flatMap { $0.isEmpty ? nil : $0 } ?? "/"),
+            user: p.user ?? (image.config.user ?? ""), hostname: spec.hostname ?? "", labels: labels,
+            tty: p.tty, openStdin: p.openStdin, autoRemove: spec.autoRemove, restartPolicy: restart.description,
+            pidMode: ns.pid, utsMode: ns.uts, ipcMode: ns.ipc, cgroupnsMode: ns.cgroupns ?? defaultCgroupns, networkMode: spec.network,
+            stopSignal: stopSignal, stopTimeout: spec.stopTimeout ?? 10, logMaxSize: spec.log.maxSize, logMaxFiles: spec.log.maxFiles,
             cgroupParent: cgroupParent)
-        for e in o.expose where PortBinding.exposed(e) == nil {
+        for e in spec.expose where PortBinding.exposed(e) == nil {
             throw HakoError(.failed, "invalid --expose \"\(e)\" (expected PORT[/tcp|/udp])")
         }
-        if let s = o.shmSize, s == 0 { throw HakoError(.failed, "invalid --shm-size: it must be greater than 0") }
-        if o.shmSize != nil && o.ipc == .host { throw HakoError(.failed, "conflicting options: --shm-size and --ipc host (the host's /dev/shm is used)") }
-        if o.groupAdd.contains(where: \.isEmpty) { throw HakoError(.failed, "invalid --group-add \"\"") }
-        config.initProcess = o.initProcess ? true : nil
-        config.logAttributeOptions = attributeOptions.isEmpty ? nil : attributeOptions
-        config.shmSize = o.shmSize
-        config.groupAdd = o.groupAdd.isEmpty ? nil : o.groupAdd
-        let exposed = (image.config.exposedPorts ?? []) + o.expose.map { $0.contains("/") ? $0.lowercased() : $0 + "/tcp" }
-        config.networking = try ContainerNetworking.make(o.networking, mode: o.network, exposed: exposed)
-        config.storage = try ContainerStorage.make(o.storage, imageVolumes: image.config.volumes ?? [])
-        config.healthCheck = try Engine.healthCheck(o.healthCheck, image: image.config.healthcheck)
+        if let s = spec.shmSize, s == 0 { throw HakoError(.failed, "invalid --shm-size: it must be greater than 0") }
+        if spec.shmSize != nil && ns.ipc == .host { throw HakoError(.failed, "conflicting options: --shm-size and --ipc host (the host's /dev/shm is used)") }
+        if p.groupAdd.contains(where: \.isEmpty) { throw HakoError(.failed, "invalid --group-add \"\"") }
+        config.initProcess = p.initProcess ? true : nil
+        config.logAttributeOptions = spec.log.attributes.isEmpty ? nil : spec.log.attributes
+        config.shmSize = spec.shmSize
+        config.groupAdd = p.groupAdd.isEmpty ? nil : p.groupAdd
+        let exposed = (image.config.exposedPorts ?? []) + spec.expose
+        config.networking = try ContainerNetworking.make(spec.networking, mode: spec.network, exposed: exposed)
+        config.storage = try ContainerStorage.make(spec.mounts, imageVolumes: image.config.volumes ?? [])
+        config.healthCheck = try Engine.healthCheck(spec.healthCheck, image: image.config.healthcheck)
         return config
     }
 
@@ -176,7 +147,7 @@ extension Engine {
         }
     }
 
-    static func isValidHostname(_ h: String) -> Bool {
+    public static func isValidHostname(_ h: String) -> Bool {
         guard !h.isEmpty, h.utf8.count <= 64 else { return false }
         return h.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { label in
             !label.isEmpty && label.first != "-" && label.last != "-" && label.allSatisfy { $0.isLetter && $0.isASCII || $0.isNumber && $0.isASCII || $0 == "-" || $0 == "_" }

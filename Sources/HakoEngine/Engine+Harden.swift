@@ -74,7 +74,7 @@ extension SpecBuilder {
         let iso = config.effectiveIsolation
         h.apply(to: &r.process)
         for u in iso.ulimits {
-            guard let res = IsolationParser.rlimits[u.name] else { continue }
+            guard let res = IsolationConfig.Ulimit.resources[u.name] else { continue }
             func value(_ v: Int64) -> UInt64 { v < 0 ? UInt64.max : UInt64(v) }
             r.process.rlimits.append(Rlimit(resource: res, soft: value(u.soft), hard: value(u.hard)))
         }

@@ -99,15 +99,14 @@ extension Engine {
     // MARK: the image of a new container
 
     /// The image `run`/`create` use, pulled first when the policy says so.
-    public func imageForRun(_ o: RunOptions) throws -> Image {
-        let pull = o.pull
-        let local = try images.find(o.image)
+    public func imageForRun(_ reference: String, pull: ImagePullOptions = ImagePullOptions()) throws -> Image {
+        let local = try images.find(reference)
         if let local, local.isHost { return local }
         // A name can be pulled; an image ID (or "sha256:…") only found.
-        let isName = !o.image.hasPrefix("sha256:") && !Engine.looksLikeImageID(o.image)
+        let isName = !reference.hasPrefix("sha256:") && !Engine.looksLikeImageID(reference)
         func pulled() throws -> Image {
-            _ = try self.pull(o.image, platform: pull.platform, tlsVerify: pull.tlsVerify, progress: pull.progress)
-            return try images.resolve(o.image)
+            _ = try self.pull(reference, platform: pull.platform, tlsVerify: pull.tlsVerify, progress: pull.progress)
+            return try images.resolve(reference)
         }
         if pull.policy == .always && isName { return try pulled() }
         if let local {
@@ -118,8 +117,8 @@ extension Engine {
             }
             return local
         }
-        guard pull.policy != .never, isName else { throw HakoError(.failed, "no such image: \(o.image)") }
-        pull.progress?.report(.status("Unable to find image '\(o.image)' locally"))
+        guard pull.policy != .never, isName else { throw HakoError(.failed, "no such image: \(reference)") }
+        pull.progress?.report(.status("Unable to find image '\(reference)' locally"))
         return try pulled()
     }
 

@@ -8,13 +8,14 @@ import HakoSecurity
 import HakoSystem
 
 extension Engine {
-    /// `run`/`create`: the limit and hardening flags → the stored configuration,
+    /// `run`/`create`: the spec's limits and hardening → the stored configuration,
     /// checked against this host (devices exist, controllers can enforce the
     /// limits, a seccomp profile compiles) before anything is written.
-    func makeIsolation(_ o: RunOptions) throws -> IsolationConfig {
-        let f = o.isolation
+    func makeIsolation(_ spec: ContainerSpec) throws -> IsolationConfig {
+        let f = spec.isolation
+        let ns = spec.namespaces
         var c = IsolationConfig()
-        c.limits = try makeLimits(f)
+        c.limits = try checkLimits(spec.resources)
         try validate(c.limits)
         c.capAdd = try CapabilityPolicy.normalize(f.capAdd, flag: "--cap-add")
         c.capDrop = try CapabilityPolicy.normalize(f.capDrop, flag: "--cap-drop")
@@ -23,15 +24,13 @@ extension Engine {
             throw HakoError(.failed, "cannot add \(CapabilityNames.names(beyond).joined(separator: ", ")): hako itself does not hold it (its bounding set lacks it), so no container can get it")
         }
         c.privileged = f.privileged
-        let sec = try IsolationParser.securityOptions(f.securityOpt)
-        c.noNewPrivileges = sec.noNewPrivileges
-        c.unmaskedPaths = sec.unmaskedPaths
+        c.noNewPrivileges = f.noNewPrivileges
+        c.unmaskedPaths = f.unmaskedPaths
         c.securityOpt = f.securityOpt
-        switch sec.seccomp {
+        switch f.seccomp {
         case .default: c.seccomp = .default
         case .unconfined: c.seccomp = .unconfined
-        case .file(let path):
-            let profile = try Engine.readSeccompProfile(path)
+        case .profile(let profile, let path):
             // Compiling now refuses a bad profile at create, and warms the cache.
             let caps = CapabilityPolicy.capabilities(add: c.capAdd, drop: c.capDrop, privileged: c.privileged)
             do { _ = try seccompCompiler.filter(profile, capabilities: caps) } catch {
@@ -39,11 +38,12 @@ extension Engine {
             }
             c.seccomp = .profile(profile)
         }
-        c.readOnlyRoot = f.readOnly
+        c.readOnlyRoot = f.readOnlyRoot
         c.sysctls = try f.sysctls.map {
-            try IsolationParser.sysctl($0, ipcPrivate: o.ipc != .host, utsPrivate: o.uts != .host, networkPrivate: o.network != .host)
+            try Engine.checkSysctl($0, ipcPrivate: ns.ipc != .host, utsPrivate: ns.uts != .host, networkPrivate: spec.network != .host)
         }
-        for u in try f.ulimits.map(IsolationParser.ulimit) {
+        for u in f.ulimits {
+            try Engine.checkUlimit(u)
             c.ulimits.removeAll { $0.name == u.name }
             c.ulimits.append(u)
         }
@@ -51,15 +51,16 @@ extension Engine {
             guard (-1000...1000).contains(adj) else { throw HakoError(.failed, "invalid --oom-score-adj \(adj): the range is -1000 to 1000") }
             c.oomScoreAdj = Int32(adj)
         }
-        c.devices = try f.devices.map(IsolationParser.device)
+        c.devices = f.devices
         for d in c.devices { _ = try Engine.deviceNode(d.host, flag: "--device") }
-        c.deviceCgroupRules = try f.deviceCgroupRules.map { try DeviceRule(parsing: $0) }
+        c.deviceCgroupRules = f.deviceCgroupRules
         let engineDefault = Engine.environment("HAKO_USERNS")
-        c.userns = try IsolationParser.userns(f.userns ?? engineDefault ?? "host")
-        if c.userns != nil {
+        let userns = try f.userns ?? UsernsRequest(parsing: engineDefault ?? "host")
+        if case .auto(let size) = userns {
+            c.userns = .init(size: size)
             // A host namespace belongs to the host's root; so does a privileged container.
             let hint = f.userns == nil ? " (HAKO_USERNS=\(engineDefault ?? "") makes it the default; give --userns host)" : ""
-            let shared = [("--pid", o.pid == .host), ("--network", o.network == .host), ("--ipc", o.ipc == .host), ("--uts", o.uts == .host)]
+            let shared = [("--pid", ns.pid == .host), ("--network", spec.network == .host), ("--ipc", ns.ipc == .host), ("--uts", ns.uts == .host)]
             if let (flag, _) = shared.first(where: { $0.1 }) {
                 throw HakoError(.failed, "conflicting options: --userns auto and \(flag) host\(hint)")
             }
@@ -70,6 +71,36 @@ extension Engine {
         return c
     }
 
+    /// Sysctls that belong to a namespace of the container's own: IPC, UTS, network.
+    public static func checkSysctl(_ s: IsolationConfig.Sysctl, ipcPrivate: Bool, utsPrivate: Bool, networkPrivate: Bool) throws -> IsolationConfig.Sysctl {
+        func fail(_ why: String) -> HakoError { HakoError(.failed, "invalid --sysctl \"\(s.key)=\(s.value)\": \(why)") }
+        let key = s.key
+        guard !key.isEmpty, key.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "._-".contains($0)) }), !key.contains(".."),
+              !s.value.contains("\n"), !s.value.contains("\0") else { throw fail("bad key or value") }
+        let ipc: Set<String> = ["kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
+                                "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"]
+        if ipc.contains(key) || key.hasPrefix("fs.mqueue.") {
+            guard ipcPrivate else { throw fail("it belongs to the IPC namespace, which is shared with the host (--ipc host)") }
+        } else if key == "kernel.domainname" || key == "kernel.hostname" {
+            guard utsPrivate else { throw fail("it belongs to the UTS namespace, which is shared with the host (--uts host)") }
+        } else if key.hasPrefix("net.") {
+            guard networkPrivate else { throw fail("it belongs to the network namespace, which is shared with the host (--network host)") }
+        } else {
+            throw fail("not a namespaced sysctl: it would change the whole host (allowed: kernel.msg*, kernel.sem, kernel.shm*, fs.mqueue.*, kernel.domainname, net.*)")
+        }
+        return s
+    }
+
+    /// A resource limit's name and values (-1: unlimited).
+    static func checkUlimit(_ u: IsolationConfig.Ulimit) throws {
+        func fail(_ why: String) -> HakoError { HakoError(.failed, "invalid --ulimit \"\(u.name)=\(u.soft):\(u.hard)\": \(why)") }
+        guard IsolationConfig.Ulimit.resources[u.name] != nil else {
+            throw fail("NAME is one of \(IsolationConfig.Ulimit.resources.keys.sorted().joined(separator: ", "))")
+        }
+        guard u.soft >= -1, u.hard >= -1 else { throw fail("limits are numbers (-1: unlimited)") }
+        if u.hard != -1 && (u.soft == -1 || u.soft > u.hard) { throw fail("the soft limit is above the hard limit") }
+    }
+
     func duplicate(_ items: [String]) -> String? {
         var seen = Set<String>()
         for i in items { if !seen.insert(i).inserted { return i } }
@@ -78,7 +109,7 @@ extension Engine {
 
     var seccompCompiler: SeccompCompiler { SeccompCompiler(cacheDirectory: paths.root + "/seccomp") }
 
-    static func readSeccompProfile(_ path: String) throws -> SeccompProfile {
+    public static func readSeccompProfile(_ path: String) throws -> SeccompProfile {
         let bytes: [UInt8]
         do { bytes = try FS.readFile(path) } catch { throw HakoError(.failed, "cannot read seccomp profile \(path)", cause: error) }
         do {
@@ -88,42 +119,51 @@ extension Engine {
         }
     }
 
-    /// The resource flags that were given → limits (nil fields for the rest).
-    func makeLimits(_ f: IsolationOptions) throws -> ResourceLimits {
-        var l = ResourceLimits()
-        if let s = f.cpus { l.nanoCPUs = try IsolationParser.cpus(s, online: max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
-        if let s = f.cpuShares, s != 0 {
-            guard (2...262_144).contains(s) else { throw HakoError(.failed, "invalid --cpu-shares \(s): the range is 2 to 262144") }
-            l.cpuShares = UInt64(s)
-        }
-        if let s = f.cpusetCpus {
-            l.cpusetCpus = try IsolationParser.cpuset(s, flag: "--cpuset-cpus", available: try? FS.readString("/sys/devices/system/cpu/online"))
-        }
-        if let s = f.cpusetMems {
-            l.cpusetMems = try IsolationParser.cpuset(s, flag: "--cpuset-mems", available: (try? FS.readString("/sys/devices/system/node/online")) ?? "0")
-        }
-        if let s = f.memory { l.memory = try IsolationParser.bytes(s, flag: "--memory") }
-        if let s = f.memoryHigh { l.memoryHigh = try IsolationParser.bytes(s, flag: "--memory-high") }
-        if let s = f.memoryReservation { l.memoryReservation = try IsolationParser.bytes(s, flag: "--memory-reservation") }
-        if let s = f.memorySwap { l.memorySwap = s == "-1" ? -1 : try IsolationParser.bytes(s, flag: "--memory-swap") }
-        if let p = f.pidsLimit { l.pidsLimit = p <= 0 ? -1 : Int64(p) }
-        if let w = f.blkioWeight, w != 0 {
-            guard (10...1000).contains(w) else { throw HakoError(.failed, "invalid --blkio-weight \(w): the range is 10 to 1000") }
-            l.blkioWeight = UInt16(w)
-        }
-        func rates(_ list: [String], _ flag: String, bytes: Bool) throws -> [DeviceRate] {
-            try list.map { s in
-                let (path, rate) = try IsolationParser.rate(s, flag: flag, bytes: bytes)
-                let node = try Engine.deviceNode(path, flag: flag)
-                guard node.type == UInt8(ascii: "b") else { throw HakoError(.failed, "invalid \(flag) \"\(s)\": \(path) is not a block device") }
-                return DeviceRate(path: path, major: node.major, minor: node.minor, rate: rate)
+    /// The spec's limits checked on their own and against this host: the CPUs
+    /// online, the CPU and memory nodes that exist. Their text was parsed by the filler.
+    func checkLimits(_ l: ResourceLimits) throws -> ResourceLimits {
+        if let n = l.nanoCPUs {
+            let online = max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+            let s = ResourceLimits.decimalCPUs(n)
+            guard n >= 10_000_000 else { throw HakoError(.failed, "invalid --cpus \"\(s)\": the minimum is 0.01") }
+            guard n <= Int64(online) * 1_000_000_000 else {
+                throw HakoError(.failed, "invalid --cpus \"\(s)\": range of CPUs is from 0.01 to \(online).00, as there are only \(online) CPUs available")
             }
         }
-        l.deviceReadBps = try rates(f.deviceReadBps, "--device-read-bps", bytes: true)
-        l.deviceWriteBps = try rates(f.deviceWriteBps, "--device-write-bps", bytes: true)
-        l.deviceReadIOps = try rates(f.deviceReadIOps, "--device-read-iops", bytes: false)
-        l.deviceWriteIOps = try rates(f.deviceWriteIOps, "--device-write-iops", bytes: false)
+        if let s = l.cpuShares, !(2...262_144).contains(s) {
+            throw HakoError(.failed, "invalid --cpu-shares \(s): the range is 2 to 262144")
+        }
+        if let s = l.cpusetCpus {
+            try Engine.checkCPUSet(s, flag: "--cpuset-cpus", available: try? FS.readString("/sys/devices/system/cpu/online"))
+        }
+        if let s = l.cpusetMems {
+            try Engine.checkCPUSet(s, flag: "--cpuset-mems", available: (try? FS.readString("/sys/devices/system/node/online")) ?? "0")
+        }
+        if let w = l.blkioWeight, !(10...1000).contains(w) {
+            throw HakoError(.failed, "invalid --blkio-weight \(w): the range is 10 to 1000")
+        }
+        if let p = l.pidsLimit, p == 0 || p < -1 { throw HakoError(.failed, "invalid --pids-limit \(p)") }
         return l
+    }
+
+    /// --cpuset-cpus / --cpuset-mems: the list must name only available ids.
+    static func checkCPUSet(_ s: String, flag: String, available: String?) throws {
+        guard let wanted = ResourceLimits.idList(s) else { throw HakoError(.failed, "invalid \(flag) \"\(s)\": expected a list such as 0-2,4") }
+        if let available, let have = ResourceLimits.idList(available.trimmed) {
+            let missing = Set(wanted).subtracting(have)
+            if !missing.isEmpty {
+                let what = flag == "--cpuset-cpus" ? "CPUs" : "memory nodes"
+                throw HakoError(.failed, "invalid \(flag) \"\(s)\": requested \(what) are not available - requested \(s), available: \(available.trimmed)")
+            }
+        }
+    }
+
+    /// A block device's rate limit (--device-read-bps and friends): the
+    /// node's numbers read here. `text` is what the user wrote, for the error.
+    public static func deviceRate(path: String, rate: UInt64, flag: String, text: String) throws -> DeviceRate {
+        let node = try Engine.deviceNode(path, flag: flag)
+        guard node.type == UInt8(ascii: "b") else { throw HakoError(.failed, "invalid \(flag) \"\(text)\": \(path) is not a block device") }
+        return DeviceRate(path: path, major: node.major, minor: node.minor, rate: rate)
     }
 
     /// Rules between limits, as Docker states them.
@@ -147,7 +187,7 @@ extension Engine {
     }
 
     /// The device node at a host path: its type and numbers (and mode, owner).
-    static func deviceNode(_ path: String, flag: String) throws -> DeviceNode {
+    public static func deviceNode(_ path: String, flag: String) throws -> DeviceNode {
         var st = stat()
         guard stat(path, &st) == 0 else {
             throw HakoError(.failed, "invalid \(flag) \(path)", cause: SystemError("stat", path))

@@ -8,8 +8,8 @@ extension Engine {
     /// `hako update`: changes a container's resource limits — live in its cgroups
     /// when it runs, and in its configuration for every later start.
     @discardableResult
-    public func update(_ ref: String, _ flags: IsolationOptions) throws -> String {
-        let patch = try makeLimits(flags.limitFlagsOnly)
+    public func update(_ ref: String, _ limits: ResourceLimits) throws -> String {
+        let patch = try checkLimits(limits)
         guard !patch.isEmpty else { throw HakoError(.failed, "you must provide one or more flags when using this command") }
         let id = try resolveID(ref)
         let lock = try FileLock.acquire(paths.container(id).lock)

@@ -1,50 +1,6 @@
 import HakoRuntime
 import HakoSecurity
 
-/// Resource limits and hardening as `run`/`create` were asked for them (the
-/// flags' text, before anything is parsed or checked).
-public struct IsolationOptions: Sendable, Equatable {
-    public var cpus: String?
-    public var cpuShares: Int?
-    public var cpusetCpus: String?
-    public var cpusetMems: String?
-    public var memory: String?
-    public var memoryHigh: String?
-    public var memoryReservation: String?
-    public var memorySwap: String?
-    public var pidsLimit: Int?
-    public var blkioWeight: Int?
-    public var deviceReadBps: [String] = []
-    public var deviceWriteBps: [String] = []
-    public var deviceReadIOps: [String] = []
-    public var deviceWriteIOps: [String] = []
-    public var devices: [String] = []
-    public var deviceCgroupRules: [String] = []
-    public var capAdd: [String] = []
-    public var capDrop: [String] = []
-    public var securityOpt: [String] = []
-    public var privileged = false
-    public var readOnly = false
-    public var sysctls: [String] = []
-    public var ulimits: [String] = []
-    public var oomScoreAdj: Int?
-    /// "host", "auto", "auto:size=N"; nil: the engine's default (HAKO_USERNS).
-    public var userns: String?
-
-    public init() {}
-
-    /// Only the resource flags were given (what `hako update` accepts).
-    public var limitFlagsOnly: IsolationOptions {
-        var o = IsolationOptions()
-        o.cpus = cpus; o.cpuShares = cpuShares; o.cpusetCpus = cpusetCpus; o.cpusetMems = cpusetMems
-        o.memory = memory; o.memoryHigh = memoryHigh; o.memoryReservation = memoryReservation; o.memorySwap = memorySwap
-        o.pidsLimit = pidsLimit; o.blkioWeight = blkioWeight
-        o.deviceReadBps = deviceReadBps; o.deviceWriteBps = deviceWriteBps
-        o.deviceReadIOps = deviceReadIOps; o.deviceWriteIOps = deviceWriteIOps
-        return o
-    }
-}
-
 /// A container's limits and hardening as stored in `config.json` (validated).
 public struct IsolationConfig: Codable, Sendable, Equatable {
     public var limits = ResourceLimits()
@@ -78,12 +34,22 @@ public struct IsolationConfig: Codable, Sendable, Equatable {
     public struct Sysctl: Codable, Sendable, Equatable {
         public var key: String
         public var value: String
+
+        public init(key: String, value: String) { self.key = key; self.value = value }
     }
 
     public struct Ulimit: Codable, Sendable, Equatable {
         public var name: String
         public var soft: Int64
         public var hard: Int64
+
+        public init(name: String, soft: Int64, hard: Int64) { self.name = name; self.soft = soft; self.hard = hard }
+
+        /// The names --ulimit takes and their RLIMIT_* numbers.
+        public static let resources: [String: UInt32] = [
+            "cpu": 0, "fsize": 1, "data": 2, "stack": 3, "core": 4, "rss": 5, "nproc": 6, "nofile": 7,
+            "memlock": 8, "as": 9, "locks": 10, "sigpending": 11, "msgqueue": 12, "nice": 13, "rtprio": 14, "rttime": 15,
+        ]
     }
 
     /// --device HOST[:CONTAINER][:PERMISSIONS]; the node's numbers are read at each start.
@@ -91,6 +57,10 @@ public struct IsolationConfig: Codable, Sendable, Equatable {
         public var host: String
         public var container: String
         public var permissions: String
+
+        public init(host: String, container: String, permissions: String) {
+            self.host = host; self.container = container; self.permissions = permissions
+        }
     }
 
     /// --userns auto: the container's own slice of host ids (assigned at create).

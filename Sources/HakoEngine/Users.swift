@@ -116,6 +116,17 @@ public enum EnvFile {
         return out
     }
 
+    /// `--env` values as `KEY=VALUE`: a bare KEY takes the value from this
+    /// process's environment (empty when set empty) and is dropped when unset, as Docker does.
+    public static func passThrough(_ entries: [String]) throws -> [String] {
+        var out: [String] = []
+        for e in entries {
+            if e.isEmpty || e.hasPrefix("=") { throw HakoError(.failed, "invalid environment variable \"\(e)\"") }
+            if e.contains("=") { out.append(e) } else if let v = getenv(e) { out.append("\(e)=\(String(cString: v))") }
+        }
+        return out
+    }
+
     /// Merges `KEY=VALUE` lists: later entries replace earlier ones with the same key.
     public static func merge(_ lists: [String]...) -> [String] {
         var order: [String] = []

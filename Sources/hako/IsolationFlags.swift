@@ -18,7 +18,7 @@ struct ResourceFlags: ParsableArguments {
     @Option(name: .long("device-read-iops"), help: "Limit read operations per second (e.g. /dev/sda:100).") var deviceReadIops: [String] = []
     @Option(name: .long("device-write-iops"), help: "Limit write operations per second (e.g. /dev/sda:100).") var deviceWriteIops: [String] = []
 
-    func fill(_ o: inout IsolationOptions) {
+    func fill(_ o: inout RunFlags.Isolation) {
         o.cpus = cpus; o.cpuShares = cpuShares; o.cpusetCpus = cpusetCpus; o.cpusetMems = cpusetMems
         o.memory = memory; o.memoryHigh = memoryHigh; o.memoryReservation = memoryReservation; o.memorySwap = memorySwap
         o.pidsLimit = pidsLimit; o.blkioWeight = blkioWeight
@@ -42,8 +42,8 @@ struct IsolationFlags: ParsableArguments {
     @Option(name: .long("oom-score-adj"), help: "Tune the OOM killer's preference (-1000 to 1000).") var oomScoreAdj: Int?
     @Option(name: .long("userns"), help: "User namespace: host, auto or auto:size=N.") var userns: String?
 
-    func options() -> IsolationOptions {
-        var o = IsolationOptions()
+    func flags() -> RunFlags.Isolation {
+        var o = RunFlags.Isolation()
         resources.fill(&o)
         o.devices = device; o.deviceCgroupRules = deviceCgroupRule
         o.capAdd = capAdd; o.capDrop = capDrop; o.securityOpt = securityOpt

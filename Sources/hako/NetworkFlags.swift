@@ -14,7 +14,7 @@ struct NetworkFlags: ParsableArguments {
     @Option(name: .long("add-host"), help: "Add a host name to /etc/hosts (HOST:IP, IP may be host-gateway).") var addHost: [String] = []
 
     /// `--network` value → mode and network name.
-    func apply(network: String?, to o: inout RunOptions) {
+    func apply(network: String?, to o: inout RunFlags) {
         switch network {
         case nil, "", "bridge", "default": o.network = .bridge
         case "none": o.network = .none

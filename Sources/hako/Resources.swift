@@ -14,14 +14,15 @@ struct Update: ParsableCommand {
     @Argument(help: "CONTAINER...") var containers: [String]
 
     func run() throws {
-        var o = IsolationOptions()
+        var o = RunFlags.Isolation()
         resources.fill(&o)
         let policy = try restart.map { try RestartPolicy(parsing: $0) }
-        let limits = o.limitFlagsOnly != IsolationOptions()
+        // Parsed once; a bad value is reported where the engine used to parse it, after the policy's change.
+        let patch = Result { try o.limits() }
         let engine = try global.engine()
         try eachContainer(containers) { r in
             if let policy { try engine.updateRestartPolicy(r, policy) }
-            if limits || policy == nil { try engine.update(r, o) }
+            if o.givesLimits || policy == nil { try engine.update(r, try patch.get()) }
             return r
         }
     }

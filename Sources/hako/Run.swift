@@ -38,8 +38,9 @@ struct ContainerOptions: ParsableArguments {
     @OptionGroup var net: NetworkFlags
     @OptionGroup var storage: StorageFlags
 
-    func runOptions(image: String, command: [String]) throws -> RunOptions {
-        var o = RunOptions(image: image)
+    /// The flags' text; `spec()` parses it (HakoCLI's `RunFlags`).
+    func runFlags(image: String, command: [String]) throws -> RunFlags {
+        var o = RunFlags(image: image)
         o.command = command.isEmpty ? nil : command
         o.entrypoint = entrypoint
         o.env = env
@@ -69,7 +70,7 @@ struct ContainerOptions: ParsableArguments {
             guard let n = ByteSize.parse(s), n > 0 else { throw HakoError(.failed, "invalid --shm-size \"\(s)\"") }
             o.shmSize = n
         }
-        o.isolation = isolation.options()
+        o.isolation = isolation.flags()
         o.healthCheck = try health.healthCheck()
         return o
     }
@@ -121,10 +122,10 @@ struct Run: ParsableCommand {
         guard let image = imageAndCommand.first else { throw ValidationError("\"run\" requires an image") }
         _ = try DetachKeys.parse(detachKeys)
         let engine = try global.engine()
-        var o = try options.runOptions(image: image, command: Array(imageAndCommand.dropFirst()))
-        o.pull = try pullFlags.options()
+        let spec = try options.runFlags(image: image, command: Array(imageAndCommand.dropFirst())).spec()
+        let pull = try pullFlags.options()
         try options.checkCidfile()
-        let config = try engine.create(o)
+        let config = try engine.create(spec, pull: pull)
         try options.writeCidfile(config, engine: engine)
         if detach {
             do { _ = try engine.start(created: config) } catch {
@@ -134,14 +135,14 @@ struct Run: ParsableCommand {
             print(config.id)
             return
         }
-        let size = o.tty ? (RawTerminal.size(of: 0) ?? RawTerminal.size(of: 1)) : nil
+        let size = spec.process.tty ? (RawTerminal.size(of: 0) ?? RawTerminal.size(of: 1)) : nil
         let connection: MonitorConnection?
         do { connection = try engine.start(created: config, attach: true, terminal: size) } catch {
             try? engine.remove(config.id, force: true)
             throw error
         }
         guard let connection else { return }
-        guard let code = try AttachSession.run(connection, stdin: o.interactive, tty: o.tty, detachKeys: try DetachKeys.parse(detachKeys)) else {
+        guard let code = try AttachSession.run(connection, stdin: spec.process.openStdin, tty: spec.process.tty, detachKeys: try DetachKeys.parse(detachKeys)) else {
             return  // detached: the container runs on
         }
         throw ExitCode(code)
@@ -159,10 +160,10 @@ struct Create: ParsableCommand {
     func run() throws {
         guard let image = imageAndCommand.first else { throw ValidationError("\"create\" requires an image") }
         let engine = try global.engine()
-        var o = try options.runOptions(image: image, command: Array(imageAndCommand.dropFirst()))
-        o.pull = try pullFlags.options()
+        let spec = try options.runFlags(image: image, command: Array(imageAndCommand.dropFirst())).spec()
+        let pull = try pullFlags.options()
         try options.checkCidfile()
-        let config = try engine.create(o)
+        let config = try engine.create(spec, pull: pull)
         try options.writeCidfile(config, engine: engine)
         print(config.id)
     }

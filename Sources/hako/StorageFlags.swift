@@ -7,7 +7,7 @@ struct StorageFlags: ParsableArguments {
     @Option(name: .long("mount"), help: "Attach a mount: type=bind|volume|tmpfs,source=…,target=…[,readonly][,tmpfs-size=…][,tmpfs-mode=…].") var mount: [String] = []
     @Option(name: .long("tmpfs"), help: "Mount a tmpfs: TARGET[:size=64m,mode=1777].") var tmpfs: [String] = []
 
-    func apply(to o: inout RunOptions) {
+    func apply(to o: inout RunFlags) {
         o.storage.volumes = volume
         o.storage.mounts = mount
         o.storage.tmpfs = tmpfs

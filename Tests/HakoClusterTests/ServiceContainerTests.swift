@@ -1,6 +1,7 @@
 @testable import HakoCluster
 import HakoImage
 import HakoEngine
+import HakoNetwork
 import HakoSystem
 import Testing
 
@@ -10,10 +11,11 @@ import Testing
     @Test func mountsAsDockerWritesThem() throws {
         let v = try ServiceMount(parsing: "type=volume,source=data,target=/var/lib/data,volume-driver=local")
         #expect(v == ServiceMount(type: .volume, source: "data", target: "/var/lib/data"))
-        #expect(v.engineText == "type=volume,source=data,target=/var/lib/data")
+        #expect(v.mountRequest == MountRequest(kind: .volume, source: "data", target: "/var/lib/data"))
         let b = try ServiceMount(parsing: "type=bind,src=/srv/conf,dst=/etc/app,readonly,bind-propagation=rslave")
         #expect(b.type == .bind && b.source == "/srv/conf" && b.readOnly && b.propagation == "rslave")
-        #expect(b.engineText == "type=bind,source=/srv/conf,target=/etc/app,readonly,bind-propagation=rslave")
+        #expect(b.mountRequest.kind == .bind && b.mountRequest.source == "/srv/conf" && b.mountRequest.target == "/etc/app")
+        #expect(b.mountRequest.readOnly && b.mountRequest.propagation == .rslave && !b.mountRequest.createHostPath)
         let t = try ServiceMount(parsing: "type=tmpfs,target=/cache,tmpfs-size=64m")
         #expect(t.tmpfsSize == 64 << 20 && t.source == nil)
         let anonymous = try ServiceMount(parsing: "target=/scratch")
@@ -32,7 +34,7 @@ import Testing
         #expect(try ServiceDevice(parsing: "/dev/gpiomem") == ServiceDevice(host: "/dev/gpiomem", container: "/dev/gpiomem", permissions: "rwm"))
         #expect(try ServiceDevice(parsing: "/dev/i2c-1:/dev/i2c-0:rw") == ServiceDevice(host: "/dev/i2c-1", container: "/dev/i2c-0", permissions: "rw"))
         #expect(try ServiceDevice(parsing: "/dev/ttyUSB0:r") == ServiceDevice(host: "/dev/ttyUSB0", container: "/dev/ttyUSB0", permissions: "r"))
-        #expect(try ServiceDevice(parsing: "/dev/i2c-1:/dev/i2c-1:rw").engineText == "/dev/i2c-1:/dev/i2c-1:rw")
+        #expect(try ServiceDevice(parsing: "/dev/i2c-1:/dev/i2c-1:rw").deviceMapping == .init(host: "/dev/i2c-1", container: "/dev/i2c-1", permissions: "rw"))
         for bad in ["dev/x", "/dev/x:/dev/y:rx", "/dev/x:/dev/y:rr", "/", "/a:/b:r:w", "/dev/x::r"] {
             #expect(throws: ClusterError.self, "\(bad)") { try ServiceDevice(parsing: bad) }
         }
@@ -93,12 +95,12 @@ import Testing
         #expect(refused { $0.container.hostname = "web {{.Task.Slot}}" }.contains("invalid --hostname"))
     }
 
-    func options(node: String = "n1", _ change: (inout ServiceSpec) -> Void) throws -> RunOptions {
+    func options(node: String = "n1", _ change: (inout ServiceSpec) -> Void) throws -> ContainerSpec {
         var spec = ServiceSpec(name: "home_web", image: "busybox")
         change(&spec)
         let a = Assignment(taskID: "abcdefghijklmnopqrstuvwxy", serviceID: "sid", name: "home_web.2", slot: 2, version: 1, spec: spec,
                            desired: .running, state: .assigned)
-        return try EngineTaskRuntime.runOptions(a, node: node, dns: "10.88.1.1", hostname: "pi3")
+        return try EngineTaskRuntime.containerSpec(a, node: node, dns: IPv4Address("10.88.1.1"), hostname: "pi3")
     }
 
     @Test func theAgentAsksTheEngineForEachOption() throws {
@@ -119,21 +121,21 @@ import Testing
             $0.container.pidsLimit = 50
             $0.serviceLabels = [ServiceSpec.stackNamespaceLabel: "home"]
         }
-        #expect(o.env == ["WHERE=pi3", "PLAIN=1"])
+        #expect(o.process.env == ["WHERE=pi3", "PLAIN=1"])
         #expect(o.hostname == "home_web-2")
-        #expect(o.storage.mounts == ["type=volume,source=home_data,target=/data", "type=tmpfs,target=/tmp"])
-        #expect(o.isolation.devices == ["/dev/i2c-1:/dev/i2c-1:rw"])
-        #expect(o.networking.dns == ["10.88.1.1", "9.9.9.9"], "the node's responder first, once")
+        #expect(o.mounts == [MountRequest(kind: .volume, source: "home_data", target: "/data"), MountRequest(kind: .tmpfs, source: "", target: "/tmp")])
+        #expect(o.isolation.devices == [.init(host: "/dev/i2c-1", container: "/dev/i2c-1", permissions: "rw")])
+        #expect(o.networking.dns.map(\.description) == ["10.88.1.1", "9.9.9.9"], "the node's responder first, once")
         #expect(o.networking.dnsSearch == ["lan", "home"], "a stack's tasks search its domain")
         #expect(o.networking.dnsOptions == ["ndots:2"])
-        #expect(o.isolation.sysctls == ["net.core.somaxconn=1024", "net.ipv4.ip_forward=1"])
+        #expect(o.isolation.sysctls == [.init(key: "net.core.somaxconn", value: "1024"), .init(key: "net.ipv4.ip_forward", value: "1")])
         #expect(o.isolation.capAdd == ["NET_ADMIN"] && o.isolation.capDrop == ["MKNOD"])
-        #expect(o.isolation.readOnly && o.initProcess && o.isolation.pidsLimit == 50)
-        #expect(!o.labels.contains { $0.hasPrefix(ServiceSpec.stackNamespaceLabel) }, "service labels are not the containers'")
+        #expect(o.isolation.readOnlyRoot && o.process.initProcess && o.resources.pidsLimit == 50)
+        #expect(!o.labels.keys.contains { $0.hasPrefix(ServiceSpec.stackNamespaceLabel) }, "service labels are not the containers'")
 
         let plain = try options { _ in }
-        #expect(plain.hostname == nil && plain.storage.mounts.isEmpty && plain.networking.dnsSearch.isEmpty && !plain.initProcess)
-        #expect(plain.networking.dns == ["10.88.1.1"])
+        #expect(plain.hostname == nil && plain.mounts.isEmpty && plain.networking.dnsSearch.isEmpty && !plain.process.initProcess)
+        #expect(plain.networking.dns.map(\.description) == ["10.88.1.1"])
     }
 
     @Test func stackShortNames() {

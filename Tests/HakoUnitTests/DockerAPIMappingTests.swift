@@ -6,14 +6,14 @@ import HakoEngine
 import HakoSystem
 import Testing
 
-/// The pure parts of the Docker API service: the create body → RunOptions
+/// The pure parts of the Docker API service: the create body → ContainerSpec
 /// mapping, request targets, the multiplexed stream's frames, times.
 struct DockerAPIMappingTests {
-    func options(_ json: String) throws -> RunOptions {
-        try CreateMapping.runOptions(try JSON.parse(json), name: "web")
+    func options(_ json: String) throws -> ContainerSpec {
+        try CreateMapping.spec(try JSON.parse(json), name: "web")
     }
 
-    @Test func createBodyBecomesRunOptions() throws {
+    @Test func createBodyBecomesATypedSpec() throws {
         let o = try options("""
         {"Image":"busybox:test","Cmd":["httpd","-f"],"Entrypoint":["/bin/sh","-c"],"Env":["A=1","FROM_CALLER"],
          "Labels":{"com.docker.compose.project":"p"},"Tty":true,"OpenStdin":true,"ExposedPorts":{"80/tcp":{}},
@@ -24,16 +24,24 @@ struct DockerAPIMappingTests {
            "Mounts":[{"Type":"tmpfs","Target":"/scratch","TmpfsOptions":{"SizeBytes":4096,"Mode":448}}]},
          "NetworkingConfig":{"EndpointsConfig":{"p_default":{"Aliases":["web"]}}}}
         """)
-        #expect(o.image == "busybox:test" && o.name == "web" && o.pull.policy == .never)
-        #expect(o.entrypoint == "/bin/sh" && o.command == ["-c", "httpd", "-f"])
-        #expect(o.env == ["A=1"], "a bare KEY would take the service's own environment")
-        #expect(o.labels == ["com.docker.compose.project=p"] && o.tty && o.interactive)
-        #expect(o.storage.volumes == ["vol:/data:rw", "/cache"], "Config.Volumes under a bind is not a second mount")
-        #expect(Set(o.networking.publish) == ["8080:80/tcp", "127.0.0.1::53/udp"])
-        #expect(o.restart == "on-failure:3" && o.network == .bridge && o.networking.network == "p_default" && o.networking.aliases == ["web"])
-        #expect(o.isolation.memory == "67108864" && o.isolation.cpus == "0.5" && o.isolation.capDrop == ["NET_RAW"])
-        #expect(o.storage.tmpfs == ["/run:size=1m"] && o.storage.mounts == ["type=tmpfs,target=/scratch,tmpfs-size=4096,tmpfs-mode=700"])
-        #expect(o.logOptions == ["max-size=1m"] && o.initProcess && o.shmSize == 1 << 20 && o.expose == ["80/tcp"])
+        #expect(o.image == "busybox:test" && o.name == "web")
+        #expect(o.process.entrypoint == ["/bin/sh", "-c"] && o.process.command == ["httpd", "-f"], "Docker's arrays as they are")
+        #expect(o.process.env == ["A=1"], "a bare KEY would take the service's own environment")
+        #expect(o.labels == ["com.docker.compose.project": "p"] && o.process.tty && o.process.openStdin)
+        #expect(o.mounts.map(\.target) == ["/data", "/cache", "/scratch", "/run"], "Config.Volumes under a bind is not a second mount")
+        #expect(o.mounts[0].kind == .volume && o.mounts[0].source == "vol" && o.mounts[1].anonymous)
+        #expect(o.mounts[2].kind == .tmpfs && o.mounts[2].tmpfsSize == 4096 && o.mounts[2].tmpfsMode == 0o700)
+        #expect(o.mounts[3].tmpfsSize == 1 << 20)
+        #expect(Set(o.networking.ports.map(\.description)) == ["0.0.0.0:8080->80/tcp", "127.0.0.1:0->53/udp"])
+        #expect(o.restart == .onFailure(maxRetries: 3) && o.network == .bridge && o.networking.network == "p_default" && o.networking.aliases == ["web"])
+        #expect(o.resources.memory == 67_108_864 && o.resources.nanoCPUs == 500_000_000 && o.isolation.capDrop == ["NET_RAW"])
+        #expect(o.log.maxSize == 1 << 20 && o.process.initProcess && o.shmSize == 1 << 20 && o.expose == ["80/tcp"])
+    }
+
+    @Test func limitsComeAsNumbers() throws {
+        let l = try CreateMapping.limits(try JSON.parse("{\"CpuQuota\":50000,\"CpuPeriod\":100000,\"PidsLimit\":-5,\"MemorySwap\":-1,\"CpuShares\":512}"))
+        #expect(l.nanoCPUs == 500_000_000 && l.pidsLimit == -1 && l.memorySwap == -1 && l.cpuShares == 512)
+        #expect(throws: HakoError.self) { try CreateMapping.limits(try JSON.parse("{\"CpusetCpus\":\"x\"}")) }
     }
 
     @Test func unsupportedFieldsAreRefusedByName() throws {
@@ -51,7 +59,7 @@ struct DockerAPIMappingTests {
         }
         // The default network's names and an empty command leave the engine's defaults.
         let o = try options("{\"Image\":\"b\",\"Cmd\":[],\"HostConfig\":{\"NetworkMode\":\"default\"},\"NetworkingConfig\":{\"EndpointsConfig\":{\"default\":{}}}}")
-        #expect(o.command == nil && o.networking.network == nil && o.network == .bridge)
+        #expect(o.process.command == nil && o.networking.network == nil && o.network == .bridge)
     }
 
     @Test func targetsFramesAndTimes() {
@@ -61,7 +69,6 @@ struct DockerAPIMappingTests {
         #expect(DockerAPI.timestamp("1700000000.5") == Timestamp(seconds: 1_700_000_000, nanoseconds: 500_000_000))
         #expect(DockerAPI.timestamp("1700000000") == Timestamp(seconds: 1_700_000_000))
         #expect(DockerAPI.timestamp("soon") == nil)
-        #expect(CreateMapping.decimal(1_500_000_000, scale: 1_000_000_000) == "1.5" && CreateMapping.decimal(50_000, scale: 100_000) == "0.5")
         #expect(DockerAPI.humanDuration(0.2) == "Less than a second" && DockerAPI.humanDuration(90) == "About a minute" && DockerAPI.humanDuration(7200) == "2 hours")
         #expect(APIVersion("1.41") == APIVersion.served && (APIVersion("1.50").map { $0 > APIVersion.served } ?? false) && APIVersion("v1") == nil)
     }
@@ -115,10 +122,10 @@ struct DockerAPIMappingTests {
         #expect(third.path == "/_ping" && c.streamedBody == .none && c.keepAlive)
     }
 
-    @Test func restartPoliciesAndDecimals() throws {
-        #expect(CreateMapping.restartPolicy(try JSON.parse("{\"Name\":\"on-failure\",\"MaximumRetryCount\":3}")) == "on-failure:3")
-        #expect(CreateMapping.restartPolicy(try JSON.parse("{\"Name\":\"always\",\"MaximumRetryCount\":0}")) == "always")
-        #expect(CreateMapping.restartPolicy(try JSON.parse("{\"Name\":\"\",\"MaximumRetryCount\":0}")) == nil)
-        #expect(CreateMapping.decimal(50_000, scale: 100_000) == "0.5")
+    @Test func restartPolicies() throws {
+        #expect(try CreateMapping.restartPolicy(try JSON.parse("{\"Name\":\"on-failure\",\"MaximumRetryCount\":3}")) == .onFailure(maxRetries: 3))
+        #expect(try CreateMapping.restartPolicy(try JSON.parse("{\"Name\":\"always\",\"MaximumRetryCount\":0}")) == .always)
+        #expect(try CreateMapping.restartPolicy(try JSON.parse("{\"Name\":\"\",\"MaximumRetryCount\":0}")) == nil)
+        #expect(throws: APIError.self) { try CreateMapping.restartPolicy(try JSON.parse("{\"Name\":\"sometimes\"}")) }
     }
 }

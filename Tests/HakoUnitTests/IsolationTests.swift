@@ -4,72 +4,43 @@ import CHakoShim
 import HakoSystem
 import Testing
 
-@Suite struct IsolationParsingTests {
-    @Test func sizesAndCPUs() throws {
-        #expect(try IsolationParser.bytes("512m", flag: "-m") == 512 << 20)
-        #expect(try IsolationParser.bytes("1.5g", flag: "-m") == 3 << 29)
-        #expect(try IsolationParser.bytes("64MiB", flag: "-m") == 64 << 20)
-        #expect(try IsolationParser.bytes("4096", flag: "-m") == 4096)
-        for bad in ["", "m", "-1", "1x", "1e3", "inf"] { #expect(throws: HakoError.self, "\(bad)") { try IsolationParser.bytes(bad, flag: "-m") } }
-        #expect(try IsolationParser.cpus("0.5", online: 2) == 500_000_000)
-        #expect(try IsolationParser.cpus("2", online: 2) == 2_000_000_000)
-        for bad in ["0", "-1", "3", "x", "0.001", "nan"] { #expect(throws: HakoError.self, "\(bad)") { try IsolationParser.cpus(bad, online: 2) } }
-        #expect(IsolationParser.idList("0-2,5") == [0, 1, 2, 5])
-        #expect(IsolationParser.idList("2-1") == nil && IsolationParser.idList("") == nil && IsolationParser.idList("a") == nil)
-        #expect(try IsolationParser.cpuset("0-1", flag: "--cpuset-cpus", available: "0-1\n") == "0-1")
+/// The engine's checks of a spec's typed limits and hardening (their text is
+/// parsed in HakoCLI: Tests/HakoCLITests/ContainerFlagsTests.swift).
+@Suite struct IsolationCheckTests {
+    @Test func cpuListsAgainstTheHost() throws {
+        #expect(ResourceLimits.idList("0-2,5") == [0, 1, 2, 5])
+        #expect(ResourceLimits.idList("2-1") == nil && ResourceLimits.idList("") == nil && ResourceLimits.idList("a") == nil)
+        try Engine.checkCPUSet("0-1", flag: "--cpuset-cpus", available: "0-1\n")
         do {
-            _ = try IsolationParser.cpuset("0-5", flag: "--cpuset-cpus", available: "0-1")
+            try Engine.checkCPUSet("0-5", flag: "--cpuset-cpus", available: "0-1")
             Issue.record("unavailable CPUs accepted")
         } catch let e as HakoError {
             #expect(e.message.contains("requested 0-5, available: 0-1"))
         }
+        #expect(ResourceLimits.decimalCPUs(500_000_000) == "0.5" && ResourceLimits.decimalCPUs(2_000_000_000) == "2")
+        #expect(ResourceLimits.decimalCPUs(1_500_000) == "0.0015")
     }
 
-    @Test func devicesAndRates() throws {
-        #expect(try IsolationParser.device("/dev/gpiomem") == .init(host: "/dev/gpiomem", container: "/dev/gpiomem", permissions: "rwm"))
-        #expect(try IsolationParser.device("/dev/i2c-1:r") == .init(host: "/dev/i2c-1", container: "/dev/i2c-1", permissions: "r"))
-        #expect(try IsolationParser.device("/dev/sda:/dev/xvda") == .init(host: "/dev/sda", container: "/dev/xvda", permissions: "rwm"))
-        #expect(try IsolationParser.device("/dev/sda:/dev/xvda:rw") == .init(host: "/dev/sda", container: "/dev/xvda", permissions: "rw"))
-        for bad in ["dev/sda", "/dev/sda:/dev/x:q", "/dev/sda:/dev", "/dev/a:/dev/../x:r", "/a:/b:r:w"] {
-            #expect(throws: HakoError.self, "\(bad)") { try IsolationParser.device(bad) }
-        }
-        #expect(try IsolationParser.rate("/dev/sda:1mb", flag: "--device-read-bps", bytes: true) == ("/dev/sda", 1 << 20))
-        #expect(try IsolationParser.rate("/dev/sda:100", flag: "--device-read-iops", bytes: false) == ("/dev/sda", 100))
-        for bad in ["/dev/sda", "sda:1m", "/dev/sda:0", "/dev/sda:-1"] {
-            #expect(throws: HakoError.self, "\(bad)") { try IsolationParser.rate(bad, flag: "--device-read-bps", bytes: true) }
+    @Test func sysctlsBelongToTheContainersNamespaces() throws {
+        func sysctl(_ k: String, _ v: String) -> IsolationConfig.Sysctl { .init(key: k, value: v) }
+        #expect(try Engine.checkSysctl(sysctl("net.ipv4.ip_forward", "1"), ipcPrivate: true, utsPrivate: true, networkPrivate: true).key == "net.ipv4.ip_forward")
+        #expect(throws: HakoError.self) { try Engine.checkSysctl(sysctl("net.ipv4.ip_forward", "1"), ipcPrivate: true, utsPrivate: true, networkPrivate: false) }
+        #expect(throws: HakoError.self) { try Engine.checkSysctl(sysctl("kernel.msgmax", "1"), ipcPrivate: false, utsPrivate: true, networkPrivate: true) }
+        for (k, v) in [("kernel.panic", "1"), ("vm.swappiness", "10"), ("fs.file-max", "5"), ("net.a", "1\n2"), ("", "1"), ("net..x", "1")] {
+            #expect(throws: HakoError.self, "\(k)") { try Engine.checkSysctl(sysctl(k, v), ipcPrivate: true, utsPrivate: true, networkPrivate: true) }
         }
     }
 
-    @Test func sysctlUlimit() throws {
-        #expect(try IsolationParser.sysctl("net.ipv4.ip_forward=1", ipcPrivate: true, utsPrivate: true, networkPrivate: true) == .init(key: "net.ipv4.ip_forward", value: "1"))
-        #expect(try IsolationParser.sysctl("kernel/shmmax=1000", ipcPrivate: true, utsPrivate: true, networkPrivate: true).key == "kernel.shmmax")
-        #expect(throws: HakoError.self) { try IsolationParser.sysctl("net.ipv4.ip_forward=1", ipcPrivate: true, utsPrivate: true, networkPrivate: false) }
-        #expect(throws: HakoError.self) { try IsolationParser.sysctl("kernel.msgmax=1", ipcPrivate: false, utsPrivate: true, networkPrivate: true) }
-        for bad in ["kernel.panic=1", "vm.swappiness=10", "fs.file-max=5", "x", "=1", "net.a=1\n2"] {
-            #expect(throws: HakoError.self, "\(bad)") { try IsolationParser.sysctl(bad, ipcPrivate: true, utsPrivate: true, networkPrivate: true) }
-        }
-        #expect(try IsolationParser.ulimit("nofile=1024:2048") == .init(name: "nofile", soft: 1024, hard: 2048))
-        #expect(try IsolationParser.ulimit("core=-1") == .init(name: "core", soft: -1, hard: -1))
-        for bad in ["nofile", "files=1", "nofile=2048:1024", "nofile=a", "nofile=-1:10"] {
-            #expect(throws: HakoError.self, "\(bad)") { try IsolationParser.ulimit(bad) }
+    @Test func ulimitsFromTypedFillers() throws {
+        try Engine.checkUlimit(.init(name: "nofile", soft: 1024, hard: 2048))
+        try Engine.checkUlimit(.init(name: "core", soft: -1, hard: -1))
+        for bad in [IsolationConfig.Ulimit(name: "files", soft: 1, hard: 1), .init(name: "nofile", soft: 2048, hard: 1024), .init(name: "nofile", soft: -2, hard: 1)] {
+            #expect(throws: HakoError.self, "\(bad)") { try Engine.checkUlimit(bad) }
         }
     }
+}
 
-    @Test func securityOptionsAndUserns() throws {
-        #expect(try IsolationParser.securityOptions([]) == .init())
-        let s = try IsolationParser.securityOptions(["seccomp=unconfined", "no-new-privileges", "systempaths=unconfined", "apparmor=unconfined"])
-        #expect(s.seccomp == .unconfined && s.noNewPrivileges && s.unmaskedPaths)
-        #expect(try IsolationParser.securityOptions(["seccomp:/etc/p.json", "no-new-privileges:true"]).seccomp == .file("/etc/p.json"))
-        #expect(try IsolationParser.securityOptions(["no-new-privileges=true", "no-new-privileges=false"]).noNewPrivileges == false)
-        for bad in ["seccomp", "apparmor=docker-default", "label=type:x", "magic=1", "no-new-privileges=maybe"] {
-            #expect(throws: HakoError.self, "\(bad)") { try IsolationParser.securityOptions([bad]) }
-        }
-        #expect(try IsolationParser.userns("host") == nil)
-        #expect(try IsolationParser.userns("auto")?.size == 65536)
-        #expect(try IsolationParser.userns("auto:size=2000")?.size == 2000)
-        for bad in ["keep-id", "auto:size=0", "auto:size=x"] { #expect(throws: HakoError.self) { try IsolationParser.userns(bad) } }
-    }
-
+@Suite struct IsolationMiscTests {
     @Test func netDevParsing() {
         let text = """
         Inter-|   Receive                                                |  Transmit

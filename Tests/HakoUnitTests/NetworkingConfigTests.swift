@@ -1,98 +1,73 @@
 import CHakoShim
+import HakoNetwork
 import HakoSystem
 import Testing
 @testable import HakoEngine
 
+/// The engine's checks of a typed network attachment and mounts (the flags'
+/// text is parsed in HakoCLI: Tests/HakoCLITests/ContainerFlagsTests.swift).
 @Suite struct NetworkingConfigTests {
-    @Test func defaultsAndFlags() throws {
-        #expect(try ContainerNetworking.make(NetworkRunOptions(), mode: .bridge, exposed: [])?.networks.map(\.name) == ["bridge"])
-        var o = NetworkRunOptions()
-        o.network = "back"; o.ip = "10.1.0.5"; o.aliases = ["db"]; o.publish = ["8080:80", "53/udp"]; o.publishAll = true
-        o.dns = ["192.0.2.53"]; o.addHosts = ["x:192.0.2.1", "gw=host-gateway"]
+    @Test func defaultsAndAttachments() throws {
+        typealias Attachment = ContainerSpec.NetworkAttachment
+        #expect(try ContainerNetworking.make(Attachment(), mode: .bridge, exposed: [])?.networks.map(\.name) == ["bridge"])
+        var o = Attachment()
+        o.network = "back"; o.ip = IPv4Address("10.1.0.5"); o.aliases = ["db"]; o.publishAll = true
+        o.ports = try PortBinding.parse("8080:80") + PortBinding.parse("53/udp")
+        o.dns = [IPv4Address("192.0.2.53")].compactMap { $0 }
+        o.extraHosts = [.init(name: "x", address: "192.0.2.1"), .init(name: "gw", address: "host-gateway")]
         let n = try #require(try ContainerNetworking.make(o, mode: .bridge, exposed: ["80/tcp", "443/tcp"]))
         #expect(n.networks == [NetworkJoin(name: "back", ip: .init("10.1.0.5"), aliases: ["db"])])
         #expect(n.requestedPorts.map(\.description) == ["0.0.0.0:8080->80/tcp", "0.0.0.0:0->53/udp", "0.0.0.0:0->443/tcp"])
         #expect(n.extraHosts.map(\.address) == ["192.0.2.1", "host-gateway"])
-        #expect(try ContainerNetworking.make(NetworkRunOptions(), mode: .none, exposed: []) == nil)
+        #expect(try ContainerNetworking.make(Attachment(), mode: .none, exposed: []) == nil)
     }
 
-    @Test func refusals() {
-        func fails(_ f: (inout NetworkRunOptions) -> Void, mode: NetworkMode = .bridge, _ needle: String) {
-            var o = NetworkRunOptions()
-            f(&o)
+    @Test func refusals() throws {
+        func fails(_ f: (inout ContainerSpec.NetworkAttachment) throws -> Void, mode: NetworkMode = .bridge, _ needle: String) throws {
+            var o = ContainerSpec.NetworkAttachment()
+            try f(&o)
             do { _ = try ContainerNetworking.make(o, mode: mode, exposed: []); Issue.record("accepted: \(needle)") } catch let e as HakoError {
                 #expect(e.message.contains(needle), "\(e.message)")
-            } catch {}
+            }
         }
-        fails({ $0.publish = ["80"] }, mode: .host, "conflicting options: publishing ports and --network host")
-        fails({ $0.ip = "10.0.0.300" }, "invalid --ip")
-        fails({ $0.mac = "ff:ff:ff:ff:ff:ff" }, "invalid --mac-address")
-        fails({ $0.aliases = ["x"] }, "only supported for user-defined networks")
-        fails({ $0.publish = ["8080:80", "8080:81"] }, "published twice")
-        fails({ $0.dns = ["dns.example"] }, "invalid --dns")
-        fails({ $0.addHosts = ["bad host:1.2.3.4"] }, "bad host name")
+        try fails({ $0.ports = try PortBinding.parse("80") }, mode: .host, "conflicting options: publishing ports and --network host")
+        try fails({ $0.mac = MACAddress("ff:ff:ff:ff:ff:ff") }, "invalid --mac-address")
+        try fails({ $0.aliases = ["x"] }, "only supported for user-defined networks")
+        try fails({ $0.network = "back"; $0.aliases = ["bad alias"] }, "invalid --network-alias")
+        try fails({ $0.ports = try PortBinding.parse("8080:80") + PortBinding.parse("8080:81") }, "published twice")
+        try fails({ $0.extraHosts = [.init(name: "bad host", address: "1.2.3.4")] }, "bad host name")
+        try fails({ $0.extraHosts = [.init(name: "h", address: "nowhere")] }, "is not an IPv4 address")
     }
 }
 
 @Suite struct StorageConfigTests {
-    @Test func volumeFlag() throws {
-        let bind = try ContainerStorage.parseVolume("/srv:/data:ro")
-        #expect(bind.kind == .bind && bind.source == "/srv" && bind.target == "/data" && bind.readOnly && bind.createHostPath)
-        let rel = try ContainerStorage.parseVolume("./x:/y")
-        #expect(rel.kind == .bind && rel.source == FS.absolute("x"))
-        let named = try ContainerStorage.parseVolume("cache:/var/cache/:nocopy")
-        #expect(named.kind == .volume && named.source == "cache" && named.target == "/var/cache" && named.noCopy && !named.anonymous)
-        let anon = try ContainerStorage.parseVolume("/anon")
-        #expect(anon.kind == .volume && anon.anonymous && anon.source.count == 64)
-        for bad in [":/x", "rel", "/a:relative", "/a:/", "/a:/x:bogus", "a b:/x", "/a:/b:ro:rw", "x:"] {
-            #expect(throws: HakoError.self, "\(bad)") { try ContainerStorage.parseVolume(bad) }
-        }
-    }
-
-    @Test func mountAndTmpfsFlags() throws {
-        let t = try ContainerStorage.parseMount("type=tmpfs,target=/t,tmpfs-size=64m,tmpfs-mode=1777")
-        #expect(t.kind == .tmpfs && t.tmpfsSize == 64 << 20 && t.tmpfsMode == 0o1777)
-        let v = try ContainerStorage.parseMount("type=volume,src=v1,dst=/v,readonly")
-        #expect(v.kind == .volume && v.source == "v1" && v.readOnly)
-        let ro = try ContainerStorage.parseMount("type=bind,source=/,target=/host,readonly=false")
-        #expect(ro.kind == .bind && !ro.readOnly && !ro.createHostPath)
-        let f = try ContainerStorage.parseTmpfs("/run:size=8m,mode=755,exec")
-        #expect(f.tmpfsSize == 8 << 20 && f.tmpfsMode == 0o755 && f.tmpfsExec)
-        for bad in ["type=nfs,target=/x", "type=bind,target=/x", "type=tmpfs,source=x,target=/t", "type=volume,target=/x,tmpfs-mode=9",
-                    "target=relative", "type=volume,target=/x,colour=blue", "type=bind,source=/no/such/path/here,target=/x"] {
-            #expect(throws: HakoError.self, "\(bad)") { try ContainerStorage.parseMount(bad) }
-        }
-        for bad in ["relative", "/t:size=big", "/t:mode=999", "/t:colour"] {
-            #expect(throws: HakoError.self, "\(bad)") { try ContainerStorage.parseTmpfs(bad) }
-        }
-    }
-
     @Test func imageVolumesBecomeAnonymousAndDuplicatesAreRefused() throws {
-        var o = StorageRunOptions()
-        o.volumes = ["data:/data"]
-        let s = try #require(try ContainerStorage.make(o, imageVolumes: ["/data", "/logs"]))
+        let data = MountRequest(kind: .volume, source: "data", target: "/data")
+        let s = try #require(try ContainerStorage.make([data], imageVolumes: ["/data", "/logs"]))
         #expect(s.mounts.map(\.target) == ["/data", "/logs"])
         #expect(s.mounts[1].anonymous && !s.mounts[0].anonymous)
-        o.tmpfs = ["/data/"]
-        #expect(throws: HakoError.self) { try ContainerStorage.make(o, imageVolumes: []) }
+        #expect(throws: HakoError.self) { try ContainerStorage.make([data, MountRequest(kind: .tmpfs, source: "", target: "/data/")], imageVolumes: []) }
+    }
+
+    /// What a typed filler (the agent, the Docker API) hands in is checked as the flags' parser checks it.
+    @Test func typedRequestsAreChecked() throws {
+        var bind = MountRequest(kind: .bind, source: "/no/such/path/here", target: "/x")
+        #expect(throws: HakoError.self) { try ContainerStorage.make([bind], imageVolumes: []) }
+        bind.createHostPath = true
+        #expect(try ContainerStorage.make([bind], imageVolumes: [])?.mounts.count == 1, "-v makes a missing host directory")
+        var tmpfsOnVolume = MountRequest(kind: .volume, source: "v", target: "/v")
+        tmpfsOnVolume.tmpfsSize = 1 << 20
+        var propagatedTmpfs = MountRequest(kind: .tmpfs, source: "", target: "/t")
+        propagatedTmpfs.propagation = .rshared
+        for bad in [MountRequest(kind: .volume, source: "a b", target: "/v"), MountRequest(kind: .tmpfs, source: "x", target: "/t"),
+                    MountRequest(kind: .volume, source: "v", target: "relative"), MountRequest(kind: .bind, source: "rel", target: "/x"),
+                    tmpfsOnVolume, propagatedTmpfs] {
+            #expect(throws: HakoError.self, "\(bad)") { try ContainerStorage.make([bad], imageVolumes: []) }
+        }
     }
 }
 
 @Suite struct BindPropagationTests {
-    @Test func volumeAndMountFlagsTakeAPropagation() throws {
-        #expect(try ContainerStorage.parseVolume("/srv:/data").propagation == nil)
-        #expect(try ContainerStorage.parseVolume("/srv:/data:ro,rshared").propagation == .rshared)
-        #expect(try ContainerStorage.parseVolume("/srv:/data:slave,z").propagation == .slave)
-        #expect(try ContainerStorage.parseMount("type=bind,source=/,target=/h,bind-propagation=rslave").propagation == .rslave)
-        for bad in ["/srv:/data:rshared,rslave", "named:/data:rshared", "/srv:/data:bogus"] {
-            #expect(throws: HakoError.self, "\(bad)") { try ContainerStorage.parseVolume(bad) }
-        }
-        for bad in ["type=bind,source=/,target=/h,bind-propagation=sideways", "type=volume,target=/v,bind-propagation=shared",
-                    "type=tmpfs,target=/t,bind-propagation=rshared"] {
-            #expect(throws: HakoError.self, "\(bad)") { try ContainerStorage.parseMount(bad) }
-        }
-    }
-
     @Test func flagsAreRecursiveOnlyForTheRForms() {
         #expect(BindPropagation.shared.mountFlags == HAKO_MS_SHARED)
         #expect(BindPropagation.rshared.mountFlags == HAKO_MS_SHARED | HAKO_MS_REC)

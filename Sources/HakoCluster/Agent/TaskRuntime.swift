@@ -146,92 +146,84 @@ public struct EngineTaskRuntime: TaskRuntime {
         return (out, running)
     }
 
-    /// The engine's options for a task: Docker swarm's container name, the task labels.
-    /// `dns`: the node's DNS responder (its bridge's gateway) for service names.
-    /// `hostname`: the node's, for templates.
-    public static func runOptions(_ a: Assignment, node: String, dns: String? = nil, hostname: String = AgentConfig.hostname()) throws -> RunOptions {
+    /// The engine's spec for a task, filled with typed values: Docker swarm's
+    /// container name, the task labels. `dns`: the node's DNS responder (its
+    /// bridge's gateway) for service names. `hostname`: the node's, for templates.
+    public static func containerSpec(_ a: Assignment, node: String, dns: IPv4Address? = nil, hostname: String = AgentConfig.hostname()) throws -> ContainerSpec {
         let s = a.spec
-        var o = RunOptions(image: s.image)
+        var o = ContainerSpec(image: s.image)
         o.name = "\(a.name).\(a.taskID.prefix(12))"
-        o.command = s.command
-        o.entrypoint = s.entrypoint
-        o.workingDir = s.workdir
-        o.user = s.user
-        var labels = s.labels
-        labels[TaskLabels.task] = a.taskID
-        labels[TaskLabels.service] = a.serviceID
-        labels[TaskLabels.node] = node
-        labels[TaskLabels.slot] = String(a.slot)
-        o.labels = labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
-        o.restart = s.restart
+        o.process.command = s.command
+        o.process.entrypoint = s.entrypoint.map { $0.isEmpty ? [] : [$0] }
+        o.process.workingDir = s.workdir
+        o.process.user = s.user
+        o.labels = s.labels
+        o.labels[TaskLabels.task] = a.taskID
+        o.labels[TaskLabels.service] = a.serviceID
+        o.labels[TaskLabels.node] = node
+        o.labels[TaskLabels.slot] = String(a.slot)
+        o.restart = try RestartPolicy(parsing: s.restart)
         let platform = Agent.platform
         let template = TaskTemplate(serviceID: a.serviceID, serviceName: s.name, serviceLabels: s.serviceLabels, nodeID: node, nodeHostname: hostname,
                                     os: platform.os, architecture: platform.architecture, taskID: a.taskID, taskName: "\(a.name).\(a.taskID)",
                                     taskSlot: a.slot == 0 ? node : String(a.slot))
         try applyTemplates(s, template, to: &o)
-        applyNetwork(s, dns: dns, to: &o)
-        // Limits in the engine's flag syntax; a memory reservation is the soft limit (Docker swarm's).
-        if s.limits.cpuMillis > 0 { o.isolation.cpus = EngineTaskRuntime.cpus(s.limits.cpuMillis) }
-        if s.limits.memory > 0 { o.isolation.memory = String(s.limits.memory) }
-        if s.reservations.memory > 0 { o.isolation.memoryReservation = String(s.reservations.memory) }
-        o.stopSignal = s.stopSignal
+        try applyNetwork(s, dns: dns, to: &o)
+        // A memory reservation is the soft limit (Docker swarm's).
+        if s.limits.cpuMillis > 0 { o.resources.nanoCPUs = s.limits.cpuMillis * 1_000_000 }
+        if s.limits.memory > 0 { o.resources.memory = s.limits.memory }
+        if s.reservations.memory > 0 { o.resources.memoryReservation = s.reservations.memory }
+        if let sig = s.stopSignal {
+            guard let n = Signals.parse(sig) else { throw HakoError(.failed, "invalid stop signal \"\(sig)\"") }
+            o.stopSignal = n
+        }
         o.stopTimeout = s.stopTimeout
         o.healthCheck = s.healthCheck
-        applyStorage(s.container, to: &o)
-        applyDevices(s.container, to: &o)
+        o.mounts = s.container.mounts.map(\.mountRequest)
+        o.isolation.devices = s.container.devices.map(\.deviceMapping)
         applyHardening(s.container, to: &o)
         return o
     }
 
     /// `--env` values and `--hostname` through Swarm's templates.
-    static func applyTemplates(_ s: ServiceSpec, _ t: TaskTemplate, to o: inout RunOptions) throws {
-        o.env = try s.env.map { try t.render($0, what: "--env") }
+    static func applyTemplates(_ s: ServiceSpec, _ t: TaskTemplate, to o: inout ContainerSpec) throws {
+        o.process.env = try EnvFile.passThrough(try s.env.map { try t.render($0, what: "--env") })
         o.hostname = try s.container.hostname.map { try t.render($0, what: "--hostname") }
     }
 
     /// The network, published ports and resolvers: the node's responder for
     /// service names first, then the service's own servers; a task of a stack
     /// also searches the stack's domain, where its services' short names are.
-    static func applyNetwork(_ s: ServiceSpec, dns: String?, to o: inout RunOptions) {
+    static func applyNetwork(_ s: ServiceSpec, dns: IPv4Address?, to o: inout ContainerSpec) throws {
         let c = s.container
-        o.networking.dns = c.dns
+        let servers = try c.dns.map { d in
+            guard let a = IPv4Address(d) else { throw HakoError(.failed, "invalid --dns \"\(d)\": not an IPv4 address") }
+            return a
+        }
+        o.networking.dns = servers
         o.networking.dnsSearch = c.dnsSearch
         o.networking.dnsOptions = c.dnsOptions
         switch s.network {
         case ServiceSpec.clusterNetwork:
             o.network = .bridge
             o.networking.network = ClusterNetwork.name
-            o.networking.publish = s.ports
-            o.networking.dns = (dns.map { [$0] } ?? []) + c.dns.filter { $0 != dns }
+            // The coordinator checked the ports' text; this is their one parse on the node.
+            o.networking.ports = try s.ports.flatMap { try PortBinding.parse($0) }
+            o.networking.dns = (dns.map { [$0] } ?? []) + servers.filter { $0 != dns }
             if let ns = s.stackNamespace { o.networking.dnsSearch.append(ns) }
         case "host": o.network = .host
         default: o.network = .none
         }
     }
 
-    /// Mounts as the engine's `--mount` (a named volume is made on first use and kept on the node).
-    static func applyStorage(_ c: ServiceContainerOptions, to o: inout RunOptions) {
-        o.storage.mounts = c.mounts.map(\.engineText)
-    }
-
-    static func applyDevices(_ c: ServiceContainerOptions, to o: inout RunOptions) {
-        o.isolation.devices = c.devices.map(\.engineText)
-    }
-
     /// Sysctls, capabilities, a read-only root, the init process and the pids limit.
-    static func applyHardening(_ c: ServiceContainerOptions, to o: inout RunOptions) {
-        o.isolation.sysctls = c.sysctls.keys.sorted().map { "\($0)=\(c.sysctls[$0] ?? "")" }
+    static func applyHardening(_ c: ServiceContainerOptions, to o: inout ContainerSpec) {
+        o.isolation.sysctls = c.sysctls.keys.sorted().map { IsolationConfig.Sysctl(key: $0, value: c.sysctls[$0] ?? "") }
         o.isolation.capAdd = c.capAdd
         o.isolation.capDrop = c.capDrop
-        o.isolation.readOnly = c.readOnly
-        o.initProcess = c.initProcess
-        if c.pidsLimit > 0 { o.isolation.pidsLimit = c.pidsLimit }
-    }
-
-    /// Thousandths of a CPU as `--cpus` takes them: "1.5".
-    static func cpus(_ millis: Int64) -> String {
-        let frac = String(millis % 1000)
-        return "\(millis / 1000)." + String(repeating: "0", count: 3 - frac.count) + frac
+        o.isolation.readOnlyRoot = c.readOnly
+        o.process.initProcess = c.initProcess
+        if c.pidsLimit > 0 { o.resources.pidsLimit = Int64(c.pidsLimit) }
     }
 
     public func start(_ a: Assignment, node: String, subnet: String, overlay: ClusterNetworkOptions?, files: [ContainerFile]) throws -> String {
@@ -239,8 +231,8 @@ public struct EngineTaskRuntime: TaskRuntime {
             try network.ensure(subnet: subnet, overlay: overlay)
         }
         try images.ensure(a.spec.image)
-        let gateway = IPv4Network(subnet)?.defaultGateway.description
-        let config = try engine.create(try EngineTaskRuntime.runOptions(a, node: node, dns: gateway))
+        let gateway = IPv4Network(subnet)?.defaultGateway
+        let config = try engine.create(try EngineTaskRuntime.containerSpec(a, node: node, dns: gateway))
         do {
             _ = try engine.start(created: config, files: files)
         } catch {
@@ -282,5 +274,35 @@ public struct EngineTaskRuntime: TaskRuntime {
             kept.append(e)
         }
         return (out, false)
+    }
+}
+
+extension ServiceMount {
+    /// The engine's mount request for it (a named volume is made on first use and kept on the node).
+    var mountRequest: MountRequest {
+        var m: MountRequest
+        switch type {
+        case .volume:
+            if let s = source {
+                m = MountRequest(kind: .volume, source: s, target: target)
+            } else {
+                m = MountRequest(kind: .volume, source: hexString(randomBytes(32)), target: target)
+                m.anonymous = true
+            }
+        case .bind: m = MountRequest(kind: .bind, source: FS.absolute(source ?? ""), target: target)
+        case .tmpfs: m = MountRequest(kind: .tmpfs, source: "", target: target)
+        }
+        m.readOnly = readOnly
+        m.noCopy = noCopy
+        m.tmpfsSize = tmpfsSize > 0 ? UInt64(tmpfsSize) : 0
+        m.propagation = propagation.flatMap(BindPropagation.init(rawValue:))
+        return m
+    }
+}
+
+extension ServiceDevice {
+    /// The engine's device mapping for it.
+    var deviceMapping: IsolationConfig.DeviceMapping {
+        IsolationConfig.DeviceMapping(host: FS.normalize(host), container: FS.normalize(container), permissions: permissions)
     }
 }

@@ -183,18 +183,6 @@ public struct ServiceMount: Codable, Sendable, Equatable {
         }
         if noCopy && type != .volume { throw .invalid("volume-nocopy on a \(type.rawValue) mount") }
     }
-
-    /// The engine's `--mount` text for it.
-    var engineText: String {
-        var f = ["type=\(type.rawValue)"]
-        if let s = source { f.append("source=\(s)") }
-        f.append("target=\(target)")
-        if readOnly { f.append("readonly") }
-        if noCopy { f.append("volume-nocopy") }
-        if tmpfsSize > 0 { f.append("tmpfs-size=\(tmpfsSize)") }
-        if let p = propagation { f.append("bind-propagation=\(p)") }
-        return f.joined(separator: ",")
-    }
 }
 
 /// `--device HOST[:CONTAINER[:PERMISSIONS]]`: a host device in the tasks'
@@ -235,9 +223,6 @@ public struct ServiceDevice: Codable, Sendable, Equatable {
             throw .invalid("permissions are some of r, w, m")
         }
     }
-
-    /// The engine's `--device` text.
-    var engineText: String { "\(host):\(container):\(permissions)" }
 }
 
 /// Swarm's templates in `--hostname` and `--env` values: `{{.Service.ID}}`,

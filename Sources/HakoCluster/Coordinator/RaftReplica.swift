@@ -88,8 +88,6 @@ public final class RaftReplica: @unchecked Sendable {
     /// writing entries to its store.
     public struct Costs: Sendable, Equatable {
         public var encode = 0.0, decode = 0.0, store = 0.0
-        /// Entries applied, and of them decoded (proposed by another replica).
-        public var applied = 0, decoded = 0
     }
     private let spent = Mutex(Costs())
     public var costs: Costs { spent.withLock { $0 } }
@@ -298,9 +296,8 @@ public final class RaftReplica: @unchecked Sendable {
             try store.commit(batch)
             let t2 = monotonicSeconds()
             spent.withLock {
-                $0.applied += 1
                 $0.store += t2 - t1
-                if own == nil { $0.decoded += 1; $0.decode += t1 - t0 }
+                if own == nil { $0.decode += t1 - t0 }
             }
             lastRefusal = ""
             if batch.meta.keys.contains(where: { $0.hasPrefix(RaftReplica.addressKeyPrefix) }) { loadAddressBook(batch.meta) }

@@ -82,7 +82,7 @@ raft_per_cpu=$(awk '{print $2}' "$W/raft-runs.txt" | median)
 one_rate=$(awk '{print $3}' "$W/raft-runs.txt" | median)
 raft_all=$(awk '{printf "%s%s", (NR > 1 ? ", " : ""), $1}' "$W/raft-runs.txt")
 one_all=$(awk '{printf "%s%s", (NR > 1 ? ", " : ""), $3}' "$W/raft-runs.txt")
-entry=$(sed -n 's/^entry_bytes=\([0-9]*\) format1_entry_bytes=\([0-9]*\).*/\1 (format 1: \2)/p' "$W/sched-raft.txt")
+entry=$(sed -n 's/^entry_bytes=\([0-9]*\).* format1_entry_bytes=\([0-9]*\).*/\1 (format 1: \2)/p' "$W/sched-raft.txt")
 
 # ---------------------------------------------------- 2. coordinator, 10 nodes
 echo "== coordinator: 10 simulated nodes, 1,000 tasks, then idle"

@@ -1,5 +1,13 @@
 #!/usr/bin/env bash
-# Coordinators on Raft (part of make bench): three coordinators on loopback
+# Coordinators on Raft (part of make bench).
+#   1. Placements committed through Raft: PLACEMENT_RUNS runs (3 by default)
+#      of `hako-cluster-bench scheduler` (1,000 simulated nodes, PLACEMENTS
+#      tasks in batches of 5,000), each through Raft to three coordinators'
+#      stores (--raft 3: three replicas in one process, mutual TLS on
+#      loopback; goal >= 20,000/s) and at once after it with one coordinator,
+#      so that both see the same moment of a shared machine; where a batch's
+#      commit went, and the log entry's size. PLACEMENT_RUNS=0 skips it.
+#   2. Failover: three coordinators on loopback
 # (mutual TLS, the default raft_election_timeout of 750 ms unless ELECTION is
 # set), the leader killed with kill -9 TRIALS times: the time until a new
 # leader answers `hako cluster service ls` with the state (goal p99 <= 2 s;
@@ -12,6 +20,8 @@ REPO=$(cd "$HERE/.." && pwd)
 BIN=${HAKO_BIN_DIR:-$REPO/.build/release}
 TRIALS=${TRIALS:-10}
 ELECTION=${ELECTION:-750ms}
+PLACEMENT_RUNS=${PLACEMENT_RUNS:-3}
+PLACEMENTS=${PLACEMENTS:-200000}
 H=$BIN/hako
 W=$(mktemp -d /tmp/hako-bench-raft-XXXXXX)
 PIDS=()
@@ -21,6 +31,42 @@ cleanup() {
   rm -rf "$W"
 }
 trap cleanup EXIT
+load() { cut -d' ' -f1 /proc/loadavg; }
+
+if [ "$PLACEMENT_RUNS" -gt 0 ]; then
+  BENCH=$BIN/hako-cluster-bench
+  if [ ! -x "$BENCH" ]; then
+    echo "== building hako-cluster-bench (release)"
+    (cd "$REPO" && swift build -c release --static-swift-stdlib --product hako-cluster-bench 2>&1 | tail -1)
+    BENCH=$REPO/.build/release/hako-cluster-bench
+  fi
+  : > "$W/placements.txt"
+  for run in $(seq 1 "$PLACEMENT_RUNS"); do
+    echo "== placements through Raft to 3 coordinators, then one coordinator: $PLACEMENTS tasks in batches of 5,000, run $run of $PLACEMENT_RUNS (load $(load))"
+    rm -rf "$W"/sched-*
+    "$BENCH" scheduler --nodes 1000 --tasks "$PLACEMENTS" --batch 5000 --raft 3 "$W/sched-raft.db" | tee "$W/raft.txt"
+    "$BENCH" scheduler --nodes 1000 --tasks "$PLACEMENTS" --batch 5000 "$W/sched-one.db" | tee "$W/one.txt"
+    rate() { sed -n 's/^placements_per_s=\([0-9]*\).*/\1/p' "$1"; }
+    cpu() { sed -n 's/^placements_per_cpu_s=\([0-9]*\).*/\1/p' "$1"; }
+    echo "$(rate "$W/raft.txt") $(cpu "$W/raft.txt") $(rate "$W/one.txt") $(cpu "$W/one.txt") $(load)" >> "$W/placements.txt"
+    sed -n 's/^per_batch_ms: //p' "$W/raft.txt" > "$W/split-$run.txt"
+    sed -n 's/^entry_bytes=\([0-9]*\).*/\1/p' "$W/raft.txt" > "$W/entry.txt"
+  done
+  echo
+  printf '| run | placements/s through Raft, 3 coordinators | per CPU s | one coordinator, right after | per CPU s | Raft / one | load after | where a batch went (ms) |\n|---|---|---|---|---|---|---|---|\n'
+  n=0
+  while read -r raft raftcpu one onecpu l; do
+    n=$((n + 1))
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$n" "$raft" "$raftcpu" "$one" "$onecpu" \
+      "$(awk -v a="$raft" -v b="$one" 'BEGIN { if (b > 0) printf "%.2f", a / b }')" "$l" "$(cat "$W/split-$n.txt" 2>/dev/null)"
+  done < "$W/placements.txt"
+  median() { sort -n | awk '{a[NR]=$1} END { print a[int((NR+1)/2)] }'; }
+  printf '| median | %s | %s | %s | %s | | | goal >= 20,000/s through Raft; log entry of a batch: %s B |\n' \
+    "$(awk '{print $1}' "$W/placements.txt" | median)" "$(awk '{print $2}' "$W/placements.txt" | median)" \
+    "$(awk '{print $3}' "$W/placements.txt" | median)" "$(awk '{print $4}' "$W/placements.txt" | median)" "$(cat "$W/entry.txt")"
+  echo
+fi
+[ "$TRIALS" -gt 0 ] || exit 0
 BASE=$((20000 + RANDOM % 20000))
 peers="\"1@127.0.0.1:$((BASE + 11))\", \"2@127.0.0.1:$((BASE + 12))\", \"3@127.0.0.1:$((BASE + 13))\""
 for i in 1 2 3; do

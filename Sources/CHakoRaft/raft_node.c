@@ -23,7 +23,7 @@ struct event {
     int fd;
     int change;
     char *address;
-    void *data;
+    void *data; /* a proposal's entry, from raft_malloc */
     size_t len;
 };
 
@@ -229,14 +229,14 @@ static void do_event(struct hako_raft *r, struct event *e) {
             break;
         }
         struct proposal *p = calloc(1, sizeof *p);
-        struct raft_buffer buf = {raft_malloc(e->len ? e->len : 1), e->len};
-        if (p == NULL || buf.base == NULL) {
-            free(p);
-            raft_free(buf.base);
+        if (p == NULL) {
             r->cb.done(r->cb.ctx, e->token, RAFT_NOMEM, raft_strerror(RAFT_NOMEM));
             break;
         }
-        memcpy(buf.base, e->data, e->len);
+        /* The entry's bytes, copied once by hako_raft_propose into a buffer of
+         * libraft's allocator: libraft owns them from here. */
+        struct raft_buffer buf = {e->data, e->len};
+        e->data = NULL;
         p->token = e->token;
         p->r = r;
         p->req.data = p;
@@ -307,7 +307,7 @@ static void do_event(struct hako_raft *r, struct event *e) {
 
 static void free_event(struct event *e) {
     free(e->address);
-    free(e->data);
+    raft_free(e->data);
     free(e);
 }
 
@@ -485,7 +485,7 @@ static void post(struct hako_raft *r, struct event *e) {
 
 void hako_raft_propose(hako_raft *r, uint64_t token, const void *data, size_t len) {
     struct event *e = calloc(1, sizeof *e);
-    void *copy = malloc(len ? len : 1);
+    void *copy = raft_malloc(len ? len : 1); /* handed to raft_apply as it is */
     if (e == NULL || copy == NULL) abort(); /* out of memory */
     memcpy(copy, data, len);
     e->kind = EV_PROPOSE;

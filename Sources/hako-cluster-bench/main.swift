@@ -5,6 +5,10 @@
 //       --raft N, committed through Raft to N coordinators' stores instead (N
 //       replicas in this process, mutual TLS over loopback, the leader's commit
 //       waiting for a majority and its own store).
+//   entry [--tasks N] [--rounds N] DB
+//       one batch of N placements (as the scheduler bench makes them) as a
+//       Raft log entry: its size and the time to encode it, decode it and
+//       write it to a store, per format (2: JSON, 3: binary; best of N rounds).
 //   agents --coordinator ADDR --credentials DIR --state DIR [--nodes N]
 //       N simulated nodes: the real agent code over real mutual TLS, with an
 //       in-memory runtime (tasks "run" at once); runs until SIGTERM.
@@ -60,7 +64,8 @@ func schedulerBench() throws {
     var placed = 0, unplaced = 0
     var schedulingTime = 0.0, commitTime = 0.0
     var serviceIndex = 0
-    var entryBytes = 0, entryBytesFormat1 = 0
+    var entryBytes = 0, entryBytesFormat2 = 0, entryBytesFormat1 = 0
+    var sizing = 0.0
     func cpuSeconds() -> Double {
         var u = rusage()
         getrusage(RUSAGE_SELF.rawValue, &u)
@@ -99,20 +104,23 @@ func schedulerBench() throws {
         if raft > 0 {
             guard let leader = replicas3.first(where: { $0.status.role == .leader }) else { die("no Raft leader") }
             try leader.commit(b, timeout: 60)
-            if entryBytes == 0 {
-                // The log entry of one batch, and what format 1 (the spec in every task) made of it.
-                entryBytes = try b.encodedEntry().count
-                entryBytesFormat1 = try Wire.encodeJSON(b).count + 4
-            }
         } else {
             try store.commit(b)
         }
         let t2 = monotonicSeconds()
         schedulingTime += t1 - t0
         commitTime += t2 - t1
+        if raft > 0 && entryBytes == 0 {
+            // The log entry of one batch, and what formats 2 (JSON) and 1 (JSON,
+            // the spec in every task) made of it: measured once, outside the figures.
+            entryBytes = try b.encodedEntry().count
+            entryBytesFormat2 = try b.encodedEntryFormat2().count
+            entryBytesFormat1 = try Wire.encodeJSON(b).count + 4
+            sizing = monotonicSeconds() - t2
+        }
     }
-    let elapsed = monotonicSeconds() - start
-    let cpu = cpuSeconds() - cpu0
+    let elapsed = monotonicSeconds() - start - sizing
+    let cpu = cpuSeconds() - cpu0 - sizing
     let counts = snap.nodes.map(\.tasks)
     print("nodes=\(nodes) tasks=\(placed + unplaced) placed=\(placed) unplaced=\(unplaced) batch=\(batch) raft=\(raft)")
     func ms(_ s: Double) -> Int { Int((s * 1000).rounded()) }
@@ -120,7 +128,74 @@ func schedulerBench() throws {
     print("placements_per_cpu_s=\(Int(Double(placed + unplaced) / cpu)) cpu_ms=\(ms(cpu))")
     print("placements_per_s=\(Int(Double(placed + unplaced) / elapsed)) scheduler_only_per_s=\(Int(Double(placed + unplaced) / schedulingTime)) commit_ms=\(ms(commitTime)) total_ms=\(ms(elapsed))")
     print("spread: min=\(counts.min() ?? 0) max=\(counts.max() ?? 0) tasks per node")
-    if raft > 0 { print("entry_bytes=\(entryBytes) format1_entry_bytes=\(entryBytesFormat1) per_batch_of=\(batch)") }
+    if raft > 0 {
+        print("entry_bytes=\(entryBytes) format2_entry_bytes=\(entryBytesFormat2) format1_entry_bytes=\(entryBytesFormat1) per_batch_of=\(batch)")
+        // Where a batch's commit went: the leader's encoding and store write,
+        // the followers' decoding and store writes (each on its own Raft
+        // thread, beside the leader's wait), and the rest of the leader's wait
+        // (libraft's append and fsync on a majority, TLS over loopback, queues).
+        let batches = Double((total + batch - 1) / batch)
+        guard let leader = replicas3.first(where: { $0.status.role == .leader }) else { return }
+        let l = leader.costs
+        let followers = replicas3.filter { $0 !== leader }.map(\.costs)
+        let fDecode = followers.map(\.decode).reduce(0, +) / Double(max(1, followers.count))
+        let fStore = followers.map(\.store).reduce(0, +) / Double(max(1, followers.count))
+        print("per_batch_ms: commit=\(fmt(commitTime / batches)) leader_encode=\(fmt(l.encode / batches)) leader_store=\(fmt(l.store / batches)) follower_decode=\(fmt(fDecode / batches)) follower_store=\(fmt(fStore / batches)) commit_rest=\(fmt((commitTime - l.encode - l.store) / batches))")
+    }
+}
+
+/// Milliseconds, one decimal below 10.
+func fmt(_ seconds: Double) -> String {
+    let tenths = Int((seconds * 10_000).rounded())
+    return tenths < 100 ? "\(tenths / 10).\(tenths % 10)" : "\((tenths + 5) / 10)"
+}
+
+/// One batch of `--tasks` placements as a log entry, per format: bytes, encode, decode, store write (ms, best of `--rounds`).
+func entryBench() throws {
+    let total = arg("--tasks", 5000), rounds = arg("--rounds", 5), replicas = 100
+    guard let db = CommandLine.arguments.last, db.hasSuffix(".db") else { die("entry: give a DB path ending in .db") }
+    var b = StoreBatch()
+    var serviceIndex = 0
+    while b.tasks.count < total {
+        var spec = ServiceSpec(name: "svc-\(serviceIndex)", image: "busybox")
+        spec.replicas = replicas
+        if serviceIndex % 3 == 1 { spec.constraints = ["node.labels.zone==a"] }
+        let svc = ServiceRecord(id: "s\(serviceIndex)", spec: spec, version: 1, created: 1_765_000_000.25, updated: 1_765_000_000.25)
+        b.services.append(svc)
+        for slot in 1...replicas where b.tasks.count < total {
+            b.tasks.append(TaskRecord(id: "t\(serviceIndex)-\(slot)", serviceID: svc.id, serviceName: spec.name, slot: slot, version: 1,
+                                      spec: spec, nodeID: "node-\((serviceIndex * 7 + slot) % 1000)", desired: .running, state: .assigned,
+                                      message: "", containerID: nil, exitCode: nil, created: 1_765_000_000.5, updated: 1_765_000_000.5,
+                                      notBefore: 0))
+        }
+        serviceIndex += 1
+    }
+    func best(_ body: () throws -> Void) rethrows -> Double {
+        var out = Double.infinity
+        for _ in 0..<rounds {
+            let t0 = monotonicSeconds()
+            try body()
+            out = min(out, monotonicSeconds() - t0)
+        }
+        return out
+    }
+    var round = 0
+    let formats: [(Int, () throws -> [UInt8])] = [(2, { try b.encodedEntryFormat2() }), (3, { try b.encodedEntry() })]
+    for (format, encode) in formats {
+        let bytes = try encode()
+        let enc = try best { _ = try encode() }
+        let dec = try best { _ = try bytes.withUnsafeBytes { p throws(ClusterError) in try StoreBatch.decode(entry: p) } }
+        let decoded = try bytes.withUnsafeBytes { p throws(ClusterError) in try StoreBatch.decode(entry: p) }
+        var store = Double.infinity
+        for _ in 0..<rounds {
+            round += 1
+            let fresh = try Store(path: String(db.dropLast(3)) + "-\(round).db")
+            let t0 = monotonicSeconds()
+            try fresh.commit(decoded)
+            store = min(store, monotonicSeconds() - t0)
+        }
+        print("format=\(format) tasks=\(b.tasks.count) bytes=\(bytes.count) encode_ms=\(fmt(enc)) decode_ms=\(fmt(dec)) store_ms=\(fmt(store))")
+    }
 }
 
 /// `n` replicas of a fresh store on loopback ports, once one of them leads.
@@ -235,9 +310,10 @@ func changesBench() throws {
 do {
     switch CommandLine.arguments.dropFirst().first {
     case "scheduler": try schedulerBench()
+    case "entry": try entryBench()
     case "agents": try agentsBench()
     case "changes": try changesBench()
-    default: die("usage: hako-cluster-bench scheduler|agents|changes …")
+    default: die("usage: hako-cluster-bench scheduler|entry|agents|changes …")
     }
 } catch {
     die("\(error)")

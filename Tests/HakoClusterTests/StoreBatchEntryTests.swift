@@ -37,12 +37,15 @@ import Testing
         b.services = [s]
         b.tasks = (1...5000).map { task("t\($0)", s, slot: $0) }
         let entry = try b.encodedEntry()
-        #expect(Array(entry[0..<4]) == Array("HKB".utf8) + [2])
+        #expect(Array(entry[0..<4]) == Array("HKB".utf8) + [3])
         #expect(entry.count % 8 == 0)
         #expect(occurrences(of: "web-frontend", in: entry) == 1)
-        #expect(entry.count < 5000 * 400, "\(entry.count) bytes")
+        #expect(entry.count < 5000 * 100, "\(entry.count) bytes")
         let old = Array("HKB".utf8) + [1] + (try Wire.encodeJSON(b))
-        #expect(entry.count * 2 < old.count, "format 2: \(entry.count) bytes, format 1: \(old.count)")
+        let json = try b.encodedEntryFormat2()
+        #expect(occurrences(of: "web-frontend", in: json) == 1)
+        #expect(json.count * 2 < old.count, "format 2: \(json.count) bytes, format 1: \(old.count)")
+        #expect(entry.count * 2 < json.count, "format 3: \(entry.count) bytes, format 2: \(json.count)")
 
         let back = try decode(entry)
         #expect(back.services == b.services)
@@ -112,12 +115,38 @@ import Testing
         #expect(back.tasks == b.tasks && back.services == b.services)
     }
 
+    /// Format 2 (JSON, specs apart from the tasks), as coordinators before format 3 wrote it, still decodes.
+    @Test func formatTwoStillDecodes() throws {
+        let v1 = service("s1", version: 1, image: "web:1"), v2 = service("s1", version: 2, image: "web:2")
+        var b = StoreBatch()
+        b.services = [v2]
+        b.tasks = [task("a", v1, slot: 1), task("b", v2, slot: 2, node: nil)]
+        b.meta = ["coordinator.1": "10.0.0.1:4270"]
+        let old = try b.encodedEntryFormat2()
+        #expect(Array(old[0..<4]) == Array("HKB".utf8) + [2] && old.count % 8 == 0)
+        #expect(old[4] == UInt8(ascii: "{"), "JSON")
+        let back = try decode(old)
+        #expect(back.tasks == b.tasks && back.services == b.services && back.meta == b.meta)
+        // As written by a coordinator of before format 3 (the text itself, not today's encoder).
+        let literal = Array("HKB".utf8) + [2] + Array(#"{"batch":{"meta":{"k":"v"},"nodes":[],"removedNodes":[],"services":[],"removedServices":[],"tasks":[],"removedTasks":["t9"],"leases":[],"releasedLeases":[],"tokens":[],"removedTokens":[],"certs":[],"revokedSubjects":[],"events":[]},"specs":[]}  "#.utf8)
+        let lit = try decode(literal)
+        #expect(lit.meta == ["k": "v"] && lit.removedTasks == ["t9"] && lit.secrets.isEmpty)
+    }
+
     /// A format this hako does not know, and an entry whose task's spec it does not carry: refused whole.
     @Test func unknownFormatsAndMissingSpecsAreRefused() throws {
         let future = Array("HKB".utf8) + [9] + Array("{}      ".utf8)
         #expect { try decode(future) } throws: { "\($0)".contains("upgrade") }
         let broken = Array("HKB".utf8) + [2] + Array(#"{"batch":{"meta":{},"nodes":[],"removedNodes":[],"services":[],"removedServices":[],"tasks":[{"id":"t","serviceID":"s","serviceName":"web","slot":1,"version":1,"spec":null,"desired":"running","state":"running","message":"","created":0,"updated":0,"notBefore":0}],"removedTasks":[],"leases":[],"releasedLeases":[],"tokens":[],"removedTokens":[],"certs":[],"revokedSubjects":[],"events":[]},"specs":[]}"#.utf8)
         #expect { try decode(broken) } throws: { "\($0)".contains("does not carry") }
+        // The same in format 3: a task whose service version the entry lacks.
+        let s = service("s1")
+        var b = StoreBatch()
+        b.tasks = [task("t", s, slot: 1)]
+        var content = b.entryContent()
+        content.specs = []
+        let binary = try BinaryEncoder(userInfo: [SpecOfTask.apart: true]).encode(content, prefix: Array("HKB".utf8) + [3], padding: 8)
+        #expect { try decode(binary) } throws: { "\($0)".contains("does not carry") }
         #expect { try decode(Array("XYZ1".utf8)) } throws: { "\($0)".contains("not a store batch") }
     }
 }

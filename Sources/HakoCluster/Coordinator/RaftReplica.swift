@@ -91,6 +91,15 @@ public final class RaftReplica: @unchecked Sendable {
     private let stopping = Atomic<Bool>(false)
     private let lastStatus = Mutex<RaftStatus>(RaftStatus(role: .unavailable, leaderID: 0, leaderRaftAddress: "", term: 0))
 
+    /// Where this replica's time went, in seconds (the benchmark's breakdown
+    /// of a commit): encoding its proposals, decoding entries others proposed,
+    /// writing entries to its store.
+    public struct Costs: Sendable, Equatable {
+        public var encode = 0.0, decode = 0.0, store = 0.0
+    }
+    private let spent = Mutex(Costs())
+    public var costs: Costs { spent.withLock { $0 } }
+
     public init(settings: RaftSettings, dataDir: String, databasePath: String, tls: RaftTransport.Credentials, log: ClusterLog,
                 onChange: @escaping @Sendable (RaftStatus) -> Void) throws {
         self.settings = settings
@@ -209,7 +218,10 @@ public final class RaftReplica: @unchecked Sendable {
     /// Commits a batch through Raft: returns once it is applied to the local
     /// store, or throws (not the leader, no quorum within `timeout`, refused).
     public func commit(_ batch: StoreBatch, timeout: Double) throws(ClusterError) {
+        let t0 = monotonicSeconds()
         let bytes = try batch.encodedEntry(format: settings.entryFormat)
+        let t1 = monotonicSeconds()
+        spent.withLock { $0.encode += t1 - t0 }
         try wait(timeout: timeout) { token in
             proposed.withLock { $0[token] = (bytes, batch) }
             bytes.withUnsafeBytes { hako_raft_propose(self.handle, token, $0.baseAddress, $0.count) }
@@ -303,8 +315,16 @@ public final class RaftReplica: @unchecked Sendable {
                 }
                 return nil
             }
+            let t0 = monotonicSeconds()
             let batch = try own ?? StoreBatch.decode(entry: entry)
-            guard try commitWhenItCan(batch) else { return RaftReplica.notHere }
+            let t1 = monotonicSeconds()
+            let applied = try commitWhenItCan(batch)
+            let t2 = monotonicSeconds()
+            spent.withLock {
+                $0.store += t2 - t1
+                if own == nil { $0.decode += t1 - t0 }
+            }
+            guard applied else { return RaftReplica.notHere }
             lastRefusal = ""
             if batch.meta.keys.contains(where: { $0.hasPrefix(RaftReplica.addressKeyPrefix) }) { loadAddressBook(batch.meta) }
             if !batch.revokedSubjects.isEmpty || batch.certs.contains(where: { $0.revoked }) {

@@ -9,20 +9,22 @@ extension StoreBatch {
         return bytes[3]
     }
 
-    /// The entry in `format`: this hako's own (`entryVersion`), or format 1
-    /// (every task with its whole spec), which every hako reads — what a
-    /// leader of the oldest Raft-capable hako writes.
+    /// The entry in `format`: this hako's own (`entryVersion`), format 2
+    /// (JSON), or format 1 (every task with its whole spec), which every
+    /// hako reads — what a leader of the oldest Raft-capable hako writes.
     func encodedEntry(format: UInt8) throws(ClusterError) -> [UInt8] {
         switch format {
         case StoreBatch.entryVersion:
             return try encodedEntry()
+        case 2:
+            return try encodedEntryFormat2()
         case 1:
             var bytes = StoreBatch.entryMagic + [1]
             do { bytes += try Wire.encodeJSON(self) } catch { throw .store("cannot encode a log entry: \(error)") }
             while bytes.count % 8 != 0 { bytes.append(0x20) }
             return bytes
         default:
-            throw .store("this hako writes log entries of format 1 or \(StoreBatch.entryVersion), not \(format)")
+            throw .store("this hako writes log entries of format 1 to \(StoreBatch.entryVersion), not \(format)")
         }
     }
 }

@@ -59,10 +59,15 @@ struct ServiceRollback: ParsableCommand {
     func run() throws {
         try clusterCommand {
             guard let bound = Durations.parse(timeout) else { throw HakoError(.failed, "invalid --timeout \"\(timeout)\"") }
-            let client = try options.client()
-            let v = try client.request(MessageType.serviceRollback, ServiceRef(service: service), as: ServiceView.self)
-            if wait { try waitConverged(client, service: v.id, timeout: bound) }
-            print(v.name)
+            try rollbackService(service, client: try options.client(), waitingUpTo: wait ? bound : nil)
         }
     }
+}
+
+/// `service rollback` and `service update --rollback`: the previous spec
+/// restored, then (with --wait) its tasks converged; prints the name.
+func rollbackService(_ service: String, client: ClusterClient, waitingUpTo bound: Double?) throws {
+    let v = try client.request(MessageType.serviceRollback, ServiceRef(service: service), as: ServiceView.self)
+    if let bound { try waitConverged(client, service: v.id, timeout: bound) }
+    print(v.name)
 }

@@ -269,12 +269,7 @@ struct ServiceUpdate: ParsableCommand {
         try clusterCommand {
             guard let bound = Durations.parse(timeout) else { throw HakoError(.failed, "invalid --timeout \"\(timeout)\"") }
             let client = try options.client()
-            if rollback {
-                let v = try client.request(MessageType.serviceRollback, ServiceRef(service: service), as: ServiceView.self)
-                if wait { try waitConverged(client, service: v.id, timeout: bound) }
-                print(v.name)
-                return
-            }
+            if rollback { return try rollbackService(service, client: client, waitingUpTo: wait ? bound : nil) }
             let current = try client.request(MessageType.serviceInspect, ServiceRef(service: service), as: ServiceView.self)
             var spec = current.spec
             if let i = image { spec.image = i }

@@ -92,7 +92,6 @@ extension StackService {
         var g: [String] = []
         if ports.contains(where: { $0.mode == .ingress && $0.published == nil }) { g.append("ingress port without a published port") }
         if ports.contains(where: { $0.hostIP != nil && $0.mode == .ingress }) { g.append("ingress port on a host IP") }
-        if restartWindow > 0 { g.append("restart_policy.window") }
         if networks.count > 1 || networks.values.contains(where: { $0.count > 1 }) { g.append("networks and aliases") }
         return g
     }

@@ -36,6 +36,7 @@ struct ServiceFlags: ParsableArguments {
     @Option(name: .long("restart-condition"), help: "When a task that ended is replaced: any, on-failure, none.") var restartCondition: String?
     @Option(name: .long("restart-max-attempts"), help: "Replacements per replica before giving up (0: no limit).") var restartMaxAttempts: Int?
     @Option(name: .long("restart-delay"), help: "Wait before replacing a task that ended (default 5s).") var restartDelay: String?
+    @Option(name: .long("restart-window"), help: "Window in which failures count against --restart-max-attempts, back from the latest (e.g. 1m; default 0: all count).") var restartWindow: String?
     @Option(name: [.long("network"), .long("net")], help: "Network: cluster (the default: the node's bridge on its leased subnet), host or none.") var network: String?
     @Option(name: .long("stop-signal"), help: "Signal that stops the containers.") var stopSignal: String?
     @Option(name: .long("stop-timeout"), help: "Seconds to wait before killing on stop.") var stopTimeout: Int?
@@ -87,6 +88,10 @@ struct ServiceFlags: ParsableArguments {
         if let d = restartDelay {
             guard let v = Durations.parse(d) else { throw HakoError(.failed, "invalid --restart-delay \"\(d)\"") }
             spec.restartDelay = v
+        }
+        if let w = restartWindow {
+            guard let v = Durations.parse(w), v >= 0 else { throw HakoError(.failed, "invalid --restart-window \"\(w)\"") }
+            spec.restartWindow = v
         }
         try rollout.apply(to: &spec)
         if let n = network { spec.network = n }

@@ -187,6 +187,37 @@ import Testing
         #expect(node.live.isEmpty)
     }
 
+    @Test func onlyFailuresWithinTheRestartWindowCount() throws {
+        let f = try CoreFixture()
+        let node = try SimNode(f, name: "n1")
+        _ = try service(f, replicas: 1) { $0.restartDelay = 0; $0.restartMaxAttempts = 2; $0.restartWindow = 10 }
+        try settle(f, [node])
+        // Failures 20 s apart: each is alone in its window, so each is replaced.
+        for round in 0..<3 {
+            let t = try #require(node.live.first, "round \(round): a task runs")
+            node.running[t] = .failed
+            try node.report([TaskStatus(taskID: t, state: .failed, exitCode: 1)])
+            try wait(f, 20, alive: [node], all: [node])
+            #expect(node.live.first != nil && node.live.first != t, "round \(round): replaced")
+        }
+        // Two failures within the window reach the limit, and the slot stays given up.
+        let a = try #require(node.live.first)
+        node.running[a] = .failed
+        try node.report([TaskStatus(taskID: a, state: .failed, exitCode: 1)])
+        try wait(f, 2, alive: [node], all: [node])
+        let b = try #require(node.live.first)
+        node.running[b] = .failed
+        try node.report([TaskStatus(taskID: b, state: .failed, exitCode: 1)])
+        try wait(f, 30, alive: [node], all: [node])
+        #expect(node.live.isEmpty, "two failures within 10 s: given up, and still after the window has passed")
+        // The spec refuses a negative window.
+        #expect(throws: ClusterError.self) {
+            var spec = ServiceSpec(name: "w", image: "x")
+            spec.restartWindow = -1
+            try spec.validate()
+        }
+    }
+
     @Test func unplacedTasksSayWhy() throws {
         let f = try CoreFixture()
         let nodes = [try SimNode(f, name: "a", labels: ["zone": "b"]), try SimNode(f, name: "b", capacity: Resources(cpuMillis: 1000, memory: 128 << 20))]

@@ -187,7 +187,8 @@ import Testing
               back: {}
             """)
         #expect(warnings.contains { $0.hasPrefix("networks back, front: hako's cluster has one network") })
-        #expect(warnings.contains("service home_web: deploy.restart_policy.window is not applied (every attempt counts)"))
+        // The restart window is applied: it is the service's.
+        #expect(!warnings.contains { $0.contains("window") } && specs.first?.restartWindow == 30)
         // update_config is applied whole (the cluster's rolling updates are Swarm's), so it is no warning.
         #expect(specs.first?.update.order == .startFirst && !warnings.contains { $0.contains("update_config") })
         #expect(warnings.contains("service home_web: network aliases are not applied (the service is found by its name)"))

@@ -127,7 +127,10 @@ public struct Orchestrator: Sendable {
         case .onFailure where last.state == .complete: return nil
         default: break
         }
-        let failures = ended.filter { $0.state.isFailure }.count
+        // Failures count within the window that ends at the latest one (Swarm's
+        // restart window), so the decision depends on the history alone and a
+        // slot that gave up stays given up as time passes.
+        let failures = ended.filter { $0.state.isFailure && (spec.restartWindow == 0 || $0.updated > last.updated - spec.restartWindow) }.count
         if spec.restartMaxAttempts > 0 && failures >= spec.restartMaxAttempts { return nil }
         return last.updated + spec.restartDelay
     }

@@ -64,6 +64,9 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
     public var restartMaxAttempts: Int
     /// Seconds between a task's end and its replacement.
     public var restartDelay: Double
+    /// Seconds back from a slot's latest failure in which failures count
+    /// against `restartMaxAttempts` (Swarm's restart window); 0: every failure counts.
+    public var restartWindow: Double
     /// How an update replaces the tasks, and how a rollback does (Swarm's
     /// `UpdateConfig` and `RollbackConfig`; `Model+Rollout.swift`).
     public var update: UpdateConfig
@@ -112,6 +115,7 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
         restartCondition = .any
         restartMaxAttempts = 0
         restartDelay = 5
+        restartWindow = 0
         update = UpdateConfig()
         rollback = UpdateConfig()
         network = ServiceSpec.clusterNetwork
@@ -128,7 +132,7 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case name, image, command, entrypoint, env, workdir, user, labels, replicas, reservations, limits, ports, ingress, constraints, platforms
-        case restart, restartCondition, restartMaxAttempts, restartDelay, network, stopSignal, stopTimeout
+        case restart, restartCondition, restartMaxAttempts, restartDelay, restartWindow, network, stopSignal, stopTimeout
         case placementPreferences, maxReplicasPerNode, mode, healthCheck, serviceLabels, container
         case update, rollback
         case secrets, configs
@@ -161,6 +165,7 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
         restartCondition = try c.decodeIfPresent(RestartCondition.self, forKey: .restartCondition) ?? restartCondition
         restartMaxAttempts = try c.decodeIfPresent(Int.self, forKey: .restartMaxAttempts) ?? restartMaxAttempts
         restartDelay = try c.decodeIfPresent(Double.self, forKey: .restartDelay) ?? restartDelay
+        restartWindow = try c.decodeIfPresent(Double.self, forKey: .restartWindow) ?? restartWindow
         if let u = try c.decodeIfPresent(UpdateConfig.self, forKey: .update) {
             update = u
         } else if let p = try decoder.container(keyedBy: LegacyKeys.self).decodeIfPresent(Int.self, forKey: .updateParallelism) {
@@ -204,6 +209,7 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
         do { _ = try RestartPolicyText.check(restart) } catch { throw .invalid(error.description) }
         guard restartMaxAttempts >= 0 else { throw .invalid("restart max attempts cannot be negative") }
         guard restartDelay >= 0, restartDelay <= 86400 else { throw .invalid("restart delay must be between 0 and 24h") }
+        guard restartWindow >= 0, restartWindow <= 30 * 86400 else { throw .invalid("restart window must be between 0 and 30 days") }
         try update.validate("update")
         try rollback.validate("rollback")
         guard [ServiceSpec.clusterNetwork, "host", "none"].contains(network) else {

@@ -76,7 +76,7 @@ public enum StackSpecs {
         }
         spec.restartDelay = s.restartDelay
         spec.restartMaxAttempts = s.restartMaxAttempts
-        if s.restartWindow > 0 { warnings.append("deploy.restart_policy.window is not applied (every attempt counts)") }
+        spec.restartWindow = s.restartWindow
         spec.update = try updateConfig(s.update, "update_config", service: s.name)
         spec.rollback = try updateConfig(s.rollback, "rollback_config", service: s.name)
         spec.stopSignal = s.stopSignal

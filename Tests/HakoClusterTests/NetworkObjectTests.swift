@@ -5,7 +5,7 @@ import Testing
 
 /// Cluster networks: the allocator of VNIs and CIDRs, the records in the
 /// store and the log, the admin requests, and services naming networks.
-@Suite struct ClusterNetworkTests {
+@Suite struct NetworkObjectTests {
     // MARK: the allocator
 
     func allocator() throws -> NetworkAllocator {

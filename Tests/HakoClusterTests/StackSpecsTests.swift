@@ -186,7 +186,7 @@ import Testing
               front: {}
               back: {}
             """)
-        #expect(warnings.contains { $0.hasPrefix("networks back, front: hako's cluster has one network") })
+        #expect(warnings.contains { $0.hasPrefix("networks back, front: a stack's networks are not made cluster networks yet") })
         #expect(warnings.contains("service home_web: deploy.restart_policy.window is not applied (every attempt counts)"))
         // update_config is applied whole (the cluster's rolling updates are Swarm's), so it is no warning.
         #expect(specs.first?.update.order == .startFirst && !warnings.contains { $0.contains("update_config") })

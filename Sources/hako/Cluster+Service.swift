@@ -37,7 +37,7 @@ struct ServiceFlags: ParsableArguments {
     @Option(name: .long("restart-max-attempts"), help: "Replacements per replica before giving up (0: no limit).") var restartMaxAttempts: Int?
     @Option(name: .long("restart-delay"), help: "Wait before replacing a task that ended (default 5s).") var restartDelay: String?
     @Option(name: .long("restart-window"), help: "Window in which failures count against --restart-max-attempts, back from the latest (e.g. 1m; default 0: all count).") var restartWindow: String?
-    @Option(name: [.long("network"), .long("net")], help: "Network: cluster (the default: the node's bridge on its leased subnet), host or none.") var network: String?
+    @Option(name: [.long("network"), .long("net")], help: "Network: cluster (the default: the node's bridge on its leased subnet), host or none; or cluster networks (network create), repeatable: NAME or name=NAME,alias=A,alias=B.") var network: [String] = []
     @Option(name: .long("stop-signal"), help: "Signal that stops the containers.") var stopSignal: String?
     @Option(name: .long("stop-timeout"), help: "Seconds to wait before killing on stop.") var stopTimeout: Int?
     @Option(name: .long("stop-grace-period"), help: "Time to wait before killing on stop (e.g. 10s, 1m30s).") var stopGracePeriod: String?
@@ -94,7 +94,7 @@ struct ServiceFlags: ParsableArguments {
             spec.restartWindow = v
         }
         try rollout.apply(to: &spec)
-        if let n = network { spec.network = n }
+        try spec.setNetworks(network)
         if let s = stopSignal { spec.stopSignal = s }
         if let t = stopTimeout { spec.stopTimeout = t }
         if let g = stopGracePeriod {
@@ -259,6 +259,8 @@ struct ServiceUpdate: ParsableCommand {
     @Option(name: .long("container-label-rm"), help: "Remove a container label.") var containerLabelRm: [String] = []
     @Option(name: .long("mount-rm"), help: "Remove a mount by its target path.") var mountRm: [String] = []
     @Option(name: .long("device-rm"), help: "Remove a device by its host path.") var deviceRm: [String] = []
+    @Option(name: .long("network-add"), help: "Put the service on a cluster network too (NAME or name=NAME,alias=A).") var networkAdd: [String] = []
+    @Option(name: .long("network-rm"), help: "Take the service off a cluster network.") var networkRm: [String] = []
     @Option(name: .long("constraint-add"), help: "Add a placement constraint.") var constraintAdd: [String] = []
     @Option(name: .long("constraint-rm"), help: "Remove a placement constraint.") var constraintRm: [String] = []
     @Option(name: .long("placement-pref-add"), help: "Add a placement preference (spread=node.labels.KEY).") var placementPrefAdd: [String] = []
@@ -285,6 +287,7 @@ struct ServiceUpdate: ParsableCommand {
             for l in containerLabelRm { spec.labels[l] = nil }
             spec.container.mounts.removeAll { mountRm.contains($0.target) }
             spec.container.devices.removeAll { deviceRm.contains($0.host) }
+            try spec.changeNetworks(remove: networkRm, add: networkAdd)
             try flags.apply(to: &spec)
             try files.apply(to: &spec)
             try fileChanges.apply(to: &spec)

@@ -10,7 +10,7 @@ struct Cluster: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cluster",
         abstract: "Manage a cluster through its coordinator.",
-        subcommands: [ClusterInitCommand.self, ClusterToken.self, ClusterNode.self, ClusterService.self, ClusterStack.self, ClusterSecret.self, ClusterConfig.self, ClusterEvents.self, ClusterCredentials.self, ClusterCA.self, ClusterCoordinator.self])
+        subcommands: [ClusterInitCommand.self, ClusterToken.self, ClusterNode.self, ClusterService.self, ClusterStack.self, ClusterNetworkCommand.self, ClusterSecret.self, ClusterConfig.self, ClusterEvents.self, ClusterCredentials.self, ClusterCA.self, ClusterCoordinator.self])
 }
 
 /// Where the admin credentials are and which coordinator to talk to.

@@ -92,6 +92,12 @@ import Testing
         #expect(d.overlayVNI == 4096 && d.overlayPort == 4789)
         #expect(throws: ClusterError.self) { try CoordinatorConfig.parse(try ConfigFile(parsing: "overlay_vni = 16777216")) }
         #expect(throws: ClusterError.self) { try CoordinatorConfig.parse(try ConfigFile(parsing: "overlay_port = 0")) }
+        // The network pool: an IPv4 network with room for a /20.
+        #expect(d.networkPool == "10.96.0.0/12")
+        #expect(try CoordinatorConfig.parse(try ConfigFile(parsing: "network_pool = \"172.20.0.0/16\"")).networkPool == "172.20.0.0/16")
+        for bad in ["network_pool = \"10.96.0.1/12\"", "network_pool = \"10.96.0.0/24\"", "network_pool = \"pool\""] {
+            #expect(throws: ClusterError.self, "\(bad)") { try CoordinatorConfig.parse(try ConfigFile(parsing: bad)) }
+        }
     }
 
     /// The load of a cgroup subtree: its CPU time against the machine's CPUs, its memory.
@@ -145,6 +151,7 @@ import Testing
         let c = try CoordinatorConfig.load(ExampleConfigTests.repo + "/config/coordinator.toml")
         let d = CoordinatorConfig()
         #expect(c.dataDir == d.dataDir && c.listen == d.listen && c.clusterCIDR == d.clusterCIDR && c.nodeSubnetPrefix == d.nodeSubnetPrefix)
+        #expect(c.networkPool == d.networkPool)
         #expect(c.heartbeatPeriod == d.heartbeatPeriod && c.heartbeatJitter == d.heartbeatJitter && c.downAfter == d.downAfter)
         #expect(c.joinTokenTTL == d.joinTokenTTL && c.nodeCertTTL == d.nodeCertTTL && c.taskHistory == d.taskHistory)
         #expect(c.weights == d.weights && c.limits.maxLine == d.limits.maxLine && c.limits.maxMalformed == d.limits.maxMalformed)

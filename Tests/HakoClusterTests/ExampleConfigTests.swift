@@ -12,7 +12,7 @@ import Testing
     /// (ExampleConfigTests checks the values), metrics off.
     @Test func everySettingIsWrittenOut() throws {
         let coordinator = try ConfigFile.load(Self.dir + "/coordinator.toml")
-        #expect(coordinator.values.count == 27, "\(coordinator.values.keys.sorted())")
+        #expect(coordinator.values.count == 28, "\(coordinator.values.keys.sorted())")
         #expect(try CoordinatorConfig.parse(coordinator).metricsListen == nil)
         #expect(try CoordinatorConfig.parse(coordinator).raft == nil, "the shipped coordinator runs alone")
         let agent = try ConfigFile.load(Self.dir + "/agent.toml")

@@ -186,7 +186,7 @@ import Testing
               front: {}
               back: {}
             """)
-        #expect(warnings.contains { $0.hasPrefix("networks back, front: hako's cluster has one network") })
+        #expect(warnings.contains { $0.hasPrefix("networks back, front: a stack's networks are not made cluster networks yet") })
         // The restart window is applied: it is the service's.
         #expect(!warnings.contains { $0.contains("window") } && specs.first?.restartWindow == 30)
         // update_config is applied whole (the cluster's rolling updates are Swarm's), so it is no warning.

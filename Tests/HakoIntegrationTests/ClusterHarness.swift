@@ -204,7 +204,7 @@ final class ClusterHarness: @unchecked Sendable {
     /// "service create"): later, they could be taken for a value or the container's command.
     @discardableResult
     func cluster(_ args: [String], timeout: Double = 60) -> Output {
-        let words = ["service", "node", "ca", "secret", "config", "stack"].contains(args.first ?? "") ? 2 : 1
+        let words = ["service", "node", "ca", "secret", "config", "stack", "network"].contains(args.first ?? "") ? 2 : 1
         return Subprocess.run(inUnderlay([Binaries.hako, "cluster"] + Array(args.prefix(words)) + ["--credentials", adminCredentials] + Array(args.dropFirst(words))),
                               env: adminEnv, timeout: timeout)
     }

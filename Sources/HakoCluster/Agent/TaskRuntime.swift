@@ -227,6 +227,13 @@ public struct EngineTaskRuntime: TaskRuntime {
     }
 
     public func start(_ a: Assignment, node: String, subnet: String, overlay: ClusterNetworkOptions?, files: [ContainerFile]) throws -> String {
+        // The coordinator stores and allocates cluster networks (a node's subnet of each
+        // is in the peer map); the node side — a bridge and a VXLAN device per network,
+        // one interface per network, isolation — is not built yet: refused, not run on
+        // the cluster network instead (docs/cluster.md, "Left (issue 16…)").
+        if !a.spec.networks.isEmpty {
+            throw ClusterError.invalid("this node cannot attach containers to cluster networks yet (\(a.spec.networks.map(\.target).joined(separator: ", "))): not built on the nodes")
+        }
         if a.spec.network == ServiceSpec.clusterNetwork {
             try network.ensure(subnet: subnet, overlay: overlay)
         }

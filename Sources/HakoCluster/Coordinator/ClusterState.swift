@@ -11,6 +11,8 @@ public struct ClusterState: Sendable {
     public var certs: [String: CertRecord] = [:]
     /// Secrets and configs by id (sealed).
     public private(set) var secrets: [String: SecretRecord] = [:]
+    /// Cluster networks by id (the built-in cluster network is not one).
+    public private(set) var networks: [String: NetworkRecord] = [:]
     public private(set) var tasksByService: [String: Set<String>] = [:]
     public private(set) var tasksByNode: [String: Set<String>] = [:]
 
@@ -30,6 +32,7 @@ public struct ClusterState: Sendable {
         for t in stored.tokens { tokens[t.id] = t }
         for c in stored.certs { certs[c.serial] = c }
         for r in stored.secrets { secrets[r.id] = r }
+        for n in stored.networks { networks[n.id] = n }
         batch = StoreBatch()
     }
 
@@ -162,6 +165,26 @@ public struct ClusterState: Sendable {
         if byPrefix.count == 1, let r = byPrefix.first, !ref.isEmpty { return r }
         if byPrefix.count > 1 { throw .conflict("\(kind.rawValue) id prefix \(ref) is ambiguous: use more characters") }
         throw .notFound("no such \(kind.rawValue): \(ref)")
+    }
+
+    public mutating func put(_ n: NetworkRecord) {
+        networks[n.id] = n
+        batch.networks.append(n)
+    }
+
+    public mutating func removeNetwork(_ id: String) {
+        guard networks.removeValue(forKey: id) != nil else { return }
+        batch.removedNetworks.append(id)
+    }
+
+    /// A network by id, name or unique id prefix.
+    public func findNetwork(_ ref: String) throws(ClusterError) -> NetworkRecord {
+        if let n = networks[ref] { return n }
+        if let n = networks.values.first(where: { $0.name == ref }) { return n }
+        let byPrefix = networks.values.filter { $0.id.hasPrefix(ref) }
+        if byPrefix.count == 1, let n = byPrefix.first, !ref.isEmpty { return n }
+        if byPrefix.count > 1 { throw .conflict("network id prefix \(ref) is ambiguous: use more characters") }
+        throw .notFound("no such network: \(ref)")
     }
 
     public mutating func setMeta(_ key: String, _ value: String) {

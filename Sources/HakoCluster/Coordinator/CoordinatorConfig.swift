@@ -11,6 +11,8 @@ public struct CoordinatorConfig: Sendable {
     /// The overlay's VXLAN network identifier and UDP port, sent to every node with the peer map.
     public var overlayVNI = OverlayMessage.defaultVNI
     public var overlayPort = OverlayMessage.defaultPort
+    /// Where `network create` without `--subnet` takes a network's CIDR (a /20 each).
+    public var networkPool = NetworkAllocator.defaultPool
     public var heartbeatPeriod = 1.0
     /// Each period is drawn from period ± jitter.
     public var heartbeatJitter = 0.2
@@ -56,6 +58,8 @@ public struct CoordinatorConfig: Sendable {
         _ = try SubnetAllocator(cluster: c.clusterCIDR, prefix: c.nodeSubnetPrefix)
         c.overlayVNI = try r.integer("overlay_vni", default: c.overlayVNI, range: 1...16_777_215)
         c.overlayPort = try r.integer("overlay_port", default: c.overlayPort, range: 1...65535)
+        c.networkPool = try r.string("network_pool", default: c.networkPool)
+        _ = try NetworkAllocator(pool: c.networkPool, cluster: c.clusterCIDR, clusterVNI: c.overlayVNI)
         c.heartbeatPeriod = try r.duration("heartbeat_period", default: c.heartbeatPeriod, range: 0.05...60)
         c.heartbeatJitter = try r.duration("heartbeat_jitter", default: min(c.heartbeatJitter, c.heartbeatPeriod / 2), range: 0...30)
         guard c.heartbeatJitter < c.heartbeatPeriod else {

@@ -80,6 +80,7 @@ extension CoordinatorCore {
             return reply(env, EventList(events: events.filter { $0.time >= (r.since ?? 0) }))
         default:
             if let r = try handleSecretAdmin(env) { return r }
+            if let r = try handleNetworkAdmin(env) { return r }
             throw WireError(.unknownType, "unknown message type \(env.type)")
         }
     }
@@ -146,6 +147,7 @@ extension CoordinatorCore {
         if let conn = dispatcher.nodes[n.id]?.connection { outgoing.append(.close(connection: conn, reason: "node removed")) }
         for t in state.tasks(onNode: n.id) { state.removeTask(t.id) }
         if let subnet = state.subnet(of: n.id) { state.release(subnet) }
+        releaseNetworkSubnets(of: n.id)
         state.revokeCertificates(of: n.id)
         state.removeNode(n.id)
         state.touchedNodes.remove(n.id)
@@ -161,7 +163,7 @@ extension CoordinatorCore {
     func createService(_ spec: ServiceSpec) throws -> ServiceView {
         try spec.validate()
         try checkDeviceCount(spec)
-        let spec = try resolvingFiles(spec)
+        let spec = try resolvingNetworks(try resolvingFiles(spec))
         if state.services.values.contains(where: { $0.spec.name == spec.name }) {
             throw ClusterError.conflict("service \(spec.name) already exists")
         }
@@ -183,7 +185,7 @@ extension CoordinatorCore {
         guard r.spec.mode == svc.spec.mode else { throw ClusterError.invalid("a service's mode cannot be changed (\(svc.spec.mode.rawValue))") }
         try r.spec.validate()
         try checkDeviceCount(r.spec, replacing: svc.id)
-        let spec = try resolvingFiles(r.spec)
+        let spec = try resolvingNetworks(try resolvingFiles(r.spec))
         // An update of a paused service is a new update (Swarm's), even with nothing changed.
         let paused = svc.updateStatus?.state.isPaused ?? false
         guard spec != svc.spec || r.force || paused else { return view(svc) }
@@ -318,6 +320,6 @@ extension CoordinatorCore {
         TaskView(id: t.id, name: t.name, slot: t.slot, version: t.version, image: t.spec.image, nodeID: t.nodeID,
                  nodeName: t.nodeID.flatMap { state.nodes[$0]?.name }, desired: t.desired, state: t.state, message: t.message,
                  exitCode: t.exitCode, containerID: t.containerID, created: t.created, updated: t.updated, ports: t.ports, address: t.address,
-                 placement: t.placement, health: t.health)
+                 networkAddresses: t.networkAddresses, placement: t.placement, health: t.health)
     }
 }

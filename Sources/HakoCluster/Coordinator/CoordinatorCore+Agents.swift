@@ -232,6 +232,7 @@ extension CoordinatorCore {
         let changed = t.state != s.state || (s.containerID != nil && t.containerID != s.containerID) || t.exitCode != s.exitCode
             || (!s.message.isEmpty && t.message != s.message) || (s.ports != nil && s.ports != t.ports)
             || (s.address != nil && s.address != t.address) || (s.health != nil && s.health != t.health)
+            || (s.networkAddresses != nil && s.networkAddresses != t.networkAddresses)
         guard changed else { return }
         let stateChanged = t.state != s.state
         t.state = s.state
@@ -239,6 +240,7 @@ extension CoordinatorCore {
         t.exitCode = s.exitCode
         if let p = s.ports { t.ports = p }
         if let a = s.address { t.address = a }
+        if let a = s.networkAddresses { t.networkAddresses = a }
         if let h = s.health, h != t.health {
             t.health = h
             record(ClusterEvent(time: clock.wall(), kind: "task", action: "health_status", id: t.id, name: t.name, message: h))

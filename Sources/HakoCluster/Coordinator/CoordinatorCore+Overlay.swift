@@ -47,7 +47,8 @@ extension CoordinatorCore {
         return out.sorted { ($0.published, $0.proto) < ($1.published, $1.proto) }
     }
 
-    /// Service names on the cluster network: "web" → every running task's
+    /// Service names on the cluster network (services on other networks are
+    /// not there: `networkNames`): "web" → every running task's
     /// address (healthy ones, for a service with a check), "web.2" → replica 2's.
     /// A stack's service is also its short name in the stack's domain
     /// ("web.home" for home_web), which its stack's tasks search: within a
@@ -56,7 +57,7 @@ extension CoordinatorCore {
     public func serviceNames() -> [String: [String]] {
         var out: [String: [String]] = [:]
         var stackNames: [String: [String]] = [:]
-        for t in state.tasks.values where t.servesTraffic && t.spec.network == ServiceSpec.clusterNetwork {
+        for t in state.tasks.values where t.servesTraffic && t.spec.isOnClusterNetwork {
             guard let a = t.address, let node = t.nodeID, isPeer(node) else { continue }
             out[t.serviceName, default: []].append(a)
             out[t.name, default: []].append(a)
@@ -71,15 +72,17 @@ extension CoordinatorCore {
         let map = peerMap()
         let mesh = meshPorts()
         let names = serviceNames()
-        if map != overlayMap || mesh != overlayMesh || names != overlayNames {
+        let networks = overlayNetworks(peers: map)
+        if map != overlayMap || mesh != overlayMesh || names != overlayNames || networks != overlayNetworkMap {
             if map != overlayMap { log.info("overlay: \(map.count) nodes (\(map.map(\.name).joined(separator: ", ")))") }
             overlayMap = map
             overlayMesh = mesh
             overlayNames = names
+            overlayNetworkMap = networks
             overlaySent = [:]
         }
         let msg = OverlayMessage(clusterCIDR: config.clusterCIDR, vni: config.overlayVNI, port: config.overlayPort, peers: map,
-                                 mesh: mesh, names: names)
+                                 mesh: mesh, names: names, networks: networks)
         var line: [UInt8]?
         for p in map {
             guard let conn = dispatcher.nodes[p.nodeID]?.connection, overlaySent[p.nodeID] != conn else { continue }

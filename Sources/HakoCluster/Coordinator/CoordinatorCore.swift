@@ -36,6 +36,7 @@ public final class CoordinatorCore {
     let scheduler: Scheduler
     let orchestrator: Orchestrator
     let subnets: SubnetAllocator
+    let networkAllocator: NetworkAllocator
     /// The root that signs (the new one from the start of a rotation).
     var ca: CertificateAuthority
     /// The roots accepted from clients: `ca`, and the previous one while a rotation runs.
@@ -71,6 +72,7 @@ public final class CoordinatorCore {
     var overlayMap: [OverlayPeer] = []
     var overlayMesh: [MeshPort] = []
     var overlayNames: [String: [String]] = [:]
+    var overlayNetworkMap: [OverlayNetwork] = []
     var overlaySent: [String: Int] = [:]
     /// The device paths last asked of the nodes, and the session each node received them on.
     var deviceRequest: [String] = []
@@ -109,6 +111,7 @@ public final class CoordinatorCore {
         scheduler = Scheduler(weights: config.weights)
         orchestrator = Orchestrator(history: config.taskHistory)
         subnets = try SubnetAllocator(cluster: config.clusterCIDR, prefix: config.nodeSubnetPrefix)
+        networkAllocator = try NetworkAllocator(pool: config.networkPool, cluster: config.clusterCIDR, clusterVNI: config.overlayVNI)
         let stored = try store.load()
         state = ClusterState(stored: stored)
         events = stored.events
@@ -167,6 +170,9 @@ public final class CoordinatorCore {
     /// Commits queued changes, then tells the touched nodes their new task set
     /// (write-ahead: a node never runs what the store does not know).
     func flush() {
+        // A node's subnet on each network its tasks are now on, in the same
+        // commit as the assignment, and in its peer map before its assignment.
+        let leased = leaseNetworkSubnets(for: state.touchedNodes)
         let batch = state.takeBatch()
         if !batch.isEmpty {
             do {
@@ -186,6 +192,7 @@ public final class CoordinatorCore {
         }
         let touched = state.touchedNodes
         state.touchedNodes = []
+        if leased { sendPeerMaps() }
         for node in touched.sorted() { sendAssignment(node) }
         sendPeerMaps()
         sendDeviceRequests()

@@ -49,6 +49,11 @@ public enum MessageType {
     public static let secretList = "secret.ls"
     public static let secretInspect = "secret.inspect"
     public static let secretRemove = "secret.rm"
+    /// Cluster networks.
+    public static let networkCreate = "network.create"
+    public static let networkList = "network.ls"
+    public static let networkInspect = "network.inspect"
+    public static let networkRemove = "network.rm"
     // coordinator → agent: a secret's or config's data, before the assignment of a task that uses it
     public static let secretData = "secret.data"
     // coordinator → admin CLI, after an `events` request with follow
@@ -400,6 +405,8 @@ public struct TaskView: Codable, Sendable {
     public var ports: [String]? = nil
     /// Its address on the cluster network.
     public var address: String? = nil
+    /// Its address on each cluster network it is on (network id → address).
+    public var networkAddresses: [String: String]? = nil
     /// Why the scheduler chose its node.
     public var placement: String? = nil
     /// Its health check's status (starting, healthy, unhealthy); nil: no check.

@@ -74,6 +74,9 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
     /// "cluster" (the node's bridge on its leased subnet: an address unique
     /// in the cluster), "host" or "none".
     public var network: String
+    /// The cluster networks it is on (`--network NAME`, Model+Network.swift),
+    /// each with its aliases; empty: the cluster network alone.
+    public var networks: [NetworkAttachment]
     public var stopSignal: String?
     public var stopTimeout: Int?
     /// The tasks' health check (`--health-*`, merged over the image's on each
@@ -119,6 +122,7 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
         update = UpdateConfig()
         rollback = UpdateConfig()
         network = ServiceSpec.clusterNetwork
+        networks = []
         stopSignal = nil
         stopTimeout = nil
         healthCheck = nil
@@ -135,7 +139,7 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
         case restart, restartCondition, restartMaxAttempts, restartDelay, restartWindow, network, stopSignal, stopTimeout
         case placementPreferences, maxReplicasPerNode, mode, healthCheck, serviceLabels, container
         case update, rollback
-        case secrets, configs
+        case secrets, configs, networks
     }
 
     /// Keys of rows written before a field was replaced.
@@ -175,6 +179,7 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
         }
         rollback = try c.decodeIfPresent(UpdateConfig.self, forKey: .rollback) ?? rollback
         network = try c.decodeIfPresent(String.self, forKey: .network) ?? network
+        networks = try c.decodeIfPresent([NetworkAttachment].self, forKey: .networks) ?? networks
         stopSignal = try c.decodeIfPresent(String.self, forKey: .stopSignal)
         stopTimeout = try c.decodeIfPresent(Int.self, forKey: .stopTimeout)
         healthCheck = try c.decodeIfPresent(HealthCheck.self, forKey: .healthCheck)
@@ -215,6 +220,7 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
         guard [ServiceSpec.clusterNetwork, "host", "none"].contains(network) else {
             throw .invalid("invalid network \"\(network)\": cluster, host or none")
         }
+        try validateNetworks()
         guard limits.cpuMillis >= 0, limits.memory >= 0 else { throw .invalid("limits cannot be negative") }
         if limits.memory > 0 && limits.memory < 6 << 20 { throw .invalid("the memory limit must be at least 6 MiB") }
         if limits.memory > 0 && reservations.memory > limits.memory { throw .invalid("the memory reservation exceeds the memory limit") }

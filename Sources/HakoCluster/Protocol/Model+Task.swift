@@ -66,6 +66,9 @@ public struct TaskRecord: Codable, Sendable, Equatable {
     /// Its address on the cluster network, as its agent reported it (stored,
     /// as the ports: the service names and the mesh are made of it).
     public var address: String? = nil
+    /// Its address on each cluster network it is on (network id → address),
+    /// as its agent reported it: the names on each network are made of it.
+    public var networkAddresses: [String: String]? = nil
     /// Why the scheduler chose its node (the node's score and the next best).
     public var placement: String? = nil
     /// Its container's health as its agent last reported it (starting,
@@ -147,6 +150,8 @@ public struct TaskStatus: Codable, Sendable, Equatable {
     public var ports: [String]?
     /// Its address on the cluster network, once it runs.
     public var address: String?
+    /// Its address on each cluster network it is on (network id → address), once it runs.
+    public var networkAddresses: [String: String]?
     /// Its container's health check status (nil: none, or not known).
     public var health: String?
 

@@ -22,7 +22,7 @@ public enum StackSpecs {
         }
         let networks = stack.networks.map(\.key)
         if networks.count > 1 {
-            warnings.append("networks \(networks.joined(separator: ", ")): hako's cluster has one network; every service of the stack is on it, and finds the others by their names")
+            warnings.append("networks \(networks.joined(separator: ", ")): a stack's networks are not made cluster networks yet (`hako cluster network`); every service of the stack is on the cluster network, and finds the others by their names")
         }
         var out: [ServiceSpec] = []
         for s in stack.services {

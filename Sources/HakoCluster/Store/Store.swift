@@ -39,6 +39,8 @@ public struct StoredState: Sendable {
     public var events: [ClusterEvent] = []
     /// Secrets and configs, sealed.
     public var secrets: [SecretRecord] = []
+    /// Cluster networks (`network create`).
+    public var networks: [NetworkRecord] = []
 }
 
 /// A subnet leased to a node.
@@ -74,12 +76,15 @@ public struct StoreBatch: Codable, Sendable {
     /// Secrets and configs (sealed: the log and the database never hold their plaintext).
     public var secrets: [SecretRecord] = []
     public var removedSecrets: [String] = []
+    /// Cluster networks (`network create|rm`).
+    public var networks: [NetworkRecord] = []
+    public var removedNetworks: [String] = []
 
     public init() {}
 
     enum CodingKeys: String, CodingKey {
         case meta, nodes, removedNodes, services, removedServices, tasks, removedTasks, leases, releasedLeases, tokens, removedTokens
-        case certs, revokedSubjects, events, secrets, removedSecrets
+        case certs, revokedSubjects, events, secrets, removedSecrets, networks, removedNetworks
     }
 
     /// Fields an older coordinator's entry lacks take their defaults.
@@ -101,12 +106,15 @@ public struct StoreBatch: Codable, Sendable {
         events = try c.decode([ClusterEvent].self, forKey: .events)
         secrets = try c.decodeIfPresent([SecretRecord].self, forKey: .secrets) ?? []
         removedSecrets = try c.decodeIfPresent([String].self, forKey: .removedSecrets) ?? []
+        networks = try c.decodeIfPresent([NetworkRecord].self, forKey: .networks) ?? []
+        removedNetworks = try c.decodeIfPresent([String].self, forKey: .removedNetworks) ?? []
     }
 
     public var isEmpty: Bool {
         meta.isEmpty && nodes.isEmpty && removedNodes.isEmpty && services.isEmpty && removedServices.isEmpty
             && tasks.isEmpty && removedTasks.isEmpty && leases.isEmpty && releasedLeases.isEmpty && tokens.isEmpty
             && removedTokens.isEmpty && certs.isEmpty && revokedSubjects.isEmpty && events.isEmpty && secrets.isEmpty && removedSecrets.isEmpty
+            && networks.isEmpty && removedNetworks.isEmpty
     }
 }
 
@@ -114,7 +122,7 @@ public struct StoreBatch: Codable, Sendable {
 /// only when desired or observed state changes — heartbeats never reach it.
 public final class Store {
     let db: SQLiteDatabase
-    public static let schemaVersion: Int64 = 4
+    public static let schemaVersion: Int64 = 5
     /// Events kept (`hako cluster events`): the history an operator needs
     /// after a restart, bounded.
     public static let eventCapacity = 1000
@@ -160,13 +168,25 @@ public final class Store {
             """)
         }
         // 4: secrets and configs, sealed (SecretBox); a name is unique within its kind.
+        if v < 4 {
+            try db.exec("""
+            BEGIN;
+            CREATE TABLE secrets (
+                id TEXT PRIMARY KEY, kind TEXT NOT NULL, name TEXT NOT NULL, labels TEXT NOT NULL,
+                created REAL NOT NULL, updated REAL NOT NULL, key_id TEXT NOT NULL, sealed BLOB NOT NULL, size INTEGER NOT NULL,
+                UNIQUE (kind, name));
+            PRAGMA user_version = 4;
+            COMMIT;
+            """)
+        }
+        // 5: cluster networks; a name, a CIDR and a VNI each belong to one network.
         try db.exec("""
         BEGIN;
-        CREATE TABLE secrets (
-            id TEXT PRIMARY KEY, kind TEXT NOT NULL, name TEXT NOT NULL, labels TEXT NOT NULL,
-            created REAL NOT NULL, updated REAL NOT NULL, key_id TEXT NOT NULL, sealed BLOB NOT NULL, size INTEGER NOT NULL,
-            UNIQUE (kind, name));
-        PRAGMA user_version = 4;
+        CREATE TABLE networks (
+            id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, subnet TEXT NOT NULL UNIQUE, node_prefix INTEGER NOT NULL,
+            vni INTEGER NOT NULL UNIQUE, attachable INTEGER NOT NULL, labels TEXT NOT NULL, created REAL NOT NULL, leases TEXT NOT NULL);
+        ALTER TABLE tasks ADD COLUMN network_addresses TEXT;
+        PRAGMA user_version = 5;
         COMMIT;
         """)
     }
@@ -320,7 +340,7 @@ public final class Store {
             out.services.append(svc)
         }
 
-        s = try db.prepare("SELECT id, service_id, service_name, slot, version, node_id, desired, state, message, container_id, exit_code, created, updated, not_before, address, ports, placement, serving_since FROM tasks")
+        s = try db.prepare("SELECT id, service_id, service_name, slot, version, node_id, desired, state, message, container_id, exit_code, created, updated, not_before, address, ports, placement, serving_since, network_addresses FROM tasks")
         while try s.step() {
             let sid = s.text(1), version = Int(s.int(4))
             guard let spec = specs["\(sid)@\(version)"] else { throw ClusterError.store("\(db.path): task \(s.text(0)) has no spec") }
@@ -333,6 +353,7 @@ public final class Store {
                 ports: s.optionalText(15).flatMap { try? Wire.decodeJSON([String].self, from: Array($0.utf8)) },
                 address: s.optionalText(14), placement: s.optionalText(16))
             task.servingSince = s.isNull(17) ? nil : s.double(17)
+            task.networkAddresses = s.optionalText(18).flatMap { try? Wire.decodeJSON([String: String].self, from: Array($0.utf8)) }
             out.tasks.append(task)
         }
 
@@ -362,6 +383,17 @@ public final class Store {
             let labels = (try? Wire.decodeJSON([String: String].self, from: Array(s.text(3).utf8))) ?? [:]
             out.secrets.append(SecretRecord(id: s.text(0), kind: kind, name: s.text(2), labels: labels, created: s.double(4), updated: s.double(5),
                                             keyID: s.text(6), sealed: Data(s.blob(7)), size: Int(s.int(8))))
+        }
+
+        s = try db.prepare("SELECT id, name, subnet, node_prefix, vni, attachable, labels, created, leases FROM networks")
+        while try s.step() {
+            let labels = (try? Wire.decodeJSON([String: String].self, from: Array(s.text(6).utf8))) ?? [:]
+            let leases: [String: String]
+            do { leases = try Wire.decodeJSON([String: String].self, from: Array(s.text(8).utf8)) } catch {
+                throw ClusterError.store("\(db.path): the node subnets of network \(s.text(1)) are unreadable: \(error)")
+            }
+            out.networks.append(NetworkRecord(id: s.text(0), name: s.text(1), subnet: s.text(2), nodePrefix: Int(s.int(3)), vni: Int(s.int(4)),
+                                              attachable: s.int(5) != 0, labels: labels, created: s.double(7), leases: leases))
         }
         return out
     }
@@ -407,8 +439,8 @@ public final class Store {
             for id in b.removedServices { try db.prepare("DELETE FROM services WHERE id = ?1").run([.text(id)]) }
             if !b.tasks.isEmpty {
                 let ins = try db.prepare("""
-                    INSERT OR REPLACE INTO tasks (id, service_id, service_name, slot, version, node_id, desired, state, message, container_id, exit_code, created, updated, not_before, address, ports, placement, serving_since)
-                    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
+                    INSERT OR REPLACE INTO tasks (id, service_id, service_name, slot, version, node_id, desired, state, message, container_id, exit_code, created, updated, not_before, address, ports, placement, serving_since, network_addresses)
+                    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)
                     """)
                 for t in b.tasks {
                     ins.reset()
@@ -419,6 +451,7 @@ public final class Store {
                     ins.bind(13, .double(t.updated)); ins.bind(14, .double(t.notBefore)); ins.bind(15, .opt(t.address))
                     ins.bind(16, .opt(try t.ports.map { String(decoding: try Wire.encodeJSON($0), as: UTF8.self) })); ins.bind(17, .opt(t.placement))
                     ins.bind(18, t.servingSince.map { .double($0) } ?? .null)
+                    ins.bind(19, .opt(try t.networkAddresses.map { String(decoding: try Wire.encodeJSON($0), as: UTF8.self) }))
                     while try ins.step() {}
                 }
             }
@@ -456,6 +489,17 @@ public final class Store {
                               .text(r.keyID), .blob(Array(r.sealed)), .int(Int64(r.size))])
             }
             for id in b.removedSecrets { try db.prepare("DELETE FROM secrets WHERE id = ?1").run([.text(id)]) }
+            for n in b.networks {
+                let labels = String(decoding: try Wire.encodeJSON(n.labels), as: UTF8.self)
+                let leases = String(decoding: try Wire.encodeJSON(n.leases), as: UTF8.self)
+                // An upsert on the id only: a name, CIDR or VNI taken by another network fails the batch.
+                try db.prepare("""
+                    INSERT INTO networks (id, name, subnet, node_prefix, vni, attachable, labels, created, leases) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                    ON CONFLICT(id) DO UPDATE SET labels = excluded.labels, attachable = excluded.attachable, leases = excluded.leases
+                    """).run([.text(n.id), .text(n.name), .text(n.subnet), .int(Int64(n.nodePrefix)), .int(Int64(n.vni)),
+                              .int(n.attachable ? 1 : 0), .text(labels), .double(n.created), .text(leases)])
+            }
+            for id in b.removedNetworks { try db.prepare("DELETE FROM networks WHERE id = ?1").run([.text(id)]) }
             for s in b.revokedSubjects { try db.prepare("UPDATE certs SET revoked = 1 WHERE subject = ?1").run([.text(s)]) }
             if !b.events.isEmpty {
                 let ins = try db.prepare("INSERT INTO events (time, kind, action, id, name, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")

@@ -152,6 +152,7 @@ extension StoredState {
         b.tokens = tokens
         b.certs = certs
         b.secrets = secrets
+        b.networks = networks
         return b
     }
 }

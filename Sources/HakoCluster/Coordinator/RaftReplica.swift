@@ -65,6 +65,10 @@ public final class RaftReplica: @unchecked Sendable {
     var handle: OpaquePointer?
     let transport: RaftTransport
     let onChange: @Sendable (RaftStatus) -> Void
+    /// Called on the Raft thread with the store's meta once an entry that
+    /// changes the CA (meta `ca_root`, `ca_rotation`) or a snapshot is
+    /// applied, before the entry counts as applied here.
+    let caChanged: @Sendable ([String: String]) -> Void
 
     final class Waiter: @unchecked Sendable {
         var sem = sem_t()
@@ -101,10 +105,12 @@ public final class RaftReplica: @unchecked Sendable {
     public var costs: Costs { spent.withLock { $0 } }
 
     public init(settings: RaftSettings, dataDir: String, databasePath: String, tls: RaftTransport.Credentials, log: ClusterLog,
+                caChanged: @escaping @Sendable ([String: String]) -> Void = { _ in },
                 onChange: @escaping @Sendable (RaftStatus) -> Void) throws {
         self.settings = settings
         self.log = log
         self.onChange = onChange
+        self.caChanged = caChanged
         store = try Store(path: databasePath)
         transport = try RaftTransport(settings: settings, credentials: tls, log: log)
         let dir = dataDir + "/raft"
@@ -330,6 +336,7 @@ public final class RaftReplica: @unchecked Sendable {
             if !batch.revokedSubjects.isEmpty || batch.certs.contains(where: { $0.revoked }) {
                 do { try loadRevoked() } catch { log.error("raft: cannot read the revoked coordinator certificates: \(error)") }
             }
+            if batch.meta[CARoot.metaKey] != nil || batch.meta[CARotation.metaKey] != nil { caApplied() }
             return RaftReplica.applied
         } catch {
             lastRefusal = "\(error)"
@@ -384,12 +391,17 @@ public final class RaftReplica: @unchecked Sendable {
             try store.replace(with: bytes)
             loadAddressBook(try store.loadMeta())
             try loadRevoked()
+            caApplied()
             log.info("raft: store restored from a snapshot (\(bytes.count) bytes)")
             return 0
         } catch {
             log.error("raft: cannot restore a snapshot: \(error)")
             return 1
         }
+    }
+
+    private func caApplied() {
+        do { caChanged(try store.loadMeta()) } catch { log.error("raft: cannot read the store's CA records: \(error)") }
     }
 
     /// Meta set once the store made before Raft is in the log (`StoredState.seedBatch`).

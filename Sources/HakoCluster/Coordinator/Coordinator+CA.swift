@@ -96,6 +96,22 @@ final class CAFollower: Sendable {
 }
 
 extension Coordinator {
+    /// A follower whose statement of what it reads is not the store's (it
+    /// started, or was upgraded) tells the leader, which commits it.
+    func stateReads(_ me: UInt64) {
+        guard let replica, replica.statedReads[me] != replica.ownReads else { return }
+        do {
+            let pki = CoordinatorPKI(dataDir: config.dataDir)
+            let (cert, key) = try pki.loadServer()
+            let client = try ClusterClient.leader(among: [clientAddress], tls: try TLSContext.client(certificate: cert, key: key, trusting: try pki.loadTrust().roots), timeout: 5)
+            defer { client.close() }
+            _ = try client.request(MessageType.coordinatorReads, CoordinatorReadsStatement(raftID: me, reads: replica.ownReads.encoded), as: EmptyBody.self, timeout: 10)
+            log.info("told the leader this coordinator reads log entries up to format \(replica.ownReads.entryFormat)")
+        } catch {
+            log.debug("cannot tell the leader what this coordinator reads yet: \(error)")
+        }
+    }
+
     /// The TLS identity and trust from `pki/` again, for the connections
     /// accepted and made from now on: the listener's and the Raft transport's
     /// (open connections keep theirs). On the loop's thread.
@@ -115,16 +131,18 @@ extension Coordinator {
         }
     }
 
-    /// A follower's part in a CA rotation, on a thread of its own: once it
+    /// A follower's part, on a thread of its own: what it reads stated to
+    /// the leader (`stateReads`), and in a CA rotation: once it
     /// holds the new root (and its certificate of it) it tells the leader;
     /// once the leader says every node and coordinator trusts the new root,
     /// it presents that certificate and tells the leader again. Asked every
     /// second while the rotation it applied waits for it (a new leader is
     /// found the same way), until `stop`.
-    func rotationWorker() {
+    func followerWorker() {
         guard let me = config.raft?.id else { return }
         while !stopped.load(ordering: .relaxed) {
             usleep(1_000_000)
+            if !leadingNow.load(ordering: .relaxed) { stateReads(me) }
             guard !leadingNow.load(ordering: .relaxed), let r = caFollower.rotation,
                   r.coordinators.contains(me) || r.presenting.contains(me) else { continue }
             if caFollower.followAgain() { loop.post { [weak self] in self?.reloadIdentity() } }

@@ -121,6 +121,7 @@ public final class Coordinator: @unchecked Sendable {
                 // Committed once everything before it is applied here: the store is then current.
                 var b = StoreBatch()
                 b.meta[RaftReplica.addressKeyPrefix + String(replica.settings.id)] = clientAddress
+                b.meta[CoordinatorReads.metaKey(replica.settings.id)] = replica.ownReads.encoded
                 try replica.commit(b, timeout: commitTimeout)
                 let store = try Store(path: config.databasePath)
                 let stored = try store.load()
@@ -229,7 +230,8 @@ public final class Coordinator: @unchecked Sendable {
                 // Recorded before Raft adds it: its certificate bound to its Raft
                 // id, and a coordinator removed before under that id no longer
                 // refused on the Raft port (it must reach the leader to catch up).
-                try commitMembership(RaftReplica.memberBatch(id: r.raftID, clientAddress: r.address, certificate: c.peerCertificate))
+                try commitMembership(RaftReplica.memberBatch(id: r.raftID, clientAddress: r.address, certificate: c.peerCertificate,
+                                                             reads: r.reads.flatMap(CoordinatorReads.decode)))
                 let conn = c.id
                 replica.changeAsync(.addVoter, id: r.raftID, address: r.raftAddress, timeout: 60) { [weak self] error in
                     self?.loop.post { [weak self] in
@@ -242,6 +244,16 @@ public final class Coordinator: @unchecked Sendable {
                         self.connections[conn]?.conn.send(WireEncoder.reply(to: id, EmptyBody()))
                     }
                 }
+            case MessageType.coordinatorReads:
+                let r = try env.body(CoordinatorReadsStatement.self)
+                guard let reads = CoordinatorReads.decode(r.reads) else { throw ClusterError.invalid("\"\(r.reads)\": expected FORMAT SCHEMA") }
+                guard r.raftID > 0, !replica.removedIDs.contains(r.raftID) else { throw ClusterError.notFound("raft id \(r.raftID) is not a coordinator of this cluster") }
+                try commitMembership(RaftReplica.readsBatch(id: r.raftID, reads: reads))
+                log.info("coordinator \(r.raftID) reads log entries up to format \(reads.entryFormat) and schema \(reads.schema): writing format \(replica.writeFormat)")
+                if reads.schema < Store.schemaVersion {
+                    log.warning("coordinator \(r.raftID) reads database schema up to \(reads.schema), this store's is \(Store.schemaVersion): a snapshot sent to it is refused until it is upgraded")
+                }
+                c.send(WireEncoder.reply(to: id, EmptyBody()))
             default:
                 throw WireError(.unauthorized, "\(env.type): not a message between coordinators")
             }
@@ -310,7 +322,7 @@ public final class Coordinator: @unchecked Sendable {
         loop.watch(listener.rawValue, events: Int16(POLLIN)) { [unowned self] _ in self.acceptAll() }
         scheduleTick()
         loop.after(10) { ResidentMemory.trimStartupCode() }
-        if replica != nil { _ = Threads.detach { [self] in self.rotationWorker() } }
+        if replica != nil { _ = Threads.detach { [self] in self.followerWorker() } }
         loop.run()
         stopped.store(true, ordering: .relaxed)
         for (_, c) in connections { c.conn.close("coordinator stopping") }

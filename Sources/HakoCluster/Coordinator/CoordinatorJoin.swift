@@ -123,7 +123,8 @@ public enum CoordinatorJoin {
                 let c = try ClusterClient.leader(among: known, tls: tls, timeout: 10)
                 defer { c.close() }
                 _ = try c.request(MessageType.coordinatorAdd,
-                                  CoordinatorAddRequest(raftID: raft.id, raftAddress: raft.address.description, address: clientAddress),
+                                  CoordinatorAddRequest(raftID: raft.id, raftAddress: raft.address.description, address: clientAddress,
+                                                        reads: CoordinatorReads(entryFormat: raft.newestEntryFormat, schema: Store.schemaVersion).encoded),
                                   as: EmptyBody.self, timeout: 90)
                 log.info("a voter now (raft id \(raft.id))")
                 return

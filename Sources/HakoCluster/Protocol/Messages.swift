@@ -47,6 +47,8 @@ public enum MessageType {
     /// A coordinator's part in a CA rotation (over mutual TLS, to the leader):
     /// it holds the new root and a certificate of it; then it presents that certificate.
     public static let coordinatorRotation = "coordinator.rotation"
+    /// A coordinator states what it reads (to the leader, which commits it).
+    public static let coordinatorReads = "coordinator.reads"
     /// Secrets and configs (`kind` in the body says which).
     public static let secretCreate = "secret.create"
     public static let secretList = "secret.ls"
@@ -594,9 +596,22 @@ public struct CoordinatorAddRequest: Codable, Sendable {
     public var raftID: UInt64
     public var raftAddress: String
     public var address: String
-    public init(raftID: UInt64, raftAddress: String, address: String) {
+    /// What it reads ("FORMAT SCHEMA"; nil from a hako before the statements).
+    public var reads: String?
+    public init(raftID: UInt64, raftAddress: String, address: String, reads: String? = nil) {
         self.raftID = raftID
         self.raftAddress = raftAddress
         self.address = address
+        self.reads = reads
+    }
+}
+
+/// `coordinator.reads`: what coordinator `raftID` reads ("FORMAT SCHEMA", `CoordinatorReads`).
+public struct CoordinatorReadsStatement: Codable, Sendable {
+    public var raftID: UInt64
+    public var reads: String
+    public init(raftID: UInt64, reads: String) {
+        self.raftID = raftID
+        self.reads = reads
     }
 }

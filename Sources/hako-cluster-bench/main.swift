@@ -224,6 +224,10 @@ func raftReplicas(_ n: Int, dir: String) throws -> [RaftReplica] {
     }
     let until = monotonicSeconds() + 15
     while monotonicSeconds() < until, !out.contains(where: { $0.status.role == .leader }) { usleep(20_000) }
+    // Each states what it reads, as coordinators do: the leader then writes the newest format.
+    if let leader = out.first(where: { $0.status.role == .leader }) {
+        for r in out { try leader.commit(RaftReplica.readsBatch(id: r.settings.id, reads: r.ownReads), timeout: 10) }
+    }
     return out
 }
 

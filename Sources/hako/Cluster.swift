@@ -145,7 +145,7 @@ struct ClusterCARotate: ParsableCommand {
             }
             print("admin credentials in \(creds.dir) now hold a certificate of CA \(status.fingerprint.prefix(16))")
             guard !status.rotating else {
-                throw HakoError(.failed, "the rotation has not finished after \(timeout): \(status.pending.joined(separator: ", ")) still hold certificates of the old CA (a node that is down renews when its agent reconnects; `hako cluster node rm --force` one that will not come back); the old CA stays trusted until then — see `hako cluster ca status`")
+                throw HakoError(.failed, "the rotation has not finished after \(timeout): \(status.pending.joined(separator: ", ")) still hold (or, coordinators, present) certificates of the old CA (a node that is down renews when its agent reconnects, a coordinator when it starts again; `hako cluster node rm --force` or `hako cluster coordinator rm` one that will not come back); the old CA stays trusted until then — see `hako cluster ca status`")
             }
             print("CA rotation complete: every node holds a certificate of \(status.fingerprint.prefix(16)); the old CA is no longer trusted")
         }

@@ -106,6 +106,120 @@ import Testing
     }
 }
 
+/// The rotation with several coordinators, in the leader's core and in a
+/// follower's `pki/`: the new root travels in the store (its key sealed),
+/// every coordinator says it holds it, then presents a certificate of it,
+/// and only then is the old root dropped; a new leader carries it on.
+@Suite struct CARotationReplicatedTests {
+    func raftMode(_ f: CoreFixture, store: Store) {
+        f.core.replicate = { try store.commit($0) }
+        f.core.raftID = 1
+        f.core.voters = { [1, 2, 3] }
+    }
+
+    func coordinator(_ f: CoreFixture, _ id: UInt64, _ cert: Certificate, presenting: Bool) throws -> CoordinatorRotationReply {
+        let reply = f.core.handle(try envelope(MessageType.coordinatorRotation,
+                                               CoordinatorRotationRequest(raftID: id, certificate: try cert.pem(), presenting: presenting)),
+                                  from: .coordinator, connection: 7, address: "x")
+        f.core.flush()
+        let env = try decodeLine(try #require(reply))
+        if env.type == MessageType.error { throw ClusterError.wire(code: env.error?.code.rawValue ?? "", message: env.error?.message ?? "") }
+        return try env.body(CoordinatorRotationReply.self)
+    }
+
+    @Test func everyCoordinatorMovesBeforeTheOldRootGoes() throws {
+        let f = try CoreFixture()
+        let a = try SimNode(f, name: "a")
+        // Coordinator 2's data directory: a copy of the first one's, as `raft_peers` clusters start.
+        var follower = f.config
+        follower.dataDir = f.dir.path + "/coord2"
+        try FileManager.default.copyItem(atPath: f.config.dataDir, toPath: follower.dataDir)
+        let store = try Store(path: f.config.databasePath)
+        raftMode(f, store: store)
+        let pki = CoordinatorPKI(dataDir: f.config.dataDir)
+        let oldRoot = try pki.loadTrust().roots[0]
+
+        let r = try f.admin(MessageType.caRotate, CARotateRequest(csr: try CertificateRequest(key: try PrivateKey.generate()).pem()), as: CARotateReply.self)
+        #expect(r.status.pending == ["a", "coordinator 1", "coordinator 2", "coordinator 3"], "\(r.status.pending)")
+        // The new root is in the store, its key sealed: the database never holds it in clear.
+        let meta = try store.loadMeta()
+        let sealed = try #require(meta[CARoot.metaKey])
+        #expect(!sealed.contains("PRIVATE KEY"))
+        let box = try #require(f.core.secretBox)
+        let newRoot = try CARoot.open(sealed, with: box, clusterID: f.core.clusterID)
+        #expect(newRoot.certificate.fingerprint == r.status.fingerprint && newRoot.certificate.fingerprint != oldRoot.fingerprint)
+        #expect(throws: ClusterError.self, "another secrets key does not open it") {
+            try CARoot.open(sealed, with: SecretBox.generate(), clusterID: f.core.clusterID)
+        }
+
+        // The leader applies its own entry as every coordinator does (Raft's apply).
+        #expect(CAFollower(config: f.config, box: box, clusterID: f.core.clusterID, log: .silent).follow(meta))
+        #expect(try pki.loadTrust().fingerprints == [newRoot.certificate.fingerprint, oldRoot.fingerprint])
+        // A follower applies it: the new root installed beside the old one, its own certificate of it kept aside.
+        let follow = CAFollower(config: follower, box: box, clusterID: f.core.clusterID, log: .silent)
+        #expect(follow.follow(meta))
+        let theirs = CoordinatorPKI(dataDir: follower.dataDir)
+        #expect(try theirs.loadTrust().fingerprints == [newRoot.certificate.fingerprint, oldRoot.fingerprint])
+        let kept = try Certificate(pem: try FS.readString(theirs.nextServerCert))
+        try kept.verify(against: newRoot.certificate)
+        try theirs.loadServer().0.verify(against: oldRoot)
+        #expect(!follow.follow(meta), "applied again: nothing to do")
+
+        // It says so; the leader waits for the node and coordinator 3 before anyone presents.
+        #expect(try coordinator(f, 2, kept, presenting: false).present == false)
+        #expect(throws: ClusterError.self, "a certificate of the old root is refused") {
+            try coordinator(f, 3, try theirs.loadServer().0, presenting: false)
+        }
+        let key3 = try PrivateKey.generate()
+        let now = f.clock.wall()
+        let cert3 = try newRoot.issue(key: key3, commonName: "coordinator", role: .coordinator, notBefore: now - 60, notAfter: now + 86400)
+        #expect(try coordinator(f, 3, cert3, presenting: false).present == false, "node a still holds the old root")
+        #expect(f.core.state.certs[cert3.serial]?.subject == RaftReplica.certificateSubject(3), "bound to its Raft id: a removal revokes it")
+        let reply = f.core.handle(try envelope(MessageType.renew, RenewRequest(csr: try CertificateRequest(key: try PrivateKey.generate()).pem())),
+                                  from: .node(a.id), connection: a.connection, address: "x")
+        #expect(reply != nil)
+        f.core.flush()
+        #expect(try coordinator(f, 2, kept, presenting: false).present, "everyone trusts the new root")
+
+        // The leader presents its certificate of the new root; the old root stays until 2 and 3 do.
+        f.tick()
+        try pki.loadServer().0.verify(against: newRoot.certificate)
+        #expect(f.core.rotation?.presenting == [2, 3])
+        #expect(f.core.trust.roots.count == 2)
+
+        // A new leader (the same store) carries the rotation on.
+        try f.reopen(trust: try pki.loadTrust())
+        raftMode(f, store: store)
+        #expect(f.core.rotation?.presenting == [2, 3] && f.core.rotation?.pending.isEmpty == true)
+        _ = try coordinator(f, 2, kept, presenting: true)
+        f.tick()
+        #expect(f.core.rotation != nil, "coordinator 3 does not present yet")
+        _ = try coordinator(f, 3, cert3, presenting: true)
+        f.tick()
+        #expect(f.core.rotation == nil && f.core.trust.fingerprints == [newRoot.certificate.fingerprint])
+        let done = try f.admin(MessageType.caStatus, EmptyBody(), as: CAStatus.self)
+        #expect(!done.rotating && done.pending.isEmpty)
+
+        // The follower applies the end: the old root dropped, its certificate of the new one presented.
+        #expect(follow.follow(try store.loadMeta()))
+        #expect(try theirs.loadTrust().fingerprints == [newRoot.certificate.fingerprint])
+        try theirs.loadServer().0.verify(against: newRoot.certificate)
+        #expect(!FS.exists(theirs.nextServerCert) && !FS.exists(theirs.previousCACert))
+    }
+
+    @Test func aRemovedCoordinatorDoesNotHoldTheRotationBack() throws {
+        let f = try CoreFixture()
+        let store = try Store(path: f.config.databasePath)
+        raftMode(f, store: store)
+        _ = try f.admin(MessageType.caRotate, CARotateRequest(csr: try CertificateRequest(key: try PrivateKey.generate()).pem()), as: CARotateReply.self)
+        #expect(f.core.rotation?.coordinators == [2, 3])
+        f.core.coordinatorRemoved(3)
+        f.core.coordinatorRemoved(2)
+        f.tick()
+        #expect(f.core.rotation == nil, "no node, and the leader alone presents a certificate of the new root")
+    }
+}
+
 /// The whole rotation over loopback: a real coordinator, two real agents
 /// (tasks run by a fake runtime), the admin credentials.
 @Suite struct CARotationLiveTests {

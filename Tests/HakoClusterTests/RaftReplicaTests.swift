@@ -273,7 +273,9 @@ import Testing
     /// Coordinators of two hako versions in one cluster. The older one reads
     /// and writes entry format 1 only (the test holds for any format newer
     /// than it knows). While it leads, the newer ones apply what it writes.
-    /// Once a newer one leads and writes its own format, the older one refuses
+    /// Once a newer one leads and writes its own format — the older one's
+    /// statement wrongly says it reads it (a coordinator downgraded after it
+    /// stated what it reads) — the older one refuses
     /// that entry — said in its log, its store left as it was before the entry,
     /// nothing after it applied — and the cluster goes on; upgraded (restarted
     /// reading every format), it applies the rest from its log and is whole.
@@ -301,7 +303,12 @@ import Testing
         replicas[0]?.stop()
         replicas[0] = nil
         let newer = try #require(leader(replicas))
+        for id in 1...3 {
+            let claimed = CoordinatorReads(entryFormat: StoreBatch.entryVersion, schema: Store.schemaVersion)
+            try replicas[newer]?.commit(RaftReplica.readsBatch(id: UInt64(id), reads: claimed), timeout: 5)
+        }
         try replicas[newer]?.commit(batch("new1"), timeout: 5)
+        #expect(replicas[newer]?.lastWrittenFormat == StoreBatch.entryVersion)
         replicas[0] = try start(0, log: log) { s in older(&s); keepLog(&s); s.electionTimeout = 1 }
         #expect(eventually(10) { captured.withLock { $0.contains { $0.contains("a log entry of format \(StoreBatch.entryVersion)") && $0.contains("upgrade this coordinator") } } },
                 "\(captured.withLock { $0.suffix(8) })")
@@ -352,6 +359,72 @@ import Testing
         try #require(leader([0: replica]) == 0)
         try replica.commit(withEvent("fresh"), timeout: 5)
         #expect(try events().last == "fresh", "an entry of a new log at an index the old log had applied was skipped")
+    /// The leader writes the newest format every member reads. A coordinator
+    /// that claims an older maximum (format 2, the test hook of an older hako)
+    /// gets entries of format 2 and applies them; before anyone has stated
+    /// what it reads, format 1. A fourth coordinator that reads format 3
+    /// joins: still format 2. Once the older one is upgraded and says so, the
+    /// format moves up to 3, and every coordinator applies it.
+    @Test func theLeaderWritesTheNewestFormatEveryMemberReads() throws {
+        try #require(StoreBatch.entryVersion >= 3, "this hako writes no format newer than 2")
+        let (log, captured) = capture()
+        func keepLog(_ s: inout RaftSettings) { s.snapshotThreshold = 1024 }
+        func older(_ s: inout RaftSettings) {
+            s.entryFormat = 2
+            s.newestEntryFormat = 2
+            keepLog(&s)
+        }
+        var replicas: [Int: RaftReplica] = [:]
+        replicas[0] = try start(0, log: log) { older(&$0) }
+        for i in 1..<3 { replicas[i] = try start(i, log: log) { keepLog(&$0) } }
+        defer { for r in replicas.values { r.stop() } }
+        try onLeader(replicas) { r in
+            #expect(r.writeFormat == 1, "nobody has said what it reads: format 1, which every hako reads")
+            try r.commit(batch("unstated"), timeout: 5)
+            #expect(r.lastWrittenFormat == 1)
+        }
+        // Each states what it reads, through the leader (as a coordinator does at its start).
+        for i in 0..<3 {
+            let reads = try #require(replicas[i]?.ownReads)
+            try onLeader(replicas) { try $0.commit(RaftReplica.readsBatch(id: UInt64(i + 1), reads: reads), timeout: 5) }
+        }
+        #expect(replicas[0]?.ownReads.entryFormat == 2 && replicas[1]?.ownReads.entryFormat == StoreBatch.entryVersion)
+        #expect(eventually(5) { replicas.values.allSatisfy { $0.writeFormat == 2 || $0.settings.id == 1 } })
+        try onLeader(replicas) { r in
+            try r.commit(batch("two"), timeout: 5)
+            #expect(r.lastWrittenFormat == 2, "the older coordinator reads no newer than 2")
+        }
+        #expect(eventually(10) { (0..<3).allSatisfy { (try? self.services($0)) == ["unstated", "two"] } },
+                "\((0..<3).map { (try? self.services($0)) ?? [] })")
+        #expect(!captured.withLock { $0.contains { $0.contains("upgrade this coordinator") } }, "the older coordinator met a format it does not read")
+
+        // A coordinator that reads format 3 joins: the format stays 2.
+        replicas[3] = try start(3, log: log) { s in
+            s.bootstrap = []
+            keepLog(&s)
+        }
+        let joining = try #require(replicas[3]?.ownReads)
+        try onLeader(replicas.filter { $0.key < 3 }) { try $0.commit(RaftReplica.memberBatch(id: 4, clientAddress: "127.0.0.1:13", certificate: nil, reads: joining), timeout: 5) }
+        try onLeader(replicas.filter { $0.key < 3 }) { try $0.change(.addVoter, id: 4, address: "127.0.0.1:\(base + 3)", timeout: 30) }
+        try onLeader(replicas) { r in
+            try r.commit(batch("joined"), timeout: 5)
+            #expect(r.lastWrittenFormat == 2, "a joining coordinator raised the format before every member reads it")
+        }
+        #expect(eventually(10) { (0..<4).allSatisfy { (try? self.services($0))?.contains("joined") == true } })
+
+        // The older one upgraded, and says so: format 3 from then on, applied everywhere.
+        replicas[0]?.stop()
+        replicas[0] = try start(0, log: log) { keepLog(&$0) }
+        let upgraded = try #require(replicas[0]?.ownReads)
+        try onLeader(replicas) { try $0.commit(RaftReplica.readsBatch(id: 1, reads: upgraded), timeout: 5) }
+        #expect(eventually(5) { replicas.values.allSatisfy { $0.settings.id == 1 || $0.writeFormat == StoreBatch.entryVersion } })
+        try onLeader(replicas) { r in
+            try r.commit(batch("three"), timeout: 5)
+            #expect(r.lastWrittenFormat == StoreBatch.entryVersion)
+        }
+        #expect(eventually(10) { (0..<4).allSatisfy { (try? self.services($0))?.contains("three") == true } },
+                "\((0..<4).map { (try? self.services($0)) ?? [] })")
+        #expect(captured.withLock { $0.contains { $0.contains("writing log entries of format \(StoreBatch.entryVersion)") } })
     }
 
     /// Few entries but many bytes: a snapshot all the same (the log bounded in bytes, not only in entries).

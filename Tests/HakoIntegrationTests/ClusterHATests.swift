@@ -102,10 +102,6 @@ final class ClusterHATests {
     /// restarted catches up (it then holds what was written without it).
     @Test func leaderKilledNewLeaderKeepsState() throws {
         try #require(bootstrap(), "no leader among three coordinators")
-        // The new root's key would stay on the leader: refused, and nothing changes.
-        let rotate = cli("ca", "rotate")
-        #expect(rotate.status == 125 && rotate.stderr.contains("not supported with 3 coordinators"), "\(rotate.stderr)")
-        #expect(cli("ca", "status").stdout.contains("rotation:  none"))
         var expected = Set<String>()
         for trial in 1...3 {
             let name = "svc\(trial)"
@@ -134,6 +130,10 @@ final class ClusterHATests {
         kill9(last)
         #expect(h.eventually(10) { self.services() == expected })
         start(last)
+        // The followers stated what they read: from format 1 (nothing stated) the leaders moved to the newest.
+        let logs = coordinatorLogs()
+        #expect(logs.contains("told the leader this coordinator reads log entries up to format"), "\(logs.suffix(3000))")
+        #expect(logs.contains("the newest every coordinator reads (was 1)"), "\(logs.suffix(3000))")
     }
 
     /// Agents in the same namespaces as the coordinators (three Pis running both), joined through the leader.
@@ -247,6 +247,87 @@ final class ClusterHATests {
         let others = (0..<3).filter { $0 != l }
         #expect(h.eventually(30) { self.exactly("web", 16, on: others) }, "after the Pi died: \(runningNames("web", on: others).sorted())")
         h.link(l, up: true)
+    }
+
+    func read(_ path: String) -> String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
+    func openssl(_ args: String...) -> Output { Subprocess.run(["/usr/bin/openssl"] + args) }
+
+    /// `ca rotate` with three coordinators and three agents on the three Pis:
+    /// the new root goes to every coordinator through the log. A node down
+    /// holds the rotation back; the leader is killed meanwhile; the new leader
+    /// carries it on, the node comes back and renews, the killed coordinator
+    /// comes back and moves too. Then every coordinator presents a certificate
+    /// of the new root and trusts it alone, so does every node, the service
+    /// at its count; a coordinator restarted afterwards still
+    /// reaches its peers (it votes: the cluster elects with it).
+    @Test func caRotationWithThreeCoordinatorsAndALeaderKilled() throws {
+        try #require(bootstrap(), "no leader among three coordinators")
+        try #require(startAgents(), "\(readyNodes())/3 nodes ready")
+        let r = cli("service", "create", "--no-resolve-image", "--name", "keep", "--replicas", "3", "--stop-timeout", "1",
+                    "--wait", "--timeout", "60s", "busybox:test", "sleep", "3600", timeout: 90)
+        try #require(r.status == 0, "\(r.stderr)")
+        let oldRoot = read(dataDir(0) + "/pki/ca.crt")
+
+        h.killAgent(2)
+        #expect(h.eventually(20) { self.readyNodes() == 2 })
+        let rotate = cli("ca", "rotate", "--timeout", "3s", timeout: 60)
+        #expect(rotate.status == 125 && rotate.stderr.contains("has not finished") && rotate.stderr.contains("node3"), "\(rotate.stdout)\(rotate.stderr)")
+        // Every coordinator installed the new root and trusts both.
+        var newRoot = ""
+        #expect(h.eventually(15) {
+            newRoot = self.read(self.dataDir(0) + "/pki/ca.crt")
+            return newRoot != oldRoot && (0..<3).allSatisfy {
+                self.read(self.dataDir($0) + "/pki/ca.crt") == newRoot && self.read(self.dataDir($0) + "/pki/ca-previous.crt") == oldRoot
+            }
+        }, "the new root is not on every coordinator")
+        let keys = Set((0..<3).map { read(dataDir($0) + "/pki/ca.key") })
+        #expect(keys.count == 1 && !keys.contains(""), "every coordinator holds the new root's key")
+
+        let killed = try #require(leader())
+        kill9(killed)
+        #expect(h.eventually(10) { self.leader().map { $0 != killed } ?? false }, "no new leader")
+        h.startAgent(2)
+        // The node renews with the new leader; the killed coordinator still holds the rotation back.
+        var status = ""
+        #expect(h.eventually(30) {
+            status = self.cli("ca", "status").stdout
+            return !status.contains("node3") && status.contains("coordinator \(killed + 1)")
+        }, "\(status)")
+        start(killed)
+        #expect(h.eventually(40) { self.cli("ca", "status").stdout.contains("rotation:  none") }, "\(self.cli("ca", "status").stdout)")
+
+        let rootFile = h.base + "/new-root.crt"
+        h.write(rootFile, newRoot)
+        for i in 0..<3 {
+            #expect(h.eventually(10) { !FileManager.default.fileExists(atPath: self.dataDir(i) + "/pki/ca-previous.crt") }, "coordinator \(i + 1) still trusts the old root")
+            #expect(read(dataDir(i) + "/pki/ca.crt") == newRoot)
+            #expect(openssl("verify", "-CAfile", rootFile, dataDir(i) + "/pki/coordinator.crt").status == 0, "coordinator \(i + 1) presents a certificate of the new root")
+        }
+        for n in h.nodes {
+            #expect(h.eventually(10) { self.read(n.dir + "/state/ca.crt") == newRoot }, "\(n.name) trusts the new root alone")
+            #expect(openssl("verify", "-CAfile", rootFile, n.dir + "/state/node.pem").status == 0, "\(n.name) holds a certificate of the new root")
+        }
+        #expect(h.eventually(15) { self.readyNodes() == 3 })
+        #expect(exactly("keep", 3), "\(runningNames("keep"))")
+
+        // A coordinator restarted after the rotation reaches its peers: with it, the two others elect.
+        let l = try #require(leader())
+        let f = (l + 1) % 3
+        kill9(f)
+        start(f)
+        #expect(h.eventually(15) { self.reachable() == 3 })
+        #expect(cli("service", "create", "--no-resolve-image", "--name", "after", "busybox:test", "sleep", "3600").status == 0)
+        #expect(!read(coordinatorLogsOf(f)).contains("raft: refused"), "\(read(coordinatorLogsOf(f)).suffix(3000))")
+        kill9(l)
+        #expect(h.eventually(10) { self.services().contains("after") && self.leader().map { $0 != l } ?? false },
+                "the restarted coordinator does not vote")
+        start(l)
+    }
+
+    /// The newest log of coordinator `i`.
+    func coordinatorLogsOf(_ i: Int) -> String {
+        let all = ((try? FileManager.default.contentsOfDirectory(atPath: h.base)) ?? []).filter { $0.hasPrefix("c\(i + 1).log.") }.sorted()
+        return h.base + "/" + (all.last ?? "none")
     }
 
     /// A configuration without peers: the first coordinator starts alone, the others join it.

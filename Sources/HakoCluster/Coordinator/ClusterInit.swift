@@ -78,10 +78,15 @@ public enum ClusterInit {
 
     /// The coordinator's own certificate: its names and addresses as SANs.
     static func issueServer(ca: CertificateAuthority, key: PrivateKey, config c: CoordinatorConfig, now: Double) throws(ClusterError) -> Certificate {
-        var sans = ["localhost", "127.0.0.1"] + c.advertise
+        try ca.issue(key: key, commonName: "coordinator", role: .coordinator, notBefore: now - 300, notAfter: now + 365 * 86400, sans: serverNames(c))
+    }
+
+    /// The names and addresses in a coordinator's certificate: loopback, its
+    /// Raft host, the advertised ones and a listen address that is not a wildcard.
+    static func serverNames(_ c: CoordinatorConfig) -> [String] {
+        var sans = ["localhost", "127.0.0.1"] + (c.raft.map { [$0.address.host] } ?? []) + c.advertise
         if c.listen.host != "0.0.0.0" && c.listen.host != "::" { sans.append(c.listen.host) }
         var seen = Set<String>()
-        sans = sans.filter { seen.insert($0).inserted }
-        return try ca.issue(key: key, commonName: "coordinator", role: .coordinator, notBefore: now - 300, notAfter: now + 365 * 86400, sans: sans)
+        return sans.filter { seen.insert($0).inserted }
     }
 }

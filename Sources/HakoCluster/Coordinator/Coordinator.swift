@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import HakoSystem
+import Synchronization
 
 /// `hako coordinator`: the core behind a mutual-TLS listener, on one
 /// poll-driven thread. There is no plaintext port.
@@ -13,7 +14,15 @@ public final class Coordinator: @unchecked Sendable {
     /// With several coordinators (`raft_*` settings): the replicated store.
     public private(set) var replica: RaftReplica?
     /// Only the leader schedules, watches heartbeats and writes; without Raft, always.
-    public private(set) var leading = true
+    public private(set) var leading = true {
+        didSet { leadingNow.store(leading, ordering: .relaxed) }
+    }
+    /// `leading` for other threads (the rotation worker).
+    let leadingNow = Atomic<Bool>(true)
+    /// Set once `run` returns: the rotation worker ends.
+    let stopped = Atomic<Bool>(false)
+    /// With Raft: `pki/` following the CA the store holds (a replicated rotation).
+    let caFollower: CAFollower
     let clock: any ClusterClock
     let random: any RandomNumberGenerator & Sendable
     let loop: PollLoop
@@ -52,10 +61,14 @@ public final class Coordinator: @unchecked Sendable {
         let store = try Store(path: config.databasePath)
         guard let clusterID = try store.load().meta["cluster_id"] else { throw ClusterError.store("the database has no cluster id") }
         try pki.recoverRotation()
+        let box = try SecretBox.loadOrCreate(dataDir: config.dataDir)
+        caFollower = CAFollower(config: config, box: box, clusterID: clusterID, log: log)
+        // With Raft the store says which CA is the cluster's (a rotation applied while this one was stopped).
+        if config.raft != nil { _ = caFollower.follow(try store.loadMeta()) }
         let ca = try pki.loadCA(clusterID: clusterID)
         let trust = try pki.loadTrust()
         core = try CoordinatorCore(config: config, store: store, ca: ca, trust: trust, clock: clock, random: random, log: log)
-        core.secretBox = try SecretBox.loadOrCreate(dataDir: config.dataDir)
+        core.secretBox = box
         let (cert, key) = try pki.loadServer()
         // The coordinator's own certificate renews itself a month before it expires.
         let now = clock.wall()
@@ -74,13 +87,18 @@ public final class Coordinator: @unchecked Sendable {
         try startMetrics()
         if var raft = config.raft {
             leading = false
+            // (Observers do not run in an initializer.)
+            leadingNow.store(false, ordering: .relaxed)
             // A coordinator that joined waits to be added; it never starts a cluster of its own.
             if FS.exists(CoordinatorJoin.markerPath(config.dataDir)) { raft.bootstrap = [] }
             guard let chain = core.trust.issuer(of: cert) ?? core.trust.signing else { throw ClusterError.security("no trusted CA") }
             let creds = RaftTransport.Credentials(certificate: cert, key: key, chain: chain, trust: core.trust, clusterID: clusterID)
-            replica = try RaftReplica(settings: raft, dataDir: config.dataDir, databasePath: config.databasePath, tls: creds, log: log) {
-                [loop] status in loop.post { [weak self] in self?.raftChanged(status) }
-            }
+            replica = try RaftReplica(settings: raft, dataDir: config.dataDir, databasePath: config.databasePath, tls: creds, log: log,
+                                      caChanged: { [caFollower, loop] meta in
+                                          if caFollower.follow(meta) { loop.post { [weak self] in self?.reloadIdentity() } }
+                                      }) { [loop] status in loop.post { [weak self] in self?.raftChanged(status) } }
+            core.raftID = raft.id
+            if let replica { core.voters = { Set(replica.members.keys) } }
         }
     }
 
@@ -103,6 +121,7 @@ public final class Coordinator: @unchecked Sendable {
                 // Committed once everything before it is applied here: the store is then current.
                 var b = StoreBatch()
                 b.meta[RaftReplica.addressKeyPrefix + String(replica.settings.id)] = clientAddress
+                b.meta[CoordinatorReads.metaKey(replica.settings.id)] = replica.ownReads.encoded
                 try replica.commit(b, timeout: commitTimeout)
                 let store = try Store(path: config.databasePath)
                 let stored = try store.load()
@@ -120,6 +139,9 @@ public final class Coordinator: @unchecked Sendable {
                 fresh.secretBox = core.secretBox
                 fresh.replicate = { [replica, commitTimeout] batch in try replica.commit(batch, timeout: commitTimeout) }
                 fresh.replicationFailed = { [unowned self] in self.dropLead() }
+                fresh.raftID = replica.settings.id
+                fresh.voters = { Set(replica.members.keys) }
+                fresh.settleOwnRotation()
                 core = fresh
                 leading = true
                 dropConnections("the leader changed")
@@ -208,7 +230,8 @@ public final class Coordinator: @unchecked Sendable {
                 // Recorded before Raft adds it: its certificate bound to its Raft
                 // id, and a coordinator removed before under that id no longer
                 // refused on the Raft port (it must reach the leader to catch up).
-                try commitMembership(RaftReplica.memberBatch(id: r.raftID, clientAddress: r.address, certificate: c.peerCertificate))
+                try commitMembership(RaftReplica.memberBatch(id: r.raftID, clientAddress: r.address, certificate: c.peerCertificate,
+                                                             reads: r.reads.flatMap(CoordinatorReads.decode)))
                 let conn = c.id
                 replica.changeAsync(.addVoter, id: r.raftID, address: r.raftAddress, timeout: 60) { [weak self] error in
                     self?.loop.post { [weak self] in
@@ -221,6 +244,16 @@ public final class Coordinator: @unchecked Sendable {
                         self.connections[conn]?.conn.send(WireEncoder.reply(to: id, EmptyBody()))
                     }
                 }
+            case MessageType.coordinatorReads:
+                let r = try env.body(CoordinatorReadsStatement.self)
+                guard let reads = CoordinatorReads.decode(r.reads) else { throw ClusterError.invalid("\"\(r.reads)\": expected FORMAT SCHEMA") }
+                guard r.raftID > 0, !replica.removedIDs.contains(r.raftID) else { throw ClusterError.notFound("raft id \(r.raftID) is not a coordinator of this cluster") }
+                try commitMembership(RaftReplica.readsBatch(id: r.raftID, reads: reads))
+                log.info("coordinator \(r.raftID) reads log entries up to format \(reads.entryFormat) and schema \(reads.schema): writing format \(replica.writeFormat)")
+                if reads.schema < Store.schemaVersion {
+                    log.warning("coordinator \(r.raftID) reads database schema up to \(reads.schema), this store's is \(Store.schemaVersion): a snapshot sent to it is refused until it is upgraded")
+                }
+                c.send(WireEncoder.reply(to: id, EmptyBody()))
             default:
                 throw WireError(.unauthorized, "\(env.type): not a message between coordinators")
             }
@@ -258,6 +291,7 @@ public final class Coordinator: @unchecked Sendable {
                 // with its leader must refuse no one), its Raft id and bound
                 // certificate are refused everywhere this entry is applied.
                 try commitMembership(RaftReplica.removalBatch(id: m.id))
+                core.coordinatorRemoved(m.id)
             }
             let name = m.address.isEmpty ? m.raftAddress : m.address
             core.record(ClusterEvent(time: clock.wall(), kind: "coordinator", action: removing ? "removed" : "demoted", id: String(m.id), name: name,
@@ -288,7 +322,9 @@ public final class Coordinator: @unchecked Sendable {
         loop.watch(listener.rawValue, events: Int16(POLLIN)) { [unowned self] _ in self.acceptAll() }
         scheduleTick()
         loop.after(10) { ResidentMemory.trimStartupCode() }
+        if replica != nil { _ = Threads.detach { [self] in self.followerWorker() } }
         loop.run()
+        stopped.store(true, ordering: .relaxed)
         for (_, c) in connections { c.conn.close("coordinator stopping") }
         connections.removeAll()
         if leading { core.flush() }
@@ -385,14 +421,6 @@ public final class Coordinator: @unchecked Sendable {
             changeMembership(env, on: c)
             return
         }
-        if env.type == MessageType.caRotate, peer == .admin, leading, let voters = replica?.members.count, voters > 1 {
-            // The new root's key would be written on this coordinator alone:
-            // after a leader change the others would refuse every node it
-            // renewed. Until the key travels through the log, refused.
-            let why = "CA rotation is not supported with \(voters) coordinators yet (the new CA key would stay on the leader): remove the others (`hako cluster coordinator rm`), rotate, then join them again"
-            if env.id != nil { c.send(WireEncoder.error(to: env.id, WireError(.conflict, why))) }
-            return
-        }
         guard leading else {
             // A follower answers, changes nothing, and names the leader.
             let r = coordinatorsReply()
@@ -401,7 +429,7 @@ public final class Coordinator: @unchecked Sendable {
             if env.id != nil { c.send(WireEncoder.error(to: env.id, WireError(.notLeader, why))) }
             return
         }
-        if peer == .coordinator {
+        if peer == .coordinator, env.type != MessageType.coordinatorRotation {
             joiningCoordinator(env, on: c)
             return
         }
@@ -492,13 +520,8 @@ public final class Coordinator: @unchecked Sendable {
     func deliver() {
         if core.tlsGeneration != tlsGeneration {
             // Connections open now keep their session; new ones get the new context.
-            do {
-                tls = try Coordinator.serverContext(pki: CoordinatorPKI(dataDir: config.dataDir), trust: core.trust)
-                tlsGeneration = core.tlsGeneration
-                log.info("TLS: trusting \(core.trust.roots.count) CA\(core.trust.roots.count == 1 ? "" : "s") for new connections")
-            } catch {
-                log.error("cannot rebuild the TLS context: \(error)")
-            }
+            tlsGeneration = core.tlsGeneration
+            reloadIdentity()
         }
         for o in core.takeOutgoing() {
             switch o {

@@ -87,6 +87,9 @@ public final class CoordinatorCore {
     public var replicate: ((StoreBatch) throws -> Void)?
     /// Called when `replicate` fails: the changes in memory must not be kept.
     public var replicationFailed: (() -> Void)?
+    /// With Raft: this coordinator's id, and the voters' (a CA rotation waits for every coordinator).
+    public var raftID: UInt64?
+    public var voters: () -> Set<UInt64> = { [] }
 
     struct PendingLogs {
         var admin: Int
@@ -277,7 +280,10 @@ public final class CoordinatorCore {
             case .admin:
                 return try handleAdmin(env, connection: connection)
             case .coordinator:
-                throw WireError(.unauthorized, "\(env.type): not a message between coordinators")
+                guard env.type == MessageType.coordinatorRotation else {
+                    throw WireError(.unauthorized, "\(env.type): not a message between coordinators")
+                }
+                return reply(env, try coordinatorRotation(try env.body(CoordinatorRotationRequest.self)))
             }
         } catch {
             let e = WireError(error)

@@ -31,10 +31,7 @@ public enum CoordinatorJoin {
         var ep = try Endpoint(parsing: address, defaultPort: CoordinatorConfig.defaultPort)
         let key = try PrivateKey.generate()
         let csr = try CertificateRequest(key: key)
-        var sans = ["localhost", "127.0.0.1", raft.address.host] + config.advertise
-        if config.listen.host != "0.0.0.0" && config.listen.host != "::" { sans.append(config.listen.host) }
-        var seen = Set<String>()
-        sans = sans.filter { seen.insert($0).inserted }
+        let sans = ClusterInit.serverNames(config)
 
         // A follower names the leader: the join follows it (a few hops at most,
         // each coordinator pinned by the token's CA fingerprint).
@@ -126,7 +123,8 @@ public enum CoordinatorJoin {
                 let c = try ClusterClient.leader(among: known, tls: tls, timeout: 10)
                 defer { c.close() }
                 _ = try c.request(MessageType.coordinatorAdd,
-                                  CoordinatorAddRequest(raftID: raft.id, raftAddress: raft.address.description, address: clientAddress),
+                                  CoordinatorAddRequest(raftID: raft.id, raftAddress: raft.address.description, address: clientAddress,
+                                                        reads: CoordinatorReads(entryFormat: raft.newestEntryFormat, schema: Store.schemaVersion).encoded),
                                   as: EmptyBody.self, timeout: 90)
                 log.info("a voter now (raft id \(raft.id))")
                 return

@@ -24,8 +24,9 @@ public struct RaftSettings: Sendable, Equatable {
     public var snapshotBytes: UInt64 = 64 << 20
     /// Replace the configuration by this coordinator alone (`--force-new-cluster`).
     public var forceNewCluster = false
-    /// Tests (a coordinator of an older hako): the entry format it writes, and
-    /// the newest it reads (an entry of a newer one stops it, unapplied).
+    /// Tests only (a coordinator of an older hako): the newest entry format
+    /// it writes, and the newest it reads and states (an entry of a newer one
+    /// stops it, unapplied).
     var entryFormat = StoreBatch.entryVersion
     var newestEntryFormat = StoreBatch.entryVersion
 
@@ -70,6 +71,10 @@ public final class RaftReplica: @unchecked Sendable {
     /// The last entry in the store (Raft thread only): the one the store's
     /// meta `raft_applied` names, kept in memory after each apply.
     var appliedMark: AppliedMark?
+    /// Called on the Raft thread with the store's meta once an entry that
+    /// changes the CA (meta `ca_root`, `ca_rotation`) or a snapshot is
+    /// applied, before the entry counts as applied here.
+    let caChanged: @Sendable ([String: String]) -> Void
 
     final class Waiter: @unchecked Sendable {
         var sem = sem_t()
@@ -90,6 +95,12 @@ public final class RaftReplica: @unchecked Sendable {
     private let addressBook = Mutex<[UInt64: String]>([:])
     /// The voters as Raft last reported them (id → Raft address).
     private let voters = Mutex<[UInt64: String]>([:])
+    /// Every member, voters and spares (all receive entries).
+    private let everyone = Mutex<Set<UInt64>>([])
+    /// What each coordinator stated it reads, as applied (`CoordinatorReads`).
+    private let stated = Mutex<[UInt64: CoordinatorReads]>([:])
+    /// The format of the last entry this coordinator wrote (0: none yet).
+    private let written = Atomic<UInt8>(0)
     /// Who the Raft port refuses, as applied (`RaftTransport.Refusals`).
     private let refused = Mutex<RaftTransport.Refusals>(RaftTransport.Refusals())
     /// Set first thing in `stop`: an apply waiting for the disk gives up.
@@ -106,10 +117,12 @@ public final class RaftReplica: @unchecked Sendable {
     public var costs: Costs { spent.withLock { $0 } }
 
     public init(settings: RaftSettings, dataDir: String, databasePath: String, tls: RaftTransport.Credentials, log: ClusterLog,
+                caChanged: @escaping @Sendable ([String: String]) -> Void = { _ in },
                 onChange: @escaping @Sendable (RaftStatus) -> Void) throws {
         self.settings = settings
         self.log = log
         self.onChange = onChange
+        self.caChanged = caChanged
         store = try Store(path: databasePath)
         transport = try RaftTransport(settings: settings, credentials: tls, log: log)
         let dir = dataDir + "/raft"
@@ -118,6 +131,7 @@ public final class RaftReplica: @unchecked Sendable {
         let meta = try store.loadMeta()
         appliedMark = AppliedMark(meta[RaftReplica.appliedKey])
         loadAddressBook(meta)
+        loadReads(meta)
         try loadRevoked()
 
         var cb = hako_raft_callbacks()
@@ -147,10 +161,14 @@ public final class RaftReplica: @unchecked Sendable {
         cb.members = { ctx, n, ids, addresses, roles in
             let r = RaftReplica.from(ctx)
             var m: [UInt64: String] = [:]
-            for i in 0..<Int(n) where roles?[i] == 1 /* RAFT_VOTER */ {
-                if let id = ids?[i], let a = addresses?[i] { m[id] = String(cString: a) }
+            var all = Set<UInt64>()
+            for i in 0..<Int(n) {
+                guard let id = ids?[i] else { continue }
+                all.insert(id)
+                if roles?[i] == 1 /* RAFT_VOTER */, let a = addresses?[i] { m[id] = String(cString: a) }
             }
             r.voters.withLock { $0 = m }
+            r.everyone.withLock { $0 = all }
         }
         cb.log = { ctx, warning, message in
             let r = RaftReplica.from(ctx)
@@ -220,6 +238,27 @@ public final class RaftReplica: @unchecked Sendable {
     public var members: [UInt64: String] { voters.withLock { $0 } }
     /// Coordinator id → client address, from the replicated store.
     public var clientAddresses: [UInt64: String] { addressBook.withLock { $0 } }
+    /// What each coordinator stated it reads, as applied here.
+    public var statedReads: [UInt64: CoordinatorReads] { stated.withLock { $0 } }
+    /// What this coordinator reads (it states it through the leader).
+    public var ownReads: CoordinatorReads { CoordinatorReads(entryFormat: settings.newestEntryFormat, schema: Store.schemaVersion) }
+    /// The format of the last entry written here (0: none yet).
+    public var lastWrittenFormat: UInt8 { written.load(ordering: .relaxed) }
+
+    /// The format the leader writes: the newest every member reads (this
+    /// one's own at most), a member that has not stated it counting as
+    /// format 1. A joining coordinator that reads newer formats raises
+    /// nothing; the last member upgraded raises it.
+    public var writeFormat: UInt8 {
+        let members = everyone.withLock { $0 }
+        guard !members.isEmpty else { return CoordinatorReads.unstated.entryFormat }
+        let said = statedReads
+        var format = settings.entryFormat
+        for id in members where id != settings.id {
+            format = min(format, said[id]?.entryFormat ?? CoordinatorReads.unstated.entryFormat)
+        }
+        return max(1, format)
+    }
 
     // MARK: proposing (any thread but the Raft thread)
 
@@ -227,7 +266,14 @@ public final class RaftReplica: @unchecked Sendable {
     /// store, or throws (not the leader, no quorum within `timeout`, refused).
     public func commit(_ batch: StoreBatch, timeout: Double) throws(ClusterError) {
         let t0 = monotonicSeconds()
-        let bytes = try batch.encodedEntry(format: settings.entryFormat)
+        let format = writeFormat
+        let before = written.exchange(format, ordering: .relaxed)
+        if before != format {
+            let said = statedReads
+            let slowest = said.filter { $0.value.entryFormat == format }.keys.sorted().map { "coordinator \($0)" }
+            log.info("raft: writing log entries of format \(format), the newest every coordinator reads\(before == 0 ? "" : " (was \(before))")\(format < settings.entryFormat ? ": \(slowest.isEmpty ? "a coordinator has not said what it reads" : slowest.joined(separator: ", ") + " reads no newer")" : "")")
+        }
+        let bytes = try batch.encodedEntry(format: format)
         let t1 = monotonicSeconds()
         spent.withLock { $0.encode += t1 - t0 }
         try wait(timeout: timeout) { token in
@@ -375,9 +421,11 @@ public final class RaftReplica: @unchecked Sendable {
             appliedMark = mark
             lastRefusal = ""
             if batch.meta.keys.contains(where: { $0.hasPrefix(RaftReplica.addressKeyPrefix) }) { loadAddressBook(batch.meta) }
+            if batch.meta.keys.contains(where: { $0.hasPrefix(CoordinatorReads.metaPrefix) }) { loadReads(batch.meta) }
             if !batch.revokedSubjects.isEmpty || batch.certs.contains(where: { $0.revoked }) {
                 do { try loadRevoked() } catch { log.error("raft: cannot read the revoked coordinator certificates: \(error)") }
             }
+            if batch.meta[CARoot.metaKey] != nil || batch.meta[CARotation.metaKey] != nil { caApplied() }
             return RaftReplica.applied
         } catch {
             lastRefusal = "\(error)"
@@ -433,13 +481,19 @@ public final class RaftReplica: @unchecked Sendable {
             let meta = try store.loadMeta()
             appliedMark = AppliedMark(meta[RaftReplica.appliedKey])
             loadAddressBook(meta)
+            loadReads(meta)
             try loadRevoked()
+            caApplied()
             log.info("raft: store restored from a snapshot (\(bytes.count) bytes)")
             return 0
         } catch {
             log.error("raft: cannot restore a snapshot: \(error)")
             return 1
         }
+    }
+
+    private func caApplied() {
+        do { caChanged(try store.loadMeta()) } catch { log.error("raft: cannot read the store's CA records: \(error)") }
     }
 
     /// Meta set once the store made before Raft is in the log (`StoredState.seedBatch`).
@@ -458,9 +512,10 @@ public final class RaftReplica: @unchecked Sendable {
     /// certificate bound to its Raft id, to be revoked if it is removed.
     /// (Coordinators started together from copies of one data directory share
     /// a certificate: theirs is never bound, they are refused by Raft id alone.)
-    public static func memberBatch(id: UInt64, clientAddress: String, certificate: Certificate?) -> StoreBatch {
+    public static func memberBatch(id: UInt64, clientAddress: String, certificate: Certificate?, reads: CoordinatorReads? = nil) -> StoreBatch {
         var b = StoreBatch()
         b.meta[addressKeyPrefix + String(id)] = clientAddress
+        if let reads { b.meta[CoordinatorReads.metaKey(id)] = reads.encoded }
         if let c = certificate {
             b.certs = [CertRecord(serial: c.serial, subject: certificateSubject(id), role: PKIRole.coordinator.rawValue, notAfter: c.notAfter, revoked: false)]
         }
@@ -476,6 +531,22 @@ public final class RaftReplica: @unchecked Sendable {
         b.meta[addressKeyPrefix + String(id)] = ""
         b.revokedSubjects = [certificateSubject(id)]
         return b
+    }
+
+    /// The entry that records what coordinator `id` reads.
+    public static func readsBatch(id: UInt64, reads: CoordinatorReads) -> StoreBatch {
+        var b = StoreBatch()
+        b.meta[CoordinatorReads.metaKey(id)] = reads.encoded
+        return b
+    }
+
+    func loadReads(_ meta: [String: String]) {
+        stated.withLock { said in
+            for (k, v) in meta where k.hasPrefix(CoordinatorReads.metaPrefix) {
+                guard let id = UInt64(k.dropFirst(CoordinatorReads.metaPrefix.count)) else { continue }
+                said[id] = CoordinatorReads.decode(v)
+            }
+        }
     }
 
     /// Raft ids removed and not added since, as applied here.

@@ -46,9 +46,10 @@ public final class RaftTransport: @unchecked Sendable {
     }
 
     let settings: RaftSettings
-    let credentials: Credentials
-    let server: TLSContext
-    let client: TLSContext
+    /// The identity and trust of new connections (replaced when the CA rotates;
+    /// open connections keep theirs).
+    private let identity: Mutex<(credentials: Credentials, server: TLSContext, client: TLSContext)>
+    var credentials: Credentials { identity.withLock { $0.credentials } }
     let log: ClusterLog
     private let stopping = Atomic<Bool>(false)
     /// The Raft server connections are handed to; nil once it stops.
@@ -72,10 +73,20 @@ public final class RaftTransport: @unchecked Sendable {
 
     init(settings: RaftSettings, credentials: Credentials, log: ClusterLog) throws(ClusterError) {
         self.settings = settings
-        self.credentials = credentials
         self.log = log
-        server = try TLSContext.server(certificate: credentials.certificate, key: credentials.key, chain: credentials.chain, trust: credentials.trust)
-        client = try TLSContext.client(certificate: credentials.certificate, key: credentials.key, trusting: credentials.trust.roots)
+        identity = Mutex(try RaftTransport.contexts(credentials))
+    }
+
+    private static func contexts(_ c: Credentials) throws(ClusterError) -> (credentials: Credentials, server: TLSContext, client: TLSContext) {
+        (c, try TLSContext.server(certificate: c.certificate, key: c.key, chain: c.chain, trust: c.trust),
+         try TLSContext.client(certificate: c.certificate, key: c.key, trusting: c.trust.roots))
+    }
+
+    /// Another certificate or trust (a CA rotation) for the connections made
+    /// and accepted from now on.
+    func reload(_ credentials: Credentials) throws(ClusterError) {
+        let next = try RaftTransport.contexts(credentials)
+        identity.withLock { $0 = next }
     }
 
     /// Binds the Raft port and accepts on a thread of its own; each
@@ -162,7 +173,7 @@ public final class RaftTransport: @unchecked Sendable {
 
     private func serve(_ fd: FileDescriptor, peer: String) {
         Sockets.setNonBlocking(fd.rawValue)
-        guard let tls = try? TLSStream(fd: fd, context: server, server: true) else { fd.close(); return }
+        guard let tls = try? TLSStream(fd: fd, context: identity.withLock({ $0.server }), server: true) else { fd.close(); return }
         guard let cert = handshake(tls, peer: peer) else { tls.close(); return }
         // The preamble: one line.
         var line: [UInt8] = []
@@ -207,7 +218,7 @@ public final class RaftTransport: @unchecked Sendable {
                 if isolated.load(ordering: .relaxed) { throw ClusterError.network("isolated") }
                 let ep = try Endpoint(parsing: address)
                 let fd = try Sockets.connect(ep, timeout: 2)
-                let t = try TLSStream(fd: fd, context: client, server: false)
+                let t = try TLSStream(fd: fd, context: identity.withLock({ $0.client }), server: false)
                 tls = t
                 if handshake(t, peer: address) != nil {
                     let hello = Array("\(RaftTransport.preamble) \(settings.id) \(settings.address)\n".utf8)

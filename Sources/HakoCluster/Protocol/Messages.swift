@@ -44,6 +44,11 @@ public enum MessageType {
     public static let coordinatorSecrets = "coordinator.secrets"
     public static let coordinatorAdd = "coordinator.add"
     public static let coordinatorDemote = "coordinator.demote"
+    /// A coordinator's part in a CA rotation (over mutual TLS, to the leader):
+    /// it holds the new root and a certificate of it; then it presents that certificate.
+    public static let coordinatorRotation = "coordinator.rotation"
+    /// A coordinator states what it reads (to the leader, which commits it).
+    public static let coordinatorReads = "coordinator.reads"
     /// Secrets and configs (`kind` in the body says which).
     public static let secretCreate = "secret.create"
     public static let secretList = "secret.ls"
@@ -501,6 +506,32 @@ public struct CAStatus: Codable, Sendable, Equatable {
     public var bundle: String
 }
 
+/// `coordinator.rotation`: a coordinator (not the leader) has applied the
+/// rotation's first entry — it trusts both roots and holds the new one's key —
+/// and made itself `certificate` of the new root; `presenting`: it presents
+/// that certificate from now on.
+public struct CoordinatorRotationRequest: Codable, Sendable {
+    public var raftID: UInt64
+    public var certificate: String
+    public var presenting: Bool
+    public init(raftID: UInt64, certificate: String, presenting: Bool) {
+        self.raftID = raftID
+        self.certificate = certificate
+        self.presenting = presenting
+    }
+}
+
+public struct CoordinatorRotationReply: Codable, Sendable {
+    /// Every node and coordinator trusts the new root: present its certificate.
+    public var present: Bool
+    /// No rotation runs (any more).
+    public var done: Bool
+    public init(present: Bool, done: Bool) {
+        self.present = present
+        self.done = done
+    }
+}
+
 /// The answer to `coordinators`.
 public struct CoordinatorsReply: Codable, Sendable, Equatable {
     public struct Member: Codable, Sendable, Equatable {
@@ -572,9 +603,22 @@ public struct CoordinatorAddRequest: Codable, Sendable {
     public var raftID: UInt64
     public var raftAddress: String
     public var address: String
-    public init(raftID: UInt64, raftAddress: String, address: String) {
+    /// What it reads ("FORMAT SCHEMA"; nil from a hako before the statements).
+    public var reads: String?
+    public init(raftID: UInt64, raftAddress: String, address: String, reads: String? = nil) {
         self.raftID = raftID
         self.raftAddress = raftAddress
         self.address = address
+        self.reads = reads
+    }
+}
+
+/// `coordinator.reads`: what coordinator `raftID` reads ("FORMAT SCHEMA", `CoordinatorReads`).
+public struct CoordinatorReadsStatement: Codable, Sendable {
+    public var raftID: UInt64
+    public var reads: String
+    public init(raftID: UInt64, reads: String) {
+        self.raftID = raftID
+        self.reads = reads
     }
 }

@@ -1,5 +1,33 @@
 import HakoSystem
 
+/// What a coordinator reads, as it states it in the replicated store (meta
+/// `coordinator_reads.<raft id>`): the newest log entry format and the newest
+/// database schema (a snapshot is the database's image). The leader writes
+/// the newest format every member reads (`RaftReplica.writeFormat`); a
+/// member that has not stated it (a hako from before the statements, or one
+/// whose statement is not committed yet) is taken to read format 1, which
+/// every hako reads.
+public struct CoordinatorReads: Codable, Sendable, Equatable {
+    public var entryFormat: UInt8
+    public var schema: Int64
+    public init(entryFormat: UInt8, schema: Int64) {
+        self.entryFormat = entryFormat
+        self.schema = schema
+    }
+
+    public static let metaPrefix = "coordinator_reads."
+    public static func metaKey(_ id: UInt64) -> String { metaPrefix + String(id) }
+    /// What a member that said nothing is taken to read.
+    public static let unstated = CoordinatorReads(entryFormat: 1, schema: 1)
+
+    public var encoded: String { "\(entryFormat) \(schema)" }
+    public static func decode(_ text: String) -> CoordinatorReads? {
+        let parts = text.split(separator: " ")
+        guard parts.count == 2, let f = UInt8(parts[0]), f >= 1, let s = Int64(parts[1]), s >= 1 else { return nil }
+        return CoordinatorReads(entryFormat: f, schema: s)
+    }
+}
+
 /// The formats a coordinator writes and reads, for coordinators of two hako
 /// versions in one cluster (`StoreBatch+Entry.swift` has the formats).
 extension StoreBatch {

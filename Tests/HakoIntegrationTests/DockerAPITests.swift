@@ -365,14 +365,14 @@ struct DockerAPITests {
         let running = api.curl(["-w", "%{http_code}", "-X", "DELETE", "http://d/v1.41/containers/chatty"])
         #expect(status(running) == "409" && running.stdout.contains("stop the container before removing"), "\(running.stdout)")
         #expect(status(api.curl(["-w", "%{http_code}", "-X", "POST", "http://d/v1.41/containers/chatty/unpause"])) == "409")
-        let taken = api.curl(["-w", "%{http_code}", "-X", "POST", "-H", "Content-Type: application/json", "-d", "{\"Image\":\"\(host.busybox)\"}",
+        let taken = api.curl(["-w", "%{http_code}", "-X", "POST", "-H", "Content-Type: application/json", "-d", "{\"Image\":\"\(host.busybox)\",\"Cmd\":[\"true\"]}",
                               "http://d/v1.41/containers/create?name=chatty"])
         #expect(status(taken) == "409" && taken.stdout.contains("already in use"), "\(taken.stdout)")
         let badName = api.curl(["-w", "%{http_code}", "-X", "POST", "-H", "Content-Type: application/json", "-d", "{\"Name\":\"bad name\"}",
                                 "http://d/v1.41/volumes/create"])
         #expect(status(badName) == "400" && badName.stdout.contains("invalid volume name"), "\(badName.stdout)")
         let badLimit = api.curl(["-w", "%{http_code}", "-X", "POST", "-H", "Content-Type: application/json",
-                                 "-d", "{\"Image\":\"\(host.busybox)\",\"HostConfig\":{\"Memory\":1024}}", "http://d/v1.41/containers/create"])
+                                 "-d", "{\"Image\":\"\(host.busybox)\",\"Cmd\":[\"true\"],\"HostConfig\":{\"Memory\":1024}}", "http://d/v1.41/containers/create"])
         #expect(status(badLimit) == "400" && badLimit.stdout.contains("--memory"), "\(badLimit.stdout)")
 
         // Concurrent creates with one name: one wins, the others get 409.

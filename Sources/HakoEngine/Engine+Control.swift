@@ -48,7 +48,7 @@ extension Engine {
         }
         let e = try conn.request(.signal(signal))
         if e == ESRCH { throw HakoError(.conflict(.notRunning(c.name)), "cannot kill container \(ref): container \(c.id) is not running") }
-        if e != 0 { throw HakoError(.kernel(operation: "kill", errno: e), "cannot kill container \(ref)", cause: SystemError("kill", errno: e)) }
+        if e != 0 { throw HakoError.kernel("cannot kill container \(ref)", SystemError("kill", errno: e)) }
         recordEvent("kill", c.config, ["signal": String(signal)])
         if signal == SIGKILL {
             var code: Int32?

@@ -167,7 +167,7 @@ extension Engine {
             overlayFD = hako_overlay_mount(lower, c.paths.upper, c.paths.work)
         }
         guard overlayFD >= 0 else {
-            throw HakoError(.kernel(operation: "mount overlay", errno: errno), "cannot mount the file system of container \(c.name)", cause: SystemError("mount overlay", c.paths.upper))
+            throw HakoError.kernel("cannot mount the file system of container \(c.name)", SystemError("mount overlay", c.paths.upper))
         }
         var nsfd: Int32 = -1, failed: Int32 = -1
         let rootFD = withCStrings(binds.map(\.source)) { sources in
@@ -211,7 +211,7 @@ extension Engine {
         var st = Glibc.stat()
         guard fstatat(parent.rawValue, name, &st, AT_SYMLINK_NOFOLLOW) == 0 else {
             if errno == ENOENT { throw HakoError(.notFound(.file, path), "no such file or directory in the container: \(path)") }
-            throw HakoError(.kernel(operation: "stat", errno: errno), "cannot stat \(path) in the container", cause: SystemError("stat", path))
+            throw HakoError.kernel("cannot stat \(path) in the container", SystemError("stat", path))
         }
         let target = (st.st_mode & S_IFMT) == S_IFLNK ? (FS.readLink("/proc/self/fd/\(parent.rawValue)/\(name)") ?? "") : ""
         return ContainerPathStat(name: name == "." ? "/" : name, size: Int64(st.st_size), mode: UInt32(st.st_mode),

@@ -51,7 +51,7 @@ extension Engine {
         try writeConfig(config)
         if c.isRunning || c.status == .restarting, let conn = try MonitorConnection.connect(runDir: c.paths.runDir) {
             let e = try conn.request(.policy(policy))
-            if e != 0 { throw HakoError(.kernel(operation: "restart policy", errno: e), "cannot update container \(c.name)'s monitor", cause: SystemError("restart policy", errno: e)) }
+            if e != 0 { throw HakoError.kernel("cannot update container \(c.name)'s monitor", SystemError("restart policy", errno: e)) }
         }
     }
 }

@@ -43,7 +43,7 @@ extension OCIRuntime {
         let dir = self.dir(req.id)
         if mkdir(dir, 0o711) != 0 {
             if errno == EEXIST { throw HakoError(.conflict(.nameInUse(.container, req.id)), "container \"\(req.id)\" already exists") }
-            throw HakoError(.kernel(operation: "mkdir", errno: errno), "cannot create the container's state directory", cause: SystemError("mkdir", dir))
+            throw HakoError.kernel("cannot create the container's state directory", SystemError("mkdir", dir))
         }
         // Held until the state is written: other commands wait or see "creating".
         let lockFD = try FileDescriptor.open(dir, O_RDONLY | O_DIRECTORY)
@@ -139,9 +139,9 @@ public enum ConsoleSocket {
         let r = withUnsafePointer(to: &addr) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(s, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
-        if r != 0 { throw HakoError(.kernel(operation: "connect", errno: errno), "cannot connect to the console socket \(path)", cause: SystemError("connect", path)) }
+        if r != 0 { throw HakoError.kernel("cannot connect to the console socket \(path)", SystemError("connect", path)) }
         if hako_send_fd(sock.rawValue, master.rawValue) != 0 {
-            throw HakoError(.kernel(operation: "sendmsg", errno: errno), "cannot send the terminal to the console socket \(path)", cause: SystemError("sendmsg", path))
+            throw HakoError.kernel("cannot send the terminal to the console socket \(path)", SystemError("sendmsg", path))
         }
     }
 }

@@ -275,7 +275,7 @@ public enum MonitorLauncher {
         defer { for e in envp { free(e) } }
         let rc = posix_spawn(&pid, monitorPath, &actions, &attr, argv, envp)
         statusWrite.close()
-        if rc != 0 { throw HakoError(.kernel(operation: "posix_spawn", errno: rc), "cannot start the monitor \(monitorPath)", cause: SystemError("posix_spawn", errno: rc)) }
+        if rc != 0 { throw HakoError.kernel("cannot start the monitor \(monitorPath)", SystemError("posix_spawn", errno: rc)) }
         // The monitor forks once to detach; its first process exits at once.
         var st: Int32 = 0
         while waitpid(pid, &st, 0) < 0 && errno == EINTR {}

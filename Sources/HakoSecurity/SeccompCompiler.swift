@@ -126,7 +126,7 @@ public struct SeccompCompiler: Sendable {
         let builder = seccomp_arch_native()
         if native != builder {
             let r = seccomp_arch_add(ctx, native)
-            if r != 0 && r != -EEXIST { throw HakoError(.kernel(operation: "seccomp_arch_add", errno: -r), "seccomp: cannot add architecture \(host.arch)", cause: SystemError("seccomp_arch_add", errno: -r)) }
+            if r != 0 && r != -EEXIST { throw HakoError.kernel("seccomp: cannot add architecture \(host.arch)", SystemError("seccomp_arch_add", errno: -r)) }
             _ = seccomp_arch_remove(ctx, builder)
         }
         var extra: [UInt32] = []
@@ -137,7 +137,7 @@ public struct SeccompCompiler: Sendable {
         }
         for a in extra where a != native {
             let r = seccomp_arch_add(ctx, a)
-            if r != 0 && r != -EEXIST { throw HakoError(.kernel(operation: "seccomp_arch_add", errno: -r), "seccomp: cannot add architecture \(a)", cause: SystemError("seccomp_arch_add", errno: -r)) }
+            if r != 0 && r != -EEXIST { throw HakoError.kernel("seccomp: cannot add architecture \(a)", SystemError("seccomp_arch_add", errno: -r)) }
         }
 
         let capNames = Set(CapabilityNames.names(capabilities))
@@ -155,7 +155,7 @@ public struct SeccompCompiler: Sendable {
                 for g in groups {
                     let r = g.withUnsafeBufferPointer { seccomp_rule_add_array(ctx, act, nr, UInt32(g.count), $0.baseAddress) }
                     if r != 0 && r != -EEXIST {
-                        throw HakoError(.kernel(operation: "seccomp_rule_add", errno: -r), "seccomp: cannot add the rule for \(name)", cause: SystemError("seccomp_rule_add", errno: -r))
+                        throw HakoError.kernel("seccomp: cannot add the rule for \(name)", SystemError("seccomp_rule_add", errno: -r))
                     }
                 }
             }
@@ -163,7 +163,7 @@ public struct SeccompCompiler: Sendable {
 
         let memfd = FileDescriptor(try sys("memfd_create") { hako_memfd("hako-seccomp") })
         let r = seccomp_export_bpf(ctx, memfd.rawValue)
-        if r != 0 { throw HakoError(.kernel(operation: "seccomp_export_bpf", errno: -r), "seccomp: cannot export the filter", cause: SystemError("seccomp_export_bpf", errno: -r)) }
+        if r != 0 { throw HakoError.kernel("seccomp: cannot export the filter", SystemError("seccomp_export_bpf", errno: -r)) }
         lseek(memfd.rawValue, 0, SEEK_SET)
         let bpf = try memfd.readAll()
         guard !bpf.isEmpty, bpf.count % 8 == 0 else { throw HakoError(.failed, "seccomp: the exported filter is malformed") }

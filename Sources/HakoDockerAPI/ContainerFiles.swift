@@ -34,7 +34,7 @@ extension DockerAPI {
             do {
                 try engine.copyIn(ref, directory: path, from: DiskBoundSource(c.body(), root: engine.paths.root))
             } catch {
-                throw DockerAPI.apiError(error, invalidInputIs400: true)
+                throw DockerAPI.apiError(error)
             }
             c.respond(200, body: [], contentType: nil)
         default:
@@ -88,7 +88,7 @@ extension DockerAPI {
 
     func rename(_ ref: String, _ r: HTTPRequest, _ c: HTTPConnection) throws {
         guard let name = r.query("name"), !name.isEmpty else { throw APIError(400, "name is required") }
-        do { try engine.renameContainer(ref, to: name) } catch { throw DockerAPI.apiError(error, invalidInputIs400: true) }
+        do { try engine.renameContainer(ref, to: name) } catch { throw DockerAPI.apiError(error) }
         c.respond(204)
     }
 

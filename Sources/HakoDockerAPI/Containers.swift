@@ -78,7 +78,7 @@ extension DockerAPI {
             // The client pulls (images/create) on a 404 and tries again.
             config = try engine.create(spec, pull: ImagePullOptions(policy: .never))
         } catch {
-            let e = DockerAPI.apiError(error, invalidInputIs400: true)
+            let e = DockerAPI.apiError(error)
             // A name in use is Docker's 409 with its wording.
             throw e
         }

@@ -29,7 +29,7 @@ enum CreateMapping {
         o.process.tty = body["Tty"]?.bool ?? false
         o.process.openStdin = body["OpenStdin"]?.bool ?? false
         if let sig = nonEmpty(body["StopSignal"]?.string) {
-            guard let n = Signals.parse(sig) else { throw HakoError(.failed, "invalid stop signal \"\(sig)\"") }
+            guard let n = Signals.parse(sig) else { throw HakoError(.invalidArgument("--stop-signal"), "invalid stop signal \"\(sig)\"") }
             o.stopSignal = n
         }
         if let t = body["StopTimeout"], !t.isNull {
@@ -128,7 +128,7 @@ enum CreateMapping {
         l.memory = positive("Memory")
         l.memoryReservation = positive("MemoryReservation")
         if let s = hc["MemorySwap"]?.int64, s != 0 {
-            guard s >= -1 else { throw HakoError(.failed, "invalid --memory-swap \"\(s)\": expected a size such as 512m or 1g (below 8 EiB)") }
+            guard s >= -1 else { throw HakoError(.invalidArgument("--memory-swap"), "invalid --memory-swap \"\(s)\": expected a size such as 512m or 1g (below 8 EiB)") }
             l.memorySwap = s
         }
         if let n = positive("NanoCpus") {

@@ -91,24 +91,31 @@ public final class DockerAPI: @unchecked Sendable {
 
     // MARK: errors
 
-    /// An engine error → Docker's status: 404 for what does not exist, 409 for a
-    /// conflict with the current state, 400 for invalid input, else 500.
-    static func apiError(_ error: any Error, invalidInputIs400: Bool = false) -> APIError {
+    /// An engine error → Docker's status and message, by its kind (dockerd's
+    /// errdefs): 404 not found, 409 conflict, 400 invalid input (and a command
+    /// that cannot run: dockerd's start answers 400 there), 403 not allowed,
+    /// 400 for what this host does not support (dockerd refuses such settings
+    /// as invalid parameters), 500 for the kernel's and hako's own failures.
+    /// Not found reads as dockerd's "No such container: NAME".
+    static func apiError(_ error: any Error) -> APIError {
         if let e = error as? APIError { return e }
-        let text: String
-        if let h = error as? HakoError { text = h.description } else { text = "\(error)" }
-        let lower = text.lowercased()
-        if lower.hasPrefix("no such container") { return APIError(404, "No such container" + text.dropFirst("no such container".count)) }
-        if lower.hasPrefix("no such image") || lower.contains("no such image") { return APIError(404, text.replacingFirst("no such image", with: "No such image")) }
-        if lower.contains("no such") || lower.contains("not found") || lower.contains("does not exist") { return APIError(404, text) }
-        if lower.contains("already in use") || lower.contains("already exists") || lower.contains("is not running") || lower.contains("is running")
-            || lower.contains("is paused") || lower.contains("already") || lower.contains("conflict") || lower.contains("in use") {
-            return APIError(409, text)
+        let kind = HakoError.kind(of: error)
+        switch kind {
+        case .notFound(.container, let name): return APIError(404, "No such container: \(name)")
+        case .notFound(.image, let name): return APIError(404, "No such image: \(name)")
+        default: return APIError(status(of: kind), "\(error)")
         }
-        if invalidInputIs400 || lower.hasPrefix("invalid") || lower.contains("conflicting options") || lower.hasPrefix("unknown") {
-            return APIError(400, text)
+    }
+
+    /// The one mapping of `HakoError.Kind` to an HTTP status.
+    static func status(of kind: HakoError.Kind) -> Int {
+        switch kind {
+        case .notFound: return 404
+        case .conflict: return 409
+        case .invalidArgument, .unsupported, .cannotExecute, .commandNotFound: return 400
+        case .permissionDenied: return 403
+        case .kernel, .failed: return 500
         }
-        return APIError(500, text)
     }
 
     // MARK: bodies

@@ -24,7 +24,7 @@ extension DockerAPI {
         do {
             try engine.images.save(names, format: .dockerArchive, to: sink)
         } catch {
-            guard sink.started else { throw DockerAPI.apiError(error, invalidInputIs400: true) }
+            guard sink.started else { throw DockerAPI.apiError(error) }
             c.keepAlive = false  // the status is sent: a cut stream is all the client can learn
             return
         }
@@ -38,7 +38,7 @@ extension DockerAPI {
         do {
             loaded = try engine.load(from: DiskBoundSource(c.body(), root: engine.paths.root), what: "the uploaded archive")
         } catch {
-            throw DockerAPI.apiError(error, invalidInputIs400: true)
+            throw DockerAPI.apiError(error)
         }
         c.beginChunks()
         for image in loaded {
@@ -69,7 +69,7 @@ extension DockerAPI {
                                       message: r.query("comment").flatMap { $0.isEmpty ? nil : $0 },
                                       pause: r.flag("pause", default: true))
         } catch {
-            throw DockerAPI.apiError(error, invalidInputIs400: true)
+            throw DockerAPI.apiError(error)
         }
         c.respond(201, json: .object([("Id", .string("sha256:" + image.id))]))
     }

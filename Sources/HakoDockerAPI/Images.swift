@@ -49,7 +49,7 @@ extension DockerAPI {
             try only(m, "POST", r)
             guard let repo = r.query("repo"), !repo.isEmpty else { throw APIError(400, "repository name must have at least one component") }
             let tag = r.query("tag").flatMap { $0.isEmpty ? nil : $0 } ?? "latest"
-            do { try engine.images.tag(name, "\(repo):\(tag)") } catch { throw DockerAPI.apiError(error, invalidInputIs400: true) }
+            do { try engine.images.tag(name, "\(repo):\(tag)") } catch { throw DockerAPI.apiError(error) }
             c.respond(201, body: [], contentType: nil)
         case "push":
             try only(m, "POST", r)

@@ -23,9 +23,9 @@ public enum Listener {
         var path = address
         if path.hasPrefix("unix://") { path = String(path.dropFirst("unix://".count)) }
         guard path.hasPrefix("/") else {
-            throw HakoError(.failed, "invalid --listen \"\(address)\": expected unix:///absolute/path or tcp://HOST:PORT")
+            throw HakoError(.invalidArgument("--listen"), "invalid --listen \"\(address)\": expected unix:///absolute/path or tcp://HOST:PORT")
         }
-        guard path.utf8.count < 108 else { throw HakoError(.failed, "the socket path \(path) is longer than 107 bytes") }
+        guard path.utf8.count < 108 else { throw HakoError(.invalidArgument("--listen"), "the socket path \(path) is longer than 107 bytes") }
         try FS.makeDirectories(FS.parentDirectory(path), mode: 0o755)
         let s = try sys("socket") { socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
         let fd = FileDescriptor(s)
@@ -39,7 +39,7 @@ public enum Listener {
         }
         if bindIt() != 0 {
             guard errno == EADDRINUSE else { throw SystemError("bind", path) }
-            if isListening(path) { throw HakoError(.failed, "\(path) is in use: another service listens on it") }
+            if isListening(path) { throw HakoError(.conflict(.inUse(.address, path, by: [])), "\(path) is in use: another service listens on it") }
             try FS.unlinkIfPresent(path)
             try sys("bind", path) { bindIt() }
         }
@@ -54,10 +54,10 @@ public enum Listener {
     /// `tcp://HOST:PORT` (an address or a name; `[::1]:PORT` for IPv6) → a
     /// listening TCP socket. Served only with mutual TLS (the caller's part).
     public static func tcp(_ address: String) throws -> FileDescriptor {
-        guard address.hasPrefix("tcp://") else { throw HakoError(.failed, "invalid --listen \"\(address)\": expected tcp://HOST:PORT") }
+        guard address.hasPrefix("tcp://") else { throw HakoError(.invalidArgument("--listen"), "invalid --listen \"\(address)\": expected tcp://HOST:PORT") }
         let hostPort = String(address.dropFirst("tcp://".count))
         guard let colon = hostPort.lastIndex(of: ":"), let port = UInt16(hostPort[hostPort.index(after: colon)...]) else {
-            throw HakoError(.failed, "invalid --listen \"\(address)\": expected tcp://HOST:PORT")
+            throw HakoError(.invalidArgument("--listen"), "invalid --listen \"\(address)\": expected tcp://HOST:PORT")
         }
         var host = String(hostPort[..<colon])
         if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
@@ -68,7 +68,7 @@ public enum Listener {
         var list: UnsafeMutablePointer<addrinfo>?
         let rc = getaddrinfo(host.isEmpty ? nil : host, String(port), &hints, &list)
         guard rc == 0, let ai = list else {
-            throw HakoError(.failed, "cannot listen on \(address): " + String(cString: gai_strerror(rc)))
+            throw HakoError(.invalidArgument("--listen"), "cannot listen on \(address): " + String(cString: gai_strerror(rc)))
         }
         defer { freeaddrinfo(ai) }
         let s = try sys("socket") { socket(ai.pointee.ai_family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }

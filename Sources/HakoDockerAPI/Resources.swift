@@ -112,7 +112,7 @@ extension DockerAPI {
                                          gateway: CreateMapping.nonEmpty(configs.first?["Gateway"]?.string),
                                          internal: body["Internal"]?.bool ?? false, labels: labels, mtu: mtu)
         } catch {
-            throw DockerAPI.apiError(error, invalidInputIs400: true)
+            throw DockerAPI.apiError(error)
         }
         c.respond(201, json: .object([("Id", .string(d.id)), ("Warning", .string(""))]))
     }
@@ -144,7 +144,7 @@ extension DockerAPI {
             if let name, let existing = try? engine.inspectVolume(name) { return c.respond(201, json: volumeJSON(existing)) }
             let labels = Dictionary((body["Labels"]?.members ?? []).map { ($0.0, $0.1.string ?? "") }, uniquingKeysWith: { $1 })
             let v: VolumeInfo
-            do { v = try engine.createVolume(name, labels: labels) } catch { throw DockerAPI.apiError(error, invalidInputIs400: true) }
+            do { v = try engine.createVolume(name, labels: labels) } catch { throw DockerAPI.apiError(error) }
             return c.respond(201, json: volumeJSON(v))
         }
         if p == ["prune"] {

@@ -207,11 +207,11 @@ extension Engine {
     public func attach(_ ref: String) throws -> (Container, MonitorConnection) {
         let c = try lookup(ref)
         guard c.isRunning || c.status == .restarting else {
-            throw HakoError(.failed, "you cannot attach to a stopped container, start it first")
+            throw HakoError(.conflict(.notRunning(c.name)), "you cannot attach to a stopped container, start it first")
         }
-        if c.status == .paused { throw HakoError(.failed, "you cannot attach to a paused container, unpause it first") }
+        if c.status == .paused { throw HakoError(.conflict(.paused(c.name)), "you cannot attach to a paused container, unpause it first") }
         guard let conn = try MonitorConnection.connect(runDir: c.paths.runDir) else {
-            throw HakoError(.failed, "container \(c.name) is not running")
+            throw HakoError(.conflict(.notRunning(c.name)), "container \(c.name) is not running")
         }
         try conn.send(.attach)
         return (c, conn)
@@ -231,12 +231,12 @@ public enum DetachKeys {
                 case UInt8(ascii: "a")...UInt8(ascii: "z"): out.append(c - UInt8(ascii: "a") + 1)
                 case UInt8(ascii: "@"): out.append(0)
                 case UInt8(ascii: "["), UInt8(ascii: "\\"), UInt8(ascii: "]"), UInt8(ascii: "^"), UInt8(ascii: "_"): out.append(c - 64)
-                default: throw HakoError(.failed, "invalid detach keys \"\(text)\": unknown key \(key)")
+                default: throw HakoError(.invalidArgument("--detach-keys"), "invalid detach keys \"\(text)\": unknown key \(key)")
                 }
             } else if key.count == 1, let c = key.first?.asciiValue {
                 out.append(c)
             } else {
-                throw HakoError(.failed, "invalid detach keys \"\(text)\": unknown key \(key)")
+                throw HakoError(.invalidArgument("--detach-keys"), "invalid detach keys \"\(text)\": unknown key \(key)")
             }
         }
         return out

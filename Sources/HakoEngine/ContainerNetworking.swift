@@ -53,34 +53,34 @@ extension ContainerNetworking {
     static func make(_ o: ContainerSpec.NetworkAttachment, mode: NetworkMode, exposed: [String]) throws -> ContainerNetworking? {
         var n = ContainerNetworking()
         if mode != .bridge, let what = o.asksForBridgeOnlyThings {
-            throw HakoError(.failed, "conflicting options: \(what) and --network \(mode.rawValue)")
+            throw HakoError(.invalidArgument(what), "conflicting options: \(what) and --network \(mode.rawValue)")
         }
         n.ports = o.ports
         n.publishAll = o.publishAll
         n.exposed = exposed
         for (i, a) in n.ports.enumerated() {
             for b in n.ports[..<i] where a.clashes(with: b) {
-                throw HakoError(.failed, "invalid -p: host port \(a.hostPort)/\(a.proto.rawValue) is published twice")
+                throw HakoError(.invalidArgument("-p"), "invalid -p: host port \(a.hostPort)/\(a.proto.rawValue) is published twice")
             }
         }
         n.dns = o.dns
         n.dnsSearch = o.dnsSearch
         n.dnsOptions = o.dnsOptions
         for h in o.extraHosts {
-            guard Engine.isValidHostname(h.name) else { throw HakoError(.failed, "invalid --add-host \"\(h.name):\(h.address)\": bad host name") }
+            guard Engine.isValidHostname(h.name) else { throw HakoError(.invalidArgument("--add-host"), "invalid --add-host \"\(h.name):\(h.address)\": bad host name") }
             guard h.address == "host-gateway" || IPv4Address(h.address) != nil else {
-                throw HakoError(.failed, "invalid --add-host \"\(h.name):\(h.address)\": \"\(h.address)\" is not an IPv4 address")
+                throw HakoError(.invalidArgument("--add-host"), "invalid --add-host \"\(h.name):\(h.address)\": \"\(h.address)\" is not an IPv4 address")
             }
         }
         n.extraHosts = o.extraHosts
         if mode == .bridge {
             var join = NetworkJoin(name: o.network ?? NetworkDefinition.defaultName)
             join.ip = o.ip
-            if let m = o.mac, m.isMulticast || m.isZero { throw HakoError(.failed, "invalid --mac-address \"\(m)\"") }
+            if let m = o.mac, m.isMulticast || m.isZero { throw HakoError(.invalidArgument("--mac-address"), "invalid --mac-address \"\(m)\"") }
             join.mac = o.mac
-            for a in o.aliases where !Engine.isValidHostname(a) { throw HakoError(.failed, "invalid --network-alias \"\(a)\"") }
+            for a in o.aliases where !Engine.isValidHostname(a) { throw HakoError(.invalidArgument("--network-alias"), "invalid --network-alias \"\(a)\"") }
             if !o.aliases.isEmpty && join.name == NetworkDefinition.defaultName {
-                throw HakoError(.failed, "network-scoped aliases are only supported for user-defined networks")
+                throw HakoError(.invalidArgument("--network-alias"), "network-scoped aliases are only supported for user-defined networks")
             }
             join.aliases = o.aliases
             n.networks = [join]

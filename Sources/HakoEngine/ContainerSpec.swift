@@ -153,7 +153,7 @@ public enum UsernsRequest: Sendable, Equatable {
         case "auto": self = .auto(size: IDRangeAllocator.defaultSize)
         default:
             guard s.hasPrefix("auto:size="), let n = UInt32(s.dropFirst("auto:size=".count)), n >= 1 else {
-                throw HakoError(.failed, "invalid --userns \"\(s)\": expected host, auto or auto:size=N")
+                throw HakoError(.invalidArgument("--userns"), "invalid --userns \"\(s)\": expected host, auto or auto:size=N")
             }
             self = .auto(size: n)
         }

@@ -17,7 +17,7 @@ extension Engine {
                        message: String? = nil, pause: Bool = true) throws -> Image {
         let c = try lookup(ref)
         guard let base = try images.find(c.config.imageID) else {
-            throw HakoError(.failed, "cannot commit \(c.name): its image \(c.config.imageID.prefix(12)) was removed")
+            throw HakoError(.notFound(.image, String(c.config.imageID.prefix(12))), "cannot commit \(c.name): its image \(c.config.imageID.prefix(12)) was removed")
         }
         var config = base.config
         config.env = c.config.env
@@ -42,7 +42,7 @@ extension Engine {
     public func export(_ ref: String, to sink: any ByteSink) throws {
         let c = try lookup(ref)
         if c.config.imageID == ImageStore.hostImageID {
-            throw HakoError(.failed, "cannot export \(c.name): it runs on the built-in host image")
+            throw HakoError(.invalidArgument("container"), "cannot export \(c.name): it runs on the built-in host image")
         }
         try images.exportTree([c.paths.upper] + c.config.layerDirs.reversed(), to: sink)
     }

@@ -42,10 +42,10 @@ extension Engine {
     /// The default network, made on first use (subnet: $HAKO_BRIDGE_SUBNET or 172.17.0.0/16).
     func network(named name: String) throws -> NetworkDefinition {
         if let d = try networkStore.load(name) { return d }
-        guard name == NetworkDefinition.defaultName else { throw HakoError(.failed, "network \(name) not found") }
+        guard name == NetworkDefinition.defaultName else { throw HakoError(.notFound(.network, name), "network \(name) not found") }
         let text = Engine.environment("HAKO_BRIDGE_SUBNET") ?? Engine.defaultBridgeSubnet.description
         guard let subnet = IPv4Network(text), subnet.prefix <= 30 else {
-            throw HakoError(.failed, "invalid HAKO_BRIDGE_SUBNET \"\(text)\" (expected a CIDR such as 172.17.0.0/16)")
+            throw HakoError(.invalidArgument("HAKO_BRIDGE_SUBNET"), "invalid HAKO_BRIDGE_SUBNET \"\(text)\" (expected a CIDR such as 172.17.0.0/16)")
         }
         let d = NetworkDefinition(id: hexString(randomBytes(32)), name: name, driver: .bridge, subnet: subnet,
                                   gateway: subnet.defaultGateway, bridge: LinkNames.defaultBridge, created: Timestamp.now().rfc3339)
@@ -109,7 +109,7 @@ extension Engine {
         var defs: [NetworkDefinition] = []
         for (i, j) in joins.enumerated() {
             let d = try network(named: j.name)
-            guard d.driver == .bridge else { throw HakoError(.failed, "network \(d.name) cannot be joined by a container of its own namespace") }
+            guard d.driver == .bridge else { throw HakoError(.invalidArgument("--network"), "network \(d.name) cannot be joined by a container of its own namespace") }
             defs.append(d)
             attachments.append(try lease(d, join: j, containerID: id, index: i))
         }
@@ -145,7 +145,7 @@ extension Engine {
             if live.contains(holder) && holder != id { leased.insert(a) } else { networkStore.release(d.id, a, heldBy: holder) }
         }
         let ip = try IPAM.allocate(in: subnet, gateway: gw, leased: leased, requested: j.ip, networkName: d.name)
-        guard try networkStore.claim(d.id, ip, for: id) else { throw HakoError(.failed, "address \(ip) is already in use on network \(d.name)") }
+        guard try networkStore.claim(d.id, ip, for: id) else { throw HakoError(.conflict(.inUse(.address, "\(ip)", by: [])), "address \(ip) is already in use on network \(d.name)") }
         return Attachment(networkID: d.id, networkName: d.name, bridge: d.bridge, interface: "eth\(index)",
                           hostVeth: LinkNames.hostVeth(containerID: id, index: index), ip: ip, prefix: subnet.prefix,
                           gateway: gw, mac: j.mac ?? MACAddress(derivedFrom: ip), aliases: j.aliases)
@@ -159,7 +159,7 @@ extension Engine {
             if b.hostPort == 0 {
                 b.hostPort = try freeHostPort(b, taken: others.flatMap(\.ports) + out)
             } else if let o = portHolder(b, among: &others) {
-                throw HakoError(.failed, "cannot publish \(b.hostIP?.description ?? "0.0.0.0"):\(b.hostPort)/\(b.proto.rawValue) for \(name): the port is already published by container \(o.name)")
+                throw HakoError(.conflict(.inUse(.port, "\(b.hostPort)/\(b.proto.rawValue)", by: [o.name])), "cannot publish \(b.hostIP?.description ?? "0.0.0.0"):\(b.hostPort)/\(b.proto.rawValue) for \(name): the port is already published by container \(o.name)")
             }
             out.append(b)
         }
@@ -205,7 +205,7 @@ extension Engine {
             if taken.contains(where: { $0.clashes(with: c) }) { continue }
             if Engine.portIsFree(p, udp: b.proto == .udp) { return p }
         }
-        throw HakoError(.failed, "no free host port for \(b.containerPort)/\(b.proto.rawValue)")
+        throw HakoError(.conflict(.inUse(.port, "\(b.containerPort)/\(b.proto.rawValue)", by: [])), "no free host port for \(b.containerPort)/\(b.proto.rawValue)")
     }
 
     static func portIsFree(_ port: UInt16, udp: Bool) -> Bool {
@@ -361,9 +361,9 @@ extension Engine {
     func checkNetworking(_ c: ContainerConfig) throws {
         guard c.networkMode == .bridge, let net = c.networking else { return }
         for j in net.networks where j.name != NetworkDefinition.defaultName {
-            guard let d = try networkStore.load(j.name) else { throw HakoError(.failed, "network \(j.name) not found") }
+            guard let d = try networkStore.load(j.name) else { throw HakoError(.notFound(.network, j.name), "network \(j.name) not found") }
             if let ip = j.ip, let s = d.subnet, !s.contains(ip) {
-                throw HakoError(.failed, "invalid --ip \(ip): not in the subnet \(s) of network \(d.name)")
+                throw HakoError(.invalidArgument("--ip"), "invalid --ip \(ip): not in the subnet \(s) of network \(d.name)")
             }
         }
         let fixed = net.ports.filter { $0.hostPort != 0 }
@@ -373,7 +373,7 @@ extension Engine {
         var others = allEndpoints()
         for b in fixed {
             if let o = portHolder(b, among: &others) {
-                throw HakoError(.failed, "cannot publish \(b.hostIP?.description ?? "0.0.0.0"):\(b.hostPort)/\(b.proto.rawValue): the port is already published by container \(o.name)")
+                throw HakoError(.conflict(.inUse(.port, "\(b.hostPort)/\(b.proto.rawValue)", by: [o.name])), "cannot publish \(b.hostIP?.description ?? "0.0.0.0"):\(b.hostPort)/\(b.proto.rawValue): the port is already published by container \(o.name)")
             }
         }
     }

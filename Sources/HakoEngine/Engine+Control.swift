@@ -44,11 +44,11 @@ extension Engine {
         let c = try lookup(ref)
         guard c.status == .running || c.status == .paused || c.status == .restarting,
               let conn = try MonitorConnection.connect(runDir: c.paths.runDir) else {
-            throw HakoError(.failed, "cannot kill container \(ref): container \(c.id) is not running")
+            throw HakoError(.conflict(.notRunning(c.name)), "cannot kill container \(ref): container \(c.id) is not running")
         }
         let e = try conn.request(.signal(signal))
-        if e == ESRCH { throw HakoError(.failed, "cannot kill container \(ref): container \(c.id) is not running") }
-        if e != 0 { throw HakoError(.failed, "cannot kill container \(ref)", cause: SystemError("kill", errno: e)) }
+        if e == ESRCH { throw HakoError(.conflict(.notRunning(c.name)), "cannot kill container \(ref): container \(c.id) is not running") }
+        if e != 0 { throw HakoError.kernel("cannot kill container \(ref)", SystemError("kill", errno: e)) }
         recordEvent("kill", c.config, ["signal": String(signal)])
         if signal == SIGKILL {
             var code: Int32?
@@ -73,7 +73,7 @@ extension Engine {
         }
         if c.status == .running || c.status == .paused || c.status == .restarting {
             guard force else {
-                throw HakoError(.failed, "cannot remove container \"\(c.name)\": container is \(c.status.rawValue): stop the container before removing or force remove")
+                throw HakoError(.conflict(.running(c.name)), "cannot remove container \"\(c.name)\": container is \(c.status.rawValue): stop the container before removing or force remove")
             }
             if let conn = try MonitorConnection.connect(runDir: c.paths.runDir) {
                 try? conn.send(.stop(signal: SIGKILL, timeout: 0))
@@ -87,7 +87,7 @@ extension Engine {
         guard FS.isDirectory(c.paths.dir) else { return }  // --rm: the monitor removed it
         let lock = try FileLock.acquire(c.paths.lock)
         defer { lock.release() }
-        if monitorAlive(id) { throw HakoError(.failed, "cannot remove container \"\(c.name)\": it was started again meanwhile") }
+        if monitorAlive(id) { throw HakoError(.conflict(.running(c.name)), "cannot remove container \"\(c.name)\": it was started again meanwhile") }
         try removeFiles(c.config)
         recordEvent("destroy", c.config)
     }
@@ -109,16 +109,16 @@ extension Engine {
     public func pause(_ ref: String) throws {
         let c = try lookup(ref)
         switch c.status {
-        case .paused: throw HakoError(.failed, "container \(c.name) is already paused")
+        case .paused: throw HakoError(.conflict(.paused(c.name)), "container \(c.name) is already paused")
         case .running: try cgroups(for: c.config).setFrozen(c.id, true)
-        default: throw HakoError(.failed, "container \(c.name) is not running")
+        default: throw HakoError(.conflict(.notRunning(c.name)), "container \(c.name) is not running")
         }
         recordEvent("pause", c.config)
     }
 
     public func unpause(_ ref: String) throws {
         let c = try lookup(ref)
-        guard c.status == .paused else { throw HakoError(.failed, "container \(c.name) is not paused") }
+        guard c.status == .paused else { throw HakoError(.conflict(.notPaused(c.name)), "container \(c.name) is not paused") }
         try cgroups(for: c.config).setFrozen(c.id, false)
         recordEvent("unpause", c.config)
     }

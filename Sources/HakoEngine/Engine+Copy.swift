@@ -57,7 +57,7 @@ extension Engine {
                 archiver.idShift = shift
                 try archiver.archive(name, in: parent, as: entryName ?? (stat.name == "/" ? "." : stat.name), to: TarWriter(sink))
             } catch let e as ImageError {
-                throw HakoError(.failed, "cannot copy \(path) out of the container: \(e)")
+                throw HakoError(e.kind, "cannot copy \(path) out of the container: \(e)")
             }
             return stat
         }
@@ -76,21 +76,21 @@ extension Engine {
             do {
                 dir = try FileDescriptor.openInRoot(root, directory, HAKO_O_PATH | O_DIRECTORY)
             } catch let e as SystemError where e.errno == ENOTDIR {
-                throw HakoError(.failed, "cannot copy into \(directory): not a directory")
+                throw HakoError(.invalidArgument("destination"), "cannot copy into \(directory): not a directory")
             } catch let e as SystemError where e.errno == ENOENT {
-                throw HakoError(.failed, "cannot copy into \(directory): no such directory in the container")
+                throw HakoError(.notFound(.file, directory), "cannot copy into \(directory): no such directory in the container")
             }
             // A read-only volume or bind, or a --read-only root: refused before anything is written.
             var fs = statvfs()
             if fstatvfs(dir.rawValue, &fs) == 0, fs.f_flag & UInt(ST_RDONLY) != 0 {
-                throw HakoError(.failed, "cannot copy into \(directory): it is on a read-only mount of the container")
+                throw HakoError(.permissionDenied, "cannot copy into \(directory): it is on a read-only mount of the container")
             }
             let unpacker = LayerUnpacker(options: UnpackOptions(allowDevices: true, preserveOwnership: options.keepOwnership,
                                                                 whiteouts: false, idShift: shift))
             do {
                 _ = try unpacker.unpack(source, into: "/proc/self/fd/\(dir.rawValue)")
             } catch let e as ImageError {
-                throw HakoError(.failed, "cannot copy into \(directory): \(e)")
+                throw HakoError(e.kind, "cannot copy into \(directory): \(e)")
             }
         }
     }
@@ -113,10 +113,10 @@ extension Engine {
         defer { lock.release() }
         c = try load(id)
         guard c.status == .created || c.status == .exited || c.status == .dead else {
-            throw HakoError(.failed, "cannot copy files of container \(c.name): it is \(c.status.rawValue); try again")
+            throw HakoError(.conflict(.state(.container, c.name)), "cannot copy files of container \(c.name): it is \(c.status.rawValue); try again")
         }
         if c.config.imageID == ImageStore.hostImageID || c.config.layerDirs.isEmpty {
-            throw HakoError(.failed, "cannot copy files of container \(c.name): it has no image layers of its own")
+            throw HakoError(.invalidArgument("container"), "cannot copy files of container \(c.name): it has no image layers of its own")
         }
         let (root, namespace) = try copyRoot(c)
         // The namespace's fd held until the copy is done: its mounts live as long as it.
@@ -167,7 +167,7 @@ extension Engine {
             overlayFD = hako_overlay_mount(lower, c.paths.upper, c.paths.work)
         }
         guard overlayFD >= 0 else {
-            throw HakoError(.failed, "cannot mount the file system of container \(c.name)", cause: SystemError("mount overlay", c.paths.upper))
+            throw HakoError.kernel("cannot mount the file system of container \(c.name)", SystemError("mount overlay", c.paths.upper))
         }
         var nsfd: Int32 = -1, failed: Int32 = -1
         let rootFD = withCStrings(binds.map(\.source)) { sources in
@@ -202,7 +202,7 @@ extension Engine {
         do {
             return (try FileDescriptor.openInRoot(root, parentPath, O_RDONLY | O_DIRECTORY), last)
         } catch let e as SystemError where e.errno == ENOENT || e.errno == ENOTDIR {
-            throw HakoError(.failed, "no such file or directory in the container: \(path)")
+            throw HakoError(.notFound(.file, path), "no such file or directory in the container: \(path)")
         }
     }
 
@@ -210,8 +210,8 @@ extension Engine {
         let (parent, name) = try openParent(in: root, path)
         var st = Glibc.stat()
         guard fstatat(parent.rawValue, name, &st, AT_SYMLINK_NOFOLLOW) == 0 else {
-            if errno == ENOENT { throw HakoError(.failed, "no such file or directory in the container: \(path)") }
-            throw HakoError(.failed, "cannot stat \(path) in the container", cause: SystemError("stat", path))
+            if errno == ENOENT { throw HakoError(.notFound(.file, path), "no such file or directory in the container: \(path)") }
+            throw HakoError.kernel("cannot stat \(path) in the container", SystemError("stat", path))
         }
         let target = (st.st_mode & S_IFMT) == S_IFLNK ? (FS.readLink("/proc/self/fd/\(parent.rawValue)/\(name)") ?? "") : ""
         return ContainerPathStat(name: name == "." ? "/" : name, size: Int64(st.st_size), mode: UInt32(st.st_mode),

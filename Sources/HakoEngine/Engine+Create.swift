@@ -48,48 +48,48 @@ extension Engine {
         if let c = p.command, !c.isEmpty { cmd = c }
         let args = entrypoint + cmd
         guard !args.isEmpty else {
-            throw HakoError(.failed, "no command specified: the image \(spec.image) has no default command; give one after the image name")
+            throw HakoError(.invalidArgument("command"), "no command specified: the image \(spec.image) has no default command; give one after the image name")
         }
 
         if let e = p.env.first(where: { $0.isEmpty || $0.hasPrefix("=") || !$0.contains("=") }) {
-            throw HakoError(.failed, "invalid environment variable \"\(e)\"")
+            throw HakoError(.invalidArgument("--env"), "invalid environment variable \"\(e)\"")
         }
         let env = EnvFile.merge(image.config.env ?? [], p.env)
         try Engine.checkExecStrings(args: args, env: env)
 
         let restart = spec.restart
         if spec.autoRemove && restart != .no {
-            throw HakoError(.failed, "conflicting options: --restart \(restart) and --rm")
+            throw HakoError(.invalidArgument("--restart"), "conflicting options: --restart \(restart) and --rm")
         }
         var stopSignal = SIGTERM
         if let n = spec.stopSignal {
-            guard n > 0 && n < 65 else { throw HakoError(.failed, "invalid stop signal \(n)") }
+            guard n > 0 && n < 65 else { throw HakoError(.invalidArgument("--stop-signal"), "invalid stop signal \(n)") }
             stopSignal = n
         } else if let s = image.config.stopSignal {
-            guard let n = Signals.parse(s) else { throw HakoError(.failed, "invalid stop signal \"\(s)\"") }
+            guard let n = Signals.parse(s) else { throw HakoError(.invalidArgument("--stop-signal"), "invalid stop signal \"\(s)\"") }
             stopSignal = n
         }
-        if let t = spec.stopTimeout, t < -1 { throw HakoError(.failed, "invalid stop timeout \(t)") }
-        if let v = spec.labels[""] { throw HakoError(.failed, "invalid label \"=\(v)\"") }
+        if let t = spec.stopTimeout, t < -1 { throw HakoError(.invalidArgument("--stop-timeout"), "invalid stop timeout \(t)") }
+        if let v = spec.labels[""] { throw HakoError(.invalidArgument("--label"), "invalid label \"=\(v)\"") }
         let labels = (image.config.labels ?? [:]).merging(spec.labels) { _, new in new }
         if let h = spec.hostname, !Engine.isValidHostname(h) {
-            throw HakoError(.failed, "invalid hostname \"\(h)\"")
+            throw HakoError(.invalidArgument("--hostname"), "invalid hostname \"\(h)\"")
         }
         if spec.hostname != nil && spec.namespaces.uts == .host {
-            throw HakoError(.failed, "conflicting options: --hostname and --uts host")
+            throw HakoError(.invalidArgument("--hostname"), "conflicting options: --hostname and --uts host")
         }
-        if spec.log.maxSize < 4096 { throw HakoError(.failed, "invalid log option max-size=\(spec.log.maxSize) (at least 4k)") }
-        if !(1...100).contains(spec.log.maxFiles) { throw HakoError(.failed, "invalid log option max-file=\(spec.log.maxFiles) (1 to 100)") }
+        if spec.log.maxSize < 4096 { throw HakoError(.invalidArgument("--log-opt"), "invalid log option max-size=\(spec.log.maxSize) (at least 4k)") }
+        if !(1...100).contains(spec.log.maxFiles) { throw HakoError(.invalidArgument("--log-opt"), "invalid log option max-file=\(spec.log.maxFiles) (1 to 100)") }
         if let n = spec.name, !Names.isValid(n.hasPrefix("/") ? String(n.dropFirst()) : n) {
-            throw HakoError(.failed, "invalid container name \"\(n)\": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+            throw HakoError(.invalidArgument("--name"), "invalid container name \"\(n)\": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
         }
         if let w = p.workingDir, !w.hasPrefix("/") {
-            throw HakoError(.failed, "the working directory \"\(w)\" is invalid: it needs to be an absolute path")
+            throw HakoError(.invalidArgument("--workdir"), "the working directory \"\(w)\" is invalid: it needs to be an absolute path")
         }
         if let u = p.user {
             // Only the form here; names are resolved against the container's own files at start.
             let parts = u.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
-            if u.isEmpty || parts.contains(where: { $0.isEmpty }) { throw HakoError(.failed, "invalid user \"\(u)\"") }
+            if u.isEmpty || parts.contains(where: { $0.isEmpty }) { throw HakoError(.invalidArgument("--user"), "invalid user \"\(u)\"") }
         }
 
         let ns = spec.namespaces
@@ -104,11 +104,11 @@ extension Engine {
             stopSignal: stopSignal, stopTimeout: spec.stopTimeout ?? 10, logMaxSize: spec.log.maxSize, logMaxFiles: spec.log.maxFiles,
             cgroupParent: cgroupParent)
         for e in spec.expose where PortBinding.exposed(e) == nil {
-            throw HakoError(.failed, "invalid --expose \"\(e)\" (expected PORT[/tcp|/udp])")
+            throw HakoError(.invalidArgument("--expose"), "invalid --expose \"\(e)\" (expected PORT[/tcp|/udp])")
         }
-        if let s = spec.shmSize, s == 0 { throw HakoError(.failed, "invalid --shm-size: it must be greater than 0") }
-        if spec.shmSize != nil && ns.ipc == .host { throw HakoError(.failed, "conflicting options: --shm-size and --ipc host (the host's /dev/shm is used)") }
-        if p.groupAdd.contains(where: \.isEmpty) { throw HakoError(.failed, "invalid --group-add \"\"") }
+        if let s = spec.shmSize, s == 0 { throw HakoError(.invalidArgument("--shm-size"), "invalid --shm-size: it must be greater than 0") }
+        if spec.shmSize != nil && ns.ipc == .host { throw HakoError(.invalidArgument("--shm-size"), "conflicting options: --shm-size and --ipc host (the host's /dev/shm is used)") }
+        if p.groupAdd.contains(where: \.isEmpty) { throw HakoError(.invalidArgument("--group-add"), "invalid --group-add \"\"") }
         config.initProcess = p.initProcess ? true : nil
         config.logAttributeOptions = spec.log.attributes.isEmpty ? nil : spec.log.attributes
         config.shmSize = spec.shmSize
@@ -124,9 +124,9 @@ extension Engine {
     /// neither has one, the check (test `.none`) when it is disabled.
     static func healthCheck(_ flags: HealthCheck?, image: HealthCheck?) throws -> HealthCheck? {
         guard let merged = flags.map({ $0.merged(over: image) }) ?? image else { return nil }
-        do { try merged.validate() } catch { throw HakoError(.failed, "invalid health check: \(error.description)") }
+        do { try merged.validate() } catch { throw HakoError(.invalidArgument("--health-cmd"), "invalid health check: \(error.description)") }
         if case .inherit = merged.test {
-            throw HakoError(.failed, "--health-* options need a test: --health-cmd, or an image with a HEALTHCHECK")
+            throw HakoError(.invalidArgument("--health-cmd"), "--health-* options need a test: --health-cmd, or an image with a HEALTHCHECK")
         }
         return merged
     }
@@ -139,11 +139,11 @@ extension Engine {
     static func checkExecStrings(args: [String], env: [String], pageSize: Int = Int(sysconf(Int32(_SC_PAGESIZE)))) throws {
         let limit = 32 * max(pageSize, 4096)
         if let a = args.first(where: { $0.utf8.count >= limit }) {
-            throw HakoError(.failed, "an argument of \(a.utf8.count) bytes is too long: the kernel passes at most \(limit - 1) bytes per argument (MAX_ARG_STRLEN)")
+            throw HakoError(.invalidArgument("command"), "an argument of \(a.utf8.count) bytes is too long: the kernel passes at most \(limit - 1) bytes per argument (MAX_ARG_STRLEN)")
         }
         if let e = env.first(where: { $0.utf8.count >= limit }) {
             let name = e.split(separator: "=", maxSplits: 1).first.map(String.init) ?? e
-            throw HakoError(.failed, "the environment variable \(name) is too long (\(e.utf8.count) bytes): the kernel passes at most \(limit - 1) bytes per variable, name and value together (MAX_ARG_STRLEN)")
+            throw HakoError(.invalidArgument("--env"), "the environment variable \(name) is too long (\(e.utf8.count) bytes): the kernel passes at most \(limit - 1) bytes per variable, name and value together (MAX_ARG_STRLEN)")
         }
     }
 
@@ -168,7 +168,7 @@ extension Engine {
             config.name = candidate
         } else if let target = FS.readLink(paths.nameLink(config.name)) {
             let other = String(target.split(separator: "/").last ?? "")
-            throw HakoError(.failed, "the container name \"/\(config.name)\" is already in use by container \"\(other)\"; remove (or rename) that container to reuse the name")
+            throw HakoError(.conflict(.nameInUse(.container, config.name)), "the container name \"/\(config.name)\" is already in use by container \"\(other)\"; remove (or rename) that container to reuse the name")
         }
         if config.hostname.isEmpty { config.hostname = config.shortID }
         try assignUsernsRange(&config)

@@ -28,15 +28,15 @@ extension Engine {
     /// `stdio`: the process's stdin, stdout and stderr without a terminal (nil: this
     /// process's own, stdin only with `interactive`); the API service passes pipes.
     public func exec(_ ref: String, _ o: ExecOptions, terminal size: TerminalSize? = nil, stdio: [Int32]? = nil) throws -> ExecProcess {
-        guard !o.command.isEmpty, !o.command[0].isEmpty else { throw HakoError(.failed, "no command given to exec") }
+        guard !o.command.isEmpty, !o.command[0].isEmpty else { throw HakoError(.invalidArgument("command"), "no command given to exec") }
         let c = try lookup(ref)
         switch c.status {
         case .running: break
-        case .paused: throw HakoError(.failed, "container \(c.name) is paused, unpause the container before exec")
-        default: throw HakoError(.failed, "container \(c.name) is not running")
+        case .paused: throw HakoError(.conflict(.paused(c.name)), "container \(c.name) is paused, unpause the container before exec")
+        default: throw HakoError(.conflict(.notRunning(c.name)), "container \(c.name) is not running")
         }
-        guard let pid = c.state?.pid, pid > 0 else { throw HakoError(.failed, "container \(c.name) is not running") }
-        if let w = o.workingDir, !w.hasPrefix("/") { throw HakoError(.failed, "the working directory \"\(w)\" is invalid: it needs to be an absolute path") }
+        guard let pid = c.state?.pid, pid > 0 else { throw HakoError(.conflict(.notRunning(c.name)), "container \(c.name) is not running") }
+        if let w = o.workingDir, !w.hasPrefix("/") { throw HakoError(.invalidArgument("--workdir"), "the working directory \"\(w)\" is invalid: it needs to be an absolute path") }
 
         // The container's own root, as its init sees it.
         let root = try FileDescriptor.open("/proc/\(pid)/root", O_RDONLY | O_DIRECTORY)
@@ -45,7 +45,7 @@ extension Engine {
             return String(decoding: b, as: UTF8.self)
         }
         let user = try UserResolver.resolve(o.user ?? c.config.user, passwd: read("/etc/passwd"), group: read("/etc/group"))
-        for e in o.env where e.isEmpty || e.hasPrefix("=") { throw HakoError(.failed, "invalid environment variable \"\(e)\"") }
+        for e in o.env where e.isEmpty || e.hasPrefix("=") { throw HakoError(.invalidArgument("--env"), "invalid environment variable \"\(e)\"") }
         let extra = o.env.compactMap { e -> String? in
             if e.contains("=") { return e }
             return getenv(e).map { "\(e)=\(String(cString: $0))" }

@@ -17,10 +17,10 @@ extension Engine {
         var seen = Set<String>()
         for f in files {
             guard f.target.hasPrefix("/"), FS.normalize(f.target) == f.target, f.target != "/", !f.target.contains("\0") else {
-                throw HakoError(.failed, "invalid file target \"\(f.target)\": an absolute, clean path")
+                throw HakoError(.invalidArgument("file target"), "invalid file target \"\(f.target)\": an absolute, clean path")
             }
-            guard f.mode <= 0o7777 else { throw HakoError(.failed, "invalid mode \(String(f.mode, radix: 8)) for \(f.target)") }
-            guard seen.insert(f.target).inserted else { throw HakoError(.failed, "two files at \(f.target)") }
+            guard f.mode <= 0o7777 else { throw HakoError(.invalidArgument("mode"), "invalid mode \(String(f.mode, radix: 8)) for \(f.target)") }
+            guard seen.insert(f.target).inserted else { throw HakoError(.invalidArgument("file target"), "two files at \(f.target)") }
         }
     }
 

@@ -72,7 +72,7 @@ extension Engine {
             return ImageReference.defaultDomain
         }
         guard !s.isEmpty, (try? ImageReference(parsing: s + "/x")).map({ $0.domain == s }) == true else {
-            throw HakoError(.failed, "invalid registry \"\(server ?? "")\"")
+            throw HakoError(.invalidArgument("registry"), "invalid registry \"\(server ?? "")\"")
         }
         return s
     }
@@ -80,7 +80,7 @@ extension Engine {
     /// `hako login`: checks the credentials with the registry, then keeps them (mode 0600).
     public func login(server: String?, username: String, password: String, tlsVerify: Bool = true) throws -> String {
         let domain = try Engine.registryDomain(server)
-        guard !username.isEmpty, !password.isEmpty else { throw HakoError(.failed, "username and password are required to log in") }
+        guard !username.isEmpty, !password.isEmpty else { throw HakoError(.invalidArgument("username"), "username and password are required to log in") }
         try images.login(registry: domain, credential: CredentialStore.Credential(username: username, password: password),
                          options: try registryOptions(tlsVerify: tlsVerify))
         return domain
@@ -117,7 +117,7 @@ extension Engine {
             }
             return local
         }
-        guard pull.policy != .never, isName else { throw HakoError(.failed, "no such image: \(reference)") }
+        guard pull.policy != .never, isName else { throw HakoError(.notFound(.image, reference), "no such image: \(reference)") }
         pull.progress?.report(.status("Unable to find image '\(reference)' locally"))
         return try pulled()
     }
@@ -152,7 +152,7 @@ extension Engine {
         let users = imageUsers()
         let image = try images.resolve(reference)
         if force, let running = users[image.id]?.first(where: { $0.isRunning }) {
-            throw HakoError(.failed, "conflict: unable to delete \(image.shortID) (cannot be forced) - image is being used by running container \(running.config.shortID)")
+            throw HakoError(.conflict(.inUse(.image, image.shortID, by: [running.config.name])), "conflict: unable to delete \(image.shortID) (cannot be forced) - image is being used by running container \(running.config.shortID)")
         }
         let global = try FileLock.acquire(paths.lock)  // no container is created meanwhile
         defer { global.release() }
@@ -177,14 +177,14 @@ extension Engine {
         var short: [String] = []
         for dir in o.lower {
             guard let name = try images.snapshots.shortLink(forLayerDirectory: dir) else {
-                throw HakoError(.failed, "too many layers: the overlay options exceed a page and \(dir) is not a snapshot")
+                throw HakoError(.unsupported(missing: "room for the layers in the overlay options (one page)"), "too many layers: the overlay options exceed a page and \(dir) is not a snapshot")
             }
             short.append(name)
         }
         o.lower = short
         o.directory = images.snapshots.linksDirectory
         guard o.mountData.utf8.count < Engine.mountDataLimit else {
-            throw HakoError(.failed, "too many layers (\(o.lower.count)): the overlay options exceed the kernel's page limit")
+            throw HakoError(.unsupported(missing: "room for the layers in the overlay options (one page)"), "too many layers (\(o.lower.count)): the overlay options exceed the kernel's page limit")
         }
         return o
     }

@@ -21,7 +21,7 @@ extension Engine {
         c.capDrop = try CapabilityPolicy.normalize(f.capDrop, flag: "--cap-drop")
         let beyond = CapabilityNames.mask(c.capAdd) & ~CapabilityNames.all
         if beyond != 0 {
-            throw HakoError(.failed, "cannot add \(CapabilityNames.names(beyond).joined(separator: ", ")): hako itself does not hold it (its bounding set lacks it), so no container can get it")
+            throw HakoError(.unsupported(missing: "\(CapabilityNames.names(beyond).joined(separator: ", ")) in hako's bounding set"), "cannot add \(CapabilityNames.names(beyond).joined(separator: ", ")): hako itself does not hold it (its bounding set lacks it), so no container can get it")
         }
         c.privileged = f.privileged
         c.noNewPrivileges = f.noNewPrivileges
@@ -34,7 +34,7 @@ extension Engine {
             // Compiling now refuses a bad profile at create, and warms the cache.
             let caps = CapabilityPolicy.capabilities(add: c.capAdd, drop: c.capDrop, privileged: c.privileged)
             do { _ = try seccompCompiler.filter(profile, capabilities: caps) } catch {
-                throw HakoError(.failed, "invalid seccomp profile \(path)", cause: error)
+                throw HakoError(.invalidArgument("--security-opt"), "invalid seccomp profile \(path)", cause: error)
             }
             c.seccomp = .profile(profile)
         }
@@ -48,7 +48,7 @@ extension Engine {
             c.ulimits.append(u)
         }
         if let adj = f.oomScoreAdj {
-            guard (-1000...1000).contains(adj) else { throw HakoError(.failed, "invalid --oom-score-adj \(adj): the range is -1000 to 1000") }
+            guard (-1000...1000).contains(adj) else { throw HakoError(.invalidArgument("--oom-score-adj"), "invalid --oom-score-adj \(adj): the range is -1000 to 1000") }
             c.oomScoreAdj = Int32(adj)
         }
         c.devices = f.devices
@@ -62,9 +62,9 @@ extension Engine {
             let hint = f.userns == nil ? " (HAKO_USERNS=\(engineDefault ?? "") makes it the default; give --userns host)" : ""
             let shared = [("--pid", ns.pid == .host), ("--network", spec.network == .host), ("--ipc", ns.ipc == .host), ("--uts", ns.uts == .host)]
             if let (flag, _) = shared.first(where: { $0.1 }) {
-                throw HakoError(.failed, "conflicting options: --userns auto and \(flag) host\(hint)")
+                throw HakoError(.invalidArgument("--userns"), "conflicting options: --userns auto and \(flag) host\(hint)")
             }
-            if c.privileged { throw HakoError(.failed, "conflicting options: --userns auto and --privileged\(hint)") }
+            if c.privileged { throw HakoError(.invalidArgument("--userns"), "conflicting options: --userns auto and --privileged\(hint)") }
         }
         // Limits this host cannot enforce are refused, never ignored.
         try makeCgroupDriver(host: cgroupHost, parent: cgroupParent).check(c.limits)
@@ -73,7 +73,7 @@ extension Engine {
 
     /// Sysctls that belong to a namespace of the container's own: IPC, UTS, network.
     public static func checkSysctl(_ s: IsolationConfig.Sysctl, ipcPrivate: Bool, utsPrivate: Bool, networkPrivate: Bool) throws -> IsolationConfig.Sysctl {
-        func fail(_ why: String) -> HakoError { HakoError(.failed, "invalid --sysctl \"\(s.key)=\(s.value)\": \(why)") }
+        func fail(_ why: String) -> HakoError { HakoError(.invalidArgument("--sysctl"), "invalid --sysctl \"\(s.key)=\(s.value)\": \(why)") }
         let key = s.key
         guard !key.isEmpty, key.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "._-".contains($0)) }), !key.contains(".."),
               !s.value.contains("\n"), !s.value.contains("\0") else { throw fail("bad key or value") }
@@ -93,7 +93,7 @@ extension Engine {
 
     /// A resource limit's name and values (-1: unlimited).
     static func checkUlimit(_ u: IsolationConfig.Ulimit) throws {
-        func fail(_ why: String) -> HakoError { HakoError(.failed, "invalid --ulimit \"\(u.name)=\(u.soft):\(u.hard)\": \(why)") }
+        func fail(_ why: String) -> HakoError { HakoError(.invalidArgument("--ulimit"), "invalid --ulimit \"\(u.name)=\(u.soft):\(u.hard)\": \(why)") }
         guard IsolationConfig.Ulimit.resources[u.name] != nil else {
             throw fail("NAME is one of \(IsolationConfig.Ulimit.resources.keys.sorted().joined(separator: ", "))")
         }
@@ -111,11 +111,11 @@ extension Engine {
 
     public static func readSeccompProfile(_ path: String) throws -> SeccompProfile {
         let bytes: [UInt8]
-        do { bytes = try FS.readFile(path) } catch { throw HakoError(.failed, "cannot read seccomp profile \(path)", cause: error) }
+        do { bytes = try FS.readFile(path) } catch { throw HakoError(.invalidArgument("--security-opt"), "cannot read seccomp profile \(path)", cause: error) }
         do {
             return try JSONDecoder().decode(SeccompProfile.self, from: Data(bytes))
         } catch {
-            throw HakoError(.failed, "invalid seccomp profile \(path): not Docker's JSON profile format (\(error))")
+            throw HakoError(.invalidArgument("--security-opt"), "invalid seccomp profile \(path): not Docker's JSON profile format (\(error))")
         }
     }
 
@@ -125,13 +125,13 @@ extension Engine {
         if let n = l.nanoCPUs {
             let online = max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
             let s = ResourceLimits.decimalCPUs(n)
-            guard n >= 10_000_000 else { throw HakoError(.failed, "invalid --cpus \"\(s)\": the minimum is 0.01") }
+            guard n >= 10_000_000 else { throw HakoError(.invalidArgument("--cpus"), "invalid --cpus \"\(s)\": the minimum is 0.01") }
             guard n <= Int64(online) * 1_000_000_000 else {
-                throw HakoError(.failed, "invalid --cpus \"\(s)\": range of CPUs is from 0.01 to \(online).00, as there are only \(online) CPUs available")
+                throw HakoError(.invalidArgument("--cpus"), "invalid --cpus \"\(s)\": range of CPUs is from 0.01 to \(online).00, as there are only \(online) CPUs available")
             }
         }
         if let s = l.cpuShares, !(2...262_144).contains(s) {
-            throw HakoError(.failed, "invalid --cpu-shares \(s): the range is 2 to 262144")
+            throw HakoError(.invalidArgument("--cpu-shares"), "invalid --cpu-shares \(s): the range is 2 to 262144")
         }
         if let s = l.cpusetCpus {
             try Engine.checkCPUSet(s, flag: "--cpuset-cpus", available: try? FS.readString("/sys/devices/system/cpu/online"))
@@ -140,20 +140,20 @@ extension Engine {
             try Engine.checkCPUSet(s, flag: "--cpuset-mems", available: (try? FS.readString("/sys/devices/system/node/online")) ?? "0")
         }
         if let w = l.blkioWeight, !(10...1000).contains(w) {
-            throw HakoError(.failed, "invalid --blkio-weight \(w): the range is 10 to 1000")
+            throw HakoError(.invalidArgument("--blkio-weight"), "invalid --blkio-weight \(w): the range is 10 to 1000")
         }
-        if let p = l.pidsLimit, p == 0 || p < -1 { throw HakoError(.failed, "invalid --pids-limit \(p)") }
+        if let p = l.pidsLimit, p == 0 || p < -1 { throw HakoError(.invalidArgument("--pids-limit"), "invalid --pids-limit \(p)") }
         return l
     }
 
     /// --cpuset-cpus / --cpuset-mems: the list must name only available ids.
     static func checkCPUSet(_ s: String, flag: String, available: String?) throws {
-        guard let wanted = ResourceLimits.idList(s) else { throw HakoError(.failed, "invalid \(flag) \"\(s)\": expected a list such as 0-2,4") }
+        guard let wanted = ResourceLimits.idList(s) else { throw HakoError(.invalidArgument(flag), "invalid \(flag) \"\(s)\": expected a list such as 0-2,4") }
         if let available, let have = ResourceLimits.idList(available.trimmed) {
             let missing = Set(wanted).subtracting(have)
             if !missing.isEmpty {
                 let what = flag == "--cpuset-cpus" ? "CPUs" : "memory nodes"
-                throw HakoError(.failed, "invalid \(flag) \"\(s)\": requested \(what) are not available - requested \(s), available: \(available.trimmed)")
+                throw HakoError(.invalidArgument(flag), "invalid \(flag) \"\(s)\": requested \(what) are not available - requested \(s), available: \(available.trimmed)")
             }
         }
     }
@@ -162,27 +162,27 @@ extension Engine {
     /// node's numbers read here. `text` is what the user wrote, for the error.
     public static func deviceRate(path: String, rate: UInt64, flag: String, text: String) throws -> DeviceRate {
         let node = try Engine.deviceNode(path, flag: flag)
-        guard node.type == UInt8(ascii: "b") else { throw HakoError(.failed, "invalid \(flag) \"\(text)\": \(path) is not a block device") }
+        guard node.type == UInt8(ascii: "b") else { throw HakoError(.invalidArgument(flag), "invalid \(flag) \"\(text)\": \(path) is not a block device") }
         return DeviceRate(path: path, major: node.major, minor: node.minor, rate: rate)
     }
 
     /// Rules between limits, as Docker states them.
     func validate(_ l: ResourceLimits) throws {
         let minimum: Int64 = 6 << 20
-        if let m = l.memory, m < minimum { throw HakoError(.failed, "invalid --memory: the minimum memory limit allowed is 6MB") }
+        if let m = l.memory, m < minimum { throw HakoError(.invalidArgument("--memory"), "invalid --memory: the minimum memory limit allowed is 6MB") }
         if let h = l.memoryHigh {
-            if h < minimum { throw HakoError(.failed, "invalid --memory-high: the minimum is 6MB") }
-            if let m = l.memory, h > m { throw HakoError(.failed, "invalid --memory-high: it must not be above --memory") }
+            if h < minimum { throw HakoError(.invalidArgument("--memory-high"), "invalid --memory-high: the minimum is 6MB") }
+            if let m = l.memory, h > m { throw HakoError(.invalidArgument("--memory-high"), "invalid --memory-high: it must not be above --memory") }
         }
         if let r = l.memoryReservation, let m = l.memory, r > m {
-            throw HakoError(.failed, "invalid --memory-reservation: the memory limit should be larger than the memory reservation")
+            throw HakoError(.invalidArgument("--memory-reservation"), "invalid --memory-reservation: the memory limit should be larger than the memory reservation")
         }
         if let s = l.memorySwap, s != -1 {
-            guard let m = l.memory else { throw HakoError(.failed, "invalid --memory-swap: it needs --memory as well (memory plus swap)") }
-            if s < m { throw HakoError(.failed, "invalid --memory-swap: the memory+swap limit should be at least the memory limit") }
+            guard let m = l.memory else { throw HakoError(.invalidArgument("--memory-swap"), "invalid --memory-swap: it needs --memory as well (memory plus swap)") }
+            if s < m { throw HakoError(.invalidArgument("--memory-swap"), "invalid --memory-swap: the memory+swap limit should be at least the memory limit") }
         }
         if l.memoryHigh != nil && l.memoryReservation != nil && cgroupHost.mode != .unified {
-            throw HakoError(.failed, "conflicting options: --memory-high and --memory-reservation both become memory.soft_limit_in_bytes on cgroup v1; give one")
+            throw HakoError(.invalidArgument("--memory-high"), "conflicting options: --memory-high and --memory-reservation both become memory.soft_limit_in_bytes on cgroup v1; give one")
         }
     }
 
@@ -190,10 +190,10 @@ extension Engine {
     public static func deviceNode(_ path: String, flag: String) throws -> DeviceNode {
         var st = stat()
         guard stat(path, &st) == 0 else {
-            throw HakoError(.failed, "invalid \(flag) \(path)", cause: SystemError("stat", path))
+            throw HakoError(.invalidArgument(flag), "invalid \(flag) \(path)", cause: SystemError("stat", path))
         }
         let fmt = st.st_mode & S_IFMT
-        guard fmt == S_IFCHR || fmt == S_IFBLK else { throw HakoError(.failed, "invalid \(flag) \(path): not a device node") }
+        guard fmt == S_IFCHR || fmt == S_IFBLK else { throw HakoError(.invalidArgument(flag), "invalid \(flag) \(path): not a device node") }
         let dev = UInt64(st.st_rdev)
         let major = UInt32(truncatingIfNeeded: ((dev >> 8) & 0xfff) | ((dev >> 32) & ~UInt64(0xfff)))
         let minor = UInt32(truncatingIfNeeded: (dev & 0xff) | ((dev >> 12) & ~UInt64(0xff)))

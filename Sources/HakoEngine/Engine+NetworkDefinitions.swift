@@ -32,33 +32,33 @@ extension Engine {
                               labels: [String: String] = [:], bridge: String? = nil,
                               mtu: UInt32? = nil, masqueradeExcept: [IPv4Network] = []) throws -> NetworkDefinition {
         try Engine.checkNetworkOptions(mtu: mtu, masqueradeExcept: masqueradeExcept)
-        guard Names.isValid(name), name.count <= 64 else { throw HakoError(.failed, "invalid network name \"\(name)\": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed") }
+        guard Names.isValid(name), name.count <= 64 else { throw HakoError(.invalidArgument("network name"), "invalid network name \"\(name)\": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed") }
         if let b = bridge {
             guard (1...15).contains(b.utf8.count), b.utf8.allSatisfy({ ($0 >= 0x61 && $0 <= 0x7a) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2d || $0 == 0x2e }),
                   b != LinkNames.defaultBridge else {
-                throw HakoError(.failed, "invalid bridge name \"\(b)\": 1 to 15 of a-z, 0-9, '-', '.', not \(LinkNames.defaultBridge)")
+                throw HakoError(.invalidArgument("bridge name"), "invalid bridge name \"\(b)\": 1 to 15 of a-z, 0-9, '-', '.', not \(LinkNames.defaultBridge)")
             }
         }
-        if NetworkDefinition.predefined.contains(name) { throw HakoError(.failed, "network \(name) is predefined and cannot be created") }
+        if NetworkDefinition.predefined.contains(name) { throw HakoError(.permissionDenied, "network \(name) is predefined and cannot be created") }
         var net: IPv4Network?
         if let s = subnet {
-            guard let n = IPv4Network(s) else { throw HakoError(.failed, "invalid --subnet \"\(s)\": expected an IPv4 network such as 10.89.0.0/24 with no host bits set") }
-            guard n.prefix >= 8, n.prefix <= 30 else { throw HakoError(.failed, "invalid --subnet \(s): the prefix must be between /8 and /30") }
+            guard let n = IPv4Network(s) else { throw HakoError(.invalidArgument("--subnet"), "invalid --subnet \"\(s)\": expected an IPv4 network such as 10.89.0.0/24 with no host bits set") }
+            guard n.prefix >= 8, n.prefix <= 30 else { throw HakoError(.invalidArgument("--subnet"), "invalid --subnet \(s): the prefix must be between /8 and /30") }
             net = n
         } else if gateway != nil {
-            throw HakoError(.failed, "--gateway needs --subnet")
+            throw HakoError(.invalidArgument("--gateway"), "--gateway needs --subnet")
         }
         var gw: IPv4Address?
         if let g = gateway {
-            guard let a = IPv4Address(g) else { throw HakoError(.failed, "invalid --gateway \"\(g)\": not an IPv4 address") }
-            guard let n = net, n.contains(a), n.hostRange.contains(a.value) else { throw HakoError(.failed, "invalid --gateway \(g): not a host address of \(net?.description ?? "")") }
+            guard let a = IPv4Address(g) else { throw HakoError(.invalidArgument("--gateway"), "invalid --gateway \"\(g)\": not an IPv4 address") }
+            guard let n = net, n.contains(a), n.hostRange.contains(a.value) else { throw HakoError(.invalidArgument("--gateway"), "invalid --gateway \(g): not a host address of \(net?.description ?? "")") }
             gw = a
         }
         let lock = try networkStore.lock()
         defer { lock.release() }
-        if try networkStore.load(name) != nil { throw HakoError(.failed, "network with name \(name) already exists") }
+        if try networkStore.load(name) != nil { throw HakoError(.conflict(.nameInUse(.network, name)), "network with name \(name) already exists") }
         if let b = bridge, let other = try networkStore.list().first(where: { $0.bridge == b }) {
-            throw HakoError(.failed, "bridge \(b) is already network \(other.name)'s")
+            throw HakoError(.conflict(.nameInUse(.network, b)), "bridge \(b) is already network \(other.name)'s")
         }
         var existing = try networkStore.list().compactMap { d in d.subnet.map { (d.name, $0) } }
         if !existing.contains(where: { $0.0 == NetworkDefinition.defaultName }) {
@@ -66,7 +66,7 @@ extension Engine {
         }
         if let n = net {
             if let clash = existing.first(where: { $0.1.overlaps(n) }) {
-                throw HakoError(.failed, "invalid --subnet \(n): it overlaps network \(clash.0) (\(clash.1))")
+                throw HakoError(.invalidArgument("--subnet"), "invalid --subnet \(n): it overlaps network \(clash.0) (\(clash.1))")
             }
         } else {
             // 10.89.0.0/24, 10.89.1.0/24 … the first that no network and no host address uses.
@@ -75,7 +75,7 @@ extension Engine {
                 let cand = IPv4Network(IPv4Address(0x0a59_0000 | UInt32(i) << 8), prefix: 24)
                 if !existing.contains(where: { $0.1.overlaps(cand) }) && !hostNets.contains(where: { $0.overlaps(cand) }) { net = cand; break }
             }
-            guard net != nil else { throw HakoError(.failed, "no free subnet left in 10.89.0.0/16; give one with --subnet") }
+            guard net != nil else { throw HakoError(.conflict(.inUse(.address, "10.89.0.0/16", by: [])), "no free subnet left in 10.89.0.0/16; give one with --subnet") }
         }
         guard let subnet = net else { throw HakoError(.failed, "no subnet") }
         let id = hexString(randomBytes(32))
@@ -122,7 +122,7 @@ extension Engine {
         if let d = all.first(where: { $0.name == ref || $0.id == ref }) { return d }
         let hits = all.filter { !ref.isEmpty && $0.id.hasPrefix(ref) }
         if hits.count == 1 { return hits[0] }
-        throw HakoError(.failed, "network \(ref) not found")
+        throw HakoError(.notFound(.network, ref), "network \(ref) not found")
     }
 
     /// Containers (any state) whose configuration names the network.
@@ -152,12 +152,12 @@ extension Engine {
     /// `hako network rm`: refused while a container uses the network.
     public func removeNetwork(_ ref: String) throws {
         let d = try findNetwork(ref)
-        if NetworkDefinition.predefined.contains(d.name) { throw HakoError(.failed, "\(d.name) is a predefined network and cannot be removed") }
+        if NetworkDefinition.predefined.contains(d.name) { throw HakoError(.permissionDenied, "\(d.name) is a predefined network and cannot be removed") }
         let lock = try networkStore.lock()
         defer { lock.release() }
         let users = containers(using: d)
         if !users.isEmpty {
-            throw HakoError(.failed, "network \(d.name) is in use by container(s) \(users.map(\.name).sorted().joined(separator: ", ")); remove them or disconnect them first")
+            throw HakoError(.conflict(.inUse(.network, d.name, by: users.map(\.name).sorted())), "network \(d.name) is in use by container(s) \(users.map(\.name).sorted().joined(separator: ", ")); remove them or disconnect them first")
         }
         if d.driver == .bridge { releaseBridge(d) }
         try networkStore.remove(d)
@@ -185,28 +185,28 @@ extension Engine {
     /// a stopped one gets it at its next start.
     public func connect(network ref: String, container cref: String, ip: String? = nil, aliases: [String] = []) throws {
         let d = try findNetwork(ref)
-        guard d.driver == .bridge else { throw HakoError(.failed, "containers cannot be connected to the \(d.name) network") }
+        guard d.driver == .bridge else { throw HakoError(.invalidArgument("network"), "containers cannot be connected to the \(d.name) network") }
         let id = try resolveID(cref)
         let cp = paths.container(id)
         let clock = try FileLock.acquire(cp.lock)
         defer { clock.release() }
         var c = try load(id)
         guard c.config.networkMode == .bridge else {
-            throw HakoError(.failed, "container \(c.name) uses --network \(c.config.networkMode.rawValue) and cannot be connected to a network")
+            throw HakoError(.invalidArgument("--network"), "container \(c.name) uses --network \(c.config.networkMode.rawValue) and cannot be connected to a network")
         }
         var join = NetworkJoin(name: d.name, aliases: aliases)
         if let s = ip {
-            guard let a = IPv4Address(s), let sub = d.subnet, sub.contains(a) else { throw HakoError(.failed, "invalid --ip \"\(s)\" for network \(d.name)") }
+            guard let a = IPv4Address(s), let sub = d.subnet, sub.contains(a) else { throw HakoError(.invalidArgument("--ip"), "invalid --ip \"\(s)\" for network \(d.name)") }
             join.ip = a
         }
-        for a in aliases where !Engine.isValidHostname(a) { throw HakoError(.failed, "invalid --alias \"\(a)\"") }
+        for a in aliases where !Engine.isValidHostname(a) { throw HakoError(.invalidArgument("--alias"), "invalid --alias \"\(a)\"") }
         var net = c.config.networking ?? ContainerNetworking()
         if net.networks.isEmpty { net.networks = [NetworkJoin(name: NetworkDefinition.defaultName)] }
-        if net.networks.contains(where: { $0.name == d.name }) { throw HakoError(.failed, "container \(c.name) is already connected to network \(d.name)") }
+        if net.networks.contains(where: { $0.name == d.name }) { throw HakoError(.conflict(.state(.container, c.name)), "container \(c.name) is already connected to network \(d.name)") }
         if c.isRunning {
             let lock = try networkStore.lock()
             defer { lock.release() }
-            guard var record = readEndpoint(id) else { throw HakoError(.failed, "container \(c.name) has no network endpoint") }
+            guard var record = readEndpoint(id) else { throw HakoError(.notFound(.endpoint, c.name), "container \(c.name) has no network endpoint") }
             // Its new lease and peers' name files are not what its monitor was
             // told to release: from now on it runs the whole teardown (the
             // monitor looks for this file under the network lock).
@@ -247,7 +247,7 @@ extension Engine {
         var c = try load(id)
         var net = c.config.networking ?? ContainerNetworking()
         let names = net.networks.isEmpty && c.config.networkMode == .bridge ? [NetworkDefinition.defaultName] : net.networks.map(\.name)
-        guard names.contains(d.name) else { throw HakoError(.failed, "container \(c.name) is not connected to network \(d.name)") }
+        guard names.contains(d.name) else { throw HakoError(.notFound(.endpoint, c.name), "container \(c.name) is not connected to network \(d.name)") }
         if c.isRunning, c.config.networkMode == .bridge {
             let lock = try networkStore.lock()
             defer { lock.release() }
@@ -284,10 +284,10 @@ extension Engine {
     /// Refuses an MTU outside 68…65535 and an exception of every destination (0.0.0.0/0).
     static func checkNetworkOptions(mtu: UInt32?, masqueradeExcept: [IPv4Network]) throws {
         if let m = mtu, !NetworkDefinition.mtuRange.contains(m) {
-            throw HakoError(.failed, "invalid MTU \(m): it must be between \(NetworkDefinition.mtuRange.lowerBound) and \(NetworkDefinition.mtuRange.upperBound)")
+            throw HakoError(.invalidArgument("mtu"), "invalid MTU \(m): it must be between \(NetworkDefinition.mtuRange.lowerBound) and \(NetworkDefinition.mtuRange.upperBound)")
         }
         if masqueradeExcept.contains(where: { $0.prefix == 0 }) {
-            throw HakoError(.failed, "invalid masquerade exception 0.0.0.0/0: use an internal network instead")
+            throw HakoError(.invalidArgument("masquerade exception"), "invalid masquerade exception 0.0.0.0/0: use an internal network instead")
         }
     }
 
@@ -299,11 +299,11 @@ extension Engine {
         try Engine.checkNetworkOptions(mtu: mtu, masqueradeExcept: masqueradeExcept)
         let found = try findNetwork(ref)
         guard found.driver == .bridge, !NetworkDefinition.predefined.contains(found.name) else {
-            throw HakoError(.failed, "network \(found.name) has no options to change")
+            throw HakoError(.invalidArgument("options"), "network \(found.name) has no options to change")
         }
         let lock = try networkStore.lock()
         defer { lock.release() }
-        guard var d = try networkStore.load(found.name) else { throw HakoError(.failed, "network \(ref) not found") }
+        guard var d = try networkStore.load(found.name) else { throw HakoError(.notFound(.network, ref), "network \(ref) not found") }
         let except = masqueradeExcept.isEmpty ? nil : masqueradeExcept
         guard d.mtu != mtu || d.masqueradeExcept != except else { return }
         let mtuChanged = d.mtu != mtu

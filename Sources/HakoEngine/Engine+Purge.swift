@@ -22,7 +22,7 @@ extension Engine {
     public func purgeHostState() throws -> [String] {
         let alive = try list().filter { [.running, .paused, .restarting].contains($0.status) }
         guard alive.isEmpty else {
-            throw HakoError(.failed, "containers are running (\(alive.map(\.config.name).joined(separator: ", "))): remove them first (hako rm -f)")
+            throw HakoError(.conflict(.running(alive.map(\.config.name).joined(separator: ", "))), "containers are running (\(alive.map(\.config.name).joined(separator: ", "))): remove them first (hako rm -f)")
         }
         var done: [String] = []
         let nft = try NetlinkSocket.nftables()

@@ -11,7 +11,7 @@ extension Engine {
     public func renameContainer(_ ref: String, to newName: String) throws {
         let name = newName.hasPrefix("/") ? String(newName.dropFirst()) : newName
         guard Names.isValid(name) else {
-            throw HakoError(.failed, "invalid container name \"\(newName)\": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+            throw HakoError(.invalidArgument("--name"), "invalid container name \"\(newName)\": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
         }
         let id = try resolveID(ref)
         let global = try FileLock.acquire(paths.lock)
@@ -21,11 +21,11 @@ extension Engine {
         var config = try readConfig(id)
         let old = config.name
         guard name != old else {
-            throw HakoError(.failed, "cannot rename container \(old): the new name is the same as the old one")
+            throw HakoError(.invalidArgument("name"), "cannot rename container \(old): the new name is the same as the old one")
         }
         if let target = FS.readLink(paths.nameLink(name)) {
             let other = String(target.split(separator: "/").last ?? "")
-            throw HakoError(.failed, "the container name \"/\(name)\" is already in use by container \"\(other)\"; remove (or rename) that container to reuse the name")
+            throw HakoError(.conflict(.nameInUse(.container, name)), "the container name \"/\(name)\" is already in use by container \"\(other)\"; remove (or rename) that container to reuse the name")
         }
         try FS.symlink("../containers/\(id)", at: paths.nameLink(name))
         config.name = name

@@ -19,7 +19,7 @@ extension Engine {
         defer { lock.release() }
         let c = try load(id)
         if c.status == .running || c.status == .paused || c.status == .restarting {
-            if attach { throw HakoError(.failed, "container \(c.name) is already running") }
+            if attach { throw HakoError(.conflict(.running(c.name)), "container \(c.name) is already running") }
             return nil
         }
         try awaitFinalCleanup(id)
@@ -36,7 +36,7 @@ extension Engine {
         try Engine.checkFiles(files)
         let lock = try FileLock.acquire(paths.container(config.id).lock)
         defer { lock.release() }
-        if monitorAlive(config.id) { throw HakoError(.failed, "container \(config.name) is already running") }
+        if monitorAlive(config.id) { throw HakoError(.conflict(.running(config.name)), "container \(config.name) is already running") }
         let conn = try launch(config, attach: attach, terminal: terminal, files: files)
         recordEvent("start", config)
         return conn

@@ -127,7 +127,7 @@ extension Engine {
     /// user names from the container's own /etc/passwd.
     public func processes(_ ref: String) throws -> [ContainerProcess] {
         let c = try lookup(ref)
-        guard c.isRunning else { throw HakoError(.failed, "container \(c.name) is not running") }
+        guard c.isRunning else { throw HakoError(.conflict(.notRunning(c.name)), "container \(c.name) is not running") }
         let pids = try cgroups(for: c.config).processes(c.id).sorted()
         let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
         let page = UInt64(max(sysconf(Int32(_SC_PAGESIZE)), 4096))

@@ -10,7 +10,7 @@ extension Engine {
     @discardableResult
     public func update(_ ref: String, _ limits: ResourceLimits) throws -> String {
         let patch = try checkLimits(limits)
-        guard !patch.isEmpty else { throw HakoError(.failed, "you must provide one or more flags when using this command") }
+        guard !patch.isEmpty else { throw HakoError(.invalidArgument("flags"), "you must provide one or more flags when using this command") }
         let id = try resolveID(ref)
         let lock = try FileLock.acquire(paths.container(id).lock)
         defer { lock.release() }
@@ -25,7 +25,7 @@ extension Engine {
                 try driver.apply(merged, to: id)
             }
         } catch let e as HakoError {
-            throw HakoError(e.code, "cannot update container \(c.name): \(e.message)", cause: e.cause)
+            throw HakoError(e.kind, "cannot update container \(c.name): \(e.message)", cause: e.cause)
         }
         iso.limits = merged
         var config = c.config
@@ -44,14 +44,14 @@ extension Engine {
         defer { lock.release() }
         let c = try load(id)
         if c.config.autoRemove && policy != .no {
-            throw HakoError(.failed, "cannot update container \(c.name): a restart policy cannot be set on a container started with --rm")
+            throw HakoError(.invalidArgument("--restart"), "cannot update container \(c.name): a restart policy cannot be set on a container started with --rm")
         }
         var config = c.config
         config.restartPolicy = policy.description
         try writeConfig(config)
         if c.isRunning || c.status == .restarting, let conn = try MonitorConnection.connect(runDir: c.paths.runDir) {
             let e = try conn.request(.policy(policy))
-            if e != 0 { throw HakoError(.failed, "cannot update container \(c.name)'s monitor", cause: SystemError("restart policy", errno: e)) }
+            if e != 0 { throw HakoError.kernel("cannot update container \(c.name)'s monitor", SystemError("restart policy", errno: e)) }
         }
     }
 }

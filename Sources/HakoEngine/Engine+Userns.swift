@@ -29,7 +29,7 @@ extension Engine {
         }
         let pool = try Engine.usernsPool()
         guard let range = IDRangeAllocator.allocate(size: u.size, pool: pool, taken: taken) else {
-            throw HakoError(.failed, "--userns auto: no free range of \(u.size) ids left in \(pool) (\(taken.count) containers hold one); remove containers or widen HAKO_USERNS_RANGE")
+            throw HakoError(.conflict(.inUse(.user, "\(pool)", by: [])), "--userns auto: no free range of \(u.size) ids left in \(pool) (\(taken.count) containers hold one); remove containers or widen HAKO_USERNS_RANGE")
         }
         u.range = range
         u.idmapped = try idmapSupported(config)
@@ -54,7 +54,7 @@ extension Engine {
             var st = stat()
             guard stat(path, &st) == 0 else { continue }
             if st.st_mode & 0o001 == 0 {
-                throw HakoError(.failed, "--userns auto: \(path) is not searchable by the container's unprivileged user; chmod o+x \(path) (or move the data root)")
+                throw HakoError(.permissionDenied, "--userns auto: \(path) is not searchable by the container's unprivileged user; chmod o+x \(path) (or move the data root)")
             }
         }
     }

@@ -36,7 +36,7 @@ extension Engine {
     @discardableResult
     public func createVolume(_ name: String? = nil, labels: [String: String] = [:], anonymous: Bool = false) throws -> VolumeInfo {
         let n = name ?? hexString(randomBytes(32))
-        guard Volumes.isValidName(n) else { throw HakoError(.failed, "invalid volume name \"\(n)\": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed") }
+        guard Volumes.isValidName(n) else { throw HakoError(.invalidArgument("volume name"), "invalid volume name \"\(n)\": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed") }
         if let v = volume(n) { return v }
         let info = VolumeInfo(Name: n, Driver: "local", Mountpoint: paths.volumeData(n), CreatedAt: Timestamp.now().rfc3339,
                               Labels: labels, Anonymous: anonymous)
@@ -66,7 +66,7 @@ extension Engine {
     }
 
     public func inspectVolume(_ name: String) throws -> VolumeInfo {
-        guard let v = volume(name) else { throw HakoError(.failed, "no such volume: \(name)") }
+        guard let v = volume(name) else { throw HakoError(.notFound(.volume, name), "no such volume: \(name)") }
         return v
     }
 
@@ -79,10 +79,10 @@ extension Engine {
     public func removeVolume(_ name: String) throws {
         let global = try FileLock.acquire(paths.lock)
         defer { global.release() }
-        guard volume(name) != nil else { throw HakoError(.failed, "no such volume: \(name)") }
+        guard volume(name) != nil else { throw HakoError(.notFound(.volume, name), "no such volume: \(name)") }
         let users = containers(usingVolume: name)
         if !users.isEmpty {
-            throw HakoError(.failed, "volume \(name) is in use by container(s) \(users.sorted().joined(separator: ", ")); remove them first")
+            throw HakoError(.conflict(.inUse(.volume, name, by: users.sorted())), "volume \(name) is in use by container(s) \(users.sorted().joined(separator: ", ")); remove them first")
         }
         try deleteVolumeDir(name)
     }
@@ -119,7 +119,7 @@ extension Engine {
             switch m.kind {
             case .bind:
                 if !FS.exists(m.source) {
-                    guard m.createHostPath else { throw HakoError(.failed, "bind source path does not exist: \(m.source)") }
+                    guard m.createHostPath else { throw HakoError(.invalidArgument("-v"), "bind source path does not exist: \(m.source)") }
                     try FS.makeDirectories(m.source, mode: 0o755)
                 }
                 var mount = Mount.bind(m.source, at: m.target, readOnly: m.readOnly)
@@ -172,13 +172,13 @@ extension Engine {
     static func checkPropagationSource(_ source: String, _ p: BindPropagation, rootfs: String, mounts: MountInfo) throws {
         guard p.receives, let m = mounts.mount(containing: FS.resolved(source) ?? source) else { return }
         if p.sharesBack, !m.propagation.sends {
-            throw HakoError(.failed, "invalid bind-propagation \(p.rawValue) for \(source): it is on the mount \(m.mountPoint), which is not a shared mount (mount --make-shared \(m.mountPoint))")
+            throw HakoError(.invalidArgument("bind-propagation"), "invalid bind-propagation \(p.rawValue) for \(source): it is on the mount \(m.mountPoint), which is not a shared mount (mount --make-shared \(m.mountPoint))")
         }
         if !p.sharesBack, !m.propagation.sends, !m.propagation.receives {
-            throw HakoError(.failed, "invalid bind-propagation \(p.rawValue) for \(source): it is on the mount \(m.mountPoint), which is neither a shared nor a slave mount")
+            throw HakoError(.invalidArgument("bind-propagation"), "invalid bind-propagation \(p.rawValue) for \(source): it is on the mount \(m.mountPoint), which is neither a shared nor a slave mount")
         }
         if p.sharesBack, let r = mounts.mount(containing: FS.resolved(rootfs) ?? rootfs), r.mountPoint == m.mountPoint {
-            throw HakoError(.failed, "invalid bind-propagation \(p.rawValue) for \(source): it is on the mount \(m.mountPoint), which also holds hako's data root; share a directory that is a mount of its own (mount --bind DIR DIR; mount --make-shared DIR)")
+            throw HakoError(.invalidArgument("bind-propagation"), "invalid bind-propagation \(p.rawValue) for \(source): it is on the mount \(m.mountPoint), which also holds hako's data root; share a directory that is a mount of its own (mount --bind DIR DIR; mount --make-shared DIR)")
         }
     }
 

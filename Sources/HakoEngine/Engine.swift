@@ -64,7 +64,7 @@ public final class Engine: @unchecked Sendable {
         do {
             return try Engine.decoder.decode(ContainerConfig.self, from: Data(try FS.readFile(p)))
         } catch let e as SystemError where e.errno == ENOENT {
-            throw HakoError(.failed, "no such container: \(id)")
+            throw HakoError(.notFound(.container, id), "no such container: \(id)")
         } catch {
             throw HakoError(.failed, "container \(id): unreadable configuration", cause: error)
         }
@@ -190,17 +190,17 @@ public final class Engine: @unchecked Sendable {
 
     public func resolveID(_ ref: String) throws -> String {
         let r = ref.hasPrefix("/") ? String(ref.dropFirst()) : ref
-        guard !r.isEmpty else { throw HakoError(.failed, "no such container: \"\"") }
+        guard !r.isEmpty else { throw HakoError(.notFound(.container, ""), "no such container: \"\"") }
         if Names.isValid(r), let target = FS.readLink(paths.nameLink(r)) {
             let id = String(target.split(separator: "/").last ?? "")
             if FS.isDirectory(paths.container(id).dir) { return id }
         }
         if r.count == 64, FS.isDirectory(paths.container(r).dir) { return r }
-        guard r.allSatisfy({ $0.isHexDigit }) else { throw HakoError(.failed, "no such container: \(ref)") }
+        guard r.allSatisfy({ $0.isHexDigit }) else { throw HakoError(.notFound(.container, ref), "no such container: \(ref)") }
         let hits = try FS.list(paths.containers).filter { $0.count == 64 && $0.hasPrefix(r.lowercased()) }
         if hits.count == 1 { return hits[0] }
-        if hits.isEmpty { throw HakoError(.failed, "no such container: \(ref)") }
-        throw HakoError(.failed, "multiple containers match the prefix \(ref); use more characters")
+        if hits.isEmpty { throw HakoError(.notFound(.container, ref), "no such container: \(ref)") }
+        throw HakoError(.invalidArgument("container"), "multiple containers match the prefix \(ref); use more characters")
     }
 
     // MARK: - removal

@@ -59,7 +59,7 @@ public struct EngineConfig: Codable, Sendable, Equatable {
         do {
             config = try JSONDecoder().decode(EngineConfig.self, from: Data(try FS.readFile(path)))
         } catch let e as DecodingError {
-            throw HakoError(.failed, "invalid engine configuration \(path): \(EngineConfig.describe(e))")
+            throw HakoError(.invalidArgument("engine configuration"), "invalid engine configuration \(path): \(EngineConfig.describe(e))")
         } catch {
             throw HakoError(.failed, "cannot read the engine configuration \(path)", cause: error)
         }
@@ -69,10 +69,10 @@ public struct EngineConfig: Codable, Sendable, Equatable {
 
     func validate(_ path: String) throws {
         if let n = registries?.maxConcurrentDownloads, !(1...32).contains(n) {
-            throw HakoError(.failed, "invalid engine configuration \(path): registries.max-concurrent-downloads must be 1 to 32")
+            throw HakoError(.invalidArgument("engine configuration"), "invalid engine configuration \(path): registries.max-concurrent-downloads must be 1 to 32")
         }
         for (registry, file) in registries?.ca ?? [:] where !file.hasPrefix("/") {
-            throw HakoError(.failed, "invalid engine configuration \(path): the CA file of \(registry) must be an absolute path")
+            throw HakoError(.invalidArgument("engine configuration"), "invalid engine configuration \(path): the CA file of \(registry) must be an absolute path")
         }
     }
 

@@ -125,11 +125,11 @@ public struct EventFilter: Sendable {
     public init(parsing specs: [String]) throws {
         for spec in specs {
             guard let eq = spec.firstIndex(of: "="), !spec[..<eq].isEmpty, spec.index(after: eq) < spec.endIndex else {
-                throw HakoError(.failed, "invalid --filter \"\(spec)\": KEY=VALUE")
+                throw HakoError(.invalidArgument("--filter"), "invalid --filter \"\(spec)\": KEY=VALUE")
             }
             let key = String(spec[..<eq]), value = String(spec[spec.index(after: eq)...])
             guard ["container", "event", "image", "label", "type"].contains(key) else {
-                throw HakoError(.failed, "invalid --filter \"\(spec)\": container, event, image, label or type")
+                throw HakoError(.invalidArgument("--filter"), "invalid --filter \"\(spec)\": container, event, image, label or type")
             }
             terms[key, default: []].append(value)
         }

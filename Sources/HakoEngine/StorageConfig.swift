@@ -59,8 +59,8 @@ extension ContainerStorage {
         var s = ContainerStorage()
         var seen = Set<String>()
         for var m in requests {
-            func bad(_ why: String) -> HakoError { HakoError(.failed, "invalid mount at \(m.target): \(why)") }
-            if invalidTarget(m.target) { throw HakoError(.failed, "invalid mount: the mount point \"\(m.target)\" must be an absolute path other than /") }
+            func bad(_ why: String) -> HakoError { HakoError(.invalidArgument("--mount"), "invalid mount at \(m.target): \(why)") }
+            if invalidTarget(m.target) { throw HakoError(.invalidArgument("--mount"), "invalid mount: the mount point \"\(m.target)\" must be an absolute path other than /") }
             m.target = FS.normalize(m.target)
             switch m.kind {
             case .bind:
@@ -74,7 +74,7 @@ extension ContainerStorage {
             if m.kind != .tmpfs && (m.tmpfsSize != 0 || m.tmpfsMode != nil) { throw bad("tmpfs options on a \(m.kind.rawValue) mount") }
             if m.kind != .bind && m.propagation != nil { throw bad("propagation on a \(m.kind.rawValue) mount") }
             if let mode = m.tmpfsMode, mode > 0o7777 { throw bad("tmpfs mode \(String(mode, radix: 8)) is not a mode") }
-            if seen.contains(m.target) { throw HakoError(.failed, "duplicate mount point: \(m.target)") }
+            if seen.contains(m.target) { throw HakoError(.invalidArgument("--mount"), "duplicate mount point: \(m.target)") }
             seen.insert(m.target)
             s.mounts.append(m)
         }

@@ -26,7 +26,7 @@ public enum UserResolver {
         let userPart = parts.first ?? ""
         let groupPart = parts.count > 1 ? parts[1] : nil
         if parts.count > 1 && groupPart?.isEmpty == true {
-            throw HakoError(.failed, "invalid user \"\(spec)\": empty group")
+            throw HakoError(.invalidArgument("--user"), "invalid user \"\(spec)\": empty group")
         }
         let users = (passwd ?? "").split(separator: "\n").compactMap(fields).filter { $0.count >= 7 }
         let groupLines = (group ?? "").split(separator: "\n").compactMap(fields).filter { $0.count >= 3 }
@@ -43,14 +43,14 @@ public enum UserResolver {
             }
         } else {
             guard let e = users.first(where: { $0[0] == userPart }), let u = UInt32(e[2]), let g = UInt32(e[3]) else {
-                throw HakoError(.failed, "unable to find user \(userPart): no matching entries in passwd file")
+                throw HakoError(.invalidArgument("--user"), "unable to find user \(userPart): no matching entries in passwd file")
             }
             uid = u; gid = g; home = String(e[5]); userName = userPart
         }
         if let gp = groupPart {
             if let n = UInt32(gp) { gid = n } else {
                 guard let e = groupLines.first(where: { $0[0] == gp }), let g = UInt32(e[2]) else {
-                    throw HakoError(.failed, "unable to find group \(gp): no matching entries in group file")
+                    throw HakoError(.invalidArgument("--user"), "unable to find group \(gp): no matching entries in group file")
                 }
                 gid = g
             }
@@ -72,7 +72,7 @@ public enum UserResolver {
         return try specs.map { spec in
             if let n = UInt32(spec) { return n }
             guard let e = lines.first(where: { $0[0] == spec }), let g = UInt32(e[2]) else {
-                throw HakoError(.failed, "unable to find group \(spec): no matching entries in group file")
+                throw HakoError(.invalidArgument("--group-add"), "unable to find group \(spec): no matching entries in group file")
             }
             return g
         }
@@ -105,11 +105,11 @@ public enum EnvFile {
             if let eq = line.firstIndex(of: "=") {
                 let key = String(line[..<eq]).trimmed
                 guard !key.isEmpty, !key.contains(" ") else {
-                    throw HakoError(.failed, "invalid env file line \(i + 1): \"\(line)\"")
+                    throw HakoError(.invalidArgument("--env-file"), "invalid env file line \(i + 1): \"\(line)\"")
                 }
                 out.append(key + "=" + line[line.index(after: eq)...])
             } else {
-                guard !t.contains(" ") else { throw HakoError(.failed, "invalid env file line \(i + 1): variable \"\(t)\" contains whitespace") }
+                guard !t.contains(" ") else { throw HakoError(.invalidArgument("--env-file"), "invalid env file line \(i + 1): variable \"\(t)\" contains whitespace") }
                 if let v = lookup(t) { out.append("\(t)=\(v)") }
             }
         }
@@ -121,7 +121,7 @@ public enum EnvFile {
     public static func passThrough(_ entries: [String]) throws -> [String] {
         var out: [String] = []
         for e in entries {
-            if e.isEmpty || e.hasPrefix("=") { throw HakoError(.failed, "invalid environment variable \"\(e)\"") }
+            if e.isEmpty || e.hasPrefix("=") { throw HakoError(.invalidArgument("--env"), "invalid environment variable \"\(e)\"") }
             if e.contains("=") { out.append(e) } else if let v = getenv(e) { out.append("\(e)=\(String(cString: v))") }
         }
         return out

@@ -61,7 +61,7 @@ public enum ConfigChange {
     }
 
     private static func bad(_ change: String, _ why: String) -> ImageError {
-        .notAllowed("invalid --change \"\(change)\": \(why)")
+        .invalidChange("invalid --change \"\(change)\": \(why)")
     }
 
     private static func command(_ value: String, _ change: String) throws(ImageError) -> [String] {

@@ -30,6 +30,8 @@ public enum ImageError: Error, CustomStringConvertible, Sendable, Equatable {
     case corrupt(String)
     /// The request is valid but not allowed (e.g. tagging the built-in host image).
     case notAllowed(String)
+    /// A `--change` (commit, import) that is not a Dockerfile instruction hako applies.
+    case invalidChange(String)
     /// A registry could not be reached, refused, or answered something unusable.
     case registry(String)
     /// A manifest, index or config that is not valid.
@@ -54,7 +56,7 @@ public enum ImageError: Error, CustomStringConvertible, Sendable, Equatable {
         case .noSuchImage(let s): return "no such image: \(s)"
         case .ambiguousImage(let s): return "image ID prefix \(s) matches more than one image"
         case .corrupt(let s): return "image store damaged: \(s)"
-        case .notAllowed(let s): return s
+        case .notAllowed(let s), .invalidChange(let s): return s
         case .registry(let s): return s
         case .invalidManifest(let s): return s
         case .inUse(let s): return s
@@ -62,9 +64,28 @@ public enum ImageError: Error, CustomStringConvertible, Sendable, Equatable {
         }
     }
 
+    /// What callers branch on (HakoSystem's one mapping to exit codes, protocol codes, HTTP statuses).
+    public var kind: HakoError.Kind {
+        switch self {
+        case .noSuchImage(let s): return .notFound(.image, s)
+        case .blobNotFound(let d): return .notFound(.file, d.description)
+        case .invalidDigest: return .invalidArgument("digest")
+        case .invalidReference: return .invalidArgument("reference")
+        case .ambiguousImage: return .invalidArgument("image")
+        case .notAllowed: return .permissionDenied
+        case .invalidChange: return .invalidArgument("--change")
+        case .malformedArchive, .unsafeEntry, .unsupportedEntry, .unsupportedCompression, .invalidManifest: return .invalidArgument("archive")
+        case .inUse: return .conflict(.inUse(.image, "", by: []))
+        case .digestMismatch, .entryFailed, .corrupt, .registry, .layer:
+            return .failed
+        }
+    }
+
     /// The public form of this error.
-    public var hakoError: HakoError { HakoError(.failed, description) }
+    public var hakoError: HakoError { HakoError(kind, description) }
 }
+
+extension ImageError: KindedError {}
 
 /// Runs `body` and converts whatever it throws into a `HakoError`, the one
 /// public error type: image errors keep their message, system errors become

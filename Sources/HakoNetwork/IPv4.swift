@@ -33,7 +33,7 @@ public struct IPv4Address: Sendable, Hashable, Comparable, Codable, CustomString
 
     public init(from decoder: any Decoder) throws {
         let s = try decoder.singleValueContainer().decode(String.self)
-        guard let a = IPv4Address(s) else { throw HakoError(.failed, "invalid IPv4 address \"\(s)\"") }
+        guard let a = IPv4Address(s) else { throw HakoError(.invalidArgument("IPv4 address"), "invalid IPv4 address \"\(s)\"") }
         self = a
     }
 
@@ -89,7 +89,7 @@ public struct IPv4Network: Sendable, Hashable, Codable, CustomStringConvertible 
 
     public init(from decoder: any Decoder) throws {
         let s = try decoder.singleValueContainer().decode(String.self)
-        guard let n = IPv4Network(s) else { throw HakoError(.failed, "invalid subnet \"\(s)\"") }
+        guard let n = IPv4Network(s) else { throw HakoError(.invalidArgument("subnet"), "invalid subnet \"\(s)\"") }
         self = n
     }
 
@@ -128,7 +128,7 @@ public struct MACAddress: Sendable, Hashable, Codable, CustomStringConvertible {
 
     public init(from decoder: any Decoder) throws {
         let s = try decoder.singleValueContainer().decode(String.self)
-        guard let m = MACAddress(s) else { throw HakoError(.failed, "invalid MAC address \"\(s)\"") }
+        guard let m = MACAddress(s) else { throw HakoError(.invalidArgument("MAC address"), "invalid MAC address \"\(s)\"") }
         self = m
     }
 

@@ -52,10 +52,10 @@ public enum IPAM {
         let range = net.hostRange
         if let r = requested {
             guard net.contains(r), range.contains(r.value) else {
-                throw HakoError(.failed, "invalid --ip \(r): not a host address of network \(networkName) (\(net))")
+                throw HakoError(.invalidArgument("--ip"), "invalid --ip \(r): not a host address of network \(networkName) (\(net))")
             }
-            if r == gateway { throw HakoError(.failed, "invalid --ip \(r): it is the gateway of network \(networkName)") }
-            if leased.contains(r) { throw HakoError(.failed, "address \(r) is already in use on network \(networkName)") }
+            if r == gateway { throw HakoError(.invalidArgument("--ip"), "invalid --ip \(r): it is the gateway of network \(networkName)") }
+            if leased.contains(r) { throw HakoError(.conflict(.inUse(.address, "\(r)", by: [])), "address \(r) is already in use on network \(networkName)") }
             return r
         }
         var v = range.lowerBound
@@ -65,7 +65,7 @@ public enum IPAM {
             if v == range.upperBound { break }
             v += 1
         }
-        throw HakoError(.failed, "no address left on network \(networkName) (\(net)): every one of its \(range.count) addresses is in use")
+        throw HakoError(.conflict(.inUse(.address, networkName, by: [])), "no address left on network \(networkName) (\(net)): every one of its \(range.count) addresses is in use")
     }
 }
 

@@ -92,22 +92,22 @@ public struct OverlayPlan: Sendable, Equatable {
     public static func validate(node: OverlayNode, peers: [OverlayNode], config: OverlayConfig) throws {
         let all = [node] + peers
         for n in all {
-            guard !n.id.isEmpty else { throw HakoError(.failed, "overlay: a node without an id") }
+            guard !n.id.isEmpty else { throw HakoError(.invalidArgument("node id"), "overlay: a node without an id") }
             guard config.clusterCIDR.prefix <= n.subnet.prefix, config.clusterCIDR.contains(n.subnet.address) else {
-                throw HakoError(.failed, "overlay: node \(n.id) subnet \(n.subnet) is outside the cluster network \(config.clusterCIDR)")
+                throw HakoError(.invalidArgument("subnet"), "overlay: node \(n.id) subnet \(n.subnet) is outside the cluster network \(config.clusterCIDR)")
             }
             guard n.subnet.prefix <= 30 else {
-                throw HakoError(.failed, "overlay: node \(n.id) subnet \(n.subnet) is too small (at most /30)")
+                throw HakoError(.invalidArgument("subnet"), "overlay: node \(n.id) subnet \(n.subnet) is too small (at most /30)")
             }
             guard !n.vtepMAC.isMulticast, !n.vtepMAC.isZero else {
-                throw HakoError(.failed, "overlay: node \(n.id) VTEP MAC \(n.vtepMAC) is not a unicast address")
+                throw HakoError(.invalidArgument("VTEP MAC"), "overlay: node \(n.id) VTEP MAC \(n.vtepMAC) is not a unicast address")
             }
         }
         for (i, a) in all.enumerated() {
             for b in all[(i + 1)...] {
                 let clash: String? = a.id == b.id ? "id" : a.underlay == b.underlay ? "underlay address \(a.underlay)"
                     : a.subnet.overlaps(b.subnet) ? "subnet (\(a.subnet), \(b.subnet))" : a.vtepMAC == b.vtepMAC ? "VTEP MAC \(a.vtepMAC)" : nil
-                if let clash { throw HakoError(.failed, "overlay: nodes \(a.id) and \(b.id) share the same \(clash)") }
+                if let clash { throw HakoError(.invalidArgument(clash), "overlay: nodes \(a.id) and \(b.id) share the same \(clash)") }
             }
         }
     }

@@ -60,7 +60,7 @@ public final class Overlay: @unchecked Sendable {
             }
         }
         if !conflicts.isEmpty {
-            throw HakoError(.failed, "overlay: a route not made by hako is in the way: \(conflicts.joined(separator: ", "))")
+            throw HakoError(.conflict(.inUse(.address, conflicts.joined(separator: ", "), by: [])), "overlay: a route not made by hako is in the way: \(conflicts.joined(separator: ", "))")
         }
         return plan
     }
@@ -84,7 +84,7 @@ public final class Overlay: @unchecked Sendable {
         let name = config.deviceName
         let underlayName = try underlayLink(node)
         guard let underlay = try netlink.link(underlayName) else {
-            throw HakoError(.failed, "overlay: underlay link \(underlayName) not found")
+            throw HakoError(.notFound(.device, underlayName), "overlay: underlay link \(underlayName) not found")
         }
         let mtu = OverlayConfig.mtu(underlay: underlay.mtu)
         if let d = try device(), d.kind != "vxlan" || d.vni != config.vni || d.port != config.port || d.local != node.underlay
@@ -152,7 +152,7 @@ public final class Overlay: @unchecked Sendable {
     func underlayLink(_ node: OverlayNode) throws -> String {
         if let underlayDevice { return underlayDevice }
         guard let a = try netlink.addresses().first(where: { $0.address == node.underlay }) else {
-            throw HakoError(.failed, "overlay: no link has the underlay address \(node.underlay)")
+            throw HakoError(.notFound(.device, "\(node.underlay)"), "overlay: no link has the underlay address \(node.underlay)")
         }
         guard let l = try linkName(index: a.index) else { throw HakoError(.failed, "overlay: link \(a.index) vanished") }
         return l

@@ -23,7 +23,7 @@ public struct PortBinding: Codable, Sendable, Hashable, CustomStringConvertible 
 
     /// `-p [HOST_IP:][HOST_PORT:]CONTAINER_PORT[/tcp|/udp]`, ports or equal-length ranges ("8000-8002:80-82").
     public static func parse(_ spec: String) throws -> [PortBinding] {
-        func bad(_ why: String) -> HakoError { HakoError(.failed, "invalid -p \"\(spec)\": \(why)") }
+        func bad(_ why: String) -> HakoError { HakoError(.invalidArgument("-p"), "invalid -p \"\(spec)\": \(why)") }
         var body = Substring(spec)
         var proto = PortForward.Proto.tcp
         if let slash = body.lastIndex(of: "/") {

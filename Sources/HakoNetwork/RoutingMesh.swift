@@ -87,12 +87,12 @@ public struct OverlayRules: Sendable, Equatable {
     public func validate() throws {
         var seen: [String: String] = [:]
         for s in services {
-            guard s.publishedPort != 0 else { throw HakoError(.failed, "routing mesh: service \(s.name) publishes port 0") }
+            guard s.publishedPort != 0 else { throw HakoError(.invalidArgument("published port"), "routing mesh: service \(s.name) publishes port 0") }
             let key = "\(s.proto.rawValue)/\(s.publishedPort)"
-            if let other = seen[key] { throw HakoError(.failed, "routing mesh: services \(other) and \(s.name) both publish \(key)") }
+            if let other = seen[key] { throw HakoError(.conflict(.inUse(.port, key, by: [other, s.name])), "routing mesh: services \(other) and \(s.name) both publish \(key)") }
             seen[key] = s.name
             if let e = s.endpoints.first(where: { $0.port == 0 || $0.ip.isUnspecified }) {
-                throw HakoError(.failed, "routing mesh: service \(s.name) has an invalid endpoint \(e.ip):\(e.port)")
+                throw HakoError(.invalidArgument("endpoint"), "routing mesh: service \(s.name) has an invalid endpoint \(e.ip):\(e.port)")
             }
         }
     }

@@ -64,10 +64,10 @@ public enum MountOptions {
                 continue
             }
             if ["idmap", "ridmap"].contains(o) || o.hasPrefix("idmap=") || o.hasPrefix("ridmap=") {
-                throw HakoError(.failed, "config.json: \(field): option \"\(o)\": idmapped mounts are not supported by hako-runtime")
+                throw HakoError(.unsupported(missing: "idmapped mounts in hako-runtime"), "config.json: \(field): option \"\(o)\": idmapped mounts are not supported by hako-runtime")
             }
             if o == "tmpcopyup" || o == "copy-symlink" || o == "notmpcopyup" || o == "src-nofollow" || o == "dest-nofollow" {
-                throw HakoError(.failed, "config.json: \(field): option \"\(o)\" is not supported by hako-runtime")
+                throw HakoError(.invalidArgument(field), "config.json: \(field): option \"\(o)\" is not supported by hako-runtime")
             }
             p.data.append(o)
         }
@@ -84,15 +84,15 @@ extension BundlePlan {
         for (i, m) in spec.mounts.enumerated() {
             let field = "mounts[\(i)]"
             var dest = m.destination
-            guard !dest.isEmpty else { throw HakoError(.failed, "config.json: \(field).destination: is required") }
+            guard !dest.isEmpty else { throw HakoError(.invalidArgument("\(field).destination"), "config.json: \(field).destination: is required") }
             if !dest.hasPrefix("/") { dest = "/" + dest }
             dest = FS.normalize(dest)
             let o = try MountOptions.parse(m.options, field: "\(field).options")
             let type = m.type ?? ""
             if o.bind || type == "bind" {
-                guard var source = m.source, !source.isEmpty else { throw HakoError(.failed, "config.json: \(field).source: a bind mount needs a source") }
+                guard var source = m.source, !source.isEmpty else { throw HakoError(.invalidArgument("\(field).source"), "config.json: \(field).source: a bind mount needs a source") }
                 if !source.hasPrefix("/") { source = bundle + "/" + source }
-                guard FS.exists(source) else { throw HakoError(.failed, "config.json: \(field).source: \(source) does not exist") }
+                guard FS.exists(source) else { throw HakoError(.invalidArgument("\(field).source"), "config.json: \(field).source: \(source) does not exist") }
                 var mount = Mount(kind: .bind, source: source, target: dest, flags: (o.flags | MountOptions.MS_BIND) & ~MountOptions.MS_REMOUNT)
                 mount.recursiveAttributes = o.attributes
                 mount.propagation = o.propagation
@@ -103,7 +103,7 @@ extension BundlePlan {
                 out += cgroups.mounts(at: dest, readOnly: o.flags & MountOptions.MS_RDONLY != 0, ownNamespace: cgroupNamespace)
                 continue
             }
-            guard !type.isEmpty else { throw HakoError(.failed, "config.json: \(field).type: is required for a mount that is not a bind mount") }
+            guard !type.isEmpty else { throw HakoError(.invalidArgument("\(field).type"), "config.json: \(field).type: is required for a mount that is not a bind mount") }
             var mount = Mount(kind: .filesystem, source: m.source ?? type, target: dest, fstype: type,
                               options: o.data.joined(separator: ","), flags: o.flags)
             mount.recursiveAttributes = o.attributes

@@ -35,7 +35,7 @@ public struct BundlePlan: Sendable {
         DeviceRule(.char, 10, 200),
     ]
 
-    static func fail(_ field: String, _ why: String) -> HakoError { HakoError(.failed, "config.json: \(field): \(why)") }
+    static func fail(_ field: String, _ why: String) -> HakoError { HakoError(.invalidArgument(field), "config.json: \(field): \(why)") }
 
     /// - Parameters:
     ///   - placement: the container's cgroups (created by the caller).

@@ -30,20 +30,20 @@ extension OCIRuntime {
             throw HakoError(.failed, "cannot read the bundle's config.json", cause: error)
         }
         let spec = try OCI.decode(configBytes)
-        guard let root = spec.root, !root.path.isEmpty else { throw HakoError(.failed, "config.json: root.path: is required") }
+        guard let root = spec.root, !root.path.isEmpty else { throw HakoError(.invalidArgument("root.path"), "config.json: root.path: is required") }
         let rootfs = root.path.hasPrefix("/") ? FS.normalize(root.path) : FS.normalize(bundle + "/" + root.path)
-        guard FS.isDirectory(rootfs) else { throw HakoError(.failed, "config.json: root.path: \(rootfs) is not a directory") }
+        guard FS.isDirectory(rootfs) else { throw HakoError(.invalidArgument("root.path"), "config.json: root.path: \(rootfs) is not a directory") }
         let terminal = spec.process?.terminal ?? false
         if terminal && req.consoleSocket == nil {
-            throw HakoError(.failed, "config.json: process.terminal: a terminal needs --console-socket")
+            throw HakoError(.invalidArgument("process.terminal"), "config.json: process.terminal: a terminal needs --console-socket")
         }
         let (cgParent, cgLeaf) = try OCICgroupPath.resolve(spec.linux.cgroupsPath, id: req.id, systemd: systemdCgroup)
 
         try FS.makeDirectories(self.root, mode: 0o711)
         let dir = self.dir(req.id)
         if mkdir(dir, 0o711) != 0 {
-            if errno == EEXIST { throw HakoError(.failed, "container \"\(req.id)\" already exists") }
-            throw HakoError(.failed, "cannot create the container's state directory", cause: SystemError("mkdir", dir))
+            if errno == EEXIST { throw HakoError(.conflict(.nameInUse(.container, req.id)), "container \"\(req.id)\" already exists") }
+            throw HakoError.kernel("cannot create the container's state directory", SystemError("mkdir", dir))
         }
         // Held until the state is written: other commands wait or see "creating".
         let lockFD = try FileDescriptor.open(dir, O_RDONLY | O_DIRECTORY)
@@ -134,14 +134,14 @@ public enum ConsoleSocket {
         var addr = sockaddr_un()
         addr.sun_family = sa_family_t(AF_UNIX)
         let p = Array("/proc/self/fd/\(dirFD.rawValue)/\(name)".utf8)
-        guard p.count < MemoryLayout.size(ofValue: addr.sun_path) else { throw HakoError(.failed, "console socket name too long: \(path)") }
+        guard p.count < MemoryLayout.size(ofValue: addr.sun_path) else { throw HakoError(.invalidArgument("--console-socket"), "console socket name too long: \(path)") }
         withUnsafeMutableBytes(of: &addr.sun_path) { raw in for (i, b) in p.enumerated() { raw[i] = b } }
         let r = withUnsafePointer(to: &addr) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(s, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
-        if r != 0 { throw HakoError(.failed, "cannot connect to the console socket \(path)", cause: SystemError("connect", path)) }
+        if r != 0 { throw HakoError.kernel("cannot connect to the console socket \(path)", SystemError("connect", path)) }
         if hako_send_fd(sock.rawValue, master.rawValue) != 0 {
-            throw HakoError(.failed, "cannot send the terminal to the console socket \(path)", cause: SystemError("sendmsg", path))
+            throw HakoError.kernel("cannot send the terminal to the console socket \(path)", SystemError("sendmsg", path))
         }
     }
 }

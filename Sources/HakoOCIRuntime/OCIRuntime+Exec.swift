@@ -34,7 +34,7 @@ extension OCIRuntime {
     func execProcess(_ req: ExecRequest, config: OCI.Spec) throws -> OCI.Process {
         if let p = req.process { return p }
         var p = config.process ?? OCI.Process()
-        guard !req.args.isEmpty else { throw HakoError(.failed, "exec needs a command (or --process)") }
+        guard !req.args.isEmpty else { throw HakoError(.invalidArgument("command"), "exec needs a command (or --process)") }
         p.args = req.args
         p.terminal = req.tty
         p.consoleSize = nil
@@ -47,7 +47,7 @@ extension OCIRuntime {
         if let u = req.user {
             let f = u.split(separator: ":", maxSplits: 1)
             guard let uid = f.first.flatMap({ UInt32($0) }), f.count == 1 || UInt32(f[1]) != nil else {
-                throw HakoError(.failed, "invalid --user \"\(u)\" (expected UID[:GID], numbers)")
+                throw HakoError(.invalidArgument("--user"), "invalid --user \"\(u)\" (expected UID[:GID], numbers)")
             }
             p.user.uid = uid
             p.user.gid = f.count == 2 ? UInt32(f[1]) ?? 0 : 0
@@ -72,12 +72,12 @@ extension OCIRuntime {
         let r = try load(req.id)
         let st = status(r)
         guard st == .running || st == .created else {
-            throw HakoError(.failed, "cannot exec in a container that is \(st.rawValue)")
+            throw HakoError(.conflict(.state(.container, req.id)), "cannot exec in a container that is \(st.rawValue)")
         }
         let config = try OCI.decode(try FS.readFile(configPath(req.id)))
         let p = try execProcess(req, config: config)
-        guard p.cwd.hasPrefix("/") else { throw HakoError(.failed, "process.cwd: must be an absolute path") }
-        if p.terminal && req.consoleSocket == nil { throw HakoError(.failed, "a terminal needs --console-socket") }
+        guard p.cwd.hasPrefix("/") else { throw HakoError(.invalidArgument("process.cwd"), "process.cwd: must be an absolute path") }
+        if p.terminal && req.consoleSocket == nil { throw HakoError(.invalidArgument("--console-socket"), "a terminal needs --console-socket") }
         var process = try BundlePlan.processSpec(p, seccomp: config.linux.seccomp, compiler: seccompCompiler)
         let driver = self.driver(for: r)
         let placement = driver.placement(for: r.cgroupLeaf)

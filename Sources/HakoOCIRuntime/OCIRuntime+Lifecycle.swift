@@ -13,8 +13,8 @@ extension OCIRuntime {
         defer { l.release() }
         let r = l.record
         let st = status(r)
-        guard st == .created else { throw HakoError(.failed, "cannot start a container that is \(st.rawValue) (only a created container can be started)") }
-        guard r.hasProcess else { throw HakoError(.failed, "config.json: process: is required to start the container") }
+        guard st == .created else { throw HakoError(.conflict(.state(.container, id)), "cannot start a container that is \(st.rawValue) (only a created container can be started)") }
+        guard r.hasProcess else { throw HakoError(.invalidArgument("process"), "config.json: process: is required to start the container") }
         let fifo = FileDescriptor(try sys("open", fifoPath(id)) { open(fifoPath(id), O_RDONLY | O_NONBLOCK | O_CLOEXEC) })
         let pidfd = hako_pidfd_open(r.pid)
         defer { if pidfd >= 0 { close(pidfd) } }
@@ -60,7 +60,7 @@ extension OCIRuntime {
         let r = try load(id)
         let st = status(r)
         guard st == .created || st == .running || st == .paused else {
-            throw HakoError(.failed, "cannot kill a container that is \(st.rawValue) (only created or running ones)")
+            throw HakoError(.conflict(.state(.container, id)), "cannot kill a container that is \(st.rawValue) (only created or running ones)")
         }
         if all {
             let driver = self.driver(for: r)
@@ -72,7 +72,7 @@ extension OCIRuntime {
         if pidfd >= 0 {
             defer { close(pidfd) }
             // The pidfd names this process for good; check it is still the init we started.
-            guard ProcessProbe.isAlive(r.pid, startTime: r.startTime) else { throw HakoError(.failed, "container \"\(id)\" is not running") }
+            guard ProcessProbe.isAlive(r.pid, startTime: r.startTime) else { throw HakoError(.conflict(.notRunning(id)), "container \"\(id)\" is not running") }
             try sys("kill", id) { hako_pidfd_send_signal(pidfd, signal) }
         } else {
             try sys("kill", id) { Glibc.kill(r.pid, signal) }
@@ -97,7 +97,7 @@ extension OCIRuntime {
         }
         let st = status(r)
         if st != .stopped {
-            guard force else { throw HakoError(.failed, "cannot delete a container that is \(st.rawValue) (stop it first, or --force)") }
+            guard force else { throw HakoError(.conflict(.state(.container, id)), "cannot delete a container that is \(st.rawValue) (stop it first, or --force)") }
             try killAndWait(r)
         }
         try destroy(r)
@@ -134,14 +134,14 @@ extension OCIRuntime {
     public func pause(_ id: String) throws {
         let r = try load(id)
         let st = status(r)
-        guard st == .running || st == .created else { throw HakoError(.failed, "cannot pause a container that is \(st.rawValue)") }
+        guard st == .running || st == .created else { throw HakoError(.conflict(.state(.container, id)), "cannot pause a container that is \(st.rawValue)") }
         try driver(for: r).setFrozen(r.cgroupLeaf, true)
     }
 
     public func resume(_ id: String) throws {
         let r = try load(id)
         let st = status(r)
-        guard st == .paused else { throw HakoError(.failed, "cannot resume a container that is \(st.rawValue) (only a paused one)") }
+        guard st == .paused else { throw HakoError(.conflict(.notPaused(id)), "cannot resume a container that is \(st.rawValue) (only a paused one)") }
         try driver(for: r).setFrozen(r.cgroupLeaf, false)
     }
 
@@ -149,9 +149,9 @@ extension OCIRuntime {
     public func update(_ id: String, resources json: [UInt8]) throws {
         let r = try load(id)
         let st = status(r)
-        guard st != .stopped else { throw HakoError(.failed, "cannot update a container that is stopped") }
+        guard st != .stopped else { throw HakoError(.conflict(.notRunning(id)), "cannot update a container that is stopped") }
         let res = try OCI.decodeResources(json)
-        if !res.devices.isEmpty { throw HakoError(.failed, "linux.resources.devices: device rules cannot be changed by update") }
+        if !res.devices.isEmpty { throw HakoError(.invalidArgument("linux.resources.devices"), "linux.resources.devices: device rules cannot be changed by update") }
         let driver = self.driver(for: r)
         try driver.apply(try res.cgroupWrites(version: driver.version), to: r.cgroupLeaf)
     }

@@ -38,11 +38,11 @@ public struct OCIRuntime: Sendable {
 
     /// runc's rule for ids: letters, digits and _ + - . (not starting with a dot), at most 1024.
     public static func validate(id: String) throws {
-        guard !id.isEmpty else { throw HakoError(.failed, "container id cannot be empty") }
+        guard !id.isEmpty else { throw HakoError(.invalidArgument("container id"), "container id cannot be empty") }
         let ok = id.utf8.count <= 1024 && !id.hasPrefix(".") && id.utf8.allSatisfy { c in
             (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || c == 0x5f || c == 0x2b || c == 0x2d || c == 0x2e
         }
-        guard ok else { throw HakoError(.failed, "invalid container id \"\(id)\" (letters, digits, _ + - and ., not starting with a dot)") }
+        guard ok else { throw HakoError(.invalidArgument("container id"), "invalid container id \"\(id)\" (letters, digits, _ + - and ., not starting with a dot)") }
     }
 
     func driver(parent: String) -> any CgroupDriver {
@@ -67,14 +67,14 @@ public struct OCIRuntime: Sendable {
         }
     }
 
-    func notFound(_ id: String) -> HakoError { HakoError(.failed, "container \"\(id)\" does not exist") }
+    func notFound(_ id: String) -> HakoError { HakoError(.notFound(.container, id), "container \"\(id)\" does not exist") }
 
     /// Loads the record without locking (state, list).
     public func load(_ id: String) throws -> ContainerRecord {
         try OCIRuntime.validate(id: id)
         let bytes: [UInt8]
         do { bytes = try FS.readFile(statePath(id)) } catch let e as SystemError where e.errno == ENOENT {
-            if FS.isDirectory(dir(id)) { throw HakoError(.failed, "container \"\(id)\" is being created") }
+            if FS.isDirectory(dir(id)) { throw HakoError(.conflict(.state(.container, id)), "container \"\(id)\" is being created") }
             throw notFound(id)
         }
         return try ContainerRecord(json: try JSON.parse(bytes))

@@ -148,7 +148,7 @@ public enum CgroupLimitPlan {
     public static func unavailable(_ r: Requirement, version: Int, missingFile: String? = nil, reason: String) -> HakoError {
         let what = missingFile.map { "the kernel's \(r.controller) controller has no \($0)" }
             ?? "the \(version == 1 ? r.v1Controller : r.controller) cgroup controller is not available"
-        return HakoError(.failed, "cannot enforce \(r.flag): \(what) (cgroup v\(version): \(reason)); fix: \(fix(r, file: missingFile, version: version))")
+        return HakoError(.unsupported(missing: missingFile.map { "\($0) (cgroup v\(version))" } ?? what), "cannot enforce \(r.flag): \(what) (cgroup v\(version): \(reason)); fix: \(fix(r, file: missingFile, version: version))")
     }
 
     static func fix(_ r: Requirement, file: String?, version: Int) -> String {

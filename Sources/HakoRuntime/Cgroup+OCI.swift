@@ -25,7 +25,7 @@ public enum OCICgroupPath {
             let spec = path ?? ""
             let parts = spec.isEmpty ? ["", "hako-runtime", id] : spec.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
             guard parts.count == 3 else {
-                throw HakoError(.failed, "config.json: linux.cgroupsPath: \"\(spec)\" is not slice:prefix:name (--systemd-cgroup)")
+                throw HakoError(.invalidArgument("linux.cgroupsPath"), "config.json: linux.cgroupsPath: \"\(spec)\" is not slice:prefix:name (--systemd-cgroup)")
             }
             let slice = try expandSlice(parts[0].isEmpty ? "system.slice" : parts[0])
             let name = parts[2].hasSuffix(".slice") ? parts[2] : (parts[1].isEmpty ? parts[2] : "\(parts[1])-\(parts[2])") + ".scope"
@@ -35,7 +35,7 @@ public enum OCICgroupPath {
         }
         let comps = full.split(separator: "/").map(String.init)
         guard let leaf = comps.last, !comps.contains(".."), !comps.contains(".") else {
-            throw HakoError(.failed, "config.json: linux.cgroupsPath: \"\(path ?? "")\" is not a valid cgroup path")
+            throw HakoError(.invalidArgument("linux.cgroupsPath"), "config.json: linux.cgroupsPath: \"\(path ?? "")\" is not a valid cgroup path")
         }
         return (comps.dropLast().joined(separator: "/"), leaf)
     }
@@ -43,12 +43,12 @@ public enum OCICgroupPath {
     /// "a-b-c.slice" → "a.slice/a-b.slice/a-b-c.slice" (systemd's slice nesting).
     public static func expandSlice(_ slice: String) throws -> String {
         guard slice.hasSuffix(".slice"), !slice.contains("/") else {
-            throw HakoError(.failed, "config.json: linux.cgroupsPath: invalid slice \"\(slice)\"")
+            throw HakoError(.invalidArgument("linux.cgroupsPath"), "config.json: linux.cgroupsPath: invalid slice \"\(slice)\"")
         }
         let base = String(slice.dropLast(6))
         if base == "-" || base.isEmpty { return "" }
         guard !base.hasPrefix("-"), !base.hasSuffix("-"), !base.contains("--") else {
-            throw HakoError(.failed, "config.json: linux.cgroupsPath: invalid slice \"\(slice)\"")
+            throw HakoError(.invalidArgument("linux.cgroupsPath"), "config.json: linux.cgroupsPath: invalid slice \"\(slice)\"")
         }
         var out: [String] = []
         var prefix = ""
@@ -69,7 +69,7 @@ extension OCI.Resources {
             w.append(OCICgroupWrite("linux.resources.\(field)", CgroupWrite(ctrl, file, value, fallback: fallback)))
         }
         func refuse(_ field: String, _ why: String) -> HakoError {
-            HakoError(.failed, "config.json: linux.resources.\(field): \(why)")
+            HakoError(.invalidArgument("linux.resources.\(field)"), "config.json: linux.resources.\(field): \(why)")
         }
         let v2 = version == 2
         if let m = memory {
@@ -180,7 +180,7 @@ extension OCI.Resources {
             }
             func number(_ v: Int64?, _ what: String) throws -> UInt32? {
                 guard let v, v >= 0 else { return nil }  // -1 (and absent) mean any
-                guard v < 1 << 20 else { throw HakoError(.failed, "config.json: linux.resources.devices[\(i)].\(what): out of range") }
+                guard v < 1 << 20 else { throw HakoError(.invalidArgument("linux.resources.devices"), "config.json: linux.resources.devices[\(i)].\(what): out of range") }
                 return UInt32(v)
             }
             let access = d.access.flatMap { DeviceAccess(parsing: String($0.reduce(into: "") { s, c in if !s.contains(c) { s.append(c) } })) } ?? .all
@@ -214,14 +214,14 @@ extension CgroupDriver {
         }
         for w in list {
             guard let dir = directory(of: w.write.controller, for: id) else {
-                throw HakoError(.failed, "config.json: \(w.field): the \(w.write.controller) cgroup controller is not available on this host")
+                throw HakoError(.unsupported(missing: "the \(w.write.controller) cgroup controller"), "config.json: \(w.field): the \(w.write.controller) cgroup controller is not available on this host")
             }
             let path = "\(dir)/\(w.write.file)"
             if !FS.exists(path) && w.write.fallbackFile.map({ !FS.exists("\(dir)/\($0)") }) ?? true {
-                throw HakoError(.failed, "config.json: \(w.field): this kernel has no \(w.write.file) (cgroup v\(version))")
+                throw HakoError(.unsupported(missing: "\(w.write.file) (cgroup v\(version))"), "config.json: \(w.field): this kernel has no \(w.write.file) (cgroup v\(version))")
             }
             do { try CgroupFS.apply(w.write, in: dir) } catch let e as HakoError {
-                throw HakoError(.failed, "config.json: \(w.field): \(e.message)", cause: e.cause)
+                throw HakoError(e.kind, "config.json: \(w.field): \(e.message)", cause: e.cause)
             }
         }
     }

@@ -89,7 +89,7 @@ public struct CgroupV1Driver: CgroupDriver {
 
     public func setFrozen(_ id: String, _ frozen: Bool) throws {
         let p = placement(for: id)
-        guard let f = p.freezer else { throw HakoError(.failed, "no freezer cgroup on this host") }
+        guard let f = p.freezer else { throw HakoError(.unsupported(missing: "the freezer cgroup controller"), "no freezer cgroup on this host") }
         if p.freezerIsV2 {
             try CgroupFS.write(f, frozen ? "1" : "0")
         } else {

@@ -103,7 +103,7 @@ extension CgroupFS {
         do {
             try write(path, value)
         } catch let e as SystemError {
-            throw HakoError(.failed, "cannot set \(path.split(separator: "/").last ?? "") to \(value)", cause: SystemError("write", path, errno: e.errno))
+            throw HakoError(.kernel(operation: "write", errno: e.errno), "cannot set \(path.split(separator: "/").last ?? "") to \(value)", cause: SystemError("write", path, errno: e.errno))
         }
     }
 }

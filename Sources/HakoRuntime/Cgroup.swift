@@ -156,12 +156,12 @@ public protocol CgroupDriver: Sendable {
 public func makeCgroupDriver(host: CgroupHost = .detect(), parent: String = "hako") throws -> any CgroupDriver {
     let parent = parent.split(separator: "/").joined(separator: "/")
     guard !parent.isEmpty, !parent.split(separator: "/").contains("..") else {
-        throw HakoError(.failed, "invalid cgroup parent \"\(parent)\"")
+        throw HakoError(.invalidArgument("cgroup parent"), "invalid cgroup parent \"\(parent)\"")
     }
     switch host.mode {
     case .unified: return CgroupV2Driver(host: host, parent: parent)
     case .hybrid, .legacy: return CgroupV1Driver(host: host, parent: parent)
-    case .none: throw HakoError(.failed, "no cgroup file system is mounted (expected /sys/fs/cgroup); run `hako doctor`")
+    case .none: throw HakoError(.unsupported(missing: "a cgroup file system"), "no cgroup file system is mounted (expected /sys/fs/cgroup); run `hako doctor`")
     }
 }
 

@@ -104,7 +104,7 @@ public struct KernelDeviceFilterLoader: DeviceFilterLoader {
         if prog < 0 {
             let e = errno
             let verifier = cString(log).trimmed
-            throw HakoError(.failed, "cannot load the device filter (bpf BPF_PROG_LOAD)"
+            throw HakoError(.kernel(operation: "bpf BPF_PROG_LOAD", errno: e), "cannot load the device filter (bpf BPF_PROG_LOAD)"
                             + (verifier.isEmpty ? "" : ": \(verifier.split(separator: "\n").last ?? "")"),
                             cause: SystemError("bpf", errno: e))
         }

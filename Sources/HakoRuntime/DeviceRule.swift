@@ -52,7 +52,7 @@ public struct DeviceRule: Sendable, Equatable, Codable, CustomStringConvertible 
     /// The devices cgroup's syntax: "TYPE MAJOR:MINOR ACCESS" ("c 1:3 rwm", "b *:* m", "a").
     public init(parsing text: String, allow: Bool = true) throws {
         let s = text.trimmed
-        let bad = HakoError(.failed, "invalid device cgroup rule \"\(text)\" (expected TYPE MAJOR:MINOR ACCESS, e.g. \"c 189:* rwm\")")
+        let bad = HakoError(.invalidArgument("--device-cgroup-rule"), "invalid device cgroup rule \"\(text)\" (expected TYPE MAJOR:MINOR ACCESS, e.g. \"c 189:* rwm\")")
         if s == "a" { self.init(.all, nil, nil, .all, allow: allow); return }
         let f = s.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
         guard f.count == 3, let kind = Kind(rawValue: f[0]), let access = DeviceAccess(parsing: f[2]) else { throw bad }

@@ -16,7 +16,7 @@ public struct IDRange: Sendable, Equatable, Codable, CustomStringConvertible {
     public init(parsing s: String) throws {
         let f = s.split(separator: ":", omittingEmptySubsequences: false)
         guard f.count == 2, let a = UInt32(f[0]), let n = UInt32(f[1]), n > 0, UInt64(a) + UInt64(n) <= UInt64(UInt32.max) else {
-            throw HakoError(.failed, "invalid id range \"\(s)\" (expected START:COUNT within 0…4294967295)")
+            throw HakoError(.invalidArgument("id range"), "invalid id range \"\(s)\" (expected START:COUNT within 0…4294967295)")
         }
         self.init(start: a, count: n)
     }

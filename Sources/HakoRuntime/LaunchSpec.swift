@@ -258,11 +258,11 @@ public enum RestartPolicy: Sendable, Equatable, Codable, CustomStringConvertible
         case "unless-stopped" where parts.count == 1: self = .unlessStopped
         case "on-failure":
             if parts.count == 2 {
-                guard let n = UInt32(parts[1]) else { throw HakoError(.failed, "invalid restart policy \"\(s)\": maximum retry count must be a non-negative integer") }
+                guard let n = UInt32(parts[1]) else { throw HakoError(.invalidArgument("--restart"), "invalid restart policy \"\(s)\": maximum retry count must be a non-negative integer") }
                 self = .onFailure(maxRetries: n)
             } else { self = .onFailure(maxRetries: 0) }
         default:
-            throw HakoError(.failed, "invalid restart policy \"\(s)\" (expected no, on-failure[:N], always or unless-stopped)")
+            throw HakoError(.invalidArgument("--restart"), "invalid restart policy \"\(s)\" (expected no, on-failure[:N], always or unless-stopped)")
         }
     }
 

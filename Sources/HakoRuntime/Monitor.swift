@@ -198,7 +198,7 @@ public enum MonitorHealthFile {
 }
 
 /// Why a container could not start: the stage of the init path and errno.
-public struct StartFailure: Error, CustomStringConvertible, Sendable {
+public struct StartFailure: Error, CustomStringConvertible, Sendable, KindedError {
     public var stage: Int32
     public var errno: Int32
     public var detail: String
@@ -210,21 +210,22 @@ public struct StartFailure: Error, CustomStringConvertible, Sendable {
         return detail.isEmpty ? "\(stageName): \(reason)" : "\(stageName) \(detail): \(reason)"
     }
 
-    /// Docker's exit statuses: 127 not found, 126 cannot execute, 125 otherwise.
-    public var code: HakoError.Code {
-        if stage == Int32(HAKO_STAGE_EXEC_NOT_FOUND.rawValue) { return .notFound }
+    /// What went wrong: 127 not found and 126 cannot execute as Docker's, else
+    /// the kernel's refusal at this stage of the init path.
+    public var kind: HakoError.Kind {
+        if stage == Int32(HAKO_STAGE_EXEC_NOT_FOUND.rawValue) { return .commandNotFound }
         if stage == Int32(HAKO_STAGE_EXEC.rawValue) || stage == Int32(HAKO_STAGE_CHDIR.rawValue) { return .cannotExecute }
-        return .failed
+        return .kernel(operation: stageName, errno: errno)
     }
 
     public var hakoError: HakoError {
         let what: String
-        switch code {
-        case .notFound: what = "\(detail): executable file not found in $PATH or the container (\(String(cString: strerror(errno))))"
+        switch kind {
+        case .commandNotFound: what = "\(detail): executable file not found in $PATH or the container (\(String(cString: strerror(errno))))"
         case .cannotExecute where stage == Int32(HAKO_STAGE_EXEC.rawValue): what = "cannot execute \(detail): \(String(cString: strerror(errno)))"
         default: what = description
         }
-        return HakoError(code, "cannot start container: \(what)")
+        return HakoError(kind, "cannot start container: \(what)")
     }
 }
 
@@ -274,7 +275,7 @@ public enum MonitorLauncher {
         defer { for e in envp { free(e) } }
         let rc = posix_spawn(&pid, monitorPath, &actions, &attr, argv, envp)
         statusWrite.close()
-        if rc != 0 { throw HakoError(.failed, "cannot start the monitor \(monitorPath)", cause: SystemError("posix_spawn", errno: rc)) }
+        if rc != 0 { throw HakoError.kernel("cannot start the monitor \(monitorPath)", SystemError("posix_spawn", errno: rc)) }
         // The monitor forks once to detach; its first process exits at once.
         var st: Int32 = 0
         while waitpid(pid, &st, 0) < 0 && errno == EINTR {}

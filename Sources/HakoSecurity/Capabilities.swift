@@ -71,7 +71,7 @@ public enum CapabilityPolicy {
                     continue
                 }
                 guard let n = CapabilityNames.number(part) else {
-                    throw HakoError(.failed, "invalid \(flag) \"\(part)\": no such capability (see capabilities(7), e.g. NET_ADMIN)")
+                    throw HakoError(.invalidArgument(flag), "invalid \(flag) \"\(part)\": no such capability (see capabilities(7), e.g. NET_ADMIN)")
                 }
                 let name = CapabilityNames.name(n)
                 if !out.contains(name) { out.append(name) }

@@ -112,7 +112,7 @@ public struct SeccompCompiler: Sendable {
     public static func compile(_ profile: SeccompProfile, capabilities: UInt64, host: SeccompHost) throws -> [UInt8] {
         let defaultAction = try action(profile.defaultAction, errno: profile.defaultErrnoRet, defaultErrno: profile.defaultErrnoRet)
         guard let ctx = seccomp_init(defaultAction) else {
-            throw HakoError(.failed, "seccomp: invalid default action \(profile.defaultAction)")
+            throw HakoError(.invalidArgument("seccomp"), "seccomp: invalid default action \(profile.defaultAction)")
         }
         defer { seccomp_release(ctx) }
         _ = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0)  // no_new_privs is the runtime's choice
@@ -126,7 +126,7 @@ public struct SeccompCompiler: Sendable {
         let builder = seccomp_arch_native()
         if native != builder {
             let r = seccomp_arch_add(ctx, native)
-            if r != 0 && r != -EEXIST { throw HakoError(.failed, "seccomp: cannot add architecture \(host.arch)", cause: SystemError("seccomp_arch_add", errno: -r)) }
+            if r != 0 && r != -EEXIST { throw HakoError.kernel("seccomp: cannot add architecture \(host.arch)", SystemError("seccomp_arch_add", errno: -r)) }
             _ = seccomp_arch_remove(ctx, builder)
         }
         var extra: [UInt32] = []
@@ -137,7 +137,7 @@ public struct SeccompCompiler: Sendable {
         }
         for a in extra where a != native {
             let r = seccomp_arch_add(ctx, a)
-            if r != 0 && r != -EEXIST { throw HakoError(.failed, "seccomp: cannot add architecture \(a)", cause: SystemError("seccomp_arch_add", errno: -r)) }
+            if r != 0 && r != -EEXIST { throw HakoError.kernel("seccomp: cannot add architecture \(a)", SystemError("seccomp_arch_add", errno: -r)) }
         }
 
         let capNames = Set(CapabilityNames.names(capabilities))
@@ -155,7 +155,7 @@ public struct SeccompCompiler: Sendable {
                 for g in groups {
                     let r = g.withUnsafeBufferPointer { seccomp_rule_add_array(ctx, act, nr, UInt32(g.count), $0.baseAddress) }
                     if r != 0 && r != -EEXIST {
-                        throw HakoError(.failed, "seccomp: cannot add the rule for \(name)", cause: SystemError("seccomp_rule_add", errno: -r))
+                        throw HakoError.kernel("seccomp: cannot add the rule for \(name)", SystemError("seccomp_rule_add", errno: -r))
                     }
                 }
             }
@@ -163,7 +163,7 @@ public struct SeccompCompiler: Sendable {
 
         let memfd = FileDescriptor(try sys("memfd_create") { hako_memfd("hako-seccomp") })
         let r = seccomp_export_bpf(ctx, memfd.rawValue)
-        if r != 0 { throw HakoError(.failed, "seccomp: cannot export the filter", cause: SystemError("seccomp_export_bpf", errno: -r)) }
+        if r != 0 { throw HakoError.kernel("seccomp: cannot export the filter", SystemError("seccomp_export_bpf", errno: -r)) }
         lseek(memfd.rawValue, 0, SEEK_SET)
         let bpf = try memfd.readAll()
         guard !bpf.isEmpty, bpf.count % 8 == 0 else { throw HakoError(.failed, "seccomp: the exported filter is malformed") }
@@ -199,7 +199,7 @@ public struct SeccompCompiler: Sendable {
         case "SCMP_ACT_TRAP": return SCMP_ACT_TRAP
         case "SCMP_ACT_LOG": return SCMP_ACT_LOG
         case "SCMP_ACT_TRACE": return 0x7ff0_0000 | ((errno ?? UInt32(EPERM)) & 0xffff)
-        default: throw HakoError(.failed, "seccomp: unsupported action \"\(name)\" (ALLOW, ERRNO, KILL, KILL_THREAD, KILL_PROCESS, TRAP, LOG, TRACE)")
+        default: throw HakoError(.invalidArgument("seccomp"), "seccomp: unsupported action \"\(name)\" (ALLOW, ERRNO, KILL, KILL_THREAD, KILL_PROCESS, TRAP, LOG, TRACE)")
         }
     }
 
@@ -207,7 +207,7 @@ public struct SeccompCompiler: Sendable {
         var n = name.lowercased()
         if n.hasPrefix("scmp_arch_") { n.removeFirst("scmp_arch_".count) }
         let a = seccomp_arch_resolve_name(n)
-        if a == 0 { throw HakoError(.failed, "seccomp: unknown architecture \"\(name)\"") }
+        if a == 0 { throw HakoError(.invalidArgument("seccomp"), "seccomp: unknown architecture \"\(name)\"") }
         return a
     }
 
@@ -221,9 +221,9 @@ public struct SeccompCompiler: Sendable {
         case "SCMP_CMP_GE": op = SCMP_CMP_GE
         case "SCMP_CMP_GT": op = SCMP_CMP_GT
         case "SCMP_CMP_MASKED_EQ": op = SCMP_CMP_MASKED_EQ
-        default: throw HakoError(.failed, "seccomp: unknown comparison \"\(a.op)\"")
+        default: throw HakoError(.invalidArgument("seccomp"), "seccomp: unknown comparison \"\(a.op)\"")
         }
-        guard a.index < 6 else { throw HakoError(.failed, "seccomp: argument index \(a.index) out of range (0-5)") }
+        guard a.index < 6 else { throw HakoError(.invalidArgument("seccomp"), "seccomp: argument index \(a.index) out of range (0-5)") }
         return scmp_arg_cmp(arg: a.index, op: op, datum_a: a.value, datum_b: a.valueTwo ?? 0)
     }
 }

@@ -177,17 +177,27 @@ struct Inspect: ParsableCommand {
         var out: [any Encodable] = []
         var failure: (any Error)?
         for r in objects {
-            // As docker: a container first, then an image, a network, a volume.
+            // As docker: a container first, then an image, a network, a volume. Only
+            // "not this kind" (not found, or not a valid name of it) moves on; any
+            // other failure is that object's answer.
             var found: (any Encodable)?
-            for kind in type.map({ [$0] }) ?? kinds where found == nil {
-                switch kind {
-                case "container": found = try? engine.inspect(r)
-                case "image": found = try? engine.images.inspect(r)
-                case "network": found = try? engine.inspectNetwork(r)
-                default: found = try? engine.inspectVolume(r)
+            var broken: (any Error)?
+            for kind in type.map({ [$0] }) ?? kinds where found == nil && broken == nil {
+                do {
+                    switch kind {
+                    case "container": found = try engine.inspect(r)
+                    case "image": found = try engine.images.inspect(r)
+                    case "network": found = try engine.inspectNetwork(r)
+                    default: found = try engine.inspectVolume(r)
+                    }
+                } catch {
+                    switch HakoError.kind(of: error) {
+                    case .notFound, .invalidArgument: break
+                    default: broken = error
+                    }
                 }
             }
-            if let found { out.append(found) } else { failure = failure ?? HakoError(.failed, "no such object: \(r)") }
+            if let found { out.append(found) } else { failure = failure ?? broken ?? HakoError(.failed, "no such object: \(r)") }
         }
         try printInspected(out, format: format)
         if let failure { throw failure }

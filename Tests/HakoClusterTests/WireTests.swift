@@ -1,5 +1,7 @@
 import Foundation
 @testable import HakoCluster
+import HakoImage
+import HakoSystem
 import Testing
 
 @Suite struct WireTests {
@@ -129,5 +131,25 @@ import Testing
             #expect(framer.pending <= 4096)
         }
         #expect(verdicts > 10_000)
+    }
+
+    /// An engine error reaches a peer with the code of its kind: the one mapping.
+    @Test func engineErrorsKeepTheirKindOnTheWire() {
+        let table: [(HakoError.Kind, WireCode)] = [
+            (.failed, .internalError), (.notFound(.container, "web"), .notFound), (.notFound(.network, "n"), .notFound),
+            (.conflict(.nameInUse(.container, "web")), .conflict), (.conflict(.inUse(.volume, "v", by: ["a"])), .conflict),
+            (.invalidArgument("--memory"), .badRequest), (.permissionDenied, .unauthorized),
+            (.unsupported(missing: "the cpu controller"), .internalError), (.kernel(operation: "clone3", errno: 1), .internalError),
+            (.cannotExecute, .badRequest), (.commandNotFound, .badRequest),
+        ]
+        for (kind, code) in table {
+            #expect(WireCode(kind: kind) == code, "\(kind)")
+            let e = WireError(HakoError(kind, "the message"))
+            #expect(e.code == code && e.message == "the message", "\(kind)")
+        }
+        #expect(WireError(ImageError.noSuchImage("busybox:1")).code == .notFound)
+        #expect(WireError(SystemError("open", errno: 2)).code == .internalError)
+        // The cluster's own errors keep their mapping.
+        #expect(WireError(ClusterError.conflict("name in use")).code == .conflict)
     }
 }

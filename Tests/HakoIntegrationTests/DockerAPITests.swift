@@ -356,6 +356,25 @@ struct DockerAPITests {
         _ = api.curl(["--max-time", "1", "http://d/v1.41/containers/chatty/logs?stdout=1&follow=1"])
         _ = api.curl(["--max-time", "1", "-X", "POST", "http://d/v1.41/containers/chatty/attach?stream=1&stdout=1"])
 
+        // The engine's typed errors: what does not exist is 404 (in dockerd's words), a
+        // conflict with the current state 409, bad input 400 — by kind, not by message.
+        let ghost = api.curl(["-w", "%{http_code}", "http://d/v1.41/containers/ghost/json"])
+        #expect(status(ghost) == "404" && ghost.stdout.contains("No such container: ghost"), "\(ghost.stdout)")
+        #expect(status(api.curl(["-w", "%{http_code}", "http://d/v1.41/volumes/nothing"])) == "404")
+        #expect(status(api.curl(["-w", "%{http_code}", "http://d/v1.41/networks/nothing"])) == "404")
+        let running = api.curl(["-w", "%{http_code}", "-X", "DELETE", "http://d/v1.41/containers/chatty"])
+        #expect(status(running) == "409" && running.stdout.contains("stop the container before removing"), "\(running.stdout)")
+        #expect(status(api.curl(["-w", "%{http_code}", "-X", "POST", "http://d/v1.41/containers/chatty/unpause"])) == "409")
+        let taken = api.curl(["-w", "%{http_code}", "-X", "POST", "-H", "Content-Type: application/json", "-d", "{\"Image\":\"\(host.busybox)\",\"Cmd\":[\"true\"]}",
+                              "http://d/v1.41/containers/create?name=chatty"])
+        #expect(status(taken) == "409" && taken.stdout.contains("already in use"), "\(taken.stdout)")
+        let badName = api.curl(["-w", "%{http_code}", "-X", "POST", "-H", "Content-Type: application/json", "-d", "{\"Name\":\"bad name\"}",
+                                "http://d/v1.41/volumes/create"])
+        #expect(status(badName) == "400" && badName.stdout.contains("invalid volume name"), "\(badName.stdout)")
+        let badLimit = api.curl(["-w", "%{http_code}", "-X", "POST", "-H", "Content-Type: application/json",
+                                 "-d", "{\"Image\":\"\(host.busybox)\",\"Cmd\":[\"true\"],\"HostConfig\":{\"Memory\":1024}}", "http://d/v1.41/containers/create"])
+        #expect(status(badLimit) == "400" && badLimit.stdout.contains("--memory"), "\(badLimit.stdout)")
+
         // Concurrent creates with one name: one wins, the others get 409.
         let body = "{\"Image\":\"\(host.busybox)\",\"Cmd\":[\"true\"]}"
         let results = Mutex<[String]>([])

@@ -7,7 +7,7 @@ import HakoSystem
 /// becomes one error line naming the flag.
 public enum IsolationParser {
     static func fail(_ flag: String, _ value: String, _ why: String) -> HakoError {
-        HakoError(.failed, "invalid \(flag) \"\(value)\": \(why)")
+        HakoError(.invalidArgument(flag), "invalid \(flag) \"\(value)\": \(why)")
     }
 
     /// "512m", "1.5g", "1048576" → bytes (`ByteSize`), the error naming the flag.

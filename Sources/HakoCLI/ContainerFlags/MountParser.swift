@@ -9,7 +9,7 @@ public enum MountParser {
     /// `-v [SOURCE:]TARGET[:OPTIONS]`: SOURCE is a host path (absolute, or
     /// relative starting with "."), or a volume's name; no SOURCE: an anonymous volume.
     public static func parseVolume(_ spec: String) throws -> MountRequest {
-        func bad(_ why: String) -> HakoError { HakoError(.failed, "invalid -v \"\(spec)\": \(why)") }
+        func bad(_ why: String) -> HakoError { HakoError(.invalidArgument("-v"), "invalid -v \"\(spec)\": \(why)") }
         let parts = spec.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
         guard !parts.contains(where: \.isEmpty), (1...3).contains(parts.count) else { throw bad("expected [SOURCE:]TARGET[:ro|rw]") }
         var m: MountRequest
@@ -51,7 +51,7 @@ public enum MountParser {
 
     /// `--mount type=bind|volume|tmpfs,source=…,target=…,readonly,…`
     public static func parseMount(_ spec: String) throws -> MountRequest {
-        func bad(_ why: String) -> HakoError { HakoError(.failed, "invalid --mount \"\(spec)\": \(why)") }
+        func bad(_ why: String) -> HakoError { HakoError(.invalidArgument("--mount"), "invalid --mount \"\(spec)\": \(why)") }
         var kind = MountRequest.Kind.volume
         var source = "", target = ""
         var ro = false, noCopy = false, size: UInt64 = 0, mode: UInt32?
@@ -94,7 +94,7 @@ public enum MountParser {
         case .bind:
             guard !source.isEmpty else { throw bad("a bind mount needs a source") }
             let abs = FS.absolute(source)
-            guard FS.exists(abs) else { throw HakoError(.failed, "invalid --mount \"\(spec)\": bind source path does not exist: \(abs)") }
+            guard FS.exists(abs) else { throw HakoError(.invalidArgument("--mount"), "invalid --mount \"\(spec)\": bind source path does not exist: \(abs)") }
             m = MountRequest(kind: .bind, source: abs, target: target)
         case .volume:
             if source.isEmpty {
@@ -128,7 +128,7 @@ public enum MountParser {
     /// A tmpfs's target and its options in `--tmpfs`'s syntax (the Docker API's HostConfig.Tmpfs).
     public static func parseTmpfs(target: String, options: String, text: String? = nil) throws -> MountRequest {
         let spec = text ?? (options.isEmpty ? target : "\(target):\(options)")
-        func bad(_ why: String) -> HakoError { HakoError(.failed, "invalid --tmpfs \"\(spec)\": \(why)") }
+        func bad(_ why: String) -> HakoError { HakoError(.invalidArgument("--tmpfs"), "invalid --tmpfs \"\(spec)\": \(why)") }
         guard !ContainerStorage.invalidTarget(target) else { throw bad("the mount point must be an absolute path other than /") }
         var m = MountRequest(kind: .tmpfs, source: "", target: FS.normalize(target))
         for o in options.split(separator: ",") {

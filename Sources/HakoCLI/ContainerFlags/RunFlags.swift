@@ -120,7 +120,7 @@ public struct RunFlags: Sendable, Equatable {
             var l = ResourceLimits()
             if let s = cpus { l.nanoCPUs = try IsolationParser.cpus(s, online: max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
             if let s = cpuShares, s != 0 {
-                guard (2...262_144).contains(s) else { throw HakoError(.failed, "invalid --cpu-shares \(s): the range is 2 to 262144") }
+                guard (2...262_144).contains(s) else { throw HakoError(.invalidArgument("--cpu-shares"), "invalid --cpu-shares \(s): the range is 2 to 262144") }
                 l.cpuShares = UInt64(s)
             }
             if let s = cpusetCpus { l.cpusetCpus = try IsolationParser.cpuset(s, flag: "--cpuset-cpus") }
@@ -131,7 +131,7 @@ public struct RunFlags: Sendable, Equatable {
             if let s = memorySwap { l.memorySwap = s == "-1" ? -1 : try IsolationParser.bytes(s, flag: "--memory-swap") }
             if let p = pidsLimit { l.pidsLimit = p <= 0 ? -1 : Int64(p) }
             if let w = blkioWeight, w != 0 {
-                guard (10...1000).contains(w) else { throw HakoError(.failed, "invalid --blkio-weight \(w): the range is 10 to 1000") }
+                guard (10...1000).contains(w) else { throw HakoError(.invalidArgument("--blkio-weight"), "invalid --blkio-weight \(w): the range is 10 to 1000") }
                 l.blkioWeight = UInt16(w)
             }
             func rates(_ list: [String], _ flag: String, bytes: Bool) throws -> [DeviceRate] {
@@ -175,19 +175,19 @@ public struct RunFlags: Sendable, Equatable {
         var fileEnv: [String] = []
         for f in envFiles {
             let text: String
-            do { text = try FS.readString(f) } catch { throw HakoError(.failed, "cannot read env file \(f)", cause: error) }
+            do { text = try FS.readString(f) } catch { throw HakoError(.invalidArgument("--env-file"), "cannot read env file \(f)", cause: error) }
             fileEnv += try EnvFile.parse(text)
         }
         s.process.env = fileEnv + (try EnvFile.passThrough(env))
         s.restart = try RestartPolicy(parsing: restart)
         if let sig = stopSignal {
-            guard let n = Signals.parse(sig) else { throw HakoError(.failed, "invalid stop signal \"\(sig)\"") }
+            guard let n = Signals.parse(sig) else { throw HakoError(.invalidArgument("--stop-signal"), "invalid stop signal \"\(sig)\"") }
             s.stopSignal = n
         }
         s.stopTimeout = stopTimeout
         for l in labels {
             let kv = l.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
-            guard let k = kv.first, !k.isEmpty else { throw HakoError(.failed, "invalid label \"\(l)\"") }
+            guard let k = kv.first, !k.isEmpty else { throw HakoError(.invalidArgument("--label"), "invalid label \"\(l)\"") }
             s.labels[k] = kv.count > 1 ? kv[1] : ""
         }
         s.hostname = hostname
@@ -220,7 +220,7 @@ public struct RunFlags: Sendable, Equatable {
 
     /// --expose PORT[/PROTO] → "PORT/proto".
     public static func exposedPort(_ e: String) throws -> String {
-        guard PortBinding.exposed(e) != nil else { throw HakoError(.failed, "invalid --expose \"\(e)\" (expected PORT[/tcp|/udp])") }
+        guard PortBinding.exposed(e) != nil else { throw HakoError(.invalidArgument("--expose"), "invalid --expose \"\(e)\" (expected PORT[/tcp|/udp])") }
         return e.contains("/") ? e.lowercased() : e + "/tcp"
     }
 
@@ -228,7 +228,7 @@ public struct RunFlags: Sendable, Equatable {
     public static func logOptions(_ list: [String]) throws -> ContainerSpec.LogOptions {
         try logOptions(list.map { opt in
             let kv = opt.split(separator: "=", maxSplits: 1).map(String.init)
-            guard kv.count == 2 else { throw HakoError(.failed, "invalid log option \"\(opt)\" (expected KEY=VALUE)") }
+            guard kv.count == 2 else { throw HakoError(.invalidArgument("--log-opt"), "invalid log option \"\(opt)\" (expected KEY=VALUE)") }
             return (kv[0], kv[1])
         })
     }
@@ -240,20 +240,20 @@ public struct RunFlags: Sendable, Equatable {
             let kv = [key, value]
             switch kv[0] {
             case "max-size":
-                guard let n = ByteSize.parse(kv[1]), n >= 4096 else { throw HakoError(.failed, "invalid log option max-size=\(kv[1]) (at least 4k)") }
+                guard let n = ByteSize.parse(kv[1]), n >= 4096 else { throw HakoError(.invalidArgument("--log-opt"), "invalid log option max-size=\(kv[1]) (at least 4k)") }
                 out.maxSize = n
             case "max-file":
-                guard let n = UInt32(kv[1]), n >= 1, n <= 100 else { throw HakoError(.failed, "invalid log option max-file=\(kv[1]) (1 to 100)") }
+                guard let n = UInt32(kv[1]), n >= 1, n <= 100 else { throw HakoError(.invalidArgument("--log-opt"), "invalid log option max-file=\(kv[1]) (1 to 100)") }
                 out.maxFiles = n
             case "labels", "env":
                 out.attributes[kv[0]] = kv[1]
             case "labels-regex", "env-regex":
                 do { _ = try Regex(kv[1]) } catch {
-                    throw HakoError(.failed, "invalid log option \(kv[0])=\(kv[1]): not a regular expression")
+                    throw HakoError(.invalidArgument("--log-opt"), "invalid log option \(kv[0])=\(kv[1]): not a regular expression")
                 }
                 out.attributes[kv[0]] = kv[1]
             default:
-                throw HakoError(.failed, "unknown log option \"\(kv[0])\" (supported: max-size, max-file, labels, labels-regex, env, env-regex)")
+                throw HakoError(.invalidArgument("--log-opt"), "unknown log option \"\(kv[0])\" (supported: max-size, max-file, labels, labels-regex, env, env-regex)")
             }
         }
         return out
@@ -262,30 +262,30 @@ public struct RunFlags: Sendable, Equatable {
     /// --add-host HOST:IP (or HOST=IP; IP may be host-gateway).
     public static func extraHost(_ h: String) throws -> ContainerNetworking.ExtraHost {
         let sep = h.firstIndex(where: { $0 == ":" || $0 == "=" })
-        guard let sep else { throw HakoError(.failed, "invalid --add-host \"\(h)\" (expected HOST:IP)") }
+        guard let sep else { throw HakoError(.invalidArgument("--add-host"), "invalid --add-host \"\(h)\" (expected HOST:IP)") }
         let name = String(h[..<sep]), addr = String(h[h.index(after: sep)...])
-        guard Engine.isValidHostname(name) else { throw HakoError(.failed, "invalid --add-host \"\(h)\": bad host name") }
+        guard Engine.isValidHostname(name) else { throw HakoError(.invalidArgument("--add-host"), "invalid --add-host \"\(h)\": bad host name") }
         guard addr == "host-gateway" || IPv4Address(addr) != nil else {
-            throw HakoError(.failed, "invalid --add-host \"\(h)\": \"\(addr)\" is not an IPv4 address")
+            throw HakoError(.invalidArgument("--add-host"), "invalid --add-host \"\(h)\": \"\(addr)\" is not an IPv4 address")
         }
         return .init(name: name, address: addr)
     }
 
     /// --dns ADDRESS.
     public static func dnsServer(_ d: String) throws -> IPv4Address {
-        guard let a = IPv4Address(d) else { throw HakoError(.failed, "invalid --dns \"\(d)\": not an IPv4 address") }
+        guard let a = IPv4Address(d) else { throw HakoError(.invalidArgument("--dns"), "invalid --dns \"\(d)\": not an IPv4 address") }
         return a
     }
 
     /// --ip ADDRESS.
     public static func address(_ s: String) throws -> IPv4Address {
-        guard let a = IPv4Address(s) else { throw HakoError(.failed, "invalid --ip \"\(s)\": not an IPv4 address") }
+        guard let a = IPv4Address(s) else { throw HakoError(.invalidArgument("--ip"), "invalid --ip \"\(s)\": not an IPv4 address") }
         return a
     }
 
     /// --mac-address: a unicast, non-zero address.
     public static func macAddress(_ m: String) throws -> MACAddress {
-        guard let a = MACAddress(m), !a.isMulticast, !a.isZero else { throw HakoError(.failed, "invalid --mac-address \"\(m)\"") }
+        guard let a = MACAddress(m), !a.isMulticast, !a.isZero else { throw HakoError(.invalidArgument("--mac-address"), "invalid --mac-address \"\(m)\"") }
         return a
     }
 }
@@ -295,7 +295,7 @@ extension RunFlags.Network {
     /// network takes are refused first for another mode, before their values are read.
     public func attachment(mode: NetworkMode) throws -> ContainerSpec.NetworkAttachment {
         if mode != .bridge, let what = asksForBridgeOnlyThings {
-            throw HakoError(.failed, "conflicting options: \(what) and --network \(mode.rawValue)")
+            throw HakoError(.invalidArgument(what), "conflicting options: \(what) and --network \(mode.rawValue)")
         }
         var n = ContainerSpec.NetworkAttachment()
         n.network = network

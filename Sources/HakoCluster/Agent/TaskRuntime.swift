@@ -174,7 +174,7 @@ public struct EngineTaskRuntime: TaskRuntime {
         if s.limits.memory > 0 { o.resources.memory = s.limits.memory }
         if s.reservations.memory > 0 { o.resources.memoryReservation = s.reservations.memory }
         if let sig = s.stopSignal {
-            guard let n = Signals.parse(sig) else { throw HakoError(.failed, "invalid stop signal \"\(sig)\"") }
+            guard let n = Signals.parse(sig) else { throw HakoError(.invalidArgument("--stop-signal"), "invalid stop signal \"\(sig)\"") }
             o.stopSignal = n
         }
         o.stopTimeout = s.stopTimeout
@@ -197,7 +197,7 @@ public struct EngineTaskRuntime: TaskRuntime {
     static func applyNetwork(_ s: ServiceSpec, dns: IPv4Address?, to o: inout ContainerSpec) throws {
         let c = s.container
         let servers = try c.dns.map { d in
-            guard let a = IPv4Address(d) else { throw HakoError(.failed, "invalid --dns \"\(d)\": not an IPv4 address") }
+            guard let a = IPv4Address(d) else { throw HakoError(.invalidArgument("--dns"), "invalid --dns \"\(d)\": not an IPv4 address") }
             return a
         }
         o.networking.dns = servers

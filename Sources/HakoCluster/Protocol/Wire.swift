@@ -56,6 +56,20 @@ public enum WireCode: String, Codable, Sendable {
     case notLeader = "not_leader"
 }
 
+extension WireCode {
+    /// An engine error's code on the wire: the one mapping of `HakoError.Kind`
+    /// to the protocol (no new codes: an older peer decodes every one of these).
+    public init(kind: HakoError.Kind) {
+        switch kind {
+        case .notFound: self = .notFound
+        case .conflict: self = .conflict
+        case .invalidArgument, .cannotExecute, .commandNotFound: self = .badRequest
+        case .permissionDenied: self = .unauthorized
+        case .failed, .unsupported, .kernel: self = .internalError
+        }
+    }
+}
+
 public struct WireError: Codable, Sendable, Equatable, Error, CustomStringConvertible {
     public var code: WireCode
     public var message: String
@@ -75,7 +89,7 @@ public struct WireError: Codable, Sendable, Equatable, Error, CustomStringConver
             case .wire(let code, let m): self.init(WireCode(rawValue: code) ?? .internalError, m)
             case .store, .network: self.init(.internalError, c.description)
             }
-        default: self.init(.internalError, "\(error)")
+        default: self.init(WireCode(kind: HakoError.kind(of: error)), "\(error)")
         }
     }
 }

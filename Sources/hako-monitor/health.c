@@ -74,7 +74,7 @@ static void open_store(struct health *h, const struct hako_spec *s) {
 
 int health_init(struct health *h, const struct hako_spec *s) {
     memset(h, 0, sizeof *h);
-    h->timer = h->out_fd = h->null_fd = h->file_fd = h->freezer_fd = -1;
+    h->timer = h->out_fd = h->out_w = h->null_fd = h->file_fd = h->freezer_fd = -1;
     h->target.pid = 0;
     h->target.helper_sock = -1;
     if (!s->health_argc) return 0;
@@ -96,7 +96,8 @@ void health_container_started(struct health *h, const struct hako_spec *s) {
 
 static void end_probe(struct health *h) {
     if (h->out_fd >= 0) close(h->out_fd);
-    h->out_fd = -1;
+    if (h->out_w >= 0) close(h->out_w);
+    h->out_fd = h->out_w = -1;
     free(h->out);
     h->out = NULL;
     h->out_len = 0;
@@ -250,9 +251,9 @@ static int start_probe(struct health *h, struct hako_spec *s, pid_t target) {
     int timeout = (int)(s->health_timeout_ms > 0x7fffffff ? 0x7fffffff : s->health_timeout_ms);
     int rc = hako_exec_prepared(s, &h->target, fds, timeout, &out, &f);
     s->argv = argv; s->argc = argc; s->tty = tty; s->keep_stdin = keep_stdin;
-    close(p[1]);
     if (rc < 0) {
         close(p[0]);
+        close(p[1]);
         char msg[400];
         if (f.err == ETIMEDOUT)
             snprintf(msg, sizeof msg, "%s", timeout_message(s));
@@ -265,6 +266,10 @@ static int start_probe(struct health *h, struct hako_spec *s, pid_t target) {
     if (out.pidfd >= 0) close(out.pidfd);
     h->pid = out.pid;
     h->out_fd = p[0];
+    // The monitor keeps a write end: the pipe never reports its end (POLLHUP)
+    // when the probe exits, which SIGCHLD reports anyway; its output is read
+    // as it comes and, at the exit, up to what is there (EAGAIN).
+    h->out_w = p[1];
     long left = (long)s->health_timeout_ms - elapsed_ms(&h->probe_started);
     arm_ms(h->timer, left > 0 ? (uint64_t)left : 0);
     return 0;
@@ -292,6 +297,36 @@ int health_on_reaped(struct health *h, const struct hako_spec *s, pid_t pid, int
     return record_result(h, s, code, NULL);
 }
 
+// The health state as JSON is built in h->json, kept from one write to the
+// next (a probe's result is written after every probe: no stdio, no memstream,
+// no allocation per write).
+static int reserve(struct health *h, size_t more) {
+    if (h->json_len + more <= h->json_cap) return 0;
+    size_t cap = h->json_cap ? h->json_cap : 1024;
+    while (cap < h->json_len + more) cap *= 2;
+    char *grown = realloc(h->json, cap);
+    if (!grown) return -1;
+    h->json = grown;
+    h->json_cap = cap;
+    return 0;
+}
+
+static void put(struct health *h, const char *p, size_t n) {
+    if (reserve(h, n) < 0) { h->json_failed = 1; return; }
+    memcpy(h->json + h->json_len, p, n);
+    h->json_len += n;
+}
+
+static void put_str(struct health *h, const char *p) { put(h, p, strlen(p)); }
+
+static void put_int(struct health *h, long long v) {
+    char digits[24], *end = digits + sizeof digits, *p = end;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    do { *--p = (char)('0' + u % 10); u /= 10; } while (u);
+    if (v < 0) *--p = '-';
+    put(h, p, (size_t)(end - p));
+}
+
 // The length of the valid UTF-8 sequence at p (0: not one).
 static int utf8_len(const unsigned char *p) {
     int n = p[0] >= 0xf0 && p[0] <= 0xf4 ? 4 : p[0] >= 0xe0 ? 3 : p[0] >= 0xc2 && p[0] < 0xe0 ? 2 : 0;
@@ -304,52 +339,83 @@ static int utf8_len(const unsigned char *p) {
 
 // A JSON string of arbitrary bytes: what is not UTF-8 becomes U+FFFD, so
 // that a probe's output never makes the state file unreadable.
-static void json_string(FILE *f, const char *s) {
-    fputc('"', f);
+static void put_json_string(struct health *h, const char *s) {
+    size_t n = s ? strlen(s) : 0;
+    if (reserve(h, 6 * n + 2) < 0) { h->json_failed = 1; return; }  // at most 6 bytes out per byte in
+    char *o = h->json + h->json_len;
+    *o++ = '"';
     for (const unsigned char *p = (const unsigned char *)s; p && *p;) {
         unsigned char c = *p;
         if (c < 0x80) {
-            if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
-            else if (c < 0x20 || c == 0x7f) fprintf(f, "\\u%04x", c);
-            else fputc(c, f);
+            if (c == '"' || c == '\\') { *o++ = '\\'; *o++ = (char)c; }
+            else if (c < 0x20 || c == 0x7f) { memcpy(o, "\\u00", 4); o[4] = "0123456789abcdef"[c >> 4]; o[5] = "0123456789abcdef"[c & 15]; o += 6; }
+            else *o++ = (char)c;
             p++;
             continue;
         }
-        int n = utf8_len(p);
-        if (n) { fwrite(p, 1, (size_t)n, f); p += n; }
-        else { fputs("\\ufffd", f); p++; }
+        int len = utf8_len(p);
+        if (len) { memcpy(o, p, (size_t)len); o += len; p += len; }
+        else { memcpy(o, "\\ufffd", 6); o += 6; p++; }
     }
-    fputc('"', f);
+    *o++ = '"';
+    h->json_len = (size_t)(o - h->json);
 }
 
-void health_write_json(const struct health *h, FILE *f) {
-    fprintf(f, "{\"status\":\"%s\",\"failingStreak\":%u,\"log\":[", health_status_name(h), h->streak);
+const char *health_json(struct health *h, size_t *len) {
+    h->json_len = 0;
+    h->json_failed = 0;
+    put_str(h, "{\"status\":\"");
+    put_str(h, health_status_name(h));
+    put_str(h, "\",\"failingStreak\":");
+    put_int(h, h->streak);
+    put_str(h, ",\"log\":[");
     for (int i = 0; i < h->nlog; i++) {
         const struct health_result *r = &h->log[i];
-        fprintf(f, "%s{\"start\":\"%s\",\"end\":\"%s\",\"exitCode\":%d,\"output\":", i ? "," : "", r->start, r->end, r->exit_code);
-        json_string(f, r->output ? r->output : "");
-        fputc('}', f);
+        put_str(h, i ? ",{\"start\":\"" : "{\"start\":\"");
+        put_str(h, r->start);
+        put_str(h, "\",\"end\":\"");
+        put_str(h, r->end);
+        put_str(h, "\",\"exitCode\":");
+        put_int(h, r->exit_code);
+        put_str(h, ",\"output\":");
+        put_json_string(h, r->output ? r->output : "");
+        put(h, "}", 1);
     }
-    fputs("]}", f);
+    put(h, "]}", 2);
+    if (h->json_failed) return NULL;
+    *len = h->json_len;
+    return h->json;
+}
+
+// The buffer of a long log (outputs of kilobytes) is not kept past its write.
+static void json_done(struct health *h) {
+    if (h->json_cap <= 16384) return;
+    free(h->json);
+    h->json = NULL;
+    h->json_cap = h->json_len = 0;
+}
+
+void health_write_json(struct health *h, FILE *f) {
+    size_t n;
+    const char *body = health_json(h, &n);
+    if (body) fwrite(body, 1, n, f);
+    json_done(h);
 }
 
 void health_store(struct health *h) {
     if (h->file_fd < 0) return;
-    char *body = NULL;
-    size_t n = 0;
-    FILE *f = open_memstream(&body, &n);
-    if (!f) return;
-    health_write_json(h, f);
-    if (fclose(f) != 0 || !body) { free(body); return; }
+    size_t n;
+    const char *body = health_json(h, &n);
+    if (!body) return;
     // One write at offset 0: a reader sees this content, the one before, or a
     // mix whose checksum does not match (and reads again). What lies past the
     // body (a longer one before) is not part of it; it is cut off all the same.
     char head[HAKO_HEALTH_HEADER_LEN + 1];
     hako_health_header(head, body, n);
-    struct iovec iov[2] = { { head, HAKO_HEALTH_HEADER_LEN }, { body, n } };
+    struct iovec iov[2] = { { head, HAKO_HEALTH_HEADER_LEN }, { (void *)body, n } };
     size_t total = HAKO_HEALTH_HEADER_LEN + n;
     ssize_t w = pwritev(h->file_fd, iov, 2, 0);
     if (w == (ssize_t)total && total < h->file_len && ftruncate(h->file_fd, (off_t)total) == 0) h->file_len = total;
     else if (w > 0 && (size_t)w > h->file_len) h->file_len = (size_t)w;
-    free(body);
+    json_done(h);
 }

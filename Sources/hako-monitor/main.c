@@ -874,9 +874,12 @@ int main(int argc, char **argv) {
         if (r < 0) { if (errno == EINTR) continue; break; }
 
         if (pf[0].revents) {
-            struct signalfd_siginfo si;
-            while (read(M.sig_fd, &si, sizeof si) == (ssize_t)sizeof si) {
-                if (si.ssi_signo == SIGTERM) { M.host_stop = 1; request_stop((int)M.spec.stop_signal, 10); }
+            // One read takes every pending signal: SIGCHLD and SIGTERM are
+            // standard signals, each pending at most once.
+            struct signalfd_siginfo si[4];
+            ssize_t got = read(M.sig_fd, si, sizeof si);
+            for (ssize_t i = 0; got > 0 && i < got / (ssize_t)sizeof si[0]; i++) {
+                if (si[i].ssi_signo == SIGTERM) { M.host_stop = 1; request_stop((int)M.spec.stop_signal, 10); }
             }
             int st;
             pid_t w;

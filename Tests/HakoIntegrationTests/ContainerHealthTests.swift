@@ -127,6 +127,25 @@ final class ContainerHealthTests {
         #expect(host.hako("rm", short).status == 0)
     }
 
+    @Test func aContainerAtItsPidsLimitIsProbedAsDockersIs() throws {
+        // Docker's runtime forks an exec'd process outside the container and then moves it into the
+        // container's cgroups (the kernel limits forks, not moves): at the pids limit the probe still
+        // starts, and only a fork of its own fails, which is then a failed probe like any other (its
+        // exit code and the shell's message as its output). The probe helper cannot fork there; the
+        // monitor then starts the probe that way.
+        let full = ["--pids-limit", "2", host.busybox, "sh", "-c", "sleep 600 & exec sleep 600"]
+        let plain = try runDetached(["--health-cmd", "true", "--health-interval", "200ms"] + full)
+        let forking = try runDetached(["--health-cmd", "sleep 0; true", "--health-interval", "200ms", "--health-retries", "2"] + full)
+        // Both containers are at their limit: a process that forks inside fails (seen from inside, by an exec).
+        let inside = host.hako("exec", plain, "sh", "-c", "sleep 0; true")
+        #expect(inside.status != 0 && inside.stderr.contains("can't fork"), "\(inside.status) \(inside.stderr)")
+        #expect(host.eventually(10) { status(plain) == "healthy" && log(plain).count >= 2 }, "\(health(plain))")
+        #expect(host.eventually(10) { status(forking) == "unhealthy" }, "\(health(forking))")
+        let failed = try #require(log(forking).last)
+        #expect((failed["ExitCode"] as? Int ?? 0) > 0 && (failed["Output"] as? String)?.contains("can't fork") == true, "\(failed)")
+        #expect(host.hako("ps", "-q", "--filter", "health=unhealthy").out == String(forking.prefix(12)))
+    }
+
     @Test func healthOutlivesTheCommandThatStartedIt() throws {
         let out = host.base + "/fg.out"
         let cli = Subprocess.spawn(host.prefix + [Binaries.hako, "run", "--name", "hc-fg", "--network", "none", "--health-cmd", "true",

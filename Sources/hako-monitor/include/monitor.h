@@ -44,6 +44,8 @@ struct health {
     uint32_t streak; // failures in a row
     pid_t pid;       // the running probe (0: none)
     int out_fd;      // its stdout and stderr (-1: none)
+    int out_w;       // the pipe's write end, held while the probe runs: the
+                     // probe's exit is one wake-up (SIGCHLD), not two (no HUP)
     char *out; size_t out_len;
     char probe_start[40];
     struct timespec probe_started, container_started;  // CLOCK_MONOTONIC
@@ -57,6 +59,7 @@ struct health {
     // after every probe; -1 when it cannot be opened (state.json still has it).
     int file_fd;
     size_t file_len;
+    char *json; size_t json_len, json_cap; int json_failed;  // the JSON, built in place (health_json)
 };
 
 // Returns -1 when the spec has a check and its timer cannot be made.
@@ -69,8 +72,11 @@ int health_on_timer(struct health *h, struct hako_spec *s, pid_t target, int run
 int health_on_reaped(struct health *h, const struct hako_spec *s, pid_t pid, int status);
 void health_read_output(struct health *h);
 const char *health_status_name(const struct health *h);
-// {"status":…,"failingStreak":…,"log":[{"start","end","exitCode","output"}…]}
-void health_write_json(const struct health *h, FILE *f);
+// {"status":…,"failingStreak":…,"log":[{"start","end","exitCode","output"}…]},
+// built in h (valid until the next call; NULL when memory ran out).
+const char *health_json(struct health *h, size_t *len);
+// That, into f.
+void health_write_json(struct health *h, FILE *f);
 // Writes that to the live state file, in place (the format: HAKO_HEALTH_* in hako_shim.h).
 void health_store(struct health *h);
 

@@ -45,15 +45,15 @@ import Testing
         let deadline = monotonicSeconds() + 20
         repeat {
             rows = survey()
-            if rows.contains(where: \.leader) && rows.allSatisfy(\.reachable) { break }
+            if rows.contains { $0.leader } && rows.allSatisfy { $0.reachable } { break }
             usleep(100_000)
         } while monotonicSeconds() < deadline
-        #expect(rows.map(\.id) == [1, 2, 3], "\(rows)")
-        #expect(rows.map(\.address) == addresses, "each coordinator at its own port: \(rows)")
-        #expect(rows.filter(\.leader).count == 1, "exactly one leader: \(rows)")
-        #expect(rows.allSatisfy(\.reachable), "\(rows)")
+        #expect(rows.map { $0.id } == [1, 2, 3], "\(rows)")
+        #expect(rows.map { $0.address } == addresses, "each coordinator at its own port: \(rows)")
+        #expect(rows.filter { $0.leader }.count == 1, "exactly one leader: \(rows)")
+        #expect(rows.allSatisfy { $0.reachable }, "\(rows)")
         // The one marked is the one that leads.
-        let leader = try #require(rows.first(where: \.leader))
+        let leader = try #require(rows.first { $0.leader })
         let leading = running.map { $0.0 }.firstIndex { $0.replica?.status.role == .leader }
         #expect(leading.map { UInt64($0 + 1) } == leader.id)
     }

@@ -15,24 +15,34 @@ import Testing
 final class BlackHole {
     let fd: Int32
     let port: UInt16
-    var filler: Int32 = -1
+    let filler: Int32
 
     init(fill: Bool) throws {
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
         addr.sin_port = 0
         var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
-        guard fd >= 0, bound == 0, listen(fd, 0) == 0 else { throw ClusterError.network("black hole: \(String(cString: strerror(errno)))") }
-        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
-        port = UInt16(bigEndian: addr.sin_port)
-        if fill {
-            filler = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-            let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(filler, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-            guard rc == 0 else { throw ClusterError.network("black hole: cannot fill its queue: \(String(cString: strerror(errno)))") }
+        let bound = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, len) } }
+        guard s >= 0, bound == 0, listen(s, 0) == 0 else {
+            if s >= 0 { close(s) }
+            throw ClusterError.network("black hole: \(String(cString: strerror(errno)))")
         }
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(s, $0, &len) } }
+        var queued: Int32 = -1
+        if fill {
+            queued = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(queued, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            guard rc == 0 else {
+                close(queued)
+                close(s)
+                throw ClusterError.network("black hole: cannot fill its queue: \(String(cString: strerror(errno)))")
+            }
+        }
+        fd = s
+        port = UInt16(bigEndian: addr.sin_port)
+        filler = queued
     }
 
     deinit {

@@ -244,7 +244,7 @@ echo "load average at the end: $(load)"
 
 echo
 printf '| coordinators on Raft | hako | goal | same run |\n|---|---|---|---|\n'
-printf '| a Pi lost with the leader (coordinator and agent kill -9, link down, the same second) -> its replica running on another Pi (%s trials) | p50 %s s, p99 %s s, max %s s | p99 <= 6 s | p50: a new leader leading after %s s, the lost node declared down after %s s (the new leader gives every node down_after, 3 s, to reconnect, then the grace period, 3 s) |\n' \
+printf '| a Pi lost with the leader (coordinator and agent kill -9, link down, the same second) -> its replica running on another Pi (%s trials) | p50 %s s, p99 %s s, max %s s | p99 <= 6 s | p50: a new leader leading after %s s, the lost node declared down after %s s (the new leader starts the grace period of every node at once: 3 s) |\n' \
   "$(wc -l < "$W/pi.txt")" "$(pct "$W/pi.txt" 0.5)" "$(pct "$W/pi.txt" 0.99)" "$(pct "$W/pi.txt" 1)" \
   "$(awk '$1 != "-" {print $1}' "$W/pi-split.txt" | sort -n | awk '{a[NR]=$1} END { print (NR ? a[int((NR+1)/2)] : "-") }')" \
   "$(awk '$2 != "-" {print $2}' "$W/pi-split.txt" | sort -n | awk '{a[NR]=$1} END { print (NR ? a[int((NR+1)/2)] : "-") }')"

@@ -132,15 +132,19 @@ func waitConverged(_ client: ClusterClient, service: String, timeout: Double) th
     while true {
         let v = try client.request(MessageType.serviceInspect, ServiceRef(service: service), as: ServiceView.self)
         let want = v.desired ?? v.spec.replicas
+        // Tasks no longer wanted must have stopped too (`scale web=0` returns
+        // once none runs), except on nodes that are down.
+        let stopped = (v.stopping ?? 0) == 0
         if let done = v.completed {
             // A job: every task ran to completion.
-            if done >= want { return }
-        } else if v.runningCurrent == want && v.running == want { return }
+            if done >= want && stopped { return }
+        } else if v.runningCurrent == want && v.running == want && stopped { return }
         if let st = v.rollout, st.State == UpdateStatus.State.paused.rawValue || st.State == UpdateStatus.State.rollbackPaused.rawValue {
             throw HakoError(.failed, "service \(v.name): \(st.Message); `hako cluster service update \(v.name)` starts it again, `hako cluster service rollback \(v.name)` reverts it")
         }
         if monotonicSeconds() > deadline {
-            throw HakoError(.failed, "service \(v.name): \(v.completed ?? v.runningCurrent)/\(want) tasks \(v.completed == nil ? "running" : "completed") after \(Durations.format(timeout)); see `hako cluster service ps \(v.name)`")
+            let still = stopped ? "" : ", \(v.stopping ?? 0) still stopping"
+            throw HakoError(.failed, "service \(v.name): \(v.completed ?? v.runningCurrent)/\(want) tasks \(v.completed == nil ? "running" : "completed")\(still) after \(Durations.format(timeout)); see `hako cluster service ps \(v.name)`")
         }
         usleep(100_000)
     }

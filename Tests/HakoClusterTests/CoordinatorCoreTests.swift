@@ -53,6 +53,35 @@ import Testing
         #expect(ps.count == 1 && ps[0].slot == 1)
     }
 
+    /// `service scale web=0 --wait` waits for `stopping` to reach 0: the
+    /// tasks no longer wanted that have not ended, except on a down node
+    /// (they count as gone, as in Swarm).
+    @Test func tasksBeingStoppedAreCountedUntilTheyEnd() throws {
+        let f = try CoreFixture()
+        let nodes = try (1...3).map { try SimNode(f, name: "n\($0)") }
+        _ = try service(f, replicas: 3)
+        try settle(f, nodes)
+        func inspect() throws -> ServiceView { try f.admin(MessageType.serviceInspect, ServiceRef(service: "web"), as: ServiceView.self) }
+        #expect(try inspect().stopping == 0)
+        try f.admin(MessageType.serviceScale, ServiceScaleRequest(service: "web", replicas: 0), as: ServiceView.self)
+        f.core.tick()
+        // Committed, not yet stopped by the nodes: none runs as wanted, three still run.
+        let during = try inspect()
+        #expect(during.running == 0 && during.stopping == 3)
+        // One node is cut off before it hears of it; the others stop theirs.
+        let out = f.core.takeOutgoing()
+        let lost = nodes[0]
+        lost.disconnect()
+        for n in [nodes[1], nodes[2]] { try n.act(out) }
+        try settle(f, [nodes[1], nodes[2]])
+        #expect(lost.live.count == 1 && nodes[1].live.isEmpty && nodes[2].live.isEmpty)
+        #expect(try inspect().stopping == 1, "the cut-off node's task has not ended")
+        // Down past the grace period: its task counts as gone.
+        try wait(f, 4, alive: [nodes[1], nodes[2]], all: [nodes[1], nodes[2]])
+        #expect(try f.admin(MessageType.nodeList, EmptyBody(), as: NodeList.self).nodes.first { $0.name == "n1" }?.status == .down)
+        #expect(try inspect().stopping == 0)
+    }
+
     /// A node silent past the grace period: its tasks go elsewhere. Back
     /// again, it is told to stop them: no duplicate survives.
     @Test func failoverAndPartitionHeal() throws {

@@ -65,6 +65,19 @@ import Testing
         #expect(e.evaluate(now: 106.1).map(\.to) == [.down])
     }
 
+    /// A new leader starts every node's grace period at once when the grace
+    /// period covers an agent's way to the new leader; a shorter one gets
+    /// the difference first.
+    @Test func aNewLeaderAddsNothingBeforeAGracePeriodTheAgentsFitIn() {
+        #expect(Coordinator.leadershipAllowance(downAfter: 3) == 0)
+        #expect(Coordinator.leadershipAllowance(downAfter: Agent.leaderReachBound) == 0)
+        #expect(Coordinator.leadershipAllowance(downAfter: 1) == Agent.leaderReachBound - 1)
+        var d = make()
+        d.track("n", now: 100, allowance: Coordinator.leadershipAllowance(downAfter: d.grace))
+        #expect(d.evaluate(now: 100 + d.grace - 0.1).isEmpty)
+        #expect(d.evaluate(now: 100 + d.grace + 0.1).map(\.to) == [.down])
+    }
+
     @Test func jitterComesFromTheInjectedSource() {
         let d = make()
         var a = SeededRandom(seed: 9), b = SeededRandom(seed: 9)

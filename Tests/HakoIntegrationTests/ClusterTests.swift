@@ -37,8 +37,9 @@ final class ClusterTests {
         #expect(h.runningCount("web") == [1, 1, 1], "one replica per node")
         #expect(h.cluster("service", "scale", "web=6", "--wait").status == 0)
         #expect(h.runningCount("web") == [2, 2, 2])
+        // --wait returns once the tasks scaled away have stopped too.
         #expect(h.cluster("service", "scale", "web=2", "--wait").status == 0)
-        #expect(h.eventually(20) { self.h.runningCount("web").reduce(0, +) == 2 })
+        #expect(h.runningCount("web").reduce(0, +) == 2, "\(h.runningCount("web"))")
         // Constraints: zone a is node1 and node3.
         create("zoned", replicas: 4, extra: ["--constraint", "node.labels.zone==a"])
         #expect(h.runningCount("zoned") == [2, 0, 2])
@@ -47,6 +48,8 @@ final class ClusterTests {
         #expect(h.eventually(10) { (self.h.tasks("nowhere").first?["message"] as? String)?.contains("constraint node.labels.zone==c excludes 3 nodes") == true })
         let table = h.cluster("service", "ps", "nowhere").out
         #expect(table.contains("Pending") && table.contains("excludes 3 nodes"), "\(table)")
+        #expect(h.cluster("service", "scale", "web=0", "--wait").status == 0)
+        #expect(h.runningCount("web") == [0, 0, 0], "scale web=0 --wait returned with containers running")
         for s in ["web", "zoned", "nowhere"] { remove(s) }
     }
 

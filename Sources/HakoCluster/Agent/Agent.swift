@@ -34,17 +34,28 @@ public final class Agent: @unchecked Sendable {
 
     var conn: LineConnection?
     var session: String?
-    var helloID: Int?
     var replies: [Int: (Envelope) -> Void] = [:]
     var heartbeatTimer: Int?
     var watchdog: Int?
-    var reconnectDelay = 0.1
     var refusedReason: String?
     /// Every coordinator this node knows (learned at join, then from the
-    /// leader at each session), and the one it tries next: a follower names
-    /// the leader, an unreachable one is passed over.
+    /// leader at each session).
     var coordinators: [String] = []
-    var nextCoordinator = 0
+    /// The coordinator of the open session.
+    var sessionAddress: String?
+    /// Sessions being opened, by coordinator address: every known
+    /// coordinator is asked at once (`connect`).
+    var attempts: [String: SessionAttempt] = [:]
+    /// Coordinators to be asked again, by address: the timer, and the
+    /// backoff for the time after (0.1 s doubling to 1 s, with jitter).
+    var retries: [String: Int] = [:]
+    var retryDelay: [String: Double] = [:]
+    var nextAttemptID = 1
+    /// Since when the session's heartbeats go unanswered (nil: answered).
+    var unansweredSince: Double?
+    /// The session's coordinator went silent: the others are asked who
+    /// leads while the session stays open (`heartbeatSilence`).
+    var probing = false
 
     var assignments: [String: Assignment] = [:]
     /// Secrets' and configs' data by id, as the coordinator sent it (`secret.data`):
@@ -112,8 +123,6 @@ public final class Agent: @unchecked Sendable {
         try startMetrics()
     }
 
-    var endpoint: String { coordinators.isEmpty ? identity.coordinator : coordinators[nextCoordinator % coordinators.count] }
-
     /// The coordinators the leader last listed, one address a line, in the state dir.
     static let coordinatorsFile = "coordinators"
 
@@ -125,39 +134,15 @@ public final class Agent: @unchecked Sendable {
         return out
     }
 
-    /// The next coordinator, after this one failed or closed the session.
-    func passOver() {
-        if !coordinators.isEmpty { nextCoordinator = (nextCoordinator + 1) % coordinators.count }
-    }
-
-    /// A follower named the leader (or none: no quorum).
-    func redirected(_ message: String) {
-        let marker = " the leader is "
-        if let r = message.firstRange(of: marker) {
-            let leader = String(message[r.upperBound...]).trimmed
-            if let i = coordinators.firstIndex(of: leader) { nextCoordinator = i } else {
-                coordinators.append(leader)
-                nextCoordinator = coordinators.count - 1
-            }
-            reconnectDelay = 0.05
-            log.info("\(message): moving there")
-        } else {
-            passOver()
-            log.warning("\(message)")
-        }
-    }
-
     /// Asks the leader for every coordinator's address and keeps them (here and on disk).
     func learnCoordinators(_ c: LineConnection) {
         let id = c.makeRequestID()
         replies[id] = { [weak self] env in
             guard let self, env.type == MessageType.reply, let r = try? env.body(CoordinatorsReply.self) else { return }
-            let current = self.endpoint
             var list = r.coordinators
-            if !list.contains(current) { list.insert(current, at: 0) }
+            if let current = self.sessionAddress, !list.contains(current) { list.insert(current, at: 0) }
             guard list != self.coordinators else { return }
             self.coordinators = list
-            self.nextCoordinator = list.firstIndex(of: current) ?? 0
             try? FS.writeAtomic(self.creds.dir + "/" + Agent.coordinatorsFile, list.joined(separator: "\n") + "\n", mode: 0o644)
         }
         c.send(WireEncoder.request(MessageType.coordinators, id: id, EmptyBody()))
@@ -190,59 +175,118 @@ public final class Agent: @unchecked Sendable {
 
     // MARK: session
 
-    func connect() {
-        guard conn == nil, !loop.isStopping else { return }
-        let ep: Endpoint
+    /// One coordinator being asked for a session.
+    struct SessionAttempt {
+        let id: Int
+        /// The socket while TCP connects; then the connection's.
         let fd: FileDescriptor
+        var conn: LineConnection?
+        var hello: HelloRequest?
+        var helloID: Int?
+        /// Ends the attempt if the coordinator does not answer in time.
+        var timer: Int?
+    }
+
+    /// The longest a healthy agent takes to open a session with a new
+    /// leader once it leads: the backoff's longest step with jitter (1.2 s)
+    /// and the connect, TLS handshake and hello (well under a second on a
+    /// Pi). `Coordinator.leadershipAllowance` counts on it.
+    public static let leaderReachBound = 2.0
+
+    /// How long a coordinator may take to accept the TCP connection; the
+    /// TLS handshake and the hello's answer then have `limits.handshakeTimeout`.
+    static let connectTimeout = 3.0
+
+    /// Opens a session: every known coordinator is asked at once (those not
+    /// being asked already nor waiting for their backoff), over non-blocking
+    /// connects. The first to accept the hello — the leader — holds the
+    /// session and the other attempts are closed; a follower's answer names
+    /// the leader, which is asked at once if it is not already. A coordinator
+    /// that does not answer at all (a dead Pi: its address a black hole until
+    /// the connect times out) delays no other: after a leader change a
+    /// healthy node reaches the new leader within one backoff step (≤ 1.2 s)
+    /// of its election, well inside the grace period the new leader starts
+    /// for every node (`Coordinator.leadershipAllowance`).
+    func connect() {
+        guard lookingForLeader else { return }
+        for a in coordinators.isEmpty ? [identity.coordinator] : coordinators where attempts[a] == nil && retries[a] == nil {
+            attempt(a)
+        }
+    }
+
+    /// No session, or one whose coordinator went silent.
+    var lookingForLeader: Bool { !loop.isStopping && (conn == nil || probing) }
+
+    /// Starts asking one coordinator (unless it is being asked already, or holds the session).
+    func attempt(_ address: String) {
+        guard lookingForLeader, attempts[address] == nil, conn == nil || address != sessionAddress else { return }
+        if let t = retries.removeValue(forKey: address) { loop.cancel(t) }
+        let id = nextAttemptID
+        nextAttemptID += 1
+        let started: (fd: FileDescriptor, connected: Bool)
         do {
-            ep = try Endpoint(parsing: endpoint, defaultPort: CoordinatorConfig.defaultPort)
-            fd = try Sockets.connect(ep, timeout: 3)
+            started = try Sockets.startConnect(try Endpoint(parsing: address, defaultPort: CoordinatorConfig.defaultPort))
         } catch {
-            log.warning("cannot reach the coordinator: \(error)")
-            passOver()
-            scheduleReconnect()
+            attemptFailed(address, "cannot reach the coordinator: \(error)")
+            return
+        }
+        let timer = loop.after(Agent.connectTimeout) { [weak self] in
+            self?.endAttempt(address, id: id, "cannot reach the coordinator \(address): no connection after \(Durations.format(Agent.connectTimeout))")
+        }
+        attempts[address] = SessionAttempt(id: id, fd: started.fd, timer: timer)
+        if started.connected {
+            tcpConnected(address, id: id)
+        } else {
+            loop.watch(started.fd.rawValue, events: Int16(POLLOUT)) { [weak self] _ in self?.tcpConnected(address, id: id) }
+        }
+    }
+
+    /// The TCP connect ended: on success the TLS handshake starts.
+    func tcpConnected(_ address: String, id: Int) {
+        guard let a = attempts[address], a.id == id, a.conn == nil else { return }
+        loop.unwatch(a.fd.rawValue)
+        if let why = Sockets.connectError(a.fd) {
+            endAttempt(address, id: id, "cannot reach the coordinator \(address): \(why)")
             return
         }
         do {
-            let c = try LineConnection(id: 1, fd: fd, peer: ep.description, context: tls, server: false, loop: loop, limits: config.limits)
-            c.onOpen = { [unowned self] c in self.opened(c) }
-            c.onMessage = { [unowned self] _, env in self.received(env) }
-            c.onClose = { [unowned self] _, reason in self.closed(reason) }
-            conn = c
+            let c = try LineConnection(id: id, fd: a.fd, peer: address, context: tls, server: false, loop: loop, limits: config.limits)
+            c.onOpen = { [unowned self] c in self.attemptOpened(address, id: id, c) }
+            c.onMessage = { [unowned self] c, env in
+                if self.conn === c { self.received(env) } else { self.attemptAnswered(address, id: id, env) }
+            }
+            c.onClose = { [unowned self] c, reason in
+                if self.conn === c { self.closed(reason) } else { self.endAttempt(address, id: id, reason) }
+            }
+            if let t = a.timer { loop.cancel(t) }
+            attempts[address]?.conn = c
+            attempts[address]?.timer = loop.after(config.limits.handshakeTimeout) { [weak self] in
+                self?.endAttempt(address, id: id, "\(address) did not answer the hello within \(Durations.format(self?.config.limits.handshakeTimeout ?? 0))")
+            }
             c.start()
         } catch {
-            log.warning("cannot start a session: \(error)")
-            scheduleReconnect()
+            endAttempt(address, id: id, "cannot start a session: \(error)")
         }
     }
 
-    /// Retries soon (at most a second apart, well within the coordinator's
-    /// grace period after its own restart); a coordinator that refused this
-    /// node is asked again only every 30 s.
-    func scheduleReconnect() {
-        let delay = reconnectDelay * Double.random(in: 0.8...1.2)
-        reconnectDelay = min(reconnectDelay * 2, refusedReason == nil ? 1 : 30)
-        loop.after(delay) { [weak self] in self?.connect() }
-    }
-
-    func opened(_ c: LineConnection) -> Bool {
+    func attemptOpened(_ address: String, id: Int, _ c: LineConnection) -> Bool {
         guard let peer = c.peerCertificate, peer.role == PKIRole.coordinator.rawValue else {
             log.error("\(c.peer) does not hold the coordinator's certificate")
             return false
         }
-        let id = c.makeRequestID()
-        helloID = id
-        // The advertised address, else this end of the route to the coordinator.
-        underlay = config.advertiseAddress
-            ?? (try? Endpoint(parsing: Sockets.localAddress(c.stream.fd), defaultPort: 0)).map(\.host).flatMap { IPv4Address($0) != nil ? $0 : nil }
+        guard attempts[address]?.id == id else { return false }
         deviceReport = config.nodeDevices.report(requested: requestedDevices)
-        deviceReportSent = deviceReport
+        // The advertised address, else this end of the route to the coordinator.
+        let advertised = config.advertiseAddress
+            ?? (try? Endpoint(parsing: Sockets.localAddress(c.stream.fd), defaultPort: 0)).map(\.host).flatMap { IPv4Address($0) != nil ? $0 : nil }
         let hello = HelloRequest(name: config.name, hostname: AgentConfig.hostname(), platform: Agent.platform, capacity: capacity,
                                  labels: config.labels, agentVersion: Agent.version, load: probe.load(containers: runningContainers),
                                  tasks: observed.filter { $0.status != .exited && $0.status != .dead }.compactMap { adoptionStatus($0) },
-                                 advertiseAddress: underlay, devices: deviceReport)
-        replies[id] = { [unowned self] env in self.helloAnswered(env) }
-        c.send(WireEncoder.request(MessageType.hello, id: id, hello))
+                                 advertiseAddress: advertised, devices: deviceReport)
+        let helloID = c.makeRequestID()
+        attempts[address]?.hello = hello
+        attempts[address]?.helloID = helloID
+        c.send(WireEncoder.request(MessageType.hello, id: helloID, hello))
         return true
     }
 
@@ -254,29 +298,109 @@ public final class Agent: @unchecked Sendable {
         return AgentPlanner.status(fake, o)
     }
 
-    func helloAnswered(_ env: Envelope) {
+    /// A coordinator answered the hello of an attempt: the leader opens the
+    /// session; a follower names the leader (asked at once), or none (no
+    /// quorum yet: asked again after the backoff).
+    func attemptAnswered(_ address: String, id: Int, _ env: Envelope) {
+        guard let a = attempts[address], a.id == id, let c = a.conn, let helloID = a.helloID, env.re == helloID else { return }
         if env.error?.code == .notLeader {
-            redirected(env.error?.message ?? "not the leader")
-            conn?.close("not the leader")
+            let message = env.error?.message ?? "not the leader"
+            endAttempt(address, id: id, "\(address): \(message)")
+            if let leader = Agent.leader(named: message), leader != address {
+                if !coordinators.contains(leader) { coordinators.append(leader) }
+                log.debug("\(address): \(message): asking it")
+                attempt(leader)
+            }
             return
         }
-        guard env.type == MessageType.reply, let r = try? env.body(HelloReply.self) else {
+        guard env.type == MessageType.reply, let r = try? env.body(HelloReply.self), let hello = a.hello else {
             let why = env.error?.message ?? "unexpected answer to hello"
-            log.error("the coordinator refused the session: \(why)")
             refusedReason = why
-            conn?.close("hello refused")
+            endAttempt(address, id: id, "the coordinator refused the session: \(why)")
             return
         }
+        if let t = a.timer { loop.cancel(t) }
+        attempts[address] = nil
+        if let old = conn {
+            // The silent session's coordinator no longer leads: its session is left.
+            log.warning("\(address) leads now: leaving the session with \(sessionAddress ?? "?"), silent for \(Durations.format(monotonicSeconds() - (unansweredSince ?? monotonicSeconds())))")
+            sessionEnded()
+            old.close("another coordinator leads")
+        }
+        conn = c
+        sessionAddress = address
+        underlay = hello.advertiseAddress
+        deviceReportSent = hello.devices
+        // The others are closed, and nobody is asked again until this session ends.
+        for (other, o) in attempts { endAttempt(other, id: o.id, "\(address) leads") }
+        for t in retries.values { loop.cancel(t) }
+        retries = [:]
+        retryDelay = [:]
+        helloAnswered(r)
+    }
+
+    /// The leader a follower's `notLeader` answer names ("… the leader is HOST:PORT"); nil: none.
+    static func leader(named message: String) -> String? {
+        guard let r = message.firstRange(of: " the leader is ") else { return nil }
+        let leader = String(message[r.upperBound...]).trimmed
+        return leader.isEmpty ? nil : leader
+    }
+
+    /// An attempt ended without a session: its connection closed, and that
+    /// coordinator asked again after its backoff (while no session is open).
+    func endAttempt(_ address: String, id: Int, _ why: String) {
+        guard let a = attempts[address], a.id == id else { return }
+        attempts[address] = nil
+        if let t = a.timer { loop.cancel(t) }
+        if let c = a.conn {
+            c.close(why)
+        } else {
+            loop.unwatch(a.fd.rawValue)
+            a.fd.close()
+        }
+        attemptFailed(address, why)
+    }
+
+    func attemptFailed(_ address: String, _ why: String) {
+        guard lookingForLeader else { return }
+        if why.contains("certificate") || why.contains("refused") && !why.contains("Connection refused") {
+            // Not a matter of reaching it: asked again only every 30 s.
+            if refusedReason == nil { refusedReason = why }
+            log.error(why)
+        } else if retryDelay[address] == nil {
+            // Said once per coordinator and outage; its retries at debug level.
+            log.warning(why)
+        } else {
+            log.debug(why)
+        }
+        scheduleRetry(address)
+    }
+
+    /// Asks `address` again soon (0.1 s doubling to at most a second, with
+    /// jitter: well within the grace period); a cluster that refused this
+    /// node is asked only every 30 s.
+    func scheduleRetry(_ address: String) {
+        guard retries[address] == nil, lookingForLeader else { return }
+        let delay = retryDelay[address] ?? 0.1
+        retryDelay[address] = min(delay * 2, refusedReason == nil ? 1 : 30)
+        retries[address] = loop.after(delay * Double.random(in: 0.8...1.2)) { [weak self] in
+            guard let self else { return }
+            self.retries[address] = nil
+            if self.coordinators.isEmpty || self.coordinators.contains(address) { self.attempt(address) }
+        }
+    }
+
+    /// The leader accepted the hello: the session is open.
+    func helloAnswered(_ r: HelloReply) {
         session = r.sessionID
         clusterCIDR = r.clusterCIDR
-        reconnectDelay = 0.1
         refusedReason = nil
         if r.subnet != identity.subnet {
             identity.subnet = r.subnet
             try? identity.save(creds)
         }
         if let c = conn { learnCoordinators(c) }
-        log.info("session open with \(endpoint): subnet \(r.subnet) of \(r.clusterCIDR), heartbeat every ~\(r.heartbeatMs) ms")
+        log.info("session open with \(sessionAddress ?? "?"): subnet \(r.subnet) of \(r.clusterCIDR), heartbeat every ~\(r.heartbeatMs) ms")
         scheduleHeartbeat(after: Double(r.heartbeatMs) / 1000)
         // A certificate of a retired root, or one due, is replaced now rather than at the next check.
         renewIfDue()
@@ -287,8 +411,27 @@ public final class Agent: @unchecked Sendable {
         }
     }
 
+    /// The session closed: every coordinator is asked again at once, except
+    /// the one that closed it, which waits its backoff (it may close the
+    /// next session at once too).
     func closed(_ reason: String) {
+        let last = sessionAddress
+        sessionEnded()
+        if loop.isStopping { return }
+        if reason.contains("certificate") || reason.contains("refused") {
+            refusedReason = reason
+            log.error("the coordinator refused this node: \(reason)")
+        } else {
+            log.warning("session with \(last ?? "?") closed: \(reason)")
+        }
+        if let last { scheduleRetry(last) }
+        connect()
+    }
+
+    /// Forgets the session (closed, or left for a new leader's).
+    func sessionEnded() {
         conn = nil
+        sessionAddress = nil
         session = nil
         haveAssignment = false
         replies.removeAll()
@@ -297,17 +440,8 @@ public final class Agent: @unchecked Sendable {
         coordinatorAsksDevices = false
         if let t = heartbeatTimer { loop.cancel(t); heartbeatTimer = nil }
         if let w = watchdog { loop.cancel(w); watchdog = nil }
-        if loop.isStopping { return }
-        if reason == "not the leader" {
-            // Already pointed at the leader (`redirected`).
-        } else if reason.contains("certificate") || reason.contains("refused") {
-            refusedReason = reason
-            log.error("the coordinator refused this node: \(reason)")
-        } else {
-            log.warning("session with \(endpoint) closed: \(reason)")
-            if coordinators.count > 1 { passOver() }
-        }
-        scheduleReconnect()
+        unansweredSince = nil
+        probing = false
     }
 
     func received(_ env: Envelope) {
@@ -391,6 +525,8 @@ public final class Agent: @unchecked Sendable {
         let sentAt = monotonicSeconds()
         replies[id] = { [unowned self] env in
             if let w = self.watchdog { self.loop.cancel(w); self.watchdog = nil }
+            self.unansweredSince = nil
+            if self.probing { self.stopProbing() }
             guard env.type == MessageType.reply, let r = try? env.body(HeartbeatReply.self) else {
                 self.log.warning("heartbeat refused: \(env.error?.message ?? "?")")
                 self.conn?.close("heartbeat refused")
@@ -405,11 +541,33 @@ public final class Agent: @unchecked Sendable {
         scheduleHeartbeat(after: Agent.heartbeatRetry)
         if watchdog == nil {
             // A coordinator that stops answering is as good as gone: reconnect.
+            unansweredSince = sentAt
             watchdog = loop.after(10) { [weak self] in
                 self?.watchdog = nil
                 self?.conn?.close("no answer to a heartbeat for 10 s")
             }
+        } else if !probing, let since = unansweredSince, sentAt - since >= Agent.heartbeatSilence, coordinators.count > 1 {
+            // The leader may be gone without a word (its Pi lost power: no
+            // FIN, its address a black hole): the others are asked who leads
+            // now, and a new leader's session replaces this one — within the
+            // grace period the new leader gives every node.
+            probing = true
+            log.warning("no answer from \(sessionAddress ?? "?") for \(Durations.format(sentAt - since)): asking the other coordinators who leads")
+            connect()
         }
+    }
+
+    /// Heartbeats unanswered this long make the agent ask the other
+    /// coordinators who leads (the session stays open meanwhile).
+    static let heartbeatSilence = 1.0
+
+    /// The session's coordinator answered again: the others are no longer asked.
+    func stopProbing() {
+        probing = false
+        for (address, a) in attempts { endAttempt(address, id: a.id, "\(sessionAddress ?? "?") answers again") }
+        for t in retries.values { loop.cancel(t) }
+        retries = [:]
+        retryDelay = [:]
     }
 
     // MARK: devices

@@ -138,8 +138,12 @@ public final class ClusterClient {
         var queue = known.split(whereSeparator: { $0 == "," || $0 == " " || $0 == "\n" }).map(String.init)
         var asked = Set<String>()
         var answered = Set<String>()
+        var answeredIDs = Set<UInt64>()
+        // By Raft id (by address for a coordinator without one, or not heard from).
         var members: [String: CoordinatorsReply.Member] = [:]
+        func slot(_ m: CoordinatorsReply.Member) -> String { m.id == 0 ? m.address : "#\(m.id)" }
         var leader: String?
+        var leaderID: UInt64?
         // The leader's list is the membership (a removed coordinator still names itself).
         var leaderMembers: [CoordinatorsReply.Member]?
         while !queue.isEmpty {
@@ -148,22 +152,28 @@ public final class ClusterClient {
             guard let ep = try? Endpoint(parsing: a, defaultPort: CoordinatorConfig.defaultPort),
                   let c = try? connect(ep, tls: tls, timeout: timeout), (try? c.requireCoordinator()) != nil,
                   let r = try? c.request(MessageType.coordinators, EmptyBody(), as: CoordinatorsReply.self, timeout: timeout) else {
-                if members[a] == nil { members[a] = .init(id: 0, address: a, raftAddress: "") }
+                if !members.values.contains(where: { $0.address == a }) { members[a] = .init(id: 0, address: a, raftAddress: "") }
                 continue
             }
             answered.insert(a)
             answered.insert(r.address)
+            if let id = r.id, id != 0 { answeredIDs.insert(id) }
             if leader == nil { leader = r.leader }
-            if r.leader == r.address { leaderMembers = r.members }
+            if leaderID == nil, let l = r.leaderID, l != 0 { leaderID = l }
+            let leads = r.id.map { $0 != 0 && $0 == r.leaderID } ?? (r.leader == r.address)
+            if leads { leaderMembers = r.members }
             if a != r.address, members[a]?.id == 0 { members[a] = nil }
             for m in r.members where !m.address.isEmpty {
-                members[m.address] = m
+                members[slot(m)] = m
                 if !asked.contains(m.address) { queue.append(m.address) }
             }
         }
         let listed = leaderMembers ?? Array(members.values)
-        return listed.sorted { ($0.id, $0.address) < ($1.id, $1.address) }.map {
-            CoordinatorState(id: $0.id, address: $0.address, raftAddress: $0.raftAddress, leader: $0.address == leader, reachable: answered.contains($0.address))
+        return listed.sorted { ($0.id, $0.address) < ($1.id, $1.address) }.map { m in
+            // By Raft id where the coordinators give one: several on one host can share an address.
+            let leads = leaderID.map { m.id == $0 } ?? (m.address == leader)
+            let reachable = m.id != 0 && !answeredIDs.isEmpty ? answeredIDs.contains(m.id) : answered.contains(m.address)
+            return CoordinatorState(id: m.id, address: m.address, raftAddress: m.raftAddress, leader: leads, reachable: reachable)
         }
     }
 

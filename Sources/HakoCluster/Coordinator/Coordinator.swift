@@ -37,6 +37,10 @@ public final class Coordinator: @unchecked Sendable {
     /// Highest number of connections since the last settling, and whether one is scheduled.
     var connectionPeak = 0
     var settling = false
+    /// `core.commits` when the heap was last settled after commits, and
+    /// whether a settling is scheduled.
+    var commitsSettled = 0
+    var commitSettling = false
     var nextConnection = 1
     var commitScheduled = false
     /// Replies waiting for the round's commit.
@@ -109,6 +113,19 @@ public final class Coordinator: @unchecked Sendable {
         return Endpoint(host: host, port: port).description
     }
 
+    /// What a new leader adds before every node's grace period starts. A
+    /// leader change makes a healthy node silent only for as long as its
+    /// agent takes to reach the new leader once it leads: the agent asks
+    /// every coordinator at once (`Agent.connect`), a dead one's black hole
+    /// holding up no other, and asks again at most `Agent.leaderReachBound`
+    /// apart (backoff ≤ 1.2 s, plus a handshake and the hello). With the
+    /// default grace period (3 s) that fits inside it, so none is added and
+    /// a lost node is down one grace period after the election, not two
+    /// (issue 14: a Pi lost with the leader, p99 ≤ 6 s). A grace period
+    /// shorter than the bound gets the difference, so a leader change never
+    /// declares a healthy node down.
+    static func leadershipAllowance(downAfter: Double) -> Double { max(0, Agent.leaderReachBound - downAfter) }
+
     var commitTimeout: Double { max(2, (config.raft?.electionTimeout ?? 1) * 3) }
 
     /// Raft changed role or leader: take the lead (load the store, every
@@ -135,7 +152,8 @@ public final class Coordinator: @unchecked Sendable {
                 let pki = CoordinatorPKI(dataDir: config.dataDir)
                 let ca = try pki.loadCA(clusterID: core.clusterID)
                 let fresh = try CoordinatorCore(config: config, store: store, ca: ca, trust: try pki.loadTrust(),
-                                                clock: clock, random: random, log: log)
+                                                clock: clock, random: random, log: log,
+                                                allowance: Coordinator.leadershipAllowance(downAfter: config.downAfter))
                 fresh.secretBox = core.secretBox
                 fresh.replicate = { [replica, commitTimeout] batch in try replica.commit(batch, timeout: commitTimeout) }
                 fresh.replicationFailed = { [unowned self] in self.dropLead() }
@@ -143,6 +161,8 @@ public final class Coordinator: @unchecked Sendable {
                 fresh.voters = { Set(replica.members.keys) }
                 fresh.settleOwnRotation()
                 core = fresh
+                // Loading the store was a burst too: settled once the commits stop.
+                commitsSettled = -1
                 leading = true
                 dropConnections("the leader changed")
                 log.info("leading (term \(status.term)): \(core.state.nodes.count) nodes, \(core.state.services.count) services, \(core.state.tasks.count) tasks")
@@ -191,14 +211,24 @@ public final class Coordinator: @unchecked Sendable {
         let own = clientAddress
         var members: [CoordinatorsReply.Member] = []
         for (id, raftAddress) in replica.members.sorted(by: { $0.key < $1.key }) {
-            // One that never led nor joined has not told its client port: the
-            // usual one beside its Raft address (coordinators share a configuration).
-            let guess = (try? Endpoint(parsing: raftAddress)).map { Endpoint(host: $0.host, port: port).description } ?? ""
-            let address: String = id == me ? own : (book[id] ?? guess)
+            let address: String = id == me ? own : (book[id] ?? guessClientAddress(raftAddress: raftAddress))
             members.append(CoordinatorsReply.Member(id: id, address: address, raftAddress: raftAddress))
         }
         return CoordinatorsReply(leader: leader, address: clientAddress,
-                                 members: members.isEmpty ? [.init(id: me, address: clientAddress, raftAddress: replica.settings.address.description)] : members)
+                                 members: members.isEmpty ? [.init(id: me, address: clientAddress, raftAddress: replica.settings.address.description)] : members,
+                                 id: me, leaderID: leading ? me : (s.leaderID == me ? 0 : s.leaderID))
+    }
+
+    /// The client address of a coordinator that never led nor joined (it has
+    /// not told its client port): beside its Raft address, at this one's
+    /// client port — coordinators share a configuration — or, on this
+    /// coordinator's own host (several on one machine, `raft_peers`), the
+    /// client port as far from this one's as its Raft port is from this one's.
+    func guessClientAddress(raftAddress: String) -> String {
+        guard let theirs = try? Endpoint(parsing: raftAddress) else { return "" }
+        guard let mine = config.raft?.address, theirs.host == mine.host else { return Endpoint(host: theirs.host, port: port).description }
+        let guess = Int(port) + Int(theirs.port) - Int(mine.port)
+        return (1...65535).contains(guess) ? Endpoint(host: theirs.host, port: UInt16(guess)).description : ""
     }
 
     /// A coordinator that joined (its certificate from `coordinator.join`),
@@ -458,6 +488,7 @@ public final class Coordinator: @unchecked Sendable {
     /// `ca.update` that ends the rotation its renewal completed.
     func commitAndDeliver() {
         core.tick()
+        if core.commits != commitsSettled { settleAfterCommits() }
         for (id, line) in held { connections[id]?.conn.send(line) }
         held.removeAll()
         for id in closeAfterCommit { connections[id]?.conn.close("anonymous: one message answered") }
@@ -504,6 +535,29 @@ public final class Coordinator: @unchecked Sendable {
             self.connectionPeak = self.connections.count
             // The handshakes' and refusals' code (OpenSSL's, mostly) faulted in
             // 7–8 MB of the binary's pages; clean, they fault back in when needed.
+            ResidentMemory.release()
+        }
+    }
+
+    /// A burst of commits (1,000 tasks placed: the batches, their Raft
+    /// entries, the replies) leaves the heap at its peak — the leader's
+    /// `VmHWM` was 40 MB after placing 1,000 tasks and its RSS stayed near
+    /// 30 MB — and nothing gave it back but a burst of connections. Once no
+    /// batch has been committed for 5 s, the free heap (every arena: the
+    /// Raft and transport threads' too) and the code the burst ran go back
+    /// to the kernel. One check per 5 s while commits go on, none per commit;
+    /// a new leader's core (its store loaded) is settled the same way.
+    func settleAfterCommits() {
+        guard !commitSettling else { return }
+        commitSettling = true
+        let seen = core.commits
+        loop.after(5) { [weak self] in
+            guard let self else { return }
+            self.commitSettling = false
+            // Still committing: looked at again 5 s later.
+            guard self.core.commits == seen else { return self.settleAfterCommits() }
+            self.commitsSettled = seen
+            self.core.releaseStoreCache()
             ResidentMemory.release()
         }
     }

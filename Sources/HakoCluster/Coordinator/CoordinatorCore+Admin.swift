@@ -313,7 +313,8 @@ extension CoordinatorCore {
         return ServiceView(id: s.id, name: s.spec.name, version: s.version, spec: s.spec, running: running.count,
                            runningCurrent: current.count, created: s.created, updated: s.updated, updateStatus: status, desired: desired,
                            completed: s.spec.mode.isJob ? tasks.filter { $0.version == s.version && $0.state == .complete }.count : nil,
-                           rollout: s.updateStatus.map(UpdateStatusView.init), previousSpec: s.previousSpec)
+                           rollout: s.updateStatus.map(UpdateStatusView.init), previousSpec: s.previousSpec,
+                           stopping: tasks.filter { !$0.isLive && !$0.state.isTerminal && $0.nodeID.map { dispatcher.status($0) != .down } ?? false }.count)
     }
 
     func view(_ t: TaskRecord) -> TaskView {

@@ -90,6 +90,8 @@ public final class CoordinatorCore {
     /// With Raft: this coordinator's id, and the voters' (a CA rotation waits for every coordinator).
     public var raftID: UInt64?
     public var voters: () -> Set<UInt64> = { [] }
+    /// Batches committed (the coordinator settles its memory once they stop).
+    public internal(set) var commits = 0
 
     struct PendingLogs {
         var admin: Int
@@ -102,8 +104,12 @@ public final class CoordinatorCore {
         var missing: [String] = []
     }
 
+    /// `allowance`: how long every known node has to say hello before its
+    /// grace period starts (default `down_after`: after a process start the
+    /// agents may have backed off or be starting themselves; a new leader
+    /// passes `Coordinator.leadershipAllowance`).
     public init(config: CoordinatorConfig, store: Store, ca: CertificateAuthority, trust: TrustBundle? = nil, clock: any ClusterClock = SystemClusterClock(),
-                random: any RandomNumberGenerator & Sendable = KernelRandom(), log: ClusterLog = .silent) throws {
+                random: any RandomNumberGenerator & Sendable = KernelRandom(), log: ClusterLog = .silent, allowance: Double? = nil) throws {
         self.config = config
         self.store = store
         self.ca = ca
@@ -126,8 +132,7 @@ public final class CoordinatorCore {
         dispatcher = Dispatcher(period: config.heartbeatPeriod, jitter: config.heartbeatJitter,
                                 suspectAfterMissed: config.suspectAfterMissed, grace: config.downAfter)
         let now = clock.monotonic()
-        // After a restart each known node has twice the grace period to say hello.
-        for id in state.nodes.keys { dispatcher.track(id, now: now, allowance: config.downAfter) }
+        for id in state.nodes.keys { dispatcher.track(id, now: now, allowance: allowance ?? config.downAfter) }
         for c in state.certs.values where c.role == PKIRole.node.rawValue && !c.revoked {
             nodeCertExpiry[c.subject] = max(nodeCertExpiry[c.subject] ?? 0, c.notAfter)
         }
@@ -180,6 +185,7 @@ public final class CoordinatorCore {
         if !batch.isEmpty {
             do {
                 if let replicate { try replicate(batch) } else { try store.commit(batch) }
+                commits += 1
             } catch where replicate != nil {
                 // Not committed (no quorum, or no longer the leader): this
                 // core's memory is ahead of the cluster's; it is dropped.
@@ -296,6 +302,9 @@ public final class CoordinatorCore {
         guard let id = env.id else { return nil }
         return WireEncoder.reply(to: id, body)
     }
+
+    /// The store's page cache, handed back once idle (the state is in memory).
+    func releaseStoreCache() { store.releaseCache() }
 
     /// After a burst of connections: the per-connection tables at their present size.
     func compact() {

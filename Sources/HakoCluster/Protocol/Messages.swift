@@ -374,9 +374,13 @@ public struct ServiceView: Codable, Sendable {
     public var rollout: UpdateStatusView? = nil
     /// What `service rollback` would restore (Swarm's `PreviousSpec`).
     public var previousSpec: ServiceSpec? = nil
+    /// Tasks no longer wanted that have not ended yet (being stopped), on
+    /// nodes that are not down: a task on a down node counts as gone, as in
+    /// Swarm (nil from an older coordinator).
+    public var stopping: Int? = nil
 
     enum CodingKeys: String, CodingKey {
-        case id, name, version, spec, running, runningCurrent, created, updated, updateStatus, desired, completed
+        case id, name, version, spec, running, runningCurrent, created, updated, updateStatus, desired, completed, stopping
         case rollout = "UpdateStatus"
         case previousSpec = "PreviousSpec"
     }
@@ -552,10 +556,17 @@ public struct CoordinatorsReply: Codable, Sendable, Equatable {
     public var address: String
     /// Every voter.
     public var members: [Member]
-    public init(leader: String?, address: String, members: [Member]) {
+    /// The answering coordinator's Raft id, and the leader's (0: none); nil
+    /// from an older coordinator. Addresses can repeat (coordinators on one
+    /// host that have not told their client ports): ids do not.
+    public var id: UInt64?
+    public var leaderID: UInt64?
+    public init(leader: String?, address: String, members: [Member], id: UInt64? = nil, leaderID: UInt64? = nil) {
         self.leader = leader
         self.address = address
         self.members = members
+        self.id = id
+        self.leaderID = leaderID
     }
     /// Every coordinator's client address.
     public var coordinators: [String] { members.map(\.address).filter { !$0.isEmpty } }

@@ -136,6 +136,10 @@ public final class Store {
         try addRolloutColumns()
     }
 
+    /// Hands this connection's page cache back to the heap (it refills from
+    /// the file as needed): after loading the store, or a burst of writes.
+    public func releaseCache() { try? db.exec("PRAGMA shrink_memory") }
+
     /// Whether the last failed write failed for this machine's reasons (disk
     /// full, I/O error) rather than the change's own.
     public var lastFailureIsLocal: Bool { db.lastFailureIsLocal }

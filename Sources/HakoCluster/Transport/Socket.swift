@@ -109,6 +109,35 @@ enum Sockets {
         throw .network("cannot connect to \(ep): \(lastError)")
     }
 
+    /// Starts a connection without waiting (the socket is non-blocking): the
+    /// first resolved address whose connect starts. `connected` is false
+    /// while it is under way: the socket turns writable when it ends, and
+    /// `connectError` says how.
+    static func startConnect(_ ep: Endpoint) throws(ClusterError) -> (fd: FileDescriptor, connected: Bool) {
+        var lastError = "no address"
+        for (family, addr) in try ep.resolve(passive: false) {
+            let s = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+            if s < 0 { lastError = String(cString: strerror(errno)); continue }
+            let fd = FileDescriptor(s)
+            let rc = addr.withUnsafeBytes { Glibc.connect(s, $0.baseAddress?.assumingMemoryBound(to: sockaddr.self), socklen_t(addr.count)) }
+            if rc == 0 { tuneStream(s); return (fd, true) }
+            guard errno == EINPROGRESS else { lastError = String(cString: strerror(errno)); continue }
+            return (fd, false)
+        }
+        throw .network("cannot connect to \(ep): \(lastError)")
+    }
+
+    /// How a connect started by `startConnect` ended, once its socket is
+    /// writable: nil when connected (the stream then tuned), else why not.
+    static func connectError(_ fd: FileDescriptor) -> String? {
+        var err: Int32 = 0
+        var len = socklen_t(MemoryLayout<Int32>.size)
+        if getsockopt(fd.rawValue, SOL_SOCKET, SO_ERROR, &err, &len) != 0 { err = errno }
+        guard err == 0 else { return String(cString: strerror(err)) }
+        tuneStream(fd.rawValue)
+        return nil
+    }
+
     /// Linux 6.15's TCP_RTO_MAX_MS (not in older headers): the longest
     /// retransmission timeout. Its smallest allowed value is 1 s.
     static let tcpRTOMaxMs: Int32 = 44

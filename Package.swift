@@ -36,7 +36,7 @@ let package = Package(
         // facilities
         .target(name: "HakoRuntime", dependencies: ["HakoSystem", "CHakoShim"]),
         // HTTP/1.1 over TCP and OpenSSL TLS
-        .target(name: "HakoTransport", dependencies: ["HakoSystem", "COpenSSL"]),
+        .target(name: "HakoTransport", dependencies: ["HakoSystem", "CHakoShim", "COpenSSL"]),
         .target(name: "HakoImage", dependencies: ["HakoSystem", "HakoTransport", "CHakoShim", "CZlib", "CZstd", "COpenSSL"]),
         // capabilities (libcap) and seccomp (libseccomp, filters cached by hash)
         .target(name: "HakoSecurity", dependencies: ["HakoSystem", "CHakoShim", "CCap", "CSeccomp"]),
@@ -88,6 +88,7 @@ let package = Package(
         .testTarget(name: "HakoCLITests", dependencies: ["HakoCLI", "HakoEngine", "HakoRuntime", "HakoNetwork", "HakoSystem"]),
         .testTarget(name: "HakoImageTests", dependencies: ["HakoSystem", "HakoImage", "HakoTransport", "HakoTestSupport"]),
         .testTarget(name: "HakoNetworkTests", dependencies: ["HakoSystem", "HakoNetwork", "CMnl", "CNftnl"]),
+        .testTarget(name: "HakoTransportTests", dependencies: ["HakoSystem", "HakoTransport"]),
         // The integration tier: the kernel's own parts (overlay mounts, netlink,
         // nftables, namespaces) and whole containers. Root; under CI=true a
         // missing privilege fails instead of skipping (docs/architecture.md, "Tests").

@@ -13,7 +13,8 @@ enum TLSRelay {
     /// The plain end for the server, or nil when the handshake failed (a
     /// client without a certificate of the CA is refused here and logged).
     static func start(_ accepted: FileDescriptor, context: TLSContext) -> FileDescriptor? {
-        let peer = peerName(accepted.rawValue)
+        let address = Sockets.peerAddress(accepted)
+        let peer = address == "?" ? "a client" : address
         let tls: TLSConnection
         do {
             tls = try TLSConnection(accepting: accepted, peer: peer, context: context)
@@ -57,7 +58,7 @@ enum TLSRelay {
                 if n > 0 { guard toServer(n) else { return } }
                 continue
             }
-            var fds = [pollfd(fd: clientOpen ? tls.socket.rawValue : -1, events: Int16(POLLIN), revents: 0),
+            var fds = [pollfd(fd: clientOpen ? tls.fd.rawValue : -1, events: Int16(POLLIN), revents: 0),
                        pollfd(fd: plain.rawValue, events: Int16(POLLIN), revents: 0)]
             if poll(&fds, 2, -1) < 0 {
                 if errno == EINTR { continue }
@@ -84,21 +85,5 @@ enum TLSRelay {
                 do { try buf.withUnsafeBytes { try tls.write(UnsafeRawBufferPointer(rebasing: $0[0..<n])) } } catch { return }
             }
         }
-    }
-
-    static func peerName(_ fd: Int32) -> String {
-        var addr = sockaddr_storage()
-        var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let ok = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd, $0, &len) } } == 0
-        guard ok else { return "a client" }
-        var host = [CChar](repeating: 0, count: Int(NI_MAXHOST))
-        var port = [CChar](repeating: 0, count: Int(NI_MAXSERV))
-        let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                getnameinfo($0, len, &host, socklen_t(host.count), &port, socklen_t(port.count), NI_NUMERICHOST | NI_NUMERICSERV)
-            }
-        }
-        guard rc == 0 else { return "a client" }
-        return cString(host) + ":" + cString(port)
     }
 }

@@ -44,19 +44,12 @@ public enum TLSClock {
     /// The validity of the peer's certificate on a session, when it is known:
     /// a client keeps the chain the server sent even when it failed
     /// verification; a server keeps nothing of a client certificate it refused.
-    public static func peerValidity(_ ssl: OpaquePointer?) -> (notBefore: Double?, notAfter: Double?) {
+    static func peerValidity(_ ssl: OpaquePointer?) -> (notBefore: Double?, notAfter: Double?) {
         guard let ssl else { return (nil, nil) }
         var leaf = SSL_get0_peer_certificate(ssl)
         if leaf == nil, let chain = SSL_get_peer_cert_chain(ssl), hako_x509_stack_count(chain) > 0 { leaf = hako_x509_stack_at(chain, 0) }
         guard let x = leaf else { return (nil, nil) }
-        return (seconds(X509_get0_notBefore(x)), seconds(X509_get0_notAfter(x)))
-    }
-
-    static func seconds(_ t: UnsafePointer<ASN1_TIME>?) -> Double? {
-        guard let t else { return nil }
-        var tm = Glibc.tm()
-        guard ASN1_TIME_to_tm(t, &tm) == 1 else { return nil }
-        return Double(timegm(&tm))
+        return (Certificate.seconds(X509_get0_notBefore(x)), Certificate.seconds(X509_get0_notAfter(x)))
     }
 
     /// 2026-12-06 01:04:06 UTC

@@ -245,7 +245,7 @@ public final class Agent: @unchecked Sendable {
     func tcpConnected(_ address: String, id: Int) {
         guard let a = attempts[address], a.id == id, a.conn == nil else { return }
         loop.unwatch(a.fd.rawValue)
-        if let why = Sockets.connectError(a.fd) {
+        if let why = Sockets.finishConnect(a.fd) {
             endAttempt(address, id: id, "cannot reach the coordinator \(address): \(why)")
             return
         }

@@ -2,17 +2,18 @@
 import Glibc
 #endif
 import HakoSystem
+import HakoTransport
 
 /// A blocking line-protocol client over mutual TLS: the CLI's, and the
 /// agent's for joining. Every wait is bounded.
 public final class ClusterClient {
-    let stream: TLSStream
+    let stream: TLSConnection
     private var framer: LineFramer
     private var queue: [[UInt8]] = []
     private var nextID = 1
     public let endpoint: Endpoint
 
-    init(stream: TLSStream, endpoint: Endpoint, maxLine: Int) {
+    init(stream: TLSConnection, endpoint: Endpoint, maxLine: Int) {
         self.stream = stream
         self.endpoint = endpoint
         framer = LineFramer(maxLine: maxLine)
@@ -24,15 +25,16 @@ public final class ClusterClient {
     public static func connect(_ endpoint: Endpoint, tls: TLSContext, timeout: Double = 10, maxLine: Int = 64 << 20) throws(ClusterError) -> ClusterClient {
         let deadline = monotonicSeconds() + timeout
         let fd = try Sockets.connect(endpoint, timeout: timeout)
-        let s = try TLSStream(fd: fd, context: tls, server: false)
+        let s: TLSConnection
+        do { s = try TLSConnection(fd: fd, peer: endpoint.description, context: tls) } catch { throw .security(error.reason) }
         let c = ClusterClient(stream: s, endpoint: endpoint, maxLine: maxLine)
         while true {
-            switch s.handshake() {
+            switch s.handshakeStep() {
             case .done: return c
             case .wantRead: try c.wait(POLLIN, until: deadline, what: "the TLS handshake")
             case .wantWrite: try c.wait(POLLOUT, until: deadline, what: "the TLS handshake")
             case .closed: throw .security("\(endpoint) closed the connection during the TLS handshake")
-            case .failed(let why): throw .security("\(endpoint): \(why)")
+            case .failed(let why): throw .security("\(endpoint): TLS \(why)")
             }
         }
     }
@@ -198,14 +200,14 @@ public final class ClusterClient {
         let deadline = monotonicSeconds() + timeout
         var off = 0
         while off < line.count {
-            let (n, st) = stream.write(line[off...])
+            let (n, st) = stream.writeStep(line[off...])
             off += n
             switch st {
             case .done: continue
             case .wantWrite: try wait(POLLOUT, until: deadline, what: "the coordinator to read")
             case .wantRead: try wait(POLLIN, until: deadline, what: "the coordinator to read")
             case .closed: throw .network("\(endpoint) closed the connection")
-            case .failed(let why): throw .network("\(endpoint): \(why)")
+            case .failed(let why): throw .network("\(endpoint): TLS \(why)")
             }
         }
     }
@@ -214,7 +216,7 @@ public final class ClusterClient {
     public func receiveLine(timeout: Double) throws(ClusterError) -> [UInt8]? {
         let deadline = monotonicSeconds() + timeout
         while queue.isEmpty {
-            let (bytes, st) = stream.read(max: 1 << 20)
+            let (bytes, st) = stream.drain(max: 1 << 20)
             for e in framer.push(bytes) {
                 switch e {
                 case .line(let l): queue.append(l)
@@ -227,7 +229,7 @@ public final class ClusterClient {
             case .wantRead: try wait(POLLIN, until: deadline, what: "an answer")
             case .wantWrite: try wait(POLLOUT, until: deadline, what: "an answer")
             case .closed: return nil
-            case .failed(let why): throw .network("\(endpoint): \(why)")
+            case .failed(let why): throw .network("\(endpoint): TLS \(why)")
             }
         }
         return queue.removeFirst()

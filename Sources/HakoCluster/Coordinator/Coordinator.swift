@@ -375,7 +375,7 @@ public final class Coordinator: @unchecked Sendable {
 
     func acceptAll() {
         for _ in 0..<64 {
-            guard let (fd, peer) = Sockets.accept(listener) else { return }
+            guard let (fd, peer) = Sockets.acceptPeer(listener) else { return }
             if connections.count >= Coordinator.maxConnections {
                 log.warning("refused \(peer): too many connections")
                 fd.close()

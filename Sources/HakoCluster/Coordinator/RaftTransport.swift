@@ -3,6 +3,7 @@ import Glibc
 #endif
 import CHakoRaft
 import HakoSystem
+import HakoTransport
 import Synchronization
 
 /// Raft traffic between coordinators over mutual TLS. libraft's transport
@@ -99,7 +100,7 @@ public final class RaftTransport: @unchecked Sendable {
             while !stopping.load(ordering: .relaxed) {
                 var p = pollfd(fd: lfd, events: Int16(POLLIN), revents: 0)
                 guard poll(&p, 1, 200) > 0 else { continue }
-                guard let (fd, peer) = Sockets.accept(l) else { continue }
+                guard let (fd, peer) = Sockets.acceptPeer(l) else { continue }
                 if isolated.load(ordering: .relaxed) { fd.close(); continue }
                 spawn { [self] in self.serve(fd, peer: peer) }
             }
@@ -172,15 +173,14 @@ public final class RaftTransport: @unchecked Sendable {
     // MARK: connections
 
     private func serve(_ fd: FileDescriptor, peer: String) {
-        Sockets.setNonBlocking(fd.rawValue)
-        guard let tls = try? TLSStream(fd: fd, context: identity.withLock({ $0.server }), server: true) else { fd.close(); return }
+        guard let tls = try? TLSConnection(fd: fd, peer: peer, context: identity.withLock({ $0.server })) else { fd.close(); return }
         guard let cert = handshake(tls, peer: peer) else { tls.close(); return }
         // The preamble: one line.
         var line: [UInt8] = []
         var rest: [UInt8] = []
         let deadline = monotonicSeconds() + RaftTransport.handshakeTimeout
         while monotonicSeconds() < deadline, !stopping.load(ordering: .relaxed) {
-            let (bytes, st) = tls.read(max: 512)
+            let (bytes, st) = tls.drain(max: 512)
             line += bytes
             if let nl = line.firstIndex(of: 10) {
                 rest = Array(line[(nl + 1)...])
@@ -212,13 +212,13 @@ public final class RaftTransport: @unchecked Sendable {
     func dial(handle: UInt64, id: UInt64, address: String) {
         spawn { [self] in
             var fdOut: Int32 = -1
-            var tls: TLSStream?
+            var tls: TLSConnection?
             var local: (ours: Int32, theirs: Int32)?
             do {
                 if isolated.load(ordering: .relaxed) { throw ClusterError.network("isolated") }
                 let ep = try Endpoint(parsing: address)
                 let fd = try Sockets.connect(ep, timeout: 2)
-                let t = try TLSStream(fd: fd, context: identity.withLock({ $0.client }), server: false)
+                let t = try TLSConnection(fd: fd, peer: address, context: identity.withLock({ $0.client }))
                 tls = t
                 if handshake(t, peer: address) != nil {
                     let hello = Array("\(RaftTransport.preamble) \(settings.id) \(settings.address)\n".utf8)
@@ -243,10 +243,10 @@ public final class RaftTransport: @unchecked Sendable {
 
     /// Handshake within the timeout, then the peer must hold a coordinator
     /// certificate of this cluster: that certificate, or nil (refused and logged).
-    private func handshake(_ tls: TLSStream, peer: String) -> Certificate? {
+    private func handshake(_ tls: TLSConnection, peer: String) -> Certificate? {
         let deadline = monotonicSeconds() + RaftTransport.handshakeTimeout
         while true {
-            let st = tls.handshake()
+            let st = tls.handshakeStep()
             var events: Int16
             switch st {
             case .done:
@@ -269,7 +269,7 @@ public final class RaftTransport: @unchecked Sendable {
                 log.warning("raft: refused \(peer): closed during the TLS handshake")
                 return nil
             case .failed(let why):
-                log.warning("raft: refused \(peer): \(why)")
+                log.warning("raft: refused \(peer): TLS \(why)")
                 return nil
             }
             let left = deadline - monotonicSeconds()
@@ -282,11 +282,11 @@ public final class RaftTransport: @unchecked Sendable {
         }
     }
 
-    private func writeAll(_ tls: TLSStream, _ bytes: ArraySlice<UInt8>) -> Bool {
+    private func writeAll(_ tls: TLSConnection, _ bytes: ArraySlice<UInt8>) -> Bool {
         var rest = bytes
         let deadline = monotonicSeconds() + RaftTransport.handshakeTimeout
         while !rest.isEmpty, monotonicSeconds() < deadline {
-            let (n, st) = tls.write(rest)
+            let (n, st) = tls.writeStep(rest)
             rest = rest.dropFirst(n)
             switch st {
             case .closed, .failed: return false
@@ -300,7 +300,7 @@ public final class RaftTransport: @unchecked Sendable {
         return rest.isEmpty
     }
 
-    private func pair(_ tls: TLSStream) -> (ours: Int32, theirs: Int32)? {
+    private func pair(_ tls: TLSConnection) -> (ours: Int32, theirs: Int32)? {
         var fds: [Int32] = [0, 0]
         guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds) == 0 else {
             log.error("raft: socketpair: \(String(cString: strerror(errno)))")
@@ -314,7 +314,7 @@ public final class RaftTransport: @unchecked Sendable {
     /// Carries bytes both ways until either side closes or the transport
     /// stops (or is isolated); an accepted connection (`from`) also ends once
     /// its peer is refused (removed meanwhile).
-    private func pump(_ tls: TLSStream, local: Int32, pending: [UInt8], from: (id: UInt64, serial: String, peer: String)? = nil) {
+    private func pump(_ tls: TLSConnection, local: Int32, pending: [UInt8], from: (id: UInt64, serial: String, peer: String)? = nil) {
         defer {
             close(local)
             tls.close()
@@ -337,12 +337,12 @@ public final class RaftTransport: @unchecked Sendable {
             if !toNet.isEmpty { p[0].events |= Int16(POLLOUT) }
             if toNet.count < RaftTransport.bufferLimit { p[1].events |= Int16(POLLIN) }
             if !toLocal.isEmpty { p[1].events |= Int16(POLLOUT) }
-            if !tls.pending { _ = poll(&p, 2, 200) }
-            if p[0].revents & Int16(POLLIN | POLLHUP | POLLERR) != 0 || tls.pending {
-                let (bytes, st) = tls.read(max: 1 << 20)
+            if !tls.hasPendingBytes { _ = poll(&p, 2, 200) }
+            if p[0].revents & Int16(POLLIN | POLLHUP | POLLERR) != 0 || tls.hasPendingBytes {
+                let (bytes, st) = tls.drain(max: 1 << 20)
                 if toLocal.isEmpty { toLocal = bytes[...] } else { toLocal.append(contentsOf: bytes) }
                 if st == .closed { return }
-                if case .failed(let why) = st { log.debug("raft: connection lost: \(why)"); return }
+                if case .failed(let why) = st { log.debug("raft: connection lost: TLS \(why)"); return }
             }
             if p[1].revents & Int16(POLLIN | POLLHUP | POLLERR) != 0 {
                 let n = buf.withUnsafeMutableBytes { read(local, $0.baseAddress, $0.count) }
@@ -350,7 +350,7 @@ public final class RaftTransport: @unchecked Sendable {
                 if n > 0 { toNet.append(contentsOf: buf[0..<n]) } else if errno != EAGAIN && errno != EINTR { return }
             }
             if !toNet.isEmpty {
-                let (n, st) = tls.write(toNet)
+                let (n, st) = tls.writeStep(toNet)
                 toNet = toNet.dropFirst(n)
                 if st == .closed { return }
                 if case .failed = st { return }

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import COpenSSL
 import HakoSystem
+import HakoTransport
 
 /// The last OpenSSL errors as one line (and the queue emptied).
 func openSSLError(_ what: String) -> ClusterError {
@@ -17,44 +18,8 @@ func openSSLError(_ what: String) -> ClusterError {
     return .security(parts.isEmpty ? what : "\(what): \(parts.joined(separator: "; "))")
 }
 
-/// An in-memory BIO, freed with the value.
-final class MemoryBIO {
-    let bio: OpaquePointer
-
-    init() throws(ClusterError) {
-        guard let b = BIO_new(BIO_s_mem()) else { throw openSSLError("BIO_new") }
-        bio = b
-    }
-
-    init(_ bytes: [UInt8]) throws(ClusterError) {
-        let b = bytes.withUnsafeBytes { BIO_new_mem_buf($0.baseAddress, Int32($0.count)) }
-        guard let b else { throw openSSLError("BIO_new_mem_buf") }
-        // BIO_new_mem_buf does not copy: keep the bytes alive by copying into a fresh BIO instead.
-        guard let copy = BIO_new(BIO_s_mem()) else { BIO_free(b); throw openSSLError("BIO_new") }
-        bytes.withUnsafeBytes { _ = BIO_write(copy, $0.baseAddress, Int32($0.count)) }
-        BIO_free(b)
-        bio = copy
-    }
-
-    deinit { BIO_free(bio) }
-
-    var contents: [UInt8] {
-        var p: UnsafePointer<CChar>?
-        let n = hako_bio_mem_data(bio, &p)
-        guard let p, n > 0 else { return [] }
-        return p.withMemoryRebound(to: UInt8.self, capacity: n) { Array(UnsafeBufferPointer(start: $0, count: n)) }
-    }
-
-    var string: String { String(decoding: contents, as: UTF8.self) }
-}
-
-/// An ECDSA P-256 key pair.
-public final class PrivateKey: @unchecked Sendable {
-    let pkey: OpaquePointer
-
-    init(owning p: OpaquePointer) { pkey = p }
-    deinit { EVP_PKEY_free(pkey) }
-
+extension PrivateKey {
+    /// A new ECDSA P-256 key.
     public static func generate() throws(ClusterError) -> PrivateKey {
         guard let ctx = EVP_PKEY_CTX_new_id(EVP_PKEY_EC, nil) else { throw openSSLError("cannot generate a key") }
         defer { EVP_PKEY_CTX_free(ctx) }
@@ -65,97 +30,53 @@ public final class PrivateKey: @unchecked Sendable {
         return PrivateKey(owning: key)
     }
 
-    public init(pem: String) throws(ClusterError) {
-        let bio = try MemoryBIO(Array(pem.utf8))
+    public convenience init(pem: String) throws(ClusterError) {
+        let bio = try memoryBIO(Array(pem.utf8))
         guard let k = PEM_read_bio_PrivateKey(bio.bio, nil, nil, nil) else { throw openSSLError("not a PEM private key") }
-        pkey = k
+        self.init(owning: k)
     }
 
     public func pem() throws(ClusterError) -> String {
-        let bio = try MemoryBIO()
+        let bio = try memoryBIO()
         guard PEM_write_bio_PrivateKey(bio.bio, pkey, nil, nil, 0, nil, nil) == 1 else { throw openSSLError("cannot write the key") }
         return bio.string
     }
 }
 
-/// An X.509 certificate.
-public final class Certificate: @unchecked Sendable {
-    let x509: OpaquePointer
+func memoryBIO(_ bytes: [UInt8]? = nil) throws(ClusterError) -> MemoryBIO {
+    let bio: MemoryBIO? = if let bytes { MemoryBIO(bytes) } else { MemoryBIO() }
+    guard let bio else { throw openSSLError("BIO_new") }
+    return bio
+}
 
-    init(owning x: OpaquePointer) { x509 = x }
-    /// Takes a reference of its own.
-    init(retaining x: OpaquePointer) {
-        X509_up_ref(x)
-        x509 = x
-    }
-    deinit { X509_free(x509) }
-
-    public init(pem: String) throws(ClusterError) {
-        let bio = try MemoryBIO(Array(pem.utf8))
+/// The cluster's words for a certificate (HakoTransport parses and inspects it).
+extension Certificate {
+    public convenience init(pem: String) throws(ClusterError) {
+        let bio = try memoryBIO(Array(pem.utf8))
         guard let x = PEM_read_bio_X509(bio.bio, nil, nil, nil) else { throw openSSLError("not a PEM certificate") }
-        x509 = x
+        self.init(owning: x)
     }
 
     /// Every certificate in a PEM bundle, in order.
     public static func bundle(pem: String) throws(ClusterError) -> [Certificate] {
-        let bio = try MemoryBIO(Array(pem.utf8))
-        var out: [Certificate] = []
-        while let x = PEM_read_bio_X509(bio.bio, nil, nil, nil) { out.append(Certificate(owning: x)) }
-        ERR_clear_error()
+        let out = Certificate.all(pem: pem)
         if out.isEmpty { throw .security("no PEM certificate found") }
         return out
     }
 
     public func pem() throws(ClusterError) -> String {
-        let bio = try MemoryBIO()
-        guard PEM_write_bio_X509(bio.bio, x509) == 1 else { throw openSSLError("cannot write the certificate") }
-        return bio.string
+        guard let text = pemText else { throw openSSLError("cannot write the certificate") }
+        return text
     }
 
-    public var der: [UInt8] {
-        let n = i2d_X509(x509, nil)
-        guard n > 0 else { return [] }
-        var out = [UInt8](repeating: 0, count: Int(n))
-        out.withUnsafeMutableBufferPointer { buf in
-            var p: UnsafeMutablePointer<UInt8>? = buf.baseAddress
-            _ = i2d_X509(x509, &p)
-        }
-        return out
-    }
-
-    /// SHA-256 of the DER encoding, hex: what a join token pins.
-    public var fingerprint: String { PKI.sha256Hex(der) }
-
-    public var serial: String {
-        guard let asn = X509_get_serialNumber(x509), let bn = ASN1_INTEGER_to_BN(asn, nil) else { return "" }
-        defer { BN_free(bn) }
-        guard let hex = BN_bn2hex(bn) else { return "" }
-        defer { hako_openssl_free(hex) }
-        return String(cString: hex).lowercased()
-    }
-
-    public var notBefore: Double { PKI.seconds(X509_get0_notBefore(x509)) }
-    public var notAfter: Double { PKI.seconds(X509_get0_notAfter(x509)) }
-
-    func nameEntry(_ nid: Int32) -> String {
-        guard let name = X509_get_subject_name(x509) else { return "" }
-        var buf = [CChar](repeating: 0, count: 256)
-        let n = X509_NAME_get_text_by_NID(name, nid, &buf, Int32(buf.count))
-        return n > 0 ? cString(buf) : ""
-    }
-
-    /// The subject's CN: a node id, "coordinator" or "admin".
-    public var commonName: String { nameEntry(NID_commonName) }
     /// The subject's OU: `hako-<role>`.
     public var role: String {
-        let ou = nameEntry(NID_organizationalUnitName)
+        let ou = organizationalUnit
         return ou.hasPrefix("hako-") ? String(ou.dropFirst(5)) : ""
     }
-    /// The subject's O: `hako-cluster-<cluster id>`.
-    public var organization: String { nameEntry(NID_organizationName) }
 
     public var publicKeyMatches: (PrivateKey) -> Bool {
-        { key in X509_check_private_key(self.x509, key.pkey) == 1 }
+        { key in key.matches(self) }
     }
 
     /// Whether `self` chains to `ca` right now (signature, validity, CA flags).
@@ -191,13 +112,13 @@ public final class CertificateRequest: @unchecked Sendable {
 
     public init(pem: String) throws(ClusterError) {
         guard pem.utf8.count < 16384 else { throw .security("the certificate request is too large") }
-        let bio = try MemoryBIO(Array(pem.utf8))
+        let bio = try memoryBIO(Array(pem.utf8))
         guard let r = PEM_read_bio_X509_REQ(bio.bio, nil, nil, nil) else { throw openSSLError("not a PEM certificate request") }
         req = r
     }
 
     public func pem() throws(ClusterError) -> String {
-        let bio = try MemoryBIO()
+        let bio = try memoryBIO()
         guard PEM_write_bio_X509_REQ(bio.bio, req) == 1 else { throw openSSLError("cannot write the request") }
         return bio.string
     }
@@ -224,13 +145,6 @@ public enum PKI {
             md.withUnsafeMutableBufferPointer { o in _ = SHA256(b.baseAddress, b.count, o.baseAddress) }
         }
         return hexString(md)
-    }
-
-    static func seconds(_ t: UnsafePointer<ASN1_TIME>?) -> Double {
-        guard let t else { return 0 }
-        var tm = Glibc.tm()
-        guard ASN1_TIME_to_tm(t, &tm) == 1 else { return 0 }
-        return Double(timegm(&tm))
     }
 
     /// Constant-time comparison of two strings of equal length (token secrets).

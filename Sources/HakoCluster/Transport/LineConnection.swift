@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import HakoSystem
+import HakoTransport
 
 /// Bounds that keep one peer from hurting the other side.
 public struct ConnectionLimits: Sendable {
@@ -30,7 +31,7 @@ final class LineConnection {
 
     let id: Int
     let peer: String
-    let stream: TLSStream
+    let stream: TLSConnection
     private unowned let loop: PollLoop
     let limits: ConnectionLimits
     private(set) var phase: Phase = .handshaking
@@ -58,7 +59,10 @@ final class LineConnection {
         self.loop = loop
         self.limits = limits
         framer = LineFramer(maxLine: limits.maxLine)
-        stream = try TLSStream(fd: fd, context: tls, server: server)
+        guard server == (tls.configuration.side == .server) else {
+            throw .security("a \(server ? "server's" : "client's") connection needs a \(server ? "server's" : "client's") TLS context")
+        }
+        do { stream = try TLSConnection(fd: fd, peer: peer, context: tls) } catch { throw .security(error.reason) }
     }
 
     /// Registers with the loop and starts the handshake.
@@ -119,7 +123,7 @@ final class LineConnection {
     }
 
     private func advanceHandshake() {
-        switch stream.handshake() {
+        switch stream.handshakeStep() {
         case .done:
             if let t = handshakeTimer { loop.cancel(t); handshakeTimer = nil }
             phase = .open
@@ -132,13 +136,13 @@ final class LineConnection {
         case .wantRead: loop.setEvents(stream.fd.rawValue, Int16(POLLIN))
         case .wantWrite: loop.setEvents(stream.fd.rawValue, Int16(POLLOUT))
         case .closed: close("closed during the TLS handshake")
-        case .failed(let why): close(why)
+        case .failed(let why): close("TLS " + why)
         }
     }
 
     private func readAvailable() {
         readWantsWrite = false
-        let (bytes, status) = stream.read(max: 1 << 20)
+        let (bytes, status) = stream.drain(max: 1 << 20)
         if !bytes.isEmpty { deliver(bytes) }
         guard phase == .open else { return }
         switch status {
@@ -152,7 +156,7 @@ final class LineConnection {
         case .wantRead: break
         case .wantWrite: readWantsWrite = true
         case .closed: close("closed by the peer")
-        case .failed(let why): close(why)
+        case .failed(let why): close("TLS " + why)
         }
     }
 
@@ -186,14 +190,14 @@ final class LineConnection {
     private func flush() {
         writeWantsRead = false
         while outStart < out.count && phase == .open {
-            let (n, status) = stream.write(out[outStart...])
+            let (n, status) = stream.writeStep(out[outStart...])
             outStart += n
             switch status {
             case .done: continue
             case .wantWrite: return
             case .wantRead: writeWantsRead = true; return
             case .closed: close("closed by the peer"); return
-            case .failed(let why): close(why); return
+            case .failed(let why): close("TLS " + why); return
             }
         }
         if outStart == out.count {

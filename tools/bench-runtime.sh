@@ -29,4 +29,5 @@ if [ -n "${BASELINE_BIN_DIR:-}" ]; then
 fi
 PATH="$BIN:$OUT/bin:$PATH" "$SHARED/bench-runtimes.sh" --out "$OUT/run" ${BENCH_RUNTIME_ARGS:-} "${RUNTIMES[@]}" ${PEERS:-runc crun}
 echo
-ls -l "$BIN/hako-runtime" | awk '{printf "hako-runtime binary: %.2f MB (static Swift runtime, libstdc++ and C libraries; only libc, libm and libgcc_s shared)\n", $5/1e6}'
+shared=$(ldd "$BIN/hako-runtime" 2>/dev/null | awk '/=>/ {sub(/\.so.*/, "", $1); printf "%s ", $1}')
+ls -l "$BIN/hako-runtime" | awk -v s="$shared" '{printf "hako-runtime binary: %.2f MB (static Swift runtime and C libraries; shared: %s)\n", $5/1e6, s}'

@@ -143,7 +143,7 @@ func attributes(_ m: [UInt8], header: Int) -> NetlinkAttributes { NetlinkAttribu
         let inside = Recorder(link: nil)
         let a = Attachment(networkID: "n", networkName: "bridge", bridge: "hako0", interface: "eth0", hostVeth: "vethabc",
                            ip: try #require(IPv4Address("10.88.0.2")), prefix: 16, gateway: try #require(IPv4Address("10.88.0.1")),
-                           mac: mac, aliases: [])
+                           mac: try #require(mac), aliases: [])
         let hostWithPeer = Recorder(link: peerLink)
         try BridgeDriver(host: hostWithPeer).attach(a, bridgeIndex: 4, namespace: FileDescriptor(-1), inside: RouteNetlink(inside),
                                                     defaultRoute: true, mtu: 1500)

@@ -22,7 +22,7 @@ TEST_DEB_PACKAGES := busybox-static tar gzip util-linux procps iproute2 nftables
 DEMO_DEB_PACKAGES := busybox-static iproute2 nftables jq curl docker-registry
 BENCH_DEB_PACKAGES := $(TEST_DEB_PACKAGES) hyperfine time linux-perf iperf3
 
-.PHONY: all deps deps-run deps-build deps-test deps-docker-clients deps-demo deps-bench build extras cross-check test vm-test \
+.PHONY: all static-libstdc++ deps deps-run deps-build deps-test deps-docker-clients deps-demo deps-bench build extras cross-check test vm-test \
 	unit-test integration-test integration-tier demo demo-local bench clean install uninstall docs
 
 all: build
@@ -67,11 +67,19 @@ MONITOR_CFLAGS := -O2 -g0 -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-par
 	-ISources/CHakoShim/include -ISources/hako-monitor/include
 
 # SwiftPM first: it makes .build/release (a symlink into its build tree).
-build: deps-build
+build: deps-build static-libstdc++
 	$(SWIFT) build $(RELEASE) --product hako
 	$(SWIFT) build $(RELEASE) --product hako-runtime
 	@$(MAKE) --no-print-directory $(BIN_DIR)/hako-monitor $(BIN_DIR)/hako-init
 	@$(MAKE) --no-print-directory extras
+
+# libstdc++ for hako and hako-runtime from its archive (Package.swift, staticCxx): a directory
+# holding only the archive, which their link searches first. Left out where the compiler has no
+# archive (the shared library is linked then, as before).
+STATIC_CXX_DIR := .build/static-libstdc++
+static-libstdc++:
+	@a=$$($(CC) -print-file-name=libstdc++.a); mkdir -p $(STATIC_CXX_DIR); \
+	if [ -f "$$a" ]; then ln -sfn "$$a" $(STATIC_CXX_DIR)/libstdc++.a; else rm -f $(STATIC_CXX_DIR)/libstdc++.a; fi
 
 # What deploy/install.sh takes from the build besides the binaries, so that it
 # never runs the binary it installs: the shell completions and the version.

@@ -1,6 +1,20 @@
 // swift-tools-version:6.1
 import PackageDescription
 
+// Concrete generic types' metadata (KeyedEncodingContainer<X.CodingKeys>, Set<Y>, …) through
+// their metadata accessors, with the conformances passed as the compiler knows them, rather
+// than by mangled name: a mangled name makes the runtime look each requirement's conformance
+// up, and its first look-up of a type scans every conformance record of the binary (~5,600 in
+// hako, ~160 k instructions a scan). A `hako run` did ~30 such scans decoding the image and
+// encoding the container's record (docs/benchmarks.md).
+let startUp: [SwiftSetting] = [.unsafeFlags(["-Xfrontend", "-disable-concrete-type-metadata-mangled-name-accessors"])]
+// libstdc++, which the static Swift runtime needs, from its archive: `make build` links
+// .build/static-libstdc++/libstdc++.a to the C compiler's, and the linker, finding only an
+// archive in the first directory that has the library, takes it. Shared, its ~3,300 symbol
+// relocations were resolved by the dynamic loader at every start of hako and hako-runtime
+// (~1.5 M instructions). Without the directory (a plain `swift build`) the shared one is used.
+let staticCxx: [LinkerSetting] = [.unsafeFlags(["-L", Context.packageDirectory + "/.build/static-libstdc++"])]
+
 let package = Package(
     name: "hako",
     products: [
@@ -31,50 +45,50 @@ let package = Package(
                 cSettings: [.define("_GNU_SOURCE")]),
 
         // system: thin typed Swift over syscalls.
-        .target(name: "HakoSystem", dependencies: ["CHakoShim"]),
+        .target(name: "HakoSystem", dependencies: ["CHakoShim"], swiftSettings: startUp),
 
         // facilities
-        .target(name: "HakoRuntime", dependencies: ["HakoSystem", "CHakoShim"]),
+        .target(name: "HakoRuntime", dependencies: ["HakoSystem", "CHakoShim"], swiftSettings: startUp),
         // HTTP/1.1 over TCP and OpenSSL TLS
-        .target(name: "HakoTransport", dependencies: ["HakoSystem", "CHakoShim", "COpenSSL"]),
-        .target(name: "HakoImage", dependencies: ["HakoSystem", "HakoTransport", "CHakoShim", "CZlib", "CZstd", "COpenSSL"]),
+        .target(name: "HakoTransport", dependencies: ["HakoSystem", "CHakoShim", "COpenSSL"], swiftSettings: startUp),
+        .target(name: "HakoImage", dependencies: ["HakoSystem", "HakoTransport", "CHakoShim", "CZlib", "CZstd", "COpenSSL"], swiftSettings: startUp),
         // capabilities (libcap) and seccomp (libseccomp, filters cached by hash)
-        .target(name: "HakoSecurity", dependencies: ["HakoSystem", "CHakoShim", "CCap", "CSeccomp"]),
+        .target(name: "HakoSecurity", dependencies: ["HakoSystem", "CHakoShim", "CCap", "CSeccomp"], swiftSettings: startUp),
         // netlink (libmnl) and nftables (libnftnl)
-        .target(name: "HakoNetwork", dependencies: ["HakoSystem", "CHakoShim", "CMnl", "CNftnl"]),
+        .target(name: "HakoNetwork", dependencies: ["HakoSystem", "CHakoShim", "CMnl", "CNftnl"], swiftSettings: startUp),
 
         // Compose files (YAML through libyaml) loaded into a stack and its diff against existing services
-        .target(name: "HakoCompose", dependencies: ["HakoSystem", "CYAML"]),
+        .target(name: "HakoCompose", dependencies: ["HakoSystem", "CYAML"], swiftSettings: startUp),
 
         // engine
-        .target(name: "HakoEngine", dependencies: ["HakoSystem", "HakoRuntime", "HakoImage", "HakoSecurity", "HakoNetwork"]),
+        .target(name: "HakoEngine", dependencies: ["HakoSystem", "HakoRuntime", "HakoImage", "HakoSecurity", "HakoNetwork"], swiftSettings: startUp),
         // the OCI runtime's operations (runc's contract) over the same runtime core; a peer of the engine
-        .target(name: "HakoOCIRuntime", dependencies: ["HakoSystem", "HakoRuntime", "HakoSecurity", "CHakoShim"]),
+        .target(name: "HakoOCIRuntime", dependencies: ["HakoSystem", "HakoRuntime", "HakoSecurity", "CHakoShim"], swiftSettings: startUp),
 
         // the Docker Engine API over the engine (hako system service): HTTP/1.1 on a unix socket, Docker's JSON
-        .target(name: "HakoDockerAPI", dependencies: ["CHakoShim", "HakoSystem", "HakoRuntime", "HakoImage", "HakoNetwork", "HakoTransport", "HakoEngine", "HakoCLI"]),
+        .target(name: "HakoDockerAPI", dependencies: ["CHakoShim", "HakoSystem", "HakoRuntime", "HakoImage", "HakoNetwork", "HakoTransport", "HakoEngine", "HakoCLI"], swiftSettings: startUp),
 
         // builds: the Dockerfile parser, .dockerignore, the stage planner and the executor over the engine
-        .target(name: "HakoBuild", dependencies: ["HakoEngine", "HakoImage", "HakoRuntime", "HakoTransport", "HakoSystem", "CHakoShim"]),
+        .target(name: "HakoBuild", dependencies: ["HakoEngine", "HakoImage", "HakoRuntime", "HakoTransport", "HakoSystem", "CHakoShim"], swiftSettings: startUp),
 
         // cluster: coordinator, agent, protocol, PKI, store, scheduler (the engine never imports it)
-        .target(name: "HakoCluster", dependencies: ["CHakoShim", "HakoSystem", "HakoTransport", "HakoImage", "HakoRuntime", "HakoEngine", "HakoNetwork", "HakoCompose", "COpenSSL", "CSQLite", "CRaft", "CHakoRaft"]),
+        .target(name: "HakoCluster", dependencies: ["CHakoShim", "HakoSystem", "HakoTransport", "HakoImage", "HakoRuntime", "HakoEngine", "HakoNetwork", "HakoCompose", "COpenSSL", "CSQLite", "CRaft", "CHakoRaft"], swiftSettings: startUp),
 
         // command-line parsing, help and completions for hako, without reflection (start-up is a container's start)
         // and the flags of run/create parsed into the engine's typed ContainerSpec (ContainerFlags/)
-        .target(name: "HakoCLI", dependencies: ["HakoSystem", "HakoRuntime", "HakoNetwork", "HakoImage", "HakoEngine"]),
+        .target(name: "HakoCLI", dependencies: ["HakoSystem", "HakoRuntime", "HakoNetwork", "HakoImage", "HakoEngine"], swiftSettings: startUp),
 
         // apps
         // Position-dependent for the same reason as hako-runtime below: ~48,000 fewer
         // relocations, ~160 fewer page faults at every start.
         .executableTarget(name: "hako", dependencies: [
             "HakoEngine", "HakoRuntime", "HakoSystem", "HakoNetwork", "HakoTransport", "HakoCluster", "HakoCompose", "HakoCLI", "HakoDockerAPI", "HakoBuild",
-        ], linkerSettings: [.unsafeFlags(["-Xlinker", "-no-pie"])]),
+        ], swiftSettings: startUp, linkerSettings: [.unsafeFlags(["-Xlinker", "-no-pie"])] + staticCxx),
         // No Foundation and no swift-argument-parser: an OCI runtime's start-up is its speed.
         // Linked position-dependent: a PIE static-stdlib binary applies ~38,000 relative
         // relocations at every start, writing (and so keeping resident) megabytes of pages.
         .executableTarget(name: "hako-runtime", dependencies: ["HakoOCIRuntime", "HakoRuntime", "HakoSystem"],
-                          linkerSettings: [.unsafeFlags(["-Xlinker", "-no-pie"])]),
+                          swiftSettings: startUp, linkerSettings: [.unsafeFlags(["-Xlinker", "-no-pie"])] + staticCxx),
         // make bench only: the scheduler's throughput in-process, simulated agents.
         .executableTarget(name: "hako-cluster-bench", dependencies: ["HakoCluster", "HakoImage", "HakoRuntime", "HakoSystem"]),
         // make bench only: hako's VXLAN overlay set up in the bench's namespaces, and its convergence.

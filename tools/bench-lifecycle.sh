@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # Container lifecycle benchmark (part of make bench): hako against its peers in the same run.
 #   1. `hako run --rm IMAGE /bin/true` vs `crun run` and `runc run` of a bundle
-#      with the same busybox rootfs (goal: median <= 2.0x crun's run).
+#      with the same busybox rootfs (goal, issue 19: median <= 1.2x crun's run),
+#      wall time (hyperfine) and CPU time (every process of a run, the
+#      container's own included, counted in a cgroup: what the machine's load
+#      disturbs least). BASELINE_BIN_DIR: another build's binaries (main's),
+#      measured the same way in the same run.
 #   2. hako-monitor memory: PSS per monitor with 50 containers running sleep
-#      (goal: <= 512 KiB each), next to a trivial static C and Swift sleeper.
+#      (goal: <= 512 KiB each), next to a trivial static C and Swift sleeper
+#      (MONITORS=0 leaves it out).
 # Peers come from ../shared/tools (SHARED_TOOLS to point elsewhere). Everything
 # it creates lives under a temp dir, a private data root and its own cgroup
 # parent, and is removed at the end.
@@ -21,12 +26,16 @@ N_MON=${N_MON:-50}
 
 W=$(mktemp -d /tmp/hako-bench.XXXXXX)
 export HAKO_ROOT=$W/root HAKO_RUN_ROOT=$W/run HAKO_CGROUP_PARENT=hako-bench-$$
+BASE=${BASELINE_BIN_DIR:-}
+CG=hako-bench-cpu-$$
 cleanup() {
   set +e
   ids=$("$BIN/hako" ps -aq --no-trunc 2>/dev/null)
   [ -n "$ids" ] && "$BIN/hako" rm -f $ids >/dev/null 2>&1
   for s in "${SLEEPERS[@]:-}"; do [ -n "$s" ] && kill "$s" 2>/dev/null; done
-  for d in /sys/fs/cgroup/*/"$HAKO_CGROUP_PARENT"; do [ -d "$d" ] && rmdir "$d" 2>/dev/null; done
+  for d in /sys/fs/cgroup/*/"$HAKO_CGROUP_PARENT" /sys/fs/cgroup/*/"$CG"/* /sys/fs/cgroup/*/"$CG" /sys/fs/cgroup/"$CG"/* /sys/fs/cgroup/"$CG"; do
+    [ -d "$d" ] && rmdir "$d" 2>/dev/null
+  done
   rm -rf "$W"
 }
 SLEEPERS=()
@@ -44,15 +53,45 @@ hf() { # name command
 
 echo "== run of /bin/true ($RUNS runs each, hyperfine medians)"
 hako_run=$(hf hako "$BIN/hako run --rm --network none bench:busybox /bin/true")
+[ -n "$BASE" ] && base_run=$(hf base "$BASE/hako run --rm --network none bench:busybox /bin/true")
 runc_run=$(hf runc "runc run --bundle $W/bundle hako-bench-runc-\$\$ >/dev/null; runc delete -f hako-bench-runc-\$\$ 2>/dev/null; true")
 # crun 1.8 refuses cgroup v1 hybrid hosts; it runs in a view without the cgroup2 mount.
 crun_run=$("$SHARED/cgv1-view.sh" bash -c "$(declare -f hf); W=$W RUNS=$RUNS hf crun 'crun run --bundle $W/bundle hako-bench-crun-\$\$ >/dev/null'")
 
+# CPU time per run: the loop runs in a cgroup of its own that also holds the
+# containers' cgroups (HAKO_CGROUP_PARENT, crun's cgroupsPath), so the CLI, the
+# monitor, the container's set-up and /bin/true are all counted, as crun's
+# process, its child and /bin/true are. cgroup v1 cpuacct (ns) or v2 cpu.stat.
+CPU_RUNS=${CPU_RUNS:-$RUNS}
+ACCT=
+for root in /sys/fs/cgroup/cpuacct /sys/fs/cgroup/cpu,cpuacct /sys/fs/cgroup; do
+  if [ -f "$root/cpuacct.usage" ] || [ -f "$root/cgroup.controllers" ]; then ACCT=$root; break; fi
+done
+[ -n "$ACCT" ] || { echo "bench-lifecycle: no cgroup hierarchy counts CPU time" >&2; exit 1; }
+cg_ns() { if [ -f "$ACCT/$CG/cpuacct.usage" ]; then cat "$ACCT/$CG/cpuacct.usage"; else awk '$1 == "usage_usec" {print $2 * 1000}' "$ACCT/$CG/cpu.stat"; fi; }
+jq --arg p "/$CG/crun" '.linux.cgroupsPath = $p' "$W/bundle/config.json" > "$W/config.cpu.json"
+mkdir -p "$W/bundle-cpu" && ln -s "$W/bundle/rootfs" "$W/bundle-cpu/rootfs" && mv "$W/config.cpu.json" "$W/bundle-cpu/config.json"
+cpu_per_run() { # shell loop body (run CPU_RUNS times in the cgroup), optional wrapper
+  mkdir -p "$ACCT/$CG"
+  local a b
+  a=$(cg_ns)
+  ${2:-} sh -c 'echo $$ > '"$ACCT/$CG"'/cgroup.procs; for i in $(seq '"$CPU_RUNS"'); do '"$1"' >/dev/null || exit 1; done'
+  for _ in $(seq 50); do [ -n "$(cat "$ACCT/$CG/cgroup.procs" 2>/dev/null)" ] || break; sleep 0.1; done  # the last monitor's clean-up
+  b=$(cg_ns)
+  awk -v d=$((b - a)) -v n="$CPU_RUNS" 'BEGIN { printf "%.2f", d / n / 1e6 }'
+}
+echo "== CPU time per run ($CPU_RUNS runs each)"
+hako_cpu=$(HAKO_CGROUP_PARENT=$CG/hako cpu_per_run "$BIN/hako run --rm --network none bench:busybox /bin/true")
+[ -n "$BASE" ] && base_cpu=$(HAKO_CGROUP_PARENT=$CG/hako cpu_per_run "$BASE/hako run --rm --network none bench:busybox /bin/true")
+crun_cpu=$(cpu_per_run "crun run --bundle $W/bundle-cpu hako-bench-crun-cpu" "$SHARED/cgv1-view.sh")
+
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
-printf '\n| run /bin/true | median ms | vs crun |\n|---|---|---|\n'
-printf '| hako run --rm (overlay + state + monitor) | %.1f | %s |\n' "$hako_run" "$(ratio "$hako_run" "$crun_run")"
-printf '| crun run (cgv1-view) | %.1f | 1.00 |\n' "$crun_run"
-printf '| runc run | %.1f | %s |\n' "$runc_run" "$(ratio "$runc_run" "$crun_run")"
+printf '\n| run /bin/true | median ms | vs crun | CPU ms per run | vs crun |\n|---|---|---|---|---|\n'
+printf '| hako run --rm (overlay + state + monitor) | %.1f | %s | %s | %s |\n' "$hako_run" "$(ratio "$hako_run" "$crun_run")" "$hako_cpu" "$(ratio "$hako_cpu" "$crun_cpu")"
+[ -n "$BASE" ] && printf '| hako run --rm, %s | %.1f | %s | %s | %s |\n' "$BASE" "$base_run" "$(ratio "$base_run" "$crun_run")" "$base_cpu" "$(ratio "$base_cpu" "$crun_cpu")"
+printf '| crun run (cgv1-view) | %.1f | 1.00 | %s | 1.00 |\n' "$crun_run" "$crun_cpu"
+printf '| runc run | %.1f | %s | | |\n' "$runc_run" "$(ratio "$runc_run" "$crun_run")"
+[ "${MONITORS:-1}" = 0 ] && exit 0
 
 echo
 echo "== monitor memory: $N_MON containers running sleep"

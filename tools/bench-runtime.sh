@@ -18,7 +18,16 @@ done
 [ -x "$BIN/hako-runtime" ] || { echo "bench: $BIN/hako-runtime not built (make build)" >&2; exit 1; }
 OUT=$(mktemp -d /tmp/hako-bench-runtime.XXXXXX)
 trap 'rm -rf "$OUT"' EXIT
-# The tool finds runtimes on PATH by name.
-PATH="$BIN:$PATH" "$SHARED/bench-runtimes.sh" --out "$OUT/run" ${BENCH_RUNTIME_ARGS:-} hako-runtime runc crun
+# The tool finds runtimes on PATH by name. BASELINE_BIN_DIR: another build's
+# hako-runtime (main's), measured as hako-runtime-baseline in the same run.
+# PEERS: the other runtimes (default runc crun; crun is the ratios' reference).
+mkdir -p "$OUT/bin"
+RUNTIMES=(hako-runtime)
+if [ -n "${BASELINE_BIN_DIR:-}" ]; then
+  ln -s "$(cd "$BASELINE_BIN_DIR" && pwd)/hako-runtime" "$OUT/bin/hako-runtime-baseline"
+  RUNTIMES+=(hako-runtime-baseline)
+fi
+PATH="$BIN:$OUT/bin:$PATH" "$SHARED/bench-runtimes.sh" --out "$OUT/run" ${BENCH_RUNTIME_ARGS:-} "${RUNTIMES[@]}" ${PEERS:-runc crun}
 echo
-ls -l "$BIN/hako-runtime" | awk '{printf "hako-runtime binary: %.2f MB (static Swift runtime and C libraries; only libc, libm, libgcc_s and libstdc++ shared)\n", $5/1e6}'
+shared=$(ldd "$BIN/hako-runtime" 2>/dev/null | awk '/=>/ {sub(/\.so.*/, "", $1); printf "%s ", $1}')
+ls -l "$BIN/hako-runtime" | awk -v s="$shared" '{printf "hako-runtime binary: %.2f MB (static Swift runtime and C libraries; shared: %s)\n", $5/1e6, s}'

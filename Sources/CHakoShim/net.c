@@ -12,10 +12,10 @@
 #include <unistd.h>
 
 struct ns_job {
-    int kind;            // 0: create + pin, 1: socket
+    int kind;            // 0: create + pin + socket, 1: socket
     const char *path;
     int nsfd, domain, type, protocol;
-    int result;          // fd, 0, or -errno
+    int result;          // fd or -errno
 };
 
 static void *ns_thread(void *arg) {
@@ -23,12 +23,13 @@ static void *ns_thread(void *arg) {
     if (j->kind == 0) {
         if (unshare(CLONE_NEWNET) < 0) { j->result = -errno; return NULL; }
         if (mount("/proc/thread-self/ns/net", j->path, "none", MS_BIND, NULL) < 0) { j->result = -errno; return NULL; }
-        j->result = 0;
+    } else if (setns(j->nsfd, CLONE_NEWNET) < 0) {
+        j->result = -errno;
         return NULL;
     }
-    if (setns(j->nsfd, CLONE_NEWNET) < 0) { j->result = -errno; return NULL; }
     int fd = socket(j->domain, j->type | SOCK_CLOEXEC, j->protocol);
     j->result = fd < 0 ? -errno : fd;
+    if (fd < 0 && j->kind == 0) umount2(j->path, MNT_DETACH);
     return NULL;
 }
 
@@ -40,11 +41,12 @@ static int run_job(struct ns_job *j) {
     return j->result;
 }
 
-int hako_netns_create(const char *path) {
+int hako_netns_create(const char *path, int domain, int type, int protocol) {
     struct ns_job j;
     memset(&j, 0, sizeof j);
     j.kind = 0;
     j.path = path;
+    j.domain = domain; j.type = type; j.protocol = protocol;
     return run_job(&j);
 }
 

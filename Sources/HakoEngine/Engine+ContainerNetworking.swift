@@ -57,14 +57,16 @@ extension Engine {
     /// network's rules stay in the firewall until it is removed.
     func bridgeMarker(_ d: NetworkDefinition) -> String { "\(paths.networkState)/bridges/\(d.bridge)" }
 
-    func ensureBridge(_ d: NetworkDefinition, _ driver: BridgeDriver) throws {
+    /// Returns the bridge's index.
+    func ensureBridge(_ d: NetworkDefinition, _ driver: BridgeDriver) throws -> UInt32 {
         // Set up since boot and still there and up: nothing to do (one request).
-        if FS.exists(bridgeMarker(d)), let l = try driver.host.link(d.bridge), l.up { return }
+        if FS.exists(bridgeMarker(d)), let l = try driver.host.link(d.bridge), l.up { return l.index }
         try driver.ensureBridge(d)
         if !FS.exists(bridgeMarker(d)) {
             try FS.makeDirectories(paths.networkState + "/bridges", mode: 0o700)
             try FS.writeFile(bridgeMarker(d), [])
         }
+        return try driver.host.index(of: d.bridge)
     }
 
     /// Deletes a network's bridge device (and its rules, at the next sync).
@@ -75,8 +77,8 @@ extension Engine {
 
     func bridgeDriver() throws -> BridgeDriver { BridgeDriver(host: try NetlinkSocket()) }
 
-    func firewall() throws -> Firewall {
-        Firewall(transport: try NetlinkSocket.nftables(), stateDir: paths.networkState)
+    func firewall() -> Firewall {
+        Firewall(stateDir: paths.networkState) { try NetlinkSocket.nftables() }
     }
 
     // MARK: - start and end of a container's networking
@@ -120,12 +122,12 @@ extension Engine {
         try writeEndpoint(record)  // the journal: from here on, teardown knows what to undo
         try FS.makeDirectories(paths.netnsDir, mode: 0o700)
         PinnedNamespace.remove(at: record.netns)
-        try PinnedNamespace.create(at: record.netns)
+        let inside = RouteNetlink(try PinnedNamespace.create(at: record.netns))
         let driver = try bridgeDriver()
         let ns = try FileDescriptor.open(record.netns, O_RDONLY)
         for (i, a) in attachments.enumerated() {
-            try ensureBridge(defs[i], driver)
-            try driver.attach(a, namespace: ns, defaultRoute: i == 0, mtu: defs[i].mtu)
+            let bridge = try ensureBridge(defs[i], driver)
+            try driver.attach(a, bridgeIndex: bridge, namespace: ns, inside: inside, defaultRoute: i == 0, mtu: defs[i].mtu)
         }
         try syncFirewall()
         try refreshNameFiles(changed: Set(attachments.map(\.networkID)), also: config)

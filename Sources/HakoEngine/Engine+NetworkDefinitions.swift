@@ -218,8 +218,10 @@ extension Engine {
             try writeEndpoint(record)
             do {
                 let driver = try bridgeDriver()
-                try ensureBridge(d, driver)
-                try driver.attach(a, namespace: try FileDescriptor.open(record.netns, O_RDONLY), defaultRoute: false, mtu: d.mtu)
+                let bridge = try ensureBridge(d, driver)
+                let ns = try FileDescriptor.open(record.netns, O_RDONLY)
+                try driver.attach(a, bridgeIndex: bridge, namespace: ns, inside: RouteNetlink(try NetlinkSocket(namespace: ns)),
+                                  defaultRoute: false, mtu: d.mtu)
             } catch {
                 record.attachments.removeLast()
                 try? writeEndpoint(record)

@@ -70,13 +70,17 @@ public final class BridgeDriver: @unchecked Sendable {
 
     public func deleteBridge(_ name: String) throws { try host.delete(name) }
 
-    /// A veth pair: the host end on the bridge, the other end created inside the
-    /// container's namespace under its final name, then configured there. Both
-    /// ends take `mtu` (the network's), or the driver's default.
-    public func attach(_ a: Attachment, namespace ns: FileDescriptor, defaultRoute: Bool, mtu networkMTU: UInt32? = nil) throws {
-        let bridge = try host.index(of: a.bridge)
+    /// A veth pair: the host end on the bridge (`bridgeIndex`), the other end
+    /// created inside the container's namespace under its final name, with its
+    /// MAC and MTU, in the same request (nothing moved or renamed after). Both
+    /// ends take `mtu` (the network's), or the driver's default. The host end's
+    /// look-up gives the peer's index too, and the namespace's side (`lo` and
+    /// the interface up, the address, the default route) goes through `inside`,
+    /// a socket of that namespace, in one exchange.
+    public func attach(_ a: Attachment, bridgeIndex: UInt32, namespace ns: FileDescriptor, inside: RouteNetlink,
+                       defaultRoute: Bool, mtu networkMTU: UInt32? = nil) throws {
         let kind = LinkKind.veth(peer: a.interface, peerNamespaceFD: ns.rawValue, peerMAC: a.mac)
-        let settings = LinkSettings(up: true, mtu: networkMTU ?? mtu, masterIndex: bridge)
+        let settings = LinkSettings(up: true, mtu: networkMTU ?? mtu, masterIndex: bridgeIndex)
         do {
             try host.create(a.hostVeth, kind, settings)
         } catch let e as NetlinkError where e.kind == .exists {
@@ -85,12 +89,17 @@ public final class BridgeDriver: @unchecked Sendable {
             try host.create(a.hostVeth, kind, settings)
         }
         do {
-            _ = try host.transport.perform(try RouteRequest.setBridgePort(index: try host.index(of: a.hostVeth), hairpin: true))
-            let inside = RouteNetlink(try NetlinkSocket(namespace: ns))
-            try inside.set("lo", LinkSettings(up: true))
-            try inside.set(a.interface, LinkSettings(up: true))
-            try inside.addAddress(a.interface, a.ip, prefix: a.prefix)
-            if defaultRoute { try inside.addRoute(nil, via: a.gateway, dev: a.interface) }
+            guard let veth = try host.link(a.hostVeth) else { throw NetlinkError(operation: "find link \(a.hostVeth)", errno: ENODEV) }
+            _ = try host.transport.perform(try RouteRequest.setBridgePort(index: veth.index, hairpin: true))
+            let peer = veth.link ?? veth.index
+            var requests = [try RouteRequest.setLink("lo", LinkSettings(up: true)),
+                            try RouteRequest.setLink(a.interface, LinkSettings(up: true)),
+                            try RouteRequest.addAddress(index: peer, a.ip, prefix: a.prefix)]
+            if defaultRoute {
+                requests.append(try RouteRequest.route(add: true, destination: nil, gateway: a.gateway, index: peer))
+            }
+            // An address already there is fine, as for `RouteNetlink.addAddress`.
+            try inside.transport.performBatch(requests, operation: "configure \(a.interface) (\(a.ip)/\(a.prefix))", tolerating: [EEXIST])
         } catch {
             try? host.delete(a.hostVeth)
             throw error
@@ -104,12 +113,18 @@ public final class BridgeDriver: @unchecked Sendable {
 /// A container's network namespace, pinned by a bind mount so that it lives
 /// across restarts of the container and can be configured before it starts.
 public enum PinnedNamespace {
-    public static func create(at path: String) throws {
+    /// Makes and pins a new namespace; returns a route netlink socket inside
+    /// it (opened on the thread that made it) to configure it through.
+    public static func create(at path: String) throws -> NetlinkSocket {
         try FS.writeFile(path, [], mode: 0o444)
-        let r = hako_netns_create(path)
+        let r = NetlinkSocket.routeSocketOfNewNamespace(pinnedAt: path)
         if r < 0 {
             try? FS.unlinkIfPresent(path)
             throw SystemError("create network namespace", path, errno: -r)
+        }
+        do { return try NetlinkSocket(adopting: r) } catch {
+            remove(at: path)
+            throw error
         }
     }
 
@@ -127,11 +142,13 @@ public enum PinnedNamespace {
 /// forwarding if hako turned it on. The state directory (in the runtime dir:
 /// it lives as long as the kernel's state does) records what hako changed.
 public final class Firewall: @unchecked Sendable {
-    let transport: any NftablesTransport
+    /// Opens the transport when a batch is to be sent: most syncs (a container
+    /// without published ports) find the ruleset applied and send nothing.
+    let transport: () throws -> any NftablesTransport
     let stateDir: String
     public let table: String
 
-    public init(transport: any NftablesTransport, stateDir: String, table: String = "hako") {
+    public init(stateDir: String, table: String = "hako", transport: @escaping () throws -> any NftablesTransport) {
         self.transport = transport; self.stateDir = stateDir; self.table = table
     }
 
@@ -151,7 +168,7 @@ public final class Firewall: @unchecked Sendable {
         try FS.makeDirectories(stateDir, mode: 0o700)
         if r.isEmpty {
             guard FS.exists(activeMarker) else { return }
-            try transport.apply(NftablesBatch.remove(table: table))
+            try transport().apply(NftablesBatch.remove(table: table))
             try FS.unlinkIfPresent(activeMarker)
             if let before = try? FS.readString(forwardingRecord) {
                 try? Sysctl.write("net.ipv4.ip_forward", before.trimmed)
@@ -166,6 +183,7 @@ public final class Firewall: @unchecked Sendable {
         // ruleset (a container without published ports) needs no batch at all.
         let digest = Array(Firewall.digest(batch).utf8)
         if let applied = try? FS.readFile(activeMarker), applied == digest { return }
+        let transport = try transport()
         try FS.writeFile(activeMarker, [])
         try transport.apply(batch)
         try FS.writeFile(activeMarker, digest)

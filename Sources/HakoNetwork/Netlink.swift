@@ -43,6 +43,22 @@ public struct NetlinkError: Error, CustomStringConvertible, Sendable, Equatable 
 /// The real one is `NetlinkSocket`; tests record requests instead.
 public protocol NetlinkTransport: AnyObject {
     func perform(_ request: NetlinkRequest) throws -> [[UInt8]]
+    /// The requests in one exchange, each acked: every one is handled, also
+    /// after one fails; the first failure not in `tolerating` (errnos) is thrown.
+    func performBatch(_ requests: [NetlinkRequest], operation: String, tolerating: [Int32]) throws
+}
+
+extension NetlinkTransport {
+    /// One request at a time (a transport that cannot send several at once).
+    public func performBatch(_ requests: [NetlinkRequest], operation: String, tolerating: [Int32]) throws {
+        var failure: NetlinkError?
+        for r in requests {
+            do { _ = try perform(r) } catch let e as NetlinkError {
+                if failure == nil && !tolerating.contains(e.errno) { failure = e }
+            }
+        }
+        if let failure { throw failure }
+    }
 }
 
 /// Builds one netlink message with libmnl in a private buffer.

@@ -14,17 +14,35 @@ public final class NetlinkSocket: NetlinkTransport, @unchecked Sendable {
 
     /// `netlinkProtocol`: NETLINK_ROUTE or NETLINK_NETFILTER. `namespace`: an
     /// open network namespace file; nil for the caller's own.
-    public init(protocol netlinkProtocol: Int32 = NETLINK_ROUTE, namespace: FileDescriptor? = nil) throws {
-        let handle: OpaquePointer?
+    public convenience init(protocol netlinkProtocol: Int32 = NETLINK_ROUTE, namespace: FileDescriptor? = nil) throws {
         if let ns = namespace {
             let fd = hako_socket_in_netns(ns.rawValue, AF_NETLINK, Int32(SOCK_RAW.rawValue), netlinkProtocol)
             if fd < 0 { throw SystemError("netlink socket in namespace", errno: -fd) }
-            handle = mnl_socket_fdopen(fd)
-            if handle == nil { Glibc.close(fd) }
+            try self.init(adopting: fd)
         } else {
-            handle = mnl_socket_open2(netlinkProtocol, Int32(SOCK_CLOEXEC.rawValue))
+            guard let handle = mnl_socket_open2(netlinkProtocol, Int32(SOCK_CLOEXEC.rawValue)) else { throw SystemError("netlink socket") }
+            try self.init(handle: handle)
         }
-        guard let handle else { throw SystemError("netlink socket") }
+    }
+
+    /// Makes a network namespace, pins it at `path` (an empty file) and opens
+    /// a route netlink socket in it, all on one short-lived thread
+    /// (`hako_netns_create`): the socket's fd, or -errno.
+    static func routeSocketOfNewNamespace(pinnedAt path: String) -> Int32 {
+        hako_netns_create(path, AF_NETLINK, Int32(SOCK_RAW.rawValue), NETLINK_ROUTE)
+    }
+
+    /// Takes over `fd`, an unbound netlink socket (closed if this fails).
+    public convenience init(adopting fd: Int32) throws {
+        guard let handle = mnl_socket_fdopen(fd) else {
+            let e = errno
+            Glibc.close(fd)
+            throw SystemError("netlink socket", errno: e)
+        }
+        try self.init(handle: handle)
+    }
+
+    private init(handle: OpaquePointer) throws {
         if mnl_socket_bind(handle, 0, pid_t(MNL_SOCKET_AUTOPID)) < 0 {
             let e = errno
             mnl_socket_close(handle)
@@ -45,8 +63,10 @@ public final class NetlinkSocket: NetlinkTransport, @unchecked Sendable {
         return try exchange(bytes, operation: request.operation, acks: expected, firstSeq: seq, lastSeq: seq)
     }
 
-    /// Sends a batch of messages (nftables) in one datagram: one ack per message that asked for one.
-    public func performBatch(_ messages: [NetlinkRequest], operation: String) throws {
+    /// Sends a batch of messages in one datagram: one ack per message that
+    /// asked for one. The kernel handles every message of it, also after one
+    /// fails; the first failure not in `tolerating` (errnos) is thrown.
+    public func performBatch(_ messages: [NetlinkRequest], operation: String, tolerating: [Int32] = []) throws {
         var bytes: [UInt8] = []
         var acks = 0
         let first = seq &+ 1
@@ -58,7 +78,7 @@ public final class NetlinkSocket: NetlinkTransport, @unchecked Sendable {
             bytes += b
             while bytes.count % 4 != 0 { bytes.append(0) }
         }
-        _ = try exchange(bytes, operation: operation, acks: acks, firstSeq: first, lastSeq: seq)
+        _ = try exchange(bytes, operation: operation, acks: acks, firstSeq: first, lastSeq: seq, tolerating: tolerating)
     }
 
     private func patch(_ b: inout [UInt8], at o: Int, seq: UInt32) {
@@ -66,7 +86,8 @@ public final class NetlinkSocket: NetlinkTransport, @unchecked Sendable {
         b[o + 10] = UInt8((seq >> 16) & 0xff); b[o + 11] = UInt8(seq >> 24)
     }
 
-    private func exchange(_ bytes: [UInt8], operation: String, acks: Int, firstSeq: UInt32, lastSeq: UInt32) throws -> [[UInt8]] {
+    private func exchange(_ bytes: [UInt8], operation: String, acks: Int, firstSeq: UInt32, lastSeq: UInt32,
+                          tolerating: [Int32] = []) throws -> [[UInt8]] {
         let sent = bytes.withUnsafeBytes { mnl_socket_sendto(nl, $0.baseAddress, $0.count) }
         if sent < 0 { throw NetlinkError(operation: operation, errno: errno) }
         var replies: [[UInt8]] = []
@@ -93,7 +114,7 @@ public final class NetlinkSocket: NetlinkTransport, @unchecked Sendable {
                     if type == UInt16(NLMSG_ERROR) {
                         guard m.count >= 20 else { continue }
                         let code = Int32(bitPattern: UInt32(m[16]) | UInt32(m[17]) << 8 | UInt32(m[18]) << 16 | UInt32(m[19]) << 24)
-                        if code != 0 && failure == nil { failure = NetlinkError(operation: operation, errno: -code) }
+                        if code != 0 && failure == nil && !tolerating.contains(-code) { failure = NetlinkError(operation: operation, errno: -code) }
                         got += 1
                         if got >= acks && !dump { done = true }
                         if dump && code != 0 { done = true }

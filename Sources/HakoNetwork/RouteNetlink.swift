@@ -237,6 +237,9 @@ public struct LinkInfo: Sendable, Equatable {
     public var up: Bool
     public var mtu: UInt32
     public var mac: MACAddress?
+    /// IFLA_LINK, which the kernel leaves out when it equals `index`: for a
+    /// veth, its peer's index in the peer's namespace.
+    public var link: UInt32? = nil
 }
 
 /// Operations composed of requests over one transport (one network namespace).
@@ -254,7 +257,8 @@ public final class RouteNetlink: @unchecked Sendable {
                 let flags = UInt32(m[24]) | UInt32(m[25]) << 8 | UInt32(m[26]) << 16 | UInt32(m[27]) << 24
                 let a = NetlinkAttributes(m, offset: 32)
                 return LinkInfo(index: index, name: a.string(IFLA_IFNAME) ?? name, up: flags & UInt32(HAKO_IFF_UP) != 0,
-                                mtu: a.u32(IFLA_MTU) ?? 0, mac: a.values[UInt16(IFLA_ADDRESS)].map { MACAddress(bytes: $0) })
+                                mtu: a.u32(IFLA_MTU) ?? 0, mac: a.values[UInt16(IFLA_ADDRESS)].map { MACAddress(bytes: $0) },
+                                link: a.u32(IFLA_LINK))
             }
             return nil
         } catch let e as NetlinkError where e.kind == .notFound {

@@ -128,8 +128,9 @@ public enum ConsoleSocket {
         let sock = FileDescriptor(s)
         // Through /proc/self/fd of the socket's directory: long paths never hit sun_path's 108 bytes.
         let abs = FS.absolute(path)
-        let parent = String(abs[..<(abs.lastIndex(of: "/") ?? abs.startIndex)])
-        let name = String(abs[abs.index(after: abs.lastIndex(of: "/") ?? abs.startIndex)...])
+        let slash = abs.utf8.lastIndex(of: UInt8(ascii: "/")) ?? abs.startIndex
+        let parent = String(abs[..<slash])
+        let name = String(abs[abs.index(after: slash)...])
         let dirFD = try FileDescriptor.open(parent.isEmpty ? "/" : parent, HAKO_O_PATH | O_DIRECTORY)
         var addr = sockaddr_un()
         addr.sun_family = sa_family_t(AF_UNIX)

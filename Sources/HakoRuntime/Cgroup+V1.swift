@@ -56,7 +56,7 @@ public struct CgroupV1Driver: CgroupDriver {
     }
 
     static func inheritCpuset(_ path: String) throws {
-        let parentDir = String(path[..<(path.lastIndex(of: "/") ?? path.endIndex)])
+        let parentDir = String(path[..<(path.utf8.lastIndex(of: UInt8(ascii: "/")) ?? path.endIndex)])
         for file in ["cpuset.cpus", "cpuset.mems"] {
             let mine = CgroupFS.read("\(path)/\(file)") ?? ""
             if !mine.isEmpty { continue }

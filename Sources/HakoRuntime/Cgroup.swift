@@ -194,7 +194,8 @@ enum CgroupFS {
         // An existing directory is prepared too: another process may have made
         // it a moment ago and not prepared it yet (an empty cpuset refuses tasks).
         if FS.isDirectory(path) { try prepare(path); return }
-        let parent = String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)])
+        // By byte: a Character-wise search from the end cost ~23 k instructions a path.
+        let parent = String(path[..<(path.utf8.lastIndex(of: UInt8(ascii: "/")) ?? path.startIndex)])
         if !parent.isEmpty { try createChain(parent, prepare: prepare) }
         if mkdir(path, 0o755) != 0 && errno != EEXIST { throw SystemError("mkdir", path) }
         try prepare(path)

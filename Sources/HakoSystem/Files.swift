@@ -58,7 +58,7 @@ public enum FS {
 
     /// The directory part of a path ("." for a bare name).
     public static func parentDirectory(_ path: String) -> String {
-        guard let slash = path.lastIndex(of: "/") else { return "." }
+        guard let slash = path.utf8.lastIndex(of: UInt8(ascii: "/")) else { return "." }
         return slash == path.startIndex ? "/" : String(path[..<slash])
     }
 
@@ -103,7 +103,7 @@ public enum FS {
             if isDirectory(path) { return }
             throw SystemError("mkdir", path, errno: EEXIST)
         case ENOENT:
-            let parent = String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)])
+            let parent = String(path[..<(path.utf8.lastIndex(of: UInt8(ascii: "/")) ?? path.startIndex)])
             if !parent.isEmpty { try makeDirectories(parent, mode: mode) }
             if mkdir(path, mode) != 0 && errno != EEXIST { throw SystemError("mkdir", path) }
         default:

@@ -113,11 +113,13 @@ func sh(_ argv: [String]) -> String {
         defer { try? FS.removeTree(dir) }
         let path = dir + "/ns"
         try FS.writeFile(path, [])
-        #expect(hako_netns_create(path) == 0)
+        let socket = NetlinkSocket.routeSocketOfNewNamespace(pinnedAt: path)
+        #expect(socket >= 0)
         let fd = try FileDescriptor.open(path, O_RDONLY)
-        let rt = RouteNetlink(try NetlinkSocket(namespace: fd))
-        #expect(try rt.link("lo") != nil)
-        #expect(try rt.link("eth0") == nil)
+        for rt in [RouteNetlink(try NetlinkSocket(namespace: fd)), RouteNetlink(try NetlinkSocket(adopting: socket))] {
+            #expect(try rt.link("lo") != nil)
+            #expect(try rt.link("eth0") == nil)
+        }
         fd.close()
         #expect(umount2(path, Int32(MNT_DETACH)) == 0)
     }

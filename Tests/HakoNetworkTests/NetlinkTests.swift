@@ -1,4 +1,8 @@
 import CMnl
+#if canImport(Glibc)
+import Glibc
+#endif
+import HakoSystem
 import Testing
 @testable import HakoNetwork
 
@@ -107,6 +111,52 @@ func attributes(_ m: [UInt8], header: Int) -> NetlinkAttributes { NetlinkAttribu
         try rt.addAddress("eth0", try #require(IPv4Address("10.88.0.2")), prefix: 16)
         #expect(t.sent.last.map { hex($0.bytes) } == Golden.addr)
         try rt.delete("gone0")  // not found is fine for a delete
+    }
+
+    /// A container's interface: the pair in one request, the host end's
+    /// look-up (its peer's index from IFLA_LINK), hairpin, and the namespace's
+    /// side in one batch addressed by that index; an address already there is fine.
+    @Test(arguments: [UInt32?.some(2), nil])
+    func attachConfiguresTheNamespaceInOneBatch(peerLink: UInt32?) throws {
+        final class Recorder: NetlinkTransport {
+            var sent: [NetlinkRequest] = []
+            var batches: [[NetlinkRequest]] = []
+            let link: UInt32?
+            init(link: UInt32?) { self.link = link }
+            func perform(_ r: NetlinkRequest) throws -> [[UInt8]] {
+                sent.append(r)
+                if r.type == UInt16(RTM_NEWADDR) { throw NetlinkError(operation: r.operation, errno: EEXIST) }
+                guard r.type == UInt16(RTM_GETLINK) else { return [] }
+                // RTM_NEWLINK reply: index 9, up, IFLA_LINK unless it equals the index
+                var m = [UInt8](repeating: 0, count: 32)
+                m[4] = UInt8(RTM_NEWLINK); m[20] = 9; m[24] = 1
+                if let link { m += [8, 0, UInt8(IFLA_LINK), 0, UInt8(link), 0, 0, 0] }
+                m[0] = UInt8(m.count)
+                return [m]
+            }
+            func performBatch(_ requests: [NetlinkRequest], operation: String, tolerating: [Int32]) throws {
+                batches.append(requests)
+                #expect(tolerating == [EEXIST])
+                for r in requests { _ = try? perform(r) }
+            }
+        }
+        let inside = Recorder(link: nil)
+        let a = Attachment(networkID: "n", networkName: "bridge", bridge: "hako0", interface: "eth0", hostVeth: "vethabc",
+                           ip: try #require(IPv4Address("10.88.0.2")), prefix: 16, gateway: try #require(IPv4Address("10.88.0.1")),
+                           mac: try #require(mac), aliases: [])
+        let hostWithPeer = Recorder(link: peerLink)
+        try BridgeDriver(host: hostWithPeer).attach(a, bridgeIndex: 4, namespace: FileDescriptor(-1), inside: RouteNetlink(inside),
+                                                    defaultRoute: true, mtu: 1500)
+        #expect(hostWithPeer.sent.map(\.type) == [UInt16(RTM_NEWLINK), UInt16(RTM_GETLINK), UInt16(RTM_SETLINK)])
+        #expect(attributes(hostWithPeer.sent[0].bytes, header: 16).u32(IFLA_MASTER) == 4)
+        let peer = peerLink ?? 9
+        let batch = try #require(inside.batches.first)
+        #expect(inside.batches.count == 1)
+        #expect(batch.map(\.type) == [UInt16(RTM_NEWLINK), UInt16(RTM_NEWLINK), UInt16(RTM_NEWADDR), UInt16(RTM_NEWROUTE)])
+        #expect(attributes(batch[0].bytes, header: 16).string(IFLA_IFNAME) == "lo")
+        #expect(attributes(batch[1].bytes, header: 16).string(IFLA_IFNAME) == "eth0")
+        #expect(batch[2] == (try RouteRequest.addAddress(index: peer, a.ip, prefix: 16)))
+        #expect(batch[3] == (try RouteRequest.route(add: true, destination: nil, gateway: a.gateway, index: peer)))
     }
 }
 

@@ -25,7 +25,7 @@ public struct LoadedImage: Sendable, Equatable {
 }
 
 /// One pass over an archive: blobs stored (verified when named by digest),
-/// small JSON kept, layers unpacked while they are stored.
+/// small JSON kept; the layers are unpacked from the stored blobs afterwards.
 final class ArchiveScan {
     /// Archive path → digest of its content in the store.
     var files: [String: Digest] = [:]
@@ -33,8 +33,6 @@ final class ArchiveScan {
     var json: [String: [UInt8]] = [:]
     /// Archive path → the path it links to (symlinks and hardlinks).
     var links: [String: String] = [:]
-    /// Layers unpacked on the way, by DiffID.
-    var prepared: [Digest: PreparedSnapshot] = [:]
     /// Blobs this load added (removed again unless an image ends up using them).
     var added: Set<Digest> = []
 
@@ -57,6 +55,9 @@ final class ArchiveScan {
 }
 
 extension ImageStore {
+    /// Layers of a loaded image unpacked at once (as many as a pull downloads).
+    static let loadUnpackWidth = 3
+
     /// `hako load -i FILE`: images from a docker-archive (the legacy layout of
     /// `docker save` and `podman save`, and Docker 25+'s OCI-layout-compatible
     /// one) or an OCI archive; plain, gzip or zstd. Every blob is checked
@@ -81,7 +82,7 @@ extension ImageStore {
         defer { lock.release() }
         let scan = ArchiveScan()
         do {
-            try readArchive(source, into: scan, unpack: unpack, progress: progress)
+            try readArchive(source, into: scan, progress: progress)
             let result = try registerArchive(scan, unpack: unpack, progress: progress)
             try dropUnused(scan)
             return result
@@ -98,8 +99,7 @@ extension ImageStore {
         for d in scan.added where !used.contains(d) { try content.delete(d) }
     }
 
-    private func readArchive(_ file: any ByteSource, into scan: ArchiveScan, unpack: UnpackOptions,
-                             progress: (any ProgressSink)?) throws {
+    private func readArchive(_ file: any ByteSource, into scan: ArchiveScan, progress: (any ProgressSink)?) throws {
         let (_, plain) = try Compression.decompressing(file)
         let reader = TarReader(plain)
         while let entry = try reader.next() {
@@ -123,7 +123,7 @@ extension ImageStore {
                 }
                 scan.links[name] = ArchiveScan.clean(entry.linkTarget)
             case .regular:
-                try readMember(entry, name: name, reader: reader, into: scan, unpack: unpack, progress: progress)
+                try readMember(entry, name: name, reader: reader, into: scan, progress: progress)
             default:
                 throw ImageError.unsupportedEntry(path: entry.path, reason: "an image archive holds only files, directories and links")
             }
@@ -131,9 +131,9 @@ extension ImageStore {
     }
 
     /// One file of the archive: JSON kept in memory (and stored), anything
-    /// else stored as a blob and, when it reads as a layer, unpacked on the way.
+    /// else stored as a blob.
     private func readMember(_ entry: TarEntry, name: String, reader: TarReader, into scan: ArchiveScan,
-                            unpack: UnpackOptions, progress: (any ProgressSink)?) throws {
+                            progress: (any ProgressSink)?) throws {
         let source = TarMemberSource(reader)
         // Named by digest (OCI layout): verified, and skipped when already stored.
         var expected: Digest?
@@ -166,13 +166,9 @@ extension ImageStore {
         progress?.report(.layer(id: id, status: .loading, current: 0, total: entry.size))
         let counted = ProgressSource(PrefixedSource(prefix: head, rest: source), id: id, total: entry.size,
                                      status: .loading, sink: progress, cancel: nil)
-        let tee = TeeSource(counted) { try writer.write($0) }
-        // Unpacked as it streams by; a member that is no layer is just stored.
-        if let prepared = try? snapshots.prepare(tee, options: unpack) {
-            scan.prepared[prepared.result.diffID] = prepared
-        } else {
-            try tee.drain()
-        }
+        // Stored only: the layers among the blobs are unpacked once the
+        // manifests say which they are, several at once (`registerArchive`).
+        try TeeSource(counted) { try writer.write($0) }.drain()
         let blob = try writer.commit()
         if !existed { scan.added.insert(blob.digest) }
         scan.files[name] = blob.digest
@@ -241,19 +237,12 @@ extension ImageStore {
             guard config.rootfs.diffIDs.count == manifest.layers.count else {
                 throw ImageError.malformedArchive("image \(manifest.config.digest.hex.prefix(12)): its config lists \(config.rootfs.diffIDs.count) layers, its manifest \(manifest.layers.count)")
             }
-            // Layers unpacked while reading become snapshots; the others are unpacked now.
+            // The layers not yet here are unpacked from their stored blobs, in
+            // parallel, each checked against the config's DiffID.
             let chain = try SnapshotStore.chainIDs(config.rootfs.diffIDs)
-            var missing: [Int] = []
-            for i in chain.indices where !snapshots.exists(chain[i]) {
-                if let p = scan.prepared.removeValue(forKey: config.rootfs.diffIDs[i]) {
-                    _ = try snapshots.publish(p, parent: i == 0 ? nil : chain[i - 1])
-                } else {
-                    missing.append(i)
-                }
-            }
-            if !missing.isEmpty {
-                _ = try fetchLayers(nil, repo: "", layers: manifest.layers, diffIDs: config.rootfs.diffIDs, width: 2,
-                                    unpack: unpack, progress: progress)
+            if chain.contains(where: { !snapshots.exists($0) }) {
+                _ = try fetchLayers(nil, repo: "", layers: manifest.layers, diffIDs: config.rootfs.diffIDs,
+                                    width: ImageStore.loadUnpackWidth, unpack: unpack, progress: progress)
             }
             let manifestBlob = try content.write(bytes)
             let id = manifest.config.digest.hex

@@ -32,19 +32,32 @@ extension UnpackSession {
     /// Ownership, then mode (chown clears setuid/setgid), then extended
     /// attributes (chown also clears security.capability). Times are separate.
     func applyMetadata(_ entry: TarEntry, at node: Node, path: String, isSymlink: Bool = false) throws {
-        if let shift = options.idShift {
-            let (uid, gid) = options.preserveOwnership ? (entry.uid, entry.gid) : (0, 0)
-            guard let hostUID = shift.host(uid), let hostGID = shift.host(gid) else {
-                throw ImageError.corrupt("\(path): owner \(uid):\(gid) cannot be mapped into the container's user namespace (its ids are 0 to \(shift.count - 1))")
-            }
-            try sys("chown", path) { fchownat(node.dirfd, node.name, hostUID, hostGID, node.atFlags) }
-        } else if options.preserveOwnership {
-            try sys("chown", path) { fchownat(node.dirfd, node.name, entry.uid, entry.gid, node.atFlags) }
+        if let target = try owner(entry, path: path) {
+            try sys("chown", path) { fchownat(node.dirfd, node.name, target.uid, target.gid, node.atFlags) }
         }
         if !isSymlink {
             // Symlink modes are meaningless on Linux (and fchmodat cannot skip following them).
             try sys("chmod", path) { fchmodat(node.dirfd, node.name, mode_t(entry.mode & 0o7777), 0) }
         }
+        try applyXattrs(entry, at: node, path: path)
+    }
+
+    /// The host owner an entry gets; nil when ownership is left as created
+    /// (neither kept from the archive nor shifted into a user namespace).
+    func owner(_ entry: TarEntry, path: String) throws -> (uid: uid_t, gid: gid_t)? {
+        if let shift = options.idShift {
+            let (uid, gid) = options.preserveOwnership ? (entry.uid, entry.gid) : (0, 0)
+            guard let hostUID = shift.host(uid), let hostGID = shift.host(gid) else {
+                throw ImageError.corrupt("\(path): owner \(uid):\(gid) cannot be mapped into the container's user namespace (its ids are 0 to \(shift.count - 1))")
+            }
+            return (hostUID, hostGID)
+        }
+        guard options.preserveOwnership else { return nil }
+        return (entry.uid, entry.gid)
+    }
+
+    /// The archive's extended attributes; after ownership (chown clears security.capability).
+    func applyXattrs(_ entry: TarEntry, at node: Node, path: String) throws {
         for (name, value) in entry.xattrs.sorted(by: { $0.key < $1.key }) {
             if name.hasPrefix("trusted.overlay.") {
                 // Overlay's own attributes (opaque, redirect, metacopy) come only from whiteouts.

@@ -78,8 +78,14 @@ final class UnpackSession {
             try applyHardlink(entry, parts: parts, parent: parent, name: name, key: key)
             return
         }
-        let existing = try FileTree.status(parent.rawValue, name)
         let replacedWhiteout = whiteouts.remove(key) != nil
+        // Fast path, the usual case: nothing of that name yet. The entry is
+        // created at once (O_EXCL, mkdirat, symlinkat: no stat first); only
+        // EEXIST takes the path below, which looks at what is there.
+        if !replacedWhiteout, try createNew(entry, parent: parent, name: name, node: node, key: key, content: reader) {
+            return
+        }
+        let existing = try FileTree.status(parent.rawValue, name)
         var keptDirectory = false
         if let existing {
             if entry.kind == .symlink && FileTree.isDirectory(existing) {
@@ -104,7 +110,10 @@ final class UnpackSession {
             directoryTimes[key] = entry.modified
             return
         case .regular:
-            try writeFile(entry, parent: parent, name: name, content: reader)
+            guard try writeFile(entry, parent: parent, name: name, content: reader) else {
+                throw ImageError.entryFailed(path: entry.path, reason: "it was created again while it was unpacked")
+            }
+            return
         case .symlink:
             try sys("symlink", name) { symlinkat(entry.linkTarget, parent.rawValue, name) }
         case .characterDevice, .blockDevice:
@@ -138,15 +147,72 @@ final class UnpackSession {
 
     // MARK: kinds
 
-    private func writeFile(_ entry: TarEntry, parent: FileDescriptor, name: String, content reader: TarReader) throws {
-        let fd = try FileDescriptor.openAt(parent, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: 0o600)
+    /// Creates an entry whose name is free: false (nothing done) when the
+    /// name exists. Directories, regular files and symlinks; other kinds
+    /// always take the slow path.
+    private func createNew(_ entry: TarEntry, parent: FileDescriptor, name: String, node: Node, key: String,
+                           content reader: TarReader) throws -> Bool {
+        switch entry.kind {
+        case .regular:
+            return try writeFile(entry, parent: parent, name: name, content: reader)
+        case .directory:
+            if mkdirat(parent.rawValue, name, 0o700) != 0 {
+                if errno == EEXIST { return false }
+                throw SystemError("mkdir", entry.path)
+            }
+            try applyMetadata(entry, at: node, path: entry.path)
+            directoryTimes[key] = entry.modified
+            return true
+        case .symlink:
+            if symlinkat(entry.linkTarget, parent.rawValue, name) != 0 {
+                if errno == EEXIST { return false }
+                throw SystemError("symlink", entry.path)
+            }
+            try applyMetadata(entry, at: node, path: entry.path, isSymlink: true)
+            try setTimes(node, entry.modified, path: entry.path)
+            return true
+        default:
+            return false
+        }
+    }
+
+    /// A regular file, made complete through its own fd: created (O_EXCL)
+    /// with the entry's permission bits (0600 in a tree others can reach),
+    /// written, then owner, mode, extended
+    /// attributes and times, each only where the new file does not already
+    /// have it (a file root creates is root's; a mode the umask left alone
+    /// needs no chmod). False when the name exists.
+    private func writeFile(_ entry: TarEntry, parent: FileDescriptor, name: String, content reader: TarReader) throws -> Bool {
+        let createMode = options.privateRoot ? mode_t(entry.mode & 0o777) : 0o600
+        let raw = openat(parent.rawValue, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, createMode)
+        if raw < 0 {
+            if errno == EEXIST { return false }
+            throw SystemError("open", entry.path)
+        }
+        let fd = FileDescriptor(raw)
+        defer { fd.close() }
         while true {
             let n = try reader.read(into: buffer)
             if n == 0 { break }
             try fd.write(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
             contentSize += Int64(n)
         }
-        fd.close()
+        var st = stat()
+        try sys("stat", entry.path) { fstat(fd.rawValue, &st) }
+        // Ownership first (chown clears setuid/setgid), then the mode.
+        if let target = try owner(entry, path: entry.path), st.st_uid != target.uid || st.st_gid != target.gid {
+            try sys("chown", entry.path) { fchown(fd.rawValue, target.uid, target.gid) }
+            st.st_mode &= ~mode_t(S_ISUID | S_ISGID)
+        }
+        let mode = mode_t(entry.mode & 0o7777)
+        if st.st_mode & 0o7777 != mode {
+            try sys("chmod", entry.path) { fchmod(fd.rawValue, mode) }
+        }
+        try applyXattrs(entry, at: Node(dirfd: parent.rawValue, name: name), path: entry.path)
+        // Last: nothing written after this changes the mtime.
+        let ts = timespec(tv_sec: .init(clamping: entry.modified.seconds), tv_nsec: .init(entry.modified.nanoseconds))
+        try sys("futimens", entry.path) { futimens(fd.rawValue, [ts, ts]) }
+        return true
     }
 
     private func applyHardlink(_ entry: TarEntry, parts: [String], parent: FileDescriptor, name: String, key: String) throws {

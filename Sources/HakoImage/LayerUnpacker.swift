@@ -17,12 +17,19 @@ public struct UnpackOptions: Sendable, Equatable {
     /// (or, without `preserveOwnership`, its root) moved into the container's
     /// slice of host ids; an owner the container has not is refused.
     public var idShift: IDShift?
+    /// Nobody else can reach the root while it is unpacked (a snapshot's
+    /// temp directory, mode 0700): files are created with their permission
+    /// bits at once. Otherwise (a container's tree) a file stays 0600 until
+    /// its content, owner and mode are all in place.
+    public var privateRoot: Bool
 
-    public init(allowDevices: Bool = false, preserveOwnership: Bool = true, whiteouts: Bool = true, idShift: IDShift? = nil) {
+    public init(allowDevices: Bool = false, preserveOwnership: Bool = true, whiteouts: Bool = true, idShift: IDShift? = nil,
+                privateRoot: Bool = false) {
         self.allowDevices = allowDevices
         self.preserveOwnership = preserveOwnership
         self.whiteouts = whiteouts
         self.idShift = idShift
+        self.privateRoot = privateRoot
     }
 }
 

@@ -84,15 +84,23 @@ public struct SnapshotStore: Sendable {
 
     /// Unpacks a layer into a locked temp directory, not yet a snapshot: layers
     /// of one image are prepared in parallel (each only needs its own tar),
-    /// then published bottom-up. Dropped unpublished, the temp dir is removed.
+    /// then published bottom-up. The unpacked content is synced to disk
+    /// (syncfs) before this returns. Dropped unpublished, the temp dir is removed.
     public func prepare(_ source: any ByteSource, expectedDiffID: Digest? = nil,
                         options: UnpackOptions = UnpackOptions()) throws -> PreparedSnapshot {
+        // Each snapshot is a tree of its own: ext4 gives each one fresh inode groups.
+        FileTree.markTopOfHierarchies(tempDirectory)
         let temp = try LockedTempDirectory(in: tempDirectory, prefix: "snapshot-")
         try sys("mkdir", temp.path + "/fs") { mkdir(temp.path + "/fs", 0o755) }
+        var options = options
+        options.privateRoot = true  // the temp directory is 0700: nobody sees a file before it is complete
         let result = try LayerUnpacker(options: options).unpack(source, into: temp.path + "/fs")
         if let expectedDiffID, expectedDiffID != result.diffID {
             throw ImageError.digestMismatch(blob: "layer \(expectedDiffID) (uncompressed)", expected: expectedDiffID, actual: result.diffID)
         }
+        // On disk now, while other layers still unpack (their writeback overlaps
+        // this one's); `publish` renames it into place only after this.
+        FileTree.syncFilesystem(containing: temp.path)
         return PreparedSnapshot(temp: temp, result: result)
     }
 
@@ -107,8 +115,10 @@ public struct SnapshotStore: Sendable {
                                 uncompressedSize: result.uncompressedSize, created: Timestamp.now().rfc3339)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        // The layer's content was synced by `prepare`; the record (fsynced by
+        // writeAtomic) and its name are made durable before the rename publishes them.
         try FS.writeAtomic(temp + "/snapshot.json", Array(try encoder.encode(info)))
-        FileTree.syncFilesystem(containing: temp)
+        FileTree.syncDirectory(temp)
         if rename(temp, directory(chain)) != 0 {
             let e = errno
             guard e == EEXIST || e == ENOTEMPTY, let existing = try self.info(chain) else {

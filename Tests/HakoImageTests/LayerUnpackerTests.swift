@@ -235,7 +235,10 @@ import HakoSystem
         try expectRefused(asDir, "a whiteout name is used as a directory")
     }
 
-    @Test func metadataIsApplied() throws {
+    /// privateRoot: files created with their permission bits at once (a
+    /// snapshot's temp dir) or 0600 until complete (a container's tree): the
+    /// same result either way.
+    @Test(arguments: [false, true]) func metadataIsApplied(privateRoot: Bool) throws {
         let box = try Sandbox()
         var b = TarBuilder()
         b.dir("./", mode: 0o750, mtime: 1_000)
@@ -246,7 +249,7 @@ import HakoSystem
                ("SCHILY.xattr.trusted.overlay.opaque", Array("y".utf8)), ("mtime", Array("5000.5".utf8))])
         b.file("d/attrs", "x")
         b.symlink("d/link", to: "suid")
-        let result = try box.unpack(b)
+        let result = try box.unpack(b, options: UnpackOptions(privateRoot: privateRoot))
         func st(_ p: String) -> stat? { lstatOf(box.root + "/" + p) }
         #expect(st("d/suid").map { $0.st_mode & 0o7777 } == 0o4755)
         #expect(st("d/suid")?.st_uid == 1234)
@@ -273,7 +276,37 @@ import HakoSystem
         #expect(result.diffID == (try Digest.sha256(of: b.archive)))
     }
 
-    @Test func replacementsFollowLayerSemantics() throws {
+    /// What a new file does not get from its creation is set: a mode the
+    /// umask cuts, root's group inside a setgid directory of another group,
+    /// an owner other than the unpacker's, setgid after a chown.
+    @Test(arguments: [false, true]) func ownerAndModeWhereCreationDiffers(privateRoot: Bool) throws {
+        let box = try Sandbox()
+        let shared = box.root + "/shared"
+        #expect(mkdir(shared, 0o755) == 0)
+        #expect(chown(shared, 0, 4321) == 0)
+        #expect(chmod(shared, 0o2775) == 0)
+        var b = TarBuilder()
+        b.file("open", "x", mode: 0o666)
+        b.file("shared/rootgroup", "y", mode: 0o640, uid: 0, gid: 0)
+        b.file("shared/inherited", "z", mode: 0o644, uid: 0, gid: 4321)
+        b.file("owned", "w", mode: 0o2750, uid: 77, gid: 88)
+        b.file("plain", "v", mode: 0o600, mtime: 1_234)
+        try box.unpack(b, options: UnpackOptions(privateRoot: privateRoot))
+        func st(_ p: String) -> stat? { lstatOf(box.root + "/" + p) }
+        #expect(st("open").map { $0.st_mode & 0o7777 } == 0o666)  // more than the usual umask (022) lets open() give
+        #expect(st("shared/rootgroup")?.st_uid == 0)
+        #expect(st("shared/rootgroup")?.st_gid == 0)
+        #expect(st("shared/rootgroup").map { $0.st_mode & 0o7777 } == 0o640)
+        #expect(st("shared/inherited")?.st_gid == 4321)
+        #expect(st("owned")?.st_uid == 77)
+        #expect(st("owned")?.st_gid == 88)
+        #expect(st("owned").map { $0.st_mode & 0o7777 } == 0o2750)
+        #expect(st("plain").map { $0.st_mode & 0o7777 } == 0o600)
+        #expect(st("plain")?.st_mtim.tv_sec == 1_234)
+        #expect(readText(box.root + "/plain") == "v")
+    }
+
+    @Test(arguments: [false, true]) func replacementsFollowLayerSemantics(privateRoot: Bool) throws {
         let box = try Sandbox()
         var b = TarBuilder()
         b.file("x", "file first")
@@ -287,7 +320,10 @@ import HakoSystem
         b.dir("z/", mode: 0o700, mtime: 7_000)  // a directory entry again: contents stay, metadata updates
         b.file("w", "one")
         b.file("w", "two")
-        try box.unpack(b)
+        b.symlink("s", to: "w")
+        b.symlink("s", to: "x")    // a symlink replaced by a symlink
+        try box.unpack(b, options: UnpackOptions(privateRoot: privateRoot))
+        #expect(FS.readLink(box.root + "/s") == "x")
         #expect(fileType(box.root + "/x") == S_IFDIR)
         #expect(readText(box.root + "/x/inner") == "in")
         #expect(readText(box.root + "/y") == "now a file")

@@ -123,6 +123,17 @@ long clone3_raw(uint64_t flags, int *pidfd, int cgroup_fd) {
     return syscall(SYS_clone3, &a, sizeof a);
 }
 
+long clone3_placed(uint64_t flags, int *pidfd, int cgroup_fd, int *placed) {
+    long pid = -1;
+    *placed = 0;
+    if (cgroup_fd >= 0) {
+        pid = clone3_raw(flags | CLONE_INTO_CGROUP, pidfd, cgroup_fd);
+        if (pid >= 0) *placed = 1;
+    }
+    if (pid < 0) pid = clone3_raw(flags, pidfd, -1);
+    return pid;
+}
+
 const char *env_path(const struct hako_spec *s) {
     for (int i = 0; i < s->envc; i++)
         if (strncmp(s->envp[i], "PATH=", 5) == 0) return s->envp[i] + 5;

@@ -197,12 +197,7 @@ int hako_launch_start(const struct hako_spec *s, const int *stdio_fds, struct ha
 
     uint64_t flags = (s->clone_flags & ~(uint64_t)CLONE_NEWCGROUP) | CLONE_PIDFD;
     int placed_v2 = 0;
-    long pid = -1;
-    if (cgfd >= 0) {
-        pid = clone3_raw(flags | CLONE_INTO_CGROUP, &pidfd, cgfd);
-        if (pid >= 0) placed_v2 = 1;
-    }
-    if (pid < 0) pid = clone3_raw(flags, &pidfd, -1);
+    long pid = clone3_placed(flags, &pidfd, cgfd, &placed_v2);
     if (pid < 0 && errno == ENOSYS) {
         pid = syscall(SYS_clone, (unsigned long)(s->clone_flags & ~(uint64_t)CLONE_NEWCGROUP) | SIGCHLD, NULL, NULL, NULL, NULL);
         pidfd = -1;
@@ -349,11 +344,9 @@ static void exec_child(struct child *c, pid_t target, int target_pidfd, int cgfd
     }
     (void)target_pidfd;
     int pidfd_unused = -1;
-    long pid = -1;
-    int32_t placed = 0;
-    uint64_t flags = CLONE_PARENT;
-    if (cgfd >= 0) { pid = clone3_raw(flags | CLONE_INTO_CGROUP, &pidfd_unused, cgfd); placed = pid >= 0; }
-    if (pid < 0) pid = clone3_raw(flags, &pidfd_unused, -1);
+    int placed_in = 0;
+    long pid = clone3_placed(CLONE_PARENT, &pidfd_unused, cgfd, &placed_in);
+    int32_t placed = placed_in;
     if (pid < 0) child_fail(c, HAKO_STAGE_CLONE, errno, NULL);
     if (pid > 0) {
         int32_t v = (int32_t)pid;

@@ -69,6 +69,10 @@ HAKO_HIDDEN ssize_t read_full(int fd, void *buf, size_t n);
 HAKO_HIDDEN __attribute__((noreturn)) void child_fail(struct child *c, int stage, int err, const char *detail);
 HAKO_HIDDEN void reset_signals(void);
 HAKO_HIDDEN long clone3_raw(uint64_t flags, int *pidfd, int cgroup_fd);
+// clone3 born in the cgroup `cgroup_fd` (CLONE_INTO_CGROUP, cgroup v2) when one
+// is given and the kernel takes it, else in the caller's (the caller then
+// moves the child): *placed says which. -1 with errno as clone3's.
+HAKO_HIDDEN long clone3_placed(uint64_t flags, int *pidfd, int cgroup_fd, int *placed);
 HAKO_HIDDEN const char *env_path(const struct hako_spec *s);
 
 // the shared tail of the init and exec (spawn.c)

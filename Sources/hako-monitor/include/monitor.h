@@ -8,6 +8,10 @@
 #include <time.h>
 #include "hako_shim.h"
 
+// CHakoShim's (child_base.c; the monitor links CHakoShim's C): writes all of
+// buf, retrying EINTR; -1 with errno.
+int write_all(int fd, const void *buf, size_t n);
+
 // The fds and frame types: HAKO_MONITOR_FD_* and HAKO_MON_* in hako_shim.h.
 
 struct logger {

@@ -359,6 +359,8 @@ import Testing
         try #require(leader([0: replica]) == 0)
         try replica.commit(withEvent("fresh"), timeout: 5)
         #expect(try events().last == "fresh", "an entry of a new log at an index the old log had applied was skipped")
+    }
+
     /// The leader writes the newest format every member reads. A coordinator
     /// that claims an older maximum (format 2, the test hook of an older hako)
     /// gets entries of format 2 and applies them; before anyone has stated

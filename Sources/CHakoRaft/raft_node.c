@@ -91,9 +91,7 @@ const char *hako_raft_strerror(int code) { return raft_strerror(code); }
 
 static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result) {
     struct hako_raft *r = fsm->data;
-    /* libraft sets last_applied after each entry it applies (commands,
-     * barriers and configuration changes alike), so this entry is the next. */
-    int rc = r->cb.apply(r->cb.ctx, raft_last_applied(&r->raft) + 1, buf->base, buf->len);
+    int rc = r->cb.apply(r->cb.ctx, buf->base, buf->len);
     /* Not applicable here (a format this server does not read): not consumed.
      * libraft applies nothing after it; a follower stops (unavailable) until
      * it is restarted by a hako that reads it. */

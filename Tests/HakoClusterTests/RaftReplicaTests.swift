@@ -326,41 +326,6 @@ import Testing
         #expect(eventually(10) { (0..<3).allSatisfy { (try? self.services($0))?.contains("after") == true } })
     }
 
-    /// A restart replays the log after the last snapshot onto a store that
-    /// already has it: nothing may be applied twice (events would double).
-    @Test func aRestartAppliesNothingTwice() throws {
-        func alone(_ s: inout RaftSettings) {
-            s.bootstrap = [(s.id, "127.0.0.1:\(s.address.port)")]
-            s.snapshotThreshold = 1024
-        }
-        func withEvent(_ name: String) -> StoreBatch {
-            var b = batch(name)
-            b.events = [ClusterEvent(time: 1, kind: "service", action: "created", id: "id-" + name, name: name, message: "")]
-            return b
-        }
-        func events() throws -> [String] { try Store(path: dir.path + "/c0/cluster.db").load().events.map(\.name) }
-        var replica = try start(0, configure: alone)
-        defer { replica.stop() }
-        try #require(leader([0: replica]) == 0)
-        for n in 0..<5 { try replica.commit(withEvent("e\(n)"), timeout: 5) }
-        #expect(try events() == ["e0", "e1", "e2", "e3", "e4"])
-        for round in 0..<2 {
-            replica.stop()
-            replica = try start(0, configure: alone)
-            try #require(leader([0: replica]) == 0, "round \(round): no leader after the restart")
-            // Committed after everything before it is applied here.
-            try replica.commit(withEvent("r\(round)"), timeout: 5)
-        }
-        #expect(try events() == ["e0", "e1", "e2", "e3", "e4", "r0", "r1"], "the restarts applied the log again")
-        // A Raft directory made again (its log starts over) skips nothing of its own log.
-        replica.stop()
-        try FS.removeTree(dir.path + "/c0/raft")
-        replica = try start(0, configure: alone)
-        try #require(leader([0: replica]) == 0)
-        try replica.commit(withEvent("fresh"), timeout: 5)
-        #expect(try events().last == "fresh", "an entry of a new log at an index the old log had applied was skipped")
-    }
-
     /// The leader writes the newest format every member reads. A coordinator
     /// that claims an older maximum (format 2, the test hook of an older hako)
     /// gets entries of format 2 and applies them; before anyone has stated

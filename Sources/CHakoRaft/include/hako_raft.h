@@ -28,8 +28,8 @@ typedef struct hako_raft_callbacks {
     /* Applies a committed entry: HAKO_RAFT_APPLY_OK, _REFUSED (the same on
      * every server: the entry is still consumed) or _NOT_HERE (this server
      * cannot apply it, e.g. a newer format: not consumed, nothing after it
-     * is applied). `index` is the entry's index in the log. */
-    int (*apply)(void *ctx, uint64_t index, const void *data, size_t len);
+     * is applied). */
+    int (*apply)(void *ctx, const void *data, size_t len);
     /* The state machine's content; *data is malloc'd, the engine frees it. */
     int (*snapshot)(void *ctx, void **data, size_t *len);
     /* Replaces the state machine's content; 0 or nonzero on failure. */

@@ -199,9 +199,31 @@ final class ClusterNetworksTests {
             #expect(doesNotResolve(0, p.container, "db") == nil, "the cluster network does not hold front's names")
         }
 
+        // A service on a network that publishes a port: also on the cluster network (its first interface),
+        // where the routing mesh reaches it from every node; found on its network by name.
+        guard create(["--name", "web", "--network", "front", "--ingress", "9092:8080", "--constraint", "node.name==node2",
+                      "busybox:test", "sh", "-c", Self.serve("web")]) else { h.failed = true; return }
+        if let web = placed("web").first, let webFront = web.addresses[front] {
+            let meshAddress = h.tasks("web").first?["address"] as? String
+            #expect(meshAddress?.hasPrefix("10.88.") == true, "web's cluster address: \(String(describing: meshAddress))")
+            let eth0 = exec(1, web.container, ["ip", "-o", "-4", "addr", "show", "eth0"]).stdout
+            #expect(meshAddress.map { eth0.contains("inet \($0)/") } == true, "eth0 is the cluster network's: \(eth0)")
+            var body = ""
+            let meshed = h.eventually(15) {
+                body = self.h.underlay(["/usr/bin/curl", "-sS", "--max-time", "3", "http://\(self.h.nodes[0].address):9092/"]).stdout.trimmed
+                return body == "I am web"
+            }
+            #expect(meshed, "node1:9092 through the mesh to node2's task: \(body)")
+            #expect(resolves(0, api.container, "web", to: webFront), "api → web on front")
+            #expect(serves(0, api.container, "web", "I am web") == nil, "api → web over front")
+        } else {
+            Issue.record("web: \(h.tasks("web"))")
+        }
+
         // Everything removed: nothing of the networks left on either node.
-        for s in ["api", "db", "cache", "lone", "plain"] { #expect(h.cluster("service", "rm", s).status == 0) }
-        #expect(h.eventually(30) { ["api", "db", "cache", "lone", "plain"].allSatisfy { self.h.runningCount($0).reduce(0, +) == 0 } })
+        let services = ["api", "db", "cache", "lone", "plain", "web"]
+        for s in services { #expect(h.cluster("service", "rm", s).status == 0) }
+        #expect(h.eventually(30) { services.allSatisfy { self.h.runningCount($0).reduce(0, +) == 0 } })
         #expect(h.eventually(30) { self.h.cluster("network", "rm", "front", "back", "other").status == 0 }, "network rm")
         for n in h.nodes {
             var left: [String] = []

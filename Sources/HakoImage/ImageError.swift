@@ -30,6 +30,8 @@ public enum ImageError: Error, CustomStringConvertible, Sendable, Equatable {
     case corrupt(String)
     /// The request is valid but not allowed (e.g. tagging the built-in host image).
     case notAllowed(String)
+    /// An image index with no entry for the platform asked for (Docker answers 404 too).
+    case noPlatform(String)
     /// A `--change` (commit, import) that is not a Dockerfile instruction hako applies.
     case invalidChange(String)
     /// A registry could not be reached, refused, or answered something unusable.
@@ -57,6 +59,7 @@ public enum ImageError: Error, CustomStringConvertible, Sendable, Equatable {
         case .ambiguousImage(let s): return "image ID prefix \(s) matches more than one image"
         case .corrupt(let s): return "image store damaged: \(s)"
         case .notAllowed(let s), .invalidChange(let s): return s
+        case .noPlatform(let s): return s
         case .registry(let s): return s
         case .invalidManifest(let s): return s
         case .inUse(let s): return s
@@ -73,6 +76,7 @@ public enum ImageError: Error, CustomStringConvertible, Sendable, Equatable {
         case .invalidReference: return .invalidArgument("reference")
         case .ambiguousImage: return .invalidArgument("image")
         case .notAllowed: return .permissionDenied
+        case .noPlatform(let s): return .notFound(.image, s)
         case .invalidChange: return .invalidArgument("--change")
         case .malformedArchive, .unsafeEntry, .unsupportedEntry, .unsupportedCompression, .invalidManifest: return .invalidArgument("archive")
         case .inUse: return .conflict(.inUse(.image, "", by: []))

@@ -98,7 +98,7 @@ extension ImageStore {
                 throw ImageError.invalidManifest("image \(ref.familiarString): its config lists \(config.rootfs.diffIDs.count) layers, its manifest \(oci.layers.count)")
             }
             if let platform, !platform.matches(os: config.os, architecture: config.architecture, variant: config.variant) {
-                throw ImageError.notAllowed("image \(ref.familiarString) is for \(config.os)/\(config.architecture)\(config.variant.map { "/" + $0 } ?? ""), not \(platform)")
+                throw ImageError.noPlatform("image \(ref.familiarString) is for \(config.os)/\(config.architecture)\(config.variant.map { "/" + $0 } ?? ""), not \(platform)")
             }
             blobs.append((oci.config.digest, configBytes))
 

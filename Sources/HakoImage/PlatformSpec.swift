@@ -88,6 +88,6 @@ public struct PlatformSpec: Codable, Sendable, Hashable, CustomStringConvertible
     public func select(from index: OCIIndex) throws(ImageError) -> OCIDescriptor {
         if let hit = index.manifests.first(where: { d in d.platform.map(matches) ?? false }) { return hit }
         let offered = index.manifests.compactMap { $0.platform?.description }.filter { !$0.hasPrefix("unknown") }
-        throw .notAllowed("no image for platform \(self) in the index (it has: \(offered.isEmpty ? "none" : offered.joined(separator: ", ")))")
+        throw .noPlatform("no image for platform \(self) in the index (it has: \(offered.isEmpty ? "none" : offered.joined(separator: ", ")))")
     }
 }

@@ -43,6 +43,14 @@ import HakoSystem
         do { try body(); return "no error" } catch { return "\(error)" }
     }
 
+    /// Whether `body` throws a HakoError whose kind is "image not found" (Docker answers a platform missing from an index with 404).
+    private func isImageNotFound(_ body: () throws -> Void) -> Bool {
+        do { try body(); return false } catch let e as HakoError {
+            if case .notFound(.image, _) = e.kind { return true }
+            return false
+        } catch { return false }
+    }
+
     @Test func pullWithTokenAuthRedirectsAndNothingTwice() throws {
         let f = try Fixture()
         let image = try FakeImage(layers: [["bin/hello": "world"], ["etc/motd": "hi"]])
@@ -107,11 +115,13 @@ import HakoSystem
             #expect(host.image.architecture == PlatformSpec.host.architecture)
             let none = message { _ = try f.pull(f.ref("multi", "v\(i)"), platform: try PlatformSpec(parsing: "linux/ppc64le")) }
             #expect(none.contains("no image for platform linux/ppc64le") && none.contains("linux/arm64/v8"), "\(none)")
+            #expect(isImageNotFound { _ = try f.pull(f.ref("multi", "v\(i)"), platform: try PlatformSpec(parsing: "linux/ppc64le")) })
         }
         // A single-platform image for another platform is refused when a platform is asked for.
         arm.publish(f.registry, "single", tag: "arm")
         let wrong = message { _ = try f.pull(f.ref("single", "arm"), platform: try PlatformSpec(parsing: "linux/amd64")) }
         #expect(wrong.contains("is for linux/arm64/v8, not linux/amd64"), "\(wrong)")
+        #expect(isImageNotFound { _ = try f.pull(f.ref("single", "arm"), platform: try PlatformSpec(parsing: "linux/amd64")) })
         try f.expectClean()
     }
 

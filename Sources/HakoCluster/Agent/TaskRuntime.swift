@@ -95,8 +95,11 @@ public final class RegistryImages: ImageProvider {
             if pulled, (try? engine.images.find(reference)) != nil { return }
             do {
                 _ = try engine.pull(reference)
+            } catch let e as HakoError {
+                // Keep what went wrong: a registry out of reach or a full disk is not "not found".
+                throw HakoError(e.kind, "image \(reference): \(e.description)")
             } catch {
-                throw ClusterError.notFound("image \(reference): \(error)")
+                throw HakoError(.failed, "image \(reference): \(error)")
             }
             pulled = true
         }

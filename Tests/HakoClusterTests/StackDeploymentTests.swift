@@ -162,4 +162,26 @@ import Testing
         #expect(try services(f).isEmpty)
         #expect(try f.admin(MessageType.secretList, SecretListRequest(kind: .secret), as: SecretList.self).items.isEmpty)
     }
+
+    /// A network of the stack that a service outside it uses is kept by
+    /// `stack rm`, at once and saying why; the rest of the stack goes.
+    @Test func stackRmKeepsANetworkAnotherServiceIsOn() throws {
+        let f = try CoreFixture()
+        let nodes = [try SimNode(f, name: "n1")]
+        var pauses = 0
+        let d = StackDeployment(channel: CoreChannel(f: f), say: { _ in }, warn: { _ in },
+                                pause: { s in pauses += 1; f.clock.advance(s); try? settle(f, nodes) })
+        let dir = try StackDeploymentTests.project(secret: "x")
+        let (s, specs) = try StackDeploymentTests.stack("services:\n  web: {image: x, networks: [pub]}\nnetworks:\n  pub: {name: pub}\n", dir: dir)
+        _ = try d.deploy(s, specs: specs, prune: false)
+        var loose = ServiceSpec(name: "loose", image: "x")
+        loose.networks = [NetworkAttachment(target: "pub")]
+        try f.admin(MessageType.serviceCreate, ServiceCreateRequest(spec: loose), as: ServiceView.self)
+        try settle(f, nodes)
+        #expect(throws: ClusterError.conflict("network pub is in use by service loose, which is not part of stack home: kept")) {
+            try d.remove(stack: "home")
+        }
+        #expect(pauses == 0)
+        #expect(try networks(f)["pub"] != nil && Set(try services(f).keys) == ["loose"])
+    }
 }

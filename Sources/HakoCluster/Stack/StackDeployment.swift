@@ -156,7 +156,7 @@ public struct StackDeployment {
                 }
             }
         } catch {
-            undo(made)
+            undo(made, stack: stack.name)
             throw error
         }
         // Then what the files no longer have: services, then their networks.
@@ -175,7 +175,7 @@ public struct StackDeployment {
             switch e.action {
             case .remove(let id):
                 say("Removing network \(e.network)")
-                if let why = try removeNetwork(id: id, name: e.network) { stuck.append(why) }
+                if let why = try removeNetwork(id: id, name: e.network, stack: stack.name) { stuck.append(why) }
             case .keep:
                 warn("network \(e.network) is no longer in the files; kept (--prune removes it)")
             default: break
@@ -206,7 +206,7 @@ public struct StackDeployment {
         var stuck: [String] = []
         for n in networks {
             say("Removing network \(n.name)")
-            if let why = try removeNetwork(id: n.id, name: n.name) { stuck.append(why) }
+            if let why = try removeNetwork(id: n.id, name: n.name, stack: stack) { stuck.append(why) }
         }
         for (kind, f) in files {
             say("Removing \(kind.rawValue) \(f.name)")
@@ -217,9 +217,10 @@ public struct StackDeployment {
     }
 
     /// Removes a network once no service's spec and no live task names it
-    /// (the tasks of services just removed or moved off it are still
-    /// stopping), polling for at most `networkWait`; nil when removed, else why not.
-    func removeNetwork(id: String, name: String) throws -> String? {
+    /// (the tasks of the stack's services just removed or moved off it are
+    /// still stopping), polling for at most `networkWait`; at once when a
+    /// service outside the stack is on it. Nil when removed, else why not.
+    func removeNetwork(id: String, name: String, stack: String) throws -> String? {
         let step = 0.5
         let polls = max(1, Int((networkWait / step).rounded(.up)))
         var users: [String] = []
@@ -229,6 +230,9 @@ public struct StackDeployment {
                 return nil
             }
             users = v.services
+            if let other = users.first(where: { !$0.hasPrefix(stack + "_") }) {
+                return "network \(name) is in use by service \(other), which is not part of stack \(stack): kept"
+            }
             if users.isEmpty {
                 _ = try channel.call(MessageType.networkRemove, NetworkRef(ref: id), as: EmptyBody.self)
                 return nil
@@ -267,7 +271,7 @@ public struct StackDeployment {
     }
 
     /// A failed deploy's undoing, best effort: every step that fails is warned about.
-    func undo(_ made: Made) {
+    func undo(_ made: Made, stack: String) {
         for s in made.services.reversed() {
             say("Removing service \(s.name) (the deploy failed)")
             do { _ = try channel.call(MessageType.serviceRemove, ServiceRef(service: s.id), as: EmptyBody.self) } catch {
@@ -277,7 +281,7 @@ public struct StackDeployment {
         for n in made.networks.reversed() {
             say("Removing network \(n.name) (the deploy failed)")
             do {
-                if let why = try removeNetwork(id: n.id, name: n.name) { warn(why) }
+                if let why = try removeNetwork(id: n.id, name: n.name, stack: stack) { warn(why) }
             } catch { warn("network \(n.name) could not be removed: \(error)") }
         }
         for f in made.files.reversed() {

@@ -127,7 +127,8 @@ extension Engine {
         let ns = try FileDescriptor.open(record.netns, O_RDONLY)
         for (i, a) in attachments.enumerated() {
             let bridge = try ensureBridge(defs[i], driver)
-            try driver.attach(a, bridgeIndex: bridge, namespace: ns, inside: inside, defaultRoute: i == 0, mtu: defs[i].mtu)
+            try driver.attach(a, bridgeIndex: bridge, namespace: ns, inside: inside, defaultRoute: i == 0, mtu: defs[i].mtu,
+                              routes: defs[i].routes ?? [])
         }
         try syncFirewall()
         try refreshNameFiles(changed: Set(attachments.map(\.networkID)), also: config)

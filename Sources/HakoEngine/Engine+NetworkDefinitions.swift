@@ -30,8 +30,11 @@ extension Engine {
     /// network's id unless `bridge` names it (the cluster agent's `hakoc0`).
     public func createNetwork(name: String, subnet: String?, gateway: String?, internal: Bool = false,
                               labels: [String: String] = [:], bridge: String? = nil,
-                              mtu: UInt32? = nil, masqueradeExcept: [IPv4Network] = []) throws -> NetworkDefinition {
+                              mtu: UInt32? = nil, masqueradeExcept: [IPv4Network] = [], routes: [IPv4Network] = []) throws -> NetworkDefinition {
         try Engine.checkNetworkOptions(mtu: mtu, masqueradeExcept: masqueradeExcept)
+        if routes.contains(where: { $0.prefix == 0 }) {
+            throw HakoError(.invalidArgument("routes"), "invalid route 0.0.0.0/0: the default route is the first network's")
+        }
         guard Names.isValid(name), name.count <= 64 else { throw HakoError(.invalidArgument("network name"), "invalid network name \"\(name)\": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed") }
         if let b = bridge {
             guard (1...15).contains(b.utf8.count), b.utf8.allSatisfy({ ($0 >= 0x61 && $0 <= 0x7a) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2d || $0 == 0x2e }),
@@ -81,7 +84,8 @@ extension Engine {
         let id = hexString(randomBytes(32))
         let d = NetworkDefinition(id: id, name: name, driver: .bridge, subnet: subnet, gateway: gw ?? subnet.defaultGateway,
                                   bridge: bridge ?? LinkNames.bridge(networkID: id), created: Timestamp.now().rfc3339, labels: labels, internal: `internal`,
-                                  mtu: mtu, masqueradeExcept: masqueradeExcept.isEmpty ? nil : masqueradeExcept)
+                                  mtu: mtu, masqueradeExcept: masqueradeExcept.isEmpty ? nil : masqueradeExcept,
+                                  routes: routes.isEmpty ? nil : routes)
         try networkStore.save(d)
         return d
     }
@@ -221,7 +225,7 @@ extension Engine {
                 let bridge = try ensureBridge(d, driver)
                 let ns = try FileDescriptor.open(record.netns, O_RDONLY)
                 try driver.attach(a, bridgeIndex: bridge, namespace: ns, inside: RouteNetlink(try NetlinkSocket(namespace: ns)),
-                                  defaultRoute: false, mtu: d.mtu)
+                                  defaultRoute: false, mtu: d.mtu, routes: d.routes ?? [])
             } catch {
                 record.attachments.removeLast()
                 try? writeEndpoint(record)

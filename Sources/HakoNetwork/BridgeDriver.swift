@@ -76,9 +76,10 @@ public final class BridgeDriver: @unchecked Sendable {
     /// ends take `mtu` (the network's), or the driver's default. The host end's
     /// look-up gives the peer's index too, and the namespace's side (`lo` and
     /// the interface up, the address, the default route) goes through `inside`,
-    /// a socket of that namespace, in one exchange.
+    /// a socket of that namespace, in one exchange. `routes`: destinations
+    /// beyond the subnet reached through this attachment's gateway.
     public func attach(_ a: Attachment, bridgeIndex: UInt32, namespace ns: FileDescriptor, inside: RouteNetlink,
-                       defaultRoute: Bool, mtu networkMTU: UInt32? = nil) throws {
+                       defaultRoute: Bool, mtu networkMTU: UInt32? = nil, routes: [IPv4Network] = []) throws {
         let kind = LinkKind.veth(peer: a.interface, peerNamespaceFD: ns.rawValue, peerMAC: a.mac)
         let settings = LinkSettings(up: true, mtu: networkMTU ?? mtu, masterIndex: bridgeIndex)
         do {
@@ -97,6 +98,9 @@ public final class BridgeDriver: @unchecked Sendable {
                             try RouteRequest.addAddress(index: peer, a.ip, prefix: a.prefix)]
             if defaultRoute {
                 requests.append(try RouteRequest.route(add: true, destination: nil, gateway: a.gateway, index: peer))
+            }
+            for r in routes {
+                requests.append(try RouteRequest.route(add: true, destination: r, gateway: a.gateway, index: peer))
             }
             // An address already there is fine, as for `RouteNetlink.addAddress`.
             try inside.transport.performBatch(requests, operation: "configure \(a.interface) (\(a.ip)/\(a.prefix))", tolerating: [EEXIST])

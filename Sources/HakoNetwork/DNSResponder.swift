@@ -6,8 +6,10 @@ import HakoSystem
 import Synchronization
 
 /// Service names in the cluster: a small authoritative DNS responder (UDP, A
-/// records) that an agent runs on its node's bridge gateway, inside the node's
-/// network namespace, and feeds from the coordinator's task list.
+/// records) that an agent runs on each of its node's bridge gateways, inside
+/// the node's network namespace, and feeds from the coordinator's task list.
+/// It answers each query from the names its source may see (`DNSViews`: the
+/// names of the networks the querying container is on).
 ///
 ///     let dns = try DNSResponder.start(namespace: nil, address: gateway, upstreams: hostResolvers,
 ///                                      records: ["web": [10.88.1.2, 10.88.2.2], "web.1": [10.88.1.2]])
@@ -44,7 +46,7 @@ public final class DNSResponder: @unchecked Sendable {
     let upstreams: [DNSUpstream]
     private let server: FileDescriptor
     private let upstreamSocket: FileDescriptor?
-    private let records: Mutex<(names: [String: [IPv4Address]], turn: Int)>
+    private let records: Mutex<(views: DNSViews, turn: Int)>
     private let stopping = Atomic<Bool>(false)
     private let thread = Mutex<pthread_t?>(nil)
 
@@ -52,7 +54,7 @@ public final class DNSResponder: @unchecked Sendable {
                  upstreams: [DNSUpstream], records: [String: [IPv4Address]], ttl: UInt32) {
         self.server = server; self.upstreamSocket = upstreamSocket; self.address = address; self.port = port
         self.upstreams = upstreams; self.ttl = ttl
-        self.records = Mutex((DNSResponder.normalized(records), 0))
+        self.records = Mutex((DNSViews(records: records), 0))
     }
 
     /// Binds `address:port` (UDP) in the network namespace `namespace` (nil: the
@@ -68,13 +70,18 @@ public final class DNSResponder: @unchecked Sendable {
         return r
     }
 
-    /// Replaces every record at once.
-    public func update(records new: [String: [IPv4Address]]) {
-        let n = DNSResponder.normalized(new)
-        records.withLock { $0.names = n }
+    /// Replaces every record at once: one view for every querier.
+    public func update(records new: [String: [IPv4Address]]) { update(views: DNSViews(records: new)) }
+
+    /// Replaces the views at once: each query is answered from its source's (`DNSViews`).
+    public func update(views new: DNSViews) {
+        records.withLock { $0.views = new }
     }
 
-    public var currentRecords: [String: [IPv4Address]] { records.withLock { $0.names } }
+    /// The names a query from `source` is answered from now.
+    public func currentRecords(for source: IPv4Address = IPv4Address(0)) -> [String: [IPv4Address]] {
+        records.withLock { $0.views.records(for: source) }
+    }
 
     /// Stops serving and closes the sockets; waits for the thread.
     public func stop() {
@@ -84,18 +91,10 @@ public final class DNSResponder: @unchecked Sendable {
         upstreamSocket?.close()
     }
 
-    static func normalized(_ r: [String: [IPv4Address]]) -> [String: [IPv4Address]] {
-        var out: [String: [IPv4Address]] = [:]
-        for (k, v) in r {
-            var name = k.lowercased()
-            if name.hasSuffix(".") { name.removeLast() }
-            out[name, default: []] += v
-        }
-        return out
-    }
-
-    /// The decision for one datagram, given the records and a turn for the rotation.
-    public static func decide(_ packet: [UInt8], records: [String: [IPv4Address]], turn: Int, ttl: UInt32, forwarding: Bool) -> Decision {
+    /// The decision for one datagram, given the records and a turn for the
+    /// rotation; `withheld`: names not forwarded (another network's).
+    public static func decide(_ packet: [UInt8], records: [String: [IPv4Address]], turn: Int, ttl: UInt32, forwarding: Bool,
+                              withheld: Set<String> = []) -> Decision {
         let q: DNSQuery
         do {
             q = try DNSMessage.parseQuery(packet)
@@ -112,7 +111,7 @@ public final class DNSResponder: @unchecked Sendable {
             if list.count > 1 { let k = turn % list.count; list = Array(list[k...] + list[..<k]) }
             return .reply(DNSMessage.answer(q, rcode: .noError, addresses: list, ttl: ttl, recursionAvailable: forwarding))
         }
-        if forwarding && q.recursionDesired { return .forward(q) }
+        if forwarding && q.recursionDesired && !withheld.contains(q.question.name) { return .forward(q) }
         return .reply(DNSMessage.answer(q, rcode: .nameError, addresses: [], ttl: 0, recursionAvailable: forwarding))
     }
 
@@ -179,9 +178,11 @@ public final class DNSResponder: @unchecked Sendable {
             pending = pending.filter { $0.value.deadline > now }
             if n <= 0 { continue }
             if fds[0].revents & Int16(POLLIN) != 0, let (data, from) = receive(server, &buf) {
+                let source = IPv4Address(UInt32(bigEndian: from.sin_addr.s_addr))
                 let decision = records.withLock { state -> Decision in
                     state.turn &+= 1
-                    return DNSResponder.decide(data, records: state.names, turn: state.turn, ttl: ttl, forwarding: upstreamSocket != nil)
+                    return DNSResponder.decide(data, records: state.views.records(for: source), turn: state.turn, ttl: ttl,
+                                               forwarding: upstreamSocket != nil, withheld: state.views.known)
                 }
                 switch decision {
                 case .reply(let bytes): send(server, bytes, to: from)

@@ -24,13 +24,17 @@ public struct NetworkDefinition: Codable, Sendable, Equatable {
     /// Destinations that outbound traffic reaches with its own source address
     /// (no masquerade): the cluster CIDR on the cluster agent's network.
     public var masqueradeExcept: [IPv4Network]?
+    /// Destinations beyond the subnet that a container reaches through this
+    /// network's gateway, whichever interface has its default route: a cluster
+    /// network's whole CIDR (the other nodes' subnets of it, behind the overlay).
+    public var routes: [IPv4Network]?
 
     public init(id: String, name: String, driver: Driver, subnet: IPv4Network?, gateway: IPv4Address?, bridge: String,
                 created: String, labels: [String: String] = [:], internal: Bool = false,
-                mtu: UInt32? = nil, masqueradeExcept: [IPv4Network]? = nil) {
+                mtu: UInt32? = nil, masqueradeExcept: [IPv4Network]? = nil, routes: [IPv4Network]? = nil) {
         self.id = id; self.name = name; self.driver = driver; self.subnet = subnet; self.gateway = gateway
         self.bridge = bridge; self.created = created; self.labels = labels; self.internal = `internal`
-        self.mtu = mtu; self.masqueradeExcept = masqueradeExcept
+        self.mtu = mtu; self.masqueradeExcept = masqueradeExcept; self.routes = routes
     }
 
     /// Docker's option key for the MTU.

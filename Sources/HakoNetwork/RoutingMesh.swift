@@ -22,6 +22,12 @@ import HakoSystem
 ///                         udp dport VXLAN-PORT ip saddr != { PEER, … } counter drop }
 ///                                                   (the overlay is closed to strangers: VXLAN only from the
 ///                                                    current peers' underlay addresses; no peers: from nobody)
+///     chain forward     { type filter hook forward priority 0;
+///                         ct status dnat accept                           (published ports: open to all)
+///                         iifname { BR_i, VX_i } oifname { BR_j, VX_j } drop  (i ≠ j) }
+///                                                  (segments apart: a cluster network's bridge and VXLAN device
+///                                                   reach only each other, never another network's, nor the
+///                                                   cluster network's, on this node or across nodes)
 ///
 /// Every change is one batch that flushes and refills the chains (the anonymous
 /// maps and the peer set go with their rules), so a service's backends move
@@ -76,11 +82,27 @@ public struct OverlayRules: Sendable, Equatable {
     /// Who may send this node VXLAN: the overlay's UDP port and the other nodes' underlay addresses.
     public var vxlan: VXLANPeers
     public var services: [MeshService]
+    /// The networks' bridges and VXLAN devices on this node, the cluster
+    /// network's first: traffic never crosses from one segment to another.
+    public var segments: [OverlaySegment]
 
     public init(table: String = "hako-overlay", subnet: IPv4Network, clusterCIDR: IPv4Network, device: String, vxlan: VXLANPeers,
-                services: [MeshService] = []) {
+                services: [MeshService] = [], segments: [OverlaySegment] = []) {
         self.table = table; self.subnet = subnet; self.clusterCIDR = clusterCIDR; self.device = device; self.vxlan = vxlan
         self.services = services
+        self.segments = segments
+    }
+
+    /// The (in, out) link pairs dropped in the forward chain: every link of a
+    /// segment toward every link of another, in a stable order.
+    public var isolation: [(String, String)] {
+        var out: [(String, String)] = []
+        for a in segments {
+            for b in segments where b != a {
+                for from in [a.bridge, a.device] { for to in [b.bridge, b.device] { out.append((from, to)) } }
+            }
+        }
+        return out
     }
 
     /// One clear error for the first bad service: a port 0, two services on one protocol and port, an endpoint port 0.
@@ -99,7 +121,7 @@ public struct OverlayRules: Sendable, Equatable {
 }
 
 public enum OverlayNftables {
-    static let chains = ["prerouting", "output", "services", "postrouting", "input"]
+    static let chains = ["prerouting", "output", "services", "postrouting", "input", "forward"]
 
     /// The batch that makes the table what `r` says.
     public static func apply(_ r: OverlayRules) -> [NetlinkRequest] {
@@ -111,6 +133,7 @@ public enum OverlayNftables {
         out.append(NftablesBatch.chain(t, "services", type: nil, hook: nil, priority: 0))
         out.append(NftablesBatch.chain(t, "postrouting", type: "nat", hook: NF_INET_POST_ROUTING.rawValue, priority: 100))
         out.append(NftablesBatch.chain(t, "input", type: "filter", hook: NF_INET_LOCAL_IN.rawValue, priority: -10))
+        out.append(NftablesBatch.chain(t, "forward", type: "filter", hook: NF_INET_FORWARD.rawValue, priority: 0))
         for c in chains { out.append(NftablesBatch.flush(t, c)) }
         out.append(NftablesBatch.rule(t, "prerouting") { $0.fibLocalDestination(); $0.verdict(NFT_JUMP.rawValue, chain: "services") })
         let loopback = IPv4Network(IPv4Address(0x7f00_0000), prefix: 8)
@@ -149,6 +172,16 @@ public enum OverlayNftables {
             e.counter()
             e.verdict(NF_DROP)
         })
+        // A published port (the mesh's, or one a node publishes) is open to every
+        // segment: traffic it DNATed, and its replies, are not held apart.
+        if !r.isolation.isEmpty {
+            out.append(NftablesBatch.rule(t, "forward") { e in e.conntrackDNAT(); e.verdict(NF_ACCEPT) })
+        }
+        for (from, to) in r.isolation {
+            out.append(NftablesBatch.rule(t, "forward") { e in
+                e.interface(NFT_META_IIFNAME, from); e.interface(NFT_META_OIFNAME, to); e.counter(); e.verdict(NF_DROP)
+            })
+        }
         out.append(NftablesBatch.end())
         return out
     }

@@ -237,7 +237,8 @@ final class MemoryRuntime: TaskRuntime, @unchecked Sendable {
     func observe() throws -> (tasks: [ObservedTask], running: Int) {
         tasks.withLock { (Array($0.values), $0.values.filter { $0.status == .running }.count) }
     }
-    func start(_ a: Assignment, node: String, subnet: String, overlay: ClusterNetworkOptions?, files: [ContainerFile]) throws -> String {
+    func start(_ a: Assignment, node: String, subnet: String, overlay: ClusterNetworkOptions?, networks: [String: NodeNetwork],
+               files: [ContainerFile]) throws -> String {
         let id = hexString(randomBytes(32))
         tasks.withLock { $0[id] = ObservedTask(taskID: a.taskID, containerID: id, status: .running) }
         return id

@@ -92,7 +92,7 @@ struct AgentCommand: ParsableCommand {
             }
             Daemon.blockStopSignals()
             let engine = try Engine(paths: EnginePaths(root: c.root, runRoot: c.runRoot), cgroupParent: c.cgroupParent)
-            let agent = try Agent(config: c, runtime: EngineTaskRuntime(engine: engine), overlay: c.overlay ? KernelOverlay() : nil, probe: c.makeProbe(), log: log)
+            let agent = try Agent(config: c, runtime: EngineTaskRuntime(engine: engine), overlay: c.overlay ? KernelOverlay(engine: engine) : nil, probe: c.makeProbe(), log: log)
             Daemon.onStopSignal { sig in
                 log.info("\(Signals.name(sig)): stopping")
                 agent.stop()

@@ -293,7 +293,8 @@ final class LiveCoordinator: @unchecked Sendable {
 final class FakeRuntime: TaskRuntime, @unchecked Sendable {
     let tasks = Mutex<[String: ObservedTask]>([:])
     func observe() throws -> (tasks: [ObservedTask], running: Int) { tasks.withLock { (Array($0.values), $0.count) } }
-    func start(_ a: Assignment, node: String, subnet: String, overlay: ClusterNetworkOptions?, files: [ContainerFile]) throws -> String {
+    func start(_ a: Assignment, node: String, subnet: String, overlay: ClusterNetworkOptions?, networks: [String: NodeNetwork],
+               files: [ContainerFile]) throws -> String {
         let id = UUID().uuidString
         tasks.withLock { $0[id] = ObservedTask(taskID: a.taskID, containerID: id, status: .running) }
         return id

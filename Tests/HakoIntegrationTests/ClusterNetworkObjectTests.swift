@@ -5,9 +5,9 @@ import Testing
 
 /// Cluster networks through the CLI on the harness: created with their own
 /// VNI and CIDR, listed beside the built-in cluster network, named by a
-/// service with an alias (shown by `service inspect`), refused removal while
-/// in use, gone once removed. The nodes do not attach containers to them yet:
-/// the service's task fails on its node saying so, and leaves no container.
+/// service with an alias (shown by `service inspect`), its task run on the
+/// network (its address there reported), refused removal while in use, gone
+/// once removed (ClusterNetworksTests: what the nodes make of them).
 @Suite(.needsRoot, .serialized)
 final class ClusterNetworkObjectTests {
     let h = ClusterHarness("hn", nodes: 1)
@@ -49,13 +49,15 @@ final class ClusterNetworkObjectTests {
         let unknown = h.cluster(["service", "create", "--no-resolve-image", "--name", "lost", "--network", "nowhere", "busybox:test"])
         #expect(unknown.status != 0 && unknown.stderr.contains("network not found: nowhere"), "\(unknown.stderr)")
 
-        // The node refuses the task with the reason, and runs nothing.
-        let refused = h.eventually(30) {
-            h.tasks("db", all: true).contains { ($0["message"] as? String ?? "").contains("cannot attach containers to cluster networks yet") }
+        // The node runs the task on the network: its address there is in the network's CIDR, reported with the task.
+        let backendID = backend?["id"] as? String ?? "?"
+        var address: String?
+        let runs = h.eventually(30) {
+            address = h.tasks("db").first { $0["state"] as? String == "running" }.flatMap { ($0["networkAddresses"] as? [String: String])?[backendID] }
+            return address != nil
         }
-        #expect(refused, "\(h.tasks("db", all: true))")
-        #expect(h.runningCount("db") == [0])
-
+        #expect(runs && address?.hasPrefix("10.96.0.") == true, "\(h.tasks("db", all: true))")
+        #expect(h.runningCount("db") == [1])
         let inUse = h.cluster("network", "rm", "backend")
         #expect(inUse.status == 125 && inUse.stderr.contains("in use by service db"), "\(inUse.stderr)")
         #expect(h.cluster("network", "rm", "cluster").status == 125)

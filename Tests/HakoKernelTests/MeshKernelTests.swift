@@ -155,6 +155,47 @@ import Testing
         #expect(!received().contains("from-departed"))
     }
 
+    /// A cluster network beside the lab's: its own VXLAN device per node with
+    /// the entries toward the other node's subnet of it (the per-network plan),
+    /// and the forward chain that keeps its segment apart from the cluster's,
+    /// as the kernel reads them back.
+    @Test func aNetworkHasItsOwnDeviceAndIsKeptApart() throws {
+        let lab = OverlayLab(tag: "s")
+        try lab.up()
+        try lab.reconcileAll()
+        let net = VXLANNetwork(id: "f0", name: "front", vni: 4097, cidr: IPv4Network("10.96.0.0/20")!,
+                               subnets: [lab.node(1).id: IPv4Network("10.96.0.0/26")!, lab.node(2).id: IPv4Network("10.96.0.64/26")!])
+        let underlays = Dictionary(uniqueKeysWithValues: lab.nodes.map { ($0.id, $0.underlay) })
+        for n in [1, 2] {
+            let plan = try NodeNetworksPlan.make(node: lab.node(n).id, underlays: underlays, cluster: lab.config, networks: [net],
+                                                 devices: try RouteNetlink(try lab.netlink(lab.nodeNS(n))).linkNames())
+            let m = try #require(plan.members.first)
+            #expect(try Overlay(transport: try lab.netlink(lab.nodeNS(n)), config: m.config).reconcile(node: m.node, peers: m.peers).changes == 3)
+            #expect(try Overlay(transport: try lab.netlink(lab.nodeNS(n)), config: m.config).reconcile(node: m.node, peers: m.peers).changes == 0)
+            let segments = plan.segments(cluster: OverlaySegment(bridge: "hkbr0", device: lab.config.deviceName))
+            try RoutingMesh(transport: try NetlinkSocket.nftables(namespace: try lab.open(lab.nodeNS(n))),
+                            base: OverlayRules(subnet: lab.node(n).subnet, clusterCIDR: lab.config.clusterCIDR, device: lab.config.deviceName,
+                                               vxlan: VXLANPeers(port: lab.config.port, peers: []), segments: segments)).apply(services: [])
+        }
+        let route = lab.inNS(lab.nodeNS(1), ["ip", "-4", "route", "show", "dev", "hako.vx4097"]).1
+        #expect(route.contains("10.96.0.64/26 via 10.96.0.64 proto 104 onlink"), "\(route)")
+        let fdb = lab.inNS(lab.nodeNS(1), ["bridge", "fdb", "show", "dev", "hako.vx4097"]).1
+        #expect(fdb.contains("dst \(lab.underlayIP(2)) self permanent"), "\(fdb)")
+        let vx = lab.inNS(lab.nodeNS(1), ["ip", "-d", "link", "show", "hako.vx4097"]).1
+        #expect(vx.contains("vxlan id 4097") && vx.contains("dstport 4789"), "\(vx)")
+        let forward = lab.inNS(lab.nodeNS(1), ["nft", "list", "chain", "ip", "hako-overlay", "forward"]).1
+        for line in ["ct status dnat accept", "iifname \"hkbr0\" oifname \"hako.br4097\" counter packets 0 bytes 0 drop",
+                     "iifname \"hako.vx4097\" oifname \"hako.vx42\" counter packets 0 bytes 0 drop"] {
+            #expect(forward.contains(line), "missing: \(line)\n\(forward)")
+        }
+        // The network leaves the map: its device is the one the plan deletes.
+        let gone = try NodeNetworksPlan.make(node: lab.node(1).id, underlays: underlays, cluster: lab.config, networks: [],
+                                             devices: try RouteNetlink(try lab.netlink(lab.nodeNS(1))).linkNames())
+        #expect(gone.removeDevices == ["hako.vx4097"])
+        try RouteNetlink(try lab.netlink(lab.nodeNS(1))).delete("hako.vx4097")
+        #expect(lab.inNS(lab.nodeNS(1), ["ip", "-4", "route", "show", "proto", "104"]).1.contains("10.96.") == false)
+    }
+
     @Test func serviceNamesResolveAcrossNodesAndFollowTasks() throws {
         let lab = OverlayLab(tag: "d")
         try lab.up()

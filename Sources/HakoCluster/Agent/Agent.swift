@@ -649,12 +649,29 @@ public final class Agent: @unchecked Sendable {
                 case .success(let (tasks, running)):
                     self.observed = tasks
                     self.runningContainers = running
+                    self.overlay?.containers(self.dnsMembers())
                     self.reconcile()
                 case .failure(let e):
                     self.log.warning("cannot list the node's containers: \(e)")
                 }
             }
         }
+    }
+
+    /// Each address of each running task's container → the networks it is
+    /// on, in its interfaces' order (the cluster network first, then the
+    /// service's networks): what its queries to the node's DNS may see.
+    func dnsMembers() -> [IPv4Address: [String]] {
+        var out: [IPv4Address: [String]] = [:]
+        for t in observed where t.status == .running {
+            let order = assignments[t.taskID]?.spec.networks.map(\.id) ?? []
+            let ids = order.filter { t.networkAddresses[$0] != nil } + t.networkAddresses.keys.filter { !order.contains($0) }.sorted()
+            let views = (t.address == nil ? [] : [ClusterDNS.clusterView]) + ids
+            for a in [t.address].compactMap({ $0 }) + ids.compactMap({ t.networkAddresses[$0] }) {
+                if let ip = IPv4Address(a) { out[ip] = views }
+            }
+        }
+        return out
     }
 
     /// Plans against the assignment (only while a session holds one: a node
@@ -710,7 +727,8 @@ public final class Agent: @unchecked Sendable {
                     if let why = devices.refusal(a.spec.container.devices.map(\.host)) { throw ClusterError.invalid(why) }
                     let options = overlayMap.flatMap { ClusterNetworkOptions.from($0, node: node) }
                         ?? networkBase.flatMap { ClusterNetworkOptions.from(clusterCIDR: $0.0, underlay: $0.1) }
-                    let id = try runtime.start(a, node: node, subnet: subnet, overlay: options, files: try Agent.files(for: a, data: held))
+                    let id = try runtime.start(a, node: node, subnet: subnet, overlay: options, networks: NodeNetwork.from(overlayMap, node: node),
+                                               files: try Agent.files(for: a, data: held))
                     outcome = TaskStatus(taskID: a.taskID, state: .running, containerID: id)
                 case .startExisting(let t, let c):
                     if let why = devices.refusal(existingTask?.spec.container.devices.map(\.host) ?? []) { throw ClusterError.invalid(why) }
@@ -738,11 +756,16 @@ public final class Agent: @unchecked Sendable {
                 if self.busy.isEmpty { self.settleAfterBurst() }
                 self.applyLocally(action, result)
                 if let result, self.assignments[result.taskID] != nil { self.report([result]) }
-                if case .remove(let t, let c) = action { self.log.info("removed container \(c.prefix(12)) of task \(t.prefix(12))") }
-                if case .start(let a) = action, result?.state == .running, a.spec.network == ServiceSpec.clusterNetwork, !self.bridgeTuned,
-                   let m = self.lastOverlay {
-                    // The first task made the node's bridge: it takes the overlay's MTU now.
-                    self.bridgeTuned = true
+                if case .remove(let t, let c) = action {
+                    self.log.info("removed container \(c.prefix(12)) of task \(t.prefix(12))")
+                    // The engine network of a cluster network that left the map goes once its last container is gone.
+                    if let m = self.lastOverlay { self.applyOverlay(m) }
+                }
+                if case .start(let a) = action, result?.state == .running, a.spec.network == ServiceSpec.clusterNetwork,
+                   !self.bridgeTuned || !a.spec.networks.isEmpty, let m = self.lastOverlay {
+                    // The first task made the node's bridge: it takes the overlay's MTU now; a
+                    // task on a cluster network may have made its bridge: its names are served there now.
+                    if a.spec.isOnClusterNetwork { self.bridgeTuned = true }
                     self.applyOverlay(m)
                 }
                 self.observe()

@@ -97,7 +97,7 @@ public enum AgentPlanner {
         case .running:
             return TaskStatus(taskID: a.taskID, state: .running, containerID: c.containerID,
                               message: c.restartCount > 0 ? "restarted \(c.restartCount) times" : "", ports: c.ports.isEmpty ? nil : c.ports, address: c.address,
-                              health: c.health)
+                              networkAddresses: c.networkAddresses.isEmpty ? nil : c.networkAddresses, health: c.health)
         case .restarting:
             return TaskStatus(taskID: a.taskID, state: .running, containerID: c.containerID, exitCode: c.exitCode,
                               message: "restarting after exit code \(c.exitCode) (restart \(c.restartCount + 1))")

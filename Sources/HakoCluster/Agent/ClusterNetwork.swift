@@ -45,6 +45,84 @@ public final class ClusterNetwork: Sendable {
     }
 }
 
+extension ClusterNetwork {
+    /// Labels of a cluster network's engine network on the node.
+    public static let idLabel = "hako.cluster.network.id"
+    public static let nameLabel = "hako.cluster.network.name"
+
+    /// A cluster network's engine network on the node (`hako-cluster-<VNI>`,
+    /// bridge `hako.br<VNI>`, gateway .1 of the node's subnet of it): made as
+    /// the cluster's is, when the first task on the network starts here; made
+    /// again when it belongs to another network of the same VNI (the network
+    /// was removed and made again) or the node's subnet of it changed, while
+    /// no container uses it. Containers reach the network's whole CIDR through
+    /// it, without masquerade.
+    public func ensure(_ n: NodeNetwork, mtu: UInt32?) throws {
+        try making.withLock { _ throws -> Void in
+            if let d = try? engine.findNetwork(n.engineName) {
+                if d.subnet == n.subnet, d.labels[ClusterNetwork.idLabel] == n.id, d.bridge == n.bridge {
+                    if let m = mtu, d.mtu != m || (d.masqueradeExcept ?? []) != [n.cidr] {
+                        try engine.setNetworkOptions(n.engineName, mtu: m, masqueradeExcept: [n.cidr])
+                    }
+                    return
+                }
+                let users = (try? engine.inspectNetwork(n.engineName).Containers.count) ?? 0
+                guard users == 0 else {
+                    throw ClusterError.conflict("network \(n.name): \(n.engineName) is on \(d.subnet?.description ?? "?") of network \(d.labels[ClusterNetwork.nameLabel] ?? "?"), but the node's subnet of it is now \(n.subnet), and \(users) containers still use it")
+                }
+                try engine.removeNetwork(n.engineName)
+            }
+            _ = try engine.createNetwork(name: n.engineName, subnet: n.subnet.description, gateway: nil,
+                                         labels: [ClusterNetwork.idLabel: n.id, ClusterNetwork.nameLabel: n.name], bridge: n.bridge,
+                                         mtu: mtu, masqueradeExcept: [n.cidr], routes: [n.cidr])
+        }
+    }
+
+    /// Removes the engine networks of cluster networks not in `keep` (ids)
+    /// that no container uses (their bridges go with them, and their rules
+    /// with the engine's next firewall sync); the names of those removed.
+    public func removeUnused(keep: Set<String>) -> [String] {
+        making.withLock { _ -> [String] in
+            var removed: [String] = []
+            for d in (try? engine.networks()) ?? [] {
+                guard let id = d.labels[ClusterNetwork.idLabel], !keep.contains(id) else { continue }
+                if (try? engine.removeNetwork(d.name)) != nil { removed.append(d.name) }
+            }
+            return removed
+        }
+    }
+}
+
+/// A cluster network as this node builds it: from the peer map, with the node's subnet of it.
+public struct NodeNetwork: Sendable, Equatable {
+    public var id: String
+    public var name: String
+    public var vni: UInt32
+    /// The network's CIDR.
+    public var cidr: IPv4Network
+    /// This node's subnet of it.
+    public var subnet: IPv4Network
+
+    public init(id: String, name: String, vni: UInt32, cidr: IPv4Network, subnet: IPv4Network) {
+        self.id = id; self.name = name; self.vni = vni; self.cidr = cidr; self.subnet = subnet
+    }
+
+    /// The engine network on the node.
+    public var engineName: String { NodeNetwork.engineName(vni: vni) }
+    public var bridge: String { VXLANNetwork.bridgeName(vni: vni) }
+    public static func engineName(vni: UInt32) -> String { "hako-cluster-\(vni)" }
+
+    /// The map's networks this node holds a subnet of, by id.
+    public static func from(_ map: OverlayMessage?, node: String) -> [String: NodeNetwork] {
+        var out: [String: NodeNetwork] = [:]
+        for n in map?.networks ?? [] {
+            guard let vni = UInt32(exactly: n.vni), let cidr = IPv4Network(n.subnet), let s = n.subnets[node].flatMap({ IPv4Network($0) }) else { continue }
+            out[n.id] = NodeNetwork(id: n.id, name: n.name, vni: vni, cidr: cidr, subnet: s)
+        }
+        return out
+    }
+}
+
 /// What the overlay asks of the node's container network.
 public struct ClusterNetworkOptions: Sendable, Equatable {
     public var clusterCIDR: IPv4Network

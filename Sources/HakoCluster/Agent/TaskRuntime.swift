@@ -23,13 +23,16 @@ public struct ObservedTask: Sendable, Equatable {
     public var ports: [String]
     /// Its address on the cluster network ("10.88.1.2").
     public var address: String?
+    /// Its address on each cluster network it is on (network id → "10.96.0.2").
+    public var networkAddresses: [String: String]
     /// Its health check's status as the monitor last wrote it (starting,
     /// healthy, unhealthy; kept after the container ends); nil: no check.
     public var health: String?
 
     public init(taskID: String, containerID: String, status: Status, exitCode: Int32 = 0, restartCount: UInt32 = 0, created: Double = 0,
-                ports: [String] = [], address: String? = nil, health: String? = nil) {
+                ports: [String] = [], address: String? = nil, networkAddresses: [String: String] = [:], health: String? = nil) {
         self.health = health
+        self.networkAddresses = networkAddresses
         self.ports = ports
         self.address = address
         self.taskID = taskID
@@ -47,9 +50,11 @@ public protocol TaskRuntime: Sendable {
     func observe() throws -> (tasks: [ObservedTask], running: Int)
     /// Creates and starts the task's container (on the node's network, built
     /// on `subnet`, the node's lease, when the spec asks for the cluster network,
-    /// with the overlay's cluster CIDR and MTU `overlay`), with `files` (its
-    /// secrets and configs, from memory); its id.
-    func start(_ a: Assignment, node: String, subnet: String, overlay: ClusterNetworkOptions?, files: [ContainerFile]) throws -> String
+    /// with the overlay's cluster CIDR and MTU `overlay`; and on each cluster
+    /// network it names, from `networks`: the node's subnets of them by network
+    /// id), with `files` (its secrets and configs, from memory); its id.
+    func start(_ a: Assignment, node: String, subnet: String, overlay: ClusterNetworkOptions?, networks: [String: NodeNetwork],
+               files: [ContainerFile]) throws -> String
     /// Starts a container created earlier (the agent died between create and start).
     func startExisting(_ containerID: String, files: [ContainerFile]) throws
     func stop(_ containerID: String, timeout: Int?) throws
@@ -113,6 +118,8 @@ public struct EngineTaskRuntime: TaskRuntime {
     let network: ClusterNetwork
     /// The agent observes every second: unchanged container files are not decoded again.
     let listCache = ContainerListCache()
+    /// Engine network name → cluster network id, for the addresses observed.
+    let networkIDs = NetworkIDs()
 
     public init(engine: Engine, images: (any ImageProvider)? = nil) {
         self.engine = engine
@@ -134,22 +141,45 @@ public struct EngineTaskRuntime: TaskRuntime {
             case .exited: status = .exited
             case .dead: status = .dead
             }
-            // The bindings as resolved at start (a port the node picked), for containers that publish any.
-            // and the address on the cluster network (for the routing mesh).
-            let networked = status == .running && c.config.networking?.networks.contains { $0.name == ClusterNetwork.name } == true
+            // The bindings as resolved at start (a port the node picked), for containers that publish any,
+            // the address on the cluster network (for the routing mesh) and those on cluster networks (for their names).
+            let networked = status == .running && c.config.networking?.networks.contains { EngineTaskRuntime.isClusterNetwork($0.name) } == true
             let endpoint = networked ? engine.endpoint(c.id) : nil
             let ports = (endpoint?.ports ?? []).map(\.description)
+            var address: String?
+            var addresses: [String: String] = [:]
+            for a in endpoint?.attachments ?? [] {
+                if a.networkName == ClusterNetwork.name { address = a.ip.description }
+                else if let id = clusterNetworkID(a.networkName) { addresses[id] = a.ip.description }
+            }
             out.append(ObservedTask(taskID: task, containerID: c.id, status: status, exitCode: c.exitCode,
                                     restartCount: c.state?.restartCount ?? 0, created: c.config.created.secondsSince1970, ports: ports,
-                                    address: endpoint?.primaryIP?.description, health: c.state?.health?.status))
+                                    address: address, networkAddresses: addresses, health: c.state?.health?.status))
         }
         return (out, running)
+    }
+
+    /// The node's engine networks of the cluster: its own and one per cluster network.
+    static func isClusterNetwork(_ engineName: String) -> Bool {
+        engineName == ClusterNetwork.name || engineName.hasPrefix(NodeNetwork.engineName(vni: 0).dropLast())
+    }
+
+    /// The cluster network id of an engine network of the node (its label), remembered.
+    func clusterNetworkID(_ engineName: String) -> String? {
+        guard engineName != ClusterNetwork.name, EngineTaskRuntime.isClusterNetwork(engineName) else { return nil }
+        if let id = networkIDs.map.withLock({ $0[engineName] }) { return id }
+        guard let d = try? engine.findNetwork(engineName), let id = d.labels[ClusterNetwork.idLabel] else { return nil }
+        networkIDs.map.withLock { $0[engineName] = id }
+        return id
     }
 
     /// The engine's spec for a task, filled with typed values: Docker swarm's
     /// container name, the task labels. `dns`: the node's DNS responder (its
     /// bridge's gateway) for service names. `hostname`: the node's, for templates.
-    public static func containerSpec(_ a: Assignment, node: String, dns: IPv4Address? = nil, hostname: String = AgentConfig.hostname()) throws -> ContainerSpec {
+    /// `first`: the engine network of its first cluster network, for a task
+    /// not on the cluster network (the others are connected before it starts).
+    public static func containerSpec(_ a: Assignment, node: String, dns: IPv4Address? = nil, first: String? = nil,
+                                     hostname: String = AgentConfig.hostname()) throws -> ContainerSpec {
         let s = a.spec
         var o = ContainerSpec(image: s.image)
         o.name = "\(a.name).\(a.taskID.prefix(12))"
@@ -168,7 +198,7 @@ public struct EngineTaskRuntime: TaskRuntime {
                                     os: platform.os, architecture: platform.architecture, taskID: a.taskID, taskName: "\(a.name).\(a.taskID)",
                                     taskSlot: a.slot == 0 ? node : String(a.slot))
         try applyTemplates(s, template, to: &o)
-        try applyNetwork(s, dns: dns, to: &o)
+        try applyNetwork(s, dns: dns, first: first, to: &o)
         // A memory reservation is the soft limit (Docker swarm's).
         if s.limits.cpuMillis > 0 { o.resources.nanoCPUs = s.limits.cpuMillis * 1_000_000 }
         if s.limits.memory > 0 { o.resources.memory = s.limits.memory }
@@ -194,7 +224,7 @@ public struct EngineTaskRuntime: TaskRuntime {
     /// The network, published ports and resolvers: the node's responder for
     /// service names first, then the service's own servers; a task of a stack
     /// also searches the stack's domain, where its services' short names are.
-    static func applyNetwork(_ s: ServiceSpec, dns: IPv4Address?, to o: inout ContainerSpec) throws {
+    static func applyNetwork(_ s: ServiceSpec, dns: IPv4Address?, first: String? = nil, to o: inout ContainerSpec) throws {
         let c = s.container
         let servers = try c.dns.map { d in
             guard let a = IPv4Address(d) else { throw HakoError(.invalidArgument("--dns"), "invalid --dns \"\(d)\": not an IPv4 address") }
@@ -206,7 +236,8 @@ public struct EngineTaskRuntime: TaskRuntime {
         switch s.network {
         case ServiceSpec.clusterNetwork:
             o.network = .bridge
-            o.networking.network = ClusterNetwork.name
+            // On the cluster network first (its published ports and the mesh reach it there), else on its first network.
+            o.networking.network = s.isOnClusterNetwork ? ClusterNetwork.name : first
             // The coordinator checked the ports' text; this is their one parse on the node.
             o.networking.ports = try s.ports.flatMap { try PortBinding.parse($0) }
             o.networking.dns = (dns.map { [$0] } ?? []) + servers.filter { $0 != dns }
@@ -226,22 +257,36 @@ public struct EngineTaskRuntime: TaskRuntime {
         if c.pidsLimit > 0 { o.resources.pidsLimit = Int64(c.pidsLimit) }
     }
 
-    public func start(_ a: Assignment, node: String, subnet: String, overlay: ClusterNetworkOptions?, files: [ContainerFile]) throws -> String {
-        // The coordinator stores and allocates cluster networks (a node's subnet of each
-        // is in the peer map); the node side — a bridge and a VXLAN device per network,
-        // one interface per network, isolation — is not built yet: refused, not run on
-        // the cluster network instead (docs/cluster.md, "Left (issue 16…)").
-        if !a.spec.networks.isEmpty {
-            throw ClusterError.invalid("this node cannot attach containers to cluster networks yet (\(a.spec.networks.map(\.target).joined(separator: ", "))): not built on the nodes")
+    public func start(_ a: Assignment, node: String, subnet: String, overlay: ClusterNetworkOptions?, networks: [String: NodeNetwork],
+                      files: [ContainerFile]) throws -> String {
+        // Its cluster networks, in the service's order: the coordinator leased the node's
+        // subnet of each and sent it in the peer map before this assignment.
+        var joined: [NodeNetwork] = []
+        for n in a.spec.networks {
+            guard let mine = networks[n.id] else {
+                throw ClusterError.notFound("network \(n.target): this node has no subnet of it in the peer map yet")
+            }
+            joined.append(mine)
         }
-        if a.spec.network == ServiceSpec.clusterNetwork {
+        let onCluster = a.spec.network == ServiceSpec.clusterNetwork && a.spec.isOnClusterNetwork
+        if onCluster {
             try network.ensure(subnet: subnet, overlay: overlay)
         }
+        for n in joined {
+            try network.ensure(n, mtu: overlay?.mtu)
+            networkIDs.map.withLock { $0[n.engineName] = n.id }
+        }
         try images.ensure(a.spec.image)
-        let gateway = IPv4Network(subnet)?.defaultGateway
-        let config = try engine.create(try EngineTaskRuntime.containerSpec(a, node: node, dns: gateway))
+        // Its nameserver: the node's responder on its first network's gateway (it answers by the querier's networks).
+        let gateway = onCluster ? IPv4Network(subnet)?.defaultGateway : joined.first?.subnet.defaultGateway
+        let config = try engine.create(try EngineTaskRuntime.containerSpec(a, node: node, dns: gateway, first: joined.first?.engineName))
         do {
-            _ = try engine.start(created: config, files: files)
+            // One interface per network, all made when it starts, before its init runs.
+            let more = onCluster ? joined : Array(joined.dropFirst())
+            for n in more {
+                try engine.connect(network: n.engineName, container: config.id)
+            }
+            _ = try engine.start(created: more.isEmpty ? config : try engine.lookup(config.id).config, files: files)
         } catch {
             try? engine.remove(config.id, force: true)
             throw error
@@ -282,6 +327,11 @@ public struct EngineTaskRuntime: TaskRuntime {
         }
         return (out, false)
     }
+}
+
+/// The cluster network ids of the node's engine networks, as learnt.
+final class NetworkIDs: Sendable {
+    let map = Mutex<[String: String]>([:])
 }
 
 extension ServiceMount {

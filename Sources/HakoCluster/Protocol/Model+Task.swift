@@ -156,10 +156,11 @@ public struct TaskStatus: Codable, Sendable, Equatable {
     public var health: String?
 
     public init(taskID: String, state: TaskState, containerID: String? = nil, exitCode: Int32? = nil, message: String = "", ports: [String]? = nil,
-                address: String? = nil, health: String? = nil) {
+                address: String? = nil, networkAddresses: [String: String]? = nil, health: String? = nil) {
         self.health = health
         self.ports = ports
         self.address = address
+        self.networkAddresses = networkAddresses
         self.taskID = taskID
         self.state = state
         self.containerID = containerID

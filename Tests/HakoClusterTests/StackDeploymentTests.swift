@@ -184,4 +184,27 @@ import Testing
         #expect(pauses == 0)
         #expect(try networks(f)["pub"] != nil && Set(try services(f).keys) == ["loose"])
     }
+
+    /// On a stack's network a service is its name, its short name (an alias)
+    /// and its short name in the stack's domain ("kv.home", which the stack's
+    /// tasks search), from its tasks' addresses on that network.
+    @Test func aStacksServicesAreNamedOnItsNetworks() throws {
+        let f = try CoreFixture()
+        let node = try SimNode(f, name: "n1", underlay: "10.0.0.1")
+        let d = StackDeployment(channel: CoreChannel(f: f), say: { _ in }, warn: { _ in }, pause: { _ in })
+        let dir = try StackDeploymentTests.project(secret: "x")
+        let (s, specs) = try StackDeploymentTests.stack("services:\n  kv: {image: x}\n  web: {image: x}\n", dir: dir)
+        _ = try d.deploy(s, specs: specs, prune: false)
+        try settle(f, [node])
+        let net = try #require(try networks(f)["home_default"])
+        for (i, t) in f.core.state.tasks.values.filter(\.isLive).sorted(by: { $0.serviceName < $1.serviceName }).enumerated() {
+            var st = TaskStatus(taskID: t.id, state: .running, containerID: "c-" + t.id)
+            st.networkAddresses = [net.id: "10.96.0.\(i + 2)"]
+            try node.report([st])
+        }
+        try settle(f, [node])
+        let names = try #require(node.overlays.last?.networks.first { $0.id == net.id }?.names)
+        #expect(names == ["home_kv": ["10.96.0.2"], "home_kv.1": ["10.96.0.2"], "kv": ["10.96.0.2"], "kv.home": ["10.96.0.2"],
+                          "home_web": ["10.96.0.3"], "home_web.1": ["10.96.0.3"], "web": ["10.96.0.3"], "web.home": ["10.96.0.3"]])
+    }
 }

@@ -58,10 +58,18 @@ public final class DNSResponder: @unchecked Sendable {
     }
 
     /// Binds `address:port` (UDP) in the network namespace `namespace` (nil: the
-    /// caller's) and starts serving.
+    /// caller's) and starts serving. `beforeTheAddress`: the address need not be
+    /// on a link yet (IP_FREEBIND): queries are served from the moment it is —
+    /// a bridge made with the container that asks first.
     public static func start(namespace: FileDescriptor?, address: IPv4Address, port: UInt16 = 53, upstreams: [DNSUpstream] = [],
-                             records: [String: [IPv4Address]] = [:], ttl: UInt32 = 0) throws -> DNSResponder {
+                             records: [String: [IPv4Address]] = [:], ttl: UInt32 = 0, beforeTheAddress: Bool = false) throws -> DNSResponder {
         let server = try udpSocket(namespace: namespace)
+        if beforeTheAddress {
+            var on: Int32 = 1
+            if setsockopt(server.rawValue, Int32(IPPROTO_IP), IP_FREEBIND, &on, socklen_t(MemoryLayout<Int32>.size)) != 0 {
+                throw SystemError("dns: IP_FREEBIND", errno: errno)
+            }
+        }
         let bound = try bind(server, address, port)
         let up = upstreams.isEmpty ? nil : try udpSocket(namespace: namespace)
         if let up { _ = try bind(up, IPv4Address(0), 0) }

@@ -15,7 +15,7 @@ import Testing
 /// them. Traffic stays inside the harness's namespaces.
 @Suite(.needsRoot, .serialized)
 final class ClusterNetworksTests {
-    let h = ClusterHarness("cn", nodes: 2)
+    let h = ClusterHarness("cw", nodes: 2)
 
     deinit {
         if h.failed { print(h.logs()) }

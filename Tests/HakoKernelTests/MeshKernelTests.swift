@@ -226,5 +226,17 @@ import Testing
         #expect(lookup(lab.ctrNS(1), "outside.example").contains("192.0.2.10"))
         // a responder bound to an address the namespace does not have: one clear error
         #expect(throws: SystemError.self) { try DNSResponder.start(namespace: try lab.open(lab.nodeNS(1)), address: IPv4Address("10.1.2.3")!) }
+        // … unless asked to serve before the address exists (a bridge made later): answered once it does;
+        // views per sender: ctr1 sees its network's names, ctr3 another's.
+        let early = try DNSResponder.start(namespace: try lab.open(lab.nodeNS(1)), address: IPv4Address("10.77.1.53")!, beforeTheAddress: true)
+        defer { early.stop() }
+        early.update(views: DNSViews(names: ["a": ["db": [lab.ctrIP(2)]], "b": ["cache": [lab.ctrIP(3)]]],
+                                     members: [lab.ctrIP(1): ["a"], lab.ctrIP(3): ["b"]]))
+        try lab.must(["ip", "-n", lab.nodeNS(1), "addr", "add", "10.77.1.53/32", "dev", "hkbr0"])
+        func ask(_ ns: String, _ name: String) -> String { lab.inNS(ns, ["busybox", "nslookup", "-type=a", name, "10.77.1.53"], timeout: 10).1 }
+        #expect(ask(lab.ctrNS(1), "db").contains("10.77.2.2"), "ctr1 → db")
+        #expect(ask(lab.ctrNS(1), "cache").contains("NXDOMAIN"), "ctr1 does not see b's names")
+        #expect(ask(lab.ctrNS(3), "cache").contains("10.77.3.2"), "ctr3 → cache, over the overlay")
+        #expect(ask(lab.ctrNS(3), "db").contains("NXDOMAIN"), "ctr3 does not see a's names")
     }
 }

@@ -761,11 +761,10 @@ public final class Agent: @unchecked Sendable {
                     // The engine network of a cluster network that left the map goes once its last container is gone.
                     if let m = self.lastOverlay { self.applyOverlay(m) }
                 }
-                if case .start(let a) = action, result?.state == .running, a.spec.network == ServiceSpec.clusterNetwork,
-                   !self.bridgeTuned || !a.spec.networks.isEmpty, let m = self.lastOverlay {
-                    // The first task made the node's bridge: it takes the overlay's MTU now; a
-                    // task on a cluster network may have made its bridge: its names are served there now.
-                    if a.spec.isOnClusterNetwork { self.bridgeTuned = true }
+                if case .start(let a) = action, result?.state == .running, a.spec.isOnClusterNetwork, !self.bridgeTuned,
+                   let m = self.lastOverlay {
+                    // The first task made the node's bridge: it takes the overlay's MTU now.
+                    self.bridgeTuned = true
                     self.applyOverlay(m)
                 }
                 self.observe()

@@ -97,11 +97,10 @@ public struct KernelOverlay: NodeOverlay {
         if let bridge = try? links.link(ClusterNetwork.bridge), let mtu = try? overlay.mtu(node: me), bridge.mtu != mtu {
             try links.setMTU(ClusterNetwork.bridge, mtu)
         }
-        // Service names, on each bridge's gateway once the bridge exists, each
-        // query answered from the names of the networks its sender is on.
-        var gateways: [IPv4Address] = []
-        if (try? links.link(ClusterNetwork.bridge)) != nil { gateways.append(me.subnet.defaultGateway) }
-        for m in plan.members where (try? links.link(m.network.bridgeName)) != nil { gateways.append(m.node.subnet.defaultGateway) }
+        // Service names, on each bridge's gateway — bound before the bridge exists, so
+        // the first container on it finds its names from its first query — each query
+        // answered from the names of the networks its sender is on.
+        let gateways = [me.subnet.defaultGateway] + plan.members.map(\.node.subnet.defaultGateway)
         var names: [String: [String: [IPv4Address]]] = [ClusterDNS.clusterView: ClusterDNS.addresses(map.names)]
         var ranges = [DNSViews.Range(cidr, ClusterDNS.clusterView)]
         for n in map.networks {
@@ -155,7 +154,7 @@ public final class ClusterDNS: Sendable {
             }
             for a in gateways {
                 if let r = s.responders[a] { r.update(views: views); continue }
-                let r = try DNSResponder.start(namespace: nil, address: a, upstreams: ClusterDNS.upstreams())
+                let r = try DNSResponder.start(namespace: nil, address: a, upstreams: ClusterDNS.upstreams(), beforeTheAddress: true)
                 r.update(views: views)
                 s.responders[a] = r
             }

@@ -268,7 +268,7 @@ public struct EngineTaskRuntime: TaskRuntime {
             }
             joined.append(mine)
         }
-        let onCluster = a.spec.network == ServiceSpec.clusterNetwork && a.spec.isOnClusterNetwork
+        let onCluster = a.spec.isOnClusterNetwork
         if onCluster {
             try network.ensure(subnet: subnet, overlay: overlay)
         }

@@ -37,7 +37,7 @@ enum Keys {
     static let fileReference = KeySet(supported: ["source", "target", "uid", "gid", "mode"])
     static let serviceNetwork = KeySet(supported: ["aliases"], unsupported: ["ipv4_address", "ipv6_address"])
     static let volume = KeySet(supported: ["driver", "driver_opts", "external", "labels", "name"])
-    static let network = KeySet(supported: ["driver", "driver_opts", "attachable", "external", "internal", "labels", "name", "ipam"])
+    static let network = KeySet(supported: ["driver", "attachable", "external", "internal", "labels", "name", "ipam"], unsupported: ["driver_opts"])
     static let ipam = KeySet(supported: ["driver", "config"])
     static let ipamConfig = KeySet(supported: ["subnet"])
     static let secret = KeySet(supported: ["file", "external", "labels", "name"], unsupported: ["driver", "driver_opts", "template_driver"])
@@ -281,27 +281,48 @@ struct FileReader {
         return v
     }
 
+    /// A stack's network is a cluster network: driver overlay (the default),
+    /// one subnet at most; what the cluster cannot make is refused with its line.
     mutating func network(_ f: Field) throws(ComposeError) -> ComposeNetwork {
         var n = ComposeNetwork()
         if f.isNull { return n }
+        var settings = false
         for (k, x) in try keys(f, Keys.network) {
             switch k {
-            case "driver": n.driver = try x.string()
-            case "driver_opts": n.driverOpts = try labels(x)
+            case "driver":
+                let d = try x.string()
+                guard d == "overlay" else {
+                    throw x.fail("driver \"\(d)\" is not supported: a stack's networks are cluster networks (driver overlay)")
+                }
+                settings = true
             case "external": (n.external, n.name) = try external(x)
-            case "attachable": n.attachable = try x.bool()
-            case "internal": n.internalOnly = try x.bool()
-            case "labels": n.labels = try labels(x)
+            case "attachable": n.attachable = try x.bool(); settings = true
+            case "internal":
+                if try x.bool() {
+                    throw x.fail("internal networks are not supported by hako yet: a cluster network's containers always reach outside through their node")
+                }
+            case "labels": n.labels = try labels(x); settings = true
             case "name": n.name = try x.string()
             case "ipam":
-                for (ik, iv) in try keys(x, Keys.ipam) where ik == "config" {
-                    for c in try iv.list() {
-                        for (ck, cv) in try keys(c, Keys.ipamConfig) where ck == "subnet" { n.subnets.append(try cv.string()) }
+                for (ik, iv) in try keys(x, Keys.ipam) {
+                    switch ik {
+                    case "driver":
+                        let d = try iv.string()
+                        guard d == "default" else { throw iv.fail("IPAM driver \"\(d)\" is not supported (default)") }
+                    case "config":
+                        let configs = try iv.list()
+                        if configs.count > 1 { throw configs[1].fail("a cluster network has one subnet (\(configs.count) given)") }
+                        for c in configs {
+                            for (ck, cv) in try keys(c, Keys.ipamConfig) where ck == "subnet" { n.subnet = try cv.string() }
+                        }
+                    default: break
                     }
                 }
+                settings = true
             default: break
             }
         }
+        if n.external && settings { throw f.fail("an external network takes no driver, attachable, labels or ipam: it exists already") }
         return n
     }
 

@@ -209,16 +209,16 @@ public struct ComposeVolume: Sendable, Equatable {
     public init() {}
 }
 
+/// A top-level network: a cluster network (Swarm's overlay), the only
+/// driver a stack's networks have (the loader refuses others with their line).
 public struct ComposeNetwork: Sendable, Equatable {
-    public var driver: String?
-    public var driverOpts: [String: String] = [:]
     public var external = false
+    /// The network's real name; nil: STACK_KEY (or KEY when external).
     public var name: String?
     public var attachable = false
-    public var internalOnly = false
     public var labels: [String: String] = [:]
-    /// `ipam.config[].subnet`.
-    public var subnets: [String] = []
+    /// `ipam.config[0].subnet` (a cluster network has one subnet); nil: the coordinator's pool.
+    public var subnet: String?
     public init() {}
 }
 

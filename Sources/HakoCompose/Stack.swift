@@ -7,7 +7,7 @@ public struct Stack: Sendable, Equatable {
     /// By name.
     public var services: [StackService]
     public var volumes: [StackObject]
-    public var networks: [StackObject]
+    public var networks: [StackNetwork]
     public var secrets: [StackObject]
     public var configs: [StackObject]
 
@@ -16,7 +16,23 @@ public struct Stack: Sendable, Equatable {
     public static let imageLabel = "com.docker.stack.image"
 }
 
-/// A volume, network, secret or config of a stack.
+/// A network of a stack: a cluster network (Swarm's overlay), made by the
+/// deploy unless external, with the stack's namespace label.
+public struct StackNetwork: Sendable, Equatable {
+    /// The real name: STACK_KEY, or `name:` when given, or the key when external.
+    public var name: String
+    /// The key in the Compose file ("default" for the stack's default network).
+    public var key: String
+    /// Made outside the stack: it must exist, and the stack never removes it.
+    public var external: Bool
+    public var attachable: Bool
+    /// With the stack's namespace label (none when external).
+    public var labels: [String: String]
+    /// nil: the coordinator's pool.
+    public var subnet: String?
+}
+
+/// A volume, secret or config of a stack.
 public struct StackObject: Sendable, Equatable {
     /// The real name: STACK_KEY, or `name:` when given, or the key when external.
     public var name: String
@@ -148,24 +164,27 @@ extension Stack {
                                driver: v.driver, options: v.driverOpts,
                                labels: v.external ? [:] : v.labels.merging([namespaceLabel: name]) { a, _ in a }, file: nil)
         }
-        var networkKeys = p.networks
-        let usesDefault = p.services.values.contains { $0.networks.isEmpty || $0.networks["default"] != nil }
-        if usesDefault && networkKeys["default"] == nil { networkKeys["default"] = ComposeNetwork() }
-        let networks = networkKeys.keys.sorted().compactMap { k -> StackObject? in
+        // As Docker's: only the networks some service is on (a declared one no
+        // service names is not made), the default one when a service names none.
+        let used = Set(p.services.values.flatMap { $0.networks.isEmpty ? ["default"] : Array($0.networks.keys) })
+        var networkKeys = p.networks.filter { used.contains($0.key) }
+        if used.contains("default") && networkKeys["default"] == nil { networkKeys["default"] = ComposeNetwork() }
+        let networks = networkKeys.keys.sorted().compactMap { k -> StackNetwork? in
             guard let n = networkKeys[k] else { return nil }
-            return StackObject(name: realName(stack: name, key: k, name: n.name, external: n.external), key: k, external: n.external,
-                               driver: n.driver ?? (n.external ? nil : "overlay"), options: n.driverOpts,
-                               labels: n.external ? [:] : n.labels.merging([namespaceLabel: name]) { a, _ in a }, file: nil)
+            return StackNetwork(name: realName(stack: name, key: k, name: n.name, external: n.external), key: k, external: n.external,
+                                attachable: n.attachable,
+                                labels: n.external ? [:] : n.labels.merging([namespaceLabel: name]) { _, ns in ns }, subnet: n.subnet)
         }
         let secrets = objects(p.secrets), configs = objects(p.configs)
         let real: (([StackObject], String) -> String) = { list, key in list.first { $0.key == key }?.name ?? key }
+        let realNetwork: (String) -> String = { key in networks.first { $0.key == key }?.name ?? key }
         var services: [StackService] = []
         for key in p.serviceNames {
             guard let s = p.services[key] else { continue }
             let full = "\(name)_\(key)"
             guard full.count <= 63 else { throw ComposeError(file: "", line: nil, "service name \"\(full)\" is longer than 63 characters") }
             services.append(try service(s, fullName: full, stack: name,
-                                        volume: { real(volumes, $0) }, network: { real(networks, $0) },
+                                        volume: { real(volumes, $0) }, network: realNetwork,
                                         secret: { real(secrets, $0) }, config: { real(configs, $0) }))
         }
         return Stack(name: name, services: services, volumes: volumes, networks: networks, secrets: secrets, configs: configs)

@@ -86,13 +86,11 @@ extension StackService {
 
     /// What the cluster cannot carry yet: the fields this service sets
     /// (beyond Swarm's defaults) that `hako cluster stack deploy` refuses
-    /// (an ingress port it cannot publish, a volume driver other than local)
-    /// or deploys without (docs/compose.md).
+    /// (an ingress port it cannot publish) (docs/compose.md).
     public var clusterGaps: [String] {
         var g: [String] = []
         if ports.contains(where: { $0.mode == .ingress && $0.published == nil }) { g.append("ingress port without a published port") }
         if ports.contains(where: { $0.hostIP != nil && $0.mode == .ingress }) { g.append("ingress port on a host IP") }
-        if networks.count > 1 || networks.values.contains(where: { $0.count > 1 }) { g.append("networks and aliases") }
         return g
     }
 }

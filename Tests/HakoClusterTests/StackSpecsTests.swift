@@ -80,6 +80,9 @@ import Testing
         #expect(kv.serviceLabels == ["com.docker.stack.namespace": "home", "com.docker.stack.image": "redis:3"])
         #expect(kv.stackShortName == "kv")
         #expect(kv.network == ServiceSpec.clusterNetwork && kv.mode == .replicated && kv.replicas == 1)
+        // A service naming no network is on the stack's default one, found there by its short name.
+        #expect(kv.networks == [NetworkAttachment(target: "home_default", aliases: ["kv"])])
+        #expect(!kv.isOnClusterNetwork)
 
         let web = try spec(specs, "home_web")
         #expect(web.replicas == 2)
@@ -173,25 +176,139 @@ import Testing
             """).hasPrefix("service home_web: invalid --hostname template"))
     }
 
-    @Test func whatHakoAppliesDifferentlyIsAWarning() throws {
+    @Test func restartWindowAndUpdateConfigAreApplied() throws {
         let (specs, warnings) = try load("""
             services:
               web:
                 image: x
-                networks: {front: {aliases: [www]}, back: {}}
                 deploy:
                   restart_policy: {window: 30s}
                   update_config: {order: start-first}
-            networks:
-              front: {}
-              back: {}
             """)
-        #expect(warnings.contains { $0.hasPrefix("networks back, front: a stack's networks are not made cluster networks yet") })
-        // The restart window is applied: it is the service's.
-        #expect(!warnings.contains { $0.contains("window") } && specs.first?.restartWindow == 30)
-        // update_config is applied whole (the cluster's rolling updates are Swarm's), so it is no warning.
-        #expect(specs.first?.update.order == .startFirst && !warnings.contains { $0.contains("update_config") })
-        #expect(warnings.contains("service home_web: network aliases are not applied (the service is found by its name)"))
+        #expect(warnings.isEmpty, "\(warnings)")
+        #expect(specs.first?.restartWindow == 30)
+        // update_config is applied whole (the cluster's rolling updates are Swarm's).
+        #expect(specs.first?.update.order == .startFirst)
+    }
+
+    /// Networks in list and map form, with aliases, `name:`, external ones,
+    /// the default network; every service has its short name on each.
+    @Test func servicesAreOnTheStacksNetworksWithTheirAliases() throws {
+        let (specs, warnings) = try load("""
+            services:
+              web:
+                image: x
+                ports: ["8080:80"]
+                networks: {front: {aliases: [www, web]}, back: }
+              api:
+                image: x
+                networks: [back, shared, default]
+              kv:
+                image: x
+              host:
+                image: x
+                networks: [hostnet]
+            networks:
+              front: {attachable: true, labels: {tier: front}}
+              back: {name: home-backend, ipam: {config: [{subnet: 10.97.0.0/24}]}}
+              shared: {external: true}
+              hostnet: {external: true, name: host}
+            """)
+        #expect(warnings.isEmpty, "\(warnings)")
+        let web = try spec(specs, "home_web")
+        #expect(web.networks == [NetworkAttachment(target: "home-backend", aliases: ["web"]),
+                                 NetworkAttachment(target: "home_front", aliases: ["web", "www"])])
+        // It publishes a port: also on the cluster network, as Swarm's ingress.
+        #expect(web.isOnClusterNetwork)
+        let api = try spec(specs, "home_api")
+        #expect(api.networks.map(\.target) == ["home-backend", "home_default", "shared"])
+        #expect(api.networks.allSatisfy { $0.aliases == ["api"] } && !api.isOnClusterNetwork)
+        #expect(try spec(specs, "home_kv").networks == [NetworkAttachment(target: "home_default", aliases: ["kv"])])
+        // Docker's external network `host`: host networking.
+        let host = try spec(specs, "home_host")
+        #expect(host.network == "host" && host.networks.isEmpty)
+
+        // A built-in network only alone; a reserved name is not made.
+        func refusal(_ text: String) -> String {
+            do { _ = try load(text) } catch let e as ClusterError { return e.description } catch { return "\(error)" }
+            return ""
+        }
+        #expect(refusal("""
+            services:
+              s: {image: x, networks: [h, back]}
+            networks:
+              h: {external: true, name: host}
+              back: {}
+            """) == "service home_s: networks: host is a built-in network: a service is on it alone")
+        #expect(refusal("""
+            services:
+              s: {image: x, networks: [back]}
+            networks:
+              back: {name: ingress}
+            """) == "network back: network name ingress is reserved (a built-in network)")
+    }
+
+    static func network(_ name: String, stack: String? = "home", subnet: String = "10.96.0.0/20", attachable: Bool = false,
+                        labels: [String: String] = [:]) -> NetworkView {
+        var l = labels
+        if let stack { l[Stack.namespaceLabel] = stack }
+        return NetworkView(id: "id-" + name, name: name, driver: "overlay", scope: "swarm", subnet: subnet, nodePrefix: 26, vni: 4097,
+                           attachable: attachable, builtIn: false, labels: l, created: 0, services: [])
+    }
+
+    /// A deploy's networks: made when new, left alone when unchanged, external
+    /// ones checked, those the files no longer name removed with --prune.
+    @Test func aDeployIsADiffOfTheStacksNetworks() throws {
+        let loader = ComposeLoader(environment: [:], projectDirectory: "/srv/home", readFile: { _ in nil })
+        func stack(_ text: String) throws -> Stack { try Stack.translate(try loader.load([("compose.yml", text)]).project, name: "home") }
+        let v1 = try stack("""
+            services:
+              web: {image: x, networks: [front, ext]}
+              kv: {image: x}
+            networks:
+              front: {attachable: true, ipam: {config: [{subnet: 10.97.0.0/24}]}}
+              ext: {external: true}
+            """)
+        let cluster = NetworkView(id: "cluster", name: "cluster", driver: "overlay", scope: "swarm", subnet: "10.88.0.0/16", nodePrefix: 24,
+                                  vni: 4096, attachable: false, builtIn: true, labels: [:], created: 0, services: [])
+        let ext = StackSpecsTests.network("ext", stack: nil)
+        let fresh = try StackNetworkPlan(stack: v1, existing: [cluster, ext], prune: false)
+        #expect(fresh.entries.map(\.network) == ["ext", "home_default", "home_front"])
+        #expect(fresh.entries[0].action == .external)
+        guard case .create(let d) = fresh.entries[1].action, case .create(let f) = fresh.entries[2].action else { Issue.record("\(fresh)"); return }
+        #expect(d.labels == [Stack.namespaceLabel: "home"] && d.subnet == nil && !d.attachable)
+        #expect(f.subnet == "10.97.0.0/24" && f.attachable)
+
+        // Deployed again: the same networks are left alone; another stack's and loose ones are not the stack's.
+        let held = [cluster, ext, StackSpecsTests.network("home_default"),
+                    StackSpecsTests.network("home_front", subnet: "10.97.0.0/24", attachable: true),
+                    StackSpecsTests.network("home_old"), StackSpecsTests.network("lab_default", stack: "lab"),
+                    StackSpecsTests.network("loose", stack: nil)]
+        let again = try StackNetworkPlan(stack: v1, existing: held, prune: false)
+        #expect(again.entries.map(\.action) == [.external, .unchanged(id: "id-home_default"), .unchanged(id: "id-home_front"), .keep(id: "id-home_old")])
+        let pruned = try StackNetworkPlan(stack: v1, existing: held, prune: true)
+        #expect(pruned.entries.last?.action == .remove(id: "id-home_old"))
+
+        // Refused before anything changes.
+        #expect(throws: ClusterError.notFound("network ext is external and does not exist (hako cluster network create ext)")) {
+            try StackNetworkPlan(stack: v1, existing: [cluster], prune: false)
+        }
+        #expect(throws: ClusterError.conflict("network home_front exists and is not part of stack home")) {
+            try StackNetworkPlan(stack: v1, existing: [cluster, ext, StackSpecsTests.network("home_front", stack: "lab")], prune: false)
+        }
+        let moved = [cluster, ext, StackSpecsTests.network("home_front", subnet: "10.98.0.0/24", attachable: true)]
+        #expect(throws: ClusterError.conflict("network home_front exists with other settings (subnet 10.98.0.0/24 → 10.97.0.0/24): a cluster network cannot change; remove the stack first, or give the network another name")) {
+            try StackNetworkPlan(stack: v1, existing: moved, prune: false)
+        }
+    }
+
+    /// A redeploy compares specs with the services' network ids bound by name (as secrets').
+    @Test func networkIdsBoundByTheCoordinatorAreNoChange() throws {
+        let (specs, _) = try load("services:\n  web: {image: x}\n")
+        var held = specs[0]
+        held.networks[0].id = "n1"
+        #expect(StackPlan(stack: "home", specs: specs, existing: [StackPlan.Existing(id: "s", version: 2, spec: held)], prune: false).entries.map(\.action)
+                == [.unchanged(id: "s")])
     }
 
     @Test func aDeployIsADiffOfTheStacksServices() throws {

@@ -45,7 +45,14 @@ import Testing
             }
         }
         objects("volume", s.volumes)
-        objects("network", s.networks)
+        for n in s.networks {
+            out += "network \(n.name) key=\(n.key)"
+            if n.external { out += " external" }
+            if n.attachable { out += " attachable" }
+            if let sub = n.subnet { out += " subnet=\(sub)" }
+            if !n.labels.isEmpty { out += " labels=" + n.labels.keys.sorted().map { "\($0)=\(n.labels[$0] ?? "")" }.joined(separator: ",") }
+            out += "\n"
+        }
         objects("secret", s.secrets)
         objects("config", s.configs)
         for svc in s.services {
@@ -83,4 +90,5 @@ import Testing
     @Test func home() throws { try GoldenTests.check(["home.yml"], golden: "home.golden") }
     @Test func homeWithOverride() throws { try GoldenTests.check(["home.yml", "home.override.yml"], golden: "home.override.golden") }
     @Test func ignoredKeys() throws { try GoldenTests.check(["ignored.yml"], golden: "ignored.golden") }
+    @Test func networks() throws { try GoldenTests.check(["networks.yml"], golden: "networks.golden") }
 }

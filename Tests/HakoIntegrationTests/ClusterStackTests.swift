@@ -10,7 +10,8 @@ import Testing
 
 /// `hako cluster stack` on the harness: a Compose stack deployed, updated
 /// (only the changed service's tasks replaced) and removed; a stack's
-/// services finding each other by their short names; the stack's secret and
+/// services finding each other by their short names on the stack's default
+/// network, across nodes, and another stack's not finding them; the stack's secret and
 /// config created from files, in their tasks only, and removed with it; a named volume kept
 /// across its task's replacement; a `--device` service placed only on the
 /// node that reports the device (a fake one: /dev/null's numbers, made by
@@ -102,6 +103,7 @@ final class ClusterStackTests {
         #expect(r.stdout.contains("Creating service home_kv") && r.stdout.contains("Creating service home_web") && r.stdout.contains("Creating service home_agent"),
                 "\(r.stdout)")
         #expect(r.stdout.contains("Creating secret home_kvpass") && r.stdout.contains("Creating config home_site"), "\(r.stdout)")
+        #expect(r.stdout.contains("Creating network home_default"), "\(r.stdout)")
         #expect(h.eventually(60) { self.h.runningCount("home_kv") == [1, 0, 0] && self.h.runningCount("home_web").reduce(0, +) == 1
                 && self.h.runningCount("home_agent") == [1, 1, 1] },
                 "\(h.runningCount("home_kv")) \(h.runningCount("home_web")) \(h.runningCount("home_agent"))")
@@ -114,8 +116,10 @@ final class ClusterStackTests {
         // The web front end answers on the routing mesh's port on every node.
         #expect(h.eventually(30) { self.fetch(self.h.nodes[0], port: 9092).contains("web-v1") })
 
-        // From the web's container, "kv" is the kv task (the stack's domain, searched), and serves its count.
-        let kvAddress = try #require(h.tasks("home_kv").first?["address"] as? String)
+        // From the web's container, "kv" is the kv task on the stack's default network, and serves its count.
+        let stackNetwork = try? JSONSerialization.jsonObject(with: Data(h.cluster("network", "inspect", "home_default").stdout.utf8)) as? [String: Any]
+        let stackNetworkID = try #require(stackNetwork?["id"] as? String)
+        let kvAddress = try #require((h.tasks("home_kv").first?["networkAddresses"] as? [String: String])?[stackNetworkID], "\(h.tasks("home_kv"))")
         let webNode = try #require(h.runningCount("home_web").firstIndex(of: 1))
         let web = try #require(h.running("home_web")[webNode].first)
         #expect(h.eventually(15) {
@@ -175,7 +179,77 @@ final class ClusterStackTests {
         #expect(h.cluster("service", "ls", "-q").out.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty)
         #expect(r.stdout.contains("Removing secret home_kvpass") && r.stdout.contains("Removing config home_site"), "\(r.stdout)")
         #expect(h.cluster("secret", "ls", "-q").out.isEmpty && h.cluster("config", "ls", "-q").out.isEmpty, "the stack's secret and config go with it")
+        #expect(r.stdout.contains("Removing network home_default") && h.json("network", "ls").map { $0["name"] as? String ?? "" } == ["cluster"],
+                "\(r.stdout)")
         #expect(h.cluster("stack", "rm", "home").status != 0, "nothing left to remove")
+    }
+
+    /// Two services of a stack on its default network, on two nodes, reach
+    /// each other by their short names; another stack's service does not
+    /// resolve them. `stack rm` removes the stack's network.
+    @Test func aStacksServicesFindEachOtherOnItsDefaultNetwork() throws {
+        func stack(_ name: String, _ services: String) -> Output {
+            let file = h.base + "/\(name).yml"
+            h.write(file, "version: \"3.8\"\nservices:\n" + services)
+            return h.cluster(["stack", "deploy", "--resolve-image", "never", "-c", file, name])
+        }
+        let serve = #"["sh", "-c", "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www"]"#
+        var r = stack("app", """
+              front:
+                image: busybox:test
+                command: \(serve)
+                stop_grace_period: 1s
+                deploy: {placement: {constraints: ["node.name==node1"]}}
+              back:
+                image: busybox:test
+                command: \(serve)
+                hostname: back-task
+                stop_grace_period: 1s
+                deploy: {placement: {constraints: ["node.name==node2"]}}
+            """)
+        #expect(r.status == 0 && r.stdout.contains("Creating network app_default"), "\(r.stdout) \(r.stderr)")
+        r = stack("lab", """
+              probe:
+                image: busybox:test
+                command: ["sleep", "3600"]
+                stop_grace_period: 1s
+                deploy: {placement: {constraints: ["node.name==node1"]}}
+            """)
+        #expect(r.status == 0 && r.stdout.contains("Creating network lab_default"), "\(r.stdout) \(r.stderr)")
+        #expect(h.eventually(60) { self.h.runningCount("app_front") == [1, 0, 0] && self.h.runningCount("app_back") == [0, 1, 0]
+                && self.h.runningCount("lab_probe") == [1, 0, 0] },
+                "\(h.runningCount("app_front")) \(h.runningCount("app_back")) \(h.runningCount("lab_probe")) \(h.tasks("app_back", all: true))")
+        let inspected = try? JSONSerialization.jsonObject(with: Data(h.cluster("network", "inspect", "app_default").stdout.utf8)) as? [String: Any]
+        let net = try #require(inspected?["id"] as? String)
+        let backAddress = try #require((h.tasks("app_back").first?["networkAddresses"] as? [String: String])?[net], "\(h.tasks("app_back"))")
+        let front = try #require(h.running("app_front")[0].first)
+        // "back" is the other node's task on the stack's network, and answers there.
+        #expect(h.eventually(20) {
+            self.h.onNode(self.h.nodes[0], ["exec", front, "nslookup", "back"]).stdout.contains("Address: \(backAddress)")
+        }, "\(h.onNode(h.nodes[0], ["exec", front, "sh", "-c", "cat /etc/resolv.conf; nslookup back"]).out)")
+        // (busybox's nc to the address nslookup gave: its static wget faults on getaddrinfo; the body is the last line.)
+        let page = h.onNode(h.nodes[0], ["exec", front, "sh", "-c", "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 \(backAddress) 8080"]).stdout
+        #expect(page.hasSuffix("back-task\n"), "\(page)")
+        // Another stack's task, on the same node: neither name resolves, the address is not reached.
+        let probe = try #require(h.running("lab_probe")[0].first)
+        let labInspected = try? JSONSerialization.jsonObject(with: Data(h.cluster("network", "inspect", "lab_default").stdout.utf8)) as? [String: Any]
+        let labNet = try #require(labInspected?["id"] as? String)
+        let probeAddress = try #require((h.tasks("lab_probe").first?["networkAddresses"] as? [String: String])?[labNet], "\(h.tasks("lab_probe"))")
+        #expect(h.eventually(20) { self.h.onNode(self.h.nodes[0], ["exec", probe, "nslookup", "probe"]).stdout.contains("Address: \(probeAddress)") },
+                "the probe's own stack resolves")
+        for name in ["back", "front"] {
+            #expect(h.onNode(h.nodes[0], ["exec", probe, "nslookup", name]).status != 0, "\(name) resolves from stack lab")
+        }
+        #expect(!h.onNode(h.nodes[0], ["exec", probe, "sh", "-c", "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 \(backAddress) 8080"]).stdout
+                    .contains("back-task"))
+
+        // Removed: the services, then the stack's network; the other stack keeps its own.
+        r = h.cluster("stack", "rm", "app")
+        #expect(r.status == 0 && r.stdout.contains("Removing network app_default"), "\(r.stdout) \(r.stderr)")
+        let names = h.json("network", "ls").map { $0["name"] as? String ?? "" }
+        #expect(!names.contains("app_default") && names.contains("lab_default"), "\(names)")
+        #expect(h.cluster("stack", "rm", "lab").status == 0)
+        #expect(h.json("network", "ls").map { $0["name"] as? String ?? "" } == ["cluster"])
     }
 
     @Test func aDeviceServiceLandsOnlyWhereTheDeviceIs() throws {

@@ -37,6 +37,24 @@ import Testing
         #expect(r.status == 125 && r.stderr.contains("service home_db: secrets: pw: uid and gid must be numbers"), "\(r.stderr)")
     }
 
+    @Test func aNetworkTheClusterCannotMakeIsRefusedWithItsLine() throws {
+        var r = try run(["stack", "deploy", "-c", "DIR/compose.yml", "home"], files: ["compose.yml": """
+            services:
+              web: {image: nginx, networks: [front]}
+            networks:
+              front:
+                driver: bridge
+            """])
+        #expect(r.status == 125 && r.stderr.contains("compose.yml:5: networks.front.driver: driver \"bridge\" is not supported"), "\(r.stderr)")
+        r = try run(["stack", "deploy", "-c", "DIR/compose.yml", "home"], files: ["compose.yml": """
+            services:
+              web: {image: nginx, networks: [back]}
+            networks:
+              back: {name: ingress}
+            """])
+        #expect(r.status == 125 && r.stderr.contains("network back: network name ingress is reserved"), "\(r.stderr)")
+    }
+
     @Test func aMissingFileAndABadStackName() throws {
         var r = try run(["stack", "deploy", "-c", "DIR/nope.yml", "home"])
         #expect(r.status == 125 && r.stderr.contains("nope.yml: no such file"), "\(r.stderr)")

@@ -146,7 +146,11 @@ extension CoordinatorCore {
 
     /// Network id → its names: as the cluster network's (`serviceNames`),
     /// with the service's aliases on that network, each from the tasks'
-    /// addresses on it. A service's or replica's own name wins over an alias spelled the same.
+    /// addresses on it; a stack's service also has its short name in the
+    /// stack's domain ("kv.home" for home_kv), as on the cluster network: its
+    /// stack's tasks search that domain, so "kv" asked as "kv.home" is
+    /// answered on the network, not sent to the node's resolvers. A service's
+    /// or replica's own name wins over an alias spelled the same.
     public func networkNames() -> [String: [String: [String]]] {
         var own: [String: [String: [String]]] = [:]
         var aliases: [String: [String: [String]]] = [:]
@@ -157,6 +161,9 @@ extension CoordinatorCore {
                 own[a.id, default: [:]][t.serviceName, default: []].append(ip)
                 own[a.id, default: [:]][t.name, default: []].append(ip)
                 for alias in a.aliases { aliases[a.id, default: [:]][alias, default: []].append(ip) }
+                if let short = t.spec.stackShortName, let ns = t.spec.stackNamespace {
+                    aliases[a.id, default: [:]]["\(short).\(ns)", default: []].append(ip)
+                }
             }
         }
         for (network, names) in aliases {

@@ -9,10 +9,9 @@ import HakoSystem
 /// are left alone, changed ones updated (their tasks roll), new ones
 /// created, and ones the files no longer have removed with `--prune`.
 public enum StackSpecs {
-    /// The services' specs and warnings about what hako applies differently
-    /// (several networks are the one cluster network; update fine-tuning it
-    /// does not have yet). What it cannot run is an error naming the service
-    /// and the Compose key.
+    /// The services' specs and warnings about what hako applies differently.
+    /// What it cannot run is an error naming the service (or network) and
+    /// the Compose key.
     public static func specs(_ stack: Stack) throws(ClusterError) -> (specs: [ServiceSpec], warnings: [String]) {
         var warnings: [String] = []
         let volumes = Dictionary(stack.volumes.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
@@ -20,20 +19,25 @@ public enum StackSpecs {
             if let d = v.driver, d != "local" { throw .invalid("volume \(v.key): driver \(d): the cluster's volumes are local to each node (driver local)") }
             if !v.options.isEmpty { throw .invalid("volume \(v.key): driver_opts are not supported by the cluster yet") }
         }
-        let networks = stack.networks.map(\.key)
-        if networks.count > 1 {
-            warnings.append("networks \(networks.joined(separator: ", ")): a stack's networks are not made cluster networks yet (`hako cluster network`); every service of the stack is on the cluster network, and finds the others by their names")
+        for n in stack.networks where !n.external {
+            do { try NetworkRecord.validate(name: n.name, labels: n.labels) } catch { throw .invalid("network \(n.key): \(error.description)") }
         }
+        let external = Set(stack.networks.filter(\.external).map(\.name))
         var out: [ServiceSpec] = []
         for s in stack.services {
             var w: [String] = []
-            out.append(try spec(s, stack: stack.name, volumes: volumes, warnings: &w))
+            out.append(try spec(s, stack: stack.name, volumes: volumes, externalNetworks: external, warnings: &w))
             warnings += w.map { "service \(s.name): \($0)" }
         }
         return (out, warnings)
     }
 
-    static func spec(_ s: StackService, stack: String, volumes: [String: StackObject], warnings: inout [String]) throws(ClusterError) -> ServiceSpec {
+    /// The built-in networks an external network of a stack may name
+    /// (Docker's `external: true` network `host`): each only alone.
+    static let builtInNetworks: Set<String> = [ServiceSpec.clusterNetwork, "host", "none"]
+
+    static func spec(_ s: StackService, stack: String, volumes: [String: StackObject], externalNetworks: Set<String>,
+                     warnings: inout [String]) throws(ClusterError) -> ServiceSpec {
         func refuse(_ key: String, _ why: String) -> ClusterError { .invalid("service \(s.name): \(key): \(why)") }
         var spec = ServiceSpec(name: s.name, image: s.image)
         spec.command = s.command
@@ -81,8 +85,14 @@ public enum StackSpecs {
         spec.rollback = try updateConfig(s.rollback, "rollback_config", service: s.name)
         spec.stopSignal = s.stopSignal
         spec.stopTimeout = s.stopGracePeriod.map { Int($0.rounded(.up)) }
-        if s.networks.values.contains(where: { $0.count > 1 }) {
-            warnings.append("network aliases are not applied (the service is found by its name)")
+        // Its networks with their aliases (its short name first: how the
+        // stack's services find each other), or one built-in network alone.
+        let names = s.networks.keys.sorted()
+        if let b = names.first(where: { builtInNetworks.contains($0) && externalNetworks.contains($0) }) {
+            guard names.count == 1 else { throw refuse("networks", "\(b) is a built-in network: a service is on it alone") }
+            spec.network = b
+        } else {
+            spec.networks = names.map { NetworkAttachment(target: $0, aliases: s.networks[$0] ?? []) }
         }
         spec.secrets = try s.secrets.map { f throws(ClusterError) in try fileReference(f, key: "secrets", refuse) }
         spec.configs = try s.configs.map { f throws(ClusterError) in try fileReference(f, key: "configs", refuse) }
@@ -175,6 +185,8 @@ public struct StackPlan: Sendable, Equatable {
             }
             s.secrets = bound(s.secrets, old.spec.secrets)
             s.configs = bound(s.configs, old.spec.configs)
+            // Networks likewise: by name, the files' networks are the ones the service is bound to.
+            s.networks = s.networks.map { a in var a = a; a.id = old.spec.networks.first { $0.target == a.target }?.id ?? a.id; return a }
             if s == old.spec {
                 out.append(Entry(service: s.name, action: .unchanged(id: old.id)))
             } else {

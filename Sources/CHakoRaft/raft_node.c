@@ -78,6 +78,10 @@ struct hako_raft {
 
     /* Bytes of entries applied since the last snapshot (snapshot_bytes). */
     uint64_t applied_bytes;
+    /* The size of the last snapshot taken (snapshot_due_bytes). */
+    uint64_t last_snapshot_bytes;
+    /* Bytes of the entries in libraft's memory, as on_poll last counted them (atomic). */
+    uint64_t log_bytes;
 
     /* libraft's own append (the libuv backend's), wrapped by wrapped_append. */
     int (*uv_append)(struct raft_io *, struct raft_io_append *, const struct raft_entry[], unsigned, raft_io_append_cb);
@@ -111,16 +115,27 @@ const char *hako_raft_strerror(int code) { return raft_strerror(code); }
  * checked against libraft's in-memory log (raft.h's struct raft_log, a
  * circular buffer whose first entry has index offset+1): the entry at that
  * index must be this very buffer. 0 if it is not (nothing is then skipped). */
-static uint64_t entry_index(struct hako_raft *r, const struct raft_buffer *buf) {
-    raft_index index = raft_last_applied(&r->raft) + 1;
+/* The entry at `index` in libraft's in-memory log, or NULL. */
+static const struct raft_entry *entry_at(const struct hako_raft *r, raft_index index) {
     const struct raft_log *l = &r->raft.log;
     size_t n = l->front <= l->back ? l->back - l->front : l->size - l->front + l->back;
-    if (index > l->offset && index - l->offset <= n) {
-        const struct raft_entry *e = &l->entries[(l->front + (size_t)(index - 1 - l->offset)) % l->size];
-        if (e->buf.base == buf->base && e->buf.len == buf->len) return index;
-    }
+    if (index <= l->offset || index - l->offset > n) return NULL;
+    return &l->entries[(l->front + (size_t)(index - 1 - l->offset)) % l->size];
+}
+
+static uint64_t entry_index(struct hako_raft *r, const struct raft_buffer *buf) {
+    raft_index index = raft_last_applied(&r->raft) + 1;
+    const struct raft_entry *e = entry_at(r, index);
+    if (e != NULL && e->buf.base == buf->base && e->buf.len == buf->len) return index;
     r->cb.log(r->cb.ctx, HAKO_RAFT_LOG_WARNING, "the entry applied is not the one after the last applied in libraft's log: its index is unknown (it is applied, and will be again if the log is replayed)");
     return 0;
+}
+
+/* Bytes of entries applied after which a snapshot is due: snapshot_bytes, or
+ * the last snapshot's size if larger, so that snapshots never write more than
+ * the entries they replace (a store of 200,000 tasks is a 70 MB image). */
+static uint64_t snapshot_due_bytes(const struct hako_raft *r) {
+    return r->last_snapshot_bytes > r->opt.snapshot_bytes ? r->last_snapshot_bytes : r->opt.snapshot_bytes;
 }
 
 static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result) {
@@ -137,7 +152,7 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
      * check (right after this apply) takes a snapshot; fsm_snapshot sets the
      * entry threshold back. */
     r->applied_bytes += buf->len;
-    if (r->opt.snapshot_bytes && r->applied_bytes >= r->opt.snapshot_bytes) raft_set_snapshot_threshold(&r->raft, 1);
+    if (r->opt.snapshot_bytes && r->applied_bytes >= snapshot_due_bytes(r)) raft_set_snapshot_threshold(&r->raft, 1);
     return 0;
 }
 
@@ -147,6 +162,22 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
     size_t len = 0;
     if (r->cb.snapshot(r->cb.ctx, &data, &len) != 0 || data == NULL) return RAFT_IOERR;
     r->applied_bytes = 0;
+    r->last_snapshot_bytes = len;
+    /* The entries kept behind the snapshot (for followers a little behind):
+     * at most snapshot_trailing, and no more bytes than snapshot_trailing_bytes
+     * (at least one: libuv's backend takes none as a snapshot installed). The
+     * snapshot is taken at last_applied; libraft reads the count after this. */
+    if (r->opt.snapshot_trailing_bytes) {
+        unsigned keep = 0;
+        uint64_t bytes = 0;
+        for (raft_index i = raft_last_applied(&r->raft); i > 0 && keep < r->opt.snapshot_trailing; i--) {
+            const struct raft_entry *e = entry_at(r, i);
+            if (e == NULL || (keep > 0 && bytes + e->buf.len > r->opt.snapshot_trailing_bytes)) break;
+            bytes += e->buf.len;
+            keep++;
+        }
+        raft_set_snapshot_trailing(&r->raft, keep ? keep : 1);
+    }
     raft_set_snapshot_threshold(&r->raft, r->opt.snapshot_threshold);
     void *copy = raft_malloc(len ? len : 1);
     struct raft_buffer *b = raft_malloc(sizeof *b);
@@ -495,6 +526,13 @@ static void on_wake(uv_async_t *a) {
 static void on_poll(uv_timer_t *t) {
     struct hako_raft *r = t->data;
     if (r->life != LIFE_OPEN) return;
+    {
+        const struct raft_log *l = &r->raft.log;
+        size_t n = l->front <= l->back ? l->back - l->front : l->size - l->front + l->back;
+        uint64_t bytes = 0;
+        for (size_t i = 0; i < n; i++) bytes += l->entries[(l->front + i) % l->size].buf.len;
+        __atomic_store_n(&r->log_bytes, bytes, __ATOMIC_RELAXED);
+    }
     /* libraft 0.15 counts entries stored by adding those each write carried
      * (last_stored += n): entries it appended to its memory while installing
      * a snapshot, or whose write failed, are never counted, and a follower
@@ -717,6 +755,8 @@ void hako_raft_accepted(hako_raft *r, uint64_t id, const char *address, int fd) 
     e->address = strdup(address);
     post(r, e);
 }
+
+uint64_t hako_raft_log_bytes(hako_raft *r) { return __atomic_load_n(&r->log_bytes, __ATOMIC_RELAXED); }
 
 void hako_raft_stop(hako_raft *r) {
     pthread_mutex_lock(&r->lock);

@@ -553,4 +553,41 @@ import Testing
         }
         #expect(eventually(5) { !snapshots().isEmpty }, "no snapshot after 8 entries of ~50 kB with a 256 kB bound")
     }
+
+    /// A burst of large entries (one service updated 30 times, so the store
+    /// stays small): each replica's in-memory log stays within the bytes
+    /// since the last snapshot plus the trailing bytes kept behind it (and an
+    /// entry or two under way), not `snapshotTrailing` entries of whatever
+    /// size (128 here: every entry of the burst).
+    @Test func aBurstOfLargeEntriesKeepsTheLogBounded() throws {
+        let bound: UInt64 = 256 << 10
+        var replicas: [Int: RaftReplica] = [:]
+        for i in 0..<3 {
+            replicas[i] = try start(i) { s in
+                s.snapshotThreshold = 1024
+                s.snapshotTrailing = 128
+                s.snapshotBytes = bound
+                s.snapshotTrailingBytes = bound
+            }
+        }
+        defer { for r in replicas.values { r.stop() } }
+        let l = try #require(leader(replicas))
+        var entry = 0
+        for n in 0..<30 {
+            var b = batch("big")
+            b.services[0].spec.env = (0..<1000).map { "VARIABLE_\($0)=\(String(repeating: "x", count: 40))\(n)" }
+            b.meta["burst"] = String(n)
+            entry = max(entry, try b.encodedEntry().count, try b.encodedEntry(format: 1).count)
+            try replicas[l]?.commit(b, timeout: 5)
+        }
+        #expect(entry > 40_000, "an entry of \(entry) bytes")
+        #expect(eventually(10) { (0..<3).allSatisfy { (try? Store(path: self.dir.path + "/c\($0)/cluster.db").loadMeta()["burst"]) == "29" } })
+        let image = UInt64(try Store(path: dir.path + "/c\(l)/cluster.db").serialize().count)
+        #expect(image < bound, "the store's image is \(image) bytes")
+        let limit = 2 * bound + 2 * UInt64(entry)
+        // (libraft's log is counted every 20 ms.)
+        #expect(eventually(2) { (0..<3).allSatisfy { replicas[$0]?.logBytes ?? .max <= limit } },
+                "log bytes \((0..<3).map { replicas[$0]?.logBytes ?? 0 }), bound \(limit), \(30 * entry) written")
+        #expect((0..<3).allSatisfy { (replicas[$0]?.logBytes ?? 0) > 0 }, "no trailing entry kept")
+    }
 }

@@ -61,8 +61,12 @@ typedef struct hako_raft_options {
     unsigned heartbeat_timeout_ms;
     unsigned snapshot_threshold;
     unsigned snapshot_trailing;
-    /* Also a snapshot once this many bytes of entries were applied since the last (0: entries only). */
+    /* Also a snapshot once this many bytes of entries were applied since the
+     * last, or as many as the last snapshot's size if that is more (0: entries only). */
     uint64_t snapshot_bytes;
+    /* Entries kept behind a snapshot: at most snapshot_trailing, and at most
+     * this many bytes of them (0: no bound in bytes; at least one is kept). */
+    uint64_t snapshot_trailing_bytes;
     /* The first configuration, used only when `dir` holds no Raft state yet (0: none, wait to be added). */
     unsigned n_bootstrap;
     const uint64_t *bootstrap_ids;
@@ -83,6 +87,8 @@ void hako_raft_change(hako_raft *r, uint64_t token, int kind, uint64_t id, const
 void hako_raft_connected(hako_raft *r, uint64_t handle, int fd);
 /* Thread-safe: a peer connected and was authenticated. The engine owns fd from here. */
 void hako_raft_accepted(hako_raft *r, uint64_t id, const char *address, int fd);
+/* Thread-safe: the bytes of the entries libraft holds in memory (counted every 20 ms). */
+uint64_t hako_raft_log_bytes(hako_raft *r);
 /* Stops the server, joins its thread and frees it. */
 void hako_raft_stop(hako_raft *r);
 const char *hako_raft_strerror(int code);

@@ -20,8 +20,15 @@ public struct RaftSettings: Sendable, Equatable {
     public var snapshotThreshold = 1024
     public var snapshotTrailing = 128
     /// Bytes of entries after which the store is snapshotted too, however few
-    /// the entries (batches of thousands of placements are megabytes each).
-    public var snapshotBytes: UInt64 = 64 << 20
+    /// the entries (batches of thousands of placements are megabytes each):
+    /// libraft holds them in memory until then. A snapshot is cheap beside
+    /// it (at 1,000 tasks: a 340 kB image, taken in 0.1 ms; docs/cluster.md).
+    /// A store whose snapshot is larger waits for that many bytes instead, so
+    /// that snapshots never write more than the entries they replace.
+    public var snapshotBytes: UInt64 = 2 << 20
+    /// At most this many bytes of the `snapshotTrailing` entries are kept
+    /// behind a snapshot (a follower further behind gets the snapshot).
+    public var snapshotTrailingBytes: UInt64 = 2 << 20
     /// Replace the configuration by this coordinator alone (`--force-new-cluster`).
     public var forceNewCluster = false
     /// Tests only (a coordinator of an older hako): the newest entry format
@@ -38,6 +45,7 @@ public struct RaftSettings: Sendable, Equatable {
     public static func == (a: RaftSettings, b: RaftSettings) -> Bool {
         a.id == b.id && a.address == b.address && a.bootstrap.map { "\($0.id)@\($0.address)" } == b.bootstrap.map { "\($0.id)@\($0.address)" }
             && a.electionTimeout == b.electionTimeout && a.snapshotThreshold == b.snapshotThreshold && a.snapshotBytes == b.snapshotBytes
+            && a.snapshotTrailingBytes == b.snapshotTrailingBytes
     }
 }
 
@@ -199,6 +207,7 @@ public final class RaftReplica: @unchecked Sendable {
                         o.snapshot_threshold = UInt32(settings.snapshotThreshold)
                         o.snapshot_trailing = UInt32(settings.snapshotTrailing)
                         o.snapshot_bytes = settings.snapshotBytes
+                        o.snapshot_trailing_bytes = settings.snapshotTrailingBytes
                         o.n_bootstrap = UInt32(ids.count)
                         o.bootstrap_ids = idp.baseAddress
                         o.bootstrap_addresses = addrs
@@ -237,6 +246,8 @@ public final class RaftReplica: @unchecked Sendable {
     }
 
     public var status: RaftStatus { lastStatus.withLock { $0 } }
+    /// The bytes of the log entries libraft holds in memory (0 once stopped).
+    public var logBytes: UInt64 { handle.map { hako_raft_log_bytes($0) } ?? 0 }
     /// Tests: a network partition around this coordinator (`RaftTransport.isolate`).
     func isolate(_ on: Bool) { transport.isolate(on) }
     /// Voter id → Raft address.

@@ -156,6 +156,17 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
     return 0;
 }
 
+/* How long a leader waits for a follower to answer the snapshot it sent
+ * before it probes it again. libraft 0.15's progress leaves a follower in
+ * "snapshot" until then when it answers with the index the leader already had
+ * for it (a follower wiped and back under its id: progressMaybeUpdate sees
+ * nothing new), so that follower got nothing more for libraft's default
+ * 30 s. 5 s, plus 1 ms per KiB of the snapshot (about 1 MiB/s to send it). */
+static unsigned install_timeout_ms(size_t snapshot_len) {
+    uint64_t ms = 5000 + snapshot_len / 1024;
+    return ms > 600000 ? 600000 : (unsigned)ms;
+}
+
 static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs) {
     struct hako_raft *r = fsm->data;
     void *data = NULL;
@@ -163,6 +174,7 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
     if (r->cb.snapshot(r->cb.ctx, &data, &len) != 0 || data == NULL) return RAFT_IOERR;
     r->applied_bytes = 0;
     r->last_snapshot_bytes = len;
+    raft_set_install_snapshot_timeout(&r->raft, install_timeout_ms(len));
     /* The entries kept behind the snapshot (for followers a little behind):
      * at most snapshot_trailing, and no more bytes than snapshot_trailing_bytes
      * (at least one: libuv's backend takes none as a snapshot installed). The
@@ -606,6 +618,7 @@ static int open_raft(struct hako_raft *r, int first, int *opened) {
     raft_set_heartbeat_timeout(&r->raft, r->opt.heartbeat_timeout_ms);
     raft_set_snapshot_threshold(&r->raft, r->opt.snapshot_threshold);
     raft_set_snapshot_trailing(&r->raft, r->opt.snapshot_trailing);
+    raft_set_install_snapshot_timeout(&r->raft, install_timeout_ms(r->last_snapshot_bytes));
     raft_set_pre_vote(&r->raft, true);
     r->applied_bytes = 0;
 

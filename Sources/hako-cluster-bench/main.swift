@@ -9,6 +9,11 @@
 //       one batch of N placements (as the scheduler bench makes them) as a
 //       Raft log entry: its size and the time to encode it, decode it and
 //       write it to a store, per format (2: JSON, 3: binary; best of N rounds).
+//   snapshot [--nodes N] [--tasks N] [--rounds N] DB
+//       a Raft snapshot of a store of N nodes and N tasks (services of 10
+//       replicas, running, as the scheduler and the agents leave them): the
+//       image's size and the time to take it (sqlite3_serialize) and to
+//       restore it over a store (best of N rounds).
 //   agents --coordinator ADDR --credentials DIR --state DIR [--nodes N]
 //       N simulated nodes: the real agent code over real mutual TLS, with an
 //       in-memory runtime (tasks "run" at once); runs until SIGTERM.
@@ -198,6 +203,48 @@ func entryBench() throws {
     }
 }
 
+func snapshotBench() throws {
+    let nodes = arg("--nodes", 10), total = arg("--tasks", 1000), rounds = arg("--rounds", 5), replicas = 10
+    guard let db = CommandLine.arguments.last, db.hasSuffix(".db") else { die("snapshot: give a DB path ending in .db") }
+    let store = try Store(path: db)
+    var b = StoreBatch()
+    b.meta = ["cluster_id": "benchcluster01"]
+    b.nodes = (0..<nodes).map { i in
+        NodeRecord(id: "node-\(i)", name: "pi-\(i)", hostname: "pi-\(i)", platform: PlatformSpec(architecture: "arm64"),
+                   labels: ["zone": ["a", "b", "c"][i % 3]], capacity: Resources(cpuMillis: 4000, memory: 8 << 30),
+                   availability: .active, subnet: "10.88.\(i).0/24", address: "10.0.0.\(i + 1)", agentVersion: "bench", created: 1, updated: 1)
+    }
+    var serviceIndex = 0
+    while b.tasks.count < total {
+        var spec = ServiceSpec(name: "svc-\(serviceIndex)", image: "busybox")
+        spec.replicas = replicas
+        spec.command = ["sleep", "3600"]
+        spec.env = ["A=1", "B=2"]
+        let svc = ServiceRecord(id: "s\(serviceIndex)", spec: spec, version: 1, created: 1_765_000_000.25, updated: 1_765_000_000.25)
+        b.services.append(svc)
+        for slot in 1...replicas where b.tasks.count < total {
+            b.tasks.append(TaskRecord(id: "t\(serviceIndex)-\(slot)", serviceID: svc.id, serviceName: spec.name, slot: slot, version: 1,
+                                      spec: spec, nodeID: "node-\((serviceIndex * 7 + slot) % nodes)", desired: .running, state: .running,
+                                      message: "", containerID: "c\(serviceIndex)x\(slot)", exitCode: nil, created: 1_765_000_000.5,
+                                      updated: 1_765_000_000.5, notBefore: 0))
+        }
+        serviceIndex += 1
+    }
+    try store.commit(b)
+    var take = Double.infinity, restore = Double.infinity
+    var image: [UInt8] = []
+    let target = try Store(path: String(db.dropLast(3)) + "-restored.db")
+    for _ in 0..<rounds {
+        let t0 = monotonicSeconds()
+        image = try store.serialize()
+        take = min(take, monotonicSeconds() - t0)
+        let t1 = monotonicSeconds()
+        try image.withUnsafeBytes { try target.replace(with: $0) }
+        restore = min(restore, monotonicSeconds() - t1)
+    }
+    print("nodes=\(nodes) tasks=\(b.tasks.count) services=\(b.services.count) image_bytes=\(image.count) take_ms=\(fmt(take)) restore_ms=\(fmt(restore))")
+}
+
 /// `n` replicas of a fresh store on loopback ports, once one of them leads.
 func raftReplicas(_ n: Int, dir: String) throws -> [RaftReplica] {
     let now = Timestamp.now().secondsSince1970
@@ -316,9 +363,10 @@ do {
     switch CommandLine.arguments.dropFirst().first {
     case "scheduler": try schedulerBench()
     case "entry": try entryBench()
+    case "snapshot": try snapshotBench()
     case "agents": try agentsBench()
     case "changes": try changesBench()
-    default: die("usage: hako-cluster-bench scheduler|entry|agents|changes …")
+    default: die("usage: hako-cluster-bench scheduler|entry|snapshot|agents|changes …")
     }
 } catch {
     die("\(error)")

@@ -326,6 +326,143 @@ import Testing
         #expect(eventually(10) { (0..<3).allSatisfy { (try? self.services($0))?.contains("after") == true } })
     }
 
+    /// A restart replays the log after the last snapshot onto a store that
+    /// already has it: nothing may be applied twice (events would double).
+    @Test func aRestartAppliesNothingTwice() throws {
+        func alone(_ s: inout RaftSettings) {
+            s.bootstrap = [(s.id, "127.0.0.1:\(s.address.port)")]
+            s.snapshotThreshold = 1024
+        }
+        func events() throws -> [String] { self.events(0) }
+        var replica = try start(0, configure: alone)
+        defer { replica.stop() }
+        try #require(leader([0: replica]) == 0)
+        for n in 0..<5 { try replica.commit(withEvent("e\(n)"), timeout: 5) }
+        #expect(try events() == ["e0", "e1", "e2", "e3", "e4"])
+        for round in 0..<2 {
+            replica.stop()
+            replica = try start(0, configure: alone)
+            try #require(leader([0: replica]) == 0, "round \(round): no leader after the restart")
+            // Committed after everything before it is applied here.
+            try replica.commit(withEvent("r\(round)"), timeout: 5)
+        }
+        #expect(try events() == ["e0", "e1", "e2", "e3", "e4", "r0", "r1"], "the restarts applied the log again")
+        // A Raft directory made again (its log starts over) skips nothing of its own log.
+        replica.stop()
+        try FS.removeTree(dir.path + "/c0/raft")
+        replica = try start(0, configure: alone)
+        try #require(leader([0: replica]) == 0)
+        try replica.commit(withEvent("fresh"), timeout: 5)
+        #expect(try events().last == "fresh", "an entry of a new log at an index the old log had applied was skipped")
+    }
+
+    func withEvent(_ name: String) -> StoreBatch {
+        var b = batch(name)
+        b.events = [ClusterEvent(time: 1, kind: "service", action: "created", id: "id-" + name, name: name, message: "")]
+        return b
+    }
+
+    func events(_ i: Int) -> [String] { (try? Store(path: dir.path + "/c\(i)/cluster.db").load().events.map(\.name)) ?? [] }
+
+    /// Three replicas with no snapshot yet (libraft then replays its whole
+    /// log at start, onto a store that holds it): a follower restarted, the
+    /// leader sending what it missed meanwhile, and restarted again with
+    /// nothing new, holds every event exactly once, in the leader's order.
+    @Test func aRestartedFollowerHoldsEveryEventOnce() throws {
+        func keepLog(_ s: inout RaftSettings) { s.snapshotThreshold = 1024 }
+        var replicas: [Int: RaftReplica] = [:]
+        for i in 0..<3 { replicas[i] = try start(i, configure: keepLog) }
+        defer { for r in replicas.values { r.stop() } }
+        let l = try #require(leader(replicas))
+        var expected: [String] = []
+        func commit(_ name: String) throws {
+            try replicas[l]?.commit(withEvent(name), timeout: 5)
+            expected.append(name)
+        }
+        for n in 0..<20 { try commit("e\(n)") }
+        let f = (l + 1) % 3
+        #expect(eventually(10) { self.events(f) == expected })
+        replicas[f]?.stop()
+        replicas[f] = nil
+        for n in 0..<6 { try commit("while\(n)") }
+        replicas[f] = try start(f, configure: keepLog)
+        #expect(eventually(10) { self.events(f) == expected }, "restarted: \(events(f))")
+        replicas[f]?.stop()
+        replicas[f] = try start(f, configure: keepLog)
+        try commit("after")
+        #expect(eventually(10) { self.events(f) == expected }, "restarted again: \(events(f))")
+        #expect(events(l) == expected)
+    }
+
+    /// Snapshots every 16 entries: a follower restarted (libraft restores
+    /// its last snapshot over the store, whose mark is then the snapshot's,
+    /// and replays the entries after it) holds every event exactly once, and
+    /// so does a wiped one (the leader's snapshot, then the entries after it).
+    @Test func aFollowerRestartedOrWipedAfterSnapshotsHoldsEveryEventOnce() throws {
+        var replicas: [Int: RaftReplica] = [:]
+        for i in 0..<3 { replicas[i] = try start(i) }
+        defer { for r in replicas.values { r.stop() } }
+        let l = try #require(leader(replicas))
+        var expected: [String] = []
+        func commit(_ name: String) throws {
+            try replicas[l]?.commit(withEvent(name), timeout: 5)
+            expected.append(name)
+        }
+        for n in 0..<40 { try commit("e\(n)") }
+        let f = (l + 1) % 3
+        #expect(eventually(10) { self.events(f) == expected })
+        replicas[f]?.stop()
+        replicas[f] = nil
+        for n in 0..<6 { try commit("while\(n)") }
+        replicas[f] = try start(f)
+        #expect(eventually(10) { self.events(f) == expected }, "restarted: \(events(f).suffix(12)) against \(expected.suffix(12))")
+        // Wiped: the leader's snapshot, then the entries after it (the
+        // leader had this follower at its last index already, and libraft's
+        // progress then waits for the install timeout before it sends more:
+        // 5 s and 1 ms per KiB of the snapshot here, 30 s by default).
+        replicas[f]?.stop()
+        try FS.removeTree(dir.path + "/c\(f)")
+        replicas[f] = try start(f)
+        try commit("wiped")
+        #expect(eventually(15) { self.events(f) == expected }, "wiped: \(events(f).suffix(12)) against \(expected.suffix(12))")
+    }
+
+    /// `--force-new-cluster` from a backup whose store was copied after its
+    /// Raft log (the store holds entries the log does not): the old log is
+    /// not applied again, and the new cluster's entries — at indices the old
+    /// store had counted — are applied, not taken for the old ones.
+    @Test func forceNewClusterAppliesNewEntriesPastAnOlderLog() throws {
+        func alone(_ s: inout RaftSettings) {
+            s.bootstrap = [(s.id, "127.0.0.1:\(s.address.port)")]
+            s.snapshotThreshold = 1024
+        }
+        var replica = try start(0, configure: alone)
+        defer { replica.stop() }
+        try #require(leader([0: replica]) == 0)
+        for name in ["a", "b"] { try replica.commit(withEvent(name), timeout: 5) }
+        replica.stop()
+        func copy(_ from: String, _ to: String) throws {
+            try FS.makeDirectories(to, mode: 0o700)
+            for f in try FS.list(from) { try FS.writeFile(to + "/" + f, try FS.readFile(from + "/" + f), mode: 0o600) }
+        }
+        let raftDir = dir.path + "/c0/raft"
+        try copy(raftDir, dir.path + "/old-raft")
+        replica = try start(0, configure: alone)
+        try #require(leader([0: replica]) == 0)
+        for name in ["c", "d"] { try replica.commit(withEvent(name), timeout: 5) }
+        replica.stop()
+        // The backup: the log as it was after "b", the store after "d".
+        try FS.removeTree(raftDir)
+        try copy(dir.path + "/old-raft", raftDir)
+        replica = try start(0) { s in
+            alone(&s)
+            s.forceNewCluster = true
+        }
+        try #require(leader([0: replica]) == 0)
+        try replica.commit(withEvent("new"), timeout: 5)
+        #expect(events(0) == ["a", "b", "c", "d", "new"])
+    }
+
     /// The leader writes the newest format every member reads. A coordinator
     /// that claims an older maximum (format 2, the test hook of an older hako)
     /// gets entries of format 2 and applies them; before anyone has stated
@@ -415,5 +552,42 @@ import Testing
             try replicas[l]?.commit(b, timeout: 5)
         }
         #expect(eventually(5) { !snapshots().isEmpty }, "no snapshot after 8 entries of ~50 kB with a 256 kB bound")
+    }
+
+    /// A burst of large entries (one service updated 30 times, so the store
+    /// stays small): each replica's in-memory log stays within the bytes
+    /// since the last snapshot plus the trailing bytes kept behind it (and an
+    /// entry or two under way), not `snapshotTrailing` entries of whatever
+    /// size (128 here: every entry of the burst).
+    @Test func aBurstOfLargeEntriesKeepsTheLogBounded() throws {
+        let bound: UInt64 = 256 << 10
+        var replicas: [Int: RaftReplica] = [:]
+        for i in 0..<3 {
+            replicas[i] = try start(i) { s in
+                s.snapshotThreshold = 1024
+                s.snapshotTrailing = 128
+                s.snapshotBytes = bound
+                s.snapshotTrailingBytes = bound
+            }
+        }
+        defer { for r in replicas.values { r.stop() } }
+        let l = try #require(leader(replicas))
+        var entry = 0
+        for n in 0..<30 {
+            var b = batch("big")
+            b.services[0].spec.env = (0..<1000).map { "VARIABLE_\($0)=\(String(repeating: "x", count: 40))\(n)" }
+            b.meta["burst"] = String(n)
+            entry = max(entry, try b.encodedEntry().count, try b.encodedEntry(format: 1).count)
+            try replicas[l]?.commit(b, timeout: 5)
+        }
+        #expect(entry > 40_000, "an entry of \(entry) bytes")
+        #expect(eventually(10) { (0..<3).allSatisfy { (try? Store(path: self.dir.path + "/c\($0)/cluster.db").loadMeta()["burst"]) == "29" } })
+        let image = UInt64(try Store(path: dir.path + "/c\(l)/cluster.db").serialize().count)
+        #expect(image < bound, "the store's image is \(image) bytes")
+        let limit = 2 * bound + 2 * UInt64(entry)
+        // (libraft's log is counted every 20 ms.)
+        #expect(eventually(2) { (0..<3).allSatisfy { replicas[$0]?.logBytes ?? .max <= limit } },
+                "log bytes \((0..<3).map { replicas[$0]?.logBytes ?? 0 }), bound \(limit), \(30 * entry) written")
+        #expect((0..<3).allSatisfy { (replicas[$0]?.logBytes ?? 0) > 0 }, "no trailing entry kept")
     }
 }

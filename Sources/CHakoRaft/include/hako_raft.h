@@ -19,6 +19,8 @@ typedef struct hako_raft hako_raft;
 enum { HAKO_RAFT_UNAVAILABLE = 0, HAKO_RAFT_FOLLOWER = 1, HAKO_RAFT_CANDIDATE = 2, HAKO_RAFT_LEADER = 3 };
 /* What `apply` returns. */
 enum { HAKO_RAFT_APPLY_OK = 0, HAKO_RAFT_APPLY_REFUSED = 1, HAKO_RAFT_APPLY_NOT_HERE = 2 };
+/* `log` levels. */
+enum { HAKO_RAFT_LOG_DEBUG = 0, HAKO_RAFT_LOG_WARNING = 1, HAKO_RAFT_LOG_INFO = 2 };
 /* Membership changes. */
 enum { HAKO_RAFT_ADD_VOTER = 1, HAKO_RAFT_REMOVE = 2, HAKO_RAFT_DEMOTE = 3 };
 
@@ -28,8 +30,8 @@ typedef struct hako_raft_callbacks {
     /* Applies a committed entry: HAKO_RAFT_APPLY_OK, _REFUSED (the same on
      * every server: the entry is still consumed) or _NOT_HERE (this server
      * cannot apply it, e.g. a newer format: not consumed, nothing after it
-     * is applied). */
-    int (*apply)(void *ctx, const void *data, size_t len);
+     * is applied). `index` is the entry's index in the log (0: unknown). */
+    int (*apply)(void *ctx, uint64_t index, const void *data, size_t len);
     /* The state machine's content; *data is malloc'd, the engine frees it. */
     int (*snapshot)(void *ctx, void **data, size_t *len);
     /* Replaces the state machine's content; 0 or nonzero on failure. */
@@ -43,7 +45,12 @@ typedef struct hako_raft_callbacks {
     void (*dial)(void *ctx, uint64_t handle, uint64_t id, const char *address);
     /* The voters and their addresses, after every change (n entries). */
     void (*members)(void *ctx, unsigned n, const uint64_t *ids, const char *const *addresses, const int *roles);
-    void (*log)(void *ctx, int warning, const char *message);
+    /* level: HAKO_RAFT_LOG_DEBUG, _WARNING or _INFO. */
+    void (*log)(void *ctx, int level, const char *message);
+    /* libraft started (optional): the last index of the log as loaded, before
+     * anything is received or applied (with force_single, the configuration
+     * entry that made this server the only voter). */
+    void (*started)(void *ctx, uint64_t last_index);
 } hako_raft_callbacks;
 
 typedef struct hako_raft_options {
@@ -54,8 +61,12 @@ typedef struct hako_raft_options {
     unsigned heartbeat_timeout_ms;
     unsigned snapshot_threshold;
     unsigned snapshot_trailing;
-    /* Also a snapshot once this many bytes of entries were applied since the last (0: entries only). */
+    /* Also a snapshot once this many bytes of entries were applied since the
+     * last, or as many as the last snapshot's size if that is more (0: entries only). */
     uint64_t snapshot_bytes;
+    /* Entries kept behind a snapshot: at most snapshot_trailing, and at most
+     * this many bytes of them (0: no bound in bytes; at least one is kept). */
+    uint64_t snapshot_trailing_bytes;
     /* The first configuration, used only when `dir` holds no Raft state yet (0: none, wait to be added). */
     unsigned n_bootstrap;
     const uint64_t *bootstrap_ids;
@@ -76,6 +87,8 @@ void hako_raft_change(hako_raft *r, uint64_t token, int kind, uint64_t id, const
 void hako_raft_connected(hako_raft *r, uint64_t handle, int fd);
 /* Thread-safe: a peer connected and was authenticated. The engine owns fd from here. */
 void hako_raft_accepted(hako_raft *r, uint64_t id, const char *address, int fd);
+/* Thread-safe: the bytes of the entries libraft holds in memory (counted every 20 ms). */
+uint64_t hako_raft_log_bytes(hako_raft *r);
 /* Stops the server, joins its thread and frees it. */
 void hako_raft_stop(hako_raft *r);
 const char *hako_raft_strerror(int code);

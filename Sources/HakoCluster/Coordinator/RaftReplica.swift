@@ -20,8 +20,15 @@ public struct RaftSettings: Sendable, Equatable {
     public var snapshotThreshold = 1024
     public var snapshotTrailing = 128
     /// Bytes of entries after which the store is snapshotted too, however few
-    /// the entries (batches of thousands of placements are megabytes each).
-    public var snapshotBytes: UInt64 = 64 << 20
+    /// the entries (batches of thousands of placements are megabytes each):
+    /// libraft holds them in memory until then. A snapshot is cheap beside
+    /// it (at 1,000 tasks: a 340 kB image, taken in 0.1 ms; docs/cluster.md).
+    /// A store whose snapshot is larger waits for that many bytes instead, so
+    /// that snapshots never write more than the entries they replace.
+    public var snapshotBytes: UInt64 = 2 << 20
+    /// At most this many bytes of the `snapshotTrailing` entries are kept
+    /// behind a snapshot (a follower further behind gets the snapshot).
+    public var snapshotTrailingBytes: UInt64 = 2 << 20
     /// Replace the configuration by this coordinator alone (`--force-new-cluster`).
     public var forceNewCluster = false
     /// Tests only (a coordinator of an older hako): the newest entry format
@@ -38,6 +45,7 @@ public struct RaftSettings: Sendable, Equatable {
     public static func == (a: RaftSettings, b: RaftSettings) -> Bool {
         a.id == b.id && a.address == b.address && a.bootstrap.map { "\($0.id)@\($0.address)" } == b.bootstrap.map { "\($0.id)@\($0.address)" }
             && a.electionTimeout == b.electionTimeout && a.snapshotThreshold == b.snapshotThreshold && a.snapshotBytes == b.snapshotBytes
+            && a.snapshotTrailingBytes == b.snapshotTrailingBytes
     }
 }
 
@@ -66,6 +74,11 @@ public final class RaftReplica: @unchecked Sendable {
     var handle: OpaquePointer?
     let transport: RaftTransport
     let onChange: @Sendable (RaftStatus) -> Void
+    /// This Raft directory's identity (`raft/log-id`, made with the directory).
+    let logID: String
+    /// The last entry in the store (Raft thread only): the one the store's
+    /// meta `raft_applied` names, kept in memory after each apply.
+    var appliedMark: AppliedMark?
     /// Called on the Raft thread with the store's meta once an entry that
     /// changes the CA (meta `ca_root`, `ca_rotation`) or a snapshot is
     /// applied, before the entry counts as applied here.
@@ -122,14 +135,16 @@ public final class RaftReplica: @unchecked Sendable {
         transport = try RaftTransport(settings: settings, credentials: tls, log: log)
         let dir = dataDir + "/raft"
         if !FS.exists(dir) { try FS.makeDirectories(dir, mode: 0o700) }
+        logID = try RaftReplica.logIdentity(dir)
         let meta = try store.loadMeta()
+        appliedMark = AppliedMark(meta[RaftReplica.appliedKey])
         loadAddressBook(meta)
         loadReads(meta)
         try loadRevoked()
 
         var cb = hako_raft_callbacks()
         cb.ctx = Unmanaged.passUnretained(self).toOpaque()
-        cb.apply = { ctx, data, len in RaftReplica.from(ctx).apply(UnsafeRawBufferPointer(start: data, count: len)) }
+        cb.apply = { ctx, index, data, len in RaftReplica.from(ctx).apply(index: index, UnsafeRawBufferPointer(start: data, count: len)) }
         cb.snapshot = { ctx, data, len in RaftReplica.from(ctx).snapshot(data, len) }
         cb.restore = { ctx, data, len in RaftReplica.from(ctx).restore(UnsafeRawBufferPointer(start: data, count: len)) }
         cb.done = { ctx, token, status, message in
@@ -163,10 +178,15 @@ public final class RaftReplica: @unchecked Sendable {
             r.voters.withLock { $0 = m }
             r.everyone.withLock { $0 = all }
         }
-        cb.log = { ctx, warning, message in
+        cb.started = { ctx, last in RaftReplica.from(ctx).started(lastIndex: last) }
+        cb.log = { ctx, level, message in
             let r = RaftReplica.from(ctx)
             let m = message.map { String(cString: $0) } ?? ""
-            if warning != 0 { r.log.warning("raft: \(m)") } else { r.log.debug("raft: \(m)") }
+            switch level {
+            case Int32(HAKO_RAFT_LOG_WARNING): r.log.warning("raft: \(m)")
+            case Int32(HAKO_RAFT_LOG_INFO): r.log.info("raft: \(m)")
+            default: r.log.debug("raft: \(m)")
+            }
         }
 
         let address = settings.address.description
@@ -187,6 +207,7 @@ public final class RaftReplica: @unchecked Sendable {
                         o.snapshot_threshold = UInt32(settings.snapshotThreshold)
                         o.snapshot_trailing = UInt32(settings.snapshotTrailing)
                         o.snapshot_bytes = settings.snapshotBytes
+                        o.snapshot_trailing_bytes = settings.snapshotTrailingBytes
                         o.n_bootstrap = UInt32(ids.count)
                         o.bootstrap_ids = idp.baseAddress
                         o.bootstrap_addresses = addrs
@@ -225,6 +246,8 @@ public final class RaftReplica: @unchecked Sendable {
     }
 
     public var status: RaftStatus { lastStatus.withLock { $0 } }
+    /// The bytes of the log entries libraft holds in memory (0 once stopped).
+    public var logBytes: UInt64 { handle.map { hako_raft_log_bytes($0) } ?? 0 }
     /// Tests: a network partition around this coordinator (`RaftTransport.isolate`).
     func isolate(_ on: Bool) { transport.isolate(on) }
     /// Voter id → Raft address.
@@ -341,7 +364,56 @@ public final class RaftReplica: @unchecked Sendable {
     /// `apply`'s outcomes (`hako_raft_callbacks.apply`).
     static let applied = Int32(HAKO_RAFT_APPLY_OK), refused = Int32(HAKO_RAFT_APPLY_REFUSED), notHere = Int32(HAKO_RAFT_APPLY_NOT_HERE)
 
-    func apply(_ entry: UnsafeRawBufferPointer) -> Int32 {
+    /// Where the store stands in the log: the entry last committed to it, and
+    /// the Raft directory whose log that index counts in. libraft applies
+    /// every entry after its last snapshot again when it starts; the store
+    /// (a file, not memory) already has them unless a snapshot was restored.
+    /// Entries at or below the mark of this same log are skipped, so a
+    /// restart applies nothing twice (events, for one, would be doubled).
+    /// Another directory's mark (a snapshot from the leader, a wiped and
+    /// rebuilt `raft/`) skips nothing.
+    struct AppliedMark: Equatable {
+        var log: String
+        var index: UInt64
+        init(log: String, index: UInt64) { self.log = log; self.index = index }
+        init?(_ text: String?) {
+            guard let parts = text?.split(separator: " "), parts.count == 2, let i = UInt64(parts[1]) else { return nil }
+            log = String(parts[0]); index = i
+        }
+        var text: String { "\(log) \(index)" }
+    }
+    static let appliedKey = "raft_applied"
+
+    /// The identity of the Raft directory `dir`: a random id written once
+    /// (0600) beside libraft's files, so a directory made again gets another.
+    static func logIdentity(_ dir: String) throws -> String {
+        let path = dir + "/log-id"
+        if FS.exists(path) {
+            let id = try FS.readString(path).trimmed
+            if !id.isEmpty, id.allSatisfy({ $0.isHexDigit }) { return id }
+        }
+        let id = hexString(randomBytes(16))
+        try FS.writeAtomic(path, id + "\n", mode: 0o600)
+        return id
+    }
+
+    /// libraft started (on the Raft thread, before any entry is applied).
+    /// `--force-new-cluster` goes on from the log's end as a new history: a
+    /// store ahead of its log (a backup whose `cluster.db` was copied after
+    /// `raft/`) holds entries of the old one past that end, which the new
+    /// entries at those indices are not. The mark is brought down to the
+    /// log's end, so those are applied and only the old log is skipped.
+    func started(lastIndex: UInt64) {
+        guard settings.forceNewCluster, let mark = appliedMark, mark.log == logID, mark.index > lastIndex else { return }
+        log.warning("raft: the store holds entries up to \(mark.index), its log ends at \(lastIndex): the new cluster's entries from \(lastIndex + 1) on are applied")
+        appliedMark = AppliedMark(log: logID, index: lastIndex)
+    }
+
+    func apply(index: UInt64, _ entry: UnsafeRawBufferPointer) -> Int32 {
+        if index > 0, let mark = appliedMark, mark.log == logID, index <= mark.index {
+            // Already in the store: a restart's replay of entries after the last snapshot.
+            return RaftReplica.applied
+        }
         if let format = StoreBatch.entryFormat(of: entry), format > settings.newestEntryFormat {
             // Newer coordinators apply it: skipping it would leave this store
             // without it for good. It stays unapplied — the store as it was
@@ -363,8 +435,11 @@ public final class RaftReplica: @unchecked Sendable {
                 return nil
             }
             let t0 = monotonicSeconds()
-            let batch = try own ?? StoreBatch.decode(entry: entry)
+            var batch = try own ?? StoreBatch.decode(entry: entry)
             let t1 = monotonicSeconds()
+            // (An entry of unknown index leaves the mark where it is: a replay applies it again rather than skip one.)
+            let mark = index > 0 ? AppliedMark(log: logID, index: index) : nil
+            if let mark { batch.meta[RaftReplica.appliedKey] = mark.text }
             let applied = try commitWhenItCan(batch)
             let t2 = monotonicSeconds()
             spent.withLock {
@@ -372,6 +447,7 @@ public final class RaftReplica: @unchecked Sendable {
                 if own == nil { $0.decode += t1 - t0 }
             }
             guard applied else { return RaftReplica.notHere }
+            if let mark { appliedMark = mark }
             lastRefusal = ""
             if batch.meta.keys.contains(where: { $0.hasPrefix(RaftReplica.addressKeyPrefix) }) { loadAddressBook(batch.meta) }
             if batch.meta.keys.contains(where: { $0.hasPrefix(CoordinatorReads.metaPrefix) }) { loadReads(batch.meta) }
@@ -432,6 +508,7 @@ public final class RaftReplica: @unchecked Sendable {
         do {
             try store.replace(with: bytes)
             let meta = try store.loadMeta()
+            appliedMark = AppliedMark(meta[RaftReplica.appliedKey])
             loadAddressBook(meta)
             loadReads(meta)
             try loadRevoked()

@@ -151,6 +151,30 @@ import Testing
         #expect(events.filter { $0.kind == "network" }.map(\.action) == ["created", "created", "removed", "created"])
     }
 
+    /// A node that connected over loopback is outside the overlay: tasks on
+    /// cluster networks (replicated and global) are placed only on nodes in
+    /// it; a service on the cluster network alone still goes everywhere.
+    @Test func tasksOnNetworksAreNotPlacedOutsideTheOverlay() throws {
+        let f = try CoreFixture()
+        _ = try create(f, "backend")
+        let nodes = [try SimNode(f, name: "pi", underlay: "10.0.0.1"), try SimNode(f, name: "beside", underlay: "127.0.0.1")]
+        var web = ServiceSpec(name: "web", image: "busybox")
+        web.replicas = 4
+        try web.setNetworks(["backend"])
+        _ = try f.admin(MessageType.serviceCreate, ServiceCreateRequest(spec: web), as: ServiceView.self)
+        var agent = ServiceSpec(name: "agent", image: "busybox")
+        agent.mode = .global
+        try agent.setNetworks(["backend"])
+        _ = try f.admin(MessageType.serviceCreate, ServiceCreateRequest(spec: agent), as: ServiceView.self)
+        var plain = ServiceSpec(name: "plain", image: "busybox")
+        plain.mode = .global
+        _ = try f.admin(MessageType.serviceCreate, ServiceCreateRequest(spec: plain), as: ServiceView.self)
+        try settle(f, nodes)
+        #expect(nodes.map { $0.live.count } == [6, 1], "web ×4, agent and plain on pi; only plain beside")
+        let ps = try f.admin(MessageType.servicePs, ServicePsRequest(service: "agent", all: false), as: TaskList.self).tasks
+        #expect(ps.compactMap(\.nodeID) == [nodes[0].id])
+    }
+
     @Test func servicesNameNetworksAndKeepThemFromRemoval() throws {
         let f = try CoreFixture()
         let n = try create(f, "backend")

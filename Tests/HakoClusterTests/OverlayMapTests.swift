@@ -37,10 +37,10 @@ import Testing
     }
 
     @Test func underlayHostsAreIPv4Only() {
-        #expect(CoordinatorCore.host(of: "10.1.2.3:4270") == "10.1.2.3")
-        #expect(CoordinatorCore.host(of: "[fe80::1]:4270") == nil)
-        #expect(CoordinatorCore.host(of: "x") == nil)
-        #expect(CoordinatorCore.host(of: "127.0.0.1:4270") == nil, "an agent beside the coordinator stays out of the overlay")
+        #expect(NodeRecord.underlayHost(of: "10.1.2.3:4270") == "10.1.2.3")
+        #expect(NodeRecord.underlayHost(of: "[fe80::1]:4270") == nil)
+        #expect(NodeRecord.underlayHost(of: "x") == nil)
+        #expect(NodeRecord.underlayHost(of: "127.0.0.1:4270") == nil, "an agent beside the coordinator stays out of the overlay")
     }
 }
 

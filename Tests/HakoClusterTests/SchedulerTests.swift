@@ -209,6 +209,25 @@ import HakoNetwork
         #expect(Scheduler().explain(r, in: ClusterSnapshot(nodes: [])) == "no nodes in the cluster")
     }
 
+    /// A task on cluster networks goes only to nodes in the overlay: a node
+    /// that connected over loopback has no underlay address, so no network's
+    /// devices reach it. A task on the cluster network alone goes anywhere.
+    @Test func tasksOnClusterNetworksGoOnlyToNodesInTheOverlay() {
+        var beside = node("beside")
+        beside.record.address = "127.0.0.1:41000"
+        var pi = node("pi")
+        pi.record.address = "10.0.0.7:41000"
+        var rng = SeededRandom(seed: 9)
+        var networked = requests(4, service: "web")
+        for i in networked.indices { networked[i].needsOverlay = true }
+        var snap = ClusterSnapshot(nodes: [beside, pi])
+        #expect(counts(Scheduler().schedule(networked, on: &snap, using: &rng)) == ["id-pi": 4])
+        var plain = ClusterSnapshot(nodes: [beside, pi])
+        #expect(counts(Scheduler().schedule(requests(4, service: "db"), on: &plain, using: &rng)) == ["id-beside": 2, "id-pi": 2])
+        #expect(Scheduler().explain(networked[0], in: ClusterSnapshot(nodes: [beside])) ==
+            "no suitable node (cluster networks unreachable from 1 node outside the overlay (connected over loopback))")
+    }
+
     @Test func aFixedHostPortOncePerNode() {
         var snap = ClusterSnapshot(nodes: [node("a"), node("b"), node("c")])
         snap.nodes[2].hostPorts = ["tcp/8080"]   // another service's task holds it on c

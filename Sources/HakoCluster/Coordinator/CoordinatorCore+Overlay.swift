@@ -12,21 +12,11 @@ extension CoordinatorCore {
     public func peerMap() -> [OverlayPeer] {
         var out: [OverlayPeer] = []
         for n in state.nodes.values {
-            guard isPeer(n.id), let host = CoordinatorCore.host(of: n.address),
+            guard isPeer(n.id), let host = n.underlayHost,
                   let subnet = state.subnet(of: n.id) ?? (n.subnet.isEmpty ? nil : n.subnet) else { continue }
             out.append(OverlayPeer(nodeID: n.id, name: n.name, underlay: host, subnet: subnet))
         }
         return out.sorted { $0.nodeID < $1.nodeID }
-    }
-
-    /// "10.0.0.5:41234" or "10.0.0.5" → "10.0.0.5"; nil for anything but IPv4, and for
-    /// loopback (an agent beside the coordinator has no underlay address to
-    /// give its peers: it stays out of the overlay).
-    static func host(of address: String) -> String? {
-        guard let e = try? Endpoint(parsing: address, defaultPort: 0) else { return nil }
-        let parts = e.host.split(separator: ".")
-        guard parts.count == 4, parts.allSatisfy({ UInt8($0) != nil }), parts[0] != "127" else { return nil }
-        return e.host
     }
 
     /// The routing mesh: each `ingress` port of each service with the

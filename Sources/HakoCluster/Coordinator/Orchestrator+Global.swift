@@ -18,6 +18,7 @@ extension Orchestrator {
                 && (platforms.isEmpty || platforms.contains { n.platform.runs($0) })
                 && constraints.allSatisfy { $0.matches(n) }
                 && devices.allSatisfy { n.has(device: $0) }
+                && (spec.networks.isEmpty || n.underlayHost != nil)
         }.sorted { $0.id < $1.id }
     }
 

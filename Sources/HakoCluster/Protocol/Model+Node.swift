@@ -58,6 +58,21 @@ public struct NodeRecord: Codable, Sendable, Equatable {
     /// Whether the node reported the host device `path`.
     public func has(device path: String) -> Bool { devices?.contains(path) ?? false }
 
+    /// The IPv4 address the overlay reaches this node at: the host of the
+    /// address it connected from, nil for loopback (an agent beside the
+    /// coordinator has no underlay address to give its peers) and for
+    /// anything but IPv4. A node without one stays out of the overlay and
+    /// cannot run tasks on cluster networks.
+    public var underlayHost: String? { NodeRecord.underlayHost(of: address) }
+
+    /// "10.0.0.5:41234" or "10.0.0.5" → "10.0.0.5"; nil for loopback and anything but IPv4.
+    public static func underlayHost(of address: String) -> String? {
+        guard let e = try? Endpoint(parsing: address, defaultPort: 0) else { return nil }
+        let parts = e.host.split(separator: ".")
+        guard parts.count == 4, parts.allSatisfy({ UInt8($0) != nil }), parts[0] != "127" else { return nil }
+        return e.host
+    }
+
     public init(id: String, name: String, hostname: String, platform: PlatformSpec, labels: [String: String], capacity: Resources,
                 availability: NodeAvailability, subnet: String, address: String, agentVersion: String, created: Double, updated: Double,
                 agentLabels: [String: String]? = nil) {

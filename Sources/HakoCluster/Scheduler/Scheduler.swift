@@ -52,11 +52,15 @@ public struct SchedulingRequest: Sendable {
     public var maxPerNode: Int
     /// Host device paths the task needs: only a node that reports each one takes it.
     public var devices: [String]
+    /// The task is on cluster networks of its own (`--network`): only a node
+    /// in the overlay (`NodeRecord.underlayHost`) can attach it.
+    public var needsOverlay: Bool
 
     public init(taskID: String, serviceID: String, group: String, reservations: Resources,
                 constraints: [Constraint], platforms: [PlatformSpec], hostPorts: [String] = [],
-                spread: [Constraint.Key] = [], maxPerNode: Int = 0, devices: [String] = []) {
+                spread: [Constraint.Key] = [], maxPerNode: Int = 0, devices: [String] = [], needsOverlay: Bool = false) {
         self.devices = devices
+        self.needsOverlay = needsOverlay
         self.hostPorts = hostPorts
         self.spread = spread
         self.maxPerNode = maxPerNode
@@ -91,7 +95,8 @@ public struct SchedulingRequest: Sendable {
                   constraints: spec.constraints.compactMap { try? Constraint(parsing: $0) },
                   platforms: spec.platforms.compactMap { try? PlatformSpec(parsing: $0) }, hostPorts: spec.hostPorts,
                   spread: spec.placementPreferences.compactMap { try? PlacementPreference(parsing: $0).spread },
-                  maxPerNode: spec.maxReplicasPerNode, devices: spec.container.devices.map(\.host))
+                  maxPerNode: spec.maxReplicasPerNode, devices: spec.container.devices.map(\.host),
+                  needsOverlay: !spec.networks.isEmpty)
     }
 }
 
@@ -280,6 +285,8 @@ public struct Scheduler: Sendable {
         case maxReplicas(Int)
         /// The node does not report a device the task needs.
         case device(String)
+        /// The task is on cluster networks and the node is outside the overlay.
+        case outsideOverlay
     }
 
     static func passesStatic(_ n: SchedulerNode, _ r: SchedulingRequest) -> Bool {
@@ -292,6 +299,7 @@ public struct Scheduler: Sendable {
         if !r.platforms.isEmpty && !r.platforms.contains(where: { n.record.platform.runs($0) }) { return .platform }
         for c in r.constraints where !c.matches(n.record) { return .constraint(c.text) }
         for d in r.devices where !n.record.has(device: d) { return .device(d) }
+        if r.needsOverlay && n.record.underlayHost == nil { return .outsideOverlay }
         return nil
     }
 
@@ -336,6 +344,7 @@ public struct Scheduler: Sendable {
             case .port: return 6
             case .maxReplicas: return 7
             case .device: return 8
+            case .outsideOverlay: return 9
             }
         }
         let parts = order.sorted { rank($0) < rank($1) }.map { why -> String in
@@ -349,6 +358,7 @@ public struct Scheduler: Sendable {
             case .cpu: return "insufficient CPU on \(nodes(k))"
             case .maxReplicas(let m): return "max replicas per node (\(m)) reached on \(nodes(k))"
             case .device(let d): return "device \(d) missing on \(nodes(k))"
+            case .outsideOverlay: return "cluster networks unreachable from \(nodes(k)) outside the overlay (connected over loopback)"
             case .port(let p): return "host port \(p.split(separator: "/").last ?? "")/\(p.split(separator: "/").first ?? "") in use on \(nodes(k))"
             }
         }

@@ -171,6 +171,52 @@ import Testing
         try f.admin(MessageType.secretRemove, SecretRef(kind: .secret, ref: s.id), as: EmptyBody.self)
     }
 
+    /// `secret.compare`: whether candidate data is a stored one's — same or
+    /// different, nothing else; by name or id, in its kind; an unknown one is
+    /// not found; nothing is recorded (no event names the candidate).
+    @Test func compareAnswersOnlySameOrDifferent() throws {
+        let f = try CoreFixture()
+        let s = try createSecret(f, "db")
+        _ = try createSecret(f, "app", Array("listen 80\n".utf8), kind: .config)
+        let events = try f.admin(MessageType.events, EventsRequest(follow: false, since: nil), as: EventList.self).events.count
+        func compare(_ ref: String, _ data: [UInt8], kind: SecretKind = .secret) throws -> Bool {
+            try f.admin(MessageType.secretCompare, SecretCompareRequest(kind: kind, ref: ref, data: data), as: SecretCompareReply.self).same
+        }
+        #expect(try compare("db", Self.plaintext))
+        #expect(try compare(s.id, Self.plaintext))
+        // The same size with one byte changed, first or last: different.
+        var first = Self.plaintext, last = Self.plaintext
+        first[0] ^= 0x01
+        last[last.count - 1] ^= 0x80
+        #expect(try !compare("db", first))
+        #expect(try !compare("db", last))
+        #expect(try !compare("db", Self.plaintext + [0]))
+        #expect(try !compare("db", Array(Self.plaintext.dropLast())))
+        #expect(try !compare("db", []))
+        #expect(try compare("app", Array("listen 80\n".utf8), kind: .config))
+        #expect(try !compare("app", Array("listen 81\n".utf8), kind: .config))
+        // The reply is the answer alone.
+        let line = try Wire.encodeJSON(SecretCompareReply(same: true))
+        #expect(String(decoding: line, as: UTF8.self) == #"{"same":true}"#)
+        // Unknown, or of the other kind: not found.
+        let unknown: [(String, SecretKind)] = [("nope", .secret), ("app", .secret), ("db", .config)]
+        for (ref, kind) in unknown {
+            do {
+                _ = try compare(ref, Self.plaintext, kind: kind)
+                Issue.record("\(kind.rawValue) \(ref) was found")
+            } catch ClusterError.wire(let code, let message) {
+                #expect(code == WireCode.notFound.rawValue, "\(message)")
+            }
+        }
+        // Only an admin certificate may ask: a node's (or none) is refused.
+        let ask = try envelope(MessageType.secretCompare, SecretCompareRequest(kind: .secret, ref: "db", data: Self.plaintext))
+        for peer in [PeerIdentity.node(s.id), .anonymous] {
+            let answer = try decodeLine(try #require(f.core.handle(ask, from: peer, connection: 2, address: "test")))
+            #expect(answer.type == MessageType.error && answer.error?.code == .unauthorized, "\(peer): \(answer.error?.message ?? "")")
+        }
+        #expect(try f.admin(MessageType.events, EventsRequest(follow: false, since: nil), as: EventList.self).events.count == events)
+    }
+
     @Test func sentOnlyToTheNodeThatRunsATaskUsingIt() throws {
         let f = try CoreFixture()
         let nodes = try (1...2).map { try SimNode(f, name: "n\($0)") }

@@ -163,6 +163,84 @@ import Testing
         #expect(try f.admin(MessageType.secretList, SecretListRequest(kind: .secret), as: SecretList.self).items.isEmpty)
     }
 
+    /// A secret's or config's data cannot change (Swarm's rule): a deploy
+    /// whose file changed is refused before anything changes, whatever its
+    /// size — a file of the same size too, which only the coordinator can
+    /// tell (`secret.compare`: it never sends the stored data back); an
+    /// unchanged file is left alone.
+    @Test func aChangedSecretOrConfigFileIsRefusedEvenOfTheSameSize() throws {
+        let f = try CoreFixture()
+        let nodes = [try SimNode(f, name: "n1")]
+        var said: [String] = []
+        let d = StackDeployment(channel: CoreChannel(f: f), say: { said.append($0) }, warn: { Issue.record("warning \($0)") },
+                                pause: { s in f.clock.advance(s); try? settle(f, nodes) })
+        let dir = try StackDeploymentTests.project(secret: "s3cret")
+        let conf = Array("level=info\n".utf8)
+        try FS.writeFile(dir.path + "/conf", conf)
+        func deploy(image: String = "web:1") throws -> [String] {
+            let (s, specs) = try StackDeploymentTests.stack("""
+                services:
+                  web: {image: \(image), secrets: [pw], configs: [conf]}
+                secrets:
+                  pw: {file: ./pw}
+                configs:
+                  conf: {file: ./conf}
+                """, dir: dir)
+            return try d.deploy(s, specs: specs, prune: false)
+        }
+        _ = try deploy()
+        try settle(f, nodes)
+        #expect(said == ["Creating network home_default", "Creating secret home_pw", "Creating config home_conf", "Creating service home_web"])
+        // Everything a deploy could change: the services (id, version, image), the secrets and configs (id, update time), the networks.
+        func state() throws -> [String] {
+            var out = try services(f).values.map { "service \($0.name) \($0.id) v\($0.version) \($0.spec.image)" }
+            for kind in SecretKind.allCases {
+                out += try f.admin(MessageType.secretList, SecretListRequest(kind: kind), as: SecretList.self).items
+                    .map { "\(kind.rawValue) \($0.name) \($0.id) \($0.updated) \($0.size)" }
+            }
+            out += try networks(f).values.map { "network \($0.name) \($0.id)" }
+            return out.sorted()
+        }
+        func stored(_ name: String, _ kind: SecretKind) throws -> [UInt8] {
+            try f.core.state.findSecret(name, kind: kind).open(with: try #require(f.core.secretBox))
+        }
+        let before = try state()
+        let tasks = Set(nodes[0].live)
+
+        // Unchanged: nothing to do.
+        said = []
+        #expect(try deploy().isEmpty)
+        #expect(try said.isEmpty && state() == before)
+
+        func refusal(_ kind: SecretKind, _ name: String) -> ClusterError {
+            .conflict("\(kind.rawValue) \(name) exists with other data: a \(kind.rawValue)'s data cannot change; rotate it under a new name (e.g. `name: \(name)_v2` under its key in the Compose file: the services that use it roll onto the new one), or remove the stack first")
+        }
+        // The secret's file changed, same size (and the image too): refused, nothing changed.
+        try FS.writeFile(dir.path + "/pw", Array("s3creT".utf8))
+        #expect(throws: refusal(.secret, "home_pw")) { try deploy(image: "web:2") }
+        #expect(try said.isEmpty && state() == before)
+        #expect(try stored("home_pw", .secret) == Array("s3cret".utf8))
+        // Another size: refused the same.
+        try FS.writeFile(dir.path + "/pw", Array("a longer secret".utf8))
+        #expect(throws: refusal(.secret, "home_pw")) { try deploy(image: "web:2") }
+        #expect(try said.isEmpty && state() == before)
+
+        // The config's file changed, same size: refused, nothing changed.
+        try FS.writeFile(dir.path + "/pw", Array("s3cret".utf8))
+        try FS.writeFile(dir.path + "/conf", Array("level=dbug\n".utf8))
+        #expect(throws: refusal(.config, "home_conf")) { try deploy(image: "web:2") }
+        #expect(try said.isEmpty && state() == before)
+        #expect(try stored("home_conf", .config) == conf)
+        try settle(f, nodes)
+        #expect(Set(nodes[0].live) == tasks && !tasks.isEmpty, "the task kept running")
+
+        // Both as they were: the image's change deploys, the secret and the config are left alone.
+        try FS.writeFile(dir.path + "/conf", conf)
+        #expect(try deploy(image: "web:2").count == 1)
+        #expect(said == ["Updating service home_web (image, serviceLabels.com.docker.stack.image)"])
+        #expect(try state().filter { !$0.hasPrefix("service ") } == before.filter { !$0.hasPrefix("service ") })
+    }
+
     /// A network of the stack that a service outside it uses is kept by
     /// `stack rm`, at once and saying why; the rest of the stack goes.
     @Test func stackRmKeepsANetworkAnotherServiceIsOn() throws {

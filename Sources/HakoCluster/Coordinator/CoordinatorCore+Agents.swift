@@ -325,7 +325,9 @@ extension CoordinatorCore {
 }
 
 extension MessageType {
+    /// The admin's requests, which a node's certificate is told it cannot make.
     static func isAdmin(_ t: String) -> Bool {
-        t.hasPrefix("node.") || t.hasPrefix("service.") || t == tokenCreate || t == events || t == credentialsRenew || t == caRotate || t == caStatus
+        t.hasPrefix("node.") || t.hasPrefix("service.") || t.hasPrefix("network.") || (t.hasPrefix("secret.") && t != secretData)
+            || t == tokenCreate || t == events || t == credentialsRenew || t == caRotate || t == caStatus
     }
 }

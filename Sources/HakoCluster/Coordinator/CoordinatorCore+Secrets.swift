@@ -22,6 +22,9 @@ extension CoordinatorCore {
             let r = try env.body(SecretRef.self)
             try removeSecret(try state.findSecret(r.ref, kind: r.kind))
             return reply(env, EmptyBody())
+        case MessageType.secretCompare:
+            let r = try env.body(SecretCompareRequest.self)
+            return reply(env, SecretCompareReply(same: try hasData(try state.findSecret(r.ref, kind: r.kind), Array(r.data))))
         default:
             return nil
         }
@@ -43,6 +46,16 @@ extension CoordinatorCore {
         record(ClusterEvent(time: wall, kind: kind.rawValue, action: "created", id: sealed.id, name: name, message: "\(data.count) bytes"))
         log.info("\(kind.rawValue) \(name) created (\(data.count) bytes)")
         return sealed
+    }
+
+    /// Whether `candidate` is the secret's data (`secret.compare`): the
+    /// sealed data is opened here and compared in constant time; the answer
+    /// is all that leaves, and neither is logged. Another size is another
+    /// data without opening it (the size is no secret: `inspect` shows it).
+    public func hasData(_ r: SecretRecord, _ candidate: [UInt8]) throws -> Bool {
+        guard candidate.count == r.size else { return false }
+        guard let box = secretBox else { throw ClusterError.store("this coordinator has no secrets key (pki/secrets.key)") }
+        return PKI.constantTimeEqual(try r.open(with: box), candidate)
     }
 
     /// Refused while a service uses it (the services named).

@@ -149,10 +149,16 @@ public enum PKI {
 
     /// Constant-time comparison of two strings of equal length (token secrets).
     public static func constantTimeEqual(_ a: String, _ b: String) -> Bool {
-        let x = Array(a.utf8), y = Array(b.utf8)
-        guard x.count == y.count else { return false }
-        var diff: UInt8 = 0
-        for i in 0..<x.count { diff |= x[i] ^ y[i] }
-        return diff == 0
+        constantTimeEqual(Array(a.utf8), Array(b.utf8))
+    }
+
+    /// Constant-time comparison of two byte strings (libcrypto's
+    /// `CRYPTO_memcmp`): the time depends on the length only, never on
+    /// where they differ. Lengths that differ answer at once (a length is
+    /// not the secret: `secret inspect` shows it).
+    public static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        guard a.count == b.count else { return false }
+        guard !a.isEmpty else { return true }
+        return a.withUnsafeBytes { x in b.withUnsafeBytes { y in CRYPTO_memcmp(x.baseAddress, y.baseAddress, a.count) == 0 } }
     }
 }

@@ -21,6 +21,27 @@ public struct SecretRef: Codable, Sendable {
     public init(kind: SecretKind, ref: String) { self.kind = kind; self.ref = ref }
 }
 
+/// `secret.compare`: is `data` the stored data of the secret (or config)
+/// `ref` names? The candidate travels as `secret.create`'s would, over the
+/// admin's mutual TLS; the reply says only same or different — the stored
+/// data never leaves the coordinator. `stack deploy` asks it of a secret
+/// its files name that exists already (Swarm's: the data cannot change).
+public struct SecretCompareRequest: Codable, Sendable {
+    public var kind: SecretKind
+    public var ref: String
+    public var data: Data
+    public init(kind: SecretKind, ref: String, data: [UInt8]) {
+        self.kind = kind
+        self.ref = ref
+        self.data = Data(data)
+    }
+}
+
+public struct SecretCompareReply: Codable, Sendable, Equatable {
+    public var same: Bool
+    public init(same: Bool) { self.same = same }
+}
+
 public struct SecretListRequest: Codable, Sendable {
     public var kind: SecretKind
     public init(kind: SecretKind) { self.kind = kind }

@@ -54,6 +54,8 @@ public enum MessageType {
     public static let secretList = "secret.ls"
     public static let secretInspect = "secret.inspect"
     public static let secretRemove = "secret.rm"
+    /// Whether candidate data is a stored secret's (or config's): the answer is only same or different.
+    public static let secretCompare = "secret.compare"
     /// Cluster networks.
     public static let networkCreate = "network.create"
     public static let networkList = "network.ls"

@@ -243,8 +243,11 @@ public struct StackDeployment {
     }
 
     /// The stack's secrets and configs to create from their files. An external
-    /// one must exist; one that exists is left as it is when its size is the
-    /// same — data cannot change (Swarm's rule), so another size is refused.
+    /// one must exist; one that exists is left as it is when its file holds
+    /// the same data, and refused otherwise — a secret's data cannot change
+    /// (Swarm's rule). Another size is another data at once; a file of the
+    /// same size is sent to the coordinator (`secret.compare`), which answers
+    /// only same or different: the stored data never comes back.
     func filesToCreate(_ stack: Stack) throws -> [(SecretKind, StackObject, [UInt8])] {
         var create: [(SecretKind, StackObject, [UInt8])] = []
         for (kind, objects) in [(SecretKind.secret, stack.secrets), (.config, stack.configs)] where !objects.isEmpty {
@@ -259,8 +262,13 @@ public struct StackDeployment {
                 let data: [UInt8]
                 do { data = try FS.readFile(file) } catch { throw ClusterError.invalid("\(kind.rawValue) \(o.key): cannot read \(file): \(error)") }
                 if let have {
-                    guard have.size == data.count else {
-                        throw ClusterError.conflict("\(kind.rawValue) \(o.name) exists with other data: a \(kind.rawValue)'s data cannot change; give it a new name (or remove the stack first)")
+                    var same = false
+                    if have.size == data.count {
+                        same = try channel.call(MessageType.secretCompare, SecretCompareRequest(kind: kind, ref: have.id, data: data),
+                                                as: SecretCompareReply.self).same
+                    }
+                    guard same else {
+                        throw ClusterError.conflict("\(kind.rawValue) \(o.name) exists with other data: a \(kind.rawValue)'s data cannot change; rotate it under a new name (e.g. `name: \(o.name)_v2` under its key in the Compose file: the services that use it roll onto the new one), or remove the stack first")
                     }
                     continue
                 }

@@ -80,16 +80,13 @@ public enum Sockets {
         let peer = name(host: host, port: port)
         var last = TransportError.connect(peer: peer, reason: "no address")
         for (family, address) in try resolve(host: host, port: port, passive: false) {
-            let s = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
-            if s < 0 { last = .connect(peer: peer, reason: String(cString: strerror(errno))); continue }
-            let fd = FileDescriptor(s)
-            let rc = address.withUnsafeBytes { Glibc.connect(s, $0.baseAddress?.assumingMemoryBound(to: sockaddr.self), socklen_t(address.count)) }
-            if rc != 0 {
-                guard errno == EINPROGRESS else { last = .connect(peer: peer, reason: String(cString: strerror(errno))); continue }
-                if let failure = waitConnected(s, timeout: timeout, peer: peer) { last = failure; continue }
+            switch beginConnect(family, address, peer: peer) {
+            case .failure(let e): last = e
+            case .success(let (fd, connected)):
+                if !connected, let failure = waitConnected(fd.rawValue, timeout: timeout, peer: peer) { last = failure; continue }
+                noDelay(fd.rawValue)
+                return fd
             }
-            noDelay(s)
-            return fd
         }
         throw last
     }
@@ -103,15 +100,26 @@ public enum Sockets {
         let peer = name(host: host, port: port)
         var last = TransportError.connect(peer: peer, reason: "no address")
         for (family, address) in try resolve(host: host, port: port, passive: false) {
-            let s = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
-            if s < 0 { last = .connect(peer: peer, reason: String(cString: strerror(errno))); continue }
-            let fd = FileDescriptor(s)
-            let rc = address.withUnsafeBytes { Glibc.connect(s, $0.baseAddress?.assumingMemoryBound(to: sockaddr.self), socklen_t(address.count)) }
-            if rc == 0 { noDelay(s); return (fd, true) }
-            guard errno == EINPROGRESS else { last = .connect(peer: peer, reason: String(cString: strerror(errno))); continue }
-            return (fd, false)
+            switch beginConnect(family, address, peer: peer) {
+            case .failure(let e): last = e
+            case .success(let (fd, connected)):
+                if connected { noDelay(fd.rawValue) }
+                return (fd, connected)
+            }
         }
         throw last
+    }
+
+    /// A non-blocking socket of `family` whose connect to `address` has
+    /// begun: done at once (true) or under way (false); or why not.
+    private static func beginConnect(_ family: Int32, _ address: [UInt8], peer: String) -> Result<(FileDescriptor, Bool), TransportError> {
+        let s = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+        if s < 0 { return .failure(.connect(peer: peer, reason: String(cString: strerror(errno)))) }
+        let fd = FileDescriptor(s)
+        let rc = address.withUnsafeBytes { Glibc.connect(s, $0.baseAddress?.assumingMemoryBound(to: sockaddr.self), socklen_t(address.count)) }
+        if rc == 0 { return .success((fd, true)) }
+        guard errno == EINPROGRESS else { return .failure(.connect(peer: peer, reason: String(cString: strerror(errno)))) }
+        return .success((fd, false))
     }
 
     /// How a connect started by `startConnect` ended, once its socket is

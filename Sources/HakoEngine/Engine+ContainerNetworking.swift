@@ -383,7 +383,10 @@ extension Engine {
 
     /// The start path's hook (container lock held): network namespace and
     /// interfaces, mounts of volumes and binds; the monitor tears the network down.
-    func prepareNetworkAndStorage(_ config: ContainerConfig, runtime: inout RuntimeSpec, monitor: inout MonitorSpec) throws {
+    /// `network`: `prepareNetwork(config)` already under way on a thread of
+    /// its own (`Engine.launch`); without it, it runs here.
+    func prepareNetworkAndStorage(_ config: ContainerConfig, runtime: inout RuntimeSpec, monitor: inout MonitorSpec,
+                                  network: BackgroundJob<EndpointRecord?>? = nil) throws {
         // Before the name files: /etc/hosts and friends stay on top of a volume at /etc.
         let mounts = try storageMounts(config, rootfs: runtime.rootfs)
         runtime.propagation = Self.rootPropagation(config.storage)
@@ -393,7 +396,9 @@ extension Engine {
             let anonymous = (config.storage?.mounts ?? []).filter { $0.kind == .volume && $0.anonymous }.map { paths.volume($0.source) }
             monitor.removeDirs += anonymous
         }
-        if let record = try prepareNetwork(config) {
+        let endpoint: EndpointRecord?
+        if let network { endpoint = try network.join() } else { endpoint = try prepareNetwork(config) }
+        if let record = endpoint {
             runtime.namespaces.network = .path(record.netns)
             monitor.cleanupCommand = networkCleanupCommand(config.id)
             if Self.releasesNetworkAlone(record) { monitor.networkRelease = networkRelease(record) }

@@ -57,6 +57,10 @@ extension Engine {
             ours = FileDescriptor(fds[0])
             theirs = FileDescriptor(fds[1])
         }
+        // A bridge's namespace, veth pair, addresses and leases are made on a
+        // thread of their own while this one makes the cgroups and the spec:
+        // on two cores the start waits for the longer of the two, not both.
+        let network = config.networkMode == .bridge ? BackgroundJob { [self] in try prepareNetwork(config) } : nil
         do {
             let user = try resolveUser(config)
             let hardening = try hardening(config, user: user)
@@ -65,7 +69,7 @@ extension Engine {
             try driver.setDevices(hardening.deviceRules, for: id)
             var (runtime, monitor) = SpecBuilder.build(config: config, paths: cp, nameLink: paths.nameLink(config.name), user: user,
                                                        cgroup: placement, cgroupView: driver.view(of: id), terminal: terminal)
-            try prepareNetworkAndStorage(config, runtime: &runtime, monitor: &monitor)
+            try prepareNetworkAndStorage(config, runtime: &runtime, monitor: &monitor, network: network)
             Engine.addFiles(files, to: &runtime)
             if monitor.health != nil {
                 monitor.eventLog = eventLog.path
@@ -79,6 +83,7 @@ extension Engine {
             theirs?.close()
         } catch {
             theirs?.close()
+            _ = try? network?.join()  // done before it is undone
             undoNetworkAndStorage(config)
             try? driver.remove(id)
             try? FS.removeTree(cp.runDir)

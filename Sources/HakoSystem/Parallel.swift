@@ -7,11 +7,6 @@ import Synchronization
 /// Swift's cooperative pool has one thread per core and must not block; a
 /// layer download blocks on the network, so it gets a real thread.
 public enum Parallel {
-    private final class Box: @unchecked Sendable {
-        let body: @Sendable () -> Void
-        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
-    }
-
     /// Calls `body` for every index in `0..<count`, at most `width` at once,
     /// and returns when all have finished. The first error thrown is rethrown
     /// after the others end; jobs not yet started when one fails are skipped,
@@ -40,18 +35,7 @@ public enum Parallel {
         }
         var threads: [pthread_t] = []
         for _ in 0..<min(width, count) {
-            var tid = pthread_t()
-            let box = Unmanaged.passRetained(Box(worker)).toOpaque()
-            let rc = pthread_create(&tid, nil, { raw in
-                guard let raw else { return nil }
-                Unmanaged<Box>.fromOpaque(raw).takeRetainedValue().body()
-                return nil
-            }, box)
-            if rc == 0 {
-                threads.append(tid)
-            } else {
-                Unmanaged<Box>.fromOpaque(box).release()
-            }
+            if let tid = startThread(worker) { threads.append(tid) }
         }
         if threads.isEmpty { worker() }  // no thread could be made: do the work here
         for t in threads { pthread_join(t, nil) }
@@ -65,4 +49,50 @@ public final class CancelFlag: Sendable {
     public init() {}
     public var isSet: Bool { flag.load(ordering: .acquiring) }
     public func set() { flag.store(true, ordering: .releasing) }
+}
+
+/// One job on a thread of its own while the caller does something else;
+/// `join` waits for it and returns its result (or throws its error). Only the
+/// thread that made the job joins it; a second join returns the same result.
+/// Where no thread can be made, the job runs in `init`.
+public final class BackgroundJob<T: Sendable>: @unchecked Sendable {
+    private var thread: pthread_t?
+    private let result = Mutex<Result<T, any Error>?>(nil)
+
+    public init(_ body: @escaping @Sendable () throws -> T) {
+        let run: @Sendable () -> Void = { [self] in
+            let r = Result { try body() }
+            result.withLock { $0 = r }
+        }
+        thread = startThread(run)
+        if thread == nil { run() }
+    }
+
+    public func join() throws -> T {
+        if let t = thread {
+            pthread_join(t, nil)
+            thread = nil
+        }
+        guard let r = result.withLock({ $0 }) else { throw SystemError("pthread_join", errno: EINVAL) }
+        return try r.get()
+    }
+}
+
+private final class ThreadBody: @unchecked Sendable {
+    let body: @Sendable () -> Void
+    init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+}
+
+/// A joinable thread running `body`; nil when none can be made.
+private func startThread(_ body: @escaping @Sendable () -> Void) -> pthread_t? {
+    var tid = pthread_t()
+    let box = Unmanaged.passRetained(ThreadBody(body)).toOpaque()
+    let rc = pthread_create(&tid, nil, { raw in
+        guard let raw else { return nil }
+        Unmanaged<ThreadBody>.fromOpaque(raw).takeRetainedValue().body()
+        return nil
+    }, box)
+    if rc == 0 { return tid }
+    Unmanaged<ThreadBody>.fromOpaque(box).release()
+    return nil
 }

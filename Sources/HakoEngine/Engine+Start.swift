@@ -57,11 +57,17 @@ extension Engine {
             ours = FileDescriptor(fds[0])
             theirs = FileDescriptor(fds[1])
         }
-        // A bridge's namespace, veth pair, addresses and leases are made on a
-        // thread of their own while this one makes the cgroups and the spec:
-        // on two cores the start waits for the longer of the two, not both.
-        let network = config.networkMode == .bridge ? BackgroundJob { [self] in try prepareNetwork(config) } : nil
+        var monitorProcess: PendingMonitor?
+        var network: BackgroundJob<EndpointRecord?>?
         do {
+            // Work that runs on the other core while this thread makes the
+            // cgroups and the spec: on two cores the start waits for the
+            // longest part, not for their sum. The monitor, first (no other
+            // thread of ours is opening files while it is spawned): its exec
+            // and dynamic loading, then it waits for its spec. A bridge's
+            // namespace, veth pair, addresses and leases, on a thread.
+            monitorProcess = try MonitorLauncher.spawn(monitorPath: monitorPath, attach: theirs)
+            if config.networkMode == .bridge { network = BackgroundJob { [self] in try prepareNetwork(config) } }
             let user = try resolveUser(config)
             let hardening = try hardening(config, user: user)
             let placement = try driver.create(id)
@@ -79,9 +85,10 @@ extension Engine {
             // A detached overlay (user namespaces) is built layer by layer; the classic mount data must fit in a page.
             if let o = runtime.overlay, !o.detached { runtime.overlay = try fitOverlay(o) }
             let spec = LaunchSpecEncoder.encode(runtime, monitor: monitor)
-            _ = try MonitorLauncher.launch(monitorPath: monitorPath, spec: spec, attach: theirs)
+            _ = try monitorProcess?.start(spec: spec)
             theirs?.close()
         } catch {
+            monitorProcess?.abandon()
             theirs?.close()
             _ = try? network?.join()  // done before it is undone
             undoNetworkAndStorage(config)

@@ -241,8 +241,18 @@ public enum MonitorLauncher {
     ///   - attach: when set, this end of a socket pair is handed to the monitor as
     ///     its first client, streaming output from the very first byte.
     public static func launch(monitorPath: String, spec: [UInt8], attach: FileDescriptor?) throws -> MonitorLaunch {
-        let memfd = FileDescriptor(try sys("memfd_create") { hako_memfd("hako-spec") })
-        try memfd.write(spec)
+        try spawn(monitorPath: monitorPath, attach: attach).start(spec: spec)
+    }
+
+    /// Starts the monitor before its launch spec exists: its exec and the
+    /// dynamic loader run while the caller makes the cgroups and the spec,
+    /// and it then waits for the spec on fd 3 (`PendingMonitor.start`).
+    public static func spawn(monitorPath: String, attach: FileDescriptor?) throws -> PendingMonitor {
+        // A socket, not a pipe: a send to a monitor that is gone fails with
+        // EPIPE (MSG_NOSIGNAL) instead of killing the caller with SIGPIPE.
+        var fds: [Int32] = [-1, -1]
+        try sys("socketpair") { socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds) }
+        let specOurs = FileDescriptor(fds[0]), specTheirs = FileDescriptor(fds[1])
         let (statusRead, statusWrite) = try makePipe()
         let devnull = try FileDescriptor.open("/dev/null", O_RDWR)
 
@@ -252,7 +262,7 @@ public enum MonitorLauncher {
         posix_spawn_file_actions_adddup2(&actions, devnull.rawValue, 0)
         posix_spawn_file_actions_adddup2(&actions, devnull.rawValue, 1)
         posix_spawn_file_actions_adddup2(&actions, devnull.rawValue, 2)
-        posix_spawn_file_actions_adddup2(&actions, memfd.rawValue, Int32(HAKO_MONITOR_FD_SPEC))
+        posix_spawn_file_actions_adddup2(&actions, specTheirs.rawValue, Int32(HAKO_MONITOR_FD_SPEC))
         posix_spawn_file_actions_adddup2(&actions, statusWrite.rawValue, Int32(HAKO_MONITOR_FD_STATUS))
         if let attach { posix_spawn_file_actions_adddup2(&actions, attach.rawValue, Int32(HAKO_MONITOR_FD_ATTACH)) }
 
@@ -275,12 +285,50 @@ public enum MonitorLauncher {
         defer { for e in envp { free(e) } }
         let rc = posix_spawn(&pid, monitorPath, &actions, &attr, argv, envp)
         statusWrite.close()
+        specTheirs.close()
         if rc != 0 { throw HakoError.kernel("cannot start the monitor \(monitorPath)", SystemError("posix_spawn", errno: rc)) }
-        // The monitor forks once to detach; its first process exits at once.
-        var st: Int32 = 0
-        while waitpid(pid, &st, 0) < 0 && errno == EINTR {}
+        return PendingMonitor(pid: pid, spec: specOurs, status: statusRead)
+    }
+}
 
-        let line = String(decoding: try statusRead.readAll(), as: UTF8.self).trimmed
+/// A monitor spawned and waiting for its launch spec. Either `start` or
+/// `abandon` settles it; one dropped unsettled is abandoned (it reads an
+/// empty spec, exits, and is reaped here).
+public final class PendingMonitor {
+    let pid: pid_t
+    let spec: FileDescriptor
+    let status: FileDescriptor
+    var settled = false
+
+    init(pid: pid_t, spec: FileDescriptor, status: FileDescriptor) {
+        self.pid = pid
+        self.spec = spec
+        self.status = status
+    }
+
+    deinit { if !settled { abandon() } }
+
+    /// Hands the monitor its spec and waits for its report.
+    public func start(spec bytes: [UInt8]) throws -> MonitorLaunch {
+        settled = true
+        let sendErrno: Int32 = bytes.withUnsafeBytes { p in
+            guard let base = p.baseAddress else { return 0 }
+            var off = 0
+            while off < p.count {
+                let n = send(spec.rawValue, base + off, p.count - off, Int32(MSG_NOSIGNAL))
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    return errno
+                }
+                off += n
+            }
+            return 0
+        }
+        spec.close()
+        reapFirstProcess()
+        // A monitor that stopped reading still says why on the status pipe.
+        let line = String(decoding: (try? status.readAll()) ?? [], as: UTF8.self).trimmed
+        status.close()
         let words = line.split(separator: " ", maxSplits: 3, omittingEmptySubsequences: false).map(String.init)
         if words.first == "OK", words.count >= 3, let m = Int32(words[1]), let c = Int32(words[2]) {
             return MonitorLaunch(monitorPid: m, containerPid: c)
@@ -288,6 +336,22 @@ public enum MonitorLauncher {
         if words.first == "ERR", words.count >= 3, let stage = Int32(words[1]), let e = Int32(words[2]) {
             throw StartFailure(stage: stage, errno: e, detail: words.count > 3 ? words[3] : "")
         }
+        if sendErrno != 0 { throw HakoError.kernel("cannot hand the monitor its launch spec", SystemError("send", errno: sendErrno)) }
         throw HakoError(.failed, "the monitor exited without starting the container" + (line.isEmpty ? "" : ": \(line)"))
+    }
+
+    /// The start was given up before the spec: the monitor sees an empty one and exits.
+    public func abandon() {
+        guard !settled else { return }
+        settled = true
+        spec.close()
+        reapFirstProcess()
+        status.close()
+    }
+
+    /// The monitor forks once to detach; its first process exits at once.
+    private func reapFirstProcess() {
+        var st: Int32 = 0
+        while waitpid(pid, &st, 0) < 0 && errno == EINTR {}
     }
 }

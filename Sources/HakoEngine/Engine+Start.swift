@@ -59,22 +59,28 @@ extension Engine {
         }
         var monitorProcess: PendingMonitor?
         var network: BackgroundJob<EndpointRecord?>?
+        var cgroups: BackgroundJob<Void>?
         do {
-            // Work that runs on the other core while this thread makes the
-            // cgroups and the spec: on two cores the start waits for the
-            // longest part, not for their sum. The monitor, first (no other
-            // thread of ours is opening files while it is spawned): its exec
-            // and dynamic loading, then it waits for its spec. A bridge's
-            // namespace, veth pair, addresses and leases, on a thread.
+            // The parts of a start that do not need each other run at once,
+            // so that on two cores the start waits for the longest, not for
+            // their sum. The monitor, first (no other thread of ours is
+            // opening files while it is spawned): its exec and dynamic
+            // loading, then it waits for its spec. A bridge's namespace, veth
+            // pair, addresses and leases, on a thread. The cgroups, their
+            // limits and device filter, on another, while this one builds the
+            // spec (their paths are known without them).
             monitorProcess = try MonitorLauncher.spawn(monitorPath: monitorPath, attach: theirs)
             if config.networkMode == .bridge { network = BackgroundJob { [self] in try prepareNetwork(config) } }
             let user = try resolveUser(config)
             let hardening = try hardening(config, user: user)
-            let placement = try driver.create(id)
-            try driver.apply(config.effectiveIsolation.limits, to: id)
-            try driver.setDevices(hardening.deviceRules, for: id)
+            let limits = config.effectiveIsolation.limits, deviceRules = hardening.deviceRules
+            cgroups = BackgroundJob {
+                _ = try driver.create(id)
+                try driver.apply(limits, to: id)
+                try driver.setDevices(deviceRules, for: id)
+            }
             var (runtime, monitor) = SpecBuilder.build(config: config, paths: cp, nameLink: paths.nameLink(config.name), user: user,
-                                                       cgroup: placement, cgroupView: driver.view(of: id), terminal: terminal)
+                                                       cgroup: driver.placement(for: id), cgroupView: driver.view(of: id), terminal: terminal)
             try prepareNetworkAndStorage(config, runtime: &runtime, monitor: &monitor, network: network)
             Engine.addFiles(files, to: &runtime)
             if monitor.health != nil {
@@ -85,12 +91,15 @@ extension Engine {
             // A detached overlay (user namespaces) is built layer by layer; the classic mount data must fit in a page.
             if let o = runtime.overlay, !o.detached { runtime.overlay = try fitOverlay(o) }
             let spec = LaunchSpecEncoder.encode(runtime, monitor: monitor)
+            try cgroups?.join()
             _ = try monitorProcess?.start(spec: spec)
             theirs?.close()
         } catch {
             monitorProcess?.abandon()
             theirs?.close()
-            _ = try? network?.join()  // done before it is undone
+            // Each part done before it is undone.
+            _ = try? network?.join()
+            _ = try? cgroups?.join()
             undoNetworkAndStorage(config)
             try? driver.remove(id)
             try? FS.removeTree(cp.runDir)

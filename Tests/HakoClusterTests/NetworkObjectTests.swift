@@ -175,6 +175,33 @@ import Testing
         #expect(ps.compactMap(\.nodeID) == [nodes[0].id])
     }
 
+    /// agent.toml `overlay = false`: the node has an underlay address but says
+    /// in its hello that it is not in the overlay. No tunnel leads to it and no
+    /// task on a cluster network goes to it; it says so again after a reconnect
+    /// that changes its mind.
+    @Test func aNodeThatOptedOutOfTheOverlayGetsNoNetworkTasksAndNoTunnels() throws {
+        let f = try CoreFixture()
+        _ = try create(f, "backend")
+        let pi = try SimNode(f, name: "pi", underlay: "10.0.0.1")
+        let out = try SimNode(f, name: "out", underlay: "10.0.0.2", overlay: false)
+        let nodes = [pi, out]
+        var web = ServiceSpec(name: "web", image: "busybox")
+        web.replicas = 3
+        try web.setNetworks(["backend"])
+        _ = try f.admin(MessageType.serviceCreate, ServiceCreateRequest(spec: web), as: ServiceView.self)
+        var plain = ServiceSpec(name: "plain", image: "busybox")
+        plain.mode = .global
+        _ = try f.admin(MessageType.serviceCreate, ServiceCreateRequest(spec: plain), as: ServiceView.self)
+        try settle(f, nodes)
+        #expect(nodes.map { $0.live.count } == [4, 1], "web ×3 and plain on pi; only plain on the node outside")
+        #expect(f.core.peerMap().map(\.nodeID) == [pi.id], "no tunnel to the node outside")
+        // It rejoins the overlay: the next hello says so, and the map has it again.
+        out.overlay = nil
+        try out.connect()
+        try settle(f, nodes)
+        #expect(Set(f.core.peerMap().map(\.nodeID)) == [pi.id, out.id])
+    }
+
     @Test func servicesNameNetworksAndKeepThemFromRemoval() throws {
         let f = try CoreFixture()
         let n = try create(f, "backend")

@@ -225,7 +225,7 @@ import HakoNetwork
         var plain = ClusterSnapshot(nodes: [beside, pi])
         #expect(counts(Scheduler().schedule(requests(4, service: "db"), on: &plain, using: &rng)) == ["id-beside": 2, "id-pi": 2])
         #expect(Scheduler().explain(networked[0], in: ClusterSnapshot(nodes: [beside])) ==
-            "no suitable node (cluster networks unreachable from 1 node outside the overlay (connected over loopback))")
+            "no suitable node (cluster networks unreachable from 1 node outside the overlay (connected over loopback or opted out))")
     }
 
     @Test func aFixedHostPortOncePerNode() {

@@ -109,11 +109,14 @@ final class SimNode {
     var devices: [String]?
     /// The device paths the coordinator asked about (`devices`), in order.
     var deviceRequests: [[String]] = []
+    /// What its hello says of the overlay (false: opted out).
+    var overlay: Bool?
 
     init(_ f: CoreFixture, name: String, labels: [String: String] = [:], capacity: Resources = Resources(cpuMillis: 4000, memory: 8 << 30),
-         platform: PlatformSpec = PlatformSpec(architecture: "arm64", variant: "v8"), underlay: String = "10.0.0.1", devices: [String]? = nil) throws {
+         platform: PlatformSpec = PlatformSpec(architecture: "arm64", variant: "v8"), underlay: String = "10.0.0.1", devices: [String]? = nil, overlay: Bool? = nil) throws {
         fixture = f
         self.devices = devices
+        self.overlay = overlay
         self.underlay = underlay
         self.name = name
         self.labels = labels
@@ -135,7 +138,8 @@ final class SimNode {
         fixture.nextConnection += 1
         connection = fixture.nextConnection
         let hello = HelloRequest(name: name, hostname: name, platform: platform, capacity: capacity, labels: labels, agentVersion: "test",
-                                 load: load, tasks: running.map { TaskStatus(taskID: $0.key, state: $0.value) }, devices: devices)
+                                 load: load, tasks: running.map { TaskStatus(taskID: $0.key, state: $0.value) }, devices: devices,
+                                 overlay: overlay)
         let reply = fixture.core.handle(try envelope(MessageType.hello, hello), from: .node(id), connection: connection, address: "\(underlay):2")
         fixture.core.flush()
         session = try decodeLine(try #require(reply)).body(HelloReply.self).sessionID

@@ -116,7 +116,7 @@ extension Agent {
         let hello = HelloRequest(name: config.name, hostname: AgentConfig.hostname(), platform: Agent.platform, capacity: capacity,
                                  labels: config.labels, agentVersion: Agent.version, load: probe.load(containers: runningContainers),
                                  tasks: observed.filter { $0.status != .exited && $0.status != .dead }.compactMap { adoptionStatus($0) },
-                                 advertiseAddress: advertised, devices: deviceReport)
+                                 advertiseAddress: advertised, devices: deviceReport, overlay: config.overlay)
         let helloID = c.makeRequestID()
         attempts[address]?.hello = hello
         attempts[address]?.helloID = helloID

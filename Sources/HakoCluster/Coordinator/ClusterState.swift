@@ -106,6 +106,16 @@ public struct ClusterState: Sendable {
         return true
     }
 
+    /// Whether a node opted out of the overlay: memory only, as `setDevices`.
+    /// Whether it changed.
+    @discardableResult
+    public mutating func setOverlayOptOut(_ optOut: Bool, of node: String) -> Bool {
+        let value: Bool? = optOut ? true : nil
+        guard nodes[node] != nil, nodes[node]?.overlayOptOut != value else { return false }
+        nodes[node]?.overlayOptOut = value
+        return true
+    }
+
     public mutating func removeNode(_ id: String) {
         guard nodes.removeValue(forKey: id) != nil else { return }
         batch.removedNodes.append(id)

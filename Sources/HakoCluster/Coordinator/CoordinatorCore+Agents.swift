@@ -181,8 +181,9 @@ extension CoordinatorCore {
             state.put(n)
             dirty = true
         }
-        // In memory only: a change of devices alone writes nothing.
+        // In memory only: a change of devices or of the overlay opt-out alone writes nothing.
         state.setDevices(devices, of: node)
+        state.setOverlayOptOut(r.overlay == false, of: node)
         let session = Identifiers.make()
         let interval = dispatcher.nextInterval(using: &rng)
         let was = dispatcher.open(node, session: session, connection: connection, load: r.load, now: clock.monotonic(), interval: interval)

@@ -111,6 +111,10 @@ public struct HelloRequest: Codable, Sendable {
     /// The host devices the node has of those its config names (agent.toml
     /// `devices`); absent (older agents): none.
     public var devices: [String]? = nil
+    /// False: the node opted out of the overlay (agent.toml `overlay =
+    /// false`): no tunnels to it, no tasks on cluster networks. Absent
+    /// (older agents): in it.
+    public var overlay: Bool? = nil
 }
 
 public struct HelloReply: Codable, Sendable {

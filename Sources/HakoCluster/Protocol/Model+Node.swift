@@ -54,6 +54,9 @@ public struct NodeRecord: Codable, Sendable, Equatable {
     /// by. Not a store column: every agent says hello again to a coordinator
     /// that starts or becomes leader, and a node not in session runs nothing new.
     public var devices: [String]? = nil
+    /// The agent opted out of the overlay (its hello's `overlay` false).
+    /// Memory only, as `devices`.
+    public var overlayOptOut: Bool? = nil
 
     /// Whether the node reported the host device `path`.
     public func has(device path: String) -> Bool { devices?.contains(path) ?? false }
@@ -61,9 +64,9 @@ public struct NodeRecord: Codable, Sendable, Equatable {
     /// The IPv4 address the overlay reaches this node at: the host of the
     /// address it connected from, nil for loopback (an agent beside the
     /// coordinator has no underlay address to give its peers) and for
-    /// anything but IPv4. A node without one stays out of the overlay and
-    /// cannot run tasks on cluster networks.
-    public var underlayHost: String? { NodeRecord.underlayHost(of: address) }
+    /// anything but IPv4, and for a node that opted out. A node without one
+    /// stays out of the overlay and cannot run tasks on cluster networks.
+    public var underlayHost: String? { overlayOptOut == true ? nil : NodeRecord.underlayHost(of: address) }
 
     /// "10.0.0.5:41234" or "10.0.0.5" → "10.0.0.5"; nil for loopback and anything but IPv4.
     public static func underlayHost(of address: String) -> String? {

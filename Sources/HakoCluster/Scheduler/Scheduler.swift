@@ -358,7 +358,7 @@ public struct Scheduler: Sendable {
             case .cpu: return "insufficient CPU on \(nodes(k))"
             case .maxReplicas(let m): return "max replicas per node (\(m)) reached on \(nodes(k))"
             case .device(let d): return "device \(d) missing on \(nodes(k))"
-            case .outsideOverlay: return "cluster networks unreachable from \(nodes(k)) outside the overlay (connected over loopback)"
+            case .outsideOverlay: return "cluster networks unreachable from \(nodes(k)) outside the overlay (connected over loopback or opted out)"
             case .port(let p): return "host port \(p.split(separator: "/").last ?? "")/\(p.split(separator: "/").first ?? "") in use on \(nodes(k))"
             }
         }

@@ -242,7 +242,9 @@ import Testing
     }
 
     /// A network of the stack that a service outside it uses is kept by
-    /// `stack rm`, at once and saying why; the rest of the stack goes.
+    /// `stack rm`, at once and saying why; the rest of the stack goes. The
+    /// service is outside the stack by its labels, though its name has the
+    /// stack's prefix.
     @Test func stackRmKeepsANetworkAnotherServiceIsOn() throws {
         let f = try CoreFixture()
         let nodes = [try SimNode(f, name: "n1")]
@@ -252,15 +254,15 @@ import Testing
         let dir = try StackDeploymentTests.project(secret: "x")
         let (s, specs) = try StackDeploymentTests.stack("services:\n  web: {image: x, networks: [pub]}\nnetworks:\n  pub: {name: pub}\n", dir: dir)
         _ = try d.deploy(s, specs: specs, prune: false)
-        var loose = ServiceSpec(name: "loose", image: "x")
+        var loose = ServiceSpec(name: "home_loose", image: "x")
         loose.networks = [NetworkAttachment(target: "pub")]
         try f.admin(MessageType.serviceCreate, ServiceCreateRequest(spec: loose), as: ServiceView.self)
         try settle(f, nodes)
-        #expect(throws: ClusterError.conflict("network pub is in use by service loose, which is not part of stack home: kept")) {
+        #expect(throws: ClusterError.conflict("network pub is in use by service home_loose, which is not part of stack home: kept")) {
             try d.remove(stack: "home")
         }
         #expect(pauses == 0)
-        #expect(try networks(f)["pub"] != nil && Set(try services(f).keys) == ["loose"])
+        #expect(try networks(f)["pub"] != nil && Set(try services(f).keys) == ["home_loose"])
     }
 
     /// On a stack's network a service is its name, its short name (an alias)

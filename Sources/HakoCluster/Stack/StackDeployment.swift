@@ -219,7 +219,8 @@ public struct StackDeployment {
     /// Removes a network once no service's spec and no live task names it
     /// (the tasks of the stack's services just removed or moved off it are
     /// still stopping), polling for at most `networkWait`; at once when a
-    /// service outside the stack is on it. Nil when removed, else why not.
+    /// service outside the stack (one without its namespace label, whatever
+    /// its name) is on it. Nil when removed, else why not.
     func removeNetwork(id: String, name: String, stack: String) throws -> String? {
         let step = 0.5
         let polls = max(1, Int((networkWait / step).rounded(.up)))
@@ -230,7 +231,10 @@ public struct StackDeployment {
                 return nil
             }
             users = v.services
-            if let other = users.first(where: { !$0.hasPrefix(stack + "_") }) {
+            // A name no service has any more is one of the stack's, removed and still stopping.
+            let outside = users.isEmpty ? [] : Set(try channel.call(MessageType.serviceList, EmptyBody(), as: ServiceList.self).services
+                .filter { $0.spec.stackNamespace != stack }.map(\.name))
+            if let other = users.first(where: { outside.contains($0) }) {
                 return "network \(name) is in use by service \(other), which is not part of stack \(stack): kept"
             }
             if users.isEmpty {

@@ -14,6 +14,11 @@ let startUp: [SwiftSetting] = [.unsafeFlags(["-Xfrontend", "-disable-concrete-ty
 // relocations were resolved by the dynamic loader at every start of hako and hako-runtime
 // (~1.5 M instructions). Without the directory (a plain `swift build`) the shared one is used.
 let staticCxx: [LinkerSetting] = [.unsafeFlags(["-L", Context.packageDirectory + "/.build/static-libstdc++"])]
+// No symbol of the executables in their dynamic symbol table (tools/executable-symbols.map):
+// the Swift runtime's start-up asks dladdr(3) which object holds one of its own functions,
+// and glibc's answer walks the whole table — ~18,000 exported symbols in hako, 16 % of
+// `hako --version`'s CPU time. Nothing looks a symbol of theirs up by name.
+let exportNothing: [LinkerSetting] = [.unsafeFlags(["-Xlinker", "--version-script=" + Context.packageDirectory + "/tools/executable-symbols.map"])]
 
 let package = Package(
     name: "hako",
@@ -83,12 +88,12 @@ let package = Package(
         // relocations, ~160 fewer page faults at every start.
         .executableTarget(name: "hako", dependencies: [
             "HakoEngine", "HakoRuntime", "HakoSystem", "HakoNetwork", "HakoTransport", "HakoCluster", "HakoCompose", "HakoCLI", "HakoDockerAPI", "HakoBuild",
-        ], swiftSettings: startUp, linkerSettings: [.unsafeFlags(["-Xlinker", "-no-pie"])] + staticCxx),
+        ], swiftSettings: startUp, linkerSettings: [.unsafeFlags(["-Xlinker", "-no-pie"])] + staticCxx + exportNothing),
         // No Foundation and no swift-argument-parser: an OCI runtime's start-up is its speed.
         // Linked position-dependent: a PIE static-stdlib binary applies ~38,000 relative
         // relocations at every start, writing (and so keeping resident) megabytes of pages.
         .executableTarget(name: "hako-runtime", dependencies: ["HakoOCIRuntime", "HakoRuntime", "HakoSystem"],
-                          swiftSettings: startUp, linkerSettings: [.unsafeFlags(["-Xlinker", "-no-pie"])] + staticCxx),
+                          swiftSettings: startUp, linkerSettings: [.unsafeFlags(["-Xlinker", "-no-pie"])] + staticCxx + exportNothing),
         // make bench only: the scheduler's throughput in-process, simulated agents.
         .executableTarget(name: "hako-cluster-bench", dependencies: ["HakoCluster", "HakoImage", "HakoRuntime", "HakoSystem"]),
         // make bench only: hako's VXLAN overlay set up in the bench's namespaces, and its convergence.

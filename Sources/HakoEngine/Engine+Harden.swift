@@ -36,7 +36,7 @@ extension Engine {
         if !iso.privileged {
             switch iso.seccomp {
             case .unconfined: seccomp = nil
-            case .default: seccomp = try seccompCompiler.filter(.dockerDefault, capabilities: caps)
+            case .default: seccomp = try seccompCompiler.defaultFilter(capabilities: caps)
             case .profile(let p): seccomp = try seccompCompiler.filter(p, capabilities: caps)
             }
         }

@@ -174,6 +174,42 @@ func nativeNR(_ name: String) -> Int32 { seccomp_syscall_resolve_name(name) }
         #expect(throws: HakoError.self) { try SeccompCompiler.compile(bad, capabilities: 0, host: .current) }
     }
 
+    /// The default profile is named in cache keys by the digest of its
+    /// fingerprint: a change of the profile must change the digest (set
+    /// `SeccompProfile.dockerDefaultDigest` to the value this test reports),
+    /// or a start would take a filter cached for the old profile.
+    @Test func theDefaultProfilesDigestIsItsFingerprints() throws {
+        var h = FNV1a64()
+        h.combine(SeccompProfile.dockerDefault.fingerprint.utf8)
+        #expect(String(h.value, radix: 16) == String(SeccompProfile.dockerDefaultDigest, radix: 16))
+    }
+
+    /// The default profile's filter, cached under its short key, is the one
+    /// the profile compiles to; a profile that is not the default never
+    /// finds it.
+    @Test func theDefaultFilterIsCachedUnderItsDigest() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("hako-seccomp-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let c = SeccompCompiler(cacheDirectory: dir)
+        let caps: UInt64 = 0xa804_25fb
+        let compiled = try SeccompCompiler.compile(.dockerDefault, capabilities: caps, host: .current)
+        #expect(try c.defaultFilter(capabilities: caps) == compiled)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir).count == 1, "cached")
+        // The next start reads the file: proven by planting different (valid) bytes there.
+        let file = try #require(try FileManager.default.contentsOfDirectory(atPath: dir).first)
+        let cached = try FS.readFile("\(dir)/\(file)")
+        let keyLength = Int(cached[0]) | Int(cached[1]) << 8
+        #expect(keyLength < 300, "a short key, not the profile's fingerprint")
+        let key = String(decoding: cached[4..<(4 + keyLength)], as: UTF8.self)
+        let planted: [UInt8] = [0x06, 0, 0, 0, 0, 0, 0xff, 0x7f]  // ret ALLOW
+        try FS.writeAtomic("\(dir)/\(file)", SeccompCompiler.cacheFile(key: key, filter: planted), durable: false)
+        #expect(try c.defaultFilter(capabilities: caps) == planted)
+        // The same profile given as a profile has the full fingerprint as its key: not that file.
+        #expect(try c.filter(.dockerDefault, capabilities: caps) == compiled)
+        // Other capabilities: another key.
+        #expect(try c.defaultFilter(capabilities: caps | 1 << 21) != planted)
+    }
+
     /// The compiled filter is cached under a hash of all it depends on, and a
     /// cached file is used only when the text it was written for matches.
     @Test func filtersAreCachedByWhatShapesThem() throws {

@@ -196,21 +196,41 @@ public enum FS {
     }
 
     public static func absolute(_ path: String) -> String {
-        if path.hasPrefix("/") { return normalize(path) }
+        // The first byte, not hasPrefix: String's comparison is Unicode's
+        // (canonical equivalence), ~140 k instructions a call here.
+        if path.utf8.first == UInt8(ascii: "/") { return normalize(path) }
         var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
         guard getcwd(&buf, buf.count) != nil else { return normalize("/" + path) }
         return normalize(cString(buf) + "/" + path)
     }
 
     /// Lexical clean-up: collapses "//", "." and "..", never going above "/".
+    /// By bytes: split and joined as Substrings it cost ~50 k instructions a
+    /// call, five calls on every engine's start.
     public static func normalize(_ path: String) -> String {
-        var parts: [Substring] = []
-        for p in path.split(separator: "/", omittingEmptySubsequences: true) {
-            if p == "." { continue }
-            if p == ".." { if !parts.isEmpty { parts.removeLast() }; continue }
-            parts.append(p)
+        let slash = UInt8(ascii: "/"), dot = UInt8(ascii: ".")
+        let b = Array(path.utf8)
+        var out: [UInt8] = [slash]
+        out.reserveCapacity(b.count + 1)
+        var starts: [Int] = []  // where each kept component begins in `out` (its "/", but for the first)
+        var i = 0
+        while i < b.count {
+            while i < b.count && b[i] == slash { i += 1 }
+            var j = i
+            while j < b.count && b[j] != slash { j += 1 }
+            let n = j - i
+            if n == 0 || (n == 1 && b[i] == dot) {
+                // empty or "."
+            } else if n == 2 && b[i] == dot && b[i + 1] == dot {
+                if let s = starts.popLast() { out.removeSubrange(s...) }
+            } else {
+                starts.append(out.count)
+                if out.count > 1 { out.append(slash) }
+                out.append(contentsOf: b[i..<j])
+            }
+            i = j
         }
-        return "/" + parts.joined(separator: "/")
+        return String(decoding: out, as: UTF8.self)
     }
 }
 

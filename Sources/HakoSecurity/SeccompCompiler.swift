@@ -68,7 +68,7 @@ public struct SeccompCompiler: Sendable {
 
     /// The filter for the default profile (`SeccompProfile.dockerDefault`).
     /// Its key names the profile by `dockerDefaultDigest`, so a start that
-    /// finds the filter cached builds neither the profile nor its ~15 KB
+    /// finds the filter cached builds neither the profile nor its ~6 KB
     /// fingerprint (~1 M instructions, a seventh of a `hako run`'s CLI).
     public func defaultFilter(capabilities: UInt64) throws -> [UInt8] {
         try cached(cacheKey(fingerprint: SeccompProfile.dockerDefaultKey, capabilities: capabilities)) {
@@ -123,7 +123,7 @@ public struct SeccompCompiler: Sendable {
         let n = Int(file[0]) | Int(file[1]) << 8 | Int(file[2]) << 16 | Int(file[3]) << 24
         guard n <= file.count - 4, n == key.utf8.count else { return nil }
         // Compared as memory: element by element through the generic
-        // `elementsEqual` it cost ~20 instructions a byte of a ~15 KB key.
+        // `elementsEqual` it cost ~20 instructions a byte of a ~6 KB key.
         var k = key
         let same = k.withUTF8 { kb in
             file.withUnsafeBufferPointer { fb in

@@ -8,6 +8,13 @@
 #   run making 400k system calls, to show what the filter costs per call.
 # Everything lives under a temp dir, a private data root and its own cgroup parent.
 set -euo pipefail
+# In a network namespace of its own: the default bridge its containers (or
+# its agent's tasks) are put on, their veth pairs, the nftables table and IP
+# forwarding go with the namespace, and the host's network is never touched.
+if [ -z "${HAKO_BENCH_OWN_NETNS:-}" ]; then
+  exec env HAKO_BENCH_OWN_NETNS=1 unshare --net -- bash "$0" "$@"
+fi
+ip link set lo up
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
 BIN=${HAKO_BIN_DIR:-$REPO/.build/release}

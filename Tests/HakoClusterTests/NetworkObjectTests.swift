@@ -116,6 +116,14 @@ import Testing
 
     // MARK: the coordinator
 
+    /// A busybox service: `replicas` of it, or global without; on `networks`.
+    func service(_ f: CoreFixture, _ name: String, replicas: Int? = nil, networks: [String] = []) throws {
+        var spec = ServiceSpec(name: name, image: "busybox")
+        if let replicas { spec.replicas = replicas } else { spec.mode = .global }
+        if !networks.isEmpty { try spec.setNetworks(networks) }
+        _ = try f.admin(MessageType.serviceCreate, ServiceCreateRequest(spec: spec), as: ServiceView.self)
+    }
+
     func create(_ f: CoreFixture, _ name: String, subnet: String? = nil) throws -> NetworkView {
         try f.admin(MessageType.networkCreate, NetworkCreateRequest(name: name, subnet: subnet, attachable: false, labels: ["k": "v"]), as: NetworkView.self)
     }
@@ -158,17 +166,9 @@ import Testing
         let f = try CoreFixture()
         _ = try create(f, "backend")
         let nodes = [try SimNode(f, name: "pi", underlay: "10.0.0.1"), try SimNode(f, name: "beside", underlay: "127.0.0.1")]
-        var web = ServiceSpec(name: "web", image: "busybox")
-        web.replicas = 4
-        try web.setNetworks(["backend"])
-        _ = try f.admin(MessageType.serviceCreate, ServiceCreateRequest(spec: web), as: ServiceView.self)
-        var agent = ServiceSpec(name: "agent", image: "busybox")
-        agent.mode = .global
-        try agent.setNetworks(["backend"])
-        _ = try f.admin(MessageType.serviceCreate, ServiceCreateRequest(spec: agent), as: ServiceView.self)
-        var plain = ServiceSpec(name: "plain", image: "busybox")
-        plain.mode = .global
-        _ = try f.admin(MessageType.serviceCreate, ServiceCreateRequest(spec: plain), as: ServiceView.self)
+        try service(f, "web", replicas: 4, networks: ["backend"])
+        try service(f, "agent", networks: ["backend"])
+        try service(f, "plain")
         try settle(f, nodes)
         #expect(nodes.map { $0.live.count } == [6, 1], "web ×4, agent and plain on pi; only plain beside")
         let ps = try f.admin(MessageType.servicePs, ServicePsRequest(service: "agent", all: false), as: TaskList.self).tasks
@@ -185,13 +185,8 @@ import Testing
         let pi = try SimNode(f, name: "pi", underlay: "10.0.0.1")
         let out = try SimNode(f, name: "out", underlay: "10.0.0.2", overlay: false)
         let nodes = [pi, out]
-        var web = ServiceSpec(name: "web", image: "busybox")
-        web.replicas = 3
-        try web.setNetworks(["backend"])
-        _ = try f.admin(MessageType.serviceCreate, ServiceCreateRequest(spec: web), as: ServiceView.self)
-        var plain = ServiceSpec(name: "plain", image: "busybox")
-        plain.mode = .global
-        _ = try f.admin(MessageType.serviceCreate, ServiceCreateRequest(spec: plain), as: ServiceView.self)
+        try service(f, "web", replicas: 3, networks: ["backend"])
+        try service(f, "plain")
         try settle(f, nodes)
         #expect(nodes.map { $0.live.count } == [4, 1], "web ×3 and plain on pi; only plain on the node outside")
         #expect(f.core.peerMap().map(\.nodeID) == [pi.id], "no tunnel to the node outside")

@@ -370,28 +370,16 @@ import Testing
     /// nothing new, holds every event exactly once, in the leader's order.
     @Test func aRestartedFollowerHoldsEveryEventOnce() throws {
         func keepLog(_ s: inout RaftSettings) { s.snapshotThreshold = 1024 }
-        var replicas: [Int: RaftReplica] = [:]
-        for i in 0..<3 { replicas[i] = try start(i, configure: keepLog) }
-        defer { for r in replicas.values { r.stop() } }
-        let l = try #require(leader(replicas))
-        var expected: [String] = []
-        func commit(_ name: String) throws {
-            try replicas[l]?.commit(withEvent(name), timeout: 5)
-            expected.append(name)
-        }
-        for n in 0..<20 { try commit("e\(n)") }
-        let f = (l + 1) % 3
-        #expect(eventually(10) { self.events(f) == expected })
-        replicas[f]?.stop()
-        replicas[f] = nil
-        for n in 0..<6 { try commit("while\(n)") }
-        replicas[f] = try start(f, configure: keepLog)
-        #expect(eventually(10) { self.events(f) == expected }, "restarted: \(events(f))")
-        replicas[f]?.stop()
-        replicas[f] = try start(f, configure: keepLog)
-        try commit("after")
-        #expect(eventually(10) { self.events(f) == expected }, "restarted again: \(events(f))")
-        #expect(events(l) == expected)
+        let c = try Trio(self, configure: keepLog)
+        defer { c.stop() }
+        let f = c.follower
+        try c.restartFollowerMissing(after: 20)
+        #expect(eventually(10) { self.events(f) == c.expected }, "restarted: \(events(f))")
+        c.replicas[f]?.stop()
+        c.replicas[f] = try start(f, configure: keepLog)
+        try c.commit("after")
+        #expect(eventually(10) { self.events(f) == c.expected }, "restarted again: \(events(f))")
+        #expect(events(c.leader) == c.expected)
     }
 
     /// Snapshots every 16 entries: a follower restarted (libraft restores
@@ -399,32 +387,59 @@ import Testing
     /// and replays the entries after it) holds every event exactly once, and
     /// so does a wiped one (the leader's snapshot, then the entries after it).
     @Test func aFollowerRestartedOrWipedAfterSnapshotsHoldsEveryEventOnce() throws {
-        var replicas: [Int: RaftReplica] = [:]
-        for i in 0..<3 { replicas[i] = try start(i) }
-        defer { for r in replicas.values { r.stop() } }
-        let l = try #require(leader(replicas))
-        var expected: [String] = []
-        func commit(_ name: String) throws {
-            try replicas[l]?.commit(withEvent(name), timeout: 5)
-            expected.append(name)
-        }
-        for n in 0..<40 { try commit("e\(n)") }
-        let f = (l + 1) % 3
-        #expect(eventually(10) { self.events(f) == expected })
-        replicas[f]?.stop()
-        replicas[f] = nil
-        for n in 0..<6 { try commit("while\(n)") }
-        replicas[f] = try start(f)
-        #expect(eventually(10) { self.events(f) == expected }, "restarted: \(events(f).suffix(12)) against \(expected.suffix(12))")
+        let c = try Trio(self)
+        defer { c.stop() }
+        let f = c.follower
+        try c.restartFollowerMissing(after: 40)
+        #expect(eventually(10) { self.events(f) == c.expected }, "restarted: \(events(f).suffix(12)) against \(c.expected.suffix(12))")
         // Wiped: the leader's snapshot, then the entries after it (the
         // leader had this follower at its last index already, and libraft's
         // progress then waits for the install timeout before it sends more:
         // 5 s and 1 ms per KiB of the snapshot here, 30 s by default).
-        replicas[f]?.stop()
+        c.replicas[f]?.stop()
         try FS.removeTree(dir.path + "/c\(f)")
-        replicas[f] = try start(f)
-        try commit("wiped")
-        #expect(eventually(15) { self.events(f) == expected }, "wiped: \(events(f).suffix(12)) against \(expected.suffix(12))")
+        c.replicas[f] = try start(f)
+        try c.commit("wiped")
+        #expect(eventually(15) { self.events(f) == c.expected }, "wiped: \(events(f).suffix(12)) against \(c.expected.suffix(12))")
+    }
+
+    /// Three replicas, their leader, one follower, and the events committed
+    /// through the leader so far.
+    final class Trio {
+        let suite: RaftReplicaTests
+        let configure: (inout RaftSettings) -> Void
+        var replicas: [Int: RaftReplica] = [:]
+        let leader: Int
+        var expected: [String] = []
+        var follower: Int { (leader + 1) % 3 }
+
+        init(_ suite: RaftReplicaTests, configure: @escaping (inout RaftSettings) -> Void = { _ in }) throws {
+            self.suite = suite
+            self.configure = configure
+            for i in 0..<3 { replicas[i] = try suite.start(i, configure: configure) }
+            let l = suite.leader(replicas)
+            if l == nil { for r in replicas.values { r.stop() } }
+            leader = try #require(l)
+        }
+
+        func stop() { for r in replicas.values { r.stop() } }
+
+        func commit(_ name: String) throws {
+            try replicas[leader]?.commit(suite.withEvent(name), timeout: 5)
+            expected.append(name)
+        }
+
+        /// `count` events the follower holds; then it is stopped while six
+        /// more are committed, and started again (the caller waits for it).
+        func restartFollowerMissing(after count: Int) throws {
+            for n in 0..<count { try commit("e\(n)") }
+            let f = follower
+            #expect(suite.eventually(10) { self.suite.events(f) == self.expected })
+            replicas[f]?.stop()
+            replicas[f] = nil
+            for n in 0..<6 { try commit("while\(n)") }
+            replicas[f] = try suite.start(f, configure: configure)
+        }
     }
 
     /// `--force-new-cluster` from a backup whose store was copied after its

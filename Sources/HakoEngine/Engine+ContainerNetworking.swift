@@ -29,7 +29,7 @@ extension Engine {
 
     func writeEndpoint(_ r: EndpointRecord) throws {
         try FS.makeDirectories(paths.endpoints, mode: 0o700)
-        try FS.writeAtomic(paths.endpoint(r.containerID), Array(try Engine.encoder.encode(r)), durable: false)
+        try FS.writeAtomic(paths.endpoint(r.containerID), try Engine.encoder.encode(r), durable: false)
     }
 
     func allEndpoints() -> [EndpointRecord] {

@@ -191,7 +191,7 @@ extension Engine {
             try FS.writeFile("\(tmp)/hosts", Array(hostsFile(config).utf8))
             try FS.writeFile("\(tmp)/resolv.conf", (try? FS.readFile("/etc/resolv.conf")) ?? [])
             try prepareUsernsFiles(&config, dir: tmp, final: final.dir)
-            try FS.writeFile("\(tmp)/config.json", Array(try Engine.encoder.encode(config)))
+            try FS.writeFile("\(tmp)/config.json", try Engine.encoder.encode(config))
             try FS.symlink("../containers/\(config.id)", at: paths.nameLink(config.name))
             do {
                 try sys("rename", final.dir) { rename(tmp, final.dir) }

@@ -46,7 +46,7 @@ extension Engine {
         let tmp = FS.temporaryPath(for: "\(paths.volumes)/.\(n)")
         try? FS.removeTree(tmp)  // this process's own, of an earlier failed create
         try FS.makeDirectories(tmp + "/_data", mode: 0o755)
-        try FS.writeFile(tmp + "/volume.json", Array(try Engine.encoder.encode(info)))
+        try FS.writeFile(tmp + "/volume.json", try Engine.encoder.encode(info))
         if rename(tmp, paths.volume(n)) != 0 {
             let e = errno
             try? FS.removeTree(tmp)

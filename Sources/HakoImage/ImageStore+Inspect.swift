@@ -38,7 +38,7 @@ extension ImageStore {
     /// The config of an image as stored.
     func storedConfig(_ image: Image) throws -> OCIImage? {
         guard !image.isHost else { return nil }
-        return try CanonicalJSON.decode(OCIImage.self, try content.read(try Digest(sha256Hex: image.id)), what: "image config \(image.id)")
+        return try OCIImage.decode(try content.read(try Digest(sha256Hex: image.id)), what: "image config \(image.id)")
     }
 
     public func inspect(_ reference: String) throws -> ImageInspect {

@@ -233,7 +233,7 @@ extension ImageStore {
             let manifest = try CanonicalJSON.decode(OCIManifest.self, bytes, what: "manifest", as: ImageError.malformedArchive)
             try ImageStore.validate(manifest, shown: names.first ?? "the archive's image")
             let configBytes = try content.read(manifest.config.digest)
-            let config = try CanonicalJSON.decode(OCIImage.self, configBytes, what: "image config \(manifest.config.digest)", as: ImageError.malformedArchive)
+            let config = try OCIImage.decode(configBytes, what: "image config \(manifest.config.digest)", as: ImageError.malformedArchive)
             guard config.rootfs.diffIDs.count == manifest.layers.count else {
                 throw ImageError.malformedArchive("image \(manifest.config.digest.hex.prefix(12)): its config lists \(config.rootfs.diffIDs.count) layers, its manifest \(manifest.layers.count)")
             }

@@ -93,7 +93,7 @@ extension ImageStore {
 
             let configBytes = content.contains(oci.config.digest) ? try content.read(oci.config.digest)
                 : try client.smallBlob(repository: repo, digest: oci.config.digest)
-            let config = try CanonicalJSON.decode(OCIImage.self, configBytes, what: "image config \(oci.config.digest)", as: ImageError.invalidManifest)
+            let config = try OCIImage.decode(configBytes, what: "image config \(oci.config.digest)", as: ImageError.invalidManifest)
             guard config.rootfs.diffIDs.count == oci.layers.count else {
                 throw ImageError.invalidManifest("image \(ref.familiarString): its config lists \(config.rootfs.diffIDs.count) layers, its manifest \(oci.layers.count)")
             }

@@ -93,7 +93,7 @@ extension ImageStore {
             let manifest = try CanonicalJSON.decode(OCIManifest.self, try content.read(record.manifest), what: "manifest of image \(id)")
             blobs.insert(manifest.config.digest)
             for l in manifest.layers { blobs.insert(l.digest) }
-            let oci = try CanonicalJSON.decode(OCIImage.self, try content.read(config), what: "config of image \(id)")
+            let oci = try OCIImage.decode(try content.read(config), what: "config of image \(id)")
             for c in try SnapshotStore.chainIDs(oci.rootfs.diffIDs) { chains.insert(c) }
         }
         return (blobs, chains)

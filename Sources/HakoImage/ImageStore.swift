@@ -127,7 +127,7 @@ public final class ImageStore: Sendable {
     func image(id: String, index: ImageIndex) throws -> Image {
         guard let record = index.images[id] else { throw ImageError.noSuchImage(id) }
         let configDigest = try Digest(sha256Hex: id)
-        let oci = try CanonicalJSON.decode(OCIImage.self, try content.read(configDigest), what: "image config \(id)")
+        let oci = try OCIImage.decode(try content.read(configDigest), what: "image config \(id)")
         let chain = try SnapshotStore.chainIDs(oci.rootfs.diffIDs)
         return Image(id: id, references: index.familiarReferences(of: id), created: oci.created.flatMap(parseRFC3339),
                      size: record.size, architecture: oci.architecture, os: oci.os, variant: oci.variant,

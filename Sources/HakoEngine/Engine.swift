@@ -224,8 +224,12 @@ public final class Engine: @unchecked Sendable {
 
     /// Leftovers of commands killed half-way: temporary container dirs, and
     /// names pointing at no container. Runs under the global lock.
+    /// A `--rm` monitor's `.removing-<id>.tmp.<pid>` is left to it while it
+    /// runs: it deletes the bytes after telling its client, and a next `run`
+    /// deleting them too would pay for them on its own start.
     func collectGarbage() {
         for name in (try? FS.list(paths.containers)) ?? [] where name.hasPrefix(".") {
+            if let writer = FS.temporaryWriter(name), FS.processExists(writer) { continue }
             try? FS.removeTree("\(paths.containers)/\(name)")
         }
         for name in (try? FS.list(paths.names)) ?? [] {

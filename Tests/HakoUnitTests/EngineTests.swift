@@ -124,3 +124,24 @@ import Testing
         #expect(old.first { $0.name == "kernel" }?.level == .missing)
     }
 }
+
+/// The next `create` collects what killed commands left in the containers
+/// directory, but not what a running `--rm` monitor is still deleting.
+@Suite struct GarbageCollectionTests {
+    @Test func leavesALiveMonitorsRemovalToIt() throws {
+        var template = Array("/tmp/hako-gc-XXXXXX".utf8CString)
+        let dir = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+        defer { try? FS.removeTree(dir) }
+        let engine = try Engine(paths: EnginePaths(root: dir + "/root", runRoot: dir + "/run"), monitorPath: "/nonexistent")
+        let containers = engine.paths.containers
+        let live = ".removing-a.tmp.\(getpid())"
+        // A pid above any pid_max: its writer is gone.
+        let names = [live, ".removing-b.tmp.2147483647", ".removing-c", ".tmp-d"]
+        for n in names {
+            try FS.makeDirectories("\(containers)/\(n)/upper/etc")
+            try FS.writeFile("\(containers)/\(n)/upper/etc/f", [1])
+        }
+        engine.collectGarbage()
+        #expect(try FS.list(containers) == [live])
+    }
+}

@@ -117,6 +117,9 @@ let unifiedMountinfo = """
     @Test func badParentsAreRefused() {
         let h = CgroupHost.parse(mountinfo: unifiedMountinfo)
         #expect(throws: HakoError.self) { try makeCgroupDriver(host: h, parent: "../escape") }
+        #expect(throws: HakoError.self) { try makeCgroupDriver(host: h, parent: "a/../../escape") }
+        #expect((try? makeCgroupDriver(host: h, parent: "/hako//test/"))?.parent == "hako/test")
+        #expect((try? makeCgroupDriver(host: h, parent: "..x/y"))?.parent == "..x/y")
         #expect(throws: HakoError.self) { try makeCgroupDriver(host: h, parent: "///") }
         #expect(throws: HakoError.self) { try makeCgroupDriver(host: CgroupHost.parse(mountinfo: ""), parent: "hako") }
     }

@@ -73,10 +73,13 @@ public struct CgroupHost: Sendable, Equatable {
             defer { start = end + 1 }
             // "ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [OPTIONAL…] - FSTYPE SOURCE SUPEROPTS"
             guard let sep = separator(bytes, start, end) else { continue }
+            // The type first, in place: only a cgroup line is split.
+            var typeEnd = sep + 3
+            while typeEnd < end && bytes[typeEnd] != space { typeEnd += 1 }
+            let isV2 = bytes[(sep + 3)..<typeEnd].elementsEqual("cgroup2".utf8)
+            guard isV2 || bytes[(sep + 3)..<typeEnd].elementsEqual("cgroup".utf8) else { continue }
             let tail = bytes[(sep + 3)..<end].split(separator: space, omittingEmptySubsequences: false)
             guard tail.count >= 3 else { continue }
-            let isV2 = tail[0].elementsEqual("cgroup2".utf8)
-            guard isV2 || tail[0].elementsEqual("cgroup".utf8) else { continue }
             let head = bytes[start..<sep].split(separator: space)
             guard head.count >= 5 else { continue }
             let mountPoint = unescapeMountinfo(String(decoding: head[4], as: UTF8.self))

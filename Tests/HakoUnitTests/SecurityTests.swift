@@ -86,6 +86,8 @@ func nativeNR(_ name: String) -> Int32 { seccomp_syscall_resolve_name(name) }
         #expect(CapabilityNames.number("cap_net_admin") == 12)
         #expect(CapabilityNames.number("CAP_SYS_ADMIN") == 21)
         #expect(CapabilityNames.number("bogus") == nil && CapabilityNames.number("12") == nil && CapabilityNames.number("") == nil)
+        #expect(CapabilityNames.number("Cap_Kill") == 5 && CapabilityNames.number("kill") == 5)
+        #expect(CapabilityNames.number("CAP_") == nil && CapabilityNames.number("net-admin") == nil && CapabilityNames.number("NET_ADMİN") == nil)
         #expect(CapabilityNames.name(0) == "CAP_CHOWN")
         #expect(CapabilityNames.count >= 38)
         #expect(try CapabilityPolicy.normalize(["net_admin", "CAP_SYS_TIME,all", "NET_ADMIN"], flag: "--cap-add")

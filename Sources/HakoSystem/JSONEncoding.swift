@@ -114,7 +114,10 @@ private func pathText(_ path: [any CodingKey]) -> String {
     return s
 }
 
-private func number(_ v: Double, _ path: [any CodingKey]) throws -> JSON {
+/// A floating-point number in its shortest form that reads back the same
+/// (a `Float` as a `Float`: 0.1, not 0.10000000149011612), integral values
+/// without a fraction, as Foundation writes them.
+private func number<F: BinaryFloatingPoint & LosslessStringConvertible>(_ v: F, _ path: [any CodingKey]) throws -> JSON {
     guard v.isFinite else { throw JSONEncoding.Failure(path: pathText(path), reason: "\(v) is not a JSON number") }
     if v == v.rounded(), abs(v) < 1e15 { return .number(String(Int64(v))) }
     return .number(String(v))
@@ -171,7 +174,7 @@ private struct KeyedTree<Key: CodingKey>: KeyedEncodingContainerProtocol {
     mutating func encode(_ value: Bool, forKey key: Key) throws { put(.bool(value), key) }
     mutating func encode(_ value: String, forKey key: Key) throws { put(.string(value), key) }
     mutating func encode(_ value: Double, forKey key: Key) throws { put(try number(value, codingPath + [key]), key) }
-    mutating func encode(_ value: Float, forKey key: Key) throws { put(try number(Double(value), codingPath + [key]), key) }
+    mutating func encode(_ value: Float, forKey key: Key) throws { put(try number(value, codingPath + [key]), key) }
     mutating func encode(_ value: Int, forKey key: Key) throws { put(.int(Int64(value)), key) }
     mutating func encode(_ value: Int8, forKey key: Key) throws { put(.int(Int64(value)), key) }
     mutating func encode(_ value: Int16, forKey key: Key) throws { put(.int(Int64(value)), key) }
@@ -215,7 +218,7 @@ private struct UnkeyedTree: UnkeyedEncodingContainer {
     mutating func encode(_ value: Bool) throws { append(.bool(value)) }
     mutating func encode(_ value: String) throws { append(.string(value)) }
     mutating func encode(_ value: Double) throws { append(try number(value, nextPath)) }
-    mutating func encode(_ value: Float) throws { append(try number(Double(value), nextPath)) }
+    mutating func encode(_ value: Float) throws { append(try number(value, nextPath)) }
     mutating func encode(_ value: Int) throws { append(.int(Int64(value))) }
     mutating func encode(_ value: Int8) throws { append(.int(Int64(value))) }
     mutating func encode(_ value: Int16) throws { append(.int(Int64(value))) }
@@ -260,7 +263,7 @@ private struct SingleTree: SingleValueEncodingContainer {
     mutating func encode(_ value: Bool) throws { put(.bool(value)) }
     mutating func encode(_ value: String) throws { put(.string(value)) }
     mutating func encode(_ value: Double) throws { put(try number(value, codingPath)) }
-    mutating func encode(_ value: Float) throws { put(try number(Double(value), codingPath)) }
+    mutating func encode(_ value: Float) throws { put(try number(value, codingPath)) }
     mutating func encode(_ value: Int) throws { put(.int(Int64(value))) }
     mutating func encode(_ value: Int8) throws { put(.int(Int64(value))) }
     mutating func encode(_ value: Int16) throws { put(.int(Int64(value))) }

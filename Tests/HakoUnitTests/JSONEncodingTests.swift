@@ -36,7 +36,7 @@ import Testing
         var flags = [true, false]
         var small: Int8 = -128, big: UInt64 = .max, low: Int64 = .min, int = 0, uint: UInt32 = 7
         var doubles: [Double] = [1.5, 2, -0.25, 1e20, 123456.789, 0]
-        var float: Float = 0.5
+        var floats: [Float] = [0.5, 0.1, 3.4e38, -2]
         var none: String? = nil
         var nested = [[1, 2], [], [3]]
         var byString = ["b": Inner(a: 1, b: [2], c: nil), "a": Inner(a: -1, b: [], c: "x")]
@@ -62,7 +62,7 @@ import Testing
         let text = try JSONEncoding().encode(v)
         #expect(try JSON.parse(text) == mine)
         let back = try JSONDecoder().decode(Everything.self, from: Data(text))
-        #expect(back.text == v.text && back.big == .max && back.low == .min && back.doubles == v.doubles)
+        #expect(back.text == v.text && back.big == .max && back.low == .min && back.doubles == v.doubles && back.floats == v.floats)
         #expect(back.byString == v.byString && back.byInt == v.byInt && back.choices == v.choices && back.derived.parent.base == 1)
         // Sorted keys: the same value always gives the same bytes.
         #expect(String(decoding: try JSONEncoding().encode(["b": 1, "a": 2, "c": 3]), as: UTF8.self) == #"{"a":2,"b":1,"c":3}"#)

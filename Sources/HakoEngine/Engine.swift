@@ -222,14 +222,24 @@ public final class Engine: @unchecked Sendable {
         try FS.removeTree(doomed)
     }
 
+    /// The monitor deleting a `.removing-<id>-<pid>` directory (container
+    /// ids are hex: the last "-" starts the pid); nil for any other name.
+    static func remover(_ name: String) -> pid_t? {
+        guard name.hasPrefix(".removing-"), let dash = name.lastIndex(of: "-") else { return nil }
+        let digits = name[name.index(after: dash)...]
+        guard !digits.isEmpty, digits.count <= 10, digits.allSatisfy({ $0.isASCII && $0.isNumber }),
+              let pid = pid_t(digits), pid > 0 else { return nil }
+        return pid
+    }
+
     /// Leftovers of commands killed half-way: temporary container dirs, and
     /// names pointing at no container. Runs under the global lock.
-    /// A `--rm` monitor's `.removing-<id>.tmp.<pid>` is left to it while it
+    /// A `--rm` monitor's `.removing-<id>-<pid>` is left to it while it
     /// runs: it deletes the bytes after telling its client, and a next `run`
     /// deleting them too would pay for them on its own start.
     func collectGarbage() {
         for name in (try? FS.list(paths.containers)) ?? [] where name.hasPrefix(".") {
-            if let writer = FS.temporaryWriter(name), FS.processExists(writer) { continue }
+            if let remover = Engine.remover(name), FS.processExists(remover) { continue }
             try? FS.removeTree("\(paths.containers)/\(name)")
         }
         for name in (try? FS.list(paths.names)) ?? [] {

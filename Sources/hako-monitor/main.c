@@ -510,9 +510,9 @@ static void final_exit(void) {
         for (int i = 0; i < M.spec.nremove_dirs; i++) {
             const char *dir = M.spec.remove_dirs[i];
             const char *slash = strrchr(dir, '/');
-            // ".removing-<id>.tmp.<pid>": a temporary of a live writer, which
-            // the next `create`'s collection leaves to this monitor.
-            if (doomed && slash && snprintf(doomed[ndoomed], sizeof doomed[0], "%.*s/.removing-%s.tmp.%d", (int)(slash - dir), dir, slash + 1, (int)getpid()) < (int)sizeof doomed[0]
+            // ".removing-<id>-<pid>": the next `create`'s collection leaves
+            // it to this monitor while the monitor lives.
+            if (doomed && slash && snprintf(doomed[ndoomed], sizeof doomed[0], "%.*s/.removing-%s-%d", (int)(slash - dir), dir, slash + 1, (int)getpid()) < (int)sizeof doomed[0]
                 && rename(dir, doomed[ndoomed]) == 0)
                 ndoomed++;
             else

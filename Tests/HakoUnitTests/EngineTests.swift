@@ -134,14 +134,16 @@ import Testing
         defer { try? FS.removeTree(dir) }
         let engine = try Engine(paths: EnginePaths(root: dir + "/root", runRoot: dir + "/run"), monitorPath: "/nonexistent")
         let containers = engine.paths.containers
-        let live = ".removing-a.tmp.\(getpid())"
-        // A pid above any pid_max: its writer is gone.
-        let names = [live, ".removing-b.tmp.2147483647", ".removing-c", ".tmp-d"]
+        let id = String(repeating: "ab", count: 32)
+        let live = ".removing-\(id)-\(getpid())"
+        // A pid above any pid_max: its monitor is gone.
+        let names = [live, ".removing-\(id.dropLast())0-2147483647", ".removing-\(id.dropLast())1", ".tmp-\(id)"]
         for n in names {
             try FS.makeDirectories("\(containers)/\(n)/upper/etc")
             try FS.writeFile("\(containers)/\(n)/upper/etc/f", [1])
         }
         engine.collectGarbage()
         #expect(try FS.list(containers) == [live])
+        #expect(Engine.remover(live) == getpid() && Engine.remover(".removing-\(id)") == nil && Engine.remover(".tmp-1-2") == nil)
     }
 }

@@ -252,9 +252,21 @@ public enum MonitorLauncher {
         // EPIPE (MSG_NOSIGNAL) instead of killing the caller with SIGPIPE.
         var fds: [Int32] = [-1, -1]
         try sys("socketpair") { socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds) }
-        let specOurs = FileDescriptor(fds[0]), specTheirs = FileDescriptor(fds[1])
-        let (statusRead, statusWrite) = try makePipe()
-        let devnull = try FileDescriptor.open("/dev/null", O_RDWR)
+        let specOurs = FileDescriptor(fds[0])
+        // Every descriptor handed over starts above the numbers it is placed
+        // at (0–5): one already at such a number (a process with few files
+        // open) would be overwritten by an earlier dup2, or stay
+        // close-on-exec through a dup2 onto itself.
+        let lowest = Int32(max(HAKO_MONITOR_FD_SPEC, HAKO_MONITOR_FD_STATUS, HAKO_MONITOR_FD_ATTACH)) + 1
+        func above(_ fd: FileDescriptor) throws -> FileDescriptor {
+            if fd.rawValue >= lowest { return fd }
+            return FileDescriptor(try sys("fcntl") { fcntl(fd.rawValue, F_DUPFD_CLOEXEC, lowest) })
+        }
+        let specTheirs = try above(FileDescriptor(fds[1]))
+        let (statusRead, statusPipe) = try makePipe()
+        let statusWrite = try above(statusPipe)
+        let devnull = try above(try FileDescriptor.open("/dev/null", O_RDWR))
+        let attach = try attach.map(above)
 
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)

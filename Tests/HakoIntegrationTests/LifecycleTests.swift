@@ -109,6 +109,16 @@ final class LifecycleTests {
         #expect(((try? FileManager.default.contentsOfDirectory(atPath: host.runRoot + "/containers")) ?? []).isEmpty)
     }
 
+    /// Run from a job with standard input and error closed (cron, a unit with
+    /// them closed): hako's own descriptors then take the lowest numbers,
+    /// which are the ones the monitor's are placed at.
+    @Test func runsWithStandardDescriptorsClosed() {
+        let hako = (host.prefix + [Binaries.hako]).joined(separator: " ")
+        let r = Subprocess.run(["/bin/sh", "-c", "\(hako) run --rm \(host.busybox) sh -c 'echo out; exit 7' <&- 2>&-"], env: host.env)
+        #expect(r.status == 7, "\(r.stdout) \(r.stderr)")
+        #expect(r.stdout == "out\n")
+    }
+
     @Test func nameInUseIsRefused() {
         let a = host.hako("create", "--name", "dup", host.busybox, "true")
         #expect(a.status == 0)

@@ -122,7 +122,7 @@ enum hako_tag {
 // the file descriptors it is given, and the frames on its attach socket,
 // [u8 type][u32 big-endian length][payload].
 enum {
-    HAKO_MONITOR_FD_SPEC = 3,   // the launch spec (a memfd)
+    HAKO_MONITOR_FD_SPEC = 3,   // the launch spec (a socket, read to its end)
     HAKO_MONITOR_FD_STATUS = 4, // a pipe: "OK <monitor pid> <container pid>" or "ERR <stage> <errno> <detail>"
     HAKO_MONITOR_FD_ATTACH = 5, // optional: the first client's end of the attach socket
 };

@@ -52,8 +52,10 @@ public enum HookRunner {
     }
 
     static func run(_ h: OCI.Hook, name: String, state: [UInt8]) throws {
-        let (inR, inW) = try makePipe()
-        let (outR, outW) = try makePipe()
+        let (inPipe, inW) = try makePipe()
+        let (outR, outPipe) = try makePipe()
+        // Above 0–2, where they are placed (a runtime run with stdin closed gets 0 for a pipe).
+        let inR = try inPipe.numbered(atLeast: 3), outW = try outPipe.numbered(atLeast: 3)
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -75,8 +77,7 @@ public enum HookRunner {
         defer { argv.forEach { free($0) }; envp.forEach { free($0) } }
         var pid: pid_t = 0
         let rc = posix_spawn(&pid, h.path, &actions, &attr, argv, envp)
-        inR.close()
-        outW.close()
+        for fd in [inR, outW, inPipe, outPipe] { fd.close() }
         guard rc == 0 else { throw Failure(description: "\(name): \(String(cString: strerror(rc)))") }
         let pidfd = hako_pidfd_open(pid)
         defer { if pidfd >= 0 { close(pidfd) } }

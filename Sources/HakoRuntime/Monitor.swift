@@ -253,20 +253,13 @@ public enum MonitorLauncher {
         var fds: [Int32] = [-1, -1]
         try sys("socketpair") { socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds) }
         let specOurs = FileDescriptor(fds[0])
-        // Every descriptor handed over starts above the numbers it is placed
-        // at (0–5): one already at such a number (a process with few files
-        // open) would be overwritten by an earlier dup2, or stay
-        // close-on-exec through a dup2 onto itself.
+        // Every descriptor handed over starts above the numbers it is placed at (0–5).
         let lowest = Int32(max(HAKO_MONITOR_FD_SPEC, HAKO_MONITOR_FD_STATUS, HAKO_MONITOR_FD_ATTACH)) + 1
-        func above(_ fd: FileDescriptor) throws -> FileDescriptor {
-            if fd.rawValue >= lowest { return fd }
-            return FileDescriptor(try sys("fcntl") { fcntl(fd.rawValue, F_DUPFD_CLOEXEC, lowest) })
-        }
-        let specTheirs = try above(FileDescriptor(fds[1]))
+        let specTheirs = try FileDescriptor(fds[1]).numbered(atLeast: lowest)
         let (statusRead, statusPipe) = try makePipe()
-        let statusWrite = try above(statusPipe)
-        let devnull = try above(try FileDescriptor.open("/dev/null", O_RDWR))
-        let attach = try attach.map(above)
+        let statusWrite = try statusPipe.numbered(atLeast: lowest)
+        let devnull = try FileDescriptor.open("/dev/null", O_RDWR).numbered(atLeast: lowest)
+        let attach = try attach?.numbered(atLeast: lowest)
 
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -297,6 +290,7 @@ public enum MonitorLauncher {
         defer { for e in envp { free(e) } }
         let rc = posix_spawn(&pid, monitorPath, &actions, &attr, argv, envp)
         statusWrite.close()
+        statusPipe.close()
         specTheirs.close()
         if rc != 0 { throw HakoError.kernel("cannot start the monitor \(monitorPath)", SystemError("posix_spawn", errno: rc)) }
         return PendingMonitor(pid: pid, spec: specOurs, status: statusRead)

@@ -15,6 +15,17 @@ public final class FileDescriptor: @unchecked Sendable {
         if rawValue >= 0 { Glibc.close(rawValue); rawValue = -1 }
     }
 
+    /// This descriptor, or a close-on-exec copy of it numbered `lowest` or
+    /// more. For one handed to a child at a fixed number (dup2 in spawn file
+    /// actions): a source already among those numbers — a process started
+    /// with stdin or stderr closed gets them for its own files — would be
+    /// overwritten by an earlier dup2, or stay close-on-exec through a dup2
+    /// onto itself.
+    public func numbered(atLeast lowest: Int32) throws -> FileDescriptor {
+        if rawValue >= lowest { return self }
+        return FileDescriptor(try sys("fcntl") { fcntl(rawValue, F_DUPFD_CLOEXEC, lowest) })
+    }
+
     /// Gives up ownership: the caller closes the returned fd.
     public func release() -> Int32 {
         let r = rawValue

@@ -226,10 +226,7 @@ public final class Engine: @unchecked Sendable {
     /// ids are hex: the last "-" starts the pid); nil for any other name.
     static func remover(_ name: String) -> pid_t? {
         guard name.hasPrefix(".removing-"), let dash = name.lastIndex(of: "-") else { return nil }
-        let digits = name[name.index(after: dash)...]
-        guard !digits.isEmpty, digits.count <= 10, digits.allSatisfy({ $0.isASCII && $0.isNumber }),
-              let pid = pid_t(digits), pid > 0 else { return nil }
-        return pid
+        return FS.pid(name[name.index(after: dash)...])
     }
 
     /// Leftovers of commands killed half-way: temporary container dirs, and

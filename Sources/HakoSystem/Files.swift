@@ -50,7 +50,11 @@ public enum FS {
     /// The writer's pid in a name made by `temporaryPath(for:)`; nil for any other name.
     public static func temporaryWriter(_ name: String) -> pid_t? {
         guard let dot = name.lastIndex(of: "."), name[..<dot].hasSuffix(".tmp") else { return nil }
-        let digits = name[name.index(after: dot)...]
+        return pid(name[name.index(after: dot)...])
+    }
+
+    /// A pid written in decimal at the end of a name; nil for anything else.
+    public static func pid(_ digits: Substring) -> pid_t? {
         guard !digits.isEmpty, digits.count <= 10, digits.allSatisfy({ $0.isASCII && $0.isNumber }),
               let pid = pid_t(digits), pid > 0 else { return nil }
         return pid

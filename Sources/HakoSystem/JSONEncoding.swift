@@ -206,30 +206,13 @@ private struct KeyedTree<Key: CodingKey>: KeyedEncodingContainerProtocol {
     }
 }
 
-private struct UnkeyedTree: UnkeyedEncodingContainer {
+private struct UnkeyedTree: UnkeyedEncodingContainer, ValueSink {
     let array: ArrayNode
     let codingPath: [any CodingKey]
     var count: Int { array.items.count }
 
     var nextPath: [any CodingKey] { codingPath + [IndexKey(array.items.count)] }
-    func append(_ v: JSON) { array.items.append(.value(v)) }
-
-    mutating func encodeNil() throws { append(.null) }
-    mutating func encode(_ value: Bool) throws { append(.bool(value)) }
-    mutating func encode(_ value: String) throws { append(.string(value)) }
-    mutating func encode(_ value: Double) throws { append(try number(value, nextPath)) }
-    mutating func encode(_ value: Float) throws { append(try number(value, nextPath)) }
-    mutating func encode(_ value: Int) throws { append(.int(Int64(value))) }
-    mutating func encode(_ value: Int8) throws { append(.int(Int64(value))) }
-    mutating func encode(_ value: Int16) throws { append(.int(Int64(value))) }
-    mutating func encode(_ value: Int32) throws { append(.int(Int64(value))) }
-    mutating func encode(_ value: Int64) throws { append(.int(value)) }
-    mutating func encode(_ value: UInt) throws { append(.uint(UInt64(value))) }
-    mutating func encode(_ value: UInt8) throws { append(.uint(UInt64(value))) }
-    mutating func encode(_ value: UInt16) throws { append(.uint(UInt64(value))) }
-    mutating func encode(_ value: UInt32) throws { append(.uint(UInt64(value))) }
-    mutating func encode(_ value: UInt64) throws { append(.uint(value)) }
-    mutating func encode<T: Encodable>(_ value: T) throws { array.items.append(try node(value, nextPath)) }
+    func store(_ n: Node) { array.items.append(n) }
 
     mutating func nestedContainer<NestedKey: CodingKey>(keyedBy keyType: NestedKey.Type) -> KeyedEncodingContainer<NestedKey> {
         let o = ObjectNode()
@@ -253,17 +236,30 @@ private struct UnkeyedTree: UnkeyedEncodingContainer {
     }
 }
 
-private struct SingleTree: SingleValueEncodingContainer {
+private struct SingleTree: SingleValueEncodingContainer, ValueSink {
     let slot: Slot
     let codingPath: [any CodingKey]
 
-    func put(_ v: JSON) { slot.put(.value(v)) }
+    var nextPath: [any CodingKey] { codingPath }
+    func store(_ n: Node) { slot.put(n) }
+}
+
+/// The value encodings an unkeyed and a single-value container share: each
+/// value becomes a node, stored where the container keeps its next one.
+private protocol ValueSink {
+    /// The coding path of the value stored next.
+    var nextPath: [any CodingKey] { get }
+    func store(_ n: Node)
+}
+
+extension ValueSink {
+    func put(_ v: JSON) { store(.value(v)) }
 
     mutating func encodeNil() throws { put(.null) }
     mutating func encode(_ value: Bool) throws { put(.bool(value)) }
     mutating func encode(_ value: String) throws { put(.string(value)) }
-    mutating func encode(_ value: Double) throws { put(try number(value, codingPath)) }
-    mutating func encode(_ value: Float) throws { put(try number(value, codingPath)) }
+    mutating func encode(_ value: Double) throws { put(try number(value, nextPath)) }
+    mutating func encode(_ value: Float) throws { put(try number(value, nextPath)) }
     mutating func encode(_ value: Int) throws { put(.int(Int64(value))) }
     mutating func encode(_ value: Int8) throws { put(.int(Int64(value))) }
     mutating func encode(_ value: Int16) throws { put(.int(Int64(value))) }
@@ -274,5 +270,5 @@ private struct SingleTree: SingleValueEncodingContainer {
     mutating func encode(_ value: UInt16) throws { put(.uint(UInt64(value))) }
     mutating func encode(_ value: UInt32) throws { put(.uint(UInt64(value))) }
     mutating func encode(_ value: UInt64) throws { put(.uint(value)) }
-    mutating func encode<T: Encodable>(_ value: T) throws { slot.put(try node(value, codingPath)) }
+    mutating func encode<T: Encodable>(_ value: T) throws { store(try node(value, nextPath)) }
 }

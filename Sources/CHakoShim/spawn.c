@@ -96,14 +96,14 @@ static int split_path(const char *path, char *parent, size_t cap, const char **n
 
 // Creates (if needed) a regular file at `path` inside the root; returns an O_PATH fd.
 static int touch_in_root(int rootfd, const char *path) {
+    int fd = hako_open_in_root(rootfd, path, O_PATH, 0);
+    if (fd >= 0) return fd;
+    if (errno != ENOENT) return -1;
     char parent[4096]; const char *name;
     if (split_path(path, parent, sizeof parent, &name) < 0) return -1;
     int dir = hako_mkdir_in_root(rootfd, parent, 0755);
     if (dir < 0) return -1;
     close(dir);
-    int fd = hako_open_in_root(rootfd, path, O_PATH, 0);
-    if (fd >= 0) return fd;
-    if (errno != ENOENT) return -1;
     int w = hako_open_in_root(rootfd, path, O_CREAT | O_WRONLY, 0644);
     if (w < 0) return -1;
     close(w);

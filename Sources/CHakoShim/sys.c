@@ -72,32 +72,65 @@ int hako_open_in_root(int rootfd, const char *path, int flags, int mode) {
     return -1;
 }
 
+static int has_dot_component(const char *path) {
+    for (const char *p = path; *p;) {
+        while (*p == '/') p++;
+        const char *end = p;
+        while (*end && *end != '/') end++;
+        size_t len = (size_t)(end - p);
+        if ((len == 1 && p[0] == '.') || (len == 2 && p[0] == '.' && p[1] == '.')) return 1;
+        p = end;
+    }
+    return 0;
+}
+
 // mkdir -p of `path` inside the root; every component resolved in the root.
 // Returns an O_PATH fd of the final directory, or -1.
+//
+// Most targets exist already (the image's /proc and /sys, a directory a
+// mount made a moment ago): one lookup finds them. Otherwise the deepest
+// existing ancestor is found walking back, and only the missing components
+// are made, each opened again through the root (a component another
+// process made meanwhile may be a symbolic link: it still resolves inside).
+// A container's set-up makes ~30 mount points: walking each from "/", with
+// four calls a component, cost ~130 calls of ~7 µs in the init.
 int hako_mkdir_in_root(int rootfd, const char *path, int mode) {
+    // "." and ".." are refused, as a target names a place, not a walk.
+    if (has_dot_component(path)) { errno = EINVAL; return -1; }
+    int found = hako_open_in_root(rootfd, path, O_PATH | O_DIRECTORY, 0);
+    if (found >= 0) return found;
+    if (errno != ENOENT) return -1;
     char buf[4096];
     size_t n = strlen(path);
     if (n >= sizeof buf) { errno = ENAMETOOLONG; return -1; }
     memcpy(buf, path, n + 1);
-    int dir = hako_open_in_root(rootfd, "/", O_PATH | O_DIRECTORY, 0);
-    if (dir < 0) return -1;
-    char *p = buf;
+    // Back: cut components off the end until the rest opens ("" is the root).
+    size_t keep = n;
+    int dir = -1;
+    for (;;) {
+        while (keep > 0 && buf[keep - 1] == '/') keep--;
+        while (keep > 0 && buf[keep - 1] != '/') keep--;
+        char saved = buf[keep];
+        buf[keep] = 0;
+        dir = hako_open_in_root(rootfd, keep ? buf : "/", O_PATH | O_DIRECTORY, 0);
+        buf[keep] = saved;
+        if (dir >= 0) break;
+        if (errno != ENOENT || keep == 0) return -1;
+    }
+    // Forward: make each missing component.
+    char *p = buf + keep;
     while (*p) {
         while (*p == '/') p++;
         if (!*p) break;
         char *end = strchr(p, '/');
         if (end) *end = 0;
-        // Each step resolves relative to the previous directory, still inside the root:
-        // re-open through the root with the prefix so symlinks cannot step out.
-        if (strcmp(p, "..") == 0 || strcmp(p, ".") == 0) { errno = EINVAL; close(dir); return -1; }
         if (mkdirat(dir, p, (mode_t)mode) < 0 && errno != EEXIST) { int e = errno; close(dir); errno = e; return -1; }
-        char saved = 0;
-        if (end) { saved = '/'; }
         // the path up to and including this component
         int next = hako_open_in_root(rootfd, buf, O_PATH | O_DIRECTORY, 0);
-        if (end) *end = saved;
-        if (next < 0) { int e = errno; close(dir); errno = e; return -1; }
+        if (end) *end = '/';
+        int e = errno;
         close(dir);
+        if (next < 0) { errno = e; return -1; }
         dir = next;
         if (!end) break;
         p = end + 1;

@@ -452,18 +452,27 @@ static void run_cleanup_hook(void) {
     waitpid(pid, NULL, 0);
 }
 
-static void remove_link_if_ours(const char *path) {
+// A name link of this container is released; `bin`, if not NULL, is a
+// directory about to be deleted on the same file system that takes it. The
+// link's target (~80 bytes) does not fit in its inode, so unlinking it frees
+// a data block: on ext4 without a journal and mounted with `discard` (this
+// VM) ~120 µs a synchronous discard, before the clients were told. Moved
+// into the doomed directory, it is freed with that, after they are.
+static void remove_link_if_ours(const char *path, const char *bin, int index) {
     char target[512];
     ssize_t n = readlink(path, target, sizeof target - 1);
     if (n < 0) { if (errno == EINVAL) unlink(path); return; }
     target[n] = 0;
     const char *base = strrchr(target, '/');
     base = base ? base + 1 : target;
-    if (M.spec.id && strcmp(base, M.spec.id) == 0) unlink(path);
+    if (!M.spec.id || strcmp(base, M.spec.id) != 0) return;
+    char moved[4300];
+    if (bin && snprintf(moved, sizeof moved, "%s/.released-name-%d", bin, index) < (int)sizeof moved && rename(path, moved) == 0) return;
+    unlink(path);
 }
 
-static void release_cgroups(void) {
-    kill_leftovers();
+// The container's cgroup directories. Its processes are gone (kill_leftovers).
+static void remove_cgroups(void) {
     for (int i = 0; i < M.spec.ncgroup_rmdir; i++) {
         for (int tries = 0; tries < 100; tries++) {
             if (rmdir(M.spec.cgroup_rmdir[i]) == 0 || errno == ENOENT) break;
@@ -494,19 +503,20 @@ static void final_exit(void) {
     disarm(M.kill_timer);
     disarm(M.restart_timer);
     log_close(&M.log);
-    release_cgroups();
+    // Nothing of the container runs any more when its end is reported.
+    kill_leftovers();
     // --rm: the container disappears at once (its directory renamed to a
     // hidden name, its name released); the bytes are deleted after the
     // clients have been told, so `hako run --rm` does not wait for them.
-    // The clean-up command (network teardown) runs after the clients are
-    // told too, but before the lock is released: `stop` and `rm` still
-    // return only once it is done.
+    // Its cgroup directories (ten v1 hierarchies here: ~0.4 ms) and the
+    // clean-up command (network teardown) go after the clients are told
+    // too, but before the monitor ends: `stop`, `rm` and a next `start`
+    // wait for that.
     // As many as the spec lists (no fixed table); without memory, each
     // directory is deleted in place, before the clients are told.
     char (*doomed)[4200] = M.spec.nremove_dirs ? calloc((size_t)M.spec.nremove_dirs, sizeof *doomed) : NULL;
     int ndoomed = 0;
     if (M.spec.nremove_dirs || M.spec.nremove_files) {
-        for (int i = 0; i < M.spec.nremove_files; i++) remove_link_if_ours(M.spec.remove_files[i]);
         for (int i = 0; i < M.spec.nremove_dirs; i++) {
             const char *dir = M.spec.remove_dirs[i];
             const char *slash = strrchr(dir, '/');
@@ -518,10 +528,12 @@ static void final_exit(void) {
             else
                 rm_rf_at(AT_FDCWD, dir);
         }
+        for (int i = 0; i < M.spec.nremove_files; i++) remove_link_if_ours(M.spec.remove_files[i], ndoomed ? doomed[0] : NULL, i);
     } else {
         write_state("exited", 1);
     }
     broadcast_exit(M.exit_code, 1);
+    remove_cgroups();
     release_mount_ns();
     run_cleanup_hook();
     release_run_dir();
@@ -830,7 +842,9 @@ int main(int argc, char **argv) {
 
     struct hako_failure f;
     if (start_container(&f) < 0) {
-        release_cgroups();
+        // A failed start leaves nothing behind by the time it is reported.
+        kill_leftovers();
+        remove_cgroups();
         release_run_dir();
         describe_failure(&f, err, sizeof err);
         report("ERR %d %d %s\n", f.stage, f.err, f.detail);

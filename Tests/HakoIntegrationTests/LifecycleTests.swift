@@ -249,6 +249,19 @@ final class LifecycleTests {
         // --rm removes by itself, also when detached.
         let auto = host.hako("run", "-d", "--rm", host.busybox, "true").out
         #expect(host.eventually(5) { !FileManager.default.fileExists(atPath: "\(host.root)/containers/\(auto)") })
+        // A --rm container's name is free when its run returns (the monitor
+        // moves the name's link into the directory it deletes after telling
+        // the client); its files and cgroups go right after.
+        for i in 0..<3 {
+            let r = host.hako("run", "--rm", "--name", "reused", host.busybox, "true")
+            #expect(r.status == 0, "run \(i): \(r.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: "\(host.root)/names/reused"), "run \(i): the name is released")
+        }
+        let containers = host.root + "/containers"
+        #expect(host.eventually(5) {
+            ((try? FileManager.default.contentsOfDirectory(atPath: containers)) ?? []).isEmpty
+                && host.cgroupDirs().allSatisfy { $0.split(separator: "/").last?.count != 64 }
+        }, "no directory, link or cgroup of the removed containers is left")
     }
 
     @Test func manyContainersAtOnce() {

@@ -2,7 +2,8 @@
 # Container lifecycle benchmark (part of make bench): hako against its peers in the same run.
 #   1. `hako run --rm IMAGE /bin/true` vs `crun run` and `runc run` of a bundle
 #      with the same busybox rootfs (goal, issue 19: median <= 1.2x crun's run),
-#      wall time (hyperfine) and CPU time (every process of a run, the
+#      wall time (hyperfine: ROUNDS alternated rounds of RUNS runs each; the
+#      median of the rounds' ratios) and CPU time (every process of a run, the
 #      container's own included, counted in a cgroup: what the machine's load
 #      disturbs least). BASELINE_BIN_DIR: another build's binaries (main's),
 #      measured the same way in the same run.
@@ -22,6 +23,7 @@ for c in "$SHARED" "$REPO/../shared/tools" /work/shared/tools; do
 done
 [ -x "${SHARED:-}/make-bundle.sh" ] || { echo "bench: peers' tools not found (set SHARED_TOOLS)" >&2; exit 1; }
 RUNS=${RUNS:-30}
+ROUNDS=${ROUNDS:-5}
 N_MON=${N_MON:-50}
 
 W=$(mktemp -d /tmp/hako-bench.XXXXXX)
@@ -51,12 +53,27 @@ hf() { # name command
   jq -r '.results[0].median*1000' "$W/$1.json"
 }
 
-echo "== run of /bin/true ($RUNS runs each, hyperfine medians)"
-hako_run=$(hf hako "$BIN/hako run --rm --network none bench:busybox /bin/true")
-[ -n "$BASE" ] && base_run=$(hf base "$BASE/hako run --rm --network none bench:busybox /bin/true")
+# Rounds of one block each, alternated (hako, the baseline, crun): on a
+# shared VM the machine's speed drifts over seconds, and one block each put
+# that drift between the figures compared. Each figure is the median of the
+# rounds' medians; the ratio is the median of the rounds' own ratios.
+echo "== run of /bin/true ($ROUNDS rounds of $RUNS runs each, alternated, hyperfine medians)"
 runc_run=$(hf runc "runc run --bundle $W/bundle hako-bench-runc-\$\$ >/dev/null; runc delete -f hako-bench-runc-\$\$ 2>/dev/null; true")
-# crun 1.8 refuses cgroup v1 hybrid hosts; it runs in a view without the cgroup2 mount.
-crun_run=$("$SHARED/cgv1-view.sh" bash -c "$(declare -f hf); W=$W RUNS=$RUNS hf crun 'crun run --bundle $W/bundle hako-bench-crun-\$\$ >/dev/null'")
+: > "$W/rounds"
+for r in $(seq "$ROUNDS"); do
+  h=$(hf hako "$BIN/hako run --rm --network none bench:busybox /bin/true")
+  b=-; [ -n "$BASE" ] && b=$(hf base "$BASE/hako run --rm --network none bench:busybox /bin/true")
+  # crun 1.8 refuses cgroup v1 hybrid hosts; it runs in a view without the cgroup2 mount.
+  c=$("$SHARED/cgv1-view.sh" bash -c "$(declare -f hf); W=$W RUNS=$RUNS hf crun 'crun run --bundle $W/bundle hako-bench-crun-\$\$ >/dev/null'")
+  echo "$h $b $c" >> "$W/rounds"
+done
+median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
+hako_run=$(awk '{ print $1 }' "$W/rounds" | median)
+[ -n "$BASE" ] && base_run=$(awk '{ print $2 }' "$W/rounds" | median)
+crun_run=$(awk '{ print $3 }' "$W/rounds" | median)
+hako_ratio=$(awk '{ print $1 / $3 }' "$W/rounds" | median)
+[ -n "$BASE" ] && base_ratio=$(awk '{ print $2 / $3 }' "$W/rounds" | median)
+round_ratios=$(awk '{ printf "%s%.2f", (NR > 1 ? " " : ""), $1 / $3 }' "$W/rounds")
 
 # CPU time per run: the loop runs in a cgroup of its own that also holds the
 # containers' cgroups (HAKO_CGROUP_PARENT, crun's cgroupsPath), so the CLI, the
@@ -87,10 +104,11 @@ crun_cpu=$(cpu_per_run "crun run --bundle $W/bundle-cpu hako-bench-crun-cpu" "$S
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 printf '\n| run /bin/true | median ms | vs crun | CPU ms per run | vs crun |\n|---|---|---|---|---|\n'
-printf '| hako run --rm (overlay + state + monitor) | %.1f | %s | %s | %s |\n' "$hako_run" "$(ratio "$hako_run" "$crun_run")" "$hako_cpu" "$(ratio "$hako_cpu" "$crun_cpu")"
-[ -n "$BASE" ] && printf '| hako run --rm, %s | %.1f | %s | %s | %s |\n' "$BASE" "$base_run" "$(ratio "$base_run" "$crun_run")" "$base_cpu" "$(ratio "$base_cpu" "$crun_cpu")"
+printf '| hako run --rm (overlay + state + monitor) | %.1f | %.2f | %s | %s |\n' "$hako_run" "$hako_ratio" "$hako_cpu" "$(ratio "$hako_cpu" "$crun_cpu")"
+[ -n "$BASE" ] && printf '| hako run --rm, %s | %.1f | %.2f | %s | %s |\n' "$BASE" "$base_run" "$base_ratio" "$base_cpu" "$(ratio "$base_cpu" "$crun_cpu")"
 printf '| crun run (cgv1-view) | %.1f | 1.00 | %s | 1.00 |\n' "$crun_run" "$crun_cpu"
 printf '| runc run | %.1f | %s | | |\n' "$runc_run" "$(ratio "$runc_run" "$crun_run")"
+printf '\nhako run --rm / crun run, each round: %s\n' "$round_ratios"
 [ "${MONITORS:-1}" = 0 ] && exit 0
 
 echo

@@ -94,6 +94,18 @@ static int split_path(const char *path, char *parent, size_t cap, const char **n
     return 0;
 }
 
+// The overlay mount again without ",volatile" when the kernel refused the
+// option (before 5.10: EINVAL). 1 if mounted; else 0 with errno set.
+static int mount_without_volatile(const struct hako_spec *s) {
+    static const char suffix[] = ",volatile";
+    size_t n = strlen(s->overlay), k = sizeof suffix - 1;
+    if (!s->overlay_volatile || errno != EINVAL || n < k || n - k >= 4096 || memcmp(s->overlay + n - k, suffix, k) != 0) return 0;
+    char data[4096];
+    memcpy(data, s->overlay, n - k);
+    data[n - k] = 0;
+    return mount("overlay", s->rootfs, "overlay", 0, data) == 0;
+}
+
 // Creates (if needed) a regular file at `path` inside the root; returns an O_PATH fd.
 static int touch_in_root(int rootfd, const char *path) {
     int fd = hako_open_in_root(rootfd, path, O_PATH, 0);
@@ -577,7 +589,8 @@ static void build_root(struct child *c) {
         close(c->overlay_fd);
     } else if (s->overlay) {
         if (s->overlay_dir && chdir(s->overlay_dir) < 0) child_fail(c, HAKO_STAGE_ROOTFS, errno, s->overlay_dir);
-        if (mount("overlay", s->rootfs, "overlay", 0, s->overlay) < 0) child_fail(c, HAKO_STAGE_ROOTFS, errno, s->rootfs);
+        if (mount("overlay", s->rootfs, "overlay", 0, s->overlay) < 0 && !mount_without_volatile(s))
+            child_fail(c, HAKO_STAGE_ROOTFS, errno, s->rootfs);
     } else if (mount(s->rootfs, s->rootfs, NULL, MS_BIND | MS_REC, NULL) < 0) {
         child_fail(c, HAKO_STAGE_ROOTFS, errno, s->rootfs);
     }

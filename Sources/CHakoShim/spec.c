@@ -307,6 +307,7 @@ static int parse_records(const void *blob, size_t len, struct hako_spec *s, stru
             break;
         }
         case HAKO_T_HOST_DEVICES: s->host_devices = 1; break;
+        case HAKO_T_OVERLAY_VOLATILE: s->overlay_volatile = 1; break;
         case HAKO_T_EXEC_FIFO: NEED(str && str[0] == '/', "exec fifo"); s->exec_fifo = str; break;
         case HAKO_T_PRESERVE_FDS: NEED(n == 4, "preserve fds"); memcpy(&s->preserve_fds, p, 4); NEED(s->preserve_fds < 65536, "preserve fds"); break;
         case HAKO_T_NO_PIVOT: s->no_pivot = 1; break;

@@ -148,6 +148,8 @@ int hako_detached_overlay(const struct hako_spec *s, struct hako_failure *fail) 
     if (fs_set(fs, "lowerdir", lower) < 0) { u_fail(fail, HAKO_STAGE_ROOTFS, errno, "overlay lowerdir", s->dov_lower[0]); goto out; }
     if (fs_set(fs, "upperdir", s->dov_upper) < 0) { u_fail(fail, HAKO_STAGE_ROOTFS, errno, "overlay upperdir", s->dov_upper); goto out; }
     if (fs_set(fs, "workdir", s->dov_work) < 0) { u_fail(fail, HAKO_STAGE_ROOTFS, errno, "overlay workdir", s->dov_work); goto out; }
+    // Refused by a kernel without it (< 5.10): the mount goes on without.
+    if (s->overlay_volatile) (void)syscall(SYS_fsconfig, fs, FSCONFIG_SET_FLAG, "volatile", NULL, 0);
     if (syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0) { u_fail(fail, HAKO_STAGE_ROOTFS, errno, "create overlay", s->dov_upper); goto out; }
     mnt = (int)syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC, 0);
     if (mnt < 0) u_fail(fail, HAKO_STAGE_ROOTFS, errno, "fsmount overlay", NULL);

@@ -150,6 +150,7 @@ extension Engine {
             where FS.exists(source) && !binds.contains(where: { FS.normalize($0.target) == target }) {
             binds.append((source, target, false))
         }
+        clearVolatileMark(c.paths)
         let overlayFD: Int32
         if let u = c.config.isolation?.userns, u.idmapped, let range = u.range {
             let lower = Array(c.config.layerDirs.reversed())

@@ -24,6 +24,7 @@ extension Engine {
         }
         try awaitFinalCleanup(id)
         FS.removeOrphanedTemporaries(in: paths.container(id).dir)  // of a killed monitor or command
+        clearVolatileMark(paths.container(id))
         let conn = try launch(c.config, attach: attach, terminal: terminal, files: files)
         recordEvent("start", c.config)
         return conn
@@ -111,6 +112,16 @@ extension Engine {
         return ours.map { MonitorConnection(fd: $0) }
     }
 
+    /// A `--rm` container's overlay is mounted "volatile" (`OverlayRoot.volatile`),
+    /// and overlay marks its work dir so: it refuses to mount that upper layer
+    /// again, lest an upper layer a crash left unsynced be used. A container
+    /// started again (a `create --rm` whose start failed) or copied into
+    /// (`hako cp`) has no mount of it left: its monitor is gone. The mark goes.
+    func clearVolatileMark(_ cp: ContainerPaths) {
+        let mark = cp.work + "/work/incompat"
+        if FS.exists(mark) { try? FS.removeTree(mark) }
+    }
+
     /// The container's user from its own /etc/passwd and /etc/group (upper dir first).
     func resolveUser(_ config: ContainerConfig) throws -> ResolvedUser {
         let layers = [paths.container(config.id).upper] + config.layerDirs.reversed()
@@ -160,6 +171,7 @@ public enum SpecBuilder {
         r.hostname = config.utsMode == .host ? nil : config.hostname
         let lower = config.layerDirs.reversed().map { $0 }
         r.overlay = OverlayRoot(lower: lower, upper: cp.upper, work: cp.work)
+        r.overlay?.volatile = config.autoRemove
         r.mounts = defaultMounts(config, paths: cp, cgroups: cgroupView)
         r.devices = DeviceNode.standard
         r.cgroup = cgroup

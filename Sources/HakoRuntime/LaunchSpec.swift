@@ -170,6 +170,14 @@ public struct OverlayRoot: Sendable, Equatable, Codable {
     /// in its own user namespace), the lower layers idmapped when `idmapLower`.
     public var detached = false
     public var idmapLower = false
+    /// Mounted "volatile": the upper layer is never synced — not at each
+    /// fsync inside, not when the overlay is unmounted (which otherwise
+    /// syncs the whole file system under it). For a container deleted at its
+    /// end (`--rm`, as podman does): the sync wrote and flushed its files
+    /// only for them to be deleted a moment later. After a crash such an
+    /// upper layer may be incomplete; overlay then refuses to mount it again
+    /// (`Engine.clearVolatileMark`).
+    public var volatile = false
     /// The init chdirs here before mounting, so `lower` may hold short relative
     /// names (the mount options must fit in a page).
     public var directory: String?
@@ -199,6 +207,7 @@ public struct OverlayRoot: Sendable, Equatable, Codable {
         esc(upper)
         out.append(contentsOf: ",workdir=".utf8)
         esc(work)
+        if volatile { out.append(contentsOf: ",volatile".utf8) }
         return String(decoding: out, as: UTF8.self)
     }
 }
@@ -400,6 +409,7 @@ public enum LaunchSpecEncoder {
             w.string(HAKO_T_OVERLAY, o.mountData)
             if let d = o.directory { w.string(HAKO_T_OVERLAY_DIR, d) }
         }
+        if let o = r.overlay, o.volatile { w.empty(HAKO_T_OVERLAY_VOLATILE) }
         if let h = r.hostname { w.string(HAKO_T_HOSTNAME, h) }
         let p = r.process
         for a in p.args { w.string(HAKO_T_ARG, a) }

@@ -170,9 +170,10 @@ final class HardeningTests {
         chmod(secret, 0o600)
         let range = ["HAKO_USERNS_RANGE": "1000000000:300000"]
         let r = host.hako(env: range, "run", "--rm", "--userns", "auto", host.probe, "sh", "-c",
-                          "cat /proc/self/uid_map | tr -s ' '; id -u; stat -c %u /bin/busybox; echo hi > /etc/new && cat /etc/new; grep CapEff /proc/self/status")
+                          "cat /proc/self/uid_map | tr -s ' '; id -u; stat -c %u /bin/busybox; echo hi > /etc/new && cat /etc/new; grep CapEff /proc/self/status; grep ' / / ' /proc/self/mountinfo")
         #expect(r.status == 0, "\(r.stderr)")
         let lines = r.out.split(separator: "\n").map { $0.trimmed }
+        #expect(lines.last?.contains("volatile") == true, "the overlay built outside the namespace is volatile too (--rm): \(r.out)")
         #expect(lines.first == "0 1000000000 65536", "\(r.out)")
         #expect(Array(lines.dropFirst().prefix(3)) == ["0", "0", "hi"], "the image's files belong to the container's root")
         // Root inside is an unprivileged uid outside: the host's root-only file stays closed.

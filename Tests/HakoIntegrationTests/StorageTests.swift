@@ -77,6 +77,26 @@ import Testing
         #expect(host.eventually(5) { Set(volumeNames()) == before }, "--rm removes them too")
     }
 
+    @Test func aRemovedContainersRootIsVolatile() {
+        // --rm: the upper layer is deleted at the end, so it is never synced
+        // (the root's super options, as the container sees them).
+        let root = ["sh", "-c", "grep ' / / ' /proc/self/mountinfo"]
+        let rm = host.hako(["run", "--rm", host.busybox] + root)
+        #expect(rm.status == 0 && rm.stdout.contains("overlay") && rm.stdout.contains("volatile"), "\(rm.stdout) \(rm.stderr)")
+        let kept = host.hako(["run", "--name", "kept", host.busybox] + root)
+        #expect(kept.status == 0 && kept.stdout.contains("overlay") && !kept.stdout.contains("volatile"), "\(kept.stdout)")
+        // A --rm container whose start failed after its root was mounted
+        // starts again: overlay's mark of a volatile mount is cleared first.
+        let id = host.hako("create", "--rm", host.busybox, "/no/such/program").out
+        for i in 0..<2 {
+            let r = host.hako("start", "-a", id)
+            #expect(r.status == 127 && r.stderr.contains("executable file not found"), "start \(i): the root mounted, the program missing: \(r.stderr)")
+            let copy = host.hako("cp", BusyboxImage.tarball, "\(id):/copied")
+            #expect(copy.status == 0, "cp into it after start \(i): \(copy.stderr)")
+        }
+        host.hako("rm", "-f", id, "kept")
+    }
+
     @Test func aSymlinkInTheImageCannotRedirectAMountOntoTheHost() throws {
         let outside = "/tmp/hako-escape-\(getpid())"
         let work = host.base + "/escape"

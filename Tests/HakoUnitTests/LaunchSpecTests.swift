@@ -195,6 +195,27 @@ func str(_ p: UnsafePointer<CChar>?) -> String? { p.map { String(cString: $0) } 
         #expect(o.mountData == "lowerdir=/a\\,b:/c\\\\d,upperdir=/u\\:x,workdir=/w")
     }
 
+    @Test func aVolatileOverlayIsSaidTwiceToTheInit() {
+        var (r, m) = sample()
+        let (_, plain, _, keep) = parseWithC(LaunchSpecEncoder.encode(r, monitor: m))
+        withExtendedLifetime(keep) { #expect(plain.overlay_volatile == 0) }
+        r.overlay?.volatile = true
+        // In the mount data (its length counts against the page limit), and
+        // as a record, so the init can mount without it where the kernel
+        // has no such option, and set it on a detached overlay.
+        #expect(r.overlay?.mountData == "lowerdir=/l2:/l\\:1,upperdir=/u,workdir=/w,volatile")
+        let (ok, s, msg, keep2) = parseWithC(LaunchSpecEncoder.encode(r, monitor: m))
+        #expect(ok, "\(msg)")
+        withExtendedLifetime(keep2) {
+            #expect(s.overlay_volatile == 1)
+            #expect(str(s.overlay) == "lowerdir=/l2:/l\\:1,upperdir=/u,workdir=/w,volatile")
+        }
+        r.overlay?.detached = true
+        let (ok2, d, msg2, keep3) = parseWithC(LaunchSpecEncoder.encode(r, monitor: m))
+        #expect(ok2, "\(msg2)")
+        withExtendedLifetime(keep3) { #expect(d.detached_overlay == 1 && d.overlay_volatile == 1 && d.overlay == nil) }
+    }
+
     @Test func restartPolicies() throws {
         #expect(try RestartPolicy(parsing: "no") == .no)
         #expect(try RestartPolicy(parsing: "always") == .always)

@@ -59,6 +59,10 @@ enum hako_tag {
                               //   + strings upper, work, lower... (top-most first): the overlay is built
                               //   by the parent (fsopen/fsmount) and moved onto rootfs by the child
     HAKO_T_HOST_DEVICES = 33, // empty: copy every device node of the host's /dev (--privileged)
+    HAKO_T_OVERLAY_VOLATILE = 34, // empty: the overlay (either kind) is mounted "volatile": its upper
+                              //   layer is never synced (a --rm container's, deleted at its end).
+                              //   HAKO_T_OVERLAY's data then ends in ",volatile"; a kernel without
+                              //   the option (< 5.10) gets the mount without it
 
     // The OCI runtime's records (hako-runtime; runc's create/start model).
     HAKO_T_EXEC_FIFO = 40,    // string: create mode. The init opens this FIFO (O_PATH) before pivot_root,
@@ -250,7 +254,7 @@ struct hako_spec {
     struct hako_idmap idmaps[16]; int nidmaps;
     struct hako_device *devices; int ndevices;
     struct hako_file *files; int nfiles;      // sized to the blob
-    int detached_overlay, idmap_layers;
+    int detached_overlay, idmap_layers, overlay_volatile;
     const char *dov_upper, *dov_work;
     const char *dov_lower[HAKO_MAX_LAYERS]; int dov_nlower;  // the detached overlay's fds and lowerdir are fixed too
     int host_devices;

@@ -24,7 +24,7 @@ extension Engine {
 
     func readEndpoint(_ id: String) -> EndpointRecord? {
         guard let b = try? FS.readFile(paths.endpoint(id)) else { return nil }
-        return try? Engine.decoder.decode(EndpointRecord.self, from: Data(b))
+        return try? Engine.decoder.decode(EndpointRecord.self, from: b)
     }
 
     func writeEndpoint(_ r: EndpointRecord) throws {

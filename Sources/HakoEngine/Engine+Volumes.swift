@@ -58,7 +58,7 @@ extension Engine {
 
     func volume(_ name: String) -> VolumeInfo? {
         guard Volumes.isValidName(name), let b = try? FS.readFile(paths.volume(name) + "/volume.json") else { return nil }
-        return try? Engine.decoder.decode(VolumeInfo.self, from: Data(b))
+        return try? Engine.decoder.decode(VolumeInfo.self, from: b)
     }
 
     public func volumes() throws -> [VolumeInfo] {

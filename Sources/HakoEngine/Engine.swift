@@ -54,7 +54,7 @@ public final class Engine: @unchecked Sendable {
 
     // MARK: - reading containers
 
-    static let decoder = JSONDecoder()
+    static let decoder = JSONDecoding()
     /// The engine's records (config.json, state.json, endpoints, volumes),
     /// written with sorted keys and read back with `decoder`.
     static let encoder = JSONEncoding(sortedKeys: true)
@@ -62,7 +62,7 @@ public final class Engine: @unchecked Sendable {
     func readConfig(_ id: String) throws -> ContainerConfig {
         let p = paths.container(id).config
         do {
-            return try Engine.decoder.decode(ContainerConfig.self, from: Data(try FS.readFile(p)))
+            return try Engine.decoder.decode(ContainerConfig.self, from: try FS.readFile(p))
         } catch let e as SystemError where e.errno == ENOENT {
             throw HakoError(.notFound(.container, id), "no such container: \(id)")
         } catch {
@@ -80,7 +80,7 @@ public final class Engine: @unchecked Sendable {
     /// `state.json` alone: its health is the one of the last change of status.
     func readStateFile(_ id: String) -> MonitorState? {
         guard let bytes = try? FS.readFile(paths.container(id).state) else { return nil }
-        return try? Engine.decoder.decode(MonitorState.self, from: Data(bytes))
+        return try? Engine.decoder.decode(MonitorState.self, from: bytes)
     }
 
     /// `state` with the health of the live health file, which the monitor
@@ -88,7 +88,7 @@ public final class Engine: @unchecked Sendable {
     /// older of the two); the state file's when there is none whole.
     func withLiveHealth(_ id: String, _ state: MonitorState?) -> MonitorState? {
         guard var s = state, s.health != nil, let body = MonitorHealthFile.read(paths.container(id).health),
-              let health = try? Engine.decoder.decode(HealthState.self, from: Data(body)) else { return state }
+              let health = try? Engine.decoder.decode(HealthState.self, from: Array(body)) else { return state }
         s.health = health
         return s
     }

@@ -105,7 +105,7 @@ public struct NetworkStore: Sendable {
         return try FileLock.acquire(lockPath)
     }
 
-    static let encoder: JSONEncoder = { let e = JSONEncoder(); e.outputFormatting = [.sortedKeys]; return e }()
+    static let encoder = JSONEncoding(sortedKeys: true)
 
     public func list() throws -> [NetworkDefinition] {
         var out: [NetworkDefinition] = []
@@ -119,12 +119,12 @@ public struct NetworkStore: Sendable {
 
     public func load(_ name: String) throws -> NetworkDefinition? {
         guard let bytes = try? FS.readFile(definitionPath(name)) else { return nil }
-        return try JSONDecoder().decode(NetworkDefinition.self, from: Data(bytes))
+        return try JSONDecoding().decode(NetworkDefinition.self, from: bytes)
     }
 
     public func save(_ d: NetworkDefinition) throws {
         try ensure()
-        try FS.writeAtomic(definitionPath(d.name), Array(try NetworkStore.encoder.encode(d)))
+        try FS.writeAtomic(definitionPath(d.name), try NetworkStore.encoder.encode(d))
     }
 
     /// The definition and every lease of the network.
@@ -177,7 +177,7 @@ public struct NetworkStore: Sendable {
             let networkID = String(name.dropLast(5))
             let path = legacyLeasesPath(networkID)
             guard let bytes = try? FS.readFile(path) else { continue }
-            let raw = (try? JSONDecoder().decode([String: String].self, from: Data(bytes))) ?? [:]
+            let raw = (try? JSONDecoding().decode([String: String].self, from: bytes)) ?? [:]
             for (k, holder) in raw {
                 guard let a = IPv4Address(k), !holder.isEmpty, !holder.contains("/") else { continue }
                 // A lease made since (a link) wins: it can only be newer.

@@ -75,6 +75,13 @@ import Testing
 
     /// A container's record with every part set, as `commit` writes it.
     @Test func aContainersRecordReadsBackTheSame() throws {
+        let c = try Self.everyPartOfAContainersRecord()
+        let mine = try JSONEncoding().tree(c)
+        #expect(mine == (try foundationTree(c)))
+        #expect(try JSONDecoder().decode(ContainerConfig.self, from: Data(try JSONEncoding().encode(c))) == c)
+    }
+
+    static func everyPartOfAContainersRecord() throws -> ContainerConfig {
         var c = ContainerConfig(id: "abc", name: "web", created: Timestamp.now(), image: "busybox", imageID: "0", layerDirs: ["/l/1", "/l/2"],
                                 args: ["sh", "-c", "echo \"hi\""], entrypoint: ["/init"], cmd: ["sh"], env: ["A=1", "B=é"], workingDir: "/srv",
                                 user: "1000:1000", hostname: "abc", labels: ["com.example": "x", "empty": ""],
@@ -105,9 +112,6 @@ import Testing
         c.initProcess = true
         c.logAttributeOptions = ["tag": "{{.Name}}"]
         c.healthCheck = HealthCheck(test: .shell("true"), interval: .seconds(2), retries: 3)
-
-        let mine = try JSONEncoding().tree(c)
-        #expect(mine == (try foundationTree(c)))
-        #expect(try JSONDecoder().decode(ContainerConfig.self, from: Data(try JSONEncoding().encode(c))) == c)
+        return c
     }
 }

@@ -10,7 +10,6 @@
 // and optionally fd 5 = a connected attach client (the foreground CLI).
 #include "monitor.h"
 
-#include <dirent.h>
 #include <stdarg.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -20,7 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
-#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -73,24 +71,6 @@ static struct monitor M;
 
 static void set_nonblock(int fd) {
     if (fd >= 0) fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-}
-
-static ssize_t read_small_file(const char *path, char *buf, size_t cap) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return -1;
-    ssize_t n = read(fd, buf, cap - 1);
-    close(fd);
-    if (n < 0) return -1;
-    buf[n] = 0;
-    return n;
-}
-
-static int write_small_file(const char *path, const char *data) {
-    int fd = open(path, O_WRONLY | O_CLOEXEC);
-    if (fd < 0) return -1;
-    int r = write_all(fd, data, strlen(data));
-    close(fd);
-    return r;
 }
 
 // Counter of OOM kills in the container's memory cgroup ("oom_kill N").
@@ -242,16 +222,11 @@ static void reply(struct client *c, int err) {
 // ---------------------------------------------------------------------------
 // the container
 
-static void thaw(void) {
-    if (!M.spec.freezer) return;
-    write_small_file(M.spec.freezer, M.spec.freezer_v2 ? "0" : "THAWED");
-}
-
 static int signal_container(int sig) {
     if (M.state != ST_RUNNING || M.proc.pid <= 0) return ESRCH;
     int r = M.proc.pidfd >= 0 ? hako_pidfd_send_signal(M.proc.pidfd, sig) : kill(M.proc.pid, sig);
     if (r < 0) return errno;
-    if (sig == SIGKILL || sig == (int)M.spec.stop_signal) thaw();
+    if (sig == SIGKILL || sig == (int)M.spec.stop_signal) thaw_container(&M.spec);
     return 0;
 }
 
@@ -337,158 +312,6 @@ static void release_mount_ns(void) {
     M.proc.mntns_fd = -1;
 }
 
-static void rm_rf_at(int parent, const char *name) {
-    int fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd >= 0) {
-        DIR *d = fdopendir(fd);
-        if (d) {
-            struct dirent *e;
-            while ((e = readdir(d))) {
-                if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-                if (e->d_type == DT_DIR || e->d_type == DT_UNKNOWN) rm_rf_at(dirfd(d), e->d_name);
-                else unlinkat(dirfd(d), e->d_name, 0);
-            }
-            closedir(d);
-        } else {
-            close(fd);
-        }
-        unlinkat(parent, name, AT_REMOVEDIR);
-    } else {
-        unlinkat(parent, name, 0);
-    }
-}
-
-static void kill_leftovers(void) {
-    const char *k = M.spec.cgroup_kill;
-    if (!k) return;
-    size_t n = strlen(k);
-    for (int round = 0; round < 50; round++) {
-        int any = 0;
-        if (n >= 11 && strcmp(k + n - 11, "cgroup.kill") == 0) {
-            char procs[4200];
-            snprintf(procs, sizeof procs, "%.*scgroup.procs", (int)(n - 11), k);
-            char buf[256];
-            if (read_small_file(procs, buf, sizeof buf) > 0 && buf[0]) { any = 1; write_small_file(k, "1"); }
-        } else {
-            char buf[65536];
-            if (read_small_file(k, buf, sizeof buf) > 0) {
-                for (char *p = buf; *p;) {
-                    long pid = strtol(p, &p, 10);
-                    if (pid > 0) { any = 1; kill((pid_t)pid, SIGKILL); }
-                    while (*p == '\n') p++;
-                    if (*p && (*p < '0' || *p > '9')) break;
-                }
-            }
-        }
-        thaw();
-        while (waitpid(-1, NULL, WNOHANG) > 0) {}
-        if (!any) return;
-        struct timespec ts = { 0, 10 * 1000000L };
-        nanosleep(&ts, NULL);
-    }
-}
-
-// The network lock (the engine's flock on <root>/networks/lock), waited for
-// at most ~10 s; -1 when it cannot be had.
-static int lock_network(const char *path) {
-    int fd = open(path, O_RDWR | O_CLOEXEC);
-    if (fd < 0) return -1;
-    for (int i = 0; i < 2000; i++) {
-        if (flock(fd, LOCK_EX | LOCK_NB) == 0) return fd;
-        if (errno != EWOULDBLOCK && errno != EINTR) break;
-        struct timespec ts = { 0, 5 * 1000000L };
-        nanosleep(&ts, NULL);
-    }
-    close(fd);
-    return -1;
-}
-
-// The network release of a container that publishes no port and joins only
-// the predefined networks (the engine says so with HAKO_T_NET_LOCK): nothing
-// but its namespace, its leases and its endpoint record is left to remove, so
-// no `hako network teardown` process (~5 ms of start-up) is needed. Under the
-// network lock, as every change of the engine's: the namespace unpinned (the
-// kernel destroys it, and the veth pairs in it), each lease unlinked if it is
-// still this container's (a symbolic link to its id; a `run` may have
-// reclaimed the address of an ended container meanwhile), the endpoint record
-// last (while it exists, the next hako command finishes the job). Returns 0
-// when the clean-up command must run instead: `network connect` gave the
-// running container peers and a lease the spec does not list (its guard file).
-static int release_network_here(void) {
-    if (!M.spec.net_lock) return 0;
-    int lock = lock_network(M.spec.net_lock);
-    if (lock < 0) return 1;  // the record stays: the next hako command settles it
-    if (access(M.spec.net_guard, F_OK) == 0) { close(lock); return 0; }
-    umount2(M.spec.net_unpin, MNT_DETACH);
-    unlink(M.spec.net_unpin);
-    size_t idlen = M.spec.id ? strlen(M.spec.id) : 0;
-    for (int i = 0; i < M.spec.nnet_leases && idlen; i++) {
-        char holder[256];
-        ssize_t n = readlink(M.spec.net_leases[i], holder, sizeof holder);
-        if (n == (ssize_t)idlen && memcmp(holder, M.spec.id, idlen) == 0) unlink(M.spec.net_leases[i]);
-    }
-    unlink(M.spec.net_record);
-    close(lock);
-    return 1;
-}
-
-static void run_cleanup_hook(void) {
-    if (release_network_here()) return;
-    if (!M.spec.ncleanup) return;
-    pid_t pid = fork();
-    if (pid == 0) {
-        int null = open("/dev/null", O_RDWR);
-        if (null >= 0) { dup2(null, 0); dup2(null, 1); dup2(null, 2); }
-        execv(M.spec.cleanup_argv[0], (char *const *)M.spec.cleanup_argv);
-        _exit(127);
-    }
-    if (pid < 0) return;
-    for (int i = 0; i < 3000; i++) {  // at most 30 s
-        if (waitpid(pid, NULL, WNOHANG) == pid) return;
-        struct timespec ts = { 0, 10 * 1000000L };
-        nanosleep(&ts, NULL);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-}
-
-// A name link of this container is released; `bin`, if not NULL, is a
-// directory about to be deleted on the same file system that takes it. The
-// link's target (~80 bytes) does not fit in its inode, so unlinking it frees
-// a data block: on ext4 without a journal and mounted with `discard` (this
-// VM) ~120 µs a synchronous discard, before the clients were told. Moved
-// into the doomed directory, it is freed with that, after they are.
-static void remove_link_if_ours(const char *path, const char *bin, int index) {
-    char target[512];
-    ssize_t n = readlink(path, target, sizeof target - 1);
-    if (n < 0) { if (errno == EINVAL) unlink(path); return; }
-    target[n] = 0;
-    const char *base = strrchr(target, '/');
-    base = base ? base + 1 : target;
-    if (!M.spec.id || strcmp(base, M.spec.id) != 0) return;
-    char moved[4300];
-    if (bin && snprintf(moved, sizeof moved, "%s/.released-name-%d", bin, index) < (int)sizeof moved && rename(path, moved) == 0) return;
-    unlink(path);
-}
-
-// The container's cgroup directories. Its processes are gone (kill_leftovers).
-static void remove_cgroups(void) {
-    for (int i = 0; i < M.spec.ncgroup_rmdir; i++) {
-        for (int tries = 0; tries < 100; tries++) {
-            if (rmdir(M.spec.cgroup_rmdir[i]) == 0 || errno == ENOENT) break;
-            if (errno != EBUSY) break;
-            // Busy with exiting tasks: wait for them. Busy with child cgroups (a
-            // shared parent still in use by other containers): leave it.
-            char procs[4200], buf[64];
-            snprintf(procs, sizeof procs, "%s/cgroup.procs", M.spec.cgroup_rmdir[i]);
-            if (read_small_file(procs, buf, sizeof buf) <= 0) break;
-            while (waitpid(-1, NULL, WNOHANG) > 0) {}
-            struct timespec ts = { 0, 5 * 1000000L };
-            nanosleep(&ts, NULL);
-        }
-    }
-}
-
 static void release_run_dir(void) {
     if (M.listen_fd >= 0) { close(M.listen_fd); M.listen_fd = -1; }
     if (M.run_dir_fd >= 0) {
@@ -504,40 +327,23 @@ static void final_exit(void) {
     disarm(M.restart_timer);
     log_close(&M.log);
     // Nothing of the container runs any more when its end is reported.
-    kill_leftovers();
-    // --rm: the container disappears at once (its directory renamed to a
-    // hidden name, its name released); the bytes are deleted after the
-    // clients have been told, so `hako run --rm` does not wait for them.
-    // Its cgroup directories (ten v1 hierarchies here: ~0.4 ms) and the
-    // clean-up command (network teardown) go after the clients are told
-    // too, but before the monitor ends: `stop`, `rm` and a next `start`
-    // wait for that.
-    // As many as the spec lists (no fixed table); without memory, each
-    // directory is deleted in place, before the clients are told.
-    char (*doomed)[4200] = M.spec.nremove_dirs ? calloc((size_t)M.spec.nremove_dirs, sizeof *doomed) : NULL;
-    int ndoomed = 0;
-    if (M.spec.nremove_dirs || M.spec.nremove_files) {
-        for (int i = 0; i < M.spec.nremove_dirs; i++) {
-            const char *dir = M.spec.remove_dirs[i];
-            const char *slash = strrchr(dir, '/');
-            // ".removing-<id>-<pid>": the next `create`'s collection leaves
-            // it to this monitor while the monitor lives.
-            if (doomed && slash && snprintf(doomed[ndoomed], sizeof doomed[0], "%.*s/.removing-%s-%d", (int)(slash - dir), dir, slash + 1, (int)getpid()) < (int)sizeof doomed[0]
-                && rename(dir, doomed[ndoomed]) == 0)
-                ndoomed++;
-            else
-                rm_rf_at(AT_FDCWD, dir);
-        }
-        for (int i = 0; i < M.spec.nremove_files; i++) remove_link_if_ours(M.spec.remove_files[i], ndoomed ? doomed[0] : NULL, i);
-    } else {
+    kill_leftovers(&M.spec);
+    // --rm: the container disappears at once (hide_container); its bytes are
+    // deleted after the clients have been told. Its cgroup directories (ten
+    // v1 hierarchies here: ~0.4 ms) and the network's release go after the
+    // clients are told too, but before the monitor ends: `stop`, `rm` and a
+    // next `start` wait for that.
+    struct hidden hidden = { NULL, 0 };
+    if (M.spec.nremove_dirs || M.spec.nremove_files)
+        hide_container(&M.spec, &hidden);
+    else
         write_state("exited", 1);
-    }
     broadcast_exit(M.exit_code, 1);
-    remove_cgroups();
+    remove_cgroups(&M.spec);
     release_mount_ns();
-    run_cleanup_hook();
+    run_cleanup_hook(&M.spec);
     release_run_dir();
-    for (int i = 0; i < ndoomed; i++) rm_rf_at(AT_FDCWD, doomed[i]);
+    delete_hidden(&hidden);
     exit(0);
 }
 
@@ -843,8 +649,8 @@ int main(int argc, char **argv) {
     struct hako_failure f;
     if (start_container(&f) < 0) {
         // A failed start leaves nothing behind by the time it is reported.
-        kill_leftovers();
-        remove_cgroups();
+        kill_leftovers(&M.spec);
+        remove_cgroups(&M.spec);
         release_run_dir();
         describe_failure(&f, err, sizeof err);
         report("ERR %d %d %s\n", f.stage, f.err, f.detail);

@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 #include <time.h>
 #include "hako_shim.h"
 
@@ -13,6 +14,18 @@
 int write_all(int fd, const void *buf, size_t n);
 
 // The fds and frame types: HAKO_MONITOR_FD_* and HAKO_MON_* in hako_shim.h.
+
+// What the monitor removes at the container's end (cleanup.c), read from the spec.
+ssize_t read_small_file(const char *path, char *buf, size_t cap);  // NUL-terminated; -1 with errno
+int write_small_file(const char *path, const char *data);
+void thaw_container(const struct hako_spec *s);      // a frozen (paused) one takes signals again
+void rm_rf_at(int parent, const char *name);
+void kill_leftovers(const struct hako_spec *s);      // every process left in its cgroup, SIGKILLed and reaped
+void remove_cgroups(const struct hako_spec *s);
+void run_cleanup_hook(const struct hako_spec *s);    // the network released here, or the engine's command run
+struct hidden { char (*dirs)[4200]; int n; };
+void hide_container(const struct hako_spec *s, struct hidden *h);  // --rm: out of sight, name released
+void delete_hidden(struct hidden *h);                // then its bytes deleted
 
 struct logger {
     int fd;

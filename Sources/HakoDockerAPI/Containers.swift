@@ -99,8 +99,7 @@ extension DockerAPI {
                 if !(cont.isRunning || cont.status == .restarting) { return c.respond(304) }
                 try engine.stop(cont.id, timeout: r.query("t").flatMap { Int($0) })
             case "restart":
-                let cont = try lookup(ref)
-                try engine.stop(cont.id, timeout: r.query("t").flatMap { Int($0) })
+                let cont = try engine.stopForRestart(try lookup(ref).id, timeout: r.query("t").flatMap { Int($0) })
                 try start(try lookup(cont.id))
             case "kill":
                 let cont = try lookup(ref)

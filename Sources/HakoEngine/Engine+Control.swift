@@ -18,13 +18,17 @@ extension Engine {
 
     /// `hako stop`: the stop signal, then SIGKILL after the timeout; no restart follows.
     public func stop(_ ref: String, timeout: Int? = nil, signal: Int32? = nil) throws {
-        let c = try lookup(ref)
+        try stop(lookup(ref), timeout: timeout, signal: signal, keep: false)
+    }
+
+    /// `keep`: a `--rm` container stays at its end (`restart`).
+    func stop(_ c: Container, timeout: Int?, signal: Int32? = nil, keep: Bool) throws {
         guard c.status == .running || c.status == .paused || c.status == .restarting else { return }
         let t = timeout ?? c.config.stopTimeout
         let wait = t < 0 ? 365 * 86400.0 : Double(t)
         if let conn = try MonitorConnection.connect(runDir: c.paths.runDir) {
             let sig = signal ?? c.config.stopSignal
-            try conn.send(.stop(signal: sig, timeout: t < 0 ? UInt32.max / 1000 : UInt32(t)))
+            try conn.send(.stop(signal: sig, timeout: t < 0 ? UInt32.max / 1000 : UInt32(t), keep: keep))
             // The monitor answers, then reports the final exit and ends.
             let deadline = monotonicSeconds() + wait + 30
             while monotonicSeconds() < deadline {
@@ -137,9 +141,20 @@ extension Engine {
         return (try? load(c.id))?.exitCode ?? 137
     }
 
+    /// The first half of a restart: a `--rm` container is kept at this stop
+    /// (as Docker's `restart` keeps it), to be started again. Only its stop
+    /// says so: a monitor of an older hako refuses the longer frame.
+    public func stopForRestart(_ ref: String, timeout: Int? = nil) throws -> Container {
+        let c = try lookup(ref)
+        try stop(c, timeout: timeout, keep: c.config.autoRemove)
+        return c
+    }
+
+    /// `hako restart`: stop, then start. A `--rm` container is kept across
+    /// it: only its own end, or `stop`, removes it.
     public func restart(_ ref: String, timeout: Int? = nil) throws {
-        try stop(ref, timeout: timeout)
-        _ = try start(ref)
-        if let c = try? lookup(ref) { recordEvent("restart", c.config) }
+        let c = try stopForRestart(ref, timeout: timeout)
+        _ = try start(c.id)
+        recordEvent("restart", c.config)
     }
 }

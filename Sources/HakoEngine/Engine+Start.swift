@@ -25,7 +25,16 @@ extension Engine {
         try awaitFinalCleanup(id)
         FS.removeOrphanedTemporaries(in: paths.container(id).dir)  // of a killed monitor or command
         clearVolatileMark(paths.container(id))
-        let conn = try launch(c.config, attach: attach, terminal: terminal, files: files)
+        let conn: MonitorConnection?
+        do { conn = try launch(c.config, attach: attach, terminal: terminal, files: files) } catch {
+            // A --rm container that cannot start is removed, as Docker's is,
+            // with its anonymous volumes (what its own end would have done).
+            if c.config.autoRemove, (try? removeFiles(c.config)) != nil {
+                removeAnonymousVolumes(c.config)
+                recordEvent("destroy", c.config)
+            }
+            throw error
+        }
         recordEvent("start", c.config)
         return conn
     }

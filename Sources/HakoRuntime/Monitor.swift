@@ -13,7 +13,9 @@ public enum MonitorFrame: Equatable, Sendable {
     /// Send a signal; SIGKILL/SIGTERM/SIGINT or the stop signal make the exit that follows final.
     case signal(Int32)
     /// Stop: the signal now, SIGKILL after `timeout` seconds; no restart follows.
-    case stop(signal: Int32, timeout: UInt32)
+    /// `keep`: the container is not removed at its end even if it is a `--rm`
+    /// one (`hako restart` starts it again at once, as Docker's does).
+    case stop(signal: Int32, timeout: UInt32, keep: Bool = false)
     /// Ask for the container's output.
     case attach
     /// Replace the restart policy (`update --restart`): from the next exit on.
@@ -36,7 +38,7 @@ public enum MonitorFrame: Equatable, Sendable {
         case .closeStdin: return frame(HAKO_MON_STDIN_CLOSE, [])
         case .resize(let r, let c): return frame(HAKO_MON_RESIZE, [UInt8(r >> 8), UInt8(r & 0xff), UInt8(c >> 8), UInt8(c & 0xff)])
         case .signal(let s): return frame(HAKO_MON_SIGNAL, be32(UInt32(bitPattern: s)))
-        case .stop(let s, let t): return frame(HAKO_MON_STOP, be32(UInt32(bitPattern: s)) + be32(t))
+        case .stop(let s, let t, let keep): return frame(HAKO_MON_STOP, be32(UInt32(bitPattern: s)) + be32(t) + (keep ? [1] : []))
         case .attach: return frame(HAKO_MON_ATTACH, [])
         case .policy(let r): return frame(HAKO_MON_POLICY, be32(r.monitorCode) + be32(r.maximumRetryCount))
         case .stdout(let b): return frame(HAKO_MON_STDOUT, b)
@@ -62,7 +64,7 @@ public enum MonitorFrame: Equatable, Sendable {
         case Int(HAKO_MON_STDIN_CLOSE): return .closeStdin
         case Int(HAKO_MON_RESIZE) where n == 4: return .resize(rows: UInt16(p[0]) << 8 | UInt16(p[1]), cols: UInt16(p[2]) << 8 | UInt16(p[3]))
         case Int(HAKO_MON_SIGNAL) where n == 4: return .signal(Int32(bitPattern: be32(0)))
-        case Int(HAKO_MON_STOP) where n == 8: return .stop(signal: Int32(bitPattern: be32(0)), timeout: be32(4))
+        case Int(HAKO_MON_STOP) where n == 8 || n == 9: return .stop(signal: Int32(bitPattern: be32(0)), timeout: be32(4), keep: n == 9 && p[8] != 0)
         case Int(HAKO_MON_ATTACH): return .attach
         case Int(HAKO_MON_POLICY) where n == 8:
             return .policy(RestartPolicy(monitorCode: be32(0), maximumRetryCount: be32(4)))

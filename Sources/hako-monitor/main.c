@@ -53,6 +53,9 @@ struct monitor {
     // good now, but was not stopped by a person, so `unless-stopped` brings it
     // back at the next boot (hako start --all-restartable).
     int host_stop;
+    // `hako restart` of a --rm container (as Docker's): this stop keeps the
+    // container, which is started again at once.
+    int keep_container;
     uint32_t restart_count, failures;
     struct timespec started_mono;
     char started_at[40], finished_at[40];
@@ -332,9 +335,9 @@ static void final_exit(void) {
     // deleted after the clients have been told. Its cgroup directories (ten
     // v1 hierarchies here: ~0.4 ms) and the network's release go after the
     // clients are told too, but before the monitor ends: `stop`, `rm` and a
-    // next `start` wait for that.
+    // next `start` wait for that. A restart's stop keeps the container.
     struct hidden hidden = { NULL, 0 };
-    if (M.spec.nremove_dirs || M.spec.nremove_files)
+    if ((M.spec.nremove_dirs || M.spec.nremove_files) && !M.keep_container)
         hide_container(&M.spec, &hidden);
     else
         write_state("exited", 1);
@@ -464,9 +467,10 @@ static void handle_frame(struct client *c, uint8_t type, const uint8_t *p, uint3
         break;
     }
     case HAKO_MON_STOP: {
-        if (n != 8) { reply(c, EINVAL); break; }
+        if (n != 8 && n != 9) { reply(c, EINVAL); break; }
         int sig = (int)((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]);
         uint32_t t = (uint32_t)p[4] << 24 | (uint32_t)p[5] << 16 | (uint32_t)p[6] << 8 | p[7];
+        if (n == 9 && p[8]) M.keep_container = 1;
         reply(c, 0);
         request_stop(sig ? sig : (int)M.spec.stop_signal, t);
         break;

@@ -151,6 +151,13 @@ struct DockerAPITests {
         #expect(api.docker(client, ["rm", "-f", "web", talker]).status == 0)
         #expect(host.containerIDs().isEmpty)
 
+        // restart keeps a --rm container (Docker's daemon does); its stop then removes it.
+        let kept = api.docker(client, ["run", "-d", "--rm", b, "sleep", "1000"]).out
+        #expect(api.docker(client, ["restart", "-t", "1", kept]).status == 0)
+        #expect(api.docker(client, ["inspect", "--format", "{{.State.Running}}", kept]).out == "true", "running again after restart")
+        #expect(api.docker(client, ["stop", "-t", "1", kept]).status == 0)
+        #expect(host.eventually(10) { host.containerIDs().isEmpty }, "stopped, the --rm container is removed")
+
         // Errors are Docker's: a missing container, and a name in use.
         let missing = api.docker(client, ["inspect", "nope"])
         #expect(missing.status != 0 && missing.stderr.contains("No such"), "\(missing.stderr)")

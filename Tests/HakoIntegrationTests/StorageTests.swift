@@ -85,16 +85,34 @@ import Testing
         #expect(rm.status == 0 && rm.stdout.contains("overlay") && rm.stdout.contains("volatile"), "\(rm.stdout) \(rm.stderr)")
         let kept = host.hako(["run", "--name", "kept", host.busybox] + root)
         #expect(kept.status == 0 && kept.stdout.contains("overlay") && !kept.stdout.contains("volatile"), "\(kept.stdout)")
-        // A --rm container whose start failed after its root was mounted
-        // starts again: overlay's mark of a volatile mount is cleared first.
-        let id = host.hako("create", "--rm", host.busybox, "/no/such/program").out
-        for i in 0..<2 {
-            let r = host.hako("start", "-a", id)
-            #expect(r.status == 127 && r.stderr.contains("executable file not found"), "start \(i): the root mounted, the program missing: \(r.stderr)")
-            let copy = host.hako("cp", BusyboxImage.tarball, "\(id):/copied")
-            #expect(copy.status == 0, "cp into it after start \(i): \(copy.stderr)")
-        }
-        host.hako("rm", "-f", id, "kept")
+        host.hako("rm", "-f", "kept")
+        // `restart` keeps a --rm container, as Docker's does: the same upper
+        // layer is mounted again (overlay's mark of a volatile mount cleared
+        // first, or overlay would refuse it); a `stop` then removes it.
+        let id = host.hako("run", "-d", "--rm", host.busybox, "sleep", "1000").out
+        #expect(host.hako("exec", id, "sh", "-c", "echo written-before > /marker").status == 0)
+        let restart = host.hako("restart", "-t", "1", id)
+        #expect(restart.status == 0, "restart of a --rm container: \(restart.stderr)")
+        #expect(host.hako("exec", id, "cat", "/marker").out == "written-before", "the container's own files survive its restart")
+        #expect(host.hako(["exec", id] + root).out.contains("volatile"))
+        #expect(host.hako("inspect", "-f", "{{.State.Status}}", id).out == "running")
+        #expect(host.hako("stop", "-t", "1", id).status == 0)
+        #expect(host.hako("inspect", id).status != 0, "stopped for good, the --rm container is gone")
+    }
+
+    /// A --rm container that cannot start is removed with its anonymous
+    /// volumes, as Docker's is (and as its own end would have removed it).
+    @Test func aRemovedContainerThatCannotStartIsRemoved() {
+        let volumes = volumeNames()
+        let id = host.hako("create", "--rm", "--name", "rm-start-fails", "-v", "/data", host.busybox, "/no/such/program").out
+        #expect(!id.isEmpty)
+        let r = host.hako("start", "-a", id)
+        #expect(r.status == 127 && r.stderr.contains("executable file not found"), "\(r.stderr)")
+        #expect(host.hako("inspect", id).status != 0, "the container is gone")
+        #expect(volumeNames() == volumes, "its anonymous volume too")
+        let again = host.hako("create", "--name", "rm-start-fails", host.busybox, "true")
+        #expect(again.status == 0, "its name is free: \(again.stderr)")
+        host.hako("rm", "-f", "rm-start-fails")
     }
 
     @Test func aSymlinkInTheImageCannotRedirectAMountOntoTheHost() throws {

@@ -135,7 +135,8 @@ enum {
     HAKO_MON_STDIN_CLOSE = 'c', // client → monitor: close the container's stdin
     HAKO_MON_RESIZE = 'r',      // client → monitor: u16 rows, u16 cols (big-endian)
     HAKO_MON_SIGNAL = 'k',      // client → monitor: u32 signal; the exit that follows is final
-    HAKO_MON_STOP = 's',        // client → monitor: u32 signal, u32 timeout seconds
+    HAKO_MON_STOP = 's',        // client → monitor: u32 signal, u32 timeout seconds[, u8 keep: 1 = the container
+                                // stays (a --rm one is not removed: `restart` starts it again)]
     HAKO_MON_ATTACH = 'a',      // client → monitor: stream output to me
     HAKO_MON_POLICY = 'p',      // client → monitor: u32 restart policy (HAKO_RESTART_*), u32 maximum retries
     HAKO_MON_STDOUT = 'o',      // monitor → client

@@ -11,8 +11,9 @@
 #      (goal: <= 512 KiB each), next to a trivial static C and Swift sleeper
 #      (MONITORS=0 leaves it out).
 # Peers come from ../shared/tools (SHARED_TOOLS to point elsewhere). Everything
-# it creates lives under a temp dir, a private data root and its own cgroup
-# parent, and is removed at the end.
+# it creates lives under a temp dir (in BENCH_TMP, default /tmp: the data root
+# and the bundle, so both runtimes' files are on that file system), a private
+# data root and its own cgroup parent, and is removed at the end.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
@@ -26,7 +27,7 @@ RUNS=${RUNS:-30}
 ROUNDS=${ROUNDS:-5}
 N_MON=${N_MON:-50}
 
-W=$(mktemp -d /tmp/hako-bench.XXXXXX)
+W=$(mktemp -d "${BENCH_TMP:-/tmp}/hako-bench.XXXXXX")
 export HAKO_ROOT=$W/root HAKO_RUN_ROOT=$W/run HAKO_CGROUP_PARENT=hako-bench-$$
 BASE=${BASELINE_BIN_DIR:-}
 CG=hako-bench-cpu-$$

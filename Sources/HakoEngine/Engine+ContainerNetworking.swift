@@ -86,7 +86,11 @@ extension Engine {
     /// Called from `launch` (container lock held): sets up the container's
     /// network namespace, interfaces, addresses, routes, published ports and
     /// name files. Returns its endpoint (the namespace to join), or nil (none/host).
-    func prepareNetwork(_ config: ContainerConfig) throws -> EndpointRecord? {
+    /// `pinned` is told the endpoint as soon as its namespace exists (all a
+    /// launch spec needs), while the rest is still being set up; `ready`
+    /// gets one byte when everything is (the first init waits for it).
+    func prepareNetwork(_ config: ContainerConfig, pinned: ((EndpointRecord) -> Void)? = nil,
+                        ready: FileDescriptor? = nil) throws -> EndpointRecord? {
         let net = config.networking ?? ContainerNetworking()
         guard config.networkMode == .bridge else {
             if config.networkMode == .none && (!net.extraHosts.isEmpty || !net.dns.isEmpty) {
@@ -97,14 +101,17 @@ extension Engine {
         let lock = try networkStore.lock()
         defer { lock.release() }
         do {
-            return try setUpEndpoint(config, net)
+            let record = try setUpEndpoint(config, net, pinned: pinned)
+            try ready?.write([1])
+            return record
         } catch {
             teardownLocked(config.id)
             throw error
         }
     }
 
-    private func setUpEndpoint(_ config: ContainerConfig, _ net: ContainerNetworking) throws -> EndpointRecord {
+    private func setUpEndpoint(_ config: ContainerConfig, _ net: ContainerNetworking,
+                               pinned: ((EndpointRecord) -> Void)?) throws -> EndpointRecord {
         let id = config.id
         let joins = net.networks.isEmpty ? [NetworkJoin(name: NetworkDefinition.defaultName)] : net.networks
         var attachments: [Attachment] = []
@@ -123,6 +130,7 @@ extension Engine {
         try FS.makeDirectories(paths.netnsDir, mode: 0o700)
         PinnedNamespace.remove(at: record.netns)
         let inside = RouteNetlink(try PinnedNamespace.create(at: record.netns))
+        pinned?(record)
         let driver = try bridgeDriver()
         let ns = try FileDescriptor.open(record.netns, O_RDONLY)
         for (i, a) in attachments.enumerated() {
@@ -385,8 +393,9 @@ extension Engine {
     /// interfaces, mounts of volumes and binds; the monitor tears the network down.
     /// `network`: `prepareNetwork(config)` already under way on a thread of
     /// its own (`Engine.launch`); without it, it runs here.
+    /// `network`: the endpoint from a network job already under way (`launch`).
     func prepareNetworkAndStorage(_ config: ContainerConfig, runtime: inout RuntimeSpec, monitor: inout MonitorSpec,
-                                  network: BackgroundJob<EndpointRecord?>? = nil) throws {
+                                  network: Handoff<EndpointRecord?>? = nil) throws {
         // Before the name files: /etc/hosts and friends stay on top of a volume at /etc.
         let mounts = try storageMounts(config, rootfs: runtime.rootfs)
         runtime.propagation = Self.rootPropagation(config.storage)
@@ -397,7 +406,7 @@ extension Engine {
             monitor.removeDirs += anonymous
         }
         let endpoint: EndpointRecord?
-        if let network { endpoint = try network.join() } else { endpoint = try prepareNetwork(config) }
+        if let network { endpoint = try network.wait() } else { endpoint = try prepareNetwork(config) }
         if let record = endpoint {
             runtime.namespaces.network = .path(record.netns)
             monitor.cleanupCommand = networkCleanupCommand(config.id)

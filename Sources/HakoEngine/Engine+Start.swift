@@ -70,18 +70,40 @@ extension Engine {
         var monitorProcess: PendingMonitor?
         var network: BackgroundJob<EndpointRecord?>?
         var cgroups: BackgroundJob<Void>?
+        // A bridge's set-up, second half: its interfaces, addresses, routes,
+        // firewall and name files are made while the init builds its root
+        // (~5 ms of mounts here); the init waits for this pipe's byte before
+        // its program runs. The spec only needs the pinned namespace.
+        var networkReady: FileDescriptor?
+        let pinned = Handoff<EndpointRecord?>()
         do {
             // The parts of a start that do not need each other run at once,
             // so that on two cores the start waits for the longest, not for
-            // their sum; the longest first. A bridge's namespace, veth pair,
-            // addresses and leases, on a thread. The cgroups, their limits and
+            // their sum; the longest first. A bridge's leases and namespace,
+            // on a thread that goes on with its veth pair, addresses, routes,
+            // firewall and name files while the init mounts (see networkReady
+            // above: the spec waits only for the namespace). The cgroups, their limits and
             // device filter, on another (their paths are known without them;
             // ~1 ms: ten v1 hierarchies here): started after the monitor,
             // the main thread waited ~0.9 ms for them. The monitor: its exec
             // and dynamic loading, then it waits for its spec (every file of
             // ours is opened close-on-exec, so none of the threads' can leak
             // into it). This thread builds the spec meanwhile.
-            if config.networkMode == .bridge { network = BackgroundJob { [self] in try prepareNetwork(config) } }
+            if config.networkMode == .bridge {
+                let (readyRead, readyWrite) = try makePipe()
+                networkReady = readyRead
+                network = BackgroundJob { [self] in
+                    defer { readyWrite.close() }  // unwritten: the init fails at its "network" stage
+                    do {
+                        let record = try prepareNetwork(config, pinned: { pinned.fulfil(.success($0)) }, ready: readyWrite)
+                        pinned.fulfil(.success(record))
+                        return record
+                    } catch {
+                        pinned.fulfil(.failure(error))
+                        throw error
+                    }
+                }
+            }
             let user = try resolveUser(config)
             let hardening = try hardening(config, user: user)
             let limits = config.effectiveIsolation.limits, deviceRules = hardening.deviceRules
@@ -90,10 +112,11 @@ extension Engine {
                 try driver.apply(limits, to: id)
                 try driver.setDevices(deviceRules, for: id)
             }
-            monitorProcess = try MonitorLauncher.spawn(monitorPath: monitorPath, attach: theirs)
+            monitorProcess = try MonitorLauncher.spawn(monitorPath: monitorPath, attach: theirs, networkReady: networkReady)
+            networkReady?.close()
             var (runtime, monitor) = SpecBuilder.build(config: config, paths: cp, nameLink: paths.nameLink(config.name), user: user,
                                                        cgroup: driver.placement(for: id), cgroupView: driver.view(of: id), terminal: terminal)
-            try prepareNetworkAndStorage(config, runtime: &runtime, monitor: &monitor, network: network)
+            try prepareNetworkAndStorage(config, runtime: &runtime, monitor: &monitor, network: network == nil ? nil : pinned)
             Engine.addFiles(files, to: &runtime)
             if monitor.health != nil {
                 monitor.eventLog = eventLog.path
@@ -104,7 +127,13 @@ extension Engine {
             if let o = runtime.overlay, !o.detached { runtime.overlay = try fitOverlay(o) }
             let spec = LaunchSpecEncoder.encode(runtime, monitor: monitor)
             try cgroups?.join()
-            _ = try monitorProcess?.start(spec: spec)
+            do { _ = try monitorProcess?.start(spec: spec) } catch {
+                // An init that failed for want of its network: the network's
+                // own error says why.
+                _ = try network?.join()
+                throw error
+            }
+            _ = try network?.join()
             theirs?.close()
         } catch {
             monitorProcess?.abandon()

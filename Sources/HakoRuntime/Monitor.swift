@@ -249,19 +249,23 @@ public enum MonitorLauncher {
     /// Starts the monitor before its launch spec exists: its exec and the
     /// dynamic loader run while the caller makes the cgroups and the spec,
     /// and it then waits for the spec on fd 3 (`PendingMonitor.start`).
-    public static func spawn(monitorPath: String, attach: FileDescriptor?) throws -> PendingMonitor {
+    ///   - networkReady: the read end of a pipe the engine writes one byte to
+    ///     once the container's bridge network is set up; the first init
+    ///     waits for it before its program runs (HAKO_MONITOR_FD_NET_READY).
+    public static func spawn(monitorPath: String, attach: FileDescriptor?, networkReady: FileDescriptor? = nil) throws -> PendingMonitor {
         // A socket, not a pipe: a send to a monitor that is gone fails with
         // EPIPE (MSG_NOSIGNAL) instead of killing the caller with SIGPIPE.
         var fds: [Int32] = [-1, -1]
         try sys("socketpair") { socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds) }
         let specOurs = FileDescriptor(fds[0])
-        // Every descriptor handed over starts above the numbers it is placed at (0–5).
-        let lowest = Int32(max(HAKO_MONITOR_FD_SPEC, HAKO_MONITOR_FD_STATUS, HAKO_MONITOR_FD_ATTACH)) + 1
+        // Every descriptor handed over starts above the numbers it is placed at (0–6).
+        let lowest = Int32(max(HAKO_MONITOR_FD_SPEC, HAKO_MONITOR_FD_STATUS, HAKO_MONITOR_FD_ATTACH, HAKO_MONITOR_FD_NET_READY)) + 1
         let specTheirs = try FileDescriptor(fds[1]).numbered(atLeast: lowest)
         let (statusRead, statusPipe) = try makePipe()
         let statusWrite = try statusPipe.numbered(atLeast: lowest)
         let devnull = try FileDescriptor.open("/dev/null", O_RDWR).numbered(atLeast: lowest)
         let attach = try attach?.numbered(atLeast: lowest)
+        let networkReady = try networkReady?.numbered(atLeast: lowest)
 
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -272,6 +276,7 @@ public enum MonitorLauncher {
         posix_spawn_file_actions_adddup2(&actions, specTheirs.rawValue, Int32(HAKO_MONITOR_FD_SPEC))
         posix_spawn_file_actions_adddup2(&actions, statusWrite.rawValue, Int32(HAKO_MONITOR_FD_STATUS))
         if let attach { posix_spawn_file_actions_adddup2(&actions, attach.rawValue, Int32(HAKO_MONITOR_FD_ATTACH)) }
+        if let networkReady { posix_spawn_file_actions_adddup2(&actions, networkReady.rawValue, Int32(HAKO_MONITOR_FD_NET_READY)) }
 
         var attr = posix_spawnattr_t()
         posix_spawnattr_init(&attr)

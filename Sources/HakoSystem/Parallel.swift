@@ -96,3 +96,41 @@ private func startThread(_ body: @escaping @Sendable () -> Void) -> pthread_t? {
     Unmanaged<ThreadBody>.fromOpaque(box).release()
     return nil
 }
+
+/// A value one thread hands another before its job ends: `fulfil` (the first
+/// call counts; later ones are ignored), `wait` blocks until it has come.
+public final class Handoff<T: Sendable>: @unchecked Sendable {
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let cond = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    private var value: Result<T, any Error>?
+
+    public init() {
+        pthread_mutex_init(mutex, nil)
+        pthread_cond_init(cond, nil)
+    }
+
+    deinit {
+        pthread_cond_destroy(cond)
+        pthread_mutex_destroy(mutex)
+        cond.deallocate()
+        mutex.deallocate()
+    }
+
+    public func fulfil(_ r: Result<T, any Error>) {
+        pthread_mutex_lock(mutex)
+        if value == nil {
+            value = r
+            pthread_cond_broadcast(cond)
+        }
+        pthread_mutex_unlock(mutex)
+    }
+
+    public func wait() throws -> T {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        while true {
+            if let v = value { return try v.get() }
+            pthread_cond_wait(cond, mutex)
+        }
+    }
+}

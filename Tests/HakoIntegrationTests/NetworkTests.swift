@@ -231,6 +231,31 @@ final class OutsideNamespace: @unchecked Sendable {
         #expect(!links.contains("veth"), "\(links)")
     }
 
+    /// The veth pair, addresses and routes are made while the init mounts
+    /// its root; the program runs only once they are. When they cannot be
+    /// made (the network's bridge name is taken by a link that cannot be
+    /// anyone's master: a veth), the start fails with that error and leaves nothing.
+    @Test func aNetworkThatCannotBeSetUpFailsTheStartAndLeavesNothing() throws {
+        #expect(host.hako("network", "create", "--subnet", "10.126.0.0/24", "broken").status == 0)
+        let bridge = host.hako("network", "inspect", "-f", "{{.Bridge}}", "broken").out
+        #expect(!bridge.isEmpty)
+        #expect(Subprocess.run(["/usr/bin/ip", "-n", host.netns, "link", "add", bridge, "type", "veth", "peer", "name", "brokenpeer"]).status == 0)
+        defer {
+            Subprocess.run(["/usr/bin/ip", "-n", host.netns, "link", "del", bridge])
+            host.hako("network", "rm", "broken")
+        }
+        let before = host.containerIDs().count
+        let r = host.hako("run", "--rm", "--network", "broken", host.busybox, "echo", "must-not-run")
+        #expect(r.status == 125, "\(r.status) \(r.stderr)")
+        #expect(!r.stdout.contains("must-not-run"), "the program ran without its network")
+        #expect(r.stderr.contains("create veth"), "the network's own error, not the init's: \(r.stderr)")
+        #expect(host.containerIDs().count == before)
+        let links = Subprocess.run(["/usr/bin/ip", "-n", host.netns, "-o", "link"]).stdout
+        #expect(!links.contains("veth"), "no veth left: \(links)")
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: "\(host.runRoot)/netns")) ?? []).isEmpty, "no namespace pinned")
+        #expect(host.hako("network", "inspect", "-f", "{{len .Containers}}", "broken").out == "0")
+    }
+
     @Test func restartsByPolicyKeepTheAddressAndPruneRemovesWhatIsUnused() throws {
         let id = host.hako("run", "-d", "--restart", "on-failure:2", host.busybox, "sh", "-c",
                            "ip -o -4 addr show eth0 | awk '{print $4}'; sleep 0.2; exit 3").out

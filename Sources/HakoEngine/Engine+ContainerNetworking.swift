@@ -87,8 +87,8 @@ extension Engine {
     /// network namespace, interfaces, addresses, routes, published ports and
     /// name files. Returns its endpoint (the namespace to join), or nil (none/host).
     /// `pinned` is told the endpoint as soon as its namespace exists (all a
-    /// launch spec needs), while the rest is still being set up; `ready`
-    /// gets one byte when everything is (the first init waits for it).
+    /// launch spec needs), while the rest is still being set up; `ready` (a
+    /// socket) gets one byte when everything is (the first init waits for it).
     func prepareNetwork(_ config: ContainerConfig, pinned: ((EndpointRecord) -> Void)? = nil,
                         ready: FileDescriptor? = nil) throws -> EndpointRecord? {
         let net = config.networking ?? ContainerNetworking()
@@ -102,7 +102,13 @@ extension Engine {
         defer { lock.release() }
         do {
             let record = try setUpEndpoint(config, net, pinned: pinned)
-            try ready?.write([1])
+            // One byte for the init waiting on it. MSG_NOSIGNAL: an init that
+            // is gone (its start failed, and its monitor says why) is no error
+            // of the network's, and must not end this process with SIGPIPE.
+            if let ready {
+                var one: UInt8 = 1
+                _ = send(ready.rawValue, &one, 1, Int32(MSG_NOSIGNAL))
+            }
             return record
         } catch {
             teardownLocked(config.id)

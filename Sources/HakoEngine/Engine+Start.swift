@@ -72,7 +72,7 @@ extension Engine {
         var cgroups: BackgroundJob<Void>?
         // A bridge's set-up, second half: its interfaces, addresses, routes,
         // firewall and name files are made while the init builds its root
-        // (~5 ms of mounts here); the init waits for this pipe's byte before
+        // (~5 ms of mounts here); the init waits for this socket's byte before
         // its program runs. The spec only needs the pinned namespace.
         var networkReady: FileDescriptor?
         let pinned = Handoff<EndpointRecord?>()
@@ -90,8 +90,10 @@ extension Engine {
             // ours is opened close-on-exec, so none of the threads' can leak
             // into it). This thread builds the spec meanwhile.
             if config.networkMode == .bridge {
-                let (readyRead, readyWrite) = try makePipe()
-                networkReady = readyRead
+                var fds: [Int32] = [-1, -1]
+                try sys("socketpair") { socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds) }
+                let readyWrite = FileDescriptor(fds[1])
+                networkReady = FileDescriptor(fds[0])
                 network = BackgroundJob { [self] in
                     defer { readyWrite.close() }  // unwritten: the init fails at its "network" stage
                     do {

@@ -249,7 +249,7 @@ public enum MonitorLauncher {
     /// Starts the monitor before its launch spec exists: its exec and the
     /// dynamic loader run while the caller makes the cgroups and the spec,
     /// and it then waits for the spec on fd 3 (`PendingMonitor.start`).
-    ///   - networkReady: the read end of a pipe the engine writes one byte to
+    ///   - networkReady: one end of a socket pair the engine sends one byte on
     ///     once the container's bridge network is set up; the first init
     ///     waits for it before its program runs (HAKO_MONITOR_FD_NET_READY).
     public static func spawn(monitorPath: String, attach: FileDescriptor?, networkReady: FileDescriptor? = nil) throws -> PendingMonitor {

@@ -129,7 +129,7 @@ enum {
     HAKO_MONITOR_FD_SPEC = 3,   // the launch spec (a socket, read to its end)
     HAKO_MONITOR_FD_STATUS = 4, // a pipe: "OK <monitor pid> <container pid>" or "ERR <stage> <errno> <detail>"
     HAKO_MONITOR_FD_ATTACH = 5, // optional: the first client's end of the attach socket
-    HAKO_MONITOR_FD_NET_READY = 6, // optional: a pipe the engine writes one byte to (or closes) once the
+    HAKO_MONITOR_FD_NET_READY = 6, // optional: a socket the engine sends one byte on (or closes) once the
                                    // container's bridge network is set up: the first init waits for it before
                                    // its program runs, so the set-up overlaps the init's mounts
 };

@@ -397,9 +397,8 @@ extension Engine {
 
     /// The start path's hook (container lock held): network namespace and
     /// interfaces, mounts of volumes and binds; the monitor tears the network down.
-    /// `network`: `prepareNetwork(config)` already under way on a thread of
-    /// its own (`Engine.launch`); without it, it runs here.
-    /// `network`: the endpoint from a network job already under way (`launch`).
+    /// `network`: the endpoint from `prepareNetwork(config)` already under
+    /// way on a thread of its own (`Engine.launch`); without it, it runs here.
     func prepareNetworkAndStorage(_ config: ContainerConfig, runtime: inout RuntimeSpec, monitor: inout MonitorSpec,
                                   network: Handoff<EndpointRecord?>? = nil) throws {
         // Before the name files: /etc/hosts and friends stay on top of a volume at /etc.

@@ -275,8 +275,13 @@ public enum MonitorLauncher {
         posix_spawn_file_actions_adddup2(&actions, devnull.rawValue, 2)
         posix_spawn_file_actions_adddup2(&actions, specTheirs.rawValue, Int32(HAKO_MONITOR_FD_SPEC))
         posix_spawn_file_actions_adddup2(&actions, statusWrite.rawValue, Int32(HAKO_MONITOR_FD_STATUS))
+        // The optional ones are closed when not given: the monitor takes an
+        // open fd 5 or 6 for them, and one this process inherited open (a
+        // shell's `6</dev/null`) would be taken for a client or a network.
         if let attach { posix_spawn_file_actions_adddup2(&actions, attach.rawValue, Int32(HAKO_MONITOR_FD_ATTACH)) }
+        else { posix_spawn_file_actions_addclose(&actions, Int32(HAKO_MONITOR_FD_ATTACH)) }
         if let networkReady { posix_spawn_file_actions_adddup2(&actions, networkReady.rawValue, Int32(HAKO_MONITOR_FD_NET_READY)) }
+        else { posix_spawn_file_actions_addclose(&actions, Int32(HAKO_MONITOR_FD_NET_READY)) }
 
         var attr = posix_spawnattr_t()
         posix_spawnattr_init(&attr)

@@ -256,6 +256,19 @@ final class OutsideNamespace: @unchecked Sendable {
         #expect(host.hako("network", "inspect", "-f", "{{len .Containers}}", "broken").out == "0")
     }
 
+    /// Descriptors 5 and 6 of the monitor are an attach client and a
+    /// bridge's ready signal: ones the command inherited open (from a shell)
+    /// reach neither the monitor nor the container, on either network.
+    @Test func inheritedDescriptorsAreNotTakenForTheMonitorsOwn() {
+        for network in ["none", "bridge"] {
+            let line = "exec 5</dev/null 6</dev/null; exec \(Binaries.hako) run --rm --network \(network) \(host.busybox) sh -c 'echo ran; ls /proc/self/fd'"
+            let r = Subprocess.run(host.prefix + ["/bin/sh", "-c", line], env: host.env, timeout: 30)
+            #expect(r.status == 0 && r.stdout.hasPrefix("ran"), "\(network): \(r.status) \(r.stderr)")
+            let fds = Set(r.stdout.split(separator: "\n").dropFirst().map(String.init))
+            #expect(fds.isSubset(of: ["0", "1", "2", "3"]), "\(network): the container's descriptors: \(fds.sorted())")
+        }
+    }
+
     @Test func restartsByPolicyKeepTheAddressAndPruneRemovesWhatIsUnused() throws {
         let id = host.hako("run", "-d", "--restart", "on-failure:2", host.busybox, "sh", "-c",
                            "ip -o -4 addr show eth0 | awk '{print $4}'; sleep 0.2; exit 3").out

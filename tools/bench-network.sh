@@ -2,7 +2,8 @@
 # Network benchmark (part of make bench), everything inside network namespaces
 # this script creates and removes:
 #   1. `hako run --rm IMAGE /bin/true` on the default bridge vs `--network none`
-#      (goal, issue 19: network set-up and teardown add <= 3 ms to the median);
+#      (goal, issue 19: network set-up and teardown add <= 3 ms to the median),
+#      START_ROUNDS alternated rounds, the median of the rounds' differences;
 #   2. container-to-container TCP throughput (iperf3) over a hako network vs a
 #      veth/bridge pair set up by hand in the same run (goal: >= 0.97x).
 #      IPERF_ROUNDS=0 leaves it out (the start figure alone).
@@ -50,13 +51,23 @@ hf() { # name command
     || { echo "bench: $1 failed" >&2; return 1; }
   jq -r '.results[0].median*1000' "$W/$1.json"
 }
-echo "== run --rm of /bin/true ($RUNS runs each, hyperfine medians, interleaved twice)"
-none1=$(hf none "${IN[*]} $BIN/hako run --rm --network none bench:busybox /bin/true")
-bridge1=$(hf bridge "${IN[*]} $BIN/hako run --rm bench:busybox /bin/true")
-none2=$(hf none2 "${IN[*]} $BIN/hako run --rm --network none bench:busybox /bin/true")
-bridge2=$(hf bridge2 "${IN[*]} $BIN/hako run --rm bench:busybox /bin/true")
-none=$(awk -v a="$none1" -v b="$none2" 'BEGIN { print (a < b ? a : b) }')
-bridge=$(awk -v a="$bridge1" -v b="$bridge2" 'BEGIN { print (a < b ? a : b) }')
+# Alternated rounds (a block of each, START_ROUNDS times): on a shared VM the
+# machine's speed drifts by several ms over seconds, and two blocks each put
+# that drift between the figures compared. The added time is the median of
+# the rounds' own differences.
+START_ROUNDS=${START_ROUNDS:-5}
+echo "== run --rm of /bin/true ($START_ROUNDS alternated rounds of $RUNS runs each, hyperfine medians)"
+: > "$W/start-rounds"
+for r in $(seq "$START_ROUNDS"); do
+  n=$(hf "none-$r" "${IN[*]} $BIN/hako run --rm --network none bench:busybox /bin/true")
+  b=$(hf "bridge-$r" "${IN[*]} $BIN/hako run --rm bench:busybox /bin/true")
+  echo "$n $b" >> "$W/start-rounds"
+done
+median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
+none=$(awk '{ print $1 }' "$W/start-rounds" | median)
+bridge=$(awk '{ print $2 }' "$W/start-rounds" | median)
+added=$(awk '{ print $2 - $1 }' "$W/start-rounds" | median)
+round_added=$(awk '{ printf "%+.1f ", $2 - $1 }' "$W/start-rounds")
 
 # CPU time of a run, every process of it (the CLI, the monitor, a teardown it
 # runs; not the container's init, which has its own cgroup): the loop runs in
@@ -118,7 +129,8 @@ fi
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 printf '\n| run --rm /bin/true | median ms | added vs none | goal |\n|---|---|---|---|\n'
 printf '| --network none | %.1f | | |\n' "$none"
-printf '| default bridge (netns, veth, address, route, nftables, teardown) | %.1f | %+.1f ms | <= 3 ms |\n' "$bridge" "$(awk -v a="$bridge" -v b="$none" 'BEGIN { print a - b }')"
+printf '| default bridge (netns, veth, address, route, nftables, teardown) | %.1f | %+.1f ms | <= 3 ms |\n' "$bridge" "$added"
+printf '\nadded by the bridge, each round (ms): %s\n' "$round_added"
 printf '\n| run --rm /bin/true, CPU of its processes | ms per run | added vs none |\n|---|---|---|\n'
 printf '| --network none | %.2f | |\n' "$cnone"
 printf '| default bridge | %.2f | %+.2f ms |\n' "$cbridge" "$(awk -v a="$cbridge" -v b="$cnone" 'BEGIN { print a - b }')"

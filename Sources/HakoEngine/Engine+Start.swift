@@ -61,12 +61,7 @@ extension Engine {
         try FS.makeDirectories(cp.runDir, mode: 0o700)
         var ours: FileDescriptor?
         var theirs: FileDescriptor?
-        if attach {
-            var fds: [Int32] = [-1, -1]
-            try sys("socketpair") { socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds) }
-            ours = FileDescriptor(fds[0])
-            theirs = FileDescriptor(fds[1])
-        }
+        if attach { (ours, theirs) = try makeSocketPair() }
         var monitorProcess: PendingMonitor?
         var network: BackgroundJob<EndpointRecord?>?
         var cgroups: BackgroundJob<Void>?
@@ -75,7 +70,7 @@ extension Engine {
         // (~5 ms of mounts here); the init waits for this socket's byte before
         // its program runs. The spec only needs the pinned namespace.
         var networkReady: FileDescriptor?
-        let pinned = Handoff<EndpointRecord?>()
+        var pinned: Handoff<EndpointRecord?>?
         do {
             // The parts of a start that do not need each other run at once,
             // so that on two cores the start waits for the longest, not for
@@ -90,18 +85,18 @@ extension Engine {
             // ours is opened close-on-exec, so none of the threads' can leak
             // into it). This thread builds the spec meanwhile.
             if config.networkMode == .bridge {
-                var fds: [Int32] = [-1, -1]
-                try sys("socketpair") { socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds) }
-                let readyWrite = FileDescriptor(fds[1])
-                networkReady = FileDescriptor(fds[0])
+                let (readyRead, readyWrite) = try makeSocketPair()
+                let handoff = Handoff<EndpointRecord?>()
+                networkReady = readyRead
+                pinned = handoff
                 network = BackgroundJob { [self] in
                     defer { readyWrite.close() }  // unwritten: the init fails at its "network" stage
                     do {
-                        let record = try prepareNetwork(config, pinned: { pinned.fulfil(.success($0)) }, ready: readyWrite)
-                        pinned.fulfil(.success(record))
+                        let record = try prepareNetwork(config, pinned: { handoff.fulfil(.success($0)) }, ready: readyWrite)
+                        handoff.fulfil(.success(record))
                         return record
                     } catch {
-                        pinned.fulfil(.failure(error))
+                        handoff.fulfil(.failure(error))
                         throw error
                     }
                 }
@@ -118,7 +113,7 @@ extension Engine {
             networkReady?.close()
             var (runtime, monitor) = SpecBuilder.build(config: config, paths: cp, nameLink: paths.nameLink(config.name), user: user,
                                                        cgroup: driver.placement(for: id), cgroupView: driver.view(of: id), terminal: terminal)
-            try prepareNetworkAndStorage(config, runtime: &runtime, monitor: &monitor, network: network == nil ? nil : pinned)
+            try prepareNetworkAndStorage(config, runtime: &runtime, monitor: &monitor, network: pinned)
             Engine.addFiles(files, to: &runtime)
             if monitor.health != nil {
                 monitor.eventLog = eventLog.path

@@ -255,12 +255,10 @@ public enum MonitorLauncher {
     public static func spawn(monitorPath: String, attach: FileDescriptor?, networkReady: FileDescriptor? = nil) throws -> PendingMonitor {
         // A socket, not a pipe: a send to a monitor that is gone fails with
         // EPIPE (MSG_NOSIGNAL) instead of killing the caller with SIGPIPE.
-        var fds: [Int32] = [-1, -1]
-        try sys("socketpair") { socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds) }
-        let specOurs = FileDescriptor(fds[0])
+        let (specOurs, specPeer) = try makeSocketPair()
         // Every descriptor handed over starts above the numbers it is placed at (0–6).
         let lowest = Int32(max(HAKO_MONITOR_FD_SPEC, HAKO_MONITOR_FD_STATUS, HAKO_MONITOR_FD_ATTACH, HAKO_MONITOR_FD_NET_READY)) + 1
-        let specTheirs = try FileDescriptor(fds[1]).numbered(atLeast: lowest)
+        let specTheirs = try specPeer.numbered(atLeast: lowest)
         let (statusRead, statusPipe) = try makePipe()
         let statusWrite = try statusPipe.numbered(atLeast: lowest)
         let devnull = try FileDescriptor.open("/dev/null", O_RDWR).numbered(atLeast: lowest)

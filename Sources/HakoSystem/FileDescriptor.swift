@@ -102,6 +102,15 @@ public func makePipe() throws -> (read: FileDescriptor, write: FileDescriptor) {
     return (FileDescriptor(fds[0]), FileDescriptor(fds[1]))
 }
 
+/// A connected pair of unix stream sockets, both close-on-exec: unlike a
+/// pipe's, a send to a peer that is gone fails (EPIPE with MSG_NOSIGNAL)
+/// instead of raising SIGPIPE.
+public func makeSocketPair() throws -> (FileDescriptor, FileDescriptor) {
+    var fds: [Int32] = [-1, -1]
+    try sys("socketpair") { socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds) }
+    return (FileDescriptor(fds[0]), FileDescriptor(fds[1]))
+}
+
 /// Writes a message to standard error (fd 2), unbuffered.
 public func writeStderr(_ s: String) {
     var bytes = Array(s.utf8)

@@ -171,6 +171,11 @@ extension Engine {
             throw HakoError(.conflict(.nameInUse(.container, config.name)), "the container name \"/\(config.name)\" is already in use by container \"\(other)\"; remove (or rename) that container to reuse the name")
         }
         if config.hostname.isEmpty { config.hostname = config.shortID }
+        // The runtime's mount points come from the init layer, below the image's
+        // (made here, under the lock an image collection takes too).
+        if config.imageID != ImageStore.hostImageID && !config.layerDirs.isEmpty {
+            config.layerDirs.insert(try images.snapshots.initLayer(), at: 0)
+        }
         try assignUsernsRange(&config)
 
         let tmp = "\(paths.containers)/.tmp-\(config.id)"

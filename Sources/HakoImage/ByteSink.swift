@@ -21,6 +21,17 @@ extension BlobWriter: ByteSink {
     public func finish() throws {}
 }
 
+/// Collects what is written, in memory (a small archive built whole).
+public final class BytesSink: ByteSink {
+    public private(set) var bytes: [UInt8] = []
+
+    public init() {}
+
+    public func write(_ buffer: UnsafeRawBufferPointer) throws { bytes.append(contentsOf: buffer) }
+
+    public func finish() throws {}
+}
+
 /// Writes to a file descriptor (a file, stdout, a pipe).
 public final class FileSink: ByteSink {
     public let fd: FileDescriptor

@@ -23,6 +23,27 @@ import HakoSystem
         #expect(readText(store.fsPath(info.chainID) + "/a") == "x")
     }
 
+    /// The init layer: the runtime's mount points, unpacked once under a name
+    /// that never changes (its archive is the same bytes every time).
+    @Test func theInitLayerIsOneSnapshotOfTheRuntimesMountPoints() throws {
+        let tmp = try TempDir("hako-snapshots")
+        let store = try SnapshotStore(images: tmp.path)
+        #expect(try SnapshotStore.initLayerArchive() == SnapshotStore.initLayerArchive())
+        let dir = try store.initLayer()
+        #expect(try store.initLayer() == dir)
+        #expect(try store.list().count == 1)
+        for d in ["dev", "etc", "proc", "sys"] {
+            var st = stat()
+            #expect(stat(dir + "/" + d, &st) == 0 && st.st_mode & S_IFMT == S_IFDIR && st.st_mode & 0o7777 == 0o755 && st.st_uid == 0, "\(d)")
+        }
+        for f in ["etc/hostname", "etc/hosts", "etc/resolv.conf"] {
+            var st = stat()
+            #expect(stat(dir + "/" + f, &st) == 0 && st.st_mode & S_IFMT == S_IFREG && st.st_size == 0, "\(f)")
+        }
+        #expect(try FS.list(dir).sorted() == ["dev", "etc", "proc", "sys"])
+        #expect(try FS.list(dir + "/etc").sorted() == ["hostname", "hosts", "resolv.conf"])
+    }
+
     /// A layer's content is written back (no delayed allocation left, as
     /// FIEMAP shows on ext4) by the time `prepare` returns, before `publish`
     /// renames it into place: a crash never leaves a published snapshot

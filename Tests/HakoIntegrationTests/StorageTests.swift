@@ -115,6 +115,44 @@ import Testing
         host.hako("rm", "-f", "rm-start-fails")
     }
 
+    /// The runtime's mount points (/etc/hostname, /etc/hosts, /etc/resolv.conf,
+    /// /proc, /sys, /dev) come from one shared init layer below the image:
+    /// busybox has none of the three files, yet a container that writes
+    /// nothing leaves its upper directory empty, and the image's /etc is still
+    /// what the container sees of it. The layer is a snapshot an image
+    /// collection keeps while a container stacks it. Its own data root: the
+    /// collection must see no other test's containers.
+    @Test func theRuntimesMountPointsComeFromTheInitLayer() throws {
+        let own = TestHost.make("initlayer")
+        defer { own.cleanup() }
+        let r = own.hako("run", "--name", "init-a", own.busybox, "sh", "-c",
+                         "cat /etc/hostname; grep -c \"$(cat /etc/hostname)\" /etc/hosts; grep -c ^root: /etc/passwd; stat -c %Y /etc")
+        let a = own.hako("inspect", "-f", "{{.Id}}", "init-a").out
+        let lines = r.out.split(separator: "\n").map(String.init)
+        #expect(r.status == 0 && lines.prefix(3) == [String(a.prefix(12)), "1", "1"], "the files mounted, the image's own /etc: \(r.out) \(r.stderr)")
+        #expect((lines.last.flatMap { Int($0) } ?? 0) > 0, "/etc's time is the image's, not the init layer's (0): \(r.out)")
+        let fm = FileManager.default
+        #expect((try? fm.contentsOfDirectory(atPath: "\(own.root)/containers/\(a)/upper")) == [], "nothing made in the upper directory")
+        func initLayer(_ ref: String) -> String {
+            String(own.hako("inspect", "-f", "{{.GraphDriver.Data.LowerDir}}", ref).out.split(separator: ":").last ?? "")
+        }
+        let layer = initLayer("init-a")
+        #expect(layer.hasPrefix(own.root + "/images/snapshots/") && layer.hasSuffix("/fs"), "\(layer)")
+        #expect(((try? fm.attributesOfItem(atPath: layer + "/etc/resolv.conf"))?[.size] as? Int) == 0)
+        #expect(own.hako("create", "--name", "init-b", own.busybox, "true").status == 0)
+        #expect(initLayer("init-b") == layer, "one layer for every container")
+
+        // Kept by a collection while a container stacks it; collected after; made again.
+        #expect(own.hako("rm", "init-a").status == 0)
+        #expect(own.hako("image", "prune", "-f").status == 0)
+        #expect(fm.fileExists(atPath: layer + "/etc/hosts"), "init-b stacks it")
+        #expect(own.hako("rm", "init-b").status == 0)
+        #expect(own.hako("image", "prune", "-f").status == 0)
+        #expect(!fm.fileExists(atPath: layer), "collected once no container stacks it")
+        let again = own.hako("run", "--rm", own.busybox, "cat", "/etc/hostname")
+        #expect(again.status == 0 && again.out.count == 12 && fm.fileExists(atPath: layer + "/etc/hosts"), "\(again.stderr)")
+    }
+
     @Test func aSymlinkInTheImageCannotRedirectAMountOntoTheHost() throws {
         let outside = "/tmp/hako-escape-\(getpid())"
         let work = host.base + "/escape"

@@ -174,7 +174,7 @@ extension Engine {
         // The runtime's mount points come from the init layer, below the image's
         // (made here, under the lock an image collection takes too).
         if config.imageID != ImageStore.hostImageID && !config.layerDirs.isEmpty {
-            config.layerDirs.insert(try images.snapshots.initLayer(), at: 0)
+            config.layerDirs.insert(try images.initLayer(), at: 0)
         }
         try assignUsernsRange(&config)
 

@@ -235,6 +235,9 @@ public final class Engine: @unchecked Sendable {
     /// runs: it deletes the bytes after telling its client, and a next `run`
     /// deleting them too would pay for them on its own start.
     func collectGarbage() {
+        // A create killed while it unpacked the init layer left it in the image
+        // store's tmp/ (a live unpack holds its lock and is left alone).
+        images.content.collectTemporaries()
         for name in (try? FS.list(paths.containers)) ?? [] where name.hasPrefix(".") {
             if let remover = Engine.remover(name), FS.processExists(remover) { continue }
             try? FS.removeTree("\(paths.containers)/\(name)")

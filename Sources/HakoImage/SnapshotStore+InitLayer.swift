@@ -37,6 +37,12 @@ extension SnapshotStore {
         return sink.bytes
     }
 
+    /// The init layer's directory when it is unpacked, else nil.
+    public func existingInitLayer() throws -> String? {
+        let diffID = try Digest.sha256(of: try SnapshotStore.initLayerArchive())
+        return exists(diffID) ? fsPath(diffID) : nil
+    }
+
     /// The init layer's directory, unpacked on first use. Like any snapshot it
     /// is collected once nothing stacks it (the containers' layer lists keep
     /// it), and made again by the next container.
@@ -46,5 +52,17 @@ extension SnapshotStore {
         if exists(diffID) { return fsPath(diffID) }
         let (info, _) = try unpack(BytesSource(archive), parent: nil, expectedDiffID: diffID)
         return fsPath(info.chainID)
+    }
+}
+
+extension ImageStore {
+    /// The init layer's directory (`SnapshotStore.initLayer`). Made as any
+    /// content is added: under the shared content lock (a collection waits),
+    /// after what killed commands left in `tmp/` is removed.
+    public func initLayer() throws -> String {
+        if let dir = try snapshots.existingInitLayer() { return dir }
+        let lock = try beginAddingContent()
+        defer { lock.release() }
+        return try snapshots.initLayer()
     }
 }

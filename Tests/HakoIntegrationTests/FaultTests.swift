@@ -169,6 +169,24 @@ final class FaultTests {
         expectNothingLeft([18099])
     }
 
+    /// A create killed while it unpacked the init layer leaves that snapshot's
+    /// directory in images/tmp: the next create removes it, and leaves alone
+    /// one a live process holds (its flock), as every collector does.
+    @Test func theNextCreateRemovesADeadUnpacksDirectory() throws {
+        let tmp = host.root + "/images/tmp"
+        let dead = tmp + "/snapshot-of-a-killed-create", live = tmp + "/snapshot-being-unpacked"
+        try FileManager.default.createDirectory(atPath: dead + "/fs/etc", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: live + "/fs", withIntermediateDirectories: true)
+        let fd = open(live, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        #expect(fd >= 0 && flock(fd, LOCK_EX) == 0)
+        #expect(host.hako("run", "--rm", host.busybox, "true").status == 0)
+        #expect(!FileManager.default.fileExists(atPath: dead), "a dead unpack's directory is removed")
+        #expect(FileManager.default.fileExists(atPath: live + "/fs"), "a live one's stays")
+        close(fd)
+        try FileManager.default.removeItem(atPath: live)
+        expectNothingLeft([])
+    }
+
     /// Imports killed half-way leave their snapshot in images/tmp; the next
     /// import, load or commit removes them (pull: RegistryIntegrationTests).
     @Test func killedImportsLeaveNoSnapshotOnceTheNextCommandRan() throws {

@@ -177,7 +177,15 @@ final class TestHost: @unchecked Sendable {
         }
         for d in cgroupDirs().sorted(by: { $0.count > $1.count }) { rmdir(d) }
         if ownsNetns { Subprocess.run(["/usr/bin/ip", "netns", "del", netns]) }
-        try? FileManager.default.removeItem(atPath: base)
+        // A `--rm` container's monitor lets go of monitor.lock before it has
+        // deleted the container's hidden directories: a removal racing it
+        // fails on the first file the monitor took first. Try again until the
+        // tree is gone (it was left in /tmp under CI's load).
+        for _ in 0..<50 {
+            if (try? FileManager.default.removeItem(atPath: base)) != nil || !FileManager.default.fileExists(atPath: base) { break }
+            usleep(100_000)
+        }
+        if FileManager.default.fileExists(atPath: base) { Issue.record("cannot remove the test host's \(base)") }
     }
 
     deinit { cleanup() }

@@ -98,9 +98,13 @@ extras:
 $(BIN_DIR)/hako-init: Sources/hako-init/init.c
 	$(CC) -O2 -g0 -std=gnu11 -Wall -Wextra -static -o $@ $< -s
 
-# The monitor is plain C linked against libc only: one runs per container.
+# The monitor is plain C, linked statically: one runs per container, and each
+# start execs it, forks it twice and runs the container's set-up in the
+# clone. Linked against libc.so its start ran the dynamic loader (0.45 ms of
+# CPU against 0.22) and its forks carried the loader's and libc's mappings:
+# a `run --rm` 0.34-0.39 ms slower, PSS per monitor 223 KiB against 171.
 $(BIN_DIR)/hako-monitor: $(MONITOR_SRC) $(MONITOR_HDR)
-	$(CC) $(MONITOR_CFLAGS) -o $@ $(MONITOR_SRC) -Wl,--as-needed -Wl,-O1 -s
+	$(CC) $(MONITOR_CFLAGS) -static -o $@ $(MONITOR_SRC) -Wl,-O1 -s
 
 # The C code built for the Pis' CPUs (aarch64, armhf) with warnings as errors,
 # and its pure parts run under qemu-user (tools/cross-check.sh). Seconds.

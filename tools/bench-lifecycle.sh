@@ -148,7 +148,7 @@ if swiftc -O -static-stdlib -o "$W/ssleep" "$W/ssleep.swift" 2>/dev/null; then
   kill "${SLEEPERS[@]}" 2>/dev/null; SLEEPERS=()
 fi
 printf '\n| per-container monitor (%d running) | PSS KiB | goal |\n|---|---|---|\n' "$count"
-printf '| hako-monitor (C, glibc, dynamically linked) | %d | <= 512 |\n' "$mon_avg"
+printf '| hako-monitor (C, glibc, statically linked) | %d | <= 512 |\n' "$mon_avg"
 printf '| trivial C sleeper, same count (floor) | %s | |\n' "$c_avg"
 printf '| trivial Swift sleeper (static stdlib), same count | %s | |\n' "$swift_avg"
 printf '| hako-monitor RSS (one) | %d | |\n' "$rss"

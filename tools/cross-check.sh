@@ -29,7 +29,7 @@ for target in aarch64-linux-gnu:aarch64:AArch64 arm-linux-gnueabihf:arm:ARM; do
     for tool in "$cc" "$qemu"; do
         command -v "$tool" >/dev/null || { echo "cross-check: $tool is missing (make deps-test installs it)" >&2; exit 1; }
     done
-    "$cc" "${cflags[@]}" -o "$out/hako-monitor-$arch" Sources/hako-monitor/*.c Sources/CHakoShim/*.c -Wl,--as-needed -Wl,-O1 -s
+    "$cc" "${cflags[@]}" -static -o "$out/hako-monitor-$arch" Sources/hako-monitor/*.c Sources/CHakoShim/*.c -Wl,-O1 -s
     "$cc" "${cflags[@]}" -o "$out/check-$arch" tools/cross-check/check.c Sources/CHakoShim/spec.c Sources/hako-monitor/log.c
     readelf -h "$out/hako-monitor-$arch" | grep -q "Machine: *$machine" || { echo "cross-check: $arch: hako-monitor is not an $machine binary" >&2; exit 1; }
     # run --init's PID 1, static as the Makefile builds it: it runs a command and passes its status on.

@@ -47,6 +47,14 @@ trap cleanup EXIT
 echo "== building the bundle and the hako image (same busybox rootfs)"
 "$SHARED/make-bundle.sh" --rw --tar "$W/rootfs.tar.gz" "$W/bundle" -- /bin/true >/dev/null
 "$BIN/hako" import "$W/rootfs.tar.gz" bench:busybox >/dev/null
+# The binaries measured start from the page cache a boot leaves: dropped here,
+# faulted in by the runs' own execs. How hako's 21 MB of text came into the
+# cache moves a run by ~1 ms on this VM (a file just written by cp or read
+# with read() is held in large folios, one faulted in by exec in 4 KiB pages;
+# docs/benchmarks.md, "The binary's page cache"); crun's 0.5 MB does not move.
+for b in "$BIN/hako" "$BIN/hako-monitor" ${BASE:+"$BASE/hako" "$BASE/hako-monitor"}; do
+  dd if="$b" iflag=nocache count=0 status=none
+done
 
 hf() { # name command
   hyperfine --style none --warmup 3 --runs "$RUNS" --export-json "$W/$1.json" -n "$1" "$2" >/dev/null 2>&1 \

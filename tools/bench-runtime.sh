@@ -27,6 +27,11 @@ if [ -n "${BASELINE_BIN_DIR:-}" ]; then
   ln -s "$(cd "$BASELINE_BIN_DIR" && pwd)/hako-runtime" "$OUT/bin/hako-runtime-baseline"
   RUNTIMES+=(hako-runtime-baseline)
 fi
+# From the page cache a boot leaves (as tools/bench-lifecycle.sh): dropped
+# here, faulted in by the runs' own execs.
+for b in "$BIN/hako-runtime" ${BASELINE_BIN_DIR:+"$BASELINE_BIN_DIR/hako-runtime"}; do
+  dd if="$b" iflag=nocache count=0 status=none
+done
 PATH="$BIN:$OUT/bin:$PATH" "$SHARED/bench-runtimes.sh" --out "$OUT/run" ${BENCH_RUNTIME_ARGS:-} "${RUNTIMES[@]}" ${PEERS:-runc crun}
 echo
 shared=$(ldd "$BIN/hako-runtime" 2>/dev/null | awk '/=>/ {sub(/\.so.*/, "", $1); printf "%s ", $1}')

@@ -49,7 +49,7 @@ echo "== building the bundle and the hako image (same busybox rootfs)"
 "$BIN/hako" import "$W/rootfs.tar.gz" bench:busybox >/dev/null
 # The binaries measured start from the page cache a boot leaves: dropped here,
 # faulted in by the runs' own execs. How hako's 21 MB of text came into the
-# cache moves a run by ~1 ms on this VM (a file just written by cp or read
+# cache moves a run by 1-3 ms on this VM (a file just written by cp or read
 # with read() is held in large folios, one faulted in by exec in 4 KiB pages;
 # docs/benchmarks.md, "The binary's page cache"); crun's 0.5 MB does not move.
 for b in "$BIN/hako" "$BIN/hako-monitor" ${BASE:+"$BASE/hako" "$BASE/hako-monitor"}; do

@@ -7,7 +7,11 @@ import PackageDescription
 // up, and its first look-up of a type scans every conformance record of the binary (~5,600 in
 // hako, ~160 k instructions a scan). A `hako run` did ~30 such scans decoding the image and
 // encoding the container's record (docs/benchmarks.md).
-let startUp: [SwiftSetting] = [.unsafeFlags(["-Xfrontend", "-disable-concrete-type-metadata-mangled-name-accessors"])]
+//
+// Every function in a section of its own, so that the linker can lay hako's out in the order
+// tools/hako.order gives (textOrder below).
+let startUp: [SwiftSetting] = [.unsafeFlags(["-Xfrontend", "-disable-concrete-type-metadata-mangled-name-accessors",
+                                             "-Xfrontend", "-function-sections"])]
 // libstdc++, which the static Swift runtime needs, from its archive: `make build` links
 // .build/static-libstdc++/libstdc++.a to the C compiler's, and the linker, finding only an
 // archive in the first directory that has the library, takes it. Shared, its ~3,300 symbol
@@ -19,6 +23,12 @@ let staticCxx: [LinkerSetting] = [.unsafeFlags(["-L", Context.packageDirectory +
 // and glibc's answer walks the whole table — ~18,000 exported symbols in hako, 16 % of
 // `hako --version`'s CPU time. Nothing looks a symbol of theirs up by name.
 let exportNothing: [LinkerSetting] = [.unsafeFlags(["-Xlinker", "--version-script=" + Context.packageDirectory + "/tools/executable-symbols.map"])]
+// hako's text laid out with what its common commands run first (tools/hako.order, made by
+// tools/gen-text-order.sh): an exec faults the text in 16 pages at a time and maps every page
+// of each 4 KiB folio one by one, so a `run` that touched ~135 scattered 64 KiB windows of the
+// 21 MB mapped ~2,200 pages; clustered, 73 windows and a `run --rm` 0.6–1.0 ms faster
+// (docs/benchmarks.md). Names the file lists that a build lacks are skipped by the linker.
+let textOrder: [LinkerSetting] = [.unsafeFlags(["-Xlinker", "--section-ordering-file=" + Context.packageDirectory + "/tools/hako.order"])]
 
 let package = Package(
     name: "hako",
@@ -88,7 +98,7 @@ let package = Package(
         // relocations, ~160 fewer page faults at every start.
         .executableTarget(name: "hako", dependencies: [
             "HakoEngine", "HakoRuntime", "HakoSystem", "HakoNetwork", "HakoTransport", "HakoCluster", "HakoCompose", "HakoCLI", "HakoDockerAPI", "HakoBuild",
-        ], swiftSettings: startUp, linkerSettings: [.unsafeFlags(["-Xlinker", "-no-pie"])] + staticCxx + exportNothing),
+        ], swiftSettings: startUp, linkerSettings: [.unsafeFlags(["-Xlinker", "-no-pie"])] + staticCxx + exportNothing + textOrder),
         // No Foundation and no swift-argument-parser: an OCI runtime's start-up is its speed.
         // Linked position-dependent: a PIE static-stdlib binary applies ~38,000 relative
         // relocations at every start, writing (and so keeping resident) megabytes of pages.

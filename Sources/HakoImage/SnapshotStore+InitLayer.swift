@@ -37,9 +37,15 @@ extension SnapshotStore {
         return sink.bytes
     }
 
+    /// The archive and its DiffID, made once per process.
+    static let initLayerContent = Result { () throws -> (archive: [UInt8], diffID: Digest) in
+        let archive = try initLayerArchive()
+        return (archive, try Digest.sha256(of: archive))
+    }
+
     /// The init layer's directory when it is unpacked, else nil.
     public func existingInitLayer() throws -> String? {
-        let diffID = try Digest.sha256(of: try SnapshotStore.initLayerArchive())
+        let diffID = try SnapshotStore.initLayerContent.get().diffID
         return exists(diffID) ? fsPath(diffID) : nil
     }
 
@@ -47,9 +53,8 @@ extension SnapshotStore {
     /// is collected once nothing stacks it (the containers' layer lists keep
     /// it), and made again by the next container.
     public func initLayer() throws -> String {
-        let archive = try SnapshotStore.initLayerArchive()
-        let diffID = try Digest.sha256(of: archive)
-        if exists(diffID) { return fsPath(diffID) }
+        if let dir = try existingInitLayer() { return dir }
+        let (archive, diffID) = try SnapshotStore.initLayerContent.get()
         let (info, _) = try unpack(BytesSource(archive), parent: nil, expectedDiffID: diffID)
         return fsPath(info.chainID)
     }

@@ -651,18 +651,19 @@ static void set_root_propagation(struct child *c) {
     if (mount(NULL, "/", NULL, s->propagation, NULL) < 0) child_fail(c, HAKO_STAGE_PROPAGATION, errno, "/");
 }
 
-// A bridge network's interfaces, addresses and routes, set up by the engine
-// while this init made its root: one byte says they are in place (EOF: the
-// engine could not, and says why itself). Before the program, and before
-// its user, capabilities and seccomp filter are applied.
-static void await_network(struct child *c) {
+// What the engine set up while this init made its root (the cgroups' limits
+// and device filter; a bridge network's interfaces, addresses and routes):
+// one byte says it is in place (EOF: the engine could not, and says why
+// itself). Before the program, and before its user, capabilities and seccomp
+// filter are applied.
+static void await_engine(struct child *c) {
     const struct hako_spec *s = c->s;
-    if (s->net_ready_fd < 0) return;
+    if (s->ready_fd < 0) return;
     char ok;
     ssize_t r;
-    do r = read(s->net_ready_fd, &ok, 1); while (r < 0 && errno == EINTR);
-    if (r != 1) child_fail(c, HAKO_STAGE_NETWORK, r < 0 ? errno : EPIPE, NULL);
-    close(s->net_ready_fd);
+    do r = read(s->ready_fd, &ok, 1); while (r < 0 && errno == EINTR);
+    if (r != 1) child_fail(c, HAKO_STAGE_READY, r < 0 ? errno : EPIPE, NULL);
+    close(s->ready_fd);
 }
 
 __attribute__((noreturn))
@@ -734,7 +735,7 @@ void container_child(struct child *c) {
     apply_rlimits(c);
     if (s->has_personality && personality(s->personality) < 0) child_fail(c, HAKO_STAGE_PERSONALITY, errno, NULL);
     setup_stdio(c);
-    await_network(c);
+    await_engine(c);
     int cwd_late = enter_cwd(c, 0) < 0;
     apply_privileges(c);
     if (s->has_umask) umask((mode_t)s->umask);

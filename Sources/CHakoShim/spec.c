@@ -47,7 +47,7 @@ static const char *stage_names[HAKO_STAGE_COUNT] = {
     [HAKO_STAGE_DOMAINNAME] = "setdomainname",
     [HAKO_STAGE_UMASK] = "umask",
     [HAKO_STAGE_APPARMOR] = "apparmor",
-    [HAKO_STAGE_NETWORK] = "network",
+    [HAKO_STAGE_READY] = "set-up (network, cgroup limits)",
 };
 
 const char *hako_stage_name(int stage) {
@@ -112,7 +112,7 @@ static int parse_records(const void *blob, size_t len, struct hako_spec *s, stru
 
 int hako_spec_parse(const void *blob, size_t len, struct hako_spec *s, char *err, size_t errlen) {
     memset(s, 0, sizeof *s);
-    s->net_ready_fd = -1;
+    s->ready_fd = -1;
     size_t count[HAKO_TAGS];
     count_records(blob, (const uint8_t *)blob + len, count);
     struct capacity cap = {

@@ -87,10 +87,8 @@ extension Engine {
     /// network namespace, interfaces, addresses, routes, published ports and
     /// name files. Returns its endpoint (the namespace to join), or nil (none/host).
     /// `pinned` is told the endpoint as soon as its namespace exists (all a
-    /// launch spec needs), while the rest is still being set up; `ready` (a
-    /// socket) gets one byte when everything is (the first init waits for it).
-    func prepareNetwork(_ config: ContainerConfig, pinned: ((EndpointRecord) -> Void)? = nil,
-                        ready: FileDescriptor? = nil) throws -> EndpointRecord? {
+    /// launch spec needs), while the rest is still being set up.
+    func prepareNetwork(_ config: ContainerConfig, pinned: ((EndpointRecord) -> Void)? = nil) throws -> EndpointRecord? {
         let net = config.networking ?? ContainerNetworking()
         guard config.networkMode == .bridge else {
             if config.networkMode == .none && (!net.extraHosts.isEmpty || !net.dns.isEmpty) {
@@ -101,15 +99,7 @@ extension Engine {
         let lock = try networkStore.lock()
         defer { lock.release() }
         do {
-            let record = try setUpEndpoint(config, net, pinned: pinned)
-            // One byte for the init waiting on it. MSG_NOSIGNAL: an init that
-            // is gone (its start failed, and its monitor says why) is no error
-            // of the network's, and must not end this process with SIGPIPE.
-            if let ready {
-                var one: UInt8 = 1
-                _ = send(ready.rawValue, &one, 1, Int32(MSG_NOSIGNAL))
-            }
-            return record
+            return try setUpEndpoint(config, net, pinned: pinned)
         } catch {
             teardownLocked(config.id)
             throw error

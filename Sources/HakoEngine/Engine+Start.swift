@@ -65,37 +65,41 @@ extension Engine {
         var monitorProcess: PendingMonitor?
         var network: BackgroundJob<EndpointRecord?>?
         var cgroups: BackgroundJob<Void>?
-        // A bridge's set-up, second half: its interfaces, addresses, routes,
-        // firewall and name files are made while the init builds its root
-        // (~5 ms of mounts here); the init waits for this socket's byte before
-        // its program runs. The spec only needs the pinned namespace.
-        var networkReady: FileDescriptor?
+        // What the init needs only before its program runs is set up while it
+        // builds its root (~4 ms of mounts here, when the other core is idle):
+        // the cgroups' limits and device filter, and a bridge's interfaces,
+        // addresses, routes, firewall and name files. The init waits for the
+        // gate's byte; the spec waits only for the cgroups' directories (the
+        // init joins them first) and a bridge's pinned namespace.
+        let (readyRead, readyWrite) = try makeSocketPair()
+        let gate = StartGate(readyWrite, parts: config.networkMode == .bridge ? 2 : 1)
+        var ready: FileDescriptor? = readyRead
+        defer { ready?.close() }
         var pinned: Handoff<EndpointRecord?>?
+        let cgroupDirs = Handoff<Void>()
         do {
             // The parts of a start that do not need each other run at once,
             // so that on two cores the start waits for the longest, not for
             // their sum; the longest first. A bridge's leases and namespace,
             // on a thread that goes on with its veth pair, addresses, routes,
-            // firewall and name files while the init mounts (see networkReady
-            // above: the spec waits only for the namespace). The cgroups, their limits and
-            // device filter, on another (their paths are known without them;
-            // ~1 ms: ten v1 hierarchies here): started after the monitor,
-            // the main thread waited ~0.9 ms for them. The monitor: its exec
-            // and dynamic loading, then it waits for its spec (every file of
-            // ours is opened close-on-exec, so none of the threads' can leak
-            // into it). This thread builds the spec meanwhile.
+            // firewall and name files while the init mounts. The cgroups on
+            // another (their paths are known without them; ten v1 hierarchies
+            // here): their directories, then their limits and device filter
+            // while the init mounts. The monitor: its exec and loading, then
+            // it waits for its spec (every file of ours is opened
+            // close-on-exec, so none of the threads' can leak into it). This
+            // thread builds the spec meanwhile.
             if config.networkMode == .bridge {
-                let (readyRead, readyWrite) = try makeSocketPair()
                 let handoff = Handoff<EndpointRecord?>()
-                networkReady = readyRead
                 pinned = handoff
                 network = BackgroundJob { [self] in
-                    defer { readyWrite.close() }  // unwritten: the init fails at its "network" stage
                     do {
-                        let record = try prepareNetwork(config, pinned: { handoff.fulfil(.success($0)) }, ready: readyWrite)
+                        let record = try prepareNetwork(config, pinned: { handoff.fulfil(.success($0)) })
+                        gate.done()
                         handoff.fulfil(.success(record))
                         return record
                     } catch {
+                        gate.fail()
                         handoff.fulfil(.failure(error))
                         throw error
                     }
@@ -105,12 +109,21 @@ extension Engine {
             let hardening = try hardening(config, user: user)
             let limits = config.effectiveIsolation.limits, deviceRules = hardening.deviceRules
             cgroups = BackgroundJob {
-                _ = try driver.create(id)
-                try driver.apply(limits, to: id)
-                try driver.setDevices(deviceRules, for: id)
+                do {
+                    _ = try driver.create(id)
+                    cgroupDirs.fulfil(.success(()))
+                    try driver.apply(limits, to: id)
+                    try driver.setDevices(deviceRules, for: id)
+                    gate.done()
+                } catch {
+                    gate.fail()
+                    cgroupDirs.fulfil(.failure(error))  // ignored once the directories were reported
+                    throw error
+                }
             }
-            monitorProcess = try MonitorLauncher.spawn(monitorPath: monitorPath, attach: theirs, networkReady: networkReady)
-            networkReady?.close()
+            monitorProcess = try MonitorLauncher.spawn(monitorPath: monitorPath, attach: theirs, ready: ready)
+            ready?.close()
+            ready = nil
             var (runtime, monitor) = SpecBuilder.build(config: config, paths: cp, nameLink: paths.nameLink(config.name), user: user,
                                                        cgroup: driver.placement(for: id), cgroupView: driver.view(of: id), terminal: terminal)
             try prepareNetworkAndStorage(config, runtime: &runtime, monitor: &monitor, network: pinned)
@@ -123,13 +136,15 @@ extension Engine {
             // A detached overlay (user namespaces) is built layer by layer; the classic mount data must fit in a page.
             if let o = runtime.overlay, !o.detached { runtime.overlay = try fitOverlay(o) }
             let spec = LaunchSpecEncoder.encode(runtime, monitor: monitor)
-            try cgroups?.join()
+            try cgroupDirs.wait()
             do { _ = try monitorProcess?.start(spec: spec) } catch {
-                // An init that failed for want of its network: the network's
-                // own error says why.
+                // An init that failed at the gate: the failed part's own
+                // error says why.
+                try cgroups?.join()
                 _ = try network?.join()
                 throw error
             }
+            try cgroups?.join()
             _ = try network?.join()
             theirs?.close()
         } catch {

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import CHakoShim
 import HakoSystem
+import Synchronization
 
 /// Frames on a monitor's attach socket: [u8 type][u32 big-endian length][payload].
 /// The monitor side is C (Sources/hako-monitor/include/monitor.h); this is the client side.
@@ -238,6 +239,41 @@ public struct MonitorLaunch: Sendable {
 
 /// Starts `hako-monitor` for one container and waits until the container's
 /// program has been exec'd (or has failed to start).
+/// The byte the first init waits for before its program runs (fd
+/// HAKO_MONITOR_FD_READY): sent when each of the `parts` the engine sets up
+/// beside the init's mounts (the cgroups' limits and device filter, a bridge
+/// network) is `done`. The first part to `fail` closes the socket unwritten:
+/// the init then fails at its "set-up" stage and the engine reports that
+/// part's own error. Any thread may call either; each part calls one, once.
+public final class StartGate: Sendable {
+    private let state: Mutex<(fd: FileDescriptor?, left: Int)>
+
+    public init(_ fd: FileDescriptor, parts: Int) {
+        state = Mutex((fd, parts))
+    }
+
+    public func done() {
+        state.withLock { s in
+            s.left -= 1
+            guard s.left == 0, let fd = s.fd else { return }
+            // MSG_NOSIGNAL: an init that is gone (its start failed, and its
+            // monitor says why) is no error of the set-up's, and must not end
+            // this process with SIGPIPE.
+            var one: UInt8 = 1
+            _ = send(fd.rawValue, &one, 1, Int32(MSG_NOSIGNAL))
+            fd.close()
+            s.fd = nil
+        }
+    }
+
+    public func fail() {
+        state.withLock { s in
+            s.fd?.close()
+            s.fd = nil
+        }
+    }
+}
+
 public enum MonitorLauncher {
     /// - Parameters:
     ///   - attach: when set, this end of a socket pair is handed to the monitor as
@@ -249,21 +285,21 @@ public enum MonitorLauncher {
     /// Starts the monitor before its launch spec exists: its exec and the
     /// dynamic loader run while the caller makes the cgroups and the spec,
     /// and it then waits for the spec on fd 3 (`PendingMonitor.start`).
-    ///   - networkReady: one end of a socket pair the engine sends one byte on
-    ///     once the container's bridge network is set up; the first init
-    ///     waits for it before its program runs (HAKO_MONITOR_FD_NET_READY).
-    public static func spawn(monitorPath: String, attach: FileDescriptor?, networkReady: FileDescriptor? = nil) throws -> PendingMonitor {
+    ///   - ready: one end of a socket pair a `StartGate` sends one byte on once
+    ///     what the engine sets up beside the init is done; the first init
+    ///     waits for it before its program runs (HAKO_MONITOR_FD_READY).
+    public static func spawn(monitorPath: String, attach: FileDescriptor?, ready: FileDescriptor? = nil) throws -> PendingMonitor {
         // A socket, not a pipe: a send to a monitor that is gone fails with
         // EPIPE (MSG_NOSIGNAL) instead of killing the caller with SIGPIPE.
         let (specOurs, specPeer) = try makeSocketPair()
         // Every descriptor handed over starts above the numbers it is placed at (0–6).
-        let lowest = Int32(max(HAKO_MONITOR_FD_SPEC, HAKO_MONITOR_FD_STATUS, HAKO_MONITOR_FD_ATTACH, HAKO_MONITOR_FD_NET_READY)) + 1
+        let lowest = Int32(max(HAKO_MONITOR_FD_SPEC, HAKO_MONITOR_FD_STATUS, HAKO_MONITOR_FD_ATTACH, HAKO_MONITOR_FD_READY)) + 1
         let specTheirs = try specPeer.numbered(atLeast: lowest)
         let (statusRead, statusPipe) = try makePipe()
         let statusWrite = try statusPipe.numbered(atLeast: lowest)
         let devnull = try FileDescriptor.open("/dev/null", O_RDWR).numbered(atLeast: lowest)
         let attach = try attach?.numbered(atLeast: lowest)
-        let networkReady = try networkReady?.numbered(atLeast: lowest)
+        let ready = try ready?.numbered(atLeast: lowest)
 
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -275,11 +311,11 @@ public enum MonitorLauncher {
         posix_spawn_file_actions_adddup2(&actions, statusWrite.rawValue, Int32(HAKO_MONITOR_FD_STATUS))
         // The optional ones are closed when not given: the monitor takes an
         // open fd 5 or 6 for them, and one this process inherited open (a
-        // shell's `6</dev/null`) would be taken for a client or a network.
+        // shell's `6</dev/null`) would be taken for a client or a gate.
         if let attach { posix_spawn_file_actions_adddup2(&actions, attach.rawValue, Int32(HAKO_MONITOR_FD_ATTACH)) }
         else { posix_spawn_file_actions_addclose(&actions, Int32(HAKO_MONITOR_FD_ATTACH)) }
-        if let networkReady { posix_spawn_file_actions_adddup2(&actions, networkReady.rawValue, Int32(HAKO_MONITOR_FD_NET_READY)) }
-        else { posix_spawn_file_actions_addclose(&actions, Int32(HAKO_MONITOR_FD_NET_READY)) }
+        if let ready { posix_spawn_file_actions_adddup2(&actions, ready.rawValue, Int32(HAKO_MONITOR_FD_READY)) }
+        else { posix_spawn_file_actions_addclose(&actions, Int32(HAKO_MONITOR_FD_READY)) }
 
         var attr = posix_spawnattr_t()
         posix_spawnattr_init(&attr)

@@ -264,8 +264,8 @@ static void describe_failure(const struct hako_failure *f, char *out, size_t cap
 static int start_container(struct hako_failure *f) {
     M.oom_before = oom_count();
     int r = hako_spawn(&M.spec, NULL, &M.proc, f);
-    // The network is set up once, for the first start: a restart's init finds it.
-    if (M.spec.net_ready_fd >= 0) { close(M.spec.net_ready_fd); M.spec.net_ready_fd = -1; }
+    // The engine's set-up is done once, for the first start: a restart's init finds it.
+    if (M.spec.ready_fd >= 0) { close(M.spec.ready_fd); M.spec.ready_fd = -1; }
     if (r < 0) return -1;
     set_nonblock(M.proc.stdout_fd);
     set_nonblock(M.proc.stderr_fd);
@@ -587,8 +587,8 @@ int main(int argc, char **argv) {
     // An attach stream comes as fd 5. Asked before this process opens or
     // closes anything: later, 5 may be one of its own (the run dir's fd).
     int attach_fd = fcntl(HAKO_MONITOR_FD_ATTACH, F_GETFD) >= 0 ? HAKO_MONITOR_FD_ATTACH : -1;
-    int net_ready_fd = fcntl(HAKO_MONITOR_FD_NET_READY, F_GETFD) >= 0 ? HAKO_MONITOR_FD_NET_READY : -1;
-    if (net_ready_fd >= 0) fcntl(net_ready_fd, F_SETFD, FD_CLOEXEC);  // the init inherits it; no exec does
+    int ready_fd = fcntl(HAKO_MONITOR_FD_READY, F_GETFD) >= 0 ? HAKO_MONITOR_FD_READY : -1;
+    if (ready_fd >= 0) fcntl(ready_fd, F_SETFD, FD_CLOEXEC);  // the init inherits it; no exec does
     M.listen_fd = M.sig_fd = M.run_dir_fd = -1;
     for (int i = 0; i < MAX_CLIENTS; i++) M.clients[i].fd = -1;
     M.proc.stdin_fd = M.proc.stdout_fd = M.proc.stderr_fd = M.proc.pidfd = M.proc.mntns_fd = -1;
@@ -602,7 +602,7 @@ int main(int argc, char **argv) {
     char err[256];
     if (hako_spec_parse(blob, len, &M.spec, err, sizeof err) < 0) { report("ERR 0 22 %s\n", err); return 1; }
     if (!M.spec.run_dir) { report("ERR 0 22 launch spec: no run dir\n"); return 1; }
-    M.spec.net_ready_fd = net_ready_fd;
+    M.spec.ready_fd = ready_fd;
 
     // Detach: the first child carries on; the spawner reaps the parent at once.
     pid_t p = fork();

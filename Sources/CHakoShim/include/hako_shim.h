@@ -129,9 +129,10 @@ enum {
     HAKO_MONITOR_FD_SPEC = 3,   // the launch spec (a socket, read to its end)
     HAKO_MONITOR_FD_STATUS = 4, // a pipe: "OK <monitor pid> <container pid>" or "ERR <stage> <errno> <detail>"
     HAKO_MONITOR_FD_ATTACH = 5, // optional: the first client's end of the attach socket
-    HAKO_MONITOR_FD_NET_READY = 6, // optional: a socket the engine sends one byte on (or closes) once the
-                                   // container's bridge network is set up: the first init waits for it before
-                                   // its program runs, so the set-up overlaps the init's mounts
+    HAKO_MONITOR_FD_READY = 6,  // optional: a socket the engine sends one byte on (or closes) once what it
+                                // sets up beside the init is done (the cgroups' limits and device filter, a
+                                // bridge network): the first init waits for it before its program runs, so
+                                // that set-up overlaps the init's mounts
 };
 enum {
     HAKO_MON_STDIN = 'i',       // client → monitor: bytes for the container's stdin
@@ -175,7 +176,7 @@ enum hako_stage {
     HAKO_STAGE_CAPS, HAKO_STAGE_NO_NEW_PRIVS, HAKO_STAGE_SECCOMP, HAKO_STAGE_CHDIR,
     HAKO_STAGE_STDIO, HAKO_STAGE_EXEC, HAKO_STAGE_EXEC_NOT_FOUND, HAKO_STAGE_CGROUPNS,
     HAKO_STAGE_HOOK, HAKO_STAGE_EXEC_FIFO, HAKO_STAGE_TIMENS, HAKO_STAGE_PERSONALITY, HAKO_STAGE_KEYRING,
-    HAKO_STAGE_DOMAINNAME, HAKO_STAGE_UMASK, HAKO_STAGE_APPARMOR, HAKO_STAGE_NETWORK,
+    HAKO_STAGE_DOMAINNAME, HAKO_STAGE_UMASK, HAKO_STAGE_APPARMOR, HAKO_STAGE_READY,
     HAKO_STAGE_COUNT
 };
 
@@ -259,7 +260,7 @@ struct hako_spec {
     struct hako_device *devices; int ndevices;
     struct hako_file *files; int nfiles;      // sized to the blob
     int detached_overlay, idmap_layers, overlay_volatile;
-    int net_ready_fd;  // not on the wire: the monitor's HAKO_MONITOR_FD_NET_READY for the first start, else -1
+    int ready_fd;  // not on the wire: the monitor's HAKO_MONITOR_FD_READY for the first start, else -1
     const char *dov_upper, *dov_work;
     const char *dov_lower[HAKO_MAX_LAYERS]; int dov_nlower;  // the detached overlay's fds and lowerdir are fixed too
     int host_devices;

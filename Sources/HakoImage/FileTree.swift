@@ -93,41 +93,6 @@ enum FileTree {
         close(fd)
     }
 
-    /// Sets the "top of directory hierarchies" flag (chattr +T, FS_TOPDIR_FL)
-    /// on a directory whose subdirectories are unrelated trees (the snapshots
-    /// being unpacked): ext4's Orlov allocator then puts each subdirectory in
-    /// a block group of its own with free inodes, instead of next to its
-    /// parent. Without it every layer lands in the same group as the one
-    /// before; on ext4 without a journal, each new inode is then found only
-    /// after skipping every inode freed there in the last minutes (a snapshot
-    /// just removed, a previous pull): a scan per file that made unpacking
-    /// several times slower. Best effort: other file systems ignore or refuse it.
-    static func markTopOfHierarchies(_ path: String) {
-        let fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-        guard fd >= 0 else { return }
-        defer { close(fd) }
-        var flags: Int32 = 0
-        guard ioctl(fd, InodeFlags.get, &flags) == 0, flags & InodeFlags.topDirectory == 0 else { return }
-        flags |= InodeFlags.topDirectory
-        _ = ioctl(fd, InodeFlags.set, &flags)
-    }
-
-    /// The inode flags of a directory (lsattr); nil where the file system has none.
-    static func inodeFlags(ofDirectory path: String) -> Int32? {
-        let fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var flags: Int32 = 0
-        return ioctl(fd, InodeFlags.get, &flags) == 0 ? flags : nil
-    }
-
-    /// FS_IOC_GETFLAGS / FS_IOC_SETFLAGS: _IOR/_IOW('f', 1/2, long); the kernel reads and writes an int.
-    enum InodeFlags {
-        static let get: UInt = (2 << 30) | (UInt(MemoryLayout<Int>.size) << 16) | (0x66 << 8) | 1
-        static let set: UInt = (1 << 30) | (UInt(MemoryLayout<Int>.size) << 16) | (0x66 << 8) | 2
-        static let topDirectory: Int32 = 0x0002_0000  // FS_TOPDIR_FL
-    }
-
     /// Linux's dev_t encoding (glibc's gnu_dev_makedev).
     static func makeDevice(_ major: UInt32, _ minor: UInt32) -> dev_t {
         let ma = UInt64(major), mi = UInt64(minor)

@@ -89,7 +89,7 @@ public struct SnapshotStore: Sendable {
     public func prepare(_ source: any ByteSource, expectedDiffID: Digest? = nil,
                         options: UnpackOptions = UnpackOptions()) throws -> PreparedSnapshot {
         // Each snapshot is a tree of its own: ext4 gives each one fresh inode groups.
-        FileTree.markTopOfHierarchies(tempDirectory)
+        FS.markTopOfHierarchies(tempDirectory)
         let temp = try LockedTempDirectory(in: tempDirectory, prefix: "snapshot-")
         try sys("mkdir", temp.path + "/fs") { mkdir(temp.path + "/fs", 0o755) }
         var options = options

@@ -278,6 +278,44 @@ public final class FileLock: @unchecked Sendable {
     public func release() { fd.close() }
 }
 
+/// ext4's "top of directory hierarchies" flag (chattr +T, FS_TOPDIR_FL), set
+/// on a directory whose subdirectories are unrelated trees that come and go
+/// (snapshots being unpacked, containers): ext4's Orlov allocator then puts
+/// each subdirectory in a block group of its own with free inodes, instead of
+/// next to its parent. Without it each new tree lands in the group of the
+/// ones before; on ext4 without a journal, each new inode is then found only
+/// after skipping every inode freed there in the last minutes (a snapshot or
+/// a container just removed): a scan per file that grows with how many came
+/// and went (docs/benchmarks.md). Best effort: other file systems ignore or
+/// refuse it.
+extension FS {
+    public static func markTopOfHierarchies(_ path: String) {
+        let fd = Glibc.open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        defer { Glibc.close(fd) }
+        var flags: Int32 = 0
+        guard ioctl(fd, InodeFlags.get, &flags) == 0, flags & InodeFlags.topDirectory == 0 else { return }
+        flags |= InodeFlags.topDirectory
+        _ = ioctl(fd, InodeFlags.set, &flags)
+    }
+
+    /// The inode flags of a directory (lsattr); nil where the file system has none.
+    public static func inodeFlags(ofDirectory path: String) -> Int32? {
+        let fd = Glibc.open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { Glibc.close(fd) }
+        var flags: Int32 = 0
+        return ioctl(fd, InodeFlags.get, &flags) == 0 ? flags : nil
+    }
+
+    /// FS_IOC_GETFLAGS / FS_IOC_SETFLAGS: _IOR/_IOW('f', 1/2, long); the kernel reads and writes an int.
+    public enum InodeFlags {
+        static let get: UInt = (2 << 30) | (UInt(MemoryLayout<Int>.size) << 16) | (0x66 << 8) | 1
+        static let set: UInt = (1 << 30) | (UInt(MemoryLayout<Int>.size) << 16) | (0x66 << 8) | 2
+        public static let topDirectory: Int32 = 0x0002_0000  // FS_TOPDIR_FL
+    }
+}
+
 /// A Swift string from a NUL-terminated C buffer.
 public func cString(_ buf: [CChar]) -> String {
     let end = buf.firstIndex(of: 0) ?? buf.count

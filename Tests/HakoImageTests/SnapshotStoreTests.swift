@@ -13,12 +13,12 @@ import HakoSystem
         let tmp = try TempDir("hako-snapshots")
         let store = try SnapshotStore(images: tmp.path)
         // A file system without inode flags (tmpfs) has nothing to show.
-        guard FileTree.inodeFlags(ofDirectory: store.tempDirectory) != nil else { return }
+        guard FS.inodeFlags(ofDirectory: store.tempDirectory) != nil else { return }
         var b = TarBuilder()
         b.file("a", "x")
         let prepared = try store.prepare(BytesSource(b.archive))
-        let flags = try #require(FileTree.inodeFlags(ofDirectory: store.tempDirectory))
-        #expect(flags & FileTree.InodeFlags.topDirectory != 0)
+        let flags = try #require(FS.inodeFlags(ofDirectory: store.tempDirectory))
+        #expect(flags & FS.InodeFlags.topDirectory != 0)
         let info = try store.publish(prepared, parent: nil)
         #expect(readText(store.fsPath(info.chainID) + "/a") == "x")
     }

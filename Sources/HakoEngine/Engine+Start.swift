@@ -61,7 +61,6 @@ extension Engine {
         try FS.makeDirectories(cp.runDir, mode: 0o700)
         var ours: FileDescriptor?
         var theirs: FileDescriptor?
-        if attach { (ours, theirs) = try makeSocketPair() }
         var monitorProcess: PendingMonitor?
         var network: BackgroundJob<EndpointRecord?>?
         var cgroups: BackgroundJob<Void>?
@@ -71,13 +70,15 @@ extension Engine {
         // addresses, routes, firewall and name files. The init waits for the
         // gate's byte; the spec waits only for the cgroups' directories (the
         // init joins them first) and a bridge's pinned namespace.
-        let (readyRead, readyWrite) = try makeSocketPair()
-        let gate = StartGate(readyWrite, parts: config.networkMode == .bridge ? 2 : 1)
-        var ready: FileDescriptor? = readyRead
+        var ready: FileDescriptor?
         defer { ready?.close() }
         var pinned: Handoff<EndpointRecord?>?
         let cgroupDirs = Handoff<Void>()
         do {
+            if attach { (ours, theirs) = try makeSocketPair() }
+            let (readyRead, readyWrite) = try makeSocketPair()
+            let gate = StartGate(readyWrite, parts: config.networkMode == .bridge ? 2 : 1)
+            ready = readyRead
             // The parts of a start that do not need each other run at once,
             // so that on two cores the start waits for the longest, not for
             // their sum; the longest first. A bridge's leases and namespace,

@@ -237,8 +237,6 @@ public struct MonitorLaunch: Sendable {
     public var containerPid: Int32
 }
 
-/// Starts `hako-monitor` for one container and waits until the container's
-/// program has been exec'd (or has failed to start).
 /// The byte the first init waits for before its program runs (fd
 /// HAKO_MONITOR_FD_READY): sent when each of the `parts` the engine sets up
 /// beside the init's mounts (the cgroups' limits and device filter, a bridge
@@ -274,6 +272,8 @@ public final class StartGate: Sendable {
     }
 }
 
+/// Starts `hako-monitor` for one container and waits until the container's
+/// program has been exec'd (or has failed to start).
 public enum MonitorLauncher {
     /// - Parameters:
     ///   - attach: when set, this end of a socket pair is handed to the monitor as

@@ -66,14 +66,15 @@ extension Engine {
         var cgroups: BackgroundJob<Void>?
         // What the init needs only before its program runs is set up while it
         // builds its root (~4 ms of mounts here, when the other core is idle):
-        // the cgroups' limits and device filter, and a bridge's interfaces,
-        // addresses, routes, firewall and name files. The init waits for the
-        // gate's byte; the spec waits only for the cgroups' directories (the
-        // init joins them first) and a bridge's pinned namespace.
+        // the cgroups' limits and eBPF device filter (attached in one step),
+        // and a bridge's interfaces, addresses, routes, firewall and name
+        // files. The init waits for the gate's byte; the spec waits only for
+        // the cgroups to be joinable (their directories, and v1's device
+        // list, which passes through "deny all") and a bridge's pinned namespace.
         var ready: FileDescriptor?
         defer { ready?.close() }
         var pinned: Handoff<EndpointRecord?>?
-        let cgroupDirs = Handoff<Void>()
+        let cgroupsJoinable = Handoff<Void>()
         do {
             if attach { (ours, theirs) = try makeSocketPair() }
             let (readyRead, readyWrite) = try makeSocketPair()
@@ -85,8 +86,8 @@ extension Engine {
             // on a thread that goes on with its veth pair, addresses, routes,
             // firewall and name files while the init mounts. The cgroups on
             // another (their paths are known without them; ten v1 hierarchies
-            // here): their directories, then their limits and device filter
-            // while the init mounts. The monitor: its exec and loading, then
+            // here): their directories and v1 device list, then their limits
+            // and device filter while the init mounts. The monitor: its exec and loading, then
             // it waits for its spec (every file of ours is opened
             // close-on-exec, so none of the threads' can leak into it). This
             // thread builds the spec meanwhile.
@@ -112,13 +113,16 @@ extension Engine {
             cgroups = BackgroundJob {
                 do {
                     _ = try driver.create(id)
-                    cgroupDirs.fulfil(.success(()))
+                    // v1's device list passes through "deny all": complete
+                    // before the init joins (its /dev is made then).
+                    try driver.setDeviceList(deviceRules, for: id)
+                    cgroupsJoinable.fulfil(.success(()))
                     try driver.apply(limits, to: id)
-                    try driver.setDevices(deviceRules, for: id)
+                    try driver.attachDeviceFilter(deviceRules, for: id)
                     gate.done()
                 } catch {
                     gate.fail()
-                    cgroupDirs.fulfil(.failure(error))  // ignored once the directories were reported
+                    cgroupsJoinable.fulfil(.failure(error))  // ignored once they were reported joinable
                     throw error
                 }
             }
@@ -137,12 +141,18 @@ extension Engine {
             // A detached overlay (user namespaces) is built layer by layer; the classic mount data must fit in a page.
             if let o = runtime.overlay, !o.detached { runtime.overlay = try fitOverlay(o) }
             let spec = LaunchSpecEncoder.encode(runtime, monitor: monitor)
-            try cgroupDirs.wait()
+            try cgroupsJoinable.wait()
             do { _ = try monitorProcess?.start(spec: spec) } catch {
-                // An init that failed at the gate: the failed part's own
-                // error says why.
-                try cgroups?.join()
+                // A part that failed says why the init did. The network's
+                // failure can stop the init before the gate too (its
+                // namespace is gone when the init would join it): its error
+                // comes first, whatever the init's. The cgroups' can stop it
+                // only at the gate (the init needs nothing else of theirs);
+                // an init that failed on its own has its cgroups removed by
+                // its monitor, maybe under the job still writing them, and
+                // then its own error is the one.
                 _ = try network?.join()
+                if let f = error as? StartFailure, f.atStartGate { try cgroups?.join() }
                 throw error
             }
             try cgroups?.join()

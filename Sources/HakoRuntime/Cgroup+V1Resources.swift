@@ -51,7 +51,7 @@ extension CgroupV1Driver {
         }
     }
 
-    public func setDevices(_ rules: [DeviceRule], for id: String) throws {
+    public func setDeviceList(_ rules: [DeviceRule], for id: String) throws {
         if let mount = host.v1Mount("devices") {
             let d = dir(mount, id)
             // Default deny, then the rules in order; "a" rules reset the default.
@@ -62,6 +62,9 @@ extension CgroupV1Driver {
                 try CgroupFS.write("\(d)/\(r.allow ? "devices.allow" : "devices.deny")", r.description)
             }
         }
+    }
+
+    public func attachDeviceFilter(_ rules: [DeviceRule], for id: String) throws {
         if let u = host.unified {
             try deviceLoader.attach(DeviceFilterProgram.generate(rules), toCgroup: "\(u)/\(parent)/\(id)")
         }

@@ -73,7 +73,9 @@ extension CgroupV2Driver {
         }
     }
 
-    public func setDevices(_ rules: [DeviceRule], for id: String) throws {
+    public func setDeviceList(_ rules: [DeviceRule], for id: String) throws {}
+
+    public func attachDeviceFilter(_ rules: [DeviceRule], for id: String) throws {
         try deviceLoader.attach(DeviceFilterProgram.generate(rules), toCgroup: dir(id))
     }
 

@@ -150,10 +150,24 @@ public protocol CgroupDriver: Sendable {
     func check(_ limits: ResourceLimits) throws
     /// Writes the limits into the container's cgroups (at start, and live for `update`).
     func apply(_ limits: ResourceLimits, to id: String) throws
-    /// Installs the device rules (v2: an eBPF program; v1: devices.allow/deny).
-    func setDevices(_ rules: [DeviceRule], for id: String) throws
+    /// The device rules' first step (`setDevices` is both): v1's
+    /// devices.deny/allow, which pass through "deny all" and so must be in
+    /// place before any process is in the cgroup. Nothing on v2.
+    func setDeviceList(_ rules: [DeviceRule], for id: String) throws
+    /// The device rules' second step: the eBPF program (v2, and a v1 host's
+    /// cgroup2 hierarchy), attached whole in one step, so it may come after a
+    /// process joined the cgroup and before that process runs its program.
+    func attachDeviceFilter(_ rules: [DeviceRule], for id: String) throws
     /// Usage counters of the container's cgroups.
     func stats(_ id: String) -> CgroupStats
+}
+
+extension CgroupDriver {
+    /// Installs the device rules (v2: an eBPF program; v1: devices.allow/deny).
+    public func setDevices(_ rules: [DeviceRule], for id: String) throws {
+        try setDeviceList(rules, for: id)
+        try attachDeviceFilter(rules, for: id)
+    }
 }
 
 public func makeCgroupDriver(host: CgroupHost = .detect(), parent: String = "hako") throws -> any CgroupDriver {

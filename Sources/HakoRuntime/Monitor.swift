@@ -208,6 +208,10 @@ public struct StartFailure: Error, CustomStringConvertible, Sendable, KindedErro
 
     public var stageName: String { String(cString: hako_stage_name(stage)) }
 
+    /// The init gave up waiting for the engine's set-up (`StartGate`): a part
+    /// of it failed, and that part's error is the one to report.
+    public var atStartGate: Bool { stage == Int32(HAKO_STAGE_READY.rawValue) }
+
     public var description: String {
         let reason = String(cString: strerror(errno))
         return detail.isEmpty ? "\(stageName): \(reason)" : "\(stageName) \(detail): \(reason)"

@@ -189,7 +189,13 @@ final class OutsideNamespace: @unchecked Sendable {
         #expect(host.eventually(10) { nftRules().contains("dport 8091") })
         let id = host.hako("ps", "-q", "--no-trunc", "-a").stdout.split(separator: "\n").map(String.init).first { !$0.isEmpty } ?? ""
         let lock = "\(host.runRoot)/containers/\(id)/monitor.lock"
-        let monitor = Int32((try? String(contentsOfFile: lock, encoding: .utf8))?.trimmed ?? "") ?? 0
+        // The rule can be in place before the monitor has written its pid (the
+        // network is set up beside the monitor's own start).
+        var monitor: Int32 = 0
+        _ = host.eventually(5) {
+            monitor = Int32((try? String(contentsOfFile: lock, encoding: .utf8))?.trimmed ?? "") ?? 0
+            return monitor > 0
+        }
         #expect(monitor > 0)
         kill(cli, SIGKILL)
         _ = Subprocess.waitBounded(cli, timeout: 5)

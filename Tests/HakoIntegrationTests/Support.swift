@@ -244,6 +244,8 @@ enum BusyboxImage {
         let r = Subprocess.run(["/bin/tar", "-C", rootfs, "--numeric-owner", "-cf", tar, "."])
         precondition(r.status == 0, "tar failed: \(r.stderr)")
         try? fm.removeItem(atPath: rootfs)
+        // Gone with the test process: every run made one, and none removed it.
+        atexit { try? FileManager.default.removeItem(atPath: "/tmp/hako-busybox-\(getpid())") }
         return tar
     }()
 }

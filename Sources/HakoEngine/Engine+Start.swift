@@ -87,10 +87,10 @@ extension Engine {
             // firewall and name files while the init mounts. The cgroups on
             // another (their paths are known without them; ten v1 hierarchies
             // here): their directories and v1 device list, then their limits
-            // and device filter while the init mounts. The monitor: its exec and loading, then
-            // it waits for its spec (every file of ours is opened
-            // close-on-exec, so none of the threads' can leak into it). This
-            // thread builds the spec meanwhile.
+            // and device filter while the init mounts. The monitor: its exec
+            // and loading, then it waits for its spec (every file of ours is
+            // opened close-on-exec, so none of the threads' can leak into it).
+            // This thread builds the spec meanwhile.
             if config.networkMode == .bridge {
                 let handoff = Handoff<EndpointRecord?>()
                 pinned = handoff

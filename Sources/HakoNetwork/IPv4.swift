@@ -122,8 +122,19 @@ public struct MACAddress: Sendable, Hashable, Codable, CustomStringConvertible {
     public var isMulticast: Bool { bytes[0] & 1 == 1 }
     public var isZero: Bool { bytes.allSatisfy { $0 == 0 } }
 
+    /// Written byte by byte: `joined(separator:)` over the bytes' strings made
+    /// the runtime look up a conformance by scanning every conformance record
+    /// of the binary (~0.1 ms, once per process, on a bridge start's path).
     public var description: String {
-        bytes.map { b in let s = String(b, radix: 16); return s.count == 1 ? "0" + s : s }.joined(separator: ":")
+        let digits = Array("0123456789abcdef".utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count * 3)
+        for (i, b) in bytes.enumerated() {
+            if i > 0 { out.append(UInt8(ascii: ":")) }
+            out.append(digits[Int(b >> 4)])
+            out.append(digits[Int(b & 15)])
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 
     public init(from decoder: any Decoder) throws {

@@ -171,7 +171,9 @@ public struct NetworkStore: Sendable {
     /// file; also the temporary files its killed writers left. Network lock held.
     func migrateLegacyLeases() {
         let names = (try? FS.list(leasesDir)) ?? []
-        guard names.contains(where: { $0.hasSuffix(".json") || $0.contains(".tmp.") }) else { return }
+        // FS.temporaryWriter, not String.contains: the latter's searcher made the
+        // runtime scan every conformance record (~0.1 ms) on each lease look-up.
+        guard names.contains(where: { $0.hasSuffix(".json") || FS.temporaryWriter($0) != nil }) else { return }
         FS.removeOrphanedTemporaries(in: leasesDir, names: names)
         for name in names where name.hasSuffix(".json") {
             let networkID = String(name.dropLast(5))

@@ -7,9 +7,9 @@
 #   2. container-to-container TCP throughput (iperf3) over a hako network vs a
 #      veth/bridge pair set up by hand in the same run (goal: >= 0.97x):
 #      IPERF_ROUNDS rounds of one transfer each way, their order alternated,
-#      the median of the rounds' ratios: here one flow's 3 s swing between 12
-#      and 19 Gbit/s from one round to the next, a hand-made one's as much as
-#      hako's (docs/benchmarks.md).
+#      the median of the rounds' ratios: on this VM a flow's 3 s rounds swing
+#      between 12 and 19 Gbit/s one after another, the hand-made flow's as
+#      much as hako's (docs/benchmarks.md).
 #      IPERF_ROUNDS=0 leaves it out (the start figure alone).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)

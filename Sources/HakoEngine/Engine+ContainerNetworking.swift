@@ -322,7 +322,7 @@ extension Engine {
     /// "address<TAB>name name…" and a newline. A loop rather than
     /// `joined(separator:)`: the standard library's runs unspecialized, and
     /// its first call in a process made the runtime scan every conformance
-    /// record of the binary (~0.15 ms of a bridge start).
+    /// record of the binary (tens to hundreds of µs of a bridge start).
     static func appendHostsLine(_ text: inout String, _ address: IPv4Address, _ names: [String]) {
         text += address.description
         for (i, name) in names.enumerated() {

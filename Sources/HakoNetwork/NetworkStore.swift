@@ -172,7 +172,7 @@ public struct NetworkStore: Sendable {
     func migrateLegacyLeases() {
         let names = (try? FS.list(leasesDir)) ?? []
         // FS.temporaryWriter, not String.contains: the latter's searcher made the
-        // runtime scan every conformance record (~0.1 ms) on each lease look-up.
+        // runtime scan every conformance record on each lease look-up.
         guard names.contains(where: { $0.hasSuffix(".json") || FS.temporaryWriter($0) != nil }) else { return }
         FS.removeOrphanedTemporaries(in: leasesDir, names: names)
         for name in names where name.hasSuffix(".json") {

@@ -89,11 +89,17 @@ public func randomBytes(_ count: Int) -> [UInt8] {
     return out
 }
 
-public func hexString(_ bytes: [UInt8]) -> String {
+/// Lower-case hex, two digits a byte; `separator` between the bytes if given
+/// ("02:42:ac:11:00:02").
+public func hexString(_ bytes: [UInt8], separator: UInt8? = nil) -> String {
     let digits = Array("0123456789abcdef".utf8)
     var out = [UInt8]()
-    out.reserveCapacity(bytes.count * 2)
-    for b in bytes { out.append(digits[Int(b >> 4)]); out.append(digits[Int(b & 15)]) }
+    out.reserveCapacity(bytes.count * 3)
+    for (i, b) in bytes.enumerated() {
+        if i > 0, let separator { out.append(separator) }
+        out.append(digits[Int(b >> 4)])
+        out.append(digits[Int(b & 15)])
+    }
     return String(decoding: out, as: UTF8.self)
 }
 

@@ -147,9 +147,10 @@ private struct KeyedReader<Key: CodingKey>: KeyedDecodingContainerProtocol {
     let codingPath: [any CodingKey]
 
     /// A plain loop: `compactMap` over the keys ran unspecialized, and the
-    /// runtime resolved its `Element` by scanning every conformance record of
-    /// the binary (~0.1 ms the first time in a process: any `[String: T]`
-    /// decoded, as a network's labels are on every bridge start).
+    /// runtime resolved its `Element` by scanning every conformance record
+    /// of the binary (tens to hundreds of µs, the first time in a process:
+    /// any `[String: T]` decoded, as a network's labels are on every bridge
+    /// start).
     var allKeys: [Key] {
         var keys: [Key] = []
         keys.reserveCapacity(members.count)

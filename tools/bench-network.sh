@@ -68,6 +68,15 @@ for r in $(seq "$START_ROUNDS"); do
   echo "$n $b" >> "$W/start-rounds"
 done
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
+# A distribution-free interval of at least 95% for the median: the k-th
+# smallest and k-th largest of n values, k the largest with
+# 2 * P(Binomial(n, 1/2) < k) <= 0.05 (n = 12: the 3rd and the 10th).
+median_interval() {
+  sort -g | awk '{ v[NR] = $1 } END {
+    n = NR; p = 0.5 ^ n; c = 0; k = 0
+    for (i = 0; i < n; i++) { c += p; if (2 * c > 0.05) break; k = i + 1; p = p * (n - i) / (i + 1) }
+    if (k < 1) print "-"; else printf "%.2f-%.2f\n", v[k], v[n + 1 - k] }'
+}
 none=$(awk '{ print $1 }' "$W/start-rounds" | median)
 bridge=$(awk '{ print $2 }' "$W/start-rounds" | median)
 added=$(awk '{ print $2 - $1 }' "$W/start-rounds" | median)
@@ -140,7 +149,9 @@ printf '| default bridge | %.2f | %+.2f ms |\n' "$cbridge" "$(awk -v a="$cbridge
 tcp_ratio=$(awk '{ print $1 / $2 }' "$W/tcp-rounds" | median)
 hako_gbps=$(awk '{ print $1 / 1e9 }' "$W/tcp-rounds" | median)
 hand_gbps=$(awk '{ print $2 / 1e9 }' "$W/tcp-rounds" | median)
+tcp_interval=$(awk '{ print $1 / $2 }' "$W/tcp-rounds" | median_interval)
 printf '\n| TCP container to container (iperf3, %s rounds of %s s) | median Gbit/s | vs by hand (median of the rounds'"'"' ratios) | goal |\n|---|---|---|---|\n' "$ROUNDS" "$SECS"
 printf '| hako network | %.2f | %.2f | >= 0.97 |\n' "$hako_gbps" "$tcp_ratio"
 printf '| bridge + veth by hand (iproute2) | %.2f | 1.00 | |\n' "$hand_gbps"
 printf '\nhako / by hand, each round: %s\n' "$(awk '{ printf "%.2f ", $1 / $2 }' "$W/tcp-rounds")"
+printf 'median ratio %.2f, 95%% interval %s\n' "$tcp_ratio" "$tcp_interval"

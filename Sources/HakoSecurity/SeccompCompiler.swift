@@ -98,7 +98,7 @@ public struct SeccompCompiler: Sendable {
 
     func cacheKey(fingerprint: String, capabilities: UInt64) -> String {
         let v = seccomp_version()?.pointee
-        return "hako-seccomp-3\n\(fingerprint)\ncaps \(String(capabilities, radix: 16))\narch \(host.arch)\n"
+        return "hako-seccomp-4\n\(fingerprint)\ncaps \(String(capabilities, radix: 16))\narch \(host.arch)\n"
             + "kernel \(host.kernel.major).\(host.kernel.minor)\nlibseccomp \(v?.major ?? 0).\(v?.minor ?? 0).\(v?.micro ?? 0)\n"
     }
 
@@ -136,8 +136,15 @@ public struct SeccompCompiler: Sendable {
         return !bpf.isEmpty && bpf.count % 8 == 0 ? bpf : nil
     }
 
-    /// Pure (but for libseccomp): profile → BPF bytes.
+    /// Pure (but for libseccomp): profile → BPF bytes. libseccomp's filter,
+    /// with the same decisions in fewer instructions: the kernel JIT-compiles
+    /// each of them at every start (SeccompRanges).
     public static func compile(_ profile: SeccompProfile, capabilities: UInt64, host: SeccompHost) throws -> [UInt8] {
+        SeccompRanges.compact(try libseccompFilter(profile, capabilities: capabilities, host: host))
+    }
+
+    /// The filter as libseccomp exports it.
+    static func libseccompFilter(_ profile: SeccompProfile, capabilities: UInt64, host: SeccompHost) throws -> [UInt8] {
         let defaultAction = try action(profile.defaultAction, errno: profile.defaultErrnoRet, defaultErrno: profile.defaultErrnoRet)
         guard let ctx = seccomp_init(defaultAction) else {
             throw HakoError(.invalidArgument("seccomp"), "seccomp: invalid default action \(profile.defaultAction)")

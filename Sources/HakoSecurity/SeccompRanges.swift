@@ -2,28 +2,29 @@
 /// numbers into a tree over *ranges* of them.
 ///
 /// libseccomp tests each syscall of a rule by itself: Docker's default profile
-/// on x86_64 (three architectures, ~370 syscalls each) becomes ~1,400
-/// instructions. The kernel converts and JIT-compiles every one of them at
-/// each container's start, ~0.35 µs an instruction on this machine kind: about
-/// half a millisecond, most of what the default hardening costs a start. Most
-/// runs of consecutive numbers share one outcome, so a tree over those runs
-/// says the same in a third of the instructions.
+/// on x86_64 (the x86_64, i386 and x32 calls) becomes ~1,200 instructions. The
+/// kernel converts and JIT-compiles every one of them at each container's
+/// start: ~0.5 ms on this machine kind, most of what the default hardening
+/// costs a start. Most runs of consecutive numbers share one outcome, so a
+/// tree over those runs, its few `ret`s shared, says the same in about a
+/// quarter of the instructions (1,227 → 316; installed in ~0.2 ms).
 ///
 /// How: the filter is run symbolically, with the architecture a constant and
 /// the syscall number an interval, from the first instruction until every
 /// path ends in a `ret` or in an instruction this pass does not reason about
-/// (a load of the arguments or of the instruction pointer, an ALU operation, …).
-/// That yields, per architecture, the number line cut into intervals, each
-/// with a fixed action or "continue at instruction p". The new filter
-/// dispatches on the architecture, walks a balanced tree over those intervals,
-/// and continues every "continue at p" in a verbatim copy of the original
-/// instructions reachable from p (argument checks keep libseccomp's code). So
-/// for every input the new filter returns what the original returns.
+/// (a load of an argument or of the instruction pointer, an ALU operation, a
+/// test of the number's bits, …). That yields, per architecture, the number
+/// line cut into intervals, each with a fixed action or "continue at
+/// instruction p". The new filter dispatches on the architecture, walks a
+/// balanced tree over those intervals, and continues every "continue at p" in
+/// a verbatim copy of the original instructions reachable from p (argument
+/// checks keep libseccomp's code). So for every input the new filter returns
+/// what the original returns, in no more steps.
 ///
-/// Anything outside the shape described — another comparison on the
-/// architecture than equality, a test of the number's bits, a path that never
-/// ends — returns the original filter unchanged, as does a result that is not
-/// smaller.
+/// Anything outside that shape — a test of the architecture other than
+/// equality, a test of the accumulator before any load, a jump out of the
+/// program, a path too long to follow — returns the original filter
+/// unchanged, as does a result that is not smaller.
 enum SeccompRanges {
     struct Instruction: Equatable {
         var op: UInt16
@@ -45,11 +46,11 @@ enum SeccompRanges {
     static let archOffset: UInt32 = 4
 
     /// What the accumulator holds where the symbolic run stopped.
-    enum Field: Equatable { case none, nr, arch }
+    enum Field: Hashable { case none, nr, arch }
 
     /// How a stretch of syscall numbers ends: an action, or the original
     /// code from an instruction on (with the accumulator holding `field`).
-    enum Outcome: Equatable {
+    enum Outcome: Hashable {
         case action(UInt32)
         case code(pc: Int, field: Field)
     }
@@ -246,7 +247,12 @@ enum SeccompRanges {
             let intervals = sections[n].intervals
             let tests = intervals.count > 1
             if tests { out.append(Instruction(op: loadWord, jt: 0, jf: 0, k: nrOffset)) }
-            emitTree(intervals[...], accumulator: tests ? .nr : .arch, into: &out, fixups: &fixups)
+            if tests, let pooled = pooledTree(intervals) {
+                fixups += pooled.fixups.map { (out.count + $0.at, $0.label) }
+                out += pooled.code
+            } else {
+                emitTree(intervals[...], accumulator: tests ? .nr : .arch, into: &out, fixups: &fixups)
+            }
         }
         let tailStart = out.count
         for pc in tail {
@@ -275,6 +281,61 @@ enum SeccompRanges {
             out[f.at].k = UInt32(target - f.at - 1)
         }
         return out
+    }
+
+    /// The same tree with its leaves shared: the tests in preorder, each one's
+    /// branches jumping straight to the next test or to one of the section's
+    /// few `ret` instructions (placed once, after the tests), or to a jump
+    /// into the original's tail. Nil when a branch would jump further than a
+    /// test can (255 instructions): `emitTree` then writes every leaf in place.
+    static func pooledTree(_ intervals: [Interval]) -> (code: [Instruction], fixups: [(at: Int, label: Label)])? {
+        // The tests, in preorder: the boundary and where each branch goes.
+        enum Target { case test(Int), leaf(Outcome) }
+        var tests: [(k: UInt32, above: Target, below: Target)] = []
+        func build(_ r: ArraySlice<Interval>) -> Target {
+            if r.count == 1, let only = r.first { return .leaf(only.outcome) }
+            let mid = r.startIndex + (r.count - 1) / 2
+            let n = tests.count
+            tests.append((r[mid].hi, .leaf(.action(0)), .leaf(.action(0))))
+            let below = build(r[...mid])
+            let above = build(r[(mid + 1)...])
+            tests[n] = (r[mid].hi, above, below)
+            return .test(n)
+        }
+        _ = build(intervals[...])
+        // After the tests: one `ret` per action, then one jump per place in the original.
+        var slot: [Outcome: Int] = [:]
+        var leaves: [Outcome] = []
+        for t in tests {
+            for target in [t.below, t.above] {
+                if case .leaf(let o) = target, slot[o] == nil { slot[o] = tests.count + leaves.count; leaves.append(o) }
+            }
+        }
+        var code: [Instruction] = []
+        for (n, t) in tests.enumerated() {
+            func offset(_ target: Target) -> Int {
+                switch target {
+                case .test(let m): return m - n - 1
+                case .leaf(let o): return (slot[o] ?? 0) - n - 1
+                }
+            }
+            let (jt, jf) = (offset(t.above), offset(t.below))
+            guard jt >= 0, jf >= 0, jt <= 255, jf <= 255 else { return nil }
+            code.append(Instruction(op: jumpGreater, jt: UInt8(jt), jf: UInt8(jf), k: t.k))
+        }
+        var fixups: [(at: Int, label: Label)] = []
+        for o in leaves {
+            switch o {
+            case .action(let k):
+                code.append(Instruction(op: returnConstant, jt: 0, jf: 0, k: k))
+            case .code(let pc, let field):
+                // Every test leaves the number in the accumulator.
+                guard field != .arch else { return nil }
+                fixups.append((code.count, .original(pc)))
+                code.append(Instruction(op: jumpAlways, jt: 0, jf: 0, k: 0))
+            }
+        }
+        return (code, fixups)
     }
 
     /// A balanced tree over `intervals` (contiguous, in order), the accumulator

@@ -102,6 +102,27 @@ import Testing
         #expect(after <= before)
     }
 
+    /// Every other x86_64 syscall allowed: ~450 intervals, too many for one
+    /// test's 8-bit jumps to reach a shared `ret`; the tree then writes its
+    /// leaves in place and jumps over long branches.
+    @Test func manyRanges() throws {
+        let host = SeccompHost(arch: "amd64", kernel: (6, 1))
+        let names = stride(from: Int32(0), to: 460, by: 2).compactMap { nr -> String? in
+            guard let p = seccomp_syscall_resolve_num_arch(UInt32(0xC000_003E), nr) else { return nil }
+            defer { free(p) }
+            return String(cString: p)
+        }
+        #expect(names.count > 150)
+        let p = SeccompProfile(defaultAction: "SCMP_ACT_ERRNO", architectures: ["SCMP_ARCH_X86_64"], syscalls: [.init(names)])
+        let (before, after) = try expectSameDecisions(p, capabilities: 0, host: host, arches: [Self.x86_64])
+        #expect(after <= before)
+        // The path taken: no shared leaves.
+        var constants: Set<UInt32> = []
+        let original = SeccompRanges.decode(try SeccompCompiler.libseccompFilter(p, capabilities: 0, host: host))
+        let intervals = try SeccompRanges.partition(original, arch: Self.x86_64, archConstants: &constants)
+        #expect(intervals.count > 300 && SeccompRanges.pooledTree(intervals) == nil)
+    }
+
     @Test func whatItCannotReasonAboutIsKept() {
         typealias I = SeccompRanges.Instruction
         // A test of the architecture other than equality: the filter comes back unchanged.

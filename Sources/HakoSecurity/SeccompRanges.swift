@@ -19,7 +19,8 @@
 /// balanced tree over those intervals, and continues every "continue at p" in
 /// a verbatim copy of the original instructions reachable from p (argument
 /// checks keep libseccomp's code). So for every input the new filter returns
-/// what the original returns, in no more steps.
+/// what the original returns; a call walks about as many instructions as
+/// before (a balanced tree either way).
 ///
 /// Anything outside that shape — a test of the architecture other than
 /// equality, a test of the accumulator before any load, a jump out of the
@@ -202,7 +203,10 @@ enum SeccompRanges {
             pending.formUnion(found.subtracting(done))
         }
         guard !done.contains(other) else { throw Unsupported() }
-        sections.sort { ($0.arch ?? 0) < ($1.arch ?? 0) }
+        // Tested in the original's order (libseccomp puts the native architecture first).
+        var rank: [UInt32: Int] = [:]
+        for (pc, i) in code.enumerated() where i.op == jumpEqual && done.contains(i.k) && rank[i.k] == nil { rank[i.k] = pc }
+        sections.sort { (rank[$0.arch ?? 0] ?? .max, $0.arch ?? 0) < (rank[$1.arch ?? 0] ?? .max, $1.arch ?? 0) }
         sections.append((nil, try partition(code, arch: other, archConstants: &constants)))
         guard constants.isSubset(of: done) else { throw Unsupported() }
 

@@ -190,7 +190,7 @@ enum SeccompRanges {
         // (every such one is treated alike: only equality tests them).
         var constants: Set<UInt32> = []
         var other: UInt32 = 0
-        _ = try partition(code, arch: other, archConstants: &constants)
+        var otherIntervals = try partition(code, arch: other, archConstants: &constants)
         while constants.contains(other) { other &+= 1 }
         var sections: [(arch: UInt32?, intervals: [Interval])] = []
         var done: Set<UInt32> = []
@@ -207,7 +207,9 @@ enum SeccompRanges {
         var rank: [UInt32: Int] = [:]
         for (pc, i) in code.enumerated() where i.op == jumpEqual && done.contains(i.k) && rank[i.k] == nil { rank[i.k] = pc }
         sections.sort { (rank[$0.arch ?? 0] ?? .max, $0.arch ?? 0) < (rank[$1.arch ?? 0] ?? .max, $1.arch ?? 0) }
-        sections.append((nil, try partition(code, arch: other, archConstants: &constants)))
+        // The first walk's, unless 0 turned out to be an architecture the filter names.
+        if other != 0 { otherIntervals = try partition(code, arch: other, archConstants: &constants) }
+        sections.append((nil, otherIntervals))
         guard constants.isSubset(of: done) else { throw Unsupported() }
 
         // The original's instructions every "continue at p" can reach, in order.

@@ -9,14 +9,9 @@ import Testing
 struct SeccompMachine {
     enum Fault: Error { case badOpcode(UInt16), badLoad(UInt32), noReturn }
 
-    let code: [(op: UInt16, jt: UInt8, jf: UInt8, k: UInt32)]
+    let code: [SeccompRanges.Instruction]
 
-    init(_ bytes: [UInt8]) {
-        code = stride(from: 0, to: bytes.count, by: 8).map { i in
-            (UInt16(bytes[i]) | UInt16(bytes[i + 1]) << 8, bytes[i + 2], bytes[i + 3],
-             UInt32(bytes[i + 4]) | UInt32(bytes[i + 5]) << 8 | UInt32(bytes[i + 6]) << 16 | UInt32(bytes[i + 7]) << 24)
-        }
-    }
+    init(_ bytes: [UInt8]) { code = SeccompRanges.decode(bytes) }
 
     func run(nr: Int32, arch: UInt32, args: [UInt64] = []) throws -> UInt32 { try trace(nr: nr, arch: arch, args: args).action }
 

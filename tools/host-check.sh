@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Snapshots what hako's tests could leave on the host (mounts, cgroups,
-# links, nftables tables, netns, processes) and compares after the suite.
+# links, nftables tables, netns, hako-runtime's default root, processes) and compares after the suite.
 #   host-check.sh snapshot FILE   |   host-check.sh compare FILE
 set -u
 state() {
@@ -9,6 +9,7 @@ state() {
   echo "## links"; ip -o link 2>/dev/null | awk -F': ' '{print $2}' | grep -E 'hako|veth|vxlan' | sort
   echo "## netns"; ip netns list 2>/dev/null | awk '{print $1}' | sort
   echo "## nft"; nft list tables 2>/dev/null | grep -i hako | sort
+  echo "## runtime root"; find /run/hako-runtime 2>/dev/null | sort  # hako-runtime's default --root (podman names none)
   echo "## processes"; pgrep -a -f '(^|/)hako(-monitor|-runtime)?( |$)' 2>/dev/null | grep -v host-check | awk '{$1=""; print}' | sort
   true  # a section with nothing in it is not a failure
 }

@@ -52,6 +52,27 @@ import Testing
         Issue.record("cgroup \(parent) could not be removed")
     }
 
+    /// What of `dir` and its ancestors up to `top` exists now, and a closure that
+    /// removes whatever is added under them later. podman calls hako-runtime
+    /// without a `--root` (its `--runtime-flag` is not passed on to the clean-up
+    /// conmon runs after `--rm`), so the runtime keeps its default root and
+    /// caches podman's seccomp filter in it: the test takes that back out.
+    func restoring(_ dir: String, top: String) -> () -> Void {
+        let fm = FileManager.default
+        var chain = [dir]
+        while let last = chain.last, last != top, let slash = last.lastIndex(of: "/"), slash != last.startIndex {
+            chain.append(String(last[..<slash]))
+        }
+        let existed = Set(chain.filter { fm.fileExists(atPath: $0) })
+        let before = Set((try? fm.contentsOfDirectory(atPath: dir)) ?? [])
+        return {
+            for entry in (try? fm.contentsOfDirectory(atPath: dir)) ?? [] where !before.contains(entry) {
+                try? fm.removeItem(atPath: "\(dir)/\(entry)")
+            }
+            for d in chain where !existed.contains(d) { rmdir(d) }
+        }
+    }
+
     @Test func podmanRunsContainersWithHakoRuntime() throws {
         guard FileManager.default.isExecutableFile(atPath: "/usr/bin/podman") else {
             Issue.record("podman is not installed (make deps)")
@@ -61,6 +82,8 @@ import Testing
         let t = host.base + "/podman"
         let parent = "/hako-podman-test-\(getpid())"
         defer { removeCgroupTree(parent) }
+        let restoreRuntimeRoot = restoring("/run/hako-runtime/.cache/seccomp", top: "/run/hako-runtime")
+        defer { restoreRuntimeRoot() }
         let podman = ["/usr/bin/podman", "--root", t + "/storage", "--runroot", t + "/runroot", "--tmpdir", t + "/tmp",
                       "--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "file",
                       "--runtime", Binaries.runtime]

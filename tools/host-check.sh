@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Snapshots what hako's tests could leave on the host (mounts, cgroups,
-# links, nftables tables, netns, hako-runtime's default root, processes) and compares after the suite.
+# links, nftables tables, netns, hako-runtime's default root, processes) and
+# compares after the suite.
 #   host-check.sh snapshot FILE   |   host-check.sh compare FILE
 set -u
 state() {

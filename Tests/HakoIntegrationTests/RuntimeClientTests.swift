@@ -52,24 +52,22 @@ import Testing
         Issue.record("cgroup \(parent) could not be removed")
     }
 
-    /// What of `dir` and its ancestors up to `top` exists now, and a closure that
-    /// removes whatever is added under them later. podman calls hako-runtime
-    /// without a `--root` (its `--runtime-flag` is not passed on to the clean-up
-    /// conmon runs after `--rm`), so the runtime keeps its default root and
-    /// caches podman's seccomp filter in it: the test takes that back out.
-    func restoring(_ dir: String, top: String) -> () -> Void {
+    /// podman calls hako-runtime without a `--root` (its `--runtime-flag` is not
+    /// passed on to the clean-up conmon runs after `--rm`), so the runtime keeps
+    /// its default root and caches podman's seccomp filter in it. Returns a
+    /// closure that removes what the test adds there: new cache entries, and
+    /// the directories that did not exist before.
+    func restoringRuntimeRoot() -> () -> Void {
         let fm = FileManager.default
-        var chain = [dir]
-        while let last = chain.last, last != top, let slash = last.lastIndex(of: "/"), slash != last.startIndex {
-            chain.append(String(last[..<slash]))
-        }
-        let existed = Set(chain.filter { fm.fileExists(atPath: $0) })
-        let before = Set((try? fm.contentsOfDirectory(atPath: dir)) ?? [])
+        let cache = "/run/hako-runtime/.cache/seccomp"
+        let dirs = [cache, "/run/hako-runtime/.cache", "/run/hako-runtime"]  // deepest first
+        let existed = Set(dirs.filter { fm.fileExists(atPath: $0) })
+        let before = Set((try? fm.contentsOfDirectory(atPath: cache)) ?? [])
         return {
-            for entry in (try? fm.contentsOfDirectory(atPath: dir)) ?? [] where !before.contains(entry) {
-                try? fm.removeItem(atPath: "\(dir)/\(entry)")
+            for entry in (try? fm.contentsOfDirectory(atPath: cache)) ?? [] where !before.contains(entry) {
+                try? fm.removeItem(atPath: "\(cache)/\(entry)")
             }
-            for d in chain where !existed.contains(d) { rmdir(d) }
+            for d in dirs where !existed.contains(d) { rmdir(d) }
         }
     }
 
@@ -82,7 +80,7 @@ import Testing
         let t = host.base + "/podman"
         let parent = "/hako-podman-test-\(getpid())"
         defer { removeCgroupTree(parent) }
-        let restoreRuntimeRoot = restoring("/run/hako-runtime/.cache/seccomp", top: "/run/hako-runtime")
+        let restoreRuntimeRoot = restoringRuntimeRoot()
         defer { restoreRuntimeRoot() }
         let podman = ["/usr/bin/podman", "--root", t + "/storage", "--runroot", t + "/runroot", "--tmpdir", t + "/tmp",
                       "--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "file",
